@@ -1,0 +1,96 @@
+/* The op table every compute backend fills (DESIGN.md §4).
+ *
+ * Buffers are backend memory (host memory for the CPU backend, device memory for CUDA); the
+ * caller moves data in and out with upload/download. Activations are f32. Weights are read in
+ * their storage dtype through a zt_weight (pointer + dtype), so a layer's master weights and a
+ * staged, perturbed copy are passed the same way. Every op returns a zt_status and never exits.
+ *
+ * Shape legend: N rows, C/IC/OC columns, B batch, T sequence, H heads, D head dim, V vocab,
+ * R rows that carry a target.
+ */
+#ifndef ZT_BACKEND_H
+#define ZT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/alloc.h"
+#include "zotune.h"
+
+typedef struct zt_backend zt_backend;
+
+/* A read-only weight tensor in backend memory, in its storage dtype. data == NULL means absent
+ * (e.g. a linear layer without bias). */
+typedef struct zt_weight {
+    const void *data;
+    zt_dtype dtype;
+} zt_weight;
+
+typedef struct zt_backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    void (*destroy)(zt_backend *be);
+
+    /* ---- memory (tracked by category, see core/alloc.h) ---- */
+    zt_status (*alloc)(zt_backend *be, size_t n_bytes, zt_mem_category category, void **out);
+    void (*free)(zt_backend *be, void *ptr, size_t n_bytes, zt_mem_category category);
+    zt_status (*upload)(zt_backend *be, void *dst, const void *host_src, size_t n_bytes);
+    zt_status (*download)(zt_backend *be, void *host_dst, const void *src, size_t n_bytes);
+    zt_status (*sync)(zt_backend *be);
+
+    /* ---- forward ops ---- */
+
+    /* out[n,:] (= or +=) table[rows[n],:]. Embedding lookup (accumulate=0) and learned positions
+     * (accumulate=1). A row index outside [0, n_table_rows) is an error naming the index. */
+    zt_status (*gather_rows)(zt_backend *be, float *out, /* (N,C) */
+                             const int32_t *rows,        /* (N) */
+                             zt_weight table,            /* (n_table_rows,C) */
+                             int n_rows, int n_table_rows, int n_cols, int accumulate);
+
+    /* out = (x - mean) / sqrt(var + eps) * gamma + beta per row; biased variance, as PyTorch.
+     * out may equal in. gamma/beta absent => 1 / 0 (elementwise_affine = false). */
+    zt_status (*layernorm)(zt_backend *be, float *out, /* (N,C) */
+                           const float *in,            /* (N,C) */
+                           zt_weight gamma, zt_weight beta, /* (C), (C) */
+                           int n_rows, int n_cols, float eps);
+
+    /* out = in @ W^T (+ bias) (then ReLU if relu). W stored [OC, IC] as nn.Linear. out != in. */
+    zt_status (*linear)(zt_backend *be, float *out, /* (N,OC) */
+                        const float *in,            /* (N,IC) */
+                        zt_weight w,                /* (OC,IC) */
+                        zt_weight bias,             /* (OC) or absent */
+                        int n_rows, int in_features, int out_features, int relu);
+
+    /* Causal self-attention with a padding mask, heads as column blocks of width D = C/H.
+     * Query i of sequence b attends to keys j <= i with key_mask[b,j] != 0. q is multiplied by
+     * q_scale element-wise before QK^T (HF scales the q_proj output). A query with no admissible
+     * key (a left-pad row) gets zeros. out must not alias q, k or v. */
+    zt_status (*attention)(zt_backend *be, float *out, /* (B,T,C) */
+                           const float *q, const float *k, const float *v, /* (B,T,C) each */
+                           const int32_t *key_mask,                        /* (B,T) */
+                           int batch, int seq_len, int n_heads, int head_dim, float q_scale);
+
+    /* x += y, elementwise. */
+    zt_status (*add)(zt_backend *be, float *x, const float *y, size_t n_elems);
+
+    /* logprob[r] = log_softmax(logits[r,:])[targets[r]], accumulated in at least f32 with the
+     * max subtracted. A target outside [0, V) is an error naming the row. */
+    zt_status (*target_logprobs)(zt_backend *be, float *logprob, /* (R) */
+                                 const float *logits,            /* (R,V) */
+                                 const int32_t *targets,         /* (R) */
+                                 int n_rows, int vocab);
+} zt_backend_ops;
+
+struct zt_backend {
+    const zt_backend_ops *ops;
+    void *impl; /* backend-private state */
+};
+
+/* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not
+ * compiled in or no device). n_threads <= 0 means all cores (CPU backend). */
+zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
+void zt_backend_destroy(zt_backend *be);
+
+/* The CPU backend's constructor (kernels/cpu). */
+zt_status zt_cpu_backend_create(int n_threads, zt_backend **out);
+
+#endif

@@ -1,0 +1,63 @@
+/* Bit-exact f16 / bf16 <-> f32 conversions, identical on host and device. Round-to-nearest-even
+ * on the way down; stochastic rounding lives with the update, where the RNG is. */
+#ifndef ZT_COMMON_DTYPE_H
+#define ZT_COMMON_DTYPE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "common/zt_hd.h"
+
+ZT_HD uint32_t zt_f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+ZT_HD float zt_bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+ZT_HD float zt_bf16_to_f32(uint16_t h) { return zt_bits_f32((uint32_t)h << 16); }
+
+ZT_HD uint16_t zt_f32_to_bf16(float f) {
+    uint32_t u = zt_f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+ZT_HD float zt_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu;
+    uint32_t mantissa = h & 0x3ffu;
+    if (exponent == 0x1fu) return zt_bits_f32(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0) {
+        if (mantissa == 0) return zt_bits_f32(sign);
+        /* subnormal: value = mantissa * 2^-24, exact in f32 */
+        float magnitude = (float)mantissa * 5.9604644775390625e-08f;
+        return sign ? -magnitude : magnitude;
+    }
+    return zt_bits_f32(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+ZT_HD uint16_t zt_f32_to_f16(float f) {
+    uint32_t u = zt_f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t abs_bits = u & 0x7fffffffu;
+    if (abs_bits > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);   /* NaN */
+    if (abs_bits >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  /* rounds to Inf */
+    if (abs_bits < 0x38800000u) {                                     /* f16 subnormal or zero */
+        /* Adding 0.5 (2^-1) aligns the f16 subnormal grid (2^-24) to the f32 ulp of 0.5 (2^-24),
+         * so the f32 add performs round-to-nearest-even for us. */
+        float magnitude = zt_bits_f32(abs_bits) + 0.5f;
+        return (uint16_t)(sign | (uint16_t)(zt_f32_bits(magnitude) - 0x3f000000u));
+    }
+    uint32_t mantissa_odd = (abs_bits >> 13) & 1u;
+    abs_bits += 0xc8000fffu + mantissa_odd; /* rebias exponent (-112 << 23) and round */
+    return (uint16_t)(sign | (abs_bits >> 13));
+}
+
+#endif
