@@ -1,0 +1,90 @@
+/* OPT decoder as HuggingFace's OPTForCausalLM computes it (reference/spec.md §1), built from
+ * backend ops. The model knows nothing of the CPU or CUDA: it only calls the op table. */
+#ifndef ZT_MODELS_OPT_H
+#define ZT_MODELS_OPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "io/opt_config.h"
+
+enum { ZT_TENSOR_NAME_MAX = 96 };
+
+/* One entry of the tensor table. Entries are in HF's named_parameters() order (spec §1.4); the
+ * index in that order is the tensor id used to address perturbations. */
+typedef struct zt_tensor_info {
+    char name[ZT_TENSOR_NAME_MAX]; /* canonical name, "model.decoder...." */
+    zt_dtype dtype;
+    int n_dims;
+    int64_t shape[2];
+    size_t n_elems;
+    size_t offset; /* bytes from the start of the model's single weight allocation */
+    int no_decay;  /* biases and layer norms: excluded from weight decay (MeZO's rule) */
+} zt_tensor_info;
+
+/* Indices into the tensor table for one decoder layer; -1 where absent (no bias). */
+typedef struct zt_opt_layer_ids {
+    int k_w, k_b, v_w, v_b, q_w, q_b, out_w, out_b;
+    int attn_ln_g, attn_ln_b, fc1_w, fc1_b, fc2_w, fc2_b, ffn_ln_g, ffn_ln_b;
+} zt_opt_layer_ids;
+
+typedef struct zt_model {
+    zt_opt_config cfg;
+    zt_backend *be;
+    void *weights; /* one backend allocation holding every tensor */
+    size_t weights_bytes;
+    zt_tensor_info *tensors;
+    int n_tensors;
+    /* table indices; -1 where the architecture has no such tensor */
+    int embed_tokens, embed_positions, project_out, project_in, final_ln_g, final_ln_b;
+    zt_opt_layer_ids *layers;
+} zt_model;
+
+/* Loads config.json + safetensors (single or sharded) from dir onto the backend. Accepts keys
+ * with or without "model.", ignores "decoder.version", accepts an lm_head.weight only if it is
+ * a byte-identical copy of embed_tokens (tied). Errors name the directory and tensor. */
+zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out);
+void zt_model_free(zt_model *model);
+
+/* Number of parameters, the tied head counted once (equals HF's model.num_parameters()). */
+size_t zt_model_parameter_count(const zt_model *model);
+size_t zt_opt_parameter_count(const zt_opt_config *cfg);
+
+/* A batch of padded sequences and the rows whose next-token log-probability is wanted.
+ * A target (row r = b*T + t, token y) asks for log p(y | tokens of sequence b up to t). */
+typedef struct zt_batch {
+    int batch, seq_len;
+    const int32_t *input_ids;      /* (B,T) host */
+    const int32_t *attention_mask; /* (B,T) host, 1 = token, 0 = pad */
+    int n_targets;
+    const int32_t *target_rows;    /* (R) host, b*T+t */
+    const int32_t *target_ids;     /* (R) host */
+} zt_batch;
+
+/* Activation buffers for batches up to max_batch x max_seq_len; reused across forwards. */
+typedef struct zt_opt_workspace zt_opt_workspace;
+
+/* Memory the forward needs, by category, for the given shape (weights excluded). */
+typedef struct zt_opt_memory_plan {
+    size_t weights_bytes;
+    size_t activation_bytes;
+    size_t total_bytes;
+} zt_opt_memory_plan;
+
+/* Rows of the tied LM head evaluated at once: bounds the logits scratch to this many x V. */
+enum { ZT_LM_HEAD_CHUNK_ROWS = 64 };
+
+void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes, int max_batch,
+                        int max_seq_len, zt_opt_memory_plan *plan);
+
+zt_status zt_opt_workspace_create(zt_model *model, int max_batch, int max_seq_len,
+                                  zt_opt_workspace **out);
+void zt_opt_workspace_free(zt_opt_workspace *ws);
+
+/* Runs the forward and writes log p(target) for every target row into logprobs (host, R).
+ * logits, if not NULL, receives the full logits of the target rows (host, (R,V)). */
+zt_status zt_opt_forward_logprobs(zt_model *model, zt_opt_workspace *ws, const zt_batch *batch,
+                                  float *logprobs, float *logits);
+
+#endif

@@ -1,0 +1,112 @@
+#include "cli/args.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void zt_args_print_help(const zt_arg_spec *spec) {
+    printf("usage: %s\n\n%s\n\noptions:\n", spec->usage, spec->description);
+    for (int i = 0; i < spec->n_options; i++) {
+        const zt_arg_option *o = &spec->options[i];
+        char left[64];
+        if (o->kind == ZT_ARG_FLAG)
+            snprintf(left, sizeof left, "--%s", o->name);
+        else
+            snprintf(left, sizeof left, "--%s %s", o->name, o->metavar ? o->metavar : "VALUE");
+        printf("  %-26s %s\n", left, o->help);
+    }
+    printf("  %-26s %s\n", "--help", "show this help and exit");
+}
+
+static int set_value(const char *command, const zt_arg_option *o, const char *value) {
+    char *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case ZT_ARG_INT: {
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < INT_MIN || v > INT_MAX) {
+            fprintf(stderr, "%s: --%s expects an integer, got '%s'\n", command, o->name, value);
+            return ZT_ARGS_ERROR;
+        }
+        *(int *)o->target = (int)v;
+        return ZT_ARGS_OK;
+    }
+    case ZT_ARG_DOUBLE: {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end) {
+            fprintf(stderr, "%s: --%s expects a number, got '%s'\n", command, o->name, value);
+            return ZT_ARGS_ERROR;
+        }
+        *(double *)o->target = v;
+        return ZT_ARGS_OK;
+    }
+    case ZT_ARG_STRING: *(const char **)o->target = value; return ZT_ARGS_OK;
+    case ZT_ARG_FLAG: break;
+    }
+    return ZT_ARGS_ERROR;
+}
+
+int zt_args_parse(const zt_arg_spec *spec, int argc, char **argv, int first,
+                  const char **positional, int *n_positional) {
+    const char *command = spec->command;
+    *n_positional = 0;
+    int only_positional = 0;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_positional || strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            if (!only_positional && strcmp(arg, "--") == 0) {
+                only_positional = 1;
+                continue;
+            }
+            if (*n_positional >= spec->max_positional) {
+                fprintf(stderr, "%s: unexpected argument '%s'\n(see --help)\n", command, arg);
+                return ZT_ARGS_ERROR;
+            }
+            positional[(*n_positional)++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--help") == 0) {
+            zt_args_print_help(spec);
+            return ZT_ARGS_HELP;
+        }
+        const char *name = arg + 2;
+        const char *equals = strchr(name, '=');
+        size_t name_len = equals ? (size_t)(equals - name) : strlen(name);
+        const zt_arg_option *o = NULL;
+        for (int k = 0; k < spec->n_options && !o; k++)
+            if (strlen(spec->options[k].name) == name_len &&
+                strncmp(spec->options[k].name, name, name_len) == 0)
+                o = &spec->options[k];
+        if (!o) {
+            fprintf(stderr, "%s: unknown option '--%.*s'\n(see --help)\n", command, (int)name_len,
+                    name);
+            return ZT_ARGS_ERROR;
+        }
+        if (o->kind == ZT_ARG_FLAG) {
+            if (equals) {
+                fprintf(stderr, "%s: --%s takes no value\n", command, o->name);
+                return ZT_ARGS_ERROR;
+            }
+            *(int *)o->target = 1;
+            continue;
+        }
+        const char *value = equals ? equals + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: --%s needs a value (%s)\n", command, o->name,
+                        o->metavar ? o->metavar : "VALUE");
+                return ZT_ARGS_ERROR;
+            }
+            value = argv[++i];
+        }
+        int r = set_value(command, o, value);
+        if (r != ZT_ARGS_OK) return r;
+    }
+    if (*n_positional < spec->min_positional) {
+        fprintf(stderr, "%s: missing arguments\nusage: %s\n(see --help)\n", command, spec->usage);
+        return ZT_ARGS_ERROR;
+    }
+    return ZT_ARGS_OK;
+}

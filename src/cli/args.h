@@ -1,0 +1,37 @@
+/* GNU-style option parsing for the zotune subcommands: --name VALUE, --name=VALUE, flags,
+ * positional arguments, --help. Errors name the option. */
+#ifndef ZT_CLI_ARGS_H
+#define ZT_CLI_ARGS_H
+
+#include <stddef.h>
+
+typedef enum zt_arg_kind { ZT_ARG_FLAG, ZT_ARG_INT, ZT_ARG_DOUBLE, ZT_ARG_STRING } zt_arg_kind;
+
+typedef struct zt_arg_option {
+    const char *name;    /* without the leading "--" */
+    zt_arg_kind kind;
+    void *target;        /* int* (FLAG, INT), double*, const char** */
+    const char *metavar; /* shown in --help, e.g. "N" */
+    const char *help;
+} zt_arg_option;
+
+typedef struct zt_arg_spec {
+    const char *command;     /* "zotune info", prefixes every error */
+    const char *usage;       /* "zotune info MODEL_DIR [options]" */
+    const char *description; /* one paragraph */
+    const zt_arg_option *options;
+    int n_options;
+    int min_positional, max_positional;
+} zt_arg_spec;
+
+enum { ZT_ARGS_OK = 0, ZT_ARGS_HELP = 1, ZT_ARGS_ERROR = 2 };
+
+/* Parses argv[first..argc). Positional arguments go to positional[0..*n_positional).
+ * Returns ZT_ARGS_HELP after printing help to stdout, ZT_ARGS_ERROR after printing the problem
+ * and a hint to stderr. */
+int zt_args_parse(const zt_arg_spec *spec, int argc, char **argv, int first,
+                  const char **positional, int *n_positional);
+
+void zt_args_print_help(const zt_arg_spec *spec);
+
+#endif

@@ -1,0 +1,233 @@
+/* zotune score: per-example mean next-token NLL of pre-tokenized JSONL, with labels shifted
+ * and -100 ignored exactly as HF's OPTForCausalLM computes its loss. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/status.h"
+#include "io/jsonl.h"
+#include "loss.h"
+#include "opt.h"
+
+typedef struct record {
+    int line;
+    int length;
+    int32_t *input_ids;
+    int32_t *labels;
+} record;
+
+typedef struct record_list {
+    record *items;
+    int count, capacity;
+    int max_length;
+} record_list;
+
+static void records_free(record_list *list) {
+    for (int i = 0; i < list->count; i++) {
+        free(list->items[i].input_ids);
+        free(list->items[i].labels);
+    }
+    free(list->items);
+}
+
+static zt_status check_record(const zt_jsonl *in, const record *r, const zt_opt_config *cfg) {
+    const char *path = zt_jsonl_path(in);
+    if (r->length < 1) return zt_fail(ZT_ERR_FORMAT, "%s:%d: input_ids is empty", path, r->line);
+    if (r->length > cfg->max_position_embeddings)
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: %d tokens exceed max_position_embeddings %d", path,
+                       r->line, r->length, cfg->max_position_embeddings);
+    for (int t = 0; t < r->length; t++) {
+        if (r->input_ids[t] < 0 || r->input_ids[t] >= cfg->vocab_size)
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: input_ids[%d] = %d outside [0, %d)", path, r->line,
+                           t, r->input_ids[t], cfg->vocab_size);
+        if (r->labels[t] != -100 && (r->labels[t] < 0 || r->labels[t] >= cfg->vocab_size))
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: labels[%d] = %d outside [0, %d) and not -100",
+                           path, r->line, t, r->labels[t], cfg->vocab_size);
+    }
+    return ZT_OK;
+}
+
+/* Reads every record: "input_ids" required, "labels" optional (defaults to input_ids). */
+static zt_status read_records(const char *path, const zt_opt_config *cfg, record_list *list) {
+    zt_jsonl *in = NULL;
+    ZT_TRY(zt_jsonl_open(path, &in));
+    zt_status s = ZT_OK;
+    for (;;) {
+        cJSON *obj = NULL;
+        s = zt_jsonl_next(in, &obj);
+        if (s != ZT_OK || !obj) break;
+        record r = {zt_jsonl_line(in), 0, NULL, NULL};
+        s = zt_jsonl_int_array(in, obj, "input_ids", &r.input_ids, &r.length);
+        if (s == ZT_OK && cJSON_HasObjectItem(obj, "labels")) {
+            int n_labels = 0;
+            s = zt_jsonl_int_array(in, obj, "labels", &r.labels, &n_labels);
+            if (s == ZT_OK && n_labels != r.length)
+                s = zt_fail(ZT_ERR_FORMAT, "%s:%d: %d labels for %d input_ids", path, r.line,
+                            n_labels, r.length);
+        } else if (s == ZT_OK) {
+            r.labels = malloc((size_t)(r.length ? r.length : 1) * sizeof(int32_t));
+            if (!r.labels) s = zt_fail(ZT_ERR_NOMEM, "%s:%d: allocating labels", path, r.line);
+            else memcpy(r.labels, r.input_ids, (size_t)r.length * sizeof(int32_t));
+        }
+        cJSON_Delete(obj);
+        if (s == ZT_OK) s = check_record(in, &r, cfg);
+        if (s == ZT_OK && list->count == list->capacity) {
+            int capacity = list->capacity ? 2 * list->capacity : 64;
+            record *grown = realloc(list->items, (size_t)capacity * sizeof *grown);
+            if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: allocating records", path);
+            else {
+                list->items = grown;
+                list->capacity = capacity;
+            }
+        }
+        if (s != ZT_OK) {
+            free(r.input_ids);
+            free(r.labels);
+            break;
+        }
+        list->items[list->count++] = r;
+        if (r.length > list->max_length) list->max_length = r.length;
+    }
+    zt_jsonl_close(in);
+    if (s == ZT_OK && list->count == 0) s = zt_fail(ZT_ERR_FORMAT, "%s: no records", path);
+    return s;
+}
+
+/* Scores records [first, first+n): right-padded batch, one forward, per-example mean NLL. */
+static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *recs, int n,
+                             double *loss, int *n_tokens) {
+    int seq_len = 0;
+    for (int i = 0; i < n; i++) seq_len = recs[i].length > seq_len ? recs[i].length : seq_len;
+    size_t cells = (size_t)n * seq_len;
+    int32_t *ids = calloc(cells, sizeof *ids), *mask = calloc(cells, sizeof *mask);
+    int32_t *labels = malloc(cells * sizeof *labels);
+    float *logprobs = malloc(cells * sizeof *logprobs);
+    zt_targets targets = {0};
+    zt_status s = ids && mask && labels && logprobs ? ZT_OK
+                                                    : zt_fail(ZT_ERR_NOMEM, "allocating a batch");
+    for (size_t c = 0; s == ZT_OK && c < cells; c++) labels[c] = -100;
+    for (int i = 0; s == ZT_OK && i < n; i++) {
+        for (int t = 0; t < recs[i].length; t++) {
+            ids[(size_t)i * seq_len + t] = recs[i].input_ids[t];
+            mask[(size_t)i * seq_len + t] = 1;
+            labels[(size_t)i * seq_len + t] = recs[i].labels[t];
+        }
+        for (int t = recs[i].length; t < seq_len; t++)
+            ids[(size_t)i * seq_len + t] = m->cfg.pad_token_id;
+    }
+    if (s == ZT_OK) s = zt_targets_from_labels(n, seq_len, labels, m->cfg.vocab_size, &targets);
+    if (s == ZT_OK) {
+        zt_batch batch = {n, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
+        s = zt_opt_forward_logprobs(m, ws, &batch, logprobs, NULL);
+    }
+    if (s == ZT_OK) zt_lm_loss(logprobs, &targets, n, loss, n_tokens, NULL);
+    zt_targets_free(&targets);
+    free(ids);
+    free(mask);
+    free(labels);
+    free(logprobs);
+    return s;
+}
+
+int zt_cmd_score(int argc, char **argv) {
+    int json = 0, batch_size = 8, threads = 0;
+    const char *device = "cpu";
+    const zt_arg_option options[] = {
+        {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
+        {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
+        {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
+        {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default: all cores)"},
+    };
+    const zt_arg_spec spec = {
+        "zotune score", "zotune score MODEL_DIR DATA.jsonl [options]",
+        "Per-example mean next-token negative log-likelihood of JSONL records\n"
+        "{\"input_ids\": [...], \"labels\": [...]} (labels optional, -100 = ignored; labels are\n"
+        "shifted by one inside, as in HF's OPTForCausalLM), plus the token-weighted mean and\n"
+        "perplexity.",
+        options, (int)(sizeof options / sizeof options[0]), 2, 2};
+    const char *positional[2];
+    int n_positional = 0;
+    int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);
+    if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
+    if (batch_size <= 0) {
+        fprintf(stderr, "zotune score: --batch-size must be positive\n");
+        return 2;
+    }
+
+    zt_backend *be = NULL;
+    zt_model *model = NULL;
+    zt_opt_workspace *ws = NULL;
+    record_list records = {0};
+    double *loss = NULL;
+    int *n_tokens = NULL;
+    zt_status s = zt_backend_create(device, threads, &be);
+    if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
+    if (s == ZT_OK) s = read_records(positional[1], &model->cfg, &records);
+    if (s == ZT_OK) {
+        int max_batch = batch_size < records.count ? batch_size : records.count;
+        s = zt_opt_workspace_create(model, max_batch, records.max_length, &ws);
+    }
+    if (s == ZT_OK) {
+        loss = calloc((size_t)records.count, sizeof *loss);
+        n_tokens = calloc((size_t)records.count, sizeof *n_tokens);
+        if (!loss || !n_tokens) s = zt_fail(ZT_ERR_NOMEM, "allocating results");
+    }
+    for (int first = 0; s == ZT_OK && first < records.count; first += batch_size) {
+        int n = records.count - first < batch_size ? records.count - first : batch_size;
+        s = score_batch(model, ws, records.items + first, n, loss + first, n_tokens + first);
+        if (records.count > 4 * batch_size)
+            fprintf(stderr, "\rscored %d/%d", first + n, records.count);
+    }
+    if (records.count > 4 * batch_size) fprintf(stderr, "\n");
+
+    if (s == ZT_OK) {
+        double total_nll = 0.0;
+        long total_tokens = 0;
+        for (int i = 0; i < records.count; i++) {
+            total_nll += loss[i] * n_tokens[i];
+            total_tokens += n_tokens[i];
+        }
+        double mean = total_tokens ? total_nll / (double)total_tokens : NAN;
+        if (json) {
+            cJSON *root = cJSON_CreateObject(), *list = cJSON_CreateArray();
+            for (int i = 0; i < records.count; i++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "line", records.items[i].line);
+                cJSON_AddNumberToObject(e, "n_tokens", n_tokens[i]);
+                if (n_tokens[i]) cJSON_AddNumberToObject(e, "loss", loss[i]);
+                else cJSON_AddNullToObject(e, "loss");
+                cJSON_AddItemToArray(list, e);
+            }
+            cJSON_AddItemToObject(root, "examples", list);
+            cJSON_AddNumberToObject(root, "tokens", (double)total_tokens);
+            if (total_tokens) {
+                cJSON_AddNumberToObject(root, "mean_nll", mean);
+                cJSON_AddNumberToObject(root, "perplexity", exp(mean));
+            }
+            char *text = cJSON_PrintUnformatted(root);
+            if (text) puts(text);
+            cJSON_free(text);
+            cJSON_Delete(root);
+        } else {
+            printf("%8s %8s %14s\n", "line", "tokens", "mean_nll");
+            for (int i = 0; i < records.count; i++)
+                printf("%8d %8d %14.9g\n", records.items[i].line, n_tokens[i],
+                       n_tokens[i] ? loss[i] : NAN);
+            printf("%d examples, %ld tokens, mean NLL %.6f, perplexity %.4f\n", records.count,
+                   total_tokens, mean, exp(mean));
+        }
+    }
+    free(loss);
+    free(n_tokens);
+    records_free(&records);
+    zt_opt_workspace_free(ws);
+    zt_model_free(model);
+    zt_backend_destroy(be);
+    return s == ZT_OK ? 0 : zt_cli_report("score", s);
+}

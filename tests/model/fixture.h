@@ -1,0 +1,41 @@
+/* Reading reference arrays from a fixture's reference.safetensors (written by
+ * tools/make_fixtures.py with torch + transformers). */
+#ifndef ZT_TEST_FIXTURE_H
+#define ZT_TEST_FIXTURE_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+
+static const char *fixture_root(void) {
+    const char *root = getenv("ZT_FIXTURES");
+    return root ? root : "tests/fixtures";
+}
+
+static void fixture_path(char *buf, size_t size, const char *dir, const char *file) {
+    if (file)
+        snprintf(buf, size, "%s/%s/%s", fixture_root(), dir, file);
+    else
+        snprintf(buf, size, "%s/%s", fixture_root(), dir);
+}
+
+/* Copies tensor `name` (dtype I32 or F32 as asked) into a new array; exits the test if absent,
+ * since every later check depends on it. */
+static void *fixture_array(const zt_safetensors *st, const char *name, const char *dtype,
+                           size_t *n_elems, int64_t *shape) {
+    const zt_st_tensor *t = zt_st_find(st, name);
+    if (!t || strcmp(t->dtype, dtype) != 0) {
+        fprintf(stderr, "FATAL: fixture tensor %s (%s) missing or of another dtype\n", name, dtype);
+        exit(1);
+    }
+    void *data = malloc(t->n_bytes ? t->n_bytes : 1);
+    memcpy(data, t->data, t->n_bytes);
+    if (n_elems) *n_elems = t->n_elems;
+    if (shape)
+        for (int d = 0; d < t->n_dims; d++) shape[d] = t->shape[d];
+    return data;
+}
+
+#endif
