@@ -26,6 +26,45 @@ typedef struct zt_weight {
     zt_dtype dtype;
 } zt_weight;
 
+/* ---- perturbation and update (DESIGN.md §2; z addressing in kernels/common/perturb_rng.h) ---- */
+
+typedef enum zt_dist {
+    ZT_DIST_GAUSSIAN = 0,   /* cuRAND Box-Muller normals */
+    ZT_DIST_RADEMACHER = 1, /* +-1 from the top bit of each 32-bit word */
+} zt_dist; /* uniform-on-sphere = Gaussian with z_scale = radius / ||z|| (see z_sumsq) */
+
+/* One random direction of a step: coeff * z(seed, tensor, j). */
+typedef struct zt_direction {
+    uint64_t seed;
+    float coeff;
+} zt_direction;
+
+/* The perturbation of one tensor: sum_i terms[i].coeff * z_scale * z(terms[i].seed, T, j). */
+typedef struct zt_perturbation {
+    const zt_direction *terms; /* host memory */
+    int n_terms;
+    zt_dist dist;
+    float z_scale;
+} zt_perturbation;
+
+typedef enum zt_update_rule {
+    ZT_UPDATE_SGD = 0,      /* u = g */
+    ZT_UPDATE_SIGN = 1,     /* u = sign(g) elementwise (ZO-signSGD) */
+    ZT_UPDATE_MOMENTUM = 2, /* m = beta1*m + g; u = m          state: m (n) */
+    ZT_UPDATE_ADAMM = 3,    /* m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; vhat = max(vhat, v);
+                               u = m / (sqrt(vhat) + eps)       state: m, v, vhat (3 x n) */
+} zt_update_rule;
+
+/* theta <- theta - lr * (u(g) + weight_decay * theta), g the perturbation `grad`, in f32. */
+typedef struct zt_update {
+    zt_perturbation grad;
+    zt_update_rule rule;
+    float lr, weight_decay;
+    float beta1, beta2, eps;
+    int stochastic_rounding; /* f16/bf16 stores: round with RNG bits keyed by rounding_seed */
+    uint64_t rounding_seed;
+} zt_update;
+
 typedef struct zt_backend_ops {
     const char *name; /* "cpu", "cuda" */
     void (*destroy)(zt_backend *be);
@@ -78,6 +117,26 @@ typedef struct zt_backend_ops {
                                  const float *logits,            /* (R,V) */
                                  const int32_t *targets,         /* (R) */
                                  int n_rows, int vocab);
+
+    /* ---- perturbation ---- */
+
+    /* dst[j] = src[j] + perturbation(tensor_id, elem_offset + j) for j in [0, n), computed in
+     * f32 and stored in dst_dtype (round to nearest even). dst may equal src with the same
+     * dtype: that is MeZO's in-place mode. elem_offset addresses a slice of a larger tensor. */
+    zt_status (*perturb)(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) */
+                         zt_weight src,                                  /* (n) */
+                         uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
+                         const zt_perturbation *p);
+
+    /* *out = sum over j in [0, n) of z(seed, tensor_id, j)^2 in double: the regeneration pass
+     * that gives the norm for uniform-on-sphere directions. */
+    zt_status (*z_sumsq)(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
+                         size_t n_elems, zt_dist dist);
+
+    /* The once-per-step update of one tensor, regenerating z. state: NULL for SGD/SIGN, (n) f32
+     * for MOMENTUM, (3,n) f32 for ADAMM, in backend memory. */
+    zt_status (*update)(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
+                        uint32_t tensor_id, size_t n_elems, float *state, const zt_update *u);
 } zt_backend_ops;
 
 struct zt_backend {
