@@ -62,28 +62,52 @@ typedef struct zt_batch {
     const int32_t *target_ids;     /* (R) host */
 } zt_batch;
 
-/* Activation buffers for batches up to max_batch x max_seq_len; reused across forwards. */
+/* Activation buffers for batches up to max_batch x max_seq_len and up to max_variants
+ * variants per sweep, plus (when staging) the shadow buffers perturbed weights are staged into.
+ * Reused across forwards. */
 typedef struct zt_opt_workspace zt_opt_workspace;
 
-/* Memory the forward needs, by category, for the given shape (weights excluded). */
+typedef struct zt_opt_workspace_shape {
+    int max_batch, max_seq_len;
+    int max_variants; /* K: residual streams kept side by side */
+    int staging;      /* 1: shadow buffers for perturbed weights */
+} zt_opt_workspace_shape;
+
+/* Memory a model needs at a shape, by category: weights, activations, staging scratch. */
 typedef struct zt_opt_memory_plan {
     size_t weights_bytes;
     size_t activation_bytes;
+    size_t staging_bytes;
     size_t total_bytes;
 } zt_opt_memory_plan;
 
 /* Rows of the tied LM head evaluated at once: bounds the logits scratch to this many x V. */
 enum { ZT_LM_HEAD_CHUNK_ROWS = 64 };
 
-void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes, int max_batch,
-                        int max_seq_len, zt_opt_memory_plan *plan);
+void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes,
+                        const zt_opt_workspace_shape *shape, zt_opt_memory_plan *plan);
 
-zt_status zt_opt_workspace_create(zt_model *model, int max_batch, int max_seq_len,
+zt_status zt_opt_workspace_create(zt_model *model, const zt_opt_workspace_shape *shape,
                                   zt_opt_workspace **out);
 void zt_opt_workspace_free(zt_opt_workspace *ws);
 
-/* Runs the forward and writes log p(target) for every target row into logprobs (host, R).
- * logits, if not NULL, receives the full logits of the target rows (host, (R,V)). */
+/* K variants of the weights for one sweep: variant k reads tensor T as
+ * theta_T + perturbation[k](T) when perturbed[T] (all tensors when perturbed is NULL) and the
+ * perturbation has terms, else theta_T itself. The master weights are never written. */
+typedef struct zt_opt_variants {
+    int n_variants;
+    const zt_perturbation *perturbation; /* (K) */
+    const uint8_t *perturbed;            /* (n_tensors) or NULL */
+} zt_opt_variants;
+
+/* Evaluates every variant on the batch in one sweep over the layers: each layer's weights are
+ * staged once per variant and its K residual streams advance together. logprobs (host, (K,R))
+ * receives log p(target) per variant; logits, if not NULL, the target rows' logits (host,
+ * (K,R,V)). variants may be NULL: one unperturbed variant. */
+zt_status zt_opt_forward_multi(zt_model *model, zt_opt_workspace *ws, const zt_batch *batch,
+                               const zt_opt_variants *variants, float *logprobs, float *logits);
+
+/* The plain forward: one unperturbed variant. */
 zt_status zt_opt_forward_logprobs(zt_model *model, zt_opt_workspace *ws, const zt_batch *batch,
                                   float *logprobs, float *logits);
 

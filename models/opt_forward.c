@@ -1,5 +1,7 @@
-/* The OPT forward pass (spec §1.3) over a padded batch, returning log-probabilities only for the
- * rows that carry a target: the LM head is the largest GEMM and most rows never need it. */
+/* The OPT forward pass (spec §1.3) over a padded batch for K weight variants in one sweep over
+ * the layers (DESIGN.md §2, shadow mode): each perturbed tensor is staged, perturbed, into a
+ * shadow buffer once per variant, and only the K residual streams are kept side by side. Only
+ * the rows that carry a target go through the LM head, the largest GEMM. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +11,15 @@
 
 enum { BUFFER_ALIGN = 64 };
 
-/* Byte offsets of every activation buffer inside the workspace's single allocation. One
- * function computes them for both the plan and the allocation, so the two cannot disagree. */
+/* Byte offsets of every buffer inside the workspace's allocations. One function computes them
+ * for both the plan and the allocation, so the two cannot disagree. */
 typedef struct ws_layout {
-    size_t x, h, q, k, v, attn, ffn, tok, hid, hid_proj, logits, logprob;
-    size_t ids, pos, mask, rows, targets;
-    size_t total;
+    size_t x;                                   /* (K,N,h) residual streams */
+    size_t h, q, k, v, attn, ffn, tok;          /* shared temporaries */
+    size_t hid, hid_proj, logits, logprob;      /* head: (R,h), (R,e), (chunk,V), (K,R) */
+    size_t ids, pos, mask, rows, targets;       /* int32 */
+    size_t activation_total;
+    size_t stage_main, stage_aux, staging_total; /* shadow buffers (f32) */
 } ws_layout;
 
 static size_t take(size_t *cursor, size_t n_bytes) {
@@ -23,13 +28,27 @@ static size_t take(size_t *cursor, size_t n_bytes) {
     return at;
 }
 
-static ws_layout plan_layout(const zt_opt_config *c, int max_batch, int max_seq_len) {
-    size_t n = (size_t)max_batch * (size_t)max_seq_len, f = sizeof(float), i = sizeof(int32_t);
+/* The largest tensor, and the largest vector, that may be staged at once: a linear stages its
+ * weight (main) with its bias (aux), a layer norm its gamma (main) with its beta (aux). */
+static void staging_sizes(const zt_opt_config *c, size_t *main_elems, size_t *aux_elems) {
+    size_t h = (size_t)c->hidden_size, e = (size_t)c->word_embed_proj_dim, f = (size_t)c->ffn_dim;
+    size_t largest = (size_t)c->vocab_size * e;
+    size_t positions = ((size_t)c->max_position_embeddings + 2) * h;
+    if (positions > largest) largest = positions;
+    if (h * f > largest) largest = h * f;
+    if (h * e > largest) largest = h * e;
+    *main_elems = largest;
+    *aux_elems = f > h ? f : h;
+}
+
+static ws_layout plan_layout(const zt_opt_config *c, const zt_opt_workspace_shape *shape) {
+    size_t n = (size_t)shape->max_batch * (size_t)shape->max_seq_len;
+    size_t variants = (size_t)shape->max_variants, f = sizeof(float), i = sizeof(int32_t);
     size_t h = (size_t)c->hidden_size, e = (size_t)c->word_embed_proj_dim;
     size_t chunk = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
     ws_layout L;
     size_t cursor = 0;
-    L.x = take(&cursor, n * h * f);
+    L.x = take(&cursor, variants * n * h * f);
     L.h = take(&cursor, n * h * f);
     L.q = take(&cursor, n * h * f);
     L.k = take(&cursor, n * h * f);
@@ -40,21 +59,33 @@ static ws_layout plan_layout(const zt_opt_config *c, int max_batch, int max_seq_
     L.hid = take(&cursor, n * h * f);
     L.hid_proj = e != h ? take(&cursor, n * e * f) : 0;
     L.logits = take(&cursor, chunk * (size_t)c->vocab_size * f);
-    L.logprob = take(&cursor, n * f);
+    L.logprob = take(&cursor, variants * n * f);
     L.ids = take(&cursor, n * i);
     L.pos = take(&cursor, n * i);
     L.mask = take(&cursor, n * i);
     L.rows = take(&cursor, n * i);
     L.targets = take(&cursor, n * i);
-    L.total = cursor;
+    L.activation_total = cursor;
+
+    cursor = 0;
+    L.stage_main = L.stage_aux = 0;
+    if (shape->staging) {
+        size_t main_elems, aux_elems;
+        staging_sizes(c, &main_elems, &aux_elems);
+        L.stage_main = take(&cursor, main_elems * f);
+        L.stage_aux = take(&cursor, aux_elems * f);
+    }
+    L.staging_total = cursor;
     return L;
 }
 
-void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes, int max_batch,
-                        int max_seq_len, zt_opt_memory_plan *plan) {
+void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes,
+                        const zt_opt_workspace_shape *shape, zt_opt_memory_plan *plan) {
+    ws_layout L = plan_layout(cfg, shape);
     plan->weights_bytes = weights_bytes;
-    plan->activation_bytes = plan_layout(cfg, max_batch, max_seq_len).total;
-    plan->total_bytes = plan->weights_bytes + plan->activation_bytes;
+    plan->activation_bytes = L.activation_total;
+    plan->staging_bytes = L.staging_total;
+    plan->total_bytes = weights_bytes + L.activation_total + L.staging_total;
 }
 
 size_t zt_opt_parameter_count(const zt_opt_config *c) {
@@ -69,27 +100,31 @@ size_t zt_opt_parameter_count(const zt_opt_config *c) {
 
 struct zt_opt_workspace {
     zt_model *model;
-    int max_batch, max_seq_len;
+    zt_opt_workspace_shape shape;
     ws_layout layout;
-    char *base;
+    char *base;    /* activations */
+    char *staging; /* shadow buffers, NULL without staging */
 };
 
-zt_status zt_opt_workspace_create(zt_model *model, int max_batch, int max_seq_len,
+zt_status zt_opt_workspace_create(zt_model *model, const zt_opt_workspace_shape *shape,
                                   zt_opt_workspace **out) {
     *out = NULL;
-    if (max_batch <= 0 || max_seq_len <= 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "workspace: batch %d x sequence %d must be positive",
-                       max_batch, max_seq_len);
+    if (shape->max_batch <= 0 || shape->max_seq_len <= 0 || shape->max_variants <= 0)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "workspace: batch %d x sequence %d x variants %d must be positive",
+                       shape->max_batch, shape->max_seq_len, shape->max_variants);
     zt_opt_workspace *ws = calloc(1, sizeof *ws);
     if (!ws) return zt_fail(ZT_ERR_NOMEM, "allocating the workspace descriptor");
     ws->model = model;
-    ws->max_batch = max_batch;
-    ws->max_seq_len = max_seq_len;
-    ws->layout = plan_layout(&model->cfg, max_batch, max_seq_len);
-    zt_status s = model->be->ops->alloc(model->be, ws->layout.total, ZT_MEM_ACTIVATIONS,
-                                        (void **)&ws->base);
+    ws->shape = *shape;
+    ws->layout = plan_layout(&model->cfg, shape);
+    zt_backend *be = model->be;
+    zt_status s = be->ops->alloc(be, ws->layout.activation_total, ZT_MEM_ACTIVATIONS,
+                                 (void **)&ws->base);
+    if (s == ZT_OK && ws->layout.staging_total > 0)
+        s = be->ops->alloc(be, ws->layout.staging_total, ZT_MEM_SCRATCH, (void **)&ws->staging);
     if (s != ZT_OK) {
-        free(ws);
+        zt_opt_workspace_free(ws);
         return s;
     }
     *out = ws;
@@ -99,17 +134,48 @@ zt_status zt_opt_workspace_create(zt_model *model, int max_batch, int max_seq_le
 void zt_opt_workspace_free(zt_opt_workspace *ws) {
     if (!ws) return;
     zt_backend *be = ws->model->be;
-    be->ops->free(be, ws->base, ws->layout.total, ZT_MEM_ACTIVATIONS);
+    if (ws->base) be->ops->free(be, ws->base, ws->layout.activation_total, ZT_MEM_ACTIVATIONS);
+    if (ws->staging) be->ops->free(be, ws->staging, ws->layout.staging_total, ZT_MEM_SCRATCH);
     free(ws);
 }
 
-static zt_weight weight_of(const zt_model *m, int id) {
+/* ---- weights of a variant ---- */
+
+typedef struct sweep {
+    zt_model *m;
+    zt_opt_workspace *ws;
+    const zt_opt_variants *variants;
+    int variant;
+} sweep;
+
+enum stage_slot { STAGE_MAIN, STAGE_AUX };
+
+static zt_weight master_weight(const zt_model *m, int id) {
     zt_weight w = {NULL, ZT_F32};
     if (id >= 0) {
         w.data = (const char *)m->weights + m->tensors[id].offset;
         w.dtype = m->tensors[id].dtype;
     }
     return w;
+}
+
+/* Tensor `id` as the current variant sees it: the master weight, or a perturbed f32 copy
+ * staged into a shadow buffer. */
+static zt_status variant_weight(const sweep *sw, int id, enum stage_slot slot, zt_weight *out) {
+    *out = master_weight(sw->m, id);
+    const zt_opt_variants *v = sw->variants;
+    if (id < 0 || !v) return ZT_OK;
+    const zt_perturbation *p = &v->perturbation[sw->variant];
+    if (p->n_terms == 0 || (v->perturbed && !v->perturbed[id])) return ZT_OK;
+    if (!sw->ws->staging)
+        return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
+    const zt_tensor_info *t = &sw->m->tensors[id];
+    float *shadow = (float *)(sw->ws->staging +
+                              (slot == STAGE_MAIN ? sw->ws->layout.stage_main : sw->ws->layout.stage_aux));
+    ZT_TRY(sw->m->be->ops->perturb(sw->m->be, shadow, ZT_F32, *out, (uint32_t)id, 0, t->n_elems, p));
+    out->data = shadow;
+    out->dtype = ZT_F32;
+    return ZT_OK;
 }
 
 static zt_weight activation(const float *data) {
@@ -135,12 +201,14 @@ static zt_status position_rows(const zt_model *m, const zt_batch *b, int32_t *ro
     return ZT_OK;
 }
 
-static zt_status validate_batch(const zt_opt_workspace *ws, const zt_batch *b) {
-    if (b->batch <= 0 || b->seq_len <= 0 || b->batch > ws->max_batch ||
-        b->seq_len > ws->max_seq_len)
-        return zt_fail(ZT_ERR_INVALID_ARG,
-                       "batch %d x %d does not fit the workspace (%d x %d)", b->batch, b->seq_len,
-                       ws->max_batch, ws->max_seq_len);
+static zt_status validate(const zt_opt_workspace *ws, const zt_batch *b, int n_variants) {
+    if (b->batch <= 0 || b->seq_len <= 0 || b->batch > ws->shape.max_batch ||
+        b->seq_len > ws->shape.max_seq_len)
+        return zt_fail(ZT_ERR_INVALID_ARG, "batch %d x %d does not fit the workspace (%d x %d)",
+                       b->batch, b->seq_len, ws->shape.max_batch, ws->shape.max_seq_len);
+    if (n_variants < 1 || n_variants > ws->shape.max_variants)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%d variants, the workspace holds 1..%d", n_variants,
+                       ws->shape.max_variants);
     int n = b->batch * b->seq_len;
     if (b->n_targets < 0 || b->n_targets > n)
         return zt_fail(ZT_ERR_INVALID_ARG, "%d targets for a batch of %d rows", b->n_targets, n);
@@ -151,123 +219,169 @@ static zt_status validate_batch(const zt_opt_workspace *ws, const zt_batch *b) {
     return ZT_OK;
 }
 
-static zt_status decoder_layer(zt_model *m, const ws_layout *L, char *base, int layer, int batch,
-                               int seq_len) {
+static zt_status upload_batch(zt_model *m, zt_opt_workspace *ws, const zt_batch *b) {
     const zt_backend_ops *op = m->be->ops;
-    zt_backend *be = m->be;
+    const ws_layout *L = &ws->layout;
+    int n = b->batch * b->seq_len, r = b->n_targets;
+    int32_t *pos_rows = malloc((size_t)n * sizeof *pos_rows);
+    if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
+    zt_status s = position_rows(m, b, pos_rows);
+    if (s == ZT_OK) s = op->upload(m->be, ws->base + L->pos, pos_rows, (size_t)n * sizeof(int32_t));
+    free(pos_rows);
+    ZT_TRY(s);
+    ZT_TRY(op->upload(m->be, ws->base + L->ids, b->input_ids, (size_t)n * sizeof(int32_t)));
+    ZT_TRY(op->upload(m->be, ws->base + L->mask, b->attention_mask, (size_t)n * sizeof(int32_t)));
+    if (r > 0) {
+        ZT_TRY(op->upload(m->be, ws->base + L->rows, b->target_rows, (size_t)r * sizeof(int32_t)));
+        ZT_TRY(op->upload(m->be, ws->base + L->targets, b->target_ids, (size_t)r * sizeof(int32_t)));
+    }
+    return ZT_OK;
+}
+
+/* ---- the three phases of a variant ---- */
+
+static float *stream_of(const sweep *sw, int n) {
+    size_t h = (size_t)sw->m->cfg.hidden_size;
+    return (float *)(sw->ws->base + sw->ws->layout.x) + (size_t)sw->variant * n * h;
+}
+
+static zt_status embed(const sweep *sw, int n) {
+    zt_model *m = sw->m;
+    const zt_backend_ops *op = m->be->ops;
+    const zt_opt_config *c = &m->cfg;
+    const ws_layout *L = &sw->ws->layout;
+    char *base = sw->ws->base;
+    float *x = stream_of(sw, n);
+    const int32_t *ids = (const int32_t *)(base + L->ids);
+    zt_weight table, w;
+    ZT_TRY(variant_weight(sw, m->embed_tokens, STAGE_MAIN, &table));
+    if (m->project_in >= 0) {
+        float *tok = (float *)(base + L->tok);
+        ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0));
+        ZT_TRY(variant_weight(sw, m->project_in, STAGE_MAIN, &w));
+        ZT_TRY(op->linear(m->be, x, tok, w, master_weight(m, -1), n, c->word_embed_proj_dim,
+                          c->hidden_size, 0));
+    } else {
+        ZT_TRY(op->gather_rows(m->be, x, ids, table, n, c->vocab_size, c->hidden_size, 0));
+    }
+    ZT_TRY(variant_weight(sw, m->embed_positions, STAGE_MAIN, &w));
+    return op->gather_rows(m->be, x, (const int32_t *)(base + L->pos), w, n,
+                           c->max_position_embeddings + 2, c->hidden_size, 1);
+}
+
+static zt_status layer_norm(const sweep *sw, float *out, const float *in, int gamma, int beta,
+                            int rows) {
+    zt_weight g, b;
+    ZT_TRY(variant_weight(sw, gamma, STAGE_MAIN, &g));
+    ZT_TRY(variant_weight(sw, beta, STAGE_AUX, &b));
+    return sw->m->be->ops->layernorm(sw->m->be, out, in, g, b, rows, sw->m->cfg.hidden_size, 1e-5f);
+}
+
+static zt_status linear(const sweep *sw, float *out, const float *in, int weight, int bias, int rows,
+                        int in_features, int out_features, int relu) {
+    zt_weight w, b;
+    ZT_TRY(variant_weight(sw, weight, STAGE_MAIN, &w));
+    ZT_TRY(variant_weight(sw, bias, STAGE_AUX, &b));
+    return sw->m->be->ops->linear(sw->m->be, out, in, w, b, rows, in_features, out_features, relu);
+}
+
+static zt_status decoder_layer(const sweep *sw, int layer, int batch, int seq_len) {
+    zt_model *m = sw->m;
+    const zt_backend_ops *op = m->be->ops;
     const zt_opt_layer_ids *ids = &m->layers[layer];
     const zt_opt_config *c = &m->cfg;
+    const ws_layout *L = &sw->ws->layout;
+    char *base = sw->ws->base;
     int n = batch * seq_len, h = c->hidden_size, heads = c->num_attention_heads;
-    int head_dim = h / heads;
-    float *x = (float *)(base + L->x), *hbuf = (float *)(base + L->h);
+    int head_dim = h / heads, f = c->ffn_dim;
+    float *x = stream_of(sw, n), *hbuf = (float *)(base + L->h);
     float *q = (float *)(base + L->q), *k = (float *)(base + L->k), *v = (float *)(base + L->v);
     float *attn = (float *)(base + L->attn), *ffn = (float *)(base + L->ffn);
     const int32_t *mask = (const int32_t *)(base + L->mask);
-    const float eps = 1e-5f;
     /* HF computes head_dim**-0.5 in Python (double) and multiplies the f32 tensor by it. */
     const float q_scale = (float)(1.0 / sqrt((double)head_dim));
     int pre_ln = c->do_layer_norm_before;
 
     const float *attn_in = x;
     if (pre_ln) {
-        ZT_TRY(op->layernorm(be, hbuf, x, weight_of(m, ids->attn_ln_g), weight_of(m, ids->attn_ln_b),
-                             n, h, eps));
+        ZT_TRY(layer_norm(sw, hbuf, x, ids->attn_ln_g, ids->attn_ln_b, n));
         attn_in = hbuf;
     }
-    ZT_TRY(op->linear(be, q, attn_in, weight_of(m, ids->q_w), weight_of(m, ids->q_b), n, h, h, 0));
-    ZT_TRY(op->linear(be, k, attn_in, weight_of(m, ids->k_w), weight_of(m, ids->k_b), n, h, h, 0));
-    ZT_TRY(op->linear(be, v, attn_in, weight_of(m, ids->v_w), weight_of(m, ids->v_b), n, h, h, 0));
-    ZT_TRY(op->attention(be, attn, q, k, v, mask, batch, seq_len, heads, head_dim, q_scale));
-    ZT_TRY(op->linear(be, hbuf, attn, weight_of(m, ids->out_w), weight_of(m, ids->out_b), n, h, h, 0));
-    ZT_TRY(op->add(be, x, hbuf, (size_t)n * h));
-    if (!pre_ln)
-        ZT_TRY(op->layernorm(be, x, x, weight_of(m, ids->attn_ln_g), weight_of(m, ids->attn_ln_b), n,
-                             h, eps));
+    ZT_TRY(linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
+    ZT_TRY(linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
+    ZT_TRY(linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
+    ZT_TRY(op->attention(m->be, attn, q, k, v, mask, batch, seq_len, heads, head_dim, q_scale));
+    ZT_TRY(linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
+    ZT_TRY(op->add(m->be, x, hbuf, (size_t)n * h));
+    if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));
 
     const float *ffn_in = x;
     if (pre_ln) {
-        ZT_TRY(op->layernorm(be, hbuf, x, weight_of(m, ids->ffn_ln_g), weight_of(m, ids->ffn_ln_b),
-                             n, h, eps));
+        ZT_TRY(layer_norm(sw, hbuf, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
         ffn_in = hbuf;
     }
-    ZT_TRY(op->linear(be, ffn, ffn_in, weight_of(m, ids->fc1_w), weight_of(m, ids->fc1_b), n, h,
-                      c->ffn_dim, 1));
-    ZT_TRY(op->linear(be, q, ffn, weight_of(m, ids->fc2_w), weight_of(m, ids->fc2_b), n, c->ffn_dim,
-                      h, 0));
-    ZT_TRY(op->add(be, x, q, (size_t)n * h));
-    if (!pre_ln)
-        ZT_TRY(op->layernorm(be, x, x, weight_of(m, ids->ffn_ln_g), weight_of(m, ids->ffn_ln_b), n,
-                             h, eps));
+    ZT_TRY(linear(sw, ffn, ffn_in, ids->fc1_w, ids->fc1_b, n, h, f, 1));
+    ZT_TRY(linear(sw, q, ffn, ids->fc2_w, ids->fc2_b, n, f, h, 0));
+    ZT_TRY(op->add(m->be, x, q, (size_t)n * h));
+    if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
     return ZT_OK;
 }
 
-zt_status zt_opt_forward_logprobs(zt_model *m, zt_opt_workspace *ws, const zt_batch *b,
-                                  float *logprobs, float *logits_out) {
-    ZT_TRY(validate_batch(ws, b));
+/* Final norm, project_out and the tied head on the target rows only: all three are row-wise,
+ * so selecting the rows first changes nothing but the cost. */
+static zt_status head(const sweep *sw, const zt_batch *b, float *logits_out) {
+    zt_model *m = sw->m;
     const zt_backend_ops *op = m->be->ops;
-    zt_backend *be = m->be;
     const zt_opt_config *c = &m->cfg;
-    const ws_layout *L = &ws->layout;
-    char *base = ws->base;
+    const ws_layout *L = &sw->ws->layout;
+    char *base = sw->ws->base;
     int n = b->batch * b->seq_len, h = c->hidden_size, e = c->word_embed_proj_dim;
-    int r_count = b->n_targets;
-    float *x = (float *)(base + L->x);
-
-    int32_t *pos_rows = malloc((size_t)n * sizeof *pos_rows);
-    if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
-    zt_status s = position_rows(m, b, pos_rows);
-    if (s == ZT_OK) s = op->upload(be, base + L->pos, pos_rows, (size_t)n * sizeof(int32_t));
-    free(pos_rows);
-    ZT_TRY(s);
-    ZT_TRY(op->upload(be, base + L->ids, b->input_ids, (size_t)n * sizeof(int32_t)));
-    ZT_TRY(op->upload(be, base + L->mask, b->attention_mask, (size_t)n * sizeof(int32_t)));
-    if (r_count > 0) {
-        ZT_TRY(op->upload(be, base + L->rows, b->target_rows, (size_t)r_count * sizeof(int32_t)));
-        ZT_TRY(op->upload(be, base + L->targets, b->target_ids, (size_t)r_count * sizeof(int32_t)));
-    }
-
-    /* embeddings: tokens (through project_in when e != h), plus learned positions */
-    const int32_t *ids = (const int32_t *)(base + L->ids);
-    if (m->project_in >= 0) {
-        float *tok = (float *)(base + L->tok);
-        ZT_TRY(op->gather_rows(be, tok, ids, weight_of(m, m->embed_tokens), n, c->vocab_size, e, 0));
-        ZT_TRY(op->linear(be, x, tok, weight_of(m, m->project_in), weight_of(m, -1), n, e, h, 0));
-    } else {
-        ZT_TRY(op->gather_rows(be, x, ids, weight_of(m, m->embed_tokens), n, c->vocab_size, h, 0));
-    }
-    ZT_TRY(op->gather_rows(be, x, (const int32_t *)(base + L->pos), weight_of(m, m->embed_positions),
-                           n, c->max_position_embeddings + 2, h, 1));
-
-    for (int layer = 0; layer < c->num_hidden_layers; layer++)
-        ZT_TRY(decoder_layer(m, L, base, layer, b->batch, b->seq_len));
-    if (r_count == 0) return ZT_OK;
-
-    /* Only target rows go through the final norm, project_out and the tied head: all three are
-     * row-wise, so selecting first changes nothing but the cost. */
+    int r_count = b->n_targets, vocab = c->vocab_size;
     float *hid = (float *)(base + L->hid);
-    ZT_TRY(op->gather_rows(be, hid, (const int32_t *)(base + L->rows), activation(x), r_count, n, h,
-                           0));
-    if (m->final_ln_g >= 0)
-        ZT_TRY(op->layernorm(be, hid, hid, weight_of(m, m->final_ln_g), weight_of(m, m->final_ln_b),
-                             r_count, h, 1e-5f));
+    ZT_TRY(op->gather_rows(m->be, hid, (const int32_t *)(base + L->rows),
+                           activation(stream_of(sw, n)), r_count, n, h, 0));
+    if (m->final_ln_g >= 0) ZT_TRY(layer_norm(sw, hid, hid, m->final_ln_g, m->final_ln_b, r_count));
     const float *head_in = hid;
     if (m->project_out >= 0) {
         float *proj = (float *)(base + L->hid_proj);
-        ZT_TRY(op->linear(be, proj, hid, weight_of(m, m->project_out), weight_of(m, -1), r_count, h,
-                          e, 0));
+        ZT_TRY(linear(sw, proj, hid, m->project_out, -1, r_count, h, e, 0));
         head_in = proj;
     }
+    zt_weight table;
+    ZT_TRY(variant_weight(sw, m->embed_tokens, STAGE_MAIN, &table));
     float *logits = (float *)(base + L->logits);
-    float *lp = (float *)(base + L->logprob);
+    float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count;
     const int32_t *targets = (const int32_t *)(base + L->targets);
     for (int r0 = 0; r0 < r_count; r0 += ZT_LM_HEAD_CHUNK_ROWS) {
         int rows = r_count - r0 < ZT_LM_HEAD_CHUNK_ROWS ? r_count - r0 : ZT_LM_HEAD_CHUNK_ROWS;
-        ZT_TRY(op->linear(be, logits, head_in + (size_t)r0 * e, weight_of(m, m->embed_tokens),
-                          weight_of(m, -1), rows, e, c->vocab_size, 0));
-        ZT_TRY(op->target_logprobs(be, lp + r0, logits, targets + r0, rows, c->vocab_size));
+        ZT_TRY(op->linear(m->be, logits, head_in + (size_t)r0 * e, table, master_weight(m, -1), rows,
+                          e, vocab, 0));
+        ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets + r0, rows, vocab));
         if (logits_out)
-            ZT_TRY(op->download(be, logits_out + (size_t)r0 * c->vocab_size, logits,
-                                (size_t)rows * c->vocab_size * sizeof(float)));
+            ZT_TRY(op->download(m->be, logits_out + ((size_t)sw->variant * r_count + r0) * vocab,
+                                logits, (size_t)rows * vocab * sizeof(float)));
     }
-    return op->download(be, logprobs, lp, (size_t)r_count * sizeof(float));
+    return ZT_OK;
+}
+
+zt_status zt_opt_forward_multi(zt_model *m, zt_opt_workspace *ws, const zt_batch *b,
+                               const zt_opt_variants *variants, float *logprobs, float *logits) {
+    int n_variants = variants ? variants->n_variants : 1;
+    ZT_TRY(validate(ws, b, n_variants));
+    ZT_TRY(upload_batch(m, ws, b));
+    int n = b->batch * b->seq_len;
+    sweep sw = {m, ws, variants, 0};
+    for (sw.variant = 0; sw.variant < n_variants; sw.variant++) ZT_TRY(embed(&sw, n));
+    for (int layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
+            ZT_TRY(decoder_layer(&sw, layer, b->batch, b->seq_len));
+    if (b->n_targets == 0) return ZT_OK;
+    for (sw.variant = 0; sw.variant < n_variants; sw.variant++) ZT_TRY(head(&sw, b, logits));
+    return m->be->ops->download(m->be, logprobs, ws->base + ws->layout.logprob,
+                                (size_t)n_variants * b->n_targets * sizeof(float));
+}
+
+zt_status zt_opt_forward_logprobs(zt_model *m, zt_opt_workspace *ws, const zt_batch *b,
+                                  float *logprobs, float *logits) {
+    return zt_opt_forward_multi(m, ws, b, NULL, logprobs, logits);
 }

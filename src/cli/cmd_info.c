@@ -90,7 +90,8 @@ int zt_cmd_info(int argc, char **argv) {
         return zt_cli_report("info", s);
     }
     zt_opt_memory_plan plan;
-    zt_opt_plan_memory(&model->cfg, model->weights_bytes, batch, seq_len, &plan);
+    zt_opt_workspace_shape shape = {batch, seq_len, 1, 0};
+    zt_opt_plan_memory(&model->cfg, model->weights_bytes, &shape, &plan);
     if (json)
         print_json(positional[0], model, &plan, batch, seq_len);
     else

@@ -170,8 +170,9 @@ int zt_cmd_score(int argc, char **argv) {
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
     if (s == ZT_OK) s = read_records(positional[1], &model->cfg, &records);
     if (s == ZT_OK) {
-        int max_batch = batch_size < records.count ? batch_size : records.count;
-        s = zt_opt_workspace_create(model, max_batch, records.max_length, &ws);
+        zt_opt_workspace_shape shape = {batch_size < records.count ? batch_size : records.count,
+                                        records.max_length, 1, 0};
+        s = zt_opt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {
         loss = calloc((size_t)records.count, sizeof *loss);
