@@ -1,0 +1,307 @@
+#include "zo/steplog.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/status.h"
+
+static const char *const rule_names[] = {"sgd", "sign", "momentum", "adamm"};
+static const char *const dist_names[] = {"gaussian", "rademacher", "sphere"};
+
+struct zt_steplog {
+    FILE *file;
+    char path[4096];
+};
+
+static int append_text(char *buf, size_t size, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int append_text(char *buf, size_t size, size_t *used, const char *fmt, ...) {
+    if (*used >= size) return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= size - *used) {
+        *used = size;
+        return 0;
+    }
+    *used += (size_t)n;
+    return 1;
+}
+
+zt_status zt_steplog_format(const zt_step_record *r, char *buf, size_t size) {
+    const zt_step_update *u = &r->update;
+    size_t used = 0;
+    append_text(buf, size, &used, "{\"step\":%d,\"seed\":\"%016llx\",\"losses\":[", r->step,
+                (unsigned long long)r->step_seed);
+    for (int k = 0; k < r->n_variants; k++)
+        append_text(buf, size, &used, "%s%.17g", k ? "," : "", r->losses[k]);
+    append_text(buf, size, &used,
+                "],\"dist\":\"%s\",\"rule\":\"%s\",\"lr\":%.17g,\"wd\":%.17g,\"beta1\":%.17g,"
+                "\"beta2\":%.17g,\"adam_eps\":%.17g,\"pg\":%.17g,\"sr\":%d,\"rseed\":\"%016llx\","
+                "\"terms\":[",
+                dist_names[r->dist], rule_names[u->rule], u->lr, u->weight_decay, u->beta1,
+                u->beta2, u->adam_eps, u->projected_grad, r->stochastic_rounding,
+                (unsigned long long)r->rounding_seed);
+    for (int t = 0; t < u->n_terms; t++)
+        append_text(buf, size, &used, "%s[\"%016llx\",%.9g]", t ? "," : "",
+                    (unsigned long long)u->terms[t].seed, (double)u->terms[t].coeff);
+    if (!append_text(buf, size, &used, "]}"))
+        return zt_fail(ZT_ERR_INTERNAL, "step %d: log record longer than %zu bytes", r->step, size);
+    return ZT_OK;
+}
+
+static zt_status write_header(FILE *f, const zt_steplog_header *h, const char *path) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "zotune_steplog", 1);
+    cJSON_AddStringToObject(o, "optimizer", h->optimizer);
+    cJSON_AddStringToObject(o, "trainable", h->trainable);
+    cJSON_AddNumberToObject(o, "state_copies", h->state_copies);
+    cJSON_AddStringToObject(o, "model", h->model);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%016llx", h->run_seed);
+    cJSON_AddStringToObject(o, "run_seed", seed);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    int ok = text && fprintf(f, "%s\n", text) > 0 && fflush(f) == 0;
+    cJSON_free(text);
+    return ok ? ZT_OK : zt_fail(ZT_ERR_IO, "%s: writing the log header: %s", path, strerror(errno));
+}
+
+static zt_status parse_hex64(const cJSON *item, const char *path, int line, const char *key,
+                             uint64_t *out) {
+    if (!cJSON_IsString(item))
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" must be a hex string", path, line, key);
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(item->valuestring, &end, 16);
+    if (errno || !end || *end || end == item->valuestring)
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = \"%s\" is not a 64-bit hex value", path, line,
+                       key, item->valuestring);
+    *out = (uint64_t)v;
+    return ZT_OK;
+}
+
+static zt_status get_number(const cJSON *o, const char *key, const char *path, int line,
+                            double *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(item))
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: missing or non-numeric \"%s\"", path, line, key);
+    *out = item->valuedouble;
+    return ZT_OK;
+}
+
+static int name_index(const char *const *names, int count, const cJSON *item) {
+    if (!cJSON_IsString(item)) return -1;
+    for (int i = 0; i < count; i++)
+        if (strcmp(names[i], item->valuestring) == 0) return i;
+    return -1;
+}
+
+static zt_status parse_record(const cJSON *o, const char *path, int line, zt_step_record *r) {
+    memset(r, 0, sizeof *r);
+    double v;
+    ZT_TRY(get_number(o, "step", path, line, &v));
+    r->step = (int)v;
+    ZT_TRY(parse_hex64(cJSON_GetObjectItemCaseSensitive(o, "seed"), path, line, "seed",
+                       &r->step_seed));
+    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(o, "losses");
+    if (!cJSON_IsArray(losses) || cJSON_GetArraySize(losses) > ZT_MAX_VARIANTS)
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"losses\" must be an array of at most %d numbers",
+                       path, line, ZT_MAX_VARIANTS);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, losses) {
+        if (!cJSON_IsNumber(item))
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: non-numeric loss", path, line);
+        r->losses[r->n_variants++] = item->valuedouble;
+    }
+    int dist = name_index(dist_names, 3, cJSON_GetObjectItemCaseSensitive(o, "dist"));
+    int rule = name_index(rule_names, 4, cJSON_GetObjectItemCaseSensitive(o, "rule"));
+    if (dist < 0 || rule < 0)
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: unknown \"dist\" or \"rule\"", path, line);
+    r->dist = (zt_direction_dist)dist;
+    zt_step_update *u = &r->update;
+    u->rule = (zt_update_rule)rule;
+    ZT_TRY(get_number(o, "lr", path, line, &u->lr));
+    ZT_TRY(get_number(o, "wd", path, line, &u->weight_decay));
+    ZT_TRY(get_number(o, "beta1", path, line, &u->beta1));
+    ZT_TRY(get_number(o, "beta2", path, line, &u->beta2));
+    ZT_TRY(get_number(o, "adam_eps", path, line, &u->adam_eps));
+    ZT_TRY(get_number(o, "pg", path, line, &u->projected_grad));
+    ZT_TRY(get_number(o, "sr", path, line, &v));
+    r->stochastic_rounding = v != 0.0;
+    ZT_TRY(parse_hex64(cJSON_GetObjectItemCaseSensitive(o, "rseed"), path, line, "rseed",
+                       &r->rounding_seed));
+    const cJSON *terms = cJSON_GetObjectItemCaseSensitive(o, "terms");
+    if (!cJSON_IsArray(terms) || cJSON_GetArraySize(terms) > ZT_MAX_DIRECTIONS)
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"terms\" must be an array of at most %d pairs", path,
+                       line, ZT_MAX_DIRECTIONS);
+    cJSON_ArrayForEach(item, terms) {
+        if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
+            !cJSON_IsNumber(cJSON_GetArrayItem(item, 1)))
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: a term must be [\"seed\", coefficient]", path, line);
+        zt_direction *d = &u->terms[u->n_terms++];
+        ZT_TRY(parse_hex64(cJSON_GetArrayItem(item, 0), path, line, "terms seed", &d->seed));
+        d->coeff = (float)cJSON_GetArrayItem(item, 1)->valuedouble;
+    }
+    return ZT_OK;
+}
+
+static zt_status parse_header(const cJSON *o, const char *path, zt_steplog_header *h) {
+    memset(h, 0, sizeof *h);
+    const cJSON *magic = cJSON_GetObjectItemCaseSensitive(o, "zotune_steplog");
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
+    const cJSON *trainable = cJSON_GetObjectItemCaseSensitive(o, "trainable");
+    const cJSON *copies = cJSON_GetObjectItemCaseSensitive(o, "state_copies");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
+    if (!cJSON_IsNumber(magic) || magic->valueint != 1 || !cJSON_IsString(opt) ||
+        !cJSON_IsString(trainable) || !cJSON_IsNumber(copies))
+        return zt_fail(ZT_ERR_FORMAT, "%s:1: not a zotune step log header (version 1)", path);
+    snprintf(h->optimizer, sizeof h->optimizer, "%s", opt->valuestring);
+    snprintf(h->trainable, sizeof h->trainable, "%s", trainable->valuestring);
+    if (cJSON_IsString(model)) snprintf(h->model, sizeof h->model, "%s", model->valuestring);
+    h->state_copies = copies->valueint;
+    uint64_t seed = 0;
+    const cJSON *run_seed = cJSON_GetObjectItemCaseSensitive(o, "run_seed");
+    if (run_seed) ZT_TRY(parse_hex64(run_seed, path, 1, "run_seed", &seed));
+    h->run_seed = seed;
+    return ZT_OK;
+}
+
+zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_record **records,
+                          int *n_records, int *torn_tail) {
+    *records = NULL;
+    *n_records = 0;
+    if (torn_tail) *torn_tail = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return zt_fail(ZT_ERR_IO, "%s: cannot open the step log: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int line_no = 0, capacity = 0;
+    zt_status s = ZT_OK;
+    zt_step_record *list = NULL;
+    while (s == ZT_OK && (len = getline(&line, &cap, f)) >= 0) {
+        line_no++;
+        int complete = len > 0 && line[len - 1] == '\n';
+        cJSON *o = cJSON_Parse(line);
+        if (!o || !cJSON_IsObject(o)) {
+            cJSON_Delete(o);
+            /* a torn final line is what a crash mid-append leaves: drop it, nothing else */
+            if (!complete && line_no > 1) {
+                if (torn_tail) *torn_tail = 1;
+                break;
+            }
+            s = zt_fail(ZT_ERR_FORMAT, "%s:%d: not a JSON object", path, line_no);
+            break;
+        }
+        if (line_no == 1) {
+            s = parse_header(o, path, header);
+        } else {
+            if (*n_records == capacity) {
+                capacity = capacity ? 2 * capacity : 256;
+                zt_step_record *grown = realloc(list, (size_t)capacity * sizeof *grown);
+                if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: reading records", path);
+                else list = grown;
+            }
+            if (s == ZT_OK) s = parse_record(o, path, line_no, &list[*n_records]);
+            if (s == ZT_OK) (*n_records)++;
+        }
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    if (s == ZT_OK && line_no == 0) s = zt_fail(ZT_ERR_FORMAT, "%s: empty step log", path);
+    if (s != ZT_OK) {
+        free(list);
+        *n_records = 0;
+        return s;
+    }
+    *records = list;
+    return ZT_OK;
+}
+
+/* Cuts the file back to its last complete line. */
+static zt_status drop_torn_tail(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ZT_OK;
+    long keep = 0, pos = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) {
+        pos++;
+        if (c == '\n') keep = pos;
+    }
+    fclose(f);
+    if (keep != pos && truncate(path, keep) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: cannot cut the torn last line: %s", path, strerror(errno));
+    return ZT_OK;
+}
+
+zt_status zt_steplog_open_append(const char *path, const zt_steplog_header *header,
+                                 zt_steplog **out) {
+    *out = NULL;
+    ZT_TRY(drop_torn_tail(path));
+    FILE *probe = fopen(path, "rb");
+    int exists = 0;
+    if (probe) {
+        exists = fgetc(probe) != EOF;
+        fclose(probe);
+    }
+    if (exists) {
+        zt_steplog_header old;
+        zt_step_record *records = NULL;
+        int n = 0;
+        ZT_TRY(zt_steplog_read(path, &old, &records, &n, NULL));
+        free(records);
+        if (strcmp(old.optimizer, header->optimizer) != 0 ||
+            strcmp(old.trainable, header->trainable) != 0)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "%s: the log belongs to optimizer '%s' with trainable '%s', not '%s' / "
+                           "'%s'",
+                           path, old.optimizer, old.trainable, header->optimizer,
+                           header->trainable);
+    }
+    zt_steplog *log = calloc(1, sizeof *log);
+    if (!log) return zt_fail(ZT_ERR_NOMEM, "allocating the step log");
+    snprintf(log->path, sizeof log->path, "%s", path);
+    log->file = fopen(path, "ab");
+    if (!log->file) {
+        free(log);
+        return zt_fail(ZT_ERR_IO, "%s: cannot open for appending: %s", path, strerror(errno));
+    }
+    if (!exists) {
+        zt_status s = write_header(log->file, header, path);
+        if (s != ZT_OK) {
+            zt_steplog_close(log);
+            return s;
+        }
+    }
+    *out = log;
+    return ZT_OK;
+}
+
+zt_status zt_steplog_append(zt_steplog *log, const zt_step_record *record) {
+    char buf[8192];
+    ZT_TRY(zt_steplog_format(record, buf, sizeof buf));
+    if (fprintf(log->file, "%s\n", buf) < 0 || fflush(log->file) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: appending step %d: %s", log->path, record->step,
+                       strerror(errno));
+    return ZT_OK;
+}
+
+zt_status zt_steplog_sync(zt_steplog *log) {
+    if (fflush(log->file) != 0 || fsync(fileno(log->file)) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: fsync: %s", log->path, strerror(errno));
+    return ZT_OK;
+}
+
+void zt_steplog_close(zt_steplog *log) {
+    if (!log) return;
+    if (log->file) fclose(log->file);
+    free(log);
+}

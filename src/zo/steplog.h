@@ -1,0 +1,43 @@
+/* The step log: one JSON line per step with everything replay needs (DESIGN.md §2). Base
+ * weights + log rebuild a fine-tune bit for bit. Floats are written so they read back exactly
+ * (%.9g for f32 coefficients, %.17g for doubles); 64-bit seeds as hex strings, since JSON numbers
+ * lose integers above 2^53. The first line is a header naming the run. */
+#ifndef ZT_ZO_STEPLOG_H
+#define ZT_ZO_STEPLOG_H
+
+#include <stdio.h>
+
+#include "zo/engine.h"
+
+enum { ZT_STEPLOG_TEXT_MAX = 512 };
+
+/* What a log is about: enough to rebuild the trainable set and optimizer state for replay. */
+typedef struct zt_steplog_header {
+    char optimizer[64];
+    char trainable[ZT_STEPLOG_TEXT_MAX]; /* the --trainable patterns, "" = all */
+    int state_copies;
+    char model[ZT_STEPLOG_TEXT_MAX]; /* base model directory, informational */
+    unsigned long long run_seed;
+} zt_steplog_header;
+
+typedef struct zt_steplog zt_steplog;
+
+/* Opens path for appending. A new (or empty) file gets the header; an existing one must carry
+ * the same optimizer and trainable set. A torn last line (crash mid-write) is cut off first. */
+zt_status zt_steplog_open_append(const char *path, const zt_steplog_header *header,
+                                 zt_steplog **out);
+/* Appends one record and flushes it to the OS (a crash loses at most the line being written). */
+zt_status zt_steplog_append(zt_steplog *log, const zt_step_record *record);
+/* fsync: called at checkpoints. */
+zt_status zt_steplog_sync(zt_steplog *log);
+void zt_steplog_close(zt_steplog *log);
+
+/* Reads a whole log: header and records in order. Errors name path:line. A torn last line is
+ * ignored (reported through *torn_tail when not NULL). */
+zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_record **records,
+                          int *n_records, int *torn_tail);
+
+/* One record as a JSON line (no newline) into buf; returns ZT_ERR_INTERNAL if it does not fit. */
+zt_status zt_steplog_format(const zt_step_record *record, char *buf, size_t size);
+
+#endif
