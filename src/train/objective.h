@@ -1,0 +1,34 @@
+/* The loss of an OPT model on a task batch as a zt_objective for the ZO engine, in one of two
+ * modes (DESIGN.md §2):
+ *   shadow  - all K variants in one sweep over the layers, weights staged per variant; the
+ *             master weights are never written, so lr = 0 leaves them bit-identical.
+ *   inplace - MeZO's way: the master weights are moved to each variant in turn (+eps, -2eps,
+ *             +eps for MeZO) and evaluated with the plain forward; in f16/bf16 the round trip
+ *             drifts, which is what this mode exists to measure. */
+#ifndef ZT_TRAIN_OBJECTIVE_H
+#define ZT_TRAIN_OBJECTIVE_H
+
+#include "data/pretok.h"
+#include "opt.h"
+#include "zo/engine.h"
+
+typedef enum zt_perturb_mode { ZT_PERTURB_SHADOW = 0, ZT_PERTURB_INPLACE = 1 } zt_perturb_mode;
+
+typedef struct zt_opt_objective {
+    zt_model *model;
+    zt_opt_workspace *ws;
+    zt_perturb_mode mode;
+    const uint8_t *perturbed;   /* (n_tensors): trainable mask */
+    const zt_task_batch *batch; /* set before each step */
+    float *logprobs;            /* (K,R) host scratch */
+    int logprobs_capacity;
+} zt_opt_objective;
+
+/* Fills `objective` to call into `state`. */
+void zt_opt_objective_bind(zt_opt_objective *state, zt_objective *objective);
+void zt_opt_objective_release(zt_opt_objective *state);
+
+/* The loss of the unperturbed weights on a batch (evaluation). */
+zt_status zt_opt_batch_loss(zt_opt_objective *state, const zt_task_batch *batch, double *loss);
+
+#endif
