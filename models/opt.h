@@ -51,6 +51,17 @@ void zt_model_free(zt_model *model);
 size_t zt_model_parameter_count(const zt_model *model);
 size_t zt_opt_parameter_count(const zt_opt_config *cfg);
 
+/* Marks the tensors matched by comma-separated fnmatch patterns (on the canonical name or the
+ * name after "model.decoder."; "!pattern" excludes; a list starting with "!" means "all
+ * but"); NULL or "" selects every tensor. selected is (n_tensors). A pattern matching nothing
+ * is an error naming it. */
+zt_status zt_model_select(const zt_model *model, const char *patterns, uint8_t *selected,
+                          int *count);
+
+/* Writes config.json + model.safetensors (canonical HF names, stored dtype) into dir, each
+ * file atomically. transformers' OPTForCausalLM loads the result. */
+zt_status zt_model_save(const zt_model *model, const char *dir);
+
 /* A batch of padded sequences and the rows whose next-token log-probability is wanted.
  * A target (row r = b*T + t, token y) asks for log p(y | tokens of sequence b up to t). */
 typedef struct zt_batch {
@@ -110,5 +121,10 @@ zt_status zt_opt_forward_multi(zt_model *model, zt_opt_workspace *ws, const zt_b
 /* The plain forward: one unperturbed variant. */
 zt_status zt_opt_forward_logprobs(zt_model *model, zt_opt_workspace *ws, const zt_batch *batch,
                                   float *logprobs, float *logits);
+
+/* The selected tensors as the ZO engine's parameter set (views into the model's weights). */
+struct zt_param_set;
+zt_status zt_model_param_set(zt_model *model, const uint8_t *selected, struct zt_param_set *ps);
+void zt_model_param_set_free(struct zt_param_set *ps);
 
 #endif
