@@ -25,7 +25,13 @@ zt_status zt_fail_context(zt_status status, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(previous, last_error_text, sizeof previous);
-    snprintf(last_error_text, sizeof last_error_text, "%s%s", prefix, previous);
+    /* Truncation is acceptable for a message; build it piecewise so the compiler sees bounds. */
+    size_t prefix_len = strnlen(prefix, sizeof prefix - 1);
+    memcpy(last_error_text, prefix, prefix_len);
+    size_t room = sizeof last_error_text - prefix_len - 1;
+    size_t previous_len = strnlen(previous, room);
+    memcpy(last_error_text + prefix_len, previous, previous_len);
+    last_error_text[prefix_len + previous_len] = '\0';
     return status;
 }
 

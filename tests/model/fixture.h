@@ -9,12 +9,12 @@
 
 #include "io/safetensors.h"
 
-static const char *fixture_root(void) {
+static inline const char *fixture_root(void) {
     const char *root = getenv("ZT_FIXTURES");
     return root ? root : "tests/fixtures";
 }
 
-static void fixture_path(char *buf, size_t size, const char *dir, const char *file) {
+static inline void fixture_path(char *buf, size_t size, const char *dir, const char *file) {
     if (file)
         snprintf(buf, size, "%s/%s/%s", fixture_root(), dir, file);
     else
@@ -23,7 +23,7 @@ static void fixture_path(char *buf, size_t size, const char *dir, const char *fi
 
 /* Copies tensor `name` (dtype I32 or F32 as asked) into a new array; exits the test if absent,
  * since every later check depends on it. */
-static void *fixture_array(const zt_safetensors *st, const char *name, const char *dtype,
+static inline void *fixture_array(const zt_safetensors *st, const char *name, const char *dtype,
                            size_t *n_elems, int64_t *shape) {
     const zt_st_tensor *t = zt_st_find(st, name);
     if (!t || strcmp(t->dtype, dtype) != 0) {
