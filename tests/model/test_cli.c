@@ -1,0 +1,122 @@
+/* The zotune binary end to end: `score --json` reproduces HF's per-example losses (fixtures'
+ * score_reference.jsonl, from OPTForCausalLM with labels), `info --json` HF's parameter count,
+ * and bad input gets a clear error naming the file and line. argv[1] is the zotune binary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "fixture.h"
+#include "zt_test.h"
+
+static const char *zotune;
+
+/* Runs a command, capturing stdout (and stderr when merge_stderr); returns the exit status. */
+static int run(const char *cmd, char *out, size_t size) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void check_score(const char *fixture) {
+    char dir[1024], data[1024], ref[1024], cmd[4096];
+    static char out[1 << 16];
+    fixture_path(dir, sizeof dir, fixture, NULL);
+    fixture_path(data, sizeof data, fixture, "score.jsonl");
+    fixture_path(ref, sizeof ref, fixture, "score_reference.jsonl");
+    snprintf(cmd, sizeof cmd, "%s score %s %s --json --batch-size 4", zotune, dir, data);
+    int rc = run(cmd, out, sizeof out);
+    ZT_CHECK(rc == 0, "%s: exit %d", cmd, rc);
+    cJSON *root = cJSON_Parse(out);
+    ZT_CHECK(root != NULL, "score --json printed no JSON: %s", out);
+    if (!root) return;
+    const cJSON *examples = cJSON_GetObjectItem(root, "examples");
+    FILE *f = fopen(ref, "r");
+    char line[1024];
+    int i = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        cJSON *want = cJSON_Parse(line);
+        const cJSON *got = cJSON_GetArrayItem(examples, i);
+        double want_loss = cJSON_GetObjectItem(want, "loss")->valuedouble;
+        int want_tokens = cJSON_GetObjectItem(want, "n_tokens")->valueint;
+        ZT_CHECK(got && cJSON_GetObjectItem(got, "n_tokens")->valueint == want_tokens,
+                 "%s line %d: token count", fixture, i + 1);
+        if (got)
+            ZT_CHECK_CLOSE(cJSON_GetObjectItem(got, "loss")->valuedouble, want_loss, 0.0, 1e-5,
+                           "%s line %d loss vs HF", fixture, i + 1);
+        cJSON_Delete(want);
+        i++;
+    }
+    if (f) fclose(f);
+    ZT_CHECK(i == cJSON_GetArraySize(examples) && i > 0, "%s: %d references, %d scored", fixture,
+             i, cJSON_GetArraySize(examples));
+    cJSON_Delete(root);
+}
+
+/* reference_fixture: where HF's count is recorded (the variant spelling shares opt-pre's). */
+static void check_info(const char *fixture, const char *reference_fixture) {
+    char dir[1024], ref_path[1024], cmd[4096];
+    static char out[1 << 16];
+    fixture_path(dir, sizeof dir, fixture, NULL);
+    fixture_path(ref_path, sizeof ref_path, reference_fixture, "reference.safetensors");
+    snprintf(cmd, sizeof cmd, "%s info %s --json", zotune, dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed", cmd);
+    cJSON *root = cJSON_Parse(out);
+    zt_safetensors *ref = NULL;
+    ZT_REQUIRE_OK(zt_st_open(ref_path, &ref));
+    double want = strtod(zt_st_metadata(ref, "num_parameters"), NULL);
+    const cJSON *got = root ? cJSON_GetObjectItem(root, "parameters") : NULL;
+    ZT_CHECK(got && got->valuedouble == want, "%s: info parameters %g, HF %g", fixture,
+             got ? got->valuedouble : -1.0, want);
+    zt_st_close(ref);
+    cJSON_Delete(root);
+}
+
+static void expect_failure(const char *args, int want_rc, const char *needle) {
+    char cmd[4096];
+    static char out[1 << 16];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", zotune, args);
+    int rc = run(cmd, out, sizeof out);
+    ZT_CHECK(rc == want_rc, "'%s': exit %d, want %d", args, rc, want_rc);
+    ZT_CHECK(strstr(out, needle) != NULL, "'%s': output '%s' lacks '%s'", args, out, needle);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_cli PATH_TO_ZOTUNE\n");
+        return 1;
+    }
+    zotune = argv[1];
+    check_score("opt-pre");
+    check_score("opt-post");
+    check_info("opt-pre", "opt-pre");
+    check_info("opt-post", "opt-post");
+    check_info("opt-pre-variant", "opt-pre");
+
+    char dir[1024], bad[256], args[2048];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    snprintf(bad, sizeof bad, "/tmp/zt_cli_bad_%d.jsonl", (int)getpid());
+    FILE *f = fopen(bad, "w");
+    fputs("{\"input_ids\": [5, 6, 7]}\n\n{\"input_ids\": [5, 6], \"labels\": [5, 9999]}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "score %s %s", dir, bad);
+    expect_failure(args, 1, ":3: labels[1] = 9999 outside [0, 504)");
+    f = fopen(bad, "w");
+    fputs("{\"input_ids\": [5, 6, 7]}\n{\"input_ids\": [5, 6,\n", f);
+    fclose(f);
+    expect_failure(args, 1, ":2:");
+    remove(bad);
+    snprintf(args, sizeof args, "score %s %s --batch-sise 3", dir, bad);
+    expect_failure(args, 2, "unknown option '--batch-sise'");
+    snprintf(args, sizeof args, "info %s --seq-len abc", dir);
+    expect_failure(args, 2, "--seq-len expects an integer, got 'abc'");
+    expect_failure("frobnicate", 2, "unknown command 'frobnicate'");
+    expect_failure("info /nonexistent/model", 1, "/nonexistent/model/config.json");
+    return zt_test_finish("test_cli");
+}
