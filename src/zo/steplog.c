@@ -105,7 +105,7 @@ static int name_index(const char *const *names, int count, const cJSON *item) {
 
 static zt_status parse_record(const cJSON *o, const char *path, int line, zt_step_record *r) {
     memset(r, 0, sizeof *r);
-    double v;
+    double v = 0.0;
     ZT_TRY(get_number(o, "step", path, line, &v));
     r->step = (int)v;
     ZT_TRY(parse_hex64(cJSON_GetObjectItemCaseSensitive(o, "seed"), path, line, "seed",
