@@ -59,4 +59,10 @@ typedef struct zt_st_write_tensor {
 zt_status zt_st_write(const char *path, const zt_st_write_tensor *tensors, int n_tensors,
                       const char *const *metadata, int n_metadata);
 
+/* Shared by the io writers (safetensors, config.json): writes the concatenated chunks to
+ * path + ".tmp", fsyncs, and renames it over path, so a crash never leaves a half-written file
+ * under the final name. On failure the .tmp file is removed and the message names path. */
+zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
+                               const size_t *chunk_bytes, int n_chunks);
+
 #endif
