@@ -1,0 +1,105 @@
+/* Causal self-attention with a key padding mask, one query row at a time: each thread holds at
+ * most one T-length row of scores, never a T x T matrix. */
+#include <math.h>
+
+#include "core/status.h"
+#include "cpu/cpu_backend.h"
+
+/* Per-thread scratch: scores (T), scaled query (D), output accumulator (D). */
+typedef struct query_scratch {
+    float *scores;
+    float *q_scaled;
+    float *acc;
+} query_scratch;
+
+/* out_row = softmax over admissible keys of (q_row * q_scale) . k_j, applied to v_j. Keys are
+ * rows of k and v with stride `row_stride`; key j is admissible when j <= i and mask[j] != 0. */
+static void attend_one_query(float *out_row,                           /* (D) */
+                             const float *q_row,                       /* (D) */
+                             const float *k_head, const float *v_head, /* (T,stride) from head */
+                             const int32_t *mask,                      /* (T) */
+                             int query, int head_dim, size_t row_stride, float q_scale,
+                             query_scratch s) {
+    /* HF scales the q_proj output, so the rounding of q * scale happens before the dot. */
+    for (int d = 0; d < head_dim; d++)
+        s.q_scaled[d] = q_row[d] * q_scale;
+
+    float max_score = -INFINITY;
+    int n_admissible = 0;
+    for (int j = 0; j <= query; j++) {
+        if (mask[j] == 0) continue;
+        const float *k_row = k_head + (size_t)j * row_stride;
+        float dot = 0.0f;
+        ZT_CPU_SIMD_SUM(dot)
+        for (int d = 0; d < head_dim; d++)
+            dot += s.q_scaled[d] * k_row[d];
+        s.scores[j] = dot;
+        if (dot > max_score) max_score = dot;
+        n_admissible++;
+    }
+    if (n_admissible == 0) { /* a left-pad query: nothing to attend to */
+        for (int d = 0; d < head_dim; d++)
+            out_row[d] = 0.0f;
+        return;
+    }
+
+    for (int d = 0; d < head_dim; d++)
+        s.acc[d] = 0.0f;
+    double weight_sum = 0.0;
+    for (int j = 0; j <= query; j++) {
+        if (mask[j] == 0) continue;
+        float weight = expf(s.scores[j] - max_score);
+        weight_sum += weight;
+        const float *v_row = v_head + (size_t)j * row_stride;
+        for (int d = 0; d < head_dim; d++)
+            s.acc[d] += weight * v_row[d];
+    }
+    float inv_sum = (float)(1.0 / weight_sum);
+    for (int d = 0; d < head_dim; d++)
+        out_row[d] = s.acc[d] * inv_sum;
+}
+
+zt_status zt_cpu_attention(zt_backend *be, float *out,                     /* (B,T,C) */
+                           const float *q, const float *k, const float *v, /* (B,T,C) each */
+                           const int32_t *key_mask,                        /* (B,T) */
+                           int batch, int seq_len, int n_heads, int head_dim, float q_scale) {
+    const char *op = "attention";
+    zt_cpu_backend *cpu = zt_cpu(be);
+    ZT_TRY(zt_cpu_check_dim(op, "batch", batch));
+    ZT_TRY(zt_cpu_check_dim(op, "seq_len", seq_len));
+    ZT_TRY(zt_cpu_check_dim(op, "n_heads", n_heads));
+    ZT_TRY(zt_cpu_check_dim(op, "head_dim", head_dim));
+    ZT_TRY(zt_cpu_check_ptr(op, "out", out));
+    ZT_TRY(zt_cpu_check_ptr(op, "q", q));
+    ZT_TRY(zt_cpu_check_ptr(op, "k", k));
+    ZT_TRY(zt_cpu_check_ptr(op, "v", v));
+    ZT_TRY(zt_cpu_check_ptr(op, "key_mask", key_mask));
+    if (!isfinite(q_scale))
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: q_scale %g is not finite", op, q_scale);
+    const size_t n_cols = (size_t)n_heads * (size_t)head_dim;
+    const size_t tensor_bytes = (size_t)batch * (size_t)seq_len * n_cols * sizeof(float);
+    ZT_TRY(zt_cpu_check_disjoint(op, "out", out, tensor_bytes, "q", q, tensor_bytes));
+    ZT_TRY(zt_cpu_check_disjoint(op, "out", out, tensor_bytes, "k", k, tensor_bytes));
+    ZT_TRY(zt_cpu_check_disjoint(op, "out", out, tensor_bytes, "v", v, tensor_bytes));
+
+    const size_t per_thread = (size_t)seq_len + 2 * (size_t)head_dim;
+    float *scratch;
+    ZT_TRY(zt_cpu_scratch(cpu, per_thread * (size_t)cpu->n_threads, op, &scratch));
+
+    /* One work item per (sequence, head, query); dynamic scheduling evens out causal rows. */
+    const int64_t n_items = (int64_t)batch * n_heads * seq_len;
+    ZT_CPU_PARALLEL_FOR_DYNAMIC(cpu->n_threads)
+    for (int64_t item = 0; item < n_items; item++) {
+        int query = (int)(item % seq_len);
+        int head = (int)(item / seq_len % n_heads);
+        int64_t b = item / ((int64_t)seq_len * n_heads);
+        float *mine = scratch + per_thread * (size_t)ZT_CPU_THREAD_INDEX();
+        query_scratch s = {mine, mine + seq_len, mine + seq_len + head_dim};
+
+        size_t head_offset = (size_t)b * (size_t)seq_len * n_cols + (size_t)head * head_dim;
+        size_t query_offset = head_offset + (size_t)query * n_cols;
+        attend_one_query(out + query_offset, q + query_offset, k + head_offset, v + head_offset,
+                         key_mask + (size_t)b * seq_len, query, head_dim, n_cols, q_scale, s);
+    }
+    return ZT_OK;
+}

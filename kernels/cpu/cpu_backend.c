@@ -1,0 +1,168 @@
+/* The CPU backend: op table, host memory, scratch and argument checks. The ops live in the
+ * other files of this directory, one family each. */
+#include "cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "cpu/perturb_ops.h"
+
+enum { ZT_CPU_ALIGNMENT = 64 };
+
+/* posix_memalign wants a non-zero size; rounding up to the alignment keeps SIMD tails inside the
+ * allocation. */
+static void *aligned_host_alloc(size_t n_bytes) {
+    size_t rounded = (n_bytes + ZT_CPU_ALIGNMENT - 1) / ZT_CPU_ALIGNMENT * ZT_CPU_ALIGNMENT;
+    if (rounded < n_bytes) return NULL; /* overflow */
+    void *ptr = NULL;
+    if (posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
+        return NULL;
+    return ptr;
+}
+
+static zt_status cpu_alloc(zt_backend *be, size_t n_bytes, zt_mem_category category, void **out) {
+    (void)be;
+    *out = NULL;
+    if ((unsigned)category >= ZT_MEM_CATEGORIES)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cpu alloc: unknown memory category %d", (int)category);
+    void *ptr = aligned_host_alloc(n_bytes);
+    if (ptr == NULL)
+        return zt_fail(ZT_ERR_NOMEM, "cpu alloc: %zu bytes of %s failed", n_bytes,
+                       zt_mem_category_name(category));
+    zt_mem_track_alloc(category, n_bytes);
+    *out = ptr;
+    return ZT_OK;
+}
+
+static void cpu_free(zt_backend *be, void *ptr, size_t n_bytes, zt_mem_category category) {
+    (void)be;
+    if (ptr == NULL) return;
+    free(ptr);
+    if ((unsigned)category < ZT_MEM_CATEGORIES) zt_mem_track_free(category, n_bytes);
+}
+
+static zt_status copy_bytes(const char *op, void *dst, const void *src, size_t n_bytes) {
+    if (n_bytes == 0) return ZT_OK;
+    if (dst == NULL || src == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cpu %s: NULL %s for %zu bytes", op,
+                       dst == NULL ? "destination" : "source", n_bytes);
+    memcpy(dst, src, n_bytes);
+    return ZT_OK;
+}
+
+static zt_status cpu_upload(zt_backend *be, void *dst, const void *host_src, size_t n_bytes) {
+    (void)be;
+    return copy_bytes("upload", dst, host_src, n_bytes);
+}
+
+static zt_status cpu_download(zt_backend *be, void *host_dst, const void *src, size_t n_bytes) {
+    (void)be;
+    return copy_bytes("download", host_dst, src, n_bytes);
+}
+
+/* Every op finishes before it returns. */
+static zt_status cpu_sync(zt_backend *be) {
+    (void)be;
+    return ZT_OK;
+}
+
+static void cpu_destroy(zt_backend *be) {
+    zt_cpu_backend *cpu = zt_cpu(be);
+    if (cpu->scratch) {
+        free(cpu->scratch);
+        zt_mem_track_free(ZT_MEM_SCRATCH, cpu->scratch_floats * sizeof(float));
+    }
+    free(cpu);
+}
+
+zt_status zt_cpu_scratch(zt_cpu_backend *cpu, size_t n_floats, const char *op, float **out) {
+    if (n_floats <= cpu->scratch_floats) {
+        *out = cpu->scratch;
+        return ZT_OK;
+    }
+    if (n_floats > SIZE_MAX / sizeof(float))
+        return zt_fail(ZT_ERR_NOMEM, "%s: scratch of %zu floats overflows", op, n_floats);
+    float *grown = aligned_host_alloc(n_floats * sizeof(float));
+    if (grown == NULL)
+        return zt_fail(ZT_ERR_NOMEM, "%s: scratch of %zu bytes failed", op,
+                       n_floats * sizeof(float));
+    if (cpu->scratch) {
+        free(cpu->scratch);
+        zt_mem_track_free(ZT_MEM_SCRATCH, cpu->scratch_floats * sizeof(float));
+    }
+    zt_mem_track_alloc(ZT_MEM_SCRATCH, n_floats * sizeof(float));
+    cpu->scratch = grown;
+    cpu->scratch_floats = n_floats;
+    *out = grown;
+    return ZT_OK;
+}
+
+zt_status zt_cpu_check_dim(const char *op, const char *what, int value) {
+    if (value > 0) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %d must be > 0", op, what, value);
+}
+
+zt_status zt_cpu_check_ptr(const char *op, const char *what, const void *ptr) {
+    if (ptr != NULL) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+}
+
+zt_status zt_cpu_check_weight(const char *op, const char *what, zt_weight w, int required) {
+    if (w.dtype != ZT_F32 && w.dtype != ZT_F16 && w.dtype != ZT_BF16)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)w.dtype);
+    if (required && w.data == NULL) return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+    return ZT_OK;
+}
+
+zt_status zt_cpu_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
+                                const char *b_name, const void *b, size_t b_bytes) {
+    uintptr_t a_begin = (uintptr_t)a, b_begin = (uintptr_t)b;
+    if (a_begin < b_begin + b_bytes && b_begin < a_begin + a_bytes)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s overlaps %s", op, a_name, b_name);
+    return ZT_OK;
+}
+
+static const zt_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .sync = cpu_sync,
+    .gather_rows = zt_cpu_gather_rows,
+    .layernorm = zt_cpu_layernorm,
+    .linear = zt_cpu_linear,
+    .attention = zt_cpu_attention,
+    .add = zt_cpu_add,
+    .target_logprobs = zt_cpu_target_logprobs,
+    .perturb = zt_cpu_perturb,
+    .z_sumsq = zt_cpu_z_sumsq,
+    .update = zt_cpu_update,
+};
+
+static int default_thread_count(void) {
+#if ZT_HAVE_OPENMP
+    /* Honours OMP_NUM_THREADS, which otherwise defaults to every core. */
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
+    *out = NULL;
+    zt_cpu_backend *cpu = calloc(1, sizeof *cpu);
+    if (cpu == NULL) return zt_fail(ZT_ERR_NOMEM, "cpu backend: out of memory");
+    /* Without OpenMP the ops run on the calling thread whatever was asked. */
+    cpu->n_threads = ZT_HAVE_OPENMP && n_threads > 0 ? n_threads : default_thread_count();
+    /* GEMMs dominate the CPU forward pass, so an explicit thread count governs OpenBLAS too;
+     * otherwise OpenBLAS keeps its own default (OPENBLAS_NUM_THREADS or every core). */
+    if (n_threads > 0) openblas_set_num_threads(n_threads);
+    cpu->base.ops = &cpu_ops;
+    cpu->base.impl = cpu;
+    *out = &cpu->base;
+    return ZT_OK;
+}

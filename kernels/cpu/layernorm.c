@@ -1,0 +1,54 @@
+/* layernorm over the last dimension, as torch.nn.LayerNorm (biased variance). */
+#include <math.h>
+
+#include "core/status.h"
+#include "cpu/cpu_backend.h"
+
+/* Two passes in double: the mean is exact enough that subtracting it loses nothing for rows with
+ * a large common offset, where E[x^2] - E[x]^2 in f32 would cancel catastrophically. */
+static void row_statistics(const float *x, /* (C) */
+                           int n_cols, float eps, float *mean_out, float *rstd_out) {
+    double sum = 0.0;
+    ZT_CPU_SIMD_SUM(sum)
+    for (int c = 0; c < n_cols; c++)
+        sum += x[c];
+    double mean = sum / n_cols;
+    double squares = 0.0;
+    ZT_CPU_SIMD_SUM(squares)
+    for (int c = 0; c < n_cols; c++) {
+        double centered = x[c] - mean;
+        squares += centered * centered;
+    }
+    double variance = squares / n_cols;
+    *mean_out = (float)mean;
+    *rstd_out = (float)(1.0 / sqrt(variance + (double)eps));
+}
+
+zt_status zt_cpu_layernorm(zt_backend *be, float *out,      /* (N,C) */
+                           const float *in,                 /* (N,C) */
+                           zt_weight gamma, zt_weight beta, /* (C), (C) */
+                           int n_rows, int n_cols, float eps) {
+    const char *op = "layernorm";
+    ZT_TRY(zt_cpu_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_cpu_check_dim(op, "n_cols", n_cols));
+    ZT_TRY(zt_cpu_check_ptr(op, "out", out));
+    ZT_TRY(zt_cpu_check_ptr(op, "in", in));
+    ZT_TRY(zt_cpu_check_weight(op, "gamma", gamma, 0));
+    ZT_TRY(zt_cpu_check_weight(op, "beta", beta, 0));
+    if (!(eps >= 0.0f)) return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op, eps);
+
+    ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
+    for (int n = 0; n < n_rows; n++) {
+        const float *x = in + (size_t)n * n_cols;
+        float *y = out + (size_t)n * n_cols;
+        float mean, rstd;
+        /* Statistics first: out may equal in. */
+        row_statistics(x, n_cols, eps, &mean, &rstd);
+        for (int c = 0; c < n_cols; c++) {
+            float scale = gamma.data ? zt_cpu_weight_at(gamma, (size_t)c) : 1.0f;
+            float shift = beta.data ? zt_cpu_weight_at(beta, (size_t)c) : 0.0f;
+            y[c] = (x[c] - mean) * rstd * scale + shift;
+        }
+    }
+    return ZT_OK;
+}

@@ -1,0 +1,162 @@
+/* perturb and z_sumsq: staging a perturbed copy of a weight tensor, and the regeneration pass
+ * that gives ||z||^2 for uniform-on-sphere directions. z is regenerated block by block from its
+ * seed (kernels/common/perturb_rng.h); every element's value is a pure function of its index in
+ * the full tensor, so results do not depend on the thread count or on how a tensor is sliced. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/perturb_ops.h"
+
+/* z_sumsq sums fixed-size chunks in parallel, then the chunk sums in ascending order: the chunk
+ * size, not the thread count, decides the rounding, so the result is the same on any machine. */
+#define ZT_CPU_SUMSQ_CHUNK_ELEMS ((uint64_t)1 << 14)
+
+static zt_status check_dist(const char *op, zt_dist dist) {
+    if (dist == ZT_DIST_GAUSSIAN || dist == ZT_DIST_RADEMACHER) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown distribution %d", op, (int)dist);
+}
+
+static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
+    if (dtype == ZT_F32 || dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)dtype);
+}
+
+zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
+                                 zt_cpu_z_term *stack, zt_cpu_z_term **terms_out) {
+    *terms_out = stack;
+    ZT_TRY(zt_cpu_check_ptr(op, "perturbation", p));
+    ZT_TRY(check_dist(op, p->dist));
+    if (p->n_terms < 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: n_terms %d must be >= 0", op, p->n_terms);
+    if (p->n_terms == 0) return ZT_OK;
+    ZT_TRY(zt_cpu_check_ptr(op, "perturbation terms", p->terms));
+    /* A non-finite scale would write NaN or Inf into every element; refuse it before any write. */
+    if (!isfinite(p->z_scale))
+        return zt_fail(ZT_ERR_NUMERIC, "%s: z_scale %g is not finite", op, (double)p->z_scale);
+    for (int i = 0; i < p->n_terms; i++) {
+        if (!isfinite(p->terms[i].coeff))
+            return zt_fail(ZT_ERR_NUMERIC, "%s: term %d (seed %llu) has coefficient %g", op, i,
+                           (unsigned long long)p->terms[i].seed, (double)p->terms[i].coeff);
+    }
+
+    zt_cpu_z_term *terms = stack;
+    if (p->n_terms > ZT_CPU_Z_TERMS_ON_STACK) {
+        terms = zt_xmalloc((size_t)p->n_terms * sizeof *terms);
+        if (terms == NULL)
+            return zt_fail(ZT_ERR_NOMEM, "%s: no memory for %d perturbation terms", op,
+                           p->n_terms);
+    }
+    for (int i = 0; i < p->n_terms; i++) {
+        terms[i].tensor_key = zt_tensor_key(p->terms[i].seed, tensor_id);
+        terms[i].scale = p->terms[i].coeff * p->z_scale;
+    }
+    *terms_out = terms;
+    return ZT_OK;
+}
+
+void zt_cpu_z_terms_release(zt_cpu_z_term *terms, const zt_cpu_z_term *stack) {
+    if (terms != stack) free(terms);
+}
+
+zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) */
+                         zt_weight src,                                  /* (n) */
+                         uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
+                         const zt_perturbation *p) {
+    const char *op = "perturb";
+    zt_cpu_z_term stack_terms[ZT_CPU_Z_TERMS_ON_STACK];
+    zt_cpu_z_term *terms = NULL;
+    ZT_TRY(zt_cpu_z_terms_prepare(op, p, tensor_id, stack_terms, &terms));
+    zt_status status = ZT_OK;
+    if (n_elems == 0) goto done; /* an empty slice: nothing to read or write */
+
+    if ((status = zt_cpu_check_ptr(op, "dst", dst)) != ZT_OK) goto done;
+    if ((status = check_dtype(op, "dst", dst_dtype)) != ZT_OK) goto done;
+    if ((status = zt_cpu_check_weight(op, "src", src, 1)) != ZT_OK) goto done;
+    if (elem_offset > UINT64_MAX - (uint64_t)n_elems) {
+        status = zt_fail(ZT_ERR_INVALID_ARG, "%s: elem_offset %llu + n_elems %zu overflows", op,
+                         (unsigned long long)elem_offset, n_elems);
+        goto done;
+    }
+    /* Element j is read before it is written, so only exact aliasing (the in-place mode) is
+     * safe; a shifted overlap would read elements another iteration already perturbed. */
+    if (dst == src.data) {
+        if (dst_dtype != src.dtype) {
+            status = zt_fail(ZT_ERR_INVALID_ARG, "%s: dst aliases src but dst is %s, src %s", op,
+                             zt_dtype_name(dst_dtype), zt_dtype_name(src.dtype));
+            goto done;
+        }
+    } else {
+        status = zt_cpu_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
+                                       src.data, n_elems * zt_dtype_size(src.dtype));
+        if (status != ZT_OK) goto done;
+    }
+
+    {
+        const int n_terms = p->n_terms;
+        const zt_dist dist = p->dist;
+        const int n_threads = zt_cpu(be)->n_threads;
+        (void)n_threads; /* read only by the OpenMP pragma */
+        /* Whole blocks of the full tensor cover [elem_offset, elem_offset + n); the first and
+         * last may hang over the slice, and only their lanes inside it are written. */
+        const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
+        const uint64_t first_block = elem_offset / 4;
+        const int64_t n_blocks = (int64_t)((slice_end - 1) / 4 - first_block + 1);
+        ZT_CPU_PARALLEL_FOR(n_threads)
+        for (int64_t b = 0; b < n_blocks; b++) {
+            const uint64_t block = first_block + (uint64_t)b;
+            const zt_f32x4 sum = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
+            const uint64_t lane_begin = block * 4 < elem_offset ? elem_offset - block * 4 : 0;
+            const uint64_t lane_end = block * 4 + 4 > slice_end ? slice_end - block * 4 : 4;
+            for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
+                const size_t j = (size_t)(block * 4 + lane - elem_offset);
+                const float value = zt_cpu_load_f32(src.data, src.dtype, j);
+                /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
+                const float perturbed =
+                    n_terms > 0 ? value + zt_f32x4_lane(sum, (unsigned)lane) : value;
+                zt_cpu_store_rne(dst, dst_dtype, j, perturbed);
+            }
+        }
+    }
+
+done:
+    zt_cpu_z_terms_release(terms, stack_terms);
+    return status;
+}
+
+zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
+                         size_t n_elems, zt_dist dist) {
+    const char *op = "z_sumsq";
+    ZT_TRY(zt_cpu_check_ptr(op, "out", out));
+    ZT_TRY(check_dist(op, dist));
+    /* Rademacher z is +-1, so the sum is the count, exactly (n < 2^53 for any real tensor). */
+    if (dist == ZT_DIST_RADEMACHER || n_elems == 0) {
+        *out = (double)n_elems;
+        return ZT_OK;
+    }
+
+    zt_cpu_backend *cpu = zt_cpu(be);
+    const uint64_t n = (uint64_t)n_elems;
+    const uint64_t n_chunks = (n + ZT_CPU_SUMSQ_CHUNK_ELEMS - 1) / ZT_CPU_SUMSQ_CHUNK_ELEMS;
+    /* The scratch is 64-byte aligned floats; two of them hold each chunk's double sum. */
+    float *scratch = NULL;
+    ZT_TRY(zt_cpu_scratch(cpu, (size_t)n_chunks * 2, op, &scratch));
+    double *chunk_sums = (double *)(void *)scratch;
+
+    const uint64_t tensor_key = zt_tensor_key(seed, tensor_id);
+    const int64_t n_chunks_signed = (int64_t)n_chunks;
+    ZT_CPU_PARALLEL_FOR(cpu->n_threads)
+    for (int64_t c = 0; c < n_chunks_signed; c++) {
+        const uint64_t begin = (uint64_t)c * ZT_CPU_SUMSQ_CHUNK_ELEMS;
+        const uint64_t end = begin + ZT_CPU_SUMSQ_CHUNK_ELEMS < n ? begin + ZT_CPU_SUMSQ_CHUNK_ELEMS
+                                                                  : n;
+        chunk_sums[c] = zt_z_gauss_sumsq(tensor_key, begin, end);
+    }
+    double sum = 0.0;
+    for (uint64_t c = 0; c < n_chunks; c++) sum += chunk_sums[c];
+    *out = sum;
+    return ZT_OK;
+}

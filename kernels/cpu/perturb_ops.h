@@ -1,0 +1,91 @@
+/* The CPU backend's perturbation ops (perturb, z_sumsq, update) and the per-block arithmetic
+ * they share (DESIGN.md section 2; z addressing in kernels/common/perturb_rng.h).
+ *
+ * The f32 operation order is part of the contract, so that another backend (or a test) that
+ * mirrors it gets the same bits from the same z:
+ *
+ *     a_i = coeff_i * z_scale                                      one rounding per term
+ *     g   = a_0 * z_0;  g = g + a_i * z_i for i = 1 .. n_terms-1    term 0 first, no FMA
+ *     g   = 0 when n_terms == 0
+ *
+ * perturb stores src + g (src itself when n_terms == 0); update turns g into u by its rule and
+ * subtracts lr * (u + weight_decay * theta) (see update.c).
+ */
+#ifndef ZT_CPU_PERTURB_OPS_H
+#define ZT_CPU_PERTURB_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "common/dtype.h"
+#include "common/perturb_rng.h"
+
+/* One term with its key and scale hoisted out of the element loop. */
+typedef struct zt_cpu_z_term {
+    uint64_t tensor_key; /* zt_tensor_key(seed, tensor_id) */
+    float scale;         /* coeff * z_scale, rounded to f32 */
+} zt_cpu_z_term;
+
+/* Terms up to this count live on the caller's stack; more are heap-allocated. */
+#define ZT_CPU_Z_TERMS_ON_STACK 64
+
+/* Checks p (op names the caller in messages) and fills *terms_out with its n_terms hoisted
+ * terms: `stack` (ZT_CPU_Z_TERMS_ON_STACK entries) when they fit, else a heap array that the
+ * caller releases with zt_cpu_z_terms_release. */
+zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
+                                 zt_cpu_z_term *stack, zt_cpu_z_term **terms_out);
+void zt_cpu_z_terms_release(zt_cpu_z_term *terms, const zt_cpu_z_term *stack);
+
+/* g for the four elements 4*block .. 4*block+3 of the tensor, in the order documented above. */
+static inline zt_f32x4 zt_cpu_z_sum_block4(const zt_cpu_z_term *terms, int n_terms, zt_dist dist,
+                                           uint64_t block) {
+    zt_f32x4 sum = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < n_terms; i++) {
+        zt_f32x4 z = dist == ZT_DIST_GAUSSIAN
+                         ? zt_z_gauss_block4(terms[i].tensor_key, block)
+                         : zt_z_rademacher_block4(terms[i].tensor_key, block);
+        float a = terms[i].scale;
+        if (i == 0) {
+            /* Assigned, not added to 0: 0 + (-0) would turn a negative zero positive. */
+            sum.x = a * z.x;
+            sum.y = a * z.y;
+            sum.z = a * z.z;
+            sum.w = a * z.w;
+        } else {
+            sum.x += a * z.x;
+            sum.y += a * z.y;
+            sum.z += a * z.z;
+            sum.w += a * z.w;
+        }
+    }
+    return sum;
+}
+
+/* Element i of a buffer of `dtype`, as f32 (exact: f16 and bf16 widen without rounding). */
+static inline float zt_cpu_load_f32(const void *data, zt_dtype dtype, size_t i) {
+    if (dtype == ZT_F32) return ((const float *)data)[i];
+    uint16_t bits = ((const uint16_t *)data)[i];
+    return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
+}
+
+/* Stores value into element i, rounding to nearest even for f16 / bf16. */
+static inline void zt_cpu_store_rne(void *data, zt_dtype dtype, size_t i, float value) {
+    if (dtype == ZT_F32)
+        ((float *)data)[i] = value;
+    else if (dtype == ZT_F16)
+        ((uint16_t *)data)[i] = zt_f32_to_f16(value);
+    else
+        ((uint16_t *)data)[i] = zt_f32_to_bf16(value);
+}
+
+/* The ops, with the signatures of zt_backend_ops (kernels/backend.h). */
+zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
+                         uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
+                         const zt_perturbation *p);
+zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
+                         size_t n_elems, zt_dist dist);
+zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
+                        size_t n_elems, float *state, const zt_update *u);
+
+#endif

@@ -1,0 +1,176 @@
+/* update: the once-per-step change of one weight tensor, regenerating z (DESIGN.md section 2).
+ *
+ * Per element j, in f32 (g as in perturb_ops.h; one rounding per operation, no FMA):
+ *
+ *     SGD       u = g
+ *     SIGN      u = sign(g), sign(0) = 0
+ *     MOMENTUM  m = beta1*m + g;  u = m
+ *     ADAMM     m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*(g*g);
+ *               vhat = max(vhat, v);  u = m / (sqrt(vhat) + eps)     (1-beta rounded once)
+ *     step      = lr * (u + weight_decay*theta)
+ *     theta'    = theta - step, or theta itself when step is zero
+ *
+ * The zero-step case keeps a weight of -0 from becoming +0 (-0 - -0 = +0), so lr = 0 leaves
+ * every weight bit-identical. f16 / bf16 weights are stored rounded to nearest even, or, with
+ * stochastic_rounding, with the SR bits of element j keyed by (rounding_seed, tensor_id): a
+ * pure function of j, never of the thread that handles it. */
+#include <math.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/perturb_ops.h"
+
+/* The rule's constants, with 1-beta rounded once per call rather than per element. */
+typedef struct update_coeffs {
+    zt_update_rule rule;
+    float lr, weight_decay;
+    float beta1, one_minus_beta1;
+    float beta2, one_minus_beta2;
+    float eps;
+} update_coeffs;
+
+static float sign_or_zero(float g) { return g > 0.0f ? 1.0f : g < 0.0f ? -1.0f : 0.0f; }
+
+/* theta' for one element; advances its optimizer state (m, v, vhat at stride n_elems). */
+static float updated_weight(const update_coeffs *k, float theta, float g,
+                            float *state, /* (1 or 3, n) or NULL, at this element */
+                            size_t n_elems) {
+    float direction;
+    switch (k->rule) {
+    case ZT_UPDATE_SIGN: direction = sign_or_zero(g); break;
+    case ZT_UPDATE_MOMENTUM: {
+        float m = k->beta1 * state[0] + g;
+        state[0] = m;
+        direction = m;
+        break;
+    }
+    case ZT_UPDATE_ADAMM: {
+        float *m = state, *v = state + n_elems, *vhat = state + 2 * n_elems;
+        float m_new = k->beta1 * *m + k->one_minus_beta1 * g;
+        float v_new = k->beta2 * *v + k->one_minus_beta2 * (g * g);
+        /* A comparison rather than fmaxf, so a NaN v propagates instead of vanishing. */
+        float vhat_new = *vhat >= v_new ? *vhat : v_new;
+        *m = m_new;
+        *v = v_new;
+        *vhat = vhat_new;
+        direction = m_new / (sqrtf(vhat_new) + k->eps);
+        break;
+    }
+    default: direction = g; break; /* ZT_UPDATE_SGD */
+    }
+    float step = k->lr * (direction + k->weight_decay * theta);
+    return step != 0.0f ? theta - step : theta;
+}
+
+static void store_weight(void *theta, zt_dtype dtype, size_t j, float value, int stochastic,
+                         uint32_t random) {
+    if (dtype == ZT_F32 || !stochastic)
+        zt_cpu_store_rne(theta, dtype, j, value);
+    else if (dtype == ZT_F16)
+        ((uint16_t *)theta)[j] = zt_sr_f32_to_f16(value, random);
+    else
+        ((uint16_t *)theta)[j] = zt_sr_f32_to_bf16(value, random);
+}
+
+static zt_status check_finite(const char *op, const char *what, float value) {
+    if (isfinite(value)) return ZT_OK;
+    return zt_fail(ZT_ERR_NUMERIC, "%s: %s %g is not finite", op, what, (double)value);
+}
+
+static zt_status check_beta(const char *op, const char *what, float beta) {
+    if (beta >= 0.0f && beta <= 1.0f) return ZT_OK; /* also false for NaN */
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %g outside [0, 1]", op, what, (double)beta);
+}
+
+/* Everything but the perturbation, which zt_cpu_z_terms_prepare checks. */
+static zt_status check_update_args(const char *op, const void *theta, zt_dtype dtype,
+                                   size_t n_elems, const float *state, const zt_update *u) {
+    ZT_TRY(zt_cpu_check_ptr(op, "theta", theta));
+    if (dtype != ZT_F32 && dtype != ZT_F16 && dtype != ZT_BF16)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: theta has unknown dtype %d", op, (int)dtype);
+    ZT_TRY(check_finite(op, "lr", u->lr));
+    ZT_TRY(check_finite(op, "weight_decay", u->weight_decay));
+    size_t state_rows = 0;
+    switch (u->rule) {
+    case ZT_UPDATE_SGD:
+    case ZT_UPDATE_SIGN: break;
+    case ZT_UPDATE_MOMENTUM:
+        ZT_TRY(check_beta(op, "momentum beta1", u->beta1));
+        state_rows = 1;
+        break;
+    case ZT_UPDATE_ADAMM:
+        ZT_TRY(check_beta(op, "adamm beta1", u->beta1));
+        ZT_TRY(check_beta(op, "adamm beta2", u->beta2));
+        /* eps = 0 divides 0 by 0 wherever g has always been 0 (reference/spec.md 7.4). */
+        if (!(u->eps > 0.0f) || !isfinite(u->eps))
+            return zt_fail(ZT_ERR_INVALID_ARG, "%s: adamm eps %g must be finite and > 0", op,
+                           (double)u->eps);
+        state_rows = 3;
+        break;
+    default: return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown update rule %d", op, (int)u->rule);
+    }
+    if (state_rows == 0) return ZT_OK;
+    if (state == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: rule %d needs a (%zu, %zu) f32 state, got NULL",
+                       op, (int)u->rule, state_rows, n_elems);
+    if (n_elems > SIZE_MAX / (state_rows * sizeof(float)))
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: state of (%zu, %zu) floats overflows", op,
+                       state_rows, n_elems);
+    return zt_cpu_check_disjoint(op, "state", state, state_rows * n_elems * sizeof(float),
+                                 "theta", theta, n_elems * zt_dtype_size(dtype));
+}
+
+zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
+                        uint32_t tensor_id, size_t n_elems,
+                        float *state, /* NULL, (n) or (3,n) by rule */
+                        const zt_update *u) {
+    const char *op = "update";
+    ZT_TRY(zt_cpu_check_ptr(op, "update", u));
+    zt_cpu_z_term stack_terms[ZT_CPU_Z_TERMS_ON_STACK];
+    zt_cpu_z_term *terms = NULL;
+    ZT_TRY(zt_cpu_z_terms_prepare(op, &u->grad, tensor_id, stack_terms, &terms));
+    zt_status status = ZT_OK;
+    if (n_elems == 0) goto done;
+    if ((status = check_update_args(op, theta, dtype, n_elems, state, u)) != ZT_OK) goto done;
+
+    {
+        const update_coeffs coeffs = {
+            .rule = u->rule,
+            .lr = u->lr,
+            .weight_decay = u->weight_decay,
+            .beta1 = u->beta1,
+            .one_minus_beta1 = 1.0f - u->beta1,
+            .beta2 = u->beta2,
+            .one_minus_beta2 = 1.0f - u->beta2,
+            .eps = u->eps,
+        };
+        const int n_terms = u->grad.n_terms;
+        const zt_dist dist = u->grad.dist;
+        const int n_threads = zt_cpu(be)->n_threads;
+        (void)n_threads; /* read only by the OpenMP pragma */
+        const int stochastic = u->stochastic_rounding && dtype != ZT_F32;
+        const uint64_t rounding_key = zt_tensor_key(u->rounding_seed, tensor_id);
+        const uint64_t n = (uint64_t)n_elems;
+        const int64_t n_blocks = (int64_t)((n + 3) / 4);
+        ZT_CPU_PARALLEL_FOR(n_threads)
+        for (int64_t b = 0; b < n_blocks; b++) {
+            const uint64_t block = (uint64_t)b;
+            const zt_f32x4 g = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
+            const zt_u32x4 random = stochastic ? zt_sr_bits_block4(rounding_key, block)
+                                               : (zt_u32x4){0, 0, 0, 0};
+            const unsigned n_lanes = block * 4 + 4 <= n ? 4u : (unsigned)(n - block * 4);
+            for (unsigned lane = 0; lane < n_lanes; lane++) {
+                const size_t j = (size_t)(block * 4 + lane);
+                const float old = zt_cpu_load_f32(theta, dtype, j);
+                const float updated = updated_weight(&coeffs, old, zt_f32x4_lane(g, lane),
+                                                     state ? state + j : NULL, n_elems);
+                store_weight(theta, dtype, j, updated, stochastic, zt_u32x4_lane(random, lane));
+            }
+        }
+    }
+
+done:
+    zt_cpu_z_terms_release(terms, stack_terms);
+    return status;
+}
