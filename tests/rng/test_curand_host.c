@@ -1,0 +1,207 @@
+/* Oracle: cuRAND's own host generator (libcurand, CURAND_RNG_PSEUDO_PHILOX4_32_10, default
+ * ordering), which runs on the CPU and needs no GPU.
+ *
+ * Its layout, measured here: output k of a generate call is the stream element m = offset + k,
+ * and element m is lane m % 4 of Philox(counter = {lo32(m >> 18), hi32(m >> 18),
+ * (m / 4) mod 2^16, 0}, key = seed), i.e. curand_init(seed, subsequence = (m / 4) mod 2^16,
+ * offset = 4 * floor(m / 2^18)): 65536 virtual threads, each stepping its own subsequence.
+ * The engine addresses z exactly so (kernels/common/perturb_rng.h), hence the generator seeded
+ * with a tensor key reproduces that tensor's z at every index: checked here past the 2^16 and
+ * 2^18 wrap points and at 2^20 elements. */
+#include <curand.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/dtype.h"
+#include "common/perturb_rng.h"
+#include "common/philox.h"
+#include "zt_test.h"
+
+#define GENERATOR_THREADS 65536u /* virtual threads (subsequences) of the host generator */
+
+/* The Philox block holding generator element m, as described above. */
+static zt_u32x4 generator_block(uint64_t seed, uint64_t m) {
+    uint64_t block = m / 4;
+    zt_u32x4 ctr = zt_philox_counter(block % GENERATOR_THREADS, block / GENERATOR_THREADS);
+    return zt_philox4x32_10(ctr, zt_philox_key(seed));
+}
+
+static uint32_t generator_word(uint64_t seed, uint64_t m) {
+    return zt_u32x4_lane(generator_block(seed, m), (unsigned)(m % 4));
+}
+
+static int status_ok(curandStatus_t status, const char *what) {
+    ZT_CHECK(status == CURAND_STATUS_SUCCESS, "%s -> status %d", what, (int)status);
+    return status == CURAND_STATUS_SUCCESS;
+}
+
+/* Setting the seed does not rewind a generator: it continues from where the last call ended
+ * unless the offset is set again, so every case sets both. */
+static int reset(curandGenerator_t gen, uint64_t seed, uint64_t offset) {
+    return status_ok(curandSetPseudoRandomGeneratorSeed(gen, seed), "seed") &&
+           status_ok(curandSetGeneratorOffset(gen, offset), "offset");
+}
+
+static const uint64_t plain_seeds[] = {
+    0, 1, 42, 0xFFFFFFFFull, 0x100000000ull, 0xFFFFFFFFFFFFFFFFull, 0x123456789ABCDEF0ull};
+
+#define SEED_COUNT (sizeof plain_seeds / sizeof plain_seeds[0] + 4)
+
+static uint64_t seed_at(size_t i) {
+    if (i < sizeof plain_seeds / sizeof plain_seeds[0]) return plain_seeds[i];
+    /* Tensor keys as the engine makes them. */
+    static const uint32_t tensors[] = {0, 1, 77, 0xFFFFFFFFu};
+    return zt_tensor_key(i * 1000003u, tensors[i - sizeof plain_seeds / sizeof plain_seeds[0]]);
+}
+
+static void test_integer_stream(curandGenerator_t gen) {
+    /* Non-multiples of 4, the 2^16 and 2^18 (layout wrap) boundaries, and past them. */
+    static const size_t lengths[] = {1, 2, 3, 5, 7, 4097, 65535, 65537, 262143, 262147, 1048579};
+    size_t max_length = lengths[sizeof lengths / sizeof lengths[0] - 1];
+    uint32_t *words = malloc(max_length * sizeof *words);
+    if (!words) exit(1);
+    for (size_t s = 0; s < SEED_COUNT; s++) {
+        uint64_t seed = seed_at(s);
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            size_t n = lengths[l];
+            if (!reset(gen, seed, 0) || !status_ok(curandGenerate(gen, words, n), "generate"))
+                continue;
+            size_t layout_mismatches = 0, z_mismatches = 0, z_compared = 0;
+            uint64_t block = UINT64_MAX;
+            zt_u32x4 z_bits = {0, 0, 0, 0};
+            for (size_t m = 0; m < n; m++) {
+                layout_mismatches += words[m] != generator_word(seed, m);
+                if (m / 4 != block) z_bits = zt_z_bits_block4(seed, block = m / 4);
+                z_mismatches += words[m] != zt_u32x4_lane(z_bits, (unsigned)(m % 4));
+                z_compared++;
+            }
+            ZT_CHECK(layout_mismatches == 0, "seed %" PRIx64 " n %zu: %zu words differ", seed, n,
+                     layout_mismatches);
+            ZT_CHECK(z_mismatches == 0, "seed %" PRIx64 " n %zu: %zu of %zu z words differ", seed,
+                     n, z_mismatches, z_compared);
+        }
+    }
+    /* Offsets: output k is element offset + k, offsets need not be multiples of 4. */
+    static const uint64_t offsets[] = {1, 2, 3, 5, 262141, 1000003, (1ull << 40) + 3};
+    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++) {
+        size_t n = 70001;
+        if (!reset(gen, 42, offsets[o]) || !status_ok(curandGenerate(gen, words, n), "generate"))
+            continue;
+        size_t mismatches = 0;
+        for (size_t k = 0; k < n; k++)
+            mismatches += words[k] != generator_word(42, offsets[o] + k);
+        ZT_CHECK(mismatches == 0, "offset %" PRIu64 ": %zu differ", offsets[o], mismatches);
+    }
+    /* A second call continues the stream. */
+    if (reset(gen, 9, 0) && status_ok(curandGenerate(gen, words, 6), "generate") &&
+        status_ok(curandGenerate(gen, words + 6, 10), "generate")) {
+        size_t mismatches = 0;
+        for (size_t m = 0; m < 16; m++)
+            mismatches += words[m] != generator_word(9, m);
+        ZT_CHECK(mismatches == 0, "continued stream: %zu differ", mismatches);
+    }
+    free(words);
+}
+
+static void test_uniform(curandGenerator_t gen) {
+    size_t n = 300001;
+    float *values = malloc(n * sizeof *values);
+    if (!values) exit(1);
+    for (size_t s = 0; s < SEED_COUNT; s += 3) {
+        uint64_t seed = seed_at(s);
+        if (!reset(gen, seed, 0) || !status_ok(curandGenerateUniform(gen, values, n), "uniform"))
+            continue;
+        size_t mismatches = 0;
+        for (size_t m = 0; m < n; m++) {
+            float want = zt_uniform_from_u32(generator_word(seed, m));
+            mismatches += zt_f32_bits(values[m]) != zt_f32_bits(want);
+        }
+        ZT_CHECK(mismatches == 0, "uniform seed %" PRIx64 ": %zu differ", seed, mismatches);
+    }
+    free(values);
+}
+
+/* The angle as libcurand's host path computes it: a rounded product, then a rounded sum (no
+ * FMA), where the engine's zt_box_muller_v fuses them as nvcc does on the device. */
+static float uncontracted_angle(uint32_t y) {
+    volatile float product = (float)y * ZT_RNG_2POW32_INV_2PI;
+    return product + ZT_RNG_2POW32_INV_2PI * 0.5f;
+}
+
+/* Normals: each pair (2i, 2i+1) is one Box-Muller of the words at 2i, 2i+1 (sine first).
+ * libcurand calls the same glibc logf / sincosf, so with the uncontracted angle our transform
+ * must give the same bits; with the FMA angle the two differ only where the angle roundings do
+ * (about 0.9% of pairs), by at most radius * |dv| (|d(s sin v)/dv| <= s) plus 2 ulp. */
+static void test_normal(curandGenerator_t gen) {
+    static const size_t lengths[] = {2, 6, 4098, 262146, 1048578};
+    size_t max_length = lengths[sizeof lengths / sizeof lengths[0] - 1];
+    float *values = malloc(max_length * sizeof *values);
+    if (!values) exit(1);
+    double max_abs_diff = 0;
+    size_t compared = 0, identical = 0, pairs = 0, angle_differs = 0;
+    size_t z_mismatches = 0, uncontracted_mismatches = 0, beyond_bound = 0;
+    for (size_t s = 0; s < SEED_COUNT; s++) {
+        uint64_t seed = seed_at(s);
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            size_t n = lengths[l];
+            if (!reset(gen, seed, 0) ||
+                !status_ok(curandGenerateNormal(gen, values, n, 0.0f, 1.0f), "normal"))
+                continue;
+            for (size_t m = 0; m < n; m += 2) {
+                zt_u32x4 block = generator_block(seed, m);
+                uint32_t x = m % 4 == 0 ? block.x : block.z, y = m % 4 == 0 ? block.y : block.w;
+                zt_f32x2 ours = zt_box_muller(x, y);
+                float v_fma = zt_box_muller_v(y), v_plain = uncontracted_angle(y);
+                zt_f32x2 ours_plain = zt_box_muller_uv(zt_box_muller_u(x), v_plain);
+                float radius = sqrtf(-2.0f * logf(zt_box_muller_u(x)));
+                float want[2] = {ours.x, ours.y}, want_plain[2] = {ours_plain.x, ours_plain.y};
+                pairs++;
+                angle_differs += zt_f32_bits(v_fma) != zt_f32_bits(v_plain);
+                for (int i = 0; i < 2; i++) {
+                    double diff = fabs((double)values[m + i] - want[i]);
+                    double bound = radius * fabs((double)v_fma - v_plain) * 1.001 +
+                                   2.0 * ldexp(fabs(want[i]), -23);
+                    if (diff > max_abs_diff) max_abs_diff = diff;
+                    identical += zt_f32_bits(values[m + i]) == zt_f32_bits(want[i]);
+                    uncontracted_mismatches +=
+                        zt_f32_bits(values[m + i]) != zt_f32_bits(want_plain[i]);
+                    beyond_bound += diff > bound;
+                    compared++;
+                    /* The engine's z is this same value at every index. */
+                    if (zt_f32_bits(want[i]) != zt_f32_bits(zt_z_gauss_at(seed, m + i)))
+                        z_mismatches++;
+                }
+            }
+        }
+    }
+    printf("curandGenerateNormal vs zt_box_muller: %zu values, %zu bit-identical; angles differ "
+           "(FMA vs not) in %zu of %zu pairs; max |diff| %.3g\n",
+           compared, identical, angle_differs, pairs, max_abs_diff);
+    ZT_CHECK(uncontracted_mismatches == 0, "%zu differ from ours on the uncontracted angle",
+             uncontracted_mismatches);
+    ZT_CHECK(beyond_bound == 0, "%zu beyond radius * |dv| + 2 ulp", beyond_bound);
+    ZT_CHECK(max_abs_diff < 4e-6, "max |diff| %g (radius <= 6.77, ulp(v) <= 4.8e-7)", max_abs_diff);
+    ZT_CHECK(z_mismatches == 0, "engine z vs our generator-layout normals: %zu differ",
+             z_mismatches);
+    free(values);
+}
+
+int main(void) {
+    curandGenerator_t gen;
+    curandStatus_t status = curandCreateGeneratorHost(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10);
+    if (status != CURAND_STATUS_SUCCESS) {
+        printf("SKIP: curandCreateGeneratorHost(PHILOX4_32_10) failed with status %d\n",
+               (int)status);
+        return ZT_SKIP_EXIT;
+    }
+    curandOrdering_t ordering = CURAND_ORDERING_PSEUDO_DEFAULT;
+    status_ok(curandSetGeneratorOrdering(gen, ordering), "default ordering");
+    test_integer_stream(gen);
+    test_uniform(gen);
+    test_normal(gen);
+    status_ok(curandDestroyGenerator(gen), "destroy");
+    return zt_test_finish("test_curand_host");
+}
