@@ -13,7 +13,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"info", zt_cmd_info, "show a model's config, parameter count and memory plan"},
+    {"train", zt_cmd_train, "fine-tune with a zeroth-order optimizer (forward passes only)"},
     {"score", zt_cmd_score, "per-example mean token NLL of pre-tokenized JSONL (perplexity)"},
+    {"replay", zt_cmd_replay, "rebuild fine-tuned weights from base weights + step log"},
 };
 
 static void print_usage(FILE *out) {

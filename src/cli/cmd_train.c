@@ -1,0 +1,133 @@
+/* zotune train: zeroth-order fine-tuning from the command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "train/trainer.h"
+#include "zo/optimizer.h"
+#include "zo/schedule.h"
+
+static void list_optimizers(void) {
+    printf("optimizers:\n");
+    for (int i = 0; i < zt_optimizer_count(); i++) {
+        const zt_optimizer_info *info = zt_optimizer_info_at(i);
+        printf("  %-12s %s\n", info->name, info->summary);
+    }
+}
+
+static int parse_choice(const char *option, const char *value, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(value, names[i]) == 0) return i;
+    fprintf(stderr, "zotune train: --%s '%s': expected one of", option, value);
+    for (int i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, "\n");
+    return -1;
+}
+
+int zt_cmd_train(int argc, char **argv) {
+    zt_train_options o;
+    zt_train_options_default(&o);
+    o.steps = 20000;
+    o.eval_every = 4000;
+    o.save_every = 1000;
+    const char *lr_schedule = "constant", *eps_schedule = "constant", *dist = NULL;
+    const char *mode = "shadow";
+    double seed = 42;
+    int no_sr = 0, list = 0;
+    const zt_arg_option options[] = {
+        {"model", ZT_ARG_STRING, &o.model_dir, "DIR", "HF OPT model directory (required)"},
+        {"train", ZT_ARG_STRING, &o.train_path, "FILE", "training JSONL (required)"},
+        {"eval", ZT_ARG_STRING, &o.eval_path, "FILE", "dev JSONL, evaluated every --eval-every"},
+        {"output", ZT_ARG_STRING, &o.output_dir, "DIR", "output directory (required)"},
+        {"optimizer", ZT_ARG_STRING, &o.optimizer, "NAME", "default mezo; --list-optimizers"},
+        {"steps", ZT_ARG_INT, &o.steps, "N", "training steps (default 20000, MeZO)"},
+        {"batch-size", ZT_ARG_INT, &o.batch_size, "B", "examples per step (default 16)"},
+        {"lr", ZT_ARG_DOUBLE, &o.hp.lr, "X", "learning rate / alpha_0 (default 1e-6)"},
+        {"eps", ZT_ARG_DOUBLE, &o.hp.eps, "X", "perturbation scale eps / rho_0 (default 1e-3)"},
+        {"eps-end", ZT_ARG_DOUBLE, &o.hp.eps_end, "X", "final eps of the eps schedule"},
+        {"lr-schedule", ZT_ARG_STRING, &lr_schedule, "S", "constant|cosine|linear|plateau"},
+        {"eps-schedule", ZT_ARG_STRING, &eps_schedule, "S", "constant|cosine|linear"},
+        {"weight-decay", ZT_ARG_DOUBLE, &o.hp.weight_decay, "X", "coupled L2 (default 0)"},
+        {"directions", ZT_ARG_INT, &o.hp.n_directions, "Q", "random directions per step (1)"},
+        {"dist", ZT_ARG_STRING, &dist, "D", "gaussian|rademacher|sphere (optimizer default)"},
+        {"sphere-sqrt-d", ZT_ARG_FLAG, &o.hp.sphere_scale_sqrt_d, NULL,
+         "sphere radius eps*sqrt(d) instead of eps"},
+        {"momentum", ZT_ARG_DOUBLE, &o.hp.momentum, "B", "zo-sgd-mmt momentum (0.9)"},
+        {"beta1", ZT_ARG_DOUBLE, &o.hp.beta1, "B", "zo-adamm beta1 (0.9)"},
+        {"beta2", ZT_ARG_DOUBLE, &o.hp.beta2, "B", "zo-adamm beta2 (0.999)"},
+        {"adam-eps", ZT_ARG_DOUBLE, &o.hp.adam_eps, "X", "zo-adamm delta (1e-8)"},
+        {"s2p-option", ZT_ARG_INT, &o.hp.s2p_option, "K", "s2p step-size option 1..4"},
+        {"as2p-eta-a", ZT_ARG_DOUBLE, &o.hp.as2p_eta_a, "X", "as2p eta_a (5)"},
+        {"as2p-eta-b", ZT_ARG_DOUBLE, &o.hp.as2p_eta_b, "X", "as2p eta_b (50)"},
+        {"as2p-window", ZT_ARG_DOUBLE, &o.hp.as2p_window_frac, "F", "as2p std window (0.10)"},
+        {"plateau-factor", ZT_ARG_DOUBLE, &o.hp.plateau_factor, "F", "plateau lr factor (0.1)"},
+        {"plateau-patience", ZT_ARG_INT, &o.hp.plateau_patience, "N", "plateau patience (10)"},
+        {"seed", ZT_ARG_DOUBLE, &seed, "S", "run seed: directions and data order (42)"},
+        {"trainable", ZT_ARG_STRING, &o.trainable, "PATTERNS",
+         "comma-separated tensor patterns, '!' excludes (default all)"},
+        {"mode", ZT_ARG_STRING, &mode, "M", "shadow (default) or inplace (MeZO's +e,-2e,+e)"},
+        {"no-stochastic-rounding", ZT_ARG_FLAG, &no_sr, NULL, "round f16/bf16 updates to nearest"},
+        {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
+        {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
+        {"threads", ZT_ARG_INT, &o.threads, "N", "CPU threads (default all cores)"},
+        {"log-every", ZT_ARG_INT, &o.log_every, "N", "progress line every N steps (10)"},
+        {"eval-every", ZT_ARG_INT, &o.eval_every, "N", "evaluate every N steps (4000)"},
+        {"save-every", ZT_ARG_INT, &o.save_every, "N", "snapshot every N steps (1000)"},
+        {"quiet", ZT_ARG_FLAG, &o.quiet, NULL, "no progress output"},
+        {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
+    };
+    const zt_arg_spec spec = {
+        "zotune train",
+        "zotune train --model DIR --train FILE --output DIR [options]",
+        "Fine-tunes an OPT model with a zeroth-order optimizer (forward passes only). Writes the\n"
+        "step log (base weights + log = the fine-tune), metrics.jsonl, snapshots and the final\n"
+        "weights in HF format to --output. SIGINT/SIGTERM save and stop; --resume continues.",
+        options, (int)(sizeof options / sizeof options[0]), 0, 0};
+    int n_positional = 0;
+    int r = zt_args_parse(&spec, argc, argv, 2, NULL, &n_positional);
+    if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
+    if (list) {
+        list_optimizers();
+        return 0;
+    }
+    static const char *const schedules[] = {"constant", "cosine", "linear", "plateau"};
+    static const char *const dists[] = {"gaussian", "rademacher", "sphere"};
+    static const char *const modes[] = {"shadow", "inplace"};
+    int lr_kind = parse_choice("lr-schedule", lr_schedule, schedules, 4);
+    int eps_kind = parse_choice("eps-schedule", eps_schedule, schedules, 3);
+    int mode_kind = parse_choice("mode", mode, modes, 2);
+    int dist_kind = dist ? parse_choice("dist", dist, dists, 3) : 0;
+    if (lr_kind < 0 || eps_kind < 0 || mode_kind < 0 || dist_kind < 0) return 2;
+    if (!zt_optimizer_find(o.optimizer)) {
+        fprintf(stderr, "zotune train: --optimizer '%s' is not known\n", o.optimizer);
+        list_optimizers();
+        return 2;
+    }
+    o.hp.lr_schedule = (zt_schedule_kind)lr_kind;
+    o.hp.eps_schedule = (zt_schedule_kind)eps_kind;
+    if (dist) o.hp.dist = (zt_direction_dist)dist_kind;
+    o.mode = (zt_perturb_mode)mode_kind;
+    o.stochastic_rounding = !no_sr;
+    o.seed = (uint64_t)seed;
+    zt_train_install_signal_handlers();
+
+    zt_train_result res;
+    zt_status s = zt_train(&o, &res);
+    if (s != ZT_OK) return zt_cli_report("train", s);
+    if (res.interrupted) {
+        fprintf(stderr, "stopped after step %d; state saved in %s (continue with --resume)\n",
+                res.steps_done, o.output_dir);
+        return 130;
+    }
+    if (!o.quiet) {
+        fprintf(stderr, "done: %d steps, weights in %s\n", res.steps_done, o.output_dir);
+        if (res.first_eval_accuracy >= 0)
+            printf("dev accuracy: %.2f%% before, %.2f%% after training\n",
+                   100.0 * res.first_eval_accuracy, 100.0 * res.last_eval_accuracy);
+        else if (o.eval_path)
+            printf("dev loss: %.5f before, %.5f after training\n", res.first_eval_loss,
+                   res.last_eval_loss);
+    }
+    return 0;
+}

@@ -1,0 +1,178 @@
+#include "train/snapshot.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/path.h"
+#include "core/status.h"
+#include "io/safetensors.h"
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void remove_tree(const char *dir) {
+    static const char *const files[] = {"model.safetensors", "config.json",
+                                        "optimizer.safetensors", "trainer.json"};
+    char path[ZT_PATH_MAX];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (zt_path_join(path, sizeof path, dir, files[i]) == ZT_OK) unlink(path);
+    rmdir(dir);
+}
+
+static zt_status write_optimizer_state(const char *path, const zt_param_set *ps, int copies) {
+    if (copies == 0) return zt_st_write(path, NULL, 0, NULL, 0);
+    zt_st_write_tensor *tensors = calloc((size_t)ps->n_params, sizeof *tensors);
+    int64_t(*shapes)[2] = calloc((size_t)ps->n_params, sizeof *shapes);
+    float **host = calloc((size_t)ps->n_params, sizeof *host);
+    zt_status s = tensors && shapes && host ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "%s: staging", path);
+    for (int i = 0; s == ZT_OK && i < ps->n_params; i++) {
+        const zt_param *p = &ps->params[i];
+        size_t n = (size_t)copies * p->n_elems;
+        host[i] = malloc(n * sizeof(float));
+        if (!host[i]) {
+            s = zt_fail(ZT_ERR_NOMEM, "%s: staging %s", path, p->name);
+            break;
+        }
+        s = ps->be->ops->download(ps->be, host[i], p->state, n * sizeof(float));
+        shapes[i][0] = copies;
+        shapes[i][1] = (int64_t)p->n_elems;
+        tensors[i] = (zt_st_write_tensor){p->name, "F32", 2, shapes[i], host[i]};
+    }
+    if (s == ZT_OK) s = zt_st_write(path, tensors, ps->n_params, NULL, 0);
+    for (int i = 0; host && i < ps->n_params; i++) free(host[i]);
+    free(host);
+    free(shapes);
+    free(tensors);
+    return s;
+}
+
+static zt_status write_trainer_json(const char *path, const zt_optimizer *opt, int next_step) {
+    void *blob = NULL;
+    size_t n_bytes = 0;
+    ZT_TRY(zt_optimizer_save_state(opt, &blob, &n_bytes));
+    char *hex = malloc(2 * n_bytes + 1);
+    if (!hex) {
+        free(blob);
+        return zt_fail(ZT_ERR_NOMEM, "%s: policy state", path);
+    }
+    for (size_t i = 0; i < n_bytes; i++) sprintf(hex + 2 * i, "%02x", ((unsigned char *)blob)[i]);
+    hex[2 * n_bytes] = '\0';
+    free(blob);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "next_step", next_step);
+    cJSON_AddStringToObject(o, "policy_state", hex);
+    free(hex);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    char tmp[ZT_PATH_MAX];
+    ZT_TRY(zt_path_append(tmp, sizeof tmp, path, ".tmp"));
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && text && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f) ok = fclose(f) == 0 && ok;
+    cJSON_free(text);
+    if (!ok || rename(tmp, path) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: writing: %s", path, strerror(errno));
+    return ZT_OK;
+}
+
+zt_status zt_snapshot_save(const char *output_dir, const zt_model *model, const zt_param_set *ps,
+                           int state_copies, const zt_optimizer *opt, int next_step) {
+    char tmp[ZT_PATH_MAX], final_dir[ZT_PATH_MAX], old[ZT_PATH_MAX], path[ZT_PATH_MAX];
+    ZT_TRY(zt_path_join(tmp, sizeof tmp, output_dir, "snapshot.tmp"));
+    ZT_TRY(zt_path_join(final_dir, sizeof final_dir, output_dir, "snapshot"));
+    ZT_TRY(zt_path_join(old, sizeof old, output_dir, "snapshot.old"));
+    remove_tree(tmp);
+    ZT_TRY(zt_model_save(model, tmp));
+    ZT_TRY(zt_path_join(path, sizeof path, tmp, "optimizer.safetensors"));
+    ZT_TRY(write_optimizer_state(path, ps, state_copies));
+    ZT_TRY(zt_path_join(path, sizeof path, tmp, "trainer.json"));
+    ZT_TRY(write_trainer_json(path, opt, next_step));
+    /* swap: snapshot -> snapshot.old, snapshot.tmp -> snapshot, drop snapshot.old */
+    remove_tree(old);
+    if (is_dir(final_dir) && rename(final_dir, old) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: cannot move the previous snapshot aside: %s", final_dir,
+                       strerror(errno));
+    if (rename(tmp, final_dir) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: cannot install the snapshot: %s", final_dir, strerror(errno));
+    remove_tree(old);
+    return ZT_OK;
+}
+
+int zt_snapshot_find(const char *output_dir, char *dir, size_t size) {
+    snprintf(dir, size, "%s/snapshot", output_dir);
+    if (is_dir(dir)) return 1;
+    snprintf(dir, size, "%s/snapshot.old", output_dir);
+    return is_dir(dir);
+}
+
+static zt_status read_text(const char *path, char **out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return zt_fail(ZT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)size + 1);
+    size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
+    fclose(f);
+    if (!text || got != (size_t)size) {
+        free(text);
+        return zt_fail(ZT_ERR_IO, "%s: short read", path);
+    }
+    text[size] = '\0';
+    *out = text;
+    return ZT_OK;
+}
+
+zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_copies,
+                                 zt_optimizer *opt, int *next_step) {
+    char path[ZT_PATH_MAX];
+    ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
+    char *text = NULL;
+    ZT_TRY(read_text(path, &text));
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "next_step");
+    const cJSON *hex = cJSON_GetObjectItemCaseSensitive(o, "policy_state");
+    if (!cJSON_IsNumber(step) || !cJSON_IsString(hex) || strlen(hex->valuestring) % 2) {
+        cJSON_Delete(o);
+        return zt_fail(ZT_ERR_FORMAT, "%s: expected {\"next_step\": N, \"policy_state\": hex}", path);
+    }
+    *next_step = step->valueint;
+    size_t n_bytes = strlen(hex->valuestring) / 2;
+    unsigned char *blob = malloc(n_bytes ? n_bytes : 1);
+    for (size_t i = 0; blob && i < n_bytes; i++) {
+        unsigned v = 0;
+        sscanf(hex->valuestring + 2 * i, "%2x", &v);
+        blob[i] = (unsigned char)v;
+    }
+    cJSON_Delete(o);
+    if (!blob) return zt_fail(ZT_ERR_NOMEM, "%s: policy state", path);
+    zt_status s = zt_optimizer_load_state(opt, blob, n_bytes);
+    free(blob);
+    if (s != ZT_OK) return zt_fail_context(s, "%s: ", path);
+    if (state_copies == 0) return ZT_OK;
+
+    ZT_TRY(zt_path_join(path, sizeof path, dir, "optimizer.safetensors"));
+    zt_safetensors *st = NULL;
+    ZT_TRY(zt_st_open(path, &st));
+    for (int i = 0; s == ZT_OK && i < ps->n_params; i++) {
+        const zt_param *p = &ps->params[i];
+        const zt_st_tensor *t = zt_st_find(st, p->name);
+        size_t want = (size_t)state_copies * p->n_elems * sizeof(float);
+        if (!t || strcmp(t->dtype, "F32") != 0 || t->n_bytes != want)
+            s = zt_fail(ZT_ERR_FORMAT, "%s: optimizer state for '%s' missing or of the wrong size",
+                        path, p->name);
+        else
+            s = ps->be->ops->upload(ps->be, p->state, t->data, want);
+    }
+    zt_st_close(st);
+    return s;
+}

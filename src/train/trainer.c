@@ -1,0 +1,346 @@
+/* The training loop: batches from the sampler, one ZO step each, the step log and metrics,
+ * evaluation, snapshots, signals, resume. */
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "data/sampler.h"
+#include "train/snapshot.h"
+#include "zo/steplog.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int signo) {
+    (void)signo;
+    stop_requested = 1;
+}
+
+void zt_train_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void zt_train_options_default(zt_train_options *o) {
+    memset(o, 0, sizeof *o);
+    zt_zo_hparams_default(&o->hp);
+    o->optimizer = "mezo";
+    o->steps = 1000;
+    o->batch_size = 16;
+    o->seed = 42;
+    o->mode = ZT_PERTURB_SHADOW;
+    o->stochastic_rounding = 1;
+    o->device = "cpu";
+    o->log_every = 10;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void format_duration(double seconds, char *buf, size_t size) {
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, size, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+    else if (s >= 60) snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
+    else snprintf(buf, size, "%lds", s);
+}
+
+typedef struct run {
+    const zt_train_options *o;
+    zt_backend *be;
+    zt_model *model;
+    zt_dataset train, eval;
+    int have_eval;
+    uint8_t *trainable;
+    zt_param_set ps;
+    int state_copies;
+    zt_optimizer *opt;
+    zt_opt_workspace *ws;
+    zt_opt_objective objective_state;
+    zt_objective objective;
+    zt_steplog *log;
+    FILE *metrics;
+    zt_sampler sampler;
+    int *indices;
+    char log_path[4096];
+} run;
+
+static zt_status ensure_dir(const char *dir) {
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return ZT_OK;
+    return zt_fail(ZT_ERR_IO, "--output %s: cannot create: %s", dir, strerror(errno));
+}
+
+static zt_status open_data(run *r) {
+    const zt_opt_config *c = &r->model->cfg;
+    ZT_TRY(zt_dataset_load(r->o->train_path, c->vocab_size, c->max_position_embeddings, &r->train));
+    if (r->o->eval_path) {
+        ZT_TRY(zt_dataset_load(r->o->eval_path, c->vocab_size, c->max_position_embeddings, &r->eval));
+        r->have_eval = 1;
+        if (r->eval.kind != r->train.kind)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--eval %s holds another kind of records than --train %s",
+                           r->o->eval_path, r->o->train_path);
+    }
+    return ZT_OK;
+}
+
+static zt_status create_workspace(run *r, int n_variants) {
+    int sequences = zt_dataset_max_sequences(&r->train, r->o->batch_size);
+    int seq_len = r->train.max_sequence;
+    if (r->have_eval) {
+        int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size);
+        if (s > sequences) sequences = s;
+        if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
+    }
+    zt_opt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW};
+    ZT_TRY(zt_opt_workspace_create(r->model, &shape, &r->ws));
+    memset(&r->objective_state, 0, sizeof r->objective_state);
+    r->objective_state.model = r->model;
+    r->objective_state.ws = r->ws;
+    r->objective_state.mode = r->o->mode;
+    r->objective_state.perturbed = r->trainable;
+    zt_opt_objective_bind(&r->objective_state, &r->objective);
+    return ZT_OK;
+}
+
+/* Re-applies the log's records from `from_step` on: the policy re-derives its update from the
+ * logged losses (rebuilding its scalar state) and must agree with the record. */
+static zt_status replay_records(run *r, const zt_step_record *records, int n, int from_step,
+                                int *next_step) {
+    for (int i = 0; i < n; i++) {
+        const zt_step_record *rec = &records[i];
+        if (rec->step < from_step) continue;
+        if (rec->step != *next_step)
+            return zt_fail(ZT_ERR_FORMAT, "%s: record for step %d where step %d was expected",
+                           r->log_path, rec->step, *next_step);
+        zt_step_plan plan;
+        zt_step_update update;
+        ZT_TRY(zt_optimizer_plan(r->opt, rec->step, rec->step_seed, &plan));
+        ZT_TRY(zt_optimizer_finish(r->opt, rec->step, &plan, rec->losses, &update));
+        if (update.n_terms != rec->update.n_terms || update.rule != rec->update.rule)
+            return zt_fail(ZT_ERR_FORMAT,
+                           "%s: step %d does not replay (the log was written with other options)",
+                           r->log_path, rec->step);
+        ZT_TRY(zt_zo_apply_update(&r->ps, rec));
+        *next_step = rec->step + 1;
+    }
+    return ZT_OK;
+}
+
+static zt_status load_model_and_state(run *r, int *next_step) {
+    const zt_train_options *o = r->o;
+    char snapshot[4096];
+    int have_snapshot = o->resume && zt_snapshot_find(o->output_dir, snapshot, sizeof snapshot);
+    ZT_TRY(zt_model_load(have_snapshot ? snapshot : o->model_dir, r->be, &r->model));
+    r->trainable = calloc((size_t)r->model->n_tensors, 1);
+    if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
+    int count = 0;
+    ZT_TRY(zt_model_select(r->model, o->trainable, r->trainable, &count));
+    ZT_TRY(zt_model_param_set(r->model, r->trainable, &r->ps));
+    ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->opt));
+    r->state_copies = zt_optimizer_get_info(r->opt)->state_copies;
+    ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
+    *next_step = 0;
+    if (have_snapshot)
+        ZT_TRY(zt_snapshot_load_state(snapshot, &r->ps, r->state_copies, r->opt, next_step));
+
+    snprintf(r->log_path, sizeof r->log_path, "%s/steplog.jsonl", o->output_dir);
+    struct stat st;
+    int log_exists = stat(r->log_path, &st) == 0 && st.st_size > 0;
+    if (log_exists) {
+        zt_steplog_header header;
+        zt_step_record *records = NULL;
+        int n = 0;
+        ZT_TRY(zt_steplog_read(r->log_path, &header, &records, &n, NULL));
+        if (!o->resume && n > 0) {
+            free(records);
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--output %s already holds a run of %d steps: pass --resume to continue "
+                           "it, or choose another directory",
+                           o->output_dir, n);
+        }
+        zt_status s = replay_records(r, records, n, *next_step, next_step);
+        free(records);
+        ZT_TRY(s);
+    }
+    zt_steplog_header header;
+    memset(&header, 0, sizeof header);
+    snprintf(header.optimizer, sizeof header.optimizer, "%s", o->optimizer);
+    snprintf(header.trainable, sizeof header.trainable, "%s", o->trainable ? o->trainable : "");
+    snprintf(header.model, sizeof header.model, "%s", o->model_dir);
+    header.state_copies = r->state_copies;
+    header.run_seed = o->seed;
+    return zt_steplog_open_append(r->log_path, &header, &r->log);
+}
+
+static zt_status evaluate_and_report(run *r, int step, double *loss, double *accuracy) {
+    ZT_TRY(zt_evaluate(&r->objective_state, &r->eval, r->o->batch_size, loss, accuracy));
+    fprintf(r->metrics, "{\"step\":%d,\"eval_loss\":%.9g", step, *loss);
+    if (*accuracy >= 0) fprintf(r->metrics, ",\"eval_accuracy\":%.6f", *accuracy);
+    fprintf(r->metrics, "}\n");
+    fflush(r->metrics);
+    if (!r->o->quiet) {
+        fprintf(stderr, "eval  step %d: loss %.5f", step, *loss);
+        if (*accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * *accuracy);
+        fprintf(stderr, "\n");
+    }
+    if (r->o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) zt_optimizer_observe(r->opt, *loss);
+    return ZT_OK;
+}
+
+static void progress(const run *r, int step, double loss, double lr, double t_start, int first_step) {
+    double elapsed = now_seconds() - t_start;
+    int done = step + 1 - first_step;
+    double rate = elapsed > 0 ? done / elapsed : 0.0;
+    char eta[32];
+    format_duration(rate > 0 ? (r->o->steps - step - 1) / rate : 0.0, eta, sizeof eta);
+    zt_mem_stats mem;
+    zt_mem_stats_get(&mem);
+    fprintf(stderr, "step %6d/%d  loss %.5f  lr %.3g  %.2f steps/s  ETA %s  peak %.1f MiB\n",
+            step + 1, r->o->steps, loss, lr, rate, eta, (double)mem.peak_total / (1024.0 * 1024.0));
+}
+
+static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
+    const zt_train_options *o = r->o;
+    zt_engine_options eo = {o->seed, o->stochastic_rounding};
+    double t_start = now_seconds();
+    int steps_this_run = 0;
+    for (int step = first_step; step < o->steps; step++) {
+        zt_sampler_batch(&r->sampler, step, r->indices);
+        zt_task_batch batch;
+        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->cfg.pad_token_id,
+                                   &batch));
+        r->objective_state.batch = &batch;
+        zt_step_record rec;
+        zt_status s = zt_zo_step(r->opt, &r->ps, &r->objective, step, &eo, &rec);
+        r->objective_state.batch = NULL;
+        zt_task_batch_free(&batch);
+        ZT_TRY(s);
+        ZT_TRY(zt_steplog_append(r->log, &rec));
+        double loss = rec.losses[0];
+        res->last_train_loss = loss;
+        res->steps_done = step + 1;
+        fprintf(r->metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"projected_grad\":%.9g,"
+                            "\"elapsed_s\":%.3f}\n",
+                step + 1, loss, rec.update.lr, rec.update.projected_grad, now_seconds() - t_start);
+        if (!o->quiet && (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step == first_step)))
+            progress(r, step, loss, rec.update.lr, t_start, first_step);
+        steps_this_run++;
+        int last = step + 1 == o->steps;
+        if (r->have_eval && o->eval_every > 0 && (step + 1) % o->eval_every == 0 && !last) {
+            double l, a;
+            ZT_TRY(evaluate_and_report(r, step + 1, &l, &a));
+            if (o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
+                ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->opt,
+                                        step + 1));
+        }
+        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
+            ZT_TRY(zt_steplog_sync(r->log));
+            ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->opt,
+                                    step + 1));
+        }
+        if (stop_requested || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
+            res->interrupted = !last;
+            break;
+        }
+    }
+    return ZT_OK;
+}
+
+static void run_free(run *r) {
+    zt_steplog_close(r->log);
+    if (r->metrics) fclose(r->metrics);
+    zt_sampler_free(&r->sampler);
+    free(r->indices);
+    zt_opt_objective_release(&r->objective_state);
+    zt_opt_workspace_free(r->ws);
+    if (r->model) zt_param_set_free_state(&r->ps, r->state_copies);
+    zt_model_param_set_free(&r->ps);
+    zt_optimizer_free(r->opt);
+    free(r->trainable);
+    zt_dataset_free(&r->train);
+    if (r->have_eval) zt_dataset_free(&r->eval);
+    zt_model_free(r->model);
+    zt_backend_destroy(r->be);
+}
+
+static zt_status check_options(const zt_train_options *o) {
+    if (!o->model_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--model is required");
+    if (!o->train_path) return zt_fail(ZT_ERR_INVALID_ARG, "--train is required");
+    if (!o->output_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--output is required");
+    if (o->steps <= 0) return zt_fail(ZT_ERR_INVALID_ARG, "--steps %d: must be positive", o->steps);
+    if (o->batch_size <= 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be positive", o->batch_size);
+    return ZT_OK;
+}
+
+zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
+    memset(res, 0, sizeof *res);
+    res->first_eval_accuracy = res->last_eval_accuracy = -1.0;
+    res->first_eval_loss = res->last_eval_loss = NAN;
+    ZT_TRY(check_options(o));
+    stop_requested = 0;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    int next_step = 0;
+    zt_status s = ensure_dir(o->output_dir);
+    if (s == ZT_OK) s = zt_backend_create(o->device, o->threads, &r.be);
+    if (s == ZT_OK) s = load_model_and_state(&r, &next_step);
+    if (s == ZT_OK) s = open_data(&r);
+    if (s == ZT_OK) {
+        zt_step_plan probe;
+        s = zt_optimizer_plan(r.opt, 0, 0, &probe);
+        if (s == ZT_OK) s = create_workspace(&r, probe.n_variants);
+    }
+    if (s == ZT_OK) s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
+                                        o->batch_size);
+    if (s == ZT_OK) {
+        r.indices = malloc((size_t)o->batch_size * sizeof *r.indices);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", o->output_dir);
+        r.metrics = fopen(path, "ab");
+        if (!r.indices || !r.metrics) s = zt_fail(ZT_ERR_IO, "%s: cannot open for appending", path);
+    }
+    zt_mem_reset_peak();
+    if (s == ZT_OK && r.have_eval) {
+        double a;
+        s = evaluate_and_report(&r, next_step, &res->first_eval_loss, &a);
+        res->first_eval_accuracy = a;
+    }
+    res->steps_done = next_step;
+    if (s == ZT_OK && next_step < o->steps) s = train_loop(&r, next_step, res);
+    if (s == ZT_OK && r.have_eval && !res->interrupted) {
+        double a;
+        s = evaluate_and_report(&r, res->steps_done, &res->last_eval_loss, &a);
+        res->last_eval_accuracy = a;
+    }
+    /* Whatever happened after loading, what the log describes is saved: a failed step leaves
+     * the weights as of the last logged step (updates are applied after logging's inputs). */
+    if (r.log) {
+        zt_status saved = zt_steplog_sync(r.log);
+        if (saved == ZT_OK && r.model)
+            saved = zt_snapshot_save(o->output_dir, r.model, &r.ps, r.state_copies, r.opt,
+                                     res->steps_done);
+        if (saved == ZT_OK && r.model) saved = zt_model_save(r.model, o->output_dir);
+        if (s == ZT_OK) s = saved;
+    }
+    zt_mem_stats mem;
+    zt_mem_stats_get(&mem);
+    res->peak_bytes = mem.peak_total;
+    run_free(&r);
+    return s;
+}

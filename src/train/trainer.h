@@ -1,0 +1,62 @@
+/* `zotune train`: the loop around the ZO engine. Output directory layout:
+ *   steplog.jsonl      the step log (header + one record per step): base + log = the run
+ *   metrics.jsonl      per-step training loss, lr, timing; evaluation lines
+ *   snapshot/          model.safetensors + config.json, optimizer.safetensors, trainer.json:
+ *                      the state after trainer.json's "next_step" - 1 steps (atomic swap)
+ *   model.safetensors, config.json   the final (or interrupted) weights, HF format
+ * Resume (--resume) loads snapshot/ (or the base model when there is none), re-applies the
+ * log's records past the snapshot, and continues: the result is bit-identical to an
+ * uninterrupted run. */
+#ifndef ZT_TRAIN_TRAINER_H
+#define ZT_TRAIN_TRAINER_H
+
+#include <stdint.h>
+
+#include "train/objective.h"
+#include "zo/optimizer.h"
+
+typedef struct zt_train_options {
+    const char *model_dir;
+    const char *train_path;
+    const char *eval_path; /* optional */
+    const char *output_dir;
+    const char *optimizer;
+    zt_zo_hparams hp;
+    int steps;
+    int batch_size;
+    uint64_t seed;
+    const char *trainable;   /* patterns, NULL = all */
+    zt_perturb_mode mode;
+    int stochastic_rounding;
+    int resume;
+    const char *device;
+    int threads;
+    int log_every;  /* progress line period (steps) */
+    int eval_every; /* 0 = only at the start and end */
+    int save_every; /* snapshot period (steps), 0 = only at the end */
+    int quiet;
+    /* test hook: stop (as if interrupted) after this many steps of this invocation; 0 = off */
+    int stop_after;
+} zt_train_options;
+
+typedef struct zt_train_result {
+    int steps_done;        /* steps completed in total (incl. before a resume) */
+    int interrupted;       /* stopped by SIGINT/SIGTERM (or stop_after) with state saved */
+    double first_eval_loss, last_eval_loss;
+    double first_eval_accuracy, last_eval_accuracy; /* -1 when not classification */
+    double last_train_loss;
+    size_t peak_bytes;     /* tracked allocator peak during training */
+} zt_train_result;
+
+void zt_train_options_default(zt_train_options *o);
+zt_status zt_train(const zt_train_options *o, zt_train_result *result);
+
+/* Evaluation of the unperturbed model on a dataset: mean loss and, for classification,
+ * accuracy (argmax of candidate scores, first on ties, as MeZO). */
+zt_status zt_evaluate(zt_opt_objective *objective, const zt_dataset *ds, int batch_size,
+                      double *loss, double *accuracy);
+
+/* Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step. */
+void zt_train_install_signal_handlers(void);
+
+#endif
