@@ -6,7 +6,7 @@
 
 #include "core/status.h"
 #include "io/safetensors.h"
-#include "opt.h"
+#include "opt_internal.h"
 
 enum { WEIGHT_ALIGN = 64 };
 
@@ -40,7 +40,7 @@ static int table_add(table_builder *tb, const char *name, int64_t rows, int64_t 
 }
 
 /* Builds the table in HF's registration order (spec §1.4), which fixes the tensor ids. */
-static zt_status build_table(zt_model *m) {
+zt_status zt_opt_build_table(zt_model *m) {
     const zt_opt_config *c = &m->cfg;
     table_builder tb = {0};
     int h = c->hidden_size, e = c->word_embed_proj_dim, f = c->ffn_dim;
@@ -192,7 +192,7 @@ zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     zt_safetensors *st = NULL;
     const zt_st_tensor **stored = NULL;
     zt_status s = zt_opt_config_load(path, &m->cfg);
-    if (s == ZT_OK) s = build_table(m);
+    if (s == ZT_OK) s = zt_opt_build_table(m);
     if (s == ZT_OK) s = zt_st_open_dir(dir, &st);
     if (s == ZT_OK) {
         stored = calloc((size_t)m->n_tensors, sizeof *stored);
