@@ -1,0 +1,12 @@
+/* Base weights + step log -> fine-tuned weights, with no forward pass (DESIGN.md §2). */
+#ifndef ZT_TRAIN_REPLAY_H
+#define ZT_TRAIN_REPLAY_H
+
+#include "zotune.h"
+
+/* Applies every record of log_path to the model in base_dir and writes the result (HF format)
+ * to out_dir. *n_steps receives the number of records applied. */
+zt_status zt_replay(const char *base_dir, const char *log_path, const char *out_dir,
+                    const char *device, int threads, int *n_steps);
+
+#endif
