@@ -2,6 +2,14 @@
  * that gives ||z||^2 for uniform-on-sphere directions. z is regenerated block by block from its
  * seed (kernels/common/perturb_rng.h); every element's value is a pure function of its index in
  * the full tensor, so results do not depend on the thread count or on how a tensor is sliced. */
+
+/* The f32 operation order is part of the contract (perturb_ops.h), so nothing may be fused into
+ * an FMA: GCC in ISO C mode (-std=c11) contracts nothing; clang contracts within an expression
+ * unless told not to. Placed before the includes, it covers the inline helpers too. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,8 +55,7 @@ zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint3
     if (p->n_terms > ZT_CPU_Z_TERMS_ON_STACK) {
         terms = zt_xmalloc((size_t)p->n_terms * sizeof *terms);
         if (terms == NULL)
-            return zt_fail(ZT_ERR_NOMEM, "%s: no memory for %d perturbation terms", op,
-                           p->n_terms);
+            return zt_fail(ZT_ERR_NOMEM, "%s: no memory for %d perturbation terms", op, p->n_terms);
     }
     for (int i = 0; i < p->n_terms; i++) {
         terms[i].tensor_key = zt_tensor_key(p->terms[i].seed, tensor_id);
@@ -63,7 +70,7 @@ void zt_cpu_z_terms_release(zt_cpu_z_term *terms, const zt_cpu_z_term *stack) {
 }
 
 zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) */
-                         zt_weight src,                                  /* (n) */
+                         zt_weight src,                                 /* (n) */
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p) {
     const char *op = "perturb";
@@ -98,14 +105,12 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
     {
         const int n_terms = p->n_terms;
         const zt_dist dist = p->dist;
-        const int n_threads = zt_cpu(be)->n_threads;
-        (void)n_threads; /* read only by the OpenMP pragma */
         /* Whole blocks of the full tensor cover [elem_offset, elem_offset + n); the first and
          * last may hang over the slice, and only their lanes inside it are written. */
         const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
         const uint64_t first_block = elem_offset / 4;
         const int64_t n_blocks = (int64_t)((slice_end - 1) / 4 - first_block + 1);
-        ZT_CPU_PARALLEL_FOR(n_threads)
+        ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
         for (int64_t b = 0; b < n_blocks; b++) {
             const uint64_t block = first_block + (uint64_t)b;
             const zt_f32x4 sum = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
@@ -151,12 +156,13 @@ zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t te
     ZT_CPU_PARALLEL_FOR(cpu->n_threads)
     for (int64_t c = 0; c < n_chunks_signed; c++) {
         const uint64_t begin = (uint64_t)c * ZT_CPU_SUMSQ_CHUNK_ELEMS;
-        const uint64_t end = begin + ZT_CPU_SUMSQ_CHUNK_ELEMS < n ? begin + ZT_CPU_SUMSQ_CHUNK_ELEMS
-                                                                  : n;
+        const uint64_t end =
+            begin + ZT_CPU_SUMSQ_CHUNK_ELEMS < n ? begin + ZT_CPU_SUMSQ_CHUNK_ELEMS : n;
         chunk_sums[c] = zt_z_gauss_sumsq(tensor_key, begin, end);
     }
     double sum = 0.0;
-    for (uint64_t c = 0; c < n_chunks; c++) sum += chunk_sums[c];
+    for (uint64_t c = 0; c < n_chunks; c++)
+        sum += chunk_sums[c];
     *out = sum;
     return ZT_OK;
 }

@@ -9,7 +9,8 @@
  *     g   = 0 when n_terms == 0
  *
  * perturb stores src + g (src itself when n_terms == 0); update turns g into u by its rule and
- * subtracts lr * (u + weight_decay * theta) (see update.c).
+ * subtracts lr * (u + weight_decay * theta) (see update.c). A file that includes this header
+ * must not let the compiler contract a*z + g into an FMA (see the top of perturb.c).
  */
 #ifndef ZT_CPU_PERTURB_OPS_H
 #define ZT_CPU_PERTURB_OPS_H
@@ -42,9 +43,8 @@ static inline zt_f32x4 zt_cpu_z_sum_block4(const zt_cpu_z_term *terms, int n_ter
                                            uint64_t block) {
     zt_f32x4 sum = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int i = 0; i < n_terms; i++) {
-        zt_f32x4 z = dist == ZT_DIST_GAUSSIAN
-                         ? zt_z_gauss_block4(terms[i].tensor_key, block)
-                         : zt_z_rademacher_block4(terms[i].tensor_key, block);
+        zt_f32x4 z = dist == ZT_DIST_GAUSSIAN ? zt_z_gauss_block4(terms[i].tensor_key, block)
+                                              : zt_z_rademacher_block4(terms[i].tensor_key, block);
         float a = terms[i].scale;
         if (i == 0) {
             /* Assigned, not added to 0: 0 + (-0) would turn a negative zero positive. */

@@ -14,6 +14,14 @@
  * every weight bit-identical. f16 / bf16 weights are stored rounded to nearest even, or, with
  * stochastic_rounding, with the SR bits of element j keyed by (rounding_seed, tensor_id): a
  * pure function of j, never of the thread that handles it. */
+
+/* The f32 operation order is part of the contract (perturb_ops.h), so nothing may be fused into
+ * an FMA: GCC in ISO C mode (-std=c11) contracts nothing; clang contracts within an expression
+ * unless told not to. Placed before the includes, it covers the inline helpers too. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <math.h>
 #include <stdint.h>
 
@@ -30,7 +38,9 @@ typedef struct update_coeffs {
     float eps;
 } update_coeffs;
 
-static float sign_or_zero(float g) { return g > 0.0f ? 1.0f : g < 0.0f ? -1.0f : 0.0f; }
+static float sign_or_zero(float g) {
+    return g > 0.0f ? 1.0f : g < 0.0f ? -1.0f : 0.0f;
+}
 
 /* theta' for one element; advances its optimizer state (m, v, vhat at stride n_elems). */
 static float updated_weight(const update_coeffs *k, float theta, float g,
@@ -38,7 +48,9 @@ static float updated_weight(const update_coeffs *k, float theta, float g,
                             size_t n_elems) {
     float direction;
     switch (k->rule) {
-    case ZT_UPDATE_SIGN: direction = sign_or_zero(g); break;
+    case ZT_UPDATE_SIGN:
+        direction = sign_or_zero(g);
+        break;
     case ZT_UPDATE_MOMENTUM: {
         float m = k->beta1 * state[0] + g;
         state[0] = m;
@@ -57,7 +69,9 @@ static float updated_weight(const update_coeffs *k, float theta, float g,
         direction = m_new / (sqrtf(vhat_new) + k->eps);
         break;
     }
-    default: direction = g; break; /* ZT_UPDATE_SGD */
+    default:
+        direction = g;
+        break; /* ZT_UPDATE_SGD */
     }
     float step = k->lr * (direction + k->weight_decay * theta);
     return step != 0.0f ? theta - step : theta;
@@ -94,7 +108,8 @@ static zt_status check_update_args(const char *op, const void *theta, zt_dtype d
     size_t state_rows = 0;
     switch (u->rule) {
     case ZT_UPDATE_SGD:
-    case ZT_UPDATE_SIGN: break;
+    case ZT_UPDATE_SIGN:
+        break;
     case ZT_UPDATE_MOMENTUM:
         ZT_TRY(check_beta(op, "momentum beta1", u->beta1));
         state_rows = 1;
@@ -108,17 +123,18 @@ static zt_status check_update_args(const char *op, const void *theta, zt_dtype d
                            (double)u->eps);
         state_rows = 3;
         break;
-    default: return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown update rule %d", op, (int)u->rule);
+    default:
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown update rule %d", op, (int)u->rule);
     }
     if (state_rows == 0) return ZT_OK;
     if (state == NULL)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: rule %d needs a (%zu, %zu) f32 state, got NULL",
-                       op, (int)u->rule, state_rows, n_elems);
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: rule %d needs a (%zu, %zu) f32 state, got NULL", op,
+                       (int)u->rule, state_rows, n_elems);
     if (n_elems > SIZE_MAX / (state_rows * sizeof(float)))
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: state of (%zu, %zu) floats overflows", op,
                        state_rows, n_elems);
-    return zt_cpu_check_disjoint(op, "state", state, state_rows * n_elems * sizeof(float),
-                                 "theta", theta, n_elems * zt_dtype_size(dtype));
+    return zt_cpu_check_disjoint(op, "state", state, state_rows * n_elems * sizeof(float), "theta",
+                                 theta, n_elems * zt_dtype_size(dtype));
 }
 
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
@@ -147,18 +163,16 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         };
         const int n_terms = u->grad.n_terms;
         const zt_dist dist = u->grad.dist;
-        const int n_threads = zt_cpu(be)->n_threads;
-        (void)n_threads; /* read only by the OpenMP pragma */
         const int stochastic = u->stochastic_rounding && dtype != ZT_F32;
         const uint64_t rounding_key = zt_tensor_key(u->rounding_seed, tensor_id);
         const uint64_t n = (uint64_t)n_elems;
         const int64_t n_blocks = (int64_t)((n + 3) / 4);
-        ZT_CPU_PARALLEL_FOR(n_threads)
+        ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
         for (int64_t b = 0; b < n_blocks; b++) {
             const uint64_t block = (uint64_t)b;
             const zt_f32x4 g = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
-            const zt_u32x4 random = stochastic ? zt_sr_bits_block4(rounding_key, block)
-                                               : (zt_u32x4){0, 0, 0, 0};
+            const zt_u32x4 random =
+                stochastic ? zt_sr_bits_block4(rounding_key, block) : (zt_u32x4){0, 0, 0, 0};
             const unsigned n_lanes = block * 4 + 4 <= n ? 4u : (unsigned)(n - block * 4);
             for (unsigned lane = 0; lane < n_lanes; lane++) {
                 const size_t j = (size_t)(block * 4 + lane);

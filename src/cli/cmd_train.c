@@ -104,6 +104,11 @@ int zt_cmd_train(int argc, char **argv) {
         list_optimizers();
         return 2;
     }
+    /* AS2P's rho_end is rho_0/10 (spec §6.4) unless given */
+    int eps_end_given = 0;
+    for (int i = 2; i < argc; i++)
+        if (strncmp(argv[i], "--eps-end", 9) == 0) eps_end_given = 1;
+    if (!eps_end_given) o.hp.eps_end = o.hp.eps / 10.0;
     o.hp.lr_schedule = (zt_schedule_kind)lr_kind;
     o.hp.eps_schedule = (zt_schedule_kind)eps_kind;
     if (dist) o.hp.dist = (zt_direction_dist)dist_kind;

@@ -35,19 +35,14 @@ typedef enum policy_id {
 } policy_id;
 
 static const zt_optimizer_info policy_infos[POLICY_COUNT] = {
-    [POLICY_MEZO] = {"mezo", "MeZO / ZO-SGD: central difference +-eps z, averaged over q "
-                             "directions (alias zo-sgd)", 0},
-    [POLICY_ZO_SGD_FD] = {"zo-sgd-fd", "ZO-SGD, forward difference on the sphere, "
-                                       "g = (d/r)(f(x+ru) - f(x)) u", 0},
-    [POLICY_ZO_SGD_SIGN] = {"zo-sgd-sign", "ZO-Bench sign-opt: MeZO's probes, update "
-                                           "sign(projected_grad) z", 0},
-    [POLICY_ZO_SIGNSGD] = {"zo-signsgd", "ZO-signSGD: forward difference on the sphere, "
-                                         "update sign(g) elementwise", 0},
+    [POLICY_MEZO] = {"mezo", "MeZO / ZO-SGD (alias zo-sgd): central difference, +-eps z", 0},
+    [POLICY_ZO_SGD_FD] = {"zo-sgd-fd", "ZO-SGD: forward difference (d/r) dF u on the sphere", 0},
+    [POLICY_ZO_SGD_SIGN] = {"zo-sgd-sign", "ZO-Bench sign-opt: sign(projected_grad) z", 0},
+    [POLICY_ZO_SIGNSGD] = {"zo-signsgd", "ZO-signSGD: sign of the forward estimate", 0},
     [POLICY_GA_SIGN] = {"ga-sign", "GA_sign: MeZO with Rademacher directions", 0},
     [POLICY_ZO_SGD_MMT] = {"zo-sgd-mmt", "MeZO's estimate with heavy-ball momentum", 1},
-    [POLICY_ZO_ADAMM] = {"zo-adamm", "ZO-AdaMM: forward difference on the sphere, AMSGrad "
-                                     "moments", 3},
-    [POLICY_STP] = {"stp", "stochastic three points: best of f(x), f(x + a s), f(x - a s)", 0},
+    [POLICY_ZO_ADAMM] = {"zo-adamm", "ZO-AdaMM: forward estimate, AMSGrad moments", 3},
+    [POLICY_STP] = {"stp", "stochastic three points: best of f(x), f(x +- a s)", 0},
     [POLICY_S2P] = {"s2p", "stochastic two-point search, step-size options 1-4", 0},
     [POLICY_AS2P] = {"as2p", "accelerated S2P: adaptive step from the gamma statistics", 0},
     [POLICY_AS2P_SIGN] = {"as2p-sign", "AS2P with Rademacher directions", 0},
@@ -57,14 +52,14 @@ struct zt_optimizer {
     policy_id policy;
     zt_zo_hparams hp;
     int total_steps;
-    uint64_t n_params;       /* d */
-    zt_direction_dist dist;  /* the policy's direction distribution */
-    int n_directions;        /* q */
+    uint64_t n_params;      /* d */
+    zt_direction_dist dist; /* the policy's direction distribution */
+    int n_directions;       /* q */
 
     /* ReduceLROnPlateau (mode min, threshold 0, cooldown 0): spec §9 C4. */
     double plateau_best;
     int64_t plateau_bad;
-    double plateau_scale;    /* factor^(reductions so far) */
+    double plateau_scale; /* factor^(reductions so far) */
 
     /* AS2P: the most recent gamma values, a ring buffer (spec §6.4, B2-B4). */
     double *gamma_window;
@@ -73,7 +68,9 @@ struct zt_optimizer {
 
 /* ---- registry ---- */
 
-int zt_optimizer_count(void) { return POLICY_COUNT; }
+int zt_optimizer_count(void) {
+    return POLICY_COUNT;
+}
 
 const zt_optimizer_info *zt_optimizer_info_at(int index) {
     if (index < 0 || index >= POLICY_COUNT) return NULL;
@@ -106,7 +103,9 @@ static int is_forward(policy_id p) {
     return p == POLICY_ZO_SGD_FD || p == POLICY_ZO_SIGNSGD || p == POLICY_ZO_ADAMM;
 }
 
-static int is_adaptive(policy_id p) { return p == POLICY_AS2P || p == POLICY_AS2P_SIGN; }
+static int is_adaptive(policy_id p) {
+    return p == POLICY_AS2P || p == POLICY_AS2P_SIGN;
+}
 
 /* Policies that move by a chosen step with lr 1: no learning rate scales weight decay. */
 static int moves_to_probe(policy_id p) {
@@ -151,13 +150,17 @@ uint64_t zt_direction_seed(uint64_t step_seed, int direction) {
 
 /* ---- validation ---- */
 
-static int finite_at_least(double v, double lo) { return isfinite(v) && v >= lo; }
-static int finite_above(double v, double lo) { return isfinite(v) && v > lo; }
+static int finite_at_least(double v, double lo) {
+    return isfinite(v) && v >= lo;
+}
+static int finite_above(double v, double lo) {
+    return isfinite(v) && v > lo;
+}
 
 static zt_status check_schedule(const char *option, zt_schedule_kind kind) {
     if ((int)kind < ZT_SCHEDULE_CONSTANT || (int)kind > ZT_SCHEDULE_PLATEAU)
-        return zt_fail(ZT_ERR_INVALID_ARG,
-                       "%s %d: expected constant, cosine, linear or plateau", option, (int)kind);
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s %d: expected constant, cosine, linear or plateau",
+                       option, (int)kind);
     return ZT_OK;
 }
 
@@ -175,8 +178,10 @@ static zt_status check_unit_interval(const char *option, double v) {
 
 static zt_status check_s2p(const zt_zo_hparams *hp) {
     switch (hp->s2p_option) {
-    case 1: return ZT_OK;
-    case 2: return check_positive("--s2p-l", hp->s2p_l);
+    case 1:
+        return ZT_OK;
+    case 2:
+        return check_positive("--s2p-l", hp->s2p_l);
     case 3:
         ZT_TRY(check_positive("--s2p-b", hp->s2p_b));
         return check_positive("--s2p-l1", hp->s2p_l1);
@@ -231,8 +236,7 @@ static zt_status validate(policy_id p, const zt_zo_hparams *hp, int total_steps,
                            hp->weight_decay, name);
     }
     if (hp->lr_schedule == ZT_SCHEDULE_PLATEAU || hp->eps_schedule == ZT_SCHEDULE_PLATEAU) {
-        if (!(isfinite(hp->plateau_factor) && hp->plateau_factor > 0.0 &&
-              hp->plateau_factor < 1.0))
+        if (!(isfinite(hp->plateau_factor) && hp->plateau_factor > 0.0 && hp->plateau_factor < 1.0))
             return zt_fail(ZT_ERR_INVALID_ARG, "--plateau-factor %g: expected 0 < value < 1",
                            hp->plateau_factor);
         if (hp->plateau_patience < 0)
@@ -332,7 +336,9 @@ void zt_optimizer_free(zt_optimizer *opt) {
 
 /* ---- step values ---- */
 
-static double sign_of(double v) { return (double)((v > 0.0) - (v < 0.0)); }
+static double sign_of(double v) {
+    return (double)((v > 0.0) - (v < 0.0));
+}
 
 /* The learning rate at step k. Cosine and linear decay to 0 (spec §9 B5, as HF's schedulers);
  * plateau is lr times the factors applied so far. */
@@ -396,8 +402,8 @@ static double s2p_adaptive_alpha(const zt_optimizer *opt, double abs_gamma) {
     const zt_zo_hparams *hp = &opt->hp;
     double d = (double)opt->n_params;
     if (hp->s2p_option == 2) return abs_gamma / (hp->s2p_l * d);
-    return abs_gamma / ((hp->s2p_a * hp->s2p_l0 + sqrt(2.0) * hp->s2p_b * hp->s2p_l1 * abs_gamma)
-                        * d);
+    return abs_gamma /
+           ((hp->s2p_a * hp->s2p_l0 + sqrt(2.0) * hp->s2p_b * hp->s2p_l1 * abs_gamma) * d);
 }
 
 /* ---- plan ---- */
@@ -425,14 +431,16 @@ zt_status zt_optimizer_plan(zt_optimizer *opt, int step, uint64_t step_seed, zt_
     memset(plan, 0, sizeof *plan);
     plan->n_directions = opt->n_directions;
     plan->dist = opt->dist;
-    for (int i = 0; i < opt->n_directions; i++) plan->seeds[i] = zt_direction_seed(step_seed, i);
+    for (int i = 0; i < opt->n_directions; i++)
+        plan->seeds[i] = zt_direction_seed(step_seed, i);
     const uint64_t *seeds = plan->seeds;
 
     if (is_central(opt->policy)) {
         /* Spec §4.1: variants theta + eps z_i and theta - eps z_i, in pairs. */
         double eps;
         ZT_TRY(eps_at(opt, step, &eps));
-        for (int i = 0; i < opt->n_directions; i++) add_probe_pair(plan, seeds[i], eps);
+        for (int i = 0; i < opt->n_directions; i++)
+            add_probe_pair(plan, seeds[i], eps);
     } else if (is_forward(opt->policy)) {
         /* Spec §7.1: F(x) once, shared by the q forward differences F(x + r u_i). */
         double radius;
@@ -468,8 +476,8 @@ static void add_term(zt_step_update *update, uint64_t seed, double coeff) {
     update->terms[update->n_terms++] = (zt_direction){seed, c};
 }
 
-static void finish_central(const zt_optimizer *opt, const zt_step_plan *plan, double eps,
-                           double lr, const double *losses, zt_step_update *update) {
+static void finish_central(const zt_optimizer *opt, const zt_step_plan *plan, double eps, double lr,
+                           const double *losses, zt_step_update *update) {
     int q = opt->n_directions;
     update->rule = opt->policy == POLICY_ZO_SGD_MMT ? ZT_UPDATE_MOMENTUM : ZT_UPDATE_SGD;
     update->lr = lr;
@@ -508,8 +516,8 @@ static void finish_forward(const zt_optimizer *opt, const zt_step_plan *plan, do
         /* ZO-signSGD (spec §7.3): sign(g) = sign(Delta) sign(u) for one direction, so the
          * coefficient is sign(Delta) (sign(0) = 0: no update). With q directions the sign of the
          * averaged estimate needs the magnitudes, which the SIGN rule then discards. */
-        double coeff = opt->policy == POLICY_ZO_SIGNSGD && q == 1 ? sign_of(difference)
-                                                                  : estimate / q;
+        double coeff =
+            opt->policy == POLICY_ZO_SIGNSGD && q == 1 ? sign_of(difference) : estimate / q;
         add_term(update, plan->seeds[i], coeff);
     }
 }
@@ -544,7 +552,8 @@ static double as2p_sigma(const zt_optimizer *opt, int step, double gamma) {
     double sum_sq = 0.0;
     for (uint32_t j = 0; j < n; j++) {
         double dev = opt->gamma_window[(opt->window_next + opt->window_capacity - 1 - j) %
-                                       opt->window_capacity] - mean;
+                                       opt->window_capacity] -
+                     mean;
         sum_sq += dev * dev;
     }
     return sqrt(sum_sq / n);
@@ -607,8 +616,8 @@ zt_status zt_optimizer_finish(zt_optimizer *opt, int step, const zt_step_plan *p
     if (plan->n_variants != expected || plan->n_directions != opt->n_directions)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "%s step %d: a plan of %d variants and %d directions, expected %d and %d",
-                       policy_infos[opt->policy].name, step, plan->n_variants,
-                       plan->n_directions, expected, opt->n_directions);
+                       policy_infos[opt->policy].name, step, plan->n_variants, plan->n_directions,
+                       expected, opt->n_directions);
     for (int k = 0; k < plan->n_variants; k++)
         if (!isfinite(losses[k]))
             return zt_fail(ZT_ERR_NUMERIC, "%s step %d: variant %d has a non-finite loss (%g)",

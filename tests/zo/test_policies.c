@@ -28,7 +28,9 @@ static void run_step(zt_optimizer *opt, int step, const double *losses, zt_step_
     ZT_REQUIRE_OK(zt_optimizer_finish(opt, step, plan, losses, update));
 }
 
-static double sign_of(double v) { return (double)((v > 0) - (v < 0)); }
+static double sign_of(double v) {
+    return (double)((v > 0) - (v < 0));
+}
 
 /* Spec §9 B5 cosine decay, written out independently of schedule.c. */
 static double cosdec(double from, double to, int k, int total) {
@@ -37,9 +39,9 @@ static double cosdec(double from, double to, int k, int total) {
 
 static void test_registry(void) {
     ZT_CHECK(zt_optimizer_count() == 11, "count %d", zt_optimizer_count());
-    const char *names[] = {"mezo",       "zo-sgd-fd", "zo-sgd-sign", "zo-signsgd",
-                           "ga-sign",    "zo-sgd-mmt", "zo-adamm",   "stp",
-                           "s2p",        "as2p",       "as2p-sign"};
+    const char *names[] = {"mezo",    "zo-sgd-fd",  "zo-sgd-sign", "zo-signsgd",
+                           "ga-sign", "zo-sgd-mmt", "zo-adamm",    "stp",
+                           "s2p",     "as2p",       "as2p-sign"};
     for (int i = 0; i < 11; i++) {
         const zt_optimizer_info *info = zt_optimizer_find(names[i]);
         ZT_CHECK(info && strcmp(info->name, names[i]) == 0, "find %s", names[i]);
@@ -77,8 +79,7 @@ static void test_mezo(void) {
     ZT_CHECK(plan.n_terms[0] == 1 && plan.terms[0][0].seed == plan.seeds[0], "variant 0");
     ZT_CHECK_CLOSE(plan.terms[0][0].coeff, 1e-3, 0, COEFF_RTOL, "+eps");
     ZT_CHECK_CLOSE(plan.terms[1][0].coeff, -1e-3, 0, COEFF_RTOL, "-eps");
-    ZT_CHECK(up.rule == ZT_UPDATE_SGD && up.n_terms == 1, "rule %d terms %d", up.rule,
-             up.n_terms);
+    ZT_CHECK(up.rule == ZT_UPDATE_SGD && up.n_terms == 1, "rule %d terms %d", up.rule, up.n_terms);
     ZT_CHECK_CLOSE(up.terms[0].coeff, (2.5 - 2.0) / (2 * 1e-3), 0, COEFF_RTOL, "coeff");
     ZT_CHECK_CLOSE(up.projected_grad, 250.0, 0, 1e-12, "projected_grad");
     ZT_CHECK_CLOSE(up.lr, 1e-6, 0, 1e-12, "lr");
@@ -95,7 +96,8 @@ static void test_mezo(void) {
     for (int i = 0; i < 3; i++) {
         ZT_CHECK(plan.seeds[i] == zt_direction_seed(STEP_SEED, i), "seed %d", i);
         ZT_CHECK(plan.terms[2 * i][0].seed == plan.seeds[i] &&
-                     plan.terms[2 * i + 1][0].seed == plan.seeds[i], "pair %d", i);
+                     plan.terms[2 * i + 1][0].seed == plan.seeds[i],
+                 "pair %d", i);
         ZT_CHECK_CLOSE(plan.terms[2 * i + 1][0].coeff, -2e-3, 0, COEFF_RTOL, "-eps %d", i);
     }
     /* Direction 2 has L+ == L-: a zero coefficient, left out. */
@@ -221,14 +223,13 @@ static void test_stp(void) {
         double here, plus, minus;
         double move; /* 0 stay, +1 to theta + a s, -1 to theta - a s */
     } cases[] = {
-        {1.0, 2.0, 3.0, 0},  {3.0, 1.0, 2.0, +1}, {3.0, 2.0, 1.0, -1}, {1.0, 1.0, 2.0, 0},
-        {1.0, 2.0, 1.0, 0},  {2.0, 1.0, 1.0, +1}, {1.0, 1.0, 1.0, 0},
+        {1.0, 2.0, 3.0, 0}, {3.0, 1.0, 2.0, +1}, {3.0, 2.0, 1.0, -1}, {1.0, 1.0, 2.0, 0},
+        {1.0, 2.0, 1.0, 0}, {2.0, 1.0, 1.0, +1}, {1.0, 1.0, 1.0, 0},
     };
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         int step = 10 + c;
         double a = cosdec(2e-5, 0.0, step, K);
-        run_step(opt, step, (double[]){cases[c].here, cases[c].plus, cases[c].minus}, &plan,
-                 &up);
+        run_step(opt, step, (double[]){cases[c].here, cases[c].plus, cases[c].minus}, &plan, &up);
         ZT_CHECK(plan.n_variants == 3 && plan.n_terms[0] == 0, "stp plan");
         ZT_CHECK_CLOSE(plan.terms[1][0].coeff, a, 0, COEFF_RTOL, "stp +a at %d", step);
         ZT_CHECK_CLOSE(plan.terms[2][0].coeff, -a, 0, COEFF_RTOL, "stp -a at %d", step);
@@ -274,7 +275,8 @@ static void test_s2p(void) {
         } else {
             probe = 2e-3;
             double g = fabs(delta) / (2 * probe);
-            alpha = option == 2 ? g / (4.0 * d) : g / ((1.01 * 2.0 + sqrt(2.0) * 1.01 * 0.5 * g) * d);
+            alpha =
+                option == 2 ? g / (4.0 * d) : g / ((1.01 * 2.0 + sqrt(2.0) * 1.01 * 0.5 * g) * d);
         }
         ZT_CHECK(plan.n_variants == 2 && plan.dist == ZT_DIRECTIONS_GAUSSIAN, "s2p plan");
         ZT_CHECK_CLOSE(plan.terms[0][0].coeff, probe, 0, COEFF_RTOL, "option %d probe", option);
@@ -311,7 +313,8 @@ static double as2p_reference_coeff(as2p_reference *ref, int k, double f_plus, do
     double sigma = fabs(gamma);
     if (n >= 2) {
         double mean = 0, var = 0;
-        for (int j = ref->count - n; j < ref->count; j++) mean += ref->gammas[j];
+        for (int j = ref->count - n; j < ref->count; j++)
+            mean += ref->gammas[j];
         mean /= n;
         for (int j = ref->count - n; j < ref->count; j++)
             var += (ref->gammas[j] - mean) * (ref->gammas[j] - mean);
@@ -321,7 +324,7 @@ static double as2p_reference_coeff(as2p_reference *ref, int k, double f_plus, do
     double tau_a = c * ref->eta_a * sigma;
     double gamma_prime = 1.0 / (1.0 / fabs(gamma) + 1.0 / tau_a);
     double alpha = rho * gamma_prime / (ref->eta_b * sigma); /* the §6.3 step 7 form */
-    return sign_of(delta) * alpha; /* x <- x - beta a s */
+    return sign_of(delta) * alpha;                           /* x <- x - beta a s */
 }
 
 static double scripted_gamma(int k) {
@@ -335,8 +338,13 @@ static void run_as2p(const char *name, int elapsed) {
     hp.as2p_window_elapsed = elapsed;
     const int K = 50; /* window 10% of 50 = 5 */
     zt_optimizer *opt = make(name, &hp, K, 1000);
-    as2p_reference ref = {.total = K, .window_fixed = 5, .elapsed = elapsed, .rho0 = 1e-3,
-                          .rho_end = 1e-4, .eta_a = 5, .eta_b = 50};
+    as2p_reference ref = {.total = K,
+                          .window_fixed = 5,
+                          .elapsed = elapsed,
+                          .rho0 = 1e-3,
+                          .rho_end = 1e-4,
+                          .eta_a = 5,
+                          .eta_b = 50};
     zt_step_plan plan;
     zt_step_update up;
     for (int k = 0; k < K; k++) {
@@ -350,12 +358,11 @@ static void run_as2p(const char *name, int elapsed) {
             ZT_CHECK(up.n_terms == 0, "%s step %d: gamma 0 gives no move", name, k);
         } else {
             ZT_CHECK(up.n_terms == 1, "%s step %d moves", name, k);
-            ZT_CHECK_CLOSE(up.terms[0].coeff, want, 0, COEFF_RTOL, "%s a_%d (elapsed %d)", name,
-                           k, elapsed);
+            ZT_CHECK_CLOSE(up.terms[0].coeff, want, 0, COEFF_RTOL, "%s a_%d (elapsed %d)", name, k,
+                           elapsed);
             /* Saturation bound of §6.4: a_k <= rho_k c_k eta_a / eta_b. */
             double c = cosdec(2, 1, k, K);
-            ZT_CHECK(fabs(up.terms[0].coeff) <= rho * c * 5.0 / 50.0 * (1 + 1e-6), "bound %d",
-                     k);
+            ZT_CHECK(fabs(up.terms[0].coeff) <= rho * c * 5.0 / 50.0 * (1 + 1e-6), "bound %d", k);
         }
     }
     zt_optimizer_free(opt);
@@ -399,8 +406,7 @@ static void test_schedules(void) {
     ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_COSINE, 3.0, 1.0, 0, K), 3.0, 0, 1e-15, "cos 0");
     ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_COSINE, 3.0, 1.0, 50, K), 2.0, 0, 1e-15,
                    "cos K/2");
-    ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_COSINE, 3.0, 1.0, 100, K), 1.0, 0, 1e-15,
-                   "cos K");
+    ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_COSINE, 3.0, 1.0, 100, K), 1.0, 0, 1e-15, "cos K");
     ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_COSINE, 3.0, 1.0, 25, K),
                    1.0 + 2.0 * 0.5 * (1 + sqrt(0.5)), 0, 1e-15, "cos K/4");
     ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_COSINE, 3.0, 1.0, 150, K), 1.0, 0, 1e-15,
@@ -408,8 +414,7 @@ static void test_schedules(void) {
     ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_LINEAR, 3.0, 1.0, 0, K), 3.0, 0, 1e-15, "lin 0");
     ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_LINEAR, 3.0, 1.0, 50, K), 2.0, 0, 1e-15,
                    "lin K/2");
-    ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_LINEAR, 3.0, 1.0, 100, K), 1.0, 0, 1e-15,
-                   "lin K");
+    ZT_CHECK_CLOSE(zt_schedule_value(ZT_SCHEDULE_LINEAR, 3.0, 1.0, 100, K), 1.0, 0, 1e-15, "lin K");
     const char *names[] = {"constant", "cosine", "linear", "plateau"};
     for (int kind = 0; kind < 4; kind++) {
         ZT_CHECK(zt_schedule_parse(names[kind]) == kind, "parse %s", names[kind]);
@@ -464,7 +469,16 @@ static void test_plateau(void) {
     hp.plateau_factor = 0.5;
     hp.plateau_patience = 2;
     zt_optimizer *opt = make("mezo", &hp, 100, 10);
-    double metrics[] = {1.0, 0.9, 1.0, 0.9, 0.95, /* reduce */ 0.95, 0.8, NAN, 0.8, 0.8,
+    double metrics[] = {1.0,
+                        0.9,
+                        1.0,
+                        0.9,
+                        0.95,
+                        /* reduce */ 0.95,
+                        0.8,
+                        NAN,
+                        0.8,
+                        0.8,
                         /* reduce */ 0.7};
     double want[] = {1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4};
     for (int i = 0; i < (int)(sizeof metrics / sizeof metrics[0]); i++) {
@@ -476,7 +490,8 @@ static void test_plateau(void) {
     /* Other schedules ignore observations. */
     hp.lr_schedule = ZT_SCHEDULE_CONSTANT;
     opt = make("mezo", &hp, 100, 10);
-    for (int i = 0; i < 10; i++) zt_optimizer_observe(opt, 5.0);
+    for (int i = 0; i < 10; i++)
+        zt_optimizer_observe(opt, 5.0);
     ZT_CHECK_CLOSE(current_lr(opt, 0), 1e-3, 0, 1e-12, "constant ignores observe");
     zt_optimizer_free(opt);
 }
@@ -508,9 +523,9 @@ static void test_state_round_trip(void) {
         double losses[2] = {1 + rho * scripted_gamma(k), 1 - rho * scripted_gamma(k)};
         run_step(first, k, losses, &plan, &up);
         run_step(second, k, losses, &plan, &up2);
-        identical &= up.n_terms == up2.n_terms &&
-                     (up.n_terms == 0 || memcmp(&up.terms[0], &up2.terms[0],
-                                                sizeof up.terms[0]) == 0);
+        identical &=
+            up.n_terms == up2.n_terms &&
+            (up.n_terms == 0 || memcmp(&up.terms[0], &up2.terms[0], sizeof up.terms[0]) == 0);
     }
     ZT_CHECK(identical, "AS2P continues identically after load");
     void *blob2;
@@ -529,7 +544,8 @@ static void test_state_round_trip(void) {
     mhp.lr_schedule = ZT_SCHEDULE_PLATEAU;
     mhp.plateau_patience = 0;
     zt_optimizer *mezo = make("mezo", &mhp, K, 100);
-    for (int i = 0; i < 4; i++) zt_optimizer_observe(mezo, 1.0); /* best, then 3 reductions */
+    for (int i = 0; i < 4; i++)
+        zt_optimizer_observe(mezo, 1.0); /* best, then 3 reductions */
     void *mblob;
     size_t mn;
     ZT_REQUIRE_OK(zt_optimizer_save_state(mezo, &mblob, &mn));
@@ -563,8 +579,8 @@ static void expect_rejected(const char *name, const zt_zo_hparams *hp, int total
     zt_optimizer *opt = NULL;
     zt_status s = zt_optimizer_create(name, hp, total_steps, 100, &opt);
     ZT_CHECK(s == ZT_ERR_INVALID_ARG && opt == NULL, "%s accepted (%s)", name, fragment);
-    ZT_CHECK(strstr(zt_last_error(), fragment) != NULL, "message '%s' lacks '%s'",
-             zt_last_error(), fragment);
+    ZT_CHECK(strstr(zt_last_error(), fragment) != NULL, "message '%s' lacks '%s'", zt_last_error(),
+             fragment);
 }
 
 static void test_bad_options(void) {
@@ -627,8 +643,8 @@ static void test_bad_options(void) {
     zt_step_update up;
     ZT_REQUIRE_OK(zt_optimizer_plan(opt, 0, 1, &plan));
     plan.n_variants = 3;
-    ZT_CHECK(zt_optimizer_finish(opt, 0, &plan, (double[]){1, 2, 3}, &up) ==
-                 ZT_ERR_INVALID_ARG, "wrong plan shape");
+    ZT_CHECK(zt_optimizer_finish(opt, 0, &plan, (double[]){1, 2, 3}, &up) == ZT_ERR_INVALID_ARG,
+             "wrong plan shape");
     zt_optimizer_free(opt);
 }
 
