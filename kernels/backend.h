@@ -65,6 +65,23 @@ typedef struct zt_update {
     uint64_t rounding_seed;
 } zt_update;
 
+/* ---- scratch planning: what an op will need of the backend's internal scratch ---- */
+
+typedef enum zt_scratch_op {
+    ZT_SCRATCH_LINEAR = 0,    /* in_features, out_features, weight_dtype, bias_dtype, has_bias */
+    ZT_SCRATCH_ATTENTION = 1, /* seq_len, head_dim */
+    ZT_SCRATCH_Z_SUMSQ = 2,   /* n_elems */
+} zt_scratch_op;
+
+typedef struct zt_scratch_query {
+    zt_scratch_op op;
+    int in_features, out_features;
+    zt_dtype weight_dtype, bias_dtype;
+    int has_bias;
+    int seq_len, head_dim;
+    size_t n_elems;
+} zt_scratch_query;
+
 typedef struct zt_backend_ops {
     const char *name; /* "cpu", "cuda" */
     void (*destroy)(zt_backend *be);
@@ -75,6 +92,12 @@ typedef struct zt_backend_ops {
     zt_status (*upload)(zt_backend *be, void *dst, const void *host_src, size_t n_bytes);
     zt_status (*download)(zt_backend *be, void *host_dst, const void *src, size_t n_bytes);
     zt_status (*sync)(zt_backend *be);
+
+    /* Bytes of internal scratch one call of the queried op needs (the scratch is shared by all
+     * ops and kept, so a backend's scratch peak is the maximum over the calls it serves). */
+    size_t (*scratch_bytes)(zt_backend *be, const zt_scratch_query *query);
+    /* Grows the internal scratch to at least n_bytes now, so a run's peak is reached up front. */
+    zt_status (*reserve_scratch)(zt_backend *be, size_t n_bytes);
 
     /* ---- forward ops ---- */
 

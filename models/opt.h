@@ -82,21 +82,25 @@ typedef struct zt_opt_workspace_shape {
     int max_batch, max_seq_len;
     int max_variants; /* K: residual streams kept side by side */
     int staging;      /* 1: shadow buffers for perturbed weights */
+    int sphere;       /* 1: norm passes over the largest tensor (uniform-on-sphere directions) */
 } zt_opt_workspace_shape;
 
-/* Memory a model needs at a shape, by category: weights, activations, staging scratch. */
+/* Memory a model needs at a shape, by category: weights, activations, staging buffers, and the
+ * backend's own scratch (the maximum over the op calls the forward makes). */
 typedef struct zt_opt_memory_plan {
     size_t weights_bytes;
     size_t activation_bytes;
     size_t staging_bytes;
+    size_t backend_scratch_bytes;
     size_t total_bytes;
 } zt_opt_memory_plan;
 
 /* Rows of the tied LM head evaluated at once: bounds the logits scratch to this many x V. */
 enum { ZT_LM_HEAD_CHUNK_ROWS = 64 };
 
-void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes,
-                        const zt_opt_workspace_shape *shape, zt_opt_memory_plan *plan);
+/* The plan of a loaded model on its backend at a shape. */
+void zt_opt_plan_memory(const zt_model *model, const zt_opt_workspace_shape *shape,
+                        zt_opt_memory_plan *plan);
 
 zt_status zt_opt_workspace_create(zt_model *model, const zt_opt_workspace_shape *shape,
                                   zt_opt_workspace **out);
@@ -126,5 +130,14 @@ zt_status zt_opt_forward_logprobs(zt_model *model, zt_opt_workspace *ws, const z
 struct zt_param_set;
 zt_status zt_model_param_set(zt_model *model, const uint8_t *selected, struct zt_param_set *ps);
 void zt_model_param_set_free(struct zt_param_set *ps);
+
+/* A model with OPT's initialisation (init_std 0.02) instead of a checkpoint, built in memory for
+ * benchmarks and tests: matrices and embeddings ~ N(0, 0.02^2) (embed_tokens' pad_token_id row
+ * zero), layer-norm gammas 1, biases 0, every tensor stored in `dtype`. The normals are the
+ * project's Philox z with `seed` as the step seed: a pure function of (seed, tensor id, index),
+ * the same on every machine. cfg is validated as config.json would be (word_embed_proj_dim must
+ * be set). */
+zt_status zt_model_create_random(const zt_opt_config *cfg, zt_dtype dtype, uint64_t seed,
+                                 zt_backend *be, zt_model **out);
 
 #endif

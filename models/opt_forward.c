@@ -79,13 +79,56 @@ static ws_layout plan_layout(const zt_opt_config *c, const zt_opt_workspace_shap
     return L;
 }
 
-void zt_opt_plan_memory(const zt_opt_config *cfg, size_t weights_bytes,
-                        const zt_opt_workspace_shape *shape, zt_opt_memory_plan *plan) {
-    ws_layout L = plan_layout(cfg, shape);
-    plan->weights_bytes = weights_bytes;
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* One linear call's scratch, with its weights as stored (staged copies are f32 and need none,
+ * so the stored dtypes give the maximum). */
+static size_t linear_scratch(const zt_model *m, int weight, int bias, int in, int out) {
+    if (weight < 0 || !m->be->ops->scratch_bytes) return 0;
+    zt_scratch_query q = {ZT_SCRATCH_LINEAR, in, out, m->tensors[weight].dtype,
+                          bias >= 0 ? m->tensors[bias].dtype : ZT_F32, bias >= 0, 0, 0, 0};
+    return m->be->ops->scratch_bytes(m->be, &q);
+}
+
+/* The largest scratch request of any op the forward (and a sphere norm pass) makes. */
+static size_t backend_scratch(const zt_model *m, const zt_opt_workspace_shape *shape) {
+    const zt_opt_config *c = &m->cfg;
+    if (!m->be->ops->scratch_bytes) return 0;
+    int h = c->hidden_size, f = c->ffn_dim, e = c->word_embed_proj_dim;
+    size_t most = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const zt_opt_layer_ids *L = &m->layers[l];
+        most = max_size(most, linear_scratch(m, L->q_w, L->q_b, h, h));
+        most = max_size(most, linear_scratch(m, L->k_w, L->k_b, h, h));
+        most = max_size(most, linear_scratch(m, L->v_w, L->v_b, h, h));
+        most = max_size(most, linear_scratch(m, L->out_w, L->out_b, h, h));
+        most = max_size(most, linear_scratch(m, L->fc1_w, L->fc1_b, h, f));
+        most = max_size(most, linear_scratch(m, L->fc2_w, L->fc2_b, f, h));
+    }
+    most = max_size(most, linear_scratch(m, m->project_in, -1, e, h));
+    most = max_size(most, linear_scratch(m, m->project_out, -1, h, e));
+    most = max_size(most, linear_scratch(m, m->embed_tokens, -1, e, c->vocab_size));
+    zt_scratch_query attention = {ZT_SCRATCH_ATTENTION, 0, 0, ZT_F32, ZT_F32, 0,
+                                  shape->max_seq_len, h / c->num_attention_heads, 0};
+    most = max_size(most, m->be->ops->scratch_bytes(m->be, &attention));
+    if (shape->sphere)
+        for (int i = 0; i < m->n_tensors; i++) {
+            zt_scratch_query sumsq = {ZT_SCRATCH_Z_SUMSQ, 0, 0, ZT_F32, ZT_F32, 0, 0, 0,
+                                      m->tensors[i].n_elems};
+            most = max_size(most, m->be->ops->scratch_bytes(m->be, &sumsq));
+        }
+    return most;
+}
+
+void zt_opt_plan_memory(const zt_model *m, const zt_opt_workspace_shape *shape,
+                        zt_opt_memory_plan *plan) {
+    ws_layout L = plan_layout(&m->cfg, shape);
+    plan->weights_bytes = m->weights_bytes;
     plan->activation_bytes = L.activation_total;
     plan->staging_bytes = L.staging_total;
-    plan->total_bytes = weights_bytes + L.activation_total + L.staging_total;
+    plan->backend_scratch_bytes = backend_scratch(m, shape);
+    plan->total_bytes = plan->weights_bytes + L.activation_total + L.staging_total +
+                        plan->backend_scratch_bytes;
 }
 
 size_t zt_opt_parameter_count(const zt_opt_config *c) {
@@ -123,6 +166,9 @@ zt_status zt_opt_workspace_create(zt_model *model, const zt_opt_workspace_shape 
                                  (void **)&ws->base);
     if (s == ZT_OK && ws->layout.staging_total > 0)
         s = be->ops->alloc(be, ws->layout.staging_total, ZT_MEM_SCRATCH, (void **)&ws->staging);
+    /* reaching the backend's scratch peak now makes a run's memory what the plan says */
+    if (s == ZT_OK && be->ops->reserve_scratch)
+        s = be->ops->reserve_scratch(be, backend_scratch(model, shape));
     if (s != ZT_OK) {
         zt_opt_workspace_free(ws);
         return s;

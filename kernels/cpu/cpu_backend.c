@@ -99,6 +99,33 @@ zt_status zt_cpu_scratch(zt_cpu_backend *cpu, size_t n_floats, const char *op, f
     return ZT_OK;
 }
 
+/* Mirrors the requests the ops make of zt_cpu_scratch (linear.c, attention.c, perturb.c). */
+static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
+    zt_cpu_backend *cpu = zt_cpu(be);
+    size_t floats = 0;
+    switch (q->op) {
+    case ZT_SCRATCH_LINEAR: {
+        size_t chunk_rows = q->out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? (size_t)q->out_features
+                                                                        : ZT_CPU_LINEAR_CHUNK_ROWS;
+        if (q->weight_dtype != ZT_F32) floats += chunk_rows * (size_t)q->in_features;
+        if (q->has_bias && q->bias_dtype != ZT_F32) floats += (size_t)q->out_features;
+        break;
+    }
+    case ZT_SCRATCH_ATTENTION:
+        floats = ((size_t)q->seq_len + 2 * (size_t)q->head_dim) * (size_t)cpu->n_threads;
+        break;
+    case ZT_SCRATCH_Z_SUMSQ: floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems); break;
+    }
+    return floats * sizeof(float);
+}
+
+static zt_status cpu_reserve_scratch(zt_backend *be, size_t n_bytes) {
+    float *unused;
+    if (n_bytes == 0) return ZT_OK;
+    return zt_cpu_scratch(zt_cpu(be), (n_bytes + sizeof(float) - 1) / sizeof(float),
+                          "reserve_scratch", &unused);
+}
+
 zt_status zt_cpu_check_dim(const char *op, const char *what, int value) {
     if (value > 0) return ZT_OK;
     return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %d must be > 0", op, what, value);
@@ -132,6 +159,8 @@ static const zt_backend_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .sync = cpu_sync,
+    .scratch_bytes = cpu_scratch_bytes,
+    .reserve_scratch = cpu_reserve_scratch,
     .gather_rows = zt_cpu_gather_rows,
     .layernorm = zt_cpu_layernorm,
     .linear = zt_cpu_linear,

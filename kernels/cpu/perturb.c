@@ -132,6 +132,11 @@ done:
     return status;
 }
 
+size_t zt_cpu_z_sumsq_scratch_floats(uint64_t n) {
+    /* one double partial sum (two floats of room) per fixed-size chunk */
+    return (size_t)((n + ZT_CPU_SUMSQ_CHUNK_ELEMS - 1) / ZT_CPU_SUMSQ_CHUNK_ELEMS) * 2;
+}
+
 zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                          size_t n_elems, zt_dist dist) {
     const char *op = "z_sumsq";
@@ -148,7 +153,7 @@ zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t te
     const uint64_t n_chunks = (n + ZT_CPU_SUMSQ_CHUNK_ELEMS - 1) / ZT_CPU_SUMSQ_CHUNK_ELEMS;
     /* The scratch is 64-byte aligned floats; two of them hold each chunk's double sum. */
     float *scratch = NULL;
-    ZT_TRY(zt_cpu_scratch(cpu, (size_t)n_chunks * 2, op, &scratch));
+    ZT_TRY(zt_cpu_scratch(cpu, zt_cpu_z_sumsq_scratch_floats(n), op, &scratch));
     double *chunk_sums = (double *)(void *)scratch;
 
     const uint64_t tensor_key = zt_tensor_key(seed, tensor_id);

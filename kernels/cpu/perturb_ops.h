@@ -83,6 +83,9 @@ static inline void zt_cpu_store_rne(void *data, zt_dtype dtype, size_t i, float 
 zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p);
+/* Scratch floats zt_cpu_z_sumsq takes for n elements (for scratch planning). */
+size_t zt_cpu_z_sumsq_scratch_floats(uint64_t n);
+
 zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                          size_t n_elems, zt_dist dist);
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,

@@ -1,18 +1,29 @@
 /* zotune info: what a model is and what it will cost to run. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/status.h"
 #include "core/alloc.h"
 #include "opt.h"
+#include "train/trainer.h"
 
 static double mib(size_t n_bytes) { return (double)n_bytes / (1024.0 * 1024.0); }
 
-static void print_text(const char *dir, const zt_model *m, const zt_opt_memory_plan *plan, int batch,
-                       int seq_len) {
+typedef struct info_plan {
+    int batch, seq_len;
+    const char *optimizer; /* NULL: inference plan only */
+    const char *mode;
+    zt_opt_memory_plan inference;
+    zt_train_memory_plan train;
+} info_plan;
+
+static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     const zt_opt_config *c = &m->cfg;
     printf("model          %s\n", dir);
     printf("architecture   OPT, %s layer norm%s\n", c->do_layer_norm_before ? "pre" : "post",
@@ -25,16 +36,45 @@ static void print_text(const char *dir, const zt_model *m, const zt_opt_memory_p
     printf("dtype          %s\n", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
     printf("tensors        %d\n", m->n_tensors);
     printf("parameters     %zu\n", zt_model_parameter_count(m));
-    printf("memory plan    batch %d x seq %d\n", batch, seq_len);
-    printf("  weights      %10.2f MiB\n", mib(plan->weights_bytes));
-    printf("  activations  %10.2f MiB\n", mib(plan->activation_bytes));
-    printf("  total        %10.2f MiB\n", mib(plan->total_bytes));
+    printf("inference      %d sequences x %d tokens\n", p->batch, p->seq_len);
+    printf("  weights        %12zu bytes  %10.2f MiB\n", p->inference.weights_bytes,
+           mib(p->inference.weights_bytes));
+    printf("  activations    %12zu bytes  %10.2f MiB\n", p->inference.activation_bytes,
+           mib(p->inference.activation_bytes));
+    printf("  backend scratch%12zu bytes  %10.2f MiB\n", p->inference.backend_scratch_bytes,
+           mib(p->inference.backend_scratch_bytes));
+    printf("  total          %12zu bytes  %10.2f MiB\n", p->inference.total_bytes,
+           mib(p->inference.total_bytes));
+    if (!p->optimizer) return;
+    const zt_train_memory_plan *t = &p->train;
+    printf("training       %s, %s mode, K = %d variants, %llu trainable parameters\n", p->optimizer,
+           p->mode, t->n_variants, (unsigned long long)t->trainable_elems);
+    printf("  weights        %12zu bytes  %10.2f MiB\n", t->model.weights_bytes,
+           mib(t->model.weights_bytes));
+    printf("  activations    %12zu bytes  %10.2f MiB\n", t->model.activation_bytes,
+           mib(t->model.activation_bytes));
+    printf("  staging        %12zu bytes  %10.2f MiB\n", t->model.staging_bytes,
+           mib(t->model.staging_bytes));
+    printf("  backend scratch%12zu bytes  %10.2f MiB\n", t->model.backend_scratch_bytes,
+           mib(t->model.backend_scratch_bytes));
+    printf("  optimizer state%12zu bytes  %10.2f MiB (%d f32 copies)\n", t->optimizer_bytes,
+           mib(t->optimizer_bytes), t->state_copies);
+    printf("  total          %12zu bytes  %10.2f MiB\n", t->total_bytes, mib(t->total_bytes));
 }
 
-static void print_json(const char *dir, const zt_model *m, const zt_opt_memory_plan *plan, int batch,
-                       int seq_len) {
+static cJSON *plan_json(const zt_opt_memory_plan *p) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "weights_bytes", (double)p->weights_bytes);
+    cJSON_AddNumberToObject(o, "activation_bytes", (double)p->activation_bytes);
+    cJSON_AddNumberToObject(o, "staging_bytes", (double)p->staging_bytes);
+    cJSON_AddNumberToObject(o, "backend_scratch_bytes", (double)p->backend_scratch_bytes);
+    cJSON_AddNumberToObject(o, "total_bytes", (double)p->total_bytes);
+    return o;
+}
+
+static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
     const zt_opt_config *c = &m->cfg;
-    cJSON *root = cJSON_CreateObject(), *p = cJSON_CreateObject();
+    cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", dir);
     cJSON_AddNumberToObject(root, "layers", c->num_hidden_layers);
     cJSON_AddNumberToObject(root, "hidden_size", c->hidden_size);
@@ -47,12 +87,21 @@ static void print_json(const char *dir, const zt_model *m, const zt_opt_memory_p
     cJSON_AddStringToObject(root, "dtype", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
     cJSON_AddNumberToObject(root, "tensors", m->n_tensors);
     cJSON_AddNumberToObject(root, "parameters", (double)zt_model_parameter_count(m));
-    cJSON_AddNumberToObject(p, "batch", batch);
-    cJSON_AddNumberToObject(p, "seq_len", seq_len);
-    cJSON_AddNumberToObject(p, "weights_bytes", (double)plan->weights_bytes);
-    cJSON_AddNumberToObject(p, "activation_bytes", (double)plan->activation_bytes);
-    cJSON_AddNumberToObject(p, "total_bytes", (double)plan->total_bytes);
-    cJSON_AddItemToObject(root, "plan", p);
+    cJSON *inference = plan_json(&p->inference);
+    cJSON_AddNumberToObject(inference, "sequences", p->batch);
+    cJSON_AddNumberToObject(inference, "seq_len", p->seq_len);
+    cJSON_AddItemToObject(root, "plan", inference);
+    if (p->optimizer) {
+        cJSON *train = plan_json(&p->train.model);
+        cJSON_AddStringToObject(train, "optimizer", p->optimizer);
+        cJSON_AddStringToObject(train, "mode", p->mode);
+        cJSON_AddNumberToObject(train, "variants", p->train.n_variants);
+        cJSON_AddNumberToObject(train, "trainable_parameters", (double)p->train.trainable_elems);
+        cJSON_AddNumberToObject(train, "optimizer_bytes", (double)p->train.optimizer_bytes);
+        cJSON_ReplaceItemInObject(train, "total_bytes",
+                                  cJSON_CreateNumber((double)p->train.total_bytes));
+        cJSON_AddItemToObject(root, "train_plan", train);
+    }
     char *text = cJSON_PrintUnformatted(root);
     if (text) puts(text);
     cJSON_free(text);
@@ -60,13 +109,18 @@ static void print_json(const char *dir, const zt_model *m, const zt_opt_memory_p
 }
 
 int zt_cmd_info(int argc, char **argv) {
-    int json = 0, batch = 16, seq_len = 256;
-    const char *device = "cpu";
+    int json = 0, batch = 16, seq_len = 256, threads = 0;
+    const char *device = "cpu", *optimizer = NULL, *mode = "shadow", *trainable = NULL;
     const zt_arg_option options[] = {
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
-        {"batch-size", ZT_ARG_INT, &batch, "B", "batch size for the memory plan (default 16)"},
-        {"seq-len", ZT_ARG_INT, &seq_len, "T", "sequence length for the memory plan (default 256)"},
+        {"batch-size", ZT_ARG_INT, &batch, "S",
+         "sequences per forward for the plan (classification: examples x candidates; 16)"},
+        {"seq-len", ZT_ARG_INT, &seq_len, "T", "longest sequence for the plan (default 256)"},
+        {"optimizer", ZT_ARG_STRING, &optimizer, "NAME", "also plan training with this optimizer"},
+        {"mode", ZT_ARG_STRING, &mode, "M", "training mode: shadow (default) or inplace"},
+        {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
+        {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (the attention scratch scales with it)"},
     };
     const zt_arg_spec spec = {"zotune info", "zotune info MODEL_DIR [options]",
                               "Loads an OPT model directory (config.json + safetensors) and prints "
@@ -83,19 +137,47 @@ int zt_cmd_info(int argc, char **argv) {
 
     zt_backend *be = NULL;
     zt_model *model = NULL;
-    zt_status s = zt_backend_create(device, 0, &be);
+    if (strcmp(mode, "shadow") != 0 && strcmp(mode, "inplace") != 0) {
+        fprintf(stderr, "zotune info: --mode '%s': expected shadow or inplace\n", mode);
+        return 2;
+    }
+    uint8_t *selected = NULL;
+    info_plan plan;
+    memset(&plan, 0, sizeof plan);
+    plan.batch = batch;
+    plan.seq_len = seq_len;
+    plan.optimizer = optimizer;
+    plan.mode = mode;
+    zt_status s = zt_backend_create(device, threads, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
+    if (s == ZT_OK) {
+        zt_opt_workspace_shape shape = {batch, seq_len, 1, 0, 0};
+        zt_opt_plan_memory(model, &shape, &plan.inference);
+    }
+    if (s == ZT_OK && optimizer) {
+        int count = 0;
+        zt_zo_hparams hp;
+        zt_zo_hparams_default(&hp);
+        selected = calloc((size_t)model->n_tensors, 1);
+        s = selected ? zt_model_select(model, trainable, selected, &count)
+                     : zt_fail(ZT_ERR_NOMEM, "selection");
+        if (s == ZT_OK)
+            s = zt_train_plan_memory(model, selected, optimizer, &hp, 1000,
+                                     strcmp(mode, "inplace") == 0 ? ZT_PERTURB_INPLACE
+                                                                  : ZT_PERTURB_SHADOW,
+                                     batch, seq_len, &plan.train);
+    }
     if (s != ZT_OK) {
+        free(selected);
+        zt_model_free(model);
         zt_backend_destroy(be);
         return zt_cli_report("info", s);
     }
-    zt_opt_memory_plan plan;
-    zt_opt_workspace_shape shape = {batch, seq_len, 1, 0};
-    zt_opt_plan_memory(&model->cfg, model->weights_bytes, &shape, &plan);
     if (json)
-        print_json(positional[0], model, &plan, batch, seq_len);
+        print_json(positional[0], model, &plan);
     else
-        print_text(positional[0], model, &plan, batch, seq_len);
+        print_text(positional[0], model, &plan);
+    free(selected);
     zt_model_free(model);
     zt_backend_destroy(be);
     return 0;

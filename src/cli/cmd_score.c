@@ -171,7 +171,7 @@ int zt_cmd_score(int argc, char **argv) {
     if (s == ZT_OK) s = read_records(positional[1], &model->cfg, &records);
     if (s == ZT_OK) {
         zt_opt_workspace_shape shape = {batch_size < records.count ? batch_size : records.count,
-                                        records.max_length, 1, 0};
+                                        records.max_length, 1, 0, 0};
         s = zt_opt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {

@@ -97,7 +97,37 @@ static zt_status open_data(run *r) {
     return ZT_OK;
 }
 
-static zt_status create_workspace(run *r, int n_variants) {
+/* K and whether directions live on the sphere, from the policy's plan of a first step. */
+static zt_status probe_optimizer(zt_optimizer *opt, int *n_variants, int *sphere) {
+    zt_step_plan probe;
+    ZT_TRY(zt_optimizer_plan(opt, 0, 0, &probe));
+    *n_variants = probe.n_variants;
+    *sphere = probe.dist == ZT_DIRECTIONS_SPHERE;
+    return ZT_OK;
+}
+
+zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, const char *optimizer,
+                               const zt_zo_hparams *hp, int steps, zt_perturb_mode mode,
+                               int sequences, int seq_len, zt_train_memory_plan *plan) {
+    memset(plan, 0, sizeof *plan);
+    for (int i = 0; i < model->n_tensors; i++)
+        if (!trainable || trainable[i]) plan->trainable_elems += model->tensors[i].n_elems;
+    zt_optimizer *opt = NULL;
+    ZT_TRY(zt_optimizer_create(optimizer, hp, steps, plan->trainable_elems, &opt));
+    int sphere = 0;
+    zt_status s = probe_optimizer(opt, &plan->n_variants, &sphere);
+    plan->state_copies = zt_optimizer_get_info(opt)->state_copies;
+    zt_optimizer_free(opt);
+    ZT_TRY(s);
+    zt_opt_workspace_shape shape = {sequences, seq_len, plan->n_variants,
+                                    mode == ZT_PERTURB_SHADOW, sphere};
+    zt_opt_plan_memory(model, &shape, &plan->model);
+    plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
+    plan->total_bytes = plan->model.total_bytes + plan->optimizer_bytes;
+    return ZT_OK;
+}
+
+static zt_status create_workspace(run *r) {
     int sequences = zt_dataset_max_sequences(&r->train, r->o->batch_size);
     int seq_len = r->train.max_sequence;
     if (r->have_eval) {
@@ -105,7 +135,10 @@ static zt_status create_workspace(run *r, int n_variants) {
         if (s > sequences) sequences = s;
         if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
     }
-    zt_opt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW};
+    int n_variants = 0, sphere = 0;
+    ZT_TRY(probe_optimizer(r->opt, &n_variants, &sphere));
+    zt_opt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW,
+                                    sphere};
     ZT_TRY(zt_opt_workspace_create(r->model, &shape, &r->ws));
     memset(&r->objective_state, 0, sizeof r->objective_state);
     r->objective_state.model = r->model;
@@ -301,11 +334,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK) s = zt_backend_create(o->device, o->threads, &r.be);
     if (s == ZT_OK) s = load_model_and_state(&r, &next_step);
     if (s == ZT_OK) s = open_data(&r);
-    if (s == ZT_OK) {
-        zt_step_plan probe;
-        s = zt_optimizer_plan(r.opt, 0, 0, &probe);
-        if (s == ZT_OK) s = create_workspace(&r, probe.n_variants);
-    }
+    if (s == ZT_OK) s = create_workspace(&r);
     if (s == ZT_OK) s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
                                         o->batch_size);
     if (s == ZT_OK) {

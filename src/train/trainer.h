@@ -49,6 +49,24 @@ typedef struct zt_train_result {
 } zt_train_result;
 
 void zt_train_options_default(zt_train_options *o);
+
+/* Everything a training run holds in tracked memory: the model's plan with K residual streams
+ * (and staging in shadow mode), plus the optimizer's state over the trainable tensors. The
+ * tracked allocator's peak during zt_train equals total_bytes. */
+typedef struct zt_train_memory_plan {
+    zt_opt_memory_plan model;
+    size_t optimizer_bytes;
+    size_t total_bytes;
+    int n_variants;
+    int state_copies;
+    uint64_t trainable_elems;
+} zt_train_memory_plan;
+
+/* For `sequences` padded sequences of up to seq_len tokens per forward (a classification batch
+ * counts every candidate). */
+zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, const char *optimizer,
+                               const zt_zo_hparams *hp, int steps, zt_perturb_mode mode,
+                               int sequences, int seq_len, zt_train_memory_plan *plan);
 zt_status zt_train(const zt_train_options *o, zt_train_result *result);
 
 /* Evaluation of the unperturbed model on a dataset: mean loss and, for classification,

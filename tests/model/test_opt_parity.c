@@ -54,7 +54,7 @@ static void check_lm_batch(zt_model *m, const zt_safetensors *ref, const char *f
     float *logprobs = malloc((size_t)targets.n * sizeof *logprobs);
     float *logits = malloc((size_t)targets.n * vocab * sizeof *logits);
     zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape ws_shape = {batch, seq_len, 1, 0};
+    zt_opt_workspace_shape ws_shape = {batch, seq_len, 1, 0, 0};
     ZT_REQUIRE_OK(zt_opt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {batch, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
     ZT_REQUIRE_OK(zt_opt_forward_logprobs(m, ws, &b, logprobs, logits));
@@ -129,7 +129,7 @@ static void check_classification(zt_model *m, const zt_safetensors *ref, const c
     ZT_REQUIRE_OK(zt_targets_for_options(n_seq, seq_len, ids, mask, option_len, &targets));
     float *logprobs = malloc((size_t)targets.n * sizeof *logprobs);
     zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape ws_shape = {n_seq, seq_len, 1, 0};
+    zt_opt_workspace_shape ws_shape = {n_seq, seq_len, 1, 0, 0};
     ZT_REQUIRE_OK(zt_opt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {n_seq, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
     ZT_REQUIRE_OK(zt_opt_forward_logprobs(m, ws, &b, logprobs, NULL));

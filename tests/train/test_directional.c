@@ -105,7 +105,7 @@ int main(void) {
     zt_targets t;
     ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->cfg.vocab_size, &t));
     zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape ws_shape = {batch, seq_len, 2, 1};
+    zt_opt_workspace_shape ws_shape = {batch, seq_len, 2, 1, 0};
     ZT_REQUIRE_OK(zt_opt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {batch, seq_len, ids, mask, t.n, t.rows, t.ids};
     float *logprobs = malloc(2 * (size_t)t.n * sizeof *logprobs);

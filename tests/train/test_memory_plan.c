@@ -1,0 +1,71 @@
+/* Memory is the point of ZO: during training nothing but the weights, the activations of the K
+ * variants, the staging buffers, the backend's scratch and the optimizer's own state is held,
+ * and the tracked allocator's measured peak equals the plan `zotune info --optimizer` prints,
+ * to the byte. Runs: MeZO (no state), ZO-SGD-MMT (one copy), ZO-AdaMM (three copies, sphere
+ * norm passes), STP (K = 3), shadow and in-place, F32 and F16, all or some tensors trainable.
+ * argv[1] is the zotune binary. */
+#include <cjson/cJSON.h>
+#include <sys/wait.h>
+
+#include "train_util.h"
+#include "zt_test.h"
+
+typedef struct run_spec {
+    const char *fixture, *optimizer, *mode, *trainable;
+} run_spec;
+
+static const run_spec runs[] = {
+    {"opt-pre", "mezo", "shadow", NULL},
+    {"opt-pre-f16", "mezo", "shadow", NULL},
+    {"opt-pre-f16", "mezo", "inplace", NULL},
+    {"opt-pre", "zo-sgd-mmt", "shadow", NULL},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*"},
+    {"opt-post", "stp", "shadow", "!embed_*"},
+};
+
+/* The plan as `zotune info --json` prints it. */
+static double planned_bytes(const char *zotune, const run_spec *r, int sequences, int seq_len) {
+    char dir[1024], cmd[4096], out[1 << 15];
+    fixture_path(dir, sizeof dir, r->fixture, NULL);
+    snprintf(cmd, sizeof cmd,
+             "%s info %s --json --threads 2 --batch-size %d --seq-len %d --optimizer %s --mode %s%s%s%s",
+             zotune, dir, sequences, seq_len, r->optimizer, r->mode,
+             r->trainable ? " --trainable '" : "", r->trainable ? r->trainable : "",
+             r->trainable ? "'" : "");
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    if (p) pclose(p);
+    cJSON *root = cJSON_Parse(out);
+    const cJSON *train = root ? cJSON_GetObjectItem(root, "train_plan") : NULL;
+    double total = train ? cJSON_GetObjectItem(train, "total_bytes")->valuedouble : -1.0;
+    cJSON_Delete(root);
+    return total;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 1;
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const run_spec *r = &runs[i];
+        char out[256], model[1024], data[1024];
+        make_temp_dir(out, sizeof out, "mem");
+        zt_train_options o;
+        fixture_run_options(&o, r->fixture, model, sizeof model, data, sizeof data, out);
+        o.optimizer = r->optimizer;
+        o.mode = strcmp(r->mode, "inplace") == 0 ? ZT_PERTURB_INPLACE : ZT_PERTURB_SHADOW;
+        o.trainable = r->trainable;
+        o.threads = 2;
+        o.steps = 12;
+        o.save_every = 5;
+        zt_train_result res;
+        ZT_REQUIRE_OK(zt_train(&o, &res));
+        /* score.jsonl: batch 4 of LM records, the longest 20 tokens */
+        double plan = planned_bytes(argv[1], r, 4, 20);
+        printf("%-13s %-10s %-7s trainable %-10s measured peak %zu bytes, plan %.0f\n", r->fixture,
+               r->optimizer, r->mode, r->trainable ? r->trainable : "all", res.peak_bytes, plan);
+        ZT_CHECK((double)res.peak_bytes == plan, "%s %s %s: peak %zu != plan %.0f", r->fixture,
+                 r->optimizer, r->mode, res.peak_bytes, plan);
+        remove_run_dir(out);
+    }
+    return zt_test_finish("test_memory_plan");
+}
