@@ -1,0 +1,305 @@
+/* The CUDA backend: constructor, op table, device memory, the stream and the cuBLAS handle, error
+ * reporting and argument checks. The ops live in the other .cu files, one family each. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_common.cuh"
+
+namespace ZT_CUDA_NAMESPACE {
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/* Read once at creation: ZT_CUDA_SYNC=1 makes every launch wait for its kernel. */
+static bool sync_each_launch = false;
+
+zt_status zt_cuda_fail(cudaError_t err, const char *call, const char *file, int line) {
+    return zt_fail(ZT_ERR_CUDA, "%s failed at %s:%d: %s: %s", call, file, line,
+                   cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+static const char *cublas_status_text(cublasStatus_t status) {
+    switch (status) {
+    case CUBLAS_STATUS_SUCCESS:
+        return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+        return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+        return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+        return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+        return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+        return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+        return "CUBLAS_STATUS_LICENSE_ERROR";
+    }
+    return "unknown cuBLAS status";
+}
+
+zt_status zt_cublas_fail(cublasStatus_t status, const char *call, const char *file, int line) {
+    return zt_fail(ZT_ERR_CUDA, "%s failed at %s:%d: %s (%d)", call, file, line,
+                   cublas_status_text(status), (int)status);
+}
+
+zt_status zt_cuda_after_launch(cudaStream_t stream, const char *kernel, const char *file,
+                               int line) {
+    cudaError_t err = cudaGetLastError();
+    if (err == cudaSuccess && sync_each_launch) err = cudaStreamSynchronize(stream);
+    if (err == cudaSuccess) return ZT_OK;
+    return zt_fail(ZT_ERR_CUDA, "launch of %s failed at %s:%d: %s: %s", kernel, file, line,
+                   cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+zt_status zt_cuda_enter(zt_backend *be) {
+    ZT_CUDA_TRY(cudaSetDevice(zt_cuda(be)->device));
+    return ZT_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks: the CPU backend's rules and wording, so both fail alike.
+
+zt_status zt_cuda_check_dim(const char *op, const char *what, int value) {
+    if (value > 0) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %d must be > 0", op, what, value);
+}
+
+zt_status zt_cuda_check_ptr(const char *op, const char *what, const void *ptr) {
+    if (ptr != NULL) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+}
+
+zt_status zt_cuda_check_weight(const char *op, const char *what, zt_weight w, int required) {
+    if (w.dtype != ZT_F32 && w.dtype != ZT_F16 && w.dtype != ZT_BF16)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)w.dtype);
+    if (required && w.data == NULL) return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+    return ZT_OK;
+}
+
+zt_status zt_cuda_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
+                                 const char *b_name, const void *b, size_t b_bytes) {
+    uintptr_t a_begin = (uintptr_t)a, b_begin = (uintptr_t)b;
+    if (a_begin < b_begin + b_bytes && b_begin < a_begin + a_bytes)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s overlaps %s", op, a_name, b_name);
+    return ZT_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+static zt_status cuda_alloc(zt_backend *be, size_t n_bytes, zt_mem_category category, void **out) {
+    *out = NULL;
+    if ((unsigned)category >= ZT_MEM_CATEGORIES)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cuda alloc: unknown memory category %d", (int)category);
+    ZT_TRY(zt_cuda_enter(be));
+    void *ptr = NULL;
+    /* cudaMalloc(0) may hand back NULL; a real (tiny) allocation keeps "NULL = failure". */
+    cudaError_t err = cudaMalloc(&ptr, n_bytes ? n_bytes : 1);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+        return zt_fail(err == cudaErrorMemoryAllocation ? ZT_ERR_NOMEM : ZT_ERR_CUDA,
+                       "cuda alloc: %zu bytes of %s on device %d: %s", n_bytes,
+                       zt_mem_category_name(category), zt_cuda(be)->device,
+                       cudaGetErrorString(err));
+    }
+    zt_mem_track_alloc(category, n_bytes);
+    *out = ptr;
+    return ZT_OK;
+}
+
+static void cuda_free(zt_backend *be, void *ptr, size_t n_bytes, zt_mem_category category) {
+    if (ptr == NULL) return;
+    /* free cannot report: a failure here means the context is already broken, and the next op
+     * that checks its calls will say so. */
+    (void)cudaSetDevice(zt_cuda(be)->device);
+    (void)cudaFree(ptr);
+    if ((unsigned)category < ZT_MEM_CATEGORIES) zt_mem_track_free(category, n_bytes);
+}
+
+static zt_status check_copy(const char *op, void *dst, const void *src, size_t n_bytes) {
+    if (dst == NULL || src == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cuda %s: NULL %s for %zu bytes", op,
+                       dst == NULL ? "destination" : "source", n_bytes);
+    return ZT_OK;
+}
+
+/* From pageable host memory cudaMemcpyAsync returns once the source has been staged, so the
+ * caller may reuse host_src at once; the copy stays ordered before later ops on the stream. */
+static zt_status cuda_upload(zt_backend *be, void *dst, const void *host_src, size_t n_bytes) {
+    if (n_bytes == 0) return ZT_OK;
+    ZT_TRY(check_copy("upload", dst, host_src, n_bytes));
+    ZT_TRY(zt_cuda_enter(be));
+    ZT_CUDA_TRY(
+        cudaMemcpyAsync(dst, host_src, n_bytes, cudaMemcpyHostToDevice, zt_cuda(be)->stream));
+    return ZT_OK;
+}
+
+static zt_status cuda_download(zt_backend *be, void *host_dst, const void *src, size_t n_bytes) {
+    if (n_bytes == 0) return ZT_OK;
+    ZT_TRY(check_copy("download", host_dst, src, n_bytes));
+    ZT_TRY(zt_cuda_enter(be));
+    zt_cuda_backend *cb = zt_cuda(be);
+    ZT_CUDA_TRY(cudaMemcpyAsync(host_dst, src, n_bytes, cudaMemcpyDeviceToHost, cb->stream));
+    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream)); /* the caller reads host_dst next */
+    return ZT_OK;
+}
+
+static zt_status cuda_sync(zt_backend *be) {
+    ZT_TRY(zt_cuda_enter(be));
+    ZT_CUDA_TRY(cudaStreamSynchronize(zt_cuda(be)->stream));
+    return ZT_OK;
+}
+
+zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out) {
+    if (n_floats <= cb->scratch_floats) {
+        *out = cb->scratch;
+        return ZT_OK;
+    }
+    if (n_floats > SIZE_MAX / sizeof(float))
+        return zt_fail(ZT_ERR_NOMEM, "%s: scratch of %zu floats overflows", op, n_floats);
+    if (cb->scratch) {
+        /* cudaFree waits for the device, so kernels still reading the old buffer finish. */
+        ZT_CUDA_TRY(cudaFree(cb->scratch));
+        zt_mem_track_free(ZT_MEM_SCRATCH, cb->scratch_floats * sizeof(float));
+        cb->scratch = NULL;
+        cb->scratch_floats = 0;
+    }
+    void *grown = NULL;
+    cudaError_t err = cudaMalloc(&grown, n_floats * sizeof(float));
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return zt_fail(ZT_ERR_NOMEM, "%s: device scratch of %zu bytes: %s", op,
+                       n_floats * sizeof(float), cudaGetErrorString(err));
+    }
+    zt_mem_track_alloc(ZT_MEM_SCRATCH, n_floats * sizeof(float));
+    cb->scratch = static_cast<float *>(grown);
+    cb->scratch_floats = n_floats;
+    *out = cb->scratch;
+    return ZT_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Life cycle
+
+/* Releases whatever a (possibly half-finished) create acquired. */
+static void release(zt_cuda_backend *cb) {
+    (void)cudaSetDevice(cb->device);
+    if (cb->stream) (void)cudaStreamSynchronize(cb->stream);
+    if (cb->scratch) {
+        (void)cudaFree(cb->scratch);
+        zt_mem_track_free(ZT_MEM_SCRATCH, cb->scratch_floats * sizeof(float));
+    }
+    if (cb->index_error) {
+        (void)cudaFree(cb->index_error);
+        zt_mem_track_free(ZT_MEM_SCRATCH, sizeof(int));
+    }
+    if (cb->cublas) (void)cublasDestroy(cb->cublas);
+    if (cb->stream) (void)cudaStreamDestroy(cb->stream);
+    free(cb);
+}
+
+static void cuda_destroy(zt_backend *be) {
+    release(zt_cuda(be));
+}
+
+/* Ops of the table that this backend does not implement yet answer ZT_ERR_UNAVAILABLE rather
+ * than leaving a NULL to crash on. */
+static zt_status not_yet(const char *op) {
+    return zt_fail(ZT_ERR_UNAVAILABLE, "%s: %s is not implemented on CUDA yet",
+                   ZT_CUDA_BACKEND_NAME, op);
+}
+
+static zt_status cuda_perturb(zt_backend *, void *, zt_dtype, zt_weight, uint32_t, uint64_t, size_t,
+                              const zt_perturbation *) {
+    return not_yet("perturb");
+}
+
+static zt_status cuda_z_sumsq(zt_backend *, double *, uint64_t, uint32_t, size_t, zt_dist) {
+    return not_yet("z_sumsq");
+}
+
+static zt_status cuda_update(zt_backend *, void *, zt_dtype, uint32_t, size_t, float *,
+                             const zt_update *) {
+    return not_yet("update");
+}
+
+/* Filled field by field (C++17 has no designated initializers); a field added to the table later
+ * starts out NULL here instead of breaking the build. */
+static zt_backend_ops make_ops() {
+    zt_backend_ops ops;
+    memset(&ops, 0, sizeof ops);
+    ops.name = ZT_CUDA_BACKEND_NAME;
+    ops.destroy = cuda_destroy;
+    ops.alloc = cuda_alloc;
+    ops.free = cuda_free;
+    ops.upload = cuda_upload;
+    ops.download = cuda_download;
+    ops.sync = cuda_sync;
+    ops.gather_rows = zt_cuda_gather_rows;
+    ops.layernorm = zt_cuda_layernorm;
+    ops.linear = zt_cuda_linear;
+    ops.attention = zt_cuda_attention;
+    ops.add = zt_cuda_add;
+    ops.target_logprobs = zt_cuda_target_logprobs;
+    ops.perturb = cuda_perturb;
+    ops.z_sumsq = cuda_z_sumsq;
+    ops.update = cuda_update;
+    return ops;
+}
+
+static const zt_backend_ops cuda_ops = make_ops();
+
+static zt_status init(zt_cuda_backend *cb) {
+    ZT_CUDA_TRY(cudaSetDevice(cb->device));
+    ZT_CUDA_TRY(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
+    ZT_CUBLAS_TRY(cublasCreate(&cb->cublas));
+    ZT_CUBLAS_TRY(cublasSetStream(cb->cublas, cb->stream));
+    /* Default math with CUBLAS_COMPUTE_32F never uses TF32; parity with the CPU needs full f32. */
+    ZT_CUBLAS_TRY(cublasSetMathMode(cb->cublas, CUBLAS_DEFAULT_MATH));
+    void *slot = NULL;
+    ZT_CUDA_TRY(cudaMalloc(&slot, sizeof(int)));
+    cb->index_error = static_cast<int *>(slot);
+    zt_mem_track_alloc(ZT_MEM_SCRATCH, sizeof(int));
+    return ZT_OK;
+}
+
+} // namespace ZT_CUDA_NAMESPACE
+
+using namespace ZT_CUDA_NAMESPACE;
+
+extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
+    *out = NULL;
+    int n_devices = 0;
+    cudaError_t err = cudaGetDeviceCount(&n_devices);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError(); /* leave no stale error for the next check */
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "cuda:%d: no usable CUDA device (cudaGetDeviceCount: %s)", device,
+                       cudaGetErrorString(err));
+    }
+    if (device < 0 || device >= n_devices)
+        return zt_fail(ZT_ERR_UNAVAILABLE, "cuda:%d: no such device (%d found)", device, n_devices);
+
+    const char *sync_env = getenv("ZT_CUDA_SYNC");
+    sync_each_launch = sync_env != NULL && strcmp(sync_env, "1") == 0;
+
+    zt_cuda_backend *cb = static_cast<zt_cuda_backend *>(calloc(1, sizeof *cb));
+    if (cb == NULL) return zt_fail(ZT_ERR_NOMEM, "cuda backend: out of host memory");
+    cb->device = device;
+    cb->base.ops = &cuda_ops;
+    cb->base.impl = cb;
+    zt_status status = init(cb);
+    if (status != ZT_OK) {
+        release(cb);
+        return zt_fail_context(status, "cuda:%d: ", device);
+    }
+    *out = &cb->base;
+    return ZT_OK;
+}

@@ -1,0 +1,193 @@
+/* What the CUDA backend's .cu files share: the backend state, the error checks, the one launch
+ * macro and the warp/block reductions.
+ *
+ * These sources are compiled twice. nvcc builds the real backend from them; g++ builds a second,
+ * host-executed backend ("cuda-emu") from the very same files for the tests, by including
+ * tests/cudaemu/cudaemu.h first. That header defines ZT_CUDA_EMULATED, supplies its own
+ * ZT_LAUNCH_KERNEL and zt_dynamic_shared, and picks another ZT_CUDA_NAMESPACE so both copies can
+ * be linked into one test program. Nothing else here knows about the emulator.
+ */
+#ifndef ZT_CUDA_COMMON_CUH
+#define ZT_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend.h"
+#include "core/status.h"
+}
+
+#include "cuda/cuda_backend.h"
+
+#ifndef ZT_CUDA_NAMESPACE
+#define ZT_CUDA_NAMESPACE zt_cuda
+#endif
+#ifndef ZT_CUDA_BACKEND_NAME
+#define ZT_CUDA_BACKEND_NAME "cuda"
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Launching. Every kernel goes through ZT_LAUNCH, so the real and the emulated build share each
+// call site and every launch is followed by the same error check.
+
+#ifndef ZT_CUDA_EMULATED
+#define ZT_LAUNCH_KERNEL(kernel, grid, block, smem, stream, ...)                                   \
+    kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+
+/* Dynamic shared memory of the current block, as T. A function rather than a bare
+ * `extern __shared__` declaration so that the host executor can supply its own. */
+template <typename T> __device__ __forceinline__ T *zt_dynamic_shared() {
+    extern __shared__ __align__(16) unsigned char zt_dynamic_shared_bytes[];
+    return reinterpret_cast<T *>(zt_dynamic_shared_bytes);
+}
+#endif
+
+/* kernel must be a plain name or a one-argument template instance: the macro splits on commas. */
+#define ZT_LAUNCH(kernel, grid, block, smem, stream, ...)                                          \
+    do {                                                                                           \
+        ZT_LAUNCH_KERNEL(kernel, grid, block, smem, stream, __VA_ARGS__);                          \
+        ZT_TRY(ZT_CUDA_NAMESPACE::zt_cuda_after_launch((stream), #kernel, __FILE__, __LINE__));    \
+    } while (0)
+
+#define ZT_CUDA_TRY(call)                                                                          \
+    do {                                                                                           \
+        cudaError_t zt_cuda_err_ = (call);                                                         \
+        if (zt_cuda_err_ != cudaSuccess)                                                           \
+            return ZT_CUDA_NAMESPACE::zt_cuda_fail(zt_cuda_err_, #call, __FILE__, __LINE__);       \
+    } while (0)
+
+#define ZT_CUBLAS_TRY(call)                                                                        \
+    do {                                                                                           \
+        cublasStatus_t zt_cublas_st_ = (call);                                                     \
+        if (zt_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                                \
+            return ZT_CUDA_NAMESPACE::zt_cublas_fail(zt_cublas_st_, #call, __FILE__, __LINE__);    \
+    } while (0)
+
+namespace ZT_CUDA_NAMESPACE {
+
+constexpr int kWarpSize = 32;
+/* Threads per block of the row and elementwise kernels: 8 warps. */
+constexpr int kBlockThreads = 256;
+/* Grid-stride kernels stop adding blocks here; more would only queue behind the resident ones. */
+constexpr int kMaxStrideBlocks = 4096;
+
+/* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
+struct zt_cuda_backend {
+    zt_backend base;
+    int device;
+    cudaStream_t stream;   /* every op, copy and GEMM is ordered on this one stream */
+    cublasHandle_t cublas; /* bound to `stream`, TF32 off */
+    float *scratch;        /* device; linear's f32 copy of a half-precision weight chunk */
+    size_t scratch_floats;
+    int *index_error; /* device; first bad position found by zt_cuda_find_bad_index */
+};
+
+static inline zt_cuda_backend *zt_cuda(zt_backend *be) {
+    return static_cast<zt_cuda_backend *>(be->impl);
+}
+
+// ---- errors (cuda_backend.cu) ----
+
+/* ZT_ERR_CUDA with a message naming the call, where it was made and CUDA's own words. */
+zt_status zt_cuda_fail(cudaError_t err, const char *call, const char *file, int line);
+zt_status zt_cublas_fail(cublasStatus_t status, const char *call, const char *file, int line);
+/* Checks a launch (cudaGetLastError); with ZT_CUDA_SYNC=1 in the environment it also waits for
+ * the kernel, so an asynchronous fault is reported against the kernel that caused it. */
+zt_status zt_cuda_after_launch(cudaStream_t stream, const char *kernel, const char *file, int line);
+
+/* Makes be's device current for this host thread; every op starts with it. */
+zt_status zt_cuda_enter(zt_backend *be);
+
+/* A device scratch of at least n_floats (grown on demand, tracked as ZT_MEM_SCRATCH). Valid
+ * until the next call; stream order keeps earlier users of the old buffer safe. */
+zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out);
+
+// ---- argument checks, mirroring the CPU backend's messages ----
+
+zt_status zt_cuda_check_dim(const char *op, const char *what, int value); /* value > 0 */
+zt_status zt_cuda_check_ptr(const char *op, const char *what, const void *ptr);
+zt_status zt_cuda_check_weight(const char *op, const char *what, zt_weight w, int required);
+zt_status zt_cuda_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
+                                 const char *b_name, const void *b, size_t b_bytes);
+
+// ---- index validation (index_check.cu) ----
+
+/* Finds the first n with values[n] outside [0, limit). *first_bad = -1 when all are in range,
+ * else the position and *bad_value the value. Waits for the stream: the answer is on the host. */
+zt_status zt_cuda_find_bad_index(zt_cuda_backend *cb, const int32_t *values, /* (n) */
+                                 int n, int limit, int *first_bad, int32_t *bad_value);
+
+// ---- the ops, one family per file ----
+
+zt_status zt_cuda_gather_rows(zt_backend *be, float *out, const int32_t *rows, zt_weight table,
+                              int n_rows, int n_table_rows, int n_cols, int accumulate);
+zt_status zt_cuda_layernorm(zt_backend *be, float *out, const float *in, zt_weight gamma,
+                            zt_weight beta, int n_rows, int n_cols, float eps);
+zt_status zt_cuda_linear(zt_backend *be, float *out, const float *in, zt_weight w, zt_weight bias,
+                         int n_rows, int in_features, int out_features, int relu);
+zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const float *k,
+                            const float *v, const int32_t *key_mask, int batch, int seq_len,
+                            int n_heads, int head_dim, float q_scale);
+zt_status zt_cuda_add(zt_backend *be, float *x, const float *y, size_t n_elems);
+zt_status zt_cuda_target_logprobs(zt_backend *be, float *logprob, const float *logits,
+                                  const int32_t *targets, int n_rows, int vocab);
+
+// ---------------------------------------------------------------------------------------------
+// Device helpers.
+
+/* Blocks for a grid-stride loop over n elements, kBlockThreads per block. */
+static inline unsigned zt_stride_blocks(size_t n) {
+    size_t blocks = (n + kBlockThreads - 1) / kBlockThreads;
+    if (blocks > (size_t)kMaxStrideBlocks) blocks = kMaxStrideBlocks;
+    return blocks == 0 ? 1u : (unsigned)blocks;
+}
+
+/* Element i of a weight in its storage dtype, as f32 (exact for f16 and bf16). The dtype is the
+ * same for the whole launch, so the switch never diverges within a warp. */
+__device__ __forceinline__ float zt_weight_elem(const void *data, zt_dtype dtype, size_t i) {
+    switch (dtype) {
+    case ZT_F16:
+        return __half2float(static_cast<const __half *>(data)[i]);
+    case ZT_BF16:
+        return __bfloat162float(static_cast<const __nv_bfloat16 *>(data)[i]);
+    default:
+        return static_cast<const float *>(data)[i];
+    }
+}
+
+/* Butterfly reductions: every lane ends with the result, so no broadcast is needed after. */
+__device__ __forceinline__ float zt_warp_sum(float value) {
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+        value += __shfl_xor_sync(0xffffffffu, value, offset);
+    return value;
+}
+
+__device__ __forceinline__ float zt_warp_max(float value) {
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+        value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
+    return value;
+}
+
+/* Sum over the block, returned to every thread. blockDim.x must be a multiple of 32 (at most
+ * 1024), and every thread of the block must call it. `partials` is a __shared__ float[32]. Each
+ * warp reduces the per-warp partials itself, which saves a broadcast; the closing barrier lets
+ * the caller reuse `partials` straight away. */
+__device__ __forceinline__ float zt_block_sum(float value, float *partials) {
+    const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+    value = zt_warp_sum(value);
+    if (lane == 0) partials[warp] = value;
+    __syncthreads();
+    const int n_warps = blockDim.x / kWarpSize;
+    float total = zt_warp_sum(lane < n_warps ? partials[lane] : 0.0f);
+    __syncthreads();
+    return total;
+}
+
+} // namespace ZT_CUDA_NAMESPACE
+
+#endif

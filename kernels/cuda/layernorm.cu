@@ -1,0 +1,60 @@
+/* layernorm over the last dimension, as torch.nn.LayerNorm (biased variance). */
+#include "cuda/cuda_common.cuh"
+
+namespace ZT_CUDA_NAMESPACE {
+
+/* One block per row, statistics in f32 with two block reductions. The mean is accumulated
+ * relative to the row's first element: a row with a large common offset would otherwise lose
+ * digits to cancellation in the f32 sum. The variance is the exact two-pass form, never
+ * E[x^2] - E[x]^2. Each thread reads and writes only its own columns, so out may equal in. */
+static __global__ void __launch_bounds__(kBlockThreads)
+    zt_layernorm_k(float *out,                              /* (N,C) */
+                   const float *in,                         /* (N,C) */
+                   const void *gamma, zt_dtype gamma_dtype, /* (C) or NULL */
+                   const void *beta, zt_dtype beta_dtype,   /* (C) or NULL */
+                   int n_cols, float eps) {
+    __shared__ float partials[kWarpSize];
+    const size_t row = blockIdx.x;
+    const float *x = in + row * (size_t)n_cols;
+    float *y = out + row * (size_t)n_cols;
+
+    const float pivot = x[0];
+    float shifted_sum = 0.0f;
+    for (int c = threadIdx.x; c < n_cols; c += blockDim.x)
+        shifted_sum += x[c] - pivot;
+    const float mean = pivot + zt_block_sum(shifted_sum, partials) / (float)n_cols;
+
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
+        float centered = x[c] - mean;
+        squares += centered * centered;
+    }
+    const float variance = zt_block_sum(squares, partials) / (float)n_cols;
+    const float rstd = 1.0f / sqrtf(variance + eps);
+
+    for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
+        float scale = gamma ? zt_weight_elem(gamma, gamma_dtype, (size_t)c) : 1.0f;
+        float shift = beta ? zt_weight_elem(beta, beta_dtype, (size_t)c) : 0.0f;
+        y[c] = (x[c] - mean) * rstd * scale + shift;
+    }
+}
+
+zt_status zt_cuda_layernorm(zt_backend *be, float *out,      /* (N,C) */
+                            const float *in,                 /* (N,C) */
+                            zt_weight gamma, zt_weight beta, /* (C), (C) */
+                            int n_rows, int n_cols, float eps) {
+    const char *op = "layernorm";
+    ZT_TRY(zt_cuda_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_cuda_check_dim(op, "n_cols", n_cols));
+    ZT_TRY(zt_cuda_check_ptr(op, "out", out));
+    ZT_TRY(zt_cuda_check_ptr(op, "in", in));
+    ZT_TRY(zt_cuda_check_weight(op, "gamma", gamma, 0));
+    ZT_TRY(zt_cuda_check_weight(op, "beta", beta, 0));
+    if (!(eps >= 0.0f)) return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op, eps);
+    ZT_TRY(zt_cuda_enter(be));
+    ZT_LAUNCH(zt_layernorm_k, (unsigned)n_rows, kBlockThreads, 0, zt_cuda(be)->stream, out, in,
+              gamma.data, gamma.dtype, beta.data, beta.dtype, n_cols, eps);
+    return ZT_OK;
+}
+
+} // namespace ZT_CUDA_NAMESPACE

@@ -1,0 +1,18 @@
+/* The emulated CUDA backend ("cuda-emu"): kernels/cuda compiled by the host compiler against
+ * cudaemu.h, for tests. Same constructor as zt_cuda_backend_create, renamed; device must be 0. */
+#ifndef ZT_CUDAEMU_BACKEND_H
+#define ZT_CUDAEMU_BACKEND_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "backend.h"
+
+zt_status zt_cudaemu_backend_create(int device, zt_backend **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,807 @@
+/* Op-by-op parity of a backend under test ("dut") with the CPU backend (the reference), for every
+ * forward op of kernels/backend.h. Shared by tests/cudaemu (the CUDA kernels under the host
+ * executor) and tests/gpu (the real CUDA backend); include it in exactly one .c per program,
+ * after zt_test.h.
+ *
+ * Every case runs the op on both backends from the same seeded inputs, with awkward shapes
+ * (sizes that are not multiples of a warp, a block or a tile; T = 1; rows of 3000+; a 50272-word
+ * vocabulary; f32/f16/bf16 weights; left, right and full padding). For every buffer:
+ *   - guard bands of ZT_PARITY_GUARD_BYTES before and after it, filled with a byte pattern and
+ *     checked untouched afterwards (an op writing out of bounds is caught);
+ *   - inputs are downloaded again and must be unchanged (an op writing to the wrong buffer);
+ *   - outputs start as NaN bytes unless the op accumulates, so an element the op forgot to write
+ *     is caught by the finiteness check.
+ * Outputs are compared by NMSE = sum (dut - ref)^2 / sum ref^2 against a bound per op.
+ */
+#ifndef ZT_TEST_OP_PARITY_H
+#define ZT_TEST_OP_PARITY_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "common/dtype.h"
+#include "core/status.h"
+#include "zt_test.h"
+
+#define ZT_PARITY_GUARD_BYTES 256
+#define ZT_PARITY_ABSENT (-1) /* a weight dtype meaning "no such weight" */
+
+/* NMSE bounds. The reference accumulates in double (CPU backend); the device side in f32. A sum of
+ * n f32 terms has a relative error of a few n^(1/2) ulp in practice, so these bounds sit orders of
+ * magnitude above the expected ~1e-14 and orders below what any indexing bug produces (~1). */
+#define ZT_NMSE_GATHER 0.0 /* exact: the same conversion and one f32 add */
+#define ZT_NMSE_ADD 0.0    /* exact: one f32 add */
+#define ZT_NMSE_LAYERNORM 1e-10
+#define ZT_NMSE_LINEAR 1e-10
+#define ZT_NMSE_ATTENTION 1e-10
+#define ZT_NMSE_LOGPROB 1e-10
+
+// ---------------------------------------------------------------------------------------------
+// Random inputs (xorshift64*: reproducible from the printed seed)
+
+typedef struct zt_prng {
+    uint64_t state;
+} zt_prng;
+
+static uint64_t zt_prng_next(zt_prng *r) {
+    r->state ^= r->state >> 12;
+    r->state ^= r->state << 25;
+    r->state ^= r->state >> 27;
+    return r->state * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [-1, 1). */
+static float zt_prng_uniform(zt_prng *r) {
+    return (float)((double)(zt_prng_next(r) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+static int zt_prng_below(zt_prng *r, int n) {
+    return (int)(zt_prng_next(r) % (uint64_t)n);
+}
+
+static float *zt_random_floats(zt_prng *r, size_t n, float scale, float offset) {
+    float *x = (float *)malloc(n * sizeof(float) + 1);
+    for (size_t i = 0; i < n; i++)
+        x[i] = offset + scale * zt_prng_uniform(r);
+    return x;
+}
+
+/* A weight of n elements in `dtype` (values exactly representable there), and its f32 copy. */
+static void *zt_random_weight(zt_prng *r, size_t n, zt_dtype dtype, float scale) {
+    void *w = malloc(n * zt_dtype_size(dtype) + 1);
+    for (size_t i = 0; i < n; i++) {
+        float value = scale * zt_prng_uniform(r);
+        if (dtype == ZT_F32)
+            ((float *)w)[i] = value;
+        else if (dtype == ZT_F16)
+            ((uint16_t *)w)[i] = zt_f32_to_f16(value);
+        else
+            ((uint16_t *)w)[i] = zt_f32_to_bf16(value);
+    }
+    return w;
+}
+
+static const char *zt_weight_name(int dtype) {
+    return dtype == ZT_PARITY_ABSENT ? "none" : zt_dtype_name((zt_dtype)dtype);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarded backend buffers
+
+typedef struct zt_pbuf {
+    zt_backend *be;
+    uint8_t *base; /* backend memory: guard | payload | guard */
+    size_t n_bytes;
+    const char *what;
+} zt_pbuf;
+
+static uint8_t zt_guard_byte(size_t i) {
+    return (uint8_t)(0xa5u ^ (i * 29u));
+}
+
+/* A payload of n_bytes with guards, holding `init` (NaN bytes when init is NULL). */
+static int zt_pbuf_make(zt_backend *be, zt_pbuf *b, const void *init, size_t n_bytes,
+                        const char *what) {
+    const size_t total = n_bytes + 2 * ZT_PARITY_GUARD_BYTES;
+    b->be = be;
+    b->base = NULL;
+    b->n_bytes = n_bytes;
+    b->what = what;
+    void *base = NULL;
+    zt_status s = be->ops->alloc(be, total, ZT_MEM_ACTIVATIONS, &base);
+    ZT_CHECK(s == ZT_OK, "%s: alloc of %s (%zu bytes): %s", be->ops->name, what, total,
+             zt_last_error());
+    if (s != ZT_OK) return 0;
+    b->base = (uint8_t *)base;
+    uint8_t *staging = (uint8_t *)malloc(total);
+    for (size_t i = 0; i < ZT_PARITY_GUARD_BYTES; i++) {
+        staging[i] = zt_guard_byte(i);
+        staging[ZT_PARITY_GUARD_BYTES + n_bytes + i] = zt_guard_byte(i + 7);
+    }
+    if (init)
+        memcpy(staging + ZT_PARITY_GUARD_BYTES, init, n_bytes);
+    else
+        memset(staging + ZT_PARITY_GUARD_BYTES, 0xff, n_bytes);
+    s = be->ops->upload(be, b->base, staging, total);
+    ZT_CHECK(s == ZT_OK, "%s: upload of %s: %s", be->ops->name, what, zt_last_error());
+    free(staging);
+    return s == ZT_OK;
+}
+
+static void *zt_pbuf_ptr(const zt_pbuf *b) {
+    return b->base ? b->base + ZT_PARITY_GUARD_BYTES : NULL;
+}
+
+/* Downloads the payload into host_out (may be NULL) and checks both guards. */
+static void zt_pbuf_fetch(zt_pbuf *b, void *host_out, const char *case_name) {
+    if (b->base == NULL) return;
+    const size_t total = b->n_bytes + 2 * ZT_PARITY_GUARD_BYTES;
+    uint8_t *staging = (uint8_t *)malloc(total);
+    zt_status s = b->be->ops->download(b->be, staging, b->base, total);
+    ZT_CHECK(s == ZT_OK, "%s: download of %s: %s", b->be->ops->name, b->what, zt_last_error());
+    if (s == ZT_OK) {
+        size_t bad_before = 0, bad_after = 0;
+        for (size_t i = 0; i < ZT_PARITY_GUARD_BYTES; i++) {
+            bad_before += staging[i] != zt_guard_byte(i);
+            bad_after += staging[ZT_PARITY_GUARD_BYTES + b->n_bytes + i] != zt_guard_byte(i + 7);
+        }
+        ZT_CHECK(bad_before == 0 && bad_after == 0,
+                 "%s %s: %zu guard bytes before and %zu after %s were overwritten",
+                 b->be->ops->name, case_name, bad_before, bad_after, b->what);
+        if (host_out) memcpy(host_out, staging + ZT_PARITY_GUARD_BYTES, b->n_bytes);
+    }
+    free(staging);
+}
+
+/* For inputs: guards intact and payload unchanged. */
+static void zt_pbuf_check_input(zt_pbuf *b, const void *expected, const char *case_name) {
+    if (b->base == NULL) return;
+    void *now = malloc(b->n_bytes + 1);
+    zt_pbuf_fetch(b, now, case_name);
+    ZT_CHECK(memcmp(now, expected, b->n_bytes) == 0, "%s %s: input %s was modified",
+             b->be->ops->name, case_name, b->what);
+    free(now);
+}
+
+static void zt_pbuf_free(zt_pbuf *b) {
+    if (b->base)
+        b->be->ops->free(b->be, b->base, b->n_bytes + 2 * ZT_PARITY_GUARD_BYTES,
+                         ZT_MEM_ACTIVATIONS);
+    b->base = NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison and the per-op summary
+
+typedef struct zt_parity_stat {
+    const char *op;
+    double bound;
+    double worst_nmse;
+    int n_cases;
+} zt_parity_stat;
+
+static zt_parity_stat zt_parity_stats[8];
+static int zt_parity_n_stats;
+
+static zt_parity_stat *zt_parity_stat_for(const char *op, double bound) {
+    for (int i = 0; i < zt_parity_n_stats; i++)
+        if (strcmp(zt_parity_stats[i].op, op) == 0) return &zt_parity_stats[i];
+    zt_parity_stat *s = &zt_parity_stats[zt_parity_n_stats++];
+    s->op = op;
+    s->bound = bound;
+    s->worst_nmse = 0.0;
+    s->n_cases = 0;
+    return s;
+}
+
+/* got (dut) against want (ref): both finite everywhere, NMSE within bound. */
+static void zt_parity_compare(const char *op, const char *case_name, const float *got,
+                              const float *want, size_t n, double bound) {
+    size_t nonfinite = 0, first_bad = n;
+    double err = 0.0, ref = 0.0, max_abs = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(want[i])) {
+            if (nonfinite++ == 0) first_bad = i;
+            continue;
+        }
+        double d = (double)got[i] - (double)want[i];
+        err += d * d;
+        ref += (double)want[i] * want[i];
+        if (fabs(d) > max_abs) max_abs = fabs(d);
+    }
+    /* Non-finite values make the case fail whatever the rest says: report it as inf. */
+    double nmse = nonfinite ? INFINITY : ref > 0.0 ? err / ref : err;
+    printf("  %-16s %-58s nmse %.2e (bound %.0e) max|diff| %.2e\n", op, case_name, nmse, bound,
+           max_abs);
+    ZT_CHECK(nonfinite == 0, "%s %s: %zu non-finite values, first at %zu (dut %g, ref %g)", op,
+             case_name, nonfinite, first_bad, first_bad < n ? got[first_bad] : 0.0,
+             first_bad < n ? want[first_bad] : 0.0);
+    ZT_CHECK(nmse <= bound, "%s %s: nmse %.3e > %.0e", op, case_name, nmse, bound);
+    if (nmse > bound || nonfinite) {
+        int shown = 0;
+        for (size_t i = 0; i < n && shown < 5; i++) {
+            if (got[i] == want[i]) continue;
+            fprintf(stderr, "    [%zu] dut %.9g ref %.9g\n", i, got[i], want[i]);
+            shown++;
+        }
+    }
+    zt_parity_stat *s = zt_parity_stat_for(op, bound);
+    if (nmse > s->worst_nmse) s->worst_nmse = nmse;
+    s->n_cases++;
+}
+
+/* A case whose op failed on either side counts as the worst possible result. */
+static void zt_parity_case_failed(const char *op, double bound) {
+    zt_parity_stat *s = zt_parity_stat_for(op, bound);
+    s->worst_nmse = INFINITY;
+    s->n_cases++;
+}
+
+/* Both backends must fail alike: same status, same message. */
+static void zt_parity_same_error(const char *op, const char *case_name, zt_status ref_status,
+                                 const char *ref_text, zt_status dut_status, const char *dut_text) {
+    printf("  %-16s %-58s error: %s\n", op, case_name, dut_text);
+    ZT_CHECK(ref_status != ZT_OK && dut_status == ref_status, "%s %s: statuses ref %d dut %d", op,
+             case_name, (int)ref_status, (int)dut_status);
+    ZT_CHECK(strcmp(ref_text, dut_text) == 0, "%s %s: messages differ:\n    ref: %s\n    dut: %s",
+             op, case_name, ref_text, dut_text);
+}
+
+static double zt_parity_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// ---------------------------------------------------------------------------------------------
+// gather_rows
+
+typedef struct zt_gather_case {
+    int n_rows, n_table_rows, n_cols;
+    zt_dtype dtype;
+    int accumulate;
+} zt_gather_case;
+
+/* Runs gather on one backend; out_init is the starting content of out (accumulate). */
+static zt_status zt_run_gather(zt_backend *be, const zt_gather_case *c, const int32_t *rows,
+                               const void *table, const float *out_init, float *out,
+                               const char *name, char *error_text) {
+    const size_t out_bytes = (size_t)c->n_rows * c->n_cols * sizeof(float);
+    const size_t table_bytes = (size_t)c->n_table_rows * c->n_cols * zt_dtype_size(c->dtype);
+    zt_pbuf b_out = {0}, b_rows = {0}, b_table = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_out, out_init, out_bytes, "out") &&
+             zt_pbuf_make(be, &b_rows, rows, (size_t)c->n_rows * sizeof(int32_t), "rows") &&
+             zt_pbuf_make(be, &b_table, table, table_bytes, "table");
+    if (ok) {
+        zt_weight w = {zt_pbuf_ptr(&b_table), c->dtype};
+        s = be->ops->gather_rows(be, (float *)zt_pbuf_ptr(&b_out),
+                                 (const int32_t *)zt_pbuf_ptr(&b_rows), w, c->n_rows,
+                                 c->n_table_rows, c->n_cols, c->accumulate);
+        snprintf(error_text, 512, "%s", s == ZT_OK ? "" : zt_last_error());
+        zt_pbuf_fetch(&b_out, out, name);
+        zt_pbuf_check_input(&b_rows, rows, name);
+        zt_pbuf_check_input(&b_table, table, name);
+    }
+    zt_pbuf_free(&b_out);
+    zt_pbuf_free(&b_rows);
+    zt_pbuf_free(&b_table);
+    return s;
+}
+
+static void zt_parity_gather(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_gather_case cases[] = {
+        {1, 5, 1, ZT_F32, 0},       {37, 50, 33, ZT_F16, 1}, {19, 50272, 16, ZT_BF16, 0},
+        {64, 300, 3000, ZT_F32, 1}, {7, 2, 768, ZT_F16, 0},  {3, 11, 257, ZT_BF16, 1},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const zt_gather_case *c = &cases[ci];
+        char name[128];
+        snprintf(name, sizeof name, "N=%d rows=%d C=%d %s %s", c->n_rows, c->n_table_rows,
+                 c->n_cols, zt_dtype_name(c->dtype), c->accumulate ? "accumulate" : "assign");
+        const size_t n_out = (size_t)c->n_rows * c->n_cols;
+        int32_t *rows = (int32_t *)malloc((size_t)c->n_rows * sizeof(int32_t));
+        for (int i = 0; i < c->n_rows; i++)
+            rows[i] = zt_prng_below(r, c->n_table_rows);
+        rows[0] = c->n_table_rows - 1; /* both ends of the table */
+        if (c->n_rows > 1) rows[c->n_rows - 1] = 0;
+        void *table = zt_random_weight(r, (size_t)c->n_table_rows * c->n_cols, c->dtype, 2.0f);
+        float *init = c->accumulate ? zt_random_floats(r, n_out, 1.0f, 0.0f) : NULL;
+        float *want = (float *)malloc(n_out * sizeof(float));
+        float *got = (float *)malloc(n_out * sizeof(float));
+        char ref_text[512], dut_text[512];
+        zt_status rs = zt_run_gather(ref, c, rows, table, init, want, name, ref_text);
+        zt_status ds = zt_run_gather(dut, c, rows, table, init, got, name, dut_text);
+        ZT_CHECK(rs == ZT_OK && ds == ZT_OK, "gather %s: ref %s / dut %s", name, ref_text,
+                 dut_text);
+        if (rs == ZT_OK && ds == ZT_OK)
+            zt_parity_compare("gather_rows", name, got, want, n_out, ZT_NMSE_GATHER);
+        else
+            zt_parity_case_failed("gather_rows", ZT_NMSE_GATHER);
+
+        /* A bad index: the same error on both sides, and out untouched. */
+        if (ci == 1) {
+            const int32_t bad_values[2] = {-1, c->n_table_rows};
+            for (int k = 0; k < 2; k++) {
+                int32_t saved = rows[3 + k];
+                rows[3 + k] = bad_values[k];
+                char bad_name[160];
+                snprintf(bad_name, sizeof bad_name, "%s, rows[%d] = %d", name, 3 + k,
+                         (int)bad_values[k]);
+                rs = zt_run_gather(ref, c, rows, table, init, want, bad_name, ref_text);
+                ds = zt_run_gather(dut, c, rows, table, init, got, bad_name, dut_text);
+                zt_parity_same_error("gather_rows", bad_name, rs, ref_text, ds, dut_text);
+                ZT_CHECK(memcmp(got, init, n_out * sizeof(float)) == 0,
+                         "gather %s: out changed although the op failed", bad_name);
+                rows[3 + k] = saved;
+            }
+        }
+        free(rows);
+        free(table);
+        free(init);
+        free(want);
+        free(got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// layernorm
+
+typedef struct zt_layernorm_case {
+    int n_rows, n_cols;
+    int gamma_dtype, beta_dtype; /* zt_dtype or ZT_PARITY_ABSENT */
+    int in_place;
+    float offset; /* a common offset of every row, to stress the mean */
+} zt_layernorm_case;
+
+static zt_status zt_run_layernorm(zt_backend *be, const zt_layernorm_case *c, const float *x,
+                                  const void *gamma, const void *beta, float *y, const char *name) {
+    const size_t n = (size_t)c->n_rows * c->n_cols;
+    zt_pbuf b_x = {0}, b_y = {0}, b_g = {0}, b_b = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_x, x, n * sizeof(float), "in");
+    if (ok && !c->in_place) ok = zt_pbuf_make(be, &b_y, NULL, n * sizeof(float), "out");
+    if (ok && gamma)
+        ok = zt_pbuf_make(be, &b_g, gamma,
+                          (size_t)c->n_cols * zt_dtype_size((zt_dtype)c->gamma_dtype), "gamma");
+    if (ok && beta)
+        ok = zt_pbuf_make(be, &b_b, beta,
+                          (size_t)c->n_cols * zt_dtype_size((zt_dtype)c->beta_dtype), "beta");
+    if (ok) {
+        zt_weight g = {gamma ? zt_pbuf_ptr(&b_g) : NULL, gamma ? (zt_dtype)c->gamma_dtype : ZT_F32};
+        zt_weight bt = {beta ? zt_pbuf_ptr(&b_b) : NULL, beta ? (zt_dtype)c->beta_dtype : ZT_F32};
+        float *in = (float *)zt_pbuf_ptr(&b_x);
+        float *out = c->in_place ? in : (float *)zt_pbuf_ptr(&b_y);
+        s = be->ops->layernorm(be, out, in, g, bt, c->n_rows, c->n_cols, 1e-5f);
+        ZT_CHECK(s == ZT_OK, "%s layernorm %s: %s", be->ops->name, name, zt_last_error());
+        if (c->in_place) {
+            zt_pbuf_fetch(&b_x, y, name);
+        } else {
+            zt_pbuf_fetch(&b_y, y, name);
+            zt_pbuf_check_input(&b_x, x, name);
+        }
+        if (gamma) zt_pbuf_check_input(&b_g, gamma, name);
+        if (beta) zt_pbuf_check_input(&b_b, beta, name);
+    }
+    zt_pbuf_free(&b_x);
+    zt_pbuf_free(&b_y);
+    zt_pbuf_free(&b_g);
+    zt_pbuf_free(&b_b);
+    return s;
+}
+
+static void zt_parity_layernorm(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_layernorm_case cases[] = {
+        {1, 1, ZT_F32, ZT_F32, 0, 0.0f},
+        {7, 33, ZT_F16, ZT_F16, 0, 0.0f},
+        {5, 3000, ZT_BF16, ZT_BF16, 1, 0.0f},
+        {64, 768, ZT_PARITY_ABSENT, ZT_PARITY_ABSENT, 0, 100.0f},
+        {3, 5120, ZT_F32, ZT_PARITY_ABSENT, 1, 0.0f},
+        {2, 4099, ZT_F16, ZT_BF16, 0, -3.0f},
+        {1, 257, ZT_PARITY_ABSENT, ZT_F32, 0, 0.0f},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const zt_layernorm_case *c = &cases[ci];
+        char name[128];
+        snprintf(name, sizeof name, "N=%d C=%d gamma=%s beta=%s%s offset=%g", c->n_rows, c->n_cols,
+                 zt_weight_name(c->gamma_dtype), zt_weight_name(c->beta_dtype),
+                 c->in_place ? " in-place" : "", c->offset);
+        const size_t n = (size_t)c->n_rows * c->n_cols;
+        float *x = zt_random_floats(r, n, 2.0f, c->offset);
+        void *gamma = c->gamma_dtype == ZT_PARITY_ABSENT
+                          ? NULL
+                          : zt_random_weight(r, (size_t)c->n_cols, (zt_dtype)c->gamma_dtype, 1.5f);
+        void *beta = c->beta_dtype == ZT_PARITY_ABSENT
+                         ? NULL
+                         : zt_random_weight(r, (size_t)c->n_cols, (zt_dtype)c->beta_dtype, 0.5f);
+        float *want = (float *)malloc(n * sizeof(float));
+        float *got = (float *)malloc(n * sizeof(float));
+        zt_status rs = zt_run_layernorm(ref, c, x, gamma, beta, want, name);
+        zt_status ds = zt_run_layernorm(dut, c, x, gamma, beta, got, name);
+        if (rs == ZT_OK && ds == ZT_OK)
+            zt_parity_compare("layernorm", name, got, want, n, ZT_NMSE_LAYERNORM);
+        else
+            zt_parity_case_failed("layernorm", ZT_NMSE_LAYERNORM);
+        free(x);
+        free(gamma);
+        free(beta);
+        free(want);
+        free(got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear
+
+typedef struct zt_linear_case {
+    int n_rows, in_features, out_features;
+    zt_dtype w_dtype;
+    int bias_dtype; /* zt_dtype or ZT_PARITY_ABSENT */
+    int relu;
+} zt_linear_case;
+
+static zt_status zt_run_linear(zt_backend *be, const zt_linear_case *c, const float *x,
+                               const void *w, const void *bias, float *y, const char *name) {
+    const size_t n_in = (size_t)c->n_rows * c->in_features;
+    const size_t n_out = (size_t)c->n_rows * c->out_features;
+    const size_t w_bytes = (size_t)c->out_features * c->in_features * zt_dtype_size(c->w_dtype);
+    zt_pbuf b_x = {0}, b_y = {0}, b_w = {0}, b_bias = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_x, x, n_in * sizeof(float), "in") &&
+             zt_pbuf_make(be, &b_y, NULL, n_out * sizeof(float), "out") &&
+             zt_pbuf_make(be, &b_w, w, w_bytes, "weight");
+    if (ok && bias)
+        ok = zt_pbuf_make(be, &b_bias, bias,
+                          (size_t)c->out_features * zt_dtype_size((zt_dtype)c->bias_dtype), "bias");
+    if (ok) {
+        zt_weight wt = {zt_pbuf_ptr(&b_w), c->w_dtype};
+        zt_weight bt = {bias ? zt_pbuf_ptr(&b_bias) : NULL,
+                        bias ? (zt_dtype)c->bias_dtype : ZT_F32};
+        s = be->ops->linear(be, (float *)zt_pbuf_ptr(&b_y), (const float *)zt_pbuf_ptr(&b_x), wt,
+                            bt, c->n_rows, c->in_features, c->out_features, c->relu);
+        ZT_CHECK(s == ZT_OK, "%s linear %s: %s", be->ops->name, name, zt_last_error());
+        zt_pbuf_fetch(&b_y, y, name);
+        zt_pbuf_check_input(&b_x, x, name);
+        zt_pbuf_check_input(&b_w, w, name);
+        if (bias) zt_pbuf_check_input(&b_bias, bias, name);
+    }
+    zt_pbuf_free(&b_x);
+    zt_pbuf_free(&b_y);
+    zt_pbuf_free(&b_w);
+    zt_pbuf_free(&b_bias);
+    return s;
+}
+
+static void zt_parity_linear(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_linear_case cases[] = {
+        {1, 1, 1, ZT_F32, ZT_F32, 1},
+        {7, 33, 65, ZT_F16, ZT_F16, 0},
+        {37, 768, 300, ZT_BF16, ZT_BF16, 1},
+        {5, 3000, 17, ZT_F32, ZT_PARITY_ABSENT, 0},
+        {3, 64, 50272, ZT_F16, ZT_PARITY_ABSENT, 0}, /* an LM head over the OPT vocabulary */
+        {2, 100, 700, ZT_BF16, ZT_F32, 1},
+        {1, 40961, 3, ZT_F16, ZT_PARITY_ABSENT, 0}, /* one weight row per chunk (emulated) */
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const zt_linear_case *c = &cases[ci];
+        char name[128];
+        snprintf(name, sizeof name, "N=%d IC=%d OC=%d W=%s bias=%s%s", c->n_rows, c->in_features,
+                 c->out_features, zt_dtype_name(c->w_dtype), zt_weight_name(c->bias_dtype),
+                 c->relu ? " relu" : "");
+        const size_t n_out = (size_t)c->n_rows * c->out_features;
+        float *x = zt_random_floats(r, (size_t)c->n_rows * c->in_features, 1.0f, 0.0f);
+        float w_scale = 1.0f / sqrtf((float)c->in_features);
+        void *w =
+            zt_random_weight(r, (size_t)c->out_features * c->in_features, c->w_dtype, w_scale);
+        void *bias =
+            c->bias_dtype == ZT_PARITY_ABSENT
+                ? NULL
+                : zt_random_weight(r, (size_t)c->out_features, (zt_dtype)c->bias_dtype, 0.3f);
+        float *want = (float *)malloc(n_out * sizeof(float));
+        float *got = (float *)malloc(n_out * sizeof(float));
+        zt_status rs = zt_run_linear(ref, c, x, w, bias, want, name);
+        zt_status ds = zt_run_linear(dut, c, x, w, bias, got, name);
+        if (rs == ZT_OK && ds == ZT_OK)
+            zt_parity_compare("linear", name, got, want, n_out, ZT_NMSE_LINEAR);
+        else
+            zt_parity_case_failed("linear", ZT_NMSE_LINEAR);
+        free(x);
+        free(w);
+        free(bias);
+        free(want);
+        free(got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention
+
+typedef enum zt_pad {
+    ZT_PAD_NONE,
+    ZT_PAD_LEFT,  /* the first T/3 keys are padding */
+    ZT_PAD_RIGHT, /* the last T/3 keys are padding */
+    ZT_PAD_FULL,  /* every key is padding: the whole output is zeros */
+    ZT_PAD_HOLES, /* random holes, and non-zero mask values other than 1 */
+} zt_pad;
+
+static const char *zt_pad_name(zt_pad p) {
+    static const char *names[] = {"none", "left", "right", "full", "holes"};
+    return names[p];
+}
+
+typedef struct zt_attention_case {
+    int batch, seq_len, n_heads, head_dim;
+    zt_pad pads[3]; /* padding of sequence b is pads[b % 3] */
+} zt_attention_case;
+
+static zt_status zt_run_attention(zt_backend *be, const zt_attention_case *c, const float *q,
+                                  const float *k, const float *v, const int32_t *mask, float *out,
+                                  const char *name) {
+    const size_t n = (size_t)c->batch * c->seq_len * c->n_heads * c->head_dim;
+    zt_pbuf b_out = {0}, b_q = {0}, b_k = {0}, b_v = {0}, b_mask = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_out, NULL, n * sizeof(float), "out") &&
+             zt_pbuf_make(be, &b_q, q, n * sizeof(float), "q") &&
+             zt_pbuf_make(be, &b_k, k, n * sizeof(float), "k") &&
+             zt_pbuf_make(be, &b_v, v, n * sizeof(float), "v") &&
+             zt_pbuf_make(be, &b_mask, mask, (size_t)c->batch * c->seq_len * sizeof(int32_t),
+                          "key_mask");
+    if (ok) {
+        s = be->ops->attention(be, (float *)zt_pbuf_ptr(&b_out), (const float *)zt_pbuf_ptr(&b_q),
+                               (const float *)zt_pbuf_ptr(&b_k), (const float *)zt_pbuf_ptr(&b_v),
+                               (const int32_t *)zt_pbuf_ptr(&b_mask), c->batch, c->seq_len,
+                               c->n_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim));
+        ZT_CHECK(s == ZT_OK, "%s attention %s: %s", be->ops->name, name, zt_last_error());
+        zt_pbuf_fetch(&b_out, out, name);
+        zt_pbuf_check_input(&b_q, q, name);
+        zt_pbuf_check_input(&b_k, k, name);
+        zt_pbuf_check_input(&b_v, v, name);
+        zt_pbuf_check_input(&b_mask, mask, name);
+    }
+    zt_pbuf_free(&b_out);
+    zt_pbuf_free(&b_q);
+    zt_pbuf_free(&b_k);
+    zt_pbuf_free(&b_v);
+    zt_pbuf_free(&b_mask);
+    return s;
+}
+
+static void zt_parity_attention(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_attention_case cases[] = {
+        {1, 1, 1, 1, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}},
+        {2, 37, 3, 24, {ZT_PAD_NONE, ZT_PAD_LEFT, ZT_PAD_NONE}},
+        {3, 100, 2, 64, {ZT_PAD_NONE, ZT_PAD_RIGHT, ZT_PAD_FULL}},
+        {1, 130, 2, 80, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}},
+        {1, 65, 1, 128, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}},
+        {2, 33, 1, 256, {ZT_PAD_LEFT, ZT_PAD_HOLES, ZT_PAD_NONE}}, /* > 48 KiB shared memory */
+        {2, 17, 5, 7, {ZT_PAD_RIGHT, ZT_PAD_LEFT, ZT_PAD_NONE}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const zt_attention_case *c = &cases[ci];
+        char name[128];
+        snprintf(name, sizeof name, "B=%d T=%d H=%d D=%d pad=%s/%s/%s", c->batch, c->seq_len,
+                 c->n_heads, c->head_dim, zt_pad_name(c->pads[0]),
+                 c->batch > 1 ? zt_pad_name(c->pads[1]) : "-",
+                 c->batch > 2 ? zt_pad_name(c->pads[2]) : "-");
+        const int T = c->seq_len;
+        const size_t n = (size_t)c->batch * T * c->n_heads * c->head_dim;
+        float *q = zt_random_floats(r, n, 2.0f, 0.0f);
+        float *k = zt_random_floats(r, n, 2.0f, 0.0f);
+        float *v = zt_random_floats(r, n, 1.0f, 0.0f);
+        int32_t *mask = (int32_t *)malloc((size_t)c->batch * T * sizeof(int32_t));
+        for (int b = 0; b < c->batch; b++) {
+            for (int j = 0; j < T; j++) {
+                int keep = 1;
+                switch (c->pads[b % 3]) {
+                case ZT_PAD_NONE:
+                    break;
+                case ZT_PAD_LEFT:
+                    keep = j >= T / 3;
+                    break;
+                case ZT_PAD_RIGHT:
+                    keep = j < T - T / 3;
+                    break;
+                case ZT_PAD_FULL:
+                    keep = 0;
+                    break;
+                case ZT_PAD_HOLES:
+                    keep = zt_prng_below(r, 4) != 0 ? 1 + zt_prng_below(r, 7) : 0;
+                    break;
+                }
+                mask[(size_t)b * T + j] = keep;
+            }
+        }
+        float *want = (float *)malloc(n * sizeof(float));
+        float *got = (float *)malloc(n * sizeof(float));
+        zt_status rs = zt_run_attention(ref, c, q, k, v, mask, want, name);
+        zt_status ds = zt_run_attention(dut, c, q, k, v, mask, got, name);
+        if (rs == ZT_OK && ds == ZT_OK) {
+            zt_parity_compare("attention", name, got, want, n, ZT_NMSE_ATTENTION);
+            /* Queries with no admissible key: exact zeros on both sides. */
+            size_t zero_rows = 0, wrong = 0;
+            const size_t row = (size_t)c->n_heads * c->head_dim;
+            for (size_t i = 0; i < n; i += row) {
+                int ref_zero = 1;
+                for (size_t d = 0; d < row; d++)
+                    ref_zero &= want[i + d] == 0.0f;
+                if (!ref_zero) continue;
+                zero_rows++;
+                for (size_t d = 0; d < row; d++)
+                    wrong += got[i + d] != 0.0f;
+            }
+            ZT_CHECK(wrong == 0, "attention %s: %zu values of all-padding queries are not 0", name,
+                     wrong);
+            if (zero_rows)
+                printf("  %-16s %-58s %zu all-padding queries: zeros\n", "attention", name,
+                       zero_rows);
+        } else {
+            zt_parity_case_failed("attention", ZT_NMSE_ATTENTION);
+        }
+        free(q);
+        free(k);
+        free(v);
+        free(mask);
+        free(want);
+        free(got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// add
+
+static zt_status zt_run_add(zt_backend *be, const float *x, const float *y, size_t n, float *out,
+                            const char *name) {
+    zt_pbuf b_x = {0}, b_y = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    if (zt_pbuf_make(be, &b_x, x, n * sizeof(float), "x") &&
+        zt_pbuf_make(be, &b_y, y, n * sizeof(float), "y")) {
+        s = be->ops->add(be, (float *)zt_pbuf_ptr(&b_x), (const float *)zt_pbuf_ptr(&b_y), n);
+        ZT_CHECK(s == ZT_OK, "%s add %s: %s", be->ops->name, name, zt_last_error());
+        zt_pbuf_fetch(&b_x, out, name);
+        zt_pbuf_check_input(&b_y, y, name);
+    }
+    zt_pbuf_free(&b_x);
+    zt_pbuf_free(&b_y);
+    return s;
+}
+
+static void zt_parity_add(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const size_t sizes[] = {1, 1000, ((size_t)1 << 20) + 3};
+    for (size_t ci = 0; ci < sizeof sizes / sizeof sizes[0]; ci++) {
+        const size_t n = sizes[ci];
+        char name[64];
+        snprintf(name, sizeof name, "n=%zu", n);
+        float *x = zt_random_floats(r, n, 3.0f, 0.0f);
+        float *y = zt_random_floats(r, n, 3.0f, 0.0f);
+        float *want = (float *)malloc(n * sizeof(float));
+        float *got = (float *)malloc(n * sizeof(float));
+        zt_status rs = zt_run_add(ref, x, y, n, want, name);
+        zt_status ds = zt_run_add(dut, x, y, n, got, name);
+        if (rs == ZT_OK && ds == ZT_OK)
+            zt_parity_compare("add", name, got, want, n, ZT_NMSE_ADD);
+        else
+            zt_parity_case_failed("add", ZT_NMSE_ADD);
+        free(x);
+        free(y);
+        free(want);
+        free(got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// target_logprobs
+
+typedef struct zt_logprob_case {
+    int n_rows, vocab;
+    float scale; /* logits uniform in [-scale, scale); 0 = all equal */
+} zt_logprob_case;
+
+static zt_status zt_run_logprob(zt_backend *be, const zt_logprob_case *c, const float *logits,
+                                const int32_t *targets, float *out, const char *name,
+                                char *error_text) {
+    zt_pbuf b_out = {0}, b_logits = {0}, b_targets = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_out, out, (size_t)c->n_rows * sizeof(float), "logprob") &&
+             zt_pbuf_make(be, &b_logits, logits, (size_t)c->n_rows * c->vocab * sizeof(float),
+                          "logits") &&
+             zt_pbuf_make(be, &b_targets, targets, (size_t)c->n_rows * sizeof(int32_t), "targets");
+    if (ok) {
+        s = be->ops->target_logprobs(be, (float *)zt_pbuf_ptr(&b_out),
+                                     (const float *)zt_pbuf_ptr(&b_logits),
+                                     (const int32_t *)zt_pbuf_ptr(&b_targets), c->n_rows, c->vocab);
+        snprintf(error_text, 512, "%s", s == ZT_OK ? "" : zt_last_error());
+        zt_pbuf_fetch(&b_out, out, name);
+        zt_pbuf_check_input(&b_logits, logits, name);
+        zt_pbuf_check_input(&b_targets, targets, name);
+    }
+    zt_pbuf_free(&b_out);
+    zt_pbuf_free(&b_logits);
+    zt_pbuf_free(&b_targets);
+    return s;
+}
+
+static void zt_parity_logprob(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_logprob_case cases[] = {
+        {1, 1, 1.0f},      {5, 7, 3.0f},     {33, 3000, 30.0f},
+        {9, 50272, 10.0f}, {4, 50272, 0.0f}, {2, 257, 80.0f},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const zt_logprob_case *c = &cases[ci];
+        char name[96];
+        snprintf(name, sizeof name, "R=%d V=%d logits in +-%g", c->n_rows, c->vocab, c->scale);
+        float *logits = zt_random_floats(r, (size_t)c->n_rows * c->vocab, c->scale, 0.0f);
+        int32_t *targets = (int32_t *)malloc((size_t)c->n_rows * sizeof(int32_t));
+        for (int i = 0; i < c->n_rows; i++)
+            targets[i] = zt_prng_below(r, c->vocab);
+        targets[0] = c->vocab - 1;
+        if (c->n_rows > 1) targets[1] = 0;
+        /* NaN bytes: the op must write every row. */
+        float *want = (float *)malloc((size_t)c->n_rows * sizeof(float));
+        float *got = (float *)malloc((size_t)c->n_rows * sizeof(float));
+        memset(want, 0xff, (size_t)c->n_rows * sizeof(float));
+        memset(got, 0xff, (size_t)c->n_rows * sizeof(float));
+        char ref_text[512], dut_text[512];
+        zt_status rs = zt_run_logprob(ref, c, logits, targets, want, name, ref_text);
+        zt_status ds = zt_run_logprob(dut, c, logits, targets, got, name, dut_text);
+        ZT_CHECK(rs == ZT_OK && ds == ZT_OK, "logprob %s: ref %s / dut %s", name, ref_text,
+                 dut_text);
+        if (rs == ZT_OK && ds == ZT_OK)
+            zt_parity_compare("target_logprobs", name, got, want, (size_t)c->n_rows,
+                              ZT_NMSE_LOGPROB);
+        else
+            zt_parity_case_failed("target_logprobs", ZT_NMSE_LOGPROB);
+        if (ci == 2) { /* a target outside the vocabulary: same error, logprob untouched */
+            targets[2] = c->vocab;
+            char bad_name[128];
+            snprintf(bad_name, sizeof bad_name, "%s, targets[2] = %d", name, c->vocab);
+            float *before = (float *)malloc((size_t)c->n_rows * sizeof(float));
+            memcpy(before, got, (size_t)c->n_rows * sizeof(float));
+            rs = zt_run_logprob(ref, c, logits, targets, want, bad_name, ref_text);
+            ds = zt_run_logprob(dut, c, logits, targets, got, bad_name, dut_text);
+            zt_parity_same_error("target_logprobs", bad_name, rs, ref_text, ds, dut_text);
+            ZT_CHECK(memcmp(before, got, (size_t)c->n_rows * sizeof(float)) == 0,
+                     "logprob %s: logprob changed although the op failed", bad_name);
+            free(before);
+        }
+        free(logits);
+        free(targets);
+        free(want);
+        free(got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/* Every op, every case; prints one line per case and a per-op summary of the worst NMSE. */
+static void zt_parity_run(zt_backend *ref, zt_backend *dut, uint64_t seed) {
+    zt_prng r = {seed ? seed : 1};
+    printf("parity of %s against %s, seed %llu\n", dut->ops->name, ref->ops->name,
+           (unsigned long long)seed);
+    struct {
+        const char *op;
+        void (*run)(zt_backend *, zt_backend *, zt_prng *);
+    } ops[] = {
+        {"gather_rows", zt_parity_gather},
+        {"layernorm", zt_parity_layernorm},
+        {"linear", zt_parity_linear},
+        {"attention", zt_parity_attention},
+        {"add", zt_parity_add},
+        {"target_logprobs", zt_parity_logprob},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        double start = zt_parity_now();
+        ops[i].run(ref, dut, &r);
+        printf("  %-16s %.2f s\n", ops[i].op, zt_parity_now() - start);
+    }
+    printf("summary (worst NMSE per op):\n");
+    for (int i = 0; i < zt_parity_n_stats; i++)
+        printf("  %-16s %2d cases  worst %.2e  bound %.0e\n", zt_parity_stats[i].op,
+               zt_parity_stats[i].n_cases, zt_parity_stats[i].worst_nmse, zt_parity_stats[i].bound);
+}
+
+#endif
