@@ -23,7 +23,7 @@ zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size,
         int n = ds->n_examples - first < batch_size ? ds->n_examples - first : batch_size;
         for (int i = 0; i < n; i++) indices[i] = first + i;
         zt_task_batch b;
-        s = zt_task_batch_build(ds, indices, n, o->model->cfg.pad_token_id, &b);
+        s = zt_task_batch_build(ds, indices, n, o->model->cfg.pad_token_id, 0, &b);
         if (s != ZT_OK) break;
         double batch_loss = 0.0;
         s = zt_opt_batch_loss(o, &b, &batch_loss);

@@ -8,7 +8,7 @@
 #ifndef ZT_TRAIN_OBJECTIVE_H
 #define ZT_TRAIN_OBJECTIVE_H
 
-#include "data/pretok.h"
+#include "data/dataset.h"
 #include "opt.h"
 #include "zo/engine.h"
 

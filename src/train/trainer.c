@@ -14,6 +14,7 @@
 
 #include "core/status.h"
 #include "data/sampler.h"
+#include "text/bpe.h"
 #include "train/snapshot.h"
 #include "zo/steplog.h"
 
@@ -61,6 +62,7 @@ static void format_duration(double seconds, char *buf, size_t size) {
 
 typedef struct run {
     const zt_train_options *o;
+    zt_tokenizer *tok; /* NULL when the model directory has none (pre-tokenized data only) */
     zt_backend *be;
     zt_model *model;
     zt_dataset train, eval;
@@ -84,11 +86,27 @@ static zt_status ensure_dir(const char *dir) {
     return zt_fail(ZT_ERR_IO, "--output %s: cannot create: %s", dir, strerror(errno));
 }
 
+/* The model directory's tokenizer, if it has one; text records need it. */
+static zt_status open_tokenizer(run *r) {
+    zt_status s = zt_tokenizer_load_dir(r->o->model_dir, &r->tok);
+    if (s == ZT_ERR_MISSING) {
+        r->tok = NULL;
+        zt_clear_error();
+        return ZT_OK;
+    }
+    ZT_TRY(s);
+    if (r->o->bos_mezo) ZT_TRY(zt_tokenizer_set_bos(r->tok, ZT_TOKENIZER_BOS_MEZO));
+    return ZT_OK;
+}
+
 static zt_status open_data(run *r) {
     const zt_opt_config *c = &r->model->cfg;
-    ZT_TRY(zt_dataset_load(r->o->train_path, c->vocab_size, c->max_position_embeddings, &r->train));
+    ZT_TRY(open_tokenizer(r));
+    ZT_TRY(zt_dataset_load(r->o->train_path, r->tok, c->vocab_size, c->max_position_embeddings,
+                           &r->train));
     if (r->o->eval_path) {
-        ZT_TRY(zt_dataset_load(r->o->eval_path, c->vocab_size, c->max_position_embeddings, &r->eval));
+        ZT_TRY(zt_dataset_load(r->o->eval_path, r->tok, c->vocab_size, c->max_position_embeddings,
+                               &r->eval));
         r->have_eval = 1;
         if (r->eval.kind != r->train.kind)
             return zt_fail(ZT_ERR_INVALID_ARG, "--eval %s holds another kind of records than --train %s",
@@ -128,10 +146,11 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, 
 }
 
 static zt_status create_workspace(run *r) {
-    int sequences = zt_dataset_max_sequences(&r->train, r->o->batch_size);
+    int sequences = zt_dataset_max_sequences(&r->train, r->o->batch_size, r->o->train_as_lm);
     int seq_len = r->train.max_sequence;
     if (r->have_eval) {
-        int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size);
+        /* evaluation always scores every candidate */
+        int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size, 0);
         if (s > sequences) sequences = s;
         if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
     }
@@ -255,7 +274,7 @@ static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
         zt_sampler_batch(&r->sampler, step, r->indices);
         zt_task_batch batch;
         ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->cfg.pad_token_id,
-                                   &batch));
+                                   o->train_as_lm, &batch));
         r->objective_state.batch = &batch;
         zt_step_record rec;
         zt_status s = zt_zo_step(r->opt, &r->ps, &r->objective, step, &eo, &rec);
@@ -308,6 +327,7 @@ static void run_free(run *r) {
     if (r->have_eval) zt_dataset_free(&r->eval);
     zt_model_free(r->model);
     zt_backend_destroy(r->be);
+    zt_tokenizer_free(r->tok);
 }
 
 static zt_status check_options(const zt_train_options *o) {

@@ -35,6 +35,8 @@ typedef struct zt_train_options {
     int eval_every; /* 0 = only at the start and end */
     int save_every; /* snapshot period (steps), 0 = only at the end */
     int quiet;
+    int train_as_lm; /* classification records train on the gold candidate's LM loss */
+    int bos_mezo;    /* BOS "<s>" (id 0) as MeZO's tokenizer fix, instead of OPT's "</s>" */
     /* test hook: stop (as if interrupted) after this many steps of this invocation; 0 = off */
     int stop_after;
 } zt_train_options;

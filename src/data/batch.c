@@ -1,0 +1,140 @@
+/* Padded batches (left padding, as MeZO) and their losses. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "data/dataset.h"
+#include "loss.h"
+
+int zt_dataset_max_sequences(const zt_dataset *ds, int batch_size, int train_as_lm) {
+    return ds->kind == ZT_TASK_CLASSIFICATION && !train_as_lm ? batch_size * ds->max_candidates
+                                                              : batch_size;
+}
+
+void zt_task_batch_free(zt_task_batch *b) {
+    free(b->input_ids);
+    free(b->attention_mask);
+    free(b->target_rows);
+    free(b->target_ids);
+    free(b->target_sequence);
+    free(b->example_of_sequence);
+    free(b->label);
+    free(b->candidate_of_sequence);
+    memset(b, 0, sizeof *b);
+}
+
+/* Writes a sequence right-aligned in row `row` (left padding). */
+static void place(zt_task_batch *b, int row, const int32_t *ids, int n) {
+    int start = b->seq_len - n;
+    int32_t *dst = b->input_ids + (size_t)row * b->seq_len;
+    int32_t *mask = b->attention_mask + (size_t)row * b->seq_len;
+    for (int t = 0; t < n; t++) dst[start + t] = ids[t], mask[start + t] = 1;
+}
+
+typedef struct sequence_ref {
+    const int32_t *ids;
+    int length, option_length; /* option_length 0: targets from labels */
+    const int32_t *labels;
+    int example, candidate;
+} sequence_ref;
+
+/* The sequences a batch of examples expands into. */
+static int collect(const zt_dataset *ds, const int *indices, int n, int train_as_lm,
+                   sequence_ref *out) {
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        const zt_example *e = &ds->examples[indices[i]];
+        if (ds->kind != ZT_TASK_CLASSIFICATION) {
+            out[count++] = (sequence_ref){e->input_ids, e->length, 0, e->labels, i, 0};
+        } else if (train_as_lm) {
+            out[count++] = (sequence_ref){e->candidates[e->label], e->candidate_length[e->label],
+                                          e->option_length[e->label], NULL, i, e->label};
+        } else {
+            for (int c = 0; c < e->n_candidates; c++)
+                out[count++] = (sequence_ref){e->candidates[c], e->candidate_length[c],
+                                              e->option_length[c], NULL, i, c};
+        }
+    }
+    return count;
+}
+
+zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, int pad_id,
+                              int train_as_lm, zt_task_batch *b) {
+    memset(b, 0, sizeof *b);
+    int classify = ds->kind == ZT_TASK_CLASSIFICATION && !train_as_lm;
+    b->kind = classify ? ZT_TASK_CLASSIFICATION : ZT_TASK_LM;
+    int capacity = 0;
+    for (int i = 0; i < n; i++)
+        capacity += ds->kind == ZT_TASK_CLASSIFICATION ? ds->examples[indices[i]].n_candidates : 1;
+    sequence_ref *seqs = malloc((size_t)capacity * sizeof *seqs);
+    if (!seqs) return zt_fail(ZT_ERR_NOMEM, "allocating a batch of %d sequences", capacity);
+    int count = collect(ds, indices, n, train_as_lm, seqs);
+    int longest = 0;
+    for (int s = 0; s < count; s++) longest = seqs[s].length > longest ? seqs[s].length : longest;
+    b->n_sequences = count;
+    b->seq_len = longest;
+    b->n_examples = n;
+    size_t cells = (size_t)count * longest;
+    b->input_ids = malloc(cells * sizeof(int32_t));
+    b->attention_mask = calloc(cells, sizeof(int32_t));
+    b->example_of_sequence = malloc((size_t)count * sizeof(int32_t));
+    b->candidate_of_sequence = malloc((size_t)count * sizeof(int32_t));
+    b->label = malloc((size_t)n * sizeof(int32_t));
+    int32_t *labels = malloc(cells * sizeof(int32_t));
+    int32_t *option_len = malloc((size_t)count * sizeof(int32_t));
+    zt_status st = ZT_OK;
+    if (!b->input_ids || !b->attention_mask || !b->example_of_sequence || !b->label ||
+        !b->candidate_of_sequence || !labels || !option_len)
+        st = zt_fail(ZT_ERR_NOMEM, "allocating a batch of %d sequences", count);
+    for (size_t c = 0; st == ZT_OK && c < cells; c++) b->input_ids[c] = pad_id, labels[c] = -100;
+    for (int i = 0; st == ZT_OK && i < n; i++) b->label[i] = ds->examples[indices[i]].label;
+    for (int s = 0; st == ZT_OK && s < count; s++) {
+        const sequence_ref *q = &seqs[s];
+        place(b, s, q->ids, q->length);
+        b->example_of_sequence[s] = q->example;
+        b->candidate_of_sequence[s] = q->candidate;
+        option_len[s] = q->option_length;
+        int start = longest - q->length;
+        int32_t *row_labels = labels + (size_t)s * longest + start;
+        if (q->labels) {
+            memcpy(row_labels, q->labels, (size_t)q->length * sizeof(int32_t));
+        } else {
+            for (int t = q->length - q->option_length; t < q->length; t++) row_labels[t] = q->ids[t];
+        }
+        /* the first real token has no prediction inside its sequence */
+        row_labels[0] = -100;
+    }
+    zt_targets t = {0};
+    if (st == ZT_OK)
+        st = classify ? zt_targets_for_options(count, longest, b->input_ids, b->attention_mask,
+                                               option_len, &t)
+                      : zt_targets_from_labels(count, longest, labels, INT32_MAX, &t);
+    free(labels);
+    free(option_len);
+    free(seqs);
+    if (st != ZT_OK) {
+        zt_task_batch_free(b);
+        return st;
+    }
+    b->n_targets = t.n;
+    b->target_rows = t.rows;
+    b->target_ids = t.ids;
+    b->target_sequence = t.example;
+    return ZT_OK;
+}
+
+zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, double *loss) {
+    zt_targets t = {b->n_targets, b->target_rows, b->target_ids, b->target_sequence};
+    if (b->kind != ZT_TASK_CLASSIFICATION) {
+        if (b->n_targets == 0) return zt_fail(ZT_ERR_INVALID_ARG, "a batch without targets");
+        zt_lm_loss(logprobs, &t, b->n_sequences, NULL, NULL, loss);
+        return ZT_OK;
+    }
+    double *scores = malloc((size_t)b->n_sequences * sizeof *scores);
+    if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
+    zt_candidate_scores(logprobs, &t, b->n_sequences, scores);
+    zt_status s = zt_classification_loss(scores, b->example_of_sequence, b->n_sequences, b->label,
+                                         b->n_examples, NULL, loss);
+    free(scores);
+    return s;
+}
