@@ -141,9 +141,15 @@ int zt_cmd_train(int argc, char **argv) {
         if (res.first_eval_accuracy >= 0)
             printf("dev accuracy: %.2f%% before, %.2f%% after training\n",
                    100.0 * res.first_eval_accuracy, 100.0 * res.last_eval_accuracy);
+        else if (o.eval_path && res.metric_name && strcmp(res.metric_name, "f1") == 0)
+            printf("dev F1: %.2f before, %.2f after training\n", 100.0 * res.first_eval_metric,
+                   100.0 * res.last_eval_metric);
         else if (o.eval_path)
             printf("dev loss: %.5f before, %.5f after training\n", res.first_eval_loss,
                    res.last_eval_loss);
+        if (o.eval_path && res.best_step >= 0)
+            fprintf(stderr, "best dev %s %.4f at step %d: %s/best\n", res.metric_name,
+                    res.best_eval_metric, res.best_step, o.output_dir);
     }
     return 0;
 }

@@ -1,7 +1,11 @@
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/status.h"
 #include "loss.h"
+#include "text/bpe.h"
+#include "train/generate.h"
+#include "train/metrics.h"
 #include "train/trainer.h"
 
 static int best_candidate(const double *scores, const int32_t *candidate_of_sequence, int first,
@@ -12,8 +16,49 @@ static int best_candidate(const double *scores, const int32_t *candidate_of_sequ
     return candidate_of_sequence[best];
 }
 
-zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size, double *loss,
-                      double *accuracy) {
+/* The id of "\n" as the model's tokenizer spells it alone (MeZO's eos list adds EOS). */
+static int32_t newline_id(const zt_tokenizer *tok) {
+    int32_t *ids = NULL;
+    int n = 0;
+    int32_t id = -1;
+    if (zt_tokenizer_encode(tok, "\n", 1, 0, &ids, &n) == ZT_OK && n > 0) id = ids[n - 1];
+    free(ids);
+    return id;
+}
+
+static zt_status evaluate_generation(zt_opt_objective *o, const zt_dataset *ds,
+                                     const zt_tokenizer *tok, zt_eval_result *res) {
+    if (!tok)
+        return zt_fail(ZT_ERR_MISSING, "%s: generation needs the model directory's tokenizer",
+                       ds->path);
+    int32_t stop[2] = {o->model->cfg.eos_token_id, newline_id(tok)};
+    double f1 = 0.0, em = 0.0;
+    for (int i = 0; i < ds->n_examples; i++) {
+        const zt_example *e = &ds->examples[i];
+        int max_new = o->model->cfg.max_position_embeddings - e->prompt_length;
+        if (max_new > ZT_GENERATION_MAX_NEW) max_new = ZT_GENERATION_MAX_NEW;
+        int32_t *out = NULL;
+        int n = 0;
+        ZT_TRY(zt_generate_greedy(o->model, o->ws, NULL, e->prompt, e->prompt_length, max_new, stop,
+                                  stop[1] >= 0 ? 2 : 1, &out, &n));
+        char *text = NULL;
+        zt_status s = zt_tokenizer_decode(tok, out, n, 1, &text);
+        free(out);
+        ZT_TRY(s);
+        f1 += zt_answer_f1(text, e->answers, e->n_answers);
+        em += zt_answer_exact_match(text, e->answers, e->n_answers);
+        free(text);
+    }
+    res->f1 = f1 / ds->n_examples;
+    res->exact_match = em / ds->n_examples;
+    return ZT_OK;
+}
+
+zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size,
+                      const zt_tokenizer *tok, zt_eval_result *res) {
+    memset(res, 0, sizeof *res);
+    res->accuracy = res->f1 = res->exact_match = -1.0;
+    double *loss = &res->loss;
     double total_loss = 0.0;
     long correct = 0;
     int *indices = malloc((size_t)batch_size * sizeof *indices);
@@ -38,7 +83,11 @@ zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size,
                     int e = b.example_of_sequence[seq], count = 0;
                     while (seq + count < b.n_sequences && b.example_of_sequence[seq + count] == e)
                         count++;
-                    correct += best_candidate(scores, b.candidate_of_sequence, seq, count) == b.label[e];
+                    int predicted = best_candidate(scores, b.candidate_of_sequence, seq, count);
+                    const zt_example *ex = &ds->examples[indices[e]];
+                    int hit = 0;
+                    for (int g = 0; g < ex->n_gold; g++) hit |= predicted == ex->gold[g];
+                    correct += hit;
                     seq += count;
                 }
             }
@@ -49,6 +98,17 @@ zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size,
     free(indices);
     ZT_TRY(s);
     *loss = total_loss / ds->n_examples;
-    *accuracy = ds->kind == ZT_TASK_CLASSIFICATION ? (double)correct / ds->n_examples : -1.0;
+    if (ds->kind == ZT_TASK_CLASSIFICATION) {
+        res->accuracy = (double)correct / ds->n_examples;
+        res->metric = res->accuracy;
+        res->metric_name = "accuracy";
+    } else if (ds->kind == ZT_TASK_GENERATION) {
+        ZT_TRY(evaluate_generation(o, ds, tok, res));
+        res->metric = res->f1;
+        res->metric_name = "f1";
+    } else {
+        res->metric = -res->loss;
+        res->metric_name = "-loss";
+    }
     return ZT_OK;
 }

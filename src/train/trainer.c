@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/status.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
@@ -153,6 +155,13 @@ static zt_status create_workspace(run *r) {
         int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size, 0);
         if (s > sequences) sequences = s;
         if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
+        /* greedy decoding grows a prompt by up to ZT_GENERATION_MAX_NEW tokens */
+        int limit = r->model->cfg.max_position_embeddings;
+        for (int i = 0; r->eval.kind == ZT_TASK_GENERATION && i < r->eval.n_examples; i++) {
+            int need = r->eval.examples[i].prompt_length + ZT_GENERATION_MAX_NEW;
+            need = need < limit ? need : limit;
+            if (need > seq_len) seq_len = need;
+        }
     }
     int n_variants = 0, sphere = 0;
     ZT_TRY(probe_optimizer(r->opt, &n_variants, &sphere));
@@ -238,18 +247,59 @@ static zt_status load_model_and_state(run *r, int *next_step) {
     return zt_steplog_open_append(r->log_path, &header, &r->log);
 }
 
-static zt_status evaluate_and_report(run *r, int step, double *loss, double *accuracy) {
-    ZT_TRY(zt_evaluate(&r->objective_state, &r->eval, r->o->batch_size, loss, accuracy));
-    fprintf(r->metrics, "{\"step\":%d,\"eval_loss\":%.9g", step, *loss);
-    if (*accuracy >= 0) fprintf(r->metrics, ",\"eval_accuracy\":%.6f", *accuracy);
+/* The best dev metric so far lives beside its checkpoint (best/metric.json), so a resumed run
+ * keeps comparing against it. */
+static void read_best(run *r, zt_train_result *res) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/best/metric.json", r->o->output_dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char text[512];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *metric = cJSON_GetObjectItem(o, "metric"), *step = cJSON_GetObjectItem(o, "step");
+    if (cJSON_IsNumber(metric) && cJSON_IsNumber(step)) {
+        res->best_eval_metric = metric->valuedouble;
+        res->best_step = step->valueint;
+    }
+    cJSON_Delete(o);
+}
+
+static zt_status save_best(run *r, int step, const zt_eval_result *e, zt_train_result *res) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/best", r->o->output_dir);
+    ZT_TRY(zt_model_save(r->model, dir));
+    snprintf(path, sizeof path, "%s/metric.json", dir);
+    FILE *f = fopen(path, "wb");
+    if (!f || fprintf(f, "{\"step\": %d, \"metric\": %.17g, \"name\": \"%s\"}\n", step, e->metric,
+                      e->metric_name) < 0) {
+        if (f) fclose(f);
+        return zt_fail(ZT_ERR_IO, "%s: cannot write", path);
+    }
+    fclose(f);
+    res->best_eval_metric = e->metric;
+    res->best_step = step;
+    return ZT_OK;
+}
+
+static zt_status evaluate_and_report(run *r, int step, zt_eval_result *e, zt_train_result *res) {
+    ZT_TRY(zt_evaluate(&r->objective_state, &r->eval, r->o->batch_size, r->tok, e));
+    fprintf(r->metrics, "{\"step\":%d,\"eval_loss\":%.9g", step, e->loss);
+    if (e->accuracy >= 0) fprintf(r->metrics, ",\"eval_accuracy\":%.6f", e->accuracy);
+    if (e->f1 >= 0) fprintf(r->metrics, ",\"eval_f1\":%.6f,\"eval_em\":%.6f", e->f1, e->exact_match);
     fprintf(r->metrics, "}\n");
     fflush(r->metrics);
     if (!r->o->quiet) {
-        fprintf(stderr, "eval  step %d: loss %.5f", step, *loss);
-        if (*accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * *accuracy);
+        fprintf(stderr, "eval  step %d: loss %.5f", step, e->loss);
+        if (e->accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e->accuracy);
+        if (e->f1 >= 0) fprintf(stderr, ", F1 %.2f, EM %.2f", 100.0 * e->f1, 100.0 * e->exact_match);
         fprintf(stderr, "\n");
     }
-    if (r->o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) zt_optimizer_observe(r->opt, *loss);
+    res->metric_name = e->metric_name;
+    if (r->o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) zt_optimizer_observe(r->opt, e->loss);
+    if (res->best_step < 0 || e->metric > res->best_eval_metric) ZT_TRY(save_best(r, step, e, res));
     return ZT_OK;
 }
 
@@ -293,8 +343,8 @@ static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
         steps_this_run++;
         int last = step + 1 == o->steps;
         if (r->have_eval && o->eval_every > 0 && (step + 1) % o->eval_every == 0 && !last) {
-            double l, a;
-            ZT_TRY(evaluate_and_report(r, step + 1, &l, &a));
+            zt_eval_result e;
+            ZT_TRY(evaluate_and_report(r, step + 1, &e, res));
             if (o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
                 ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->opt,
                                         step + 1));
@@ -365,17 +415,23 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
         if (!r.indices || !r.metrics) s = zt_fail(ZT_ERR_IO, "%s: cannot open for appending", path);
     }
     zt_mem_reset_peak();
+    res->best_step = -1;
+    if (s == ZT_OK && r.have_eval) read_best(&r, res);
     if (s == ZT_OK && r.have_eval) {
-        double a;
-        s = evaluate_and_report(&r, next_step, &res->first_eval_loss, &a);
-        res->first_eval_accuracy = a;
+        zt_eval_result e;
+        s = evaluate_and_report(&r, next_step, &e, res);
+        res->first_eval_loss = e.loss;
+        res->first_eval_accuracy = e.accuracy;
+        res->first_eval_metric = e.metric;
     }
     res->steps_done = next_step;
     if (s == ZT_OK && next_step < o->steps) s = train_loop(&r, next_step, res);
     if (s == ZT_OK && r.have_eval && !res->interrupted) {
-        double a;
-        s = evaluate_and_report(&r, res->steps_done, &res->last_eval_loss, &a);
-        res->last_eval_accuracy = a;
+        zt_eval_result e;
+        s = evaluate_and_report(&r, res->steps_done, &e, res);
+        res->last_eval_loss = e.loss;
+        res->last_eval_accuracy = e.accuracy;
+        res->last_eval_metric = e.metric;
     }
     /* Whatever happened after loading, what the log describes is saved: a failed step leaves
      * the weights as of the last logged step (updates are applied after logging's inputs). */

@@ -46,6 +46,9 @@ typedef struct zt_train_result {
     int interrupted;       /* stopped by SIGINT/SIGTERM (or stop_after) with state saved */
     double first_eval_loss, last_eval_loss;
     double first_eval_accuracy, last_eval_accuracy; /* -1 when not classification */
+    double first_eval_metric, last_eval_metric, best_eval_metric;
+    int best_step;
+    const char *metric_name;
     double last_train_loss;
     size_t peak_bytes;     /* tracked allocator peak during training */
 } zt_train_result;
@@ -71,10 +74,22 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, 
                                int sequences, int seq_len, zt_train_memory_plan *plan);
 zt_status zt_train(const zt_train_options *o, zt_train_result *result);
 
-/* Evaluation of the unperturbed model on a dataset: mean loss and, for classification,
- * accuracy (argmax of candidate scores, first on ties, as MeZO). */
+/* Evaluation of the unperturbed model on a dataset (MeZO, reference/spec.md §4.4). */
+typedef struct zt_eval_result {
+    double loss;        /* mean per example (classification CE, LM / completion NLL) */
+    double accuracy;    /* classification: argmax of candidate scores (first on ties); -1 else */
+    double f1, exact_match; /* generation: greedy decoding vs the answers; -1 else */
+    double metric;      /* the one to maximise: accuracy, F1, or -loss for LM */
+    const char *metric_name;
+} zt_eval_result;
+
+struct zt_tokenizer;
+/* Generation needs the tokenizer (decoding, the "\n" stop token); may be NULL otherwise. */
 zt_status zt_evaluate(zt_opt_objective *objective, const zt_dataset *ds, int batch_size,
-                      double *loss, double *accuracy);
+                      const struct zt_tokenizer *tok, zt_eval_result *result);
+
+/* Greedy generations stop at "\n" or EOS, after at most this many tokens (MeZO). */
+enum { ZT_GENERATION_MAX_NEW = 50 };
 
 /* Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step. */
 void zt_train_install_signal_handlers(void);

@@ -1,0 +1,57 @@
+#include "train/generate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+zt_status zt_generate_greedy(zt_model *m, zt_opt_workspace *ws, const zt_opt_variants *variants,
+                             const int32_t *prompt, int n_prompt, int max_new,
+                             const int32_t *stop_ids, int n_stop, int32_t **out, int *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    int vocab = m->cfg.vocab_size, capacity = n_prompt + max_new;
+    int32_t *seq = malloc((size_t)capacity * sizeof *seq);
+    int32_t *mask = malloc((size_t)capacity * sizeof *mask);
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    if (!seq || !mask || !logits) {
+        free(seq);
+        free(mask);
+        free(logits);
+        return zt_fail(ZT_ERR_NOMEM, "generation buffers");
+    }
+    memcpy(seq, prompt, (size_t)n_prompt * sizeof *seq);
+    for (int t = 0; t < capacity; t++) mask[t] = 1;
+    zt_status s = ZT_OK;
+    int length = n_prompt;
+    while (length < capacity) {
+        /* one target row, the last token; its id is irrelevant, only the logits are read */
+        int32_t row = length - 1, dummy = 0;
+        float logprob;
+        zt_batch b = {1, length, seq, mask, 1, &row, &dummy};
+        s = zt_opt_forward_multi(m, ws, &b, variants, &logprob, logits);
+        if (s != ZT_OK) break;
+        int32_t best = 0;
+        for (int v = 1; v < vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        int stop = 0;
+        for (int i = 0; i < n_stop; i++) stop |= best == stop_ids[i];
+        if (stop) break;
+        seq[length++] = best;
+    }
+    free(mask);
+    free(logits);
+    if (s != ZT_OK) {
+        free(seq);
+        return s;
+    }
+    *n_out = length - n_prompt;
+    *out = malloc((size_t)(*n_out > 0 ? *n_out : 1) * sizeof(int32_t));
+    if (!*out) {
+        free(seq);
+        return zt_fail(ZT_ERR_NOMEM, "generation output");
+    }
+    memcpy(*out, seq + n_prompt, (size_t)*n_out * sizeof(int32_t));
+    free(seq);
+    return ZT_OK;
+}
