@@ -16,8 +16,11 @@ static void gemm_into_columns(float *out,          /* (N,OC) */
 }
 
 /* Half weights: upcast ZT_CPU_LINEAR_CHUNK_ROWS output rows at a time into scratch, so the
- * scratch stays chunk * IC floats even for a 50272-row LM head. */
-static void chunked_half_gemm(zt_cpu_backend *cpu, float *out, /* (N,OC) */
+ * scratch stays chunk * IC floats even for a 50272-row LM head. The upcast runs on this thread:
+ * it costs IC per output row against the GEMM's 2*N*IC, and an OpenMP region between OpenBLAS
+ * calls leaves OpenMP's threads spinning against OpenBLAS's own (bench_ops measured the 125m LM
+ * head 24x slower that way). */
+static void chunked_half_gemm(float *out,                /* (N,OC) */
                               const float *in,                 /* (N,IC) */
                               zt_weight w, float *chunk,       /* (OC,IC), (chunk,IC) */
                               int n_rows, int in_features, int out_features) {
@@ -25,7 +28,6 @@ static void chunked_half_gemm(zt_cpu_backend *cpu, float *out, /* (N,OC) */
     for (int first_out = 0; first_out < out_features; first_out += ZT_CPU_LINEAR_CHUNK_ROWS) {
         int n_out = out_features - first_out;
         if (n_out > ZT_CPU_LINEAR_CHUNK_ROWS) n_out = ZT_CPU_LINEAR_CHUNK_ROWS;
-        ZT_CPU_PARALLEL_FOR(cpu->n_threads)
         for (int r = 0; r < n_out; r++)
             zt_cpu_weight_to_f32(chunk + (size_t)r * row_len, w, (size_t)(first_out + r) * row_len,
                                  row_len);
@@ -80,7 +82,7 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
         gemm_into_columns(out, in, (const float *)w.data, n_rows, in_features, out_features, 0,
                           out_features);
     else
-        chunked_half_gemm(cpu, out, in, w, scratch, n_rows, in_features, out_features);
+        chunked_half_gemm(out, in, w, scratch, n_rows, in_features, out_features);
 
     const float *bias_f32 = bias.data;
     if (bias_floats > 0) {

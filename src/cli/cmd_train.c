@@ -32,7 +32,7 @@ int zt_cmd_train(int argc, char **argv) {
     o.eval_every = 4000;
     o.save_every = 1000;
     const char *lr_schedule = "constant", *eps_schedule = "constant", *dist = NULL;
-    const char *mode = "shadow", *train_as = "classification", *bos = "opt";
+    const char *mode = "shadow", *train_as = "classification", *bos = "opt", *objective = "loss";
     double seed = 42;
     int no_sr = 0, list = 0;
     const zt_arg_option options[] = {
@@ -70,6 +70,8 @@ int zt_cmd_train(int argc, char **argv) {
         {"train-as", ZT_ARG_STRING, &train_as, "L",
          "classification (default) or lm: loss for candidate records (MeZO: lm for Copa, ReCoRD)"},
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default, </s> = 2) or mezo (<s> = 0, MeZO's fix)"},
+        {"objective", ZT_ARG_STRING, &objective, "O",
+         "loss (default), accuracy or f1: minimise -accuracy / -F1 directly (MeZO 3.3)"},
         {"no-stochastic-rounding", ZT_ARG_FLAG, &no_sr, NULL, "round f16/bf16 updates to nearest"},
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
@@ -99,12 +101,16 @@ int zt_cmd_train(int argc, char **argv) {
     static const char *const modes[] = {"shadow", "inplace"};
     static const char *const losses[] = {"classification", "lm"};
     static const char *const bos_kinds[] = {"opt", "mezo"};
+    static const char *const objectives[] = {"loss", "accuracy", "f1"};
     int lr_kind = parse_choice("lr-schedule", lr_schedule, schedules, 4);
     int eps_kind = parse_choice("eps-schedule", eps_schedule, schedules, 3);
     int mode_kind = parse_choice("mode", mode, modes, 2);
     int dist_kind = dist ? parse_choice("dist", dist, dists, 3) : 0;
     int train_as_kind = parse_choice("train-as", train_as, losses, 2);
     int bos_kind = parse_choice("bos", bos, bos_kinds, 2);
+    int objective_kind = parse_choice("objective", objective, objectives, 3);
+    if (objective_kind < 0) return 2;
+    o.objective = (zt_objective_kind)objective_kind;
     if (lr_kind < 0 || eps_kind < 0 || mode_kind < 0 || dist_kind < 0 || train_as_kind < 0 ||
         bos_kind < 0)
         return 2;

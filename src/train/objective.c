@@ -4,6 +4,11 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "loss.h"
+#include "text/bpe.h"
+#include "train/generate.h"
+#include "train/metrics.h"
+#include "train/trainer.h"
 
 static zt_status ensure_logprobs(zt_opt_objective *o, int n) {
     if (n <= o->logprobs_capacity) return ZT_OK;
@@ -20,14 +25,74 @@ static zt_batch model_batch(const zt_task_batch *b) {
     return mb;
 }
 
+/* -accuracy of the candidate argmax (first on ties) over a classification batch. */
+static zt_status negative_accuracy(const zt_task_batch *b, const float *logprobs, double *out) {
+    double *scores = malloc((size_t)b->n_sequences * sizeof *scores);
+    if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
+    zt_targets t = {b->n_targets, b->target_rows, b->target_ids, b->target_sequence};
+    zt_candidate_scores(logprobs, &t, b->n_sequences, scores);
+    int correct = 0;
+    for (int s = 0; s < b->n_sequences;) {
+        int e = b->example_of_sequence[s], best = s, count = 0;
+        while (s + count < b->n_sequences && b->example_of_sequence[s + count] == e) {
+            if (scores[s + count] > scores[best]) best = s + count;
+            count++;
+        }
+        correct += b->candidate_of_sequence[best] == b->label[e];
+        s += count;
+    }
+    free(scores);
+    *out = -(double)correct / b->n_examples;
+    return ZT_OK;
+}
+
+/* -mean F1 of greedy generations of the batch's examples under one variant. */
+static zt_status negative_f1(zt_opt_objective *o, const zt_opt_variants *variant, double *out) {
+    if (!o->dataset || !o->tok || o->dataset->kind != ZT_TASK_GENERATION)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--objective f1 needs generation records and a tokenizer");
+    int32_t *nl = NULL;
+    int n_nl = 0;
+    ZT_TRY(zt_tokenizer_encode(o->tok, "\n", 1, 0, &nl, &n_nl));
+    int32_t stop[2] = {o->model->cfg.eos_token_id, n_nl > 0 ? nl[n_nl - 1] : -1};
+    free(nl);
+    double total = 0.0;
+    for (int i = 0; i < o->n_indices; i++) {
+        const zt_example *e = &o->dataset->examples[o->indices[i]];
+        int max_new = o->model->cfg.max_position_embeddings - e->prompt_length;
+        if (max_new > ZT_GENERATION_MAX_NEW) max_new = ZT_GENERATION_MAX_NEW;
+        int32_t *ids = NULL;
+        int n = 0;
+        ZT_TRY(zt_generate_greedy(o->model, o->ws, variant, e->prompt, e->prompt_length, max_new,
+                                  stop, 2, &ids, &n));
+        char *text = NULL;
+        zt_status s = zt_tokenizer_decode(o->tok, ids, n, 1, &text);
+        free(ids);
+        ZT_TRY(s);
+        total += zt_answer_f1(text, e->answers, e->n_answers);
+        free(text);
+    }
+    *out = -total / o->n_indices;
+    return ZT_OK;
+}
+
 static zt_status evaluate_shadow(zt_opt_objective *o, const zt_variant_set *vs, double *losses) {
     const zt_task_batch *b = o->batch;
+    if (o->kind == ZT_OBJECTIVE_F1) {
+        for (int k = 0; k < vs->n_variants; k++) {
+            zt_opt_variants one = {1, &vs->variant[k], o->perturbed};
+            ZT_TRY(negative_f1(o, &one, &losses[k]));
+        }
+        return ZT_OK;
+    }
     ZT_TRY(ensure_logprobs(o, vs->n_variants * b->n_targets));
     zt_batch mb = model_batch(b);
     zt_opt_variants variants = {vs->n_variants, vs->variant, o->perturbed};
     ZT_TRY(zt_opt_forward_multi(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
-    for (int k = 0; k < vs->n_variants; k++)
-        ZT_TRY(zt_task_batch_loss(b, o->logprobs + (size_t)k * b->n_targets, &losses[k]));
+    for (int k = 0; k < vs->n_variants; k++) {
+        const float *lp = o->logprobs + (size_t)k * b->n_targets;
+        if (o->kind == ZT_OBJECTIVE_ACCURACY) ZT_TRY(negative_accuracy(b, lp, &losses[k]));
+        else ZT_TRY(zt_task_batch_loss(b, lp, &losses[k]));
+    }
     return ZT_OK;
 }
 
@@ -70,8 +135,13 @@ static zt_status evaluate_inplace(zt_opt_objective *o, const zt_param_set *ps,
     for (int k = 0; k < vs->n_variants; k++) {
         ZT_TRY(move_weights(ps, current, &vs->variant[k], dist));
         current = &vs->variant[k];
+        if (o->kind == ZT_OBJECTIVE_F1) {
+            ZT_TRY(negative_f1(o, NULL, &losses[k]));
+            continue;
+        }
         ZT_TRY(zt_opt_forward_multi(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
-        ZT_TRY(zt_task_batch_loss(b, o->logprobs, &losses[k]));
+        if (o->kind == ZT_OBJECTIVE_ACCURACY) ZT_TRY(negative_accuracy(b, o->logprobs, &losses[k]));
+        else ZT_TRY(zt_task_batch_loss(b, o->logprobs, &losses[k]));
     }
     return move_weights(ps, current, NULL, dist);
 }

@@ -14,12 +14,27 @@
 
 typedef enum zt_perturb_mode { ZT_PERTURB_SHADOW = 0, ZT_PERTURB_INPLACE = 1 } zt_perturb_mode;
 
+/* What a step minimises (MeZO §3.3: ZO can optimise non-differentiable objectives directly). */
+typedef enum zt_objective_kind {
+    ZT_OBJECTIVE_LOSS = 0,     /* the task loss (cross-entropy) */
+    ZT_OBJECTIVE_ACCURACY = 1, /* -accuracy of the candidate argmax (classification) */
+    ZT_OBJECTIVE_F1 = 2,       /* -F1 of greedy generations (generation) */
+} zt_objective_kind;
+
+struct zt_tokenizer;
+
 typedef struct zt_opt_objective {
     zt_model *model;
     zt_opt_workspace *ws;
     zt_perturb_mode mode;
     const uint8_t *perturbed;   /* (n_tensors): trainable mask */
     const zt_task_batch *batch; /* set before each step */
+    zt_objective_kind kind;
+    /* for -F1: the batch's examples and the tokenizer that decodes generations */
+    const zt_dataset *dataset;
+    const int *indices;
+    int n_indices;
+    const struct zt_tokenizer *tok;
     float *logprobs;            /* (K,R) host scratch */
     int logprobs_capacity;
 } zt_opt_objective;

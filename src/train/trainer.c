@@ -147,7 +147,34 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, 
     return ZT_OK;
 }
 
+/* Greedy decoding grows a prompt by up to ZT_GENERATION_MAX_NEW tokens. */
+static int generation_length(const zt_dataset *ds, const zt_model *m, int seq_len) {
+    int limit = m->cfg.max_position_embeddings;
+    for (int i = 0; ds->kind == ZT_TASK_GENERATION && i < ds->n_examples; i++) {
+        int need = ds->examples[i].prompt_length + ZT_GENERATION_MAX_NEW;
+        need = need < limit ? need : limit;
+        if (need > seq_len) seq_len = need;
+    }
+    return seq_len;
+}
+
+static zt_status check_objective(const run *r) {
+    const zt_train_options *o = r->o;
+    if (o->objective == ZT_OBJECTIVE_ACCURACY &&
+        (r->train.kind != ZT_TASK_CLASSIFICATION || o->train_as_lm))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--objective accuracy needs classification records trained as "
+                       "classification (%s)",
+                       o->train_path);
+    if (o->objective == ZT_OBJECTIVE_F1 && (r->train.kind != ZT_TASK_GENERATION || !r->tok))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--objective f1 needs generation records and the model's tokenizer (%s)",
+                       o->train_path);
+    return ZT_OK;
+}
+
 static zt_status create_workspace(run *r) {
+    ZT_TRY(check_objective(r));
     int sequences = zt_dataset_max_sequences(&r->train, r->o->batch_size, r->o->train_as_lm);
     int seq_len = r->train.max_sequence;
     if (r->have_eval) {
@@ -155,14 +182,9 @@ static zt_status create_workspace(run *r) {
         int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size, 0);
         if (s > sequences) sequences = s;
         if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
-        /* greedy decoding grows a prompt by up to ZT_GENERATION_MAX_NEW tokens */
-        int limit = r->model->cfg.max_position_embeddings;
-        for (int i = 0; r->eval.kind == ZT_TASK_GENERATION && i < r->eval.n_examples; i++) {
-            int need = r->eval.examples[i].prompt_length + ZT_GENERATION_MAX_NEW;
-            need = need < limit ? need : limit;
-            if (need > seq_len) seq_len = need;
-        }
+        seq_len = generation_length(&r->eval, r->model, seq_len);
     }
+    if (r->o->objective == ZT_OBJECTIVE_F1) seq_len = generation_length(&r->train, r->model, seq_len);
     int n_variants = 0, sphere = 0;
     ZT_TRY(probe_optimizer(r->opt, &n_variants, &sphere));
     zt_opt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW,
@@ -173,6 +195,9 @@ static zt_status create_workspace(run *r) {
     r->objective_state.ws = r->ws;
     r->objective_state.mode = r->o->mode;
     r->objective_state.perturbed = r->trainable;
+    r->objective_state.kind = r->o->objective;
+    r->objective_state.dataset = &r->train;
+    r->objective_state.tok = r->tok;
     zt_opt_objective_bind(&r->objective_state, &r->objective);
     return ZT_OK;
 }
@@ -326,6 +351,8 @@ static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
         ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->cfg.pad_token_id,
                                    o->train_as_lm, &batch));
         r->objective_state.batch = &batch;
+        r->objective_state.indices = r->indices;
+        r->objective_state.n_indices = o->batch_size;
         zt_step_record rec;
         zt_status s = zt_zo_step(r->opt, &r->ps, &r->objective, step, &eo, &rec);
         r->objective_state.batch = NULL;
