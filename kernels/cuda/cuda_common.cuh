@@ -75,6 +75,18 @@ constexpr int kWarpSize = 32;
 constexpr int kBlockThreads = 256;
 /* Grid-stride kernels stop adding blocks here; more would only queue behind the resident ones. */
 constexpr int kMaxStrideBlocks = 4096;
+/* The same cap for the perturbation kernels (perturb, update, z_sumsq). The host executor lowers
+ * it so that their grid-stride loops take several turns at test sizes. */
+#ifndef ZT_CUDA_ZO_MAX_BLOCKS
+#define ZT_CUDA_ZO_MAX_BLOCKS 4096u
+#endif
+/* linear widens half-precision weights to f32 at most this many elements at a time, so its
+ * scratch stays bounded (64 MiB) however large the layer; the host executor lowers it to reach
+ * chunk boundaries at test sizes. Here rather than in linear.cu so that scratch planning
+ * (cuda_backend.cu) sees the same value. */
+#ifndef ZT_CUDA_LINEAR_CHUNK_FLOATS
+#define ZT_CUDA_LINEAR_CHUNK_FLOATS (16u << 20)
+#endif
 
 /* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
 struct zt_cuda_backend {
@@ -82,7 +94,8 @@ struct zt_cuda_backend {
     int device;
     cudaStream_t stream;   /* every op, copy and GEMM is ordered on this one stream */
     cublasHandle_t cublas; /* bound to `stream`, TF32 off */
-    float *scratch;        /* device; linear's f32 copy of a half-precision weight chunk */
+    float *scratch;        /* device; linear's f32 weight chunk, z_sumsq's partial sums, or the
+                              terms of a perturbation too long to pass by value */
     size_t scratch_floats;
     int *index_error; /* device; first bad position found by zt_cuda_find_bad_index */
 };
@@ -136,6 +149,33 @@ zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const fl
 zt_status zt_cuda_add(zt_backend *be, float *x, const float *y, size_t n_elems);
 zt_status zt_cuda_target_logprobs(zt_backend *be, float *logprob, const float *logits,
                                   const int32_t *targets, int n_rows, int vocab);
+zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
+                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
+                          const zt_perturbation *p);
+zt_status zt_cuda_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
+                          size_t n_elems, zt_dist dist);
+zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
+                         size_t n_elems, float *state, const zt_update *u);
+
+/* z_sumsq on a grid of at most max_blocks blocks (the op uses ZT_CUDA_ZO_MAX_BLOCKS). The result
+ * depends on n_elems only, never on the grid: the tests call this with several grids. */
+zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
+                               size_t n_elems, zt_dist dist, unsigned max_blocks);
+
+// ---- scratch planning: what each op asks of zt_cuda_scratch (cuda_backend.cu answers queries) --
+
+/* Floats of scratch linear takes: one chunk of widened weight rows, none for an f32 weight. */
+static inline size_t zt_cuda_linear_scratch_floats(int in_features, int out_features,
+                                                   zt_dtype weight_dtype) {
+    if (weight_dtype == ZT_F32 || in_features <= 0 || out_features <= 0) return 0;
+    size_t chunk_rows = ZT_CUDA_LINEAR_CHUNK_FLOATS / (size_t)in_features;
+    if (chunk_rows < 1) chunk_rows = 1;
+    if (chunk_rows > (size_t)out_features) chunk_rows = (size_t)out_features;
+    return chunk_rows * (size_t)in_features;
+}
+
+/* Floats of scratch z_sumsq takes for n Gaussian elements (sumsq.cu). */
+size_t zt_cuda_z_sumsq_scratch_floats(size_t n_elems);
 
 // ---------------------------------------------------------------------------------------------
 // Device helpers.

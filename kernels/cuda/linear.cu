@@ -1,12 +1,8 @@
 /* linear: out = in @ W^T (+ bias) (then ReLU), through cuBLAS in full f32 (no TF32). */
 #include "cuda/cuda_common.cuh"
 
-/* Half-precision weights are widened to f32 at most this many elements at a time, so linear's
- * scratch stays bounded (64 MiB) however large the layer. The host executor lowers it to reach
- * chunk boundaries at test sizes. */
-#ifndef ZT_CUDA_LINEAR_CHUNK_FLOATS
-#define ZT_CUDA_LINEAR_CHUNK_FLOATS (16u << 20)
-#endif
+/* Half-precision weights are widened to f32 at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements at a
+ * time (cuda_common.cuh), so linear's scratch stays bounded however large the layer. */
 
 namespace ZT_CUDA_NAMESPACE {
 
@@ -79,11 +75,11 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
     } else {
         /* cuBLAS has no f32 x f16 GEMM, and rounding the activations to half would change the
          * result; so the weight is widened (exactly) chunk by chunk and the GEMM stays f32. */
-        size_t chunk_rows = ZT_CUDA_LINEAR_CHUNK_FLOATS / (size_t)in_features;
-        if (chunk_rows < 1) chunk_rows = 1;
-        if (chunk_rows > (size_t)out_features) chunk_rows = (size_t)out_features;
+        /* the planner asks the same function, so the plan and the op cannot drift apart */
+        size_t chunk_floats = zt_cuda_linear_scratch_floats(in_features, out_features, w.dtype);
+        size_t chunk_rows = chunk_floats / (size_t)in_features;
         float *chunk;
-        ZT_TRY(zt_cuda_scratch(cb, chunk_rows * (size_t)in_features, op, &chunk));
+        ZT_TRY(zt_cuda_scratch(cb, chunk_floats, op, &chunk));
         const size_t elem_size = zt_dtype_size(w.dtype);
         for (size_t first = 0; first < (size_t)out_features; first += chunk_rows) {
             size_t n_out = (size_t)out_features - first;

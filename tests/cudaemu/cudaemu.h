@@ -33,6 +33,8 @@
 #define zt_cuda_backend_create zt_cudaemu_backend_create
 /* Small weight chunks, so that linear's chunk loop and its boundaries run at test sizes. */
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (40u * 1024u)
+/* Few blocks for perturb / update / z_sumsq, so that their grid-stride loops take several turns. */
+#define ZT_CUDA_ZO_MAX_BLOCKS 5u
 
 // ---- runtime and cuBLAS entry points, renamed before the headers declare them ----
 // The headers then declare exactly the cudaemu_* functions that cudaemu.cpp defines, with the
@@ -404,6 +406,31 @@ inline int __clz(int x) {
 }
 template <typename T> T __ldg(const T *p) {
     return *p;
+}
+
+/* Explicitly rounded arithmetic (round to nearest even, never contracted into an FMA). The
+ * emulated units are built with -ffp-contract=off (meson.build) and x86-64 SSE rounds each
+ * operation to its type, so plain operators give exactly the device's results. */
+inline float __fadd_rn(float a, float b) {
+    return a + b;
+}
+inline float __fsub_rn(float a, float b) {
+    return a - b;
+}
+inline float __fmul_rn(float a, float b) {
+    return a * b;
+}
+inline float __fdiv_rn(float a, float b) {
+    return a / b;
+}
+inline float __fsqrt_rn(float x) {
+    return sqrtf(x);
+}
+inline double __dadd_rn(double a, double b) {
+    return a + b;
+}
+inline double __dmul_rn(double a, double b) {
+    return a * b;
 }
 
 // ---- dynamic shared memory and the launch (kernels/cuda/cuda_common.cuh uses these) ----

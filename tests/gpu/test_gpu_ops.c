@@ -1,6 +1,10 @@
 /* The real CUDA backend against the CPU backend: every forward op on the same awkward shapes,
- * guard bands and NMSE bounds as the emulated run (tests/cudaemu/op_parity.h). Exits 77 (a meson
- * skip) when the CUDA runtime finds no device, which is the case on the CI machines.
+ * guard bands and NMSE bounds as the emulated run (tests/cudaemu/op_parity.h), then the
+ * perturbation ops (tests/cudaemu/zo_parity.h): bit for bit with Rademacher z and for every
+ * update rule, within the documented __sincosf bound B_z with Gaussian z; the RNG streams of
+ * device code against the CPU's Philox and cuRAND's device API; z_sumsq on several grids; scratch
+ * planning. Exits 77 (a meson skip) when the CUDA runtime finds no device, which is the case on
+ * the CI machines.
  *
  *   test_gpu_ops [--seed N] [--device N]      ZT_CUDA_SYNC=1 attributes faults to kernels
  */
@@ -16,6 +20,7 @@
 #include "zt_test.h"
 
 #include "op_parity.h"
+#include "zo_parity.h"
 
 int main(int argc, char **argv) {
     uint64_t seed = 20250607;
@@ -41,12 +46,15 @@ int main(int argc, char **argv) {
     double start = zt_parity_now();
     zt_mem_stats at_start;
     zt_mem_stats_get(&at_start);
+    zt_zo_scratch_checks(zt_cuda_backend_create, device);
     zt_backend *cpu = NULL, *gpu = NULL;
     ZT_REQUIRE_OK(zt_cpu_backend_create(0, &cpu));
     ZT_REQUIRE_OK(zt_cuda_backend_create(device, &gpu));
     ZT_CHECK(strcmp(gpu->ops->name, "cuda") == 0, "backend name %s", gpu->ops->name);
 
     zt_parity_run(cpu, gpu, seed);
+    const zt_zo_mode mode = {0}; /* Gaussian z from __sincosf: within B_z, not bit for bit */
+    zt_zo_parity_run(cpu, gpu, seed, &mode);
 
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);

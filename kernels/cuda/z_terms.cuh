@@ -1,0 +1,115 @@
+/* What the perturbation kernels share (perturb.cu, update.cu): the terms of a perturbation as a
+ * kernel argument, g for one Philox block in the CPU backend's f32 operation order, and element
+ * loads and stores in a storage dtype.
+ *
+ * z comes from the engine's own Philox (kernels/common/perturb_rng.h), the very functions the
+ * CPU backend calls, rather than from curand_init + curand4 / curand_normal4. The words are the
+ * same: block b of a key is curand_init(key, b & 0xFFFF, 4 * (b >> 16)) + curand4, and
+ * curand_normal4 applies the same Box-Muller (its angle FMA-contracted by nvcc, as
+ * zt_box_muller_v spells out, and __sincosf on the device). tests/cudaemu/zo_probe.cu checks that
+ * equivalence in the host executor and on a GPU. The direct form draws one Philox block per four
+ * elements; curand4 computes the next block ahead as well, twice the integer work, and the
+ * kernels here are close to compute-bound with Box-Muller on top.
+ *
+ * f32 arithmetic goes through __fmul_rn / __fadd_rn / ... so that nvcc cannot contract a*z + g
+ * into an FMA: given identical z, perturb and update give the CPU backend's bits. On a GPU the
+ * Gaussian z itself differs from the CPU's by __sincosf's error (kernels/common/philox.h); in the
+ * host executor it is bit-identical, since there the kernels run the host sinf / cosf.
+ */
+#ifndef ZT_CUDA_Z_TERMS_CUH
+#define ZT_CUDA_Z_TERMS_CUH
+
+#include "common/dtype.h"
+#include "common/perturb_rng.h"
+#include "cuda/cuda_common.cuh"
+
+namespace ZT_CUDA_NAMESPACE {
+
+/* Terms up to this count travel inside the kernel argument (read through the constant bank, no
+ * copy); more are uploaded to the backend scratch first. MeZO has one term, q-direction steps a
+ * handful. */
+constexpr int kInlineZTerms = 32;
+
+/* sum_i scale_i * z(key_i, j): keys and scales hoisted on the host, as zt_cpu_z_terms_prepare
+ * does (scale = coeff * z_scale rounded once to f32). */
+struct zt_cuda_z_terms {
+    int n_terms;
+    zt_dist dist;
+    const uint64_t *spilled_keys; /* device, when n_terms > kInlineZTerms; else NULL */
+    const float *spilled_scales;
+    uint64_t keys[kInlineZTerms];
+    float scales[kInlineZTerms];
+};
+
+/* Checks p as the CPU backend does (zt_cpu_z_terms_prepare): same order, statuses and messages.
+ * Touches no device state. Defined in perturb.cu. */
+zt_status zt_cuda_check_perturbation(const char *op, const zt_perturbation *p);
+
+/* Fills *out from a checked p. Terms beyond kInlineZTerms go to the backend scratch (queued on
+ * the stream, ahead of the kernel that reads them), so the caller must not take the scratch for
+ * anything else before that kernel is launched. Defined in perturb.cu. */
+zt_status zt_cuda_z_terms_prepare(zt_cuda_backend *cb, const char *op, const zt_perturbation *p,
+                                  uint32_t tensor_id, zt_cuda_z_terms *out);
+
+/* Scratch floats zt_cuda_z_terms_prepare takes for n_terms terms (0 when they fit inline). */
+static inline size_t zt_cuda_z_terms_scratch_floats(int n_terms) {
+    if (n_terms <= kInlineZTerms) return 0;
+    return (size_t)n_terms * (sizeof(uint64_t) + sizeof(float)) / sizeof(float);
+}
+
+/* Blocks for a grid-stride loop over n_items, one per thread. */
+static inline unsigned zt_zo_blocks(uint64_t n_items, unsigned max_blocks) {
+    uint64_t blocks = (n_items + kBlockThreads - 1) / kBlockThreads;
+    if (blocks > max_blocks) blocks = max_blocks;
+    return blocks == 0 ? 1u : (unsigned)blocks;
+}
+
+/* g for elements 4*block .. 4*block+3 of the tensor: a_0*z_0, then + a_i*z_i in term order, one
+ * rounding per operation (kernels/cpu/perturb_ops.h). n_terms > 0. */
+__device__ __forceinline__ zt_f32x4 zt_cuda_z_sum_block4(const zt_cuda_z_terms &terms,
+                                                         uint64_t block) {
+    const bool spilled = terms.n_terms > kInlineZTerms;
+    zt_f32x4 sum;
+    for (int i = 0; i < terms.n_terms; i++) {
+        const uint64_t key = spilled ? terms.spilled_keys[i] : terms.keys[i];
+        const float a = spilled ? terms.spilled_scales[i] : terms.scales[i];
+        const zt_f32x4 z = terms.dist == ZT_DIST_GAUSSIAN ? zt_z_gauss_block4(key, block)
+                                                          : zt_z_rademacher_block4(key, block);
+        if (i == 0) {
+            /* Assigned, not added to 0: 0 + (-0) would turn a negative zero positive. */
+            sum.x = __fmul_rn(a, z.x);
+            sum.y = __fmul_rn(a, z.y);
+            sum.z = __fmul_rn(a, z.z);
+            sum.w = __fmul_rn(a, z.w);
+        } else {
+            sum.x = __fadd_rn(sum.x, __fmul_rn(a, z.x));
+            sum.y = __fadd_rn(sum.y, __fmul_rn(a, z.y));
+            sum.z = __fadd_rn(sum.z, __fmul_rn(a, z.z));
+            sum.w = __fadd_rn(sum.w, __fmul_rn(a, z.w));
+        }
+    }
+    return sum;
+}
+
+/* Element i of a buffer of `dtype`, as f32 (exact), through the conversions the CPU uses. */
+__device__ __forceinline__ float zt_cuda_load_f32(const void *data, zt_dtype dtype, size_t i) {
+    if (dtype == ZT_F32) return static_cast<const float *>(data)[i];
+    const uint16_t bits = static_cast<const uint16_t *>(data)[i];
+    return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
+}
+
+/* Stores value into element i, rounding to nearest even for f16 / bf16 (the CPU's conversion,
+ * NaN and overflow included). */
+__device__ __forceinline__ void zt_cuda_store_rne(void *data, zt_dtype dtype, size_t i,
+                                                  float value) {
+    if (dtype == ZT_F32)
+        static_cast<float *>(data)[i] = value;
+    else if (dtype == ZT_F16)
+        static_cast<uint16_t *>(data)[i] = zt_f32_to_f16(value);
+    else
+        static_cast<uint16_t *>(data)[i] = zt_f32_to_bf16(value);
+}
+
+} // namespace ZT_CUDA_NAMESPACE
+
+#endif

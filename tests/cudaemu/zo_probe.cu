@@ -1,0 +1,79 @@
+/* Test-only probes of the CUDA backend's perturbation code (declared in zo_probe.h): compiled by
+ * nvcc into tests/gpu, and by the host compiler against cudaemu.h into tests/cudaemu
+ * (emu_zo_probe.cpp), exactly as a kernels/cuda unit is.
+ *
+ * The RNG probe runs, in device code, the engine's Philox functions the kernels call
+ * (kernels/common/perturb_rng.h) next to the cuRAND device API addressed as DESIGN.md section 2
+ * says, so a test can show that both give the CPU backend's 32-bit words. */
+#include <curand_kernel.h>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/z_terms.cuh"
+#include "zo_probe.h"
+
+namespace ZT_CUDA_NAMESPACE {
+
+__device__ __forceinline__ void zt_probe_store4(uint32_t *out, zt_u32x4 v) {
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
+}
+
+__device__ __forceinline__ void zt_probe_store_f4(uint32_t *out, float x, float y, float z,
+                                                  float w) {
+    out[0] = zt_f32_bits(x);
+    out[1] = zt_f32_bits(y);
+    out[2] = zt_f32_bits(z);
+    out[3] = zt_f32_bits(w);
+}
+
+static __global__ void zt_zo_probe_rng_k(uint32_t *out,        /* (n, ZT_PROBE_WORDS) */
+                                         const uint64_t *keys, /* (n) */
+                                         const uint64_t *blocks, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const uint64_t key = keys[i], block = blocks[i];
+    uint32_t *mine = out + (size_t)i * ZT_PROBE_WORDS;
+    zt_probe_store4(mine + ZT_PROBE_Z_BITS, zt_z_bits_block4(key, block));
+    zt_probe_store4(mine + ZT_PROBE_SR_BITS, zt_sr_bits_block4(key, block));
+    const zt_f32x4 gauss = zt_z_gauss_block4(key, block);
+    zt_probe_store_f4(mine + ZT_PROBE_Z_GAUSS, gauss.x, gauss.y, gauss.z, gauss.w);
+
+    /* The subsequence and offset at which block `block` of the engine's addressing sits in
+     * cuRAND's: 65536 subsequences, the rest of the block index as an offset of 4 words per
+     * block. The SR stream is counter word 3 = 1, i.e. subsequence + 2^32. */
+    const unsigned long long subsequence = block & 0xFFFFu, offset = 4ull * (block >> 16);
+    curandStatePhilox4_32_10_t state;
+    curand_init(key, subsequence, offset, &state);
+    const uint4 bits = curand4(&state);
+    zt_probe_store4(mine + ZT_PROBE_CURAND_BITS, zt_u32x4{bits.x, bits.y, bits.z, bits.w});
+    curand_init(key, subsequence + (1ull << 32), offset, &state);
+    const uint4 sr = curand4(&state);
+    zt_probe_store4(mine + ZT_PROBE_CURAND_SR, zt_u32x4{sr.x, sr.y, sr.z, sr.w});
+    curand_init(key, subsequence, offset, &state);
+    const float4 normal = curand_normal4(&state);
+    zt_probe_store_f4(mine + ZT_PROBE_CURAND_GAUSS, normal.x, normal.y, normal.z, normal.w);
+}
+
+} // namespace ZT_CUDA_NAMESPACE
+
+/* Outside the namespace, named in full: in the real build the namespace and the backend accessor
+ * are both called zt_cuda. */
+extern "C" zt_status zt_zo_probe_rng(zt_backend *be, uint32_t *out, const uint64_t *keys,
+                                     const uint64_t *blocks, int n) {
+    namespace zc = ZT_CUDA_NAMESPACE;
+    if (n <= 0) return ZT_OK;
+    ZT_TRY(zc::zt_cuda_enter(be));
+    zc::zt_cuda_backend *cb = zc::zt_cuda(be);
+    ZT_LAUNCH(zc::zt_zo_probe_rng_k, (unsigned)((n + zc::kBlockThreads - 1) / zc::kBlockThreads),
+              zc::kBlockThreads, 0, cb->stream, out, keys, blocks, n);
+    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream));
+    return ZT_OK;
+}
+
+extern "C" zt_status zt_zo_probe_sumsq(zt_backend *be, double *out, uint64_t seed,
+                                       uint32_t tensor_id, size_t n_elems, unsigned max_blocks) {
+    return ZT_CUDA_NAMESPACE::zt_cuda_z_sumsq_grid(be, out, seed, tensor_id, n_elems,
+                                                   ZT_DIST_GAUSSIAN, max_blocks);
+}

@@ -1,0 +1,43 @@
+/* Test-only entry points into the CUDA backend's perturbation code (zo_probe.cu), for the emulated
+ * backend (tests/cudaemu) and the real one (tests/gpu). be must be a backend of the build the
+ * probe was compiled into ("cuda-emu" or "cuda"); pointers marked device are that backend's
+ * memory (its alloc / upload / download). */
+#ifndef ZT_TEST_ZO_PROBE_H
+#define ZT_TEST_ZO_PROBE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Words per probed block in zt_zo_probe_rng's output, and where each stream starts. */
+enum {
+    ZT_PROBE_Z_BITS = 0,        /* zt_z_bits_block4, as the kernels draw z */
+    ZT_PROBE_SR_BITS = 4,       /* zt_sr_bits_block4, as update draws its rounding bits */
+    ZT_PROBE_Z_GAUSS = 8,       /* zt_z_gauss_block4 (f32 bits) */
+    ZT_PROBE_CURAND_BITS = 12,  /* curand_init(key, b & 0xFFFF, 4 * (b >> 16)); curand4 */
+    ZT_PROBE_CURAND_SR = 16,    /* curand_init(key, 2^32 + (b & 0xFFFF), 4 * (b >> 16)); curand4 */
+    ZT_PROBE_CURAND_GAUSS = 20, /* curand_init(key, b & 0xFFFF, 4 * (b >> 16)); curand_normal4 */
+    ZT_PROBE_WORDS = 24,
+};
+
+/* For i < n: the streams above for block blocks[i] of key keys[i], computed by a kernel (device
+ * code) into out[i * ZT_PROBE_WORDS ...]. Waits for the result. */
+zt_status zt_zo_probe_rng(zt_backend *be, uint32_t *out, /* device (n, ZT_PROBE_WORDS) */
+                          const uint64_t *keys,          /* device (n) */
+                          const uint64_t *blocks,        /* device (n) */
+                          int n);
+
+/* z_sumsq on a grid of at most max_blocks blocks (the op itself picks its own grid). */
+zt_status zt_zo_probe_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
+                            size_t n_elems, unsigned max_blocks);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
