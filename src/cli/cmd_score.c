@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "core/status.h"
 #include "io/jsonl.h"
+#include "io/safetensors.h"
 #include "loss.h"
 #include "opt.h"
 
@@ -99,15 +100,51 @@ static zt_status read_records(const char *path, const zt_opt_config *cfg, record
     return s;
 }
 
+/* Target-row logits kept for --logits: (rows, V) with each row's (record line, position). */
+typedef struct logits_dump {
+    float *values;
+    int32_t *where; /* (rows, 2) */
+    size_t rows, capacity;
+} logits_dump;
+
+static zt_status dump_append(logits_dump *d, const float *logits, const zt_targets *t,
+                             const record *recs, int seq_len, int vocab) {
+    if (d->rows + (size_t)t->n > d->capacity) {
+        size_t capacity = 2 * (d->rows + (size_t)t->n);
+        float *v = realloc(d->values, capacity * (size_t)vocab * sizeof *v);
+        int32_t *w = realloc(d->where, capacity * 2 * sizeof *w);
+        if (v) d->values = v;
+        if (w) d->where = w;
+        if (!v || !w) return zt_fail(ZT_ERR_NOMEM, "--logits: %zu rows", capacity);
+        d->capacity = capacity;
+    }
+    memcpy(d->values + d->rows * (size_t)vocab, logits, (size_t)t->n * vocab * sizeof(float));
+    for (int r = 0; r < t->n; r++) {
+        d->where[2 * (d->rows + r)] = recs[t->example[r]].line;
+        d->where[2 * (d->rows + r) + 1] = t->rows[r] % seq_len;
+    }
+    d->rows += (size_t)t->n;
+    return ZT_OK;
+}
+
+static zt_status dump_write(const logits_dump *d, const char *path, int vocab) {
+    int64_t value_shape[2] = {(int64_t)d->rows, vocab}, where_shape[2] = {(int64_t)d->rows, 2};
+    zt_st_write_tensor tensors[2] = {{"logits", "F32", 2, value_shape, d->values},
+                                     {"line_position", "I32", 2, where_shape, d->where}};
+    return zt_st_write(path, tensors, 2, NULL, 0);
+}
+
 /* Scores records [first, first+n): right-padded batch, one forward, per-example mean NLL. */
 static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *recs, int n,
-                             double *loss, int *n_tokens) {
+                             double *loss, int *n_tokens, logits_dump *dump) {
     int seq_len = 0;
     for (int i = 0; i < n; i++) seq_len = recs[i].length > seq_len ? recs[i].length : seq_len;
     size_t cells = (size_t)n * seq_len;
     int32_t *ids = calloc(cells, sizeof *ids), *mask = calloc(cells, sizeof *mask);
     int32_t *labels = malloc(cells * sizeof *labels);
     float *logprobs = malloc(cells * sizeof *logprobs);
+    float *logits = dump ? malloc(cells * (size_t)m->cfg.vocab_size * sizeof *logits) : NULL;
+    if (dump && !logits) free(logprobs), logprobs = NULL;
     zt_targets targets = {0};
     zt_status s = ids && mask && labels && logprobs ? ZT_OK
                                                     : zt_fail(ZT_ERR_NOMEM, "allocating a batch");
@@ -124,9 +161,12 @@ static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *re
     if (s == ZT_OK) s = zt_targets_from_labels(n, seq_len, labels, m->cfg.vocab_size, &targets);
     if (s == ZT_OK) {
         zt_batch batch = {n, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
-        s = zt_opt_forward_logprobs(m, ws, &batch, logprobs, NULL);
+        s = zt_opt_forward_logprobs(m, ws, &batch, logprobs, logits);
     }
     if (s == ZT_OK) zt_lm_loss(logprobs, &targets, n, loss, n_tokens, NULL);
+    if (s == ZT_OK && dump)
+        s = dump_append(dump, logits, &targets, recs, seq_len, m->cfg.vocab_size);
+    free(logits);
     zt_targets_free(&targets);
     free(ids);
     free(mask);
@@ -137,12 +177,14 @@ static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *re
 
 int zt_cmd_score(int argc, char **argv) {
     int json = 0, batch_size = 8, threads = 0;
-    const char *device = "cpu";
+    const char *device = "cpu", *logits_path = NULL;
     const zt_arg_option options[] = {
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default: all cores)"},
+        {"logits", ZT_ARG_STRING, &logits_path, "FILE",
+         "also write every target row's logits (safetensors: logits (R,V), line_position (R,2))"},
     };
     const zt_arg_spec spec = {
         "zotune score", "zotune score MODEL_DIR DATA.jsonl [options]",
@@ -166,6 +208,7 @@ int zt_cmd_score(int argc, char **argv) {
     record_list records = {0};
     double *loss = NULL;
     int *n_tokens = NULL;
+    logits_dump dump = {0};
     zt_status s = zt_backend_create(device, threads, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
     if (s == ZT_OK) s = read_records(positional[1], &model->cfg, &records);
@@ -181,11 +224,15 @@ int zt_cmd_score(int argc, char **argv) {
     }
     for (int first = 0; s == ZT_OK && first < records.count; first += batch_size) {
         int n = records.count - first < batch_size ? records.count - first : batch_size;
-        s = score_batch(model, ws, records.items + first, n, loss + first, n_tokens + first);
+        s = score_batch(model, ws, records.items + first, n, loss + first, n_tokens + first,
+                        logits_path ? &dump : NULL);
         if (records.count > 4 * batch_size)
             fprintf(stderr, "\rscored %d/%d", first + n, records.count);
     }
     if (records.count > 4 * batch_size) fprintf(stderr, "\n");
+    if (s == ZT_OK && logits_path) s = dump_write(&dump, logits_path, model->cfg.vocab_size);
+    free(dump.values);
+    free(dump.where);
 
     if (s == ZT_OK) {
         double total_nll = 0.0;
