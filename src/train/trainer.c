@@ -215,6 +215,9 @@ static zt_status replay_records(run *r, const zt_step_record *records, int n, in
         zt_step_plan plan;
         zt_step_update update;
         ZT_TRY(zt_optimizer_plan(r->opt, rec->step, rec->step_seed, &plan));
+        zt_step_plan more;
+        if (zt_optimizer_extend(r->opt, rec->step, &plan, rec->losses, &more))
+            ZT_TRY(zt_optimizer_append(&plan, &more));
         ZT_TRY(zt_optimizer_finish(r->opt, rec->step, &plan, rec->losses, &update));
         if (update.n_terms != rec->update.n_terms || update.rule != rec->update.rule)
             return zt_fail(ZT_ERR_FORMAT,

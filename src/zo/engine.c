@@ -77,6 +77,26 @@ static void fold_norms(zt_direction *terms, int n_terms, const zt_step_plan *pla
             }
 }
 
+/* Evaluates the variants of one round (sphere norms folded in); losses[k] for each. */
+static zt_status evaluate_round(zt_objective *obj, zt_param_set *ps, const zt_step_plan *plan,
+                                const double *inverse_norm, int step, int first_variant,
+                                double *losses) {
+    zt_step_plan scaled = *plan;
+    zt_variant_set variants;
+    variants.n_variants = plan->n_variants;
+    for (int k = 0; k < plan->n_variants; k++) {
+        fold_norms(scaled.terms[k], scaled.n_terms[k], plan, inverse_norm);
+        variants.variant[k] = (zt_perturbation){scaled.terms[k], scaled.n_terms[k],
+                                                backend_dist(plan->dist), 1.0f};
+    }
+    ZT_TRY(obj->evaluate(obj->ctx, ps, &variants, losses));
+    for (int k = 0; k < plan->n_variants; k++)
+        if (!isfinite(losses[k]))
+            return zt_fail(ZT_ERR_NUMERIC, "step %d: variant %d has a non-finite loss (%g)", step,
+                           first_variant + k, losses[k]);
+    return ZT_OK;
+}
+
 zt_status zt_zo_step(zt_optimizer *opt, zt_param_set *ps, zt_objective *obj, int step,
                      const zt_engine_options *options, zt_step_record *record) {
     memset(record, 0, sizeof *record);
@@ -93,20 +113,14 @@ zt_status zt_zo_step(zt_optimizer *opt, zt_param_set *ps, zt_objective *obj, int
             inverse_norm[d] = 1.0 / norm;
         }
 
-    zt_step_plan scaled = plan;
-    zt_variant_set variants;
-    variants.n_variants = plan.n_variants;
-    for (int k = 0; k < plan.n_variants; k++) {
-        fold_norms(scaled.terms[k], scaled.n_terms[k], &plan, inverse_norm);
-        variants.variant[k] = (zt_perturbation){scaled.terms[k], scaled.n_terms[k],
-                                                backend_dist(plan.dist), 1.0f};
-    }
     double losses[ZT_MAX_VARIANTS];
-    ZT_TRY(obj->evaluate(obj->ctx, ps, &variants, losses));
-    for (int k = 0; k < plan.n_variants; k++)
-        if (!isfinite(losses[k]))
-            return zt_fail(ZT_ERR_NUMERIC, "step %d: variant %d has a non-finite loss (%g)", step,
-                           k, losses[k]);
+    ZT_TRY(evaluate_round(obj, ps, &plan, inverse_norm, step, 0, losses));
+    zt_step_plan more;
+    if (zt_optimizer_extend(opt, step, &plan, losses, &more)) {
+        ZT_TRY(evaluate_round(obj, ps, &more, inverse_norm, step, plan.n_variants,
+                              losses + plan.n_variants));
+        ZT_TRY(zt_optimizer_append(&plan, &more));
+    }
 
     zt_step_update update;
     ZT_TRY(zt_optimizer_finish(opt, step, &plan, losses, &update));

@@ -424,7 +424,9 @@ static int expected_variants(const zt_optimizer *opt) {
     if (is_central(opt->policy)) return 2 * opt->n_directions;
     if (is_forward(opt->policy)) return opt->n_directions + 1;
     if (opt->policy == POLICY_STP) return 3;
-    return 2; /* s2p, as2p */
+    if (opt->policy == POLICY_S2P && (opt->hp.s2p_option == 2 || opt->hp.s2p_option == 4))
+        return 4; /* +-rho s, then +-alpha s */
+    return 2; /* s2p options 1 and 3, as2p */
 }
 
 zt_status zt_optimizer_plan(zt_optimizer *opt, int step, uint64_t step_seed, zt_step_plan *plan) {
@@ -594,18 +596,45 @@ static zt_status finish_s2p(const zt_optimizer *opt, const zt_step_plan *plan, i
         alpha = s2p_fixed_alpha(opt, step);
         update->projected_grad = alpha > 0.0 ? difference / (2.0 * alpha) : 0.0;
     } else {
-        /* The probes are +-rho s and give gamma; alpha follows from |gamma|. The exact
-         * algorithm would then evaluate f(x +- alpha s) in a second round, which a one-round
-         * plan cannot express: the step direction is sign(f(x+rho s) - f(x-rho s)), the
-         * paper's own "safe sign assignment" for alpha <= rho (spec §6.3). */
+        /* Round one probed +-rho s and gave gamma, alpha follows from |gamma|; round two
+         * probed +-alpha s (zt_optimizer_extend): move to the lower of those (spec §6.2). */
         double rho;
         ZT_TRY(eps_at(opt, step, &rho));
         double gamma = difference / (2.0 * rho);
         update->projected_grad = gamma;
         alpha = s2p_adaptive_alpha(opt, fabs(gamma));
+        difference = losses[2] - losses[3]; /* f(x + alpha s) - f(x - alpha s) */
     }
     /* x <- x - sign(Delta) alpha s reaches argmin{f(x + alpha s), f(x - alpha s)}. */
     add_term(update, plan->seeds[0], sign_of(difference) * alpha);
+    return ZT_OK;
+}
+
+int zt_optimizer_extend(zt_optimizer *opt, int step, const zt_step_plan *plan, const double *losses,
+                        zt_step_plan *more) {
+    if (opt->policy != POLICY_S2P || (opt->hp.s2p_option != 2 && opt->hp.s2p_option != 4) ||
+        plan->n_variants != 2)
+        return 0;
+    double rho;
+    if (eps_at(opt, step, &rho) != ZT_OK || !isfinite(losses[0]) || !isfinite(losses[1])) return 0;
+    double alpha = s2p_adaptive_alpha(opt, fabs(losses[0] - losses[1]) / (2.0 * rho));
+    memset(more, 0, sizeof *more);
+    more->n_directions = plan->n_directions;
+    more->dist = plan->dist;
+    memcpy(more->seeds, plan->seeds, sizeof more->seeds);
+    add_probe_pair(more, plan->seeds[0], alpha);
+    return 1;
+}
+
+zt_status zt_optimizer_append(zt_step_plan *plan, const zt_step_plan *more) {
+    if (plan->n_variants + more->n_variants > ZT_MAX_VARIANTS)
+        return zt_fail(ZT_ERR_INTERNAL, "a step of %d + %d variants exceeds %d", plan->n_variants,
+                       more->n_variants, ZT_MAX_VARIANTS);
+    for (int k = 0; k < more->n_variants; k++) {
+        int at = plan->n_variants++;
+        plan->n_terms[at] = more->n_terms[k];
+        memcpy(plan->terms[at], more->terms[k], sizeof plan->terms[at]);
+    }
     return ZT_OK;
 }
 

@@ -88,6 +88,15 @@ const zt_optimizer_info *zt_optimizer_get_info(const zt_optimizer *opt);
  * from it). */
 zt_status zt_optimizer_plan(zt_optimizer *opt, int step, uint64_t step_seed, zt_step_plan *plan);
 
+/* A second round of the same step (S2P options 2 and 4 choose their probes +-alpha s from the
+ * first round's |gamma|): returns 1 and fills `more` when the losses of `plan` call for further
+ * variants on the same data, 0 otherwise. zt_optimizer_append then joins the two plans, and
+ * finish receives the losses of both rounds in that order. */
+int zt_optimizer_extend(zt_optimizer *opt, int step, const zt_step_plan *plan, const double *losses,
+                        zt_step_plan *more);
+/* plan += more's variants (same directions). */
+zt_status zt_optimizer_append(zt_step_plan *plan, const zt_step_plan *more);
+
 /* Step k, after evaluation: losses[k] of each planned variant -> the update. */
 zt_status zt_optimizer_finish(zt_optimizer *opt, int step, const zt_step_plan *plan,
                               const double *losses, zt_step_update *update);

@@ -21,10 +21,13 @@ static zt_optimizer *make(const char *name, const zt_zo_hparams *hp, int total_s
     return opt;
 }
 
-/* Plans step `step` and finishes it with `losses`. */
+/* Plans step `step` and finishes it with `losses` (both rounds' when the policy extends). */
 static void run_step(zt_optimizer *opt, int step, const double *losses, zt_step_plan *plan,
                      zt_step_update *update) {
     ZT_REQUIRE_OK(zt_optimizer_plan(opt, step, STEP_SEED + (uint64_t)step, plan));
+    zt_step_plan more;
+    if (zt_optimizer_extend(opt, step, plan, losses, &more))
+        ZT_REQUIRE_OK(zt_optimizer_append(plan, &more));
     ZT_REQUIRE_OK(zt_optimizer_finish(opt, step, plan, losses, update));
 }
 
@@ -245,8 +248,9 @@ static void test_stp(void) {
     zt_optimizer_free(opt);
 }
 
-/* S2P (spec §6.2): options 1 and 3 probe +-alpha s; 2 and 4 probe +-rho s, derive alpha from
- * |gamma| and step by sign(Delta) (the sign assignment of §6.3). */
+/* S2P (spec §6.2): options 1 and 3 probe +-alpha s and move to the lower probe; 2 and 4 probe
+ * +-rho s, derive alpha from |gamma|, probe +-alpha s in a second round on the same data and
+ * move to the lower of those (4 evaluations). */
 static void test_s2p(void) {
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
@@ -261,7 +265,9 @@ static void test_s2p(void) {
     hp.s2p_b = 1.01;
     zt_step_plan plan;
     zt_step_update up;
-    double losses[2] = {1.30, 1.10}; /* f(+) > f(-): move toward -s */
+    /* round one f(+) > f(-): options 1, 3 move toward -s; round two (options 2, 4) has
+     * f(x + alpha s) = 0.9 < f(x - alpha s) = 1.0: they move toward +s */
+    double losses[4] = {1.30, 1.10, 0.90, 1.00};
     double delta = losses[0] - losses[1];
     for (int option = 1; option <= 4; option++) {
         hp.s2p_option = option;
@@ -278,12 +284,21 @@ static void test_s2p(void) {
             alpha =
                 option == 2 ? g / (4.0 * d) : g / ((1.01 * 2.0 + sqrt(2.0) * 1.01 * 0.5 * g) * d);
         }
-        ZT_CHECK(plan.n_variants == 2 && plan.dist == ZT_DIRECTIONS_GAUSSIAN, "s2p plan");
+        int two_rounds = option == 2 || option == 4;
+        ZT_CHECK(plan.n_variants == (two_rounds ? 4 : 2) && plan.dist == ZT_DIRECTIONS_GAUSSIAN,
+                 "s2p plan of %d variants", plan.n_variants);
         ZT_CHECK_CLOSE(plan.terms[0][0].coeff, probe, 0, COEFF_RTOL, "option %d probe", option);
         ZT_CHECK_CLOSE(plan.terms[1][0].coeff, -probe, 0, COEFF_RTOL, "option %d -probe", option);
+        if (two_rounds) {
+            ZT_CHECK_CLOSE(plan.terms[2][0].coeff, alpha, 0, COEFF_RTOL, "option %d +alpha", option);
+            ZT_CHECK_CLOSE(plan.terms[3][0].coeff, -alpha, 0, COEFF_RTOL, "option %d -alpha",
+                           option);
+        }
         ZT_CHECK(up.n_terms == 1 && up.lr == 1.0, "option %d moves", option);
-        ZT_CHECK_CLOSE(up.terms[0].coeff, alpha, 0, COEFF_RTOL, "option %d alpha", option);
-        run_step(opt, 6, (double[]){1.0, 1.0}, &plan, &up);
+        /* theta <- theta - coeff z: moving toward -s is coeff +alpha, toward +s -alpha */
+        ZT_CHECK_CLOSE(up.terms[0].coeff, two_rounds ? -alpha : alpha, 0, COEFF_RTOL,
+                       "option %d alpha", option);
+        run_step(opt, 6, (double[]){1.0, 1.0, 1.0, 1.0}, &plan, &up);
         ZT_CHECK(up.n_terms == 0, "option %d tie stays", option);
         zt_optimizer_free(opt);
     }
