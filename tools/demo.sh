@@ -2,6 +2,6 @@
 # The main job until training lands: inspect the bundled tiny OPT model and score text with it.
 set -euo pipefail
 builddir=${1:-build}
-"$builddir/zotune" info tests/fixtures/opt-pre --batch-size 16 --seq-len 32
+"$builddir/src/cli/zotune" info tests/fixtures/opt-pre --batch-size 16 --seq-len 32
 echo
-"$builddir/zotune" score tests/fixtures/opt-pre tests/fixtures/opt-pre/score.jsonl
+"$builddir/src/cli/zotune" score tests/fixtures/opt-pre tests/fixtures/opt-pre/score.jsonl
