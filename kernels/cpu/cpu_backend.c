@@ -126,30 +126,6 @@ static zt_status cpu_reserve_scratch(zt_backend *be, size_t n_bytes) {
                           "reserve_scratch", &unused);
 }
 
-zt_status zt_cpu_check_dim(const char *op, const char *what, int value) {
-    if (value > 0) return ZT_OK;
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %d must be > 0", op, what, value);
-}
-
-zt_status zt_cpu_check_ptr(const char *op, const char *what, const void *ptr) {
-    if (ptr != NULL) return ZT_OK;
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
-}
-
-zt_status zt_cpu_check_weight(const char *op, const char *what, zt_weight w, int required) {
-    if (w.dtype != ZT_F32 && w.dtype != ZT_F16 && w.dtype != ZT_BF16)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)w.dtype);
-    if (required && w.data == NULL) return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
-    return ZT_OK;
-}
-
-zt_status zt_cpu_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
-                                const char *b_name, const void *b, size_t b_bytes) {
-    uintptr_t a_begin = (uintptr_t)a, b_begin = (uintptr_t)b;
-    if (a_begin < b_begin + b_bytes && b_begin < a_begin + a_bytes)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s overlaps %s", op, a_name, b_name);
-    return ZT_OK;
-}
 
 static const zt_backend_ops cpu_ops = {
     .name = "cpu",

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "op_checks.h"
 #include "common/dtype.h"
 #include "zt_config.h"
 
@@ -53,14 +54,6 @@ static inline zt_cpu_backend *zt_cpu(zt_backend *be) {
  * area stays valid until the next call; `op` names the caller in the out-of-memory message. */
 zt_status zt_cpu_scratch(zt_cpu_backend *cpu, size_t n_floats, const char *op, float **out);
 
-/* Argument checks shared by the ops; each failure message names the op and the bad value. */
-zt_status zt_cpu_check_dim(const char *op, const char *what, int value); /* value > 0 */
-zt_status zt_cpu_check_ptr(const char *op, const char *what, const void *ptr);
-/* A known dtype and, when `required`, data. */
-zt_status zt_cpu_check_weight(const char *op, const char *what, zt_weight w, int required);
-/* Fails when the byte ranges [a, a+a_bytes) and [b, b+b_bytes) overlap. */
-zt_status zt_cpu_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
-                                const char *b_name, const void *b, size_t b_bytes);
 
 /* Upcasts n elements of w starting at element `first` into dst. */
 static inline void zt_cpu_weight_to_f32(float *dst, /* (n) */

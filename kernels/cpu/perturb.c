@@ -36,12 +36,12 @@ static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
 zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
                                  zt_cpu_z_term *stack, zt_cpu_z_term **terms_out) {
     *terms_out = stack;
-    ZT_TRY(zt_cpu_check_ptr(op, "perturbation", p));
+    ZT_TRY(zt_check_ptr(op, "perturbation", p));
     ZT_TRY(check_dist(op, p->dist));
     if (p->n_terms < 0)
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: n_terms %d must be >= 0", op, p->n_terms);
     if (p->n_terms == 0) return ZT_OK;
-    ZT_TRY(zt_cpu_check_ptr(op, "perturbation terms", p->terms));
+    ZT_TRY(zt_check_ptr(op, "perturbation terms", p->terms));
     /* A non-finite scale would write NaN or Inf into every element; refuse it before any write. */
     if (!isfinite(p->z_scale))
         return zt_fail(ZT_ERR_NUMERIC, "%s: z_scale %g is not finite", op, (double)p->z_scale);
@@ -80,9 +80,9 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
     zt_status status = ZT_OK;
     if (n_elems == 0) goto done; /* an empty slice: nothing to read or write */
 
-    if ((status = zt_cpu_check_ptr(op, "dst", dst)) != ZT_OK) goto done;
+    if ((status = zt_check_ptr(op, "dst", dst)) != ZT_OK) goto done;
     if ((status = check_dtype(op, "dst", dst_dtype)) != ZT_OK) goto done;
-    if ((status = zt_cpu_check_weight(op, "src", src, 1)) != ZT_OK) goto done;
+    if ((status = zt_check_weight(op, "src", src, 1)) != ZT_OK) goto done;
     if (elem_offset > UINT64_MAX - (uint64_t)n_elems) {
         status = zt_fail(ZT_ERR_INVALID_ARG, "%s: elem_offset %llu + n_elems %zu overflows", op,
                          (unsigned long long)elem_offset, n_elems);
@@ -97,7 +97,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
             goto done;
         }
     } else {
-        status = zt_cpu_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
+        status = zt_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
                                        src.data, n_elems * zt_dtype_size(src.dtype));
         if (status != ZT_OK) goto done;
     }
@@ -140,7 +140,7 @@ size_t zt_cpu_z_sumsq_scratch_floats(uint64_t n) {
 zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                          size_t n_elems, zt_dist dist) {
     const char *op = "z_sumsq";
-    ZT_TRY(zt_cpu_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "out", out));
     ZT_TRY(check_dist(op, dist));
     /* Rademacher z is +-1, so the sum is the count, exactly (n < 2^53 for any real tensor). */
     if (dist == ZT_DIST_RADEMACHER || n_elems == 0) {

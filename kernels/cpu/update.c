@@ -87,68 +87,18 @@ static void store_weight(void *theta, zt_dtype dtype, size_t j, float value, int
         ((uint16_t *)theta)[j] = zt_sr_f32_to_bf16(value, random);
 }
 
-static zt_status check_finite(const char *op, const char *what, float value) {
-    if (isfinite(value)) return ZT_OK;
-    return zt_fail(ZT_ERR_NUMERIC, "%s: %s %g is not finite", op, what, (double)value);
-}
-
-static zt_status check_beta(const char *op, const char *what, float beta) {
-    if (beta >= 0.0f && beta <= 1.0f) return ZT_OK; /* also false for NaN */
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %g outside [0, 1]", op, what, (double)beta);
-}
-
-/* Everything but the perturbation, which zt_cpu_z_terms_prepare checks. */
-static zt_status check_update_args(const char *op, const void *theta, zt_dtype dtype,
-                                   size_t n_elems, const float *state, const zt_update *u) {
-    ZT_TRY(zt_cpu_check_ptr(op, "theta", theta));
-    if (dtype != ZT_F32 && dtype != ZT_F16 && dtype != ZT_BF16)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: theta has unknown dtype %d", op, (int)dtype);
-    ZT_TRY(check_finite(op, "lr", u->lr));
-    ZT_TRY(check_finite(op, "weight_decay", u->weight_decay));
-    size_t state_rows = 0;
-    switch (u->rule) {
-    case ZT_UPDATE_SGD:
-    case ZT_UPDATE_SIGN:
-        break;
-    case ZT_UPDATE_MOMENTUM:
-        ZT_TRY(check_beta(op, "momentum beta1", u->beta1));
-        state_rows = 1;
-        break;
-    case ZT_UPDATE_ADAMM:
-        ZT_TRY(check_beta(op, "adamm beta1", u->beta1));
-        ZT_TRY(check_beta(op, "adamm beta2", u->beta2));
-        /* eps = 0 divides 0 by 0 wherever g has always been 0 (reference/spec.md 7.4). */
-        if (!(u->eps > 0.0f) || !isfinite(u->eps))
-            return zt_fail(ZT_ERR_INVALID_ARG, "%s: adamm eps %g must be finite and > 0", op,
-                           (double)u->eps);
-        state_rows = 3;
-        break;
-    default:
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown update rule %d", op, (int)u->rule);
-    }
-    if (state_rows == 0) return ZT_OK;
-    if (state == NULL)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: rule %d needs a (%zu, %zu) f32 state, got NULL", op,
-                       (int)u->rule, state_rows, n_elems);
-    if (n_elems > SIZE_MAX / (state_rows * sizeof(float)))
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: state of (%zu, %zu) floats overflows", op,
-                       state_rows, n_elems);
-    return zt_cpu_check_disjoint(op, "state", state, state_rows * n_elems * sizeof(float), "theta",
-                                 theta, n_elems * zt_dtype_size(dtype));
-}
-
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                         uint32_t tensor_id, size_t n_elems,
                         float *state, /* NULL, (n) or (3,n) by rule */
                         const zt_update *u) {
     const char *op = "update";
-    ZT_TRY(zt_cpu_check_ptr(op, "update", u));
+    ZT_TRY(zt_check_ptr(op, "update", u));
     zt_cpu_z_term stack_terms[ZT_CPU_Z_TERMS_ON_STACK];
     zt_cpu_z_term *terms = NULL;
     ZT_TRY(zt_cpu_z_terms_prepare(op, &u->grad, tensor_id, stack_terms, &terms));
     zt_status status = ZT_OK;
     if (n_elems == 0) goto done;
-    if ((status = check_update_args(op, theta, dtype, n_elems, state, u)) != ZT_OK) goto done;
+    if ((status = zt_check_update_args(op, theta, dtype, n_elems, state, u)) != ZT_OK) goto done;
 
     {
         const update_coeffs coeffs = {

@@ -20,6 +20,7 @@
 extern "C" {
 #include "backend.h"
 #include "core/status.h"
+#include "op_checks.h"
 }
 
 #include "cuda/cuda_backend.h"
@@ -119,14 +120,6 @@ zt_status zt_cuda_enter(zt_backend *be);
 /* A device scratch of at least n_floats (grown on demand, tracked as ZT_MEM_SCRATCH). Valid
  * until the next call; stream order keeps earlier users of the old buffer safe. */
 zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out);
-
-// ---- argument checks, mirroring the CPU backend's messages ----
-
-zt_status zt_cuda_check_dim(const char *op, const char *what, int value); /* value > 0 */
-zt_status zt_cuda_check_ptr(const char *op, const char *what, const void *ptr);
-zt_status zt_cuda_check_weight(const char *op, const char *what, zt_weight w, int required);
-zt_status zt_cuda_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
-                                 const char *b_name, const void *b, size_t b_bytes);
 
 // ---- index validation (index_check.cu) ----
 

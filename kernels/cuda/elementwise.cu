@@ -16,8 +16,8 @@ zt_status zt_cuda_add(zt_backend *be, float *x, /* (n_elems) */
                       size_t n_elems) {
     const char *op = "add";
     if (n_elems == 0) return ZT_OK; /* nothing to add, as on the CPU */
-    ZT_TRY(zt_cuda_check_ptr(op, "x", x));
-    ZT_TRY(zt_cuda_check_ptr(op, "y", y));
+    ZT_TRY(zt_check_ptr(op, "x", x));
+    ZT_TRY(zt_check_ptr(op, "y", y));
     ZT_TRY(zt_cuda_enter(be));
     ZT_LAUNCH(zt_add_k, zt_stride_blocks(n_elems), kBlockThreads, 0, zt_cuda(be)->stream, x, y,
               n_elems);

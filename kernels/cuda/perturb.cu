@@ -26,12 +26,12 @@ static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
 }
 
 zt_status zt_cuda_check_perturbation(const char *op, const zt_perturbation *p) {
-    ZT_TRY(zt_cuda_check_ptr(op, "perturbation", p));
+    ZT_TRY(zt_check_ptr(op, "perturbation", p));
     ZT_TRY(check_dist(op, p->dist));
     if (p->n_terms < 0)
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: n_terms %d must be >= 0", op, p->n_terms);
     if (p->n_terms == 0) return ZT_OK;
-    ZT_TRY(zt_cuda_check_ptr(op, "perturbation terms", p->terms));
+    ZT_TRY(zt_check_ptr(op, "perturbation terms", p->terms));
     /* A non-finite scale would write NaN or Inf into every element; refuse it before any write. */
     if (!isfinite(p->z_scale))
         return zt_fail(ZT_ERR_NUMERIC, "%s: z_scale %g is not finite", op, (double)p->z_scale);
@@ -124,9 +124,9 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
     const char *op = "perturb";
     ZT_TRY(zt_cuda_check_perturbation(op, p));
     if (n_elems == 0) return ZT_OK; /* an empty slice: nothing to read or write */
-    ZT_TRY(zt_cuda_check_ptr(op, "dst", dst));
+    ZT_TRY(zt_check_ptr(op, "dst", dst));
     ZT_TRY(check_dtype(op, "dst", dst_dtype));
-    ZT_TRY(zt_cuda_check_weight(op, "src", src, 1));
+    ZT_TRY(zt_check_weight(op, "src", src, 1));
     if (elem_offset > UINT64_MAX - (uint64_t)n_elems)
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: elem_offset %llu + n_elems %zu overflows", op,
                        (unsigned long long)elem_offset, n_elems);
@@ -137,7 +137,7 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
             return zt_fail(ZT_ERR_INVALID_ARG, "%s: dst aliases src but dst is %s, src %s", op,
                            zt_dtype_name(dst_dtype), zt_dtype_name(src.dtype));
     } else {
-        ZT_TRY(zt_cuda_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
+        ZT_TRY(zt_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
                                       src.data, n_elems * zt_dtype_size(src.dtype)));
     }
 

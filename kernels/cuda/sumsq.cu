@@ -87,7 +87,7 @@ static zt_status check_dist(const char *op, zt_dist dist) {
 zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                                size_t n_elems, zt_dist dist, unsigned max_blocks) {
     const char *op = "z_sumsq";
-    ZT_TRY(zt_cuda_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "out", out));
     ZT_TRY(check_dist(op, dist));
     /* Rademacher z is +-1, so the sum is the count, exactly (n < 2^53 for any real tensor). */
     if (dist == ZT_DIST_RADEMACHER || n_elems == 0) {
