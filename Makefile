@@ -1,5 +1,6 @@
 # Convenience entry points; the build itself is Meson (see README.md).
 BUILD ?= build
+SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/cuda/bin
 
 .PHONY: all deps build demo test clean
