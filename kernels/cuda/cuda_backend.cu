@@ -286,3 +286,7 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
     *out = &cb->base;
     return ZT_OK;
 }
+
+extern "C" void *zt_cuda_backend_stream(zt_backend *be) {
+    return ZT_CUDA_NAMESPACE::zt_cuda(be)->stream;
+}
