@@ -1,0 +1,123 @@
+/* MeZO §3.3: a ZO step can minimise a non-differentiable objective. With --objective accuracy
+ * the two losses logged for a step must be exactly -accuracy of theta + eps z and theta - eps z
+ * on the step's batch, recomputed here from the candidates' scores of each variant. */
+#include "common/perturb_rng.h"
+#include "data/dataset.h"
+#include "loss.h"
+#include "train_util.h"
+#include "zo/engine.h"
+#include "zo/steplog.h"
+#include "zt_test.h"
+
+enum { N_EXAMPLES = 8 };
+
+/* A small pre-tokenized classification task (the batch is the whole set, in any order). */
+static uint64_t state = 12345;
+
+static int next_id(void) { return 3 + (int)((state = zt_mix64(state)) % 500); }
+
+static void write_task(const char *path) {
+    FILE *f = fopen(path, "w");
+    for (int e = 0; e < N_EXAMPLES; e++) {
+        fprintf(f, "{\"prompt\": [");
+        int n = 3 + e % 4;
+        for (int t = 0; t < n; t++) fprintf(f, "%s%d", t ? ", " : "", next_id());
+        fprintf(f, "], \"candidates\": [");
+        int c_count = 2 + e % 2;
+        for (int c = 0; c < c_count; c++) {
+            int first = next_id(), second = next_id();
+            fprintf(f, "%s[%d, %d]", c ? ", " : "", first, second);
+        }
+        fprintf(f, "], \"label\": %d}\n", (int)((state = zt_mix64(state)) % (uint64_t)c_count));
+    }
+    fclose(f);
+}
+
+static double accuracy_of(zt_model *m, const zt_dataset *ds, const zt_perturbation *p) {
+    int indices[N_EXAMPLES];
+    for (int i = 0; i < N_EXAMPLES; i++) indices[i] = i;
+    zt_task_batch b;
+    ZT_REQUIRE_OK(zt_task_batch_build(ds, indices, N_EXAMPLES, 1, 0, &b));
+    zt_opt_workspace *ws = NULL;
+    zt_opt_workspace_shape shape = {b.n_sequences, b.seq_len, 1, 1, 0};
+    ZT_REQUIRE_OK(zt_opt_workspace_create(m, &shape, &ws));
+    float *lp = malloc((size_t)b.n_targets * sizeof *lp);
+    zt_opt_variants v = {1, p, NULL};
+    zt_batch mb = {b.n_sequences, b.seq_len, b.input_ids, b.attention_mask, b.n_targets,
+                   b.target_rows, b.target_ids};
+    ZT_REQUIRE_OK(zt_opt_forward_multi(m, ws, &mb, &v, lp, NULL));
+    /* mean option log-probability per sequence, then argmax (first on ties) per example */
+    double score[64] = {0};
+    int count[64] = {0};
+    for (int r = 0; r < b.n_targets; r++) {
+        score[b.target_sequence[r]] += lp[r];
+        count[b.target_sequence[r]]++;
+    }
+    int correct = 0;
+    for (int e = 0; e < N_EXAMPLES; e++) {
+        int best = -1;
+        for (int s = 0; s < b.n_sequences; s++)
+            if (b.example_of_sequence[s] == e &&
+                (best < 0 || score[s] / count[s] > score[best] / count[best]))
+                best = s;
+        correct += b.candidate_of_sequence[best] == ds->examples[e].label;
+    }
+    free(lp);
+    zt_opt_workspace_free(ws);
+    zt_task_batch_free(&b);
+    return (double)correct / N_EXAMPLES;
+}
+
+int main(void) {
+    char out[256], model_dir[1024], data[1024], task[1200], log[1200];
+    make_temp_dir(out, sizeof out, "acc");
+    snprintf(task, sizeof task, "%s/task.jsonl", out);
+    write_task(task);
+    zt_train_options o;
+    fixture_run_options(&o, "opt-pre", model_dir, sizeof model_dir, data, sizeof data, out);
+    o.train_path = task;
+    o.batch_size = N_EXAMPLES;
+    o.steps = 3;
+    o.hp.eps = 3e-2; /* large enough that the variants rank candidates differently */
+    o.objective = ZT_OBJECTIVE_ACCURACY;
+    zt_train_result res;
+    ZT_REQUIRE_OK(zt_train(&o, &res));
+
+    snprintf(log, sizeof log, "%s/steplog.jsonl", out);
+    zt_steplog_header header;
+    zt_step_record *records = NULL;
+    int n = 0;
+    ZT_REQUIRE_OK(zt_steplog_read(log, &header, &records, &n, NULL));
+    ZT_CHECK(n == 3, "%d records", n);
+
+    zt_backend *be = NULL;
+    zt_model *m = NULL;
+    ZT_REQUIRE_OK(zt_backend_create("cpu", 0, &be));
+    ZT_REQUIRE_OK(zt_model_load(model_dir, be, &m));
+    zt_dataset ds;
+    ZT_REQUIRE_OK(zt_dataset_load(task, NULL, m->cfg.vocab_size, m->cfg.max_position_embeddings, &ds));
+    /* step 0 starts from the base weights: recompute both variants' accuracy */
+    uint64_t direction = zt_direction_seed(zt_step_seed(o.seed, 0), 0);
+    zt_direction plus = {direction, (float)o.hp.eps}, minus = {direction, (float)-o.hp.eps};
+    zt_perturbation p_plus = {&plus, 1, ZT_DIST_GAUSSIAN, 1.0f};
+    zt_perturbation p_minus = {&minus, 1, ZT_DIST_GAUSSIAN, 1.0f};
+    double acc_plus = accuracy_of(m, &ds, &p_plus), acc_minus = accuracy_of(m, &ds, &p_minus);
+    printf("step 0: logged losses %.4f %.4f; recomputed -accuracy %.4f %.4f\n",
+           records[0].losses[0], records[0].losses[1], -acc_plus, -acc_minus);
+    ZT_CHECK(records[0].losses[0] == -acc_plus, "theta + eps z: logged %g, -accuracy %g",
+             records[0].losses[0], -acc_plus);
+    ZT_CHECK(records[0].losses[1] == -acc_minus, "theta - eps z: logged %g, -accuracy %g",
+             records[0].losses[1], -acc_minus);
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < records[r].n_variants; k++) {
+            double scaled = -records[r].losses[k] * N_EXAMPLES;
+            ZT_CHECK(scaled >= 0 && scaled <= N_EXAMPLES && scaled == (double)(int)scaled,
+                     "step %d loss %g is not -k/%d", r, records[r].losses[k], N_EXAMPLES);
+        }
+    free(records);
+    zt_dataset_free(&ds);
+    zt_model_free(m);
+    zt_backend_destroy(be);
+    remove_run_dir(out);
+    return zt_test_finish("test_objective_accuracy");
+}
