@@ -163,9 +163,11 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
     if (cpu == NULL) return zt_fail(ZT_ERR_NOMEM, "cpu backend: out of memory");
     /* Without OpenMP the ops run on the calling thread whatever was asked. */
     cpu->n_threads = ZT_HAVE_OPENMP && n_threads > 0 ? n_threads : default_thread_count();
-    /* GEMMs dominate the CPU forward pass, so an explicit thread count governs OpenBLAS too;
-     * otherwise OpenBLAS keeps its own default (OPENBLAS_NUM_THREADS or every core). */
-    if (n_threads > 0) openblas_set_num_threads(n_threads);
+    /* Debian's OpenBLAS runs its own pthreads pool, which fights OpenMP's spinning threads for
+     * the same cores: bench_step measured GEMMs slower with 2 BLAS threads than with 1 next to
+     * our OpenMP ops, and sgemm's bits depend on its thread count. So OpenBLAS runs on one
+     * thread (deterministic across machines) unless OPENBLAS_NUM_THREADS asks otherwise. */
+    if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     cpu->base.ops = &cpu_ops;
     cpu->base.impl = cpu;
     *out = &cpu->base;
