@@ -275,6 +275,32 @@ static zt_status load_model_and_state(run *r, int *next_step) {
     return zt_steplog_open_append(r->log_path, &header, &r->log);
 }
 
+/* Checkpoints carry the base model's tokenizer files, so an output directory is a complete
+ * model directory (zotune eval / transformers read text with it). Absent files are skipped. */
+static zt_status copy_tokenizer_files(const char *from_dir, const char *to_dir) {
+    static const char *const names[] = {"tokenizer.json", "vocab.json", "merges.txt",
+                                        "tokenizer_config.json", "special_tokens_map.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char from[4096], to[4096];
+        snprintf(from, sizeof from, "%s/%s", from_dir, names[i]);
+        snprintf(to, sizeof to, "%s/%s", to_dir, names[i]);
+        FILE *in = fopen(from, "rb");
+        if (!in) continue;
+        FILE *out = fopen(to, "wb");
+        if (!out) {
+            fclose(in);
+            return zt_fail(ZT_ERR_IO, "%s: cannot write: %s", to, strerror(errno));
+        }
+        char buf[65536];
+        size_t n;
+        int ok = 1;
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0) ok &= fwrite(buf, 1, n, out) == n;
+        fclose(in);
+        if (fclose(out) != 0 || !ok) return zt_fail(ZT_ERR_IO, "%s: short write", to);
+    }
+    return ZT_OK;
+}
+
 /* The best dev metric so far lives beside its checkpoint (best/metric.json), so a resumed run
  * keeps comparing against it. */
 static void read_best(run *r, zt_train_result *res) {
@@ -299,6 +325,7 @@ static zt_status save_best(run *r, int step, const zt_eval_result *e, zt_train_r
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/best", r->o->output_dir);
     ZT_TRY(zt_model_save(r->model, dir));
+    ZT_TRY(copy_tokenizer_files(r->o->model_dir, dir));
     snprintf(path, sizeof path, "%s/metric.json", dir);
     FILE *f = fopen(path, "wb");
     if (!f || fprintf(f, "{\"step\": %d, \"metric\": %.17g, \"name\": \"%s\"}\n", step, e->metric,
@@ -471,6 +498,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
             saved = zt_snapshot_save(o->output_dir, r.model, &r.ps, r.state_copies, r.opt,
                                      res->steps_done);
         if (saved == ZT_OK && r.model) saved = zt_model_save(r.model, o->output_dir);
+        if (saved == ZT_OK && r.model) saved = copy_tokenizer_files(o->model_dir, o->output_dir);
         if (s == ZT_OK) s = saved;
     }
     zt_mem_stats mem;
