@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/path.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "opt.h"
@@ -74,11 +75,7 @@ void zt_model_param_set_free(zt_param_set *ps) {
 static const char *st_dtype(zt_dtype d) { return d == ZT_F32 ? "F32" : d == ZT_F16 ? "F16" : "BF16"; }
 
 zt_status zt_model_save(const zt_model *m, const char *dir) {
-    if (mkdir(dir, 0777) != 0) {
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-            return zt_fail(ZT_ERR_IO, "%s: cannot create the output directory", dir);
-    }
+    ZT_TRY(zt_make_dirs(dir));
     void *host = malloc(m->weights_bytes ? m->weights_bytes : 1);
     zt_st_write_tensor *tensors = calloc((size_t)m->n_tensors, sizeof *tensors);
     if (!host || !tensors) {

@@ -12,4 +12,7 @@ enum { ZT_PATH_MAX = 4096 };
 zt_status zt_path_join(char *out, size_t size, const char *dir, const char *name);
 zt_status zt_path_append(char *out, size_t size, const char *path, const char *suffix);
 
+/* mkdir -p: creates dir and any missing parents; an existing directory is fine. */
+zt_status zt_make_dirs(const char *dir);
+
 #endif

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/path.h"
 #include "core/status.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
@@ -84,8 +85,8 @@ typedef struct run {
 } run;
 
 static zt_status ensure_dir(const char *dir) {
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return ZT_OK;
-    return zt_fail(ZT_ERR_IO, "--output %s: cannot create: %s", dir, strerror(errno));
+    zt_status s = zt_make_dirs(dir);
+    return s == ZT_OK ? ZT_OK : zt_fail_context(s, "--output %s: ", dir);
 }
 
 /* The model directory's tokenizer, if it has one; text records need it. */
