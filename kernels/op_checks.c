@@ -79,3 +79,20 @@ zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype
                                  theta, n_elems * zt_dtype_size(dtype));
 }
 
+
+zt_status zt_check_perturbation(const char *op, const zt_perturbation *p) {
+    ZT_TRY(zt_check_ptr(op, "perturbation", p));
+    if (p->dist != ZT_DIST_GAUSSIAN && p->dist != ZT_DIST_RADEMACHER)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown distribution %d", op, (int)p->dist);
+    if (p->n_terms < 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: n_terms %d must be >= 0", op, p->n_terms);
+    if (p->n_terms == 0) return ZT_OK;
+    ZT_TRY(zt_check_ptr(op, "perturbation terms", p->terms));
+    if (!isfinite(p->z_scale))
+        return zt_fail(ZT_ERR_NUMERIC, "%s: z_scale %g is not finite", op, (double)p->z_scale);
+    for (int i = 0; i < p->n_terms; i++)
+        if (!isfinite(p->terms[i].coeff))
+            return zt_fail(ZT_ERR_NUMERIC, "%s: term %d (seed %llu) has coefficient %g", op, i,
+                           (unsigned long long)p->terms[i].seed, (double)p->terms[i].coeff);
+    return ZT_OK;
+}

@@ -18,6 +18,9 @@ zt_status zt_check_weight(const char *op, const char *what, zt_weight w, int req
 /* Fails when the byte ranges [a, a+a_bytes) and [b, b+b_bytes) overlap. */
 zt_status zt_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
                             const char *b_name, const void *b, size_t b_bytes);
+/* A perturbation: known distribution, n_terms >= 0, terms present, finite scale and
+ * coefficients (a non-finite one would write NaN or Inf everywhere: refused before any write). */
+zt_status zt_check_perturbation(const char *op, const zt_perturbation *p);
 /* The update op's arguments other than its perturbation: dtype, finite lr and decay, betas in
  * [0, 1], AdaMM eps > 0, a state of the rule's size disjoint from theta. */
 zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,

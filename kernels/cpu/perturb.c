@@ -36,20 +36,8 @@ static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
 zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
                                  zt_cpu_z_term *stack, zt_cpu_z_term **terms_out) {
     *terms_out = stack;
-    ZT_TRY(zt_check_ptr(op, "perturbation", p));
-    ZT_TRY(check_dist(op, p->dist));
-    if (p->n_terms < 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: n_terms %d must be >= 0", op, p->n_terms);
+    ZT_TRY(zt_check_perturbation(op, p));
     if (p->n_terms == 0) return ZT_OK;
-    ZT_TRY(zt_check_ptr(op, "perturbation terms", p->terms));
-    /* A non-finite scale would write NaN or Inf into every element; refuse it before any write. */
-    if (!isfinite(p->z_scale))
-        return zt_fail(ZT_ERR_NUMERIC, "%s: z_scale %g is not finite", op, (double)p->z_scale);
-    for (int i = 0; i < p->n_terms; i++) {
-        if (!isfinite(p->terms[i].coeff))
-            return zt_fail(ZT_ERR_NUMERIC, "%s: term %d (seed %llu) has coefficient %g", op, i,
-                           (unsigned long long)p->terms[i].seed, (double)p->terms[i].coeff);
-    }
 
     zt_cpu_z_term *terms = stack;
     if (p->n_terms > ZT_CPU_Z_TERMS_ON_STACK) {

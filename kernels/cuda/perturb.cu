@@ -15,32 +15,9 @@ namespace ZT_CUDA_NAMESPACE {
 
 // ---- checks: the CPU backend's order, statuses and messages (kernels/cpu/perturb.c) ----
 
-static zt_status check_dist(const char *op, zt_dist dist) {
-    if (dist == ZT_DIST_GAUSSIAN || dist == ZT_DIST_RADEMACHER) return ZT_OK;
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown distribution %d", op, (int)dist);
-}
-
 static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
     if (dtype == ZT_F32 || dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
     return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)dtype);
-}
-
-zt_status zt_cuda_check_perturbation(const char *op, const zt_perturbation *p) {
-    ZT_TRY(zt_check_ptr(op, "perturbation", p));
-    ZT_TRY(check_dist(op, p->dist));
-    if (p->n_terms < 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: n_terms %d must be >= 0", op, p->n_terms);
-    if (p->n_terms == 0) return ZT_OK;
-    ZT_TRY(zt_check_ptr(op, "perturbation terms", p->terms));
-    /* A non-finite scale would write NaN or Inf into every element; refuse it before any write. */
-    if (!isfinite(p->z_scale))
-        return zt_fail(ZT_ERR_NUMERIC, "%s: z_scale %g is not finite", op, (double)p->z_scale);
-    for (int i = 0; i < p->n_terms; i++) {
-        if (!isfinite(p->terms[i].coeff))
-            return zt_fail(ZT_ERR_NUMERIC, "%s: term %d (seed %llu) has coefficient %g", op, i,
-                           (unsigned long long)p->terms[i].seed, (double)p->terms[i].coeff);
-    }
-    return ZT_OK;
 }
 
 zt_status zt_cuda_z_terms_prepare(zt_cuda_backend *cb, const char *op, const zt_perturbation *p,
@@ -122,7 +99,7 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
                           uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                           const zt_perturbation *p) {
     const char *op = "perturb";
-    ZT_TRY(zt_cuda_check_perturbation(op, p));
+    ZT_TRY(zt_check_perturbation(op, p));
     if (n_elems == 0) return ZT_OK; /* an empty slice: nothing to read or write */
     ZT_TRY(zt_check_ptr(op, "dst", dst));
     ZT_TRY(check_dtype(op, "dst", dst_dtype));

@@ -108,7 +108,7 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                          const zt_update *u) {
     const char *op = "update";
     ZT_TRY(zt_check_ptr(op, "update", u));
-    ZT_TRY(zt_cuda_check_perturbation(op, &u->grad));
+    ZT_TRY(zt_check_perturbation(op, &u->grad));
     if (n_elems == 0) return ZT_OK;
     ZT_TRY(zt_check_update_args(op, theta, dtype, n_elems, state, u));
 

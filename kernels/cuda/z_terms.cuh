@@ -43,7 +43,6 @@ struct zt_cuda_z_terms {
 
 /* Checks p as the CPU backend does (zt_cpu_z_terms_prepare): same order, statuses and messages.
  * Touches no device state. Defined in perturb.cu. */
-zt_status zt_cuda_check_perturbation(const char *op, const zt_perturbation *p);
 
 /* Fills *out from a checked p. Terms beyond kInlineZTerms go to the backend scratch (queued on
  * the stream, ahead of the kernel that reads them), so the caller must not take the scratch for
