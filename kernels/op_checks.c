@@ -96,3 +96,61 @@ zt_status zt_check_perturbation(const char *op, const zt_perturbation *p) {
                            (unsigned long long)p->terms[i].seed, (double)p->terms[i].coeff);
     return ZT_OK;
 }
+
+zt_status zt_check_gather_args(const char *op, const float *out, const int32_t *rows,
+                               zt_weight table, int n_rows, int n_table_rows, int n_cols) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "n_table_rows", n_table_rows));
+    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
+    ZT_TRY(zt_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "rows", rows));
+    return zt_check_weight(op, "table", table, 1);
+}
+
+zt_status zt_check_layernorm_args(const char *op, const float *out, const float *in,
+                                  zt_weight gamma, zt_weight beta, int n_rows, int n_cols,
+                                  float eps) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
+    ZT_TRY(zt_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "in", in));
+    ZT_TRY(zt_check_weight(op, "gamma", gamma, 0));
+    ZT_TRY(zt_check_weight(op, "beta", beta, 0));
+    if (!(eps >= 0.0f)) return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op, eps);
+    return ZT_OK;
+}
+
+zt_status zt_check_linear_args(const char *op, const float *out, const float *in, zt_weight w,
+                               zt_weight bias, int n_rows, int in_features, int out_features) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "in_features", in_features));
+    ZT_TRY(zt_check_dim(op, "out_features", out_features));
+    ZT_TRY(zt_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "in", in));
+    ZT_TRY(zt_check_weight(op, "weight", w, 1));
+    ZT_TRY(zt_check_weight(op, "bias", bias, 0));
+    return zt_check_disjoint(op, "out", out, (size_t)n_rows * (size_t)out_features * sizeof(float),
+                             "in", in, (size_t)n_rows * (size_t)in_features * sizeof(float));
+}
+
+zt_status zt_check_attention_args(const char *op, const float *out, const float *q,
+                                  const float *k, const float *v, const int32_t *key_mask,
+                                  int batch, int seq_len, int n_heads, int head_dim,
+                                  float q_scale) {
+    ZT_TRY(zt_check_dim(op, "batch", batch));
+    ZT_TRY(zt_check_dim(op, "seq_len", seq_len));
+    ZT_TRY(zt_check_dim(op, "n_heads", n_heads));
+    ZT_TRY(zt_check_dim(op, "head_dim", head_dim));
+    ZT_TRY(zt_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "q", q));
+    ZT_TRY(zt_check_ptr(op, "k", k));
+    ZT_TRY(zt_check_ptr(op, "v", v));
+    ZT_TRY(zt_check_ptr(op, "key_mask", key_mask));
+    if (!isfinite(q_scale))
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: q_scale %g is not finite", op, q_scale);
+    const size_t tensor_bytes =
+        (size_t)batch * (size_t)seq_len * (size_t)n_heads * (size_t)head_dim * sizeof(float);
+    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "q", q, tensor_bytes));
+    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "k", k, tensor_bytes));
+    return zt_check_disjoint(op, "out", out, tensor_bytes, "v", v, tensor_bytes);
+}

@@ -18,6 +18,19 @@ zt_status zt_check_weight(const char *op, const char *what, zt_weight w, int req
 /* Fails when the byte ranges [a, a+a_bytes) and [b, b+b_bytes) overlap. */
 zt_status zt_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
                             const char *b_name, const void *b, size_t b_bytes);
+/* The forward ops' arguments (backend.h states the contract of each). */
+zt_status zt_check_gather_args(const char *op, const float *out, const int32_t *rows,
+                               zt_weight table, int n_rows, int n_table_rows, int n_cols);
+zt_status zt_check_layernorm_args(const char *op, const float *out, const float *in,
+                                  zt_weight gamma, zt_weight beta, int n_rows, int n_cols,
+                                  float eps);
+zt_status zt_check_linear_args(const char *op, const float *out, const float *in, zt_weight w,
+                               zt_weight bias, int n_rows, int in_features, int out_features);
+zt_status zt_check_attention_args(const char *op, const float *out, const float *q,
+                                  const float *k, const float *v, const int32_t *key_mask,
+                                  int batch, int seq_len, int n_heads, int head_dim,
+                                  float q_scale);
+
 /* A perturbation: known distribution, n_terms >= 0, terms present, finite scale and
  * coefficients (a non-finite one would write NaN or Inf everywhere: refused before any write). */
 zt_status zt_check_perturbation(const char *op, const zt_perturbation *p);

@@ -65,22 +65,9 @@ zt_status zt_cpu_attention(zt_backend *be, float *out,                     /* (B
                            int batch, int seq_len, int n_heads, int head_dim, float q_scale) {
     const char *op = "attention";
     zt_cpu_backend *cpu = zt_cpu(be);
-    ZT_TRY(zt_check_dim(op, "batch", batch));
-    ZT_TRY(zt_check_dim(op, "seq_len", seq_len));
-    ZT_TRY(zt_check_dim(op, "n_heads", n_heads));
-    ZT_TRY(zt_check_dim(op, "head_dim", head_dim));
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(zt_check_ptr(op, "q", q));
-    ZT_TRY(zt_check_ptr(op, "k", k));
-    ZT_TRY(zt_check_ptr(op, "v", v));
-    ZT_TRY(zt_check_ptr(op, "key_mask", key_mask));
-    if (!isfinite(q_scale))
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: q_scale %g is not finite", op, q_scale);
+    ZT_TRY(zt_check_attention_args(op, out, q, k, v, key_mask, batch, seq_len, n_heads, head_dim,
+                                   q_scale));
     const size_t n_cols = (size_t)n_heads * (size_t)head_dim;
-    const size_t tensor_bytes = (size_t)batch * (size_t)seq_len * n_cols * sizeof(float);
-    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "q", q, tensor_bytes));
-    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "k", k, tensor_bytes));
-    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "v", v, tensor_bytes));
 
     const size_t per_thread = (size_t)seq_len + 2 * (size_t)head_dim;
     float *scratch;

@@ -58,16 +58,7 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
                         int n_rows, int in_features, int out_features, int relu) {
     const char *op = "linear";
     zt_cpu_backend *cpu = zt_cpu(be);
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "in_features", in_features));
-    ZT_TRY(zt_check_dim(op, "out_features", out_features));
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(zt_check_ptr(op, "in", in));
-    ZT_TRY(zt_check_weight(op, "weight", w, 1));
-    ZT_TRY(zt_check_weight(op, "bias", bias, 0));
-    ZT_TRY(zt_check_disjoint(op, "out", out,
-                                 (size_t)n_rows * (size_t)out_features * sizeof(float), "in", in,
-                                 (size_t)n_rows * (size_t)in_features * sizeof(float)));
+    ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
 
     /* Scratch layout: [converted weight chunk | bias in f32]; either part may be empty. */
     int chunk_rows =

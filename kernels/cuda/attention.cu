@@ -154,28 +154,14 @@ zt_status zt_cuda_attention(zt_backend *be, float *out,                     /* (
                             const int32_t *key_mask,                        /* (B,T) */
                             int batch, int seq_len, int n_heads, int head_dim, float q_scale) {
     const char *op = "attention";
-    ZT_TRY(zt_check_dim(op, "batch", batch));
-    ZT_TRY(zt_check_dim(op, "seq_len", seq_len));
-    ZT_TRY(zt_check_dim(op, "n_heads", n_heads));
-    ZT_TRY(zt_check_dim(op, "head_dim", head_dim));
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(zt_check_ptr(op, "q", q));
-    ZT_TRY(zt_check_ptr(op, "k", k));
-    ZT_TRY(zt_check_ptr(op, "v", v));
-    ZT_TRY(zt_check_ptr(op, "key_mask", key_mask));
-    if (!isfinite(q_scale))
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: q_scale %g is not finite", op, q_scale);
+    ZT_TRY(zt_check_attention_args(op, out, q, k, v, key_mask, batch, seq_len, n_heads, head_dim,
+                                   q_scale));
     if (head_dim > kMaxHeadDim)
         return zt_fail(ZT_ERR_UNAVAILABLE, "%s: head_dim %d > %d is not supported on CUDA", op,
                        head_dim, kMaxHeadDim);
     if (n_heads > 65535 || batch > 65535)
         return zt_fail(ZT_ERR_UNAVAILABLE, "%s: %d heads x %d sequences exceed the CUDA grid", op,
                        n_heads, batch);
-    const size_t tensor_bytes =
-        (size_t)batch * (size_t)seq_len * (size_t)n_heads * (size_t)head_dim * sizeof(float);
-    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "q", q, tensor_bytes));
-    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "k", k, tensor_bytes));
-    ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "v", v, tensor_bytes));
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
 

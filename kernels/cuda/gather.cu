@@ -23,12 +23,7 @@ zt_status zt_cuda_gather_rows(zt_backend *be, float *out, /* (N,C) */
                               zt_weight table,            /* (n_table_rows,C) */
                               int n_rows, int n_table_rows, int n_cols, int accumulate) {
     const char *op = "gather_rows";
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "n_table_rows", n_table_rows));
-    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(zt_check_ptr(op, "rows", rows));
-    ZT_TRY(zt_check_weight(op, "table", table, 1));
+    ZT_TRY(zt_check_gather_args(op, out, rows, table, n_rows, n_table_rows, n_cols));
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
 

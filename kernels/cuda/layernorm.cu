@@ -44,13 +44,7 @@ zt_status zt_cuda_layernorm(zt_backend *be, float *out,      /* (N,C) */
                             zt_weight gamma, zt_weight beta, /* (C), (C) */
                             int n_rows, int n_cols, float eps) {
     const char *op = "layernorm";
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(zt_check_ptr(op, "in", in));
-    ZT_TRY(zt_check_weight(op, "gamma", gamma, 0));
-    ZT_TRY(zt_check_weight(op, "beta", beta, 0));
-    if (!(eps >= 0.0f)) return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op, eps);
+    ZT_TRY(zt_check_layernorm_args(op, out, in, gamma, beta, n_rows, n_cols, eps));
     ZT_TRY(zt_cuda_enter(be));
     ZT_LAUNCH(zt_layernorm_k, (unsigned)n_rows, kBlockThreads, 0, zt_cuda(be)->stream, out, in,
               gamma.data, gamma.dtype, beta.data, beta.dtype, n_cols, eps);
