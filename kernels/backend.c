@@ -37,3 +37,61 @@ zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out) {
 void zt_backend_destroy(zt_backend *be) {
     if (be) be->ops->destroy(be);
 }
+
+zt_status zt_backend_set_gemm_precision(zt_backend *be, zt_gemm_precision precision) {
+    if ((unsigned)precision > ZT_GEMM_HALF)
+        return zt_fail(ZT_ERR_INVALID_ARG, "gemm precision %d: unknown", (int)precision);
+    if (be->ops->set_gemm_precision) {
+        ZT_TRY(be->ops->set_gemm_precision(be, precision));
+    } else if (precision != ZT_GEMM_F32) {
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "--gemm %s: the %s backend computes every GEMM in f32 (use --gemm f32, or "
+                       "--device cuda for tensor-core modes)",
+                       zt_gemm_precision_name(precision), be->ops->name);
+    }
+    be->gemm = precision;
+    return ZT_OK;
+}
+
+const char *zt_gemm_precision_name(zt_gemm_precision precision) {
+    switch (precision) {
+    case ZT_GEMM_F32:
+        return "f32";
+    case ZT_GEMM_TF32:
+        return "tf32";
+    case ZT_GEMM_HALF:
+        return "half";
+    }
+    return "unknown";
+}
+
+zt_status zt_gemm_precision_parse(const char *text, const char *option, zt_gemm_precision *out) {
+    static const zt_gemm_precision all[] = {ZT_GEMM_F32, ZT_GEMM_TF32, ZT_GEMM_HALF};
+    for (size_t i = 0; text && i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(text, zt_gemm_precision_name(all[i])) == 0) {
+            *out = all[i];
+            return ZT_OK;
+        }
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s %s: expected auto, f32, tf32 or half", option,
+                   text ? text : "(missing)");
+}
+
+zt_dtype zt_backend_stage_dtype(const zt_backend *be, zt_dtype stored) {
+    if (be->gemm == ZT_GEMM_HALF && (stored == ZT_F16 || stored == ZT_BF16)) return stored;
+    return ZT_F32;
+}
+
+zt_status zt_backend_open(const char *device, int n_threads, const char *gemm, zt_backend **out) {
+    zt_gemm_precision precision = ZT_GEMM_F32;
+    int automatic = gemm == NULL || strcmp(gemm, "auto") == 0;
+    if (!automatic) ZT_TRY(zt_gemm_precision_parse(gemm, "--gemm", &precision));
+    ZT_TRY(zt_backend_create(device, n_threads, out));
+    if (automatic)
+        precision = strncmp((*out)->ops->name, "cuda", 4) == 0 ? ZT_GEMM_HALF : ZT_GEMM_F32;
+    zt_status s = zt_backend_set_gemm_precision(*out, precision);
+    if (s != ZT_OK) {
+        zt_backend_destroy(*out);
+        *out = NULL;
+    }
+    return s;
+}

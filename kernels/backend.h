@@ -19,6 +19,14 @@
 
 typedef struct zt_backend zt_backend;
 
+/* How linear's GEMMs treat their inputs; products are always accumulated in f32. */
+typedef enum zt_gemm_precision {
+    ZT_GEMM_F32 = 0,  /* f32 inputs (f16/bf16 weights widened exactly): the CPU's numerics */
+    ZT_GEMM_TF32 = 1, /* f32 inputs rounded to TF32 by the tensor cores; only when asked */
+    ZT_GEMM_HALF = 2, /* f16/bf16 weights used as stored, activations rounded (to nearest even)
+                         to the weight's dtype: tensor-core inputs; f32 weights as ZT_GEMM_F32 */
+} zt_gemm_precision;
+
 /* A read-only weight tensor in backend memory, in its storage dtype. data == NULL means absent
  * (e.g. a linear layer without bias). */
 typedef struct zt_weight {
@@ -68,7 +76,8 @@ typedef struct zt_update {
 /* ---- scratch planning: what an op will need of the backend's internal scratch ---- */
 
 typedef enum zt_scratch_op {
-    ZT_SCRATCH_LINEAR = 0,    /* in_features, out_features, weight_dtype, bias_dtype, has_bias */
+    ZT_SCRATCH_LINEAR = 0,    /* n_rows, in_features, out_features, weight_dtype, bias_dtype,
+                                 has_bias; under the backend's current GEMM precision */
     ZT_SCRATCH_ATTENTION = 1, /* seq_len, head_dim */
     ZT_SCRATCH_Z_SUMSQ = 2,   /* n_elems */
 } zt_scratch_op;
@@ -80,6 +89,7 @@ typedef struct zt_scratch_query {
     int has_bias;
     int seq_len, head_dim;
     size_t n_elems;
+    int n_rows;
 } zt_scratch_query;
 
 typedef struct zt_backend_ops {
@@ -160,17 +170,37 @@ typedef struct zt_backend_ops {
      * for MOMENTUM, (3,n) f32 for ADAMM, in backend memory. */
     zt_status (*update)(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                         uint32_t tensor_id, size_t n_elems, float *state, const zt_update *u);
+
+    /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
+     * only. Called by zt_backend_set_gemm_precision, which records the choice. */
+    zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
 } zt_backend_ops;
 
 struct zt_backend {
     const zt_backend_ops *ops;
-    void *impl; /* backend-private state */
+    void *impl;                  /* backend-private state */
+    zt_gemm_precision gemm;      /* ZT_GEMM_F32 at creation */
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not
  * compiled in or no device). n_threads <= 0 means all cores (CPU backend). */
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
 void zt_backend_destroy(zt_backend *be);
+
+/* zt_backend_create, then the GEMM precision named by `gemm`: "f32", "tf32", "half", or NULL /
+ * "auto" = half on CUDA (tensor cores for f16/bf16 weights), f32 on the CPU. */
+zt_status zt_backend_open(const char *device, int n_threads, const char *gemm, zt_backend **out);
+#define ZT_GEMM_HELP "auto (default: half on cuda, f32 on cpu), f32, tf32 (cuda) or half"
+
+/* Switches linear's GEMM precision; ZT_ERR_UNAVAILABLE (with the reason) when the backend has no
+ * such mode (TF32 on the CPU). Set it before creating workspaces: staging is planned for it. */
+zt_status zt_backend_set_gemm_precision(zt_backend *be, zt_gemm_precision precision);
+/* "f32", "tf32", "half"; and the reverse, with an error naming `option` for anything else. */
+const char *zt_gemm_precision_name(zt_gemm_precision precision);
+zt_status zt_gemm_precision_parse(const char *text, const char *option, zt_gemm_precision *out);
+/* The dtype a perturbed copy of a `stored` weight is staged in: the stored half dtype when the
+ * GEMMs take half inputs (staging in f32 would only be rounded back), f32 otherwise. */
+zt_dtype zt_backend_stage_dtype(const zt_backend *be, zt_dtype stored);
 
 /* The CPU backend's constructor (kernels/cpu). */
 zt_status zt_cpu_backend_create(int n_threads, zt_backend **out);

@@ -19,7 +19,8 @@ typedef struct ws_layout {
     size_t hid, hid_proj, logits, logprob;      /* head: (R,h), (R,e), (chunk,V), (K,R) */
     size_t ids, pos, mask, rows, targets;       /* int32 */
     size_t activation_total;
-    size_t stage_main, stage_aux, staging_total; /* shadow buffers (f32) */
+    size_t stage_main, stage_aux, staging_total; /* shadow buffers */
+    size_t stage_elem_bytes;                     /* the widest staged dtype planned for */
 } ws_layout;
 
 static size_t take(size_t *cursor, size_t n_bytes) {
@@ -41,7 +42,18 @@ static void staging_sizes(const zt_opt_config *c, size_t *main_elems, size_t *au
     *aux_elems = f > h ? f : h;
 }
 
-static ws_layout plan_layout(const zt_opt_config *c, const zt_opt_workspace_shape *shape) {
+/* Bytes per staged element: 4 unless the backend stages every tensor in a half dtype. */
+static size_t stage_elem_bytes(const zt_model *m) {
+    size_t widest = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t bytes = zt_dtype_size(zt_backend_stage_dtype(m->be, m->tensors[i].dtype));
+        if (bytes > widest) widest = bytes;
+    }
+    return widest ? widest : sizeof(float);
+}
+
+static ws_layout plan_layout(const zt_model *m, const zt_opt_workspace_shape *shape) {
+    const zt_opt_config *c = &m->cfg;
     size_t n = (size_t)shape->max_batch * (size_t)shape->max_seq_len;
     size_t variants = (size_t)shape->max_variants, f = sizeof(float), i = sizeof(int32_t);
     size_t h = (size_t)c->hidden_size, e = (size_t)c->word_embed_proj_dim;
@@ -69,11 +81,12 @@ static ws_layout plan_layout(const zt_opt_config *c, const zt_opt_workspace_shap
 
     cursor = 0;
     L.stage_main = L.stage_aux = 0;
+    L.stage_elem_bytes = stage_elem_bytes(m);
     if (shape->staging) {
         size_t main_elems, aux_elems;
         staging_sizes(c, &main_elems, &aux_elems);
-        L.stage_main = take(&cursor, main_elems * f);
-        L.stage_aux = take(&cursor, aux_elems * f);
+        L.stage_main = take(&cursor, main_elems * L.stage_elem_bytes);
+        L.stage_aux = take(&cursor, aux_elems * L.stage_elem_bytes);
     }
     L.staging_total = cursor;
     return L;
@@ -81,13 +94,19 @@ static ws_layout plan_layout(const zt_opt_config *c, const zt_opt_workspace_shap
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
-/* One linear call's scratch, with its weights as stored (staged copies are f32 and need none,
- * so the stored dtypes give the maximum). */
-static size_t linear_scratch(const zt_model *m, int weight, int bias, int in, int out) {
+/* One linear call's scratch over n_rows, the larger of the weights as stored and as staged. */
+static size_t linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in, int out) {
     if (weight < 0 || !m->be->ops->scratch_bytes) return 0;
-    zt_scratch_query q = {ZT_SCRATCH_LINEAR, in, out, m->tensors[weight].dtype,
-                          bias >= 0 ? m->tensors[bias].dtype : ZT_F32, bias >= 0, 0, 0, 0};
-    return m->be->ops->scratch_bytes(m->be, &q);
+    zt_dtype w_dtype = m->tensors[weight].dtype;
+    zt_dtype b_dtype = bias >= 0 ? m->tensors[bias].dtype : ZT_F32;
+    zt_scratch_query q = {.op = ZT_SCRATCH_LINEAR, .in_features = in, .out_features = out,
+                          .weight_dtype = w_dtype, .bias_dtype = b_dtype, .has_bias = bias >= 0,
+                          .n_rows = n_rows};
+    size_t stored = m->be->ops->scratch_bytes(m->be, &q);
+    q.weight_dtype = zt_backend_stage_dtype(m->be, w_dtype);
+    q.bias_dtype = zt_backend_stage_dtype(m->be, b_dtype);
+    size_t staged = m->be->ops->scratch_bytes(m->be, &q);
+    return stored > staged ? stored : staged;
 }
 
 /* The largest scratch request of any op the forward (and a sphere norm pass) makes. */
@@ -95,26 +114,30 @@ static size_t backend_scratch(const zt_model *m, const zt_opt_workspace_shape *s
     const zt_opt_config *c = &m->cfg;
     if (!m->be->ops->scratch_bytes) return 0;
     int h = c->hidden_size, f = c->ffn_dim, e = c->word_embed_proj_dim;
+    int n = shape->max_batch * shape->max_seq_len;
+    int head_rows = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
     size_t most = 0;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const zt_opt_layer_ids *L = &m->layers[l];
-        most = max_size(most, linear_scratch(m, L->q_w, L->q_b, h, h));
-        most = max_size(most, linear_scratch(m, L->k_w, L->k_b, h, h));
-        most = max_size(most, linear_scratch(m, L->v_w, L->v_b, h, h));
-        most = max_size(most, linear_scratch(m, L->out_w, L->out_b, h, h));
-        most = max_size(most, linear_scratch(m, L->fc1_w, L->fc1_b, h, f));
-        most = max_size(most, linear_scratch(m, L->fc2_w, L->fc2_b, f, h));
+        most = max_size(most, linear_scratch(m, L->q_w, L->q_b, n, h, h));
+        most = max_size(most, linear_scratch(m, L->k_w, L->k_b, n, h, h));
+        most = max_size(most, linear_scratch(m, L->v_w, L->v_b, n, h, h));
+        most = max_size(most, linear_scratch(m, L->out_w, L->out_b, n, h, h));
+        most = max_size(most, linear_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
+        most = max_size(most, linear_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
     }
-    most = max_size(most, linear_scratch(m, m->project_in, -1, e, h));
-    most = max_size(most, linear_scratch(m, m->project_out, -1, h, e));
-    most = max_size(most, linear_scratch(m, m->embed_tokens, -1, e, c->vocab_size));
-    zt_scratch_query attention = {ZT_SCRATCH_ATTENTION, 0, 0, ZT_F32, ZT_F32, 0,
-                                  shape->max_seq_len, h / c->num_attention_heads, 0};
+    /* project_in sees every token; project_out and the LM head only the rows with a target */
+    most = max_size(most, linear_scratch(m, m->project_in, -1, n, e, h));
+    most = max_size(most, linear_scratch(m, m->project_out, -1, n, h, e));
+    most = max_size(most, linear_scratch(m, m->embed_tokens, -1, head_rows, e, c->vocab_size));
+    zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION, .weight_dtype = ZT_F32,
+                                  .bias_dtype = ZT_F32, .seq_len = shape->max_seq_len,
+                                  .head_dim = h / c->num_attention_heads};
     most = max_size(most, m->be->ops->scratch_bytes(m->be, &attention));
     if (shape->sphere)
         for (int i = 0; i < m->n_tensors; i++) {
-            zt_scratch_query sumsq = {ZT_SCRATCH_Z_SUMSQ, 0, 0, ZT_F32, ZT_F32, 0, 0, 0,
-                                      m->tensors[i].n_elems};
+            zt_scratch_query sumsq = {.op = ZT_SCRATCH_Z_SUMSQ, .weight_dtype = ZT_F32,
+                                      .bias_dtype = ZT_F32, .n_elems = m->tensors[i].n_elems};
             most = max_size(most, m->be->ops->scratch_bytes(m->be, &sumsq));
         }
     return most;
@@ -122,7 +145,7 @@ static size_t backend_scratch(const zt_model *m, const zt_opt_workspace_shape *s
 
 void zt_opt_plan_memory(const zt_model *m, const zt_opt_workspace_shape *shape,
                         zt_opt_memory_plan *plan) {
-    ws_layout L = plan_layout(&m->cfg, shape);
+    ws_layout L = plan_layout(m, shape);
     plan->weights_bytes = m->weights_bytes;
     plan->activation_bytes = L.activation_total;
     plan->staging_bytes = L.staging_total;
@@ -160,7 +183,7 @@ zt_status zt_opt_workspace_create(zt_model *model, const zt_opt_workspace_shape 
     if (!ws) return zt_fail(ZT_ERR_NOMEM, "allocating the workspace descriptor");
     ws->model = model;
     ws->shape = *shape;
-    ws->layout = plan_layout(&model->cfg, shape);
+    ws->layout = plan_layout(model, shape);
     zt_backend *be = model->be;
     zt_status s = be->ops->alloc(be, ws->layout.activation_total, ZT_MEM_ACTIVATIONS,
                                  (void **)&ws->base);
@@ -205,8 +228,8 @@ static zt_weight master_weight(const zt_model *m, int id) {
     return w;
 }
 
-/* Tensor `id` as the current variant sees it: the master weight, or a perturbed f32 copy
- * staged into a shadow buffer. */
+/* Tensor `id` as the current variant sees it: the master weight, or a perturbed copy staged
+ * into a shadow buffer (f32, or the stored half dtype when the GEMMs take half inputs). */
 static zt_status variant_weight(const sweep *sw, int id, enum stage_slot slot, zt_weight *out) {
     *out = master_weight(sw->m, id);
     const zt_opt_variants *v = sw->variants;
@@ -216,11 +239,17 @@ static zt_status variant_weight(const sweep *sw, int id, enum stage_slot slot, z
     if (!sw->ws->staging)
         return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
     const zt_tensor_info *t = &sw->m->tensors[id];
-    float *shadow = (float *)(sw->ws->staging +
-                              (slot == STAGE_MAIN ? sw->ws->layout.stage_main : sw->ws->layout.stage_aux));
-    ZT_TRY(sw->m->be->ops->perturb(sw->m->be, shadow, ZT_F32, *out, (uint32_t)id, 0, t->n_elems, p));
+    const zt_dtype staged = zt_backend_stage_dtype(sw->m->be, t->dtype);
+    if (zt_dtype_size(staged) > sw->ws->layout.stage_elem_bytes)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "forward: %s is staged in %s, wider than the workspace was planned for "
+                       "(the GEMM precision changed after the workspace was created)",
+                       t->name, zt_dtype_name(staged));
+    void *shadow = sw->ws->staging +
+                   (slot == STAGE_MAIN ? sw->ws->layout.stage_main : sw->ws->layout.stage_aux);
+    ZT_TRY(sw->m->be->ops->perturb(sw->m->be, shadow, staged, *out, (uint32_t)id, 0, t->n_elems, p));
     out->data = shadow;
-    out->dtype = ZT_F32;
+    out->dtype = staged;
     return ZT_OK;
 }
 

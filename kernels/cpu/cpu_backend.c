@@ -109,6 +109,8 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
                                                                         : ZT_CPU_LINEAR_CHUNK_ROWS;
         if (q->weight_dtype != ZT_F32) floats += chunk_rows * (size_t)q->in_features;
         if (q->has_bias && q->bias_dtype != ZT_F32) floats += (size_t)q->out_features;
+        if (be->gemm == ZT_GEMM_HALF && q->weight_dtype != ZT_F32)
+            floats += (size_t)q->n_rows * (size_t)q->in_features;
         break;
     }
     case ZT_SCRATCH_ATTENTION:
@@ -117,6 +119,17 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     case ZT_SCRATCH_Z_SUMSQ: floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems); break;
     }
     return floats * sizeof(float);
+}
+
+/* Half inputs are rounded here as the CUDA backend rounds them; TF32 is a tensor-core conversion
+ * whose rounding the CPU cannot promise to match, so it is refused. */
+static zt_status cpu_set_gemm_precision(zt_backend *be, zt_gemm_precision precision) {
+    (void)be;
+    if (precision == ZT_GEMM_TF32)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "--gemm tf32: the cpu backend has no TF32 (use f32 or half, or --device "
+                       "cuda)");
+    return ZT_OK;
 }
 
 static zt_status cpu_reserve_scratch(zt_backend *be, size_t n_bytes) {
@@ -146,6 +159,7 @@ static const zt_backend_ops cpu_ops = {
     .perturb = zt_cpu_perturb,
     .z_sumsq = zt_cpu_z_sumsq,
     .update = zt_cpu_update,
+    .set_gemm_precision = cpu_set_gemm_precision,
 };
 
 static int default_thread_count(void) {

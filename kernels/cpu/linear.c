@@ -1,4 +1,6 @@
-/* linear: out = in @ W^T (+ bias) (then ReLU), through OpenBLAS sgemm. */
+/* linear: out = in @ W^T (+ bias) (then ReLU), through OpenBLAS sgemm. Under ZT_GEMM_HALF a half
+ * weight meets activations rounded to its dtype, as the CUDA backend's tensor-core path does, so
+ * the CPU can reproduce (and test) those numerics; the products are exact in f32 either way. */
 #include <cblas.h>
 
 #include "core/status.h"
@@ -60,14 +62,22 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
     zt_cpu_backend *cpu = zt_cpu(be);
     ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
 
-    /* Scratch layout: [converted weight chunk | bias in f32]; either part may be empty. */
+    /* Scratch layout: [converted weight chunk | bias in f32 | rounded activations]; any part may
+     * be empty. zt_cpu_linear_scratch_floats (the planner's answer) is the sum. */
     int chunk_rows =
         out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? out_features : ZT_CPU_LINEAR_CHUNK_ROWS;
     size_t chunk_floats = w.dtype == ZT_F32 ? 0 : (size_t)chunk_rows * (size_t)in_features;
     size_t bias_floats = bias.data && bias.dtype != ZT_F32 ? (size_t)out_features : 0;
+    int round_inputs = be->gemm == ZT_GEMM_HALF && w.dtype != ZT_F32;
+    size_t input_floats = round_inputs ? (size_t)n_rows * (size_t)in_features : 0;
     float *scratch = NULL;
-    if (chunk_floats + bias_floats > 0)
-        ZT_TRY(zt_cpu_scratch(cpu, chunk_floats + bias_floats, op, &scratch));
+    if (chunk_floats + bias_floats + input_floats > 0)
+        ZT_TRY(zt_cpu_scratch(cpu, chunk_floats + bias_floats + input_floats, op, &scratch));
+    if (round_inputs) {
+        float *rounded = scratch + chunk_floats + bias_floats;
+        zt_cpu_round_to(rounded, in, w.dtype, input_floats);
+        in = rounded;
+    }
 
     if (w.dtype == ZT_F32)
         gemm_into_columns(out, in, (const float *)w.data, n_rows, in_features, out_features, 0,

@@ -1,4 +1,4 @@
-/* The CUDA backend: constructor, op table, device memory, the stream and the cuBLAS handle, error
+/* The CUDA backend: constructor, op table, device memory, the stream and the cuBLASLt handle, error
  * reporting and argument checks. The ops live in the other .cu files, one family each. */
 #include <stdlib.h>
 #include <string.h>
@@ -176,7 +176,11 @@ static void release(zt_cuda_backend *cb) {
         (void)cudaFree(cb->index_error);
         zt_mem_track_free(ZT_MEM_SCRATCH, sizeof(int));
     }
-    if (cb->cublas) (void)cublasDestroy(cb->cublas);
+    if (cb->lt_workspace) {
+        (void)cudaFree(cb->lt_workspace);
+        zt_mem_track_free(ZT_MEM_SCRATCH, ZT_CUDA_LT_WORKSPACE_BYTES);
+    }
+    if (cb->lt) (void)cublasLtDestroy(cb->lt);
     if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     free(cb);
 }
@@ -187,13 +191,18 @@ static void cuda_destroy(zt_backend *be) {
 
 /* Mirrors the requests the ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention works in
  * shared memory and asks for none. perturb and update take 3 floats per term when a perturbation
- * has more than 32 terms (z_terms.cuh), which no query names: under 1 KiB for 64 terms. */
-static size_t cuda_scratch_bytes(zt_backend *, const zt_scratch_query *q) {
+ * has more than 32 terms (z_terms.cuh), which no query names: under 1 KiB for 64 terms. The
+ * cuBLASLt workspace is a fixed allocation of the backend, not scratch. */
+static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     size_t floats = 0;
     switch (q->op) {
-    case ZT_SCRATCH_LINEAR:
-        floats = zt_cuda_linear_scratch_floats(q->in_features, q->out_features, q->weight_dtype);
+    case ZT_SCRATCH_LINEAR: {
+        const zt_linear_scratch plan =
+            zt_cuda_linear_scratch(be->gemm, q->n_rows, q->in_features, q->out_features,
+                                   q->weight_dtype, q->has_bias, q->bias_dtype);
+        floats = (plan.total_bytes + sizeof(float) - 1) / sizeof(float);
         break;
+    }
     case ZT_SCRATCH_ATTENTION:
         break;
     case ZT_SCRATCH_Z_SUMSQ:
@@ -201,6 +210,15 @@ static size_t cuda_scratch_bytes(zt_backend *, const zt_scratch_query *q) {
         break;
     }
     return floats * sizeof(float);
+}
+
+/* Every precision is available: TF32 and half inputs on sm_80 and later, which is all this backend
+ * is built for (gpu_arch). */
+static zt_status cuda_set_gemm_precision(zt_backend *be, zt_gemm_precision precision) {
+    (void)be;
+    if ((unsigned)precision > ZT_GEMM_HALF)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cuda: gemm precision %d: unknown", (int)precision);
+    return ZT_OK;
 }
 
 static zt_status cuda_reserve_scratch(zt_backend *be, size_t n_bytes) {
@@ -234,6 +252,7 @@ static zt_backend_ops make_ops() {
     ops.perturb = zt_cuda_perturb;
     ops.z_sumsq = zt_cuda_z_sumsq;
     ops.update = zt_cuda_update;
+    ops.set_gemm_precision = cuda_set_gemm_precision;
     return ops;
 }
 
@@ -242,10 +261,9 @@ static const zt_backend_ops cuda_ops = make_ops();
 static zt_status init(zt_cuda_backend *cb) {
     ZT_CUDA_TRY(cudaSetDevice(cb->device));
     ZT_CUDA_TRY(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
-    ZT_CUBLAS_TRY(cublasCreate(&cb->cublas));
-    ZT_CUBLAS_TRY(cublasSetStream(cb->cublas, cb->stream));
-    /* Default math with CUBLAS_COMPUTE_32F never uses TF32; parity with the CPU needs full f32. */
-    ZT_CUBLAS_TRY(cublasSetMathMode(cb->cublas, CUBLAS_DEFAULT_MATH));
+    ZT_CUBLAS_TRY(cublasLtCreate(&cb->lt));
+    ZT_CUDA_TRY(cudaMalloc(&cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES));
+    zt_mem_track_alloc(ZT_MEM_SCRATCH, ZT_CUDA_LT_WORKSPACE_BYTES);
     void *slot = NULL;
     ZT_CUDA_TRY(cudaMalloc(&slot, sizeof(int)));
     cb->index_error = static_cast<int *>(slot);

@@ -8,12 +8,13 @@ extern "C" { /* backend.h itself has no C++ guard */
 
 #include "backend.h"
 
-/* Creates the CUDA backend on device `device` (0-based): one stream, one cuBLAS handle, TF32 off.
- * ZT_ERR_UNAVAILABLE when the runtime finds no device or `device` is out of range;
- * ZT_ERR_CUDA when creating the stream or the cuBLAS handle fails. */
 /* The backend's cudaStream_t (as void *), for benchmarks that time with CUDA events. */
 void *zt_cuda_backend_stream(zt_backend *be);
 
+/* Creates the CUDA backend on device `device` (0-based): one stream, one cuBLASLt handle and its
+ * workspace, GEMMs in f32 (zt_backend_set_gemm_precision switches). ZT_ERR_UNAVAILABLE when the
+ * runtime finds no device or `device` is out of range; ZT_ERR_CUDA when creating the stream or
+ * the cuBLASLt handle fails. */
 zt_status zt_cuda_backend_create(int device, zt_backend **out);
 
 #ifdef __cplusplus

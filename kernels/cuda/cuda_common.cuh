@@ -10,6 +10,7 @@
 #ifndef ZT_CUDA_COMMON_CUH
 #define ZT_CUDA_COMMON_CUH
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -89,14 +90,36 @@ constexpr int kMaxStrideBlocks = 4096;
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (16u << 20)
 #endif
 
+/* The cuBLASLt workspace, allocated once per backend (32 MiB is what NVIDIA suggests for Hopper;
+ * the host executor uses a token one). */
+#ifndef ZT_CUDA_LT_WORKSPACE_BYTES
+#define ZT_CUDA_LT_WORKSPACE_BYTES (32u << 20)
+#endif
+
+/* The algorithm cuBLASLt's heuristic picked for one GEMM configuration, so that the heuristic
+ * (tens of microseconds on the host) runs once per layer shape, not once per call. */
+struct zt_lt_algo_key {
+    int m, n, k, lda, ldb, ldc;
+    int a_type, b_type, compute, epilogue;
+    unsigned align_a, align_b, align_d, align_bias; /* bytes; cuBLASLt's algos depend on them */
+};
+struct zt_lt_algo_entry {
+    zt_lt_algo_key key;
+    cublasLtMatmulAlgo_t algo;
+};
+constexpr int kLtAlgoCacheSize = 64;
+
 /* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
 struct zt_cuda_backend {
     zt_backend base;
     int device;
-    cudaStream_t stream;   /* every op, copy and GEMM is ordered on this one stream */
-    cublasHandle_t cublas; /* bound to `stream`, TF32 off */
-    float *scratch;        /* device; linear's f32 weight chunk, z_sumsq's partial sums, or the
-                              terms of a perturbation too long to pass by value */
+    cudaStream_t stream; /* every op, copy and GEMM is ordered on this one stream */
+    cublasLtHandle_t lt; /* every GEMM (linear.cu) */
+    void *lt_workspace;  /* device, ZT_CUDA_LT_WORKSPACE_BYTES */
+    zt_lt_algo_entry lt_algos[kLtAlgoCacheSize];
+    int n_lt_algos, next_lt_evict;
+    float *scratch; /* device; linear's converted operands, z_sumsq's partial sums, or the
+                       terms of a perturbation too long to pass by value */
     size_t scratch_floats;
     int *index_error; /* device; first bad position found by zt_cuda_find_bad_index */
 };
@@ -157,14 +180,56 @@ zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint3
 
 // ---- scratch planning: what each op asks of zt_cuda_scratch (cuda_backend.cu answers queries) --
 
-/* Floats of scratch linear takes: one chunk of widened weight rows, none for an f32 weight. */
-static inline size_t zt_cuda_linear_scratch_floats(int in_features, int out_features,
-                                                   zt_dtype weight_dtype) {
-    if (weight_dtype == ZT_F32 || in_features <= 0 || out_features <= 0) return 0;
+/* What linear takes of zt_cuda_scratch, as byte offsets into it: the bias widened to f32 (cuBLASLt
+ * adds an f32 bias to an f32 output), then one chunk of the converted operand: activation rows
+ * rounded to the weight's half dtype (ZT_GEMM_HALF), or weight rows widened to f32 (a half weight
+ * under ZT_GEMM_F32 / TF32). Each part starts 256-byte aligned, as cuBLASLt's fastest kernels
+ * want. Chunks hold at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements (at least one row). */
+struct zt_linear_scratch {
+    size_t bias_offset, operand_offset, total_bytes;
+    size_t chunk_rows; /* activation rows (HALF) or weight rows (widened) per chunk; 0 = none */
+    int half_inputs;   /* 1: activations are converted, the weight is used as stored */
+    int widen_weight;  /* 1: the weight is widened in chunks */
+    int widen_bias;
+};
+
+static inline size_t zt_align256(size_t n) {
+    return (n + 255u) / 256u * 256u;
+}
+
+static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precision, int n_rows,
+                                                       int in_features, int out_features,
+                                                       zt_dtype weight_dtype, int has_bias,
+                                                       zt_dtype bias_dtype) {
+    zt_linear_scratch plan = {0, 0, 0, 0, 0, 0, 0};
+    if (in_features <= 0 || out_features <= 0) return plan;
+    const int half_weight = weight_dtype == ZT_F16 || weight_dtype == ZT_BF16;
+    plan.half_inputs = half_weight && precision == ZT_GEMM_HALF;
+    plan.widen_weight = half_weight && !plan.half_inputs;
+    plan.widen_bias = has_bias && bias_dtype != ZT_F32;
+    size_t cursor = 0;
+    if (plan.widen_bias) {
+        plan.bias_offset = cursor;
+        cursor = zt_align256(cursor + (size_t)out_features * sizeof(float));
+    }
     size_t chunk_rows = ZT_CUDA_LINEAR_CHUNK_FLOATS / (size_t)in_features;
     if (chunk_rows < 1) chunk_rows = 1;
-    if (chunk_rows > (size_t)out_features) chunk_rows = (size_t)out_features;
-    return chunk_rows * (size_t)in_features;
+    size_t operand_bytes = 0;
+    if (plan.half_inputs && n_rows > 0) {
+        if (chunk_rows > (size_t)n_rows) chunk_rows = (size_t)n_rows;
+        plan.chunk_rows = chunk_rows;
+        operand_bytes = chunk_rows * (size_t)in_features * zt_dtype_size(weight_dtype);
+    } else if (plan.widen_weight) {
+        if (chunk_rows > (size_t)out_features) chunk_rows = (size_t)out_features;
+        plan.chunk_rows = chunk_rows;
+        operand_bytes = chunk_rows * (size_t)in_features * sizeof(float);
+    }
+    if (operand_bytes) {
+        plan.operand_offset = cursor;
+        cursor = zt_align256(cursor + operand_bytes);
+    }
+    plan.total_bytes = cursor;
+    return plan;
 }
 
 /* Floats of scratch z_sumsq takes for n Gaussian elements (sumsq.cu). */

@@ -1,27 +1,15 @@
-/* linear: out = in @ W^T (+ bias) (then ReLU), through cuBLAS in full f32 (no TF32). */
+/* linear: out = in @ W^T (+ bias) (then ReLU), every GEMM through cuBLASLt with f32 accumulation
+ * and the bias and ReLU applied by its epilogue. The backend's GEMM precision picks the inputs:
+ *   ZT_GEMM_F32   f32 x f32 (a half weight widened exactly, chunk by chunk): the CPU's numerics;
+ *   ZT_GEMM_TF32  the same operands with CUBLAS_COMPUTE_32F_FAST_TF32;
+ *   ZT_GEMM_HALF  a half weight as stored x activations rounded to its dtype: tensor cores.
+ * Scratch layout and chunk sizes come from zt_cuda_linear_scratch (cuda_common.cuh), which the
+ * scratch planner asks too, so the plan and the op cannot drift apart. */
+#include <string.h>
+
 #include "cuda/cuda_common.cuh"
 
-/* Half-precision weights are widened to f32 at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements at a
- * time (cuda_common.cuh), so linear's scratch stays bounded however large the layer. */
-
 namespace ZT_CUDA_NAMESPACE {
-
-// ---- the one GEMM call site ----
-
-/* out[:, 0:n_out] (row stride ldc) = in @ w_rows^T, everything f32 and row-major. cuBLAS is
- * column-major, where a row-major (R, K) matrix reads as its (K, R) transpose; so this computes
- * out^T (n_out, N) = w_rows (n_out, IC) . in^T (IC, N): op(A) = T on w_rows, op(B) = N on in. */
-static zt_status gemm_rows(zt_cuda_backend *cb, float *out, /* (N,ldc) */
-                           const float *in,                 /* (N,IC) */
-                           const float *w_rows,             /* (n_out,IC) */
-                           int n_rows, int in_features, int n_out, int ldc) {
-    const float one = 1.0f, zero = 0.0f;
-    ZT_CUBLAS_TRY(cublasGemmEx(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, n_rows, in_features,
-                               &one, w_rows, CUDA_R_32F, in_features, in, CUDA_R_32F, in_features,
-                               &zero, out, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT));
-    return ZT_OK;
-}
 
 // ---- kernels ----
 
@@ -34,18 +22,142 @@ static __global__ void zt_widen_k(float *__restrict__ dst, /* (n_elems) */
         dst[i] = zt_weight_elem(src, src_dtype, i);
 }
 
-/* The epilogue: out += bias per column, then ReLU written so that NaN passes through, as
- * torch.relu does (divergence stays visible). */
-static __global__ void zt_bias_relu_k(float *out,                            /* (N,OC) */
-                                      const void *bias, zt_dtype bias_dtype, /* (OC) or NULL */
-                                      size_t n_elems, int out_features, int relu) {
+/* dst = src rounded to nearest even in dst_dtype (f16 or bf16): the GEMM's half operand. */
+static __global__ void zt_narrow_k(void *dst, zt_dtype dst_dtype, /* (n_elems) */
+                                   const float *__restrict__ src, /* (n_elems) */
+                                   size_t n_elems) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_elems; i += stride) {
-        float value = out[i];
-        if (bias) value += zt_weight_elem(bias, bias_dtype, i % (size_t)out_features);
-        if (relu) value = value < 0.0f ? 0.0f : value;
-        out[i] = value;
+        if (dst_dtype == ZT_F16)
+            static_cast<__half *>(dst)[i] = __float2half_rn(src[i]);
+        else
+            static_cast<__nv_bfloat16 *>(dst)[i] = __float2bfloat16_rn(src[i]);
     }
+}
+
+// ---- the one GEMM call site ----
+
+static cudaDataType cuda_type(zt_dtype dtype) {
+    return dtype == ZT_F16 ? CUDA_R_16F : dtype == ZT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+/* The largest power of two (at most 256) dividing the address: what cuBLASLt may assume. */
+static unsigned alignment_of(const void *p) {
+    unsigned a = 256;
+    while (a > 1 && ((uintptr_t)p % a) != 0)
+        a /= 2;
+    return a;
+}
+
+/* Destroys whatever descriptors a matmul created, on every path out of it. */
+struct lt_descriptors {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    ~lt_descriptors() {
+        if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
+        if (d) (void)cublasLtMatrixLayoutDestroy(d);
+        if (b) (void)cublasLtMatrixLayoutDestroy(b);
+        if (a) (void)cublasLtMatrixLayoutDestroy(a);
+        if (op) (void)cublasLtMatmulDescDestroy(op);
+    }
+};
+
+/* The algorithm for `key`, from the cache or from cuBLASLt's heuristic (then cached). */
+static zt_status find_algo(zt_cuda_backend *cb, const zt_lt_algo_key &key, lt_descriptors &d,
+                           cublasLtMatmulAlgo_t *algo) {
+    for (int i = 0; i < cb->n_lt_algos; i++)
+        if (memcmp(&cb->lt_algos[i].key, &key, sizeof key) == 0) {
+            *algo = cb->lt_algos[i].algo;
+            return ZT_OK;
+        }
+    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&d.pref));
+    const size_t workspace = ZT_CUDA_LT_WORKSPACE_BYTES;
+    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
+    const uint32_t align[3] = {key.align_a, key.align_b, key.align_d};
+    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0], sizeof align[0]));
+    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1], sizeof align[1]));
+    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2], sizeof align[2]));
+    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align[2], sizeof align[2]));
+    cublasLtMatmulHeuristicResult_t result;
+    memset(&result, 0, sizeof result);
+    int n_results = 0;
+    ZT_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(cb->lt, d.op, d.a, d.b, d.d, d.d, d.pref, 1,
+                                                 &result, &n_results));
+    if (n_results < 1 || result.state != CUBLAS_STATUS_SUCCESS)
+        return zt_fail(ZT_ERR_CUDA,
+                       "linear: cuBLASLt has no algorithm for m %d n %d k %d (A type %d, B type "
+                       "%d, compute %d, epilogue %d)",
+                       key.m, key.n, key.k, key.a_type, key.b_type, key.compute, key.epilogue);
+    int slot = cb->n_lt_algos < kLtAlgoCacheSize ? cb->n_lt_algos++ : cb->next_lt_evict++;
+    cb->next_lt_evict %= kLtAlgoCacheSize;
+    cb->lt_algos[slot].key = key;
+    cb->lt_algos[slot].algo = result.algo;
+    *algo = result.algo;
+    return ZT_OK;
+}
+
+/* out[:, 0:n_out] (row stride ldc) = in @ w_rows^T (+ bias) (then ReLU), f32 output. Row-major
+ * (R, K) reads column-major as its (K, R) transpose, so cuBLASLt computes the column-major
+ * D (n_out, N) = w_rows^T' . in^T' with op(A) = T on w_rows (IC, n_out) and op(B) = N on in
+ * (IC, N); the bias is a vector over D's rows, broadcast over the N columns, as Linear's. */
+static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
+                           const void *in, zt_dtype in_dtype,    /* (N,IC) */
+                           const void *w_rows, zt_dtype w_dtype, /* (n_out,IC) */
+                           const float *bias,                    /* (n_out) or NULL */
+                           int n_rows, int in_features, int n_out, int ldc, int relu,
+                           cublasComputeType_t compute) {
+    if (n_rows == 0 || n_out == 0) return ZT_OK;
+    const cublasLtEpilogue_t epilogue =
+        bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+             : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+    zt_lt_algo_key key;
+    memset(&key, 0, sizeof key); /* the key is compared bytewise: no stray padding */
+    key.m = n_out;
+    key.n = n_rows;
+    key.k = in_features;
+    key.lda = in_features;
+    key.ldb = in_features;
+    key.ldc = ldc;
+    key.a_type = (int)cuda_type(w_dtype);
+    key.b_type = (int)cuda_type(in_dtype);
+    key.compute = (int)compute;
+    key.epilogue = (int)epilogue;
+    key.align_a = alignment_of(w_rows);
+    key.align_b = alignment_of(in);
+    key.align_d = alignment_of(out);
+    key.align_bias = bias ? alignment_of(bias) : 0;
+
+    lt_descriptors d;
+    ZT_CUBLAS_TRY(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
+    const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
+    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
+                                                 sizeof transpose));
+    ZT_CUBLAS_TRY(
+        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep));
+    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                 sizeof epilogue));
+    if (bias)
+        ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                     sizeof bias));
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.a, cuda_type(w_dtype), (uint64_t)in_features,
+                                             (uint64_t)n_out, in_features));
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.b, cuda_type(in_dtype), (uint64_t)in_features,
+                                             (uint64_t)n_rows, in_features));
+    ZT_CUBLAS_TRY(
+        cublasLtMatrixLayoutCreate(&d.d, CUDA_R_32F, (uint64_t)n_out, (uint64_t)n_rows, ldc));
+    cublasLtMatmulAlgo_t algo;
+    ZT_TRY(find_algo(cb, key, d, &algo));
+    const float one = 1.0f, zero = 0.0f;
+    ZT_CUBLAS_TRY(cublasLtMatmul(cb->lt, d.op, &one, w_rows, d.a, in, d.b, &zero, out, d.d, out,
+                                 d.d, &algo, cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES,
+                                 cb->stream));
+    return ZT_OK;
 }
 
 // ---- the op ----
@@ -59,36 +171,59 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
     ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
+    const zt_gemm_precision precision = be->gemm;
+    const zt_linear_scratch plan = zt_cuda_linear_scratch(
+        precision, n_rows, in_features, out_features, w.dtype, bias.data != NULL, bias.dtype);
+    char *scratch = NULL;
+    if (plan.total_bytes) {
+        float *base;
+        ZT_TRY(
+            zt_cuda_scratch(cb, (plan.total_bytes + sizeof(float) - 1) / sizeof(float), op, &base));
+        scratch = reinterpret_cast<char *>(base);
+    }
+    const float *bias_f32 = static_cast<const float *>(bias.data);
+    if (plan.widen_bias) {
+        float *widened = reinterpret_cast<float *>(scratch + plan.bias_offset);
+        ZT_LAUNCH(zt_widen_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0, cb->stream,
+                  widened, bias.data, bias.dtype, (size_t)out_features);
+        bias_f32 = widened;
+    }
+    const cublasComputeType_t compute =
+        precision == ZT_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    void *operand = scratch ? scratch + plan.operand_offset : NULL;
 
-    if (w.dtype == ZT_F32) {
-        ZT_TRY(gemm_rows(cb, out, in, static_cast<const float *>(w.data), n_rows, in_features,
-                         out_features, out_features));
-    } else {
-        /* cuBLAS has no f32 x f16 GEMM, and rounding the activations to half would change the
-         * result; so the weight is widened (exactly) chunk by chunk and the GEMM stays f32. */
-        /* the planner asks the same function, so the plan and the op cannot drift apart */
-        size_t chunk_floats = zt_cuda_linear_scratch_floats(in_features, out_features, w.dtype);
-        size_t chunk_rows = chunk_floats / (size_t)in_features;
-        float *chunk;
-        ZT_TRY(zt_cuda_scratch(cb, chunk_floats, op, &chunk));
+    if (plan.half_inputs) {
+        /* rows of activations at a time, rounded to the weight's dtype; the weight as stored */
+        for (size_t first = 0; first < (size_t)n_rows; first += plan.chunk_rows) {
+            size_t rows = (size_t)n_rows - first;
+            if (rows > plan.chunk_rows) rows = plan.chunk_rows;
+            const size_t n_elems = rows * (size_t)in_features;
+            ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, operand,
+                      w.dtype, in + first * (size_t)in_features, n_elems);
+            ZT_TRY(lt_matmul(cb, out + first * (size_t)out_features, operand, w.dtype, w.data,
+                             w.dtype, bias_f32, (int)rows, in_features, out_features, out_features,
+                             relu, CUBLAS_COMPUTE_32F));
+        }
+    } else if (plan.widen_weight) {
+        /* cuBLASLt has no f32 x f16 GEMM; widening the weight (exactly) keeps the activations
+         * f32. Chunks of weight rows are column blocks of out. */
         const size_t elem_size = zt_dtype_size(w.dtype);
-        for (size_t first = 0; first < (size_t)out_features; first += chunk_rows) {
+        float *chunk = static_cast<float *>(operand);
+        for (size_t first = 0; first < (size_t)out_features; first += plan.chunk_rows) {
             size_t n_out = (size_t)out_features - first;
-            if (n_out > chunk_rows) n_out = chunk_rows;
+            if (n_out > plan.chunk_rows) n_out = plan.chunk_rows;
             const size_t n_elems = n_out * (size_t)in_features;
             const char *src =
                 static_cast<const char *>(w.data) + first * (size_t)in_features * elem_size;
             ZT_LAUNCH(zt_widen_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, chunk,
                       src, w.dtype, n_elems);
-            ZT_TRY(gemm_rows(cb, out + first, in, chunk, n_rows, in_features, (int)n_out,
-                             out_features));
+            ZT_TRY(lt_matmul(cb, out + first, in, ZT_F32, chunk, ZT_F32,
+                             bias_f32 ? bias_f32 + first : NULL, n_rows, in_features, (int)n_out,
+                             out_features, relu, compute));
         }
-    }
-
-    if (bias.data || relu) {
-        const size_t n_elems = (size_t)n_rows * (size_t)out_features;
-        ZT_LAUNCH(zt_bias_relu_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, out,
-                  bias.data, bias.dtype, n_elems, out_features, relu);
+    } else {
+        ZT_TRY(lt_matmul(cb, out, in, ZT_F32, w.data, ZT_F32, bias_f32, n_rows, in_features,
+                         out_features, out_features, relu, compute));
     }
     return ZT_OK;
 }

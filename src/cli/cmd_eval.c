@@ -13,7 +13,8 @@
 #include "text/bpe.h"
 #include "train/trainer.h"
 
-static zt_status evaluate(const char *model_dir, const char *data, const char *device, int threads,
+static zt_status evaluate(const char *model_dir, const char *data, const char *device,
+                          const char *gemm, int threads,
                           int batch_size, int bos_mezo, zt_eval_result *res, int *n_examples) {
     zt_backend *be = NULL;
     zt_model *model = NULL;
@@ -23,7 +24,7 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
     zt_opt_workspace *ws = NULL;
     zt_opt_objective objective;
     memset(&objective, 0, sizeof objective);
-    zt_status s = zt_backend_create(device, threads, &be);
+    zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(model_dir, be, &model);
     if (s == ZT_OK) {
         s = zt_tokenizer_load_dir(model_dir, &tok);
@@ -60,7 +61,7 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
 }
 
 int zt_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *device = "cpu", *bos = "opt";
+    const char *model = NULL, *data = NULL, *device = "cpu", *bos = "opt", *gemm = "auto";
     int batch_size = 8, threads = 0, json = 0;
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &model, "DIR", "model directory (required)"},
@@ -68,6 +69,7 @@ int zt_cmd_eval(int argc, char **argv) {
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "examples per forward (default 8)"},
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default) or mezo"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
+        {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default all cores)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
     };
@@ -89,7 +91,7 @@ int zt_cmd_eval(int argc, char **argv) {
     }
     zt_eval_result res;
     int n = 0;
-    zt_status s = evaluate(model, data, device, threads, batch_size, strcmp(bos, "mezo") == 0, &res,
+    zt_status s = evaluate(model, data, device, gemm, threads, batch_size, strcmp(bos, "mezo") == 0, &res,
                            &n);
     if (s != ZT_OK) return zt_cli_report("eval", s);
     if (json) {

@@ -35,6 +35,7 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
            c->max_position_embeddings);
     printf("dtype          %s\n", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
     printf("tensors        %d\n", m->n_tensors);
+    printf("backend        %s, gemm %s\n", m->be->ops->name, zt_gemm_precision_name(m->be->gemm));
     printf("parameters     %zu\n", zt_model_parameter_count(m));
     printf("inference      %d sequences x %d tokens\n", p->batch, p->seq_len);
     printf("  weights        %12zu bytes  %10.2f MiB\n", p->inference.weights_bytes,
@@ -76,6 +77,8 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
     const zt_opt_config *c = &m->cfg;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", dir);
+    cJSON_AddStringToObject(root, "backend", m->be->ops->name);
+    cJSON_AddStringToObject(root, "gemm", zt_gemm_precision_name(m->be->gemm));
     cJSON_AddNumberToObject(root, "layers", c->num_hidden_layers);
     cJSON_AddNumberToObject(root, "hidden_size", c->hidden_size);
     cJSON_AddNumberToObject(root, "heads", c->num_attention_heads);
@@ -110,7 +113,7 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
 
 int zt_cmd_info(int argc, char **argv) {
     int json = 0, batch = 16, seq_len = 256, threads = 0;
-    const char *device = "cpu", *optimizer = NULL, *mode = "shadow", *trainable = NULL;
+    const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow", *trainable = NULL;
     const zt_arg_option options[] = {
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
         {"batch-size", ZT_ARG_INT, &batch, "S",
@@ -120,6 +123,7 @@ int zt_cmd_info(int argc, char **argv) {
         {"mode", ZT_ARG_STRING, &mode, "M", "training mode: shadow (default) or inplace"},
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
+        {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (the attention scratch scales with it)"},
     };
     const zt_arg_spec spec = {"zotune info", "zotune info MODEL_DIR [options]",
@@ -148,7 +152,7 @@ int zt_cmd_info(int argc, char **argv) {
     plan.seq_len = seq_len;
     plan.optimizer = optimizer;
     plan.mode = mode;
-    zt_status s = zt_backend_create(device, threads, &be);
+    zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
     if (s == ZT_OK) {
         zt_opt_workspace_shape shape = {batch, seq_len, 1, 0, 0};

@@ -177,11 +177,12 @@ static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *re
 
 int zt_cmd_score(int argc, char **argv) {
     int json = 0, batch_size = 8, threads = 0;
-    const char *device = "cpu", *logits_path = NULL;
+    const char *device = "cpu", *gemm = "auto", *logits_path = NULL;
     const zt_arg_option options[] = {
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
+        {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default: all cores)"},
         {"logits", ZT_ARG_STRING, &logits_path, "FILE",
          "also write every target row's logits (safetensors: logits (R,V), line_position (R,2))"},
@@ -209,7 +210,7 @@ int zt_cmd_score(int argc, char **argv) {
     double *loss = NULL;
     int *n_tokens = NULL;
     logits_dump dump = {0};
-    zt_status s = zt_backend_create(device, threads, &be);
+    zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
     if (s == ZT_OK) s = read_records(positional[1], &model->cfg, &records);
     if (s == ZT_OK) {

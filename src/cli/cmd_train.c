@@ -75,6 +75,7 @@ int zt_cmd_train(int argc, char **argv) {
         {"no-stochastic-rounding", ZT_ARG_FLAG, &no_sr, NULL, "round f16/bf16 updates to nearest"},
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
+        {"gemm", ZT_ARG_STRING, &o.gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_INT, &o.threads, "N", "CPU threads (default all cores)"},
         {"log-every", ZT_ARG_INT, &o.log_every, "N", "progress line every N steps (10)"},
         {"eval-every", ZT_ARG_INT, &o.eval_every, "N", "evaluate every N steps (4000)"},

@@ -47,6 +47,7 @@ void zt_train_options_default(zt_train_options *o) {
     o->mode = ZT_PERTURB_SHADOW;
     o->stochastic_rounding = 1;
     o->device = "cpu";
+    o->gemm = "auto";
     o->log_every = 10;
 }
 
@@ -459,7 +460,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     r.o = o;
     int next_step = 0;
     zt_status s = ensure_dir(o->output_dir);
-    if (s == ZT_OK) s = zt_backend_create(o->device, o->threads, &r.be);
+    if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
     if (s == ZT_OK) s = load_model_and_state(&r, &next_step);
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = create_workspace(&r);

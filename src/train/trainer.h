@@ -30,6 +30,7 @@ typedef struct zt_train_options {
     int stochastic_rounding;
     int resume;
     const char *device;
+    const char *gemm; /* GEMM precision: auto, f32, tf32, half (kernels/backend.h) */
     int threads;
     int log_every;  /* progress line period (steps) */
     int eval_every; /* 0 = only at the start and end */

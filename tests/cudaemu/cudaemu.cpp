@@ -17,7 +17,6 @@
  */
 #include "cudaemu.h"
 
-#include <cblas.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +38,9 @@
 #include <ucontext.h>
 #endif
 
-/* Completes the runtime's and cuBLAS's opaque handle types. */
+/* Completes the runtime's opaque stream type. */
 struct CUstream_st {
     unsigned flags;
-};
-struct cublasContext {
-    cudaStream_t stream;
-    cublasMath_t math_mode;
 };
 
 namespace cudaemu {
@@ -135,6 +130,11 @@ static const char *where_name(where w) {
     return w == where::host     ? "host memory"
            : w == where::device ? "device memory"
                                 : "a range overrunning its device block";
+}
+
+std::string outside_device(const void *p, size_t n_bytes) {
+    where w = locate(p, n_bytes);
+    return w == where::device ? std::string() : where_name(w);
 }
 
 /* For a faulting address: which guard page of which block it hit, if any. */
@@ -693,6 +693,11 @@ static stream_registry &streams() {
     return *r;
 }
 
+static bool valid_stream(cudaStream_t s);
+bool stream_is_valid(cudaStream_t s) {
+    return valid_stream(s);
+}
+
 static bool valid_stream(cudaStream_t s) {
     if (s == nullptr) return true;
     stream_registry &r = streams();
@@ -1030,107 +1035,6 @@ cudaError_t cudaemu_cudaFuncSetAttribute(const void *func, enum cudaFuncAttribut
     std::lock_guard<std::mutex> guard(r.lock);
     r.shared_limit[func] = (size_t)value;
     return cudaSuccess;
-}
-
-// ---- cuBLAS: handles, and GEMM through OpenBLAS ----
-
-cublasStatus_t cudaemu_cublasCreate_v2(cublasHandle_t *handle) {
-    if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-    *handle = new cublasContext{nullptr, CUBLAS_DEFAULT_MATH};
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cudaemu_cublasDestroy_v2(cublasHandle_t handle) {
-    if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-    delete handle;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cudaemu_cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
-    if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!valid_stream(stream)) return CUBLAS_STATUS_INVALID_VALUE;
-    handle->stream = stream;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cudaemu_cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
-    if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-    handle->math_mode = mode;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-static cublasStatus_t gemm_refuse(cublasStatus_t status, const std::string &why) {
-    fprintf(stderr, "cudaemu: cublasGemmEx: %s\n", why.c_str());
-    return status;
-}
-
-/* An operand of `rows` x `cols` (column-major, leading dimension ld) must lie in device memory. */
-static bool operand_in_device(const void *p, int rows, int cols, int ld, const char *name,
-                              std::string *why) {
-    if (rows == 0 || cols == 0) return true;
-    const size_t n_bytes = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * sizeof(float);
-    where w = locate(p, n_bytes);
-    if (w == where::device) return true;
-    *why = format("%s (%d x %d, ld %d, %zu bytes at %p) is %s", name, rows, cols, ld, n_bytes, p,
-                  where_name(w));
-    return false;
-}
-
-cublasStatus_t cudaemu_cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
-                                    cublasOperation_t transb, int m, int n, int k,
-                                    const void *alpha, const void *A, cudaDataType Atype, int lda,
-                                    const void *B, cudaDataType Btype, int ldb, const void *beta,
-                                    void *C, cudaDataType Ctype, int ldc,
-                                    cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
-    (void)algo;
-    if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if ((handle->math_mode & 0xf) == CUBLAS_TF32_TENSOR_OP_MATH)
-        return gemm_refuse(CUBLAS_STATUS_NOT_SUPPORTED,
-                           "TF32 math mode: only full f32 is emulated");
-    if (computeType != CUBLAS_COMPUTE_32F && computeType != CUBLAS_COMPUTE_32F_PEDANTIC)
-        return gemm_refuse(
-            CUBLAS_STATUS_NOT_SUPPORTED,
-            format("compute type %d: only CUBLAS_COMPUTE_32F is emulated", (int)computeType));
-    if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F)
-        return gemm_refuse(CUBLAS_STATUS_NOT_SUPPORTED,
-                           format("types A %d B %d C %d: only CUDA_R_32F is emulated", (int)Atype,
-                                  (int)Btype, (int)Ctype));
-    auto is_op = [](cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T; };
-    if (!is_op(transa) || !is_op(transb))
-        return gemm_refuse(CUBLAS_STATUS_INVALID_VALUE, "transpose must be N or T");
-    const int a_rows = transa == CUBLAS_OP_N ? m : k, a_cols = transa == CUBLAS_OP_N ? k : m;
-    const int b_rows = transb == CUBLAS_OP_N ? k : n, b_cols = transb == CUBLAS_OP_N ? n : k;
-    if (m < 0 || n < 0 || k < 0 || lda < (a_rows > 1 ? a_rows : 1) ||
-        ldb < (b_rows > 1 ? b_rows : 1) || ldc < (m > 1 ? m : 1))
-        return gemm_refuse(CUBLAS_STATUS_INVALID_VALUE,
-                           format("m %d n %d k %d lda %d ldb %d ldc %d", m, n, k, lda, ldb, ldc));
-    if (alpha == nullptr || beta == nullptr || locate(alpha, 4) != where::host ||
-        locate(beta, 4) != where::host)
-        return gemm_refuse(CUBLAS_STATUS_INVALID_VALUE,
-                           "alpha and beta must be host pointers (CUBLAS_POINTER_MODE_HOST)");
-    std::string why;
-    if (!operand_in_device(A, a_rows, a_cols, lda, "A", &why) ||
-        !operand_in_device(B, b_rows, b_cols, ldb, "B", &why) ||
-        !operand_in_device(C, m, n, ldc, "C", &why))
-        return gemm_refuse(CUBLAS_STATUS_INVALID_VALUE, why);
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-
-    const float a = *static_cast<const float *>(alpha), b = *static_cast<const float *>(beta);
-    float *c = static_cast<float *>(C);
-    /* beta == 0 means C is not read, so NaN already in C must not survive (as in cuBLAS). */
-    if (b == 0.0f || k == 0) {
-        for (int col = 0; col < n; col++)
-            for (int row = 0; row < m; row++) {
-                float *cell = c + (size_t)col * ldc + row;
-                *cell = b == 0.0f ? 0.0f : *cell * b;
-            }
-        if (k == 0) return CUBLAS_STATUS_SUCCESS;
-    }
-    cblas_sgemm(CblasColMajor, transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a,
-                static_cast<const float *>(A), lda, static_cast<const float *>(B), ldb,
-                b == 0.0f ? 0.0f : b, c, ldc);
-    return CUBLAS_STATUS_SUCCESS;
 }
 
 } // extern "C"

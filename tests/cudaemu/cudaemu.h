@@ -12,9 +12,10 @@
  *     per-block buffer, poisoned with NaN bytes before each block;
  *   - atomics (atomicAdd, atomicMin, atomicMax, atomicCAS, ...) on host atomics, since blocks
  *     run concurrently on several host threads;
- *   - the runtime (cudaMalloc, cudaMemcpyAsync, streams, errors) and the cuBLAS calls the backend
- *     makes (cublasGemmEx runs as OpenBLAS cblas_sgemm), renamed to cudaemu_* so that the real
- *     libraries can be linked into the same program.
+ *   - the runtime (cudaMalloc, cudaMemcpyAsync, streams, errors) and the cuBLASLt calls the
+ *     backend makes (cudaemu_lt.cpp: cublasLtMatmul runs as OpenBLAS cblas_sgemm on operands
+ *     converted to f32, TF32-rounded for CUBLAS_COMPUTE_32F_FAST_TF32, then the epilogue),
+ *     renamed to cudaemu_* so that the real libraries can be linked into the same program.
  * The executor is strict where hardware is merely undefined: a barrier that not every thread
  * reaches, threads waiting at different __syncthreads, lanes that disagree on a shuffle mask, a
  * kernel argument that is not device memory, or a copy whose direction does not match its
@@ -31,8 +32,12 @@
 #define ZT_CUDA_NAMESPACE zt_cudaemu
 #define ZT_CUDA_BACKEND_NAME "cuda-emu"
 #define zt_cuda_backend_create zt_cudaemu_backend_create
+#define zt_cuda_backend_stream zt_cudaemu_backend_stream
 /* Small weight chunks, so that linear's chunk loop and its boundaries run at test sizes. */
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (40u * 1024u)
+/* The emulated cublasLtMatmul needs no workspace; a token one still checks that it is device
+ * memory. */
+#define ZT_CUDA_LT_WORKSPACE_BYTES 4096u
 /* Few blocks for perturb / update / z_sumsq, so that their grid-stride loops take several turns. */
 #define ZT_CUDA_ZO_MAX_BLOCKS 5u
 
@@ -61,12 +66,20 @@
 #define cudaGetErrorString cudaemu_cudaGetErrorString
 #define cudaGetErrorName cudaemu_cudaGetErrorName
 #define cudaFuncSetAttribute cudaemu_cudaFuncSetAttribute
-#define cublasCreate_v2 cudaemu_cublasCreate_v2
-#define cublasDestroy_v2 cudaemu_cublasDestroy_v2
-#define cublasSetStream_v2 cudaemu_cublasSetStream_v2
-#define cublasSetMathMode cudaemu_cublasSetMathMode
-#define cublasGemmEx cudaemu_cublasGemmEx
+#define cublasLtCreate cudaemu_cublasLtCreate
+#define cublasLtDestroy cudaemu_cublasLtDestroy
+#define cublasLtMatmulDescCreate cudaemu_cublasLtMatmulDescCreate
+#define cublasLtMatmulDescDestroy cudaemu_cublasLtMatmulDescDestroy
+#define cublasLtMatmulDescSetAttribute cudaemu_cublasLtMatmulDescSetAttribute
+#define cublasLtMatrixLayoutCreate cudaemu_cublasLtMatrixLayoutCreate
+#define cublasLtMatrixLayoutDestroy cudaemu_cublasLtMatrixLayoutDestroy
+#define cublasLtMatmulPreferenceCreate cudaemu_cublasLtMatmulPreferenceCreate
+#define cublasLtMatmulPreferenceDestroy cudaemu_cublasLtMatmulPreferenceDestroy
+#define cublasLtMatmulPreferenceSetAttribute cudaemu_cublasLtMatmulPreferenceSetAttribute
+#define cublasLtMatmulAlgoGetHeuristic cudaemu_cublasLtMatmulAlgoGetHeuristic
+#define cublasLtMatmul cudaemu_cublasLtMatmul
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -81,6 +94,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -114,6 +128,11 @@ unsigned lane_id();
 unsigned active_lanes();
 /* Dynamic shared memory of the running block, and its size in bytes. */
 unsigned char *dynamic_shared(size_t *n_bytes);
+/* "" when the n_bytes at p lie in one cudaMalloc'd block, else what they are (host memory, or a
+ * range overrunning a block): for the emulated libraries' operand checks. */
+std::string outside_device(const void *p, size_t n_bytes);
+/* Whether s is the default stream or one created and not yet destroyed. */
+bool stream_is_valid(cudaStream_t s);
 /* Fails the running launch with a message (naming kernel, block and thread); does not return. */
 [[noreturn]] void fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -183,6 +183,17 @@ static inline zt_parity_stat *zt_parity_stat_for(const char *op, double bound) {
     return s;
 }
 
+/* sum (got - want)^2 / sum want^2, in double (the plain sum when want is all zero). */
+static inline double zt_nmse(const float *got, const float *want, size_t n) {
+    double err = 0.0, ref = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        err += d * d;
+        ref += (double)want[i] * want[i];
+    }
+    return ref > 0.0 ? err / ref : err;
+}
+
 /* got (dut) against want (ref): both finite everywhere, NMSE within bound. */
 static inline void zt_parity_compare(const char *op, const char *case_name, const float *got,
                                      const float *want, size_t n, double bound) {

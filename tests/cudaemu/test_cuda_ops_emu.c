@@ -14,6 +14,7 @@
 #include "zt_test.h"
 
 #include "op_parity.h"
+#include "gemm_parity.h"
 
 int main(int argc, char **argv) {
     uint64_t seed = 20250607;
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     ZT_CHECK(s == ZT_ERR_UNAVAILABLE && missing == NULL, "device 1: %s", zt_status_name(s));
 
     zt_parity_run(cpu, emu, seed);
+    zt_gemm_parity_run(cpu, emu, seed);
 
     emu->ops->destroy(emu);
     cpu->ops->destroy(cpu);

@@ -922,7 +922,7 @@ static inline void zt_zo_scratch_checks(zt_status (*create)(int device, zt_backe
         return;
     }
     const size_t base = zt_zo_scratch_now(); /* the backend's own fixed slots */
-    zt_scratch_query sumsq = {ZT_SCRATCH_Z_SUMSQ, 0, 0, ZT_F32, ZT_F32, 0, 0, 0, 100003};
+    zt_scratch_query sumsq = {.op = ZT_SCRATCH_Z_SUMSQ, .n_elems = 100003};
     const size_t sumsq_bytes = be->ops->scratch_bytes(be, &sumsq);
     double out = 0.0;
     ZT_CHECK_OK(be->ops->z_sumsq(be, &out, 5, 6, 100003, ZT_DIST_GAUSSIAN));
@@ -932,8 +932,12 @@ static inline void zt_zo_scratch_checks(zt_status (*create)(int device, zt_backe
 
     /* linear with an f16 weight widens one chunk of rows; with f32 it takes none. */
     const int n_rows = 3, in_features = 300, out_features = 700;
-    zt_scratch_query linear = {
-        ZT_SCRATCH_LINEAR, in_features, out_features, ZT_F16, ZT_F32, 0, 0, 0, 0};
+    zt_scratch_query linear = {.op = ZT_SCRATCH_LINEAR,
+                               .in_features = in_features,
+                               .out_features = out_features,
+                               .weight_dtype = ZT_F16,
+                               .bias_dtype = ZT_F32,
+                               .n_rows = n_rows};
     const size_t linear_bytes = be->ops->scratch_bytes(be, &linear);
     linear.weight_dtype = ZT_F32;
     ZT_CHECK(be->ops->scratch_bytes(be, &linear) == 0, "linear with an f32 weight plans scratch");
@@ -954,7 +958,7 @@ static inline void zt_zo_scratch_checks(zt_status (*create)(int device, zt_backe
     ZT_CHECK(after_linear == expected, "after linear: %zu bytes of scratch, planned max %zu",
              after_linear, expected);
 
-    zt_scratch_query attention = {ZT_SCRATCH_ATTENTION, 0, 0, ZT_F32, ZT_F32, 0, 1024, 128, 0};
+    zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION, .seq_len = 1024, .head_dim = 128};
     const size_t attention_bytes = be->ops->scratch_bytes(be, &attention);
 
     /* reserve_scratch reaches the peak up front; later ops within it grow nothing. */

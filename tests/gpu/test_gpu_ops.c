@@ -3,8 +3,9 @@
  * perturbation ops (tests/cudaemu/zo_parity.h): bit for bit with Rademacher z and for every
  * update rule, within the documented __sincosf bound B_z with Gaussian z; the RNG streams of
  * device code against the CPU's Philox and cuRAND's device API; z_sumsq on several grids; scratch
- * planning. Exits 77 (a meson skip) when the CUDA runtime finds no device, which is the case on
- * the CI machines.
+ * planning; linear under --gemm half and tf32 (gemm_parity.h); the whole OPT forward on the
+ * fixture models under f32 and half (model_parity.h). Exits 77 (a meson skip) when the CUDA runtime
+ * finds no device, which is the case on the CI machines.
  *
  *   test_gpu_ops [--seed N] [--device N]      ZT_CUDA_SYNC=1 attributes faults to kernels
  */
@@ -20,6 +21,8 @@
 #include "zt_test.h"
 
 #include "op_parity.h"
+#include "gemm_parity.h"
+#include "model_parity.h"
 #include "zo_parity.h"
 
 int main(int argc, char **argv) {
@@ -53,6 +56,8 @@ int main(int argc, char **argv) {
     ZT_CHECK(strcmp(gpu->ops->name, "cuda") == 0, "backend name %s", gpu->ops->name);
 
     zt_parity_run(cpu, gpu, seed);
+    zt_gemm_parity_run(cpu, gpu, seed);
+    zt_model_parity_run(cpu, gpu);
     const zt_zo_mode mode = {0}; /* Gaussian z from __sincosf: within B_z, not bit for bit */
     zt_zo_parity_run(cpu, gpu, seed, &mode);
 

@@ -2,7 +2,8 @@
  * variants, the staging buffers, the backend's scratch and the optimizer's own state is held,
  * and the tracked allocator's measured peak equals the plan `zotune info --optimizer` prints,
  * to the byte. Runs: MeZO (no state), ZO-SGD-MMT (one copy), ZO-AdaMM (three copies, sphere
- * norm passes), STP (K = 3), shadow and in-place, F32 and F16, all or some tensors trainable.
+ * norm passes), STP (K = 3), shadow and in-place, F32 and F16, all or some tensors trainable,
+ * GEMMs in f32 and with half inputs (--gemm half: half staging, rounded activations).
  * argv[1] is the zotune binary. */
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
@@ -11,16 +12,19 @@
 #include "zt_test.h"
 
 typedef struct run_spec {
-    const char *fixture, *optimizer, *mode, *trainable;
+    const char *fixture, *optimizer, *mode, *trainable, *gemm;
 } run_spec;
 
 static const run_spec runs[] = {
-    {"opt-pre", "mezo", "shadow", NULL},
-    {"opt-pre-f16", "mezo", "shadow", NULL},
-    {"opt-pre-f16", "mezo", "inplace", NULL},
-    {"opt-pre", "zo-sgd-mmt", "shadow", NULL},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*"},
-    {"opt-post", "stp", "shadow", "!embed_*"},
+    {"opt-pre", "mezo", "shadow", NULL, "f32"},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "f32"},
+    {"opt-pre-f16", "mezo", "inplace", NULL, "f32"},
+    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32"},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32"},
+    {"opt-post", "stp", "shadow", "!embed_*", "f32"},
+    /* half GEMM inputs: staging in the stored dtype, rounded activations in the scratch */
+    {"opt-pre-f16", "mezo", "shadow", NULL, "half"},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half"},
 };
 
 /* The plan as `zotune info --json` prints it. */
@@ -28,8 +32,9 @@ static double planned_bytes(const char *zotune, const run_spec *r, int sequences
     char dir[1024], cmd[4096], out[1 << 15];
     fixture_path(dir, sizeof dir, r->fixture, NULL);
     snprintf(cmd, sizeof cmd,
-             "%s info %s --json --threads 2 --batch-size %d --seq-len %d --optimizer %s --mode %s%s%s%s",
-             zotune, dir, sequences, seq_len, r->optimizer, r->mode,
+             "%s info %s --json --threads 2 --batch-size %d --seq-len %d --optimizer %s --mode %s "
+             "--gemm %s%s%s%s",
+             zotune, dir, sequences, seq_len, r->optimizer, r->mode, r->gemm,
              r->trainable ? " --trainable '" : "", r->trainable ? r->trainable : "",
              r->trainable ? "'" : "");
     FILE *p = popen(cmd, "r");
@@ -54,6 +59,7 @@ int main(int argc, char **argv) {
         o.optimizer = r->optimizer;
         o.mode = strcmp(r->mode, "inplace") == 0 ? ZT_PERTURB_INPLACE : ZT_PERTURB_SHADOW;
         o.trainable = r->trainable;
+        o.gemm = r->gemm;
         o.threads = 2;
         o.steps = 12;
         o.save_every = 5;
@@ -61,8 +67,9 @@ int main(int argc, char **argv) {
         ZT_REQUIRE_OK(zt_train(&o, &res));
         /* score.jsonl: batch 4 of LM records, the longest 20 tokens */
         double plan = planned_bytes(argv[1], r, 4, 20);
-        printf("%-13s %-10s %-7s trainable %-10s measured peak %zu bytes, plan %.0f\n", r->fixture,
-               r->optimizer, r->mode, r->trainable ? r->trainable : "all", res.peak_bytes, plan);
+        printf("%-13s %-10s %-7s gemm %-4s trainable %-10s measured peak %zu bytes, plan %.0f\n",
+               r->fixture, r->optimizer, r->mode, r->gemm, r->trainable ? r->trainable : "all",
+               res.peak_bytes, plan);
         ZT_CHECK((double)res.peak_bytes == plan, "%s %s %s: peak %zu != plan %.0f", r->fixture,
                  r->optimizer, r->mode, res.peak_bytes, plan);
         remove_run_dir(out);
