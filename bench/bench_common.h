@@ -146,6 +146,7 @@ typedef struct bench_gpu_peaks {
     const char *label;
     double hbm_gb_per_s;
     double bf16_tflops; /* dense tensor-core BF16/FP16 */
+    double tf32_tflops; /* dense tensor-core TF32 */
     double f32_tflops;  /* plain FP32 FMA (what a cuBLAS SGEMM without TF32 can reach) */
     double memory_gb;   /* HBM capacity */
 } bench_gpu_peaks;
@@ -153,14 +154,15 @@ typedef struct bench_gpu_peaks {
 enum { BENCH_N_GPUS = 4 };
 
 /* Ordered so that the first match wins: "H100 PCIe" before the SXM part, whose runtime name is
- * "NVIDIA H100 80GB HBM3". Bandwidth, tensor and A100/H100 SXM FP32 peaks from anchors.md §5;
- * H100 PCIe FP32 (51) from NVIDIA's datasheet; H200 is the H100 SXM die with HBM3e. */
+ * "NVIDIA H100 80GB HBM3". Bandwidth, tensor, TF32 and A100/H100 SXM FP32 peaks from anchors.md
+ * §5; H100 PCIe FP32 (51) and TF32 (378) from NVIDIA's datasheet; H200 is the H100 SXM die with
+ * HBM3e. */
 static inline const bench_gpu_peaks *bench_gpu_table(void) {
     static const bench_gpu_peaks gpus[BENCH_N_GPUS] = {
-        {"h100-pcie", {"H100", "PCIe"}, "H100 PCIe (HBM2e)", 2000.0, 756.0, 51.0, 80.0},
-        {"h100", {"H100", ""}, "H100 SXM5 (HBM3)", 3350.0, 989.0, 67.0, 80.0},
-        {"h200", {"H200", ""}, "H200 SXM (HBM3e)", 4800.0, 989.0, 67.0, 141.0},
-        {"a100", {"A100", ""}, "A100 80GB SXM4 (HBM2e)", 2039.0, 312.0, 19.5, 80.0},
+        {"h100-pcie", {"H100", "PCIe"}, "H100 PCIe (HBM2e)", 2000.0, 756.0, 378.0, 51.0, 80.0},
+        {"h100", {"H100", ""}, "H100 SXM5 (HBM3)", 3350.0, 989.0, 495.0, 67.0, 80.0},
+        {"h200", {"H200", ""}, "H200 SXM (HBM3e)", 4800.0, 989.0, 495.0, 67.0, 141.0},
+        {"a100", {"A100", ""}, "A100 80GB SXM4 (HBM2e)", 2039.0, 312.0, 156.0, 19.5, 80.0},
     };
     return gpus;
 }

@@ -80,6 +80,7 @@ static const char *const FAMILY_NAMES[N_FAMILIES] = {"linear",   "attention", "l
 
 typedef struct options {
     const char *backend;
+    const char *gemm;         /* --gemm: auto, f32, tf32, half (kernels/backend.h) */
     int families[N_FAMILIES]; /* 1 = run */
     const bench_opt_size *shape;
     zt_dtype dtype;
@@ -613,14 +614,22 @@ static void resolve_peaks(bench_context *ctx, peaks *pk) {
     } else {
         const bench_gpu_peaks *g = bench_find_gpu_by_device_name(ctx->device_name);
         if (g) {
-            /* The backend's GEMMs run in f32 with TF32 off (kernels/cuda/linear.cu), so the FP32
-             * peak is the roof its linear can reach; the BF16 tensor-core peak is what a
-             * half-precision GEMM path would be measured against. */
+            /* The roof of linear under the backend's GEMM precision (kernels/cuda/linear.cu):
+             * tensor cores for half inputs (f16/bf16 weights; f32 weights stay FP32), TF32
+             * tensor cores under --gemm tf32, the FP32 cores otherwise. The BF16 peak is shown
+             * for reference whatever the mode. */
+            const zt_gemm_precision gemm = ctx->be->gemm;
+            const int half_inputs = gemm == ZT_GEMM_HALF && o->dtype != ZT_F32;
             pk->gb_per_s = g->hbm_gb_per_s;
-            pk->gflop_per_s = 1e3 * g->f32_tflops;
+            pk->gflop_per_s = 1e3 * (half_inputs            ? g->bf16_tflops
+                                     : gemm == ZT_GEMM_TF32 ? g->tf32_tflops
+                                                            : g->f32_tflops);
             pk->reference_bf16_tflops = g->bf16_tflops;
             snprintf(pk->bandwidth_source, sizeof pk->bandwidth_source, "table: %s", g->label);
-            snprintf(pk->compute_source, sizeof pk->compute_source, "table: %s, FP32", g->label);
+            snprintf(pk->compute_source, sizeof pk->compute_source, "table: %s, %s", g->label,
+                     half_inputs            ? "BF16/FP16 tensor"
+                     : gemm == ZT_GEMM_TF32 ? "TF32"
+                                            : "FP32");
         } else {
             snprintf(pk->bandwidth_source, sizeof pk->bandwidth_source,
                      "unknown device: give --peak-gbs");
@@ -644,7 +653,7 @@ static void resolve_peaks(bench_context *ctx, peaks *pk) {
 static zt_status open_backend(bench_context *ctx) {
     const options *o = ctx->o;
     ctx->is_cuda = strncmp(o->backend, "cuda", 4) == 0;
-    ZT_TRY(zt_backend_create(o->backend, o->threads, &ctx->be));
+    ZT_TRY(zt_backend_open(o->backend, o->threads, o->gemm, &ctx->be));
     if (!ctx->is_cuda) {
         snprintf(ctx->device_name, sizeof ctx->device_name, "cpu, %d threads",
                  zt_cpu(ctx->be)->n_threads);
@@ -730,10 +739,10 @@ static void print_text_header(const bench_context *ctx, const peaks *pk) {
     const options *o = ctx->o;
     const bench_opt_size *z = o->shape;
     printf("bench_ops: backend %s (%s), shape opt-%s (h %d, f %d, heads %d, e %d, V %d), "
-           "B %d x T %d = %d rows, weights %s\n",
+           "B %d x T %d = %d rows, weights %s, gemm %s\n",
            o->backend, ctx->device_name, z->name, z->hidden, z->ffn, z->heads, z->embed_proj,
            BENCH_OPT_VOCAB, o->batch, o->seq_len, o->batch * o->seq_len,
-           bench_dtype_flag_name(o->dtype));
+           bench_dtype_flag_name(o->dtype), zt_gemm_precision_name(ctx->be->gemm));
     printf("peaks: memory %.1f GB/s (%s); compute %.1f GFLOP/s (%s)\n", pk->gb_per_s,
            pk->bandwidth_source, pk->gflop_per_s, pk->compute_source);
     if (pk->reference_bf16_tflops > 0.0)
@@ -790,9 +799,10 @@ static void print_json(const bench_context *ctx, const peaks *pk, const case_res
                        int n) {
     const options *o = ctx->o;
     printf("{\"backend\":\"%s\",\"device\":\"%s\",\"timer\":\"%s\",\"shape\":\"opt-%s\","
-           "\"dtype\":\"%s\",\"batch\":%d,\"seq_len\":%d,\"flush\":%s,",
+           "\"dtype\":\"%s\",\"gemm\":\"%s\",\"batch\":%d,\"seq_len\":%d,\"flush\":%s,",
            o->backend, ctx->device_name, timer_name(ctx), o->shape->name,
-           bench_dtype_flag_name(o->dtype), o->batch, o->seq_len, o->flush ? "true" : "false");
+           bench_dtype_flag_name(o->dtype), zt_gemm_precision_name(ctx->be->gemm), o->batch,
+           o->seq_len, o->flush ? "true" : "false");
     if (!ctx->is_cuda)
         printf("\"openblas_threads\":%d,\"omp_wait_policy\":\"%s\",\"load_average\":%.2f,",
                openblas_get_num_threads(), env_or("OMP_WAIT_POLICY", ""), cpu_load_average());
@@ -835,6 +845,7 @@ static void usage(FILE *out) {
         "  --shape S          OPT preset: 125m, 350m, 1.3b, 2.7b, 6.7b, 13b, 30b, 66b\n"
         "                     (\"opt-\" optional; default 125m)\n"
         "  --dtype D          weight storage: f32, f16 or bf16 (default bf16)\n"
+        "  --gemm P           linear's GEMM precision: " ZT_GEMM_HELP "\n"
         "  --batch N          sequences (default 16; --quick 4)\n"
         "  --seq-len N        tokens per sequence (default 256; --quick 128)\n"
         "  --repeat N         at least N timed repeats per case (default 3; --quick 2)\n"
@@ -885,6 +896,7 @@ static int parse_backend(const char *text) {
 static int parse_options(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->backend = "cpu";
+    o->gemm = "auto";
     parse_ops("all", o);
     o->shape = bench_find_opt_size("125m");
     o->dtype = ZT_BF16;
@@ -914,6 +926,12 @@ static int parse_options(int argc, char **argv, options *o) {
             if (strcmp(flag, "--backend") == 0) {
                 ok = parse_backend(value);
                 o->backend = value;
+            } else if (strcmp(flag, "--gemm") == 0) {
+                zt_gemm_precision unused;
+                ok = strcmp(value, "auto") == 0 ||
+                     zt_gemm_precision_parse(value, "--gemm", &unused) == ZT_OK;
+                if (!ok) fprintf(stderr, "%s: %s\n", PROG, zt_last_error());
+                o->gemm = value;
             } else if (strcmp(flag, "--op") == 0) {
                 ok = parse_ops(value, o);
             } else if (strcmp(flag, "--shape") == 0) {

@@ -11,8 +11,10 @@
  *   zotune   shadow mode (DESIGN.md §2): every tensor is staged, perturbed, into a per-layer
  *            scratch once per variant, the GEMMs read the staged copy, the master weights are
  *            written once by the update. "design": staged copies in the storage dtype and
- *            half-precision tensor-core GEMMs. "today": what the code does now, f32 staged
- *            copies (models/opt_forward.c) and f32 cuBLAS GEMMs (kernels/cuda/linear.cu).
+ *            half-precision tensor-core GEMMs. "today": what the code does under --gemm half
+ *            (the CUDA default): the design plus one pass per linear that rounds its f32 input
+ *            activations to the storage dtype (kernels/cuda/linear.cu). "f32": --gemm f32, f32
+ *            staged copies and f32 GEMMs on the FP32 cores (the CPU's numerics).
  *   MeZO     as published (princeton-nlp/MeZO, reference/anchors.md §1.1): in place, four
  *            sweeps over the weights that regenerate z (+eps, -2eps, +eps, update) and K = 2
  *            plain forwards through HF's eager OPT. "fused": each sweep one read + one write,
@@ -47,7 +49,7 @@
 static const char *const PROG = "roofline";
 
 enum {
-    MAX_PHASES = 6,
+    MAX_PHASES = 8,
     HEAD_CHUNK_ROWS = ZT_LM_HEAD_CHUNK_ROWS, /* target rows per LM-head GEMM (models/opt.h) */
     POSITION_OFFSET = 2,                     /* OPT's learned positions have 2048 + 2 rows */
     BUFFER_ALIGN = 64,                       /* the workspace aligns every buffer (opt_forward.c) */
@@ -205,11 +207,12 @@ static double causal_attention_flops(const model_dims *d, const workload *w) {
 
 /* ---- zotune, shadow mode ---- */
 
-/* Staged copies in `stage_bytes` per element (2 design, 4 today), activations in `act` bytes
- * (4: backend.h), GEMMs at `gemm_flops_per_s`. */
+/* Staged copies in `stage_bytes` per element (2 design, 4 f32), activations in `act` bytes
+ * (4: backend.h), GEMMs at `gemm_flops_per_s`; `narrow`: each linear first rounds its input
+ * activations to the storage dtype in a pass of its own (--gemm half). */
 static void zotune_step(const model_dims *d, const workload *w, const machine *m,
-                        double stage_bytes, double act, double gemm_flops_per_s, const char *scheme,
-                        estimate *est) {
+                        double stage_bytes, double act, double gemm_flops_per_s, int narrow,
+                        const char *scheme, estimate *est) {
     memset(est, 0, sizeof *est);
     est->scheme = scheme;
     double k = w->variants, s = w->storage_bytes;
@@ -230,6 +233,16 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
               gemm_flops_per_s, 0.0);
     add_phase(est, m, "norms+adds", k * t.norm_bytes, k * t.norm_weight_bytes, k * t.norm_flops,
               gemm_flops_per_s, 0.0);
+    if (narrow) {
+        /* Every linear converts its own input: q, k, v, out_proj and fc1 read N h, fc2 N f;
+         * project_in N e, project_out and the head R h / R e. Read in act, written in s. The
+         * GEMMs above are still charged act bytes for that input (they read s): an upper bound.
+         * 125m bf16, N 4096: 12 x (5 x 768 + 3072) x 4096 x 6 B = 2.04 GB per variant. */
+        double h = d->hidden, e = d->embed_proj;
+        double inputs = d->layers * n * (5.0 * h + d->ffn) + r * (h + e) +
+                        (e != h ? n * e + r * h : 0.0);
+        add_phase(est, m, "act->half", k * inputs * (act + s), 0.0, 0.0, gemm_flops_per_s, 0.0);
+    }
 
     /* LM head on R target rows, 64 per GEMM, each GEMM re-reading the staged (V, e) table; the
      * (R, V) f32 logits are written, then read by target_logprobs. 2 R e V FLOPs.
@@ -336,7 +349,7 @@ static void mezo_step(const model_dims *d, const workload *w, const machine *m, 
 
 /* ---- one size ---- */
 
-enum { SCHEME_DESIGN, SCHEME_TODAY, SCHEME_MEZO_FUSED, SCHEME_MEZO_EAGER, N_SCHEMES };
+enum { SCHEME_DESIGN, SCHEME_TODAY, SCHEME_F32, SCHEME_MEZO_FUSED, SCHEME_MEZO_EAGER, N_SCHEMES };
 
 typedef struct size_result {
     model_dims dims;
@@ -350,10 +363,12 @@ static void estimate_size(const model_dims *d, const workload *w, const machine 
     out->params = parameter_count(d);
     /* Half-precision storage computes on tensor cores; f32 storage on FP32 cores (no TF32). */
     double design_flops = w->half_precision ? m->tensor_flops_per_s : m->f32_flops_per_s;
-    zotune_step(d, w, m, w->storage_bytes, w->activation_bytes, design_flops,
+    zotune_step(d, w, m, w->storage_bytes, w->activation_bytes, design_flops, 0,
                 "zotune shadow (design)", &out->schemes[SCHEME_DESIGN]);
-    zotune_step(d, w, m, sizeof(float), sizeof(float), m->f32_flops_per_s, "zotune shadow (today)",
-                &out->schemes[SCHEME_TODAY]);
+    zotune_step(d, w, m, w->storage_bytes, sizeof(float), design_flops, w->half_precision,
+                "zotune shadow (today: --gemm half)", &out->schemes[SCHEME_TODAY]);
+    zotune_step(d, w, m, sizeof(float), sizeof(float), m->f32_flops_per_s, 0,
+                "zotune shadow (--gemm f32)", &out->schemes[SCHEME_F32]);
     mezo_step(d, w, m, 0, design_flops, "MeZO in place (fused sweeps)",
               &out->schemes[SCHEME_MEZO_FUSED]);
     mezo_step(d, w, m, 1, design_flops, "MeZO in place (eager PyTorch)",
@@ -413,23 +428,25 @@ static void print_summary(const size_result *results, int n, const machine *m) {
     printf("summary on %s (%.0f GB/s, %.0f TFLOP/s tensor, %.1f TFLOP/s FP32, %s), ms per step:\n",
            m->label, 1e-9 * m->bytes_per_s, 1e-12 * m->tensor_flops_per_s,
            1e-12 * m->f32_flops_per_s, m->lane_instr_per_s > 0 ? "RNG roof on" : "RNG roof off");
-    printf("%-6s %15s %9s %9s %9s %9s %9s %8s %8s %10s %10s\n", "size", "params", "design", "today",
-           "MeZO-fus", "MeZO-eag", "no-RNG", "GB ours", "GB MeZO", "mem ours", "mem MeZO");
+    printf("%-6s %15s %9s %9s %9s %9s %9s %9s %8s %8s %10s %10s\n", "size", "params", "design",
+           "today", "f32", "MeZO-fus", "MeZO-eag", "no-RNG", "GB ours", "GB MeZO", "mem ours",
+           "mem MeZO");
     for (int i = 0; i < n; i++) {
         const size_result *r = &results[i];
         const estimate *e = r->schemes;
-        printf("%-6s %15.0f %9.2f %9.2f %9.2f %9.2f %9.2f %8.1f %8.1f %7.1f %s %7.1f %s\n",
+        printf("%-6s %15.0f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %8.1f %8.1f %7.1f %s %7.1f %s\n",
                r->dims.name, r->params, e[SCHEME_DESIGN].ms, e[SCHEME_TODAY].ms,
-               e[SCHEME_MEZO_FUSED].ms, e[SCHEME_MEZO_EAGER].ms, e[SCHEME_DESIGN].ms_without_rng,
+               e[SCHEME_F32].ms, e[SCHEME_MEZO_FUSED].ms, e[SCHEME_MEZO_EAGER].ms, e[SCHEME_DESIGN].ms_without_rng,
                bench_gb(e[SCHEME_DESIGN].bytes), bench_gb(e[SCHEME_MEZO_FUSED].bytes),
                bench_gb(e[SCHEME_DESIGN].memory.total),
                e[SCHEME_DESIGN].memory.total <= m->memory_bytes ? "ok" : "XX",
                bench_gb(e[SCHEME_MEZO_FUSED].memory.total),
                e[SCHEME_MEZO_FUSED].memory.total <= m->memory_bytes ? "ok" : "XX");
     }
-    printf("(design: staged copies in the storage dtype + tensor-core GEMMs; today: f32 staged "
-           "copies + f32 GEMMs;\n no-RNG: design without the RNG roof; mem: ok = fits in %.0f GB, "
-           "XX = does not)\n",
+    printf("(design: staged copies in the storage dtype + tensor-core GEMMs; today: the design + "
+           "a rounding pass per linear\n (--gemm half, the cuda default); f32: f32 staged copies + "
+           "f32 GEMMs (--gemm f32);\n no-RNG: design without the RNG roof; mem: ok = fits in %.0f "
+           "GB, XX = does not)\n",
            bench_gb(m->memory_bytes));
 }
 
@@ -521,7 +538,7 @@ static void check_memory_plan(const model_dims *d, const workload *w) {
         zt_opt_plan_memory(model, &shape, &plan);
         machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
         estimate e;
-        zotune_step(d, w, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, "check", &e);
+        zotune_step(d, w, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, 0, "check", &e);
         char what[96];
         snprintf(what, sizeof what, "%s workspace activations", d->name);
         check_near(what, e.memory.activations, (double)plan.activation_bytes, 20.0 * BUFFER_ALIGN);
@@ -568,12 +585,16 @@ static int self_check(void) {
                   .activation_bytes = 4};
     machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
     estimate e;
-    zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, "check", &e);
+    zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 0, "check", &e);
     check_equal("opt-125m staging bytes", e.phases[0].bytes, 1310785536.0);
     check_equal("opt-125m GEMM FLOPs", e.phases[1].flops, 2.0 * 695784701952.0);
     check_equal("opt-125m attention FLOPs", e.phases[2].flops, 2.0 * 19402850304.0);
     check_equal("opt-125m LM head FLOPs", e.phases[4].flops, 2.0 * 1235484672.0);
     check_equal("opt-125m update bytes", e.phases[5].bytes, 500957184.0);
+    /* --gemm half's rounding pass: K x (L N (5h + f) + R (h + e)) x (4 + 2) B. */
+    zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 1, "check", &e);
+    check_equal("opt-125m act->half bytes", e.phases[4].bytes,
+                2.0 * (12.0 * 4096 * (5 * 768 + 3072) + 16.0 * (768 + 768)) * 6.0);
 
     /* 3. The memory formula against the workspace the forward really allocates, on small
      *    models of both layer-norm layouts (pre-LN with e == h; post-LN with e != h). */
