@@ -191,15 +191,16 @@ static void cuda_destroy(zt_backend *be) {
 
 /* Mirrors the requests the ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention works in
  * shared memory and asks for none. perturb and update take 3 floats per term when a perturbation
- * has more than 32 terms (z_terms.cuh), which no query names: under 1 KiB for 64 terms. The
- * cuBLASLt workspace is a fixed allocation of the backend, not scratch. */
+ * has more than 32 terms (z_terms.cuh), which no query names: under 1 KiB for 64 terms; linear
+ * copies an f32 bias that is not 16-byte aligned (never one of a model's: those are 64-byte
+ * aligned). The cuBLASLt workspace is a fixed allocation of the backend, not scratch. */
 static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     size_t floats = 0;
     switch (q->op) {
     case ZT_SCRATCH_LINEAR: {
         const zt_linear_scratch plan =
             zt_cuda_linear_scratch(be->gemm, q->n_rows, q->in_features, q->out_features,
-                                   q->weight_dtype, q->has_bias, q->bias_dtype);
+                                   q->weight_dtype, q->has_bias && q->bias_dtype != ZT_F32);
         floats = (plan.total_bytes + sizeof(float) - 1) / sizeof(float);
         break;
     }

@@ -180,8 +180,9 @@ zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint3
 
 // ---- scratch planning: what each op asks of zt_cuda_scratch (cuda_backend.cu answers queries) --
 
-/* What linear takes of zt_cuda_scratch, as byte offsets into it: the bias widened to f32 (cuBLASLt
- * adds an f32 bias to an f32 output), then one chunk of the converted operand: activation rows
+/* What linear takes of zt_cuda_scratch, as byte offsets into it: the bias copied as f32 (cuBLASLt
+ * adds an f32 bias to an f32 output, and wants it 16-byte aligned: copy_bias for a half bias, or
+ * an f32 one at a lesser address), then one chunk of the converted operand: activation rows
  * rounded to the weight's half dtype (ZT_GEMM_HALF), or weight rows widened to f32 (a half weight
  * under ZT_GEMM_F32 / TF32). Each part starts 256-byte aligned, as cuBLASLt's fastest kernels
  * want. Chunks hold at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements (at least one row). */
@@ -199,20 +200,25 @@ static inline size_t zt_align256(size_t n) {
 
 static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precision, int n_rows,
                                                        int in_features, int out_features,
-                                                       zt_dtype weight_dtype, int has_bias,
-                                                       zt_dtype bias_dtype) {
+                                                       zt_dtype weight_dtype, int copy_bias) {
     zt_linear_scratch plan = {0, 0, 0, 0, 0, 0, 0};
     if (in_features <= 0 || out_features <= 0) return plan;
     const int half_weight = weight_dtype == ZT_F16 || weight_dtype == ZT_BF16;
     plan.half_inputs = half_weight && precision == ZT_GEMM_HALF;
     plan.widen_weight = half_weight && !plan.half_inputs;
-    plan.widen_bias = has_bias && bias_dtype != ZT_F32;
+    plan.widen_bias = copy_bias;
     size_t cursor = 0;
     if (plan.widen_bias) {
         plan.bias_offset = cursor;
         cursor = zt_align256(cursor + (size_t)out_features * sizeof(float));
     }
     size_t chunk_rows = ZT_CUDA_LINEAR_CHUNK_FLOATS / (size_t)in_features;
+    /* Whole multiples of 64 rows (else of 4) keep each weight chunk's column block of out, and its
+     * slice of the bias, 256-byte (else 16-byte) aligned for cuBLASLt. */
+    if (chunk_rows >= 64)
+        chunk_rows -= chunk_rows % 64;
+    else if (chunk_rows >= 4)
+        chunk_rows -= chunk_rows % 4;
     if (chunk_rows < 1) chunk_rows = 1;
     size_t operand_bytes = 0;
     if (plan.half_inputs && n_rows > 0) {
@@ -220,6 +226,7 @@ static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precisi
         plan.chunk_rows = chunk_rows;
         operand_bytes = chunk_rows * (size_t)in_features * zt_dtype_size(weight_dtype);
     } else if (plan.widen_weight) {
+        if (chunk_rows < 4) chunk_rows = 4; /* a bias slice stays 16-byte aligned */
         if (chunk_rows > (size_t)out_features) chunk_rows = (size_t)out_features;
         plan.chunk_rows = chunk_rows;
         operand_bytes = chunk_rows * (size_t)in_features * sizeof(float);

@@ -41,6 +41,10 @@ static cudaDataType cuda_type(zt_dtype dtype) {
     return dtype == ZT_F16 ? CUDA_R_16F : dtype == ZT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
+/* cuBLASLt's bias epilogue has been reported to need a 16-byte aligned bias on A100 (the
+ * documentation is silent), so a lesser-aligned one is copied. */
+constexpr unsigned kLtBiasAlignment = 16;
+
 /* The largest power of two (at most 256) dividing the address: what cuBLASLt may assume. */
 static unsigned alignment_of(const void *p) {
     unsigned a = 256;
@@ -172,8 +176,10 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
-    const zt_linear_scratch plan = zt_cuda_linear_scratch(
-        precision, n_rows, in_features, out_features, w.dtype, bias.data != NULL, bias.dtype);
+    const int copy_bias = bias.data != NULL &&
+                          (bias.dtype != ZT_F32 || alignment_of(bias.data) < kLtBiasAlignment);
+    const zt_linear_scratch plan = zt_cuda_linear_scratch(precision, n_rows, in_features,
+                                                          out_features, w.dtype, copy_bias);
     char *scratch = NULL;
     if (plan.total_bytes) {
         float *base;
