@@ -55,7 +55,7 @@ static __global__ void __launch_bounds__(kSumsqThreads)
             n_elems - begin < kSumsqChunkElems ? n_elems : begin + kSumsqChunkElems;
         double sum = 0.0;
         for (uint64_t block = begin / 4 + threadIdx.x; block * 4 < end; block += kSumsqThreads) {
-            const zt_f32x4 z = zt_z_gauss_block4(tensor_key, block);
+            const zt_f32x4 z = zt_cuda_z_gauss_block4(tensor_key, block);
             for (unsigned lane = 0; lane < 4 && block * 4 + lane < end; lane++) {
                 const double value = (double)zt_f32x4_lane(z, lane);
                 sum = __dadd_rn(sum, __dmul_rn(value, value)); /* the square is exact */

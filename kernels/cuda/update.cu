@@ -81,7 +81,7 @@ static __global__ void zt_update_k(void *theta, zt_dtype dtype, uint64_t n_elems
         const zt_f32x4 g = terms.n_terms > 0 ? zt_cuda_z_sum_block4(terms, block)
                                              : zt_f32x4{0.0f, 0.0f, 0.0f, 0.0f};
         const zt_u32x4 random =
-            stochastic ? zt_sr_bits_block4(rounding_key, block) : zt_u32x4{0u, 0u, 0u, 0u};
+            stochastic ? zt_cuda_sr_bits_block4(rounding_key, block) : zt_u32x4{0u, 0u, 0u, 0u};
         const unsigned n_lanes = block * 4 + 4 <= n_elems ? 4u : (unsigned)(n_elems - block * 4);
         for (unsigned lane = 0; lane < n_lanes; lane++) {
             const size_t j = (size_t)(block * 4 + lane);

@@ -1,15 +1,21 @@
-/* What the perturbation kernels share (perturb.cu, update.cu): the terms of a perturbation as a
- * kernel argument, g for one Philox block in the CPU backend's f32 operation order, and element
- * loads and stores in a storage dtype.
+/* What the perturbation kernels share (perturb.cu, update.cu, sumsq.cu): the random words of a
+ * (key, stream, block) from the cuRAND device API, the terms of a perturbation as a kernel
+ * argument, g for one Philox block in the CPU backend's f32 operation order, and element loads and
+ * stores in a storage dtype.
  *
- * z comes from the engine's own Philox (kernels/common/perturb_rng.h), the very functions the
- * CPU backend calls, rather than from curand_init + curand4 / curand_normal4. The words are the
- * same: block b of a key is curand_init(key, b & 0xFFFF, 4 * (b >> 16)) + curand4, and
- * curand_normal4 applies the same Box-Muller (its angle FMA-contracted by nvcc, as
- * zt_box_muller_v spells out, and __sincosf on the device). tests/cudaemu/zo_probe.cu checks that
- * equivalence in the host executor and on a GPU. The direct form draws one Philox block per four
- * elements; curand4 computes the next block ahead as well, twice the integer work, and the
- * kernels here are close to compute-bound with Box-Muller on top.
+ * Words: curand_init(key, subsequence = (stream << 32) | (block & 0xFFFF), offset = 4 * (block >>
+ * 16)) + curand4, the engine's address (kernels/common/perturb_rng.h), which the CPU backend's
+ * Philox port reproduces bit for bit. Inlined, the state is local and the look-ahead blocks that
+ * curand_init and curand4 compute are never read, so nvcc drops them: the PTX of this form has
+ * the instruction count of a single curand_Philox4x32_10 call (127 for a grid-stride loop
+ * storing one block, measured with nvcc 13 -O2, sm_90).
+ *
+ * Normals: curand_normal4's transform (_curand_box_muller on (x, y) and (z, w)), applied to the
+ * curand4 words through zt_box_muller4 (kernels/common/philox.h), which spells out the FMA nvcc
+ * contracts in cuRAND's device code and calls __sincosf on the device. On a GPU that is
+ * curand_normal4's result bit for bit (tests/cudaemu/zo_probe.cu checks it); in the host executor
+ * it is the CPU backend's result bit for bit, where the emulated curand_normal4 would take
+ * cuRAND's host path and round the angle differently in ~0.9% of pairs.
  *
  * f32 arithmetic goes through __fmul_rn / __fadd_rn / ... so that nvcc cannot contract a*z + g
  * into an FMA: given identical z, perturb and update give the CPU backend's bits. On a GPU the
@@ -19,11 +25,38 @@
 #ifndef ZT_CUDA_Z_TERMS_CUH
 #define ZT_CUDA_Z_TERMS_CUH
 
+#include <curand_kernel.h>
+
 #include "common/dtype.h"
 #include "common/perturb_rng.h"
 #include "cuda/cuda_common.cuh"
 
 namespace ZT_CUDA_NAMESPACE {
+
+/* The four words of block `block` of stream `stream` (ZT_RNG_STREAM_*) of a tensor key. */
+__device__ __forceinline__ zt_u32x4 zt_cuda_rng_block4(uint64_t tensor_key, uint32_t stream,
+                                                       uint64_t block) {
+    curandStatePhilox4_32_10_t state;
+    curand_init(tensor_key, ((unsigned long long)stream << 32) | (block & 0xFFFFu),
+                4ull * (block >> 16), &state);
+    const uint4 words = curand4(&state);
+    return zt_u32x4{words.x, words.y, words.z, words.w};
+}
+
+__device__ __forceinline__ zt_f32x4 zt_cuda_z_gauss_block4(uint64_t tensor_key, uint64_t block) {
+    return zt_box_muller4(zt_cuda_rng_block4(tensor_key, ZT_RNG_STREAM_Z, block));
+}
+
+__device__ __forceinline__ zt_f32x4 zt_cuda_z_rademacher_block4(uint64_t tensor_key,
+                                                                uint64_t block) {
+    const zt_u32x4 bits = zt_cuda_rng_block4(tensor_key, ZT_RNG_STREAM_Z, block);
+    return zt_f32x4{zt_rademacher_from_u32(bits.x), zt_rademacher_from_u32(bits.y),
+                    zt_rademacher_from_u32(bits.z), zt_rademacher_from_u32(bits.w)};
+}
+
+__device__ __forceinline__ zt_u32x4 zt_cuda_sr_bits_block4(uint64_t tensor_key, uint64_t block) {
+    return zt_cuda_rng_block4(tensor_key, ZT_RNG_STREAM_SR, block);
+}
 
 /* Terms up to this count travel inside the kernel argument (read through the constant bank, no
  * copy); more are uploaded to the backend scratch first. MeZO has one term, q-direction steps a
@@ -72,8 +105,8 @@ __device__ __forceinline__ zt_f32x4 zt_cuda_z_sum_block4(const zt_cuda_z_terms &
     for (int i = 0; i < terms.n_terms; i++) {
         const uint64_t key = spilled ? terms.spilled_keys[i] : terms.keys[i];
         const float a = spilled ? terms.spilled_scales[i] : terms.scales[i];
-        const zt_f32x4 z = terms.dist == ZT_DIST_GAUSSIAN ? zt_z_gauss_block4(key, block)
-                                                          : zt_z_rademacher_block4(key, block);
+        const zt_f32x4 z = terms.dist == ZT_DIST_GAUSSIAN ? zt_cuda_z_gauss_block4(key, block)
+                                                          : zt_cuda_z_rademacher_block4(key, block);
         if (i == 0) {
             /* Assigned, not added to 0: 0 + (-0) would turn a negative zero positive. */
             sum.x = __fmul_rn(a, z.x);

@@ -856,16 +856,17 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
                 }
             }
         }
-        printf("  %-9s %d blocks x 4 words from device code: engine z %d bad, SR %d bad; "
-               "curand4 %d bad, curand4 SR stream %d bad\n",
+        printf("  %-9s %d blocks x 4 words from device code: kernels' curand4 z %d bad, SR %d bad; "
+               "Philox port z %d bad, SR %d bad\n",
                "rng", N, bits_bad, sr_bad, curand_bad, curand_sr_bad);
         printf("  %-9s engine normals vs CPU: %d beyond %s (max/bound %.2g); curand_normal4 vs "
                "engine: %d of %d differ (max/(r ulp(angle) + 2 ulp) %.2g)\n",
                "rng", gauss_bad, mode->gauss_exact ? "bitwise" : "B_z", worst_gauss, normal_differ,
                N * 4, worst_normal);
-        ZT_CHECK(bits_bad == 0 && sr_bad == 0, "probe: kernel z / SR words differ from the CPU's");
+        ZT_CHECK(bits_bad == 0 && sr_bad == 0,
+                 "probe: the kernels' curand_init + curand4 words differ from the CPU's");
         ZT_CHECK(curand_bad == 0 && curand_sr_bad == 0,
-                 "probe: curand_init(key, b & 0xFFFF, 4 (b >> 16)) + curand4 is not block b");
+                 "probe: the Philox port in device code differs from the CPU's");
         ZT_CHECK(gauss_bad == 0, "probe: %d kernel normals differ from the CPU's", gauss_bad);
         if (mode->gauss_exact)
             ZT_CHECK(normal_bad == 0, "probe: %d curand_normal4 values beyond the angle bound",

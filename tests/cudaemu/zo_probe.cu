@@ -2,9 +2,11 @@
  * nvcc into tests/gpu, and by the host compiler against cudaemu.h into tests/cudaemu
  * (emu_zo_probe.cpp), exactly as a kernels/cuda unit is.
  *
- * The RNG probe runs, in device code, the engine's Philox functions the kernels call
- * (kernels/common/perturb_rng.h) next to the cuRAND device API addressed as DESIGN.md section 2
- * says, so a test can show that both give the CPU backend's 32-bit words. */
+ * The RNG probe runs, in device code, the word and normal functions the kernels call
+ * (kernels/cuda/z_terms.cuh: curand_init + curand4 at the engine's address, and curand_normal4's
+ * transform applied to those words) next to cuRAND's own curand_normal4, and next to the engine's
+ * Philox port (kernels/common/perturb_rng.h) compiled for the device, so a test can show that
+ * all of them give the CPU backend's 32-bit words and normals. */
 #include <curand_kernel.h>
 
 #include "cuda/cuda_common.cuh"
@@ -35,22 +37,19 @@ static __global__ void zt_zo_probe_rng_k(uint32_t *out,        /* (n, ZT_PROBE_W
     if (i >= n) return;
     const uint64_t key = keys[i], block = blocks[i];
     uint32_t *mine = out + (size_t)i * ZT_PROBE_WORDS;
-    zt_probe_store4(mine + ZT_PROBE_Z_BITS, zt_z_bits_block4(key, block));
-    zt_probe_store4(mine + ZT_PROBE_SR_BITS, zt_sr_bits_block4(key, block));
-    const zt_f32x4 gauss = zt_z_gauss_block4(key, block);
+    /* what the kernels draw */
+    zt_probe_store4(mine + ZT_PROBE_Z_BITS, zt_cuda_rng_block4(key, ZT_RNG_STREAM_Z, block));
+    zt_probe_store4(mine + ZT_PROBE_SR_BITS, zt_cuda_sr_bits_block4(key, block));
+    const zt_f32x4 gauss = zt_cuda_z_gauss_block4(key, block);
     zt_probe_store_f4(mine + ZT_PROBE_Z_GAUSS, gauss.x, gauss.y, gauss.z, gauss.w);
 
-    /* The subsequence and offset at which block `block` of the engine's addressing sits in
-     * cuRAND's: 65536 subsequences, the rest of the block index as an offset of 4 words per
-     * block. The SR stream is counter word 3 = 1, i.e. subsequence + 2^32. */
+    /* the engine's Philox port in device code, for the words */
+    zt_probe_store4(mine + ZT_PROBE_CURAND_BITS, zt_z_bits_block4(key, block));
+    zt_probe_store4(mine + ZT_PROBE_CURAND_SR, zt_sr_bits_block4(key, block));
+
+    /* cuRAND's own normals at the engine's address */
     const unsigned long long subsequence = block & 0xFFFFu, offset = 4ull * (block >> 16);
     curandStatePhilox4_32_10_t state;
-    curand_init(key, subsequence, offset, &state);
-    const uint4 bits = curand4(&state);
-    zt_probe_store4(mine + ZT_PROBE_CURAND_BITS, zt_u32x4{bits.x, bits.y, bits.z, bits.w});
-    curand_init(key, subsequence + (1ull << 32), offset, &state);
-    const uint4 sr = curand4(&state);
-    zt_probe_store4(mine + ZT_PROBE_CURAND_SR, zt_u32x4{sr.x, sr.y, sr.z, sr.w});
     curand_init(key, subsequence, offset, &state);
     const float4 normal = curand_normal4(&state);
     zt_probe_store_f4(mine + ZT_PROBE_CURAND_GAUSS, normal.x, normal.y, normal.z, normal.w);
