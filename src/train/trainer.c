@@ -231,6 +231,11 @@ static zt_status replay_records(run *r, const zt_step_record *records, int n, in
     return ZT_OK;
 }
 
+/* Where the losses are computed, as the step log records it: "cpu, gemm f32", "cuda, gemm half". */
+static void describe_compute(const zt_backend *be, char *out, size_t size) {
+    snprintf(out, size, "%s, gemm %s", be->ops->name, zt_gemm_precision_name(be->gemm));
+}
+
 static zt_status load_model_and_state(run *r, int *next_step) {
     const zt_train_options *o = r->o;
     char snapshot[4096];
@@ -266,9 +271,18 @@ static zt_status load_model_and_state(run *r, int *next_step) {
         zt_status s = replay_records(r, records, n, *next_step, next_step);
         free(records);
         ZT_TRY(s);
+        char compute[sizeof header.compute];
+        describe_compute(r->be, compute, sizeof compute);
+        if (header.compute[0] && strcmp(header.compute, compute) != 0)
+            fprintf(stderr,
+                    "zotune train: warning: %s was started on %s, this run computes on %s: "
+                    "the steps from here will not be bit-identical to an uninterrupted run "
+                    "(that needs the same --device and --gemm)\n",
+                    r->log_path, header.compute, compute);
     }
     zt_steplog_header header;
     memset(&header, 0, sizeof header);
+    describe_compute(r->be, header.compute, sizeof header.compute);
     snprintf(header.optimizer, sizeof header.optimizer, "%s", o->optimizer);
     snprintf(header.trainable, sizeof header.trainable, "%s", o->trainable ? o->trainable : "");
     snprintf(header.model, sizeof header.model, "%s", o->model_dir);

@@ -66,6 +66,7 @@ static zt_status write_header(FILE *f, const zt_steplog_header *h, const char *p
     char seed[32];
     snprintf(seed, sizeof seed, "%016llx", h->run_seed);
     cJSON_AddStringToObject(o, "run_seed", seed);
+    if (h->compute[0]) cJSON_AddStringToObject(o, "compute", h->compute);
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     int ok = text && fprintf(f, "%s\n", text) > 0 && fflush(f) == 0;
@@ -165,6 +166,9 @@ static zt_status parse_header(const cJSON *o, const char *path, zt_steplog_heade
     snprintf(h->optimizer, sizeof h->optimizer, "%s", opt->valuestring);
     snprintf(h->trainable, sizeof h->trainable, "%s", trainable->valuestring);
     if (cJSON_IsString(model)) snprintf(h->model, sizeof h->model, "%s", model->valuestring);
+    const cJSON *compute = cJSON_GetObjectItemCaseSensitive(o, "compute");
+    if (cJSON_IsString(compute))
+        snprintf(h->compute, sizeof h->compute, "%s", compute->valuestring);
     h->state_copies = copies->valueint;
     uint64_t seed = 0;
     const cJSON *run_seed = cJSON_GetObjectItemCaseSensitive(o, "run_seed");

@@ -87,6 +87,45 @@ static void expect_failure(const char *args, int want_rc, const char *needle) {
     ZT_CHECK(strstr(out, needle) != NULL, "'%s': output '%s' lacks '%s'", args, out, needle);
 }
 
+/* --gemm: bad values and the CPU's missing TF32 are errors naming the option; `info` reports the
+ * mode; the step log records where losses were computed, and resuming elsewhere warns. */
+static void check_gemm_option(void) {
+    char dir[1024], data[1024], args[4096], out_dir[256], cmd[4096];
+    static char out[1 << 16];
+    fixture_path(dir, sizeof dir, "opt-pre-f16", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    snprintf(args, sizeof args, "info %s --gemm fp8", dir);
+    expect_failure(args, 1, "--gemm fp8: expected auto, f32, tf32 or half");
+    snprintf(args, sizeof args, "score %s %s --gemm tf32", dir, data);
+    expect_failure(args, 1, "--gemm tf32: the cpu backend has no TF32");
+    snprintf(cmd, sizeof cmd, "%s info %s --json --gemm half", zotune, dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed", cmd);
+    cJSON *root = cJSON_Parse(out);
+    const cJSON *gemm = root ? cJSON_GetObjectItem(root, "gemm") : NULL;
+    ZT_CHECK(cJSON_IsString(gemm) && strcmp(gemm->valuestring, "half") == 0,
+             "info --gemm half reports %s", cJSON_IsString(gemm) ? gemm->valuestring : "nothing");
+    cJSON_Delete(root);
+
+    snprintf(out_dir, sizeof out_dir, "/tmp/zt_cli_gemm_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && %s train --model %s --train %s --output %s --steps 3 --batch-size 2 "
+             "--quiet 2>&1 && head -1 %s/steplog.jsonl",
+             out_dir, zotune, dir, data, out_dir, out_dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
+    ZT_CHECK(strstr(out, "\"compute\":\"cpu, gemm f32\"") != NULL,
+             "step log header lacks the compute record: %s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s --train %s --output %s --steps 5 --batch-size 2 --quiet "
+             "--resume --gemm half 2>&1",
+             zotune, dir, data, out_dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
+    ZT_CHECK(strstr(out, "warning") && strstr(out, "was started on cpu, gemm f32") &&
+                 strstr(out, "computes on cpu, gemm half"),
+             "resume under another --gemm did not warn: '%s'", out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
+    ZT_CHECK(system(cmd) == 0, "%s", cmd);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli PATH_TO_ZOTUNE\n");
@@ -118,5 +157,6 @@ int main(int argc, char **argv) {
     expect_failure(args, 2, "--seq-len expects an integer, got 'abc'");
     expect_failure("frobnicate", 2, "unknown command 'frobnicate'");
     expect_failure("info /nonexistent/model", 1, "/nonexistent/model/config.json");
+    check_gemm_option();
     return zt_test_finish("test_cli");
 }
