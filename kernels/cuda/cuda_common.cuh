@@ -185,13 +185,14 @@ zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint3
  * an f32 one at a lesser address), then one chunk of the converted operand: activation rows
  * rounded to the weight's half dtype (ZT_GEMM_HALF), or weight rows widened to f32 (a half weight
  * under ZT_GEMM_F32 / TF32). Each part starts 256-byte aligned, as cuBLASLt's fastest kernels
- * want. Chunks hold at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements (at least one row). */
+ * want. Chunks hold at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements (at least one row; four
+ * weight rows). */
 struct zt_linear_scratch {
     size_t bias_offset, operand_offset, total_bytes;
     size_t chunk_rows; /* activation rows (HALF) or weight rows (widened) per chunk; 0 = none */
     int half_inputs;   /* 1: activations are converted, the weight is used as stored */
     int widen_weight;  /* 1: the weight is widened in chunks */
-    int widen_bias;
+    int copy_bias;     /* 1: the bias is copied (widened if half) to the first part */
 };
 
 static inline size_t zt_align256(size_t n) {
@@ -206,9 +207,9 @@ static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precisi
     const int half_weight = weight_dtype == ZT_F16 || weight_dtype == ZT_BF16;
     plan.half_inputs = half_weight && precision == ZT_GEMM_HALF;
     plan.widen_weight = half_weight && !plan.half_inputs;
-    plan.widen_bias = copy_bias;
+    plan.copy_bias = copy_bias;
     size_t cursor = 0;
-    if (plan.widen_bias) {
+    if (plan.copy_bias) {
         plan.bias_offset = cursor;
         cursor = zt_align256(cursor + (size_t)out_features * sizeof(float));
     }

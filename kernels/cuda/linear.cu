@@ -4,7 +4,9 @@
  *   ZT_GEMM_TF32  the same operands with CUBLAS_COMPUTE_32F_FAST_TF32;
  *   ZT_GEMM_HALF  a half weight as stored x activations rounded to its dtype: tensor cores.
  * Scratch layout and chunk sizes come from zt_cuda_linear_scratch (cuda_common.cuh), which the
- * scratch planner asks too, so the plan and the op cannot drift apart. */
+ * scratch planner asks too, so the plan and the op cannot drift apart. The ReLU is cuBLASLt's
+ * max(x, 0), whose NaN handling is undocumented (the CPU's passes NaN through, as torch.relu);
+ * a NaN that reaches fc1 came from the residual stream, which still carries it to the loss. */
 #include <string.h>
 
 #include "cuda/cuda_common.cuh"
@@ -188,7 +190,7 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
         scratch = reinterpret_cast<char *>(base);
     }
     const float *bias_f32 = static_cast<const float *>(bias.data);
-    if (plan.widen_bias) {
+    if (plan.copy_bias) {
         float *widened = reinterpret_cast<float *>(scratch + plan.bias_offset);
         ZT_LAUNCH(zt_widen_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0, cb->stream,
                   widened, bias.data, bias.dtype, (size_t)out_features);
