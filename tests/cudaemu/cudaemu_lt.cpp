@@ -71,6 +71,23 @@ template <typename State, typename Opaque> void write_state(Opaque *o, const Sta
     memcpy(o, &s, sizeof s);
 }
 
+/* The create / destroy pair every descriptor kind shares: the state lives in the opaque block. */
+template <typename Opaque, typename State>
+cublasStatus_t create_object(Opaque **out, const State &state) {
+    if (out == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+    *out = new Opaque();
+    write_state(*out, state);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <typename State, typename Opaque>
+cublasStatus_t destroy_object(Opaque *object, uint32_t magic) {
+    if (object == nullptr || read_state<State>(object).magic != magic)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    delete object;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t refuse(const char *call, cublasStatus_t status, const std::string &why) {
     fprintf(stderr, "cudaemu: %s: %s\n", call, why.c_str());
     return status;
@@ -240,19 +257,14 @@ cublasStatus_t cudaemu_cublasLtDestroy(cublasLtHandle_t handle) {
 
 cublasStatus_t cudaemu_cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc,
                                                 cublasComputeType_t compute, cudaDataType_t scale) {
-    if (desc == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-    desc_state s = {kDescMagic, compute, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT,
-                    nullptr,    -1};
-    *desc = new cublasLtMatmulDescOpaque_t();
-    write_state(*desc, s);
-    return CUBLAS_STATUS_SUCCESS;
+    const desc_state s = {kDescMagic,  compute,     scale,
+                          CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT,
+                          nullptr,     -1};
+    return create_object(desc, s);
 }
 
 cublasStatus_t cudaemu_cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
-    if (desc == nullptr || read_state<desc_state>(desc).magic != kDescMagic)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    delete desc;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_object<desc_state>(desc, kDescMagic);
 }
 
 cublasStatus_t cudaemu_cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
@@ -298,33 +310,21 @@ cublasStatus_t cudaemu_cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
 
 cublasStatus_t cudaemu_cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
                                                   uint64_t rows, uint64_t cols, int64_t ld) {
-    if (layout == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-    layout_state s = {kLayoutMagic, type, rows, cols, ld};
-    *layout = new cublasLtMatrixLayoutOpaque_t();
-    write_state(*layout, s);
-    return CUBLAS_STATUS_SUCCESS;
+    const layout_state s = {kLayoutMagic, type, rows, cols, ld};
+    return create_object(layout, s);
 }
 
 cublasStatus_t cudaemu_cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
-    if (layout == nullptr || read_state<layout_state>(layout).magic != kLayoutMagic)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    delete layout;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_object<layout_state>(layout, kLayoutMagic);
 }
 
 cublasStatus_t cudaemu_cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
-    if (pref == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-    pref_state s = {kPrefMagic, 0, {256, 256, 256, 256}}; /* the library's defaults */
-    *pref = new cublasLtMatmulPreferenceOpaque_t();
-    write_state(*pref, s);
-    return CUBLAS_STATUS_SUCCESS;
+    const pref_state s = {kPrefMagic, 0, {256, 256, 256, 256}}; /* the library's defaults */
+    return create_object(pref, s);
 }
 
 cublasStatus_t cudaemu_cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
-    if (pref == nullptr || read_state<pref_state>(pref).magic != kPrefMagic)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    delete pref;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_object<pref_state>(pref, kPrefMagic);
 }
 
 cublasStatus_t
