@@ -12,6 +12,7 @@ deps:
 
 build: deps
 	@tools/configure.sh $(BUILD)
+	@tools/cuda-header-deps.sh $(BUILD)
 	ninja -C $(BUILD)
 
 # The main job.

@@ -428,7 +428,7 @@ static zt_status run_case(bench_context *ctx, const op_case *c) {
                              c->in_features, 1e-5f);
     case OP_GATHER:
         return op->gather_rows(be, b[2], b[0], weight_of(b[1], w), c->rows, c->table_rows,
-                               c->in_features, 0);
+                               c->in_features, 0, NULL);
     case OP_LOGPROBS:
         return op->target_logprobs(be, b[2], b[0], b[1], c->rows, c->vocab);
     case OP_PERTURB: {

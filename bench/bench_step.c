@@ -4,8 +4,10 @@
  * A step is timed whole (zt_zo_step), then split into its three phases, each measured on its
  * own with the same ops the step runs:
  *   staging  the perturbation of the trainable tensors for every variant (backend perturb):
- *            shadow mode stages each tensor into an f32 buffer per variant, inplace mode moves
- *            the master weights K+1 times (+eps, -2eps, +eps for MeZO);
+ *            shadow mode stages each tensor into an f32 buffer per variant, except that the
+ *            embedding and position rows of the batch are read by perturbed gathers (backend
+ *            gather_rows), inplace mode moves the master weights K+1 times (+eps, -2eps, +eps
+ *            for MeZO);
  *   forward  the K forwards without the perturbation cost: shadow mode sweeps K unperturbed
  *            variants over an f32 twin of the model (what the GEMMs read after staging), inplace
  *            mode runs K plain forwards over the master weights;
@@ -194,24 +196,25 @@ static zt_status random_lm_batch(const zt_opt_config *c, int batch_size, int seq
 
 /* ---- analytic estimates ---- */
 
-/* Elements of the trainable tensors, and those of the tensors staged twice per variant: the
- * forward (models/opt_forward.c) stages embed_tokens for the embedding and again for the tied
- * LM head. */
+/* Elements of the trainable tensors, and those of them the forward (models/opt_forward.c) does
+ * not stage: the position table, read through a perturbed gather of the batch's rows only.
+ * embed_tokens is staged once, for the tied LM head; the embedding reads it by a perturbed
+ * gather as well. */
 static void trainable_elements(const zt_model *m, const uint8_t *trainable, double *elements,
-                               double *restaged) {
-    *elements = *restaged = 0.0;
+                               double *gathered_only) {
+    *elements = *gathered_only = 0.0;
     for (int i = 0; i < m->n_tensors; i++) {
         if (!trainable[i]) continue;
         *elements += (double)m->tensors[i].n_elems;
-        if (i == m->embed_tokens) *restaged += (double)m->tensors[i].n_elems;
+        if (i == m->embed_positions) *gathered_only += (double)m->tensors[i].n_elems;
     }
 }
 
 /* Bytes of weight traffic per step; activations are left out (for B*T = 256 rows they are a few
- * MB against hundreds of MB of weights). P trainable elements, E of them staged twice, Pos the
- * position table (only gathered, B*T rows: not counted), s the storage size, K variants, S the
- * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1):
- *   shadow   staging  S (P + E) (s + 4)   each staged tensor read in s, written as f32
+ * MB against hundreds of MB of weights). P trainable elements, Pos the position table (only
+ * gathered, B*T rows: not counted), s the storage size, K variants, S the staging passes
+ * (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1):
+ *   shadow   staging  S (P - Pos) (s + 4)  each staged tensor read in s, written as f32
  *            forward  K (P - Pos) 4       the GEMMs and norms read the f32 shadows
  *   inplace  staging  S P 2s              read-modify-write passes over the masters
  *            forward  K (P - Pos) s       the GEMMs read the masters
@@ -219,15 +222,12 @@ static void trainable_elements(const zt_model *m, const uint8_t *trainable, doub
  *                                         read + written (0 for MeZO) */
 static void bytes_per_step(const zt_model *m, const uint8_t *trainable, const bench_options *o,
                            bench_result *r) {
-    double p, e;
-    trainable_elements(m, trainable, &p, &e);
-    double positions = trainable[m->embed_positions]
-                           ? (double)m->tensors[m->embed_positions].n_elems
-                           : 0.0;
+    double p, positions;
+    trainable_elements(m, trainable, &p, &positions);
     double s = (double)zt_dtype_size(o->dtype), k = (double)r->n_variants;
     double passes = (double)r->staging_passes;
     if (o->mode == ZT_PERTURB_SHADOW) {
-        r->staging_bytes = passes * (p + e) * (s + 4.0);
+        r->staging_bytes = passes * (p - positions) * (s + 4.0);
         r->forward_weight_bytes = k * (p - positions) * 4.0;
     } else {
         r->staging_bytes = passes * p * 2.0 * s;
@@ -270,20 +270,34 @@ static zt_perturbation variant_of(const zt_step_plan *plan, int k) {
     return p;
 }
 
-/* Shadow staging of one step: every trainable tensor perturbed into an f32 buffer per variant,
- * embed_tokens twice (see trainable_elements). */
+/* Shadow staging of one step as the forward does it: every trainable tensor but the position
+ * table perturbed into an f32 buffer per variant (embed_tokens once, for the LM head), and the
+ * embedding and position rows of the batch read by perturbed gathers into `rows_out`. */
 static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step_plan *plan,
-                              float *shadow) {
+                              const zt_task_batch *tb, const int32_t *positions, float *shadow,
+                              float *rows_out) {
     zt_backend *be = m->be;
+    const zt_opt_config *c = &m->cfg;
+    const int n = tb->n_sequences * tb->seq_len;
     for (int k = 0; k < plan->n_variants; k++) {
         zt_perturbation p = variant_of(plan, k);
         if (p.n_terms == 0) continue; /* an unperturbed variant reads the masters */
         for (int i = 0; i < ps->n_params; i++) {
             const zt_param *t = &ps->params[i];
             zt_weight src = {t->data, t->dtype};
-            int times = (int)t->tensor_id == m->embed_tokens ? 2 : 1;
-            for (int r = 0; r < times; r++)
-                ZT_TRY(be->ops->perturb(be, shadow, ZT_F32, src, t->tensor_id, 0, t->n_elems, &p));
+            if ((int)t->tensor_id == m->embed_positions) {
+                zt_gather_perturbation gp = {&p, t->tensor_id, ZT_F32};
+                ZT_TRY(be->ops->gather_rows(be, rows_out, positions, src, n,
+                                            c->max_position_embeddings + 2, c->hidden_size, 0,
+                                            &gp));
+                continue;
+            }
+            if ((int)t->tensor_id == m->embed_tokens) {
+                zt_gather_perturbation gp = {&p, t->tensor_id, ZT_F32};
+                ZT_TRY(be->ops->gather_rows(be, rows_out, tb->input_ids, src, n, c->vocab_size,
+                                            c->word_embed_proj_dim, 0, &gp));
+            }
+            ZT_TRY(be->ops->perturb(be, shadow, ZT_F32, src, t->tensor_id, 0, t->n_elems, &p));
         }
     }
     return ZT_OK;
@@ -342,24 +356,36 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
 }
 
 static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_options *o,
-                              const zt_step_plan *plan, meter *timing) {
+                              const zt_step_plan *plan, const zt_task_batch *tb, meter *timing) {
     zt_backend *be = m->be;
-    float *shadow = NULL;
-    size_t shadow_bytes = 0;
+    float *shadow = NULL, *rows_out = NULL;
+    int32_t *positions = NULL;
+    size_t shadow_bytes = 0, rows_bytes = 0;
+    const size_t n = (size_t)tb->n_sequences * (size_t)tb->seq_len;
+    zt_status s = ZT_OK;
     if (o->mode == ZT_PERTURB_SHADOW) {
         for (int i = 0; i < ps->n_params; i++)
             if (ps->params[i].n_elems * sizeof(float) > shadow_bytes)
                 shadow_bytes = ps->params[i].n_elems * sizeof(float);
-        ZT_TRY(be->ops->alloc(be, shadow_bytes, ZT_MEM_SCRATCH, (void **)&shadow));
+        int widest = m->cfg.hidden_size > m->cfg.word_embed_proj_dim ? m->cfg.hidden_size
+                                                                     : m->cfg.word_embed_proj_dim;
+        rows_bytes = n * (size_t)widest * sizeof(float);
+        positions = malloc(n * sizeof *positions);
+        if (!positions) return zt_fail(ZT_ERR_NOMEM, "bench_step: positions");
+        for (size_t i = 0; i < n; i++) positions[i] = (int32_t)(i % (size_t)tb->seq_len) + 2;
+        s = be->ops->alloc(be, shadow_bytes, ZT_MEM_SCRATCH, (void **)&shadow);
+        if (s == ZT_OK) s = be->ops->alloc(be, rows_bytes, ZT_MEM_SCRATCH, (void **)&rows_out);
     }
-    zt_status s = ZT_OK;
     for (int rep = 0; s == ZT_OK && rep < o->steps; rep++) {
         meter_start(timing);
-        s = o->mode == ZT_PERTURB_SHADOW ? stage_shadow(m, ps, plan, shadow)
-                                         : stage_inplace(ps, plan);
+        s = o->mode == ZT_PERTURB_SHADOW
+                ? stage_shadow(m, ps, plan, tb, positions, shadow, rows_out)
+                : stage_inplace(ps, plan);
         meter_stop(timing);
     }
     if (shadow) be->ops->free(be, shadow, shadow_bytes, ZT_MEM_SCRATCH);
+    if (rows_out) be->ops->free(be, rows_out, rows_bytes, ZT_MEM_SCRATCH);
+    free(positions);
     return s;
 }
 
@@ -527,7 +553,7 @@ static zt_status bench_model(zt_backend *be, const bench_options *o, const char 
     zt_mem_stats_get(&r->mem);
     zt_step_plan plan;
     if (s == ZT_OK) s = plan_step(o, &hp, br.ps.n_elems, o->warmup, &plan);
-    if (s == ZT_OK) s = time_staging(br.model, &br.ps, o, &plan, &r->staging);
+    if (s == ZT_OK) s = time_staging(br.model, &br.ps, o, &plan, &br.batch, &r->staging);
     if (s == ZT_OK) s = time_forwards(br.model, o, &br.batch, r);
     if (s == ZT_OK) s = time_update(&br.ps, &last, o->steps, &r->update);
     if (s == ZT_OK) {

@@ -55,6 +55,16 @@ typedef struct zt_perturbation {
     float z_scale;
 } zt_perturbation;
 
+/* A gather that perturbs the rows it reads: element (r, c) of the table is read as
+ *     stage(table[r, c] + perturbation(tensor_id, r * C + c))
+ * where stage() rounds to stage_dtype and back (f32: nothing), i.e. exactly what perturb into a
+ * stage_dtype copy followed by a plain gather gives, without staging the rows nobody reads. */
+typedef struct zt_gather_perturbation {
+    const zt_perturbation *p;
+    uint32_t tensor_id;
+    zt_dtype stage_dtype;
+} zt_gather_perturbation;
+
 typedef enum zt_update_rule {
     ZT_UPDATE_SGD = 0,      /* u = g */
     ZT_UPDATE_SIGN = 1,     /* u = sign(g) elementwise (ZO-signSGD) */
@@ -112,11 +122,14 @@ typedef struct zt_backend_ops {
     /* ---- forward ops ---- */
 
     /* out[n,:] (= or +=) table[rows[n],:]. Embedding lookup (accumulate=0) and learned positions
-     * (accumulate=1). A row index outside [0, n_table_rows) is an error naming the index. */
+     * (accumulate=1). A row index outside [0, n_table_rows) is an error naming the index.
+     * perturb (NULL: none) reads the rows as a staged perturbed table would hold them, computing
+     * only the rows gathered (see zt_gather_perturbation). */
     zt_status (*gather_rows)(zt_backend *be, float *out, /* (N,C) */
                              const int32_t *rows,        /* (N) */
                              zt_weight table,            /* (n_table_rows,C) */
-                             int n_rows, int n_table_rows, int n_cols, int accumulate);
+                             int n_rows, int n_table_rows, int n_cols, int accumulate,
+                             const zt_gather_perturbation *perturb);
 
     /* out = (x - mean) / sqrt(var + eps) * gamma + beta per row; biased variance, as PyTorch.
      * out may equal in. gamma/beta absent => 1 / 0 (elementwise_affine = false). */

@@ -98,13 +98,18 @@ zt_status zt_check_perturbation(const char *op, const zt_perturbation *p) {
 }
 
 zt_status zt_check_gather_args(const char *op, const float *out, const int32_t *rows,
-                               zt_weight table, int n_rows, int n_table_rows, int n_cols) {
+                               zt_weight table, int n_rows, int n_table_rows, int n_cols,
+                               const zt_gather_perturbation *perturb) {
     ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
     ZT_TRY(zt_check_dim(op, "n_table_rows", n_table_rows));
     ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
     ZT_TRY(zt_check_ptr(op, "out", out));
     ZT_TRY(zt_check_ptr(op, "rows", rows));
-    return zt_check_weight(op, "table", table, 1);
+    ZT_TRY(zt_check_weight(op, "table", table, 1));
+    if (perturb == NULL) return ZT_OK;
+    zt_weight stage = {table.data, perturb->stage_dtype};
+    ZT_TRY(zt_check_weight(op, "stage dtype", stage, 1));
+    return zt_check_perturbation(op, perturb->p);
 }
 
 zt_status zt_check_layernorm_args(const char *op, const float *out, const float *in,

@@ -20,7 +20,8 @@ zt_status zt_check_disjoint(const char *op, const char *a_name, const void *a, s
                             const char *b_name, const void *b, size_t b_bytes);
 /* The forward ops' arguments (backend.h states the contract of each). */
 zt_status zt_check_gather_args(const char *op, const float *out, const int32_t *rows,
-                               zt_weight table, int n_rows, int n_table_rows, int n_cols);
+                               zt_weight table, int n_rows, int n_table_rows, int n_cols,
+                               const zt_gather_perturbation *perturb);
 zt_status zt_check_layernorm_args(const char *op, const float *out, const float *in,
                                   zt_weight gamma, zt_weight beta, int n_rows, int n_cols,
                                   float eps);

@@ -253,6 +253,21 @@ static zt_status variant_weight(const sweep *sw, int id, enum stage_slot slot, z
     return ZT_OK;
 }
 
+/* The perturbation a gather applies to tensor `id` for the current variant (backend.h,
+ * zt_gather_perturbation), or NULL when the variant reads it as stored. The embedding tables are
+ * gathered this way: only the rows the batch reads are perturbed, not the whole table. */
+static const zt_gather_perturbation *variant_gather(const sweep *sw, int id,
+                                                    zt_gather_perturbation *storage) {
+    const zt_opt_variants *v = sw->variants;
+    if (id < 0 || !v) return NULL;
+    const zt_perturbation *p = &v->perturbation[sw->variant];
+    if (p->n_terms == 0 || (v->perturbed && !v->perturbed[id])) return NULL;
+    storage->p = p;
+    storage->tensor_id = (uint32_t)id;
+    storage->stage_dtype = zt_backend_stage_dtype(sw->m->be, sw->m->tensors[id].dtype);
+    return storage;
+}
+
 static zt_weight activation(const float *data) {
     zt_weight w = {data, ZT_F32};
     return w;
@@ -328,20 +343,24 @@ static zt_status embed(const sweep *sw, int n) {
     char *base = sw->ws->base;
     float *x = stream_of(sw, n);
     const int32_t *ids = (const int32_t *)(base + L->ids);
-    zt_weight table, w;
-    ZT_TRY(variant_weight(sw, m->embed_tokens, STAGE_MAIN, &table));
+    zt_weight w;
+    zt_gather_perturbation tok_storage, pos_storage;
+    const zt_weight table = master_weight(m, m->embed_tokens);
+    const zt_gather_perturbation *tok_p = variant_gather(sw, m->embed_tokens, &tok_storage);
     if (m->project_in >= 0) {
         float *tok = (float *)(base + L->tok);
-        ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0));
+        ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0,
+                               tok_p));
         ZT_TRY(variant_weight(sw, m->project_in, STAGE_MAIN, &w));
         ZT_TRY(op->linear(m->be, x, tok, w, master_weight(m, -1), n, c->word_embed_proj_dim,
                           c->hidden_size, 0));
     } else {
-        ZT_TRY(op->gather_rows(m->be, x, ids, table, n, c->vocab_size, c->hidden_size, 0));
+        ZT_TRY(op->gather_rows(m->be, x, ids, table, n, c->vocab_size, c->hidden_size, 0, tok_p));
     }
-    ZT_TRY(variant_weight(sw, m->embed_positions, STAGE_MAIN, &w));
-    return op->gather_rows(m->be, x, (const int32_t *)(base + L->pos), w, n,
-                           c->max_position_embeddings + 2, c->hidden_size, 1);
+    return op->gather_rows(m->be, x, (const int32_t *)(base + L->pos),
+                           master_weight(m, m->embed_positions), n,
+                           c->max_position_embeddings + 2, c->hidden_size, 1,
+                           variant_gather(sw, m->embed_positions, &pos_storage));
 }
 
 static zt_status layer_norm(const sweep *sw, float *out, const float *in, int gamma, int beta,
@@ -414,7 +433,7 @@ static zt_status head(const sweep *sw, const zt_batch *b, float *logits_out) {
     int r_count = b->n_targets, vocab = c->vocab_size;
     float *hid = (float *)(base + L->hid);
     ZT_TRY(op->gather_rows(m->be, hid, (const int32_t *)(base + L->rows),
-                           activation(stream_of(sw, n)), r_count, n, h, 0));
+                           activation(stream_of(sw, n)), r_count, n, h, 0, NULL));
     if (m->final_ln_g >= 0) ZT_TRY(layer_norm(sw, hid, hid, m->final_ln_g, m->final_ln_b, r_count));
     const float *head_in = hid;
     if (m->project_out >= 0) {

@@ -91,7 +91,8 @@ static inline float zt_cpu_weight_at(zt_weight w, size_t i) {
 
 /* The ops (one family per file). */
 zt_status zt_cpu_gather_rows(zt_backend *be, float *out, const int32_t *rows, zt_weight table,
-                             int n_rows, int n_table_rows, int n_cols, int accumulate);
+                             int n_rows, int n_table_rows, int n_cols, int accumulate,
+                             const zt_gather_perturbation *perturb);
 zt_status zt_cpu_layernorm(zt_backend *be, float *out, const float *in, zt_weight gamma,
                            zt_weight beta, int n_rows, int n_cols, float eps);
 zt_status zt_cpu_linear(zt_backend *be, float *out, const float *in, zt_weight w, zt_weight bias,

@@ -154,7 +154,8 @@ zt_status zt_cuda_find_bad_index(zt_cuda_backend *cb, const int32_t *values, /* 
 // ---- the ops, one family per file ----
 
 zt_status zt_cuda_gather_rows(zt_backend *be, float *out, const int32_t *rows, zt_weight table,
-                              int n_rows, int n_table_rows, int n_cols, int accumulate);
+                              int n_rows, int n_table_rows, int n_cols, int accumulate,
+                              const zt_gather_perturbation *perturb);
 zt_status zt_cuda_layernorm(zt_backend *be, float *out, const float *in, zt_weight gamma,
                             zt_weight beta, int n_rows, int n_cols, float eps);
 zt_status zt_cuda_linear(zt_backend *be, float *out, const float *in, zt_weight w, zt_weight bias,

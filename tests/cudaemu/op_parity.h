@@ -23,6 +23,9 @@
  * magnitude above the expected ~1e-14 and orders below what any indexing bug produces (~1). */
 #define ZT_NMSE_GATHER 0.0 /* exact: the same conversion and one f32 add */
 #define ZT_NMSE_ADD 0.0    /* exact: one f32 add */
+/* A gather's perturbed read with Gaussian z: exact under the executor; on a GPU z carries
+ * __sincosf's error (~1e-6 of a 0.01 coefficient), which can also move a half rounding. */
+#define ZT_NMSE_GATHER_PERTURBED 1e-10
 #define ZT_NMSE_LAYERNORM 1e-10
 #define ZT_NMSE_LINEAR 1e-10
 #define ZT_NMSE_ATTENTION 1e-10
@@ -35,12 +38,17 @@ typedef struct zt_gather_case {
     int n_rows, n_table_rows, n_cols;
     zt_dtype dtype;
     int accumulate;
+    int stage_dtype; /* perturbed read staged in this dtype, or ZT_PARITY_ABSENT: a plain read */
+    int n_terms;     /* of the perturbation */
+    zt_dist dist;
 } zt_gather_case;
 
-/* Runs gather on one backend; out_init is the starting content of out (accumulate). */
+/* Runs gather on one backend; out_init is the starting content of out (accumulate); gp the
+ * perturbation of a perturbed read (else NULL). */
 static zt_status zt_run_gather(zt_backend *be, const zt_gather_case *c, const int32_t *rows,
                                const void *table, const float *out_init, float *out,
-                               const char *name, char *error_text) {
+                               const zt_gather_perturbation *gp, const char *name,
+                               char *error_text) {
     const size_t out_bytes = (size_t)c->n_rows * c->n_cols * sizeof(float);
     const size_t table_bytes = (size_t)c->n_table_rows * c->n_cols * zt_dtype_size(c->dtype);
     zt_pbuf b_out = {0}, b_rows = {0}, b_table = {0};
@@ -52,7 +60,7 @@ static zt_status zt_run_gather(zt_backend *be, const zt_gather_case *c, const in
         zt_weight w = {zt_pbuf_ptr(&b_table), c->dtype};
         s = be->ops->gather_rows(be, (float *)zt_pbuf_ptr(&b_out),
                                  (const int32_t *)zt_pbuf_ptr(&b_rows), w, c->n_rows,
-                                 c->n_table_rows, c->n_cols, c->accumulate);
+                                 c->n_table_rows, c->n_cols, c->accumulate, gp);
         snprintf(error_text, 512, "%s", s == ZT_OK ? "" : zt_last_error());
         zt_pbuf_fetch(&b_out, out, name);
         zt_pbuf_check_input(&b_rows, rows, name);
@@ -65,15 +73,43 @@ static zt_status zt_run_gather(zt_backend *be, const zt_gather_case *c, const in
 }
 
 static void zt_parity_gather(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    /* clang-format off */
     static const zt_gather_case cases[] = {
-        {1, 5, 1, ZT_F32, 0},       {37, 50, 33, ZT_F16, 1}, {19, 50272, 16, ZT_BF16, 0},
-        {64, 300, 3000, ZT_F32, 1}, {7, 2, 768, ZT_F16, 0},  {3, 11, 257, ZT_BF16, 1},
+        {1, 5, 1, ZT_F32, 0, ZT_PARITY_ABSENT, 0, ZT_DIST_GAUSSIAN},
+        {37, 50, 33, ZT_F16, 1, ZT_PARITY_ABSENT, 0, ZT_DIST_GAUSSIAN},
+        {19, 50272, 16, ZT_BF16, 0, ZT_PARITY_ABSENT, 0, ZT_DIST_GAUSSIAN},
+        {64, 300, 3000, ZT_F32, 1, ZT_PARITY_ABSENT, 0, ZT_DIST_GAUSSIAN},
+        {7, 2, 768, ZT_F16, 0, ZT_PARITY_ABSENT, 0, ZT_DIST_GAUSSIAN},
+        {3, 11, 257, ZT_BF16, 1, ZT_PARITY_ABSENT, 0, ZT_DIST_GAUSSIAN},
+        /* perturbed reads: rows that start off a four-element block (odd C), every staging
+         * dtype, accumulate, no terms, more terms than a kernel argument holds */
+        {37, 50, 33, ZT_F16, 1, ZT_F32, 1, ZT_DIST_GAUSSIAN},
+        {19, 50272, 16, ZT_BF16, 0, ZT_BF16, 3, ZT_DIST_RADEMACHER},
+        {7, 2, 768, ZT_F16, 0, ZT_F16, 2, ZT_DIST_GAUSSIAN},
+        {3, 11, 257, ZT_BF16, 1, ZT_BF16, 40, ZT_DIST_GAUSSIAN},
+        {5, 9, 6, ZT_F32, 0, ZT_F32, 0, ZT_DIST_GAUSSIAN},
+        {64, 300, 1001, ZT_F32, 1, ZT_F32, 1, ZT_DIST_RADEMACHER},
     };
+    /* clang-format on */
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const zt_gather_case *c = &cases[ci];
+        const int perturbed = c->stage_dtype != ZT_PARITY_ABSENT;
         char name[128];
-        snprintf(name, sizeof name, "N=%d rows=%d C=%d %s %s", c->n_rows, c->n_table_rows,
-                 c->n_cols, zt_dtype_name(c->dtype), c->accumulate ? "accumulate" : "assign");
+        snprintf(name, sizeof name, "N=%d rows=%d C=%d %s %s%s%s", c->n_rows, c->n_table_rows,
+                 c->n_cols, zt_dtype_name(c->dtype), c->accumulate ? "accumulate" : "assign",
+                 perturbed ? ", perturbed staged " : "",
+                 perturbed ? zt_dtype_name((zt_dtype)c->stage_dtype) : "");
+        zt_direction terms[40];
+        for (int t = 0; t < c->n_terms; t++) {
+            terms[t].seed = zt_prng_next(r);
+            terms[t].coeff = 0.02f * (zt_prng_uniform(r) - 0.5f);
+        }
+        const zt_perturbation p = {terms, c->n_terms, c->dist, 1.0f};
+        const zt_gather_perturbation gp = {&p, 7u + (uint32_t)ci, (zt_dtype)c->stage_dtype};
+        /* Gaussian z differs on a GPU by __sincosf's error: not bit for bit there */
+        const double bound = perturbed && c->n_terms > 0 && c->dist == ZT_DIST_GAUSSIAN
+                                 ? ZT_NMSE_GATHER_PERTURBED
+                                 : ZT_NMSE_GATHER;
         const size_t n_out = (size_t)c->n_rows * c->n_cols;
         int32_t *rows = (int32_t *)malloc((size_t)c->n_rows * sizeof(int32_t));
         for (int i = 0; i < c->n_rows; i++)
@@ -85,14 +121,15 @@ static void zt_parity_gather(zt_backend *ref, zt_backend *dut, zt_prng *r) {
         float *want = (float *)malloc(n_out * sizeof(float));
         float *got = (float *)malloc(n_out * sizeof(float));
         char ref_text[512], dut_text[512];
-        zt_status rs = zt_run_gather(ref, c, rows, table, init, want, name, ref_text);
-        zt_status ds = zt_run_gather(dut, c, rows, table, init, got, name, dut_text);
+        const zt_gather_perturbation *use = perturbed ? &gp : NULL;
+        zt_status rs = zt_run_gather(ref, c, rows, table, init, want, use, name, ref_text);
+        zt_status ds = zt_run_gather(dut, c, rows, table, init, got, use, name, dut_text);
         ZT_CHECK(rs == ZT_OK && ds == ZT_OK, "gather %s: ref %s / dut %s", name, ref_text,
                  dut_text);
         if (rs == ZT_OK && ds == ZT_OK)
-            zt_parity_compare("gather_rows", name, got, want, n_out, ZT_NMSE_GATHER);
+            zt_parity_compare("gather_rows", name, got, want, n_out, bound);
         else
-            zt_parity_case_failed("gather_rows", ZT_NMSE_GATHER);
+            zt_parity_case_failed("gather_rows", bound);
 
         /* A bad index: the same error on both sides, and out untouched. */
         if (ci == 1) {
@@ -103,8 +140,8 @@ static void zt_parity_gather(zt_backend *ref, zt_backend *dut, zt_prng *r) {
                 char bad_name[160];
                 snprintf(bad_name, sizeof bad_name, "%s, rows[%d] = %d", name, 3 + k,
                          (int)bad_values[k]);
-                rs = zt_run_gather(ref, c, rows, table, init, want, bad_name, ref_text);
-                ds = zt_run_gather(dut, c, rows, table, init, got, bad_name, dut_text);
+                rs = zt_run_gather(ref, c, rows, table, init, want, NULL, bad_name, ref_text);
+                ds = zt_run_gather(dut, c, rows, table, init, got, NULL, bad_name, dut_text);
                 zt_parity_same_error("gather_rows", bad_name, rs, ref_text, ds, dut_text);
                 ZT_CHECK(memcmp(got, init, n_out * sizeof(float)) == 0,
                          "gather %s: out changed although the op failed", bad_name);

@@ -260,8 +260,8 @@ static void gather_case(zt_dtype dtype, int n_rows, int n_table_rows, int n_cols
     int32_t *rows_dev = dev_input(&rows_buf, "rows", rows, (size_t)n_rows * sizeof *rows);
     float *out = accumulate ? dev_inout(&out_buf, "out", init, out_n * sizeof(float))
                             : dev_output(&out_buf, "out", out_n * sizeof(float));
-    ZT_CHECK_OK(
-        be->ops->gather_rows(be, out, rows_dev, table, n_rows, n_table_rows, n_cols, accumulate));
+    ZT_CHECK_OK(be->ops->gather_rows(be, out, rows_dev, table, n_rows, n_table_rows, n_cols,
+                                     accumulate, NULL));
 
     double *ref = doubles(out_n), *tol = doubles(out_n);
     for (int n = 0; n < n_rows; n++) {
@@ -791,15 +791,17 @@ static void test_errors(void) {
     int32_t rows[4] = {0, 999, 1234, 5};
     int32_t *rows_dev = dev_input(&rows_buf, "rows", rows, sizeof rows);
     float *out = dev_output(&out_buf, "out", 4 * 3 * sizeof(float));
-    expect_error("bad row", be->ops->gather_rows(be, out, rows_dev, table, 4, 1000, 3, 0), BAD,
-                 "gather_rows: row 2 index 1234 outside [0, 1000)");
+    expect_error("bad row", be->ops->gather_rows(be, out, rows_dev, table, 4, 1000, 3, 0, NULL),
+                 BAD, "gather_rows: row 2 index 1234 outside [0, 1000)");
     expect_untouched(&out_buf, "gather_rows");
     rows[0] = -1;
     ZT_REQUIRE_OK(be->ops->upload(be, rows_dev, rows, sizeof rows));
     memcpy(rows_buf.expect, rows, sizeof rows); /* the input as it now is */
-    expect_error("negative row", be->ops->gather_rows(be, out, rows_dev, table, 4, 1000, 3, 1), BAD,
+    expect_error("negative row",
+                 be->ops->gather_rows(be, out, rows_dev, table, 4, 1000, 3, 1, NULL), BAD,
                  "gather_rows: row 0 index -1 outside [0, 1000)");
-    expect_error("zero columns", be->ops->gather_rows(be, out, rows_dev, table, 4, 1000, 0, 0), BAD,
+    expect_error("zero columns",
+                 be->ops->gather_rows(be, out, rows_dev, table, 4, 1000, 0, 0, NULL), BAD,
                  "gather_rows: n_cols 0 must be > 0");
     expect_untouched(&out_buf, "gather_rows");
 
