@@ -1,7 +1,9 @@
 /* The OPT forward pass (spec §1.3) over a padded batch for K weight variants in one sweep over
  * the layers (DESIGN.md §2, shadow mode): each perturbed tensor is staged, perturbed, into a
- * shadow buffer once per variant, and only the K residual streams are kept side by side. Only
- * the rows that carry a target go through the LM head, the largest GEMM. */
+ * shadow buffer once per variant, and only the K residual streams are kept side by side. The
+ * embedding tables are the exception: their rows are perturbed as they are gathered, so only the
+ * batch's rows are touched (embed_tokens is still staged whole for the tied LM head). Only the
+ * rows that carry a target go through the LM head, the largest GEMM. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,9 @@ static size_t take(size_t *cursor, size_t n_bytes) {
 }
 
 /* The largest tensor, and the largest vector, that may be staged at once: a linear stages its
- * weight (main) with its bias (aux), a layer norm its gamma (main) with its beta (aux). */
+ * weight (main) with its bias (aux), a layer norm its gamma (main) with its beta (aux). The
+ * position table is never staged (gathered perturbed) but stays in the bound: it is small, and
+ * bench/roofline's self-check mirrors this formula. */
 static void staging_sizes(const zt_opt_config *c, size_t *main_elems, size_t *aux_elems) {
     size_t h = (size_t)c->hidden_size, e = (size_t)c->word_embed_proj_dim, f = (size_t)c->ffn_dim;
     size_t largest = (size_t)c->vocab_size * e;
