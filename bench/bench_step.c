@@ -303,20 +303,6 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
     return ZT_OK;
 }
 
-/* The terms that move the weights from one variant to the next, as the inplace objective
- * builds them (src/train/objective.c): per seed, coeff(to) - coeff(from). */
-static int move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out) {
-    int n = 0;
-    for (int i = 0; to && i < to->n_terms; i++) out[n++] = to->terms[i];
-    for (int i = 0; from && i < from->n_terms; i++) {
-        int j = 0;
-        while (j < n && out[j].seed != from->terms[i].seed) j++;
-        if (j == n) out[n++] = (zt_direction){from->terms[i].seed, 0.0f};
-        out[j].coeff -= from->terms[i].coeff;
-    }
-    return n;
-}
-
 /* Inplace staging of one step: the K+1 moves of the master weights, back to theta at the end. */
 static zt_status stage_inplace(const zt_param_set *ps, const zt_step_plan *plan) {
     zt_perturbation variants[ZT_MAX_VARIANTS];
@@ -325,7 +311,7 @@ static zt_status stage_inplace(const zt_param_set *ps, const zt_step_plan *plan)
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
         const zt_perturbation *from = k > 0 ? &variants[k - 1] : NULL;
         const zt_perturbation *to = k < plan->n_variants ? &variants[k] : NULL;
-        int n = move_terms(from, to, terms);
+        int n = zt_opt_move_terms(from, to, terms);
         if (n == 0) continue;
         zt_perturbation delta = {terms, n, backend_dist(plan->dist), 1.0f};
         for (int i = 0; i < ps->n_params; i++) {
@@ -350,7 +336,7 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
         zt_perturbation from = k > 0 ? variant_of(plan, k - 1) : (zt_perturbation){0};
         zt_perturbation to = k < plan->n_variants ? variant_of(plan, k) : (zt_perturbation){0};
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
-        passes += move_terms(&from, &to, terms) > 0;
+        passes += zt_opt_move_terms(&from, &to, terms) > 0;
     }
     return passes;
 }

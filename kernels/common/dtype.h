@@ -3,10 +3,12 @@
 #ifndef ZT_COMMON_DTYPE_H
 #define ZT_COMMON_DTYPE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "common/zt_hd.h"
+#include "zotune.h"
 
 ZT_HD uint32_t zt_f32_bits(float f) {
     uint32_t u;
@@ -58,6 +60,33 @@ ZT_HD uint16_t zt_f32_to_f16(float f) {
     uint32_t mantissa_odd = (abs_bits >> 13) & 1u;
     abs_bits += 0xc8000fffu + mantissa_odd; /* rebias exponent (-112 << 23) and round */
     return (uint16_t)(sign | (abs_bits >> 13));
+}
+
+/* ---- element access in a storage dtype, for every backend and test ---- */
+
+/* Element i of a buffer of `dtype`, as f32 (exact: f16 and bf16 widen without rounding). */
+ZT_HD float zt_load_f32(const void *data, zt_dtype dtype, size_t i) {
+    if (dtype == ZT_F32) return ((const float *)data)[i];
+    const uint16_t bits = ((const uint16_t *)data)[i];
+    return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
+}
+
+/* Stores value into element i of a buffer of `dtype`, rounding to nearest even for f16 / bf16
+ * (NaN stays NaN, overflow goes to infinity). */
+ZT_HD void zt_store_rne(void *data, zt_dtype dtype, size_t i, float value) {
+    if (dtype == ZT_F32)
+        ((float *)data)[i] = value;
+    else if (dtype == ZT_F16)
+        ((uint16_t *)data)[i] = zt_f32_to_f16(value);
+    else
+        ((uint16_t *)data)[i] = zt_f32_to_bf16(value);
+}
+
+/* value as a store into `dtype` and a load back give it: rounded to nearest even, widened. */
+ZT_HD float zt_round_through(zt_dtype dtype, float value) {
+    if (dtype == ZT_F16) return zt_f16_to_f32(zt_f32_to_f16(value));
+    if (dtype == ZT_BF16) return zt_bf16_to_f32(zt_f32_to_bf16(value));
+    return value;
 }
 
 #endif

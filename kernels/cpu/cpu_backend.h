@@ -76,17 +76,13 @@ static inline void zt_cpu_weight_to_f32(float *dst, /* (n) */
 /* dst = src rounded to nearest even in `dtype` (f16 or bf16), kept as f32 (exact). */
 static inline void zt_cpu_round_to(float *dst, const float *src, zt_dtype dtype, /* (n), (n) */
                                    size_t n) {
-    if (dtype == ZT_F16)
-        for (size_t i = 0; i < n; i++) dst[i] = zt_f16_to_f32(zt_f32_to_f16(src[i]));
-    else
-        for (size_t i = 0; i < n; i++) dst[i] = zt_bf16_to_f32(zt_f32_to_bf16(src[i]));
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zt_round_through(dtype, src[i]);
 }
 
 /* One element of w as f32; for per-element reads of short vectors (gamma, beta). */
 static inline float zt_cpu_weight_at(zt_weight w, size_t i) {
-    if (w.dtype == ZT_F32) return ((const float *)w.data)[i];
-    uint16_t bits = ((const uint16_t *)w.data)[i];
-    return w.dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
+    return zt_load_f32(w.data, w.dtype, i);
 }
 
 /* The ops (one family per file). */

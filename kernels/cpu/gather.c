@@ -24,14 +24,10 @@ static void perturbed_row(float *dst,                                /* (n) */
         const uint64_t lane_end = block * 4 + 4 > end ? end - block * 4 : 4;
         for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
             const uint64_t j = block * 4 + lane;
-            const float value = zt_cpu_load_f32(table.data, table.dtype, (size_t)j);
+            const float value = zt_load_f32(table.data, table.dtype, (size_t)j);
             /* No terms is a plain read: adding a zero would turn -0 into +0 (as perturb). */
             float staged = n_terms > 0 ? value + zt_f32x4_lane(sum, (unsigned)lane) : value;
-            if (stage_dtype == ZT_F16)
-                staged = zt_f16_to_f32(zt_f32_to_f16(staged));
-            else if (stage_dtype == ZT_BF16)
-                staged = zt_bf16_to_f32(zt_f32_to_bf16(staged));
-            dst[j - first] = staged;
+            dst[j - first] = zt_round_through(stage_dtype, staged);
         }
     }
 }

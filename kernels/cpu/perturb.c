@@ -106,11 +106,11 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
             const uint64_t lane_end = block * 4 + 4 > slice_end ? slice_end - block * 4 : 4;
             for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
                 const size_t j = (size_t)(block * 4 + lane - elem_offset);
-                const float value = zt_cpu_load_f32(src.data, src.dtype, j);
+                const float value = zt_load_f32(src.data, src.dtype, j);
                 /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
                 const float perturbed =
                     n_terms > 0 ? value + zt_f32x4_lane(sum, (unsigned)lane) : value;
-                zt_cpu_store_rne(dst, dst_dtype, j, perturbed);
+                zt_store_rne(dst, dst_dtype, j, perturbed);
             }
         }
     }

@@ -62,23 +62,6 @@ static inline zt_f32x4 zt_cpu_z_sum_block4(const zt_cpu_z_term *terms, int n_ter
     return sum;
 }
 
-/* Element i of a buffer of `dtype`, as f32 (exact: f16 and bf16 widen without rounding). */
-static inline float zt_cpu_load_f32(const void *data, zt_dtype dtype, size_t i) {
-    if (dtype == ZT_F32) return ((const float *)data)[i];
-    uint16_t bits = ((const uint16_t *)data)[i];
-    return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
-}
-
-/* Stores value into element i, rounding to nearest even for f16 / bf16. */
-static inline void zt_cpu_store_rne(void *data, zt_dtype dtype, size_t i, float value) {
-    if (dtype == ZT_F32)
-        ((float *)data)[i] = value;
-    else if (dtype == ZT_F16)
-        ((uint16_t *)data)[i] = zt_f32_to_f16(value);
-    else
-        ((uint16_t *)data)[i] = zt_f32_to_bf16(value);
-}
-
 /* The ops, with the signatures of zt_backend_ops (kernels/backend.h). */
 zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,

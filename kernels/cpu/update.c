@@ -80,7 +80,7 @@ static float updated_weight(const update_coeffs *k, float theta, float g,
 static void store_weight(void *theta, zt_dtype dtype, size_t j, float value, int stochastic,
                          uint32_t random) {
     if (dtype == ZT_F32 || !stochastic)
-        zt_cpu_store_rne(theta, dtype, j, value);
+        zt_store_rne(theta, dtype, j, value);
     else if (dtype == ZT_F16)
         ((uint16_t *)theta)[j] = zt_sr_f32_to_f16(value, random);
     else
@@ -126,7 +126,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
             const unsigned n_lanes = block * 4 + 4 <= n ? 4u : (unsigned)(n - block * 4);
             for (unsigned lane = 0; lane < n_lanes; lane++) {
                 const size_t j = (size_t)(block * 4 + lane);
-                const float old = zt_cpu_load_f32(theta, dtype, j);
+                const float old = zt_load_f32(theta, dtype, j);
                 const float updated = updated_weight(&coeffs, old, zt_f32x4_lane(g, lane),
                                                      state ? state + j : NULL, n_elems);
                 store_weight(theta, dtype, j, updated, stochastic, zt_u32x4_lane(random, lane));

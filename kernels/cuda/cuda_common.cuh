@@ -24,6 +24,7 @@ extern "C" {
 #include "op_checks.h"
 }
 
+#include "common/dtype.h"
 #include "cuda/cuda_backend.h"
 
 #ifndef ZT_CUDA_NAMESPACE
@@ -252,19 +253,6 @@ static inline unsigned zt_stride_blocks(size_t n) {
     size_t blocks = (n + kBlockThreads - 1) / kBlockThreads;
     if (blocks > (size_t)kMaxStrideBlocks) blocks = kMaxStrideBlocks;
     return blocks == 0 ? 1u : (unsigned)blocks;
-}
-
-/* Element i of a weight in its storage dtype, as f32 (exact for f16 and bf16). The dtype is the
- * same for the whole launch, so the switch never diverges within a warp. */
-__device__ __forceinline__ float zt_weight_elem(const void *data, zt_dtype dtype, size_t i) {
-    switch (dtype) {
-    case ZT_F16:
-        return __half2float(static_cast<const __half *>(data)[i]);
-    case ZT_BF16:
-        return __bfloat162float(static_cast<const __nv_bfloat16 *>(data)[i]);
-    default:
-        return static_cast<const float *>(data)[i];
-    }
 }
 
 /* Butterfly reductions: every lane ends with the result, so no broadcast is needed after. */

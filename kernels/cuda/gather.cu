@@ -15,7 +15,7 @@ static __global__ void zt_gather_rows_k(float *out,          /* (N,C) */
     const size_t first = (size_t)rows[n] * (size_t)n_cols;
     float *dst = out + n * (size_t)n_cols;
     for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
-        float value = zt_weight_elem(table, table_dtype, first + (size_t)c);
+        float value = zt_load_f32(table, table_dtype, first + (size_t)c);
         dst[c] = accumulate ? dst[c] + value : value;
     }
 }
@@ -44,14 +44,11 @@ static __global__ void zt_gather_perturbed_k(float *out,          /* (N,C) */
         float *row_out = out + n * (uint64_t)n_cols;
         for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
             const uint64_t j = block * 4 + lane;
-            const float value = zt_cuda_load_f32(table, table_dtype, (size_t)j);
+            const float value = zt_load_f32(table, table_dtype, (size_t)j);
             /* No terms is a plain read: adding a zero would turn -0 into +0 (as perturb). */
             float staged =
                 terms.n_terms > 0 ? __fadd_rn(value, zt_f32x4_lane(sum, (unsigned)lane)) : value;
-            if (stage_dtype == ZT_F16)
-                staged = zt_f16_to_f32(zt_f32_to_f16(staged));
-            else if (stage_dtype == ZT_BF16)
-                staged = zt_bf16_to_f32(zt_f32_to_bf16(staged));
+            staged = zt_round_through(stage_dtype, staged);
             float *dst = row_out + (j - first);
             *dst = accumulate ? __fadd_rn(*dst, staged) : staged;
         }

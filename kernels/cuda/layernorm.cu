@@ -33,8 +33,8 @@ static __global__ void __launch_bounds__(kBlockThreads)
     const float rstd = 1.0f / sqrtf(variance + eps);
 
     for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
-        float scale = gamma ? zt_weight_elem(gamma, gamma_dtype, (size_t)c) : 1.0f;
-        float shift = beta ? zt_weight_elem(beta, beta_dtype, (size_t)c) : 0.0f;
+        float scale = gamma ? zt_load_f32(gamma, gamma_dtype, (size_t)c) : 1.0f;
+        float shift = beta ? zt_load_f32(beta, beta_dtype, (size_t)c) : 0.0f;
         y[c] = (x[c] - mean) * rstd * scale + shift;
     }
 }

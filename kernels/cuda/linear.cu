@@ -21,7 +21,7 @@ static __global__ void zt_widen_k(float *__restrict__ dst, /* (n_elems) */
                                   zt_dtype src_dtype, size_t n_elems) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_elems; i += stride)
-        dst[i] = zt_weight_elem(src, src_dtype, i);
+        dst[i] = zt_load_f32(src, src_dtype, i);
 }
 
 /* dst = src rounded to nearest even in dst_dtype (f16 or bf16): the GEMM's half operand. */

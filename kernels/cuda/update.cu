@@ -85,11 +85,11 @@ static __global__ void zt_update_k(void *theta, zt_dtype dtype, uint64_t n_elems
         const unsigned n_lanes = block * 4 + 4 <= n_elems ? 4u : (unsigned)(n_elems - block * 4);
         for (unsigned lane = 0; lane < n_lanes; lane++) {
             const size_t j = (size_t)(block * 4 + lane);
-            const float old = zt_cuda_load_f32(theta, dtype, j);
+            const float old = zt_load_f32(theta, dtype, j);
             const float updated =
                 zt_updated_weight(coeffs, old, zt_f32x4_lane(g, lane), state, j, n_elems);
             if (!stochastic) {
-                zt_cuda_store_rne(theta, dtype, j, updated);
+                zt_store_rne(theta, dtype, j, updated);
             } else {
                 const uint32_t bits = zt_u32x4_lane(random, lane);
                 static_cast<uint16_t *>(theta)[j] = dtype == ZT_F16

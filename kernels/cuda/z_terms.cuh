@@ -1,7 +1,7 @@
 /* What the perturbation kernels share (perturb.cu, update.cu, sumsq.cu): the random words of a
  * (key, stream, block) from the cuRAND device API, the terms of a perturbation as a kernel
- * argument, g for one Philox block in the CPU backend's f32 operation order, and element loads and
- * stores in a storage dtype.
+ * argument, and g for one Philox block in the CPU backend's f32 operation order. Element loads
+ * and stores in a storage dtype are common/dtype.h's, the CPU's conversions.
  *
  * Words: curand_init(key, subsequence = (stream << 32) | (block & 0xFFFF), offset = 4 * (block >>
  * 16)) + curand4, the engine's address (kernels/common/perturb_rng.h), which the CPU backend's
@@ -121,25 +121,6 @@ __device__ __forceinline__ zt_f32x4 zt_cuda_z_sum_block4(const zt_cuda_z_terms &
         }
     }
     return sum;
-}
-
-/* Element i of a buffer of `dtype`, as f32 (exact), through the conversions the CPU uses. */
-__device__ __forceinline__ float zt_cuda_load_f32(const void *data, zt_dtype dtype, size_t i) {
-    if (dtype == ZT_F32) return static_cast<const float *>(data)[i];
-    const uint16_t bits = static_cast<const uint16_t *>(data)[i];
-    return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
-}
-
-/* Stores value into element i, rounding to nearest even for f16 / bf16 (the CPU's conversion,
- * NaN and overflow included). */
-__device__ __forceinline__ void zt_cuda_store_rne(void *data, zt_dtype dtype, size_t i,
-                                                  float value) {
-    if (dtype == ZT_F32)
-        static_cast<float *>(data)[i] = value;
-    else if (dtype == ZT_F16)
-        static_cast<uint16_t *>(data)[i] = zt_f32_to_f16(value);
-    else
-        static_cast<uint16_t *>(data)[i] = zt_f32_to_bf16(value);
 }
 
 } // namespace ZT_CUDA_NAMESPACE

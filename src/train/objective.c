@@ -96,9 +96,7 @@ static zt_status evaluate_shadow(zt_opt_objective *o, const zt_variant_set *vs, 
     return ZT_OK;
 }
 
-/* The terms that move the weights from perturbation `from` to perturbation `to`: per seed,
- * coefficient(to) - coefficient(from), so MeZO's sequence is exactly +eps, -2eps, +eps. */
-static int delta_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out) {
+int zt_opt_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out) {
     int n = 0;
     for (int i = 0; to && i < to->n_terms; i++) out[n++] = to->terms[i];
     for (int i = 0; from && i < from->n_terms; i++) {
@@ -113,7 +111,7 @@ static int delta_terms(const zt_perturbation *from, const zt_perturbation *to, z
 static zt_status move_weights(const zt_param_set *ps, const zt_perturbation *from,
                               const zt_perturbation *to, zt_dist dist) {
     zt_direction terms[2 * ZT_MAX_DIRECTIONS];
-    int n = delta_terms(from, to, terms);
+    int n = zt_opt_move_terms(from, to, terms);
     if (n == 0) return ZT_OK;
     zt_perturbation delta = {terms, n, dist, 1.0f};
     for (int i = 0; i < ps->n_params; i++) {

@@ -43,6 +43,11 @@ typedef struct zt_opt_objective {
 void zt_opt_objective_bind(zt_opt_objective *state, zt_objective *objective);
 void zt_opt_objective_release(zt_opt_objective *state);
 
+/* In-place mode's move from perturbation `from` to `to` (either may be NULL: the weights as
+ * stored): per seed, coefficient(to) - coefficient(from), so MeZO's sequence is exactly +eps,
+ * -2eps, +eps. Writes at most from->n_terms + to->n_terms terms; returns their count. */
+int zt_opt_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out);
+
 /* The loss of the unperturbed weights on a batch (evaluation). */
 zt_status zt_opt_batch_loss(zt_opt_objective *state, const zt_task_batch *batch, double *loss);
 

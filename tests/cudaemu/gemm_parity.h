@@ -32,18 +32,6 @@ typedef struct zt_gemm_stat {
     double least_engaged; /* smallest NMSE against full f32 among the cases that must differ */
 } zt_gemm_stat;
 
-static float zt_round_host(zt_dtype dtype, float v) {
-    if (dtype == ZT_F16) return zt_f16_to_f32(zt_f32_to_f16(v));
-    if (dtype == ZT_BF16) return zt_bf16_to_f32(zt_f32_to_bf16(v));
-    return v;
-}
-
-static float zt_weight_at(const void *w, zt_dtype dtype, size_t i) {
-    if (dtype == ZT_F16) return zt_f16_to_f32(((const uint16_t *)w)[i]);
-    if (dtype == ZT_BF16) return zt_bf16_to_f32(((const uint16_t *)w)[i]);
-    return ((const float *)w)[i];
-}
-
 /* Worst |got - exact| / bound over the case, exact and S in double on the unrounded inputs. */
 static double zt_gemm_worst_ratio(const zt_linear_case *c, const float *x, const void *w,
                                   const void *bias, const float *got, double r) {
@@ -55,11 +43,11 @@ static double zt_gemm_worst_ratio(const zt_linear_case *c, const float *x, const
             double sum = 0.0, magnitude = 0.0;
             for (int k = 0; k < c->in_features; k++) {
                 double p = (double)x[(size_t)n * c->in_features + k] *
-                           zt_weight_at(w, c->w_dtype, (size_t)o * c->in_features + k);
+                           zt_load_f32(w, c->w_dtype, (size_t)o * c->in_features + k);
                 sum += p;
                 magnitude += fabs(p);
             }
-            double b = bias ? zt_weight_at(bias, (zt_dtype)c->bias_dtype, (size_t)o) : 0.0;
+            double b = bias ? zt_load_f32(bias, (zt_dtype)c->bias_dtype, (size_t)o) : 0.0;
             double exact = sum + b;
             if (c->relu && exact < 0.0) exact = 0.0;
             double bound = (r + accumulate) * magnitude + u24 * fabs(b) + 1e-30;
@@ -106,7 +94,7 @@ static void zt_gemm_parity_mode(zt_backend *ref, zt_backend *dut, zt_prng *rng,
         const int rounds_x = precision == ZT_GEMM_HALF && half_weight;
         float *x_rounded = (float *)malloc(n_in * sizeof(float));
         for (size_t i = 0; i < n_in; i++)
-            x_rounded[i] = rounds_x ? zt_round_host(c->w_dtype, x[i]) : x[i];
+            x_rounded[i] = rounds_x ? zt_round_through(c->w_dtype, x[i]) : x[i];
         float *got = (float *)malloc(n_out * sizeof(float));
         float *full = (float *)malloc(n_out * sizeof(float));
         float *want = (float *)malloc(n_out * sizeof(float));

@@ -73,21 +73,6 @@ static inline double zt_zo_ulp(double x, zt_dtype dtype) {
     return ldexp(1.0, exponent - precision);
 }
 
-static inline float zt_zo_load(const void *data, zt_dtype dtype, size_t i) {
-    if (dtype == ZT_F32) return ((const float *)data)[i];
-    const uint16_t bits = ((const uint16_t *)data)[i];
-    return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
-}
-
-static inline void zt_zo_store(void *data, zt_dtype dtype, size_t i, float value) {
-    if (dtype == ZT_F32)
-        ((float *)data)[i] = value;
-    else if (dtype == ZT_F16)
-        ((uint16_t *)data)[i] = zt_f32_to_f16(value);
-    else
-        ((uint16_t *)data)[i] = zt_f32_to_bf16(value);
-}
-
 static inline int zt_zo_same(const void *a, const void *b, zt_dtype dtype, size_t i) {
     const size_t size = zt_dtype_size(dtype);
     return memcmp((const uint8_t *)a + i * size, (const uint8_t *)b + i * size, size) == 0;
@@ -98,11 +83,11 @@ static inline int zt_zo_same(const void *a, const void *b, zt_dtype dtype, size_
 static inline void *zt_zo_random_tensor(zt_prng *r, zt_dtype dtype, size_t n, float scale) {
     void *data = malloc(n * zt_dtype_size(dtype) + 1);
     for (size_t i = 0; i < n; i++)
-        zt_zo_store(data, dtype, i, scale * zt_prng_uniform(r));
+        zt_store_rne(data, dtype, i, scale * zt_prng_uniform(r));
     const float specials[4] = {-0.0f, 0.0f, dtype == ZT_F16 ? 65504.0f : 3.0e4f,
                                dtype == ZT_F16 ? -3.0e-6f : 1.0e-39f};
     for (size_t i = 1; i < 5 && i < n; i++)
-        zt_zo_store(data, dtype, i, specials[i - 1]);
+        zt_store_rne(data, dtype, i, specials[i - 1]);
     return data;
 }
 
@@ -233,13 +218,13 @@ static inline void zt_zo_compare_perturb(const zt_zo_perturb_case *c, const zt_p
     for (size_t j = 0; j < c->n; j++) {
         if (zt_zo_same(got, want, c->dst_dtype, j)) continue;
         if (n_diff++ == 0) first_diff = j;
-        const double g = zt_zo_load(got, c->dst_dtype, j), w = zt_zo_load(want, c->dst_dtype, j);
+        const double g = zt_load_f32(got, c->dst_dtype, j), w = zt_load_f32(want, c->dst_dtype, j);
         const double diff = fabs(g - w);
         double magnitude = 0.0;
         const double g_bound = c->dist == ZT_DIST_GAUSSIAN
                                    ? zt_zo_g_bound(p, tensor_id, c->offset + j, &magnitude)
                                    : 0.0;
-        magnitude += fabs((double)zt_zo_load(src, c->src_dtype, j));
+        magnitude += fabs((double)zt_load_f32(src, c->src_dtype, j));
         const double bound = g_bound * (1.0 + 0x1p-20) +
                              (2.0 * c->n_terms + 1.0) * zt_zo_ulp(magnitude, ZT_F32) +
                              zt_zo_ulp(magnitude, c->dst_dtype);
@@ -252,8 +237,8 @@ static inline void zt_zo_compare_perturb(const zt_zo_perturb_case *c, const zt_p
     if (exact) {
         ZT_CHECK(n_diff == 0, "perturb %s: %zu elements differ, first [%zu] dut %.9g ref %.9g",
                  name, n_diff, first_diff,
-                 first_diff < c->n ? zt_zo_load(got, c->dst_dtype, first_diff) : 0.0,
-                 first_diff < c->n ? zt_zo_load(want, c->dst_dtype, first_diff) : 0.0);
+                 first_diff < c->n ? zt_load_f32(got, c->dst_dtype, first_diff) : 0.0,
+                 first_diff < c->n ? zt_load_f32(want, c->dst_dtype, first_diff) : 0.0);
     } else {
         ZT_CHECK(worst_ratio <= 1.0, "perturb %s: |dut - ref| reaches %.3g of the bound", name,
                  worst_ratio);
@@ -399,9 +384,9 @@ static inline void zt_zo_update_cmp(const zt_zo_update_case *c, int exact, const
     for (size_t j = 0; j < c->n; j++) {
         if (zt_zo_same(got, want, c->dtype, j)) continue;
         if (n_diff++ == 0) first_diff = j;
-        const double g = zt_zo_load(got, c->dtype, j), w = zt_zo_load(want, c->dtype, j);
+        const double g = zt_load_f32(got, c->dtype, j), w = zt_load_f32(want, c->dtype, j);
         const double diff = fabs(g - w);
-        const double theta = zt_zo_load(theta_before, c->dtype, j);
+        const double theta = zt_load_f32(theta_before, c->dtype, j);
         double magnitude = 0.0;
         const double g_bound =
             c->dist == ZT_DIST_GAUSSIAN ? zt_zo_g_bound(&u->grad, tensor_id, j, &magnitude) : 0.0;
@@ -425,8 +410,8 @@ static inline void zt_zo_update_cmp(const zt_zo_update_case *c, int exact, const
     if (exact) {
         ZT_CHECK(n_diff == 0, "update %s: %zu weights differ, first [%zu] dut %.9g ref %.9g", name,
                  n_diff, first_diff,
-                 first_diff < c->n ? zt_zo_load(got, c->dtype, first_diff) : 0.0,
-                 first_diff < c->n ? zt_zo_load(want, c->dtype, first_diff) : 0.0);
+                 first_diff < c->n ? zt_load_f32(got, c->dtype, first_diff) : 0.0,
+                 first_diff < c->n ? zt_load_f32(want, c->dtype, first_diff) : 0.0);
         ZT_CHECK(state_diff == 0, "update %s: %zu state values differ", name, state_diff);
     } else {
         ZT_CHECK(worst_ratio <= 1.0, "update %s: |dut - ref| reaches %.3g of the bound", name,

@@ -80,21 +80,6 @@ static float rng_float(double lo, double hi) {
 
 static const zt_dtype ALL_DTYPES[3] = {ZT_F32, ZT_F16, ZT_BF16};
 
-static float load(const void *data, zt_dtype dtype, size_t i) {
-    if (dtype == ZT_F32) return ((const float *)data)[i];
-    uint16_t h = ((const uint16_t *)data)[i];
-    return dtype == ZT_F16 ? zt_f16_to_f32(h) : zt_bf16_to_f32(h);
-}
-
-static void store(void *data, zt_dtype dtype, size_t i, float value) {
-    if (dtype == ZT_F32)
-        ((float *)data)[i] = value;
-    else if (dtype == ZT_F16)
-        ((uint16_t *)data)[i] = zt_f32_to_f16(value);
-    else
-        ((uint16_t *)data)[i] = zt_f32_to_bf16(value);
-}
-
 static int same_bits(const void *a, const void *b, zt_dtype dtype, size_t i) {
     size_t size = zt_dtype_size(dtype);
     return memcmp((const uint8_t *)a + i * size, (const uint8_t *)b + i * size, size) == 0;
@@ -104,9 +89,9 @@ static int same_bits(const void *a, const void *b, zt_dtype dtype, size_t i) {
 static void *random_tensor(zt_dtype dtype, size_t n, double lo, double hi) {
     void *data = test_alloc(n * zt_dtype_size(dtype));
     for (size_t i = 0; i < n; i++)
-        store(data, dtype, i, rng_float(lo, hi));
-    if (n > 2) store(data, dtype, 1, -0.0f);
-    if (n > 5) store(data, dtype, 5, 0.0f);
+        zt_store_rne(data, dtype, i, rng_float(lo, hi));
+    if (n > 2) zt_store_rne(data, dtype, 1, -0.0f);
+    if (n > 5) zt_store_rne(data, dtype, 5, 0.0f);
     return data;
 }
 
@@ -230,13 +215,13 @@ static void check_perturb_case(zt_dtype src_dtype, zt_dtype dst_dtype, uint64_t 
     size_t n_bit_mismatch = 0, n_out_of_bound = 0;
     double u_dst = dtype_roundoff(dst_dtype), floor_dst = dtype_subnormal_step(dst_dtype);
     for (size_t j = 0; j < n; j++) {
-        float x = load(src_host, src_dtype, j);
+        float x = zt_load_f32(src_host, src_dtype, j);
         float g = mirror_g(p, tensor_id, offset + j);
-        store(want, dst_dtype, j, p->n_terms > 0 ? x + g : x);
+        zt_store_rne(want, dst_dtype, j, p->n_terms > 0 ? x + g : x);
         if (!same_bits(dst, want, dst_dtype, j)) {
             if (n_bit_mismatch++ < 3)
                 fprintf(stderr, "  %s: element %zu got %.9g want %.9g\n", context, j,
-                        (double)load(dst, dst_dtype, j), (double)load(want, dst_dtype, j));
+                        (double)zt_load_f32(dst, dst_dtype, j), (double)zt_load_f32(want, dst_dtype, j));
         }
         /* f32 result: the g bound plus one rounding of the sum, U |x + g_f32|. Then the store
          * rounds to the nearest value of dst_dtype: u_dst of the magnitude, or half a subnormal
@@ -248,7 +233,7 @@ static void check_perturb_case(zt_dtype src_dtype, zt_dtype dst_dtype, uint64_t 
                          ? tol_f32
                          : tol_f32 + u_dst * (fabs(exact) + tol_f32) + 0.5 * floor_dst;
         tol *= 1 + 0x1p-40; /* the double reference's own roundings */
-        if (!within(&hr_perturb, load(dst, dst_dtype, j), exact, tol)) n_out_of_bound++;
+        if (!within(&hr_perturb, zt_load_f32(dst, dst_dtype, j), exact, tol)) n_out_of_bound++;
     }
     ZT_CHECK(n_bit_mismatch == 0, "%s: %zu of %zu elements differ from the f32 mirror", context,
              n_bit_mismatch, n);
@@ -381,7 +366,7 @@ static void test_perturb_copy_and_empty(void) {
                                          0, 1, n, &none));
             void *want = test_alloc(n * zt_dtype_size(ALL_DTYPES[d]));
             for (size_t j = 0; j < n; j++)
-                store(want, ALL_DTYPES[d], j, load(host, ALL_DTYPES[s], j));
+                zt_store_rne(want, ALL_DTYPES[d], j, zt_load_f32(host, ALL_DTYPES[s], j));
             ZT_CHECK(memcmp(out, want, n * zt_dtype_size(ALL_DTYPES[d])) == 0,
                      "%s: not an exact conversion", context);
             guarded_free(&out_buf, "out");
@@ -626,7 +611,7 @@ static size_t state_floats(zt_update_rule rule, size_t n) {
 static void store_expected(void *want, zt_dtype dtype, size_t j, float value, const zt_update *u,
                            uint32_t tensor_id) {
     if (dtype == ZT_F32 || !u->stochastic_rounding) {
-        store(want, dtype, j, value);
+        zt_store_rne(want, dtype, j, value);
         return;
     }
     uint32_t random = zt_sr_bits_at(zt_tensor_key(u->rounding_seed, tensor_id), j);
@@ -653,7 +638,7 @@ static void check_update_case(zt_update_rule rule, zt_dtype dtype, int stochasti
     ref_state *ref = test_alloc(n * sizeof *ref);
     for (size_t j = 0; j < n; j++) {
         memset(&ref[j], 0, sizeof ref[j]);
-        ref[j].theta = load(theta_host, dtype, j);
+        ref[j].theta = zt_load_f32(theta_host, dtype, j);
     }
     void *want = test_alloc(bytes + 1);
     memcpy(want, theta_host, bytes);
@@ -671,12 +656,12 @@ static void check_update_case(zt_update_rule rule, zt_dtype dtype, int stochasti
         for (size_t j = 0; j < n; j++) {
             float *m = mirror_state + j, *v = mirror_state + n + j,
                   *vhat = mirror_state + 2 * n + j;
-            float value = mirror_update(&u, load(want, dtype, j), mirror_g(&u.grad, tensor_id, j),
+            float value = mirror_update(&u, zt_load_f32(want, dtype, j), mirror_g(&u.grad, tensor_id, j),
                                         m, v, vhat);
             store_expected(want, dtype, j, value, &u, tensor_id);
             if (!same_bits(theta, want, dtype, j) && n_theta_bad++ < 3)
                 fprintf(stderr, "  %s step %d: theta[%zu] got %.9g want %.9g\n", context, step, j,
-                        (double)load(theta, dtype, j), (double)load(want, dtype, j));
+                        (double)zt_load_f32(theta, dtype, j), (double)zt_load_f32(want, dtype, j));
             if (rule == ZT_UPDATE_MOMENTUM && memcmp(&state[j], m, sizeof *m) != 0) n_state_bad++;
             if (rule == ZT_UPDATE_ADAMM &&
                 (memcmp(&state[j], m, sizeof *m) || memcmp(&state[n + j], v, sizeof *v) ||
@@ -688,9 +673,9 @@ static void check_update_case(zt_update_rule rule, zt_dtype dtype, int stochasti
                 ref_update(&ref[j], &u, g, e_g);
                 /* The reference runs in double; 2^-40 relative covers its own roundings. */
                 double tol = ref[j].e_theta * (1 + 0x1p-40) + 0x1p-40 * fabs(ref[j].theta);
-                if (!within(hr, load(theta, dtype, j), ref[j].theta, tol) && n_out_of_bound++ < 3)
+                if (!within(hr, zt_load_f32(theta, dtype, j), ref[j].theta, tol) && n_out_of_bound++ < 3)
                     fprintf(stderr, "  %s step %d: theta[%zu] got %.9g ref %.9g tol %.3g\n",
-                            context, step, j, (double)load(theta, dtype, j), ref[j].theta, tol);
+                            context, step, j, (double)zt_load_f32(theta, dtype, j), ref[j].theta, tol);
             }
         }
         ZT_CHECK(n_theta_bad == 0, "%s step %d: %zu of %zu weights differ from the mirror", context,
@@ -883,13 +868,13 @@ static void test_lr_zero_identity(void) {
             0x1p-130f, 65504.0f, -65504.0f, 3.3895314e38f, 1e-3f,    -1e-3f,
         };
         for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
-            store(start, dtype, 3 * i + 2, specials[i]);
+            zt_store_rne(start, dtype, 3 * i + 2, specials[i]);
             /* Values past the dtype's range would be Inf, where wd * theta makes 0 * Inf. */
-            if (!isfinite(load(start, dtype, 3 * i + 2))) store(start, dtype, 3 * i + 2, 1.0f);
+            if (!isfinite(zt_load_f32(start, dtype, 3 * i + 2))) zt_store_rne(start, dtype, 3 * i + 2, 1.0f);
         }
         /* Negative zeros under steps of both signs: -0 - (-0) would give +0. */
         for (size_t j = 100; j < n; j += 5)
-            store(start, dtype, j, -0.0f);
+            zt_store_rne(start, dtype, j, -0.0f);
         size_t bytes = n * zt_dtype_size(dtype);
         for (int rule = 0; rule < 4; rule++)
             for (int sr = 0; sr < 2; sr++) {
