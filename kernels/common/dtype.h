@@ -22,7 +22,9 @@ ZT_HD float zt_bits_f32(uint32_t u) {
     return f;
 }
 
-ZT_HD float zt_bf16_to_f32(uint16_t h) { return zt_bits_f32((uint32_t)h << 16); }
+ZT_HD float zt_bf16_to_f32(uint16_t h) {
+    return zt_bits_f32((uint32_t)h << 16);
+}
 
 ZT_HD uint16_t zt_f32_to_bf16(float f) {
     uint32_t u = zt_f32_bits(f);
@@ -49,9 +51,9 @@ ZT_HD uint16_t zt_f32_to_f16(float f) {
     uint32_t u = zt_f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t abs_bits = u & 0x7fffffffu;
-    if (abs_bits > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);   /* NaN */
-    if (abs_bits >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  /* rounds to Inf */
-    if (abs_bits < 0x38800000u) {                                     /* f16 subnormal or zero */
+    if (abs_bits > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
+    if (abs_bits >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to Inf */
+    if (abs_bits < 0x38800000u) {                                   /* f16 subnormal or zero */
         /* Adding 0.5 (2^-1) aligns the f16 subnormal grid (2^-24) to the f32 ulp of 0.5 (2^-24),
          * so the f32 add performs round-to-nearest-even for us. */
         float magnitude = zt_bits_f32(abs_bits) + 0.5f;
