@@ -159,3 +159,12 @@ zt_status zt_check_attention_args(const char *op, const float *out, const float 
     ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "k", k, tensor_bytes));
     return zt_check_disjoint(op, "out", out, tensor_bytes, "v", v, tensor_bytes);
 }
+
+zt_status zt_check_logprob_args(const char *op, const float *logprob, const float *logits,
+                                const int32_t *targets, int n_rows, int vocab) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "vocab", vocab));
+    ZT_TRY(zt_check_ptr(op, "logprob", logprob));
+    ZT_TRY(zt_check_ptr(op, "logits", logits));
+    return zt_check_ptr(op, "targets", targets);
+}

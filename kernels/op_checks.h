@@ -31,6 +31,8 @@ zt_status zt_check_attention_args(const char *op, const float *out, const float 
                                   const float *k, const float *v, const int32_t *key_mask,
                                   int batch, int seq_len, int n_heads, int head_dim,
                                   float q_scale);
+zt_status zt_check_logprob_args(const char *op, const float *logprob, const float *logits,
+                                const int32_t *targets, int n_rows, int vocab);
 
 /* A perturbation: known distribution, n_terms >= 0, terms present, finite scale and
  * coefficients (a non-finite one would write NaN or Inf everywhere: refused before any write). */

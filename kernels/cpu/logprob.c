@@ -22,11 +22,7 @@ zt_status zt_cpu_target_logprobs(zt_backend *be, float *logprob, /* (R) */
                                  const int32_t *targets,         /* (R) */
                                  int n_rows, int vocab) {
     const char *op = "target_logprobs";
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "vocab", vocab));
-    ZT_TRY(zt_check_ptr(op, "logprob", logprob));
-    ZT_TRY(zt_check_ptr(op, "logits", logits));
-    ZT_TRY(zt_check_ptr(op, "targets", targets));
+    ZT_TRY(zt_check_logprob_args(op, logprob, logits, targets, n_rows, vocab));
     /* Checked up front so a bad target leaves logprob untouched. */
     for (int r = 0; r < n_rows; r++) {
         if (targets[r] < 0 || targets[r] >= vocab)
