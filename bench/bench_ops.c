@@ -33,7 +33,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "cpu/cpu_backend.h"
-#include "opt.h"
+#include "opt/opt.h"
 #include "zt_config.h"
 
 #if ZT_HAVE_CUDA

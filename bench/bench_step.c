@@ -26,8 +26,9 @@
 #include "core/status.h"
 #include "cpu/cpu_backend.h"
 #include "data/dataset.h"
-#include "opt.h"
+#include "opt/opt.h"
 #include "train/objective.h"
+#include "train/trainable.h"
 #include "zo/engine.h"
 #include "zo/optimizer.h"
 
@@ -109,7 +110,7 @@ typedef struct bench_result {
     double staging_bytes, forward_weight_bytes, update_bytes;
     double forward_flops;
     zt_mem_stats mem;
-    zt_opt_memory_plan plan;
+    zt_memory_plan plan;
 } bench_result;
 
 static uint64_t splitmix64(uint64_t *state) {
@@ -206,7 +207,7 @@ static void trainable_elements(const zt_model *m, const uint8_t *trainable, doub
     for (int i = 0; i < m->n_tensors; i++) {
         if (!trainable[i]) continue;
         *elements += (double)m->tensors[i].n_elems;
-        if (i == m->embed_positions) *gathered_only += (double)m->tensors[i].n_elems;
+        if (i == zt_opt_position_table(m)) *gathered_only += (double)m->tensors[i].n_elems;
     }
 }
 
@@ -277,7 +278,7 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
                               const zt_task_batch *tb, const int32_t *positions, float *shadow,
                               float *rows_out) {
     zt_backend *be = m->be;
-    const zt_opt_config *c = &m->cfg;
+    const zt_opt_config *c = zt_opt_config_of(m);
     const int n = tb->n_sequences * tb->seq_len;
     for (int k = 0; k < plan->n_variants; k++) {
         zt_perturbation p = variant_of(plan, k);
@@ -285,7 +286,7 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
         for (int i = 0; i < ps->n_params; i++) {
             const zt_param *t = &ps->params[i];
             zt_weight src = {t->data, t->dtype};
-            if ((int)t->tensor_id == m->embed_positions) {
+            if ((int)t->tensor_id == zt_opt_position_table(m)) {
                 zt_gather_perturbation gp = {&p, t->tensor_id, ZT_F32};
                 ZT_TRY(be->ops->gather_rows(be, rows_out, positions, src, n,
                                             c->max_position_embeddings + 2, c->hidden_size, 0,
@@ -311,7 +312,7 @@ static zt_status stage_inplace(const zt_param_set *ps, const zt_step_plan *plan)
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
         const zt_perturbation *from = k > 0 ? &variants[k - 1] : NULL;
         const zt_perturbation *to = k < plan->n_variants ? &variants[k] : NULL;
-        int n = zt_opt_move_terms(from, to, terms);
+        int n = zt_inplace_move_terms(from, to, terms);
         if (n == 0) continue;
         zt_perturbation delta = {terms, n, backend_dist(plan->dist), 1.0f};
         for (int i = 0; i < ps->n_params; i++) {
@@ -336,7 +337,7 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
         zt_perturbation from = k > 0 ? variant_of(plan, k - 1) : (zt_perturbation){0};
         zt_perturbation to = k < plan->n_variants ? variant_of(plan, k) : (zt_perturbation){0};
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
-        passes += zt_opt_move_terms(&from, &to, terms) > 0;
+        passes += zt_inplace_move_terms(&from, &to, terms) > 0;
     }
     return passes;
 }
@@ -353,8 +354,8 @@ static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_o
         for (int i = 0; i < ps->n_params; i++)
             if (ps->params[i].n_elems * sizeof(float) > shadow_bytes)
                 shadow_bytes = ps->params[i].n_elems * sizeof(float);
-        int widest = m->cfg.hidden_size > m->cfg.word_embed_proj_dim ? m->cfg.hidden_size
-                                                                     : m->cfg.word_embed_proj_dim;
+        int widest = m->dims.hidden_size > m->dims.head_input_size ? m->dims.hidden_size
+                                                                     : m->dims.head_input_size;
         rows_bytes = n * (size_t)widest * sizeof(float);
         positions = malloc(n * sizeof *positions);
         if (!positions) return zt_fail(ZT_ERR_NOMEM, "bench_step: positions");
@@ -385,27 +386,27 @@ static zt_batch model_batch(const zt_task_batch *b) {
  * forwards (inplace), as the objective runs them. */
 static zt_status time_forward(zt_model *m, const zt_task_batch *tb, int n_variants,
                               zt_perturb_mode mode, int reps, meter *timing) {
-    zt_opt_workspace_shape shape = {tb->n_sequences, tb->seq_len,
+    zt_workspace_shape shape = {tb->n_sequences, tb->seq_len,
                                     mode == ZT_PERTURB_SHADOW ? n_variants : 1, 0, 0};
-    zt_opt_workspace *ws = NULL;
-    ZT_TRY(zt_opt_workspace_create(m, &shape, &ws));
+    zt_workspace *ws = NULL;
+    ZT_TRY(zt_workspace_create(m, &shape, &ws));
     float *logprobs = malloc((size_t)n_variants * (size_t)tb->n_targets * sizeof *logprobs);
     zt_status s = logprobs ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "allocating log-probabilities");
     zt_perturbation unperturbed[ZT_MAX_VARIANTS];
     for (int k = 0; k < n_variants; k++)
         unperturbed[k] = (zt_perturbation){NULL, 0, ZT_DIST_GAUSSIAN, 1.0f};
-    zt_opt_variants variants = {n_variants, unperturbed, NULL};
+    zt_variants variants = {n_variants, unperturbed, NULL};
     zt_batch mb = model_batch(tb);
     for (int rep = 0; s == ZT_OK && rep < reps; rep++) {
         meter_start(timing);
         if (mode == ZT_PERTURB_SHADOW)
-            s = zt_opt_forward_multi(m, ws, &mb, &variants, logprobs, NULL);
+            s = zt_model_forward(m, ws, &mb, &variants, logprobs, NULL);
         for (int k = 0; s == ZT_OK && mode == ZT_PERTURB_INPLACE && k < n_variants; k++)
-            s = zt_opt_forward_multi(m, ws, &mb, NULL, logprobs, NULL);
+            s = zt_model_forward(m, ws, &mb, NULL, logprobs, NULL);
         meter_stop(timing);
     }
     free(logprobs);
-    zt_opt_workspace_free(ws);
+    zt_workspace_free(ws);
     return s;
 }
 
@@ -422,7 +423,7 @@ static zt_status time_forwards(zt_model *m, const bench_options *o, const zt_tas
         return ZT_OK;
     }
     zt_model *twin = NULL;
-    ZT_TRY(zt_model_create_random(&m->cfg, ZT_F32, MODEL_SEED, m->be, &twin));
+    ZT_TRY(zt_model_create_random(&zt_opt_arch, zt_opt_config_of(m), ZT_F32, MODEL_SEED, m->be, &twin));
     zt_status s = time_forward(twin, tb, r->n_variants, o->mode, o->steps, &r->forward);
     zt_model_free(twin);
     return s;
@@ -446,20 +447,20 @@ typedef struct bench_run {
     uint8_t *trainable;
     zt_param_set ps;
     zt_optimizer *opt;
-    zt_opt_workspace *ws;
-    zt_opt_objective objective_state;
+    zt_workspace *ws;
+    zt_task_objective objective_state;
     zt_objective objective;
     zt_task_batch batch;
 } bench_run;
 
 static void bench_run_free(bench_run *br) {
-    zt_opt_objective_release(&br->objective_state);
-    zt_opt_workspace_free(br->ws);
+    zt_task_objective_release(&br->objective_state);
+    zt_workspace_free(br->ws);
     if (br->opt) {
         zt_param_set_free_state(&br->ps, zt_optimizer_get_info(br->opt)->state_copies);
         zt_optimizer_free(br->opt);
     }
-    if (br->ps.params) zt_model_param_set_free(&br->ps);
+    if (br->ps.params) zt_trainable_param_set_free(&br->ps);
     free(br->trainable);
     zt_model_free(br->model);
     zt_task_batch_free(&br->batch);
@@ -468,14 +469,14 @@ static void bench_run_free(bench_run *br) {
 static zt_status bench_setup(zt_backend *be, const bench_options *o, const zt_opt_config *cfg,
                              const zt_zo_hparams *hp, bench_run *br, bench_result *r) {
     double t0 = now_ms();
-    ZT_TRY(zt_model_create_random(cfg, o->dtype, MODEL_SEED, be, &br->model));
+    ZT_TRY(zt_model_create_random(&zt_opt_arch, cfg, o->dtype, MODEL_SEED, be, &br->model));
     r->create_ms = now_ms() - t0;
     zt_model *m = br->model;
     br->trainable = calloc((size_t)m->n_tensors, 1);
     if (!br->trainable) return zt_fail(ZT_ERR_NOMEM, "allocating the trainable mask");
     int count = 0;
     ZT_TRY(zt_model_select(m, NULL, br->trainable, &count));
-    ZT_TRY(zt_model_param_set(m, br->trainable, &br->ps));
+    ZT_TRY(zt_trainable_param_set(m, br->trainable, &br->ps));
     ZT_TRY(zt_optimizer_create(o->optimizer, hp, o->warmup + o->steps, br->ps.n_elems, &br->opt));
     r->state_copies = zt_optimizer_get_info(br->opt)->state_copies;
     ZT_TRY(zt_param_set_alloc_state(&br->ps, r->state_copies));
@@ -487,17 +488,17 @@ static zt_status bench_setup(zt_backend *be, const bench_options *o, const zt_op
 
     /* Inplace mode runs one variant at a time: one residual stream, no shadow buffers. */
     int shadow = o->mode == ZT_PERTURB_SHADOW;
-    zt_opt_workspace_shape shape = {br->batch.n_sequences, br->batch.seq_len,
+    zt_workspace_shape shape = {br->batch.n_sequences, br->batch.seq_len,
                                     shadow ? plan.n_variants : 1, shadow,
                                     plan.dist == ZT_DIRECTIONS_SPHERE};
-    ZT_TRY(zt_opt_workspace_create(m, &shape, &br->ws));
-    zt_opt_plan_memory(m, &shape, &r->plan);
+    ZT_TRY(zt_workspace_create(m, &shape, &br->ws));
+    zt_model_plan_memory(m, &shape, &r->plan);
     br->objective_state.model = m;
     br->objective_state.ws = br->ws;
     br->objective_state.mode = o->mode;
     br->objective_state.perturbed = br->trainable;
     br->objective_state.batch = &br->batch;
-    zt_opt_objective_bind(&br->objective_state, &br->objective);
+    zt_task_objective_bind(&br->objective_state, &br->objective);
     r->n_params = zt_model_parameter_count(m);
     r->n_trainable = br->ps.n_elems;
     return ZT_OK;

@@ -44,7 +44,7 @@
 
 #include "backend.h"
 #include "bench_common.h"
-#include "opt.h"
+#include "opt/opt.h"
 
 static const char *const PROG = "roofline";
 
@@ -530,15 +530,15 @@ static void check_memory_plan(const model_dims *d, const workload *w) {
     zt_backend *be = NULL;
     zt_model *model = NULL;
     zt_status s = zt_backend_create("cpu", 1, &be);
-    if (s == ZT_OK) s = zt_model_create_random(&cfg, ZT_F32, 1, be, &model);
+    if (s == ZT_OK) s = zt_model_create_random(&zt_opt_arch, &cfg, ZT_F32, 1, be, &model);
     if (s != ZT_OK) {
         check_count++, check_failures++;
         fprintf(stderr, "%s: self-check: building a %s model: %s\n", PROG, d->name,
                 zt_last_error());
     } else {
-        zt_opt_workspace_shape shape = {(int)w->batch, (int)w->seq_len, (int)w->variants, 1, 0};
-        zt_opt_memory_plan plan;
-        zt_opt_plan_memory(model, &shape, &plan);
+        zt_workspace_shape shape = {(int)w->batch, (int)w->seq_len, (int)w->variants, 1, 0};
+        zt_memory_plan plan;
+        zt_model_plan_memory(model, &shape, &plan);
         machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
         estimate e;
         zotune_step(d, w, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, 0, "check", &e);

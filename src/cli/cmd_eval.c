@@ -11,7 +11,8 @@
 #include "cli/commands.h"
 #include "core/status.h"
 #include "text/bpe.h"
-#include "train/trainer.h"
+#include "train/eval.h"
+#include "train/generate.h"
 
 static zt_status evaluate(const char *model_dir, const char *data, const char *device,
                           const char *gemm, int threads,
@@ -21,29 +22,19 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
     zt_tokenizer *tok = NULL;
     zt_dataset ds;
     memset(&ds, 0, sizeof ds);
-    zt_opt_workspace *ws = NULL;
-    zt_opt_objective objective;
+    zt_workspace *ws = NULL;
+    zt_task_objective objective;
     memset(&objective, 0, sizeof objective);
     zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(model_dir, be, &model);
-    if (s == ZT_OK) {
-        s = zt_tokenizer_load_dir(model_dir, &tok);
-        if (s == ZT_ERR_MISSING) s = ZT_OK, tok = NULL;
-        if (s == ZT_OK && tok && bos_mezo) s = zt_tokenizer_set_bos(tok, ZT_TOKENIZER_BOS_MEZO);
-    }
+    if (s == ZT_OK) s = zt_tokenizer_open_model_dir(model_dir, bos_mezo, &tok);
     if (s == ZT_OK)
-        s = zt_dataset_load(data, tok, model->cfg.vocab_size, model->cfg.max_position_embeddings,
-                            &ds);
+        s = zt_dataset_load(data, tok, model->dims.vocab_size, model->dims.max_positions, &ds);
     if (s == ZT_OK) {
-        int seq_len = ds.max_sequence;
-        for (int i = 0; ds.kind == ZT_TASK_GENERATION && i < ds.n_examples; i++) {
-            int need = ds.examples[i].prompt_length + ZT_GENERATION_MAX_NEW;
-            if (need > model->cfg.max_position_embeddings) need = model->cfg.max_position_embeddings;
-            if (need > seq_len) seq_len = need;
-        }
-        zt_opt_workspace_shape shape = {zt_dataset_max_sequences(&ds, batch_size, 0), seq_len, 1, 0,
+        int seq_len = zt_generation_seq_len(&ds, model, ds.max_sequence);
+        zt_workspace_shape shape = {zt_dataset_max_sequences(&ds, batch_size, 0), seq_len, 1, 0,
                                         0};
-        s = zt_opt_workspace_create(model, &shape, &ws);
+        s = zt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {
         objective.model = model;
@@ -51,8 +42,8 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
         s = zt_evaluate(&objective, &ds, batch_size, tok, res);
         *n_examples = ds.n_examples;
     }
-    zt_opt_objective_release(&objective);
-    zt_opt_workspace_free(ws);
+    zt_task_objective_release(&objective);
+    zt_workspace_free(ws);
     zt_dataset_free(&ds);
     zt_tokenizer_free(tok);
     zt_model_free(model);

@@ -10,7 +10,7 @@
 #include "cli/commands.h"
 #include "core/status.h"
 #include "core/alloc.h"
-#include "opt.h"
+#include "model.h"
 #include "train/trainer.h"
 
 static double mib(size_t n_bytes) { return (double)n_bytes / (1024.0 * 1024.0); }
@@ -19,20 +19,13 @@ typedef struct info_plan {
     int batch, seq_len;
     const char *optimizer; /* NULL: inference plan only */
     const char *mode;
-    zt_opt_memory_plan inference;
+    zt_memory_plan inference;
     zt_train_memory_plan train;
 } info_plan;
 
 static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
-    const zt_opt_config *c = &m->cfg;
     printf("model          %s\n", dir);
-    printf("architecture   OPT, %s layer norm%s\n", c->do_layer_norm_before ? "pre" : "post",
-           c->word_embed_proj_dim != c->hidden_size ? ", project_in/project_out" : "");
-    printf("layers         %d\n", c->num_hidden_layers);
-    printf("hidden         %d (heads %d x %d), ffn %d\n", c->hidden_size, c->num_attention_heads,
-           c->hidden_size / c->num_attention_heads, c->ffn_dim);
-    printf("embedding      vocab %d x %d, positions %d\n", c->vocab_size, c->word_embed_proj_dim,
-           c->max_position_embeddings);
+    zt_model_describe(m, stdout);
     printf("dtype          %s\n", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
     printf("tensors        %d\n", m->n_tensors);
     printf("backend        %s, gemm %s\n", m->be->ops->name, zt_gemm_precision_name(m->be->gemm));
@@ -63,7 +56,7 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     printf("  total          %12zu bytes  %10.2f MiB\n", t->total_bytes, mib(t->total_bytes));
 }
 
-static cJSON *plan_json(const zt_opt_memory_plan *p) {
+static cJSON *plan_json(const zt_memory_plan *p) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "weights_bytes", (double)p->weights_bytes);
     cJSON_AddNumberToObject(o, "activation_bytes", (double)p->activation_bytes);
@@ -74,19 +67,11 @@ static cJSON *plan_json(const zt_opt_memory_plan *p) {
 }
 
 static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
-    const zt_opt_config *c = &m->cfg;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", dir);
     cJSON_AddStringToObject(root, "backend", m->be->ops->name);
     cJSON_AddStringToObject(root, "gemm", zt_gemm_precision_name(m->be->gemm));
-    cJSON_AddNumberToObject(root, "layers", c->num_hidden_layers);
-    cJSON_AddNumberToObject(root, "hidden_size", c->hidden_size);
-    cJSON_AddNumberToObject(root, "heads", c->num_attention_heads);
-    cJSON_AddNumberToObject(root, "ffn_dim", c->ffn_dim);
-    cJSON_AddNumberToObject(root, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(root, "word_embed_proj_dim", c->word_embed_proj_dim);
-    cJSON_AddNumberToObject(root, "max_position_embeddings", c->max_position_embeddings);
-    cJSON_AddBoolToObject(root, "do_layer_norm_before", c->do_layer_norm_before);
+    zt_model_describe_json(m, root);
     cJSON_AddStringToObject(root, "dtype", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
     cJSON_AddNumberToObject(root, "tensors", m->n_tensors);
     cJSON_AddNumberToObject(root, "parameters", (double)zt_model_parameter_count(m));
@@ -155,8 +140,8 @@ int zt_cmd_info(int argc, char **argv) {
     zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
     if (s == ZT_OK) {
-        zt_opt_workspace_shape shape = {batch, seq_len, 1, 0, 0};
-        zt_opt_plan_memory(model, &shape, &plan.inference);
+        zt_workspace_shape shape = {batch, seq_len, 1, 0, 0};
+        zt_model_plan_memory(model, &shape, &plan.inference);
     }
     if (s == ZT_OK && optimizer) {
         int count = 0;

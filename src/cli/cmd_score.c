@@ -13,8 +13,9 @@
 #include "core/status.h"
 #include "io/jsonl.h"
 #include "io/safetensors.h"
-#include "loss.h"
-#include "opt.h"
+#include "data/targets.h"
+#include "model.h"
+#include "train/task_loss.h"
 
 typedef struct record {
     int line;
@@ -37,25 +38,25 @@ static void records_free(record_list *list) {
     free(list->items);
 }
 
-static zt_status check_record(const zt_jsonl *in, const record *r, const zt_opt_config *cfg) {
+static zt_status check_record(const zt_jsonl *in, const record *r, const zt_model_dims *dims) {
     const char *path = zt_jsonl_path(in);
     if (r->length < 1) return zt_fail(ZT_ERR_FORMAT, "%s:%d: input_ids is empty", path, r->line);
-    if (r->length > cfg->max_position_embeddings)
+    if (r->length > dims->max_positions)
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: %d tokens exceed max_position_embeddings %d", path,
-                       r->line, r->length, cfg->max_position_embeddings);
+                       r->line, r->length, dims->max_positions);
     for (int t = 0; t < r->length; t++) {
-        if (r->input_ids[t] < 0 || r->input_ids[t] >= cfg->vocab_size)
+        if (r->input_ids[t] < 0 || r->input_ids[t] >= dims->vocab_size)
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: input_ids[%d] = %d outside [0, %d)", path, r->line,
-                           t, r->input_ids[t], cfg->vocab_size);
-        if (r->labels[t] != -100 && (r->labels[t] < 0 || r->labels[t] >= cfg->vocab_size))
+                           t, r->input_ids[t], dims->vocab_size);
+        if (r->labels[t] != -100 && (r->labels[t] < 0 || r->labels[t] >= dims->vocab_size))
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: labels[%d] = %d outside [0, %d) and not -100",
-                           path, r->line, t, r->labels[t], cfg->vocab_size);
+                           path, r->line, t, r->labels[t], dims->vocab_size);
     }
     return ZT_OK;
 }
 
 /* Reads every record: "input_ids" required, "labels" optional (defaults to input_ids). */
-static zt_status read_records(const char *path, const zt_opt_config *cfg, record_list *list) {
+static zt_status read_records(const char *path, const zt_model_dims *dims, record_list *list) {
     zt_jsonl *in = NULL;
     ZT_TRY(zt_jsonl_open(path, &in));
     zt_status s = ZT_OK;
@@ -77,7 +78,7 @@ static zt_status read_records(const char *path, const zt_opt_config *cfg, record
             else memcpy(r.labels, r.input_ids, (size_t)r.length * sizeof(int32_t));
         }
         cJSON_Delete(obj);
-        if (s == ZT_OK) s = check_record(in, &r, cfg);
+        if (s == ZT_OK) s = check_record(in, &r, dims);
         if (s == ZT_OK && list->count == list->capacity) {
             int capacity = list->capacity ? 2 * list->capacity : 64;
             record *grown = realloc(list->items, (size_t)capacity * sizeof *grown);
@@ -135,7 +136,7 @@ static zt_status dump_write(const logits_dump *d, const char *path, int vocab) {
 }
 
 /* Scores records [first, first+n): right-padded batch, one forward, per-example mean NLL. */
-static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *recs, int n,
+static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, int n,
                              double *loss, int *n_tokens, logits_dump *dump) {
     int seq_len = 0;
     for (int i = 0; i < n; i++) seq_len = recs[i].length > seq_len ? recs[i].length : seq_len;
@@ -143,7 +144,7 @@ static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *re
     int32_t *ids = calloc(cells, sizeof *ids), *mask = calloc(cells, sizeof *mask);
     int32_t *labels = malloc(cells * sizeof *labels);
     float *logprobs = malloc(cells * sizeof *logprobs);
-    float *logits = dump ? malloc(cells * (size_t)m->cfg.vocab_size * sizeof *logits) : NULL;
+    float *logits = dump ? malloc(cells * (size_t)m->dims.vocab_size * sizeof *logits) : NULL;
     if (dump && !logits) free(logprobs), logprobs = NULL;
     zt_targets targets = {0};
     zt_status s = ids && mask && labels && logprobs ? ZT_OK
@@ -156,16 +157,16 @@ static zt_status score_batch(zt_model *m, zt_opt_workspace *ws, const record *re
             labels[(size_t)i * seq_len + t] = recs[i].labels[t];
         }
         for (int t = recs[i].length; t < seq_len; t++)
-            ids[(size_t)i * seq_len + t] = m->cfg.pad_token_id;
+            ids[(size_t)i * seq_len + t] = m->dims.pad_token_id;
     }
-    if (s == ZT_OK) s = zt_targets_from_labels(n, seq_len, labels, m->cfg.vocab_size, &targets);
+    if (s == ZT_OK) s = zt_targets_from_labels(n, seq_len, labels, m->dims.vocab_size, &targets);
     if (s == ZT_OK) {
         zt_batch batch = {n, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
-        s = zt_opt_forward_logprobs(m, ws, &batch, logprobs, logits);
+        s = zt_model_forward(m, ws, &batch, NULL, logprobs, logits);
     }
     if (s == ZT_OK) zt_lm_loss(logprobs, &targets, n, loss, n_tokens, NULL);
     if (s == ZT_OK && dump)
-        s = dump_append(dump, logits, &targets, recs, seq_len, m->cfg.vocab_size);
+        s = dump_append(dump, logits, &targets, recs, seq_len, m->dims.vocab_size);
     free(logits);
     zt_targets_free(&targets);
     free(ids);
@@ -205,18 +206,18 @@ int zt_cmd_score(int argc, char **argv) {
 
     zt_backend *be = NULL;
     zt_model *model = NULL;
-    zt_opt_workspace *ws = NULL;
+    zt_workspace *ws = NULL;
     record_list records = {0};
     double *loss = NULL;
     int *n_tokens = NULL;
     logits_dump dump = {0};
     zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
-    if (s == ZT_OK) s = read_records(positional[1], &model->cfg, &records);
+    if (s == ZT_OK) s = read_records(positional[1], &model->dims, &records);
     if (s == ZT_OK) {
-        zt_opt_workspace_shape shape = {batch_size < records.count ? batch_size : records.count,
+        zt_workspace_shape shape = {batch_size < records.count ? batch_size : records.count,
                                         records.max_length, 1, 0, 0};
-        s = zt_opt_workspace_create(model, &shape, &ws);
+        s = zt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {
         loss = calloc((size_t)records.count, sizeof *loss);
@@ -231,7 +232,7 @@ int zt_cmd_score(int argc, char **argv) {
             fprintf(stderr, "\rscored %d/%d", first + n, records.count);
     }
     if (records.count > 4 * batch_size) fprintf(stderr, "\n");
-    if (s == ZT_OK && logits_path) s = dump_write(&dump, logits_path, model->cfg.vocab_size);
+    if (s == ZT_OK && logits_path) s = dump_write(&dump, logits_path, model->dims.vocab_size);
     free(dump.values);
     free(dump.where);
 
@@ -275,7 +276,7 @@ int zt_cmd_score(int argc, char **argv) {
     free(loss);
     free(n_tokens);
     records_free(&records);
-    zt_opt_workspace_free(ws);
+    zt_workspace_free(ws);
     zt_model_free(model);
     zt_backend_destroy(be);
     return s == ZT_OK ? 0 : zt_cli_report("score", s);

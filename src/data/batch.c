@@ -1,10 +1,10 @@
-/* Padded batches (left padding, as MeZO) and their losses. */
+/* Padded batches (left padding, as MeZO) and their targets. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "data/dataset.h"
-#include "loss.h"
+#include "data/targets.h"
 
 int zt_dataset_max_sequences(const zt_dataset *ds, int batch_size, int train_as_lm) {
     return ds->kind == ZT_TASK_CLASSIFICATION && !train_as_lm ? batch_size * ds->max_candidates
@@ -121,20 +121,4 @@ zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, i
     b->target_ids = t.ids;
     b->target_sequence = t.example;
     return ZT_OK;
-}
-
-zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, double *loss) {
-    zt_targets t = {b->n_targets, b->target_rows, b->target_ids, b->target_sequence};
-    if (b->kind != ZT_TASK_CLASSIFICATION) {
-        if (b->n_targets == 0) return zt_fail(ZT_ERR_INVALID_ARG, "a batch without targets");
-        zt_lm_loss(logprobs, &t, b->n_sequences, NULL, NULL, loss);
-        return ZT_OK;
-    }
-    double *scores = malloc((size_t)b->n_sequences * sizeof *scores);
-    if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
-    zt_candidate_scores(logprobs, &t, b->n_sequences, scores);
-    zt_status s = zt_classification_loss(scores, b->example_of_sequence, b->n_sequences, b->label,
-                                         b->n_examples, NULL, loss);
-    free(scores);
-    return s;
 }

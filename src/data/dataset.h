@@ -80,8 +80,4 @@ void zt_task_batch_free(zt_task_batch *b);
 /* Sequences a batch of n examples may expand into (for workspace sizing). */
 int zt_dataset_max_sequences(const zt_dataset *ds, int batch_size, int train_as_lm);
 
-/* The loss of one variant from its per-target log-probabilities: LM token mean, or the mean
- * cross-entropy over candidates. */
-zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, double *loss);
-
 #endif

@@ -37,6 +37,10 @@ zt_status zt_tokenizer_load_files(const char *vocab_json_path, const char *merge
  * ByteLevel pre-tokenizer, a BPE model whose merges are "a b" strings or ["a", "b"] pairs, and
  * added_tokens), otherwise DIR/vocab.json + DIR/merges.txt. */
 zt_status zt_tokenizer_load_dir(const char *dir, zt_tokenizer **out);
+/* A model directory's tokenizer, the one place train and eval open it: *out is NULL (and the
+ * status ZT_OK) when the directory has none, since such a model reads pre-tokenized data only.
+ * bos_mezo makes "<s>" the BOS, MeZO's tokenizer fix (zt_tokenizer_set_bos). */
+zt_status zt_tokenizer_open_model_dir(const char *dir, int bos_mezo, zt_tokenizer **out);
 /* Just the tokenizer.json loader. */
 zt_status zt_tokenizer_load_json(const char *tokenizer_json_path, zt_tokenizer **out);
 

@@ -395,3 +395,18 @@ zt_status zt_tokenizer_load_dir(const char *dir, zt_tokenizer **out) {
         return zt_fail(ZT_ERR_MISSING, "%s: no tokenizer.json, nor vocab.json + merges.txt", dir);
     return zt_tokenizer_load_files(first, second, out);
 }
+
+zt_status zt_tokenizer_open_model_dir(const char *dir, int bos_mezo, zt_tokenizer **out) {
+    zt_status s = zt_tokenizer_load_dir(dir, out);
+    if (s == ZT_ERR_MISSING) {
+        *out = NULL;
+        zt_clear_error();
+        return ZT_OK;
+    }
+    if (s == ZT_OK && bos_mezo) s = zt_tokenizer_set_bos(*out, ZT_TOKENIZER_BOS_MEZO);
+    if (s != ZT_OK) {
+        zt_tokenizer_free(*out);
+        *out = NULL;
+    }
+    return s;
+}

@@ -1,12 +1,13 @@
+#include "train/eval.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
-#include "loss.h"
 #include "text/bpe.h"
 #include "train/generate.h"
 #include "train/metrics.h"
-#include "train/trainer.h"
+#include "train/task_loss.h"
 
 static int best_candidate(const double *scores, const int32_t *candidate_of_sequence, int first,
                           int count) {
@@ -16,31 +17,22 @@ static int best_candidate(const double *scores, const int32_t *candidate_of_sequ
     return candidate_of_sequence[best];
 }
 
-/* The id of "\n" as the model's tokenizer spells it alone (MeZO's eos list adds EOS). */
-static int32_t newline_id(const zt_tokenizer *tok) {
-    int32_t *ids = NULL;
-    int n = 0;
-    int32_t id = -1;
-    if (zt_tokenizer_encode(tok, "\n", 1, 0, &ids, &n) == ZT_OK && n > 0) id = ids[n - 1];
-    free(ids);
-    return id;
-}
-
-static zt_status evaluate_generation(zt_opt_objective *o, const zt_dataset *ds,
+static zt_status evaluate_generation(zt_task_objective *o, const zt_dataset *ds,
                                      const zt_tokenizer *tok, zt_eval_result *res) {
     if (!tok)
         return zt_fail(ZT_ERR_MISSING, "%s: generation needs the model directory's tokenizer",
                        ds->path);
-    int32_t stop[2] = {o->model->cfg.eos_token_id, newline_id(tok)};
+    int32_t stop[2];
+    int n_stop = 0;
+    ZT_TRY(zt_generation_stop_ids(tok, o->model, stop, &n_stop));
     double f1 = 0.0, em = 0.0;
     for (int i = 0; i < ds->n_examples; i++) {
         const zt_example *e = &ds->examples[i];
-        int max_new = o->model->cfg.max_position_embeddings - e->prompt_length;
-        if (max_new > ZT_GENERATION_MAX_NEW) max_new = ZT_GENERATION_MAX_NEW;
         int32_t *out = NULL;
         int n = 0;
-        ZT_TRY(zt_generate_greedy(o->model, o->ws, NULL, e->prompt, e->prompt_length, max_new, stop,
-                                  stop[1] >= 0 ? 2 : 1, &out, &n));
+        ZT_TRY(zt_generate_greedy(o->model, o->ws, NULL, e->prompt, e->prompt_length,
+                                  zt_generation_max_new(o->model, e->prompt_length), stop, n_stop,
+                                  &out, &n));
         char *text = NULL;
         zt_status s = zt_tokenizer_decode(tok, out, n, 1, &text);
         free(out);
@@ -54,7 +46,7 @@ static zt_status evaluate_generation(zt_opt_objective *o, const zt_dataset *ds,
     return ZT_OK;
 }
 
-zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size,
+zt_status zt_evaluate(zt_task_objective *o, const zt_dataset *ds, int batch_size,
                       const zt_tokenizer *tok, zt_eval_result *res) {
     memset(res, 0, sizeof *res);
     res->accuracy = res->f1 = res->exact_match = -1.0;
@@ -68,10 +60,10 @@ zt_status zt_evaluate(zt_opt_objective *o, const zt_dataset *ds, int batch_size,
         int n = ds->n_examples - first < batch_size ? ds->n_examples - first : batch_size;
         for (int i = 0; i < n; i++) indices[i] = first + i;
         zt_task_batch b;
-        s = zt_task_batch_build(ds, indices, n, o->model->cfg.pad_token_id, 0, &b);
+        s = zt_task_batch_build(ds, indices, n, o->model->dims.pad_token_id, 0, &b);
         if (s != ZT_OK) break;
         double batch_loss = 0.0;
-        s = zt_opt_batch_loss(o, &b, &batch_loss);
+        s = zt_task_objective_loss(o, &b, &batch_loss);
         if (s == ZT_OK) total_loss += batch_loss * n;
         if (s == ZT_OK && ds->kind == ZT_TASK_CLASSIFICATION) {
             double *scores = malloc((size_t)b.n_sequences * sizeof *scores);

@@ -4,13 +4,12 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "loss.h"
 #include "text/bpe.h"
 #include "train/generate.h"
 #include "train/metrics.h"
-#include "train/trainer.h"
+#include "train/task_loss.h"
 
-static zt_status ensure_logprobs(zt_opt_objective *o, int n) {
+static zt_status ensure_logprobs(zt_task_objective *o, int n) {
     if (n <= o->logprobs_capacity) return ZT_OK;
     float *grown = realloc(o->logprobs, (size_t)n * sizeof *grown);
     if (!grown) return zt_fail(ZT_ERR_NOMEM, "allocating %d log-probabilities", n);
@@ -47,23 +46,20 @@ static zt_status negative_accuracy(const zt_task_batch *b, const float *logprobs
 }
 
 /* -mean F1 of greedy generations of the batch's examples under one variant. */
-static zt_status negative_f1(zt_opt_objective *o, const zt_opt_variants *variant, double *out) {
+static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, double *out) {
     if (!o->dataset || !o->tok || o->dataset->kind != ZT_TASK_GENERATION)
         return zt_fail(ZT_ERR_INVALID_ARG, "--objective f1 needs generation records and a tokenizer");
-    int32_t *nl = NULL;
-    int n_nl = 0;
-    ZT_TRY(zt_tokenizer_encode(o->tok, "\n", 1, 0, &nl, &n_nl));
-    int32_t stop[2] = {o->model->cfg.eos_token_id, n_nl > 0 ? nl[n_nl - 1] : -1};
-    free(nl);
+    int32_t stop[2];
+    int n_stop = 0;
+    ZT_TRY(zt_generation_stop_ids(o->tok, o->model, stop, &n_stop));
     double total = 0.0;
     for (int i = 0; i < o->n_indices; i++) {
         const zt_example *e = &o->dataset->examples[o->indices[i]];
-        int max_new = o->model->cfg.max_position_embeddings - e->prompt_length;
-        if (max_new > ZT_GENERATION_MAX_NEW) max_new = ZT_GENERATION_MAX_NEW;
         int32_t *ids = NULL;
         int n = 0;
-        ZT_TRY(zt_generate_greedy(o->model, o->ws, variant, e->prompt, e->prompt_length, max_new,
-                                  stop, 2, &ids, &n));
+        ZT_TRY(zt_generate_greedy(o->model, o->ws, variant, e->prompt, e->prompt_length,
+                                  zt_generation_max_new(o->model, e->prompt_length), stop, n_stop,
+                                  &ids, &n));
         char *text = NULL;
         zt_status s = zt_tokenizer_decode(o->tok, ids, n, 1, &text);
         free(ids);
@@ -75,19 +71,19 @@ static zt_status negative_f1(zt_opt_objective *o, const zt_opt_variants *variant
     return ZT_OK;
 }
 
-static zt_status evaluate_shadow(zt_opt_objective *o, const zt_variant_set *vs, double *losses) {
+static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs, double *losses) {
     const zt_task_batch *b = o->batch;
     if (o->kind == ZT_OBJECTIVE_F1) {
         for (int k = 0; k < vs->n_variants; k++) {
-            zt_opt_variants one = {1, &vs->variant[k], o->perturbed};
+            zt_variants one = {1, &vs->variant[k], o->perturbed};
             ZT_TRY(negative_f1(o, &one, &losses[k]));
         }
         return ZT_OK;
     }
     ZT_TRY(ensure_logprobs(o, vs->n_variants * b->n_targets));
     zt_batch mb = model_batch(b);
-    zt_opt_variants variants = {vs->n_variants, vs->variant, o->perturbed};
-    ZT_TRY(zt_opt_forward_multi(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
+    zt_variants variants = {vs->n_variants, vs->variant, o->perturbed};
+    ZT_TRY(zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
     for (int k = 0; k < vs->n_variants; k++) {
         const float *lp = o->logprobs + (size_t)k * b->n_targets;
         if (o->kind == ZT_OBJECTIVE_ACCURACY) ZT_TRY(negative_accuracy(b, lp, &losses[k]));
@@ -96,7 +92,7 @@ static zt_status evaluate_shadow(zt_opt_objective *o, const zt_variant_set *vs, 
     return ZT_OK;
 }
 
-int zt_opt_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out) {
+int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out) {
     int n = 0;
     for (int i = 0; to && i < to->n_terms; i++) out[n++] = to->terms[i];
     for (int i = 0; from && i < from->n_terms; i++) {
@@ -111,7 +107,7 @@ int zt_opt_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt
 static zt_status move_weights(const zt_param_set *ps, const zt_perturbation *from,
                               const zt_perturbation *to, zt_dist dist) {
     zt_direction terms[2 * ZT_MAX_DIRECTIONS];
-    int n = zt_opt_move_terms(from, to, terms);
+    int n = zt_inplace_move_terms(from, to, terms);
     if (n == 0) return ZT_OK;
     zt_perturbation delta = {terms, n, dist, 1.0f};
     for (int i = 0; i < ps->n_params; i++) {
@@ -123,7 +119,7 @@ static zt_status move_weights(const zt_param_set *ps, const zt_perturbation *fro
     return ZT_OK;
 }
 
-static zt_status evaluate_inplace(zt_opt_objective *o, const zt_param_set *ps,
+static zt_status evaluate_inplace(zt_task_objective *o, const zt_param_set *ps,
                                   const zt_variant_set *vs, double *losses) {
     const zt_task_batch *b = o->batch;
     ZT_TRY(ensure_logprobs(o, b->n_targets));
@@ -137,7 +133,7 @@ static zt_status evaluate_inplace(zt_opt_objective *o, const zt_param_set *ps,
             ZT_TRY(negative_f1(o, NULL, &losses[k]));
             continue;
         }
-        ZT_TRY(zt_opt_forward_multi(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
+        ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
         if (o->kind == ZT_OBJECTIVE_ACCURACY) ZT_TRY(negative_accuracy(b, o->logprobs, &losses[k]));
         else ZT_TRY(zt_task_batch_loss(b, o->logprobs, &losses[k]));
     }
@@ -146,26 +142,26 @@ static zt_status evaluate_inplace(zt_opt_objective *o, const zt_param_set *ps,
 
 static zt_status evaluate(void *ctx, const zt_param_set *ps, const zt_variant_set *vs,
                           double *losses) {
-    zt_opt_objective *o = ctx;
+    zt_task_objective *o = ctx;
     if (!o->batch) return zt_fail(ZT_ERR_INTERNAL, "objective evaluated without a batch");
     return o->mode == ZT_PERTURB_SHADOW ? evaluate_shadow(o, vs, losses)
                                         : evaluate_inplace(o, ps, vs, losses);
 }
 
-void zt_opt_objective_bind(zt_opt_objective *state, zt_objective *objective) {
+void zt_task_objective_bind(zt_task_objective *state, zt_objective *objective) {
     objective->ctx = state;
     objective->evaluate = evaluate;
 }
 
-void zt_opt_objective_release(zt_opt_objective *state) {
+void zt_task_objective_release(zt_task_objective *state) {
     free(state->logprobs);
     state->logprobs = NULL;
     state->logprobs_capacity = 0;
 }
 
-zt_status zt_opt_batch_loss(zt_opt_objective *o, const zt_task_batch *batch, double *loss) {
+zt_status zt_task_objective_loss(zt_task_objective *o, const zt_task_batch *batch, double *loss) {
     ZT_TRY(ensure_logprobs(o, batch->n_targets));
     zt_batch mb = model_batch(batch);
-    ZT_TRY(zt_opt_forward_multi(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
+    ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
     return zt_task_batch_loss(batch, o->logprobs, loss);
 }

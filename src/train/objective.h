@@ -1,5 +1,5 @@
-/* The loss of an OPT model on a task batch as a zt_objective for the ZO engine, in one of two
- * modes (DESIGN.md §2):
+/* The loss of a model on a task batch as a zt_objective for the ZO engine, in one of two
+ * modes (docs/design.md §2.3):
  *   shadow  - all K variants in one sweep over the layers, weights staged per variant; the
  *             master weights are never written, so lr = 0 leaves them bit-identical.
  *   inplace - MeZO's way: the master weights are moved to each variant in turn (+eps, -2eps,
@@ -9,7 +9,7 @@
 #define ZT_TRAIN_OBJECTIVE_H
 
 #include "data/dataset.h"
-#include "opt.h"
+#include "model.h"
 #include "zo/engine.h"
 
 typedef enum zt_perturb_mode { ZT_PERTURB_SHADOW = 0, ZT_PERTURB_INPLACE = 1 } zt_perturb_mode;
@@ -23,9 +23,9 @@ typedef enum zt_objective_kind {
 
 struct zt_tokenizer;
 
-typedef struct zt_opt_objective {
+typedef struct zt_task_objective {
     zt_model *model;
-    zt_opt_workspace *ws;
+    zt_workspace *ws;
     zt_perturb_mode mode;
     const uint8_t *perturbed;   /* (n_tensors): trainable mask */
     const zt_task_batch *batch; /* set before each step */
@@ -37,18 +37,18 @@ typedef struct zt_opt_objective {
     const struct zt_tokenizer *tok;
     float *logprobs;            /* (K,R) host scratch */
     int logprobs_capacity;
-} zt_opt_objective;
+} zt_task_objective;
 
 /* Fills `objective` to call into `state`. */
-void zt_opt_objective_bind(zt_opt_objective *state, zt_objective *objective);
-void zt_opt_objective_release(zt_opt_objective *state);
+void zt_task_objective_bind(zt_task_objective *state, zt_objective *objective);
+void zt_task_objective_release(zt_task_objective *state);
 
 /* In-place mode's move from perturbation `from` to `to` (either may be NULL: the weights as
  * stored): per seed, coefficient(to) - coefficient(from), so MeZO's sequence is exactly +eps,
  * -2eps, +eps. Writes at most from->n_terms + to->n_terms terms; returns their count. */
-int zt_opt_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out);
+int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out);
 
 /* The loss of the unperturbed weights on a batch (evaluation). */
-zt_status zt_opt_batch_loss(zt_opt_objective *state, const zt_task_batch *batch, double *loss);
+zt_status zt_task_objective_loss(zt_task_objective *state, const zt_task_batch *batch, double *loss);
 
 #endif

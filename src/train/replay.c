@@ -5,7 +5,8 @@
 
 #include "backend.h"
 #include "core/status.h"
-#include "opt.h"
+#include "model.h"
+#include "train/trainable.h"
 #include "zo/engine.h"
 #include "zo/steplog.h"
 
@@ -28,7 +29,7 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
         s = selected ? zt_model_select(model, header.trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");
     }
-    if (s == ZT_OK) s = zt_model_param_set(model, selected, &ps);
+    if (s == ZT_OK) s = zt_trainable_param_set(model, selected, &ps);
     if (s == ZT_OK) s = zt_param_set_alloc_state(&ps, header.state_copies);
     for (int i = 0; s == ZT_OK && i < n; i++) {
         if (records[i].step != i)
@@ -40,7 +41,7 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     if (s == ZT_OK) s = zt_model_save(model, out);
     *n_applied = n;
     if (model) zt_param_set_free_state(&ps, header.state_copies);
-    zt_model_param_set_free(&ps);
+    zt_trainable_param_set_free(&ps);
     free(selected);
     free(records);
     zt_model_free(model);

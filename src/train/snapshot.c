@@ -54,10 +54,10 @@ static zt_status write_optimizer_state(const char *path, const zt_param_set *ps,
     return s;
 }
 
-static zt_status write_trainer_json(const char *path, const zt_optimizer *opt, int next_step) {
+static zt_status write_trainer_json(const char *path, const zt_optimizer *optimizer, int next_step) {
     void *blob = NULL;
     size_t n_bytes = 0;
-    ZT_TRY(zt_optimizer_save_state(opt, &blob, &n_bytes));
+    ZT_TRY(zt_optimizer_save_state(optimizer, &blob, &n_bytes));
     char *hex = malloc(2 * n_bytes + 1);
     if (!hex) {
         free(blob);
@@ -84,7 +84,7 @@ static zt_status write_trainer_json(const char *path, const zt_optimizer *opt, i
 }
 
 zt_status zt_snapshot_save(const char *output_dir, const zt_model *model, const zt_param_set *ps,
-                           int state_copies, const zt_optimizer *opt, int next_step) {
+                           int state_copies, const zt_optimizer *optimizer, int next_step) {
     char tmp[ZT_PATH_MAX], final_dir[ZT_PATH_MAX], old[ZT_PATH_MAX], path[ZT_PATH_MAX];
     ZT_TRY(zt_path_join(tmp, sizeof tmp, output_dir, "snapshot.tmp"));
     ZT_TRY(zt_path_join(final_dir, sizeof final_dir, output_dir, "snapshot"));
@@ -94,7 +94,7 @@ zt_status zt_snapshot_save(const char *output_dir, const zt_model *model, const 
     ZT_TRY(zt_path_join(path, sizeof path, tmp, "optimizer.safetensors"));
     ZT_TRY(write_optimizer_state(path, ps, state_copies));
     ZT_TRY(zt_path_join(path, sizeof path, tmp, "trainer.json"));
-    ZT_TRY(write_trainer_json(path, opt, next_step));
+    ZT_TRY(write_trainer_json(path, optimizer, next_step));
     /* swap: snapshot -> snapshot.old, snapshot.tmp -> snapshot, drop snapshot.old */
     remove_tree(old);
     if (is_dir(final_dir) && rename(final_dir, old) != 0)
@@ -132,7 +132,7 @@ static zt_status read_text(const char *path, char **out) {
 }
 
 zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_copies,
-                                 zt_optimizer *opt, int *next_step) {
+                                 zt_optimizer *optimizer, int *next_step) {
     char path[ZT_PATH_MAX];
     ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
     char *text = NULL;
@@ -155,7 +155,7 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
     }
     cJSON_Delete(o);
     if (!blob) return zt_fail(ZT_ERR_NOMEM, "%s: policy state", path);
-    zt_status s = zt_optimizer_load_state(opt, blob, n_bytes);
+    zt_status s = zt_optimizer_load_state(optimizer, blob, n_bytes);
     free(blob);
     if (s != ZT_OK) return zt_fail_context(s, "%s: ", path);
     if (state_copies == 0) return ZT_OK;

@@ -18,7 +18,9 @@
 #include "core/status.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
+#include "train/generate.h"
 #include "train/snapshot.h"
+#include "train/trainable.h"
 #include "zo/steplog.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -74,9 +76,9 @@ typedef struct run {
     uint8_t *trainable;
     zt_param_set ps;
     int state_copies;
-    zt_optimizer *opt;
-    zt_opt_workspace *ws;
-    zt_opt_objective objective_state;
+    zt_optimizer *optimizer;
+    zt_workspace *ws;
+    zt_task_objective objective_state;
     zt_objective objective;
     zt_steplog *log;
     FILE *metrics;
@@ -90,27 +92,12 @@ static zt_status ensure_dir(const char *dir) {
     return s == ZT_OK ? ZT_OK : zt_fail_context(s, "--output %s: ", dir);
 }
 
-/* The model directory's tokenizer, if it has one; text records need it. */
-static zt_status open_tokenizer(run *r) {
-    zt_status s = zt_tokenizer_load_dir(r->o->model_dir, &r->tok);
-    if (s == ZT_ERR_MISSING) {
-        r->tok = NULL;
-        zt_clear_error();
-        return ZT_OK;
-    }
-    ZT_TRY(s);
-    if (r->o->bos_mezo) ZT_TRY(zt_tokenizer_set_bos(r->tok, ZT_TOKENIZER_BOS_MEZO));
-    return ZT_OK;
-}
-
 static zt_status open_data(run *r) {
-    const zt_opt_config *c = &r->model->cfg;
-    ZT_TRY(open_tokenizer(r));
-    ZT_TRY(zt_dataset_load(r->o->train_path, r->tok, c->vocab_size, c->max_position_embeddings,
-                           &r->train));
+    const zt_model_dims *d = &r->model->dims;
+    ZT_TRY(zt_tokenizer_open_model_dir(r->o->model_dir, r->o->bos_mezo, &r->tok));
+    ZT_TRY(zt_dataset_load(r->o->train_path, r->tok, d->vocab_size, d->max_positions, &r->train));
     if (r->o->eval_path) {
-        ZT_TRY(zt_dataset_load(r->o->eval_path, r->tok, c->vocab_size, c->max_position_embeddings,
-                               &r->eval));
+        ZT_TRY(zt_dataset_load(r->o->eval_path, r->tok, d->vocab_size, d->max_positions, &r->eval));
         r->have_eval = 1;
         if (r->eval.kind != r->train.kind)
             return zt_fail(ZT_ERR_INVALID_ARG, "--eval %s holds another kind of records than --train %s",
@@ -120,44 +107,34 @@ static zt_status open_data(run *r) {
 }
 
 /* K and whether directions live on the sphere, from the policy's plan of a first step. */
-static zt_status probe_optimizer(zt_optimizer *opt, int *n_variants, int *sphere) {
+static zt_status probe_optimizer(zt_optimizer *optimizer, int *n_variants, int *sphere) {
     zt_step_plan probe;
-    ZT_TRY(zt_optimizer_plan(opt, 0, 0, &probe));
+    ZT_TRY(zt_optimizer_plan(optimizer, 0, 0, &probe));
     *n_variants = probe.n_variants;
     *sphere = probe.dist == ZT_DIRECTIONS_SPHERE;
     return ZT_OK;
 }
 
-zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, const char *optimizer,
+zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
+                               const char *optimizer_name,
                                const zt_zo_hparams *hp, int steps, zt_perturb_mode mode,
                                int sequences, int seq_len, zt_train_memory_plan *plan) {
     memset(plan, 0, sizeof *plan);
     for (int i = 0; i < model->n_tensors; i++)
         if (!trainable || trainable[i]) plan->trainable_elems += model->tensors[i].n_elems;
-    zt_optimizer *opt = NULL;
-    ZT_TRY(zt_optimizer_create(optimizer, hp, steps, plan->trainable_elems, &opt));
+    zt_optimizer *optimizer = NULL;
+    ZT_TRY(zt_optimizer_create(optimizer_name, hp, steps, plan->trainable_elems, &optimizer));
     int sphere = 0;
-    zt_status s = probe_optimizer(opt, &plan->n_variants, &sphere);
-    plan->state_copies = zt_optimizer_get_info(opt)->state_copies;
-    zt_optimizer_free(opt);
+    zt_status s = probe_optimizer(optimizer, &plan->n_variants, &sphere);
+    plan->state_copies = zt_optimizer_get_info(optimizer)->state_copies;
+    zt_optimizer_free(optimizer);
     ZT_TRY(s);
-    zt_opt_workspace_shape shape = {sequences, seq_len, plan->n_variants,
+    zt_workspace_shape shape = {sequences, seq_len, plan->n_variants,
                                     mode == ZT_PERTURB_SHADOW, sphere};
-    zt_opt_plan_memory(model, &shape, &plan->model);
+    zt_model_plan_memory(model, &shape, &plan->model);
     plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
     plan->total_bytes = plan->model.total_bytes + plan->optimizer_bytes;
     return ZT_OK;
-}
-
-/* Greedy decoding grows a prompt by up to ZT_GENERATION_MAX_NEW tokens. */
-static int generation_length(const zt_dataset *ds, const zt_model *m, int seq_len) {
-    int limit = m->cfg.max_position_embeddings;
-    for (int i = 0; ds->kind == ZT_TASK_GENERATION && i < ds->n_examples; i++) {
-        int need = ds->examples[i].prompt_length + ZT_GENERATION_MAX_NEW;
-        need = need < limit ? need : limit;
-        if (need > seq_len) seq_len = need;
-    }
-    return seq_len;
 }
 
 static zt_status check_objective(const run *r) {
@@ -184,14 +161,15 @@ static zt_status create_workspace(run *r) {
         int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size, 0);
         if (s > sequences) sequences = s;
         if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
-        seq_len = generation_length(&r->eval, r->model, seq_len);
+        seq_len = zt_generation_seq_len(&r->eval, r->model, seq_len);
     }
-    if (r->o->objective == ZT_OBJECTIVE_F1) seq_len = generation_length(&r->train, r->model, seq_len);
+    if (r->o->objective == ZT_OBJECTIVE_F1)
+        seq_len = zt_generation_seq_len(&r->train, r->model, seq_len);
     int n_variants = 0, sphere = 0;
-    ZT_TRY(probe_optimizer(r->opt, &n_variants, &sphere));
-    zt_opt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW,
+    ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
+    zt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW,
                                     sphere};
-    ZT_TRY(zt_opt_workspace_create(r->model, &shape, &r->ws));
+    ZT_TRY(zt_workspace_create(r->model, &shape, &r->ws));
     memset(&r->objective_state, 0, sizeof r->objective_state);
     r->objective_state.model = r->model;
     r->objective_state.ws = r->ws;
@@ -200,7 +178,7 @@ static zt_status create_workspace(run *r) {
     r->objective_state.kind = r->o->objective;
     r->objective_state.dataset = &r->train;
     r->objective_state.tok = r->tok;
-    zt_opt_objective_bind(&r->objective_state, &r->objective);
+    zt_task_objective_bind(&r->objective_state, &r->objective);
     return ZT_OK;
 }
 
@@ -216,11 +194,11 @@ static zt_status replay_records(run *r, const zt_step_record *records, int n, in
                            r->log_path, rec->step, *next_step);
         zt_step_plan plan;
         zt_step_update update;
-        ZT_TRY(zt_optimizer_plan(r->opt, rec->step, rec->step_seed, &plan));
+        ZT_TRY(zt_optimizer_plan(r->optimizer, rec->step, rec->step_seed, &plan));
         zt_step_plan more;
-        if (zt_optimizer_extend(r->opt, rec->step, &plan, rec->losses, &more))
+        if (zt_optimizer_extend(r->optimizer, rec->step, &plan, rec->losses, &more))
             ZT_TRY(zt_optimizer_append(&plan, &more));
-        ZT_TRY(zt_optimizer_finish(r->opt, rec->step, &plan, rec->losses, &update));
+        ZT_TRY(zt_optimizer_finish(r->optimizer, rec->step, &plan, rec->losses, &update));
         if (update.n_terms != rec->update.n_terms || update.rule != rec->update.rule)
             return zt_fail(ZT_ERR_FORMAT,
                            "%s: step %d does not replay (the log was written with other options)",
@@ -245,13 +223,13 @@ static zt_status load_model_and_state(run *r, int *next_step) {
     if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
     int count = 0;
     ZT_TRY(zt_model_select(r->model, o->trainable, r->trainable, &count));
-    ZT_TRY(zt_model_param_set(r->model, r->trainable, &r->ps));
-    ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->opt));
-    r->state_copies = zt_optimizer_get_info(r->opt)->state_copies;
+    ZT_TRY(zt_trainable_param_set(r->model, r->trainable, &r->ps));
+    ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->optimizer));
+    r->state_copies = zt_optimizer_get_info(r->optimizer)->state_copies;
     ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
     *next_step = 0;
     if (have_snapshot)
-        ZT_TRY(zt_snapshot_load_state(snapshot, &r->ps, r->state_copies, r->opt, next_step));
+        ZT_TRY(zt_snapshot_load_state(snapshot, &r->ps, r->state_copies, r->optimizer, next_step));
 
     snprintf(r->log_path, sizeof r->log_path, "%s/steplog.jsonl", o->output_dir);
     struct stat st;
@@ -369,7 +347,7 @@ static zt_status evaluate_and_report(run *r, int step, zt_eval_result *e, zt_tra
         fprintf(stderr, "\n");
     }
     res->metric_name = e->metric_name;
-    if (r->o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) zt_optimizer_observe(r->opt, e->loss);
+    if (r->o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) zt_optimizer_observe(r->optimizer, e->loss);
     if (res->best_step < 0 || e->metric > res->best_eval_metric) ZT_TRY(save_best(r, step, e, res));
     return ZT_OK;
 }
@@ -394,13 +372,13 @@ static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
     for (int step = first_step; step < o->steps; step++) {
         zt_sampler_batch(&r->sampler, step, r->indices);
         zt_task_batch batch;
-        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->cfg.pad_token_id,
+        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->dims.pad_token_id,
                                    o->train_as_lm, &batch));
         r->objective_state.batch = &batch;
         r->objective_state.indices = r->indices;
         r->objective_state.n_indices = o->batch_size;
         zt_step_record rec;
-        zt_status s = zt_zo_step(r->opt, &r->ps, &r->objective, step, &eo, &rec);
+        zt_status s = zt_zo_step(r->optimizer, &r->ps, &r->objective, step, &eo, &rec);
         r->objective_state.batch = NULL;
         zt_task_batch_free(&batch);
         ZT_TRY(s);
@@ -419,12 +397,12 @@ static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
             zt_eval_result e;
             ZT_TRY(evaluate_and_report(r, step + 1, &e, res));
             if (o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
-                ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->opt,
+                ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                         step + 1));
         }
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
             ZT_TRY(zt_steplog_sync(r->log));
-            ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->opt,
+            ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                     step + 1));
         }
         if (stop_requested || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
@@ -440,11 +418,11 @@ static void run_free(run *r) {
     if (r->metrics) fclose(r->metrics);
     zt_sampler_free(&r->sampler);
     free(r->indices);
-    zt_opt_objective_release(&r->objective_state);
-    zt_opt_workspace_free(r->ws);
+    zt_task_objective_release(&r->objective_state);
+    zt_workspace_free(r->ws);
     if (r->model) zt_param_set_free_state(&r->ps, r->state_copies);
-    zt_model_param_set_free(&r->ps);
-    zt_optimizer_free(r->opt);
+    zt_trainable_param_set_free(&r->ps);
+    zt_optimizer_free(r->optimizer);
     free(r->trainable);
     zt_dataset_free(&r->train);
     if (r->have_eval) zt_dataset_free(&r->eval);
@@ -511,7 +489,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (r.log) {
         zt_status saved = zt_steplog_sync(r.log);
         if (saved == ZT_OK && r.model)
-            saved = zt_snapshot_save(o->output_dir, r.model, &r.ps, r.state_copies, r.opt,
+            saved = zt_snapshot_save(o->output_dir, r.model, &r.ps, r.state_copies, r.optimizer,
                                      res->steps_done);
         if (saved == ZT_OK && r.model) saved = zt_model_save(r.model, o->output_dir);
         if (saved == ZT_OK && r.model) saved = copy_tokenizer_files(o->model_dir, o->output_dir);

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "train/eval.h"
 #include "train/objective.h"
 #include "zo/optimizer.h"
 
@@ -61,7 +62,7 @@ void zt_train_options_default(zt_train_options *o);
  * (and staging in shadow mode), plus the optimizer's state over the trainable tensors. The
  * tracked allocator's peak during zt_train equals total_bytes. */
 typedef struct zt_train_memory_plan {
-    zt_opt_memory_plan model;
+    zt_memory_plan model;
     size_t optimizer_bytes;
     size_t total_bytes;
     int n_variants;
@@ -75,23 +76,6 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, 
                                const zt_zo_hparams *hp, int steps, zt_perturb_mode mode,
                                int sequences, int seq_len, zt_train_memory_plan *plan);
 zt_status zt_train(const zt_train_options *o, zt_train_result *result);
-
-/* Evaluation of the unperturbed model on a dataset (MeZO, reference/spec.md §4.4). */
-typedef struct zt_eval_result {
-    double loss;        /* mean per example (classification CE, LM / completion NLL) */
-    double accuracy;    /* classification: argmax of candidate scores (first on ties); -1 else */
-    double f1, exact_match; /* generation: greedy decoding vs the answers; -1 else */
-    double metric;      /* the one to maximise: accuracy, F1, or -loss for LM */
-    const char *metric_name;
-} zt_eval_result;
-
-struct zt_tokenizer;
-/* Generation needs the tokenizer (decoding, the "\n" stop token); may be NULL otherwise. */
-zt_status zt_evaluate(zt_opt_objective *objective, const zt_dataset *ds, int batch_size,
-                      const struct zt_tokenizer *tok, zt_eval_result *result);
-
-/* Greedy generations stop at "\n" or EOS, after at most this many tokens (MeZO). */
-enum { ZT_GENERATION_MAX_NEW = 50 };
 
 /* Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step. */
 void zt_train_install_signal_handlers(void);

@@ -97,12 +97,12 @@ static zt_status evaluate_round(zt_objective *obj, zt_param_set *ps, const zt_st
     return ZT_OK;
 }
 
-zt_status zt_zo_step(zt_optimizer *opt, zt_param_set *ps, zt_objective *obj, int step,
+zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
                      const zt_engine_options *options, zt_step_record *record) {
     memset(record, 0, sizeof *record);
     uint64_t step_seed = zt_step_seed(options->run_seed, step);
     zt_step_plan plan;
-    ZT_TRY(zt_optimizer_plan(opt, step, step_seed, &plan));
+    ZT_TRY(zt_optimizer_plan(optimizer, step, step_seed, &plan));
 
     double inverse_norm[ZT_MAX_DIRECTIONS];
     for (int d = 0; d < plan.n_directions; d++) inverse_norm[d] = 1.0;
@@ -116,14 +116,14 @@ zt_status zt_zo_step(zt_optimizer *opt, zt_param_set *ps, zt_objective *obj, int
     double losses[ZT_MAX_VARIANTS];
     ZT_TRY(evaluate_round(obj, ps, &plan, inverse_norm, step, 0, losses));
     zt_step_plan more;
-    if (zt_optimizer_extend(opt, step, &plan, losses, &more)) {
+    if (zt_optimizer_extend(optimizer, step, &plan, losses, &more)) {
         ZT_TRY(evaluate_round(obj, ps, &more, inverse_norm, step, plan.n_variants,
                               losses + plan.n_variants));
         ZT_TRY(zt_optimizer_append(&plan, &more));
     }
 
     zt_step_update update;
-    ZT_TRY(zt_optimizer_finish(opt, step, &plan, losses, &update));
+    ZT_TRY(zt_optimizer_finish(optimizer, step, &plan, losses, &update));
     fold_norms(update.terms, update.n_terms, &plan, inverse_norm);
 
     record->step = step;

@@ -67,7 +67,7 @@ uint64_t zt_step_seed(uint64_t run_seed, int step);
 zt_status zt_param_set_alloc_state(zt_param_set *ps, int state_copies);
 void zt_param_set_free_state(zt_param_set *ps, int state_copies);
 
-zt_status zt_zo_step(zt_optimizer *opt, zt_param_set *ps, zt_objective *obj, int step,
+zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
                      const zt_engine_options *options, zt_step_record *record);
 
 /* Applies a record's update to every param (the step's last phase; replay's only one). */

@@ -90,8 +90,8 @@ const zt_optimizer_info *zt_optimizer_find(const char *name) {
     return p < 0 ? NULL : &policy_infos[p];
 }
 
-const zt_optimizer_info *zt_optimizer_get_info(const zt_optimizer *opt) {
-    return &policy_infos[opt->policy];
+const zt_optimizer_info *zt_optimizer_get_info(const zt_optimizer *optimizer) {
+    return &policy_infos[optimizer->policy];
 }
 
 static int is_central(policy_id p) {
@@ -299,39 +299,39 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
     }
     ZT_TRY(validate((policy_id)p, hp, total_steps, n_params));
 
-    zt_optimizer *opt = calloc(1, sizeof *opt);
-    if (!opt) return zt_fail(ZT_ERR_NOMEM, "allocating optimizer %s", policy_infos[p].name);
-    opt->policy = (policy_id)p;
-    opt->hp = *hp;
-    opt->total_steps = total_steps;
-    opt->n_params = n_params;
-    if (is_forward(opt->policy))
-        opt->dist = ZT_DIRECTIONS_SPHERE; /* u ~ U(S^{d-1}), spec §7.1 */
-    else if (opt->policy == POLICY_GA_SIGN || opt->policy == POLICY_AS2P_SIGN)
-        opt->dist = ZT_DIRECTIONS_RADEMACHER; /* the paper's "sign" variants, spec §6.1, B10 */
+    zt_optimizer *optimizer = calloc(1, sizeof *optimizer);
+    if (!optimizer) return zt_fail(ZT_ERR_NOMEM, "allocating optimizer %s", policy_infos[p].name);
+    optimizer->policy = (policy_id)p;
+    optimizer->hp = *hp;
+    optimizer->total_steps = total_steps;
+    optimizer->n_params = n_params;
+    if (is_forward(optimizer->policy))
+        optimizer->dist = ZT_DIRECTIONS_SPHERE; /* u ~ U(S^{d-1}), spec §7.1 */
+    else if (optimizer->policy == POLICY_GA_SIGN || optimizer->policy == POLICY_AS2P_SIGN)
+        optimizer->dist = ZT_DIRECTIONS_RADEMACHER; /* the paper's "sign" variants, spec §6.1, B10 */
     else
-        opt->dist = hp->dist;
-    opt->n_directions = moves_to_probe(opt->policy) ? 1 : hp->n_directions;
-    opt->plateau_best = INFINITY;
-    opt->plateau_bad = 0;
-    opt->plateau_scale = 1.0;
-    if (is_adaptive(opt->policy)) {
-        opt->window_capacity = window_length(hp->as2p_window_frac, (double)total_steps);
-        opt->gamma_window = calloc(opt->window_capacity, sizeof *opt->gamma_window);
-        if (!opt->gamma_window) {
-            uint32_t capacity = opt->window_capacity;
-            free(opt);
+        optimizer->dist = hp->dist;
+    optimizer->n_directions = moves_to_probe(optimizer->policy) ? 1 : hp->n_directions;
+    optimizer->plateau_best = INFINITY;
+    optimizer->plateau_bad = 0;
+    optimizer->plateau_scale = 1.0;
+    if (is_adaptive(optimizer->policy)) {
+        optimizer->window_capacity = window_length(hp->as2p_window_frac, (double)total_steps);
+        optimizer->gamma_window = calloc(optimizer->window_capacity, sizeof *optimizer->gamma_window);
+        if (!optimizer->gamma_window) {
+            uint32_t capacity = optimizer->window_capacity;
+            free(optimizer);
             return zt_fail(ZT_ERR_NOMEM, "allocating the AS2P window of %u values", capacity);
         }
     }
-    *out = opt;
+    *out = optimizer;
     return ZT_OK;
 }
 
-void zt_optimizer_free(zt_optimizer *opt) {
-    if (!opt) return;
-    free(opt->gamma_window);
-    free(opt);
+void zt_optimizer_free(zt_optimizer *optimizer) {
+    if (!optimizer) return;
+    free(optimizer->gamma_window);
+    free(optimizer);
 }
 
 /* ---- step values ---- */
@@ -342,43 +342,43 @@ static double sign_of(double v) {
 
 /* The learning rate at step k. Cosine and linear decay to 0 (spec §9 B5, as HF's schedulers);
  * plateau is lr times the factors applied so far. */
-static double lr_at(const zt_optimizer *opt, int step) {
-    if (opt->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) return opt->hp.lr * opt->plateau_scale;
-    return zt_schedule_value(opt->hp.lr_schedule, opt->hp.lr, 0.0, step, opt->total_steps);
+static double lr_at(const zt_optimizer *optimizer, int step) {
+    if (optimizer->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) return optimizer->hp.lr * optimizer->plateau_scale;
+    return zt_schedule_value(optimizer->hp.lr_schedule, optimizer->hp.lr, 0.0, step, optimizer->total_steps);
 }
 
 /* The perturbation scale at step k: eps -> eps_end. A plateau eps follows the learning rate's
  * factor (ZO-AdaMM: mu decays "with the same schedule as the learning rate", spec §7.4). */
-static zt_status eps_at(const zt_optimizer *opt, int step, double *eps) {
-    if (opt->hp.eps_schedule == ZT_SCHEDULE_PLATEAU)
-        *eps = opt->hp.eps * opt->plateau_scale;
+static zt_status eps_at(const zt_optimizer *optimizer, int step, double *eps) {
+    if (optimizer->hp.eps_schedule == ZT_SCHEDULE_PLATEAU)
+        *eps = optimizer->hp.eps * optimizer->plateau_scale;
     else
-        *eps = zt_schedule_value(opt->hp.eps_schedule, opt->hp.eps, opt->hp.eps_end, step,
-                                 opt->total_steps);
+        *eps = zt_schedule_value(optimizer->hp.eps_schedule, optimizer->hp.eps, optimizer->hp.eps_end, step,
+                                 optimizer->total_steps);
     if (!finite_above(*eps, 0.0))
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "step %d: the --eps-schedule %s reaches eps = %g; a difference quotient "
                        "needs eps > 0 (raise --eps-end)",
-                       step, zt_schedule_name(opt->hp.eps_schedule), *eps);
+                       step, zt_schedule_name(optimizer->hp.eps_schedule), *eps);
     return ZT_OK;
 }
 
 /* Forward-difference radius r: eps, or eps*sqrt(d) so that the per-coordinate perturbation
  * keeps MeZO's scale at LLM sizes (spec §7.1 [REC], §9 C5). */
-static zt_status sphere_radius(const zt_optimizer *opt, int step, double *radius) {
-    ZT_TRY(eps_at(opt, step, radius));
-    if (opt->hp.sphere_scale_sqrt_d) *radius *= sqrt((double)opt->n_params);
+static zt_status sphere_radius(const zt_optimizer *optimizer, int step, double *radius) {
+    ZT_TRY(eps_at(optimizer, step, radius));
+    if (optimizer->hp.sphere_scale_sqrt_d) *radius *= sqrt((double)optimizer->n_params);
     return ZT_OK;
 }
 
 /* AS2P's cosine decays over the run (spec §6.4, B5): c_k = cosdec(2, 1, k) and
  * rho_k = cosdec(rho_0, rho_end, k) with rho_0 = --eps, rho_end = --eps-end. */
-static double cosine_decay(const zt_optimizer *opt, double from, double to, int step) {
-    return zt_schedule_value(ZT_SCHEDULE_COSINE, from, to, step, opt->total_steps);
+static double cosine_decay(const zt_optimizer *optimizer, double from, double to, int step) {
+    return zt_schedule_value(ZT_SCHEDULE_COSINE, from, to, step, optimizer->total_steps);
 }
 
-static zt_status as2p_rho(const zt_optimizer *opt, int step, double *rho) {
-    *rho = cosine_decay(opt, opt->hp.eps, opt->hp.eps_end, step);
+static zt_status as2p_rho(const zt_optimizer *optimizer, int step, double *rho) {
+    *rho = cosine_decay(optimizer, optimizer->hp.eps, optimizer->hp.eps_end, step);
     if (!finite_above(*rho, 0.0))
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "step %d: rho decays to %g; AS2P needs rho > 0 (raise --eps-end)", step,
@@ -389,18 +389,18 @@ static zt_status as2p_rho(const zt_optimizer *opt, int step, double *rho) {
 /* S2P options 1 and 3 fix the step before any evaluation (spec §6.2):
  *   Opt1: alpha_k = alpha_0 / sqrt(K d), alpha_0 the learning rate (schedule applied);
  *   Opt3: alpha_k = sqrt(2) / (B L1 sqrt(d K))   [reconstructed, §9 B12]. */
-static double s2p_fixed_alpha(const zt_optimizer *opt, int step) {
-    double kd = (double)opt->total_steps * (double)opt->n_params;
-    if (opt->hp.s2p_option == 1) return lr_at(opt, step) / sqrt(kd);
-    return sqrt(2.0) / (opt->hp.s2p_b * opt->hp.s2p_l1 * sqrt(kd));
+static double s2p_fixed_alpha(const zt_optimizer *optimizer, int step) {
+    double kd = (double)optimizer->total_steps * (double)optimizer->n_params;
+    if (optimizer->hp.s2p_option == 1) return lr_at(optimizer, step) / sqrt(kd);
+    return sqrt(2.0) / (optimizer->hp.s2p_b * optimizer->hp.s2p_l1 * sqrt(kd));
 }
 
 /* S2P options 2 and 4 derive the step from |gamma| = |f(x+rho s) - f(x-rho s)| / (2 rho):
  *   Opt2: alpha_k = |gamma| / (L d);
  *   Opt4: alpha_k = |gamma| / ((A L0 + sqrt(2) B L1 |gamma|) d). */
-static double s2p_adaptive_alpha(const zt_optimizer *opt, double abs_gamma) {
-    const zt_zo_hparams *hp = &opt->hp;
-    double d = (double)opt->n_params;
+static double s2p_adaptive_alpha(const zt_optimizer *optimizer, double abs_gamma) {
+    const zt_zo_hparams *hp = &optimizer->hp;
+    double d = (double)optimizer->n_params;
     if (hp->s2p_option == 2) return abs_gamma / (hp->s2p_l * d);
     return abs_gamma /
            ((hp->s2p_a * hp->s2p_l0 + sqrt(2.0) * hp->s2p_b * hp->s2p_l1 * abs_gamma) * d);
@@ -420,50 +420,50 @@ static void add_probe_pair(zt_step_plan *plan, uint64_t seed, double scale) {
     add_variant(plan, &(zt_direction){seed, (float)-scale});
 }
 
-static int expected_variants(const zt_optimizer *opt) {
-    if (is_central(opt->policy)) return 2 * opt->n_directions;
-    if (is_forward(opt->policy)) return opt->n_directions + 1;
-    if (opt->policy == POLICY_STP) return 3;
-    if (opt->policy == POLICY_S2P && (opt->hp.s2p_option == 2 || opt->hp.s2p_option == 4))
+static int expected_variants(const zt_optimizer *optimizer) {
+    if (is_central(optimizer->policy)) return 2 * optimizer->n_directions;
+    if (is_forward(optimizer->policy)) return optimizer->n_directions + 1;
+    if (optimizer->policy == POLICY_STP) return 3;
+    if (optimizer->policy == POLICY_S2P && (optimizer->hp.s2p_option == 2 || optimizer->hp.s2p_option == 4))
         return 4; /* +-rho s, then +-alpha s */
     return 2; /* s2p options 1 and 3, as2p */
 }
 
-zt_status zt_optimizer_plan(zt_optimizer *opt, int step, uint64_t step_seed, zt_step_plan *plan) {
+zt_status zt_optimizer_plan(zt_optimizer *optimizer, int step, uint64_t step_seed, zt_step_plan *plan) {
     memset(plan, 0, sizeof *plan);
-    plan->n_directions = opt->n_directions;
-    plan->dist = opt->dist;
-    for (int i = 0; i < opt->n_directions; i++)
+    plan->n_directions = optimizer->n_directions;
+    plan->dist = optimizer->dist;
+    for (int i = 0; i < optimizer->n_directions; i++)
         plan->seeds[i] = zt_direction_seed(step_seed, i);
     const uint64_t *seeds = plan->seeds;
 
-    if (is_central(opt->policy)) {
+    if (is_central(optimizer->policy)) {
         /* Spec §4.1: variants theta + eps z_i and theta - eps z_i, in pairs. */
         double eps;
-        ZT_TRY(eps_at(opt, step, &eps));
-        for (int i = 0; i < opt->n_directions; i++)
+        ZT_TRY(eps_at(optimizer, step, &eps));
+        for (int i = 0; i < optimizer->n_directions; i++)
             add_probe_pair(plan, seeds[i], eps);
-    } else if (is_forward(opt->policy)) {
+    } else if (is_forward(optimizer->policy)) {
         /* Spec §7.1: F(x) once, shared by the q forward differences F(x + r u_i). */
         double radius;
-        ZT_TRY(sphere_radius(opt, step, &radius));
+        ZT_TRY(sphere_radius(optimizer, step, &radius));
         add_variant(plan, NULL);
-        for (int i = 0; i < opt->n_directions; i++)
+        for (int i = 0; i < optimizer->n_directions; i++)
             add_variant(plan, &(zt_direction){seeds[i], (float)radius});
-    } else if (opt->policy == POLICY_STP) {
+    } else if (optimizer->policy == POLICY_STP) {
         /* Spec §6.1: f(x), f(x + a s), f(x - a s) on the same minibatch; a = alpha_k. */
         add_variant(plan, NULL);
-        add_probe_pair(plan, seeds[0], lr_at(opt, step));
-    } else if (opt->policy == POLICY_S2P) {
+        add_probe_pair(plan, seeds[0], lr_at(optimizer, step));
+    } else if (optimizer->policy == POLICY_S2P) {
         double probe;
-        if (opt->hp.s2p_option == 1 || opt->hp.s2p_option == 3)
-            probe = s2p_fixed_alpha(opt, step);
+        if (optimizer->hp.s2p_option == 1 || optimizer->hp.s2p_option == 3)
+            probe = s2p_fixed_alpha(optimizer, step);
         else
-            ZT_TRY(eps_at(opt, step, &probe)); /* rho = eps */
+            ZT_TRY(eps_at(optimizer, step, &probe)); /* rho = eps */
         add_probe_pair(plan, seeds[0], probe);
     } else {
         double rho;
-        ZT_TRY(as2p_rho(opt, step, &rho));
+        ZT_TRY(as2p_rho(optimizer, step, &rho));
         add_probe_pair(plan, seeds[0], rho);
     }
     return ZT_OK;
@@ -478,38 +478,38 @@ static void add_term(zt_step_update *update, uint64_t seed, double coeff) {
     update->terms[update->n_terms++] = (zt_direction){seed, c};
 }
 
-static void finish_central(const zt_optimizer *opt, const zt_step_plan *plan, double eps, double lr,
+static void finish_central(const zt_optimizer *optimizer, const zt_step_plan *plan, double eps, double lr,
                            const double *losses, zt_step_update *update) {
-    int q = opt->n_directions;
-    update->rule = opt->policy == POLICY_ZO_SGD_MMT ? ZT_UPDATE_MOMENTUM : ZT_UPDATE_SGD;
+    int q = optimizer->n_directions;
+    update->rule = optimizer->policy == POLICY_ZO_SGD_MMT ? ZT_UPDATE_MOMENTUM : ZT_UPDATE_SGD;
     update->lr = lr;
-    update->weight_decay = opt->hp.weight_decay;
-    if (opt->policy == POLICY_ZO_SGD_MMT) update->beta1 = opt->hp.momentum;
+    update->weight_decay = optimizer->hp.weight_decay;
+    if (optimizer->policy == POLICY_ZO_SGD_MMT) update->beta1 = optimizer->hp.momentum;
     for (int i = 0; i < q; i++) {
         /* MeZO's projected_grad (spec §4.1), averaged over the q directions. */
         double projected = (losses[2 * i] - losses[2 * i + 1]) / (2.0 * eps);
         if (i == 0) update->projected_grad = projected;
         /* ZO-Bench's sign-opt keeps z and signs only the scalar (spec §7.3, §9 B10, C3). */
-        double scalar = opt->policy == POLICY_ZO_SGD_SIGN ? sign_of(projected) : projected;
+        double scalar = optimizer->policy == POLICY_ZO_SGD_SIGN ? sign_of(projected) : projected;
         add_term(update, plan->seeds[i], scalar / q);
     }
 }
 
-static void finish_forward(const zt_optimizer *opt, const zt_step_plan *plan, double radius,
+static void finish_forward(const zt_optimizer *optimizer, const zt_step_plan *plan, double radius,
                            double lr, const double *losses, zt_step_update *update) {
-    int q = opt->n_directions;
+    int q = optimizer->n_directions;
     /* Spec §7.1: g = (phi(d)/r) (F(x + r u) - F(x)) u with phi(d) = d; radius r is eps or
      * eps*sqrt(d). In units of u, as the plan's variants are. */
-    double scale = (double)opt->n_params / radius;
+    double scale = (double)optimizer->n_params / radius;
     update->lr = lr;
-    update->weight_decay = opt->hp.weight_decay;
-    update->rule = opt->policy == POLICY_ZO_SIGNSGD ? ZT_UPDATE_SIGN
-                   : opt->policy == POLICY_ZO_ADAMM ? ZT_UPDATE_ADAMM
+    update->weight_decay = optimizer->hp.weight_decay;
+    update->rule = optimizer->policy == POLICY_ZO_SIGNSGD ? ZT_UPDATE_SIGN
+                   : optimizer->policy == POLICY_ZO_ADAMM ? ZT_UPDATE_ADAMM
                                                     : ZT_UPDATE_SGD;
-    if (opt->policy == POLICY_ZO_ADAMM) {
-        update->beta1 = opt->hp.beta1;
-        update->beta2 = opt->hp.beta2;
-        update->adam_eps = opt->hp.adam_eps;
+    if (optimizer->policy == POLICY_ZO_ADAMM) {
+        update->beta1 = optimizer->hp.beta1;
+        update->beta2 = optimizer->hp.beta2;
+        update->adam_eps = optimizer->hp.adam_eps;
     }
     for (int i = 0; i < q; i++) {
         double difference = losses[i + 1] - losses[0];
@@ -519,16 +519,16 @@ static void finish_forward(const zt_optimizer *opt, const zt_step_plan *plan, do
          * coefficient is sign(Delta) (sign(0) = 0: no update). With q directions the sign of the
          * averaged estimate needs the magnitudes, which the SIGN rule then discards. */
         double coeff =
-            opt->policy == POLICY_ZO_SIGNSGD && q == 1 ? sign_of(difference) : estimate / q;
+            optimizer->policy == POLICY_ZO_SIGNSGD && q == 1 ? sign_of(difference) : estimate / q;
         add_term(update, plan->seeds[i], coeff);
     }
 }
 
 /* Spec §6.1: x_{k+1} = argmin{f(x), f(x + a s), f(x - a s)}. Ties prefer staying, then +a s:
  * a tie carries no evidence that a move helps. */
-static void finish_stp(const zt_optimizer *opt, const zt_step_plan *plan, int step,
+static void finish_stp(const zt_optimizer *optimizer, const zt_step_plan *plan, int step,
                        const double *losses, zt_step_update *update) {
-    double alpha = lr_at(opt, step);
+    double alpha = lr_at(optimizer, step);
     double here = losses[0], plus = losses[1], minus = losses[2];
     update->projected_grad = alpha > 0.0 ? (plus - minus) / (2.0 * alpha) : 0.0;
     if (here <= plus && here <= minus) return;
@@ -538,47 +538,47 @@ static void finish_stp(const zt_optimizer *opt, const zt_step_plan *plan, int st
 
 /* The population standard deviation of the most recent gamma values, the current one included
  * (spec §6.4; B1 signed gamma, B3 current included, B4 ddof 0, |gamma_k| under 2 values). */
-static double as2p_sigma(const zt_optimizer *opt, int step, double gamma) {
-    uint32_t window = opt->window_capacity;
-    if (opt->hp.as2p_window_elapsed) { /* B2 alternative: 10% of the steps elapsed */
-        uint32_t elapsed = window_length(opt->hp.as2p_window_frac, (double)step + 1.0);
+static double as2p_sigma(const zt_optimizer *optimizer, int step, double gamma) {
+    uint32_t window = optimizer->window_capacity;
+    if (optimizer->hp.as2p_window_elapsed) { /* B2 alternative: 10% of the steps elapsed */
+        uint32_t elapsed = window_length(optimizer->hp.as2p_window_frac, (double)step + 1.0);
         if (elapsed < window) window = elapsed;
     }
-    uint32_t n = opt->window_fill < window ? opt->window_fill : window;
+    uint32_t n = optimizer->window_fill < window ? optimizer->window_fill : window;
     if (n < 2) return fabs(gamma);
     double mean = 0.0;
     for (uint32_t j = 0; j < n; j++)
-        mean += opt->gamma_window[(opt->window_next + opt->window_capacity - 1 - j) %
-                                  opt->window_capacity];
+        mean += optimizer->gamma_window[(optimizer->window_next + optimizer->window_capacity - 1 - j) %
+                                  optimizer->window_capacity];
     mean /= n;
     double sum_sq = 0.0;
     for (uint32_t j = 0; j < n; j++) {
-        double dev = opt->gamma_window[(opt->window_next + opt->window_capacity - 1 - j) %
-                                       opt->window_capacity] -
+        double dev = optimizer->gamma_window[(optimizer->window_next + optimizer->window_capacity - 1 - j) %
+                                       optimizer->window_capacity] -
                      mean;
         sum_sq += dev * dev;
     }
     return sqrt(sum_sq / n);
 }
 
-static zt_status finish_as2p(zt_optimizer *opt, const zt_step_plan *plan, int step,
+static zt_status finish_as2p(zt_optimizer *optimizer, const zt_step_plan *plan, int step,
                              const double *losses, zt_step_update *update) {
     double rho;
-    ZT_TRY(as2p_rho(opt, step, &rho));
+    ZT_TRY(as2p_rho(optimizer, step, &rho));
     double difference = losses[0] - losses[1]; /* f(x + rho s) - f(x - rho s) */
     double gamma = difference / (2.0 * rho);
     update->projected_grad = gamma;
 
-    opt->gamma_window[opt->window_next] = gamma;
-    opt->window_next = (opt->window_next + 1) % opt->window_capacity;
-    if (opt->window_fill < opt->window_capacity) opt->window_fill++;
-    double sigma = as2p_sigma(opt, step, gamma);
+    optimizer->gamma_window[optimizer->window_next] = gamma;
+    optimizer->window_next = (optimizer->window_next + 1) % optimizer->window_capacity;
+    if (optimizer->window_fill < optimizer->window_capacity) optimizer->window_fill++;
+    double sigma = as2p_sigma(optimizer, step, gamma);
 
     /* a_k = rho_k gamma'_k / (eta_b sigma_k), gamma' = 1 / (1/|gamma| + 1/(c_k eta_a sigma_k)),
      * in the closed form of §6.4 that needs no guard for sigma = 0 (B11). */
-    double c = cosine_decay(opt, 2.0, 1.0, step);
+    double c = cosine_decay(optimizer, 2.0, 1.0, step);
     double abs_gamma = fabs(gamma);
-    double eta_a = opt->hp.as2p_eta_a, eta_b = opt->hp.as2p_eta_b;
+    double eta_a = optimizer->hp.as2p_eta_a, eta_b = optimizer->hp.as2p_eta_b;
     double a = abs_gamma == 0.0
                    ? 0.0
                    : rho * c * eta_a * abs_gamma / (eta_b * (abs_gamma + c * eta_a * sigma));
@@ -587,22 +587,22 @@ static zt_status finish_as2p(zt_optimizer *opt, const zt_step_plan *plan, int st
     return ZT_OK;
 }
 
-static zt_status finish_s2p(const zt_optimizer *opt, const zt_step_plan *plan, int step,
+static zt_status finish_s2p(const zt_optimizer *optimizer, const zt_step_plan *plan, int step,
                             const double *losses, zt_step_update *update) {
     double difference = losses[0] - losses[1]; /* f(x + probe s) - f(x - probe s) */
     double alpha;
-    if (opt->hp.s2p_option == 1 || opt->hp.s2p_option == 3) {
+    if (optimizer->hp.s2p_option == 1 || optimizer->hp.s2p_option == 3) {
         /* The probes are +-alpha s: move to the lower one (a tie stays, as sign(0) = 0). */
-        alpha = s2p_fixed_alpha(opt, step);
+        alpha = s2p_fixed_alpha(optimizer, step);
         update->projected_grad = alpha > 0.0 ? difference / (2.0 * alpha) : 0.0;
     } else {
         /* Round one probed +-rho s and gave gamma, alpha follows from |gamma|; round two
          * probed +-alpha s (zt_optimizer_extend): move to the lower of those (spec §6.2). */
         double rho;
-        ZT_TRY(eps_at(opt, step, &rho));
+        ZT_TRY(eps_at(optimizer, step, &rho));
         double gamma = difference / (2.0 * rho);
         update->projected_grad = gamma;
-        alpha = s2p_adaptive_alpha(opt, fabs(gamma));
+        alpha = s2p_adaptive_alpha(optimizer, fabs(gamma));
         difference = losses[2] - losses[3]; /* f(x + alpha s) - f(x - alpha s) */
     }
     /* x <- x - sign(Delta) alpha s reaches argmin{f(x + alpha s), f(x - alpha s)}. */
@@ -610,14 +610,14 @@ static zt_status finish_s2p(const zt_optimizer *opt, const zt_step_plan *plan, i
     return ZT_OK;
 }
 
-int zt_optimizer_extend(zt_optimizer *opt, int step, const zt_step_plan *plan, const double *losses,
+int zt_optimizer_extend(zt_optimizer *optimizer, int step, const zt_step_plan *plan, const double *losses,
                         zt_step_plan *more) {
-    if (opt->policy != POLICY_S2P || (opt->hp.s2p_option != 2 && opt->hp.s2p_option != 4) ||
+    if (optimizer->policy != POLICY_S2P || (optimizer->hp.s2p_option != 2 && optimizer->hp.s2p_option != 4) ||
         plan->n_variants != 2)
         return 0;
     double rho;
-    if (eps_at(opt, step, &rho) != ZT_OK || !isfinite(losses[0]) || !isfinite(losses[1])) return 0;
-    double alpha = s2p_adaptive_alpha(opt, fabs(losses[0] - losses[1]) / (2.0 * rho));
+    if (eps_at(optimizer, step, &rho) != ZT_OK || !isfinite(losses[0]) || !isfinite(losses[1])) return 0;
+    double alpha = s2p_adaptive_alpha(optimizer, fabs(losses[0] - losses[1]) / (2.0 * rho));
     memset(more, 0, sizeof *more);
     more->n_directions = plan->n_directions;
     more->dist = plan->dist;
@@ -638,57 +638,57 @@ zt_status zt_optimizer_append(zt_step_plan *plan, const zt_step_plan *more) {
     return ZT_OK;
 }
 
-zt_status zt_optimizer_finish(zt_optimizer *opt, int step, const zt_step_plan *plan,
+zt_status zt_optimizer_finish(zt_optimizer *optimizer, int step, const zt_step_plan *plan,
                               const double *losses, zt_step_update *update) {
     memset(update, 0, sizeof *update);
-    int expected = expected_variants(opt);
-    if (plan->n_variants != expected || plan->n_directions != opt->n_directions)
+    int expected = expected_variants(optimizer);
+    if (plan->n_variants != expected || plan->n_directions != optimizer->n_directions)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "%s step %d: a plan of %d variants and %d directions, expected %d and %d",
-                       policy_infos[opt->policy].name, step, plan->n_variants, plan->n_directions,
-                       expected, opt->n_directions);
+                       policy_infos[optimizer->policy].name, step, plan->n_variants, plan->n_directions,
+                       expected, optimizer->n_directions);
     for (int k = 0; k < plan->n_variants; k++)
         if (!isfinite(losses[k]))
             return zt_fail(ZT_ERR_NUMERIC, "%s step %d: variant %d has a non-finite loss (%g)",
-                           policy_infos[opt->policy].name, step, k, losses[k]);
+                           policy_infos[optimizer->policy].name, step, k, losses[k]);
     update->rule = ZT_UPDATE_SGD;
     update->lr = 1.0; /* the search policies move by their coefficients */
 
-    if (is_central(opt->policy)) {
+    if (is_central(optimizer->policy)) {
         double eps;
-        ZT_TRY(eps_at(opt, step, &eps));
-        finish_central(opt, plan, eps, lr_at(opt, step), losses, update);
-    } else if (is_forward(opt->policy)) {
+        ZT_TRY(eps_at(optimizer, step, &eps));
+        finish_central(optimizer, plan, eps, lr_at(optimizer, step), losses, update);
+    } else if (is_forward(optimizer->policy)) {
         double radius;
-        ZT_TRY(sphere_radius(opt, step, &radius));
-        finish_forward(opt, plan, radius, lr_at(opt, step), losses, update);
-    } else if (opt->policy == POLICY_STP) {
-        finish_stp(opt, plan, step, losses, update);
-    } else if (opt->policy == POLICY_S2P) {
-        ZT_TRY(finish_s2p(opt, plan, step, losses, update));
+        ZT_TRY(sphere_radius(optimizer, step, &radius));
+        finish_forward(optimizer, plan, radius, lr_at(optimizer, step), losses, update);
+    } else if (optimizer->policy == POLICY_STP) {
+        finish_stp(optimizer, plan, step, losses, update);
+    } else if (optimizer->policy == POLICY_S2P) {
+        ZT_TRY(finish_s2p(optimizer, plan, step, losses, update));
     } else {
-        ZT_TRY(finish_as2p(opt, plan, step, losses, update));
+        ZT_TRY(finish_as2p(optimizer, plan, step, losses, update));
     }
     return ZT_OK;
 }
 
 /* ---- plateau ---- */
 
-void zt_optimizer_observe(zt_optimizer *opt, double metric) {
-    if (opt->hp.lr_schedule != ZT_SCHEDULE_PLATEAU && opt->hp.eps_schedule != ZT_SCHEDULE_PLATEAU)
+void zt_optimizer_observe(zt_optimizer *optimizer, double metric) {
+    if (optimizer->hp.lr_schedule != ZT_SCHEDULE_PLATEAU && optimizer->hp.eps_schedule != ZT_SCHEDULE_PLATEAU)
         return;
     /* PyTorch ReduceLROnPlateau, mode min, threshold 0, cooldown 0: a reduction follows the
      * (patience+1)-th consecutive observation without improvement; NaN never improves. Its
      * absolute min-change eps (1e-8) is left out: ZO learning rates are ~1e-7 and would stop
      * decaying after one reduction. */
-    if (metric < opt->plateau_best) {
-        opt->plateau_best = metric;
-        opt->plateau_bad = 0;
+    if (metric < optimizer->plateau_best) {
+        optimizer->plateau_best = metric;
+        optimizer->plateau_bad = 0;
         return;
     }
-    if (++opt->plateau_bad > opt->hp.plateau_patience) {
-        opt->plateau_scale *= opt->hp.plateau_factor;
-        opt->plateau_bad = 0;
+    if (++optimizer->plateau_bad > optimizer->hp.plateau_patience) {
+        optimizer->plateau_scale *= optimizer->hp.plateau_factor;
+        optimizer->plateau_bad = 0;
     }
 }
 
@@ -714,30 +714,30 @@ static void get(const unsigned char *blob, size_t *at, void *value, size_t n) {
     *at += n;
 }
 
-zt_status zt_optimizer_save_state(const zt_optimizer *opt, void **blob, size_t *n_bytes) {
-    size_t size = state_size(opt->window_capacity);
+zt_status zt_optimizer_save_state(const zt_optimizer *optimizer, void **blob, size_t *n_bytes) {
+    size_t size = state_size(optimizer->window_capacity);
     unsigned char *out = malloc(size);
     if (!out) return zt_fail(ZT_ERR_NOMEM, "allocating %zu bytes of optimizer state", size);
-    uint32_t magic = STATE_MAGIC, version = STATE_VERSION, policy = (uint32_t)opt->policy;
+    uint32_t magic = STATE_MAGIC, version = STATE_VERSION, policy = (uint32_t)optimizer->policy;
     size_t at = 0;
     put(out, &at, &magic, 4);
     put(out, &at, &version, 4);
     put(out, &at, &policy, 4);
-    put(out, &at, &opt->window_capacity, 4);
-    put(out, &at, &opt->plateau_best, 8);
-    put(out, &at, &opt->plateau_bad, 8);
-    put(out, &at, &opt->plateau_scale, 8);
-    put(out, &at, &opt->window_fill, 4);
-    put(out, &at, &opt->window_next, 4);
-    if (opt->window_capacity)
-        put(out, &at, opt->gamma_window, opt->window_capacity * sizeof(double));
+    put(out, &at, &optimizer->window_capacity, 4);
+    put(out, &at, &optimizer->plateau_best, 8);
+    put(out, &at, &optimizer->plateau_bad, 8);
+    put(out, &at, &optimizer->plateau_scale, 8);
+    put(out, &at, &optimizer->window_fill, 4);
+    put(out, &at, &optimizer->window_next, 4);
+    if (optimizer->window_capacity)
+        put(out, &at, optimizer->gamma_window, optimizer->window_capacity * sizeof(double));
     *blob = out;
     *n_bytes = size;
     return ZT_OK;
 }
 
-zt_status zt_optimizer_load_state(zt_optimizer *opt, const void *blob, size_t n_bytes) {
-    const char *name = policy_infos[opt->policy].name;
+zt_status zt_optimizer_load_state(zt_optimizer *optimizer, const void *blob, size_t n_bytes) {
+    const char *name = policy_infos[optimizer->policy].name;
     const unsigned char *in = blob;
     if (n_bytes < STATE_HEADER_BYTES)
         return zt_fail(ZT_ERR_FORMAT, "optimizer state: %zu bytes, shorter than the %d-byte header",
@@ -760,15 +760,15 @@ zt_status zt_optimizer_load_state(zt_optimizer *opt, const void *blob, size_t n_
     if (version != STATE_VERSION)
         return zt_fail(ZT_ERR_FORMAT, "optimizer state: version %u, this build reads version %u",
                        version, STATE_VERSION);
-    if (policy != (uint32_t)opt->policy)
+    if (policy != (uint32_t)optimizer->policy)
         return zt_fail(ZT_ERR_INVALID_ARG, "optimizer state: written by %s, loading into %s",
                        policy < POLICY_COUNT ? policy_infos[policy].name : "an unknown optimizer",
                        name);
-    if (capacity != opt->window_capacity)
+    if (capacity != optimizer->window_capacity)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "optimizer state: a gamma window of %u values, this %s run has %u "
                        "(--steps or --as2p-window differ)",
-                       capacity, name, opt->window_capacity);
+                       capacity, name, optimizer->window_capacity);
     if (n_bytes != state_size(capacity))
         return zt_fail(ZT_ERR_FORMAT, "optimizer state: %zu bytes, expected %zu", n_bytes,
                        state_size(capacity));
@@ -778,11 +778,11 @@ zt_status zt_optimizer_load_state(zt_optimizer *opt, const void *blob, size_t n_
                        "optimizer state: inconsistent (window %u of %u at %u, plateau count "
                        "%lld, scale %g)",
                        fill, capacity, next, (long long)bad, scale);
-    opt->plateau_best = best;
-    opt->plateau_bad = bad;
-    opt->plateau_scale = scale;
-    opt->window_fill = fill;
-    opt->window_next = next;
-    if (capacity) get(in, &at, opt->gamma_window, capacity * sizeof(double));
+    optimizer->plateau_best = best;
+    optimizer->plateau_bad = bad;
+    optimizer->plateau_scale = scale;
+    optimizer->window_fill = fill;
+    optimizer->window_next = next;
+    if (capacity) get(in, &at, optimizer->gamma_window, capacity * sizeof(double));
     return ZT_OK;
 }

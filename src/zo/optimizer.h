@@ -81,33 +81,33 @@ const zt_optimizer_info *zt_optimizer_find(const char *name);
 /* total_steps fixes the schedules; n_params is d (for S2P and the sphere). */
 zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int total_steps,
                               uint64_t n_params, zt_optimizer **out);
-void zt_optimizer_free(zt_optimizer *opt);
-const zt_optimizer_info *zt_optimizer_get_info(const zt_optimizer *opt);
+void zt_optimizer_free(zt_optimizer *optimizer);
+const zt_optimizer_info *zt_optimizer_get_info(const zt_optimizer *optimizer);
 
 /* Step k: the variants to evaluate. step_seed gives the step's directions (seed_i derived
  * from it). */
-zt_status zt_optimizer_plan(zt_optimizer *opt, int step, uint64_t step_seed, zt_step_plan *plan);
+zt_status zt_optimizer_plan(zt_optimizer *optimizer, int step, uint64_t step_seed, zt_step_plan *plan);
 
 /* A second round of the same step (S2P options 2 and 4 choose their probes +-alpha s from the
  * first round's |gamma|): returns 1 and fills `more` when the losses of `plan` call for further
  * variants on the same data, 0 otherwise. zt_optimizer_append then joins the two plans, and
  * finish receives the losses of both rounds in that order. */
-int zt_optimizer_extend(zt_optimizer *opt, int step, const zt_step_plan *plan, const double *losses,
+int zt_optimizer_extend(zt_optimizer *optimizer, int step, const zt_step_plan *plan, const double *losses,
                         zt_step_plan *more);
 /* plan += more's variants (same directions). */
 zt_status zt_optimizer_append(zt_step_plan *plan, const zt_step_plan *more);
 
 /* Step k, after evaluation: losses[k] of each planned variant -> the update. */
-zt_status zt_optimizer_finish(zt_optimizer *opt, int step, const zt_step_plan *plan,
+zt_status zt_optimizer_finish(zt_optimizer *optimizer, int step, const zt_step_plan *plan,
                               const double *losses, zt_step_update *update);
 
 /* Plateau schedules observe a metric (e.g. dev loss); others ignore it. */
-void zt_optimizer_observe(zt_optimizer *opt, double metric);
+void zt_optimizer_observe(zt_optimizer *optimizer, double metric);
 
 /* The policy's scalar state (AS2P's gamma window, plateau counters), for snapshots: a
  * byte-exact blob. */
-zt_status zt_optimizer_save_state(const zt_optimizer *opt, void **blob, size_t *n_bytes);
-zt_status zt_optimizer_load_state(zt_optimizer *opt, const void *blob, size_t n_bytes);
+zt_status zt_optimizer_save_state(const zt_optimizer *optimizer, void **blob, size_t *n_bytes);
+zt_status zt_optimizer_load_state(zt_optimizer *optimizer, const void *blob, size_t n_bytes);
 
 /* Direction seed i of a step: a pure function, shared by every rank and by replay. */
 uint64_t zt_direction_seed(uint64_t step_seed, int direction);

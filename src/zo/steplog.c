@@ -156,14 +156,14 @@ static zt_status parse_record(const cJSON *o, const char *path, int line, zt_ste
 static zt_status parse_header(const cJSON *o, const char *path, zt_steplog_header *h) {
     memset(h, 0, sizeof *h);
     const cJSON *magic = cJSON_GetObjectItemCaseSensitive(o, "zotune_steplog");
-    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
+    const cJSON *optimizer_item = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
     const cJSON *trainable = cJSON_GetObjectItemCaseSensitive(o, "trainable");
     const cJSON *copies = cJSON_GetObjectItemCaseSensitive(o, "state_copies");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
-    if (!cJSON_IsNumber(magic) || magic->valueint != 1 || !cJSON_IsString(opt) ||
+    if (!cJSON_IsNumber(magic) || magic->valueint != 1 || !cJSON_IsString(optimizer_item) ||
         !cJSON_IsString(trainable) || !cJSON_IsNumber(copies))
         return zt_fail(ZT_ERR_FORMAT, "%s:1: not a zotune step log header (version 1)", path);
-    snprintf(h->optimizer, sizeof h->optimizer, "%s", opt->valuestring);
+    snprintf(h->optimizer, sizeof h->optimizer, "%s", optimizer_item->valuestring);
     snprintf(h->trainable, sizeof h->trainable, "%s", trainable->valuestring);
     if (cJSON_IsString(model)) snprintf(h->model, sizeof h->model, "%s", model->valuestring);
     const cJSON *compute = cJSON_GetObjectItemCaseSensitive(o, "compute");

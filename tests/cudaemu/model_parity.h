@@ -21,8 +21,9 @@
 
 #include "backend.h"
 #include "fixture.h"
-#include "loss.h"
-#include "opt.h"
+#include "data/targets.h"
+#include "train/task_loss.h"
+#include "opt/opt.h"
 #include "parity_common.h"
 
 #define NMSE_BOUND 1e-10
@@ -42,22 +43,22 @@ typedef struct forward_out {
 } forward_out;
 
 static forward_out run(zt_backend *be, const char *dir, zt_gemm_precision gemm, const zt_batch *b,
-                       const zt_opt_variants *v) {
+                       const zt_variants *v) {
     forward_out out = {NULL, NULL, 0};
     ZT_REQUIRE_OK(zt_backend_set_gemm_precision(be, gemm));
     zt_model *m = NULL;
     ZT_REQUIRE_OK(zt_model_load(dir, be, &m));
-    zt_opt_workspace_shape shape = {b->batch, b->seq_len, v->n_variants, 1, 0};
-    zt_opt_memory_plan plan;
-    zt_opt_plan_memory(m, &shape, &plan);
+    zt_workspace_shape shape = {b->batch, b->seq_len, v->n_variants, 1, 0};
+    zt_memory_plan plan;
+    zt_model_plan_memory(m, &shape, &plan);
     out.staging_bytes = plan.staging_bytes;
-    zt_opt_workspace *ws = NULL;
-    ZT_REQUIRE_OK(zt_opt_workspace_create(m, &shape, &ws));
+    zt_workspace *ws = NULL;
+    ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
     size_t k_r = (size_t)v->n_variants * b->n_targets;
     out.logprobs = malloc(k_r * sizeof(float));
-    out.logits = malloc(k_r * m->cfg.vocab_size * sizeof(float));
-    ZT_CHECK_OK(zt_opt_forward_multi(m, ws, b, v, out.logprobs, out.logits));
-    zt_opt_workspace_free(ws);
+    out.logits = malloc(k_r * m->dims.vocab_size * sizeof(float));
+    ZT_CHECK_OK(zt_model_forward(m, ws, b, v, out.logprobs, out.logits));
+    zt_workspace_free(ws);
     zt_model_free(m);
     return out;
 }
@@ -76,7 +77,7 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
 
     zt_model *probe = NULL;
     ZT_REQUIRE_OK(zt_model_load(dir, cpu, &probe));
-    const int vocab = probe->cfg.vocab_size;
+    const int vocab = probe->dims.vocab_size;
     const zt_dtype dtype = probe->tensors[probe->embed_tokens].dtype;
     zt_model_free(probe);
     zt_targets targets;
@@ -87,7 +88,7 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
     const zt_perturbation p[3] = {{NULL, 0, ZT_DIST_GAUSSIAN, 1.0f},
                                   {&plus, 1, ZT_DIST_GAUSSIAN, 1.0f},
                                   {&minus, 1, ZT_DIST_GAUSSIAN, 1.0f}};
-    const zt_opt_variants v = {3, p, NULL};
+    const zt_variants v = {3, p, NULL};
     const size_t k_r = (size_t)3 * targets.n;
 
     forward_out cpu_f32 = run(cpu, dir, ZT_GEMM_F32, &b, &v);

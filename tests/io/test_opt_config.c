@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/opt_config.h"
+#include "opt/opt_config.h"
 #include "zt_test.h"
 
 static char temp_dir[64];

@@ -8,7 +8,7 @@
 
 #include "backend.h"
 #include "fixture.h"
-#include "opt.h"
+#include "opt/opt.h"
 #include "zt_test.h"
 
 static char tmp_dir[256];

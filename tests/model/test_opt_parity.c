@@ -13,8 +13,9 @@
 
 #include "backend.h"
 #include "fixture.h"
-#include "loss.h"
-#include "opt.h"
+#include "data/targets.h"
+#include "train/task_loss.h"
+#include "opt/opt.h"
 #include "zt_test.h"
 
 static double worst_logit_error, worst_loss_rel_error;
@@ -43,21 +44,21 @@ static void check_lm_batch(zt_model *m, const zt_safetensors *ref, const char *f
     float *ref_loss = fixture_array(ref, key, "F32", NULL, NULL);
 
     zt_targets targets;
-    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->cfg.vocab_size, &targets));
+    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->dims.vocab_size, &targets));
     ZT_CHECK(targets.n == (int)n_ref_targets, "%s %s: %d targets, HF has %zu", fixture, prefix,
              targets.n, n_ref_targets);
     for (int r = 0; r < targets.n && r < (int)n_ref_targets; r++)
         ZT_CHECK(targets.rows[r] == ref_rows[r], "%s %s: target %d row %d, HF %d", fixture, prefix, r,
                  targets.rows[r], ref_rows[r]);
 
-    int vocab = m->cfg.vocab_size;
+    int vocab = m->dims.vocab_size;
     float *logprobs = malloc((size_t)targets.n * sizeof *logprobs);
     float *logits = malloc((size_t)targets.n * vocab * sizeof *logits);
-    zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape ws_shape = {batch, seq_len, 1, 0, 0};
-    ZT_REQUIRE_OK(zt_opt_workspace_create(m, &ws_shape, &ws));
+    zt_workspace *ws = NULL;
+    zt_workspace_shape ws_shape = {batch, seq_len, 1, 0, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {batch, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
-    ZT_REQUIRE_OK(zt_opt_forward_logprobs(m, ws, &b, logprobs, logits));
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &b, NULL, logprobs, logits));
 
     double max_err = 0.0;
     size_t bad = 0;
@@ -98,7 +99,7 @@ static void check_lm_batch(zt_model *m, const zt_safetensors *ref, const char *f
         free(native);
     }
 
-    zt_opt_workspace_free(ws);
+    zt_workspace_free(ws);
     zt_targets_free(&targets);
     free(logprobs);
     free(logits);
@@ -128,11 +129,11 @@ static void check_classification(zt_model *m, const zt_safetensors *ref, const c
     zt_targets targets;
     ZT_REQUIRE_OK(zt_targets_for_options(n_seq, seq_len, ids, mask, option_len, &targets));
     float *logprobs = malloc((size_t)targets.n * sizeof *logprobs);
-    zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape ws_shape = {n_seq, seq_len, 1, 0, 0};
-    ZT_REQUIRE_OK(zt_opt_workspace_create(m, &ws_shape, &ws));
+    zt_workspace *ws = NULL;
+    zt_workspace_shape ws_shape = {n_seq, seq_len, 1, 0, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {n_seq, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
-    ZT_REQUIRE_OK(zt_opt_forward_logprobs(m, ws, &b, logprobs, NULL));
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &b, NULL, logprobs, NULL));
 
     double scores[64], per_example[64], loss = 0.0;
     zt_candidate_scores(logprobs, &targets, n_seq, scores);
@@ -148,7 +149,7 @@ static void check_classification(zt_model *m, const zt_safetensors *ref, const c
     if (rel > worst_loss_rel_error) worst_loss_rel_error = rel;
     printf("  %-14s cls  loss %.9g (HF %.9g)\n", fixture, loss, ref_loss[0]);
 
-    zt_opt_workspace_free(ws);
+    zt_workspace_free(ws);
     zt_targets_free(&targets);
     free(logprobs);
     free(ids);
@@ -176,8 +177,8 @@ static void check_fixture(zt_backend *be, const char *fixture) {
         size_t want = strtoull(hf_count, NULL, 10);
         ZT_CHECK(zt_model_parameter_count(m) == want, "%s: %zu parameters, HF counts %zu", fixture,
                  zt_model_parameter_count(m), want);
-        ZT_CHECK(zt_opt_parameter_count(&m->cfg) == want, "%s: formula gives %zu, HF %zu", fixture,
-                 zt_opt_parameter_count(&m->cfg), want);
+        ZT_CHECK(zt_opt_parameter_count(zt_opt_config_of(m)) == want, "%s: formula gives %zu, HF %zu", fixture,
+                 zt_opt_parameter_count(zt_opt_config_of(m)), want);
     }
     check_lm_batch(m, ref, fixture, "lm");
     check_lm_batch(m, ref, fixture, "lmr");

@@ -12,8 +12,9 @@
 #include <math.h>
 
 #include "common/perturb_rng.h"
-#include "loss.h"
-#include "opt.h"
+#include "data/targets.h"
+#include "train/task_loss.h"
+#include "opt/opt.h"
 #include "train_util.h"
 #include "zt_test.h"
 
@@ -40,7 +41,7 @@ static double directional_derivative(const zt_model *m, const zt_safetensors *gr
 /* Runs the central difference along 5 seeds at eps 1e-2 .. 3e-4 on the `subset` of tensors
  * (NULL = all), prints it, and returns the worst relative error at eps = 1e-3. With `strict`,
  * asserts the O(eps^2) shrinkage down to the f32 noise floor. */
-static double check_directions(zt_model *m, zt_opt_workspace *ws, const zt_batch *b,
+static double check_directions(zt_model *m, zt_workspace *ws, const zt_batch *b,
                                const zt_targets *t, const zt_safetensors *grads,
                                const uint8_t *subset, int strict, float *logprobs,
                                double *noise_floor_out) {
@@ -55,8 +56,8 @@ static double check_directions(zt_model *m, zt_opt_workspace *ws, const zt_batch
             zt_direction plus = {seeds[si], (float)eps}, minus = {seeds[si], (float)-eps};
             zt_perturbation p[2] = {{&plus, 1, ZT_DIST_GAUSSIAN, 1.0f},
                                     {&minus, 1, ZT_DIST_GAUSSIAN, 1.0f}};
-            zt_opt_variants v = {2, p, subset};
-            ZT_REQUIRE_OK(zt_opt_forward_multi(m, ws, b, &v, logprobs, NULL));
+            zt_variants v = {2, p, subset};
+            ZT_REQUIRE_OK(zt_model_forward(m, ws, b, &v, logprobs, NULL));
             double loss_plus, loss_minus;
             zt_lm_loss(logprobs, t, b->batch, NULL, NULL, &loss_plus);
             zt_lm_loss(logprobs + t->n, t, b->batch, NULL, NULL, &loss_minus);
@@ -103,10 +104,10 @@ int main(void) {
     int32_t *labels = fixture_array(ref, "lm_labels", "I32", NULL, NULL);
     int batch = (int)shape[0], seq_len = (int)shape[1];
     zt_targets t;
-    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->cfg.vocab_size, &t));
-    zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape ws_shape = {batch, seq_len, 2, 1, 0};
-    ZT_REQUIRE_OK(zt_opt_workspace_create(m, &ws_shape, &ws));
+    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->dims.vocab_size, &t));
+    zt_workspace *ws = NULL;
+    zt_workspace_shape ws_shape = {batch, seq_len, 2, 1, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {batch, seq_len, ids, mask, t.n, t.rows, t.ids};
     float *logprobs = malloc(2 * (size_t)t.n * sizeof *logprobs);
 
@@ -133,15 +134,15 @@ int main(void) {
     const uint64_t seed = 3;
     zt_direction plus = {seed, eps};
     zt_perturbation p = {&plus, 1, ZT_DIST_GAUSSIAN, 1.0f};
-    zt_opt_variants v = {1, &p, NULL};
+    zt_variants v = {1, &p, NULL};
     float *staged = malloc((size_t)t.n * sizeof *staged);
-    ZT_REQUIRE_OK(zt_opt_forward_multi(m, ws, &b, &v, staged, NULL));
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &b, &v, staged, NULL));
     for (int id = 0; id < m->n_tensors; id++) {
         float *w = (float *)((char *)m->weights + m->tensors[id].offset);
         for (size_t j = 0; j < m->tensors[id].n_elems; j++)
             w[j] = w[j] + eps * zt_z_gauss(seed, (uint32_t)id, j);
     }
-    ZT_REQUIRE_OK(zt_opt_forward_multi(m, ws, &b, NULL, logprobs, NULL));
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &b, NULL, logprobs, NULL));
     size_t differ = 0;
     for (int r = 0; r < t.n; r++) differ += memcmp(&staged[r], &logprobs[r], sizeof(float)) != 0;
     ZT_CHECK(differ == 0, "%zu of %d log-probabilities differ between shadow staging and "
@@ -154,7 +155,7 @@ int main(void) {
     free(mask);
     free(labels);
     zt_targets_free(&t);
-    zt_opt_workspace_free(ws);
+    zt_workspace_free(ws);
     zt_st_close(ref);
     zt_st_close(grads);
     zt_model_free(m);

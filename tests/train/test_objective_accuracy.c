@@ -3,7 +3,8 @@
  * on the step's batch, recomputed here from the candidates' scores of each variant. */
 #include "common/perturb_rng.h"
 #include "data/dataset.h"
-#include "loss.h"
+#include "data/targets.h"
+#include "train/task_loss.h"
 #include "train_util.h"
 #include "zo/engine.h"
 #include "zo/steplog.h"
@@ -38,14 +39,14 @@ static double accuracy_of(zt_model *m, const zt_dataset *ds, const zt_perturbati
     for (int i = 0; i < N_EXAMPLES; i++) indices[i] = i;
     zt_task_batch b;
     ZT_REQUIRE_OK(zt_task_batch_build(ds, indices, N_EXAMPLES, 1, 0, &b));
-    zt_opt_workspace *ws = NULL;
-    zt_opt_workspace_shape shape = {b.n_sequences, b.seq_len, 1, 1, 0};
-    ZT_REQUIRE_OK(zt_opt_workspace_create(m, &shape, &ws));
+    zt_workspace *ws = NULL;
+    zt_workspace_shape shape = {b.n_sequences, b.seq_len, 1, 1, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
     float *lp = malloc((size_t)b.n_targets * sizeof *lp);
-    zt_opt_variants v = {1, p, NULL};
+    zt_variants v = {1, p, NULL};
     zt_batch mb = {b.n_sequences, b.seq_len, b.input_ids, b.attention_mask, b.n_targets,
                    b.target_rows, b.target_ids};
-    ZT_REQUIRE_OK(zt_opt_forward_multi(m, ws, &mb, &v, lp, NULL));
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &mb, &v, lp, NULL));
     /* mean option log-probability per sequence, then argmax (first on ties) per example */
     double score[64] = {0};
     int count[64] = {0};
@@ -63,7 +64,7 @@ static double accuracy_of(zt_model *m, const zt_dataset *ds, const zt_perturbati
         correct += b.candidate_of_sequence[best] == ds->examples[e].label;
     }
     free(lp);
-    zt_opt_workspace_free(ws);
+    zt_workspace_free(ws);
     zt_task_batch_free(&b);
     return (double)correct / N_EXAMPLES;
 }
@@ -95,7 +96,7 @@ int main(void) {
     ZT_REQUIRE_OK(zt_backend_create("cpu", 0, &be));
     ZT_REQUIRE_OK(zt_model_load(model_dir, be, &m));
     zt_dataset ds;
-    ZT_REQUIRE_OK(zt_dataset_load(task, NULL, m->cfg.vocab_size, m->cfg.max_position_embeddings, &ds));
+    ZT_REQUIRE_OK(zt_dataset_load(task, NULL, m->dims.vocab_size, m->dims.max_positions, &ds));
     /* step 0 starts from the base weights: recompute both variants' accuracy */
     uint64_t direction = zt_direction_seed(zt_step_seed(o.seed, 0), 0);
     zt_direction plus = {direction, (float)o.hp.eps}, minus = {direction, (float)-o.hp.eps};

@@ -1,4 +1,4 @@
-#include "io/opt_config.h"
+#include "opt/opt_config.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -11,12 +11,20 @@
 #include <cjson/cJSON.h>
 
 #include "core/status.h"
-#include "io/safetensors.h"
+#include "io/safetensors.h" /* zt_write_file_atomic */
 
 /* A config.json is a few hundred bytes; anything near this is not a config. */
 static const long cfg_max_file_bytes = 16L << 20;
 
-static const char *const cfg_torch_dtypes[] = {"float16", "float32", "bfloat16"};
+/* torch's names of the storage dtypes, indexed by zt_dtype. */
+static const char *const cfg_torch_dtypes[] = {
+    [ZT_F32] = "float32", [ZT_F16] = "float16", [ZT_BF16] = "bfloat16"};
+
+const char *zt_opt_torch_dtype_name(zt_dtype dtype) {
+    return (unsigned)dtype < sizeof cfg_torch_dtypes / sizeof cfg_torch_dtypes[0]
+               ? cfg_torch_dtypes[dtype]
+               : "";
+}
 
 static const char *cfg_json_type_name(const cJSON *item) {
     if (cJSON_IsNull(item)) return "null";

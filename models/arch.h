@@ -1,0 +1,104 @@
+/* The seam between the model-generic code and a decoder family (docs/design.md §8).
+ *
+ * Generic (the .c files of models/): loading and saving tensors, the workspace and its memory plan,
+ * the K-variant sweep (staged and perturbed weight views, perturbed embedding gathers, the tied LM
+ * head over the target rows). A family (models/opt/ for OPT) fills a zt_arch: how to read its
+ * config.json, its tensor table, and its layer code written against the sweep helpers below.
+ * Internal to models/. */
+#ifndef ZT_MODELS_ARCH_H
+#define ZT_MODELS_ARCH_H
+
+#include <stdio.h>
+
+#include "model.h"
+
+struct cJSON;
+
+/* Family buffers the workspace holds beside the generic ones, per list. */
+enum { ZT_ARCH_MAX_BUFFERS = 8 };
+
+/* One variant's pass through the model: what a family's layer code reads and writes. */
+typedef struct zt_sweep {
+    zt_model *model;
+    zt_workspace *ws;
+    const zt_batch *batch;
+    const zt_variants *variants; /* NULL: the weights as stored */
+    int variant;
+} zt_sweep;
+
+/* Where a perturbed tensor is staged: a linear stages its weight (main) with its bias (aux), a
+ * norm its gain (main) with its shift (aux). */
+typedef enum zt_stage_slot { ZT_STAGE_MAIN = 0, ZT_STAGE_AUX = 1 } zt_stage_slot;
+
+struct zt_arch {
+    const char *model_type;           /* config.json's "model_type" */
+    const char *display_name;         /* in messages: "OPT" */
+    const char *short_prefix;         /* --trainable patterns may leave it out: "model.decoder." */
+    const char *optional_prefix;      /* checkpoints may store names without it: "model." */
+    const char *tied_head_name;       /* accepted only as a copy of the token table */
+    const char *const *ignored_names; /* stored keys that are no parameter; NULL-terminated */
+    /* Position p (0-based among a sequence's real tokens) reads row p + offset of the position
+     * table; padding reads row offset - 1. Families without a position table ignore it. */
+    int position_row_offset;
+
+    /* config.json -> the family's config (malloc'd, released with free). Errors name the key. */
+    zt_status (*read_config)(const char *path, void **config);
+    /* From a config validated as read_config would: m->family, m->dims, m->embed_tokens and
+     * m->tensors (names, shapes, no_decay; dtypes and offsets are the caller's). */
+    zt_status (*build)(zt_model *m, const void *config);
+    void (*release)(zt_model *m);
+    zt_status (*write_config)(const zt_model *m, const char *path);
+    /* What `zotune info` shows of the architecture, as text lines and as JSON keys. */
+    void (*describe)(const zt_model *m, FILE *out);
+    void (*describe_json)(const zt_model *m, struct cJSON *root);
+
+    /* Bytes of each family buffer for n_tokens rows (0: not needed): layer_bytes live during
+     * the layers, head_bytes during the head. */
+    void (*plan_buffers)(const zt_model *m, size_t n_tokens, size_t *layer_bytes,
+                         size_t *head_bytes);
+    /* The largest backend scratch any op of embed, layer or head_input asks at this shape. */
+    size_t (*scratch_bytes)(const zt_model *m, const zt_workspace_shape *shape);
+    /* Token ids (and positions) into the variant's residual stream. */
+    zt_status (*embed)(const zt_sweep *sw);
+    /* One decoder layer on the variant's residual stream, in place. */
+    zt_status (*layer)(const zt_sweep *sw, int layer);
+    /* n_rows gathered rows of the final residual stream -> the tied head's input (final norm,
+     * projection); *head_in may be `rows` itself. */
+    zt_status (*head_input)(const zt_sweep *sw, float *rows, int n_rows, const float **head_in);
+};
+
+/* The families zotune knows, chosen by config.json's model_type (models/families.c). */
+const zt_arch *zt_arch_for_config(const char *config_path);
+
+/* ---- helpers for a family's layer code (models/sweep.c, models/workspace.c) ---- */
+
+float *zt_sweep_stream(const zt_sweep *sw);              /* (N,hidden) this variant's stream */
+float *zt_sweep_layer_buffer(const zt_sweep *sw, int i); /* the i-th of plan_buffers' layer list */
+float *zt_sweep_head_buffer(const zt_sweep *sw, int i);  /* the i-th of its head list */
+const int32_t *zt_sweep_token_ids(const zt_sweep *sw);   /* (N) backend memory */
+const int32_t *zt_sweep_position_rows(const zt_sweep *sw); /* (N) backend memory */
+const int32_t *zt_sweep_key_mask(const zt_sweep *sw);      /* (B,T) backend memory */
+
+/* Tensor `id` as the current variant sees it: the master weight, or a perturbed copy staged into
+ * the slot's shadow buffer. id -1 gives an absent weight. */
+zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_weight *out);
+/* The perturbation a gather applies to table `id` for the current variant, or NULL when the
+ * variant reads it as stored: only the rows the batch reads are perturbed. */
+const zt_gather_perturbation *zt_sweep_gather(const zt_sweep *sw, int id,
+                                              zt_gather_perturbation *storage);
+
+zt_status zt_sweep_linear(const zt_sweep *sw, float *out, /* (N,OC) */
+                          const float *in,                /* (N,IC) */
+                          int weight, int bias, int n_rows, int in_features, int out_features,
+                          int relu);
+zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, /* (N,C) */
+                              const float *in,                /* (N,C) */
+                              int gamma, int beta, int n_rows, int n_cols, float eps);
+
+/* Scratch planning: one linear call over n_rows, the larger of its weights as stored and as
+ * staged; and any other query, asked of the model's backend (0 when it keeps no scratch). */
+size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
+                              int out_features);
+size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query);
+
+#endif

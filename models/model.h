@@ -1,0 +1,152 @@
+/* A decoder-only language model as zotune runs it, whatever its family: the tensor table, the
+ * weights in one backend allocation, and the K-variant forward (docs/design.md §2.3). What is
+ * particular to a family (config.json, tensor names, layer code) sits behind the table in
+ * models/arch.h; models/opt/ is the OPT family. The model knows nothing of the CPU or CUDA: it
+ * only calls the backend's op table. */
+#ifndef ZT_MODELS_MODEL_H
+#define ZT_MODELS_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+
+enum { ZT_TENSOR_NAME_MAX = 96 };
+
+/* One entry of the tensor table. Entries are in HF's named_parameters() order (docs/spec.md
+ * §1.4); the index in that order is the tensor id that addresses perturbations. */
+typedef struct zt_tensor_info {
+    char name[ZT_TENSOR_NAME_MAX]; /* canonical name, e.g. "model.decoder...." */
+    zt_dtype dtype;
+    int n_dims;
+    int64_t shape[2];
+    size_t n_elems;
+    size_t offset; /* bytes from the start of the model's single weight allocation */
+    int no_decay;  /* biases and layer norms: excluded from weight decay (MeZO's rule) */
+} zt_tensor_info;
+
+/* The sizes every family shares, filled from its config.json. */
+typedef struct zt_model_dims {
+    int vocab_size;      /* rows of the token table, which is also the tied LM head */
+    int hidden_size;     /* width of the residual stream */
+    int head_input_size; /* width of the rows the tied head reads (OPT: word_embed_proj_dim) */
+    int n_layers;
+    int max_positions; /* real tokens a sequence may hold */
+    int bos_token_id, eos_token_id, pad_token_id;
+    float init_std; /* standard deviation of freshly initialised matrices */
+} zt_model_dims;
+
+typedef struct zt_arch zt_arch;
+
+typedef struct zt_model {
+    const zt_arch *arch;
+    void *family; /* the family's parsed config and tensor ids (models/arch.h, release) */
+    zt_model_dims dims;
+    zt_backend *be;
+    void *weights; /* one backend allocation holding every tensor */
+    size_t weights_bytes;
+    zt_tensor_info *tensors;
+    int n_tensors;
+    int embed_tokens; /* the token table, read again as the tied LM head */
+} zt_model;
+
+/* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family
+ * chosen by config.json's model_type. Accepts the family's name variants and a stored head only
+ * as a byte-identical copy of the token table (tied). Errors name the directory and tensor. */
+zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out);
+void zt_model_free(zt_model *model);
+
+/* Number of parameters, the tied head counted once (equals HF's model.num_parameters()). */
+size_t zt_model_parameter_count(const zt_model *model);
+
+/* Marks the tensors matched by comma-separated fnmatch patterns (on the canonical name or the
+ * name after the family's short-name prefix, e.g. "model.decoder."; "!pattern" excludes; a list
+ * starting with "!" means "all but"); NULL or "" selects every tensor. selected is (n_tensors).
+ * A pattern matching nothing is an error naming it. */
+zt_status zt_model_select(const zt_model *model, const char *patterns, uint8_t *selected,
+                          int *count);
+
+/* What `zotune info` shows of the architecture: text lines, or keys added to a JSON object. */
+struct cJSON;
+void zt_model_describe(const zt_model *model, FILE *out);
+void zt_model_describe_json(const zt_model *model, struct cJSON *root);
+
+/* Writes config.json + model.safetensors (canonical HF names, stored dtype) into dir, each
+ * file atomically. transformers loads the result. */
+zt_status zt_model_save(const zt_model *model, const char *dir);
+
+/* A model with the family's initialisation instead of a checkpoint, built in memory for
+ * benchmarks and tests: matrices ~ N(0, init_std^2) (the padding row of the token table zero),
+ * 1-D ".weight" tensors (norm gains) 1, other 1-D tensors 0, every tensor stored in `dtype`. The
+ * normals are the project's Philox z with `seed` as the step seed: a pure function of (seed,
+ * tensor id, index), the same on every machine. config is the family's parsed config (OPT:
+ * zt_opt_config), validated as config.json would be. */
+zt_status zt_model_create_random(const zt_arch *arch, const void *config, zt_dtype dtype,
+                                 uint64_t seed, zt_backend *be, zt_model **out);
+
+/* The weight as stored (data NULL for id -1: an absent tensor). */
+zt_weight zt_model_weight(const zt_model *model, int id);
+
+/* ---- the K-variant forward (models/workspace.c, models/sweep.c) ---- */
+
+/* A batch of padded sequences and the rows whose next-token log-probability is wanted.
+ * A target (row r = b*T + t, token y) asks for log p(y | tokens of sequence b up to t). */
+typedef struct zt_batch {
+    int batch, seq_len;
+    const int32_t *input_ids;      /* (B,T) host */
+    const int32_t *attention_mask; /* (B,T) host, 1 = token, 0 = pad */
+    int n_targets;
+    const int32_t *target_rows; /* (R) host, b*T+t */
+    const int32_t *target_ids;  /* (R) host */
+} zt_batch;
+
+/* Activation buffers for batches up to max_batch x max_seq_len and up to max_variants
+ * variants per sweep, plus (when staging) the shadow buffers perturbed weights are staged into.
+ * Reused across forwards. */
+typedef struct zt_workspace zt_workspace;
+
+typedef struct zt_workspace_shape {
+    int max_batch, max_seq_len;
+    int max_variants; /* K: residual streams kept side by side */
+    int staging;      /* 1: shadow buffers for perturbed weights */
+    int sphere;       /* 1: norm passes over the largest tensor (uniform-on-sphere directions) */
+} zt_workspace_shape;
+
+/* Memory a model needs at a shape, by category: weights, activations, staging buffers, and the
+ * backend's own scratch (the maximum over the op calls the forward makes). */
+typedef struct zt_memory_plan {
+    size_t weights_bytes;
+    size_t activation_bytes;
+    size_t staging_bytes;
+    size_t backend_scratch_bytes;
+    size_t total_bytes;
+} zt_memory_plan;
+
+/* Rows of the tied LM head evaluated at once: bounds the logits scratch to this many x V. */
+enum { ZT_LM_HEAD_CHUNK_ROWS = 64 };
+
+/* The plan of a loaded model on its backend at a shape. */
+void zt_model_plan_memory(const zt_model *model, const zt_workspace_shape *shape,
+                          zt_memory_plan *plan);
+
+zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape, zt_workspace **out);
+void zt_workspace_free(zt_workspace *ws);
+
+/* K variants of the weights for one sweep: variant k reads tensor T as
+ * theta_T + perturbation[k](T) when perturbed[T] (all tensors when perturbed is NULL) and the
+ * perturbation has terms, else theta_T itself. The master weights are never written. */
+typedef struct zt_variants {
+    int n_variants;
+    const zt_perturbation *perturbation; /* (K) */
+    const uint8_t *perturbed;            /* (n_tensors) or NULL */
+} zt_variants;
+
+/* Evaluates every variant on the batch in one sweep over the layers: each layer's weights are
+ * staged once per variant and its K residual streams advance together. logprobs (host, (K,R))
+ * receives log p(target) per variant; logits, if not NULL, the target rows' logits (host,
+ * (K,R,V)). variants may be NULL: one unperturbed variant. */
+zt_status zt_model_forward(zt_model *model, zt_workspace *ws, const zt_batch *batch,
+                           const zt_variants *variants, float *logprobs, float *logits);
+
+#endif

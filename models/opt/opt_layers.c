@@ -1,0 +1,146 @@
+/* OPT's layer code (docs/spec.md §1.3) on the generic sweep (models/sweep.c): the token and
+ * position embeddings, a decoder layer (pre- or post-LN), and the final norm and projection in
+ * front of the tied head. Every weight is read through zt_sweep_weight / zt_sweep_gather, so
+ * the same code runs the plain forward and each perturbed variant. */
+#include <math.h>
+
+#include "core/status.h"
+#include "opt/opt_internal.h"
+
+/* The workspace's family buffers, in the order plan_buffers lists them. */
+enum layer_buffer { BUF_H, BUF_Q, BUF_K, BUF_V, BUF_ATTN, BUF_FFN, BUF_TOKENS };
+enum head_buffer { BUF_PROJECTED };
+
+static const float OPT_LAYER_NORM_EPS = 1e-5f;
+
+void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes,
+                         size_t *head_bytes) {
+    const zt_opt_config *c = zt_opt_config_of(m);
+    size_t h = (size_t)c->hidden_size, e = (size_t)c->word_embed_proj_dim, f = sizeof(float);
+    layer_bytes[BUF_H] = layer_bytes[BUF_Q] = layer_bytes[BUF_K] = layer_bytes[BUF_V] =
+        layer_bytes[BUF_ATTN] = n_tokens * h * f;
+    layer_bytes[BUF_FFN] = n_tokens * (size_t)c->ffn_dim * f;
+    /* project_in's input and project_out's output exist only when the widths differ */
+    layer_bytes[BUF_TOKENS] = e != h ? n_tokens * e * f : 0;
+    head_bytes[BUF_PROJECTED] = e != h ? n_tokens * e * f : 0;
+}
+
+static size_t max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) {
+    const zt_opt_family *fam = zt_opt_family_of(m);
+    const zt_opt_config *c = &fam->cfg;
+    int h = c->hidden_size, f = c->ffn_dim, e = c->word_embed_proj_dim;
+    int n = shape->max_batch * shape->max_seq_len;
+    size_t most = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const zt_opt_layer_ids *L = &fam->layers[l];
+        most = max_size(most, zt_plan_linear_scratch(m, L->q_w, L->q_b, n, h, h));
+        most = max_size(most, zt_plan_linear_scratch(m, L->k_w, L->k_b, n, h, h));
+        most = max_size(most, zt_plan_linear_scratch(m, L->v_w, L->v_b, n, h, h));
+        most = max_size(most, zt_plan_linear_scratch(m, L->out_w, L->out_b, n, h, h));
+        most = max_size(most, zt_plan_linear_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
+        most = max_size(most, zt_plan_linear_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
+    }
+    /* project_in sees every token; project_out only the rows with a target (at most n) */
+    most = max_size(most, zt_plan_linear_scratch(m, fam->project_in, -1, n, e, h));
+    most = max_size(most, zt_plan_linear_scratch(m, fam->project_out, -1, n, h, e));
+    zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION,
+                                  .weight_dtype = ZT_F32,
+                                  .bias_dtype = ZT_F32,
+                                  .seq_len = shape->max_seq_len,
+                                  .head_dim = h / c->num_attention_heads};
+    return max_size(most, zt_plan_scratch(m, &attention));
+}
+
+zt_status zt_opt_embed(const zt_sweep *sw) {
+    const zt_model *m = sw->model;
+    const zt_opt_family *fam = zt_opt_family_of(m);
+    const zt_opt_config *c = &fam->cfg;
+    const zt_backend_ops *op = m->be->ops;
+    int n = sw->batch->batch * sw->batch->seq_len;
+    float *x = zt_sweep_stream(sw);
+    const int32_t *ids = zt_sweep_token_ids(sw);
+    zt_gather_perturbation tok_storage, pos_storage;
+    const zt_weight table = zt_model_weight(m, m->embed_tokens);
+    const zt_gather_perturbation *tok_p = zt_sweep_gather(sw, m->embed_tokens, &tok_storage);
+    if (fam->project_in >= 0) {
+        float *tok = zt_sweep_layer_buffer(sw, BUF_TOKENS);
+        ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0,
+                               tok_p));
+        ZT_TRY(zt_sweep_linear(sw, x, tok, fam->project_in, -1, n, c->word_embed_proj_dim,
+                               c->hidden_size, 0));
+    } else {
+        ZT_TRY(op->gather_rows(m->be, x, ids, table, n, c->vocab_size, c->hidden_size, 0, tok_p));
+    }
+    return op->gather_rows(m->be, x, zt_sweep_position_rows(sw),
+                           zt_model_weight(m, fam->embed_positions), n,
+                           c->max_position_embeddings + 2, c->hidden_size, 1,
+                           zt_sweep_gather(sw, fam->embed_positions, &pos_storage));
+}
+
+static zt_status layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,
+                            int rows) {
+    return zt_sweep_layer_norm(sw, out, in, gamma, beta, rows, sw->model->dims.hidden_size,
+                               OPT_LAYER_NORM_EPS);
+}
+
+zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
+    const zt_model *m = sw->model;
+    const zt_opt_family *fam = zt_opt_family_of(m);
+    const zt_opt_config *c = &fam->cfg;
+    const zt_backend_ops *op = m->be->ops;
+    const zt_opt_layer_ids *ids = &fam->layers[layer];
+    int batch = sw->batch->batch, seq_len = sw->batch->seq_len;
+    int n = batch * seq_len, h = c->hidden_size, heads = c->num_attention_heads;
+    int head_dim = h / heads, f = c->ffn_dim;
+    float *x = zt_sweep_stream(sw), *hbuf = zt_sweep_layer_buffer(sw, BUF_H);
+    float *q = zt_sweep_layer_buffer(sw, BUF_Q), *k = zt_sweep_layer_buffer(sw, BUF_K);
+    float *v = zt_sweep_layer_buffer(sw, BUF_V), *attn = zt_sweep_layer_buffer(sw, BUF_ATTN);
+    float *ffn = zt_sweep_layer_buffer(sw, BUF_FFN);
+    /* HF computes head_dim**-0.5 in Python (double) and multiplies the f32 tensor by it. */
+    const float q_scale = (float)(1.0 / sqrt((double)head_dim));
+    int pre_ln = c->do_layer_norm_before;
+
+    const float *attn_in = x;
+    if (pre_ln) {
+        ZT_TRY(layer_norm(sw, hbuf, x, ids->attn_ln_g, ids->attn_ln_b, n));
+        attn_in = hbuf;
+    }
+    ZT_TRY(zt_sweep_linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
+    ZT_TRY(zt_sweep_linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
+    ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
+    ZT_TRY(op->attention(m->be, attn, q, k, v, zt_sweep_key_mask(sw), batch, seq_len, heads,
+                         head_dim, q_scale));
+    ZT_TRY(zt_sweep_linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
+    ZT_TRY(op->add(m->be, x, hbuf, (size_t)n * h));
+    if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));
+
+    const float *ffn_in = x;
+    if (pre_ln) {
+        ZT_TRY(layer_norm(sw, hbuf, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
+        ffn_in = hbuf;
+    }
+    ZT_TRY(zt_sweep_linear(sw, ffn, ffn_in, ids->fc1_w, ids->fc1_b, n, h, f, 1));
+    ZT_TRY(zt_sweep_linear(sw, q, ffn, ids->fc2_w, ids->fc2_b, n, f, h, 0));
+    ZT_TRY(op->add(m->be, x, q, (size_t)n * h));
+    if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
+    return ZT_OK;
+}
+
+zt_status zt_opt_head_input(const zt_sweep *sw, float *rows, int n_rows, const float **head_in) {
+    const zt_opt_family *fam = zt_opt_family_of(sw->model);
+    const zt_opt_config *c = &fam->cfg;
+    *head_in = rows;
+    if (fam->final_ln_g >= 0)
+        ZT_TRY(layer_norm(sw, rows, rows, fam->final_ln_g, fam->final_ln_b, n_rows));
+    if (fam->project_out >= 0) {
+        float *projected = zt_sweep_head_buffer(sw, BUF_PROJECTED);
+        ZT_TRY(zt_sweep_linear(sw, projected, rows, fam->project_out, -1, n_rows, c->hidden_size,
+                               c->word_embed_proj_dim, 0));
+        *head_in = projected;
+    }
+    return ZT_OK;
+}

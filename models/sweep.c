@@ -1,0 +1,223 @@
+/* The K-variant forward over a padded batch (docs/design.md §2.3, shadow mode): one sweep over
+ * the layers for all K weight variants. Each perturbed tensor is staged, perturbed, into a
+ * shadow buffer once per variant, and only the K residual streams are kept side by side. The
+ * tables a family gathers from are read perturbed row by row instead, so only the batch's rows
+ * are touched (the token table is still staged whole for the tied LM head). Only the rows that
+ * carry a target go through the head, the largest GEMM. The family's layer code (models/arch.h)
+ * runs between the embedding and the head. */
+#include <stdlib.h>
+
+#include "core/status.h"
+#include "workspace.h"
+
+zt_weight zt_model_weight(const zt_model *m, int id) {
+    zt_weight w = {NULL, ZT_F32};
+    if (id >= 0) {
+        w.data = (const char *)m->weights + m->tensors[id].offset;
+        w.dtype = m->tensors[id].dtype;
+    }
+    return w;
+}
+
+/* ---- what the family's layer code reads and writes ---- */
+
+float *zt_sweep_stream(const zt_sweep *sw) {
+    size_t n = (size_t)sw->batch->batch * (size_t)sw->batch->seq_len;
+    size_t h = (size_t)sw->model->dims.hidden_size;
+    return (float *)(sw->ws->base + sw->ws->layout.x) + (size_t)sw->variant * n * h;
+}
+
+float *zt_sweep_layer_buffer(const zt_sweep *sw, int i) {
+    return (float *)(sw->ws->base + sw->ws->layout.layer[i]);
+}
+
+float *zt_sweep_head_buffer(const zt_sweep *sw, int i) {
+    return (float *)(sw->ws->base + sw->ws->layout.head[i]);
+}
+
+const int32_t *zt_sweep_token_ids(const zt_sweep *sw) {
+    return (const int32_t *)(sw->ws->base + sw->ws->layout.ids);
+}
+
+const int32_t *zt_sweep_position_rows(const zt_sweep *sw) {
+    return (const int32_t *)(sw->ws->base + sw->ws->layout.pos);
+}
+
+const int32_t *zt_sweep_key_mask(const zt_sweep *sw) {
+    return (const int32_t *)(sw->ws->base + sw->ws->layout.mask);
+}
+
+/* The perturbation of tensor `id` in the current variant, or NULL when it reads as stored. */
+static const zt_perturbation *variant_perturbation(const zt_sweep *sw, int id) {
+    const zt_variants *v = sw->variants;
+    if (id < 0 || !v) return NULL;
+    const zt_perturbation *p = &v->perturbation[sw->variant];
+    if (p->n_terms == 0 || (v->perturbed && !v->perturbed[id])) return NULL;
+    return p;
+}
+
+/* A perturbed copy is staged in f32, or in the stored half dtype when the GEMMs take half
+ * inputs. */
+zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_weight *out) {
+    const zt_model *m = sw->model;
+    *out = zt_model_weight(m, id);
+    const zt_perturbation *p = variant_perturbation(sw, id);
+    if (!p) return ZT_OK;
+    if (!sw->ws->staging)
+        return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
+    const zt_tensor_info *t = &m->tensors[id];
+    const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
+    if (zt_dtype_size(staged) > sw->ws->layout.stage_elem_bytes)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "forward: %s is staged in %s, wider than the workspace was planned for "
+                       "(the GEMM precision changed after the workspace was created)",
+                       t->name, zt_dtype_name(staged));
+    void *shadow = sw->ws->staging +
+                   (slot == ZT_STAGE_MAIN ? sw->ws->layout.stage_main : sw->ws->layout.stage_aux);
+    ZT_TRY(m->be->ops->perturb(m->be, shadow, staged, *out, (uint32_t)id, 0, t->n_elems, p));
+    out->data = shadow;
+    out->dtype = staged;
+    return ZT_OK;
+}
+
+const zt_gather_perturbation *zt_sweep_gather(const zt_sweep *sw, int id,
+                                              zt_gather_perturbation *storage) {
+    const zt_perturbation *p = variant_perturbation(sw, id);
+    if (!p) return NULL;
+    storage->p = p;
+    storage->tensor_id = (uint32_t)id;
+    storage->stage_dtype = zt_backend_stage_dtype(sw->model->be, sw->model->tensors[id].dtype);
+    return storage;
+}
+
+zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int weight, int bias,
+                          int n_rows, int in_features, int out_features, int relu) {
+    zt_weight w, b;
+    ZT_TRY(zt_sweep_weight(sw, weight, ZT_STAGE_MAIN, &w));
+    ZT_TRY(zt_sweep_weight(sw, bias, ZT_STAGE_AUX, &b));
+    zt_backend *be = sw->model->be;
+    return be->ops->linear(be, out, in, w, b, n_rows, in_features, out_features, relu);
+}
+
+zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,
+                              int n_rows, int n_cols, float eps) {
+    zt_weight g, b;
+    ZT_TRY(zt_sweep_weight(sw, gamma, ZT_STAGE_MAIN, &g));
+    ZT_TRY(zt_sweep_weight(sw, beta, ZT_STAGE_AUX, &b));
+    zt_backend *be = sw->model->be;
+    return be->ops->layernorm(be, out, in, g, b, n_rows, n_cols, eps);
+}
+
+/* ---- the batch ---- */
+
+/* A token's position is its index among its sequence's real tokens, whatever the padding side
+ * (HF: cumsum(mask) * mask - 1); the family's offset maps it to a row of its position table and
+ * padding to the row before. */
+static zt_status position_rows(const zt_model *m, const zt_batch *b, int32_t *rows) {
+    const int32_t offset = m->arch->position_row_offset;
+    for (int s = 0; s < b->batch; s++) {
+        int32_t seen = 0;
+        for (int t = 0; t < b->seq_len; t++) {
+            int real = b->attention_mask[s * b->seq_len + t] != 0;
+            seen += real;
+            rows[s * b->seq_len + t] = real ? seen - 1 + offset : offset - 1;
+        }
+        if (seen > m->dims.max_positions)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "sequence %d has %d tokens, more than max_position_embeddings %d", s,
+                           seen, m->dims.max_positions);
+    }
+    return ZT_OK;
+}
+
+static zt_status validate(const zt_workspace *ws, const zt_batch *b, int n_variants) {
+    if (b->batch <= 0 || b->seq_len <= 0 || b->batch > ws->shape.max_batch ||
+        b->seq_len > ws->shape.max_seq_len)
+        return zt_fail(ZT_ERR_INVALID_ARG, "batch %d x %d does not fit the workspace (%d x %d)",
+                       b->batch, b->seq_len, ws->shape.max_batch, ws->shape.max_seq_len);
+    if (n_variants < 1 || n_variants > ws->shape.max_variants)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%d variants, the workspace holds 1..%d", n_variants,
+                       ws->shape.max_variants);
+    int n = b->batch * b->seq_len;
+    if (b->n_targets < 0 || b->n_targets > n)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%d targets for a batch of %d rows", b->n_targets, n);
+    for (int r = 0; r < b->n_targets; r++)
+        if (b->target_rows[r] < 0 || b->target_rows[r] >= n)
+            return zt_fail(ZT_ERR_INVALID_ARG, "target %d: row %d outside the batch's %d rows", r,
+                           b->target_rows[r], n);
+    return ZT_OK;
+}
+
+static zt_status upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b) {
+    const zt_backend_ops *op = m->be->ops;
+    const zt_workspace_layout *L = &ws->layout;
+    int n = b->batch * b->seq_len, r = b->n_targets;
+    int32_t *pos_rows = malloc((size_t)n * sizeof *pos_rows);
+    if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
+    zt_status s = position_rows(m, b, pos_rows);
+    if (s == ZT_OK) s = op->upload(m->be, ws->base + L->pos, pos_rows, (size_t)n * sizeof(int32_t));
+    free(pos_rows);
+    ZT_TRY(s);
+    ZT_TRY(op->upload(m->be, ws->base + L->ids, b->input_ids, (size_t)n * sizeof(int32_t)));
+    ZT_TRY(op->upload(m->be, ws->base + L->mask, b->attention_mask, (size_t)n * sizeof(int32_t)));
+    if (r > 0) {
+        ZT_TRY(op->upload(m->be, ws->base + L->rows, b->target_rows, (size_t)r * sizeof(int32_t)));
+        ZT_TRY(
+            op->upload(m->be, ws->base + L->targets, b->target_ids, (size_t)r * sizeof(int32_t)));
+    }
+    return ZT_OK;
+}
+
+/* ---- the tied head ---- */
+
+/* The family's head input on the target rows only (its final norm and projection are
+ * row-wise, so selecting the rows first changes nothing but the cost), then the token table as
+ * the head, a chunk of rows at a time, and the targets' log-probabilities. */
+static zt_status head(const zt_sweep *sw, float *logits_out) {
+    zt_model *m = sw->model;
+    const zt_backend_ops *op = m->be->ops;
+    const zt_batch *b = sw->batch;
+    const zt_workspace_layout *L = &sw->ws->layout;
+    char *base = sw->ws->base;
+    int n = b->batch * b->seq_len, e = m->dims.head_input_size;
+    int r_count = b->n_targets, vocab = m->dims.vocab_size;
+    float *hid = (float *)(base + L->hid);
+    ZT_TRY(op->gather_rows(m->be, hid, (const int32_t *)(base + L->rows),
+                           (zt_weight){zt_sweep_stream(sw), ZT_F32}, r_count, n,
+                           m->dims.hidden_size, 0, NULL));
+    const float *head_in = hid;
+    ZT_TRY(m->arch->head_input(sw, hid, r_count, &head_in));
+    zt_weight table;
+    ZT_TRY(zt_sweep_weight(sw, m->embed_tokens, ZT_STAGE_MAIN, &table));
+    float *logits = (float *)(base + L->logits);
+    float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count;
+    const int32_t *targets = (const int32_t *)(base + L->targets);
+    for (int r0 = 0; r0 < r_count; r0 += ZT_LM_HEAD_CHUNK_ROWS) {
+        int rows = r_count - r0 < ZT_LM_HEAD_CHUNK_ROWS ? r_count - r0 : ZT_LM_HEAD_CHUNK_ROWS;
+        ZT_TRY(op->linear(m->be, logits, head_in + (size_t)r0 * e, table, zt_model_weight(m, -1),
+                          rows, e, vocab, 0));
+        ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets + r0, rows, vocab));
+        if (logits_out)
+            ZT_TRY(op->download(m->be, logits_out + ((size_t)sw->variant * r_count + r0) * vocab,
+                                logits, (size_t)rows * vocab * sizeof(float)));
+    }
+    return ZT_OK;
+}
+
+zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
+                           const zt_variants *variants, float *logprobs, float *logits) {
+    int n_variants = variants ? variants->n_variants : 1;
+    ZT_TRY(validate(ws, b, n_variants));
+    ZT_TRY(upload_batch(m, ws, b));
+    zt_sweep sw = {m, ws, b, variants, 0};
+    for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
+        ZT_TRY(m->arch->embed(&sw));
+    for (int layer = 0; layer < m->dims.n_layers; layer++)
+        for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
+            ZT_TRY(m->arch->layer(&sw, layer));
+    if (b->n_targets == 0) return ZT_OK;
+    for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
+        ZT_TRY(head(&sw, logits));
+    return m->be->ops->download(m->be, logprobs, ws->base + ws->layout.logprob,
+                                (size_t)n_variants * b->n_targets * sizeof(float));
+}

@@ -1,0 +1,163 @@
+/* The workspace of the K-variant forward: its layout, the memory plan that follows from it, and
+ * its allocation. The plan is what the tracked allocator then measures, to the byte. */
+#include <stdlib.h>
+
+#include "core/status.h"
+#include "workspace.h"
+
+enum { BUFFER_ALIGN = 64 };
+
+static size_t take(size_t *cursor, size_t n_bytes) {
+    size_t at = (*cursor + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+    *cursor = at + n_bytes;
+    return at;
+}
+
+static size_t max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+/* The largest matrix, and the largest vector, that may be staged at once (a linear stages its
+ * weight with its bias, a norm its gain with its shift). Tables that are only gathered stay in
+ * the bound: they are small beside the token table, and bench/roofline's self-check mirrors
+ * this rule. */
+static void staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_elems) {
+    *main_elems = *aux_elems = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t *bound = m->tensors[i].n_dims == 2 ? main_elems : aux_elems;
+        *bound = max_size(*bound, m->tensors[i].n_elems);
+    }
+}
+
+/* Bytes per staged element: 4 unless the backend stages every tensor in a half dtype. */
+static size_t stage_elem_bytes(const zt_model *m) {
+    size_t widest = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        widest =
+            max_size(widest, zt_dtype_size(zt_backend_stage_dtype(m->be, m->tensors[i].dtype)));
+    return widest ? widest : sizeof(float);
+}
+
+static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_shape *shape) {
+    size_t n = (size_t)shape->max_batch * (size_t)shape->max_seq_len;
+    size_t variants = (size_t)shape->max_variants, f = sizeof(float), i = sizeof(int32_t);
+    size_t h = (size_t)m->dims.hidden_size;
+    size_t chunk = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
+    size_t layer_bytes[ZT_ARCH_MAX_BUFFERS] = {0}, head_bytes[ZT_ARCH_MAX_BUFFERS] = {0};
+    m->arch->plan_buffers(m, n, layer_bytes, head_bytes);
+    zt_workspace_layout L = {0};
+    size_t cursor = 0;
+    L.x = take(&cursor, variants * n * h * f);
+    for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
+        if (layer_bytes[b]) L.layer[b] = take(&cursor, layer_bytes[b]);
+    L.hid = take(&cursor, n * h * f);
+    for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
+        if (head_bytes[b]) L.head[b] = take(&cursor, head_bytes[b]);
+    L.logits = take(&cursor, chunk * (size_t)m->dims.vocab_size * f);
+    L.logprob = take(&cursor, variants * n * f);
+    L.ids = take(&cursor, n * i);
+    L.pos = take(&cursor, n * i);
+    L.mask = take(&cursor, n * i);
+    L.rows = take(&cursor, n * i);
+    L.targets = take(&cursor, n * i);
+    L.activation_total = cursor;
+
+    cursor = 0;
+    L.stage_elem_bytes = stage_elem_bytes(m);
+    if (shape->staging) {
+        size_t main_elems, aux_elems;
+        staging_sizes(m, &main_elems, &aux_elems);
+        L.stage_main = take(&cursor, main_elems * L.stage_elem_bytes);
+        L.stage_aux = take(&cursor, aux_elems * L.stage_elem_bytes);
+    }
+    L.staging_total = cursor;
+    return L;
+}
+
+size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query) {
+    return m->be->ops->scratch_bytes ? m->be->ops->scratch_bytes(m->be, query) : 0;
+}
+
+size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
+                              int out_features) {
+    if (weight < 0) return 0;
+    zt_dtype w_dtype = m->tensors[weight].dtype;
+    zt_dtype b_dtype = bias >= 0 ? m->tensors[bias].dtype : ZT_F32;
+    zt_scratch_query q = {.op = ZT_SCRATCH_LINEAR,
+                          .in_features = in_features,
+                          .out_features = out_features,
+                          .weight_dtype = w_dtype,
+                          .bias_dtype = b_dtype,
+                          .has_bias = bias >= 0,
+                          .n_rows = n_rows};
+    size_t stored = zt_plan_scratch(m, &q);
+    q.weight_dtype = zt_backend_stage_dtype(m->be, w_dtype);
+    q.bias_dtype = zt_backend_stage_dtype(m->be, b_dtype);
+    return max_size(stored, zt_plan_scratch(m, &q));
+}
+
+/* The largest scratch request of any op the forward (and a sphere norm pass) makes: the
+ * family's layers, then the tied head over at most a chunk of target rows. */
+static size_t backend_scratch(const zt_model *m, const zt_workspace_shape *shape) {
+    int n = shape->max_batch * shape->max_seq_len;
+    int head_rows = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
+    size_t most = m->arch->scratch_bytes(m, shape);
+    most = max_size(most, zt_plan_linear_scratch(m, m->embed_tokens, -1, head_rows,
+                                                 m->dims.head_input_size, m->dims.vocab_size));
+    if (shape->sphere)
+        for (int i = 0; i < m->n_tensors; i++) {
+            zt_scratch_query sumsq = {.op = ZT_SCRATCH_Z_SUMSQ,
+                                      .weight_dtype = ZT_F32,
+                                      .bias_dtype = ZT_F32,
+                                      .n_elems = m->tensors[i].n_elems};
+            most = max_size(most, zt_plan_scratch(m, &sumsq));
+        }
+    return most;
+}
+
+void zt_model_plan_memory(const zt_model *m, const zt_workspace_shape *shape,
+                          zt_memory_plan *plan) {
+    zt_workspace_layout L = plan_layout(m, shape);
+    plan->weights_bytes = m->weights_bytes;
+    plan->activation_bytes = L.activation_total;
+    plan->staging_bytes = L.staging_total;
+    plan->backend_scratch_bytes = backend_scratch(m, shape);
+    plan->total_bytes =
+        plan->weights_bytes + L.activation_total + L.staging_total + plan->backend_scratch_bytes;
+}
+
+zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape,
+                              zt_workspace **out) {
+    *out = NULL;
+    if (shape->max_batch <= 0 || shape->max_seq_len <= 0 || shape->max_variants <= 0)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "workspace: batch %d x sequence %d x variants %d must be positive",
+                       shape->max_batch, shape->max_seq_len, shape->max_variants);
+    zt_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws) return zt_fail(ZT_ERR_NOMEM, "allocating the workspace descriptor");
+    ws->model = model;
+    ws->shape = *shape;
+    ws->layout = plan_layout(model, shape);
+    zt_backend *be = model->be;
+    zt_status s =
+        be->ops->alloc(be, ws->layout.activation_total, ZT_MEM_ACTIVATIONS, (void **)&ws->base);
+    if (s == ZT_OK && ws->layout.staging_total > 0)
+        s = be->ops->alloc(be, ws->layout.staging_total, ZT_MEM_SCRATCH, (void **)&ws->staging);
+    /* reaching the backend's scratch peak now makes a run's memory what the plan says */
+    if (s == ZT_OK && be->ops->reserve_scratch)
+        s = be->ops->reserve_scratch(be, backend_scratch(model, shape));
+    if (s != ZT_OK) {
+        zt_workspace_free(ws);
+        return s;
+    }
+    *out = ws;
+    return ZT_OK;
+}
+
+void zt_workspace_free(zt_workspace *ws) {
+    if (!ws) return;
+    zt_backend *be = ws->model->be;
+    if (ws->base) be->ops->free(be, ws->base, ws->layout.activation_total, ZT_MEM_ACTIVATIONS);
+    if (ws->staging) be->ops->free(be, ws->staging, ws->layout.staging_total, ZT_MEM_SCRATCH);
+    free(ws);
+}

@@ -1,0 +1,13 @@
+/* The parameter set the ZO engine sees: the trainable tensors of a model, as views into its
+ * weights. Built here rather than in models/, which knows nothing of the engine. */
+#ifndef ZT_TRAIN_TRAINABLE_H
+#define ZT_TRAIN_TRAINABLE_H
+
+#include "model.h"
+#include "zo/engine.h"
+
+/* selected (n_tensors) from zt_model_select, or NULL for every tensor. */
+zt_status zt_trainable_param_set(zt_model *model, const uint8_t *selected, zt_param_set *ps);
+void zt_trainable_param_set_free(zt_param_set *ps);
+
+#endif
