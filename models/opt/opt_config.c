@@ -11,7 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/status.h"
-#include "io/safetensors.h" /* zt_write_file_atomic */
+#include "io/atomic_file.h"
 
 /* A config.json is a few hundred bytes; anything near this is not a config. */
 static const long cfg_max_file_bytes = 16L << 20;

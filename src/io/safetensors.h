@@ -1,6 +1,6 @@
 /* safetensors: strict reader (mmap, single file or sharded through an index) and writer.
  * Format: u64 LE header length N, N bytes of JSON, then the data buffer; offsets in the JSON are
- * relative to the buffer (reference/spec.md §2.1). */
+ * relative to the buffer (docs/spec.md §2.1; sharded checkpoints §2.2). */
 #ifndef ZT_IO_SAFETENSORS_H
 #define ZT_IO_SAFETENSORS_H
 
@@ -13,12 +13,12 @@ enum { ZT_ST_MAX_DIMS = 8 };
 
 typedef struct zt_st_tensor {
     char *name;
-    char dtype[16];        /* as spelled in the file: "F32", "F16", "BF16", "I32", "I64", ... */
-    int element_bits;      /* 32 for F32, 16 for F16/BF16, ... */
+    char dtype[16];   /* as spelled in the file: "F32", "F16", "BF16", "I32", "I64", ... */
+    int element_bits; /* 32 for F32, 16 for F16/BF16, ... */
     int n_dims;
     int64_t shape[ZT_ST_MAX_DIMS];
-    uint64_t n_elems;      /* product of shape (1 for a scalar) */
-    const uint8_t *data;   /* inside the read-only mapping; not aligned: read with memcpy */
+    uint64_t n_elems;    /* product of shape (1 for a scalar) */
+    const uint8_t *data; /* inside the read-only mapping; not aligned: read with memcpy */
     size_t n_bytes;
     const char *file_path; /* the shard it lives in */
 } zt_st_tensor;
@@ -36,7 +36,7 @@ zt_status zt_st_open_dir(const char *dir, zt_safetensors **out);
 void zt_st_close(zt_safetensors *st);
 
 int zt_st_count(const zt_safetensors *st);
-const zt_st_tensor *zt_st_get(const zt_safetensors *st, int index); /* in name order */
+const zt_st_tensor *zt_st_get(const zt_safetensors *st, int index);         /* in name order */
 const zt_st_tensor *zt_st_find(const zt_safetensors *st, const char *name); /* NULL if absent */
 /* A value of "__metadata__" (of the first shard), or NULL. */
 const char *zt_st_metadata(const zt_safetensors *st, const char *key);
@@ -50,7 +50,7 @@ typedef struct zt_st_write_tensor {
     const char *dtype; /* "F32", "F16", "BF16", "I32", "I64" */
     int n_dims;
     const int64_t *shape;
-    const void *data;  /* host memory, n_elems * element size bytes */
+    const void *data; /* host memory, n_elems * element size bytes */
 } zt_st_write_tensor;
 
 /* Writes a file atomically: path.tmp, fsync, rename. The header is padded with spaces to a
@@ -58,11 +58,5 @@ typedef struct zt_st_write_tensor {
  * pairs as a flat array of 2*n_metadata strings (may be NULL). */
 zt_status zt_st_write(const char *path, const zt_st_write_tensor *tensors, int n_tensors,
                       const char *const *metadata, int n_metadata);
-
-/* Shared by the io writers (safetensors, config.json): writes the concatenated chunks to
- * path + ".tmp", fsyncs, and renames it over path, so a crash never leaves a half-written file
- * under the final name. On failure the .tmp file is removed and the message names path. */
-zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
-                               const size_t *chunk_bytes, int n_chunks);
 
 #endif
