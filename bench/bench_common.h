@@ -1,6 +1,6 @@
 /* Helpers shared by bench_ops and roofline: a monotonic clock, option parsing, unit
- * conversions, the OPT size table of reference/spec.md §1.1 and the GPU peak table of
- * reference/anchors.md §5. Header-only (static inline), so each benchmark stays one file plus
+ * conversions, the OPT size table of docs/spec.md §1.1 and the GPU peak table of
+ * NVIDIA's datasheets. Header-only (static inline), so each benchmark stays one file plus
  * this one; nothing here touches a backend or the CUDA runtime. */
 #ifndef ZT_BENCH_COMMON_H
 #define ZT_BENCH_COMMON_H
@@ -104,7 +104,7 @@ static inline const char *bench_dtype_flag_name(zt_dtype dtype) {
     return dtype == ZT_F32 ? "f32" : dtype == ZT_F16 ? "f16" : "bf16";
 }
 
-/* ---- the released OPT sizes (reference/spec.md §1.1) ---- */
+/* ---- the released OPT sizes (docs/spec.md §1.1) ---- */
 
 typedef struct bench_opt_size {
     const char *name; /* "125m" */
@@ -138,7 +138,7 @@ static inline const bench_opt_size *bench_find_opt_size(const char *name) {
     return NULL;
 }
 
-/* ---- GPU peaks (reference/anchors.md §5): dense, no sparsity ---- */
+/* ---- GPU peaks (NVIDIA's A100, H100 and H200 datasheets): dense, no sparsity ---- */
 
 typedef struct bench_gpu_peaks {
     const char *key;      /* what --gpu takes */
@@ -154,8 +154,8 @@ typedef struct bench_gpu_peaks {
 enum { BENCH_N_GPUS = 4 };
 
 /* Ordered so that the first match wins: "H100 PCIe" before the SXM part, whose runtime name is
- * "NVIDIA H100 80GB HBM3". Bandwidth, tensor, TF32 and A100/H100 SXM FP32 peaks from anchors.md
- * §5; H100 PCIe FP32 (51) and TF32 (378) from NVIDIA's datasheet; H200 is the H100 SXM die with
+ * "NVIDIA H100 80GB HBM3". Bandwidth, tensor, TF32 and FP32 peaks from NVIDIA's
+ * datasheets (H100 PCIe: FP32 51, TF32 378); H200 is the H100 SXM die with
  * HBM3e. */
 static inline const bench_gpu_peaks *bench_gpu_table(void) {
     static const bench_gpu_peaks gpus[BENCH_N_GPUS] = {

@@ -1,6 +1,6 @@
 /* roofline: what one zeroth-order step should cost on a GPU, from arithmetic alone.
  *
- * For every OPT size (reference/spec.md §1.1) it counts the bytes a step moves and the FLOPs it
+ * For every OPT size (docs/spec.md §1.1) it counts the bytes a step moves and the FLOPs it
  * computes, phase by phase, and predicts each phase's time as the largest of
  *     bytes / HBM bandwidth,   FLOPs / arithmetic peak,   RNG instructions / issue rate,
  * the step's time as their sum (phases run one after another), and the memory the step needs
@@ -8,14 +8,14 @@
  * approach, not a measurement.
  *
  * Two schemes are compared, each at two levels of implementation:
- *   zotune   shadow mode (DESIGN.md §2): every tensor is staged, perturbed, into a per-layer
+ *   zotune   shadow mode (docs/design.md §2): every tensor is staged, perturbed, into a per-layer
  *            scratch once per variant, the GEMMs read the staged copy, the master weights are
  *            written once by the update. "design": staged copies in the storage dtype and
  *            half-precision tensor-core GEMMs. "today": what the code does under --gemm half
  *            (the CUDA default): the design plus one pass per linear that rounds its f32 input
  *            activations to the storage dtype (kernels/cuda/linear.cu). "f32": --gemm f32, f32
  *            staged copies and f32 GEMMs on the FP32 cores (the CPU's numerics).
- *   MeZO     as published (princeton-nlp/MeZO, reference/anchors.md §1.1): in place, four
+ *   MeZO     as published (princeton-nlp/MeZO, large_models/trainer.py): in place, four
  *            sweeps over the weights that regenerate z (+eps, -2eps, +eps, update) and K = 2
  *            plain forwards through HF's eager OPT. "fused": each sweep one read + one write,
  *            the floor any MeZO implementation has. "eager": the sweeps as PyTorch runs the
@@ -107,7 +107,7 @@ typedef struct estimate {
     memory_need memory;
 } estimate;
 
-/* ---- parameter counts (reference/spec.md §1.1) ---- */
+/* ---- parameter counts (docs/spec.md §1.1) ---- */
 
 /* P = V e + (2048 + 2) h + [e != h] 2 h e + [pre-LN] 2 h + L (4h^2 + 2hf + 9h + f): embeddings,
  * positions, project_in/out, the final layer norm, and per layer q/k/v/out (4h^2 + 4h), fc1
@@ -567,7 +567,7 @@ static int self_check(void) {
         snprintf(what, sizeof what, "opt-%s parameters (zt_opt_parameter_count)", d.name);
         check_equal(what, (double)zt_opt_parameter_count(&cfg), (double)d.spec_params);
     }
-    /* opt-125m by hand (spec §1.1): 50272*768 + 2050*768 + 2*768 + 12*(4*768^2 + 2*768*3072 +
+    /* opt-125m by hand (docs/spec.md §1.1): 50272*768 + 2050*768 + 2*768 + 12*(4*768^2 + 2*768*3072 +
      * 9*768 + 3072) = 38,608,896 + 1,574,400 + 1,536 + 85,054,464. */
     model_dims opt125m = dims_of(bench_find_opt_size("125m"));
     check_equal("opt-125m parameters (by hand)", parameter_count(&opt125m), 125239296.0);

@@ -1,4 +1,4 @@
-/* The op table every compute backend fills (DESIGN.md §4).
+/* The op table every compute backend fills (docs/design.md §4).
  *
  * Buffers are backend memory (host memory for the CPU backend, device memory for CUDA); the
  * caller moves data in and out with upload/download. Activations are f32. Weights are read in
@@ -34,7 +34,7 @@ typedef struct zt_weight {
     zt_dtype dtype;
 } zt_weight;
 
-/* ---- perturbation and update (DESIGN.md §2; z addressing in kernels/common/perturb_rng.h) ---- */
+/* ---- perturbation and update (docs/design.md §2; z addressing in kernels/common/perturb_rng.h) ---- */
 
 typedef enum zt_dist {
     ZT_DIST_GAUSSIAN = 0,   /* cuRAND Box-Muller normals */

@@ -59,7 +59,7 @@ zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype
     case ZT_UPDATE_ADAMM:
         ZT_TRY(check_beta(op, "adamm beta1", u->beta1));
         ZT_TRY(check_beta(op, "adamm beta2", u->beta2));
-        /* eps = 0 divides 0 by 0 wherever g has always been 0 (reference/spec.md 7.4). */
+        /* eps = 0 divides 0 by 0 wherever g has always been 0 (docs/spec.md §7.4). */
         if (!(u->eps > 0.0f) || !isfinite(u->eps))
             return zt_fail(ZT_ERR_INVALID_ARG, "%s: adamm eps %g must be finite and > 0", op,
                            (double)u->eps);

@@ -346,7 +346,7 @@ def encode(tok, text):
 
 
 def pretokenize(tok, record):
-    """MeZO's rule (spec §4.5): enc = encode(prompt.strip(' ')), seq_c = encode((prompt + c)
+    """MeZO's rule (docs/spec.md §4.5): enc = encode(prompt.strip(' ')), seq_c = encode((prompt + c)
     .strip(' ')), option = seq_c[len(enc):], BOS prepended to the prompt."""
     enc = encode(tok, record["prompt"].strip(" "))
     cands = []
@@ -438,7 +438,7 @@ def pretrain(tok, docs, log, probe=None):
 
 
 def zero_shot_accuracy(model, tok, records):
-    """MeZO's evaluation (spec §4.4): candidates scored by mean option log-prob, batch 1."""
+    """MeZO's evaluation (docs/spec.md §4.4): candidates scored by mean option log-prob, batch 1."""
     import torch
     correct = 0
     with torch.no_grad():

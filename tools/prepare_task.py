@@ -6,7 +6,7 @@
 
 Writes DIR/train.jsonl, DIR/dev.jsonl, DIR/test.jsonl (docs/tasks.md text records) and
 DIR/task.json. Prompts are MeZO's zero-demonstration prompts (princeton-nlp/MeZO
-large_models/templates.py, reference/spec.md section 4.5); sampling is MeZO's
+large_models/templates.py, docs/spec.md §4.5); sampling is MeZO's
 `sample_train_sets` / `sample_subset`:
 
   * train + dev: `np.random.permutation(len(train))[:num_train + num_dev]` under

@@ -1,4 +1,4 @@
-/* Where the perturbation z and the stochastic-rounding bits come from (DESIGN.md, section 2).
+/* Where the perturbation z and the stochastic-rounding bits come from (docs/design.md §2).
  *
  * Addressing. z for element j (row-major index in the full tensor) of tensor T (its id in the
  * canonical tensor order) at step seed s is a pure function of (s, T, j, distribution):
@@ -19,7 +19,7 @@
  * curand_init(key, subsequence = (m / 4) mod 2^16, offset = 4 * floor(m / 2^18)), measured in
  * tests/rng/test_curand_host.c. The counter above is exactly that address, so the host
  * generator reproduces a whole tensor's z at any length: a complete oracle on a machine without
- * a GPU (DESIGN.md §2). In device-API terms block b is curand_init(key, b & 0xFFFF,
+ * a GPU (docs/design.md §2). In device-API terms block b is curand_init(key, b & 0xFFFF,
  * 4 * (b >> 16)) followed by curand4 (bits) or curand_normal4 (gauss); host-compiled
  * curand_kernel.h checks this at any index (tests/rng/test_curand_kernel.cpp). Normals from
  * either host oracle use an uncontracted Box-Muller angle, so they match zt_box_muller bit for

@@ -1,5 +1,5 @@
 /* Philox4x32-10 and the cuRAND transforms built on it, bit for bit as the cuRAND device API
- * computes them (reference/spec.md, section 5), as ZT_HD functions: the same source serves the
+ * computes them (docs/spec.md §5), as ZT_HD functions: the same source serves the
  * C host build (gcc, C11) and CUDA (nvcc, C++17). The CPU backend and the CUDA kernels therefore
  * draw identical 32-bit words, identical uniforms and, up to the device's __sincosf, identical
  * normals. Tests: tests/rng (cuRAND's host generator and host-compiled curand_kernel.h). */

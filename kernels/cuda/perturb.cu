@@ -1,5 +1,5 @@
 /* perturb: dst = src + sum_i coeff_i * z_scale * z_i over a slice of a tensor, staged in f32 and
- * stored in dst's dtype (DESIGN.md section 2). Also the perturbation checks and the term
+ * stored in dst's dtype (docs/design.md §2). Also the perturbation checks and the term
  * preparation that update.cu shares (z_terms.cuh).
  *
  * One thread per Philox block: the four elements 4*block .. 4*block+3 of the full tensor share

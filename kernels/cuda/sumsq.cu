@@ -1,5 +1,5 @@
 /* z_sumsq: sum of z_j^2 over a tensor, in double, regenerating z (the norm pass of
- * uniform-on-sphere directions, DESIGN.md section 2).
+ * uniform-on-sphere directions, docs/design.md §2).
  *
  * Deterministic by construction: the tensor is cut into fixed chunks of kSumsqChunkElems
  * elements; a chunk's sum is formed in one fixed order (thread t of kSumsqThreads takes the Philox

@@ -1,4 +1,4 @@
-/* update: the once-per-step change of one weight tensor, regenerating z (DESIGN.md section 2),
+/* update: the once-per-step change of one weight tensor, regenerating z (docs/design.md §2),
  * with the CPU backend's per-element f32 formulas in the same operation order
  * (kernels/cpu/update.c), each operation rounded on its own:
  *

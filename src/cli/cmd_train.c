@@ -122,7 +122,7 @@ int zt_cmd_train(int argc, char **argv) {
         list_optimizers();
         return 2;
     }
-    /* AS2P's rho_end is rho_0/10 (spec §6.4) unless given */
+    /* AS2P's rho_end is rho_0/10 (docs/spec.md §6.4) unless given */
     int eps_end_given = 0;
     for (int i = 2; i < argc; i++)
         if (strncmp(argv[i], "--eps-end", 9) == 0) eps_end_given = 1;

@@ -1,7 +1,7 @@
 /* Task data (JSONL, docs/tasks.md): classification / multiple choice, language modelling and
  * generation records, as text (tokenized here, MeZO's way) or pre-tokenized ids. A
  * classification example expands into one sequence per candidate, scored by the mean
- * log-probability of the candidate's tokens (MeZO, reference/spec.md §4.3). */
+ * log-probability of the candidate's tokens (MeZO, docs/spec.md §4.3). */
 #ifndef ZT_DATA_DATASET_H
 #define ZT_DATA_DATASET_H
 

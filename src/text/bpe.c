@@ -1,4 +1,4 @@
-/* The byte-level BPE model: vocabulary and merge tables, encode and decode (spec §3.3-3.5).
+/* The byte-level BPE model: vocabulary and merge tables, encode and decode (docs/spec.md §3.3-3.5).
  *
  * The merge loop follows tokenizers' `Word::merge_all`, not GPT-2's "merge every occurrence of
  * the best pair, then look again": a heap ordered by (rank, position) applies the lowest-ranked

@@ -1,4 +1,4 @@
-/* The GPT-2 byte-level BPE tokenizer as OPT uses it (spec §3), with id-for-id parity against
+/* The GPT-2 byte-level BPE tokenizer as OPT uses it (docs/spec.md §3), with id-for-id parity against
  * HuggingFace `tokenizers` (the fast tokenizer; tests/fixtures/tokenizer holds its golden ids).
  *
  * Encoding: invalid UTF-8 becomes U+FFFD per maximal subpart (as Python's
@@ -20,7 +20,7 @@
 
 typedef struct zt_tokenizer zt_tokenizer;
 
-/* The two BOS conventions of spec §3.1 / §9 A1: OPT prepends "</s>" (id 2, the default);
+/* The two BOS conventions of docs/spec.md §3.1 / §9 A1: OPT prepends "</s>" (id 2, the default);
  * MeZO sets bos_token_id = 0, i.e. "<s>", and reproducing its numbers needs that. */
 #define ZT_TOKENIZER_BOS_OPT "</s>"
 #define ZT_TOKENIZER_BOS_MEZO "<s>"
@@ -78,7 +78,7 @@ zt_status zt_tokenizer_set_bos(zt_tokenizer *tok, const char *token);
 zt_status zt_tokenizer_set_bos_id(zt_tokenizer *tok, int32_t id);
 int32_t zt_tokenizer_bos_id(const zt_tokenizer *tok);
 
-/* The GPT-2 byte-to-unicode map (spec §3.2): the code point byte b is written as inside tokens
+/* The GPT-2 byte-to-unicode map (docs/spec.md §3.2): the code point byte b is written as inside tokens
  * (0x20 -> U+0120 'Ġ', 0x0A -> U+010A 'Ċ', 'a' -> 'a'), and its inverse (-1 for a code point
  * that no byte maps to). */
 uint32_t zt_byte_to_unicode(uint8_t byte);

@@ -14,7 +14,7 @@
 #include "text/text_internal.h"
 
 /* Spellings that become special tokens when only vocab.json + merges.txt are given: OPT's four
- * (spec §3.1) and GPT-2's end-of-text. */
+ * (docs/spec.md §3.1) and GPT-2's end-of-text. */
 static const char *const default_special_tokens[] = {"<s>", "<pad>", "</s>", "<unk>",
                                                      "<|endoftext|>"};
 
@@ -116,7 +116,7 @@ static zt_status vocab_object_max_id(const cJSON *vocab, const char *where, int3
 
 /* merges.txt as tokenizers reads it: lines (without "\n" or "\r\n"), "#version" lines skipped,
  * every other line exactly two symbols split by one space. The last line counts even without a
- * trailing newline (GPT-2's slow reader, split("\n")[1:-1], would drop it; spec §9 A10). */
+ * trailing newline (GPT-2's slow reader, split("\n")[1:-1], would drop it; docs/spec.md §9 A10). */
 static zt_status add_merges_text(zt_tokenizer *tok, const char *path, const char *text,
                                  size_t len) {
     char where[WHERE_MAX];

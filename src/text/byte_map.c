@@ -1,4 +1,4 @@
-/* GPT-2's byte-to-unicode map (spec §3.2). BPE works on strings of printable characters, so each
+/* GPT-2's byte-to-unicode map (docs/spec.md §3.2). BPE works on strings of printable characters, so each
  * of the 256 bytes gets one: the 188 printable Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand
  * for themselves and the other 68 (controls, space, DEL, NBSP, soft hyphen) take U+0100,
  * U+0101, ... in byte order. Space 0x20 thus becomes 'Ġ' (U+0120), '\n' becomes 'Ċ' (U+010A). */

@@ -1,4 +1,4 @@
-/* The GPT-2 pre-tokenization split (spec §3.3) on PCRE2:
+/* The GPT-2 pre-tokenization split (docs/spec.md §3.3) on PCRE2:
  *
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  *

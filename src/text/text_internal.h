@@ -40,7 +40,7 @@ int zt_utf8_put(uint32_t code_point, uint8_t *out);
 
 typedef struct zt_pretokenizer zt_pretokenizer;
 
-/* Compiles the GPT-2 split regex (spec §3.3) with explicit Unicode classes. */
+/* Compiles the GPT-2 split regex (docs/spec.md §3.3) with explicit Unicode classes. */
 zt_status zt_pretokenizer_create(zt_pretokenizer **out);
 void zt_pretokenizer_free(zt_pretokenizer *pretokenizer);
 

@@ -1,4 +1,4 @@
-/* SQuAD's answer metrics (MeZO metrics.py, reference/spec.md §4.4): normalise (lower-case, drop
+/* SQuAD's answer metrics (MeZO metrics.py, docs/spec.md §4.4): normalise (lower-case, drop
  * ASCII punctuation, drop the articles a/an/the, collapse whitespace), then exact match and
  * bag-of-tokens F1, each the maximum over the reference answers. */
 #ifndef ZT_TRAIN_METRICS_H

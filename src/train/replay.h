@@ -1,4 +1,4 @@
-/* Base weights + step log -> fine-tuned weights, with no forward pass (DESIGN.md §2). */
+/* Base weights + step log -> fine-tuned weights, with no forward pass (docs/design.md §2). */
 #ifndef ZT_TRAIN_REPLAY_H
 #define ZT_TRAIN_REPLAY_H
 

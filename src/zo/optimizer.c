@@ -3,10 +3,10 @@
  * window) lives here, tensor state (momentum, AdaMM moments) in the engine's param state.
  *
  * Four families share code:
- *   central  (mezo, zo-sgd-sign, ga-sign, zo-sgd-mmt): variants +-eps z_i, spec §4.1, §6.1, §7.3
- *   forward  (zo-sgd-fd, zo-signsgd, zo-adamm): theta and theta + r u_i on the sphere, spec §7
- *   search   (stp, s2p): move to the best probe, spec §6.1, §6.2
- *   adaptive (as2p, as2p-sign): spec §6.4
+ *   central  (mezo, zo-sgd-sign, ga-sign, zo-sgd-mmt): variants +-eps z_i, docs/spec.md §4.1, §6.1, §7.3
+ *   forward  (zo-sgd-fd, zo-signsgd, zo-adamm): theta and theta + r u_i on the sphere, docs/spec.md §7
+ *   search   (stp, s2p): move to the best probe, docs/spec.md §6.1, §6.2
+ *   adaptive (as2p, as2p-sign): docs/spec.md §6.4
  * Coefficients of sphere directions are in units of u = z/||z||; the engine folds the norm in.
  * Option names in error messages are the command line's (--lr, --s2p-option, ...). */
 #include "zo/optimizer.h"
@@ -56,12 +56,12 @@ struct zt_optimizer {
     zt_direction_dist dist; /* the policy's direction distribution */
     int n_directions;       /* q */
 
-    /* ReduceLROnPlateau (mode min, threshold 0, cooldown 0): spec §9 C4. */
+    /* ReduceLROnPlateau (mode min, threshold 0, cooldown 0): docs/spec.md §9 C4. */
     double plateau_best;
     int64_t plateau_bad;
     double plateau_scale; /* factor^(reductions so far) */
 
-    /* AS2P: the most recent gamma values, a ring buffer (spec §6.4, B2-B4). */
+    /* AS2P: the most recent gamma values, a ring buffer (docs/spec.md §6.4, B2-B4). */
     double *gamma_window;
     uint32_t window_capacity, window_fill, window_next;
 };
@@ -79,7 +79,7 @@ const zt_optimizer_info *zt_optimizer_info_at(int index) {
 
 static int policy_lookup(const char *name) {
     if (!name) return -1;
-    if (strcmp(name, "zo-sgd") == 0) return POLICY_MEZO; /* spec §4.7: GA constant = MeZO */
+    if (strcmp(name, "zo-sgd") == 0) return POLICY_MEZO; /* docs/spec.md §4.7: GA constant = MeZO */
     for (int p = 0; p < POLICY_COUNT; p++)
         if (strcmp(name, policy_infos[p].name) == 0) return p;
     return -1;
@@ -116,28 +116,28 @@ void zt_zo_hparams_default(zt_zo_hparams *hp) {
     memset(hp, 0, sizeof *hp);
     hp->lr = 1e-6;
     hp->eps = 1e-3;
-    hp->eps_end = 1e-4; /* rho_end = rho_0 / 10 (spec §6.3, AS2P) */
+    hp->eps_end = 1e-4; /* rho_end = rho_0 / 10 (docs/spec.md §6.3, AS2P) */
     hp->lr_schedule = ZT_SCHEDULE_CONSTANT;
     hp->eps_schedule = ZT_SCHEDULE_CONSTANT;
     hp->weight_decay = 0.0;
     hp->n_directions = 1;
-    hp->dist = ZT_DIRECTIONS_GAUSSIAN; /* spec §6: the LLM experiments use normal s */
+    hp->dist = ZT_DIRECTIONS_GAUSSIAN; /* docs/spec.md §6: the LLM experiments use normal s */
     hp->sphere_scale_sqrt_d = 0;
     hp->momentum = 0.9;
     hp->beta1 = 0.9;
     hp->beta2 = 0.999;
-    hp->adam_eps = 1e-8; /* spec §9 C4 */
+    hp->adam_eps = 1e-8; /* docs/spec.md §9 C4 */
     hp->s2p_option = 1;
-    hp->s2p_l = 1.0; /* the smoothness constants are unknown (spec §6.2): user-supplied */
+    hp->s2p_l = 1.0; /* the smoothness constants are unknown (docs/spec.md §6.2): user-supplied */
     hp->s2p_l0 = 1.0;
     hp->s2p_l1 = 1.0;
     hp->s2p_a = 1.01;
     hp->s2p_b = 1.01;
     hp->as2p_eta_a = 5.0;
-    hp->as2p_eta_b = 50.0; /* LLM value, spec §6.3 Table 4 (B9) */
+    hp->as2p_eta_b = 50.0; /* LLM value, docs/spec.md §6.3 Table 4 (B9) */
     hp->as2p_window_frac = 0.10;
     hp->as2p_window_elapsed = 0;
-    hp->plateau_factor = 0.1; /* PyTorch ReduceLROnPlateau defaults, spec §9 C4 */
+    hp->plateau_factor = 0.1; /* PyTorch ReduceLROnPlateau defaults, docs/spec.md §9 C4 */
     hp->plateau_patience = 10;
 }
 
@@ -263,7 +263,7 @@ static zt_status validate(policy_id p, const zt_zo_hparams *hp, int total_steps,
 
 /* ---- creation ---- */
 
-/* The AS2P window of `count` steps: max(2, ceil(frac * count)) (spec §9 B2). The ceiling takes
+/* The AS2P window of `count` steps: max(2, ceil(frac * count)) (docs/spec.md §9 B2). The ceiling takes
  * a relative tolerance because frac*count is rarely exact in binary (0.1 * 30 is
  * 3.0000000000000004, which must give 3, not 4). */
 static uint32_t window_length(double frac, double count) {
@@ -306,9 +306,9 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
     optimizer->total_steps = total_steps;
     optimizer->n_params = n_params;
     if (is_forward(optimizer->policy))
-        optimizer->dist = ZT_DIRECTIONS_SPHERE; /* u ~ U(S^{d-1}), spec §7.1 */
+        optimizer->dist = ZT_DIRECTIONS_SPHERE; /* u ~ U(S^{d-1}), docs/spec.md §7.1 */
     else if (optimizer->policy == POLICY_GA_SIGN || optimizer->policy == POLICY_AS2P_SIGN)
-        optimizer->dist = ZT_DIRECTIONS_RADEMACHER; /* the paper's "sign" variants, spec §6.1, B10 */
+        optimizer->dist = ZT_DIRECTIONS_RADEMACHER; /* the paper's "sign" variants, docs/spec.md §6.1, B10 */
     else
         optimizer->dist = hp->dist;
     optimizer->n_directions = moves_to_probe(optimizer->policy) ? 1 : hp->n_directions;
@@ -340,7 +340,7 @@ static double sign_of(double v) {
     return (double)((v > 0.0) - (v < 0.0));
 }
 
-/* The learning rate at step k. Cosine and linear decay to 0 (spec §9 B5, as HF's schedulers);
+/* The learning rate at step k. Cosine and linear decay to 0 (docs/spec.md §9 B5, as HF's schedulers);
  * plateau is lr times the factors applied so far. */
 static double lr_at(const zt_optimizer *optimizer, int step) {
     if (optimizer->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) return optimizer->hp.lr * optimizer->plateau_scale;
@@ -348,7 +348,7 @@ static double lr_at(const zt_optimizer *optimizer, int step) {
 }
 
 /* The perturbation scale at step k: eps -> eps_end. A plateau eps follows the learning rate's
- * factor (ZO-AdaMM: mu decays "with the same schedule as the learning rate", spec §7.4). */
+ * factor (ZO-AdaMM: mu decays "with the same schedule as the learning rate", docs/spec.md §7.4). */
 static zt_status eps_at(const zt_optimizer *optimizer, int step, double *eps) {
     if (optimizer->hp.eps_schedule == ZT_SCHEDULE_PLATEAU)
         *eps = optimizer->hp.eps * optimizer->plateau_scale;
@@ -364,14 +364,14 @@ static zt_status eps_at(const zt_optimizer *optimizer, int step, double *eps) {
 }
 
 /* Forward-difference radius r: eps, or eps*sqrt(d) so that the per-coordinate perturbation
- * keeps MeZO's scale at LLM sizes (spec §7.1 [REC], §9 C5). */
+ * keeps MeZO's scale at LLM sizes (docs/spec.md §7.1 [REC], §9 C5). */
 static zt_status sphere_radius(const zt_optimizer *optimizer, int step, double *radius) {
     ZT_TRY(eps_at(optimizer, step, radius));
     if (optimizer->hp.sphere_scale_sqrt_d) *radius *= sqrt((double)optimizer->n_params);
     return ZT_OK;
 }
 
-/* AS2P's cosine decays over the run (spec §6.4, B5): c_k = cosdec(2, 1, k) and
+/* AS2P's cosine decays over the run (docs/spec.md §6.4, B5): c_k = cosdec(2, 1, k) and
  * rho_k = cosdec(rho_0, rho_end, k) with rho_0 = --eps, rho_end = --eps-end. */
 static double cosine_decay(const zt_optimizer *optimizer, double from, double to, int step) {
     return zt_schedule_value(ZT_SCHEDULE_COSINE, from, to, step, optimizer->total_steps);
@@ -386,7 +386,7 @@ static zt_status as2p_rho(const zt_optimizer *optimizer, int step, double *rho) 
     return ZT_OK;
 }
 
-/* S2P options 1 and 3 fix the step before any evaluation (spec §6.2):
+/* S2P options 1 and 3 fix the step before any evaluation (docs/spec.md §6.2):
  *   Opt1: alpha_k = alpha_0 / sqrt(K d), alpha_0 the learning rate (schedule applied);
  *   Opt3: alpha_k = sqrt(2) / (B L1 sqrt(d K))   [reconstructed, §9 B12]. */
 static double s2p_fixed_alpha(const zt_optimizer *optimizer, int step) {
@@ -486,10 +486,10 @@ static void finish_central(const zt_optimizer *optimizer, const zt_step_plan *pl
     update->weight_decay = optimizer->hp.weight_decay;
     if (optimizer->policy == POLICY_ZO_SGD_MMT) update->beta1 = optimizer->hp.momentum;
     for (int i = 0; i < q; i++) {
-        /* MeZO's projected_grad (spec §4.1), averaged over the q directions. */
+        /* MeZO's projected_grad (docs/spec.md §4.1), averaged over the q directions. */
         double projected = (losses[2 * i] - losses[2 * i + 1]) / (2.0 * eps);
         if (i == 0) update->projected_grad = projected;
-        /* ZO-Bench's sign-opt keeps z and signs only the scalar (spec §7.3, §9 B10, C3). */
+        /* ZO-Bench's sign-opt keeps z and signs only the scalar (docs/spec.md §7.3, §9 B10, C3). */
         double scalar = optimizer->policy == POLICY_ZO_SGD_SIGN ? sign_of(projected) : projected;
         add_term(update, plan->seeds[i], scalar / q);
     }
@@ -515,7 +515,7 @@ static void finish_forward(const zt_optimizer *optimizer, const zt_step_plan *pl
         double difference = losses[i + 1] - losses[0];
         double estimate = scale * difference;
         if (i == 0) update->projected_grad = estimate;
-        /* ZO-signSGD (spec §7.3): sign(g) = sign(Delta) sign(u) for one direction, so the
+        /* ZO-signSGD (docs/spec.md §7.3): sign(g) = sign(Delta) sign(u) for one direction, so the
          * coefficient is sign(Delta) (sign(0) = 0: no update). With q directions the sign of the
          * averaged estimate needs the magnitudes, which the SIGN rule then discards. */
         double coeff =
@@ -537,7 +537,7 @@ static void finish_stp(const zt_optimizer *optimizer, const zt_step_plan *plan, 
 }
 
 /* The population standard deviation of the most recent gamma values, the current one included
- * (spec §6.4; B1 signed gamma, B3 current included, B4 ddof 0, |gamma_k| under 2 values). */
+ * (docs/spec.md §6.4; B1 signed gamma, B3 current included, B4 ddof 0, |gamma_k| under 2 values). */
 static double as2p_sigma(const zt_optimizer *optimizer, int step, double gamma) {
     uint32_t window = optimizer->window_capacity;
     if (optimizer->hp.as2p_window_elapsed) { /* B2 alternative: 10% of the steps elapsed */
@@ -597,7 +597,7 @@ static zt_status finish_s2p(const zt_optimizer *optimizer, const zt_step_plan *p
         update->projected_grad = alpha > 0.0 ? difference / (2.0 * alpha) : 0.0;
     } else {
         /* Round one probed +-rho s and gave gamma, alpha follows from |gamma|; round two
-         * probed +-alpha s (zt_optimizer_extend): move to the lower of those (spec §6.2). */
+         * probed +-alpha s (zt_optimizer_extend): move to the lower of those (docs/spec.md §6.2). */
         double rho;
         ZT_TRY(eps_at(optimizer, step, &rho));
         double gamma = difference / (2.0 * rho);

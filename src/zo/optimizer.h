@@ -1,7 +1,7 @@
-/* Zeroth-order optimizers as policies (DESIGN.md §3). A policy never touches tensors: for step k
+/* Zeroth-order optimizers as policies (docs/design.md §3). A policy never touches tensors: for step k
  * it chooses the K variants theta + sum_i a_ki z_i to evaluate (zt_step_plan), then turns their
  * K losses into the update's coefficients (zt_step_update). The engine (engine.h) does the
- * rest on any backend. Formulas and resolved ambiguities: reference/spec.md §4, §6, §7, §9. */
+ * rest on any backend. Formulas and resolved ambiguities: docs/spec.md §4, §6, §7, §9. */
 #ifndef ZT_ZO_OPTIMIZER_H
 #define ZT_ZO_OPTIMIZER_H
 
@@ -31,7 +31,7 @@ typedef struct zt_zo_hparams {
     double weight_decay;  /* coupled L2, MeZO's mask (no biases / layer norms) */
     int n_directions;     /* q */
     zt_direction_dist dist;
-    int sphere_scale_sqrt_d; /* sphere radius eps*sqrt(d) instead of eps (spec §7.1, C5) */
+    int sphere_scale_sqrt_d; /* sphere radius eps*sqrt(d) instead of eps (docs/spec.md §7.1, C5) */
     double momentum;      /* ZO-SGD-MMT beta */
     double beta1, beta2, adam_eps; /* ZO-AdaMM (delta = 1e-8 resolution C4) */
     int s2p_option;       /* 1..4 */

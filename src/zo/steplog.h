@@ -1,4 +1,4 @@
-/* The step log: one JSON line per step with everything replay needs (DESIGN.md §2). Base
+/* The step log: one JSON line per step with everything replay needs (docs/design.md §2). Base
  * weights + log rebuild a fine-tune bit for bit. Floats are written so they read back exactly
  * (%.9g for f32 coefficients, %.17g for doubles); 64-bit seeds as hex strings, since JSON numbers
  * lose integers above 2^53. The first line is a header naming the run. */

@@ -29,7 +29,7 @@ static int same_float_bits(float a, float b) {
     return zt_f32_bits(a) == zt_f32_bits(b);
 }
 
-/* Random123's kat_vectors for philox4x32_10 (spec section 5.1). */
+/* Random123's kat_vectors for philox4x32_10 (docs/spec.md §5.1). */
 static void test_known_answers(void) {
     static const struct {
         uint32_t ctr[4], key[2], out[4];
@@ -53,7 +53,7 @@ static void test_known_answers(void) {
 }
 
 /* Word i of the curand() stream after curand_init(seed, subsequence, offset): the 128-bit counter
- * subsequence*2^64 + block, lane by lane (spec section 5.2-5.3; curand_init never reaches the
+ * subsequence*2^64 + block, lane by lane (docs/spec.md §5.2-5.3; curand_init never reaches the
  * quirky carries from a zero counter). */
 static uint32_t curand_stream_word(uint64_t seed, uint64_t subsequence, uint64_t offset,
                                    uint64_t i) {
@@ -64,7 +64,7 @@ static uint32_t curand_stream_word(uint64_t seed, uint64_t subsequence, uint64_t
     return zt_u32x4_lane(out, (unsigned)(position_in_block % 4));
 }
 
-/* The integer rows of spec section 5.3. */
+/* The integer rows of docs/spec.md §5.3. */
 static void test_spec_stream_rows(void) {
     static const struct {
         uint64_t init[3]; /* seed, subsequence, offset */

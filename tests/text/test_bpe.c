@@ -529,7 +529,7 @@ static void check_specials_and_bos(zt_tokenizer *tok) {
     ZT_CHECK(n >= 1 && !has_special, "\"</s\" is not special");
     free(ids);
 
-    /* BOS: OPT's "</s>" (2) by default, MeZO's "<s>" (0) on request (spec §3.1, §9 A1). */
+    /* BOS: OPT's "</s>" (2) by default, MeZO's "<s>" (0) on request (docs/spec.md §3.1, §9 A1). */
     ZT_CHECK(zt_tokenizer_bos_id(tok) == 2, "default BOS %d", zt_tokenizer_bos_id(tok));
     ZT_CHECK_OK(zt_tokenizer_set_bos(tok, ZT_TOKENIZER_BOS_MEZO));
     ZT_CHECK(zt_tokenizer_bos_id(tok) == 0, "MeZO BOS %d", zt_tokenizer_bos_id(tok));
@@ -640,7 +640,7 @@ static int ids_of_er(const char *merges_text) {
 
 static void check_merges_line_endings(void) {
     /* tokenizers keeps a last line without "\n" (the slow reader's split("\n")[1:-1] would drop
-     * it, spec §9 A10) and strips "\r\n". */
+     * it, docs/spec.md §9 A10) and strips "\r\n". */
     ZT_CHECK(ids_of_er("#version: 0.2\ne r\n") == 1, "\"e r\" applies");
     ZT_CHECK(ids_of_er("#version: 0.2\ne r") == 1, "last line without newline applies");
     ZT_CHECK(ids_of_er("#version: 0.2\r\ne r\r\n") == 1, "CRLF lines");

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests for tools/prepare_task.py (stdlib unittest; numpy and pyarrow are used when present).
 
-The expected prompts below are written out by hand from reference/spec.md section 4.5 and
+The expected prompts below are written out by hand from docs/spec.md §4.5 and
 MeZO's templates.py, not produced by the code under test. Sample inputs are in samples/, one
 per task, in the source formats a `datasets` user has (JSON Lines, a JSON array, GLUE TSV,
 CSV from Dataset.to_csv, SQuAD v1.1 JSON).

@@ -43,7 +43,7 @@
  * S2P's smoothness constants: the quadratic's true L = 100 (option 2) and L0 = 100 (option 4);
  * for the logistic (true L ~ 0.35) smaller constants give larger steps within the budget.
  * AS2P's eta_b is the paper's ResNet value (5), its LLM value (50) being tuned to rho 1e-3 on
- * 13B parameters; rho is large here because a_k <= 0.2 rho_k bounds its step (spec §6.4).
+ * 13B parameters; rho is large here because a_k <= 0.2 rho_k bounds its step (docs/spec.md §6.4).
  *
  * ZT_SEED=n in the environment overrides the run seed, to re-check the tolerances' margin. */
 #include <math.h>

@@ -1,5 +1,5 @@
 /* The ZO policies on scripted losses: every coefficient against a formula recomputed here in
- * double from the spec (reference/spec.md §4.1, §6, §7, §9 B/C), schedules, plateau decay,
+ * double from the spec (docs/spec.md §4.1, §6, §7, §9 B/C), schedules, plateau decay,
  * state round trips and option errors. No backend: a policy never touches tensors. */
 #include <math.h>
 #include <stdlib.h>
@@ -66,7 +66,7 @@ static void test_direction_seeds(void) {
     }
 }
 
-/* MeZO (spec §4.1): variants +-eps z_i; coeff_i = (L+_i - L-_i) / (2 eps q). */
+/* MeZO (docs/spec.md §4.1): variants +-eps z_i; coeff_i = (L+_i - L-_i) / (2 eps q). */
 static void test_mezo(void) {
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
@@ -121,7 +121,7 @@ static void test_central_variants(void) {
     double losses[4] = {1.0, 1.5, 2.0, 1.0};
     double g0 = (1.0 - 1.5) / 2e-3, g1 = (2.0 - 1.0) / 2e-3;
 
-    /* ZO-Bench sign-opt (spec §7.3 contrast, B10): sign(projected_grad)/q on Gaussian z. */
+    /* ZO-Bench sign-opt (docs/spec.md §7.3 contrast, B10): sign(projected_grad)/q on Gaussian z. */
     zt_optimizer *opt = make("zo-sgd-sign", &hp, 10, 50);
     run_step(opt, 0, losses, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_GAUSSIAN && up.rule == ZT_UPDATE_SGD, "sign-opt rule");
@@ -130,7 +130,7 @@ static void test_central_variants(void) {
     ZT_CHECK_CLOSE(up.projected_grad, g0, 0, 1e-12, "sign-opt projected_grad");
     zt_optimizer_free(opt);
 
-    /* GA_sign (spec §6.1, B10): MeZO on Rademacher directions. */
+    /* GA_sign (docs/spec.md §6.1, B10): MeZO on Rademacher directions. */
     opt = make("ga-sign", &hp, 10, 50);
     run_step(opt, 0, losses, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_RADEMACHER && up.rule == ZT_UPDATE_SGD, "ga-sign");
@@ -149,7 +149,7 @@ static void test_central_variants(void) {
     zt_optimizer_free(opt);
 }
 
-/* Forward difference on the sphere (spec §7.1): g = (d/r)(F(x + r u) - F(x)) u. */
+/* Forward difference on the sphere (docs/spec.md §7.1): g = (d/r)(F(x + r u) - F(x)) u. */
 static void test_forward(void) {
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
@@ -187,7 +187,7 @@ static void test_forward(void) {
     zt_optimizer_free(opt);
     hp.n_directions = 1;
 
-    /* ZO-signSGD (spec §7.3): rule SIGN, coefficient sign(Delta), sign(0) = 0 -> no update. */
+    /* ZO-signSGD (docs/spec.md §7.3): rule SIGN, coefficient sign(Delta), sign(0) = 0 -> no update. */
     opt = make("zo-signsgd", &hp, 10, d);
     run_step(opt, 0, (double[]){1.0, 0.5}, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_SPHERE && up.rule == ZT_UPDATE_SIGN, "signsgd rule");
@@ -197,7 +197,7 @@ static void test_forward(void) {
     ZT_CHECK(up.n_terms == 0, "signsgd sign(0) = 0: %d terms", up.n_terms);
     zt_optimizer_free(opt);
 
-    /* ZO-AdaMM (spec §7.4): the forward estimate into the AMSGrad rule. */
+    /* ZO-AdaMM (docs/spec.md §7.4): the forward estimate into the AMSGrad rule. */
     hp.beta1 = 0.85;
     hp.beta2 = 0.99;
     hp.adam_eps = 1e-7;
@@ -212,7 +212,7 @@ static void test_forward(void) {
     zt_optimizer_free(opt);
 }
 
-/* STP (spec §6.1): argmin of f(x), f(x + a s), f(x - a s); ties stay, then prefer +a s. */
+/* STP (docs/spec.md §6.1): argmin of f(x), f(x + a s), f(x - a s); ties stay, then prefer +a s. */
 static void test_stp(void) {
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
@@ -248,7 +248,7 @@ static void test_stp(void) {
     zt_optimizer_free(opt);
 }
 
-/* S2P (spec §6.2): options 1 and 3 probe +-alpha s and move to the lower probe; 2 and 4 probe
+/* S2P (docs/spec.md §6.2): options 1 and 3 probe +-alpha s and move to the lower probe; 2 and 4 probe
  * +-rho s, derive alpha from |gamma|, probe +-alpha s in a second round on the same data and
  * move to the lower of those (4 evaluations). */
 static void test_s2p(void) {
@@ -304,7 +304,7 @@ static void test_s2p(void) {
     }
 }
 
-/* AS2P as spec §6.4 prescribes, re-implemented here in double. */
+/* AS2P as docs/spec.md §6.4 prescribes, re-implemented here in double. */
 typedef struct as2p_reference {
     int total, window_fixed, elapsed;
     double rho0, rho_end, eta_a, eta_b;
@@ -396,7 +396,7 @@ static void test_as2p(void) {
     zt_optimizer_free(opt);
     opt = make("as2p", &hp, 50, 10);
     ZT_REQUIRE_OK(zt_optimizer_plan(opt, 0, 1, &plan));
-    ZT_CHECK(plan.dist == ZT_DIRECTIONS_GAUSSIAN, "as2p Gaussian (spec §6.4)");
+    ZT_CHECK(plan.dist == ZT_DIRECTIONS_GAUSSIAN, "as2p Gaussian (docs/spec.md §6.4)");
     zt_optimizer_free(opt);
 
     /* The window is ceil(0.1 K) even where 0.1*K is inexact in binary (0.1*30 = 3.0000...4):
