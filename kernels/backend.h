@@ -133,8 +133,8 @@ typedef struct zt_backend_ops {
 
     /* out = (x - mean) / sqrt(var + eps) * gamma + beta per row; biased variance, as PyTorch.
      * out may equal in. gamma/beta absent => 1 / 0 (elementwise_affine = false). */
-    zt_status (*layernorm)(zt_backend *be, float *out, /* (N,C) */
-                           const float *in,            /* (N,C) */
+    zt_status (*layernorm)(zt_backend *be, float *out,      /* (N,C) */
+                           const float *in,                 /* (N,C) */
                            zt_weight gamma, zt_weight beta, /* (C), (C) */
                            int n_rows, int n_cols, float eps);
 
@@ -149,7 +149,7 @@ typedef struct zt_backend_ops {
      * Query i of sequence b attends to keys j <= i with key_mask[b,j] != 0. q is multiplied by
      * q_scale element-wise before QK^T (HF scales the q_proj output). A query with no admissible
      * key (a left-pad row) gets zeros. out must not alias q, k or v. */
-    zt_status (*attention)(zt_backend *be, float *out, /* (B,T,C) */
+    zt_status (*attention)(zt_backend *be, float *out,                     /* (B,T,C) */
                            const float *q, const float *k, const float *v, /* (B,T,C) each */
                            const int32_t *key_mask,                        /* (B,T) */
                            int batch, int seq_len, int n_heads, int head_dim, float q_scale);
@@ -170,7 +170,7 @@ typedef struct zt_backend_ops {
      * f32 and stored in dst_dtype (round to nearest even). dst may equal src with the same
      * dtype: that is MeZO's in-place mode. elem_offset addresses a slice of a larger tensor. */
     zt_status (*perturb)(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) */
-                         zt_weight src,                                  /* (n) */
+                         zt_weight src,                                 /* (n) */
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p);
 
@@ -191,8 +191,8 @@ typedef struct zt_backend_ops {
 
 struct zt_backend {
     const zt_backend_ops *ops;
-    void *impl;                  /* backend-private state */
-    zt_gemm_precision gemm;      /* ZT_GEMM_F32 at creation */
+    void *impl;             /* backend-private state */
+    zt_gemm_precision gemm; /* ZT_GEMM_F32 at creation */
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not

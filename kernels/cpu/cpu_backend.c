@@ -106,7 +106,7 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     switch (q->op) {
     case ZT_SCRATCH_LINEAR: {
         size_t chunk_rows = q->out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? (size_t)q->out_features
-                                                                        : ZT_CPU_LINEAR_CHUNK_ROWS;
+                                                                       : ZT_CPU_LINEAR_CHUNK_ROWS;
         if (q->weight_dtype != ZT_F32) floats += chunk_rows * (size_t)q->in_features;
         if (q->has_bias && q->bias_dtype != ZT_F32) floats += (size_t)q->out_features;
         if (be->gemm == ZT_GEMM_HALF && q->weight_dtype != ZT_F32)
@@ -116,7 +116,9 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     case ZT_SCRATCH_ATTENTION:
         floats = ((size_t)q->seq_len + 2 * (size_t)q->head_dim) * (size_t)cpu->n_threads;
         break;
-    case ZT_SCRATCH_Z_SUMSQ: floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems); break;
+    case ZT_SCRATCH_Z_SUMSQ:
+        floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems);
+        break;
     }
     return floats * sizeof(float);
 }
@@ -138,7 +140,6 @@ static zt_status cpu_reserve_scratch(zt_backend *be, size_t n_bytes) {
     return zt_cpu_scratch(zt_cpu(be), (n_bytes + sizeof(float) - 1) / sizeof(float),
                           "reserve_scratch", &unused);
 }
-
 
 static const zt_backend_ops cpu_ops = {
     .name = "cpu",

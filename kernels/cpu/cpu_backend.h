@@ -54,7 +54,6 @@ static inline zt_cpu_backend *zt_cpu(zt_backend *be) {
  * area stays valid until the next call; `op` names the caller in the out-of-memory message. */
 zt_status zt_cpu_scratch(zt_cpu_backend *cpu, size_t n_floats, const char *op, float **out);
 
-
 /* Upcasts n elements of w starting at element `first` into dst. */
 static inline void zt_cpu_weight_to_f32(float *dst, /* (n) */
                                         zt_weight w, size_t first, size_t n) {

@@ -23,8 +23,8 @@ static void gemm_into_columns(float *out,          /* (N,OC) */
  * calls leaves OpenMP's threads spinning against OpenBLAS's own (bench_ops measured the 125m LM
  * head 24x slower that way). */
 static void chunked_half_gemm(float *out,                /* (N,OC) */
-                              const float *in,                 /* (N,IC) */
-                              zt_weight w, float *chunk,       /* (OC,IC), (chunk,IC) */
+                              const float *in,           /* (N,IC) */
+                              zt_weight w, float *chunk, /* (OC,IC), (chunk,IC) */
                               int n_rows, int in_features, int out_features) {
     const size_t row_len = (size_t)in_features;
     for (int first_out = 0; first_out < out_features; first_out += ZT_CPU_LINEAR_CHUNK_ROWS) {

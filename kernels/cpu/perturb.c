@@ -86,7 +86,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
         }
     } else {
         status = zt_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
-                                       src.data, n_elems * zt_dtype_size(src.dtype));
+                                   src.data, n_elems * zt_dtype_size(src.dtype));
         if (status != ZT_OK) goto done;
     }
 
