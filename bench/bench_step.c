@@ -24,7 +24,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 #include "data/dataset.h"
 #include "opt.h"
 #include "train/objective.h"

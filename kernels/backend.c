@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "cpu/cpu_backend.h"
 #include "zt_config.h"
 #if ZT_HAVE_CUDA
 #include "cuda/cuda_backend.h"

@@ -1,4 +1,4 @@
-/* The op table every compute backend fills (DESIGN.md §4).
+/* The op table every compute backend fills (docs/design.md §4).
  *
  * Buffers are backend memory (host memory for the CPU backend, device memory for CUDA); the
  * caller moves data in and out with upload/download. Activations are f32. Weights are read in
@@ -34,7 +34,7 @@ typedef struct zt_weight {
     zt_dtype dtype;
 } zt_weight;
 
-/* ---- perturbation and update (DESIGN.md §2; z addressing in kernels/common/perturb_rng.h) ---- */
+/* ---- perturbation and update (docs/design.md §2; z addressing in common/perturb_rng.h) ---- */
 
 typedef enum zt_dist {
     ZT_DIST_GAUSSIAN = 0,   /* cuRAND Box-Muller normals */
@@ -196,7 +196,8 @@ struct zt_backend {
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not
- * compiled in or no device). n_threads <= 0 means all cores (CPU backend). */
+ * compiled in or no device). n_threads <= 0 means all cores (CPU backend). The constructors
+ * themselves are in kernels/cpu/cpu_backend.h and kernels/cuda/cuda_backend.h. */
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
 void zt_backend_destroy(zt_backend *be);
 
@@ -214,8 +215,5 @@ zt_status zt_gemm_precision_parse(const char *text, const char *option, zt_gemm_
 /* The dtype a perturbed copy of a `stored` weight is staged in: the stored half dtype when the
  * GEMMs take half inputs (staging in f32 would only be rounded back), f32 otherwise. */
 zt_dtype zt_backend_stage_dtype(const zt_backend *be, zt_dtype stored);
-
-/* The CPU backend's constructor (kernels/cpu). */
-zt_status zt_cpu_backend_create(int n_threads, zt_backend **out);
 
 #endif

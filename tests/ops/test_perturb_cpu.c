@@ -1,10 +1,10 @@
-/* The CPU backend's perturbation ops (kernels/cpu/perturb.c, update.c): perturb, z_sumsq and
- * update, against references written here on top of the per-element functions of
+/* The CPU backend's perturbation ops (kernels/cpu/perturb.c, sumsq.c, update.c): perturb,
+ * z_sumsq and update, against references written here on top of the per-element functions of
  * kernels/common/perturb_rng.h (zt_z_gauss, zt_z_rademacher, zt_sr_bits_at), which share no
  * block or offset arithmetic with the ops.
  *
  * Two references per op:
- *   - an f32 mirror of the documented operation order (kernels/cpu/perturb_ops.h, update.c),
+ *   - an f32 mirror of the documented operation order (kernels/cpu/z_terms.h, update.c),
  *     which the op must match bit for bit, in every storage dtype;
  *   - a double-precision evaluation of the formula, with an error bound derived alongside it
  *     (U = 2^-24 per f32 rounding; the derivations are next to the code), which catches a
@@ -30,6 +30,7 @@
 #include "common/dtype.h"
 #include "common/perturb_rng.h"
 #include "core/alloc.h"
+#include "cpu/cpu_backend.h"
 #include "zt_config.h"
 #include "zt_test.h"
 
