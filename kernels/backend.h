@@ -189,6 +189,33 @@ typedef struct zt_backend_ops {
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
 } zt_backend_ops;
 
+/* The slots of zt_backend_ops every backend must fill: all but `name` (checked on its own) and
+ * set_gemm_precision (NULL = f32 only). X(slot) is applied to each. backend.c asserts at compile
+ * time that these two and this list cover the whole table. */
+#define ZT_BACKEND_REQUIRED_OPS(X)                                                                 \
+    X(destroy)                                                                                     \
+    X(alloc)                                                                                       \
+    X(free)                                                                                        \
+    X(upload)                                                                                      \
+    X(download)                                                                                    \
+    X(sync)                                                                                        \
+    X(scratch_bytes)                                                                               \
+    X(reserve_scratch)                                                                             \
+    X(gather_rows)                                                                                 \
+    X(layernorm)                                                                                   \
+    X(linear)                                                                                      \
+    X(attention)                                                                                   \
+    X(add)                                                                                         \
+    X(target_logprobs)                                                                             \
+    X(perturb)                                                                                     \
+    X(z_sumsq)                                                                                     \
+    X(update)
+
+/* ZT_OK when `ops` has a name and every required slot; otherwise ZT_ERR_INTERNAL with a message
+ * naming the NULL slots, e.g. "backend 'cpu': op table slot 'layernorm' is NULL", so a backend
+ * that misses an op fails when it is created, not on the first call of that op. */
+zt_status zt_backend_check_ops(const zt_backend_ops *ops);
+
 struct zt_backend {
     const zt_backend_ops *ops;
     void *impl;             /* backend-private state */
@@ -196,8 +223,9 @@ struct zt_backend {
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not
- * compiled in or no device). n_threads <= 0 means all cores (CPU backend). The constructors
- * themselves are in kernels/cpu/cpu_backend.h and kernels/cuda/cuda_backend.h. */
+ * compiled in or no device). n_threads <= 0 means all cores (CPU backend). The backend's op table
+ * must pass zt_backend_check_ops; one that does not is destroyed and the call fails. The
+ * constructors themselves are in kernels/cpu/cpu_backend.h and kernels/cuda/cuda_backend.h. */
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
 void zt_backend_destroy(zt_backend *be);
 
