@@ -32,7 +32,7 @@
 #include "common/dtype.h"
 #include "core/alloc.h"
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 #include "opt/opt.h"
 #include "zt_config.h"
 

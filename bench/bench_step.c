@@ -24,7 +24,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 #include "data/dataset.h"
 #include "opt/opt.h"
 #include "train/objective.h"
@@ -88,7 +88,9 @@ static double meter_stop(meter *m) {
     return ms;
 }
 
-static double meter_mean_ms(const meter *m) { return m->laps ? m->wall_ms / m->laps : 0.0; }
+static double meter_mean_ms(const meter *m) {
+    return m->laps ? m->wall_ms / m->laps : 0.0;
+}
 
 /* Cores kept busy on average: near the thread count when the phase had the machine to itself. */
 static double meter_cores(const meter *m) {
@@ -120,9 +122,13 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+static double mib(double bytes) {
+    return bytes / (1024.0 * 1024.0);
+}
 
-static double gb_per_s(double bytes, double ms) { return ms > 0.0 ? bytes / (ms * 1e6) : 0.0; }
+static double gb_per_s(double bytes, double ms) {
+    return ms > 0.0 ? bytes / (ms * 1e6) : 0.0;
+}
 
 static zt_status report(zt_status s) {
     if (s != ZT_OK) fprintf(stderr, "bench_step: %s\n", zt_last_error());
@@ -307,7 +313,8 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
 /* Inplace staging of one step: the K+1 moves of the master weights, back to theta at the end. */
 static zt_status stage_inplace(const zt_param_set *ps, const zt_step_plan *plan) {
     zt_perturbation variants[ZT_MAX_VARIANTS];
-    for (int k = 0; k < plan->n_variants; k++) variants[k] = variant_of(plan, k);
+    for (int k = 0; k < plan->n_variants; k++)
+        variants[k] = variant_of(plan, k);
     for (int k = 0; k <= plan->n_variants; k++) {
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
         const zt_perturbation *from = k > 0 ? &variants[k - 1] : NULL;
@@ -318,8 +325,8 @@ static zt_status stage_inplace(const zt_param_set *ps, const zt_step_plan *plan)
         for (int i = 0; i < ps->n_params; i++) {
             const zt_param *t = &ps->params[i];
             zt_weight src = {t->data, t->dtype};
-            ZT_TRY(ps->be->ops->perturb(ps->be, t->data, t->dtype, src, t->tensor_id, 0,
-                                        t->n_elems, &delta));
+            ZT_TRY(ps->be->ops->perturb(ps->be, t->data, t->dtype, src, t->tensor_id, 0, t->n_elems,
+                                        &delta));
         }
     }
     return ZT_OK;
@@ -359,7 +366,8 @@ static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_o
         rows_bytes = n * (size_t)widest * sizeof(float);
         positions = malloc(n * sizeof *positions);
         if (!positions) return zt_fail(ZT_ERR_NOMEM, "bench_step: positions");
-        for (size_t i = 0; i < n; i++) positions[i] = (int32_t)(i % (size_t)tb->seq_len) + 2;
+        for (size_t i = 0; i < n; i++)
+            positions[i] = (int32_t)(i % (size_t)tb->seq_len) + 2;
         s = be->ops->alloc(be, shadow_bytes, ZT_MEM_SCRATCH, (void **)&shadow);
         if (s == ZT_OK) s = be->ops->alloc(be, rows_bytes, ZT_MEM_SCRATCH, (void **)&rows_out);
     }
@@ -377,7 +385,7 @@ static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_o
 }
 
 static zt_batch model_batch(const zt_task_batch *b) {
-    zt_batch mb = {b->n_sequences, b->seq_len,    b->input_ids, b->attention_mask,
+    zt_batch mb = {b->n_sequences, b->seq_len,     b->input_ids, b->attention_mask,
                    b->n_targets,   b->target_rows, b->target_ids};
     return mb;
 }
@@ -657,10 +665,9 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
         printf("\"step_ms_mean\":%.4f,\"step_ms_min\":%.4f,\"step_ms_max\":%.4f,"
                "\"staging_ms\":%.4f,\"forward_ms\":%.4f,\"forward_master_ms\":%.4f,"
                "\"update_ms\":%.4f,\"split_fraction\":%.4f,",
-               meter_mean_ms(&r->step), r->step_min_ms, r->step_max_ms,
-               meter_mean_ms(&r->staging), meter_mean_ms(&r->forward),
-               meter_mean_ms(&r->forward_master), meter_mean_ms(&r->update),
-               split_sum(r) / meter_mean_ms(&r->step));
+               meter_mean_ms(&r->step), r->step_min_ms, r->step_max_ms, meter_mean_ms(&r->staging),
+               meter_mean_ms(&r->forward), meter_mean_ms(&r->forward_master),
+               meter_mean_ms(&r->update), split_sum(r) / meter_mean_ms(&r->step));
         printf("\"cores_busy\":{\"step\":%.3f,\"staging\":%.3f,\"forward\":%.3f,"
                "\"update\":%.3f},",
                meter_cores(&r->step), meter_cores(&r->staging), meter_cores(&r->forward),
@@ -669,8 +676,7 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
                "\"update_bytes\":%.0f,\"forward_flops\":%.0f,\"staging_gb_s\":%.3f,"
                "\"update_gb_s\":%.3f,\"memory_peak\":{",
                r->staging_passes, r->staging_bytes, r->forward_weight_bytes, r->update_bytes,
-               r->forward_flops,
-               gb_per_s(r->staging_bytes, meter_mean_ms(&r->staging)),
+               r->forward_flops, gb_per_s(r->staging_bytes, meter_mean_ms(&r->staging)),
                gb_per_s(r->update_bytes, meter_mean_ms(&r->update)));
         for (int cat = 0; cat < ZT_MEM_CATEGORIES; cat++)
             printf("\"%s\":%zu,", zt_mem_category_name((zt_mem_category)cat), r->mem.peak[cat]);
@@ -740,24 +746,31 @@ static int parse_value(bench_options *o, const char *flag, char *value) {
         return 1;
     }
     if (strcmp(flag, "--dtype") == 0) {
-        if (strcmp(value, "f32") == 0) o->dtype = ZT_F32;
-        else if (strcmp(value, "f16") == 0) o->dtype = ZT_F16;
-        else if (strcmp(value, "bf16") == 0) o->dtype = ZT_BF16;
-        else fprintf(stderr, "bench_step: --dtype expects f32, f16 or bf16, got '%s'\n", value);
+        if (strcmp(value, "f32") == 0)
+            o->dtype = ZT_F32;
+        else if (strcmp(value, "f16") == 0)
+            o->dtype = ZT_F16;
+        else if (strcmp(value, "bf16") == 0)
+            o->dtype = ZT_BF16;
+        else
+            fprintf(stderr, "bench_step: --dtype expects f32, f16 or bf16, got '%s'\n", value);
         return strcmp(value, "f32") == 0 || strcmp(value, "f16") == 0 || strcmp(value, "bf16") == 0;
     }
     if (strcmp(flag, "--mode") == 0) {
-        if (strcmp(value, "shadow") == 0) o->mode = ZT_PERTURB_SHADOW;
-        else if (strcmp(value, "inplace") == 0) o->mode = ZT_PERTURB_INPLACE;
-        else fprintf(stderr, "bench_step: --mode expects shadow or inplace, got '%s'\n", value);
+        if (strcmp(value, "shadow") == 0)
+            o->mode = ZT_PERTURB_SHADOW;
+        else if (strcmp(value, "inplace") == 0)
+            o->mode = ZT_PERTURB_INPLACE;
+        else
+            fprintf(stderr, "bench_step: --mode expects shadow or inplace, got '%s'\n", value);
         return strcmp(value, "shadow") == 0 || strcmp(value, "inplace") == 0;
     }
     return 0; /* not reached: takes_value() admitted only the flags above */
 }
 
 static int takes_value(const char *flag) {
-    static const char *const flags[] = {"--model-size", "--dtype",   "--batch-size", "--seq-len",
-                                        "--optimizer",  "--mode",    "--steps",      "--threads"};
+    static const char *const flags[] = {"--model-size", "--dtype", "--batch-size", "--seq-len",
+                                        "--optimizer",  "--mode",  "--steps",      "--threads"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (strcmp(flag, flags[i]) == 0) return 1;
     return 0;
@@ -781,8 +794,10 @@ static int parse_options(int argc, char **argv, bench_options *o) {
             usage(stdout);
             return 1;
         }
-        if (strcmp(arg, "--quick") == 0) quick = 1;
-        else if (strcmp(arg, "--json") == 0) o->json = 1;
+        if (strcmp(arg, "--quick") == 0)
+            quick = 1;
+        else if (strcmp(arg, "--json") == 0)
+            o->json = 1;
         else if (strncmp(arg, "--", 2) == 0) {
             char *eq = strchr(arg, '=');
             if (eq) *eq = '\0';

@@ -1,16 +1,51 @@
 #include "backend.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "cpu/cpu_backend.h"
 #include "zt_config.h"
 #if ZT_HAVE_CUDA
 #include "cuda/cuda_backend.h"
 #endif
 
-zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out) {
+#define ZT_COUNT_SLOT(slot) +1
+enum { ZT_N_REQUIRED_OPS = 0 ZT_BACKEND_REQUIRED_OPS(ZT_COUNT_SLOT) };
+#undef ZT_COUNT_SLOT
+/* Every member is a pointer (so there is no padding): `name`, set_gemm_precision and the required
+ * slots. A slot added to the table must join ZT_BACKEND_REQUIRED_OPS or be documented optional
+ * (and counted here), or this fails. */
+_Static_assert(sizeof(zt_backend_ops) ==
+                   sizeof(const char *) + (ZT_N_REQUIRED_OPS + 1) * sizeof(void (*)(void)),
+               "zt_backend_ops has a slot that ZT_BACKEND_REQUIRED_OPS does not list");
+
+zt_status zt_backend_check_ops(const zt_backend_ops *ops) {
+    if (ops == NULL) return zt_fail(ZT_ERR_INTERNAL, "backend: no op table");
+    if (ops->name == NULL) return zt_fail(ZT_ERR_INTERNAL, "backend op table slot 'name' is NULL");
+    /* Every NULL slot is named, so a new backend learns all it misses at once. */
+    char missing[512] = "";
+    size_t length = 0;
+    int n_missing = 0;
+#define ZT_NOTE_IF_NULL(slot)                                                                      \
+    if (ops->slot == NULL) {                                                                       \
+        int written = snprintf(missing + length, sizeof missing - length, "%s'%s'",                \
+                               n_missing > 0 ? ", " : "", #slot);                                  \
+        if (written > 0) length += (size_t)written;                                                \
+        if (length >= sizeof missing) length = sizeof missing - 1;                                 \
+        n_missing++;                                                                               \
+    }
+    ZT_BACKEND_REQUIRED_OPS(ZT_NOTE_IF_NULL)
+#undef ZT_NOTE_IF_NULL
+    if (n_missing == 0) return ZT_OK;
+    return zt_fail(ZT_ERR_INTERNAL, "backend '%s': op table %s %s %s NULL", ops->name,
+                   n_missing == 1 ? "slot" : "slots", missing, n_missing == 1 ? "is" : "are");
+}
+
+/* Calls the constructor `name` asks for. */
+static zt_status create_by_name(const char *name, int n_threads, zt_backend **out) {
     *out = NULL;
     if (name == NULL || strcmp(name, "cpu") == 0) return zt_cpu_backend_create(n_threads, out);
     if (strncmp(name, "cuda", 4) == 0) {
@@ -32,6 +67,17 @@ zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out) {
     }
     return zt_fail(ZT_ERR_INVALID_ARG, "--device %s: unknown device (expected cpu or cuda[:N])",
                    name);
+}
+
+zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out) {
+    ZT_TRY(create_by_name(name, n_threads, out));
+    zt_status status = zt_backend_check_ops((*out)->ops);
+    if (status != ZT_OK) {
+        /* Without a destroy slot the half-made backend cannot be released: leaked, not crashed. */
+        if ((*out)->ops != NULL && (*out)->ops->destroy != NULL) (*out)->ops->destroy(*out);
+        *out = NULL;
+    }
+    return status;
 }
 
 void zt_backend_destroy(zt_backend *be) {

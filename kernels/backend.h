@@ -133,8 +133,8 @@ typedef struct zt_backend_ops {
 
     /* out = (x - mean) / sqrt(var + eps) * gamma + beta per row; biased variance, as PyTorch.
      * out may equal in. gamma/beta absent => 1 / 0 (elementwise_affine = false). */
-    zt_status (*layernorm)(zt_backend *be, float *out, /* (N,C) */
-                           const float *in,            /* (N,C) */
+    zt_status (*layernorm)(zt_backend *be, float *out,      /* (N,C) */
+                           const float *in,                 /* (N,C) */
                            zt_weight gamma, zt_weight beta, /* (C), (C) */
                            int n_rows, int n_cols, float eps);
 
@@ -149,7 +149,7 @@ typedef struct zt_backend_ops {
      * Query i of sequence b attends to keys j <= i with key_mask[b,j] != 0. q is multiplied by
      * q_scale element-wise before QK^T (HF scales the q_proj output). A query with no admissible
      * key (a left-pad row) gets zeros. out must not alias q, k or v. */
-    zt_status (*attention)(zt_backend *be, float *out, /* (B,T,C) */
+    zt_status (*attention)(zt_backend *be, float *out,                     /* (B,T,C) */
                            const float *q, const float *k, const float *v, /* (B,T,C) each */
                            const int32_t *key_mask,                        /* (B,T) */
                            int batch, int seq_len, int n_heads, int head_dim, float q_scale);
@@ -170,7 +170,7 @@ typedef struct zt_backend_ops {
      * f32 and stored in dst_dtype (round to nearest even). dst may equal src with the same
      * dtype: that is MeZO's in-place mode. elem_offset addresses a slice of a larger tensor. */
     zt_status (*perturb)(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) */
-                         zt_weight src,                                  /* (n) */
+                         zt_weight src,                                 /* (n) */
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p);
 
@@ -189,14 +189,43 @@ typedef struct zt_backend_ops {
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
 } zt_backend_ops;
 
+/* The slots of zt_backend_ops every backend must fill: all but `name` (checked on its own) and
+ * set_gemm_precision (NULL = f32 only). X(slot) is applied to each. backend.c asserts at compile
+ * time that these two and this list cover the whole table. */
+#define ZT_BACKEND_REQUIRED_OPS(X)                                                                 \
+    X(destroy)                                                                                     \
+    X(alloc)                                                                                       \
+    X(free)                                                                                        \
+    X(upload)                                                                                      \
+    X(download)                                                                                    \
+    X(sync)                                                                                        \
+    X(scratch_bytes)                                                                               \
+    X(reserve_scratch)                                                                             \
+    X(gather_rows)                                                                                 \
+    X(layernorm)                                                                                   \
+    X(linear)                                                                                      \
+    X(attention)                                                                                   \
+    X(add)                                                                                         \
+    X(target_logprobs)                                                                             \
+    X(perturb)                                                                                     \
+    X(z_sumsq)                                                                                     \
+    X(update)
+
+/* ZT_OK when `ops` has a name and every required slot; otherwise ZT_ERR_INTERNAL with a message
+ * naming the NULL slots, e.g. "backend 'cpu': op table slot 'layernorm' is NULL", so a backend
+ * that misses an op fails when it is created, not on the first call of that op. */
+zt_status zt_backend_check_ops(const zt_backend_ops *ops);
+
 struct zt_backend {
     const zt_backend_ops *ops;
-    void *impl;                  /* backend-private state */
-    zt_gemm_precision gemm;      /* ZT_GEMM_F32 at creation */
+    void *impl;             /* backend-private state */
+    zt_gemm_precision gemm; /* ZT_GEMM_F32 at creation */
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not
- * compiled in or no device). n_threads <= 0 means all cores (CPU backend). */
+ * compiled in or no device). n_threads <= 0 means all cores (CPU backend). The backend's op table
+ * must pass zt_backend_check_ops; one that does not is destroyed and the call fails. The
+ * constructors themselves are in kernels/cpu/cpu_backend.h and kernels/cuda/cuda_backend.h. */
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
 void zt_backend_destroy(zt_backend *be);
 
@@ -214,8 +243,5 @@ zt_status zt_gemm_precision_parse(const char *text, const char *option, zt_gemm_
 /* The dtype a perturbed copy of a `stored` weight is staged in: the stored half dtype when the
  * GEMMs take half inputs (staging in f32 would only be rounded back), f32 otherwise. */
 zt_dtype zt_backend_stage_dtype(const zt_backend *be, zt_dtype stored);
-
-/* The CPU backend's constructor (kernels/cpu). */
-zt_status zt_cpu_backend_create(int n_threads, zt_backend **out);
 
 #endif

@@ -3,7 +3,7 @@
 #include <math.h>
 
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 
 /* Per-thread scratch: scores (T), scaled query (D), output accumulator (D). */
 typedef struct query_scratch {
@@ -11,6 +11,14 @@ typedef struct query_scratch {
     float *q_scaled;
     float *acc;
 } query_scratch;
+
+static size_t thread_scratch_floats(int seq_len, int head_dim) {
+    return (size_t)seq_len + 2 * (size_t)head_dim;
+}
+
+size_t zt_cpu_attention_scratch_floats(int seq_len, int head_dim, int n_threads) {
+    return thread_scratch_floats(seq_len, head_dim) * (size_t)n_threads;
+}
 
 /* out_row = softmax over admissible keys of (q_row * q_scale) . k_j, applied to v_j. Keys are
  * rows of k and v with stride `row_stride`; key j is admissible when j <= i and mask[j] != 0. */
@@ -69,9 +77,10 @@ zt_status zt_cpu_attention(zt_backend *be, float *out,                     /* (B
                                    q_scale));
     const size_t n_cols = (size_t)n_heads * (size_t)head_dim;
 
-    const size_t per_thread = (size_t)seq_len + 2 * (size_t)head_dim;
+    const size_t per_thread = thread_scratch_floats(seq_len, head_dim);
     float *scratch;
-    ZT_TRY(zt_cpu_scratch(cpu, per_thread * (size_t)cpu->n_threads, op, &scratch));
+    ZT_TRY(zt_cpu_scratch(cpu, zt_cpu_attention_scratch_floats(seq_len, head_dim, cpu->n_threads),
+                          op, &scratch));
 
     /* One work item per (sequence, head, query); dynamic scheduling evens out causal rows. */
     const int64_t n_items = (int64_t)batch * n_heads * seq_len;

@@ -1,5 +1,5 @@
-/* The CPU backend: op table, host memory, scratch and argument checks. The ops live in the
- * other files of this directory, one family each. */
+/* The CPU backend: op table, host memory, scratch and its planning. The ops live in the other
+ * files of this directory, one family each (cpu_common.h). */
 #include "cpu/cpu_backend.h"
 
 #include <cblas.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "cpu/perturb_ops.h"
+#include "cpu/cpu_common.h"
 
 enum { ZT_CPU_ALIGNMENT = 64 };
 
@@ -99,24 +99,22 @@ zt_status zt_cpu_scratch(zt_cpu_backend *cpu, size_t n_floats, const char *op, f
     return ZT_OK;
 }
 
-/* Mirrors the requests the ops make of zt_cpu_scratch (linear.c, attention.c, perturb.c). */
+/* Asks each op's own scratch function (cpu_common.h), the one the op itself calls, so the plan
+ * and the op cannot drift apart. */
 static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
-    zt_cpu_backend *cpu = zt_cpu(be);
     size_t floats = 0;
     switch (q->op) {
-    case ZT_SCRATCH_LINEAR: {
-        size_t chunk_rows = q->out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? (size_t)q->out_features
-                                                                        : ZT_CPU_LINEAR_CHUNK_ROWS;
-        if (q->weight_dtype != ZT_F32) floats += chunk_rows * (size_t)q->in_features;
-        if (q->has_bias && q->bias_dtype != ZT_F32) floats += (size_t)q->out_features;
-        if (be->gemm == ZT_GEMM_HALF && q->weight_dtype != ZT_F32)
-            floats += (size_t)q->n_rows * (size_t)q->in_features;
+    case ZT_SCRATCH_LINEAR:
+        floats = zt_cpu_linear_scratch(be->gemm, q->n_rows, q->in_features, q->out_features,
+                                       q->weight_dtype, q->bias_dtype, q->has_bias)
+                     .total_floats;
         break;
-    }
     case ZT_SCRATCH_ATTENTION:
-        floats = ((size_t)q->seq_len + 2 * (size_t)q->head_dim) * (size_t)cpu->n_threads;
+        floats = zt_cpu_attention_scratch_floats(q->seq_len, q->head_dim, zt_cpu(be)->n_threads);
         break;
-    case ZT_SCRATCH_Z_SUMSQ: floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems); break;
+    case ZT_SCRATCH_Z_SUMSQ:
+        floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems);
+        break;
     }
     return floats * sizeof(float);
 }
@@ -138,7 +136,6 @@ static zt_status cpu_reserve_scratch(zt_backend *be, size_t n_bytes) {
     return zt_cpu_scratch(zt_cpu(be), (n_bytes + sizeof(float) - 1) / sizeof(float),
                           "reserve_scratch", &unused);
 }
-
 
 static const zt_backend_ops cpu_ops = {
     .name = "cpu",

@@ -1,6 +1,6 @@
 /* Elementwise ops: the residual add. */
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 
 zt_status zt_cpu_add(zt_backend *be, float *x, /* (n_elems) */
                      const float *y,           /* (n_elems) */

@@ -1,15 +1,15 @@
 /* gather_rows: embedding lookup and learned positions, optionally reading the rows of a perturbed
  * table without staging it (backend.h, zt_gather_perturbation). */
 
-/* The perturbed read keeps perturb's f32 operation order (perturb_ops.h): no FMA contraction.
+/* The perturbed read keeps perturb's f32 operation order (z_terms.h): no FMA contraction.
  * GCC in ISO C mode contracts nothing; clang needs telling. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
 
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
-#include "cpu/perturb_ops.h"
+#include "cpu/cpu_common.h"
+#include "cpu/z_terms.h"
 
 /* dst[c] = stage(table[first + c] + g(first + c)) for c in [0, n): perturb's arithmetic element
  * by element, blocks of four elements of the full tensor at a time. */

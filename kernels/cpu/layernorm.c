@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 
 /* Two passes in double: the mean is exact enough that subtracting it loses nothing for rows with
  * a large common offset, where E[x^2] - E[x]^2 in f32 would cancel catastrophically. */

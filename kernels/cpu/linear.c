@@ -1,10 +1,12 @@
 /* linear: out = in @ W^T (+ bias) (then ReLU), through OpenBLAS sgemm. Under ZT_GEMM_HALF a half
  * weight meets activations rounded to its dtype, as the CUDA backend's tensor-core path does, so
- * the CPU can reproduce (and test) those numerics; the products are exact in f32 either way. */
+ * the CPU can reproduce (and test) those numerics; the products are exact in f32 either way.
+ * Scratch layout and chunk size come from zt_cpu_linear_scratch, which the scratch planner
+ * (cpu_backend.c) asks too, so the plan and the op cannot drift apart. */
 #include <cblas.h>
 
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 
 /* out[:, first_out:first_out+n_out] = in @ W[first_out:first_out+n_out, :]^T, where w_rows is
  * that slice of W in f32. ldc = out_features writes the slice's columns in place. */
@@ -17,19 +19,19 @@ static void gemm_into_columns(float *out,          /* (N,OC) */
                 in_features, w_rows, in_features, 0.0f, out + first_out, out_features);
 }
 
-/* Half weights: upcast ZT_CPU_LINEAR_CHUNK_ROWS output rows at a time into scratch, so the
- * scratch stays chunk * IC floats even for a 50272-row LM head. The upcast runs on this thread:
- * it costs IC per output row against the GEMM's 2*N*IC, and an OpenMP region between OpenBLAS
- * calls leaves OpenMP's threads spinning against OpenBLAS's own (bench_ops measured the 125m LM
- * head 24x slower that way). */
+/* Half weights: upcast chunk_rows output rows at a time into scratch, so the scratch stays
+ * chunk_rows * IC floats even for a 50272-row LM head. The upcast runs on this thread: it costs
+ * IC per output row against the GEMM's 2*N*IC, and an OpenMP region between OpenBLAS calls
+ * leaves OpenMP's threads spinning against OpenBLAS's own (bench_ops measured the 125m LM head
+ * 24x slower that way). */
 static void chunked_half_gemm(float *out,                /* (N,OC) */
-                              const float *in,                 /* (N,IC) */
-                              zt_weight w, float *chunk,       /* (OC,IC), (chunk,IC) */
-                              int n_rows, int in_features, int out_features) {
+                              const float *in,           /* (N,IC) */
+                              zt_weight w, float *chunk, /* (OC,IC), (chunk_rows,IC) */
+                              int chunk_rows, int n_rows, int in_features, int out_features) {
     const size_t row_len = (size_t)in_features;
-    for (int first_out = 0; first_out < out_features; first_out += ZT_CPU_LINEAR_CHUNK_ROWS) {
+    for (int first_out = 0; first_out < out_features; first_out += chunk_rows) {
         int n_out = out_features - first_out;
-        if (n_out > ZT_CPU_LINEAR_CHUNK_ROWS) n_out = ZT_CPU_LINEAR_CHUNK_ROWS;
+        if (n_out > chunk_rows) n_out = chunk_rows;
         for (int r = 0; r < n_out; r++)
             zt_cpu_weight_to_f32(chunk + (size_t)r * row_len, w, (size_t)(first_out + r) * row_len,
                                  row_len);
@@ -53,6 +55,26 @@ static void add_bias_relu(zt_cpu_backend *cpu, float *out, /* (N,OC) */
     }
 }
 
+zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n_rows,
+                                                   int in_features, int out_features,
+                                                   zt_dtype weight_dtype, zt_dtype bias_dtype,
+                                                   int has_bias) {
+    zt_cpu_linear_scratch_layout layout = {0};
+    if (weight_dtype != ZT_F32) {
+        layout.chunk_rows = out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? (size_t)out_features
+                                                                    : ZT_CPU_LINEAR_CHUNK_ROWS;
+        layout.chunk_floats = layout.chunk_rows * (size_t)in_features;
+    }
+    if (has_bias && bias_dtype != ZT_F32) layout.bias_floats = (size_t)out_features;
+    if (gemm == ZT_GEMM_HALF && weight_dtype != ZT_F32)
+        layout.input_floats = (size_t)n_rows * (size_t)in_features;
+    layout.chunk_offset = 0;
+    layout.bias_offset = layout.chunk_offset + layout.chunk_floats;
+    layout.inputs_offset = layout.bias_offset + layout.bias_floats;
+    layout.total_floats = layout.inputs_offset + layout.input_floats;
+    return layout;
+}
+
 zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
                         const float *in,            /* (N,IC) */
                         zt_weight w,                /* (OC,IC) */
@@ -62,33 +84,27 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
     zt_cpu_backend *cpu = zt_cpu(be);
     ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
 
-    /* Scratch layout: [converted weight chunk | bias in f32 | rounded activations]; any part may
-     * be empty. zt_cpu_linear_scratch_floats (the planner's answer) is the sum. */
-    int chunk_rows =
-        out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? out_features : ZT_CPU_LINEAR_CHUNK_ROWS;
-    size_t chunk_floats = w.dtype == ZT_F32 ? 0 : (size_t)chunk_rows * (size_t)in_features;
-    size_t bias_floats = bias.data && bias.dtype != ZT_F32 ? (size_t)out_features : 0;
-    int round_inputs = be->gemm == ZT_GEMM_HALF && w.dtype != ZT_F32;
-    size_t input_floats = round_inputs ? (size_t)n_rows * (size_t)in_features : 0;
+    const zt_cpu_linear_scratch_layout layout = zt_cpu_linear_scratch(
+        be->gemm, n_rows, in_features, out_features, w.dtype, bias.dtype, bias.data != NULL);
     float *scratch = NULL;
-    if (chunk_floats + bias_floats + input_floats > 0)
-        ZT_TRY(zt_cpu_scratch(cpu, chunk_floats + bias_floats + input_floats, op, &scratch));
-    if (round_inputs) {
-        float *rounded = scratch + chunk_floats + bias_floats;
-        zt_cpu_round_to(rounded, in, w.dtype, input_floats);
+    if (layout.total_floats > 0) ZT_TRY(zt_cpu_scratch(cpu, layout.total_floats, op, &scratch));
+    if (layout.input_floats > 0) {
+        float *rounded = scratch + layout.inputs_offset;
+        zt_cpu_round_to(rounded, in, w.dtype, layout.input_floats);
         in = rounded;
     }
 
-    if (w.dtype == ZT_F32)
+    if (layout.chunk_rows == 0)
         gemm_into_columns(out, in, (const float *)w.data, n_rows, in_features, out_features, 0,
                           out_features);
     else
-        chunked_half_gemm(out, in, w, scratch, n_rows, in_features, out_features);
+        chunked_half_gemm(out, in, w, scratch + layout.chunk_offset, (int)layout.chunk_rows, n_rows,
+                          in_features, out_features);
 
     const float *bias_f32 = bias.data;
-    if (bias_floats > 0) {
-        zt_cpu_weight_to_f32(scratch + chunk_floats, bias, 0, bias_floats);
-        bias_f32 = scratch + chunk_floats;
+    if (layout.bias_floats > 0) {
+        zt_cpu_weight_to_f32(scratch + layout.bias_offset, bias, 0, layout.bias_floats);
+        bias_f32 = scratch + layout.bias_offset;
     }
     if (bias_f32 || relu) add_bias_relu(cpu, out, bias_f32, n_rows, out_features, relu);
     return ZT_OK;

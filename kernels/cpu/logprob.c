@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 
 /* log(sum_j exp(x_j)) with the row max subtracted, summed in double: a 50272-wide row of
  * near-equal terms would lose ~4 digits in an f32 sum. */

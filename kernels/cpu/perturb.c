@@ -1,9 +1,9 @@
-/* perturb and z_sumsq: staging a perturbed copy of a weight tensor, and the regeneration pass
- * that gives ||z||^2 for uniform-on-sphere directions. z is regenerated block by block from its
- * seed (kernels/common/perturb_rng.h); every element's value is a pure function of its index in
- * the full tensor, so results do not depend on the thread count or on how a tensor is sliced. */
+/* perturb: staging a perturbed copy of a weight tensor (docs/design.md §2), and the term
+ * preparation that update.c and gather.c share (z_terms.h). z is regenerated block by block from
+ * its seed (kernels/common/perturb_rng.h); every element's value is a pure function of its index
+ * in the full tensor, so results do not depend on the thread count or on how a tensor is sliced. */
 
-/* The f32 operation order is part of the contract (perturb_ops.h), so nothing may be fused into
+/* The f32 operation order is part of the contract (z_terms.h), so nothing may be fused into
  * an FMA: GCC in ISO C mode (-std=c11) contracts nothing; clang contracts within an expression
  * unless told not to. Placed before the includes, it covers the inline helpers too. */
 #if defined(__clang__)
@@ -16,17 +16,8 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
-#include "cpu/perturb_ops.h"
-
-/* z_sumsq sums fixed-size chunks in parallel, then the chunk sums in ascending order: the chunk
- * size, not the thread count, decides the rounding, so the result is the same on any machine. */
-#define ZT_CPU_SUMSQ_CHUNK_ELEMS ((uint64_t)1 << 14)
-
-static zt_status check_dist(const char *op, zt_dist dist) {
-    if (dist == ZT_DIST_GAUSSIAN || dist == ZT_DIST_RADEMACHER) return ZT_OK;
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown distribution %d", op, (int)dist);
-}
+#include "cpu/cpu_common.h"
+#include "cpu/z_terms.h"
 
 static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
     if (dtype == ZT_F32 || dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
@@ -86,7 +77,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
         }
     } else {
         status = zt_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
-                                       src.data, n_elems * zt_dtype_size(src.dtype));
+                                   src.data, n_elems * zt_dtype_size(src.dtype));
         if (status != ZT_OK) goto done;
     }
 
@@ -118,44 +109,4 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
 done:
     zt_cpu_z_terms_release(terms, stack_terms);
     return status;
-}
-
-size_t zt_cpu_z_sumsq_scratch_floats(uint64_t n) {
-    /* one double partial sum (two floats of room) per fixed-size chunk */
-    return (size_t)((n + ZT_CPU_SUMSQ_CHUNK_ELEMS - 1) / ZT_CPU_SUMSQ_CHUNK_ELEMS) * 2;
-}
-
-zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
-                         size_t n_elems, zt_dist dist) {
-    const char *op = "z_sumsq";
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(check_dist(op, dist));
-    /* Rademacher z is +-1, so the sum is the count, exactly (n < 2^53 for any real tensor). */
-    if (dist == ZT_DIST_RADEMACHER || n_elems == 0) {
-        *out = (double)n_elems;
-        return ZT_OK;
-    }
-
-    zt_cpu_backend *cpu = zt_cpu(be);
-    const uint64_t n = (uint64_t)n_elems;
-    const uint64_t n_chunks = (n + ZT_CPU_SUMSQ_CHUNK_ELEMS - 1) / ZT_CPU_SUMSQ_CHUNK_ELEMS;
-    /* The scratch is 64-byte aligned floats; two of them hold each chunk's double sum. */
-    float *scratch = NULL;
-    ZT_TRY(zt_cpu_scratch(cpu, zt_cpu_z_sumsq_scratch_floats(n), op, &scratch));
-    double *chunk_sums = (double *)(void *)scratch;
-
-    const uint64_t tensor_key = zt_tensor_key(seed, tensor_id);
-    const int64_t n_chunks_signed = (int64_t)n_chunks;
-    ZT_CPU_PARALLEL_FOR(cpu->n_threads)
-    for (int64_t c = 0; c < n_chunks_signed; c++) {
-        const uint64_t begin = (uint64_t)c * ZT_CPU_SUMSQ_CHUNK_ELEMS;
-        const uint64_t end =
-            begin + ZT_CPU_SUMSQ_CHUNK_ELEMS < n ? begin + ZT_CPU_SUMSQ_CHUNK_ELEMS : n;
-        chunk_sums[c] = zt_z_gauss_sumsq(tensor_key, begin, end);
-    }
-    double sum = 0.0;
-    for (uint64_t c = 0; c < n_chunks; c++)
-        sum += chunk_sums[c];
-    *out = sum;
-    return ZT_OK;
 }

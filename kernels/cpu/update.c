@@ -1,6 +1,6 @@
-/* update: the once-per-step change of one weight tensor, regenerating z (DESIGN.md section 2).
+/* update: the once-per-step change of one weight tensor, regenerating z (docs/design.md §2).
  *
- * Per element j, in f32 (g as in perturb_ops.h; one rounding per operation, no FMA):
+ * Per element j, in f32 (g as in z_terms.h; one rounding per operation, no FMA):
  *
  *     SGD       u = g
  *     SIGN      u = sign(g), sign(0) = 0
@@ -15,7 +15,7 @@
  * stochastic_rounding, with the SR bits of element j keyed by (rounding_seed, tensor_id): a
  * pure function of j, never of the thread that handles it. */
 
-/* The f32 operation order is part of the contract (perturb_ops.h), so nothing may be fused into
+/* The f32 operation order is part of the contract (z_terms.h), so nothing may be fused into
  * an FMA: GCC in ISO C mode (-std=c11) contracts nothing; clang contracts within an expression
  * unless told not to. Placed before the includes, it covers the inline helpers too. */
 #if defined(__clang__)
@@ -26,8 +26,8 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "cpu/cpu_backend.h"
-#include "cpu/perturb_ops.h"
+#include "cpu/cpu_common.h"
+#include "cpu/z_terms.h"
 
 /* The rule's constants, with 1-beta rounded once per call rather than per element. */
 typedef struct update_coeffs {

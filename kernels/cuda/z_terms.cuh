@@ -97,7 +97,7 @@ static inline unsigned zt_zo_blocks(uint64_t n_items, unsigned max_blocks) {
 }
 
 /* g for elements 4*block .. 4*block+3 of the tensor: a_0*z_0, then + a_i*z_i in term order, one
- * rounding per operation (kernels/cpu/perturb_ops.h). n_terms > 0. */
+ * rounding per operation (kernels/cpu/z_terms.h). n_terms > 0. */
 __device__ __forceinline__ zt_f32x4 zt_cuda_z_sum_block4(const zt_cuda_z_terms &terms,
                                                          uint64_t block) {
     const bool spilled = terms.n_terms > kInlineZTerms;

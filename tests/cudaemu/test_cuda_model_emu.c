@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "cpu/cpu_backend.h"
 #include "cudaemu_backend.h"
 #include "zt_test.h"
 

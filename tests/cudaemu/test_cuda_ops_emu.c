@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "core/alloc.h"
+#include "cpu/cpu_backend.h"
 #include "cudaemu_backend.h"
 #include "zt_test.h"
 
@@ -34,6 +35,8 @@ int main(int argc, char **argv) {
     ZT_REQUIRE_OK(zt_cpu_backend_create(0, &cpu));
     ZT_REQUIRE_OK(zt_cudaemu_backend_create(0, &emu));
     ZT_CHECK(strcmp(emu->ops->name, "cuda-emu") == 0, "backend name %s", emu->ops->name);
+    /* Made by its constructor, not zt_backend_create: its op table is checked here. */
+    ZT_CHECK_OK(zt_backend_check_ops(emu->ops));
 
     /* A second device does not exist in the emulator: the constructor must say so. */
     zt_backend *missing = NULL;

@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "core/alloc.h"
+#include "cpu/cpu_backend.h"
 #include "cudaemu_backend.h"
 #include "zt_test.h"
 

@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "core/alloc.h"
+#include "cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
 #include "zt_test.h"
 

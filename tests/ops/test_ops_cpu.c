@@ -20,7 +20,7 @@
 #include "backend.h"
 #include "common/dtype.h"
 #include "core/alloc.h"
-#include "cpu/cpu_backend.h"
+#include "cpu/cpu_common.h"
 #include "zt_test.h"
 
 /* Unit roundoff of f32: one correctly rounded f32 operation is off by at most U * |result|. */

@@ -1,10 +1,10 @@
-/* The CPU backend's perturbation ops (kernels/cpu/perturb.c, update.c): perturb, z_sumsq and
- * update, against references written here on top of the per-element functions of
+/* The CPU backend's perturbation ops (kernels/cpu/perturb.c, sumsq.c, update.c): perturb,
+ * z_sumsq and update, against references written here on top of the per-element functions of
  * kernels/common/perturb_rng.h (zt_z_gauss, zt_z_rademacher, zt_sr_bits_at), which share no
  * block or offset arithmetic with the ops.
  *
  * Two references per op:
- *   - an f32 mirror of the documented operation order (kernels/cpu/perturb_ops.h, update.c),
+ *   - an f32 mirror of the documented operation order (kernels/cpu/z_terms.h, update.c),
  *     which the op must match bit for bit, in every storage dtype;
  *   - a double-precision evaluation of the formula, with an error bound derived alongside it
  *     (U = 2^-24 per f32 rounding; the derivations are next to the code), which catches a
@@ -30,6 +30,7 @@
 #include "common/dtype.h"
 #include "common/perturb_rng.h"
 #include "core/alloc.h"
+#include "cpu/cpu_backend.h"
 #include "zt_config.h"
 #include "zt_test.h"
 
@@ -221,7 +222,8 @@ static void check_perturb_case(zt_dtype src_dtype, zt_dtype dst_dtype, uint64_t 
         if (!same_bits(dst, want, dst_dtype, j)) {
             if (n_bit_mismatch++ < 3)
                 fprintf(stderr, "  %s: element %zu got %.9g want %.9g\n", context, j,
-                        (double)zt_load_f32(dst, dst_dtype, j), (double)zt_load_f32(want, dst_dtype, j));
+                        (double)zt_load_f32(dst, dst_dtype, j),
+                        (double)zt_load_f32(want, dst_dtype, j));
         }
         /* f32 result: the g bound plus one rounding of the sum, U |x + g_f32|. Then the store
          * rounds to the nearest value of dst_dtype: u_dst of the magnitude, or half a subnormal
@@ -656,8 +658,8 @@ static void check_update_case(zt_update_rule rule, zt_dtype dtype, int stochasti
         for (size_t j = 0; j < n; j++) {
             float *m = mirror_state + j, *v = mirror_state + n + j,
                   *vhat = mirror_state + 2 * n + j;
-            float value = mirror_update(&u, zt_load_f32(want, dtype, j), mirror_g(&u.grad, tensor_id, j),
-                                        m, v, vhat);
+            float value = mirror_update(&u, zt_load_f32(want, dtype, j),
+                                        mirror_g(&u.grad, tensor_id, j), m, v, vhat);
             store_expected(want, dtype, j, value, &u, tensor_id);
             if (!same_bits(theta, want, dtype, j) && n_theta_bad++ < 3)
                 fprintf(stderr, "  %s step %d: theta[%zu] got %.9g want %.9g\n", context, step, j,
@@ -673,9 +675,11 @@ static void check_update_case(zt_update_rule rule, zt_dtype dtype, int stochasti
                 ref_update(&ref[j], &u, g, e_g);
                 /* The reference runs in double; 2^-40 relative covers its own roundings. */
                 double tol = ref[j].e_theta * (1 + 0x1p-40) + 0x1p-40 * fabs(ref[j].theta);
-                if (!within(hr, zt_load_f32(theta, dtype, j), ref[j].theta, tol) && n_out_of_bound++ < 3)
+                if (!within(hr, zt_load_f32(theta, dtype, j), ref[j].theta, tol) &&
+                    n_out_of_bound++ < 3)
                     fprintf(stderr, "  %s step %d: theta[%zu] got %.9g ref %.9g tol %.3g\n",
-                            context, step, j, (double)zt_load_f32(theta, dtype, j), ref[j].theta, tol);
+                            context, step, j, (double)zt_load_f32(theta, dtype, j), ref[j].theta,
+                            tol);
             }
         }
         ZT_CHECK(n_theta_bad == 0, "%s step %d: %zu of %zu weights differ from the mirror", context,
@@ -870,7 +874,8 @@ static void test_lr_zero_identity(void) {
         for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
             zt_store_rne(start, dtype, 3 * i + 2, specials[i]);
             /* Values past the dtype's range would be Inf, where wd * theta makes 0 * Inf. */
-            if (!isfinite(zt_load_f32(start, dtype, 3 * i + 2))) zt_store_rne(start, dtype, 3 * i + 2, 1.0f);
+            if (!isfinite(zt_load_f32(start, dtype, 3 * i + 2)))
+                zt_store_rne(start, dtype, 3 * i + 2, 1.0f);
         }
         /* Negative zeros under steps of both signs: -0 - (-0) would give +0. */
         for (size_t j = 100; j < n; j += 5)

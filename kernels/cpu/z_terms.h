@@ -1,5 +1,7 @@
-/* The CPU backend's perturbation ops (perturb, z_sumsq, update) and the per-block arithmetic
- * they share (DESIGN.md section 2; z addressing in kernels/common/perturb_rng.h).
+/* What the CPU backend's perturbation ops (perturb, update, the perturbed gather) share: the terms
+ * of a perturbation hoisted out of the element loop, and g for one block of four elements (the
+ * twin of kernels/cuda/z_terms.cuh; docs/design.md §2; z addressing in
+ * kernels/common/perturb_rng.h).
  *
  * The f32 operation order is part of the contract, so that another backend (or a test) that
  * mirrors it gets the same bits from the same z:
@@ -12,8 +14,8 @@
  * subtracts lr * (u + weight_decay * theta) (see update.c). A file that includes this header
  * must not let the compiler contract a*z + g into an FMA (see the top of perturb.c).
  */
-#ifndef ZT_CPU_PERTURB_OPS_H
-#define ZT_CPU_PERTURB_OPS_H
+#ifndef ZT_CPU_Z_TERMS_H
+#define ZT_CPU_Z_TERMS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -61,17 +63,5 @@ static inline zt_f32x4 zt_cpu_z_sum_block4(const zt_cpu_z_term *terms, int n_ter
     }
     return sum;
 }
-
-/* The ops, with the signatures of zt_backend_ops (kernels/backend.h). */
-zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
-                         uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
-                         const zt_perturbation *p);
-/* Scratch floats zt_cpu_z_sumsq takes for n elements (for scratch planning). */
-size_t zt_cpu_z_sumsq_scratch_floats(uint64_t n);
-
-zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
-                         size_t n_elems, zt_dist dist);
-zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
-                        size_t n_elems, float *state, const zt_update *u);
 
 #endif

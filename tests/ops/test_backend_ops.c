@@ -1,0 +1,65 @@
+/* zt_backend_check_ops (kernels/backend.c), which zt_backend_create runs on every backend it
+ * makes: the CPU backend's table passes; a copy of it with any one required slot NULL fails with
+ * ZT_ERR_INTERNAL and a message naming that slot; the optional slot may be NULL.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend.h"
+#include "zt_test.h"
+
+/* `incomplete` has `slot` NULL: the check must fail, naming the slot and the backend. */
+static void check_missing_slot(const zt_backend_ops *incomplete, const char *slot) {
+    char expected[160];
+    snprintf(expected, sizeof expected, "backend '%s': op table slot '%s' is NULL",
+             incomplete->name, slot);
+    zt_status status = zt_backend_check_ops(incomplete);
+    ZT_CHECK(status == ZT_ERR_INTERNAL, "slot %s NULL -> %s", slot, zt_status_name(status));
+    ZT_CHECK(strcmp(zt_last_error(), expected) == 0, "slot %s NULL: message \"%s\", want \"%s\"",
+             slot, zt_last_error(), expected);
+}
+
+int main(void) {
+    zt_backend *be = NULL;
+    ZT_REQUIRE_OK(zt_backend_create("cpu", 1, &be));
+    const zt_backend_ops *real = be->ops;
+    ZT_CHECK_OK(zt_backend_check_ops(real));
+
+    /* Each required slot in turn, on a fresh copy of the real table. */
+    int n_required = 0;
+#define ZT_TEST_NULL_SLOT(slot)                                                                    \
+    {                                                                                              \
+        zt_backend_ops copy = *real;                                                               \
+        ZT_CHECK(copy.slot != NULL, "the cpu table leaves " #slot " NULL");                        \
+        copy.slot = NULL;                                                                          \
+        check_missing_slot(&copy, #slot);                                                          \
+        n_required++;                                                                              \
+    }
+    ZT_BACKEND_REQUIRED_OPS(ZT_TEST_NULL_SLOT)
+#undef ZT_TEST_NULL_SLOT
+    ZT_CHECK(n_required == 17, "%d required slots, expected 17", n_required);
+
+    /* Two missing slots are both named. */
+    zt_backend_ops two_missing = *real;
+    two_missing.linear = NULL;
+    two_missing.update = NULL;
+    ZT_CHECK(zt_backend_check_ops(&two_missing) == ZT_ERR_INTERNAL, "linear and update NULL");
+    ZT_CHECK(strcmp(zt_last_error(), "backend 'cpu': op table slots 'linear', 'update' are NULL") ==
+                 0,
+             "message \"%s\"", zt_last_error());
+
+    /* A table without a name cannot be named in the message: the slot is. */
+    zt_backend_ops unnamed = *real;
+    unnamed.name = NULL;
+    ZT_CHECK(zt_backend_check_ops(&unnamed) == ZT_ERR_INTERNAL, "name NULL");
+    ZT_CHECK(strcmp(zt_last_error(), "backend op table slot 'name' is NULL") == 0, "message \"%s\"",
+             zt_last_error());
+
+    /* set_gemm_precision is optional (NULL = f32 only). */
+    zt_backend_ops f32_only = *real;
+    f32_only.set_gemm_precision = NULL;
+    ZT_CHECK_OK(zt_backend_check_ops(&f32_only));
+
+    zt_backend_destroy(be);
+    return zt_test_finish("test_backend_ops");
+}
