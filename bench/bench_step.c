@@ -203,8 +203,8 @@ static zt_status random_lm_batch(const zt_opt_config *c, int batch_size, int seq
 
 /* ---- analytic estimates ---- */
 
-/* Elements of the trainable tensors, and those of them the forward (models/opt_forward.c) does
- * not stage: the position table, read through a perturbed gather of the batch's rows only.
+/* Elements of the trainable tensors, and those of them the forward (models/sweep.c) does not
+ * stage: the position table, read through a perturbed gather of the batch's rows only.
  * embed_tokens is staged once, for the tied LM head; the embedding reads it by a perturbed
  * gather as well. */
 static void trainable_elements(const zt_model *m, const uint8_t *trainable, double *elements,

@@ -50,7 +50,7 @@ static const char *const PROG = "roofline";
 
 enum {
     MAX_PHASES = 8,
-    HEAD_CHUNK_ROWS = ZT_LM_HEAD_CHUNK_ROWS, /* target rows per LM-head GEMM (models/opt.h) */
+    HEAD_CHUNK_ROWS = ZT_LM_HEAD_CHUNK_ROWS, /* target rows per LM-head GEMM (models/model.h) */
     POSITION_OFFSET = 2,                     /* OPT's learned positions have 2048 + 2 rows */
     BUFFER_ALIGN = 64,                       /* the workspace aligns every buffer (opt_forward.c) */
 };
@@ -264,7 +264,7 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
         params * (RNG_INSTR_PER_Z + (w->half_precision ? RNG_INSTR_PER_SR_WORD : 0));
     add_phase(est, m, "update", update_bytes, update_bytes, 0.0, gemm_flops_per_s, update_rng);
 
-    /* Memory, as models/opt_forward.c plans it (plan_layout), activations in `act` bytes:
+    /* Memory, as models/workspace.c plans it (plan_layout), activations in `act` bytes:
      *   activations  K residual streams (N h) + h, q, k, v, attn (5 N h) + ffn (N f)
      *                + [e != h] tok and hid_proj (2 N e) + hid (N h) + logits (min(N,64) V)
      *                + log-probs (K N) + five int32 (N) arrays;

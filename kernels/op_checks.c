@@ -15,9 +15,13 @@ zt_status zt_check_ptr(const char *op, const char *what, const void *ptr) {
     return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
 }
 
+zt_status zt_check_dtype(const char *op, const char *what, zt_dtype dtype) {
+    if (dtype == ZT_F32 || dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)dtype);
+}
+
 zt_status zt_check_weight(const char *op, const char *what, zt_weight w, int required) {
-    if (w.dtype != ZT_F32 && w.dtype != ZT_F16 && w.dtype != ZT_BF16)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)w.dtype);
+    ZT_TRY(zt_check_dtype(op, what, w.dtype));
     if (required && w.data == NULL) return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
     return ZT_OK;
 }
@@ -43,8 +47,7 @@ static zt_status check_beta(const char *op, const char *what, float beta) {
 zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype,
                                    size_t n_elems, const float *state, const zt_update *u) {
     ZT_TRY(zt_check_ptr(op, "theta", theta));
-    if (dtype != ZT_F32 && dtype != ZT_F16 && dtype != ZT_BF16)
-        return zt_fail(ZT_ERR_INVALID_ARG, "%s: theta has unknown dtype %d", op, (int)dtype);
+    ZT_TRY(zt_check_dtype(op, "theta", dtype));
     ZT_TRY(check_finite(op, "lr", u->lr));
     ZT_TRY(check_finite(op, "weight_decay", u->weight_decay));
     size_t state_rows = 0;

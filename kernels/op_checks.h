@@ -14,6 +14,8 @@ extern "C" {
 zt_status zt_check_dim(const char *op, const char *what, int value); /* value > 0 */
 zt_status zt_check_ptr(const char *op, const char *what, const void *ptr);
 /* A known dtype and, when `required`, data. */
+/* One of the storage dtypes. */
+zt_status zt_check_dtype(const char *op, const char *what, zt_dtype dtype);
 zt_status zt_check_weight(const char *op, const char *what, zt_weight w, int required);
 /* Fails when the byte ranges [a, a+a_bytes) and [b, b+b_bytes) overlap. */
 zt_status zt_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,

@@ -31,11 +31,14 @@ typedef struct zt_sweep {
 typedef enum zt_stage_slot { ZT_STAGE_MAIN = 0, ZT_STAGE_AUX = 1 } zt_stage_slot;
 
 struct zt_arch {
-    const char *model_type;           /* config.json's "model_type" */
-    const char *display_name;         /* in messages: "OPT" */
-    const char *short_prefix;         /* --trainable patterns may leave it out: "model.decoder." */
-    const char *optional_prefix;      /* checkpoints may store names without it: "model." */
-    const char *tied_head_name;       /* accepted only as a copy of the token table */
+    const char *model_type;      /* config.json's "model_type" */
+    const char *display_name;    /* in messages: "OPT" */
+    const char *short_prefix;    /* --trainable patterns may leave it out: "model.decoder." */
+    const char *short_example;   /* a short name, for messages: "layers.0.fc1.weight" */
+    const char *optional_prefix; /* checkpoints may store names without it: "model." */
+    /* A stored key accepted only as a byte-identical copy of the token table (a tied head that
+     * a checkpoint repeats); NULL when the family's head is a tensor of its own table. */
+    const char *tied_head_name;
     const char *const *ignored_names; /* stored keys that are no parameter; NULL-terminated */
     /* Position p (0-based among a sequence's real tokens) reads row p + offset of the position
      * table; padding reads row offset - 1. Families without a position table ignore it. */
@@ -43,8 +46,8 @@ struct zt_arch {
 
     /* config.json -> the family's config (malloc'd, released with free). Errors name the key. */
     zt_status (*read_config)(const char *path, void **config);
-    /* From a config validated as read_config would: m->family, m->dims, m->embed_tokens and
-     * m->tensors (names, shapes, no_decay; dtypes and offsets are the caller's). */
+    /* From a config validated as read_config would: m->family, m->dims, m->embed_tokens, m->lm_head
+     * and m->tensors (names, shapes, no_decay; dtypes and offsets are the caller's). */
     zt_status (*build)(zt_model *m, const void *config);
     void (*release)(zt_model *m);
     zt_status (*write_config)(const zt_model *m, const char *path);
@@ -96,7 +99,7 @@ zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, /* (N,C) */
                               int gamma, int beta, int n_rows, int n_cols, float eps);
 
 /* Scratch planning: one linear call over n_rows, the larger of its weights as stored and as
- * staged; and any other query, asked of the model's backend (0 when it keeps no scratch). */
+ * staged; and any other query, asked of the model's backend. */
 size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
                               int out_features);
 size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query);

@@ -48,7 +48,8 @@ typedef struct zt_model {
     size_t weights_bytes;
     zt_tensor_info *tensors;
     int n_tensors;
-    int embed_tokens; /* the token table, read again as the tied LM head */
+    int embed_tokens; /* the token table */
+    int lm_head;      /* the table the head multiplies by: embed_tokens itself when tied */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family

@@ -43,7 +43,8 @@ static zt_status check_no_extra_tensors(const zt_model *m, const zt_safetensors 
     const zt_arch *arch = m->arch;
     for (int i = 0; i < zt_st_count(st); i++) {
         const zt_st_tensor *t = zt_st_get(st, i);
-        if (is_ignorable_extra(arch, t->name) || strcmp(t->name, arch->tied_head_name) == 0)
+        if (is_ignorable_extra(arch, t->name) ||
+            (arch->tied_head_name && strcmp(t->name, arch->tied_head_name) == 0))
             continue;
         int known = 0;
         for (int k = 0; k < m->n_tensors && !known; k++) {
@@ -64,7 +65,7 @@ static zt_status check_no_extra_tensors(const zt_model *m, const zt_safetensors 
  * ignored otherwise. */
 static zt_status check_tied_head(const zt_arch *arch, const zt_safetensors *st,
                                  const zt_st_tensor *embed, const char *dir) {
-    const zt_st_tensor *head = zt_st_find(st, arch->tied_head_name);
+    const zt_st_tensor *head = arch->tied_head_name ? zt_st_find(st, arch->tied_head_name) : NULL;
     if (!head) return ZT_OK;
     if (head->n_bytes != embed->n_bytes || strcmp(head->dtype, embed->dtype) != 0 ||
         memcmp(head->data, embed->data, embed->n_bytes) != 0)

@@ -33,9 +33,9 @@ zt_status zt_model_select(const zt_model *m, const char *patterns, uint8_t *sele
             }
         if (hits == 0)
             s = zt_fail(ZT_ERR_INVALID_ARG,
-                        "--trainable: pattern '%s' matches no tensor (names look like "
-                        "'layers.0.fc1.weight' or 'model.decoder.embed_tokens.weight')",
-                        tok + exclude);
+                        "--trainable: pattern '%s' matches no tensor (names look like '%s' or "
+                        "'%s')",
+                        tok + exclude, m->arch->short_example, m->tensors[0].name);
     }
     free(copy);
     for (int i = 0; i < m->n_tensors; i++)

@@ -168,11 +168,11 @@ static zt_status upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b) 
     return ZT_OK;
 }
 
-/* ---- the tied head ---- */
+/* ---- the LM head ---- */
 
 /* The family's head input on the target rows only (its final norm and projection are
- * row-wise, so selecting the rows first changes nothing but the cost), then the token table as
- * the head, a chunk of rows at a time, and the targets' log-probabilities. */
+ * row-wise, so selecting the rows first changes nothing but the cost), then the head table (the
+ * token table when tied), a chunk of rows at a time, and the targets' log-probabilities. */
 static zt_status head(const zt_sweep *sw, float *logits_out) {
     zt_model *m = sw->model;
     const zt_backend_ops *op = m->be->ops;
@@ -188,7 +188,7 @@ static zt_status head(const zt_sweep *sw, float *logits_out) {
     const float *head_in = hid;
     ZT_TRY(m->arch->head_input(sw, hid, r_count, &head_in));
     zt_weight table;
-    ZT_TRY(zt_sweep_weight(sw, m->embed_tokens, ZT_STAGE_MAIN, &table));
+    ZT_TRY(zt_sweep_weight(sw, m->lm_head, ZT_STAGE_MAIN, &table));
     float *logits = (float *)(base + L->logits);
     float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count;
     const int32_t *targets = (const int32_t *)(base + L->targets);

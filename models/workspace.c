@@ -75,7 +75,7 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
 }
 
 size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query) {
-    return m->be->ops->scratch_bytes ? m->be->ops->scratch_bytes(m->be, query) : 0;
+    return m->be->ops->scratch_bytes(m->be, query);
 }
 
 size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
@@ -102,7 +102,7 @@ static size_t backend_scratch(const zt_model *m, const zt_workspace_shape *shape
     int n = shape->max_batch * shape->max_seq_len;
     int head_rows = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
     size_t most = m->arch->scratch_bytes(m, shape);
-    most = max_size(most, zt_plan_linear_scratch(m, m->embed_tokens, -1, head_rows,
+    most = max_size(most, zt_plan_linear_scratch(m, m->lm_head, -1, head_rows,
                                                  m->dims.head_input_size, m->dims.vocab_size));
     if (shape->sphere)
         for (int i = 0; i < m->n_tensors; i++) {
@@ -144,8 +144,7 @@ zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape,
     if (s == ZT_OK && ws->layout.staging_total > 0)
         s = be->ops->alloc(be, ws->layout.staging_total, ZT_MEM_SCRATCH, (void **)&ws->staging);
     /* reaching the backend's scratch peak now makes a run's memory what the plan says */
-    if (s == ZT_OK && be->ops->reserve_scratch)
-        s = be->ops->reserve_scratch(be, backend_scratch(model, shape));
+    if (s == ZT_OK) s = be->ops->reserve_scratch(be, backend_scratch(model, shape));
     if (s != ZT_OK) {
         zt_workspace_free(ws);
         return s;

@@ -19,11 +19,6 @@
 #include "cpu/cpu_common.h"
 #include "cpu/z_terms.h"
 
-static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
-    if (dtype == ZT_F32 || dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)dtype);
-}
-
 zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
                                  zt_cpu_z_term *stack, zt_cpu_z_term **terms_out) {
     *terms_out = stack;
@@ -60,7 +55,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
     if (n_elems == 0) goto done; /* an empty slice: nothing to read or write */
 
     if ((status = zt_check_ptr(op, "dst", dst)) != ZT_OK) goto done;
-    if ((status = check_dtype(op, "dst", dst_dtype)) != ZT_OK) goto done;
+    if ((status = zt_check_dtype(op, "dst", dst_dtype)) != ZT_OK) goto done;
     if ((status = zt_check_weight(op, "src", src, 1)) != ZT_OK) goto done;
     if (elem_offset > UINT64_MAX - (uint64_t)n_elems) {
         status = zt_fail(ZT_ERR_INVALID_ARG, "%s: elem_offset %llu + n_elems %zu overflows", op,

@@ -15,11 +15,6 @@ namespace ZT_CUDA_NAMESPACE {
 
 // ---- checks: the CPU backend's order, statuses and messages (kernels/cpu/perturb.c) ----
 
-static zt_status check_dtype(const char *op, const char *what, zt_dtype dtype) {
-    if (dtype == ZT_F32 || dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
-    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s has unknown dtype %d", op, what, (int)dtype);
-}
-
 zt_status zt_cuda_z_terms_prepare(zt_cuda_backend *cb, const char *op, const zt_perturbation *p,
                                   uint32_t tensor_id, zt_cuda_z_terms *out) {
     memset(out, 0, sizeof *out);
@@ -102,7 +97,7 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
     ZT_TRY(zt_check_perturbation(op, p));
     if (n_elems == 0) return ZT_OK; /* an empty slice: nothing to read or write */
     ZT_TRY(zt_check_ptr(op, "dst", dst));
-    ZT_TRY(check_dtype(op, "dst", dst_dtype));
+    ZT_TRY(zt_check_dtype(op, "dst", dst_dtype));
     ZT_TRY(zt_check_weight(op, "src", src, 1));
     if (elem_offset > UINT64_MAX - (uint64_t)n_elems)
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: elem_offset %llu + n_elems %zu overflows", op,

@@ -48,7 +48,7 @@ static zt_status build_table(zt_model *m, zt_opt_family *fam) {
     char name[ZT_TENSOR_NAME_MAX];
 
     fam->project_out = fam->project_in = fam->final_ln_g = fam->final_ln_b = -1;
-    m->embed_tokens = table_add(&tb, "embed_tokens.weight", c->vocab_size, e, 0);
+    m->embed_tokens = m->lm_head = table_add(&tb, "embed_tokens.weight", c->vocab_size, e, 0);
     fam->embed_positions =
         table_add(&tb, "embed_positions.weight", (int64_t)c->max_position_embeddings + 2, h, 0);
     if (e != h) {
@@ -228,6 +228,7 @@ const zt_arch zt_opt_arch = {
     .model_type = "opt",
     .display_name = "OPT",
     .short_prefix = "model.decoder.",
+    .short_example = "layers.0.fc1.weight",
     .optional_prefix = "model.",
     .tied_head_name = "lm_head.weight",
     .ignored_names = opt_ignored_names,
