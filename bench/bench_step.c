@@ -454,7 +454,7 @@ typedef struct bench_run {
     zt_model *model;
     uint8_t *trainable;
     zt_param_set ps;
-    zt_optimizer *opt;
+    zt_optimizer *optimizer;
     zt_workspace *ws;
     zt_task_objective objective_state;
     zt_objective objective;
@@ -464,9 +464,9 @@ typedef struct bench_run {
 static void bench_run_free(bench_run *br) {
     zt_task_objective_release(&br->objective_state);
     zt_workspace_free(br->ws);
-    if (br->opt) {
-        zt_param_set_free_state(&br->ps, zt_optimizer_get_info(br->opt)->state_copies);
-        zt_optimizer_free(br->opt);
+    if (br->optimizer) {
+        zt_param_set_free_state(&br->ps, zt_optimizer_get_info(br->optimizer)->state_copies);
+        zt_optimizer_free(br->optimizer);
     }
     if (br->ps.params) zt_trainable_param_set_free(&br->ps);
     free(br->trainable);
@@ -485,8 +485,8 @@ static zt_status bench_setup(zt_backend *be, const bench_options *o, const zt_op
     int count = 0;
     ZT_TRY(zt_model_select(m, NULL, br->trainable, &count));
     ZT_TRY(zt_trainable_param_set(m, br->trainable, &br->ps));
-    ZT_TRY(zt_optimizer_create(o->optimizer, hp, o->warmup + o->steps, br->ps.n_elems, &br->opt));
-    r->state_copies = zt_optimizer_get_info(br->opt)->state_copies;
+    ZT_TRY(zt_optimizer_create(o->optimizer, hp, o->warmup + o->steps, br->ps.n_elems, &br->optimizer));
+    r->state_copies = zt_optimizer_get_info(br->optimizer)->state_copies;
     ZT_TRY(zt_param_set_alloc_state(&br->ps, r->state_copies));
     zt_step_plan plan;
     ZT_TRY(plan_step(o, hp, br->ps.n_elems, 0, &plan));
@@ -516,11 +516,11 @@ static zt_status time_steps(bench_run *br, const bench_options *o, bench_result 
                             zt_step_record *last) {
     zt_engine_options engine = {RUN_SEED, 1};
     for (int step = 0; step < o->warmup; step++)
-        ZT_TRY(zt_zo_step(br->opt, &br->ps, &br->objective, step, &engine, last));
+        ZT_TRY(zt_zo_step(br->optimizer, &br->ps, &br->objective, step, &engine, last));
     r->step_min_ms = INFINITY;
     for (int i = 0; i < o->steps; i++) {
         meter_start(&r->step);
-        zt_status s = zt_zo_step(br->opt, &br->ps, &br->objective, o->warmup + i, &engine, last);
+        zt_status s = zt_zo_step(br->optimizer, &br->ps, &br->objective, o->warmup + i, &engine, last);
         double ms = meter_stop(&r->step);
         ZT_TRY(s);
         if (ms < r->step_min_ms) r->step_min_ms = ms;

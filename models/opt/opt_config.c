@@ -153,9 +153,7 @@ static zt_status cfg_get_torch_dtype(const char *path, const cJSON *root, char *
     return ZT_OK;
 }
 
-/* The invariants both the loader and the writer enforce; `status` says whose fault a violation
- * is (the file's when loading, the caller's when writing). */
-static zt_status cfg_validate(const char *path, const zt_opt_config *cfg, zt_status status) {
+zt_status zt_opt_config_validate(const char *path, const zt_opt_config *cfg, zt_status status) {
     const struct {
         const char *key;
         int value;
@@ -226,7 +224,7 @@ static zt_status cfg_read_fields(const char *path, const cJSON *root, zt_opt_con
     ZT_TRY(cfg_get_torch_dtype(path, root, cfg->torch_dtype, sizeof cfg->torch_dtype));
     ZT_TRY(cfg_expect_string(path, root, "activation_function", "relu"));
     ZT_TRY(cfg_expect_string(path, root, "model_type", "opt"));
-    return cfg_validate(path, cfg, ZT_ERR_FORMAT);
+    return zt_opt_config_validate(path, cfg, ZT_ERR_FORMAT);
 }
 
 zt_status zt_opt_config_load(const char *path, zt_opt_config *out) {
@@ -258,7 +256,7 @@ zt_status zt_opt_config_load(const char *path, zt_opt_config *out) {
 
 zt_status zt_opt_config_write(const char *path, const zt_opt_config *cfg) {
     if (!path || !cfg) return zt_fail(ZT_ERR_INVALID_ARG, "zt_opt_config_write: NULL argument");
-    ZT_TRY(cfg_validate(path, cfg, ZT_ERR_INVALID_ARG));
+    ZT_TRY(zt_opt_config_validate(path, cfg, ZT_ERR_INVALID_ARG));
 
     char *text = NULL;
     size_t text_bytes = 0;

@@ -25,6 +25,11 @@ typedef struct zt_opt_config {
  * model_type "opt" (if given). Errors name the file and the key. */
 zt_status zt_opt_config_load(const char *path, zt_opt_config *out);
 
+/* The invariants the loader, the writer and a caller-built config (a random model) meet;
+ * `status` says whose fault a violation is (the file's when loading, the caller's otherwise) and
+ * messages start with `where`. */
+zt_status zt_opt_config_validate(const char *where, const zt_opt_config *cfg, zt_status status);
+
 /* torch's name of a storage dtype ("float32", "float16", "bfloat16"), as torch_dtype spells it. */
 const char *zt_opt_torch_dtype_name(zt_dtype dtype);
 

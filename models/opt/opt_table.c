@@ -119,36 +119,9 @@ static zt_status opt_read_config(const char *path, void **config) {
     return ZT_OK;
 }
 
-/* A config built by a caller (a random model) meets the rules a loaded one met. */
-static zt_status check_config(const zt_opt_config *c) {
-    const struct {
-        const char *key;
-        int value;
-    } sizes[] = {
-        {"vocab_size", c->vocab_size},
-        {"hidden_size", c->hidden_size},
-        {"num_hidden_layers", c->num_hidden_layers},
-        {"num_attention_heads", c->num_attention_heads},
-        {"ffn_dim", c->ffn_dim},
-        {"max_position_embeddings", c->max_position_embeddings},
-        {"word_embed_proj_dim", c->word_embed_proj_dim},
-    };
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        if (sizes[i].value <= 0)
-            return zt_fail(ZT_ERR_INVALID_ARG, "OPT config: %s must be positive, got %d",
-                           sizes[i].key, sizes[i].value);
-    if (c->hidden_size % c->num_attention_heads != 0)
-        return zt_fail(ZT_ERR_INVALID_ARG,
-                       "OPT config: hidden_size %d is not divisible by num_attention_heads %d",
-                       c->hidden_size, c->num_attention_heads);
-    if (c->pad_token_id < 0 || c->pad_token_id >= c->vocab_size)
-        return zt_fail(ZT_ERR_INVALID_ARG, "OPT config: pad_token_id %d is outside [0, %d)",
-                       c->pad_token_id, c->vocab_size);
-    return ZT_OK;
-}
-
 static zt_status opt_build(zt_model *m, const void *config) {
-    ZT_TRY(check_config(config));
+    /* a caller-built config (a random model) meets the rules a loaded one met */
+    ZT_TRY(zt_opt_config_validate("OPT config", config, ZT_ERR_INVALID_ARG));
     zt_opt_family *fam = calloc(1, sizeof *fam);
     if (!fam) return zt_fail(ZT_ERR_NOMEM, "allocating the model's OPT state");
     fam->cfg = *(const zt_opt_config *)config;

@@ -306,9 +306,9 @@ static double run(const problem_run *pr, const run_config *c, float *x_out) {
 
     zt_zo_hparams hp;
     config_hparams(c, &hp);
-    zt_optimizer *opt = NULL;
-    ZT_REQUIRE_OK(zt_optimizer_create(c->optimizer, &hp, c->steps, ps.n_elems, &opt));
-    int copies = zt_optimizer_get_info(opt)->state_copies;
+    zt_optimizer *optimizer = NULL;
+    ZT_REQUIRE_OK(zt_optimizer_create(c->optimizer, &hp, c->steps, ps.n_elems, &optimizer));
+    int copies = zt_optimizer_get_info(optimizer)->state_copies;
     ZT_REQUIRE_OK(zt_param_set_alloc_state(&ps, copies));
 
     eval_ctx ctx = {pr->value, pr->problem, scratch, host, 0};
@@ -317,7 +317,7 @@ static double run(const problem_run *pr, const run_config *c, float *x_out) {
     if (getenv("ZT_SEED")) options.run_seed = strtoull(getenv("ZT_SEED"), NULL, 10);
     zt_step_record record;
     for (int k = 0; k < c->steps; k++) {
-        zt_status s = zt_zo_step(opt, &ps, &obj, k, &options, &record);
+        zt_status s = zt_zo_step(optimizer, &ps, &obj, k, &options, &record);
         if (s != ZT_OK) {
             ZT_CHECK(0, "%s step %d: %s", c->label, k, zt_last_error());
             break;
@@ -328,7 +328,7 @@ static double run(const problem_run *pr, const run_config *c, float *x_out) {
     if (x_out) memcpy(x_out, host, bytes);
 
     zt_param_set_free_state(&ps, copies);
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
     be->ops->free(be, scratch, bytes, ZT_MEM_SCRATCH);
     be->ops->free(be, param.data, bytes, ZT_MEM_WEIGHTS);
     free(zeros);
@@ -391,7 +391,7 @@ static void test_engine_properties(zt_backend *be) {
         zt_zo_hparams hp;
         zt_zo_hparams_default(&hp);
         hp.lr = 0.0;
-        zt_optimizer *opt = NULL;
+        zt_optimizer *optimizer = NULL;
         zt_param param = {.name = "x", .dtype = ZT_F32, .n_elems = QUAD_DIM};
         float start[QUAD_DIM], end[QUAD_DIM];
         lcg_state = 99;
@@ -401,8 +401,8 @@ static void test_engine_properties(zt_backend *be) {
         ZT_REQUIRE_OK(be->ops->alloc(be, sizeof start, ZT_MEM_WEIGHTS, &param.data));
         ZT_REQUIRE_OK(be->ops->upload(be, param.data, start, sizeof start));
         zt_param_set ps = {.be = be, .params = &param, .n_params = 1, .n_elems = QUAD_DIM};
-        ZT_REQUIRE_OK(zt_optimizer_create(names[i], &hp, 50, QUAD_DIM, &opt));
-        int copies = zt_optimizer_get_info(opt)->state_copies;
+        ZT_REQUIRE_OK(zt_optimizer_create(names[i], &hp, 50, QUAD_DIM, &optimizer));
+        int copies = zt_optimizer_get_info(optimizer)->state_copies;
         ZT_REQUIRE_OK(zt_param_set_alloc_state(&ps, copies));
         float *scratch;
         ZT_REQUIRE_OK(be->ops->alloc(be, sizeof start, ZT_MEM_SCRATCH, (void **)&scratch));
@@ -412,14 +412,14 @@ static void test_engine_properties(zt_backend *be) {
         zt_engine_options options = {.run_seed = 5, .stochastic_rounding = 1};
         zt_step_record record;
         for (int k = 0; k < 50; k++)
-            ZT_CHECK_OK(zt_zo_step(opt, &ps, &obj, k, &options, &record));
+            ZT_CHECK_OK(zt_zo_step(optimizer, &ps, &obj, k, &options, &record));
         ZT_REQUIRE_OK(be->ops->download(be, end, param.data, sizeof end));
         ZT_CHECK(memcmp(start, end, sizeof start) == 0, "%s with lr 0 leaves theta bit-identical",
                  names[i]);
         ZT_CHECK(ctx.evaluations == 50L * record.n_variants, "%s evaluated %ld variants", names[i],
                  ctx.evaluations);
         zt_param_set_free_state(&ps, copies);
-        zt_optimizer_free(opt);
+        zt_optimizer_free(optimizer);
         be->ops->free(be, scratch, sizeof start, ZT_MEM_SCRATCH);
         be->ops->free(be, param.data, sizeof start, ZT_MEM_WEIGHTS);
     }

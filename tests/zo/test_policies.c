@@ -16,19 +16,19 @@ static const uint64_t STEP_SEED = 0x1234ABCDull;
 
 static zt_optimizer *make(const char *name, const zt_zo_hparams *hp, int total_steps,
                           uint64_t n_params) {
-    zt_optimizer *opt = NULL;
-    ZT_REQUIRE_OK(zt_optimizer_create(name, hp, total_steps, n_params, &opt));
-    return opt;
+    zt_optimizer *optimizer = NULL;
+    ZT_REQUIRE_OK(zt_optimizer_create(name, hp, total_steps, n_params, &optimizer));
+    return optimizer;
 }
 
 /* Plans step `step` and finishes it with `losses` (both rounds' when the policy extends). */
-static void run_step(zt_optimizer *opt, int step, const double *losses, zt_step_plan *plan,
+static void run_step(zt_optimizer *optimizer, int step, const double *losses, zt_step_plan *plan,
                      zt_step_update *update) {
-    ZT_REQUIRE_OK(zt_optimizer_plan(opt, step, STEP_SEED + (uint64_t)step, plan));
+    ZT_REQUIRE_OK(zt_optimizer_plan(optimizer, step, STEP_SEED + (uint64_t)step, plan));
     zt_step_plan more;
-    if (zt_optimizer_extend(opt, step, plan, losses, &more))
+    if (zt_optimizer_extend(optimizer, step, plan, losses, &more))
         ZT_REQUIRE_OK(zt_optimizer_append(plan, &more));
-    ZT_REQUIRE_OK(zt_optimizer_finish(opt, step, plan, losses, update));
+    ZT_REQUIRE_OK(zt_optimizer_finish(optimizer, step, plan, losses, update));
 }
 
 static double sign_of(double v) {
@@ -71,11 +71,11 @@ static void test_mezo(void) {
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
     hp.weight_decay = 0.01;
-    zt_optimizer *opt = make("zo-sgd", &hp, 100, 1000);
+    zt_optimizer *optimizer = make("zo-sgd", &hp, 100, 1000);
     zt_step_plan plan;
     zt_step_update up;
     double losses[2] = {2.5, 2.0};
-    run_step(opt, 3, losses, &plan, &up);
+    run_step(optimizer, 3, losses, &plan, &up);
     ZT_CHECK(plan.n_variants == 2 && plan.n_directions == 1, "K %d", plan.n_variants);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_GAUSSIAN, "dist %d", plan.dist);
     ZT_CHECK(plan.seeds[0] == zt_direction_seed(STEP_SEED + 3, 0), "seed");
@@ -87,14 +87,14 @@ static void test_mezo(void) {
     ZT_CHECK_CLOSE(up.projected_grad, 250.0, 0, 1e-12, "projected_grad");
     ZT_CHECK_CLOSE(up.lr, 1e-6, 0, 1e-12, "lr");
     ZT_CHECK_CLOSE(up.weight_decay, 0.01, 0, 1e-12, "weight decay");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* q = 3 directions: K = 6 in pairs, the update averages. */
     hp.n_directions = 3;
     hp.eps = 2e-3;
-    opt = make("mezo", &hp, 100, 1000);
+    optimizer = make("mezo", &hp, 100, 1000);
     double losses3[6] = {1.0, 1.2, 3.0, 2.0, 0.7, 0.7};
-    run_step(opt, 0, losses3, &plan, &up);
+    run_step(optimizer, 0, losses3, &plan, &up);
     ZT_CHECK(plan.n_variants == 6 && plan.n_directions == 3, "K %d", plan.n_variants);
     for (int i = 0; i < 3; i++) {
         ZT_CHECK(plan.seeds[i] == zt_direction_seed(STEP_SEED, i), "seed %d", i);
@@ -109,7 +109,7 @@ static void test_mezo(void) {
     ZT_CHECK_CLOSE(up.terms[1].coeff, (3.0 - 2.0) / (2 * 2e-3 * 3), 0, COEFF_RTOL, "q coeff 1");
     ZT_CHECK(up.terms[1].seed == plan.seeds[1], "q seed 1");
     ZT_CHECK_CLOSE(up.projected_grad, (1.0 - 1.2) / (2 * 2e-3), 0, 1e-12, "first direction");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 }
 
 static void test_central_variants(void) {
@@ -122,31 +122,31 @@ static void test_central_variants(void) {
     double g0 = (1.0 - 1.5) / 2e-3, g1 = (2.0 - 1.0) / 2e-3;
 
     /* ZO-Bench sign-opt (docs/spec.md §7.3 contrast, B10): sign(projected_grad)/q on Gaussian z. */
-    zt_optimizer *opt = make("zo-sgd-sign", &hp, 10, 50);
-    run_step(opt, 0, losses, &plan, &up);
+    zt_optimizer *optimizer = make("zo-sgd-sign", &hp, 10, 50);
+    run_step(optimizer, 0, losses, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_GAUSSIAN && up.rule == ZT_UPDATE_SGD, "sign-opt rule");
     ZT_CHECK_CLOSE(up.terms[0].coeff, sign_of(g0) / 2, 0, COEFF_RTOL, "sign 0");
     ZT_CHECK_CLOSE(up.terms[1].coeff, sign_of(g1) / 2, 0, COEFF_RTOL, "sign 1");
     ZT_CHECK_CLOSE(up.projected_grad, g0, 0, 1e-12, "sign-opt projected_grad");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* GA_sign (docs/spec.md §6.1, B10): MeZO on Rademacher directions. */
-    opt = make("ga-sign", &hp, 10, 50);
-    run_step(opt, 0, losses, &plan, &up);
+    optimizer = make("ga-sign", &hp, 10, 50);
+    run_step(optimizer, 0, losses, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_RADEMACHER && up.rule == ZT_UPDATE_SGD, "ga-sign");
     ZT_CHECK_CLOSE(up.terms[0].coeff, g0 / 2, 0, COEFF_RTOL, "ga-sign 0");
     ZT_CHECK_CLOSE(up.terms[1].coeff, g1 / 2, 0, COEFF_RTOL, "ga-sign 1");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* ZO-SGD-MMT: MeZO's estimate into the momentum rule, beta = --momentum. */
     hp.momentum = 0.8;
-    opt = make("zo-sgd-mmt", &hp, 10, 50);
-    run_step(opt, 0, losses, &plan, &up);
+    optimizer = make("zo-sgd-mmt", &hp, 10, 50);
+    run_step(optimizer, 0, losses, &plan, &up);
     ZT_CHECK(up.rule == ZT_UPDATE_MOMENTUM, "mmt rule %d", up.rule);
     ZT_CHECK_CLOSE(up.beta1, 0.8, 0, 1e-12, "mmt beta");
     ZT_CHECK_CLOSE(up.terms[0].coeff, g0 / 2, 0, COEFF_RTOL, "mmt 0");
-    ZT_CHECK(zt_optimizer_get_info(opt)->state_copies == 1, "mmt copies");
-    zt_optimizer_free(opt);
+    ZT_CHECK(zt_optimizer_get_info(optimizer)->state_copies == 1, "mmt copies");
+    zt_optimizer_free(optimizer);
 }
 
 /* Forward difference on the sphere (docs/spec.md §7.1): g = (d/r)(F(x + r u) - F(x)) u. */
@@ -158,58 +158,58 @@ static void test_forward(void) {
     zt_step_update up;
     double losses[2] = {1.0, 1.25};
 
-    zt_optimizer *opt = make("zo-sgd-fd", &hp, 10, d);
-    run_step(opt, 1, losses, &plan, &up);
+    zt_optimizer *optimizer = make("zo-sgd-fd", &hp, 10, d);
+    run_step(optimizer, 1, losses, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_SPHERE && plan.n_variants == 2, "fd plan");
     ZT_CHECK(plan.n_terms[0] == 0 && plan.n_terms[1] == 1, "fd variants: theta, theta + r u");
     ZT_CHECK_CLOSE(plan.terms[1][0].coeff, 1e-3, 0, COEFF_RTOL, "radius eps");
     ZT_CHECK(up.rule == ZT_UPDATE_SGD, "fd rule");
     ZT_CHECK_CLOSE(up.terms[0].coeff, (double)d / 1e-3 * 0.25, 0, COEFF_RTOL, "fd coeff");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* Radius eps*sqrt(d) (C5): g = (d / (eps sqrt d)) Delta u = (sqrt(d)/eps) Delta u. */
     hp.sphere_scale_sqrt_d = 1;
-    opt = make("zo-sgd-fd", &hp, 10, d);
-    run_step(opt, 1, losses, &plan, &up);
+    optimizer = make("zo-sgd-fd", &hp, 10, d);
+    run_step(optimizer, 1, losses, &plan, &up);
     ZT_CHECK_CLOSE(plan.terms[1][0].coeff, 1e-3 * 20.0, 0, COEFF_RTOL, "radius eps sqrt d");
     ZT_CHECK_CLOSE(up.terms[0].coeff, 20.0 / 1e-3 * 0.25, 0, COEFF_RTOL, "sqrt-d coeff");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
     hp.sphere_scale_sqrt_d = 0;
 
     /* q = 2: theta once, then theta + r u_i; the estimates average. */
     hp.n_directions = 2;
-    opt = make("zo-sgd-fd", &hp, 10, d);
+    optimizer = make("zo-sgd-fd", &hp, 10, d);
     double losses3[3] = {2.0, 2.5, 1.0};
-    run_step(opt, 0, losses3, &plan, &up);
+    run_step(optimizer, 0, losses3, &plan, &up);
     ZT_CHECK(plan.n_variants == 3 && plan.terms[2][0].seed == plan.seeds[1], "fd q plan");
     ZT_CHECK_CLOSE(up.terms[0].coeff, d / 1e-3 * 0.5 / 2, 0, COEFF_RTOL, "fd q 0");
     ZT_CHECK_CLOSE(up.terms[1].coeff, d / 1e-3 * -1.0 / 2, 0, COEFF_RTOL, "fd q 1");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
     hp.n_directions = 1;
 
     /* ZO-signSGD (docs/spec.md §7.3): rule SIGN, coefficient sign(Delta), sign(0) = 0 -> no update. */
-    opt = make("zo-signsgd", &hp, 10, d);
-    run_step(opt, 0, (double[]){1.0, 0.5}, &plan, &up);
+    optimizer = make("zo-signsgd", &hp, 10, d);
+    run_step(optimizer, 0, (double[]){1.0, 0.5}, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_SPHERE && up.rule == ZT_UPDATE_SIGN, "signsgd rule");
     ZT_CHECK(up.n_terms == 1 && up.terms[0].coeff == -1.0f, "signsgd coeff %g",
              up.n_terms ? up.terms[0].coeff : 0.0);
-    run_step(opt, 1, (double[]){1.0, 1.0}, &plan, &up);
+    run_step(optimizer, 1, (double[]){1.0, 1.0}, &plan, &up);
     ZT_CHECK(up.n_terms == 0, "signsgd sign(0) = 0: %d terms", up.n_terms);
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* ZO-AdaMM (docs/spec.md §7.4): the forward estimate into the AMSGrad rule. */
     hp.beta1 = 0.85;
     hp.beta2 = 0.99;
     hp.adam_eps = 1e-7;
-    opt = make("zo-adamm", &hp, 10, d);
-    run_step(opt, 0, losses, &plan, &up);
+    optimizer = make("zo-adamm", &hp, 10, d);
+    run_step(optimizer, 0, losses, &plan, &up);
     ZT_CHECK(up.rule == ZT_UPDATE_ADAMM && plan.dist == ZT_DIRECTIONS_SPHERE, "adamm rule");
     ZT_CHECK_CLOSE(up.beta1, 0.85, 0, 1e-12, "beta1");
     ZT_CHECK_CLOSE(up.beta2, 0.99, 0, 1e-12, "beta2");
     ZT_CHECK_CLOSE(up.adam_eps, 1e-7, 0, 1e-12, "adam eps");
     ZT_CHECK_CLOSE(up.terms[0].coeff, d / 1e-3 * 0.25, 0, COEFF_RTOL, "adamm coeff");
-    ZT_CHECK(zt_optimizer_get_info(opt)->state_copies == 3, "adamm copies");
-    zt_optimizer_free(opt);
+    ZT_CHECK(zt_optimizer_get_info(optimizer)->state_copies == 3, "adamm copies");
+    zt_optimizer_free(optimizer);
 }
 
 /* STP (docs/spec.md §6.1): argmin of f(x), f(x + a s), f(x - a s); ties stay, then prefer +a s. */
@@ -219,7 +219,7 @@ static void test_stp(void) {
     hp.lr = 2e-5;
     hp.lr_schedule = ZT_SCHEDULE_COSINE;
     const int K = 40;
-    zt_optimizer *opt = make("stp", &hp, K, 1000);
+    zt_optimizer *optimizer = make("stp", &hp, K, 1000);
     zt_step_plan plan;
     zt_step_update up;
     struct {
@@ -232,7 +232,7 @@ static void test_stp(void) {
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         int step = 10 + c;
         double a = cosdec(2e-5, 0.0, step, K);
-        run_step(opt, step, (double[]){cases[c].here, cases[c].plus, cases[c].minus}, &plan, &up);
+        run_step(optimizer, step, (double[]){cases[c].here, cases[c].plus, cases[c].minus}, &plan, &up);
         ZT_CHECK(plan.n_variants == 3 && plan.n_terms[0] == 0, "stp plan");
         ZT_CHECK_CLOSE(plan.terms[1][0].coeff, a, 0, COEFF_RTOL, "stp +a at %d", step);
         ZT_CHECK_CLOSE(plan.terms[2][0].coeff, -a, 0, COEFF_RTOL, "stp -a at %d", step);
@@ -245,7 +245,7 @@ static void test_stp(void) {
             ZT_CHECK_CLOSE(up.terms[0].coeff, -cases[c].move * a, 0, COEFF_RTOL, "case %d", c);
         }
     }
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 }
 
 /* S2P (docs/spec.md §6.2): options 1 and 3 probe +-alpha s and move to the lower probe; 2 and 4 probe
@@ -271,8 +271,8 @@ static void test_s2p(void) {
     double delta = losses[0] - losses[1];
     for (int option = 1; option <= 4; option++) {
         hp.s2p_option = option;
-        zt_optimizer *opt = make("s2p", &hp, K, (uint64_t)d);
-        run_step(opt, 5, losses, &plan, &up);
+        zt_optimizer *optimizer = make("s2p", &hp, K, (uint64_t)d);
+        run_step(optimizer, 5, losses, &plan, &up);
         double probe, alpha;
         if (option == 1) {
             alpha = probe = 3e-2 / sqrt(K * d);
@@ -298,9 +298,9 @@ static void test_s2p(void) {
         /* theta <- theta - coeff z: moving toward -s is coeff +alpha, toward +s -alpha */
         ZT_CHECK_CLOSE(up.terms[0].coeff, two_rounds ? -alpha : alpha, 0, COEFF_RTOL,
                        "option %d alpha", option);
-        run_step(opt, 6, (double[]){1.0, 1.0, 1.0, 1.0}, &plan, &up);
+        run_step(optimizer, 6, (double[]){1.0, 1.0, 1.0, 1.0}, &plan, &up);
         ZT_CHECK(up.n_terms == 0, "option %d tie stays", option);
-        zt_optimizer_free(opt);
+        zt_optimizer_free(optimizer);
     }
 }
 
@@ -352,7 +352,7 @@ static void run_as2p(const char *name, int elapsed) {
     zt_zo_hparams_default(&hp);
     hp.as2p_window_elapsed = elapsed;
     const int K = 50; /* window 10% of 50 = 5 */
-    zt_optimizer *opt = make(name, &hp, K, 1000);
+    zt_optimizer *optimizer = make(name, &hp, K, 1000);
     as2p_reference ref = {.total = K,
                           .window_fixed = 5,
                           .elapsed = elapsed,
@@ -365,7 +365,7 @@ static void run_as2p(const char *name, int elapsed) {
     for (int k = 0; k < K; k++) {
         double rho = cosdec(1e-3, 1e-4, k, K);
         double f_plus = 2.0 + rho * scripted_gamma(k), f_minus = 2.0 - rho * scripted_gamma(k);
-        run_step(opt, k, (double[]){f_plus, f_minus}, &plan, &up);
+        run_step(optimizer, k, (double[]){f_plus, f_minus}, &plan, &up);
         double want = as2p_reference_coeff(&ref, k, f_plus, f_minus);
         ZT_CHECK_CLOSE(plan.terms[0][0].coeff, rho, 0, COEFF_RTOL, "%s rho_%d", name, k);
         ZT_CHECK(up.lr == 1.0, "%s lr", name);
@@ -380,7 +380,7 @@ static void run_as2p(const char *name, int elapsed) {
             ZT_CHECK(fabs(up.terms[0].coeff) <= rho * c * 5.0 / 50.0 * (1 + 1e-6), "bound %d", k);
         }
     }
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 }
 
 static void test_as2p(void) {
@@ -389,30 +389,30 @@ static void test_as2p(void) {
     run_as2p("as2p-sign", 0);
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
-    zt_optimizer *opt = make("as2p-sign", &hp, 50, 10);
+    zt_optimizer *optimizer = make("as2p-sign", &hp, 50, 10);
     zt_step_plan plan;
-    ZT_REQUIRE_OK(zt_optimizer_plan(opt, 0, 1, &plan));
+    ZT_REQUIRE_OK(zt_optimizer_plan(optimizer, 0, 1, &plan));
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_RADEMACHER, "as2p-sign Rademacher");
-    zt_optimizer_free(opt);
-    opt = make("as2p", &hp, 50, 10);
-    ZT_REQUIRE_OK(zt_optimizer_plan(opt, 0, 1, &plan));
+    zt_optimizer_free(optimizer);
+    optimizer = make("as2p", &hp, 50, 10);
+    ZT_REQUIRE_OK(zt_optimizer_plan(optimizer, 0, 1, &plan));
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_GAUSSIAN, "as2p Gaussian (docs/spec.md §6.4)");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* The window is ceil(0.1 K) even where 0.1*K is inexact in binary (0.1*30 = 3.0000...4):
      * the state blob holds a 48-byte header and the window's doubles. */
-    opt = make("as2p", &hp, 30, 10);
+    optimizer = make("as2p", &hp, 30, 10);
     void *blob;
     size_t n;
-    ZT_REQUIRE_OK(zt_optimizer_save_state(opt, &blob, &n));
+    ZT_REQUIRE_OK(zt_optimizer_save_state(optimizer, &blob, &n));
     ZT_CHECK(n == 48 + 3 * sizeof(double), "window of 3 for K = 30: %zu bytes", n);
     free(blob);
-    zt_optimizer_free(opt);
-    opt = make("as2p", &hp, 5, 10);
-    ZT_REQUIRE_OK(zt_optimizer_save_state(opt, &blob, &n));
+    zt_optimizer_free(optimizer);
+    optimizer = make("as2p", &hp, 5, 10);
+    ZT_REQUIRE_OK(zt_optimizer_save_state(optimizer, &blob, &n));
     ZT_CHECK(n == 48 + 2 * sizeof(double), "window at least 2: %zu bytes", n);
     free(blob);
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 }
 
 static void test_schedules(void) {
@@ -444,34 +444,34 @@ static void test_schedules(void) {
     hp.lr_schedule = ZT_SCHEDULE_COSINE;
     hp.eps_schedule = ZT_SCHEDULE_LINEAR;
     hp.eps_end = 5e-4;
-    zt_optimizer *opt = make("mezo", &hp, K, 10);
+    zt_optimizer *optimizer = make("mezo", &hp, K, 10);
     int steps[3] = {0, K / 2, K};
     double lrs[3] = {1e-4, 5e-5, 0.0}, epss[3] = {1e-3, 7.5e-4, 5e-4};
     for (int i = 0; i < 3; i++) {
         zt_step_plan plan;
         zt_step_update up;
-        run_step(opt, steps[i], (double[]){1.0, 0.0}, &plan, &up);
+        run_step(optimizer, steps[i], (double[]){1.0, 0.0}, &plan, &up);
         ZT_CHECK_CLOSE(up.lr, lrs[i], 1e-20, 1e-12, "lr at %d", steps[i]);
         ZT_CHECK_CLOSE(plan.terms[0][0].coeff, epss[i], 0, COEFF_RTOL, "eps at %d", steps[i]);
         ZT_CHECK_CLOSE(up.terms[0].coeff, 1.0 / (2 * epss[i]), 0, COEFF_RTOL, "coeff at %d",
                        steps[i]);
     }
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* An eps schedule that reaches 0 fails at that step and names the option. */
     hp.eps_schedule = ZT_SCHEDULE_COSINE;
     hp.eps_end = 0.0;
-    opt = make("mezo", &hp, K, 10);
+    optimizer = make("mezo", &hp, K, 10);
     zt_step_plan plan;
-    ZT_CHECK(zt_optimizer_plan(opt, K, 1, &plan) == ZT_ERR_INVALID_ARG, "eps 0 rejected");
+    ZT_CHECK(zt_optimizer_plan(optimizer, K, 1, &plan) == ZT_ERR_INVALID_ARG, "eps 0 rejected");
     ZT_CHECK(strstr(zt_last_error(), "--eps-end") != NULL, "message: %s", zt_last_error());
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 }
 
-static double current_lr(zt_optimizer *opt, int step) {
+static double current_lr(zt_optimizer *optimizer, int step) {
     zt_step_plan plan;
     zt_step_update up;
-    run_step(opt, step, (double[]){1.0, 0.0}, &plan, &up);
+    run_step(optimizer, step, (double[]){1.0, 0.0}, &plan, &up);
     return up.lr;
 }
 
@@ -483,7 +483,7 @@ static void test_plateau(void) {
     hp.lr_schedule = ZT_SCHEDULE_PLATEAU;
     hp.plateau_factor = 0.5;
     hp.plateau_patience = 2;
-    zt_optimizer *opt = make("mezo", &hp, 100, 10);
+    zt_optimizer *optimizer = make("mezo", &hp, 100, 10);
     double metrics[] = {1.0,
                         0.9,
                         1.0,
@@ -497,18 +497,18 @@ static void test_plateau(void) {
                         /* reduce */ 0.7};
     double want[] = {1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4};
     for (int i = 0; i < (int)(sizeof metrics / sizeof metrics[0]); i++) {
-        zt_optimizer_observe(opt, metrics[i]);
-        ZT_CHECK_CLOSE(current_lr(opt, i), want[i], 0, 1e-12, "after observation %d", i);
+        zt_optimizer_observe(optimizer, metrics[i]);
+        ZT_CHECK_CLOSE(current_lr(optimizer, i), want[i], 0, 1e-12, "after observation %d", i);
     }
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 
     /* Other schedules ignore observations. */
     hp.lr_schedule = ZT_SCHEDULE_CONSTANT;
-    opt = make("mezo", &hp, 100, 10);
+    optimizer = make("mezo", &hp, 100, 10);
     for (int i = 0; i < 10; i++)
-        zt_optimizer_observe(opt, 5.0);
-    ZT_CHECK_CLOSE(current_lr(opt, 0), 1e-3, 0, 1e-12, "constant ignores observe");
-    zt_optimizer_free(opt);
+        zt_optimizer_observe(optimizer, 5.0);
+    ZT_CHECK_CLOSE(current_lr(optimizer, 0), 1e-3, 0, 1e-12, "constant ignores observe");
+    zt_optimizer_free(optimizer);
 }
 
 /* Save at step 20, run on; a fresh optimizer loaded from the blob gives identical updates. */
@@ -591,9 +591,9 @@ static void test_state_round_trip(void) {
 
 static void expect_rejected(const char *name, const zt_zo_hparams *hp, int total_steps,
                             const char *fragment) {
-    zt_optimizer *opt = NULL;
-    zt_status s = zt_optimizer_create(name, hp, total_steps, 100, &opt);
-    ZT_CHECK(s == ZT_ERR_INVALID_ARG && opt == NULL, "%s accepted (%s)", name, fragment);
+    zt_optimizer *optimizer = NULL;
+    zt_status s = zt_optimizer_create(name, hp, total_steps, 100, &optimizer);
+    ZT_CHECK(s == ZT_ERR_INVALID_ARG && optimizer == NULL, "%s accepted (%s)", name, fragment);
     ZT_CHECK(strstr(zt_last_error(), fragment) != NULL, "message '%s' lacks '%s'", zt_last_error(),
              fragment);
 }
@@ -648,19 +648,19 @@ static void test_bad_options(void) {
     hp.momentum = 5.0;
     hp.s2p_option = 9;
     hp.lr = 0.0;
-    zt_optimizer *opt = NULL;
-    ZT_CHECK_OK(zt_optimizer_create("mezo", &hp, 10, 100, &opt));
-    zt_optimizer_free(opt);
+    zt_optimizer *optimizer = NULL;
+    ZT_CHECK_OK(zt_optimizer_create("mezo", &hp, 10, 100, &optimizer));
+    zt_optimizer_free(optimizer);
 
     /* finish rejects a plan of the wrong shape. */
-    opt = make("mezo", &base, 10, 100);
+    optimizer = make("mezo", &base, 10, 100);
     zt_step_plan plan;
     zt_step_update up;
-    ZT_REQUIRE_OK(zt_optimizer_plan(opt, 0, 1, &plan));
+    ZT_REQUIRE_OK(zt_optimizer_plan(optimizer, 0, 1, &plan));
     plan.n_variants = 3;
-    ZT_CHECK(zt_optimizer_finish(opt, 0, &plan, (double[]){1, 2, 3}, &up) == ZT_ERR_INVALID_ARG,
+    ZT_CHECK(zt_optimizer_finish(optimizer, 0, &plan, (double[]){1, 2, 3}, &up) == ZT_ERR_INVALID_ARG,
              "wrong plan shape");
-    zt_optimizer_free(opt);
+    zt_optimizer_free(optimizer);
 }
 
 int main(void) {
