@@ -58,6 +58,17 @@ static int zt_test_failed_count;
         }                                                                                          \
     } while (0)
 
+/* Fatal check of a setup condition. */
+#define ZT_REQUIRE(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FATAL %s:%d: ", __FILE__, __LINE__);                                  \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
 static inline int zt_test_finish(const char *name) {
     printf("%s: %d checks passed, %d failed\n", name, zt_test_passed_count, zt_test_failed_count);
     return zt_test_failed_count == 0 && zt_test_passed_count > 0 ? 0 : 1;
