@@ -21,8 +21,8 @@ typedef enum zt_direction_dist {
     ZT_DIRECTIONS_SPHERE = 2, /* Gaussian normalised to radius sphere_radius (engine) */
 } zt_direction_dist;
 
-/* Every option of every optimizer; each resolved ambiguity of the spec is a named field with
- * the spec's default (zt_zo_hparams_default). */
+/* Every option of every optimizer; each resolved ambiguity of docs/spec.md §9 is a named field
+ * with the default chosen there (zt_zo_hparams_default). */
 typedef struct zt_zo_hparams {
     double lr;            /* alpha_0 / eta */
     double eps;           /* epsilon / mu / rho_0 (perturbation scale) */

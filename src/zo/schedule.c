@@ -26,7 +26,7 @@ double zt_schedule_value(zt_schedule_kind kind, double start, double end, int st
     double progress = (double)k / (double)total;
     switch (kind) {
     case ZT_SCHEDULE_COSINE:
-        /* Spec §9 B5: b + (a - b) * (1 + cos(pi k / K)) / 2, no warm-up. */
+        /* docs/spec.md §9 B5: b + (a - b) * (1 + cos(pi k / K)) / 2, no warm-up. */
         return end + (start - end) * 0.5 * (1.0 + cos(M_PI * progress));
     case ZT_SCHEDULE_LINEAR:
         return start + (end - start) * progress;

@@ -4,7 +4,7 @@
 
 typedef enum zt_schedule_kind {
     ZT_SCHEDULE_CONSTANT = 0,
-    ZT_SCHEDULE_COSINE = 1,  /* end + (start-end) * (1 + cos(pi k / K)) / 2   (spec B5) */
+    ZT_SCHEDULE_COSINE = 1,  /* end + (start-end) * (1 + cos(pi k / K)) / 2   (docs/spec.md §9 B5) */
     ZT_SCHEDULE_LINEAR = 2,  /* start + (end-start) * k / K */
     ZT_SCHEDULE_PLATEAU = 3, /* start * factor^(number of plateaus observed) */
 } zt_schedule_kind;

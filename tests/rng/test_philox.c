@@ -103,7 +103,7 @@ static void test_spec_stream_rows(void) {
     }
 }
 
-/* Reference values printed by the spec's host-path emulation (section 5.5), 8 significant
+/* Reference values printed by the host-path emulation of docs/spec.md §5.5, 8 significant
  * digits: agreement to 2e-7 relative is all the printing allows. */
 static void test_spec_float_values(void) {
     zt_f32x4 normal42 = zt_box_muller4(zt_philox4x32_10(u32x4(0, 0, 0, 0), zt_philox_key(42)));

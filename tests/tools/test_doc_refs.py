@@ -10,6 +10,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import source_tree  # noqa: E402
 
 OUTSIDE = re.compile(r'DESIGN\.md|reference/(?:spec|anchors|distributed|style)\.md|\.\./shared')
+# A spec or design citation by section that names no file (the file is always docs/...).
+UNQUALIFIED = re.compile(r'(?<![/\w])(?:spec|design)(?:\.md)?,?\s+(?:§|section\s+\d|[A-D]\d)',
+                         re.I)
 DOC_CITATION = re.compile(r'docs/(\w+)\.md((?:[ ,;]*(?:and )?§\s?\d+(?:\.\d+)?(?:\s?[A-D]\d+)?'
                           r'(?:[-–]\d+(?:\.\d+)?)?)+)')
 SECTION = re.compile(r'§\s?(\d+(?:\.\d+)?)(?:\s?([A-D]\d+))?(?:[-–](\d+(?:\.\d+)?))?')
@@ -41,6 +44,8 @@ def check_file(root, path, docs, problems):
         where = f'{path}:{lineno}'
         if OUTSIDE.search(line):
             problems.append(f'{where}: cites a file outside the repository: {line.strip()[:90]}')
+        if UNQUALIFIED.search(line):
+            problems.append(f'{where}: a citation without its file: {line.strip()[:90]}')
         for m in DOC_CITATION.finditer(line):
             name = m.group(1)
             if name not in docs:

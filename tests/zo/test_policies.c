@@ -35,7 +35,7 @@ static double sign_of(double v) {
     return (double)((v > 0) - (v < 0));
 }
 
-/* Spec §9 B5 cosine decay, written out independently of schedule.c. */
+/* docs/spec.md §9 B5 cosine decay, written out independently of schedule.c. */
 static double cosdec(double from, double to, int k, int total) {
     return to + (from - to) * 0.5 * (1.0 + cos(3.14159265358979323846 * k / total));
 }
