@@ -438,20 +438,20 @@ zt_status zt_optimizer_plan(zt_optimizer *optimizer, int step, uint64_t step_see
     const uint64_t *seeds = plan->seeds;
 
     if (is_central(optimizer->policy)) {
-        /* Spec §4.1: variants theta + eps z_i and theta - eps z_i, in pairs. */
+        /* docs/spec.md §4.1: variants theta + eps z_i and theta - eps z_i, in pairs. */
         double eps;
         ZT_TRY(eps_at(optimizer, step, &eps));
         for (int i = 0; i < optimizer->n_directions; i++)
             add_probe_pair(plan, seeds[i], eps);
     } else if (is_forward(optimizer->policy)) {
-        /* Spec §7.1: F(x) once, shared by the q forward differences F(x + r u_i). */
+        /* docs/spec.md §7.1: F(x) once, shared by the q forward differences F(x + r u_i). */
         double radius;
         ZT_TRY(sphere_radius(optimizer, step, &radius));
         add_variant(plan, NULL);
         for (int i = 0; i < optimizer->n_directions; i++)
             add_variant(plan, &(zt_direction){seeds[i], (float)radius});
     } else if (optimizer->policy == POLICY_STP) {
-        /* Spec §6.1: f(x), f(x + a s), f(x - a s) on the same minibatch; a = alpha_k. */
+        /* docs/spec.md §6.1: f(x), f(x + a s), f(x - a s) on the same minibatch; a = alpha_k. */
         add_variant(plan, NULL);
         add_probe_pair(plan, seeds[0], lr_at(optimizer, step));
     } else if (optimizer->policy == POLICY_S2P) {
@@ -498,7 +498,7 @@ static void finish_central(const zt_optimizer *optimizer, const zt_step_plan *pl
 static void finish_forward(const zt_optimizer *optimizer, const zt_step_plan *plan, double radius,
                            double lr, const double *losses, zt_step_update *update) {
     int q = optimizer->n_directions;
-    /* Spec §7.1: g = (phi(d)/r) (F(x + r u) - F(x)) u with phi(d) = d; radius r is eps or
+    /* docs/spec.md §7.1: g = (phi(d)/r) (F(x + r u) - F(x)) u with phi(d) = d; radius r is eps or
      * eps*sqrt(d). In units of u, as the plan's variants are. */
     double scale = (double)optimizer->n_params / radius;
     update->lr = lr;
@@ -524,7 +524,7 @@ static void finish_forward(const zt_optimizer *optimizer, const zt_step_plan *pl
     }
 }
 
-/* Spec §6.1: x_{k+1} = argmin{f(x), f(x + a s), f(x - a s)}. Ties prefer staying, then +a s:
+/* docs/spec.md §6.1: x_{k+1} = argmin{f(x), f(x + a s), f(x - a s)}. Ties prefer staying, then +a s:
  * a tie carries no evidence that a move helps. */
 static void finish_stp(const zt_optimizer *optimizer, const zt_step_plan *plan, int step,
                        const double *losses, zt_step_update *update) {
