@@ -34,10 +34,11 @@ MUTANTS = [
     dict(id="alloc-peak", file="src/core/alloc.c",
          find="if (mem_stats.current_total > mem_stats.peak_total) mem_stats.peak_total = mem_stats.current_total;",
          replace="if (mem_stats.current_total > mem_stats.peak_total) mem_stats.peak_total = n_bytes;",
-         tests=["test_memory_plan"], why="the tracked peak records the last allocation"),
+         tests=["test_files_memory", "test_memory_plan"],
+         why="the tracked peak records the last allocation"),
     dict(id="path-exists-not-dir", file="src/core/path.c",
          find='return zt_fail(ZT_ERR_IO, "%s: exists and is not a directory", dir);',
-         replace="return ZT_OK;", tests=["test_cli"],
+         replace="return ZT_OK;", tests=["test_files_memory", "test_cli"],
          why="an output path that is a file passes as a directory"),
 
     # ---- src/io ----
@@ -49,7 +50,7 @@ MUTANTS = [
          why="errors name the wrong line"),
     dict(id="atomic-rename-unchecked", file="src/io/atomic_file.c",
          find="rename(tmp_path, path) != 0", replace="rename(tmp_path, path) != 0 && 0",
-         tests=["test_safetensors", "test_opt_config"],
+         tests=["test_files_memory", "test_safetensors"],
          why="a failed rename is reported as success"),
 
     # ---- src/text ----
@@ -78,14 +79,17 @@ MUTANTS = [
     dict(id="left-padding", file="src/data/batch.c",
          find="int start = b->seq_len - n;", replace="int start = 0;",
          tests=["test_objective_accuracy", "test_text_task"],
-         why="right padding where MeZO pads left"),
+         why="right padding where MeZO pads left",
+         equivalent="OPT's forward does not see the padding side: positions come from the mask, "
+                    "pads are masked out and each query sums its real keys in the same order, so "
+                    "a right-padded batch gives the same bits (tests/model/test_opt_parity.c "
+                    "checks both sides against HF)"),
     dict(id="sampler-modulo", file="src/data/sampler.c",
          find="int j = (int)(r % (uint64_t)(i + 1));", replace="int j = (int)(r % (uint64_t)i);",
-         tests=["test_replay_resume", "test_optimizers_opt"],
-         why="a biased shuffle"),
+         tests=["sampler_dataset"], why="a biased (cyclic) shuffle"),
     dict(id="truncation-keeps-bos", file="src/data/dataset.c",
          find="memmove(*seq + 1, *seq + 1 + drop,", replace="memmove(*seq, *seq + drop,",
-         tests=["test_text_task", "test_jsonl"], why="left truncation drops BOS"),
+         tests=["sampler_dataset"], why="left truncation drops BOS"),
 
     # ---- src/zo ----
     dict(id="cosine-schedule", file="src/zo/schedule.c",
@@ -95,11 +99,11 @@ MUTANTS = [
     dict(id="engine-step-seed", file="src/zo/engine.c",
          find="ZT_TRY(zt_optimizer_plan(optimizer, step, step_seed, &plan));",
          replace="ZT_TRY(zt_optimizer_plan(optimizer, step, step_seed + 1, &plan));",
-         tests=["zo_analytic", "test_replay_resume"],
+         tests=["test_directional", "test_replay_resume"],
          why="the step's directions from another seed than the log records"),
     dict(id="zo-signsgd-sign", file="src/zo/optimizer.c",
-         find="    return ZT_OK;\n}\n\n/* AS2P", replace="    update->terms[0].coeff = -update->terms[0].coeff;\n    return ZT_OK;\n}\n\n/* AS2P",
-         tests=["zo_policies"], why="a policy's update sign flipped"),
+         find="? sign_of(difference) : estimate / q;", replace="? -sign_of(difference) : estimate / q;",
+         tests=["zo_policies"], why="ZO-signSGD steps uphill"),
 
     # ---- src/train ----
     dict(id="classification-loss-label", file="src/train/task_loss.c",
@@ -116,7 +120,7 @@ MUTANTS = [
          tests=["test_objective_accuracy"], why="ties go to the last candidate"),
     dict(id="eval-gold-list", file="src/train/eval.c",
          find="for (int g = 0; g < ex->n_gold; g++) hit |= predicted == ex->gold[g];",
-         replace="hit = predicted == ex->gold[0];", tests=["test_text_task", "test_cli"],
+         replace="hit = predicted == ex->gold[0];", tests=["test_objective_accuracy"],
          why="list-valued gold answers only count their first"),
     dict(id="snapshot-step", file="src/train/trainer.c",
          find="ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,\n                                    step + 1));\n        }\n        if (stop_requested",
@@ -126,7 +130,7 @@ MUTANTS = [
     dict(id="generation-max-new", file="src/train/generate.c",
          find="return max_new < ZT_GENERATION_MAX_NEW ? max_new : ZT_GENERATION_MAX_NEW;",
          replace="return max_new < ZT_GENERATION_MAX_NEW ? max_new : 5;",
-         tests=["test_generate", "test_text_task"], why="generations cut short"),
+         tests=["test_generate"], why="generations cut short"),
 
     # ---- src/cli ----
     dict(id="cli-usage-exit", file="src/cli/cmd_eval.c",
@@ -152,7 +156,7 @@ MUTANTS = [
     dict(id="head-chunk", file="models/sweep.c",
          find="ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets + r0, rows, vocab));",
          replace="ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets, rows, vocab));",
-         tests=["test_opt_parity"], why="every head chunk scores the first chunk's targets"),
+         tests=["test_directional", "test_opt_parity"], why="every head chunk scores the first chunk's targets"),
     dict(id="post-ln", file="models/opt/opt_layers.c",
          find="    if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));",
          replace="", tests=["test_opt_parity"], why="post-LN's attention norm skipped"),
@@ -162,7 +166,7 @@ MUTANTS = [
          tests=["test_opt_parity"], why="attention scale off"),
     dict(id="select-exclude", file="models/model_select.c",
          find="selected[i] = (uint8_t)!exclude;", replace="selected[i] = 1;",
-         tests=["test_cli", "test_memory_plan"], why="'!pattern' does not exclude"),
+         tests=["test_opt_parity"], why="'!pattern' does not exclude"),
     dict(id="load-shape-check", file="models/model_load.c",
          find="for (int d = 0; same && d < info->n_dims; d++)",
          replace="for (int d = 1; same && d < info->n_dims; d++)",
@@ -181,7 +185,7 @@ MUTANTS = [
          tests=["curand_host"], why="the counter layout leaves cuRAND's virtual threads"),
     dict(id="rademacher-bit", file="kernels/common/perturb_rng.h",
          find="return (bits >> 31) ? -1.0f : 1.0f;", replace="return (bits >> 30) & 1 ? -1.0f : 1.0f;",
-         tests=["perturb_cpu", "curand_host"], why="Rademacher signs from the wrong bit"),
+         tests=["curand_host"], why="Rademacher signs from the wrong bit"),
     dict(id="cpu-attention-causal", file="kernels/cpu/attention.c",
          find="    for (int j = 0; j <= query; j++) {\n        if (mask[j] == 0) continue;\n        const float *k_row",
          replace="    for (int j = 0; j < query; j++) {\n        if (mask[j] == 0) continue;\n        const float *k_row",
@@ -196,9 +200,9 @@ MUTANTS = [
          find="direction = m_new / (sqrtf(vhat_new) + k->eps);", replace="direction = m_new / (sqrtf(v_new) + k->eps);",
          tests=["perturb_cpu", "zo_analytic"], why="AdaMM without AMSGrad's max"),
     dict(id="cuda-layernorm", file="kernels/cuda/layernorm.cu",
-         find="const float rstd = 1.0f / sqrtf(variance + eps);", replace="const float rstd = 1.0f / sqrtf(variance);",
+         find="const float rstd = 1.0f / sqrtf(variance + eps);", replace="const float rstd = 1.0f / sqrtf(variance + 0.0f * eps);",
          tests=["cuda_ops_emu"], why="the CUDA layer norm drops eps"),
     dict(id="cuda-gather-accumulate", file="kernels/cuda/gather.cu",
-         find="dst[c] = accumulate ? dst[c] + value : value;", replace="dst[c] = value;",
+         find="dst[c] = accumulate ? dst[c] + value : value;", replace="dst[c] = accumulate ? value : value;",
          tests=["cuda_ops_emu"], why="positions overwrite the token embedding on CUDA"),
 ]

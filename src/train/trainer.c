@@ -199,7 +199,10 @@ static zt_status replay_records(run *r, const zt_step_record *records, int n, in
         if (zt_optimizer_extend(r->optimizer, rec->step, &plan, rec->losses, &more))
             ZT_TRY(zt_optimizer_append(&plan, &more));
         ZT_TRY(zt_optimizer_finish(r->optimizer, rec->step, &plan, rec->losses, &update));
-        if (update.n_terms != rec->update.n_terms || update.rule != rec->update.rule)
+        int same = update.n_terms == rec->update.n_terms && update.rule == rec->update.rule;
+        for (int t = 0; same && t < update.n_terms; t++)
+            same = update.terms[t].seed == rec->update.terms[t].seed;
+        if (!same)
             return zt_fail(ZT_ERR_FORMAT,
                            "%s: step %d does not replay (the log was written with other options)",
                            r->log_path, rec->step);

@@ -1,6 +1,7 @@
 /* The zotune binary end to end: `score --json` reproduces HF's per-example losses (fixtures'
  * score_reference.jsonl, from OPTForCausalLM with labels), `info --json` HF's parameter count,
  * and bad input gets a clear error naming the file and line. argv[1] is the zotune binary. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,11 +41,14 @@ static void check_score(const char *fixture) {
     FILE *f = fopen(ref, "r");
     char line[1024];
     int i = 0;
+    double want_nll = 0.0, want_total_tokens = 0.0;
     while (f && fgets(line, sizeof line, f)) {
         cJSON *want = cJSON_Parse(line);
         const cJSON *got = cJSON_GetArrayItem(examples, i);
         double want_loss = cJSON_GetObjectItem(want, "loss")->valuedouble;
         int want_tokens = cJSON_GetObjectItem(want, "n_tokens")->valueint;
+        want_nll += want_loss * want_tokens;
+        want_total_tokens += want_tokens;
         ZT_CHECK(got && cJSON_GetObjectItem(got, "n_tokens")->valueint == want_tokens,
                  "%s line %d: token count", fixture, i + 1);
         if (got)
@@ -56,6 +60,18 @@ static void check_score(const char *fixture) {
     if (f) fclose(f);
     ZT_CHECK(i == cJSON_GetArraySize(examples) && i > 0, "%s: %d references, %d scored", fixture,
              i, cJSON_GetArraySize(examples));
+    /* the summary is the token-weighted mean of HF's per-example losses, and its exponential */
+    const cJSON *mean = cJSON_GetObjectItem(root, "mean_nll");
+    const cJSON *perplexity = cJSON_GetObjectItem(root, "perplexity");
+    double want_mean = want_nll / want_total_tokens;
+    ZT_CHECK(cJSON_IsNumber(mean) && cJSON_IsNumber(perplexity), "%s: no mean_nll/perplexity",
+             fixture);
+    if (cJSON_IsNumber(mean) && cJSON_IsNumber(perplexity)) {
+        ZT_CHECK_CLOSE(mean->valuedouble, want_mean, 0.0, 1e-5, "%s token-weighted mean NLL",
+                       fixture);
+        ZT_CHECK_CLOSE(perplexity->valuedouble, exp(want_mean), 0.0, 1e-5, "%s perplexity",
+                       fixture);
+    }
     cJSON_Delete(root);
 }
 
@@ -134,6 +150,7 @@ int main(int argc, char **argv) {
     zotune = argv[1];
     check_score("opt-pre");
     check_score("opt-post");
+    expect_failure("eval --data /nonexistent.jsonl", 2, "--model and --data are required");
     check_info("opt-pre", "opt-pre");
     check_info("opt-post", "opt-post");
     check_info("opt-pre-variant", "opt-pre");

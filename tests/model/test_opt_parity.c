@@ -204,12 +204,48 @@ static void check_variant_spelling(zt_backend *be) {
     zt_model_free(b);
 }
 
+/* --trainable patterns on opt-pre's 36 tensors, counted by hand: 2 layers x 16 tensors, of which
+ * 8 per layer are biases (k, v, q, out, fc1, fc2, and the two norms' betas). */
+static void check_select(zt_backend *be) {
+    char dir[1024];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    zt_model *m = NULL;
+    ZT_REQUIRE_OK(zt_model_load(dir, be, &m));
+    uint8_t *selected = calloc((size_t)m->n_tensors, 1);
+    const struct {
+        const char *patterns;
+        int want;
+    } cases[] = {
+        {NULL, 36},
+        {"layers.*", 32},
+        {"layers.*,!*bias", 16},
+        {"!*bias", 36 - 16 - 1},                       /* all but the 16 layer biases and the final beta */
+        {"model.decoder.embed_tokens.weight", 1},      /* the canonical name */
+        {"layers.1.fc2.*,final_layer_norm.*", 4},      /* short names */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int count = -1;
+        ZT_CHECK_OK(zt_model_select(m, cases[i].patterns, selected, &count));
+        int marked = 0;
+        for (int t = 0; t < m->n_tensors; t++) marked += selected[t];
+        ZT_CHECK(count == cases[i].want && marked == count, "--trainable '%s': %d tensors, want %d",
+                 cases[i].patterns ? cases[i].patterns : "(all)", count, cases[i].want);
+    }
+    int count = 0;
+    zt_status s = zt_model_select(m, "layers.*,!nothing*", selected, &count);
+    ZT_CHECK(s == ZT_ERR_INVALID_ARG && strstr(zt_last_error(), "nothing*"),
+             "a pattern matching nothing is named: %s", zt_last_error());
+    free(selected);
+    zt_model_free(m);
+}
+
 int main(void) {
     zt_backend *be = NULL;
     ZT_REQUIRE_OK(zt_backend_create("cpu", 0, &be));
     const char *fixtures[] = {"opt-pre", "opt-post", "opt-pre-f16", "opt-pre-bf16"};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) check_fixture(be, fixtures[i]);
     check_variant_spelling(be);
+    check_select(be);
     printf("max |logit error| %.3g, max relative loss error %.3g\n", worst_logit_error,
            worst_loss_rel_error);
     zt_backend_destroy(be);

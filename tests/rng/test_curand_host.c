@@ -69,15 +69,20 @@ static void test_integer_stream(curandGenerator_t gen) {
             size_t n = lengths[l];
             if (!reset(gen, seed, 0) || !status_ok(curandGenerate(gen, words, n), "generate"))
                 continue;
-            size_t layout_mismatches = 0, z_mismatches = 0, z_compared = 0;
+            size_t layout_mismatches = 0, z_mismatches = 0, z_compared = 0, sign_mismatches = 0;
             uint64_t block = UINT64_MAX;
             zt_u32x4 z_bits = {0, 0, 0, 0};
             for (size_t m = 0; m < n; m++) {
                 layout_mismatches += words[m] != generator_word(seed, m);
                 if (m / 4 != block) z_bits = zt_z_bits_block4(seed, block = m / 4);
                 z_mismatches += words[m] != zt_u32x4_lane(z_bits, (unsigned)(m % 4));
+                /* Rademacher z is -1 where cuRAND's word has its top bit set, else +1 */
+                float sign = (words[m] & 0x80000000u) ? -1.0f : 1.0f;
+                sign_mismatches += zt_z_rademacher_at(seed, m) != sign;
                 z_compared++;
             }
+            ZT_CHECK(sign_mismatches == 0, "seed %" PRIx64 " n %zu: %zu Rademacher signs differ from "
+                     "the words' top bits", seed, n, sign_mismatches);
             ZT_CHECK(layout_mismatches == 0, "seed %" PRIx64 " n %zu: %zu words differ", seed, n,
                      layout_mismatches);
             ZT_CHECK(z_mismatches == 0, "seed %" PRIx64 " n %zu: %zu of %zu z words differ", seed,

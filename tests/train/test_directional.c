@@ -91,6 +91,17 @@ static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, 
     zt_step_record rec;
     ZT_REQUIRE_OK(zt_zo_step(optimizer, &ps, &objective, 0, &engine, &rec));
     ZT_REQUIRE(rec.update.n_terms == 1, "a MeZO step has one term, got %d", rec.update.n_terms);
+    /* the record names the step seed the run seed gives, and the directions that seed plans */
+    ZT_CHECK(rec.step_seed == zt_step_seed(engine.run_seed, 0), "step seed %llx, run seed gives %llx",
+             (unsigned long long)rec.step_seed,
+             (unsigned long long)zt_step_seed(engine.run_seed, 0));
+    zt_optimizer *fresh = NULL;
+    zt_step_plan replanned;
+    ZT_REQUIRE_OK(zt_optimizer_create("mezo", &hp, 1, ps.n_elems, &fresh));
+    ZT_REQUIRE_OK(zt_optimizer_plan(fresh, 0, rec.step_seed, &replanned));
+    ZT_CHECK(replanned.seeds[0] == rec.update.terms[0].seed,
+             "the logged direction is not the one the logged step seed plans");
+    zt_optimizer_free(fresh);
 
     uint64_t seed = rec.update.terms[0].seed;
     double want = directional_derivative(m, grads, seed, smooth);
@@ -114,6 +125,42 @@ static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, 
     zt_optimizer_free(optimizer);
     zt_trainable_param_set_free(&ps);
     free(before);
+}
+
+/* The head evaluates at most ZT_LM_HEAD_CHUNK_ROWS target rows at a time: the fixture's batch
+ * repeated four times (4R > the chunk) must give every copy of a target the log-probability
+ * the plain batch gives it, bit for bit. */
+static void check_head_chunks(zt_model *m, const zt_batch *b, const float *plain) {
+    enum { COPIES = 4 };
+    int n = b->batch * b->seq_len, r = b->n_targets;
+    ZT_REQUIRE(COPIES * r > ZT_LM_HEAD_CHUNK_ROWS, "%d targets do not span two head chunks",
+               COPIES * r);
+    int32_t *ids = malloc((size_t)COPIES * n * sizeof *ids), *mask = malloc((size_t)COPIES * n * 4);
+    int32_t *rows = malloc((size_t)COPIES * r * 4), *targets = malloc((size_t)COPIES * r * 4);
+    for (int c = 0; c < COPIES; c++) {
+        memcpy(ids + (size_t)c * n, b->input_ids, (size_t)n * 4);
+        memcpy(mask + (size_t)c * n, b->attention_mask, (size_t)n * 4);
+        for (int i = 0; i < r; i++) {
+            rows[c * r + i] = b->target_rows[i] + c * n;
+            targets[c * r + i] = b->target_ids[i];
+        }
+    }
+    zt_workspace *ws = NULL;
+    zt_workspace_shape shape = {COPIES * b->batch, b->seq_len, 1, 0, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
+    zt_batch big = {COPIES * b->batch, b->seq_len, ids, mask, COPIES * r, rows, targets};
+    float *logprobs = malloc((size_t)COPIES * r * sizeof *logprobs);
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &big, NULL, logprobs, NULL));
+    int differ = 0;
+    for (int i = 0; i < COPIES * r; i++) differ += memcmp(&logprobs[i], &plain[i % r], 4) != 0;
+    ZT_CHECK(differ == 0, "%d of %d target log-probabilities differ across head chunks", differ,
+             COPIES * r);
+    free(logprobs);
+    zt_workspace_free(ws);
+    free(ids);
+    free(mask);
+    free(rows);
+    free(targets);
 }
 
 /* Runs the central difference along 5 seeds at eps 1e-2 .. 3e-4 on the `subset` of tensors
@@ -188,6 +235,9 @@ int main(void) {
     ZT_REQUIRE_OK(zt_workspace_create(m, &ws_shape, &ws));
     zt_batch b = {batch, seq_len, ids, mask, t.n, t.rows, t.ids};
     float *logprobs = malloc(2 * (size_t)t.n * sizeof *logprobs);
+
+    ZT_REQUIRE_OK(zt_model_forward(m, ws, &b, NULL, logprobs, NULL));
+    check_head_chunks(m, &b, logprobs);
 
     uint8_t *smooth = calloc((size_t)m->n_tensors, 1);
     int n_smooth = 0;

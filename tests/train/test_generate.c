@@ -54,6 +54,15 @@ static void check_fixture(zt_backend *be, const char *name) {
         int n = cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(cases, c), "prompt"));
         if (n > longest) longest = n;
     }
+    /* MeZO's budget: 50 new tokens, fewer where the positions run out */
+    int positions = m->dims.max_positions;
+    for (int prompt = 1; prompt <= positions; prompt += 7) {
+        int want = positions - prompt < ZT_GENERATION_MAX_NEW ? positions - prompt
+                                                              : ZT_GENERATION_MAX_NEW;
+        ZT_CHECK(zt_generation_max_new(m, prompt) == want && ZT_GENERATION_MAX_NEW == 50,
+                 "%s: a %d-token prompt may grow by %d, want %d", name, prompt,
+                 zt_generation_max_new(m, prompt), want);
+    }
     zt_workspace *ws = NULL;
     zt_workspace_shape shape = {1, longest + max_new, 1, 0, 0};
     ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));

@@ -4,6 +4,7 @@
 #include "common/perturb_rng.h"
 #include "data/dataset.h"
 #include "data/targets.h"
+#include "train/eval.h"
 #include "train/task_loss.h"
 #include "train_util.h"
 #include "zo/engine.h"
@@ -25,11 +26,14 @@ static void write_task(const char *path) {
         for (int t = 0; t < n; t++) fprintf(f, "%s%d", t ? ", " : "", next_id());
         fprintf(f, "], \"candidates\": [");
         int c_count = 2 + e % 2;
+        /* example 0's candidates are identical: their scores tie bit for bit, and the first wins */
+        int tie_first = next_id(), tie_second = next_id();
         for (int c = 0; c < c_count; c++) {
-            int first = next_id(), second = next_id();
+            int first = e == 0 ? tie_first : next_id(), second = e == 0 ? tie_second : next_id();
             fprintf(f, "%s[%d, %d]", c ? ", " : "", first, second);
         }
-        fprintf(f, "], \"label\": %d}\n", (int)((state = zt_mix64(state)) % (uint64_t)c_count));
+        int label = e == 0 ? 0 : (int)((state = zt_mix64(state)) % (uint64_t)c_count);
+        fprintf(f, "], \"label\": %d}\n", label);
     }
     fclose(f);
 }
@@ -67,6 +71,36 @@ static double accuracy_of(zt_model *m, const zt_dataset *ds, const zt_perturbati
     zt_workspace_free(ws);
     zt_task_batch_free(&b);
     return (double)correct / N_EXAMPLES;
+}
+
+/* Evaluation's accuracy on ties and list-valued gold (ReCoRD's kind): two examples whose
+ * candidates are identical, so the first candidate wins; the first lists it among its gold
+ * answers (second place), the second does not. Accuracy is exactly 1/2. */
+static void check_eval_gold(zt_model *m, const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/gold.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    ZT_REQUIRE(f != NULL, "writing %s", path);
+    fprintf(f, "{\"prompt\": [5, 6, 7], \"candidates\": [[8, 9], [8, 9]], \"label\": [1, 0]}\n");
+    fprintf(f, "{\"prompt\": [10, 11], \"candidates\": [[12, 13], [12, 13], [12, 13]], "
+               "\"label\": 1}\n");
+    fclose(f);
+    zt_dataset ds;
+    ZT_REQUIRE_OK(zt_dataset_load(path, NULL, m->dims.vocab_size, m->dims.max_positions, &ds));
+    zt_workspace *ws = NULL;
+    zt_workspace_shape shape = {zt_dataset_max_sequences(&ds, 2, 0), ds.max_sequence, 1, 0, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
+    zt_task_objective objective;
+    memset(&objective, 0, sizeof objective);
+    objective.model = m;
+    objective.ws = ws;
+    zt_eval_result res;
+    ZT_CHECK_OK(zt_evaluate(&objective, &ds, 2, NULL, &res));
+    ZT_CHECK(res.accuracy == 0.5, "accuracy with a tie and list-valued gold: %g, want 0.5",
+             res.accuracy);
+    zt_task_objective_release(&objective);
+    zt_workspace_free(ws);
+    zt_dataset_free(&ds);
 }
 
 int main(void) {
@@ -115,6 +149,7 @@ int main(void) {
             ZT_CHECK(scaled >= 0 && scaled <= N_EXAMPLES && scaled == (double)(int)scaled,
                      "step %d loss %g is not -k/%d", r, records[r].losses[k], N_EXAMPLES);
         }
+    check_eval_gold(m, out);
     free(records);
     zt_dataset_free(&ds);
     zt_model_free(m);
