@@ -110,7 +110,7 @@ typedef struct bench_opt_size {
     const char *name; /* "125m" */
     int hidden, layers, heads, ffn, embed_proj;
     int pre_layer_norm;    /* do_layer_norm_before; false only for 350m */
-    long long spec_params; /* the spec's count, tied lm_head counted once */
+    long long spec_params; /* published count (docs/spec.md §1.1), tied lm_head once */
 } bench_opt_size;
 
 enum { BENCH_OPT_VOCAB = 50272, BENCH_OPT_POSITIONS = 2048, BENCH_OPT_N_SIZES = 8 };

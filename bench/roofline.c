@@ -556,7 +556,8 @@ static void check_memory_plan(const model_dims *d, const workload *w) {
 }
 
 static int self_check(void) {
-    /* 1. Parameter counts: this file's formula, the library's, and the spec's table. */
+    /* 1. Parameter counts: this file's formula, the library's, and the published table
+     * (docs/spec.md §1.1). */
     const bench_opt_size *sizes = bench_opt_sizes();
     for (int i = 0; i < BENCH_OPT_N_SIZES; i++) {
         model_dims d = dims_of(&sizes[i]);
@@ -654,7 +655,7 @@ static void usage(FILE *out) {
         "  --memory-gb X        GPU memory to fit in (default the GPU's: 80, h200 141)\n"
         "  --quick              the summary table only\n"
         "  --json               one JSON document\n"
-        "  --self-check         check the formulas against the spec and the library; exit 1 on\n"
+        "  --self-check         check the formulas against docs/spec.md and the library; exit 1 on\n"
         "                       a mismatch\n"
         "  --help               this text\n");
 }

@@ -31,6 +31,9 @@ MUTANTS = [
          tests=["test_directional", "zo_policies"], why="MeZO's coefficient divided by eps, not 2 eps"),
 
     # ---- src/core ----
+    dict(id="path-apart-inside", file="src/core/path.c",
+         find=": path_within(out, in, 0) ? \"lies inside\"", replace=": 0 ? \"lies inside\"",
+         tests=["test_cli"], why="an output inside the model directory is allowed"),
     dict(id="alloc-peak", file="src/core/alloc.c",
          find="if (mem_stats.current_total > mem_stats.peak_total) mem_stats.peak_total = mem_stats.current_total;",
          replace="if (mem_stats.current_total > mem_stats.peak_total) mem_stats.peak_total = n_bytes;",
@@ -91,6 +94,10 @@ MUTANTS = [
          find="memmove(*seq + 1, *seq + 1 + drop,", replace="memmove(*seq, *seq + drop,",
          tests=["sampler_dataset"], why="left truncation drops BOS"),
 
+    dict(id="lm-record-without-target", file="src/data/dataset.c",
+         find="        if (e->labels[t] != -100) return ZT_OK;", replace="        return ZT_OK;",
+         tests=["sampler_dataset"], why="a record with nothing to predict passes validation"),
+
     # ---- src/zo ----
     dict(id="cosine-schedule", file="src/zo/schedule.c",
          find="return end + (start - end) * 0.5 * (1.0 + cos(M_PI * progress));",
@@ -127,6 +134,10 @@ MUTANTS = [
          replace="ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,\n                                    step));\n        }\n        if (stop_requested",
          tests=["test_replay_resume", "test_kill_resume"],
          why="snapshots labelled one step early"),
+    dict(id="output-into-model", file="src/train/trainer.c",
+         find='    ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));',
+         replace="    (void)inputs, (void)input_options;", tests=["test_cli"],
+         why="train writes into its own --model directory"),
     dict(id="generation-max-new", file="src/train/generate.c",
          find="return max_new < ZT_GENERATION_MAX_NEW ? max_new : ZT_GENERATION_MAX_NEW;",
          replace="return max_new < ZT_GENERATION_MAX_NEW ? max_new : 5;",

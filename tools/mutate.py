@@ -100,6 +100,14 @@ def main():
         print("the unmutated tree does not build:\n" + out[-2000:])
         return 2
 
+    # an unknown test name makes meson fail, which would read as a kill
+    rc, listing = run(["meson", "test", "-C", build, "--list"], timeout=120)
+    known = {line.split(" / ")[-1].strip() for line in listing.splitlines() if " / " in line}
+    unknown = sorted({t for m in mutants for t in m["tests"]} - known)
+    if unknown:
+        print("tests named by mutants but not in the build: " + ", ".join(unknown))
+        return 2
+
     results = []
     for i, m in enumerate(mutants, 1):
         start = time.time()

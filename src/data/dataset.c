@@ -102,7 +102,7 @@ static zt_status labels_for_option(const reader *r, zt_example *e, int option_le
     return ZT_OK;
 }
 
-static zt_status parse_lm(const reader *r, const cJSON *o, zt_example *e) {
+static zt_status parse_lm_fields(const reader *r, const cJSON *o, zt_example *e) {
     const char *text = text_field(o, "text"), *prompt = text_field(o, "prompt");
     const char *completion = text_field(o, "completion");
     if (text) {
@@ -134,6 +134,19 @@ static zt_status parse_lm(const reader *r, const cJSON *o, zt_example *e) {
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: %d tokens exceed max_position_embeddings %d", r->path,
                        r->line, e->length, r->max_positions);
     return check_ids(r, "labels", e->labels, e->length, 1);
+}
+
+/* A record must give the loss something to average: a label past the first position (the first
+ * token has nothing before it to be predicted from) that is not -100. Found here, with its line,
+ * rather than as an empty batch in the middle of training. */
+static zt_status parse_lm(const reader *r, const cJSON *o, zt_example *e) {
+    ZT_TRY(parse_lm_fields(r, o, e));
+    for (int t = 1; t < e->length; t++)
+        if (e->labels[t] != -100) return ZT_OK;
+    return zt_fail(ZT_ERR_FORMAT,
+                   "%s:%d: no token to predict (a record needs a label other than -100 past its "
+                   "first token)",
+                   r->path, r->line);
 }
 
 static zt_status parse_gold(const reader *r, const cJSON *o, zt_example *e) {
@@ -222,6 +235,12 @@ static zt_status parse_classification(const reader *r, const cJSON *o, zt_exampl
 }
 
 static zt_status parse_generation(const reader *r, const cJSON *o, zt_example *e) {
+    /* BOS and at least one generated token */
+    if (r->max_positions < 2)
+        return zt_fail(ZT_ERR_FORMAT,
+                       "%s:%d: a generation record needs a model with at least 2 positions "
+                       "(max_position_embeddings is %d)",
+                       r->path, r->line, r->max_positions);
     const char *prompt = text_field(o, "prompt");
     const cJSON *answers = cJSON_GetObjectItemCaseSensitive(o, "answers");
     if (!prompt || !cJSON_IsArray(answers) || cJSON_GetArraySize(answers) < 1)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "core/path.h"
 #include "core/status.h"
 #include "model.h"
 #include "train/trainable.h"
@@ -12,6 +13,9 @@
 
 zt_status zt_replay(const char *base, const char *log_path, const char *out, const char *device,
                         int threads, int *n_applied) {
+    const char *inputs[] = {base, log_path};
+    const char *input_options[] = {"BASE_DIR", "STEPLOG"};
+    ZT_TRY(zt_check_output_apart(out, "OUT_DIR", inputs, input_options, 2));
     zt_steplog_header header;
     zt_step_record *records = NULL;
     int n = 0, torn = 0;

@@ -454,6 +454,9 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     memset(&r, 0, sizeof r);
     r.o = o;
     int next_step = 0;
+    const char *inputs[] = {o->model_dir, o->train_path, o->eval_path};
+    const char *input_options[] = {"--model", "--train", "--eval"};
+    ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));
     zt_status s = ensure_dir(o->output_dir);
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
     if (s == ZT_OK) s = load_model_and_state(&r, &next_step);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "core/status.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
 #include "zt_test.h"
@@ -92,8 +93,48 @@ static void check_truncation(const char *model_dir) {
     unlink(path);
 }
 
+/* Writes `text` to a temporary JSONL file and loads it; returns the status. */
+static zt_status load_text(const char *text, const zt_tokenizer *tok, int max_positions,
+                           char *path, size_t size) {
+    snprintf(path, size, "/tmp/zt_records_XXXXXX");
+    int fd = mkstemp(path);
+    ZT_REQUIRE(fd >= 0, "mkstemp");
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    zt_dataset ds;
+    zt_status s = zt_dataset_load(path, tok, 1 << 20, max_positions, &ds);
+    if (s == ZT_OK) zt_dataset_free(&ds);
+    unlink(path);
+    return s;
+}
+
+/* Records that cannot train are refused at load, naming file:line: LM records whose every
+ * label past the first is -100, and generation records on a model with a single position. */
+static void check_validation(const char *model_dir) {
+    char path[64], where[80];
+    zt_status s = load_text("{\"input_ids\": [5, 6, 7], \"labels\": [5, 6, 7]}\n"
+                            "{\"input_ids\": [5, 6, 7], \"labels\": [5, -100, -100]}\n",
+                            NULL, 32, path, sizeof path);
+    snprintf(where, sizeof where, "%s:2:", path);
+    ZT_CHECK(s == ZT_ERR_FORMAT && strstr(zt_last_error(), where) &&
+                 strstr(zt_last_error(), "no token to predict"),
+             "an LM record without targets: %s", zt_last_error());
+    s = load_text("{\"input_ids\": [5, 6], \"labels\": [-100, 6]}\n", NULL, 32, path, sizeof path);
+    ZT_CHECK(s == ZT_OK, "a record with one target loads: %s", zt_last_error());
+    zt_tokenizer *tok = NULL;
+    ZT_REQUIRE_OK(zt_tokenizer_open_model_dir(model_dir, 0, &tok));
+    s = load_text("{\"prompt\": \"Who?\", \"answers\": [\"me\"]}\n", tok, 1, path, sizeof path);
+    snprintf(where, sizeof where, "%s:1:", path);
+    ZT_CHECK(s == ZT_ERR_FORMAT && strstr(zt_last_error(), where) &&
+                 strstr(zt_last_error(), "at least 2 positions"),
+             "a generation record on a one-position model: %s", zt_last_error());
+    zt_tokenizer_free(tok);
+}
+
 int main(int argc, char **argv) {
     check_sampler();
     if (argc > 1) check_truncation(argv[1]);
+    if (argc > 1) check_validation(argv[1]);
     return zt_test_finish("test_sampler_dataset");
 }

@@ -142,6 +142,70 @@ static void check_gemm_option(void) {
     ZT_CHECK(system(cmd) == 0, "%s", cmd);
 }
 
+/* Bytes of a file (NULL when unreadable); *n its length. */
+static char *file_bytes(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *bytes = malloc((size_t)*n + 1);
+    if (bytes && fread(bytes, 1, (size_t)*n, f) != (size_t)*n) *n = -1;
+    fclose(f);
+    return bytes;
+}
+
+/* A run never writes into its inputs, whatever the spelling: --output equal to --model (as
+ * "DIR/.", or through a symlink), inside it, or holding the --train file, and replay onto its
+ * base, are all refused, and every file of the model directory keeps its bytes. */
+static void check_output_apart(const char *demo_dir) {
+    static const char *const names[] = {"config.json", "model.safetensors", "tokenizer.json",
+                                        "vocab.json", "merges.txt"};
+    enum { N_NAMES = sizeof names / sizeof names[0] };
+    char top[] = "/tmp/zt_apart_XXXXXX", cmd[4096], args[4096], base[256], path[600];
+    ZT_REQUIRE(mkdtemp(top) != NULL, "mkdtemp");
+    snprintf(base, sizeof base, "%s/base", top);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && ln -s base '%s/link' && mkdir '%s/out' && "
+                              "cp '%s/../task/train.jsonl' '%s/out/task.jsonl'",
+             demo_dir, base, top, top, demo_dir, top);
+    ZT_REQUIRE(system(cmd) == 0, "%s", cmd);
+    char *before[N_NAMES];
+    long sizes[N_NAMES];
+    for (int i = 0; i < N_NAMES; i++) {
+        snprintf(path, sizeof path, "%s/%s", base, names[i]);
+        before[i] = file_bytes(path, &sizes[i]);
+        ZT_REQUIRE(before[i] != NULL, "reading %s", path);
+    }
+    const char *train = "--steps 1 --batch-size 2 --threads 1 --quiet";
+    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/. %s", base,
+             top, base, train);
+    expect_failure(args, 1, "is the same place as --model");
+    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/link %s",
+             base, top, top, train);
+    expect_failure(args, 1, "is the same place as --model");
+    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/run/../sub %s",
+             base, top, base, train);
+    expect_failure(args, 1, "lies inside --model");
+    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/out %s", base,
+             top, top, train);
+    expect_failure(args, 1, "contains --train");
+    snprintf(args, sizeof args, "replay %s %s/out/task.jsonl %s/link", base, top, top);
+    expect_failure(args, 1, "is the same place as BASE_DIR");
+    snprintf(path, sizeof path, "%s/sub", base);
+    ZT_CHECK(access(path, F_OK) != 0, "a refused run created %s", path);
+    for (int i = 0; i < N_NAMES; i++) {
+        long n = 0;
+        snprintf(path, sizeof path, "%s/%s", base, names[i]);
+        char *after = file_bytes(path, &n);
+        ZT_CHECK(after && n == sizes[i] && memcmp(after, before[i], (size_t)n) == 0,
+                 "%s changed (%ld bytes, was %ld)", names[i], n, sizes[i]);
+        free(after);
+        free(before[i]);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", top);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli PATH_TO_ZOTUNE\n");
@@ -175,5 +239,6 @@ int main(int argc, char **argv) {
     expect_failure("frobnicate", 2, "unknown command 'frobnicate'");
     expect_failure("info /nonexistent/model", 1, "/nonexistent/model/config.json");
     check_gemm_option();
+    if (argc > 2) check_output_apart(argv[2]);
     return zt_test_finish("test_cli");
 }

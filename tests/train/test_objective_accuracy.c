@@ -105,8 +105,10 @@ static void check_eval_gold(zt_model *m, const char *dir) {
 
 int main(void) {
     char out[256], model_dir[1024], data[1024], task[1200], log[1200];
+    char inputs[256];
     make_temp_dir(out, sizeof out, "acc");
-    snprintf(task, sizeof task, "%s/task.jsonl", out);
+    make_temp_dir(inputs, sizeof inputs, "acc_task"); /* a run's inputs stay outside its output */
+    snprintf(task, sizeof task, "%s/task.jsonl", inputs);
     write_task(task);
     zt_train_options o;
     fixture_run_options(&o, "opt-pre", model_dir, sizeof model_dir, data, sizeof data, out);
@@ -149,11 +151,12 @@ int main(void) {
             ZT_CHECK(scaled >= 0 && scaled <= N_EXAMPLES && scaled == (double)(int)scaled,
                      "step %d loss %g is not -k/%d", r, records[r].losses[k], N_EXAMPLES);
         }
-    check_eval_gold(m, out);
+    check_eval_gold(m, inputs);
     free(records);
     zt_dataset_free(&ds);
     zt_model_free(m);
     zt_backend_destroy(be);
     remove_run_dir(out);
+    remove_run_dir(inputs);
     return zt_test_finish("test_objective_accuracy");
 }
