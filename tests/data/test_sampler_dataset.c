@@ -34,7 +34,8 @@ static void check_sampler(void) {
             differs_by_epoch |= first[i] != second[i];
             repeatable &= second[i] == replay[i];
         }
-        for (int e = 0; e < N_EXAMPLES; e++) every_epoch_a_permutation &= seen[e] == 1;
+        for (int e = 0; e < N_EXAMPLES; e++)
+            every_epoch_a_permutation &= seen[e] == 1;
         zt_sampler_free(&s);
         zt_sampler_free(&again);
     }
@@ -78,9 +79,9 @@ static void check_truncation(const char *model_dir) {
         ZT_REQUIRE(n_full > max_positions, "the record must be longer than the positions");
         int kept = e->candidate_length[c];
         const int32_t *got = e->candidates[c];
-        int tail_same = kept == max_positions &&
-                        memcmp(got + 1, full + n_full - (max_positions - 1),
-                               (size_t)(max_positions - 1) * sizeof(int32_t)) == 0;
+        int tail_same =
+            kept == max_positions && memcmp(got + 1, full + n_full - (max_positions - 1),
+                                            (size_t)(max_positions - 1) * sizeof(int32_t)) == 0;
         ZT_CHECK(kept == max_positions && got[0] == bos && tail_same,
                  "candidate %d: %d tokens kept, first %d (BOS %d); want BOS + the last %d of %d", c,
                  kept, got[0], bos, max_positions - 1, n_full);
@@ -94,8 +95,8 @@ static void check_truncation(const char *model_dir) {
 }
 
 /* Writes `text` to a temporary JSONL file and loads it; returns the status. */
-static zt_status load_text(const char *text, const zt_tokenizer *tok, int max_positions,
-                           char *path, size_t size) {
+static zt_status load_text(const char *text, const zt_tokenizer *tok, int max_positions, char *path,
+                           size_t size) {
     snprintf(path, size, "/tmp/zt_records_XXXXXX");
     int fd = mkstemp(path);
     ZT_REQUIRE(fd >= 0, "mkstemp");

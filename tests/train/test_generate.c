@@ -30,7 +30,8 @@ static char *read_text(const char *path) {
 static int32_t *ids_of(const cJSON *array, int *n) {
     *n = cJSON_GetArraySize(array);
     int32_t *ids = malloc((size_t)(*n > 0 ? *n : 1) * sizeof *ids);
-    for (int i = 0; i < *n; i++) ids[i] = (int32_t)cJSON_GetArrayItem(array, i)->valueint;
+    for (int i = 0; i < *n; i++)
+        ids[i] = (int32_t)cJSON_GetArrayItem(array, i)->valueint;
     return ids;
 }
 
@@ -47,7 +48,8 @@ static void check_fixture(zt_backend *be, const char *name) {
     int32_t eos = (int32_t)cJSON_GetObjectItem(root, "eos_token_id")->valueint;
     zt_model *m = NULL;
     ZT_REQUIRE_OK(zt_model_load(model_dir, be, &m));
-    ZT_CHECK(m->dims.eos_token_id == eos, "%s: EOS %d, HF used %d", name, m->dims.eos_token_id, eos);
+    ZT_CHECK(m->dims.eos_token_id == eos, "%s: EOS %d, HF used %d", name, m->dims.eos_token_id,
+             eos);
     const cJSON *cases = cJSON_GetObjectItem(root, "cases");
     int longest = 0, n_cases = cJSON_GetArraySize(cases);
     for (int c = 0; c < n_cases; c++) {
@@ -57,8 +59,8 @@ static void check_fixture(zt_backend *be, const char *name) {
     /* MeZO's budget: 50 new tokens, fewer where the positions run out */
     int positions = m->dims.max_positions;
     for (int prompt = 1; prompt <= positions; prompt += 7) {
-        int want = positions - prompt < ZT_GENERATION_MAX_NEW ? positions - prompt
-                                                              : ZT_GENERATION_MAX_NEW;
+        int want =
+            positions - prompt < ZT_GENERATION_MAX_NEW ? positions - prompt : ZT_GENERATION_MAX_NEW;
         ZT_CHECK(zt_generation_max_new(m, prompt) == want && ZT_GENERATION_MAX_NEW == 50,
                  "%s: a %d-token prompt may grow by %d, want %d", name, prompt,
                  zt_generation_max_new(m, prompt), want);
@@ -75,8 +77,8 @@ static void check_fixture(zt_backend *be, const char *name) {
         /* HF keeps the EOS it stopped on; zotune stops before it */
         if (n_want > 0 && want[n_want - 1] == eos) n_want--;
         int32_t *got = NULL;
-        ZT_CHECK_OK(zt_generate_greedy(m, ws, NULL, prompt, n_prompt, max_new, &eos, 1, &got,
-                                       &n_got));
+        ZT_CHECK_OK(
+            zt_generate_greedy(m, ws, NULL, prompt, n_prompt, max_new, &eos, 1, &got, &n_got));
         int same = n_got == n_want && (n_got == 0 || memcmp(got, want, (size_t)n_got * 4) == 0);
         ZT_CHECK(same, "%s case %d: %d tokens generated, HF %d (first %d vs %d)", name, c, n_got,
                  n_want, n_got > 0 ? got[0] : -1, n_want > 0 ? want[0] : -1);

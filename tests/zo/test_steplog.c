@@ -25,10 +25,14 @@ static uint64_t next_u64(void) {
 /* A finite double: mostly arbitrary bit patterns, sometimes a special class. */
 static double any_double(void) {
     switch (next_u64() % 8) {
-    case 0: return 0.0;
-    case 1: return -0.0;
-    case 2: return 4.9406564584124654e-324 * (double)(next_u64() % 1000 + 1); /* subnormal */
-    case 3: return (next_u64() & 1 ? -1 : 1) * 1.7976931348623157e308;
+    case 0:
+        return 0.0;
+    case 1:
+        return -0.0;
+    case 2:
+        return 4.9406564584124654e-324 * (double)(next_u64() % 1000 + 1); /* subnormal */
+    case 3:
+        return (next_u64() & 1 ? -1 : 1) * 1.7976931348623157e308;
     default: {
         double d;
         do {
@@ -42,8 +46,10 @@ static double any_double(void) {
 
 static float any_float(void) {
     switch (next_u64() % 6) {
-    case 0: return -0.0f;
-    case 1: return 1.4e-45f * (float)(next_u64() % 100 + 1); /* subnormal */
+    case 0:
+        return -0.0f;
+    case 1:
+        return 1.4e-45f * (float)(next_u64() % 100 + 1); /* subnormal */
     default: {
         float f;
         do {
@@ -57,10 +63,14 @@ static float any_float(void) {
 
 static uint64_t any_seed(void) {
     switch (next_u64() % 6) {
-    case 0: return 0;
-    case 1: return UINT64_MAX;
-    case 2: return (1ull << 53) + 1; /* the first integer a JSON number would lose */
-    default: return next_u64();
+    case 0:
+        return 0;
+    case 1:
+        return UINT64_MAX;
+    case 2:
+        return (1ull << 53) + 1; /* the first integer a JSON number would lose */
+    default:
+        return next_u64();
     }
 }
 
@@ -69,7 +79,8 @@ static void random_record(zt_step_record *r, int step) {
     r->step = step;
     r->step_seed = any_seed();
     r->n_variants = 1 + (int)(next_u64() % ZT_MAX_VARIANTS);
-    for (int k = 0; k < r->n_variants; k++) r->losses[k] = any_double();
+    for (int k = 0; k < r->n_variants; k++)
+        r->losses[k] = any_double();
     r->dist = (zt_direction_dist)(next_u64() % 3);
     zt_step_update *u = &r->update;
     u->rule = (zt_update_rule)(next_u64() % 4);
@@ -88,7 +99,9 @@ static void random_record(zt_step_record *r, int step) {
     r->rounding_seed = any_seed();
 }
 
-static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+static int same_bits(const void *a, const void *b, size_t n) {
+    return memcmp(a, b, n) == 0;
+}
 
 /* Every field the log carries, bit for bit. */
 static int records_equal(const zt_step_record *a, const zt_step_record *b) {
@@ -167,8 +180,8 @@ int main(void) {
         }
         mismatched += !same;
     }
-    ZT_CHECK(mismatched == 0, "%d of %d records differ after format -> parse -> format",
-             mismatched, n_read);
+    ZT_CHECK(mismatched == 0, "%d of %d records differ after format -> parse -> format", mismatched,
+             n_read);
 
     free(line_a);
     free(line_b);
