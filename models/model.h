@@ -124,6 +124,9 @@ typedef struct zt_memory_plan {
     size_t total_bytes;
 } zt_memory_plan;
 
+/* Tokens (sequences x length) one forward may hold, all K variants' streams counted in int. */
+enum { ZT_MAX_TOKENS_PER_FORWARD = 1 << 24 };
+
 /* Rows of the tied LM head evaluated at once: bounds the logits scratch to this many x V. */
 enum { ZT_LM_HEAD_CHUNK_ROWS = 64 };
 

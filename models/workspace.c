@@ -133,6 +133,12 @@ zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape,
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "workspace: batch %d x sequence %d x variants %d must be positive",
                        shape->max_batch, shape->max_seq_len, shape->max_variants);
+    if ((long long)shape->max_batch * shape->max_seq_len * shape->max_variants >
+        ZT_MAX_TOKENS_PER_FORWARD)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "workspace: batch %d x sequence %d x variants %d is more than %d tokens",
+                       shape->max_batch, shape->max_seq_len, shape->max_variants,
+                       (int)ZT_MAX_TOKENS_PER_FORWARD);
     zt_workspace *ws = calloc(1, sizeof *ws);
     if (!ws) return zt_fail(ZT_ERR_NOMEM, "allocating the workspace descriptor");
     ws->model = model;

@@ -144,6 +144,15 @@ MUTANTS = [
          tests=["test_generate"], why="generations cut short"),
 
     # ---- src/cli ----
+    dict(id="threads-unbounded", file="src/cli/args.c",
+         find="v < 1 || v > most", replace="v < 1", tests=["test_cli"],
+         why="--threads 100000 reaches OpenMP"),
+    dict(id="seed-sign-accepted", file="src/cli/args.c",
+         find="        for (const char *c = digits; *c && valid; c++)\n", replace="        for (const char *c = digits; 0; c++)\n",
+         tests=["test_cli"], why="--seed -1 silently becomes 2^64 - 1"),
+    dict(id="batch-size-unbounded", file="src/train/trainer.c",
+         find="o->batch_size <= 0 || o->batch_size > ZT_MAX_TOKENS_PER_FORWARD",
+         replace="o->batch_size <= 0", tests=["test_cli"], why="a batch size that overflows int"),
     dict(id="cli-usage-exit", file="src/cli/cmd_eval.c",
          find='fprintf(stderr, "zotune eval: --model and --data are required (see --help)\\n");\n        return 2;',
          replace='fprintf(stderr, "zotune eval: --model and --data are required (see --help)\\n");\n        return 0;',

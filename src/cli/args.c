@@ -1,10 +1,13 @@
 #include "cli/args.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void zt_args_print_help(const zt_arg_spec *spec) {
     printf("usage: %s\n\n%s\n\noptions:\n", spec->usage, spec->description);
@@ -40,6 +43,34 @@ static int set_value(const char *command, const zt_arg_option *o, const char *va
             return ZT_ARGS_ERROR;
         }
         *(double *)o->target = v;
+        return ZT_ARGS_OK;
+    }
+    case ZT_ARG_U64: {
+        /* strtoull would take "-1" as 2^64 - 1 and "1.5" as 1: digits only, and no overflow */
+        int hex = value[0] == '0' && (value[1] == 'x' || value[1] == 'X');
+        const char *digits = hex ? value + 2 : value;
+        int valid = *digits != '\0';
+        for (const char *c = digits; *c && valid; c++)
+            valid = hex ? isxdigit((unsigned char)*c) != 0 : isdigit((unsigned char)*c) != 0;
+        unsigned long long v = valid ? strtoull(value, &end, hex ? 16 : 10) : 0;
+        if (!valid || errno || *end) {
+            fprintf(stderr, "%s: --%s expects an integer in [0, 2^64), got '%s'\n", command,
+                    o->name, value);
+            return ZT_ARGS_ERROR;
+        }
+        *(uint64_t *)o->target = (uint64_t)v;
+        return ZT_ARGS_OK;
+    }
+    case ZT_ARG_THREADS: {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        long most = ZT_ARGS_THREADS_PER_CORE * (cores > 0 ? cores : 1);
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < 1 || v > most) {
+            fprintf(stderr, "%s: --%s expects 1 .. %ld (%d per core on %ld cores), got '%s'\n",
+                    command, o->name, most, (int)ZT_ARGS_THREADS_PER_CORE, cores, value);
+            return ZT_ARGS_ERROR;
+        }
+        *(int *)o->target = (int)v;
         return ZT_ARGS_OK;
     }
     case ZT_ARG_STRING: *(const char **)o->target = value; return ZT_ARGS_OK;

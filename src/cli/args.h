@@ -5,12 +5,23 @@
 
 #include <stddef.h>
 
-typedef enum zt_arg_kind { ZT_ARG_FLAG, ZT_ARG_INT, ZT_ARG_DOUBLE, ZT_ARG_STRING } zt_arg_kind;
+typedef enum zt_arg_kind {
+    ZT_ARG_FLAG,
+    ZT_ARG_INT,
+    ZT_ARG_DOUBLE,
+    ZT_ARG_STRING,
+    ZT_ARG_U64,     /* uint64_t*: an exact unsigned integer, decimal or 0x hex (seeds) */
+    ZT_ARG_THREADS, /* int*: 1 .. ZT_ARGS_THREADS_PER_CORE x the online cores */
+} zt_arg_kind;
+
+/* More threads than this many per core only oversubscribe (and OpenMP fails long before an
+ * absurd count): --threads is refused past it. */
+enum { ZT_ARGS_THREADS_PER_CORE = 4 };
 
 typedef struct zt_arg_option {
     const char *name;    /* without the leading "--" */
     zt_arg_kind kind;
-    void *target;        /* int* (FLAG, INT), double*, const char** */
+    void *target;        /* int* (FLAG, INT, THREADS), double*, const char**, uint64_t* */
     const char *metavar; /* shown in --help, e.g. "N" */
     const char *help;
 } zt_arg_option;

@@ -61,7 +61,7 @@ int zt_cmd_eval(int argc, char **argv) {
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default) or mezo"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default all cores)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default all cores)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
     };
     const zt_arg_spec spec = {

@@ -109,7 +109,7 @@ int zt_cmd_info(int argc, char **argv) {
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (the attention scratch scales with it)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (the attention scratch scales with it)"},
     };
     const zt_arg_spec spec = {"zotune info", "zotune info MODEL_DIR [options]",
                               "Loads an OPT model directory (config.json + safetensors) and prints "
@@ -121,6 +121,13 @@ int zt_cmd_info(int argc, char **argv) {
     if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
     if (batch <= 0 || seq_len <= 0) {
         fprintf(stderr, "zotune info: --batch-size and --seq-len must be positive\n");
+        return 2;
+    }
+    /* the plan counts rows (batch x seq-len, for K variants) in int */
+    if ((long long)batch * seq_len > ZT_MAX_TOKENS_PER_FORWARD) {
+        fprintf(stderr,
+                "zotune info: --batch-size %d x --seq-len %d is more than %d tokens per forward\n",
+                batch, seq_len, (int)ZT_MAX_TOKENS_PER_FORWARD);
         return 2;
     }
 

@@ -13,7 +13,7 @@ int zt_cmd_replay(int argc, char **argv) {
     int threads = 0;
     const zt_arg_option options[] = {
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
-        {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default all cores)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default all cores)"},
     };
     const zt_arg_spec spec = {
         "zotune replay", "zotune replay BASE_DIR STEPLOG OUT_DIR [options]",

@@ -184,7 +184,7 @@ int zt_cmd_score(int argc, char **argv) {
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_INT, &threads, "N", "CPU threads (default: all cores)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default: all cores)"},
         {"logits", ZT_ARG_STRING, &logits_path, "FILE",
          "also write every target row's logits (safetensors: logits (R,V), line_position (R,2))"},
     };

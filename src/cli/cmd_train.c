@@ -33,7 +33,7 @@ int zt_cmd_train(int argc, char **argv) {
     o.save_every = 1000;
     const char *lr_schedule = "constant", *eps_schedule = "constant", *dist = NULL;
     const char *mode = "shadow", *train_as = "classification", *bos = "opt", *objective = "loss";
-    double seed = 42;
+    uint64_t seed = 42;
     int no_sr = 0, list = 0;
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &o.model_dir, "DIR", "HF OPT model directory (required)"},
@@ -63,7 +63,7 @@ int zt_cmd_train(int argc, char **argv) {
         {"as2p-window", ZT_ARG_DOUBLE, &o.hp.as2p_window_frac, "F", "as2p std window (0.10)"},
         {"plateau-factor", ZT_ARG_DOUBLE, &o.hp.plateau_factor, "F", "plateau lr factor (0.1)"},
         {"plateau-patience", ZT_ARG_INT, &o.hp.plateau_patience, "N", "plateau patience (10)"},
-        {"seed", ZT_ARG_DOUBLE, &seed, "S", "run seed: directions and data order (42)"},
+        {"seed", ZT_ARG_U64, &seed, "S", "run seed: directions and data order (42)"},
         {"trainable", ZT_ARG_STRING, &o.trainable, "PATTERNS",
          "comma-separated tensor patterns, '!' excludes (default all)"},
         {"mode", ZT_ARG_STRING, &mode, "M", "shadow (default) or inplace (MeZO's +e,-2e,+e)"},
@@ -76,7 +76,7 @@ int zt_cmd_train(int argc, char **argv) {
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &o.gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_INT, &o.threads, "N", "CPU threads (default all cores)"},
+        {"threads", ZT_ARG_THREADS, &o.threads, "N", "CPU threads (default all cores)"},
         {"log-every", ZT_ARG_INT, &o.log_every, "N", "progress line every N steps (10)"},
         {"eval-every", ZT_ARG_INT, &o.eval_every, "N", "evaluate every N steps (4000)"},
         {"save-every", ZT_ARG_INT, &o.save_every, "N", "snapshot every N steps (1000)"},
@@ -132,7 +132,7 @@ int zt_cmd_train(int argc, char **argv) {
     if (dist) o.hp.dist = (zt_direction_dist)dist_kind;
     o.mode = (zt_perturb_mode)mode_kind;
     o.stochastic_rounding = !no_sr;
-    o.seed = (uint64_t)seed;
+    o.seed = seed;
     zt_train_install_signal_handlers();
 
     zt_train_result res;

@@ -1,4 +1,5 @@
 /* Padded batches (left padding, as MeZO) and their targets. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,8 +8,10 @@
 #include "data/targets.h"
 
 int zt_dataset_max_sequences(const zt_dataset *ds, int batch_size, int train_as_lm) {
-    return ds->kind == ZT_TASK_CLASSIFICATION && !train_as_lm ? batch_size * ds->max_candidates
-                                                              : batch_size;
+    if (ds->kind != ZT_TASK_CLASSIFICATION || train_as_lm) return batch_size;
+    /* saturates rather than wraps: the workspace then refuses the size by name */
+    long long sequences = (long long)batch_size * ds->max_candidates;
+    return sequences > INT_MAX ? INT_MAX : (int)sequences;
 }
 
 void zt_task_batch_free(zt_task_batch *b) {

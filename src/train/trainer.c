@@ -439,8 +439,9 @@ static zt_status check_options(const zt_train_options *o) {
     if (!o->train_path) return zt_fail(ZT_ERR_INVALID_ARG, "--train is required");
     if (!o->output_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--output is required");
     if (o->steps <= 0) return zt_fail(ZT_ERR_INVALID_ARG, "--steps %d: must be positive", o->steps);
-    if (o->batch_size <= 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be positive", o->batch_size);
+    if (o->batch_size <= 0 || o->batch_size > ZT_MAX_TOKENS_PER_FORWARD)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be in 1 .. %d", o->batch_size,
+                       (int)ZT_MAX_TOKENS_PER_FORWARD);
     return ZT_OK;
 }
 

@@ -142,6 +142,42 @@ static void check_gemm_option(void) {
     ZT_CHECK(system(cmd) == 0, "%s", cmd);
 }
 
+static char *file_bytes(const char *path, long *n);
+
+/* Numeric options are integers of their full range, bounded where a size would overflow or a
+ * thread count would swamp the machine; a seed of 2^64 - 1 is recorded exactly. */
+static void check_numeric_options(const char *dir) {
+    char args[4096], data[1024], out[256], path[600];
+    expect_failure("train --threads 100000", 2, "--threads expects 1 ..");
+    expect_failure("train --threads 0", 2, "--threads expects 1 ..");
+    expect_failure("eval --threads -3", 2, "--threads expects 1 ..");
+    expect_failure("train --seed 1.5", 2, "--seed expects an integer in [0, 2^64)");
+    expect_failure("train --seed -1", 2, "--seed expects an integer in [0, 2^64)");
+    expect_failure("train --seed nan", 2, "--seed expects an integer in [0, 2^64)");
+    expect_failure("train --seed 18446744073709551616", 2, "--seed expects an integer");
+    snprintf(args, sizeof args, "info %s --seq-len 2147483647", dir);
+    expect_failure(args, 2, "tokens per forward");
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    snprintf(out, sizeof out, "/tmp/zt_cli_seed_%d", (int)getpid());
+    snprintf(args, sizeof args, "train --model %s --train %s --output %s --batch-size 1073741824",
+             dir, data, out);
+    expect_failure(args, 1, "--batch-size 1073741824: must be in 1 ..");
+    snprintf(args, sizeof args,
+             "%s train --model %s --train %s --output %s --steps 1 --batch-size 2 --threads 1 "
+             "--quiet --seed 18446744073709551615 2>&1",
+             zotune, dir, data, out);
+    static char printed[1 << 16];
+    ZT_CHECK(run(args, printed, sizeof printed) == 0, "a run with seed 2^64 - 1: %s", printed);
+    snprintf(path, sizeof path, "%s/steplog.jsonl", out);
+    long n = 0;
+    char *log = file_bytes(path, &n);
+    ZT_CHECK(log && strstr(log, "\"run_seed\":\"ffffffffffffffff\""),
+             "seed 2^64 - 1 not recorded exactly in %s", path);
+    free(log);
+    snprintf(args, sizeof args, "rm -rf '%s'", out);
+    if (system(args) != 0) fprintf(stderr, "warning: could not remove %s\n", out);
+}
+
 /* Bytes of a file (NULL when unreadable); *n its length. */
 static char *file_bytes(const char *path, long *n) {
     FILE *f = fopen(path, "rb");
@@ -239,6 +275,7 @@ int main(int argc, char **argv) {
     expect_failure("frobnicate", 2, "unknown command 'frobnicate'");
     expect_failure("info /nonexistent/model", 1, "/nonexistent/model/config.json");
     check_gemm_option();
+    check_numeric_options(dir);
     if (argc > 2) check_output_apart(argv[2]);
     return zt_test_finish("test_cli");
 }
