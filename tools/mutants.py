@@ -99,6 +99,10 @@ MUTANTS = [
          tests=["sampler_dataset"], why="a record with nothing to predict passes validation"),
 
     # ---- src/zo ----
+    dict(id="unterminated-record-applied", file="src/zo/steplog.c",
+         find="if (len > 0 && line[len - 1] != '\\n' && line_no > 1) {", replace="if (0) {",
+         tests=["zo_steplog", "test_replay_resume"],
+         why="a last record without its newline is read, then cut on reopening: a gap in the log"),
     dict(id="cosine-schedule", file="src/zo/schedule.c",
          find="return end + (start - end) * 0.5 * (1.0 + cos(M_PI * progress));",
          replace="return end + (start - end) * 0.5 * (1.0 - cos(M_PI * progress));",

@@ -192,15 +192,16 @@ zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_r
     zt_step_record *list = NULL;
     while (s == ZT_OK && (len = getline(&line, &cap, f)) >= 0) {
         line_no++;
-        int complete = len > 0 && line[len - 1] == '\n';
+        /* A record is appended whole, newline last: a final line without one is what a crash
+         * mid-append leaves, even when its text happens to parse. Every reader drops it, as
+         * open_append cuts it, so resume and replay agree on which steps exist. */
+        if (len > 0 && line[len - 1] != '\n' && line_no > 1) {
+            if (torn_tail) *torn_tail = 1;
+            break;
+        }
         cJSON *o = cJSON_Parse(line);
         if (!o || !cJSON_IsObject(o)) {
             cJSON_Delete(o);
-            /* a torn final line is what a crash mid-append leaves: drop it, nothing else */
-            if (!complete && line_no > 1) {
-                if (torn_tail) *torn_tail = 1;
-                break;
-            }
             s = zt_fail(ZT_ERR_FORMAT, "%s:%d: not a JSON object", path, line_no);
             break;
         }

@@ -34,8 +34,8 @@ zt_status zt_steplog_append(zt_steplog *log, const zt_step_record *record);
 zt_status zt_steplog_sync(zt_steplog *log);
 void zt_steplog_close(zt_steplog *log);
 
-/* Reads a whole log: header and records in order. Errors name path:line. A torn last line is
- * ignored (reported through *torn_tail when not NULL). */
+/* Reads a whole log: header and records in order. Errors name path:line. A last line without
+ * its newline is torn, parsable or not: ignored (reported through *torn_tail when not NULL). */
 zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_record **records,
                           int *n_records, int *torn_tail);
 
