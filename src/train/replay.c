@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "core/dir_lock.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "model.h"
@@ -42,7 +43,11 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
         else
             s = zt_zo_apply_update(&ps, &records[i]);
     }
+    zt_dir_lock lock = {-1};
+    if (s == ZT_OK) s = zt_make_dirs(out);
+    if (s == ZT_OK) s = zt_dir_lock_acquire(out, "OUT_DIR", &lock);
     if (s == ZT_OK) s = zt_model_save(model, out);
+    zt_dir_lock_release(&lock);
     *n_applied = n;
     if (model) zt_param_set_free_state(&ps, header.state_copies);
     zt_trainable_param_set_free(&ps);

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/dir_lock.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "data/sampler.h"
@@ -458,7 +459,9 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     const char *inputs[] = {o->model_dir, o->train_path, o->eval_path};
     const char *input_options[] = {"--model", "--train", "--eval"};
     ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));
+    zt_dir_lock lock = {-1};
     zt_status s = ensure_dir(o->output_dir);
+    if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
     if (s == ZT_OK) s = load_model_and_state(&r, &next_step);
     if (s == ZT_OK) s = open_data(&r);
@@ -506,5 +509,6 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     zt_mem_stats_get(&mem);
     res->peak_bytes = mem.peak_total;
     run_free(&r);
+    zt_dir_lock_release(&lock);
     return s;
 }

@@ -93,6 +93,34 @@ static void check_saved_at_stop(const char *out, int logged_steps) {
     remove_run_dir(replayed);
 }
 
+/* One writer per output directory: while a run is going, a second `zotune train --resume` on
+ * the same --output fails at once naming the first's pid and touches nothing; once the first is
+ * killed its lock is gone and --resume proceeds. Returns the writer's pid, still running. */
+static pid_t check_second_writer(const char *out) {
+    pid_t first = start_training(out, 0);
+    struct timespec nap = {0, 200000};
+    for (int spins = 0; spins < 600000 && log_lines(out) < 50; spins++) nanosleep(&nap, NULL);
+    char model[1024], data[1024], cmd[4096], printed[4096] = "";
+    fixture_path(model, sizeof model, "opt-pre-bf16", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s --train %s --output %s --steps %d --batch-size 4 --lr 1e-3 "
+             "--threads 1 --save-every 100 --quiet --resume 2>&1",
+             zotune, model, data, out, STEPS);
+    FILE *p = popen(cmd, "r");
+    ZT_REQUIRE(p != NULL, "popen");
+    size_t n = fread(printed, 1, sizeof printed - 1, p);
+    printed[n] = '\0';
+    int status = pclose(p);
+    char pid_text[32];
+    snprintf(pid_text, sizeof pid_text, "process %ld", (long)first);
+    ZT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(printed, pid_text) &&
+                 strstr(printed, "--output"),
+             "a second writer on %s: exit %d, printed: %s", out,
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1, printed);
+    return first;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 1;
     zotune = argv[1];
@@ -116,7 +144,12 @@ int main(int argc, char **argv) {
              "SIGTERM at step %d + resume: %zu of %zu weights differ", done_at_term, d.changed,
              d.elements);
 
-    rc = interrupt_at(killed, 700, SIGKILL);
+    /* the SIGKILL run first meets a second writer, then dies holding its lock */
+    pid_t writer = check_second_writer(killed);
+    struct timespec nap = {0, 200000};
+    for (int spins = 0; spins < 600000 && log_lines(killed) < 700; spins++) nanosleep(&nap, NULL);
+    kill(writer, SIGKILL);
+    rc = wait_exit(writer);
     int done_at_kill = log_lines(killed) - 1;
     ZT_CHECK(rc == 128 + SIGKILL, "SIGKILL: exit %d", rc);
     ZT_CHECK(wait_exit(start_training(killed, 1)) == 0, "resume after SIGKILL failed");
