@@ -28,15 +28,8 @@ static zt_status evaluate_generation(zt_task_objective *o, const zt_dataset *ds,
     double f1 = 0.0, em = 0.0;
     for (int i = 0; i < ds->n_examples; i++) {
         const zt_example *e = &ds->examples[i];
-        int32_t *out = NULL;
-        int n = 0;
-        ZT_TRY(zt_generate_greedy(o->model, o->ws, NULL, e->prompt, e->prompt_length,
-                                  zt_generation_max_new(o->model, e->prompt_length), stop, n_stop,
-                                  &out, &n));
         char *text = NULL;
-        zt_status s = zt_tokenizer_decode(tok, out, n, 1, &text);
-        free(out);
-        ZT_TRY(s);
+        ZT_TRY(zt_generate_answer(o->model, o->ws, NULL, tok, e, stop, n_stop, &text));
         f1 += zt_answer_f1(text, e->answers, e->n_answers);
         em += zt_answer_exact_match(text, e->answers, e->n_answers);
         free(text);

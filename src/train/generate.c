@@ -84,3 +84,17 @@ zt_status zt_generate_greedy(zt_model *m, zt_workspace *ws, const zt_variants *v
     free(seq);
     return ZT_OK;
 }
+
+zt_status zt_generate_answer(zt_model *m, zt_workspace *ws, const zt_variants *variants,
+                             const zt_tokenizer *tok, const zt_example *e, const int32_t *stop_ids,
+                             int n_stop, char **text) {
+    *text = NULL;
+    int32_t *ids = NULL;
+    int n = 0;
+    ZT_TRY(zt_generate_greedy(m, ws, variants, e->prompt, e->prompt_length,
+                              zt_generation_max_new(m, e->prompt_length), stop_ids, n_stop, &ids,
+                              &n));
+    zt_status s = zt_tokenizer_decode(tok, ids, n, 1, text);
+    free(ids);
+    return s;
+}

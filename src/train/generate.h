@@ -32,4 +32,11 @@ zt_status zt_generate_greedy(zt_model *model, zt_workspace *ws, const zt_variant
                              const int32_t *prompt, int n_prompt, int max_new,
                              const int32_t *stop_ids, int n_stop, int32_t **out, int *n_out);
 
+/* A generation example's answer as text: greedy decoding from its prompt within the budget of
+ * zt_generation_max_new, stopping at stop_ids, decoded without special tokens. *text is
+ * malloc'd. */
+zt_status zt_generate_answer(zt_model *model, zt_workspace *ws, const zt_variants *variants,
+                             const struct zt_tokenizer *tok, const zt_example *example,
+                             const int32_t *stop_ids, int n_stop, char **text);
+
 #endif

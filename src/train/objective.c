@@ -55,15 +55,8 @@ static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, d
     double total = 0.0;
     for (int i = 0; i < o->n_indices; i++) {
         const zt_example *e = &o->dataset->examples[o->indices[i]];
-        int32_t *ids = NULL;
-        int n = 0;
-        ZT_TRY(zt_generate_greedy(o->model, o->ws, variant, e->prompt, e->prompt_length,
-                                  zt_generation_max_new(o->model, e->prompt_length), stop, n_stop,
-                                  &ids, &n));
         char *text = NULL;
-        zt_status s = zt_tokenizer_decode(o->tok, ids, n, 1, &text);
-        free(ids);
-        ZT_TRY(s);
+        ZT_TRY(zt_generate_answer(o->model, o->ws, variant, o->tok, e, stop, n_stop, &text));
         total += zt_answer_f1(text, e->answers, e->n_answers);
         free(text);
     }

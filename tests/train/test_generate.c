@@ -11,6 +11,7 @@
 #include "../model/fixture.h"
 #include "backend.h"
 #include "model.h"
+#include "text/bpe.h"
 #include "train/generate.h"
 #include "zt_test.h"
 
@@ -48,6 +49,8 @@ static void check_fixture(zt_backend *be, const char *name) {
     int32_t eos = (int32_t)cJSON_GetObjectItem(root, "eos_token_id")->valueint;
     zt_model *m = NULL;
     ZT_REQUIRE_OK(zt_model_load(model_dir, be, &m));
+    zt_tokenizer *tok = NULL; /* the demo model has one; the fixtures do not */
+    ZT_REQUIRE_OK(zt_tokenizer_open_model_dir(model_dir, 0, &tok));
     ZT_CHECK(m->dims.eos_token_id == eos, "%s: EOS %d, HF used %d", name, m->dims.eos_token_id,
              eos);
     const cJSON *cases = cJSON_GetObjectItem(root, "cases");
@@ -66,7 +69,11 @@ static void check_fixture(zt_backend *be, const char *name) {
                  zt_generation_max_new(m, prompt), want);
     }
     zt_workspace *ws = NULL;
-    zt_workspace_shape shape = {1, longest + max_new, 1, 0, 0};
+    /* room for the answer budget too (zt_generate_answer decodes up to it) */
+    int room = longest + ZT_GENERATION_MAX_NEW;
+    if (room > m->dims.max_positions) room = m->dims.max_positions;
+    if (room < longest + max_new) room = longest + max_new;
+    zt_workspace_shape shape = {1, room, 1, 0, 0};
     ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
     int tokens = 0;
     for (int c = 0; c < n_cases; c++) {
@@ -83,6 +90,23 @@ static void check_fixture(zt_backend *be, const char *name) {
         ZT_CHECK(same, "%s case %d: %d tokens generated, HF %d (first %d vs %d)", name, c, n_got,
                  n_want, n_got > 0 ? got[0] : -1, n_want > 0 ? want[0] : -1);
         tokens += n_want;
+        if (tok && n_want <= zt_generation_max_new(m, n_prompt)) {
+            /* the answer text eval and --objective f1 score runs on to MeZO's budget; its first
+             * tokens are HF's, so it starts with their text */
+            zt_example e;
+            memset(&e, 0, sizeof e);
+            e.prompt = prompt;
+            e.prompt_length = n_prompt;
+            char *text = NULL, *want_text = NULL;
+            ZT_CHECK_OK(zt_generate_answer(m, ws, NULL, tok, &e, &eos, 1, &text));
+            ZT_CHECK_OK(zt_tokenizer_decode(tok, want, n_want, 1, &want_text));
+            ZT_CHECK(text && want_text && strncmp(text, want_text, strlen(want_text)) == 0 &&
+                         strlen(text) > strlen(want_text),
+                     "%s case %d: answer \"%s\" does not extend HF's \"%s\"", name, c,
+                     text ? text : "", want_text ? want_text : "");
+            free(text);
+            free(want_text);
+        }
         free(got);
         free(prompt);
         free(want);
@@ -90,6 +114,7 @@ static void check_fixture(zt_backend *be, const char *name) {
     printf("%-8s %d prompts, %d tokens: identical to HF generate\n", name, n_cases, tokens);
     ZT_CHECK(n_cases >= 4 && tokens >= 40, "%s: the fixture holds %d cases", name, n_cases);
     zt_workspace_free(ws);
+    zt_tokenizer_free(tok);
     zt_model_free(m);
     cJSON_Delete(root);
     free(text);
