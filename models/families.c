@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 
 #include "arch.h"
+#include "core/alloc.h"
 #include "opt/opt.h"
 
 /* The first is the default: configs that name no model_type, or a file that does not parse,
@@ -19,7 +20,7 @@ static void peek_model_type(const char *path, char *out, size_t size) {
     out[0] = '\0';
     FILE *f = fopen(path, "rb");
     if (!f) return;
-    char *text = malloc(CONFIG_PEEK_MAX_BYTES + 1);
+    char *text = zt_malloc(CONFIG_PEEK_MAX_BYTES + 1);
     size_t n = text ? fread(text, 1, CONFIG_PEEK_MAX_BYTES, f) : 0;
     fclose(f);
     if (!text) return;

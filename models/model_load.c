@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "arch.h"
+#include "core/alloc.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 
@@ -118,7 +119,7 @@ static zt_status build_from_config(const char *path, zt_model *m) {
 
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     *out = NULL;
-    zt_model *m = calloc(1, sizeof *m);
+    zt_model *m = zt_calloc(1, sizeof *m);
     if (!m) return zt_fail(ZT_ERR_NOMEM, "allocating the model");
     m->be = be;
     char path[4096];
@@ -128,7 +129,7 @@ zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     zt_status s = build_from_config(path, m);
     if (s == ZT_OK) s = zt_st_open_dir(dir, &st);
     if (s == ZT_OK) {
-        stored = calloc((size_t)m->n_tensors, sizeof *stored);
+        stored = zt_calloc((size_t)m->n_tensors, sizeof *stored);
         if (!stored) s = zt_fail(ZT_ERR_NOMEM, "allocating the tensor map");
     }
     if (s == ZT_OK) s = resolve_tensors(m, st, dir, stored);

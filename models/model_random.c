@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/perturb_rng.h"
+#include "core/alloc.h"
 #include "core/status.h"
 #include "arch.h"
 
@@ -84,7 +85,7 @@ zt_status zt_model_create_random(const zt_arch *arch, const void *config, zt_dty
     *out = NULL;
     if (dtype != ZT_F32 && dtype != ZT_F16 && dtype != ZT_BF16)
         return zt_fail(ZT_ERR_INVALID_ARG, "random model: unknown dtype %d", (int)dtype);
-    zt_model *m = calloc(1, sizeof *m);
+    zt_model *m = zt_calloc(1, sizeof *m);
     if (!m) return zt_fail(ZT_ERR_NOMEM, "allocating the model");
     m->be = be;
     m->arch = arch;
@@ -102,7 +103,7 @@ zt_status zt_model_create_random(const zt_arch *arch, const void *config, zt_dty
     if (s == ZT_OK) s = be->ops->alloc(be, m->weights_bytes, ZT_MEM_WEIGHTS, &m->weights);
 
     /* Untracked host staging: one bounded chunk, not parameter-sized. */
-    void *host_chunk = s == ZT_OK ? malloc((size_t)RANDOM_CHUNK_ELEMS * sizeof(float)) : NULL;
+    void *host_chunk = s == ZT_OK ? zt_malloc((size_t)RANDOM_CHUNK_ELEMS * sizeof(float)) : NULL;
     if (s == ZT_OK && !host_chunk)
         s = zt_fail(ZT_ERR_NOMEM, "random model: allocating the upload chunk");
     for (int i = 0; s == ZT_OK && i < m->n_tensors; i++)

@@ -4,14 +4,15 @@
 #include <stdlib.h>
 
 #include "arch.h"
+#include "core/alloc.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 
 zt_status zt_model_save(const zt_model *m, const char *dir) {
     ZT_TRY(zt_make_dirs(dir));
-    void *host = malloc(m->weights_bytes ? m->weights_bytes : 1);
-    zt_st_write_tensor *tensors = calloc((size_t)m->n_tensors, sizeof *tensors);
+    void *host = zt_malloc(m->weights_bytes ? m->weights_bytes : 1);
+    zt_st_write_tensor *tensors = zt_calloc((size_t)m->n_tensors, sizeof *tensors);
     if (!host || !tensors) {
         free(host);
         free(tensors);

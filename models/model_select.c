@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "arch.h"
+#include "core/alloc.h"
 #include "core/status.h"
 
 /* A pattern matches the canonical name or the name without the family's short prefix. */
@@ -18,7 +19,7 @@ zt_status zt_model_select(const zt_model *m, const char *patterns, uint8_t *sele
     int all = !patterns || !*patterns || patterns[0] == '!';
     for (int i = 0; i < m->n_tensors; i++)
         selected[i] = (uint8_t)all;
-    char *copy = patterns ? strdup(patterns) : NULL;
+    char *copy = patterns ? zt_strdup(patterns) : NULL;
     if (patterns && !copy) return zt_fail(ZT_ERR_NOMEM, "copying patterns");
     zt_status s = ZT_OK;
     char *save = NULL;

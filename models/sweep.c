@@ -7,6 +7,7 @@
  * runs between the embedding and the head. */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "workspace.h"
 
@@ -152,7 +153,7 @@ static zt_status upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b) 
     const zt_backend_ops *op = m->be->ops;
     const zt_workspace_layout *L = &ws->layout;
     int n = b->batch * b->seq_len, r = b->n_targets;
-    int32_t *pos_rows = malloc((size_t)n * sizeof *pos_rows);
+    int32_t *pos_rows = zt_malloc((size_t)n * sizeof *pos_rows);
     if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
     zt_status s = position_rows(m, b, pos_rows);
     if (s == ZT_OK) s = op->upload(m->be, ws->base + L->pos, pos_rows, (size_t)n * sizeof(int32_t));

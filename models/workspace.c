@@ -2,6 +2,7 @@
  * its allocation. The plan is what the tracked allocator then measures, to the byte. */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "workspace.h"
 
@@ -139,7 +140,7 @@ zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape,
                        "workspace: batch %d x sequence %d x variants %d is more than %d tokens",
                        shape->max_batch, shape->max_seq_len, shape->max_variants,
                        (int)ZT_MAX_TOKENS_PER_FORWARD);
-    zt_workspace *ws = calloc(1, sizeof *ws);
+    zt_workspace *ws = zt_calloc(1, sizeof *ws);
     if (!ws) return zt_fail(ZT_ERR_NOMEM, "allocating the workspace descriptor");
     ws->model = model;
     ws->shape = *shape;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/fault.h"
 #include "core/status.h"
 #include "cpu/cpu_common.h"
 
@@ -17,7 +19,7 @@ static void *aligned_host_alloc(size_t n_bytes) {
     size_t rounded = (n_bytes + ZT_CPU_ALIGNMENT - 1) / ZT_CPU_ALIGNMENT * ZT_CPU_ALIGNMENT;
     if (rounded < n_bytes) return NULL; /* overflow */
     void *ptr = NULL;
-    if (posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
+    if (zt_fault_alloc_fails() || posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
         return NULL;
     return ptr;
 }
@@ -170,7 +172,7 @@ static int default_thread_count(void) {
 
 zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
     *out = NULL;
-    zt_cpu_backend *cpu = calloc(1, sizeof *cpu);
+    zt_cpu_backend *cpu = zt_calloc(1, sizeof *cpu);
     if (cpu == NULL) return zt_fail(ZT_ERR_NOMEM, "cpu backend: out of memory");
     /* Without OpenMP the ops run on the calling thread whatever was asked. */
     cpu->n_threads = ZT_HAVE_OPENMP && n_threads > 0 ? n_threads : default_thread_count();

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "io/atomic_file.h"
 
@@ -41,7 +42,7 @@ static zt_status cfg_read_file(const char *path, char **text_out) {
     if (!stream)
         return zt_fail(errno == ENOENT ? ZT_ERR_MISSING : ZT_ERR_IO, "%s: cannot open: %s", path,
                        strerror(errno));
-    char *text = malloc((size_t)cfg_max_file_bytes + 1);
+    char *text = zt_malloc((size_t)cfg_max_file_bytes + 1);
     if (!text) {
         fclose(stream);
         return zt_fail(ZT_ERR_NOMEM, "%s: out of memory", path);

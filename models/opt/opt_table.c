@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "opt/opt_internal.h"
 
@@ -20,7 +21,7 @@ static int table_add(table_builder *tb, const char *name, int64_t rows, int64_t 
     if (tb->out_of_memory) return -1;
     if (tb->count == tb->capacity) {
         int capacity = tb->capacity ? tb->capacity * 2 : 64;
-        zt_tensor_info *grown = realloc(tb->tensors, (size_t)capacity * sizeof *grown);
+        zt_tensor_info *grown = zt_realloc(tb->tensors, (size_t)capacity * sizeof *grown);
         if (!grown) {
             tb->out_of_memory = 1;
             return -1;
@@ -59,7 +60,7 @@ static zt_status build_table(zt_model *m, zt_opt_family *fam) {
         fam->final_ln_g = table_add(&tb, "final_layer_norm.weight", h, 0, 1);
         fam->final_ln_b = table_add(&tb, "final_layer_norm.bias", h, 0, 1);
     }
-    fam->layers = calloc((size_t)c->num_hidden_layers, sizeof *fam->layers);
+    fam->layers = zt_calloc((size_t)c->num_hidden_layers, sizeof *fam->layers);
     if (!fam->layers) {
         free(tb.tensors);
         return zt_fail(ZT_ERR_NOMEM, "allocating the layer table");
@@ -108,7 +109,7 @@ static zt_status build_table(zt_model *m, zt_opt_family *fam) {
 
 static zt_status opt_read_config(const char *path, void **config) {
     *config = NULL;
-    zt_opt_config *cfg = malloc(sizeof *cfg);
+    zt_opt_config *cfg = zt_malloc(sizeof *cfg);
     if (!cfg) return zt_fail(ZT_ERR_NOMEM, "%s: allocating the config", path);
     zt_status s = zt_opt_config_load(path, cfg);
     if (s != ZT_OK) {
@@ -122,7 +123,7 @@ static zt_status opt_read_config(const char *path, void **config) {
 static zt_status opt_build(zt_model *m, const void *config) {
     /* a caller-built config (a random model) meets the rules a loaded one met */
     ZT_TRY(zt_opt_config_validate("OPT config", config, ZT_ERR_INVALID_ARG));
-    zt_opt_family *fam = calloc(1, sizeof *fam);
+    zt_opt_family *fam = zt_calloc(1, sizeof *fam);
     if (!fam) return zt_fail(ZT_ERR_NOMEM, "allocating the model's OPT state");
     fam->cfg = *(const zt_opt_config *)config;
     m->family = fam;

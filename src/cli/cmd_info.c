@@ -154,7 +154,7 @@ int zt_cmd_info(int argc, char **argv) {
         int count = 0;
         zt_zo_hparams hp;
         zt_zo_hparams_default(&hp);
-        selected = calloc((size_t)model->n_tensors, 1);
+        selected = zt_calloc((size_t)model->n_tensors, 1);
         s = selected ? zt_model_select(model, trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");
         if (s == ZT_OK)

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/alloc.h"
 #include "core/status.h"
 #include "io/jsonl.h"
 #include "io/safetensors.h"
@@ -73,7 +74,7 @@ static zt_status read_records(const char *path, const zt_model_dims *dims, recor
                 s = zt_fail(ZT_ERR_FORMAT, "%s:%d: %d labels for %d input_ids", path, r.line,
                             n_labels, r.length);
         } else if (s == ZT_OK) {
-            r.labels = malloc((size_t)(r.length ? r.length : 1) * sizeof(int32_t));
+            r.labels = zt_malloc((size_t)(r.length ? r.length : 1) * sizeof(int32_t));
             if (!r.labels) s = zt_fail(ZT_ERR_NOMEM, "%s:%d: allocating labels", path, r.line);
             else memcpy(r.labels, r.input_ids, (size_t)r.length * sizeof(int32_t));
         }
@@ -81,7 +82,7 @@ static zt_status read_records(const char *path, const zt_model_dims *dims, recor
         if (s == ZT_OK) s = check_record(in, &r, dims);
         if (s == ZT_OK && list->count == list->capacity) {
             int capacity = list->capacity ? 2 * list->capacity : 64;
-            record *grown = realloc(list->items, (size_t)capacity * sizeof *grown);
+            record *grown = zt_realloc(list->items, (size_t)capacity * sizeof *grown);
             if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: allocating records", path);
             else {
                 list->items = grown;
@@ -112,8 +113,8 @@ static zt_status dump_append(logits_dump *d, const float *logits, const zt_targe
                              const record *recs, int seq_len, int vocab) {
     if (d->rows + (size_t)t->n > d->capacity) {
         size_t capacity = 2 * (d->rows + (size_t)t->n);
-        float *v = realloc(d->values, capacity * (size_t)vocab * sizeof *v);
-        int32_t *w = realloc(d->where, capacity * 2 * sizeof *w);
+        float *v = zt_realloc(d->values, capacity * (size_t)vocab * sizeof *v);
+        int32_t *w = zt_realloc(d->where, capacity * 2 * sizeof *w);
         if (v) d->values = v;
         if (w) d->where = w;
         if (!v || !w) return zt_fail(ZT_ERR_NOMEM, "--logits: %zu rows", capacity);
@@ -141,10 +142,10 @@ static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, 
     int seq_len = 0;
     for (int i = 0; i < n; i++) seq_len = recs[i].length > seq_len ? recs[i].length : seq_len;
     size_t cells = (size_t)n * seq_len;
-    int32_t *ids = calloc(cells, sizeof *ids), *mask = calloc(cells, sizeof *mask);
-    int32_t *labels = malloc(cells * sizeof *labels);
-    float *logprobs = malloc(cells * sizeof *logprobs);
-    float *logits = dump ? malloc(cells * (size_t)m->dims.vocab_size * sizeof *logits) : NULL;
+    int32_t *ids = zt_calloc(cells, sizeof *ids), *mask = zt_calloc(cells, sizeof *mask);
+    int32_t *labels = zt_malloc(cells * sizeof *labels);
+    float *logprobs = zt_malloc(cells * sizeof *logprobs);
+    float *logits = dump ? zt_malloc(cells * (size_t)m->dims.vocab_size * sizeof *logits) : NULL;
     if (dump && !logits) free(logprobs), logprobs = NULL;
     zt_targets targets = {0};
     zt_status s = ids && mask && labels && logprobs ? ZT_OK
@@ -220,8 +221,8 @@ int zt_cmd_score(int argc, char **argv) {
         s = zt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {
-        loss = calloc((size_t)records.count, sizeof *loss);
-        n_tokens = calloc((size_t)records.count, sizeof *n_tokens);
+        loss = zt_calloc((size_t)records.count, sizeof *loss);
+        n_tokens = zt_calloc((size_t)records.count, sizeof *n_tokens);
         if (!loss || !n_tokens) s = zt_fail(ZT_ERR_NOMEM, "allocating results");
     }
     for (int first = 0; s == ZT_OK && first < records.count; first += batch_size) {

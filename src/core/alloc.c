@@ -2,6 +2,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "core/fault.h"
 
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
 static zt_mem_stats mem_stats;
@@ -41,5 +44,20 @@ const char *zt_mem_category_name(zt_mem_category category) {
     return (unsigned)category < ZT_MEM_CATEGORIES ? names[category] : "?";
 }
 
-void *zt_xmalloc(size_t n_bytes) { return malloc(n_bytes ? n_bytes : 1); }
-void *zt_xcalloc(size_t count, size_t n_bytes) { return calloc(count ? count : 1, n_bytes ? n_bytes : 1); }
+void *zt_malloc(size_t n_bytes) { return zt_fault_alloc_fails() ? NULL : malloc(n_bytes); }
+
+void *zt_calloc(size_t count, size_t n_bytes) {
+    return zt_fault_alloc_fails() ? NULL : calloc(count, n_bytes);
+}
+
+void *zt_realloc(void *ptr, size_t n_bytes) {
+    return zt_fault_alloc_fails() ? NULL : realloc(ptr, n_bytes);
+}
+
+char *zt_strdup(const char *text) { return zt_fault_alloc_fails() ? NULL : strdup(text); }
+
+void *zt_xmalloc(size_t n_bytes) { return zt_malloc(n_bytes ? n_bytes : 1); }
+
+void *zt_xcalloc(size_t count, size_t n_bytes) {
+    return zt_calloc(count ? count : 1, n_bytes ? n_bytes : 1);
+}

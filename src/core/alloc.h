@@ -28,7 +28,14 @@ void zt_mem_stats_get(zt_mem_stats *out);
 void zt_mem_reset_peak(void);
 const char *zt_mem_category_name(zt_mem_category category);
 
-/* Host allocations for zotune's own bookkeeping (not tracked: tiny and not parameter-sized). */
+/* The library's one door to the heap: every malloc/calloc/realloc/strdup of zotune's own code goes
+ * through these, so fault injection (core/fault.h) can fail any one of them. Host bookkeeping is
+ * not tracked by category (tiny and not parameter-sized); the backends track their buffers. */
+void *zt_malloc(size_t n_bytes);
+void *zt_calloc(size_t count, size_t n_bytes);
+void *zt_realloc(void *ptr, size_t n_bytes);
+char *zt_strdup(const char *text);
+/* As zt_malloc / zt_calloc, but never asks for zero bytes (so NULL always means failure). */
 void *zt_xmalloc(size_t n_bytes);
 void *zt_xcalloc(size_t count, size_t n_bytes);
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "data/dataset.h"
 #include "data/targets.h"
@@ -69,7 +70,7 @@ zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, i
     int capacity = 0;
     for (int i = 0; i < n; i++)
         capacity += ds->kind == ZT_TASK_CLASSIFICATION ? ds->examples[indices[i]].n_candidates : 1;
-    sequence_ref *seqs = malloc((size_t)capacity * sizeof *seqs);
+    sequence_ref *seqs = zt_malloc((size_t)capacity * sizeof *seqs);
     if (!seqs) return zt_fail(ZT_ERR_NOMEM, "allocating a batch of %d sequences", capacity);
     int count = collect(ds, indices, n, train_as_lm, seqs);
     int longest = 0;
@@ -78,13 +79,13 @@ zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, i
     b->seq_len = longest;
     b->n_examples = n;
     size_t cells = (size_t)count * longest;
-    b->input_ids = malloc(cells * sizeof(int32_t));
-    b->attention_mask = calloc(cells, sizeof(int32_t));
-    b->example_of_sequence = malloc((size_t)count * sizeof(int32_t));
-    b->candidate_of_sequence = malloc((size_t)count * sizeof(int32_t));
-    b->label = malloc((size_t)n * sizeof(int32_t));
-    int32_t *labels = malloc(cells * sizeof(int32_t));
-    int32_t *option_len = malloc((size_t)count * sizeof(int32_t));
+    b->input_ids = zt_malloc(cells * sizeof(int32_t));
+    b->attention_mask = zt_calloc(cells, sizeof(int32_t));
+    b->example_of_sequence = zt_malloc((size_t)count * sizeof(int32_t));
+    b->candidate_of_sequence = zt_malloc((size_t)count * sizeof(int32_t));
+    b->label = zt_malloc((size_t)n * sizeof(int32_t));
+    int32_t *labels = zt_malloc(cells * sizeof(int32_t));
+    int32_t *option_len = zt_malloc((size_t)count * sizeof(int32_t));
     zt_status st = ZT_OK;
     if (!b->input_ids || !b->attention_mask || !b->example_of_sequence || !b->label ||
         !b->candidate_of_sequence || !labels || !option_len)

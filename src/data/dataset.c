@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "io/jsonl.h"
 #include "text/bpe.h"
@@ -40,7 +41,7 @@ static char *strip_spaces(const char *s) {
     while (*s == ' ') s++;
     size_t n = strlen(s);
     while (n > 0 && s[n - 1] == ' ') n--;
-    char *out = malloc(n + 1);
+    char *out = zt_malloc(n + 1);
     if (out) {
         memcpy(out, s, n);
         out[n] = '\0';
@@ -72,7 +73,7 @@ static zt_status encode_with_option(const reader *r, const char *prompt, const c
     ZT_TRY(encode(r, prompt, &prefix, &n_prefix));
     free(prefix);
     size_t a = strlen(prompt), b = strlen(suffix);
-    char *joined = malloc(a + b + 1);
+    char *joined = zt_malloc(a + b + 1);
     if (!joined) return zt_fail(ZT_ERR_NOMEM, "%s:%d: text", r->path, r->line);
     memcpy(joined, prompt, a);
     memcpy(joined + a, suffix, b + 1);
@@ -95,7 +96,7 @@ static zt_status encode_with_option(const reader *r, const char *prompt, const c
 }
 
 static zt_status labels_for_option(const reader *r, zt_example *e, int option_length) {
-    e->labels = malloc((size_t)e->length * sizeof(int32_t));
+    e->labels = zt_malloc((size_t)e->length * sizeof(int32_t));
     if (!e->labels) return zt_fail(ZT_ERR_NOMEM, "%s:%d: labels", r->path, r->line);
     for (int t = 0; t < e->length; t++)
         e->labels[t] = t >= e->length - option_length ? e->input_ids[t] : -100;
@@ -125,7 +126,7 @@ static zt_status parse_lm_fields(const reader *r, const cJSON *o, zt_example *e)
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: %d labels for %d input_ids", r->path, r->line, n,
                            e->length);
     } else {
-        e->labels = malloc((size_t)e->length * sizeof(int32_t));
+        e->labels = zt_malloc((size_t)e->length * sizeof(int32_t));
         if (!e->labels) return zt_fail(ZT_ERR_NOMEM, "%s:%d: labels", r->path, r->line);
         memcpy(e->labels, e->input_ids, (size_t)e->length * sizeof(int32_t));
     }
@@ -152,7 +153,7 @@ static zt_status parse_lm(const reader *r, const cJSON *o, zt_example *e) {
 static zt_status parse_gold(const reader *r, const cJSON *o, zt_example *e) {
     const cJSON *label = cJSON_GetObjectItemCaseSensitive(o, "label");
     int n = cJSON_IsArray(label) ? cJSON_GetArraySize(label) : 1;
-    e->gold = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    e->gold = zt_malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
     if (!e->gold) return zt_fail(ZT_ERR_NOMEM, "%s:%d: labels", r->path, r->line);
     for (int i = 0; i < n; i++) {
         const cJSON *item = cJSON_IsArray(label) ? cJSON_GetArrayItem(label, i) : label;
@@ -177,9 +178,9 @@ static zt_status parse_classification(const reader *r, const cJSON *o, zt_exampl
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"candidates\" must be an array of >= 2 entries",
                        r->path, r->line);
     e->n_candidates = cJSON_GetArraySize(cands);
-    e->candidates = calloc((size_t)e->n_candidates, sizeof *e->candidates);
-    e->candidate_length = calloc((size_t)e->n_candidates, sizeof(int));
-    e->option_length = calloc((size_t)e->n_candidates, sizeof(int));
+    e->candidates = zt_calloc((size_t)e->n_candidates, sizeof *e->candidates);
+    e->candidate_length = zt_calloc((size_t)e->n_candidates, sizeof(int));
+    e->option_length = zt_calloc((size_t)e->n_candidates, sizeof(int));
     if (!e->candidates || !e->candidate_length || !e->option_length)
         return zt_fail(ZT_ERR_NOMEM, "%s:%d: candidates", r->path, r->line);
     int32_t *prompt_ids = NULL;
@@ -218,7 +219,7 @@ static zt_status parse_classification(const reader *r, const cJSON *o, zt_exampl
             s = zt_fail(ZT_ERR_FORMAT, "%s:%d: %d tokens exceed max_position_embeddings %d",
                         r->path, r->line, n_prompt + n, r->max_positions);
         if (s == ZT_OK) {
-            e->candidates[c] = malloc((size_t)(n_prompt + n) * sizeof(int32_t));
+            e->candidates[c] = zt_malloc((size_t)(n_prompt + n) * sizeof(int32_t));
             if (!e->candidates[c]) s = zt_fail(ZT_ERR_NOMEM, "%s:%d: candidate", r->path, r->line);
             else {
                 memcpy(e->candidates[c], prompt_ids, (size_t)n_prompt * sizeof(int32_t));
@@ -249,13 +250,13 @@ static zt_status parse_generation(const reader *r, const cJSON *o, zt_example *e
                        "(non-empty list of strings)",
                        r->path, r->line);
     e->n_answers = cJSON_GetArraySize(answers);
-    e->answers = calloc((size_t)e->n_answers, sizeof *e->answers);
+    e->answers = zt_calloc((size_t)e->n_answers, sizeof *e->answers);
     if (!e->answers) return zt_fail(ZT_ERR_NOMEM, "%s:%d: answers", r->path, r->line);
     for (int i = 0; i < e->n_answers; i++) {
         const cJSON *a = cJSON_GetArrayItem(answers, i);
         if (!cJSON_IsString(a))
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: answers[%d] is not a string", r->path, r->line, i);
-        e->answers[i] = strdup(a->valuestring);
+        e->answers[i] = zt_strdup(a->valuestring);
         if (!e->answers[i]) return zt_fail(ZT_ERR_NOMEM, "%s:%d: answers", r->path, r->line);
     }
     ZT_TRY(encode(r, prompt, &e->prompt, &e->prompt_length));
@@ -269,7 +270,7 @@ static zt_status parse_generation(const reader *r, const cJSON *o, zt_example *e
     char *fallback = NULL;
     if (!completion) {
         size_t n = strlen(e->answers[0]);
-        fallback = malloc(n + 2);
+        fallback = zt_malloc(n + 2);
         if (!fallback) return zt_fail(ZT_ERR_NOMEM, "%s:%d: completion", r->path, r->line);
         fallback[0] = ' ';
         memcpy(fallback + 1, e->answers[0], n + 1);
@@ -338,7 +339,7 @@ zt_status zt_dataset_load(const char *path, const zt_tokenizer *tok, int vocab, 
         cJSON_Delete(o);
         if (s == ZT_OK && ds->n_examples == capacity) {
             capacity = capacity ? 2 * capacity : 64;
-            zt_example *grown = realloc(ds->examples, (size_t)capacity * sizeof *grown);
+            zt_example *grown = zt_realloc(ds->examples, (size_t)capacity * sizeof *grown);
             if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: examples", path);
             else ds->examples = grown;
         }

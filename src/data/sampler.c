@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "common/perturb_rng.h"
+#include "core/alloc.h"
 #include "core/status.h"
 
 zt_status zt_sampler_init(zt_sampler *s, uint64_t seed, int n_examples, int batch_size) {
@@ -10,7 +11,7 @@ zt_status zt_sampler_init(zt_sampler *s, uint64_t seed, int n_examples, int batc
     s->n_examples = n_examples;
     s->batch_size = batch_size;
     s->cached_epoch = -1;
-    s->permutation = malloc((size_t)n_examples * sizeof *s->permutation);
+    s->permutation = zt_malloc((size_t)n_examples * sizeof *s->permutation);
     if (!s->permutation) return zt_fail(ZT_ERR_NOMEM, "sampler permutation of %d", n_examples);
     return ZT_OK;
 }

@@ -3,15 +3,16 @@
 
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 static zt_status targets_alloc(zt_targets *t, int capacity) {
     t->n = 0;
     t->rows = t->ids = t->example = NULL;
     if (capacity == 0) return ZT_OK;
-    t->rows = malloc((size_t)capacity * sizeof(int32_t));
-    t->ids = malloc((size_t)capacity * sizeof(int32_t));
-    t->example = malloc((size_t)capacity * sizeof(int32_t));
+    t->rows = zt_malloc((size_t)capacity * sizeof(int32_t));
+    t->ids = zt_malloc((size_t)capacity * sizeof(int32_t));
+    t->example = zt_malloc((size_t)capacity * sizeof(int32_t));
     if (!t->rows || !t->ids || !t->example) {
         zt_targets_free(t);
         return zt_fail(ZT_ERR_NOMEM, "allocating %d targets", capacity);

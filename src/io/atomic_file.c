@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
@@ -17,7 +18,7 @@ zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
     if (!path || n_chunks < 0 || (n_chunks > 0 && (!chunks || !chunk_bytes)))
         return zt_fail(ZT_ERR_INVALID_ARG, "zt_write_file_atomic: bad arguments");
     size_t path_len = strlen(path);
-    char *tmp_path = malloc(path_len + sizeof ".tmp");
+    char *tmp_path = zt_malloc(path_len + sizeof ".tmp");
     if (!tmp_path) return zt_fail(ZT_ERR_NOMEM, "%s: out of memory", path);
     memcpy(tmp_path, path, path_len);
     memcpy(tmp_path + path_len, ".tmp", sizeof ".tmp");
@@ -65,7 +66,7 @@ zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
     /* Persist the rename itself. Best effort: some file systems refuse fsync on a directory,
      * and the file is complete either way. */
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? malloc((size_t)(slash - path) + 2) : strdup(".");
+    char *dir = slash ? zt_malloc((size_t)(slash - path) + 2) : zt_strdup(".");
     if (dir) {
         if (slash) {
             size_t dir_len = slash == path ? 1 : (size_t)(slash - path);

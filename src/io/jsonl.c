@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 struct zt_jsonl {
@@ -21,9 +22,9 @@ struct zt_jsonl {
 zt_status zt_jsonl_open(const char *path, zt_jsonl **out) {
     if (!path || !out) return zt_fail(ZT_ERR_INVALID_ARG, "zt_jsonl_open: NULL argument");
     *out = NULL;
-    zt_jsonl *reader = calloc(1, sizeof *reader);
+    zt_jsonl *reader = zt_calloc(1, sizeof *reader);
     size_t path_bytes = strlen(path) + 1;
-    char *path_copy = malloc(path_bytes);
+    char *path_copy = zt_malloc(path_bytes);
     if (!reader || !path_copy) {
         free(reader);
         free(path_copy);
@@ -113,7 +114,7 @@ zt_status zt_jsonl_int_array(const zt_jsonl *reader, const cJSON *obj, const cha
     if (!cJSON_IsArray(array))
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: key \"%s\" is not an array", path, line, key);
     int n = cJSON_GetArraySize(array);
-    int32_t *values = malloc(((size_t)n + 1) * sizeof *values);
+    int32_t *values = zt_malloc(((size_t)n + 1) * sizeof *values);
     if (!values) return zt_fail(ZT_ERR_NOMEM, "%s:%d: out of memory", path, line);
     int i = 0;
     for (const cJSON *item = array->child; item; item = item->next, i++) {

@@ -11,13 +11,15 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "core/alloc.h"
+
 static const char st_index_name[] = "model.safetensors.index.json";
 static const char st_single_name[] = "model.safetensors";
 
 static char *st_join_path(const char *dir, const char *name) {
     size_t dir_len = strlen(dir), name_len = strlen(name);
     bool needs_slash = dir_len > 0 && dir[dir_len - 1] != '/';
-    char *joined = malloc(dir_len + needs_slash + name_len + 1);
+    char *joined = zt_malloc(dir_len + needs_slash + name_len + 1);
     if (!joined) return NULL;
     memcpy(joined, dir, dir_len);
     if (needs_slash) joined[dir_len] = '/';
@@ -43,7 +45,7 @@ static zt_status st_read_text_file(const char *path, char **text_out) {
     FILE *stream = fopen(path, "rb");
     if (!stream) return zt_fail(ZT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 4096, len = 0;
-    char *text = malloc(cap);
+    char *text = zt_malloc(cap);
     zt_status status = ZT_OK;
     while (text) {
         if (len + 1 >= cap) {
@@ -52,7 +54,7 @@ static zt_status st_read_text_file(const char *path, char **text_out) {
                                  st_max_header_bytes);
                 break;
             }
-            char *grown = realloc(text, cap * 2);
+            char *grown = zt_realloc(text, cap * 2);
             if (!grown) break;
             text = grown;
             cap *= 2;
@@ -106,7 +108,7 @@ static zt_status st_parse_index(const char *index_path, const cJSON *root, st_in
         return zt_fail(ZT_ERR_FORMAT, "%s: \"weight_map\" is not a JSON object", index_path);
     int n = st_json_count_children(weight_map);
     if (n == 0) return zt_fail(ZT_ERR_FORMAT, "%s: \"weight_map\" is empty", index_path);
-    st_index_entry *entries = calloc((size_t)n, sizeof *entries);
+    st_index_entry *entries = zt_calloc((size_t)n, sizeof *entries);
     if (!entries) return st_nomem(index_path);
     int i = 0;
     for (const cJSON *item = weight_map->child; item; item = item->next, i++) {
@@ -141,7 +143,7 @@ static zt_status st_parse_index(const char *index_path, const cJSON *root, st_in
 /* Opens every shard once and checks that the index and the shards agree tensor by tensor. */
 static zt_status st_open_shards(const char *dir, const char *index_path, st_index_entry *entries,
                                 int n_entries, zt_safetensors *st) {
-    const char **shards = malloc((size_t)n_entries * sizeof *shards);
+    const char **shards = zt_malloc((size_t)n_entries * sizeof *shards);
     int *shard_counts = NULL;
     zt_st_tensor **shard_tensors = NULL;
     zt_status status = ZT_OK;
@@ -154,9 +156,9 @@ static zt_status st_open_shards(const char *dir, const char *index_path, st_inde
         if (n_shards == 0 || strcmp(shards[n_shards - 1], shards[i]) != 0)
             shards[n_shards++] = shards[i];
 
-    st->files = calloc((size_t)n_shards, sizeof *st->files);
-    shard_counts = calloc((size_t)n_shards, sizeof *shard_counts);
-    shard_tensors = calloc((size_t)n_shards, sizeof *shard_tensors);
+    st->files = zt_calloc((size_t)n_shards, sizeof *st->files);
+    shard_counts = zt_calloc((size_t)n_shards, sizeof *shard_counts);
+    shard_tensors = zt_calloc((size_t)n_shards, sizeof *shard_tensors);
     if (!st->files || !shard_counts || !shard_tensors) {
         status = st_nomem(index_path);
         goto done;
@@ -211,7 +213,7 @@ static zt_status st_open_shards(const char *dir, const char *index_path, st_inde
         }
     }
 
-    st->tensors = calloc((size_t)total + 1, sizeof *st->tensors);
+    st->tensors = zt_calloc((size_t)total + 1, sizeof *st->tensors);
     if (!st->tensors) {
         status = st_nomem(index_path);
         goto done;
@@ -256,7 +258,7 @@ static zt_status st_open_sharded(const char *dir, const char *index_path, zt_saf
         cJSON_Delete(root);
         return status;
     }
-    zt_safetensors *st = calloc(1, sizeof *st);
+    zt_safetensors *st = zt_calloc(1, sizeof *st);
     if (!st) status = st_nomem(index_path);
     if (status == ZT_OK) status = st_open_shards(dir, index_path, entries, n_entries, st);
     free(entries);

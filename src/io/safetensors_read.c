@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
+
 /* ---- dtypes and small helpers ---- */
 
 typedef struct st_dtype_info {
@@ -37,7 +39,7 @@ int zt_st_dtype_bits(const char *name) {
 
 static char *st_strdup(const char *text) {
     size_t n = strlen(text) + 1;
-    char *copy = malloc(n);
+    char *copy = zt_malloc(n);
     if (copy) memcpy(copy, text, n);
     return copy;
 }
@@ -112,7 +114,7 @@ static zt_status st_parse_metadata(const char *path, const cJSON *item, st_file 
     if (!cJSON_IsObject(item))
         return zt_fail(ZT_ERR_FORMAT, "%s: \"__metadata__\" is not a JSON object", path);
     int n = st_json_count_children(item);
-    file->metadata = calloc((size_t)(2 * n + 1), sizeof(char *));
+    file->metadata = zt_calloc((size_t)(2 * n + 1), sizeof(char *));
     if (!file->metadata) return st_nomem(path);
     for (const cJSON *entry = item->child; entry; entry = entry->next) {
         if (!cJSON_IsString(entry))
@@ -275,7 +277,7 @@ static zt_status st_check_header_text(const char *path, const uint8_t *header, s
                                       char **text_out) {
     if (header[0] != '{') {
         /* A header that is valid JSON but not an object deserves the more precise message. */
-        char *probe = malloc(n + 1);
+        char *probe = zt_malloc(n + 1);
         if (!probe) return st_nomem(path);
         memcpy(probe, header, n);
         probe[n] = '\0';
@@ -298,7 +300,7 @@ static zt_status st_check_header_text(const char *path, const uint8_t *header, s
     if (bad != n)
         return zt_fail(ZT_ERR_FORMAT, "%s: header is not valid UTF-8 (at header offset %zu)", path,
                        bad);
-    char *text = malloc(n + 1);
+    char *text = zt_malloc(n + 1);
     if (!text) return st_nomem(path);
     memcpy(text, header, n);
     text[n] = '\0';
@@ -335,8 +337,8 @@ static zt_status st_parse_header(const char *path, st_file *file, uint64_t heade
         goto done;
     }
     int n_entries = st_json_count_children(root);
-    tensors = calloc((size_t)n_entries + 1, sizeof *tensors);
-    spans = calloc((size_t)n_entries + 1, sizeof *spans);
+    tensors = zt_calloc((size_t)n_entries + 1, sizeof *tensors);
+    spans = zt_calloc((size_t)n_entries + 1, sizeof *spans);
     if (!tensors || !spans) {
         status = st_nomem(path);
         goto done;
@@ -367,7 +369,7 @@ static zt_status st_parse_header(const char *path, st_file *file, uint64_t heade
     /* cJSON keeps every duplicate key; the format forbids them. Checked before the layout so a
      * duplicate is reported as such, not as the overlap it usually causes. */
     {
-        zt_st_tensor *by_name = malloc(((size_t)n_tensors + 1) * sizeof *by_name);
+        zt_st_tensor *by_name = zt_malloc(((size_t)n_tensors + 1) * sizeof *by_name);
         if (!by_name) {
             status = st_nomem(path);
             goto done;
@@ -489,8 +491,8 @@ fail:
 zt_status zt_st_open(const char *path, zt_safetensors **out) {
     if (!out || !path) return zt_fail(ZT_ERR_INVALID_ARG, "zt_st_open: NULL argument");
     *out = NULL;
-    zt_safetensors *st = calloc(1, sizeof *st);
-    st_file *file = calloc(1, sizeof *file);
+    zt_safetensors *st = zt_calloc(1, sizeof *st);
+    st_file *file = zt_calloc(1, sizeof *file);
     if (!st || !file) {
         free(st);
         free(file);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "core/alloc.h"
 #include "io/atomic_file.h"
 
 enum { ST_HEADER_ALIGNMENT = 8 };
@@ -134,11 +135,11 @@ zt_status zt_st_write(const char *path, const zt_st_write_tensor *tensors, int n
         (n_metadata > 0 && !metadata))
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: bad tensor or metadata list", path);
 
-    size_t *n_bytes = calloc((size_t)n_tensors + 1, sizeof *n_bytes);
+    size_t *n_bytes = zt_calloc((size_t)n_tensors + 1, sizeof *n_bytes);
     const char **names =
-        calloc((size_t)(n_tensors > n_metadata ? n_tensors : n_metadata) + 1, sizeof *names);
-    const void **chunks = calloc((size_t)n_tensors + 2, sizeof *chunks);
-    size_t *chunk_bytes = calloc((size_t)n_tensors + 2, sizeof *chunk_bytes);
+        zt_calloc((size_t)(n_tensors > n_metadata ? n_tensors : n_metadata) + 1, sizeof *names);
+    const void **chunks = zt_calloc((size_t)n_tensors + 2, sizeof *chunks);
+    size_t *chunk_bytes = zt_calloc((size_t)n_tensors + 2, sizeof *chunk_bytes);
     char *header = NULL;
     size_t header_bytes = 0;
     zt_status status = ZT_OK;

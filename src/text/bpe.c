@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/text_internal.h"
 
@@ -47,7 +48,7 @@ static uint64_t pair_key(int32_t left, int32_t right) {
 
 zt_status zt_tokenizer_create_empty(zt_tokenizer **out) {
     *out = NULL;
-    zt_tokenizer *tok = calloc(1, sizeof *tok);
+    zt_tokenizer *tok = zt_calloc(1, sizeof *tok);
     if (!tok) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
     tok->bos_id = -1;
     tok->unk_id = -1;
@@ -68,11 +69,11 @@ zt_status zt_tokenizer_reserve(zt_tokenizer *tok, int32_t max_id, size_t n_token
         return zt_fail(ZT_ERR_FORMAT, "tokenizer: largest id %d is out of range", (int)max_id);
     size_t id_count = (size_t)max_id + 1;
     tok->id_count = (int32_t)id_count;
-    tok->token_text = calloc(id_count, sizeof *tok->token_text);
-    tok->token_len = calloc(id_count, sizeof *tok->token_len);
-    tok->is_special = calloc(id_count, 1);
+    tok->token_text = zt_calloc(id_count, sizeof *tok->token_text);
+    tok->token_len = zt_calloc(id_count, sizeof *tok->token_len);
+    tok->is_special = zt_calloc(id_count, 1);
     size_t slots = table_size_for(n_tokens);
-    tok->vocab_slots = malloc(slots * sizeof *tok->vocab_slots);
+    tok->vocab_slots = zt_malloc(slots * sizeof *tok->vocab_slots);
     if (!tok->token_text || !tok->token_len || !tok->is_special || !tok->vocab_slots)
         return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory for %zu ids", id_count);
     memset(tok->vocab_slots, 0xFF, slots * sizeof *tok->vocab_slots); /* all -1 */
@@ -99,7 +100,7 @@ static zt_status vocab_grow(zt_tokenizer *tok) {
     size_t old_size = tok->vocab_mask + 1;
     int32_t *old_slots = tok->vocab_slots;
     size_t new_size = old_size * 2;
-    tok->vocab_slots = malloc(new_size * sizeof *tok->vocab_slots);
+    tok->vocab_slots = zt_malloc(new_size * sizeof *tok->vocab_slots);
     if (!tok->vocab_slots) {
         tok->vocab_slots = old_slots;
         return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory growing the vocabulary table");
@@ -130,7 +131,7 @@ zt_status zt_tokenizer_add_token(zt_tokenizer *tok, const char *text, size_t len
     if (tok->token_text[id])
         return zt_fail(ZT_ERR_FORMAT, "%s: duplicate id %d, given to \"%s\" and \"%.*s\"", where,
                        (int)id, tok->token_text[id], (int)len, text);
-    char *copy = malloc(len + 1);
+    char *copy = zt_malloc(len + 1);
     if (!copy) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
     memcpy(copy, text, len);
     copy[len] = '\0';
@@ -160,7 +161,7 @@ static const zt_merge_slot *merge_lookup(const zt_tokenizer *tok, int32_t left, 
 static zt_status merges_resize(zt_tokenizer *tok, size_t new_size) {
     zt_merge_slot *old_slots = tok->merge_slots;
     size_t old_size = old_slots ? tok->merge_mask + 1 : 0;
-    zt_merge_slot *slots = malloc(new_size * sizeof *slots);
+    zt_merge_slot *slots = zt_malloc(new_size * sizeof *slots);
     if (!slots) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory for the merge table");
     for (size_t i = 0; i < new_size; i++)
         slots[i].rank = -1;
@@ -184,7 +185,7 @@ zt_status zt_tokenizer_add_merge(zt_tokenizer *tok, const char *left, size_t lef
                        (int)right_len, right);
     char stack_buffer[256];
     char *merged =
-        left_len + right_len <= sizeof stack_buffer ? stack_buffer : malloc(left_len + right_len);
+        left_len + right_len <= sizeof stack_buffer ? stack_buffer : zt_malloc(left_len + right_len);
     if (!merged) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
     memcpy(merged, left, left_len);
     memcpy(merged + left_len, right, right_len);
@@ -218,7 +219,7 @@ zt_status zt_tokenizer_add_added_token(zt_tokenizer *tok, int32_t id, bool speci
     }
     if (tok->added_count == tok->added_capacity) {
         int capacity = tok->added_capacity ? tok->added_capacity * 2 : 8;
-        zt_added_token *grown = realloc(tok->added, (size_t)capacity * sizeof *grown);
+        zt_added_token *grown = zt_realloc(tok->added, (size_t)capacity * sizeof *grown);
         if (!grown) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
         tok->added = grown;
         tok->added_capacity = capacity;
@@ -330,7 +331,7 @@ static zt_status emit_id(encoder *enc, int32_t id) {
         if (capacity > INT_MAX) capacity = INT_MAX;
         if (enc->n_ids >= capacity)
             return zt_fail(ZT_ERR_INVALID_ARG, "tokenizer: text encodes to over %d ids", INT_MAX);
-        int32_t *grown = realloc(enc->ids, capacity * sizeof *grown);
+        int32_t *grown = zt_realloc(enc->ids, capacity * sizeof *grown);
         if (!grown) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory for ids");
         enc->ids = grown;
         enc->ids_capacity = capacity;
@@ -342,7 +343,7 @@ static zt_status emit_id(encoder *enc, int32_t id) {
 static zt_status ensure_text_capacity(encoder *enc, size_t needed) {
     if (needed <= enc->text_capacity) return ZT_OK;
     size_t capacity = needed * 2;
-    uint8_t *grown = realloc(enc->text, capacity);
+    uint8_t *grown = zt_realloc(enc->text, capacity);
     if (!grown) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
     enc->text = grown;
     enc->text_capacity = capacity;
@@ -357,9 +358,9 @@ static zt_status ensure_scratch(encoder *enc, size_t n_bytes) {
     if (capacity > INT32_MAX / 4) capacity = INT32_MAX / 4;
     free(enc->symbols);
     free(enc->heap);
-    enc->symbols = malloc(capacity * sizeof *enc->symbols);
+    enc->symbols = zt_malloc(capacity * sizeof *enc->symbols);
     /* Each merge queues at most two pairs on top of the n - 1 initial ones. */
-    enc->heap = malloc(3 * capacity * sizeof *enc->heap);
+    enc->heap = zt_malloc(3 * capacity * sizeof *enc->heap);
     enc->scratch_capacity = enc->symbols && enc->heap ? capacity : 0;
     if (!enc->scratch_capacity) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory for BPE");
     return ZT_OK;
@@ -467,7 +468,7 @@ static zt_status encode_segment(encoder *enc, const uint8_t *text, size_t len) {
     if (len == 0) return ZT_OK;
     if (tok->add_prefix_space && text[0] != ' ') {
         /* A private copy: the piece callback reuses enc->text. */
-        uint8_t *prefixed = malloc(len + 1);
+        uint8_t *prefixed = zt_malloc(len + 1);
         if (!prefixed) return zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
         prefixed[0] = ' ';
         memcpy(prefixed + 1, text, len);
@@ -529,7 +530,7 @@ zt_status zt_tokenizer_encode(const zt_tokenizer *tok, const char *text, size_t 
     }
     if (status == ZT_OK) status = encode_segment(&enc, input + segment_start, len - segment_start);
     if (status == ZT_OK && !enc.ids) { /* callers get a freeable array even for no ids */
-        enc.ids = malloc(sizeof *enc.ids);
+        enc.ids = zt_malloc(sizeof *enc.ids);
         if (!enc.ids) status = zt_fail(ZT_ERR_NOMEM, "tokenizer: out of memory");
     }
     free(enc.symbols);
@@ -555,7 +556,7 @@ typedef struct byte_buffer {
 static int buffer_append(byte_buffer *buffer, const void *data, size_t len) {
     if (buffer->len + len > buffer->capacity) {
         size_t capacity = (buffer->capacity + len) * 2;
-        uint8_t *grown = realloc(buffer->data, capacity);
+        uint8_t *grown = zt_realloc(buffer->data, capacity);
         if (!grown) return 0;
         buffer->data = grown;
         buffer->capacity = capacity;

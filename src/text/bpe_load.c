@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/text_internal.h"
 
@@ -28,11 +29,11 @@ static zt_status read_whole_file(const char *path, char **out, size_t *out_len) 
         return zt_fail(ZT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     size_t capacity = 1 << 16, len = 0;
-    char *buffer = malloc(capacity);
+    char *buffer = zt_malloc(capacity);
     zt_status status = ZT_OK;
     while (buffer) {
         if (len + 1 >= capacity) {
-            char *grown = realloc(buffer, capacity * 2);
+            char *grown = zt_realloc(buffer, capacity * 2);
             if (!grown) break;
             buffer = grown;
             capacity *= 2;

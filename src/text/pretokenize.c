@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/text_internal.h"
 
@@ -28,7 +29,7 @@ static int pattern_append(pattern_buffer *buffer, const char *piece) {
     size_t piece_len = strlen(piece);
     if (buffer->len + piece_len + 1 > buffer->capacity) {
         size_t capacity = (buffer->capacity + piece_len + 1) * 2;
-        char *grown = realloc(buffer->text, capacity);
+        char *grown = zt_realloc(buffer->text, capacity);
         if (!grown) return 0;
         buffer->text = grown;
         buffer->capacity = capacity;
@@ -106,7 +107,7 @@ zt_status zt_pretokenizer_create(zt_pretokenizer **out) {
     /* JIT is a speed-up only: where the platform lacks it, the interpreter gives the same
      * matches. */
     (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-    zt_pretokenizer *pretokenizer = malloc(sizeof *pretokenizer);
+    zt_pretokenizer *pretokenizer = zt_malloc(sizeof *pretokenizer);
     if (!pretokenizer) {
         pcre2_code_free(code);
         return zt_fail(ZT_ERR_NOMEM, "pre-tokenizer: out of memory");

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/text_internal.h"
 
@@ -75,7 +76,7 @@ zt_status zt_utf8_repair(const uint8_t *text, size_t len, char **out, size_t *ou
     /* Every replaced subpart is at least one byte and becomes three. */
     if (len > (SIZE_MAX - 1) / REPLACEMENT_UTF8_LEN)
         return zt_fail(ZT_ERR_NOMEM, "UTF-8 repair: input of %zu bytes is too large", len);
-    uint8_t *buffer = malloc(len * REPLACEMENT_UTF8_LEN + 1);
+    uint8_t *buffer = zt_malloc(len * REPLACEMENT_UTF8_LEN + 1);
     if (!buffer) return zt_fail(ZT_ERR_NOMEM, "UTF-8 repair: out of memory (%zu bytes)", len);
     size_t pos = 0, written = 0;
     while (pos < len) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/bpe.h"
 #include "train/generate.h"
@@ -46,7 +47,7 @@ zt_status zt_evaluate(zt_task_objective *o, const zt_dataset *ds, int batch_size
     double *loss = &res->loss;
     double total_loss = 0.0;
     long correct = 0;
-    int *indices = malloc((size_t)batch_size * sizeof *indices);
+    int *indices = zt_malloc((size_t)batch_size * sizeof *indices);
     if (!indices) return zt_fail(ZT_ERR_NOMEM, "evaluation indices");
     zt_status s = ZT_OK;
     for (int first = 0; s == ZT_OK && first < ds->n_examples; first += batch_size) {
@@ -59,7 +60,7 @@ zt_status zt_evaluate(zt_task_objective *o, const zt_dataset *ds, int batch_size
         s = zt_task_objective_loss(o, &b, &batch_loss);
         if (s == ZT_OK) total_loss += batch_loss * n;
         if (s == ZT_OK && ds->kind == ZT_TASK_CLASSIFICATION) {
-            double *scores = malloc((size_t)b.n_sequences * sizeof *scores);
+            double *scores = zt_malloc((size_t)b.n_sequences * sizeof *scores);
             zt_targets t = {b.n_targets, b.target_rows, b.target_ids, b.target_sequence};
             if (!scores) s = zt_fail(ZT_ERR_NOMEM, "scores");
             else {

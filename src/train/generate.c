@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/bpe.h"
 
@@ -38,9 +39,9 @@ zt_status zt_generate_greedy(zt_model *m, zt_workspace *ws, const zt_variants *v
     *out = NULL;
     *n_out = 0;
     int vocab = m->dims.vocab_size, capacity = n_prompt + max_new;
-    int32_t *seq = malloc((size_t)capacity * sizeof *seq);
-    int32_t *mask = malloc((size_t)capacity * sizeof *mask);
-    float *logits = malloc((size_t)vocab * sizeof *logits);
+    int32_t *seq = zt_malloc((size_t)capacity * sizeof *seq);
+    int32_t *mask = zt_malloc((size_t)capacity * sizeof *mask);
+    float *logits = zt_malloc((size_t)vocab * sizeof *logits);
     if (!seq || !mask || !logits) {
         free(seq);
         free(mask);
@@ -75,7 +76,7 @@ zt_status zt_generate_greedy(zt_model *m, zt_workspace *ws, const zt_variants *v
         return s;
     }
     *n_out = length - n_prompt;
-    *out = malloc((size_t)(*n_out > 0 ? *n_out : 1) * sizeof(int32_t));
+    *out = zt_malloc((size_t)(*n_out > 0 ? *n_out : 1) * sizeof(int32_t));
     if (!*out) {
         free(seq);
         return zt_fail(ZT_ERR_NOMEM, "generation output");

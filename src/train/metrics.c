@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+
 static int is_article(const char *word, size_t n) {
     return (n == 1 && word[0] == 'a') || (n == 2 && strncmp(word, "an", 2) == 0) ||
            (n == 3 && strncmp(word, "the", 3) == 0);
@@ -11,7 +13,7 @@ static int is_article(const char *word, size_t n) {
 
 char *zt_normalize_answer(const char *text) {
     size_t n = strlen(text);
-    char *lowered = malloc(n + 1), *out = malloc(n + 1);
+    char *lowered = zt_malloc(n + 1), *out = zt_malloc(n + 1);
     if (!lowered || !out) {
         free(lowered);
         free(out);
@@ -56,8 +58,8 @@ static double f1_one(const char *prediction, const char *answer) {
     double f1 = 0.0;
     if (p && a) {
         size_t cap = strlen(p) / 2 + strlen(a) / 2 + 2;
-        char **pt = malloc(cap * sizeof *pt), **at = malloc(cap * sizeof *at);
-        int *used = calloc(cap, sizeof *used);
+        char **pt = zt_malloc(cap * sizeof *pt), **at = zt_malloc(cap * sizeof *at);
+        int *used = zt_calloc(cap, sizeof *used);
         if (pt && at && used) {
             int np = tokens_of(p, pt, (int)cap), na = tokens_of(a, at, (int)cap);
             if (np == 0 || na == 0) {

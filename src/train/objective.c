@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "text/bpe.h"
 #include "train/generate.h"
@@ -11,7 +12,7 @@
 
 static zt_status ensure_logprobs(zt_task_objective *o, int n) {
     if (n <= o->logprobs_capacity) return ZT_OK;
-    float *grown = realloc(o->logprobs, (size_t)n * sizeof *grown);
+    float *grown = zt_realloc(o->logprobs, (size_t)n * sizeof *grown);
     if (!grown) return zt_fail(ZT_ERR_NOMEM, "allocating %d log-probabilities", n);
     o->logprobs = grown;
     o->logprobs_capacity = n;
@@ -26,7 +27,7 @@ static zt_batch model_batch(const zt_task_batch *b) {
 
 /* -accuracy of the candidate argmax (first on ties) over a classification batch. */
 static zt_status negative_accuracy(const zt_task_batch *b, const float *logprobs, double *out) {
-    double *scores = malloc((size_t)b->n_sequences * sizeof *scores);
+    double *scores = zt_malloc((size_t)b->n_sequences * sizeof *scores);
     if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
     zt_targets t = {b->n_targets, b->target_rows, b->target_ids, b->target_sequence};
     zt_candidate_scores(logprobs, &t, b->n_sequences, scores);

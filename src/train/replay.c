@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "core/alloc.h"
 #include "core/dir_lock.h"
 #include "core/path.h"
 #include "core/status.h"
@@ -30,7 +31,7 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     zt_status s = zt_backend_create(device, threads, &be);
     if (s == ZT_OK) s = zt_model_load(base, be, &model);
     if (s == ZT_OK) {
-        selected = calloc((size_t)model->n_tensors, 1);
+        selected = zt_calloc((size_t)model->n_tensors, 1);
         s = selected ? zt_model_select(model, header.trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");
     }

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/alloc.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "io/safetensors.h"
@@ -29,14 +30,14 @@ static void remove_tree(const char *dir) {
 
 static zt_status write_optimizer_state(const char *path, const zt_param_set *ps, int copies) {
     if (copies == 0) return zt_st_write(path, NULL, 0, NULL, 0);
-    zt_st_write_tensor *tensors = calloc((size_t)ps->n_params, sizeof *tensors);
-    int64_t(*shapes)[2] = calloc((size_t)ps->n_params, sizeof *shapes);
-    float **host = calloc((size_t)ps->n_params, sizeof *host);
+    zt_st_write_tensor *tensors = zt_calloc((size_t)ps->n_params, sizeof *tensors);
+    int64_t(*shapes)[2] = zt_calloc((size_t)ps->n_params, sizeof *shapes);
+    float **host = zt_calloc((size_t)ps->n_params, sizeof *host);
     zt_status s = tensors && shapes && host ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "%s: staging", path);
     for (int i = 0; s == ZT_OK && i < ps->n_params; i++) {
         const zt_param *p = &ps->params[i];
         size_t n = (size_t)copies * p->n_elems;
-        host[i] = malloc(n * sizeof(float));
+        host[i] = zt_malloc(n * sizeof(float));
         if (!host[i]) {
             s = zt_fail(ZT_ERR_NOMEM, "%s: staging %s", path, p->name);
             break;
@@ -58,7 +59,7 @@ static zt_status write_trainer_json(const char *path, const zt_optimizer *optimi
     void *blob = NULL;
     size_t n_bytes = 0;
     ZT_TRY(zt_optimizer_save_state(optimizer, &blob, &n_bytes));
-    char *hex = malloc(2 * n_bytes + 1);
+    char *hex = zt_malloc(2 * n_bytes + 1);
     if (!hex) {
         free(blob);
         return zt_fail(ZT_ERR_NOMEM, "%s: policy state", path);
@@ -119,7 +120,7 @@ static zt_status read_text(const char *path, char **out) {
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)size + 1);
+    char *text = zt_malloc((size_t)size + 1);
     size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
     fclose(f);
     if (!text || got != (size_t)size) {
@@ -147,7 +148,7 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
     }
     *next_step = step->valueint;
     size_t n_bytes = strlen(hex->valuestring) / 2;
-    unsigned char *blob = malloc(n_bytes ? n_bytes : 1);
+    unsigned char *blob = zt_malloc(n_bytes ? n_bytes : 1);
     for (size_t i = 0; blob && i < n_bytes; i++) {
         unsigned v = 0;
         sscanf(hex->valuestring + 2 * i, "%2x", &v);

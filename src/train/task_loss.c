@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 void zt_lm_loss(const float *logprobs, const zt_targets *t, int batch, double *per_example,
@@ -29,7 +30,7 @@ void zt_lm_loss(const float *logprobs, const zt_targets *t, int batch, double *p
 
 void zt_candidate_scores(const float *logprobs, const zt_targets *t, int n_sequences,
                          double *scores) {
-    int *count = calloc((size_t)n_sequences, sizeof *count);
+    int *count = zt_calloc((size_t)n_sequences, sizeof *count);
     for (int s = 0; s < n_sequences; s++)
         scores[s] = 0.0;
     for (int r = 0; r < t->n; r++) {
@@ -80,7 +81,7 @@ zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, doub
         zt_lm_loss(logprobs, &t, b->n_sequences, NULL, NULL, loss);
         return ZT_OK;
     }
-    double *scores = malloc((size_t)b->n_sequences * sizeof *scores);
+    double *scores = zt_malloc((size_t)b->n_sequences * sizeof *scores);
     if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
     zt_candidate_scores(logprobs, &t, b->n_sequences, scores);
     zt_status s = zt_classification_loss(scores, b->example_of_sequence, b->n_sequences, b->label,

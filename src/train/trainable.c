@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 zt_status zt_trainable_param_set(zt_model *m, const uint8_t *selected, zt_param_set *ps) {
     memset(ps, 0, sizeof *ps);
     ps->be = m->be;
-    ps->params = calloc((size_t)m->n_tensors, sizeof *ps->params);
+    ps->params = zt_calloc((size_t)m->n_tensors, sizeof *ps->params);
     if (!ps->params) return zt_fail(ZT_ERR_NOMEM, "allocating the parameter set");
     for (int i = 0; i < m->n_tensors; i++) {
         if (selected && !selected[i]) continue;

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/alloc.h"
 #include "core/dir_lock.h"
 #include "core/path.h"
 #include "core/status.h"
@@ -223,7 +224,7 @@ static zt_status load_model_and_state(run *r, int *next_step) {
     char snapshot[4096];
     int have_snapshot = o->resume && zt_snapshot_find(o->output_dir, snapshot, sizeof snapshot);
     ZT_TRY(zt_model_load(have_snapshot ? snapshot : o->model_dir, r->be, &r->model));
-    r->trainable = calloc((size_t)r->model->n_tensors, 1);
+    r->trainable = zt_calloc((size_t)r->model->n_tensors, 1);
     if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
     int count = 0;
     ZT_TRY(zt_model_select(r->model, o->trainable, r->trainable, &count));
@@ -469,7 +470,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK) s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
                                         o->batch_size);
     if (s == ZT_OK) {
-        r.indices = malloc((size_t)o->batch_size * sizeof *r.indices);
+        r.indices = zt_malloc((size_t)o->batch_size * sizeof *r.indices);
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.jsonl", o->output_dir);
         r.metrics = fopen(path, "ab");

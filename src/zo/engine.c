@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/perturb_rng.h"
+#include "core/alloc.h"
 #include "core/status.h"
 
 uint64_t zt_step_seed(uint64_t run_seed, int step) {
@@ -19,7 +20,7 @@ zt_status zt_param_set_alloc_state(zt_param_set *ps, int state_copies) {
     if (state_copies == 0) return ZT_OK;
     zt_backend *be = ps->be;
     enum { ZERO_CHUNK = 1 << 16 };
-    float *zeros = calloc(ZERO_CHUNK, sizeof *zeros);
+    float *zeros = zt_calloc(ZERO_CHUNK, sizeof *zeros);
     if (!zeros) return zt_fail(ZT_ERR_NOMEM, "allocating a zero buffer");
     zt_status s = ZT_OK;
     for (int i = 0; s == ZT_OK && i < ps->n_params; i++) {

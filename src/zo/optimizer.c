@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/perturb_rng.h"
+#include "core/alloc.h"
 #include "core/status.h"
 
 typedef enum policy_id {
@@ -299,7 +300,7 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
     }
     ZT_TRY(validate((policy_id)p, hp, total_steps, n_params));
 
-    zt_optimizer *optimizer = calloc(1, sizeof *optimizer);
+    zt_optimizer *optimizer = zt_calloc(1, sizeof *optimizer);
     if (!optimizer) return zt_fail(ZT_ERR_NOMEM, "allocating optimizer %s", policy_infos[p].name);
     optimizer->policy = (policy_id)p;
     optimizer->hp = *hp;
@@ -317,7 +318,7 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
     optimizer->plateau_scale = 1.0;
     if (is_adaptive(optimizer->policy)) {
         optimizer->window_capacity = window_length(hp->as2p_window_frac, (double)total_steps);
-        optimizer->gamma_window = calloc(optimizer->window_capacity, sizeof *optimizer->gamma_window);
+        optimizer->gamma_window = zt_calloc(optimizer->window_capacity, sizeof *optimizer->gamma_window);
         if (!optimizer->gamma_window) {
             uint32_t capacity = optimizer->window_capacity;
             free(optimizer);
@@ -716,7 +717,7 @@ static void get(const unsigned char *blob, size_t *at, void *value, size_t n) {
 
 zt_status zt_optimizer_save_state(const zt_optimizer *optimizer, void **blob, size_t *n_bytes) {
     size_t size = state_size(optimizer->window_capacity);
-    unsigned char *out = malloc(size);
+    unsigned char *out = zt_malloc(size);
     if (!out) return zt_fail(ZT_ERR_NOMEM, "allocating %zu bytes of optimizer state", size);
     uint32_t magic = STATE_MAGIC, version = STATE_VERSION, policy = (uint32_t)optimizer->policy;
     size_t at = 0;

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 
 static const char *const rule_names[] = {"sgd", "sign", "momentum", "adamm"};
@@ -210,7 +211,7 @@ zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_r
         } else {
             if (*n_records == capacity) {
                 capacity = capacity ? 2 * capacity : 256;
-                zt_step_record *grown = realloc(list, (size_t)capacity * sizeof *grown);
+                zt_step_record *grown = zt_realloc(list, (size_t)capacity * sizeof *grown);
                 if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: reading records", path);
                 else list = grown;
             }
@@ -271,7 +272,7 @@ zt_status zt_steplog_open_append(const char *path, const zt_steplog_header *head
                            path, old.optimizer, old.trainable, header->optimizer,
                            header->trainable);
     }
-    zt_steplog *log = calloc(1, sizeof *log);
+    zt_steplog *log = zt_calloc(1, sizeof *log);
     if (!log) return zt_fail(ZT_ERR_NOMEM, "allocating the step log");
     snprintf(log->path, sizeof log->path, "%s", path);
     log->file = fopen(path, "ab");

@@ -129,7 +129,7 @@ static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, 
 
 /* The head evaluates at most ZT_LM_HEAD_CHUNK_ROWS target rows at a time: the fixture's batch
  * repeated four times (4R > the chunk) must give every copy of a target the log-probability
- * the plain batch gives it, bit for bit. */
+ * the plain batch gives it, to f32 rounding. */
 static void check_head_chunks(zt_model *m, const zt_batch *b, const float *plain) {
     enum { COPIES = 4 };
     int n = b->batch * b->seq_len, r = b->n_targets;
@@ -151,8 +151,17 @@ static void check_head_chunks(zt_model *m, const zt_batch *b, const float *plain
     zt_batch big = {COPIES * b->batch, b->seq_len, ids, mask, COPIES * r, rows, targets};
     float *logprobs = malloc((size_t)COPIES * r * sizeof *logprobs);
     ZT_REQUIRE_OK(zt_model_forward(m, ws, &big, NULL, logprobs, NULL));
+    /* Bit equality would also demand that the BLAS sum each row the same way for every row
+     * count, which OpenBLAS does on some CPUs only; a misplaced chunk moves a log-probability by
+     * whole units, far beyond the f32 rounding allowed here. */
     int differ = 0;
-    for (int i = 0; i < COPIES * r; i++) differ += memcmp(&logprobs[i], &plain[i % r], 4) != 0;
+    double worst = 0.0;
+    for (int i = 0; i < COPIES * r; i++) {
+        double gap = fabs((double)logprobs[i] - plain[i % r]) / (1.0 + fabs(plain[i % r]));
+        differ += gap > 1e-5;
+        if (gap > worst) worst = gap;
+    }
+    printf("head chunks: worst relative gap %.3g over %d target rows\n", worst, COPIES * r);
     ZT_CHECK(differ == 0, "%d of %d target log-probabilities differ across head chunks", differ,
              COPIES * r);
     free(logprobs);
