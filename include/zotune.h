@@ -29,6 +29,7 @@ typedef enum zt_status {
     ZT_ERR_CUDA = -8,        /* a CUDA / cuBLAS / cuRAND / NCCL call failed */
     ZT_ERR_NUMERIC = -9,     /* NaN/Inf where a finite value is required */
     ZT_ERR_INTERNAL = -10,   /* a broken invariant inside zotune */
+    ZT_ERR_CONFLICT = -11,   /* the request contradicts saved state (resume with other options) */
 } zt_status;
 
 /* Storage dtypes of weights. Activations are always f32. */

@@ -81,6 +81,9 @@ typedef struct zt_update {
     float beta1, beta2, eps;
     int stochastic_rounding; /* f16/bf16 stores: round with RNG bits keyed by rounding_seed */
     uint64_t rounding_seed;
+    /* Out, optional: incremented by how many stored weights are not finite, counted in the
+     * update's own pass (a diverging step is caught without another sweep over the weights). */
+    unsigned long long *n_nonfinite;
 } zt_update;
 
 /* ---- scratch planning: what an op will need of the backend's internal scratch ---- */

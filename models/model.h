@@ -50,6 +50,7 @@ typedef struct zt_model {
     int n_tensors;
     int embed_tokens; /* the token table */
     int lm_head;      /* the table the head multiplies by: embed_tokens itself when tied */
+    uint64_t fingerprint; /* of the loaded weights' content (zt_model_fingerprint_dir) */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family
@@ -57,6 +58,12 @@ typedef struct zt_model {
  * as a byte-identical copy of the token table (tied). Errors name the directory and tensor. */
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out);
 void zt_model_free(zt_model *model);
+/* The content fingerprint (core/fingerprint.h) of dir's weights, as zt_model_load records it:
+ * canonical names, dtypes and bytes in table order, whatever the sharding or name prefixes. */
+zt_status zt_model_fingerprint_dir(const char *dir, uint64_t *fingerprint);
+/* Uploads the tensors selected by mask (NULL = all) again from dir, a checkpoint of the same
+ * table: how a run goes back to its last saved state without a second copy of the model. */
+zt_status zt_model_reload_tensors(zt_model *model, const char *dir, const uint8_t *mask);
 
 /* Number of parameters, the tied head counted once (equals HF's model.num_parameters()). */
 size_t zt_model_parameter_count(const zt_model *model);

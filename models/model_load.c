@@ -6,6 +6,7 @@
 
 #include "arch.h"
 #include "core/alloc.h"
+#include "core/fingerprint.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 
@@ -117,28 +118,48 @@ static zt_status build_from_config(const char *path, zt_model *m) {
     return s;
 }
 
+/* The weights' content in table order: canonical name, dtype and bytes of every tensor, so the
+ * value does not depend on sharding, name prefixes or a stored copy of a tied head. */
+static uint64_t fingerprint_tensors(const zt_model *m, const zt_st_tensor *const *stored) {
+    zt_fingerprint fp;
+    zt_fingerprint_init(&fp);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const zt_tensor_info *info = &m->tensors[i];
+        zt_fingerprint_update(&fp, info->name, strlen(info->name) + 1);
+        zt_fingerprint_update(&fp, stored[i]->dtype, strlen(stored[i]->dtype) + 1);
+        zt_fingerprint_update(&fp, stored[i]->data, stored[i]->n_bytes);
+    }
+    return zt_fingerprint_final(&fp);
+}
+
+/* Reads dir's config.json and safetensors and checks them against each other; the stored tensors
+ * stay mapped in *st_out, in table order in *stored_out. */
+static zt_status open_checkpoint(const char *dir, zt_model *m, zt_safetensors **st_out,
+                                 const zt_st_tensor ***stored_out) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    ZT_TRY(build_from_config(path, m));
+    ZT_TRY(zt_st_open_dir(dir, st_out));
+    *stored_out = zt_calloc((size_t)m->n_tensors, sizeof **stored_out);
+    if (!*stored_out) return zt_fail(ZT_ERR_NOMEM, "allocating the tensor map");
+    ZT_TRY(resolve_tensors(m, *st_out, dir, *stored_out));
+    ZT_TRY(check_no_extra_tensors(m, *st_out, dir));
+    return check_tied_head(m->arch, *st_out, (*stored_out)[m->embed_tokens], dir);
+}
+
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     *out = NULL;
     zt_model *m = zt_calloc(1, sizeof *m);
     if (!m) return zt_fail(ZT_ERR_NOMEM, "allocating the model");
     m->be = be;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
     zt_safetensors *st = NULL;
     const zt_st_tensor **stored = NULL;
-    zt_status s = build_from_config(path, m);
-    if (s == ZT_OK) s = zt_st_open_dir(dir, &st);
-    if (s == ZT_OK) {
-        stored = zt_calloc((size_t)m->n_tensors, sizeof *stored);
-        if (!stored) s = zt_fail(ZT_ERR_NOMEM, "allocating the tensor map");
-    }
-    if (s == ZT_OK) s = resolve_tensors(m, st, dir, stored);
-    if (s == ZT_OK) s = check_no_extra_tensors(m, st, dir);
-    if (s == ZT_OK) s = check_tied_head(m->arch, st, stored[m->embed_tokens], dir);
+    zt_status s = open_checkpoint(dir, m, &st, &stored);
     if (s == ZT_OK) s = be->ops->alloc(be, m->weights_bytes, ZT_MEM_WEIGHTS, &m->weights);
     for (int i = 0; s == ZT_OK && i < m->n_tensors; i++)
         s = be->ops->upload(be, (char *)m->weights + m->tensors[i].offset, stored[i]->data,
                             stored[i]->n_bytes);
+    if (s == ZT_OK) m->fingerprint = fingerprint_tensors(m, stored);
     free(stored);
     zt_st_close(st);
     if (s != ZT_OK) {
@@ -147,6 +168,44 @@ zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     }
     *out = m;
     return ZT_OK;
+}
+
+zt_status zt_model_fingerprint_dir(const char *dir, uint64_t *fingerprint) {
+    zt_model probe;
+    memset(&probe, 0, sizeof probe);
+    zt_safetensors *st = NULL;
+    const zt_st_tensor **stored = NULL;
+    zt_status s = open_checkpoint(dir, &probe, &st, &stored);
+    if (s == ZT_OK) *fingerprint = fingerprint_tensors(&probe, stored);
+    free(stored);
+    zt_st_close(st);
+    if (probe.arch) probe.arch->release(&probe);
+    free(probe.tensors);
+    return s;
+}
+
+zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *mask) {
+    zt_model probe;
+    memset(&probe, 0, sizeof probe);
+    zt_safetensors *st = NULL;
+    const zt_st_tensor **stored = NULL;
+    zt_status s = open_checkpoint(dir, &probe, &st, &stored);
+    if (s == ZT_OK && (probe.n_tensors != m->n_tensors || probe.weights_bytes != m->weights_bytes))
+        s = zt_fail(ZT_ERR_SHAPE, "%s: not a checkpoint of the loaded model", dir);
+    for (int i = 0; s == ZT_OK && i < m->n_tensors; i++) {
+        const zt_tensor_info *info = &m->tensors[i];
+        if (strcmp(probe.tensors[i].name, info->name) != 0 || probe.tensors[i].dtype != info->dtype)
+            s = zt_fail(ZT_ERR_SHAPE, "%s: tensor '%s' differs from the loaded model's", dir,
+                        probe.tensors[i].name);
+        else if (!mask || mask[i])
+            s = m->be->ops->upload(m->be, (char *)m->weights + info->offset, stored[i]->data,
+                                   stored[i]->n_bytes);
+    }
+    free(stored);
+    zt_st_close(st);
+    if (probe.arch) probe.arch->release(&probe);
+    free(probe.tensors);
+    return s;
 }
 
 void zt_model_free(zt_model *m) {

@@ -29,6 +29,8 @@
     ZT_CPU_PRAGMA(omp parallel for num_threads(n_threads) schedule(static))
 #define ZT_CPU_PARALLEL_FOR_DYNAMIC(n_threads)                                                     \
     ZT_CPU_PRAGMA(omp parallel for num_threads(n_threads) schedule(dynamic, 4))
+#define ZT_CPU_PARALLEL_FOR_SUM(n_threads, var)                                                    \
+    ZT_CPU_PRAGMA(omp parallel for num_threads(n_threads) schedule(static) reduction(+ : var))
 #define ZT_CPU_SIMD_SUM(var) ZT_CPU_PRAGMA(omp simd reduction(+ : var))
 #define ZT_CPU_THREAD_INDEX() omp_get_thread_num()
 #else
@@ -36,6 +38,7 @@
  * so put them where one may stand (not as the body of an unbraced if). */
 #define ZT_CPU_PARALLEL_FOR(n_threads) (void)(n_threads);
 #define ZT_CPU_PARALLEL_FOR_DYNAMIC(n_threads) (void)(n_threads);
+#define ZT_CPU_PARALLEL_FOR_SUM(n_threads, var) (void)(n_threads);
 #define ZT_CPU_SIMD_SUM(var)
 #define ZT_CPU_THREAD_INDEX() 0
 #endif

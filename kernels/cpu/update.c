@@ -117,7 +117,8 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         const uint64_t rounding_key = zt_tensor_key(u->rounding_seed, tensor_id);
         const uint64_t n = (uint64_t)n_elems;
         const int64_t n_blocks = (int64_t)((n + 3) / 4);
-        ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
+        unsigned long long nonfinite = 0;
+        ZT_CPU_PARALLEL_FOR_SUM(zt_cpu(be)->n_threads, nonfinite)
         for (int64_t b = 0; b < n_blocks; b++) {
             const uint64_t block = (uint64_t)b;
             const zt_f32x4 g = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
@@ -130,8 +131,11 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                 const float updated = updated_weight(&coeffs, old, zt_f32x4_lane(g, lane),
                                                      state ? state + j : NULL, n_elems);
                 store_weight(theta, dtype, j, updated, stochastic, zt_u32x4_lane(random, lane));
+                /* The stored value, since a finite f32 can still overflow f16's range. */
+                nonfinite += !isfinite(dtype == ZT_F32 ? updated : zt_load_f32(theta, dtype, j));
             }
         }
+        if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
     }
 
 done:

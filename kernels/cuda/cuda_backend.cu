@@ -174,7 +174,7 @@ static void release(zt_cuda_backend *cb) {
     }
     if (cb->index_error) {
         (void)cudaFree(cb->index_error);
-        zt_mem_track_free(ZT_MEM_SCRATCH, sizeof(int));
+        zt_mem_track_free(ZT_MEM_SCRATCH, kCudaFlagBytes);
     }
     if (cb->lt_workspace) {
         (void)cudaFree(cb->lt_workspace);
@@ -266,9 +266,10 @@ static zt_status init(zt_cuda_backend *cb) {
     ZT_CUDA_TRY(cudaMalloc(&cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES));
     zt_mem_track_alloc(ZT_MEM_SCRATCH, ZT_CUDA_LT_WORKSPACE_BYTES);
     void *slot = NULL;
-    ZT_CUDA_TRY(cudaMalloc(&slot, sizeof(int)));
+    ZT_CUDA_TRY(cudaMalloc(&slot, kCudaFlagBytes));
     cb->index_error = static_cast<int *>(slot);
-    zt_mem_track_alloc(ZT_MEM_SCRATCH, sizeof(int));
+    cb->nonfinite = reinterpret_cast<unsigned long long *>(static_cast<char *>(slot) + 8);
+    zt_mem_track_alloc(ZT_MEM_SCRATCH, kCudaFlagBytes);
     return ZT_OK;
 }
 

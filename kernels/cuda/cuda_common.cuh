@@ -123,7 +123,11 @@ struct zt_cuda_backend {
                        terms of a perturbation too long to pass by value */
     size_t scratch_floats;
     int *index_error; /* device; first bad position found by zt_cuda_find_bad_index */
+    unsigned long long *nonfinite; /* device, beside index_error: the update's count */
 };
+
+/* index_error and nonfinite share one small device allocation of this many bytes. */
+constexpr size_t kCudaFlagBytes = 16;
 
 static inline zt_cuda_backend *zt_cuda(zt_backend *be) {
     return static_cast<zt_cuda_backend *>(be->impl);

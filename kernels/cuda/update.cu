@@ -73,7 +73,9 @@ __device__ __forceinline__ float zt_updated_weight(const zt_update_coeffs &k, fl
 static __global__ void zt_update_k(void *theta, zt_dtype dtype, uint64_t n_elems, /* (n) */
                                    float *state, /* (1 or 3, n) or NULL */
                                    zt_cuda_z_terms terms, zt_update_coeffs coeffs, int stochastic,
-                                   uint64_t rounding_key) {
+                                   uint64_t rounding_key,
+                                   unsigned long long *nonfinite /* (1) or NULL */) {
+    unsigned long long my_nonfinite = 0;
     const uint64_t n_blocks = (n_elems + 3) / 4;
     const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
     for (uint64_t block = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; block < n_blocks;
@@ -96,8 +98,12 @@ static __global__ void zt_update_k(void *theta, zt_dtype dtype, uint64_t n_elems
                                                         ? zt_sr_f32_to_f16(updated, bits)
                                                         : zt_sr_f32_to_bf16(updated, bits);
             }
+            /* The stored value, since a finite f32 can still overflow f16's range. */
+            my_nonfinite += !isfinite(dtype == ZT_F32 ? updated : zt_load_f32(theta, dtype, j));
         }
     }
+    /* Divergence is rare: one atomic per thread that saw it, none otherwise. */
+    if (nonfinite && my_nonfinite) atomicAdd(nonfinite, my_nonfinite);
 }
 
 // ---- the op ----
@@ -129,9 +135,20 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
     /* SGD and SIGN keep no state: the kernel must not touch a pointer it was not promised. */
     float *rule_state = u->rule == ZT_UPDATE_MOMENTUM || u->rule == ZT_UPDATE_ADAMM ? state : NULL;
     const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
+    unsigned long long *count = u->n_nonfinite ? cb->nonfinite : NULL;
+    if (count) ZT_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof *count, cb->stream));
     ZT_LAUNCH(zt_update_k, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
               cb->stream, theta, dtype, (uint64_t)n_elems, rule_state, terms, coeffs, stochastic,
-              zt_tensor_key(u->rounding_seed, tensor_id));
+              zt_tensor_key(u->rounding_seed, tensor_id), count);
+    if (count) {
+        /* The caller decides from the count whether the step may stand, so it must arrive
+         * now; one 8-byte copy per tensor per step. */
+        unsigned long long found = 0;
+        ZT_CUDA_TRY(cudaMemcpyAsync(&found, count, sizeof found, cudaMemcpyDeviceToHost,
+                                    cb->stream));
+        ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream));
+        *u->n_nonfinite += found;
+    }
     return ZT_OK;
 }
 

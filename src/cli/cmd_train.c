@@ -33,6 +33,7 @@ int zt_cmd_train(int argc, char **argv) {
     o.save_every = 1000;
     const char *lr_schedule = "constant", *eps_schedule = "constant", *dist = NULL;
     const char *mode = "shadow", *train_as = "classification", *bos = "opt", *objective = "loss";
+    const char *on_nonfinite = "stop";
     uint64_t seed = 42;
     int no_sr = 0, list = 0;
     const zt_arg_option options[] = {
@@ -72,6 +73,8 @@ int zt_cmd_train(int argc, char **argv) {
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default, </s> = 2) or mezo (<s> = 0, MeZO's fix)"},
         {"objective", ZT_ARG_STRING, &objective, "O",
          "loss (default), accuracy or f1: minimise -accuracy / -F1 directly (MeZO 3.3)"},
+        {"on-nonfinite", ZT_ARG_STRING, &on_nonfinite, "A",
+         "stop (default: save the last finite state and exit) or skip (log the step as skipped)"},
         {"no-stochastic-rounding", ZT_ARG_FLAG, &no_sr, NULL, "round f16/bf16 updates to nearest"},
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
@@ -110,6 +113,10 @@ int zt_cmd_train(int argc, char **argv) {
     int train_as_kind = parse_choice("train-as", train_as, losses, 2);
     int bos_kind = parse_choice("bos", bos, bos_kinds, 2);
     int objective_kind = parse_choice("objective", objective, objectives, 3);
+    static const char *const nonfinite_actions[] = {"stop", "skip"};
+    int nonfinite_kind = parse_choice("on-nonfinite", on_nonfinite, nonfinite_actions, 2);
+    if (nonfinite_kind < 0) return 2;
+    o.skip_nonfinite = nonfinite_kind == 1;
     if (objective_kind < 0) return 2;
     o.objective = (zt_objective_kind)objective_kind;
     if (lr_kind < 0 || eps_kind < 0 || mode_kind < 0 || dist_kind < 0 || train_as_kind < 0 ||

@@ -31,7 +31,8 @@ static void print_usage(FILE *out) {
 int zt_cli_report(const char *command, int status) {
     fprintf(stderr, "zotune %s: %s: %s\n", command, zt_status_name((zt_status)status),
             zt_last_error());
-    return 1;
+    /* A run that does not match what is saved is a usage error, like an unknown option. */
+    return status == ZT_ERR_CONFLICT ? 2 : 1;
 }
 
 int main(int argc, char **argv) {

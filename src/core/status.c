@@ -52,6 +52,7 @@ const char *zt_status_name(zt_status status) {
     case ZT_ERR_CUDA: return "CUDA error";
     case ZT_ERR_NUMERIC: return "numeric error";
     case ZT_ERR_INTERNAL: return "internal error";
+    case ZT_ERR_CONFLICT: return "conflict with the saved run";
     }
     return "unknown status";
 }

@@ -352,6 +352,7 @@ zt_status zt_dataset_load(const char *path, const zt_tokenizer *tok, int vocab, 
         if (longest > ds->max_sequence) ds->max_sequence = longest;
         if (e.n_candidates > ds->max_candidates) ds->max_candidates = e.n_candidates;
     }
+    ds->fingerprint = zt_jsonl_fingerprint(in);
     zt_jsonl_close(in);
     if (s == ZT_OK && ds->n_examples == 0) s = zt_fail(ZT_ERR_FORMAT, "%s: no records", path);
     if (s != ZT_OK) zt_dataset_free(ds);

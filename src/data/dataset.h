@@ -45,6 +45,7 @@ typedef struct zt_dataset {
     int n_examples;
     int max_sequence; /* longest sequence (a candidate's full sequence for classification) */
     int max_candidates;
+    uint64_t fingerprint; /* of the file's bytes (core/fingerprint.h): resume checks it */
 } zt_dataset;
 
 /* Reads and validates a whole file (docs/tasks.md): every id in [0, vocab), lengths within

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/fingerprint.h"
 #include "core/status.h"
 
 struct zt_jsonl {
@@ -17,6 +18,7 @@ struct zt_jsonl {
     size_t line_capacity;
     int lines_read;
     int record_line;
+    zt_fingerprint content; /* every byte read so far, blank lines too */
 };
 
 zt_status zt_jsonl_open(const char *path, zt_jsonl **out) {
@@ -31,6 +33,7 @@ zt_status zt_jsonl_open(const char *path, zt_jsonl **out) {
         return zt_fail(ZT_ERR_NOMEM, "%s: out of memory", path);
     }
     memcpy(path_copy, path, path_bytes);
+    zt_fingerprint_init(&reader->content);
     reader->stream = fopen(path, "rb");
     if (!reader->stream) {
         zt_status status = zt_fail(errno == ENOENT ? ZT_ERR_MISSING : ZT_ERR_IO,
@@ -63,6 +66,7 @@ zt_status zt_jsonl_next(zt_jsonl *reader, cJSON **out) {
             return ZT_OK;
         }
         reader->lines_read++;
+        zt_fingerprint_update(&reader->content, reader->line, (size_t)n);
         if (jsonl_is_blank(reader->line, (size_t)n)) continue;
         reader->record_line = reader->lines_read;
         if (strlen(reader->line) != (size_t)n)
@@ -87,6 +91,10 @@ zt_status zt_jsonl_next(zt_jsonl *reader, cJSON **out) {
 
 int zt_jsonl_line(const zt_jsonl *reader) {
     return reader ? reader->record_line : 0;
+}
+
+uint64_t zt_jsonl_fingerprint(const zt_jsonl *reader) {
+    return reader ? zt_fingerprint_final(&reader->content) : 0;
 }
 
 const char *zt_jsonl_path(const zt_jsonl *reader) {

@@ -16,6 +16,9 @@ zt_status zt_jsonl_open(const char *path, zt_jsonl **out);
 zt_status zt_jsonl_next(zt_jsonl *reader, cJSON **out);
 int zt_jsonl_line(const zt_jsonl *reader); /* 1-based line of the record last returned */
 const char *zt_jsonl_path(const zt_jsonl *reader);
+/* Fingerprint (core/fingerprint.h) of every byte read so far: of the whole file once
+ * zt_jsonl_next has returned its end. */
+uint64_t zt_jsonl_fingerprint(const zt_jsonl *reader);
 void zt_jsonl_close(zt_jsonl *reader);
 
 /* Reads an array of integers from obj[key] into a new malloc'd array. Errors name path:line and

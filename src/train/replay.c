@@ -2,10 +2,12 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 #include "core/alloc.h"
 #include "core/dir_lock.h"
+#include "core/fingerprint.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "model.h"
@@ -37,19 +39,33 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     }
     if (s == ZT_OK) s = zt_trainable_param_set(model, selected, &ps);
     if (s == ZT_OK) s = zt_param_set_alloc_state(&ps, header.state_copies);
+    const char *base_fingerprint = zt_steplog_run_value(&header, "--model");
+    if (s == ZT_OK && base_fingerprint) {
+        char have[17];
+        zt_fingerprint_hex(model->fingerprint, have);
+        if (strcmp(have, base_fingerprint) != 0)
+            s = zt_fail(ZT_ERR_CONFLICT,
+                        "BASE_DIR %s: its weights (fingerprint %s) are not the base %s was trained "
+                        "from (fingerprint %s)",
+                        base, have, log_path, base_fingerprint);
+    }
+    /* Evaluations change nothing; a skipped step keeps its number and moves nothing. */
+    int steps = 0;
     for (int i = 0; s == ZT_OK && i < n; i++) {
-        if (records[i].step != i)
-            s = zt_fail(ZT_ERR_FORMAT, "%s: record %d is for step %d (a log must start at step 0)",
-                        log_path, i, records[i].step);
-        else
+        if (records[i].kind == ZT_RECORD_EVAL) continue;
+        if (records[i].step != steps)
+            s = zt_fail(ZT_ERR_FORMAT, "%s: record %d is for step %d where step %d was expected",
+                        log_path, i, records[i].step, steps);
+        else if (records[i].kind == ZT_RECORD_STEP)
             s = zt_zo_apply_update(&ps, &records[i]);
+        steps++;
     }
     zt_dir_lock lock = {-1};
     if (s == ZT_OK) s = zt_make_dirs(out);
     if (s == ZT_OK) s = zt_dir_lock_acquire(out, "OUT_DIR", &lock);
     if (s == ZT_OK) s = zt_model_save(model, out);
     zt_dir_lock_release(&lock);
-    *n_applied = n;
+    *n_applied = steps;
     if (model) zt_param_set_free_state(&ps, header.state_copies);
     zt_trainable_param_set_free(&ps);
     free(selected);

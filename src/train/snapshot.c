@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/path.h"
 #include "core/status.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 
 static int is_dir(const char *path) {
@@ -55,7 +56,8 @@ static zt_status write_optimizer_state(const char *path, const zt_param_set *ps,
     return s;
 }
 
-static zt_status write_trainer_json(const char *path, const zt_optimizer *optimizer, int next_step) {
+static zt_status write_trainer_json(const char *path, const zt_optimizer *optimizer, int next_step,
+                                    int observed_eval_step) {
     void *blob = NULL;
     size_t n_bytes = 0;
     ZT_TRY(zt_optimizer_save_state(optimizer, &blob, &n_bytes));
@@ -64,38 +66,55 @@ static zt_status write_trainer_json(const char *path, const zt_optimizer *optimi
         free(blob);
         return zt_fail(ZT_ERR_NOMEM, "%s: policy state", path);
     }
-    for (size_t i = 0; i < n_bytes; i++) sprintf(hex + 2 * i, "%02x", ((unsigned char *)blob)[i]);
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n_bytes; i++) {
+        unsigned char byte = ((unsigned char *)blob)[i];
+        hex[2 * i] = digits[byte >> 4];
+        hex[2 * i + 1] = digits[byte & 15];
+    }
     hex[2 * n_bytes] = '\0';
     free(blob);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "next_step", next_step);
+    cJSON_AddNumberToObject(o, "observed_eval", observed_eval_step);
     cJSON_AddStringToObject(o, "policy_state", hex);
     free(hex);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    char tmp[ZT_PATH_MAX];
-    ZT_TRY(zt_path_append(tmp, sizeof tmp, path, ".tmp"));
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && text && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f) ok = fclose(f) == 0 && ok;
+    if (!text) return zt_fail(ZT_ERR_NOMEM, "%s: formatting", path);
+    const void *chunks[] = {text};
+    size_t chunk_bytes[] = {strlen(text)};
+    zt_status s = zt_write_file_atomic(path, chunks, chunk_bytes, 1);
     cJSON_free(text);
-    if (!ok || rename(tmp, path) != 0)
-        return zt_fail(ZT_ERR_IO, "%s: writing: %s", path, strerror(errno));
-    return ZT_OK;
+    return s;
+}
+
+static zt_status write_snapshot_files(const char *dir, const zt_model *model,
+                                      const zt_param_set *ps, int state_copies,
+                                      const zt_optimizer *optimizer, int next_step,
+                                      int observed_eval_step) {
+    char path[ZT_PATH_MAX];
+    ZT_TRY(zt_model_save(model, dir));
+    ZT_TRY(zt_path_join(path, sizeof path, dir, "optimizer.safetensors"));
+    ZT_TRY(write_optimizer_state(path, ps, state_copies));
+    ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
+    return write_trainer_json(path, optimizer, next_step, observed_eval_step);
 }
 
 zt_status zt_snapshot_save(const char *output_dir, const zt_model *model, const zt_param_set *ps,
-                           int state_copies, const zt_optimizer *optimizer, int next_step) {
-    char tmp[ZT_PATH_MAX], final_dir[ZT_PATH_MAX], old[ZT_PATH_MAX], path[ZT_PATH_MAX];
+                           int state_copies, const zt_optimizer *optimizer, int next_step,
+                           int observed_eval_step) {
+    char tmp[ZT_PATH_MAX], final_dir[ZT_PATH_MAX], old[ZT_PATH_MAX];
     ZT_TRY(zt_path_join(tmp, sizeof tmp, output_dir, "snapshot.tmp"));
     ZT_TRY(zt_path_join(final_dir, sizeof final_dir, output_dir, "snapshot"));
     ZT_TRY(zt_path_join(old, sizeof old, output_dir, "snapshot.old"));
     remove_tree(tmp);
-    ZT_TRY(zt_model_save(model, tmp));
-    ZT_TRY(zt_path_join(path, sizeof path, tmp, "optimizer.safetensors"));
-    ZT_TRY(write_optimizer_state(path, ps, state_copies));
-    ZT_TRY(zt_path_join(path, sizeof path, tmp, "trainer.json"));
-    ZT_TRY(write_trainer_json(path, optimizer, next_step));
+    zt_status s = write_snapshot_files(tmp, model, ps, state_copies, optimizer, next_step,
+                                       observed_eval_step);
+    if (s != ZT_OK) {
+        remove_tree(tmp); /* the previous snapshot stays as it was */
+        return s;
+    }
     /* swap: snapshot -> snapshot.old, snapshot.tmp -> snapshot, drop snapshot.old */
     remove_tree(old);
     if (is_dir(final_dir) && rename(final_dir, old) != 0)
@@ -117,9 +136,11 @@ int zt_snapshot_find(const char *output_dir, char *dir, size_t size) {
 static zt_status read_text(const char *path, char **out) {
     FILE *f = fopen(path, "rb");
     if (!f) return zt_fail(ZT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return zt_fail(ZT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    }
     char *text = zt_malloc((size_t)size + 1);
     size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
     fclose(f);
@@ -132,8 +153,16 @@ static zt_status read_text(const char *path, char **out) {
     return ZT_OK;
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_copies,
-                                 zt_optimizer *optimizer, int *next_step) {
+                                 zt_optimizer *optimizer, int *next_step,
+                                 int *observed_eval_step) {
     char path[ZT_PATH_MAX];
     ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
     char *text = NULL;
@@ -146,16 +175,29 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
         cJSON_Delete(o);
         return zt_fail(ZT_ERR_FORMAT, "%s: expected {\"next_step\": N, \"policy_state\": hex}", path);
     }
+    if (step->valuedouble < 0 || step->valuedouble >= 2147483647.0 ||
+        step->valuedouble != (double)step->valueint) {
+        cJSON_Delete(o);
+        return zt_fail(ZT_ERR_FORMAT, "%s: \"next_step\" is not a step number", path);
+    }
     *next_step = step->valueint;
+    /* Snapshots written before evaluations were logged hold every evaluation up to next_step. */
+    const cJSON *observed = cJSON_GetObjectItemCaseSensitive(o, "observed_eval");
+    *observed_eval_step = cJSON_IsNumber(observed) ? observed->valueint : *next_step;
     size_t n_bytes = strlen(hex->valuestring) / 2;
     unsigned char *blob = zt_malloc(n_bytes ? n_bytes : 1);
+    int bad_digit = 0;
     for (size_t i = 0; blob && i < n_bytes; i++) {
-        unsigned v = 0;
-        sscanf(hex->valuestring + 2 * i, "%2x", &v);
-        blob[i] = (unsigned char)v;
+        int high = hex_digit(hex->valuestring[2 * i]), low = hex_digit(hex->valuestring[2 * i + 1]);
+        bad_digit |= high < 0 || low < 0;
+        blob[i] = (unsigned char)((high & 15) << 4 | (low & 15));
     }
     cJSON_Delete(o);
     if (!blob) return zt_fail(ZT_ERR_NOMEM, "%s: policy state", path);
+    if (bad_digit) {
+        free(blob);
+        return zt_fail(ZT_ERR_FORMAT, "%s: \"policy_state\" is not a hex string", path);
+    }
     zt_status s = zt_optimizer_load_state(optimizer, blob, n_bytes);
     free(blob);
     if (s != ZT_OK) return zt_fail_context(s, "%s: ", path);

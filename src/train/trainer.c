@@ -16,12 +16,15 @@
 
 #include "core/alloc.h"
 #include "core/dir_lock.h"
+#include "core/fault.h"
 #include "core/path.h"
 #include "core/status.h"
+#include "io/atomic_file.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
 #include "train/generate.h"
 #include "train/snapshot.h"
+#include "train/train_run.h"
 #include "train/trainable.h"
 #include "zo/steplog.h"
 
@@ -68,26 +71,7 @@ static void format_duration(double seconds, char *buf, size_t size) {
     else snprintf(buf, size, "%lds", s);
 }
 
-typedef struct run {
-    const zt_train_options *o;
-    zt_tokenizer *tok; /* NULL when the model directory has none (pre-tokenized data only) */
-    zt_backend *be;
-    zt_model *model;
-    zt_dataset train, eval;
-    int have_eval;
-    uint8_t *trainable;
-    zt_param_set ps;
-    int state_copies;
-    zt_optimizer *optimizer;
-    zt_workspace *ws;
-    zt_task_objective objective_state;
-    zt_objective objective;
-    zt_steplog *log;
-    FILE *metrics;
-    zt_sampler sampler;
-    int *indices;
-    char log_path[4096];
-} run;
+typedef zt_run run;
 
 static zt_status ensure_dir(const char *dir) {
     zt_status s = zt_make_dirs(dir);
@@ -184,98 +168,9 @@ static zt_status create_workspace(run *r) {
     return ZT_OK;
 }
 
-/* Re-applies the log's records from `from_step` on: the policy re-derives its update from the
- * logged losses (rebuilding its scalar state) and must agree with the record. */
-static zt_status replay_records(run *r, const zt_step_record *records, int n, int from_step,
-                                int *next_step) {
-    for (int i = 0; i < n; i++) {
-        const zt_step_record *rec = &records[i];
-        if (rec->step < from_step) continue;
-        if (rec->step != *next_step)
-            return zt_fail(ZT_ERR_FORMAT, "%s: record for step %d where step %d was expected",
-                           r->log_path, rec->step, *next_step);
-        zt_step_plan plan;
-        zt_step_update update;
-        ZT_TRY(zt_optimizer_plan(r->optimizer, rec->step, rec->step_seed, &plan));
-        zt_step_plan more;
-        if (zt_optimizer_extend(r->optimizer, rec->step, &plan, rec->losses, &more))
-            ZT_TRY(zt_optimizer_append(&plan, &more));
-        ZT_TRY(zt_optimizer_finish(r->optimizer, rec->step, &plan, rec->losses, &update));
-        int same = update.n_terms == rec->update.n_terms && update.rule == rec->update.rule;
-        for (int t = 0; same && t < update.n_terms; t++)
-            same = update.terms[t].seed == rec->update.terms[t].seed;
-        if (!same)
-            return zt_fail(ZT_ERR_FORMAT,
-                           "%s: step %d does not replay (the log was written with other options)",
-                           r->log_path, rec->step);
-        ZT_TRY(zt_zo_apply_update(&r->ps, rec));
-        *next_step = rec->step + 1;
-    }
-    return ZT_OK;
-}
-
-/* Where the losses are computed, as the step log records it: "cpu, gemm f32", "cuda, gemm half". */
-static void describe_compute(const zt_backend *be, char *out, size_t size) {
-    snprintf(out, size, "%s, gemm %s", be->ops->name, zt_gemm_precision_name(be->gemm));
-}
-
-static zt_status load_model_and_state(run *r, int *next_step) {
-    const zt_train_options *o = r->o;
-    char snapshot[4096];
-    int have_snapshot = o->resume && zt_snapshot_find(o->output_dir, snapshot, sizeof snapshot);
-    ZT_TRY(zt_model_load(have_snapshot ? snapshot : o->model_dir, r->be, &r->model));
-    r->trainable = zt_calloc((size_t)r->model->n_tensors, 1);
-    if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
-    int count = 0;
-    ZT_TRY(zt_model_select(r->model, o->trainable, r->trainable, &count));
-    ZT_TRY(zt_trainable_param_set(r->model, r->trainable, &r->ps));
-    ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->optimizer));
-    r->state_copies = zt_optimizer_get_info(r->optimizer)->state_copies;
-    ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
-    *next_step = 0;
-    if (have_snapshot)
-        ZT_TRY(zt_snapshot_load_state(snapshot, &r->ps, r->state_copies, r->optimizer, next_step));
-
-    snprintf(r->log_path, sizeof r->log_path, "%s/steplog.jsonl", o->output_dir);
-    struct stat st;
-    int log_exists = stat(r->log_path, &st) == 0 && st.st_size > 0;
-    if (log_exists) {
-        zt_steplog_header header;
-        zt_step_record *records = NULL;
-        int n = 0;
-        ZT_TRY(zt_steplog_read(r->log_path, &header, &records, &n, NULL));
-        if (!o->resume && n > 0) {
-            free(records);
-            return zt_fail(ZT_ERR_INVALID_ARG,
-                           "--output %s already holds a run of %d steps: pass --resume to continue "
-                           "it, or choose another directory",
-                           o->output_dir, n);
-        }
-        zt_status s = replay_records(r, records, n, *next_step, next_step);
-        free(records);
-        ZT_TRY(s);
-        char compute[sizeof header.compute];
-        describe_compute(r->be, compute, sizeof compute);
-        if (header.compute[0] && strcmp(header.compute, compute) != 0)
-            fprintf(stderr,
-                    "zotune train: warning: %s was started on %s, this run computes on %s: "
-                    "the steps from here will not be bit-identical to an uninterrupted run "
-                    "(that needs the same --device and --gemm)\n",
-                    r->log_path, header.compute, compute);
-    }
-    zt_steplog_header header;
-    memset(&header, 0, sizeof header);
-    describe_compute(r->be, header.compute, sizeof header.compute);
-    snprintf(header.optimizer, sizeof header.optimizer, "%s", o->optimizer);
-    snprintf(header.trainable, sizeof header.trainable, "%s", o->trainable ? o->trainable : "");
-    snprintf(header.model, sizeof header.model, "%s", o->model_dir);
-    header.state_copies = r->state_copies;
-    header.run_seed = o->seed;
-    return zt_steplog_open_append(r->log_path, &header, &r->log);
-}
-
 /* Checkpoints carry the base model's tokenizer files, so an output directory is a complete
- * model directory (zotune eval / transformers read text with it). Absent files are skipped. */
+ * model directory (zotune eval / transformers read text with it). Absent files are skipped;
+ * each copy is written atomically, so a full disk never leaves a truncated tokenizer. */
 static zt_status copy_tokenizer_files(const char *from_dir, const char *to_dir) {
     static const char *const names[] = {"tokenizer.json", "vocab.json", "merges.txt",
                                         "tokenizer_config.json", "special_tokens_map.json"};
@@ -285,75 +180,25 @@ static zt_status copy_tokenizer_files(const char *from_dir, const char *to_dir) 
         snprintf(to, sizeof to, "%s/%s", to_dir, names[i]);
         FILE *in = fopen(from, "rb");
         if (!in) continue;
-        FILE *out = fopen(to, "wb");
-        if (!out) {
-            fclose(in);
-            return zt_fail(ZT_ERR_IO, "%s: cannot write: %s", to, strerror(errno));
-        }
-        char buf[65536];
+        char *content = NULL;
+        size_t size = 0;
+        FILE *buffer = open_memstream(&content, &size);
+        char chunk[65536];
         size_t n;
-        int ok = 1;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0) ok &= fwrite(buf, 1, n, out) == n;
+        int ok = buffer != NULL;
+        while (ok && (n = fread(chunk, 1, sizeof chunk, in)) > 0) ok = fwrite(chunk, 1, n, buffer) == n;
+        ok = ok && !ferror(in);
         fclose(in);
-        if (fclose(out) != 0 || !ok) return zt_fail(ZT_ERR_IO, "%s: short write", to);
+        if (buffer && fclose(buffer) != 0) ok = 0;
+        zt_status s = ok ? ZT_OK : zt_fail(ZT_ERR_IO, "%s: cannot read", from);
+        if (s == ZT_OK) {
+            const void *chunks[] = {content};
+            size_t chunk_bytes[] = {size};
+            s = zt_write_file_atomic(to, chunks, chunk_bytes, 1);
+        }
+        free(content);
+        ZT_TRY(s);
     }
-    return ZT_OK;
-}
-
-/* The best dev metric so far lives beside its checkpoint (best/metric.json), so a resumed run
- * keeps comparing against it. */
-static void read_best(run *r, zt_train_result *res) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/best/metric.json", r->o->output_dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    char text[512];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    cJSON *o = cJSON_Parse(text);
-    const cJSON *metric = cJSON_GetObjectItem(o, "metric"), *step = cJSON_GetObjectItem(o, "step");
-    if (cJSON_IsNumber(metric) && cJSON_IsNumber(step)) {
-        res->best_eval_metric = metric->valuedouble;
-        res->best_step = step->valueint;
-    }
-    cJSON_Delete(o);
-}
-
-static zt_status save_best(run *r, int step, const zt_eval_result *e, zt_train_result *res) {
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s/best", r->o->output_dir);
-    ZT_TRY(zt_model_save(r->model, dir));
-    ZT_TRY(copy_tokenizer_files(r->o->model_dir, dir));
-    snprintf(path, sizeof path, "%s/metric.json", dir);
-    FILE *f = fopen(path, "wb");
-    if (!f || fprintf(f, "{\"step\": %d, \"metric\": %.17g, \"name\": \"%s\"}\n", step, e->metric,
-                      e->metric_name) < 0) {
-        if (f) fclose(f);
-        return zt_fail(ZT_ERR_IO, "%s: cannot write", path);
-    }
-    fclose(f);
-    res->best_eval_metric = e->metric;
-    res->best_step = step;
-    return ZT_OK;
-}
-
-static zt_status evaluate_and_report(run *r, int step, zt_eval_result *e, zt_train_result *res) {
-    ZT_TRY(zt_evaluate(&r->objective_state, &r->eval, r->o->batch_size, r->tok, e));
-    fprintf(r->metrics, "{\"step\":%d,\"eval_loss\":%.9g", step, e->loss);
-    if (e->accuracy >= 0) fprintf(r->metrics, ",\"eval_accuracy\":%.6f", e->accuracy);
-    if (e->f1 >= 0) fprintf(r->metrics, ",\"eval_f1\":%.6f,\"eval_em\":%.6f", e->f1, e->exact_match);
-    fprintf(r->metrics, "}\n");
-    fflush(r->metrics);
-    if (!r->o->quiet) {
-        fprintf(stderr, "eval  step %d: loss %.5f", step, e->loss);
-        if (e->accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e->accuracy);
-        if (e->f1 >= 0) fprintf(stderr, ", F1 %.2f, EM %.2f", 100.0 * e->f1, 100.0 * e->exact_match);
-        fprintf(stderr, "\n");
-    }
-    res->metric_name = e->metric_name;
-    if (r->o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) zt_optimizer_observe(r->optimizer, e->loss);
-    if (res->best_step < 0 || e->metric > res->best_eval_metric) ZT_TRY(save_best(r, step, e, res));
     return ZT_OK;
 }
 
@@ -367,55 +212,6 @@ static void progress(const run *r, int step, double loss, double lr, double t_st
     zt_mem_stats_get(&mem);
     fprintf(stderr, "step %6d/%d  loss %.5f  lr %.3g  %.2f steps/s  ETA %s  peak %.1f MiB\n",
             step + 1, r->o->steps, loss, lr, rate, eta, (double)mem.peak_total / (1024.0 * 1024.0));
-}
-
-static zt_status train_loop(run *r, int first_step, zt_train_result *res) {
-    const zt_train_options *o = r->o;
-    zt_engine_options eo = {o->seed, o->stochastic_rounding};
-    double t_start = now_seconds();
-    int steps_this_run = 0;
-    for (int step = first_step; step < o->steps; step++) {
-        zt_sampler_batch(&r->sampler, step, r->indices);
-        zt_task_batch batch;
-        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->dims.pad_token_id,
-                                   o->train_as_lm, &batch));
-        r->objective_state.batch = &batch;
-        r->objective_state.indices = r->indices;
-        r->objective_state.n_indices = o->batch_size;
-        zt_step_record rec;
-        zt_status s = zt_zo_step(r->optimizer, &r->ps, &r->objective, step, &eo, &rec);
-        r->objective_state.batch = NULL;
-        zt_task_batch_free(&batch);
-        ZT_TRY(s);
-        ZT_TRY(zt_steplog_append(r->log, &rec));
-        double loss = rec.losses[0];
-        res->last_train_loss = loss;
-        res->steps_done = step + 1;
-        fprintf(r->metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"projected_grad\":%.9g,"
-                            "\"elapsed_s\":%.3f}\n",
-                step + 1, loss, rec.update.lr, rec.update.projected_grad, now_seconds() - t_start);
-        if (!o->quiet && (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step == first_step)))
-            progress(r, step, loss, rec.update.lr, t_start, first_step);
-        steps_this_run++;
-        int last = step + 1 == o->steps;
-        if (r->have_eval && o->eval_every > 0 && (step + 1) % o->eval_every == 0 && !last) {
-            zt_eval_result e;
-            ZT_TRY(evaluate_and_report(r, step + 1, &e, res));
-            if (o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
-                ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
-                                        step + 1));
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            ZT_TRY(zt_steplog_sync(r->log));
-            ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
-                                    step + 1));
-        }
-        if (stop_requested || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
-            res->interrupted = !last;
-            break;
-        }
-    }
-    return ZT_OK;
 }
 
 static void run_free(run *r) {
@@ -447,16 +243,259 @@ static zt_status check_options(const zt_train_options *o) {
     return ZT_OK;
 }
 
+
+/* The weights from the snapshot when resuming one, else the base; the base's fingerprint either
+ * way (hashed while loading, or read once more from the base when a snapshot was loaded). */
+static zt_status load_model(run *r) {
+    const zt_train_options *o = r->o;
+    int have_snapshot =
+        o->resume && zt_snapshot_find(o->output_dir, r->snapshot_dir, sizeof r->snapshot_dir);
+    if (!have_snapshot) r->snapshot_dir[0] = '\0';
+    ZT_TRY(zt_model_load(have_snapshot ? r->snapshot_dir : o->model_dir, r->be, &r->model));
+    if (have_snapshot) ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
+    else r->base_fingerprint = r->model->fingerprint;
+    r->trainable = zt_calloc((size_t)r->model->n_tensors, 1);
+    if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
+    int count = 0;
+    ZT_TRY(zt_model_select(r->model, o->trainable, r->trainable, &count));
+    return zt_trainable_param_set(r->model, r->trainable, &r->ps);
+}
+
+/* A new run starts an empty log and metrics.jsonl; --resume checks that the log describes this
+ * same run, rebuilds the state after its last record, and rewrites metrics.jsonl from it. */
+static zt_status open_log(run *r) {
+    const zt_train_options *o = r->o;
+    snprintf(r->log_path, sizeof r->log_path, "%s/steplog.jsonl", o->output_dir);
+    snprintf(r->metrics_path, sizeof r->metrics_path, "%s/metrics.jsonl", o->output_dir);
+    r->state_copies = 0;
+    struct stat st;
+    int log_exists = stat(r->log_path, &st) == 0 && st.st_size > 0;
+    zt_steplog_header logged;
+    zt_step_record *records = NULL;
+    int n = 0;
+    if (log_exists) ZT_TRY(zt_steplog_read(r->log_path, &logged, &records, &n, NULL));
+    zt_status s = ZT_OK;
+    if (n > 0 && !o->resume)
+        s = zt_fail(ZT_ERR_INVALID_ARG,
+                    "--output %s already holds a run of %d records: pass --resume to continue it, "
+                    "or choose another directory",
+                    o->output_dir, n);
+    if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
+    zt_run_describe(r);
+    if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
+    if (s == ZT_OK && log_exists && strcmp(logged.compute, r->header.compute) != 0 &&
+        logged.compute[0])
+        fprintf(stderr,
+                "zotune train: warning: %s was started on %s, this run computes on %s: the steps "
+                "from here will not be bit-identical to an uninterrupted run (that needs the same "
+                "--device and --gemm)\n",
+                r->log_path, logged.compute, r->header.compute);
+    if (s == ZT_OK) s = zt_run_rewrite_metrics(r, records, n);
+    free(records);
+    ZT_TRY(s);
+    r->metrics = fopen(r->metrics_path, "ab");
+    if (!r->metrics)
+        return zt_fail(ZT_ERR_IO, "%s: cannot open for appending: %s", r->metrics_path,
+                       strerror(errno));
+    return zt_steplog_open_append(r->log_path, &r->header, &r->log);
+}
+
+static zt_status write_metrics_line(run *r, const zt_step_record *rec, double elapsed) {
+    char line[256];
+    zt_run_metrics_line(rec, elapsed, line, sizeof line);
+    if (zt_write_stream(r->metrics, line, strlen(line)) != 0 || fflush(r->metrics) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: writing step %d: %s", r->metrics_path, rec->step,
+                       strerror(errno));
+    return ZT_OK;
+}
+
+/* best/ holds the weights of the best evaluation so far with their score; it is complete
+ * before the evaluation reaches the log, so a kill in between only repeats this save. */
+static zt_status save_best(run *r, int step, const zt_eval_result *e) {
+    char dir[4096], path[4200], text[256];
+    snprintf(dir, sizeof dir, "%s/best", r->o->output_dir);
+    ZT_TRY(zt_make_dirs(dir));
+    ZT_TRY(zt_model_save(r->model, dir));
+    ZT_TRY(copy_tokenizer_files(r->o->model_dir, dir));
+    snprintf(path, sizeof path, "%s/metric.json", dir);
+    int len = snprintf(text, sizeof text, "{\"step\": %d, \"metric\": %.17g, \"name\": \"%s\"}\n",
+                       step, e->metric, e->metric_name);
+    const void *chunks[] = {text};
+    size_t chunk_bytes[] = {(size_t)len};
+    return zt_write_file_atomic(path, chunks, chunk_bytes, 1);
+}
+
+static int evaluation_due(const zt_train_options *o, int step) {
+    return step == 0 || step == o->steps || (o->eval_every > 0 && step % o->eval_every == 0);
+}
+
+/* The evaluation after `step` steps, unless the log already holds it (a resumed run). */
+static zt_status evaluate_at(run *r, int step) {
+    if (!r->have_eval || step <= r->last_eval_step) return ZT_OK;
+    zt_eval_result e;
+    ZT_TRY(zt_evaluate(&r->objective_state, &r->eval, r->o->batch_size, r->tok, &e));
+    zt_step_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = ZT_RECORD_EVAL;
+    rec.step = step;
+    rec.eval = (zt_eval_point){e.loss, e.metric, e.accuracy, e.f1, e.exact_match};
+    if (r->best_step < 0 || e.metric > r->best_eval.metric) ZT_TRY(save_best(r, step, &e));
+    ZT_TRY(zt_steplog_append(r->log, &rec));
+    zt_run_note_evaluation(r, &rec);
+    if (!r->o->quiet) {
+        fprintf(stderr, "eval  step %d: loss %.5f", step, e.loss);
+        if (e.accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e.accuracy);
+        if (e.f1 >= 0) fprintf(stderr, ", F1 %.2f, EM %.2f", 100.0 * e.f1, 100.0 * e.exact_match);
+        fprintf(stderr, "\n");
+    }
+    return write_metrics_line(r, &rec, -1.0);
+}
+
+/* A step that is not taken: the log keeps its number, nothing moves (docs/design.md §2.5). */
+static zt_status log_skipped(run *r, int step, uint64_t step_seed, zt_skip_reason reason,
+                             double elapsed) {
+    zt_step_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = ZT_RECORD_SKIPPED;
+    rec.skip_reason = reason;
+    rec.step = step;
+    rec.step_seed = step_seed;
+    ZT_TRY(zt_steplog_append(r->log, &rec));
+    r->next_step = step + 1;
+    if (!r->o->quiet)
+        fprintf(stderr, "step %d skipped: %s\n", step + 1,
+                reason == ZT_SKIP_NONFINITE_LOSS ? "non-finite loss" : "non-finite weights");
+    return write_metrics_line(r, &rec, elapsed);
+}
+
+/* One step: losses, then the update, then the record. A non-finite loss moves nothing; an
+ * update that leaves a weight non-finite is undone by going back to the logged state. */
+static zt_status take_step(run *r, int step, const zt_engine_options *eo, double t_start,
+                           zt_step_record *rec, int *skipped) {
+    *skipped = 0;
+    void *policy = NULL;
+    size_t policy_bytes = 0;
+    if (r->o->skip_nonfinite) ZT_TRY(zt_optimizer_save_state(r->optimizer, &policy, &policy_bytes));
+    zt_status s = zt_zo_step_record(r->optimizer, &r->ps, &r->objective, step, eo, rec);
+    if (s == ZT_ERR_NUMERIC && r->o->skip_nonfinite) {
+        s = zt_optimizer_load_state(r->optimizer, policy, policy_bytes);
+        free(policy);
+        ZT_TRY(s);
+        *skipped = 1;
+        return log_skipped(r, step, zt_step_seed(eo->run_seed, step), ZT_SKIP_NONFINITE_LOSS,
+                           now_seconds() - t_start);
+    }
+    free(policy);
+    if (s != ZT_OK) {
+        /* in place, a forward that failed half-way may have left theta perturbed */
+        r->weights_dirty = r->o->mode == ZT_PERTURB_INPLACE;
+        if (s == ZT_ERR_NUMERIC)
+            zt_fail_context(s, "stopping (--on-nonfinite skip would skip the step): ");
+        return s;
+    }
+    unsigned long long n_nonfinite = 0;
+    r->weights_dirty = 1;
+    ZT_TRY(zt_zo_apply_update_counted(&r->ps, rec, &n_nonfinite));
+    if (n_nonfinite > 0) {
+        ZT_TRY(zt_run_restore_logged_state(r));
+        if (r->o->skip_nonfinite) {
+            *skipped = 1;
+            return log_skipped(r, step, rec->step_seed, ZT_SKIP_NONFINITE_WEIGHTS,
+                               now_seconds() - t_start);
+        }
+        return zt_fail(ZT_ERR_NUMERIC,
+                       "step %d: the update left %llu of %llu weights non-finite (lower --lr?); "
+                       "the weights after step %d are saved (--on-nonfinite skip would skip the "
+                       "step)",
+                       step + 1, n_nonfinite, (unsigned long long)r->ps.n_elems, step);
+    }
+    ZT_TRY(zt_steplog_append(r->log, rec));
+    r->weights_dirty = 0;
+    r->next_step = step + 1;
+    return write_metrics_line(r, rec, now_seconds() - t_start);
+}
+
+static zt_status train_loop(run *r, zt_train_result *res) {
+    const zt_train_options *o = r->o;
+    zt_engine_options eo = {o->seed, o->stochastic_rounding};
+    double t_start = now_seconds();
+    int first_step = r->next_step, steps_this_run = 0;
+    for (int step = first_step; step < o->steps; step++) {
+        zt_sampler_batch(&r->sampler, step, r->indices);
+        zt_task_batch batch;
+        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->dims.pad_token_id,
+                                   o->train_as_lm, &batch));
+        r->objective_state.batch = &batch;
+        r->objective_state.indices = r->indices;
+        r->objective_state.n_indices = o->batch_size;
+        zt_step_record rec;
+        int skipped = 0;
+        zt_status s = take_step(r, step, &eo, t_start, &rec, &skipped);
+        r->objective_state.batch = NULL;
+        zt_task_batch_free(&batch);
+        ZT_TRY(s);
+        if (!skipped) res->last_train_loss = rec.losses[0];
+        if (!skipped && !o->quiet && o->log_every > 0 &&
+            ((step + 1) % o->log_every == 0 || step == first_step))
+            progress(r, step, rec.losses[0], rec.update.lr, t_start, first_step);
+        steps_this_run++;
+        int last = step + 1 == o->steps;
+        if (!last && evaluation_due(o, step + 1)) ZT_TRY(evaluate_at(r, step + 1));
+        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
+            ZT_TRY(zt_steplog_sync(r->log));
+            ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
+                                    step + 1, r->observed_eval_step));
+        }
+        if (stop_requested || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
+            res->interrupted = !last;
+            break;
+        }
+    }
+    return ZT_OK;
+}
+
+/* What the log describes is saved whatever happened after loading: weights that may differ
+ * from it (a step failed half-way) go back to the logged state first, or are not saved at all. */
+static zt_status save_final(run *r) {
+    const zt_train_options *o = r->o;
+    if (r->weights_dirty) ZT_TRY(zt_run_restore_logged_state(r));
+    ZT_TRY(zt_steplog_sync(r->log));
+    ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
+                            r->next_step, r->observed_eval_step));
+    ZT_TRY(zt_model_save(r->model, o->output_dir));
+    return copy_tokenizer_files(o->model_dir, o->output_dir);
+}
+
+static const char *metric_name_of(const zt_eval_point *e) {
+    return e->accuracy >= 0 ? "accuracy" : e->f1 >= 0 ? "f1" : "-loss";
+}
+
+static void fill_result(const run *r, zt_train_result *res) {
+    res->steps_done = r->next_step;
+    if (r->have_first_eval) {
+        res->first_eval_loss = r->first_eval.loss;
+        res->first_eval_accuracy = r->first_eval.accuracy;
+        res->first_eval_metric = r->first_eval.metric;
+        res->last_eval_loss = r->last_eval.loss;
+        res->last_eval_accuracy = r->last_eval.accuracy;
+        res->last_eval_metric = r->last_eval.metric;
+        res->metric_name = metric_name_of(&r->last_eval);
+    }
+    res->best_step = r->best_step;
+    if (r->best_step >= 0) res->best_eval_metric = r->best_eval.metric;
+}
+
 zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     memset(res, 0, sizeof *res);
     res->first_eval_accuracy = res->last_eval_accuracy = -1.0;
     res->first_eval_loss = res->last_eval_loss = NAN;
+    res->best_step = -1;
     ZT_TRY(check_options(o));
     stop_requested = 0;
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    int next_step = 0;
+    r.last_eval_step = r.observed_eval_step = r.best_step = -1;
     const char *inputs[] = {o->model_dir, o->train_path, o->eval_path};
     const char *input_options[] = {"--model", "--train", "--eval"};
     ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));
@@ -464,48 +503,31 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     zt_status s = ensure_dir(o->output_dir);
     if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
-    if (s == ZT_OK) s = load_model_and_state(&r, &next_step);
+    if (s == ZT_OK) s = load_model(&r);
     if (s == ZT_OK) s = open_data(&r);
+    if (s == ZT_OK) s = open_log(&r);
     if (s == ZT_OK) s = create_workspace(&r);
     if (s == ZT_OK) s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
                                         o->batch_size);
     if (s == ZT_OK) {
         r.indices = zt_malloc((size_t)o->batch_size * sizeof *r.indices);
-        char path[4096];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", o->output_dir);
-        r.metrics = fopen(path, "ab");
-        if (!r.indices || !r.metrics) s = zt_fail(ZT_ERR_IO, "%s: cannot open for appending", path);
+        if (!r.indices) s = zt_fail(ZT_ERR_NOMEM, "batch indices");
     }
     zt_mem_reset_peak();
-    res->best_step = -1;
-    if (s == ZT_OK && r.have_eval) read_best(&r, res);
-    if (s == ZT_OK && r.have_eval) {
-        zt_eval_result e;
-        s = evaluate_and_report(&r, next_step, &e, res);
-        res->first_eval_loss = e.loss;
-        res->first_eval_accuracy = e.accuracy;
-        res->first_eval_metric = e.metric;
-    }
-    res->steps_done = next_step;
-    if (s == ZT_OK && next_step < o->steps) s = train_loop(&r, next_step, res);
-    if (s == ZT_OK && r.have_eval && !res->interrupted) {
-        zt_eval_result e;
-        s = evaluate_and_report(&r, res->steps_done, &e, res);
-        res->last_eval_loss = e.loss;
-        res->last_eval_accuracy = e.accuracy;
-        res->last_eval_metric = e.metric;
-    }
-    /* Whatever happened after loading, what the log describes is saved: a failed step leaves
-     * the weights as of the last logged step (updates are applied after logging's inputs). */
+    if (s == ZT_OK && evaluation_due(o, r.next_step)) s = evaluate_at(&r, r.next_step);
+    if (s == ZT_OK && r.next_step < o->steps) s = train_loop(&r, res);
+    if (s == ZT_OK && !res->interrupted && r.next_step == o->steps) s = evaluate_at(&r, o->steps);
     if (r.log) {
-        zt_status saved = zt_steplog_sync(r.log);
-        if (saved == ZT_OK && r.model)
-            saved = zt_snapshot_save(o->output_dir, r.model, &r.ps, r.state_copies, r.optimizer,
-                                     res->steps_done);
-        if (saved == ZT_OK && r.model) saved = zt_model_save(r.model, o->output_dir);
-        if (saved == ZT_OK && r.model) saved = copy_tokenizer_files(o->model_dir, o->output_dir);
+        /* The first error is the one to report: keep its text while saving. */
+        char first_error[2048];
+        snprintf(first_error, sizeof first_error, "%s", zt_last_error());
+        zt_status saved = save_final(&r);
         if (s == ZT_OK) s = saved;
+        else if (saved != ZT_OK)
+            zt_fail(s, "%s (and the final save failed too; the last snapshot stands)", first_error);
+        else zt_fail(s, "%s", first_error);
     }
+    fill_result(&r, res);
     zt_mem_stats mem;
     zt_mem_stats_get(&mem);
     res->peak_bytes = mem.peak_total;

@@ -40,6 +40,7 @@ typedef struct zt_train_options {
     int train_as_lm; /* classification records train on the gold candidate's LM loss */
     int bos_mezo;    /* BOS "<s>" (id 0) as MeZO's tokenizer fix, instead of OPT's "</s>" */
     zt_objective_kind objective; /* loss (default), -accuracy or -F1 */
+    int skip_nonfinite; /* --on-nonfinite skip: log a diverging step as skipped and go on */
     /* test hook: stop (as if interrupted) after this many steps of this invocation; 0 = off */
     int stop_after;
 } zt_train_options;

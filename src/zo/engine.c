@@ -98,8 +98,8 @@ static zt_status evaluate_round(zt_objective *obj, zt_param_set *ps, const zt_st
     return ZT_OK;
 }
 
-zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
-                     const zt_engine_options *options, zt_step_record *record) {
+zt_status zt_zo_step_record(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
+                            const zt_engine_options *options, zt_step_record *record) {
     memset(record, 0, sizeof *record);
     uint64_t step_seed = zt_step_seed(options->run_seed, step);
     zt_step_plan plan;
@@ -135,10 +135,27 @@ zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *ob
     record->update = update;
     record->stochastic_rounding = options->stochastic_rounding;
     record->rounding_seed = zt_mix64(step_seed ^ 0x5851F42D4C957F2Dull);
+    return ZT_OK;
+}
+
+zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
+                     const zt_engine_options *options, zt_step_record *record) {
+    ZT_TRY(zt_zo_step_record(optimizer, ps, obj, step, options, record));
     return zt_zo_apply_update(ps, record);
 }
 
 zt_status zt_zo_apply_update(zt_param_set *ps, const zt_step_record *record) {
+    unsigned long long n_nonfinite = 0;
+    ZT_TRY(zt_zo_apply_update_counted(ps, record, &n_nonfinite));
+    if (n_nonfinite > 0)
+        return zt_fail(ZT_ERR_NUMERIC, "step %d: the update left %llu of %llu weights non-finite",
+                       record->step, n_nonfinite, (unsigned long long)ps->n_elems);
+    return ZT_OK;
+}
+
+zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *record,
+                                     unsigned long long *n_nonfinite) {
+    *n_nonfinite = 0;
     const zt_step_update *up = &record->update;
     if (up->n_terms == 0 && up->rule != ZT_UPDATE_MOMENTUM && up->rule != ZT_UPDATE_ADAMM &&
         up->weight_decay == 0.0)
@@ -153,6 +170,7 @@ zt_status zt_zo_apply_update(zt_param_set *ps, const zt_step_record *record) {
     u.eps = (float)up->adam_eps;
     u.stochastic_rounding = record->stochastic_rounding;
     u.rounding_seed = record->rounding_seed;
+    u.n_nonfinite = n_nonfinite;
     for (int i = 0; i < ps->n_params; i++) {
         zt_param *p = &ps->params[i];
         u.weight_decay = p->no_decay ? 0.0f : (float)up->weight_decay;

@@ -43,8 +43,30 @@ typedef struct zt_objective {
                           double *losses);
 } zt_objective;
 
+/* What a line of the step log is (docs/design.md §2.5): a step the engine made, a step the run
+ * skipped (nothing moved), or an evaluation of the weights after `step` steps. */
+typedef enum zt_record_kind {
+    ZT_RECORD_STEP = 0,
+    ZT_RECORD_SKIPPED = 1,
+    ZT_RECORD_EVAL = 2,
+} zt_record_kind;
+
+typedef enum zt_skip_reason {
+    ZT_SKIP_NONFINITE_LOSS = 0,
+    ZT_SKIP_NONFINITE_WEIGHTS = 1,
+} zt_skip_reason;
+
+/* An evaluation as the log keeps it, so that resume rebuilds plateau schedules, best/ and
+ * metrics.jsonl without evaluating again. Fields that do not apply are -1. */
+typedef struct zt_eval_point {
+    double loss, metric, accuracy, f1, exact_match;
+} zt_eval_point;
+
 /* Everything replay needs to redo a step's update without any forward pass. */
 typedef struct zt_step_record {
+    zt_record_kind kind; /* ZT_RECORD_STEP (0) for what the engine makes */
+    zt_skip_reason skip_reason;
+    zt_eval_point eval;  /* ZT_RECORD_EVAL only */
     int step;
     uint64_t step_seed;
     int n_variants;
@@ -67,10 +89,21 @@ uint64_t zt_step_seed(uint64_t run_seed, int step);
 zt_status zt_param_set_alloc_state(zt_param_set *ps, int state_copies);
 void zt_param_set_free_state(zt_param_set *ps, int state_copies);
 
+/* Step `step` up to its record: plan, evaluate the variants, derive the update. No weight has
+ * moved when it returns (the trainer logs the record, then applies it). A non-finite loss fails
+ * with ZT_ERR_NUMERIC. */
+zt_status zt_zo_step_record(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
+                            const zt_engine_options *options, zt_step_record *record);
+/* zt_zo_step_record, then zt_zo_apply_update. */
 zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
                      const zt_engine_options *options, zt_step_record *record);
 
-/* Applies a record's update to every param (the step's last phase; replay's only one). */
+/* Applies a record's update to every param (the step's last phase; replay's only one).
+ * *n_nonfinite receives how many updated weights are not finite, counted in the same pass. */
+zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *record,
+                                     unsigned long long *n_nonfinite);
+/* As above, and a step that leaves any weight non-finite fails with ZT_ERR_NUMERIC (the
+ * weights are then those of the failed update). */
 zt_status zt_zo_apply_update(zt_param_set *ps, const zt_step_record *record);
 
 #endif

@@ -1,6 +1,7 @@
 #include "zo/steplog.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,12 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/fault.h"
 #include "core/status.h"
 
 static const char *const rule_names[] = {"sgd", "sign", "momentum", "adamm"};
 static const char *const dist_names[] = {"gaussian", "rademacher", "sphere"};
+static const char *const skip_names[] = {"non-finite loss", "non-finite weights"};
 
 struct zt_steplog {
     FILE *file;
@@ -35,7 +38,33 @@ static int append_text(char *buf, size_t size, size_t *used, const char *fmt, ..
     return 1;
 }
 
+/* JSON has no NaN or infinity: such a value is written as null and read back as NaN. */
+static void append_number(char *buf, size_t size, size_t *used, const char *key, double value) {
+    if (isfinite(value)) append_text(buf, size, used, ",\"%s\":%.17g", key, value);
+    else append_text(buf, size, used, ",\"%s\":null", key);
+}
+
+static zt_status format_other(const zt_step_record *r, char *buf, size_t size) {
+    size_t used = 0;
+    if (r->kind == ZT_RECORD_SKIPPED) {
+        append_text(buf, size, &used, "{\"step\":%d,\"seed\":\"%016llx\",\"skipped\":\"%s\"}",
+                    r->step, (unsigned long long)r->step_seed, skip_names[r->skip_reason]);
+    } else {
+        append_text(buf, size, &used, "{\"eval\":%d", r->step);
+        append_number(buf, size, &used, "loss", r->eval.loss);
+        append_number(buf, size, &used, "metric", r->eval.metric);
+        append_number(buf, size, &used, "accuracy", r->eval.accuracy);
+        append_number(buf, size, &used, "f1", r->eval.f1);
+        append_number(buf, size, &used, "em", r->eval.exact_match);
+        append_text(buf, size, &used, "}");
+    }
+    if (used >= size)
+        return zt_fail(ZT_ERR_INTERNAL, "step %d: log record longer than %zu bytes", r->step, size);
+    return ZT_OK;
+}
+
 zt_status zt_steplog_format(const zt_step_record *r, char *buf, size_t size) {
+    if (r->kind != ZT_RECORD_STEP) return format_other(r, buf, size);
     const zt_step_update *u = &r->update;
     size_t used = 0;
     append_text(buf, size, &used, "{\"step\":%d,\"seed\":\"%016llx\",\"losses\":[", r->step,
@@ -59,7 +88,7 @@ zt_status zt_steplog_format(const zt_step_record *r, char *buf, size_t size) {
 
 static zt_status write_header(FILE *f, const zt_steplog_header *h, const char *path) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "zotune_steplog", 1);
+    cJSON_AddNumberToObject(o, "zotune_steplog", 2);
     cJSON_AddStringToObject(o, "optimizer", h->optimizer);
     cJSON_AddStringToObject(o, "trainable", h->trainable);
     cJSON_AddNumberToObject(o, "state_copies", h->state_copies);
@@ -68,9 +97,13 @@ static zt_status write_header(FILE *f, const zt_steplog_header *h, const char *p
     snprintf(seed, sizeof seed, "%016llx", h->run_seed);
     cJSON_AddStringToObject(o, "run_seed", seed);
     if (h->compute[0]) cJSON_AddStringToObject(o, "compute", h->compute);
-    char *text = cJSON_PrintUnformatted(o);
+    cJSON *run = cJSON_AddObjectToObject(o, "run");
+    for (int i = 0; run && i < h->n_run; i++)
+        cJSON_AddStringToObject(run, h->run[i].name, h->run[i].value);
+    char *text = run ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
-    int ok = text && fprintf(f, "%s\n", text) > 0 && fflush(f) == 0;
+    if (!text) return zt_fail(ZT_ERR_NOMEM, "%s: formatting the log header", path);
+    int ok = zt_print_stream(f, "%s\n", text) == 0 && fflush(f) == 0;
     cJSON_free(text);
     return ok ? ZT_OK : zt_fail(ZT_ERR_IO, "%s: writing the log header: %s", path, strerror(errno));
 }
@@ -105,13 +138,54 @@ static int name_index(const char *const *names, int count, const cJSON *item) {
     return -1;
 }
 
+/* A step number: an integer in [0, INT_MAX), as JSON writes it. */
+static zt_status get_step(const cJSON *o, const char *key, const char *path, int line, int *out) {
+    double v = 0.0;
+    ZT_TRY(get_number(o, key, path, line, &v));
+    if (!(v >= 0.0 && v < 2147483647.0) || v != floor(v))
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = %.17g is not a step number", path, line,
+                       key, v);
+    *out = (int)v;
+    return ZT_OK;
+}
+
+/* A number of an evaluation line, where null stands for NaN. */
+static zt_status get_eval_number(const cJSON *o, const char *key, const char *path, int line,
+                                 double *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNull(item)) {
+        *out = NAN;
+        return ZT_OK;
+    }
+    return get_number(o, key, path, line, out);
+}
+
+static zt_status parse_eval(const cJSON *o, const char *path, int line, zt_step_record *r) {
+    r->kind = ZT_RECORD_EVAL;
+    ZT_TRY(get_step(o, "eval", path, line, &r->step));
+    ZT_TRY(get_eval_number(o, "loss", path, line, &r->eval.loss));
+    ZT_TRY(get_eval_number(o, "metric", path, line, &r->eval.metric));
+    ZT_TRY(get_eval_number(o, "accuracy", path, line, &r->eval.accuracy));
+    ZT_TRY(get_eval_number(o, "f1", path, line, &r->eval.f1));
+    return get_eval_number(o, "em", path, line, &r->eval.exact_match);
+}
+
 static zt_status parse_record(const cJSON *o, const char *path, int line, zt_step_record *r) {
     memset(r, 0, sizeof *r);
     double v = 0.0;
-    ZT_TRY(get_number(o, "step", path, line, &v));
-    r->step = (int)v;
+    if (cJSON_HasObjectItem(o, "eval")) return parse_eval(o, path, line, r);
+    ZT_TRY(get_step(o, "step", path, line, &r->step));
     ZT_TRY(parse_hex64(cJSON_GetObjectItemCaseSensitive(o, "seed"), path, line, "seed",
                        &r->step_seed));
+    const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(o, "skipped");
+    if (skipped) {
+        int reason = name_index(skip_names, 2, skipped);
+        if (reason < 0)
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: unknown \"skipped\" reason", path, line);
+        r->kind = ZT_RECORD_SKIPPED;
+        r->skip_reason = (zt_skip_reason)reason;
+        return ZT_OK;
+    }
     const cJSON *losses = cJSON_GetObjectItemCaseSensitive(o, "losses");
     if (!cJSON_IsArray(losses) || cJSON_GetArraySize(losses) > ZT_MAX_VARIANTS)
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"losses\" must be an array of at most %d numbers",
@@ -161,9 +235,24 @@ static zt_status parse_header(const cJSON *o, const char *path, zt_steplog_heade
     const cJSON *trainable = cJSON_GetObjectItemCaseSensitive(o, "trainable");
     const cJSON *copies = cJSON_GetObjectItemCaseSensitive(o, "state_copies");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
-    if (!cJSON_IsNumber(magic) || magic->valueint != 1 || !cJSON_IsString(optimizer_item) ||
-        !cJSON_IsString(trainable) || !cJSON_IsNumber(copies))
-        return zt_fail(ZT_ERR_FORMAT, "%s:1: not a zotune step log header (version 1)", path);
+    if (!cJSON_IsNumber(magic) || (magic->valuedouble != 1 && magic->valuedouble != 2) ||
+        !cJSON_IsString(optimizer_item) || !cJSON_IsString(trainable) || !cJSON_IsNumber(copies))
+        return zt_fail(ZT_ERR_FORMAT, "%s:1: not a zotune step log header (version 1 or 2)", path);
+    h->version = (int)magic->valuedouble;
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(o, "run");
+    if (h->version == 2 && !cJSON_IsObject(run))
+        return zt_fail(ZT_ERR_FORMAT, "%s:1: a version 2 header needs its \"run\" options", path);
+    const cJSON *option;
+    cJSON_ArrayForEach(option, run) {
+        if (h->n_run == ZT_RUN_OPTIONS_MAX || !cJSON_IsString(option) ||
+            strlen(option->string) >= sizeof h->run[0].name ||
+            strlen(option->valuestring) >= sizeof h->run[0].value)
+            return zt_fail(ZT_ERR_FORMAT, "%s:1: run option \"%s\" is not a short string", path,
+                           option->string);
+        snprintf(h->run[h->n_run].name, sizeof h->run[0].name, "%s", option->string);
+        snprintf(h->run[h->n_run].value, sizeof h->run[0].value, "%s", option->valuestring);
+        h->n_run++;
+    }
     snprintf(h->optimizer, sizeof h->optimizer, "%s", optimizer_item->valuestring);
     snprintf(h->trainable, sizeof h->trainable, "%s", trainable->valuestring);
     if (cJSON_IsString(model)) snprintf(h->model, sizeof h->model, "%s", model->valuestring);
@@ -294,10 +383,21 @@ zt_status zt_steplog_open_append(const char *path, const zt_steplog_header *head
 zt_status zt_steplog_append(zt_steplog *log, const zt_step_record *record) {
     char buf[8192];
     ZT_TRY(zt_steplog_format(record, buf, sizeof buf));
-    if (fprintf(log->file, "%s\n", buf) < 0 || fflush(log->file) != 0)
-        return zt_fail(ZT_ERR_IO, "%s: appending step %d: %s", log->path, record->step,
-                       strerror(errno));
+    size_t len = strlen(buf);
+    buf[len] = '\n';
+    /* One write of the whole line, so a failure leaves at most one unterminated tail, which
+     * every reader treats as torn. */
+    if (zt_write_stream(log->file, buf, len + 1) != 0 || fflush(log->file) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: appending %s %d: %s", log->path,
+                       record->kind == ZT_RECORD_EVAL ? "the evaluation at step" : "step",
+                       record->step, strerror(errno));
     return ZT_OK;
+}
+
+const char *zt_steplog_run_value(const zt_steplog_header *header, const char *name) {
+    for (int i = 0; i < header->n_run; i++)
+        if (strcmp(header->run[i].name, name) == 0) return header->run[i].value;
+    return NULL;
 }
 
 zt_status zt_steplog_sync(zt_steplog *log) {

@@ -9,10 +9,21 @@
 
 #include "zo/engine.h"
 
-enum { ZT_STEPLOG_TEXT_MAX = 512 };
+enum { ZT_STEPLOG_TEXT_MAX = 512, ZT_RUN_OPTIONS_MAX = 64, ZT_RUN_VALUE_MAX = 160 };
 
-/* What a log is about: enough to rebuild the trainable set and optimizer state for replay. */
+/* One option that defines the run, as the command line spells it ("--lr", "1e-06"); the
+ * content fingerprints of the inputs are options too ("--train", its fingerprint). */
+typedef struct zt_run_option {
+    char name[32];
+    char value[ZT_RUN_VALUE_MAX];
+} zt_run_option;
+
+/* What a log is about: enough to rebuild the trainable set and optimizer state for replay, and
+ * (version 2) everything that defines the run, which --resume must match. */
 typedef struct zt_steplog_header {
+    int version; /* 1: no run options (not checked on resume); 2 */
+    int n_run;
+    zt_run_option run[ZT_RUN_OPTIONS_MAX];
     char optimizer[64];
     char trainable[ZT_STEPLOG_TEXT_MAX]; /* the --trainable patterns, "" = all */
     int state_copies;
@@ -34,7 +45,10 @@ zt_status zt_steplog_append(zt_steplog *log, const zt_step_record *record);
 zt_status zt_steplog_sync(zt_steplog *log);
 void zt_steplog_close(zt_steplog *log);
 
-/* Reads a whole log: header and records in order. Errors name path:line. A last line without
+/* The value of a run option of the header, or NULL. */
+const char *zt_steplog_run_value(const zt_steplog_header *header, const char *name);
+
+/* Reads a whole log: header and records (steps, skipped steps, evaluations) in order. Errors name path:line. A last line without
  * its newline is torn, parsable or not: ignored (reported through *torn_tail when not NULL). */
 zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_record **records,
                           int *n_records, int *torn_tail);

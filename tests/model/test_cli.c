@@ -131,7 +131,7 @@ static void check_gemm_option(void) {
     ZT_CHECK(strstr(out, "\"compute\":\"cpu, gemm f32\"") != NULL,
              "step log header lacks the compute record: %s", out);
     snprintf(cmd, sizeof cmd,
-             "%s train --model %s --train %s --output %s --steps 5 --batch-size 2 --quiet "
+             "%s train --model %s --train %s --output %s --steps 3 --batch-size 2 --quiet "
              "--resume --gemm half 2>&1",
              zotune, dir, data, out_dir);
     ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);

@@ -1,0 +1,64 @@
+/* The trainer's internal state, shared by trainer.c (the loop) and train_state.c (what a run
+ * is, and how it gets back to its last logged state). Not part of the library's interface. */
+#ifndef ZT_TRAIN_TRAIN_RUN_H
+#define ZT_TRAIN_TRAIN_RUN_H
+
+#include <stdio.h>
+
+#include "data/sampler.h"
+#include "train/trainer.h"
+#include "zo/steplog.h"
+
+typedef struct zt_run {
+    const zt_train_options *o;
+    struct zt_tokenizer *tok; /* NULL when the model directory has none */
+    zt_backend *be;
+    zt_model *model;
+    zt_dataset train, eval;
+    int have_eval;
+    uint8_t *trainable;
+    zt_param_set ps;
+    int state_copies;
+    zt_optimizer *optimizer;
+    zt_workspace *ws;
+    zt_task_objective objective_state;
+    zt_objective objective;
+    zt_steplog *log;
+    FILE *metrics;
+    zt_sampler sampler;
+    int *indices;
+    char log_path[4096], metrics_path[4096];
+    char snapshot_dir[4096]; /* the snapshot the weights were loaded from, "" for the base */
+    uint64_t base_fingerprint;
+    zt_steplog_header header; /* this run's, as written to a new log */
+    int next_step;            /* steps in the log (made or skipped) */
+    int last_eval_step;       /* step of the last evaluation in the log, -1 for none */
+    int observed_eval_step;   /* the last evaluation fed to a plateau schedule, -1 for none */
+    int weights_dirty;        /* the weights may differ from what the log describes */
+    zt_eval_point first_eval, last_eval, best_eval;
+    int have_first_eval, best_step;
+} zt_run;
+
+/* Fills r->header with everything that defines the run (needs the model and data loaded). */
+void zt_run_describe(zt_run *r);
+/* --resume: the log's header must describe this same run; ZT_ERR_CONFLICT names the option and
+ * both values otherwise. */
+zt_status zt_run_check_same(const zt_run *r, const zt_steplog_header *logged);
+
+/* Optimizer state from the snapshot (or fresh), then every record of the log past it: the state
+ * after the log's last step, bit for bit. Sets next_step, the evaluation marks and best. */
+zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_records);
+/* Takes a logged evaluation into account: first/last/best, and a plateau schedule's observation
+ * (once per evaluation, wherever the snapshot was taken). */
+void zt_run_note_evaluation(zt_run *r, const zt_step_record *record);
+/* Back to what the log describes after a step failed half-way or diverged: the trainable
+ * tensors from the snapshot (or base), then zt_run_rebuild_state from the log on disk. */
+zt_status zt_run_restore_logged_state(zt_run *r);
+
+/* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out. */
+void zt_run_metrics_line(const zt_step_record *record, double elapsed, char *buf, size_t size);
+/* Rewrites metrics.jsonl from the log's records, keeping the elapsed times of the lines that
+ * were there, so it holds exactly one line per record whatever a kill interrupted. */
+zt_status zt_run_rewrite_metrics(const zt_run *r, const zt_step_record *records, int n_records);
+
+#endif
