@@ -4,13 +4,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/fault.h"
 #include "core/status.h"
 
 zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
@@ -31,23 +31,10 @@ zt_status zt_write_file_atomic(const char *path, const void *const *chunks,
         return status;
     }
     zt_status status = ZT_OK;
-    for (int c = 0; c < n_chunks && status == ZT_OK; c++) {
-        const uint8_t *cursor = chunks[c];
-        size_t left = chunk_bytes[c];
-        while (left > 0) {
-            /* Linux writes at most ~2 GiB per call; stay well under it. */
-            size_t step = left < ((size_t)1 << 30) ? left : ((size_t)1 << 30);
-            ssize_t written = write(fd, cursor, step);
-            if (written < 0 && errno == EINTR) continue;
-            if (written <= 0) {
-                status = zt_fail(ZT_ERR_IO, "%s: writing %s failed: %s", path, tmp_path,
-                                 written < 0 ? strerror(errno) : "no progress");
-                break;
-            }
-            cursor += written;
-            left -= (size_t)written;
-        }
-    }
+    for (int c = 0; c < n_chunks && status == ZT_OK; c++)
+        if (chunk_bytes[c] > 0 && zt_write_fd(fd, chunks[c], chunk_bytes[c]) != 0)
+            status = zt_fail(ZT_ERR_IO, "%s: writing %s failed: %s", path, tmp_path,
+                             strerror(errno));
     /* The data must be on disk before the rename makes it visible under the final name. */
     if (status == ZT_OK && fsync(fd) != 0)
         status = zt_fail(ZT_ERR_IO, "%s: fsync of %s failed: %s", path, tmp_path, strerror(errno));

@@ -236,6 +236,9 @@ static zt_status check_options(const zt_train_options *o) {
     if (!o->model_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--model is required");
     if (!o->train_path) return zt_fail(ZT_ERR_INVALID_ARG, "--train is required");
     if (!o->output_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--output is required");
+    if (!o->optimizer || !zt_optimizer_find(o->optimizer))
+        return zt_fail(ZT_ERR_INVALID_ARG, "--optimizer %s: not a known optimizer",
+                       o->optimizer ? o->optimizer : "(none)");
     if (o->steps <= 0) return zt_fail(ZT_ERR_INVALID_ARG, "--steps %d: must be positive", o->steps);
     if (o->batch_size <= 0 || o->batch_size > ZT_MAX_TOKENS_PER_FORWARD)
         return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be in 1 .. %d", o->batch_size,
@@ -267,7 +270,6 @@ static zt_status open_log(run *r) {
     const zt_train_options *o = r->o;
     snprintf(r->log_path, sizeof r->log_path, "%s/steplog.jsonl", o->output_dir);
     snprintf(r->metrics_path, sizeof r->metrics_path, "%s/metrics.jsonl", o->output_dir);
-    r->state_copies = 0;
     struct stat st;
     int log_exists = stat(r->log_path, &st) == 0 && st.st_size > 0;
     zt_steplog_header logged;
@@ -280,9 +282,10 @@ static zt_status open_log(run *r) {
                     "--output %s already holds a run of %d records: pass --resume to continue it, "
                     "or choose another directory",
                     o->output_dir, n);
-    if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
+    r->state_copies = zt_optimizer_find(o->optimizer)->state_copies;
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
+    if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
     if (s == ZT_OK && log_exists && strcmp(logged.compute, r->header.compute) != 0 &&
         logged.compute[0])
         fprintf(stderr,
