@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "io/jsonl.h"
 #include "io/atomic_file.h"
 
 /* A config.json is a few hundred bytes; anything near this is not a config. */
@@ -243,6 +244,12 @@ zt_status zt_opt_config_load(const char *path, zt_opt_config *out) {
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: invalid JSON", path, line);
     }
     free(text);
+    const char *twice = zt_json_duplicate_key(root);
+    if (twice) {
+        zt_status status = zt_fail(ZT_ERR_FORMAT, "%s: key \"%s\" appears twice", path, twice);
+        cJSON_Delete(root);
+        return status;
+    }
     zt_status status = ZT_OK;
     if (!cJSON_IsObject(root))
         status = zt_fail(ZT_ERR_FORMAT, "%s: top level is not a JSON object", path);

@@ -79,6 +79,13 @@ zt_status zt_jsonl_next(zt_jsonl *reader, cJSON **out) {
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: invalid JSON (near column %ld)", reader->path,
                            reader->record_line, column);
         }
+        const char *twice = zt_json_duplicate_key(record);
+        if (twice) {
+            zt_status status = zt_fail(ZT_ERR_FORMAT, "%s:%d: key \"%s\" appears twice in a record",
+                                       reader->path, reader->record_line, twice);
+            cJSON_Delete(record);
+            return status;
+        }
         if (!cJSON_IsObject(record)) {
             cJSON_Delete(record);
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: record is not a JSON object", reader->path,
@@ -143,4 +150,45 @@ zt_status zt_jsonl_int_array(const zt_jsonl *reader, const cJSON *obj, const cha
     *out = values;
     *n_out = n;
     return ZT_OK;
+}
+
+static int compare_key_pointers(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Pairwise for small objects; sorted for large ones (a tokenizer's vocabulary). */
+static const char *object_duplicate_key(const cJSON *object) {
+    enum { PAIRWISE_MAX = 16 };
+    int n = cJSON_GetArraySize(object);
+    if (n <= PAIRWISE_MAX) {
+        for (const cJSON *a = object->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (a->string && b->string && strcmp(a->string, b->string) == 0) return a->string;
+        return NULL;
+    }
+    const char **keys = zt_malloc((size_t)n * sizeof *keys);
+    if (!keys) return NULL; /* best effort: the parse itself stands */
+    int count = 0;
+    for (const cJSON *a = object->child; a; a = a->next)
+        if (a->string) keys[count++] = a->string;
+    qsort(keys, (size_t)count, sizeof *keys, compare_key_pointers);
+    const char *found = NULL;
+    for (int i = 1; i < count && !found; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) found = keys[i];
+    free(keys);
+    return found;
+}
+
+const char *zt_json_duplicate_key(const cJSON *item) {
+    if (!item) return NULL;
+    if (cJSON_IsObject(item)) {
+        const char *found = object_duplicate_key(item);
+        if (found) return found;
+    }
+    if (cJSON_IsObject(item) || cJSON_IsArray(item))
+        for (const cJSON *child = item->child; child; child = child->next) {
+            const char *found = zt_json_duplicate_key(child);
+            if (found) return found;
+        }
+    return NULL;
 }

@@ -26,4 +26,9 @@ void zt_jsonl_close(zt_jsonl *reader);
 zt_status zt_jsonl_int_array(const zt_jsonl *reader, const cJSON *obj, const char *key,
                              int32_t **out, int *n_out);
 
+/* The first key that appears twice in one object anywhere inside item, or NULL. JSON leaves
+ * duplicates undefined (cJSON keeps the first, Python the last), so every zotune reader refuses
+ * them rather than read a file differently from the tools that wrote it. */
+const char *zt_json_duplicate_key(const cJSON *item);
+
 #endif

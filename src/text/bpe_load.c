@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "io/jsonl.h"
 #include "text/text_internal.h"
 
 /* Spellings that become special tokens when only vocab.json + merges.txt are given: OPT's four
@@ -78,6 +79,11 @@ static zt_status parse_json_file(const char *path, cJSON **out) {
                          line_of_offset(text, offset), text + offset);
     } else if (!cJSON_IsObject(root)) {
         status = zt_fail(ZT_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
+        cJSON_Delete(root);
+        root = NULL;
+    } else if (zt_json_duplicate_key(root)) {
+        status = zt_fail(ZT_ERR_FORMAT, "%s: key \"%s\" appears twice", path,
+                         zt_json_duplicate_key(root));
         cJSON_Delete(root);
         root = NULL;
     }

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "core/status.h"
+#include "io/jsonl.h"
 
 static const char *const rule_names[] = {"sgd", "sign", "momentum", "adamm"};
 static const char *const dist_names[] = {"gaussian", "rademacher", "sphere"};
@@ -290,9 +291,10 @@ zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_r
             break;
         }
         cJSON *o = cJSON_Parse(line);
-        if (!o || !cJSON_IsObject(o)) {
+        if (!o || !cJSON_IsObject(o) || zt_json_duplicate_key(o)) {
+            s = zt_fail(ZT_ERR_FORMAT, "%s:%d: not a JSON object with distinct keys", path,
+                        line_no);
             cJSON_Delete(o);
-            s = zt_fail(ZT_ERR_FORMAT, "%s:%d: not a JSON object", path, line_no);
             break;
         }
         if (line_no == 1) {

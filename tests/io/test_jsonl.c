@@ -149,6 +149,19 @@ static void test_errors(void) {
     expect_record_failure("array record", "{\"a\": 1}\n[1, 2]\n", F, "2:", "not a JSON object");
     expect_record_failure("string record", "\"text\"\n", F, "1:", "not a JSON object");
     expect_record_failure("number record", "\n\n\n\n42\n", F, "5:", "not a JSON object");
+    /* cJSON would keep the first "ids", Python's json the last: refused, not guessed */
+    expect_record_failure("duplicate key", "{\"a\": 1}\n{\"ids\": [1], \"ids\": [2]}\n", F, "2:",
+                          "key \"ids\" appears twice");
+    expect_record_failure("nested duplicate key",
+                          "{\"x\": {\"k\": 1, \"j\": [{\"y\": 1, \"y\": 2}]}}\n", F, "1:",
+                          "key \"y\" appears twice");
+    /* objects of more than 16 keys are checked by sorting */
+    char wide[512] = "{";
+    for (int k = 0; k < 24; k++)
+        snprintf(wide + strlen(wide), sizeof wide - strlen(wide), "%s\"k%d\": %d", k ? ", " : "",
+                 k == 23 ? 5 : k, k);
+    strcat(wide, "}\n");
+    expect_record_failure("duplicate among 24 keys", wide, F, "1:", "key \"k5\" appears twice");
 
     expect_array_failure("missing key", "{\"other\": [1]}", ZT_ERR_MISSING, "missing key");
     expect_array_failure("not an array", "{\"ids\": 5}", F, "not an array");

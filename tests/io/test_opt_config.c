@@ -157,6 +157,8 @@ static void test_errors(void) {
 
     write_text(config_path, "{\n  \"vocab_size\": 100,\n  \"hidden_size\": \n}\n");
     expect_failure("invalid JSON", F, ":4: invalid JSON", NULL);
+    write_variant("hidden_size", "64, \"hidden_size\": 128");
+    expect_failure("duplicate key", F, "key \"hidden_size\" appears twice", NULL);
     write_text(config_path, "[1, 2]");
     expect_failure("array", F, "not a JSON object", NULL);
 
