@@ -103,6 +103,17 @@ def main():
     term, kill = find(out, r"SIGTERM after (\d+) steps .*SIGKILL after (\d+) steps", "kill")
     rows.append(("SIGTERM / SIGKILL + --resume", f"exit 130 with step {term} saved; killed at "
                  f"step {kill}; both end bit-identical", "tests/train/test_kill_resume.c"))
+    out = run_test(build, "train/test_run_integrity", os.path.join(build, "src", "cli", "zotune"))
+    kills, attempts = find(out, r"(\d+) SIGKILLs over (\d+) attempts", "random kills")
+    rows.append(("Random SIGKILLs (zo-adamm, plateau lr, eval + best/, snapshot every 2 steps)",
+                 f"{kills} kills over {attempts} attempts: weights, step log, best/, metrics.jsonl "
+                 "identical; diverging runs save the last finite state; --resume with another "
+                 "option or input exits 2", "tests/train/test_run_integrity.c"))
+    out = run_test(build, "train/test_faults")
+    allocs, writes = find(out, r"(\d+) allocation sites .* (\d+) write sites", "fault injection")
+    rows.append(("Fault injection over load, step, evaluation, snapshot",
+                 f"{allocs} allocation failures x {writes} write failures (ENOSPC and EIO): each "
+                 "reported, each resumed bit-identical", "tests/train/test_faults.c"))
     out = run_test(build, "train/test_sr_bf16")
     g = find(out, r"BF16\+SR (\S+) \((\d+)% of F32; (\d+)-(\d+)% over seeds\), BF16 "
              r"round-to-nearest (\S+) \((\d+)%; (\d+)-(\d+)%\)", "stochastic rounding")
