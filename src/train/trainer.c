@@ -376,19 +376,14 @@ static zt_status log_skipped(run *r, int step, uint64_t step_seed, zt_skip_reaso
 static zt_status take_step(run *r, int step, const zt_engine_options *eo, double t_start,
                            zt_step_record *rec, int *skipped) {
     *skipped = 0;
-    void *policy = NULL;
-    size_t policy_bytes = 0;
-    if (r->o->skip_nonfinite) ZT_TRY(zt_optimizer_save_state(r->optimizer, &policy, &policy_bytes));
     zt_status s = zt_zo_step_record(r->optimizer, &r->ps, &r->objective, step, eo, rec);
+    /* Losses are checked before the policy's finish, the only call that changes its state, so
+     * a skipped step leaves nothing to undo. */
     if (s == ZT_ERR_NUMERIC && r->o->skip_nonfinite) {
-        s = zt_optimizer_load_state(r->optimizer, policy, policy_bytes);
-        free(policy);
-        ZT_TRY(s);
         *skipped = 1;
         return log_skipped(r, step, zt_step_seed(eo->run_seed, step), ZT_SKIP_NONFINITE_LOSS,
                            now_seconds() - t_start);
     }
-    free(policy);
     if (s != ZT_OK) {
         /* in place, a forward that failed half-way may have left theta perturbed */
         r->weights_dirty = r->o->mode == ZT_PERTURB_INPLACE;

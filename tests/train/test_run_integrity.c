@@ -257,7 +257,7 @@ static void check_random_kills(void) {
     double t0 = seconds_now();
     ZT_REQUIRE(wait_exit(start_run(base, data, full, 0)) == 0, "uninterrupted run failed");
     double full_seconds = seconds_now() - t0;
-    /* Each attempt resumes the last and is killed a random number of log lines later (0..3,
+    /* Each attempt resumes the last and is killed a random number of log lines later (0..2,
      * so start-up is hit too) plus a random 0..15 ms, which lands inside evaluations, best/ and
      * snapshot writes as well; until one finishes on its own. */
     srand(12345);
@@ -265,7 +265,7 @@ static void check_random_kills(void) {
     char log[300];
     snprintf(log, sizeof log, "%s/steplog.jsonl", killed);
     while (attempts < 400) {
-        int target = count_lines_with(log, "\n") + rand() % 4;
+        int target = count_lines_with(log, "\n") + rand() % 3;
         pid_t pid = start_run(base, data, killed, attempts > 0);
         attempts++;
         int status = 0, reaped = 0;
