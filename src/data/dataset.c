@@ -60,7 +60,14 @@ static zt_status encode(const reader *r, const char *text, int32_t **ids, int *n
     zt_status s = zt_tokenizer_encode(r->tok, stripped, strlen(stripped), 1, ids, n);
     free(stripped);
     if (s != ZT_OK) return zt_fail_context(s, "%s:%d: ", r->path, r->line);
-    return check_ids(r, "token", *ids, *n, 0);
+    /* A failed encode hands back nothing: callers that bail out with ZT_TRY own no ids. */
+    s = check_ids(r, "token", *ids, *n, 0);
+    if (s != ZT_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return s;
 }
 
 /* MeZO's option rule: the sequence is encode(prompt + suffix) and its option the tokens past

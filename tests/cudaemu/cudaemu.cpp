@@ -38,6 +38,19 @@
 #include <ucontext.h>
 #endif
 
+/* Under AddressSanitizer every fiber switch is announced (see switch_context). */
+#if defined(__SANITIZE_ADDRESS__)
+#define CUDAEMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CUDAEMU_ASAN 1
+#endif
+#endif
+#ifdef CUDAEMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 /* Completes the runtime's opaque stream type. */
 struct CUstream_st {
     unsigned flags;
@@ -55,6 +68,7 @@ constexpr size_t kDefaultSharedLimit = 48 * 1024;
 constexpr size_t kOptInSharedLimit = 227 * 1024;
 constexpr unsigned kMaxBlockThreads = 1024;
 constexpr size_t kFiberStackBytes = 256 * 1024;
+constexpr size_t kSignalStackBytes = 64 * 1024;
 constexpr unsigned char kPoisonByte = 0xff; /* a float of four such bytes is NaN */
 
 // ---------------------------------------------------------------------------------------------
@@ -164,9 +178,18 @@ static std::string describe_address(const void *p) {
 // ---------------------------------------------------------------------------------------------
 // Fiber contexts
 
+/* The stack a context runs on, for AddressSanitizer: a fiber's is known when it is made; the
+ * scheduler's (its host thread's own) is learnt at the first switch away from it. */
+struct stack_extent {
+    const void *bottom = nullptr;
+    size_t size = 0;
+    void *fake_stack = nullptr; /* ASan's save slot while the context is switched out */
+};
+
 #ifndef CUDAEMU_USE_UCONTEXT
 struct context {
     void *sp;
+    stack_extent extent;
 };
 
 /* Saves the callee-saved registers on the current stack, stores the stack pointer in *save_sp,
@@ -196,7 +219,7 @@ cudaemu_switch_stack:
     .size cudaemu_switch_stack, .-cudaemu_switch_stack
 )");
 
-static void switch_context(context &from, context &to) {
+static void raw_switch(context &from, context &to) {
     cudaemu_switch_stack(&from.sp, to.sp);
 }
 
@@ -215,9 +238,10 @@ static void init_context(context &c, char *stack, size_t n_bytes, void (*entry)(
 #else
 struct context {
     ucontext_t uc;
+    stack_extent extent;
 };
 
-static void switch_context(context &from, context &to) {
+static void raw_switch(context &from, context &to) {
     if (swapcontext(&from.uc, &to.uc) != 0) {
         perror("cudaemu: swapcontext");
         abort();
@@ -235,6 +259,56 @@ static void init_context(context &c, char *stack, size_t n_bytes, void (*entry)(
     makecontext(&c.uc, entry, 0);
 }
 #endif
+
+/* AddressSanitizer keeps one stack per host thread. Unless told of each switch it takes a fiber's
+ * frames for a wild stack pointer (and cannot unpoison the right stack before a noreturn call,
+ * such as fault()'s), so each switch is bracketed by its start and finish calls. */
+#ifdef CUDAEMU_ASAN
+static thread_local context *switched_from;
+#endif
+
+static void stack_leave(context &from, context &to) {
+#ifdef CUDAEMU_ASAN
+    switched_from = &from;
+    __sanitizer_start_switch_fiber(&from.extent.fake_stack, to.extent.bottom, to.extent.size);
+#else
+    (void)from;
+    (void)to;
+#endif
+}
+
+/* On arrival in `self`: the first arrival from the scheduler tells its stack's extent. */
+static void stack_arrive(context &self) {
+#ifdef CUDAEMU_ASAN
+    const void *bottom = nullptr;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(self.extent.fake_stack, &bottom, &size);
+    if (switched_from != nullptr && switched_from->extent.bottom == nullptr) {
+        switched_from->extent.bottom = bottom;
+        switched_from->extent.size = size;
+    }
+#else
+    (void)self;
+#endif
+}
+
+static void switch_context(context &from, context &to) {
+    stack_leave(from, to);
+    raw_switch(from, to);
+    stack_arrive(from);
+}
+
+/* A fiber's stack made ready for a fresh start: frames abandoned on it (a faulted thread) leave
+ * ASan's redzone poison behind, which the next kernel's frames must not trip over. */
+static void start_context(context &c, char *stack, size_t n_bytes, void (*entry)()) {
+    init_context(c, stack, n_bytes, entry);
+    c.extent.bottom = stack;
+    c.extent.size = n_bytes;
+    c.extent.fake_stack = nullptr;
+#ifdef CUDAEMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(stack, n_bytes);
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // Workers, blocks and fibers
@@ -286,6 +360,7 @@ struct worker {
     size_t shared_capacity = 0, shared_bytes = 0;
     bool faulted = false;
     std::string fault_text;
+    std::vector<char> signal_stack; /* this host thread's alternate signal stack */
 };
 
 static thread_local worker *this_worker;
@@ -308,7 +383,7 @@ static fiber *new_fiber() {
     }
     fiber *f = new fiber();
     f->stack = static_cast<char *>(map) + page;
-    init_context(f->ctx, f->stack, kFiberStackBytes, fiber_entry);
+    start_context(f->ctx, f->stack, kFiberStackBytes, fiber_entry);
     f->state = fiber_state::idle;
     return f;
 }
@@ -320,6 +395,7 @@ static void yield_to_scheduler() {
 
 /* Every fiber runs this loop forever: one pass of the kernel body per block it is given. */
 static void fiber_entry() {
+    stack_arrive(this_worker->running->ctx);
     for (;;) {
         worker &w = *this_worker;
         fiber &f = *w.running;
@@ -341,17 +417,21 @@ static std::string where_am_i() {
 }
 
 void fault(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    std::string text = where_am_i() + ": " + format_text(fmt, ap);
-    va_end(ap);
     worker *w = this_worker;
-    if (w == nullptr || w->running == nullptr) {
-        fprintf(stderr, "%s\n", text.c_str());
-        abort();
+    {
+        /* A block of its own: a faulted fiber is abandoned, never unwound, so its frame must own
+         * no memory by the time it yields. */
+        va_list ap;
+        va_start(ap, fmt);
+        std::string text = where_am_i() + ": " + format_text(fmt, ap);
+        va_end(ap);
+        if (w == nullptr || w->running == nullptr) {
+            fprintf(stderr, "%s\n", text.c_str());
+            abort();
+        }
+        w->fault_text = text;
     }
     w->faulted = true;
-    w->fault_text = text;
     w->running->state = fiber_state::faulted;
     yield_to_scheduler();
     abort(); /* a faulted fiber is never resumed */
@@ -372,7 +452,9 @@ static void on_memory_fault(int sig, siginfo_t *info, void *) {
     signal(sig, SIG_DFL); /* returning re-executes the access, which now kills the process */
 }
 
-static void install_fault_handler() {
+/* The handler once per process; an alternate stack once per host thread, held by the thread's
+ * worker, which lives as long as the thread. */
+static void install_fault_handler(worker &w) {
     static std::once_flag once;
     std::call_once(once, [] {
         struct sigaction action;
@@ -383,15 +465,12 @@ static void install_fault_handler() {
         sigaction(SIGSEGV, &action, nullptr);
         sigaction(SIGBUS, &action, nullptr);
     });
-    static thread_local bool have_alt_stack = false;
-    if (!have_alt_stack) {
-        stack_t alt;
-        alt.ss_size = 64 * 1024;
-        alt.ss_sp = malloc(alt.ss_size); /* per host thread, kept until exit */
-        alt.ss_flags = 0;
-        sigaltstack(&alt, nullptr);
-        have_alt_stack = true;
-    }
+    w.signal_stack.resize(kSignalStackBytes);
+    stack_t alt;
+    alt.ss_sp = w.signal_stack.data();
+    alt.ss_size = w.signal_stack.size();
+    alt.ss_flags = 0;
+    sigaltstack(&alt, nullptr);
 }
 
 unsigned lane_id() {
@@ -593,7 +672,7 @@ static bool run_block(worker &w, const job &j, uint3 block) {
     for (unsigned i = 0; i < j.n_threads; i++) {
         fiber &f = *w.fibers[i];
         if (f.in_kernel) {
-            init_context(f.ctx, f.stack, kFiberStackBytes, fiber_entry);
+            start_context(f.ctx, f.stack, kFiberStackBytes, fiber_entry);
             f.in_kernel = false;
         }
         f.state = fiber_state::idle;
@@ -604,8 +683,10 @@ static bool run_block(worker &w, const job &j, uint3 block) {
 /* Takes blocks from the job until none are left or one fails. */
 static void work_on(job &j) {
     static thread_local worker *mine = nullptr;
-    if (mine == nullptr) mine = new worker(); /* per host thread, kept until exit */
-    install_fault_handler();
+    if (mine == nullptr) { /* per host thread, kept until exit */
+        mine = new worker();
+        install_fault_handler(*mine);
+    }
     this_worker = mine;
     const dim3 grid = j.spec->grid;
     while (!j.failed.load()) {

@@ -563,6 +563,14 @@ typedef struct zt_zo_err_bufs {
     zt_pbuf a, b, state;
 } zt_zo_err_bufs;
 
+/* The backends under test are C++, where an enum object holding a value outside the enum's range
+ * (that of the smallest bit-field holding every enumerator) is undefined behaviour, caught by
+ * UBSan. So a bad dtype passed by value is 3: no zt_dtype, yet inside 0..3. zt_dist's range holds
+ * nothing but its two enumerators, so z_sumsq's by-value distribution has no bad case here (the
+ * CPU backend's own test has it); bad values inside structs are fine, since the C checks of
+ * kernels/op_checks.c read them before any C++ does. */
+#define ZT_ZO_UNKNOWN_DTYPE ((zt_dtype)(ZT_BF16 + 1))
+
 typedef enum zt_zo_err_call {
     ZT_ZO_PERTURB_NULL_DST,
     ZT_ZO_PERTURB_BAD_DST_DTYPE,
@@ -578,7 +586,6 @@ typedef enum zt_zo_err_call {
     ZT_ZO_PERTURB_ALIAS_OTHER_DTYPE,
     ZT_ZO_PERTURB_OFFSET_OVERFLOW,
     ZT_ZO_SUMSQ_NULL_OUT,
-    ZT_ZO_SUMSQ_BAD_DIST,
     ZT_ZO_UPDATE_NULL_U,
     ZT_ZO_UPDATE_NULL_THETA,
     ZT_ZO_UPDATE_BAD_DTYPE,
@@ -612,20 +619,19 @@ static inline zt_status zt_zo_err_run(zt_backend *be, zt_zo_err_bufs *bufs, zt_z
     u.beta1 = 0.9f;
     u.beta2 = 0.999f;
     u.eps = 1e-8f;
-    double out = 0.0;
     switch (call) {
     case ZT_ZO_PERTURB_NULL_DST:
         *what = "perturb NULL dst";
         return be->ops->perturb(be, NULL, ZT_F32, src, 0, 0, 4, &ok);
     case ZT_ZO_PERTURB_BAD_DST_DTYPE:
         *what = "perturb bad dst dtype";
-        return be->ops->perturb(be, a, (zt_dtype)9, src, 0, 0, 4, &ok);
+        return be->ops->perturb(be, a, ZT_ZO_UNKNOWN_DTYPE, src, 0, 0, 4, &ok);
     case ZT_ZO_PERTURB_NULL_SRC:
         *what = "perturb NULL src";
         return be->ops->perturb(be, a, ZT_F32, (zt_weight){NULL, ZT_F32}, 0, 0, 4, &ok);
     case ZT_ZO_PERTURB_BAD_SRC_DTYPE:
         *what = "perturb bad src dtype";
-        return be->ops->perturb(be, a, ZT_F32, (zt_weight){b, (zt_dtype)5}, 0, 0, 4, &ok);
+        return be->ops->perturb(be, a, ZT_F32, (zt_weight){b, ZT_ZO_UNKNOWN_DTYPE}, 0, 0, 4, &ok);
     case ZT_ZO_PERTURB_NULL_P:
         *what = "perturb NULL perturbation";
         return be->ops->perturb(be, a, ZT_F32, src, 0, 0, 4, NULL);
@@ -661,9 +667,6 @@ static inline zt_status zt_zo_err_run(zt_backend *be, zt_zo_err_bufs *bufs, zt_z
     case ZT_ZO_SUMSQ_NULL_OUT:
         *what = "z_sumsq NULL out";
         return be->ops->z_sumsq(be, NULL, 1, 2, 100, ZT_DIST_GAUSSIAN);
-    case ZT_ZO_SUMSQ_BAD_DIST:
-        *what = "z_sumsq unknown distribution";
-        return be->ops->z_sumsq(be, &out, 1, 2, 100, (zt_dist)3);
     case ZT_ZO_UPDATE_NULL_U:
         *what = "update NULL update";
         return be->ops->update(be, a, ZT_F32, 0, 8, NULL, NULL);
@@ -672,7 +675,7 @@ static inline zt_status zt_zo_err_run(zt_backend *be, zt_zo_err_bufs *bufs, zt_z
         return be->ops->update(be, NULL, ZT_F32, 0, 8, NULL, &u);
     case ZT_ZO_UPDATE_BAD_DTYPE:
         *what = "update bad dtype";
-        return be->ops->update(be, a, (zt_dtype)4, 0, 8, NULL, &u);
+        return be->ops->update(be, a, ZT_ZO_UNKNOWN_DTYPE, 0, 8, NULL, &u);
     case ZT_ZO_UPDATE_NAN_LR:
         *what = "update NaN lr";
         u.lr = NAN;

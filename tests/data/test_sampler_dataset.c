@@ -94,9 +94,10 @@ static void check_truncation(const char *model_dir) {
     unlink(path);
 }
 
-/* Writes `text` to a temporary JSONL file and loads it; returns the status. */
-static zt_status load_text(const char *text, const zt_tokenizer *tok, int max_positions, char *path,
-                           size_t size) {
+/* Writes `text` to a temporary JSONL file and loads it for a model of `vocab` tokens; returns
+ * the status. */
+static zt_status load_vocab_text(const char *text, const zt_tokenizer *tok, int vocab,
+                                 int max_positions, char *path, size_t size) {
     snprintf(path, size, "/tmp/zt_records_XXXXXX");
     int fd = mkstemp(path);
     ZT_REQUIRE(fd >= 0, "mkstemp");
@@ -104,10 +105,15 @@ static zt_status load_text(const char *text, const zt_tokenizer *tok, int max_po
     fputs(text, f);
     fclose(f);
     zt_dataset ds;
-    zt_status s = zt_dataset_load(path, tok, 1 << 20, max_positions, &ds);
+    zt_status s = zt_dataset_load(path, tok, vocab, max_positions, &ds);
     if (s == ZT_OK) zt_dataset_free(&ds);
     unlink(path);
     return s;
+}
+
+static zt_status load_text(const char *text, const zt_tokenizer *tok, int max_positions, char *path,
+                           size_t size) {
+    return load_vocab_text(text, tok, 1 << 20, max_positions, path, size);
 }
 
 /* Records that cannot train are refused at load, naming file:line: LM records whose every
@@ -133,9 +139,35 @@ static void check_validation(const char *model_dir) {
     zt_tokenizer_free(tok);
 }
 
+/* A tokenizer whose ids run past the model's vocabulary: every kind of text record is refused
+ * on its first token outside [0, vocab), naming file:line, and whatever it had encoded is freed
+ * (the sanitizer build's leak check sees to that half). */
+static void check_out_of_vocabulary(const char *model_dir) {
+    static const char *const records[] = {
+        "{\"text\": \"It was great\"}\n",
+        "{\"prompt\": \"It was\", \"completion\": \" great\"}\n",
+        "{\"prompt\": \"It was\", \"candidates\": [\" terrible\", \" great\"], \"label\": 1}\n",
+        "{\"prompt\": \"Who?\", \"answers\": [\"me\"]}\n",
+    };
+    zt_tokenizer *tok = NULL;
+    ZT_REQUIRE_OK(zt_tokenizer_open_model_dir(model_dir, 0, &tok));
+    const int vocab = zt_tokenizer_bos_id(tok) + 1; /* BOS is in, the words are not */
+    char path[64], where[80], range[32];
+    snprintf(range, sizeof range, "outside [0, %d)", vocab);
+    for (size_t i = 0; i < sizeof records / sizeof records[0]; i++) {
+        zt_status s = load_vocab_text(records[i], tok, vocab, 32, path, sizeof path);
+        snprintf(where, sizeof where, "%s:1:", path);
+        ZT_CHECK(s == ZT_ERR_FORMAT && strstr(zt_last_error(), where) &&
+                     strstr(zt_last_error(), range),
+                 "record %s with a %d-token vocabulary: %s", records[i], vocab, zt_last_error());
+    }
+    zt_tokenizer_free(tok);
+}
+
 int main(int argc, char **argv) {
     check_sampler();
     if (argc > 1) check_truncation(argv[1]);
     if (argc > 1) check_validation(argv[1]);
+    if (argc > 1) check_out_of_vocabulary(argv[1]);
     return zt_test_finish("test_sampler_dataset");
 }

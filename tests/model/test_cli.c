@@ -178,15 +178,21 @@ static void check_numeric_options(const char *dir) {
     if (system(args) != 0) fprintf(stderr, "warning: could not remove %s\n", out);
 }
 
-/* Bytes of a file (NULL when unreadable); *n its length. */
+/* Bytes of a file, NUL-terminated so that it can be searched as a string (NULL when
+ * unreadable); *n its length. */
 static char *file_bytes(const char *path, long *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     *n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *bytes = malloc((size_t)*n + 1);
-    if (bytes && fread(bytes, 1, (size_t)*n, f) != (size_t)*n) *n = -1;
+    char *bytes = *n >= 0 ? malloc((size_t)*n + 1) : NULL;
+    if (bytes && fread(bytes, 1, (size_t)*n, f) == (size_t)*n) {
+        bytes[*n] = '\0';
+    } else {
+        free(bytes);
+        bytes = NULL;
+    }
     fclose(f);
     return bytes;
 }
