@@ -60,7 +60,13 @@ static zt_status encode(const reader *r, const char *text, int32_t **ids, int *n
     zt_status s = zt_tokenizer_encode(r->tok, stripped, strlen(stripped), 1, ids, n);
     free(stripped);
     if (s != ZT_OK) return zt_fail_context(s, "%s:%d: ", r->path, r->line);
-    return check_ids(r, "token", *ids, *n, 0);
+    s = check_ids(r, "token", *ids, *n, 0);
+    if (s != ZT_OK) { /* callers own *ids only on success (the prompt's are never kept) */
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return s;
 }
 
 /* MeZO's option rule: the sequence is encode(prompt + suffix) and its option the tokens past
