@@ -1,6 +1,8 @@
 #include "train/snapshot.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,16 +144,23 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
     free(text);
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "next_step");
     const cJSON *hex = cJSON_GetObjectItemCaseSensitive(o, "policy_state");
-    if (!cJSON_IsNumber(step) || !cJSON_IsString(hex) || strlen(hex->valuestring) % 2) {
+    /* A resumable step, and hex digits only (sscanf's %x would also take signs and spaces, and
+     * leave a non-digit's byte silently 0). */
+    const char *digits = cJSON_IsString(hex) ? hex->valuestring : "";
+    size_t n_digits = strspn(digits, "0123456789abcdefABCDEF");
+    if (!cJSON_IsNumber(step) || !(step->valuedouble >= 0 && step->valuedouble <= INT_MAX) ||
+        step->valuedouble != floor(step->valuedouble) || !cJSON_IsString(hex) ||
+        digits[n_digits] != '\0' || n_digits % 2) {
         cJSON_Delete(o);
-        return zt_fail(ZT_ERR_FORMAT, "%s: expected {\"next_step\": N, \"policy_state\": hex}", path);
+        return zt_fail(ZT_ERR_FORMAT, "%s: expected {\"next_step\": N >= 0, \"policy_state\": hex}",
+                       path);
     }
     *next_step = step->valueint;
-    size_t n_bytes = strlen(hex->valuestring) / 2;
+    size_t n_bytes = n_digits / 2;
     unsigned char *blob = zt_malloc(n_bytes ? n_bytes : 1);
     for (size_t i = 0; blob && i < n_bytes; i++) {
         unsigned v = 0;
-        sscanf(hex->valuestring + 2 * i, "%2x", &v);
+        sscanf(digits + 2 * i, "%2x", &v);
         blob[i] = (unsigned char)v;
     }
     cJSON_Delete(o);
