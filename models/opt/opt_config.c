@@ -43,12 +43,22 @@ static zt_status cfg_read_file(const char *path, char **text_out) {
     if (!stream)
         return zt_fail(errno == ENOENT ? ZT_ERR_MISSING : ZT_ERR_IO, "%s: cannot open: %s", path,
                        strerror(errno));
-    char *text = zt_malloc((size_t)cfg_max_file_bytes + 1);
-    if (!text) {
-        fclose(stream);
-        return zt_fail(ZT_ERR_NOMEM, "%s: out of memory", path);
+    /* The buffer grows with the file, to one byte past the limit (which is how an oversized file
+     * shows): a 700-byte config should not cost a 16 MB allocation. */
+    size_t capacity = 4096, len = 0, limit = (size_t)cfg_max_file_bytes + 1;
+    char *text = NULL;
+    for (;;) {
+        char *grown = zt_realloc(text, capacity + 1);
+        if (!grown) {
+            free(text);
+            fclose(stream);
+            return zt_fail(ZT_ERR_NOMEM, "%s: out of memory", path);
+        }
+        text = grown;
+        len += fread(text + len, 1, capacity - len, stream);
+        if (len < capacity || capacity == limit) break;
+        capacity = capacity * 2 < limit ? capacity * 2 : limit;
     }
-    size_t len = fread(text, 1, (size_t)cfg_max_file_bytes + 1, stream);
     bool read_error = ferror(stream) != 0;
     fclose(stream);
     zt_status status = ZT_OK;

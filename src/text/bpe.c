@@ -64,9 +64,14 @@ zt_status zt_tokenizer_create_empty(zt_tokenizer **out) {
     return ZT_OK;
 }
 
+/* The id tables are dense, so one stray id of 2e9 in a file of a few bytes would cost gigabytes;
+ * real vocabularies stay far below this (OPT 50265, the largest about 2^18). */
+enum { TOKENIZER_MAX_ID = (1 << 24) - 1 };
+
 zt_status zt_tokenizer_reserve(zt_tokenizer *tok, int32_t max_id, size_t n_tokens) {
-    if (max_id < 0 || max_id >= INT32_MAX)
-        return zt_fail(ZT_ERR_FORMAT, "tokenizer: largest id %d is out of range", (int)max_id);
+    if (max_id < 0 || max_id > TOKENIZER_MAX_ID)
+        return zt_fail(ZT_ERR_FORMAT, "tokenizer: largest id %d is out of range [0, %d]",
+                       (int)max_id, TOKENIZER_MAX_ID);
     size_t id_count = (size_t)max_id + 1;
     tok->id_count = (int32_t)id_count;
     tok->token_text = zt_calloc(id_count, sizeof *tok->token_text);
@@ -123,6 +128,9 @@ zt_status zt_tokenizer_add_token(zt_tokenizer *tok, const char *text, size_t len
                        (int)len, text);
     if (len == 0) return zt_fail(ZT_ERR_FORMAT, "%s: empty token (id %d)", where, (int)id);
     if (len > UINT32_MAX) return zt_fail(ZT_ERR_FORMAT, "%s: token of id %d too long", where, id);
+    /* Decoding walks spellings as UTF-8 (and tokenizers' JSON cannot hold anything else). */
+    if (zt_utf8_valid_prefix((const uint8_t *)text, len) != len)
+        return zt_fail(ZT_ERR_FORMAT, "%s: token of id %d is not valid UTF-8", where, (int)id);
     size_t slot = vocab_find_slot(tok, text, len);
     int32_t existing = tok->vocab_slots[slot];
     if (existing >= 0)

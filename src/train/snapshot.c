@@ -1,6 +1,8 @@
 #include "train/snapshot.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,9 +174,16 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
     free(text);
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "next_step");
     const cJSON *hex = cJSON_GetObjectItemCaseSensitive(o, "policy_state");
-    if (!cJSON_IsNumber(step) || !cJSON_IsString(hex) || strlen(hex->valuestring) % 2) {
+    /* A resumable step, and hex digits only (sscanf's %x would also take signs and spaces, and
+     * leave a non-digit's byte silently 0). */
+    const char *digits = cJSON_IsString(hex) ? hex->valuestring : "";
+    size_t n_digits = strspn(digits, "0123456789abcdefABCDEF");
+    if (!cJSON_IsNumber(step) || !(step->valuedouble >= 0 && step->valuedouble <= INT_MAX) ||
+        step->valuedouble != floor(step->valuedouble) || !cJSON_IsString(hex) ||
+        digits[n_digits] != '\0' || n_digits % 2) {
         cJSON_Delete(o);
-        return zt_fail(ZT_ERR_FORMAT, "%s: expected {\"next_step\": N, \"policy_state\": hex}", path);
+        return zt_fail(ZT_ERR_FORMAT, "%s: expected {\"next_step\": N >= 0, \"policy_state\": hex}",
+                       path);
     }
     if (step->valuedouble < 0 || step->valuedouble >= 2147483647.0 ||
         step->valuedouble != (double)step->valueint) {
@@ -184,7 +193,15 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
     *next_step = step->valueint;
     /* Snapshots written before evaluations were logged hold every evaluation up to next_step. */
     const cJSON *observed = cJSON_GetObjectItemCaseSensitive(o, "observed_eval");
-    *observed_eval_step = cJSON_IsNumber(observed) ? observed->valueint : *next_step;
+    *observed_eval_step = *next_step;
+    if (cJSON_IsNumber(observed)) {
+        if (!(observed->valuedouble >= -1 && observed->valuedouble <= INT_MAX) ||
+            observed->valuedouble != floor(observed->valuedouble)) {
+            cJSON_Delete(o);
+            return zt_fail(ZT_ERR_FORMAT, "%s: \"observed_eval\" is not a step number", path);
+        }
+        *observed_eval_step = observed->valueint;
+    }
     size_t n_bytes = strlen(hex->valuestring) / 2;
     unsigned char *blob = zt_malloc(n_bytes ? n_bytes : 1);
     int bad_digit = 0;

@@ -1,6 +1,8 @@
 #include "zo/steplog.h"
 
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -126,8 +128,9 @@ static zt_status parse_hex64(const cJSON *item, const char *path, int line, cons
 static zt_status get_number(const cJSON *o, const char *key, const char *path, int line,
                             double *out) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(item))
-        return zt_fail(ZT_ERR_FORMAT, "%s:%d: missing or non-numeric \"%s\"", path, line, key);
+    /* JSON has no inf or nan: a value that overflows to one (1e999) cannot be written back. */
+    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: missing or non-finite \"%s\"", path, line, key);
     *out = item->valuedouble;
     return ZT_OK;
 }
@@ -193,8 +196,8 @@ static zt_status parse_record(const cJSON *o, const char *path, int line, zt_ste
                        path, line, ZT_MAX_VARIANTS);
     const cJSON *item;
     cJSON_ArrayForEach(item, losses) {
-        if (!cJSON_IsNumber(item))
-            return zt_fail(ZT_ERR_FORMAT, "%s:%d: non-numeric loss", path, line);
+        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: non-numeric or non-finite loss", path, line);
         r->losses[r->n_variants++] = item->valuedouble;
     }
     int dist = name_index(dist_names, 3, cJSON_GetObjectItemCaseSensitive(o, "dist"));
@@ -219,12 +222,14 @@ static zt_status parse_record(const cJSON *o, const char *path, int line, zt_ste
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"terms\" must be an array of at most %d pairs", path,
                        line, ZT_MAX_DIRECTIONS);
     cJSON_ArrayForEach(item, terms) {
-        if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
-            !cJSON_IsNumber(cJSON_GetArrayItem(item, 1)))
-            return zt_fail(ZT_ERR_FORMAT, "%s:%d: a term must be [\"seed\", coefficient]", path, line);
+        const cJSON *coeff = cJSON_GetArrayItem(item, 1);
+        if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 || !cJSON_IsNumber(coeff) ||
+            !(fabs(coeff->valuedouble) <= FLT_MAX))
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: a term must be [\"seed\", f32 coefficient]", path,
+                           line);
         zt_direction *d = &u->terms[u->n_terms++];
         ZT_TRY(parse_hex64(cJSON_GetArrayItem(item, 0), path, line, "terms seed", &d->seed));
-        d->coeff = (float)cJSON_GetArrayItem(item, 1)->valuedouble;
+        d->coeff = (float)coeff->valuedouble;
     }
     return ZT_OK;
 }
