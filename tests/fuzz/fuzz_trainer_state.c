@@ -82,12 +82,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         zt_param_set_alloc_state(&ps, copies) != ZT_OK)
         fuzz_fail(__FILE__, __LINE__, "setup", "%s: %s", name, zt_last_error());
 
-    int next_step = -1;
+    int next_step = -1, observed_eval = -2;
     fuzz_expect_begin();
-    zt_status s = zt_snapshot_load_state(fuzz_dir(), &ps, copies, opt, &next_step);
+    zt_status s = zt_snapshot_load_state(fuzz_dir(), &ps, copies, opt, &next_step, &observed_eval);
     fuzz_expect_reported(s, "zt_snapshot_load_state");
     if (s == ZT_OK) {
         FUZZ_CHECK(next_step >= 0, "restored next_step %d", next_step);
+        FUZZ_CHECK(observed_eval >= -1, "restored observed_eval %d", observed_eval);
         check_policy_state(opt, parts[0], sizes[0]);
         if (copies) check_tensors(&ps, copies);
     }
