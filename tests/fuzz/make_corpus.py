@@ -334,7 +334,30 @@ def steplog_seeds():
         'bad-header': b'{"zotune_steplog":2}\n',
         'bad-empty': b'',
         'bad-terms': head + steplog_record(0).replace(b'"terms":[', b'"terms":[[1,2],'),
+        'ok-v2-eval-skip': steplog_header_v2() + steplog_eval(0, 0.8) + steplog_record(0)
+        + steplog_skipped(1, 'non-finite loss') + steplog_eval(2, float('nan'))
+        + steplog_skipped(2, 'non-finite weights') + steplog_record(3),
+        'bad-v2-no-run': steplog_header(zotune_steplog=2) + steplog_record(0),
+        'bad-skip-reason': head + steplog_skipped(0, 'bored'),
+        'bad-duplicate-key': head + steplog_record(0).replace(b'{"step":0,', b'{"step":0,"step":1,'),
     }
+
+
+def steplog_header_v2():
+    run = {'--model': '0123456789abcdef', '--train': 'fedcba9876543210', '--eval': 'none',
+           '--lr': '9.9999999999999995e-07', '--lr-schedule': 'plateau', '--steps': '4'}
+    return steplog_header(zotune_steplog=2, run=run)
+
+
+def steplog_eval(step, loss):
+    value = 'null' if loss != loss else repr(loss)
+    return (f'{{"eval":{step},"loss":{value},"metric":{value},"accuracy":-1,"f1":-1,"em":-1}}\n'
+            .encode())
+
+
+def steplog_skipped(step, reason):
+    return (f'{{"step":{step},"seed":"{step * 0x9E3779B97F4A7C15 % 2**64:016x}",'
+            f'"skipped":"{reason}"}}\n').encode()
 
 
 def policy_blob(policy, capacity=0, best=float('inf'), bad=0, scale=1.0, fill=0, nxt=0,
