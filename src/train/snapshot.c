@@ -170,7 +170,7 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
     ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
     char *text = NULL;
     ZT_TRY(read_text(path, &text));
-    cJSON *o = cJSON_Parse(text);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1); /* nothing may follow the object */
     free(text);
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "next_step");
     const cJSON *hex = cJSON_GetObjectItemCaseSensitive(o, "policy_state");

@@ -115,13 +115,14 @@ static zt_status parse_hex64(const cJSON *item, const char *path, int line, cons
                              uint64_t *out) {
     if (!cJSON_IsString(item))
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" must be a hex string", path, line, key);
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(item->valuestring, &end, 16);
-    if (errno || !end || *end || end == item->valuestring)
+    /* 1 to 16 hex digits and nothing else: strtoull would also take signs, spaces and "0x",
+     * which no writer produces and other readers would read differently. */
+    const char *text = item->valuestring;
+    size_t n_digits = strspn(text, "0123456789abcdefABCDEF");
+    if (n_digits == 0 || n_digits > 16 || text[n_digits] != '\0')
         return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = \"%s\" is not a 64-bit hex value", path, line,
-                       key, item->valuestring);
-    *out = (uint64_t)v;
+                       key, text);
+    *out = (uint64_t)strtoull(text, NULL, 16);
     return ZT_OK;
 }
 
@@ -295,7 +296,7 @@ zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_r
             if (torn_tail) *torn_tail = 1;
             break;
         }
-        cJSON *o = cJSON_Parse(line);
+        cJSON *o = cJSON_ParseWithOpts(line, NULL, 1); /* nothing may follow the object */
         if (!o || !cJSON_IsObject(o) || zt_json_duplicate_key(o)) {
             s = zt_fail(ZT_ERR_FORMAT, "%s:%d: not a JSON object with distinct keys", path,
                         line_no);

@@ -125,6 +125,77 @@ static int records_equal(const zt_step_record *a, const zt_step_record *b) {
 
 enum { N_RECORDS = 3000, LINE_MAX_BYTES = 8192 };
 
+static void write_log(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    ZT_REQUIRE(f && fputs(text, f) >= 0 && fclose(f) == 0, "writing %s", path);
+}
+
+static const char header_v2[] =
+    "{\"zotune_steplog\":2,\"optimizer\":\"mezo\",\"trainable\":\"\",\"state_copies\":0,"
+    "\"run\":{\"--model\":\"00000000000000ab\",\"--lr\":\"0.001\"}}\n";
+static const char record0[] =
+    "{\"step\":0,\"seed\":\"%s\",\"losses\":[1,2],\"dist\":\"gaussian\",\"rule\":\"sgd\",\"lr\":1,"
+    "\"wd\":0,\"beta1\":0,\"beta2\":0,\"adam_eps\":0,\"pg\":0,\"sr\":0,\"rseed\":\"1\",\"terms\":[]}%s\n";
+
+/* Version 2: run options, evaluations (null = NaN) and skipped steps read back as written; and
+ * what another reader would read differently is refused: seeds that are not plain hex, text
+ * after a record, a key given twice. */
+static void test_kinds_and_refusals(const char *path) {
+    char text[2048], record[1024];
+    snprintf(record, sizeof record, record0, "00000000000000ff", "");
+    snprintf(text, sizeof text,
+             "%s{\"eval\":0,\"loss\":0.5,\"metric\":-0.5,\"accuracy\":-1,\"f1\":-1,\"em\":-1}\n%s"
+             "{\"step\":1,\"seed\":\"a\",\"skipped\":\"non-finite weights\"}\n"
+             "{\"eval\":2,\"loss\":null,\"metric\":null,\"accuracy\":0.25,\"f1\":-1,\"em\":-1}\n",
+             header_v2, record);
+    write_log(path, text);
+    zt_steplog_header h;
+    zt_step_record *r = NULL;
+    int n = 0;
+    ZT_REQUIRE_OK(zt_steplog_read(path, &h, &r, &n, NULL));
+    const char *lr = zt_steplog_run_value(&h, "--lr");
+    ZT_CHECK(h.version == 2 && h.n_run == 2 && lr && strcmp(lr, "0.001") == 0 &&
+                 !zt_steplog_run_value(&h, "--seed"),
+             "v2 header: version %d, %d run options", h.version, h.n_run);
+    ZT_CHECK(n == 4 && r[0].kind == ZT_RECORD_EVAL && r[0].step == 0 && r[0].eval.loss == 0.5 &&
+                 r[0].eval.metric == -0.5 && r[1].kind == ZT_RECORD_STEP &&
+                 r[1].step_seed == 0xff && r[2].kind == ZT_RECORD_SKIPPED && r[2].step == 1 &&
+                 r[2].skip_reason == ZT_SKIP_NONFINITE_WEIGHTS && r[3].kind == ZT_RECORD_EVAL &&
+                 r[3].step == 2 && isnan(r[3].eval.loss) && r[3].eval.accuracy == 0.25,
+             "evaluation and skipped records read back (%d records)", n);
+    free(r);
+    static const struct {
+        const char *seed, *what;
+        int variant; /* 0 as is, 1 text after the object, 2 a key given twice */
+    } bad[] = {
+        {"-1", "a signed seed", 0},       {" 1", "a seed with a space", 0},
+        {"0x1", "a seed with 0x", 0},     {"11112222333344445", "17 hex digits", 0},
+        {"1", "text after the record", 1}, {"1", "a key given twice", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char line[1024];
+        snprintf(line, sizeof line, record0, bad[i].seed, bad[i].variant == 1 ? " {}" : "");
+        if (bad[i].variant == 2) {
+            char *sr = strstr(line, "\"sr\":0,");
+            ZT_REQUIRE(sr != NULL, "record template");
+            memmove(sr + 7, sr, strlen(sr) + 1);
+            memcpy(sr, "\"sr\":1,", 7);
+        }
+        snprintf(text, sizeof text, "%s%s", header_v2, line);
+        write_log(path, text);
+        zt_status s = zt_steplog_read(path, &h, &r, &n, NULL);
+        ZT_CHECK(s == ZT_ERR_FORMAT && strstr(zt_last_error(), ":2:"),
+                 "%s accepted (status %d): %s", bad[i].what, (int)s, text);
+        if (s == ZT_OK) free(r);
+    }
+    /* the same line with a plain seed is accepted: the refusals above are about the flaw */
+    snprintf(record, sizeof record, record0, "1", "");
+    snprintf(text, sizeof text, "%s%s", header_v2, record);
+    write_log(path, text);
+    ZT_CHECK_OK(zt_steplog_read(path, &h, &r, &n, NULL));
+    free(r);
+}
+
 int main(void) {
     char path[] = "/tmp/zt_steplog_XXXXXX";
     int fd = mkstemp(path);
@@ -211,6 +282,7 @@ int main(void) {
              n_read, torn);
     free(read);
     free(written);
+    test_kinds_and_refusals(path);
     unlink(path);
     return zt_test_finish("steplog");
 }
