@@ -59,6 +59,11 @@ int zt_cmd_train(int argc, char **argv) {
         {"beta2", ZT_ARG_DOUBLE, &o.hp.beta2, "B", "zo-adamm beta2 (0.999)"},
         {"adam-eps", ZT_ARG_DOUBLE, &o.hp.adam_eps, "X", "zo-adamm delta (1e-8)"},
         {"s2p-option", ZT_ARG_INT, &o.hp.s2p_option, "K", "s2p step-size option 1..4"},
+        {"s2p-l", ZT_ARG_DOUBLE, &o.hp.s2p_l, "X", "s2p option 2: smoothness L (1)"},
+        {"s2p-l0", ZT_ARG_DOUBLE, &o.hp.s2p_l0, "X", "s2p option 4: L0 of (L0, L1)-smoothness (1)"},
+        {"s2p-l1", ZT_ARG_DOUBLE, &o.hp.s2p_l1, "X", "s2p options 3, 4: L1 (1)"},
+        {"s2p-a", ZT_ARG_DOUBLE, &o.hp.s2p_a, "X", "s2p option 4: constant a (1.01)"},
+        {"s2p-b", ZT_ARG_DOUBLE, &o.hp.s2p_b, "X", "s2p options 3, 4: constant b (1.01)"},
         {"as2p-eta-a", ZT_ARG_DOUBLE, &o.hp.as2p_eta_a, "X", "as2p eta_a (5)"},
         {"as2p-eta-b", ZT_ARG_DOUBLE, &o.hp.as2p_eta_b, "X", "as2p eta_b (50)"},
         {"as2p-window", ZT_ARG_DOUBLE, &o.hp.as2p_window_frac, "F", "as2p std window (0.10)"},
@@ -137,6 +142,7 @@ int zt_cmd_train(int argc, char **argv) {
     o.hp.lr_schedule = (zt_schedule_kind)lr_kind;
     o.hp.eps_schedule = (zt_schedule_kind)eps_kind;
     if (dist) o.hp.dist = (zt_direction_dist)dist_kind;
+    o.hp.dist_given = dist != NULL;
     o.mode = (zt_perturb_mode)mode_kind;
     o.stochastic_rounding = !no_sr;
     o.seed = seed;

@@ -31,8 +31,9 @@ static void print_usage(FILE *out) {
 int zt_cli_report(const char *command, int status) {
     fprintf(stderr, "zotune %s: %s: %s\n", command, zt_status_name((zt_status)status),
             zt_last_error());
-    /* A run that does not match what is saved is a usage error, like an unknown option. */
-    return status == ZT_ERR_CONFLICT ? 2 : 1;
+    /* Usage errors exit 2 whichever layer finds them: a bad option value (the library says
+     * invalid argument) or a run that contradicts what is saved. */
+    return status == ZT_ERR_INVALID_ARG || status == ZT_ERR_CONFLICT ? 2 : 1;
 }
 
 int main(int argc, char **argv) {

@@ -80,8 +80,11 @@ void zt_run_describe(zt_run *r) {
     add_option(h, "--beta2", "%.17g", hp->beta2);
     add_option(h, "--adam-eps", "%.17g", hp->adam_eps);
     add_option(h, "--s2p-option", "%d", hp->s2p_option);
-    add_option(h, "s2p smoothness L, L0, L1, a, b", "%.17g %.17g %.17g %.17g %.17g", hp->s2p_l,
-               hp->s2p_l0, hp->s2p_l1, hp->s2p_a, hp->s2p_b);
+    add_option(h, "--s2p-l", "%.17g", hp->s2p_l);
+    add_option(h, "--s2p-l0", "%.17g", hp->s2p_l0);
+    add_option(h, "--s2p-l1", "%.17g", hp->s2p_l1);
+    add_option(h, "--s2p-a", "%.17g", hp->s2p_a);
+    add_option(h, "--s2p-b", "%.17g", hp->s2p_b);
     add_option(h, "--as2p-eta-a", "%.17g", hp->as2p_eta_a);
     add_option(h, "--as2p-eta-b", "%.17g", hp->as2p_eta_b);
     add_option(h, "--as2p-window", "%.17g", hp->as2p_window_frac);

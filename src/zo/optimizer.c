@@ -177,6 +177,11 @@ static zt_status check_unit_interval(const char *option, double v) {
     return ZT_OK;
 }
 
+static const char *dist_name(zt_direction_dist dist) {
+    static const char *const names[] = {"gaussian", "rademacher", "sphere"};
+    return (unsigned)dist < 3 ? names[dist] : "?";
+}
+
 static zt_status check_s2p(const zt_zo_hparams *hp) {
     switch (hp->s2p_option) {
     case 1:
@@ -299,6 +304,17 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
                        name ? name : "(null)", known);
     }
     ZT_TRY(validate((policy_id)p, hp, total_steps, n_params));
+    zt_direction_dist forced = is_forward((policy_id)p) ? ZT_DIRECTIONS_SPHERE
+                                                        : ZT_DIRECTIONS_RADEMACHER;
+    int forces = is_forward((policy_id)p) || p == POLICY_GA_SIGN || p == POLICY_AS2P_SIGN;
+    if (forces && hp->dist_given && hp->dist != forced)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--dist %s: %s draws its directions %s (docs/spec.md %s), so it takes no "
+                       "other --dist",
+                       dist_name(hp->dist), policy_infos[p].name,
+                       forced == ZT_DIRECTIONS_SPHERE ? "uniformly on the sphere"
+                                                      : "from the Rademacher distribution",
+                       forced == ZT_DIRECTIONS_SPHERE ? "§7.1" : "§6.1");
 
     zt_optimizer *optimizer = zt_calloc(1, sizeof *optimizer);
     if (!optimizer) return zt_fail(ZT_ERR_NOMEM, "allocating optimizer %s", policy_infos[p].name);

@@ -31,6 +31,7 @@ typedef struct zt_zo_hparams {
     double weight_decay;  /* coupled L2, MeZO's mask (no biases / layer norms) */
     int n_directions;     /* q */
     zt_direction_dist dist;
+    int dist_given;       /* --dist was given: an optimizer that cannot honour it refuses */
     int sphere_scale_sqrt_d; /* sphere radius eps*sqrt(d) instead of eps (docs/spec.md §7.1, C5) */
     double momentum;      /* ZO-SGD-MMT beta */
     double beta1, beta2, adam_eps; /* ZO-AdaMM (delta = 1e-8 resolution C4) */

@@ -111,7 +111,7 @@ static void check_gemm_option(void) {
     fixture_path(dir, sizeof dir, "opt-pre-f16", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
     snprintf(args, sizeof args, "info %s --gemm fp8", dir);
-    expect_failure(args, 1, "--gemm fp8: expected auto, f32, tf32 or half");
+    expect_failure(args, 2, "--gemm fp8: expected auto, f32, tf32 or half");
     snprintf(args, sizeof args, "score %s %s --gemm tf32", dir, data);
     expect_failure(args, 1, "--gemm tf32: the cpu backend has no TF32");
     snprintf(cmd, sizeof cmd, "%s info %s --json --gemm half", zotune, dir);
@@ -161,7 +161,7 @@ static void check_numeric_options(const char *dir) {
     snprintf(out, sizeof out, "/tmp/zt_cli_seed_%d", (int)getpid());
     snprintf(args, sizeof args, "train --model %s --train %s --output %s --batch-size 1073741824",
              dir, data, out);
-    expect_failure(args, 1, "--batch-size 1073741824: must be in 1 ..");
+    expect_failure(args, 2, "--batch-size 1073741824: must be in 1 ..");
     snprintf(args, sizeof args,
              "%s train --model %s --train %s --output %s --steps 1 --batch-size 2 --threads 1 "
              "--quiet --seed 18446744073709551615 2>&1",
@@ -221,18 +221,18 @@ static void check_output_apart(const char *demo_dir) {
     const char *train = "--steps 1 --batch-size 2 --threads 1 --quiet";
     snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/. %s", base,
              top, base, train);
-    expect_failure(args, 1, "is the same place as --model");
+    expect_failure(args, 2, "is the same place as --model");
     snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/link %s",
              base, top, top, train);
-    expect_failure(args, 1, "is the same place as --model");
+    expect_failure(args, 2, "is the same place as --model");
     snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/run/../sub %s",
              base, top, base, train);
-    expect_failure(args, 1, "lies inside --model");
+    expect_failure(args, 2, "lies inside --model");
     snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/out %s", base,
              top, top, train);
-    expect_failure(args, 1, "contains --train");
+    expect_failure(args, 2, "contains --train");
     snprintf(args, sizeof args, "replay %s %s/out/task.jsonl %s/link", base, top, top);
-    expect_failure(args, 1, "is the same place as BASE_DIR");
+    expect_failure(args, 2, "is the same place as BASE_DIR");
     snprintf(path, sizeof path, "%s/sub", base);
     ZT_CHECK(access(path, F_OK) != 0, "a refused run created %s", path);
     for (int i = 0; i < N_NAMES; i++) {
@@ -248,6 +248,59 @@ static void check_output_apart(const char *demo_dir) {
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", top);
 }
 
+/* Usage errors exit 2 whichever layer finds them (a missing option, a bad value, an option the
+ * optimizer cannot honour); every S2P constant has a flag, checked by the optimizer. */
+static void check_usage_errors(void) {
+    char dir[1024], data[1024], args[4096];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    snprintf(args, sizeof args, "train --train %s --output /tmp/zt_cli_usage", data);
+    expect_failure(args, 2, "--model is required");
+    static const struct {
+        const char *optimizer, *dist, *needle;
+    } refused[] = {
+        {"zo-signsgd", "rademacher", "--dist rademacher: zo-signsgd draws its directions uniformly"},
+        {"zo-adamm", "gaussian", "--dist gaussian: zo-adamm"},
+        {"zo-sgd-fd", "rademacher", "--dist rademacher: zo-sgd-fd"},
+        {"ga-sign", "gaussian", "--dist gaussian: ga-sign draws its directions from the Rademacher"},
+        {"as2p-sign", "sphere", "--dist sphere: as2p-sign"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(args, sizeof args,
+                 "train --model %s --train %s --output /tmp/zt_cli_usage --optimizer %s --dist %s",
+                 dir, data, refused[i].optimizer, refused[i].dist);
+        expect_failure(args, 2, refused[i].needle);
+    }
+    static const struct {
+        const char *option, *needle;
+    } s2p[] = {
+        {"--s2p-option 2 --s2p-l 0", "--s2p-l 0"},
+        {"--s2p-option 3 --s2p-b -1", "--s2p-b -1"},
+        {"--s2p-option 3 --s2p-l1 0", "--s2p-l1 0"},
+        {"--s2p-option 4 --s2p-a 0", "--s2p-a 0"},
+        {"--s2p-option 4 --s2p-l0 -2", "--s2p-l0 -2"},
+    };
+    for (size_t i = 0; i < sizeof s2p / sizeof s2p[0]; i++) {
+        snprintf(args, sizeof args,
+                 "train --model %s --train %s --output /tmp/zt_cli_usage --optimizer s2p %s", dir,
+                 data, s2p[i].option);
+        expect_failure(args, 2, s2p[i].needle);
+    }
+    /* what an optimizer does honour runs: its own distribution named explicitly, S2P constants */
+    static char cmd[8192], out[1 << 16];
+    snprintf(cmd, sizeof cmd,
+             "rm -rf /tmp/zt_cli_usage && %s train --model %s --train %s --output /tmp/zt_cli_usage "
+             "--optimizer zo-signsgd --dist sphere --steps 2 --batch-size 2 --quiet 2>&1 && rm -rf "
+             "/tmp/zt_cli_usage && %s train --model %s --train %s --output /tmp/zt_cli_usage "
+             "--optimizer s2p --s2p-option 4 --s2p-a 2 --s2p-b 3 --s2p-l0 0.5 --s2p-l1 0 --steps 2 "
+             "--batch-size 2 --quiet 2>&1 && grep -c '\"--s2p-a\":\"2\"' "
+             "/tmp/zt_cli_usage/steplog.jsonl",
+             zotune, dir, data, zotune, dir, data);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
+             "an honoured --dist and S2P constants: %s", out);
+    ZT_CHECK(system("rm -rf /tmp/zt_cli_usage") == 0, "cleanup");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli PATH_TO_ZOTUNE\n");
@@ -260,6 +313,7 @@ int main(int argc, char **argv) {
     check_info("opt-pre", "opt-pre");
     check_info("opt-post", "opt-post");
     check_info("opt-pre-variant", "opt-pre");
+    check_usage_errors();
 
     char dir[1024], bad[256], args[2048];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
