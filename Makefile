@@ -43,8 +43,15 @@ sanitize-gcc-build: deps
 	ninja -C $(GCC_SAN_BUILD)
 
 # The main job.
-demo: build
-	tools/demo.sh $(BUILD)
+# The build's output goes to out/build.log, so what the terminal shows is the fine-tune; a
+# failed build prints the log's tail.
+demo:
+	@mkdir -p out; echo "building zotune (log: out/build.log) ..."; \
+	 start=$$(date +%s); \
+	 if ! $(MAKE) --no-print-directory build > out/build.log 2>&1; then \
+	   tail -n 40 out/build.log; echo "build failed: see out/build.log"; exit 1; fi; \
+	 echo "built in $$(( $$(date +%s) - start )) s"; echo
+	@tools/demo.sh $(BUILD)
 
 # The test suites; ends with "N passed, N failed, N skipped".
 test: build
