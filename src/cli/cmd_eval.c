@@ -99,7 +99,7 @@ int zt_cmd_eval(int argc, char **argv) {
     } else {
         printf("%d examples  loss %.5f", n, res.loss);
         if (res.accuracy >= 0) printf("  accuracy %.2f%%", 100.0 * res.accuracy);
-        if (res.f1 >= 0) printf("  F1 %.2f  EM %.2f", 100.0 * res.f1, 100.0 * res.exact_match);
+        if (res.f1 >= 0) printf("  F1 %.2f%%  EM %.2f%%", 100.0 * res.f1, 100.0 * res.exact_match);
         printf("\n");
     }
     return 0;

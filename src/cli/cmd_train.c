@@ -162,14 +162,17 @@ int zt_cmd_train(int argc, char **argv) {
             printf("dev accuracy: %.2f%% before, %.2f%% after training\n",
                    100.0 * res.first_eval_accuracy, 100.0 * res.last_eval_accuracy);
         else if (o.eval_path && res.metric_name && strcmp(res.metric_name, "f1") == 0)
-            printf("dev F1: %.2f before, %.2f after training\n", 100.0 * res.first_eval_metric,
+            printf("dev F1: %.2f%% before, %.2f%% after training\n", 100.0 * res.first_eval_metric,
                    100.0 * res.last_eval_metric);
         else if (o.eval_path)
             printf("dev loss: %.5f before, %.5f after training\n", res.first_eval_loss,
                    res.last_eval_loss);
+        /* accuracy and F1 in percent, as every other line prints them; -loss as it is */
+        int percent = res.metric_name && strcmp(res.metric_name, "-loss") != 0;
         if (o.eval_path && res.best_step >= 0)
-            fprintf(stderr, "best dev %s %.4f at step %d: %s/best\n", res.metric_name,
-                    res.best_eval_metric, res.best_step, o.output_dir);
+            fprintf(stderr, "best dev %s %.*f%s at step %d: %s/best\n", res.metric_name,
+                    percent ? 2 : 5, percent ? 100.0 * res.best_eval_metric : res.best_eval_metric,
+                    percent ? "%" : "", res.best_step, o.output_dir);
     }
     return 0;
 }

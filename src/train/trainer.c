@@ -348,7 +348,7 @@ static zt_status evaluate_at(run *r, int step) {
     if (!r->o->quiet) {
         fprintf(stderr, "eval  step %d: loss %.5f", step, e.loss);
         if (e.accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e.accuracy);
-        if (e.f1 >= 0) fprintf(stderr, ", F1 %.2f, EM %.2f", 100.0 * e.f1, 100.0 * e.exact_match);
+        if (e.f1 >= 0) fprintf(stderr, ", F1 %.2f%%, EM %.2f%%", 100.0 * e.f1, 100.0 * e.exact_match);
         fprintf(stderr, "\n");
     }
     return write_metrics_line(r, &rec, -1.0);

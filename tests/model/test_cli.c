@@ -301,6 +301,36 @@ static void check_usage_errors(void) {
     ZT_CHECK(system("rm -rf /tmp/zt_cli_usage") == 0, "cleanup");
 }
 
+/* F1 and EM are printed in percent, with the sign, by eval, by train's evaluation lines and by
+ * train's summary, so no two places disagree by a factor of 100. */
+static void check_f1_units(const char *demo_dir) {
+    char data[128], out_dir[128];
+    static char cmd[8192], out[1 << 16];
+    snprintf(data, sizeof data, "/tmp/zt_cli_f1_%d.jsonl", (int)getpid());
+    snprintf(out_dir, sizeof out_dir, "/tmp/zt_cli_f1_%d", (int)getpid());
+    FILE *f = fopen(data, "w");
+    ZT_REQUIRE(f != NULL, "%s", data);
+    fputs("{\"prompt\": \"The film was\", \"answers\": [\"great\"]}\n"
+          "{\"prompt\": \"It was\", \"answers\": [\"terrible\", \"bad\"]}\n",
+          f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s 2>&1", zotune, demo_dir, data);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "  F1 ") && strstr(out, "%  EM ") &&
+                 out[strlen(out) - 2] == '%',
+             "eval prints F1/EM without percent signs: %s", out);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && %s train --model %s --train %s --eval %s --output %s --steps 1 "
+             "--batch-size 2 --log-every 0 2>&1",
+             out_dir, zotune, demo_dir, data, data, out_dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "% before, ") &&
+                 strstr(out, "% after training") && strstr(out, "best dev f1 ") &&
+                 strstr(out, "%, EM ") && strstr(strstr(out, "best dev f1 "), "% at step"),
+             "train prints F1 without percent signs: %s", out);
+    remove(data);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
+    ZT_CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli PATH_TO_ZOTUNE\n");
@@ -337,5 +367,6 @@ int main(int argc, char **argv) {
     check_gemm_option();
     check_numeric_options(dir);
     if (argc > 2) check_output_apart(argv[2]);
+    if (argc > 2) check_f1_units(argv[2]);
     return zt_test_finish("test_cli");
 }
