@@ -8,12 +8,36 @@
 #include "zo/optimizer.h"
 #include "zo/schedule.h"
 
+/* Forward passes of a step with the default options: what the policy plans (S2P options 2 and 4
+ * add a second round on the same batch). */
+static int default_variants(const char *name) {
+    zt_zo_hparams hp;
+    zt_zo_hparams_default(&hp);
+    zt_optimizer *optimizer = NULL;
+    zt_step_plan plan;
+    int k = -1;
+    if (zt_optimizer_create(name, &hp, 1000, 1000, &optimizer) == ZT_OK &&
+        zt_optimizer_plan(optimizer, 0, 1, &plan) == ZT_OK)
+        k = plan.n_variants;
+    zt_optimizer_free(optimizer);
+    return k;
+}
+
 static void list_optimizers(void) {
-    printf("optimizers:\n");
+    printf("optimizers (forward passes per step with --directions 1; Q directions multiply the "
+           "two-point ones):\n");
     for (int i = 0; i < zt_optimizer_count(); i++) {
         const zt_optimizer_info *info = zt_optimizer_info_at(i);
         printf("  %-12s %s\n", info->name, info->summary);
+        printf("  %-12s   %d forward passes%s, %d f32 state copies, --dist %s\n", "",
+               default_variants(info->name),
+               strcmp(info->name, "s2p") == 0 ? " (+2 on the same batch with --s2p-option 2, 4)"
+                                              : "",
+               info->state_copies, info->distributions);
+        printf("  %-12s   flags: %s\n", "", info->flags);
     }
+    printf("every optimizer: --steps --batch-size --seed --trainable --mode; with a plateau "
+           "schedule, --plateau-factor --plateau-patience\n");
 }
 
 static int parse_choice(const char *option, const char *value, const char *const *names, int n) {

@@ -35,18 +35,32 @@ typedef enum policy_id {
     POLICY_COUNT
 } policy_id;
 
+/* Per policy: name, summary, state copies, the distributions its estimator allows, and the
+ * flags it reads beyond --steps, --batch-size and --seed (what --list-optimizers prints). */
 static const zt_optimizer_info policy_infos[POLICY_COUNT] = {
-    [POLICY_MEZO] = {"mezo", "MeZO / ZO-SGD (alias zo-sgd): central difference, +-eps z", 0},
-    [POLICY_ZO_SGD_FD] = {"zo-sgd-fd", "ZO-SGD: forward difference (d/r) dF u on the sphere", 0},
-    [POLICY_ZO_SGD_SIGN] = {"zo-sgd-sign", "ZO-Bench sign-opt: sign(projected_grad) z", 0},
-    [POLICY_ZO_SIGNSGD] = {"zo-signsgd", "ZO-signSGD: sign of the forward estimate", 0},
-    [POLICY_GA_SIGN] = {"ga-sign", "GA_sign: MeZO with Rademacher directions", 0},
-    [POLICY_ZO_SGD_MMT] = {"zo-sgd-mmt", "MeZO's estimate with heavy-ball momentum", 1},
-    [POLICY_ZO_ADAMM] = {"zo-adamm", "ZO-AdaMM: forward estimate, AMSGrad moments", 3},
-    [POLICY_STP] = {"stp", "stochastic three points: best of f(x), f(x +- a s)", 0},
-    [POLICY_S2P] = {"s2p", "stochastic two-point search, step-size options 1-4", 0},
-    [POLICY_AS2P] = {"as2p", "accelerated S2P: adaptive step from the gamma statistics", 0},
-    [POLICY_AS2P_SIGN] = {"as2p-sign", "AS2P with Rademacher directions", 0},
+    [POLICY_MEZO] = {"mezo", "MeZO / ZO-SGD (alias zo-sgd): central difference, +-eps z", 0,
+                     "gaussian (default), rademacher, sphere", "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --dist --sphere-sqrt-d"},
+    [POLICY_ZO_SGD_FD] = {"zo-sgd-fd", "ZO-SGD: forward difference (d/r) dF u on the sphere", 0,
+                          "sphere", "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --sphere-sqrt-d"},
+    [POLICY_ZO_SGD_SIGN] = {"zo-sgd-sign", "ZO-Bench sign-opt: sign(projected_grad) z", 0, "gaussian (default), rademacher, sphere",
+                            "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --dist --sphere-sqrt-d"},
+    [POLICY_ZO_SIGNSGD] = {"zo-signsgd", "ZO-signSGD: sign of the forward estimate", 0, "sphere",
+                           "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --sphere-sqrt-d"},
+    [POLICY_GA_SIGN] = {"ga-sign", "GA_sign: MeZO with Rademacher directions", 0, "rademacher",
+                        "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions"},
+    [POLICY_ZO_SGD_MMT] = {"zo-sgd-mmt", "MeZO's estimate with heavy-ball momentum", 1, "gaussian (default), rademacher, sphere",
+                           "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --dist --sphere-sqrt-d --momentum"},
+    [POLICY_ZO_ADAMM] = {"zo-adamm", "ZO-AdaMM: forward estimate, AMSGrad moments", 3, "sphere",
+                         "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --sphere-sqrt-d --beta1 --beta2 --adam-eps"},
+    [POLICY_STP] = {"stp", "stochastic three points: best of f(x), f(x +- a s)", 0, "gaussian (default), rademacher, sphere",
+                    "--eps --eps-end --eps-schedule --lr --lr-schedule --dist --sphere-sqrt-d"},
+    [POLICY_S2P] = {"s2p", "stochastic two-point search, step-size options 1-4", 0, "gaussian (default), rademacher, sphere",
+                    "--eps --eps-end --eps-schedule --lr --lr-schedule --dist --sphere-sqrt-d --s2p-option --s2p-l "
+                    "--s2p-l0 --s2p-l1 --s2p-a --s2p-b"},
+    [POLICY_AS2P] = {"as2p", "accelerated S2P: adaptive step from the gamma statistics", 0, "gaussian (default), rademacher, sphere",
+                     "--eps --eps-end --eps-schedule --lr --dist --sphere-sqrt-d --as2p-eta-a --as2p-eta-b --as2p-window"},
+    [POLICY_AS2P_SIGN] = {"as2p-sign", "AS2P with Rademacher directions", 0, "rademacher",
+                          "--eps --eps-end --eps-schedule --lr --as2p-eta-a --as2p-eta-b --as2p-window"},
 };
 
 struct zt_optimizer {

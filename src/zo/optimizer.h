@@ -71,6 +71,8 @@ typedef struct zt_optimizer_info {
     const char *name;
     const char *summary;
     int state_copies; /* f32 copies of the trainable parameters it keeps (0, 1 or 3) */
+    const char *distributions; /* the --dist values its estimator allows */
+    const char *flags;         /* the options it reads, besides --steps, --batch-size, --seed */
 } zt_optimizer_info;
 
 /* Known optimizers: mezo (= zo-sgd), zo-sgd-fd, zo-sgd-sign, zo-signsgd, ga-sign, zo-sgd-mmt,

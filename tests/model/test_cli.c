@@ -301,6 +301,39 @@ static void check_usage_errors(void) {
     ZT_CHECK(system("rm -rf /tmp/zt_cli_usage") == 0, "cleanup");
 }
 
+/* --list-optimizers gives each optimizer's passes per step, state copies, allowed --dist and
+ * flags, and every flag it names is one `train --help` documents. */
+static void check_optimizer_list(void) {
+    static char cmd[512], list[1 << 16], help[1 << 16];
+    snprintf(cmd, sizeof cmd, "%s train --list-optimizers 2>&1", zotune);
+    ZT_REQUIRE(run(cmd, list, sizeof list) == 0, "--list-optimizers failed");
+    snprintf(cmd, sizeof cmd, "%s train --help 2>&1", zotune);
+    ZT_REQUIRE(run(cmd, help, sizeof help) == 0, "train --help failed");
+    const char *adamm = strstr(list, "  zo-adamm ");
+    ZT_CHECK(adamm && strstr(adamm, "3 f32 state copies, --dist sphere") &&
+                 strstr(adamm, "--beta2 --adam-eps"),
+             "zo-adamm's entry: %.300s", adamm ? adamm : list);
+    const char *stp = strstr(list, "  stp ");
+    ZT_CHECK(stp && strstr(stp, "3 forward passes"), "stp evaluates three points");
+    int flags = 0, unknown = 0;
+    for (const char *at = strstr(list, "--"); at; at = strstr(at + 2, "--")) {
+        char flag[64];
+        size_t n = strcspn(at, " \n,;()");
+        if (n >= sizeof flag) continue;
+        memcpy(flag, at, n);
+        flag[n] = '\0';
+        char spelled[80];
+        snprintf(spelled, sizeof spelled, "%s ", flag);
+        flags++;
+        if (!strstr(help, spelled)) {
+            unknown++;
+            fprintf(stderr, "--list-optimizers names %s, which train --help lacks\n", flag);
+        }
+    }
+    ZT_CHECK(flags > 100 && unknown == 0, "%d of %d listed flags unknown to train --help", unknown,
+             flags);
+}
+
 /* F1 and EM are printed in percent, with the sign, by eval, by train's evaluation lines and by
  * train's summary, so no two places disagree by a factor of 100. */
 static void check_f1_units(const char *demo_dir) {
@@ -344,6 +377,7 @@ int main(int argc, char **argv) {
     check_info("opt-post", "opt-post");
     check_info("opt-pre-variant", "opt-pre");
     check_usage_errors();
+    check_optimizer_list();
 
     char dir[1024], bad[256], args[2048];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
