@@ -97,7 +97,7 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
 }
 
 int zt_cmd_info(int argc, char **argv) {
-    int json = 0, batch = 16, seq_len = 256, threads = 0;
+    int json = 0, batch = 16, seq_len = 256, threads = 0, directions = 1;
     const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow", *trainable = NULL;
     const zt_arg_option options[] = {
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
@@ -106,6 +106,7 @@ int zt_cmd_info(int argc, char **argv) {
         {"seq-len", ZT_ARG_INT, &seq_len, "T", "longest sequence for the plan (default 256)"},
         {"optimizer", ZT_ARG_STRING, &optimizer, "NAME", "also plan training with this optimizer"},
         {"mode", ZT_ARG_STRING, &mode, "M", "training mode: shadow (default) or inplace"},
+        {"directions", ZT_ARG_INT, &directions, "Q", "directions per step for the plan (1)"},
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
@@ -146,6 +147,11 @@ int zt_cmd_info(int argc, char **argv) {
     plan.mode = mode;
     zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
+    if (s == ZT_OK && seq_len > model->dims.max_positions)
+        fprintf(stderr,
+                "zotune info: warning: --seq-len %d is longer than the model's %d positions; "
+                "longer sequences are truncated to %d tokens, so this plan overstates them\n",
+                seq_len, model->dims.max_positions, model->dims.max_positions);
     if (s == ZT_OK) {
         zt_workspace_shape shape = {batch, seq_len, 1, 0, 0};
         zt_model_plan_memory(model, &shape, &plan.inference);
@@ -154,6 +160,7 @@ int zt_cmd_info(int argc, char **argv) {
         int count = 0;
         zt_zo_hparams hp;
         zt_zo_hparams_default(&hp);
+        hp.n_directions = directions;
         selected = zt_calloc((size_t)model->n_tensors, 1);
         s = selected ? zt_model_select(model, trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");

@@ -334,6 +334,25 @@ static void check_optimizer_list(void) {
              flags);
 }
 
+/* info plans with --directions (K = 2Q for MeZO) and warns when --seq-len exceeds the model's
+ * positions. */
+static void check_info_plan_options(void) {
+    char dir[1024];
+    static char cmd[2048], out[1 << 16];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    snprintf(cmd, sizeof cmd, "%s info %s --seq-len 8 --optimizer mezo --directions 3 2>&1",
+             zotune, dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "K = 6 variants") &&
+                 !strstr(out, "warning"),
+             "info --directions 3: %s", out);
+    snprintf(cmd, sizeof cmd, "%s info %s --seq-len 100000 2>&1", zotune, dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "warning: --seq-len 100000 is longer"),
+             "info with --seq-len past the positions: %s", out);
+    snprintf(cmd, sizeof cmd, "%s info %s --optimizer mezo --directions 17 2>&1", zotune, dir);
+    ZT_CHECK(run(cmd, out, sizeof out) == 2 && strstr(out, "--directions 17"),
+             "info --directions 17: %s", out);
+}
+
 /* F1 and EM are printed in percent, with the sign, by eval, by train's evaluation lines and by
  * train's summary, so no two places disagree by a factor of 100. */
 static void check_f1_units(const char *demo_dir) {
@@ -378,6 +397,7 @@ int main(int argc, char **argv) {
     check_info("opt-pre-variant", "opt-pre");
     check_usage_errors();
     check_optimizer_list();
+    check_info_plan_options();
 
     char dir[1024], bad[256], args[2048];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
