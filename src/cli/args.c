@@ -141,3 +141,28 @@ int zt_args_parse(const zt_arg_spec *spec, int argc, char **argv, int first,
     }
     return ZT_ARGS_OK;
 }
+
+int zt_args_named_or_positional(const zt_arg_spec *spec, const char **named,
+                                const char *const *option_names, int n,
+                                const char *const *positional, int n_positional) {
+    if (n_positional > n) {
+        fprintf(stderr, "%s: %d positional arguments, at most %d (usage: %s)\n", spec->command,
+                n_positional, n, spec->usage);
+        return ZT_ARGS_ERROR;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *given = i < n_positional ? positional[i] : NULL;
+        if (named[i] && given && strcmp(named[i], given) != 0) {
+            fprintf(stderr, "%s: --%s %s and the positional '%s' name different inputs\n",
+                    spec->command, option_names[i], named[i], given);
+            return ZT_ARGS_ERROR;
+        }
+        if (!named[i]) named[i] = given;
+        if (!named[i]) {
+            fprintf(stderr, "%s: --%s is required (or give it by position: %s)\n", spec->command,
+                    option_names[i], spec->usage);
+            return ZT_ARGS_ERROR;
+        }
+    }
+    return ZT_ARGS_OK;
+}

@@ -45,4 +45,12 @@ int zt_args_parse(const zt_arg_spec *spec, int argc, char **argv, int first,
 
 void zt_args_print_help(const zt_arg_spec *spec);
 
+/* A command's inputs may be given by position or by option (`score --model DIR --data FILE`
+ * = `score DIR FILE`): named[i] takes positional[i] when its option (option_names[i], without
+ * "--") was not given. Both for one input must agree; a missing one is an error. Returns
+ * ZT_ARGS_OK, or ZT_ARGS_ERROR after printing the problem. */
+int zt_args_named_or_positional(const zt_arg_spec *spec, const char **named,
+                                const char *const *option_names, int n,
+                                const char *const *positional, int n_positional);
+
 #endif

@@ -99,7 +99,9 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
 int zt_cmd_info(int argc, char **argv) {
     int json = 0, batch = 16, seq_len = 256, threads = 0, directions = 1;
     const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow", *trainable = NULL;
+    const char *inputs[1] = {NULL};
     const zt_arg_option options[] = {
+        {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the positional)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
         {"batch-size", ZT_ARG_INT, &batch, "S",
          "sequences per forward for the plan (classification: examples x candidates; 16)"},
@@ -112,14 +114,19 @@ int zt_cmd_info(int argc, char **argv) {
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (the attention scratch scales with it)"},
     };
-    const zt_arg_spec spec = {"zotune info", "zotune info MODEL_DIR [options]",
+    const zt_arg_spec spec = {"zotune info", "zotune info MODEL_DIR [options]  (or --model DIR)",
                               "Loads an OPT model directory (config.json + safetensors) and prints "
                               "its configuration, parameter count and memory plan.",
-                              options, (int)(sizeof options / sizeof options[0]), 1, 1};
-    const char *positional[1];
+                              options, (int)(sizeof options / sizeof options[0]), 0, 1};
+    const char *positional[1] = {NULL};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);
     if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
+    static const char *const input_options[1] = {"model"};
+    if (zt_args_named_or_positional(&spec, inputs, input_options, 1, positional, n_positional) !=
+        ZT_ARGS_OK)
+        return 2;
+    positional[0] = inputs[0];
     if (batch <= 0 || seq_len <= 0) {
         fprintf(stderr, "zotune info: --batch-size and --seq-len must be positive\n");
         return 2;

@@ -11,22 +11,31 @@
 int zt_cmd_replay(int argc, char **argv) {
     const char *device = "cpu";
     int threads = 0;
+    const char *inputs[3] = {NULL, NULL, NULL}; /* base, step log, output */
     const zt_arg_option options[] = {
+        {"model", ZT_ARG_STRING, &inputs[0], "DIR", "base model (or the first positional)"},
+        {"log", ZT_ARG_STRING, &inputs[1], "FILE", "step log (or the second positional)"},
+        {"output", ZT_ARG_STRING, &inputs[2], "DIR", "where to write (or the third positional)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default all cores)"},
     };
     const zt_arg_spec spec = {
-        "zotune replay", "zotune replay BASE_DIR STEPLOG OUT_DIR [options]",
+        "zotune replay",
+        "zotune replay BASE_DIR STEPLOG OUT_DIR [options]  (or --model DIR --log FILE --output DIR)",
         "Rebuilds fine-tuned weights from the base model and a step log (steplog.jsonl of a\n"
         "`zotune train` run), bit for bit, without any forward pass; writes HF safetensors.",
-        options, (int)(sizeof options / sizeof options[0]), 3, 3};
-    const char *positional[3];
+        options, (int)(sizeof options / sizeof options[0]), 0, 3};
+    const char *positional[3] = {NULL, NULL, NULL};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);
     if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
+    static const char *const input_options[3] = {"model", "log", "output"};
+    if (zt_args_named_or_positional(&spec, inputs, input_options, 3, positional, n_positional) !=
+        ZT_ARGS_OK)
+        return 2;
     int n = 0;
-    zt_status s = zt_replay(positional[0], positional[1], positional[2], device, threads, &n);
+    zt_status s = zt_replay(inputs[0], inputs[1], inputs[2], device, threads, &n);
     if (s != ZT_OK) return zt_cli_report("replay", s);
-    fprintf(stderr, "replayed %d steps into %s\n", n, positional[2]);
+    fprintf(stderr, "replayed %d steps into %s\n", n, inputs[2]);
     return 0;
 }

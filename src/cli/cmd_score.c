@@ -180,7 +180,10 @@ static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, 
 int zt_cmd_score(int argc, char **argv) {
     int json = 0, batch_size = 8, threads = 0;
     const char *device = "cpu", *gemm = "auto", *logits_path = NULL;
+    const char *inputs[2] = {NULL, NULL}; /* model directory, data file */
     const zt_arg_option options[] = {
+        {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the first positional)"},
+        {"data", ZT_ARG_STRING, &inputs[1], "FILE", "JSONL records (or the second positional)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
@@ -190,16 +193,22 @@ int zt_cmd_score(int argc, char **argv) {
          "also write every target row's logits (safetensors: logits (R,V), line_position (R,2))"},
     };
     const zt_arg_spec spec = {
-        "zotune score", "zotune score MODEL_DIR DATA.jsonl [options]",
+        "zotune score", "zotune score MODEL_DIR DATA.jsonl [options]  (or --model DIR --data FILE)",
         "Per-example mean next-token negative log-likelihood of JSONL records\n"
         "{\"input_ids\": [...], \"labels\": [...]} (labels optional, -100 = ignored; labels are\n"
         "shifted by one inside, as in HF's OPTForCausalLM), plus the token-weighted mean and\n"
         "perplexity.",
-        options, (int)(sizeof options / sizeof options[0]), 2, 2};
-    const char *positional[2];
+        options, (int)(sizeof options / sizeof options[0]), 0, 2};
+    const char *positional[2] = {NULL, NULL};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);
     if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
+    static const char *const input_options[2] = {"model", "data"};
+    if (zt_args_named_or_positional(&spec, inputs, input_options, 2, positional, n_positional) !=
+        ZT_ARGS_OK)
+        return 2;
+    positional[0] = inputs[0];
+    positional[1] = inputs[1];
     if (batch_size <= 0) {
         fprintf(stderr, "zotune score: --batch-size must be positive\n");
         return 2;

@@ -353,6 +353,39 @@ static void check_info_plan_options(void) {
              "info --directions 17: %s", out);
 }
 
+/* One spelling for one thing: score, info and replay take --model (--data, --log, --output)
+ * as eval and train do, with the positional forms kept; the two forms give the same result. */
+static void check_input_aliases(void) {
+    char dir[1024], data[1024], out_dir[128], args[4096];
+    static char cmd[8192], positional[1 << 16], named[1 << 16];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    snprintf(cmd, sizeof cmd, "%s score %s %s --json", zotune, dir, data);
+    int rc_positional = run(cmd, positional, sizeof positional);
+    snprintf(cmd, sizeof cmd, "%s score --data %s --json --model %s", zotune, data, dir);
+    int rc_named = run(cmd, named, sizeof named);
+    ZT_CHECK(rc_positional == 0 && rc_named == 0 && strcmp(positional, named) == 0,
+             "score --model/--data differs from the positional form");
+    snprintf(cmd, sizeof cmd, "%s info --model %s --json", zotune, dir);
+    ZT_CHECK(run(cmd, named, sizeof named) == 0 && strstr(named, "\"parameters\""),
+             "info --model: %s", named);
+    snprintf(out_dir, sizeof out_dir, "/tmp/zt_cli_alias_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && %s train --model %s --train %s --output %s/run --steps 2 --batch-size 2 "
+             "--quiet 2>&1 && %s replay --model %s --log %s/run/steplog.jsonl --output %s/r 2>&1",
+             out_dir, zotune, dir, data, out_dir, zotune, dir, out_dir, out_dir);
+    ZT_CHECK(run(cmd, named, sizeof named) == 0 && strstr(named, "replayed 2 steps"),
+             "replay --model --log --output: %s", named);
+    snprintf(args, sizeof args, "score --model %s", dir);
+    expect_failure(args, 2, "--data is required");
+    snprintf(args, sizeof args, "replay --model %s --log x", dir);
+    expect_failure(args, 2, "--output is required");
+    snprintf(args, sizeof args, "info --model %s %s/other", dir, dir);
+    expect_failure(args, 2, "name different inputs");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
+    ZT_CHECK(system(cmd) == 0, "cleanup");
+}
+
 /* F1 and EM are printed in percent, with the sign, by eval, by train's evaluation lines and by
  * train's summary, so no two places disagree by a factor of 100. */
 static void check_f1_units(const char *demo_dir) {
@@ -398,6 +431,7 @@ int main(int argc, char **argv) {
     check_usage_errors();
     check_optimizer_list();
     check_info_plan_options();
+    check_input_aliases();
 
     char dir[1024], bad[256], args[2048];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
