@@ -34,27 +34,6 @@ static void configure(zt_train_options *o, const char *out, int steps) {
     o->threads = 1;
 }
 
-static char *read_file_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    /* wall-clock times differ between runs: drop every "elapsed_s" */
-    char *out = malloc(n + 1), *w = out;
-    for (const char *c = text; *c;) {
-        if (strncmp(c, ",\"elapsed_s\":", 13) == 0) {
-            c += 13;
-            while (*c && *c != '}' && *c != ',') c++;
-            continue;
-        }
-        *w++ = *c++;
-    }
-    *w = '\0';
-    return out;
-}
-
 /* Whether the run in `dir` equals the reference run in every file that defines it. */
 static int same_run(const char *reference, const char *dir, char *why, size_t why_size) {
     static const char *const files[] = {"steplog.jsonl", "metrics.jsonl", "best/metric.json",
@@ -63,7 +42,7 @@ static int same_run(const char *reference, const char *dir, char *why, size_t wh
         char a[1200], b[1200];
         snprintf(a, sizeof a, "%s/%s", reference, files[i]);
         snprintf(b, sizeof b, "%s/%s", dir, files[i]);
-        char *ta = read_file_text(a), *tb = read_file_text(b);
+        char *ta = read_without_timing(a), *tb = read_without_timing(b);
         int same = ta && tb && strcmp(ta, tb) == 0;
         free(ta);
         free(tb);

@@ -217,27 +217,6 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The file with every "elapsed_s" field removed (wall-clock time differs between runs). */
-static char *read_without_timing(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    char *out = malloc(n + 1), *w = out;
-    for (const char *c = text; *c;) {
-        if (strncmp(c, ",\"elapsed_s\":", 13) == 0) {
-            c += 13;
-            while (*c && *c != '}' && *c != ',') c++;
-            continue;
-        }
-        *w++ = *c++;
-    }
-    *w = '\0';
-    return out;
-}
-
 static void check_same_file(const char *name, const char *a, const char *b) {
     char pa[1200], pb[1200];
     snprintf(pa, sizeof pa, "%s/%s", a, name);

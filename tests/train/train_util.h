@@ -96,4 +96,26 @@ static inline void fixture_run_options(zt_train_options *o, const char *fixture,
     o->hp.eps = 1e-3;
 }
 
+/* The text of a file with every "elapsed_s" field removed (wall-clock time differs between
+ * runs); NULL when unreadable. The caller frees it. */
+static inline char *read_without_timing(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *out = malloc(n + 1), *w = out;
+    for (const char *c = text; *c;) {
+        if (strncmp(c, ",\"elapsed_s\":", 13) == 0) {
+            c += 13;
+            while (*c && *c != '}' && *c != ',') c++;
+            continue;
+        }
+        *w++ = *c++;
+    }
+    *w = '\0';
+    return out;
+}
+
 #endif
