@@ -73,6 +73,14 @@ ZT_HD float zt_load_f32(const void *data, zt_dtype dtype, size_t i) {
     return dtype == ZT_F16 ? zt_f16_to_f32(bits) : zt_bf16_to_f32(bits);
 }
 
+/* Whether element i of a buffer of `dtype` is NaN or infinite, from its exponent bits alone (no
+ * widening): the update's divergence count reads every weight it stores. */
+ZT_HD int zt_stored_nonfinite(const void *data, zt_dtype dtype, size_t i) {
+    if (dtype == ZT_F32) return (zt_f32_bits(((const float *)data)[i]) & 0x7F800000u) == 0x7F800000u;
+    const uint16_t bits = ((const uint16_t *)data)[i];
+    return dtype == ZT_F16 ? (bits & 0x7C00u) == 0x7C00u : (bits & 0x7F80u) == 0x7F80u;
+}
+
 /* Stores value into element i of a buffer of `dtype`, rounding to nearest even for f16 / bf16
  * (NaN stays NaN, overflow goes to infinity). */
 ZT_HD void zt_store_rne(void *data, zt_dtype dtype, size_t i, float value) {

@@ -132,7 +132,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                                                      state ? state + j : NULL, n_elems);
                 store_weight(theta, dtype, j, updated, stochastic, zt_u32x4_lane(random, lane));
                 /* The stored value, since a finite f32 can still overflow f16's range. */
-                nonfinite += !isfinite(dtype == ZT_F32 ? updated : zt_load_f32(theta, dtype, j));
+                nonfinite += zt_stored_nonfinite(theta, dtype, j);
             }
         }
         if (u->n_nonfinite) *u->n_nonfinite += nonfinite;

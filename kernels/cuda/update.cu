@@ -99,7 +99,7 @@ static __global__ void zt_update_k(void *theta, zt_dtype dtype, uint64_t n_elems
                                                         : zt_sr_f32_to_bf16(updated, bits);
             }
             /* The stored value, since a finite f32 can still overflow f16's range. */
-            my_nonfinite += !isfinite(dtype == ZT_F32 ? updated : zt_load_f32(theta, dtype, j));
+            my_nonfinite += zt_stored_nonfinite(theta, dtype, j);
         }
     }
     /* Divergence is rare: one atomic per thread that saw it, none otherwise. */

@@ -739,6 +739,35 @@ static void test_update_sgd_f32_exact(void) {
     free(want);
 }
 
+/* The update's count of non-finite stored weights equals a recount of the stored tensor after
+ * the call (widened and tested with isfinite): overflows of the storage range (f16's 65504
+ * included) and NaNs already present, over every thread and the ragged tail. */
+static void test_update_nonfinite_count(void) {
+    const size_t n = 4099;
+    static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
+    static const double big[] = {3e38, 65000.0, 3e38}, lr[] = {1e38, 1000.0, 1e38};
+    for (int d = 0; d < 3; d++) {
+        zt_dtype dtype = dtypes[d];
+        set_context("update non-finite count %s", zt_dtype_name(dtype));
+        zt_direction terms[1] = {{7, 1.0f}};
+        zt_update u = make_update(ZT_UPDATE_SGD, terms, 1, ZT_DIST_RADEMACHER, (float)lr[d], 0.0f);
+        void *theta = random_tensor(dtype, n, -1.0, 1.0);
+        for (size_t j = 0; j < n; j++) {
+            if (j % 7 == 0) zt_store_rne(theta, dtype, j, (float)big[d]);
+            if (j % 11 == 0) zt_store_rne(theta, dtype, j, NAN);
+        }
+        unsigned long long counted = 0;
+        u.n_nonfinite = &counted;
+        ZT_CHECK_OK(be->ops->update(be, theta, dtype, 5, n, NULL, &u));
+        unsigned long long want = 0;
+        for (size_t j = 0; j < n; j++) want += !isfinite((double)zt_load_f32(theta, dtype, j));
+        ZT_CHECK(want > n / 11 + n / 30 && counted == want,
+                 "%s: the update counted %llu non-finite weights, the tensor holds %llu",
+                 zt_dtype_name(dtype), counted, want);
+        free(theta);
+    }
+}
+
 /* ---- stochastic rounding ---- */
 
 /* The stored neighbours of x in dtype: lo <= x <= hi (magnitudes toward zero / away). */
@@ -1127,6 +1156,7 @@ int main(void) {
     test_z_sumsq();
     test_update_rules();
     test_update_sgd_f32_exact();
+    test_update_nonfinite_count();
     test_sr_unbiased(ZT_BF16);
     test_sr_unbiased(ZT_F16);
     test_sr_deterministic();
