@@ -33,12 +33,6 @@ static pid_t start_training(const char *out, int resume) {
     return pid;
 }
 
-static int wait_exit(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static int log_lines(const char *out) {
     char path[1200];
     snprintf(path, sizeof path, "%s/steplog.jsonl", out);

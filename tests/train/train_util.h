@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../model/fixture.h"
@@ -116,6 +117,13 @@ static inline char *read_without_timing(const char *path) {
     }
     *w = '\0';
     return out;
+}
+
+/* Waits for a child: its exit code, or 128 + the signal that ended it (as a shell reports). */
+static inline int wait_exit(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 #endif
