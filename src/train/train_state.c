@@ -52,8 +52,10 @@ void zt_run_describe(zt_run *r) {
     /* Inputs by content, then every option that changes the trajectory or what is evaluated. */
     add_fingerprint(h, "--model", r->base_fingerprint);
     add_fingerprint(h, "--train", r->train.fingerprint);
-    if (r->have_eval) add_fingerprint(h, "--eval", r->eval.fingerprint);
-    else add_option(h, "--eval", "none");
+    if (r->have_eval)
+        add_fingerprint(h, "--eval", r->eval.fingerprint);
+    else
+        add_option(h, "--eval", "none");
     add_option(h, "--optimizer", "%s", o->optimizer);
     add_option(h, "--trainable", "%s", o->trainable ? o->trainable : "(all)");
     add_option(h, "--steps", "%d", o->steps);
@@ -181,8 +183,8 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
     ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
     int next = 0, observed = -1;
     if (r->snapshot_dir[0])
-        ZT_TRY(zt_snapshot_load_state(r->snapshot_dir, &r->ps, r->state_copies, r->optimizer,
-                                      &next, &observed));
+        ZT_TRY(zt_snapshot_load_state(r->snapshot_dir, &r->ps, r->state_copies, r->optimizer, &next,
+                                      &observed));
     r->observed_eval_step = observed;
     r->last_eval_step = -1;
     r->have_first_eval = 0;
@@ -258,17 +260,22 @@ void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, s
         used = n < 0 ? size : (size_t)n;
         put_number(buf, size, &used, "loss", "%.9g", rec->losses[0]);
         put_number(buf, size, &used, "lr", "%.9g", rec->update.lr);
+        if (rec->update.step_size >= 0)
+            put_number(buf, size, &used, "step_size", "%.9g", rec->update.step_size);
         put_number(buf, size, &used, "projected_grad", "%.9g", rec->update.projected_grad);
     }
     if (rec->kind != ZT_RECORD_EVAL && elapsed >= 0)
         put_number(buf, size, &used, "elapsed_s", "%.3f", elapsed);
-    if (used + 3 <= size) memcpy(buf + used, "}\n", 3);
-    else if (size >= 3) memcpy(buf + size - 3, "}\n", 3);
+    if (used + 3 <= size)
+        memcpy(buf + used, "}\n", 3);
+    else if (size >= 3)
+        memcpy(buf + size - 3, "}\n", 3);
 }
 
 /* elapsed[k] = "elapsed_s" of the training line of step k+1 in the old file, -1 if none. */
 static void read_elapsed(const char *path, double *elapsed, int n_steps) {
-    for (int i = 0; i < n_steps; i++) elapsed[i] = -1.0;
+    for (int i = 0; i < n_steps; i++)
+        elapsed[i] = -1.0;
     FILE *f = fopen(path, "rb");
     if (!f) return;
     char *line = NULL;

@@ -66,9 +66,12 @@ static double now_seconds(void) {
 
 static void format_duration(double seconds, char *buf, size_t size) {
     long s = (long)(seconds + 0.5);
-    if (s >= 3600) snprintf(buf, size, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-    else if (s >= 60) snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
-    else snprintf(buf, size, "%lds", s);
+    if (s >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+    else if (s >= 60)
+        snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
+    else
+        snprintf(buf, size, "%lds", s);
 }
 
 typedef zt_run run;
@@ -86,7 +89,8 @@ static zt_status open_data(run *r) {
         ZT_TRY(zt_dataset_load(r->o->eval_path, r->tok, d->vocab_size, d->max_positions, &r->eval));
         r->have_eval = 1;
         if (r->eval.kind != r->train.kind)
-            return zt_fail(ZT_ERR_INVALID_ARG, "--eval %s holds another kind of records than --train %s",
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--eval %s holds another kind of records than --train %s",
                            r->o->eval_path, r->o->train_path);
     }
     return ZT_OK;
@@ -102,9 +106,9 @@ static zt_status probe_optimizer(zt_optimizer *optimizer, int *n_variants, int *
 }
 
 zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
-                               const char *optimizer_name,
-                               const zt_zo_hparams *hp, int steps, zt_perturb_mode mode,
-                               int sequences, int seq_len, zt_train_memory_plan *plan) {
+                               const char *optimizer_name, const zt_zo_hparams *hp, int steps,
+                               zt_perturb_mode mode, int sequences, int seq_len,
+                               zt_train_memory_plan *plan) {
     memset(plan, 0, sizeof *plan);
     for (int i = 0; i < model->n_tensors; i++)
         if (!trainable || trainable[i]) plan->trainable_elems += model->tensors[i].n_elems;
@@ -115,8 +119,8 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
     plan->state_copies = zt_optimizer_get_info(optimizer)->state_copies;
     zt_optimizer_free(optimizer);
     ZT_TRY(s);
-    zt_workspace_shape shape = {sequences, seq_len, plan->n_variants,
-                                    mode == ZT_PERTURB_SHADOW, sphere};
+    zt_workspace_shape shape = {sequences, seq_len, plan->n_variants, mode == ZT_PERTURB_SHADOW,
+                                sphere};
     zt_model_plan_memory(model, &shape, &plan->model);
     plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
     plan->total_bytes = plan->model.total_bytes + plan->optimizer_bytes;
@@ -154,7 +158,7 @@ static zt_status create_workspace(run *r) {
     int n_variants = 0, sphere = 0;
     ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
     zt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW,
-                                    sphere};
+                                sphere};
     ZT_TRY(zt_workspace_create(r->model, &shape, &r->ws));
     memset(&r->objective_state, 0, sizeof r->objective_state);
     r->objective_state.model = r->model;
@@ -186,7 +190,8 @@ static zt_status copy_tokenizer_files(const char *from_dir, const char *to_dir) 
         char chunk[65536];
         size_t n;
         int ok = buffer != NULL;
-        while (ok && (n = fread(chunk, 1, sizeof chunk, in)) > 0) ok = fwrite(chunk, 1, n, buffer) == n;
+        while (ok && (n = fread(chunk, 1, sizeof chunk, in)) > 0)
+            ok = fwrite(chunk, 1, n, buffer) == n;
         ok = ok && !ferror(in);
         fclose(in);
         if (buffer && fclose(buffer) != 0) ok = 0;
@@ -202,7 +207,9 @@ static zt_status copy_tokenizer_files(const char *from_dir, const char *to_dir) 
     return ZT_OK;
 }
 
-static void progress(const run *r, int step, double loss, double lr, double t_start, int first_step) {
+/* The step size is the one the update applied: lr, or alpha_k for the search policies. */
+static void progress(const run *r, int step, double loss, double step_size, double t_start,
+                     int first_step) {
     double elapsed = now_seconds() - t_start;
     int done = step + 1 - first_step;
     double rate = elapsed > 0 ? done / elapsed : 0.0;
@@ -210,8 +217,9 @@ static void progress(const run *r, int step, double loss, double lr, double t_st
     format_duration(rate > 0 ? (r->o->steps - step - 1) / rate : 0.0, eta, sizeof eta);
     zt_mem_stats mem;
     zt_mem_stats_get(&mem);
-    fprintf(stderr, "step %6d/%d  loss %.5f  lr %.3g  %.2f steps/s  ETA %s  peak %.1f MiB\n",
-            step + 1, r->o->steps, loss, lr, rate, eta, (double)mem.peak_total / (1024.0 * 1024.0));
+    fprintf(stderr, "step %6d/%d  loss %.5f  %s %.3g  %.2f steps/s  ETA %s  peak %.1f MiB\n",
+            step + 1, r->o->steps, loss, zt_optimizer_get_info(r->optimizer)->step_label, step_size,
+            rate, eta, (double)mem.peak_total / (1024.0 * 1024.0));
 }
 
 static void run_free(run *r) {
@@ -246,7 +254,6 @@ static zt_status check_options(const zt_train_options *o) {
     return ZT_OK;
 }
 
-
 /* The weights from the snapshot when resuming one, else the base; the base's fingerprint either
  * way (hashed while loading, or read once more from the base when a snapshot was loaded). */
 static zt_status load_model(run *r) {
@@ -255,8 +262,10 @@ static zt_status load_model(run *r) {
         o->resume && zt_snapshot_find(o->output_dir, r->snapshot_dir, sizeof r->snapshot_dir);
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
     ZT_TRY(zt_model_load(have_snapshot ? r->snapshot_dir : o->model_dir, r->be, &r->model));
-    if (have_snapshot) ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
-    else r->base_fingerprint = r->model->fingerprint;
+    if (have_snapshot)
+        ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
+    else
+        r->base_fingerprint = r->model->fingerprint;
     r->trainable = zt_calloc((size_t)r->model->n_tensors, 1);
     if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
     int count = 0;
@@ -348,7 +357,8 @@ static zt_status evaluate_at(run *r, int step) {
     if (!r->o->quiet) {
         fprintf(stderr, "eval  step %d: loss %.5f", step, e.loss);
         if (e.accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e.accuracy);
-        if (e.f1 >= 0) fprintf(stderr, ", F1 %.2f%%, EM %.2f%%", 100.0 * e.f1, 100.0 * e.exact_match);
+        if (e.f1 >= 0)
+            fprintf(stderr, ", F1 %.2f%%, EM %.2f%%", 100.0 * e.f1, 100.0 * e.exact_match);
         fprintf(stderr, "\n");
     }
     return write_metrics_line(r, &rec, -1.0);
@@ -421,8 +431,8 @@ static zt_status train_loop(run *r, zt_train_result *res) {
     for (int step = first_step; step < o->steps; step++) {
         zt_sampler_batch(&r->sampler, step, r->indices);
         zt_task_batch batch;
-        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size, r->model->dims.pad_token_id,
-                                   o->train_as_lm, &batch));
+        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size,
+                                   r->model->dims.pad_token_id, o->train_as_lm, &batch));
         r->objective_state.batch = &batch;
         r->objective_state.indices = r->indices;
         r->objective_state.n_indices = o->batch_size;
@@ -435,7 +445,7 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         if (!skipped) res->last_train_loss = rec.losses[0];
         if (!skipped && !o->quiet && o->log_every > 0 &&
             ((step + 1) % o->log_every == 0 || step == first_step))
-            progress(r, step, rec.losses[0], rec.update.lr, t_start, first_step);
+            progress(r, step, rec.losses[0], rec.update.step_size, t_start, first_step);
         steps_this_run++;
         int last = step + 1 == o->steps;
         if (!last && evaluation_due(o, step + 1)) ZT_TRY(evaluate_at(r, step + 1));
@@ -505,8 +515,9 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = open_log(&r);
     if (s == ZT_OK) s = create_workspace(&r);
-    if (s == ZT_OK) s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
-                                        o->batch_size);
+    if (s == ZT_OK)
+        s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
+                            o->batch_size);
     if (s == ZT_OK) {
         r.indices = zt_malloc((size_t)o->batch_size * sizeof *r.indices);
         if (!r.indices) s = zt_fail(ZT_ERR_NOMEM, "batch indices");
@@ -520,10 +531,12 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
         char first_error[2048];
         snprintf(first_error, sizeof first_error, "%s", zt_last_error());
         zt_status saved = save_final(&r);
-        if (s == ZT_OK) s = saved;
+        if (s == ZT_OK)
+            s = saved;
         else if (saved != ZT_OK)
             zt_fail(s, "%s (and the final save failed too; the last snapshot stands)", first_error);
-        else zt_fail(s, "%s", first_error);
+        else
+            zt_fail(s, "%s", first_error);
     }
     fill_result(&r, res);
     zt_mem_stats mem;

@@ -3,12 +3,12 @@
  * window) lives here, tensor state (momentum, AdaMM moments) in the engine's param state.
  *
  * Four families share code:
- *   central  (mezo, zo-sgd-sign, ga-sign, zo-sgd-mmt): variants +-eps z_i, docs/spec.md §4.1, §6.1, §7.3
- *   forward  (zo-sgd-fd, zo-signsgd, zo-adamm): theta and theta + r u_i on the sphere, docs/spec.md §7
- *   search   (stp, s2p): move to the best probe, docs/spec.md §6.1, §6.2
- *   adaptive (as2p, as2p-sign): docs/spec.md §6.4
- * Coefficients of sphere directions are in units of u = z/||z||; the engine folds the norm in.
- * Option names in error messages are the command line's (--lr, --s2p-option, ...). */
+ *   central  (mezo, zo-sgd-sign, ga-sign, zo-sgd-mmt): variants +-eps z_i, docs/spec.md §4.1, §6.1,
+ * §7.3 forward  (zo-sgd-fd, zo-signsgd, zo-adamm): theta and theta + r u_i on the sphere,
+ * docs/spec.md §7 search   (stp, s2p): move to the best probe, docs/spec.md §6.1, §6.2 adaptive
+ * (as2p, as2p-sign): docs/spec.md §6.4 Coefficients of sphere directions are in units of u =
+ * z/||z||; the engine folds the norm in. Option names in error messages are the command line's
+ * (--lr, --s2p-option, ...). */
 #include "zo/optimizer.h"
 
 #include <math.h>
@@ -39,28 +39,54 @@ typedef enum policy_id {
  * flags it reads beyond --steps, --batch-size and --seed (what --list-optimizers prints). */
 static const zt_optimizer_info policy_infos[POLICY_COUNT] = {
     [POLICY_MEZO] = {"mezo", "MeZO / ZO-SGD (alias zo-sgd): central difference, +-eps z", 0,
-                     "gaussian (default), rademacher, sphere", "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --dist --sphere-sqrt-d"},
+                     "gaussian (default), rademacher, sphere",
+                     "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay "
+                     "--directions --dist --sphere-sqrt-d",
+                     "lr"},
     [POLICY_ZO_SGD_FD] = {"zo-sgd-fd", "ZO-SGD: forward difference (d/r) dF u on the sphere", 0,
-                          "sphere", "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --sphere-sqrt-d"},
-    [POLICY_ZO_SGD_SIGN] = {"zo-sgd-sign", "ZO-Bench sign-opt: sign(projected_grad) z", 0, "gaussian (default), rademacher, sphere",
-                            "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --dist --sphere-sqrt-d"},
+                          "sphere",
+                          "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay "
+                          "--directions --sphere-sqrt-d",
+                          "lr"},
+    [POLICY_ZO_SGD_SIGN] = {"zo-sgd-sign", "ZO-Bench sign-opt: sign(projected_grad) z", 0,
+                            "gaussian (default), rademacher, sphere",
+                            "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay "
+                            "--directions --dist --sphere-sqrt-d",
+                            "lr"},
     [POLICY_ZO_SIGNSGD] = {"zo-signsgd", "ZO-signSGD: sign of the forward estimate", 0, "sphere",
-                           "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --sphere-sqrt-d"},
-    [POLICY_GA_SIGN] = {"ga-sign", "GA_sign: MeZO with Rademacher directions", 0, "rademacher",
-                        "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions"},
-    [POLICY_ZO_SGD_MMT] = {"zo-sgd-mmt", "MeZO's estimate with heavy-ball momentum", 1, "gaussian (default), rademacher, sphere",
-                           "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --dist --sphere-sqrt-d --momentum"},
+                           "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay "
+                           "--directions --sphere-sqrt-d",
+                           "lr"},
+    [POLICY_GA_SIGN] =
+        {"ga-sign", "GA_sign: MeZO with Rademacher directions", 0, "rademacher",
+         "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions", "lr"},
+    [POLICY_ZO_SGD_MMT] = {"zo-sgd-mmt", "MeZO's estimate with heavy-ball momentum", 1,
+                           "gaussian (default), rademacher, sphere",
+                           "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay "
+                           "--directions --dist --sphere-sqrt-d --momentum",
+                           "lr"},
     [POLICY_ZO_ADAMM] = {"zo-adamm", "ZO-AdaMM: forward estimate, AMSGrad moments", 3, "sphere",
-                         "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay --directions --sphere-sqrt-d --beta1 --beta2 --adam-eps"},
-    [POLICY_STP] = {"stp", "stochastic three points: best of f(x), f(x +- a s)", 0, "gaussian (default), rademacher, sphere",
-                    "--eps --eps-end --eps-schedule --lr --lr-schedule --dist --sphere-sqrt-d"},
-    [POLICY_S2P] = {"s2p", "stochastic two-point search, step-size options 1-4", 0, "gaussian (default), rademacher, sphere",
-                    "--eps --eps-end --eps-schedule --lr --lr-schedule --dist --sphere-sqrt-d --s2p-option --s2p-l "
-                    "--s2p-l0 --s2p-l1 --s2p-a --s2p-b"},
-    [POLICY_AS2P] = {"as2p", "accelerated S2P: adaptive step from the gamma statistics", 0, "gaussian (default), rademacher, sphere",
-                     "--eps --eps-end --eps-schedule --lr --dist --sphere-sqrt-d --as2p-eta-a --as2p-eta-b --as2p-window"},
-    [POLICY_AS2P_SIGN] = {"as2p-sign", "AS2P with Rademacher directions", 0, "rademacher",
-                          "--eps --eps-end --eps-schedule --lr --as2p-eta-a --as2p-eta-b --as2p-window"},
+                         "--lr --eps --eps-end --lr-schedule --eps-schedule --weight-decay "
+                         "--directions --sphere-sqrt-d --beta1 --beta2 --adam-eps",
+                         "lr"},
+    [POLICY_STP] = {"stp", "stochastic three points: best of f(x), f(x +- a s)", 0,
+                    "gaussian (default), rademacher, sphere",
+                    "--eps --eps-end --eps-schedule --lr --lr-schedule --dist --sphere-sqrt-d",
+                    "alpha"},
+    [POLICY_S2P] = {"s2p", "stochastic two-point search, step-size options 1-4", 0,
+                    "gaussian (default), rademacher, sphere",
+                    "--eps --eps-end --eps-schedule --lr --lr-schedule --dist --sphere-sqrt-d "
+                    "--s2p-option --s2p-l "
+                    "--s2p-l0 --s2p-l1 --s2p-a --s2p-b",
+                    "alpha"},
+    [POLICY_AS2P] = {"as2p", "accelerated S2P: adaptive step from the gamma statistics", 0,
+                     "gaussian (default), rademacher, sphere",
+                     "--eps --eps-end --eps-schedule --lr --dist --sphere-sqrt-d --as2p-eta-a "
+                     "--as2p-eta-b --as2p-window",
+                     "alpha"},
+    [POLICY_AS2P_SIGN] =
+        {"as2p-sign", "AS2P with Rademacher directions", 0, "rademacher",
+         "--eps --eps-end --eps-schedule --lr --as2p-eta-a --as2p-eta-b --as2p-window", "alpha"},
 };
 
 struct zt_optimizer {
@@ -283,8 +309,8 @@ static zt_status validate(policy_id p, const zt_zo_hparams *hp, int total_steps,
 
 /* ---- creation ---- */
 
-/* The AS2P window of `count` steps: max(2, ceil(frac * count)) (docs/spec.md §9 B2). The ceiling takes
- * a relative tolerance because frac*count is rarely exact in binary (0.1 * 30 is
+/* The AS2P window of `count` steps: max(2, ceil(frac * count)) (docs/spec.md §9 B2). The ceiling
+ * takes a relative tolerance because frac*count is rarely exact in binary (0.1 * 30 is
  * 3.0000000000000004, which must give 3, not 4). */
 static uint32_t window_length(double frac, double count) {
     double x = frac * count;
@@ -318,8 +344,8 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
                        name ? name : "(null)", known);
     }
     ZT_TRY(validate((policy_id)p, hp, total_steps, n_params));
-    zt_direction_dist forced = is_forward((policy_id)p) ? ZT_DIRECTIONS_SPHERE
-                                                        : ZT_DIRECTIONS_RADEMACHER;
+    zt_direction_dist forced =
+        is_forward((policy_id)p) ? ZT_DIRECTIONS_SPHERE : ZT_DIRECTIONS_RADEMACHER;
     int forces = is_forward((policy_id)p) || p == POLICY_GA_SIGN || p == POLICY_AS2P_SIGN;
     if (forces && hp->dist_given && hp->dist != forced)
         return zt_fail(ZT_ERR_INVALID_ARG,
@@ -339,7 +365,8 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
     if (is_forward(optimizer->policy))
         optimizer->dist = ZT_DIRECTIONS_SPHERE; /* u ~ U(S^{d-1}), docs/spec.md §7.1 */
     else if (optimizer->policy == POLICY_GA_SIGN || optimizer->policy == POLICY_AS2P_SIGN)
-        optimizer->dist = ZT_DIRECTIONS_RADEMACHER; /* the paper's "sign" variants, docs/spec.md §6.1, B10 */
+        optimizer->dist =
+            ZT_DIRECTIONS_RADEMACHER; /* the paper's "sign" variants, docs/spec.md §6.1, B10 */
     else
         optimizer->dist = hp->dist;
     optimizer->n_directions = moves_to_probe(optimizer->policy) ? 1 : hp->n_directions;
@@ -348,7 +375,8 @@ zt_status zt_optimizer_create(const char *name, const zt_zo_hparams *hp, int tot
     optimizer->plateau_scale = 1.0;
     if (is_adaptive(optimizer->policy)) {
         optimizer->window_capacity = window_length(hp->as2p_window_frac, (double)total_steps);
-        optimizer->gamma_window = zt_calloc(optimizer->window_capacity, sizeof *optimizer->gamma_window);
+        optimizer->gamma_window =
+            zt_calloc(optimizer->window_capacity, sizeof *optimizer->gamma_window);
         if (!optimizer->gamma_window) {
             uint32_t capacity = optimizer->window_capacity;
             free(optimizer);
@@ -371,11 +399,13 @@ static double sign_of(double v) {
     return (double)((v > 0.0) - (v < 0.0));
 }
 
-/* The learning rate at step k. Cosine and linear decay to 0 (docs/spec.md §9 B5, as HF's schedulers);
- * plateau is lr times the factors applied so far. */
+/* The learning rate at step k. Cosine and linear decay to 0 (docs/spec.md §9 B5, as HF's
+ * schedulers); plateau is lr times the factors applied so far. */
 static double lr_at(const zt_optimizer *optimizer, int step) {
-    if (optimizer->hp.lr_schedule == ZT_SCHEDULE_PLATEAU) return optimizer->hp.lr * optimizer->plateau_scale;
-    return zt_schedule_value(optimizer->hp.lr_schedule, optimizer->hp.lr, 0.0, step, optimizer->total_steps);
+    if (optimizer->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
+        return optimizer->hp.lr * optimizer->plateau_scale;
+    return zt_schedule_value(optimizer->hp.lr_schedule, optimizer->hp.lr, 0.0, step,
+                             optimizer->total_steps);
 }
 
 /* The perturbation scale at step k: eps -> eps_end. A plateau eps follows the learning rate's
@@ -384,8 +414,8 @@ static zt_status eps_at(const zt_optimizer *optimizer, int step, double *eps) {
     if (optimizer->hp.eps_schedule == ZT_SCHEDULE_PLATEAU)
         *eps = optimizer->hp.eps * optimizer->plateau_scale;
     else
-        *eps = zt_schedule_value(optimizer->hp.eps_schedule, optimizer->hp.eps, optimizer->hp.eps_end, step,
-                                 optimizer->total_steps);
+        *eps = zt_schedule_value(optimizer->hp.eps_schedule, optimizer->hp.eps,
+                                 optimizer->hp.eps_end, step, optimizer->total_steps);
     if (!finite_above(*eps, 0.0))
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "step %d: the --eps-schedule %s reaches eps = %g; a difference quotient "
@@ -455,12 +485,14 @@ static int expected_variants(const zt_optimizer *optimizer) {
     if (is_central(optimizer->policy)) return 2 * optimizer->n_directions;
     if (is_forward(optimizer->policy)) return optimizer->n_directions + 1;
     if (optimizer->policy == POLICY_STP) return 3;
-    if (optimizer->policy == POLICY_S2P && (optimizer->hp.s2p_option == 2 || optimizer->hp.s2p_option == 4))
+    if (optimizer->policy == POLICY_S2P &&
+        (optimizer->hp.s2p_option == 2 || optimizer->hp.s2p_option == 4))
         return 4; /* +-rho s, then +-alpha s */
-    return 2; /* s2p options 1 and 3, as2p */
+    return 2;     /* s2p options 1 and 3, as2p */
 }
 
-zt_status zt_optimizer_plan(zt_optimizer *optimizer, int step, uint64_t step_seed, zt_step_plan *plan) {
+zt_status zt_optimizer_plan(zt_optimizer *optimizer, int step, uint64_t step_seed,
+                            zt_step_plan *plan) {
     memset(plan, 0, sizeof *plan);
     plan->n_directions = optimizer->n_directions;
     plan->dist = optimizer->dist;
@@ -509,8 +541,8 @@ static void add_term(zt_step_update *update, uint64_t seed, double coeff) {
     update->terms[update->n_terms++] = (zt_direction){seed, c};
 }
 
-static void finish_central(const zt_optimizer *optimizer, const zt_step_plan *plan, double eps, double lr,
-                           const double *losses, zt_step_update *update) {
+static void finish_central(const zt_optimizer *optimizer, const zt_step_plan *plan, double eps,
+                           double lr, const double *losses, zt_step_update *update) {
     int q = optimizer->n_directions;
     update->rule = optimizer->policy == POLICY_ZO_SGD_MMT ? ZT_UPDATE_MOMENTUM : ZT_UPDATE_SGD;
     update->lr = lr;
@@ -536,7 +568,7 @@ static void finish_forward(const zt_optimizer *optimizer, const zt_step_plan *pl
     update->weight_decay = optimizer->hp.weight_decay;
     update->rule = optimizer->policy == POLICY_ZO_SIGNSGD ? ZT_UPDATE_SIGN
                    : optimizer->policy == POLICY_ZO_ADAMM ? ZT_UPDATE_ADAMM
-                                                    : ZT_UPDATE_SGD;
+                                                          : ZT_UPDATE_SGD;
     if (optimizer->policy == POLICY_ZO_ADAMM) {
         update->beta1 = optimizer->hp.beta1;
         update->beta2 = optimizer->hp.beta2;
@@ -555,8 +587,8 @@ static void finish_forward(const zt_optimizer *optimizer, const zt_step_plan *pl
     }
 }
 
-/* docs/spec.md §6.1: x_{k+1} = argmin{f(x), f(x + a s), f(x - a s)}. Ties prefer staying, then +a s:
- * a tie carries no evidence that a move helps. */
+/* docs/spec.md §6.1: x_{k+1} = argmin{f(x), f(x + a s), f(x - a s)}. Ties prefer staying, then +a
+ * s: a tie carries no evidence that a move helps. */
 static void finish_stp(const zt_optimizer *optimizer, const zt_step_plan *plan, int step,
                        const double *losses, zt_step_update *update) {
     double alpha = lr_at(optimizer, step);
@@ -568,7 +600,8 @@ static void finish_stp(const zt_optimizer *optimizer, const zt_step_plan *plan, 
 }
 
 /* The population standard deviation of the most recent gamma values, the current one included
- * (docs/spec.md §6.4; B1 signed gamma, B3 current included, B4 ddof 0, |gamma_k| under 2 values). */
+ * (docs/spec.md §6.4; B1 signed gamma, B3 current included, B4 ddof 0, |gamma_k| under 2 values).
+ */
 static double as2p_sigma(const zt_optimizer *optimizer, int step, double gamma) {
     uint32_t window = optimizer->window_capacity;
     if (optimizer->hp.as2p_window_elapsed) { /* B2 alternative: 10% of the steps elapsed */
@@ -579,14 +612,16 @@ static double as2p_sigma(const zt_optimizer *optimizer, int step, double gamma) 
     if (n < 2) return fabs(gamma);
     double mean = 0.0;
     for (uint32_t j = 0; j < n; j++)
-        mean += optimizer->gamma_window[(optimizer->window_next + optimizer->window_capacity - 1 - j) %
-                                  optimizer->window_capacity];
+        mean +=
+            optimizer->gamma_window[(optimizer->window_next + optimizer->window_capacity - 1 - j) %
+                                    optimizer->window_capacity];
     mean /= n;
     double sum_sq = 0.0;
     for (uint32_t j = 0; j < n; j++) {
-        double dev = optimizer->gamma_window[(optimizer->window_next + optimizer->window_capacity - 1 - j) %
-                                       optimizer->window_capacity] -
-                     mean;
+        double dev =
+            optimizer->gamma_window[(optimizer->window_next + optimizer->window_capacity - 1 - j) %
+                                    optimizer->window_capacity] -
+            mean;
         sum_sq += dev * dev;
     }
     return sqrt(sum_sq / n);
@@ -628,7 +663,8 @@ static zt_status finish_s2p(const zt_optimizer *optimizer, const zt_step_plan *p
         update->projected_grad = alpha > 0.0 ? difference / (2.0 * alpha) : 0.0;
     } else {
         /* Round one probed +-rho s and gave gamma, alpha follows from |gamma|; round two
-         * probed +-alpha s (zt_optimizer_extend): move to the lower of those (docs/spec.md §6.2). */
+         * probed +-alpha s (zt_optimizer_extend): move to the lower of those (docs/spec.md §6.2).
+         */
         double rho;
         ZT_TRY(eps_at(optimizer, step, &rho));
         double gamma = difference / (2.0 * rho);
@@ -641,13 +677,14 @@ static zt_status finish_s2p(const zt_optimizer *optimizer, const zt_step_plan *p
     return ZT_OK;
 }
 
-int zt_optimizer_extend(zt_optimizer *optimizer, int step, const zt_step_plan *plan, const double *losses,
-                        zt_step_plan *more) {
-    if (optimizer->policy != POLICY_S2P || (optimizer->hp.s2p_option != 2 && optimizer->hp.s2p_option != 4) ||
-        plan->n_variants != 2)
+int zt_optimizer_extend(zt_optimizer *optimizer, int step, const zt_step_plan *plan,
+                        const double *losses, zt_step_plan *more) {
+    if (optimizer->policy != POLICY_S2P ||
+        (optimizer->hp.s2p_option != 2 && optimizer->hp.s2p_option != 4) || plan->n_variants != 2)
         return 0;
     double rho;
-    if (eps_at(optimizer, step, &rho) != ZT_OK || !isfinite(losses[0]) || !isfinite(losses[1])) return 0;
+    if (eps_at(optimizer, step, &rho) != ZT_OK || !isfinite(losses[0]) || !isfinite(losses[1]))
+        return 0;
     double alpha = s2p_adaptive_alpha(optimizer, fabs(losses[0] - losses[1]) / (2.0 * rho));
     memset(more, 0, sizeof *more);
     more->n_directions = plan->n_directions;
@@ -676,8 +713,8 @@ zt_status zt_optimizer_finish(zt_optimizer *optimizer, int step, const zt_step_p
     if (plan->n_variants != expected || plan->n_directions != optimizer->n_directions)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "%s step %d: a plan of %d variants and %d directions, expected %d and %d",
-                       policy_infos[optimizer->policy].name, step, plan->n_variants, plan->n_directions,
-                       expected, optimizer->n_directions);
+                       policy_infos[optimizer->policy].name, step, plan->n_variants,
+                       plan->n_directions, expected, optimizer->n_directions);
     for (int k = 0; k < plan->n_variants; k++)
         if (!isfinite(losses[k]))
             return zt_fail(ZT_ERR_NUMERIC, "%s step %d: variant %d has a non-finite loss (%g)",
@@ -700,13 +737,18 @@ zt_status zt_optimizer_finish(zt_optimizer *optimizer, int step, const zt_step_p
     } else {
         ZT_TRY(finish_as2p(optimizer, plan, step, losses, update));
     }
+    if (moves_to_probe(optimizer->policy))
+        update->step_size = update->n_terms ? fabs((double)update->terms[0].coeff) : 0.0;
+    else
+        update->step_size = update->lr;
     return ZT_OK;
 }
 
 /* ---- plateau ---- */
 
 void zt_optimizer_observe(zt_optimizer *optimizer, double metric) {
-    if (optimizer->hp.lr_schedule != ZT_SCHEDULE_PLATEAU && optimizer->hp.eps_schedule != ZT_SCHEDULE_PLATEAU)
+    if (optimizer->hp.lr_schedule != ZT_SCHEDULE_PLATEAU &&
+        optimizer->hp.eps_schedule != ZT_SCHEDULE_PLATEAU)
         return;
     /* PyTorch ReduceLROnPlateau, mode min, threshold 0, cooldown 0: a reduction follows the
      * (patience+1)-th consecutive observation without improvement; NaN never improves. Its

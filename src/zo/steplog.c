@@ -43,8 +43,10 @@ static int append_text(char *buf, size_t size, size_t *used, const char *fmt, ..
 
 /* JSON has no NaN or infinity: such a value is written as null and read back as NaN. */
 static void append_number(char *buf, size_t size, size_t *used, const char *key, double value) {
-    if (isfinite(value)) append_text(buf, size, used, ",\"%s\":%.17g", key, value);
-    else append_text(buf, size, used, ",\"%s\":null", key);
+    if (isfinite(value))
+        append_text(buf, size, used, ",\"%s\":%.17g", key, value);
+    else
+        append_text(buf, size, used, ",\"%s\":null", key);
 }
 
 static zt_status format_other(const zt_step_record *r, char *buf, size_t size) {
@@ -76,10 +78,11 @@ zt_status zt_steplog_format(const zt_step_record *r, char *buf, size_t size) {
         append_text(buf, size, &used, "%s%.17g", k ? "," : "", r->losses[k]);
     append_text(buf, size, &used,
                 "],\"dist\":\"%s\",\"rule\":\"%s\",\"lr\":%.17g,\"wd\":%.17g,\"beta1\":%.17g,"
-                "\"beta2\":%.17g,\"adam_eps\":%.17g,\"pg\":%.17g,\"sr\":%d,\"rseed\":\"%016llx\","
+                "\"beta2\":%.17g,\"adam_eps\":%.17g,\"pg\":%.17g,\"step_size\":%.17g,\"sr\":%d,"
+                "\"rseed\":\"%016llx\","
                 "\"terms\":[",
                 dist_names[r->dist], rule_names[u->rule], u->lr, u->weight_decay, u->beta1,
-                u->beta2, u->adam_eps, u->projected_grad, r->stochastic_rounding,
+                u->beta2, u->adam_eps, u->projected_grad, u->step_size, r->stochastic_rounding,
                 (unsigned long long)r->rounding_seed);
     for (int t = 0; t < u->n_terms; t++)
         append_text(buf, size, &used, "%s[\"%016llx\",%.9g]", t ? "," : "",
@@ -120,8 +123,8 @@ static zt_status parse_hex64(const cJSON *item, const char *path, int line, cons
     const char *text = item->valuestring;
     size_t n_digits = strspn(text, "0123456789abcdefABCDEF");
     if (n_digits == 0 || n_digits > 16 || text[n_digits] != '\0')
-        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = \"%s\" is not a 64-bit hex value", path, line,
-                       key, text);
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = \"%s\" is not a 64-bit hex value", path,
+                       line, key, text);
     *out = (uint64_t)strtoull(text, NULL, 16);
     return ZT_OK;
 }
@@ -148,8 +151,8 @@ static zt_status get_step(const cJSON *o, const char *key, const char *path, int
     double v = 0.0;
     ZT_TRY(get_number(o, key, path, line, &v));
     if (!(v >= 0.0 && v < 2147483647.0) || v != floor(v))
-        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = %.17g is not a step number", path, line,
-                       key, v);
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"%s\" = %.17g is not a step number", path, line, key,
+                       v);
     *out = (int)v;
     return ZT_OK;
 }
@@ -214,6 +217,10 @@ static zt_status parse_record(const cJSON *o, const char *path, int line, zt_ste
     ZT_TRY(get_number(o, "beta2", path, line, &u->beta2));
     ZT_TRY(get_number(o, "adam_eps", path, line, &u->adam_eps));
     ZT_TRY(get_number(o, "pg", path, line, &u->projected_grad));
+    /* absent from logs written before it was recorded */
+    u->step_size = -1.0;
+    if (cJSON_HasObjectItem(o, "step_size"))
+        ZT_TRY(get_number(o, "step_size", path, line, &u->step_size));
     ZT_TRY(get_number(o, "sr", path, line, &v));
     r->stochastic_rounding = v != 0.0;
     ZT_TRY(parse_hex64(cJSON_GetObjectItemCaseSensitive(o, "rseed"), path, line, "rseed",
@@ -309,8 +316,10 @@ zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_r
             if (*n_records == capacity) {
                 capacity = capacity ? 2 * capacity : 256;
                 zt_step_record *grown = zt_realloc(list, (size_t)capacity * sizeof *grown);
-                if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: reading records", path);
-                else list = grown;
+                if (!grown)
+                    s = zt_fail(ZT_ERR_NOMEM, "%s: reading records", path);
+                else
+                    list = grown;
             }
             if (s == ZT_OK) s = parse_record(o, path, line_no, &list[*n_records]);
             if (s == ZT_OK) (*n_records)++;

@@ -9,7 +9,9 @@
 #include "fuzz_common.h"
 #include "zo/steplog.h"
 
-static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+static int same_bits(const void *a, const void *b, size_t n) {
+    return memcmp(a, b, n) == 0;
+}
 
 static int same_record(const zt_step_record *a, const zt_step_record *b) {
     const zt_step_update *u = &a->update, *v = &b->update;
@@ -22,8 +24,10 @@ static int same_record(const zt_step_record *a, const zt_step_record *b) {
         if (u->terms[t].seed != v->terms[t].seed ||
             !same_bits(&u->terms[t].coeff, &v->terms[t].coeff, sizeof u->terms[t].coeff))
             return 0;
-    const double x[] = {u->lr, u->weight_decay, u->beta1, u->beta2, u->adam_eps, u->projected_grad};
-    const double y[] = {v->lr, v->weight_decay, v->beta1, v->beta2, v->adam_eps, v->projected_grad};
+    const double x[] = {u->lr,       u->weight_decay,   u->beta1,    u->beta2,
+                        u->adam_eps, u->projected_grad, u->step_size};
+    const double y[] = {v->lr,       v->weight_decay,   v->beta1,    v->beta2,
+                        v->adam_eps, v->projected_grad, v->step_size};
     return same_bits(x, y, sizeof x);
 }
 

@@ -58,8 +58,8 @@ static void check_score(const char *fixture) {
         i++;
     }
     if (f) fclose(f);
-    ZT_CHECK(i == cJSON_GetArraySize(examples) && i > 0, "%s: %d references, %d scored", fixture,
-             i, cJSON_GetArraySize(examples));
+    ZT_CHECK(i == cJSON_GetArraySize(examples) && i > 0, "%s: %d references, %d scored", fixture, i,
+             cJSON_GetArraySize(examples));
     /* the summary is the token-weighted mean of HF's per-example losses, and its exponential */
     const cJSON *mean = cJSON_GetObjectItem(root, "mean_nll");
     const cJSON *perplexity = cJSON_GetObjectItem(root, "perplexity");
@@ -207,8 +207,9 @@ static void check_output_apart(const char *demo_dir) {
     char top[] = "/tmp/zt_apart_XXXXXX", cmd[4096], args[4096], base[256], path[600];
     ZT_REQUIRE(mkdtemp(top) != NULL, "mkdtemp");
     snprintf(base, sizeof base, "%s/base", top);
-    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && ln -s base '%s/link' && mkdir '%s/out' && "
-                              "cp '%s/../task/train.jsonl' '%s/out/task.jsonl'",
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s' '%s' && ln -s base '%s/link' && mkdir '%s/out' && "
+             "cp '%s/../task/train.jsonl' '%s/out/task.jsonl'",
              demo_dir, base, top, top, demo_dir, top);
     ZT_REQUIRE(system(cmd) == 0, "%s", cmd);
     char *before[N_NAMES];
@@ -225,11 +226,12 @@ static void check_output_apart(const char *demo_dir) {
     snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/link %s",
              base, top, top, train);
     expect_failure(args, 2, "is the same place as --model");
-    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/run/../sub %s",
-             base, top, base, train);
+    snprintf(args, sizeof args,
+             "train --model %s --train %s/out/task.jsonl --output %s/run/../sub %s", base, top,
+             base, train);
     expect_failure(args, 2, "lies inside --model");
-    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/out %s", base,
-             top, top, train);
+    snprintf(args, sizeof args, "train --model %s --train %s/out/task.jsonl --output %s/out %s",
+             base, top, top, train);
     expect_failure(args, 2, "contains --train");
     snprintf(args, sizeof args, "replay %s %s/out/task.jsonl %s/link", base, top, top);
     expect_failure(args, 2, "is the same place as BASE_DIR");
@@ -259,10 +261,12 @@ static void check_usage_errors(void) {
     static const struct {
         const char *optimizer, *dist, *needle;
     } refused[] = {
-        {"zo-signsgd", "rademacher", "--dist rademacher: zo-signsgd draws its directions uniformly"},
+        {"zo-signsgd", "rademacher",
+         "--dist rademacher: zo-signsgd draws its directions uniformly"},
         {"zo-adamm", "gaussian", "--dist gaussian: zo-adamm"},
         {"zo-sgd-fd", "rademacher", "--dist rademacher: zo-sgd-fd"},
-        {"ga-sign", "gaussian", "--dist gaussian: ga-sign draws its directions from the Rademacher"},
+        {"ga-sign", "gaussian",
+         "--dist gaussian: ga-sign draws its directions from the Rademacher"},
         {"as2p-sign", "sphere", "--dist sphere: as2p-sign"},
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
@@ -274,10 +278,8 @@ static void check_usage_errors(void) {
     static const struct {
         const char *option, *needle;
     } s2p[] = {
-        {"--s2p-option 2 --s2p-l 0", "--s2p-l 0"},
-        {"--s2p-option 3 --s2p-b -1", "--s2p-b -1"},
-        {"--s2p-option 3 --s2p-l1 0", "--s2p-l1 0"},
-        {"--s2p-option 4 --s2p-a 0", "--s2p-a 0"},
+        {"--s2p-option 2 --s2p-l 0", "--s2p-l 0"},     {"--s2p-option 3 --s2p-b -1", "--s2p-b -1"},
+        {"--s2p-option 3 --s2p-l1 0", "--s2p-l1 0"},   {"--s2p-option 4 --s2p-a 0", "--s2p-a 0"},
         {"--s2p-option 4 --s2p-l0 -2", "--s2p-l0 -2"},
     };
     for (size_t i = 0; i < sizeof s2p / sizeof s2p[0]; i++) {
@@ -288,14 +290,15 @@ static void check_usage_errors(void) {
     }
     /* what an optimizer does honour runs: its own distribution named explicitly, S2P constants */
     static char cmd[8192], out[1 << 16];
-    snprintf(cmd, sizeof cmd,
-             "rm -rf /tmp/zt_cli_usage && %s train --model %s --train %s --output /tmp/zt_cli_usage "
-             "--optimizer zo-signsgd --dist sphere --steps 2 --batch-size 2 --quiet 2>&1 && rm -rf "
-             "/tmp/zt_cli_usage && %s train --model %s --train %s --output /tmp/zt_cli_usage "
-             "--optimizer s2p --s2p-option 4 --s2p-a 2 --s2p-b 3 --s2p-l0 0.5 --s2p-l1 0 --steps 2 "
-             "--batch-size 2 --quiet 2>&1 && grep -c '\"--s2p-a\":\"2\"' "
-             "/tmp/zt_cli_usage/steplog.jsonl",
-             zotune, dir, data, zotune, dir, data);
+    snprintf(
+        cmd, sizeof cmd,
+        "rm -rf /tmp/zt_cli_usage && %s train --model %s --train %s --output /tmp/zt_cli_usage "
+        "--optimizer zo-signsgd --dist sphere --steps 2 --batch-size 2 --quiet 2>&1 && rm -rf "
+        "/tmp/zt_cli_usage && %s train --model %s --train %s --output /tmp/zt_cli_usage "
+        "--optimizer s2p --s2p-option 4 --s2p-a 2 --s2p-b 3 --s2p-l0 0.5 --s2p-l1 0 --steps 2 "
+        "--batch-size 2 --quiet 2>&1 && grep -c '\"--s2p-a\":\"2\"' "
+        "/tmp/zt_cli_usage/steplog.jsonl",
+        zotune, dir, data, zotune, dir, data);
     ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
              "an honoured --dist and S2P constants: %s", out);
     ZT_CHECK(system("rm -rf /tmp/zt_cli_usage") == 0, "cleanup");
@@ -340,8 +343,8 @@ static void check_info_plan_options(void) {
     char dir[1024];
     static char cmd[2048], out[1 << 16];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
-    snprintf(cmd, sizeof cmd, "%s info %s --seq-len 8 --optimizer mezo --directions 3 2>&1",
-             zotune, dir);
+    snprintf(cmd, sizeof cmd, "%s info %s --seq-len 8 --optimizer mezo --directions 3 2>&1", zotune,
+             dir);
     ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "K = 6 variants") &&
                  !strstr(out, "warning"),
              "info --directions 3: %s", out);
@@ -416,6 +419,86 @@ static void check_f1_units(const char *demo_dir) {
     ZT_CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* The step applied is what the progress line, metrics.jsonl and the step log show: alpha_k (the
+ * distance moved along s) for the search policies, whose lr is 1, and lr for the others. */
+static void check_step_size(void) {
+    char dir[1024], data[1024], out_dir[128], path[256];
+    static char cmd[8192], out[1 << 16];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    snprintf(out_dir, sizeof out_dir, "/tmp/zt_cli_alpha_%d", (int)getpid());
+    static const struct {
+        const char *optimizer, *label, *flags;
+    } runs[] = {{"as2p", "alpha", "--eps 1e-2"},
+                {"stp", "alpha", "--lr 1e-3"},
+                {"mezo", "lr", "--lr 1e-4"}};
+    for (int i = 0; i < 3; i++) {
+        const int steps = 5;
+        snprintf(cmd, sizeof cmd,
+                 "rm -rf %s && %s train --model %s --train %s --output %s --steps %d "
+                 "--batch-size 2 --log-every 1 --optimizer %s %s 2>&1",
+                 out_dir, zotune, dir, data, out_dir, steps, runs[i].optimizer, runs[i].flags);
+        ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        snprintf(path, sizeof path, "%s/steplog.jsonl", out_dir);
+        FILE *log = fopen(path, "r");
+        snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+        FILE *metrics = fopen(path, "r");
+        ZT_REQUIRE(log && metrics, "%s: no step log or metrics", runs[i].optimizer);
+        char line[4096], metrics_line[1024];
+        int checked = 0, distinct = 0;
+        double previous = -1.0;
+        const char *progress = out;
+        while (fgets(line, sizeof line, log)) {
+            cJSON *rec = cJSON_Parse(line);
+            const cJSON *terms = cJSON_GetObjectItem(rec, "terms");
+            const cJSON *step_size = cJSON_GetObjectItem(rec, "step_size");
+            if (!terms) { /* the header */
+                cJSON_Delete(rec);
+                continue;
+            }
+            double applied = cJSON_GetObjectItem(rec, "lr")->valuedouble;
+            if (strcmp(runs[i].label, "alpha") == 0)
+                applied =
+                    cJSON_GetArraySize(terms)
+                        ? fabs(cJSON_GetArrayItem(cJSON_GetArrayItem(terms, 0), 1)->valuedouble)
+                        : 0.0;
+            ZT_CHECK(cJSON_IsNumber(step_size), "%s: the log lacks step_size", runs[i].optimizer);
+            if (!cJSON_IsNumber(step_size)) break;
+            ZT_CHECK_CLOSE(step_size->valuedouble, applied, 0, 1e-7, "%s log step %d",
+                           runs[i].optimizer, checked);
+            ZT_REQUIRE(fgets(metrics_line, sizeof metrics_line, metrics), "metrics line");
+            cJSON *m = cJSON_Parse(metrics_line);
+            const cJSON *logged = cJSON_GetObjectItem(m, "step_size");
+            ZT_CHECK(cJSON_IsNumber(logged), "%s metrics lack step_size", runs[i].optimizer);
+            if (cJSON_IsNumber(logged))
+                ZT_CHECK_CLOSE(logged->valuedouble, applied, 0, 1e-8, "%s metrics step %d",
+                               runs[i].optimizer, checked);
+            cJSON_Delete(m);
+            char want[64];
+            snprintf(want, sizeof want, "  %s %.3g  ", runs[i].label, step_size->valuedouble);
+            progress = strstr(progress, want);
+            ZT_CHECK(progress != NULL, "%s: no progress line shows '%s': %s", runs[i].optimizer,
+                     want, out);
+            if (!progress)
+                progress = out;
+            else
+                progress++;
+            distinct += step_size->valuedouble != previous;
+            previous = step_size->valuedouble;
+            checked++;
+            cJSON_Delete(rec);
+        }
+        fclose(log);
+        fclose(metrics);
+        ZT_CHECK(checked == steps, "%s: %d of %d steps checked", runs[i].optimizer, checked, steps);
+        /* AS2P's alpha_k follows the gamma statistics: it changes from step to step */
+        if (strcmp(runs[i].optimizer, "as2p") == 0)
+            ZT_CHECK(distinct >= 3, "as2p: %d distinct step sizes in %d steps", distinct, steps);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
+    ZT_CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli PATH_TO_ZOTUNE\n");
@@ -432,6 +515,7 @@ int main(int argc, char **argv) {
     check_optimizer_list();
     check_info_plan_options();
     check_input_aliases();
+    check_step_size();
 
     char dir[1024], bad[256], args[2048];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);

@@ -86,6 +86,7 @@ static void test_mezo(void) {
     ZT_CHECK_CLOSE(up.terms[0].coeff, (2.5 - 2.0) / (2 * 1e-3), 0, COEFF_RTOL, "coeff");
     ZT_CHECK_CLOSE(up.projected_grad, 250.0, 0, 1e-12, "projected_grad");
     ZT_CHECK_CLOSE(up.lr, 1e-6, 0, 1e-12, "lr");
+    ZT_CHECK(up.step_size == up.lr, "mezo's step size is its lr");
     ZT_CHECK_CLOSE(up.weight_decay, 0.01, 0, 1e-12, "weight decay");
     zt_optimizer_free(optimizer);
 
@@ -187,7 +188,8 @@ static void test_forward(void) {
     zt_optimizer_free(optimizer);
     hp.n_directions = 1;
 
-    /* ZO-signSGD (docs/spec.md §7.3): rule SIGN, coefficient sign(Delta), sign(0) = 0 -> no update. */
+    /* ZO-signSGD (docs/spec.md §7.3): rule SIGN, coefficient sign(Delta), sign(0) = 0 -> no update.
+     */
     optimizer = make("zo-signsgd", &hp, 10, d);
     run_step(optimizer, 0, (double[]){1.0, 0.5}, &plan, &up);
     ZT_CHECK(plan.dist == ZT_DIRECTIONS_SPHERE && up.rule == ZT_UPDATE_SIGN, "signsgd rule");
@@ -232,11 +234,15 @@ static void test_stp(void) {
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         int step = 10 + c;
         double a = cosdec(2e-5, 0.0, step, K);
-        run_step(optimizer, step, (double[]){cases[c].here, cases[c].plus, cases[c].minus}, &plan, &up);
+        run_step(optimizer, step, (double[]){cases[c].here, cases[c].plus, cases[c].minus}, &plan,
+                 &up);
         ZT_CHECK(plan.n_variants == 3 && plan.n_terms[0] == 0, "stp plan");
         ZT_CHECK_CLOSE(plan.terms[1][0].coeff, a, 0, COEFF_RTOL, "stp +a at %d", step);
         ZT_CHECK_CLOSE(plan.terms[2][0].coeff, -a, 0, COEFF_RTOL, "stp -a at %d", step);
         ZT_CHECK(up.lr == 1.0 && up.rule == ZT_UPDATE_SGD, "stp lr 1");
+        /* the step applied along s: a_k when it moves, 0 when it stays */
+        ZT_CHECK_CLOSE(up.step_size, cases[c].move == 0 ? 0.0 : a, 0, COEFF_RTOL,
+                       "case %d step_size", c);
         if (cases[c].move == 0) {
             ZT_CHECK(up.n_terms == 0, "case %d stays", c);
         } else {
@@ -248,7 +254,8 @@ static void test_stp(void) {
     zt_optimizer_free(optimizer);
 }
 
-/* S2P (docs/spec.md §6.2): options 1 and 3 probe +-alpha s and move to the lower probe; 2 and 4 probe
+/* S2P (docs/spec.md §6.2): options 1 and 3 probe +-alpha s and move to the lower probe; 2 and 4
+ * probe
  * +-rho s, derive alpha from |gamma|, probe +-alpha s in a second round on the same data and
  * move to the lower of those (4 evaluations). */
 static void test_s2p(void) {
@@ -290,7 +297,8 @@ static void test_s2p(void) {
         ZT_CHECK_CLOSE(plan.terms[0][0].coeff, probe, 0, COEFF_RTOL, "option %d probe", option);
         ZT_CHECK_CLOSE(plan.terms[1][0].coeff, -probe, 0, COEFF_RTOL, "option %d -probe", option);
         if (two_rounds) {
-            ZT_CHECK_CLOSE(plan.terms[2][0].coeff, alpha, 0, COEFF_RTOL, "option %d +alpha", option);
+            ZT_CHECK_CLOSE(plan.terms[2][0].coeff, alpha, 0, COEFF_RTOL, "option %d +alpha",
+                           option);
             ZT_CHECK_CLOSE(plan.terms[3][0].coeff, -alpha, 0, COEFF_RTOL, "option %d -alpha",
                            option);
         }
@@ -298,8 +306,9 @@ static void test_s2p(void) {
         /* theta <- theta - coeff z: moving toward -s is coeff +alpha, toward +s -alpha */
         ZT_CHECK_CLOSE(up.terms[0].coeff, two_rounds ? -alpha : alpha, 0, COEFF_RTOL,
                        "option %d alpha", option);
+        ZT_CHECK_CLOSE(up.step_size, alpha, 0, COEFF_RTOL, "option %d step_size", option);
         run_step(optimizer, 6, (double[]){1.0, 1.0, 1.0, 1.0}, &plan, &up);
-        ZT_CHECK(up.n_terms == 0, "option %d tie stays", option);
+        ZT_CHECK(up.n_terms == 0 && up.step_size == 0.0, "option %d tie stays", option);
         zt_optimizer_free(optimizer);
     }
 }
@@ -375,6 +384,7 @@ static void run_as2p(const char *name, int elapsed) {
             ZT_CHECK(up.n_terms == 1, "%s step %d moves", name, k);
             ZT_CHECK_CLOSE(up.terms[0].coeff, want, 0, COEFF_RTOL, "%s a_%d (elapsed %d)", name, k,
                            elapsed);
+            ZT_CHECK_CLOSE(up.step_size, fabs(want), 0, COEFF_RTOL, "%s step_size %d", name, k);
             /* Saturation bound of §6.4: a_k <= rho_k c_k eta_a / eta_b. */
             double c = cosdec(2, 1, k, K);
             ZT_CHECK(fabs(up.terms[0].coeff) <= rho * c * 5.0 / 50.0 * (1 + 1e-6), "bound %d", k);
@@ -658,7 +668,8 @@ static void test_bad_options(void) {
     zt_step_update up;
     ZT_REQUIRE_OK(zt_optimizer_plan(optimizer, 0, 1, &plan));
     plan.n_variants = 3;
-    ZT_CHECK(zt_optimizer_finish(optimizer, 0, &plan, (double[]){1, 2, 3}, &up) == ZT_ERR_INVALID_ARG,
+    ZT_CHECK(zt_optimizer_finish(optimizer, 0, &plan, (double[]){1, 2, 3}, &up) ==
+                 ZT_ERR_INVALID_ARG,
              "wrong plan shape");
     zt_optimizer_free(optimizer);
 }

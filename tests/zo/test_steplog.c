@@ -90,6 +90,7 @@ static void random_record(zt_step_record *r, int step) {
     u->beta2 = any_double();
     u->adam_eps = any_double();
     u->projected_grad = any_double();
+    u->step_size = any_double();
     u->n_terms = (int)(next_u64() % (ZT_MAX_DIRECTIONS + 1));
     for (int t = 0; t < u->n_terms; t++) {
         u->terms[t].seed = any_seed();
@@ -116,7 +117,8 @@ static int records_equal(const zt_step_record *a, const zt_step_record *b) {
            same_bits(&ua->beta1, &ub->beta1, sizeof(double)) &&
            same_bits(&ua->beta2, &ub->beta2, sizeof(double)) &&
            same_bits(&ua->adam_eps, &ub->adam_eps, sizeof(double)) &&
-           same_bits(&ua->projected_grad, &ub->projected_grad, sizeof(double));
+           same_bits(&ua->projected_grad, &ub->projected_grad, sizeof(double)) &&
+           same_bits(&ua->step_size, &ub->step_size, sizeof(double));
     for (int t = 0; same && t < ua->n_terms; t++)
         same = ua->terms[t].seed == ub->terms[t].seed &&
                same_bits(&ua->terms[t].coeff, &ub->terms[t].coeff, sizeof(float));
@@ -135,7 +137,8 @@ static const char header_v2[] =
     "\"run\":{\"--model\":\"00000000000000ab\",\"--lr\":\"0.001\"}}\n";
 static const char record0[] =
     "{\"step\":0,\"seed\":\"%s\",\"losses\":[1,2],\"dist\":\"gaussian\",\"rule\":\"sgd\",\"lr\":1,"
-    "\"wd\":0,\"beta1\":0,\"beta2\":0,\"adam_eps\":0,\"pg\":0,\"sr\":0,\"rseed\":\"1\",\"terms\":[]}%s\n";
+    "\"wd\":0,\"beta1\":0,\"beta2\":0,\"adam_eps\":0,\"pg\":0,\"sr\":0,\"rseed\":\"1\",\"terms\":[]"
+    "}%s\n";
 
 /* Version 2: run options, evaluations (null = NaN) and skipped steps read back as written; and
  * what another reader would read differently is refused: seeds that are not plain hex, text
@@ -163,13 +166,16 @@ static void test_kinds_and_refusals(const char *path) {
                  r[2].skip_reason == ZT_SKIP_NONFINITE_WEIGHTS && r[3].kind == ZT_RECORD_EVAL &&
                  r[3].step == 2 && isnan(r[3].eval.loss) && r[3].eval.accuracy == 0.25,
              "evaluation and skipped records read back (%d records)", n);
+    ZT_CHECK(n == 4 && r[1].update.step_size == -1.0,
+             "a record written before step_size was logged reads it as -1 (unknown), got %g",
+             n == 4 ? r[1].update.step_size : 0.0);
     free(r);
     static const struct {
         const char *seed, *what;
         int variant; /* 0 as is, 1 text after the object, 2 a key given twice */
     } bad[] = {
-        {"-1", "a signed seed", 0},       {" 1", "a seed with a space", 0},
-        {"0x1", "a seed with 0x", 0},     {"11112222333344445", "17 hex digits", 0},
+        {"-1", "a signed seed", 0},        {" 1", "a seed with a space", 0},
+        {"0x1", "a seed with 0x", 0},      {"11112222333344445", "17 hex digits", 0},
         {"1", "text after the record", 1}, {"1", "a key given twice", 2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -268,8 +274,8 @@ int main(void) {
     ZT_REQUIRE(truncate(path, size - 1) == 0, "truncate");
     ZT_REQUIRE_OK(zt_steplog_read(path, &read_header, &read, &n_read, &torn));
     ZT_CHECK(n_read == N_RECORDS - 1 && torn == 1,
-             "an unterminated last record: read %d records (torn %d), want %d and torn",
-             n_read, torn, N_RECORDS - 1);
+             "an unterminated last record: read %d records (torn %d), want %d and torn", n_read,
+             torn, N_RECORDS - 1);
     free(read);
     ZT_REQUIRE_OK(zt_steplog_open_append(path, &header, &log));
     ZT_REQUIRE_OK(zt_steplog_append(log, &written[N_RECORDS - 1]));
