@@ -54,6 +54,8 @@ struct zt_arch {
     /* What `zotune info` shows of the architecture, as text lines and as JSON keys. */
     void (*describe)(const zt_model *m, FILE *out);
     void (*describe_json)(const zt_model *m, struct cJSON *root);
+    /* The storage dtype config.json names (HF's torch_dtype), or -1 when it names none. */
+    int (*named_dtype)(const void *config);
 
     /* Bytes of each family buffer for n_tokens rows (0: not needed): layer_bytes live during
      * the layers, head_bytes during the head. */
@@ -72,6 +74,13 @@ struct zt_arch {
 
 /* The families zotune knows, chosen by config.json's model_type (models/families.c). */
 const zt_arch *zt_arch_for_config(const char *config_path);
+
+/* Where the loader, a random model and a config-only table put each tensor: on a cache line. */
+enum { ZT_WEIGHT_ALIGN = 64 };
+
+/* m->arch, the tensor table and dims from config.json at config_path (read and validated by the
+ * family). When named_dtype is not NULL it receives the dtype config.json names, or -1. */
+zt_status zt_model_build_from_config(const char *config_path, zt_model *m, int *named_dtype);
 
 /* ---- helpers for a family's layer code (models/sweep.c, models/workspace.c) ---- */
 

@@ -58,6 +58,12 @@ typedef struct zt_model {
  * as a byte-identical copy of the token table (tied). Errors name the directory and tensor. */
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out);
 void zt_model_free(zt_model *model);
+/* The model config.json at config_path describes, without weights (weights NULL: only the
+ * table, sizes and memory plans may be used): tensors stored in `dtype`, or when dtype is -1 in
+ * the dtype config.json names (torch_dtype; float32 when it names none), placed as the loader
+ * would place them, so weights_bytes and every plan equal those of the loaded checkpoint. */
+zt_status zt_model_open_config(const char *config_path, int dtype, zt_backend *be,
+                               zt_model **out);
 /* The content fingerprint (core/fingerprint.h) of dir's weights, as zt_model_load records it:
  * canonical names, dtypes and bytes in table order, whatever the sharding or name prefixes. */
 zt_status zt_model_fingerprint_dir(const char *dir, uint64_t *fingerprint);

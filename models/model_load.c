@@ -10,8 +10,6 @@
 #include "core/status.h"
 #include "io/safetensors.h"
 
-enum { WEIGHT_ALIGN = 64 };
-
 /* A canonical name may be stored as is or without the family's optional prefix. */
 static const char *without_prefix(const zt_arch *arch, const char *canonical) {
     size_t n = strlen(arch->optional_prefix);
@@ -99,7 +97,7 @@ static zt_status resolve_tensors(zt_model *m, const zt_safetensors *st, const ch
         }
         zt_status s = zt_st_storage_dtype(t, &info->dtype);
         if (s != ZT_OK) return zt_fail_context(s, "%s: ", dir);
-        offset = (offset + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+        offset = (offset + ZT_WEIGHT_ALIGN - 1) / ZT_WEIGHT_ALIGN * ZT_WEIGHT_ALIGN;
         info->offset = offset;
         offset += t->n_bytes;
         stored[i] = t;
@@ -108,12 +106,12 @@ static zt_status resolve_tensors(zt_model *m, const zt_safetensors *st, const ch
     return ZT_OK;
 }
 
-/* The family's config and tensor table, from config.json. */
-static zt_status build_from_config(const char *path, zt_model *m) {
+zt_status zt_model_build_from_config(const char *path, zt_model *m, int *named_dtype) {
     void *config = NULL;
     m->arch = zt_arch_for_config(path);
     ZT_TRY(m->arch->read_config(path, &config));
     zt_status s = m->arch->build(m, config);
+    if (named_dtype) *named_dtype = m->arch->named_dtype(config);
     free(config);
     return s;
 }
@@ -138,7 +136,7 @@ static zt_status open_checkpoint(const char *dir, zt_model *m, zt_safetensors **
                                  const zt_st_tensor ***stored_out) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    ZT_TRY(build_from_config(path, m));
+    ZT_TRY(zt_model_build_from_config(path, m, NULL));
     ZT_TRY(zt_st_open_dir(dir, st_out));
     *stored_out = zt_calloc((size_t)m->n_tensors, sizeof **stored_out);
     if (!*stored_out) return zt_fail(ZT_ERR_NOMEM, "allocating the tensor map");

@@ -18,7 +18,6 @@
 #include "arch.h"
 
 enum {
-    RANDOM_WEIGHT_ALIGN = 64,     /* as the loader: every tensor starts on a cache line */
     RANDOM_CHUNK_ELEMS = 1 << 20, /* host staging per upload, a multiple of 4 (one block) */
 };
 
@@ -95,7 +94,7 @@ zt_status zt_model_create_random(const zt_arch *arch, const void *config, zt_dty
     for (int i = 0; s == ZT_OK && i < m->n_tensors; i++) {
         zt_tensor_info *t = &m->tensors[i];
         t->dtype = dtype;
-        offset = (offset + RANDOM_WEIGHT_ALIGN - 1) / RANDOM_WEIGHT_ALIGN * RANDOM_WEIGHT_ALIGN;
+        offset = (offset + ZT_WEIGHT_ALIGN - 1) / ZT_WEIGHT_ALIGN * ZT_WEIGHT_ALIGN;
         t->offset = offset;
         offset += t->n_elems * zt_dtype_size(dtype);
     }

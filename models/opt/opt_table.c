@@ -198,6 +198,13 @@ size_t zt_opt_parameter_count(const zt_opt_config *c) {
 
 static const char *const opt_ignored_names[] = {"decoder.version", "model.decoder.version", NULL};
 
+static int opt_named_dtype(const void *config) {
+    const zt_opt_config *c = config;
+    for (int d = ZT_F32; d <= ZT_BF16; d++)
+        if (strcmp(c->torch_dtype, zt_opt_torch_dtype_name((zt_dtype)d)) == 0) return d;
+    return -1;
+}
+
 const zt_arch zt_opt_arch = {
     .model_type = "opt",
     .display_name = "OPT",
@@ -214,6 +221,7 @@ const zt_arch zt_opt_arch = {
     .write_config = opt_write_config,
     .describe = opt_describe,
     .describe_json = opt_describe_json,
+    .named_dtype = opt_named_dtype,
     .plan_buffers = zt_opt_plan_buffers,
     .scratch_bytes = zt_opt_scratch_bytes,
     .embed = zt_opt_embed,

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -13,9 +14,12 @@
 #include "model.h"
 #include "train/trainer.h"
 
-static double mib(size_t n_bytes) { return (double)n_bytes / (1024.0 * 1024.0); }
+static double mib(size_t n_bytes) {
+    return (double)n_bytes / (1024.0 * 1024.0);
+}
 
 typedef struct info_plan {
+    const char *config_only; /* config.json's path when there are no weights, else NULL */
     int batch, seq_len;
     const char *optimizer; /* NULL: inference plan only */
     const char *mode;
@@ -27,6 +31,7 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     printf("model          %s\n", dir);
     zt_model_describe(m, stdout);
     printf("dtype          %s\n", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
+    if (p->config_only) printf("weights        none: planned from %s alone\n", p->config_only);
     printf("tensors        %d\n", m->n_tensors);
     printf("backend        %s, gemm %s\n", m->be->ops->name, zt_gemm_precision_name(m->be->gemm));
     printf("parameters     %zu\n", zt_model_parameter_count(m));
@@ -73,6 +78,7 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
     cJSON_AddStringToObject(root, "gemm", zt_gemm_precision_name(m->be->gemm));
     zt_model_describe_json(m, root);
     cJSON_AddStringToObject(root, "dtype", zt_dtype_name(m->tensors[m->embed_tokens].dtype));
+    cJSON_AddBoolToObject(root, "weights", p->config_only == NULL);
     cJSON_AddNumberToObject(root, "tensors", m->n_tensors);
     cJSON_AddNumberToObject(root, "parameters", (double)zt_model_parameter_count(m));
     cJSON *inference = plan_json(&p->inference);
@@ -96,9 +102,41 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
     cJSON_Delete(root);
 }
 
+static int is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A config.json given as such, or a directory without safetensors: the plan comes from the
+ * config alone (written to `config`). */
+static int config_only(const char *input, char *config, size_t size) {
+    if (is_file(input)) {
+        snprintf(config, size, "%s", input);
+        return 1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", input);
+    if (is_file(path)) return 0;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", input);
+    if (is_file(path)) return 0;
+    snprintf(config, size, "%s/config.json", input);
+    return 1;
+}
+
+/* "f32", "f16", "bf16" (or torch's names) -> zt_dtype; -1 otherwise. */
+static int parse_dtype(const char *text) {
+    static const char *const names[][2] = {
+        {"f32", "float32"}, {"f16", "float16"}, {"bf16", "bfloat16"}};
+    for (int d = 0; d < 3; d++)
+        if (strcmp(text, names[d][0]) == 0 || strcmp(text, names[d][1]) == 0) return d;
+    return -1;
+}
+
 int zt_cmd_info(int argc, char **argv) {
     int json = 0, batch = 16, seq_len = 256, threads = 0, directions = 1;
-    const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow", *trainable = NULL;
+    const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow",
+               *trainable = NULL;
+    const char *dtype_name = NULL;
     const char *inputs[1] = {NULL};
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the positional)"},
@@ -112,12 +150,22 @@ int zt_cmd_info(int argc, char **argv) {
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (the attention scratch scales with it)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N",
+         "CPU threads (the attention scratch scales with it)"},
+        {"dtype", ZT_ARG_STRING, &dtype_name, "D",
+         "without weights: plan them stored as f32, f16 or bf16 (default: config.json's "
+         "torch_dtype, else f32)"},
     };
-    const zt_arg_spec spec = {"zotune info", "zotune info MODEL_DIR [options]  (or --model DIR)",
+    const zt_arg_spec spec = {"zotune info",
+                              "zotune info MODEL_DIR [options]  (or --model DIR)",
                               "Loads an OPT model directory (config.json + safetensors) and prints "
-                              "its configuration, parameter count and memory plan.",
-                              options, (int)(sizeof options / sizeof options[0]), 0, 1};
+                              "its configuration, parameter count and memory plan. A directory "
+                              "without safetensors, or a config.json itself, is planned from the "
+                              "config alone (any OPT size, nothing downloaded).",
+                              options,
+                              (int)(sizeof options / sizeof options[0]),
+                              0,
+                              1};
     const char *positional[1] = {NULL};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);
@@ -152,8 +200,25 @@ int zt_cmd_info(int argc, char **argv) {
     plan.seq_len = seq_len;
     plan.optimizer = optimizer;
     plan.mode = mode;
+    char config[4096];
+    plan.config_only = config_only(positional[0], config, sizeof config) ? config : NULL;
+    int dtype = dtype_name ? parse_dtype(dtype_name) : -1;
+    if (dtype_name && dtype < 0) {
+        fprintf(stderr, "zotune info: --dtype '%s': expected f32, f16 or bf16\n", dtype_name);
+        return 2;
+    }
+    if (dtype_name && !plan.config_only) {
+        fprintf(stderr,
+                "zotune info: --dtype plans weights that are not there; %s holds a checkpoint, "
+                "whose own dtypes are planned\n",
+                positional[0]);
+        return 2;
+    }
     zt_status s = zt_backend_open(device, threads, gemm, &be);
-    if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
+    if (s == ZT_OK && plan.config_only)
+        s = zt_model_open_config(config, dtype, be, &model);
+    else if (s == ZT_OK)
+        s = zt_model_load(positional[0], be, &model);
     if (s == ZT_OK && seq_len > model->dims.max_positions)
         fprintf(stderr,
                 "zotune info: warning: --seq-len %d is longer than the model's %d positions; "

@@ -356,6 +356,92 @@ static void check_info_plan_options(void) {
              "info --directions 17: %s", out);
 }
 
+/* info without weights: the same plan from config.json alone as from the checkpoint (a copy of
+ * each fixture's config.json, its dtype given by --dtype where config.json names none), and an
+ * OPT-13B config.json planned with HF's parameter count, computed here from the shapes. */
+static void check_info_config_only(void) {
+    char dir[1024], tmp[128], args[4096];
+    static char cmd[8192], loaded[1 << 16], planned[1 << 16];
+    snprintf(tmp, sizeof tmp, "/tmp/zt_cli_config_%d", (int)getpid());
+    static const struct {
+        const char *fixture, *dtype;
+    } cases[] = {{"opt-pre", ""},
+                 {"opt-post", ""},
+                 {"opt-pre-f16", "--dtype f16"},
+                 {"opt-pre-bf16", "--dtype bfloat16"}};
+    for (int i = 0; i < 4; i++) {
+        fixture_path(dir, sizeof dir, cases[i].fixture, NULL);
+        const char *plan = "--optimizer zo-adamm --batch-size 3 --seq-len 20 --json";
+        snprintf(cmd, sizeof cmd, "%s info %s %s", zotune, dir, plan);
+        ZT_REQUIRE(run(cmd, loaded, sizeof loaded) == 0, "%s", cmd);
+        snprintf(cmd, sizeof cmd,
+                 "rm -rf %s && mkdir %s && cp %s/config.json %s/ && %s info %s %s %s", tmp, tmp,
+                 dir, tmp, zotune, tmp, plan, cases[i].dtype);
+        ZT_CHECK(run(cmd, planned, sizeof planned) == 0, "%s: %s", cmd, planned);
+        cJSON *a = cJSON_Parse(loaded), *b = cJSON_Parse(planned);
+        ZT_REQUIRE(a && b, "info --json output");
+        ZT_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(a, "weights")) &&
+                     cJSON_IsFalse(cJSON_GetObjectItem(b, "weights")),
+                 "%s: \"weights\" should say which plan had weights", cases[i].fixture);
+        cJSON_DeleteItemFromObject(a, "model");
+        cJSON_DeleteItemFromObject(b, "model");
+        cJSON_DeleteItemFromObject(a, "weights");
+        cJSON_DeleteItemFromObject(b, "weights");
+        ZT_CHECK(cJSON_Compare(a, b, 1), "%s: the plan from config.json alone differs:\n%s\n%s",
+                 cases[i].fixture, loaded, planned);
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+    }
+    /* OPT-13B (facebook/opt-13b's config.json): 12.85 B parameters, f16 */
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir %s", tmp, tmp);
+    ZT_REQUIRE(system(cmd) == 0, "%s", cmd);
+    char config[256];
+    snprintf(config, sizeof config, "%s/config.json", tmp);
+    FILE *f = fopen(config, "w");
+    ZT_REQUIRE(f != NULL, "%s", config);
+    fputs("{\"model_type\": \"opt\", \"activation_function\": \"relu\", \"vocab_size\": 50272, "
+          "\"hidden_size\": 5120, \"num_hidden_layers\": 40, \"num_attention_heads\": 40, "
+          "\"ffn_dim\": 20480, \"max_position_embeddings\": 2048, \"word_embed_proj_dim\": 5120, "
+          "\"do_layer_norm_before\": true, \"torch_dtype\": \"float16\", \"bos_token_id\": 2, "
+          "\"eos_token_id\": 2, \"pad_token_id\": 1}\n",
+          f);
+    fclose(f);
+    const double V = 50272, h = 5120, L = 40, F = 20480, P = 2048;
+    const double per_layer = 4 * (h * h + h) + 2 * (2 * h) + (h * F + F) + (F * h + h);
+    const double want = V * h + (P + 2) * h + L * per_layer + 2 * h;
+    for (int as_file = 0; as_file < 2; as_file++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s info %s --optimizer mezo --batch-size 16 --seq-len 512 --json", zotune,
+                 as_file ? config : tmp);
+        ZT_CHECK(run(cmd, planned, sizeof planned) == 0, "%s: %s", cmd, planned);
+        cJSON *o = cJSON_Parse(planned);
+        const cJSON *params = cJSON_GetObjectItem(o, "parameters");
+        const cJSON *plan = cJSON_GetObjectItem(o, "train_plan");
+        const cJSON *weights = cJSON_GetObjectItem(plan, "weights_bytes");
+        const cJSON *dtype = cJSON_GetObjectItem(o, "dtype");
+        ZT_CHECK(cJSON_IsNumber(params) && params->valuedouble == want,
+                 "OPT-13B from config.json: %.0f parameters, want %.0f",
+                 cJSON_IsNumber(params) ? params->valuedouble : -1.0, want);
+        /* f16, each of the 2 + 16 L + 2 tensors padded to 64 bytes at most */
+        ZT_CHECK(cJSON_IsNumber(weights) && weights->valuedouble >= 2 * want &&
+                     weights->valuedouble < 2 * want + 64 * (4 + 16 * L) && cJSON_IsString(dtype) &&
+                     strcmp(dtype->valuestring, "F16") == 0,
+                 "OPT-13B weights planned at %.0f bytes (%s)",
+                 cJSON_IsNumber(weights) ? weights->valuedouble : -1.0, planned);
+        cJSON_Delete(o);
+    }
+    snprintf(cmd, sizeof cmd, "%s info %s 2>&1", zotune, tmp);
+    ZT_CHECK(run(cmd, planned, sizeof planned) == 0 && strstr(planned, "weights        none"),
+             "the text plan says there are no weights: %s", planned);
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    snprintf(args, sizeof args, "info %s --dtype f16", dir);
+    expect_failure(args, 2, "holds a checkpoint");
+    snprintf(args, sizeof args, "info %s --dtype f8", tmp);
+    expect_failure(args, 2, "--dtype 'f8'");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    ZT_CHECK(system(cmd) == 0, "cleanup");
+}
+
 /* One spelling for one thing: score, info and replay take --model (--data, --log, --output)
  * as eval and train do, with the positional forms kept; the two forms give the same result. */
 static void check_input_aliases(void) {
@@ -514,6 +600,7 @@ int main(int argc, char **argv) {
     check_usage_errors();
     check_optimizer_list();
     check_info_plan_options();
+    check_info_config_only();
     check_input_aliases();
     check_step_size();
 
