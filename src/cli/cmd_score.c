@@ -14,8 +14,10 @@
 #include "core/status.h"
 #include "io/jsonl.h"
 #include "io/safetensors.h"
+#include "data/dataset.h"
 #include "data/targets.h"
 #include "model.h"
+#include "text/bpe.h"
 #include "train/task_loss.h"
 
 typedef struct record {
@@ -47,12 +49,25 @@ static zt_status check_record(const zt_jsonl *in, const record *r, const zt_mode
                        r->line, r->length, dims->max_positions);
     for (int t = 0; t < r->length; t++) {
         if (r->input_ids[t] < 0 || r->input_ids[t] >= dims->vocab_size)
-            return zt_fail(ZT_ERR_FORMAT, "%s:%d: input_ids[%d] = %d outside [0, %d)", path, r->line,
-                           t, r->input_ids[t], dims->vocab_size);
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: input_ids[%d] = %d outside [0, %d)", path,
+                           r->line, t, r->input_ids[t], dims->vocab_size);
         if (r->labels[t] != -100 && (r->labels[t] < 0 || r->labels[t] >= dims->vocab_size))
             return zt_fail(ZT_ERR_FORMAT, "%s:%d: labels[%d] = %d outside [0, %d) and not -100",
                            path, r->line, t, r->labels[t], dims->vocab_size);
     }
+    return ZT_OK;
+}
+
+static zt_status list_append(record_list *list, const record *r, const char *path) {
+    if (list->count == list->capacity) {
+        int capacity = list->capacity ? 2 * list->capacity : 64;
+        record *grown = zt_realloc(list->items, (size_t)capacity * sizeof *grown);
+        if (!grown) return zt_fail(ZT_ERR_NOMEM, "%s: allocating records", path);
+        list->items = grown;
+        list->capacity = capacity;
+    }
+    list->items[list->count++] = *r;
+    if (r->length > list->max_length) list->max_length = r->length;
     return ZT_OK;
 }
 
@@ -75,31 +90,81 @@ static zt_status read_records(const char *path, const zt_model_dims *dims, recor
                             n_labels, r.length);
         } else if (s == ZT_OK) {
             r.labels = zt_malloc((size_t)(r.length ? r.length : 1) * sizeof(int32_t));
-            if (!r.labels) s = zt_fail(ZT_ERR_NOMEM, "%s:%d: allocating labels", path, r.line);
-            else memcpy(r.labels, r.input_ids, (size_t)r.length * sizeof(int32_t));
+            if (!r.labels)
+                s = zt_fail(ZT_ERR_NOMEM, "%s:%d: allocating labels", path, r.line);
+            else
+                memcpy(r.labels, r.input_ids, (size_t)r.length * sizeof(int32_t));
         }
         cJSON_Delete(obj);
         if (s == ZT_OK) s = check_record(in, &r, dims);
-        if (s == ZT_OK && list->count == list->capacity) {
-            int capacity = list->capacity ? 2 * list->capacity : 64;
-            record *grown = zt_realloc(list->items, (size_t)capacity * sizeof *grown);
-            if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: allocating records", path);
-            else {
-                list->items = grown;
-                list->capacity = capacity;
-            }
-        }
+        if (s == ZT_OK) s = list_append(list, &r, path);
         if (s != ZT_OK) {
             free(r.input_ids);
             free(r.labels);
             break;
         }
-        list->items[list->count++] = r;
-        if (r.length > list->max_length) list->max_length = r.length;
     }
     zt_jsonl_close(in);
-    if (s == ZT_OK && list->count == 0) s = zt_fail(ZT_ERR_FORMAT, "%s: no records", path);
     return s;
+}
+
+/* The sequence an example is scored on, as eval's loss sees it with --train-as lm: an LM or
+ * generation record's tokens with its labels (the completion only where it has a prompt); a
+ * classification record's labelled candidate, its option tokens the labels. */
+static zt_status example_record(const zt_example *e, zt_task_kind kind, record *r) {
+    const int32_t *ids = e->input_ids;
+    r->line = e->line;
+    r->length = e->length;
+    int scored_from = 0;
+    if (kind == ZT_TASK_CLASSIFICATION) {
+        ids = e->candidates[e->label];
+        r->length = e->candidate_length[e->label];
+        scored_from = r->length - e->option_length[e->label];
+    }
+    size_t n = (size_t)(r->length > 0 ? r->length : 1);
+    r->input_ids = zt_malloc(n * sizeof(int32_t));
+    r->labels = zt_malloc(n * sizeof(int32_t));
+    if (!r->input_ids || !r->labels) /* the caller frees what was allocated */
+        return zt_fail(ZT_ERR_NOMEM, "line %d: allocating the record", e->line);
+    memcpy(r->input_ids, ids, (size_t)r->length * sizeof(int32_t));
+    for (int t = 0; t < r->length; t++)
+        r->labels[t] =
+            kind == ZT_TASK_CLASSIFICATION ? (t >= scored_from ? ids[t] : -100) : e->labels[t];
+    return ZT_OK;
+}
+
+/* Any record kind eval reads (docs/tasks.md), text tokenized with the model's tokenizer. */
+static zt_status read_task_records(const char *path, const char *model_dir, int bos_mezo,
+                                   const zt_model_dims *dims, record_list *list) {
+    zt_tokenizer *tok = NULL;
+    zt_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    zt_status s = zt_tokenizer_open_model_dir(model_dir, bos_mezo, &tok);
+    if (s == ZT_OK) s = zt_dataset_load(path, tok, dims->vocab_size, dims->max_positions, &ds);
+    for (int i = 0; s == ZT_OK && i < ds.n_examples; i++) {
+        record r = {0, 0, NULL, NULL};
+        s = example_record(&ds.examples[i], ds.kind, &r);
+        if (s == ZT_OK) s = list_append(list, &r, path);
+        if (s != ZT_OK) {
+            free(r.input_ids);
+            free(r.labels);
+        }
+    }
+    zt_dataset_free(&ds);
+    zt_tokenizer_free(tok);
+    return s;
+}
+
+/* Whether the file holds score's own pre-tokenized form: a first record with "input_ids". */
+static zt_status holds_token_records(const char *path, int *yes) {
+    zt_jsonl *in = NULL;
+    cJSON *first = NULL;
+    ZT_TRY(zt_jsonl_open(path, &in));
+    zt_status s = zt_jsonl_next(in, &first);
+    *yes = s != ZT_OK || !first || cJSON_HasObjectItem(first, "input_ids");
+    cJSON_Delete(first);
+    zt_jsonl_close(in);
+    return ZT_OK;
 }
 
 /* Target-row logits kept for --logits: (rows, V) with each row's (record line, position). */
@@ -137,10 +202,11 @@ static zt_status dump_write(const logits_dump *d, const char *path, int vocab) {
 }
 
 /* Scores records [first, first+n): right-padded batch, one forward, per-example mean NLL. */
-static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, int n,
-                             double *loss, int *n_tokens, logits_dump *dump) {
+static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, int n, double *loss,
+                             int *n_tokens, logits_dump *dump) {
     int seq_len = 0;
-    for (int i = 0; i < n; i++) seq_len = recs[i].length > seq_len ? recs[i].length : seq_len;
+    for (int i = 0; i < n; i++)
+        seq_len = recs[i].length > seq_len ? recs[i].length : seq_len;
     size_t cells = (size_t)n * seq_len;
     int32_t *ids = zt_calloc(cells, sizeof *ids), *mask = zt_calloc(cells, sizeof *mask);
     int32_t *labels = zt_malloc(cells * sizeof *labels);
@@ -148,9 +214,10 @@ static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, 
     float *logits = dump ? zt_malloc(cells * (size_t)m->dims.vocab_size * sizeof *logits) : NULL;
     if (dump && !logits) free(logprobs), logprobs = NULL;
     zt_targets targets = {0};
-    zt_status s = ids && mask && labels && logprobs ? ZT_OK
-                                                    : zt_fail(ZT_ERR_NOMEM, "allocating a batch");
-    for (size_t c = 0; s == ZT_OK && c < cells; c++) labels[c] = -100;
+    zt_status s =
+        ids && mask && labels && logprobs ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "allocating a batch");
+    for (size_t c = 0; s == ZT_OK && c < cells; c++)
+        labels[c] = -100;
     for (int i = 0; s == ZT_OK && i < n; i++) {
         for (int t = 0; t < recs[i].length; t++) {
             ids[(size_t)i * seq_len + t] = recs[i].input_ids[t];
@@ -179,7 +246,7 @@ static zt_status score_batch(zt_model *m, zt_workspace *ws, const record *recs, 
 
 int zt_cmd_score(int argc, char **argv) {
     int json = 0, batch_size = 8, threads = 0;
-    const char *device = "cpu", *gemm = "auto", *logits_path = NULL;
+    const char *device = "cpu", *gemm = "auto", *logits_path = NULL, *bos = "opt";
     const char *inputs[2] = {NULL, NULL}; /* model directory, data file */
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the first positional)"},
@@ -189,16 +256,25 @@ int zt_cmd_score(int argc, char **argv) {
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default: all cores)"},
+        {"bos", ZT_ARG_STRING, &bos, "opt|mezo",
+         "text records: BOS as OPT's tokenizer adds it (default) or MeZO's quirk"},
         {"logits", ZT_ARG_STRING, &logits_path, "FILE",
          "also write every target row's logits (safetensors: logits (R,V), line_position (R,2))"},
     };
     const zt_arg_spec spec = {
-        "zotune score", "zotune score MODEL_DIR DATA.jsonl [options]  (or --model DIR --data FILE)",
+        "zotune score",
+        "zotune score MODEL_DIR DATA.jsonl [options]  (or --model DIR --data FILE)",
         "Per-example mean next-token negative log-likelihood of JSONL records\n"
         "{\"input_ids\": [...], \"labels\": [...]} (labels optional, -100 = ignored; labels are\n"
         "shifted by one inside, as in HF's OPTForCausalLM), plus the token-weighted mean and\n"
-        "perplexity.",
-        options, (int)(sizeof options / sizeof options[0]), 0, 2};
+        "perplexity. Every task record eval reads is scored too (docs/tasks.md; text through\n"
+        "the model's tokenizer): LM text on its tokens (a prompt's completion only), generation\n"
+        "records on their completion, classification records on the labelled candidate's\n"
+        "option tokens.",
+        options,
+        (int)(sizeof options / sizeof options[0]),
+        0,
+        2};
     const char *positional[2] = {NULL, NULL};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);
@@ -213,6 +289,10 @@ int zt_cmd_score(int argc, char **argv) {
         fprintf(stderr, "zotune score: --batch-size must be positive\n");
         return 2;
     }
+    if (strcmp(bos, "opt") != 0 && strcmp(bos, "mezo") != 0) {
+        fprintf(stderr, "zotune score: --bos '%s': expected opt or mezo\n", bos);
+        return 2;
+    }
 
     zt_backend *be = NULL;
     zt_model *model = NULL;
@@ -223,10 +303,18 @@ int zt_cmd_score(int argc, char **argv) {
     logits_dump dump = {0};
     zt_status s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
-    if (s == ZT_OK) s = read_records(positional[1], &model->dims, &records);
+    int token_records = 1;
+    if (s == ZT_OK) s = holds_token_records(positional[1], &token_records);
+    if (s == ZT_OK && token_records)
+        s = read_records(positional[1], &model->dims, &records);
+    else if (s == ZT_OK)
+        s = read_task_records(positional[1], positional[0], strcmp(bos, "mezo") == 0, &model->dims,
+                              &records);
+    if (s == ZT_OK && records.count == 0)
+        s = zt_fail(ZT_ERR_FORMAT, "%s: no records", positional[1]);
     if (s == ZT_OK) {
         zt_workspace_shape shape = {batch_size < records.count ? batch_size : records.count,
-                                        records.max_length, 1, 0, 0};
+                                    records.max_length, 1, 0, 0};
         s = zt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {
@@ -260,8 +348,10 @@ int zt_cmd_score(int argc, char **argv) {
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddNumberToObject(e, "line", records.items[i].line);
                 cJSON_AddNumberToObject(e, "n_tokens", n_tokens[i]);
-                if (n_tokens[i]) cJSON_AddNumberToObject(e, "loss", loss[i]);
-                else cJSON_AddNullToObject(e, "loss");
+                if (n_tokens[i])
+                    cJSON_AddNumberToObject(e, "loss", loss[i]);
+                else
+                    cJSON_AddNullToObject(e, "loss");
                 cJSON_AddItemToArray(list, e);
             }
             cJSON_AddItemToObject(root, "examples", list);

@@ -475,6 +475,62 @@ static void check_input_aliases(void) {
     ZT_CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* score reads every record kind eval reads: LM text scores as eval's loss does (token-weighted),
+ * a generation record on its completion, a classification record on its labelled candidate,
+ * which is the LM record of that candidate as completion. */
+static void check_score_task_records(const char *demo_dir) {
+    static const struct {
+        const char *records;
+        int compare_eval; /* 1: eval's loss is the token-weighted mean_nll */
+    } cases[] = {
+        {"{\"text\": \"The movie was a delight from start to finish.\"}\n"
+         "{\"text\": \"It was dull and far too long.\"}\n",
+         1},
+        {"{\"prompt\": \"The film was\", \"answers\": [\"great\", \"fine\"]}\n"
+         "{\"prompt\": \"The plot was\", \"answers\": [\"thin\"]}\n",
+         1},
+        {"{\"prompt\": \"The film was\", \"candidates\": [\" terrible\", \" great\"], \"label\": "
+         "1}\n"
+         "{\"prompt\": \"The plot was\", \"candidates\": [\" thin\", \" rich\"], \"label\": 0}\n",
+         0},
+        {"{\"prompt\": \"The film was\", \"completion\": \" great\"}\n"
+         "{\"prompt\": \"The plot was\", \"completion\": \" thin\"}\n",
+         1},
+    };
+    char data[128];
+    static char cmd[4096], out[1 << 16];
+    snprintf(data, sizeof data, "/tmp/zt_cli_score_%d.jsonl", (int)getpid());
+    double mean[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        FILE *f = fopen(data, "w");
+        ZT_REQUIRE(f && fputs(cases[i].records, f) >= 0 && fclose(f) == 0, "%s", data);
+        snprintf(cmd, sizeof cmd, "%s score --model %s --data %s --json", zotune, demo_dir, data);
+        ZT_CHECK(run(cmd, out, sizeof out) == 0, "score of text records (case %d): %s", i, out);
+        cJSON *score = cJSON_Parse(out);
+        const cJSON *nll = cJSON_GetObjectItem(score, "mean_nll");
+        ZT_CHECK(cJSON_IsNumber(nll) &&
+                     cJSON_GetArraySize(cJSON_GetObjectItem(score, "examples")) == 2,
+                 "case %d: %s", i, out);
+        mean[i] = cJSON_IsNumber(nll) ? nll->valuedouble : NAN;
+        cJSON_Delete(score);
+        if (!cases[i].compare_eval) continue;
+        snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --json", zotune, demo_dir, data);
+        ZT_CHECK(run(cmd, out, sizeof out) == 0, "eval (case %d): %s", i, out);
+        cJSON *eval = cJSON_Parse(out);
+        const cJSON *loss = cJSON_GetObjectItem(eval, "loss");
+        ZT_CHECK(cJSON_IsNumber(loss), "eval --json: %s", out);
+        if (cJSON_IsNumber(loss))
+            ZT_CHECK_CLOSE(mean[i], loss->valuedouble, 0, 1e-9, "case %d: score vs eval", i);
+        cJSON_Delete(eval);
+    }
+    ZT_CHECK_CLOSE(mean[2], mean[3], 0, 1e-12,
+                   "a classification record scores as its labelled candidate's completion");
+    char args[1024];
+    snprintf(args, sizeof args, "score --model %s --data %s --bos gpt", demo_dir, data);
+    expect_failure(args, 2, "--bos 'gpt'");
+    remove(data);
+}
+
 /* F1 and EM are printed in percent, with the sign, by eval, by train's evaluation lines and by
  * train's summary, so no two places disagree by a factor of 100. */
 static void check_f1_units(const char *demo_dir) {
@@ -627,5 +683,6 @@ int main(int argc, char **argv) {
     check_numeric_options(dir);
     if (argc > 2) check_output_apart(argv[2]);
     if (argc > 2) check_f1_units(argv[2]);
+    if (argc > 2) check_score_task_records(argv[2]);
     return zt_test_finish("test_cli");
 }
