@@ -84,7 +84,7 @@ zt_status zt_cpu_attention(zt_backend *be, float *out,                     /* (B
 
     /* One work item per (sequence, head, query); dynamic scheduling evens out causal rows. */
     const int64_t n_items = (int64_t)batch * n_heads * seq_len;
-    ZT_CPU_PARALLEL_FOR_DYNAMIC(cpu->n_threads)
+    ZT_CPU_PARALLEL_FOR_DYNAMIC(zt_cpu_threads(cpu))
     for (int64_t item = 0; item < n_items; item++) {
         int query = (int)(item % seq_len);
         int head = (int)(item / seq_len % n_heads);

@@ -19,7 +19,8 @@ static void *aligned_host_alloc(size_t n_bytes) {
     size_t rounded = (n_bytes + ZT_CPU_ALIGNMENT - 1) / ZT_CPU_ALIGNMENT * ZT_CPU_ALIGNMENT;
     if (rounded < n_bytes) return NULL; /* overflow */
     void *ptr = NULL;
-    if (zt_fault_alloc_fails() || posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
+    if (zt_fault_alloc_fails() ||
+        posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
         return NULL;
     return ptr;
 }
@@ -176,6 +177,10 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
     if (cpu == NULL) return zt_fail(ZT_ERR_NOMEM, "cpu backend: out of memory");
     /* Without OpenMP the ops run on the calling thread whatever was asked. */
     cpu->n_threads = ZT_HAVE_OPENMP && n_threads > 0 ? n_threads : default_thread_count();
+    /* Only the default count adapts: OMP_NUM_THREADS and --threads are taken as given. */
+    cpu->threads.adaptive = ZT_HAVE_OPENMP && n_threads <= 0 && !getenv("OMP_NUM_THREADS");
+    cpu->threads.n_cores = zt_cpu_online_cores();
+    cpu->threads.n_active = cpu->n_threads;
     /* Debian's OpenBLAS runs its own pthreads pool, which fights OpenMP's spinning threads for
      * the same cores: bench_step measured GEMMs slower with 2 BLAS threads than with 1 next to
      * our OpenMP ops, and sgemm's bits depend on its thread count. So OpenBLAS runs on one

@@ -47,13 +47,35 @@
  * bounded by ZT_CPU_LINEAR_CHUNK_ROWS * in_features floats however large out_features is. */
 #define ZT_CPU_LINEAR_CHUNK_ROWS 256
 
+enum { ZT_CPU_LOAD_WINDOW = 3 }; /* load samples the default thread count looks back on */
+
+/* The default thread count's view of the machine (kernels/cpu/threads.c). */
+typedef struct zt_cpu_threads_state {
+    int adaptive;      /* the default count: yield cores other processes keep busy */
+    int n_cores;       /* cores this process may run on */
+    int n_active;      /* threads the next region gets */
+    double next_check; /* monotonic seconds of the next look at the load */
+    int recent[ZT_CPU_LOAD_WINDOW], filled, next;
+} zt_cpu_threads_state;
+
 /* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
 typedef struct zt_cpu_backend {
     zt_backend base;
-    int n_threads;  /* threads per parallel region; >= 1 */
+    int n_threads; /* the most threads a parallel region gets (scratch is sized for it); >= 1 */
+    zt_cpu_threads_state threads;
     float *scratch; /* 64-byte aligned, tracked as ZT_MEM_SCRATCH */
     size_t scratch_floats;
 } zt_cpu_backend;
+
+/* Threads for the next parallel region: n_threads as given, or for the default count the cores
+ * other runnable processes leave free (looked at every 0.1 s), between 1 and n_threads. */
+int zt_cpu_threads(zt_cpu_backend *cpu);
+/* The pieces, exposed for tests: the free cores for a load sample (runnable tasks in the whole
+ * system and ours), clamped to [1, n_max]; the count after a sample (the fewest in the window);
+ * the cores this process may use. */
+int zt_cpu_threads_for_load(int n_max, int n_cores, int runnable_total, int runnable_own);
+int zt_cpu_threads_after(zt_cpu_threads_state *state, int target);
+int zt_cpu_online_cores(void);
 
 static inline zt_cpu_backend *zt_cpu(zt_backend *be) {
     return (zt_cpu_backend *)be->impl;

@@ -51,7 +51,7 @@ zt_status zt_cpu_gather_rows(zt_backend *be, float *out, /* (N,C) */
         ZT_TRY(zt_cpu_z_terms_prepare(op, perturb->p, perturb->tensor_id, stack_terms, &terms));
 
     const size_t n_cols_z = (size_t)n_cols;
-    ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
     for (int n = 0; n < n_rows; n++) {
         float *dst = out + (size_t)n * n_cols_z;
         size_t first = (size_t)rows[n] * n_cols_z;

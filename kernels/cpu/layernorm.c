@@ -31,7 +31,7 @@ zt_status zt_cpu_layernorm(zt_backend *be, float *out,      /* (N,C) */
     const char *op = "layernorm";
     ZT_TRY(zt_check_layernorm_args(op, out, in, gamma, beta, n_rows, n_cols, eps));
 
-    ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
     for (int n = 0; n < n_rows; n++) {
         const float *x = in + (size_t)n * n_cols;
         float *y = out + (size_t)n * n_cols;

@@ -42,7 +42,7 @@ static void chunked_half_gemm(float *out,                /* (N,OC) */
 static void add_bias_relu(zt_cpu_backend *cpu, float *out, /* (N,OC) */
                           const float *bias,               /* (OC) or NULL */
                           int n_rows, int out_features, int relu) {
-    ZT_CPU_PARALLEL_FOR(cpu->n_threads)
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(cpu))
     for (int n = 0; n < n_rows; n++) {
         float *y = out + (size_t)n * out_features;
         if (bias)

@@ -30,7 +30,7 @@ zt_status zt_cpu_target_logprobs(zt_backend *be, float *logprob, /* (R) */
                            (int)targets[r], vocab);
     }
 
-    ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
     for (int r = 0; r < n_rows; r++) {
         const float *row = logits + (size_t)r * vocab;
         logprob[r] = (float)((double)row[targets[r]] - log_sum_exp(row, vocab));

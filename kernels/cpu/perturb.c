@@ -84,7 +84,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
         const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
         const uint64_t first_block = elem_offset / 4;
         const int64_t n_blocks = (int64_t)((slice_end - 1) / 4 - first_block + 1);
-        ZT_CPU_PARALLEL_FOR(zt_cpu(be)->n_threads)
+        ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
         for (int64_t b = 0; b < n_blocks; b++) {
             const uint64_t block = first_block + (uint64_t)b;
             const zt_f32x4 sum = zt_cpu_z_sum_block4(terms, n_terms, dist, block);

@@ -55,7 +55,7 @@ zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t te
 
     const uint64_t tensor_key = zt_tensor_key(seed, tensor_id);
     const int64_t n_chunks_signed = (int64_t)n_chunks;
-    ZT_CPU_PARALLEL_FOR(cpu->n_threads)
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(cpu))
     for (int64_t c = 0; c < n_chunks_signed; c++) {
         const uint64_t begin = (uint64_t)c * ZT_CPU_SUMSQ_CHUNK_ELEMS;
         const uint64_t end =

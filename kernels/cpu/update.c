@@ -118,7 +118,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         const uint64_t n = (uint64_t)n_elems;
         const int64_t n_blocks = (int64_t)((n + 3) / 4);
         unsigned long long nonfinite = 0;
-        ZT_CPU_PARALLEL_FOR_SUM(zt_cpu(be)->n_threads, nonfinite)
+        ZT_CPU_PARALLEL_FOR_SUM(zt_cpu_threads(zt_cpu(be)), nonfinite)
         for (int64_t b = 0; b < n_blocks; b++) {
             const uint64_t block = (uint64_t)b;
             const zt_f32x4 g = zt_cpu_z_sum_block4(terms, n_terms, dist, block);

@@ -73,8 +73,11 @@ static int set_value(const char *command, const zt_arg_option *o, const char *va
         *(int *)o->target = (int)v;
         return ZT_ARGS_OK;
     }
-    case ZT_ARG_STRING: *(const char **)o->target = value; return ZT_ARGS_OK;
-    case ZT_ARG_FLAG: break;
+    case ZT_ARG_STRING:
+        *(const char **)o->target = value;
+        return ZT_ARGS_OK;
+    case ZT_ARG_FLAG:
+        break;
     }
     return ZT_ARGS_ERROR;
 }

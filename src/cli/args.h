@@ -17,9 +17,12 @@ typedef enum zt_arg_kind {
 /* More threads than this many per core only oversubscribe (and OpenMP fails long before an
  * absurd count): --threads is refused past it. */
 enum { ZT_ARGS_THREADS_PER_CORE = 4 };
+/* What every command's --threads says of the default (kernels/cpu/threads.c). */
+#define ZT_THREADS_HELP                                                                            \
+    "CPU threads (default: every core other processes leave free, looked at as the run goes)"
 
 typedef struct zt_arg_option {
-    const char *name;    /* without the leading "--" */
+    const char *name; /* without the leading "--" */
     zt_arg_kind kind;
     void *target;        /* int* (FLAG, INT, THREADS), double*, const char**, uint64_t* */
     const char *metavar; /* shown in --help, e.g. "N" */

@@ -15,8 +15,8 @@
 #include "train/generate.h"
 
 static zt_status evaluate(const char *model_dir, const char *data, const char *device,
-                          const char *gemm, int threads,
-                          int batch_size, int bos_mezo, zt_eval_result *res, int *n_examples) {
+                          const char *gemm, int threads, int batch_size, int bos_mezo,
+                          zt_eval_result *res, int *n_examples) {
     zt_backend *be = NULL;
     zt_model *model = NULL;
     zt_tokenizer *tok = NULL;
@@ -32,8 +32,7 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
         s = zt_dataset_load(data, tok, model->dims.vocab_size, model->dims.max_positions, &ds);
     if (s == ZT_OK) {
         int seq_len = zt_generation_seq_len(&ds, model, ds.max_sequence);
-        zt_workspace_shape shape = {zt_dataset_max_sequences(&ds, batch_size, 0), seq_len, 1, 0,
-                                        0};
+        zt_workspace_shape shape = {zt_dataset_max_sequences(&ds, batch_size, 0), seq_len, 1, 0, 0};
         s = zt_workspace_create(model, &shape, &ws);
     }
     if (s == ZT_OK) {
@@ -61,14 +60,18 @@ int zt_cmd_eval(int argc, char **argv) {
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default) or mezo"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default all cores)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
     };
     const zt_arg_spec spec = {
-        "zotune eval", "zotune eval --model DIR --data FILE [options]",
+        "zotune eval",
+        "zotune eval --model DIR --data FILE [options]",
         "Evaluates a model on a task file: accuracy by candidate log-likelihood (classification),\n"
         "F1 and exact match of greedy generations (generation), and the mean loss.",
-        options, (int)(sizeof options / sizeof options[0]), 0, 0};
+        options,
+        (int)(sizeof options / sizeof options[0]),
+        0,
+        0};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, NULL, &n_positional);
     if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
@@ -82,8 +85,8 @@ int zt_cmd_eval(int argc, char **argv) {
     }
     zt_eval_result res;
     int n = 0;
-    zt_status s = evaluate(model, data, device, gemm, threads, batch_size, strcmp(bos, "mezo") == 0, &res,
-                           &n);
+    zt_status s = evaluate(model, data, device, gemm, threads, batch_size, strcmp(bos, "mezo") == 0,
+                           &res, &n);
     if (s != ZT_OK) return zt_cli_report("eval", s);
     if (json) {
         cJSON *o = cJSON_CreateObject();

@@ -17,14 +17,18 @@ int zt_cmd_replay(int argc, char **argv) {
         {"log", ZT_ARG_STRING, &inputs[1], "FILE", "step log (or the second positional)"},
         {"output", ZT_ARG_STRING, &inputs[2], "DIR", "where to write (or the third positional)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
-        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default all cores)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
     };
     const zt_arg_spec spec = {
         "zotune replay",
-        "zotune replay BASE_DIR STEPLOG OUT_DIR [options]  (or --model DIR --log FILE --output DIR)",
+        "zotune replay BASE_DIR STEPLOG OUT_DIR [options]  (or --model DIR --log FILE --output "
+        "DIR)",
         "Rebuilds fine-tuned weights from the base model and a step log (steplog.jsonl of a\n"
         "`zotune train` run), bit for bit, without any forward pass; writes HF safetensors.",
-        options, (int)(sizeof options / sizeof options[0]), 0, 3};
+        options,
+        (int)(sizeof options / sizeof options[0]),
+        0,
+        3};
     const char *positional[3] = {NULL, NULL, NULL};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, positional, &n_positional);

@@ -255,7 +255,7 @@ int zt_cmd_score(int argc, char **argv) {
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_THREADS, &threads, "N", "CPU threads (default: all cores)"},
+        {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"bos", ZT_ARG_STRING, &bos, "opt|mezo",
          "text records: BOS as OPT's tokenizer adds it (default) or MeZO's quirk"},
         {"logits", ZT_ARG_STRING, &logits_path, "FILE",

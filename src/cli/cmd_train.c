@@ -44,7 +44,8 @@ static int parse_choice(const char *option, const char *value, const char *const
     for (int i = 0; i < n; i++)
         if (strcmp(value, names[i]) == 0) return i;
     fprintf(stderr, "zotune train: --%s '%s': expected one of", option, value);
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %s", names[i]);
     fprintf(stderr, "\n");
     return -1;
 }
@@ -108,7 +109,7 @@ int zt_cmd_train(int argc, char **argv) {
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &o.gemm, "P", ZT_GEMM_HELP},
-        {"threads", ZT_ARG_THREADS, &o.threads, "N", "CPU threads (default all cores)"},
+        {"threads", ZT_ARG_THREADS, &o.threads, "N", ZT_THREADS_HELP},
         {"log-every", ZT_ARG_INT, &o.log_every, "N", "progress line every N steps (10)"},
         {"eval-every", ZT_ARG_INT, &o.eval_every, "N", "evaluate every N steps (4000)"},
         {"save-every", ZT_ARG_INT, &o.save_every, "N", "snapshot every N steps (1000)"},
@@ -121,7 +122,10 @@ int zt_cmd_train(int argc, char **argv) {
         "Fine-tunes an OPT model with a zeroth-order optimizer (forward passes only). Writes the\n"
         "step log (base weights + log = the fine-tune), metrics.jsonl, snapshots and the final\n"
         "weights in HF format to --output. SIGINT/SIGTERM save and stop; --resume continues.",
-        options, (int)(sizeof options / sizeof options[0]), 0, 0};
+        options,
+        (int)(sizeof options / sizeof options[0]),
+        0,
+        0};
     int n_positional = 0;
     int r = zt_args_parse(&spec, argc, argv, 2, NULL, &n_positional);
     if (r != ZT_ARGS_OK) return r == ZT_ARGS_HELP ? 0 : 2;
