@@ -19,7 +19,8 @@ static void *aligned_host_alloc(size_t n_bytes) {
     size_t rounded = (n_bytes + ZT_CPU_ALIGNMENT - 1) / ZT_CPU_ALIGNMENT * ZT_CPU_ALIGNMENT;
     if (rounded < n_bytes) return NULL; /* overflow */
     void *ptr = NULL;
-    if (zt_fault_alloc_fails() || posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
+    if (zt_fault_alloc_fails() ||
+        posix_memalign(&ptr, ZT_CPU_ALIGNMENT, rounded ? rounded : ZT_CPU_ALIGNMENT) != 0)
         return NULL;
     return ptr;
 }
@@ -112,6 +113,7 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
                      .total_floats;
         break;
     case ZT_SCRATCH_ATTENTION:
+    case ZT_SCRATCH_ATTENTION_CACHED:
         floats = zt_cpu_attention_scratch_floats(q->seq_len, q->head_dim, zt_cpu(be)->n_threads);
         break;
     case ZT_SCRATCH_Z_SUMSQ:
@@ -153,6 +155,7 @@ static const zt_backend_ops cpu_ops = {
     .layernorm = zt_cpu_layernorm,
     .linear = zt_cpu_linear,
     .attention = zt_cpu_attention,
+    .attention_cached = zt_cpu_attention_cached,
     .add = zt_cpu_add,
     .target_logprobs = zt_cpu_target_logprobs,
     .perturb = zt_cpu_perturb,
