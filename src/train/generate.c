@@ -35,6 +35,13 @@ zt_status zt_generation_stop_ids(const zt_tokenizer *tok, const zt_model *m, int
     return ZT_OK;
 }
 
+static int32_t argmax(const float *logits, int vocab) {
+    int32_t best = 0;
+    for (int v = 1; v < vocab; v++)
+        if (logits[v] > logits[best]) best = v;
+    return best;
+}
+
 zt_status zt_generate_greedy(zt_model *m, zt_workspace *ws, const zt_variants *variants,
                              const int32_t *prompt, int n_prompt, int max_new,
                              const int32_t *stop_ids, int n_stop, int32_t **out, int *n_out) {
@@ -62,9 +69,7 @@ zt_status zt_generate_greedy(zt_model *m, zt_workspace *ws, const zt_variants *v
         zt_batch b = {1, length, seq, mask, 1, &row, &dummy};
         s = zt_model_forward(m, ws, &b, variants, &logprob, logits);
         if (s != ZT_OK) break;
-        int32_t best = 0;
-        for (int v = 1; v < vocab; v++)
-            if (logits[v] > logits[best]) best = v;
+        int32_t best = argmax(logits, vocab);
         int stop = 0;
         for (int i = 0; i < n_stop; i++)
             stop |= best == stop_ids[i];
@@ -100,13 +105,6 @@ zt_status zt_generate_answer(zt_model *m, zt_workspace *ws, const zt_variants *v
     zt_status s = zt_tokenizer_decode(tok, ids, n, 1, text);
     free(ids);
     return s;
-}
-
-static int32_t argmax(const float *logits, int vocab) {
-    int32_t best = 0;
-    for (int v = 1; v < vocab; v++)
-        if (logits[v] > logits[best]) best = v;
-    return best;
 }
 
 /* Host buffers of one batched decoding. */
