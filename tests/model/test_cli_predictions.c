@@ -63,8 +63,8 @@ static const char *PROMPTS[] = {
     "I played this puzzle with my boss.",
     "Although the lobby is nice, I despised the wifi. It was",
     "It was",
-    "We spent two nights at this resort. I could not wait for it to end and it has a forgettable "
-    "front desk. The staff said",
+    ("We spent two nights at this resort. I could not wait for it to end and it has a "
+     "forgettable front desk. The staff said"),
     "Question: \"what is it?\"\nAnswer:",
 };
 enum { N_PROMPTS = sizeof PROMPTS / sizeof PROMPTS[0] };

@@ -6,7 +6,8 @@
  * Both paths: the sequential reference (every token recomputes the whole sequence) and batched
  * decoding over the KV cache (1, 2, 4 and all prompts per batch; per-prompt budgets and a stop
  * id that ends some sequences early; one perturbed variant, where the reference is the
- * sequential path), and the batched path's memory against its plan. */
+ * sequential path), the batched path's memory against its plan, and every allocation of a
+ * batched generation failed in turn. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "backend.h"
 #include "core/alloc.h"
+#include "core/fault.h"
 #include "model.h"
 #include "text/bpe.h"
 #include "train/generate.h"
@@ -252,6 +254,75 @@ static void check_memory(const gen_fixture *f) {
     zt_backend_destroy(be);
 }
 
+/* Every allocation of a batched generation (zt_generate_answers: buffers, the KV cache, the
+ * decoded texts) failed in turn: each failure is a status with a message, hands back no text and
+ * leaves no backend memory behind (the sanitizer build checks the host heap); then a run without
+ * faults still answers as HF. */
+static void check_faults(zt_backend *be, const gen_fixture *f) {
+    zt_model *m = NULL;
+    ZT_REQUIRE_OK(zt_model_load(f->model_dir, be, &m));
+    zt_tokenizer *tok = NULL;
+    ZT_REQUIRE_OK(zt_tokenizer_open_model_dir(f->model_dir, 0, &tok));
+    ZT_REQUIRE(tok != NULL, "%s has no tokenizer", f->model_dir);
+    zt_workspace *ws = NULL;
+    zt_workspace_shape shape = {f->n_cases, f->longest, 1, 0, 0};
+    ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
+    zt_example *examples = calloc((size_t)f->n_cases, sizeof *examples);
+    const zt_example **pointers = calloc((size_t)f->n_cases, sizeof *pointers);
+    char **texts = calloc((size_t)f->n_cases, sizeof *texts);
+    for (int c = 0; c < f->n_cases; c++) {
+        examples[c].prompt = f->cases[c].prompt;
+        examples[c].prompt_length = f->cases[c].n_prompt;
+        pointers[c] = &examples[c];
+    }
+    zt_mem_stats before, after;
+    zt_mem_stats_get(&before);
+    zt_fault_disarm();
+    ZT_CHECK_OK(zt_generate_answers(m, ws, NULL, tok, pointers, f->n_cases, 4, &f->eos, 1, texts));
+    const long n_allocs = zt_fault_allocs_seen();
+    for (int c = 0; c < f->n_cases; c++)
+        free(texts[c]);
+    int failed_cleanly = 0;
+    for (long nth = 1; nth <= n_allocs; nth++) {
+        zt_fault_arm_alloc(nth);
+        zt_status s =
+            zt_generate_answers(m, ws, NULL, tok, pointers, f->n_cases, 4, &f->eos, 1, texts);
+        int fired = zt_fault_fired();
+        zt_fault_disarm();
+        int none_left = 1;
+        for (int c = 0; c < f->n_cases; c++)
+            none_left &= texts[c] == NULL;
+        zt_mem_stats_get(&after);
+        int ok = fired && s != ZT_OK && zt_last_error()[0] != '\0' && none_left &&
+                 after.current[ZT_MEM_ACTIVATIONS] == before.current[ZT_MEM_ACTIVATIONS];
+        ZT_CHECK(ok,
+                 "%s: allocation %ld of %ld failed: status %s \"%s\", texts left %d, %zu "
+                 "activation bytes (before %zu)",
+                 f->name, nth, n_allocs, zt_status_name(s), zt_last_error(), !none_left,
+                 after.current[ZT_MEM_ACTIVATIONS], before.current[ZT_MEM_ACTIVATIONS]);
+        failed_cleanly += ok;
+    }
+    ZT_CHECK_OK(zt_generate_answers(m, ws, NULL, tok, pointers, f->n_cases, 4, &f->eos, 1, texts));
+    int hf = 0;
+    for (int c = 0; c < f->n_cases; c++) {
+        char *want = NULL;
+        ZT_CHECK_OK(zt_tokenizer_decode(tok, f->cases[c].want, f->cases[c].n_want, 1, &want));
+        hf += texts[c] && want && strncmp(texts[c], want, strlen(want)) == 0;
+        free(want);
+        free(texts[c]);
+    }
+    ZT_CHECK(hf == f->n_cases, "%s: after the faults %d of %d answers start with HF's", f->name, hf,
+             f->n_cases);
+    printf("%-8s batched answers: each of %ld allocations failed in turn, %d cleanly\n", f->name,
+           n_allocs, failed_cleanly);
+    free(examples);
+    free(pointers);
+    free(texts);
+    zt_workspace_free(ws);
+    zt_tokenizer_free(tok);
+    zt_model_free(m);
+}
+
 int main(void) {
     gen_fixture opt_pre;
     gen_fixture_load("opt-pre", &opt_pre);
@@ -265,6 +336,7 @@ int main(void) {
         check_fixture(be, &f);
         check_batched(be, &f);
         check_stops_and_budgets(be, &f);
+        if (strcmp(names[i], "demo") == 0) check_faults(be, &f);
         gen_fixture_free(&f);
     }
     check_variant(be, &opt_pre);
