@@ -34,7 +34,7 @@ typedef struct zt_weight {
     zt_dtype dtype;
 } zt_weight;
 
-/* ---- perturbation and update (docs/design.md §2; z addressing in kernels/common/perturb_rng.h) ---- */
+/* ---- perturbation and update (docs/design.md §2; z addressing: common/perturb_rng.h) ---- */
 
 typedef enum zt_dist {
     ZT_DIST_GAUSSIAN = 0,   /* cuRAND Box-Muller normals */
@@ -89,10 +89,11 @@ typedef struct zt_update {
 /* ---- scratch planning: what an op will need of the backend's internal scratch ---- */
 
 typedef enum zt_scratch_op {
-    ZT_SCRATCH_LINEAR = 0,    /* n_rows, in_features, out_features, weight_dtype, bias_dtype,
-                                 has_bias; under the backend's current GEMM precision */
-    ZT_SCRATCH_ATTENTION = 1, /* seq_len, head_dim */
-    ZT_SCRATCH_Z_SUMSQ = 2,   /* n_elems */
+    ZT_SCRATCH_LINEAR = 0,           /* n_rows, in_features, out_features, weight_dtype, bias_dtype,
+                                        has_bias; under the backend's current GEMM precision */
+    ZT_SCRATCH_ATTENTION = 1,        /* seq_len, head_dim */
+    ZT_SCRATCH_Z_SUMSQ = 2,          /* n_elems */
+    ZT_SCRATCH_ATTENTION_CACHED = 3, /* seq_len = the cache's capacity, head_dim */
 } zt_scratch_op;
 
 typedef struct zt_scratch_query {
@@ -157,6 +158,20 @@ typedef struct zt_backend_ops {
                            const int32_t *key_mask,                        /* (B,T) */
                            int batch, int seq_len, int n_heads, int head_dim, float q_scale);
 
+    /* attention over a key/value cache (incremental decoding, docs/design.md §2.7). First writes
+     * the n_new keys and values of each sequence into cache columns start .. start + n_new - 1,
+     * then query i of sequence b, at column start + i, attends to cache columns j <= start + i
+     * with key_mask[b,j] != 0, q scaled by q_scale before QK^T as in `attention`. A query with
+     * no admissible key gets zeros. With start = 0 and n_new = T this is `attention` on the same
+     * q, k, v and mask. out must not alias q, k, v or the caches; the caches must not alias each
+     * other or q, k, v. */
+    zt_status (*attention_cached)(zt_backend *be, float *out,                     /* (B,Tq,C) */
+                                  const float *q, const float *k, const float *v, /* (B,Tq,C) */
+                                  float *k_cache, float *v_cache, /* (B,capacity,C) each */
+                                  const int32_t *key_mask,        /* (B,capacity) */
+                                  int batch, int n_new, int capacity, int start, int n_heads,
+                                  int head_dim, float q_scale);
+
     /* x += y, elementwise. */
     zt_status (*add)(zt_backend *be, float *x, const float *y, size_t n_elems);
 
@@ -208,6 +223,7 @@ typedef struct zt_backend_ops {
     X(layernorm)                                                                                   \
     X(linear)                                                                                      \
     X(attention)                                                                                   \
+    X(attention_cached)                                                                            \
     X(add)                                                                                         \
     X(target_logprobs)                                                                             \
     X(perturb)                                                                                     \

@@ -27,7 +27,7 @@ zt_status zt_check_weight(const char *op, const char *what, zt_weight w, int req
 }
 
 zt_status zt_check_disjoint(const char *op, const char *a_name, const void *a, size_t a_bytes,
-                                const char *b_name, const void *b, size_t b_bytes) {
+                            const char *b_name, const void *b, size_t b_bytes) {
     uintptr_t a_begin = (uintptr_t)a, b_begin = (uintptr_t)b;
     if (a_begin < b_begin + b_bytes && b_begin < a_begin + a_bytes)
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s overlaps %s", op, a_name, b_name);
@@ -44,8 +44,8 @@ static zt_status check_beta(const char *op, const char *what, float beta) {
     return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s %g outside [0, 1]", op, what, (double)beta);
 }
 
-zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype,
-                                   size_t n_elems, const float *state, const zt_update *u) {
+zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,
+                               const float *state, const zt_update *u) {
     ZT_TRY(zt_check_ptr(op, "theta", theta));
     ZT_TRY(zt_check_dtype(op, "theta", dtype));
     ZT_TRY(check_finite(op, "lr", u->lr));
@@ -79,9 +79,8 @@ zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: state of (%zu, %zu) floats overflows", op,
                        state_rows, n_elems);
     return zt_check_disjoint(op, "state", state, state_rows * n_elems * sizeof(float), "theta",
-                                 theta, n_elems * zt_dtype_size(dtype));
+                             theta, n_elems * zt_dtype_size(dtype));
 }
-
 
 zt_status zt_check_perturbation(const char *op, const zt_perturbation *p) {
     ZT_TRY(zt_check_ptr(op, "perturbation", p));
@@ -141,10 +140,9 @@ zt_status zt_check_linear_args(const char *op, const float *out, const float *in
                              "in", in, (size_t)n_rows * (size_t)in_features * sizeof(float));
 }
 
-zt_status zt_check_attention_args(const char *op, const float *out, const float *q,
-                                  const float *k, const float *v, const int32_t *key_mask,
-                                  int batch, int seq_len, int n_heads, int head_dim,
-                                  float q_scale) {
+zt_status zt_check_attention_args(const char *op, const float *out, const float *q, const float *k,
+                                  const float *v, const int32_t *key_mask, int batch, int seq_len,
+                                  int n_heads, int head_dim, float q_scale) {
     ZT_TRY(zt_check_dim(op, "batch", batch));
     ZT_TRY(zt_check_dim(op, "seq_len", seq_len));
     ZT_TRY(zt_check_dim(op, "n_heads", n_heads));
@@ -161,6 +159,55 @@ zt_status zt_check_attention_args(const char *op, const float *out, const float 
     ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "q", q, tensor_bytes));
     ZT_TRY(zt_check_disjoint(op, "out", out, tensor_bytes, "k", k, tensor_bytes));
     return zt_check_disjoint(op, "out", out, tensor_bytes, "v", v, tensor_bytes);
+}
+
+zt_status zt_check_attention_cached_args(const char *op, const float *out, const float *q,
+                                         const float *k, const float *v, const float *k_cache,
+                                         const float *v_cache, const int32_t *key_mask, int batch,
+                                         int n_new, int capacity, int start, int n_heads,
+                                         int head_dim, float q_scale) {
+    ZT_TRY(zt_check_dim(op, "batch", batch));
+    ZT_TRY(zt_check_dim(op, "n_new", n_new));
+    ZT_TRY(zt_check_dim(op, "capacity", capacity));
+    ZT_TRY(zt_check_dim(op, "n_heads", n_heads));
+    ZT_TRY(zt_check_dim(op, "head_dim", head_dim));
+    if (start < 0 || start > capacity - n_new)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "%s: start %d + n_new %d does not fit the cache's capacity %d", op, start,
+                       n_new, capacity);
+    ZT_TRY(zt_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "q", q));
+    ZT_TRY(zt_check_ptr(op, "k", k));
+    ZT_TRY(zt_check_ptr(op, "v", v));
+    ZT_TRY(zt_check_ptr(op, "k_cache", k_cache));
+    ZT_TRY(zt_check_ptr(op, "v_cache", v_cache));
+    ZT_TRY(zt_check_ptr(op, "key_mask", key_mask));
+    if (!isfinite(q_scale))
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: q_scale %g is not finite", op, q_scale);
+    const size_t row = (size_t)n_heads * (size_t)head_dim * sizeof(float);
+    const size_t new_bytes = (size_t)batch * (size_t)n_new * row;
+    const size_t cache_bytes = (size_t)batch * (size_t)capacity * row;
+    /* what the op writes (out, k_cache, v_cache) against everything else it touches */
+    const struct {
+        const char *name;
+        const void *ptr;
+        size_t bytes;
+    } written[] = {{"out", out, new_bytes},
+                   {"k_cache", k_cache, cache_bytes},
+                   {"v_cache", v_cache, cache_bytes}},
+      read[] = {{"q", q, new_bytes},
+                {"k", k, new_bytes},
+                {"v", v, new_bytes},
+                {"key_mask", key_mask, (size_t)batch * (size_t)capacity * sizeof(int32_t)}};
+    for (int w = 0; w < 3; w++) {
+        for (int o = w + 1; o < 3; o++)
+            ZT_TRY(zt_check_disjoint(op, written[w].name, written[w].ptr, written[w].bytes,
+                                     written[o].name, written[o].ptr, written[o].bytes));
+        for (int r = 0; r < 4; r++)
+            ZT_TRY(zt_check_disjoint(op, written[w].name, written[w].ptr, written[w].bytes,
+                                     read[r].name, read[r].ptr, read[r].bytes));
+    }
+    return ZT_OK;
 }
 
 zt_status zt_check_logprob_args(const char *op, const float *logprob, const float *logits,

@@ -29,10 +29,16 @@ zt_status zt_check_layernorm_args(const char *op, const float *out, const float 
                                   float eps);
 zt_status zt_check_linear_args(const char *op, const float *out, const float *in, zt_weight w,
                                zt_weight bias, int n_rows, int in_features, int out_features);
-zt_status zt_check_attention_args(const char *op, const float *out, const float *q,
-                                  const float *k, const float *v, const int32_t *key_mask,
-                                  int batch, int seq_len, int n_heads, int head_dim,
-                                  float q_scale);
+zt_status zt_check_attention_args(const char *op, const float *out, const float *q, const float *k,
+                                  const float *v, const int32_t *key_mask, int batch, int seq_len,
+                                  int n_heads, int head_dim, float q_scale);
+/* attention_cached: dims > 0, 0 <= start, start + n_new <= capacity, pointers, finite q_scale, and
+ * no overlap between out, the caches and the new q, k, v (the op writes out and the caches). */
+zt_status zt_check_attention_cached_args(const char *op, const float *out, const float *q,
+                                         const float *k, const float *v, const float *k_cache,
+                                         const float *v_cache, const int32_t *key_mask, int batch,
+                                         int n_new, int capacity, int start, int n_heads,
+                                         int head_dim, float q_scale);
 zt_status zt_check_logprob_args(const char *op, const float *logprob, const float *logits,
                                 const int32_t *targets, int n_rows, int vocab);
 

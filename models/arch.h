@@ -24,6 +24,7 @@ typedef struct zt_sweep {
     const zt_batch *batch;
     const zt_variants *variants; /* NULL: the weights as stored */
     int variant;
+    const zt_kv_cache *cache; /* NULL: attention over the batch alone; else over the cache too */
 } zt_sweep;
 
 /* Where a perturbed tensor is staged: a linear stages its weight (main) with its bias (aux), a
@@ -103,6 +104,12 @@ zt_status zt_sweep_linear(const zt_sweep *sw, float *out, /* (N,OC) */
                           const float *in,                /* (N,IC) */
                           int weight, int bias, int n_rows, int in_features, int out_features,
                           int relu);
+/* Layer `layer`'s self-attention of the batch (q, k, v of its N = B x T rows): the plain
+ * `attention` op, or with a cache in the sweep `attention_cached` over the layer's cache, so
+ * layer code never sees the cache. */
+zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out,      /* (N,C) */
+                             const float *q, const float *k, const float *v, /* (N,C) each */
+                             int n_heads, int head_dim, float q_scale);
 zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, /* (N,C) */
                               const float *in,                /* (N,C) */
                               int gamma, int beta, int n_rows, int n_cols, float eps);

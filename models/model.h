@@ -32,6 +32,7 @@ typedef struct zt_model_dims {
     int hidden_size;     /* width of the residual stream */
     int head_input_size; /* width of the rows the tied head reads (OPT: word_embed_proj_dim) */
     int n_layers;
+    int n_heads;       /* attention heads: hidden_size = n_heads x head dim */
     int max_positions; /* real tokens a sequence may hold */
     int bos_token_id, eos_token_id, pad_token_id;
     float init_std; /* standard deviation of freshly initialised matrices */
@@ -48,8 +49,8 @@ typedef struct zt_model {
     size_t weights_bytes;
     zt_tensor_info *tensors;
     int n_tensors;
-    int embed_tokens; /* the token table */
-    int lm_head;      /* the table the head multiplies by: embed_tokens itself when tied */
+    int embed_tokens;     /* the token table */
+    int lm_head;          /* the table the head multiplies by: embed_tokens itself when tied */
     uint64_t fingerprint; /* of the loaded weights' content (zt_model_fingerprint_dir) */
 } zt_model;
 
@@ -134,6 +135,7 @@ typedef struct zt_memory_plan {
     size_t activation_bytes;
     size_t staging_bytes;
     size_t backend_scratch_bytes;
+    size_t kv_cache_bytes; /* KV caches added by zt_kv_cache_plan_memory (activations) */
     size_t total_bytes;
 } zt_memory_plan;
 
@@ -165,5 +167,40 @@ typedef struct zt_variants {
  * (K,R,V)). variants may be NULL: one unperturbed variant. */
 zt_status zt_model_forward(zt_model *model, zt_workspace *ws, const zt_batch *batch,
                            const zt_variants *variants, float *logprobs, float *logits);
+
+/* ---- incremental decoding over a key/value cache (models/kv_cache.c, docs/design.md §2.7) ---- */
+
+/* Per layer, the keys and values of up to max_batch sequences over `capacity` columns (f32,
+ * (n_layers, max_batch, capacity, hidden) each, on the backend as activations), the key mask
+ * (max_batch, capacity) on the backend with a host copy, and each sequence's count of real tokens
+ * (the next token's position). Columns fill left to right, the same columns for every sequence. */
+typedef struct zt_kv_cache zt_kv_cache;
+
+/* Backend bytes of a cache of max_batch x capacity (what zt_kv_cache_create allocates). */
+size_t zt_kv_cache_bytes(const zt_model *model, int max_batch, int capacity);
+/* Adds such a cache to a plan (zt_model_plan_memory's): its bytes, and the backend scratch its
+ * attention takes (the plan keeps the larger of that and its own), so a workspace and a cache used
+ * together peak at the plan's total. */
+void zt_kv_cache_plan_memory(const zt_model *model, int max_batch, int capacity,
+                             zt_memory_plan *plan);
+/* Allocates the cache and reserves the backend scratch its attention takes. */
+zt_status zt_kv_cache_create(zt_model *model, int max_batch, int capacity, zt_kv_cache **out);
+void zt_kv_cache_free(zt_kv_cache *cache);
+/* Empties the cache (no columns, no sequences) for a new batch. */
+void zt_kv_cache_reset(zt_kv_cache *cache);
+/* Columns filled so far. */
+int zt_kv_cache_length(const zt_kv_cache *cache);
+
+/* Runs n_new new tokens of each of `batch` sequences through the model, appending their keys and
+ * values to the cache's next n_new columns; the first call after a reset fixes the batch. Token
+ * (b, i) takes the position after sequence b's real tokens so far, padding (mask 0) takes none,
+ * so a left-padded prompt sees the positions it would see alone (HF). logits (host, (B,V))
+ * receives the next-token logits at each sequence's last new token. variants: NULL or exactly
+ * one variant, staged as zt_model_forward stages it. The workspace must hold batch x n_new
+ * tokens. */
+zt_status zt_model_forward_cached(zt_model *model, zt_workspace *ws, zt_kv_cache *cache, int batch,
+                                  int n_new, const int32_t *input_ids, /* (B,Tq) host */
+                                  const int32_t *attention_mask,       /* (B,Tq) host, 1 = token */
+                                  const zt_variants *variants, float *logits /* (B,V) host */);
 
 #endif

@@ -100,6 +100,15 @@ zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int w
     return be->ops->linear(be, out, in, w, b, n_rows, in_features, out_features, relu);
 }
 
+zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out, const float *q,
+                             const float *k, const float *v, int n_heads, int head_dim,
+                             float q_scale) {
+    if (sw->cache) return zt_kv_cache_attend(sw, layer, out, q, k, v, n_heads, head_dim, q_scale);
+    zt_backend *be = sw->model->be;
+    return be->ops->attention(be, out, q, k, v, zt_sweep_key_mask(sw), sw->batch->batch,
+                              sw->batch->seq_len, n_heads, head_dim, q_scale);
+}
+
 zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,
                               int n_rows, int n_cols, float eps) {
     zt_weight g, b;
@@ -112,12 +121,13 @@ zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, const float *in, i
 /* ---- the batch ---- */
 
 /* A token's position is its index among its sequence's real tokens, whatever the padding side
- * (HF: cumsum(mask) * mask - 1); the family's offset maps it to a row of its position table and
- * padding to the row before. */
-static zt_status position_rows(const zt_model *m, const zt_batch *b, int32_t *rows) {
+ * (HF: cumsum(mask) * mask - 1), counted from first[s] when the sequence continues a cached one;
+ * the family's offset maps it to a row of its position table and padding to the row before. */
+static zt_status position_rows(const zt_model *m, const zt_batch *b, const int32_t *first,
+                               int32_t *rows) {
     const int32_t offset = m->arch->position_row_offset;
     for (int s = 0; s < b->batch; s++) {
-        int32_t seen = 0;
+        int32_t seen = first ? first[s] : 0;
         for (int t = 0; t < b->seq_len; t++) {
             int real = b->attention_mask[s * b->seq_len + t] != 0;
             seen += real;
@@ -149,13 +159,14 @@ static zt_status validate(const zt_workspace *ws, const zt_batch *b, int n_varia
     return ZT_OK;
 }
 
-static zt_status upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b) {
+zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b,
+                                const int32_t *first_position) {
     const zt_backend_ops *op = m->be->ops;
     const zt_workspace_layout *L = &ws->layout;
     int n = b->batch * b->seq_len, r = b->n_targets;
     int32_t *pos_rows = zt_malloc((size_t)n * sizeof *pos_rows);
     if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
-    zt_status s = position_rows(m, b, pos_rows);
+    zt_status s = position_rows(m, b, first_position, pos_rows);
     if (s == ZT_OK) s = op->upload(m->be, ws->base + L->pos, pos_rows, (size_t)n * sizeof(int32_t));
     free(pos_rows);
     ZT_TRY(s);
@@ -174,7 +185,7 @@ static zt_status upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b) 
 /* The family's head input on the target rows only (its final norm and projection are
  * row-wise, so selecting the rows first changes nothing but the cost), then the head table (the
  * token table when tied), a chunk of rows at a time, and the targets' log-probabilities. */
-static zt_status head(const zt_sweep *sw, float *logits_out) {
+zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
     zt_model *m = sw->model;
     const zt_backend_ops *op = m->be->ops;
     const zt_batch *b = sw->batch;
@@ -209,8 +220,8 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
                            const zt_variants *variants, float *logprobs, float *logits) {
     int n_variants = variants ? variants->n_variants : 1;
     ZT_TRY(validate(ws, b, n_variants));
-    ZT_TRY(upload_batch(m, ws, b));
-    zt_sweep sw = {m, ws, b, variants, 0};
+    ZT_TRY(zt_sweep_upload_batch(m, ws, b, NULL));
+    zt_sweep sw = {m, ws, b, variants, 0, NULL};
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(m->arch->embed(&sw));
     for (int layer = 0; layer < m->dims.n_layers; layer++)
@@ -218,7 +229,7 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
             ZT_TRY(m->arch->layer(&sw, layer));
     if (b->n_targets == 0) return ZT_OK;
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
-        ZT_TRY(head(&sw, logits));
+        ZT_TRY(zt_sweep_head(&sw, logits));
     return m->be->ops->download(m->be, logprobs, ws->base + ws->layout.logprob,
                                 (size_t)n_variants * b->n_targets * sizeof(float));
 }

@@ -123,8 +123,9 @@ void zt_model_plan_memory(const zt_model *m, const zt_workspace_shape *shape,
     plan->activation_bytes = L.activation_total;
     plan->staging_bytes = L.staging_total;
     plan->backend_scratch_bytes = backend_scratch(m, shape);
-    plan->total_bytes =
-        plan->weights_bytes + L.activation_total + L.staging_total + plan->backend_scratch_bytes;
+    plan->kv_cache_bytes = 0;
+    plan->total_bytes = plan->weights_bytes + L.activation_total + L.staging_total +
+                        plan->backend_scratch_bytes + plan->kv_cache_bytes;
 }
 
 zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape,

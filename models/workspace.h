@@ -27,4 +27,18 @@ struct zt_workspace {
     char *staging; /* shadow buffers, NULL without staging */
 };
 
+/* What the cached forward (kv_cache.c) shares with the plain one (sweep.c). */
+
+/* Uploads the batch's ids, mask, targets and position rows; sequence b's first real token takes
+ * position first_position[b] (NULL: 0). */
+zt_status zt_sweep_upload_batch(zt_model *model, zt_workspace *ws, const zt_batch *batch,
+                                const int32_t *first_position /* (B) host or NULL */);
+/* The LM head on the batch's target rows of the variant's stream: log-probabilities into the
+ * workspace, and the logits into logits_out (host, (K,R,V)) when not NULL. */
+zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out);
+/* attention_cached over the cache's layer `layer` at its current length (kv_cache.c). */
+zt_status zt_kv_cache_attend(const zt_sweep *sw, int layer, float *out, const float *q,
+                             const float *k, const float *v, int n_heads, int head_dim,
+                             float q_scale);
+
 #endif

@@ -5,29 +5,22 @@
 #include "core/status.h"
 #include "cpu/cpu_common.h"
 
-/* Per-thread scratch: scores (T), scaled query (D), output accumulator (D). */
-typedef struct query_scratch {
-    float *scores;
-    float *q_scaled;
-    float *acc;
-} query_scratch;
-
-static size_t thread_scratch_floats(int seq_len, int head_dim) {
+size_t zt_cpu_attention_thread_floats(int seq_len, int head_dim) {
     return (size_t)seq_len + 2 * (size_t)head_dim;
 }
 
 size_t zt_cpu_attention_scratch_floats(int seq_len, int head_dim, int n_threads) {
-    return thread_scratch_floats(seq_len, head_dim) * (size_t)n_threads;
+    return zt_cpu_attention_thread_floats(seq_len, head_dim) * (size_t)n_threads;
 }
 
-/* out_row = softmax over admissible keys of (q_row * q_scale) . k_j, applied to v_j. Keys are
- * rows of k and v with stride `row_stride`; key j is admissible when j <= i and mask[j] != 0. */
-static void attend_one_query(float *out_row,                           /* (D) */
-                             const float *q_row,                       /* (D) */
-                             const float *k_head, const float *v_head, /* (T,stride) from head */
-                             const int32_t *mask,                      /* (T) */
-                             int query, int head_dim, size_t row_stride, float q_scale,
-                             query_scratch s) {
+zt_cpu_query_scratch zt_cpu_query_scratch_at(float *area, int seq_len, int head_dim) {
+    zt_cpu_query_scratch s = {area, area + seq_len, area + seq_len + head_dim};
+    return s;
+}
+
+void zt_cpu_attend_one_query(float *out_row, const float *q_row, const float *k_head,
+                             const float *v_head, const int32_t *mask, int query, int head_dim,
+                             size_t row_stride, float q_scale, zt_cpu_query_scratch s) {
     /* HF scales the q_proj output, so the rounding of q * scale happens before the dot. */
     for (int d = 0; d < head_dim; d++)
         s.q_scaled[d] = q_row[d] * q_scale;
@@ -77,7 +70,7 @@ zt_status zt_cpu_attention(zt_backend *be, float *out,                     /* (B
                                    q_scale));
     const size_t n_cols = (size_t)n_heads * (size_t)head_dim;
 
-    const size_t per_thread = thread_scratch_floats(seq_len, head_dim);
+    const size_t per_thread = zt_cpu_attention_thread_floats(seq_len, head_dim);
     float *scratch;
     ZT_TRY(zt_cpu_scratch(cpu, zt_cpu_attention_scratch_floats(seq_len, head_dim, cpu->n_threads),
                           op, &scratch));
@@ -90,12 +83,13 @@ zt_status zt_cpu_attention(zt_backend *be, float *out,                     /* (B
         int head = (int)(item / seq_len % n_heads);
         int64_t b = item / ((int64_t)seq_len * n_heads);
         float *mine = scratch + per_thread * (size_t)ZT_CPU_THREAD_INDEX();
-        query_scratch s = {mine, mine + seq_len, mine + seq_len + head_dim};
+        zt_cpu_query_scratch s = zt_cpu_query_scratch_at(mine, seq_len, head_dim);
 
         size_t head_offset = (size_t)b * (size_t)seq_len * n_cols + (size_t)head * head_dim;
         size_t query_offset = head_offset + (size_t)query * n_cols;
-        attend_one_query(out + query_offset, q + query_offset, k + head_offset, v + head_offset,
-                         key_mask + (size_t)b * seq_len, query, head_dim, n_cols, q_scale, s);
+        zt_cpu_attend_one_query(out + query_offset, q + query_offset, k + head_offset,
+                                v + head_offset, key_mask + (size_t)b * seq_len, query, head_dim,
+                                n_cols, q_scale, s);
     }
     return ZT_OK;
 }

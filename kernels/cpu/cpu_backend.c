@@ -113,6 +113,7 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
                      .total_floats;
         break;
     case ZT_SCRATCH_ATTENTION:
+    case ZT_SCRATCH_ATTENTION_CACHED:
         floats = zt_cpu_attention_scratch_floats(q->seq_len, q->head_dim, zt_cpu(be)->n_threads);
         break;
     case ZT_SCRATCH_Z_SUMSQ:
@@ -154,6 +155,7 @@ static const zt_backend_ops cpu_ops = {
     .layernorm = zt_cpu_layernorm,
     .linear = zt_cpu_linear,
     .attention = zt_cpu_attention,
+    .attention_cached = zt_cpu_attention_cached,
     .add = zt_cpu_add,
     .target_logprobs = zt_cpu_target_logprobs,
     .perturb = zt_cpu_perturb,

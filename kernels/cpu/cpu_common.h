@@ -136,8 +136,32 @@ zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n
                                                    int in_features, int out_features,
                                                    zt_dtype weight_dtype, zt_dtype bias_dtype,
                                                    int has_bias);
-/* Floats attention takes: one query's working rows per thread (attention.c). */
+/* Floats attention takes: one query's working rows per thread (attention.c). attention_cached
+ * takes the same with seq_len = the cache's capacity. */
 size_t zt_cpu_attention_scratch_floats(int seq_len, int head_dim, int n_threads);
+size_t zt_cpu_attention_thread_floats(int seq_len, int head_dim);
+
+/* ---- the per-query routine attention and attention_cached share (attention.c) ---- */
+
+/* One thread's working rows: scores (T), the scaled query (D), the output accumulator (D). */
+typedef struct zt_cpu_query_scratch {
+    float *scores;
+    float *q_scaled;
+    float *acc;
+} zt_cpu_query_scratch;
+
+/* The rows laid out in an area of zt_cpu_attention_thread_floats(seq_len, head_dim) floats. */
+zt_cpu_query_scratch zt_cpu_query_scratch_at(float *area, int seq_len, int head_dim);
+
+/* out_row = softmax over admissible keys of (q_row * q_scale) . k_j, applied to v_j. Keys are
+ * rows of k and v with stride `row_stride`; key j is admissible when j <= query and
+ * mask[j] != 0; none admissible gives zeros. */
+void zt_cpu_attend_one_query(float *out_row,                           /* (D) */
+                             const float *q_row,                       /* (D) */
+                             const float *k_head, const float *v_head, /* (T,stride) from head */
+                             const int32_t *mask,                      /* (T) */
+                             int query, int head_dim, size_t row_stride, float q_scale,
+                             zt_cpu_query_scratch s);
 /* Floats z_sumsq takes for n_elems Gaussian elements (sumsq.c). */
 size_t zt_cpu_z_sumsq_scratch_floats(size_t n_elems);
 
@@ -153,6 +177,10 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, const float *in, zt_weight w
 zt_status zt_cpu_attention(zt_backend *be, float *out, const float *q, const float *k,
                            const float *v, const int32_t *key_mask, int batch, int seq_len,
                            int n_heads, int head_dim, float q_scale);
+zt_status zt_cpu_attention_cached(zt_backend *be, float *out, const float *q, const float *k,
+                                  const float *v, float *k_cache, float *v_cache,
+                                  const int32_t *key_mask, int batch, int n_new, int capacity,
+                                  int start, int n_heads, int head_dim, float q_scale);
 zt_status zt_cpu_add(zt_backend *be, float *x, const float *y, size_t n_elems);
 zt_status zt_cpu_target_logprobs(zt_backend *be, float *logprob, const float *logits,
                                  const int32_t *targets, int n_rows, int vocab);

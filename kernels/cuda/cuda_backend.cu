@@ -66,7 +66,6 @@ zt_status zt_cuda_enter(zt_backend *be) {
 // ---------------------------------------------------------------------------------------------
 // Argument checks: the CPU backend's rules and wording, so both fail alike.
 
-
 // ---------------------------------------------------------------------------------------------
 // Memory
 
@@ -189,11 +188,12 @@ static void cuda_destroy(zt_backend *be) {
     release(zt_cuda(be));
 }
 
-/* Mirrors the requests the ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention works in
- * shared memory and asks for none. perturb and update take 3 floats per term when a perturbation
- * has more than 32 terms (z_terms.cuh), which no query names: under 1 KiB for 64 terms; linear
- * copies an f32 bias that is not 16-byte aligned (never one of a model's: those are 64-byte
- * aligned). The cuBLASLt workspace is a fixed allocation of the backend, not scratch. */
+/* Mirrors the requests the ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention, cached
+ * or not, works in shared memory and registers and asks for none. perturb and update take 3
+ * floats per term when a perturbation has more than 32 terms (z_terms.cuh), which no query names:
+ * under 1 KiB for 64 terms; linear copies an f32 bias that is not 16-byte aligned (never one of a
+ * model's: those are 64-byte aligned). The cuBLASLt workspace is a fixed allocation of the backend,
+ * not scratch. */
 static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     size_t floats = 0;
     switch (q->op) {
@@ -205,6 +205,7 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
         break;
     }
     case ZT_SCRATCH_ATTENTION:
+    case ZT_SCRATCH_ATTENTION_CACHED:
         break;
     case ZT_SCRATCH_Z_SUMSQ:
         floats = zt_cuda_z_sumsq_scratch_floats(q->n_elems);
@@ -248,6 +249,7 @@ static zt_backend_ops make_ops() {
     ops.layernorm = zt_cuda_layernorm;
     ops.linear = zt_cuda_linear;
     ops.attention = zt_cuda_attention;
+    ops.attention_cached = zt_cuda_attention_cached;
     ops.add = zt_cuda_add;
     ops.target_logprobs = zt_cuda_target_logprobs;
     ops.perturb = zt_cuda_perturb;

@@ -122,7 +122,7 @@ struct zt_cuda_backend {
     float *scratch; /* device; linear's converted operands, z_sumsq's partial sums, or the
                        terms of a perturbation too long to pass by value */
     size_t scratch_floats;
-    int *index_error; /* device; first bad position found by zt_cuda_find_bad_index */
+    int *index_error;              /* device; first bad position found by zt_cuda_find_bad_index */
     unsigned long long *nonfinite; /* device, beside index_error: the update's count */
 };
 
@@ -168,6 +168,10 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, const float *in, zt_weight 
 zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const float *k,
                             const float *v, const int32_t *key_mask, int batch, int seq_len,
                             int n_heads, int head_dim, float q_scale);
+zt_status zt_cuda_attention_cached(zt_backend *be, float *out, const float *q, const float *k,
+                                   const float *v, float *k_cache, float *v_cache,
+                                   const int32_t *key_mask, int batch, int n_new, int capacity,
+                                   int start, int n_heads, int head_dim, float q_scale);
 zt_status zt_cuda_add(zt_backend *be, float *x, const float *y, size_t n_elems);
 zt_status zt_cuda_target_logprobs(zt_backend *be, float *logprob, const float *logits,
                                   const int32_t *targets, int n_rows, int vocab);

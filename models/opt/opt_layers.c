@@ -112,8 +112,7 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     ZT_TRY(zt_sweep_linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
     ZT_TRY(zt_sweep_linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
     ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
-    ZT_TRY(op->attention(m->be, attn, q, k, v, zt_sweep_key_mask(sw), batch, seq_len, heads,
-                         head_dim, q_scale));
+    ZT_TRY(zt_sweep_attention(sw, layer, attn, q, k, v, heads, head_dim, q_scale));
     ZT_TRY(zt_sweep_linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
     ZT_TRY(op->add(m->be, x, hbuf, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));

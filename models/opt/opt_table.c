@@ -130,6 +130,7 @@ static zt_status opt_build(zt_model *m, const void *config) {
     const zt_opt_config *c = &fam->cfg;
     m->dims = (zt_model_dims){.vocab_size = c->vocab_size,
                               .hidden_size = c->hidden_size,
+                              .n_heads = c->num_attention_heads,
                               .head_input_size = c->word_embed_proj_dim,
                               .n_layers = c->num_hidden_layers,
                               .max_positions = c->max_position_embeddings,

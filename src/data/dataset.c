@@ -38,9 +38,11 @@ static const char *text_field(const cJSON *o, const char *key) {
 
 /* A copy of s without leading and trailing spaces (only ' ', as Python's strip(' ')). */
 static char *strip_spaces(const char *s) {
-    while (*s == ' ') s++;
+    while (*s == ' ')
+        s++;
     size_t n = strlen(s);
-    while (n > 0 && s[n - 1] == ' ') n--;
+    while (n > 0 && s[n - 1] == ' ')
+        n--;
     char *out = zt_malloc(n + 1);
     if (out) {
         memcpy(out, s, n);
@@ -89,11 +91,13 @@ static zt_status encode_with_option(const reader *r, const char *prompt, const c
     ZT_TRY(s);
     *option_length = *length - n_prefix;
     if (*option_length < 1)
-        return zt_fail(ZT_ERR_FORMAT, "%s:%d: the candidate/completion \"%s\" adds no token", r->path,
-                       r->line, suffix);
+        return zt_fail(ZT_ERR_FORMAT, "%s:%d: the candidate/completion \"%s\" adds no token",
+                       r->path, r->line, suffix);
     if (*option_length >= r->max_positions)
-        return zt_fail(ZT_ERR_FORMAT, "%s:%d: the candidate/completion alone has %d tokens, the "
-                       "model takes %d", r->path, r->line, *option_length, r->max_positions);
+        return zt_fail(ZT_ERR_FORMAT,
+                       "%s:%d: the candidate/completion alone has %d tokens, the "
+                       "model takes %d",
+                       r->path, r->line, *option_length, r->max_positions);
     if (*length > r->max_positions) {
         int drop = *length - r->max_positions;
         memmove(*seq + 1, *seq + 1 + drop, (size_t)(r->max_positions - 1) * sizeof(int32_t));
@@ -194,8 +198,9 @@ static zt_status parse_classification(const reader *r, const cJSON *o, zt_exampl
     int n_prompt = 0;
     if (!cJSON_IsString(prompt)) {
         ZT_TRY(zt_jsonl_int_array(r->in, o, "prompt", &prompt_ids, &n_prompt));
-        zt_status s = n_prompt < 1 ? zt_fail(ZT_ERR_FORMAT, "%s:%d: prompt is empty", r->path, r->line)
-                                   : check_ids(r, "prompt", prompt_ids, n_prompt, 0);
+        zt_status s = n_prompt < 1
+                          ? zt_fail(ZT_ERR_FORMAT, "%s:%d: prompt is empty", r->path, r->line)
+                          : check_ids(r, "prompt", prompt_ids, n_prompt, 0);
         if (s != ZT_OK) {
             free(prompt_ids);
             return s;
@@ -206,7 +211,8 @@ static zt_status parse_classification(const reader *r, const cJSON *o, zt_exampl
         const cJSON *cand = cJSON_GetArrayItem(cands, c);
         if (cJSON_IsString(prompt)) {
             if (!cJSON_IsString(cand))
-                s = zt_fail(ZT_ERR_FORMAT, "%s:%d: candidate %d must be a string", r->path, r->line, c);
+                s = zt_fail(ZT_ERR_FORMAT, "%s:%d: candidate %d must be a string", r->path, r->line,
+                            c);
             else
                 s = encode_with_option(r, prompt->valuestring, cand->valuestring, &e->candidates[c],
                                        &e->candidate_length[c], &e->option_length[c]);
@@ -227,7 +233,8 @@ static zt_status parse_classification(const reader *r, const cJSON *o, zt_exampl
                         r->path, r->line, n_prompt + n, r->max_positions);
         if (s == ZT_OK) {
             e->candidates[c] = zt_malloc((size_t)(n_prompt + n) * sizeof(int32_t));
-            if (!e->candidates[c]) s = zt_fail(ZT_ERR_NOMEM, "%s:%d: candidate", r->path, r->line);
+            if (!e->candidates[c])
+                s = zt_fail(ZT_ERR_NOMEM, "%s:%d: candidate", r->path, r->line);
             else {
                 memcpy(e->candidates[c], prompt_ids, (size_t)n_prompt * sizeof(int32_t));
                 memcpy(e->candidates[c] + n_prompt, ids, (size_t)n * sizeof(int32_t));
@@ -262,10 +269,13 @@ static zt_status parse_generation(const reader *r, const cJSON *o, zt_example *e
     for (int i = 0; i < e->n_answers; i++) {
         const cJSON *a = cJSON_GetArrayItem(answers, i);
         if (!cJSON_IsString(a))
-            return zt_fail(ZT_ERR_FORMAT, "%s:%d: answers[%d] is not a string", r->path, r->line, i);
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: answers[%d] is not a string", r->path, r->line,
+                           i);
         e->answers[i] = zt_strdup(a->valuestring);
         if (!e->answers[i]) return zt_fail(ZT_ERR_NOMEM, "%s:%d: answers", r->path, r->line);
     }
+    e->prompt_text = zt_strdup(prompt);
+    if (!e->prompt_text) return zt_fail(ZT_ERR_NOMEM, "%s:%d: prompt", r->path, r->line);
     ZT_TRY(encode(r, prompt, &e->prompt, &e->prompt_length));
     if (e->prompt_length > r->max_positions - 1) {
         int drop = e->prompt_length - (r->max_positions - 1);
@@ -294,12 +304,15 @@ static void example_free(zt_example *e) {
     free(e->input_ids);
     free(e->labels);
     free(e->prompt);
-    for (int c = 0; c < e->n_candidates && e->candidates; c++) free(e->candidates[c]);
+    free(e->prompt_text);
+    for (int c = 0; c < e->n_candidates && e->candidates; c++)
+        free(e->candidates[c]);
     free(e->candidates);
     free(e->candidate_length);
     free(e->option_length);
     free(e->gold);
-    for (int i = 0; i < e->n_answers && e->answers; i++) free(e->answers[i]);
+    for (int i = 0; i < e->n_answers && e->answers; i++)
+        free(e->answers[i]);
     free(e->answers);
 }
 
@@ -312,8 +325,9 @@ static int example_longest(zt_task_kind kind, const zt_example *e) {
 }
 
 static const char *kind_name(zt_task_kind kind) {
-    return kind == ZT_TASK_LM ? "language-model" : kind == ZT_TASK_CLASSIFICATION ? "classification"
-                                                                                : "generation";
+    return kind == ZT_TASK_LM               ? "language-model"
+           : kind == ZT_TASK_CLASSIFICATION ? "classification"
+                                            : "generation";
 }
 
 zt_status zt_dataset_load(const char *path, const zt_tokenizer *tok, int vocab, int max_positions,
@@ -347,8 +361,10 @@ zt_status zt_dataset_load(const char *path, const zt_tokenizer *tok, int vocab, 
         if (s == ZT_OK && ds->n_examples == capacity) {
             capacity = capacity ? 2 * capacity : 64;
             zt_example *grown = zt_realloc(ds->examples, (size_t)capacity * sizeof *grown);
-            if (!grown) s = zt_fail(ZT_ERR_NOMEM, "%s: examples", path);
-            else ds->examples = grown;
+            if (!grown)
+                s = zt_fail(ZT_ERR_NOMEM, "%s: examples", path);
+            else
+                ds->examples = grown;
         }
         if (s != ZT_OK) {
             example_free(&e);
@@ -367,7 +383,8 @@ zt_status zt_dataset_load(const char *path, const zt_tokenizer *tok, int vocab, 
 }
 
 void zt_dataset_free(zt_dataset *ds) {
-    for (int i = 0; i < ds->n_examples; i++) example_free(&ds->examples[i]);
+    for (int i = 0; i < ds->n_examples; i++)
+        example_free(&ds->examples[i]);
     free(ds->examples);
     ds->examples = NULL;
     ds->n_examples = 0;

@@ -22,16 +22,18 @@ typedef struct zt_example {
     /* LM and generation: the training sequence and its labels (-100 = not a target) */
     int length;
     int32_t *input_ids, *labels;
-    /* generation: the prompt alone (greedy decoding starts from it) */
+    /* generation: the prompt alone (greedy decoding starts from it), and as the record spells
+     * it (what `zotune eval --predictions` reports) */
     int prompt_length;
     int32_t *prompt;
+    char *prompt_text;
     /* classification: one full sequence per candidate, its last option_length tokens scored */
     int n_candidates;
     int *candidate_length;
     int *option_length;
     int32_t **candidates;
-    int label;    /* the candidate trained towards */
-    int n_gold;   /* correct candidates for accuracy (>1 for list-valued gold, as ReCoRD) */
+    int label;  /* the candidate trained towards */
+    int n_gold; /* correct candidates for accuracy (>1 for list-valued gold, as ReCoRD) */
     int *gold;
     /* generation: reference answers */
     int n_answers;
@@ -66,8 +68,8 @@ typedef struct zt_task_batch {
     int32_t *target_rows, *target_ids, *target_sequence; /* (R) */
     /* classification */
     int n_examples;
-    int32_t *example_of_sequence; /* (S) */
-    int32_t *label;               /* (n_examples) */
+    int32_t *example_of_sequence;   /* (S) */
+    int32_t *label;                 /* (n_examples) */
     int32_t *candidate_of_sequence; /* (S) index within its example */
 } zt_task_batch;
 

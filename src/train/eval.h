@@ -16,7 +16,14 @@ typedef struct zt_eval_result {
 
 struct zt_tokenizer;
 /* Generation needs the tokenizer (decoding, the "\n" stop token); may be NULL otherwise. */
+/* batch_size examples go through each forward; for generation, batch_size prompts are decoded
+ * together (zt_generate_greedy_batch). */
 zt_status zt_evaluate(zt_task_objective *objective, const zt_dataset *ds, int batch_size,
                       const struct zt_tokenizer *tok, zt_eval_result *result);
+/* zt_evaluate, and for generation records each example's answer: predictions (n_examples)
+ * receives malloc'd texts in example order (left NULL for other kinds; none on failure). */
+zt_status zt_evaluate_predictions(zt_task_objective *objective, const zt_dataset *ds,
+                                  int batch_size, const struct zt_tokenizer *tok,
+                                  zt_eval_result *result, char **predictions);
 
 #endif

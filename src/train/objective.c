@@ -20,7 +20,7 @@ static zt_status ensure_logprobs(zt_task_objective *o, int n) {
 }
 
 static zt_batch model_batch(const zt_task_batch *b) {
-    zt_batch mb = {b->n_sequences, b->seq_len,   b->input_ids, b->attention_mask,
+    zt_batch mb = {b->n_sequences, b->seq_len,     b->input_ids, b->attention_mask,
                    b->n_targets,   b->target_rows, b->target_ids};
     return mb;
 }
@@ -46,22 +46,32 @@ static zt_status negative_accuracy(const zt_task_batch *b, const float *logprobs
     return ZT_OK;
 }
 
-/* -mean F1 of greedy generations of the batch's examples under one variant. */
+/* -mean F1 of greedy generations of the batch's examples under one variant, decoded together. */
 static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, double *out) {
     if (!o->dataset || !o->tok || o->dataset->kind != ZT_TASK_GENERATION)
-        return zt_fail(ZT_ERR_INVALID_ARG, "--objective f1 needs generation records and a tokenizer");
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--objective f1 needs generation records and a tokenizer");
     int32_t stop[2];
     int n_stop = 0;
     ZT_TRY(zt_generation_stop_ids(o->tok, o->model, stop, &n_stop));
+    const int n = o->n_indices;
+    const zt_example **examples = zt_xmalloc((size_t)n * sizeof *examples);
+    char **texts = zt_xmalloc((size_t)n * sizeof *texts);
+    zt_status s = examples && texts ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "generation batch");
+    for (int i = 0; s == ZT_OK && i < n; i++)
+        examples[i] = &o->dataset->examples[o->indices[i]];
+    if (s == ZT_OK)
+        s = zt_generate_answers(o->model, o->ws, variant, o->tok, examples, n, n, stop, n_stop,
+                                texts);
     double total = 0.0;
-    for (int i = 0; i < o->n_indices; i++) {
-        const zt_example *e = &o->dataset->examples[o->indices[i]];
-        char *text = NULL;
-        ZT_TRY(zt_generate_answer(o->model, o->ws, variant, o->tok, e, stop, n_stop, &text));
-        total += zt_answer_f1(text, e->answers, e->n_answers);
-        free(text);
+    for (int i = 0; s == ZT_OK && i < n; i++) {
+        total += zt_answer_f1(texts[i], examples[i]->answers, examples[i]->n_answers);
+        free(texts[i]);
     }
-    *out = -total / o->n_indices;
+    free(examples);
+    free(texts);
+    ZT_TRY(s);
+    *out = -total / n;
     return ZT_OK;
 }
 
@@ -80,18 +90,23 @@ static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs,
     ZT_TRY(zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
     for (int k = 0; k < vs->n_variants; k++) {
         const float *lp = o->logprobs + (size_t)k * b->n_targets;
-        if (o->kind == ZT_OBJECTIVE_ACCURACY) ZT_TRY(negative_accuracy(b, lp, &losses[k]));
-        else ZT_TRY(zt_task_batch_loss(b, lp, &losses[k]));
+        if (o->kind == ZT_OBJECTIVE_ACCURACY)
+            ZT_TRY(negative_accuracy(b, lp, &losses[k]));
+        else
+            ZT_TRY(zt_task_batch_loss(b, lp, &losses[k]));
     }
     return ZT_OK;
 }
 
-int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out) {
+int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to,
+                          zt_direction *out) {
     int n = 0;
-    for (int i = 0; to && i < to->n_terms; i++) out[n++] = to->terms[i];
+    for (int i = 0; to && i < to->n_terms; i++)
+        out[n++] = to->terms[i];
     for (int i = 0; from && i < from->n_terms; i++) {
         int j = 0;
-        while (j < n && out[j].seed != from->terms[i].seed) j++;
+        while (j < n && out[j].seed != from->terms[i].seed)
+            j++;
         if (j == n) out[n++] = (zt_direction){from->terms[i].seed, 0.0f};
         out[j].coeff -= from->terms[i].coeff;
     }
@@ -128,8 +143,10 @@ static zt_status evaluate_inplace(zt_task_objective *o, const zt_param_set *ps,
             continue;
         }
         ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
-        if (o->kind == ZT_OBJECTIVE_ACCURACY) ZT_TRY(negative_accuracy(b, o->logprobs, &losses[k]));
-        else ZT_TRY(zt_task_batch_loss(b, o->logprobs, &losses[k]));
+        if (o->kind == ZT_OBJECTIVE_ACCURACY)
+            ZT_TRY(negative_accuracy(b, o->logprobs, &losses[k]));
+        else
+            ZT_TRY(zt_task_batch_loss(b, o->logprobs, &losses[k]));
     }
     return move_weights(ps, current, NULL, dist);
 }

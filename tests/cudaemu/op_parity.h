@@ -11,6 +11,7 @@
  *   - inputs are downloaded again and must be unchanged (an op writing to the wrong buffer);
  *   - outputs start as NaN bytes unless the op accumulates, so an element the op forgot to write
  *     is caught by the finiteness check.
+ * attention_cached also compares the caches bit for bit and its prefill with `attention`.
  * Outputs are compared by NMSE = sum (dut - ref)^2 / sum ref^2 against a bound per op.
  */
 #ifndef ZT_TEST_OP_PARITY_H
@@ -459,6 +460,214 @@ static void zt_parity_attention(zt_backend *ref, zt_backend *dut, zt_prng *r) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// attention_cached
+
+typedef struct zt_cached_case {
+    int batch, n_new, capacity, start, n_heads, head_dim;
+    zt_pad pads[3]; /* of the first start + n_new columns, sequence b: pads[b % 3] */
+} zt_cached_case;
+
+/* Runs attention_cached on one backend from caches holding k_cache / v_cache; out and the caches
+ * after the op come back in out, k_after, v_after. */
+static zt_status zt_run_attention_cached(zt_backend *be, const zt_cached_case *c, const float *q,
+                                         const float *k, const float *v, const float *k_cache,
+                                         const float *v_cache, const int32_t *mask, float *out,
+                                         float *k_after, float *v_after, const char *name,
+                                         char *error_text) {
+    const size_t row = (size_t)c->n_heads * c->head_dim;
+    const size_t n = (size_t)c->batch * c->n_new * row, nc = (size_t)c->batch * c->capacity * row;
+    zt_pbuf b_out = {0}, b_q = {0}, b_k = {0}, b_v = {0}, b_kc = {0}, b_vc = {0}, b_mask = {0};
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_out, NULL, n * sizeof(float), "out") &&
+             zt_pbuf_make(be, &b_q, q, n * sizeof(float), "q") &&
+             zt_pbuf_make(be, &b_k, k, n * sizeof(float), "k") &&
+             zt_pbuf_make(be, &b_v, v, n * sizeof(float), "v") &&
+             zt_pbuf_make(be, &b_kc, k_cache, nc * sizeof(float), "k_cache") &&
+             zt_pbuf_make(be, &b_vc, v_cache, nc * sizeof(float), "v_cache") &&
+             zt_pbuf_make(be, &b_mask, mask, (size_t)c->batch * c->capacity * sizeof(int32_t),
+                          "key_mask");
+    if (ok) {
+        s = be->ops->attention_cached(
+            be, (float *)zt_pbuf_ptr(&b_out), (const float *)zt_pbuf_ptr(&b_q),
+            (const float *)zt_pbuf_ptr(&b_k), (const float *)zt_pbuf_ptr(&b_v),
+            (float *)zt_pbuf_ptr(&b_kc), (float *)zt_pbuf_ptr(&b_vc),
+            (const int32_t *)zt_pbuf_ptr(&b_mask), c->batch, c->n_new, c->capacity, c->start,
+            c->n_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim));
+        snprintf(error_text, 512, "%s", s == ZT_OK ? "" : zt_last_error());
+        zt_pbuf_fetch(&b_out, out, name);
+        zt_pbuf_fetch(&b_kc, k_after, name);
+        zt_pbuf_fetch(&b_vc, v_after, name);
+        zt_pbuf_check_input(&b_q, q, name);
+        zt_pbuf_check_input(&b_k, k, name);
+        zt_pbuf_check_input(&b_v, v, name);
+        zt_pbuf_check_input(&b_mask, mask, name);
+    }
+    zt_pbuf_free(&b_out);
+    zt_pbuf_free(&b_q);
+    zt_pbuf_free(&b_k);
+    zt_pbuf_free(&b_v);
+    zt_pbuf_free(&b_kc);
+    zt_pbuf_free(&b_vc);
+    zt_pbuf_free(&b_mask);
+    return s;
+}
+
+/* The caches must come back as they went in with the new rows in their columns, bit for bit, on
+ * both backends; outputs within the attention bound; queries with no admissible key exactly 0 on
+ * both. A prefill from column 0 must also match the backend's own `attention` on the same inputs,
+ * and a refused call fail alike on both. */
+static void zt_parity_attention_cached(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_cached_case cases[] = {
+        {1, 1, 1, 0, 1, 1, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}},
+        {2, 37, 40, 0, 3, 24, {ZT_PAD_NONE, ZT_PAD_LEFT, ZT_PAD_NONE}},    /* prefill */
+        {3, 17, 17, 0, 5, 7, {ZT_PAD_RIGHT, ZT_PAD_LEFT, ZT_PAD_HOLES}},   /* prefill, full */
+        {3, 1, 100, 60, 2, 64, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_FULL}},   /* decode */
+        {2, 1, 130, 129, 2, 80, {ZT_PAD_HOLES, ZT_PAD_LEFT, ZT_PAD_NONE}}, /* last column */
+        {2, 5, 70, 33, 1, 128, {ZT_PAD_LEFT, ZT_PAD_HOLES, ZT_PAD_NONE}},  /* a chunk */
+        {2, 1, 50, 20, 1, 256, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}},   /* D = 256 */
+        {16, 1, 45, 44, 12, 64, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_FULL}},  /* OPT-125m decode */
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const zt_cached_case *c = &cases[ci];
+        char name[128];
+        snprintf(name, sizeof name, "B=%d Tq=%d cap=%d start=%d H=%d D=%d pad=%s/%s/%s", c->batch,
+                 c->n_new, c->capacity, c->start, c->n_heads, c->head_dim, zt_pad_name(c->pads[0]),
+                 c->batch > 1 ? zt_pad_name(c->pads[1]) : "-",
+                 c->batch > 2 ? zt_pad_name(c->pads[2]) : "-");
+        const size_t row = (size_t)c->n_heads * c->head_dim;
+        const size_t n = (size_t)c->batch * c->n_new * row;
+        const size_t nc = (size_t)c->batch * c->capacity * row;
+        const int used = c->start + c->n_new, cap = c->capacity;
+        float *q = zt_random_floats(r, n, 2.0f, 0.0f), *k = zt_random_floats(r, n, 2.0f, 0.0f);
+        float *v = zt_random_floats(r, n, 1.0f, 0.0f);
+        float *k_cache = zt_random_floats(r, nc, 2.0f, 0.0f);
+        float *v_cache = zt_random_floats(r, nc, 1.0f, 0.0f);
+        int32_t *mask = (int32_t *)malloc((size_t)c->batch * cap * sizeof(int32_t));
+        for (int b = 0; b < c->batch; b++)
+            for (int j = 0; j < cap; j++) {
+                int keep = 1;
+                switch (c->pads[b % 3]) {
+                case ZT_PAD_NONE:
+                    break;
+                case ZT_PAD_LEFT:
+                    keep = j >= used / 3;
+                    break;
+                case ZT_PAD_RIGHT:
+                    keep = j < used - used / 3;
+                    break;
+                case ZT_PAD_FULL:
+                    keep = 0;
+                    break;
+                case ZT_PAD_HOLES:
+                    keep = zt_prng_below(r, 4) != 0 ? 1 + zt_prng_below(r, 7) : 0;
+                    break;
+                }
+                if (j >= used) keep = zt_prng_below(r, 2); /* past the queries: never read */
+                mask[(size_t)b * cap + j] = keep;
+            }
+        /* the caches as they must be after the op */
+        float *k_want = (float *)malloc(nc * sizeof(float) + 1);
+        float *v_want = (float *)malloc(nc * sizeof(float) + 1);
+        memcpy(k_want, k_cache, nc * sizeof(float));
+        memcpy(v_want, v_cache, nc * sizeof(float));
+        for (int b = 0; b < c->batch; b++)
+            for (int i = 0; i < c->n_new; i++) {
+                const size_t to = ((size_t)b * cap + c->start + i) * row;
+                const size_t from = ((size_t)b * c->n_new + i) * row;
+                memcpy(k_want + to, k + from, row * sizeof(float));
+                memcpy(v_want + to, v + from, row * sizeof(float));
+            }
+        float *want = (float *)malloc(n * sizeof(float) + 1);
+        float *got = (float *)malloc(n * sizeof(float) + 1);
+        float *kc[2], *vc[2];
+        for (int side = 0; side < 2; side++) {
+            kc[side] = (float *)malloc(nc * sizeof(float) + 1);
+            vc[side] = (float *)malloc(nc * sizeof(float) + 1);
+        }
+        char ref_text[512], dut_text[512];
+        zt_status rs = zt_run_attention_cached(ref, c, q, k, v, k_cache, v_cache, mask, want, kc[0],
+                                               vc[0], name, ref_text);
+        zt_status ds = zt_run_attention_cached(dut, c, q, k, v, k_cache, v_cache, mask, got, kc[1],
+                                               vc[1], name, dut_text);
+        ZT_CHECK(rs == ZT_OK && ds == ZT_OK, "attention_cached %s: ref %s / dut %s", name, ref_text,
+                 dut_text);
+        if (rs == ZT_OK && ds == ZT_OK) {
+            zt_parity_compare("attention_cached", name, got, want, n, ZT_NMSE_ATTENTION);
+            for (int side = 0; side < 2; side++)
+                ZT_CHECK(memcmp(kc[side], k_want, nc * sizeof(float)) == 0 &&
+                             memcmp(vc[side], v_want, nc * sizeof(float)) == 0,
+                         "attention_cached %s: %s's caches are not the old ones with the new "
+                         "keys and values appended",
+                         name, side ? dut->ops->name : ref->ops->name);
+            size_t zero_rows = 0, wrong = 0;
+            for (size_t i = 0; i < n; i += c->head_dim) {
+                int ref_zero = 1;
+                for (int d = 0; d < c->head_dim; d++)
+                    ref_zero &= want[i + d] == 0.0f;
+                if (!ref_zero) continue;
+                zero_rows++;
+                for (int d = 0; d < c->head_dim; d++)
+                    wrong += got[i + d] != 0.0f;
+            }
+            ZT_CHECK(wrong == 0, "attention_cached %s: %zu values of key-less queries are not 0",
+                     name, wrong);
+            if (zero_rows)
+                printf("  %-16s %-58s %zu key-less query heads: zeros\n", "attention_cached", name,
+                       zero_rows);
+        } else {
+            zt_parity_case_failed("attention_cached", ZT_NMSE_ATTENTION);
+        }
+        if (c->start == 0 && c->n_new > 1 && ds == ZT_OK) {
+            /* a prefill is `attention` on the same inputs, on the device as on the CPU */
+            const zt_attention_case plain = {c->batch,
+                                             c->n_new,
+                                             c->n_heads,
+                                             c->head_dim,
+                                             {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}};
+            int32_t *mask_t = (int32_t *)malloc((size_t)c->batch * c->n_new * sizeof(int32_t));
+            for (int b = 0; b < c->batch; b++)
+                memcpy(mask_t + (size_t)b * c->n_new, mask + (size_t)b * cap,
+                       (size_t)c->n_new * sizeof(int32_t));
+            float *plain_out = (float *)malloc(n * sizeof(float) + 1);
+            char prefill_name[160];
+            snprintf(prefill_name, sizeof prefill_name, "%s vs attention", name);
+            if (zt_run_attention(dut, &plain, q, k, v, mask_t, plain_out, prefill_name) == ZT_OK)
+                zt_parity_compare("cached=plain", prefill_name, got, plain_out, n,
+                                  ZT_NMSE_ATTENTION);
+            free(mask_t);
+            free(plain_out);
+        }
+        if (ci == 3) { /* a step past the capacity: the same refusal, the caches untouched */
+            zt_cached_case bad = *c;
+            bad.start = c->capacity;
+            char bad_name[160];
+            snprintf(bad_name, sizeof bad_name, "%s, start = capacity", name);
+            rs = zt_run_attention_cached(ref, &bad, q, k, v, k_cache, v_cache, mask, want, kc[0],
+                                         vc[0], bad_name, ref_text);
+            ds = zt_run_attention_cached(dut, &bad, q, k, v, k_cache, v_cache, mask, got, kc[1],
+                                         vc[1], bad_name, dut_text);
+            zt_parity_same_error("attention_cached", bad_name, rs, ref_text, ds, dut_text);
+            ZT_CHECK(memcmp(kc[1], k_cache, nc * sizeof(float)) == 0,
+                     "attention_cached %s: k_cache changed although the op failed", bad_name);
+        }
+        free(q);
+        free(k);
+        free(v);
+        free(k_cache);
+        free(v_cache);
+        free(mask);
+        free(k_want);
+        free(v_want);
+        free(want);
+        free(got);
+        for (int side = 0; side < 2; side++) {
+            free(kc[side]);
+            free(vc[side]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // add
 
 static zt_status zt_run_add(zt_backend *be, const float *x, const float *y, size_t n, float *out,
@@ -597,6 +806,7 @@ static void zt_parity_run(zt_backend *ref, zt_backend *dut, uint64_t seed) {
         {"layernorm", zt_parity_layernorm},
         {"linear", zt_parity_linear},
         {"attention", zt_parity_attention},
+        {"attention_cached", zt_parity_attention_cached},
         {"add", zt_parity_add},
         {"target_logprobs", zt_parity_logprob},
     };

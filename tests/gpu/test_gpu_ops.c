@@ -4,7 +4,8 @@
  * update rule, within the documented __sincosf bound B_z with Gaussian z; the RNG streams of
  * device code against the CPU's Philox and cuRAND's device API; z_sumsq on several grids; scratch
  * planning; linear under --gemm half and tf32 (gemm_parity.h); the whole OPT forward on the
- * fixture models under f32 and half (model_parity.h). Exits 77 (a meson skip) when the CUDA runtime
+ * fixture models under f32 and half (model_parity.h); batched generation over the KV cache
+ * against HF's tokens (generation_parity.h). Exits 77 (a meson skip) when the CUDA runtime
  * finds no device, which is the case on the CI machines.
  *
  *   test_gpu_ops [--seed N] [--device N]      ZT_CUDA_SYNC=1 attributes faults to kernels
@@ -23,6 +24,7 @@
 
 #include "op_parity.h"
 #include "gemm_parity.h"
+#include "generation_parity.h"
 #include "model_parity.h"
 #include "zo_parity.h"
 
@@ -59,6 +61,7 @@ int main(int argc, char **argv) {
     zt_parity_run(cpu, gpu, seed);
     zt_gemm_parity_run(cpu, gpu, seed);
     zt_model_parity_run(cpu, gpu);
+    zt_generation_parity_run(cpu, gpu);
     const zt_zo_mode mode = {0}; /* Gaussian z from __sincosf: within B_z, not bit for bit */
     zt_zo_parity_run(cpu, gpu, seed, &mode);
 
