@@ -6,7 +6,10 @@ set -euo pipefail
 builddir=${1:-build}
 out=${ZT_DEMO_OUTPUT:-out/demo}
 zotune="$builddir/src/cli/zotune"
-"$zotune" info demo/model --batch-size 32 --seq-len 40 --optimizer mezo
+# the plan at the run's own shape (train's rule on the same data), so its total is the peak
+# the progress lines show
+"$zotune" info demo/model --train demo/task/train.jsonl --eval demo/task/dev.jsonl \
+    --batch-size 16 --optimizer mezo
 echo
 rm -rf "$out"
 exec "$zotune" train --model demo/model --train demo/task/train.jsonl --eval demo/task/dev.jsonl \

@@ -11,7 +11,9 @@
 #include "cli/commands.h"
 #include "core/status.h"
 #include "core/alloc.h"
+#include "data/dataset.h"
 #include "model.h"
+#include "text/bpe.h"
 #include "train/trainer.h"
 
 static double mib(size_t n_bytes) {
@@ -20,7 +22,9 @@ static double mib(size_t n_bytes) {
 
 typedef struct info_plan {
     const char *config_only; /* config.json's path when there are no weights, else NULL */
+    const char *train_path;  /* the data the training plan is shaped by, or NULL */
     int batch, seq_len;
+    zt_train_shape shape;  /* of the training plan */
     const char *optimizer; /* NULL: inference plan only */
     const char *mode;
     zt_memory_plan inference;
@@ -48,6 +52,11 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     const zt_train_memory_plan *t = &p->train;
     printf("training       %s, %s mode, K = %d variants, %llu trainable parameters\n", p->optimizer,
            p->mode, t->n_variants, (unsigned long long)t->trainable_elems);
+    printf("  forward        %d sequences x %d tokens%s%s\n", p->shape.sequences, p->shape.seq_len,
+           p->train_path ? " (from the data: " : "", p->train_path ? "train's rule)" : "");
+    if (p->shape.cache_batch > 0)
+        printf("  KV cache       %d prompts x %d columns (greedy decoding)\n", p->shape.cache_batch,
+               p->shape.cache_columns);
     printf("  weights        %12zu bytes  %10.2f MiB\n", t->model.weights_bytes,
            mib(t->model.weights_bytes));
     printf("  activations    %12zu bytes  %10.2f MiB\n", t->model.activation_bytes,
@@ -56,6 +65,9 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
            mib(t->model.staging_bytes));
     printf("  backend scratch%12zu bytes  %10.2f MiB\n", t->model.backend_scratch_bytes,
            mib(t->model.backend_scratch_bytes));
+    if (t->model.kv_cache_bytes)
+        printf("  KV cache       %12zu bytes  %10.2f MiB\n", t->model.kv_cache_bytes,
+               mib(t->model.kv_cache_bytes));
     printf("  optimizer state%12zu bytes  %10.2f MiB (%d f32 copies)\n", t->optimizer_bytes,
            mib(t->optimizer_bytes), t->state_copies);
     printf("  total          %12zu bytes  %10.2f MiB\n", t->total_bytes, mib(t->total_bytes));
@@ -67,6 +79,7 @@ static cJSON *plan_json(const zt_memory_plan *p) {
     cJSON_AddNumberToObject(o, "activation_bytes", (double)p->activation_bytes);
     cJSON_AddNumberToObject(o, "staging_bytes", (double)p->staging_bytes);
     cJSON_AddNumberToObject(o, "backend_scratch_bytes", (double)p->backend_scratch_bytes);
+    cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)p->kv_cache_bytes);
     cJSON_AddNumberToObject(o, "total_bytes", (double)p->total_bytes);
     return o;
 }
@@ -90,6 +103,8 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
         cJSON_AddStringToObject(train, "optimizer", p->optimizer);
         cJSON_AddStringToObject(train, "mode", p->mode);
         cJSON_AddNumberToObject(train, "variants", p->train.n_variants);
+        cJSON_AddNumberToObject(train, "sequences", p->shape.sequences);
+        cJSON_AddNumberToObject(train, "seq_len", p->shape.seq_len);
         cJSON_AddNumberToObject(train, "trainable_parameters", (double)p->train.trainable_elems);
         cJSON_AddNumberToObject(train, "optimizer_bytes", (double)p->train.optimizer_bytes);
         cJSON_ReplaceItemInObject(train, "total_bytes",
@@ -132,11 +147,33 @@ static int parse_dtype(const char *text) {
     return -1;
 }
 
+/* The training plan's shape as `zotune train` takes it from the same data and options. */
+static zt_status shape_from_data(const zt_model *model, const char *model_dir,
+                                 const char *train_path, const char *eval_path, int batch,
+                                 int train_as_lm, int f1_objective, int bos_mezo, zt_dataset *train,
+                                 zt_dataset *eval, zt_train_shape *shape) {
+    zt_tokenizer *tok = NULL;
+    zt_status s = zt_tokenizer_open_model_dir(model_dir, bos_mezo, &tok);
+    const int vocab = model->dims.vocab_size, positions = model->dims.max_positions;
+    if (s == ZT_OK) s = zt_dataset_load(train_path, tok, vocab, positions, train);
+    if (s == ZT_OK && eval_path) s = zt_dataset_load(eval_path, tok, vocab, positions, eval);
+    if (s == ZT_OK && eval_path && eval->kind != train->kind)
+        s = zt_fail(ZT_ERR_INVALID_ARG, "--eval %s holds another kind of records than --train %s",
+                    eval_path, train_path);
+    if (s == ZT_OK)
+        zt_train_shape_of(model, train, eval_path ? eval : NULL, batch, train_as_lm, f1_objective,
+                          shape);
+    zt_tokenizer_free(tok);
+    return s;
+}
+
 int zt_cmd_info(int argc, char **argv) {
     int json = 0, batch = 16, seq_len = 256, threads = 0, directions = 1;
     const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow",
                *trainable = NULL;
-    const char *dtype_name = NULL;
+    const char *dtype_name = NULL, *train_path = NULL, *eval_path = NULL, *bos = "opt";
+    const char *train_as = "classification", *objective = "loss";
+    int seq_len_given = 0;
     const char *inputs[1] = {NULL};
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the positional)"},
@@ -152,6 +189,14 @@ int zt_cmd_info(int argc, char **argv) {
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_THREADS, &threads, "N",
          "CPU threads (the attention scratch scales with it)"},
+        {"train", ZT_ARG_STRING, &train_path, "FILE",
+         "plan training on this task JSONL at train's shape: --batch-size counts examples, "
+         "sequences and length come from the data (implies --optimizer mezo)"},
+        {"eval", ZT_ARG_STRING, &eval_path, "FILE", "with --train: the dev set train would read"},
+        {"train-as", ZT_ARG_STRING, &train_as, "L", "with --train: classification or lm, as train"},
+        {"objective", ZT_ARG_STRING, &objective, "O",
+         "with --train: loss, accuracy or f1, as train (f1 decodes training batches)"},
+        {"bos", ZT_ARG_STRING, &bos, "B", "with --train: opt (default) or mezo, as train"},
         {"dtype", ZT_ARG_STRING, &dtype_name, "D",
          "without weights: plan them stored as f32, f16 or bf16 (default: config.json's "
          "torch_dtype, else f32)"},
@@ -175,6 +220,34 @@ int zt_cmd_info(int argc, char **argv) {
         ZT_ARGS_OK)
         return 2;
     positional[0] = inputs[0];
+    for (int i = 2; i < argc; i++)
+        seq_len_given |= strncmp(argv[i], "--seq-len", 9) == 0;
+    if (!train_path && (eval_path || strcmp(train_as, "classification") != 0 ||
+                        strcmp(objective, "loss") != 0 || strcmp(bos, "opt") != 0)) {
+        fprintf(stderr, "zotune info: --eval, --train-as, --objective and --bos shape a plan "
+                        "from --train's data; give --train\n");
+        return 2;
+    }
+    if (train_path && seq_len_given) {
+        fprintf(stderr, "zotune info: --seq-len and --train both set the length; with --train "
+                        "the data does\n");
+        return 2;
+    }
+    if (strcmp(train_as, "classification") != 0 && strcmp(train_as, "lm") != 0) {
+        fprintf(stderr, "zotune info: --train-as '%s': expected classification or lm\n", train_as);
+        return 2;
+    }
+    if (strcmp(objective, "loss") != 0 && strcmp(objective, "accuracy") != 0 &&
+        strcmp(objective, "f1") != 0) {
+        fprintf(stderr, "zotune info: --objective '%s': expected loss, accuracy or f1\n",
+                objective);
+        return 2;
+    }
+    if (strcmp(bos, "opt") != 0 && strcmp(bos, "mezo") != 0) {
+        fprintf(stderr, "zotune info: --bos '%s': expected opt or mezo\n", bos);
+        return 2;
+    }
+    if (train_path && !optimizer) optimizer = "mezo";
     if (batch <= 0 || seq_len <= 0) {
         fprintf(stderr, "zotune info: --batch-size and --seq-len must be positive\n");
         return 2;
@@ -219,13 +292,24 @@ int zt_cmd_info(int argc, char **argv) {
         s = zt_model_open_config(config, dtype, be, &model);
     else if (s == ZT_OK)
         s = zt_model_load(positional[0], be, &model);
+    zt_dataset train_ds, eval_ds;
+    memset(&train_ds, 0, sizeof train_ds);
+    memset(&eval_ds, 0, sizeof eval_ds);
+    plan.shape = (zt_train_shape){batch, seq_len, 0, 0};
+    plan.train_path = train_path;
+    if (s == ZT_OK && train_path)
+        s = shape_from_data(model, positional[0], train_path, eval_path, batch,
+                            strcmp(train_as, "lm") == 0, strcmp(objective, "f1") == 0,
+                            strcmp(bos, "mezo") == 0, &train_ds, &eval_ds, &plan.shape);
+    if (s == ZT_OK && train_path) seq_len = plan.seq_len = plan.shape.seq_len;
     if (s == ZT_OK && seq_len > model->dims.max_positions)
         fprintf(stderr,
                 "zotune info: warning: --seq-len %d is longer than the model's %d positions; "
                 "longer sequences are truncated to %d tokens, so this plan overstates them\n",
                 seq_len, model->dims.max_positions, model->dims.max_positions);
+    if (s == ZT_OK && train_path) plan.batch = plan.shape.sequences;
     if (s == ZT_OK) {
-        zt_workspace_shape shape = {batch, seq_len, 1, 0, 0};
+        zt_workspace_shape shape = {plan.batch, seq_len, 1, 0, 0};
         zt_model_plan_memory(model, &shape, &plan.inference);
     }
     if (s == ZT_OK && optimizer) {
@@ -240,8 +324,10 @@ int zt_cmd_info(int argc, char **argv) {
             s = zt_train_plan_memory(model, selected, optimizer, &hp, 1000,
                                      strcmp(mode, "inplace") == 0 ? ZT_PERTURB_INPLACE
                                                                   : ZT_PERTURB_SHADOW,
-                                     batch, seq_len, &plan.train);
+                                     &plan.shape, &plan.train);
     }
+    zt_dataset_free(&train_ds);
+    zt_dataset_free(&eval_ds);
     if (s != ZT_OK) {
         free(selected);
         zt_model_free(model);

@@ -185,7 +185,9 @@ int zt_cmd_train(int argc, char **argv) {
         return 130;
     }
     if (!o.quiet) {
-        fprintf(stderr, "done: %d steps, weights in %s\n", res.steps_done, o.output_dir);
+        fprintf(stderr, "done: %d steps, weights in %s; peak %zu bytes (%.2f MiB) tracked\n",
+                res.steps_done, o.output_dir, res.peak_bytes,
+                (double)res.peak_bytes / (1024.0 * 1024.0));
         if (res.first_eval_accuracy >= 0)
             printf("dev accuracy: %.2f%% before, %.2f%% after training\n",
                    100.0 * res.first_eval_accuracy, 100.0 * res.last_eval_accuracy);

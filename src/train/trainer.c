@@ -22,7 +22,6 @@
 #include "io/atomic_file.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
-#include "train/generate.h"
 #include "train/snapshot.h"
 #include "train/train_run.h"
 #include "train/trainable.h"
@@ -107,7 +106,7 @@ static zt_status probe_optimizer(zt_optimizer *optimizer, int *n_variants, int *
 
 zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
                                const char *optimizer_name, const zt_zo_hparams *hp, int steps,
-                               zt_perturb_mode mode, int sequences, int seq_len,
+                               zt_perturb_mode mode, const zt_train_shape *train_shape,
                                zt_train_memory_plan *plan) {
     memset(plan, 0, sizeof *plan);
     for (int i = 0; i < model->n_tensors; i++)
@@ -119,9 +118,12 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
     plan->state_copies = zt_optimizer_get_info(optimizer)->state_copies;
     zt_optimizer_free(optimizer);
     ZT_TRY(s);
-    zt_workspace_shape shape = {sequences, seq_len, plan->n_variants, mode == ZT_PERTURB_SHADOW,
-                                sphere};
+    zt_workspace_shape shape = {train_shape->sequences, train_shape->seq_len, plan->n_variants,
+                                mode == ZT_PERTURB_SHADOW, sphere};
     zt_model_plan_memory(model, &shape, &plan->model);
+    if (train_shape->cache_batch > 0)
+        zt_kv_cache_plan_memory(model, train_shape->cache_batch, train_shape->cache_columns,
+                                &plan->model);
     plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
     plan->total_bytes = plan->model.total_bytes + plan->optimizer_bytes;
     return ZT_OK;
@@ -144,21 +146,13 @@ static zt_status check_objective(const run *r) {
 
 static zt_status create_workspace(run *r) {
     ZT_TRY(check_objective(r));
-    int sequences = zt_dataset_max_sequences(&r->train, r->o->batch_size, r->o->train_as_lm);
-    int seq_len = r->train.max_sequence;
-    if (r->have_eval) {
-        /* evaluation always scores every candidate */
-        int s = zt_dataset_max_sequences(&r->eval, r->o->batch_size, 0);
-        if (s > sequences) sequences = s;
-        if (r->eval.max_sequence > seq_len) seq_len = r->eval.max_sequence;
-        seq_len = zt_generation_seq_len(&r->eval, r->model, seq_len);
-    }
-    if (r->o->objective == ZT_OBJECTIVE_F1)
-        seq_len = zt_generation_seq_len(&r->train, r->model, seq_len);
+    zt_train_shape run_shape;
+    zt_train_shape_of(r->model, &r->train, r->have_eval ? &r->eval : NULL, r->o->batch_size,
+                      r->o->train_as_lm, r->o->objective == ZT_OBJECTIVE_F1, &run_shape);
     int n_variants = 0, sphere = 0;
     ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
-    zt_workspace_shape shape = {sequences, seq_len, n_variants, r->o->mode == ZT_PERTURB_SHADOW,
-                                sphere};
+    zt_workspace_shape shape = {run_shape.sequences, run_shape.seq_len, n_variants,
+                                r->o->mode == ZT_PERTURB_SHADOW, sphere};
     ZT_TRY(zt_workspace_create(r->model, &shape, &r->ws));
     memset(&r->objective_state, 0, sizeof r->objective_state);
     r->objective_state.model = r->model;

@@ -26,7 +26,7 @@ typedef struct zt_train_options {
     int steps;
     int batch_size;
     uint64_t seed;
-    const char *trainable;   /* patterns, NULL = all */
+    const char *trainable; /* patterns, NULL = all */
     zt_perturb_mode mode;
     int stochastic_rounding;
     int resume;
@@ -46,15 +46,15 @@ typedef struct zt_train_options {
 } zt_train_options;
 
 typedef struct zt_train_result {
-    int steps_done;        /* steps completed in total (incl. before a resume) */
-    int interrupted;       /* stopped by SIGINT/SIGTERM (or stop_after) with state saved */
+    int steps_done;  /* steps completed in total (incl. before a resume) */
+    int interrupted; /* stopped by SIGINT/SIGTERM (or stop_after) with state saved */
     double first_eval_loss, last_eval_loss;
     double first_eval_accuracy, last_eval_accuracy; /* -1 when not classification */
     double first_eval_metric, last_eval_metric, best_eval_metric;
     int best_step;
     const char *metric_name;
     double last_train_loss;
-    size_t peak_bytes;     /* tracked allocator peak during training */
+    size_t peak_bytes; /* tracked allocator peak during training */
 } zt_train_result;
 
 void zt_train_options_default(zt_train_options *o);
@@ -71,11 +71,25 @@ typedef struct zt_train_memory_plan {
     uint64_t trainable_elems;
 } zt_train_memory_plan;
 
-/* For `sequences` padded sequences of up to seq_len tokens per forward (a classification batch
- * counts every candidate). */
-zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable, const char *optimizer,
-                               const zt_zo_hparams *hp, int steps, zt_perturb_mode mode,
-                               int sequences, int seq_len, zt_train_memory_plan *plan);
+/* What a run's forwards hold at most (src/train/train_shape.c). */
+typedef struct zt_train_shape {
+    int sequences, seq_len;         /* padded sequences per forward (a classification batch counts
+                                       every candidate), tokens each */
+    int cache_batch, cache_columns; /* greedy decoding's KV cache; 0 without generation */
+} zt_train_shape;
+
+/* The shape a run over these datasets takes (eval may be NULL): batch_size examples per step and
+ * per evaluation batch; generation_objective for --objective f1, which decodes training batches.
+ * The trainer sizes its workspace by it; a plan at this shape is the run's. */
+void zt_train_shape_of(const zt_model *model, const zt_dataset *train, const zt_dataset *eval,
+                       int batch_size, int train_as_lm, int generation_objective,
+                       zt_train_shape *shape);
+
+/* The plan at `shape` (its KV cache included when it has one). */
+zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
+                               const char *optimizer, const zt_zo_hparams *hp, int steps,
+                               zt_perturb_mode mode, const zt_train_shape *shape,
+                               zt_train_memory_plan *plan);
 zt_status zt_train(const zt_train_options *o, zt_train_result *result);
 
 /* Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step. */

@@ -531,6 +531,67 @@ static void check_score_task_records(const char *demo_dir) {
     remove(data);
 }
 
+/* info --train plans at the shape train takes from the same data and options (the demo's 16
+ * examples x 2 candidates, generation with its KV cache): the plan's total is the peak train
+ * reports, to the byte. */
+static void check_info_from_data(const char *demo_dir) {
+    char gen[128], out_dir[128], args[4096];
+    static char cmd[8192], out[1 << 16];
+    snprintf(gen, sizeof gen, "/tmp/zt_cli_shape_%d.jsonl", (int)getpid());
+    snprintf(out_dir, sizeof out_dir, "/tmp/zt_cli_shape_%d", (int)getpid());
+    FILE *f = fopen(gen, "w");
+    ZT_REQUIRE(f != NULL, "%s", gen);
+    fputs("{\"prompt\": \"The film was\", \"answers\": [\"great\"]}\n"
+          "{\"prompt\": \"It was a joy and the plot was\", \"answers\": [\"terrible\", \"bad\"]}\n"
+          "{\"prompt\": \"The plot\", \"answers\": [\"thin\"]}\n",
+          f);
+    fclose(f);
+    char train[1024], dev[1024];
+    snprintf(train, sizeof train, "%s/../task/train.jsonl", demo_dir);
+    snprintf(dev, sizeof dev, "%s/../task/dev.jsonl", demo_dir);
+    const struct {
+        const char *train, *eval, *options;
+        int cache; /* the plan holds a KV cache */
+    } cases[] = {
+        {train, dev, "--batch-size 16", 0},
+        {gen, gen, "--batch-size 2 --objective f1", 1},
+        {gen, NULL, "--batch-size 2", 0},
+        {gen, gen, "--batch-size 3 --optimizer zo-adamm", 1},
+    };
+    for (int i = 0; i < 4; i++) {
+        char eval[1200] = "";
+        if (cases[i].eval) snprintf(eval, sizeof eval, "--eval %s", cases[i].eval);
+        snprintf(cmd, sizeof cmd, "%s info %s --train %s %s %s --json", zotune, demo_dir,
+                 cases[i].train, eval, cases[i].options);
+        ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        cJSON *o = cJSON_Parse(out);
+        const cJSON *plan = cJSON_GetObjectItem(o, "train_plan");
+        const cJSON *total = cJSON_GetObjectItem(plan, "total_bytes");
+        const cJSON *cache = cJSON_GetObjectItem(plan, "kv_cache_bytes");
+        ZT_REQUIRE(cJSON_IsNumber(total) && cJSON_IsNumber(cache), "info --train: %s", out);
+        double planned = total->valuedouble;
+        ZT_CHECK((cache->valuedouble > 0) == cases[i].cache, "case %d: KV cache %.0f bytes", i,
+                 cache->valuedouble);
+        cJSON_Delete(o);
+        snprintf(cmd, sizeof cmd,
+                 "rm -rf %s && %s train --model %s --train %s %s --output %s --steps 2 "
+                 "--eval-every 0 %s 2>&1",
+                 out_dir, zotune, demo_dir, cases[i].train, eval, out_dir, cases[i].options);
+        ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        const char *peak = strstr(out, "; peak ");
+        double measured = peak ? strtod(peak + 7, NULL) : -1.0;
+        ZT_CHECK(measured == planned, "case %d: info planned %.0f bytes, train peaked at %.0f", i,
+                 planned, measured);
+    }
+    snprintf(args, sizeof args, "info %s --train %s --seq-len 40", demo_dir, gen);
+    expect_failure(args, 2, "--seq-len and --train");
+    snprintf(args, sizeof args, "info %s --eval %s", demo_dir, gen);
+    expect_failure(args, 2, "give --train");
+    remove(gen);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
+    ZT_CHECK(system(cmd) == 0, "cleanup");
+}
+
 /* F1 and EM are printed in percent, with the sign, by eval, by train's evaluation lines and by
  * train's summary, so no two places disagree by a factor of 100. */
 static void check_f1_units(const char *demo_dir) {
@@ -684,5 +745,6 @@ int main(int argc, char **argv) {
     if (argc > 2) check_output_apart(argv[2]);
     if (argc > 2) check_f1_units(argv[2]);
     if (argc > 2) check_score_task_records(argv[2]);
+    if (argc > 2) check_info_from_data(argv[2]);
     return zt_test_finish("test_cli");
 }
