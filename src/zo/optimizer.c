@@ -82,11 +82,12 @@ static const zt_optimizer_info policy_infos[POLICY_COUNT] = {
     [POLICY_AS2P] = {"as2p", "accelerated S2P: adaptive step from the gamma statistics", 0,
                      "gaussian (default), rademacher, sphere",
                      "--eps --eps-end --eps-schedule --lr --dist --sphere-sqrt-d --as2p-eta-a "
-                     "--as2p-eta-b --as2p-window",
+                     "--as2p-eta-b --as2p-window --as2p-window-elapsed",
                      "alpha"},
-    [POLICY_AS2P_SIGN] =
-        {"as2p-sign", "AS2P with Rademacher directions", 0, "rademacher",
-         "--eps --eps-end --eps-schedule --lr --as2p-eta-a --as2p-eta-b --as2p-window", "alpha"},
+    [POLICY_AS2P_SIGN] = {"as2p-sign", "AS2P with Rademacher directions", 0, "rademacher",
+                          "--eps --eps-end --eps-schedule --lr --as2p-eta-a --as2p-eta-b "
+                          "--as2p-window --as2p-window-elapsed",
+                          "alpha"},
 };
 
 struct zt_optimizer {

@@ -301,6 +301,14 @@ static void check_usage_errors(void) {
         zotune, dir, data, zotune, dir, data);
     ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
              "an honoured --dist and S2P constants: %s", out);
+    /* AS2P's window over the steps so far (spec B2's alternative) is reachable and recorded */
+    snprintf(cmd, sizeof cmd,
+             "rm -rf /tmp/zt_cli_usage && %s train --model %s --train %s --output "
+             "/tmp/zt_cli_usage --optimizer as2p --as2p-window-elapsed --steps 2 --batch-size 2 "
+             "--quiet 2>&1 && grep -c '\"as2p window over elapsed steps\":\"1\"' "
+             "/tmp/zt_cli_usage/steplog.jsonl",
+             zotune, dir, data);
+    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"), "--as2p-window-elapsed: %s", out);
     ZT_CHECK(system("rm -rf /tmp/zt_cli_usage") == 0, "cleanup");
 }
 
