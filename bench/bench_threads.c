@@ -3,9 +3,9 @@
  *
  * The competing load is this bench's own children, each spinning on a core until killed. Each
  * configuration runs `zotune train` for --steps steps on the same model and data and reports the
- * rate of its last progress line (loading and the first step excluded by zotune's own rate
- * over the steps run). Back to back in one run, so the ratios hold on a shared machine even
- * where the absolute rates drift.
+ * rate of its last progress line (zotune's rate over the steps run, loading excluded), the best
+ * of --repeat runs, every other repeat in reverse order. Back to back in one run, so the ratios
+ * hold on a shared machine even where the absolute rates drift.
  *
  *   bench_threads ZOTUNE MODEL_DIR TRAIN_JSONL [--steps N] [--repeat R]
  */
@@ -113,8 +113,10 @@ int main(int argc, char **argv) {
         usleep(300000); /* the spinners are running before the first measurement */
         const char *settings[3] = {"--threads 1", "", all};
         double best[3] = {-1.0, -1.0, -1.0};
+        /* every other repeat in reverse order, so a drift in the machine's speed favours none */
         for (int r = 0; r < repeat; r++)
-            for (int c = 0; c < 3; c++) {
+            for (int i = 0; i < 3; i++) {
+                int c = r % 2 ? 2 - i : i;
                 double rate = train_rate(argv[1], argv[2], argv[3], steps, settings[c]);
                 if (rate > best[c]) best[c] = rate;
             }

@@ -74,10 +74,10 @@ def main():
             axes[0][0].plot(steps, running_mean([v for _, v in train], args.smooth), label=label)
         if dev:
             key = dev[0][1]
-            scale = 100.0 if key != "eval_loss" else 1.0
+            scale = 100.0 if key == "eval_accuracy" else 1.0  # F1 is written in percent
             axes[0][1].plot([s for s, _, _ in dev], [v * scale for _, _, v in dev], marker="o",
                             label=label)
-            axes[0][1].set_ylabel({"eval_accuracy": "dev accuracy (%)", "eval_f1": "dev F1",
+            axes[0][1].set_ylabel({"eval_accuracy": "dev accuracy (%)", "eval_f1": "dev F1 (%)",
                                    "eval_loss": "dev loss"}[key])
     axes[0][0].set_xlabel("step")
     axes[0][0].set_ylabel(f"training loss (running mean of {args.smooth})")

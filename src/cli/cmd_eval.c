@@ -198,8 +198,10 @@ int zt_cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "examples", n);
         cJSON_AddNumberToObject(o, "loss", res.loss);
         if (res.accuracy >= 0) cJSON_AddNumberToObject(o, "accuracy", res.accuracy);
-        if (res.f1 >= 0) cJSON_AddNumberToObject(o, "f1", res.f1);
-        if (res.exact_match >= 0) cJSON_AddNumberToObject(o, "exact_match", res.exact_match);
+        /* F1 and EM in percent, as every output gives them */
+        if (res.f1 >= 0) cJSON_AddNumberToObject(o, "f1", 100.0 * res.f1);
+        if (res.exact_match >= 0)
+            cJSON_AddNumberToObject(o, "exact_match", 100.0 * res.exact_match);
         char *text = cJSON_PrintUnformatted(o);
         if (text) puts(text);
         cJSON_free(text);

@@ -93,7 +93,8 @@ int zt_cmd_train(int argc, char **argv) {
         {"as2p-eta-b", ZT_ARG_DOUBLE, &o.hp.as2p_eta_b, "X", "as2p eta_b (50)"},
         {"as2p-window", ZT_ARG_DOUBLE, &o.hp.as2p_window_frac, "F", "as2p std window (0.10)"},
         {"as2p-window-elapsed", ZT_ARG_FLAG, &o.hp.as2p_window_elapsed, NULL,
-         "as2p: the window is that fraction of the steps so far, not of --steps (spec B2)"},
+         "as2p: the window is that fraction of the steps so far, not of --steps (docs/spec.md §9.2 "
+         "B2)"},
         {"plateau-factor", ZT_ARG_DOUBLE, &o.hp.plateau_factor, "F", "plateau lr factor (0.1)"},
         {"plateau-patience", ZT_ARG_INT, &o.hp.plateau_patience, "N", "plateau patience (10)"},
         {"seed", ZT_ARG_U64, &seed, "S", "run seed: directions and data order (42)"},

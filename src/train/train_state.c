@@ -247,8 +247,9 @@ void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, s
         if (rec->eval.accuracy >= 0)
             put_number(buf, size, &used, "eval_accuracy", "%.6f", rec->eval.accuracy);
         if (rec->eval.f1 >= 0) {
-            put_number(buf, size, &used, "eval_f1", "%.6f", rec->eval.f1);
-            put_number(buf, size, &used, "eval_em", "%.6f", rec->eval.exact_match);
+            /* in percent, as every output gives F1 and EM */
+            put_number(buf, size, &used, "eval_f1", "%.6f", 100.0 * rec->eval.f1);
+            put_number(buf, size, &used, "eval_em", "%.6f", 100.0 * rec->eval.exact_match);
         }
     } else if (rec->kind == ZT_RECORD_SKIPPED) {
         n = snprintf(buf, size, "{\"step\":%d,\"skipped\":\"%s\"", rec->step + 1,

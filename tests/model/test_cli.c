@@ -301,7 +301,8 @@ static void check_usage_errors(void) {
         zotune, dir, data, zotune, dir, data);
     ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
              "an honoured --dist and S2P constants: %s", out);
-    /* AS2P's window over the steps so far (spec B2's alternative) is reachable and recorded */
+    /* AS2P's window over the steps so far (docs/spec.md §9.2, B2's alternative) is reachable and
+     * recorded */
     snprintf(cmd, sizeof cmd,
              "rm -rf /tmp/zt_cli_usage && %s train --model %s --train %s --output "
              "/tmp/zt_cli_usage --optimizer as2p --as2p-window-elapsed --steps 2 --batch-size 2 "
@@ -617,6 +618,20 @@ static void check_f1_units(const char *demo_dir) {
     ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "  F1 ") && strstr(out, "%  EM ") &&
                  out[strlen(out) - 2] == '%',
              "eval prints F1/EM without percent signs: %s", out);
+    /* --json gives them in percent too: the text's two decimals of the same numbers */
+    const char *f1_text = strstr(out, "  F1 "), *em_text = strstr(out, "  EM ");
+    double f1_shown = f1_text ? strtod(f1_text + 5, NULL) : -1.0;
+    double em_shown = em_text ? strtod(em_text + 5, NULL) : -1.0;
+    snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --json", zotune, demo_dir, data);
+    ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+    cJSON *o = cJSON_Parse(out);
+    const cJSON *f1 = cJSON_GetObjectItem(o, "f1"), *em = cJSON_GetObjectItem(o, "exact_match");
+    ZT_CHECK(cJSON_IsNumber(f1) && cJSON_IsNumber(em) &&
+                 fabs(f1->valuedouble - f1_shown) <= 0.005 &&
+                 fabs(em->valuedouble - em_shown) <= 0.005,
+             "eval --json F1/EM are not the percent the text shows (%.2f%%, %.2f%%): %s", f1_shown,
+             em_shown, out);
+    cJSON_Delete(o);
     snprintf(cmd, sizeof cmd,
              "rm -rf %s && %s train --model %s --train %s --eval %s --output %s --steps 1 "
              "--batch-size 2 --log-every 0 2>&1",
@@ -625,6 +640,23 @@ static void check_f1_units(const char *demo_dir) {
                  strstr(out, "% after training") && strstr(out, "best dev f1 ") &&
                  strstr(out, "%, EM ") && strstr(strstr(out, "best dev f1 "), "% at step"),
              "train prints F1 without percent signs: %s", out);
+    /* metrics.jsonl's eval_f1 is in percent: the summary's "before" value */
+    const char *before = strstr(out, "dev F1: ");
+    double f1_before = before ? strtod(before + 8, NULL) : -1.0;
+    char metrics[256], line[1024];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out_dir);
+    FILE *m = fopen(metrics, "r");
+    double f1_logged = -1.0;
+    while (m && f1_logged < 0 && fgets(line, sizeof line, m)) {
+        cJSON *rec = cJSON_Parse(line);
+        const cJSON *value = cJSON_GetObjectItem(rec, "eval_f1");
+        if (cJSON_IsNumber(value)) f1_logged = value->valuedouble;
+        cJSON_Delete(rec);
+    }
+    if (m) fclose(m);
+    ZT_CHECK(f1_before >= 0 && fabs(f1_logged - f1_before) <= 0.005,
+             "metrics.jsonl eval_f1 %g is not the percent train shows (%g): %s", f1_logged,
+             f1_before, out);
     remove(data);
     snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
     ZT_CHECK(system(cmd) == 0, "cleanup");

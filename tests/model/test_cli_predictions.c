@@ -1,7 +1,7 @@
 /* `zotune eval --predictions FILE` end to end on the demo model: one JSON line per generation
  * example with the prompt as the record spells it, the greedy answer, the reference answers and
  * the example's F1 and EM in percent; the file's means are what eval prints (text, in percent,
- * and --json, as fractions). A second run scores answers made from the first run's predictions,
+ * and --json, in percent). A second run scores answers made from the first run's predictions,
  * so the expected F1/EM per line is known without the metric: the prediction itself as the
  * answer scores 100/100, an unrelated word 0/0. Refusals exit 2 before anything is written:
  * classification records, a missing or unwritable directory, a directory as FILE. A failed run
@@ -139,7 +139,7 @@ static void eval_with_predictions(const char *task, const char *file, int batch,
         f1_sum += f1->valuedouble;
         em_sum += em->valuedouble;
     }
-    /* eval's own numbers: the text line in percent (2 decimals), --json as fractions */
+    /* eval's own numbers: the text line in percent (2 decimals), --json in percent too */
     const char *f1_text = strstr(out, "F1 "), *em_text = strstr(out, "EM ");
     ZT_REQUIRE(f1_text && em_text, "eval printed no F1/EM: %s", out);
     double f1_printed = atof(f1_text + 3), em_printed = atof(em_text + 3);
@@ -151,10 +151,9 @@ static void eval_with_predictions(const char *task, const char *file, int batch,
     ZT_REQUIRE(j != NULL, "eval --json: %s", json_out);
     double f1_json = cJSON_GetObjectItem(j, "f1")->valuedouble;
     double em_json = cJSON_GetObjectItem(j, "exact_match")->valuedouble;
-    ZT_CHECK(fabs(f1_sum / n - 100.0 * f1_json) <= 1e-9 &&
-                 fabs(em_sum / n - 100.0 * em_json) <= 1e-9,
-             "file means F1 %.12f EM %.12f, eval --json %.12f / %.12f (x100)", f1_sum / n,
-             em_sum / n, 100.0 * f1_json, 100.0 * em_json);
+    ZT_CHECK(fabs(f1_sum / n - f1_json) <= 1e-9 && fabs(em_sum / n - em_json) <= 1e-9,
+             "file means F1 %.12f EM %.12f, eval --json %.12f / %.12f", f1_sum / n, em_sum / n,
+             f1_json, em_json);
     printf("  %s, batch %d: %d lines; mean F1 %.4f%% EM %.4f%% = eval's %.2f%% / %.2f%%\n", task,
            batch, n, f1_sum / n, em_sum / n, f1_printed, em_printed);
     cJSON_Delete(j);
