@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 static int zt_test_passed_count;
 static int zt_test_failed_count;
@@ -28,13 +29,13 @@ static int zt_test_failed_count;
 #define ZT_CHECK_CLOSE(got, want, atol, rtol, ...)                                                 \
     do {                                                                                           \
         double zt_g_ = (double)(got), zt_w_ = (double)(want);                                      \
-        double zt_tol_ = (atol) + (rtol) * fabs(zt_w_);                                            \
+        double zt_tol_ = (atol) + (rtol)*fabs(zt_w_);                                              \
         if (isfinite(zt_g_) && isfinite(zt_w_) && fabs(zt_g_ - zt_w_) <= zt_tol_) {                \
             zt_test_passed_count++;                                                                \
         } else {                                                                                   \
             zt_test_failed_count++;                                                                \
-            fprintf(stderr, "FAIL %s:%d: got %.9g want %.9g (|diff| %.3g > tol %.3g): ",           \
-                    __FILE__, __LINE__, zt_g_, zt_w_, fabs(zt_g_ - zt_w_), zt_tol_);               \
+            fprintf(stderr, "FAIL %s:%d: got %.9g want %.9g (|diff| %.3g > tol %.3g): ", __FILE__, \
+                    __LINE__, zt_g_, zt_w_, fabs(zt_g_ - zt_w_), zt_tol_);                         \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fprintf(stderr, "\n");                                                                 \
         }                                                                                          \
@@ -44,7 +45,7 @@ static int zt_test_failed_count;
 #define ZT_CHECK_OK(expr)                                                                          \
     do {                                                                                           \
         zt_status zt_s_ = (expr);                                                                  \
-        ZT_CHECK(zt_s_ == ZT_OK, "%s -> %s: %s", #expr, zt_status_name(zt_s_), zt_last_error());  \
+        ZT_CHECK(zt_s_ == ZT_OK, "%s -> %s: %s", #expr, zt_status_name(zt_s_), zt_last_error());   \
     } while (0)
 
 /* Fatal variant for setup steps: the rest of the test cannot run without it. */
@@ -68,6 +69,17 @@ static int zt_test_failed_count;
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
+
+/* Runs a shell command, capturing up to size - 1 bytes of its stdout into out (NUL-terminated);
+ * returns its exit status, -1 when it did not exit. */
+static inline int zt_test_run(const char *cmd, char *out, size_t size) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 static inline int zt_test_finish(const char *name) {
     printf("%s: %d checks passed, %d failed\n", name, zt_test_passed_count, zt_test_failed_count);

@@ -342,6 +342,22 @@ static const char *zt_pad_name(zt_pad p) {
     return names[p];
 }
 
+/* The key mask of position j of a sequence of `length` columns with padding `pad` (holes: a
+ * random 0, or a random nonzero value, as masks need only be nonzero). */
+static int zt_pad_keep(zt_prng *r, int pad, int j, int length) {
+    switch (pad) {
+    case ZT_PAD_LEFT:
+        return j >= length / 3;
+    case ZT_PAD_RIGHT:
+        return j < length - length / 3;
+    case ZT_PAD_FULL:
+        return 0;
+    case ZT_PAD_HOLES:
+        return zt_prng_below(r, 4) != 0 ? 1 + (int)zt_prng_below(r, 7) : 0;
+    }
+    return 1;
+}
+
 typedef struct zt_attention_case {
     int batch, seq_len, n_heads, head_dim;
     zt_pad pads[3]; /* padding of sequence b is pads[b % 3] */
@@ -403,26 +419,8 @@ static void zt_parity_attention(zt_backend *ref, zt_backend *dut, zt_prng *r) {
         float *v = zt_random_floats(r, n, 1.0f, 0.0f);
         int32_t *mask = (int32_t *)malloc((size_t)c->batch * T * sizeof(int32_t));
         for (int b = 0; b < c->batch; b++) {
-            for (int j = 0; j < T; j++) {
-                int keep = 1;
-                switch (c->pads[b % 3]) {
-                case ZT_PAD_NONE:
-                    break;
-                case ZT_PAD_LEFT:
-                    keep = j >= T / 3;
-                    break;
-                case ZT_PAD_RIGHT:
-                    keep = j < T - T / 3;
-                    break;
-                case ZT_PAD_FULL:
-                    keep = 0;
-                    break;
-                case ZT_PAD_HOLES:
-                    keep = zt_prng_below(r, 4) != 0 ? 1 + zt_prng_below(r, 7) : 0;
-                    break;
-                }
-                mask[(size_t)b * T + j] = keep;
-            }
+            for (int j = 0; j < T; j++)
+                mask[(size_t)b * T + j] = zt_pad_keep(r, c->pads[b % 3], j, T);
         }
         float *want = (float *)malloc(n * sizeof(float));
         float *got = (float *)malloc(n * sizeof(float));
@@ -545,23 +543,7 @@ static void zt_parity_attention_cached(zt_backend *ref, zt_backend *dut, zt_prng
         int32_t *mask = (int32_t *)malloc((size_t)c->batch * cap * sizeof(int32_t));
         for (int b = 0; b < c->batch; b++)
             for (int j = 0; j < cap; j++) {
-                int keep = 1;
-                switch (c->pads[b % 3]) {
-                case ZT_PAD_NONE:
-                    break;
-                case ZT_PAD_LEFT:
-                    keep = j >= used / 3;
-                    break;
-                case ZT_PAD_RIGHT:
-                    keep = j < used - used / 3;
-                    break;
-                case ZT_PAD_FULL:
-                    keep = 0;
-                    break;
-                case ZT_PAD_HOLES:
-                    keep = zt_prng_below(r, 4) != 0 ? 1 + zt_prng_below(r, 7) : 0;
-                    break;
-                }
+                int keep = zt_pad_keep(r, c->pads[b % 3], j, used);
                 if (j >= used) keep = zt_prng_below(r, 2); /* past the queries: never read */
                 mask[(size_t)b * cap + j] = keep;
             }

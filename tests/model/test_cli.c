@@ -15,16 +15,6 @@
 
 static const char *zotune;
 
-/* Runs a command, capturing stdout (and stderr when merge_stderr); returns the exit status. */
-static int run(const char *cmd, char *out, size_t size) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static void check_score(const char *fixture) {
     char dir[1024], data[1024], ref[1024], cmd[4096];
     static char out[1 << 16];
@@ -32,7 +22,7 @@ static void check_score(const char *fixture) {
     fixture_path(data, sizeof data, fixture, "score.jsonl");
     fixture_path(ref, sizeof ref, fixture, "score_reference.jsonl");
     snprintf(cmd, sizeof cmd, "%s score %s %s --json --batch-size 4", zotune, dir, data);
-    int rc = run(cmd, out, sizeof out);
+    int rc = zt_test_run(cmd, out, sizeof out);
     ZT_CHECK(rc == 0, "%s: exit %d", cmd, rc);
     cJSON *root = cJSON_Parse(out);
     ZT_CHECK(root != NULL, "score --json printed no JSON: %s", out);
@@ -82,7 +72,7 @@ static void check_info(const char *fixture, const char *reference_fixture) {
     fixture_path(dir, sizeof dir, fixture, NULL);
     fixture_path(ref_path, sizeof ref_path, reference_fixture, "reference.safetensors");
     snprintf(cmd, sizeof cmd, "%s info %s --json", zotune, dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed", cmd);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s failed", cmd);
     cJSON *root = cJSON_Parse(out);
     zt_safetensors *ref = NULL;
     ZT_REQUIRE_OK(zt_st_open(ref_path, &ref));
@@ -98,7 +88,7 @@ static void expect_failure(const char *args, int want_rc, const char *needle) {
     char cmd[4096];
     static char out[1 << 16];
     snprintf(cmd, sizeof cmd, "%s %s 2>&1", zotune, args);
-    int rc = run(cmd, out, sizeof out);
+    int rc = zt_test_run(cmd, out, sizeof out);
     ZT_CHECK(rc == want_rc, "'%s': exit %d, want %d", args, rc, want_rc);
     ZT_CHECK(strstr(out, needle) != NULL, "'%s': output '%s' lacks '%s'", args, out, needle);
 }
@@ -115,7 +105,7 @@ static void check_gemm_option(void) {
     snprintf(args, sizeof args, "score %s %s --gemm tf32", dir, data);
     expect_failure(args, 1, "--gemm tf32: the cpu backend has no TF32");
     snprintf(cmd, sizeof cmd, "%s info %s --json --gemm half", zotune, dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed", cmd);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s failed", cmd);
     cJSON *root = cJSON_Parse(out);
     const cJSON *gemm = root ? cJSON_GetObjectItem(root, "gemm") : NULL;
     ZT_CHECK(cJSON_IsString(gemm) && strcmp(gemm->valuestring, "half") == 0,
@@ -127,14 +117,14 @@ static void check_gemm_option(void) {
              "rm -rf %s && %s train --model %s --train %s --output %s --steps 3 --batch-size 2 "
              "--quiet 2>&1 && head -1 %s/steplog.jsonl",
              out_dir, zotune, dir, data, out_dir, out_dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
     ZT_CHECK(strstr(out, "\"compute\":\"cpu, gemm f32\"") != NULL,
              "step log header lacks the compute record: %s", out);
     snprintf(cmd, sizeof cmd,
              "%s train --model %s --train %s --output %s --steps 3 --batch-size 2 --quiet "
              "--resume --gemm half 2>&1",
              zotune, dir, data, out_dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
     ZT_CHECK(strstr(out, "warning") && strstr(out, "was started on cpu, gemm f32") &&
                  strstr(out, "computes on cpu, gemm half"),
              "resume under another --gemm did not warn: '%s'", out);
@@ -167,7 +157,8 @@ static void check_numeric_options(const char *dir) {
              "--quiet --seed 18446744073709551615 2>&1",
              zotune, dir, data, out);
     static char printed[1 << 16];
-    ZT_CHECK(run(args, printed, sizeof printed) == 0, "a run with seed 2^64 - 1: %s", printed);
+    ZT_CHECK(zt_test_run(args, printed, sizeof printed) == 0, "a run with seed 2^64 - 1: %s",
+             printed);
     snprintf(path, sizeof path, "%s/steplog.jsonl", out);
     long n = 0;
     char *log = file_bytes(path, &n);
@@ -299,7 +290,7 @@ static void check_usage_errors(void) {
         "--batch-size 2 --quiet 2>&1 && grep -c '\"--s2p-a\":\"2\"' "
         "/tmp/zt_cli_usage/steplog.jsonl",
         zotune, dir, data, zotune, dir, data);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
              "an honoured --dist and S2P constants: %s", out);
     /* AS2P's window over the steps so far (docs/spec.md §9.2, B2's alternative) is reachable and
      * recorded */
@@ -309,7 +300,8 @@ static void check_usage_errors(void) {
              "--quiet 2>&1 && grep -c '\"as2p window over elapsed steps\":\"1\"' "
              "/tmp/zt_cli_usage/steplog.jsonl",
              zotune, dir, data);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "1"), "--as2p-window-elapsed: %s", out);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 && strstr(out, "1"),
+             "--as2p-window-elapsed: %s", out);
     ZT_CHECK(system("rm -rf /tmp/zt_cli_usage") == 0, "cleanup");
 }
 
@@ -318,9 +310,9 @@ static void check_usage_errors(void) {
 static void check_optimizer_list(void) {
     static char cmd[512], list[1 << 16], help[1 << 16];
     snprintf(cmd, sizeof cmd, "%s train --list-optimizers 2>&1", zotune);
-    ZT_REQUIRE(run(cmd, list, sizeof list) == 0, "--list-optimizers failed");
+    ZT_REQUIRE(zt_test_run(cmd, list, sizeof list) == 0, "--list-optimizers failed");
     snprintf(cmd, sizeof cmd, "%s train --help 2>&1", zotune);
-    ZT_REQUIRE(run(cmd, help, sizeof help) == 0, "train --help failed");
+    ZT_REQUIRE(zt_test_run(cmd, help, sizeof help) == 0, "train --help failed");
     const char *adamm = strstr(list, "  zo-adamm ");
     ZT_CHECK(adamm && strstr(adamm, "3 f32 state copies, --dist sphere") &&
                  strstr(adamm, "--beta2 --adam-eps"),
@@ -354,14 +346,15 @@ static void check_info_plan_options(void) {
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
     snprintf(cmd, sizeof cmd, "%s info %s --seq-len 8 --optimizer mezo --directions 3 2>&1", zotune,
              dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "K = 6 variants") &&
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 && strstr(out, "K = 6 variants") &&
                  !strstr(out, "warning"),
              "info --directions 3: %s", out);
     snprintf(cmd, sizeof cmd, "%s info %s --seq-len 100000 2>&1", zotune, dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "warning: --seq-len 100000 is longer"),
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 &&
+                 strstr(out, "warning: --seq-len 100000 is longer"),
              "info with --seq-len past the positions: %s", out);
     snprintf(cmd, sizeof cmd, "%s info %s --optimizer mezo --directions 17 2>&1", zotune, dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 2 && strstr(out, "--directions 17"),
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2 && strstr(out, "--directions 17"),
              "info --directions 17: %s", out);
 }
 
@@ -382,11 +375,11 @@ static void check_info_config_only(void) {
         fixture_path(dir, sizeof dir, cases[i].fixture, NULL);
         const char *plan = "--optimizer zo-adamm --batch-size 3 --seq-len 20 --json";
         snprintf(cmd, sizeof cmd, "%s info %s %s", zotune, dir, plan);
-        ZT_REQUIRE(run(cmd, loaded, sizeof loaded) == 0, "%s", cmd);
+        ZT_REQUIRE(zt_test_run(cmd, loaded, sizeof loaded) == 0, "%s", cmd);
         snprintf(cmd, sizeof cmd,
                  "rm -rf %s && mkdir %s && cp %s/config.json %s/ && %s info %s %s %s", tmp, tmp,
                  dir, tmp, zotune, tmp, plan, cases[i].dtype);
-        ZT_CHECK(run(cmd, planned, sizeof planned) == 0, "%s: %s", cmd, planned);
+        ZT_CHECK(zt_test_run(cmd, planned, sizeof planned) == 0, "%s: %s", cmd, planned);
         cJSON *a = cJSON_Parse(loaded), *b = cJSON_Parse(planned);
         ZT_REQUIRE(a && b, "info --json output");
         ZT_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(a, "weights")) &&
@@ -422,7 +415,7 @@ static void check_info_config_only(void) {
         snprintf(cmd, sizeof cmd,
                  "%s info %s --optimizer mezo --batch-size 16 --seq-len 512 --json", zotune,
                  as_file ? config : tmp);
-        ZT_CHECK(run(cmd, planned, sizeof planned) == 0, "%s: %s", cmd, planned);
+        ZT_CHECK(zt_test_run(cmd, planned, sizeof planned) == 0, "%s: %s", cmd, planned);
         cJSON *o = cJSON_Parse(planned);
         const cJSON *params = cJSON_GetObjectItem(o, "parameters");
         const cJSON *plan = cJSON_GetObjectItem(o, "train_plan");
@@ -440,7 +433,8 @@ static void check_info_config_only(void) {
         cJSON_Delete(o);
     }
     snprintf(cmd, sizeof cmd, "%s info %s 2>&1", zotune, tmp);
-    ZT_CHECK(run(cmd, planned, sizeof planned) == 0 && strstr(planned, "weights        none"),
+    ZT_CHECK(zt_test_run(cmd, planned, sizeof planned) == 0 &&
+                 strstr(planned, "weights        none"),
              "the text plan says there are no weights: %s", planned);
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
     snprintf(args, sizeof args, "info %s --dtype f16", dir);
@@ -459,20 +453,20 @@ static void check_input_aliases(void) {
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
     snprintf(cmd, sizeof cmd, "%s score %s %s --json", zotune, dir, data);
-    int rc_positional = run(cmd, positional, sizeof positional);
+    int rc_positional = zt_test_run(cmd, positional, sizeof positional);
     snprintf(cmd, sizeof cmd, "%s score --data %s --json --model %s", zotune, data, dir);
-    int rc_named = run(cmd, named, sizeof named);
+    int rc_named = zt_test_run(cmd, named, sizeof named);
     ZT_CHECK(rc_positional == 0 && rc_named == 0 && strcmp(positional, named) == 0,
              "score --model/--data differs from the positional form");
     snprintf(cmd, sizeof cmd, "%s info --model %s --json", zotune, dir);
-    ZT_CHECK(run(cmd, named, sizeof named) == 0 && strstr(named, "\"parameters\""),
+    ZT_CHECK(zt_test_run(cmd, named, sizeof named) == 0 && strstr(named, "\"parameters\""),
              "info --model: %s", named);
     snprintf(out_dir, sizeof out_dir, "/tmp/zt_cli_alias_%d", (int)getpid());
     snprintf(cmd, sizeof cmd,
              "rm -rf %s && %s train --model %s --train %s --output %s/run --steps 2 --batch-size 2 "
              "--quiet 2>&1 && %s replay --model %s --log %s/run/steplog.jsonl --output %s/r 2>&1",
              out_dir, zotune, dir, data, out_dir, zotune, dir, out_dir, out_dir);
-    ZT_CHECK(run(cmd, named, sizeof named) == 0 && strstr(named, "replayed 2 steps"),
+    ZT_CHECK(zt_test_run(cmd, named, sizeof named) == 0 && strstr(named, "replayed 2 steps"),
              "replay --model --log --output: %s", named);
     snprintf(args, sizeof args, "score --model %s", dir);
     expect_failure(args, 2, "--data is required");
@@ -514,7 +508,8 @@ static void check_score_task_records(const char *demo_dir) {
         FILE *f = fopen(data, "w");
         ZT_REQUIRE(f && fputs(cases[i].records, f) >= 0 && fclose(f) == 0, "%s", data);
         snprintf(cmd, sizeof cmd, "%s score --model %s --data %s --json", zotune, demo_dir, data);
-        ZT_CHECK(run(cmd, out, sizeof out) == 0, "score of text records (case %d): %s", i, out);
+        ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "score of text records (case %d): %s", i,
+                 out);
         cJSON *score = cJSON_Parse(out);
         const cJSON *nll = cJSON_GetObjectItem(score, "mean_nll");
         ZT_CHECK(cJSON_IsNumber(nll) &&
@@ -524,7 +519,7 @@ static void check_score_task_records(const char *demo_dir) {
         cJSON_Delete(score);
         if (!cases[i].compare_eval) continue;
         snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --json", zotune, demo_dir, data);
-        ZT_CHECK(run(cmd, out, sizeof out) == 0, "eval (case %d): %s", i, out);
+        ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "eval (case %d): %s", i, out);
         cJSON *eval = cJSON_Parse(out);
         const cJSON *loss = cJSON_GetObjectItem(eval, "loss");
         ZT_CHECK(cJSON_IsNumber(loss), "eval --json: %s", out);
@@ -572,7 +567,7 @@ static void check_info_from_data(const char *demo_dir) {
         if (cases[i].eval) snprintf(eval, sizeof eval, "--eval %s", cases[i].eval);
         snprintf(cmd, sizeof cmd, "%s info %s --train %s %s %s --json", zotune, demo_dir,
                  cases[i].train, eval, cases[i].options);
-        ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        ZT_REQUIRE(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
         cJSON *o = cJSON_Parse(out);
         const cJSON *plan = cJSON_GetObjectItem(o, "train_plan");
         const cJSON *total = cJSON_GetObjectItem(plan, "total_bytes");
@@ -586,7 +581,7 @@ static void check_info_from_data(const char *demo_dir) {
                  "rm -rf %s && %s train --model %s --train %s %s --output %s --steps 2 "
                  "--eval-every 0 %s 2>&1",
                  out_dir, zotune, demo_dir, cases[i].train, eval, out_dir, cases[i].options);
-        ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        ZT_REQUIRE(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
         const char *peak = strstr(out, "; peak ");
         double measured = peak ? strtod(peak + 7, NULL) : -1.0;
         ZT_CHECK(measured == planned, "case %d: info planned %.0f bytes, train peaked at %.0f", i,
@@ -615,15 +610,15 @@ static void check_f1_units(const char *demo_dir) {
           f);
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s 2>&1", zotune, demo_dir, data);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "  F1 ") && strstr(out, "%  EM ") &&
-                 out[strlen(out) - 2] == '%',
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 && strstr(out, "  F1 ") &&
+                 strstr(out, "%  EM ") && out[strlen(out) - 2] == '%',
              "eval prints F1/EM without percent signs: %s", out);
     /* --json gives them in percent too: the text's two decimals of the same numbers */
     const char *f1_text = strstr(out, "  F1 "), *em_text = strstr(out, "  EM ");
     double f1_shown = f1_text ? strtod(f1_text + 5, NULL) : -1.0;
     double em_shown = em_text ? strtod(em_text + 5, NULL) : -1.0;
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --json", zotune, demo_dir, data);
-    ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+    ZT_REQUIRE(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
     cJSON *o = cJSON_Parse(out);
     const cJSON *f1 = cJSON_GetObjectItem(o, "f1"), *em = cJSON_GetObjectItem(o, "exact_match");
     ZT_CHECK(cJSON_IsNumber(f1) && cJSON_IsNumber(em) &&
@@ -636,7 +631,7 @@ static void check_f1_units(const char *demo_dir) {
              "rm -rf %s && %s train --model %s --train %s --eval %s --output %s --steps 1 "
              "--batch-size 2 --log-every 0 2>&1",
              out_dir, zotune, demo_dir, data, data, out_dir);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "% before, ") &&
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 && strstr(out, "% before, ") &&
                  strstr(out, "% after training") && strstr(out, "best dev f1 ") &&
                  strstr(out, "%, EM ") && strstr(strstr(out, "best dev f1 "), "% at step"),
              "train prints F1 without percent signs: %s", out);
@@ -681,7 +676,7 @@ static void check_step_size(void) {
                  "rm -rf %s && %s train --model %s --train %s --output %s --steps %d "
                  "--batch-size 2 --log-every 1 --optimizer %s %s 2>&1",
                  out_dir, zotune, dir, data, out_dir, steps, runs[i].optimizer, runs[i].flags);
-        ZT_REQUIRE(run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        ZT_REQUIRE(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
         snprintf(path, sizeof path, "%s/steplog.jsonl", out_dir);
         FILE *log = fopen(path, "r");
         snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);

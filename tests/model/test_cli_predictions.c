@@ -22,15 +22,6 @@
 static const char *zotune, *demo;
 static char dir[256]; /* this run's scratch directory */
 
-static int run(const char *cmd, char *out, size_t size) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -92,11 +83,11 @@ static void eval_with_predictions(const char *task, const char *file, int batch,
     static char cmd[8192], out[1 << 16], json_out[1 << 16];
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --batch-size %d --predictions %s 2>&1",
              zotune, demo, task, batch, file);
-    int rc = run(cmd, out, sizeof out);
+    int rc = zt_test_run(cmd, out, sizeof out);
     ZT_CHECK(rc == 0, "%s -> %d: %s", cmd, rc, out);
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --batch-size %d --json 2>&1", zotune,
              demo, task, batch);
-    ZT_CHECK(run(cmd, json_out, sizeof json_out) == 0, "%s: %s", cmd, json_out);
+    ZT_CHECK(zt_test_run(cmd, json_out, sizeof json_out) == 0, "%s: %s", cmd, json_out);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", file);
     ZT_CHECK(!exists(tmp), "%s left behind", tmp);
@@ -205,7 +196,7 @@ static void check_predictions(void) {
 static void expect_refusal(const char *args, const char *needle, const char *file) {
     static char cmd[8192], out[1 << 16];
     snprintf(cmd, sizeof cmd, "%s eval --model %s %s 2>&1", zotune, demo, args);
-    int rc = run(cmd, out, sizeof out);
+    int rc = zt_test_run(cmd, out, sizeof out);
     ZT_CHECK(rc == 2 && strstr(out, needle) != NULL, "%s -> %d, want 2 and \"%s\": %s", cmd, rc,
              needle, out);
     if (file) {
@@ -243,13 +234,13 @@ static void check_refusals(void) {
     static char cmd[8192], out[1 << 16];
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --predictions %s 2>&1", zotune, demo,
              bad, file);
-    int rc = run(cmd, out, sizeof out);
+    int rc = zt_test_run(cmd, out, sizeof out);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", file);
     ZT_CHECK(rc != 0 && !exists(file) && !exists(tmp), "a failed eval (rc %d) left %s: %s", rc,
              file, out);
     snprintf(cmd, sizeof cmd, "%s eval --help 2>&1", zotune);
-    ZT_CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "--predictions FILE") != NULL,
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0 && strstr(out, "--predictions FILE") != NULL,
              "eval --help does not list --predictions: %s", out);
     printf("  refusals exit 2 and write nothing; --help lists --predictions\n");
 }

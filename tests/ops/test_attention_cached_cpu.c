@@ -19,22 +19,10 @@
 #include "backend.h"
 #include "core/alloc.h"
 #include "cpu/cpu_backend.h"
+#include "ops_rng.h"
 #include "zt_test.h"
 
 static const double U = 1.0 / 16777216.0; /* 2^-24, f32 unit roundoff */
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_float(double lo, double hi) {
-    return (float)(lo + (hi - lo) * ((double)(rng_next() >> 11) / 9007199254740992.0));
-}
 
 static void *xalloc(size_t n_bytes) {
     void *p = malloc(n_bytes ? n_bytes : 1);

@@ -21,6 +21,7 @@
 #include "common/dtype.h"
 #include "core/alloc.h"
 #include "cpu/cpu_common.h"
+#include "ops_rng.h"
 #include "zt_test.h"
 
 /* Unit roundoff of f32: one correctly rounded f32 operation is off by at most U * |result|. */
@@ -49,25 +50,7 @@ static void *test_alloc(size_t n_bytes) {
     return p;
 }
 
-/* ---- deterministic inputs (splitmix64) ---- */
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_float(double lo, double hi) {
-    double unit = (double)(rng_next() >> 11) / 9007199254740992.0; /* [0, 1) */
-    return (float)(lo + (hi - lo) * unit);
-}
-
-static int rng_int(int n) {
-    return (int)(rng_next() % (uint64_t)n);
-}
+/* ---- deterministic inputs ---- */
 
 static float *random_floats(size_t n, double lo, double hi) {
     float *x = test_alloc(n * sizeof *x);

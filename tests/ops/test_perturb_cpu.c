@@ -760,7 +760,8 @@ static void test_update_nonfinite_count(void) {
         u.n_nonfinite = &counted;
         ZT_CHECK_OK(be->ops->update(be, theta, dtype, 5, n, NULL, &u));
         unsigned long long want = 0;
-        for (size_t j = 0; j < n; j++) want += !isfinite((double)zt_load_f32(theta, dtype, j));
+        for (size_t j = 0; j < n; j++)
+            want += !isfinite((double)zt_load_f32(theta, dtype, j));
         ZT_CHECK(want > n / 11 + n / 30 && counted == want,
                  "%s: the update counted %llu non-finite weights, the tensor holds %llu",
                  zt_dtype_name(dtype), counted, want);
