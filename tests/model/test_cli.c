@@ -524,7 +524,8 @@ static void check_score_task_records(const char *demo_dir) {
         const cJSON *loss = cJSON_GetObjectItem(eval, "loss");
         ZT_CHECK(cJSON_IsNumber(loss), "eval --json: %s", out);
         if (cJSON_IsNumber(loss))
-            ZT_CHECK_CLOSE(mean[i], loss->valuedouble, 0, 1e-9, "case %d: score vs eval", i);
+            /* score pads right, eval left: other GEMM shapes, so f32 rounding apart */
+            ZT_CHECK_CLOSE(mean[i], loss->valuedouble, 0, 1e-6, "case %d: score vs eval", i);
         cJSON_Delete(eval);
     }
     ZT_CHECK_CLOSE(mean[2], mean[3], 0, 1e-12,
