@@ -4,7 +4,7 @@
  * thousands of regions of a step waits milliseconds for it (2 threads ran 1.85 steps/s beside
  * two busy processes where 1 thread ran 8.97). So the default counts, every
  * ZT_CPU_LOAD_CHECK_SECONDS, the runnable tasks that are not ours and leaves their cores to
- * them. The results do not depend on the count (docs/design.md §4.1), only the speed. */
+ * them. The results do not depend on the count (docs/design.md §4.2), only the speed. */
 #include <dirent.h>
 #include <sched.h>
 #include <stdio.h>

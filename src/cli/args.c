@@ -169,3 +169,14 @@ int zt_args_named_or_positional(const zt_arg_spec *spec, const char **named,
     }
     return ZT_ARGS_OK;
 }
+
+int zt_args_choice(const char *command, const char *option, const char *value,
+                   const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(value, names[i]) == 0) return i;
+    fprintf(stderr, "%s: --%s '%s': expected one of", command, option, value);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, "\n");
+    return -1;
+}

@@ -56,4 +56,19 @@ int zt_args_named_or_positional(const zt_arg_spec *spec, const char **named,
                                 const char *const *option_names, int n,
                                 const char *const *positional, int n_positional);
 
+/* The index of `value` among the n `names` of option --`option`; -1 after printing
+ * "<command>: --option 'value': expected one of ...". */
+int zt_args_choice(const char *command, const char *option, const char *value,
+                   const char *const *names, int n);
+
+/* The choices more than one command takes. */
+#define ZT_ARGS_BOS_CHOICES                                                                        \
+    { "opt", "mezo" }
+#define ZT_ARGS_TRAIN_AS_CHOICES                                                                   \
+    { "classification", "lm" }
+#define ZT_ARGS_OBJECTIVE_CHOICES                                                                  \
+    { "loss", "accuracy", "f1" }
+#define ZT_ARGS_MODE_CHOICES                                                                       \
+    { "shadow", "inplace" }
+
 #endif

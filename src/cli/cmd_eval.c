@@ -183,15 +183,18 @@ int zt_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "zotune eval: --model and --data are required (see --help)\n");
         return 2;
     }
-    if (batch_size <= 0 || (strcmp(bos, "opt") != 0 && strcmp(bos, "mezo") != 0)) {
-        fprintf(stderr, "zotune eval: --batch-size must be positive and --bos opt or mezo\n");
+    static const char *const bos_choices[] = ZT_ARGS_BOS_CHOICES;
+    const int bos_mezo = zt_args_choice("zotune eval", "bos", bos, bos_choices, 2);
+    if (bos_mezo < 0) return 2;
+    if (batch_size <= 0) {
+        fprintf(stderr, "zotune eval: --batch-size must be positive\n");
         return 2;
     }
     if (predictions && !check_predictions_path(predictions)) return 2;
     zt_eval_result res;
     int n = 0;
-    zt_status s = evaluate(model, data, device, gemm, threads, batch_size, strcmp(bos, "mezo") == 0,
-                           predictions, &res, &n);
+    zt_status s =
+        evaluate(model, data, device, gemm, threads, batch_size, bos_mezo, predictions, &res, &n);
     if (s != ZT_OK) return zt_cli_report("eval", s);
     if (json) {
         cJSON *o = cJSON_CreateObject();

@@ -221,9 +221,20 @@ int zt_cmd_info(int argc, char **argv) {
         return 2;
     positional[0] = inputs[0];
     for (int i = 2; i < argc; i++)
-        seq_len_given |= strncmp(argv[i], "--seq-len", 9) == 0;
-    if (!train_path && (eval_path || strcmp(train_as, "classification") != 0 ||
-                        strcmp(objective, "loss") != 0 || strcmp(bos, "opt") != 0)) {
+        seq_len_given |=
+            strcmp(argv[i], "--seq-len") == 0 || strncmp(argv[i], "--seq-len=", 10) == 0;
+    static const char *const train_as_choices[] = ZT_ARGS_TRAIN_AS_CHOICES;
+    static const char *const objective_choices[] = ZT_ARGS_OBJECTIVE_CHOICES;
+    static const char *const bos_choices[] = ZT_ARGS_BOS_CHOICES;
+    static const char *const mode_choices[] = ZT_ARGS_MODE_CHOICES;
+    const int train_as_lm =
+        zt_args_choice("zotune info", "train-as", train_as, train_as_choices, 2);
+    const int objective_kind =
+        zt_args_choice("zotune info", "objective", objective, objective_choices, 3);
+    const int bos_mezo = zt_args_choice("zotune info", "bos", bos, bos_choices, 2);
+    const int inplace = zt_args_choice("zotune info", "mode", mode, mode_choices, 2);
+    if (train_as_lm < 0 || objective_kind < 0 || bos_mezo < 0 || inplace < 0) return 2;
+    if (!train_path && (eval_path || train_as_lm || objective_kind != 0 || bos_mezo)) {
         fprintf(stderr, "zotune info: --eval, --train-as, --objective and --bos shape a plan "
                         "from --train's data; give --train\n");
         return 2;
@@ -231,20 +242,6 @@ int zt_cmd_info(int argc, char **argv) {
     if (train_path && seq_len_given) {
         fprintf(stderr, "zotune info: --seq-len and --train both set the length; with --train "
                         "the data does\n");
-        return 2;
-    }
-    if (strcmp(train_as, "classification") != 0 && strcmp(train_as, "lm") != 0) {
-        fprintf(stderr, "zotune info: --train-as '%s': expected classification or lm\n", train_as);
-        return 2;
-    }
-    if (strcmp(objective, "loss") != 0 && strcmp(objective, "accuracy") != 0 &&
-        strcmp(objective, "f1") != 0) {
-        fprintf(stderr, "zotune info: --objective '%s': expected loss, accuracy or f1\n",
-                objective);
-        return 2;
-    }
-    if (strcmp(bos, "opt") != 0 && strcmp(bos, "mezo") != 0) {
-        fprintf(stderr, "zotune info: --bos '%s': expected opt or mezo\n", bos);
         return 2;
     }
     if (train_path && !optimizer) optimizer = "mezo";
@@ -262,10 +259,6 @@ int zt_cmd_info(int argc, char **argv) {
 
     zt_backend *be = NULL;
     zt_model *model = NULL;
-    if (strcmp(mode, "shadow") != 0 && strcmp(mode, "inplace") != 0) {
-        fprintf(stderr, "zotune info: --mode '%s': expected shadow or inplace\n", mode);
-        return 2;
-    }
     uint8_t *selected = NULL;
     info_plan plan;
     memset(&plan, 0, sizeof plan);
@@ -298,9 +291,8 @@ int zt_cmd_info(int argc, char **argv) {
     plan.shape = (zt_train_shape){batch, seq_len, 0, 0};
     plan.train_path = train_path;
     if (s == ZT_OK && train_path)
-        s = shape_from_data(model, positional[0], train_path, eval_path, batch,
-                            strcmp(train_as, "lm") == 0, strcmp(objective, "f1") == 0,
-                            strcmp(bos, "mezo") == 0, &train_ds, &eval_ds, &plan.shape);
+        s = shape_from_data(model, positional[0], train_path, eval_path, batch, train_as_lm,
+                            objective_kind == 2, bos_mezo, &train_ds, &eval_ds, &plan.shape);
     if (s == ZT_OK && train_path) seq_len = plan.seq_len = plan.shape.seq_len;
     if (s == ZT_OK && seq_len > model->dims.max_positions)
         fprintf(stderr,
@@ -322,9 +314,8 @@ int zt_cmd_info(int argc, char **argv) {
                      : zt_fail(ZT_ERR_NOMEM, "selection");
         if (s == ZT_OK)
             s = zt_train_plan_memory(model, selected, optimizer, &hp, 1000,
-                                     strcmp(mode, "inplace") == 0 ? ZT_PERTURB_INPLACE
-                                                                  : ZT_PERTURB_SHADOW,
-                                     &plan.shape, &plan.train);
+                                     inplace ? ZT_PERTURB_INPLACE : ZT_PERTURB_SHADOW, &plan.shape,
+                                     &plan.train);
     }
     zt_dataset_free(&train_ds);
     zt_dataset_free(&eval_ds);

@@ -289,10 +289,9 @@ int zt_cmd_score(int argc, char **argv) {
         fprintf(stderr, "zotune score: --batch-size must be positive\n");
         return 2;
     }
-    if (strcmp(bos, "opt") != 0 && strcmp(bos, "mezo") != 0) {
-        fprintf(stderr, "zotune score: --bos '%s': expected opt or mezo\n", bos);
-        return 2;
-    }
+    static const char *const bos_choices[] = ZT_ARGS_BOS_CHOICES;
+    const int bos_mezo = zt_args_choice("zotune score", "bos", bos, bos_choices, 2);
+    if (bos_mezo < 0) return 2;
 
     zt_backend *be = NULL;
     zt_model *model = NULL;
@@ -308,8 +307,7 @@ int zt_cmd_score(int argc, char **argv) {
     if (s == ZT_OK && token_records)
         s = read_records(positional[1], &model->dims, &records);
     else if (s == ZT_OK)
-        s = read_task_records(positional[1], positional[0], strcmp(bos, "mezo") == 0, &model->dims,
-                              &records);
+        s = read_task_records(positional[1], positional[0], bos_mezo, &model->dims, &records);
     if (s == ZT_OK && records.count == 0)
         s = zt_fail(ZT_ERR_FORMAT, "%s: no records", positional[1]);
     if (s == ZT_OK) {

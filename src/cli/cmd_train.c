@@ -40,16 +40,6 @@ static void list_optimizers(void) {
            "schedule, --plateau-factor --plateau-patience\n");
 }
 
-static int parse_choice(const char *option, const char *value, const char *const *names, int n) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(value, names[i]) == 0) return i;
-    fprintf(stderr, "zotune train: --%s '%s': expected one of", option, value);
-    for (int i = 0; i < n; i++)
-        fprintf(stderr, " %s", names[i]);
-    fprintf(stderr, "\n");
-    return -1;
-}
-
 int zt_cmd_train(int argc, char **argv) {
     zt_train_options o;
     zt_train_options_default(&o);
@@ -138,19 +128,20 @@ int zt_cmd_train(int argc, char **argv) {
     }
     static const char *const schedules[] = {"constant", "cosine", "linear", "plateau"};
     static const char *const dists[] = {"gaussian", "rademacher", "sphere"};
-    static const char *const modes[] = {"shadow", "inplace"};
-    static const char *const losses[] = {"classification", "lm"};
-    static const char *const bos_kinds[] = {"opt", "mezo"};
-    static const char *const objectives[] = {"loss", "accuracy", "f1"};
-    int lr_kind = parse_choice("lr-schedule", lr_schedule, schedules, 4);
-    int eps_kind = parse_choice("eps-schedule", eps_schedule, schedules, 3);
-    int mode_kind = parse_choice("mode", mode, modes, 2);
-    int dist_kind = dist ? parse_choice("dist", dist, dists, 3) : 0;
-    int train_as_kind = parse_choice("train-as", train_as, losses, 2);
-    int bos_kind = parse_choice("bos", bos, bos_kinds, 2);
-    int objective_kind = parse_choice("objective", objective, objectives, 3);
+    static const char *const modes[] = ZT_ARGS_MODE_CHOICES;
+    static const char *const losses[] = ZT_ARGS_TRAIN_AS_CHOICES;
+    static const char *const bos_kinds[] = ZT_ARGS_BOS_CHOICES;
+    static const char *const objectives[] = ZT_ARGS_OBJECTIVE_CHOICES;
+    int lr_kind = zt_args_choice("zotune train", "lr-schedule", lr_schedule, schedules, 4);
+    int eps_kind = zt_args_choice("zotune train", "eps-schedule", eps_schedule, schedules, 3);
+    int mode_kind = zt_args_choice("zotune train", "mode", mode, modes, 2);
+    int dist_kind = dist ? zt_args_choice("zotune train", "dist", dist, dists, 3) : 0;
+    int train_as_kind = zt_args_choice("zotune train", "train-as", train_as, losses, 2);
+    int bos_kind = zt_args_choice("zotune train", "bos", bos, bos_kinds, 2);
+    int objective_kind = zt_args_choice("zotune train", "objective", objective, objectives, 3);
     static const char *const nonfinite_actions[] = {"stop", "skip"};
-    int nonfinite_kind = parse_choice("on-nonfinite", on_nonfinite, nonfinite_actions, 2);
+    int nonfinite_kind =
+        zt_args_choice("zotune train", "on-nonfinite", on_nonfinite, nonfinite_actions, 2);
     if (nonfinite_kind < 0) return 2;
     o.skip_nonfinite = nonfinite_kind == 1;
     if (objective_kind < 0) return 2;
