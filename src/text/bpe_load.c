@@ -105,7 +105,7 @@ static zt_status json_token_id(const cJSON *value, const char *where, const char
 /* Adds every "token": id of a JSON object (vocab.json, or model.vocab of tokenizer.json). */
 static zt_status add_vocab_object(zt_tokenizer *tok, const cJSON *vocab, const char *where) {
     for (const cJSON *entry = vocab->child; entry; entry = entry->next) {
-        int32_t id;
+        int32_t id = 0;
         ZT_TRY(json_token_id(entry, where, entry->string, &id));
         ZT_TRY(zt_tokenizer_add_token(tok, entry->string, strlen(entry->string), id, where));
     }
@@ -114,7 +114,7 @@ static zt_status add_vocab_object(zt_tokenizer *tok, const cJSON *vocab, const c
 
 static zt_status vocab_object_max_id(const cJSON *vocab, const char *where, int32_t *max_id) {
     for (const cJSON *entry = vocab->child; entry; entry = entry->next) {
-        int32_t id;
+        int32_t id = 0;
         ZT_TRY(json_token_id(entry, where, entry->string, &id));
         if (id > *max_id) *max_id = id;
     }

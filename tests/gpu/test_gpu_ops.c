@@ -41,12 +41,26 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    int driver_version = 0, runtime_version = 0;
+    cudaDriverGetVersion(&driver_version);
+    cudaRuntimeGetVersion(&runtime_version);
+    printf("test_gpu_ops: CUDA driver API %d.%d, runtime %d.%d\n", driver_version / 1000,
+           driver_version % 1000 / 10, runtime_version / 1000, runtime_version % 1000 / 10);
     int n_devices = 0;
     cudaError_t err = cudaGetDeviceCount(&n_devices);
-    if (err != cudaSuccess || n_devices == 0) {
-        printf("test_gpu_ops: skipped: no CUDA device (cudaGetDeviceCount: %s)\n",
-               err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+    /* Only a machine without a GPU (no driver installed: version 0, or no device) skips: a
+     * driver older than the runtime, or any other error, fails, so it cannot read like a pass. */
+    if (driver_version == 0 || err == cudaErrorNoDevice || (err == cudaSuccess && n_devices == 0)) {
+        printf("test_gpu_ops: skipped: no CUDA device (%s)\n",
+               driver_version == 0 ? "no driver installed" : "the driver sees none");
         return ZT_SKIP_EXIT;
+    }
+    if (err != cudaSuccess) {
+        printf("test_gpu_ops: FAILED: cudaGetDeviceCount: %s (%s); the build needs a driver "
+               "that supports CUDA %d.%d\n",
+               cudaGetErrorName(err), cudaGetErrorString(err), runtime_version / 1000,
+               runtime_version % 1000 / 10);
+        return 1;
     }
 
     double start = zt_parity_now();
