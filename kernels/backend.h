@@ -82,7 +82,9 @@ typedef struct zt_update {
     int stochastic_rounding; /* f16/bf16 stores: round with RNG bits keyed by rounding_seed */
     uint64_t rounding_seed;
     /* Out, optional: incremented by how many stored weights are not finite, counted in the
-     * update's own pass (a diverging step is caught without another sweep over the weights). */
+     * update's own pass (a diverging step is caught without another sweep over the weights).
+     * Complete after the backend's next sync or download: the CUDA backend sums the counts of
+     * consecutive updates on the device, so a step's updates make the host wait once. */
     unsigned long long *n_nonfinite;
 } zt_update;
 
@@ -205,6 +207,14 @@ typedef struct zt_backend_ops {
     /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
      * only. Called by zt_backend_set_gemm_precision, which records the choice. */
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
+
+    /* Optional (NULL: no effect). The caller checked on the host that the n indices at `values`
+     * (backend memory, just uploaded) lie in [0, limit). Ops that must reject a bad index before
+     * writing anything may then skip their own check of that range against any limit >= `limit`
+     * until an upload or free touches it: the CUDA backend's check makes the host wait for the
+     * device, and a step would otherwise wait on every gather and log-prob chunk
+     * (docs/design.md §4.3). */
+    void (*vouch_indices)(zt_backend *be, const int32_t *values, size_t n, int32_t limit);
 } zt_backend_ops;
 
 /* The slots of zt_backend_ops every backend must fill: all but `name` (checked on its own) and
@@ -239,6 +249,9 @@ struct zt_backend {
     const zt_backend_ops *ops;
     void *impl;             /* backend-private state */
     zt_gemm_precision gemm; /* ZT_GEMM_F32 at creation */
+    /* How many times the host has waited for the device (CUDA: stream synchronisations); 0 on
+     * the CPU, where nothing runs asynchronously. The tests count a step's waits with it. */
+    unsigned long long n_host_waits;
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not

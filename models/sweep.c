@@ -5,6 +5,7 @@
  * are touched (the token table is still staged whole for the tied LM head). Only the rows that
  * carry a target go through the head, the largest GEMM. The family's layer code (models/arch.h)
  * runs between the embedding and the head. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/alloc.h"
@@ -159,6 +160,24 @@ static zt_status validate(const zt_workspace *ws, const zt_batch *b, int n_varia
     return ZT_OK;
 }
 
+/* Uploads n indices and, when they are all >= 0, vouches for them up to their largest value:
+ * the ops that read them (gathers, log-probs) then need not check them on the device, which
+ * would make the host wait for it on every call. A bad index is not vouched for, so the op's own
+ * check still reports it by position. */
+static zt_status upload_indices(zt_model *m, char *dst, const int32_t *host, int n) {
+    zt_backend *be = m->be;
+    ZT_TRY(be->ops->upload(be, dst, host, (size_t)n * sizeof(int32_t)));
+    if (be->ops->vouch_indices == NULL || n == 0) return ZT_OK;
+    int32_t lowest = host[0], highest = host[0];
+    for (int i = 1; i < n; i++) {
+        if (host[i] < lowest) lowest = host[i];
+        if (host[i] > highest) highest = host[i];
+    }
+    if (lowest >= 0 && highest < INT32_MAX)
+        be->ops->vouch_indices(be, (const int32_t *)dst, (size_t)n, highest + 1);
+    return ZT_OK;
+}
+
 zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b,
                                 const int32_t *first_position) {
     const zt_backend_ops *op = m->be->ops;
@@ -167,15 +186,14 @@ zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b
     int32_t *pos_rows = zt_malloc((size_t)n * sizeof *pos_rows);
     if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
     zt_status s = position_rows(m, b, first_position, pos_rows);
-    if (s == ZT_OK) s = op->upload(m->be, ws->base + L->pos, pos_rows, (size_t)n * sizeof(int32_t));
+    if (s == ZT_OK) s = upload_indices(m, ws->base + L->pos, pos_rows, n);
     free(pos_rows);
     ZT_TRY(s);
-    ZT_TRY(op->upload(m->be, ws->base + L->ids, b->input_ids, (size_t)n * sizeof(int32_t)));
+    ZT_TRY(upload_indices(m, ws->base + L->ids, b->input_ids, n));
     ZT_TRY(op->upload(m->be, ws->base + L->mask, b->attention_mask, (size_t)n * sizeof(int32_t)));
     if (r > 0) {
-        ZT_TRY(op->upload(m->be, ws->base + L->rows, b->target_rows, (size_t)r * sizeof(int32_t)));
-        ZT_TRY(
-            op->upload(m->be, ws->base + L->targets, b->target_ids, (size_t)r * sizeof(int32_t)));
+        ZT_TRY(upload_indices(m, ws->base + L->rows, b->target_rows, r));
+        ZT_TRY(upload_indices(m, ws->base + L->targets, b->target_ids, r));
     }
     return ZT_OK;
 }

@@ -63,6 +63,60 @@ zt_status zt_cuda_enter(zt_backend *be) {
     return ZT_OK;
 }
 
+zt_status zt_cuda_wait(zt_cuda_backend *cb) {
+    cb->base.n_host_waits++;
+    unsigned long long counted = 0;
+    unsigned long long *pending = cb->pending_nonfinite;
+    if (pending)
+        ZT_CUDA_TRY(cudaMemcpyAsync(&counted, cb->nonfinite, sizeof counted, cudaMemcpyDeviceToHost,
+                                    cb->stream));
+    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream));
+    if (pending) {
+        *pending += counted;
+        cb->pending_nonfinite = NULL;
+    }
+    return ZT_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vouched index ranges (backend.h: vouch_indices)
+
+static bool overlaps(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+    const char *a0 = static_cast<const char *>(a), *b0 = static_cast<const char *>(b);
+    return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+/* Whatever is written or released there is no longer known to be in range. */
+static void forget_vouched(zt_cuda_backend *cb, const void *ptr, size_t n_bytes) {
+    int kept = 0;
+    for (int i = 0; i < cb->n_vouched; i++) {
+        const zt_vouched_indices *v = &cb->vouched[i];
+        if (!overlaps(v->values, v->n * sizeof(int32_t), ptr, n_bytes)) cb->vouched[kept++] = *v;
+    }
+    cb->n_vouched = kept;
+}
+
+static void cuda_vouch_indices(zt_backend *be, const int32_t *values, size_t n, int32_t limit) {
+    zt_cuda_backend *cb = zt_cuda(be);
+    if (values == NULL || n == 0 || limit < 1) return;
+    forget_vouched(cb, values, n * sizeof(int32_t));
+    if (cb->n_vouched == kMaxVouched) { /* the oldest goes: its op falls back to the check */
+        for (int i = 1; i < kMaxVouched; i++)
+            cb->vouched[i - 1] = cb->vouched[i];
+        cb->n_vouched--;
+    }
+    cb->vouched[cb->n_vouched++] = zt_vouched_indices{values, n, limit};
+}
+
+int zt_cuda_indices_vouched(const zt_cuda_backend *cb, const int32_t *values, size_t n,
+                            int32_t limit) {
+    for (int i = 0; i < cb->n_vouched; i++) {
+        const zt_vouched_indices *v = &cb->vouched[i];
+        if (v->limit <= limit && values >= v->values && values + n <= v->values + v->n) return 1;
+    }
+    return 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Argument checks: the CPU backend's rules and wording, so both fail alike.
 
@@ -91,6 +145,7 @@ static zt_status cuda_alloc(zt_backend *be, size_t n_bytes, zt_mem_category cate
 
 static void cuda_free(zt_backend *be, void *ptr, size_t n_bytes, zt_mem_category category) {
     if (ptr == NULL) return;
+    forget_vouched(zt_cuda(be), ptr, n_bytes);
     /* free cannot report: a failure here means the context is already broken, and the next op
      * that checks its calls will say so. */
     (void)cudaSetDevice(zt_cuda(be)->device);
@@ -111,6 +166,7 @@ static zt_status cuda_upload(zt_backend *be, void *dst, const void *host_src, si
     if (n_bytes == 0) return ZT_OK;
     ZT_TRY(check_copy("upload", dst, host_src, n_bytes));
     ZT_TRY(zt_cuda_enter(be));
+    forget_vouched(zt_cuda(be), dst, n_bytes);
     ZT_CUDA_TRY(
         cudaMemcpyAsync(dst, host_src, n_bytes, cudaMemcpyHostToDevice, zt_cuda(be)->stream));
     return ZT_OK;
@@ -122,14 +178,12 @@ static zt_status cuda_download(zt_backend *be, void *host_dst, const void *src, 
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     ZT_CUDA_TRY(cudaMemcpyAsync(host_dst, src, n_bytes, cudaMemcpyDeviceToHost, cb->stream));
-    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream)); /* the caller reads host_dst next */
-    return ZT_OK;
+    return zt_cuda_wait(cb); /* the caller reads host_dst next */
 }
 
 static zt_status cuda_sync(zt_backend *be) {
     ZT_TRY(zt_cuda_enter(be));
-    ZT_CUDA_TRY(cudaStreamSynchronize(zt_cuda(be)->stream));
-    return ZT_OK;
+    return zt_cuda_wait(zt_cuda(be));
 }
 
 zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out) {
@@ -256,6 +310,7 @@ static zt_backend_ops make_ops() {
     ops.z_sumsq = zt_cuda_z_sumsq;
     ops.update = zt_cuda_update;
     ops.set_gemm_precision = cuda_set_gemm_precision;
+    ops.vouch_indices = cuda_vouch_indices;
     return ops;
 }
 

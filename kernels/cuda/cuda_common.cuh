@@ -110,6 +110,15 @@ struct zt_lt_algo_entry {
 };
 constexpr int kLtAlgoCacheSize = 64;
 
+/* A device index array the caller checked on the host: its values lie in [0, limit). */
+struct zt_vouched_indices {
+    const int32_t *values;
+    size_t n;
+    int32_t limit;
+};
+/* A step uploads three index arrays (token ids, position rows, target rows) and the target ids. */
+constexpr int kMaxVouched = 8;
+
 /* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
 struct zt_cuda_backend {
     zt_backend base;
@@ -124,6 +133,11 @@ struct zt_cuda_backend {
     size_t scratch_floats;
     int *index_error;              /* device; first bad position found by zt_cuda_find_bad_index */
     unsigned long long *nonfinite; /* device, beside index_error: the update's count */
+    zt_vouched_indices vouched[kMaxVouched]; /* newest last; see vouch_indices (backend.h) */
+    int n_vouched;
+    /* The caller's non-finite counter that `nonfinite` is summing for (update.cu); the sum is
+     * added to it at the next wait. NULL: none. */
+    unsigned long long *pending_nonfinite;
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -145,6 +159,14 @@ zt_status zt_cuda_after_launch(cudaStream_t stream, const char *kernel, const ch
 /* Makes be's device current for this host thread; every op starts with it. */
 zt_status zt_cuda_enter(zt_backend *be);
 
+/* The one way the backend waits for its stream: counted in base.n_host_waits, so a test can
+ * hold a step to its budget of waits. A pending non-finite count arrives with it. */
+zt_status zt_cuda_wait(zt_cuda_backend *cb);
+
+/* 1 when every value of [values, values + n) was vouched for against a limit <= `limit`. */
+int zt_cuda_indices_vouched(const zt_cuda_backend *cb, const int32_t *values, size_t n,
+                            int32_t limit);
+
 /* A device scratch of at least n_floats (grown on demand, tracked as ZT_MEM_SCRATCH). Valid
  * until the next call; stream order keeps earlier users of the old buffer safe. */
 zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out);
@@ -152,7 +174,8 @@ zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, 
 // ---- index validation (index_check.cu) ----
 
 /* Finds the first n with values[n] outside [0, limit). *first_bad = -1 when all are in range,
- * else the position and *bad_value the value. Waits for the stream: the answer is on the host. */
+ * else the position and *bad_value the value. Waits for the stream, the answer being needed on
+ * the host, unless the range was vouched for (zt_cuda_indices_vouched). */
 zt_status zt_cuda_find_bad_index(zt_cuda_backend *cb, const int32_t *values, /* (n) */
                                  int n, int limit, int *first_bad, int32_t *bad_value);
 

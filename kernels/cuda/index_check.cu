@@ -24,19 +24,20 @@ zt_status zt_cuda_find_bad_index(zt_cuda_backend *cb, const int32_t *values, /* 
                                  int n, int limit, int *first_bad, int32_t *bad_value) {
     *first_bad = -1;
     *bad_value = 0;
+    if (zt_cuda_indices_vouched(cb, values, (size_t)n, limit)) return ZT_OK;
     ZT_CUDA_TRY(cudaMemsetAsync(cb->index_error, 0x7f, sizeof(int), cb->stream));
     ZT_LAUNCH(zt_find_bad_index_k, zt_stride_blocks((size_t)n), kBlockThreads, 0, cb->stream,
               cb->index_error, values, n, limit);
     int found = kNoBadIndex;
     ZT_CUDA_TRY(
         cudaMemcpyAsync(&found, cb->index_error, sizeof found, cudaMemcpyDeviceToHost, cb->stream));
-    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream));
+    ZT_TRY(zt_cuda_wait(cb));
     if (found == kNoBadIndex) return ZT_OK;
     if (found < 0 || found >= n)
         return zt_fail(ZT_ERR_INTERNAL, "index check: impossible position %d of %d", found, n);
     ZT_CUDA_TRY(cudaMemcpyAsync(bad_value, values + found, sizeof *bad_value,
                                 cudaMemcpyDeviceToHost, cb->stream));
-    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream));
+    ZT_TRY(zt_cuda_wait(cb));
     *first_bad = found;
     return ZT_OK;
 }

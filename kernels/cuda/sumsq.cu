@@ -111,7 +111,7 @@ zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint3
     ZT_LAUNCH(zt_z_sumsq_total_k, 1, kSumsqThreads, 0, cb->stream, total, partials, n_chunks);
     double result = 0.0;
     ZT_CUDA_TRY(cudaMemcpyAsync(&result, total, sizeof result, cudaMemcpyDeviceToHost, cb->stream));
-    ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream)); /* the caller reads *out next */
+    ZT_TRY(zt_cuda_wait(cb)); /* the caller reads *out next */
     *out = result;
     return ZT_OK;
 }

@@ -136,20 +136,16 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
     float *rule_state = u->rule == ZT_UPDATE_MOMENTUM || u->rule == ZT_UPDATE_ADAMM ? state : NULL;
     const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
     unsigned long long *count = u->n_nonfinite ? cb->nonfinite : NULL;
-    if (count) ZT_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof *count, cb->stream));
+    if (count && cb->pending_nonfinite != u->n_nonfinite) {
+        /* Another counter's sum is still on the device: deliver it before starting this one. */
+        if (cb->pending_nonfinite) ZT_TRY(zt_cuda_wait(cb));
+        ZT_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof *count, cb->stream));
+        cb->pending_nonfinite = u->n_nonfinite;
+    }
     ZT_LAUNCH(zt_update_k, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
               cb->stream, theta, dtype, (uint64_t)n_elems, rule_state, terms, coeffs, stochastic,
               zt_tensor_key(u->rounding_seed, tensor_id), count);
-    if (count) {
-        /* The caller decides from the count whether the step may stand, so it must arrive
-         * now; one 8-byte copy per tensor per step. */
-        unsigned long long found = 0;
-        ZT_CUDA_TRY(cudaMemcpyAsync(&found, count, sizeof found, cudaMemcpyDeviceToHost,
-                                    cb->stream));
-        ZT_CUDA_TRY(cudaStreamSynchronize(cb->stream));
-        *u->n_nonfinite += found;
-    }
-    return ZT_OK;
+    return ZT_OK; /* the count arrives at the next wait (zt_cuda_wait) */
 }
 
 } // namespace ZT_CUDA_NAMESPACE

@@ -87,8 +87,8 @@ static zt_status evaluate_round(zt_objective *obj, zt_param_set *ps, const zt_st
     variants.n_variants = plan->n_variants;
     for (int k = 0; k < plan->n_variants; k++) {
         fold_norms(scaled.terms[k], scaled.n_terms[k], plan, inverse_norm);
-        variants.variant[k] = (zt_perturbation){scaled.terms[k], scaled.n_terms[k],
-                                                backend_dist(plan->dist), 1.0f};
+        variants.variant[k] =
+            (zt_perturbation){scaled.terms[k], scaled.n_terms[k], backend_dist(plan->dist), 1.0f};
     }
     ZT_TRY(obj->evaluate(obj->ctx, ps, &variants, losses));
     for (int k = 0; k < plan->n_variants; k++)
@@ -106,7 +106,8 @@ zt_status zt_zo_step_record(zt_optimizer *optimizer, zt_param_set *ps, zt_object
     ZT_TRY(zt_optimizer_plan(optimizer, step, step_seed, &plan));
 
     double inverse_norm[ZT_MAX_DIRECTIONS];
-    for (int d = 0; d < plan.n_directions; d++) inverse_norm[d] = 1.0;
+    for (int d = 0; d < plan.n_directions; d++)
+        inverse_norm[d] = 1.0;
     if (plan.dist == ZT_DIRECTIONS_SPHERE)
         for (int d = 0; d < plan.n_directions; d++) {
             double norm;
@@ -174,9 +175,9 @@ zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *rec
     for (int i = 0; i < ps->n_params; i++) {
         zt_param *p = &ps->params[i];
         u.weight_decay = p->no_decay ? 0.0f : (float)up->weight_decay;
-        zt_status s = ps->be->ops->update(ps->be, p->data, p->dtype, p->tensor_id, p->n_elems,
-                                          p->state, &u);
+        zt_status s =
+            ps->be->ops->update(ps->be, p->data, p->dtype, p->tensor_id, p->n_elems, p->state, &u);
         if (s != ZT_OK) return zt_fail_context(s, "step %d, tensor %s: ", record->step, p->name);
     }
-    return ZT_OK;
+    return ps->be->ops->sync(ps->be); /* the count is complete after it (backend.h) */
 }
