@@ -10,10 +10,10 @@
 #define ZT_COUNT_SLOT(slot) +1
 enum { ZT_N_REQUIRED_OPS = 0 ZT_BACKEND_REQUIRED_OPS(ZT_COUNT_SLOT) };
 #undef ZT_COUNT_SLOT
-/* Every member is a pointer (so there is no padding): `name`, the optional set_gemm_precision and
- * vouch_indices, and the required slots. A slot added to the table must join
+/* Every member is a pointer (so there is no padding): `name`, the optional set_gemm_precision,
+ * vouch_indices and describe, and the required slots. A slot added to the table must join
  * ZT_BACKEND_REQUIRED_OPS or be documented optional (and counted here), or this fails. */
-enum { ZT_N_OPTIONAL_OPS = 2 };
+enum { ZT_N_OPTIONAL_OPS = 3 };
 _Static_assert(sizeof(zt_backend_ops) ==
                    sizeof(const char *) +
                        (ZT_N_REQUIRED_OPS + ZT_N_OPTIONAL_OPS) * sizeof(void (*)(void)),

@@ -215,6 +215,10 @@ typedef struct zt_backend_ops {
      * device, and a step would otherwise wait on every gather and log-prob chunk
      * (docs/design.md §4.3). */
     void (*vouch_indices)(zt_backend *be, const int32_t *values, size_t n, int32_t limit);
+
+    /* Optional (NULL: the name says it all): the device in words, e.g. the GPU's name, compute
+     * capability, memory and the driver's and runtime's CUDA versions. Lives as long as be. */
+    const char *(*describe)(zt_backend *be);
 } zt_backend_ops;
 
 /* The slots of zt_backend_ops every backend must fill: all but `name` (checked on its own) and

@@ -1,5 +1,6 @@
 /* The CUDA backend: constructor, op table, device memory, the stream and the cuBLASLt handle, error
  * reporting and argument checks. The ops live in the other .cu files, one family each. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,6 +278,10 @@ static zt_status cuda_set_gemm_precision(zt_backend *be, zt_gemm_precision preci
     return ZT_OK;
 }
 
+static const char *cuda_describe(zt_backend *be) {
+    return zt_cuda(be)->description;
+}
+
 static zt_status cuda_reserve_scratch(zt_backend *be, size_t n_bytes) {
     if (n_bytes == 0) return ZT_OK;
     ZT_TRY(zt_cuda_enter(be));
@@ -311,6 +316,7 @@ static zt_backend_ops make_ops() {
     ops.update = zt_cuda_update;
     ops.set_gemm_precision = cuda_set_gemm_precision;
     ops.vouch_indices = cuda_vouch_indices;
+    ops.describe = cuda_describe;
     return ops;
 }
 
@@ -334,18 +340,47 @@ static zt_status init(zt_cuda_backend *cb) {
 
 using namespace ZT_CUDA_NAMESPACE;
 
+/* "13.0" from CUDA's 13000. */
+static void cuda_version_text(int version, char *buf, size_t size) {
+    if (version <= 0)
+        snprintf(buf, size, "none");
+    else
+        snprintf(buf, size, "%d.%d", version / 1000, version % 1000 / 10);
+}
+
 extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
     *out = NULL;
+    int driver = 0, runtime = 0;
+    (void)cudaDriverGetVersion(&driver);
+    (void)cudaRuntimeGetVersion(&runtime);
+    char driver_text[16], runtime_text[16];
+    cuda_version_text(driver, driver_text, sizeof driver_text);
+    cuda_version_text(runtime, runtime_text, sizeof runtime_text);
     int n_devices = 0;
     cudaError_t err = cudaGetDeviceCount(&n_devices);
     if (err != cudaSuccess) {
         (void)cudaGetLastError(); /* leave no stale error for the next check */
         return zt_fail(ZT_ERR_UNAVAILABLE,
-                       "cuda:%d: no usable CUDA device (cudaGetDeviceCount: %s)", device,
-                       cudaGetErrorString(err));
+                       "cuda:%d: no usable CUDA device (cudaGetDeviceCount: %s; the driver "
+                       "supports CUDA %s, this build needs %s or newer)",
+                       device, cudaGetErrorString(err), driver_text, runtime_text);
     }
     if (device < 0 || device >= n_devices)
         return zt_fail(ZT_ERR_UNAVAILABLE, "cuda:%d: no such device (%d found)", device, n_devices);
+    cudaDeviceProp prop;
+    err = cudaGetDeviceProperties(&prop, device);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return zt_fail(ZT_ERR_UNAVAILABLE, "cuda:%d: cudaGetDeviceProperties: %s", device,
+                       cudaGetErrorString(err));
+    }
+    /* The kernels are built for sm_80 and later (gpu_arch) and the GEMMs use TF32 and half
+     * tensor cores: an older GPU would fail at its first launch with "no kernel image". */
+    if (prop.major < 8)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "cuda:%d: %s has compute capability %d.%d; zotune's CUDA backend needs "
+                       "8.0 or newer (A100, H100 or later)",
+                       device, prop.name, prop.major, prop.minor);
 
     const char *sync_env = getenv("ZT_CUDA_SYNC");
     sync_each_launch = sync_env != NULL && strcmp(sync_env, "1") == 0;
@@ -353,6 +388,11 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
     zt_cuda_backend *cb = static_cast<zt_cuda_backend *>(calloc(1, sizeof *cb));
     if (cb == NULL) return zt_fail(ZT_ERR_NOMEM, "cuda backend: out of host memory");
     cb->device = device;
+    snprintf(cb->description, sizeof cb->description,
+             "cuda:%d %s, compute capability %d.%d, %d SMs, %.1f GiB; driver supports CUDA %s, "
+             "runtime %s",
+             device, prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+             (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), driver_text, runtime_text);
     cb->base.ops = &cuda_ops;
     cb->base.impl = cb;
     zt_status status = init(cb);

@@ -138,6 +138,7 @@ struct zt_cuda_backend {
     /* The caller's non-finite counter that `nonfinite` is summing for (update.cu); the sum is
      * added to it at the next wait. NULL: none. */
     unsigned long long *pending_nonfinite;
+    char description[384]; /* the device in words (describe, `zotune info --device cuda`) */
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */

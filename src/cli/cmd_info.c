@@ -38,6 +38,7 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     if (p->config_only) printf("weights        none: planned from %s alone\n", p->config_only);
     printf("tensors        %d\n", m->n_tensors);
     printf("backend        %s, gemm %s\n", m->be->ops->name, zt_gemm_precision_name(m->be->gemm));
+    if (m->be->ops->describe) printf("device         %s\n", m->be->ops->describe(m->be));
     printf("parameters     %zu\n", zt_model_parameter_count(m));
     printf("inference      %d sequences x %d tokens\n", p->batch, p->seq_len);
     printf("  weights        %12zu bytes  %10.2f MiB\n", p->inference.weights_bytes,
@@ -88,6 +89,7 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", dir);
     cJSON_AddStringToObject(root, "backend", m->be->ops->name);
+    if (m->be->ops->describe) cJSON_AddStringToObject(root, "device", m->be->ops->describe(m->be));
     cJSON_AddStringToObject(root, "gemm", zt_gemm_precision_name(m->be->gemm));
     zt_model_describe_json(m, root);
     cJSON_AddStringToObject(root, "dtype", zt_dtype_name(m->tensors[m->embed_tokens].dtype));

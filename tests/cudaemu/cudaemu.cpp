@@ -940,6 +940,37 @@ cudaError_t cudaemu_cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr,
     return cudaSuccess;
 }
 
+/* The executor's device: an H100's compute capability and size unless CUDAEMU_COMPUTE_CAPABILITY
+ * ("7.5", say) names another, so the tests can see an old GPU refused. */
+cudaError_t cudaemu_cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
+    if (prop == nullptr || device != 0) return cudaErrorInvalidValue;
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "cudaemu host executor");
+    prop->major = 9;
+    prop->minor = 0;
+    const char *cc = getenv("CUDAEMU_COMPUTE_CAPABILITY");
+    if (cc && sscanf(cc, "%d.%d", &prop->major, &prop->minor) != 2) return cudaErrorInvalidValue;
+    prop->multiProcessorCount = 132;
+    prop->totalGlobalMem = (size_t)80 << 30;
+    prop->warpSize = 32;
+    prop->maxThreadsPerBlock = (int)kMaxBlockThreads;
+    prop->sharedMemPerBlock = kDefaultSharedLimit;
+    prop->sharedMemPerBlockOptin = kOptInSharedLimit;
+    return cudaSuccess;
+}
+
+cudaError_t cudaemu_cudaDriverGetVersion(int *version) {
+    if (version == nullptr) return cudaErrorInvalidValue;
+    *version = CUDART_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaemu_cudaRuntimeGetVersion(int *version) {
+    if (version == nullptr) return cudaErrorInvalidValue;
+    *version = CUDART_VERSION;
+    return cudaSuccess;
+}
+
 /* Fresh device memory is NaN bytes, so a kernel that reads what nobody wrote is caught. */
 cudaError_t cudaemu_cudaMalloc(void **dev_ptr, size_t size) {
     if (dev_ptr == nullptr) return cudaErrorInvalidValue;

@@ -51,6 +51,9 @@
 #define cudaGetDevice cudaemu_cudaGetDevice
 #define cudaDeviceSynchronize cudaemu_cudaDeviceSynchronize
 #define cudaDeviceGetAttribute cudaemu_cudaDeviceGetAttribute
+#define cudaGetDeviceProperties cudaemu_cudaGetDeviceProperties
+#define cudaDriverGetVersion cudaemu_cudaDriverGetVersion
+#define cudaRuntimeGetVersion cudaemu_cudaRuntimeGetVersion
 #define cudaMalloc cudaemu_cudaMalloc
 #define cudaFree cudaemu_cudaFree
 #define cudaMemcpy cudaemu_cudaMemcpy

@@ -71,6 +71,7 @@ int main(int argc, char **argv) {
     ZT_REQUIRE_OK(zt_cpu_backend_create(0, &cpu));
     ZT_REQUIRE_OK(zt_cuda_backend_create(device, &gpu));
     ZT_CHECK(strcmp(gpu->ops->name, "cuda") == 0, "backend name %s", gpu->ops->name);
+    printf("test_gpu_ops: %s\n", gpu->ops->describe(gpu));
 
     zt_parity_run(cpu, gpu, seed);
     zt_gemm_parity_run(cpu, gpu, seed);
