@@ -342,10 +342,7 @@ using namespace ZT_CUDA_NAMESPACE;
 
 /* "13.0" from CUDA's 13000. */
 static void cuda_version_text(int version, char *buf, size_t size) {
-    if (version <= 0)
-        snprintf(buf, size, "none");
-    else
-        snprintf(buf, size, "%d.%d", version / 1000, version % 1000 / 10);
+    snprintf(buf, size, "%d.%d", version / 1000, version % 1000 / 10);
 }
 
 extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
@@ -360,6 +357,11 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
     cudaError_t err = cudaGetDeviceCount(&n_devices);
     if (err != cudaSuccess) {
         (void)cudaGetLastError(); /* leave no stale error for the next check */
+        if (driver == 0)
+            return zt_fail(ZT_ERR_UNAVAILABLE,
+                           "cuda:%d: no usable CUDA device (no NVIDIA driver is installed; this "
+                           "build needs one that supports CUDA %s)",
+                           device, runtime_text);
         return zt_fail(ZT_ERR_UNAVAILABLE,
                        "cuda:%d: no usable CUDA device (cudaGetDeviceCount: %s; the driver "
                        "supports CUDA %s, this build needs %s or newer)",
