@@ -253,9 +253,9 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     size_t floats = 0;
     switch (q->op) {
     case ZT_SCRATCH_LINEAR: {
-        const zt_linear_scratch plan =
-            zt_cuda_linear_scratch(be->gemm, q->n_rows, q->in_features, q->out_features,
-                                   q->weight_dtype, q->has_bias && q->bias_dtype != ZT_F32);
+        const zt_linear_scratch plan = zt_cuda_linear_scratch(
+            be->gemm, q->n_rows, q->in_features, q->out_features, q->weight_dtype,
+            q->has_bias && q->bias_dtype != ZT_F32, zt_cuda(be)->linear_chunk_floats);
         floats = (plan.total_bytes + sizeof(float) - 1) / sizeof(float);
         break;
     }
@@ -390,6 +390,7 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
     zt_cuda_backend *cb = static_cast<zt_cuda_backend *>(calloc(1, sizeof *cb));
     if (cb == NULL) return zt_fail(ZT_ERR_NOMEM, "cuda backend: out of host memory");
     cb->device = device;
+    cb->linear_chunk_floats = ZT_CUDA_LINEAR_CHUNK_FLOATS;
     snprintf(cb->description, sizeof cb->description,
              "cuda:%d %s, compute capability %d.%d, %d SMs, %.1f GiB; driver supports CUDA %s, "
              "runtime %s",
@@ -403,6 +404,14 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
         return zt_fail_context(status, "cuda:%d: ", device);
     }
     *out = &cb->base;
+    return ZT_OK;
+}
+
+extern "C" zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t floats) {
+    if (floats < kMinLinearChunkFloats)
+        return zt_fail(ZT_ERR_INVALID_ARG, "linear chunk of %zu floats: at least %zu", floats,
+                       kMinLinearChunkFloats);
+    ZT_CUDA_NAMESPACE::zt_cuda(be)->linear_chunk_floats = floats;
     return ZT_OK;
 }
 

@@ -8,6 +8,11 @@ extern "C" { /* backend.h itself has no C++ guard */
 
 #include "backend.h"
 
+/* Sets how many operand elements linear converts per chunk (default 16M; at least 1024). The
+ * tests lower it so that small layers take linear's chunked paths (several half-input chunks,
+ * widened weight chunks) on the real library too. Takes effect for scratch plans made after it. */
+zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t floats);
+
 /* The backend's cudaStream_t (as void *), for benchmarks that time with CUDA events. */
 void *zt_cuda_backend_stream(zt_backend *be);
 

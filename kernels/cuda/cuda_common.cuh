@@ -83,13 +83,14 @@ constexpr int kMaxStrideBlocks = 4096;
 #ifndef ZT_CUDA_ZO_MAX_BLOCKS
 #define ZT_CUDA_ZO_MAX_BLOCKS 4096u
 #endif
-/* linear widens half-precision weights to f32 at most this many elements at a time, so its
- * scratch stays bounded (64 MiB) however large the layer; the host executor lowers it to reach
- * chunk boundaries at test sizes. Here rather than in linear.cu so that scratch planning
- * (cuda_backend.cu) sees the same value. */
+/* linear converts at most this many operand elements at a time by default, so its scratch stays
+ * bounded (64 MiB) however large the layer. A backend keeps its own value (linear_chunk_floats),
+ * which the tests lower with zt_cuda_backend_set_linear_chunk to reach every chunked path at test
+ * sizes, on the executor and on a real GPU alike; the executor also starts lower. */
 #ifndef ZT_CUDA_LINEAR_CHUNK_FLOATS
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (16u << 20)
 #endif
+constexpr size_t kMinLinearChunkFloats = 1024;
 
 /* The cuBLASLt workspace, allocated once per backend (32 MiB is what NVIDIA suggests for Hopper;
  * the host executor uses a token one). */
@@ -138,7 +139,8 @@ struct zt_cuda_backend {
     /* The caller's non-finite counter that `nonfinite` is summing for (update.cu); the sum is
      * added to it at the next wait. NULL: none. */
     unsigned long long *pending_nonfinite;
-    char description[384]; /* the device in words (describe, `zotune info --device cuda`) */
+    char description[384];      /* the device in words (describe, `zotune info --device cuda`) */
+    size_t linear_chunk_floats; /* see ZT_CUDA_LINEAR_CHUNK_FLOATS */
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -219,8 +221,8 @@ zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint3
  * an f32 one at a lesser address), then one chunk of the converted operand: activation rows
  * rounded to the weight's half dtype (ZT_GEMM_HALF), or weight rows widened to f32 (a half weight
  * under ZT_GEMM_F32 / TF32). Each part starts 256-byte aligned, as cuBLASLt's fastest kernels
- * want. Chunks hold at most ZT_CUDA_LINEAR_CHUNK_FLOATS elements (at least one row; four
- * weight rows). */
+ * want. Chunks hold at most chunk_floats elements (the backend's linear_chunk_floats; at least one
+ * row; four weight rows). */
 struct zt_linear_scratch {
     size_t bias_offset, operand_offset, total_bytes;
     size_t chunk_rows; /* activation rows (HALF) or weight rows (widened) per chunk; 0 = none */
@@ -235,7 +237,8 @@ static inline size_t zt_align256(size_t n) {
 
 static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precision, int n_rows,
                                                        int in_features, int out_features,
-                                                       zt_dtype weight_dtype, int copy_bias) {
+                                                       zt_dtype weight_dtype, int copy_bias,
+                                                       size_t chunk_floats) {
     zt_linear_scratch plan = {0, 0, 0, 0, 0, 0, 0};
     if (in_features <= 0 || out_features <= 0) return plan;
     const int half_weight = weight_dtype == ZT_F16 || weight_dtype == ZT_BF16;
@@ -247,7 +250,7 @@ static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precisi
         plan.bias_offset = cursor;
         cursor = zt_align256(cursor + (size_t)out_features * sizeof(float));
     }
-    size_t chunk_rows = ZT_CUDA_LINEAR_CHUNK_FLOATS / (size_t)in_features;
+    size_t chunk_rows = chunk_floats / (size_t)in_features;
     /* Whole multiples of 64 rows (else of 4) keep each weight chunk's column block of out, and its
      * slice of the bias, 256-byte (else 16-byte) aligned for cuBLASLt. */
     if (chunk_rows >= 64)

@@ -178,10 +178,10 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
-    const int copy_bias = bias.data != NULL &&
-                          (bias.dtype != ZT_F32 || alignment_of(bias.data) < kLtBiasAlignment);
-    const zt_linear_scratch plan = zt_cuda_linear_scratch(precision, n_rows, in_features,
-                                                          out_features, w.dtype, copy_bias);
+    const int copy_bias =
+        bias.data != NULL && (bias.dtype != ZT_F32 || alignment_of(bias.data) < kLtBiasAlignment);
+    const zt_linear_scratch plan = zt_cuda_linear_scratch(
+        precision, n_rows, in_features, out_features, w.dtype, copy_bias, cb->linear_chunk_floats);
     char *scratch = NULL;
     if (plan.total_bytes) {
         float *base;

@@ -110,7 +110,7 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
                            zt_dtype_name(dst_dtype), zt_dtype_name(src.dtype));
     } else {
         ZT_TRY(zt_check_disjoint(op, "dst", dst, n_elems * zt_dtype_size(dst_dtype), "src",
-                                      src.data, n_elems * zt_dtype_size(src.dtype)));
+                                 src.data, n_elems * zt_dtype_size(src.dtype)));
     }
 
     ZT_TRY(zt_cuda_enter(be));

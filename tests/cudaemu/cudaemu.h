@@ -33,6 +33,7 @@
 #define ZT_CUDA_BACKEND_NAME "cuda-emu"
 #define zt_cuda_backend_create zt_cudaemu_backend_create
 #define zt_cuda_backend_stream zt_cudaemu_backend_stream
+#define zt_cuda_backend_set_linear_chunk zt_cudaemu_backend_set_linear_chunk
 /* Small weight chunks, so that linear's chunk loop and its boundaries run at test sizes. */
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (40u * 1024u)
 /* The emulated cublasLtMatmul needs no workspace; a token one still checks that it is device

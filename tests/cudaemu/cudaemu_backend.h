@@ -10,6 +10,7 @@ extern "C" {
 #include "backend.h"
 
 zt_status zt_cudaemu_backend_create(int device, zt_backend **out);
+zt_status zt_cudaemu_backend_set_linear_chunk(zt_backend *be, size_t floats);
 
 #ifdef __cplusplus
 }

@@ -45,6 +45,11 @@ int main(int argc, char **argv) {
 
     zt_parity_run(cpu, emu, seed);
     zt_gemm_parity_run(cpu, emu, seed);
+    /* the real GPU's chunk size, where these layers take one chunk */
+    ZT_CHECK(zt_cudaemu_backend_set_linear_chunk(emu, 1000) == ZT_ERR_INVALID_ARG,
+             "a 1000-float linear chunk was accepted");
+    ZT_REQUIRE_OK(zt_cudaemu_backend_set_linear_chunk(emu, 16u << 20));
+    zt_gemm_parity_run(cpu, emu, seed);
 
     emu->ops->destroy(emu);
     cpu->ops->destroy(cpu);

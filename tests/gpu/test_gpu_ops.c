@@ -22,6 +22,10 @@
 #include "cuda/cuda_backend.h"
 #include "zt_test.h"
 
+/* The host executor's default (tests/cudaemu/cudaemu.h), at which the parity cases were sized to
+ * cross chunk boundaries. */
+#define ZT_EXECUTOR_LINEAR_CHUNK_FLOATS (40u * 1024u)
+
 #include "op_parity.h"
 #include "gemm_parity.h"
 #include "generation_parity.h"
@@ -79,6 +83,13 @@ int main(int argc, char **argv) {
     zt_generation_parity_run(cpu, gpu);
     const zt_zo_mode mode = {0}; /* Gaussian z from __sincosf: within B_z, not bit for bit */
     zt_zo_parity_run(cpu, gpu, seed, &mode);
+    /* linear's chunked paths (several half-input chunks, widened weight chunks with their bias
+     * slices) at the executor's chunk size, on the real cuBLASLt */
+    ZT_REQUIRE_OK(zt_cuda_backend_set_linear_chunk(gpu, ZT_EXECUTOR_LINEAR_CHUNK_FLOATS));
+    printf("linear chunk lowered to %u floats:\n", ZT_EXECUTOR_LINEAR_CHUNK_FLOATS);
+    zt_parity_run(cpu, gpu, seed);
+    zt_gemm_parity_run(cpu, gpu, seed);
+    zt_model_parity_run(cpu, gpu);
 
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);
