@@ -125,14 +125,17 @@ for s in $sizes; do
     rm -rf "$work/opt-$s/out"
     [ -n "${OUT:-}" ] && tar -C "$work" -czf "$OUT/gpu-check-logs.tgz" logs stages
   done
-  # where one step's GPU time goes, kernel by kernel (ncu serialises kernels and flushes
-  # caches between them, so small kernels read slower than they run in the step)
-  if [ "$s" = 125m ] && command -v ncu >/dev/null; then
-    stage "profile_$s" 180 ncu --metrics gpu__time_duration.sum --csv --launch-skip 3000 \
-      --launch-count 1500 "$zotune" train --device cuda --model "$work/opt-$s/model" \
-      --train "$work/opt-$s/train_lm.jsonl" --output "$work/opt-$s/out" --steps "$steps" \
+  # where one step's GPU time goes, kernel by kernel: ncu serialises kernels and flushes caches
+  # between them, so small kernels read slower than they run in the step. The window skips the
+  # first steps and spans about one step (opt-125m: ~1500 kernels, opt-1.3b: ~2800).
+  if command -v ncu >/dev/null; then
+    case "$s" in 125m) skip=3000 count=1500 task=train_lm ;; *) skip=6000 count=2900 task=train ;; esac
+    stage "profile_$s" 240 ncu --metrics gpu__time_duration.sum --csv --launch-skip "$skip" \
+      --launch-count "$count" "$zotune" train --device cuda --model "$work/opt-$s/model" \
+      --train "$work/opt-$s/$task.jsonl" --output "$work/opt-$s/out" --steps "$steps" \
       --batch-size 16 --save-every 100000 --quiet >/dev/null
-    python3 tools/ncu_summary.py "$logs/profile_$s.log" | tee "$logs/profile_summary_$s.txt"
+    { echo "# $task opt-$s: ncu --launch-skip $skip --launch-count $count"
+      python3 tools/ncu_summary.py "$logs/profile_$s.log"; } | tee "$logs/profile_summary_$s.txt"
     rm -rf "$work/opt-$s/out"
   fi
   rm -rf "$work/opt-$s/model"
