@@ -239,6 +239,10 @@ struct zt_backend {
     const zt_backend_ops *ops;
     void *impl;             /* backend-private state */
     zt_gemm_precision gemm; /* ZT_GEMM_F32 at creation */
+    /* Target rows the LM head sends through one linear + target_logprobs (models/sweep.c), so the
+     * rows of V logits the workspace holds; set by the constructor, at least 1. Each backend's
+     * choice trades re-reads of the head table against that buffer (docs/design.md §2.3). */
+    int head_chunk_rows;
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not

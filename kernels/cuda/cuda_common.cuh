@@ -110,6 +110,8 @@ struct zt_lt_algo_entry {
 };
 constexpr int kLtAlgoCacheSize = 64;
 
+struct zt_lse; /* a partial log-sum-exp (logprob.cu) */
+
 /* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
 struct zt_cuda_backend {
     zt_backend base;
@@ -124,6 +126,9 @@ struct zt_cuda_backend {
     size_t scratch_floats;
     int *index_error;              /* device; first bad position found by zt_cuda_find_bad_index */
     unsigned long long *nonfinite; /* device, beside index_error: the update's count */
+    int n_sms;                     /* the device's multiprocessors: target_logprobs' split */
+    zt_lse *logprob_partials;      /* device, logprob_slots: target_logprobs' split rows */
+    size_t logprob_slots;
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -148,6 +153,12 @@ zt_status zt_cuda_enter(zt_backend *be);
 /* A device scratch of at least n_floats (grown on demand, tracked as ZT_MEM_SCRATCH). Valid
  * until the next call; stream order keeps earlier users of the old buffer safe. */
 zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out);
+
+/* target_logprobs' fixed partials buffer (logprob.cu), sized from the device's SM count:
+ * allocated (tracked as ZT_MEM_SCRATCH) by init, freed by release, which tolerates a failed or
+ * missing init. */
+zt_status zt_cuda_logprob_init(zt_cuda_backend *cb);
+void zt_cuda_logprob_release(zt_cuda_backend *cb);
 
 // ---- index validation (index_check.cu) ----
 
