@@ -3,11 +3,12 @@
  *
  * A case is one op call on buffers sized from an OPT preset (N = B*T rows of hidden size h):
  *   linear     qkv N x h -> h (+bias), fc1 N x h -> f (+bias, ReLU), fc2 N x f -> h (+bias),
- *              lm_head R x e -> V (the tied table, R = one 64-row chunk of target rows)
+ *              lm_head R x e -> V (the tied table, R = one head chunk of target rows: the
+ *              backend's head_chunk_rows, 64 on the CPU, 1024 on CUDA)
  *   attention  causal, B x T x h, H heads, no padding
  *   layernorm  N x h
  *   gather     N embedding rows out of the V x e table
- *   logprobs   R x V logits (one LM-head chunk)
+ *   logprobs   R x V logits: one LM-head chunk, and B rows (MeZO's one target per sequence)
  *   perturb    the fc1 weight (h*f elements): staged into an f32 shadow, and in place
  *   update     the fc1 weight, SGD with stochastic rounding (f16/bf16)
  * Each case is warmed up once, then repeated until both --repeat repeats and the minimum time
@@ -220,11 +221,11 @@ static void free_case(bench_context *ctx, op_case *c) {
 /* ---- the cases: shapes, bytes and FLOPs ---- */
 
 /* The cases of one family at the preset's shapes. Returns how many were written to `out`. */
-static int family_cases(op_family family, const options *o, op_case *out) {
+static int family_cases(op_family family, const options *o, const zt_backend *be, op_case *out) {
     const bench_opt_size *z = o->shape;
     int n = o->batch * o->seq_len, h = z->hidden, f = z->ffn, e = z->embed_proj;
-    /* The forward sends target rows through the head ZT_LM_HEAD_CHUNK_ROWS at a time. */
-    int head_rows = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
+    /* The forward sends target rows through the head the backend's head_chunk_rows at a time. */
+    int head_rows = zt_head_chunk_rows(be, n);
     double s = (double)zt_dtype_size(o->dtype), fl = sizeof(float);
     int count = 0;
     op_case base;
@@ -300,15 +301,23 @@ static int family_cases(op_family family, const options *o, op_case *out) {
         break;
     }
     case OP_LOGPROBS: {
-        op_case c = base;
-        c.label = "chunk";
-        c.rows = head_rows, c.vocab = BENCH_OPT_VOCAB;
-        /* (R,V) f32 logits read + R targets + R log-probs. 64 rows: 12.9 MB. */
-        c.bytes = fl * head_rows * (double)c.vocab + 8.0 * head_rows;
-        /* ~4 per logit: max, subtract, exp, sum. */
-        c.flops = 4.0 * head_rows * (double)c.vocab;
-        snprintf(c.shape_text, sizeof c.shape_text, "%dx%d", c.rows, c.vocab);
-        out[count++] = c;
+        /* A full head chunk (every token a target), and MeZO's B rows (one per sequence). */
+        const struct {
+            const char *label;
+            int rows;
+        } shapes[2] = {{"chunk", head_rows}, {"per-seq", o->batch < n ? o->batch : n}};
+        for (int i = 0; i < 2; i++) {
+            if (i == 1 && shapes[1].rows == head_rows) break;
+            op_case c = base;
+            c.label = shapes[i].label;
+            c.rows = shapes[i].rows, c.vocab = BENCH_OPT_VOCAB;
+            /* (R,V) f32 logits read + R targets + R log-probs. 1024 rows: 206 MB; 16: 3.2 MB. */
+            c.bytes = fl * c.rows * (double)c.vocab + 8.0 * c.rows;
+            /* ~4 per logit: max, subtract, exp, sum. */
+            c.flops = 4.0 * c.rows * (double)c.vocab;
+            snprintf(c.shape_text, sizeof c.shape_text, "%dx%d", c.rows, c.vocab);
+            out[count++] = c;
+        }
         break;
     }
     case OP_PERTURB: {
@@ -1003,7 +1012,7 @@ int main(int argc, char **argv) {
     for (int f = 0; f < N_FAMILIES && !failed; f++) {
         if (!o.families[f]) continue;
         op_case cases[MAX_CASES];
-        int n_cases = family_cases((op_family)f, &o, cases);
+        int n_cases = family_cases((op_family)f, &o, ctx.be, cases);
         for (int i = 0; i < n_cases && !failed; i++) {
             case_result *r = &results[n_results++];
             memset(r, 0, sizeof *r);

@@ -27,8 +27,9 @@
  *   - Every activation read or write goes to HBM (no reuse through L2 between ops): an upper
  *     bound on activation traffic, tight once N*h*4 bytes exceed the 50 MB L2.
  *   - zotune sends only target rows through the LM head, R = B * --targets-per-seq (MeZO's
- *     classification tasks score one label token per sequence), 64 rows per head GEMM, each
- *     re-reading the vocabulary table; MeZO's HF forward computes logits for all N = B*T rows.
+ *     classification tasks score one label token per sequence), 1024 rows per head GEMM (the
+ *     CUDA backend's head_chunk_rows), each re-reading the vocabulary table; MeZO's HF forward
+ *     computes logits for all N = B*T rows.
  *   - zotune's attention is causal and flash-style (T(T+1)/2 query-key pairs, no T x T matrix);
  *     HF's eager attention computes the full T x T scores and writes them to memory.
  *   - RNG: ~43 lane instructions per z element (Philox4x32-10 ~15 per 32-bit word, Box-Muller
@@ -44,15 +45,15 @@
 
 #include "backend.h"
 #include "bench_common.h"
+#include "cuda/cuda_backend.h"
 #include "opt/opt.h"
 
 static const char *const PROG = "roofline";
 
 enum {
     MAX_PHASES = 8,
-    HEAD_CHUNK_ROWS = ZT_LM_HEAD_CHUNK_ROWS, /* target rows per LM-head GEMM (models/model.h) */
-    POSITION_OFFSET = 2,                     /* OPT's learned positions have 2048 + 2 rows */
-    BUFFER_ALIGN = 64,                       /* the workspace aligns every buffer (opt_forward.c) */
+    POSITION_OFFSET = 2, /* OPT's learned positions have 2048 + 2 rows */
+    BUFFER_ALIGN = 64,   /* the workspace aligns every buffer (opt_forward.c) */
 };
 
 /* Lane instructions per element (see the assumptions above). */
@@ -76,6 +77,7 @@ typedef struct workload {
     int half_precision;                         /* stochastic rounding in the update */
     double state_copies;                        /* f32 optimizer-state tensors per weight */
     double activation_bytes;                    /* zotune design: 4 (backend.h) or s */
+    double head_chunk_rows; /* target rows per LM-head GEMM: the backend's head_chunk_rows */
 } workload;
 
 typedef struct machine {
@@ -243,15 +245,16 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
          * GEMMs above are still charged act bytes for that input (they read s): an upper bound.
          * 125m bf16, N 4096: 12 x (5 x 768 + 3072) x 4096 x 6 B = 2.04 GB per variant. */
         double h = d->hidden, e = d->embed_proj;
-        double inputs = d->layers * n * (5.0 * h + d->ffn) + r * (h + e) +
-                        (e != h ? n * e + r * h : 0.0);
+        double inputs =
+            d->layers * n * (5.0 * h + d->ffn) + r * (h + e) + (e != h ? n * e + r * h : 0.0);
         add_phase(est, m, "act->half", k * inputs * (act + s), 0.0, 0.0, gemm_flops_per_s, 0.0);
     }
 
-    /* LM head on R target rows, 64 per GEMM, each GEMM re-reading the staged (V, e) table; the
-     * (R, V) f32 logits are written, then read by target_logprobs. 2 R e V FLOPs.
-     * 125m, R 16: 1 chunk, 77.2 MB of table (bf16 staged) + 6.4 MB of logits, 1.24 GFLOP. */
-    double chunks = ceil(r / HEAD_CHUNK_ROWS);
+    /* LM head on R target rows, head_chunk_rows per GEMM, each GEMM re-reading the staged (V, e)
+     * table; the (R, V) f32 logits are written, then read by target_logprobs. 2 R e V FLOPs.
+     * 125m, R 16: 1 chunk, 77.2 MB of table (bf16 staged) + 6.4 MB of logits, 1.24 GFLOP;
+     * R 4096 (every token): 4 chunks of 1024, 309 MB of table + 1.65 GB of logits. */
+    double chunks = ceil(r / w->head_chunk_rows);
     double head_weights = chunks * table * stage_bytes;
     double head_bytes = head_weights + r * d->embed_proj * act + 2.0 * r * d->vocab * sizeof(float);
     add_phase(est, m, "LM head", k * head_bytes, k * head_weights,
@@ -266,13 +269,14 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
 
     /* Memory, as models/workspace.c plans it (plan_layout), activations in `act` bytes:
      *   activations  K residual streams (N h) + h, q, k, v, attn (5 N h) + ffn (N f)
-     *                + [e != h] tok and hid_proj (2 N e) + hid (N h) + logits (min(N,64) V)
+     *                + [e != h] tok and hid_proj (2 N e) + hid (N h)
+     *                + logits (min(N, head_chunk_rows) V)
      *                + log-probs (K N) + five int32 (N) arrays;
      *   staging      the largest tensor (max of V e, 2050 h, h f, h e) + the largest vector
      *                (max of f, h), in the staging dtype;
      *   state        f32 copies. */
     double h = d->hidden, f = d->ffn, e = d->embed_proj;
-    double head_chunk = n < HEAD_CHUNK_ROWS ? n : HEAD_CHUNK_ROWS;
+    double head_chunk = n < w->head_chunk_rows ? n : w->head_chunk_rows;
     memory_need *mem = &est->memory;
     mem->weights = params * s;
     mem->activations =
@@ -438,8 +442,8 @@ static void print_summary(const size_result *results, int n, const machine *m) {
         const size_result *r = &results[i];
         const estimate *e = r->schemes;
         printf("%-6s %15.0f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %8.1f %8.1f %7.1f %s %7.1f %s\n",
-               r->dims.name, r->params, e[SCHEME_DESIGN].ms, e[SCHEME_TODAY].ms,
-               e[SCHEME_F32].ms, e[SCHEME_MEZO_FUSED].ms, e[SCHEME_MEZO_EAGER].ms, e[SCHEME_DESIGN].ms_without_rng,
+               r->dims.name, r->params, e[SCHEME_DESIGN].ms, e[SCHEME_TODAY].ms, e[SCHEME_F32].ms,
+               e[SCHEME_MEZO_FUSED].ms, e[SCHEME_MEZO_EAGER].ms, e[SCHEME_DESIGN].ms_without_rng,
                bench_gb(e[SCHEME_DESIGN].bytes), bench_gb(e[SCHEME_MEZO_FUSED].bytes),
                bench_gb(e[SCHEME_DESIGN].memory.total),
                e[SCHEME_DESIGN].memory.total <= m->memory_bytes ? "ok" : "XX",
@@ -523,8 +527,8 @@ static zt_opt_config config_of(const model_dims *d) {
     return c;
 }
 
-/* The workspace plan of a real (small) model on the CPU backend against this file's formula:
- * equal up to the 64-byte alignment of each of the workspace's buffers. */
+/* The workspace plan of a real (small) model on the CPU backend against this file's formula, at
+ * the CPU's head chunk: equal up to the 64-byte alignment of each of the workspace's buffers. */
 static void check_memory_plan(const model_dims *d, const workload *w) {
     zt_opt_config cfg = config_of(d);
     zt_backend *be = NULL;
@@ -539,9 +543,12 @@ static void check_memory_plan(const model_dims *d, const workload *w) {
         zt_workspace_shape shape = {(int)w->batch, (int)w->seq_len, (int)w->variants, 1, 0};
         zt_memory_plan plan;
         zt_model_plan_memory(model, &shape, &plan);
+        workload on_cpu = *w;
+        on_cpu.head_chunk_rows = be->head_chunk_rows;
         machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
         estimate e;
-        zotune_step(d, w, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, 0, "check", &e);
+        zotune_step(d, &on_cpu, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, 0, "check",
+                    &e);
         char what[96];
         snprintf(what, sizeof what, "%s workspace activations", d->name);
         check_near(what, e.memory.activations, (double)plan.activation_bytes, 20.0 * BUFFER_ALIGN);
@@ -568,8 +575,8 @@ static int self_check(void) {
         snprintf(what, sizeof what, "opt-%s parameters (zt_opt_parameter_count)", d.name);
         check_equal(what, (double)zt_opt_parameter_count(&cfg), (double)d.spec_params);
     }
-    /* opt-125m by hand (docs/spec.md §1.1): 50272*768 + 2050*768 + 2*768 + 12*(4*768^2 + 2*768*3072 +
-     * 9*768 + 3072) = 38,608,896 + 1,574,400 + 1,536 + 85,054,464. */
+    /* opt-125m by hand (docs/spec.md §1.1): 50272*768 + 2050*768 + 2*768 + 12*(4*768^2 + 2*768*3072
+     * + 9*768 + 3072) = 38,608,896 + 1,574,400 + 1,536 + 85,054,464. */
     model_dims opt125m = dims_of(bench_find_opt_size("125m"));
     check_equal("opt-125m parameters (by hand)", parameter_count(&opt125m), 125239296.0);
 
@@ -586,7 +593,8 @@ static int self_check(void) {
                   .variants = 2,
                   .storage_bytes = 2,
                   .half_precision = 1,
-                  .activation_bytes = 4};
+                  .activation_bytes = 4,
+                  .head_chunk_rows = ZT_CUDA_HEAD_CHUNK_ROWS};
     machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
     estimate e;
     zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 0, "check", &e);
@@ -596,6 +604,12 @@ static int self_check(void) {
     check_equal("opt-125m attention FLOPs", e.phases[2].flops, 2.0 * 19402850304.0);
     check_equal("opt-125m LM head FLOPs", e.phases[4].flops, 2.0 * 1235484672.0);
     check_equal("opt-125m update bytes", e.phases[5].bytes, 500957184.0);
+    /* Every token a target (R 4096): 4 head chunks of 1024, each reading the bf16 table.
+     *   2 x 4 x 50272 x 768 x 2 = 617,742,336 bytes */
+    workload all_tokens = w;
+    all_tokens.target_rows = 4096;
+    zotune_step(&opt125m, &all_tokens, &any, 2.0, 4.0, any.tensor_flops_per_s, 0, "check", &e);
+    check_equal("opt-125m LM head table bytes (R 4096)", e.phases[4].weight_bytes, 617742336.0);
     /* --gemm half's rounding pass: K x (L N (5h + f) + R (h + e)) x (4 + 2) B. */
     zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 1, "check", &e);
     check_equal("opt-125m act->half bytes", e.phases[4].bytes,
@@ -611,7 +625,8 @@ static int self_check(void) {
                       .target_rows = 3,
                       .variants = 2,
                       .storage_bytes = 4,
-                      .activation_bytes = 4};
+                      .activation_bytes = 4,
+                      .head_chunk_rows = ZT_CUDA_HEAD_CHUNK_ROWS};
     check_memory_plan(&pre_ln, &small);
     check_memory_plan(&post_ln, &small);
 
@@ -634,30 +649,30 @@ typedef struct options {
 } options;
 
 static void usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: roofline [options]\n"
-        "  --size LIST          OPT sizes, comma-separated, or all (default all: 125m 350m\n"
-        "                       1.3b 2.7b 6.7b 13b 30b 66b)\n"
-        "  --batch B            sequences per batch (default 16, MeZO's)\n"
-        "  --seq-len T          tokens per sequence (default 256)\n"
-        "  --targets-per-seq R  rows per sequence through zotune's LM head (default 1)\n"
-        "  --variants K         loss evaluations per step (default 2: MeZO)\n"
-        "  --dtype D            weight storage: bf16, f16 or f32 (default bf16)\n"
-        "  --optimizer O        mezo (no state), momentum (1 f32 copy), adamm (3)\n"
-        "  --activations A      zotune design activations: f32 (default, backend.h) or\n"
-        "                       storage (the weights' dtype)\n"
-        "  --gpu G              h100 (default), h100-pcie, h200, a100\n"
-        "  --peak-gbs X         override the HBM bandwidth, GB/s\n"
-        "  --peak-tflops X      override the tensor-core peak, TFLOP/s\n"
-        "  --rng-tinst X        lane instructions per second for the RNG roof, in T/s\n"
-        "                       (default FP32 peak / 2; 0 turns the RNG roof off)\n"
-        "  --memory-gb X        GPU memory to fit in (default the GPU's: 80, h200 141)\n"
-        "  --quick              the summary table only\n"
-        "  --json               one JSON document\n"
-        "  --self-check         check the formulas against docs/spec.md and the library; exit 1 on\n"
-        "                       a mismatch\n"
-        "  --help               this text\n");
+    fprintf(out,
+            "usage: roofline [options]\n"
+            "  --size LIST          OPT sizes, comma-separated, or all (default all: 125m 350m\n"
+            "                       1.3b 2.7b 6.7b 13b 30b 66b)\n"
+            "  --batch B            sequences per batch (default 16, MeZO's)\n"
+            "  --seq-len T          tokens per sequence (default 256)\n"
+            "  --targets-per-seq R  rows per sequence through zotune's LM head (default 1)\n"
+            "  --variants K         loss evaluations per step (default 2: MeZO)\n"
+            "  --dtype D            weight storage: bf16, f16 or f32 (default bf16)\n"
+            "  --optimizer O        mezo (no state), momentum (1 f32 copy), adamm (3)\n"
+            "  --activations A      zotune design activations: f32 (default, backend.h) or\n"
+            "                       storage (the weights' dtype)\n"
+            "  --gpu G              h100 (default), h100-pcie, h200, a100\n"
+            "  --peak-gbs X         override the HBM bandwidth, GB/s\n"
+            "  --peak-tflops X      override the tensor-core peak, TFLOP/s\n"
+            "  --rng-tinst X        lane instructions per second for the RNG roof, in T/s\n"
+            "                       (default FP32 peak / 2; 0 turns the RNG roof off)\n"
+            "  --memory-gb X        GPU memory to fit in (default the GPU's: 80, h200 141)\n"
+            "  --quick              the summary table only\n"
+            "  --json               one JSON document\n"
+            "  --self-check         check the formulas against docs/spec.md and the library; exit "
+            "1 on\n"
+            "                       a mismatch\n"
+            "  --help               this text\n");
 }
 
 static int parse_size_list(const char *text, options *o) {
@@ -793,6 +808,7 @@ int main(int argc, char **argv) {
     w.half_precision = o.dtype != ZT_F32;
     w.state_copies = o.state_copies;
     w.activation_bytes = o.storage_activations ? w.storage_bytes : sizeof(float);
+    w.head_chunk_rows = ZT_CUDA_HEAD_CHUNK_ROWS;
     machine m = machine_of(&o);
 
     size_result results[BENCH_OPT_N_SIZES];

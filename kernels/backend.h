@@ -256,6 +256,10 @@ struct zt_backend {
     /* How many times the host has waited for the device (CUDA: stream synchronisations); 0 on
      * the CPU, where nothing runs asynchronously. The tests count a step's waits with it. */
     unsigned long long n_host_waits;
+    /* Target rows the LM head sends through one linear + target_logprobs (models/sweep.c), so the
+     * rows of V logits the workspace holds; set by the constructor, at least 1. Each backend's
+     * choice trades re-reads of the head table against that buffer (docs/design.md §2.3). */
+    int head_chunk_rows;
 };
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not

@@ -40,6 +40,9 @@ static zt_status create_by_name(const char *name, int n_threads, zt_backend **ou
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out) {
     ZT_TRY(create_by_name(name, n_threads, out));
     zt_status status = zt_backend_check_ops((*out)->ops);
+    if (status == ZT_OK && (*out)->head_chunk_rows < 1)
+        status = zt_fail(ZT_ERR_INTERNAL, "backend '%s': head_chunk_rows %d (at least 1)",
+                         (*out)->ops->name, (*out)->head_chunk_rows);
     if (status != ZT_OK) {
         /* Without a destroy slot the half-made backend cannot be released: leaked, not crashed. */
         if ((*out)->ops != NULL && (*out)->ops->destroy != NULL) (*out)->ops->destroy(*out);

@@ -63,8 +63,7 @@ void zt_model_free(zt_model *model);
  * table, sizes and memory plans may be used): tensors stored in `dtype`, or when dtype is -1 in
  * the dtype config.json names (torch_dtype; float32 when it names none), placed as the loader
  * would place them, so weights_bytes and every plan equal those of the loaded checkpoint. */
-zt_status zt_model_open_config(const char *config_path, int dtype, zt_backend *be,
-                               zt_model **out);
+zt_status zt_model_open_config(const char *config_path, int dtype, zt_backend *be, zt_model **out);
 /* The content fingerprint (core/fingerprint.h) of dir's weights, as zt_model_load records it:
  * canonical names, dtypes and bytes in table order, whatever the sharding or name prefixes. */
 zt_status zt_model_fingerprint_dir(const char *dir, uint64_t *fingerprint);
@@ -142,8 +141,11 @@ typedef struct zt_memory_plan {
 /* Tokens (sequences x length) one forward may hold, all K variants' streams counted in int. */
 enum { ZT_MAX_TOKENS_PER_FORWARD = 1 << 24 };
 
-/* Rows of the tied LM head evaluated at once: bounds the logits scratch to this many x V. */
-enum { ZT_LM_HEAD_CHUNK_ROWS = 64 };
+/* Target rows the LM head evaluates at once out of `rows`: the backend's head_chunk_rows
+ * (backend.h), which bounds the workspace's logits buffer to this many x V. */
+static inline int zt_head_chunk_rows(const zt_backend *be, int rows) {
+    return rows < be->head_chunk_rows ? rows : be->head_chunk_rows;
+}
 
 /* The plan of a loaded model on its backend at a shape. */
 void zt_model_plan_memory(const zt_model *model, const zt_workspace_shape *shape,

@@ -222,8 +222,9 @@ zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
     float *logits = (float *)(base + L->logits);
     float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count;
     const int32_t *targets = (const int32_t *)(base + L->targets);
-    for (int r0 = 0; r0 < r_count; r0 += ZT_LM_HEAD_CHUNK_ROWS) {
-        int rows = r_count - r0 < ZT_LM_HEAD_CHUNK_ROWS ? r_count - r0 : ZT_LM_HEAD_CHUNK_ROWS;
+    const int chunk = zt_head_chunk_rows(m->be, r_count);
+    for (int r0 = 0; r0 < r_count; r0 += chunk) {
+        int rows = r_count - r0 < chunk ? r_count - r0 : chunk;
         ZT_TRY(op->linear(m->be, logits, head_in + (size_t)r0 * e, table, zt_model_weight(m, -1),
                           rows, e, vocab, 0));
         ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets + r0, rows, vocab));

@@ -43,7 +43,7 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     size_t n = (size_t)shape->max_batch * (size_t)shape->max_seq_len;
     size_t variants = (size_t)shape->max_variants, f = sizeof(float), i = sizeof(int32_t);
     size_t h = (size_t)m->dims.hidden_size;
-    size_t chunk = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
+    size_t chunk = n < (size_t)m->be->head_chunk_rows ? n : (size_t)m->be->head_chunk_rows;
     size_t layer_bytes[ZT_ARCH_MAX_BUFFERS] = {0}, head_bytes[ZT_ARCH_MAX_BUFFERS] = {0};
     m->arch->plan_buffers(m, n, layer_bytes, head_bytes);
     zt_workspace_layout L = {0};
@@ -101,7 +101,7 @@ size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_row
  * family's layers, then the tied head over at most a chunk of target rows. */
 static size_t backend_scratch(const zt_model *m, const zt_workspace_shape *shape) {
     int n = shape->max_batch * shape->max_seq_len;
-    int head_rows = n < ZT_LM_HEAD_CHUNK_ROWS ? n : ZT_LM_HEAD_CHUNK_ROWS;
+    int head_rows = zt_head_chunk_rows(m->be, n);
     size_t most = m->arch->scratch_bytes(m, shape);
     most = max_size(most, zt_plan_linear_scratch(m, m->lm_head, -1, head_rows,
                                                  m->dims.head_input_size, m->dims.vocab_size));

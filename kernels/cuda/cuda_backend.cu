@@ -234,6 +234,7 @@ static void release(zt_cuda_backend *cb) {
         (void)cudaFree(cb->lt_workspace);
         zt_mem_track_free(ZT_MEM_SCRATCH, ZT_CUDA_LT_WORKSPACE_BYTES);
     }
+    zt_cuda_logprob_release(cb);
     if (cb->lt) (void)cublasLtDestroy(cb->lt);
     if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     free(cb);
@@ -328,6 +329,7 @@ static zt_status init(zt_cuda_backend *cb) {
     ZT_CUBLAS_TRY(cublasLtCreate(&cb->lt));
     ZT_CUDA_TRY(cudaMalloc(&cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES));
     zt_mem_track_alloc(ZT_MEM_SCRATCH, ZT_CUDA_LT_WORKSPACE_BYTES);
+    ZT_TRY(zt_cuda_logprob_init(cb));
     void *slot = NULL;
     ZT_CUDA_TRY(cudaMalloc(&slot, kCudaFlagBytes));
     cb->index_error = static_cast<int *>(slot);
@@ -398,6 +400,7 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
              (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), driver_text, runtime_text);
     cb->base.ops = &cuda_ops;
     cb->base.impl = cb;
+    cb->base.head_chunk_rows = ZT_CUDA_HEAD_CHUNK_ROWS;
     zt_status status = init(cb);
     if (status != ZT_OK) {
         release(cb);

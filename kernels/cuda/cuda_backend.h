@@ -12,6 +12,17 @@ extern "C" { /* backend.h itself has no C++ guard */
  * tests lower it so that small layers take linear's chunked paths (several half-input chunks,
  * widened weight chunks) on the real library too. Takes effect for scratch plans made after it. */
 zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t floats);
+/* Target rows per LM-head chunk on CUDA (zt_backend.head_chunk_rows). Each chunk's GEMM reads the
+ * whole (V, e) head table again (77 MB for opt-125m in bf16): 64-row chunks read it 64 times for
+ * the 4096 target rows of an all-token batch, 1024-row chunks 4 times, and give the GEMM enough
+ * rows to be compute-bound and target_logprobs enough rows to fill the device. The price is the
+ * logits buffer, 1024 x 50272 x 4 B = 206 MB for OPT's vocabulary, small beside the device; past
+ * ~1024 rows the table reads are already a fraction of the logits' own traffic (written once,
+ * read once), so longer chunks would buy little for more memory. Lowered by the host executor so
+ * that its tests run several chunks. */
+#ifndef ZT_CUDA_HEAD_CHUNK_ROWS
+#define ZT_CUDA_HEAD_CHUNK_ROWS 1024
+#endif
 
 /* The backend's cudaStream_t (as void *), for benchmarks that time with CUDA events. */
 void *zt_cuda_backend_stream(zt_backend *be);

@@ -119,6 +119,7 @@ struct zt_vouched_indices {
 };
 /* A step uploads three index arrays (token ids, position rows, target rows) and the target ids. */
 constexpr int kMaxVouched = 8;
+struct zt_lse; /* a partial log-sum-exp (logprob.cu) */
 
 /* The backend's private state. `base` comes first so a zt_backend * is also this struct's. */
 struct zt_cuda_backend {
@@ -141,6 +142,9 @@ struct zt_cuda_backend {
     unsigned long long *pending_nonfinite;
     char description[384];      /* the device in words (describe, `zotune info --device cuda`) */
     size_t linear_chunk_floats; /* see ZT_CUDA_LINEAR_CHUNK_FLOATS */
+    int n_sms;                     /* the device's multiprocessors: target_logprobs' split */
+    zt_lse *logprob_partials;      /* device, logprob_slots: target_logprobs' split rows */
+    size_t logprob_slots;
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -173,6 +177,12 @@ int zt_cuda_indices_vouched(const zt_cuda_backend *cb, const int32_t *values, si
 /* A device scratch of at least n_floats (grown on demand, tracked as ZT_MEM_SCRATCH). Valid
  * until the next call; stream order keeps earlier users of the old buffer safe. */
 zt_status zt_cuda_scratch(zt_cuda_backend *cb, size_t n_floats, const char *op, float **out);
+
+/* target_logprobs' fixed partials buffer (logprob.cu), sized from the device's SM count:
+ * allocated (tracked as ZT_MEM_SCRATCH) by init, freed by release, which tolerates a failed or
+ * missing init. */
+zt_status zt_cuda_logprob_init(zt_cuda_backend *cb);
+void zt_cuda_logprob_release(zt_cuda_backend *cb);
 
 // ---- index validation (index_check.cu) ----
 

@@ -41,6 +41,12 @@
 #define ZT_CUDA_LT_WORKSPACE_BYTES 4096u
 /* Few blocks for perturb / update / z_sumsq, so that their grid-stride loops take several turns. */
 #define ZT_CUDA_ZO_MAX_BLOCKS 5u
+/* A short LM-head chunk, so that the fixtures' 21 target rows take two chunks (16 + 5). */
+#define ZT_CUDA_HEAD_CHUNK_ROWS 16
+/* target_logprobs aims at 264 blocks (132 SMs x 2) with slices of at least 64 columns, so that the
+ * fixtures' 504-word rows are split and a few hundred rows are not. */
+#define ZT_CUDA_LOGPROB_BLOCKS_PER_SM 2
+#define ZT_CUDA_LOGPROB_MIN_SLICE 64
 
 // ---- runtime and cuBLAS entry points, renamed before the headers declare them ----
 // The headers then declare exactly the cudaemu_* functions that cudaemu.cpp defines, with the

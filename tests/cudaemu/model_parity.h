@@ -3,9 +3,10 @@
  * K = 3 variants in one sweep (unperturbed, +eps z, -eps z: the perturbed tensors staged per
  * variant), under --gemm f32 and --gemm half. Under f32 every target's log-probability and logit
  * must agree within NMSE 1e-10: the kernels compose (staging, layer loop, attention, chunked LM
- * head) as the CPU's do. Under half the staging stores the stored half dtype and the GEMMs round
- * their activations as the CPU's half mode does; rounding turns f32 order noise into occasional
- * ulp flips, so there the bound is 10% of half mode's own effect (NMSE against f32).
+ * head) as the CPU's do, and again with the device's head in 5-row chunks. Under half the staging
+ * stores the stored half dtype and the GEMMs round their activations as the CPU's half mode does;
+ * rounding turns f32 order noise into occasional ulp flips, so there the bound is 10% of half
+ * mode's own effect (NMSE against f32).
  *
  * Under the executor z is bit-identical to the CPU's (host sinf/cosf); on a GPU it is within
  * __sincosf's bound, ~1e-6 on under 1% of elements, far below these bounds once scaled by eps. The
@@ -35,16 +36,15 @@
  * dtype) differs by the order of the effect itself. */
 #define HALF_FLIP_FRACTION 0.1
 
-
 typedef struct forward_out {
     float *logprobs; /* (K,R) */
     float *logits;   /* (K,R,V) */
-    size_t staging_bytes;
+    size_t staging_bytes, activation_bytes;
 } forward_out;
 
 static forward_out run(zt_backend *be, const char *dir, zt_gemm_precision gemm, const zt_batch *b,
                        const zt_variants *v) {
-    forward_out out = {NULL, NULL, 0};
+    forward_out out = {NULL, NULL, 0, 0};
     ZT_REQUIRE_OK(zt_backend_set_gemm_precision(be, gemm));
     zt_model *m = NULL;
     ZT_REQUIRE_OK(zt_model_load(dir, be, &m));
@@ -52,6 +52,7 @@ static forward_out run(zt_backend *be, const char *dir, zt_gemm_precision gemm, 
     zt_memory_plan plan;
     zt_model_plan_memory(m, &shape, &plan);
     out.staging_bytes = plan.staging_bytes;
+    out.activation_bytes = plan.activation_bytes;
     zt_workspace *ws = NULL;
     ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
     size_t k_r = (size_t)v->n_variants * b->n_targets;
@@ -92,10 +93,12 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
     const size_t k_r = (size_t)3 * targets.n;
 
     forward_out cpu_f32 = run(cpu, dir, ZT_GEMM_F32, &b, &v);
+    size_t own_activation_bytes = 0;
     for (int g = 0; g < 2; g++) {
         const zt_gemm_precision gemm = g ? ZT_GEMM_HALF : ZT_GEMM_F32;
         forward_out want = g ? run(cpu, dir, gemm, &b, &v) : cpu_f32;
         forward_out got = run(dut, dir, gemm, &b, &v);
+        if (!g) own_activation_bytes = got.activation_bytes;
         double lp = zt_nmse(got.logprobs, want.logprobs, k_r);
         double lg = zt_nmse(got.logits, want.logits, k_r * vocab);
         int finite = 1;
@@ -130,8 +133,8 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
             ZT_CHECK(2 * got.staging_bytes <= cpu_f32.staging_bytes + 128,
                      "%s half: staging %zu, f32 %zu", fixture, got.staging_bytes,
                      cpu_f32.staging_bytes);
-            ZT_CHECK(zt_nmse(got.logprobs, cpu_f32.logprobs, k_r) > 1e-14, "%s half: identical to f32",
-                     fixture);
+            ZT_CHECK(zt_nmse(got.logprobs, cpu_f32.logprobs, k_r) > 1e-14,
+                     "%s half: identical to f32", fixture);
         }
         if (g) {
             free(want.logprobs);
@@ -140,6 +143,29 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
         free(got.logprobs);
         free(got.logits);
     }
+    /* The device's head in chunks of 5 target rows, whatever its own chunk (1024 on a GPU, 16
+     * under the executor): 21 targets take 4 full chunks and a 1-row one, each target_logprobs
+     * call split differently, and nothing may move beyond f32 order noise. */
+    const int own_chunk = dut->head_chunk_rows;
+    dut->head_chunk_rows = 5;
+    forward_out chunked = run(dut, dir, ZT_GEMM_F32, &b, &v);
+    dut->head_chunk_rows = own_chunk;
+    double lp5 = zt_nmse(chunked.logprobs, cpu_f32.logprobs, k_r);
+    double lg5 = zt_nmse(chunked.logits, cpu_f32.logits, k_r * vocab);
+    printf("  %-13s gemm f32  head chunks of 5 rows: nmse logprobs %.2e logits %.2e\n", fixture,
+           lp5, lg5);
+    ZT_CHECK(lp5 <= NMSE_BOUND && lg5 <= NMSE_BOUND, "%s head chunks of 5: nmse %.3g / %.3g",
+             fixture, lp5, lg5);
+    /* The plan's logits buffer follows the chunk: min(B T, chunk) rows of V, give or take the
+     * 64-byte alignment of the buffers after it. */
+    const long long n_tokens = (long long)batch * seq_len;
+    const long long own_rows = n_tokens < own_chunk ? n_tokens : own_chunk;
+    const long long want_gap = (own_rows - (n_tokens < 5 ? n_tokens : 5)) * vocab * 4;
+    const long long gap = (long long)own_activation_bytes - (long long)chunked.activation_bytes;
+    ZT_CHECK(llabs(gap - want_gap) < 64, "%s: activations %zu at chunk %d, %zu at 5 (gap %lld)",
+             fixture, own_activation_bytes, own_chunk, chunked.activation_bytes, want_gap);
+    free(chunked.logprobs);
+    free(chunked.logits);
     free(cpu_f32.logprobs);
     free(cpu_f32.logits);
     zt_targets_free(&targets);

@@ -694,10 +694,82 @@ static void zt_parity_add(zt_backend *ref, zt_backend *dut, zt_prng *r) {
 // ---------------------------------------------------------------------------------------------
 // target_logprobs
 
+/* Logits that are not all finite. NEG_INF: every 5th logit but the target's is -inf, and row 0
+ * holds nothing else beside its target (log-probability 0). NONFINITE: rows cycle through six
+ * kinds (zt_logprob_poison), whose log-probabilities are NaN, -inf or finite alike on both
+ * backends. */
+enum { ZT_LOGPROB_FINITE = 0, ZT_LOGPROB_NEG_INF = 1, ZT_LOGPROB_NONFINITE = 2 };
+
 typedef struct zt_logprob_case {
     int n_rows, vocab;
     float scale; /* logits uniform in [-scale, scale); 0 = all equal */
+    int special; /* ZT_LOGPROB_* */
 } zt_logprob_case;
+
+/* Writes the case's -inf and NaN into logits (R,V), given the targets. */
+static void zt_logprob_poison(const zt_logprob_case *c, float *logits, const int32_t *targets) {
+    const int v = c->vocab;
+    for (int r = 0; r < c->n_rows; r++) {
+        float *x = logits + (size_t)r * v;
+        if (c->special == ZT_LOGPROB_NEG_INF) {
+            for (int j = 0; j < v; j++)
+                if (j != targets[r] && (r == 0 || j % 5 == 0)) x[j] = -INFINITY;
+            continue;
+        }
+        if (c->special != ZT_LOGPROB_NONFINITE) continue;
+        switch (r % 6) {
+        case 0: /* all -inf: NaN (log_softmax of nothing) */
+            for (int j = 0; j < v; j++)
+                x[j] = -INFINITY;
+            break;
+        case 1: /* one NaN near the end, in another slice than most of the row: NaN */
+            x[v - 2] = NAN;
+            break;
+        case 2: /* the target alone is -inf: -inf */
+            x[targets[r]] = -INFINITY;
+            break;
+        case 3: /* all -inf but one NaN mid-row: NaN */
+            for (int j = 0; j < v; j++)
+                x[j] = j == v / 2 ? NAN : -INFINITY;
+            break;
+        case 4: /* NaN first: NaN */
+            x[0] = NAN;
+            break;
+        default: /* finite, beside every 3rd logit -inf */
+            for (int j = 0; j < v; j++)
+                if (j != targets[r] && j % 3 == 0) x[j] = -INFINITY;
+            break;
+        }
+    }
+}
+
+/* got against want where some log-probabilities are not finite: the same NaN and infinities, row
+ * for row, and the finite rows within the NMSE bound. */
+static void zt_logprob_compare(const char *name, const float *got, const float *want, int n) {
+    float *got_finite = (float *)malloc((size_t)n * sizeof(float) + 1);
+    float *want_finite = (float *)malloc((size_t)n * sizeof(float) + 1);
+    int n_finite = 0, n_nan = 0, n_inf = 0;
+    for (int i = 0; i < n; i++) {
+        if (isnan(want[i])) {
+            n_nan++;
+            ZT_CHECK(isnan(got[i]), "target_logprobs %s: row %d is %g, the reference NaN", name, i,
+                     got[i]);
+        } else if (isinf(want[i])) {
+            n_inf++;
+            ZT_CHECK(got[i] == want[i], "target_logprobs %s: row %d is %g, the reference %g", name,
+                     i, got[i], want[i]);
+        } else {
+            got_finite[n_finite] = got[i];
+            want_finite[n_finite++] = want[i];
+        }
+    }
+    char finite_name[160];
+    snprintf(finite_name, sizeof finite_name, "%s (%d NaN, %d inf)", name, n_nan, n_inf);
+    zt_parity_compare("target_logprobs", finite_name, got_finite, want_finite, (size_t)n_finite,
+                      ZT_NMSE_LOGPROB);
+    free(got_finite);
+    free(want_finite);
+}
 
 static zt_status zt_run_logprob(zt_backend *be, const zt_logprob_case *c, const float *logits,
                                 const int32_t *targets, float *out, const char *name,
@@ -723,21 +795,34 @@ static zt_status zt_run_logprob(zt_backend *be, const zt_logprob_case *c, const 
     return s;
 }
 
+/* The CUDA backend splits each row over several blocks when the rows alone do not fill the device
+ * (kernels/cuda/logprob.cu), so the cases span one row to hundreds, vocabularies that no split
+ * size divides (odd, and not whole float4s), and rows with -inf and NaN. Under the host executor
+ * (132 SMs, 264 blocks aimed at, slices of 64 columns or more): R=1 V=50272 runs 262 splits,
+ * R=263 V=1000 two (526 partials of the 528 the backend holds), R=300 one. */
 static void zt_parity_logprob(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     static const zt_logprob_case cases[] = {
-        {1, 1, 1.0f},      {5, 7, 3.0f},     {33, 3000, 30.0f},
-        {9, 50272, 10.0f}, {4, 50272, 0.0f}, {2, 257, 80.0f},
+        {1, 1, 1.0f, ZT_LOGPROB_FINITE},         {5, 7, 3.0f, ZT_LOGPROB_FINITE},
+        {33, 3000, 30.0f, ZT_LOGPROB_FINITE},    {9, 50272, 10.0f, ZT_LOGPROB_FINITE},
+        {4, 50272, 0.0f, ZT_LOGPROB_FINITE},     {2, 257, 80.0f, ZT_LOGPROB_FINITE},
+        {1, 50272, 10.0f, ZT_LOGPROB_FINITE},    {37, 50271, 10.0f, ZT_LOGPROB_FINITE},
+        {16, 504, 10.0f, ZT_LOGPROB_FINITE},     {263, 1000, 10.0f, ZT_LOGPROB_FINITE},
+        {300, 130, 10.0f, ZT_LOGPROB_FINITE},    {7, 2001, 10.0f, ZT_LOGPROB_NEG_INF},
+        {12, 3001, 10.0f, ZT_LOGPROB_NONFINITE}, {12, 50272, 10.0f, ZT_LOGPROB_NONFINITE},
     };
+    static const char *const special_names[] = {"", ", -inf", ", -inf and NaN"};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const zt_logprob_case *c = &cases[ci];
         char name[96];
-        snprintf(name, sizeof name, "R=%d V=%d logits in +-%g", c->n_rows, c->vocab, c->scale);
+        snprintf(name, sizeof name, "R=%d V=%d logits in +-%g%s", c->n_rows, c->vocab, c->scale,
+                 special_names[c->special]);
         float *logits = zt_random_floats(r, (size_t)c->n_rows * c->vocab, c->scale, 0.0f);
         int32_t *targets = (int32_t *)malloc((size_t)c->n_rows * sizeof(int32_t));
         for (int i = 0; i < c->n_rows; i++)
             targets[i] = zt_prng_below(r, c->vocab);
         targets[0] = c->vocab - 1;
         if (c->n_rows > 1) targets[1] = 0;
+        zt_logprob_poison(c, logits, targets);
         /* NaN bytes: the op must write every row. */
         float *want = (float *)malloc((size_t)c->n_rows * sizeof(float));
         float *got = (float *)malloc((size_t)c->n_rows * sizeof(float));
@@ -748,11 +833,21 @@ static void zt_parity_logprob(zt_backend *ref, zt_backend *dut, zt_prng *r) {
         zt_status ds = zt_run_logprob(dut, c, logits, targets, got, name, dut_text);
         ZT_CHECK(rs == ZT_OK && ds == ZT_OK, "logprob %s: ref %s / dut %s", name, ref_text,
                  dut_text);
-        if (rs == ZT_OK && ds == ZT_OK)
+        if (rs == ZT_OK && ds == ZT_OK && c->special != ZT_LOGPROB_FINITE)
+            zt_logprob_compare(name, got, want, c->n_rows);
+        else if (rs == ZT_OK && ds == ZT_OK)
             zt_parity_compare("target_logprobs", name, got, want, (size_t)c->n_rows,
                               ZT_NMSE_LOGPROB);
         else
             zt_parity_case_failed("target_logprobs", ZT_NMSE_LOGPROB);
+        if (ds == ZT_OK) { /* a second call, blocks finishing in another order: the same bits */
+            float *again = (float *)malloc((size_t)c->n_rows * sizeof(float));
+            memset(again, 0xff, (size_t)c->n_rows * sizeof(float));
+            ds = zt_run_logprob(dut, c, logits, targets, again, name, dut_text);
+            ZT_CHECK(ds == ZT_OK && memcmp(again, got, (size_t)c->n_rows * sizeof(float)) == 0,
+                     "logprob %s: a second call gives other bits", name);
+            free(again);
+        }
         if (ci == 2) { /* a target outside the vocabulary: same error, logprob untouched */
             targets[2] = c->vocab;
             char bad_name[128];

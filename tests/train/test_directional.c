@@ -40,7 +40,6 @@ static double directional_derivative(const zt_model *m, const zt_safetensors *gr
     return total;
 }
 
-
 /* The fixture's LM loss as the engine's objective, every variant in one shadow sweep. */
 typedef struct lm_objective {
     zt_model *m;
@@ -67,8 +66,7 @@ static zt_status lm_evaluate(void *ctx, const zt_param_set *ps, const zt_variant
  * move by -lr (z . grad L) z. A coefficient off by any factor (dividing by eps instead of
  * 2 eps, say) fails both. */
 static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, const zt_targets *t,
-                              const zt_safetensors *grads, const uint8_t *smooth,
-                              float *logprobs) {
+                              const zt_safetensors *grads, const uint8_t *smooth, float *logprobs) {
     int fc2 = -1;
     for (int id = 0; id < m->n_tensors; id++)
         if (strcmp(m->tensors[id].name, "model.decoder.layers.1.fc2.weight") == 0) fc2 = id;
@@ -92,8 +90,8 @@ static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, 
     ZT_REQUIRE_OK(zt_zo_step(optimizer, &ps, &objective, 0, &engine, &rec));
     ZT_REQUIRE(rec.update.n_terms == 1, "a MeZO step has one term, got %d", rec.update.n_terms);
     /* the record names the step seed the run seed gives, and the directions that seed plans */
-    ZT_CHECK(rec.step_seed == zt_step_seed(engine.run_seed, 0), "step seed %llx, run seed gives %llx",
-             (unsigned long long)rec.step_seed,
+    ZT_CHECK(rec.step_seed == zt_step_seed(engine.run_seed, 0),
+             "step seed %llx, run seed gives %llx", (unsigned long long)rec.step_seed,
              (unsigned long long)zt_step_seed(engine.run_seed, 0));
     zt_optimizer *fresh = NULL;
     zt_step_plan replanned;
@@ -106,8 +104,8 @@ static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, 
     uint64_t seed = rec.update.terms[0].seed;
     double want = directional_derivative(m, grads, seed, smooth);
     double pg = rec.update.projected_grad;
-    ZT_CHECK(fabs(pg - want) <= 1e-2 * fabs(want), "engine step: projected gradient %.6g, z.grad L %.6g",
-             pg, want);
+    ZT_CHECK(fabs(pg - want) <= 1e-2 * fabs(want),
+             "engine step: projected gradient %.6g, z.grad L %.6g", pg, want);
     /* theta_1 - theta_0 = -lr * pg * z, computed in f32: compare with the autograd prediction */
     const float *after = (const float *)((char *)m->weights + w->offset);
     double worst = 0.0, scale = 0.0;
@@ -127,14 +125,14 @@ static void check_engine_step(zt_model *m, zt_workspace *ws, const zt_batch *b, 
     free(before);
 }
 
-/* The head evaluates at most ZT_LM_HEAD_CHUNK_ROWS target rows at a time: the fixture's batch
- * repeated four times (4R > the chunk) must give every copy of a target the log-probability
+/* The head evaluates at most the backend's head_chunk_rows target rows at a time: the fixture's
+ * batch repeated four times (4R > the chunk) must give every copy of a target the log-probability
  * the plain batch gives it, to f32 rounding. */
 static void check_head_chunks(zt_model *m, const zt_batch *b, const float *plain) {
     enum { COPIES = 4 };
     int n = b->batch * b->seq_len, r = b->n_targets;
-    ZT_REQUIRE(COPIES * r > ZT_LM_HEAD_CHUNK_ROWS, "%d targets do not span two head chunks",
-               COPIES * r);
+    ZT_REQUIRE(COPIES * r > m->be->head_chunk_rows, "%d targets do not span two head chunks of %d",
+               COPIES * r, m->be->head_chunk_rows);
     int32_t *ids = malloc((size_t)COPIES * n * sizeof *ids), *mask = malloc((size_t)COPIES * n * 4);
     int32_t *rows = malloc((size_t)COPIES * r * 4), *targets = malloc((size_t)COPIES * r * 4);
     for (int c = 0; c < COPIES; c++) {
@@ -284,11 +282,15 @@ int main(void) {
     }
     ZT_REQUIRE_OK(zt_model_forward(m, ws, &b, NULL, logprobs, NULL));
     size_t differ = 0;
-    for (int r = 0; r < t.n; r++) differ += memcmp(&staged[r], &logprobs[r], sizeof(float)) != 0;
-    ZT_CHECK(differ == 0, "%zu of %d log-probabilities differ between shadow staging and "
-             "materialised weights", differ, t.n);
-    printf("shadow-staged theta + eps z vs materialised weights: %d log-probabilities, %zu differ\n",
-           t.n, differ);
+    for (int r = 0; r < t.n; r++)
+        differ += memcmp(&staged[r], &logprobs[r], sizeof(float)) != 0;
+    ZT_CHECK(differ == 0,
+             "%zu of %d log-probabilities differ between shadow staging and "
+             "materialised weights",
+             differ, t.n);
+    printf(
+        "shadow-staged theta + eps z vs materialised weights: %d log-probabilities, %zu differ\n",
+        t.n, differ);
     free(staged);
     free(logprobs);
     free(ids);
