@@ -151,10 +151,11 @@ typedef struct bench_gpu_peaks {
     double memory_gb;   /* HBM capacity */
 } bench_gpu_peaks;
 
-enum { BENCH_N_GPUS = 4 };
+enum { BENCH_N_GPUS = 5 };
 
 /* Ordered so that the first match wins: "H100 PCIe" before the SXM part, whose runtime name is
- * "NVIDIA H100 80GB HBM3". Bandwidth, tensor, TF32 and FP32 peaks from NVIDIA's
+ * "NVIDIA H100 80GB HBM3", and the A100 40 GB ("NVIDIA A100-SXM4-40GB") before the 80 GB one.
+ * Bandwidth, tensor, TF32 and FP32 peaks from NVIDIA's
  * datasheets (H100 PCIe: FP32 51, TF32 378); H200 is the H100 SXM die with
  * HBM3e. */
 static inline const bench_gpu_peaks *bench_gpu_table(void) {
@@ -162,6 +163,7 @@ static inline const bench_gpu_peaks *bench_gpu_table(void) {
         {"h100-pcie", {"H100", "PCIe"}, "H100 PCIe (HBM2e)", 2000.0, 756.0, 378.0, 51.0, 80.0},
         {"h100", {"H100", ""}, "H100 SXM5 (HBM3)", 3350.0, 989.0, 495.0, 67.0, 80.0},
         {"h200", {"H200", ""}, "H200 SXM (HBM3e)", 4800.0, 989.0, 495.0, 67.0, 141.0},
+        {"a100-40gb", {"A100", "40GB"}, "A100 40GB SXM4 (HBM2)", 1555.0, 312.0, 156.0, 19.5, 40.0},
         {"a100", {"A100", ""}, "A100 80GB SXM4 (HBM2e)", 2039.0, 312.0, 156.0, 19.5, 80.0},
     };
     return gpus;

@@ -208,6 +208,10 @@ static zt_status add_indices(bench_context *ctx, op_case *c, size_t n, int modul
     for (size_t i = 0; i < n; i++)
         host[i] = uniform ? (int32_t)(splitmix64(&state) % (uint64_t)modulo) : modulo;
     zt_status s = add_buffer(ctx, c, n * sizeof *host, ZT_MEM_ACTIVATIONS, host, out);
+    /* As the model does with a batch's indices (models/sweep.c): the op then skips its device
+     * check, whose wait for the device would otherwise sit inside the timed window. */
+    if (s == ZT_OK && ctx->be->ops->vouch_indices)
+        ctx->be->ops->vouch_indices(ctx->be, *out, n, uniform ? modulo : modulo + 1);
     free(host);
     return s;
 }
@@ -326,10 +330,13 @@ static int family_cases(op_family family, const options *o, const zt_backend *be
             c.label = inplace ? "inplace" : "shadow";
             c.inplace = inplace;
             c.n_elems = (size_t)h * (size_t)f;
-            /* shadow: read the master (s), write an f32 copy (4); inplace: read and write the
-             * master (2s). 125m fc1 (2.36 M elements), bf16: 14.2 MB / 9.4 MB. The Philox
-             * and Box-Muller work is integer and transcendental: not counted as FLOPs. */
-            c.bytes = inplace ? 2.0 * s * (double)c.n_elems : (s + fl) * (double)c.n_elems;
+            /* shadow: read the master (s), write the staged copy in the backend's stage dtype
+             * (f32, or the storage dtype under --gemm half: zt_backend_stage_dtype); inplace:
+             * read and write the master (2s). 125m fc1 (2.36 M elements), bf16 into f32: 14.2
+             * MB; in place 9.4 MB. The Philox and Box-Muller work is integer and
+             * transcendental: not counted as FLOPs. */
+            const double staged = (double)zt_dtype_size(zt_backend_stage_dtype(be, o->dtype));
+            c.bytes = inplace ? 2.0 * s * (double)c.n_elems : (s + staged) * (double)c.n_elems;
             c.flops = 0.0;
             snprintf(c.shape_text, sizeof c.shape_text, "%zu (fc1 %dx%d)", c.n_elems, f, h);
             out[count++] = c;
@@ -400,7 +407,8 @@ static zt_status setup_case(bench_context *ctx, op_case *c) {
     case OP_PERTURB:
         ZT_TRY(add_random(ctx, c, c->n_elems, w, 0.02f, ZT_MEM_WEIGHTS, &p));
         if (c->inplace) return ZT_OK;
-        return add_buffer(ctx, c, c->n_elems * sizeof(float), ZT_MEM_SCRATCH, NULL, &p);
+        return add_buffer(ctx, c, c->n_elems * zt_dtype_size(zt_backend_stage_dtype(ctx->be, w)),
+                          ZT_MEM_SCRATCH, NULL, &p);
     case OP_UPDATE:
         return add_random(ctx, c, c->n_elems, w, 0.02f, ZT_MEM_WEIGHTS, &p);
     case N_FAMILIES:
@@ -444,8 +452,8 @@ static zt_status run_case(bench_context *ctx, const op_case *c) {
         zt_direction plus_eps = {PERTURB_SEED, PERTURB_EPS};
         zt_perturbation p = {&plus_eps, 1, ZT_DIST_GAUSSIAN, 1.0f};
         void *dst = c->inplace ? b[0] : b[1];
-        return op->perturb(be, dst, c->inplace ? w : ZT_F32, weight_of(b[0], w), PERTURB_TENSOR_ID,
-                           0, c->n_elems, &p);
+        return op->perturb(be, dst, c->inplace ? w : zt_backend_stage_dtype(be, w),
+                           weight_of(b[0], w), PERTURB_TENSOR_ID, 0, c->n_elems, &p);
     }
     case OP_UPDATE: {
         zt_direction grad = {PERTURB_SEED, UPDATE_COEFF};

@@ -661,7 +661,7 @@ static void usage(FILE *out) {
             "  --optimizer O        mezo (no state), momentum (1 f32 copy), adamm (3)\n"
             "  --activations A      zotune design activations: f32 (default, backend.h) or\n"
             "                       storage (the weights' dtype)\n"
-            "  --gpu G              h100 (default), h100-pcie, h200, a100\n"
+            "  --gpu G              h100 (default), h100-pcie, h200, a100, a100-40gb\n"
             "  --peak-gbs X         override the HBM bandwidth, GB/s\n"
             "  --peak-tflops X      override the tensor-core peak, TFLOP/s\n"
             "  --rng-tinst X        lane instructions per second for the RNG roof, in T/s\n"
