@@ -37,11 +37,14 @@
  *     word; a GPU issues one instruction per lane per clock, i.e. FP32 peak / 2 (an FMA is 2
  *     FLOPs). An estimate from instruction counts, not a measurement: --rng-tinst 0 drops it.
  *   - Optimizer state (momentum / AdaMM) is f32 and read + written by the update. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cJSON.h>
 
 #include "backend.h"
 #include "bench_common.h"
@@ -354,6 +357,178 @@ static void mezo_step(const model_dims *d, const workload *w, const machine *m, 
     mem->total = mem->weights + mem->staging + mem->activations;
 }
 
+/* ---- today's step at the rates the kernels reached ---- */
+
+/* What bench_ops measured on one shape (`bench_ops --backend cuda --json`), as the rate each
+ * phase of the step runs at. The phases then cost their bytes or FLOPs at these rates instead of
+ * the peaks: the step the kernels of that build should take, to compare with a timed `zotune
+ * train` (tools/gpu-check.sh prints both). A phase without a measured kernel keeps its roofline
+ * time. */
+typedef struct measured_rates {
+    char shape[32]; /* "opt-125m" */
+    char source[192];
+    double staging_bytes_per_s;   /* perturb, shadow */
+    double gemm_flops_per_s;      /* linear qkv x 4 (q, k, v, out), fc1, fc2, by time */
+    double attention_flops_per_s; /* attention, causal */
+    double norm_bytes_per_s;      /* layernorm: also the residual adds and the rounding pass */
+    double head_flops_per_s;      /* linear lm_head */
+    double logprob_bytes_per_s;   /* logprobs, chunk */
+    double update_bytes_per_s;    /* update, sgd */
+} measured_rates;
+
+enum { MAX_MEASURED = BENCH_OPT_N_SIZES };
+
+static const cJSON *result_case(const cJSON *results, const char *op, const char *label) {
+    const cJSON *r;
+    cJSON_ArrayForEach(r, results) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(r, "op");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "case");
+        if (cJSON_IsString(o) && cJSON_IsString(c) && strcmp(o->valuestring, op) == 0 &&
+            strcmp(c->valuestring, label) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static double number_of(const cJSON *item, const char *key) {
+    const cJSON *v = item ? cJSON_GetObjectItemCaseSensitive(item, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
+/* `key` ("bytes" or "flops") per second of one bench_ops case; 0 when it is missing. */
+static double case_rate(const cJSON *results, const char *op, const char *label, const char *key) {
+    const cJSON *r = result_case(results, op, label);
+    double amount = number_of(r, key), ms = number_of(r, "ms");
+    return ms > 0.0 ? amount / (1e-3 * ms) : 0.0;
+}
+
+/* One bench_ops document into rates; 0 and a message on stderr when it is not one. */
+static int rates_of(const cJSON *doc, const char *path, measured_rates *out) {
+    memset(out, 0, sizeof *out);
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(doc, "shape");
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(doc, "results");
+    if (!cJSON_IsString(shape) || !cJSON_IsArray(results)) {
+        fprintf(stderr, "%s: --measured %s: not a bench_ops --json document (no shape/results)\n",
+                PROG, path);
+        return 0;
+    }
+    snprintf(out->shape, sizeof out->shape, "%s", shape->valuestring);
+    const cJSON *device = cJSON_GetObjectItemCaseSensitive(doc, "device");
+    snprintf(out->source, sizeof out->source, "%s (%s)", path,
+             cJSON_IsString(device) ? device->valuestring : "unknown device");
+    out->staging_bytes_per_s = case_rate(results, "perturb", "shadow", "bytes");
+    const char *gemms[3] = {"qkv", "fc1", "fc2"};
+    const double count[3] = {4.0, 1.0, 1.0};
+    double flops = 0.0, seconds = 0.0;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *r = result_case(results, "linear", gemms[i]);
+        flops += count[i] * number_of(r, "flops");
+        seconds += count[i] * 1e-3 * number_of(r, "ms");
+    }
+    out->gemm_flops_per_s = seconds > 0.0 ? flops / seconds : 0.0;
+    out->attention_flops_per_s = case_rate(results, "attention", "causal", "flops");
+    out->norm_bytes_per_s = case_rate(results, "layernorm", "rows", "bytes");
+    out->head_flops_per_s = case_rate(results, "linear", "lm_head", "flops");
+    out->logprob_bytes_per_s = case_rate(results, "logprobs", "chunk", "bytes");
+    out->update_bytes_per_s = case_rate(results, "update", "sgd", "bytes");
+    return 1;
+}
+
+/* The whole of a file, NUL-terminated; NULL (message on stderr) when it cannot be read. */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: --measured %s: %s\n", PROG, path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t size = 0, used = 0, got;
+    do {
+        if (used + 4097 > size) {
+            size = size ? 2 * size : 65536;
+            char *grown = realloc(text, size);
+            if (!grown) {
+                free(text);
+                fclose(f);
+                fprintf(stderr, "%s: --measured %s: out of memory\n", PROG, path);
+                return NULL;
+            }
+            text = grown;
+        }
+        got = fread(text + used, 1, 4096, f);
+        used += got;
+    } while (got > 0);
+    fclose(f);
+    text[used] = '\0';
+    return text;
+}
+
+/* Reads a bench_ops --json file, or a tools/gpu-check.sh result (whose "bench_ops" holds one such
+ * document per size), appending to rates. Returns 1, or 0 after a message on stderr. */
+static int load_measured(const char *path, measured_rates *rates, int *n_rates) {
+    char *text = read_text(path);
+    if (!text) return 0;
+    /* bench_ops may print notes before its document: parse from the first line opening one */
+    const char *start = text[0] == '{' ? text : strstr(text, "\n{");
+    cJSON *doc = start ? cJSON_Parse(start[0] == '{' ? start : start + 1) : NULL;
+    free(text);
+    if (!doc) {
+        fprintf(stderr, "%s: --measured %s: no JSON document in it\n", PROG, path);
+        return 0;
+    }
+    int ok = 1;
+    const cJSON *per_size = cJSON_GetObjectItemCaseSensitive(doc, "bench_ops");
+    if (cJSON_IsObject(per_size)) {
+        const cJSON *entry;
+        cJSON_ArrayForEach(entry, per_size) {
+            if (!cJSON_IsObject(entry)) continue; /* a size whose bench failed */
+            if (*n_rates == MAX_MEASURED || !rates_of(entry, path, &rates[*n_rates])) {
+                ok = 0;
+                break;
+            }
+            ++*n_rates;
+        }
+    } else if (*n_rates < MAX_MEASURED && rates_of(doc, path, &rates[*n_rates])) {
+        ++*n_rates;
+    } else {
+        ok = 0;
+    }
+    cJSON_Delete(doc);
+    return ok;
+}
+
+/* Today's scheme with each phase at its measured rate. */
+static void measured_step(const estimate *today, const model_dims *d, const workload *w,
+                          const measured_rates *r, estimate *out) {
+    *out = *today;
+    out->scheme = "zotune today at measured kernel rates";
+    out->ms = out->ms_without_rng = 0.0;
+    for (int i = 0; i < out->n_phases; i++) {
+        phase *p = &out->phases[i];
+        double ms = p->ms;
+        if (strcmp(p->name, "staging") == 0 && r->staging_bytes_per_s > 0)
+            ms = 1e3 * p->bytes / r->staging_bytes_per_s;
+        else if (strcmp(p->name, "GEMMs") == 0 && r->gemm_flops_per_s > 0)
+            ms = 1e3 * p->flops / r->gemm_flops_per_s;
+        else if (strcmp(p->name, "attention") == 0 && r->attention_flops_per_s > 0)
+            ms = 1e3 * p->flops / r->attention_flops_per_s;
+        else if ((strcmp(p->name, "norms+adds") == 0 || strcmp(p->name, "act->half") == 0) &&
+                 r->norm_bytes_per_s > 0)
+            ms = 1e3 * p->bytes / r->norm_bytes_per_s;
+        else if (strcmp(p->name, "LM head") == 0 && r->head_flops_per_s > 0 &&
+                 r->logprob_bytes_per_s > 0) {
+            /* the GEMM at its rate, then target_logprobs reading the K x R x V f32 logits */
+            double logits = w->variants * w->target_rows * d->vocab * sizeof(float);
+            ms = 1e3 * (p->flops / r->head_flops_per_s + logits / r->logprob_bytes_per_s);
+        } else if (strcmp(p->name, "update") == 0 && r->update_bytes_per_s > 0)
+            ms = 1e3 * p->bytes / r->update_bytes_per_s;
+        p->mem_ms = p->math_ms = p->rng_ms = 0.0;
+        p->ms = ms;
+        out->ms += ms;
+        out->ms_without_rng += ms;
+    }
+}
+
 /* ---- one size ---- */
 
 enum { SCHEME_DESIGN, SCHEME_TODAY, SCHEME_F32, SCHEME_MEZO_FUSED, SCHEME_MEZO_EAGER, N_SCHEMES };
@@ -362,12 +537,15 @@ typedef struct size_result {
     model_dims dims;
     double params;
     estimate schemes[N_SCHEMES];
+    estimate measured; /* valid when rates != NULL */
+    const measured_rates *rates;
 } size_result;
 
 static void estimate_size(const model_dims *d, const workload *w, const machine *m,
-                          size_result *out) {
+                          const measured_rates *rates, size_result *out) {
     out->dims = *d;
     out->params = parameter_count(d);
+    out->rates = rates;
     /* Half-precision storage computes on tensor cores; f32 storage on FP32 cores (no TF32). */
     double design_flops = w->half_precision ? m->tensor_flops_per_s : m->f32_flops_per_s;
     zotune_step(d, w, m, w->storage_bytes, w->activation_bytes, design_flops, 0,
@@ -380,6 +558,7 @@ static void estimate_size(const model_dims *d, const workload *w, const machine 
               &out->schemes[SCHEME_MEZO_FUSED]);
     mezo_step(d, w, m, 1, design_flops, "MeZO in place (eager PyTorch)",
               &out->schemes[SCHEME_MEZO_EAGER]);
+    if (rates) measured_step(&out->schemes[SCHEME_TODAY], d, w, rates, &out->measured);
 }
 
 /* ---- output ---- */
@@ -421,6 +600,14 @@ static void print_size(const size_result *r, const workload *w, const machine *m
                    bench_gb(e->memory.total));
         }
     }
+    if (r->rates) {
+        const estimate *e = &r->measured;
+        printf("  today at the kernel rates bench_ops measured (%s): %.3f ms =", r->rates->source,
+               e->ms);
+        for (int i = 0; i < e->n_phases; i++)
+            printf("%s %s %.3f", i ? " +" : "", e->phases[i].name, e->phases[i].ms);
+        printf("\n");
+    }
     const estimate *ours = &r->schemes[SCHEME_DESIGN], *mezo = &r->schemes[SCHEME_MEZO_FUSED];
     printf("  weight traffic: design %.2f GB, MeZO fused %.2f GB (%.2fx); all traffic: %.2f vs "
            "%.2f GB (%.2fx)\n",
@@ -449,6 +636,9 @@ static void print_summary(const size_result *results, int n, const machine *m) {
                e[SCHEME_DESIGN].memory.total <= m->memory_bytes ? "ok" : "XX",
                bench_gb(e[SCHEME_MEZO_FUSED].memory.total),
                e[SCHEME_MEZO_FUSED].memory.total <= m->memory_bytes ? "ok" : "XX");
+        if (r->rates)
+            printf("%-6s %15s today at measured kernel rates: %.2f ms (%.1fx the design)\n", "", "",
+                   r->measured.ms, r->measured.ms / e[SCHEME_DESIGN].ms);
     }
     printf("(design: staged copies in the storage dtype + tensor-core GEMMs; today: the design + "
            "a rounding pass per linear\n (--gemm half, the cuda default); f32: f32 staged copies + "
@@ -491,7 +681,12 @@ static void print_json(const size_result *results, int n, const workload *w, con
             if (k) printf(",");
             print_json_estimate(&results[i].schemes[k]);
         }
-        printf("]}");
+        printf("]");
+        if (results[i].rates) {
+            printf(",\"measured\":");
+            print_json_estimate(&results[i].measured);
+        }
+        printf("}");
     }
     printf("]}\n");
 }
@@ -630,6 +825,44 @@ static int self_check(void) {
     check_memory_plan(&pre_ln, &small);
     check_memory_plan(&post_ln, &small);
 
+    /* 4. --measured: a bench_ops document (notes before it, as bench_ops prints them) read back
+     *    into rates, and each phase costed at its rate: staging 989,319,168 B at 1e12 B/s =
+     *    0.989 ms; GEMMs (4 qkv + fc1 + fc2, here all at 2e14 FLOP/s) 1.3916e12 FLOP = 6.958 ms;
+     *    attention 3.8806e10 FLOP at 1e13 = 3.881 ms. */
+    char path[] = "/tmp/roofline-self-check-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        check_count++, check_failures++;
+        fprintf(stderr, "%s: self-check: cannot write %s\n", PROG, path);
+    } else {
+        fprintf(f, "load average 0.1\n{\"shape\":\"opt-125m\",\"device\":\"test\",\"results\":["
+                   "{\"op\":\"perturb\",\"case\":\"shadow\",\"ms\":2,\"bytes\":2e9},"
+                   "{\"op\":\"linear\",\"case\":\"qkv\",\"ms\":1,\"flops\":2e11},"
+                   "{\"op\":\"linear\",\"case\":\"fc1\",\"ms\":4,\"flops\":8e11},"
+                   "{\"op\":\"linear\",\"case\":\"fc2\",\"ms\":4,\"flops\":8e11},"
+                   "{\"op\":\"attention\",\"case\":\"causal\",\"ms\":1,\"flops\":1e10}]}\n");
+        fclose(f);
+        measured_rates rates[MAX_MEASURED];
+        int n_rates = 0;
+        int loaded = load_measured(path, rates, &n_rates);
+        remove(path);
+        check_equal("--measured documents read", loaded ? n_rates : -1, 1);
+        if (loaded && n_rates == 1) {
+            zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 0, "check", &e);
+            estimate at_rates;
+            measured_step(&e, &opt125m, &w, &rates[0], &at_rates);
+            check_near("staging at 1e12 B/s (us)", 1e3 * at_rates.phases[0].ms, 989.319168, 1e-3);
+            check_near("GEMMs at 2e14 FLOP/s (us)", 1e3 * at_rates.phases[1].ms,
+                       1e6 * 2.0 * 695784701952.0 / 2e14, 1e-3);
+            check_near("attention at 1e13 FLOP/s (us)", 1e3 * at_rates.phases[2].ms,
+                       1e6 * 2.0 * 19402850304.0 / 1e13, 1e-3);
+            /* no update case in the document: the update keeps its roofline time */
+            check_near("update without a measured rate (us)", 1e3 * at_rates.phases[5].ms,
+                       1e3 * e.phases[5].ms, 1e-6);
+        }
+    }
+
     printf("%s: self-check: %d of %d checks passed\n", PROG, check_count - check_failures,
            check_count);
     return check_failures ? 1 : 0;
@@ -646,6 +879,8 @@ typedef struct options {
     const bench_gpu_peaks *gpu;
     double peak_gbs, peak_tflops, rng_tinst, memory_gb; /* < 0: from the GPU table */
     int quick, json, self_check;
+    measured_rates measured[MAX_MEASURED]; /* --measured, one per shape */
+    int n_measured;
 } options;
 
 static void usage(FILE *out) {
@@ -667,6 +902,9 @@ static void usage(FILE *out) {
             "  --rng-tinst X        lane instructions per second for the RNG roof, in T/s\n"
             "                       (default FP32 peak / 2; 0 turns the RNG roof off)\n"
             "  --memory-gb X        GPU memory to fit in (default the GPU's: 80, h200 141)\n"
+            "  --measured FILE      bench_ops --json output (or a tools/gpu-check.sh result):\n"
+            "                       also cost today's step at the rates its kernels reached\n"
+            "                       on that shape (repeatable)\n"
             "  --quick              the summary table only\n"
             "  --json               one JSON document\n"
             "  --self-check         check the formulas against docs/spec.md and the library; exit "
@@ -743,6 +981,7 @@ static int parse_value(options *o, const char *flag, const char *value) {
         return bench_parse_double(PROG, flag, value, 0.0, &o->rng_tinst);
     if (strcmp(flag, "--memory-gb") == 0)
         return bench_parse_double(PROG, flag, value, 1e-9, &o->memory_gb);
+    if (strcmp(flag, "--measured") == 0) return load_measured(value, o->measured, &o->n_measured);
     fprintf(stderr, "%s: unknown option '%s' (see --help)\n", PROG, flag);
     return 0;
 }
@@ -816,7 +1055,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < BENCH_OPT_N_SIZES; i++) {
         if (!o.sizes[i]) continue;
         model_dims d = dims_of(&bench_opt_sizes()[i]);
-        estimate_size(&d, &w, &m, &results[n++]);
+        const measured_rates *rates = NULL;
+        char shape[40];
+        snprintf(shape, sizeof shape, "opt-%s", d.name);
+        for (int j = 0; j < o.n_measured; j++)
+            if (strcmp(o.measured[j].shape, shape) == 0) rates = &o.measured[j];
+        estimate_size(&d, &w, &m, rates, &results[n++]);
     }
     if (o.json) {
         print_json(results, n, &w, &m, o.dtype);

@@ -71,9 +71,13 @@ def main():
         .read().splitlines()[-25:] if os.path.exists(os.path.join(a.logs, "gpu_suite.log")) else [],
         "bench_ops": {}, "train": {}, "roofline": {},
     }
-    roof = first_json(os.path.join(a.logs, "roofline.log")) or {}
-    for entry in roof.get("sizes", []):
-        doc["roofline"][entry["size"]] = {s["scheme"]: s["ms"] for s in entry["schemes"]}
+    for task, log in (("train", "roofline.log"), ("train_lm", "roofline_lm.log")):
+        roof = first_json(os.path.join(a.logs, log)) or {}
+        for entry in roof.get("sizes", []):
+            ms = {s["scheme"]: s["ms"] for s in entry["schemes"]}
+            if "measured" in entry:
+                ms[entry["measured"]["scheme"]] = entry["measured"]["ms"]
+            doc["roofline"][f"{task}_{entry['size']}"] = ms
     for size in a.sizes.split():
         doc["bench_ops"][size] = first_json(os.path.join(a.logs, f"bench_ops_{size}.log"))
         for task in ("train", "train_lm"):
@@ -101,9 +105,8 @@ def main():
                   f"{t.get('ms_per_step_from_step', '?')}..{t.get('steps', '?')}, loss "
                   f"{t.get('first_loss', '?')} -> {t.get('last_loss', '?')}, peak "
                   f"{t.get('peak_tracked_bytes', '?')} B")
-        roof_ms = doc["roofline"].get(f"opt-{size}", {})
-        print(f"  roofline opt-{size} (1 target/seq): "
-              + ", ".join(f"{k}: {v:.2f} ms" for k, v in roof_ms.items()))
+            roof_ms = doc["roofline"].get(f"{task}_opt-{size}", {})
+            print(f"    roofline: " + ", ".join(f"{k}: {v:.2f} ms" for k, v in roof_ms.items()))
 
 
 if __name__ == "__main__":
