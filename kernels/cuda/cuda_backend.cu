@@ -335,6 +335,7 @@ static zt_status init(zt_cuda_backend *cb) {
     cb->index_error = static_cast<int *>(slot);
     cb->nonfinite = reinterpret_cast<unsigned long long *>(static_cast<char *>(slot) + 8);
     zt_mem_track_alloc(ZT_MEM_SCRATCH, kCudaFlagBytes);
+    ZT_TRY(zt_cuda_attention_setup(cb));
     return ZT_OK;
 }
 

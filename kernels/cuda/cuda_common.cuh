@@ -110,6 +110,8 @@ struct zt_lt_algo_entry {
     cublasLtMatmulAlgo_t algo;
 };
 constexpr int kLtAlgoCacheSize = 64;
+/* attention.cu's kernel instances, one slot each in zt_cuda_backend::attention_max_shared. */
+constexpr int kAttentionKernelSlots = 16;
 
 /* A device index array the caller checked on the host: its values lie in [0, limit). */
 struct zt_vouched_indices {
@@ -145,6 +147,8 @@ struct zt_cuda_backend {
     int n_sms;                     /* the device's multiprocessors: target_logprobs' split */
     zt_lse *logprob_partials;      /* device, logprob_slots: target_logprobs' split rows */
     size_t logprob_slots;
+    size_t attention_max_shared[kAttentionKernelSlots]; /* dynamic shared bytes each attention
+                                                           kernel may launch with (create) */
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -204,6 +208,9 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, const float *in, zt_weight 
 zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const float *k,
                             const float *v, const int32_t *key_mask, int batch, int seq_len,
                             int n_heads, int head_dim, float q_scale);
+/* Opts every attention kernel into the most dynamic shared memory the device allows it and
+ * records the limits; create calls it once. */
+zt_status zt_cuda_attention_setup(zt_cuda_backend *cb);
 zt_status zt_cuda_attention_cached(zt_backend *be, float *out, const float *q, const float *k,
                                    const float *v, float *k_cache, float *v_cache,
                                    const int32_t *key_mask, int batch, int n_new, int capacity,

@@ -766,12 +766,32 @@ static worker_pool &pool() {
 struct stream_registry {
     std::mutex lock;
     std::set<cudaStream_t> streams;
-    std::map<const void *, size_t> shared_limit; /* cudaFuncAttributeMaxDynamicSharedMemorySize */
+    std::map<const void *, size_t> shared_limit;  /* cudaFuncAttributeMaxDynamicSharedMemorySize */
+    std::map<const void *, size_t> static_shared; /* declare_static_shared */
 };
 
 static stream_registry &streams() {
     static stream_registry *r = new stream_registry;
     return *r;
+}
+
+/* The function's static shared memory and its dynamic limit; r.lock held. */
+static size_t static_shared_of(stream_registry &r, const void *function) {
+    auto it = r.static_shared.find(function);
+    return it == r.static_shared.end() ? 0 : it->second;
+}
+
+static size_t dynamic_limit_of(stream_registry &r, const void *function) {
+    auto it = r.shared_limit.find(function);
+    if (it != r.shared_limit.end()) return it->second;
+    const size_t fixed = static_shared_of(r, function);
+    return fixed < kDefaultSharedLimit ? kDefaultSharedLimit - fixed : 0;
+}
+
+void declare_static_shared(const void *function, size_t n_bytes) {
+    stream_registry &r = streams();
+    std::lock_guard<std::mutex> guard(r.lock);
+    r.static_shared[function] = n_bytes;
 }
 
 static bool valid_stream(cudaStream_t s);
@@ -806,18 +826,19 @@ void run_grid(const launch_spec &spec, void (*body)(void *), void *context) {
                          spec.kernel, g.x, g.y, g.z, b.x, b.y, b.z));
         return;
     }
-    size_t limit = kDefaultSharedLimit;
+    size_t limit, fixed;
     {
         stream_registry &r = streams();
         std::lock_guard<std::mutex> guard(r.lock);
-        auto it = r.shared_limit.find(spec.function);
-        if (it != r.shared_limit.end()) limit = it->second;
+        limit = dynamic_limit_of(r, spec.function);
+        fixed = static_shared_of(r, spec.function);
     }
     if (spec.shared_bytes > limit) {
         set_error(cudaErrorInvalidValue,
                   format("cudaemu: launch of %s: %zu bytes of dynamic shared memory exceed the "
-                         "kernel's limit of %zu (cudaFuncSetAttribute raises it)",
-                         spec.kernel, spec.shared_bytes, limit));
+                         "kernel's limit of %zu (beside %zu static; cudaFuncSetAttribute raises "
+                         "it)",
+                         spec.kernel, spec.shared_bytes, limit, fixed));
         return;
     }
     if (!valid_stream(spec.stream)) {
@@ -1136,16 +1157,33 @@ const char *cudaemu_cudaGetErrorString(cudaError_t error) {
 cudaError_t cudaemu_cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
     if (func == nullptr) return cudaErrorInvalidValue;
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
-    if (value < 0 || (size_t)value > kOptInSharedLimit) {
-        set_error(cudaErrorInvalidValue,
-                  format("cudaemu: cudaFuncSetAttribute: %d bytes of dynamic shared memory "
-                         "exceed the device's %zu",
-                         value, kOptInSharedLimit));
-        return cudaErrorInvalidValue;
-    }
     stream_registry &r = streams();
     std::lock_guard<std::mutex> guard(r.lock);
+    const size_t fixed = static_shared_of(r, func);
+    if (value < 0 || (size_t)value + fixed > kOptInSharedLimit) {
+        set_error(cudaErrorInvalidValue,
+                  format("cudaemu: cudaFuncSetAttribute: %d bytes of dynamic shared memory and "
+                         "%zu static exceed the device's %zu",
+                         value, fixed, kOptInSharedLimit));
+        return cudaErrorInvalidValue;
+    }
     r.shared_limit[func] = (size_t)value;
+    return cudaSuccess;
+}
+
+/* What a kernel's attributes say of shared memory (the rest is what an sm_90 build would give a
+ * small kernel: no registers or local memory are modelled). */
+cudaError_t cudaemu_cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func) {
+    if (attr == nullptr || func == nullptr) return cudaErrorInvalidValue;
+    memset(attr, 0, sizeof *attr);
+    stream_registry &r = streams();
+    std::lock_guard<std::mutex> guard(r.lock);
+    attr->sharedSizeBytes = static_shared_of(r, func);
+    attr->maxDynamicSharedSizeBytes = (int)dynamic_limit_of(r, func);
+    attr->maxThreadsPerBlock = (int)kMaxBlockThreads;
+    attr->ptxVersion = 90;
+    attr->binaryVersion = 90;
+    attr->preferredShmemCarveout = -1;
     return cudaSuccess;
 }
 

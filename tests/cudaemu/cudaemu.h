@@ -76,6 +76,7 @@
 #define cudaGetErrorString cudaemu_cudaGetErrorString
 #define cudaGetErrorName cudaemu_cudaGetErrorName
 #define cudaFuncSetAttribute cudaemu_cudaFuncSetAttribute
+#define cudaFuncGetAttributes cudaemu_cudaFuncGetAttributes
 #define cublasLtCreate cudaemu_cublasLtCreate
 #define cublasLtDestroy cudaemu_cublasLtDestroy
 #define cublasLtMatmulDescCreate cudaemu_cublasLtMatmulDescCreate
@@ -141,6 +142,12 @@ unsigned char *dynamic_shared(size_t *n_bytes);
 /* "" when the n_bytes at p lie in one cudaMalloc'd block, else what they are (host memory, or a
  * range overrunning a block): for the emulated libraries' operand checks. */
 std::string outside_device(const void *p, size_t n_bytes);
+/* The static shared memory of a kernel. __shared__ variables are host thread_locals here, so the
+ * executor cannot size them; a kernel counts as having none unless a test states its size with
+ * this. The runtime's rules then count it: a launch may use 48 KB less the static part of dynamic
+ * shared memory, or what cudaFuncSetAttribute raised that to, which is at most the opt-in limit
+ * less the static part; cudaFuncGetAttributes reports both. */
+void declare_static_shared(const void *function, size_t n_bytes);
 /* Whether s is the default stream or one created and not yet destroyed. */
 bool stream_is_valid(cudaStream_t s);
 /* Fails the running launch with a message (naming kernel, block and thread); does not return. */

@@ -331,14 +331,15 @@ static void zt_parity_linear(zt_backend *ref, zt_backend *dut, zt_prng *r) {
 
 typedef enum zt_pad {
     ZT_PAD_NONE,
-    ZT_PAD_LEFT,  /* the first T/3 keys are padding */
-    ZT_PAD_RIGHT, /* the last T/3 keys are padding */
-    ZT_PAD_FULL,  /* every key is padding: the whole output is zeros */
-    ZT_PAD_HOLES, /* random holes, and non-zero mask values other than 1 */
+    ZT_PAD_LEFT,   /* the first T/3 keys are padding */
+    ZT_PAD_RIGHT,  /* the last T/3 keys are padding */
+    ZT_PAD_FULL,   /* every key is padding: the whole output is zeros */
+    ZT_PAD_HOLES,  /* random holes, and non-zero mask values other than 1 */
+    ZT_PAD_MIDDLE, /* keys T/3 .. 2T/3 - 1 are padding: from T = 192, whole 64-key tiles */
 } zt_pad;
 
 static const char *zt_pad_name(zt_pad p) {
-    static const char *names[] = {"none", "left", "right", "full", "holes"};
+    static const char *names[] = {"none", "left", "right", "full", "holes", "middle"};
     return names[p];
 }
 
@@ -354,6 +355,8 @@ static int zt_pad_keep(zt_prng *r, int pad, int j, int length) {
         return 0;
     case ZT_PAD_HOLES:
         return zt_prng_below(r, 4) != 0 ? 1 + (int)zt_prng_below(r, 7) : 0;
+    case ZT_PAD_MIDDLE:
+        return j < length / 3 || j >= 2 * length / 3;
     }
     return 1;
 }
@@ -361,30 +364,43 @@ static int zt_pad_keep(zt_prng *r, int pad, int j, int length) {
 typedef struct zt_attention_case {
     int batch, seq_len, n_heads, head_dim;
     zt_pad pads[3]; /* padding of sequence b is pads[b % 3] */
+    int shift;      /* q, k, v and out start this many floats into their buffers (1: not 16-byte
+                       aligned, which the CUDA backend's tiled kernel needs) */
 } zt_attention_case;
+
+/* n floats of x after `shift` zeros (a copy to free). */
+static float *zt_shifted_copy(const float *x, size_t n, size_t shift) {
+    float *copy = (float *)calloc(n + shift, sizeof(float));
+    if (x) memcpy(copy + shift, x, n * sizeof(float));
+    return copy;
+}
 
 static zt_status zt_run_attention(zt_backend *be, const zt_attention_case *c, const float *q,
                                   const float *k, const float *v, const int32_t *mask, float *out,
                                   const char *name) {
     const size_t n = (size_t)c->batch * c->seq_len * c->n_heads * c->head_dim;
+    const size_t shift = (size_t)c->shift, bytes = (n + shift) * sizeof(float);
+    float *q_at = zt_shifted_copy(q, n, shift), *k_at = zt_shifted_copy(k, n, shift);
+    float *v_at = zt_shifted_copy(v, n, shift), *out_at = zt_shifted_copy(NULL, n, shift);
     zt_pbuf b_out = {0}, b_q = {0}, b_k = {0}, b_v = {0}, b_mask = {0};
     zt_status s = ZT_ERR_INTERNAL;
-    int ok = zt_pbuf_make(be, &b_out, NULL, n * sizeof(float), "out") &&
-             zt_pbuf_make(be, &b_q, q, n * sizeof(float), "q") &&
-             zt_pbuf_make(be, &b_k, k, n * sizeof(float), "k") &&
-             zt_pbuf_make(be, &b_v, v, n * sizeof(float), "v") &&
+    int ok = zt_pbuf_make(be, &b_out, NULL, bytes, "out") &&
+             zt_pbuf_make(be, &b_q, q_at, bytes, "q") && zt_pbuf_make(be, &b_k, k_at, bytes, "k") &&
+             zt_pbuf_make(be, &b_v, v_at, bytes, "v") &&
              zt_pbuf_make(be, &b_mask, mask, (size_t)c->batch * c->seq_len * sizeof(int32_t),
                           "key_mask");
     if (ok) {
-        s = be->ops->attention(be, (float *)zt_pbuf_ptr(&b_out), (const float *)zt_pbuf_ptr(&b_q),
-                               (const float *)zt_pbuf_ptr(&b_k), (const float *)zt_pbuf_ptr(&b_v),
-                               (const int32_t *)zt_pbuf_ptr(&b_mask), c->batch, c->seq_len,
-                               c->n_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim));
+        s = be->ops->attention(
+            be, (float *)zt_pbuf_ptr(&b_out) + shift, (const float *)zt_pbuf_ptr(&b_q) + shift,
+            (const float *)zt_pbuf_ptr(&b_k) + shift, (const float *)zt_pbuf_ptr(&b_v) + shift,
+            (const int32_t *)zt_pbuf_ptr(&b_mask), c->batch, c->seq_len, c->n_heads, c->head_dim,
+            1.0f / sqrtf((float)c->head_dim));
         ZT_CHECK(s == ZT_OK, "%s attention %s: %s", be->ops->name, name, zt_last_error());
-        zt_pbuf_fetch(&b_out, out, name);
-        zt_pbuf_check_input(&b_q, q, name);
-        zt_pbuf_check_input(&b_k, k, name);
-        zt_pbuf_check_input(&b_v, v, name);
+        zt_pbuf_fetch(&b_out, out_at, name);
+        memcpy(out, out_at + shift, n * sizeof(float));
+        zt_pbuf_check_input(&b_q, q_at, name);
+        zt_pbuf_check_input(&b_k, k_at, name);
+        zt_pbuf_check_input(&b_v, v_at, name);
         zt_pbuf_check_input(&b_mask, mask, name);
     }
     zt_pbuf_free(&b_out);
@@ -392,26 +408,62 @@ static zt_status zt_run_attention(zt_backend *be, const zt_attention_case *c, co
     zt_pbuf_free(&b_k);
     zt_pbuf_free(&b_v);
     zt_pbuf_free(&b_mask);
+    free(q_at);
+    free(k_at);
+    free(v_at);
+    free(out_at);
     return s;
 }
 
 static void zt_parity_attention(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    /* The CUDA backend's kernels (attention.cu): tiled for D % 4 == 0 up to 128 with instances
+     * for D = 64, 80, 128 and any D up to 64 or 128 (S = D + 4 or D + 8 per D / 4 even or odd),
+     * the general one for the rest, for D = 147 .. 153 (shared memory near 48 KB) and for
+     * misaligned buffers. T below, at, off and well past the 64-query / 64-key tiles; key tiles
+     * without an admissible key (left, middle, full padding) and queries without any (left,
+     * full, holes). */
     static const zt_attention_case cases[] = {
-        {1, 1, 1, 1, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}},
-        {2, 37, 3, 24, {ZT_PAD_NONE, ZT_PAD_LEFT, ZT_PAD_NONE}},
-        {3, 100, 2, 64, {ZT_PAD_NONE, ZT_PAD_RIGHT, ZT_PAD_FULL}},
-        {1, 130, 2, 80, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}},
-        {1, 65, 1, 128, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}},
-        {2, 33, 1, 256, {ZT_PAD_LEFT, ZT_PAD_HOLES, ZT_PAD_NONE}}, /* > 48 KiB shared memory */
-        {2, 17, 5, 7, {ZT_PAD_RIGHT, ZT_PAD_LEFT, ZT_PAD_NONE}},
+        {1, 1, 1, 1, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {2, 37, 3, 24, {ZT_PAD_NONE, ZT_PAD_LEFT, ZT_PAD_NONE}, 0},
+        {3, 100, 2, 64, {ZT_PAD_NONE, ZT_PAD_RIGHT, ZT_PAD_FULL}, 0},
+        {1, 130, 2, 80, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 65, 1, 128, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {2, 33, 1, 256, {ZT_PAD_LEFT, ZT_PAD_HOLES, ZT_PAD_NONE}, 0}, /* > 48 KiB shared memory */
+        {2, 17, 5, 7, {ZT_PAD_RIGHT, ZT_PAD_LEFT, ZT_PAD_NONE}, 0},
+        /* tiled, D = 64: one exact tile, T < a tile, long with holes and whole padded tiles */
+        {1, 64, 2, 64, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {2, 5, 3, 64, {ZT_PAD_HOLES, ZT_PAD_LEFT, ZT_PAD_NONE}, 0},
+        {3, 333, 1, 64, {ZT_PAD_LEFT, ZT_PAD_MIDDLE, ZT_PAD_HOLES}, 0},
+        {1, 600, 2, 64, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        /* tiled, D = 80 and 128 (two column chunks) */
+        {2, 300, 1, 80, {ZT_PAD_MIDDLE, ZT_PAD_HOLES, ZT_PAD_NONE}, 0},
+        {2, 200, 2, 128, {ZT_PAD_HOLES, ZT_PAD_RIGHT, ZT_PAD_NONE}, 0},
+        /* tiled, any D up to 64: D / 4 odd and even, a single float4 */
+        {2, 45, 2, 36, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 150, 3, 60, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 20, 2, 4, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        /* tiled, any D in 65 .. 128 */
+        {2, 129, 2, 96, {ZT_PAD_LEFT, ZT_PAD_HOLES, ZT_PAD_NONE}, 0},
+        {1, 70, 3, 100, {ZT_PAD_RIGHT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 400, 1, 124, {ZT_PAD_MIDDLE, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        /* general: D % 4 == 0 past 128, misaligned buffers, and D = 147 .. 153 */
+        {1, 100, 2, 132, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {2, 90, 2, 64, {ZT_PAD_LEFT, ZT_PAD_HOLES, ZT_PAD_NONE}, 1},
+        {1, 40, 1, 147, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 40, 1, 148, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 40, 1, 149, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 40, 1, 150, {ZT_PAD_RIGHT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 40, 1, 151, {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 40, 1, 152, {ZT_PAD_LEFT, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
+        {1, 40, 1, 153, {ZT_PAD_HOLES, ZT_PAD_NONE, ZT_PAD_NONE}, 0},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const zt_attention_case *c = &cases[ci];
         char name[128];
-        snprintf(name, sizeof name, "B=%d T=%d H=%d D=%d pad=%s/%s/%s", c->batch, c->seq_len,
+        snprintf(name, sizeof name, "B=%d T=%d H=%d D=%d pad=%s/%s/%s%s", c->batch, c->seq_len,
                  c->n_heads, c->head_dim, zt_pad_name(c->pads[0]),
                  c->batch > 1 ? zt_pad_name(c->pads[1]) : "-",
-                 c->batch > 2 ? zt_pad_name(c->pads[2]) : "-");
+                 c->batch > 2 ? zt_pad_name(c->pads[2]) : "-", c->shift ? " +4B" : "");
         const int T = c->seq_len;
         const size_t n = (size_t)c->batch * T * c->n_heads * c->head_dim;
         float *q = zt_random_floats(r, n, 2.0f, 0.0f);
@@ -605,7 +657,8 @@ static void zt_parity_attention_cached(zt_backend *ref, zt_backend *dut, zt_prng
                                              c->n_new,
                                              c->n_heads,
                                              c->head_dim,
-                                             {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE}};
+                                             {ZT_PAD_NONE, ZT_PAD_NONE, ZT_PAD_NONE},
+                                             0};
             int32_t *mask_t = (int32_t *)malloc((size_t)c->batch * c->n_new * sizeof(int32_t));
             for (int b = 0; b < c->batch; b++)
                 memcpy(mask_t + (size_t)b * c->n_new, mask + (size_t)b * cap,

@@ -40,6 +40,18 @@ static __global__ void neighbour_k(float *out, int n) {
     out[blockIdx.x * n + threadIdx.x] = buffer[(threadIdx.x + 1) % n];
 }
 
+/* neighbour_k with static shared memory beside the dynamic (2,176 bytes, as attention.cu's general
+ * kernel declares), so that the limits must count both. */
+static __global__ void static_neighbour_k(float *out, int n) {
+    __shared__ float fixed[544];
+    float *buffer = zt_dynamic_shared<float>();
+    fixed[threadIdx.x] = 1.0f;
+    buffer[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    out[blockIdx.x * n + threadIdx.x] =
+        buffer[(threadIdx.x + 1) % n] * fixed[(threadIdx.x + 1) % n];
+}
+
 /* Every shuffle flavour; results per thread: [xor 1, xor 16, down 3 (width 8), up 2 (width 8),
  * idx 5 (width 16), ballot(odd), all(lane < 64), any(lane == 7), warp sum]. */
 static __global__ void shuffle_k(int *out) {
@@ -220,6 +232,37 @@ static void check_failures() {
              "opt-in to 64 KiB");
     ZT_LAUNCH_KERNEL(neighbour_k, 1, 64, 64 * 1024, nullptr, reinterpret_cast<float *>(out), 64);
     ZT_CHECK(cudaGetLastError() == cudaSuccess, "64 KiB after the opt-in");
+
+    /* The runtime's rules with static shared memory: 48 KiB less the static part without an
+     * opt-in, and the opt-in limit less the static part at most. */
+    const void *both = reinterpret_cast<const void *>(static_neighbour_k);
+    const size_t fixed = 2176;
+    cudaemu::declare_static_shared(both, fixed);
+    cudaFuncAttributes attr;
+    ZT_CHECK(cudaFuncGetAttributes(&attr, both) == cudaSuccess && attr.sharedSizeBytes == fixed &&
+                 attr.maxDynamicSharedSizeBytes == (int)(48 * 1024 - fixed),
+             "attributes: %zu static, %d dynamic", attr.sharedSizeBytes,
+             attr.maxDynamicSharedSizeBytes);
+    ZT_LAUNCH_KERNEL(static_neighbour_k, 1, 64, 47 * 1024, nullptr, reinterpret_cast<float *>(out),
+                     64);
+    ZT_CHECK(launch_failed("2176 static"), "47 KiB beside 2,176 static bytes needs an opt-in");
+    int optin = 0;
+    ZT_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) ==
+                 cudaSuccess,
+             "the opt-in limit");
+    ZT_CHECK(cudaFuncSetAttribute(both, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) ==
+                 cudaErrorInvalidValue,
+             "an opt-in to the whole limit leaves no room for the static part");
+    (void)cudaGetLastError();
+    ZT_CHECK(cudaFuncSetAttribute(both, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  optin - (int)fixed) == cudaSuccess,
+             "opt-in to the limit less the static part");
+    ZT_CHECK(cudaFuncGetAttributes(&attr, both) == cudaSuccess &&
+                 attr.maxDynamicSharedSizeBytes == optin - (int)fixed,
+             "attributes after the opt-in: %d dynamic", attr.maxDynamicSharedSizeBytes);
+    ZT_LAUNCH_KERNEL(static_neighbour_k, 1, 64, 47 * 1024, nullptr, reinterpret_cast<float *>(out),
+                     64);
+    ZT_CHECK(cudaGetLastError() == cudaSuccess, "47 KiB beside the static part after the opt-in");
 
     ZT_LAUNCH_KERNEL(overrun_k, 2, 64, 0, nullptr, out, 64);
     ZT_CHECK(launch_failed("0 bytes past the end of a 256-byte device block"),
