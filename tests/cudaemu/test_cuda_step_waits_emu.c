@@ -20,30 +20,11 @@
 #include "zo/engine.h"
 #include "zo/optimizer.h"
 #include "zt_test.h"
+#include "../train/lm_objective.h"
 
 enum { BATCH = 3, SEQ_LEN = 12, STEPS = 3 };
 /* The losses' download and the update's non-finite count. */
 static const unsigned long long WAITS_PER_STEP = 2;
-
-typedef struct lm_objective {
-    zt_model *m;
-    zt_workspace *ws;
-    const zt_batch *b;
-    const zt_targets *t;
-    const uint8_t *perturbed;
-    float *logprobs; /* (K,R) */
-} lm_objective;
-
-static zt_status lm_evaluate(void *ctx, const zt_param_set *ps, const zt_variant_set *vs,
-                             double *losses) {
-    (void)ps;
-    lm_objective *o = ctx;
-    zt_variants v = {vs->n_variants, vs->variant, o->perturbed};
-    ZT_TRY(zt_model_forward(o->m, o->ws, o->b, &v, o->logprobs, NULL));
-    for (int k = 0; k < vs->n_variants; k++)
-        zt_lm_loss(o->logprobs + (size_t)k * o->t->n, o->t, o->b->batch, NULL, NULL, &losses[k]);
-    return ZT_OK;
-}
 
 /* STEPS MeZO steps on the fixture model with every tensor trainable and the loss on every
  * token; projected_grad[s] and waits[s] per step. The first sequence is left-padded. */

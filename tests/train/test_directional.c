@@ -20,6 +20,7 @@
 #include "zo/engine.h"
 #include "train_util.h"
 #include "zt_test.h"
+#include "lm_objective.h"
 
 static double directional_derivative(const zt_model *m, const zt_safetensors *grads, uint64_t seed,
                                      const uint8_t *subset) {
@@ -38,27 +39,6 @@ static double directional_derivative(const zt_model *m, const zt_safetensors *gr
         }
     }
     return total;
-}
-
-/* The fixture's LM loss as the engine's objective, every variant in one shadow sweep. */
-typedef struct lm_objective {
-    zt_model *m;
-    zt_workspace *ws;
-    const zt_batch *b;
-    const zt_targets *t;
-    const uint8_t *perturbed;
-    float *logprobs; /* (K,R) */
-} lm_objective;
-
-static zt_status lm_evaluate(void *ctx, const zt_param_set *ps, const zt_variant_set *vs,
-                             double *losses) {
-    (void)ps;
-    lm_objective *o = ctx;
-    zt_variants v = {vs->n_variants, vs->variant, o->perturbed};
-    ZT_TRY(zt_model_forward(o->m, o->ws, o->b, &v, o->logprobs, NULL));
-    for (int k = 0; k < vs->n_variants; k++)
-        zt_lm_loss(o->logprobs + (size_t)k * o->t->n, o->t, o->b->batch, NULL, NULL, &losses[k]);
-    return ZT_OK;
 }
 
 /* One MeZO step through the whole engine (policy, shadow objective, update) on the smooth
