@@ -32,10 +32,14 @@
  *     computes logits for all N = B*T rows.
  *   - zotune's attention is causal and flash-style (T(T+1)/2 query-key pairs, no T x T matrix);
  *     HF's eager attention computes the full T x T scores and writes them to memory.
- *   - RNG: ~43 lane instructions per z element (Philox4x32-10 ~15 per 32-bit word, Box-Muller
- *     ~20 per normal, the axpy with its loads and conversions ~8) and ~15 per stochastic-rounding
- *     word; a GPU issues one instruction per lane per clock, i.e. FP32 peak / 2 (an FMA is 2
- *     FLOPs). An estimate from instruction counts, not a measurement: --rng-tinst 0 drops it.
+ *   - RNG: 49.4 lane instructions per z element and 27.9 more per stochastic-rounding word,
+ *     counted in the SASS of the built kernels by bench/sass_count.py (sm_90, nvcc 13.0, one
+ *     term, Gaussian z): 49.4 is perturb f16 -> f16, the staging under --gemm half (Philox
+ *     ~11 per element, Box-Muller ~25, loads, conversions, the add and the loop ~13); 27.9 is
+ *     what update f16 with SR (SGD) issues beyond that (the SR words' Philox, the rounding, the
+ *     update's own arithmetic), so that z + SR word is the update's measured 77.3. A GPU issues
+ *     one instruction per lane per clock, i.e. FP32 peak / 2 (an FMA is 2 FLOPs). Instruction
+ *     counts, not timings: --rng-tinst 0 drops the roof.
  *   - Optimizer state (momentum / AdaMM) is f32 and read + written by the update. */
 #include <errno.h>
 #include <math.h>
@@ -59,9 +63,10 @@ enum {
     BUFFER_ALIGN = 64,   /* the workspace aligns every buffer (opt_forward.c) */
 };
 
-/* Lane instructions per element (see the assumptions above). */
-static const double RNG_INSTR_PER_Z = 43.0;
-static const double RNG_INSTR_PER_SR_WORD = 15.0;
+/* Lane instructions per element (see the assumptions above), measured by bench/sass_count.py:
+ * perturb f16 -> f16 Gaussian, and update f16 SR SGD Gaussian minus that. */
+static const double RNG_INSTR_PER_Z = 49.4;
+static const double RNG_INSTR_PER_SR_WORD = 27.9;
 
 /* ---- inputs ---- */
 

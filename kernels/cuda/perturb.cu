@@ -2,9 +2,13 @@
  * stored in dst's dtype (docs/design.md §2). Also the perturbation checks and the term
  * preparation that update.cu shares (z_terms.cuh).
  *
- * One thread per Philox block: the four elements 4*block .. 4*block+3 of the full tensor share
- * one Philox call per term, exactly as the CPU backend walks them, and every element's value is a
- * function of its index in the full tensor alone, never of the thread that computes it. */
+ * Work is cut along Philox blocks: the four elements 4*block .. 4*block+3 of the full tensor
+ * share one Philox call per term, exactly as the CPU backend walks them, and every element's
+ * value is a function of its index in the full tensor alone, never of the thread that computes
+ * it. One kernel per (src dtype, dst dtype, distribution), so the hot loop carries no dtype or
+ * distribution branch; each thread takes two whole blocks per turn (sharing the term fetches and
+ * the Philox key schedule) with one vector access per block, and the at most two blocks the
+ * slice cuts go through the element-wise path. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,10 @@ zt_status zt_cuda_z_terms_prepare(zt_cuda_backend *cb, const char *op, const zt_
     memset(out, 0, sizeof *out);
     out->n_terms = p->n_terms;
     out->dist = p->dist;
+    if (p->n_terms > 0) {
+        out->first_rounds = zt_round_keys_of(zt_tensor_key(p->terms[0].seed, tensor_id));
+        out->first_scale = p->terms[0].coeff * p->z_scale;
+    }
     if (p->n_terms <= kInlineZTerms) {
         for (int i = 0; i < p->n_terms; i++) {
             out->keys[i] = zt_tensor_key(p->terms[i].seed, tensor_id);
@@ -61,29 +69,143 @@ zt_status zt_cuda_z_terms_prepare(zt_cuda_backend *cb, const char *op, const zt_
 
 // ---- kernel ----
 
-/* Blocks first_block .. first_block + n_blocks - 1 of the full tensor cover the slice
- * [elem_offset, slice_end); the first and last may hang over it, and only their lanes inside it
- * are read and written. dst may be src (same dtype): each element is read, then written, by the
- * one thread that owns its block. */
-static __global__ void zt_perturb_k(void *dst, zt_dtype dst_dtype,       /* (n) */
-                                    const void *src, zt_dtype src_dtype, /* (n) */
-                                    uint64_t elem_offset, uint64_t slice_end, uint64_t first_block,
-                                    uint64_t n_blocks, zt_cuda_z_terms terms) {
+/* The lanes of one block that lie in the slice, element by element in common/dtype.h's
+ * conversions: the blocks the slice cuts, and every block of a slice not aligned for block
+ * access. */
+template <zt_dtype SRC, zt_dtype DST, zt_dist DIST, bool TERMS>
+__device__ __forceinline__ void zt_perturb_lanes(void *dst,       /* (n) */
+                                                 const void *src, /* (n) */
+                                                 const zt_block_span &s, uint64_t block,
+                                                 const zt_cuda_z_terms &terms) {
+    zt_f32x4 g[1] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    if (TERMS) {
+        const uint64_t blocks[1] = {block};
+        zt_cuda_z_sum_blocks<DIST, 1>(terms, blocks, g);
+    }
+    unsigned lane_begin, lane_end;
+    zt_block_lanes(s, block, lane_begin, lane_end);
+    for (unsigned lane = lane_begin; lane < lane_end; lane++) {
+        const size_t j = (size_t)(block * 4 + lane - s.elem_offset);
+        const float value = zt_load_f32(src, SRC, j);
+        /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
+        const float perturbed = TERMS ? __fadd_rn(value, zt_f32x4_lane(g[0], lane)) : value;
+        zt_store_rne(dst, DST, j, perturbed);
+    }
+}
+
+/* K whole blocks, blocks[k] read at src[k] and written at dst[k], each with one vector access.
+ * All reads come first, so their latency hides behind the Philox work; dst may be src, each
+ * block being read, then written, by this thread alone. */
+template <zt_dtype SRC, zt_dtype DST, zt_dist DIST, bool TERMS, int K>
+__device__ __forceinline__ void zt_perturb_whole(char *const (&dst)[K],       /* (4) each */
+                                                 const char *const (&src)[K], /* (4) each */
+                                                 const uint64_t (&blocks)[K],
+                                                 const zt_cuda_z_terms &terms) {
+    zt_f32x4 v[K];
+    for (int k = 0; k < K; k++)
+        v[k] = zt_load_block4<SRC>(src[k], 0);
+    if (TERMS) {
+        zt_f32x4 g[K];
+        zt_cuda_z_sum_blocks<DIST, K>(terms, blocks, g);
+        for (int k = 0; k < K; k++)
+            v[k] = zt_add4(v[k], g[k]);
+    }
+    for (int k = 0; k < K; k++)
+        zt_store_block4_rne<DST>(dst[k], 0, v[k]);
+}
+
+template <zt_dtype SRC, zt_dtype DST, zt_dist DIST, bool TERMS>
+__device__ __forceinline__ void zt_perturb_run(void *dst,       /* (n) */
+                                               const void *src, /* (n) */
+                                               const zt_block_span &s, int aligned,
+                                               const zt_cuda_z_terms &terms) {
+    const uint64_t thread = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
-    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
-        const uint64_t block = first_block + b;
-        const zt_f32x4 sum = terms.n_terms > 0 ? zt_cuda_z_sum_block4(terms, block)
-                                               : zt_f32x4{0.0f, 0.0f, 0.0f, 0.0f};
-        const uint64_t lane_begin = block * 4 < elem_offset ? elem_offset - block * 4 : 0;
-        const uint64_t lane_end = block * 4 + 4 > slice_end ? slice_end - block * 4 : 4;
-        for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
-            const size_t j = (size_t)(block * 4 + lane - elem_offset);
-            const float value = zt_load_f32(src, src_dtype, j);
-            /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
-            const float perturbed =
-                terms.n_terms > 0 ? __fadd_rn(value, zt_f32x4_lane(sum, (unsigned)lane)) : value;
-            zt_store_rne(dst, dst_dtype, j, perturbed);
-        }
+    if (!aligned) {
+        const uint64_t last = (s.slice_end - 1) / 4;
+        for (uint64_t b = s.elem_offset / 4 + thread; b <= last; b += stride)
+            zt_perturb_lanes<SRC, DST, DIST, TERMS>(dst, src, s, b, terms);
+        return;
+    }
+    /* Selected, not indexed by thread: an indexed kernel argument would go through local
+     * memory. */
+    if (thread < (uint64_t)s.n_edges)
+        zt_perturb_lanes<SRC, DST, DIST, TERMS>(dst, src, s, thread == 0 ? s.edge[0] : s.edge[1],
+                                                terms);
+    /* Blocks b and b + stride per turn, so that each of the two accesses is contiguous across a
+     * warp; the pointers advance with b rather than being recomputed from it. */
+    constexpr uint64_t src_bytes = 4 * zt_dtype_bytes<SRC>(), dst_bytes = 4 * zt_dtype_bytes<DST>();
+    uint64_t b = s.full_begin + thread;
+    const char *src_b =
+        static_cast<const char *>(src) + (b * 4 - s.elem_offset) * zt_dtype_bytes<SRC>();
+    char *dst_b = static_cast<char *>(dst) + (b * 4 - s.elem_offset) * zt_dtype_bytes<DST>();
+    for (; b + stride < s.full_end; b += 2 * stride) {
+        const uint64_t blocks[2] = {b, b + stride};
+        const char *const srcs[2] = {src_b, src_b + stride * src_bytes};
+        char *const dsts[2] = {dst_b, dst_b + stride * dst_bytes};
+        zt_perturb_whole<SRC, DST, DIST, TERMS, 2>(dsts, srcs, blocks, terms);
+        src_b += 2 * stride * src_bytes;
+        dst_b += 2 * stride * dst_bytes;
+    }
+    if (b < s.full_end) {
+        const uint64_t blocks[1] = {b};
+        const char *const srcs[1] = {src_b};
+        char *const dsts[1] = {dst_b};
+        zt_perturb_whole<SRC, DST, DIST, TERMS, 1>(dsts, srcs, blocks, terms);
+    }
+}
+
+/* aligned: src and dst both aligned for block access (zt_block_aligned); otherwise every block
+ * goes element by element. */
+template <zt_dtype SRC, zt_dtype DST, zt_dist DIST>
+static __global__ void __launch_bounds__(kBlockThreads)
+    zt_perturb_k(void *dst,       /* (n) */
+                 const void *src, /* (n) */
+                 zt_block_span span, int aligned, zt_cuda_z_terms terms) {
+    if (terms.n_terms > 0)
+        zt_perturb_run<SRC, DST, DIST, true>(dst, src, span, aligned, terms);
+    else
+        zt_perturb_run<SRC, DST, DIST, false>(dst, src, span, aligned, terms);
+}
+
+typedef void (*zt_perturb_kernel)(void *, const void *, zt_block_span, int, zt_cuda_z_terms);
+
+template <zt_dtype SRC, zt_dtype DST> static zt_perturb_kernel zt_perturb_pick(zt_dist dist) {
+    return dist == ZT_DIST_GAUSSIAN ? zt_perturb_k<SRC, DST, ZT_DIST_GAUSSIAN>
+                                    : zt_perturb_k<SRC, DST, ZT_DIST_RADEMACHER>;
+}
+
+template <zt_dtype SRC> static zt_perturb_kernel zt_perturb_pick(zt_dtype dst, zt_dist dist) {
+    switch (dst) {
+    case ZT_F16:
+        return zt_perturb_pick<SRC, ZT_F16>(dist);
+    case ZT_BF16:
+        return zt_perturb_pick<SRC, ZT_BF16>(dist);
+    default:
+        return zt_perturb_pick<SRC, ZT_F32>(dist);
+    }
+}
+
+static zt_perturb_kernel zt_perturb_pick(zt_dtype src, zt_dtype dst, zt_dist dist) {
+    switch (src) {
+    case ZT_F16:
+        return zt_perturb_pick<ZT_F16>(dst, dist);
+    case ZT_BF16:
+        return zt_perturb_pick<ZT_BF16>(dst, dist);
+    default:
+        return zt_perturb_pick<ZT_F32>(dst, dist);
+    }
+}
+
+/* Whether a slice starting at element `first` of a tensor of dtype at p allows block access. */
+static bool zt_slice_aligned(const void *p, zt_dtype dtype, uint64_t first) {
+    switch (dtype) {
+    case ZT_F16:
+        return zt_block_aligned<ZT_F16>(p, first);
+    case ZT_BF16:
+        return zt_block_aligned<ZT_BF16>(p, first);
+    default:
+        return zt_block_aligned<ZT_F32>(p, first);
     }
 }
 
@@ -117,12 +239,15 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
     zt_cuda_backend *cb = zt_cuda(be);
     zt_cuda_z_terms terms;
     ZT_TRY(zt_cuda_z_terms_prepare(cb, op, p, tensor_id, &terms));
-    const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
-    const uint64_t first_block = elem_offset / 4;
-    const uint64_t n_blocks = (slice_end - 1) / 4 - first_block + 1;
-    ZT_LAUNCH(zt_perturb_k, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
-              cb->stream, dst, dst_dtype, src.data, src.dtype, elem_offset, slice_end, first_block,
-              n_blocks, terms);
+    const zt_block_span span = zt_block_span_of(elem_offset, (uint64_t)n_elems);
+    const int aligned = zt_slice_aligned(src.data, src.dtype, elem_offset) &&
+                        zt_slice_aligned(dst, dst_dtype, elem_offset);
+    /* Threads for two blocks each in the aligned loop; element-wise, one block each. */
+    const uint64_t n_blocks = (span.slice_end - 1) / 4 - elem_offset / 4 + 1;
+    const uint64_t n_items = aligned ? (n_blocks + 1) / 2 : n_blocks;
+    const zt_perturb_kernel perturb_kernel = zt_perturb_pick(src.dtype, dst_dtype, p->dist);
+    ZT_LAUNCH(perturb_kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
+              cb->stream, dst, src.data, span, aligned, terms);
     return ZT_OK;
 }
 

@@ -12,16 +12,22 @@
  *
  * f16 / bf16 weights are stored rounded to nearest even, or, with stochastic rounding, with the
  * SR bits of element j keyed by (rounding_seed, tensor_id): the stream is addressed by j, so the
- * rounding never depends on which thread handles the element. */
+ * rounding never depends on which thread handles the element.
+ *
+ * One kernel per (dtype, distribution, rule, stochastic rounding), so the hot loop carries none
+ * of those branches; as in perturb.cu each thread takes two whole Philox blocks per turn with one
+ * vector access per block of weights and of each state row, and the tensor's last block, when
+ * n is not a multiple of 4, or every block of a tensor not aligned for that, goes element by
+ * element. */
 #include <math.h>
 
 #include "cuda/z_terms.cuh"
 
 namespace ZT_CUDA_NAMESPACE {
 
-/* The rule's constants, with 1-beta rounded once on the host as the CPU does. */
+/* The rule's constants (the rule itself is the kernel's template argument), with 1-beta rounded
+ * once on the host as the CPU does. */
 struct zt_update_coeffs {
-    zt_update_rule rule;
     float lr, weight_decay;
     float beta1, one_minus_beta1;
     float beta2, one_minus_beta2;
@@ -32,78 +38,314 @@ __device__ __forceinline__ float zt_sign_or_zero(float g) {
     return g > 0.0f ? 1.0f : g < 0.0f ? -1.0f : 0.0f;
 }
 
-/* theta' for element j; advances its optimizer state (m, v, vhat at stride n_elems). */
+/* theta' for one element; advances its optimizer state m, v, vhat (those RULE keeps). */
+template <zt_update_rule RULE>
 __device__ __forceinline__ float zt_updated_weight(const zt_update_coeffs &k, float theta, float g,
-                                                   float *state, /* (1 or 3, n) or NULL */
-                                                   size_t j, size_t n_elems) {
+                                                   float &m, float &v, float &vhat) {
     float direction;
-    switch (k.rule) {
-    case ZT_UPDATE_SIGN:
+    if (RULE == ZT_UPDATE_SIGN) {
         direction = zt_sign_or_zero(g);
-        break;
-    case ZT_UPDATE_MOMENTUM: {
-        const float m = __fadd_rn(__fmul_rn(k.beta1, state[j]), g);
-        state[j] = m;
+    } else if (RULE == ZT_UPDATE_MOMENTUM) {
+        m = __fadd_rn(__fmul_rn(k.beta1, m), g);
         direction = m;
-        break;
-    }
-    case ZT_UPDATE_ADAMM: {
-        float *m = state + j, *v = state + n_elems + j, *vhat = state + 2 * n_elems + j;
-        const float m_new = __fadd_rn(__fmul_rn(k.beta1, *m), __fmul_rn(k.one_minus_beta1, g));
+    } else if (RULE == ZT_UPDATE_ADAMM) {
+        const float m_new = __fadd_rn(__fmul_rn(k.beta1, m), __fmul_rn(k.one_minus_beta1, g));
         const float v_new =
-            __fadd_rn(__fmul_rn(k.beta2, *v), __fmul_rn(k.one_minus_beta2, __fmul_rn(g, g)));
+            __fadd_rn(__fmul_rn(k.beta2, v), __fmul_rn(k.one_minus_beta2, __fmul_rn(g, g)));
         /* A comparison rather than fmaxf, so a NaN v propagates instead of vanishing. */
-        const float vhat_new = *vhat >= v_new ? *vhat : v_new;
-        *m = m_new;
-        *v = v_new;
-        *vhat = vhat_new;
+        const float vhat_new = vhat >= v_new ? vhat : v_new;
+        m = m_new;
+        v = v_new;
+        vhat = vhat_new;
         direction = __fdiv_rn(m_new, __fadd_rn(__fsqrt_rn(vhat_new), k.eps));
-        break;
-    }
-    default: /* ZT_UPDATE_SGD */
+    } else { /* ZT_UPDATE_SGD */
         direction = g;
-        break;
     }
     const float step = __fmul_rn(k.lr, __fadd_rn(direction, __fmul_rn(k.weight_decay, theta)));
     return step != 0.0f ? __fsub_rn(theta, step) : theta;
 }
 
-/* One thread per Philox block: elements 4*block .. 4*block+3 share the Philox calls of g and of
- * the SR bits. */
-static __global__ void zt_update_k(void *theta, zt_dtype dtype, uint64_t n_elems, /* (n) */
-                                   float *state, /* (1 or 3, n) or NULL */
-                                   zt_cuda_z_terms terms, zt_update_coeffs coeffs, int stochastic,
-                                   uint64_t rounding_key,
-                                   unsigned long long *nonfinite /* (1) or NULL */) {
-    unsigned long long my_nonfinite = 0;
-    const uint64_t n_blocks = (n_elems + 3) / 4;
-    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
-    for (uint64_t block = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; block < n_blocks;
-         block += stride) {
-        const zt_f32x4 g = terms.n_terms > 0 ? zt_cuda_z_sum_block4(terms, block)
-                                             : zt_f32x4{0.0f, 0.0f, 0.0f, 0.0f};
-        const zt_u32x4 random =
-            stochastic ? zt_cuda_sr_bits_block4(rounding_key, block) : zt_u32x4{0u, 0u, 0u, 0u};
-        const unsigned n_lanes = block * 4 + 4 <= n_elems ? 4u : (unsigned)(n_elems - block * 4);
-        for (unsigned lane = 0; lane < n_lanes; lane++) {
-            const size_t j = (size_t)(block * 4 + lane);
-            const float old = zt_load_f32(theta, dtype, j);
-            const float updated =
-                zt_updated_weight(coeffs, old, zt_f32x4_lane(g, lane), state, j, n_elems);
-            if (!stochastic) {
-                zt_store_rne(theta, dtype, j, updated);
-            } else {
-                const uint32_t bits = zt_u32x4_lane(random, lane);
-                static_cast<uint16_t *>(theta)[j] = dtype == ZT_F16
-                                                        ? zt_sr_f32_to_f16(updated, bits)
-                                                        : zt_sr_f32_to_bf16(updated, bits);
+/* Optimizer state rows RULE reads and writes (m; m, v, vhat). */
+template <zt_update_rule RULE> __host__ __device__ constexpr int zt_state_rows() {
+    return RULE == ZT_UPDATE_MOMENTUM ? 1 : RULE == ZT_UPDATE_ADAMM ? 3 : 0;
+}
+
+/* f32 magnitudes at and above which (or NaN) a store into DT can give a non-finite value: the
+ * round-to-nearest overflow threshold, or, with stochastic rounding, the largest finite value
+ * (beyond it the rounding may go up to Inf). Only a screen: the count reads the stored bits. */
+template <zt_dtype DT, bool SR> __host__ __device__ constexpr float zt_nonfinite_screen() {
+    return DT == ZT_F16    ? (SR ? 65504.0f : 65520.0f)
+           : DT == ZT_BF16 ? (SR ? 0x1.fep127f : 0x1.ffp127f)
+                           : 0x1.fffffep127f;
+}
+
+/* The lanes of block `block` inside the tensor, element by element: the tensor's last block when
+ * n is not a multiple of 4, and every block of a tensor not aligned for block access. Returns the
+ * number of non-finite weights stored. */
+template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR, bool TERMS>
+__device__ __forceinline__ unsigned
+zt_update_lanes(void *theta,                    /* (n) */
+                uint64_t n_elems, float *state, /* (rows, n) or NULL */
+                const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
+                const zt_round_keys &rounding, uint64_t block) {
+    zt_f32x4 g[1] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    const uint64_t blocks[1] = {block};
+    if (TERMS) zt_cuda_z_sum_blocks<DIST, 1>(terms, blocks, g);
+    const zt_u32x4 random =
+        SR ? zt_cuda_rng_block4_rk(rounding, ZT_RNG_STREAM_SR, block) : zt_u32x4{0u, 0u, 0u, 0u};
+    const unsigned n_lanes = block * 4 + 4 <= n_elems ? 4u : (unsigned)(n_elems - block * 4);
+    unsigned found = 0;
+    for (unsigned lane = 0; lane < n_lanes; lane++) {
+        const size_t j = (size_t)(block * 4 + lane);
+        float m = 0.0f, v = 0.0f, vhat = 0.0f;
+        if (zt_state_rows<RULE>() >= 1) m = state[j];
+        if (zt_state_rows<RULE>() == 3) {
+            v = state[n_elems + j];
+            vhat = state[2 * n_elems + j];
+        }
+        const float updated = zt_updated_weight<RULE>(coeffs, zt_load_f32(theta, DT, j),
+                                                      zt_f32x4_lane(g[0], lane), m, v, vhat);
+        if (zt_state_rows<RULE>() >= 1) state[j] = m;
+        if (zt_state_rows<RULE>() == 3) {
+            state[n_elems + j] = v;
+            state[2 * n_elems + j] = vhat;
+        }
+        if (!SR) {
+            zt_store_rne(theta, DT, j, updated);
+        } else {
+            const uint32_t bits = zt_u32x4_lane(random, lane);
+            static_cast<uint16_t *>(theta)[j] =
+                DT == ZT_F16 ? zt_sr_f32_to_f16(updated, bits) : zt_sr_f32_to_bf16(updated, bits);
+        }
+        /* The stored value, since a finite f32 can still overflow f16's range. */
+        found += (unsigned)zt_stored_nonfinite(theta, DT, j);
+    }
+    return found;
+}
+
+/* The four values of v stochastically rounded into DT with the words r (zt_sr_f32_to_f16 /
+ * zt_sr_f32_to_bf16, element j taking word j), as two packed words. For f16 the common case,
+ * magnitudes from the smallest normal to Inf, is zt_sr_f32_to_f16's normal-range branch written
+ * out; a block with a NaN or an f16 subnormal takes the function itself. */
+template <zt_dtype DT>
+__device__ __forceinline__ uint2 zt_pack4_sr(const zt_f32x4 &v, const zt_u32x4 &r) {
+    const uint32_t bits[4] = {zt_f32_bits(v.x), zt_f32_bits(v.y), zt_f32_bits(v.z),
+                              zt_f32_bits(v.w)};
+    const uint32_t random[4] = {r.x, r.y, r.z, r.w};
+    uint32_t h[4];
+    if (DT == ZT_BF16) {
+        for (int l = 0; l < 4; l++)
+            h[l] = zt_sr_f32_to_bf16(zt_bits_f32(bits[l]), random[l]);
+    } else {
+        bool normal = true;
+        for (int l = 0; l < 4; l++)
+            normal = normal && (bits[l] & 0x7fffffffu) - 0x38800000u <= 0x7f800000u - 0x38800000u;
+        if (__builtin_expect(normal, 1)) {
+            for (int l = 0; l < 4; l++) {
+                const uint32_t magnitude = (bits[l] & 0x7fffffffu) + (random[l] >> 19);
+                const uint32_t sign = (bits[l] >> 16) & 0x8000u;
+                h[l] =
+                    sign | (magnitude >= 0x47800000u ? 0x7c00u : (magnitude - 0x38000000u) >> 13);
             }
-            /* The stored value, since a finite f32 can still overflow f16's range. */
-            my_nonfinite += zt_stored_nonfinite(theta, dtype, j);
+        } else {
+            for (int l = 0; l < 4; l++)
+                h[l] = zt_sr_f32_to_f16(zt_bits_f32(bits[l]), random[l]);
         }
     }
+    return uint2{h[0] | (h[1] << 16), h[2] | (h[3] << 16)};
+}
+
+__device__ __forceinline__ float4 zt_float4_of(const zt_f32x4 &v) {
+    return float4{v.x, v.y, v.z, v.w};
+}
+
+__device__ __forceinline__ zt_f32x4 zt_f32x4_of(const float4 &v) {
+    return zt_f32x4{v.x, v.y, v.z, v.w};
+}
+
+/* Non-finite values among the four of a block as stored in DT (packed words for f16 / bf16). */
+template <zt_dtype DT>
+__device__ __forceinline__ unsigned zt_block_nonfinite(const zt_f32x4 &v, uint2 packed) {
+    if (DT == ZT_F32) {
+        const float f[4] = {v.x, v.y, v.z, v.w};
+        unsigned found = 0;
+        for (int i = 0; i < 4; i++)
+            found += (zt_f32_bits(f[i]) & 0x7F800000u) == 0x7F800000u;
+        return found;
+    }
+    const uint32_t exponent = DT == ZT_F16 ? 0x7C00u : 0x7F80u;
+    const uint32_t w[2] = {packed.x, packed.y};
+    unsigned found = 0;
+    for (int i = 0; i < 2; i++)
+        found += ((w[i] & exponent) == exponent) + (((w[i] >> 16) & exponent) == exponent);
+    return found;
+}
+
+/* K whole blocks, each weight block and state row read and written with one vector access;
+ * returns the number of non-finite weights stored. */
+template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR, bool TERMS, int K>
+__device__ __forceinline__ unsigned
+zt_update_whole(char *const (&theta)[K],  /* (4) each: the blocks' weights */
+                float *const (&state)[K], /* (rows, n) each, from the block's first element */
+                uint64_t n_elems, const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
+                const zt_round_keys &rounding, const uint64_t (&blocks)[K]) {
+    constexpr int rows = zt_state_rows<RULE>();
+    zt_f32x4 w[K], s[K][rows > 0 ? rows : 1];
+    for (int k = 0; k < K; k++) {
+        w[k] = zt_load_block4<DT>(theta[k], 0);
+        for (int r = 0; r < rows; r++)
+            s[k][r] = zt_f32x4_of(*reinterpret_cast<const float4 *>(state[k] + r * n_elems));
+    }
+    zt_f32x4 g[K];
+    if (TERMS) {
+        zt_cuda_z_sum_blocks<DIST, K>(terms, blocks, g);
+    } else {
+        for (int k = 0; k < K; k++)
+            g[k] = zt_f32x4{0.0f, 0.0f, 0.0f, 0.0f};
+    }
+    unsigned found = 0;
+    for (int k = 0; k < K; k++) {
+        float m[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v[4] = {0.0f, 0.0f, 0.0f, 0.0f},
+              vhat[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (rows >= 1) m[0] = s[k][0].x, m[1] = s[k][0].y, m[2] = s[k][0].z, m[3] = s[k][0].w;
+        if (rows == 3) {
+            v[0] = s[k][1].x, v[1] = s[k][1].y, v[2] = s[k][1].z, v[3] = s[k][1].w;
+            vhat[0] = s[k][2].x, vhat[1] = s[k][2].y, vhat[2] = s[k][2].z, vhat[3] = s[k][2].w;
+        }
+        const float old[4] = {w[k].x, w[k].y, w[k].z, w[k].w};
+        const float gl[4] = {g[k].x, g[k].y, g[k].z, g[k].w};
+        float updated[4];
+        for (int l = 0; l < 4; l++)
+            updated[l] = zt_updated_weight<RULE>(coeffs, old[l], gl[l], m[l], v[l], vhat[l]);
+        if (rows >= 1) *reinterpret_cast<float4 *>(state[k]) = float4{m[0], m[1], m[2], m[3]};
+        if (rows == 3) {
+            *reinterpret_cast<float4 *>(state[k] + n_elems) = float4{v[0], v[1], v[2], v[3]};
+            *reinterpret_cast<float4 *>(state[k] + 2 * n_elems) =
+                float4{vhat[0], vhat[1], vhat[2], vhat[3]};
+        }
+        const zt_f32x4 u4 = zt_f32x4{updated[0], updated[1], updated[2], updated[3]};
+        uint2 packed = uint2{0u, 0u};
+        if (DT == ZT_F32) {
+            *reinterpret_cast<float4 *>(theta[k]) = zt_float4_of(u4);
+        } else {
+            if (SR) {
+                packed = zt_pack4_sr<DT>(
+                    u4, zt_cuda_rng_block4_rk(rounding, ZT_RNG_STREAM_SR, blocks[k]));
+            } else {
+                packed = zt_pack4_rne<DT>(u4);
+            }
+            *reinterpret_cast<uint2 *>(theta[k]) = packed;
+        }
+        /* Screened on the f32 values, so the count's bit tests run only where a store may have
+         * overflowed (or a NaN arrived). */
+        constexpr float screen = zt_nonfinite_screen<DT, SR>();
+        if (__builtin_expect(!(fabsf(u4.x) < screen) || !(fabsf(u4.y) < screen) ||
+                                 !(fabsf(u4.z) < screen) || !(fabsf(u4.w) < screen),
+                             0))
+            found += zt_block_nonfinite<DT>(u4, packed);
+    }
+    return found;
+}
+
+template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR, bool TERMS>
+__device__ __forceinline__ unsigned
+zt_update_run(void *theta,                    /* (n) */
+              uint64_t n_elems, float *state, /* (rows, n) or NULL */
+              const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
+              const zt_round_keys &rounding, int aligned) {
+    const uint64_t thread = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    unsigned found = 0;
+    if (!aligned) {
+        for (uint64_t b = thread; b * 4 < n_elems; b += stride)
+            found += zt_update_lanes<DT, DIST, RULE, SR, TERMS>(theta, n_elems, state, terms,
+                                                                coeffs, rounding, b);
+        return found;
+    }
+    const uint64_t n_whole = n_elems / 4;
+    if (thread == 0 && n_elems % 4 != 0)
+        found += zt_update_lanes<DT, DIST, RULE, SR, TERMS>(theta, n_elems, state, terms, coeffs,
+                                                            rounding, n_whole);
+    /* Blocks b and b + stride per turn, so that each of the two accesses is contiguous across a
+     * warp; the pointers advance with b rather than being recomputed from it. The state pointer
+     * is only formed, never used, by rules without state (state is NULL there). */
+    constexpr uint64_t theta_bytes = 4 * zt_dtype_bytes<DT>();
+    uint64_t b = thread;
+    char *theta_b = static_cast<char *>(theta) + b * theta_bytes;
+    float *state_b = zt_state_rows<RULE>() > 0 ? state + b * 4 : NULL;
+    for (; b + stride < n_whole; b += 2 * stride) {
+        const uint64_t blocks[2] = {b, b + stride};
+        char *const thetas[2] = {theta_b, theta_b + stride * theta_bytes};
+        float *const states[2] = {state_b, zt_state_rows<RULE>() > 0 ? state_b + stride * 4 : NULL};
+        found += zt_update_whole<DT, DIST, RULE, SR, TERMS, 2>(thetas, states, n_elems, terms,
+                                                               coeffs, rounding, blocks);
+        theta_b += 2 * stride * theta_bytes;
+        if (zt_state_rows<RULE>() > 0) state_b += 2 * stride * 4;
+    }
+    if (b < n_whole) {
+        const uint64_t blocks[1] = {b};
+        char *const thetas[1] = {theta_b};
+        float *const states[1] = {state_b};
+        found += zt_update_whole<DT, DIST, RULE, SR, TERMS, 1>(thetas, states, n_elems, terms,
+                                                               coeffs, rounding, blocks);
+    }
+    return found;
+}
+
+/* One kernel per (dtype, distribution, rule, stochastic rounding). aligned: theta aligned for
+ * block access and, where the rule keeps state, the state 16-byte aligned with n a multiple of
+ * 4 (so every row is); otherwise every block goes element by element. */
+template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR>
+static __global__ void __launch_bounds__(kBlockThreads)
+    zt_update_k(void *theta, uint64_t n_elems, /* (n) */
+                float *state,                  /* (1 or 3, n) or NULL */
+                zt_cuda_z_terms terms, zt_update_coeffs coeffs, zt_round_keys rounding, int aligned,
+                unsigned long long *nonfinite /* (1) or NULL */) {
+    const unsigned found =
+        terms.n_terms > 0 ? zt_update_run<DT, DIST, RULE, SR, true>(theta, n_elems, state, terms,
+                                                                    coeffs, rounding, aligned)
+                          : zt_update_run<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
+                                                                     coeffs, rounding, aligned);
     /* Divergence is rare: one atomic per thread that saw it, none otherwise. */
-    if (nonfinite && my_nonfinite) atomicAdd(nonfinite, my_nonfinite);
+    if (nonfinite && found) atomicAdd(nonfinite, (unsigned long long)found);
+}
+
+typedef void (*zt_update_kernel)(void *, uint64_t, float *, zt_cuda_z_terms, zt_update_coeffs,
+                                 zt_round_keys, int, unsigned long long *);
+
+template <zt_dtype DT, zt_dist DIST, bool SR>
+static zt_update_kernel zt_update_pick(zt_update_rule rule) {
+    switch (rule) {
+    case ZT_UPDATE_SIGN:
+        return zt_update_k<DT, DIST, ZT_UPDATE_SIGN, SR>;
+    case ZT_UPDATE_MOMENTUM:
+        return zt_update_k<DT, DIST, ZT_UPDATE_MOMENTUM, SR>;
+    case ZT_UPDATE_ADAMM:
+        return zt_update_k<DT, DIST, ZT_UPDATE_ADAMM, SR>;
+    default:
+        return zt_update_k<DT, DIST, ZT_UPDATE_SGD, SR>;
+    }
+}
+
+template <zt_dtype DT, bool SR>
+static zt_update_kernel zt_update_pick(zt_dist dist, zt_update_rule rule) {
+    return dist == ZT_DIST_GAUSSIAN ? zt_update_pick<DT, ZT_DIST_GAUSSIAN, SR>(rule)
+                                    : zt_update_pick<DT, ZT_DIST_RADEMACHER, SR>(rule);
+}
+
+/* Stochastic rounding only exists for f16 / bf16 stores. */
+static zt_update_kernel zt_update_pick(zt_dtype dtype, zt_dist dist, zt_update_rule rule,
+                                       int stochastic) {
+    switch (dtype) {
+    case ZT_F16:
+        return stochastic ? zt_update_pick<ZT_F16, true>(dist, rule)
+                          : zt_update_pick<ZT_F16, false>(dist, rule);
+    case ZT_BF16:
+        return stochastic ? zt_update_pick<ZT_BF16, true>(dist, rule)
+                          : zt_update_pick<ZT_BF16, false>(dist, rule);
+    default:
+        return zt_update_pick<ZT_F32, false>(dist, rule);
+    }
 }
 
 // ---- the op ----
@@ -123,7 +365,6 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
     zt_cuda_z_terms terms;
     ZT_TRY(zt_cuda_z_terms_prepare(cb, op, &u->grad, tensor_id, &terms));
     zt_update_coeffs coeffs;
-    coeffs.rule = u->rule;
     coeffs.lr = u->lr;
     coeffs.weight_decay = u->weight_decay;
     coeffs.beta1 = u->beta1;
@@ -135,6 +376,20 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
     /* SGD and SIGN keep no state: the kernel must not touch a pointer it was not promised. */
     float *rule_state = u->rule == ZT_UPDATE_MOMENTUM || u->rule == ZT_UPDATE_ADAMM ? state : NULL;
     const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
+    int aligned = 0;
+    switch (dtype) {
+    case ZT_F16:
+        aligned = zt_block_aligned<ZT_F16>(theta, 0);
+        break;
+    case ZT_BF16:
+        aligned = zt_block_aligned<ZT_BF16>(theta, 0);
+        break;
+    default:
+        aligned = zt_block_aligned<ZT_F32>(theta, 0);
+        break;
+    }
+    if (rule_state != NULL)
+        aligned = aligned && zt_block_aligned<ZT_F32>(rule_state, 0) && n_elems % 4 == 0;
     unsigned long long *count = u->n_nonfinite ? cb->nonfinite : NULL;
     if (count && cb->pending_nonfinite != u->n_nonfinite) {
         /* Another counter's sum is still on the device: deliver it before starting this one. */
@@ -142,9 +397,12 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         ZT_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof *count, cb->stream));
         cb->pending_nonfinite = u->n_nonfinite;
     }
-    ZT_LAUNCH(zt_update_k, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
-              cb->stream, theta, dtype, (uint64_t)n_elems, rule_state, terms, coeffs, stochastic,
-              zt_tensor_key(u->rounding_seed, tensor_id), count);
+    /* Threads for two blocks each in the aligned loop; element-wise, one block each. */
+    const uint64_t n_items = aligned ? (n_blocks + 1) / 2 : n_blocks;
+    const zt_update_kernel update_kernel = zt_update_pick(dtype, u->grad.dist, u->rule, stochastic);
+    ZT_LAUNCH(update_kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
+              cb->stream, theta, (uint64_t)n_elems, rule_state, terms, coeffs,
+              zt_round_keys_of(zt_tensor_key(u->rounding_seed, tensor_id)), aligned, count);
     return ZT_OK; /* the count arrives at the next wait (zt_cuda_wait) */
 }
 

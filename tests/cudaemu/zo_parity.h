@@ -179,32 +179,91 @@ typedef struct zt_zo_perturb_case {
     uint64_t offset;
     int n_terms;
     zt_dist dist;
+    /* Bytes between the buffer's (256-byte aligned) start and element 0 of the slice: with the
+     * offset, whether the kernels may take a block at a time (kernels/cuda/z_terms.cuh). */
+    size_t src_shift, dst_shift;
+    int specials; /* ZT_ZO_SPECIALS_*: non-finite and overflowing inputs at the front */
 } zt_zo_perturb_case;
 
-/* Runs perturb on one backend; out receives dst (n, dst dtype). */
+enum {
+    ZT_ZO_SPECIALS_NONE = 0,
+    /* +-Inf, and values that overflow an f16 store; fine with terms on every device */
+    ZT_ZO_SPECIALS_INF = 1,
+    /* NaNs of either sign and payload too: only without terms, where no arithmetic canonicalises
+     * them (a GPU's does, the CPU's keeps payloads), so the conversions alone are compared */
+    ZT_ZO_SPECIALS_NAN = 2,
+};
+
+/* Overwrites the front of a tensor of dtype with the values `specials` names. */
+static inline void zt_zo_put_specials(void *data, zt_dtype dtype, size_t n, int specials) {
+    if (specials == ZT_ZO_SPECIALS_NONE) return;
+    const float inf_values[] = {INFINITY, -INFINITY, 7.0e4f, -65520.0f, 65519.0f, 1.0f};
+    for (size_t i = 0; i < n && i < sizeof inf_values / sizeof inf_values[0]; i++)
+        zt_store_rne(data, dtype, i, inf_values[i]);
+    if (specials != ZT_ZO_SPECIALS_NAN) return;
+    /* quiet and signalling NaNs with payloads, both signs, spread over different lanes */
+    for (size_t i = 6; i < n && i < 14; i++) {
+        if (dtype == ZT_F32) {
+            const uint32_t nans[] = {0x7fc00000u, 0xffc00001u, 0x7f800001u, 0xff812345u};
+            const uint32_t bits = nans[i % 4];
+            memcpy((uint8_t *)data + i * 4, &bits, 4);
+        } else {
+            const uint16_t f16[] = {0x7e00u, 0xfe01u, 0x7c01u, 0xfd23u};
+            const uint16_t bf16[] = {0x7fc0u, 0xffc1u, 0x7f81u, 0xff92u};
+            const uint16_t bits = dtype == ZT_F16 ? f16[i % 4] : bf16[i % 4];
+            memcpy((uint8_t *)data + i * 2, &bits, 2);
+        }
+    }
+}
+
+/* A host copy of a buffer's payload: shift filler bytes, then the data. */
+static inline uint8_t *zt_zo_shifted(const void *data, size_t n_bytes, size_t shift) {
+    uint8_t *out = (uint8_t *)malloc(shift + n_bytes + 1);
+    for (size_t i = 0; i < shift; i++)
+        out[i] = (uint8_t)(0x3c + 7 * i);
+    if (data)
+        memcpy(out + shift, data, n_bytes);
+    else
+        memset(out + shift, 0xff, n_bytes);
+    return out;
+}
+
+/* Runs perturb on one backend; out receives dst (n, dst dtype). The bytes before a shifted
+ * slice must come back untouched. */
 static inline zt_status zt_zo_run_perturb(zt_backend *be, const zt_zo_perturb_case *c,
                                           const void *src, const zt_perturbation *p,
                                           uint32_t tensor_id, void *out, const char *name) {
     const size_t src_bytes = c->n * zt_dtype_size(c->src_dtype);
     const size_t dst_bytes = c->n * zt_dtype_size(c->dst_dtype);
+    const size_t dst_shift = c->in_place ? c->src_shift : c->dst_shift;
+    uint8_t *src_init = zt_zo_shifted(src, src_bytes, c->src_shift);
+    uint8_t *dst_init = zt_zo_shifted(NULL, dst_bytes, dst_shift);
+    uint8_t *fetched = (uint8_t *)malloc(dst_shift + dst_bytes + 1);
     zt_pbuf b_src = {0}, b_dst = {0};
     zt_status s = ZT_ERR_INTERNAL;
-    int ok = zt_pbuf_make(be, &b_src, src, src_bytes, "src") &&
-             (c->in_place || zt_pbuf_make(be, &b_dst, NULL, dst_bytes, "dst"));
+    int ok = zt_pbuf_make(be, &b_src, src_init, c->src_shift + src_bytes, "src") &&
+             (c->in_place || zt_pbuf_make(be, &b_dst, dst_init, dst_shift + dst_bytes, "dst"));
     if (ok) {
-        void *dst = c->in_place ? zt_pbuf_ptr(&b_src) : zt_pbuf_ptr(&b_dst);
-        zt_weight w = {zt_pbuf_ptr(&b_src), c->src_dtype};
+        uint8_t *src_ptr = (uint8_t *)zt_pbuf_ptr(&b_src) + c->src_shift;
+        void *dst = c->in_place ? (void *)src_ptr : (uint8_t *)zt_pbuf_ptr(&b_dst) + dst_shift;
+        zt_weight w = {src_ptr, c->src_dtype};
         s = be->ops->perturb(be, dst, c->dst_dtype, w, tensor_id, c->offset, c->n, p);
         ZT_CHECK(s == ZT_OK, "%s perturb %s: %s", be->ops->name, name, zt_last_error());
         if (c->in_place) {
-            zt_pbuf_fetch(&b_src, out, name);
+            zt_pbuf_fetch(&b_src, fetched, name);
         } else {
-            zt_pbuf_fetch(&b_dst, out, name);
-            zt_pbuf_check_input(&b_src, src, name);
+            zt_pbuf_fetch(&b_dst, fetched, name);
+            zt_pbuf_check_input(&b_src, src_init, name);
         }
+        ZT_CHECK(memcmp(fetched, c->in_place ? src_init : dst_init, dst_shift) == 0,
+                 "%s perturb %s: bytes before the slice were written", be->ops->name, name);
+        memcpy(out, fetched + dst_shift, dst_bytes);
     }
     zt_pbuf_free(&b_src);
     zt_pbuf_free(&b_dst);
+    free(src_init);
+    free(dst_init);
+    free(fetched);
     return s;
 }
 
@@ -246,48 +305,106 @@ static inline void zt_zo_compare_perturb(const zt_zo_perturb_case *c, const zt_p
     zt_zo_record("perturb", n_diff == 0, worst_ratio, worst_ulps);
 }
 
+static inline void zt_zo_perturb_one(zt_backend *ref, zt_backend *dut, zt_prng *r,
+                                     const zt_zo_perturb_case *c, const zt_zo_mode *mode) {
+    char name[160];
+    snprintf(name, sizeof name, "%s %s->%s%s n=%zu offset=%llu terms=%d%s%s",
+             zt_zo_dist_name(c->dist), zt_dtype_name(c->src_dtype), zt_dtype_name(c->dst_dtype),
+             c->in_place ? " in place" : "", c->n, (unsigned long long)c->offset, c->n_terms,
+             c->src_shift || c->dst_shift ? " shifted" : "",
+             c->specials == ZT_ZO_SPECIALS_NAN   ? " nan"
+             : c->specials == ZT_ZO_SPECIALS_INF ? " inf"
+                                                 : "");
+    const uint32_t tensor_id = (uint32_t)zt_prng_below(r, 400);
+    void *src = zt_zo_random_tensor(r, c->src_dtype, c->n, 0.5f);
+    zt_zo_put_specials(src, c->src_dtype, c->n, c->specials);
+    zt_direction *terms = zt_zo_random_terms(r, c->n_terms);
+    const zt_perturbation p = {terms, c->n_terms, c->dist, 1e-3f * (1.0f + zt_prng_uniform(r))};
+    const size_t dst_bytes = c->n * zt_dtype_size(c->dst_dtype);
+    void *want = malloc(dst_bytes + 1), *got = malloc(dst_bytes + 1);
+    zt_status rs = zt_zo_run_perturb(ref, c, src, &p, tensor_id, want, name);
+    zt_status ds = zt_zo_run_perturb(dut, c, src, &p, tensor_id, got, name);
+    if (rs == ZT_OK && ds == ZT_OK)
+        zt_zo_compare_perturb(c, &p, tensor_id, src, got, want, mode, name);
+    else
+        zt_zo_record("perturb", 0, INFINITY, INFINITY);
+    free(src);
+    free(terms);
+    free(want);
+    free(got);
+}
+
+/* Every path of the perturb kernels (kernels/cuda/perturb.cu) for each dtype pair and
+ * distribution, in place and not: whole blocks a vector access at a time, the blocks a slice cuts
+ * at either end, slices inside one or two blocks, slices not aligned for vector access (element 0
+ * at a byte shift that the offset does not make up for), the grid-stride loop's two blocks per
+ * turn and its single last one, one to three terms, no terms with NaN inputs, Inf inputs. */
+static inline void zt_zo_parity_perturb_paths(zt_backend *ref, zt_backend *dut, zt_prng *r,
+                                              const zt_zo_mode *mode) {
+    static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
+    static const struct {
+        size_t n;
+        uint64_t offset;
+    } shapes[] = {{1, 0},  {2, 3},  {3, 1},  {4, 0},     {5, 6},     {6, 2},     {7, 4},
+                  {8, 0},  {9, 7},  {13, 1}, {16, 4},    {37, 2},    {1000, 8},  {4099, 1},
+                  {12, 5}, {11, 3}, {8, 2},  {30001, 3}, {30720, 0}, {2563, 12}, {20, 6}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    size_t index = 0;
+    for (int si = 0; si < 3; si++)
+        for (int di = 0; di < 3; di++)
+            for (int dist = 0; dist < 2; dist++)
+                for (int in_place = 0; in_place < (si == di ? 2 : 1); in_place++)
+                    for (int aligned = 0; aligned < 2; aligned++, index++) {
+                        zt_zo_perturb_case c;
+                        memset(&c, 0, sizeof c);
+                        c.src_dtype = dtypes[si];
+                        c.dst_dtype = dtypes[di];
+                        c.in_place = in_place;
+                        c.n = shapes[index % n_shapes].n;
+                        c.offset = shapes[index % n_shapes].offset;
+                        c.dist = dist ? ZT_DIST_RADEMACHER : ZT_DIST_GAUSSIAN;
+                        c.n_terms = index % 5 == 4 ? 0 : 1 + (int)(index % 3);
+                        c.specials = index % 5 == 4   ? ZT_ZO_SPECIALS_NAN
+                                     : index % 5 == 3 ? ZT_ZO_SPECIALS_INF
+                                                      : ZT_ZO_SPECIALS_NONE;
+                        /* Element 0 of the tensor lands on a block boundary when the shift makes
+                         * up for the offset's lane; one element further, it does not. */
+                        const uint64_t lane = c.offset % 4 + (aligned ? 0 : 1 + index % 3);
+                        c.src_shift = (size_t)(lane % 4) * zt_dtype_size(c.src_dtype);
+                        c.dst_shift = (size_t)((c.offset + (aligned ? 0 : index % 2)) % 4) *
+                                      zt_dtype_size(c.dst_dtype);
+                        zt_zo_perturb_one(ref, dut, r, &c, mode);
+                    }
+}
+
 static inline void zt_zo_parity_perturb(zt_backend *ref, zt_backend *dut, zt_prng *r,
                                         const zt_zo_mode *mode) {
     const uint64_t big = (uint64_t)1 << 34;
     const zt_zo_perturb_case cases[] = {
-        {ZT_F32, ZT_F32, 0, 1, 0, 1, ZT_DIST_GAUSSIAN},
-        {ZT_F32, ZT_F32, 0, 5, 3, 3, ZT_DIST_RADEMACHER},
-        {ZT_F16, ZT_F16, 1, 1023, 1, 2, ZT_DIST_GAUSSIAN},
+        {ZT_F32, ZT_F32, 0, 1, 0, 1, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
+        {ZT_F32, ZT_F32, 0, 5, 3, 3, ZT_DIST_RADEMACHER, 0, 0, ZT_ZO_SPECIALS_NONE},
+        {ZT_F16, ZT_F16, 1, 1023, 1, 2, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
         /* crosses block 65536, where the counter's subsequence wraps into the offset */
-        {ZT_BF16, ZT_BF16, 1, 4097, 65533 * 4 + 2, 2, ZT_DIST_RADEMACHER},
-        {ZT_BF16, ZT_BF16, 0, 4099, 65534 * 4 + 1, 1, ZT_DIST_GAUSSIAN},
-        {ZT_BF16, ZT_F32, 0, 66001, 0, 1, ZT_DIST_GAUSSIAN}, /* staging a shadow copy */
+        {ZT_BF16, ZT_BF16, 1, 4097, 65533 * 4 + 2, 2, ZT_DIST_RADEMACHER, 0, 0,
+         ZT_ZO_SPECIALS_NONE},
+        {ZT_BF16, ZT_BF16, 0, 4099, 65534 * 4 + 1, 1, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
+        {ZT_BF16, ZT_F32, 0, 66001, 0, 1, ZT_DIST_GAUSSIAN, 0, 0,
+         ZT_ZO_SPECIALS_NONE}, /* staging a shadow copy */
         /* blocks past 2^32: the counter's second word */
-        {ZT_F32, ZT_F16, 0, 3001, big + 1, 4, ZT_DIST_GAUSSIAN},
-        {ZT_F16, ZT_F32, 0, 777, 7, 0, ZT_DIST_GAUSSIAN},    /* no terms: a conversion */
-        {ZT_F32, ZT_BF16, 0, 1000, 5, 40, ZT_DIST_GAUSSIAN}, /* terms past the inline 32 */
-        {ZT_F16, ZT_F16, 0, 129, 262141, 33, ZT_DIST_RADEMACHER},
-        {ZT_F32, ZT_F32, 1, ((size_t)1 << 18) + 5, 0, 1, ZT_DIST_RADEMACHER},
-        {ZT_F32, ZT_F32, 0, 70003, 2, 2, ZT_DIST_GAUSSIAN},
+        {ZT_F32, ZT_F16, 0, 3001, big + 1, 4, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
+        {ZT_F16, ZT_F32, 0, 777, 7, 0, ZT_DIST_GAUSSIAN, 0, 0,
+         ZT_ZO_SPECIALS_NONE}, /* no terms: a conversion */
+        {ZT_F32, ZT_BF16, 0, 1000, 5, 40, ZT_DIST_GAUSSIAN, 0, 0,
+         ZT_ZO_SPECIALS_NONE}, /* terms past the inline 32 */
+        {ZT_F16, ZT_F16, 0, 129, 262141, 33, ZT_DIST_RADEMACHER, 0, 0, ZT_ZO_SPECIALS_NONE},
+        {ZT_F32, ZT_F32, 1, ((size_t)1 << 18) + 5, 0, 1, ZT_DIST_RADEMACHER, 0, 0,
+         ZT_ZO_SPECIALS_NONE},
+        {ZT_F32, ZT_F32, 0, 70003, 2, 2, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const zt_zo_perturb_case *c = &cases[ci];
-        char name[160];
-        snprintf(name, sizeof name, "%s %s->%s%s n=%zu offset=%llu terms=%d",
-                 zt_zo_dist_name(c->dist), zt_dtype_name(c->src_dtype), zt_dtype_name(c->dst_dtype),
-                 c->in_place ? " in place" : "", c->n, (unsigned long long)c->offset, c->n_terms);
-        const uint32_t tensor_id = (uint32_t)zt_prng_below(r, 400);
-        void *src = zt_zo_random_tensor(r, c->src_dtype, c->n, 0.5f);
-        zt_direction *terms = zt_zo_random_terms(r, c->n_terms);
-        const zt_perturbation p = {terms, c->n_terms, c->dist, 1e-3f * (1.0f + zt_prng_uniform(r))};
-        const size_t dst_bytes = c->n * zt_dtype_size(c->dst_dtype);
-        void *want = malloc(dst_bytes + 1), *got = malloc(dst_bytes + 1);
-        zt_status rs = zt_zo_run_perturb(ref, c, src, &p, tensor_id, want, name);
-        zt_status ds = zt_zo_run_perturb(dut, c, src, &p, tensor_id, got, name);
-        if (rs == ZT_OK && ds == ZT_OK)
-            zt_zo_compare_perturb(c, &p, tensor_id, src, got, want, mode, name);
-        else
-            zt_zo_record("perturb", 0, INFINITY, INFINITY);
-        free(src);
-        free(terms);
-        free(want);
-        free(got);
+        zt_zo_perturb_one(ref, dut, r, &cases[ci], mode);
     }
+    zt_zo_parity_perturb_paths(ref, dut, r, mode);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,6 +475,10 @@ typedef struct zt_zo_update_case {
     size_t n;
     int n_terms, n_steps;
     float lr, weight_decay;
+    /* Bytes between the buffers' (256-byte aligned) starts and element 0 of theta and of the
+     * state: whether the kernels may take a block at a time (kernels/cuda/update.cu). */
+    size_t theta_shift, state_shift;
+    int overflows; /* lr large enough that some stored weights become +-Inf */
 } zt_zo_update_case;
 
 static inline const char *zt_zo_rule_name(zt_update_rule rule) {
@@ -425,9 +546,10 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
     /* On a GPU, Gaussian z differs slightly: only SGD without SR, one step, has a bound there. */
     const int exact = mode->gauss_exact || c->dist == ZT_DIST_RADEMACHER;
     char name[160];
-    snprintf(name, sizeof name, "%s %s %s%s n=%zu terms=%d lr=%g wd=%g", zt_zo_rule_name(c->rule),
+    snprintf(name, sizeof name, "%s %s %s%s n=%zu terms=%d lr=%g wd=%g%s", zt_zo_rule_name(c->rule),
              zt_dtype_name(c->dtype), zt_zo_dist_name(c->dist), c->stochastic ? " sr" : "", c->n,
-             c->n_terms, (double)c->lr, (double)c->weight_decay);
+             c->n_terms, (double)c->lr, (double)c->weight_decay,
+             c->theta_shift || c->state_shift ? " shifted" : "");
     if (!exact && (c->rule != ZT_UPDATE_SGD || c->stochastic || c->n_steps != 1) && c->lr != 0.0f) {
         printf("  %-9s %-66s not compared here: Gaussian z differs on this device\n", "update",
                name);
@@ -446,13 +568,19 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
             state[2 * c->n + i] = v + 0.005f * (1.0f + zt_prng_uniform(r));
         }
     }
+    const size_t state_bytes = rows * c->n * sizeof(float);
+    uint8_t *theta_init = zt_zo_shifted(theta, theta_bytes, c->theta_shift);
+    uint8_t *state_init = zt_zo_shifted(state, state_bytes, c->state_shift);
+    uint8_t *theta_fetched = (uint8_t *)malloc(c->theta_shift + theta_bytes + 1);
+    uint8_t *state_fetched = (uint8_t *)malloc(c->state_shift + state_bytes + 1);
     zt_zo_update_side sides[2] = {{ref, {0}, {0}}, {dut, {0}, {0}}};
     int ok = 1;
     for (int s = 0; s < 2; s++) {
-        ok = ok && zt_pbuf_make(sides[s].be, &sides[s].theta, theta, theta_bytes, "theta");
+        ok = ok && zt_pbuf_make(sides[s].be, &sides[s].theta, theta_init,
+                                c->theta_shift + theta_bytes, "theta");
         if (rows)
-            ok = ok && zt_pbuf_make(sides[s].be, &sides[s].state, state,
-                                    rows * c->n * sizeof(float), "state");
+            ok = ok && zt_pbuf_make(sides[s].be, &sides[s].state, state_init,
+                                    c->state_shift + state_bytes, "state");
     }
     void *before = malloc(theta_bytes + 1),
          *outs[2] = {malloc(theta_bytes + 1), malloc(theta_bytes + 1)};
@@ -467,6 +595,8 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
         u.grad.n_terms = c->n_terms;
         u.grad.dist = c->dist;
         u.grad.z_scale = 1.0f + 0.5f * zt_prng_uniform(r);
+        /* |a_i| >= 1, so the elements whose z all agree have |g| >= n_terms: they overflow */
+        if (c->overflows) u.grad.z_scale = 4.0f;
         u.rule = c->rule;
         u.lr = c->lr;
         u.weight_decay = c->weight_decay;
@@ -477,15 +607,29 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
         u.rounding_seed = zt_prng_next(r);
         char step_name[192];
         snprintf(step_name, sizeof step_name, "%s step %d", name, step + 1);
+        /* The count of non-finite weights each backend stores, started off the mark so that
+         * adding to it (not assigning) is checked too. */
+        unsigned long long counted[2] = {5, 5};
         for (int s = 0; s < 2; s++) {
             zt_backend *be = sides[s].be;
-            zt_status st =
-                be->ops->update(be, zt_pbuf_ptr(&sides[s].theta), c->dtype, tensor_id, c->n,
-                                rows ? (float *)zt_pbuf_ptr(&sides[s].state) : NULL, &u);
+            u.n_nonfinite = &counted[s];
+            void *theta_ptr = (uint8_t *)zt_pbuf_ptr(&sides[s].theta) + c->theta_shift;
+            float *state_ptr =
+                rows ? (float *)((uint8_t *)zt_pbuf_ptr(&sides[s].state) + c->state_shift) : NULL;
+            zt_status st = be->ops->update(be, theta_ptr, c->dtype, tensor_id, c->n, state_ptr, &u);
             ZT_CHECK(st == ZT_OK, "%s update %s: %s", be->ops->name, step_name, zt_last_error());
             ok = ok && st == ZT_OK;
-            zt_pbuf_fetch(&sides[s].theta, outs[s], step_name);
-            if (rows) zt_pbuf_fetch(&sides[s].state, states[s], step_name);
+            zt_pbuf_fetch(&sides[s].theta, theta_fetched, step_name);
+            ZT_CHECK(memcmp(theta_fetched, theta_init, c->theta_shift) == 0,
+                     "%s update %s: bytes before theta were written", be->ops->name, step_name);
+            memcpy(outs[s], theta_fetched + c->theta_shift, theta_bytes);
+            if (rows) {
+                zt_pbuf_fetch(&sides[s].state, state_fetched, step_name);
+                ZT_CHECK(memcmp(state_fetched, state_init, c->state_shift) == 0,
+                         "%s update %s: bytes before the state were written", be->ops->name,
+                         step_name);
+                memcpy(states[s], state_fetched + c->state_shift, state_bytes);
+            }
         }
         if (ok) {
             if (c->lr == 0.0f) {
@@ -496,6 +640,14 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
             }
             zt_zo_update_cmp(c, exact, &u, tensor_id, before, outs[1], outs[0], states[1],
                              states[0], step_name);
+            if (exact)
+                ZT_CHECK(counted[0] == counted[1],
+                         "update %s: %llu non-finite weights counted, the reference %llu",
+                         step_name, counted[1] - 5, counted[0] - 5);
+            if (c->overflows)
+                ZT_CHECK(counted[0] > 5,
+                         "update %s: meant to overflow, but %llu weights are not finite", step_name,
+                         counted[0] - 5);
             memcpy(before, outs[0], theta_bytes);
         } else {
             zt_zo_record("update", 0, INFINITY, INFINITY);
@@ -511,6 +663,48 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
     free(before);
     free(theta);
     free(state);
+    free(theta_init);
+    free(state_init);
+    free(theta_fetched);
+    free(state_fetched);
+}
+
+/* Every path of the update kernels (kernels/cuda/update.cu) for each dtype, distribution,
+ * rule and rounding: whole blocks a vector access at a time (theta, and every state row), the
+ * last block when n is not a multiple of 4, tensors not aligned for vector access (theta shifted
+ * off a block boundary, the state off 16 bytes), the grid-stride loop's two blocks per turn and
+ * its single last one, one to three terms and none. */
+static inline void zt_zo_parity_update_paths(zt_backend *ref, zt_backend *dut, zt_prng *r,
+                                             const zt_zo_mode *mode) {
+    static const size_t sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 36, 1003, 4096, 30001, 30720};
+    static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
+    size_t index = 0;
+    for (int rule = ZT_UPDATE_SGD; rule <= ZT_UPDATE_ADAMM; rule++)
+        for (int d = 0; d < 3; d++)
+            for (int sr = 0; sr < (dtypes[d] == ZT_F32 ? 1 : 2); sr++)
+                for (int dist = 0; dist < 2; dist++)
+                    for (int layout = 0; layout < 3; layout++, index++) {
+                        zt_zo_update_case c;
+                        memset(&c, 0, sizeof c);
+                        c.rule = (zt_update_rule)rule;
+                        c.dtype = dtypes[d];
+                        c.stochastic = sr;
+                        c.dist = dist ? ZT_DIST_RADEMACHER : ZT_DIST_GAUSSIAN;
+                        c.n = sizes[index % (sizeof sizes / sizeof sizes[0])];
+                        c.n_terms = index % 7 == 6 ? 0 : 1 + (int)(index % 3);
+                        /* One step of Gaussian SGD without SR is what a GPU compares (B_z). */
+                        c.n_steps =
+                            c.dist == ZT_DIST_GAUSSIAN && rule == ZT_UPDATE_SGD && !sr ? 1 : 2;
+                        c.lr = 1e-3f;
+                        c.weight_decay = index % 2 ? 0.01f : 0.0f;
+                        /* 0: aligned; 1: theta one element off a block boundary; 2: the state
+                         * one float off 16 bytes (theta 8 blocks' worth of bytes off, aligned) */
+                        c.theta_shift = layout == 1   ? zt_dtype_size(c.dtype)
+                                        : layout == 2 ? 8 * 16
+                                                      : 0;
+                        c.state_shift = layout == 2 ? sizeof(float) : 0;
+                        zt_zo_run_update_case(ref, dut, r, &c, mode);
+                    }
 }
 
 static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng *r,
@@ -531,27 +725,43 @@ static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng
                 c.n_steps = 3;
                 c.lr = 1e-3f;
                 c.weight_decay = index % 4 == 0 ? 0.0f : 0.01f;
+                c.theta_shift = c.state_shift = 0;
+                c.overflows = 0;
                 zt_zo_run_update_case(ref, dut, r, &c, mode);
             }
         }
     }
     /* Gaussian SGD, one step: the case a GPU compares against B_z. */
     const zt_zo_update_case sgd[] = {
-        {ZT_UPDATE_SGD, ZT_F32, 0, ZT_DIST_GAUSSIAN, 50001, 2, 1, 1e-3f, 0.01f},
-        {ZT_UPDATE_SGD, ZT_BF16, 0, ZT_DIST_GAUSSIAN, 9999, 1, 1, 1e-2f, 0.0f},
+        {ZT_UPDATE_SGD, ZT_F32, 0, ZT_DIST_GAUSSIAN, 50001, 2, 1, 1e-3f, 0.01f, 0, 0, 0},
+        {ZT_UPDATE_SGD, ZT_BF16, 0, ZT_DIST_GAUSSIAN, 9999, 1, 1, 1e-2f, 0.0f, 0, 0, 0},
         /* terms past the inline 32, every rule's state read through spilled terms */
-        {ZT_UPDATE_ADAMM, ZT_BF16, 1, ZT_DIST_RADEMACHER, 3001, 40, 2, 1e-3f, 0.01f},
-        {ZT_UPDATE_ADAMM, ZT_F16, 1, ZT_DIST_GAUSSIAN, 2049, 70, 2, 1e-3f, 0.0f},
+        {ZT_UPDATE_ADAMM, ZT_BF16, 1, ZT_DIST_RADEMACHER, 3001, 40, 2, 1e-3f, 0.01f, 0, 0, 0},
+        {ZT_UPDATE_ADAMM, ZT_F16, 1, ZT_DIST_GAUSSIAN, 2049, 70, 2, 1e-3f, 0.0f, 0, 0, 0},
         /* lr = 0: weights bit-identical, -0 and subnormals included; state still advances */
-        {ZT_UPDATE_ADAMM, ZT_F16, 1, ZT_DIST_RADEMACHER, 1003, 2, 2, 0.0f, 0.01f},
-        {ZT_UPDATE_MOMENTUM, ZT_BF16, 1, ZT_DIST_GAUSSIAN, 517, 1, 2, 0.0f, 0.01f},
-        {ZT_UPDATE_SIGN, ZT_F32, 0, ZT_DIST_GAUSSIAN, 515, 3, 1, 0.0f, 0.0f},
+        {ZT_UPDATE_ADAMM, ZT_F16, 1, ZT_DIST_RADEMACHER, 1003, 2, 2, 0.0f, 0.01f, 0, 0, 0},
+        {ZT_UPDATE_MOMENTUM, ZT_BF16, 1, ZT_DIST_GAUSSIAN, 517, 1, 2, 0.0f, 0.01f, 0, 0, 0},
+        {ZT_UPDATE_SIGN, ZT_F32, 0, ZT_DIST_GAUSSIAN, 515, 3, 1, 0.0f, 0.0f, 0, 0, 0},
         /* more blocks than the grid: the grid-stride loop */
         {ZT_UPDATE_MOMENTUM, ZT_F32, 0, ZT_DIST_RADEMACHER, ((size_t)1 << 18) + 3, 1, 2, 1e-3f,
-         0.0f},
+         0.0f, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof sgd / sizeof sgd[0]; i++)
         zt_zo_run_update_case(ref, dut, r, &sgd[i], mode);
+    /* Stores that overflow: the non-finite count, on every path (aligned, a cut last block,
+     * shifted), with and without SR; one step and no decay, so Inf never meets Inf. */
+    const zt_zo_update_case overflow[] = {
+        {ZT_UPDATE_SGD, ZT_F16, 1, ZT_DIST_RADEMACHER, 1003, 3, 1, 4e4f, 0.0f, 0, 0, 1},
+        {ZT_UPDATE_SGD, ZT_F16, 0, ZT_DIST_RADEMACHER, 4096, 3, 1, 4e4f, 0.0f, 2, 0, 1},
+        {ZT_UPDATE_SIGN, ZT_F16, 0, ZT_DIST_RADEMACHER, 515, 3, 1, 66000.0f, 0.0f, 0, 0, 1},
+        {ZT_UPDATE_SGD, ZT_BF16, 1, ZT_DIST_RADEMACHER, 2048, 3, 1, 3e38f, 0.0f, 0, 0, 1},
+        {ZT_UPDATE_SGD, ZT_BF16, 0, ZT_DIST_RADEMACHER, 999, 3, 1, 3e38f, 0.0f, 0, 0, 1},
+        {ZT_UPDATE_SGD, ZT_F32, 0, ZT_DIST_RADEMACHER, 4100, 3, 1, 3e38f, 0.0f, 0, 0, 1},
+        {ZT_UPDATE_MOMENTUM, ZT_F32, 0, ZT_DIST_RADEMACHER, 1001, 3, 1, 3e38f, 0.0f, 4, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof overflow / sizeof overflow[0]; i++)
+        zt_zo_run_update_case(ref, dut, r, &overflow[i], mode);
+    zt_zo_parity_update_paths(ref, dut, r, mode);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -801,7 +1011,7 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
         ok = s == ZT_OK;
     }
     if (ok) {
-        int bits_bad = 0, sr_bad = 0, curand_bad = 0, curand_sr_bad = 0, gauss_bad = 0;
+        int bits_bad = 0, sr_bad = 0, rk_bad = 0, rk_sr_bad = 0, gauss_bad = 0;
         int normal_differ = 0, normal_bad = 0;
         double worst_normal = 0.0, worst_gauss = 0.0;
         for (int i = 0; i < N; i++) {
@@ -814,8 +1024,8 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
             for (int l = 0; l < 4; l++) {
                 bits_bad += w[ZT_PROBE_Z_BITS + l] != zw[l];
                 sr_bad += w[ZT_PROBE_SR_BITS + l] != srw[l];
-                curand_bad += w[ZT_PROBE_CURAND_BITS + l] != zw[l];
-                curand_sr_bad += w[ZT_PROBE_CURAND_SR + l] != srw[l];
+                rk_bad += w[ZT_PROBE_ROUND_KEY_BITS + l] != zw[l];
+                rk_sr_bad += w[ZT_PROBE_ROUND_KEY_SR + l] != srw[l];
                 const float radius = sqrtf(-2.0f * logf(zt_box_muller_u(zw[l < 2 ? 0 : 2])));
                 /* The engine's normal from device code: bit for bit in the executor, within B_z
                  * on a GPU. */
@@ -845,16 +1055,16 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
             }
         }
         printf("  %-9s %d blocks x 4 words from device code: kernels' curand4 z %d bad, SR %d bad; "
-               "Philox port z %d bad, SR %d bad\n",
-               "rng", N, bits_bad, sr_bad, curand_bad, curand_sr_bad);
+               "round-key Philox z %d bad, SR %d bad\n",
+               "rng", N, bits_bad, sr_bad, rk_bad, rk_sr_bad);
         printf("  %-9s engine normals vs CPU: %d beyond %s (max/bound %.2g); curand_normal4 vs "
                "engine: %d of %d differ (max/(r ulp(angle) + 2 ulp) %.2g)\n",
                "rng", gauss_bad, mode->gauss_exact ? "bitwise" : "B_z", worst_gauss, normal_differ,
                N * 4, worst_normal);
         ZT_CHECK(bits_bad == 0 && sr_bad == 0,
                  "probe: the kernels' curand_init + curand4 words differ from the CPU's");
-        ZT_CHECK(curand_bad == 0 && curand_sr_bad == 0,
-                 "probe: the Philox port in device code differs from the CPU's");
+        ZT_CHECK(rk_bad == 0 && rk_sr_bad == 0,
+                 "probe: the round-key Philox in device code differs from the CPU's");
         ZT_CHECK(gauss_bad == 0, "probe: %d kernel normals differ from the CPU's", gauss_bad);
         if (mode->gauss_exact)
             ZT_CHECK(normal_bad == 0, "probe: %d curand_normal4 values beyond the angle bound",

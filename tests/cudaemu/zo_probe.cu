@@ -4,9 +4,9 @@
  *
  * The RNG probe runs, in device code, the word and normal functions the kernels call
  * (kernels/cuda/z_terms.cuh: curand_init + curand4 at the engine's address, and curand_normal4's
- * transform applied to those words) next to cuRAND's own curand_normal4, and next to the engine's
- * Philox port (kernels/common/perturb_rng.h) compiled for the device, so a test can show that
- * all of them give the CPU backend's 32-bit words and normals. */
+ * transform applied to those words, and the round-key form of the engine's Philox port that the
+ * hot loops use for term 0 and the SR bits) next to cuRAND's own curand_normal4, so a test can
+ * show that all of them give the CPU backend's 32-bit words and normals. */
 #include <curand_kernel.h>
 
 #include "cuda/cuda_common.cuh"
@@ -43,9 +43,13 @@ static __global__ void zt_zo_probe_rng_k(uint32_t *out,        /* (n, ZT_PROBE_W
     const zt_f32x4 gauss = zt_cuda_z_gauss_block4(key, block);
     zt_probe_store_f4(mine + ZT_PROBE_Z_GAUSS, gauss.x, gauss.y, gauss.z, gauss.w);
 
-    /* the engine's Philox port in device code, for the words */
-    zt_probe_store4(mine + ZT_PROBE_CURAND_BITS, zt_z_bits_block4(key, block));
-    zt_probe_store4(mine + ZT_PROBE_CURAND_SR, zt_sr_bits_block4(key, block));
+    /* the engine's Philox port from precomputed round keys, as the kernels' hot loops draw
+     * term 0 and the SR bits */
+    const zt_round_keys rounds = zt_round_keys_of(key);
+    zt_probe_store4(mine + ZT_PROBE_ROUND_KEY_BITS,
+                    zt_cuda_rng_block4_rk(rounds, ZT_RNG_STREAM_Z, block));
+    zt_probe_store4(mine + ZT_PROBE_ROUND_KEY_SR,
+                    zt_cuda_rng_block4_rk(rounds, ZT_RNG_STREAM_SR, block));
 
     /* cuRAND's own normals at the engine's address */
     const unsigned long long subsequence = block & 0xFFFFu, offset = 4ull * (block >> 16);

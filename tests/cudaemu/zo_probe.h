@@ -16,12 +16,12 @@ extern "C" {
 
 /* Words per probed block in zt_zo_probe_rng's output, and where each stream starts. */
 enum {
-    ZT_PROBE_Z_BITS = 0,  /* zt_cuda_rng_block4 (curand_init + curand4), as the kernels draw z */
-    ZT_PROBE_SR_BITS = 4, /* zt_cuda_sr_bits_block4, as update draws its rounding bits */
+    ZT_PROBE_Z_BITS = 0,  /* zt_cuda_rng_block4 (curand_init + curand4), terms 1, 2, ... */
+    ZT_PROBE_SR_BITS = 4, /* zt_cuda_sr_bits_block4: curand_init + curand4 on the SR stream */
     ZT_PROBE_Z_GAUSS = 8, /* zt_cuda_z_gauss_block4 (f32 bits), the kernels' normals */
-    ZT_PROBE_CURAND_BITS = 12,  /* zt_z_bits_block4: the engine's Philox port in device code */
-    ZT_PROBE_CURAND_SR = 16,    /* zt_sr_bits_block4: the same for the SR stream */
-    ZT_PROBE_CURAND_GAUSS = 20, /* curand_init(key, b & 0xFFFF, 4 * (b >> 16)); curand_normal4 */
+    ZT_PROBE_ROUND_KEY_BITS = 12, /* zt_cuda_rng_block4_rk: term 0's z words in the hot loops */
+    ZT_PROBE_ROUND_KEY_SR = 16,   /* the same for the SR stream, as update draws its bits */
+    ZT_PROBE_CURAND_GAUSS = 20,   /* curand_init(key, b & 0xFFFF, 4 * (b >> 16)); curand_normal4 */
     ZT_PROBE_WORDS = 24,
 };
 
