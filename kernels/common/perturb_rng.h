@@ -41,6 +41,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "common/box_muller.h"
 #include "common/dtype.h"
 #include "common/philox.h"
 #include "common/zt_hd.h"

@@ -1,8 +1,9 @@
 /* Philox4x32-10 and the cuRAND transforms built on it, bit for bit as the cuRAND device API
  * computes them (docs/spec.md §5), as ZT_HD functions: the same source serves the
  * C host build (gcc, C11) and CUDA (nvcc, C++17). The CPU backend and the CUDA kernels therefore
- * draw identical 32-bit words, identical uniforms and, up to the device's __sincosf, identical
- * normals. Tests: tests/rng (cuRAND's host generator and host-compiled curand_kernel.h). */
+ * draw identical 32-bit words and uniforms; the normals built from them are zotune's own
+ * (common/box_muller.h). Tests: tests/rng (cuRAND's host generator and host-compiled
+ * curand_kernel.h). */
 #ifndef ZT_COMMON_PHILOX_H
 #define ZT_COMMON_PHILOX_H
 
@@ -97,50 +98,12 @@ ZT_HD float zt_uniform_from_u32(uint32_t x) {
     return (float)x * ZT_RNG_2POW32_INV + ZT_RNG_2POW32_INV * 0.5f;
 }
 
-/* Box-Muller radius input u in (0, 1]: the same formula as the uniform. */
-ZT_HD float zt_box_muller_u(uint32_t x) {
-    return zt_uniform_from_u32(x);
-}
-
-/* Box-Muller angle v in (0, 2 pi]. nvcc contracts cuRAND's `y * C + C/2` into one FMA by default
- * and the product is not exact here, so the host must use fmaf to match the device build. */
-ZT_HD float zt_box_muller_v(uint32_t y) {
+/* cuRAND's Box-Muller angle v in (0, 2 pi] for word y, for the oracles that rebuild cuRAND's
+ * normals (tests): nvcc contracts cuRAND's `y * C + C/2` into one FMA by default and the product
+ * is not exact, so this uses fmaf to match the device build. zotune's own transform
+ * (common/box_muller.h) forms its angle from y's bits instead. */
+ZT_HD float zt_curand_angle(uint32_t y) {
     return fmaf((float)y, ZT_RNG_2POW32_INV_2PI, ZT_RNG_2POW32_INV_2PI * 0.5f);
-}
-
-/* The transform from (u, v): first = s*sin v, second = s*cos v, s = sqrt(-2 ln u). The device
- * takes the fast __sincosf as curand does there, so device normals match curand_normal4 bit for
- * bit, and host normals differ from device ones by __sincosf's error (~1e-6 * s). */
-ZT_HD zt_f32x2 zt_box_muller_uv(float u, float v) {
-    float radius = sqrtf(-2.0f * logf(u));
-    float sin_v, cos_v;
-#if defined(__CUDA_ARCH__)
-    __sincosf(v, &sin_v, &cos_v);
-#else
-    sin_v = sinf(v);
-    cos_v = cosf(v);
-#endif
-    zt_f32x2 out;
-    out.x = sin_v * radius;
-    out.y = cos_v * radius;
-    return out;
-}
-
-/* cuRAND's _curand_box_muller(x, y): two 32-bit words -> two standard normals. */
-ZT_HD zt_f32x2 zt_box_muller(uint32_t x, uint32_t y) {
-    return zt_box_muller_uv(zt_box_muller_u(x), zt_box_muller_v(y));
-}
-
-/* curand_normal4 over one block: pairs (x, y) and (z, w). */
-ZT_HD zt_f32x4 zt_box_muller4(zt_u32x4 bits) {
-    zt_f32x2 first = zt_box_muller(bits.x, bits.y);
-    zt_f32x2 second = zt_box_muller(bits.z, bits.w);
-    zt_f32x4 out;
-    out.x = first.x;
-    out.y = first.y;
-    out.z = second.x;
-    out.w = second.y;
-    return out;
 }
 
 #endif
