@@ -12,21 +12,28 @@
 #include "cpu/z_terms.h"
 
 /* dst[c] = stage(table[first + c] + g(first + c)) for c in [0, n): perturb's arithmetic element
- * by element, blocks of four elements of the full tensor at a time. */
+ * by element, z drawn in runs of whole blocks of the full tensor. */
 static void perturbed_row(float *dst,                                /* (n) */
                           zt_weight table, uint64_t first, size_t n, /* elements of the tensor */
                           const zt_cpu_z_term *terms, int n_terms, zt_dist dist,
                           zt_dtype stage_dtype) {
+    float sum[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
+    const zt_cpu_rng_path path = zt_cpu_rng_active_path();
     const uint64_t end = first + (uint64_t)n;
-    for (uint64_t block = first / 4; block * 4 < end; block++) {
-        const zt_f32x4 sum = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
-        const uint64_t lane_begin = block * 4 < first ? first - block * 4 : 0;
-        const uint64_t lane_end = block * 4 + 4 > end ? end - block * 4 : 4;
-        for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
-            const uint64_t j = block * 4 + lane;
+    for (uint64_t run_block = first / 4; run_block * 4 < end; run_block += ZT_CPU_Z_RUN_BLOCKS) {
+        const uint64_t blocks_left = (end - 1) / 4 - run_block + 1;
+        const uint64_t run_blocks =
+            blocks_left < ZT_CPU_Z_RUN_BLOCKS ? blocks_left : ZT_CPU_Z_RUN_BLOCKS;
+        if (n_terms > 0)
+            zt_cpu_z_sum_run(terms, n_terms, dist, path, run_block, (size_t)run_blocks, sum,
+                             scratch);
+        const uint64_t begin = run_block * 4 > first ? run_block * 4 : first;
+        const uint64_t stop =
+            (run_block + run_blocks) * 4 < end ? (run_block + run_blocks) * 4 : end;
+        for (uint64_t j = begin; j < stop; j++) {
             const float value = zt_load_f32(table.data, table.dtype, (size_t)j);
             /* No terms is a plain read: adding a zero would turn -0 into +0 (as perturb). */
-            float staged = n_terms > 0 ? value + zt_f32x4_lane(sum, (unsigned)lane) : value;
+            const float staged = n_terms > 0 ? value + sum[j - run_block * 4] : value;
             dst[j - first] = zt_round_through(stage_dtype, staged);
         }
     }

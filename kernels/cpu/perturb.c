@@ -43,6 +43,43 @@ void zt_cpu_z_terms_release(zt_cpu_z_term *terms, const zt_cpu_z_term *stack) {
     if (terms != stack) free(terms);
 }
 
+/* dst[k] = stage(src[k] + sum[k]) for k in [0, n), or the plain conversion without terms (adding
+ * a zero would turn -0 into +0). Inlined with constant dtypes, so each combination below is a
+ * loop without a dtype branch. */
+static inline __attribute__((always_inline)) void add_run(void *dst, zt_dtype dst_dtype,
+                                                          const void *src, zt_dtype src_dtype,
+                                                          size_t j0, const float *sum, size_t n,
+                                                          int has_terms) {
+    if (has_terms)
+        for (size_t k = 0; k < n; k++)
+            zt_store_rne(dst, dst_dtype, j0 + k, zt_load_f32(src, src_dtype, j0 + k) + sum[k]);
+    else
+        for (size_t k = 0; k < n; k++)
+            zt_store_rne(dst, dst_dtype, j0 + k, zt_load_f32(src, src_dtype, j0 + k));
+}
+
+#define ZT_ADD_RUN_CASE(d, s)                                                                      \
+    case (int)(d)*3 + (int)(s):                                                                    \
+        add_run(dst, d, src, s, j0, sum, n, has_terms);                                            \
+        return
+
+static void add_run_any(void *dst, zt_dtype dst_dtype, const void *src, zt_dtype src_dtype,
+                        size_t j0, const float *sum, size_t n, int has_terms) {
+    switch ((int)dst_dtype * 3 + (int)src_dtype) {
+        ZT_ADD_RUN_CASE(ZT_F32, ZT_F32);
+        ZT_ADD_RUN_CASE(ZT_F32, ZT_F16);
+        ZT_ADD_RUN_CASE(ZT_F32, ZT_BF16);
+        ZT_ADD_RUN_CASE(ZT_F16, ZT_F32);
+        ZT_ADD_RUN_CASE(ZT_F16, ZT_F16);
+        ZT_ADD_RUN_CASE(ZT_F16, ZT_BF16);
+        ZT_ADD_RUN_CASE(ZT_BF16, ZT_F32);
+        ZT_ADD_RUN_CASE(ZT_BF16, ZT_F16);
+        ZT_ADD_RUN_CASE(ZT_BF16, ZT_BF16);
+    default:
+        add_run(dst, dst_dtype, src, src_dtype, j0, sum, n, has_terms);
+    }
+}
+
 zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) */
                          zt_weight src,                                 /* (n) */
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
@@ -79,25 +116,30 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
     {
         const int n_terms = p->n_terms;
         const zt_dist dist = p->dist;
-        /* Whole blocks of the full tensor cover [elem_offset, elem_offset + n); the first and
-         * last may hang over the slice, and only their lanes inside it are written. */
+        /* Runs of whole blocks of the full tensor cover [elem_offset, elem_offset + n); the
+         * first and last block may hang over the slice, and only their lanes inside it are
+         * written. */
         const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
         const uint64_t first_block = elem_offset / 4;
-        const int64_t n_blocks = (int64_t)((slice_end - 1) / 4 - first_block + 1);
+        const uint64_t n_blocks = (slice_end - 1) / 4 - first_block + 1;
+        const int64_t n_runs =
+            (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
+        const zt_cpu_rng_path path = zt_cpu_rng_active_path();
         ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
-        for (int64_t b = 0; b < n_blocks; b++) {
-            const uint64_t block = first_block + (uint64_t)b;
-            const zt_f32x4 sum = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
-            const uint64_t lane_begin = block * 4 < elem_offset ? elem_offset - block * 4 : 0;
-            const uint64_t lane_end = block * 4 + 4 > slice_end ? slice_end - block * 4 : 4;
-            for (uint64_t lane = lane_begin; lane < lane_end; lane++) {
-                const size_t j = (size_t)(block * 4 + lane - elem_offset);
-                const float value = zt_load_f32(src.data, src.dtype, j);
-                /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
-                const float perturbed =
-                    n_terms > 0 ? value + zt_f32x4_lane(sum, (unsigned)lane) : value;
-                zt_store_rne(dst, dst_dtype, j, perturbed);
-            }
+        for (int64_t r = 0; r < n_runs; r++) {
+            float sum[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
+            const uint64_t run_block = first_block + (uint64_t)r * ZT_CPU_Z_RUN_BLOCKS;
+            const uint64_t run_blocks = first_block + n_blocks - run_block < ZT_CPU_Z_RUN_BLOCKS
+                                            ? first_block + n_blocks - run_block
+                                            : ZT_CPU_Z_RUN_BLOCKS;
+            if (n_terms > 0)
+                zt_cpu_z_sum_run(terms, n_terms, dist, path, run_block, (size_t)run_blocks, sum,
+                                 scratch);
+            const uint64_t begin = run_block * 4 > elem_offset ? run_block * 4 : elem_offset;
+            const uint64_t end =
+                (run_block + run_blocks) * 4 < slice_end ? (run_block + run_blocks) * 4 : slice_end;
+            add_run_any(dst, dst_dtype, src.data, src.dtype, (size_t)(begin - elem_offset),
+                        sum + (begin - run_block * 4), (size_t)(end - begin), n_terms > 0);
         }
     }
 

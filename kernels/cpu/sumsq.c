@@ -16,6 +16,8 @@
 #include "core/status.h"
 #include "common/perturb_rng.h"
 #include "cpu/cpu_common.h"
+#include "cpu/rng_blocks.h"
+#include "cpu/z_terms.h"
 
 /* Elements per chunk; CUDA's sumsq.cu uses the same size. */
 #define ZT_CPU_SUMSQ_CHUNK_ELEMS ((uint64_t)1 << 14)
@@ -27,6 +29,27 @@ static zt_status check_dist(const char *op, zt_dist dist) {
 
 static uint64_t chunk_count(size_t n_elems) {
     return ((uint64_t)n_elems + ZT_CPU_SUMSQ_CHUNK_ELEMS - 1) / ZT_CPU_SUMSQ_CHUNK_ELEMS;
+}
+
+/* zt_z_gauss_sumsq(tensor_key, begin, end) (kernels/common/perturb_rng.h): the same values summed
+ * in the same ascending order, so the same bits, with z drawn in runs on the CPU's z path. */
+static double gauss_sumsq(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t begin, uint64_t end) {
+    float z[4 * ZT_CPU_Z_RUN_BLOCKS];
+    double sum = 0.0;
+    for (uint64_t run_block = begin / 4; run_block * 4 < end; run_block += ZT_CPU_Z_RUN_BLOCKS) {
+        const uint64_t blocks_left = (end - 1) / 4 - run_block + 1;
+        const uint64_t run_blocks =
+            blocks_left < ZT_CPU_Z_RUN_BLOCKS ? blocks_left : ZT_CPU_Z_RUN_BLOCKS;
+        zt_cpu_gauss_blocks(path, tensor_key, run_block, (size_t)run_blocks, z);
+        const uint64_t first = run_block * 4 > begin ? run_block * 4 : begin;
+        const uint64_t stop =
+            (run_block + run_blocks) * 4 < end ? (run_block + run_blocks) * 4 : end;
+        for (uint64_t j = first; j < stop; j++) {
+            const double value = (double)z[j - run_block * 4];
+            sum += value * value;
+        }
+    }
+    return sum;
 }
 
 size_t zt_cpu_z_sumsq_scratch_floats(size_t n_elems) {
@@ -55,12 +78,13 @@ zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t te
 
     const uint64_t tensor_key = zt_tensor_key(seed, tensor_id);
     const int64_t n_chunks_signed = (int64_t)n_chunks;
+    const zt_cpu_rng_path path = zt_cpu_rng_active_path();
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(cpu))
     for (int64_t c = 0; c < n_chunks_signed; c++) {
         const uint64_t begin = (uint64_t)c * ZT_CPU_SUMSQ_CHUNK_ELEMS;
         const uint64_t end =
             begin + ZT_CPU_SUMSQ_CHUNK_ELEMS < n ? begin + ZT_CPU_SUMSQ_CHUNK_ELEMS : n;
-        chunk_sums[c] = zt_z_gauss_sumsq(tensor_key, begin, end);
+        chunk_sums[c] = gauss_sumsq(path, tensor_key, begin, end);
     }
     double sum = 0.0;
     for (uint64_t c = 0; c < n_chunks; c++)

@@ -38,16 +38,20 @@ typedef struct update_coeffs {
     float eps;
 } update_coeffs;
 
-static float sign_or_zero(float g) {
+#define ZT_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ZT_ALWAYS_INLINE float sign_or_zero(float g) {
     return g > 0.0f ? 1.0f : g < 0.0f ? -1.0f : 0.0f;
 }
 
-/* theta' for one element; advances its optimizer state (m, v, vhat at stride n_elems). */
-static float updated_weight(const update_coeffs *k, float theta, float g,
-                            float *state, /* (1 or 3, n) or NULL, at this element */
-                            size_t n_elems) {
+/* theta' for one element; advances its optimizer state (m, v, vhat at stride n_elems). `rule` is
+ * a constant where update_run is instantiated, so the switch folds away. */
+ZT_ALWAYS_INLINE float updated_weight(const update_coeffs *k, zt_update_rule rule, float theta,
+                                      float g,
+                                      float *state, /* (1 or 3, n) or NULL, at this element */
+                                      size_t n_elems) {
     float direction;
-    switch (k->rule) {
+    switch (rule) {
     case ZT_UPDATE_SIGN:
         direction = sign_or_zero(g);
         break;
@@ -77,14 +81,58 @@ static float updated_weight(const update_coeffs *k, float theta, float g,
     return step != 0.0f ? theta - step : theta;
 }
 
-static void store_weight(void *theta, zt_dtype dtype, size_t j, float value, int stochastic,
-                         uint32_t random) {
+ZT_ALWAYS_INLINE void store_weight(void *theta, zt_dtype dtype, size_t j, float value,
+                                   int stochastic, uint32_t random) {
     if (dtype == ZT_F32 || !stochastic)
         zt_store_rne(theta, dtype, j, value);
     else if (dtype == ZT_F16)
         ((uint16_t *)theta)[j] = zt_sr_f32_to_f16(value, random);
     else
         ((uint16_t *)theta)[j] = zt_sr_f32_to_bf16(value, random);
+}
+
+/* Elements [begin, end) of theta from their g (and SR words), both indexed from `base`; returns
+ * how many stored values are NaN or infinite. Instantiated with constant dtype, rule and
+ * stochastic by update_run_any, so each combination is a loop without those branches. */
+ZT_ALWAYS_INLINE unsigned long long update_run(void *theta, zt_dtype dtype, zt_update_rule rule,
+                                               int stochastic, const update_coeffs *coeffs,
+                                               float *state, size_t n_elems, uint64_t base,
+                                               uint64_t begin, uint64_t end,
+                                               const float *g,           /* (end - base) */
+                                               const uint32_t *random) { /* (end - base) */
+    unsigned long long nonfinite = 0;
+    for (uint64_t j = begin; j < end; j++) {
+        const float old = zt_load_f32(theta, dtype, (size_t)j);
+        const float updated =
+            updated_weight(coeffs, rule, old, g[j - base], state ? state + j : NULL, n_elems);
+        store_weight(theta, dtype, (size_t)j, updated, stochastic,
+                     stochastic ? random[j - base] : 0u);
+        /* The stored value, since a finite f32 can still overflow f16's range. */
+        nonfinite += (unsigned long long)zt_stored_nonfinite(theta, dtype, (size_t)j);
+    }
+    return nonfinite;
+}
+
+#define ZT_UPDATE_CASE(dt, rl, sr)                                                                 \
+    if (dtype == (dt) && coeffs->rule == (rl) && stochastic == (sr))                               \
+    return update_run(theta, dt, rl, sr, coeffs, state, n_elems, base, begin, end, g, random)
+#define ZT_UPDATE_CASES(dt, sr)                                                                    \
+    ZT_UPDATE_CASE(dt, ZT_UPDATE_SGD, sr);                                                         \
+    ZT_UPDATE_CASE(dt, ZT_UPDATE_SIGN, sr);                                                        \
+    ZT_UPDATE_CASE(dt, ZT_UPDATE_MOMENTUM, sr);                                                    \
+    ZT_UPDATE_CASE(dt, ZT_UPDATE_ADAMM, sr)
+
+static unsigned long long update_run_any(void *theta, zt_dtype dtype, int stochastic,
+                                         const update_coeffs *coeffs, float *state, size_t n_elems,
+                                         uint64_t base, uint64_t begin, uint64_t end,
+                                         const float *g, const uint32_t *random) {
+    ZT_UPDATE_CASES(ZT_F32, 0);
+    ZT_UPDATE_CASES(ZT_F16, 0);
+    ZT_UPDATE_CASES(ZT_F16, 1);
+    ZT_UPDATE_CASES(ZT_BF16, 0);
+    ZT_UPDATE_CASES(ZT_BF16, 1);
+    return update_run(theta, dtype, coeffs->rule, stochastic, coeffs, state, n_elems, base, begin,
+                      end, g, random);
 }
 
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
@@ -118,22 +166,25 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         const uint64_t n = (uint64_t)n_elems;
         const int64_t n_blocks = (int64_t)((n + 3) / 4);
         unsigned long long nonfinite = 0;
+        const int64_t n_runs =
+            (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
+        const zt_cpu_rng_path path = zt_cpu_rng_active_path();
         ZT_CPU_PARALLEL_FOR_SUM(zt_cpu_threads(zt_cpu(be)), nonfinite)
-        for (int64_t b = 0; b < n_blocks; b++) {
-            const uint64_t block = (uint64_t)b;
-            const zt_f32x4 g = zt_cpu_z_sum_block4(terms, n_terms, dist, block);
-            const zt_u32x4 random =
-                stochastic ? zt_sr_bits_block4(rounding_key, block) : (zt_u32x4){0, 0, 0, 0};
-            const unsigned n_lanes = block * 4 + 4 <= n ? 4u : (unsigned)(n - block * 4);
-            for (unsigned lane = 0; lane < n_lanes; lane++) {
-                const size_t j = (size_t)(block * 4 + lane);
-                const float old = zt_load_f32(theta, dtype, j);
-                const float updated = updated_weight(&coeffs, old, zt_f32x4_lane(g, lane),
-                                                     state ? state + j : NULL, n_elems);
-                store_weight(theta, dtype, j, updated, stochastic, zt_u32x4_lane(random, lane));
-                /* The stored value, since a finite f32 can still overflow f16's range. */
-                nonfinite += zt_stored_nonfinite(theta, dtype, j);
-            }
+        for (int64_t r = 0; r < n_runs; r++) {
+            float g[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
+            uint32_t random[4 * ZT_CPU_Z_RUN_BLOCKS];
+            const uint64_t run_block = (uint64_t)r * ZT_CPU_Z_RUN_BLOCKS;
+            const uint64_t run_blocks = (uint64_t)n_blocks - run_block < ZT_CPU_Z_RUN_BLOCKS
+                                            ? (uint64_t)n_blocks - run_block
+                                            : ZT_CPU_Z_RUN_BLOCKS;
+            zt_cpu_z_sum_run(terms, n_terms, dist, path, run_block, (size_t)run_blocks, g, scratch);
+            if (stochastic)
+                zt_cpu_stream_words(path, rounding_key, ZT_RNG_STREAM_SR, run_block,
+                                    (size_t)run_blocks, random);
+            const uint64_t begin = run_block * 4;
+            const uint64_t end = begin + run_blocks * 4 < n ? begin + run_blocks * 4 : n;
+            nonfinite += update_run_any(theta, dtype, stochastic, &coeffs, state, n_elems, begin,
+                                        begin, end, g, random);
         }
         if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
     }

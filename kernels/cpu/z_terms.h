@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "common/dtype.h"
 #include "common/perturb_rng.h"
+#include "cpu/rng_blocks.h"
 
 /* One term with its key and scale hoisted out of the element loop. */
 typedef struct zt_cpu_z_term {
@@ -40,28 +41,35 @@ zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint3
                                  zt_cpu_z_term *stack, zt_cpu_z_term **terms_out);
 void zt_cpu_z_terms_release(zt_cpu_z_term *terms, const zt_cpu_z_term *stack);
 
-/* g for the four elements 4*block .. 4*block+3 of the tensor, in the order documented above. */
-static inline zt_f32x4 zt_cpu_z_sum_block4(const zt_cpu_z_term *terms, int n_terms, zt_dist dist,
-                                           uint64_t block) {
-    zt_f32x4 sum = {0.0f, 0.0f, 0.0f, 0.0f};
+/* The ops draw z in runs of this many Philox blocks (4 KB of f32 per buffer, on the stack). */
+#define ZT_CPU_Z_RUN_BLOCKS 256
+
+/* g for blocks [first_block, first_block + n_blocks) of the tensor (n_blocks <= the run size),
+ * in the order documented above: sum[4*i + lane] is element 4*(first_block + i) + lane. Each term's
+ * z is drawn into `scratch` on the CPU's fastest z path (the bits do not depend on the path). */
+static inline void zt_cpu_z_sum_run(const zt_cpu_z_term *terms, int n_terms, zt_dist dist,
+                                    zt_cpu_rng_path path, uint64_t first_block, size_t n_blocks,
+                                    float *sum,       /* (4 * n_blocks) */
+                                    float *scratch) { /* (4 * n_blocks) */
+    const size_t n = 4 * n_blocks;
+    if (n_terms == 0)
+        for (size_t k = 0; k < n; k++)
+            sum[k] = 0.0f;
     for (int i = 0; i < n_terms; i++) {
-        zt_f32x4 z = dist == ZT_DIST_GAUSSIAN ? zt_z_gauss_block4(terms[i].tensor_key, block)
-                                              : zt_z_rademacher_block4(terms[i].tensor_key, block);
-        float a = terms[i].scale;
+        if (dist == ZT_DIST_GAUSSIAN)
+            zt_cpu_gauss_blocks(path, terms[i].tensor_key, first_block, n_blocks, scratch);
+        else
+            zt_cpu_rademacher_blocks(path, terms[i].tensor_key, first_block, n_blocks, scratch);
+        const float a = terms[i].scale;
         if (i == 0) {
             /* Assigned, not added to 0: 0 + (-0) would turn a negative zero positive. */
-            sum.x = a * z.x;
-            sum.y = a * z.y;
-            sum.z = a * z.z;
-            sum.w = a * z.w;
+            for (size_t k = 0; k < n; k++)
+                sum[k] = a * scratch[k];
         } else {
-            sum.x += a * z.x;
-            sum.y += a * z.y;
-            sum.z += a * z.z;
-            sum.w += a * z.w;
+            for (size_t k = 0; k < n; k++)
+                sum[k] = sum[k] + a * scratch[k];
         }
     }
-    return sum;
 }
 
 #endif

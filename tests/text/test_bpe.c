@@ -583,7 +583,9 @@ static void check_long_inputs(zt_tokenizer *tok) {
         double elapsed = seconds_now() - start;
         ZT_CHECK(decoded && decoded_len == len && memcmp(decoded, text, len) == 0,
                  "1 MB of \"%s\" round trip", units[u]);
-        ZT_CHECK(elapsed < 5.0, "1 MB of unit %zu took %.2f s", u, elapsed);
+        /* Printed, not asserted: a quadratic path would take hours and hit the test timeout,
+         * while a wall-clock bound fails on a loaded machine (timings belong in bench/). */
+        printf("1 MB of unit %zu: %.2f s\n", u, elapsed);
         free(text);
         free(ids);
         free(decoded);

@@ -1,0 +1,114 @@
+/* Runs of z blocks: the portable path, the choice of path, and the dispatch (rng_blocks.h). */
+#include "cpu/rng_blocks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/perturb_rng.h"
+
+static const char *const path_names[ZT_CPU_RNG_N_PATHS] = {"portable", "avx2"};
+
+const char *zt_cpu_rng_path_name(zt_cpu_rng_path path) {
+    return (unsigned)path < ZT_CPU_RNG_N_PATHS ? path_names[path] : "unknown";
+}
+
+int zt_cpu_rng_path_available(zt_cpu_rng_path path) {
+    switch (path) {
+    case ZT_CPU_RNG_PORTABLE:
+        return 1;
+    case ZT_CPU_RNG_AVX2:
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        return 0;
+#endif
+    default:
+        return 0;
+    }
+}
+
+static zt_cpu_rng_path choose_path(void) {
+    zt_cpu_rng_path best = ZT_CPU_RNG_PORTABLE;
+    for (int p = ZT_CPU_RNG_N_PATHS - 1; p > 0; p--)
+        if (zt_cpu_rng_path_available((zt_cpu_rng_path)p)) {
+            best = (zt_cpu_rng_path)p;
+            break;
+        }
+    const char *asked = getenv("ZT_CPU_RNG");
+    if (asked == NULL || asked[0] == '\0') return best;
+    for (int p = 0; p < ZT_CPU_RNG_N_PATHS; p++)
+        if (strcmp(asked, path_names[p]) == 0) {
+            if (zt_cpu_rng_path_available((zt_cpu_rng_path)p)) return (zt_cpu_rng_path)p;
+            fprintf(stderr, "zotune: ZT_CPU_RNG=%s: this CPU cannot run it; using %s\n", asked,
+                    path_names[best]);
+            return best;
+        }
+    fprintf(stderr, "zotune: ZT_CPU_RNG=%s is not a path (portable, avx2); using %s\n", asked,
+            path_names[best]);
+    return best;
+}
+
+zt_cpu_rng_path zt_cpu_rng_active_path(void) {
+    /* Racing first calls compute the same answer; only the warning could print twice. */
+    static int chosen = -1;
+    int path = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (path < 0) {
+        path = (int)choose_path();
+        __atomic_store_n(&chosen, path, __ATOMIC_RELEASE);
+    }
+    return (zt_cpu_rng_path)path;
+}
+
+void zt_cpu_gauss_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
+                         size_t n_blocks, float *out) {
+    size_t done = 0;
+    if (path == ZT_CPU_RNG_AVX2)
+        done = zt_cpu_gauss_blocks_avx2(tensor_key, first_block, n_blocks, out);
+    for (size_t i = done; i < n_blocks; i++) {
+        const zt_f32x4 z = zt_z_gauss_block4(tensor_key, first_block + i);
+        out[4 * i] = z.x;
+        out[4 * i + 1] = z.y;
+        out[4 * i + 2] = z.z;
+        out[4 * i + 3] = z.w;
+    }
+}
+
+void zt_cpu_rademacher_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
+                              size_t n_blocks, float *out) {
+    size_t done = 0;
+    if (path == ZT_CPU_RNG_AVX2)
+        done = zt_cpu_rademacher_blocks_avx2(tensor_key, first_block, n_blocks, out);
+    for (size_t i = done; i < n_blocks; i++) {
+        const zt_f32x4 z = zt_z_rademacher_block4(tensor_key, first_block + i);
+        out[4 * i] = z.x;
+        out[4 * i + 1] = z.y;
+        out[4 * i + 2] = z.z;
+        out[4 * i + 3] = z.w;
+    }
+}
+
+void zt_cpu_stream_words(zt_cpu_rng_path path, uint64_t tensor_key, uint32_t stream,
+                         uint64_t first_block, size_t n_blocks, uint32_t *out) {
+    size_t done = 0;
+    if (path == ZT_CPU_RNG_AVX2)
+        done = zt_cpu_stream_words_avx2(tensor_key, stream, first_block, n_blocks, out);
+    for (size_t i = done; i < n_blocks; i++) {
+        const zt_u32x4 w = zt_rng_stream_block4(tensor_key, stream, first_block + i);
+        out[4 * i] = w.x;
+        out[4 * i + 1] = w.y;
+        out[4 * i + 2] = w.z;
+        out[4 * i + 3] = w.w;
+    }
+}
+
+void zt_cpu_box_muller_pairs(zt_cpu_rng_path path, const uint32_t *x, const uint32_t *y, size_t n,
+                             float *first, float *second) {
+    size_t done = 0;
+    if (path == ZT_CPU_RNG_AVX2) done = zt_cpu_box_muller_pairs_avx2(x, y, n, first, second);
+    for (size_t i = done; i < n; i++) {
+        const zt_f32x2 pair = zt_box_muller(x[i], y[i]);
+        first[i] = pair.x;
+        second[i] = pair.y;
+    }
+}
