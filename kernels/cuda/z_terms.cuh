@@ -13,17 +13,18 @@
  * once on the host (zt_round_keys_of): the same Philox rounds, with the per-round key additions
  * out of the loop. tests/cudaemu/zo_probe.cu checks both forms against the CPU's words.
  *
- * Normals: curand_normal4's transform (_curand_box_muller on (x, y) and (z, w)), applied to the
- * curand4 words through zt_box_muller4 (kernels/common/philox.h), which spells out the FMA nvcc
- * contracts in cuRAND's device code and calls __sincosf on the device. On a GPU that is
- * curand_normal4's result bit for bit (tests/cudaemu/zo_probe.cu checks it); in the host executor
- * it is the CPU backend's result bit for bit, where the emulated curand_normal4 would take
- * cuRAND's host path and round the angle differently in ~0.9% of pairs.
+ * Normals: zotune's own Box-Muller transform (kernels/common/box_muller.h) applied to the curand4
+ * words through zt_box_muller4, pairs (x, y) and (z, w) in curand_normal4's order. It takes
+ * cuRAND's u but its own ln and sin / cos, written as a fixed sequence of IEEE operations
+ * (__fmaf_rn, __fmul_rn, __fsqrt_rn on the device; fmaf, products, sqrtf on the host, never
+ * contracted), so a GPU and the host executor both give the CPU backend's normals bit for bit
+ * (tests/cudaemu/zo_probe.cu checks it). They are not curand_normal4's: cuRAND rounds y to 24 bits
+ * for its angle and calls __sincosf (libm on the host); the probe bounds that difference
+ * (tests/rng/curand_normal_bound.h).
  *
  * f32 arithmetic goes through __fmul_rn / __fadd_rn / ... so that nvcc cannot contract a*z + g
- * into an FMA: given identical z, perturb and update give the CPU backend's bits. On a GPU the
- * Gaussian z itself differs from the CPU's by __sincosf's error (kernels/common/philox.h); in the
- * host executor it is bit-identical, since there the kernels run the host sinf / cosf.
+ * into an FMA: with z identical too, perturb and update give the CPU backend's bits on any device,
+ * Gaussian z included.
  */
 #ifndef ZT_CUDA_Z_TERMS_CUH
 #define ZT_CUDA_Z_TERMS_CUH

@@ -8,10 +8,10 @@
  * rounding turns f32 order noise into occasional ulp flips, so there the bound is 10% of half
  * mode's own effect (NMSE against f32).
  *
- * Under the executor z is bit-identical to the CPU's (host sinf/cosf); on a GPU it is within
- * __sincosf's bound, ~1e-6 on under 1% of elements, far below these bounds once scaled by eps. The
- * half mode's effect on the loss is printed, not bounded here: tests/cudaemu/gemm_parity.h bounds
- * it op by op. */
+ * z is bit-identical to the CPU's under the executor and on a GPU alike (zotune's Box-Muller
+ * transform is the same IEEE operations on both: kernels/common/box_muller.h), so the perturbed
+ * variants add nothing to these bounds. The half mode's effect on the loss is printed, not
+ * bounded here: tests/cudaemu/gemm_parity.h bounds it op by op. */
 #ifndef ZT_TEST_MODEL_PARITY_H
 #define ZT_TEST_MODEL_PARITY_H
 

@@ -1,8 +1,9 @@
 /* The CUDA backend's perturbation kernels (perturb, z_sumsq, update: kernels/cuda/perturb.cu,
  * sumsq.cu, update.cu), executed on the CPU by the host executor (cudaemu), against the CPU
- * backend: bit for bit in every case, Gaussian z included (the executor runs host sinf / cosf, as
- * the CPU does); the RNG streams of device code against the CPU's Philox and against cuRAND's
- * device API; z_sumsq on several grids; the same errors; scratch planning (zo_parity.h).
+ * backend: bit for bit in every case, Gaussian z included (zotune's Box-Muller transform is the
+ * same IEEE operations on both sides); the RNG streams of device code against the CPU's Philox,
+ * and cuRAND's curand_normal4 (compiled for the host here) within its bound of the engine's
+ * normals; z_sumsq on several grids; the same errors; scratch planning (zo_parity.h).
  *
  *   test_cuda_zo_ops_emu [--seed N]      CUDAEMU_WORKERS=n sets the host threads that run blocks
  */
@@ -38,7 +39,7 @@ int main(int argc, char **argv) {
     zt_backend *cpu = NULL, *emu = NULL;
     ZT_REQUIRE_OK(zt_cpu_backend_create(0, &cpu));
     ZT_REQUIRE_OK(zt_cudaemu_backend_create(0, &emu));
-    const zt_zo_mode mode = {1};
+    const zt_zo_mode mode = {ZT_CURAND_HOST_BUILD}; /* cuRAND's host branch under the executor */
     zt_zo_parity_run(cpu, emu, seed, &mode);
     emu->ops->destroy(emu);
     cpu->ops->destroy(cpu);

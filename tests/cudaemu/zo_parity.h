@@ -7,30 +7,22 @@
  *   - Rademacher z, the SR bits and every f32 operation are the same on both sides (the same
  *     Philox source, the CPU's operation order with no contraction), so perturb and update are
  *     bit-identical, in every dtype, rule and step, on any device.
- *   - Gaussian z in the host executor is bit-identical too: the kernels run host sinf / cosf
- *     there, as the CPU does. So in the executor every case is compared bit for bit.
- *   - Gaussian z on a GPU comes from __sincosf: per element
- *         |z_gpu - z_cpu| <= ZT_ZO_SINCOS_ERR * radius + 4 ulp(z)                       (B_z)
- *     with radius = sqrt(-2 ln u) of the element's pair. The CUDA Math API documents __sincosf's
- *     absolute error as 2^-21.41 on [-pi, pi], "larger otherwise"; the angle lies in (0, 2 pi],
- *     so ZT_ZO_SINCOS_ERR = 2^-19 allows 5.3 times the documented figure for (pi, 2 pi] (an
- *     allowance, not a measurement: no GPU was at hand; the probe line "engine normals vs CPU"
- *     prints the measured max/bound). The 4 ulp cover device logf (1 ulp) and the rounding of
- *     sqrt and of the product. An indexing bug moves z by O(1), 10^5 of these bounds. From B_z:
- *       perturb  |d| <= sum_i |a_i| B_z,i (1 + 2^-20) + (2 n_terms + 1) ulp_f32(M) + ulp_dtype(M)
- *                M = |src| + sum_i |a_i z_i|: each rounding of the sum may go the other way
- *                once, and the store may land on the neighbouring f16 / bf16 value;
- *       update   (SGD, one step) the same with lr * (...) and two more roundings;
- *       z_sumsq  |d| <= sum_j (2 |z_j| B_z,j + B_z,j^2) + (order terms below).
- *     Update rules other than SGD, and SR, are checked bit for bit with Rademacher z on a GPU:
- *     their arithmetic does not depend on where g came from, and the Gaussian g is checked by
- *     perturb and SGD.
+ *   - Gaussian z is bit-identical too, in the host executor and on a GPU alike: zotune's own
+ *     Box-Muller transform (kernels/common/box_muller.h) is one fixed sequence of IEEE operations
+ *     (fmaf / __fmaf_rn, products, conversions, sqrtf / __fsqrt_rn, each correctly rounded, none
+ *     contracted) on the words both sides draw, with no libm or device intrinsic in it. So every
+ *     case is compared bit for bit, Gaussian or not, on every device.
  *   - z_sumsq sums in another order than the CPU (fixed chunks and trees instead of ascending
  *     j); each z_j^2 is exact in double, so the two sums differ by their rounding only:
  *         |d| <= (n_ascending + n_tree) * 2^-53 * S,
  *     n_ascending = min(n, 2^14) + ceil(n / 2^14) additions on the CPU's longest path, n_tree =
  *     64 + 8 + ceil(n_chunks / 256) + 8 on the kernel's. The kernel's sum depends on n alone: the
  *     probe runs it on grids of 1, 2, 3 and 7 blocks and wants the same bits.
+ *   - The probe's curand_normal4 is cuRAND's transform, not zotune's: it is compared with the
+ *     kernels' normals within the bound of tests/rng/curand_normal_bound.h for the build it ran
+ *     in (the executor compiles cuRAND's host branch: libm, uncontracted angle; a GPU runs its
+ *     device branch: __sincosf, FMA angle), and the largest difference is printed. Its words
+ *     must equal the kernels' bit for bit.
  * Every buffer sits between guard bands that must come back untouched; inputs must come back
  * unchanged; outputs start as NaN bytes. Error cases must fail alike (status and message) and
  * write nothing.
@@ -50,13 +42,14 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "parity_common.h"
+#include "rng/curand_normal_bound.h"
 #include "zo_probe.h"
 #include "zt_test.h"
 
-#define ZT_ZO_SINCOS_ERR 0x1p-19
-
 typedef struct zt_zo_mode {
-    int gauss_exact; /* 1: Gaussian z must be bit-identical (host executor); 0: B_z (a GPU) */
+    /* where the probe's cuRAND code ran: the host executor (ZT_CURAND_HOST_BUILD) or a GPU
+     * (ZT_CURAND_DEVICE_BUILD); it picks the bound on curand_normal4 against the kernels' z */
+    zt_curand_build curand_build;
 } zt_zo_mode;
 
 // ---------------------------------------------------------------------------------------------
@@ -89,34 +82,6 @@ static inline void *zt_zo_random_tensor(zt_prng *r, zt_dtype dtype, size_t n, fl
     for (size_t i = 1; i < 5 && i < n; i++)
         zt_store_rne(data, dtype, i, specials[i - 1]);
     return data;
-}
-
-/* The pair radius sqrt(-2 ln u) of element j of key's z (the CPU's arithmetic). */
-static inline float zt_zo_radius(uint64_t key, uint64_t j) {
-    const zt_u32x4 bits = zt_z_bits_block4(key, j / 4);
-    const uint32_t u_bits = j % 4 < 2 ? bits.x : bits.z;
-    return sqrtf(-2.0f * logf(zt_box_muller_u(u_bits)));
-}
-
-/* B_z of one Gaussian element on a GPU (the top of this file). */
-static inline double zt_zo_gauss_bound(uint64_t key, uint64_t j, float z) {
-    return ZT_ZO_SINCOS_ERR * zt_zo_radius(key, j) + 4.0 * zt_zo_ulp(z, ZT_F32);
-}
-
-/* For element j of the perturbation p of tensor_id: sum_i |a_i| B_z,i (returned) and
- * *magnitude = sum_i |a_i z_i| (CPU z). */
-static inline double zt_zo_g_bound(const zt_perturbation *p, uint32_t tensor_id, uint64_t j,
-                                   double *magnitude) {
-    double bound = 0.0, sum = 0.0;
-    for (int i = 0; i < p->n_terms; i++) {
-        const uint64_t key = zt_tensor_key(p->terms[i].seed, tensor_id);
-        const float a = p->terms[i].coeff * p->z_scale;
-        const float z = zt_z_gauss_at(key, j);
-        bound += fabs((double)a) * zt_zo_gauss_bound(key, j, z);
-        sum += fabs((double)a * z);
-    }
-    *magnitude = sum;
-    return bound;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,46 +232,28 @@ static inline zt_status zt_zo_run_perturb(zt_backend *be, const zt_zo_perturb_ca
     return s;
 }
 
-static inline void zt_zo_compare_perturb(const zt_zo_perturb_case *c, const zt_perturbation *p,
-                                         uint32_t tensor_id, const void *src, const void *got,
-                                         const void *want, const zt_zo_mode *mode,
-                                         const char *name) {
-    const int exact = mode->gauss_exact || c->dist == ZT_DIST_RADEMACHER || c->n_terms == 0;
+static inline void zt_zo_compare_perturb(const zt_zo_perturb_case *c, const void *got,
+                                         const void *want, const char *name) {
     size_t n_diff = 0, first_diff = c->n;
-    double worst_ratio = 0.0, worst_ulps = 0.0;
+    double worst_ulps = 0.0;
     for (size_t j = 0; j < c->n; j++) {
         if (zt_zo_same(got, want, c->dst_dtype, j)) continue;
         if (n_diff++ == 0) first_diff = j;
         const double g = zt_load_f32(got, c->dst_dtype, j), w = zt_load_f32(want, c->dst_dtype, j);
-        const double diff = fabs(g - w);
-        double magnitude = 0.0;
-        const double g_bound = c->dist == ZT_DIST_GAUSSIAN
-                                   ? zt_zo_g_bound(p, tensor_id, c->offset + j, &magnitude)
-                                   : 0.0;
-        magnitude += fabs((double)zt_load_f32(src, c->src_dtype, j));
-        const double bound = g_bound * (1.0 + 0x1p-20) +
-                             (2.0 * c->n_terms + 1.0) * zt_zo_ulp(magnitude, ZT_F32) +
-                             zt_zo_ulp(magnitude, c->dst_dtype);
-        const double ratio = diff / bound, ulps = diff / zt_zo_ulp(w, c->dst_dtype);
-        if (!(ratio <= worst_ratio)) worst_ratio = ratio;
+        const double ulps = fabs(g - w) / zt_zo_ulp(w, c->dst_dtype);
         if (!(ulps <= worst_ulps)) worst_ulps = ulps;
     }
-    printf("  %-9s %-66s %s: %zu of %zu differ, max %.2g ulp, max/bound %.2g\n", "perturb", name,
-           exact ? "bitwise" : "bound B_z", n_diff, c->n, worst_ulps, worst_ratio);
-    if (exact) {
-        ZT_CHECK(n_diff == 0, "perturb %s: %zu elements differ, first [%zu] dut %.9g ref %.9g",
-                 name, n_diff, first_diff,
-                 first_diff < c->n ? zt_load_f32(got, c->dst_dtype, first_diff) : 0.0,
-                 first_diff < c->n ? zt_load_f32(want, c->dst_dtype, first_diff) : 0.0);
-    } else {
-        ZT_CHECK(worst_ratio <= 1.0, "perturb %s: |dut - ref| reaches %.3g of the bound", name,
-                 worst_ratio);
-    }
-    zt_zo_record("perturb", n_diff == 0, worst_ratio, worst_ulps);
+    printf("  %-9s %-66s bitwise: %zu of %zu differ, max %.2g ulp\n", "perturb", name, n_diff, c->n,
+           worst_ulps);
+    ZT_CHECK(n_diff == 0, "perturb %s: %zu elements differ, first [%zu] dut %.9g ref %.9g", name,
+             n_diff, first_diff,
+             first_diff < c->n ? zt_load_f32(got, c->dst_dtype, first_diff) : 0.0,
+             first_diff < c->n ? zt_load_f32(want, c->dst_dtype, first_diff) : 0.0);
+    zt_zo_record("perturb", n_diff == 0, n_diff == 0 ? 0.0 : INFINITY, worst_ulps);
 }
 
 static inline void zt_zo_perturb_one(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                     const zt_zo_perturb_case *c, const zt_zo_mode *mode) {
+                                     const zt_zo_perturb_case *c) {
     char name[160];
     snprintf(name, sizeof name, "%s %s->%s%s n=%zu offset=%llu terms=%d%s%s",
              zt_zo_dist_name(c->dist), zt_dtype_name(c->src_dtype), zt_dtype_name(c->dst_dtype),
@@ -325,7 +272,7 @@ static inline void zt_zo_perturb_one(zt_backend *ref, zt_backend *dut, zt_prng *
     zt_status rs = zt_zo_run_perturb(ref, c, src, &p, tensor_id, want, name);
     zt_status ds = zt_zo_run_perturb(dut, c, src, &p, tensor_id, got, name);
     if (rs == ZT_OK && ds == ZT_OK)
-        zt_zo_compare_perturb(c, &p, tensor_id, src, got, want, mode, name);
+        zt_zo_compare_perturb(c, got, want, name);
     else
         zt_zo_record("perturb", 0, INFINITY, INFINITY);
     free(src);
@@ -339,8 +286,7 @@ static inline void zt_zo_perturb_one(zt_backend *ref, zt_backend *dut, zt_prng *
  * at either end, slices inside one or two blocks, slices not aligned for vector access (element 0
  * at a byte shift that the offset does not make up for), the grid-stride loop's two blocks per
  * turn and its single last one, one to three terms, no terms with NaN inputs, Inf inputs. */
-static inline void zt_zo_parity_perturb_paths(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                              const zt_zo_mode *mode) {
+static inline void zt_zo_parity_perturb_paths(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
     static const struct {
         size_t n;
@@ -373,12 +319,11 @@ static inline void zt_zo_parity_perturb_paths(zt_backend *ref, zt_backend *dut, 
                         c.src_shift = (size_t)(lane % 4) * zt_dtype_size(c.src_dtype);
                         c.dst_shift = (size_t)((c.offset + (aligned ? 0 : index % 2)) % 4) *
                                       zt_dtype_size(c.dst_dtype);
-                        zt_zo_perturb_one(ref, dut, r, &c, mode);
+                        zt_zo_perturb_one(ref, dut, r, &c);
                     }
 }
 
-static inline void zt_zo_parity_perturb(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                        const zt_zo_mode *mode) {
+static inline void zt_zo_parity_perturb(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     const uint64_t big = (uint64_t)1 << 34;
     const zt_zo_perturb_case cases[] = {
         {ZT_F32, ZT_F32, 0, 1, 0, 1, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
@@ -402,9 +347,9 @@ static inline void zt_zo_parity_perturb(zt_backend *ref, zt_backend *dut, zt_prn
         {ZT_F32, ZT_F32, 0, 70003, 2, 2, ZT_DIST_GAUSSIAN, 0, 0, ZT_ZO_SPECIALS_NONE},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        zt_zo_perturb_one(ref, dut, r, &cases[ci], mode);
+        zt_zo_perturb_one(ref, dut, r, &cases[ci]);
     }
-    zt_zo_parity_perturb_paths(ref, dut, r, mode);
+    zt_zo_parity_perturb_paths(ref, dut, r);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,8 +363,7 @@ static inline double zt_zo_sumsq_order_bound(size_t n) {
     return (ascending + tree) * 0x1p-53;
 }
 
-static inline void zt_zo_parity_sumsq(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                      const zt_zo_mode *mode) {
+static inline void zt_zo_parity_sumsq(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     const size_t sizes[] = {1, 3, 4, 5, 4099, 16383, 16384, 16385, 100003, ((size_t)1 << 18) + 7};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         for (int d = 0; d < 2; d++) {
@@ -438,18 +382,8 @@ static inline void zt_zo_parity_sumsq(zt_backend *ref, zt_backend *dut, zt_prng 
                 zt_zo_record("z_sumsq", 0, INFINITY, INFINITY);
                 continue;
             }
-            double bound = 0.0;
-            if (dist == ZT_DIST_GAUSSIAN) {
-                bound = zt_zo_sumsq_order_bound(n) * want;
-                if (!mode->gauss_exact) {
-                    const uint64_t key = zt_tensor_key(seed, tensor_id);
-                    for (uint64_t j = 0; j < n; j++) {
-                        const float z = zt_z_gauss_at(key, j);
-                        const double b = zt_zo_gauss_bound(key, j, z);
-                        bound += 2.0 * fabs((double)z) * b + b * b;
-                    }
-                }
-            }
+            /* the same z_j on both sides: only the summation order differs */
+            const double bound = dist == ZT_DIST_GAUSSIAN ? zt_zo_sumsq_order_bound(n) * want : 0.0;
             const double diff = fabs(got - want);
             const double ratio = bound > 0.0 ? diff / bound : (diff == 0.0 ? 0.0 : INFINITY);
             printf("  %-9s %-66s dut %.17g ref %.17g rel %.2g, max/bound %.2g\n", "z_sumsq", name,
@@ -496,65 +430,39 @@ typedef struct zt_zo_update_side {
     zt_pbuf theta, state;
 } zt_zo_update_side;
 
-static inline void zt_zo_update_cmp(const zt_zo_update_case *c, int exact, const zt_update *u,
-                                    uint32_t tensor_id, const void *theta_before, const void *got,
-                                    const void *want, const float *got_state,
-                                    const float *want_state, const char *name) {
+static inline void zt_zo_update_cmp(const zt_zo_update_case *c, const void *got, const void *want,
+                                    const float *got_state, const float *want_state,
+                                    const char *name) {
     size_t n_diff = 0, first_diff = c->n;
-    double worst_ratio = 0.0, worst_ulps = 0.0;
+    double worst_ulps = 0.0;
     for (size_t j = 0; j < c->n; j++) {
         if (zt_zo_same(got, want, c->dtype, j)) continue;
         if (n_diff++ == 0) first_diff = j;
         const double g = zt_load_f32(got, c->dtype, j), w = zt_load_f32(want, c->dtype, j);
-        const double diff = fabs(g - w);
-        const double theta = zt_load_f32(theta_before, c->dtype, j);
-        double magnitude = 0.0;
-        const double g_bound =
-            c->dist == ZT_DIST_GAUSSIAN ? zt_zo_g_bound(&u->grad, tensor_id, j, &magnitude) : 0.0;
-        const double step = (double)u->lr * (magnitude + fabs((double)u->weight_decay * theta));
-        const double scale = fabs(theta) + step;
-        const double bound = (double)u->lr * g_bound * (1.0 + 0x1p-20) +
-                             (2.0 * c->n_terms + 4.0) * zt_zo_ulp(scale, ZT_F32) +
-                             zt_zo_ulp(scale, c->dtype);
-        const double ratio = diff / bound, ulps = diff / zt_zo_ulp(w, c->dtype);
-        if (!(ratio <= worst_ratio)) worst_ratio = ratio;
+        const double ulps = fabs(g - w) / zt_zo_ulp(w, c->dtype);
         if (!(ulps <= worst_ulps)) worst_ulps = ulps;
     }
     size_t state_diff = 0;
     const size_t state_floats = zt_zo_state_rows(c->rule) * c->n;
-    if (exact && state_floats)
-        for (size_t i = 0; i < state_floats; i++)
-            state_diff += memcmp(&got_state[i], &want_state[i], sizeof(float)) != 0;
-    printf("  %-9s %-66s %s: %zu of %zu differ, max %.2g ulp, max/bound %.2g; state %zu differ\n",
-           "update", name, exact ? "bitwise" : "bound B_z", n_diff, c->n, worst_ulps, worst_ratio,
-           state_diff);
-    if (exact) {
-        ZT_CHECK(n_diff == 0, "update %s: %zu weights differ, first [%zu] dut %.9g ref %.9g", name,
-                 n_diff, first_diff,
-                 first_diff < c->n ? zt_load_f32(got, c->dtype, first_diff) : 0.0,
-                 first_diff < c->n ? zt_load_f32(want, c->dtype, first_diff) : 0.0);
-        ZT_CHECK(state_diff == 0, "update %s: %zu state values differ", name, state_diff);
-    } else {
-        ZT_CHECK(worst_ratio <= 1.0, "update %s: |dut - ref| reaches %.3g of the bound", name,
-                 worst_ratio);
-    }
-    zt_zo_record("update", n_diff == 0 && state_diff == 0, worst_ratio, worst_ulps);
+    for (size_t i = 0; i < state_floats; i++)
+        state_diff += memcmp(&got_state[i], &want_state[i], sizeof(float)) != 0;
+    printf("  %-9s %-66s bitwise: %zu of %zu differ, max %.2g ulp; state %zu differ\n", "update",
+           name, n_diff, c->n, worst_ulps, state_diff);
+    ZT_CHECK(n_diff == 0, "update %s: %zu weights differ, first [%zu] dut %.9g ref %.9g", name,
+             n_diff, first_diff, first_diff < c->n ? zt_load_f32(got, c->dtype, first_diff) : 0.0,
+             first_diff < c->n ? zt_load_f32(want, c->dtype, first_diff) : 0.0);
+    ZT_CHECK(state_diff == 0, "update %s: %zu state values differ", name, state_diff);
+    const int bitwise = n_diff == 0 && state_diff == 0;
+    zt_zo_record("update", bitwise, bitwise ? 0.0 : INFINITY, worst_ulps);
 }
 
 static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                         const zt_zo_update_case *c, const zt_zo_mode *mode) {
-    /* On a GPU, Gaussian z differs slightly: only SGD without SR, one step, has a bound there. */
-    const int exact = mode->gauss_exact || c->dist == ZT_DIST_RADEMACHER;
+                                         const zt_zo_update_case *c) {
     char name[160];
     snprintf(name, sizeof name, "%s %s %s%s n=%zu terms=%d lr=%g wd=%g%s", zt_zo_rule_name(c->rule),
              zt_dtype_name(c->dtype), zt_zo_dist_name(c->dist), c->stochastic ? " sr" : "", c->n,
              c->n_terms, (double)c->lr, (double)c->weight_decay,
              c->theta_shift || c->state_shift ? " shifted" : "");
-    if (!exact && (c->rule != ZT_UPDATE_SGD || c->stochastic || c->n_steps != 1) && c->lr != 0.0f) {
-        printf("  %-9s %-66s not compared here: Gaussian z differs on this device\n", "update",
-               name);
-        return;
-    }
     const uint32_t tensor_id = (uint32_t)zt_prng_below(r, 300);
     const size_t theta_bytes = c->n * zt_dtype_size(c->dtype);
     const size_t rows = zt_zo_state_rows(c->rule);
@@ -638,12 +546,10 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
                              memcmp(outs[1], before, theta_bytes) == 0,
                          "update %s: lr = 0 changed weights", step_name);
             }
-            zt_zo_update_cmp(c, exact, &u, tensor_id, before, outs[1], outs[0], states[1],
-                             states[0], step_name);
-            if (exact)
-                ZT_CHECK(counted[0] == counted[1],
-                         "update %s: %llu non-finite weights counted, the reference %llu",
-                         step_name, counted[1] - 5, counted[0] - 5);
+            zt_zo_update_cmp(c, outs[1], outs[0], states[1], states[0], step_name);
+            ZT_CHECK(counted[0] == counted[1],
+                     "update %s: %llu non-finite weights counted, the reference %llu", step_name,
+                     counted[1] - 5, counted[0] - 5);
             if (c->overflows)
                 ZT_CHECK(counted[0] > 5,
                          "update %s: meant to overflow, but %llu weights are not finite", step_name,
@@ -674,8 +580,7 @@ static inline void zt_zo_run_update_case(zt_backend *ref, zt_backend *dut, zt_pr
  * last block when n is not a multiple of 4, tensors not aligned for vector access (theta shifted
  * off a block boundary, the state off 16 bytes), the grid-stride loop's two blocks per turn and
  * its single last one, one to three terms and none. */
-static inline void zt_zo_parity_update_paths(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                             const zt_zo_mode *mode) {
+static inline void zt_zo_parity_update_paths(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     static const size_t sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 36, 1003, 4096, 30001, 30720};
     static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
     size_t index = 0;
@@ -692,9 +597,7 @@ static inline void zt_zo_parity_update_paths(zt_backend *ref, zt_backend *dut, z
                         c.dist = dist ? ZT_DIST_RADEMACHER : ZT_DIST_GAUSSIAN;
                         c.n = sizes[index % (sizeof sizes / sizeof sizes[0])];
                         c.n_terms = index % 7 == 6 ? 0 : 1 + (int)(index % 3);
-                        /* One step of Gaussian SGD without SR is what a GPU compares (B_z). */
-                        c.n_steps =
-                            c.dist == ZT_DIST_GAUSSIAN && rule == ZT_UPDATE_SGD && !sr ? 1 : 2;
+                        c.n_steps = 2;
                         c.lr = 1e-3f;
                         c.weight_decay = index % 2 ? 0.01f : 0.0f;
                         /* 0: aligned; 1: theta one element off a block boundary; 2: the state
@@ -703,12 +606,11 @@ static inline void zt_zo_parity_update_paths(zt_backend *ref, zt_backend *dut, z
                                         : layout == 2 ? 8 * 16
                                                       : 0;
                         c.state_shift = layout == 2 ? sizeof(float) : 0;
-                        zt_zo_run_update_case(ref, dut, r, &c, mode);
+                        zt_zo_run_update_case(ref, dut, r, &c);
                     }
 }
 
-static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng *r,
-                                       const zt_zo_mode *mode) {
+static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     static const size_t sizes[] = {1, 7, 1001, 4099, 33333};
     static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
     int index = 0;
@@ -727,11 +629,11 @@ static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng
                 c.weight_decay = index % 4 == 0 ? 0.0f : 0.01f;
                 c.theta_shift = c.state_shift = 0;
                 c.overflows = 0;
-                zt_zo_run_update_case(ref, dut, r, &c, mode);
+                zt_zo_run_update_case(ref, dut, r, &c);
             }
         }
     }
-    /* Gaussian SGD, one step: the case a GPU compares against B_z. */
+    /* Gaussian SGD, one step, large and small lr. */
     const zt_zo_update_case sgd[] = {
         {ZT_UPDATE_SGD, ZT_F32, 0, ZT_DIST_GAUSSIAN, 50001, 2, 1, 1e-3f, 0.01f, 0, 0, 0},
         {ZT_UPDATE_SGD, ZT_BF16, 0, ZT_DIST_GAUSSIAN, 9999, 1, 1, 1e-2f, 0.0f, 0, 0, 0},
@@ -747,7 +649,7 @@ static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng
          0.0f, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof sgd / sizeof sgd[0]; i++)
-        zt_zo_run_update_case(ref, dut, r, &sgd[i], mode);
+        zt_zo_run_update_case(ref, dut, r, &sgd[i]);
     /* Stores that overflow: the non-finite count, on every path (aligned, a cut last block,
      * shifted), with and without SR; one step and no decay, so Inf never meets Inf. */
     const zt_zo_update_case overflow[] = {
@@ -760,8 +662,8 @@ static inline void zt_zo_parity_update(zt_backend *ref, zt_backend *dut, zt_prng
         {ZT_UPDATE_MOMENTUM, ZT_F32, 0, ZT_DIST_RADEMACHER, 1001, 3, 1, 3e38f, 0.0f, 4, 0, 1},
     };
     for (size_t i = 0; i < sizeof overflow / sizeof overflow[0]; i++)
-        zt_zo_run_update_case(ref, dut, r, &overflow[i], mode);
-    zt_zo_parity_update_paths(ref, dut, r, mode);
+        zt_zo_run_update_case(ref, dut, r, &overflow[i]);
+    zt_zo_parity_update_paths(ref, dut, r);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,8 +914,8 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
     }
     if (ok) {
         int bits_bad = 0, sr_bad = 0, rk_bad = 0, rk_sr_bad = 0, gauss_bad = 0;
-        int normal_differ = 0, normal_bad = 0;
-        double worst_normal = 0.0, worst_gauss = 0.0;
+        int normal_identical = 0, normal_bad = 0;
+        double worst_normal = 0.0, max_normal_diff = 0.0, bound_at_max = 0.0;
         for (int i = 0; i < N; i++) {
             const uint32_t *w = out + (size_t)i * ZT_PROBE_WORDS;
             const zt_u32x4 z = zt_z_bits_block4(keys[i], blocks[i]);
@@ -1026,52 +928,43 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
                 sr_bad += w[ZT_PROBE_SR_BITS + l] != srw[l];
                 rk_bad += w[ZT_PROBE_ROUND_KEY_BITS + l] != zw[l];
                 rk_sr_bad += w[ZT_PROBE_ROUND_KEY_SR + l] != srw[l];
-                const float radius = sqrtf(-2.0f * logf(zt_box_muller_u(zw[l < 2 ? 0 : 2])));
-                /* The engine's normal from device code: bit for bit in the executor, within B_z
-                 * on a GPU. */
+                /* The engine's normal from device code: bit for bit, on any device. */
                 const float device_z = zt_bits_f32(w[ZT_PROBE_Z_GAUSS + l]);
-                if (mode->gauss_exact) {
-                    gauss_bad += zt_f32_bits(device_z) != zt_f32_bits(gw[l]);
-                } else {
-                    const double b_z = ZT_ZO_SINCOS_ERR * radius + 4.0 * zt_zo_ulp(gw[l], ZT_F32);
-                    const double ratio = fabs((double)device_z - gw[l]) / b_z;
-                    if (!(ratio <= worst_gauss)) worst_gauss = ratio;
-                    gauss_bad += !(ratio <= 1.0);
-                }
-                /* curand_normal4 against the engine's normal, both from device code. The host
-                 * compile of cuRAND (the executor) does not contract its angle y * C + C/2, the
-                 * engine does, as nvcc does on a GPU: there a few pairs differ, by at most
-                 * radius * ulp(angle) + 2 ulp (tests/rng). On a GPU: bit for bit. */
+                gauss_bad += zt_f32_bits(device_z) != zt_f32_bits(gw[l]);
+                /* curand_normal4 is cuRAND's transform of the same words: within the bound of
+                 * tests/rng/curand_normal_bound.h of the engine's (the CPU's) normal. */
                 const float normal = zt_bits_f32(w[ZT_PROBE_CURAND_GAUSS + l]);
-                if (zt_f32_bits(normal) != zt_f32_bits(device_z)) {
-                    normal_differ++;
-                    const float angle = zt_box_muller_v(zw[l < 2 ? 1 : 3]);
-                    const double bound =
-                        radius * zt_zo_ulp(angle, ZT_F32) + 2.0 * zt_zo_ulp(device_z, ZT_F32);
-                    const double ratio = fabs((double)normal - device_z) / bound;
-                    if (!(ratio <= worst_normal)) worst_normal = ratio;
-                    normal_bad += !(ratio <= 1.0);
+                const double diff = fabs((double)normal - gw[l]);
+                const double bound = zt_curand_normal_bound(zw[l & 2], zw[(l & 2) + 1], gw[l],
+                                                            normal, mode->curand_build);
+                normal_identical += zt_f32_bits(normal) == zt_f32_bits(gw[l]);
+                if (diff > max_normal_diff) {
+                    max_normal_diff = diff;
+                    bound_at_max = bound;
                 }
+                if (!(diff / bound <= worst_normal)) worst_normal = diff / bound;
+                normal_bad += !(diff <= bound);
             }
         }
         printf("  %-9s %d blocks x 4 words from device code: kernels' curand4 z %d bad, SR %d bad; "
                "round-key Philox z %d bad, SR %d bad\n",
                "rng", N, bits_bad, sr_bad, rk_bad, rk_sr_bad);
-        printf("  %-9s engine normals vs CPU: %d beyond %s (max/bound %.2g); curand_normal4 vs "
-               "engine: %d of %d differ (max/(r ulp(angle) + 2 ulp) %.2g)\n",
-               "rng", gauss_bad, mode->gauss_exact ? "bitwise" : "B_z", worst_gauss, normal_differ,
-               N * 4, worst_normal);
+        printf("  %-9s engine normals vs CPU: %d of %d differ; curand_normal4 (%s build) vs "
+               "engine: %d of %d bit-identical, max |diff| %.3g (its bound %.3g; over all words "
+               "%.3g), max |diff| / bound %.2g\n",
+               "rng", gauss_bad, N * 4,
+               mode->curand_build == ZT_CURAND_DEVICE_BUILD ? "device" : "host", normal_identical,
+               N * 4, max_normal_diff, bound_at_max, zt_curand_normal_bound_max(mode->curand_build),
+               worst_normal);
         ZT_CHECK(bits_bad == 0 && sr_bad == 0,
                  "probe: the kernels' curand_init + curand4 words differ from the CPU's");
         ZT_CHECK(rk_bad == 0 && rk_sr_bad == 0,
                  "probe: the round-key Philox in device code differs from the CPU's");
         ZT_CHECK(gauss_bad == 0, "probe: %d kernel normals differ from the CPU's", gauss_bad);
-        if (mode->gauss_exact)
-            ZT_CHECK(normal_bad == 0, "probe: %d curand_normal4 values beyond the angle bound",
-                     normal_bad);
-        else
-            ZT_CHECK(normal_differ == 0, "probe: %d device normals differ from curand_normal4",
-                     normal_differ);
+        ZT_CHECK(normal_bad == 0,
+                 "probe: %d curand_normal4 values beyond the bound of the "
+                 "engine's",
+                 normal_bad);
     }
     zt_pbuf_free(&b_keys);
     zt_pbuf_free(&b_blocks);
@@ -1180,20 +1073,20 @@ static inline void zt_zo_scratch_checks(zt_status (*create)(int device, zt_backe
 static inline void zt_zo_parity_run(zt_backend *ref, zt_backend *dut, uint64_t seed,
                                     const zt_zo_mode *mode) {
     zt_prng r = {seed ? seed : 1};
-    printf("perturbation ops of %s against %s, seed %llu, Gaussian z %s\n", dut->ops->name,
-           ref->ops->name, (unsigned long long)seed,
-           mode->gauss_exact ? "bit for bit (host sinf/cosf)" : "within B_z (__sincosf)");
+    printf("perturbation ops of %s against %s, seed %llu, every case bit for bit (Gaussian z "
+           "included)\n",
+           dut->ops->name, ref->ops->name, (unsigned long long)seed);
     double start = zt_parity_now();
     zt_zo_probe_checks(ref, dut, &r, mode);
     printf("  %-9s %.2f s\n", "probes", zt_parity_now() - start);
     start = zt_parity_now();
-    zt_zo_parity_perturb(ref, dut, &r, mode);
+    zt_zo_parity_perturb(ref, dut, &r);
     printf("  %-9s %.2f s\n", "perturb", zt_parity_now() - start);
     start = zt_parity_now();
-    zt_zo_parity_sumsq(ref, dut, &r, mode);
+    zt_zo_parity_sumsq(ref, dut, &r);
     printf("  %-9s %.2f s\n", "z_sumsq", zt_parity_now() - start);
     start = zt_parity_now();
-    zt_zo_parity_update(ref, dut, &r, mode);
+    zt_zo_parity_update(ref, dut, &r);
     printf("  %-9s %.2f s\n", "update", zt_parity_now() - start);
     zt_zo_parity_errors(ref, dut);
     printf("summary (perturbation ops):\n");

@@ -3,10 +3,12 @@
  * (emu_zo_probe.cpp), exactly as a kernels/cuda unit is.
  *
  * The RNG probe runs, in device code, the word and normal functions the kernels call
- * (kernels/cuda/z_terms.cuh: curand_init + curand4 at the engine's address, and curand_normal4's
+ * (kernels/cuda/z_terms.cuh: curand_init + curand4 at the engine's address, zotune's Box-Muller
  * transform applied to those words, and the round-key form of the engine's Philox port that the
  * hot loops use for term 0 and the SR bits) next to cuRAND's own curand_normal4, so a test can
- * show that all of them give the CPU backend's 32-bit words and normals. */
+ * show that all of them give the CPU backend's 32-bit words and normals bit for bit, and that
+ * cuRAND's normals of the same words lie within their bound of the engine's
+ * (tests/rng/curand_normal_bound.h). */
 #include <curand_kernel.h>
 
 #include "cuda/cuda_common.cuh"

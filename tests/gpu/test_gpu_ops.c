@@ -1,11 +1,12 @@
 /* The real CUDA backend against the CPU backend: every forward op on the same awkward shapes,
  * guard bands and NMSE bounds as the emulated run (tests/cudaemu/op_parity.h), then the
- * perturbation ops (tests/cudaemu/zo_parity.h): bit for bit with Rademacher z and for every
- * update rule, within the documented __sincosf bound B_z with Gaussian z; the RNG streams of
- * device code against the CPU's Philox and cuRAND's device API; z_sumsq on several grids; scratch
- * planning; linear under --gemm half and tf32 (gemm_parity.h); the whole OPT forward on the
- * fixture models under f32 and half (model_parity.h); batched generation over the KV cache
- * against HF's tokens (generation_parity.h). Exits 77 (a meson skip) when the CUDA runtime
+ * perturbation ops (tests/cudaemu/zo_parity.h): bit for bit for every update rule and both
+ * distributions (Gaussian z is the same IEEE operations on host and device); the RNG streams of
+ * device code against the CPU's Philox, and cuRAND's device curand_normal4 within its bound of the
+ * engine's normals; z_sumsq on several grids; scratch planning; linear under --gemm half and tf32
+ * (gemm_parity.h); the whole OPT forward on the fixture models under f32 and half
+ * (model_parity.h); batched generation over the KV cache against HF's tokens
+ * (generation_parity.h). Exits 77 (a meson skip) when the CUDA runtime
  * finds no device, which is the case on the CI machines.
  *
  *   test_gpu_ops [--seed N] [--device N]      ZT_CUDA_SYNC=1 attributes faults to kernels
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
     zt_gemm_parity_run(cpu, gpu, seed);
     zt_model_parity_run(cpu, gpu);
     zt_generation_parity_run(cpu, gpu);
-    const zt_zo_mode mode = {0}; /* Gaussian z from __sincosf: within B_z, not bit for bit */
+    const zt_zo_mode mode = {ZT_CURAND_DEVICE_BUILD}; /* the probe's cuRAND: __sincosf, FMA */
     zt_zo_parity_run(cpu, gpu, seed, &mode);
     /* linear's chunked paths (several half-input chunks, widened weight chunks with their bias
      * slices) at the executor's chunk size, on the real cuBLASLt */

@@ -11,6 +11,7 @@
 #include "common/dtype.h"
 #include "common/perturb_rng.h"
 #include "common/philox.h"
+#include "rng/curand_normal_bound.h"
 #include "zt_test.h"
 
 #define SAMPLE_COUNT 1000000u
@@ -103,23 +104,41 @@ static void test_spec_stream_rows(void) {
     }
 }
 
-/* Reference values printed by the host-path emulation of docs/spec.md §5.5, 8 significant
- * digits: agreement to 2e-7 relative is all the printing allows. */
+/* Reference values printed by the host-path emulation of docs/spec.md §5.5 (cuRAND's transform:
+ * libm logf / sinf / cosf), 8 significant digits. The uniforms are cuRAND's bit for bit, so they
+ * agree to what the printing allows (2e-7 relative); zotune's normals are its own transform of the
+ * same words, so they lie within the bound of tests/rng/curand_normal_bound.h of cuRAND's, plus
+ * the printing's rounding. */
 static void test_spec_float_values(void) {
-    zt_f32x4 normal42 = zt_box_muller4(zt_philox4x32_10(u32x4(0, 0, 0, 0), zt_philox_key(42)));
-    zt_f32x4 normal0 = zt_box_muller4(zt_philox4x32_10(u32x4(0, 0, 0, 0), zt_philox_key(0)));
-    zt_u32x4 bits42 = zt_philox4x32_10(u32x4(0, 0, 0, 0), zt_philox_key(42));
+    const zt_u32x4 bits42 = zt_philox4x32_10(u32x4(0, 0, 0, 0), zt_philox_key(42));
+    const zt_u32x4 bits0 = zt_philox4x32_10(u32x4(0, 0, 0, 0), zt_philox_key(0));
+    const zt_f32x4 normal42 = zt_box_muller4(bits42), normal0 = zt_box_muller4(bits0);
     const float want_uniform42[4] = {0.61295986f, 0.46858650f, 0.073231734f, 0.34086156f};
     const float want_normal42[4] = {0.19401887f, -0.97018981f, 1.9239266f, -1.2356212f};
     const float want_normal0[4] = {-0.92466241f, 0.99113774f, -0.48206875f, -0.61760885f};
+    double worst_ratio = 0.0;
     for (unsigned lane = 0; lane < 4; lane++) {
         ZT_CHECK_CLOSE(zt_uniform_from_u32(zt_u32x4_lane(bits42, lane)), want_uniform42[lane], 0,
                        2e-7, "uniform4 (42,0,0) lane %u", lane);
-        ZT_CHECK_CLOSE(zt_f32x4_lane(normal42, lane), want_normal42[lane], 0, 2e-7,
-                       "normal4 (42,0,0) lane %u", lane);
-        ZT_CHECK_CLOSE(zt_f32x4_lane(normal0, lane), want_normal0[lane], 0, 2e-7,
-                       "normal4 (0,0,0) lane %u", lane);
+        const unsigned first = lane & 2u; /* the pair's words: (x, y) or (z, w) */
+        for (int s = 0; s < 2; s++) {
+            const zt_u32x4 bits = s ? bits0 : bits42;
+            const float ours = zt_f32x4_lane(s ? normal0 : normal42, lane);
+            const float theirs = s ? want_normal0[lane] : want_normal42[lane];
+            const double bound =
+                zt_curand_normal_bound(zt_u32x4_lane(bits, first), zt_u32x4_lane(bits, first + 1),
+                                       ours, theirs, ZT_CURAND_HOST_BUILD) +
+                2e-7 * fabs(theirs);
+            const double diff = fabs((double)ours - theirs);
+            if (diff / bound > worst_ratio) worst_ratio = diff / bound;
+            ZT_CHECK(diff <= bound,
+                     "normal4 (%d,0,0) lane %u: ours %.9g, cuRAND's %.9g, |diff| "
+                     "%.3g > %.3g",
+                     s ? 0 : 42, lane, ours, theirs, diff, bound);
+        }
     }
+    printf("spec normals: ours against cuRAND's printed values, max |diff| / bound %.3g\n",
+           worst_ratio);
 }
 
 static void test_uniform_and_box_muller_edges(void) {
@@ -134,35 +153,173 @@ static void test_uniform_and_box_muller_edges(void) {
     ZT_CHECK(same_float_bits(zt_uniform_from_u32(0xFFFFFF80u), 1.0f), "0xFFFFFF80 -> 1");
     ZT_CHECK(same_float_bits(zt_uniform_from_u32(0xFFFFFFFFu), 1.0f), "max -> 1");
     float previous = 0.0f;
-    int monotone_in_range = 1;
+    int monotone_in_range = 1, same_u = 1;
     for (uint64_t x = 0; x <= 0xFFFFFFFFull; x += 65521) { /* prime stride: all residues */
         float u = zt_uniform_from_u32((uint32_t)x);
         if (!(u > 0.0f && u <= 1.0f && u >= previous)) monotone_in_range = 0;
+        /* the transform's u is curand_uniform's, bit for bit */
+        if (!same_float_bits(zt_box_muller_u((uint32_t)x), u)) same_u = 0;
         previous = u;
     }
     ZT_CHECK(monotone_in_range, "uniform in (0,1] and non-decreasing in x");
+    ZT_CHECK(same_u, "zt_box_muller_u = zt_uniform_from_u32");
 
     /* u = 1 gives radius 0; the smallest u gives the largest radius, sqrt(66 ln 2). */
     zt_f32x2 zero_radius = zt_box_muller(0xFFFFFFFFu, 0x12345678u);
     ZT_CHECK(zero_radius.x == 0.0f && zero_radius.y == 0.0f, "u=1 -> 0, 0");
-    float max_radius = sqrtf(-2.0f * logf(0x1p-33f));
-    ZT_CHECK_CLOSE(max_radius, sqrt(66.0 * log(2.0)), 0, 1e-6, "max radius");
-    zt_f32x2 at_max = zt_box_muller(0, 0x40000000u); /* v ~ pi/2: all on the sine branch */
-    ZT_CHECK_CLOSE(at_max.x, max_radius, 0, 1e-6, "x=0, v=pi/2");
-    ZT_CHECK(zt_box_muller_v(0) > 0.0f, "v > 0");
-    ZT_CHECK(zt_box_muller_v(0xFFFFFFFFu) <= 6.2831855f, "v <= 2pi as float");
-    /* The angle is one rounding of y*C + C/2 (fmaf), which double arithmetic resolves here. */
-    int fma_exact = 1;
-    for (uint32_t y = 1; y < 200000; y++) {
-        uint32_t word = y * 2654435761u;
+    const double max_radius = sqrt(66.0 * log(2.0));
+    ZT_CHECK_CLOSE(zt_bm_radius(0), max_radius, ZT_BM_RADIUS_ULPS * zt_f32_ulp(max_radius), 0,
+                   "max radius");
+    /* y = 2^30: the angle is half a step past pi/2, all on the sine; within 1.5 ulp of the radius
+     * + radius * 1.3e-7 + half an ulp of the product (1.9e-6) of the exact values */
+    zt_f32x2 at_max = zt_box_muller(0, 0x40000000u);
+    ZT_CHECK_CLOSE(at_max.x, max_radius * sin(zt_exact_angle(0x40000000u)), 2e-6, 0,
+                   "x=0, angle ~pi/2: sine");
+    ZT_CHECK_CLOSE(at_max.y, max_radius * cos(zt_exact_angle(0x40000000u)), 2e-6, 0,
+                   "x=0, angle ~pi/2: cosine");
+
+    /* cuRAND's angle (zt_curand_angle, for the oracles): in (0, 2 pi] as a float, one rounding of
+     * y*C + C/2 (fmaf), which double arithmetic resolves; it and the uncontracted form lie within
+     * A(y) of the exact angle (tests/rng/curand_normal_bound.h). */
+    ZT_CHECK(zt_curand_angle(0) > 0.0f, "v > 0");
+    ZT_CHECK(zt_curand_angle(0xFFFFFFFFu) <= 6.2831855f, "v <= 2pi as float");
+    ZT_CHECK(zt_curand_angle_uncontracted(0xFFFFFFFFu) <= 6.2831855f, "v <= 2pi as float");
+    int fma_exact = 1, angle_beyond = 0;
+    double worst_angle_ratio[2] = {0.0, 0.0};
+    for (uint32_t i = 0; i < 200000; i++) {
+        uint32_t word = i < 8 ? 0xFFFFFFFFu - i : i * 2654435761u;
         float fy = (float)word;
         double exact = (double)fy * (double)ZT_RNG_2POW32_INV_2PI; /* 48 bits: exact */
-        float v = zt_box_muller_v(word);
+        float v = zt_curand_angle(word);
         double error = fabs((double)v - (exact + (double)ZT_RNG_2POW32_INV_2PI * 0.5));
         double half_ulp = ldexp(1.0, ilogb(v) - 24);
         if (error > half_ulp) fma_exact = 0;
+        const float forms[2] = {v, zt_curand_angle_uncontracted(word)};
+        for (int b = 0; b < 2; b++) {
+            const double ratio =
+                fabs((double)forms[b] - zt_exact_angle(word)) /
+                zt_curand_angle_bound(word, b ? ZT_CURAND_HOST_BUILD : ZT_CURAND_DEVICE_BUILD);
+            if (ratio > worst_angle_ratio[b]) worst_angle_ratio[b] = ratio;
+            angle_beyond += !(ratio <= 1.0);
+        }
     }
+    printf("cuRAND's angle against 2 pi (y + 1/2) / 2^32: max |diff| / A(y) %.3g (FMA), %.3g "
+           "(uncontracted)\n",
+           worst_angle_ratio[0], worst_angle_ratio[1]);
     ZT_CHECK(fma_exact, "v within half an ulp of y*C + C/2");
+    ZT_CHECK(angle_beyond == 0, "%d cuRAND angles beyond A(y)", angle_beyond);
+}
+
+/* zotune's transform against an independent double-precision reference: radius sqrt(-2 ln u)
+ * from the same u, sin / cos of the exact angle 2 pi (y + 1/2) / 2^32. 2^20 words at a stride of
+ * 2^12 with a varying offset inside each stride (so every octant and every residue class of the
+ * low bits is hit), and the edges: 0, 1, the u = 1 threshold (0xFFFFFF7F -> u < 1, 0xFFFFFF80
+ * -> u = 1), the top word, and both sides of every octant boundary k 2^29. */
+#define ACCURACY_WORDS (1u << 20)
+
+static uint32_t accuracy_word(uint32_t i) {
+    static const uint32_t edges[] = {0u,          1u,          2u,          0xFFFFFF7Eu,
+                                     0xFFFFFF7Fu, 0xFFFFFF80u, 0xFFFFFFFEu, 0xFFFFFFFFu,
+                                     0x7FFFFFFFu, 0x80000000u};
+    const uint32_t n_edges = sizeof edges / sizeof edges[0];
+    if (i < n_edges) return edges[i];
+    i -= n_edges;
+    if (i < 3 * 8) { /* k 2^29 - 1, k 2^29, k 2^29 + 1 for k = 0..7 (k = 0 wraps to the top) */
+        return (i / 3) * (1u << 29) + (i % 3) - 1u;
+    }
+    i -= 3 * 8;
+    return i * 4096u + (uint32_t)(zt_mix64(i) & 4095u);
+}
+
+static void test_box_muller_accuracy(void) {
+    const uint32_t n_words = ACCURACY_WORDS + 34;
+    double worst_radius_ulps = 0.0, worst_sincos = 0.0, worst_pair_ratio = 0.0;
+    size_t radius_bad = 0, zero_bad = 0, sincos_bad = 0, sign_bad = 0, octant_bad = 0;
+    size_t pair_bad = 0, block_bad = 0, octants_checked = 0;
+    uint32_t worst_radius_word = 0, worst_sincos_word = 0;
+    for (uint32_t i = 0; i < n_words; i++) {
+        const uint32_t word = accuracy_word(i);
+        /* radius of x = word */
+        const float u = zt_box_muller_u(word);
+        const float radius = zt_bm_radius(word);
+        if (u == 1.0f) {
+            zero_bad += radius != 0.0f;
+        } else {
+            const double exact = sqrt(-2.0 * log((double)u));
+            const double ulps = fabs((double)radius - exact) / zt_f32_ulp(exact);
+            if (!(ulps <= worst_radius_ulps)) {
+                worst_radius_ulps = ulps;
+                worst_radius_word = word;
+            }
+            radius_bad += !(ulps <= ZT_BM_RADIUS_ULPS);
+        }
+        /* sin and cos of y = word */
+        const zt_f32x2 sc = zt_bm_sincos_turn(word);
+        const double theta = zt_exact_angle(word);
+        const double sin_exact = sin(theta), cos_exact = cos(theta);
+        const double error = fmax(fabs(sc.x - sin_exact), fabs(sc.y - cos_exact));
+        if (!(error <= worst_sincos)) {
+            worst_sincos = error;
+            worst_sincos_word = word;
+        }
+        sincos_bad += !(error <= ZT_BM_SINCOS_ABS);
+        /* theta is never a multiple of pi / 2, so neither is ever zero: the signs are exact */
+        sign_bad += (signbit(sc.x) != 0) != (sin_exact < 0.0) ||
+                    (signbit(sc.y) != 0) != (cos_exact < 0.0) || sc.x == 0.0f || sc.y == 0.0f;
+        /* octant k = word >> 29 holds (k pi / 4, (k + 1) pi / 4): |sin| < |cos| in octants
+         * 0, 3, 4, 7, |sin| > |cos| in the others, wherever the exact values differ by more
+         * than the two errors (near the boundaries either order is within the accuracy) */
+        const uint32_t octant = word >> 29;
+        const int sine_smaller = octant == 0 || octant == 3 || octant == 4 || octant == 7;
+        if (fabs(fabs(sin_exact) - fabs(cos_exact)) > 2.0 * ZT_BM_SINCOS_ABS) {
+            octant_bad +=
+                sine_smaller ? !(fabsf(sc.x) < fabsf(sc.y)) : !(fabsf(sc.x) > fabsf(sc.y));
+            octants_checked++;
+        }
+        /* the pair (x, y) = (word, a second word) is the product of the two, each rounded once,
+         * and lies within both errors of the exact r sin theta, r cos theta */
+        const uint32_t y = (uint32_t)zt_mix64(word);
+        const zt_f32x2 pair = zt_box_muller(word, y);
+        const zt_f32x2 sc_y = zt_bm_sincos_turn(y);
+        pair_bad +=
+            !same_float_bits(pair.x, radius * sc_y.x) || !same_float_bits(pair.y, radius * sc_y.y);
+        const double r_exact = u == 1.0f ? 0.0 : sqrt(-2.0 * log((double)u));
+        const double angle = zt_exact_angle(y);
+        const float pair_values[2] = {pair.x, pair.y};
+        const double exact_values[2] = {r_exact * sin(angle), r_exact * cos(angle)};
+        for (int k = 0; k < 2; k++) {
+            /* |r s - R sin| <= |r - R| |s| + R |s - sin|, then the product's rounding */
+            const double bound =
+                (ZT_BM_RADIUS_ULPS * zt_f32_ulp(r_exact) + r_exact * ZT_BM_SINCOS_ABS) *
+                    (1.0 + 0x1p-20) +
+                0.5 * zt_f32_ulp(pair_values[k]);
+            const double ratio = fabs(pair_values[k] - exact_values[k]) / bound;
+            if (!(ratio <= worst_pair_ratio)) worst_pair_ratio = ratio;
+            pair_bad += !(ratio <= 1.0);
+        }
+        /* a block's four normals are the two pairs, in curand_normal4's order */
+        const zt_u32x4 block = u32x4(word, y, (uint32_t)zt_mix64(y), ~word);
+        const zt_f32x4 four = zt_box_muller4(block);
+        const zt_f32x2 first = zt_box_muller(block.x, block.y);
+        const zt_f32x2 second = zt_box_muller(block.z, block.w);
+        block_bad += !same_float_bits(four.x, first.x) || !same_float_bits(four.y, first.y) ||
+                     !same_float_bits(four.z, second.x) || !same_float_bits(four.w, second.y);
+    }
+    printf("box-muller over %u words: radius max %.3f ulp (word %08x; bound %.2f), sin/cos max "
+           "|error| %.3g (word %08x; bound %.2g), r sin / r cos max |error| / bound %.3g\n",
+           n_words, worst_radius_ulps, worst_radius_word, ZT_BM_RADIUS_ULPS, worst_sincos,
+           worst_sincos_word, ZT_BM_SINCOS_ABS, worst_pair_ratio);
+    ZT_CHECK(radius_bad == 0, "%zu radii beyond %.2f ulp of sqrt(-2 ln u)", radius_bad,
+             ZT_BM_RADIUS_ULPS);
+    ZT_CHECK(zero_bad == 0, "%zu radii at u = 1 are not 0", zero_bad);
+    ZT_CHECK(sincos_bad == 0, "%zu sin/cos beyond %g of the exact angle's", sincos_bad,
+             ZT_BM_SINCOS_ABS);
+    ZT_CHECK(sign_bad == 0, "%zu sin/cos with the wrong sign or zero", sign_bad);
+    ZT_CHECK(octant_bad == 0 && octants_checked > n_words - 64,
+             "%zu of %zu sin/cos in the wrong octant", octant_bad, octants_checked);
+    ZT_CHECK(pair_bad == 0, "%zu pairs not r sin, r cos (bit for bit and within the bound)",
+             pair_bad);
+    ZT_CHECK(block_bad == 0, "%zu blocks of four differ from their two pairs", block_bad);
 }
 
 static int compare_u64(const void *a, const void *b) {
@@ -217,7 +374,8 @@ static void test_addressing(void) {
             unsigned lane = (unsigned)(j % 4);
             /* the host generator's address: subsequence block mod 2^16, offset 4*(block >> 16) */
             uint64_t step = block >> 16;
-            zt_u32x4 ctr = u32x4((uint32_t)step, (uint32_t)(step >> 32), (uint32_t)(block & 0xFFFF), 0);
+            zt_u32x4 ctr =
+                u32x4((uint32_t)step, (uint32_t)(step >> 32), (uint32_t)(block & 0xFFFF), 0);
             zt_u32x4 bits = zt_philox4x32_10(ctr, zt_philox_key(key));
             ZT_CHECK(u32x4_equal(zt_z_bits_block4(key, block), bits), "z bits j=%" PRIu64, j);
             zt_f32x4 gauss4 = zt_z_gauss_block4(key, block);
@@ -232,7 +390,8 @@ static void test_addressing(void) {
             ZT_CHECK(sign == zt_f32x4_lane(zt_z_rademacher_block4(key, block), lane), "block");
             ZT_CHECK(sign == zt_z_rademacher_at(key, j), "rademacher_at");
             /* SR bits: counter word 3 = 1, never a z counter. */
-            zt_u32x4 sr_ctr = u32x4((uint32_t)step, (uint32_t)(step >> 32), (uint32_t)(block & 0xFFFF), 1);
+            zt_u32x4 sr_ctr =
+                u32x4((uint32_t)step, (uint32_t)(step >> 32), (uint32_t)(block & 0xFFFF), 1);
             zt_u32x4 sr = zt_philox4x32_10(sr_ctr, zt_philox_key(key));
             ZT_CHECK(u32x4_equal(zt_sr_bits_block4(key, block), sr), "sr block");
             ZT_CHECK(zt_sr_bits_at(key, j) == zt_u32x4_lane(sr, lane), "sr_at");
@@ -462,6 +621,7 @@ int main(void) {
     test_spec_stream_rows();
     test_spec_float_values();
     test_uniform_and_box_muller_edges();
+    test_box_muller_accuracy();
     test_tensor_keys();
     test_addressing();
     test_gaussian_statistics();
