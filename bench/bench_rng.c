@@ -9,7 +9,13 @@
  * (1024 values) into a per-thread buffer as the ops do, static schedule over the runs. A
  * checksum of the values is printed so nothing can be optimised away.
  *
- *   bench_rng [--elements N] [--repeat R] [--threads T] [--quick]   (T: the most threads) */
+ * --accuracy instead sweeps the transform (common/box_muller.h) over 32-bit words, every word by
+ * default (--stride S for every S-th), on the active path, against double precision: the
+ * radius in ulps of sqrt(-2 ln u), and sin / cos of 2 pi (y + 1/2) / 2^32 in absolute error.
+ *
+ *   bench_rng [--elements N] [--repeat R] [--threads T] [--quick]   (T: the most threads)
+ *   bench_rng --accuracy [--stride S] */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +61,64 @@ static double draw(zt_cpu_rng_path path, rng_kind kind, uint64_t key, uint64_t n
     return checksum;
 }
 
+static double ulp_of(double value) {
+    int exponent;
+    frexp(fabs(value), &exponent);
+    return ldexp(1.0, exponent - 24);
+}
+
+/* The largest errors of the transform over every stride-th 32-bit word. */
+static int accuracy(uint64_t stride) {
+    enum { CHUNK = 4096 };
+    const zt_cpu_rng_path path = zt_cpu_rng_active_path();
+    const uint64_t n_chunks = ((1ull << 32) / stride + CHUNK - 1) / CHUNK;
+    double worst_radius = 0.0, worst_trig = 0.0;
+#if ZT_HAVE_OPENMP
+#pragma omp parallel for schedule(dynamic, 16) reduction(max : worst_radius, worst_trig)
+#endif
+    for (int64_t c = 0; c < (int64_t)n_chunks; c++) {
+        uint32_t words[CHUNK], ones[CHUNK];
+        float first[CHUNK], second[CHUNK];
+        size_t n = 0;
+        for (uint64_t v = (uint64_t)c * CHUNK * stride; n < CHUNK && v < (1ull << 32); v += stride)
+            words[n] = (uint32_t)v, ones[n] = 0xFFFFFFFFu, n++;
+        /* x = word, y = all ones (angle 2 pi - tiny: cos = 1 - tiny, sin ~ -0): radius alone */
+        zt_cpu_box_muller_pairs(path, words, ones, n, first, second);
+        for (size_t i = 0; i < n; i++) {
+            const double u = (double)zt_box_muller_u(words[i]);
+            const double want = sqrt(-2.0 * log(u));
+            if (want > 0.0) {
+                const double err = fabs((double)zt_bm_radius(words[i]) - want) / ulp_of(want);
+                if (err > worst_radius) worst_radius = err;
+            }
+        }
+        /* x = 0 (u = 2^-33, radius sqrt(66 ln 2) exactly as computed): the angle's error */
+        for (size_t i = 0; i < n; i++)
+            ones[i] = 0u;
+        zt_cpu_box_muller_pairs(path, ones, words, n, first, second);
+        const double radius = (double)zt_bm_radius(0u);
+        for (size_t i = 0; i < n; i++) {
+            const double angle = 6.283185307179586 * ((double)words[i] + 0.5) / 4294967296.0;
+            const double sin_err = fabs((double)first[i] / radius - sin(angle));
+            const double cos_err = fabs((double)second[i] / radius - cos(angle));
+            if (sin_err > worst_trig) worst_trig = sin_err;
+            if (cos_err > worst_trig) worst_trig = cos_err;
+        }
+    }
+    printf("transform accuracy over %llu words (stride %llu), path %s:\n",
+           (unsigned long long)((1ull << 32) / stride), (unsigned long long)stride,
+           zt_cpu_rng_path_name(path));
+    printf("  radius sqrt(-2 ln u): max %.3f ulp\n", worst_radius);
+    printf("  sin, cos of 2 pi (y + 1/2) / 2^32: max |error| %.3g (plus the radius product's "
+           "rounding)\n",
+           worst_trig);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     long long elements = 1 << 24;
-    int repeat = 3, max_threads = zt_cpu_online_cores();
+    int repeat = 3, max_threads = zt_cpu_online_cores(), check_accuracy = 0;
+    unsigned long long stride = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--elements") == 0 && i + 1 < argc)
             elements = atoll(argv[++i]);
@@ -65,14 +126,19 @@ int main(int argc, char **argv) {
             repeat = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             max_threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--accuracy") == 0)
+            check_accuracy = 1;
+        else if (strcmp(argv[i], "--stride") == 0 && i + 1 < argc)
+            stride = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--quick") == 0)
             elements = 1 << 20;
         else {
             fprintf(stderr, "usage: bench_rng [--elements N] [--repeat R] [--threads T] "
-                            "[--quick]\n");
+                            "[--quick] | --accuracy [--stride S]\n");
             return 2;
         }
     }
+    if (check_accuracy) return stride >= 1 ? accuracy(stride) : 2;
     if (elements < 4 || repeat < 1 || max_threads < 1) {
         fprintf(stderr, "bench_rng: --elements >= 4, --repeat >= 1, --threads >= 1\n");
         return 2;

@@ -72,6 +72,7 @@ def main():
     out = run_test(build, "rng/test_curand_host")
     (gauss,) = find(out, r"curandGenerateNormal vs zt_box_muller: .* max \|diff\| (\S+)", "normals")
     rows.append(("Philox vs cuRAND's host generator", "32-bit words bit-identical; Gaussians "
+                 "(zotune's own transform, the same bits on CPU and GPU) "
                  f"within {gauss} of curandGenerateNormal", "tests/rng/test_curand_host.c"))
     out = run_test(build, "text/test_bpe")
     same, total = find(out, r"text cases: (\d+)/(\d+) ids identical", "tokenizer")

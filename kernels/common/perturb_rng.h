@@ -21,10 +21,9 @@
  * generator reproduces a whole tensor's z at any length: a complete oracle on a machine without
  * a GPU (docs/design.md §2). In device-API terms block b is curand_init(key, b & 0xFFFF,
  * 4 * (b >> 16)) followed by curand4 (bits) or curand_normal4 (gauss); host-compiled
- * curand_kernel.h checks this at any index (tests/rng/test_curand_kernel.cpp). Normals from
- * either host oracle use an uncontracted Box-Muller angle, so they match zt_box_muller bit for
- * bit except in the ~0.9% of pairs where the FMA rounding of the angle differs
- * (|diff| <= radius * ulp(angle) + 2 ulp).
+ * curand_kernel.h checks this at any index (tests/rng/test_curand_kernel.cpp). The normals are
+ * zotune's own transform of those words (common/box_muller.h), not cuRAND's: the oracles bound
+ * the difference per element (tests/rng/curand_normal_bound.h; 2.4e-6 at most, measured).
  *
  * Stochastic-rounding bits for element j use the same key and block with counter word 3 set:
  *

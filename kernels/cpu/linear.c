@@ -19,14 +19,41 @@ static void gemm_into_columns(float *out,          /* (N,OC) */
                 in_features, w_rows, in_features, 0.0f, out + first_out, out_features);
 }
 
+/* The GEMM's output columns go to the threads in pieces of this many, each one single-threaded
+ * sgemm. The pieces are fixed, whatever the thread count, because OpenBLAS's bits for an element
+ * depend on where it sits in the matrix it was given: so the result is the same on 1 thread or
+ * 16 (test_thread_counts in tests/ops/test_ops_cpu.c). 128 columns keep a 768-wide layer 6 pieces
+ * deep. */
+#define ZT_CPU_GEMM_PIECE_COLUMNS 128
+
+/* gemm_into_columns over the columns [first_out, first_out + n_out), piece by piece in parallel;
+ * w_rows holds exactly those rows of W. */
+static void parallel_gemm(zt_cpu_backend *cpu, float *out, /* (N,OC) */
+                          const float *in,                 /* (N,IC) */
+                          const float *w_rows,             /* (n_out,IC) */
+                          int n_rows, int in_features, int out_features, int first_out, int n_out) {
+    const int n_pieces = (n_out + ZT_CPU_GEMM_PIECE_COLUMNS - 1) / ZT_CPU_GEMM_PIECE_COLUMNS;
+    if (n_pieces == 1) {
+        gemm_into_columns(out, in, w_rows, n_rows, in_features, out_features, first_out, n_out);
+        return;
+    }
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(cpu))
+    for (int piece = 0; piece < n_pieces; piece++) {
+        const int first = piece * ZT_CPU_GEMM_PIECE_COLUMNS;
+        const int width =
+            n_out - first < ZT_CPU_GEMM_PIECE_COLUMNS ? n_out - first : ZT_CPU_GEMM_PIECE_COLUMNS;
+        gemm_into_columns(out, in, w_rows + (size_t)first * (size_t)in_features, n_rows,
+                          in_features, out_features, first_out + first, width);
+    }
+}
+
 /* Half weights: upcast chunk_rows output rows at a time into scratch, so the scratch stays
- * chunk_rows * IC floats even for a 50272-row LM head. The upcast runs on this thread: it costs
- * IC per output row against the GEMM's 2*N*IC, and an OpenMP region between OpenBLAS calls
- * leaves OpenMP's threads spinning against OpenBLAS's own (bench_ops measured the 125m LM head
- * 24x slower that way). */
-static void chunked_half_gemm(float *out,                /* (N,OC) */
-                              const float *in,           /* (N,IC) */
-                              zt_weight w, float *chunk, /* (OC,IC), (chunk_rows,IC) */
+ * chunk_rows * IC floats even for a 50272-row LM head. The upcast runs on this thread (it costs
+ * IC per output row against the GEMM's 2*N*IC); the chunk's GEMM is cut into the same pieces as
+ * an f32 weight's (chunk_rows is a multiple of the piece), so both give the same bits. */
+static void chunked_half_gemm(zt_cpu_backend *cpu, float *out, /* (N,OC) */
+                              const float *in,                 /* (N,IC) */
+                              zt_weight w, float *chunk,       /* (OC,IC), (chunk_rows,IC) */
                               int chunk_rows, int n_rows, int in_features, int out_features) {
     const size_t row_len = (size_t)in_features;
     for (int first_out = 0; first_out < out_features; first_out += chunk_rows) {
@@ -35,7 +62,7 @@ static void chunked_half_gemm(float *out,                /* (N,OC) */
         for (int r = 0; r < n_out; r++)
             zt_cpu_weight_to_f32(chunk + (size_t)r * row_len, w, (size_t)(first_out + r) * row_len,
                                  row_len);
-        gemm_into_columns(out, in, chunk, n_rows, in_features, out_features, first_out, n_out);
+        parallel_gemm(cpu, out, in, chunk, n_rows, in_features, out_features, first_out, n_out);
     }
 }
 
@@ -95,11 +122,11 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
     }
 
     if (layout.chunk_rows == 0)
-        gemm_into_columns(out, in, (const float *)w.data, n_rows, in_features, out_features, 0,
-                          out_features);
+        parallel_gemm(cpu, out, in, (const float *)w.data, n_rows, in_features, out_features, 0,
+                      out_features);
     else
-        chunked_half_gemm(out, in, w, scratch + layout.chunk_offset, (int)layout.chunk_rows, n_rows,
-                          in_features, out_features);
+        chunked_half_gemm(cpu, out, in, w, scratch + layout.chunk_offset, (int)layout.chunk_rows,
+                          n_rows, in_features, out_features);
 
     const float *bias_f32 = bias.data;
     if (layout.bias_floats > 0) {

@@ -698,13 +698,16 @@ static void test_target_logprobs(void) {
 /* ================================ thread counts ================================ */
 
 /* attention and layernorm split work over rows, heads or queries, never inside a reduction, so
- * their results must be bitwise identical whatever the thread count. linear is not: OpenBLAS's
- * sgemm gives different roundings for different thread counts (its edge tiles move), so it is
- * only required to repeat itself bitwise at a fixed thread count. */
+ * their results must be bitwise identical whatever the thread count. So must linear: it gives
+ * the threads fixed pieces of 128 output columns, each one single-threaded sgemm (OpenBLAS's
+ * roundings depend on where an element sits in the matrix it is given, so the pieces must not
+ * depend on the thread count). 300 columns make two whole pieces and a partial one, for an f16
+ * weight (widened in chunks) and an f32 one. */
 typedef struct probe_outputs {
     float attention[2 * 50 * 32];
     float layernorm[2 * 50 * 96];
     float linear[2 * 50 * 300];
+    float linear_f32[2 * 50 * 300];
 } probe_outputs;
 
 static void run_thread_probe(int n_threads, probe_outputs *out) {
@@ -726,6 +729,10 @@ static void run_thread_probe(int n_threads, probe_outputs *out) {
     ZT_CHECK_OK(be->ops->attention(be, out->attention, q, k, v, mask, B, T, H, D, 0.25f));
     ZT_CHECK_OK(be->ops->layernorm(be, out->layernorm, x, none, none, B * T, IC, 1e-5f));
     ZT_CHECK_OK(be->ops->linear(be, out->linear, x, w, none, B * T, IC, OC, 1));
+    float *w_f32 = random_floats((size_t)OC * IC, -1, 1);
+    zt_weight w32 = {w_f32, ZT_F32};
+    ZT_CHECK_OK(be->ops->linear(be, out->linear_f32, x, w32, none, B * T, IC, OC, 0));
+    free(w_f32);
     zt_backend_destroy(be);
     be = main_be;
     rng_state = saved_rng;
@@ -743,6 +750,10 @@ static void test_thread_counts(void) {
              "attention differs between 1 and 3 threads");
     ZT_CHECK(memcmp(one->layernorm, three->layernorm, sizeof one->layernorm) == 0,
              "layernorm differs between 1 and 3 threads");
+    ZT_CHECK(memcmp(one->linear, three->linear, sizeof one->linear) == 0,
+             "linear (f16 weight) differs between 1 and 3 threads");
+    ZT_CHECK(memcmp(one->linear_f32, three->linear_f32, sizeof one->linear_f32) == 0,
+             "linear (f32 weight) differs between 1 and 3 threads");
     ZT_CHECK(memcmp(three->linear, three_again->linear, sizeof three->linear) == 0,
              "linear differs between two runs on 3 threads");
     free(one), free(three), free(three_again);

@@ -42,7 +42,8 @@ static size_t count_nonfinite(const char *dir, const char *name) {
     size_t bad = 0;
     for (int i = 0; i < zt_st_count(st); i++) {
         const zt_st_tensor *t = zt_st_get(st, i);
-        for (size_t e = 0; e < t->n_elems; e++) bad += !isfinite(element_as_double(t, e));
+        for (size_t e = 0; e < t->n_elems; e++)
+            bad += !isfinite(element_as_double(t, e));
     }
     zt_st_close(st);
     return bad;
@@ -53,7 +54,8 @@ static int count_lines_with(const char *path, const char *needle) {
     if (!f) return -1;
     char line[16384];
     int n = 0;
-    while (fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
     fclose(f);
     return n;
 }
@@ -145,17 +147,22 @@ static void check_same_run_or_refused(void) {
     snprintf(copy, sizeof copy, "%s.data.jsonl", out);
     ZT_REQUIRE(run("cp %s %s", data, copy) == 0, "copying %s", data);
     const char *common = "--steps 6 --batch-size 2 --lr 1e-3 --threads 1 --quiet";
-    ZT_REQUIRE(run("%s train --model %s --train %s --output %s %s", zotune, base, copy, out,
-                   common) == 0,
-               "first run: %s", printed);
+    ZT_REQUIRE(
+        run("%s train --model %s --train %s --output %s %s", zotune, base, copy, out, common) == 0,
+        "first run: %s", printed);
     static const struct {
         const char *option, *then, *now;
     } changed[] = {
-        {"--lr", "0.001", "0.002"},          {"--seed", "42", "7"},
-        {"--batch-size", "2", "3"},          {"--steps", "6", "8"},
-        {"--eps", "0.001", "0.01"},          {"--mode", "shadow", "inplace"},
-        {"--lr-schedule", "constant", "cosine"}, {"--directions", "1", "2"},
-        {"--weight-decay", "0", "0.5"},      {"--optimizer", "mezo", "zo-sgd-sign"},
+        {"--lr", "0.001", "0.002"},
+        {"--seed", "42", "7"},
+        {"--batch-size", "2", "3"},
+        {"--steps", "6", "8"},
+        {"--eps", "0.001", "0.01"},
+        {"--mode", "shadow", "inplace"},
+        {"--lr-schedule", "constant", "cosine"},
+        {"--directions", "1", "2"},
+        {"--weight-decay", "0", "0.5"},
+        {"--optimizer", "mezo", "zo-sgd-sign"},
     };
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
         int rc = run("%s train --model %s --train %s --output %s %s %s %s --resume", zotune, base,
@@ -179,8 +186,8 @@ static void check_same_run_or_refused(void) {
     ZT_CHECK(rc == 2 && strstr(printed, "--train") && strstr(printed, "fingerprint"),
              "resume on edited training data: exit %d: %s", rc, printed);
     rc = run("%s replay %s %s/steplog.jsonl %s/replayed", zotune, other_base, out, out);
-    ZT_CHECK(rc == 2 && strstr(printed, "fingerprint"), "replay onto another base: exit %d: %s",
-             rc, printed);
+    ZT_CHECK(rc == 2 && strstr(printed, "fingerprint"), "replay onto another base: exit %d: %s", rc,
+             printed);
     remove_run_dir(out);
     unlink(copy);
 }
@@ -216,9 +223,37 @@ static void check_same_file(const char *name, const char *a, const char *b) {
     snprintf(pa, sizeof pa, "%s/%s", a, name);
     snprintf(pb, sizeof pb, "%s/%s", b, name);
     char *ta = read_without_timing(pa), *tb = read_without_timing(pb);
-    ZT_CHECK(ta && tb && strcmp(ta, tb) == 0, "%s differs after the kills (%s vs %s)", name, pa, pb);
+    ZT_CHECK(ta && tb && strcmp(ta, tb) == 0, "%s differs (%s vs %s)", name, pa, pb);
     free(ta);
     free(tb);
+}
+
+/* The thread count changes nothing: ops split work into pieces that do not depend on it (z by
+ * element, GEMMs in fixed column pieces, rows and heads), so runs on 1 and 3 threads save the
+ * same weights and log the same losses, bit for bit. f16 storage, shadow and in-place. */
+static void check_thread_counts(void) {
+    static const char *const modes[] = {"shadow", "inplace"};
+    char base[1024], data[1024], one[256], three[256], a[1200], b[1200];
+    fixture_path(base, sizeof base, "opt-pre-f16", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    for (int m = 0; m < 2; m++) {
+        make_temp_dir(one, sizeof one, "threads_1");
+        make_temp_dir(three, sizeof three, "threads_3");
+        const char *common = "--steps 4 --batch-size 4 --lr 1e-2 --eps 1e-2 --quiet";
+        ZT_REQUIRE(run("%s train --model %s --train %s --output %s %s --mode %s --threads 1",
+                       zotune, base, data, one, common, modes[m]) == 0,
+                   "1 thread: %s", printed);
+        ZT_REQUIRE(run("%s train --model %s --train %s --output %s %s --mode %s --threads 3",
+                       zotune, base, data, three, common, modes[m]) == 0,
+                   "3 threads: %s", printed);
+        snprintf(a, sizeof a, "%s/model.safetensors", one);
+        snprintf(b, sizeof b, "%s/model.safetensors", three);
+        ZT_CHECK(run("cmp %s %s", a, b) == 0, "%s: weights differ between 1 and 3 threads: %s",
+                 modes[m], printed);
+        check_same_file("steplog.jsonl", one, three);
+        remove_run_dir(one);
+        remove_run_dir(three);
+    }
 }
 
 static void check_random_kills(void) {
@@ -282,7 +317,8 @@ static void check_random_kills(void) {
     check_same_file("best/metric.json", full, killed);
     check_same_file("snapshot/trainer.json", full, killed);
     snprintf(log, sizeof log, "%s/steplog.jsonl", full);
-    ZT_CHECK(count_lines_with(log, "\"eval\"") == 15, "%d evaluations logged, want 15 (0, 3, .., 39, 40)",
+    ZT_CHECK(count_lines_with(log, "\"eval\"") == 15,
+             "%d evaluations logged, want 15 (0, 3, .., 39, 40)",
              count_lines_with(log, "\"eval\""));
     remove_run_dir(full);
     remove_run_dir(killed);
@@ -296,6 +332,7 @@ int main(int argc, char **argv) {
     check_divergence("opt-pre", "1e20", "shadow");
     check_divergence("opt-pre", "1e20", "inplace");
     check_same_run_or_refused();
+    check_thread_counts();
     check_random_kills();
     return zt_test_finish("test_run_integrity");
 }
