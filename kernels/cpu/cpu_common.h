@@ -32,6 +32,7 @@
 #define ZT_CPU_PARALLEL_FOR_SUM(n_threads, var)                                                    \
     ZT_CPU_PRAGMA(omp parallel for num_threads(n_threads) schedule(static) reduction(+ : var))
 #define ZT_CPU_SIMD_SUM(var) ZT_CPU_PRAGMA(omp simd reduction(+ : var))
+#define ZT_CPU_SIMD ZT_CPU_PRAGMA(omp simd)
 #define ZT_CPU_THREAD_INDEX() omp_get_thread_num()
 #else
 /* Serial: the thread count is only evaluated, which keeps `be` used. These expand to a statement,
@@ -40,6 +41,7 @@
 #define ZT_CPU_PARALLEL_FOR_DYNAMIC(n_threads) (void)(n_threads);
 #define ZT_CPU_PARALLEL_FOR_SUM(n_threads, var) (void)(n_threads);
 #define ZT_CPU_SIMD_SUM(var)
+#define ZT_CPU_SIMD
 #define ZT_CPU_THREAD_INDEX() 0
 #endif
 

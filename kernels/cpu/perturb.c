@@ -50,12 +50,15 @@ static inline __attribute__((always_inline)) void add_run(void *dst, zt_dtype ds
                                                           const void *src, zt_dtype src_dtype,
                                                           size_t j0, const float *sum, size_t n,
                                                           int has_terms) {
-    if (has_terms)
+    if (has_terms) {
+        ZT_CPU_SIMD
         for (size_t k = 0; k < n; k++)
             zt_store_rne(dst, dst_dtype, j0 + k, zt_load_f32(src, src_dtype, j0 + k) + sum[k]);
-    else
+    } else {
+        ZT_CPU_SIMD
         for (size_t k = 0; k < n; k++)
             zt_store_rne(dst, dst_dtype, j0 + k, zt_load_f32(src, src_dtype, j0 + k));
+    }
 }
 
 #define ZT_ADD_RUN_CASE(d, s)                                                                      \
