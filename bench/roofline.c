@@ -32,12 +32,13 @@
  *     computes logits for all N = B*T rows.
  *   - zotune's attention is causal and flash-style (T(T+1)/2 query-key pairs, no T x T matrix);
  *     HF's eager attention computes the full T x T scores and writes them to memory.
- *   - RNG: 49.4 lane instructions per z element and 27.9 more per stochastic-rounding word,
+ *   - RNG: 59.3 lane instructions per z element and 27.2 more per stochastic-rounding word,
  *     counted in the SASS of the built kernels by bench/sass_count.py (sm_90, nvcc 13.0, one
- *     term, Gaussian z): 49.4 is perturb f16 -> f16, the staging under --gemm half (Philox
- *     ~11 per element, Box-Muller ~25, loads, conversions, the add and the loop ~13); 27.9 is
- *     what update f16 with SR (SGD) issues beyond that (the SR words' Philox, the rounding, the
- *     update's own arithmetic), so that z + SR word is the update's measured 77.3. A GPU issues
+ *     term, Gaussian z, zotune's own Box-Muller transform): 59.3 is perturb f16 -> f16, the
+ *     staging under --gemm half (Philox ~11 per element, the transform ~35, loads,
+ *     conversions, the add and the loop ~13); 27.2 is what update f16 with SR (SGD) issues
+ *     beyond that (the SR words' Philox, the rounding, the update's own arithmetic), so that
+ *     z + SR word is the update's measured 86.5. A GPU issues
  *     one instruction per lane per clock, i.e. FP32 peak / 2 (an FMA is 2 FLOPs). Instruction
  *     counts, not timings: --rng-tinst 0 drops the roof.
  *   - Optimizer state (momentum / AdaMM) is f32 and read + written by the update. */
@@ -65,8 +66,8 @@ enum {
 
 /* Lane instructions per element (see the assumptions above), measured by bench/sass_count.py:
  * perturb f16 -> f16 Gaussian, and update f16 SR SGD Gaussian minus that. */
-static const double RNG_INSTR_PER_Z = 49.4;
-static const double RNG_INSTR_PER_SR_WORD = 27.9;
+static const double RNG_INSTR_PER_Z = 59.3;
+static const double RNG_INSTR_PER_SR_WORD = 27.2;
 
 /* ---- inputs ---- */
 
