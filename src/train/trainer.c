@@ -510,7 +510,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK) s = open_log(&r);
     if (s == ZT_OK) s = create_workspace(&r);
     if (s == ZT_OK)
-        s = zt_sampler_init(&r.sampler, o->seed ^ 0xA0761D6478BD642Full, r.train.n_examples,
+        s = zt_sampler_init(&r.sampler, zt_train_sampler_seed(o->seed), r.train.n_examples,
                             o->batch_size);
     if (s == ZT_OK) {
         r.indices = zt_malloc((size_t)o->batch_size * sizeof *r.indices);

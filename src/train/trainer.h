@@ -92,6 +92,12 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
                                zt_train_memory_plan *plan);
 zt_status zt_train(const zt_train_options *o, zt_train_result *result);
 
+/* The seed of the batch sampler (data/sampler.h) of a run with this --seed: its own stream, so
+ * the batches do not share bits with the perturbation seeds. Tests rebuild a step's batch. */
+static inline uint64_t zt_train_sampler_seed(uint64_t run_seed) {
+    return run_seed ^ 0xA0761D6478BD642Full;
+}
+
 /* Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step. */
 void zt_train_install_signal_handlers(void);
 
