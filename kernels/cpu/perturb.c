@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "cpu/cpu_common.h"
 #include "cpu/z_terms.h"
+#include "cpu/zo_avx2.h"
 
 zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
                                  zt_cpu_z_term *stack, zt_cpu_z_term **terms_out) {
@@ -67,7 +68,13 @@ static inline __attribute__((always_inline)) void add_run(void *dst, zt_dtype ds
         return
 
 static void add_run_any(void *dst, zt_dtype dst_dtype, const void *src, zt_dtype src_dtype,
-                        size_t j0, const float *sum, size_t n, int has_terms) {
+                        size_t j0, const float *sum, size_t n, int has_terms, int vector_loops) {
+    if (vector_loops && has_terms && dst_dtype == ZT_F32 && src_dtype == ZT_F16) {
+        /* an f16 weight staged into f32, as shadow mode does under --gemm f32 */
+        const size_t done =
+            zt_cpu_stage_f16_to_f32_avx2((float *)dst + j0, (const uint16_t *)src + j0, sum, n);
+        j0 += done, sum += done, n -= done;
+    }
     switch ((int)dst_dtype * 3 + (int)src_dtype) {
         ZT_ADD_RUN_CASE(ZT_F32, ZT_F32);
         ZT_ADD_RUN_CASE(ZT_F32, ZT_F16);
@@ -128,6 +135,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
         const int64_t n_runs =
             (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
         const zt_cpu_rng_path path = zt_cpu_rng_active_path();
+        const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
         for (int64_t r = 0; r < n_runs; r++) {
             float sum[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
@@ -142,7 +150,8 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
             const uint64_t end =
                 (run_block + run_blocks) * 4 < slice_end ? (run_block + run_blocks) * 4 : slice_end;
             add_run_any(dst, dst_dtype, src.data, src.dtype, (size_t)(begin - elem_offset),
-                        sum + (begin - run_block * 4), (size_t)(end - begin), n_terms > 0);
+                        sum + (begin - run_block * 4), (size_t)(end - begin), n_terms > 0,
+                        vector_loops);
         }
     }
 

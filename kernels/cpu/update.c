@@ -28,6 +28,7 @@
 #include "core/status.h"
 #include "cpu/cpu_common.h"
 #include "cpu/z_terms.h"
+#include "cpu/zo_avx2.h"
 
 /* The rule's constants, with 1-beta rounded once per call rather than per element. */
 typedef struct update_coeffs {
@@ -100,16 +101,21 @@ ZT_ALWAYS_INLINE unsigned long long update_run(void *theta, zt_dtype dtype, zt_u
                                                uint64_t begin, uint64_t end,
                                                const float *g,           /* (end - base) */
                                                const uint32_t *random) { /* (end - base) */
-    unsigned long long nonfinite = 0;
-    for (uint64_t j = begin; j < end; j++) {
-        const float old = zt_load_f32(theta, dtype, (size_t)j);
+    /* Elements are independent, so vector lanes give the same bits as a scalar loop. */
+    const size_t first = (size_t)begin, count = (size_t)(end - begin);
+    const size_t offset = (size_t)(begin - base);
+    ZT_CPU_SIMD
+    for (size_t i = 0; i < count; i++) {
+        const size_t j = first + i;
+        const float old = zt_load_f32(theta, dtype, j);
         const float updated =
-            updated_weight(coeffs, rule, old, g[j - base], state ? state + j : NULL, n_elems);
-        store_weight(theta, dtype, (size_t)j, updated, stochastic,
-                     stochastic ? random[j - base] : 0u);
-        /* The stored value, since a finite f32 can still overflow f16's range. */
-        nonfinite += (unsigned long long)zt_stored_nonfinite(theta, dtype, (size_t)j);
+            updated_weight(coeffs, rule, old, g[offset + i], state ? state + j : NULL, n_elems);
+        store_weight(theta, dtype, j, updated, stochastic, stochastic ? random[offset + i] : 0u);
     }
+    /* The stored values, since a finite f32 can still overflow f16's range. */
+    unsigned long long nonfinite = 0;
+    for (size_t i = 0; i < count; i++)
+        nonfinite += (unsigned long long)zt_stored_nonfinite(theta, dtype, first + i);
     return nonfinite;
 }
 
@@ -122,10 +128,10 @@ ZT_ALWAYS_INLINE unsigned long long update_run(void *theta, zt_dtype dtype, zt_u
     ZT_UPDATE_CASE(dt, ZT_UPDATE_MOMENTUM, sr);                                                    \
     ZT_UPDATE_CASE(dt, ZT_UPDATE_ADAMM, sr)
 
-static unsigned long long update_run_any(void *theta, zt_dtype dtype, int stochastic,
-                                         const update_coeffs *coeffs, float *state, size_t n_elems,
-                                         uint64_t base, uint64_t begin, uint64_t end,
-                                         const float *g, const uint32_t *random) {
+static unsigned long long update_run_scalar(void *theta, zt_dtype dtype, int stochastic,
+                                            const update_coeffs *coeffs, float *state,
+                                            size_t n_elems, uint64_t base, uint64_t begin,
+                                            uint64_t end, const float *g, const uint32_t *random) {
     ZT_UPDATE_CASES(ZT_F32, 0);
     ZT_UPDATE_CASES(ZT_F16, 0);
     ZT_UPDATE_CASES(ZT_F16, 1);
@@ -133,6 +139,29 @@ static unsigned long long update_run_any(void *theta, zt_dtype dtype, int stocha
     ZT_UPDATE_CASES(ZT_BF16, 1);
     return update_run(theta, dtype, coeffs->rule, stochastic, coeffs, state, n_elems, base, begin,
                       end, g, random);
+}
+
+/* SGD on f32 and f16 weights takes the AVX2 loops (zo_avx2.h) where the CPU has them; what they
+ * leave, and every other case, the scalar loops. */
+static unsigned long long update_run_any(void *theta, zt_dtype dtype, int stochastic,
+                                         const update_coeffs *coeffs, float *state, size_t n_elems,
+                                         uint64_t base, uint64_t begin, uint64_t end,
+                                         const float *g, const uint32_t *random, int vector_loops) {
+    unsigned long long vector_nonfinite = 0;
+    if (vector_loops && coeffs->rule == ZT_UPDATE_SGD && (dtype == ZT_F32 || dtype == ZT_F16)) {
+        const size_t offset = (size_t)(begin - base), n = (size_t)(end - begin);
+        size_t done;
+        if (dtype == ZT_F32)
+            done = zt_cpu_update_sgd_f32_avx2((float *)theta + begin, g + offset, n, coeffs->lr,
+                                              coeffs->weight_decay, &vector_nonfinite);
+        else
+            done = zt_cpu_update_sgd_f16_avx2((uint16_t *)theta + begin, g + offset,
+                                              stochastic ? random + offset : NULL, n, coeffs->lr,
+                                              coeffs->weight_decay, &vector_nonfinite);
+        begin += done;
+    }
+    return vector_nonfinite + update_run_scalar(theta, dtype, stochastic, coeffs, state, n_elems,
+                                                base, begin, end, g, random);
 }
 
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
@@ -169,6 +198,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         const int64_t n_runs =
             (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
         const zt_cpu_rng_path path = zt_cpu_rng_active_path();
+        const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR_SUM(zt_cpu_threads(zt_cpu(be)), nonfinite)
         for (int64_t r = 0; r < n_runs; r++) {
             float g[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
@@ -184,7 +214,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
             const uint64_t begin = run_block * 4;
             const uint64_t end = begin + run_blocks * 4 < n ? begin + run_blocks * 4 : n;
             nonfinite += update_run_any(theta, dtype, stochastic, &coeffs, state, n_elems, begin,
-                                        begin, end, g, random);
+                                        begin, end, g, random, vector_loops);
         }
         if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
     }
