@@ -104,6 +104,9 @@ typedef struct bench_result {
     size_t n_params, n_trainable;
     int n_variants, state_copies;
     int staging_passes; /* per-tensor perturb passes a step makes (see staging_passes) */
+    int theta_passes;   /* passes over the trainable weights per step (see sweeps_per_step) */
+    int z_draws;        /* z regenerated per element per step, staging and update */
+    int sr_draws;       /* stochastic-rounding words per element per step (half weights) */
     double first_loss;
     double create_ms; /* zt_model_create_random, for the record */
     meter step, staging, forward, update;
@@ -349,6 +352,32 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
     return passes;
 }
 
+/* What a step costs per trainable element, counted from its plan: shadow mode reads each weight
+ * once per staged variant and draws each variant's terms; inplace mode reads and writes it once
+ * per move and draws the move's terms; the update reads and writes it once, draws each
+ * direction's z, and one stochastic-rounding word for f16 / bf16 weights. */
+static void sweeps_per_step(const zt_step_plan *plan, zt_perturb_mode mode, zt_dtype dtype,
+                            bench_result *r) {
+    r->theta_passes = 1; /* the update */
+    r->z_draws = plan->n_directions;
+    r->sr_draws = dtype != ZT_F32;
+    for (int k = 0; k <= plan->n_variants; k++) {
+        if (mode == ZT_PERTURB_SHADOW) {
+            if (k < plan->n_variants && plan->n_terms[k] > 0) {
+                r->theta_passes++;
+                r->z_draws += plan->n_terms[k];
+            }
+            continue;
+        }
+        zt_perturbation from = k > 0 ? variant_of(plan, k - 1) : (zt_perturbation){0};
+        zt_perturbation to = k < plan->n_variants ? variant_of(plan, k) : (zt_perturbation){0};
+        zt_direction terms[2 * ZT_MAX_DIRECTIONS];
+        const int n_terms = zt_inplace_move_terms(&from, &to, terms);
+        r->theta_passes += n_terms > 0;
+        r->z_draws += n_terms;
+    }
+}
+
 static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_options *o,
                               const zt_step_plan *plan, const zt_task_batch *tb, meter *timing) {
     zt_backend *be = m->be;
@@ -362,7 +391,7 @@ static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_o
             if (ps->params[i].n_elems * sizeof(float) > shadow_bytes)
                 shadow_bytes = ps->params[i].n_elems * sizeof(float);
         int widest = m->dims.hidden_size > m->dims.head_input_size ? m->dims.hidden_size
-                                                                     : m->dims.head_input_size;
+                                                                   : m->dims.head_input_size;
         rows_bytes = n * (size_t)widest * sizeof(float);
         positions = malloc(n * sizeof *positions);
         if (!positions) return zt_fail(ZT_ERR_NOMEM, "bench_step: positions");
@@ -395,7 +424,7 @@ static zt_batch model_batch(const zt_task_batch *b) {
 static zt_status time_forward(zt_model *m, const zt_task_batch *tb, int n_variants,
                               zt_perturb_mode mode, int reps, meter *timing) {
     zt_workspace_shape shape = {tb->n_sequences, tb->seq_len,
-                                    mode == ZT_PERTURB_SHADOW ? n_variants : 1, 0, 0};
+                                mode == ZT_PERTURB_SHADOW ? n_variants : 1, 0, 0};
     zt_workspace *ws = NULL;
     ZT_TRY(zt_workspace_create(m, &shape, &ws));
     float *logprobs = malloc((size_t)n_variants * (size_t)tb->n_targets * sizeof *logprobs);
@@ -407,8 +436,7 @@ static zt_status time_forward(zt_model *m, const zt_task_batch *tb, int n_varian
     zt_batch mb = model_batch(tb);
     for (int rep = 0; s == ZT_OK && rep < reps; rep++) {
         meter_start(timing);
-        if (mode == ZT_PERTURB_SHADOW)
-            s = zt_model_forward(m, ws, &mb, &variants, logprobs, NULL);
+        if (mode == ZT_PERTURB_SHADOW) s = zt_model_forward(m, ws, &mb, &variants, logprobs, NULL);
         for (int k = 0; s == ZT_OK && mode == ZT_PERTURB_INPLACE && k < n_variants; k++)
             s = zt_model_forward(m, ws, &mb, NULL, logprobs, NULL);
         meter_stop(timing);
@@ -431,7 +459,8 @@ static zt_status time_forwards(zt_model *m, const bench_options *o, const zt_tas
         return ZT_OK;
     }
     zt_model *twin = NULL;
-    ZT_TRY(zt_model_create_random(&zt_opt_arch, zt_opt_config_of(m), ZT_F32, MODEL_SEED, m->be, &twin));
+    ZT_TRY(zt_model_create_random(&zt_opt_arch, zt_opt_config_of(m), ZT_F32, MODEL_SEED, m->be,
+                                  &twin));
     zt_status s = time_forward(twin, tb, r->n_variants, o->mode, o->steps, &r->forward);
     zt_model_free(twin);
     return s;
@@ -485,20 +514,22 @@ static zt_status bench_setup(zt_backend *be, const bench_options *o, const zt_op
     int count = 0;
     ZT_TRY(zt_model_select(m, NULL, br->trainable, &count));
     ZT_TRY(zt_trainable_param_set(m, br->trainable, &br->ps));
-    ZT_TRY(zt_optimizer_create(o->optimizer, hp, o->warmup + o->steps, br->ps.n_elems, &br->optimizer));
+    ZT_TRY(zt_optimizer_create(o->optimizer, hp, o->warmup + o->steps, br->ps.n_elems,
+                               &br->optimizer));
     r->state_copies = zt_optimizer_get_info(br->optimizer)->state_copies;
     ZT_TRY(zt_param_set_alloc_state(&br->ps, r->state_copies));
     zt_step_plan plan;
     ZT_TRY(plan_step(o, hp, br->ps.n_elems, 0, &plan));
     r->n_variants = plan.n_variants;
     r->staging_passes = staging_passes(&plan, o->mode);
+    sweeps_per_step(&plan, o->mode, o->dtype, r);
     ZT_TRY(random_lm_batch(cfg, o->batch_size, o->seq_len, &br->batch));
 
     /* Inplace mode runs one variant at a time: one residual stream, no shadow buffers. */
     int shadow = o->mode == ZT_PERTURB_SHADOW;
     zt_workspace_shape shape = {br->batch.n_sequences, br->batch.seq_len,
-                                    shadow ? plan.n_variants : 1, shadow,
-                                    plan.dist == ZT_DIRECTIONS_SPHERE};
+                                shadow ? plan.n_variants : 1, shadow,
+                                plan.dist == ZT_DIRECTIONS_SPHERE};
     ZT_TRY(zt_workspace_create(m, &shape, &br->ws));
     zt_model_plan_memory(m, &shape, &r->plan);
     br->objective_state.model = m;
@@ -520,7 +551,8 @@ static zt_status time_steps(bench_run *br, const bench_options *o, bench_result 
     r->step_min_ms = INFINITY;
     for (int i = 0; i < o->steps; i++) {
         meter_start(&r->step);
-        zt_status s = zt_zo_step(br->optimizer, &br->ps, &br->objective, o->warmup + i, &engine, last);
+        zt_status s =
+            zt_zo_step(br->optimizer, &br->ps, &br->objective, o->warmup + i, &engine, last);
         double ms = meter_stop(&r->step);
         ZT_TRY(s);
         if (ms < r->step_min_ms) r->step_min_ms = ms;
@@ -626,6 +658,11 @@ static void print_text(const bench_options *o, const bench_result *r) {
     snprintf(detail, sizeof detail, "%.1f MiB moved, %.2f GB/s", mib(r->update_bytes),
              gb_per_s(r->update_bytes, update));
     print_phase("update", &r->update, step, detail);
+    printf("  %-9s %d passes over the trainable weights, z drawn %d times per element", "per step",
+           r->theta_passes, r->z_draws);
+    if (r->sr_draws)
+        printf(", %d stochastic-rounding word%s", r->sr_draws, r->sr_draws == 1 ? "" : "s");
+    printf("\n");
     int accounted = fabs(step - sum) <= SPLIT_TOLERANCE * step;
     printf("  %-9s %10.2f %6.1f%%          %s (%.1f%% of the fastest step)\n", "sum", sum,
            100.0 * sum / step,
@@ -672,6 +709,8 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
                "\"update\":%.3f},",
                meter_cores(&r->step), meter_cores(&r->staging), meter_cores(&r->forward),
                meter_cores(&r->update));
+        printf("\"theta_passes\":%d,\"z_draws_per_element\":%d,\"sr_draws_per_element\":%d,",
+               r->theta_passes, r->z_draws, r->sr_draws);
         printf("\"staging_passes\":%d,\"staging_bytes\":%.0f,\"forward_weight_bytes\":%.0f,"
                "\"update_bytes\":%.0f,\"forward_flops\":%.0f,\"staging_gb_s\":%.3f,"
                "\"update_gb_s\":%.3f,\"memory_peak\":{",
