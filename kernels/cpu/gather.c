@@ -20,20 +20,15 @@ static void perturbed_row(float *dst,                                /* (n) */
     float sum[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
     const zt_cpu_rng_path path = zt_cpu_rng_active_path();
     const uint64_t end = first + (uint64_t)n;
-    for (uint64_t run_block = first / 4; run_block * 4 < end; run_block += ZT_CPU_Z_RUN_BLOCKS) {
-        const uint64_t blocks_left = (end - 1) / 4 - run_block + 1;
-        const uint64_t run_blocks =
-            blocks_left < ZT_CPU_Z_RUN_BLOCKS ? blocks_left : ZT_CPU_Z_RUN_BLOCKS;
+    for (int64_t r = 0; r < zt_cpu_z_run_count(first, end); r++) {
+        const zt_cpu_z_run run = zt_cpu_z_run_at(first, end, r);
         if (n_terms > 0)
-            zt_cpu_z_sum_run(terms, n_terms, dist, path, run_block, (size_t)run_blocks, sum,
+            zt_cpu_z_sum_run(terms, n_terms, dist, path, run.block, (size_t)run.n_blocks, sum,
                              scratch);
-        const uint64_t begin = run_block * 4 > first ? run_block * 4 : first;
-        const uint64_t stop =
-            (run_block + run_blocks) * 4 < end ? (run_block + run_blocks) * 4 : end;
-        for (uint64_t j = begin; j < stop; j++) {
+        for (uint64_t j = run.begin; j < run.end; j++) {
             const float value = zt_load_f32(table.data, table.dtype, (size_t)j);
             /* No terms is a plain read: adding a zero would turn -0 into +0 (as perturb). */
-            const float staged = n_terms > 0 ? value + sum[j - run_block * 4] : value;
+            const float staged = n_terms > 0 ? value + sum[j - run.block * 4] : value;
             dst[j - first] = zt_round_through(stage_dtype, staged);
         }
     }

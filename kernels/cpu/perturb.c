@@ -130,28 +130,19 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
          * first and last block may hang over the slice, and only their lanes inside it are
          * written. */
         const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
-        const uint64_t first_block = elem_offset / 4;
-        const uint64_t n_blocks = (slice_end - 1) / 4 - first_block + 1;
-        const int64_t n_runs =
-            (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
+        const int64_t n_runs = zt_cpu_z_run_count(elem_offset, slice_end);
         const zt_cpu_rng_path path = zt_cpu_rng_active_path();
         const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
         for (int64_t r = 0; r < n_runs; r++) {
             float sum[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
-            const uint64_t run_block = first_block + (uint64_t)r * ZT_CPU_Z_RUN_BLOCKS;
-            const uint64_t run_blocks = first_block + n_blocks - run_block < ZT_CPU_Z_RUN_BLOCKS
-                                            ? first_block + n_blocks - run_block
-                                            : ZT_CPU_Z_RUN_BLOCKS;
+            const zt_cpu_z_run run = zt_cpu_z_run_at(elem_offset, slice_end, r);
             if (n_terms > 0)
-                zt_cpu_z_sum_run(terms, n_terms, dist, path, run_block, (size_t)run_blocks, sum,
+                zt_cpu_z_sum_run(terms, n_terms, dist, path, run.block, (size_t)run.n_blocks, sum,
                                  scratch);
-            const uint64_t begin = run_block * 4 > elem_offset ? run_block * 4 : elem_offset;
-            const uint64_t end =
-                (run_block + run_blocks) * 4 < slice_end ? (run_block + run_blocks) * 4 : slice_end;
-            add_run_any(dst, dst_dtype, src.data, src.dtype, (size_t)(begin - elem_offset),
-                        sum + (begin - run_block * 4), (size_t)(end - begin), n_terms > 0,
-                        vector_loops);
+            add_run_any(dst, dst_dtype, src.data, src.dtype, (size_t)(run.begin - elem_offset),
+                        sum + (run.begin - run.block * 4), (size_t)(run.end - run.begin),
+                        n_terms > 0, vector_loops);
         }
     }
 

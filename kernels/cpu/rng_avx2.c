@@ -178,33 +178,51 @@ ZT_AVX2_FN void normals8(__m256i x, __m256i y, __m256 *first, __m256 *second) {
     *second = _mm256_mul_ps(radius, cos_v);
 }
 
+/* What each kernel stores for a group of eight blocks, in element order at out. */
+ZT_AVX2_FN void store_gauss8(float *out, words8 q) {
+    __m256 a_sin, a_cos, b_sin, b_cos;
+    normals8(q.x, q.y, &a_sin, &a_cos);
+    normals8(q.z, q.w, &b_sin, &b_cos);
+    store_interleaved(out, a_sin, a_cos, b_sin, b_cos);
+}
+
+/* +1 or -1: the word's top bit becomes the sign of 1.0f. */
+ZT_AVX2_FN __m256 rademacher8(__m256i word) {
+    const __m256i sign_bit = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i one = _mm256_set1_epi32(0x3F800000);
+    return _mm256_castsi256_ps(_mm256_or_si256(one, _mm256_and_si256(word, sign_bit)));
+}
+
+ZT_AVX2_FN void store_rademacher8(float *out, words8 q) {
+    store_interleaved(out, rademacher8(q.x), rademacher8(q.y), rademacher8(q.z), rademacher8(q.w));
+}
+
+/* The float transpose moves bits unchanged. */
+ZT_AVX2_FN void store_words8(uint32_t *out, words8 q) {
+    store_interleaved((float *)out, _mm256_castsi256_ps(q.x), _mm256_castsi256_ps(q.y),
+                      _mm256_castsi256_ps(q.z), _mm256_castsi256_ps(q.w));
+}
+
+/* The loop every kernel shares: two groups of eight blocks per step while sixteen remain, then
+ * a last group of eight run beside a copy of itself (rather than left to the scalar tail). */
+#define ZT_FOR_GROUPS(first_block, n_blocks, stream, ks, out, store)                               \
+    size_t i = 0;                                                                                  \
+    while (i + 8 <= (n_blocks)) {                                                                  \
+        const int both = i + 16 <= (n_blocks);                                                     \
+        words8 q = counters8((first_block) + i, (stream));                                         \
+        words8 r = both ? counters8((first_block) + i + 8, (stream)) : q;                          \
+        philox8x2(&q, &r, &(ks));                                                                  \
+        store((out) + 4 * i, q);                                                                   \
+        if (both) store((out) + 4 * i + 32, r);                                                    \
+        i += both ? 16 : 8;                                                                        \
+    }                                                                                              \
+    return i
+
 __attribute__((target("avx2,fma"))) size_t
 zt_cpu_gauss_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_t n_blocks, float *out) {
     key_schedule ks;
     schedule_key(tensor_key, &ks);
-    size_t i = 0;
-    for (; i + 16 <= n_blocks; i += 16) {
-        words8 q = counters8(first_block + i, ZT_RNG_STREAM_Z);
-        words8 r = counters8(first_block + i + 8, ZT_RNG_STREAM_Z);
-        philox8x2(&q, &r, &ks);
-        __m256 a_sin, a_cos, b_sin, b_cos;
-        normals8(q.x, q.y, &a_sin, &a_cos);
-        normals8(q.z, q.w, &b_sin, &b_cos);
-        store_interleaved(out + 4 * i, a_sin, a_cos, b_sin, b_cos);
-        normals8(r.x, r.y, &a_sin, &a_cos);
-        normals8(r.z, r.w, &b_sin, &b_cos);
-        store_interleaved(out + 4 * i + 32, a_sin, a_cos, b_sin, b_cos);
-    }
-    if (i + 8 <= n_blocks) { /* a last group of eight: run it twice rather than fall to scalar */
-        words8 q = counters8(first_block + i, ZT_RNG_STREAM_Z), r = q;
-        philox8x2(&q, &r, &ks);
-        __m256 a_sin, a_cos, b_sin, b_cos;
-        normals8(q.x, q.y, &a_sin, &a_cos);
-        normals8(q.z, q.w, &b_sin, &b_cos);
-        store_interleaved(out + 4 * i, a_sin, a_cos, b_sin, b_cos);
-        i += 8;
-    }
-    return i;
+    ZT_FOR_GROUPS(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_gauss8);
 }
 
 __attribute__((target("avx2,fma"))) size_t zt_cpu_rademacher_blocks_avx2(uint64_t tensor_key,
@@ -213,23 +231,7 @@ __attribute__((target("avx2,fma"))) size_t zt_cpu_rademacher_blocks_avx2(uint64_
                                                                          float *out) {
     key_schedule ks;
     schedule_key(tensor_key, &ks);
-    const __m256i sign_bit = _mm256_set1_epi32((int)0x80000000u);
-    const __m256i one = _mm256_set1_epi32(0x3F800000); /* 1.0f */
-    size_t i = 0;
-    for (; i + 16 <= n_blocks; i += 16) {
-        words8 q = counters8(first_block + i, ZT_RNG_STREAM_Z);
-        words8 r = counters8(first_block + i + 8, ZT_RNG_STREAM_Z);
-        philox8x2(&q, &r, &ks);
-        /* +1 or -1: the word's top bit becomes the sign of 1.0f. */
-#define ZT_RADEMACHER(word)                                                                        \
-    _mm256_castsi256_ps(_mm256_or_si256(one, _mm256_and_si256(word, sign_bit)))
-        store_interleaved(out + 4 * i, ZT_RADEMACHER(q.x), ZT_RADEMACHER(q.y), ZT_RADEMACHER(q.z),
-                          ZT_RADEMACHER(q.w));
-        store_interleaved(out + 4 * i + 32, ZT_RADEMACHER(r.x), ZT_RADEMACHER(r.y),
-                          ZT_RADEMACHER(r.z), ZT_RADEMACHER(r.w));
-#undef ZT_RADEMACHER
-    }
-    return i;
+    ZT_FOR_GROUPS(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_rademacher8);
 }
 
 __attribute__((target("avx2,fma"))) size_t
@@ -237,28 +239,7 @@ zt_cpu_stream_words_avx2(uint64_t tensor_key, uint32_t stream, uint64_t first_bl
                          size_t n_blocks, uint32_t *out) {
     key_schedule ks;
     schedule_key(tensor_key, &ks);
-    size_t i = 0;
-    for (; i + 16 <= n_blocks; i += 16) {
-        words8 q = counters8(first_block + i, stream);
-        words8 r = counters8(first_block + i + 8, stream);
-        philox8x2(&q, &r, &ks);
-        /* The float transpose moves bits unchanged. */
-        store_interleaved((float *)(out + 4 * i), _mm256_castsi256_ps(q.x),
-                          _mm256_castsi256_ps(q.y), _mm256_castsi256_ps(q.z),
-                          _mm256_castsi256_ps(q.w));
-        store_interleaved((float *)(out + 4 * i + 32), _mm256_castsi256_ps(r.x),
-                          _mm256_castsi256_ps(r.y), _mm256_castsi256_ps(r.z),
-                          _mm256_castsi256_ps(r.w));
-    }
-    if (i + 8 <= n_blocks) {
-        words8 q = counters8(first_block + i, stream), r = q;
-        philox8x2(&q, &r, &ks);
-        store_interleaved((float *)(out + 4 * i), _mm256_castsi256_ps(q.x),
-                          _mm256_castsi256_ps(q.y), _mm256_castsi256_ps(q.z),
-                          _mm256_castsi256_ps(q.w));
-        i += 8;
-    }
-    return i;
+    ZT_FOR_GROUPS(first_block, n_blocks, stream, ks, out, store_words8);
 }
 
 __attribute__((target("avx2,fma"))) size_t zt_cpu_box_muller_pairs_avx2(const uint32_t *x,

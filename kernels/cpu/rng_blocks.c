@@ -60,17 +60,21 @@ zt_cpu_rng_path zt_cpu_rng_active_path(void) {
     return (zt_cpu_rng_path)path;
 }
 
+static void store_block(float *out, /* (4) */
+                        zt_f32x4 z) {
+    out[0] = z.x;
+    out[1] = z.y;
+    out[2] = z.z;
+    out[3] = z.w;
+}
+
 void zt_cpu_gauss_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
                          size_t n_blocks, float *out) {
     size_t done = 0;
     if (path == ZT_CPU_RNG_AVX2)
         done = zt_cpu_gauss_blocks_avx2(tensor_key, first_block, n_blocks, out);
     for (size_t i = done; i < n_blocks; i++) {
-        const zt_f32x4 z = zt_z_gauss_block4(tensor_key, first_block + i);
-        out[4 * i] = z.x;
-        out[4 * i + 1] = z.y;
-        out[4 * i + 2] = z.z;
-        out[4 * i + 3] = z.w;
+        store_block(out + 4 * i, zt_z_gauss_block4(tensor_key, first_block + i));
     }
 }
 
@@ -80,11 +84,7 @@ void zt_cpu_rademacher_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_
     if (path == ZT_CPU_RNG_AVX2)
         done = zt_cpu_rademacher_blocks_avx2(tensor_key, first_block, n_blocks, out);
     for (size_t i = done; i < n_blocks; i++) {
-        const zt_f32x4 z = zt_z_rademacher_block4(tensor_key, first_block + i);
-        out[4 * i] = z.x;
-        out[4 * i + 1] = z.y;
-        out[4 * i + 2] = z.z;
-        out[4 * i + 3] = z.w;
+        store_block(out + 4 * i, zt_z_rademacher_block4(tensor_key, first_block + i));
     }
 }
 

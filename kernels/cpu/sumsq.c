@@ -36,16 +36,11 @@ static uint64_t chunk_count(size_t n_elems) {
 static double gauss_sumsq(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t begin, uint64_t end) {
     float z[4 * ZT_CPU_Z_RUN_BLOCKS];
     double sum = 0.0;
-    for (uint64_t run_block = begin / 4; run_block * 4 < end; run_block += ZT_CPU_Z_RUN_BLOCKS) {
-        const uint64_t blocks_left = (end - 1) / 4 - run_block + 1;
-        const uint64_t run_blocks =
-            blocks_left < ZT_CPU_Z_RUN_BLOCKS ? blocks_left : ZT_CPU_Z_RUN_BLOCKS;
-        zt_cpu_gauss_blocks(path, tensor_key, run_block, (size_t)run_blocks, z);
-        const uint64_t first = run_block * 4 > begin ? run_block * 4 : begin;
-        const uint64_t stop =
-            (run_block + run_blocks) * 4 < end ? (run_block + run_blocks) * 4 : end;
-        for (uint64_t j = first; j < stop; j++) {
-            const double value = (double)z[j - run_block * 4];
+    for (int64_t r = 0; r < zt_cpu_z_run_count(begin, end); r++) {
+        const zt_cpu_z_run run = zt_cpu_z_run_at(begin, end, r);
+        zt_cpu_gauss_blocks(path, tensor_key, run.block, (size_t)run.n_blocks, z);
+        for (uint64_t j = run.begin; j < run.end; j++) {
+            const double value = (double)z[j - run.block * 4];
             sum += value * value;
         }
     }

@@ -193,28 +193,22 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         const int stochastic = u->stochastic_rounding && dtype != ZT_F32;
         const uint64_t rounding_key = zt_tensor_key(u->rounding_seed, tensor_id);
         const uint64_t n = (uint64_t)n_elems;
-        const int64_t n_blocks = (int64_t)((n + 3) / 4);
         unsigned long long nonfinite = 0;
-        const int64_t n_runs =
-            (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
+        const int64_t n_runs = zt_cpu_z_run_count(0, n);
         const zt_cpu_rng_path path = zt_cpu_rng_active_path();
         const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR_SUM(zt_cpu_threads(zt_cpu(be)), nonfinite)
         for (int64_t r = 0; r < n_runs; r++) {
             float g[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
             uint32_t random[4 * ZT_CPU_Z_RUN_BLOCKS];
-            const uint64_t run_block = (uint64_t)r * ZT_CPU_Z_RUN_BLOCKS;
-            const uint64_t run_blocks = (uint64_t)n_blocks - run_block < ZT_CPU_Z_RUN_BLOCKS
-                                            ? (uint64_t)n_blocks - run_block
-                                            : ZT_CPU_Z_RUN_BLOCKS;
-            zt_cpu_z_sum_run(terms, n_terms, dist, path, run_block, (size_t)run_blocks, g, scratch);
+            const zt_cpu_z_run run = zt_cpu_z_run_at(0, n, r);
+            zt_cpu_z_sum_run(terms, n_terms, dist, path, run.block, (size_t)run.n_blocks, g,
+                             scratch);
             if (stochastic)
-                zt_cpu_stream_words(path, rounding_key, ZT_RNG_STREAM_SR, run_block,
-                                    (size_t)run_blocks, random);
-            const uint64_t begin = run_block * 4;
-            const uint64_t end = begin + run_blocks * 4 < n ? begin + run_blocks * 4 : n;
-            nonfinite += update_run_any(theta, dtype, stochastic, &coeffs, state, n_elems, begin,
-                                        begin, end, g, random, vector_loops);
+                zt_cpu_stream_words(path, rounding_key, ZT_RNG_STREAM_SR, run.block,
+                                    (size_t)run.n_blocks, random);
+            nonfinite += update_run_any(theta, dtype, stochastic, &coeffs, state, n_elems,
+                                        run.begin, run.begin, run.end, g, random, vector_loops);
         }
         if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
     }

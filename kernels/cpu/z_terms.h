@@ -44,6 +44,29 @@ void zt_cpu_z_terms_release(zt_cpu_z_term *terms, const zt_cpu_z_term *stack);
 /* The ops draw z in runs of this many Philox blocks (4 KB of f32 per buffer, on the stack). */
 #define ZT_CPU_Z_RUN_BLOCKS 256
 
+/* Run r of the whole blocks that cover elements [first, end) (first < end): its blocks, and the
+ * elements of [first, end) it holds (the first and last block may hang over the range). */
+typedef struct zt_cpu_z_run {
+    uint64_t block, n_blocks; /* blocks [block, block + n_blocks) */
+    uint64_t begin, end;      /* elements [begin, end), within [first, end) */
+} zt_cpu_z_run;
+
+static inline int64_t zt_cpu_z_run_count(uint64_t first, uint64_t end) {
+    const uint64_t n_blocks = (end - 1) / 4 - first / 4 + 1;
+    return (int64_t)((n_blocks + ZT_CPU_Z_RUN_BLOCKS - 1) / ZT_CPU_Z_RUN_BLOCKS);
+}
+
+static inline zt_cpu_z_run zt_cpu_z_run_at(uint64_t first, uint64_t end, int64_t r) {
+    zt_cpu_z_run run;
+    run.block = first / 4 + (uint64_t)r * ZT_CPU_Z_RUN_BLOCKS;
+    const uint64_t blocks_left = (end - 1) / 4 - run.block + 1;
+    run.n_blocks = blocks_left < ZT_CPU_Z_RUN_BLOCKS ? blocks_left : ZT_CPU_Z_RUN_BLOCKS;
+    run.begin = run.block * 4 > first ? run.block * 4 : first;
+    const uint64_t run_end = (run.block + run.n_blocks) * 4;
+    run.end = run_end < end ? run_end : end;
+    return run;
+}
+
 /* g for blocks [first_block, first_block + n_blocks) of the tensor (n_blocks <= the run size),
  * in the order documented above: sum[4*i + lane] is element 4*(first_block + i) + lane. Each term's
  * z is drawn into `scratch` on the CPU's fastest z path (the bits do not depend on the path). */

@@ -69,6 +69,18 @@ static inline float zt_curand_angle_uncontracted(uint32_t y) {
 }
 
 /* A(y): the bound on |cuRAND's angle - theta| above, for a build. */
+/* cuRAND's host transform as curand_normal.h's host branch reads (libcurand's host generator and
+ * host-compiled curand_normal4 alike): libm logf, sinf, cosf, and the angle y * C + C/2 as a
+ * rounded product then a rounded sum (no FMA). */
+static inline zt_f32x2 zt_curand_host_box_muller(uint32_t x, uint32_t y) {
+    const float radius = sqrtf(-2.0f * logf(zt_uniform_from_u32(x)));
+    const float v = zt_curand_angle_uncontracted(y);
+    zt_f32x2 out;
+    out.x = sinf(v) * radius;
+    out.y = cosf(v) * radius;
+    return out;
+}
+
 static inline double zt_curand_angle_bound(uint32_t y, zt_curand_build build) {
     const double step = (double)ZT_RNG_2POW32_INV_2PI;
     const double v = build == ZT_CURAND_DEVICE_BUILD ? (double)zt_curand_angle(y)

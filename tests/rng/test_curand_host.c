@@ -132,17 +132,6 @@ static void test_uniform(curandGenerator_t gen) {
     free(values);
 }
 
-/* libcurand's host transform, as its source (curand_normal.h, host branch) reads: glibc logf,
- * sinf, cosf, and the angle y * C + C/2 as a rounded product then a rounded sum (no FMA). */
-static zt_f32x2 curand_host_box_muller(uint32_t x, uint32_t y) {
-    const float radius = sqrtf(-2.0f * logf(zt_uniform_from_u32(x)));
-    const float v = zt_curand_angle_uncontracted(y);
-    zt_f32x2 out;
-    out.x = sinf(v) * radius;
-    out.y = cosf(v) * radius;
-    return out;
-}
-
 /* Normals: each pair (2i, 2i+1) is one Box-Muller of the words at 2i, 2i+1 (sine first). They are
  * cuRAND's transform, which this checks bit for bit against the model above (so the words, u and
  * angle are cuRAND's); zotune's transform of the same words (kernels/common/box_muller.h) is its
@@ -165,7 +154,7 @@ static void test_normal(curandGenerator_t gen) {
             for (size_t m = 0; m < n; m += 2) {
                 zt_u32x4 block = generator_block(seed, m);
                 uint32_t x = m % 4 == 0 ? block.x : block.z, y = m % 4 == 0 ? block.y : block.w;
-                zt_f32x2 ours = zt_box_muller(x, y), model = curand_host_box_muller(x, y);
+                zt_f32x2 ours = zt_box_muller(x, y), model = zt_curand_host_box_muller(x, y);
                 float mine[2] = {ours.x, ours.y}, modelled[2] = {model.x, model.y};
                 for (int i = 0; i < 2; i++) {
                     const float theirs = values[m + i];

@@ -198,17 +198,6 @@ static void test_engine_addressing(void) {
     ZT_CHECK(mismatches == 0, "%zu of %zu engine blocks differ", mismatches, checked);
 }
 
-/* The header's host transform (curand_normal.h, _curand_box_muller's host branch) as it reads:
- * libm logf, sinf, cosf, and the angle y * C + C/2 uncontracted (this file's -ffp-contract=off). */
-static zt_f32x2 curand_host_box_muller(uint32_t x, uint32_t y) {
-    const float radius = sqrtf(-2.0f * logf(zt_uniform_from_u32(x)));
-    const float v = zt_curand_angle_uncontracted(y);
-    zt_f32x2 out;
-    out.x = sinf(v) * radius;
-    out.y = cosf(v) * radius;
-    return out;
-}
-
 struct normal_stats {
     size_t compared, identical, model_mismatch, beyond_bound;
     double max_abs_diff, bound_at_max, worst_ratio;
@@ -218,7 +207,7 @@ struct normal_stats {
  * against zotune's of the same words (within tests/rng/curand_normal_bound.h's bound). */
 static void compare_pair(struct normal_stats *st, float got_first, float got_second, uint32_t x,
                          uint32_t y) {
-    const zt_f32x2 ours = zt_box_muller(x, y), model = curand_host_box_muller(x, y);
+    const zt_f32x2 ours = zt_box_muller(x, y), model = zt_curand_host_box_muller(x, y);
     const float got[2] = {got_first, got_second}, want[2] = {ours.x, ours.y};
     const float modelled[2] = {model.x, model.y};
     for (int i = 0; i < 2; i++) {
