@@ -103,10 +103,11 @@ typedef struct bench_result {
     zt_opt_config cfg;
     size_t n_params, n_trainable;
     int n_variants, state_copies;
-    int staging_passes; /* per-tensor perturb passes a step makes (see staging_passes) */
-    int theta_passes;   /* passes over the trainable weights per step (see sweeps_per_step) */
-    int z_draws;        /* z regenerated per element per step, staging and update */
-    int sr_draws;       /* stochastic-rounding words per element per step (half weights) */
+    int staging_passes;  /* shadow: perturbed variants; inplace: moves (see staging_passes) */
+    double theta_passes; /* passes over the trainable weights per step, averaged over their
+                            elements (see sweeps_per_step) */
+    double z_draws;      /* z regenerated per element per step, staging and update, averaged */
+    int sr_draws;        /* stochastic-rounding words per element per step (half weights) */
     double first_loss;
     double create_ms; /* zt_model_create_random, for the record */
     meter step, staging, forward, update;
@@ -206,25 +207,28 @@ static zt_status random_lm_batch(const zt_opt_config *c, int batch_size, int seq
 
 /* ---- analytic estimates ---- */
 
-/* Elements of the trainable tensors, and those of them the forward (models/sweep.c) does not
- * stage: the position table, read through a perturbed gather of the batch's rows only.
- * embed_tokens is staged once, for the tied LM head; the embedding reads it by a perturbed
- * gather as well. */
+/* Elements of the trainable tensors; those of them the forward (models/sweep.c) does not
+ * stage: the position table, read through a perturbed gather of the batch's rows only; and the
+ * token table, staged once per variant for the tied LM head (the embedding reads it by a
+ * perturbed gather as well). Every other tensor is staged once for all K variants. */
 static void trainable_elements(const zt_model *m, const uint8_t *trainable, double *elements,
-                               double *gathered_only) {
-    *elements = *gathered_only = 0.0;
+                               double *gathered_only, double *table) {
+    *elements = *gathered_only = *table = 0.0;
     for (int i = 0; i < m->n_tensors; i++) {
         if (!trainable[i]) continue;
         *elements += (double)m->tensors[i].n_elems;
         if (i == zt_opt_position_table(m)) *gathered_only += (double)m->tensors[i].n_elems;
+        if (i == m->embed_tokens) *table += (double)m->tensors[i].n_elems;
     }
 }
 
 /* Bytes of weight traffic per step; activations are left out (for B*T = 256 rows they are a few
  * MB against hundreds of MB of weights). P trainable elements, Pos the position table (only
- * gathered, B*T rows: not counted), s the storage size, K variants, S the staging passes
- * (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1):
- *   shadow   staging  S (P - Pos) (s + 4)  each staged tensor read in s, written as f32
+ * gathered, B*T rows: not counted), E the token table, s the storage size, K variants, S the
+ * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1):
+ *   shadow   staging  (P - Pos - E) (s + 4 S) + S E (s + 4)
+ *                                         a layer's tensors read once in s and written as f32
+ *                                         for the S variants; the token table per variant
  *            forward  K (P - Pos) 4       the GEMMs and norms read the f32 shadows
  *   inplace  staging  S P 2s              read-modify-write passes over the masters
  *            forward  K (P - Pos) s       the GEMMs read the masters
@@ -232,12 +236,14 @@ static void trainable_elements(const zt_model *m, const uint8_t *trainable, doub
  *                                         read + written (0 for MeZO) */
 static void bytes_per_step(const zt_model *m, const uint8_t *trainable, const bench_options *o,
                            bench_result *r) {
-    double p, positions;
-    trainable_elements(m, trainable, &p, &positions);
+    double p, positions, table;
+    trainable_elements(m, trainable, &p, &positions, &table);
     double s = (double)zt_dtype_size(o->dtype), k = (double)r->n_variants;
     double passes = (double)r->staging_passes;
     if (o->mode == ZT_PERTURB_SHADOW) {
-        r->staging_bytes = passes * (p - positions) * (s + 4.0);
+        const double layered = p - positions - table;
+        r->staging_bytes =
+            passes > 0.0 ? layered * (s + 4.0 * passes) + passes * table * (s + 4.0) : 0.0;
         r->forward_weight_bytes = k * (p - positions) * 4.0;
     } else {
         r->staging_bytes = passes * p * 2.0 * s;
@@ -280,34 +286,48 @@ static zt_perturbation variant_of(const zt_step_plan *plan, int k) {
     return p;
 }
 
-/* Shadow staging of one step as the forward does it: every trainable tensor but the position
- * table perturbed into an f32 buffer per variant (embed_tokens once, for the LM head), and the
- * embedding and position rows of the batch read by perturbed gathers into `rows_out`. */
+/* Shadow staging of one step as the forward does it: every trainable tensor but the two tables
+ * staged once for all perturbed variants into an f32 buffer each (perturb_variants), the token
+ * table per variant (for the LM head), and the embedding and position rows of the batch read by
+ * perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats per perturbed
+ * variant. */
 static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step_plan *plan,
                               const zt_task_batch *tb, const int32_t *positions, float *shadow,
-                              float *rows_out) {
+                              size_t shadow_floats, float *rows_out) {
     zt_backend *be = m->be;
     const zt_opt_config *c = zt_opt_config_of(m);
     const int n = tb->n_sequences * tb->seq_len;
+    zt_perturbation staged[ZT_MAX_VARIANTS];
+    void *dst[ZT_MAX_VARIANTS];
+    int n_staged = 0;
     for (int k = 0; k < plan->n_variants; k++) {
         zt_perturbation p = variant_of(plan, k);
         if (p.n_terms == 0) continue; /* an unperturbed variant reads the masters */
-        for (int i = 0; i < ps->n_params; i++) {
-            const zt_param *t = &ps->params[i];
-            zt_weight src = {t->data, t->dtype};
-            if ((int)t->tensor_id == zt_opt_position_table(m)) {
-                zt_gather_perturbation gp = {&p, t->tensor_id, ZT_F32};
+        dst[n_staged] = shadow + (size_t)n_staged * shadow_floats;
+        staged[n_staged++] = p;
+    }
+    if (n_staged == 0) return ZT_OK;
+    for (int i = 0; i < ps->n_params; i++) {
+        const zt_param *t = &ps->params[i];
+        zt_weight src = {t->data, t->dtype};
+        const int id = (int)t->tensor_id;
+        if (id != zt_opt_position_table(m) && id != m->embed_tokens) {
+            ZT_TRY(be->ops->perturb_variants(be, dst, ZT_F32, src, t->tensor_id, t->n_elems, staged,
+                                             n_staged));
+            continue;
+        }
+        for (int k = 0; k < n_staged; k++) {
+            zt_gather_perturbation gp = {&staged[k], t->tensor_id, ZT_F32};
+            if (id == zt_opt_position_table(m)) {
                 ZT_TRY(be->ops->gather_rows(be, rows_out, positions, src, n,
                                             c->max_position_embeddings + 2, c->hidden_size, 0,
                                             &gp));
                 continue;
             }
-            if ((int)t->tensor_id == m->embed_tokens) {
-                zt_gather_perturbation gp = {&p, t->tensor_id, ZT_F32};
-                ZT_TRY(be->ops->gather_rows(be, rows_out, tb->input_ids, src, n, c->vocab_size,
-                                            c->word_embed_proj_dim, 0, &gp));
-            }
-            ZT_TRY(be->ops->perturb(be, shadow, ZT_F32, src, t->tensor_id, 0, t->n_elems, &p));
+            ZT_TRY(be->ops->gather_rows(be, rows_out, tb->input_ids, src, n, c->vocab_size,
+                                        c->word_embed_proj_dim, 0, &gp));
+            ZT_TRY(
+                be->ops->perturb(be, dst[0], ZT_F32, src, t->tensor_id, 0, t->n_elems, &staged[k]));
         }
     }
     return ZT_OK;
@@ -352,23 +372,35 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
     return passes;
 }
 
-/* What a step costs per trainable element, counted from its plan: shadow mode reads each weight
- * once per staged variant and draws each variant's terms; inplace mode reads and writes it once
- * per move and draws the move's terms; the update reads and writes it once, draws each
- * direction's z, and one stochastic-rounding word for f16 / bf16 weights. */
+/* What a step costs per trainable element, counted from its plan and averaged over the trainable
+ * elements: shadow mode reads a layer's tensor once for all perturbed variants and draws each
+ * distinct seed of their terms once, but the token table (fraction `table_share` of the
+ * elements) once per variant with each variant's terms; inplace mode reads and writes every
+ * weight once per move and draws the move's terms; the update reads and writes it once, draws
+ * each direction's z, and one stochastic-rounding word for f16 / bf16 weights. */
 static void sweeps_per_step(const zt_step_plan *plan, zt_perturb_mode mode, zt_dtype dtype,
-                            bench_result *r) {
-    r->theta_passes = 1; /* the update */
+                            double table_share, bench_result *r) {
+    r->theta_passes = 1.0; /* the update */
     r->z_draws = plan->n_directions;
     r->sr_draws = dtype != ZT_F32;
-    for (int k = 0; k <= plan->n_variants; k++) {
-        if (mode == ZT_PERTURB_SHADOW) {
-            if (k < plan->n_variants && plan->n_terms[k] > 0) {
-                r->theta_passes++;
-                r->z_draws += plan->n_terms[k];
+    if (mode == ZT_PERTURB_SHADOW) {
+        uint64_t seeds[ZT_MAX_VARIANTS * 2 * ZT_MAX_DIRECTIONS];
+        int n_seeds = 0, n_staged = 0, n_terms = 0;
+        for (int k = 0; k < plan->n_variants; k++) {
+            n_staged += plan->n_terms[k] > 0;
+            n_terms += plan->n_terms[k];
+            for (int t = 0; t < plan->n_terms[k]; t++) {
+                int seen = 0;
+                for (int i = 0; i < n_seeds; i++)
+                    seen |= seeds[i] == plan->terms[k][t].seed;
+                if (!seen) seeds[n_seeds++] = plan->terms[k][t].seed;
             }
-            continue;
         }
+        r->theta_passes += (1.0 - table_share) * (n_staged > 0) + table_share * n_staged;
+        r->z_draws += (1.0 - table_share) * n_seeds + table_share * n_terms;
+        return;
+    }
+    for (int k = 0; k <= plan->n_variants; k++) {
         zt_perturbation from = k > 0 ? variant_of(plan, k - 1) : (zt_perturbation){0};
         zt_perturbation to = k < plan->n_variants ? variant_of(plan, k) : (zt_perturbation){0};
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
@@ -383,7 +415,7 @@ static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_o
     zt_backend *be = m->be;
     float *shadow = NULL, *rows_out = NULL;
     int32_t *positions = NULL;
-    size_t shadow_bytes = 0, rows_bytes = 0;
+    size_t shadow_bytes = 0, shadow_floats = 0, rows_bytes = 0;
     const size_t n = (size_t)tb->n_sequences * (size_t)tb->seq_len;
     zt_status s = ZT_OK;
     if (o->mode == ZT_PERTURB_SHADOW) {
@@ -397,13 +429,18 @@ static zt_status time_staging(zt_model *m, const zt_param_set *ps, const bench_o
         if (!positions) return zt_fail(ZT_ERR_NOMEM, "bench_step: positions");
         for (size_t i = 0; i < n; i++)
             positions[i] = (int32_t)(i % (size_t)tb->seq_len) + 2;
+        size_t n_staged = 0;
+        for (int k = 0; k < plan->n_variants; k++)
+            n_staged += plan->n_terms[k] > 0;
+        shadow_floats = shadow_bytes / sizeof(float);
+        shadow_bytes *= n_staged > 0 ? n_staged : 1;
         s = be->ops->alloc(be, shadow_bytes, ZT_MEM_SCRATCH, (void **)&shadow);
         if (s == ZT_OK) s = be->ops->alloc(be, rows_bytes, ZT_MEM_SCRATCH, (void **)&rows_out);
     }
     for (int rep = 0; s == ZT_OK && rep < o->steps; rep++) {
         meter_start(timing);
         s = o->mode == ZT_PERTURB_SHADOW
-                ? stage_shadow(m, ps, plan, tb, positions, shadow, rows_out)
+                ? stage_shadow(m, ps, plan, tb, positions, shadow, shadow_floats, rows_out)
                 : stage_inplace(ps, plan);
         meter_stop(timing);
     }
@@ -522,7 +559,9 @@ static zt_status bench_setup(zt_backend *be, const bench_options *o, const zt_op
     ZT_TRY(plan_step(o, hp, br->ps.n_elems, 0, &plan));
     r->n_variants = plan.n_variants;
     r->staging_passes = staging_passes(&plan, o->mode);
-    sweeps_per_step(&plan, o->mode, o->dtype, r);
+    double n_elements, n_gathered, n_table;
+    trainable_elements(m, br->trainable, &n_elements, &n_gathered, &n_table);
+    sweeps_per_step(&plan, o->mode, o->dtype, n_elements > 0.0 ? n_table / n_elements : 0.0, r);
     ZT_TRY(random_lm_batch(cfg, o->batch_size, o->seq_len, &br->batch));
 
     /* Inplace mode runs one variant at a time: one residual stream, no shadow buffers. */
@@ -658,8 +697,9 @@ static void print_text(const bench_options *o, const bench_result *r) {
     snprintf(detail, sizeof detail, "%.1f MiB moved, %.2f GB/s", mib(r->update_bytes),
              gb_per_s(r->update_bytes, update));
     print_phase("update", &r->update, step, detail);
-    printf("  %-9s %d passes over the trainable weights, z drawn %d times per element", "per step",
-           r->theta_passes, r->z_draws);
+    printf("  %-9s %.2f passes over the trainable weights, z drawn %.2f times per element "
+           "(averages over the trainable elements)",
+           "per step", r->theta_passes, r->z_draws);
     if (r->sr_draws)
         printf(", %d stochastic-rounding word%s", r->sr_draws, r->sr_draws == 1 ? "" : "s");
     printf("\n");
@@ -709,7 +749,7 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
                "\"update\":%.3f},",
                meter_cores(&r->step), meter_cores(&r->staging), meter_cores(&r->forward),
                meter_cores(&r->update));
-        printf("\"theta_passes\":%d,\"z_draws_per_element\":%d,\"sr_draws_per_element\":%d,",
+        printf("\"theta_passes\":%.4f,\"z_draws_per_element\":%.4f,\"sr_draws_per_element\":%d,",
                r->theta_passes, r->z_draws, r->sr_draws);
         printf("\"staging_passes\":%d,\"staging_bytes\":%.0f,\"forward_weight_bytes\":%.0f,"
                "\"update_bytes\":%.0f,\"forward_flops\":%.0f,\"staging_gb_s\":%.3f,"

@@ -194,6 +194,18 @@ typedef struct zt_backend_ops {
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p);
 
+    /* The K variants of one whole tensor at once (the shadow sweep's staging, docs/design.md
+     * §2.3): dst[k][j] = src[j] + p[k](tensor_id, j) for j in [0, n) and k in [0, K), stored in
+     * dst_dtype: bit for bit what K perturb calls give, but z of a seed the variants share is
+     * drawn once for all of them (MeZO's +eps z and -eps z draw z once). dst is a host array of
+     * K backend pointers, pairwise disjoint and disjoint from src; a variant without terms gets
+     * the plain conversion. */
+    zt_status (*perturb_variants)(zt_backend *be, void *const *dst,  /* (K) of (n) */
+                                  zt_dtype dst_dtype, zt_weight src, /* (n) */
+                                  uint32_t tensor_id, size_t n_elems,
+                                  const zt_perturbation *p, /* (K) */
+                                  int n_variants);
+
     /* *out = sum over j in [0, n) of z(seed, tensor_id, j)^2 in double: the regeneration pass
      * that gives the norm for uniform-on-sphere directions. */
     zt_status (*z_sumsq)(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
@@ -241,6 +253,7 @@ typedef struct zt_backend_ops {
     X(add)                                                                                         \
     X(target_logprobs)                                                                             \
     X(perturb)                                                                                     \
+    X(perturb_variants)                                                                            \
     X(z_sumsq)                                                                                     \
     X(update)
 

@@ -99,6 +99,30 @@ zt_status zt_check_perturbation(const char *op, const zt_perturbation *p) {
     return ZT_OK;
 }
 
+zt_status zt_check_variant_args(const char *op, void *const *dst, zt_dtype dst_dtype, zt_weight src,
+                                size_t n_elems, const zt_perturbation *p, int n_variants) {
+    if (n_variants < 1 || n_variants > ZT_MAX_PERTURB_VARIANTS)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: %d variants, 1..%d allowed", op, n_variants,
+                       ZT_MAX_PERTURB_VARIANTS);
+    ZT_TRY(zt_check_ptr(op, "dst", dst));
+    ZT_TRY(zt_check_ptr(op, "p", p));
+    for (int k = 0; k < n_variants; k++)
+        ZT_TRY(zt_check_perturbation(op, &p[k]));
+    if (n_elems == 0) return ZT_OK;
+    ZT_TRY(zt_check_dtype(op, "dst", dst_dtype));
+    ZT_TRY(zt_check_weight(op, "src", src, 1));
+    const size_t dst_bytes = n_elems * zt_dtype_size(dst_dtype);
+    for (int k = 0; k < n_variants; k++) {
+        ZT_TRY(zt_check_ptr(op, "a dst", dst[k]));
+        ZT_TRY(zt_check_disjoint(op, "a dst", dst[k], dst_bytes, "src", src.data,
+                                 n_elems * zt_dtype_size(src.dtype)));
+        for (int other = 0; other < k; other++)
+            ZT_TRY(zt_check_disjoint(op, "a dst", dst[k], dst_bytes, "another dst", dst[other],
+                                     dst_bytes));
+    }
+    return ZT_OK;
+}
+
 zt_status zt_check_gather_args(const char *op, const float *out, const int32_t *rows,
                                zt_weight table, int n_rows, int n_table_rows, int n_cols,
                                const zt_gather_perturbation *perturb) {

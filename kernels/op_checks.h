@@ -45,6 +45,11 @@ zt_status zt_check_logprob_args(const char *op, const float *logprob, const floa
 /* A perturbation: known distribution, n_terms >= 0, terms present, finite scale and
  * coefficients (a non-finite one would write NaN or Inf everywhere: refused before any write). */
 zt_status zt_check_perturbation(const char *op, const zt_perturbation *p);
+/* perturb_variants: 1..ZT_MAX_PERTURB_VARIANTS variants, each perturbation checked, and for a
+ * non-empty tensor every dst present and disjoint from src and from the others. */
+enum { ZT_MAX_PERTURB_VARIANTS = 64 };
+zt_status zt_check_variant_args(const char *op, void *const *dst, zt_dtype dst_dtype, zt_weight src,
+                                size_t n_elems, const zt_perturbation *p, int n_variants);
 /* The update op's arguments other than its perturbation: dtype, finite lr and decay, betas in
  * [0, 1], AdaMM eps > 0, a state of the rule's size disjoint from theta. */
 zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,

@@ -25,6 +25,11 @@ typedef struct zt_sweep {
     const zt_variants *variants; /* NULL: the weights as stored */
     int variant;
     const zt_kv_cache *cache; /* NULL: attention over the batch alone; else over the cache too */
+    /* How many variants the layer code advances at once, from `variant` on (0 or 1: one). With
+     * more, the layer code is written for variant 0, with its buffers, and each zt_sweep_* op
+     * runs for every variant: a perturbed tensor is staged for all of them from one draw
+     * (perturb_variants), then the op runs once per variant on that variant's buffers. */
+    int n_together;
 } zt_sweep;
 
 /* Where a perturbed tensor is staged: a linear stages its weight (main) with its bias (aux), a
@@ -113,6 +118,10 @@ zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out,      /* 
 zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, /* (N,C) */
                               const float *in,                /* (N,C) */
                               int gamma, int beta, int n_rows, int n_cols, float eps);
+/* x += y for every variant advanced together (the residual adds). */
+zt_status zt_sweep_add(const zt_sweep *sw, float *x, /* (n) */
+                       const float *y,               /* (n) */
+                       size_t n_elems);
 
 /* Scratch planning: one linear call over n_rows, the larger of its weights as stored and as
  * staged; and any other query, asked of the model's backend. */

@@ -177,7 +177,7 @@ zt_status zt_model_forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c,
     if (s == ZT_OK)
         s = m->be->ops->upload(m->be, c->base + c->mask_offset, c->host_mask,
                                (size_t)batch * c->capacity * sizeof(int32_t));
-    zt_sweep sw = {m, ws, &tokens, variants, 0, c};
+    zt_sweep sw = {m, ws, &tokens, variants, 0, c, 0};
     if (s == ZT_OK) s = m->arch->embed(&sw);
     for (int layer = 0; s == ZT_OK && layer < m->dims.n_layers; layer++)
         s = m->arch->layer(&sw, layer);

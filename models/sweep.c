@@ -1,10 +1,11 @@
 /* The K-variant forward over a padded batch (docs/design.md §2.3, shadow mode): one sweep over
- * the layers for all K weight variants. Each perturbed tensor is staged, perturbed, into a
- * shadow buffer once per variant, and only the K residual streams are kept side by side. The
- * tables a family gathers from are read perturbed row by row instead, so only the batch's rows
- * are touched (the token table is still staged whole for the tied LM head). Only the rows that
- * carry a target go through the head, the largest GEMM. The family's layer code (models/arch.h)
- * runs between the embedding and the head. */
+ * the layers for all K weight variants. A layer runs op by op for all variants together: each
+ * perturbed tensor is staged for every variant from one draw of its z (perturb_variants), and
+ * the K residual streams and their temporaries are kept side by side. The tables a family
+ * gathers from are read perturbed row by row instead, so only the batch's rows are touched (the
+ * token table is still staged whole for the tied LM head, one variant at a time). Only the rows
+ * that carry a target go through the head, the largest GEMM. The family's layer code
+ * (models/arch.h) runs between the embedding and the head. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -30,7 +31,8 @@ float *zt_sweep_stream(const zt_sweep *sw) {
 }
 
 float *zt_sweep_layer_buffer(const zt_sweep *sw, int i) {
-    return (float *)(sw->ws->base + sw->ws->layout.layer[i]);
+    return (float *)(sw->ws->base + sw->ws->layout.layer[i] +
+                     (size_t)sw->variant * sw->ws->layout.layer_stride);
 }
 
 float *zt_sweep_head_buffer(const zt_sweep *sw, int i) {
@@ -92,31 +94,133 @@ const zt_gather_perturbation *zt_sweep_gather(const zt_sweep *sw, int id,
     return storage;
 }
 
+/* ---- ops for every variant advanced together ---- */
+
+/* Variants a layer advances at once; beyond this, one at a time (the same results). */
+enum { ZT_SWEEP_MAX_TOGETHER = 16 };
+
+static int together(const zt_sweep *sw) {
+    return sw->n_together > 1 ? sw->n_together : 1;
+}
+
+/* Variant sw->variant + k's copy of a buffer the layer code holds for sw->variant: its residual
+ * stream, or its layer temporaries; anything else (masks, ids) is shared by the variants. */
+static float *variant_buffer(const zt_sweep *sw, const float *p, int k) {
+    const zt_workspace_layout *L = &sw->ws->layout;
+    const char *at = (const char *)p;
+    const size_t stream_bytes = (size_t)sw->batch->batch * (size_t)sw->batch->seq_len *
+                                (size_t)sw->model->dims.hidden_size * sizeof(float);
+    const char *stream = (const char *)zt_sweep_stream(sw);
+    const char *layer = sw->ws->base + L->layer[0] + (size_t)sw->variant * L->layer_stride;
+    size_t shift = 0;
+    if (at >= stream && at < stream + stream_bytes)
+        shift = stream_bytes;
+    else if (at >= layer && at < layer + L->layer_stride)
+        shift = L->layer_stride;
+    return (float *)(at + (size_t)k * shift);
+}
+
+/* Tensor `id` as each of the variants advanced together sees it (w[k] for variant
+ * sw->variant + k): the master weight, or a copy staged for all of them from one draw into
+ * variant k's slot. */
+static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
+                                zt_weight *w /* (together) */) {
+    const int n = together(sw);
+    if (n == 1) return zt_sweep_weight(sw, id, slot, &w[0]);
+    const zt_model *m = sw->model;
+    const zt_workspace_layout *L = &sw->ws->layout;
+    zt_perturbation p[ZT_SWEEP_MAX_TOGETHER];
+    void *dst[ZT_SWEEP_MAX_TOGETHER];
+    int staged_variant[ZT_SWEEP_MAX_TOGETHER], n_staged = 0;
+    zt_sweep one = *sw;
+    one.n_together = 1;
+    for (int k = 0; k < n; k++) {
+        w[k] = zt_model_weight(m, id);
+        one.variant = sw->variant + k;
+        const zt_perturbation *pk = variant_perturbation(&one, id);
+        if (!pk) continue;
+        p[n_staged] = *pk;
+        staged_variant[n_staged++] = k;
+    }
+    if (n_staged == 0) return ZT_OK;
+    if (!sw->ws->staging)
+        return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
+    const zt_tensor_info *t = &m->tensors[id];
+    const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
+    const size_t bytes = t->n_elems * zt_dtype_size(staged);
+    const size_t capacity = slot == ZT_STAGE_MAIN ? L->stage_variant_aux
+                                                  : L->stage_variant_stride - L->stage_variant_aux;
+    if (zt_dtype_size(staged) > L->stage_elem_bytes || bytes > capacity)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "forward: %s staged in %s does not fit the workspace's slots for a layer's "
+                       "variants (%zu bytes)",
+                       t->name, zt_dtype_name(staged), capacity);
+    for (int i = 0; i < n_staged; i++) {
+        const int k = staged_variant[i];
+        char *slot_k =
+            k == 0
+                ? sw->ws->staging + (slot == ZT_STAGE_MAIN ? L->stage_main : L->stage_aux)
+                : sw->ws->staging + L->stage_variants + (size_t)(k - 1) * L->stage_variant_stride +
+                      (slot == ZT_STAGE_MAIN ? 0 : L->stage_variant_aux);
+        dst[i] = slot_k;
+        w[k].data = slot_k;
+        w[k].dtype = staged;
+    }
+    if (n_staged == 1) {
+        zt_weight master = zt_model_weight(m, id);
+        return m->be->ops->perturb(m->be, dst[0], staged, master, (uint32_t)id, 0, t->n_elems,
+                                   &p[0]);
+    }
+    return m->be->ops->perturb_variants(m->be, dst, staged, zt_model_weight(m, id), (uint32_t)id,
+                                        t->n_elems, p, n_staged);
+}
+
 zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int weight, int bias,
                           int n_rows, int in_features, int out_features, int relu) {
-    zt_weight w, b;
-    ZT_TRY(zt_sweep_weight(sw, weight, ZT_STAGE_MAIN, &w));
-    ZT_TRY(zt_sweep_weight(sw, bias, ZT_STAGE_AUX, &b));
+    zt_weight w[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
+    ZT_TRY(stage_together(sw, weight, ZT_STAGE_MAIN, w));
+    ZT_TRY(stage_together(sw, bias, ZT_STAGE_AUX, b));
     zt_backend *be = sw->model->be;
-    return be->ops->linear(be, out, in, w, b, n_rows, in_features, out_features, relu);
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->linear(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k), w[k],
+                               b[k], n_rows, in_features, out_features, relu));
+    return ZT_OK;
 }
 
 zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out, const float *q,
                              const float *k, const float *v, int n_heads, int head_dim,
                              float q_scale) {
-    if (sw->cache) return zt_kv_cache_attend(sw, layer, out, q, k, v, n_heads, head_dim, q_scale);
+    if (sw->cache) {
+        if (together(sw) > 1)
+            return zt_fail(ZT_ERR_INTERNAL, "forward: a cached sweep runs one variant at a time");
+        return zt_kv_cache_attend(sw, layer, out, q, k, v, n_heads, head_dim, q_scale);
+    }
     zt_backend *be = sw->model->be;
-    return be->ops->attention(be, out, q, k, v, zt_sweep_key_mask(sw), sw->batch->batch,
-                              sw->batch->seq_len, n_heads, head_dim, q_scale);
+    for (int i = 0; i < together(sw); i++)
+        ZT_TRY(be->ops->attention(be, variant_buffer(sw, out, i), variant_buffer(sw, q, i),
+                                  variant_buffer(sw, k, i), variant_buffer(sw, v, i),
+                                  zt_sweep_key_mask(sw), sw->batch->batch, sw->batch->seq_len,
+                                  n_heads, head_dim, q_scale));
+    return ZT_OK;
 }
 
 zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,
                               int n_rows, int n_cols, float eps) {
-    zt_weight g, b;
-    ZT_TRY(zt_sweep_weight(sw, gamma, ZT_STAGE_MAIN, &g));
-    ZT_TRY(zt_sweep_weight(sw, beta, ZT_STAGE_AUX, &b));
+    zt_weight g[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
+    ZT_TRY(stage_together(sw, gamma, ZT_STAGE_MAIN, g));
+    ZT_TRY(stage_together(sw, beta, ZT_STAGE_AUX, b));
     zt_backend *be = sw->model->be;
-    return be->ops->layernorm(be, out, in, g, b, n_rows, n_cols, eps);
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->layernorm(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k), g[k],
+                                  b[k], n_rows, n_cols, eps));
+    return ZT_OK;
+}
+
+zt_status zt_sweep_add(const zt_sweep *sw, float *x, const float *y, size_t n_elems) {
+    zt_backend *be = sw->model->be;
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->add(be, variant_buffer(sw, x, k), variant_buffer(sw, y, k), n_elems));
+    return ZT_OK;
 }
 
 /* ---- the batch ---- */
@@ -240,12 +344,19 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
     int n_variants = variants ? variants->n_variants : 1;
     ZT_TRY(validate(ws, b, n_variants));
     ZT_TRY(zt_sweep_upload_batch(m, ws, b, NULL));
-    zt_sweep sw = {m, ws, b, variants, 0, NULL};
+    zt_sweep sw = {m, ws, b, variants, 0, NULL, 0};
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(m->arch->embed(&sw));
-    for (int layer = 0; layer < m->dims.n_layers; layer++)
-        for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
+    /* Layer by layer, op by op for all variants together, so each perturbed tensor of a layer
+     * is staged for every variant from one draw of its z. */
+    for (int layer = 0; layer < m->dims.n_layers; layer++) {
+        for (sw.variant = 0; sw.variant < n_variants; sw.variant += ZT_SWEEP_MAX_TOGETHER) {
+            const int left = n_variants - sw.variant;
+            sw.n_together = left < ZT_SWEEP_MAX_TOGETHER ? left : ZT_SWEEP_MAX_TOGETHER;
             ZT_TRY(m->arch->layer(&sw, layer));
+        }
+        sw.n_together = 0;
+    }
     if (b->n_targets == 0) return ZT_OK;
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(zt_sweep_head(&sw, logits));

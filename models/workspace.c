@@ -30,6 +30,17 @@ static void staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_ele
     }
 }
 
+/* The same bounds for the tensors a layer stages for all K variants at once: every tensor but
+ * the token table and the head's (which the head stages one variant at a time). */
+static void layer_staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_elems) {
+    *main_elems = *aux_elems = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (i == m->embed_tokens || i == m->lm_head) continue;
+        size_t *bound = m->tensors[i].n_dims == 2 ? main_elems : aux_elems;
+        *bound = max_size(*bound, m->tensors[i].n_elems);
+    }
+}
+
 /* Bytes per staged element: 4 unless the backend stages every tensor in a half dtype. */
 static size_t stage_elem_bytes(const zt_model *m) {
     size_t widest = 0;
@@ -49,8 +60,15 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     zt_workspace_layout L = {0};
     size_t cursor = 0;
     L.x = take(&cursor, variants * n * h * f);
+    /* Each variant's temporaries: a layer runs op by op for all K variants, so that each
+     * perturbed tensor is staged for all of them from one draw (sweep.c). */
+    size_t variant_cursor = 0;
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
-        if (layer_bytes[b]) L.layer[b] = take(&cursor, layer_bytes[b]);
+        if (layer_bytes[b]) L.layer[b] = take(&variant_cursor, layer_bytes[b]);
+    L.layer_stride = (variant_cursor + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+    const size_t layers_at = take(&cursor, variants * L.layer_stride);
+    for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
+        if (layer_bytes[b]) L.layer[b] += layers_at;
     L.hid = take(&cursor, n * h * f);
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
         if (head_bytes[b]) L.head[b] = take(&cursor, head_bytes[b]);
@@ -70,6 +88,14 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
         staging_sizes(m, &main_elems, &aux_elems);
         L.stage_main = take(&cursor, main_elems * L.stage_elem_bytes);
         L.stage_aux = take(&cursor, aux_elems * L.stage_elem_bytes);
+        if (variants > 1) {
+            layer_staging_sizes(m, &main_elems, &aux_elems);
+            size_t slot_cursor = 0;
+            take(&slot_cursor, main_elems * L.stage_elem_bytes);
+            L.stage_variant_aux = take(&slot_cursor, aux_elems * L.stage_elem_bytes);
+            L.stage_variant_stride = (slot_cursor + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+            L.stage_variants = take(&cursor, (variants - 1) * L.stage_variant_stride);
+        }
     }
     L.staging_total = cursor;
     return L;

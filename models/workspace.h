@@ -8,8 +8,10 @@
 /* Byte offsets of every buffer inside the workspace's two allocations. One function computes
  * them for both the plan and the allocation, so the two cannot disagree. */
 typedef struct zt_workspace_layout {
-    size_t x;                             /* (K,N,hidden) residual streams */
-    size_t layer[ZT_ARCH_MAX_BUFFERS];    /* the family's layer temporaries */
+    size_t x;                          /* (K,N,hidden) residual streams */
+    size_t layer[ZT_ARCH_MAX_BUFFERS]; /* variant 0's layer temporaries; variant k's lie
+                                          k * layer_stride further */
+    size_t layer_stride;
     size_t hid;                           /* (R,hidden) the target rows of the final stream */
     size_t head[ZT_ARCH_MAX_BUFFERS];     /* the family's head temporaries */
     size_t logits, logprob;               /* (chunk,V), (K,R) */
@@ -17,6 +19,10 @@ typedef struct zt_workspace_layout {
     size_t activation_total;
     size_t stage_main, stage_aux, staging_total; /* shadow buffers */
     size_t stage_elem_bytes;                     /* the widest staged dtype planned for */
+    /* Variants 1 .. K-1 of a layer's tensors, staged with variant 0 from one draw: variant k's
+     * main slot at stage_variants + (k - 1) * stage_variant_stride, its aux slot
+     * stage_variant_aux further. */
+    size_t stage_variants, stage_variant_stride, stage_variant_aux;
 } zt_workspace_layout;
 
 struct zt_workspace {

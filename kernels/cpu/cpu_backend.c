@@ -159,6 +159,7 @@ static const zt_backend_ops cpu_ops = {
     .add = zt_cpu_add,
     .target_logprobs = zt_cpu_target_logprobs,
     .perturb = zt_cpu_perturb,
+    .perturb_variants = zt_cpu_perturb_variants,
     .z_sumsq = zt_cpu_z_sumsq,
     .update = zt_cpu_update,
     .set_gemm_precision = cpu_set_gemm_precision,

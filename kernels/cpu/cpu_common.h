@@ -189,6 +189,9 @@ zt_status zt_cpu_target_logprobs(zt_backend *be, float *logprob, const float *lo
 zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p);
+zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst, zt_dtype dst_dtype,
+                                  zt_weight src, uint32_t tensor_id, size_t n_elems,
+                                  const zt_perturbation *p, int n_variants);
 zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                          size_t n_elems, zt_dist dist);
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,

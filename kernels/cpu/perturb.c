@@ -150,3 +150,95 @@ done:
     zt_cpu_z_terms_release(terms, stack_terms);
     return status;
 }
+
+/* ---- perturb_variants: K staged variants from one draw per shared seed ---- */
+
+/* Seeds drawn once per run for all variants, and the terms the variants may hold in all, on the
+ * stack; a call beyond them goes variant by variant through zt_cpu_perturb (the same bits). */
+enum { ZT_CPU_SHARED_DRAWS = 8, ZT_CPU_VARIANT_TERMS = 64 };
+
+/* The variants' terms against their distinct seeds: term t of all variants (variant by variant,
+ * in term order) reads draw draw_of[t] scaled by scale[t]. Returns 0 when they do not fit (too
+ * many seeds or terms, or the variants mix distributions). */
+typedef struct shared_draws {
+    int n_draws;
+    uint64_t key[ZT_CPU_SHARED_DRAWS];
+    int first_term[ZT_CPU_VARIANT_TERMS + 1]; /* variant k: terms first_term[k] .. [k + 1] - 1 */
+    int draw_of[ZT_CPU_VARIANT_TERMS];
+    float scale[ZT_CPU_VARIANT_TERMS];
+    zt_dist dist;
+} shared_draws;
+
+static int plan_shared_draws(const zt_perturbation *p, int n_variants, uint32_t tensor_id,
+                             shared_draws *plan) {
+    plan->n_draws = 0;
+    plan->dist = p[0].dist;
+    int t = 0;
+    for (int k = 0; k < n_variants; k++) {
+        plan->first_term[k] = t;
+        if (p[k].n_terms > 0 && p[k].dist != plan->dist) return 0;
+        for (int i = 0; i < p[k].n_terms; i++, t++) {
+            if (t == ZT_CPU_VARIANT_TERMS) return 0;
+            const uint64_t key = zt_tensor_key(p[k].terms[i].seed, tensor_id);
+            int d = 0;
+            while (d < plan->n_draws && plan->key[d] != key)
+                d++;
+            if (d == plan->n_draws) {
+                if (d == ZT_CPU_SHARED_DRAWS) return 0;
+                plan->key[plan->n_draws++] = key;
+            }
+            plan->draw_of[t] = d;
+            plan->scale[t] = p[k].terms[i].coeff * p[k].z_scale;
+        }
+    }
+    plan->first_term[n_variants] = t;
+    return 1;
+}
+
+zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (n) */
+                                  zt_dtype dst_dtype, zt_weight src, /* (n) */
+                                  uint32_t tensor_id, size_t n_elems,
+                                  const zt_perturbation *p, /* (K) */
+                                  int n_variants) {
+    const char *op = "perturb_variants";
+    ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, src, n_elems, p, n_variants));
+    if (n_elems == 0) return ZT_OK;
+    shared_draws plan;
+    if (!plan_shared_draws(p, n_variants, tensor_id, &plan)) {
+        for (int k = 0; k < n_variants; k++)
+            ZT_TRY(zt_cpu_perturb(be, dst[k], dst_dtype, src, tensor_id, 0, n_elems, &p[k]));
+        return ZT_OK;
+    }
+    const int64_t n_runs = zt_cpu_z_run_count(0, (uint64_t)n_elems);
+    const zt_cpu_rng_path path = zt_cpu_rng_active_path();
+    const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
+    for (int64_t r = 0; r < n_runs; r++) {
+        float z[ZT_CPU_SHARED_DRAWS][4 * ZT_CPU_Z_RUN_BLOCKS], sum[4 * ZT_CPU_Z_RUN_BLOCKS];
+        const zt_cpu_z_run run = zt_cpu_z_run_at(0, (uint64_t)n_elems, r);
+        const size_t n_blocks = (size_t)run.n_blocks, n = 4 * n_blocks;
+        for (int d = 0; d < plan.n_draws; d++) {
+            if (plan.dist == ZT_DIST_GAUSSIAN)
+                zt_cpu_gauss_blocks(path, plan.key[d], run.block, n_blocks, z[d]);
+            else
+                zt_cpu_rademacher_blocks(path, plan.key[d], run.block, n_blocks, z[d]);
+        }
+        for (int k = 0; k < n_variants; k++) {
+            /* z_terms.h's order: term 0 assigned (0 + -0 would be +0), the others added. */
+            const int first = plan.first_term[k], end = plan.first_term[k + 1];
+            for (int t = first; t < end; t++) {
+                const float a = plan.scale[t];
+                const float *zt = z[plan.draw_of[t]];
+                if (t == first)
+                    for (size_t e = 0; e < n; e++)
+                        sum[e] = a * zt[e];
+                else
+                    for (size_t e = 0; e < n; e++)
+                        sum[e] = sum[e] + a * zt[e];
+            }
+            add_run_any(dst[k], dst_dtype, src.data, src.dtype, (size_t)run.begin, sum,
+                        (size_t)(run.end - run.begin), end > first, vector_loops);
+        }
+    }
+    return ZT_OK;
+}

@@ -313,6 +313,7 @@ static zt_backend_ops make_ops() {
     ops.add = zt_cuda_add;
     ops.target_logprobs = zt_cuda_target_logprobs;
     ops.perturb = zt_cuda_perturb;
+    ops.perturb_variants = zt_cuda_perturb_variants;
     ops.z_sumsq = zt_cuda_z_sumsq;
     ops.update = zt_cuda_update;
     ops.set_gemm_precision = cuda_set_gemm_precision;

@@ -144,8 +144,8 @@ struct zt_cuda_backend {
     unsigned long long *pending_nonfinite;
     char description[384];      /* the device in words (describe, `zotune info --device cuda`) */
     size_t linear_chunk_floats; /* see ZT_CUDA_LINEAR_CHUNK_FLOATS */
-    int n_sms;                     /* the device's multiprocessors: target_logprobs' split */
-    zt_lse *logprob_partials;      /* device, logprob_slots: target_logprobs' split rows */
+    int n_sms;                  /* the device's multiprocessors: target_logprobs' split */
+    zt_lse *logprob_partials;   /* device, logprob_slots: target_logprobs' split rows */
     size_t logprob_slots;
     size_t attention_max_shared[kAttentionKernelSlots]; /* dynamic shared bytes each attention
                                                            kernel may launch with (create) */
@@ -218,6 +218,9 @@ zt_status zt_cuda_attention_cached(zt_backend *be, float *out, const float *q, c
 zt_status zt_cuda_add(zt_backend *be, float *x, const float *y, size_t n_elems);
 zt_status zt_cuda_target_logprobs(zt_backend *be, float *logprob, const float *logits,
                                   const int32_t *targets, int n_rows, int vocab);
+zt_status zt_cuda_perturb_variants(zt_backend *be, void *const *dst, zt_dtype dst_dtype,
+                                   zt_weight src, uint32_t tensor_id, size_t n_elems,
+                                   const zt_perturbation *p, int n_variants);
 zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
                           uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                           const zt_perturbation *p);

@@ -251,4 +251,133 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
     return ZT_OK;
 }
 
+// ---- perturb_variants ----
+
+/* Variants fused into one kernel: each holds exactly one term, all of one seed (MeZO's +eps z and
+ * -eps z, S2P's pairs): z is drawn once per block and scaled once per variant. Other sets of
+ * variants go through zt_cuda_perturb one by one, with the same bits. */
+constexpr int kFusedVariants = 4;
+
+struct zt_shared_z_variants {
+    int n;
+    float scale[kFusedVariants];
+    void *dst[kFusedVariants];
+};
+
+/* a * z for each variant's scale, z's four values drawn once from `words`. */
+template <zt_dist DIST>
+__device__ __forceinline__ void zt_scaled_variants4(const zt_shared_z_variants &v,
+                                                    const zt_u32x4 &words,
+                                                    zt_f32x4 (&g)[kFusedVariants]) {
+    if (DIST == ZT_DIST_GAUSSIAN) {
+        const zt_f32x4 z = zt_box_muller4(words);
+        for (int k = 0; k < kFusedVariants; k++)
+            if (k < v.n)
+                g[k] = zt_f32x4{__fmul_rn(v.scale[k], z.x), __fmul_rn(v.scale[k], z.y),
+                                __fmul_rn(v.scale[k], z.z), __fmul_rn(v.scale[k], z.w)};
+    } else {
+        for (int k = 0; k < kFusedVariants; k++)
+            if (k < v.n) g[k] = zt_cuda_scaled_z4<ZT_DIST_RADEMACHER>(v.scale[k], words);
+    }
+}
+
+template <zt_dtype SRC, zt_dtype DST, zt_dist DIST>
+static __global__ void __launch_bounds__(kBlockThreads)
+    zt_perturb_variants_k(const void *src, /* (n) */
+                          uint64_t n_elems, int aligned, zt_round_keys rounds,
+                          zt_shared_z_variants v) {
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    const uint64_t n_blocks = (n_elems + 3) / 4;
+    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
+        zt_f32x4 g[kFusedVariants];
+        zt_scaled_variants4<DIST>(v, zt_cuda_rng_block4_rk(rounds, ZT_RNG_STREAM_Z, b), g);
+        if (aligned && b * 4 + 4 <= n_elems) {
+            const zt_f32x4 x = zt_load_block4<SRC>(src, b * 4);
+            for (int k = 0; k < kFusedVariants; k++)
+                if (k < v.n) zt_store_block4_rne<DST>(v.dst[k], b * 4, zt_add4(x, g[k]));
+            continue;
+        }
+        for (unsigned lane = 0; lane < 4 && b * 4 + lane < n_elems; lane++) {
+            const size_t j = (size_t)(b * 4 + lane);
+            const float x = zt_load_f32(src, SRC, j);
+            for (int k = 0; k < kFusedVariants; k++)
+                if (k < v.n)
+                    zt_store_rne(v.dst[k], DST, j, __fadd_rn(x, zt_f32x4_lane(g[k], lane)));
+        }
+    }
+}
+
+typedef void (*zt_perturb_variants_kernel)(const void *, uint64_t, int, zt_round_keys,
+                                           zt_shared_z_variants);
+
+template <zt_dtype SRC, zt_dtype DST>
+static zt_perturb_variants_kernel zt_variants_pick(zt_dist dist) {
+    return dist == ZT_DIST_GAUSSIAN ? zt_perturb_variants_k<SRC, DST, ZT_DIST_GAUSSIAN>
+                                    : zt_perturb_variants_k<SRC, DST, ZT_DIST_RADEMACHER>;
+}
+
+template <zt_dtype SRC>
+static zt_perturb_variants_kernel zt_variants_pick(zt_dtype dst, zt_dist dist) {
+    switch (dst) {
+    case ZT_F16:
+        return zt_variants_pick<SRC, ZT_F16>(dist);
+    case ZT_BF16:
+        return zt_variants_pick<SRC, ZT_BF16>(dist);
+    default:
+        return zt_variants_pick<SRC, ZT_F32>(dist);
+    }
+}
+
+static zt_perturb_variants_kernel zt_variants_pick(zt_dtype src, zt_dtype dst, zt_dist dist) {
+    switch (src) {
+    case ZT_F16:
+        return zt_variants_pick<ZT_F16>(dst, dist);
+    case ZT_BF16:
+        return zt_variants_pick<ZT_BF16>(dst, dist);
+    default:
+        return zt_variants_pick<ZT_F32>(dst, dist);
+    }
+}
+
+/* Whether the variants are one term each, all of the first variant's seed and distribution. */
+static bool zt_variants_share_one_z(const zt_perturbation *p, int n_variants) {
+    if (n_variants > kFusedVariants) return false;
+    for (int k = 0; k < n_variants; k++)
+        if (p[k].n_terms != 1 || p[k].dist != p[0].dist || p[k].terms[0].seed != p[0].terms[0].seed)
+            return false;
+    return true;
+}
+
+zt_status zt_cuda_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (n) */
+                                   zt_dtype dst_dtype, zt_weight src, /* (n) */
+                                   uint32_t tensor_id, size_t n_elems,
+                                   const zt_perturbation *p, /* (K) */
+                                   int n_variants) {
+    const char *op = "perturb_variants";
+    ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, src, n_elems, p, n_variants));
+    if (n_elems == 0) return ZT_OK;
+    if (!zt_variants_share_one_z(p, n_variants)) {
+        for (int k = 0; k < n_variants; k++)
+            ZT_TRY(zt_cuda_perturb(be, dst[k], dst_dtype, src, tensor_id, 0, n_elems, &p[k]));
+        return ZT_OK;
+    }
+    ZT_TRY(zt_cuda_enter(be));
+    zt_cuda_backend *cb = zt_cuda(be);
+    zt_shared_z_variants v;
+    memset(&v, 0, sizeof v);
+    v.n = n_variants;
+    int aligned = zt_slice_aligned(src.data, src.dtype, 0);
+    for (int k = 0; k < n_variants; k++) {
+        v.scale[k] = p[k].terms[0].coeff * p[k].z_scale;
+        v.dst[k] = dst[k];
+        aligned = aligned && zt_slice_aligned(dst[k], dst_dtype, 0);
+    }
+    const zt_round_keys rounds = zt_round_keys_of(zt_tensor_key(p[0].terms[0].seed, tensor_id));
+    const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
+    const zt_perturb_variants_kernel kernel = zt_variants_pick(src.dtype, dst_dtype, p[0].dist);
+    ZT_LAUNCH(kernel, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
+              src.data, (uint64_t)n_elems, aligned, rounds, v);
+    return ZT_OK;
+}
+
 } // namespace ZT_CUDA_NAMESPACE

@@ -91,7 +91,6 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     const zt_model *m = sw->model;
     const zt_opt_family *fam = zt_opt_family_of(m);
     const zt_opt_config *c = &fam->cfg;
-    const zt_backend_ops *op = m->be->ops;
     const zt_opt_layer_ids *ids = &fam->layers[layer];
     int batch = sw->batch->batch, seq_len = sw->batch->seq_len;
     int n = batch * seq_len, h = c->hidden_size, heads = c->num_attention_heads;
@@ -114,7 +113,7 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
     ZT_TRY(zt_sweep_attention(sw, layer, attn, q, k, v, heads, head_dim, q_scale));
     ZT_TRY(zt_sweep_linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
-    ZT_TRY(op->add(m->be, x, hbuf, (size_t)n * h));
+    ZT_TRY(zt_sweep_add(sw, x, hbuf, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));
 
     const float *ffn_in = x;
@@ -124,7 +123,7 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     }
     ZT_TRY(zt_sweep_linear(sw, ffn, ffn_in, ids->fc1_w, ids->fc1_b, n, h, f, 1));
     ZT_TRY(zt_sweep_linear(sw, q, ffn, ids->fc2_w, ids->fc2_b, n, f, h, 0));
-    ZT_TRY(op->add(m->be, x, q, (size_t)n * h));
+    ZT_TRY(zt_sweep_add(sw, x, q, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
     return ZT_OK;
 }

@@ -1,7 +1,7 @@
-/* Parity of the perturbation ops (perturb, z_sumsq, update) of a CUDA backend under test ("dut")
- * with the CPU backend (the reference). Shared by tests/cudaemu (the kernels under the host
- * executor) and tests/gpu (a real GPU); include it in one .c per program, after zt_test.h, and
- * link a build of zo_probe.cu that matches the backend.
+/* Parity of the perturbation ops (perturb, perturb_variants, z_sumsq, update) of a CUDA backend
+ * under test ("dut") with the CPU backend (the reference). Shared by tests/cudaemu (the kernels
+ * under the host executor) and tests/gpu (a real GPU); include it in one .c per program, after
+ * zt_test.h, and link a build of zo_probe.cu that matches the backend.
  *
  * What must hold, and why (kernels/cuda/z_terms.cuh):
  *   - Rademacher z, the SR bits and every f32 operation are the same on both sides (the same
@@ -361,6 +361,137 @@ static inline double zt_zo_sumsq_order_bound(size_t n) {
     const double ascending = fmin((double)n, chunk) + chunks;
     const double tree = 64.0 + 8.0 + ceil(chunks / 256.0) + 8.0;
     return (ascending + tree) * 0x1p-53;
+}
+
+// ---------------------------------------------------------------------------------------------
+// perturb_variants
+
+/* The sets of variants a sweep stages together: what each variant's terms are, by the seeds of a
+ * pool (index into it) and a coefficient. */
+typedef struct zt_zo_variant_set {
+    const char *name;
+    int n_variants;
+    int n_terms[6];
+    int seed_of[6][3]; /* index into the seed pool, per term */
+    float coeff[6][3];
+} zt_zo_variant_set;
+
+static const zt_zo_variant_set zt_zo_variant_sets[] = {
+    /* MeZO's two variants: one draw scaled twice (the kernel's fused path) */
+    {"+eps/-eps", 2, {1, 1}, {{0}, {0}}, {{1.0f}, {-1.0f}}},
+    /* as many as the fused kernel takes, one unperturbed */
+    {"four shared", 4, {1, 1, 0, 1}, {{0}, {0}, {0}, {0}}, {{0.5f}, {-1.25f}, {0}, {2.0f}}},
+    /* more than it takes: variant by variant */
+    {"five shared",
+     5,
+     {1, 1, 1, 1, 1},
+     {{0}, {0}, {0}, {0}, {0}},
+     {{1.0f}, {-1.0f}, {0.5f}, {-0.5f}, {3.0f}}},
+    /* different seeds and several terms: variant by variant */
+    {"mixed",
+     3,
+     {1, 2, 3},
+     {{0}, {1, 0}, {2, 0, 1}},
+     {{1.0f}, {-0.75f, 0.25f}, {1.5f, -1.0f, 0.125f}}},
+};
+
+/* Runs perturb_variants on the dut; out[k] receives variant k's dst. Variant k's dst sits
+ * dst_shift bytes after a 256-byte aligned start (a shift that breaks block access sends the
+ * kernel down its element-wise path). */
+static inline zt_status zt_zo_run_perturb_variants(zt_backend *be, zt_dtype src_dtype,
+                                                   zt_dtype dst_dtype, size_t n, size_t dst_shift,
+                                                   const void *src, const zt_perturbation *p,
+                                                   int n_variants, uint32_t tensor_id,
+                                                   void *const *out, const char *name) {
+    const size_t src_bytes = n * zt_dtype_size(src_dtype), dst_bytes = n * zt_dtype_size(dst_dtype);
+    uint8_t *dst_init = zt_zo_shifted(NULL, dst_bytes, dst_shift);
+    uint8_t *fetched = (uint8_t *)malloc(dst_shift + dst_bytes + 1);
+    zt_pbuf b_src = {0}, b_dst[6];
+    memset(b_dst, 0, sizeof b_dst);
+    void *dst[6];
+    zt_status s = ZT_ERR_INTERNAL;
+    int ok = zt_pbuf_make(be, &b_src, src, src_bytes, "src");
+    for (int k = 0; ok && k < n_variants; k++) {
+        ok = zt_pbuf_make(be, &b_dst[k], dst_init, dst_shift + dst_bytes, "dst");
+        if (ok) dst[k] = (uint8_t *)zt_pbuf_ptr(&b_dst[k]) + dst_shift;
+    }
+    if (ok) {
+        const zt_weight w = {zt_pbuf_ptr(&b_src), src_dtype};
+        s = be->ops->perturb_variants(be, dst, dst_dtype, w, tensor_id, n, p, n_variants);
+        ZT_CHECK(s == ZT_OK, "%s perturb_variants %s: %s", be->ops->name, name, zt_last_error());
+        for (int k = 0; k < n_variants; k++) {
+            zt_pbuf_fetch(&b_dst[k], fetched, name);
+            ZT_CHECK(memcmp(fetched, dst_init, dst_shift) == 0,
+                     "%s perturb_variants %s: bytes before variant %d were written", be->ops->name,
+                     name, k);
+            memcpy(out[k], fetched + dst_shift, dst_bytes);
+        }
+        zt_pbuf_check_input(&b_src, src, name);
+    }
+    zt_pbuf_free(&b_src);
+    for (int k = 0; k < n_variants; k++)
+        zt_pbuf_free(&b_dst[k]);
+    free(dst_init);
+    free(fetched);
+    return s;
+}
+
+/* perturb_variants on the dut against one reference perturb per variant, bit for bit: every set
+ * above, each dtype pair and distribution, block-aligned and shifted destinations, lengths with
+ * and without a cut last block. */
+static inline void zt_zo_parity_perturb_variants(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
+    static const size_t lengths[] = {1, 3, 4, 7, 1000, 4099, 30001};
+    const size_t n_sets = sizeof zt_zo_variant_sets / sizeof zt_zo_variant_sets[0];
+    size_t index = 0;
+    for (int si = 0; si < 3; si++)
+        for (int di = 0; di < 3; di++)
+            for (int dist = 0; dist < 2; dist++, index++) {
+                const zt_zo_variant_set *set = &zt_zo_variant_sets[index % n_sets];
+                const size_t n = lengths[index % (sizeof lengths / sizeof lengths[0])];
+                const size_t dst_shift = index % 3 == 2 ? 2 : 0;
+                const zt_dtype src_dtype = dtypes[si], dst_dtype = dtypes[di];
+                char name[160];
+                snprintf(name, sizeof name, "%s %s->%s n=%zu %s%s", zt_zo_dist_name((zt_dist)dist),
+                         zt_dtype_name(src_dtype), zt_dtype_name(dst_dtype), n, set->name,
+                         dst_shift ? " shifted" : "");
+                const uint32_t tensor_id = (uint32_t)zt_prng_below(r, 400);
+                void *src = zt_zo_random_tensor(r, src_dtype, n, 0.5f);
+                uint64_t seeds[3] = {zt_prng_next(r), zt_prng_next(r), zt_prng_next(r)};
+                zt_direction terms[6][3];
+                zt_perturbation p[6];
+                for (int k = 0; k < set->n_variants; k++) {
+                    for (int t = 0; t < set->n_terms[k]; t++)
+                        terms[k][t] = (zt_direction){seeds[set->seed_of[k][t]], set->coeff[k][t]};
+                    p[k] = (zt_perturbation){terms[k], set->n_terms[k], (zt_dist)dist,
+                                             1e-3f * (1.0f + (float)k)};
+                }
+                const size_t dst_bytes = n * zt_dtype_size(dst_dtype);
+                void *got[6], *want = malloc(dst_bytes + 1);
+                for (int k = 0; k < set->n_variants; k++)
+                    got[k] = malloc(dst_bytes + 1);
+                zt_status ds =
+                    zt_zo_run_perturb_variants(dut, src_dtype, dst_dtype, n, dst_shift, src, p,
+                                               set->n_variants, tensor_id, got, name);
+                size_t n_diff = 0;
+                for (int k = 0; ds == ZT_OK && k < set->n_variants; k++) {
+                    const zt_zo_perturb_case c = {
+                        src_dtype,       dst_dtype,     0, n, 0,
+                        set->n_terms[k], (zt_dist)dist, 0, 0, ZT_ZO_SPECIALS_NONE};
+                    if (zt_zo_run_perturb(ref, &c, src, &p[k], tensor_id, want, name) != ZT_OK)
+                        continue;
+                    for (size_t i = 0; i < n; i++)
+                        n_diff += !zt_zo_same(got[k], want, dst_dtype, i);
+                }
+                printf("  %-9s %-66s bitwise: %zu differ\n", "variants", name, n_diff);
+                ZT_CHECK(ds == ZT_OK && n_diff == 0,
+                         "perturb_variants %s: %zu elements differ from perturb", name, n_diff);
+                zt_zo_record("variants", ds == ZT_OK && n_diff == 0, 0.0, 0.0);
+                for (int k = 0; k < set->n_variants; k++)
+                    free(got[k]);
+                free(want);
+                free(src);
+            }
 }
 
 static inline void zt_zo_parity_sumsq(zt_backend *ref, zt_backend *dut, zt_prng *r) {
@@ -1082,6 +1213,9 @@ static inline void zt_zo_parity_run(zt_backend *ref, zt_backend *dut, uint64_t s
     start = zt_parity_now();
     zt_zo_parity_perturb(ref, dut, &r);
     printf("  %-9s %.2f s\n", "perturb", zt_parity_now() - start);
+    start = zt_parity_now();
+    zt_zo_parity_perturb_variants(ref, dut, &r);
+    printf("  %-9s %.2f s\n", "variants", zt_parity_now() - start);
     start = zt_parity_now();
     zt_zo_parity_sumsq(ref, dut, &r);
     printf("  %-9s %.2f s\n", "z_sumsq", zt_parity_now() - start);

@@ -433,6 +433,96 @@ static void test_perturb_errors(void) {
         ZT_CHECK(a[i] == 0.0f && b[i] == 0.0f, "perturb errors: element %d written", i);
 }
 
+/* perturb_variants: K variants of a tensor from one draw per shared seed must equal K perturb
+ * calls bit for bit, whether the seeds fit the CPU's shared draws (MeZO's pair; several terms
+ * over a few seeds; a variant without terms) or not (more distinct seeds than it draws at once,
+ * which goes variant by variant), on 1 and 2 threads. */
+static void test_perturb_variants(void) {
+    enum { MAX_K = 10 };
+    static const struct {
+        const char *name;
+        int n_variants, n_seeds; /* variant k's terms: seeds (k + t) % n_seeds, t < n_terms */
+        int n_terms[MAX_K];
+    } sets[] = {
+        {"+eps/-eps", 2, 1, {1, 1}},
+        {"terms over three seeds, one without", 4, 3, {2, 3, 0, 1}},
+        {"ten seeds (more than one draw pass holds)", 10, 10, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}},
+    };
+    static const size_t lengths[] = {1, 7, 1024, 4097, 70001};
+    for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++)
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+            for (int di = 0; di < 3; di++) {
+                const size_t n = lengths[li];
+                const zt_dtype src_dtype = ALL_DTYPES[di], dst_dtype = ALL_DTYPES[(di + li) % 3];
+                const zt_dist dist = (si + li) % 2 ? ZT_DIST_RADEMACHER : ZT_DIST_GAUSSIAN;
+                set_context("perturb_variants %s n=%zu %s->%s", sets[si].name, n,
+                            zt_dtype_name(src_dtype), zt_dtype_name(dst_dtype));
+                const int k_count = sets[si].n_variants;
+                uint64_t seeds[MAX_K];
+                for (int i = 0; i < sets[si].n_seeds; i++)
+                    seeds[i] = rng_next();
+                zt_direction terms[MAX_K][3];
+                zt_perturbation p[MAX_K];
+                for (int k = 0; k < k_count; k++) {
+                    for (int t = 0; t < sets[si].n_terms[k]; t++)
+                        terms[k][t] =
+                            (zt_direction){seeds[(k + t) % sets[si].n_seeds], rng_float(-1.5, 1.5)};
+                    p[k] = (zt_perturbation){terms[k], sets[si].n_terms[k], dist,
+                                             rng_float(1e-3, 2e-2)};
+                }
+                void *src = random_tensor(src_dtype, n, -1.0, 1.0);
+                const size_t bytes = n * zt_dtype_size(dst_dtype);
+                void *got[MAX_K], *got1[MAX_K];
+                for (int k = 0; k < k_count; k++) {
+                    got[k] = test_alloc(bytes);
+                    got1[k] = test_alloc(bytes);
+                }
+                void *want = test_alloc(bytes);
+                const uint32_t id = (uint32_t)(rng_next() % 300);
+                const zt_weight w = {src, src_dtype};
+                ZT_CHECK_OK(be->ops->perturb_variants(be, got, dst_dtype, w, id, n, p, k_count));
+                ZT_CHECK_OK(be1->ops->perturb_variants(be1, got1, dst_dtype, w, id, n, p, k_count));
+                size_t n_diff = 0, n_thread_diff = 0;
+                for (int k = 0; k < k_count; k++) {
+                    ZT_CHECK_OK(be->ops->perturb(be, want, dst_dtype, w, id, 0, n, &p[k]));
+                    n_diff += memcmp(got[k], want, bytes) != 0;
+                    n_thread_diff += memcmp(got[k], got1[k], bytes) != 0;
+                }
+                ZT_CHECK(n_diff == 0, "%s: %zu variants differ from perturb", context, n_diff);
+                ZT_CHECK(n_thread_diff == 0, "%s: %zu variants differ on 1 thread", context,
+                         n_thread_diff);
+                for (int k = 0; k < k_count; k++) {
+                    free(got[k]);
+                    free(got1[k]);
+                }
+                free(want);
+                free(src);
+            }
+
+    /* refusals, before anything is written */
+    float a[16] = {0}, b[16] = {0}, c[16] = {0};
+    zt_direction term = {1, 1.0f};
+    const zt_perturbation p[2] = {{&term, 1, ZT_DIST_GAUSSIAN, 1.0f},
+                                  {&term, 1, ZT_DIST_GAUSSIAN, 1.0f}};
+    const zt_weight src = {b, ZT_F32};
+    const char *op = "perturb_variants";
+    void *overlapping[2] = {a, a + 4};
+    void *onto_src[2] = {a, b + 2};
+    void *with_null[2] = {a, NULL};
+    void *fine[2] = {a, c};
+    expect_error(be->ops->perturb_variants(be, overlapping, ZT_F32, src, 0, 8, p, 2),
+                 ZT_ERR_INVALID_ARG, op, "overlapping dsts");
+    expect_error(be->ops->perturb_variants(be, onto_src, ZT_F32, src, 0, 8, p, 2),
+                 ZT_ERR_INVALID_ARG, op, "dst over src");
+    expect_error(be->ops->perturb_variants(be, with_null, ZT_F32, src, 0, 8, p, 2),
+                 ZT_ERR_INVALID_ARG, op, "NULL dst");
+    expect_error(be->ops->perturb_variants(be, fine, ZT_F32, src, 0, 8, p, 0), ZT_ERR_INVALID_ARG,
+                 op, "no variants");
+    for (int i = 0; i < 16; i++)
+        ZT_CHECK(a[i] == 0.0f && b[i] == 0.0f && c[i] == 0.0f,
+                 "perturb_variants errors: element %d written", i);
+}
+
 /* ======================================================================================== */
 /* z_sumsq                                                                                  */
 /* ======================================================================================== */
@@ -1154,6 +1244,7 @@ int main(void) {
     test_perturb_alias_and_slices();
     test_perturb_copy_and_empty();
     test_perturb_errors();
+    test_perturb_variants();
     test_z_sumsq();
     test_update_rules();
     test_update_sgd_f32_exact();
