@@ -164,6 +164,14 @@ void zt_cpu_attend_one_query(float *out_row,                           /* (D) */
                              const int32_t *mask,                      /* (T) */
                              int query, int head_dim, size_t row_stride, float q_scale,
                              zt_cpu_query_scratch s);
+
+/* ---- the row statistics layernorm and layernorm_backward share (layernorm.c) ---- */
+
+/* A row's mean and 1/sqrt(biased variance + eps), computed in double and rounded to f32: the
+ * backward recomputes them through this one function so its x-hat is the forward's. */
+void zt_cpu_layernorm_row_statistics(const float *x, /* (C) */
+                                     int n_cols, float eps, float *mean_out, float *rstd_out);
+
 /* Floats z_sumsq takes for n_elems Gaussian elements (sumsq.c). */
 size_t zt_cpu_z_sumsq_scratch_floats(size_t n_elems);
 

@@ -5,9 +5,10 @@
 #include "cpu/cpu_common.h"
 
 /* Two passes in double: the mean is exact enough that subtracting it loses nothing for rows with
- * a large common offset, where E[x^2] - E[x]^2 in f32 would cancel catastrophically. */
-static void row_statistics(const float *x, /* (C) */
-                           int n_cols, float eps, float *mean_out, float *rstd_out) {
+ * a large common offset, where E[x^2] - E[x]^2 in f32 would cancel catastrophically. Shared with
+ * layernorm_backward, which must normalise with the very same bits. */
+void zt_cpu_layernorm_row_statistics(const float *x, /* (C) */
+                                     int n_cols, float eps, float *mean_out, float *rstd_out) {
     double sum = 0.0;
     ZT_CPU_SIMD_SUM(sum)
     for (int c = 0; c < n_cols; c++)
@@ -37,7 +38,7 @@ zt_status zt_cpu_layernorm(zt_backend *be, float *out,      /* (N,C) */
         float *y = out + (size_t)n * n_cols;
         float mean, rstd;
         /* Statistics first: out may equal in. */
-        row_statistics(x, n_cols, eps, &mean, &rstd);
+        zt_cpu_layernorm_row_statistics(x, n_cols, eps, &mean, &rstd);
         for (int c = 0; c < n_cols; c++) {
             float scale = gamma.data ? zt_cpu_weight_at(gamma, (size_t)c) : 1.0f;
             float shift = beta.data ? zt_cpu_weight_at(beta, (size_t)c) : 0.0f;
