@@ -142,6 +142,11 @@ zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n
  * takes the same with seq_len = the cache's capacity. */
 size_t zt_cpu_attention_scratch_floats(int seq_len, int head_dim, int n_threads);
 size_t zt_cpu_attention_thread_floats(int seq_len, int head_dim);
+/* Floats attention_backward takes (attention_backward.c): per thread, one query's probability row
+ * (T), its scaled query (D) and its d_q accumulator (D). Not yet a zt_scratch_op: the backward ops
+ * are called outside zt_backend_ops for now, so a planner adds this itself. */
+size_t zt_cpu_attention_backward_scratch_floats(int seq_len, int head_dim, int n_threads);
+size_t zt_cpu_attention_backward_thread_floats(int seq_len, int head_dim);
 
 /* ---- the per-query routine attention and attention_cached share (attention.c) ---- */
 
