@@ -10,10 +10,14 @@
 #define ZT_COUNT_SLOT(slot) +1
 enum { ZT_N_REQUIRED_OPS = 0 ZT_BACKEND_REQUIRED_OPS(ZT_COUNT_SLOT) };
 #undef ZT_COUNT_SLOT
+#define ZT_COUNT_SLOT(slot) +1
+enum { ZT_N_BACKWARD_OPS = 0 ZT_BACKEND_BACKWARD_OPS(ZT_COUNT_SLOT) };
+#undef ZT_COUNT_SLOT
 /* Every member is a pointer (so there is no padding): `name`, the optional set_gemm_precision,
- * vouch_indices and describe, and the required slots. A slot added to the table must join
- * ZT_BACKEND_REQUIRED_OPS or be documented optional (and counted here), or this fails. */
-enum { ZT_N_OPTIONAL_OPS = 3 };
+ * vouch_indices and describe, the backward group, and the required slots. A slot added to the
+ * table must join ZT_BACKEND_REQUIRED_OPS or ZT_BACKEND_BACKWARD_OPS or be documented optional
+ * (and counted here), or this fails. */
+enum { ZT_N_OPTIONAL_OPS = 3 + ZT_N_BACKWARD_OPS };
 _Static_assert(sizeof(zt_backend_ops) ==
                    sizeof(const char *) +
                        (ZT_N_REQUIRED_OPS + ZT_N_OPTIONAL_OPS) * sizeof(void (*)(void)),
@@ -35,10 +39,25 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops) {
         n_missing++;                                                                               \
     }
     ZT_BACKEND_REQUIRED_OPS(ZT_NOTE_IF_NULL)
+    if (n_missing > 0)
+        return zt_fail(ZT_ERR_INTERNAL, "backend '%s': op table %s %s %s NULL", ops->name,
+                       n_missing == 1 ? "slot" : "slots", missing, n_missing == 1 ? "is" : "are");
+    int n_backward = 0;
+#define ZT_COUNT_IF_SET(slot) n_backward += ops->slot != NULL;
+    ZT_BACKEND_BACKWARD_OPS(ZT_COUNT_IF_SET)
+#undef ZT_COUNT_IF_SET
+    if (n_backward == 0 || n_backward == ZT_N_BACKWARD_OPS) return ZT_OK;
+    ZT_BACKEND_BACKWARD_OPS(ZT_NOTE_IF_NULL)
 #undef ZT_NOTE_IF_NULL
-    if (n_missing == 0) return ZT_OK;
-    return zt_fail(ZT_ERR_INTERNAL, "backend '%s': op table %s %s %s NULL", ops->name,
-                   n_missing == 1 ? "slot" : "slots", missing, n_missing == 1 ? "is" : "are");
+    return zt_fail(ZT_ERR_INTERNAL,
+                   "backend '%s': the backward ops are all set or all NULL, but %s %s NULL",
+                   ops->name, missing, n_missing == 1 ? "is" : "are");
+}
+
+zt_status zt_backend_require_backward(const zt_backend *be, const char *what) {
+    if (be->ops->linear_backward != NULL) return ZT_OK;
+    return zt_fail(ZT_ERR_UNAVAILABLE, "%s needs backprop, which the %s backend does not have yet",
+                   what, be->ops->name);
 }
 
 void zt_backend_destroy(zt_backend *be) {

@@ -216,6 +216,64 @@ typedef struct zt_backend_ops {
     zt_status (*update)(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                         uint32_t tensor_id, size_t n_elems, float *state, const zt_update *u);
 
+    /* ---- backward ops (backprop, docs/design.md §3.1): all set, or all NULL on a backend
+     * without backprop (zt_backend_has_backward). Gradients are f32. Parameter gradients (d_table,
+     * d_w, d_bias, d_gamma, d_beta) are ACCUMULATED (+=), so micro-batches add up; a NULL
+     * parameter-gradient pointer skips that part. Input gradients (d_in, d_q, d_k, d_v,
+     * d_logits) are WRITTEN (=). Weights are read in their storage dtype and widened exactly
+     * (the f32 GEMM numerics whatever the GEMM precision). Results do not depend on the thread
+     * count or grid: every reduction runs in an order fixed by the shapes. ---- */
+
+    /* d_table[rows[n], :] += d_out[n, :] (embedding, positions). A row index outside
+     * [0, n_table_rows) is an error naming it; nothing is written then. */
+    zt_status (*gather_rows_backward)(zt_backend *be, float *d_table, /* (n_table_rows,C) += */
+                                      const float *d_out,             /* (N,C) */
+                                      const int32_t *rows,            /* (N) */
+                                      int n_rows, int n_table_rows, int n_cols);
+
+    /* layernorm's gradient, each row's mean and 1/std recomputed from `in` as the forward does.
+     * d_in = (may equal d_out); d_gamma, d_beta +=. gamma absent means 1. */
+    zt_status (*layernorm_backward)(zt_backend *be, float *d_in,   /* (N,C) = */
+                                    float *d_gamma, float *d_beta, /* (C) +=, (C) += */
+                                    const float *d_out,            /* (N,C) */
+                                    const float *in,               /* (N,C) */
+                                    zt_weight gamma,               /* (C) or absent */
+                                    int n_rows, int n_cols, float eps);
+
+    /* linear's gradient. With relu, `out` is the forward's output (the mask: out > 0) and d_out
+     * is overwritten with the pre-activation gradient; without, out may be NULL and d_out is
+     * read only. d_in = d_pre @ W; d_w += d_pre^T @ in; d_bias += column sums of d_pre. `in` is
+     * needed only for d_w, W's data only for d_in. */
+    zt_status (*linear_backward)(zt_backend *be, float *d_in, /* (N,IC) = */
+                                 float *d_w,                  /* (OC,IC) += */
+                                 float *d_bias,               /* (OC) += */
+                                 float *d_out,                /* (N,OC) */
+                                 const float *in,             /* (N,IC) */
+                                 const float *out,            /* (N,OC), relu only */
+                                 zt_weight w,                 /* (OC,IC) */
+                                 int n_rows, int in_features, int out_features, int relu);
+
+    /* attention's gradient, the probabilities recomputed from q and k (never a T x T matrix
+     * per head), `out` the forward's output. A query with no admissible key passes no gradient;
+     * a masked key gets none. d_q, d_k, d_v = (no aliasing). */
+    zt_status (*attention_backward)(zt_backend *be, float *d_q, float *d_k,
+                                    float *d_v,                                     /* (B,T,C) */
+                                    const float *d_out,                             /* (B,T,C) */
+                                    const float *q, const float *k, const float *v, /* (B,T,C) */
+                                    const float *out,                               /* (B,T,C) */
+                                    const int32_t *key_mask,                        /* (B,T) */
+                                    int batch, int seq_len, int n_heads, int head_dim,
+                                    float q_scale);
+
+    /* target_logprobs' gradient: d_logits[r,:] = d_logprob[r] * (onehot(targets[r]) -
+     * softmax(logits[r,:])). d_logits may equal logits. A target outside [0, V) is an error
+     * naming the row. */
+    zt_status (*target_logprobs_backward)(zt_backend *be, float *d_logits, /* (R,V) = */
+                                          const float *logits,             /* (R,V) */
+                                          const int32_t *targets,          /* (R) */
+                                          const float *d_logprob,          /* (R) */
+                                          int n_rows, int vocab);
+
     /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
      * only. Called by zt_backend_set_gemm_precision, which records the choice. */
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
@@ -257,10 +315,23 @@ typedef struct zt_backend_ops {
     X(z_sumsq)                                                                                     \
     X(update)
 
-/* ZT_OK when `ops` has a name and every required slot; otherwise ZT_ERR_INTERNAL with a message
- * naming the NULL slots, e.g. "backend 'cpu': op table slot 'layernorm' is NULL", so a backend
- * that misses an op fails when it is created, not on the first call of that op. */
+/* The backward slots: a backend fills all of them or none. */
+#define ZT_BACKEND_BACKWARD_OPS(X)                                                                 \
+    X(gather_rows_backward)                                                                        \
+    X(layernorm_backward)                                                                          \
+    X(linear_backward)                                                                             \
+    X(attention_backward)                                                                          \
+    X(target_logprobs_backward)
+
+/* ZT_OK when `ops` has a name, every required slot, and all backward slots or none; otherwise
+ * ZT_ERR_INTERNAL with a message naming the NULL slots, e.g. "backend 'cpu': op table slot
+ * 'layernorm' is NULL", so a backend that misses an op fails when it is created, not on the
+ * first call of that op. */
 zt_status zt_backend_check_ops(const zt_backend_ops *ops);
+
+/* Whether the backend has the backward ops (backprop); ZT_ERR_UNAVAILABLE naming the backend and
+ * `what` needs them when not. */
+zt_status zt_backend_require_backward(const zt_backend *be, const char *what);
 
 struct zt_backend {
     const zt_backend_ops *ops;

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "core/status.h"
+#include "cpu/cpu_backward.h"
 #include "cpu/cpu_common.h"
 
 enum { ZT_CPU_ALIGNMENT = 64 };
@@ -162,6 +163,11 @@ static const zt_backend_ops cpu_ops = {
     .perturb_variants = zt_cpu_perturb_variants,
     .z_sumsq = zt_cpu_z_sumsq,
     .update = zt_cpu_update,
+    .gather_rows_backward = zt_cpu_gather_rows_backward,
+    .layernorm_backward = zt_cpu_layernorm_backward,
+    .linear_backward = zt_cpu_linear_backward,
+    .attention_backward = zt_cpu_attention_backward,
+    .target_logprobs_backward = zt_cpu_target_logprobs_backward,
     .set_gemm_precision = cpu_set_gemm_precision,
 };
 

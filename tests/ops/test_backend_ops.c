@@ -60,6 +60,34 @@ int main(void) {
     f32_only.set_gemm_precision = NULL;
     ZT_CHECK_OK(zt_backend_check_ops(&f32_only));
 
+    /* The backward group: the CPU has it whole; all NULL is a backend without backprop (which
+     * zt_backend_require_backward names); one NULL is refused, naming it. */
+    ZT_CHECK_OK(zt_backend_require_backward(be, "grad"));
+    zt_backend_ops no_backward = *real;
+    int n_backward = 0;
+#define ZT_TEST_CLEAR_SLOT(slot)                                                                   \
+    ZT_CHECK(no_backward.slot != NULL, "the cpu table leaves " #slot " NULL");                     \
+    no_backward.slot = NULL;                                                                       \
+    n_backward++;
+    ZT_BACKEND_BACKWARD_OPS(ZT_TEST_CLEAR_SLOT)
+#undef ZT_TEST_CLEAR_SLOT
+    ZT_CHECK(n_backward == 5, "%d backward slots, expected 5", n_backward);
+    ZT_CHECK_OK(zt_backend_check_ops(&no_backward));
+    zt_backend without = *be;
+    without.ops = &no_backward;
+    ZT_CHECK(zt_backend_require_backward(&without, "grad") == ZT_ERR_UNAVAILABLE,
+             "no backward ops: not refused");
+    ZT_CHECK(strcmp(zt_last_error(),
+                    "grad needs backprop, which the cpu backend does not have yet") == 0,
+             "message \"%s\"", zt_last_error());
+    zt_backend_ops one_backward_missing = *real;
+    one_backward_missing.attention_backward = NULL;
+    ZT_CHECK(zt_backend_check_ops(&one_backward_missing) == ZT_ERR_INTERNAL,
+             "attention_backward alone NULL");
+    ZT_CHECK(strcmp(zt_last_error(), "backend 'cpu': the backward ops are all set or all NULL, "
+                                     "but 'attention_backward' is NULL") == 0,
+             "message \"%s\"", zt_last_error());
+
     zt_backend_destroy(be);
     return zt_test_finish("test_backend_ops");
 }
