@@ -36,6 +36,21 @@ typedef struct zt_sweep {
  * norm its gain (main) with its shift (aux). */
 typedef enum zt_stage_slot { ZT_STAGE_MAIN = 0, ZT_STAGE_AUX = 1 } zt_stage_slot;
 
+/* One backward pass as a family's grad hook sees it (models/backprop.c prepares it). Index
+ * buffers are in backend memory, uploaded and checked. */
+typedef struct zt_grad_pass {
+    zt_model *model;
+    const zt_batch *batch;
+    float *area; /* the family's buffers: grad_area_floats(N, R) floats, backend memory */
+    const int32_t *ids, *positions, *mask; /* (N), (N), (B,T) */
+    const int32_t *rows, *targets;         /* (R), (R): the target rows and their tokens */
+    const int32_t *identity;               /* (N) 0 .. N-1: gather_rows with it copies rows */
+    const float *d_logprob;                /* (R) d loss / d log p = -weight[r] */
+    float *grads;                          /* zt_model_grad_layout's block, += */
+    const size_t *offsets;                 /* (n_tensors) into grads */
+    float *logprobs;                       /* (R) host: receives the log-probabilities */
+} zt_grad_pass;
+
 struct zt_arch {
     const char *model_type;      /* config.json's "model_type" */
     const char *display_name;    /* in messages: "OPT" */
@@ -76,6 +91,12 @@ struct zt_arch {
     /* n_rows gathered rows of the final residual stream -> the tied head's input (final norm,
      * projection); *head_in may be `rows` itself. */
     zt_status (*head_input)(const zt_sweep *sw, float *rows, int n_rows, const float **head_in);
+
+    /* Backprop (models/backprop.h); both NULL when the family has none. Floats of the family's
+     * buffers for n_tokens rows with n_rows targets, and the pass itself: forward keeping each
+     * layer's input, the head's loss and gradient, then the layers back to the embedding. */
+    size_t (*grad_area_floats)(const zt_model *m, size_t n_tokens, size_t n_rows);
+    zt_status (*grad)(const zt_grad_pass *pass);
 };
 
 /* The families zotune knows, chosen by config.json's model_type (models/families.c). */

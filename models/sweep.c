@@ -228,8 +228,8 @@ zt_status zt_sweep_add(const zt_sweep *sw, float *x, const float *y, size_t n_el
 /* A token's position is its index among its sequence's real tokens, whatever the padding side
  * (HF: cumsum(mask) * mask - 1), counted from first[s] when the sequence continues a cached one;
  * the family's offset maps it to a row of its position table and padding to the row before. */
-static zt_status position_rows(const zt_model *m, const zt_batch *b, const int32_t *first,
-                               int32_t *rows) {
+zt_status zt_batch_position_rows(const zt_model *m, const zt_batch *b, const int32_t *first,
+                                 int32_t *rows) {
     const int32_t offset = m->arch->position_row_offset;
     for (int s = 0; s < b->batch; s++) {
         int32_t seen = first ? first[s] : 0;
@@ -289,7 +289,7 @@ zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b
     int n = b->batch * b->seq_len, r = b->n_targets;
     int32_t *pos_rows = zt_malloc((size_t)n * sizeof *pos_rows);
     if (!pos_rows) return zt_fail(ZT_ERR_NOMEM, "allocating position ids");
-    zt_status s = position_rows(m, b, first_position, pos_rows);
+    zt_status s = zt_batch_position_rows(m, b, first_position, pos_rows);
     if (s == ZT_OK) s = upload_indices(m, ws->base + L->pos, pos_rows, n);
     free(pos_rows);
     ZT_TRY(s);

@@ -33,6 +33,13 @@ struct zt_workspace {
     char *staging; /* shadow buffers, NULL without staging */
 };
 
+/* Each token's row of the family's position table (padding reads the row before the first);
+ * sequence b's first real token takes position first[b] (NULL: 0). An error names a sequence
+ * longer than the table. */
+zt_status zt_batch_position_rows(const zt_model *model, const zt_batch *batch,
+                                 const int32_t *first, /* (B) host or NULL */
+                                 int32_t *rows /* (B*T) host */);
+
 /* What the cached forward (kv_cache.c) shares with the plain one (sweep.c). */
 
 /* Uploads the batch's ids, mask, targets and position rows; sequence b's first real token takes

@@ -23,6 +23,9 @@ static inline const zt_opt_family *zt_opt_family_of(const zt_model *m) {
     return (const zt_opt_family *)m->family;
 }
 
+/* torch.nn.LayerNorm's default, which OPT keeps. */
+#define ZT_OPT_LAYER_NORM_EPS 1e-5f
+
 /* The layer code (opt_layers.c). */
 void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes,
                          size_t *head_bytes);
@@ -30,5 +33,9 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape);
 zt_status zt_opt_embed(const zt_sweep *sw);
 zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer);
 zt_status zt_opt_head_input(const zt_sweep *sw, float *rows, int n_rows, const float **head_in);
+
+/* Backprop (opt_backward.c). */
+size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows);
+zt_status zt_opt_grad(const zt_grad_pass *pass);
 
 #endif

@@ -11,8 +11,6 @@
 enum layer_buffer { BUF_H, BUF_Q, BUF_K, BUF_V, BUF_ATTN, BUF_FFN, BUF_TOKENS };
 enum head_buffer { BUF_PROJECTED };
 
-static const float OPT_LAYER_NORM_EPS = 1e-5f;
-
 void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes,
                          size_t *head_bytes) {
     const zt_opt_config *c = zt_opt_config_of(m);
@@ -84,7 +82,7 @@ zt_status zt_opt_embed(const zt_sweep *sw) {
 static zt_status layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,
                             int rows) {
     return zt_sweep_layer_norm(sw, out, in, gamma, beta, rows, sw->model->dims.hidden_size,
-                               OPT_LAYER_NORM_EPS);
+                               ZT_OPT_LAYER_NORM_EPS);
 }
 
 zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {

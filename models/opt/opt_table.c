@@ -228,4 +228,6 @@ const zt_arch zt_opt_arch = {
     .embed = zt_opt_embed,
     .layer = zt_opt_decoder_layer,
     .head_input = zt_opt_head_input,
+    .grad_area_floats = zt_opt_grad_area_floats,
+    .grad = zt_opt_grad,
 };

@@ -16,6 +16,7 @@ static const command commands[] = {
     {"train", zt_cmd_train, "fine-tune with a zeroth-order optimizer (forward passes only)"},
     {"eval", zt_cmd_eval, "loss and accuracy / F1 of a model on a task file"},
     {"score", zt_cmd_score, "per-example mean token NLL of pre-tokenized JSONL (perplexity)"},
+    {"grad", zt_cmd_grad, "the gradient of a file's mean token NLL, by backprop (safetensors)"},
     {"replay", zt_cmd_replay, "rebuild fine-tuned weights from base weights + step log"},
 };
 

@@ -1,0 +1,312 @@
+/* OPT's backprop (models/backprop.h, docs/design.md §3.1): the forward keeping each layer's input,
+ * the tied head's loss and gradient chunk by chunk, then layer by layer back to the embedding,
+ * each layer's forward run again from its saved input to get its intermediates. Every forward
+ * op is the one opt_layers.c runs on the same inputs (a residual add's operands may come in the
+ * other order: IEEE addition commutes), so the loss is the forward's to the bit. */
+#include <math.h>
+
+#include "backprop.h"
+#include "core/status.h"
+#include "opt/opt_internal.h"
+
+/* The family's buffers inside the pass's area. n tokens, r target rows. */
+typedef struct opt_buffers {
+    float *x;                                    /* (L+1,N,h) layer inputs, then the output */
+    float *a1, *q, *k, *v, *att, *x2, *a2, *ffn; /* one layer's intermediates */
+    float *dx, *dt1, *dt2, *dq, *dk, *dv, *dffn; /* and gradients */
+    float *tok, *dtok;                           /* (N,e) project_in's input, gradient */
+    float *hid_pre, *hid, *proj, *dhid, *dproj;  /* (R,h) (R,h) (R,e) (R,h) (R,e) */
+    float *logits, *lp;                          /* (chunk,V) (R) */
+} opt_buffers;
+
+/* Floats are handed out on 64-byte boundaries, as the workspace does. */
+static float *take(float *area, size_t *cursor, size_t n_floats) {
+    const size_t at = (*cursor + 15) / 16 * 16;
+    *cursor = at + n_floats;
+    return area ? area + at : NULL;
+}
+
+static size_t layout(const zt_model *m, size_t n, size_t r, float *area, opt_buffers *b) {
+    const zt_opt_config *c = zt_opt_config_of(m);
+    const size_t h = (size_t)c->hidden_size, f = (size_t)c->ffn_dim;
+    const size_t e = (size_t)c->word_embed_proj_dim, layers = (size_t)c->num_hidden_layers;
+    const size_t chunk = r < (size_t)m->be->head_chunk_rows ? r : (size_t)m->be->head_chunk_rows;
+    const int narrow = e != h;
+    size_t cursor = 0;
+    b->x = take(area, &cursor, (layers + 1) * n * h);
+    b->a1 = take(area, &cursor, n * h);
+    b->q = take(area, &cursor, n * h);
+    b->k = take(area, &cursor, n * h);
+    b->v = take(area, &cursor, n * h);
+    b->att = take(area, &cursor, n * h);
+    b->x2 = take(area, &cursor, n * h);
+    b->a2 = take(area, &cursor, n * h);
+    b->ffn = take(area, &cursor, n * f);
+    b->dx = take(area, &cursor, n * h);
+    b->dt1 = take(area, &cursor, n * h);
+    b->dt2 = take(area, &cursor, n * h);
+    b->dq = take(area, &cursor, n * h);
+    b->dk = take(area, &cursor, n * h);
+    b->dv = take(area, &cursor, n * h);
+    b->dffn = take(area, &cursor, n * f);
+    b->tok = narrow ? take(area, &cursor, n * e) : NULL;
+    b->dtok = narrow ? take(area, &cursor, n * e) : NULL;
+    b->hid_pre = take(area, &cursor, r * h);
+    b->hid = take(area, &cursor, r * h);
+    b->proj = narrow ? take(area, &cursor, r * e) : NULL;
+    b->dhid = take(area, &cursor, r * h);
+    b->dproj = narrow ? take(area, &cursor, r * e) : NULL;
+    b->logits = take(area, &cursor, chunk * (size_t)c->vocab_size);
+    b->lp = take(area, &cursor, r);
+    return (cursor + 15) / 16 * 16;
+}
+
+size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows) {
+    opt_buffers b;
+    return layout(m, n_tokens, n_rows, NULL, &b);
+}
+
+/* ---- helpers ---- */
+
+typedef struct pass_ctx {
+    const zt_grad_pass *p;
+    const zt_model *m;
+    zt_backend *be;
+    const zt_opt_family *fam;
+    const zt_opt_config *c;
+    opt_buffers b;
+    int n, r; /* tokens, target rows */
+} pass_ctx;
+
+static float *grad_of(const pass_ctx *x, int id) {
+    return id < 0 ? NULL : x->p->grads + x->p->offsets[id];
+}
+
+static zt_weight weight(const pass_ctx *x, int id) {
+    return zt_model_weight(x->m, id);
+}
+
+static zt_status linear(const pass_ctx *x, float *out, const float *in, int w, int bias, int rows,
+                        int in_features, int out_features, int relu) {
+    return x->be->ops->linear(x->be, out, in, weight(x, w), weight(x, bias), rows, in_features,
+                              out_features, relu);
+}
+
+/* The gradient of linear(w, bias): d_in (NULL: not wanted) and the parameters' (+=). */
+static zt_status linear_back(const pass_ctx *x, float *d_in, float *d_out, const float *in,
+                             const float *out, int w, int bias, int rows, int in_features,
+                             int out_features, int relu) {
+    return x->be->ops->linear_backward(x->be, d_in, grad_of(x, w), grad_of(x, bias), d_out, in, out,
+                                       weight(x, w), rows, in_features, out_features, relu);
+}
+
+static zt_status layer_norm(const pass_ctx *x, float *out, const float *in, int gamma, int beta,
+                            int rows) {
+    return x->be->ops->layernorm(x->be, out, in, weight(x, gamma), weight(x, beta), rows,
+                                 x->c->hidden_size, ZT_OPT_LAYER_NORM_EPS);
+}
+
+static zt_status layer_norm_back(const pass_ctx *x, float *d_in, const float *d_out,
+                                 const float *in, int gamma, int beta, int rows) {
+    return x->be->ops->layernorm_backward(x->be, d_in, grad_of(x, gamma), grad_of(x, beta), d_out,
+                                          in, weight(x, gamma), rows, x->c->hidden_size,
+                                          ZT_OPT_LAYER_NORM_EPS);
+}
+
+static zt_status add(const pass_ctx *x, float *dst, const float *src) {
+    return x->be->ops->add(x->be, dst, src, (size_t)x->n * (size_t)x->c->hidden_size);
+}
+
+static float q_scale_of(const zt_opt_config *c) {
+    /* HF computes head_dim**-0.5 in Python (double) and multiplies the f32 tensor by it. */
+    return (float)(1.0 / sqrt((double)(c->hidden_size / c->num_attention_heads)));
+}
+
+/* ---- a decoder layer ---- */
+
+/* Layer l's forward from x_in into x_out, leaving its intermediates in the buffers. */
+static zt_status layer_forward(const pass_ctx *x, int l, const float *x_in, float *x_out) {
+    const zt_opt_layer_ids *id = &x->fam->layers[l];
+    const opt_buffers *b = &x->b;
+    const int n = x->n, h = x->c->hidden_size, f = x->c->ffn_dim;
+    const int heads = x->c->num_attention_heads;
+    const float *attn_in = x_in;
+    if (x->c->do_layer_norm_before) {
+        ZT_TRY(layer_norm(x, b->a1, x_in, id->attn_ln_g, id->attn_ln_b, n));
+        attn_in = b->a1;
+    }
+    ZT_TRY(linear(x, b->q, attn_in, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(linear(x, b->k, attn_in, id->k_w, id->k_b, n, h, h, 0));
+    ZT_TRY(linear(x, b->v, attn_in, id->v_w, id->v_b, n, h, h, 0));
+    ZT_TRY(x->be->ops->attention(x->be, b->att, b->q, b->k, b->v, x->p->mask, x->p->batch->batch,
+                                 x->p->batch->seq_len, heads, h / heads, q_scale_of(x->c)));
+    if (x->c->do_layer_norm_before) {
+        /* x2 = x + o; h2 = LN(x2); out = x2 + fc2(relu(fc1(h2))) */
+        ZT_TRY(linear(x, b->x2, b->att, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(add(x, b->x2, x_in));
+        ZT_TRY(layer_norm(x, b->a2, b->x2, id->ffn_ln_g, id->ffn_ln_b, n));
+        ZT_TRY(linear(x, b->ffn, b->a2, id->fc1_w, id->fc1_b, n, h, f, 1));
+        ZT_TRY(linear(x, x_out, b->ffn, id->fc2_w, id->fc2_b, n, f, h, 0));
+        return add(x, x_out, b->x2);
+    }
+    /* s1 = x + o; x2 = LN(s1); s2 = x2 + fc2(relu(fc1(x2))); out = LN(s2) */
+    ZT_TRY(linear(x, b->a1, b->att, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(add(x, b->a1, x_in));
+    ZT_TRY(layer_norm(x, b->x2, b->a1, id->attn_ln_g, id->attn_ln_b, n));
+    ZT_TRY(linear(x, b->ffn, b->x2, id->fc1_w, id->fc1_b, n, h, f, 1));
+    ZT_TRY(linear(x, b->a2, b->ffn, id->fc2_w, id->fc2_b, n, f, h, 0));
+    ZT_TRY(add(x, b->a2, b->x2));
+    return layer_norm(x, x_out, b->a2, id->ffn_ln_g, id->ffn_ln_b, n);
+}
+
+/* q, k and v's gradients, from dq, dk, dv, into d_in (=) and their parameters. dt is a spare
+ * (N,h) buffer. */
+static zt_status qkv_back(const pass_ctx *x, int l, float *d_in, float *dt, const float *in) {
+    const zt_opt_layer_ids *id = &x->fam->layers[l];
+    const opt_buffers *b = &x->b;
+    const int n = x->n, h = x->c->hidden_size;
+    ZT_TRY(linear_back(x, d_in, b->dq, in, NULL, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(linear_back(x, dt, b->dk, in, NULL, id->k_w, id->k_b, n, h, h, 0));
+    ZT_TRY(add(x, d_in, dt));
+    ZT_TRY(linear_back(x, dt, b->dv, in, NULL, id->v_w, id->v_b, n, h, h, 0));
+    return add(x, d_in, dt);
+}
+
+/* dx: the gradient of layer l's output on entry, of its input on return. The intermediates are
+ * those of layer_forward(l). */
+static zt_status layer_backward(const pass_ctx *x, int l, const float *x_in) {
+    const zt_opt_layer_ids *id = &x->fam->layers[l];
+    const opt_buffers *b = &x->b;
+    const int n = x->n, h = x->c->hidden_size, f = x->c->ffn_dim;
+    const int heads = x->c->num_attention_heads;
+    const zt_batch *batch = x->p->batch;
+    if (x->c->do_layer_norm_before) {
+        ZT_TRY(linear_back(x, b->dffn, b->dx, b->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
+        ZT_TRY(linear_back(x, b->dt1, b->dffn, b->a2, b->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
+        ZT_TRY(layer_norm_back(x, b->dt1, b->dt1, b->x2, id->ffn_ln_g, id->ffn_ln_b, n));
+        ZT_TRY(add(x, b->dx, b->dt1)); /* dx: d x2 */
+        ZT_TRY(linear_back(x, b->dt1, b->dx, b->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, b->q, b->k, b->v,
+                                              b->att, x->p->mask, batch->batch, batch->seq_len,
+                                              heads, h / heads, q_scale_of(x->c)));
+        ZT_TRY(qkv_back(x, l, b->dt2, b->dt1, b->a1));
+        ZT_TRY(layer_norm_back(x, b->dt2, b->dt2, x_in, id->attn_ln_g, id->attn_ln_b, n));
+        return add(x, b->dx, b->dt2);
+    }
+    ZT_TRY(layer_norm_back(x, b->dt1, b->dx, b->a2, id->ffn_ln_g, id->ffn_ln_b, n)); /* d s2 */
+    ZT_TRY(linear_back(x, b->dffn, b->dt1, b->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
+    ZT_TRY(linear_back(x, b->dt2, b->dffn, b->x2, b->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
+    ZT_TRY(add(x, b->dt1, b->dt2)); /* dt1: d x2 */
+    ZT_TRY(layer_norm_back(x, b->dx, b->dt1, b->a1, id->attn_ln_g, id->attn_ln_b, n)); /* d s1 */
+    ZT_TRY(linear_back(x, b->dt1, b->dx, b->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, b->q, b->k, b->v,
+                                          b->att, x->p->mask, batch->batch, batch->seq_len, heads,
+                                          h / heads, q_scale_of(x->c)));
+    ZT_TRY(qkv_back(x, l, b->dt1, b->dt2, x_in));
+    return add(x, b->dx, b->dt1);
+}
+
+/* ---- embedding and head ---- */
+
+static zt_status embed_forward(const pass_ctx *x, float *x0) {
+    const zt_backend_ops *op = x->be->ops;
+    const zt_opt_config *c = x->c;
+    const int n = x->n;
+    const zt_weight table = weight(x, x->m->embed_tokens);
+    if (x->fam->project_in >= 0) {
+        ZT_TRY(op->gather_rows(x->be, x->b.tok, x->p->ids, table, n, c->vocab_size,
+                               c->word_embed_proj_dim, 0, NULL));
+        ZT_TRY(linear(x, x0, x->b.tok, x->fam->project_in, -1, n, c->word_embed_proj_dim,
+                      c->hidden_size, 0));
+    } else {
+        ZT_TRY(op->gather_rows(x->be, x0, x->p->ids, table, n, c->vocab_size, c->hidden_size, 0,
+                               NULL));
+    }
+    return op->gather_rows(x->be, x0, x->p->positions, weight(x, x->fam->embed_positions), n,
+                           c->max_position_embeddings + 2, c->hidden_size, 1, NULL);
+}
+
+static zt_status embed_backward(const pass_ctx *x) {
+    const zt_backend_ops *op = x->be->ops;
+    const zt_opt_config *c = x->c;
+    const int n = x->n;
+    ZT_TRY(op->gather_rows_backward(x->be, grad_of(x, x->fam->embed_positions), x->b.dx,
+                                    x->p->positions, n, c->max_position_embeddings + 2,
+                                    c->hidden_size));
+    const float *d_tokens = x->b.dx;
+    if (x->fam->project_in >= 0) {
+        ZT_TRY(linear_back(x, x->b.dtok, x->b.dx, x->b.tok, NULL, x->fam->project_in, -1, n,
+                           c->word_embed_proj_dim, c->hidden_size, 0));
+        d_tokens = x->b.dtok;
+    }
+    return op->gather_rows_backward(x->be, grad_of(x, x->m->embed_tokens), d_tokens, x->p->ids, n,
+                                    c->vocab_size, c->word_embed_proj_dim);
+}
+
+/* The head on the target rows of the final stream: log-probabilities into b.lp, the table's
+ * gradient, and d of the final stream into dx (zeroed first: only target rows get one). */
+static zt_status head(const pass_ctx *x, const float *stream) {
+    const zt_backend_ops *op = x->be->ops;
+    const zt_opt_family *fam = x->fam;
+    const opt_buffers *b = &x->b;
+    const int r_count = x->r, h = x->c->hidden_size, e = x->c->word_embed_proj_dim;
+    const int vocab = x->c->vocab_size;
+    ZT_TRY(op->gather_rows(x->be, b->hid_pre, x->p->rows, (zt_weight){stream, ZT_F32}, r_count,
+                           x->n, h, 0, NULL));
+    const float *normed = b->hid_pre;
+    if (fam->final_ln_g >= 0) {
+        ZT_TRY(layer_norm(x, b->hid, b->hid_pre, fam->final_ln_g, fam->final_ln_b, r_count));
+        normed = b->hid;
+    }
+    const float *head_in = normed;
+    float *d_head_in = b->dhid;
+    if (fam->project_out >= 0) {
+        ZT_TRY(linear(x, b->proj, normed, fam->project_out, -1, r_count, h, e, 0));
+        head_in = b->proj;
+        d_head_in = b->dproj;
+    }
+    const zt_weight table = weight(x, x->m->lm_head);
+    float *d_table = grad_of(x, x->m->lm_head);
+    const int chunk = zt_head_chunk_rows(x->be, r_count);
+    for (int r0 = 0; r0 < r_count; r0 += chunk) {
+        const int rows = r_count - r0 < chunk ? r_count - r0 : chunk;
+        const float *in = head_in + (size_t)r0 * e;
+        ZT_TRY(
+            op->linear(x->be, b->logits, in, table, zt_model_weight(x->m, -1), rows, e, vocab, 0));
+        ZT_TRY(op->target_logprobs(x->be, b->lp + r0, b->logits, x->p->targets + r0, rows, vocab));
+        ZT_TRY(op->target_logprobs_backward(x->be, b->logits, b->logits, x->p->targets + r0,
+                                            x->p->d_logprob + r0, rows, vocab));
+        ZT_TRY(op->linear_backward(x->be, d_head_in + (size_t)r0 * e, d_table, NULL, b->logits, in,
+                                   NULL, table, rows, e, vocab, 0));
+    }
+    if (fam->project_out >= 0)
+        ZT_TRY(linear_back(x, b->dhid, b->dproj, normed, NULL, fam->project_out, -1, r_count, h, e,
+                           0));
+    if (fam->final_ln_g >= 0)
+        ZT_TRY(layer_norm_back(x, b->dhid, b->dhid, b->hid_pre, fam->final_ln_g, fam->final_ln_b,
+                               r_count));
+    ZT_TRY(zt_backend_zero(x->be, b->dx, (size_t)x->n * (size_t)h));
+    return op->gather_rows_backward(x->be, b->dx, b->dhid, x->p->rows, r_count, x->n, h);
+}
+
+zt_status zt_opt_grad(const zt_grad_pass *p) {
+    pass_ctx x = {p, p->model, p->model->be, zt_opt_family_of(p->model), NULL, {0}, 0, 0};
+    x.c = &x.fam->cfg;
+    x.n = p->batch->batch * p->batch->seq_len;
+    x.r = p->batch->n_targets;
+    layout(x.m, (size_t)x.n, (size_t)x.r, p->area, &x.b);
+    const size_t stride = (size_t)x.n * (size_t)x.c->hidden_size;
+    const int layers = x.c->num_hidden_layers;
+
+    ZT_TRY(embed_forward(&x, x.b.x));
+    for (int l = 0; l < layers; l++)
+        ZT_TRY(layer_forward(&x, l, x.b.x + (size_t)l * stride, x.b.x + (size_t)(l + 1) * stride));
+    ZT_TRY(head(&x, x.b.x + (size_t)layers * stride));
+    for (int l = layers - 1; l >= 0; l--) {
+        /* the recomputed output is not needed again: it goes to a buffer the backward rewrites */
+        ZT_TRY(layer_forward(&x, l, x.b.x + (size_t)l * stride, x.b.dt1));
+        ZT_TRY(layer_backward(&x, l, x.b.x + (size_t)l * stride));
+    }
+    ZT_TRY(embed_backward(&x));
+    return x.be->ops->download(x.be, p->logprobs, x.b.lp, (size_t)x.r * sizeof(float));
+}
