@@ -12,12 +12,13 @@ enum { ZT_N_REQUIRED_OPS = 0 ZT_BACKEND_REQUIRED_OPS(ZT_COUNT_SLOT) };
 #undef ZT_COUNT_SLOT
 #define ZT_COUNT_SLOT(slot) +1
 enum { ZT_N_BACKWARD_OPS = 0 ZT_BACKEND_BACKWARD_OPS(ZT_COUNT_SLOT) };
+enum { ZT_N_FO_OPS = 0 ZT_BACKEND_FO_OPS(ZT_COUNT_SLOT) };
 #undef ZT_COUNT_SLOT
 /* Every member is a pointer (so there is no padding): `name`, the optional set_gemm_precision,
- * vouch_indices and describe, the backward group, and the required slots. A slot added to the
- * table must join ZT_BACKEND_REQUIRED_OPS or ZT_BACKEND_BACKWARD_OPS or be documented optional
- * (and counted here), or this fails. */
-enum { ZT_N_OPTIONAL_OPS = 3 + ZT_N_BACKWARD_OPS };
+ * vouch_indices and describe, the backward and first-order groups, and the required slots. A slot
+ * added to the table must join ZT_BACKEND_REQUIRED_OPS or a group or be documented optional (and
+ * counted here), or this fails. */
+enum { ZT_N_OPTIONAL_OPS = 3 + ZT_N_BACKWARD_OPS + ZT_N_FO_OPS };
 _Static_assert(sizeof(zt_backend_ops) ==
                    sizeof(const char *) +
                        (ZT_N_REQUIRED_OPS + ZT_N_OPTIONAL_OPS) * sizeof(void (*)(void)),
@@ -46,12 +47,43 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops) {
 #define ZT_COUNT_IF_SET(slot) n_backward += ops->slot != NULL;
     ZT_BACKEND_BACKWARD_OPS(ZT_COUNT_IF_SET)
 #undef ZT_COUNT_IF_SET
-    if (n_backward == 0 || n_backward == ZT_N_BACKWARD_OPS) return ZT_OK;
-    ZT_BACKEND_BACKWARD_OPS(ZT_NOTE_IF_NULL)
+    if (n_backward != 0 && n_backward != ZT_N_BACKWARD_OPS) {
+        ZT_BACKEND_BACKWARD_OPS(ZT_NOTE_IF_NULL)
+        return zt_fail(ZT_ERR_INTERNAL,
+                       "backend '%s': the backward ops are all set or all NULL, but %s %s NULL",
+                       ops->name, missing, n_missing == 1 ? "is" : "are");
+    }
+    int n_fo = 0;
+#define ZT_COUNT_IF_SET(slot) n_fo += ops->slot != NULL;
+    ZT_BACKEND_FO_OPS(ZT_COUNT_IF_SET)
+#undef ZT_COUNT_IF_SET
+    if (n_fo == 0 || n_fo == ZT_N_FO_OPS) return ZT_OK;
+    ZT_BACKEND_FO_OPS(ZT_NOTE_IF_NULL)
 #undef ZT_NOTE_IF_NULL
     return zt_fail(ZT_ERR_INTERNAL,
-                   "backend '%s': the backward ops are all set or all NULL, but %s %s NULL",
-                   ops->name, missing, n_missing == 1 ? "is" : "are");
+                   "backend '%s': the first-order update ops are both set or both NULL, but %s "
+                   "is NULL",
+                   ops->name, missing);
+}
+
+zt_status zt_backend_require_fo_update(const zt_backend *be, const char *what) {
+    if (be->ops->fo_update != NULL) return ZT_OK;
+    return zt_fail(ZT_ERR_UNAVAILABLE,
+                   "%s needs first-order updates, which the %s backend does not have yet", what,
+                   be->ops->name);
+}
+
+int zt_fo_state_rows(const zt_fo_update *u) {
+    switch (u->rule) {
+    case ZT_FO_SGD:
+        return u->momentum != 0.0f;
+    case ZT_FO_ADAM:
+        return 2;
+    case ZT_FO_ADAMM:
+        return 3;
+    default:
+        return 0;
+    }
 }
 
 zt_status zt_backend_require_backward(const zt_backend *be, const char *what) {

@@ -88,6 +88,33 @@ typedef struct zt_update {
     unsigned long long *n_nonfinite;
 } zt_update;
 
+/* ---- first-order updates (backprop, docs/design.md §3.1) ---- */
+
+typedef enum zt_fo_rule {
+    ZT_FO_SGD = 0,   /* PyTorch's SGD: momentum (0: none) and Nesterov; state (n) with momentum */
+    ZT_FO_SIGN = 1,  /* signSGD: u = sign(g), sign(0) = 0 */
+    ZT_FO_ADAM = 2,  /* Adam / AdamW with bias correction; state m, v (2 x n) */
+    ZT_FO_ADAMM = 3, /* AdaMM (AMSGrad's max of v, no bias correction, seed 001); 3 x n */
+} zt_fo_rule;
+
+/* theta <- theta - lr * u(g), g = grad_scale * grad + (coupled) weight_decay * theta, in f32. */
+typedef struct zt_fo_update {
+    zt_fo_rule rule;
+    float lr, weight_decay;
+    int decoupled_decay; /* AdamW: theta *= 1 - lr * weight_decay first, nothing added to g */
+    float momentum;      /* SGD */
+    int nesterov;        /* SGD with momentum: u = g + momentum * m */
+    float beta1, beta2, eps;
+    float bias1, bias2;      /* ADAM at step t (1-based): 1 - beta1^t, 1 - beta2^t */
+    float grad_scale;        /* 1 / accumulated micro-batches, times the clipping factor */
+    int stochastic_rounding; /* f16/bf16 stores: rounding bits keyed by rounding_seed */
+    uint64_t rounding_seed;
+    unsigned long long *n_nonfinite; /* out, optional: += non-finite weights stored */
+} zt_fo_update;
+
+/* f32 state rows the rule keeps per element (0 .. 3). */
+int zt_fo_state_rows(const zt_fo_update *u);
+
 /* ---- scratch planning: what an op will need of the backend's internal scratch ---- */
 
 typedef enum zt_scratch_op {
@@ -274,6 +301,19 @@ typedef struct zt_backend_ops {
                                           const float *d_logprob,          /* (R) */
                                           int n_rows, int vocab);
 
+    /* ---- first-order updates: both set or both NULL (zt_backend_require_backward). ---- */
+
+    /* One tensor's first-order step from its f32 gradient (zt_fo_update), the state (rows of n
+     * f32: zt_fo_state_rows) advanced in place. Element j's result depends on j alone. */
+    zt_status (*fo_update)(zt_backend *be, void *theta, zt_dtype dtype,           /* (n) */
+                           uint32_t tensor_id, size_t n_elems, const float *grad, /* (n) */
+                           float *state, /* (rows, n) or NULL */
+                           const zt_fo_update *u);
+
+    /* *out = sum of x[j]^2 in double, in an order fixed by n alone (gradient clipping). */
+    zt_status (*grad_sumsq)(zt_backend *be, double *out, const float *x, /* (n) */
+                            size_t n_elems);
+
     /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
      * only. Called by zt_backend_set_gemm_precision, which records the choice. */
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
@@ -323,6 +363,11 @@ typedef struct zt_backend_ops {
     X(attention_backward)                                                                          \
     X(target_logprobs_backward)
 
+/* The first-order update slots: a backend fills both or neither. */
+#define ZT_BACKEND_FO_OPS(X)                                                                       \
+    X(fo_update)                                                                                   \
+    X(grad_sumsq)
+
 /* ZT_OK when `ops` has a name, every required slot, and all backward slots or none; otherwise
  * ZT_ERR_INTERNAL with a message naming the NULL slots, e.g. "backend 'cpu': op table slot
  * 'layernorm' is NULL", so a backend that misses an op fails when it is created, not on the
@@ -332,6 +377,8 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops);
 /* Whether the backend has the backward ops (backprop); ZT_ERR_UNAVAILABLE naming the backend and
  * `what` needs them when not. */
 zt_status zt_backend_require_backward(const zt_backend *be, const char *what);
+/* The same for the first-order update ops (first-order training). */
+zt_status zt_backend_require_fo_update(const zt_backend *be, const char *what);
 
 struct zt_backend {
     const zt_backend_ops *ops;

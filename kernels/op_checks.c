@@ -242,3 +242,49 @@ zt_status zt_check_logprob_args(const char *op, const float *logprob, const floa
     ZT_TRY(zt_check_ptr(op, "logits", logits));
     return zt_check_ptr(op, "targets", targets);
 }
+
+zt_status zt_check_fo_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,
+                                  const float *grad, const float *state, const zt_fo_update *u) {
+    ZT_TRY(zt_check_ptr(op, "update", u));
+    ZT_TRY(zt_check_ptr(op, "theta", theta));
+    ZT_TRY(zt_check_ptr(op, "grad", grad));
+    ZT_TRY(zt_check_dtype(op, "theta", dtype));
+    ZT_TRY(check_finite(op, "lr", u->lr));
+    ZT_TRY(check_finite(op, "weight_decay", u->weight_decay));
+    ZT_TRY(check_finite(op, "grad_scale", u->grad_scale));
+    switch (u->rule) {
+    case ZT_FO_SGD:
+        ZT_TRY(check_beta(op, "momentum", u->momentum));
+        if (u->nesterov && !(u->momentum > 0.0f))
+            return zt_fail(ZT_ERR_INVALID_ARG, "%s: Nesterov needs momentum > 0", op);
+        break;
+    case ZT_FO_SIGN:
+        break;
+    case ZT_FO_ADAM:
+    case ZT_FO_ADAMM:
+        if (u->rule == ZT_FO_ADAM &&
+            !(u->bias1 > 0.0f && u->bias1 <= 1.0f && u->bias2 > 0.0f && u->bias2 <= 1.0f))
+            return zt_fail(ZT_ERR_INVALID_ARG, "%s: adam bias corrections %g, %g not in (0, 1]", op,
+                           (double)u->bias1, (double)u->bias2);
+        ZT_TRY(check_beta(op, "beta1", u->beta1));
+        ZT_TRY(check_beta(op, "beta2", u->beta2));
+        if (!(u->eps > 0.0f) || !isfinite(u->eps))
+            return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be finite and > 0", op,
+                           (double)u->eps);
+        break;
+    default:
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: unknown first-order rule %d", op, (int)u->rule);
+    }
+    const size_t theta_bytes = n_elems * zt_dtype_size(dtype);
+    ZT_TRY(
+        zt_check_disjoint(op, "grad", grad, n_elems * sizeof(float), "theta", theta, theta_bytes));
+    const size_t rows = (size_t)zt_fo_state_rows(u);
+    if (rows == 0) return ZT_OK;
+    if (state == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: rule %d needs a (%zu, %zu) f32 state, got NULL", op,
+                       (int)u->rule, rows, n_elems);
+    ZT_TRY(zt_check_disjoint(op, "state", state, rows * n_elems * sizeof(float), "theta", theta,
+                             theta_bytes));
+    return zt_check_disjoint(op, "state", state, rows * n_elems * sizeof(float), "grad", grad,
+                             n_elems * sizeof(float));
+}

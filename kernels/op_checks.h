@@ -55,6 +55,11 @@ zt_status zt_check_variant_args(const char *op, void *const *dst, zt_dtype dst_d
 zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,
                                const float *state, const zt_update *u);
 
+/* fo_update: theta, grad and the rule's state present and disjoint, finite lr, decay and scale,
+ * betas in [0, 1], eps > 0, Adam's bias corrections in (0, 1], Nesterov only with momentum. */
+zt_status zt_check_fo_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,
+                                  const float *grad, const float *state, const zt_fo_update *u);
+
 #ifdef __cplusplus
 }
 #endif

@@ -168,6 +168,8 @@ static const zt_backend_ops cpu_ops = {
     .linear_backward = zt_cpu_linear_backward,
     .attention_backward = zt_cpu_attention_backward,
     .target_logprobs_backward = zt_cpu_target_logprobs_backward,
+    .fo_update = zt_cpu_fo_update,
+    .grad_sumsq = zt_cpu_grad_sumsq,
     .set_gemm_precision = cpu_set_gemm_precision,
 };
 

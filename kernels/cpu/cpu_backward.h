@@ -43,4 +43,9 @@ zt_status zt_cpu_target_logprobs_backward(zt_backend *be, float *d_logits, /* (R
                                           const float *d_logprob,          /* (R) */
                                           int n_rows, int vocab);
 
+/* First-order updates (fo_update.c). */
+zt_status zt_cpu_fo_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
+                           size_t n_elems, const float *grad, float *state, const zt_fo_update *u);
+zt_status zt_cpu_grad_sumsq(zt_backend *be, double *out, const float *x, size_t n_elems);
+
 #endif

@@ -88,6 +88,23 @@ int main(void) {
                                      "but 'attention_backward' is NULL") == 0,
              "message \"%s\"", zt_last_error());
 
+    /* The first-order update pair: both or neither. */
+    ZT_CHECK_OK(zt_backend_require_fo_update(be, "train --optimizer adamw"));
+    zt_backend_ops one_fo_missing = *real;
+    one_fo_missing.grad_sumsq = NULL;
+    ZT_CHECK(zt_backend_check_ops(&one_fo_missing) == ZT_ERR_INTERNAL, "grad_sumsq alone NULL");
+    ZT_CHECK(strcmp(zt_last_error(), "backend 'cpu': the first-order update ops are both set or "
+                                     "both NULL, but 'grad_sumsq' is NULL") == 0,
+             "message \"%s\"", zt_last_error());
+    zt_backend_ops no_fo = *real;
+    no_fo.grad_sumsq = NULL;
+    no_fo.fo_update = NULL;
+    ZT_CHECK_OK(zt_backend_check_ops(&no_fo));
+    zt_backend without_fo = *be;
+    without_fo.ops = &no_fo;
+    ZT_CHECK(zt_backend_require_fo_update(&without_fo, "train") == ZT_ERR_UNAVAILABLE,
+             "no first-order ops: not refused");
+
     zt_backend_destroy(be);
     return zt_test_finish("test_backend_ops");
 }
