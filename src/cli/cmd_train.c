@@ -38,6 +38,14 @@ static void list_optimizers(void) {
     }
     printf("every optimizer: --steps --batch-size --seed --trainable --mode; with a plateau "
            "schedule, --plateau-factor --plateau-patience\n");
+    printf("\nfirst-order optimizers (backprop on the same kernels; the CPU backend today):\n");
+    for (int i = 0; i < zt_fo_count(); i++) {
+        const zt_fo_info *info = zt_fo_at(i);
+        printf("  %-12s %s\n", info->name, info->summary);
+    }
+    printf("  flags: --lr --lr-schedule (constant|cosine|linear) --weight-decay (masked as MeZO) "
+           "--momentum (sgd, default 0 there) --nesterov --beta1 --beta2 --adam-eps "
+           "--clip-grad-norm --micro-batches\n");
 }
 
 int zt_cmd_train(int argc, char **argv) {
@@ -107,13 +115,19 @@ int zt_cmd_train(int argc, char **argv) {
         {"eval-every", ZT_ARG_INT, &o.eval_every, "N", "evaluate every N steps (4000)"},
         {"save-every", ZT_ARG_INT, &o.save_every, "N", "snapshot every N steps (1000)"},
         {"quiet", ZT_ARG_FLAG, &o.quiet, NULL, "no progress output"},
+        {"nesterov", ZT_ARG_FLAG, &o.fo.nesterov, NULL, "first-order sgd: Nesterov momentum"},
+        {"clip-grad-norm", ZT_ARG_DOUBLE, &o.fo.clip_norm, "X",
+         "first-order: clip the global gradient norm to X (default 0: off)"},
+        {"micro-batches", ZT_ARG_INT, &o.fo.micro_batches, "N",
+         "first-order: the step's examples in N backward passes, one gradient (default 1)"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
     };
     const zt_arg_spec spec = {
         "zotune train",
         "zotune train --model DIR --train FILE --output DIR [options]",
-        "Fine-tunes an OPT model with a zeroth-order optimizer (forward passes only). Writes the\n"
-        "step log (base weights + log = the fine-tune), metrics.jsonl, snapshots and the final\n"
+        "Fine-tunes an OPT model with a zeroth-order optimizer (forward passes only), or a\n"
+        "first-order one (backprop: sgd, signsgd, adam, adamw, adamm). Writes the step log (for\n"
+        "ZO runs, base weights + log = the fine-tune), metrics.jsonl, snapshots and the final\n"
         "weights in HF format to --output. SIGINT/SIGTERM save and stop; --resume continues.",
         options,
         (int)(sizeof options / sizeof options[0]),
@@ -151,7 +165,13 @@ int zt_cmd_train(int argc, char **argv) {
         return 2;
     o.train_as_lm = train_as_kind == 1;
     o.bos_mezo = bos_kind == 1;
-    if (!zt_optimizer_find(o.optimizer)) {
+    if (zt_fo_find(o.optimizer)) {
+        /* PyTorch's SGD has no momentum unless asked; --momentum's 0.9 is zo-sgd-mmt's */
+        int momentum_given = 0;
+        for (int i = 2; i < argc; i++)
+            if (strncmp(argv[i], "--momentum", 10) == 0) momentum_given = 1;
+        if (!momentum_given) o.hp.momentum = 0.0;
+    } else if (!zt_optimizer_find(o.optimizer)) {
         fprintf(stderr, "zotune train: --optimizer '%s' is not known\n", o.optimizer);
         list_optimizers();
         return 2;

@@ -16,7 +16,7 @@
 #include "zo/steplog.h"
 
 zt_status zt_replay(const char *base, const char *log_path, const char *out, const char *device,
-                        int threads, int *n_applied) {
+                    int threads, int *n_applied) {
     const char *inputs[] = {base, log_path};
     const char *input_options[] = {"BASE_DIR", "STEPLOG"};
     ZT_TRY(zt_check_output_apart(out, "OUT_DIR", inputs, input_options, 2));
@@ -53,6 +53,14 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     int steps = 0;
     for (int i = 0; s == ZT_OK && i < n; i++) {
         if (records[i].kind == ZT_RECORD_EVAL) continue;
+        if (records[i].kind == ZT_RECORD_FO_STEP) {
+            s = zt_fail(ZT_ERR_UNAVAILABLE,
+                        "%s: step %d is a first-order (%s) step, whose gradient the log does not "
+                        "hold: a backprop run is not replayable; its snapshot/ and final weights "
+                        "are in its output directory",
+                        log_path, records[i].step + 1, records[i].fo_name);
+            break;
+        }
         if (records[i].step != steps)
             s = zt_fail(ZT_ERR_FORMAT, "%s: record %d is for step %d where step %d was expected",
                         log_path, i, records[i].step, steps);
@@ -74,4 +82,3 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     zt_backend_destroy(be);
     return s;
 }
-

@@ -23,8 +23,8 @@ static int is_dir(const char *path) {
 }
 
 static void remove_tree(const char *dir) {
-    static const char *const files[] = {"model.safetensors", "config.json",
-                                        "optimizer.safetensors", "trainer.json"};
+    static const char *const files[] = {"model.safetensors", "config.json", "optimizer.safetensors",
+                                        "trainer.json"};
     char path[ZT_PATH_MAX];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         if (zt_path_join(path, sizeof path, dir, files[i]) == ZT_OK) unlink(path);
@@ -51,7 +51,8 @@ static zt_status write_optimizer_state(const char *path, const zt_param_set *ps,
         tensors[i] = (zt_st_write_tensor){p->name, "F32", 2, shapes[i], host[i]};
     }
     if (s == ZT_OK) s = zt_st_write(path, tensors, ps->n_params, NULL, 0);
-    for (int i = 0; host && i < ps->n_params; i++) free(host[i]);
+    for (int i = 0; host && i < ps->n_params; i++)
+        free(host[i]);
     free(host);
     free(shapes);
     free(tensors);
@@ -62,7 +63,8 @@ static zt_status write_trainer_json(const char *path, const zt_optimizer *optimi
                                     int observed_eval_step) {
     void *blob = NULL;
     size_t n_bytes = 0;
-    ZT_TRY(zt_optimizer_save_state(optimizer, &blob, &n_bytes));
+    /* A first-order run has no policy: its state is all in optimizer.safetensors. */
+    if (optimizer) ZT_TRY(zt_optimizer_save_state(optimizer, &blob, &n_bytes));
     char *hex = zt_malloc(2 * n_bytes + 1);
     if (!hex) {
         free(blob);
@@ -123,7 +125,8 @@ zt_status zt_snapshot_save(const char *output_dir, const zt_model *model, const 
         return zt_fail(ZT_ERR_IO, "%s: cannot move the previous snapshot aside: %s", final_dir,
                        strerror(errno));
     if (rename(tmp, final_dir) != 0)
-        return zt_fail(ZT_ERR_IO, "%s: cannot install the snapshot: %s", final_dir, strerror(errno));
+        return zt_fail(ZT_ERR_IO, "%s: cannot install the snapshot: %s", final_dir,
+                       strerror(errno));
     remove_tree(old);
     return ZT_OK;
 }
@@ -164,8 +167,7 @@ static int hex_digit(char c) {
 }
 
 zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_copies,
-                                 zt_optimizer *optimizer, int *next_step,
-                                 int *observed_eval_step) {
+                                 zt_optimizer *optimizer, int *next_step, int *observed_eval_step) {
     char path[ZT_PATH_MAX];
     ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
     char *text = NULL;
@@ -216,7 +218,11 @@ zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_co
         free(blob);
         return zt_fail(ZT_ERR_FORMAT, "%s: \"policy_state\" is not a hex string", path);
     }
-    zt_status s = zt_optimizer_load_state(optimizer, blob, n_bytes);
+    zt_status s = ZT_OK;
+    if (optimizer)
+        s = zt_optimizer_load_state(optimizer, blob, n_bytes);
+    else if (n_bytes != 0)
+        s = zt_fail(ZT_ERR_FORMAT, "a policy state where a first-order run keeps none");
     free(blob);
     if (s != ZT_OK) return zt_fail_context(s, "%s: ", path);
     if (state_copies == 0) return ZT_OK;

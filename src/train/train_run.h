@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "backprop.h"
 #include "data/sampler.h"
 #include "train/trainer.h"
 #include "zo/steplog.h"
@@ -19,7 +20,12 @@ typedef struct zt_run {
     uint8_t *trainable;
     zt_param_set ps;
     int state_copies;
-    zt_optimizer *optimizer;
+    zt_optimizer *optimizer; /* NULL in a first-order run */
+    const zt_fo_info *fo;    /* the first-order optimizer, NULL in a ZO run */
+    zt_grad_buffers *grad_buffers;
+    float *grads; /* (parameters) the step's gradient block, backend memory */
+    size_t grads_floats;
+    size_t *grad_offsets; /* (n_tensors) into grads */
     zt_workspace *ws;
     zt_task_objective objective_state;
     zt_objective objective;
@@ -35,6 +41,8 @@ typedef struct zt_run {
     int last_eval_step;       /* step of the last evaluation in the log, -1 for none */
     int observed_eval_step;   /* the last evaluation fed to a plateau schedule, -1 for none */
     int weights_dirty;        /* the weights may differ from what the log describes */
+    int kept_records;         /* of the log's records, those the state stands on (a first-order
+                                 run's steps past its snapshot are made again) */
     zt_eval_point first_eval, last_eval, best_eval;
     int have_first_eval, best_step;
 } zt_run;

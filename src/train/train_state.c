@@ -93,6 +93,11 @@ void zt_run_describe(zt_run *r) {
     add_option(h, "as2p window over elapsed steps", "%d", hp->as2p_window_elapsed);
     add_option(h, "--plateau-factor", "%.17g", hp->plateau_factor);
     add_option(h, "--plateau-patience", "%d", hp->plateau_patience);
+    if (r->fo) {
+        add_option(h, "--nesterov", "%s", o->fo.nesterov ? "on" : "off");
+        add_option(h, "--clip-grad-norm", "%.17g", o->fo.clip_norm);
+        add_option(h, "--micro-batches", "%d", o->fo.micro_batches);
+    }
 }
 
 static const char *input_path(const zt_train_options *o, const char *name) {
@@ -168,7 +173,7 @@ void zt_run_note_evaluation(zt_run *r, const zt_step_record *rec) {
         r->best_step = rec->step;
     }
     if (rec->step > r->observed_eval_step) {
-        zt_optimizer_observe(r->optimizer, rec->eval.loss);
+        if (r->optimizer) zt_optimizer_observe(r->optimizer, rec->eval.loss);
         r->observed_eval_step = rec->step;
     }
 }
@@ -178,8 +183,13 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
     zt_param_set_free_state(&r->ps, r->state_copies);
     zt_optimizer_free(r->optimizer);
     r->optimizer = NULL;
-    ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->optimizer));
-    r->state_copies = zt_optimizer_get_info(r->optimizer)->state_copies;
+    r->kept_records = n_records;
+    if (r->fo) {
+        r->state_copies = zt_fo_state_copies(r->fo, &o->hp);
+    } else {
+        ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->optimizer));
+        r->state_copies = zt_optimizer_get_info(r->optimizer)->state_copies;
+    }
     ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
     int next = 0, observed = -1;
     if (r->snapshot_dir[0])
@@ -196,6 +206,12 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
             continue;
         }
         if (rec->step < next) continue;
+        if (rec->kind == ZT_RECORD_FO_STEP) {
+            /* Its gradient is not in the log: the steps from here are made again, and the log
+             * is cut back to this record (open_log, zt_run_restore_logged_state). */
+            r->kept_records = i;
+            break;
+        }
         if (rec->step != next)
             return zt_fail(ZT_ERR_FORMAT, "%s: record for step %d where step %d was expected",
                            r->log_path, rec->step, next);
@@ -217,6 +233,13 @@ zt_status zt_run_restore_logged_state(zt_run *r) {
     ZT_TRY(zt_steplog_read(r->log_path, &logged, &records, &n, NULL));
     zt_status s = zt_run_rebuild_state(r, records, n);
     free(records);
+    if (s == ZT_OK && r->kept_records < n) {
+        /* a first-order run goes back to its snapshot: the log with it */
+        zt_steplog_close(r->log);
+        r->log = NULL;
+        s = zt_steplog_keep_records(r->log_path, r->kept_records);
+        if (s == ZT_OK) s = zt_steplog_open_append(r->log_path, &r->header, &r->log);
+    }
     if (s == ZT_OK) r->weights_dirty = 0;
     return s;
 }
@@ -256,6 +279,13 @@ void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, s
                      rec->skip_reason == ZT_SKIP_NONFINITE_LOSS ? "non-finite loss"
                                                                 : "non-finite weights");
         used = n < 0 ? size : (size_t)n;
+    } else if (rec->kind == ZT_RECORD_FO_STEP) {
+        n = snprintf(buf, size, "{\"step\":%d", rec->step + 1);
+        used = n < 0 ? size : (size_t)n;
+        put_number(buf, size, &used, "loss", "%.9g", rec->losses[0]);
+        put_number(buf, size, &used, "lr", "%.9g", rec->update.lr);
+        put_number(buf, size, &used, "step_size", "%.9g", rec->update.lr);
+        put_number(buf, size, &used, "grad_norm", "%.9g", rec->update.projected_grad);
     } else {
         n = snprintf(buf, size, "{\"step\":%d", rec->step + 1);
         used = n < 0 ? size : (size_t)n;

@@ -24,6 +24,7 @@
 #include "text/bpe.h"
 #include "train/snapshot.h"
 #include "train/train_run.h"
+#include "train/first_order_run.h"
 #include "train/trainable.h"
 #include "zo/steplog.h"
 
@@ -55,6 +56,7 @@ void zt_train_options_default(zt_train_options *o) {
     o->device = "cpu";
     o->gemm = "auto";
     o->log_every = 10;
+    o->fo.micro_batches = 1;
 }
 
 static double now_seconds(void) {
@@ -109,6 +111,11 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
                                zt_perturb_mode mode, const zt_train_shape *train_shape,
                                zt_train_memory_plan *plan) {
     memset(plan, 0, sizeof *plan);
+    if (zt_fo_find(optimizer_name))
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "--optimizer %s: the memory plan of first-order training is not there yet "
+                       "(zotune trains with it; `zotune train` reports the measured peak)",
+                       optimizer_name);
     for (int i = 0; i < model->n_tensors; i++)
         if (!trainable || trainable[i]) plan->trainable_elems += model->tensors[i].n_elems;
     zt_optimizer *optimizer = NULL;
@@ -149,11 +156,12 @@ static zt_status create_workspace(run *r) {
     zt_train_shape run_shape;
     zt_train_shape_of(r->model, &r->train, r->have_eval ? &r->eval : NULL, r->o->batch_size,
                       r->o->train_as_lm, r->o->objective == ZT_OBJECTIVE_F1, &run_shape);
-    int n_variants = 0, sphere = 0;
-    ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
+    int n_variants = 1, sphere = 0;
+    if (!r->fo) ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
     zt_workspace_shape shape = {run_shape.sequences, run_shape.seq_len, n_variants,
-                                r->o->mode == ZT_PERTURB_SHADOW, sphere};
+                                !r->fo && r->o->mode == ZT_PERTURB_SHADOW, sphere};
     ZT_TRY(zt_workspace_create(r->model, &shape, &r->ws));
+    if (r->fo) ZT_TRY(zt_fo_run_prepare(r, run_shape.sequences, run_shape.seq_len));
     memset(&r->objective_state, 0, sizeof r->objective_state);
     r->objective_state.model = r->model;
     r->objective_state.ws = r->ws;
@@ -212,8 +220,9 @@ static void progress(const run *r, int step, double loss, double step_size, doub
     zt_mem_stats mem;
     zt_mem_stats_get(&mem);
     fprintf(stderr, "step %6d/%d  loss %.5f  %s %.3g  %.2f steps/s  ETA %s  peak %.1f MiB\n",
-            step + 1, r->o->steps, loss, zt_optimizer_get_info(r->optimizer)->step_label, step_size,
-            rate, eta, (double)mem.peak_total / (1024.0 * 1024.0));
+            step + 1, r->o->steps, loss,
+            r->optimizer ? zt_optimizer_get_info(r->optimizer)->step_label : "lr", step_size, rate,
+            eta, (double)mem.peak_total / (1024.0 * 1024.0));
 }
 
 static void run_free(run *r) {
@@ -223,6 +232,7 @@ static void run_free(run *r) {
     free(r->indices);
     zt_task_objective_release(&r->objective_state);
     zt_workspace_free(r->ws);
+    zt_fo_run_release(r);
     if (r->model) zt_param_set_free_state(&r->ps, r->state_copies);
     zt_trainable_param_set_free(&r->ps);
     zt_optimizer_free(r->optimizer);
@@ -238,9 +248,35 @@ static zt_status check_options(const zt_train_options *o) {
     if (!o->model_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--model is required");
     if (!o->train_path) return zt_fail(ZT_ERR_INVALID_ARG, "--train is required");
     if (!o->output_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--output is required");
-    if (!o->optimizer || !zt_optimizer_find(o->optimizer))
+    if (!o->optimizer || (!zt_optimizer_find(o->optimizer) && !zt_fo_find(o->optimizer)))
         return zt_fail(ZT_ERR_INVALID_ARG, "--optimizer %s: not a known optimizer",
                        o->optimizer ? o->optimizer : "(none)");
+    if (zt_fo_find(o->optimizer)) {
+        if (o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--lr-schedule plateau: not with a first-order optimizer (%s)",
+                           o->optimizer);
+        if (o->objective != ZT_OBJECTIVE_LOSS)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--objective %s: a first-order optimizer (%s) follows the loss's "
+                           "gradient; the metric has none",
+                           o->objective == ZT_OBJECTIVE_ACCURACY ? "accuracy" : "f1", o->optimizer);
+        if (o->fo.micro_batches < 1 || o->fo.micro_batches > o->batch_size)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--micro-batches %d: must be in 1 .. --batch-size %d",
+                           o->fo.micro_batches, o->batch_size);
+        if (o->fo.nesterov && !(o->hp.momentum > 0.0))
+            return zt_fail(ZT_ERR_INVALID_ARG, "--nesterov needs --momentum > 0 (%s)",
+                           o->optimizer);
+        if (!(o->fo.clip_norm >= 0.0) || !isfinite(o->fo.clip_norm))
+            return zt_fail(ZT_ERR_INVALID_ARG, "--clip-grad-norm %g: must be >= 0 (0: off)",
+                           o->fo.clip_norm);
+    } else if (o->fo.nesterov || o->fo.clip_norm != 0.0 || o->fo.micro_batches > 1) {
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--nesterov, --clip-grad-norm and --micro-batches are first-order options; "
+                       "%s is a zeroth-order optimizer",
+                       o->optimizer);
+    }
     if (o->steps <= 0) return zt_fail(ZT_ERR_INVALID_ARG, "--steps %d: must be positive", o->steps);
     if (o->batch_size <= 0 || o->batch_size > ZT_MAX_TOKENS_PER_FORWARD)
         return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be in 1 .. %d", o->batch_size,
@@ -285,7 +321,8 @@ static zt_status open_log(run *r) {
                     "--output %s already holds a run of %d records: pass --resume to continue it, "
                     "or choose another directory",
                     o->output_dir, n);
-    r->state_copies = zt_optimizer_find(o->optimizer)->state_copies;
+    r->state_copies =
+        r->fo ? zt_fo_state_copies(r->fo, &o->hp) : zt_optimizer_find(o->optimizer)->state_copies;
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
@@ -296,7 +333,10 @@ static zt_status open_log(run *r) {
                 "from here will not be bit-identical to an uninterrupted run (that needs the same "
                 "--device and --gemm)\n",
                 r->log_path, logged.compute, r->header.compute);
-    if (s == ZT_OK) s = zt_run_rewrite_metrics(r, records, n);
+    /* A first-order run's steps past its snapshot are made again: cut them from the log. */
+    if (s == ZT_OK && r->kept_records < n)
+        s = zt_steplog_keep_records(r->log_path, r->kept_records);
+    if (s == ZT_OK) s = zt_run_rewrite_metrics(r, records, r->kept_records);
     free(records);
     ZT_TRY(s);
     r->metrics = fopen(r->metrics_path, "ab");
@@ -380,6 +420,19 @@ static zt_status log_skipped(run *r, int step, uint64_t step_seed, zt_skip_reaso
 static zt_status take_step(run *r, int step, const zt_engine_options *eo, double t_start,
                            zt_step_record *rec, int *skipped) {
     *skipped = 0;
+    if (r->fo) {
+        zt_status s = zt_fo_run_step(r, step, rec, skipped);
+        if (s != ZT_OK || *skipped) {
+            if (*skipped)
+                return log_skipped(r, step, 0, (zt_skip_reason)rec->skip_reason,
+                                   now_seconds() - t_start);
+            return s;
+        }
+        ZT_TRY(zt_steplog_append(r->log, rec));
+        r->weights_dirty = 0;
+        r->next_step = step + 1;
+        return write_metrics_line(r, rec, now_seconds() - t_start);
+    }
     zt_status s = zt_zo_step_record(r->optimizer, &r->ps, &r->objective, step, eo, rec);
     /* Losses are checked before the policy's finish, the only call that changes its state, so
      * a skipped step leaves nothing to undo. */
@@ -504,7 +557,10 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     zt_dir_lock lock = {-1};
     zt_status s = ensure_dir(o->output_dir);
     if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
+    r.fo = zt_fo_find(o->optimizer);
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
+    if (s == ZT_OK && r.fo) s = zt_backend_require_backward(r.be, "--optimizer first-order");
+    if (s == ZT_OK && r.fo) s = zt_backend_require_fo_update(r.be, "--optimizer first-order");
     if (s == ZT_OK) s = load_model(&r);
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = open_log(&r);

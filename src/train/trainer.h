@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "train/eval.h"
+#include "train/first_order.h"
 #include "train/objective.h"
 #include "zo/optimizer.h"
 
@@ -43,6 +44,8 @@ typedef struct zt_train_options {
     int skip_nonfinite; /* --on-nonfinite skip: log a diverging step as skipped and go on */
     /* test hook: stop (as if interrupted) after this many steps of this invocation; 0 = off */
     int stop_after;
+    /* first-order optimizers (--optimizer sgd, signsgd, adam, adamw, adamm): backprop */
+    zt_fo_options fo;
 } zt_train_options;
 
 typedef struct zt_train_result {

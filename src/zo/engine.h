@@ -49,6 +49,9 @@ typedef enum zt_record_kind {
     ZT_RECORD_STEP = 0,
     ZT_RECORD_SKIPPED = 1,
     ZT_RECORD_EVAL = 2,
+    /* a first-order step (backprop, src/train/first_order.h): its loss, lr and gradient norm
+     * (update.projected_grad) for the record; it cannot be replayed from the log */
+    ZT_RECORD_FO_STEP = 3,
 } zt_record_kind;
 
 typedef enum zt_skip_reason {
@@ -66,7 +69,7 @@ typedef struct zt_eval_point {
 typedef struct zt_step_record {
     zt_record_kind kind; /* ZT_RECORD_STEP (0) for what the engine makes */
     zt_skip_reason skip_reason;
-    zt_eval_point eval;  /* ZT_RECORD_EVAL only */
+    zt_eval_point eval; /* ZT_RECORD_EVAL only */
     int step;
     uint64_t step_seed;
     int n_variants;
@@ -75,6 +78,7 @@ typedef struct zt_step_record {
     zt_step_update update; /* coefficients already in units of z (sphere folded in) */
     int stochastic_rounding;
     uint64_t rounding_seed;
+    char fo_name[16]; /* ZT_RECORD_FO_STEP: the first-order optimizer */
 } zt_step_record;
 
 typedef struct zt_engine_options {

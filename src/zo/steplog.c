@@ -51,7 +51,13 @@ static void append_number(char *buf, size_t size, size_t *used, const char *key,
 
 static zt_status format_other(const zt_step_record *r, char *buf, size_t size) {
     size_t used = 0;
-    if (r->kind == ZT_RECORD_SKIPPED) {
+    if (r->kind == ZT_RECORD_FO_STEP) {
+        append_text(buf, size, &used, "{\"step\":%d,\"fo\":\"%s\"", r->step, r->fo_name);
+        append_number(buf, size, &used, "loss", r->losses[0]);
+        append_number(buf, size, &used, "lr", r->update.lr);
+        append_number(buf, size, &used, "grad_norm", r->update.projected_grad);
+        append_text(buf, size, &used, "}");
+    } else if (r->kind == ZT_RECORD_SKIPPED) {
         append_text(buf, size, &used, "{\"step\":%d,\"seed\":\"%016llx\",\"skipped\":\"%s\"}",
                     r->step, (unsigned long long)r->step_seed, skip_names[r->skip_reason]);
     } else {
@@ -183,6 +189,19 @@ static zt_status parse_record(const cJSON *o, const char *path, int line, zt_ste
     double v = 0.0;
     if (cJSON_HasObjectItem(o, "eval")) return parse_eval(o, path, line, r);
     ZT_TRY(get_step(o, "step", path, line, &r->step));
+    const cJSON *fo = cJSON_GetObjectItemCaseSensitive(o, "fo");
+    if (fo) {
+        if (!cJSON_IsString(fo) || strlen(fo->valuestring) >= sizeof r->fo_name)
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: \"fo\" must name an optimizer", path, line);
+        r->kind = ZT_RECORD_FO_STEP;
+        snprintf(r->fo_name, sizeof r->fo_name, "%s", fo->valuestring);
+        r->n_variants = 1;
+        ZT_TRY(get_number(o, "loss", path, line, &r->losses[0]));
+        ZT_TRY(get_number(o, "lr", path, line, &r->update.lr));
+        ZT_TRY(get_number(o, "grad_norm", path, line, &r->update.projected_grad));
+        r->update.step_size = r->update.lr;
+        return ZT_OK;
+    }
     ZT_TRY(parse_hex64(cJSON_GetObjectItemCaseSensitive(o, "seed"), path, line, "seed",
                        &r->step_seed));
     const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(o, "skipped");
@@ -394,6 +413,27 @@ zt_status zt_steplog_open_append(const char *path, const zt_steplog_header *head
         }
     }
     *out = log;
+    return ZT_OK;
+}
+
+zt_status zt_steplog_keep_records(const char *path, int n_keep) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return zt_fail(ZT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    long keep = -1, pos = 0;
+    int lines = 0, c;
+    while ((c = fgetc(f)) != EOF) {
+        pos++;
+        /* the header is line 1, record i line i + 2 */
+        if (c == '\n' && ++lines == n_keep + 1) {
+            keep = pos;
+            break;
+        }
+    }
+    fclose(f);
+    if (keep < 0) return ZT_OK;
+    if (truncate(path, keep) != 0)
+        return zt_fail(ZT_ERR_IO, "%s: cannot cut the records past %d: %s", path, n_keep,
+                       strerror(errno));
     return ZT_OK;
 }
 

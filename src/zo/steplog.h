@@ -48,10 +48,15 @@ void zt_steplog_close(zt_steplog *log);
 /* The value of a run option of the header, or NULL. */
 const char *zt_steplog_run_value(const zt_steplog_header *header, const char *name);
 
-/* Reads a whole log: header and records (steps, skipped steps, evaluations) in order. Errors name path:line. A last line without
- * its newline is torn, parsable or not: ignored (reported through *torn_tail when not NULL). */
+/* Reads a whole log: header and records (steps, skipped steps, evaluations) in order. Errors name
+ * path:line. A last line without its newline is torn, parsable or not: ignored (reported through
+ * *torn_tail when not NULL). */
 zt_status zt_steplog_read(const char *path, zt_steplog_header *header, zt_step_record **records,
                           int *n_records, int *torn_tail);
+
+/* Cuts the log (closed) back to its header and first n_keep records: a first-order run's steps
+ * past its snapshot cannot be replayed, so a resume makes them again. */
+zt_status zt_steplog_keep_records(const char *path, int n_keep);
 
 /* One record as a JSON line (no newline) into buf; returns ZT_ERR_INTERNAL if it does not fit. */
 zt_status zt_steplog_format(const zt_step_record *record, char *buf, size_t size);

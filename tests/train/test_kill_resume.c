@@ -33,22 +33,11 @@ static pid_t start_training(const char *out, int resume) {
     return pid;
 }
 
-static int log_lines(const char *out) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/steplog.jsonl", out);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int lines = 0, c;
-    while ((c = fgetc(f)) != EOF) lines += c == '\n';
-    fclose(f);
-    return lines;
-}
-
 /* Runs until the log has `lines` lines, then sends `signo`. Returns the exit code. */
 static int interrupt_at(const char *out, int lines, int signo) {
     pid_t pid = start_training(out, 0);
     struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && log_lines(out) < lines; spins++) nanosleep(&nap, NULL);
+    for (int spins = 0; spins < 600000 && steplog_lines(out) < lines; spins++) nanosleep(&nap, NULL);
     kill(pid, signo);
     return wait_exit(pid);
 }
@@ -93,7 +82,7 @@ static void check_saved_at_stop(const char *out, int logged_steps) {
 static pid_t check_second_writer(const char *out) {
     pid_t first = start_training(out, 0);
     struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && log_lines(out) < 50; spins++) nanosleep(&nap, NULL);
+    for (int spins = 0; spins < 600000 && steplog_lines(out) < 50; spins++) nanosleep(&nap, NULL);
     char model[1024], data[1024], cmd[4096], printed[4096] = "";
     fixture_path(model, sizeof model, "opt-pre-bf16", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
@@ -126,7 +115,7 @@ int main(int argc, char **argv) {
     ZT_CHECK(wait_exit(start_training(full, 0)) == 0, "uninterrupted run failed");
 
     int rc = interrupt_at(termed, 400, SIGTERM);
-    int done_at_term = log_lines(termed) - 1;
+    int done_at_term = steplog_lines(termed) - 1;
     /* 1500 steps take far longer than reaching line 400: the signal lands mid-run */
     ZT_CHECK(rc == 130, "SIGTERM: exit %d (want 130: saved and stopped)", rc);
     ZT_CHECK(done_at_term >= 399 && done_at_term < STEPS, "SIGTERM: stopped after %d steps",
@@ -141,10 +130,10 @@ int main(int argc, char **argv) {
     /* the SIGKILL run first meets a second writer, then dies holding its lock */
     pid_t writer = check_second_writer(killed);
     struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && log_lines(killed) < 700; spins++) nanosleep(&nap, NULL);
+    for (int spins = 0; spins < 600000 && steplog_lines(killed) < 700; spins++) nanosleep(&nap, NULL);
     kill(writer, SIGKILL);
     rc = wait_exit(writer);
-    int done_at_kill = log_lines(killed) - 1;
+    int done_at_kill = steplog_lines(killed) - 1;
     ZT_CHECK(rc == 128 + SIGKILL, "SIGKILL: exit %d", rc);
     ZT_CHECK(wait_exit(start_training(killed, 1)) == 0, "resume after SIGKILL failed");
     d = compare_checkpoints(full, killed);

@@ -39,6 +39,19 @@ static inline double element_as_double(const zt_st_tensor *t, size_t i) {
     return strcmp(t->dtype, "F16") == 0 ? zt_f16_to_f32(h) : zt_bf16_to_f32(h);
 }
 
+/* Lines of out/steplog.jsonl (the header and one per record), 0 when there is none. */
+static inline int steplog_lines(const char *out) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/steplog.jsonl", out);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int lines = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        lines += c == '\n';
+    fclose(f);
+    return lines;
+}
+
 typedef struct checkpoint_diff {
     size_t elements, changed;
     double max_abs;

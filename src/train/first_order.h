@@ -1,0 +1,48 @@
+/* First-order training (docs/design.md §3.1): the optimizers backprop serves, and one step of
+ * them inside `zotune train` (gradients by zt_model_grad, clipping, the update by the backend's
+ * fo_update). */
+#ifndef ZT_TRAIN_FIRST_ORDER_H
+#define ZT_TRAIN_FIRST_ORDER_H
+
+#include "backend.h"
+#include "data/dataset.h"
+#include "zo/optimizer.h"
+
+typedef struct zt_fo_info {
+    const char *name;
+    zt_fo_rule rule;
+    int decoupled_decay; /* adamw */
+    const char *summary;
+} zt_fo_info;
+
+/* The first-order optimizers by name (sgd, signsgd, adam, adamw, adamm); NULL if unknown. */
+const zt_fo_info *zt_fo_find(const char *name);
+int zt_fo_count(void);
+const zt_fo_info *zt_fo_at(int index);
+
+/* What a first-order run takes beyond zt_zo_hparams (lr and its schedule, weight decay,
+ * momentum, beta1, beta2, adam_eps come from there). */
+typedef struct zt_fo_options {
+    int nesterov;      /* sgd with momentum */
+    double clip_norm;  /* global gradient norm clipping; 0 = off */
+    int micro_batches; /* the step's examples in this many backward passes (>= 1) */
+} zt_fo_options;
+
+/* f32 state copies the optimizer keeps per trainable element. */
+int zt_fo_state_copies(const zt_fo_info *info, const zt_zo_hparams *hp);
+
+/* The update of step `step` (0-based) of `total`: lr from the schedule, Adam's bias corrections
+ * for step + 1. grad_scale 1, weight decay for a tensor that takes it. */
+zt_fo_update zt_fo_update_at(const zt_fo_info *info, const zt_zo_hparams *hp,
+                             const zt_fo_options *fo, int step, int total);
+
+/* d loss / d log p for every target of a task batch, as zt_model_grad's weights (their
+ * negatives): the token mean over `total_targets` for LM batches; for classification, the
+ * cross-entropy over each example's candidate scores (mean log-probability of the option
+ * tokens), averaged over `total_examples`, from the batch's log-probabilities. *loss receives
+ * this batch's share of the step's loss. */
+zt_status zt_fo_target_weights(const zt_task_batch *batch, const float *logprobs,      /* (R) */
+                               long total_targets, int total_examples, float *weights, /* (R) */
+                               double *loss);
+
+#endif
