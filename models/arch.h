@@ -96,6 +96,9 @@ struct zt_arch {
      * buffers for n_tokens rows with n_rows targets, and the pass itself: forward keeping each
      * layer's input, the head's loss and gradient, then the layers back to the embedding. */
     size_t (*grad_area_floats)(const zt_model *m, size_t n_tokens, size_t n_rows);
+    /* The largest backend scratch any op of grad asks for batches up to sequences x seq_len
+     * (grad_sumsq aside: its callers plan it). */
+    size_t (*grad_scratch_bytes)(const zt_model *m, int sequences, int seq_len);
     zt_status (*grad)(const zt_grad_pass *pass);
 };
 

@@ -58,6 +58,11 @@ size_t zt_grad_buffers_bytes(const zt_model *m, int max_batch, int max_seq_len) 
     return plan(m, max_batch, max_seq_len, &gb);
 }
 
+size_t zt_grad_scratch_bytes(const zt_model *m, int max_batch, int max_seq_len) {
+    if (!m->arch->grad || max_batch <= 0 || max_seq_len <= 0) return 0;
+    return m->arch->grad_scratch_bytes(m, max_batch, max_seq_len);
+}
+
 zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len,
                                  zt_grad_buffers **out) {
     *out = NULL;
@@ -78,6 +83,12 @@ zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len,
     zt_status s = m->be->ops->alloc(m->be, gb->bytes, ZT_MEM_ACTIVATIONS, (void **)&gb->base);
     if (s != ZT_OK) {
         free(gb);
+        return s;
+    }
+    /* reaching the scratch's peak now makes a run's memory what its plan says */
+    s = m->be->ops->reserve_scratch(m->be, zt_grad_scratch_bytes(m, max_batch, max_seq_len));
+    if (s != ZT_OK) {
+        zt_grad_buffers_free(gb);
         return s;
     }
     *out = gb;

@@ -19,6 +19,9 @@ typedef struct zt_grad_buffers zt_grad_buffers;
 /* Bytes zt_grad_buffers_create allocates at that shape (activations), 0 when the family has no
  * backprop. */
 size_t zt_grad_buffers_bytes(const zt_model *model, int max_batch, int max_seq_len);
+/* Bytes of backend scratch a backward pass at that shape asks at most (the family's ops, and
+ * the forward's at that shape); zt_grad_buffers_create reserves it. */
+size_t zt_grad_scratch_bytes(const zt_model *model, int max_batch, int max_seq_len);
 zt_status zt_grad_buffers_create(zt_model *model, int max_batch, int max_seq_len,
                                  zt_grad_buffers **out);
 void zt_grad_buffers_free(zt_grad_buffers *gb);

@@ -120,6 +120,20 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     case ZT_SCRATCH_Z_SUMSQ:
         floats = zt_cpu_z_sumsq_scratch_floats(q->n_elems);
         break;
+    case ZT_SCRATCH_LINEAR_BACKWARD:
+        floats =
+            zt_cpu_linear_backward_scratch_floats(q->in_features, q->out_features, q->weight_dtype);
+        break;
+    case ZT_SCRATCH_ATTENTION_BACKWARD:
+        floats = zt_cpu_attention_backward_scratch_floats(q->seq_len, q->head_dim,
+                                                          zt_cpu(be)->n_threads);
+        break;
+    case ZT_SCRATCH_LAYERNORM_BACKWARD:
+        floats = zt_cpu_layernorm_backward_scratch_floats(q->n_rows, q->in_features);
+        break;
+    case ZT_SCRATCH_GRAD_SUMSQ:
+        floats = zt_cpu_grad_sumsq_scratch_floats(q->n_elems);
+        break;
     }
     return floats * sizeof(float);
 }

@@ -43,6 +43,12 @@ zt_status zt_cpu_target_logprobs_backward(zt_backend *be, float *d_logits, /* (R
                                           const float *d_logprob,          /* (R) */
                                           int n_rows, int vocab);
 
+/* Floats of backend scratch each takes (for the planner, and taken by the op itself). */
+size_t zt_cpu_linear_backward_scratch_floats(int in_features, int out_features,
+                                             zt_dtype weight_dtype);
+size_t zt_cpu_layernorm_backward_scratch_floats(int n_rows, int n_cols);
+size_t zt_cpu_grad_sumsq_scratch_floats(size_t n_elems);
+
 /* First-order updates (fo_update.c). */
 zt_status zt_cpu_fo_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
                            size_t n_elems, const float *grad, float *state, const zt_fo_update *u);

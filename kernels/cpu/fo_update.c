@@ -149,6 +149,10 @@ zt_status zt_cpu_fo_update(zt_backend *be, void *theta, zt_dtype dtype,         
  * the same bits on any thread count. */
 #define ZT_CPU_SUMSQ_CHUNK 4096
 
+size_t zt_cpu_grad_sumsq_scratch_floats(size_t n_elems) {
+    return 2 * ((n_elems + ZT_CPU_SUMSQ_CHUNK - 1) / ZT_CPU_SUMSQ_CHUNK);
+}
+
 zt_status zt_cpu_grad_sumsq(zt_backend *be, double *out, const float *x, /* (n) */
                             size_t n_elems) {
     const char *op = "grad_sumsq";
@@ -160,7 +164,8 @@ zt_status zt_cpu_grad_sumsq(zt_backend *be, double *out, const float *x, /* (n) 
     ZT_TRY(zt_check_ptr(op, "x", x));
     const size_t n_chunks = (n_elems + ZT_CPU_SUMSQ_CHUNK - 1) / ZT_CPU_SUMSQ_CHUNK;
     double *partial = NULL;
-    ZT_TRY(zt_cpu_scratch(zt_cpu(be), 2 * n_chunks, op, (float **)&partial));
+    ZT_TRY(zt_cpu_scratch(zt_cpu(be), zt_cpu_grad_sumsq_scratch_floats(n_elems), op,
+                          (float **)&partial));
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
     for (size_t c = 0; c < n_chunks; c++) {
         const size_t first = c * ZT_CPU_SUMSQ_CHUNK;

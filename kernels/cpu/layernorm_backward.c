@@ -3,7 +3,7 @@
  *     d_in    = rstd * (g - mean_c(g) - x-hat * mean_c(g * x-hat))
  *     d_gamma += sum_n d_out * x-hat,   d_beta += sum_n d_out.
  * d_in may be d_out but must not overlap `in` or a shifted d_out (refused). Scratch: 2N + C floats
- * from zt_cpu_scratch on demand (the scratch planner does not know the backward ops yet). */
+ * from zt_cpu_scratch, sized by zt_cpu_layernorm_backward_scratch_floats (the planner asks it). */
 #include "core/status.h"
 #include "cpu/cpu_backward.h"
 #include "cpu/cpu_common.h"
@@ -87,6 +87,10 @@ static void parameter_gradients(zt_cpu_backend *cpu, float *d_gamma, float *d_be
     }
 }
 
+size_t zt_cpu_layernorm_backward_scratch_floats(int n_rows, int n_cols) {
+    return 2 * (size_t)n_rows + (size_t)n_cols;
+}
+
 zt_status zt_cpu_layernorm_backward(zt_backend *be, float *d_in,   /* (N,C) = */
                                     float *d_gamma, float *d_beta, /* (C) +=, (C) += */
                                     const float *d_out,            /* (N,C) */
@@ -100,7 +104,8 @@ zt_status zt_cpu_layernorm_backward(zt_backend *be, float *d_in,   /* (N,C) = */
     /* Scratch: [mean (N) | rstd (N) | gamma widened (C)]. The statistics are kept because the
      * parameter pass reads them column-wise, after which d_in may overwrite d_out. */
     float *scratch = NULL;
-    ZT_TRY(zt_cpu_scratch(cpu, 2 * (size_t)n_rows + (size_t)n_cols, op, &scratch));
+    ZT_TRY(zt_cpu_scratch(cpu, zt_cpu_layernorm_backward_scratch_floats(n_rows, n_cols), op,
+                          &scratch));
     float *mean = scratch, *rstd = scratch + n_rows, *scale = scratch + 2 * (size_t)n_rows;
     if (gamma.data)
         zt_cpu_weight_to_f32(scale, gamma, 0, (size_t)n_cols);

@@ -7,8 +7,8 @@
  * pieces that moved with the thread count would move the bits.
  * Beyond cpu_backward.h: `in` may be NULL when d_w is, the weight's data when d_in is; no buffer
  * the op writes may overlap another it touches (refused, nothing written). The scratch (a half
- * weight's chunk, for d_in only) comes from zt_cpu_scratch on demand; the scratch planner does
- * not know the backward ops yet. */
+ * weight's chunk, for d_in only) comes from zt_cpu_scratch, sized by
+ * zt_cpu_linear_backward_scratch_floats, which the scratch planner asks too. */
 #include <cblas.h>
 
 #include "core/status.h"
@@ -168,6 +168,14 @@ static void input_gradient(zt_cpu_backend *cpu, float *d_in, /* (N,IC) */
     }
 }
 
+size_t zt_cpu_linear_backward_scratch_floats(int in_features, int out_features,
+                                             zt_dtype weight_dtype) {
+    if (weight_dtype == ZT_F32) return 0;
+    const size_t chunk_rows =
+        out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? (size_t)out_features : ZT_CPU_LINEAR_CHUNK_ROWS;
+    return chunk_rows * (size_t)in_features;
+}
+
 zt_status zt_cpu_linear_backward(zt_backend *be, float *d_in, /* (N,IC) = */
                                  float *d_w,                  /* (OC,IC) += */
                                  float *d_bias,               /* (OC) += */
@@ -182,14 +190,12 @@ zt_status zt_cpu_linear_backward(zt_backend *be, float *d_in, /* (N,IC) = */
                       relu));
 
     float *chunk = NULL;
-    if (d_in && w.dtype != ZT_F32) {
-        const size_t chunk_rows = out_features < ZT_CPU_LINEAR_CHUNK_ROWS
-                                      ? (size_t)out_features
-                                      : ZT_CPU_LINEAR_CHUNK_ROWS;
+    if (d_in && w.dtype != ZT_F32)
         /* Taken before anything is written, so running out of memory leaves every output as it
          * was. */
-        ZT_TRY(zt_cpu_scratch(cpu, chunk_rows * (size_t)in_features, op, &chunk));
-    }
+        ZT_TRY(zt_cpu_scratch(
+            cpu, zt_cpu_linear_backward_scratch_floats(in_features, out_features, w.dtype), op,
+            &chunk));
 
     if (relu) relu_mask(cpu, d_out, out, n_rows, out_features);
     const float *d_pre = d_out;

@@ -266,6 +266,11 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     case ZT_SCRATCH_Z_SUMSQ:
         floats = zt_cuda_z_sumsq_scratch_floats(q->n_elems);
         break;
+    case ZT_SCRATCH_LINEAR_BACKWARD:
+    case ZT_SCRATCH_ATTENTION_BACKWARD:
+    case ZT_SCRATCH_LAYERNORM_BACKWARD:
+    case ZT_SCRATCH_GRAD_SUMSQ:
+        break; /* no backward ops here yet */
     }
     return floats * sizeof(float);
 }

@@ -66,6 +66,58 @@ size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows
     return layout(m, n_tokens, n_rows, NULL, &b);
 }
 
+static size_t larger(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+/* linear's backward over a tensor stored as `weight` is, (in, out) features. */
+static size_t linear_backward_scratch(const zt_model *m, int weight, int in_features,
+                                      int out_features) {
+    if (weight < 0) return 0;
+    const zt_scratch_query q = {.op = ZT_SCRATCH_LINEAR_BACKWARD,
+                                .in_features = in_features,
+                                .out_features = out_features,
+                                .weight_dtype = m->tensors[weight].dtype,
+                                .bias_dtype = ZT_F32};
+    return zt_plan_scratch(m, &q);
+}
+
+size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) {
+    const zt_opt_family *fam = zt_opt_family_of(m);
+    const zt_opt_config *c = &fam->cfg;
+    const int h = c->hidden_size, f = c->ffn_dim, e = c->word_embed_proj_dim;
+    const int n = sequences * seq_len;
+    const int chunk = zt_head_chunk_rows(m->be, n);
+    /* the forward's own ops, layers and head, at this shape */
+    const zt_workspace_shape shape = {sequences, seq_len, 1, 0, 0};
+    size_t most = zt_opt_scratch_bytes(m, &shape);
+    most = larger(most, zt_plan_linear_scratch(m, m->lm_head, -1, chunk, e, c->vocab_size));
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const zt_opt_layer_ids *L = &fam->layers[l];
+        most = larger(most, linear_backward_scratch(m, L->q_w, h, h));
+        most = larger(most, linear_backward_scratch(m, L->k_w, h, h));
+        most = larger(most, linear_backward_scratch(m, L->v_w, h, h));
+        most = larger(most, linear_backward_scratch(m, L->out_w, h, h));
+        most = larger(most, linear_backward_scratch(m, L->fc1_w, h, f));
+        most = larger(most, linear_backward_scratch(m, L->fc2_w, f, h));
+    }
+    most = larger(most, linear_backward_scratch(m, fam->project_in, e, h));
+    most = larger(most, linear_backward_scratch(m, fam->project_out, h, e));
+    most = larger(most, linear_backward_scratch(m, m->lm_head, e, c->vocab_size));
+    const zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION_BACKWARD,
+                                        .weight_dtype = ZT_F32,
+                                        .bias_dtype = ZT_F32,
+                                        .seq_len = seq_len,
+                                        .head_dim = h / c->num_attention_heads};
+    const zt_scratch_query norm = {.op = ZT_SCRATCH_LAYERNORM_BACKWARD,
+                                   .weight_dtype = ZT_F32,
+                                   .bias_dtype = ZT_F32,
+                                   .n_rows = n,
+                                   .in_features = h};
+    most = larger(most, zt_plan_scratch(m, &attention));
+    return larger(most, zt_plan_scratch(m, &norm));
+}
+
 /* ---- helpers ---- */
 
 typedef struct pass_ctx {

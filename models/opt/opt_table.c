@@ -229,5 +229,6 @@ const zt_arch zt_opt_arch = {
     .layer = zt_opt_decoder_layer,
     .head_input = zt_opt_head_input,
     .grad_area_floats = zt_opt_grad_area_floats,
+    .grad_scratch_bytes = zt_opt_grad_scratch_bytes,
     .grad = zt_opt_grad,
 };

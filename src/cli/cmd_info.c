@@ -1,4 +1,5 @@
 /* zotune info: what a model is and what it will cost to run. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,12 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
            mib(p->inference.total_bytes));
     if (!p->optimizer) return;
     const zt_train_memory_plan *t = &p->train;
-    printf("training       %s, %s mode, K = %d variants, %llu trainable parameters\n", p->optimizer,
-           p->mode, t->n_variants, (unsigned long long)t->trainable_elems);
+    if (t->first_order)
+        printf("training       %s (backprop), %llu trainable parameters\n", p->optimizer,
+               (unsigned long long)t->trainable_elems);
+    else
+        printf("training       %s, %s mode, K = %d variants, %llu trainable parameters\n",
+               p->optimizer, p->mode, t->n_variants, (unsigned long long)t->trainable_elems);
     printf("  forward        %d sequences x %d tokens%s%s\n", p->shape.sequences, p->shape.seq_len,
            p->train_path ? " (from the data: " : "", p->train_path ? "train's rule)" : "");
     if (p->shape.cache_batch > 0)
@@ -69,6 +74,13 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     if (t->model.kv_cache_bytes)
         printf("  KV cache       %12zu bytes  %10.2f MiB\n", t->model.kv_cache_bytes,
                mib(t->model.kv_cache_bytes));
+    if (t->first_order) {
+        printf("  backprop       %12zu bytes  %10.2f MiB (layer inputs, one layer's "
+               "intermediates and gradients)\n",
+               t->backprop_bytes, mib(t->backprop_bytes));
+        printf("  gradients      %12zu bytes  %10.2f MiB\n", t->gradient_bytes,
+               mib(t->gradient_bytes));
+    }
     printf("  optimizer state%12zu bytes  %10.2f MiB (%d f32 copies)\n", t->optimizer_bytes,
            mib(t->optimizer_bytes), t->state_copies);
     printf("  total          %12zu bytes  %10.2f MiB\n", t->total_bytes, mib(t->total_bytes));
@@ -109,6 +121,10 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
         cJSON_AddNumberToObject(train, "seq_len", p->shape.seq_len);
         cJSON_AddNumberToObject(train, "trainable_parameters", (double)p->train.trainable_elems);
         cJSON_AddNumberToObject(train, "optimizer_bytes", (double)p->train.optimizer_bytes);
+        if (p->train.first_order) {
+            cJSON_AddNumberToObject(train, "backprop_bytes", (double)p->train.backprop_bytes);
+            cJSON_AddNumberToObject(train, "gradient_bytes", (double)p->train.gradient_bytes);
+        }
         cJSON_ReplaceItemInObject(train, "total_bytes",
                                   cJSON_CreateNumber((double)p->train.total_bytes));
         cJSON_AddItemToObject(root, "train_plan", train);
@@ -171,6 +187,7 @@ static zt_status shape_from_data(const zt_model *model, const char *model_dir,
 
 int zt_cmd_info(int argc, char **argv) {
     int json = 0, batch = 16, seq_len = 256, threads = 0, directions = 1;
+    double momentum = NAN;
     const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow",
                *trainable = NULL;
     const char *dtype_name = NULL, *train_path = NULL, *eval_path = NULL, *bos = "opt";
@@ -186,6 +203,8 @@ int zt_cmd_info(int argc, char **argv) {
         {"optimizer", ZT_ARG_STRING, &optimizer, "NAME", "also plan training with this optimizer"},
         {"mode", ZT_ARG_STRING, &mode, "M", "training mode: shadow (default) or inplace"},
         {"directions", ZT_ARG_INT, &directions, "Q", "directions per step for the plan (1)"},
+        {"momentum", ZT_ARG_DOUBLE, &momentum, "B",
+         "first-order sgd: its momentum (default 0, no state copy)"},
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
@@ -311,6 +330,8 @@ int zt_cmd_info(int argc, char **argv) {
         zt_zo_hparams hp;
         zt_zo_hparams_default(&hp);
         hp.n_directions = directions;
+        /* PyTorch's SGD keeps no momentum unless asked, as `zotune train` */
+        if (zt_fo_find(optimizer)) hp.momentum = isnan(momentum) ? 0.0 : momentum;
         selected = zt_calloc((size_t)model->n_tensors, 1);
         s = selected ? zt_model_select(model, trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");

@@ -111,13 +111,43 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
                                zt_perturb_mode mode, const zt_train_shape *train_shape,
                                zt_train_memory_plan *plan) {
     memset(plan, 0, sizeof *plan);
-    if (zt_fo_find(optimizer_name))
-        return zt_fail(ZT_ERR_UNAVAILABLE,
-                       "--optimizer %s: the memory plan of first-order training is not there yet "
-                       "(zotune trains with it; `zotune train` reports the measured peak)",
-                       optimizer_name);
+    size_t largest_trainable = 0;
     for (int i = 0; i < model->n_tensors; i++)
-        if (!trainable || trainable[i]) plan->trainable_elems += model->tensors[i].n_elems;
+        if (!trainable || trainable[i]) {
+            plan->trainable_elems += model->tensors[i].n_elems;
+            if (model->tensors[i].n_elems > largest_trainable)
+                largest_trainable = model->tensors[i].n_elems;
+        }
+    const zt_fo_info *fo = zt_fo_find(optimizer_name);
+    if (fo) {
+        plan->first_order = 1;
+        plan->n_variants = 1;
+        plan->state_copies = zt_fo_state_copies(fo, hp);
+        const zt_workspace_shape shape = {train_shape->sequences, train_shape->seq_len, 1, 0, 0};
+        zt_model_plan_memory(model, &shape, &plan->model);
+        if (train_shape->cache_batch > 0)
+            zt_kv_cache_plan_memory(model, train_shape->cache_batch, train_shape->cache_columns,
+                                    &plan->model);
+        /* one grow-only scratch: the largest of the forward's, backprop's and the norm's */
+        const zt_scratch_query norm = {.op = ZT_SCRATCH_GRAD_SUMSQ,
+                                       .weight_dtype = ZT_F32,
+                                       .bias_dtype = ZT_F32,
+                                       .n_elems = largest_trainable};
+        size_t scratch = zt_grad_scratch_bytes(model, train_shape->sequences, train_shape->seq_len);
+        const size_t norm_scratch = model->be->ops->scratch_bytes(model->be, &norm);
+        if (norm_scratch > scratch) scratch = norm_scratch;
+        if (scratch > plan->model.backend_scratch_bytes) {
+            plan->model.total_bytes += scratch - plan->model.backend_scratch_bytes;
+            plan->model.backend_scratch_bytes = scratch;
+        }
+        plan->backprop_bytes =
+            zt_grad_buffers_bytes(model, train_shape->sequences, train_shape->seq_len);
+        plan->gradient_bytes = zt_model_parameter_count(model) * sizeof(float);
+        plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
+        plan->total_bytes = plan->model.total_bytes + plan->backprop_bytes + plan->gradient_bytes +
+                            plan->optimizer_bytes;
+        return ZT_OK;
+    }
     zt_optimizer *optimizer = NULL;
     ZT_TRY(zt_optimizer_create(optimizer_name, hp, steps, plan->trainable_elems, &optimizer));
     int sphere = 0;

@@ -63,10 +63,15 @@ typedef struct zt_train_result {
 void zt_train_options_default(zt_train_options *o);
 
 /* Everything a training run holds in tracked memory: the model's plan with K residual streams
- * (and staging in shadow mode), plus the optimizer's state over the trainable tensors. The
- * tracked allocator's peak during zt_train equals total_bytes. */
+ * (and staging in shadow mode), plus the optimizer's state over the trainable tensors; for a
+ * first-order run the backward pass's activations and the gradient too. The tracked allocator's
+ * peak during zt_train equals total_bytes. */
 typedef struct zt_train_memory_plan {
-    zt_memory_plan model;
+    zt_memory_plan model;  /* first-order: K = 1, no staging, the scratch of backprop included */
+    size_t backprop_bytes; /* first-order: each layer's input and one layer's intermediates and
+                              gradients, the head's (models/backprop.h), as activations */
+    size_t gradient_bytes; /* first-order: the f32 gradient of every parameter (optimizer) */
+    int first_order;
     size_t optimizer_bytes;
     size_t total_bytes;
     int n_variants;

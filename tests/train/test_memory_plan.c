@@ -3,7 +3,9 @@
  * and the tracked allocator's measured peak equals the plan `zotune info --optimizer` prints,
  * to the byte. Runs: MeZO (no state), ZO-SGD-MMT (one copy), ZO-AdaMM (three copies, sphere
  * norm passes), STP (K = 3), shadow and in-place, F32 and F16, all or some tensors trainable,
- * GEMMs in f32 and with half inputs (--gemm half: half staging, rounded activations).
+ * GEMMs in f32 and with half inputs (--gemm half: half staging, rounded activations); and the
+ * first-order optimizers (AdamW, SGD on bf16 layers, Adam without the embeddings, AdaMM on f16),
+ * whose plan adds backprop's buffers and scratch, the gradient and the optimizer's state.
  * argv[1] is the zotune binary. */
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
@@ -25,6 +27,11 @@ static const run_spec runs[] = {
     /* half GEMM inputs: staging in the stored dtype, rounded activations in the scratch */
     {"opt-pre-f16", "mezo", "shadow", NULL, "half"},
     {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half"},
+    /* first-order: backprop's buffers and scratch, the gradient, the optimizer's state */
+    {"opt-pre", "adamw", "shadow", NULL, "f32"},
+    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32"},
+    {"opt-post", "adam", "shadow", "!embed_*", "f32"},
+    {"opt-pre-f16", "adamm", "shadow", NULL, "f32"},
 };
 
 /* The plan as `zotune info --json` prints it. */
@@ -63,6 +70,8 @@ int main(int argc, char **argv) {
         o.threads = 2;
         o.steps = 12;
         o.save_every = 5;
+        /* as `zotune train` and `zotune info` take it: PyTorch's SGD keeps no momentum unasked */
+        if (strcmp(r->optimizer, "sgd") == 0) o.hp.momentum = 0.0;
         zt_train_result res;
         ZT_REQUIRE_OK(zt_train(&o, &res));
         /* score.jsonl: batch 4 of LM records, the longest 20 tokens */
