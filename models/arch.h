@@ -49,6 +49,7 @@ typedef struct zt_grad_pass {
     float *grads;                          /* zt_model_grad_layout's block, += */
     const size_t *offsets;                 /* (n_tensors) into grads */
     float *logprobs;                       /* (R) host: receives the log-probabilities */
+    int checkpoint; /* 1: keep each layer's input only and run it again in backward */
 } zt_grad_pass;
 
 struct zt_arch {
@@ -92,10 +93,11 @@ struct zt_arch {
      * projection); *head_in may be `rows` itself. */
     zt_status (*head_input)(const zt_sweep *sw, float *rows, int n_rows, const float **head_in);
 
-    /* Backprop (models/backprop.h); both NULL when the family has none. Floats of the family's
-     * buffers for n_tokens rows with n_rows targets, and the pass itself: forward keeping each
-     * layer's input, the head's loss and gradient, then the layers back to the embedding. */
-    size_t (*grad_area_floats)(const zt_model *m, size_t n_tokens, size_t n_rows);
+    /* Backprop (models/backprop.h); NULL when the family has none. Floats of the family's
+     * buffers for n_tokens rows with n_rows targets (checkpoint: one layer's intermediates,
+     * recomputed, instead of every layer's), and the pass itself: forward keeping each layer's
+     * input, the head's loss and gradient, then the layers back to the embedding. */
+    size_t (*grad_area_floats)(const zt_model *m, size_t n_tokens, size_t n_rows, int checkpoint);
     /* The largest backend scratch any op of grad asks for batches up to sequences x seq_len
      * (grad_sumsq aside: its callers plan it). */
     size_t (*grad_scratch_bytes)(const zt_model *m, int sequences, int seq_len);

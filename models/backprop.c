@@ -13,7 +13,7 @@ enum { BUFFER_ALIGN = 64 };
 
 struct zt_grad_buffers {
     zt_model *model;
-    int max_batch, max_seq_len;
+    int max_batch, max_seq_len, checkpoint;
     size_t area_floats; /* the family's buffers */
     size_t bytes;
     char *base;
@@ -37,10 +37,11 @@ static size_t take(size_t *cursor, size_t n_bytes) {
 }
 
 /* The layout at a shape; every target row count up to N is covered by planning for R = N. */
-static size_t plan(const zt_model *m, int max_batch, int max_seq_len, zt_grad_buffers *gb) {
+static size_t plan(const zt_model *m, int max_batch, int max_seq_len, int checkpoint,
+                   zt_grad_buffers *gb) {
     const size_t n = (size_t)max_batch * (size_t)max_seq_len, i = sizeof(int32_t);
     size_t cursor = 0;
-    gb->area_floats = m->arch->grad_area_floats(m, n, n);
+    gb->area_floats = m->arch->grad_area_floats(m, n, n, checkpoint);
     gb->area = take(&cursor, gb->area_floats * sizeof(float));
     gb->ids = take(&cursor, n * i);
     gb->positions = take(&cursor, n * i);
@@ -52,10 +53,10 @@ static size_t plan(const zt_model *m, int max_batch, int max_seq_len, zt_grad_bu
     return cursor;
 }
 
-size_t zt_grad_buffers_bytes(const zt_model *m, int max_batch, int max_seq_len) {
+size_t zt_grad_buffers_bytes(const zt_model *m, int max_batch, int max_seq_len, int checkpoint) {
     if (!m->arch->grad || max_batch <= 0 || max_seq_len <= 0) return 0;
     zt_grad_buffers gb;
-    return plan(m, max_batch, max_seq_len, &gb);
+    return plan(m, max_batch, max_seq_len, checkpoint, &gb);
 }
 
 size_t zt_grad_scratch_bytes(const zt_model *m, int max_batch, int max_seq_len) {
@@ -63,7 +64,7 @@ size_t zt_grad_scratch_bytes(const zt_model *m, int max_batch, int max_seq_len) 
     return m->arch->grad_scratch_bytes(m, max_batch, max_seq_len);
 }
 
-zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len,
+zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len, int checkpoint,
                                  zt_grad_buffers **out) {
     *out = NULL;
     if (!m->arch->grad)
@@ -79,7 +80,8 @@ zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len,
     gb->model = m;
     gb->max_batch = max_batch;
     gb->max_seq_len = max_seq_len;
-    gb->bytes = plan(m, max_batch, max_seq_len, gb);
+    gb->checkpoint = checkpoint != 0;
+    gb->bytes = plan(m, max_batch, max_seq_len, gb->checkpoint, gb);
     zt_status s = m->be->ops->alloc(m->be, gb->bytes, ZT_MEM_ACTIVATIONS, (void **)&gb->base);
     if (s != ZT_OK) {
         free(gb);
@@ -193,7 +195,8 @@ zt_status zt_model_grad(zt_model *m, zt_grad_buffers *gb, const zt_batch *b, con
                                    (const float *)(base + gb->d_logprob),
                                    grads,
                                    offsets,
-                                   logprobs};
+                                   logprobs,
+                                   gb->checkpoint};
         s = m->arch->grad(&pass);
     }
     if (s == ZT_OK) {

@@ -12,17 +12,19 @@
  * element count, zt_model_parameter_count. */
 size_t zt_model_grad_layout(const zt_model *model, size_t *offsets /* (n_tensors) */);
 
-/* The activations one backward pass keeps (each layer's input, one layer's recomputed
- * intermediates and their gradients, the head's) for batches up to max_batch x max_seq_len. */
+/* The activations one backward pass keeps for batches up to max_batch x max_seq_len: each
+ * layer's input, every layer's intermediates (checkpoint 0) or one layer's, recomputed from its
+ * input in backward (checkpoint 1: activation checkpointing, one forward more), their gradients,
+ * the head's. */
 typedef struct zt_grad_buffers zt_grad_buffers;
 
 /* Bytes zt_grad_buffers_create allocates at that shape (activations), 0 when the family has no
  * backprop. */
-size_t zt_grad_buffers_bytes(const zt_model *model, int max_batch, int max_seq_len);
+size_t zt_grad_buffers_bytes(const zt_model *model, int max_batch, int max_seq_len, int checkpoint);
 /* Bytes of backend scratch a backward pass at that shape asks at most (the family's ops, and
  * the forward's at that shape); zt_grad_buffers_create reserves it. */
 size_t zt_grad_scratch_bytes(const zt_model *model, int max_batch, int max_seq_len);
-zt_status zt_grad_buffers_create(zt_model *model, int max_batch, int max_seq_len,
+zt_status zt_grad_buffers_create(zt_model *model, int max_batch, int max_seq_len, int checkpoint,
                                  zt_grad_buffers **out);
 void zt_grad_buffers_free(zt_grad_buffers *gb);
 

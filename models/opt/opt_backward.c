@@ -1,6 +1,7 @@
-/* OPT's backprop (models/backprop.h, docs/design.md §3.1): the forward keeping each layer's input,
- * the tied head's loss and gradient chunk by chunk, then layer by layer back to the embedding,
- * each layer's forward run again from its saved input to get its intermediates. Every forward
+/* OPT's backprop (models/backprop.h, docs/design.md §3.1): the forward keeping each layer's input
+ * (and, without checkpointing, its intermediates), the tied head's loss and gradient chunk by
+ * chunk, then layer by layer back to the embedding, each layer's forward run again from its saved
+ * input to get its intermediates when checkpointing. Every forward
  * op is the one opt_layers.c runs on the same inputs (a residual add's operands may come in the
  * other order: IEEE addition commutes), so the loss is the forward's to the bit. */
 #include <math.h>
@@ -10,14 +11,32 @@
 #include "opt/opt_internal.h"
 
 /* The family's buffers inside the pass's area. n tokens, r target rows. */
+/* A layer's intermediates: one set, recomputed per layer in backward (checkpointing), or one
+ * set per layer kept from the forward. */
+typedef struct layer_acts {
+    float *a1, *q, *k, *v, *att, *x2, *a2, *ffn;
+} layer_acts;
+
 typedef struct opt_buffers {
-    float *x;                                    /* (L+1,N,h) layer inputs, then the output */
-    float *a1, *q, *k, *v, *att, *x2, *a2, *ffn; /* one layer's intermediates */
-    float *dx, *dt1, *dt2, *dq, *dk, *dv, *dffn; /* and gradients */
+    float *x;    /* (L+1,N,h) layer inputs, then the output */
+    float *acts; /* the intermediates' sets, set_floats apart */
+    size_t set_floats;
+    int n_sets;                                  /* 1 (checkpointing) or L */
+    float *dx, *dt1, *dt2, *dq, *dk, *dv, *dffn; /* gradients */
     float *tok, *dtok;                           /* (N,e) project_in's input, gradient */
     float *hid_pre, *hid, *proj, *dhid, *dproj;  /* (R,h) (R,h) (R,e) (R,h) (R,e) */
     float *logits, *lp;                          /* (chunk,V) (R) */
+    size_t n, h, f;
 } opt_buffers;
+
+/* Layer l's set: (N,h) x 7 then (N,f). */
+static layer_acts acts_of(const opt_buffers *b, int l) {
+    float *base = b->acts + (b->n_sets == 1 ? 0 : (size_t)l * b->set_floats);
+    const size_t nh = b->n * b->h;
+    const layer_acts a = {base,          base + nh,     base + 2 * nh, base + 3 * nh,
+                          base + 4 * nh, base + 5 * nh, base + 6 * nh, base + 7 * nh};
+    return a;
+}
 
 /* Floats are handed out on 64-byte boundaries, as the workspace does. */
 static float *take(float *area, size_t *cursor, size_t n_floats) {
@@ -26,22 +45,19 @@ static float *take(float *area, size_t *cursor, size_t n_floats) {
     return area ? area + at : NULL;
 }
 
-static size_t layout(const zt_model *m, size_t n, size_t r, float *area, opt_buffers *b) {
+static size_t layout(const zt_model *m, size_t n, size_t r, int checkpoint, float *area,
+                     opt_buffers *b) {
     const zt_opt_config *c = zt_opt_config_of(m);
     const size_t h = (size_t)c->hidden_size, f = (size_t)c->ffn_dim;
     const size_t e = (size_t)c->word_embed_proj_dim, layers = (size_t)c->num_hidden_layers;
     const size_t chunk = r < (size_t)m->be->head_chunk_rows ? r : (size_t)m->be->head_chunk_rows;
     const int narrow = e != h;
     size_t cursor = 0;
+    b->n = n, b->h = h, b->f = f;
     b->x = take(area, &cursor, (layers + 1) * n * h);
-    b->a1 = take(area, &cursor, n * h);
-    b->q = take(area, &cursor, n * h);
-    b->k = take(area, &cursor, n * h);
-    b->v = take(area, &cursor, n * h);
-    b->att = take(area, &cursor, n * h);
-    b->x2 = take(area, &cursor, n * h);
-    b->a2 = take(area, &cursor, n * h);
-    b->ffn = take(area, &cursor, n * f);
+    b->n_sets = checkpoint ? 1 : (int)layers;
+    b->set_floats = 7 * n * h + n * f;
+    b->acts = take(area, &cursor, (size_t)b->n_sets * b->set_floats);
     b->dx = take(area, &cursor, n * h);
     b->dt1 = take(area, &cursor, n * h);
     b->dt2 = take(area, &cursor, n * h);
@@ -61,9 +77,9 @@ static size_t layout(const zt_model *m, size_t n, size_t r, float *area, opt_buf
     return (cursor + 15) / 16 * 16;
 }
 
-size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows) {
+size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows, int checkpoint) {
     opt_buffers b;
-    return layout(m, n_tokens, n_rows, NULL, &b);
+    return layout(m, n_tokens, n_rows, checkpoint, NULL, &b);
 }
 
 static size_t larger(size_t a, size_t b) {
@@ -177,38 +193,38 @@ static float q_scale_of(const zt_opt_config *c) {
 /* ---- a decoder layer ---- */
 
 /* Layer l's forward from x_in into x_out, leaving its intermediates in the buffers. */
-static zt_status layer_forward(const pass_ctx *x, int l, const float *x_in, float *x_out) {
+static zt_status layer_forward(const pass_ctx *x, int l, const layer_acts *a, const float *x_in,
+                               float *x_out) {
     const zt_opt_layer_ids *id = &x->fam->layers[l];
-    const opt_buffers *b = &x->b;
     const int n = x->n, h = x->c->hidden_size, f = x->c->ffn_dim;
     const int heads = x->c->num_attention_heads;
     const float *attn_in = x_in;
     if (x->c->do_layer_norm_before) {
-        ZT_TRY(layer_norm(x, b->a1, x_in, id->attn_ln_g, id->attn_ln_b, n));
-        attn_in = b->a1;
+        ZT_TRY(layer_norm(x, a->a1, x_in, id->attn_ln_g, id->attn_ln_b, n));
+        attn_in = a->a1;
     }
-    ZT_TRY(linear(x, b->q, attn_in, id->q_w, id->q_b, n, h, h, 0));
-    ZT_TRY(linear(x, b->k, attn_in, id->k_w, id->k_b, n, h, h, 0));
-    ZT_TRY(linear(x, b->v, attn_in, id->v_w, id->v_b, n, h, h, 0));
-    ZT_TRY(x->be->ops->attention(x->be, b->att, b->q, b->k, b->v, x->p->mask, x->p->batch->batch,
+    ZT_TRY(linear(x, a->q, attn_in, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(linear(x, a->k, attn_in, id->k_w, id->k_b, n, h, h, 0));
+    ZT_TRY(linear(x, a->v, attn_in, id->v_w, id->v_b, n, h, h, 0));
+    ZT_TRY(x->be->ops->attention(x->be, a->att, a->q, a->k, a->v, x->p->mask, x->p->batch->batch,
                                  x->p->batch->seq_len, heads, h / heads, q_scale_of(x->c)));
     if (x->c->do_layer_norm_before) {
         /* x2 = x + o; h2 = LN(x2); out = x2 + fc2(relu(fc1(h2))) */
-        ZT_TRY(linear(x, b->x2, b->att, id->out_w, id->out_b, n, h, h, 0));
-        ZT_TRY(add(x, b->x2, x_in));
-        ZT_TRY(layer_norm(x, b->a2, b->x2, id->ffn_ln_g, id->ffn_ln_b, n));
-        ZT_TRY(linear(x, b->ffn, b->a2, id->fc1_w, id->fc1_b, n, h, f, 1));
-        ZT_TRY(linear(x, x_out, b->ffn, id->fc2_w, id->fc2_b, n, f, h, 0));
-        return add(x, x_out, b->x2);
+        ZT_TRY(linear(x, a->x2, a->att, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(add(x, a->x2, x_in));
+        ZT_TRY(layer_norm(x, a->a2, a->x2, id->ffn_ln_g, id->ffn_ln_b, n));
+        ZT_TRY(linear(x, a->ffn, a->a2, id->fc1_w, id->fc1_b, n, h, f, 1));
+        ZT_TRY(linear(x, x_out, a->ffn, id->fc2_w, id->fc2_b, n, f, h, 0));
+        return add(x, x_out, a->x2);
     }
     /* s1 = x + o; x2 = LN(s1); s2 = x2 + fc2(relu(fc1(x2))); out = LN(s2) */
-    ZT_TRY(linear(x, b->a1, b->att, id->out_w, id->out_b, n, h, h, 0));
-    ZT_TRY(add(x, b->a1, x_in));
-    ZT_TRY(layer_norm(x, b->x2, b->a1, id->attn_ln_g, id->attn_ln_b, n));
-    ZT_TRY(linear(x, b->ffn, b->x2, id->fc1_w, id->fc1_b, n, h, f, 1));
-    ZT_TRY(linear(x, b->a2, b->ffn, id->fc2_w, id->fc2_b, n, f, h, 0));
-    ZT_TRY(add(x, b->a2, b->x2));
-    return layer_norm(x, x_out, b->a2, id->ffn_ln_g, id->ffn_ln_b, n);
+    ZT_TRY(linear(x, a->a1, a->att, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(add(x, a->a1, x_in));
+    ZT_TRY(layer_norm(x, a->x2, a->a1, id->attn_ln_g, id->attn_ln_b, n));
+    ZT_TRY(linear(x, a->ffn, a->x2, id->fc1_w, id->fc1_b, n, h, f, 1));
+    ZT_TRY(linear(x, a->a2, a->ffn, id->fc2_w, id->fc2_b, n, f, h, 0));
+    ZT_TRY(add(x, a->a2, a->x2));
+    return layer_norm(x, x_out, a->a2, id->ffn_ln_g, id->ffn_ln_b, n);
 }
 
 /* q, k and v's gradients, from dq, dk, dv, into d_in (=) and their parameters. dt is a spare
@@ -226,33 +242,33 @@ static zt_status qkv_back(const pass_ctx *x, int l, float *d_in, float *dt, cons
 
 /* dx: the gradient of layer l's output on entry, of its input on return. The intermediates are
  * those of layer_forward(l). */
-static zt_status layer_backward(const pass_ctx *x, int l, const float *x_in) {
+static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, const float *x_in) {
     const zt_opt_layer_ids *id = &x->fam->layers[l];
     const opt_buffers *b = &x->b;
     const int n = x->n, h = x->c->hidden_size, f = x->c->ffn_dim;
     const int heads = x->c->num_attention_heads;
     const zt_batch *batch = x->p->batch;
     if (x->c->do_layer_norm_before) {
-        ZT_TRY(linear_back(x, b->dffn, b->dx, b->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
-        ZT_TRY(linear_back(x, b->dt1, b->dffn, b->a2, b->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
-        ZT_TRY(layer_norm_back(x, b->dt1, b->dt1, b->x2, id->ffn_ln_g, id->ffn_ln_b, n));
+        ZT_TRY(linear_back(x, b->dffn, b->dx, a->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
+        ZT_TRY(linear_back(x, b->dt1, b->dffn, a->a2, a->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
+        ZT_TRY(layer_norm_back(x, b->dt1, b->dt1, a->x2, id->ffn_ln_g, id->ffn_ln_b, n));
         ZT_TRY(add(x, b->dx, b->dt1)); /* dx: d x2 */
-        ZT_TRY(linear_back(x, b->dt1, b->dx, b->att, NULL, id->out_w, id->out_b, n, h, h, 0));
-        ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, b->q, b->k, b->v,
-                                              b->att, x->p->mask, batch->batch, batch->seq_len,
+        ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
+                                              a->att, x->p->mask, batch->batch, batch->seq_len,
                                               heads, h / heads, q_scale_of(x->c)));
-        ZT_TRY(qkv_back(x, l, b->dt2, b->dt1, b->a1));
+        ZT_TRY(qkv_back(x, l, b->dt2, b->dt1, a->a1));
         ZT_TRY(layer_norm_back(x, b->dt2, b->dt2, x_in, id->attn_ln_g, id->attn_ln_b, n));
         return add(x, b->dx, b->dt2);
     }
-    ZT_TRY(layer_norm_back(x, b->dt1, b->dx, b->a2, id->ffn_ln_g, id->ffn_ln_b, n)); /* d s2 */
-    ZT_TRY(linear_back(x, b->dffn, b->dt1, b->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
-    ZT_TRY(linear_back(x, b->dt2, b->dffn, b->x2, b->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
+    ZT_TRY(layer_norm_back(x, b->dt1, b->dx, a->a2, id->ffn_ln_g, id->ffn_ln_b, n)); /* d s2 */
+    ZT_TRY(linear_back(x, b->dffn, b->dt1, a->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
+    ZT_TRY(linear_back(x, b->dt2, b->dffn, a->x2, a->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
     ZT_TRY(add(x, b->dt1, b->dt2)); /* dt1: d x2 */
-    ZT_TRY(layer_norm_back(x, b->dx, b->dt1, b->a1, id->attn_ln_g, id->attn_ln_b, n)); /* d s1 */
-    ZT_TRY(linear_back(x, b->dt1, b->dx, b->att, NULL, id->out_w, id->out_b, n, h, h, 0));
-    ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, b->q, b->k, b->v,
-                                          b->att, x->p->mask, batch->batch, batch->seq_len, heads,
+    ZT_TRY(layer_norm_back(x, b->dx, b->dt1, a->a1, id->attn_ln_g, id->attn_ln_b, n)); /* d s1 */
+    ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
+                                          a->att, x->p->mask, batch->batch, batch->seq_len, heads,
                                           h / heads, q_scale_of(x->c)));
     ZT_TRY(qkv_back(x, l, b->dt1, b->dt2, x_in));
     return add(x, b->dx, b->dt1);
@@ -346,18 +362,23 @@ zt_status zt_opt_grad(const zt_grad_pass *p) {
     x.c = &x.fam->cfg;
     x.n = p->batch->batch * p->batch->seq_len;
     x.r = p->batch->n_targets;
-    layout(x.m, (size_t)x.n, (size_t)x.r, p->area, &x.b);
+    layout(x.m, (size_t)x.n, (size_t)x.r, p->checkpoint, p->area, &x.b);
     const size_t stride = (size_t)x.n * (size_t)x.c->hidden_size;
     const int layers = x.c->num_hidden_layers;
 
     ZT_TRY(embed_forward(&x, x.b.x));
-    for (int l = 0; l < layers; l++)
-        ZT_TRY(layer_forward(&x, l, x.b.x + (size_t)l * stride, x.b.x + (size_t)(l + 1) * stride));
+    for (int l = 0; l < layers; l++) {
+        const layer_acts a = acts_of(&x.b, l);
+        ZT_TRY(
+            layer_forward(&x, l, &a, x.b.x + (size_t)l * stride, x.b.x + (size_t)(l + 1) * stride));
+    }
     ZT_TRY(head(&x, x.b.x + (size_t)layers * stride));
     for (int l = layers - 1; l >= 0; l--) {
-        /* the recomputed output is not needed again: it goes to a buffer the backward rewrites */
-        ZT_TRY(layer_forward(&x, l, x.b.x + (size_t)l * stride, x.b.dt1));
-        ZT_TRY(layer_backward(&x, l, x.b.x + (size_t)l * stride));
+        const layer_acts a = acts_of(&x.b, l);
+        /* Checkpointing: the layer's intermediates again, from its input; the recomputed output
+         * is not needed and goes to a buffer the backward rewrites. */
+        if (x.b.n_sets == 1) ZT_TRY(layer_forward(&x, l, &a, x.b.x + (size_t)l * stride, x.b.dt1));
+        ZT_TRY(layer_backward(&x, l, &a, x.b.x + (size_t)l * stride));
     }
     ZT_TRY(embed_backward(&x));
     return x.be->ops->download(x.be, p->logprobs, x.b.lp, (size_t)x.r * sizeof(float));

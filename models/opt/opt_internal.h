@@ -35,7 +35,7 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer);
 zt_status zt_opt_head_input(const zt_sweep *sw, float *rows, int n_rows, const float **head_in);
 
 /* Backprop (opt_backward.c). */
-size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows);
+size_t zt_opt_grad_area_floats(const zt_model *m, size_t n_tokens, size_t n_rows, int checkpoint);
 size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len);
 zt_status zt_opt_grad(const zt_grad_pass *pass);
 

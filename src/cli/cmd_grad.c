@@ -94,7 +94,7 @@ static zt_status write_gradients(const zt_model *m, const float *host, const cha
 }
 
 int zt_cmd_grad(int argc, char **argv) {
-    int threads = 0, micro_batch = 0;
+    int threads = 0, micro_batch = 0, checkpoint = 0;
     const char *device = "cpu", *output = NULL, *bos = "opt";
     const char *inputs[2] = {NULL, NULL}; /* model directory, data file */
     const zt_arg_option options[] = {
@@ -104,6 +104,8 @@ int zt_cmd_grad(int argc, char **argv) {
          "where the gradients go (safetensors, written atomically); required"},
         {"micro-batch", ZT_ARG_INT, &micro_batch, "N",
          "records per backward pass, summed into the same gradient (default: all at once)"},
+        {"checkpoint-activations", ZT_ARG_FLAG, &checkpoint, NULL,
+         "keep each layer's input only and run the layer again in backward (less memory)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default); backprop needs backward ops"},
         {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"bos", ZT_ARG_STRING, &bos, "opt|mezo",
@@ -162,7 +164,8 @@ int zt_cmd_grad(int argc, char **argv) {
         n_tokens = count_targets(records.items, records.count);
         if (n_tokens == 0) s = zt_fail(ZT_ERR_FORMAT, "%s: no label to predict", inputs[1]);
     }
-    if (s == ZT_OK) s = zt_grad_buffers_create(model, per_pass, records.max_length, &gb);
+    if (s == ZT_OK)
+        s = zt_grad_buffers_create(model, per_pass, records.max_length, checkpoint, &gb);
     if (s == ZT_OK) {
         total = zt_model_parameter_count(model);
         s = be->ops->alloc(be, total * sizeof(float), ZT_MEM_SCRATCH, (void **)&grads);

@@ -188,6 +188,7 @@ static zt_status shape_from_data(const zt_model *model, const char *model_dir,
 int zt_cmd_info(int argc, char **argv) {
     int json = 0, batch = 16, seq_len = 256, threads = 0, directions = 1;
     double momentum = NAN;
+    zt_fo_options fo = {0, 0.0, 1, 0};
     const char *device = "cpu", *gemm = "auto", *optimizer = NULL, *mode = "shadow",
                *trainable = NULL;
     const char *dtype_name = NULL, *train_path = NULL, *eval_path = NULL, *bos = "opt";
@@ -203,6 +204,8 @@ int zt_cmd_info(int argc, char **argv) {
         {"optimizer", ZT_ARG_STRING, &optimizer, "NAME", "also plan training with this optimizer"},
         {"mode", ZT_ARG_STRING, &mode, "M", "training mode: shadow (default) or inplace"},
         {"directions", ZT_ARG_INT, &directions, "Q", "directions per step for the plan (1)"},
+        {"checkpoint-activations", ZT_ARG_FLAG, &fo.checkpoint_activations, NULL,
+         "first-order: plan activation checkpointing (layer inputs only)"},
         {"momentum", ZT_ARG_DOUBLE, &momentum, "B",
          "first-order sgd: its momentum (default 0, no state copy)"},
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
@@ -336,7 +339,7 @@ int zt_cmd_info(int argc, char **argv) {
         s = selected ? zt_model_select(model, trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");
         if (s == ZT_OK)
-            s = zt_train_plan_memory(model, selected, optimizer, &hp, 1000,
+            s = zt_train_plan_memory(model, selected, optimizer, &hp, &fo, 1000,
                                      inplace ? ZT_PERTURB_INPLACE : ZT_PERTURB_SHADOW, &plan.shape,
                                      &plan.train);
     }

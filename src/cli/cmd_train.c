@@ -120,6 +120,8 @@ int zt_cmd_train(int argc, char **argv) {
          "first-order: clip the global gradient norm to X (default 0: off)"},
         {"micro-batches", ZT_ARG_INT, &o.fo.micro_batches, "N",
          "first-order: the step's examples in N backward passes, one gradient (default 1)"},
+        {"checkpoint-activations", ZT_ARG_FLAG, &o.fo.checkpoint_activations, NULL,
+         "first-order: keep each layer's input only and run the layer again in backward"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
     };
     const zt_arg_spec spec = {

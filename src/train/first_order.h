@@ -23,9 +23,10 @@ const zt_fo_info *zt_fo_at(int index);
 /* What a first-order run takes beyond zt_zo_hparams (lr and its schedule, weight decay,
  * momentum, beta1, beta2, adam_eps come from there). */
 typedef struct zt_fo_options {
-    int nesterov;      /* sgd with momentum */
-    double clip_norm;  /* global gradient norm clipping; 0 = off */
-    int micro_batches; /* the step's examples in this many backward passes (>= 1) */
+    int nesterov;               /* sgd with momentum */
+    double clip_norm;           /* global gradient norm clipping; 0 = off */
+    int micro_batches;          /* the step's examples in this many backward passes (>= 1) */
+    int checkpoint_activations; /* keep layer inputs only; run each layer again in backward */
 } zt_fo_options;
 
 /* f32 state copies the optimizer keeps per trainable element. */

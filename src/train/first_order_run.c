@@ -17,7 +17,8 @@ zt_status zt_fo_run_prepare(zt_run *r, int sequences, int seq_len) {
     r->grads_floats = zt_model_grad_layout(m, r->grad_offsets);
     ZT_TRY(
         be->ops->alloc(be, r->grads_floats * sizeof(float), ZT_MEM_OPTIMIZER, (void **)&r->grads));
-    return zt_grad_buffers_create(m, sequences, seq_len, &r->grad_buffers);
+    return zt_grad_buffers_create(m, sequences, seq_len, r->o->fo.checkpoint_activations,
+                                  &r->grad_buffers);
 }
 
 void zt_fo_run_release(zt_run *r) {

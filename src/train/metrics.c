@@ -30,9 +30,11 @@ char *zt_normalize_answer(const char *text) {
     /* split on whitespace, drop articles, join with single spaces */
     size_t used = 0;
     for (size_t i = 0; i < m;) {
-        while (i < m && isspace((unsigned char)lowered[i])) i++;
+        while (i < m && isspace((unsigned char)lowered[i]))
+            i++;
         size_t start = i;
-        while (i < m && !isspace((unsigned char)lowered[i])) i++;
+        while (i < m && !isspace((unsigned char)lowered[i]))
+            i++;
         size_t len = i - start;
         if (len == 0 || is_article(lowered + start, len)) continue;
         if (used) out[used++] = ' ';

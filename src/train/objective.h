@@ -35,7 +35,7 @@ typedef struct zt_task_objective {
     const int *indices;
     int n_indices;
     const struct zt_tokenizer *tok;
-    float *logprobs;            /* (K,R) host scratch */
+    float *logprobs; /* (K,R) host scratch */
     int logprobs_capacity;
 } zt_task_objective;
 
@@ -46,9 +46,11 @@ void zt_task_objective_release(zt_task_objective *state);
 /* In-place mode's move from perturbation `from` to `to` (either may be NULL: the weights as
  * stored): per seed, coefficient(to) - coefficient(from), so MeZO's sequence is exactly +eps,
  * -2eps, +eps. Writes at most from->n_terms + to->n_terms terms; returns their count. */
-int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to, zt_direction *out);
+int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to,
+                          zt_direction *out);
 
 /* The loss of the unperturbed weights on a batch (evaluation). */
-zt_status zt_task_objective_loss(zt_task_objective *state, const zt_task_batch *batch, double *loss);
+zt_status zt_task_objective_loss(zt_task_objective *state, const zt_task_batch *batch,
+                                 double *loss);
 
 #endif

@@ -20,7 +20,6 @@ int zt_snapshot_find(const char *output_dir, char *dir, size_t size);
 /* Reads next_step and restores optimizer state (tensor state and policy blob) into an already
  * loaded model's parameter set. The weights themselves are loaded with zt_model_load(dir). */
 zt_status zt_snapshot_load_state(const char *dir, zt_param_set *ps, int state_copies,
-                                 zt_optimizer *optimizer, int *next_step,
-                                 int *observed_eval_step);
+                                 zt_optimizer *optimizer, int *next_step, int *observed_eval_step);
 
 #endif

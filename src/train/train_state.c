@@ -97,6 +97,8 @@ void zt_run_describe(zt_run *r) {
         add_option(h, "--nesterov", "%s", o->fo.nesterov ? "on" : "off");
         add_option(h, "--clip-grad-norm", "%.17g", o->fo.clip_norm);
         add_option(h, "--micro-batches", "%d", o->fo.micro_batches);
+        add_option(h, "--checkpoint-activations", "%s",
+                   o->fo.checkpoint_activations ? "on" : "off");
     }
 }
 

@@ -107,9 +107,9 @@ static zt_status probe_optimizer(zt_optimizer *optimizer, int *n_variants, int *
 }
 
 zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
-                               const char *optimizer_name, const zt_zo_hparams *hp, int steps,
-                               zt_perturb_mode mode, const zt_train_shape *train_shape,
-                               zt_train_memory_plan *plan) {
+                               const char *optimizer_name, const zt_zo_hparams *hp,
+                               const zt_fo_options *fo_options, int steps, zt_perturb_mode mode,
+                               const zt_train_shape *train_shape, zt_train_memory_plan *plan) {
     memset(plan, 0, sizeof *plan);
     size_t largest_trainable = 0;
     for (int i = 0; i < model->n_tensors; i++)
@@ -141,7 +141,8 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
             plan->model.backend_scratch_bytes = scratch;
         }
         plan->backprop_bytes =
-            zt_grad_buffers_bytes(model, train_shape->sequences, train_shape->seq_len);
+            zt_grad_buffers_bytes(model, train_shape->sequences, train_shape->seq_len,
+                                  fo_options ? fo_options->checkpoint_activations : 0);
         plan->gradient_bytes = zt_model_parameter_count(model) * sizeof(float);
         plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
         plan->total_bytes = plan->model.total_bytes + plan->backprop_bytes + plan->gradient_bytes +

@@ -93,11 +93,12 @@ void zt_train_shape_of(const zt_model *model, const zt_dataset *train, const zt_
                        int batch_size, int train_as_lm, int generation_objective,
                        zt_train_shape *shape);
 
-/* The plan at `shape` (its KV cache included when it has one). */
+/* The plan at `shape` (its KV cache included when it has one); fo: a first-order run's options
+ * (NULL: the defaults). */
 zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
-                               const char *optimizer, const zt_zo_hparams *hp, int steps,
-                               zt_perturb_mode mode, const zt_train_shape *shape,
-                               zt_train_memory_plan *plan);
+                               const char *optimizer, const zt_zo_hparams *hp,
+                               const zt_fo_options *fo, int steps, zt_perturb_mode mode,
+                               const zt_train_shape *shape, zt_train_memory_plan *plan);
 zt_status zt_train(const zt_train_options *o, zt_train_result *result);
 
 /* The seed of the batch sampler (data/sampler.h) of a run with this --seed: its own stream, so

@@ -4,7 +4,8 @@
  * fixture's grads.safetensors: pre-LN (opt-pre), post-LN with project_in / project_out
  * (opt-post), and f16 / bf16 storage computed in f32 (opt-pre-f16, opt-pre-bf16). Also: the loss
  * is HF's and is the one the forward gives to the bit; gradients accumulate; the result is the
- * same on 1 and 3 threads, byte for byte; a backend without backward ops is refused by name. */
+ * same on 1 and 3 threads, byte for byte, and with activation checkpointing; a backend without
+ * backward ops is refused by name. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ static void free_lm_batch(lm_batch *b) {
 
 /* The gradient block of the fixture's model on `threads` threads, and the loss. */
 static float *model_grad(const char *fixture, int threads, const lm_batch *lb, int passes,
-                         double *loss, zt_model **model_out) {
+                         int checkpoint, double *loss, zt_model **model_out) {
     char dir[512];
     fixture_path(dir, sizeof dir, fixture, NULL);
     zt_backend *be = NULL;
@@ -79,7 +80,7 @@ static float *model_grad(const char *fixture, int threads, const lm_batch *lb, i
     ZT_REQUIRE_OK(be->ops->alloc(be, total * sizeof(float), ZT_MEM_SCRATCH, (void **)&grads));
     ZT_REQUIRE_OK(zt_backend_zero(be, grads, total));
     zt_grad_buffers *gb = NULL;
-    ZT_REQUIRE_OK(zt_grad_buffers_create(m, lb->batch.batch, lb->batch.seq_len, &gb));
+    ZT_REQUIRE_OK(zt_grad_buffers_create(m, lb->batch.batch, lb->batch.seq_len, checkpoint, &gb));
     for (int i = 0; i < passes; i++)
         ZT_REQUIRE_OK(zt_model_grad(m, gb, &lb->batch, lb->weights, grads, loss));
     float *host = malloc(total * sizeof(float));
@@ -100,7 +101,15 @@ static void check_against_hf(const char *fixture) {
     load_lm_batch(fixture, &lb);
     double loss = 0.0;
     zt_model *m = NULL;
-    float *got = model_grad(fixture, 2, &lb, 1, &loss, &m);
+    float *got = model_grad(fixture, 2, &lb, 1, 0, &loss, &m);
+    /* Checkpointing runs each layer's forward again with the same ops on the same input: the
+     * same gradient, bit for bit, and the same loss. */
+    double loss_checkpointed = 0.0;
+    float *checkpointed = model_grad(fixture, 2, &lb, 1, 1, &loss_checkpointed, NULL);
+    ZT_CHECK(memcmp(got, checkpointed, zt_model_parameter_count(m) * sizeof(float)) == 0 &&
+                 loss == loss_checkpointed,
+             "%s: --checkpoint-activations changes the gradient", fixture);
+    free(checkpointed);
 
     char path[512];
     fixture_path(path, sizeof path, fixture, "grads.safetensors");
@@ -191,9 +200,9 @@ static void check_accumulation_and_threads(void) {
     lm_batch lb;
     load_lm_batch("opt-post", &lb);
     double loss1 = 0.0, loss3 = 0.0, loss_twice = 0.0;
-    float *one = model_grad("opt-post", 1, &lb, 1, &loss1, NULL);
-    float *three = model_grad("opt-post", 3, &lb, 1, &loss3, NULL);
-    float *twice = model_grad("opt-post", 1, &lb, 2, &loss_twice, NULL);
+    float *one = model_grad("opt-post", 1, &lb, 1, 0, &loss1, NULL);
+    float *three = model_grad("opt-post", 3, &lb, 1, 1, &loss3, NULL);
+    float *twice = model_grad("opt-post", 1, &lb, 2, 0, &loss_twice, NULL);
     char dir[512];
     fixture_path(dir, sizeof dir, "opt-post", NULL);
     zt_backend *be = NULL;
@@ -220,11 +229,12 @@ static void check_accumulation_and_threads(void) {
     const zt_backend_ops *real = be->ops;
     be->ops = &no_backward;
     zt_grad_buffers *gb = NULL;
-    ZT_CHECK(zt_grad_buffers_create(m, lb.batch.batch, lb.batch.seq_len, &gb) == ZT_ERR_UNAVAILABLE,
+    ZT_CHECK(zt_grad_buffers_create(m, lb.batch.batch, lb.batch.seq_len, 0, &gb) ==
+                 ZT_ERR_UNAVAILABLE,
              "a backend without backward ops is not refused");
     ZT_CHECK(strstr(zt_last_error(), "cpu backend") != NULL, "message '%s'", zt_last_error());
     be->ops = real;
-    ZT_REQUIRE_OK(zt_grad_buffers_create(m, lb.batch.batch, lb.batch.seq_len, &gb));
+    ZT_REQUIRE_OK(zt_grad_buffers_create(m, lb.batch.batch, lb.batch.seq_len, 0, &gb));
     zt_batch bad = lb.batch;
     int32_t bad_rows[1] = {lb.batch.batch * lb.batch.seq_len};
     bad.n_targets = 1;

@@ -15,23 +15,26 @@
 
 typedef struct run_spec {
     const char *fixture, *optimizer, *mode, *trainable, *gemm;
+    int checkpoint; /* first-order: --checkpoint-activations */
 } run_spec;
 
 static const run_spec runs[] = {
-    {"opt-pre", "mezo", "shadow", NULL, "f32"},
-    {"opt-pre-f16", "mezo", "shadow", NULL, "f32"},
-    {"opt-pre-f16", "mezo", "inplace", NULL, "f32"},
-    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32"},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32"},
-    {"opt-post", "stp", "shadow", "!embed_*", "f32"},
+    {"opt-pre", "mezo", "shadow", NULL, "f32", 0},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "f32", 0},
+    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0},
+    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32", 0},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32", 0},
+    {"opt-post", "stp", "shadow", "!embed_*", "f32", 0},
     /* half GEMM inputs: staging in the stored dtype, rounded activations in the scratch */
-    {"opt-pre-f16", "mezo", "shadow", NULL, "half"},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half"},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "half", 0},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half", 0},
     /* first-order: backprop's buffers and scratch, the gradient, the optimizer's state */
-    {"opt-pre", "adamw", "shadow", NULL, "f32"},
-    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32"},
-    {"opt-post", "adam", "shadow", "!embed_*", "f32"},
-    {"opt-pre-f16", "adamm", "shadow", NULL, "f32"},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 0},
+    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32", 0},
+    {"opt-post", "adam", "shadow", "!embed_*", "f32", 0},
+    {"opt-pre-f16", "adamm", "shadow", NULL, "f32", 0},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 1},
+    {"opt-post", "sgd", "shadow", NULL, "f32", 1},
 };
 
 /* The plan as `zotune info --json` prints it. */
@@ -40,10 +43,10 @@ static double planned_bytes(const char *zotune, const run_spec *r, int sequences
     fixture_path(dir, sizeof dir, r->fixture, NULL);
     snprintf(cmd, sizeof cmd,
              "%s info %s --json --threads 2 --batch-size %d --seq-len %d --optimizer %s --mode %s "
-             "--gemm %s%s%s%s",
+             "--gemm %s%s%s%s%s",
              zotune, dir, sequences, seq_len, r->optimizer, r->mode, r->gemm,
-             r->trainable ? " --trainable '" : "", r->trainable ? r->trainable : "",
-             r->trainable ? "'" : "");
+             r->checkpoint ? " --checkpoint-activations" : "", r->trainable ? " --trainable '" : "",
+             r->trainable ? r->trainable : "", r->trainable ? "'" : "");
     FILE *p = popen(cmd, "r");
     size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[n] = '\0';
@@ -70,15 +73,16 @@ int main(int argc, char **argv) {
         o.threads = 2;
         o.steps = 12;
         o.save_every = 5;
+        o.fo.checkpoint_activations = r->checkpoint;
         /* as `zotune train` and `zotune info` take it: PyTorch's SGD keeps no momentum unasked */
         if (strcmp(r->optimizer, "sgd") == 0) o.hp.momentum = 0.0;
         zt_train_result res;
         ZT_REQUIRE_OK(zt_train(&o, &res));
         /* score.jsonl: batch 4 of LM records, the longest 20 tokens */
         double plan = planned_bytes(argv[1], r, 4, 20);
-        printf("%-13s %-10s %-7s gemm %-4s trainable %-10s measured peak %zu bytes, plan %.0f\n",
+        printf("%-13s %-10s %-7s gemm %-4s trainable %-10s%s measured peak %zu bytes, plan %.0f\n",
                r->fixture, r->optimizer, r->mode, r->gemm, r->trainable ? r->trainable : "all",
-               res.peak_bytes, plan);
+               r->checkpoint ? " checkpointed" : "", res.peak_bytes, plan);
         ZT_CHECK((double)res.peak_bytes == plan, "%s %s %s: peak %zu != plan %.0f", r->fixture,
                  r->optimizer, r->mode, res.peak_bytes, plan);
         remove_run_dir(out);
