@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/model_input.h"
 #include "core/status.h"
 #include "core/alloc.h"
 #include "data/dataset.h"
@@ -133,36 +134,6 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
     if (text) puts(text);
     cJSON_free(text);
     cJSON_Delete(root);
-}
-
-static int is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* A config.json given as such, or a directory without safetensors: the plan comes from the
- * config alone (written to `config`). */
-static int config_only(const char *input, char *config, size_t size) {
-    if (is_file(input)) {
-        snprintf(config, size, "%s", input);
-        return 1;
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", input);
-    if (is_file(path)) return 0;
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", input);
-    if (is_file(path)) return 0;
-    snprintf(config, size, "%s/config.json", input);
-    return 1;
-}
-
-/* "f32", "f16", "bf16" (or torch's names) -> zt_dtype; -1 otherwise. */
-static int parse_dtype(const char *text) {
-    static const char *const names[][2] = {
-        {"f32", "float32"}, {"f16", "float16"}, {"bf16", "bfloat16"}};
-    for (int d = 0; d < 3; d++)
-        if (strcmp(text, names[d][0]) == 0 || strcmp(text, names[d][1]) == 0) return d;
-    return -1;
 }
 
 /* The training plan's shape as `zotune train` takes it from the same data and options. */
@@ -291,8 +262,8 @@ int zt_cmd_info(int argc, char **argv) {
     plan.optimizer = optimizer;
     plan.mode = mode;
     char config[4096];
-    plan.config_only = config_only(positional[0], config, sizeof config) ? config : NULL;
-    int dtype = dtype_name ? parse_dtype(dtype_name) : -1;
+    plan.config_only = zt_cli_config_only(positional[0], config, sizeof config) ? config : NULL;
+    int dtype = dtype_name ? zt_cli_parse_dtype(dtype_name) : -1;
     if (dtype_name && dtype < 0) {
         fprintf(stderr, "zotune info: --dtype '%s': expected f32, f16 or bf16\n", dtype_name);
         return 2;

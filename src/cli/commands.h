@@ -5,6 +5,7 @@
 int zt_cmd_info(int argc, char **argv);
 int zt_cmd_score(int argc, char **argv);
 int zt_cmd_grad(int argc, char **argv);
+int zt_cmd_bench(int argc, char **argv);
 int zt_cmd_train(int argc, char **argv);
 int zt_cmd_replay(int argc, char **argv);
 int zt_cmd_eval(int argc, char **argv);

@@ -17,6 +17,8 @@ static const command commands[] = {
     {"eval", zt_cmd_eval, "loss and accuracy / F1 of a model on a task file"},
     {"score", zt_cmd_score, "per-example mean token NLL of pre-tokenized JSONL (perplexity)"},
     {"grad", zt_cmd_grad, "the gradient of a file's mean token NLL, by backprop (safetensors)"},
+    {"bench", zt_cmd_bench,
+     "bench memory: inference, ZO and backprop memory of a model, side by side"},
     {"replay", zt_cmd_replay, "rebuild fine-tuned weights from base weights + step log"},
 };
 

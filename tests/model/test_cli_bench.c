@@ -1,0 +1,139 @@
+/* `zotune bench memory`: from a config.json alone, for every OPT size (125m ... 66b, f16, batch 1
+ * x 400 tokens, MeZO's MultiRC setting), the rows come in the order memory arithmetic gives
+ * (inference <= ZO in place <= ZO shadow < first-order; checkpointing saves; AdamW's two state
+ * copies cost more than SGD's none), each row's parts add up to its peak, and the zo-shadow and
+ * fo-adamw rows equal `zotune info`'s plans; with --measure on a fixture model every method's
+ * measured peak equals its plan to the byte; the refusals. argv[1] is the zotune binary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "../../bench/bench_common.h"
+#include "fixture.h"
+#include "zt_test.h"
+
+static const char *zotune;
+static char tmp_dir[] = "/tmp/zt_cli_bench_XXXXXX";
+static char out[1 << 16];
+
+enum { N_ROWS = 7 };
+static const char *const ROW_NAMES[N_ROWS] = {
+    "inference", "zo-inplace", "zo-shadow", "fo-sgd-ckpt", "fo-sgd", "fo-adamw-ckpt", "fo-adamw"};
+
+/* The rows of a --json run, peak and measured by method (measured -1 when null). */
+static int read_rows(const char *text, double *peak, double *measured) {
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *rows = cJSON_GetObjectItem(root, "rows");
+    int n = 0;
+    for (int i = 0; i < N_ROWS; i++) {
+        const cJSON *r = cJSON_GetArrayItem(rows, i);
+        const cJSON *method = cJSON_GetObjectItem(r, "method");
+        if (!cJSON_IsString(method) || strcmp(method->valuestring, ROW_NAMES[i]) != 0) continue;
+        peak[i] = cJSON_GetObjectItem(r, "peak_bytes")->valuedouble;
+        const cJSON *m = cJSON_GetObjectItem(r, "measured");
+        measured[i] = cJSON_IsNumber(m) ? m->valuedouble : -1.0;
+        double parts = 0.0;
+        const cJSON *part;
+        cJSON_ArrayForEach(part, cJSON_GetObjectItem(r, "parts")) parts += part->valuedouble;
+        ZT_CHECK(parts == peak[i], "%s: parts add up to %.0f, peak %.0f", ROW_NAMES[i], parts,
+                 peak[i]);
+        n++;
+    }
+    cJSON_Delete(root);
+    return n;
+}
+
+static double info_total(const char *dir, const char *optimizer) {
+    char cmd[2048], text[1 << 15];
+    snprintf(cmd, sizeof cmd,
+             "%s info %s --json --batch-size 1 --seq-len 400 --optimizer %s --dtype f16", zotune,
+             dir, optimizer);
+    if (zt_test_run(cmd, text, sizeof text) != 0) return -1.0;
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *train = cJSON_GetObjectItem(root, "train_plan");
+    const double total = train ? cJSON_GetObjectItem(train, "total_bytes")->valuedouble : -1.0;
+    cJSON_Delete(root);
+    return total;
+}
+
+static void check_every_size(void) {
+    const bench_opt_size *sizes = bench_opt_sizes();
+    for (int s = 0; s < BENCH_OPT_N_SIZES; s++) {
+        const bench_opt_size *z = &sizes[s];
+        char dir[512], path[600], cmd[2048];
+        snprintf(dir, sizeof dir, "%s/opt-%s", tmp_dir, z->name);
+        snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+        ZT_REQUIRE(system(cmd) == 0, "%s", cmd);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "w");
+        ZT_REQUIRE(f != NULL, "%s", path);
+        fprintf(f,
+                "{\"model_type\": \"opt\", \"activation_function\": \"relu\", \"vocab_size\": %d, "
+                "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+                "\"ffn_dim\": %d, \"max_position_embeddings\": %d, \"word_embed_proj_dim\": %d, "
+                "\"do_layer_norm_before\": %s, \"bos_token_id\": 2, \"eos_token_id\": 2, "
+                "\"pad_token_id\": 1}\n",
+                BENCH_OPT_VOCAB, z->hidden, z->layers, z->heads, z->ffn, BENCH_OPT_POSITIONS,
+                z->embed_proj, z->pre_layer_norm ? "true" : "false");
+        fclose(f);
+        snprintf(cmd, sizeof cmd,
+                 "%s bench memory %s --json --dtype f16 --batch-size 1 --seq-len 400", zotune, dir);
+        ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        double peak[N_ROWS] = {0}, measured[N_ROWS];
+        ZT_CHECK(read_rows(out, peak, measured) == N_ROWS, "opt-%s: the rows", z->name);
+        const double *p = peak;
+        ZT_CHECK(p[0] <= p[1] && p[1] <= p[2] && p[2] < p[3] && p[3] < p[4] && p[3] < p[5] &&
+                     p[5] < p[6] && p[4] < p[6],
+                 "opt-%s: rows out of order: %.0f %.0f %.0f %.0f %.0f %.0f %.0f", z->name, p[0],
+                 p[1], p[2], p[3], p[4], p[5], p[6]);
+        ZT_CHECK(p[2] == info_total(dir, "mezo") && p[6] == info_total(dir, "adamw"),
+                 "opt-%s: the rows are not info's plans", z->name);
+        printf("opt-%-5s f16, 1 x 400: inference %7.2f GiB, zo-shadow %7.2f, fo-sgd-ckpt %7.2f, "
+               "fo-adamw %8.2f\n",
+               z->name, p[0] / (1 << 30), p[2] / (1 << 30), p[3] / (1 << 30), p[6] / (1 << 30));
+    }
+}
+
+static void check_measured(void) {
+    char dir[512], cmd[2048];
+    fixture_path(dir, sizeof dir, "opt-pre", NULL);
+    snprintf(cmd, sizeof cmd,
+             "%s bench memory %s --json --batch-size 3 --seq-len 16 --measure --threads 1 "
+             "2>/dev/null",
+             zotune, dir);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+    double peak[N_ROWS] = {0}, measured[N_ROWS] = {0};
+    ZT_CHECK(read_rows(out, peak, measured) == N_ROWS, "--measure: the rows");
+    for (int i = 0; i < N_ROWS; i++)
+        ZT_CHECK(measured[i] == peak[i], "--measure %s: measured %.0f, plan %.0f", ROW_NAMES[i],
+                 measured[i], peak[i]);
+}
+
+static void check_refusals(void) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s bench memory %s/opt-125m --measure 2>&1", zotune, tmp_dir);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2 && strstr(out, "weights"),
+             "--measure without weights: %s", out);
+    snprintf(cmd, sizeof cmd, "%s bench memory %s/opt-125m --dtype f8 2>&1", zotune, tmp_dir);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2, "--dtype f8 accepted: %s", out);
+    snprintf(cmd, sizeof cmd, "%s bench memory %s/opt-125m --seq-len 4096 2>&1", zotune, tmp_dir);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) != 0 && strstr(out, "positions"),
+             "--seq-len beyond the positions: %s", out);
+    snprintf(cmd, sizeof cmd, "%s bench flops 2>&1", zotune);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2, "an unknown bench accepted: %s", out);
+}
+
+int main(int argc, char **argv) {
+    ZT_REQUIRE(argc >= 2, "usage: test_cli_bench ZOTUNE");
+    zotune = argv[1];
+    ZT_REQUIRE(mkdtemp(tmp_dir) != NULL, "mkdtemp");
+    check_every_size();
+    check_measured();
+    check_refusals();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
+    return zt_test_finish("test_cli_bench");
+}
