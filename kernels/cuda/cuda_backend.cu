@@ -244,8 +244,10 @@ static void cuda_destroy(zt_backend *be) {
     release(zt_cuda(be));
 }
 
-/* Mirrors the requests the ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention, cached
- * or not, works in shared memory and registers and asks for none. perturb and update take 3
+/* Mirrors the requests the forward ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention,
+ * cached or not, works in shared memory and registers and asks for none. The backward ops take
+ * theirs on demand (no zt_scratch_op names them yet): per-row statistics, column-sum pieces and
+ * linear's widened weight chunk. perturb and update take 3
  * floats per term when a perturbation has more than 32 terms (z_terms.cuh), which no query names:
  * under 1 KiB for 64 terms; linear copies an f32 bias that is not 16-byte aligned (never one of a
  * model's: those are 64-byte aligned). The cuBLASLt workspace is a fixed allocation of the backend,
@@ -316,6 +318,11 @@ static zt_backend_ops make_ops() {
     ops.perturb_variants = zt_cuda_perturb_variants;
     ops.z_sumsq = zt_cuda_z_sumsq;
     ops.update = zt_cuda_update;
+    ops.gather_rows_backward = zt_cuda_gather_rows_backward;
+    ops.layernorm_backward = zt_cuda_layernorm_backward;
+    ops.linear_backward = zt_cuda_linear_backward;
+    ops.attention_backward = zt_cuda_attention_backward;
+    ops.target_logprobs_backward = zt_cuda_target_logprobs_backward;
     ops.set_gemm_precision = cuda_set_gemm_precision;
     ops.vouch_indices = cuda_vouch_indices;
     ops.describe = cuda_describe;
@@ -337,6 +344,7 @@ static zt_status init(zt_cuda_backend *cb) {
     cb->nonfinite = reinterpret_cast<unsigned long long *>(static_cast<char *>(slot) + 8);
     zt_mem_track_alloc(ZT_MEM_SCRATCH, kCudaFlagBytes);
     ZT_TRY(zt_cuda_attention_setup(cb));
+    ZT_TRY(zt_cuda_attention_backward_setup(cb));
     return ZT_OK;
 }
 
