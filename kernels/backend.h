@@ -124,10 +124,11 @@ typedef enum zt_scratch_op {
     ZT_SCRATCH_Z_SUMSQ = 2,          /* n_elems */
     ZT_SCRATCH_ATTENTION_CACHED = 3, /* seq_len = the cache's capacity, head_dim */
     /* the backward ops (with d_in wanted); 0 on a backend without them */
-    ZT_SCRATCH_LINEAR_BACKWARD = 4,    /* n_rows, in_features, out_features, weight_dtype */
-    ZT_SCRATCH_ATTENTION_BACKWARD = 5, /* seq_len, head_dim */
+    ZT_SCRATCH_LINEAR_BACKWARD = 4, /* n_rows, in_features, out_features, weight_dtype, has_bias */
+    ZT_SCRATCH_ATTENTION_BACKWARD = 5, /* batch, n_heads, seq_len, head_dim */
     ZT_SCRATCH_LAYERNORM_BACKWARD = 6, /* n_rows, in_features = the row length */
     ZT_SCRATCH_GRAD_SUMSQ = 7,         /* n_elems */
+    ZT_SCRATCH_LOGPROB_BACKWARD = 8,   /* n_rows */
 } zt_scratch_op;
 
 typedef struct zt_scratch_query {
@@ -138,6 +139,7 @@ typedef struct zt_scratch_query {
     int seq_len, head_dim;
     size_t n_elems;
     int n_rows;
+    int batch, n_heads; /* ZT_SCRATCH_ATTENTION_BACKWARD */
 } zt_scratch_query;
 
 typedef struct zt_backend_ops {

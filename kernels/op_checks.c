@@ -288,3 +288,164 @@ zt_status zt_check_fo_update_args(const char *op, const void *theta, zt_dtype dt
     return zt_check_disjoint(op, "state", state, rows * n_elems * sizeof(float), "grad", grad,
                              n_elems * sizeof(float));
 }
+
+// ---- the backward ops (the CPU's kernels/cpu/*_backward.c and CUDA's kernels/cuda/*_backward.cu
+// share these, so both refuse a call with the same words) ----
+
+zt_status zt_check_gather_backward_args(const char *op, const float *d_table, const float *d_out,
+                                        const int32_t *rows, int n_rows, int n_table_rows,
+                                        int n_cols) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "n_table_rows", n_table_rows));
+    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
+    ZT_TRY(zt_check_ptr(op, "d_table", d_table));
+    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
+    ZT_TRY(zt_check_ptr(op, "rows", rows));
+    const size_t n_cols_z = (size_t)n_cols;
+    return zt_check_disjoint(op, "d_table", d_table,
+                             (size_t)n_table_rows * n_cols_z * sizeof(float), "d_out", d_out,
+                             (size_t)n_rows * n_cols_z * sizeof(float));
+}
+
+/* Fails unless a and b are the same buffer or do not overlap: an element-wise in-place update
+ * is safe, a shifted overlap is not. */
+static zt_status check_same_or_disjoint(const char *op, const char *a_name, const float *a,
+                                        const char *b_name, const float *b, size_t n_floats) {
+    if (a == b) return ZT_OK;
+    return zt_check_disjoint(op, a_name, a, n_floats * sizeof(float), b_name, b,
+                             n_floats * sizeof(float));
+}
+
+zt_status zt_check_layernorm_backward_args(const char *op, const float *d_in, const float *d_gamma,
+                                           const float *d_beta, const float *d_out, const float *in,
+                                           zt_weight gamma, int n_rows, int n_cols, float eps) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
+    ZT_TRY(zt_check_ptr(op, "d_in", d_in));
+    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
+    ZT_TRY(zt_check_ptr(op, "in", in));
+    ZT_TRY(zt_check_weight(op, "gamma", gamma, 0));
+    if (!(eps >= 0.0f)) return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op, eps);
+    const size_t n_elems = (size_t)n_rows * (size_t)n_cols;
+    const size_t row_bytes = (size_t)n_cols * sizeof(float);
+    ZT_TRY(check_same_or_disjoint(op, "d_in", d_in, "d_out", d_out, n_elems));
+    ZT_TRY(zt_check_disjoint(op, "d_in", d_in, n_elems * sizeof(float), "in", in,
+                             n_elems * sizeof(float)));
+    const float *params[2] = {d_gamma, d_beta};
+    const char *param_names[2] = {"d_gamma", "d_beta"};
+    for (int i = 0; i < 2; i++) {
+        if (params[i] == NULL) continue;
+        ZT_TRY(zt_check_disjoint(op, param_names[i], params[i], row_bytes, "d_in", d_in,
+                                 n_elems * sizeof(float)));
+        ZT_TRY(zt_check_disjoint(op, param_names[i], params[i], row_bytes, "d_out", d_out,
+                                 n_elems * sizeof(float)));
+    }
+    if (d_gamma && d_beta)
+        ZT_TRY(zt_check_disjoint(op, "d_gamma", d_gamma, row_bytes, "d_beta", d_beta, row_bytes));
+    return ZT_OK;
+}
+
+typedef struct buffer_extent {
+    const char *name;
+    const void *data; /* NULL: not passed, nothing to check */
+    size_t n_bytes;
+    int written;
+} buffer_extent;
+
+zt_status zt_check_linear_backward_args(const char *op, const float *d_in, const float *d_w,
+                                        const float *d_bias, const float *d_out, const float *in,
+                                        const float *out, zt_weight w, int n_rows, int in_features,
+                                        int out_features, int relu) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "in_features", in_features));
+    ZT_TRY(zt_check_dim(op, "out_features", out_features));
+    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
+    /* Each input is needed only by the gradient that reads it. */
+    if (relu) ZT_TRY(zt_check_ptr(op, "out", out));
+    if (d_w) ZT_TRY(zt_check_ptr(op, "in", in));
+    ZT_TRY(zt_check_weight(op, "weight", w, d_in != NULL));
+
+    /* No buffer the op writes may overlap another it touches: the GEMMs read d_pre, in and W
+     * while they write. */
+    const size_t n = (size_t)n_rows, ic = (size_t)in_features, oc = (size_t)out_features;
+    const buffer_extent buffers[] = {
+        {"d_in", d_in, n * ic * sizeof(float), 1},
+        {"d_w", d_w, oc * ic * sizeof(float), 1},
+        {"d_bias", d_bias, oc * sizeof(float), 1},
+        {"d_out", d_out, n * oc * sizeof(float), relu},
+        {"in", d_w ? in : NULL, n * ic * sizeof(float), 0},
+        {"out", relu ? out : NULL, n * oc * sizeof(float), 0},
+        {"weight", d_in ? w.data : NULL, oc * ic * zt_dtype_size(w.dtype), 0},
+    };
+    const int n_buffers = (int)(sizeof buffers / sizeof buffers[0]);
+    for (int i = 0; i < n_buffers; i++) {
+        for (int j = i + 1; j < n_buffers; j++) {
+            const buffer_extent *a = &buffers[i], *b = &buffers[j];
+            if (!a->data || !b->data || !(a->written || b->written)) continue;
+            ZT_TRY(
+                zt_check_disjoint(op, a->name, a->data, a->n_bytes, b->name, b->data, b->n_bytes));
+        }
+    }
+    return ZT_OK;
+}
+
+zt_status zt_check_attention_backward_args(const char *op, const float *d_q, const float *d_k,
+                                           const float *d_v, const float *d_out, const float *q,
+                                           const float *k, const float *v, const float *out,
+                                           const int32_t *key_mask, int batch, int seq_len,
+                                           int n_heads, int head_dim, float q_scale) {
+    /* The forward's own checks cover the dims, q_scale and the inputs it shares with this op. */
+    ZT_TRY(zt_check_attention_args(op, out, q, k, v, key_mask, batch, seq_len, n_heads, head_dim,
+                                   q_scale));
+    ZT_TRY(zt_check_ptr(op, "d_q", d_q));
+    ZT_TRY(zt_check_ptr(op, "d_k", d_k));
+    ZT_TRY(zt_check_ptr(op, "d_v", d_v));
+    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
+    const size_t n_cols = (size_t)n_heads * (size_t)head_dim;
+    const size_t tensor_bytes = (size_t)batch * (size_t)seq_len * n_cols * sizeof(float);
+    const size_t mask_bytes = (size_t)batch * (size_t)seq_len * sizeof(int32_t);
+    /* A gradient sharing memory with anything else would be read after being written. */
+    const struct {
+        const char *name;
+        const void *ptr;
+        size_t bytes;
+    } written[] = {{"d_q", d_q, tensor_bytes},
+                   {"d_k", d_k, tensor_bytes},
+                   {"d_v", d_v, tensor_bytes}},
+      read[] = {{"d_out", d_out, tensor_bytes}, {"q", q, tensor_bytes},
+                {"k", k, tensor_bytes},         {"v", v, tensor_bytes},
+                {"out", out, tensor_bytes},     {"key_mask", key_mask, mask_bytes}};
+    const int n_written = (int)(sizeof written / sizeof written[0]);
+    const int n_read = (int)(sizeof read / sizeof read[0]);
+    for (int w = 0; w < n_written; w++) {
+        for (int other = w + 1; other < n_written; other++)
+            ZT_TRY(zt_check_disjoint(op, written[w].name, written[w].ptr, written[w].bytes,
+                                     written[other].name, written[other].ptr,
+                                     written[other].bytes));
+        for (int r = 0; r < n_read; r++)
+            ZT_TRY(zt_check_disjoint(op, written[w].name, written[w].ptr, written[w].bytes,
+                                     read[r].name, read[r].ptr, read[r].bytes));
+    }
+    return ZT_OK;
+}
+
+zt_status zt_check_logprob_backward_args(const char *op, const float *d_logits, const float *logits,
+                                         const int32_t *targets, const float *d_logprob, int n_rows,
+                                         int vocab) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "vocab", vocab));
+    ZT_TRY(zt_check_ptr(op, "d_logits", d_logits));
+    ZT_TRY(zt_check_ptr(op, "logits", logits));
+    ZT_TRY(zt_check_ptr(op, "targets", targets));
+    ZT_TRY(zt_check_ptr(op, "d_logprob", d_logprob));
+    const size_t logits_bytes = (size_t)n_rows * (size_t)vocab * sizeof(float);
+    /* In place is the common case (the head's logits chunk is reused); a shifted overlap would
+     * overwrite logits that a later row still reads. */
+    if (d_logits != logits)
+        ZT_TRY(zt_check_disjoint(op, "d_logits", d_logits, logits_bytes, "logits", logits,
+                                 logits_bytes));
+    ZT_TRY(zt_check_disjoint(op, "d_logits", d_logits, logits_bytes, "targets", targets,
+                             (size_t)n_rows * sizeof(int32_t)));
+    return zt_check_disjoint(op, "d_logits", d_logits, logits_bytes, "d_logprob", d_logprob,
+                             (size_t)n_rows * sizeof(float));
+}

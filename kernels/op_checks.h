@@ -42,6 +42,31 @@ zt_status zt_check_attention_cached_args(const char *op, const float *out, const
 zt_status zt_check_logprob_args(const char *op, const float *logprob, const float *logits,
                                 const int32_t *targets, int n_rows, int vocab);
 
+/* The backward ops' arguments (backend.h, docs/design.md §3.1): dims, the pointers each gradient
+ * needs, and no overlap between a buffer the op writes and another it touches (an in-place
+ * d_in == d_out or d_logits == logits is allowed where the contract says so). Index ranges
+ * (rows, targets) are each backend's to check, as the indices may live on the device; the
+ * wording is "<op>: row N index I outside [0, L)" and "<op>: row N target T outside [0, V)". */
+zt_status zt_check_gather_backward_args(const char *op, const float *d_table, const float *d_out,
+                                        const int32_t *rows, int n_rows, int n_table_rows,
+                                        int n_cols);
+zt_status zt_check_layernorm_backward_args(const char *op, const float *d_in, const float *d_gamma,
+                                           const float *d_beta, const float *d_out, const float *in,
+                                           zt_weight gamma, int n_rows, int n_cols, float eps);
+/* `in` is required only with d_w, the weight's data only with d_in, `out` only with relu. */
+zt_status zt_check_linear_backward_args(const char *op, const float *d_in, const float *d_w,
+                                        const float *d_bias, const float *d_out, const float *in,
+                                        const float *out, zt_weight w, int n_rows, int in_features,
+                                        int out_features, int relu);
+zt_status zt_check_attention_backward_args(const char *op, const float *d_q, const float *d_k,
+                                           const float *d_v, const float *d_out, const float *q,
+                                           const float *k, const float *v, const float *out,
+                                           const int32_t *key_mask, int batch, int seq_len,
+                                           int n_heads, int head_dim, float q_scale);
+zt_status zt_check_logprob_backward_args(const char *op, const float *d_logits, const float *logits,
+                                         const int32_t *targets, const float *d_logprob, int n_rows,
+                                         int vocab);
+
 /* A perturbation: known distribution, n_terms >= 0, terms present, finite scale and
  * coefficients (a non-finite one would write NaN or Inf everywhere: refused before any write). */
 zt_status zt_check_perturbation(const char *op, const zt_perturbation *p);

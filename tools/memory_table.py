@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The README's memory report: `zotune bench memory` in MeZO's Table 22 setting, beside MeZO's numbers.
 
-Usage:  python3 tools/memory_table.py --zotune build/src/cli/zotune [--out DIR]
+Usage:  python3 tools/memory_table.py --zotune build/src/cli/zotune [--out DIR] [--plot FILE.png]
 
 Writes config.json files for OPT 1.3b ... 66b (facebook/opt-*'s published shapes) into DIR (a
 temporary directory by default), runs `zotune bench memory DIR/opt-X --dtype f16 --batch-size 1
 --seq-len 400 --json` on each (MultiRC's ~400 tokens, batch 1, fp16 weights) and prints a
 markdown table: zotune's planned peaks per method and MeZO's published figures (Table 22:
-nvidia-smi peaks of HF eager runs, "GB"). Plans only: no weights, no GPU needed.
+nvidia-smi peaks of HF eager runs, "GB"). Plans only: no weights, no GPU needed. --plot also
+draws every method's peak against the parameter count, log-log (needs matplotlib).
 """
 import argparse
 import json
@@ -34,7 +35,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zotune", required=True)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--plot", default=None, help="FILE.png: memory against model size")
     args = ap.parse_args()
+    curves = {}
     root = args.out or tempfile.mkdtemp(prefix="zotune_configs_")
     print("| OPT | MeZO (published) | full FT (published) | " +
           " | ".join(f"zotune {m}" for m in METHODS) + " |")
@@ -53,9 +56,27 @@ def main():
                               "--batch-size", "1", "--seq-len", "400", "--json"],
                              check=True, capture_output=True, text=True).stdout
         rows = {r["method"]: r["peak_bytes"] for r in json.loads(out)["rows"]}
+        params = json.loads(out)["rows"][0]["parts"]["weights"] / 2
+        for m, v in rows.items():
+            curves.setdefault(m, []).append((params, v / 2**30))
         mezo, ft = MEZO[name]
         cells = " | ".join(f"{rows[m] / 2**30:.1f}" for m in METHODS)
         print(f"| {name} | {mezo} GB | {ft}{' GB' if ft.isdigit() else ''} | {cells} |")
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for m, points in curves.items():
+            ax.plot([p for p, _ in points], [g for _, g in points], marker="o", label=m)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("parameters (OPT 1.3b ... 66b, fp16)")
+        ax.set_ylabel("planned peak (GiB), batch 1 x 400 tokens")
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
 
 
 if __name__ == "__main__":

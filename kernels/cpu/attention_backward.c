@@ -112,38 +112,9 @@ zt_status zt_cpu_attention_backward(zt_backend *be, float *d_q, float *d_k,
                                     float q_scale) {
     const char *op = "attention_backward";
     zt_cpu_backend *cpu = zt_cpu(be);
-    /* The forward's own checks cover the dims, q_scale and the inputs it shares with this op. */
-    ZT_TRY(zt_check_attention_args(op, out, q, k, v, key_mask, batch, seq_len, n_heads, head_dim,
-                                   q_scale));
-    ZT_TRY(zt_check_ptr(op, "d_q", d_q));
-    ZT_TRY(zt_check_ptr(op, "d_k", d_k));
-    ZT_TRY(zt_check_ptr(op, "d_v", d_v));
-    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
+    ZT_TRY(zt_check_attention_backward_args(op, d_q, d_k, d_v, d_out, q, k, v, out, key_mask, batch,
+                                            seq_len, n_heads, head_dim, q_scale));
     const size_t n_cols = (size_t)n_heads * (size_t)head_dim;
-    const size_t tensor_bytes = (size_t)batch * (size_t)seq_len * n_cols * sizeof(float);
-    const size_t mask_bytes = (size_t)batch * (size_t)seq_len * sizeof(int32_t);
-    /* A gradient sharing memory with anything else would be read after being written. */
-    const struct {
-        const char *name;
-        const void *ptr;
-        size_t bytes;
-    } written[] = {{"d_q", d_q, tensor_bytes},
-                   {"d_k", d_k, tensor_bytes},
-                   {"d_v", d_v, tensor_bytes}},
-      read[] = {{"d_out", d_out, tensor_bytes}, {"q", q, tensor_bytes},
-                {"k", k, tensor_bytes},         {"v", v, tensor_bytes},
-                {"out", out, tensor_bytes},     {"key_mask", key_mask, mask_bytes}};
-    const int n_written = (int)(sizeof written / sizeof written[0]);
-    const int n_read = (int)(sizeof read / sizeof read[0]);
-    for (int w = 0; w < n_written; w++) {
-        for (int other = w + 1; other < n_written; other++)
-            ZT_TRY(zt_check_disjoint(op, written[w].name, written[w].ptr, written[w].bytes,
-                                     written[other].name, written[other].ptr,
-                                     written[other].bytes));
-        for (int r = 0; r < n_read; r++)
-            ZT_TRY(zt_check_disjoint(op, written[w].name, written[w].ptr, written[w].bytes,
-                                     read[r].name, read[r].ptr, read[r].bytes));
-    }
 
     const size_t per_thread = zt_cpu_attention_backward_thread_floats(seq_len, head_dim);
     float *scratch;

@@ -134,6 +134,8 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     case ZT_SCRATCH_GRAD_SUMSQ:
         floats = zt_cpu_grad_sumsq_scratch_floats(q->n_elems);
         break;
+    case ZT_SCRATCH_LOGPROB_BACKWARD:
+        break; /* the CPU's works in place */
     }
     return floats * sizeof(float);
 }

@@ -15,16 +15,8 @@ zt_status zt_cpu_gather_rows_backward(zt_backend *be, float *d_table, /* (n_tabl
                                       const int32_t *rows,            /* (N) */
                                       int n_rows, int n_table_rows, int n_cols) {
     const char *op = "gather_rows_backward";
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "n_table_rows", n_table_rows));
-    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
-    ZT_TRY(zt_check_ptr(op, "d_table", d_table));
-    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
-    ZT_TRY(zt_check_ptr(op, "rows", rows));
+    ZT_TRY(zt_check_gather_backward_args(op, d_table, d_out, rows, n_rows, n_table_rows, n_cols));
     const size_t n_cols_z = (size_t)n_cols;
-    ZT_TRY(zt_check_disjoint(op, "d_table", d_table,
-                             (size_t)n_table_rows * n_cols_z * sizeof(float), "d_out", d_out,
-                             (size_t)n_rows * n_cols_z * sizeof(float)));
     /* Checked up front so a bad index leaves d_table untouched. */
     for (int n = 0; n < n_rows; n++) {
         if (rows[n] < 0 || rows[n] >= n_table_rows)

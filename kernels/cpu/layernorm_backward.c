@@ -18,44 +18,6 @@ static inline float normalised(float x, float mean, float rstd) {
     return (x - mean) * rstd;
 }
 
-/* Fails unless a and b are the same buffer or do not overlap: an element-wise in-place update
- * is safe, a shifted overlap is not. */
-static zt_status check_same_or_disjoint(const char *op, const char *a_name, const float *a,
-                                        const char *b_name, const float *b, size_t n_floats) {
-    if (a == b) return ZT_OK;
-    return zt_check_disjoint(op, a_name, a, n_floats * sizeof(float), b_name, b,
-                             n_floats * sizeof(float));
-}
-
-static zt_status check_args(const char *op, const float *d_in, const float *d_gamma,
-                            const float *d_beta, const float *d_out, const float *in,
-                            zt_weight gamma, int n_rows, int n_cols, float eps) {
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "n_cols", n_cols));
-    ZT_TRY(zt_check_ptr(op, "d_in", d_in));
-    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
-    ZT_TRY(zt_check_ptr(op, "in", in));
-    ZT_TRY(zt_check_weight(op, "gamma", gamma, 0));
-    if (!(eps >= 0.0f)) return zt_fail(ZT_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op, eps);
-    const size_t n_elems = (size_t)n_rows * (size_t)n_cols;
-    const size_t row_bytes = (size_t)n_cols * sizeof(float);
-    ZT_TRY(check_same_or_disjoint(op, "d_in", d_in, "d_out", d_out, n_elems));
-    ZT_TRY(zt_check_disjoint(op, "d_in", d_in, n_elems * sizeof(float), "in", in,
-                             n_elems * sizeof(float)));
-    const float *params[2] = {d_gamma, d_beta};
-    const char *param_names[2] = {"d_gamma", "d_beta"};
-    for (int i = 0; i < 2; i++) {
-        if (params[i] == NULL) continue;
-        ZT_TRY(zt_check_disjoint(op, param_names[i], params[i], row_bytes, "d_in", d_in,
-                                 n_elems * sizeof(float)));
-        ZT_TRY(zt_check_disjoint(op, param_names[i], params[i], row_bytes, "d_out", d_out,
-                                 n_elems * sizeof(float)));
-    }
-    if (d_gamma && d_beta)
-        ZT_TRY(zt_check_disjoint(op, "d_gamma", d_gamma, row_bytes, "d_beta", d_beta, row_bytes));
-    return ZT_OK;
-}
-
 /* d_gamma[c] += sum_n d_out[n,c] * x-hat[n,c], d_beta[c] += sum_n d_out[n,c], summed in double
  * in row order and rounded once into the running gradient. */
 static void parameter_gradients(zt_cpu_backend *cpu, float *d_gamma, float *d_beta, /* (C) */
@@ -99,7 +61,8 @@ zt_status zt_cpu_layernorm_backward(zt_backend *be, float *d_in,   /* (N,C) = */
                                     int n_rows, int n_cols, float eps) {
     const char *op = "layernorm_backward";
     zt_cpu_backend *cpu = zt_cpu(be);
-    ZT_TRY(check_args(op, d_in, d_gamma, d_beta, d_out, in, gamma, n_rows, n_cols, eps));
+    ZT_TRY(zt_check_layernorm_backward_args(op, d_in, d_gamma, d_beta, d_out, in, gamma, n_rows,
+                                            n_cols, eps));
 
     /* Scratch: [mean (N) | rstd (N) | gamma widened (C)]. The statistics are kept because the
      * parameter pass reads them column-wise, after which d_in may overwrite d_out. */

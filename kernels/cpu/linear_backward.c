@@ -21,50 +21,6 @@
 /* Columns of d_bias per piece of its column sums (four cache lines of f32). */
 #define ZT_CPU_LINEAR_BIAS_PIECE 64
 
-typedef struct buffer_extent {
-    const char *name;
-    const void *data; /* NULL: not passed, nothing to check */
-    size_t n_bytes;
-    int written;
-} buffer_extent;
-
-static zt_status check_args(const char *op, const float *d_in, const float *d_w,
-                            const float *d_bias, const float *d_out, const float *in,
-                            const float *out, zt_weight w, int n_rows, int in_features,
-                            int out_features, int relu) {
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "in_features", in_features));
-    ZT_TRY(zt_check_dim(op, "out_features", out_features));
-    ZT_TRY(zt_check_ptr(op, "d_out", d_out));
-    /* Each input is needed only by the gradient that reads it. */
-    if (relu) ZT_TRY(zt_check_ptr(op, "out", out));
-    if (d_w) ZT_TRY(zt_check_ptr(op, "in", in));
-    ZT_TRY(zt_check_weight(op, "weight", w, d_in != NULL));
-
-    /* No buffer the op writes may overlap another it touches: the GEMMs read d_pre, in and W
-     * while they write. */
-    const size_t n = (size_t)n_rows, ic = (size_t)in_features, oc = (size_t)out_features;
-    const buffer_extent buffers[] = {
-        {"d_in", d_in, n * ic * sizeof(float), 1},
-        {"d_w", d_w, oc * ic * sizeof(float), 1},
-        {"d_bias", d_bias, oc * sizeof(float), 1},
-        {"d_out", d_out, n * oc * sizeof(float), relu},
-        {"in", d_w ? in : NULL, n * ic * sizeof(float), 0},
-        {"out", relu ? out : NULL, n * oc * sizeof(float), 0},
-        {"weight", d_in ? w.data : NULL, oc * ic * zt_dtype_size(w.dtype), 0},
-    };
-    const int n_buffers = (int)(sizeof buffers / sizeof buffers[0]);
-    for (int i = 0; i < n_buffers; i++) {
-        for (int j = i + 1; j < n_buffers; j++) {
-            const buffer_extent *a = &buffers[i], *b = &buffers[j];
-            if (!a->data || !b->data || !(a->written || b->written)) continue;
-            ZT_TRY(
-                zt_check_disjoint(op, a->name, a->data, a->n_bytes, b->name, b->data, b->n_bytes));
-        }
-    }
-    return ZT_OK;
-}
-
 /* d_out[i] = 0 where out[i] <= 0 (or is NaN): ReLU's derivative, 0 at 0 as torch's. */
 static void relu_mask(zt_cpu_backend *cpu, float *d_out, /* (N,OC) */
                       const float *out,                  /* (N,OC) */
@@ -186,8 +142,8 @@ zt_status zt_cpu_linear_backward(zt_backend *be, float *d_in, /* (N,IC) = */
                                  int n_rows, int in_features, int out_features, int relu) {
     const char *op = "linear_backward";
     zt_cpu_backend *cpu = zt_cpu(be);
-    ZT_TRY(check_args(op, d_in, d_w, d_bias, d_out, in, out, w, n_rows, in_features, out_features,
-                      relu));
+    ZT_TRY(zt_check_linear_backward_args(op, d_in, d_w, d_bias, d_out, in, out, w, n_rows,
+                                         in_features, out_features, relu));
 
     float *chunk = NULL;
     if (d_in && w.dtype != ZT_F32)

@@ -6,33 +6,13 @@
 #include "cpu/cpu_backward.h"
 #include "cpu/cpu_common.h"
 
-static zt_status check_args(const char *op, const float *d_logits, const float *logits,
-                            const int32_t *targets, const float *d_logprob, int n_rows, int vocab) {
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "vocab", vocab));
-    ZT_TRY(zt_check_ptr(op, "d_logits", d_logits));
-    ZT_TRY(zt_check_ptr(op, "logits", logits));
-    ZT_TRY(zt_check_ptr(op, "targets", targets));
-    ZT_TRY(zt_check_ptr(op, "d_logprob", d_logprob));
-    const size_t logits_bytes = (size_t)n_rows * (size_t)vocab * sizeof(float);
-    /* In place is the common case (the head's logits chunk is reused); a shifted overlap would
-     * overwrite logits that a later row still reads. */
-    if (d_logits != logits)
-        ZT_TRY(zt_check_disjoint(op, "d_logits", d_logits, logits_bytes, "logits", logits,
-                                 logits_bytes));
-    ZT_TRY(zt_check_disjoint(op, "d_logits", d_logits, logits_bytes, "targets", targets,
-                             (size_t)n_rows * sizeof(int32_t)));
-    return zt_check_disjoint(op, "d_logits", d_logits, logits_bytes, "d_logprob", d_logprob,
-                             (size_t)n_rows * sizeof(float));
-}
-
 zt_status zt_cpu_target_logprobs_backward(zt_backend *be, float *d_logits, /* (R,V) = */
                                           const float *logits,             /* (R,V) */
                                           const int32_t *targets,          /* (R) */
                                           const float *d_logprob,          /* (R) */
                                           int n_rows, int vocab) {
     const char *op = "target_logprobs_backward";
-    ZT_TRY(check_args(op, d_logits, logits, targets, d_logprob, n_rows, vocab));
+    ZT_TRY(zt_check_logprob_backward_args(op, d_logits, logits, targets, d_logprob, n_rows, vocab));
     /* Checked up front so a bad target leaves d_logits untouched. */
     for (int r = 0; r < n_rows; r++) {
         if (targets[r] < 0 || targets[r] >= vocab)

@@ -14,15 +14,6 @@
 
 #include "cuda/cuda_common.cuh"
 
-/* Loop unrolling hints for the device compiler; host compilers (the executor's) have no such
- * pragma. */
-#ifdef __CUDA_ARCH__
-#define ZT_UNROLL_TEXT(n) #n
-#define ZT_UNROLL(n) _Pragma(ZT_UNROLL_TEXT(unroll n))
-#else
-#define ZT_UNROLL(n)
-#endif
-
 namespace ZT_CUDA_NAMESPACE {
 
 constexpr float kLog2e = 1.44269504088896340736f;

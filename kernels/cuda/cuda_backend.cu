@@ -244,8 +244,10 @@ static void cuda_destroy(zt_backend *be) {
     release(zt_cuda(be));
 }
 
-/* Mirrors the requests the ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention, cached
- * or not, works in shared memory and registers and asks for none. perturb and update take 3
+/* Mirrors the requests the forward ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention,
+ * cached or not, works in shared memory and registers and asks for none. The backward ops take
+ * theirs on demand (no zt_scratch_op names them yet): per-row statistics, column-sum pieces and
+ * linear's widened weight chunk. perturb and update take 3
  * floats per term when a perturbation has more than 32 terms (z_terms.cuh), which no query names:
  * under 1 KiB for 64 terms; linear copies an f32 bias that is not 16-byte aligned (never one of a
  * model's: those are 64-byte aligned). The cuBLASLt workspace is a fixed allocation of the backend,
@@ -267,10 +269,28 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
         floats = zt_cuda_z_sumsq_scratch_floats(q->n_elems);
         break;
     case ZT_SCRATCH_LINEAR_BACKWARD:
+        floats = (zt_cuda_linear_backward_scratch_bytes(q->n_rows, q->in_features, q->out_features,
+                                                        1, q->weight_dtype != ZT_F32, q->has_bias,
+                                                        zt_cuda(be)->linear_chunk_floats) +
+                  sizeof(float) - 1) /
+                 sizeof(float);
+        break;
     case ZT_SCRATCH_ATTENTION_BACKWARD:
+        floats = (zt_cuda_attention_backward_scratch_bytes(q->batch, q->n_heads, q->seq_len) +
+                  sizeof(float) - 1) /
+                 sizeof(float);
+        break;
     case ZT_SCRATCH_LAYERNORM_BACKWARD:
+        floats = (zt_cuda_layernorm_backward_scratch_bytes(q->n_rows, q->in_features, 1) +
+                  sizeof(float) - 1) /
+                 sizeof(float);
+        break;
+    case ZT_SCRATCH_LOGPROB_BACKWARD:
+        floats =
+            (zt_cuda_logprob_backward_scratch_bytes(q->n_rows) + sizeof(float) - 1) / sizeof(float);
+        break;
     case ZT_SCRATCH_GRAD_SUMSQ:
-        break; /* no backward ops here yet */
+        break; /* no first-order update ops here yet */
     }
     return floats * sizeof(float);
 }
@@ -321,6 +341,11 @@ static zt_backend_ops make_ops() {
     ops.perturb_variants = zt_cuda_perturb_variants;
     ops.z_sumsq = zt_cuda_z_sumsq;
     ops.update = zt_cuda_update;
+    ops.gather_rows_backward = zt_cuda_gather_rows_backward;
+    ops.layernorm_backward = zt_cuda_layernorm_backward;
+    ops.linear_backward = zt_cuda_linear_backward;
+    ops.attention_backward = zt_cuda_attention_backward;
+    ops.target_logprobs_backward = zt_cuda_target_logprobs_backward;
     ops.set_gemm_precision = cuda_set_gemm_precision;
     ops.vouch_indices = cuda_vouch_indices;
     ops.describe = cuda_describe;
@@ -342,6 +367,7 @@ static zt_status init(zt_cuda_backend *cb) {
     cb->nonfinite = reinterpret_cast<unsigned long long *>(static_cast<char *>(slot) + 8);
     zt_mem_track_alloc(ZT_MEM_SCRATCH, kCudaFlagBytes);
     ZT_TRY(zt_cuda_attention_setup(cb));
+    ZT_TRY(zt_cuda_attention_backward_setup(cb));
     return ZT_OK;
 }
 

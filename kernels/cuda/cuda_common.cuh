@@ -71,6 +71,15 @@ template <typename T> __device__ __forceinline__ T *zt_dynamic_shared() {
             return ZT_CUDA_NAMESPACE::zt_cublas_fail(zt_cublas_st_, #call, __FILE__, __LINE__);    \
     } while (0)
 
+/* Loop unrolling hints for the device compiler; host compilers (the executor's) have no such
+ * pragma. */
+#ifdef __CUDA_ARCH__
+#define ZT_UNROLL_TEXT(n) #n
+#define ZT_UNROLL(n) _Pragma(ZT_UNROLL_TEXT(unroll n))
+#else
+#define ZT_UNROLL(n)
+#endif
+
 namespace ZT_CUDA_NAMESPACE {
 
 constexpr int kWarpSize = 32;
@@ -102,6 +111,7 @@ constexpr size_t kMinLinearChunkFloats = 1024;
  * (tens of microseconds on the host) runs once per layer shape, not once per call. */
 struct zt_lt_algo_key {
     int m, n, k, lda, ldb, ldc;
+    int trans_a, trans_b, accumulate; /* op(A), op(B) transposed; beta = 1 (D += ...) */
     int a_type, b_type, compute, epilogue;
     unsigned align_a, align_b, align_d, align_bias; /* bytes; cuBLASLt's algos depend on them */
 };
@@ -112,6 +122,8 @@ struct zt_lt_algo_entry {
 constexpr int kLtAlgoCacheSize = 64;
 /* attention.cu's kernel instances, one slot each in zt_cuda_backend::attention_max_shared. */
 constexpr int kAttentionKernelSlots = 16;
+/* attention_backward.cu's two kernels, a slot each in attention_backward_max_shared. */
+constexpr int kAttentionBackwardKernelSlots = 2;
 
 /* A device index array the caller checked on the host: its values lie in [0, limit). */
 struct zt_vouched_indices {
@@ -149,6 +161,7 @@ struct zt_cuda_backend {
     size_t logprob_slots;
     size_t attention_max_shared[kAttentionKernelSlots]; /* dynamic shared bytes each attention
                                                            kernel may launch with (create) */
+    size_t attention_backward_max_shared[kAttentionBackwardKernelSlots]; /* the same, backward */
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -196,6 +209,32 @@ void zt_cuda_logprob_release(zt_cuda_backend *cb);
 zt_status zt_cuda_find_bad_index(zt_cuda_backend *cb, const int32_t *values, /* (n) */
                                  int n, int limit, int *first_bad, int32_t *bad_value);
 
+// ---- the GEMM call site (linear.cu) ----
+
+/* One cuBLASLt matmul, in cuBLASLt's column-major terms:
+ *     D (m, n) = op(A) op(B) (+ bias over D's rows) (then ReLU) (+ D first, when accumulate)
+ * with op(X) = X^T when trans_x, so A is stored (k, m) when transposed and (m, k) otherwise, with
+ * leading dimension lda; B likewise (n, k) or (k, n); D is f32 (m, n) with leading dimension ldd.
+ * Products accumulate in f32 under `compute`. The algorithm is cached per configuration and
+ * pointer alignments; max_align_a (0: none) caps the alignment A is declared with, so that two
+ * calls whose A differ only in alignment get the same algorithm, hence the same bits. */
+struct zt_lt_gemm {
+    const void *a;
+    zt_dtype a_dtype;
+    int lda, trans_a;
+    const void *b;
+    zt_dtype b_dtype;
+    int ldb, trans_b;
+    float *d;
+    int ldd;
+    int m, n, k;
+    const float *bias; /* (m) f32, 16-byte aligned, or NULL */
+    int relu, accumulate;
+    cublasComputeType_t compute;
+    unsigned max_align_a;
+};
+zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gemm &g);
+
 // ---- the ops, one family per file ----
 
 zt_status zt_cuda_gather_rows(zt_backend *be, float *out, const int32_t *rows, zt_weight table,
@@ -228,6 +267,29 @@ zt_status zt_cuda_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t t
                           size_t n_elems, zt_dist dist);
 zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
                          size_t n_elems, float *state, const zt_update *u);
+
+/* The backward ops (backprop, docs/design.md §3.1), one file each, named after the forward's:
+ * gather_backward.cu, layernorm_backward.cu, linear_backward.cu, attention_backward.cu,
+ * logprob_backward.cu. */
+zt_status zt_cuda_gather_rows_backward(zt_backend *be, float *d_table, const float *d_out,
+                                       const int32_t *rows, int n_rows, int n_table_rows,
+                                       int n_cols);
+zt_status zt_cuda_layernorm_backward(zt_backend *be, float *d_in, float *d_gamma, float *d_beta,
+                                     const float *d_out, const float *in, zt_weight gamma,
+                                     int n_rows, int n_cols, float eps);
+zt_status zt_cuda_linear_backward(zt_backend *be, float *d_in, float *d_w, float *d_bias,
+                                  float *d_out, const float *in, const float *out, zt_weight w,
+                                  int n_rows, int in_features, int out_features, int relu);
+zt_status zt_cuda_attention_backward(zt_backend *be, float *d_q, float *d_k, float *d_v,
+                                     const float *d_out, const float *q, const float *k,
+                                     const float *v, const float *out, const int32_t *key_mask,
+                                     int batch, int seq_len, int n_heads, int head_dim,
+                                     float q_scale);
+/* As zt_cuda_attention_setup, for attention_backward's kernels; create calls it once. */
+zt_status zt_cuda_attention_backward_setup(zt_cuda_backend *cb);
+zt_status zt_cuda_target_logprobs_backward(zt_backend *be, float *d_logits, const float *logits,
+                                           const int32_t *targets, const float *d_logprob,
+                                           int n_rows, int vocab);
 
 /* z_sumsq on a grid of at most max_blocks blocks (the op uses ZT_CUDA_ZO_MAX_BLOCKS). The result
  * depends on n_elems only, never on the grid: the tests call this with several grids. */
@@ -300,6 +362,16 @@ static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precisi
 /* Floats of scratch z_sumsq takes for n Gaussian elements (sumsq.cu). */
 size_t zt_cuda_z_sumsq_scratch_floats(size_t n_elems);
 
+/* Bytes of zt_cuda_scratch each backward op takes, computed by the function the op itself calls,
+ * so that a scratch planner asking them cannot drift from the op. with_params: d_gamma or d_beta
+ * given; widen: a half weight, or an f32 one below 16-byte alignment (linear_backward.cu). */
+size_t zt_cuda_layernorm_backward_scratch_bytes(int n_rows, int n_cols, int with_params);
+size_t zt_cuda_linear_backward_scratch_bytes(int n_rows, int in_features, int out_features,
+                                             int with_d_in, int widen, int with_d_bias,
+                                             size_t linear_chunk_floats);
+size_t zt_cuda_attention_backward_scratch_bytes(int batch, int n_heads, int seq_len);
+size_t zt_cuda_logprob_backward_scratch_bytes(int n_rows);
+
 // ---------------------------------------------------------------------------------------------
 // Device helpers.
 
@@ -336,6 +408,50 @@ __device__ __forceinline__ float zt_block_sum(float value, float *partials) {
     float total = zt_warp_sum(lane < n_warps ? partials[lane] : 0.0f);
     __syncthreads();
     return total;
+}
+
+/* The same in double: the backward ops' row sums (layer norm, log-sum-exp). */
+__device__ __forceinline__ double zt_warp_sum_double(double value) {
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+        value += __shfl_xor_sync(0xffffffffu, value, offset);
+    return value;
+}
+
+/* zt_block_sum in double; `partials` is a __shared__ double[32]. */
+__device__ __forceinline__ double zt_block_sum_double(double value, double *partials) {
+    const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+    value = zt_warp_sum_double(value);
+    if (lane == 0) partials[warp] = value;
+    __syncthreads();
+    const int n_warps = blockDim.x / kWarpSize;
+    double total = zt_warp_sum_double(lane < n_warps ? partials[lane] : 0.0);
+    __syncthreads();
+    return total;
+}
+
+/* A layernorm row's mean and 1/std, in f32 with two block reductions (layernorm.cu's forward;
+ * layernorm_backward.cu recomputes them through this same function, so its x-hat is the one the
+ * forward normalised with). The mean is accumulated relative to the row's first element: a row
+ * with a large common offset would otherwise lose digits to cancellation in the f32 sum. The
+ * variance is the exact two-pass form, never E[x^2] - E[x]^2. Every thread of the block must
+ * call it and gets both; the bits depend on blockDim.x, so both ops launch kBlockThreads. */
+__device__ __forceinline__ void zt_layernorm_row_stats(const float *x, /* (C) */
+                                                       int n_cols, float eps, float *partials,
+                                                       float *mean_out, float *rstd_out) {
+    const float pivot = x[0];
+    float shifted_sum = 0.0f;
+    for (int c = threadIdx.x; c < n_cols; c += blockDim.x)
+        shifted_sum += x[c] - pivot;
+    const float mean = pivot + zt_block_sum(shifted_sum, partials) / (float)n_cols;
+
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
+        float centered = x[c] - mean;
+        squares += centered * centered;
+    }
+    const float variance = zt_block_sum(squares, partials) / (float)n_cols;
+    *mean_out = mean;
+    *rstd_out = 1.0f / sqrtf(variance + eps);
 }
 
 } // namespace ZT_CUDA_NAMESPACE

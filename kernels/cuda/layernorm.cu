@@ -3,10 +3,8 @@
 
 namespace ZT_CUDA_NAMESPACE {
 
-/* One block per row, statistics in f32 with two block reductions. The mean is accumulated
- * relative to the row's first element: a row with a large common offset would otherwise lose
- * digits to cancellation in the f32 sum. The variance is the exact two-pass form, never
- * E[x^2] - E[x]^2. Each thread reads and writes only its own columns, so out may equal in. */
+/* One block per row, statistics by zt_layernorm_row_stats (cuda_common.cuh). Each thread reads
+ * and writes only its own columns, so out may equal in. */
 static __global__ void __launch_bounds__(kBlockThreads)
     zt_layernorm_k(float *out,                              /* (N,C) */
                    const float *in,                         /* (N,C) */
@@ -17,20 +15,8 @@ static __global__ void __launch_bounds__(kBlockThreads)
     const size_t row = blockIdx.x;
     const float *x = in + row * (size_t)n_cols;
     float *y = out + row * (size_t)n_cols;
-
-    const float pivot = x[0];
-    float shifted_sum = 0.0f;
-    for (int c = threadIdx.x; c < n_cols; c += blockDim.x)
-        shifted_sum += x[c] - pivot;
-    const float mean = pivot + zt_block_sum(shifted_sum, partials) / (float)n_cols;
-
-    float squares = 0.0f;
-    for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
-        float centered = x[c] - mean;
-        squares += centered * centered;
-    }
-    const float variance = zt_block_sum(squares, partials) / (float)n_cols;
-    const float rstd = 1.0f / sqrtf(variance + eps);
+    float mean, rstd;
+    zt_layernorm_row_stats(x, n_cols, eps, partials, &mean, &rstd);
 
     for (int c = threadIdx.x; c < n_cols; c += blockDim.x) {
         float scale = gamma ? zt_load_f32(gamma, gamma_dtype, (size_t)c) : 1.0f;

@@ -6,7 +6,9 @@
  * Scratch layout and chunk sizes come from zt_cuda_linear_scratch (cuda_common.cuh), which the
  * scratch planner asks too, so the plan and the op cannot drift apart. The ReLU is cuBLASLt's
  * max(x, 0), whose NaN handling is undocumented (the CPU's passes NaN through, as torch.relu);
- * a NaN that reaches fc1 came from the residual stream, which still carries it to the loss. */
+ * a NaN that reaches fc1 came from the residual stream, which still carries it to the loss.
+ * zt_cuda_lt_matmul is the backend's one cublasLtMatmul call site; linear_backward.cu's GEMMs
+ * (transposed operands, accumulation into D) go through it too, sharing the algorithm cache. */
 #include <string.h>
 
 #include "cuda/cuda_common.cuh"
@@ -70,8 +72,8 @@ struct lt_descriptors {
 };
 
 /* The algorithm for `key`, from the cache or from cuBLASLt's heuristic (then cached). */
-static zt_status find_algo(zt_cuda_backend *cb, const zt_lt_algo_key &key, lt_descriptors &d,
-                           cublasLtMatmulAlgo_t *algo) {
+static zt_status find_algo(zt_cuda_backend *cb, const char *op, const zt_lt_algo_key &key,
+                           lt_descriptors &d, cublasLtMatmulAlgo_t *algo) {
     for (int i = 0; i < cb->n_lt_algos; i++)
         if (memcmp(&cb->lt_algos[i].key, &key, sizeof key) == 0) {
             *algo = cb->lt_algos[i].algo;
@@ -97,14 +99,72 @@ static zt_status find_algo(zt_cuda_backend *cb, const zt_lt_algo_key &key, lt_de
                                                  &result, &n_results));
     if (n_results < 1 || result.state != CUBLAS_STATUS_SUCCESS)
         return zt_fail(ZT_ERR_CUDA,
-                       "linear: cuBLASLt has no algorithm for m %d n %d k %d (A type %d, B type "
-                       "%d, compute %d, epilogue %d)",
-                       key.m, key.n, key.k, key.a_type, key.b_type, key.compute, key.epilogue);
+                       "%s: cuBLASLt has no algorithm for m %d n %d k %d (A type %d%s, B type "
+                       "%d%s, compute %d, epilogue %d%s)",
+                       op, key.m, key.n, key.k, key.a_type, key.trans_a ? " transposed" : "",
+                       key.b_type, key.trans_b ? " transposed" : "", key.compute, key.epilogue,
+                       key.accumulate ? ", accumulating" : "");
     int slot = cb->n_lt_algos < kLtAlgoCacheSize ? cb->n_lt_algos++ : cb->next_lt_evict++;
     cb->next_lt_evict %= kLtAlgoCacheSize;
     cb->lt_algos[slot].key = key;
     cb->lt_algos[slot].algo = result.algo;
     *algo = result.algo;
+    return ZT_OK;
+}
+
+zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gemm &g) {
+    if (g.m == 0 || g.n == 0) return ZT_OK;
+    const cublasLtEpilogue_t epilogue =
+        g.bias ? (g.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+               : (g.relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+    zt_lt_algo_key key;
+    memset(&key, 0, sizeof key); /* the key is compared bytewise: no stray padding */
+    key.m = g.m;
+    key.n = g.n;
+    key.k = g.k;
+    key.lda = g.lda;
+    key.ldb = g.ldb;
+    key.ldc = g.ldd;
+    key.trans_a = g.trans_a != 0;
+    key.trans_b = g.trans_b != 0;
+    key.accumulate = g.accumulate != 0;
+    key.a_type = (int)cuda_type(g.a_dtype);
+    key.b_type = (int)cuda_type(g.b_dtype);
+    key.compute = (int)g.compute;
+    key.epilogue = (int)epilogue;
+    key.align_a = alignment_of(g.a);
+    if (g.max_align_a && key.align_a > g.max_align_a) key.align_a = g.max_align_a;
+    key.align_b = alignment_of(g.b);
+    key.align_d = alignment_of(g.d);
+    key.align_bias = g.bias ? alignment_of(g.bias) : 0;
+
+    lt_descriptors d;
+    ZT_CUBLAS_TRY(cublasLtMatmulDescCreate(&d.op, g.compute, CUDA_R_32F));
+    const cublasOperation_t trans_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t trans_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
+                                                 sizeof trans_a));
+    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
+                                                 sizeof trans_b));
+    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                 sizeof epilogue));
+    if (g.bias)
+        ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                     &g.bias, sizeof g.bias));
+    /* Stored shapes: op(A) is (m, k), so A is kept (k, m) when transposed; op(B) is (k, n). */
+    const uint64_t a_rows = (uint64_t)(g.trans_a ? g.k : g.m);
+    const uint64_t a_cols = (uint64_t)(g.trans_a ? g.m : g.k);
+    const uint64_t b_rows = (uint64_t)(g.trans_b ? g.n : g.k);
+    const uint64_t b_cols = (uint64_t)(g.trans_b ? g.k : g.n);
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.a, cuda_type(g.a_dtype), a_rows, a_cols, g.lda));
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.b, cuda_type(g.b_dtype), b_rows, b_cols, g.ldb));
+    ZT_CUBLAS_TRY(
+        cublasLtMatrixLayoutCreate(&d.d, CUDA_R_32F, (uint64_t)g.m, (uint64_t)g.n, g.ldd));
+    cublasLtMatmulAlgo_t algo;
+    ZT_TRY(find_algo(cb, op, key, d, &algo));
+    const float one = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+    ZT_CUBLAS_TRY(cublasLtMatmul(cb->lt, d.op, &one, g.a, d.a, g.b, d.b, &beta, g.d, d.d, g.d, d.d,
+                                 &algo, cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES, cb->stream));
     return ZT_OK;
 }
 
@@ -118,52 +178,24 @@ static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
                            const float *bias,                    /* (n_out) or NULL */
                            int n_rows, int in_features, int n_out, int ldc, int relu,
                            cublasComputeType_t compute) {
-    if (n_rows == 0 || n_out == 0) return ZT_OK;
-    const cublasLtEpilogue_t epilogue =
-        bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
-             : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
-    zt_lt_algo_key key;
-    memset(&key, 0, sizeof key); /* the key is compared bytewise: no stray padding */
-    key.m = n_out;
-    key.n = n_rows;
-    key.k = in_features;
-    key.lda = in_features;
-    key.ldb = in_features;
-    key.ldc = ldc;
-    key.a_type = (int)cuda_type(w_dtype);
-    key.b_type = (int)cuda_type(in_dtype);
-    key.compute = (int)compute;
-    key.epilogue = (int)epilogue;
-    key.align_a = alignment_of(w_rows);
-    key.align_b = alignment_of(in);
-    key.align_d = alignment_of(out);
-    key.align_bias = bias ? alignment_of(bias) : 0;
-
-    lt_descriptors d;
-    ZT_CUBLAS_TRY(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
-    const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
-    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
-                                                 sizeof transpose));
-    ZT_CUBLAS_TRY(
-        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep));
-    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                                 sizeof epilogue));
-    if (bias)
-        ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                     sizeof bias));
-    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.a, cuda_type(w_dtype), (uint64_t)in_features,
-                                             (uint64_t)n_out, in_features));
-    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.b, cuda_type(in_dtype), (uint64_t)in_features,
-                                             (uint64_t)n_rows, in_features));
-    ZT_CUBLAS_TRY(
-        cublasLtMatrixLayoutCreate(&d.d, CUDA_R_32F, (uint64_t)n_out, (uint64_t)n_rows, ldc));
-    cublasLtMatmulAlgo_t algo;
-    ZT_TRY(find_algo(cb, key, d, &algo));
-    const float one = 1.0f, zero = 0.0f;
-    ZT_CUBLAS_TRY(cublasLtMatmul(cb->lt, d.op, &one, w_rows, d.a, in, d.b, &zero, out, d.d, out,
-                                 d.d, &algo, cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES,
-                                 cb->stream));
-    return ZT_OK;
+    zt_lt_gemm g;
+    memset(&g, 0, sizeof g);
+    g.a = w_rows;
+    g.a_dtype = w_dtype;
+    g.lda = in_features;
+    g.trans_a = 1;
+    g.b = in;
+    g.b_dtype = in_dtype;
+    g.ldb = in_features;
+    g.d = out;
+    g.ldd = ldc;
+    g.m = n_out;
+    g.n = n_rows;
+    g.k = in_features;
+    g.bias = bias;
+    g.relu = relu;
+    g.compute = compute;
+    return zt_cuda_lt_matmul(cb, "linear", g);
 }
 
 // ---- the op ----

@@ -86,15 +86,17 @@ static size_t larger(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
-/* linear's backward over a tensor stored as `weight` is, (in, out) features. */
-static size_t linear_backward_scratch(const zt_model *m, int weight, int in_features,
-                                      int out_features) {
+/* linear's backward over n_rows with the tensor stored as `weight` is, (in, out) features. */
+static size_t linear_backward_scratch(const zt_model *m, int weight, int bias, int n_rows,
+                                      int in_features, int out_features) {
     if (weight < 0) return 0;
     const zt_scratch_query q = {.op = ZT_SCRATCH_LINEAR_BACKWARD,
                                 .in_features = in_features,
                                 .out_features = out_features,
                                 .weight_dtype = m->tensors[weight].dtype,
-                                .bias_dtype = ZT_F32};
+                                .bias_dtype = ZT_F32,
+                                .has_bias = bias >= 0,
+                                .n_rows = n_rows};
     return zt_plan_scratch(m, &q);
 }
 
@@ -110,27 +112,35 @@ size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) 
     most = larger(most, zt_plan_linear_scratch(m, m->lm_head, -1, chunk, e, c->vocab_size));
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const zt_opt_layer_ids *L = &fam->layers[l];
-        most = larger(most, linear_backward_scratch(m, L->q_w, h, h));
-        most = larger(most, linear_backward_scratch(m, L->k_w, h, h));
-        most = larger(most, linear_backward_scratch(m, L->v_w, h, h));
-        most = larger(most, linear_backward_scratch(m, L->out_w, h, h));
-        most = larger(most, linear_backward_scratch(m, L->fc1_w, h, f));
-        most = larger(most, linear_backward_scratch(m, L->fc2_w, f, h));
+        most = larger(most, linear_backward_scratch(m, L->q_w, L->q_b, n, h, h));
+        most = larger(most, linear_backward_scratch(m, L->k_w, L->k_b, n, h, h));
+        most = larger(most, linear_backward_scratch(m, L->v_w, L->v_b, n, h, h));
+        most = larger(most, linear_backward_scratch(m, L->out_w, L->out_b, n, h, h));
+        most = larger(most, linear_backward_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
+        most = larger(most, linear_backward_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
     }
-    most = larger(most, linear_backward_scratch(m, fam->project_in, e, h));
-    most = larger(most, linear_backward_scratch(m, fam->project_out, h, e));
-    most = larger(most, linear_backward_scratch(m, m->lm_head, e, c->vocab_size));
+    /* project_out and the final norm see at most every row as a target */
+    most = larger(most, linear_backward_scratch(m, fam->project_in, -1, n, e, h));
+    most = larger(most, linear_backward_scratch(m, fam->project_out, -1, n, h, e));
+    most = larger(most, linear_backward_scratch(m, m->lm_head, -1, chunk, e, c->vocab_size));
     const zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION_BACKWARD,
                                         .weight_dtype = ZT_F32,
                                         .bias_dtype = ZT_F32,
                                         .seq_len = seq_len,
-                                        .head_dim = h / c->num_attention_heads};
+                                        .head_dim = h / c->num_attention_heads,
+                                        .batch = sequences,
+                                        .n_heads = c->num_attention_heads};
     const zt_scratch_query norm = {.op = ZT_SCRATCH_LAYERNORM_BACKWARD,
                                    .weight_dtype = ZT_F32,
                                    .bias_dtype = ZT_F32,
                                    .n_rows = n,
                                    .in_features = h};
+    const zt_scratch_query logprob = {.op = ZT_SCRATCH_LOGPROB_BACKWARD,
+                                      .weight_dtype = ZT_F32,
+                                      .bias_dtype = ZT_F32,
+                                      .n_rows = chunk};
     most = larger(most, zt_plan_scratch(m, &attention));
+    most = larger(most, zt_plan_scratch(m, &logprob));
     return larger(most, zt_plan_scratch(m, &norm));
 }
 

@@ -287,7 +287,8 @@ static int bench_memory(int argc, char **argv) {
         {"steps", ZT_ARG_INT, &steps, "N", "steps per measured method (default 3)"},
         {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
-        {"plot", ZT_ARG_STRING, &plot, "FILE.png", "not yet: see tools/plot_memory.py"},
+        {"plot", ZT_ARG_STRING, &plot, "FILE.png",
+         "not yet: tools/memory_table.py --plot draws it"},
     };
     const zt_arg_spec spec = {
         "zotune bench memory",
@@ -314,7 +315,7 @@ static int bench_memory(int argc, char **argv) {
     }
     if (plot) {
         fprintf(stderr, "zotune bench memory: --plot: not in this version; --json and "
-                        "tools/plot_memory.py draw the figure\n");
+                        "tools/memory_table.py --plot draw the figure\n");
         return 2;
     }
     char config[4096];
