@@ -120,6 +120,8 @@ int zt_cmd_train(int argc, char **argv) {
          "first-order: clip the global gradient norm to X (default 0: off)"},
         {"micro-batches", ZT_ARG_INT, &o.fo.micro_batches, "N",
          "first-order: the step's examples in N backward passes, one gradient (default 1)"},
+        {"schedule", ZT_ARG_STRING, &o.schedule, "PHASES",
+         "hybrid run, e.g. mezo:1000,adamw:200 (zo = mezo, fo = adamw; --steps = their sum)"},
         {"checkpoint-activations", ZT_ARG_FLAG, &o.fo.checkpoint_activations, NULL,
          "first-order: keep each layer's input only and run the layer again in backward"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
@@ -167,11 +169,20 @@ int zt_cmd_train(int argc, char **argv) {
         return 2;
     o.train_as_lm = train_as_kind == 1;
     o.bos_mezo = bos_kind == 1;
-    if (zt_fo_find(o.optimizer)) {
+    int steps_given = 0, momentum_given = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strncmp(argv[i], "--steps", 7) == 0) steps_given = 1;
+        if (strncmp(argv[i], "--momentum", 10) == 0) momentum_given = 1;
+    }
+    if (o.schedule) {
+        zt_phases phases;
+        zt_status ps = zt_phases_parse(o.schedule, o.optimizer, 1, &phases);
+        if (ps != ZT_OK) return zt_cli_report("train", ps);
+        if (!steps_given) o.steps = zt_phases_steps(&phases);
         /* PyTorch's SGD has no momentum unless asked; --momentum's 0.9 is zo-sgd-mmt's */
-        int momentum_given = 0;
-        for (int i = 2; i < argc; i++)
-            if (strncmp(argv[i], "--momentum", 10) == 0) momentum_given = 1;
+        for (int k = 0; k < phases.n && !momentum_given; k++)
+            if (phases.phase[k].fo && phases.phase[k].fo->rule == ZT_FO_SGD) o.hp.momentum = 0.0;
+    } else if (zt_fo_find(o.optimizer)) {
         if (!momentum_given) o.hp.momentum = 0.0;
     } else if (!zt_optimizer_find(o.optimizer)) {
         fprintf(stderr, "zotune train: --optimizer '%s' is not known\n", o.optimizer);

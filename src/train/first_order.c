@@ -38,7 +38,7 @@ int zt_fo_state_copies(const zt_fo_info *info, const zt_zo_hparams *hp) {
 }
 
 zt_fo_update zt_fo_update_at(const zt_fo_info *info, const zt_zo_hparams *hp,
-                             const zt_fo_options *fo, int step, int total) {
+                             const zt_fo_options *fo, int step, int total, int phase_step) {
     const double lr = zt_schedule_value(hp->lr_schedule, hp->lr, 0.0, step, total);
     zt_fo_update u = {
         .rule = info->rule,
@@ -50,8 +50,8 @@ zt_fo_update zt_fo_update_at(const zt_fo_info *info, const zt_zo_hparams *hp,
         .beta1 = (float)hp->beta1,
         .beta2 = (float)hp->beta2,
         .eps = (float)hp->adam_eps,
-        .bias1 = (float)(1.0 - pow(hp->beta1, step + 1)),
-        .bias2 = (float)(1.0 - pow(hp->beta2, step + 1)),
+        .bias1 = (float)(1.0 - pow(hp->beta1, phase_step + 1)),
+        .bias2 = (float)(1.0 - pow(hp->beta2, phase_step + 1)),
         .grad_scale = 1.0f,
     };
     return u;
@@ -107,4 +107,79 @@ zt_status zt_fo_target_weights(const zt_task_batch *b, const float *logprobs, lo
     free(scores);
     free(tokens);
     return s;
+}
+
+zt_status zt_phases_parse(const char *spec, const char *optimizer, int steps, zt_phases *out) {
+    memset(out, 0, sizeof *out);
+    if (!spec || !spec[0]) {
+        const zt_fo_info *fo = zt_fo_find(optimizer);
+        const zt_optimizer_info *zo = zt_optimizer_find(optimizer);
+        if (!fo && !zo)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--optimizer %s: not a known optimizer",
+                           optimizer ? optimizer : "(none)");
+        out->n = 1;
+        out->phase[0] = (zt_phase){fo ? fo->name : zo->name, fo, 0, steps};
+        return ZT_OK;
+    }
+    const char *zo_name = NULL;
+    int start = 0;
+    for (const char *at = spec; *at;) {
+        const char *colon = strchr(at, ':');
+        const char *comma = strchr(at, ',');
+        if (!comma) comma = at + strlen(at);
+        char name[64];
+        const size_t length = colon && colon < comma ? (size_t)(colon - at) : 0;
+        if (length == 0 || length >= sizeof name)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--schedule %s: phase %d is not NAME:STEPS", spec,
+                           out->n + 1);
+        memcpy(name, at, length);
+        name[length] = '\0';
+        char *end = NULL;
+        const long n = strtol(colon + 1, &end, 10);
+        if (end != comma || n <= 0 || n > 1000000000L)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--schedule %s: phase %d (%s) needs a positive "
+                           "step count",
+                           spec, out->n + 1, name);
+        const char *resolved = strcmp(name, "zo") == 0   ? "mezo"
+                               : strcmp(name, "fo") == 0 ? "adamw"
+                                                         : name;
+        const zt_fo_info *fo = zt_fo_find(resolved);
+        const zt_optimizer_info *zo = fo ? NULL : zt_optimizer_find(resolved);
+        if (!fo && !zo)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--schedule %s: phase %d: '%s' is not an optimizer",
+                           spec, out->n + 1, name);
+        if (zo && zo_name && strcmp(zo_name, zo->name) != 0)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--schedule %s: two zeroth-order optimizers (%s, %s); a schedule takes "
+                           "one, and first-order ones",
+                           spec, zo_name, zo->name);
+        if (zo) zo_name = zo->name;
+        if (out->n == ZT_MAX_PHASES)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--schedule %s: more than %d phases", spec,
+                           ZT_MAX_PHASES);
+        out->phase[out->n++] = (zt_phase){fo ? fo->name : zo->name, fo, start, (int)n};
+        if ((long)start + n > 2000000000L)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--schedule %s: too many steps", spec);
+        start += (int)n;
+        at = *comma ? comma + 1 : comma;
+    }
+    return ZT_OK;
+}
+
+int zt_phase_at(const zt_phases *p, int step) {
+    int k = 0;
+    while (k + 1 < p->n && step >= p->phase[k + 1].start)
+        k++;
+    return k;
+}
+
+int zt_phases_steps(const zt_phases *p) {
+    return p->n ? p->phase[p->n - 1].start + p->phase[p->n - 1].steps : 0;
+}
+
+const char *zt_phases_zo_optimizer(const zt_phases *p) {
+    for (int k = 0; k < p->n; k++)
+        if (!p->phase[k].fo) return p->phase[k].optimizer;
+    return NULL;
 }

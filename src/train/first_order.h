@@ -29,13 +29,37 @@ typedef struct zt_fo_options {
     int checkpoint_activations; /* keep layer inputs only; run each layer again in backward */
 } zt_fo_options;
 
+/* A hybrid schedule (--schedule mezo:1000,adamw:200): phases run one after the other in one run,
+ * each with its optimizer; "zo" stands for mezo, "fo" for adamw. A phase starts its optimizer's
+ * tensor state afresh; lr schedules run over the whole run. At most one zeroth-order optimizer
+ * (its policy is shared by its phases), any first-order ones. */
+enum { ZT_MAX_PHASES = 16 };
+typedef struct zt_phase {
+    const char *optimizer; /* a name from the optimizer tables (static) */
+    const zt_fo_info *fo;  /* NULL: zeroth-order */
+    int start, steps;
+} zt_phase;
+typedef struct zt_phases {
+    int n;
+    zt_phase phase[ZT_MAX_PHASES];
+} zt_phases;
+
+/* spec NULL or "": one phase of `optimizer` over `steps`. Errors name the phase at fault. */
+zt_status zt_phases_parse(const char *spec, const char *optimizer, int steps, zt_phases *out);
+/* The phase step `step` belongs to (the last one past the end). */
+int zt_phase_at(const zt_phases *phases, int step);
+/* The total steps, and the schedule's zeroth-order optimizer (NULL when it has none). */
+int zt_phases_steps(const zt_phases *phases);
+const char *zt_phases_zo_optimizer(const zt_phases *phases);
+
 /* f32 state copies the optimizer keeps per trainable element. */
 int zt_fo_state_copies(const zt_fo_info *info, const zt_zo_hparams *hp);
 
 /* The update of step `step` (0-based) of `total`: lr from the schedule, Adam's bias corrections
- * for step + 1. grad_scale 1, weight decay for a tensor that takes it. */
+ * for the optimizer's own step phase_step + 1 (its phase's, in a hybrid schedule). grad_scale 1,
+ * weight decay for a tensor that takes it. */
 zt_fo_update zt_fo_update_at(const zt_fo_info *info, const zt_zo_hparams *hp,
-                             const zt_fo_options *fo, int step, int total);
+                             const zt_fo_options *fo, int step, int total, int phase_step);
 
 /* d loss / d log p for every target of a task batch, as zt_model_grad's weights (their
  * negatives): the token mean over `total_targets` for LM batches; for classification, the

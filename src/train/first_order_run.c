@@ -125,7 +125,8 @@ zt_status zt_fo_run_step(zt_run *r, int step, zt_step_record *rec, int *skipped)
         squares += part;
     }
     const double norm = sqrt(squares);
-    zt_fo_update u = zt_fo_update_at(r->fo, &o->hp, &o->fo, step, o->steps);
+    const zt_phase *phase = &r->phases.phase[zt_phase_at(&r->phases, step)];
+    zt_fo_update u = zt_fo_update_at(r->fo, &o->hp, &o->fo, step, o->steps, step - phase->start);
     /* torch.nn.utils.clip_grad_norm_'s factor */
     if (o->fo.clip_norm > 0.0 && norm > o->fo.clip_norm)
         u.grad_scale = (float)(o->fo.clip_norm / (norm + 1e-6));

@@ -52,7 +52,7 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     /* Evaluations change nothing; a skipped step keeps its number and moves nothing. */
     int steps = 0;
     for (int i = 0; s == ZT_OK && i < n; i++) {
-        if (records[i].kind == ZT_RECORD_EVAL) continue;
+        if (records[i].kind == ZT_RECORD_EVAL || records[i].kind == ZT_RECORD_PHASE) continue;
         if (records[i].kind == ZT_RECORD_FO_STEP) {
             s = zt_fail(ZT_ERR_UNAVAILABLE,
                         "%s: step %d is a first-order (%s) step, whose gradient the log does not "

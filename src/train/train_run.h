@@ -7,6 +7,7 @@
 
 #include "backprop.h"
 #include "data/sampler.h"
+#include "train/first_order.h"
 #include "train/trainer.h"
 #include "zo/steplog.h"
 
@@ -21,7 +22,10 @@ typedef struct zt_run {
     zt_param_set ps;
     int state_copies;
     zt_optimizer *optimizer; /* NULL in a first-order run */
-    const zt_fo_info *fo;    /* the first-order optimizer, NULL in a ZO run */
+    const zt_fo_info *fo;    /* the current step's first-order optimizer, NULL for a ZO step */
+    zt_phases phases;        /* --schedule, or one phase of --optimizer */
+    int any_fo;              /* some phase is first-order */
+    int phase_logged;        /* the last phase whose switch the log holds (0: none needed) */
     zt_grad_buffers *grad_buffers;
     float *grads; /* (parameters) the step's gradient block, backend memory */
     size_t grads_floats;
@@ -62,6 +66,11 @@ void zt_run_note_evaluation(zt_run *r, const zt_step_record *record);
 /* Back to what the log describes after a step failed half-way or diverged: the trainable
  * tensors from the snapshot (or base), then zt_run_rebuild_state from the log on disk. */
 zt_status zt_run_restore_logged_state(zt_run *r);
+
+/* Sets every trainable tensor's optimizer state to zero: a phase of a schedule starts afresh. */
+zt_status zt_run_zero_state(zt_run *r);
+/* The f32 state copies the run keeps: the most any phase's optimizer needs. */
+int zt_run_state_copies(const zt_run *r);
 
 /* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out. */
 void zt_run_metrics_line(const zt_step_record *record, double elapsed, char *buf, size_t size);

@@ -93,7 +93,8 @@ void zt_run_describe(zt_run *r) {
     add_option(h, "as2p window over elapsed steps", "%d", hp->as2p_window_elapsed);
     add_option(h, "--plateau-factor", "%.17g", hp->plateau_factor);
     add_option(h, "--plateau-patience", "%d", hp->plateau_patience);
-    if (r->fo) {
+    if (o->schedule) add_option(h, "--schedule", "%s", o->schedule);
+    if (r->any_fo) {
         add_option(h, "--nesterov", "%s", o->fo.nesterov ? "on" : "off");
         add_option(h, "--clip-grad-norm", "%.17g", o->fo.clip_norm);
         add_option(h, "--micro-batches", "%d", o->fo.micro_batches);
@@ -186,12 +187,11 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
     zt_optimizer_free(r->optimizer);
     r->optimizer = NULL;
     r->kept_records = n_records;
-    if (r->fo) {
-        r->state_copies = zt_fo_state_copies(r->fo, &o->hp);
-    } else {
-        ZT_TRY(zt_optimizer_create(o->optimizer, &o->hp, o->steps, r->ps.n_elems, &r->optimizer));
-        r->state_copies = zt_optimizer_get_info(r->optimizer)->state_copies;
-    }
+    r->phase_logged = 0;
+    const char *zo_name = zt_phases_zo_optimizer(&r->phases);
+    if (zo_name)
+        ZT_TRY(zt_optimizer_create(zo_name, &o->hp, o->steps, r->ps.n_elems, &r->optimizer));
+    r->state_copies = zt_run_state_copies(r);
     ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
     int next = 0, observed = -1;
     if (r->snapshot_dir[0])
@@ -207,6 +207,10 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
             zt_run_note_evaluation(r, rec);
             continue;
         }
+        if (rec->kind == ZT_RECORD_PHASE) {
+            if (rec->phase > r->phase_logged) r->phase_logged = rec->phase;
+            continue;
+        }
         if (rec->step < next) continue;
         if (rec->kind == ZT_RECORD_FO_STEP) {
             /* Its gradient is not in the log: the steps from here are made again, and the log
@@ -217,10 +221,33 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
         if (rec->step != next)
             return zt_fail(ZT_ERR_FORMAT, "%s: record for step %d where step %d was expected",
                            r->log_path, rec->step, next);
+        /* a phase of a schedule starts its optimizer's state afresh, as the live run did */
+        const int k = zt_phase_at(&r->phases, rec->step);
+        if (k > 0 && rec->step == r->phases.phase[k].start) ZT_TRY(zt_run_zero_state(r));
         if (rec->kind == ZT_RECORD_STEP) ZT_TRY(replay_step(r, rec));
         next++;
     }
     r->next_step = next;
+    return ZT_OK;
+}
+
+int zt_run_state_copies(const zt_run *r) {
+    int most = 0;
+    for (int k = 0; k < r->phases.n; k++) {
+        const zt_phase *p = &r->phases.phase[k];
+        const int copies = p->fo ? zt_fo_state_copies(p->fo, &r->o->hp)
+                                 : zt_optimizer_find(p->optimizer)->state_copies;
+        if (copies > most) most = copies;
+    }
+    return most;
+}
+
+zt_status zt_run_zero_state(zt_run *r) {
+    if (r->state_copies == 0) return ZT_OK;
+    for (int i = 0; i < r->ps.n_params; i++) {
+        const zt_param *p = &r->ps.params[i];
+        ZT_TRY(zt_backend_zero(r->ps.be, p->state, (size_t)r->state_copies * p->n_elems));
+    }
     return ZT_OK;
 }
 
@@ -281,6 +308,9 @@ void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, s
                      rec->skip_reason == ZT_SKIP_NONFINITE_LOSS ? "non-finite loss"
                                                                 : "non-finite weights");
         used = n < 0 ? size : (size_t)n;
+    } else if (rec->kind == ZT_RECORD_PHASE) {
+        n = snprintf(buf, size, "{\"step\":%d,\"phase\":\"%s\"", rec->step, rec->fo_name);
+        used = n < 0 ? size : (size_t)n;
     } else if (rec->kind == ZT_RECORD_FO_STEP) {
         n = snprintf(buf, size, "{\"step\":%d", rec->step + 1);
         used = n < 0 ? size : (size_t)n;
@@ -297,7 +327,7 @@ void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, s
             put_number(buf, size, &used, "step_size", "%.9g", rec->update.step_size);
         put_number(buf, size, &used, "projected_grad", "%.9g", rec->update.projected_grad);
     }
-    if (rec->kind != ZT_RECORD_EVAL && elapsed >= 0)
+    if (rec->kind != ZT_RECORD_EVAL && rec->kind != ZT_RECORD_PHASE && elapsed >= 0)
         put_number(buf, size, &used, "elapsed_s", "%.3f", elapsed);
     if (used + 3 <= size)
         memcpy(buf + used, "}\n", 3);
@@ -329,7 +359,8 @@ static void read_elapsed(const char *path, double *elapsed, int n_steps) {
 zt_status zt_run_rewrite_metrics(const zt_run *r, const zt_step_record *records, int n_records) {
     int n_steps = 0;
     for (int i = 0; i < n_records; i++)
-        if (records[i].kind != ZT_RECORD_EVAL && records[i].step + 1 > n_steps)
+        if (records[i].kind != ZT_RECORD_EVAL && records[i].kind != ZT_RECORD_PHASE &&
+            records[i].step + 1 > n_steps)
             n_steps = records[i].step + 1;
     enum { LINE_MAX_BYTES = 256 };
     double *elapsed = zt_calloc((size_t)n_steps + 1, sizeof *elapsed);
@@ -343,7 +374,8 @@ zt_status zt_run_rewrite_metrics(const zt_run *r, const zt_step_record *records,
     size_t used = 0;
     for (int i = 0; i < n_records; i++) {
         const zt_step_record *rec = &records[i];
-        double seconds = rec->kind == ZT_RECORD_EVAL ? -1.0 : elapsed[rec->step];
+        double seconds =
+            rec->kind == ZT_RECORD_EVAL || rec->kind == ZT_RECORD_PHASE ? -1.0 : elapsed[rec->step];
         zt_run_metrics_line(rec, seconds, text + used, LINE_MAX_BYTES);
         used += strlen(text + used);
     }

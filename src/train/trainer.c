@@ -188,11 +188,11 @@ static zt_status create_workspace(run *r) {
     zt_train_shape_of(r->model, &r->train, r->have_eval ? &r->eval : NULL, r->o->batch_size,
                       r->o->train_as_lm, r->o->objective == ZT_OBJECTIVE_F1, &run_shape);
     int n_variants = 1, sphere = 0;
-    if (!r->fo) ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
+    if (r->optimizer) ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
     zt_workspace_shape shape = {run_shape.sequences, run_shape.seq_len, n_variants,
-                                !r->fo && r->o->mode == ZT_PERTURB_SHADOW, sphere};
+                                r->optimizer && r->o->mode == ZT_PERTURB_SHADOW, sphere};
     ZT_TRY(zt_workspace_create(r->model, &shape, &r->ws));
-    if (r->fo) ZT_TRY(zt_fo_run_prepare(r, run_shape.sequences, run_shape.seq_len));
+    if (r->any_fo) ZT_TRY(zt_fo_run_prepare(r, run_shape.sequences, run_shape.seq_len));
     memset(&r->objective_state, 0, sizeof r->objective_state);
     r->objective_state.model = r->model;
     r->objective_state.ws = r->ws;
@@ -252,8 +252,8 @@ static void progress(const run *r, int step, double loss, double step_size, doub
     zt_mem_stats_get(&mem);
     fprintf(stderr, "step %6d/%d  loss %.5f  %s %.3g  %.2f steps/s  ETA %s  peak %.1f MiB\n",
             step + 1, r->o->steps, loss,
-            r->optimizer ? zt_optimizer_get_info(r->optimizer)->step_label : "lr", step_size, rate,
-            eta, (double)mem.peak_total / (1024.0 * 1024.0));
+            r->fo || !r->optimizer ? "lr" : zt_optimizer_get_info(r->optimizer)->step_label,
+            step_size, rate, eta, (double)mem.peak_total / (1024.0 * 1024.0));
 }
 
 static void run_free(run *r) {
@@ -275,40 +275,48 @@ static void run_free(run *r) {
     zt_tokenizer_free(r->tok);
 }
 
+static int any_first_order(const zt_phases *phases) {
+    for (int k = 0; k < phases->n; k++)
+        if (phases->phase[k].fo) return 1;
+    return 0;
+}
+
 static zt_status check_options(const zt_train_options *o) {
     if (!o->model_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--model is required");
     if (!o->train_path) return zt_fail(ZT_ERR_INVALID_ARG, "--train is required");
     if (!o->output_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--output is required");
-    if (!o->optimizer || (!zt_optimizer_find(o->optimizer) && !zt_fo_find(o->optimizer)))
-        return zt_fail(ZT_ERR_INVALID_ARG, "--optimizer %s: not a known optimizer",
-                       o->optimizer ? o->optimizer : "(none)");
-    if (zt_fo_find(o->optimizer)) {
+    if (o->steps <= 0) return zt_fail(ZT_ERR_INVALID_ARG, "--steps %d: must be positive", o->steps);
+    zt_phases phases;
+    ZT_TRY(zt_phases_parse(o->schedule, o->optimizer, o->steps, &phases));
+    if (zt_phases_steps(&phases) != o->steps)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--schedule %s has %d steps, --steps says %d",
+                       o->schedule, zt_phases_steps(&phases), o->steps);
+    const char *name = o->schedule ? o->schedule : o->optimizer;
+    if (any_first_order(&phases)) {
         if (o->hp.lr_schedule == ZT_SCHEDULE_PLATEAU)
             return zt_fail(ZT_ERR_INVALID_ARG,
-                           "--lr-schedule plateau: not with a first-order optimizer (%s)",
-                           o->optimizer);
+                           "--lr-schedule plateau: not with a first-order optimizer (%s)", name);
         if (o->objective != ZT_OBJECTIVE_LOSS)
             return zt_fail(ZT_ERR_INVALID_ARG,
                            "--objective %s: a first-order optimizer (%s) follows the loss's "
                            "gradient; the metric has none",
-                           o->objective == ZT_OBJECTIVE_ACCURACY ? "accuracy" : "f1", o->optimizer);
+                           o->objective == ZT_OBJECTIVE_ACCURACY ? "accuracy" : "f1", name);
         if (o->fo.micro_batches < 1 || o->fo.micro_batches > o->batch_size)
             return zt_fail(ZT_ERR_INVALID_ARG,
                            "--micro-batches %d: must be in 1 .. --batch-size %d",
                            o->fo.micro_batches, o->batch_size);
         if (o->fo.nesterov && !(o->hp.momentum > 0.0))
-            return zt_fail(ZT_ERR_INVALID_ARG, "--nesterov needs --momentum > 0 (%s)",
-                           o->optimizer);
+            return zt_fail(ZT_ERR_INVALID_ARG, "--nesterov needs --momentum > 0 (%s)", name);
         if (!(o->fo.clip_norm >= 0.0) || !isfinite(o->fo.clip_norm))
             return zt_fail(ZT_ERR_INVALID_ARG, "--clip-grad-norm %g: must be >= 0 (0: off)",
                            o->fo.clip_norm);
-    } else if (o->fo.nesterov || o->fo.clip_norm != 0.0 || o->fo.micro_batches > 1) {
+    } else if (o->fo.nesterov || o->fo.clip_norm != 0.0 || o->fo.micro_batches > 1 ||
+               o->fo.checkpoint_activations) {
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "--nesterov, --clip-grad-norm and --micro-batches are first-order options; "
-                       "%s is a zeroth-order optimizer",
-                       o->optimizer);
+                       "--nesterov, --clip-grad-norm, --micro-batches and "
+                       "--checkpoint-activations are first-order options; %s is zeroth-order",
+                       name);
     }
-    if (o->steps <= 0) return zt_fail(ZT_ERR_INVALID_ARG, "--steps %d: must be positive", o->steps);
     if (o->batch_size <= 0 || o->batch_size > ZT_MAX_TOKENS_PER_FORWARD)
         return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be in 1 .. %d", o->batch_size,
                        (int)ZT_MAX_TOKENS_PER_FORWARD);
@@ -352,8 +360,7 @@ static zt_status open_log(run *r) {
                     "--output %s already holds a run of %d records: pass --resume to continue it, "
                     "or choose another directory",
                     o->output_dir, n);
-    r->state_copies =
-        r->fo ? zt_fo_state_copies(r->fo, &o->hp) : zt_optimizer_find(o->optimizer)->state_copies;
+    r->state_copies = zt_run_state_copies(r);
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
@@ -501,12 +508,35 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
     return write_metrics_line(r, rec, now_seconds() - t_start);
 }
 
+/* The optimizer of step `step`'s phase; at a phase's first step (after the first) its state
+ * starts at zero and the switch goes into the log, once. */
+static zt_status enter_phase(run *r, int step, double t_start) {
+    const int k = zt_phase_at(&r->phases, step);
+    const zt_phase *phase = &r->phases.phase[k];
+    r->fo = phase->fo;
+    if (k == 0 || step != phase->start) return ZT_OK;
+    ZT_TRY(zt_run_zero_state(r));
+    if (k <= r->phase_logged) return ZT_OK;
+    zt_step_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = ZT_RECORD_PHASE;
+    rec.step = step;
+    rec.phase = k;
+    snprintf(rec.fo_name, sizeof rec.fo_name, "%s", phase->optimizer);
+    ZT_TRY(zt_steplog_append(r->log, &rec));
+    r->phase_logged = k;
+    if (!r->o->quiet)
+        fprintf(stderr, "phase %d from step %d: %s\n", k + 1, step + 1, phase->optimizer);
+    return write_metrics_line(r, &rec, now_seconds() - t_start);
+}
+
 static zt_status train_loop(run *r, zt_train_result *res) {
     const zt_train_options *o = r->o;
     zt_engine_options eo = {o->seed, o->stochastic_rounding};
     double t_start = now_seconds();
     int first_step = r->next_step, steps_this_run = 0;
     for (int step = first_step; step < o->steps; step++) {
+        ZT_TRY(enter_phase(r, step, t_start));
         zt_sampler_batch(&r->sampler, step, r->indices);
         zt_task_batch batch;
         ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size,
@@ -588,10 +618,12 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     zt_dir_lock lock = {-1};
     zt_status s = ensure_dir(o->output_dir);
     if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
-    r.fo = zt_fo_find(o->optimizer);
+    if (s == ZT_OK) s = zt_phases_parse(o->schedule, o->optimizer, o->steps, &r.phases);
+    r.any_fo = any_first_order(&r.phases);
+    r.fo = r.phases.phase[0].fo;
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
-    if (s == ZT_OK && r.fo) s = zt_backend_require_backward(r.be, "--optimizer first-order");
-    if (s == ZT_OK && r.fo) s = zt_backend_require_fo_update(r.be, "--optimizer first-order");
+    if (s == ZT_OK && r.any_fo) s = zt_backend_require_backward(r.be, "first-order training");
+    if (s == ZT_OK && r.any_fo) s = zt_backend_require_fo_update(r.be, "first-order training");
     if (s == ZT_OK) s = load_model(&r);
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = open_log(&r);

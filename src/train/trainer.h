@@ -46,6 +46,8 @@ typedef struct zt_train_options {
     int stop_after;
     /* first-order optimizers (--optimizer sgd, signsgd, adam, adamw, adamm): backprop */
     zt_fo_options fo;
+    /* a hybrid schedule, "mezo:1000,adamw:200" (first_order.h); NULL: --optimizer throughout */
+    const char *schedule;
 } zt_train_options;
 
 typedef struct zt_train_result {

@@ -52,6 +52,8 @@ typedef enum zt_record_kind {
     /* a first-order step (backprop, src/train/first_order.h): its loss, lr and gradient norm
      * (update.projected_grad) for the record; it cannot be replayed from the log */
     ZT_RECORD_FO_STEP = 3,
+    /* a hybrid schedule's switch: phase `eval.metric`'s optimizer (fo_name) from step `step` */
+    ZT_RECORD_PHASE = 4,
 } zt_record_kind;
 
 typedef enum zt_skip_reason {
@@ -78,7 +80,8 @@ typedef struct zt_step_record {
     zt_step_update update; /* coefficients already in units of z (sphere folded in) */
     int stochastic_rounding;
     uint64_t rounding_seed;
-    char fo_name[16]; /* ZT_RECORD_FO_STEP: the first-order optimizer */
+    char fo_name[16]; /* ZT_RECORD_FO_STEP: the first-order optimizer; PHASE: the phase's */
+    int phase;        /* ZT_RECORD_PHASE: the phase's index in the schedule */
 } zt_step_record;
 
 typedef struct zt_engine_options {

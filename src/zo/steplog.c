@@ -51,7 +51,10 @@ static void append_number(char *buf, size_t size, size_t *used, const char *key,
 
 static zt_status format_other(const zt_step_record *r, char *buf, size_t size) {
     size_t used = 0;
-    if (r->kind == ZT_RECORD_FO_STEP) {
+    if (r->kind == ZT_RECORD_PHASE) {
+        append_text(buf, size, &used, "{\"phase\":%d,\"step\":%d,\"optimizer\":\"%s\"}", r->phase,
+                    r->step, r->fo_name);
+    } else if (r->kind == ZT_RECORD_FO_STEP) {
         append_text(buf, size, &used, "{\"step\":%d,\"fo\":\"%s\"", r->step, r->fo_name);
         append_number(buf, size, &used, "loss", r->losses[0]);
         append_number(buf, size, &used, "lr", r->update.lr);
@@ -188,6 +191,20 @@ static zt_status parse_record(const cJSON *o, const char *path, int line, zt_ste
     memset(r, 0, sizeof *r);
     double v = 0.0;
     if (cJSON_HasObjectItem(o, "eval")) return parse_eval(o, path, line, r);
+    const cJSON *phase = cJSON_GetObjectItemCaseSensitive(o, "phase");
+    if (phase) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
+        if (!cJSON_IsNumber(phase) || phase->valuedouble < 0 || phase->valuedouble > 64 ||
+            phase->valuedouble != (double)phase->valueint || !cJSON_IsString(name) ||
+            strlen(name->valuestring) >= sizeof r->fo_name)
+            return zt_fail(ZT_ERR_FORMAT, "%s:%d: a phase line needs \"phase\" and \"optimizer\"",
+                           path, line);
+        ZT_TRY(get_step(o, "step", path, line, &r->step));
+        r->kind = ZT_RECORD_PHASE;
+        r->phase = phase->valueint;
+        snprintf(r->fo_name, sizeof r->fo_name, "%s", name->valuestring);
+        return ZT_OK;
+    }
     ZT_TRY(get_step(o, "step", path, line, &r->step));
     const cJSON *fo = cJSON_GetObjectItemCaseSensitive(o, "fo");
     if (fo) {

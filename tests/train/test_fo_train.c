@@ -118,7 +118,8 @@ static void check_classification(void) {
     remove_run_dir(out);
 }
 
-static pid_t start_run(const char *out, int resume) {
+/* AdamW for 400 steps, or (hybrid) MeZO for 200 then AdamW for 200, on bf16 weights. */
+static pid_t start_run(const char *out, int resume, int hybrid) {
     char model[1024], data[1024];
     fixture_path(model, sizeof model, "opt-pre-bf16", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
@@ -128,27 +129,33 @@ static pid_t start_run(const char *out, int resume) {
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
         execl(zotune, zotune, "train", "--model", model, "--train", data, "--output", out,
-              "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01", "--steps", "400",
-              "--batch-size", "4", "--threads", "1", "--save-every", "25", "--quiet",
-              resume ? "--resume" : "--quiet", (char *)NULL);
+              hybrid ? "--schedule" : "--optimizer", hybrid ? "mezo:200,adamw:200" : "adamw",
+              "--lr", "1e-3", "--weight-decay", "0.01", "--steps", "400", "--batch-size", "4",
+              "--threads", "1", "--save-every", "25", "--quiet", resume ? "--resume" : "--quiet",
+              (char *)NULL);
         _exit(127);
     }
     return pid;
 }
 
-static void check_interrupted_resume(void) {
+/* SIGTERM and SIGKILL between snapshots, then --resume, against an uninterrupted run: an AdamW
+ * run killed at log line 140; a MeZO -> AdamW run killed in its ZO phase (line 120) and in its
+ * first-order phase (line 290, past the switch at step 200). */
+static void check_interrupted_resume(int hybrid) {
     char full[256], termed[256], killed[256];
     make_temp_dir(full, sizeof full, "fo_full");
     make_temp_dir(termed, sizeof termed, "fo_term");
     make_temp_dir(killed, sizeof killed, "fo_kill");
-    ZT_CHECK(wait_exit(start_run(full, 0)) == 0, "uninterrupted first-order run failed");
+    ZT_CHECK(wait_exit(start_run(full, 0, hybrid)) == 0, "uninterrupted run failed (hybrid %d)",
+             hybrid);
     const int signals[2] = {SIGTERM, SIGKILL};
+    const int kill_lines[2] = {hybrid ? 120 : 140, hybrid ? 290 : 140};
     char *dirs[2] = {termed, killed};
     for (int i = 0; i < 2; i++) {
-        pid_t pid = start_run(dirs[i], 0);
+        pid_t pid = start_run(dirs[i], 0, hybrid);
         struct timespec nap = {0, 200000};
         /* past a snapshot (every 25 steps), between two */
-        for (int spins = 0; spins < 600000 && steplog_lines(dirs[i]) < 140; spins++)
+        for (int spins = 0; spins < 600000 && steplog_lines(dirs[i]) < kill_lines[i]; spins++)
             nanosleep(&nap, NULL);
         kill(pid, signals[i]);
         const int rc = wait_exit(pid);
@@ -156,15 +163,14 @@ static void check_interrupted_resume(void) {
         ZT_CHECK(rc == (signals[i] == SIGTERM ? 130 : 128 + SIGKILL), "signal %d: exit %d",
                  signals[i], rc);
         ZT_CHECK(logged < 400, "signal %d landed after the run ended", signals[i]);
-        ZT_CHECK(wait_exit(start_run(dirs[i], 1)) == 0, "resume after signal %d failed",
+        ZT_CHECK(wait_exit(start_run(dirs[i], 1, hybrid)) == 0, "resume after signal %d failed",
                  signals[i]);
         checkpoint_diff d = compare_checkpoints(full, dirs[i]);
         ZT_CHECK(!d.mismatched_layout && d.changed == 0,
                  "signal %d after %d logged steps + resume: %zu of %zu weights differ", signals[i],
                  logged, d.changed, d.elements);
-        printf("adamw on bf16, signal %d after %d logged steps: resumed bit-identical (%zu "
-               "weights)\n",
-               signals[i], logged, d.elements);
+        printf("%s on bf16, signal %d after %d log lines: resumed bit-identical (%zu weights)\n",
+               hybrid ? "mezo:200,adamw:200" : "adamw", signals[i], logged, d.elements);
     }
 
     /* The log of a first-order run does not hold its gradients: replay refuses it. */
@@ -180,6 +186,58 @@ static void check_interrupted_resume(void) {
     remove_run_dir(full);
     remove_run_dir(termed);
     remove_run_dir(killed);
+}
+
+/* A hybrid schedule in either order: one log, the switch recorded once, ZO records then
+ * first-order ones (or the reverse); bad schedules are refused. */
+static void check_hybrid(void) {
+    char model[1024], data[1024], out[256], args[3072], path[600], line[1024];
+    fixture_path(model, sizeof model, "opt-pre", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    static const char *const schedules[2] = {"zo:12,fo:8", "adam:8,mezo:12"};
+    for (int i = 0; i < 2; i++) {
+        make_temp_dir(out, sizeof out, "fo_hybrid");
+        snprintf(args, sizeof args,
+                 "--model %s --train %s --output %s --schedule %s --lr 1e-3 --batch-size 4 "
+                 "--threads 1",
+                 model, data, out, schedules[i]);
+        ZT_CHECK(train(args) == 0, "%s failed", args);
+        snprintf(path, sizeof path, "%s/steplog.jsonl", out);
+        FILE *f = fopen(path, "r");
+        int zo = 0, fo = 0, phases = 0, order_ok = 1, seen_fo = 0, seen_zo = 0;
+        while (f && fgets(line, sizeof line, f)) {
+            const int is_fo = strstr(line, "\"fo\":") != NULL;
+            const int is_zo = strstr(line, "\"losses\":") != NULL;
+            phases += strstr(line, "\"phase\":") != NULL;
+            fo += is_fo;
+            zo += is_zo;
+            /* the first phase's records all come before the second's */
+            if (i == 0 && is_zo && seen_fo) order_ok = 0;
+            if (i == 1 && is_fo && seen_zo) order_ok = 0;
+            seen_fo |= is_fo;
+            seen_zo |= is_zo;
+        }
+        if (f) fclose(f);
+        ZT_CHECK(zo == 12 && fo == 8 && phases == 1 && order_ok,
+                 "--schedule %s: %d ZO and %d first-order records, %d switches, order %d",
+                 schedules[i], zo, fo, phases, order_ok);
+        remove_run_dir(out);
+    }
+    static const char *const refused[] = {"mezo:5,zo-adamm:5", "mezo:5,adamw:x", "adamw",
+                                          "mezo:5,nothing:5"};
+    make_temp_dir(out, sizeof out, "fo_hybrid_refused");
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(args, sizeof args,
+                 "--model %s --train %s --output %s --batch-size 4 --schedule %s", model, data, out,
+                 refused[i]);
+        ZT_CHECK(train(args) != 0, "--schedule %s accepted", refused[i]);
+    }
+    snprintf(
+        args, sizeof args,
+        "--model %s --train %s --output %s --batch-size 4 --schedule mezo:5,adamw:5 --steps 12",
+        model, data, out);
+    ZT_CHECK(train(args) != 0, "--schedule of 10 steps with --steps 12 accepted");
+    remove_run_dir(out);
 }
 
 static void check_refusals(void) {
@@ -208,7 +266,9 @@ int main(int argc, char **argv) {
     check_lowers_loss();
     check_micro_batches();
     check_classification();
-    check_interrupted_resume();
+    check_interrupted_resume(0);
+    check_interrupted_resume(1);
+    check_hybrid();
     check_refusals();
     return zt_test_finish("test_fo_train");
 }
