@@ -32,6 +32,7 @@
 #include "generation_parity.h"
 #include "model_parity.h"
 #include "zo_parity.h"
+#include "backward_parity.h"
 
 int main(int argc, char **argv) {
     uint64_t seed = 20250607;
@@ -84,6 +85,8 @@ int main(int argc, char **argv) {
     zt_generation_parity_run(cpu, gpu);
     const zt_zo_mode mode = {ZT_CURAND_DEVICE_BUILD}; /* the probe's cuRAND: __sincosf, FMA */
     zt_zo_parity_run(cpu, gpu, seed, &mode);
+    /* the backward ops (backprop) against the CPU's */
+    zt_bwd_parity_run(cpu, gpu, seed);
     /* linear's chunked paths (several half-input chunks, widened weight chunks with their bias
      * slices) at the executor's chunk size, on the real cuBLASLt */
     ZT_REQUIRE_OK(zt_cuda_backend_set_linear_chunk(gpu, ZT_EXECUTOR_LINEAR_CHUNK_FLOATS));
@@ -91,6 +94,8 @@ int main(int argc, char **argv) {
     zt_parity_run(cpu, gpu, seed);
     zt_gemm_parity_run(cpu, gpu, seed);
     zt_model_parity_run(cpu, gpu);
+    zt_prng backward_prng = {seed + 1};
+    zt_bwd_parity_linear(cpu, gpu, &backward_prng);
 
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);
