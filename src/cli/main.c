@@ -13,7 +13,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"info", zt_cmd_info, "show a model's config, parameter count and memory plan"},
-    {"train", zt_cmd_train, "fine-tune with a zeroth-order optimizer (forward passes only)"},
+    {"train", zt_cmd_train, "fine-tune: zeroth-order (forward passes only) or by backprop"},
     {"eval", zt_cmd_eval, "loss and accuracy / F1 of a model on a task file"},
     {"score", zt_cmd_score, "per-example mean token NLL of pre-tokenized JSONL (perplexity)"},
     {"grad", zt_cmd_grad, "the gradient of a file's mean token NLL, by backprop (safetensors)"},
