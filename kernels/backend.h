@@ -109,7 +109,9 @@ typedef struct zt_fo_update {
     float grad_scale;        /* 1 / accumulated micro-batches, times the clipping factor */
     int stochastic_rounding; /* f16/bf16 stores: rounding bits keyed by rounding_seed */
     uint64_t rounding_seed;
-    unsigned long long *n_nonfinite; /* out, optional: += non-finite weights stored */
+    /* out, optional: += non-finite weights stored. As zt_update's, complete after the backend's
+     * next sync or download (the CUDA backend sums on the device). */
+    unsigned long long *n_nonfinite;
 } zt_fo_update;
 
 /* f32 state rows the rule keeps per element (0 .. 3). */

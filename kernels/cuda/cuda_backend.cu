@@ -290,7 +290,8 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
             (zt_cuda_logprob_backward_scratch_bytes(q->n_rows) + sizeof(float) - 1) / sizeof(float);
         break;
     case ZT_SCRATCH_GRAD_SUMSQ:
-        break; /* no first-order update ops here yet */
+        floats = zt_cuda_grad_sumsq_scratch_floats(q->n_elems);
+        break;
     }
     return floats * sizeof(float);
 }
@@ -346,6 +347,8 @@ static zt_backend_ops make_ops() {
     ops.linear_backward = zt_cuda_linear_backward;
     ops.attention_backward = zt_cuda_attention_backward;
     ops.target_logprobs_backward = zt_cuda_target_logprobs_backward;
+    ops.fo_update = zt_cuda_fo_update;
+    ops.grad_sumsq = zt_cuda_grad_sumsq;
     ops.set_gemm_precision = cuda_set_gemm_precision;
     ops.vouch_indices = cuda_vouch_indices;
     ops.describe = cuda_describe;

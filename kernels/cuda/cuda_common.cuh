@@ -291,6 +291,13 @@ zt_status zt_cuda_target_logprobs_backward(zt_backend *be, float *d_logits, cons
                                            const int32_t *targets, const float *d_logprob,
                                            int n_rows, int vocab);
 
+/* The first-order update ops (fo_update.cu), bit for bit the CPU backend's. fo_update's
+ * non-finite count is the ZO update's deferred one: complete after the next wait. */
+zt_status zt_cuda_fo_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
+                            size_t n_elems, const float *grad, float *state,
+                            const zt_fo_update *u);
+zt_status zt_cuda_grad_sumsq(zt_backend *be, double *out, const float *x, size_t n_elems);
+
 /* z_sumsq on a grid of at most max_blocks blocks (the op uses ZT_CUDA_ZO_MAX_BLOCKS). The result
  * depends on n_elems only, never on the grid: the tests call this with several grids. */
 zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
@@ -361,6 +368,8 @@ static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precisi
 
 /* Floats of scratch z_sumsq takes for n Gaussian elements (sumsq.cu). */
 size_t zt_cuda_z_sumsq_scratch_floats(size_t n_elems);
+/* Floats of scratch grad_sumsq takes for n elements (fo_update.cu), the op's own request. */
+size_t zt_cuda_grad_sumsq_scratch_floats(size_t n_elems);
 
 /* Bytes of zt_cuda_scratch each backward op takes, computed by the function the op itself calls,
  * so that a scratch planner asking them cannot drift from the op. with_params: d_gamma or d_beta
