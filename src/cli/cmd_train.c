@@ -38,7 +38,7 @@ static void list_optimizers(void) {
     }
     printf("every optimizer: --steps --batch-size --seed --trainable --mode; with a plateau "
            "schedule, --plateau-factor --plateau-patience\n");
-    printf("\nfirst-order optimizers (backprop on the same kernels; the CPU backend today):\n");
+    printf("\nfirst-order optimizers (backprop on the same kernels):\n");
     for (int i = 0; i < zt_fo_count(); i++) {
         const zt_fo_info *info = zt_fo_at(i);
         printf("  %-12s %s\n", info->name, info->summary);
