@@ -332,7 +332,7 @@ static zt_status refuse_on(zt_backend *be, const refusal *c, char *text, size_t 
     float *theta = (float *)mem, *grad = theta + n, *state = grad + n;
     zt_fo_update u = c->u;
     const zt_status s = be->ops->fo_update(be, c->null_theta ? NULL : theta,
-                                           c->bad_dtype ? (zt_dtype)9 : ZT_F32, 1, n,
+                                           c->bad_dtype ? (zt_dtype)(ZT_BF16 + 1) : ZT_F32, 1, n,
                                            c->null_grad ? NULL
                                            : c->overlap ? theta + 2
                                                         : grad,
