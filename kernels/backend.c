@@ -139,6 +139,16 @@ zt_dtype zt_backend_stage_dtype(const zt_backend *be, zt_dtype stored) {
     return ZT_F32;
 }
 
+zt_status zt_backend_set_batch_invariant(zt_backend *be, int on) {
+    if (on && strcmp(be->ops->name, "cpu") != 0)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "backend '%s': batch-invariant GEMMs (what data-parallel runs need) are "
+                       "CPU-only in this version",
+                       be->ops->name);
+    be->batch_invariant = on != 0;
+    return ZT_OK;
+}
+
 zt_status zt_backend_open(const char *device, int n_threads, const char *gemm, zt_backend **out) {
     zt_gemm_precision precision = ZT_GEMM_F32;
     int automatic = gemm == NULL || strcmp(gemm, "auto") == 0;

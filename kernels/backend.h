@@ -400,7 +400,19 @@ struct zt_backend {
      * rows of V logits the workspace holds; set by the constructor, at least 1. Each backend's
      * choice trades re-reads of the head table against that buffer (docs/design.md §2.3). */
     int head_chunk_rows;
+    /* Batch invariance (docs/distributed.md): a sequence's results must not depend on what else
+     * is in its batch, so that data-parallel ranks and one process agree bit for bit. BLAS
+     * libraries give a row bits that depend on the matrix it sits in, so under batch_invariant
+     * the model gives linear one sequence's rows at a time (gemm_row_block = T rows per GEMM in
+     * the body; the head one sequence's target rows per call). Only the CPU backend offers it. */
+    int batch_invariant;
+    int gemm_row_block; /* 0: one GEMM over all rows; R: consecutive blocks of R rows */
 };
+
+/* Turns batch invariance on or off (the field's comment above); ZT_ERR_UNAVAILABLE on a backend
+ * without it. The step log's compute string names it ZT_BATCH_INVARIANT_NAME. */
+zt_status zt_backend_set_batch_invariant(zt_backend *be, int on);
+#define ZT_BATCH_INVARIANT_NAME "batch-invariant"
 
 /* Creates a backend by name: "cpu" (always), "cuda" / "cuda:N" (ZT_ERR_UNAVAILABLE when not
  * compiled in or no device). n_threads <= 0 means all cores (CPU backend). The backend's op table

@@ -304,10 +304,9 @@ zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b
 
 /* ---- the LM head ---- */
 
-/* The family's head input on the target rows only (its final norm and projection are
- * row-wise, so selecting the rows first changes nothing but the cost), then the head table (the
- * token table when tied), a chunk of rows at a time, and the targets' log-probabilities. */
-zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
+/* The head over targets [first, first + count): their rows gathered to the front of the head's
+ * buffers, so a call sees only its own rows. */
+static zt_status head_targets(const zt_sweep *sw, int first, int count, float *logits_out) {
     zt_model *m = sw->model;
     const zt_backend_ops *op = m->be->ops;
     const zt_batch *b = sw->batch;
@@ -316,25 +315,45 @@ zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
     int n = b->batch * b->seq_len, e = m->dims.head_input_size;
     int r_count = b->n_targets, vocab = m->dims.vocab_size;
     float *hid = (float *)(base + L->hid);
-    ZT_TRY(op->gather_rows(m->be, hid, (const int32_t *)(base + L->rows),
-                           (zt_weight){zt_sweep_stream(sw), ZT_F32}, r_count, n,
-                           m->dims.hidden_size, 0, NULL));
+    ZT_TRY(op->gather_rows(m->be, hid, (const int32_t *)(base + L->rows) + first,
+                           (zt_weight){zt_sweep_stream(sw), ZT_F32}, count, n, m->dims.hidden_size,
+                           0, NULL));
     const float *head_in = hid;
-    ZT_TRY(m->arch->head_input(sw, hid, r_count, &head_in));
+    ZT_TRY(m->arch->head_input(sw, hid, count, &head_in));
     zt_weight table;
     ZT_TRY(zt_sweep_weight(sw, m->lm_head, ZT_STAGE_MAIN, &table));
     float *logits = (float *)(base + L->logits);
-    float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count;
-    const int32_t *targets = (const int32_t *)(base + L->targets);
+    float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count + first;
+    const int32_t *targets = (const int32_t *)(base + L->targets) + first;
     const int chunk = zt_head_chunk_rows(m->be, r_count);
-    for (int r0 = 0; r0 < r_count; r0 += chunk) {
-        int rows = r_count - r0 < chunk ? r_count - r0 : chunk;
+    for (int r0 = 0; r0 < count; r0 += chunk) {
+        int rows = count - r0 < chunk ? count - r0 : chunk;
         ZT_TRY(op->linear(m->be, logits, head_in + (size_t)r0 * e, table, zt_model_weight(m, -1),
                           rows, e, vocab, 0));
         ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets + r0, rows, vocab));
         if (logits_out)
-            ZT_TRY(op->download(m->be, logits_out + ((size_t)sw->variant * r_count + r0) * vocab,
+            ZT_TRY(op->download(m->be,
+                                logits_out + ((size_t)sw->variant * r_count + first + r0) * vocab,
                                 logits, (size_t)rows * vocab * sizeof(float)));
+    }
+    return ZT_OK;
+}
+
+/* The family's head input on the target rows only (its final norm and projection are
+ * row-wise, so selecting the rows first changes nothing but the cost), then the head table (the
+ * token table when tied), a chunk of rows at a time, and the targets' log-probabilities. A
+ * batch-invariant backend gets one sequence's targets at a time (backend.h). */
+zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
+    const zt_batch *b = sw->batch;
+    if (!sw->model->be->batch_invariant) return head_targets(sw, 0, b->n_targets, logits_out);
+    for (int first = 0; first < b->n_targets;) {
+        const int sequence = b->target_rows[first] / b->seq_len;
+        int count = 1;
+        while (first + count < b->n_targets &&
+               b->target_rows[first + count] / b->seq_len == sequence)
+            count++;
+        ZT_TRY(head_targets(sw, first, count, logits_out));
+        first += count;
     }
     return ZT_OK;
 }
@@ -348,15 +367,20 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(m->arch->embed(&sw));
     /* Layer by layer, op by op for all variants together, so each perturbed tensor of a layer
-     * is staged for every variant from one draw of its z. */
-    for (int layer = 0; layer < m->dims.n_layers; layer++) {
-        for (sw.variant = 0; sw.variant < n_variants; sw.variant += ZT_SWEEP_MAX_TOGETHER) {
+     * is staged for every variant from one draw of its z. Batch-invariant: a sequence per GEMM. */
+    m->be->gemm_row_block = m->be->batch_invariant ? b->seq_len : 0;
+    zt_status s = ZT_OK;
+    for (int layer = 0; s == ZT_OK && layer < m->dims.n_layers; layer++) {
+        for (sw.variant = 0; s == ZT_OK && sw.variant < n_variants;
+             sw.variant += ZT_SWEEP_MAX_TOGETHER) {
             const int left = n_variants - sw.variant;
             sw.n_together = left < ZT_SWEEP_MAX_TOGETHER ? left : ZT_SWEEP_MAX_TOGETHER;
-            ZT_TRY(m->arch->layer(&sw, layer));
+            s = m->arch->layer(&sw, layer);
         }
         sw.n_together = 0;
     }
+    m->be->gemm_row_block = 0;
+    ZT_TRY(s);
     if (b->n_targets == 0) return ZT_OK;
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(zt_sweep_head(&sw, logits));

@@ -2,6 +2,8 @@
 # Installs zotune's build dependencies from Debian when any is missing (needs root or sudo).
 set -euo pipefail
 packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libcjson-dev libpcre2-dev)
+# Several processes (docs/distributed.md): MPI for CPU ranks and mpirun for the dist suite.
+packages+=(openmpi-bin libopenmpi-dev)
 # The sanitizer build (docs/design.md §5.7): clang, its sanitizer and libFuzzer runtimes, its
 # OpenMP runtime, and llvm-symbolizer for readable reports.
 packages+=(clang libclang-rt-14-dev libomp-14-dev llvm)

@@ -14,9 +14,14 @@ static void gemm_into_columns(float *out,          /* (N,OC) */
                               const float *in,     /* (N,IC) */
                               const float *w_rows, /* (n_out,IC) */
                               int n_rows, int in_features, int out_features, int first_out,
-                              int n_out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_out, in_features, 1.0f, in,
-                in_features, w_rows, in_features, 0.0f, out + first_out, out_features);
+                              int n_out, int row_block) {
+    if (row_block <= 0) row_block = n_rows;
+    for (int r0 = 0; r0 < n_rows; r0 += row_block) {
+        const int rows = n_rows - r0 < row_block ? n_rows - r0 : row_block;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_out, in_features, 1.0f,
+                    in + (size_t)r0 * in_features, in_features, w_rows, in_features, 0.0f,
+                    out + (size_t)r0 * out_features + first_out, out_features);
+    }
 }
 
 /* The GEMM's output columns go to the threads in pieces of this many, each one single-threaded
@@ -33,8 +38,10 @@ static void parallel_gemm(zt_cpu_backend *cpu, float *out, /* (N,OC) */
                           const float *w_rows,             /* (n_out,IC) */
                           int n_rows, int in_features, int out_features, int first_out, int n_out) {
     const int n_pieces = (n_out + ZT_CPU_GEMM_PIECE_COLUMNS - 1) / ZT_CPU_GEMM_PIECE_COLUMNS;
+    const int row_block = cpu->base.gemm_row_block;
     if (n_pieces == 1) {
-        gemm_into_columns(out, in, w_rows, n_rows, in_features, out_features, first_out, n_out);
+        gemm_into_columns(out, in, w_rows, n_rows, in_features, out_features, first_out, n_out,
+                          row_block);
         return;
     }
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(cpu))
@@ -43,7 +50,7 @@ static void parallel_gemm(zt_cpu_backend *cpu, float *out, /* (N,OC) */
         const int width =
             n_out - first < ZT_CPU_GEMM_PIECE_COLUMNS ? n_out - first : ZT_CPU_GEMM_PIECE_COLUMNS;
         gemm_into_columns(out, in, w_rows + (size_t)first * (size_t)in_features, n_rows,
-                          in_features, out_features, first_out + first, width);
+                          in_features, out_features, first_out + first, width, row_block);
     }
 }
 

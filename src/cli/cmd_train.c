@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/comm.h"
 #include "train/trainer.h"
 #include "zo/optimizer.h"
 #include "zo/schedule.h"
@@ -56,7 +57,7 @@ int zt_cmd_train(int argc, char **argv) {
     o.save_every = 1000;
     const char *lr_schedule = "constant", *eps_schedule = "constant", *dist = NULL;
     const char *mode = "shadow", *train_as = "classification", *bos = "opt", *objective = "loss";
-    const char *on_nonfinite = "stop";
+    const char *on_nonfinite = "stop", *comm_kind = "auto";
     uint64_t seed = 42;
     int no_sr = 0, list = 0;
     const zt_arg_option options[] = {
@@ -109,6 +110,12 @@ int zt_cmd_train(int argc, char **argv) {
         {"no-stochastic-rounding", ZT_ARG_FLAG, &no_sr, NULL, "round f16/bf16 updates to nearest"},
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
+        {"comm", ZT_ARG_STRING, &comm_kind, "C",
+         "auto (default: the ranks of mpirun or srun, data-parallel), single or mpi"},
+        {"verify-replicas", ZT_ARG_INT, &o.verify_replicas, "N",
+         "data parallel: compare the ranks' weights every N steps, stop on a mismatch (0: off)"},
+        {"batch-invariant", ZT_ARG_FLAG, &o.batch_invariant, NULL,
+         "a sequence's bits independent of its batch, as data-parallel runs compute (cpu)"},
         {"gemm", ZT_ARG_STRING, &o.gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_THREADS, &o.threads, "N", ZT_THREADS_HELP},
         {"log-every", ZT_ARG_INT, &o.log_every, "N", "progress line every N steps (10)"},
@@ -203,12 +210,29 @@ int zt_cmd_train(int argc, char **argv) {
     o.seed = seed;
     zt_train_install_signal_handlers();
 
+    zt_comm *comm = NULL;
+    zt_status cs = zt_comm_create(comm_kind, &comm);
+    if (cs != ZT_OK) return zt_cli_report("train", cs);
+    o.comm = comm;
+    if (comm->rank != 0) o.quiet = 1;
     zt_train_result res;
     zt_status s = zt_train(&o, &res);
-    if (s != ZT_OK) return zt_cli_report("train", s);
+    if (s != ZT_OK && comm->size > 1) {
+        /* the other ranks wait in a collective for this one: end the job, naming the rank */
+        fprintf(stderr, "zotune train: rank %d of %d: %s: %s\n", comm->rank, comm->size,
+                zt_status_name(s), zt_last_error());
+        comm->ops->abort(comm, s == ZT_ERR_INVALID_ARG || s == ZT_ERR_CONFLICT ? 2 : 1);
+    }
+    const int ranks = comm->size, rank = comm->rank;
+    if (ranks > 1 && s == ZT_OK)
+        fprintf(stderr, "rank %d of %d: evaluated %ld training examples (its share)\n", rank, ranks,
+                res.examples_evaluated);
+    zt_comm_destroy(comm);
+    if (s != ZT_OK) return ranks > 1 ? 1 : zt_cli_report("train", s);
     if (res.interrupted) {
-        fprintf(stderr, "stopped after step %d; state saved in %s (continue with --resume)\n",
-                res.steps_done, o.output_dir);
+        if (rank == 0)
+            fprintf(stderr, "stopped after step %d; state saved in %s (continue with --resume)\n",
+                    res.steps_done, o.output_dir);
         return 130;
     }
     if (!o.quiet) {

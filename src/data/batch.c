@@ -32,7 +32,8 @@ static void place(zt_task_batch *b, int row, const int32_t *ids, int n) {
     int start = b->seq_len - n;
     int32_t *dst = b->input_ids + (size_t)row * b->seq_len;
     int32_t *mask = b->attention_mask + (size_t)row * b->seq_len;
-    for (int t = 0; t < n; t++) dst[start + t] = ids[t], mask[start + t] = 1;
+    for (int t = 0; t < n; t++)
+        dst[start + t] = ids[t], mask[start + t] = 1;
 }
 
 typedef struct sequence_ref {
@@ -51,19 +52,37 @@ static int collect(const zt_dataset *ds, const int *indices, int n, int train_as
         if (ds->kind != ZT_TASK_CLASSIFICATION) {
             out[count++] = (sequence_ref){e->input_ids, e->length, 0, e->labels, i, 0};
         } else if (train_as_lm) {
-            out[count++] = (sequence_ref){e->candidates[e->label], e->candidate_length[e->label],
-                                          e->option_length[e->label], NULL, i, e->label};
+            out[count++] = (sequence_ref){e->candidates[e->label],
+                                          e->candidate_length[e->label],
+                                          e->option_length[e->label],
+                                          NULL,
+                                          i,
+                                          e->label};
         } else {
             for (int c = 0; c < e->n_candidates; c++)
-                out[count++] = (sequence_ref){e->candidates[c], e->candidate_length[c],
-                                              e->option_length[c], NULL, i, c};
+                out[count++] = (sequence_ref){
+                    e->candidates[c], e->candidate_length[c], e->option_length[c], NULL, i, c};
         }
     }
     return count;
 }
 
+int zt_example_longest_sequence(const zt_dataset *ds, const zt_example *e, int train_as_lm) {
+    if (ds->kind != ZT_TASK_CLASSIFICATION) return e->length;
+    if (train_as_lm) return e->candidate_length[e->label];
+    int longest = 0;
+    for (int c = 0; c < e->n_candidates; c++)
+        if (e->candidate_length[c] > longest) longest = e->candidate_length[c];
+    return longest;
+}
+
 zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, int pad_id,
                               int train_as_lm, zt_task_batch *b) {
+    return zt_task_batch_build_padded(ds, indices, n, pad_id, train_as_lm, 0, b);
+}
+
+zt_status zt_task_batch_build_padded(const zt_dataset *ds, const int *indices, int n, int pad_id,
+                                     int train_as_lm, int min_seq_len, zt_task_batch *b) {
     memset(b, 0, sizeof *b);
     int classify = ds->kind == ZT_TASK_CLASSIFICATION && !train_as_lm;
     b->kind = classify ? ZT_TASK_CLASSIFICATION : ZT_TASK_LM;
@@ -73,8 +92,9 @@ zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, i
     sequence_ref *seqs = zt_malloc((size_t)capacity * sizeof *seqs);
     if (!seqs) return zt_fail(ZT_ERR_NOMEM, "allocating a batch of %d sequences", capacity);
     int count = collect(ds, indices, n, train_as_lm, seqs);
-    int longest = 0;
-    for (int s = 0; s < count; s++) longest = seqs[s].length > longest ? seqs[s].length : longest;
+    int longest = min_seq_len;
+    for (int s = 0; s < count; s++)
+        longest = seqs[s].length > longest ? seqs[s].length : longest;
     b->n_sequences = count;
     b->seq_len = longest;
     b->n_examples = n;
@@ -90,8 +110,10 @@ zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, i
     if (!b->input_ids || !b->attention_mask || !b->example_of_sequence || !b->label ||
         !b->candidate_of_sequence || !labels || !option_len)
         st = zt_fail(ZT_ERR_NOMEM, "allocating a batch of %d sequences", count);
-    for (size_t c = 0; st == ZT_OK && c < cells; c++) b->input_ids[c] = pad_id, labels[c] = -100;
-    for (int i = 0; st == ZT_OK && i < n; i++) b->label[i] = ds->examples[indices[i]].label;
+    for (size_t c = 0; st == ZT_OK && c < cells; c++)
+        b->input_ids[c] = pad_id, labels[c] = -100;
+    for (int i = 0; st == ZT_OK && i < n; i++)
+        b->label[i] = ds->examples[indices[i]].label;
     for (int s = 0; st == ZT_OK && s < count; s++) {
         const sequence_ref *q = &seqs[s];
         place(b, s, q->ids, q->length);
@@ -103,7 +125,8 @@ zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, i
         if (q->labels) {
             memcpy(row_labels, q->labels, (size_t)q->length * sizeof(int32_t));
         } else {
-            for (int t = q->length - q->option_length; t < q->length; t++) row_labels[t] = q->ids[t];
+            for (int t = q->length - q->option_length; t < q->length; t++)
+                row_labels[t] = q->ids[t];
         }
         /* the first real token has no prediction inside its sequence */
         row_labels[0] = -100;

@@ -78,6 +78,13 @@ typedef struct zt_task_batch {
  * Generation examples always train as LM on prompt + completion. */
 zt_status zt_task_batch_build(const zt_dataset *ds, const int *indices, int n, int pad_id,
                               int train_as_lm, zt_task_batch *out);
+/* The longest sequence example e adds to a batch (as zt_task_batch_build expands it). */
+int zt_example_longest_sequence(const zt_dataset *ds, const zt_example *e, int train_as_lm);
+
+/* The same, padded to at least min_seq_len tokens: a data-parallel rank pads its share as the
+ * whole step's batch is padded, so each sequence meets the same computation (dist/). */
+zt_status zt_task_batch_build_padded(const zt_dataset *ds, const int *indices, int n, int pad_id,
+                                     int train_as_lm, int min_seq_len, zt_task_batch *out);
 void zt_task_batch_free(zt_task_batch *b);
 
 /* Sequences a batch of n examples may expand into (for workspace sizing). */

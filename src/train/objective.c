@@ -5,6 +5,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "dist/dp_reduce.h"
 #include "text/bpe.h"
 #include "train/generate.h"
 #include "train/metrics.h"
@@ -25,29 +26,8 @@ static zt_batch model_batch(const zt_task_batch *b) {
     return mb;
 }
 
-/* -accuracy of the candidate argmax (first on ties) over a classification batch. */
-static zt_status negative_accuracy(const zt_task_batch *b, const float *logprobs, double *out) {
-    double *scores = zt_malloc((size_t)b->n_sequences * sizeof *scores);
-    if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
-    zt_targets t = {b->n_targets, b->target_rows, b->target_ids, b->target_sequence};
-    zt_candidate_scores(logprobs, &t, b->n_sequences, scores);
-    int correct = 0;
-    for (int s = 0; s < b->n_sequences;) {
-        int e = b->example_of_sequence[s], best = s, count = 0;
-        while (s + count < b->n_sequences && b->example_of_sequence[s + count] == e) {
-            if (scores[s + count] > scores[best]) best = s + count;
-            count++;
-        }
-        correct += b->candidate_of_sequence[best] == b->label[e];
-        s += count;
-    }
-    free(scores);
-    *out = -(double)correct / b->n_examples;
-    return ZT_OK;
-}
-
-/* -mean F1 of greedy generations of the batch's examples under one variant, decoded together. */
-static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, double *out) {
+/* -F1 of each example's greedy generation under one variant, the batch decoded together. */
+static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, double *value) {
     if (!o->dataset || !o->tok || o->dataset->kind != ZT_TASK_GENERATION)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--objective f1 needs generation records and a tokenizer");
@@ -63,39 +43,66 @@ static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, d
     if (s == ZT_OK)
         s = zt_generate_answers(o->model, o->ws, variant, o->tok, examples, n, n, stop, n_stop,
                                 texts);
-    double total = 0.0;
     for (int i = 0; s == ZT_OK && i < n; i++) {
-        total += zt_answer_f1(texts[i], examples[i]->answers, examples[i]->n_answers);
+        value[i] = -zt_answer_f1(texts[i], examples[i]->answers, examples[i]->n_answers);
         free(texts[i]);
     }
     free(examples);
     free(texts);
-    ZT_TRY(s);
-    *out = -total / n;
+    return s;
+}
+
+static zt_status ensure_contributions(zt_task_objective *o, int n_variants, int n_examples) {
+    const int n = 2 * n_variants * n_examples;
+    if (n <= o->contributions_capacity) return ZT_OK;
+    double *grown = zt_realloc(o->contributions, (size_t)n * sizeof *grown);
+    if (!grown) return zt_fail(ZT_ERR_NOMEM, "allocating %d per-example losses", n);
+    o->contributions = grown;
+    o->contributions_capacity = n;
     return ZT_OK;
+}
+
+/* Variant k's per-example contributions from its log-probabilities (or generations). */
+static zt_status contribute(zt_task_objective *o, const zt_variants *f1_variant,
+                            const float *logprobs, double *value, double *weight) {
+    const zt_task_batch *b = o->batch;
+    if (o->kind == ZT_OBJECTIVE_F1) {
+        for (int e = 0; e < b->n_examples; e++)
+            weight[e] = 1.0;
+        return negative_f1(o, f1_variant, value);
+    }
+    return zt_task_batch_contributions(b, logprobs, o->kind == ZT_OBJECTIVE_ACCURACY, value,
+                                       weight);
+}
+
+/* The K losses: this process's contributions, gathered from every rank when data-parallel. */
+static zt_status reduce(zt_task_objective *o, int n_variants, double *losses) {
+    const int n = o->batch->n_examples;
+    const int global = o->comm ? o->global_examples : n;
+    return zt_dp_reduce_losses(o->comm, n_variants, global, o->contributions,
+                               o->contributions + (size_t)n_variants * n, losses);
 }
 
 static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs, double *losses) {
     const zt_task_batch *b = o->batch;
+    const int K = vs->n_variants, n = b->n_examples;
+    ZT_TRY(ensure_contributions(o, K, n));
+    double *value = o->contributions, *weight = o->contributions + (size_t)K * n;
     if (o->kind == ZT_OBJECTIVE_F1) {
-        for (int k = 0; k < vs->n_variants; k++) {
+        for (int k = 0; k < K; k++) {
             zt_variants one = {1, &vs->variant[k], o->perturbed};
-            ZT_TRY(negative_f1(o, &one, &losses[k]));
+            ZT_TRY(contribute(o, &one, NULL, value + (size_t)k * n, weight + (size_t)k * n));
         }
-        return ZT_OK;
+        return reduce(o, K, losses);
     }
-    ZT_TRY(ensure_logprobs(o, vs->n_variants * b->n_targets));
+    ZT_TRY(ensure_logprobs(o, K * b->n_targets));
     zt_batch mb = model_batch(b);
-    zt_variants variants = {vs->n_variants, vs->variant, o->perturbed};
+    zt_variants variants = {K, vs->variant, o->perturbed};
     ZT_TRY(zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
-    for (int k = 0; k < vs->n_variants; k++) {
-        const float *lp = o->logprobs + (size_t)k * b->n_targets;
-        if (o->kind == ZT_OBJECTIVE_ACCURACY)
-            ZT_TRY(negative_accuracy(b, lp, &losses[k]));
-        else
-            ZT_TRY(zt_task_batch_loss(b, lp, &losses[k]));
-    }
-    return ZT_OK;
+    for (int k = 0; k < K; k++)
+        ZT_TRY(contribute(o, NULL, o->logprobs + (size_t)k * b->n_targets, value + (size_t)k * n,
+                          weight + (size_t)k * n));
+    return reduce(o, K, losses);
 }
 
 int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to,
@@ -131,24 +138,22 @@ static zt_status move_weights(const zt_param_set *ps, const zt_perturbation *fro
 static zt_status evaluate_inplace(zt_task_objective *o, const zt_param_set *ps,
                                   const zt_variant_set *vs, double *losses) {
     const zt_task_batch *b = o->batch;
+    const int K = vs->n_variants, n = b->n_examples;
     ZT_TRY(ensure_logprobs(o, b->n_targets));
+    ZT_TRY(ensure_contributions(o, K, n));
+    double *value = o->contributions, *weight = o->contributions + (size_t)K * n;
     zt_batch mb = model_batch(b);
     const zt_perturbation *current = NULL;
-    zt_dist dist = vs->n_variants > 0 ? vs->variant[0].dist : ZT_DIST_GAUSSIAN;
-    for (int k = 0; k < vs->n_variants; k++) {
+    zt_dist dist = K > 0 ? vs->variant[0].dist : ZT_DIST_GAUSSIAN;
+    for (int k = 0; k < K; k++) {
         ZT_TRY(move_weights(ps, current, &vs->variant[k], dist));
         current = &vs->variant[k];
-        if (o->kind == ZT_OBJECTIVE_F1) {
-            ZT_TRY(negative_f1(o, NULL, &losses[k]));
-            continue;
-        }
-        ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
-        if (o->kind == ZT_OBJECTIVE_ACCURACY)
-            ZT_TRY(negative_accuracy(b, o->logprobs, &losses[k]));
-        else
-            ZT_TRY(zt_task_batch_loss(b, o->logprobs, &losses[k]));
+        if (o->kind != ZT_OBJECTIVE_F1)
+            ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
+        ZT_TRY(contribute(o, NULL, o->logprobs, value + (size_t)k * n, weight + (size_t)k * n));
     }
-    return move_weights(ps, current, NULL, dist);
+    ZT_TRY(move_weights(ps, current, NULL, dist));
+    return reduce(o, K, losses);
 }
 
 static zt_status evaluate(void *ctx, const zt_param_set *ps, const zt_variant_set *vs,
@@ -168,6 +173,9 @@ void zt_task_objective_release(zt_task_objective *state) {
     free(state->logprobs);
     state->logprobs = NULL;
     state->logprobs_capacity = 0;
+    free(state->contributions);
+    state->contributions = NULL;
+    state->contributions_capacity = 0;
 }
 
 zt_status zt_task_objective_loss(zt_task_objective *o, const zt_task_batch *batch, double *loss) {

@@ -22,6 +22,7 @@ typedef enum zt_objective_kind {
 } zt_objective_kind;
 
 struct zt_tokenizer;
+struct zt_comm;
 
 typedef struct zt_task_objective {
     zt_model *model;
@@ -37,6 +38,12 @@ typedef struct zt_task_objective {
     const struct zt_tokenizer *tok;
     float *logprobs; /* (K,R) host scratch */
     int logprobs_capacity;
+    /* data parallel (src/dist): `batch` is this rank's share of the step's global_examples,
+     * and the K losses reduce every rank's per-example contributions; NULL: one process */
+    struct zt_comm *comm;
+    int global_examples;
+    double *contributions; /* (2,K,examples) host scratch: values, then weights */
+    int contributions_capacity;
 } zt_task_objective;
 
 /* Fills `objective` to call into `state`. */

@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "dist/dp_reduce.h"
 
 void zt_lm_loss(const float *logprobs, const zt_targets *t, int batch, double *per_example,
                 int *count, double *token_mean) {
@@ -74,18 +75,58 @@ zt_status zt_classification_loss(const double *scores, const int32_t *example_of
     return ZT_OK;
 }
 
-zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, double *loss) {
+/* -1 where the candidate argmax (first on ties) is the labelled one, else 0. */
+static void negative_correct(const zt_task_batch *b, const double *scores, double *value) {
+    for (int s = 0; s < b->n_sequences;) {
+        int e = b->example_of_sequence[s], best = s, count = 0;
+        while (s + count < b->n_sequences && b->example_of_sequence[s + count] == e) {
+            if (scores[s + count] > scores[best]) best = s + count;
+            count++;
+        }
+        value[e] = b->candidate_of_sequence[best] == b->label[e] ? -1.0 : 0.0;
+        s += count;
+    }
+}
+
+zt_status zt_task_batch_contributions(const zt_task_batch *b, const float *logprobs,
+                                      int negative_accuracy, double *value, double *weight) {
     zt_targets t = {b->n_targets, b->target_rows, b->target_ids, b->target_sequence};
     if (b->kind != ZT_TASK_CLASSIFICATION) {
-        if (b->n_targets == 0) return zt_fail(ZT_ERR_INVALID_ARG, "a batch without targets");
-        zt_lm_loss(logprobs, &t, b->n_sequences, NULL, NULL, loss);
+        if (negative_accuracy)
+            return zt_fail(ZT_ERR_INVALID_ARG, "accuracy of a batch without candidates");
+        /* an LM batch holds one sequence per example */
+        for (int e = 0; e < b->n_examples; e++)
+            value[e] = weight[e] = 0.0;
+        for (int r = 0; r < t.n; r++) {
+            value[t.example[r]] -= logprobs[r];
+            weight[t.example[r]] += 1.0;
+        }
         return ZT_OK;
     }
     double *scores = zt_malloc((size_t)b->n_sequences * sizeof *scores);
     if (!scores) return zt_fail(ZT_ERR_NOMEM, "candidate scores");
     zt_candidate_scores(logprobs, &t, b->n_sequences, scores);
-    zt_status s = zt_classification_loss(scores, b->example_of_sequence, b->n_sequences, b->label,
-                                         b->n_examples, NULL, loss);
+    zt_status s = ZT_OK;
+    if (negative_accuracy) {
+        negative_correct(b, scores, value);
+    } else {
+        double mean = 0.0;
+        s = zt_classification_loss(scores, b->example_of_sequence, b->n_sequences, b->label,
+                                   b->n_examples, value, &mean);
+    }
+    for (int e = 0; e < b->n_examples; e++)
+        weight[e] = 1.0;
     free(scores);
+    return s;
+}
+
+zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, double *loss) {
+    const int n = b->n_examples;
+    double *value = zt_malloc((size_t)2 * (n > 0 ? n : 1) * sizeof *value);
+    if (!value) return zt_fail(ZT_ERR_NOMEM, "per-example losses");
+    double *weight = value + n;
+    zt_status s = zt_task_batch_contributions(b, logprobs, 0, value, weight);
+    if (s == ZT_OK) s = zt_dp_reduce_losses(NULL, 1, n, value, weight, loss);
+    free(value);
     return s;
 }

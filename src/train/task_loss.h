@@ -22,6 +22,14 @@ zt_status zt_classification_loss(const double *scores, const int32_t *example_of
                                  int n_sequences, const int32_t *label, int n_examples,
                                  double *per_example, double *mean);
 
+/* Per-example contributions to a batch's loss (dist/dp_reduce.h): loss = sum_e value[e] /
+ * sum_e weight[e], summed in example order, which is how one process and any number of
+ * data-parallel ranks reduce alike. LM: the NLL sum of example e's targets and their count;
+ * classification: e's cross-entropy over its candidates, and 1; negative_accuracy: -1 for a
+ * correct candidate argmax (first on ties) else 0, and 1. value and weight are (n_examples). */
+zt_status zt_task_batch_contributions(const zt_task_batch *b, const float *logprobs,
+                                      int negative_accuracy, double *value, double *weight);
+
 /* The loss of one variant from its per-target log-probabilities: LM token mean, or the mean
  * cross-entropy over candidates. */
 zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, double *loss);

@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/dir_lock.h"
+#include "core/fingerprint.h"
 #include "core/fault.h"
 #include "core/path.h"
 #include "core/status.h"
@@ -26,6 +27,7 @@
 #include "train/train_run.h"
 #include "train/first_order_run.h"
 #include "train/trainable.h"
+#include "dist/comm.h"
 #include "zo/steplog.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -76,6 +78,12 @@ static void format_duration(double seconds, char *buf, size_t size) {
 }
 
 typedef zt_run run;
+
+/* Only rank 0 of a data-parallel job writes (the log, metrics, snapshots, best/, the final
+ * weights): every rank holds the same weights and records bit for bit. */
+static int writes_files(const run *r) {
+    return r->o->comm == NULL || r->o->comm->rank == 0;
+}
 
 static zt_status ensure_dir(const char *dir) {
     zt_status s = zt_make_dirs(dir);
@@ -201,6 +209,8 @@ static zt_status create_workspace(run *r) {
     r->objective_state.kind = r->o->objective;
     r->objective_state.dataset = &r->train;
     r->objective_state.tok = r->tok;
+    r->objective_state.comm = r->o->comm;
+    r->objective_state.global_examples = r->o->batch_size;
     zt_task_objective_bind(&r->objective_state, &r->objective);
     return ZT_OK;
 }
@@ -320,6 +330,19 @@ static zt_status check_options(const zt_train_options *o) {
     if (o->batch_size <= 0 || o->batch_size > ZT_MAX_TOKENS_PER_FORWARD)
         return zt_fail(ZT_ERR_INVALID_ARG, "--batch-size %d: must be in 1 .. %d", o->batch_size,
                        (int)ZT_MAX_TOKENS_PER_FORWARD);
+    if (o->verify_replicas < 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--verify-replicas %d: must be 0 (off) or more",
+                       o->verify_replicas);
+    const int ranks = o->comm ? o->comm->size : 1;
+    if (ranks > 1 && any_first_order(&phases))
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "%s over %d ranks: first-order training runs in one process (data-parallel "
+                       "backprop needs a gradient all-reduce, not in this version)",
+                       name, ranks);
+    if (ranks > 1 && o->batch_size < ranks)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--batch-size %d over %d ranks: every rank needs at least one example",
+                       o->batch_size, ranks);
     return ZT_OK;
 }
 
@@ -354,6 +377,9 @@ static zt_status open_log(run *r) {
     zt_step_record *records = NULL;
     int n = 0;
     if (log_exists) ZT_TRY(zt_steplog_read(r->log_path, &logged, &records, &n, NULL));
+    /* a run begun over several ranks goes on batch-invariant, in one process or any number */
+    if (log_exists && strstr(logged.compute, ZT_BATCH_INVARIANT_NAME))
+        ZT_TRY(zt_backend_set_batch_invariant(r->be, 1));
     zt_status s = ZT_OK;
     if (n > 0 && !o->resume)
         s = zt_fail(ZT_ERR_INVALID_ARG,
@@ -364,13 +390,17 @@ static zt_status open_log(run *r) {
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
-    if (s == ZT_OK && log_exists && strcmp(logged.compute, r->header.compute) != 0 &&
-        logged.compute[0])
+    if (s == ZT_OK && writes_files(r) && log_exists &&
+        strcmp(logged.compute, r->header.compute) != 0 && logged.compute[0])
         fprintf(stderr,
                 "zotune train: warning: %s was started on %s, this run computes on %s: the steps "
                 "from here will not be bit-identical to an uninterrupted run (that needs the same "
                 "--device and --gemm)\n",
                 r->log_path, logged.compute, r->header.compute);
+    if (!writes_files(r)) {
+        free(records);
+        return s;
+    }
     /* A first-order run's steps past its snapshot are made again: cut them from the log. */
     if (s == ZT_OK && r->kept_records < n)
         s = zt_steplog_keep_records(r->log_path, r->kept_records);
@@ -391,6 +421,37 @@ static zt_status write_metrics_line(run *r, const zt_step_record *rec, double el
         return zt_fail(ZT_ERR_IO, "%s: writing step %d: %s", r->metrics_path, rec->step,
                        strerror(errno));
     return ZT_OK;
+}
+
+/* A record into the log (rank 0). The state moves past a step only once its record is in. */
+static zt_status append_record(run *r, const zt_step_record *rec) {
+    return writes_files(r) ? zt_steplog_append(r->log, rec) : ZT_OK;
+}
+
+/* The record's metrics.jsonl line (rank 0). */
+static zt_status metrics_line(run *r, const zt_step_record *rec, double elapsed) {
+    return writes_files(r) ? write_metrics_line(r, rec, elapsed) : ZT_OK;
+}
+
+/* Every rank waits here until all have arrived (a no-op in one process). */
+static zt_status barrier(const run *r) {
+    zt_comm *c = r->o->comm;
+    return c && c->size > 1 ? c->ops->barrier(c) : ZT_OK;
+}
+
+/* A stop asked of any rank (SIGTERM to one of them) stops all of them after the same step. */
+static zt_status stop_agreed(const run *r, int local, int *agreed) {
+    zt_comm *c = r->o->comm;
+    *agreed = local;
+    if (!c || c->size <= 1) return ZT_OK;
+    int32_t mine = local;
+    int32_t *all = zt_malloc((size_t)c->size * sizeof *all);
+    if (!all) return zt_fail(ZT_ERR_NOMEM, "stop flags of %d ranks", c->size);
+    zt_status s = c->ops->allgather(c, &mine, sizeof mine, all);
+    for (int q = 0; s == ZT_OK && q < c->size; q++)
+        *agreed |= all[q] != 0;
+    free(all);
+    return s;
 }
 
 /* best/ holds the weights of the best evaluation so far with their score; it is complete
@@ -423,17 +484,18 @@ static zt_status evaluate_at(run *r, int step) {
     rec.kind = ZT_RECORD_EVAL;
     rec.step = step;
     rec.eval = (zt_eval_point){e.loss, e.metric, e.accuracy, e.f1, e.exact_match};
-    if (r->best_step < 0 || e.metric > r->best_eval.metric) ZT_TRY(save_best(r, step, &e));
-    ZT_TRY(zt_steplog_append(r->log, &rec));
+    if (writes_files(r) && (r->best_step < 0 || e.metric > r->best_eval.metric))
+        ZT_TRY(save_best(r, step, &e));
+    ZT_TRY(append_record(r, &rec));
     zt_run_note_evaluation(r, &rec);
-    if (!r->o->quiet) {
+    if (!r->o->quiet && writes_files(r)) {
         fprintf(stderr, "eval  step %d: loss %.5f", step, e.loss);
         if (e.accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e.accuracy);
         if (e.f1 >= 0)
             fprintf(stderr, ", F1 %.2f%%, EM %.2f%%", 100.0 * e.f1, 100.0 * e.exact_match);
         fprintf(stderr, "\n");
     }
-    return write_metrics_line(r, &rec, -1.0);
+    return metrics_line(r, &rec, -1.0);
 }
 
 /* A step that is not taken: the log keeps its number, nothing moves (docs/design.md §2.5). */
@@ -445,12 +507,12 @@ static zt_status log_skipped(run *r, int step, uint64_t step_seed, zt_skip_reaso
     rec.skip_reason = reason;
     rec.step = step;
     rec.step_seed = step_seed;
-    ZT_TRY(zt_steplog_append(r->log, &rec));
+    ZT_TRY(append_record(r, &rec));
     r->next_step = step + 1;
-    if (!r->o->quiet)
+    if (!r->o->quiet && writes_files(r))
         fprintf(stderr, "step %d skipped: %s\n", step + 1,
                 reason == ZT_SKIP_NONFINITE_LOSS ? "non-finite loss" : "non-finite weights");
-    return write_metrics_line(r, &rec, elapsed);
+    return metrics_line(r, &rec, elapsed);
 }
 
 /* One step: losses, then the update, then the record. A non-finite loss moves nothing; an
@@ -466,10 +528,10 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
                                    now_seconds() - t_start);
             return s;
         }
-        ZT_TRY(zt_steplog_append(r->log, rec));
+        ZT_TRY(append_record(r, rec));
         r->weights_dirty = 0;
         r->next_step = step + 1;
-        return write_metrics_line(r, rec, now_seconds() - t_start);
+        return metrics_line(r, rec, now_seconds() - t_start);
     }
     zt_status s = zt_zo_step_record(r->optimizer, &r->ps, &r->objective, step, eo, rec);
     /* Losses are checked before the policy's finish, the only call that changes its state, so
@@ -491,6 +553,8 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
     ZT_TRY(zt_zo_apply_update_counted(&r->ps, rec, &n_nonfinite));
     if (n_nonfinite > 0) {
         ZT_TRY(zt_run_restore_logged_state(r));
+        /* every rank has read the log before rank 0 appends to it */
+        ZT_TRY(barrier(r));
         if (r->o->skip_nonfinite) {
             *skipped = 1;
             return log_skipped(r, step, rec->step_seed, ZT_SKIP_NONFINITE_WEIGHTS,
@@ -502,10 +566,10 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
                        "step)",
                        step + 1, n_nonfinite, (unsigned long long)r->ps.n_elems, step);
     }
-    ZT_TRY(zt_steplog_append(r->log, rec));
+    ZT_TRY(append_record(r, rec));
     r->weights_dirty = 0;
     r->next_step = step + 1;
-    return write_metrics_line(r, rec, now_seconds() - t_start);
+    return metrics_line(r, rec, now_seconds() - t_start);
 }
 
 /* The optimizer of step `step`'s phase; at a phase's first step (after the first) its state
@@ -523,11 +587,64 @@ static zt_status enter_phase(run *r, int step, double t_start) {
     rec.step = step;
     rec.phase = k;
     snprintf(rec.fo_name, sizeof rec.fo_name, "%s", phase->optimizer);
-    ZT_TRY(zt_steplog_append(r->log, &rec));
+    ZT_TRY(append_record(r, &rec));
     r->phase_logged = k;
-    if (!r->o->quiet)
+    if (!r->o->quiet && writes_files(r))
         fprintf(stderr, "phase %d from step %d: %s\n", k + 1, step + 1, phase->optimizer);
-    return write_metrics_line(r, &rec, now_seconds() - t_start);
+    return metrics_line(r, &rec, now_seconds() - t_start);
+}
+
+/* A checksum of every weight this rank holds, read back a slice at a time. */
+static zt_status weights_checksum(const run *r, uint64_t *checksum) {
+    enum { SLICE = 1 << 20 };
+    const zt_model *m = r->model;
+    uint8_t *host = zt_malloc(SLICE);
+    if (!host) return zt_fail(ZT_ERR_NOMEM, "--verify-replicas: a %d-byte slice", SLICE);
+    zt_fingerprint fp;
+    zt_fingerprint_init(&fp);
+    zt_status s = ZT_OK;
+    for (size_t done = 0; s == ZT_OK && done < m->weights_bytes; done += SLICE) {
+        const size_t n = m->weights_bytes - done < SLICE ? m->weights_bytes - done : SLICE;
+        s = m->be->ops->download(m->be, host, (const char *)m->weights + done, n);
+        if (s == ZT_OK) zt_fingerprint_update(&fp, host, n);
+    }
+    free(host);
+    *checksum = zt_fingerprint_final(&fp);
+    return s;
+}
+
+/* --verify-replicas: every rank's weights against rank 0's after `steps` steps. Every rank
+ * reaches the same verdict, so all of them stop together on a mismatch. */
+static zt_status verify_replicas(const run *r, int steps) {
+    zt_comm *c = r->o->comm;
+    if (!c || c->size <= 1) return ZT_OK;
+    uint64_t mine = 0;
+    ZT_TRY(weights_checksum(r, &mine));
+    uint64_t *all = zt_malloc((size_t)c->size * sizeof *all);
+    if (!all) return zt_fail(ZT_ERR_NOMEM, "checksums of %d ranks", c->size);
+    zt_status s = c->ops->allgather(c, &mine, sizeof mine, all);
+    for (int q = 1; s == ZT_OK && q < c->size; q++)
+        if (all[q] != all[0])
+            s = zt_fail(ZT_ERR_INTERNAL,
+                        "--verify-replicas: after step %d the weights of rank %d differ from rank "
+                        "0's (checksum %016llx, rank 0 %016llx): were the ranks started with the "
+                        "same options and files?",
+                        steps, q, (unsigned long long)all[q], (unsigned long long)all[0]);
+    free(all);
+    return s;
+}
+
+/* The padded length of the whole step's batch, which a data-parallel rank pads its share to (0
+ * when the backend is not batch-invariant: the share's own length is as good). */
+static int step_seq_len(const run *r) {
+    if (!r->be->batch_invariant) return 0;
+    int longest = 0;
+    for (int i = 0; i < r->o->batch_size; i++) {
+        const zt_example *e = &r->train.examples[r->indices[i]];
+        const int n = zt_example_longest_sequence(&r->train, e, r->o->train_as_lm);
+        if (n > longest) longest = n;
+    }
+    return longest;
 }
 
 static zt_status train_loop(run *r, zt_train_result *res) {
@@ -538,12 +655,17 @@ static zt_status train_loop(run *r, zt_train_result *res) {
     for (int step = first_step; step < o->steps; step++) {
         ZT_TRY(enter_phase(r, step, t_start));
         zt_sampler_batch(&r->sampler, step, r->indices);
+        /* data parallel: this rank's share of the step's examples (all of them in one process) */
+        int first = 0, count = o->batch_size;
+        if (o->comm) zt_comm_share(o->batch_size, o->comm->size, o->comm->rank, &first, &count);
         zt_task_batch batch;
-        ZT_TRY(zt_task_batch_build(&r->train, r->indices, o->batch_size,
-                                   r->model->dims.pad_token_id, o->train_as_lm, &batch));
+        ZT_TRY(zt_task_batch_build_padded(&r->train, r->indices + first, count,
+                                          r->model->dims.pad_token_id, o->train_as_lm,
+                                          step_seq_len(r), &batch));
         r->objective_state.batch = &batch;
-        r->objective_state.indices = r->indices;
-        r->objective_state.n_indices = o->batch_size;
+        r->objective_state.indices = r->indices + first;
+        r->objective_state.n_indices = count;
+        res->examples_evaluated += count;
         zt_step_record rec;
         int skipped = 0;
         zt_status s = take_step(r, step, &eo, t_start, &rec, &skipped);
@@ -551,18 +673,22 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         zt_task_batch_free(&batch);
         ZT_TRY(s);
         if (!skipped) res->last_train_loss = rec.losses[0];
-        if (!skipped && !o->quiet && o->log_every > 0 &&
+        if (!skipped && !o->quiet && writes_files(r) && o->log_every > 0 &&
             ((step + 1) % o->log_every == 0 || step == first_step))
             progress(r, step, rec.losses[0], rec.update.step_size, t_start, first_step);
         steps_this_run++;
         int last = step + 1 == o->steps;
+        if (o->verify_replicas > 0 && (step + 1) % o->verify_replicas == 0)
+            ZT_TRY(verify_replicas(r, step + 1));
         if (!last && evaluation_due(o, step + 1)) ZT_TRY(evaluate_at(r, step + 1));
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
+        if (writes_files(r) && o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
             ZT_TRY(zt_steplog_sync(r->log));
             ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                     step + 1, r->observed_eval_step));
         }
-        if (stop_requested || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
+        int stop = 0;
+        ZT_TRY(stop_agreed(r, stop_requested != 0, &stop));
+        if (stop || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
             res->interrupted = !last;
             break;
         }
@@ -616,17 +742,26 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     const char *input_options[] = {"--model", "--train", "--eval"};
     ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));
     zt_dir_lock lock = {-1};
-    zt_status s = ensure_dir(o->output_dir);
-    if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
+    zt_status s = ZT_OK;
+    if (writes_files(&r)) {
+        s = ensure_dir(o->output_dir);
+        if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
+    }
+    /* the other ranks read the output directory once rank 0 has made and locked it */
+    if (s == ZT_OK) s = barrier(&r);
     if (s == ZT_OK) s = zt_phases_parse(o->schedule, o->optimizer, o->steps, &r.phases);
     r.any_fo = any_first_order(&r.phases);
     r.fo = r.phases.phase[0].fo;
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
+    if (s == ZT_OK && (o->batch_invariant || (o->comm && o->comm->size > 1)))
+        s = zt_backend_set_batch_invariant(r.be, 1);
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_backward(r.be, "first-order training");
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_fo_update(r.be, "first-order training");
     if (s == ZT_OK) s = load_model(&r);
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = open_log(&r);
+    /* every rank has read the log and the snapshot before rank 0 writes either */
+    if (s == ZT_OK) s = barrier(&r);
     if (s == ZT_OK) s = create_workspace(&r);
     if (s == ZT_OK)
         s = zt_sampler_init(&r.sampler, zt_train_sampler_seed(o->seed), r.train.n_examples,
@@ -639,7 +774,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK && evaluation_due(o, r.next_step)) s = evaluate_at(&r, r.next_step);
     if (s == ZT_OK && r.next_step < o->steps) s = train_loop(&r, res);
     if (s == ZT_OK && !res->interrupted && r.next_step == o->steps) s = evaluate_at(&r, o->steps);
-    if (r.log) {
+    if (r.log && writes_files(&r)) {
         /* The first error is the one to report: keep its text while saving. */
         char first_error[2048];
         snprintf(first_error, sizeof first_error, "%s", zt_last_error());

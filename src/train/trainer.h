@@ -17,6 +17,8 @@
 #include "train/objective.h"
 #include "zo/optimizer.h"
 
+struct zt_comm;
+
 typedef struct zt_train_options {
     const char *model_dir;
     const char *train_path;
@@ -48,6 +50,15 @@ typedef struct zt_train_options {
     zt_fo_options fo;
     /* a hybrid schedule, "mezo:1000,adamw:200" (first_order.h); NULL: --optimizer throughout */
     const char *schedule;
+    /* the job's ranks (src/dist/comm.h): data parallel over them, each rank evaluating its share
+     * of every step's batch; rank 0 writes the output. NULL: one process */
+    struct zt_comm *comm;
+    /* one sequence's computation independent of its batch (kernels/backend.h): what a
+     * data-parallel run uses, so one process can reproduce it bit for bit; on with comm */
+    int batch_invariant;
+    /* every N steps the ranks compare a checksum of their weights and stop on a mismatch,
+     * naming the rank (0: never) */
+    int verify_replicas;
 } zt_train_options;
 
 typedef struct zt_train_result {
@@ -59,7 +70,9 @@ typedef struct zt_train_result {
     int best_step;
     const char *metric_name;
     double last_train_loss;
-    size_t peak_bytes; /* tracked allocator peak during training */
+    size_t peak_bytes;       /* tracked allocator peak during training */
+    long examples_evaluated; /* training examples this process evaluated (its data-parallel
+                                share of every step it made) */
 } zt_train_result;
 
 void zt_train_options_default(zt_train_options *o);

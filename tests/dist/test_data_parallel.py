@@ -1,0 +1,150 @@
+"""Data parallel under mpirun (docs/distributed.md): N CPU ranks train bit-identically to one
+process with the same global batch (--batch-invariant), whatever N and however the batch splits;
+a run resumes under another rank count; a rank killed with SIGKILL ends the whole job within 60 s
+and the snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
+argv: ZOTUNE MPIRUN FIXTURES_DIR DEMO_DIR"""
+import filecmp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ZOTUNE, MPIRUN, FIXTURES, DEMO = sys.argv[1:5]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+MPI_ARGS = ["--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader,tcp"]
+failures = []
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def train(out, args, ranks=None, timeout=300):
+    cmd = [ZOTUNE, "train", "--output", out, "--threads", "1", "--quiet"] + args
+    if ranks is not None:
+        cmd = [MPIRUN, "-np", str(ranks)] + MPI_ARGS + cmd
+    p = subprocess.run(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stderr
+
+
+def same_run(a, b):
+    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
+               for f in ("steplog.jsonl", "model.safetensors"))
+
+
+def log_lines(out):
+    try:
+        with open(os.path.join(out, "steplog.jsonl"), "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="zt_dp_")
+    demo_model, demo_train = os.path.join(DEMO, "model"), os.path.join(DEMO, "task", "train.jsonl")
+    demo_dev = os.path.join(DEMO, "task", "dev.jsonl")
+    cases = {
+        # classification with candidates; 7 examples split 4/3, 3/2/2, 2/2/2/1
+        "classification": ["--model", demo_model, "--train", demo_train, "--steps", "5",
+                           "--batch-size", "7", "--lr", "1e-3", "--eval-every", "0"],
+        # next-token LM records of different lengths, in-place perturbation, MeZO's +e,-2e,+e
+        "lm-inplace": ["--model", os.path.join(FIXTURES, "opt-pre"), "--train",
+                       os.path.join(FIXTURES, "opt-pre", "score.jsonl"), "--steps", "4", "--batch-size", "5",
+                       "--lr", "1e-2", "--mode", "inplace", "--eval-every", "0"],
+        # several directions and an evaluation set (every rank evaluates; rank 0 writes)
+        "directions-eval": ["--model", demo_model, "--train", demo_train, "--eval", demo_dev,
+                            "--steps", "4", "--batch-size", "6", "--lr", "1e-3", "--directions",
+                            "2", "--eval-every", "2"],
+    }
+    for name, args in cases.items():
+        ref = os.path.join(tmp, name + "-1")
+        rc, err = train(ref, args + ["--batch-invariant"])
+        check(rc == 0, f"{name}: one process, rc {rc} {err.strip()[-300:]}")
+        for ranks in (2, 3, 4):
+            out = os.path.join(tmp, f"{name}-{ranks}")
+            rc, err = train(out, args, ranks)
+            check(rc == 0 and same_run(ref, out),
+                  f"{name}: {ranks} ranks equal one process (rc {rc}) {err.strip()[-300:]}")
+            # each rank evaluated its share only: batch 7 over 3 ranks is 3/2/2 per step
+            steps, batch = int(args[args.index("--steps") + 1]), int(args[args.index("--batch-size") + 1])
+            shares = sorted(int(line.split("evaluated ")[1].split()[0]) for line in err.splitlines()
+                            if "training examples (its share)" in line)
+            want = sorted(steps * (batch // ranks + (q < batch % ranks)) for q in range(ranks))
+            check(shares == want, f"{name}: {ranks} ranks evaluated {shares} examples, want {want}")
+
+    # Replicas that drift apart (here: a rank started with another --lr) are caught by
+    # --verify-replicas, which names the rank, and the job ends non-zero.
+    args = cases["classification"]
+    lr = args.index("--lr") + 1
+    other = list(args)
+    other[lr] = "2e-3"
+    out = os.path.join(tmp, "drift")
+    common = ["train", "--output", out, "--threads", "1", "--quiet", "--verify-replicas", "2"]
+    cmd = [MPIRUN] + MPI_ARGS + ["-np", "1", ZOTUNE] + common + args + [":", "-np", "1",
+                                                                        ZOTUNE] + common + other
+    p = subprocess.run(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=300)
+    check(p.returncode != 0 and "after step 2 the weights of rank 1 differ" in p.stderr,
+          f"drift: --verify-replicas names rank 1 (rc {p.returncode}) {p.stderr.strip()[-400:]}")
+    rc, err = train(os.path.join(tmp, "verified"), args + ["--verify-replicas", "1"], 3)
+    check(rc == 0, f"verified: 3 identical replicas pass every check (rc {rc}) {err[-300:]}")
+
+    # A rank killed with SIGKILL ends the job; the snapshot resumes in one process, and the run
+    # ends equal to an uninterrupted one.
+    args = ["--model", demo_model, "--train", demo_train, "--steps", "60", "--batch-size", "4",
+            "--lr", "1e-3", "--eval-every", "0", "--save-every", "5"]
+    ref = os.path.join(tmp, "kill-ref")
+    rc, err = train(ref, args + ["--batch-invariant"])
+    check(rc == 0, f"kill: uninterrupted reference, rc {rc} {err.strip()[-300:]}")
+    out = os.path.join(tmp, "kill")
+    cmd = [MPIRUN, "-np", "3"] + MPI_ARGS + [ZOTUNE, "train", "--output", out, "--threads", "1",
+                                            "--quiet"] + args
+    job = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    deadline = time.time() + 120
+    while log_lines(out) < 14 and time.time() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    victims = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "zotune"], stdout=subprocess.PIPE,
+                             text=True).stdout.split()
+    check(len(victims) == 3, f"kill: found the 3 ranks ({victims})")
+    if victims:
+        os.kill(int(victims[-1]), signal.SIGKILL)
+    killed_at = time.time()
+    try:
+        rc = job.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        rc = None
+    took = time.time() - killed_at
+    check(rc not in (None, 0) and took < 60,
+          f"kill: the job ended within 60 s of a rank's SIGKILL (rc {rc}, {took:.1f} s)")
+    rc, err = train(out, args + ["--resume"])
+    check(rc == 0 and same_run(ref, out),
+          f"kill: resumed in one process, equal to the uninterrupted run (rc {rc}) "
+          f"{err.strip()[-300:]}")
+    # A one-process run stopped by SIGTERM (it saves and exits 130) goes on over 2 ranks.
+    out2 = os.path.join(tmp, "grow")
+    cmd = [ZOTUNE, "train", "--output", out2, "--threads", "1", "--quiet", "--batch-invariant"]
+    single = subprocess.Popen(cmd + args, env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    while log_lines(out2) < 20 and single.poll() is None:
+        time.sleep(0.05)
+    single.send_signal(signal.SIGTERM)
+    rc = single.wait(timeout=120)
+    check(rc == 130 and log_lines(out2) < 61, f"grow: one process stopped by SIGTERM (rc {rc})")
+    rc, err = train(out2, args + ["--resume"], 2)
+    check(rc == 0 and same_run(ref, out2),
+          f"grow: resumed over 2 ranks, equal to the uninterrupted run (rc {rc}) {err[-300:]}")
+    print(f"{len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
