@@ -1,6 +1,9 @@
 /* zotune bench memory: the memory of inference, ZO training and first-order training of one model
  * at one shape, side by side, from the plans (any OPT size, from its config.json alone) and, with
- * --measure and weights present, from a few real training steps on the CPU. */
+ * --measure and weights present, from a few real training steps on the CPU; with --plot, the
+ * plans at every published size of the model's family drawn against the parameter count. */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/model_input.h"
+#include "cli/plot_memory.h"
 #include "core/alloc.h"
 #include "core/status.h"
 #include "model.h"
@@ -27,13 +31,17 @@ typedef struct method {
     const char *optimizer; /* NULL: inference */
     zt_perturb_mode mode;
     int checkpoint;
+    zt_rgb colour; /* in --plot's figure */
 } method;
 
 static const method methods[] = {
-    {"inference", NULL, ZT_PERTURB_SHADOW, 0},   {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0},
-    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0}, {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1},
-    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0},     {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1},
-    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0},
+    {"inference", NULL, ZT_PERTURB_SHADOW, 0, {31, 119, 180}},
+    {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0, {44, 160, 44}},
+    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0, {23, 190, 207}},
+    {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1, {255, 127, 14}},
+    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0, {214, 39, 40}},
+    {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1, {148, 103, 189}},
+    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0, {140, 86, 75}},
 };
 enum { N_METHODS = (int)(sizeof methods / sizeof methods[0]) };
 
@@ -57,6 +65,86 @@ static zt_status plan_row(const zt_model *m, const method *me, int batch, int se
     hp.momentum = 0.0; /* PyTorch's SGD */
     const zt_fo_options fo = {0, 0.0, 1, me->checkpoint};
     return zt_train_plan_memory(m, NULL, me->optimizer, &hp, &fo, 1000, me->mode, &shape, &r->plan);
+}
+
+/* ---- --plot ---- */
+
+enum { MAX_PLOT_SIZES = 16 };
+
+typedef struct size_curves {
+    int n_sizes;
+    double params[MAX_PLOT_SIZES];
+    double peaks[N_METHODS][MAX_PLOT_SIZES];
+    double model_params;
+} size_curves;
+
+/* Every method's plan at each published size of m's family, at m's vocabulary, positions and
+ * dtype, and m's parameter count for its own row's marker. */
+static zt_status plan_sizes(const zt_model *m, zt_backend *be, int batch, int seq_len,
+                            size_curves *out) {
+    memset(out, 0, sizeof *out);
+    out->model_params = (double)zt_model_parameter_count(m);
+    const int n = zt_model_published_sizes(m);
+    if (n < 1)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "--plot: the model's family has no published sizes to draw against");
+    for (int i = 0; i < n && i < MAX_PLOT_SIZES; i++) {
+        zt_model *sized = NULL;
+        const char *name = NULL;
+        ZT_TRY(zt_model_open_published_size(m, i, m->tensors[m->embed_tokens].dtype, be, &sized,
+                                            &name));
+        out->params[i] = (double)zt_model_parameter_count(sized);
+        zt_status s = ZT_OK;
+        for (int j = 0; s == ZT_OK && j < N_METHODS; j++) {
+            row r;
+            s = plan_row(sized, &methods[j], batch, seq_len, &r);
+            out->peaks[j][i] = (double)r.plan.total_bytes;
+        }
+        zt_model_free(sized);
+        if (s != ZT_OK) return zt_fail_context(s, "--plot, size %s: ", name);
+        out->n_sizes = i + 1;
+    }
+    return ZT_OK;
+}
+
+/* Refuses a --plot path whose directory cannot take the file before any planning or measuring
+ * (the PNG is written last). */
+static zt_status check_plot_path(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (slash && !slash[1])
+        return zt_fail(ZT_ERR_INVALID_ARG, "--plot %s: a file name is needed, not a directory",
+                       path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--plot %s: cannot write into %s: %s", path, dir,
+                       strerror(errno));
+    return ZT_OK;
+}
+
+static zt_status write_plot(const char *path, const size_curves *sizes, const row *rows, int batch,
+                            int seq_len, const char *dtype) {
+    zt_memory_curve curves[N_METHODS];
+    for (int i = 0; i < N_METHODS; i++)
+        curves[i] = (zt_memory_curve){methods[i].name,
+                                      methods[i].colour,
+                                      sizes->n_sizes,
+                                      sizes->params,
+                                      sizes->peaks[i],
+                                      sizes->model_params,
+                                      (double)rows[i].plan.total_bytes};
+    char title[128], flag_dtype[16];
+    snprintf(flag_dtype, sizeof flag_dtype, "%s", dtype);
+    for (char *c = flag_dtype; *c; c++) /* "F16" as --dtype spells it */
+        *c = (char)tolower((unsigned char)*c);
+    snprintf(title, sizeof title, "planned peak memory, batch %d x %d tokens, %s weights", batch,
+             seq_len, flag_dtype);
+    const zt_memory_figure figure = {title, "parameters (published sizes)", "this model", curves,
+                                     N_METHODS};
+    return zt_plot_memory_png(path, &figure);
 }
 
 /* ---- --measure: each method in a child process, so its RSS is its own ---- */
@@ -288,7 +376,9 @@ static int bench_memory(int argc, char **argv) {
         {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
         {"plot", ZT_ARG_STRING, &plot, "FILE.png",
-         "not yet: tools/memory_table.py --plot draws it"},
+         "also draw each method's planned peak against the parameter count at every published "
+         "size of the model's family (OPT 125m ... 66b) with this model's vocabulary, positions "
+         "and dtype, log-log, this model marked: an 800 x 500 PNG"},
     };
     const zt_arg_spec spec = {
         "zotune bench memory",
@@ -313,11 +403,6 @@ static int bench_memory(int argc, char **argv) {
                         "product at most 2^24) and --steps at least 2\n");
         return 2;
     }
-    if (plot) {
-        fprintf(stderr, "zotune bench memory: --plot: not in this version; --json and "
-                        "tools/memory_table.py --plot draw the figure\n");
-        return 2;
-    }
     char config[4096];
     const int config_only = zt_cli_config_only(positional[0], config, sizeof config);
     const int dtype = dtype_name ? zt_cli_parse_dtype(dtype_name) : -1;
@@ -338,7 +423,8 @@ static int bench_memory(int argc, char **argv) {
     zt_backend *be = NULL;
     zt_model *m = NULL;
     row rows[N_METHODS];
-    zt_status s = zt_backend_open("cpu", threads, "f32", &be);
+    zt_status s = plot ? check_plot_path(plot) : ZT_OK;
+    if (s == ZT_OK) s = zt_backend_open("cpu", threads, "f32", &be);
     if (s == ZT_OK)
         s = config_only ? zt_model_open_config(config, dtype, be, &m)
                         : zt_model_load(positional[0], be, &m);
@@ -347,6 +433,8 @@ static int bench_memory(int argc, char **argv) {
                     m->dims.max_positions);
     for (int i = 0; s == ZT_OK && i < N_METHODS; i++)
         s = plan_row(m, &methods[i], batch, seq_len, &rows[i]);
+    size_curves sizes;
+    if (s == ZT_OK && plot) s = plan_sizes(m, be, batch, seq_len, &sizes);
     char work[] = "/tmp/zotune_bench_memory_XXXXXX";
     char dtype_text[16] = "";
     const int vocab = m ? m->dims.vocab_size : 0;
@@ -377,6 +465,10 @@ static int bench_memory(int argc, char **argv) {
             print_json(positional[0], batch, seq_len, dtype_text, rows);
         else
             print_text(positional[0], batch, seq_len, dtype_text, rows);
+    }
+    if (s == ZT_OK && plot) {
+        s = write_plot(plot, &sizes, rows, batch, seq_len, dtype_text);
+        if (s == ZT_OK) fprintf(stderr, "wrote %s\n", plot);
     }
     return s == ZT_OK ? 0 : zt_cli_report("bench memory", s);
 }
