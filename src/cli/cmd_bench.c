@@ -2,8 +2,6 @@
  * at one shape, side by side, from the plans (any OPT size, from its config.json alone) and, with
  * --measure and weights present, from a few real training steps on the CPU; with --plot, the
  * plans at every published size of the model's family drawn against the parameter count. */
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,135 +15,14 @@
 
 #include "backend.h"
 #include "cli/args.h"
+#include "cli/bench_methods.h"
+#include "cli/bench_plot.h"
 #include "cli/commands.h"
 #include "cli/model_input.h"
-#include "cli/plot_memory.h"
 #include "core/alloc.h"
 #include "core/status.h"
 #include "model.h"
 #include "train/trainer.h"
-
-/* The methods, in the order memory arithmetic ranks them for a large model. */
-typedef struct method {
-    const char *name;
-    const char *optimizer; /* NULL: inference */
-    zt_perturb_mode mode;
-    int checkpoint;
-    zt_rgb colour; /* in --plot's figure */
-} method;
-
-static const method methods[] = {
-    {"inference", NULL, ZT_PERTURB_SHADOW, 0, {31, 119, 180}},
-    {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0, {44, 160, 44}},
-    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0, {23, 190, 207}},
-    {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1, {255, 127, 14}},
-    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0, {214, 39, 40}},
-    {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1, {148, 103, 189}},
-    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0, {140, 86, 75}},
-};
-enum { N_METHODS = (int)(sizeof methods / sizeof methods[0]) };
-
-typedef struct row {
-    zt_train_memory_plan plan; /* inference: model only */
-    int measured;              /* a measurement ran */
-    double measured_bytes, rss_bytes, step_s;
-} row;
-
-static zt_status plan_row(const zt_model *m, const method *me, int batch, int seq_len, row *r) {
-    memset(r, 0, sizeof *r);
-    const zt_train_shape shape = {batch, seq_len, 0, 0};
-    if (!me->optimizer) {
-        const zt_workspace_shape ws = {batch, seq_len, 1, 0, 0};
-        zt_model_plan_memory(m, &ws, &r->plan.model);
-        r->plan.total_bytes = r->plan.model.total_bytes;
-        return ZT_OK;
-    }
-    zt_zo_hparams hp;
-    zt_zo_hparams_default(&hp);
-    hp.momentum = 0.0; /* PyTorch's SGD */
-    const zt_fo_options fo = {0, 0.0, 1, me->checkpoint};
-    return zt_train_plan_memory(m, NULL, me->optimizer, &hp, &fo, 1000, me->mode, &shape, &r->plan);
-}
-
-/* ---- --plot ---- */
-
-enum { MAX_PLOT_SIZES = 16 };
-
-typedef struct size_curves {
-    int n_sizes;
-    double params[MAX_PLOT_SIZES];
-    double peaks[N_METHODS][MAX_PLOT_SIZES];
-    double model_params;
-} size_curves;
-
-/* Every method's plan at each published size of m's family, at m's vocabulary, positions and
- * dtype, and m's parameter count for its own row's marker. */
-static zt_status plan_sizes(const zt_model *m, zt_backend *be, int batch, int seq_len,
-                            size_curves *out) {
-    memset(out, 0, sizeof *out);
-    out->model_params = (double)zt_model_parameter_count(m);
-    const int n = zt_model_published_sizes(m);
-    if (n < 1)
-        return zt_fail(ZT_ERR_UNAVAILABLE,
-                       "--plot: the model's family has no published sizes to draw against");
-    for (int i = 0; i < n && i < MAX_PLOT_SIZES; i++) {
-        zt_model *sized = NULL;
-        const char *name = NULL;
-        ZT_TRY(zt_model_open_published_size(m, i, m->tensors[m->embed_tokens].dtype, be, &sized,
-                                            &name));
-        out->params[i] = (double)zt_model_parameter_count(sized);
-        zt_status s = ZT_OK;
-        for (int j = 0; s == ZT_OK && j < N_METHODS; j++) {
-            row r;
-            s = plan_row(sized, &methods[j], batch, seq_len, &r);
-            out->peaks[j][i] = (double)r.plan.total_bytes;
-        }
-        zt_model_free(sized);
-        if (s != ZT_OK) return zt_fail_context(s, "--plot, size %s: ", name);
-        out->n_sizes = i + 1;
-    }
-    return ZT_OK;
-}
-
-/* Refuses a --plot path whose directory cannot take the file before any planning or measuring
- * (the PNG is written last). */
-static zt_status check_plot_path(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    if (slash && !slash[1])
-        return zt_fail(ZT_ERR_INVALID_ARG, "--plot %s: a file name is needed, not a directory",
-                       path);
-    if (access(dir, W_OK | X_OK) != 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "--plot %s: cannot write into %s: %s", path, dir,
-                       strerror(errno));
-    return ZT_OK;
-}
-
-static zt_status write_plot(const char *path, const size_curves *sizes, const row *rows, int batch,
-                            int seq_len, const char *dtype) {
-    zt_memory_curve curves[N_METHODS];
-    for (int i = 0; i < N_METHODS; i++)
-        curves[i] = (zt_memory_curve){methods[i].name,
-                                      methods[i].colour,
-                                      sizes->n_sizes,
-                                      sizes->params,
-                                      sizes->peaks[i],
-                                      sizes->model_params,
-                                      (double)rows[i].plan.total_bytes};
-    char title[128], flag_dtype[16];
-    snprintf(flag_dtype, sizeof flag_dtype, "%s", dtype);
-    for (char *c = flag_dtype; *c; c++) /* "F16" as --dtype spells it */
-        *c = (char)tolower((unsigned char)*c);
-    snprintf(title, sizeof title, "planned peak memory, batch %d x %d tokens, %s weights", batch,
-             seq_len, flag_dtype);
-    const zt_memory_figure figure = {title, "parameters (published sizes)", "this model", curves,
-                                     N_METHODS};
-    return zt_plot_memory_png(path, &figure);
-}
 
 /* ---- --measure: each method in a child process, so its RSS is its own ---- */
 
@@ -192,7 +69,7 @@ static double seconds_per_step(const char *out_dir) {
 }
 
 /* In the child: the method's run; writes peak bytes, RSS and seconds per step to fd. */
-static int measure_child(const measure_ctx *c, const method *me, int fd) {
+static int measure_child(const measure_ctx *c, const zt_bench_method *me, int fd) {
     double result[3] = {NAN, NAN, NAN};
     zt_status s = ZT_OK;
     if (!me->optimizer) {
@@ -264,7 +141,7 @@ static int measure_child(const measure_ctx *c, const method *me, int fd) {
     return s == ZT_OK && ok ? 0 : 1;
 }
 
-static zt_status measure_row(const measure_ctx *c, const method *me, row *r) {
+static zt_status measure_row(const measure_ctx *c, const zt_bench_method *me, zt_bench_row *r) {
     int pipe_fd[2];
     if (pipe(pipe_fd) != 0) return zt_fail(ZT_ERR_IO, "bench memory: pipe");
     fflush(NULL);
@@ -302,15 +179,15 @@ static void add_parts(cJSON *parts, const zt_train_memory_plan *p) {
 }
 
 static void print_json(const char *model, int batch, int seq_len, const char *dtype,
-                       const row *rows) {
+                       const zt_bench_row *rows) {
     cJSON *root = cJSON_CreateObject(), *list = cJSON_CreateArray();
     cJSON_AddStringToObject(root, "model", model);
     cJSON_AddNumberToObject(root, "batch_size", batch);
     cJSON_AddNumberToObject(root, "seq_len", seq_len);
     cJSON_AddStringToObject(root, "dtype", dtype);
-    for (int i = 0; i < N_METHODS; i++) {
+    for (int i = 0; i < ZT_BENCH_N_METHODS; i++) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "method", methods[i].name);
+        cJSON_AddStringToObject(o, "method", zt_bench_methods[i].name);
         cJSON_AddNumberToObject(o, "peak_bytes", (double)rows[i].plan.total_bytes);
         if (rows[i].measured) {
             cJSON_AddNumberToObject(o, "measured", rows[i].measured_bytes);
@@ -337,24 +214,25 @@ static double gib(double bytes) {
 }
 
 static void print_text(const char *model, int batch, int seq_len, const char *dtype,
-                       const row *rows) {
+                       const zt_bench_row *rows) {
     printf("memory of %s, batch %d x %d tokens, %s weights (GiB; the plan, and measured with "
            "--measure)\n",
            model, batch, seq_len, dtype);
     printf("%-14s %10s %10s %10s %10s %10s %10s %10s %10s", "method", "peak", "weights", "activ.",
            "staging", "scratch", "backprop", "grads", "opt.state");
     int any = 0;
-    for (int i = 0; i < N_METHODS; i++)
+    for (int i = 0; i < ZT_BENCH_N_METHODS; i++)
         any |= rows[i].measured;
     if (any) printf(" %10s %10s %9s", "measured", "RSS", "s/step");
     printf("\n");
-    for (int i = 0; i < N_METHODS; i++) {
+    for (int i = 0; i < ZT_BENCH_N_METHODS; i++) {
         const zt_train_memory_plan *p = &rows[i].plan;
-        printf("%-14s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f", methods[i].name,
-               gib((double)p->total_bytes), gib((double)p->model.weights_bytes),
-               gib((double)p->model.activation_bytes), gib((double)p->model.staging_bytes),
-               gib((double)p->model.backend_scratch_bytes), gib((double)p->backprop_bytes),
-               gib((double)p->gradient_bytes), gib((double)p->optimizer_bytes));
+        printf("%-14s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f",
+               zt_bench_methods[i].name, gib((double)p->total_bytes),
+               gib((double)p->model.weights_bytes), gib((double)p->model.activation_bytes),
+               gib((double)p->model.staging_bytes), gib((double)p->model.backend_scratch_bytes),
+               gib((double)p->backprop_bytes), gib((double)p->gradient_bytes),
+               gib((double)p->optimizer_bytes));
         if (rows[i].measured)
             printf(" %10.4f %10.4f %9.3f", gib(rows[i].measured_bytes), gib(rows[i].rss_bytes),
                    rows[i].step_s);
@@ -422,8 +300,8 @@ static int bench_memory(int argc, char **argv) {
     }
     zt_backend *be = NULL;
     zt_model *m = NULL;
-    row rows[N_METHODS];
-    zt_status s = plot ? check_plot_path(plot) : ZT_OK;
+    zt_bench_row rows[ZT_BENCH_N_METHODS];
+    zt_status s = plot ? zt_bench_check_plot_path(plot) : ZT_OK;
     if (s == ZT_OK) s = zt_backend_open("cpu", threads, "f32", &be);
     if (s == ZT_OK)
         s = config_only ? zt_model_open_config(config, dtype, be, &m)
@@ -431,10 +309,10 @@ static int bench_memory(int argc, char **argv) {
     if (s == ZT_OK && seq_len > m->dims.max_positions)
         s = zt_fail(ZT_ERR_INVALID_ARG, "--seq-len %d: the model has %d positions", seq_len,
                     m->dims.max_positions);
-    for (int i = 0; s == ZT_OK && i < N_METHODS; i++)
-        s = plan_row(m, &methods[i], batch, seq_len, &rows[i]);
-    size_curves sizes;
-    if (s == ZT_OK && plot) s = plan_sizes(m, be, batch, seq_len, &sizes);
+    for (int i = 0; s == ZT_OK && i < ZT_BENCH_N_METHODS; i++)
+        s = zt_bench_plan_row(m, &zt_bench_methods[i], batch, seq_len, &rows[i]);
+    zt_bench_sizes sizes;
+    if (s == ZT_OK && plot) s = zt_bench_plan_sizes(m, be, batch, seq_len, &sizes);
     char work[] = "/tmp/zotune_bench_memory_XXXXXX";
     char dtype_text[16] = "";
     const int vocab = m ? m->dims.vocab_size : 0;
@@ -452,9 +330,9 @@ static int bench_memory(int argc, char **argv) {
         snprintf(data, sizeof data, "%s/data.jsonl", work);
         const measure_ctx c = {positional[0], work, data, batch, seq_len, steps, threads};
         if (s == ZT_OK) s = write_random_data(vocab, &c);
-        for (int i = 0; s == ZT_OK && i < N_METHODS; i++) {
-            if (!json) fprintf(stderr, "measuring %s ...\n", methods[i].name);
-            s = measure_row(&c, &methods[i], &rows[i]);
+        for (int i = 0; s == ZT_OK && i < ZT_BENCH_N_METHODS; i++) {
+            if (!json) fprintf(stderr, "measuring %s ...\n", zt_bench_methods[i].name);
+            s = measure_row(&c, &zt_bench_methods[i], &rows[i]);
         }
         char cmd[4200];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
@@ -467,7 +345,7 @@ static int bench_memory(int argc, char **argv) {
             print_text(positional[0], batch, seq_len, dtype_text, rows);
     }
     if (s == ZT_OK && plot) {
-        s = write_plot(plot, &sizes, rows, batch, seq_len, dtype_text);
+        s = zt_bench_write_plot(plot, &sizes, rows, batch, seq_len, dtype_text);
         if (s == ZT_OK) fprintf(stderr, "wrote %s\n", plot);
     }
     return s == ZT_OK ? 0 : zt_cli_report("bench memory", s);

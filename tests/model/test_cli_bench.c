@@ -113,7 +113,7 @@ static void check_measured(void) {
                  measured[i], peak[i]);
 }
 
-/* The figure's palette, in the rows' order (src/cli/cmd_bench.c). */
+/* The figure's palette, in the rows' order (src/cli/bench_methods.c). */
 static const unsigned char COLOURS[N_ROWS][3] = {{31, 119, 180}, {44, 160, 44}, {23, 190, 207},
                                                  {255, 127, 14}, {214, 39, 40}, {148, 103, 189},
                                                  {140, 86, 75}};
