@@ -254,9 +254,7 @@ static int bench_memory(int argc, char **argv) {
         {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
         {"plot", ZT_ARG_STRING, &plot, "FILE.png",
-         "also draw each method's planned peak against the parameter count at every published "
-         "size of the model's family (OPT 125m ... 66b) with this model's vocabulary, positions "
-         "and dtype, log-log, this model marked: an 800 x 500 PNG"},
+         "also draw the planned peaks against model size (an 800 x 500 PNG; see above)"},
     };
     const zt_arg_spec spec = {
         "zotune bench memory",
@@ -266,7 +264,10 @@ static int bench_memory(int argc, char **argv) {
         "the plans the runs reach to the byte (zotune info), with each plan's parts. A directory\n"
         "with only config.json (or the file) is planned without weights: any OPT size. With\n"
         "--measure and weights, each method also trains --steps steps on random tokens on the\n"
-        "CPU, in a process of its own: tracked peak, process RSS and seconds per step.",
+        "CPU, in a process of its own: tracked peak, process RSS and seconds per step. --plot\n"
+        "draws each method's planned peak against the parameter count, log-log, at every\n"
+        "published size of the model's family (OPT 125m ... 66b) with the model's vocabulary,\n"
+        "positions and dtype, and marks the model itself.",
         options,
         (int)(sizeof options / sizeof options[0]),
         1,
