@@ -102,6 +102,13 @@ struct zt_arch {
      * (grad_sumsq aside: its callers plan it). */
     size_t (*grad_scratch_bytes)(const zt_model *m, int sequences, int seq_len);
     zt_status (*grad)(const zt_grad_pass *pass);
+
+    /* The family's published sizes, for figures against model size (zotune bench memory
+     * --plot): how many, and the index-th (0 the smallest) as a validated config (malloc'd) with
+     * `like`'s vocabulary, positions and token ids, and its name ("125m"). 0 and NULL when the
+     * family publishes none. */
+    int n_published_sizes;
+    zt_status (*published_size)(const zt_model *like, int index, void **config, const char **name);
 };
 
 /* The families zotune knows, chosen by config.json's model_type (models/families.c). */

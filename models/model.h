@@ -64,6 +64,13 @@ void zt_model_free(zt_model *model);
  * the dtype config.json names (torch_dtype; float32 when it names none), placed as the loader
  * would place them, so weights_bytes and every plan equal those of the loaded checkpoint. */
 zt_status zt_model_open_config(const char *config_path, int dtype, zt_backend *be, zt_model **out);
+/* How many sizes like's family has published (OPT: 8, 125m ... 66b); 0 for none. */
+int zt_model_published_sizes(const zt_model *like);
+/* The same as zt_model_open_config for the index-th of them (0 the smallest), with like's
+ * vocabulary, positions and token ids and every tensor in dtype; *name receives the size's name
+ * ("125m"). ZT_ERR_MISSING outside 0 .. zt_model_published_sizes - 1. */
+zt_status zt_model_open_published_size(const zt_model *like, int index, zt_dtype dtype,
+                                       zt_backend *be, zt_model **out, const char **name);
 /* The content fingerprint (core/fingerprint.h) of dir's weights, as zt_model_load records it:
  * canonical names, dtypes and bytes in table order, whatever the sharding or name prefixes. */
 zt_status zt_model_fingerprint_dir(const char *dir, uint64_t *fingerprint);

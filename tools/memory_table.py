@@ -8,7 +8,8 @@ temporary directory by default), runs `zotune bench memory DIR/opt-X --dtype f16
 --seq-len 400 --json` on each (MultiRC's ~400 tokens, batch 1, fp16 weights) and prints a
 markdown table: zotune's planned peaks per method and MeZO's published figures (Table 22:
 nvidia-smi peaks of HF eager runs, "GB"). Plans only: no weights, no GPU needed. --plot also
-draws every method's peak against the parameter count, log-log (needs matplotlib).
+draws every method's peak against the parameter count, log-log (needs matplotlib; `zotune bench
+memory DIR --plot FILE.png` draws the same curves without it).
 """
 import argparse
 import json

@@ -231,4 +231,6 @@ const zt_arch zt_opt_arch = {
     .grad_area_floats = zt_opt_grad_area_floats,
     .grad_scratch_bytes = zt_opt_grad_scratch_bytes,
     .grad = zt_opt_grad,
+    .n_published_sizes = ZT_OPT_N_PUBLISHED_SIZES,
+    .published_size = zt_opt_published_size,
 };

@@ -1,6 +1,7 @@
 /* zotune bench memory: the memory of inference, ZO training and first-order training of one model
  * at one shape, side by side, from the plans (any OPT size, from its config.json alone) and, with
- * --measure and weights present, from a few real training steps on the CPU. */
+ * --measure and weights present, from a few real training steps on the CPU; with --plot, the
+ * plans at every published size of the model's family drawn against the parameter count. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,50 +15,14 @@
 
 #include "backend.h"
 #include "cli/args.h"
+#include "cli/bench_methods.h"
+#include "cli/bench_plot.h"
 #include "cli/commands.h"
 #include "cli/model_input.h"
 #include "core/alloc.h"
 #include "core/status.h"
 #include "model.h"
 #include "train/trainer.h"
-
-/* The methods, in the order memory arithmetic ranks them for a large model. */
-typedef struct method {
-    const char *name;
-    const char *optimizer; /* NULL: inference */
-    zt_perturb_mode mode;
-    int checkpoint;
-} method;
-
-static const method methods[] = {
-    {"inference", NULL, ZT_PERTURB_SHADOW, 0},   {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0},
-    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0}, {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1},
-    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0},     {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1},
-    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0},
-};
-enum { N_METHODS = (int)(sizeof methods / sizeof methods[0]) };
-
-typedef struct row {
-    zt_train_memory_plan plan; /* inference: model only */
-    int measured;              /* a measurement ran */
-    double measured_bytes, rss_bytes, step_s;
-} row;
-
-static zt_status plan_row(const zt_model *m, const method *me, int batch, int seq_len, row *r) {
-    memset(r, 0, sizeof *r);
-    const zt_train_shape shape = {batch, seq_len, 0, 0};
-    if (!me->optimizer) {
-        const zt_workspace_shape ws = {batch, seq_len, 1, 0, 0};
-        zt_model_plan_memory(m, &ws, &r->plan.model);
-        r->plan.total_bytes = r->plan.model.total_bytes;
-        return ZT_OK;
-    }
-    zt_zo_hparams hp;
-    zt_zo_hparams_default(&hp);
-    hp.momentum = 0.0; /* PyTorch's SGD */
-    const zt_fo_options fo = {0, 0.0, 1, me->checkpoint};
-    return zt_train_plan_memory(m, NULL, me->optimizer, &hp, &fo, 1000, me->mode, &shape, &r->plan);
-}
 
 /* ---- --measure: each method in a child process, so its RSS is its own ---- */
 
@@ -104,7 +69,7 @@ static double seconds_per_step(const char *out_dir) {
 }
 
 /* In the child: the method's run; writes peak bytes, RSS and seconds per step to fd. */
-static int measure_child(const measure_ctx *c, const method *me, int fd) {
+static int measure_child(const measure_ctx *c, const zt_bench_method *me, int fd) {
     double result[3] = {NAN, NAN, NAN};
     zt_status s = ZT_OK;
     if (!me->optimizer) {
@@ -176,7 +141,7 @@ static int measure_child(const measure_ctx *c, const method *me, int fd) {
     return s == ZT_OK && ok ? 0 : 1;
 }
 
-static zt_status measure_row(const measure_ctx *c, const method *me, row *r) {
+static zt_status measure_row(const measure_ctx *c, const zt_bench_method *me, zt_bench_row *r) {
     int pipe_fd[2];
     if (pipe(pipe_fd) != 0) return zt_fail(ZT_ERR_IO, "bench memory: pipe");
     fflush(NULL);
@@ -214,15 +179,15 @@ static void add_parts(cJSON *parts, const zt_train_memory_plan *p) {
 }
 
 static void print_json(const char *model, int batch, int seq_len, const char *dtype,
-                       const row *rows) {
+                       const zt_bench_row *rows) {
     cJSON *root = cJSON_CreateObject(), *list = cJSON_CreateArray();
     cJSON_AddStringToObject(root, "model", model);
     cJSON_AddNumberToObject(root, "batch_size", batch);
     cJSON_AddNumberToObject(root, "seq_len", seq_len);
     cJSON_AddStringToObject(root, "dtype", dtype);
-    for (int i = 0; i < N_METHODS; i++) {
+    for (int i = 0; i < ZT_BENCH_N_METHODS; i++) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "method", methods[i].name);
+        cJSON_AddStringToObject(o, "method", zt_bench_methods[i].name);
         cJSON_AddNumberToObject(o, "peak_bytes", (double)rows[i].plan.total_bytes);
         if (rows[i].measured) {
             cJSON_AddNumberToObject(o, "measured", rows[i].measured_bytes);
@@ -249,24 +214,25 @@ static double gib(double bytes) {
 }
 
 static void print_text(const char *model, int batch, int seq_len, const char *dtype,
-                       const row *rows) {
+                       const zt_bench_row *rows) {
     printf("memory of %s, batch %d x %d tokens, %s weights (GiB; the plan, and measured with "
            "--measure)\n",
            model, batch, seq_len, dtype);
     printf("%-14s %10s %10s %10s %10s %10s %10s %10s %10s", "method", "peak", "weights", "activ.",
            "staging", "scratch", "backprop", "grads", "opt.state");
     int any = 0;
-    for (int i = 0; i < N_METHODS; i++)
+    for (int i = 0; i < ZT_BENCH_N_METHODS; i++)
         any |= rows[i].measured;
     if (any) printf(" %10s %10s %9s", "measured", "RSS", "s/step");
     printf("\n");
-    for (int i = 0; i < N_METHODS; i++) {
+    for (int i = 0; i < ZT_BENCH_N_METHODS; i++) {
         const zt_train_memory_plan *p = &rows[i].plan;
-        printf("%-14s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f", methods[i].name,
-               gib((double)p->total_bytes), gib((double)p->model.weights_bytes),
-               gib((double)p->model.activation_bytes), gib((double)p->model.staging_bytes),
-               gib((double)p->model.backend_scratch_bytes), gib((double)p->backprop_bytes),
-               gib((double)p->gradient_bytes), gib((double)p->optimizer_bytes));
+        printf("%-14s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f",
+               zt_bench_methods[i].name, gib((double)p->total_bytes),
+               gib((double)p->model.weights_bytes), gib((double)p->model.activation_bytes),
+               gib((double)p->model.staging_bytes), gib((double)p->model.backend_scratch_bytes),
+               gib((double)p->backprop_bytes), gib((double)p->gradient_bytes),
+               gib((double)p->optimizer_bytes));
         if (rows[i].measured)
             printf(" %10.4f %10.4f %9.3f", gib(rows[i].measured_bytes), gib(rows[i].rss_bytes),
                    rows[i].step_s);
@@ -288,7 +254,7 @@ static int bench_memory(int argc, char **argv) {
         {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
         {"plot", ZT_ARG_STRING, &plot, "FILE.png",
-         "not yet: tools/memory_table.py --plot draws it"},
+         "also draw the planned peaks against model size (an 800 x 500 PNG; see above)"},
     };
     const zt_arg_spec spec = {
         "zotune bench memory",
@@ -298,7 +264,10 @@ static int bench_memory(int argc, char **argv) {
         "the plans the runs reach to the byte (zotune info), with each plan's parts. A directory\n"
         "with only config.json (or the file) is planned without weights: any OPT size. With\n"
         "--measure and weights, each method also trains --steps steps on random tokens on the\n"
-        "CPU, in a process of its own: tracked peak, process RSS and seconds per step.",
+        "CPU, in a process of its own: tracked peak, process RSS and seconds per step. --plot\n"
+        "draws each method's planned peak against the parameter count, log-log, at every\n"
+        "published size of the model's family (OPT 125m ... 66b) with the model's vocabulary,\n"
+        "positions and dtype, and marks the model itself.",
         options,
         (int)(sizeof options / sizeof options[0]),
         1,
@@ -311,11 +280,6 @@ static int bench_memory(int argc, char **argv) {
         (long long)batch * seq_len > ZT_MAX_TOKENS_PER_FORWARD) {
         fprintf(stderr, "zotune bench memory: --batch-size, --seq-len must be positive (their "
                         "product at most 2^24) and --steps at least 2\n");
-        return 2;
-    }
-    if (plot) {
-        fprintf(stderr, "zotune bench memory: --plot: not in this version; --json and "
-                        "tools/memory_table.py --plot draw the figure\n");
         return 2;
     }
     char config[4096];
@@ -337,16 +301,19 @@ static int bench_memory(int argc, char **argv) {
     }
     zt_backend *be = NULL;
     zt_model *m = NULL;
-    row rows[N_METHODS];
-    zt_status s = zt_backend_open("cpu", threads, "f32", &be);
+    zt_bench_row rows[ZT_BENCH_N_METHODS];
+    zt_status s = plot ? zt_bench_check_plot_path(plot) : ZT_OK;
+    if (s == ZT_OK) s = zt_backend_open("cpu", threads, "f32", &be);
     if (s == ZT_OK)
         s = config_only ? zt_model_open_config(config, dtype, be, &m)
                         : zt_model_load(positional[0], be, &m);
     if (s == ZT_OK && seq_len > m->dims.max_positions)
         s = zt_fail(ZT_ERR_INVALID_ARG, "--seq-len %d: the model has %d positions", seq_len,
                     m->dims.max_positions);
-    for (int i = 0; s == ZT_OK && i < N_METHODS; i++)
-        s = plan_row(m, &methods[i], batch, seq_len, &rows[i]);
+    for (int i = 0; s == ZT_OK && i < ZT_BENCH_N_METHODS; i++)
+        s = zt_bench_plan_row(m, &zt_bench_methods[i], batch, seq_len, &rows[i]);
+    zt_bench_sizes sizes;
+    if (s == ZT_OK && plot) s = zt_bench_plan_sizes(m, be, batch, seq_len, &sizes);
     char work[] = "/tmp/zotune_bench_memory_XXXXXX";
     char dtype_text[16] = "";
     const int vocab = m ? m->dims.vocab_size : 0;
@@ -364,9 +331,9 @@ static int bench_memory(int argc, char **argv) {
         snprintf(data, sizeof data, "%s/data.jsonl", work);
         const measure_ctx c = {positional[0], work, data, batch, seq_len, steps, threads};
         if (s == ZT_OK) s = write_random_data(vocab, &c);
-        for (int i = 0; s == ZT_OK && i < N_METHODS; i++) {
-            if (!json) fprintf(stderr, "measuring %s ...\n", methods[i].name);
-            s = measure_row(&c, &methods[i], &rows[i]);
+        for (int i = 0; s == ZT_OK && i < ZT_BENCH_N_METHODS; i++) {
+            if (!json) fprintf(stderr, "measuring %s ...\n", zt_bench_methods[i].name);
+            s = measure_row(&c, &zt_bench_methods[i], &rows[i]);
         }
         char cmd[4200];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
@@ -377,6 +344,10 @@ static int bench_memory(int argc, char **argv) {
             print_json(positional[0], batch, seq_len, dtype_text, rows);
         else
             print_text(positional[0], batch, seq_len, dtype_text, rows);
+    }
+    if (s == ZT_OK && plot) {
+        s = zt_bench_write_plot(plot, &sizes, rows, batch, seq_len, dtype_text);
+        if (s == ZT_OK) fprintf(stderr, "wrote %s\n", plot);
     }
     return s == ZT_OK ? 0 : zt_cli_report("bench memory", s);
 }

@@ -3,7 +3,9 @@
  * (inference <= ZO in place <= ZO shadow < first-order; checkpointing saves; AdamW's two state
  * copies cost more than SGD's none), each row's parts add up to its peak, and the zo-shadow and
  * fo-adamw rows equal `zotune info`'s plans; with --measure on a fixture model every method's
- * measured peak equals its plan to the byte; the refusals. argv[1] is the zotune binary. */
+ * measured peak equals its plan to the byte; --plot writes an 800 x 500 PNG (read here by hand:
+ * chunks, IHDR, the stored deflate blocks the writer promises, rows) holding every method's
+ * colour, with the table and JSON unchanged; the refusals. argv[1] is the zotune binary. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +113,126 @@ static void check_measured(void) {
                  measured[i], peak[i]);
 }
 
+/* The figure's palette, in the rows' order (src/cli/bench_methods.c). */
+static const unsigned char COLOURS[N_ROWS][3] = {{31, 119, 180}, {44, 160, 44}, {23, 190, 207},
+                                                 {255, 127, 14}, {214, 39, 40}, {148, 103, 189},
+                                                 {140, 86, 75}};
+
+static unsigned be32(const unsigned char *p) {
+    return (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3];
+}
+
+/* The image's rows (filter byte first) from a PNG of stored blocks; NULL when it is not one. */
+static unsigned char *png_rows(const unsigned char *png, size_t n, unsigned *width,
+                               unsigned *height, size_t *raw_bytes) {
+    static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (n < 8 + 25 + 12 || memcmp(png, signature, 8) != 0 || memcmp(png + 12, "IHDR", 4) != 0)
+        return NULL;
+    *width = be32(png + 16);
+    *height = be32(png + 20);
+    unsigned char *zlib = malloc(n), *raw = malloc(n);
+    size_t zlib_bytes = 0, pos = 8;
+    while (pos + 12 <= n) { /* the IDAT payloads, concatenated */
+        const size_t len = be32(png + pos);
+        if (pos + 12 + len > n) break;
+        if (memcmp(png + pos + 4, "IDAT", 4) == 0) {
+            memcpy(zlib + zlib_bytes, png + pos + 8, len);
+            zlib_bytes += len;
+        }
+        pos += 12 + len;
+    }
+    size_t z = 2, out = 0;
+    int last = 0;
+    while (!last && z + 5 <= zlib_bytes) {
+        last = zlib[z] & 1;
+        const size_t len = zlib[z + 1] | (size_t)zlib[z + 2] << 8;
+        const size_t nlen = zlib[z + 3] | (size_t)zlib[z + 4] << 8;
+        if ((zlib[z] >> 1) != 0 || (len ^ nlen) != 0xFFFF || z + 5 + len > zlib_bytes) break;
+        memcpy(raw + out, zlib + z + 5, len);
+        out += len;
+        z += 5 + len;
+    }
+    free(zlib);
+    if (pos != n || !last || z + 4 != zlib_bytes) {
+        free(raw);
+        return NULL;
+    }
+    *raw_bytes = out;
+    return raw;
+}
+
+static void check_plot(void) {
+    char dir[512], png_path[600], cmd[2048], plain[1 << 14];
+    snprintf(dir, sizeof dir, "%s/opt-125m", tmp_dir);
+    snprintf(png_path, sizeof png_path, "%s/memory.png", tmp_dir);
+    for (int json = 0; json < 2; json++) { /* --plot leaves the table and the JSON as they were */
+        const char *options = json ? "--json --dtype f16" : "--batch-size 2 --seq-len 64";
+        snprintf(cmd, sizeof cmd, "%s bench memory %s %s", zotune, dir, options);
+        ZT_CHECK(zt_test_run(cmd, plain, sizeof plain) == 0, "%s", cmd);
+        snprintf(cmd, sizeof cmd, "%s bench memory %s %s --plot %s 2>%s/stderr", zotune, dir,
+                 options, png_path, tmp_dir);
+        ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s: %s", cmd, out);
+        ZT_CHECK(strcmp(out, plain) == 0, "--plot changed the output:\n%s\nagainst\n%s", out,
+                 plain);
+    }
+    char err_path[600], err[1024] = "", wrote[700];
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp_dir);
+    FILE *f = fopen(err_path, "r");
+    if (f) {
+        err[fread(err, 1, sizeof err - 1, f)] = '\0';
+        fclose(f);
+    }
+    snprintf(wrote, sizeof wrote, "wrote %s\n", png_path);
+    ZT_CHECK(strcmp(err, wrote) == 0, "stderr: %s", err);
+
+    static unsigned char png[1 << 22];
+    f = fopen(png_path, "rb");
+    ZT_REQUIRE(f != NULL, "%s", png_path);
+    const size_t n = fread(png, 1, sizeof png, f);
+    fclose(f);
+    unsigned width = 0, height = 0;
+    size_t raw_bytes = 0;
+    unsigned char *raw = png_rows(png, n, &width, &height, &raw_bytes);
+    ZT_REQUIRE(raw != NULL, "%s: not a PNG of stored deflate blocks (%zu bytes)", png_path, n);
+    const size_t row_bytes = 1 + 3 * (size_t)width;
+    const size_t blocks = (raw_bytes + 65534) / 65535;
+    ZT_CHECK(width == 800 && height == 500, "%u x %u", width, height);
+    ZT_CHECK(raw_bytes == row_bytes * height &&
+                 n == 8 + 25 + 12 + 2 + 5 * blocks + raw_bytes + 4 + 12,
+             "%zu bytes of rows for %u x %u, a file of %zu", raw_bytes, width, height, n);
+    long counts[N_ROWS] = {0}, in_plot = 0;
+    int filters_zero = 1;
+    for (size_t y = 0; y < height && raw_bytes == row_bytes * height; y++) {
+        filters_zero &= raw[y * row_bytes] == 0;
+        for (size_t x = 0; x < width; x++) {
+            const unsigned char *p = raw + y * row_bytes + 1 + 3 * x;
+            for (int i = 0; i < N_ROWS; i++)
+                if (memcmp(p, COLOURS[i], 3) == 0) {
+                    counts[i]++;
+                    in_plot += x < 590; /* the legend sits right of the plot */
+                }
+        }
+    }
+    free(raw);
+    ZT_CHECK(filters_zero, "a row with a filter");
+    for (int i = 0; i < N_ROWS; i++)
+        ZT_CHECK(counts[i] >= 50, "%s: %ld pixels of its colour", ROW_NAMES[i], counts[i]);
+    ZT_CHECK(in_plot > 2000, "%ld pixels of the methods' colours in the plot", in_plot);
+
+    /* refused before any output: a directory that does not exist, a directory as the file */
+    const char *refused[2] = {"no/such/dir/memory.png", ""};
+    for (int i = 0; i < 2; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", tmp_dir, refused[i]);
+        snprintf(cmd, sizeof cmd, "%s bench memory %s --plot %s 2>&1", zotune, dir, path);
+        ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2 && strstr(out, path) &&
+                     !strstr(out, "inference"),
+                 "--plot %s: %s", path, out);
+    }
+    snprintf(cmd, sizeof cmd, "test ! -e %s/no", tmp_dir);
+    ZT_CHECK(system(cmd) == 0, "a refused --plot left %s/no", tmp_dir);
+}
+
 static void check_refusals(void) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s bench memory %s/opt-125m --measure 2>&1", zotune, tmp_dir);
@@ -131,6 +253,7 @@ int main(int argc, char **argv) {
     ZT_REQUIRE(mkdtemp(tmp_dir) != NULL, "mkdtemp");
     check_every_size();
     check_measured();
+    check_plot();
     check_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);

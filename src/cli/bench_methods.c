@@ -1,0 +1,32 @@
+/* The methods of `zotune bench memory` and their plans, from the trainer's planning
+ * (zt_train_plan_memory) and the model's: no arithmetic of their own. */
+#include "cli/bench_methods.h"
+
+#include <string.h>
+
+const zt_bench_method zt_bench_methods[ZT_BENCH_N_METHODS] = {
+    {"inference", NULL, ZT_PERTURB_SHADOW, 0, {31, 119, 180}},
+    {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0, {44, 160, 44}},
+    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0, {23, 190, 207}},
+    {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1, {255, 127, 14}},
+    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0, {214, 39, 40}},
+    {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1, {148, 103, 189}},
+    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0, {140, 86, 75}},
+};
+
+zt_status zt_bench_plan_row(const zt_model *m, const zt_bench_method *me, int batch, int seq_len,
+                            zt_bench_row *r) {
+    memset(r, 0, sizeof *r);
+    const zt_train_shape shape = {batch, seq_len, 0, 0};
+    if (!me->optimizer) {
+        const zt_workspace_shape ws = {batch, seq_len, 1, 0, 0};
+        zt_model_plan_memory(m, &ws, &r->plan.model);
+        r->plan.total_bytes = r->plan.model.total_bytes;
+        return ZT_OK;
+    }
+    zt_zo_hparams hp;
+    zt_zo_hparams_default(&hp);
+    hp.momentum = 0.0; /* PyTorch's SGD */
+    const zt_fo_options fo = {0, 0.0, 1, me->checkpoint};
+    return zt_train_plan_memory(m, NULL, me->optimizer, &hp, &fo, 1000, me->mode, &shape, &r->plan);
+}
