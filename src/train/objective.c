@@ -75,15 +75,9 @@ static zt_status contribute(zt_task_objective *o, const zt_variants *f1_variant,
                                        weight);
 }
 
-/* The K losses: this process's contributions, gathered from every rank when data-parallel. */
-static zt_status reduce(zt_task_objective *o, int n_variants, double *losses) {
-    const int n = o->batch->n_examples;
-    const int global = o->comm ? o->global_examples : n;
-    return zt_dp_reduce_losses(o->comm, n_variants, global, o->contributions,
-                               o->contributions + (size_t)n_variants * n, losses);
-}
-
-static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs, double *losses) {
+/* Both evaluations fill o->contributions (2, K, examples) for the variants they are given: this
+ * rank's share of the step's. */
+static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs) {
     const zt_task_batch *b = o->batch;
     const int K = vs->n_variants, n = b->n_examples;
     ZT_TRY(ensure_contributions(o, K, n));
@@ -93,7 +87,7 @@ static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs,
             zt_variants one = {1, &vs->variant[k], o->perturbed};
             ZT_TRY(contribute(o, &one, NULL, value + (size_t)k * n, weight + (size_t)k * n));
         }
-        return reduce(o, K, losses);
+        return ZT_OK;
     }
     ZT_TRY(ensure_logprobs(o, K * b->n_targets));
     zt_batch mb = model_batch(b);
@@ -102,7 +96,7 @@ static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs,
     for (int k = 0; k < K; k++)
         ZT_TRY(contribute(o, NULL, o->logprobs + (size_t)k * b->n_targets, value + (size_t)k * n,
                           weight + (size_t)k * n));
-    return reduce(o, K, losses);
+    return ZT_OK;
 }
 
 int zt_inplace_move_terms(const zt_perturbation *from, const zt_perturbation *to,
@@ -136,7 +130,7 @@ static zt_status move_weights(const zt_param_set *ps, const zt_perturbation *fro
 }
 
 static zt_status evaluate_inplace(zt_task_objective *o, const zt_param_set *ps,
-                                  const zt_variant_set *vs, double *losses) {
+                                  const zt_variant_set *vs) {
     const zt_task_batch *b = o->batch;
     const int K = vs->n_variants, n = b->n_examples;
     ZT_TRY(ensure_logprobs(o, b->n_targets));
@@ -152,16 +146,33 @@ static zt_status evaluate_inplace(zt_task_objective *o, const zt_param_set *ps,
             ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
         ZT_TRY(contribute(o, NULL, o->logprobs, value + (size_t)k * n, weight + (size_t)k * n));
     }
-    ZT_TRY(move_weights(ps, current, NULL, dist));
-    return reduce(o, K, losses);
+    return move_weights(ps, current, NULL, dist);
 }
 
+/* This rank's variants on its examples, then the K losses from every rank's contributions (one
+ * process: all of them, reduced the same way). */
 static zt_status evaluate(void *ctx, const zt_param_set *ps, const zt_variant_set *vs,
                           double *losses) {
     zt_task_objective *o = ctx;
     if (!o->batch) return zt_fail(ZT_ERR_INTERNAL, "objective evaluated without a batch");
-    return o->mode == ZT_PERTURB_SHADOW ? evaluate_shadow(o, vs, losses)
-                                        : evaluate_inplace(o, ps, vs, losses);
+    const int groups = o->direction_groups > 0 ? o->direction_groups : 1;
+    const int global = o->comm ? o->global_examples : o->batch->n_examples;
+    zt_dp_layout me;
+    ZT_TRY(zt_dp_layout_of(o->comm, groups, vs->n_variants, global, &me));
+    if (me.n_examples != o->batch->n_examples)
+        return zt_fail(ZT_ERR_INTERNAL, "rank's batch holds %d examples, its share is %d",
+                       o->batch->n_examples, me.n_examples);
+    zt_variant_set mine;
+    mine.n_variants = me.n_variants;
+    memcpy(mine.variant, vs->variant + me.first_variant,
+           (size_t)me.n_variants * sizeof mine.variant[0]);
+    const int n = o->batch->n_examples;
+    ZT_TRY(ensure_contributions(o, me.n_variants > 0 ? me.n_variants : 1, n));
+    if (me.n_variants > 0)
+        ZT_TRY(o->mode == ZT_PERTURB_SHADOW ? evaluate_shadow(o, &mine)
+                                            : evaluate_inplace(o, ps, &mine));
+    return zt_dp_reduce_losses(o->comm, groups, vs->n_variants, global, o->contributions,
+                               o->contributions + (size_t)me.n_variants * n, losses);
 }
 
 void zt_task_objective_bind(zt_task_objective *state, zt_objective *objective) {

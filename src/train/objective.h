@@ -42,6 +42,9 @@ typedef struct zt_task_objective {
      * and the K losses reduce every rank's per-example contributions; NULL: one process */
     struct zt_comm *comm;
     int global_examples;
+    /* direction groups (dist/dp_reduce.h): this rank evaluates its group's share of the
+     * variants; 0 or 1: every rank all of them */
+    int direction_groups;
     double *contributions; /* (2,K,examples) host scratch: values, then weights */
     int contributions_capacity;
 } zt_task_objective;

@@ -126,7 +126,7 @@ zt_status zt_task_batch_loss(const zt_task_batch *b, const float *logprobs, doub
     if (!value) return zt_fail(ZT_ERR_NOMEM, "per-example losses");
     double *weight = value + n;
     zt_status s = zt_task_batch_contributions(b, logprobs, 0, value, weight);
-    if (s == ZT_OK) s = zt_dp_reduce_losses(NULL, 1, n, value, weight, loss);
+    if (s == ZT_OK) s = zt_dp_reduce_losses(NULL, 1, 1, n, value, weight, loss);
     free(value);
     return s;
 }

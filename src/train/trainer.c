@@ -28,6 +28,7 @@
 #include "train/first_order_run.h"
 #include "train/trainable.h"
 #include "dist/comm.h"
+#include "dist/dp_reduce.h"
 #include "zo/steplog.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -83,6 +84,12 @@ typedef zt_run run;
  * weights): every rank holds the same weights and records bit for bit. */
 static int writes_files(const run *r) {
     return r->o->comm == NULL || r->o->comm->rank == 0;
+}
+
+/* Every rank waits here until all have arrived (a no-op in one process). */
+static zt_status barrier(const run *r) {
+    zt_comm *c = r->o->comm;
+    return c && c->size > 1 ? c->ops->barrier(c) : ZT_OK;
 }
 
 static zt_status ensure_dir(const char *dir) {
@@ -211,6 +218,7 @@ static zt_status create_workspace(run *r) {
     r->objective_state.tok = r->tok;
     r->objective_state.comm = r->o->comm;
     r->objective_state.global_examples = r->o->batch_size;
+    r->objective_state.direction_groups = r->o->direction_groups;
     zt_task_objective_bind(&r->objective_state, &r->objective);
     return ZT_OK;
 }
@@ -339,10 +347,21 @@ static zt_status check_options(const zt_train_options *o) {
                        "%s over %d ranks: first-order training runs in one process (data-parallel "
                        "backprop needs a gradient all-reduce, not in this version)",
                        name, ranks);
-    if (ranks > 1 && o->batch_size < ranks)
+    const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
+    if (o->direction_groups < 0 || ranks % groups != 0)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "--batch-size %d over %d ranks: every rank needs at least one example",
-                       o->batch_size, ranks);
+                       "--direction-groups %d: must divide the %d ranks into equal groups",
+                       o->direction_groups, ranks);
+    if (groups > 1 && o->mode == ZT_PERTURB_INPLACE)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--direction-groups %d with --mode inplace: each group would walk the "
+                       "weights through other variants and round them differently; use shadow",
+                       groups);
+    if (ranks > 1 && o->batch_size < ranks / groups)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--batch-size %d over %d ranks per group: every rank needs at least one "
+                       "example",
+                       o->batch_size, ranks / groups);
     return ZT_OK;
 }
 
@@ -397,6 +416,8 @@ static zt_status open_log(run *r) {
                 "from here will not be bit-identical to an uninterrupted run (that needs the same "
                 "--device and --gemm)\n",
                 r->log_path, logged.compute, r->header.compute);
+    /* every rank has read the log (and the snapshot) before rank 0 creates or changes either */
+    if (s == ZT_OK) s = barrier(r);
     if (!writes_files(r)) {
         free(records);
         return s;
@@ -431,12 +452,6 @@ static zt_status append_record(run *r, const zt_step_record *rec) {
 /* The record's metrics.jsonl line (rank 0). */
 static zt_status metrics_line(run *r, const zt_step_record *rec, double elapsed) {
     return writes_files(r) ? write_metrics_line(r, rec, elapsed) : ZT_OK;
-}
-
-/* Every rank waits here until all have arrived (a no-op in one process). */
-static zt_status barrier(const run *r) {
-    zt_comm *c = r->o->comm;
-    return c && c->size > 1 ? c->ops->barrier(c) : ZT_OK;
 }
 
 /* A stop asked of any rank (SIGTERM to one of them) stops all of them after the same step. */
@@ -656,8 +671,10 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         ZT_TRY(enter_phase(r, step, t_start));
         zt_sampler_batch(&r->sampler, step, r->indices);
         /* data parallel: this rank's share of the step's examples (all of them in one process) */
-        int first = 0, count = o->batch_size;
-        if (o->comm) zt_comm_share(o->batch_size, o->comm->size, o->comm->rank, &first, &count);
+        zt_dp_layout me;
+        ZT_TRY(zt_dp_layout_of(o->comm, o->direction_groups > 1 ? o->direction_groups : 1, 1,
+                               o->batch_size, &me));
+        const int first = me.first_example, count = me.n_examples;
         zt_task_batch batch;
         ZT_TRY(zt_task_batch_build_padded(&r->train, r->indices + first, count,
                                           r->model->dims.pad_token_id, o->train_as_lm,
@@ -760,8 +777,6 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK) s = load_model(&r);
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = open_log(&r);
-    /* every rank has read the log and the snapshot before rank 0 writes either */
-    if (s == ZT_OK) s = barrier(&r);
     if (s == ZT_OK) s = create_workspace(&r);
     if (s == ZT_OK)
         s = zt_sampler_init(&r.sampler, zt_train_sampler_seed(o->seed), r.train.n_examples,

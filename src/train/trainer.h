@@ -59,6 +59,9 @@ typedef struct zt_train_options {
     /* every N steps the ranks compare a checksum of their weights and stop on a mismatch,
      * naming the rank (0: never) */
     int verify_replicas;
+    /* the ranks in G groups, each evaluating its share of a step's variants (directions,
+     * probes), data-parallel inside the group (src/dist/dp_reduce.h); 0 or 1: one group */
+    int direction_groups;
 } zt_train_options;
 
 typedef struct zt_train_result {

@@ -79,6 +79,32 @@ def main():
             want = sorted(steps * (batch // ranks + (q < batch % ranks)) for q in range(ranks))
             check(shares == want, f"{name}: {ranks} ranks evaluated {shares} examples, want {want}")
 
+    # Direction groups: the ranks in groups, each evaluating its share of the step's variants
+    # (MeZO with 2 directions: 4 variants; STP: 3 points; S2P option 2's probes), data-parallel
+    # inside the group.
+    groups_cases = {
+        "mezo-q2": ["--model", demo_model, "--train", demo_train, "--steps", "4", "--batch-size",
+                    "6", "--lr", "1e-3", "--directions", "2", "--eval-every", "0"],
+        "stp": ["--model", demo_model, "--train", demo_train, "--steps", "4", "--batch-size", "5",
+                "--optimizer", "stp", "--lr", "1e-3", "--eval-every", "0"],
+        "s2p-option2": ["--model", demo_model, "--train", demo_train, "--steps", "4",
+                        "--batch-size", "4", "--optimizer", "s2p", "--s2p-option", "2", "--lr",
+                        "1e-3", "--eval-every", "0"],
+    }
+    for name, args in groups_cases.items():
+        ref = os.path.join(tmp, name + "-1")
+        rc, err = train(ref, args + ["--batch-invariant"])
+        check(rc == 0, f"{name}: one process, rc {rc} {err.strip()[-300:]}")
+        for ranks, groups in ((2, 2), (4, 2), (3, 3)):
+            out = os.path.join(tmp, f"{name}-{ranks}-{groups}")
+            rc, err = train(out, args + ["--direction-groups", str(groups)], ranks)
+            check(rc == 0 and same_run(ref, out),
+                  f"{name}: {ranks} ranks in {groups} direction groups equal one process (rc {rc}) "
+                  f"{err.strip()[-300:]}")
+    rc, err = train(os.path.join(tmp, "groups-bad"), groups_cases["mezo-q2"] +
+                    ["--direction-groups", "2"], 3)
+    check(rc != 0 and "must divide the 3 ranks" in err, f"3 ranks in 2 groups refused: {err[-200:]}")
+
     # Replicas that drift apart (here: a rank started with another --lr) are caught by
     # --verify-replicas, which names the rank, and the job ends non-zero.
     args = cases["classification"]

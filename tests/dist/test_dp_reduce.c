@@ -48,7 +48,7 @@ static void test_reduce(void) {
         value[i] = 10.0 * uniform(&seed) - 3.0;
         weight[i] = (double)(1 + (int)(5 * uniform(&seed)));
     }
-    ZT_CHECK(zt_dp_reduce_losses(NULL, K, N, value, weight, losses) == ZT_OK, "%s",
+    ZT_CHECK(zt_dp_reduce_losses(NULL, 1, K, N, value, weight, losses) == ZT_OK, "%s",
              zt_last_error());
     for (int k = 0; k < K; k++) {
         double total = 0.0, w = 0.0;
@@ -63,17 +63,18 @@ static void test_reduce(void) {
     zt_comm *single = NULL;
     ZT_CHECK(zt_comm_create("single", &single) == ZT_OK, "%s", zt_last_error());
     double again[K];
-    ZT_CHECK(zt_dp_reduce_losses(single, K, N, value, weight, again) == ZT_OK, "%s",
+    ZT_CHECK(zt_dp_reduce_losses(single, 1, K, N, value, weight, again) == ZT_OK, "%s",
              zt_last_error());
     ZT_CHECK(memcmp(again, losses, sizeof again) == 0, "one rank reduces as no communicator");
     ZT_CHECK(single->rank == 0 && single->size == 1, "rank %d of %d", single->rank, single->size);
     zt_comm_destroy(single);
     for (int e = 0; e < N; e++)
         weight[N + e] = 0.0;
-    ZT_CHECK(zt_dp_reduce_losses(NULL, K, N, value, weight, losses) == ZT_ERR_INVALID_ARG,
+    ZT_CHECK(zt_dp_reduce_losses(NULL, 1, K, N, value, weight, losses) == ZT_ERR_INVALID_ARG,
              "a variant without targets is refused");
     ZT_CHECK(strstr(zt_last_error(), "without targets") != NULL, "%s", zt_last_error());
-    ZT_CHECK(zt_dp_reduce_bytes(2, 16, 3) == 2 * 2 * 6 * sizeof(double), "bytes per rank");
+    ZT_CHECK(zt_dp_reduce_bytes(1, 2, 16, 3) == 2 * 2 * 6 * sizeof(double), "bytes per rank");
+    ZT_CHECK(zt_dp_reduce_bytes(2, 5, 7, 6) == 2 * 3 * 3 * sizeof(double), "bytes, 2 groups");
 }
 
 /* An LM batch of 3 sequences: per-example NLL sums and counts; the loss is the token mean. */
@@ -118,9 +119,90 @@ static void test_comm_choice(void) {
     zt_comm_destroy(c);
 }
 
+/* P virtual ranks in one process: a first pass records what each rank sends (its all-gather
+ * stops there), a second hands every rank the concatenation, as MPI_Allgather would. */
+enum { MAX_RANKS = 8, SLOT = 4096 };
+static double sent[MAX_RANKS][SLOT];
+static size_t sent_bytes;
+static int replaying;
+
+static zt_status virtual_allgather(zt_comm *c, const void *send, size_t bytes, void *recv) {
+    if (!replaying) {
+        memcpy(sent[c->rank], send, bytes);
+        sent_bytes = bytes;
+        return ZT_ERR_UNAVAILABLE;
+    }
+    for (int q = 0; q < c->size; q++)
+        memcpy((char *)recv + (size_t)q * bytes, sent[q], bytes);
+    return ZT_OK;
+}
+
+static const zt_comm_ops virtual_ops = {"virtual", virtual_allgather, NULL, NULL, NULL, NULL};
+
+/* K variants over B examples, P ranks in G groups: every rank's losses equal the plain loop over
+ * all examples in order, and each rank held exactly its layout's share. */
+static void test_groups(int K, int B, int P, int G) {
+    enum { MAXK = 8, MAXB = 32 };
+    double value[MAXK][MAXB], weight[MAXK][MAXB], want[MAXK];
+    unsigned seed = (unsigned)(K * 1000 + B * 100 + P * 10 + G);
+    for (int k = 0; k < K; k++) {
+        double total = 0.0, w = 0.0;
+        for (int e = 0; e < B; e++) {
+            value[k][e] = 4.0 * uniform(&seed) - 1.0;
+            weight[k][e] = (double)(1 + (int)(3 * uniform(&seed)));
+            total += value[k][e];
+            w += weight[k][e];
+        }
+        want[k] = total / w;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        replaying = pass;
+        for (int rank = 0; rank < P; rank++) {
+            zt_comm c = {&virtual_ops, rank, P, rank, NULL};
+            zt_dp_layout me;
+            ZT_CHECK(zt_dp_layout_of(&c, G, K, B, &me) == ZT_OK, "%s", zt_last_error());
+            double mine_v[MAXK * MAXB], mine_w[MAXK * MAXB];
+            for (int k = 0; k < me.n_variants; k++)
+                for (int e = 0; e < me.n_examples; e++) {
+                    mine_v[k * me.n_examples + e] =
+                        value[me.first_variant + k][me.first_example + e];
+                    mine_w[k * me.n_examples + e] =
+                        weight[me.first_variant + k][me.first_example + e];
+                }
+            double losses[MAXK];
+            zt_status s = zt_dp_reduce_losses(&c, G, K, B, mine_v, mine_w, losses);
+            if (pass == 0) {
+                ZT_CHECK(s == ZT_ERR_UNAVAILABLE && sent_bytes <= sizeof sent[0],
+                         "recording pass, rank %d", rank);
+                continue;
+            }
+            ZT_CHECK(s == ZT_OK, "K %d B %d P %d G %d rank %d: %s", K, B, P, G, rank,
+                     zt_last_error());
+            for (int k = 0; k < K; k++)
+                ZT_CHECK(losses[k] == want[k],
+                         "K %d B %d P %d G %d rank %d variant %d: %.17g vs %.17g", K, B, P, G, rank,
+                         k, losses[k], want[k]);
+        }
+    }
+}
+
 int main(void) {
     test_share();
     test_reduce();
+    test_groups(2, 7, 3, 1);
+    test_groups(5, 7, 6, 2);
+    test_groups(4, 16, 4, 4);
+    test_groups(1, 9, 4, 2); /* a group without variants still takes part */
+    test_groups(6, 3, 6, 2);
+    {
+        zt_comm c = {&virtual_ops, 0, 6, 0, NULL};
+        zt_dp_layout me;
+        ZT_CHECK(zt_dp_layout_of(&c, 4, 4, 8, &me) == ZT_ERR_INVALID_ARG, "4 groups of 6 ranks");
+        ZT_CHECK(zt_dp_layout_of(&c, 3, 5, 7, &me) == ZT_OK && me.group == 0 &&
+                     me.group_size == 2 && me.n_variants == 2 && me.n_examples == 4,
+                 "rank 0 of 6 in 3 groups: group %d of size %d, %d variants, %d examples", me.group,
+                 me.group_size, me.n_variants, me.n_examples);
+    }
     test_lm_contributions();
     test_comm_choice();
     return zt_test_finish("test_dp_reduce");
