@@ -154,6 +154,10 @@ typedef struct zt_backend_ops {
     zt_status (*upload)(zt_backend *be, void *dst, const void *host_src, size_t n_bytes);
     zt_status (*download)(zt_backend *be, void *host_dst, const void *src, size_t n_bytes);
     zt_status (*sync)(zt_backend *be);
+    /* Sets n_bytes of backend memory at dst to zero bits (+0 in f32, f16 and bf16), ordered
+     * with the ops around it like an upload but without a host block or a wait for the device:
+     * a first-order step clears its whole f32 gradient this way (models/backprop.h). */
+    zt_status (*zero)(zt_backend *be, void *dst, size_t n_bytes);
 
     /* Bytes of internal scratch one call of the queried op needs (the scratch is shared by all
      * ops and kept, so a backend's scratch peak is the maximum over the calls it serves). */
@@ -350,6 +354,7 @@ typedef struct zt_backend_ops {
     X(upload)                                                                                      \
     X(download)                                                                                    \
     X(sync)                                                                                        \
+    X(zero)                                                                                        \
     X(scratch_bytes)                                                                               \
     X(reserve_scratch)                                                                             \
     X(gather_rows)                                                                                 \
