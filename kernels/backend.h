@@ -414,6 +414,16 @@ struct zt_backend {
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
 void zt_backend_destroy(zt_backend *be);
 
+/* A constructor for zt_backend_register; n_threads as zt_backend_create's (it may ignore it). */
+typedef zt_status (*zt_backend_constructor)(int n_threads, zt_backend **out);
+/* Makes zt_backend_create (and so --device / zt_train_options.device) resolve `name` to
+ * `construct`, whose table is checked as a built-in one's. For tests: the library links no test
+ * code, so e.g. the host executor's "cuda-emu" (tests/cudaemu) is reachable by name only once a
+ * test registers it. Registering a name again replaces its constructor; "cpu", "cuda" and
+ * "cuda:N" are refused (ZT_ERR_INVALID_ARG), as are more than a few names. Not thread-safe:
+ * register before creating backends. */
+zt_status zt_backend_register(const char *name, zt_backend_constructor construct);
+
 /* zt_backend_create, then the GEMM precision named by `gemm`: "f32", "tf32", "half", or NULL /
  * "auto" = half on CUDA (tensor cores for f16/bf16 weights), f32 on the CPU. */
 zt_status zt_backend_open(const char *device, int n_threads, const char *gemm, zt_backend **out);
