@@ -37,7 +37,7 @@
 
 #include "backend.h"
 #include "cudaemu_backend.h"
-#include "train_util.h"
+#include "../train/train_util.h"
 #include "zt_test.h"
 
 enum { MAX_STEPS = 16 };
