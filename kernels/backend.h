@@ -334,8 +334,8 @@ typedef struct zt_backend_ops {
     /* Optional (NULL: no effect). The caller checked on the host that the n indices at `values`
      * (backend memory, just uploaded) lie in [0, limit). Ops that must reject a bad index before
      * writing anything may then skip their own check of that range against any limit >= `limit`
-     * until an upload or free touches it: the CUDA backend's check makes the host wait for the
-     * device, and a step would otherwise wait on every gather and log-prob chunk
+     * until an upload, zero or free touches it: the CUDA backend's check makes the host wait for
+     * the device, and a step would otherwise wait on every gather and log-prob chunk
      * (docs/design.md §4.3). */
     void (*vouch_indices)(zt_backend *be, const int32_t *values, size_t n, int32_t limit);
 
