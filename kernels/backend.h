@@ -154,6 +154,10 @@ typedef struct zt_backend_ops {
     zt_status (*upload)(zt_backend *be, void *dst, const void *host_src, size_t n_bytes);
     zt_status (*download)(zt_backend *be, void *host_dst, const void *src, size_t n_bytes);
     zt_status (*sync)(zt_backend *be);
+    /* Sets n_bytes of backend memory at dst to zero bits (+0 in f32, f16 and bf16), ordered
+     * with the ops around it like an upload but without a host block or a wait for the device:
+     * a first-order step clears its whole f32 gradient this way (models/backprop.h). */
+    zt_status (*zero)(zt_backend *be, void *dst, size_t n_bytes);
 
     /* Bytes of internal scratch one call of the queried op needs (the scratch is shared by all
      * ops and kept, so a backend's scratch peak is the maximum over the calls it serves). */
@@ -330,8 +334,8 @@ typedef struct zt_backend_ops {
     /* Optional (NULL: no effect). The caller checked on the host that the n indices at `values`
      * (backend memory, just uploaded) lie in [0, limit). Ops that must reject a bad index before
      * writing anything may then skip their own check of that range against any limit >= `limit`
-     * until an upload or free touches it: the CUDA backend's check makes the host wait for the
-     * device, and a step would otherwise wait on every gather and log-prob chunk
+     * until an upload, zero or free touches it: the CUDA backend's check makes the host wait for
+     * the device, and a step would otherwise wait on every gather and log-prob chunk
      * (docs/design.md §4.3). */
     void (*vouch_indices)(zt_backend *be, const int32_t *values, size_t n, int32_t limit);
 
@@ -350,6 +354,7 @@ typedef struct zt_backend_ops {
     X(upload)                                                                                      \
     X(download)                                                                                    \
     X(sync)                                                                                        \
+    X(zero)                                                                                        \
     X(scratch_bytes)                                                                               \
     X(reserve_scratch)                                                                             \
     X(gather_rows)                                                                                 \
@@ -420,6 +425,16 @@ zt_status zt_backend_set_batch_invariant(zt_backend *be, int on);
  * constructors themselves are in kernels/cpu/cpu_backend.h and kernels/cuda/cuda_backend.h. */
 zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out);
 void zt_backend_destroy(zt_backend *be);
+
+/* A constructor for zt_backend_register; n_threads as zt_backend_create's (it may ignore it). */
+typedef zt_status (*zt_backend_constructor)(int n_threads, zt_backend **out);
+/* Makes zt_backend_create (and so --device / zt_train_options.device) resolve `name` to
+ * `construct`, whose table is checked as a built-in one's. For tests: the library links no test
+ * code, so e.g. the host executor's "cuda-emu" (tests/cudaemu) is reachable by name only once a
+ * test registers it. Registering a name again replaces its constructor; "cpu", "cuda" and
+ * "cuda:N" are refused (ZT_ERR_INVALID_ARG), as are more than a few names. Not thread-safe:
+ * register before creating backends. */
+zt_status zt_backend_register(const char *name, zt_backend_constructor construct);
 
 /* zt_backend_create, then the GEMM precision named by `gemm`: "f32", "tf32", "half", or NULL /
  * "auto" = half on CUDA (tensor cores for f16/bf16 weights), f32 on the CPU. */

@@ -1,6 +1,7 @@
 /* Backends by device name: the one place that knows every constructor, so that the op table
  * (backend.h) depends on no backend and each backend only on it. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,10 +13,50 @@
 #include "cuda/cuda_backend.h"
 #endif
 
+/* Devices added at run time (zt_backend_register). A handful is all the tests need. */
+enum { ZT_MAX_REGISTERED_BACKENDS = 4, ZT_MAX_BACKEND_NAME = 32 };
+static struct {
+    char name[ZT_MAX_BACKEND_NAME];
+    zt_backend_constructor construct;
+} registered[ZT_MAX_REGISTERED_BACKENDS];
+static int n_registered;
+
+/* "cpu", "cuda" and "cuda:..." belong to the built-in constructors. */
+static int built_in_name(const char *name) {
+    return strcmp(name, "cpu") == 0 || strcmp(name, "cuda") == 0 || strncmp(name, "cuda:", 5) == 0;
+}
+
+zt_status zt_backend_register(const char *name, zt_backend_constructor construct) {
+    if (name == NULL || name[0] == '\0' || construct == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "zt_backend_register: %s",
+                       construct == NULL ? "no constructor" : "no device name");
+    if (strlen(name) >= ZT_MAX_BACKEND_NAME)
+        return zt_fail(ZT_ERR_INVALID_ARG, "zt_backend_register: device name '%s' is over %d bytes",
+                       name, ZT_MAX_BACKEND_NAME - 1);
+    if (built_in_name(name))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "zt_backend_register: device name '%s' is a built-in device's", name);
+    for (int i = 0; i < n_registered; i++)
+        if (strcmp(registered[i].name, name) == 0) {
+            registered[i].construct = construct;
+            return ZT_OK;
+        }
+    if (n_registered == ZT_MAX_REGISTERED_BACKENDS)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "zt_backend_register: device '%s': all %d slots are taken", name,
+                       ZT_MAX_REGISTERED_BACKENDS);
+    snprintf(registered[n_registered].name, ZT_MAX_BACKEND_NAME, "%s", name);
+    registered[n_registered].construct = construct;
+    n_registered++;
+    return ZT_OK;
+}
+
 /* Calls the constructor `name` asks for. */
 static zt_status create_by_name(const char *name, int n_threads, zt_backend **out) {
     *out = NULL;
     if (name == NULL || strcmp(name, "cpu") == 0) return zt_cpu_backend_create(n_threads, out);
+    for (int i = 0; i < n_registered; i++)
+        if (strcmp(registered[i].name, name) == 0) return registered[i].construct(n_threads, out);
     if (strncmp(name, "cuda", 4) == 0) {
 #if ZT_HAVE_CUDA
         const char *suffix = name + 4;

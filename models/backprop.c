@@ -104,20 +104,10 @@ void zt_grad_buffers_free(zt_grad_buffers *gb) {
 }
 
 zt_status zt_backend_zero(zt_backend *be, float *dst, size_t n_floats) {
-    enum { ZERO_FLOATS = 1 << 20 };
-    const size_t block = n_floats < ZERO_FLOATS ? n_floats : ZERO_FLOATS;
-    if (block == 0) return ZT_OK;
-    float *zeros = zt_calloc(block, sizeof *zeros);
-    if (!zeros) return zt_fail(ZT_ERR_NOMEM, "zeroing %zu floats", n_floats);
-    zt_status s = ZT_OK;
-    for (size_t done = 0; s == ZT_OK && done < n_floats; done += block) {
-        const size_t n = n_floats - done < block ? n_floats - done : block;
-        s = be->ops->upload(be, dst + done, zeros, n * sizeof(float));
-    }
-    /* The upload may still read the block (an asynchronous copy); wait before freeing it. */
-    if (s == ZT_OK) s = be->ops->sync(be);
-    free(zeros);
-    return s;
+    if (n_floats > SIZE_MAX / sizeof(float))
+        return zt_fail(ZT_ERR_INVALID_ARG, "zeroing %zu floats: the byte count overflows",
+                       n_floats);
+    return be->ops->zero(be, dst, n_floats * sizeof(float));
 }
 
 static zt_status check_batch(const zt_grad_buffers *gb, const zt_batch *b, const float *weights) {

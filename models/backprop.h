@@ -37,7 +37,7 @@ zt_status zt_model_grad(zt_model *model, zt_grad_buffers *gb, const zt_batch *ba
                         const float *weights, /* (R) host */
                         float *grads, double *loss);
 
-/* Sets n floats of backend memory to +0 (an upload from a zeroed host block). */
+/* Sets n floats of backend memory to +0 (the backend's zero op: no host block, no wait). */
 zt_status zt_backend_zero(zt_backend *be, float *dst, size_t n_floats);
 
 #endif

@@ -182,6 +182,11 @@ MUTANTS = [
          find="total_nll += loss[i] * n_tokens[i];", replace="total_nll += loss[i];",
          tests=["test_cli"], why="the token-weighted mean weighs examples equally"),
 
+    dict(id="grad-micro-batches-split", file="src/cli/cmd_grad.c",
+         find="        const int first = (int)((long)records.count * k / n_passes);",
+         replace="        const int first = (int)((long)records.count * k / n_passes) + (k > 0);",
+         tests=["test_cli_grad"], why="grad's micro-batches skip a record at each boundary"),
+
     # ---- models ----
     dict(id="position-offset", file="models/opt/opt_table.c",
          find=".position_row_offset = 2,", replace=".position_row_offset = 1,",
@@ -296,4 +301,17 @@ MUTANTS = [
          find="        const char *twice = zt_json_duplicate_key(record);",
          replace="        const char *twice = NULL;", tests=["test_jsonl"],
          why="a record with a key given twice is read as cJSON chooses"),
+    dict(id="cpu-zero-piece", file="kernels/cpu/cpu_backend.c",
+         find="        memset(bytes + start, 0, length);",
+         replace="        memset(bytes + start, 0, length - (length > 1));",
+         tests=["zero_cpu"], why="the zero op leaves the last byte of each piece"),
+    dict(id="cuda-zero-short", file="kernels/cuda/cuda_backend.cu",
+         find="    ZT_CUDA_TRY(cudaMemsetAsync(dst, 0, n_bytes, zt_cuda(be)->stream));",
+         replace="    ZT_CUDA_TRY(cudaMemsetAsync(dst, 0, n_bytes / 2, zt_cuda(be)->stream));",
+         tests=["cuda_zero_emu", "cuda_train_emu"], why="the CUDA zero op clears half the range"),
+    dict(id="register-ignored", file="kernels/backends.c",
+         find="        if (strcmp(registered[i].name, name) == 0) return registered[i].construct(n_threads, out);",
+         replace="        if (strcmp(registered[i].name, name) == 0) return zt_cpu_backend_create(n_threads, out);",
+         tests=["backend_register", "cuda_train_emu"],
+         why="a registered device name silently gives the CPU backend"),
 ]

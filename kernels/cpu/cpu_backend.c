@@ -66,6 +66,23 @@ static zt_status cpu_download(zt_backend *be, void *host_dst, const void *src, s
     return copy_bytes("download", host_dst, src, n_bytes);
 }
 
+/* Pieces of 1 MiB, so a large gradient is cleared by all threads and a small one by one. */
+static zt_status cpu_zero(zt_backend *be, void *dst, size_t n_bytes) {
+    enum { PIECE_BYTES = 1 << 20 };
+    if (n_bytes == 0) return ZT_OK;
+    if (dst == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cpu zero: NULL destination for %zu bytes", n_bytes);
+    char *bytes = dst;
+    const int64_t n_pieces = (int64_t)((n_bytes + PIECE_BYTES - 1) / PIECE_BYTES);
+    ZT_CPU_PARALLEL_FOR(n_pieces > 1 ? zt_cpu_threads(zt_cpu(be)) : 1)
+    for (int64_t piece = 0; piece < n_pieces; piece++) {
+        const size_t start = (size_t)piece * PIECE_BYTES;
+        const size_t length = n_bytes - start < PIECE_BYTES ? n_bytes - start : PIECE_BYTES;
+        memset(bytes + start, 0, length);
+    }
+    return ZT_OK;
+}
+
 /* Every op finishes before it returns. */
 static zt_status cpu_sync(zt_backend *be) {
     (void)be;
@@ -166,6 +183,7 @@ static const zt_backend_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .sync = cpu_sync,
+    .zero = cpu_zero,
     .scratch_bytes = cpu_scratch_bytes,
     .reserve_scratch = cpu_reserve_scratch,
     .gather_rows = zt_cpu_gather_rows,

@@ -182,6 +182,18 @@ static zt_status cuda_download(zt_backend *be, void *host_dst, const void *src, 
     return zt_cuda_wait(cb); /* the caller reads host_dst next */
 }
 
+/* A memset on the stream: no host block to keep alive, so no wait (zt_backend_zero used to
+ * upload zeros and then synchronise). */
+static zt_status cuda_zero(zt_backend *be, void *dst, size_t n_bytes) {
+    if (n_bytes == 0) return ZT_OK;
+    if (dst == NULL)
+        return zt_fail(ZT_ERR_INVALID_ARG, "cuda zero: NULL destination for %zu bytes", n_bytes);
+    ZT_TRY(zt_cuda_enter(be));
+    forget_vouched(zt_cuda(be), dst, n_bytes);
+    ZT_CUDA_TRY(cudaMemsetAsync(dst, 0, n_bytes, zt_cuda(be)->stream));
+    return ZT_OK;
+}
+
 static zt_status cuda_sync(zt_backend *be) {
     ZT_TRY(zt_cuda_enter(be));
     return zt_cuda_wait(zt_cuda(be));
@@ -329,6 +341,7 @@ static zt_backend_ops make_ops() {
     ops.upload = cuda_upload;
     ops.download = cuda_download;
     ops.sync = cuda_sync;
+    ops.zero = cuda_zero;
     ops.scratch_bytes = cuda_scratch_bytes;
     ops.reserve_scratch = cuda_reserve_scratch;
     ops.gather_rows = zt_cuda_gather_rows;

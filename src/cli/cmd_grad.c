@@ -94,7 +94,7 @@ static zt_status write_gradients(const zt_model *m, const float *host, const cha
 }
 
 int zt_cmd_grad(int argc, char **argv) {
-    int threads = 0, micro_batch = 0, checkpoint = 0;
+    int threads = 0, micro_batches = 0, checkpoint = 0;
     const char *device = "cpu", *output = NULL, *bos = "opt";
     const char *inputs[2] = {NULL, NULL}; /* model directory, data file */
     const zt_arg_option options[] = {
@@ -102,8 +102,9 @@ int zt_cmd_grad(int argc, char **argv) {
         {"data", ZT_ARG_STRING, &inputs[1], "FILE", "JSONL records (or the second positional)"},
         {"output", ZT_ARG_STRING, &output, "FILE",
          "where the gradients go (safetensors, written atomically); required"},
-        {"micro-batch", ZT_ARG_INT, &micro_batch, "N",
-         "records per backward pass, summed into the same gradient (default: all at once)"},
+        {"micro-batches", ZT_ARG_INT, &micro_batches, "N",
+         "the records in N backward passes of (nearly) equal size summed into one gradient, "
+         "as in train (default 0: all records in one)"},
         {"checkpoint-activations", ZT_ARG_FLAG, &checkpoint, NULL,
          "keep each layer's input only and run the layer again in backward (less memory)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default); backprop needs backward ops"},
@@ -135,8 +136,11 @@ int zt_cmd_grad(int argc, char **argv) {
         fprintf(stderr, "zotune grad: --output FILE is required (try 'zotune grad --help')\n");
         return 2;
     }
-    if (micro_batch < 0) {
-        fprintf(stderr, "zotune grad: --micro-batch must be positive\n");
+    if (micro_batches < 0) {
+        fprintf(stderr,
+                "zotune grad: --micro-batches %d: expected 0 or more (0 = all records in one "
+                "micro-batch)\n",
+                micro_batches);
         return 2;
     }
     static const char *const bos_choices[] = ZT_ARGS_BOS_CHOICES;
@@ -158,8 +162,12 @@ int zt_cmd_grad(int argc, char **argv) {
     if (s == ZT_OK) s = zt_backend_require_backward(be, "zotune grad");
     if (s == ZT_OK) s = zt_model_load(inputs[0], be, &model);
     if (s == ZT_OK) s = zt_records_read(inputs[1], inputs[0], bos_mezo, &model->dims, &records);
-    const int per_pass =
-        micro_batch > 0 && micro_batch < records.count ? micro_batch : records.count;
+    /* split as train splits a step's examples: pass k takes records [count k / n, count (k+1) /
+     * n), so passes differ by one record at most and the largest sizes the buffers; more passes
+     * than records would leave some empty */
+    int n_passes = micro_batches > 1 ? micro_batches : 1;
+    if (n_passes > records.count && records.count > 0) n_passes = records.count;
+    const int per_pass = (records.count + n_passes - 1) / n_passes;
     if (s == ZT_OK) {
         n_tokens = count_targets(records.items, records.count);
         if (n_tokens == 0) s = zt_fail(ZT_ERR_FORMAT, "%s: no label to predict", inputs[1]);
@@ -177,8 +185,9 @@ int zt_cmd_grad(int argc, char **argv) {
         for (long i = 0; s == ZT_OK && i < n_tokens; i++)
             weights[i] = (float)(1.0 / (double)n_tokens);
     }
-    for (int first = 0; s == ZT_OK && first < records.count; first += per_pass) {
-        const int n = records.count - first < per_pass ? records.count - first : per_pass;
+    for (int k = 0; s == ZT_OK && k < n_passes; k++) {
+        const int first = (int)((long)records.count * k / n_passes);
+        const int n = (int)((long)records.count * (k + 1) / n_passes) - first;
         if (count_targets(records.items + first, n) == 0) continue;
         grad_batch g;
         double part = 0.0;
@@ -186,10 +195,9 @@ int zt_cmd_grad(int argc, char **argv) {
         if (s == ZT_OK) s = zt_model_grad(model, gb, &g.batch, weights, grads, &part);
         loss += part;
         grad_batch_free(&g);
-        if (records.count > per_pass)
-            fprintf(stderr, "\rgrad: %d/%d records", first + n, records.count);
+        if (n_passes > 1) fprintf(stderr, "\rgrad: %d/%d records", first + n, records.count);
     }
-    if (records.count > per_pass) fprintf(stderr, "\n");
+    if (n_passes > 1) fprintf(stderr, "\n");
     if (s == ZT_OK) {
         host = zt_malloc(total * sizeof *host);
         if (!host) s = zt_fail(ZT_ERR_NOMEM, "allocating %zu gradient floats", total);

@@ -1,9 +1,9 @@
 /* `zotune grad` end to end: the gradients it writes for the fixtures' LM records
  * (tests/fixtures/lm.jsonl, the "lm" batch of tools/make_grad_fixtures.py) against
- * transformers' autograd (grads.safetensors), whole and in micro-batches of one record; the
- * loss in the file's metadata; and the refusals: no --output, an output inside the model
- * directory, a malformed record (named by line), a label outside the vocabulary. Nothing is
- * written when it fails. argv[1] is the zotune binary. */
+ * transformers' autograd (grads.safetensors), whole and in 2 and 4 micro-batches; the
+ * loss in the file's metadata; and the refusals: a negative --micro-batches, no --output, an output
+ * inside the model directory, a malformed record (named by line), a label outside the vocabulary.
+ * Nothing is written when it fails. argv[1] is the zotune binary. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,17 +61,22 @@ static void check_gradients(const char *fixture) {
     char cmd[2048], out[4096], data[512], model[512], path[600];
     fixture_path(data, sizeof data, "lm.jsonl", NULL);
     fixture_path(model, sizeof model, fixture, NULL);
-    const char *variants[2] = {"", " --micro-batch 1"};
-    for (int v = 0; v < 2; v++) {
+    /* the 4 records whole, in 2 passes of 2, and in 4 of 1 (more passes asked than records) */
+    const char *variants[3] = {"", " --micro-batches 2", " --micro-batches 9"};
+    const char *progress[3] = {NULL, "grad: 2/4 records\rgrad: 4/4 records",
+                               "grad: 1/4 records\rgrad: 2/4 records\rgrad: 3/4 records"};
+    for (int v = 0; v < 3; v++) {
         snprintf(path, sizeof path, "%s/%s-%d.safetensors", tmp_dir, fixture, v);
         snprintf(cmd, sizeof cmd, "%s grad %s %s --output %s --threads 2%s 2>&1", zotune, model,
                  data, path, variants[v]);
         ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
         ZT_CHECK(strstr(out, "4 records, 21 tokens") != NULL, "%s: output '%s'", cmd, out);
+        ZT_CHECK(progress[v] ? strstr(out, progress[v]) != NULL : strstr(out, "grad: ") == NULL,
+                 "%s: passes '%s'", cmd, out);
         double loss = 0.0;
         const double worst = worst_error(path, fixture, &loss);
         ZT_CHECK(worst <= 1e-5, "%s: worst relative L2 error %.3g", cmd, worst);
-        printf("%-13s%-17s loss %.9f, worst relative L2 error against HF %.2e\n", fixture,
+        printf("%-13s%-19s loss %.9f, worst relative L2 error against HF %.2e\n", fixture,
                variants[v], loss, worst);
     }
 }
@@ -85,6 +90,21 @@ static void check_refusals(void) {
     snprintf(cmd, sizeof cmd, "%s grad %s %s 2>&1", zotune, model, data);
     ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2, "no --output: not exit 2");
     ZT_CHECK(strstr(out, "--output") != NULL, "no --output: message '%s'", out);
+
+    /* --micro-batches counts passes, as train's: a negative count is refused (exit 2), naming
+     * the option and what it takes; the old spelling --micro-batch is gone */
+    snprintf(path, sizeof path, "%s/mb.safetensors", tmp_dir);
+    snprintf(cmd, sizeof cmd, "%s grad %s %s --output %s --micro-batches -1 2>&1", zotune, model,
+             data, path);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2, "--micro-batches -1: not exit 2: %s", out);
+    ZT_CHECK(strstr(out, "--micro-batches -1: expected 0 or more (0 = all records in one "
+                         "micro-batch)") != NULL,
+             "--micro-batches -1: message '%s'", out);
+    ZT_CHECK(stat(path, &st) != 0, "--micro-batches -1: %s was written", path);
+    snprintf(cmd, sizeof cmd, "%s grad %s %s --output %s --micro-batch 1 2>&1", zotune, model, data,
+             path);
+    ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 2, "--micro-batch 1: not exit 2: %s", out);
+    ZT_CHECK(strstr(out, "--micro-batch") != NULL, "--micro-batch 1: message '%s'", out);
 
     snprintf(path, sizeof path, "%s/g.safetensors", model);
     snprintf(cmd, sizeof cmd, "%s grad %s %s --output %s 2>&1", zotune, model, data, path);
