@@ -211,6 +211,13 @@ def refusal_files(d):
     fresh(d)
     malicious_files(d)
     torch.save({"w": torch.arange(6.0).reshape(2, 3).t()}, os.path.join(d, "noncontiguous.bin"))
+    # a real module's state dict (OrderedDict + BUILD of _metadata), one entry an alias
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(2, 2)
+    sd = linear.state_dict()
+    sd["alias.weight"] = sd["weight"]
+    torch.save(sd, os.path.join(d, "linear-state-dict.bin"))
+    # (its storage keys are object ids: re-running rewrites this file with other bytes)
     torch.save({"w": torch.arange(4.0)}, os.path.join(d, "legacy-format.bin"),
                _use_new_zipfile_serialization=False)
     good = io.BytesIO()
@@ -218,7 +225,8 @@ def refusal_files(d):
     with zipfile.ZipFile(io.BytesIO(good.getvalue())) as src, \
             zipfile.ZipFile(os.path.join(d, "deflated.bin"), "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
-            dst.writestr(info.filename, src.read(info.filename))
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2020, 1, 1, 0, 0, 0))
+            dst.writestr(fixed, src.read(info.filename), zipfile.ZIP_DEFLATED)
     # a valid checkpoint with zip64 extras in the central directory: w = [[1, 2, 3], [4, 5, 6]]
     pkl = b"\x80\x02}(" + ustr("w") + tensor_pickle("0", 6, [2, 3]) + b"u."
     z64 = os.path.join(d, "zip64-entries.bin")

@@ -144,7 +144,7 @@ static zt_status vm_top(pickle_vm *vm, pv **out) {
 static zt_status vm_pop_mark(pickle_vm *vm, pv ***items, size_t *count) {
     if (vm->n_marks == 0) return pickle_error(vm, "needs a MARK and there is none");
     size_t mark = vm->marks[--vm->n_marks];
-    *items = vm->stack + mark;
+    *items = vm->stack ? vm->stack + mark : NULL; /* a MARK before any push leaves no stack */
     *count = vm->n_stack - mark;
     vm->n_stack = mark;
     return ZT_OK;

@@ -127,6 +127,19 @@ static void check_table(void) {
     for (int i = 0; i < 6; i++)
         ZT_CHECK(values[i] == (float)(i + 1), "zip64: w[%d] = %g", i, values[i]);
     zt_st_close(st);
+
+    /* nn.Linear(2, 2).state_dict(): an OrderedDict whose _metadata BUILD sets, plus an alias */
+    fixture_path(path, sizeof path, "torch-bin", "linear-state-dict.bin");
+    bytes = read_bytes(path, &n);
+    put_checkpoint(bytes, n);
+    free(bytes);
+    ZT_REQUIRE_OK(zt_st_open_dir(temp_dir, &st));
+    const zt_st_tensor *weight = zt_st_find(st, "weight"), *bias = zt_st_find(st, "bias");
+    const zt_st_tensor *alias = zt_st_find(st, "alias.weight");
+    ZT_CHECK(zt_st_count(st) == 3 && weight && bias && alias && alias->data == weight->data &&
+                 weight->n_bytes == 16 && bias->n_bytes == 8 && bias->n_dims == 1,
+             "linear state dict: %d tensors", zt_st_count(st));
+    zt_st_close(st);
 }
 
 /* The first place of text at or after from, or n. */
