@@ -30,8 +30,15 @@ typedef struct zt_safetensors zt_safetensors;
 zt_status zt_st_open(const char *path, zt_safetensors **out);
 
 /* Opens a model directory: model.safetensors.index.json (sharded) if present, else
- * model.safetensors. Every tensor in the index must exist in its shard and vice versa. */
+ * model.safetensors; without either, PyTorch's pytorch_model.bin.index.json or
+ * pytorch_model.bin (torch.save archives read by a restricted unpickler that never runs code;
+ * the tensors then come in the same table). Every tensor in an index must exist in its shard
+ * and vice versa. */
 zt_status zt_st_open_dir(const char *dir, zt_safetensors **out);
+
+/* Opens only a directory's PyTorch weights: pytorch_model.bin.index.json, else
+ * pytorch_model.bin. */
+zt_status zt_st_open_torch_dir(const char *dir, zt_safetensors **out);
 
 void zt_st_close(zt_safetensors *st);
 

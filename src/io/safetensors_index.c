@@ -1,5 +1,6 @@
 /* Sharded checkpoints (docs/spec.md §2.2): zt_st_open_dir opens a model directory through
- * model.safetensors.index.json when there is one, else its model.safetensors. Each shard is
+ * model.safetensors.index.json when there is one, else its model.safetensors, else the same two
+ * layouts of PyTorch checkpoints (pytorch_model.bin.index.json, pytorch_model.bin). Each shard is
  * opened once and validated like a single file, and the index and the shards must agree
  * exactly: every tensor the index maps is in its shard, and every tensor of a shard is mapped
  * to that shard. */
@@ -13,8 +14,17 @@
 
 #include "core/alloc.h"
 
-static const char st_index_name[] = "model.safetensors.index.json";
-static const char st_single_name[] = "model.safetensors";
+/* Where a model directory's weights may be, in the order they are looked for: safetensors
+ * first, then PyTorch's pickled checkpoints (torch_bin_read.c). */
+typedef struct st_layout {
+    const char *index_name, *single_name;
+    zt_st_loader load;
+} st_layout;
+
+static const st_layout st_safetensors_layout = {"model.safetensors.index.json", "model.safetensors",
+                                                zt_st_file_load};
+static const st_layout st_torch_layout = {"pytorch_model.bin.index.json", "pytorch_model.bin",
+                                          zt_torch_file_load};
 
 static char *st_join_path(const char *dir, const char *name) {
     size_t dir_len = strlen(dir), name_len = strlen(name);
@@ -142,7 +152,7 @@ static zt_status st_parse_index(const char *index_path, const cJSON *root, st_in
 
 /* Opens every shard once and checks that the index and the shards agree tensor by tensor. */
 static zt_status st_open_shards(const char *dir, const char *index_path, st_index_entry *entries,
-                                int n_entries, zt_safetensors *st) {
+                                int n_entries, zt_st_loader load, zt_safetensors *st) {
     const char **shards = zt_malloc((size_t)n_entries * sizeof *shards);
     int *shard_counts = NULL;
     zt_st_tensor **shard_tensors = NULL;
@@ -176,8 +186,7 @@ static zt_status st_open_shards(const char *dir, const char *index_path, st_inde
             status = zt_fail(ZT_ERR_MISSING, "%s: shard \"%s\" listed in the index does not exist",
                              index_path, shard_path);
         if (status == ZT_OK)
-            status =
-                zt_st_file_load(shard_path, &st->files[s], &shard_tensors[s], &shard_counts[s]);
+            status = load(shard_path, &st->files[s], &shard_tensors[s], &shard_counts[s]);
         free(shard_path);
         if (status != ZT_OK) goto done;
         st->n_files = s + 1;
@@ -240,7 +249,8 @@ done:
     return status;
 }
 
-static zt_status st_open_sharded(const char *dir, const char *index_path, zt_safetensors **out) {
+static zt_status st_open_sharded(const char *dir, const char *index_path, zt_st_loader load,
+                                 zt_safetensors **out) {
     char *text = NULL;
     ZT_TRY(st_read_text_file(index_path, &text));
     const char *parse_end = NULL;
@@ -260,7 +270,7 @@ static zt_status st_open_sharded(const char *dir, const char *index_path, zt_saf
     }
     zt_safetensors *st = zt_calloc(1, sizeof *st);
     if (!st) status = st_nomem(index_path);
-    if (status == ZT_OK) status = st_open_shards(dir, index_path, entries, n_entries, st);
+    if (status == ZT_OK) status = st_open_shards(dir, index_path, entries, n_entries, load, st);
     free(entries);
     cJSON_Delete(root);
     if (status != ZT_OK) {
@@ -271,26 +281,79 @@ static zt_status st_open_sharded(const char *dir, const char *index_path, zt_saf
     return ZT_OK;
 }
 
+static zt_status st_open_single(const char *path, zt_st_loader load, zt_safetensors **out) {
+    zt_safetensors *st = zt_calloc(1, sizeof *st);
+    st_file *file = zt_calloc(1, sizeof *file);
+    if (!st || !file) {
+        free(st);
+        free(file);
+        return st_nomem(path);
+    }
+    zt_status status = load(path, file, &st->tensors, &st->n_tensors);
+    if (status != ZT_OK) {
+        free(file);
+        free(st);
+        return status;
+    }
+    st->files = file;
+    st->n_files = 1;
+    *out = st;
+    return ZT_OK;
+}
+
+/* Opens dir's weights in one of the layouts; *found says whether any of their files exists
+ * (a failure to open one that exists is returned as is). */
+static zt_status st_open_layouts(const char *dir, const st_layout *const *layouts, int n_layouts,
+                                 int *found, zt_safetensors **out) {
+    *found = 0;
+    for (int i = 0; i < n_layouts && !*found; i++) {
+        char *index_path = st_join_path(dir, layouts[i]->index_name);
+        char *single_path = st_join_path(dir, layouts[i]->single_name);
+        zt_status status = index_path && single_path ? ZT_OK : st_nomem(dir);
+        int index_exists = 0, single_exists = 0;
+        if (status == ZT_OK) status = st_path_exists(index_path, &index_exists);
+        if (status == ZT_OK && !index_exists) status = st_path_exists(single_path, &single_exists);
+        if (status == ZT_OK && index_exists)
+            status = st_open_sharded(dir, index_path, layouts[i]->load, out);
+        else if (status == ZT_OK && single_exists)
+            status = st_open_single(single_path, layouts[i]->load, out);
+        *found = index_exists || single_exists;
+        free(index_path);
+        free(single_path);
+        if (status != ZT_OK) return status;
+    }
+    return ZT_OK;
+}
+
+/* "<dir>/<name>" for each name, in a message listing where weights were looked for. */
+static zt_status st_fail_no_weights(const char *dir, const char *what, const char *const *names,
+                                    int n) {
+    char listed[4 * 4200] = "";
+    size_t used = 0;
+    bool needs_slash = dir[0] != '\0' && dir[strlen(dir) - 1] != '/';
+    for (int i = 0; i < n && used < sizeof listed; i++)
+        used += (size_t)snprintf(listed + used, sizeof listed - used, "%s%s%s%s",
+                                 i == 0 ? "" : " nor ", dir, needs_slash ? "/" : "", names[i]);
+    return zt_fail(ZT_ERR_MISSING, "%s: no %s: neither %s exists", dir, what, listed);
+}
+
 zt_status zt_st_open_dir(const char *dir, zt_safetensors **out) {
     if (!out || !dir) return zt_fail(ZT_ERR_INVALID_ARG, "zt_st_open_dir: NULL argument");
     *out = NULL;
-    char *index_path = st_join_path(dir, st_index_name);
-    char *single_path = st_join_path(dir, st_single_name);
-    zt_status status = ZT_OK;
-    int index_exists = 0, single_exists = 0;
-    if (!index_path || !single_path) status = st_nomem(dir);
-    if (status == ZT_OK) status = st_path_exists(index_path, &index_exists);
-    if (status == ZT_OK && !index_exists) status = st_path_exists(single_path, &single_exists);
-    if (status == ZT_OK) {
-        if (index_exists)
-            status = st_open_sharded(dir, index_path, out);
-        else if (single_exists)
-            status = zt_st_open(single_path, out);
-        else
-            status = zt_fail(ZT_ERR_MISSING, "%s: no safetensors weights: neither %s nor %s exists",
-                             dir, index_path, single_path);
-    }
-    free(index_path);
-    free(single_path);
-    return status;
+    static const st_layout *const layouts[] = {&st_safetensors_layout, &st_torch_layout};
+    int found = 0;
+    ZT_TRY(st_open_layouts(dir, layouts, 2, &found, out));
+    static const char *const names[] = {"model.safetensors.index.json", "model.safetensors",
+                                        "pytorch_model.bin.index.json", "pytorch_model.bin"};
+    return found ? ZT_OK : st_fail_no_weights(dir, "weights", names, 4);
+}
+
+zt_status zt_st_open_torch_dir(const char *dir, zt_safetensors **out) {
+    if (!out || !dir) return zt_fail(ZT_ERR_INVALID_ARG, "zt_st_open_torch_dir: NULL argument");
+    *out = NULL;
+    static const st_layout *const layouts[] = {&st_torch_layout};
+    int found = 0;
+    ZT_TRY(st_open_layouts(dir, layouts, 1, &found, out));
+    static const char *const names[] = {"pytorch_model.bin.index.json", "pytorch_model.bin"};
+    return found ? ZT_OK : st_fail_no_weights(dir, "PyTorch weights", names, 2);
 }

@@ -74,8 +74,25 @@ int zt_st_dtype_bits(const char *name);
  * points above U+10FFFF included), or n when the text is valid. */
 size_t zt_st_utf8_invalid_at(const uint8_t *text, size_t n);
 
+/* Maps path read-only into a fresh file (map NULL for an empty file); on failure file is
+ * released. */
+zt_status zt_st_file_map(const char *path, st_file *file);
+void zt_st_file_release(st_file *file);
+
 /* Maps one file and validates it; on success file owns the mapping and *tensors_out (names
  * malloc'd) is sorted by name. On failure file is released. */
 zt_status zt_st_file_load(const char *path, st_file *file, zt_st_tensor **tensors_out, int *n_out);
+
+/* ---- defined in torch_bin_read.c ---- */
+
+/* Maps one torch.save archive (pytorch_model.bin) and reads its state dict into the same table a
+ * safetensors file gives: tensors point into the mapping (tied ones share bytes), sorted by
+ * name. On failure file is released. */
+zt_status zt_torch_file_load(const char *path, st_file *file, zt_st_tensor **tensors_out,
+                             int *n_out);
+
+/* A file loader: zt_st_file_load or zt_torch_file_load. */
+typedef zt_status (*zt_st_loader)(const char *path, st_file *file, zt_st_tensor **tensors_out,
+                                  int *n_out);
 
 #endif

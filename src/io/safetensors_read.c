@@ -86,7 +86,7 @@ static bool st_json_to_u64(const cJSON *item, uint64_t *out) {
     return true;
 }
 
-static void st_file_release(st_file *file) {
+void zt_st_file_release(st_file *file) {
     if (file->map) munmap(file->map, file->map_bytes);
     for (int i = 0; i < 2 * file->n_metadata; i++)
         free(file->metadata[i]);
@@ -409,7 +409,7 @@ done:
     return ZT_OK;
 }
 
-zt_status zt_st_file_load(const char *path, st_file *file, zt_st_tensor **tensors_out, int *n_out) {
+zt_status zt_st_file_map(const char *path, st_file *file) {
     memset(file, 0, sizeof *file);
     file->path = st_strdup(path);
     if (!file->path) return st_nomem(path);
@@ -433,13 +433,9 @@ zt_status zt_st_file_load(const char *path, st_file *file, zt_st_tensor **tensor
         goto fail;
     }
     uint64_t file_bytes = (uint64_t)info.st_size;
-    if (file_bytes < ST_LENGTH_PREFIX_BYTES) {
-        status =
-            zt_fail(ZT_ERR_FORMAT,
-                    "%s: file is %" PRIu64 " bytes, shorter than the 8-byte header length field",
-                    path, file_bytes);
+    if (file_bytes == 0) { /* mmap refuses a length of 0; the format readers report it */
         close(fd);
-        goto fail;
+        return ZT_OK;
     }
     if (file_bytes > SIZE_MAX) {
         status = zt_fail(ZT_ERR_IO, "%s: file of %" PRIu64 " bytes does not fit the address space",
@@ -456,7 +452,24 @@ zt_status zt_st_file_load(const char *path, st_file *file, zt_st_tensor **tensor
     }
     file->map = map;
     file->map_bytes = (size_t)file_bytes;
+    return ZT_OK;
 
+fail:
+    zt_st_file_release(file);
+    return status;
+}
+
+zt_status zt_st_file_load(const char *path, st_file *file, zt_st_tensor **tensors_out, int *n_out) {
+    ZT_TRY(zt_st_file_map(path, file));
+    zt_status status = ZT_OK;
+    uint64_t file_bytes = file->map_bytes;
+    if (file_bytes < ST_LENGTH_PREFIX_BYTES) {
+        status =
+            zt_fail(ZT_ERR_FORMAT,
+                    "%s: file is %" PRIu64 " bytes, shorter than the 8-byte header length field",
+                    path, file_bytes);
+        goto fail;
+    }
     uint64_t header_bytes = 0;
     for (int i = ST_LENGTH_PREFIX_BYTES - 1; i >= 0; i--)
         header_bytes = (header_bytes << 8) | file->map[i];
@@ -482,7 +495,7 @@ zt_status zt_st_file_load(const char *path, st_file *file, zt_st_tensor **tensor
     return ZT_OK;
 
 fail:
-    st_file_release(file);
+    zt_st_file_release(file);
     return status;
 }
 
@@ -515,7 +528,7 @@ void zt_st_close(zt_safetensors *st) {
     st_free_tensor_names(st->tensors, st->n_tensors);
     free(st->tensors);
     for (int i = 0; i < st->n_files; i++)
-        st_file_release(&st->files[i]);
+        zt_st_file_release(&st->files[i]);
     free(st->files);
     free(st);
 }

@@ -394,6 +394,27 @@ def trainer_state_seeds():
     }
 
 
+# ---- PyTorch checkpoints ---------------------------------------------------------------------
+
+def torch_bin_seeds():
+    """The committed torch-bin fixtures (torch-written or hand-assembled, all small) as archives,
+    and their data.pkl alone, which the harness hands straight to the unpickler."""
+    import zipfile
+    folder = os.path.join(ROOT, 'tests', 'fixtures', 'torch-bin')
+    seeds = {}
+    for name in sorted(os.listdir(folder)):
+        data = fixture('tests', 'fixtures', 'torch-bin', name)
+        stem = name[:-len('.bin')]
+        seeds[stem] = data
+        if data[:2] != b'PK':
+            continue
+        with zipfile.ZipFile(os.path.join(folder, name)) as archive:
+            for entry in archive.namelist():
+                if entry.endswith('/data.pkl'):
+                    seeds[stem + '-pickle'] = archive.read(entry)
+    return seeds
+
+
 HARNESSES = {
     'safetensors': safetensors_seeds,
     'safetensors_index': index_seeds,
@@ -404,6 +425,7 @@ HARNESSES = {
     'bpe_roundtrip': text_seeds,
     'steplog': steplog_seeds,
     'trainer_state': trainer_state_seeds,
+    'torch_bin': torch_bin_seeds,
 }
 
 
