@@ -139,8 +139,8 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
 /* The training plan's shape as `zotune train` takes it from the same data and options. */
 static zt_status shape_from_data(const zt_model *model, const char *model_dir,
                                  const char *train_path, const char *eval_path, int batch,
-                                 int train_as_lm, int f1_objective, int bos_mezo, zt_dataset *train,
-                                 zt_dataset *eval, zt_train_shape *shape) {
+                                 int grad_accum, int train_as_lm, int f1_objective, int bos_mezo,
+                                 zt_dataset *train, zt_dataset *eval, zt_train_shape *shape) {
     zt_tokenizer *tok = NULL;
     zt_status s = zt_tokenizer_open_model_dir(model_dir, bos_mezo, &tok);
     const int vocab = model->dims.vocab_size, positions = model->dims.max_positions;
@@ -150,7 +150,8 @@ static zt_status shape_from_data(const zt_model *model, const char *model_dir,
         s = zt_fail(ZT_ERR_INVALID_ARG, "--eval %s holds another kind of records than --train %s",
                     eval_path, train_path);
     if (s == ZT_OK)
-        zt_train_shape_of(model, train, eval_path ? eval : NULL, batch, train_as_lm, f1_objective,
+        zt_train_shape_of(model, train, eval_path ? eval : NULL,
+                          (batch + grad_accum - 1) / grad_accum, batch, train_as_lm, f1_objective,
                           shape);
     zt_tokenizer_free(tok);
     return s;
@@ -164,7 +165,7 @@ int zt_cmd_info(int argc, char **argv) {
                *trainable = NULL;
     const char *dtype_name = NULL, *train_path = NULL, *eval_path = NULL, *bos = "opt";
     const char *train_as = "classification", *objective = "loss";
-    int seq_len_given = 0;
+    int seq_len_given = 0, grad_accum = 1;
     const char *inputs[1] = {NULL};
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the positional)"},
@@ -192,6 +193,8 @@ int zt_cmd_info(int argc, char **argv) {
         {"objective", ZT_ARG_STRING, &objective, "O",
          "with --train: loss, accuracy or f1, as train (f1 decodes training batches)"},
         {"bos", ZT_ARG_STRING, &bos, "B", "with --train: opt (default) or mezo, as train"},
+        {"grad-accum", ZT_ARG_INT, &grad_accum, "A",
+         "with --train: train's micro-batches (each forward holds --batch-size / A examples)"},
         {"dtype", ZT_ARG_STRING, &dtype_name, "D",
          "without weights: plan them stored as f32, f16 or bf16 (default: config.json's "
          "torch_dtype, else f32)"},
@@ -244,6 +247,11 @@ int zt_cmd_info(int argc, char **argv) {
         fprintf(stderr, "zotune info: --batch-size and --seq-len must be positive\n");
         return 2;
     }
+    if (grad_accum < 1 || grad_accum > batch) {
+        fprintf(stderr, "zotune info: --grad-accum %d: must be in 1 .. --batch-size %d\n",
+                grad_accum, batch);
+        return 2;
+    }
     /* the plan counts rows (batch x seq-len, for K variants) in int */
     if ((long long)batch * seq_len > ZT_MAX_TOKENS_PER_FORWARD) {
         fprintf(stderr,
@@ -286,8 +294,9 @@ int zt_cmd_info(int argc, char **argv) {
     plan.shape = (zt_train_shape){batch, seq_len, 0, 0};
     plan.train_path = train_path;
     if (s == ZT_OK && train_path)
-        s = shape_from_data(model, positional[0], train_path, eval_path, batch, train_as_lm,
-                            objective_kind == 2, bos_mezo, &train_ds, &eval_ds, &plan.shape);
+        s = shape_from_data(model, positional[0], train_path, eval_path, batch, grad_accum,
+                            train_as_lm, objective_kind == 2, bos_mezo, &train_ds, &eval_ds,
+                            &plan.shape);
     if (s == ZT_OK && train_path) seq_len = plan.seq_len = plan.shape.seq_len;
     if (s == ZT_OK && seq_len > model->dims.max_positions)
         fprintf(stderr,

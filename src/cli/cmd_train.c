@@ -114,6 +114,9 @@ int zt_cmd_train(int argc, char **argv) {
          "auto (default: the ranks of mpirun or srun, data-parallel), single or mpi"},
         {"verify-replicas", ZT_ARG_INT, &o.verify_replicas, "N",
          "data parallel: compare the ranks' weights every N steps, stop on a mismatch (0: off)"},
+        {"grad-accum", ZT_ARG_INT, &o.grad_accum, "A",
+         "zeroth-order: each variant over the step's examples in A micro-batches in turn "
+         "(activations / A; batch-invariant, so equal to one forward)"},
         {"direction-groups", ZT_ARG_INT, &o.direction_groups, "G",
          "data parallel: G groups of ranks share each step's variants (default 1)"},
         {"batch-invariant", ZT_ARG_FLAG, &o.batch_invariant, NULL,

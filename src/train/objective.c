@@ -26,20 +26,20 @@ static zt_batch model_batch(const zt_task_batch *b) {
     return mb;
 }
 
-/* -F1 of each example's greedy generation under one variant, the batch decoded together. */
-static zt_status negative_f1(zt_task_objective *o, const zt_variants *variant, double *value) {
+/* -F1 of each example's greedy generation under one variant, the n examples decoded together. */
+static zt_status negative_f1(zt_task_objective *o, int n, const int *indices,
+                             const zt_variants *variant, double *value) {
     if (!o->dataset || !o->tok || o->dataset->kind != ZT_TASK_GENERATION)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--objective f1 needs generation records and a tokenizer");
     int32_t stop[2];
     int n_stop = 0;
     ZT_TRY(zt_generation_stop_ids(o->tok, o->model, stop, &n_stop));
-    const int n = o->n_indices;
     const zt_example **examples = zt_xmalloc((size_t)n * sizeof *examples);
     char **texts = zt_xmalloc((size_t)n * sizeof *texts);
     zt_status s = examples && texts ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "generation batch");
     for (int i = 0; s == ZT_OK && i < n; i++)
-        examples[i] = &o->dataset->examples[o->indices[i]];
+        examples[i] = &o->dataset->examples[indices[i]];
     if (s == ZT_OK)
         s = zt_generate_answers(o->model, o->ws, variant, o->tok, examples, n, n, stop, n_stop,
                                 texts);
@@ -62,40 +62,47 @@ static zt_status ensure_contributions(zt_task_objective *o, int n_variants, int 
     return ZT_OK;
 }
 
-/* Variant k's per-example contributions from its log-probabilities (or generations). */
-static zt_status contribute(zt_task_objective *o, const zt_variants *f1_variant,
-                            const float *logprobs, double *value, double *weight) {
-    const zt_task_batch *b = o->batch;
+/* Variant k's per-example contributions on micro-batch b, whose examples start at `first` of
+ * the rank's, from its log-probabilities (or generations). */
+static zt_status contribute(zt_task_objective *o, const zt_task_batch *b, int first,
+                            const zt_variants *f1_variant, const float *logprobs, double *value,
+                            double *weight) {
     if (o->kind == ZT_OBJECTIVE_F1) {
         for (int e = 0; e < b->n_examples; e++)
             weight[e] = 1.0;
-        return negative_f1(o, f1_variant, value);
+        return negative_f1(o, b->n_examples, o->indices + first, f1_variant, value);
     }
     return zt_task_batch_contributions(b, logprobs, o->kind == ZT_OBJECTIVE_ACCURACY, value,
                                        weight);
 }
 
-/* Both evaluations fill o->contributions (2, K, examples) for the variants they are given: this
- * rank's share of the step's. */
-static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs) {
-    const zt_task_batch *b = o->batch;
-    const int K = vs->n_variants, n = b->n_examples;
-    ZT_TRY(ensure_contributions(o, K, n));
+static int micro_batches(const zt_task_objective *o) {
+    return o->n_micro > 1 ? o->n_micro : 1;
+}
+
+/* Both evaluations fill o->contributions (2, K, n) for the variants they are given (this rank's
+ * share of the step's) over the rank's n examples, micro-batch by micro-batch. */
+static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs, int n) {
+    const int K = vs->n_variants;
     double *value = o->contributions, *weight = o->contributions + (size_t)K * n;
-    if (o->kind == ZT_OBJECTIVE_F1) {
-        for (int k = 0; k < K; k++) {
-            zt_variants one = {1, &vs->variant[k], o->perturbed};
-            ZT_TRY(contribute(o, &one, NULL, value + (size_t)k * n, weight + (size_t)k * n));
+    for (int i = 0, first = 0; i < micro_batches(o); first += o->batch[i].n_examples, i++) {
+        const zt_task_batch *b = &o->batch[i];
+        if (o->kind == ZT_OBJECTIVE_F1) {
+            for (int k = 0; k < K; k++) {
+                zt_variants one = {1, &vs->variant[k], o->perturbed};
+                ZT_TRY(contribute(o, b, first, &one, NULL, value + (size_t)k * n + first,
+                                  weight + (size_t)k * n + first));
+            }
+            continue;
         }
-        return ZT_OK;
+        ZT_TRY(ensure_logprobs(o, K * b->n_targets));
+        zt_batch mb = model_batch(b);
+        zt_variants variants = {K, vs->variant, o->perturbed};
+        ZT_TRY(zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
+        for (int k = 0; k < K; k++)
+            ZT_TRY(contribute(o, b, first, NULL, o->logprobs + (size_t)k * b->n_targets,
+                              value + (size_t)k * n + first, weight + (size_t)k * n + first));
     }
-    ZT_TRY(ensure_logprobs(o, K * b->n_targets));
-    zt_batch mb = model_batch(b);
-    zt_variants variants = {K, vs->variant, o->perturbed};
-    ZT_TRY(zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
-    for (int k = 0; k < K; k++)
-        ZT_TRY(contribute(o, NULL, o->logprobs + (size_t)k * b->n_targets, value + (size_t)k * n,
-                          weight + (size_t)k * n));
     return ZT_OK;
 }
 
@@ -130,21 +137,24 @@ static zt_status move_weights(const zt_param_set *ps, const zt_perturbation *fro
 }
 
 static zt_status evaluate_inplace(zt_task_objective *o, const zt_param_set *ps,
-                                  const zt_variant_set *vs) {
-    const zt_task_batch *b = o->batch;
-    const int K = vs->n_variants, n = b->n_examples;
-    ZT_TRY(ensure_logprobs(o, b->n_targets));
-    ZT_TRY(ensure_contributions(o, K, n));
+                                  const zt_variant_set *vs, int n) {
+    const int K = vs->n_variants;
     double *value = o->contributions, *weight = o->contributions + (size_t)K * n;
-    zt_batch mb = model_batch(b);
     const zt_perturbation *current = NULL;
     zt_dist dist = K > 0 ? vs->variant[0].dist : ZT_DIST_GAUSSIAN;
     for (int k = 0; k < K; k++) {
         ZT_TRY(move_weights(ps, current, &vs->variant[k], dist));
         current = &vs->variant[k];
-        if (o->kind != ZT_OBJECTIVE_F1)
-            ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
-        ZT_TRY(contribute(o, NULL, o->logprobs, value + (size_t)k * n, weight + (size_t)k * n));
+        for (int i = 0, first = 0; i < micro_batches(o); first += o->batch[i].n_examples, i++) {
+            const zt_task_batch *b = &o->batch[i];
+            ZT_TRY(ensure_logprobs(o, b->n_targets));
+            if (o->kind != ZT_OBJECTIVE_F1) {
+                zt_batch mb = model_batch(b);
+                ZT_TRY(zt_model_forward(o->model, o->ws, &mb, NULL, o->logprobs, NULL));
+            }
+            ZT_TRY(contribute(o, b, first, NULL, o->logprobs, value + (size_t)k * n + first,
+                              weight + (size_t)k * n + first));
+        }
     }
     return move_weights(ps, current, NULL, dist);
 }
@@ -156,21 +166,23 @@ static zt_status evaluate(void *ctx, const zt_param_set *ps, const zt_variant_se
     zt_task_objective *o = ctx;
     if (!o->batch) return zt_fail(ZT_ERR_INTERNAL, "objective evaluated without a batch");
     const int groups = o->direction_groups > 0 ? o->direction_groups : 1;
-    const int global = o->comm ? o->global_examples : o->batch->n_examples;
+    int n = 0;
+    for (int i = 0; i < micro_batches(o); i++)
+        n += o->batch[i].n_examples;
+    const int global = o->comm ? o->global_examples : n;
     zt_dp_layout me;
     ZT_TRY(zt_dp_layout_of(o->comm, groups, vs->n_variants, global, &me));
-    if (me.n_examples != o->batch->n_examples)
-        return zt_fail(ZT_ERR_INTERNAL, "rank's batch holds %d examples, its share is %d",
-                       o->batch->n_examples, me.n_examples);
+    if (me.n_examples != n)
+        return zt_fail(ZT_ERR_INTERNAL, "rank's batch holds %d examples, its share is %d", n,
+                       me.n_examples);
     zt_variant_set mine;
     mine.n_variants = me.n_variants;
     memcpy(mine.variant, vs->variant + me.first_variant,
            (size_t)me.n_variants * sizeof mine.variant[0]);
-    const int n = o->batch->n_examples;
     ZT_TRY(ensure_contributions(o, me.n_variants > 0 ? me.n_variants : 1, n));
     if (me.n_variants > 0)
-        ZT_TRY(o->mode == ZT_PERTURB_SHADOW ? evaluate_shadow(o, &mine)
-                                            : evaluate_inplace(o, ps, &mine));
+        ZT_TRY(o->mode == ZT_PERTURB_SHADOW ? evaluate_shadow(o, &mine, n)
+                                            : evaluate_inplace(o, ps, &mine, n));
     return zt_dp_reduce_losses(o->comm, groups, vs->n_variants, global, o->contributions,
                                o->contributions + (size_t)me.n_variants * n, losses);
 }

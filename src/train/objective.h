@@ -28,8 +28,11 @@ typedef struct zt_task_objective {
     zt_model *model;
     zt_workspace *ws;
     zt_perturb_mode mode;
-    const uint8_t *perturbed;   /* (n_tensors): trainable mask */
-    const zt_task_batch *batch; /* set before each step */
+    const uint8_t *perturbed; /* (n_tensors): trainable mask */
+    /* set before each step: the rank's examples, as n_micro consecutive micro-batches evaluated
+     * in turn (--grad-accum; 0 or 1: batch[0] alone) */
+    const zt_task_batch *batch;
+    int n_micro;
     zt_objective_kind kind;
     /* for -F1: the batch's examples and the tokenizer that decodes generations */
     const zt_dataset *dataset;

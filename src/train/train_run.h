@@ -37,6 +37,7 @@ typedef struct zt_run {
     FILE *metrics;
     zt_sampler sampler;
     int *indices;
+    zt_task_batch *micro; /* (--grad-accum) the step's micro-batches on this rank */
     char log_path[4096], metrics_path[4096];
     char snapshot_dir[4096]; /* the snapshot the weights were loaded from, "" for the base */
     uint64_t base_fingerprint;

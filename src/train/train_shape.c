@@ -24,18 +24,18 @@ static void plan_generation_cache(const zt_model *model, const zt_dataset *ds, i
 }
 
 void zt_train_shape_of(const zt_model *model, const zt_dataset *train, const zt_dataset *eval,
-                       int batch_size, int train_as_lm, int generation_objective,
-                       zt_train_shape *shape) {
+                       int batch_size, int eval_batch_size, int train_as_lm,
+                       int generation_objective, zt_train_shape *shape) {
     shape->sequences = zt_dataset_max_sequences(train, batch_size, train_as_lm);
     shape->seq_len = train->max_sequence;
     shape->cache_batch = shape->cache_columns = 0;
     if (eval) {
         /* evaluation always scores every candidate */
-        int sequences = zt_dataset_max_sequences(eval, batch_size, 0);
+        int sequences = zt_dataset_max_sequences(eval, eval_batch_size, 0);
         if (sequences > shape->sequences) shape->sequences = sequences;
         if (eval->max_sequence > shape->seq_len) shape->seq_len = eval->max_sequence;
         shape->seq_len = zt_generation_seq_len(eval, model, shape->seq_len);
-        plan_generation_cache(model, eval, batch_size, shape);
+        plan_generation_cache(model, eval, eval_batch_size, shape);
     }
     if (generation_objective) {
         shape->seq_len = zt_generation_seq_len(train, model, shape->seq_len);

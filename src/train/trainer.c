@@ -197,11 +197,23 @@ static zt_status check_objective(const run *r) {
     return ZT_OK;
 }
 
+/* The most examples one training forward of this rank holds: its share of the batch (its
+ * group's, with direction groups), in --grad-accum's micro-batches. */
+static int largest_micro_batch(const zt_train_options *o) {
+    const int ranks = o->comm ? o->comm->size : 1;
+    const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
+    const int per_group = ranks / groups > 0 ? ranks / groups : 1;
+    const int share = (o->batch_size + per_group - 1) / per_group;
+    const int accum = o->grad_accum > 1 ? o->grad_accum : 1;
+    return (share + accum - 1) / accum;
+}
+
 static zt_status create_workspace(run *r) {
     ZT_TRY(check_objective(r));
     zt_train_shape run_shape;
-    zt_train_shape_of(r->model, &r->train, r->have_eval ? &r->eval : NULL, r->o->batch_size,
-                      r->o->train_as_lm, r->o->objective == ZT_OBJECTIVE_F1, &run_shape);
+    zt_train_shape_of(r->model, &r->train, r->have_eval ? &r->eval : NULL,
+                      largest_micro_batch(r->o), r->o->batch_size, r->o->train_as_lm,
+                      r->o->objective == ZT_OBJECTIVE_F1, &run_shape);
     int n_variants = 1, sphere = 0;
     if (r->optimizer) ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
     zt_workspace_shape shape = {run_shape.sequences, run_shape.seq_len, n_variants,
@@ -279,6 +291,7 @@ static void run_free(run *r) {
     if (r->metrics) fclose(r->metrics);
     zt_sampler_free(&r->sampler);
     free(r->indices);
+    free(r->micro);
     zt_task_objective_release(&r->objective_state);
     zt_workspace_free(r->ws);
     zt_fo_run_release(r);
@@ -297,6 +310,12 @@ static int any_first_order(const zt_phases *phases) {
     for (int k = 0; k < phases->n; k++)
         if (phases->phase[k].fo) return 1;
     return 0;
+}
+
+static int groups_of(const zt_train_options *o) {
+    const int ranks = o->comm ? o->comm->size : 1;
+    const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
+    return ranks % groups == 0 ? groups : 1;
 }
 
 static zt_status check_options(const zt_train_options *o) {
@@ -342,6 +361,15 @@ static zt_status check_options(const zt_train_options *o) {
         return zt_fail(ZT_ERR_INVALID_ARG, "--verify-replicas %d: must be 0 (off) or more",
                        o->verify_replicas);
     const int ranks = o->comm ? o->comm->size : 1;
+    if (o->grad_accum < 0 || o->grad_accum > o->batch_size / (ranks / groups_of(o)))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--grad-accum %d: must be in 1 .. %d (every micro-batch needs an example)",
+                       o->grad_accum, o->batch_size / (ranks / groups_of(o)));
+    if (o->grad_accum > 1 && any_first_order(&phases))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--grad-accum is for zeroth-order steps; a first-order optimizer (%s) "
+                       "splits its step with --micro-batches",
+                       name);
     if (ranks > 1 && any_first_order(&phases))
         return zt_fail(ZT_ERR_UNAVAILABLE,
                        "%s over %d ranks: first-order training runs in one process (data-parallel "
@@ -662,6 +690,24 @@ static int step_seq_len(const run *r) {
     return longest;
 }
 
+static int grad_accum(const zt_train_options *o) {
+    return o->grad_accum > 1 ? o->grad_accum : 1;
+}
+
+/* The rank's examples [first, first + count) of the step as --grad-accum's micro-batches (one
+ * without it), each padded as the whole step's batch is when batch-invariant. */
+static zt_status build_micro_batches(run *r, int first, int count) {
+    const int n = grad_accum(r->o), seq_len = step_seq_len(r);
+    for (int i = 0; i < n; i++) {
+        int at = 0, size = 0;
+        zt_comm_share(count, n, i, &at, &size);
+        ZT_TRY(zt_task_batch_build_padded(&r->train, r->indices + first + at, size,
+                                          r->model->dims.pad_token_id, r->o->train_as_lm, seq_len,
+                                          &r->micro[i]));
+    }
+    return ZT_OK;
+}
+
 static zt_status train_loop(run *r, zt_train_result *res) {
     const zt_train_options *o = r->o;
     zt_engine_options eo = {o->seed, o->stochastic_rounding};
@@ -675,19 +721,20 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         ZT_TRY(zt_dp_layout_of(o->comm, o->direction_groups > 1 ? o->direction_groups : 1, 1,
                                o->batch_size, &me));
         const int first = me.first_example, count = me.n_examples;
-        zt_task_batch batch;
-        ZT_TRY(zt_task_batch_build_padded(&r->train, r->indices + first, count,
-                                          r->model->dims.pad_token_id, o->train_as_lm,
-                                          step_seq_len(r), &batch));
-        r->objective_state.batch = &batch;
+        zt_status s = build_micro_batches(r, first, count);
+        r->objective_state.batch = r->micro;
+        r->objective_state.n_micro = grad_accum(o);
         r->objective_state.indices = r->indices + first;
         r->objective_state.n_indices = count;
         res->examples_evaluated += count;
         zt_step_record rec;
         int skipped = 0;
-        zt_status s = take_step(r, step, &eo, t_start, &rec, &skipped);
+        if (s == ZT_OK) s = take_step(r, step, &eo, t_start, &rec, &skipped);
         r->objective_state.batch = NULL;
-        zt_task_batch_free(&batch);
+        for (int i = 0; i < grad_accum(o); i++) {
+            zt_task_batch_free(&r->micro[i]);
+            memset(&r->micro[i], 0, sizeof r->micro[i]);
+        }
         ZT_TRY(s);
         if (!skipped) res->last_train_loss = rec.losses[0];
         if (!skipped && !o->quiet && writes_files(r) && o->log_every > 0 &&
@@ -770,7 +817,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     r.any_fo = any_first_order(&r.phases);
     r.fo = r.phases.phase[0].fo;
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
-    if (s == ZT_OK && (o->batch_invariant || (o->comm && o->comm->size > 1)))
+    if (s == ZT_OK && (o->batch_invariant || grad_accum(o) > 1 || (o->comm && o->comm->size > 1)))
         s = zt_backend_set_batch_invariant(r.be, 1);
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_backward(r.be, "first-order training");
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_fo_update(r.be, "first-order training");
@@ -783,7 +830,8 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
                             o->batch_size);
     if (s == ZT_OK) {
         r.indices = zt_malloc((size_t)o->batch_size * sizeof *r.indices);
-        if (!r.indices) s = zt_fail(ZT_ERR_NOMEM, "batch indices");
+        r.micro = zt_calloc((size_t)grad_accum(o), sizeof *r.micro);
+        if (!r.indices || !r.micro) s = zt_fail(ZT_ERR_NOMEM, "batch indices");
     }
     zt_mem_reset_peak();
     if (s == ZT_OK && evaluation_due(o, r.next_step)) s = evaluate_at(&r, r.next_step);

@@ -62,6 +62,9 @@ typedef struct zt_train_options {
     /* the ranks in G groups, each evaluating its share of a step's variants (directions,
      * probes), data-parallel inside the group (src/dist/dp_reduce.h); 0 or 1: one group */
     int direction_groups;
+    /* ZO: each variant over the rank's examples in A micro-batches in turn (activations / A),
+     * bit-identical to the plain batch-invariant run; 0 or 1: one forward */
+    int grad_accum;
 } zt_train_options;
 
 typedef struct zt_train_result {
@@ -104,12 +107,13 @@ typedef struct zt_train_shape {
     int cache_batch, cache_columns; /* greedy decoding's KV cache; 0 without generation */
 } zt_train_shape;
 
-/* The shape a run over these datasets takes (eval may be NULL): batch_size examples per step and
- * per evaluation batch; generation_objective for --objective f1, which decodes training batches.
+/* The shape a run over these datasets takes (eval may be NULL): batch_size examples per training
+ * forward (a step's, or a micro-batch's), eval_batch_size per evaluation batch;
+ * generation_objective for --objective f1, which decodes training batches.
  * The trainer sizes its workspace by it; a plan at this shape is the run's. */
 void zt_train_shape_of(const zt_model *model, const zt_dataset *train, const zt_dataset *eval,
-                       int batch_size, int train_as_lm, int generation_objective,
-                       zt_train_shape *shape);
+                       int batch_size, int eval_batch_size, int train_as_lm,
+                       int generation_objective, zt_train_shape *shape);
 
 /* The plan at `shape` (its KV cache included when it has one); fo: a first-order run's options
  * (NULL: the defaults). */

@@ -15,6 +15,13 @@ ZOTUNE, MPIRUN, FIXTURES, DEMO = sys.argv[1:5]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 MPI_ARGS = ["--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader,tcp"]
+# Under the sanitizer build, processes that initialise MPI keep LeakSanitizer off: OpenMPI's
+# plugins allocate at MPI_Init and are unloaded at MPI_Finalize, so their blocks are reported
+# with "<unknown module>" frames no suppression can name. ASan and UBSan stay on; one-process
+# runs (no MPI) keep leak checking.
+MPI_ENV = dict(ENV)
+if "ASAN_OPTIONS" in MPI_ENV:
+    MPI_ENV["ASAN_OPTIONS"] += ":detect_leaks=0"
 failures = []
 
 
@@ -28,7 +35,7 @@ def train(out, args, ranks=None, timeout=300):
     cmd = [ZOTUNE, "train", "--output", out, "--threads", "1", "--quiet"] + args
     if ranks is not None:
         cmd = [MPIRUN, "-np", str(ranks)] + MPI_ARGS + cmd
-    p = subprocess.run(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    p = subprocess.run(cmd, env=MPI_ENV if ranks is not None else ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=timeout)
     return p.returncode, p.stderr
 
@@ -101,6 +108,14 @@ def main():
             check(rc == 0 and same_run(ref, out),
                   f"{name}: {ranks} ranks in {groups} direction groups equal one process (rc {rc}) "
                   f"{err.strip()[-300:]}")
+    # --grad-accum inside each rank's share, with direction groups and in place
+    ref = os.path.join(tmp, "directions-eval-1")
+    for ranks, extra in ((2, ["--grad-accum", "2"]), (4, ["--grad-accum", "2", "--direction-groups",
+                                                          "2"])):
+        out = os.path.join(tmp, f"accum-{ranks}")
+        rc, err = train(out, cases["directions-eval"] + extra, ranks)
+        check(rc == 0 and same_run(ref, out),
+              f"{ranks} ranks with {' '.join(extra)} equal one process (rc {rc}) {err[-300:]}")
     rc, err = train(os.path.join(tmp, "groups-bad"), groups_cases["mezo-q2"] +
                     ["--direction-groups", "2"], 3)
     check(rc != 0 and "must divide the 3 ranks" in err, f"3 ranks in 2 groups refused: {err[-200:]}")
@@ -115,7 +130,7 @@ def main():
     common = ["train", "--output", out, "--threads", "1", "--quiet", "--verify-replicas", "2"]
     cmd = [MPIRUN] + MPI_ARGS + ["-np", "1", ZOTUNE] + common + args + [":", "-np", "1",
                                                                         ZOTUNE] + common + other
-    p = subprocess.run(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    p = subprocess.run(cmd, env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=300)
     check(p.returncode != 0 and "after step 2 the weights of rank 1 differ" in p.stderr,
           f"drift: --verify-replicas names rank 1 (rc {p.returncode}) {p.stderr.strip()[-400:]}")
@@ -132,7 +147,7 @@ def main():
     out = os.path.join(tmp, "kill")
     cmd = [MPIRUN, "-np", "3"] + MPI_ARGS + [ZOTUNE, "train", "--output", out, "--threads", "1",
                                             "--quiet"] + args
-    job = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    job = subprocess.Popen(cmd, env=MPI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            start_new_session=True)
     deadline = time.time() + 120
     while log_lines(out) < 14 and time.time() < deadline and job.poll() is None:
