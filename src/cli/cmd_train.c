@@ -58,6 +58,7 @@ int zt_cmd_train(int argc, char **argv) {
     const char *lr_schedule = "constant", *eps_schedule = "constant", *dist = NULL;
     const char *mode = "shadow", *train_as = "classification", *bos = "opt", *objective = "loss";
     const char *on_nonfinite = "stop", *comm_kind = "auto";
+    double comm_timeout = 600.0;
     uint64_t seed = 42;
     int no_sr = 0, list = 0;
     const zt_arg_option options[] = {
@@ -111,7 +112,10 @@ int zt_cmd_train(int argc, char **argv) {
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
         {"comm", ZT_ARG_STRING, &comm_kind, "C",
-         "auto (default: the ranks of mpirun or srun, data-parallel), single or mpi"},
+         "auto (default: the ranks of mpirun/srun, or of a torchrun-style environment), single, "
+         "mpi or tcp"},
+        {"comm-timeout", ZT_ARG_DOUBLE, &comm_timeout, "S",
+         "tcp: the longest a rank waits for another before the job ends (default 600)"},
         {"verify-replicas", ZT_ARG_INT, &o.verify_replicas, "N",
          "data parallel: compare the ranks' weights every N steps, stop on a mismatch (0: off)"},
         {"grad-accum", ZT_ARG_INT, &o.grad_accum, "A",
@@ -216,7 +220,7 @@ int zt_cmd_train(int argc, char **argv) {
     zt_train_install_signal_handlers();
 
     zt_comm *comm = NULL;
-    zt_status cs = zt_comm_create(comm_kind, &comm);
+    zt_status cs = zt_comm_create(comm_kind, comm_timeout, &comm);
     if (cs != ZT_OK) return zt_cli_report("train", cs);
     o.comm = comm;
     if (comm->rank != 0) o.quiet = 1;

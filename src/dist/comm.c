@@ -59,18 +59,31 @@ int zt_comm_launched_as_ranks(void) {
            env_int("PMIX_SIZE", 1) > 1 || getenv("PMIX_RANK") != NULL;
 }
 
-zt_status zt_comm_create(const char *kind, zt_comm **out) {
+/* A torchrun-style environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (LOCAL_RANK). */
+static zt_status create_tcp(double timeout_s, zt_comm **out) {
+    const char *names[] = {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+    for (int i = 0; i < 4; i++)
+        if (!getenv(names[i]) || !*getenv(names[i]))
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--comm tcp: %s is not set (a torchrun-style launch sets RANK, "
+                           "WORLD_SIZE, MASTER_ADDR and MASTER_PORT)",
+                           names[i]);
+    const int rank = env_int("RANK", -1);
+    return zt_comm_tcp_create(rank, env_int("WORLD_SIZE", 0), env_int("LOCAL_RANK", rank),
+                              getenv("MASTER_ADDR"), env_int("MASTER_PORT", 0), timeout_s, out);
+}
+
+zt_status zt_comm_create(const char *kind, double timeout_s, zt_comm **out) {
     *out = NULL;
     if (!kind) kind = "auto";
-    int want_mpi = strcmp(kind, "mpi") == 0;
-    if (!want_mpi && strcmp(kind, "single") != 0 && strcmp(kind, "auto") != 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "--comm %s: expected auto, single or mpi", kind);
-    if (strcmp(kind, "auto") == 0) want_mpi = zt_comm_launched_as_ranks();
-    if (strcmp(kind, "single") != 0 && env_int("WORLD_SIZE", 1) > 1 && !want_mpi)
-        return zt_fail(ZT_ERR_UNAVAILABLE,
-                       "WORLD_SIZE=%d (a torchrun-style launch): this version joins ranks through "
-                       "MPI only; launch with mpirun or srun",
-                       env_int("WORLD_SIZE", 1));
+    int want_mpi = strcmp(kind, "mpi") == 0, want_tcp = strcmp(kind, "tcp") == 0;
+    if (!want_mpi && !want_tcp && strcmp(kind, "single") != 0 && strcmp(kind, "auto") != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--comm %s: expected auto, single, mpi or tcp", kind);
+    if (strcmp(kind, "auto") == 0) {
+        want_mpi = zt_comm_launched_as_ranks();
+        want_tcp = !want_mpi && env_int("WORLD_SIZE", 1) > 1;
+    }
+    if (want_tcp) return create_tcp(timeout_s, out);
     if (want_mpi) {
 #if ZT_HAVE_MPI
         return zt_comm_mpi_create(out);

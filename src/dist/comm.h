@@ -1,7 +1,8 @@
 /* The communicator of a multi-process run (docs/distributed.md): who this process is among the
  * job's ranks, and the few collectives a ZO step needs. Seeds are shared, so ranks exchange only
  * per-step scalars (loss sums and counts), never weights or z. Implementations: one process
- * (comm.c) and MPI for CPU ranks (comm_mpi.c). */
+ * (comm.c), MPI for ranks started by mpirun or srun (comm_mpi.c), and TCP for ranks started by
+ * a torchrun-style launcher (comm_tcp.c). */
 #ifndef ZT_DIST_COMM_H
 #define ZT_DIST_COMM_H
 
@@ -32,15 +33,19 @@ struct zt_comm {
 };
 
 /* kind "auto": MPI when the process was started by a launcher that sets up MPI ranks (mpirun:
- * OMPI_COMM_WORLD_SIZE; Slurm/MPICH: PMI_SIZE/PMIX_RANK) and this build has MPI, else one
- * process. "single" and "mpi" force one. A launcher that asks for ranks this build cannot serve
- * (mpirun without MPI compiled in, torchrun's WORLD_SIZE > 1) is an error, not a silent job of
- * N independent copies. */
-zt_status zt_comm_create(const char *kind, zt_comm **out);
+ * OMPI_COMM_WORLD_SIZE; Slurm/MPICH: PMI_SIZE/PMIX_RANK) and this build has MPI; TCP when a
+ * torchrun-style environment says WORLD_SIZE > 1 (with RANK, MASTER_ADDR, MASTER_PORT); else
+ * one process. "single", "mpi" and "tcp" force one. A launcher that asks for ranks this build
+ * cannot serve (mpirun without MPI compiled in) is an error, not a silent job of N independent
+ * copies. timeout_s: the longest a rank waits for a peer (TCP; MPI has no such bound). */
+zt_status zt_comm_create(const char *kind, double timeout_s, zt_comm **out);
 void zt_comm_destroy(zt_comm *c);
 
 /* The one-process communicator (kind "single"). */
 zt_status zt_comm_single_create(zt_comm **out);
+/* The TCP star around rank 0 at host:port (kind "tcp"); returns once every rank has joined. */
+zt_status zt_comm_tcp_create(int rank, int size, int local_rank, const char *host, int port,
+                             double timeout_s, zt_comm **out);
 #if ZT_HAVE_MPI
 zt_status zt_comm_mpi_create(zt_comm **out);
 #endif

@@ -1,0 +1,129 @@
+"""Ranks started by a torchrun-style environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT),
+no MPI: they join over TCP and train bit-identically to one --batch-invariant process; a rank
+killed with SIGKILL ends every rank within 60 s and the snapshot resumes to the uninterrupted
+result; a rank that hangs (SIGSTOP) is caught by --comm-timeout, naming it.
+argv: ZOTUNE DEMO_DIR"""
+import filecmp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ZOTUNE, DEMO = sys.argv[1:3]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+failures = []
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(out, args, ranks):
+    port = str(free_port())
+    procs = []
+    for rank in range(ranks):
+        env = dict(ENV, RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        procs.append(subprocess.Popen([ZOTUNE, "train", "--output", out, "--threads", "1",
+                                       "--quiet"] + args, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def wait_all(procs, timeout=300):
+    codes, errs = [], []
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=max(1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        codes.append(p.returncode)
+        errs.append(err)
+    return codes, errs
+
+
+def same_run(a, b):
+    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
+               for f in ("steplog.jsonl", "model.safetensors"))
+
+
+def log_lines(out):
+    try:
+        with open(os.path.join(out, "steplog.jsonl"), "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def single(out, args):
+    return subprocess.run([ZOTUNE, "train", "--output", out, "--threads", "1", "--quiet"] + args,
+                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True).returncode
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="zt_tcp_")
+    args = ["--model", os.path.join(DEMO, "model"), "--train",
+            os.path.join(DEMO, "task", "train.jsonl"), "--eval",
+            os.path.join(DEMO, "task", "dev.jsonl"), "--steps", "5", "--batch-size", "7",
+            "--lr", "1e-3", "--eval-every", "2"]
+    ref = os.path.join(tmp, "ref")
+    check(single(ref, args + ["--batch-invariant"]) == 0, "one process")
+    for ranks in (2, 3):
+        out = os.path.join(tmp, f"tcp-{ranks}")
+        codes, errs = wait_all(start(out, args, ranks))
+        check(codes == [0] * ranks and same_run(ref, out),
+              f"{ranks} TCP ranks equal one process ({codes}) {errs[0][-300:]}")
+
+    long_args = ["--model", os.path.join(DEMO, "model"), "--train",
+                 os.path.join(DEMO, "task", "train.jsonl"), "--steps", "60", "--batch-size", "4",
+                 "--lr", "1e-3", "--eval-every", "0", "--save-every", "5"]
+    long_ref = os.path.join(tmp, "long-ref")
+    check(single(long_ref, long_args + ["--batch-invariant"]) == 0, "long run, one process")
+    out = os.path.join(tmp, "killed")
+    procs = start(out, long_args, 3)
+    while log_lines(out) < 14 and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    procs[1].kill()
+    killed_at = time.time()
+    codes, errs = wait_all(procs, timeout=90)
+    took = time.time() - killed_at
+    check(all(c != 0 for c in codes) and took < 60,
+          f"SIGKILL of rank 1 ends every rank within 60 s ({codes}, {took:.1f} s)")
+    check("rank 1" in errs[0], f"rank 0 names rank 1: {errs[0].strip()[-200:]}")
+    check(single(out, long_args + ["--resume"]) == 0 and same_run(long_ref, out),
+          "the snapshot resumes in one process to the uninterrupted result")
+
+    out = os.path.join(tmp, "hung")
+    procs = start(out, long_args + ["--comm-timeout", "3"], 3)
+    while log_lines(out) < 8 and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    procs[2].send_signal(signal.SIGSTOP)
+    stopped_at = time.time()
+    codes, errs = wait_all(procs[:2], timeout=60)
+    took = time.time() - stopped_at
+    procs[2].kill()
+    procs[2].wait()
+    check(all(c != 0 for c in codes) and took < 30,
+          f"a hung rank ends the others after --comm-timeout 3 ({codes}, {took:.1f} s)")
+    check("rank 2" in errs[0] and "--comm-timeout" in errs[0],
+          f"rank 0 names the hung rank: {errs[0].strip()[-200:]}")
+    print(f"{len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
