@@ -342,20 +342,15 @@ static zt_status head_targets(const zt_sweep *sw, int first, int count, float *l
 /* The family's head input on the target rows only (its final norm and projection are
  * row-wise, so selecting the rows first changes nothing but the cost), then the head table (the
  * token table when tied), a chunk of rows at a time, and the targets' log-probabilities. A
- * batch-invariant backend gets one sequence's targets at a time (backend.h). */
+ * batch-invariant backend computes each target row on its own (backend.h: gemm_row_block 1),
+ * so a row meets the same GEMM whatever else the batch holds; the table's column pieces stay in
+ * cache across the rows. */
 zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
-    const zt_batch *b = sw->batch;
-    if (!sw->model->be->batch_invariant) return head_targets(sw, 0, b->n_targets, logits_out);
-    for (int first = 0; first < b->n_targets;) {
-        const int sequence = b->target_rows[first] / b->seq_len;
-        int count = 1;
-        while (first + count < b->n_targets &&
-               b->target_rows[first + count] / b->seq_len == sequence)
-            count++;
-        ZT_TRY(head_targets(sw, first, count, logits_out));
-        first += count;
-    }
-    return ZT_OK;
+    zt_backend *be = sw->model->be;
+    be->gemm_row_block = be->batch_invariant ? 1 : 0;
+    zt_status s = head_targets(sw, 0, sw->batch->n_targets, logits_out);
+    be->gemm_row_block = 0;
+    return s;
 }
 
 zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
