@@ -74,7 +74,7 @@ def main():
         ref = os.path.join(tmp, name + "-1")
         rc, err = train(ref, args + ["--batch-invariant"])
         check(rc == 0, f"{name}: one process, rc {rc} {err.strip()[-300:]}")
-        for ranks in (2, 3, 4):
+        for ranks in (2, 3, 4) if name == "classification" else (2, 3):
             out = os.path.join(tmp, f"{name}-{ranks}")
             rc, err = train(out, args, ranks)
             check(rc == 0 and same_run(ref, out),
@@ -102,7 +102,7 @@ def main():
         ref = os.path.join(tmp, name + "-1")
         rc, err = train(ref, args + ["--batch-invariant"])
         check(rc == 0, f"{name}: one process, rc {rc} {err.strip()[-300:]}")
-        for ranks, groups in ((2, 2), (4, 2), (3, 3)):
+        for ranks, groups in ((4, 2), (3, 3)) if name == "mezo-q2" else ((2, 2),):
             out = os.path.join(tmp, f"{name}-{ranks}-{groups}")
             rc, err = train(out, args + ["--direction-groups", str(groups)], ranks)
             check(rc == 0 and same_run(ref, out),
@@ -139,7 +139,7 @@ def main():
 
     # A rank killed with SIGKILL ends the job; the snapshot resumes in one process, and the run
     # ends equal to an uninterrupted one.
-    args = ["--model", demo_model, "--train", demo_train, "--steps", "60", "--batch-size", "4",
+    args = ["--model", demo_model, "--train", demo_train, "--steps", "40", "--batch-size", "4",
             "--lr", "1e-3", "--eval-every", "0", "--save-every", "5"]
     ref = os.path.join(tmp, "kill-ref")
     rc, err = train(ref, args + ["--batch-invariant"])
@@ -179,7 +179,7 @@ def main():
         time.sleep(0.05)
     single.send_signal(signal.SIGTERM)
     rc = single.wait(timeout=120)
-    check(rc == 130 and log_lines(out2) < 61, f"grow: one process stopped by SIGTERM (rc {rc})")
+    check(rc == 130 and log_lines(out2) < 41, f"grow: one process stopped by SIGTERM (rc {rc})")
     rc, err = train(out2, args + ["--resume"], 2)
     check(rc == 0 and same_run(ref, out2),
           f"grow: resumed over 2 ranks, equal to the uninterrupted run (rc {rc}) {err[-300:]}")
