@@ -73,6 +73,28 @@ zt_status zt_run_zero_state(zt_run *r);
 /* The f32 state copies the run keeps: the most any phase's optimizer needs. */
 int zt_run_state_copies(const zt_run *r);
 
+/* ---- several ranks (train_ranks.c) ---- */
+
+/* Only rank 0 of a data-parallel job writes (the log, metrics, snapshots, best/, the final
+ * weights): every rank holds the same weights and records bit for bit. */
+int zt_run_writes_files(const zt_run *r);
+/* Every rank waits until all have arrived (a no-op in one process). */
+zt_status zt_run_barrier(const zt_run *r);
+/* A stop asked of any rank (SIGTERM to one of them) stops all of them after the same step. */
+zt_status zt_run_stop_agreed(const zt_run *r, int local, int *agreed);
+/* --verify-replicas: every rank's weights against rank 0's after `steps` steps; all ranks reach
+ * the same verdict, so all stop together on a mismatch, which names the rank. */
+zt_status zt_run_verify_replicas(const zt_run *r, int steps);
+/* The rank's examples [first, first + count) of the step into r->micro, as --grad-accum's
+ * micro-batches (one without it), padded as the whole step's batch when batch-invariant. */
+zt_status zt_run_build_micro_batches(zt_run *r, int first, int count);
+/* --grad-accum's micro-batches per step (1 without it). */
+int zt_train_grad_accum(const zt_train_options *o);
+/* --direction-groups, or 1 when it does not divide the ranks (check_options refuses that). */
+int zt_train_direction_groups(const zt_train_options *o);
+/* The most examples one training forward of this rank holds. */
+int zt_train_largest_micro_batch(const zt_train_options *o);
+
 /* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out. */
 void zt_run_metrics_line(const zt_step_record *record, double elapsed, char *buf, size_t size);
 /* Rewrites metrics.jsonl from the log's records, keeping the elapsed times of the lines that

@@ -16,7 +16,6 @@
 
 #include "core/alloc.h"
 #include "core/dir_lock.h"
-#include "core/fingerprint.h"
 #include "core/fault.h"
 #include "core/path.h"
 #include "core/status.h"
@@ -79,18 +78,6 @@ static void format_duration(double seconds, char *buf, size_t size) {
 }
 
 typedef zt_run run;
-
-/* Only rank 0 of a data-parallel job writes (the log, metrics, snapshots, best/, the final
- * weights): every rank holds the same weights and records bit for bit. */
-static int writes_files(const run *r) {
-    return r->o->comm == NULL || r->o->comm->rank == 0;
-}
-
-/* Every rank waits here until all have arrived (a no-op in one process). */
-static zt_status barrier(const run *r) {
-    zt_comm *c = r->o->comm;
-    return c && c->size > 1 ? c->ops->barrier(c) : ZT_OK;
-}
 
 static zt_status ensure_dir(const char *dir) {
     zt_status s = zt_make_dirs(dir);
@@ -197,22 +184,11 @@ static zt_status check_objective(const run *r) {
     return ZT_OK;
 }
 
-/* The most examples one training forward of this rank holds: its share of the batch (its
- * group's, with direction groups), in --grad-accum's micro-batches. */
-static int largest_micro_batch(const zt_train_options *o) {
-    const int ranks = o->comm ? o->comm->size : 1;
-    const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
-    const int per_group = ranks / groups > 0 ? ranks / groups : 1;
-    const int share = (o->batch_size + per_group - 1) / per_group;
-    const int accum = o->grad_accum > 1 ? o->grad_accum : 1;
-    return (share + accum - 1) / accum;
-}
-
 static zt_status create_workspace(run *r) {
     ZT_TRY(check_objective(r));
     zt_train_shape run_shape;
     zt_train_shape_of(r->model, &r->train, r->have_eval ? &r->eval : NULL,
-                      largest_micro_batch(r->o), r->o->batch_size, r->o->train_as_lm,
+                      zt_train_largest_micro_batch(r->o), r->o->batch_size, r->o->train_as_lm,
                       r->o->objective == ZT_OBJECTIVE_F1, &run_shape);
     int n_variants = 1, sphere = 0;
     if (r->optimizer) ZT_TRY(probe_optimizer(r->optimizer, &n_variants, &sphere));
@@ -312,12 +288,6 @@ static int any_first_order(const zt_phases *phases) {
     return 0;
 }
 
-static int groups_of(const zt_train_options *o) {
-    const int ranks = o->comm ? o->comm->size : 1;
-    const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
-    return ranks % groups == 0 ? groups : 1;
-}
-
 static zt_status check_options(const zt_train_options *o) {
     if (!o->model_dir) return zt_fail(ZT_ERR_INVALID_ARG, "--model is required");
     if (!o->train_path) return zt_fail(ZT_ERR_INVALID_ARG, "--train is required");
@@ -361,10 +331,10 @@ static zt_status check_options(const zt_train_options *o) {
         return zt_fail(ZT_ERR_INVALID_ARG, "--verify-replicas %d: must be 0 (off) or more",
                        o->verify_replicas);
     const int ranks = o->comm ? o->comm->size : 1;
-    if (o->grad_accum < 0 || o->grad_accum > o->batch_size / (ranks / groups_of(o)))
+    if (o->grad_accum < 0 || o->grad_accum > o->batch_size / (ranks / zt_train_direction_groups(o)))
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--grad-accum %d: must be in 1 .. %d (every micro-batch needs an example)",
-                       o->grad_accum, o->batch_size / (ranks / groups_of(o)));
+                       o->grad_accum, o->batch_size / (ranks / zt_train_direction_groups(o)));
     if (o->grad_accum > 1 && any_first_order(&phases))
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--grad-accum is for zeroth-order steps; a first-order optimizer (%s) "
@@ -437,7 +407,7 @@ static zt_status open_log(run *r) {
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
-    if (s == ZT_OK && writes_files(r) && log_exists &&
+    if (s == ZT_OK && zt_run_writes_files(r) && log_exists &&
         strcmp(logged.compute, r->header.compute) != 0 && logged.compute[0])
         fprintf(stderr,
                 "zotune train: warning: %s was started on %s, this run computes on %s: the steps "
@@ -445,8 +415,8 @@ static zt_status open_log(run *r) {
                 "--device and --gemm)\n",
                 r->log_path, logged.compute, r->header.compute);
     /* every rank has read the log (and the snapshot) before rank 0 creates or changes either */
-    if (s == ZT_OK) s = barrier(r);
-    if (!writes_files(r)) {
+    if (s == ZT_OK) s = zt_run_barrier(r);
+    if (!zt_run_writes_files(r)) {
         free(records);
         return s;
     }
@@ -474,27 +444,12 @@ static zt_status write_metrics_line(run *r, const zt_step_record *rec, double el
 
 /* A record into the log (rank 0). The state moves past a step only once its record is in. */
 static zt_status append_record(run *r, const zt_step_record *rec) {
-    return writes_files(r) ? zt_steplog_append(r->log, rec) : ZT_OK;
+    return zt_run_writes_files(r) ? zt_steplog_append(r->log, rec) : ZT_OK;
 }
 
 /* The record's metrics.jsonl line (rank 0). */
 static zt_status metrics_line(run *r, const zt_step_record *rec, double elapsed) {
-    return writes_files(r) ? write_metrics_line(r, rec, elapsed) : ZT_OK;
-}
-
-/* A stop asked of any rank (SIGTERM to one of them) stops all of them after the same step. */
-static zt_status stop_agreed(const run *r, int local, int *agreed) {
-    zt_comm *c = r->o->comm;
-    *agreed = local;
-    if (!c || c->size <= 1) return ZT_OK;
-    int32_t mine = local;
-    int32_t *all = zt_malloc((size_t)c->size * sizeof *all);
-    if (!all) return zt_fail(ZT_ERR_NOMEM, "stop flags of %d ranks", c->size);
-    zt_status s = c->ops->allgather(c, &mine, sizeof mine, all);
-    for (int q = 0; s == ZT_OK && q < c->size; q++)
-        *agreed |= all[q] != 0;
-    free(all);
-    return s;
+    return zt_run_writes_files(r) ? write_metrics_line(r, rec, elapsed) : ZT_OK;
 }
 
 /* best/ holds the weights of the best evaluation so far with their score; it is complete
@@ -527,11 +482,11 @@ static zt_status evaluate_at(run *r, int step) {
     rec.kind = ZT_RECORD_EVAL;
     rec.step = step;
     rec.eval = (zt_eval_point){e.loss, e.metric, e.accuracy, e.f1, e.exact_match};
-    if (writes_files(r) && (r->best_step < 0 || e.metric > r->best_eval.metric))
+    if (zt_run_writes_files(r) && (r->best_step < 0 || e.metric > r->best_eval.metric))
         ZT_TRY(save_best(r, step, &e));
     ZT_TRY(append_record(r, &rec));
     zt_run_note_evaluation(r, &rec);
-    if (!r->o->quiet && writes_files(r)) {
+    if (!r->o->quiet && zt_run_writes_files(r)) {
         fprintf(stderr, "eval  step %d: loss %.5f", step, e.loss);
         if (e.accuracy >= 0) fprintf(stderr, ", accuracy %.2f%%", 100.0 * e.accuracy);
         if (e.f1 >= 0)
@@ -552,7 +507,7 @@ static zt_status log_skipped(run *r, int step, uint64_t step_seed, zt_skip_reaso
     rec.step_seed = step_seed;
     ZT_TRY(append_record(r, &rec));
     r->next_step = step + 1;
-    if (!r->o->quiet && writes_files(r))
+    if (!r->o->quiet && zt_run_writes_files(r))
         fprintf(stderr, "step %d skipped: %s\n", step + 1,
                 reason == ZT_SKIP_NONFINITE_LOSS ? "non-finite loss" : "non-finite weights");
     return metrics_line(r, &rec, elapsed);
@@ -597,7 +552,7 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
     if (n_nonfinite > 0) {
         ZT_TRY(zt_run_restore_logged_state(r));
         /* every rank has read the log before rank 0 appends to it */
-        ZT_TRY(barrier(r));
+        ZT_TRY(zt_run_barrier(r));
         if (r->o->skip_nonfinite) {
             *skipped = 1;
             return log_skipped(r, step, rec->step_seed, ZT_SKIP_NONFINITE_WEIGHTS,
@@ -632,80 +587,9 @@ static zt_status enter_phase(run *r, int step, double t_start) {
     snprintf(rec.fo_name, sizeof rec.fo_name, "%s", phase->optimizer);
     ZT_TRY(append_record(r, &rec));
     r->phase_logged = k;
-    if (!r->o->quiet && writes_files(r))
+    if (!r->o->quiet && zt_run_writes_files(r))
         fprintf(stderr, "phase %d from step %d: %s\n", k + 1, step + 1, phase->optimizer);
     return metrics_line(r, &rec, now_seconds() - t_start);
-}
-
-/* A checksum of every weight this rank holds, read back a slice at a time. */
-static zt_status weights_checksum(const run *r, uint64_t *checksum) {
-    enum { SLICE = 1 << 20 };
-    const zt_model *m = r->model;
-    uint8_t *host = zt_malloc(SLICE);
-    if (!host) return zt_fail(ZT_ERR_NOMEM, "--verify-replicas: a %d-byte slice", SLICE);
-    zt_fingerprint fp;
-    zt_fingerprint_init(&fp);
-    zt_status s = ZT_OK;
-    for (size_t done = 0; s == ZT_OK && done < m->weights_bytes; done += SLICE) {
-        const size_t n = m->weights_bytes - done < SLICE ? m->weights_bytes - done : SLICE;
-        s = m->be->ops->download(m->be, host, (const char *)m->weights + done, n);
-        if (s == ZT_OK) zt_fingerprint_update(&fp, host, n);
-    }
-    free(host);
-    *checksum = zt_fingerprint_final(&fp);
-    return s;
-}
-
-/* --verify-replicas: every rank's weights against rank 0's after `steps` steps. Every rank
- * reaches the same verdict, so all of them stop together on a mismatch. */
-static zt_status verify_replicas(const run *r, int steps) {
-    zt_comm *c = r->o->comm;
-    if (!c || c->size <= 1) return ZT_OK;
-    uint64_t mine = 0;
-    ZT_TRY(weights_checksum(r, &mine));
-    uint64_t *all = zt_malloc((size_t)c->size * sizeof *all);
-    if (!all) return zt_fail(ZT_ERR_NOMEM, "checksums of %d ranks", c->size);
-    zt_status s = c->ops->allgather(c, &mine, sizeof mine, all);
-    for (int q = 1; s == ZT_OK && q < c->size; q++)
-        if (all[q] != all[0])
-            s = zt_fail(ZT_ERR_INTERNAL,
-                        "--verify-replicas: after step %d the weights of rank %d differ from rank "
-                        "0's (checksum %016llx, rank 0 %016llx): were the ranks started with the "
-                        "same options and files?",
-                        steps, q, (unsigned long long)all[q], (unsigned long long)all[0]);
-    free(all);
-    return s;
-}
-
-/* The padded length of the whole step's batch, which a data-parallel rank pads its share to (0
- * when the backend is not batch-invariant: the share's own length is as good). */
-static int step_seq_len(const run *r) {
-    if (!r->be->batch_invariant) return 0;
-    int longest = 0;
-    for (int i = 0; i < r->o->batch_size; i++) {
-        const zt_example *e = &r->train.examples[r->indices[i]];
-        const int n = zt_example_longest_sequence(&r->train, e, r->o->train_as_lm);
-        if (n > longest) longest = n;
-    }
-    return longest;
-}
-
-static int grad_accum(const zt_train_options *o) {
-    return o->grad_accum > 1 ? o->grad_accum : 1;
-}
-
-/* The rank's examples [first, first + count) of the step as --grad-accum's micro-batches (one
- * without it), each padded as the whole step's batch is when batch-invariant. */
-static zt_status build_micro_batches(run *r, int first, int count) {
-    const int n = grad_accum(r->o), seq_len = step_seq_len(r);
-    for (int i = 0; i < n; i++) {
-        int at = 0, size = 0;
-        zt_comm_share(count, n, i, &at, &size);
-        ZT_TRY(zt_task_batch_build_padded(&r->train, r->indices + first + at, size,
-                                          r->model->dims.pad_token_id, r->o->train_as_lm, seq_len,
-                                          &r->micro[i]));
-    }
-    return ZT_OK;
 }
 
 static zt_status train_loop(run *r, zt_train_result *res) {
@@ -721,9 +605,9 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         ZT_TRY(zt_dp_layout_of(o->comm, o->direction_groups > 1 ? o->direction_groups : 1, 1,
                                o->batch_size, &me));
         const int first = me.first_example, count = me.n_examples;
-        zt_status s = build_micro_batches(r, first, count);
+        zt_status s = zt_run_build_micro_batches(r, first, count);
         r->objective_state.batch = r->micro;
-        r->objective_state.n_micro = grad_accum(o);
+        r->objective_state.n_micro = zt_train_grad_accum(o);
         r->objective_state.indices = r->indices + first;
         r->objective_state.n_indices = count;
         res->examples_evaluated += count;
@@ -731,27 +615,28 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         int skipped = 0;
         if (s == ZT_OK) s = take_step(r, step, &eo, t_start, &rec, &skipped);
         r->objective_state.batch = NULL;
-        for (int i = 0; i < grad_accum(o); i++) {
+        for (int i = 0; i < zt_train_grad_accum(o); i++) {
             zt_task_batch_free(&r->micro[i]);
             memset(&r->micro[i], 0, sizeof r->micro[i]);
         }
         ZT_TRY(s);
         if (!skipped) res->last_train_loss = rec.losses[0];
-        if (!skipped && !o->quiet && writes_files(r) && o->log_every > 0 &&
+        if (!skipped && !o->quiet && zt_run_writes_files(r) && o->log_every > 0 &&
             ((step + 1) % o->log_every == 0 || step == first_step))
             progress(r, step, rec.losses[0], rec.update.step_size, t_start, first_step);
         steps_this_run++;
         int last = step + 1 == o->steps;
         if (o->verify_replicas > 0 && (step + 1) % o->verify_replicas == 0)
-            ZT_TRY(verify_replicas(r, step + 1));
+            ZT_TRY(zt_run_verify_replicas(r, step + 1));
         if (!last && evaluation_due(o, step + 1)) ZT_TRY(evaluate_at(r, step + 1));
-        if (writes_files(r) && o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
+        if (zt_run_writes_files(r) && o->save_every > 0 && (step + 1) % o->save_every == 0 &&
+            !last) {
             ZT_TRY(zt_steplog_sync(r->log));
             ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                     step + 1, r->observed_eval_step));
         }
         int stop = 0;
-        ZT_TRY(stop_agreed(r, stop_requested != 0, &stop));
+        ZT_TRY(zt_run_stop_agreed(r, stop_requested != 0, &stop));
         if (stop || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
             res->interrupted = !last;
             break;
@@ -807,17 +692,18 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));
     zt_dir_lock lock = {-1};
     zt_status s = ZT_OK;
-    if (writes_files(&r)) {
+    if (zt_run_writes_files(&r)) {
         s = ensure_dir(o->output_dir);
         if (s == ZT_OK) s = zt_dir_lock_acquire(o->output_dir, "--output", &lock);
     }
     /* the other ranks read the output directory once rank 0 has made and locked it */
-    if (s == ZT_OK) s = barrier(&r);
+    if (s == ZT_OK) s = zt_run_barrier(&r);
     if (s == ZT_OK) s = zt_phases_parse(o->schedule, o->optimizer, o->steps, &r.phases);
     r.any_fo = any_first_order(&r.phases);
     r.fo = r.phases.phase[0].fo;
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
-    if (s == ZT_OK && (o->batch_invariant || grad_accum(o) > 1 || (o->comm && o->comm->size > 1)))
+    if (s == ZT_OK &&
+        (o->batch_invariant || zt_train_grad_accum(o) > 1 || (o->comm && o->comm->size > 1)))
         s = zt_backend_set_batch_invariant(r.be, 1);
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_backward(r.be, "first-order training");
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_fo_update(r.be, "first-order training");
@@ -830,14 +716,14 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
                             o->batch_size);
     if (s == ZT_OK) {
         r.indices = zt_malloc((size_t)o->batch_size * sizeof *r.indices);
-        r.micro = zt_calloc((size_t)grad_accum(o), sizeof *r.micro);
+        r.micro = zt_calloc((size_t)zt_train_grad_accum(o), sizeof *r.micro);
         if (!r.indices || !r.micro) s = zt_fail(ZT_ERR_NOMEM, "batch indices");
     }
     zt_mem_reset_peak();
     if (s == ZT_OK && evaluation_due(o, r.next_step)) s = evaluate_at(&r, r.next_step);
     if (s == ZT_OK && r.next_step < o->steps) s = train_loop(&r, res);
     if (s == ZT_OK && !res->interrupted && r.next_step == o->steps) s = evaluate_at(&r, o->steps);
-    if (r.log && writes_files(&r)) {
+    if (r.log && zt_run_writes_files(&r)) {
         /* The first error is the one to report: keep its text while saving. */
         char first_error[2048];
         snprintf(first_error, sizeof first_error, "%s", zt_last_error());
