@@ -5,7 +5,8 @@
  * norm passes), STP (K = 3), shadow and in-place, F32 and F16, all or some tensors trainable,
  * GEMMs in f32 and with half inputs (--gemm half: half staging, rounded activations); and the
  * first-order optimizers (AdamW, SGD on bf16 layers, Adam without the embeddings, AdaMM on f16),
- * whose plan adds backprop's buffers and scratch, the gradient and the optimizer's state.
+ * whose plan adds backprop's buffers and scratch, the gradient and the optimizer's state; and
+ * --grad-accum, whose forwards (and plan) hold one micro-batch.
  * argv[1] is the zotune binary. */
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
@@ -16,25 +17,29 @@
 typedef struct run_spec {
     const char *fixture, *optimizer, *mode, *trainable, *gemm;
     int checkpoint; /* first-order: --checkpoint-activations */
+    int grad_accum; /* ZO: --grad-accum (0: off), planned at the micro-batch's shape */
 } run_spec;
 
 static const run_spec runs[] = {
-    {"opt-pre", "mezo", "shadow", NULL, "f32", 0},
-    {"opt-pre-f16", "mezo", "shadow", NULL, "f32", 0},
-    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0},
-    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32", 0},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32", 0},
-    {"opt-post", "stp", "shadow", "!embed_*", "f32", 0},
+    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 0},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "f32", 0, 0},
+    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0, 0},
+    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32", 0, 0},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32", 0, 0},
+    {"opt-post", "stp", "shadow", "!embed_*", "f32", 0, 0},
     /* half GEMM inputs: staging in the stored dtype, rounded activations in the scratch */
-    {"opt-pre-f16", "mezo", "shadow", NULL, "half", 0},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half", 0},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "half", 0, 0},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half", 0, 0},
     /* first-order: backprop's buffers and scratch, the gradient, the optimizer's state */
-    {"opt-pre", "adamw", "shadow", NULL, "f32", 0},
-    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32", 0},
-    {"opt-post", "adam", "shadow", "!embed_*", "f32", 0},
-    {"opt-pre-f16", "adamm", "shadow", NULL, "f32", 0},
-    {"opt-pre", "adamw", "shadow", NULL, "f32", 1},
-    {"opt-post", "sgd", "shadow", NULL, "f32", 1},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 0, 0},
+    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32", 0, 0},
+    {"opt-post", "adam", "shadow", "!embed_*", "f32", 0, 0},
+    {"opt-pre-f16", "adamm", "shadow", NULL, "f32", 0, 0},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 1, 0},
+    {"opt-post", "sgd", "shadow", NULL, "f32", 1, 0},
+    /* --grad-accum: the forwards hold a micro-batch, and so does the plan */
+    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 2},
+    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0, 4},
 };
 
 /* The plan as `zotune info --json` prints it. */
@@ -74,15 +79,18 @@ int main(int argc, char **argv) {
         o.steps = 12;
         o.save_every = 5;
         o.fo.checkpoint_activations = r->checkpoint;
+        o.grad_accum = r->grad_accum;
         /* as `zotune train` and `zotune info` take it: PyTorch's SGD keeps no momentum unasked */
         if (strcmp(r->optimizer, "sgd") == 0) o.hp.momentum = 0.0;
         zt_train_result res;
         ZT_REQUIRE_OK(zt_train(&o, &res));
         /* score.jsonl: batch 4 of LM records, the longest 20 tokens */
-        double plan = planned_bytes(argv[1], r, 4, 20);
-        printf("%-13s %-10s %-7s gemm %-4s trainable %-10s%s measured peak %zu bytes, plan %.0f\n",
+        const int accum = r->grad_accum > 1 ? r->grad_accum : 1;
+        double plan = planned_bytes(argv[1], r, (4 + accum - 1) / accum, 20);
+        printf("%-13s %-10s %-7s gemm %-4s trainable %-10s%s grad-accum %d: measured peak %zu "
+               "bytes, plan %.0f\n",
                r->fixture, r->optimizer, r->mode, r->gemm, r->trainable ? r->trainable : "all",
-               r->checkpoint ? " checkpointed" : "", res.peak_bytes, plan);
+               r->checkpoint ? " checkpointed" : "", accum, res.peak_bytes, plan);
         ZT_CHECK((double)res.peak_bytes == plan, "%s %s %s: peak %zu != plan %.0f", r->fixture,
                  r->optimizer, r->mode, res.peak_bytes, plan);
         remove_run_dir(out);
