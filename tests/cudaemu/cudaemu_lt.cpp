@@ -19,6 +19,7 @@
 #include <cblas.h>
 #include <stdio.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -71,11 +72,15 @@ template <typename State, typename Opaque> void write_state(Opaque *o, const Sta
     memcpy(o, &s, sizeof s);
 }
 
+/* Descriptors, layouts and preferences created and not yet destroyed (the handle aside). */
+std::atomic<long> live_objects{0};
+
 /* The create / destroy pair every descriptor kind shares: the state lives in the opaque block. */
 template <typename Opaque, typename State>
 cublasStatus_t create_object(Opaque **out, const State &state) {
     if (out == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
     *out = new Opaque();
+    live_objects++;
     write_state(*out, state);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -85,6 +90,7 @@ cublasStatus_t destroy_object(Opaque *object, uint32_t magic) {
     if (object == nullptr || read_state<State>(object).magic != magic)
         return CUBLAS_STATUS_INVALID_VALUE;
     delete object;
+    live_objects--;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -521,6 +527,10 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
             }
     }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+long cudaemu_lt_live_objects(void) {
+    return live_objects.load();
 }
 
 } // extern "C"

@@ -132,9 +132,69 @@ static void check_buckets(void) {
              n_distinct);
 }
 
+/* More configurations than the cache holds (kLtPlanCacheSize, 128): the oldest plans are
+ * destroyed as new ones come, a shape met again after its plan was evicted is planned again and
+ * still computes the double loop's result, and destroying the backend destroys every cuBLASLt
+ * object the cache held. */
+static void check_eviction(void) {
+    enum { N = 3, IC = 8, SHAPES = 150, CACHE = 128 };
+    const long live_before = cudaemu_lt_live_objects();
+    zt_backend *emu = NULL;
+    ZT_REQUIRE_OK(zt_cudaemu_backend_create(0, &emu));
+    const zt_backend_ops *op = emu->ops;
+    float x[N * IC], w[SHAPES * IC], want[N * SHAPES], got[N * SHAPES];
+    for (int i = 0; i < N * IC; i++)
+        x[i] = (float)((i * 7) % 11) - 5.0f;
+    for (int i = 0; i < SHAPES * IC; i++)
+        w[i] = (float)((i * 5) % 13) * 0.25f - 1.5f;
+    float *d_x = NULL, *d_w = NULL, *d_out = NULL;
+    ZT_REQUIRE_OK(op->alloc(emu, sizeof x, ZT_MEM_ACTIVATIONS, (void **)&d_x));
+    ZT_REQUIRE_OK(op->alloc(emu, sizeof w, ZT_MEM_WEIGHTS, (void **)&d_w));
+    ZT_REQUIRE_OK(op->alloc(emu, sizeof got, ZT_MEM_ACTIVATIONS, (void **)&d_out));
+    ZT_REQUIRE_OK(op->upload(emu, d_x, x, sizeof x));
+    ZT_REQUIRE_OK(op->upload(emu, d_w, w, sizeof w));
+    const zt_weight absent = {NULL, ZT_F32};
+    /* out_features 1..SHAPES, then the first 10 again (evicted by then) */
+    for (int pass = 0; pass < 2; pass++)
+        for (int oc = 1; oc <= (pass ? 10 : SHAPES); oc++) {
+            const zt_weight wt = {d_w, ZT_F32};
+            ZT_REQUIRE_OK(op->linear(emu, d_out, d_x, wt, absent, N, IC, oc, 0));
+            ZT_REQUIRE_OK(op->download(emu, got, d_out, (size_t)N * oc * sizeof(float)));
+            for (int n = 0; n < N; n++)
+                for (int o = 0; o < oc; o++) {
+                    double sum = 0.0; /* small integers and quarters: exact in f32 */
+                    for (int k = 0; k < IC; k++)
+                        sum += (double)x[n * IC + k] * w[o * IC + k];
+                    want[n * oc + o] = (float)sum;
+                }
+            ZT_CHECK(memcmp(got, want, (size_t)N * oc * sizeof(float)) == 0,
+                     "linear OC=%d (pass %d) differs from the double loop", oc, pass);
+        }
+    zt_cuda_gemm_counts c;
+    zt_cudaemu_backend_gemm_counts(emu, &c);
+    ZT_CHECK(c.cached_plans == CACHE, "%d plans cached after %d shapes", c.cached_plans, SHAPES);
+    ZT_CHECK(c.heuristic_queries == SHAPES + 10,
+             "%llu heuristic queries for %d shapes and 10 evicted ones again", c.heuristic_queries,
+             SHAPES);
+    /* each plan: a descriptor and 3 layouts, alive; a preference per query, destroyed at once */
+    ZT_CHECK(cudaemu_lt_live_objects() - live_before == 4 * CACHE,
+             "%ld cuBLASLt objects alive with %d plans cached",
+             cudaemu_lt_live_objects() - live_before, CACHE);
+    op->free(emu, d_x, sizeof x, ZT_MEM_ACTIVATIONS);
+    op->free(emu, d_w, sizeof w, ZT_MEM_WEIGHTS);
+    op->free(emu, d_out, sizeof got, ZT_MEM_ACTIVATIONS);
+    zt_backend_destroy(emu);
+    ZT_CHECK(cudaemu_lt_live_objects() == live_before,
+             "%ld cuBLASLt objects alive after the backend was destroyed, %ld before",
+             cudaemu_lt_live_objects(), live_before);
+    printf("plan cache: %d shapes, %d cached, %llu queries, objects freed at destroy\n", SHAPES,
+           CACHE, c.heuristic_queries);
+}
+
 int main(void) {
     check_opt_plans();
     check_buckets();
+    check_eviction();
 
     const char *fixtures = getenv("ZT_FIXTURES");
     ZT_REQUIRE(fixtures != NULL, "ZT_FIXTURES is not set");
