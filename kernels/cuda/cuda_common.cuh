@@ -259,6 +259,13 @@ struct zt_lt_gemm {
     zt_lt_rows_dim rows_dim;
 };
 zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gemm &g);
+/* The largest power of two (at most 256) dividing the address: what cuBLASLt may assume. */
+static inline unsigned zt_alignment_of(const void *p) {
+    unsigned a = 256;
+    while (a > 1 && ((uintptr_t)p % a) != 0)
+        a /= 2;
+    return a;
+}
 /* Destroys every cached GEMM plan (the backend's destroy). */
 void zt_cuda_lt_plans_release(zt_cuda_backend *cb);
 
