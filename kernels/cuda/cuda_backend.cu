@@ -247,6 +247,7 @@ static void release(zt_cuda_backend *cb) {
         zt_mem_track_free(ZT_MEM_SCRATCH, ZT_CUDA_LT_WORKSPACE_BYTES);
     }
     zt_cuda_logprob_release(cb);
+    zt_cuda_lt_plans_release(cb);
     if (cb->lt) (void)cublasLtDestroy(cb->lt);
     if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     free(cb);
@@ -465,6 +466,10 @@ extern "C" zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t flo
                        kMinLinearChunkFloats);
     ZT_CUDA_NAMESPACE::zt_cuda(be)->linear_chunk_floats = floats;
     return ZT_OK;
+}
+
+extern "C" void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out) {
+    *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->gemm_counts;
 }
 
 extern "C" void *zt_cuda_backend_stream(zt_backend *be) {

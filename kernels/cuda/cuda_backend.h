@@ -8,10 +8,23 @@ extern "C" { /* backend.h itself has no C++ guard */
 
 #include "backend.h"
 
-/* Sets how many operand elements linear converts per chunk (default 16M; at least 1024). The
- * tests lower it so that small layers take linear's chunked paths (several half-input chunks,
- * widened weight chunks) on the real library too. Takes effect for scratch plans made after it. */
+/* Sets the scratch one chunk of linear's converted operand may take, in floats (default 16M:
+ * 64 MiB; at least 1024): that many widened f32 weight elements, or twice as many half activation
+ * elements. The tests lower it so that small layers take linear's chunked paths (several
+ * half-input chunks, widened weight chunks) on the real library too. Takes effect for scratch
+ * plans made after it. */
 zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t floats);
+/* What the backend's GEMM call site has done since the backend was created, so that tests and
+ * benchmarks can hold a step to its cuBLASLt host work (docs/design.md §4.3, "GEMMs"). */
+typedef struct zt_cuda_gemm_counts {
+    unsigned long long matmuls;             /* cublasLtMatmul calls */
+    unsigned long long descriptors_created; /* matmul descriptors, layouts and preferences */
+    unsigned long long heuristic_queries;   /* cublasLtMatmulAlgoGetHeuristic calls */
+    unsigned long long algo_checks;         /* cublasLtMatmulAlgoCheck calls */
+    int cached_plans;                       /* entries in the GEMM plan cache now */
+} zt_cuda_gemm_counts;
+void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out);
+
 /* Target rows per LM-head chunk on CUDA (zt_backend.head_chunk_rows). Each chunk's GEMM reads the
  * whole (V, e) head table again (77 MB for opt-125m in bf16): 64-row chunks read it 64 times for
  * the 4096 target rows of an all-token batch, 1024-row chunks 4 times, and give the GEMM enough

@@ -21,6 +21,8 @@
 extern "C" {
 #include "backend.h"
 #include "core/status.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/linear_plan.h"
 #include "op_checks.h"
 }
 
@@ -92,10 +94,12 @@ constexpr int kMaxStrideBlocks = 4096;
 #ifndef ZT_CUDA_ZO_MAX_BLOCKS
 #define ZT_CUDA_ZO_MAX_BLOCKS 4096u
 #endif
-/* linear converts at most this many operand elements at a time by default, so its scratch stays
- * bounded (64 MiB) however large the layer. A backend keeps its own value (linear_chunk_floats),
- * which the tests lower with zt_cuda_backend_set_linear_chunk to reach every chunked path at test
- * sizes, on the executor and on a real GPU alike; the executor also starts lower. */
+/* A chunk of linear's converted operand takes at most this many floats of scratch by default (64
+ * MiB: 16M widened f32 elements or 32M half ones), so its scratch stays bounded however large the
+ * layer; linear_plan.h cuts the rows evenly within it. A backend keeps its own value
+ * (linear_chunk_floats), which the tests lower with zt_cuda_backend_set_linear_chunk to reach every
+ * chunked path at test sizes, on the executor and on a real GPU alike; the executor also starts
+ * lower. */
 #ifndef ZT_CUDA_LINEAR_CHUNK_FLOATS
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (16u << 20)
 #endif
@@ -107,19 +111,33 @@ constexpr size_t kMinLinearChunkFloats = 1024;
 #define ZT_CUDA_LT_WORKSPACE_BYTES (32u << 20)
 #endif
 
-/* The algorithm cuBLASLt's heuristic picked for one GEMM configuration, so that the heuristic
- * (tens of microseconds on the host) runs once per layer shape, not once per call. */
-struct zt_lt_algo_key {
-    int m, n, k, lda, ldb, ldc;
+/* One GEMM configuration's cuBLASLt objects, created once and reused by every call of that
+ * configuration (linear.cu): the matmul descriptor, the A, B and D layouts and the algorithm
+ * cuBLASLt's heuristic chose. The dimension carrying the batch's rows is filed under its bucket
+ * (zt_gemm_rows_bucket), so that batches of varying length share plans; the layouts hold the
+ * dimensions of the latest call. */
+struct zt_lt_plan_key {
+    int m, n, k, lda, ldb, ldc;       /* the rows dimension bucketed */
     int trans_a, trans_b, accumulate; /* op(A), op(B) transposed; beta = 1 (D += ...) */
-    int a_type, b_type, compute, epilogue;
+    int a_type, b_type, compute, epilogue, rows_dim;
     unsigned align_a, align_b, align_d, align_bias; /* bytes; cuBLASLt's algos depend on them */
 };
-struct zt_lt_algo_entry {
-    zt_lt_algo_key key;
+constexpr int kLtPlanServedDims = 4;
+struct zt_lt_plan {
+    zt_lt_plan_key key;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
+    int m, n, k; /* what the layouts hold now */
+    /* (m, n, k) the algorithm is known to serve: the one the heuristic was asked about, then the
+     * latest that cublasLtMatmulAlgoCheck confirmed, so that chunks of two sizes in one bucket
+     * (or a tail chunk) are checked once, not at every call. */
+    int served[kLtPlanServedDims][3];
+    int n_served, next_served;
 };
-constexpr int kLtAlgoCacheSize = 64;
+/* A forward uses a handful of configurations per bucket (q/k/v/out, fc1, fc2, the head), the
+ * backward as many again; full, the oldest plan is destroyed. */
+constexpr int kLtPlanCacheSize = 128;
 /* attention.cu's kernel instances, one slot each in zt_cuda_backend::attention_max_shared. */
 constexpr int kAttentionKernelSlots = 16;
 /* attention_backward.cu's two kernels, a slot each in attention_backward_max_shared. */
@@ -142,8 +160,9 @@ struct zt_cuda_backend {
     cudaStream_t stream; /* every op, copy and GEMM is ordered on this one stream */
     cublasLtHandle_t lt; /* every GEMM (linear.cu) */
     void *lt_workspace;  /* device, ZT_CUDA_LT_WORKSPACE_BYTES */
-    zt_lt_algo_entry lt_algos[kLtAlgoCacheSize];
-    int n_lt_algos, next_lt_evict;
+    zt_lt_plan lt_plans[kLtPlanCacheSize];
+    int n_lt_plans, next_lt_evict;
+    zt_cuda_gemm_counts gemm_counts; /* see zt_cuda_backend_gemm_counts */
     float *scratch; /* device; linear's converted operands, z_sumsq's partial sums, or the
                        terms of a perturbation too long to pass by value */
     size_t scratch_floats;
@@ -211,13 +230,18 @@ zt_status zt_cuda_find_bad_index(zt_cuda_backend *cb, const int32_t *values, /* 
 
 // ---- the GEMM call site (linear.cu) ----
 
+/* Which GEMM dimension carries the batch's rows (B*T or a chunk of them): the plan cache files it
+ * under its bucket (zt_gemm_rows_bucket). */
+enum zt_lt_rows_dim { ZT_LT_ROWS_NONE = 0, ZT_LT_ROWS_N, ZT_LT_ROWS_K };
+
 /* One cuBLASLt matmul, in cuBLASLt's column-major terms:
  *     D (m, n) = op(A) op(B) (+ bias over D's rows) (then ReLU) (+ D first, when accumulate)
  * with op(X) = X^T when trans_x, so A is stored (k, m) when transposed and (m, k) otherwise, with
  * leading dimension lda; B likewise (n, k) or (k, n); D is f32 (m, n) with leading dimension ldd.
- * Products accumulate in f32 under `compute`. The algorithm is cached per configuration and
- * pointer alignments; max_align_a (0: none) caps the alignment A is declared with, so that two
- * calls whose A differ only in alignment get the same algorithm, hence the same bits. */
+ * Products accumulate in f32 under `compute`. Descriptors, layouts and algorithm are cached per
+ * configuration and pointer alignments (zt_lt_plan), rows_dim's dimension by bucket; max_align_a
+ * (0: none) caps the alignment A is declared with, so that two calls whose A differ only in
+ * alignment get the same algorithm, hence the same bits. */
 struct zt_lt_gemm {
     const void *a;
     zt_dtype a_dtype;
@@ -232,8 +256,18 @@ struct zt_lt_gemm {
     int relu, accumulate;
     cublasComputeType_t compute;
     unsigned max_align_a;
+    zt_lt_rows_dim rows_dim;
 };
 zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gemm &g);
+/* The largest power of two (at most 256) dividing the address: what cuBLASLt may assume. */
+static inline unsigned zt_alignment_of(const void *p) {
+    unsigned a = 256;
+    while (a > 1 && ((uintptr_t)p % a) != 0)
+        a /= 2;
+    return a;
+}
+/* Destroys every cached GEMM plan (the backend's destroy). */
+void zt_cuda_lt_plans_release(zt_cuda_backend *cb);
 
 // ---- the ops, one family per file ----
 
@@ -294,8 +328,7 @@ zt_status zt_cuda_target_logprobs_backward(zt_backend *be, float *d_logits, cons
 /* The first-order update ops (fo_update.cu), bit for bit the CPU backend's. fo_update's
  * non-finite count is the ZO update's deferred one: complete after the next wait. */
 zt_status zt_cuda_fo_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
-                            size_t n_elems, const float *grad, float *state,
-                            const zt_fo_update *u);
+                            size_t n_elems, const float *grad, float *state, const zt_fo_update *u);
 zt_status zt_cuda_grad_sumsq(zt_backend *be, double *out, const float *x, size_t n_elems);
 
 /* z_sumsq on a grid of at most max_blocks blocks (the op uses ZT_CUDA_ZO_MAX_BLOCKS). The result
@@ -305,66 +338,7 @@ zt_status zt_cuda_z_sumsq_grid(zt_backend *be, double *out, uint64_t seed, uint3
 
 // ---- scratch planning: what each op asks of zt_cuda_scratch (cuda_backend.cu answers queries) --
 
-/* What linear takes of zt_cuda_scratch, as byte offsets into it: the bias copied as f32 (cuBLASLt
- * adds an f32 bias to an f32 output, and wants it 16-byte aligned: copy_bias for a half bias, or
- * an f32 one at a lesser address), then one chunk of the converted operand: activation rows
- * rounded to the weight's half dtype (ZT_GEMM_HALF), or weight rows widened to f32 (a half weight
- * under ZT_GEMM_F32 / TF32). Each part starts 256-byte aligned, as cuBLASLt's fastest kernels
- * want. Chunks hold at most chunk_floats elements (the backend's linear_chunk_floats; at least one
- * row; four weight rows). */
-struct zt_linear_scratch {
-    size_t bias_offset, operand_offset, total_bytes;
-    size_t chunk_rows; /* activation rows (HALF) or weight rows (widened) per chunk; 0 = none */
-    int half_inputs;   /* 1: activations are converted, the weight is used as stored */
-    int widen_weight;  /* 1: the weight is widened in chunks */
-    int copy_bias;     /* 1: the bias is copied (widened if half) to the first part */
-};
-
-static inline size_t zt_align256(size_t n) {
-    return (n + 255u) / 256u * 256u;
-}
-
-static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precision, int n_rows,
-                                                       int in_features, int out_features,
-                                                       zt_dtype weight_dtype, int copy_bias,
-                                                       size_t chunk_floats) {
-    zt_linear_scratch plan = {0, 0, 0, 0, 0, 0, 0};
-    if (in_features <= 0 || out_features <= 0) return plan;
-    const int half_weight = weight_dtype == ZT_F16 || weight_dtype == ZT_BF16;
-    plan.half_inputs = half_weight && precision == ZT_GEMM_HALF;
-    plan.widen_weight = half_weight && !plan.half_inputs;
-    plan.copy_bias = copy_bias;
-    size_t cursor = 0;
-    if (plan.copy_bias) {
-        plan.bias_offset = cursor;
-        cursor = zt_align256(cursor + (size_t)out_features * sizeof(float));
-    }
-    size_t chunk_rows = chunk_floats / (size_t)in_features;
-    /* Whole multiples of 64 rows (else of 4) keep each weight chunk's column block of out, and its
-     * slice of the bias, 256-byte (else 16-byte) aligned for cuBLASLt. */
-    if (chunk_rows >= 64)
-        chunk_rows -= chunk_rows % 64;
-    else if (chunk_rows >= 4)
-        chunk_rows -= chunk_rows % 4;
-    if (chunk_rows < 1) chunk_rows = 1;
-    size_t operand_bytes = 0;
-    if (plan.half_inputs && n_rows > 0) {
-        if (chunk_rows > (size_t)n_rows) chunk_rows = (size_t)n_rows;
-        plan.chunk_rows = chunk_rows;
-        operand_bytes = chunk_rows * (size_t)in_features * zt_dtype_size(weight_dtype);
-    } else if (plan.widen_weight) {
-        if (chunk_rows < 4) chunk_rows = 4; /* a bias slice stays 16-byte aligned */
-        if (chunk_rows > (size_t)out_features) chunk_rows = (size_t)out_features;
-        plan.chunk_rows = chunk_rows;
-        operand_bytes = chunk_rows * (size_t)in_features * sizeof(float);
-    }
-    if (operand_bytes) {
-        plan.operand_offset = cursor;
-        cursor = zt_align256(cursor + operand_bytes);
-    }
-    plan.total_bytes = cursor;
-    return plan;
-}
+/* What linear takes of zt_cuda_scratch: zt_cuda_linear_scratch (linear_plan.h). */
 
 /* Floats of scratch z_sumsq takes for n Gaussian elements (sumsq.cu). */
 size_t zt_cuda_z_sumsq_scratch_floats(size_t n_elems);

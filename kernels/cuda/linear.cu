@@ -3,12 +3,14 @@
  *   ZT_GEMM_F32   f32 x f32 (a half weight widened exactly, chunk by chunk): the CPU's numerics;
  *   ZT_GEMM_TF32  the same operands with CUBLAS_COMPUTE_32F_FAST_TF32;
  *   ZT_GEMM_HALF  a half weight as stored x activations rounded to its dtype: tensor cores.
- * Scratch layout and chunk sizes come from zt_cuda_linear_scratch (cuda_common.cuh), which the
- * scratch planner asks too, so the plan and the op cannot drift apart. The ReLU is cuBLASLt's
- * max(x, 0), whose NaN handling is undocumented (the CPU's passes NaN through, as torch.relu);
- * a NaN that reaches fc1 came from the residual stream, which still carries it to the loss.
- * zt_cuda_lt_matmul is the backend's one cublasLtMatmul call site; linear_backward.cu's GEMMs
- * (transposed operands, accumulation into D) go through it too, sharing the algorithm cache. */
+ * Scratch layout and chunks (even, the fewest the budget allows) come from zt_cuda_linear_scratch
+ * (linear_plan.h), which the scratch planner asks too, so the plan and the op cannot drift apart.
+ * The ReLU is cuBLASLt's max(x, 0), whose NaN handling is undocumented (the CPU's passes NaN
+ * through, as torch.relu); a NaN that reaches fc1 came from the residual stream, which still
+ * carries it to the loss. zt_cuda_lt_matmul is the backend's one cublasLtMatmul call site;
+ * linear_backward.cu's GEMMs (transposed operands, accumulation into D) go through it too, sharing
+ * the plan cache: cuBLASLt's descriptors, layouts and algorithm made once per configuration and row
+ * bucket (design §4.3). */
 #include <string.h>
 
 #include "cuda/cuda_common.cuh"
@@ -39,134 +41,9 @@ static __global__ void zt_narrow_k(void *dst, zt_dtype dst_dtype, /* (n_elems) *
     }
 }
 
-// ---- the one GEMM call site ----
-
-static cudaDataType cuda_type(zt_dtype dtype) {
-    return dtype == ZT_F16 ? CUDA_R_16F : dtype == ZT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-}
-
 /* cuBLASLt's bias epilogue has been reported to need a 16-byte aligned bias on A100 (the
  * documentation is silent), so a lesser-aligned one is copied. */
 constexpr unsigned kLtBiasAlignment = 16;
-
-/* The largest power of two (at most 256) dividing the address: what cuBLASLt may assume. */
-static unsigned alignment_of(const void *p) {
-    unsigned a = 256;
-    while (a > 1 && ((uintptr_t)p % a) != 0)
-        a /= 2;
-    return a;
-}
-
-/* Destroys whatever descriptors a matmul created, on every path out of it. */
-struct lt_descriptors {
-    cublasLtMatmulDesc_t op = nullptr;
-    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
-    ~lt_descriptors() {
-        if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
-        if (d) (void)cublasLtMatrixLayoutDestroy(d);
-        if (b) (void)cublasLtMatrixLayoutDestroy(b);
-        if (a) (void)cublasLtMatrixLayoutDestroy(a);
-        if (op) (void)cublasLtMatmulDescDestroy(op);
-    }
-};
-
-/* The algorithm for `key`, from the cache or from cuBLASLt's heuristic (then cached). */
-static zt_status find_algo(zt_cuda_backend *cb, const char *op, const zt_lt_algo_key &key,
-                           lt_descriptors &d, cublasLtMatmulAlgo_t *algo) {
-    for (int i = 0; i < cb->n_lt_algos; i++)
-        if (memcmp(&cb->lt_algos[i].key, &key, sizeof key) == 0) {
-            *algo = cb->lt_algos[i].algo;
-            return ZT_OK;
-        }
-    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&d.pref));
-    const size_t workspace = ZT_CUDA_LT_WORKSPACE_BYTES;
-    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
-    const uint32_t align[3] = {key.align_a, key.align_b, key.align_d};
-    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0], sizeof align[0]));
-    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1], sizeof align[1]));
-    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2], sizeof align[2]));
-    ZT_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align[2], sizeof align[2]));
-    cublasLtMatmulHeuristicResult_t result;
-    memset(&result, 0, sizeof result);
-    int n_results = 0;
-    ZT_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(cb->lt, d.op, d.a, d.b, d.d, d.d, d.pref, 1,
-                                                 &result, &n_results));
-    if (n_results < 1 || result.state != CUBLAS_STATUS_SUCCESS)
-        return zt_fail(ZT_ERR_CUDA,
-                       "%s: cuBLASLt has no algorithm for m %d n %d k %d (A type %d%s, B type "
-                       "%d%s, compute %d, epilogue %d%s)",
-                       op, key.m, key.n, key.k, key.a_type, key.trans_a ? " transposed" : "",
-                       key.b_type, key.trans_b ? " transposed" : "", key.compute, key.epilogue,
-                       key.accumulate ? ", accumulating" : "");
-    int slot = cb->n_lt_algos < kLtAlgoCacheSize ? cb->n_lt_algos++ : cb->next_lt_evict++;
-    cb->next_lt_evict %= kLtAlgoCacheSize;
-    cb->lt_algos[slot].key = key;
-    cb->lt_algos[slot].algo = result.algo;
-    *algo = result.algo;
-    return ZT_OK;
-}
-
-zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gemm &g) {
-    if (g.m == 0 || g.n == 0) return ZT_OK;
-    const cublasLtEpilogue_t epilogue =
-        g.bias ? (g.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
-               : (g.relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
-    zt_lt_algo_key key;
-    memset(&key, 0, sizeof key); /* the key is compared bytewise: no stray padding */
-    key.m = g.m;
-    key.n = g.n;
-    key.k = g.k;
-    key.lda = g.lda;
-    key.ldb = g.ldb;
-    key.ldc = g.ldd;
-    key.trans_a = g.trans_a != 0;
-    key.trans_b = g.trans_b != 0;
-    key.accumulate = g.accumulate != 0;
-    key.a_type = (int)cuda_type(g.a_dtype);
-    key.b_type = (int)cuda_type(g.b_dtype);
-    key.compute = (int)g.compute;
-    key.epilogue = (int)epilogue;
-    key.align_a = alignment_of(g.a);
-    if (g.max_align_a && key.align_a > g.max_align_a) key.align_a = g.max_align_a;
-    key.align_b = alignment_of(g.b);
-    key.align_d = alignment_of(g.d);
-    key.align_bias = g.bias ? alignment_of(g.bias) : 0;
-
-    lt_descriptors d;
-    ZT_CUBLAS_TRY(cublasLtMatmulDescCreate(&d.op, g.compute, CUDA_R_32F));
-    const cublasOperation_t trans_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasOperation_t trans_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
-                                                 sizeof trans_a));
-    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
-                                                 sizeof trans_b));
-    ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                                 sizeof epilogue));
-    if (g.bias)
-        ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                     &g.bias, sizeof g.bias));
-    /* Stored shapes: op(A) is (m, k), so A is kept (k, m) when transposed; op(B) is (k, n). */
-    const uint64_t a_rows = (uint64_t)(g.trans_a ? g.k : g.m);
-    const uint64_t a_cols = (uint64_t)(g.trans_a ? g.m : g.k);
-    const uint64_t b_rows = (uint64_t)(g.trans_b ? g.n : g.k);
-    const uint64_t b_cols = (uint64_t)(g.trans_b ? g.k : g.n);
-    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.a, cuda_type(g.a_dtype), a_rows, a_cols, g.lda));
-    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.b, cuda_type(g.b_dtype), b_rows, b_cols, g.ldb));
-    ZT_CUBLAS_TRY(
-        cublasLtMatrixLayoutCreate(&d.d, CUDA_R_32F, (uint64_t)g.m, (uint64_t)g.n, g.ldd));
-    cublasLtMatmulAlgo_t algo;
-    ZT_TRY(find_algo(cb, op, key, d, &algo));
-    const float one = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
-    ZT_CUBLAS_TRY(cublasLtMatmul(cb->lt, d.op, &one, g.a, d.a, g.b, d.b, &beta, g.d, d.d, g.d, d.d,
-                                 &algo, cb->lt_workspace, ZT_CUDA_LT_WORKSPACE_BYTES, cb->stream));
-    return ZT_OK;
-}
 
 /* out[:, 0:n_out] (row stride ldc) = in @ w_rows^T (+ bias) (then ReLU), f32 output. Row-major
  * (R, K) reads column-major as its (K, R) transpose, so cuBLASLt computes the column-major
@@ -195,6 +72,7 @@ static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
     g.bias = bias;
     g.relu = relu;
     g.compute = compute;
+    g.rows_dim = ZT_LT_ROWS_N;
     return zt_cuda_lt_matmul(cb, "linear", g);
 }
 
@@ -210,8 +88,8 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
-    const int copy_bias =
-        bias.data != NULL && (bias.dtype != ZT_F32 || alignment_of(bias.data) < kLtBiasAlignment);
+    const int copy_bias = bias.data != NULL &&
+                          (bias.dtype != ZT_F32 || zt_alignment_of(bias.data) < kLtBiasAlignment);
     const zt_linear_scratch plan = zt_cuda_linear_scratch(
         precision, n_rows, in_features, out_features, w.dtype, copy_bias, cb->linear_chunk_floats);
     char *scratch = NULL;
@@ -234,9 +112,9 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
 
     if (plan.half_inputs) {
         /* rows of activations at a time, rounded to the weight's dtype; the weight as stored */
-        for (size_t first = 0; first < (size_t)n_rows; first += plan.chunk_rows) {
-            size_t rows = (size_t)n_rows - first;
-            if (rows > plan.chunk_rows) rows = plan.chunk_rows;
+        for (size_t c = 0; c < plan.chunks.n_chunks; c++) {
+            const size_t first = zt_chunk_first(&plan.chunks, c);
+            const size_t rows = zt_chunk_rows(&plan.chunks, c);
             const size_t n_elems = rows * (size_t)in_features;
             ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, operand,
                       w.dtype, in + first * (size_t)in_features, n_elems);
@@ -249,9 +127,9 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
          * f32. Chunks of weight rows are column blocks of out. */
         const size_t elem_size = zt_dtype_size(w.dtype);
         float *chunk = static_cast<float *>(operand);
-        for (size_t first = 0; first < (size_t)out_features; first += plan.chunk_rows) {
-            size_t n_out = (size_t)out_features - first;
-            if (n_out > plan.chunk_rows) n_out = plan.chunk_rows;
+        for (size_t c = 0; c < plan.chunks.n_chunks; c++) {
+            const size_t first = zt_chunk_first(&plan.chunks, c);
+            const size_t n_out = zt_chunk_rows(&plan.chunks, c);
             const size_t n_elems = n_out * (size_t)in_features;
             const char *src =
                 static_cast<const char *>(w.data) + first * (size_t)in_features * elem_size;

@@ -93,6 +93,7 @@ static zt_status weight_gradient(zt_cuda_backend *cb, const char *op, float *d_w
     g.k = n_rows;
     g.accumulate = 1;
     g.compute = CUBLAS_COMPUTE_32F;
+    g.rows_dim = ZT_LT_ROWS_K;
     return zt_cuda_lt_matmul(cb, op, g);
 }
 
@@ -120,6 +121,7 @@ static zt_status input_gradient_chunk(zt_cuda_backend *cb, const char *op, float
     g.accumulate = accumulate;
     g.compute = CUBLAS_COMPUTE_32F;
     g.max_align_a = kWeightAlignment;
+    g.rows_dim = ZT_LT_ROWS_N;
     return zt_cuda_lt_matmul(cb, op, g);
 }
 
@@ -130,11 +132,11 @@ static int bias_piece_rows_of(int n_rows) {
 
 /* The chunks a half weight is widened in under f32 GEMMs (the forward's plan), for every weight
  * dtype: the chunking is part of d_in's summation order. */
-static size_t chunk_rows_of(int n_rows, int in_features, int out_features,
-                            size_t linear_chunk_floats) {
+static zt_chunking chunks_of(int n_rows, int in_features, int out_features,
+                             size_t linear_chunk_floats) {
     return zt_cuda_linear_scratch(ZT_GEMM_F32, n_rows, in_features, out_features, ZT_F16, 0,
                                   linear_chunk_floats)
-        .chunk_rows;
+        .chunks;
 }
 
 /* The bias sums are merged before the first chunk is widened (stream order), so the two share
@@ -143,10 +145,10 @@ size_t zt_cuda_linear_backward_scratch_bytes(int n_rows, int in_features, int ou
                                              int with_d_in, int widen, int with_d_bias,
                                              size_t linear_chunk_floats) {
     if (n_rows <= 0 || in_features <= 0 || out_features <= 0) return 0;
+    const zt_chunking chunks = chunks_of(n_rows, in_features, out_features, linear_chunk_floats);
     const size_t chunk_bytes =
         with_d_in && widen
-            ? zt_align256(chunk_rows_of(n_rows, in_features, out_features, linear_chunk_floats) *
-                          (size_t)in_features * sizeof(float))
+            ? zt_align256(zt_chunk_max_rows(&chunks) * (size_t)in_features * sizeof(float))
             : 0;
     const int piece_rows = bias_piece_rows_of(n_rows);
     const size_t n_pieces = (size_t)((n_rows + piece_rows - 1) / piece_rows);
@@ -168,8 +170,8 @@ zt_status zt_cuda_linear_backward(zt_backend *be, float *d_in, /* (N,IC) = */
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
 
-    const size_t chunk_rows =
-        chunk_rows_of(n_rows, in_features, out_features, cb->linear_chunk_floats);
+    const zt_chunking chunks =
+        chunks_of(n_rows, in_features, out_features, cb->linear_chunk_floats);
     const bool widen =
         w.dtype != ZT_F32 || (reinterpret_cast<uintptr_t>(w.data) % kWeightAlignment) != 0;
     const int piece_rows = bias_piece_rows_of(n_rows);
@@ -200,9 +202,8 @@ zt_status zt_cuda_linear_backward(zt_backend *be, float *d_in, /* (N,IC) = */
     if (d_w) ZT_TRY(weight_gradient(cb, op, d_w, d_pre, in, n_rows, in_features, out_features));
     if (d_in) {
         const size_t row_len = (size_t)in_features, elem_size = zt_dtype_size(w.dtype);
-        for (size_t first = 0; first < (size_t)out_features; first += chunk_rows) {
-            size_t n_out = (size_t)out_features - first;
-            if (n_out > chunk_rows) n_out = chunk_rows;
+        for (size_t c = 0; c < chunks.n_chunks; c++) {
+            const size_t first = zt_chunk_first(&chunks, c), n_out = zt_chunk_rows(&chunks, c);
             const float *w_rows;
             if (widen) {
                 const size_t n_elems = n_out * row_len;

@@ -384,9 +384,10 @@ static void zt_bwd_linear_out_free(zt_bwd_linear_out *o) {
 }
 
 static void zt_bwd_parity_linear(zt_backend *ref, zt_backend *dut, zt_prng *r) {
-    /* The executor's 40K-float chunks cut d_in's sum over the weight's rows: IC = 768 takes
-     * 52-row chunks (6 for OC = 300), the 50272-word head 640-row ones, IC = 40961 the minimum of
-     * 4 rows. Every gradient is skipped somewhere, with the input only it reads (in, W) NULL. */
+    /* The executor's 40K-float chunks cut d_in's sum over the weight's rows: IC = 768 takes 6
+     * chunks of 48 and 52 rows for OC = 300, the 50272-word head 79 of 576 and 640 rows,
+     * IC = 40961 the minimum of 4 rows. Every gradient is skipped somewhere, with the input only it
+     * reads (in, W) NULL. */
     static const zt_bwd_linear_case cases[] = {
         {1, 1, 1, ZT_F32, 1, 1, 1, 1},       {7, 33, 65, ZT_F16, 0, 1, 1, 1},
         {37, 768, 300, ZT_BF16, 1, 1, 1, 1}, {5, 3000, 17, ZT_F32, 0, 0, 1, 1},

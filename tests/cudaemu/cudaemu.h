@@ -34,6 +34,7 @@
 #define zt_cuda_backend_create zt_cudaemu_backend_create
 #define zt_cuda_backend_stream zt_cudaemu_backend_stream
 #define zt_cuda_backend_set_linear_chunk zt_cudaemu_backend_set_linear_chunk
+#define zt_cuda_backend_gemm_counts zt_cudaemu_backend_gemm_counts
 /* Small weight chunks, so that linear's chunk loop and its boundaries run at test sizes. */
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (40u * 1024u)
 /* The emulated cublasLtMatmul needs no workspace; a token one still checks that it is device
@@ -84,6 +85,8 @@
 #define cublasLtMatmulDescSetAttribute cudaemu_cublasLtMatmulDescSetAttribute
 #define cublasLtMatrixLayoutCreate cudaemu_cublasLtMatrixLayoutCreate
 #define cublasLtMatrixLayoutDestroy cudaemu_cublasLtMatrixLayoutDestroy
+#define cublasLtMatrixLayoutSetAttribute cudaemu_cublasLtMatrixLayoutSetAttribute
+#define cublasLtMatmulAlgoCheck cudaemu_cublasLtMatmulAlgoCheck
 #define cublasLtMatmulPreferenceCreate cudaemu_cublasLtMatmulPreferenceCreate
 #define cublasLtMatmulPreferenceDestroy cudaemu_cublasLtMatmulPreferenceDestroy
 #define cublasLtMatmulPreferenceSetAttribute cudaemu_cublasLtMatmulPreferenceSetAttribute

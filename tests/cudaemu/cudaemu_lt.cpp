@@ -19,6 +19,7 @@
 #include <cblas.h>
 #include <stdio.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -71,11 +72,15 @@ template <typename State, typename Opaque> void write_state(Opaque *o, const Sta
     memcpy(o, &s, sizeof s);
 }
 
+/* Descriptors, layouts and preferences created and not yet destroyed (the handle aside). */
+std::atomic<long> live_objects{0};
+
 /* The create / destroy pair every descriptor kind shares: the state lives in the opaque block. */
 template <typename Opaque, typename State>
 cublasStatus_t create_object(Opaque **out, const State &state) {
     if (out == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
     *out = new Opaque();
+    live_objects++;
     write_state(*out, state);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -85,6 +90,7 @@ cublasStatus_t destroy_object(Opaque *object, uint32_t magic) {
     if (object == nullptr || read_state<State>(object).magic != magic)
         return CUBLAS_STATUS_INVALID_VALUE;
     delete object;
+    live_objects--;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -318,6 +324,24 @@ cublasStatus_t cudaemu_cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout
     return destroy_object<layout_state>(layout, kLayoutMagic);
 }
 
+/* Rows and columns only: the backend's plans keep type and leading dimension. */
+cublasStatus_t cudaemu_cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t layout,
+                                                        cublasLtMatrixLayoutAttribute_t attr,
+                                                        const void *buf, size_t size) {
+    const char *call = "cublasLtMatrixLayoutSetAttribute";
+    if (layout == nullptr || buf == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+    layout_state s = read_state<layout_state>(layout);
+    if (s.magic != kLayoutMagic) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr != CUBLASLT_MATRIX_LAYOUT_ROWS && attr != CUBLASLT_MATRIX_LAYOUT_COLS)
+        return refuse(call, CUBLAS_STATUS_NOT_SUPPORTED,
+                      "attribute " + std::to_string((int)attr) + " is not emulated");
+    if (size != sizeof(uint64_t))
+        return refuse(call, CUBLAS_STATUS_INVALID_VALUE, "rows / cols: wrong size");
+    memcpy(attr == CUBLASLT_MATRIX_LAYOUT_ROWS ? &s.rows : &s.cols, buf, size);
+    write_state(layout, s);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cudaemu_cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
     const pref_state s = {kPrefMagic, 0, {256, 256, 256, 256}}; /* the library's defaults */
     return create_object(pref, s);
@@ -391,6 +415,35 @@ cudaemu_cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDe
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
     *n_results = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* Accepts an algorithm from the heuristic for any consistent problem, as the emulated matmul runs
+ * every shape; the alignments it was chosen for are still enforced by cublasLtMatmul. */
+cublasStatus_t cudaemu_cublasLtMatmulAlgoCheck(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
+                                               cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                               cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                               const cublasLtMatmulAlgo_t *algo,
+                                               cublasLtMatmulHeuristicResult_t *result) {
+    const char *call = "cublasLtMatmulAlgoCheck";
+    if (handle == nullptr || handle->magic != kHandleMagic) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (op == nullptr || a == nullptr || b == nullptr || c == nullptr || d == nullptr ||
+        algo == nullptr || result == nullptr)
+        return refuse(call, CUBLAS_STATUS_INVALID_VALUE, "NULL argument");
+    if (read_state<algo_state>(algo).magic != kAlgoMagic)
+        return refuse(call, CUBLAS_STATUS_INVALID_VALUE,
+                      "algo must come from cublasLtMatmulAlgoGetHeuristic");
+    int m, n, k;
+    std::string why = check_problem(read_state<desc_state>(op), read_state<layout_state>(a),
+                                    read_state<layout_state>(b), read_state<layout_state>(c),
+                                    read_state<layout_state>(d), &m, &n, &k);
+    if (!why.empty()) return refuse(call, CUBLAS_STATUS_INVALID_VALUE, why);
+    const cublasLtMatmulAlgo_t chosen = *algo; /* algo may point to result->algo */
+    memset(result, 0, sizeof *result);
+    result->algo = chosen;
+    result->workspaceSize = 0;
+    result->state = CUBLAS_STATUS_SUCCESS;
+    result->wavesCount = 1.0f;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -474,6 +527,10 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
             }
     }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+long cudaemu_lt_live_objects(void) {
+    return live_objects.load();
 }
 
 } // extern "C"

@@ -6,8 +6,9 @@
  * engine's normals; z_sumsq on several grids; scratch planning; linear under --gemm half and tf32
  * (gemm_parity.h); the whole OPT forward on the fixture models under f32 and half
  * (model_parity.h); batched generation over the KV cache against HF's tokens
- * (generation_parity.h). Exits 77 (a meson skip) when the CUDA runtime
- * finds no device, which is the case on the CI machines.
+ * (generation_parity.h); linear's chunked paths at the executor's chunk size; the GEMM plan cache
+ * over repeated and varying-length forwards (gemm_plans.h). Exits 77 (a meson skip) when the CUDA
+ * runtime finds no device, which is the case on the CI machines.
  *
  *   test_gpu_ops [--seed N] [--device N]      ZT_CUDA_SYNC=1 attributes faults to kernels
  */
@@ -33,6 +34,7 @@
 #include "model_parity.h"
 #include "zo_parity.h"
 #include "backward_parity.h"
+#include "gemm_plans.h"
 
 int main(int argc, char **argv) {
     uint64_t seed = 20250607;
@@ -96,6 +98,18 @@ int main(int argc, char **argv) {
     zt_model_parity_run(cpu, gpu);
     zt_prng backward_prng = {seed + 1};
     zt_bwd_parity_linear(cpu, gpu, &backward_prng);
+    /* the GEMM plan cache on the real cuBLASLt: descriptors once per shape and row bucket,
+     * algorithms chosen for a bucket confirmed by cublasLtMatmulAlgoCheck for each real row
+     * count, the CPU's log-probs over varying lengths */
+    const char *fixtures = getenv("ZT_FIXTURES");
+    ZT_REQUIRE(fixtures != NULL, "ZT_FIXTURES is not set");
+    char f32_dir[4096], f16_dir[4096];
+    snprintf(f32_dir, sizeof f32_dir, "%s/opt-pre", fixtures);
+    snprintf(f16_dir, sizeof f16_dir, "%s/opt-pre-f16", fixtures);
+    zt_gemm_plans_run(zt_cuda_backend_create, device, zt_cuda_backend_gemm_counts, f32_dir,
+                      ZT_GEMM_F32);
+    zt_gemm_plans_run(zt_cuda_backend_create, device, zt_cuda_backend_gemm_counts, f16_dir,
+                      ZT_GEMM_HALF);
 
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);
