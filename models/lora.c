@@ -194,7 +194,7 @@ static zt_status upload_seeded(zt_model *m, const uint8_t *mask) {
     return s;
 }
 
-static zt_status upload_initial_adapters(zt_model *m, const uint8_t *mask) {
+zt_status zt_lora_reset(zt_model *m, const uint8_t *mask) {
     if (m->lora->options.adapter_dir)
         return zt_lora_load_tensors(m, m->lora->options.adapter_dir, mask);
     return upload_seeded(m, mask);
@@ -210,12 +210,12 @@ zt_status zt_lora_upload_initial(zt_model *m) {
                                      (size_t)r * (size_t)r * sizeof *diag);
     free(diag);
     if (s != ZT_OK) return s;
-    return upload_initial_adapters(m, NULL);
+    return zt_lora_reset(m, NULL);
 }
 
 zt_status zt_lora_reload(zt_model *m, const char *dir, const uint8_t *mask) {
     if (zt_lora_dir_has_adapter(dir)) return zt_lora_load_tensors(m, dir, mask);
-    return upload_initial_adapters(m, mask);
+    return zt_lora_reset(m, mask);
 }
 
 void zt_lora_select(const zt_model *m, uint8_t *mask) {

@@ -65,6 +65,9 @@ zt_status zt_lora_extend_table(zt_model *m, const zt_lora_options *options);
  * the scale matrix into the allocated weights. */
 zt_status zt_lora_upload_initial(zt_model *m);
 
+/* The adapters selected by mask (NULL: all) back to their initial values. */
+zt_status zt_lora_reset(zt_model *m, const uint8_t *mask);
+
 /* Uploads the adapters selected by mask (NULL: all) again: from dir's adapter_model.safetensors
  * when it has one, else their initial values. */
 zt_status zt_lora_reload(zt_model *m, const char *dir, const uint8_t *mask);
