@@ -8,6 +8,7 @@
 
 #include "backprop.h"
 #include "core/status.h"
+#include "lora.h"
 #include "opt/opt_internal.h"
 
 /* The family's buffers inside the pass's area. n tokens, r target rows. */
@@ -26,6 +27,7 @@ typedef struct opt_buffers {
     float *tok, *dtok;                           /* (N,e) project_in's input, gradient */
     float *hid_pre, *hid, *proj, *dhid, *dproj;  /* (R,h) (R,h) (R,e) (R,h) (R,e) */
     float *logits, *lp;                          /* (chunk,V) (R) */
+    float *lora;                                 /* (2,N,r) LoRA's rank rows, NULL without */
     size_t n, h, f;
 } opt_buffers;
 
@@ -74,6 +76,7 @@ static size_t layout(const zt_model *m, size_t n, size_t r, int checkpoint, floa
     b->dproj = narrow ? take(area, &cursor, r * e) : NULL;
     b->logits = take(area, &cursor, chunk * (size_t)c->vocab_size);
     b->lp = take(area, &cursor, r);
+    b->lora = m->lora ? take(area, &cursor, 2 * n * (size_t)m->lora->options.rank) : NULL;
     return (cursor + 15) / 16 * 16;
 }
 
@@ -100,6 +103,23 @@ static size_t linear_backward_scratch(const zt_model *m, int weight, int bias, i
     return zt_plan_scratch(m, &q);
 }
 
+/* A LoRA branch's backward: B's, the scale's and A's linear_backward. */
+static size_t lora_backward_scratch(const zt_model *m, int weight, int n, int in_features,
+                                    int out_features) {
+    int a, b;
+    if (!zt_lora_of(m, weight, &a, &b)) return 0;
+    const int r = m->lora->options.rank;
+    const zt_scratch_query scale = {.op = ZT_SCRATCH_LINEAR_BACKWARD,
+                                    .in_features = r,
+                                    .out_features = r,
+                                    .weight_dtype = ZT_F32,
+                                    .bias_dtype = ZT_F32,
+                                    .n_rows = n};
+    size_t most = zt_plan_scratch(m, &scale);
+    most = larger(most, linear_backward_scratch(m, a, -1, n, in_features, r));
+    return larger(most, linear_backward_scratch(m, b, -1, n, r, out_features));
+}
+
 size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) {
     const zt_opt_family *fam = zt_opt_family_of(m);
     const zt_opt_config *c = &fam->cfg;
@@ -118,6 +138,9 @@ size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) 
         most = larger(most, linear_backward_scratch(m, L->out_w, L->out_b, n, h, h));
         most = larger(most, linear_backward_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
         most = larger(most, linear_backward_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
+        const int adapted[] = {L->q_w, L->k_w, L->v_w, L->out_w};
+        for (int i = 0; i < 4; i++)
+            most = larger(most, lora_backward_scratch(m, adapted[i], n, h, h));
     }
     /* project_out and the final norm see at most every row as a target */
     most = larger(most, linear_backward_scratch(m, fam->project_in, -1, n, e, h));
@@ -195,6 +218,42 @@ static zt_status add(const pass_ctx *x, float *dst, const float *src) {
     return x->be->ops->add(x->be, dst, src, (size_t)x->n * (size_t)x->c->hidden_size);
 }
 
+/* out += s * B (A in) for an adapted weight, with the sweep's ops in its order (zt_sweep_lora),
+ * so the loss is the forward's to the bit. spare: (N,OC). */
+static zt_status lora_forward(const pass_ctx *x, float *out, const float *in, int adapted,
+                              int in_features, int out_features, float *spare) {
+    int a, b;
+    if (!zt_lora_of(x->m, adapted, &a, &b)) return ZT_OK;
+    const int n = x->n, r = x->m->lora->options.rank;
+    float *down = x->b.lora, *scaled = x->b.lora + (size_t)n * (size_t)r;
+    const zt_weight none = weight(x, -1);
+    ZT_TRY(x->be->ops->linear(x->be, down, in, weight(x, a), none, n, in_features, r, 0));
+    ZT_TRY(x->be->ops->linear(x->be, scaled, down, zt_lora_scale_weight(x->m), none, n, r, r, 0));
+    ZT_TRY(x->be->ops->linear(x->be, spare, scaled, weight(x, b), none, n, r, out_features, 0));
+    return x->be->ops->add(x->be, out, spare, (size_t)n * (size_t)out_features);
+}
+
+/* The LoRA branch's gradient: dA, dB (+=) and its share of d in, added into d_in. d_out is the
+ * linear's output gradient; the branch's rank rows are recomputed from in. spare: (N,IC). */
+static zt_status lora_backward(const pass_ctx *x, float *d_in, float *d_out, const float *in,
+                               int adapted, int in_features, int out_features, float *spare) {
+    int a, b;
+    if (!zt_lora_of(x->m, adapted, &a, &b)) return ZT_OK;
+    const zt_backend_ops *op = x->be->ops;
+    const int n = x->n, r = x->m->lora->options.rank;
+    float *down = x->b.lora, *scaled = x->b.lora + (size_t)n * (size_t)r;
+    const zt_weight none = weight(x, -1), scale = zt_lora_scale_weight(x->m);
+    ZT_TRY(op->linear(x->be, down, in, weight(x, a), none, n, in_features, r, 0));
+    ZT_TRY(op->linear(x->be, scaled, down, scale, none, n, r, r, 0));
+    /* d scaled into down, dB += d_out^T scaled; d down into scaled (the scale is diagonal) */
+    ZT_TRY(op->linear_backward(x->be, down, grad_of(x, b), NULL, d_out, scaled, NULL, weight(x, b),
+                               n, r, out_features, 0));
+    ZT_TRY(op->linear_backward(x->be, scaled, NULL, NULL, down, NULL, NULL, scale, n, r, r, 0));
+    ZT_TRY(op->linear_backward(x->be, spare, grad_of(x, a), NULL, scaled, in, NULL, weight(x, a), n,
+                               in_features, r, 0));
+    return op->add(x->be, d_in, spare, (size_t)n * (size_t)in_features);
+}
+
 static float q_scale_of(const zt_opt_config *c) {
     /* HF computes head_dim**-0.5 in Python (double) and multiplies the f32 tensor by it. */
     return (float)(1.0 / sqrt((double)(c->hidden_size / c->num_attention_heads)));
@@ -213,14 +272,20 @@ static zt_status layer_forward(const pass_ctx *x, int l, const layer_acts *a, co
         ZT_TRY(layer_norm(x, a->a1, x_in, id->attn_ln_g, id->attn_ln_b, n));
         attn_in = a->a1;
     }
+    /* LoRA's spare (N,h): dq, free until the layer's attention backward */
+    float *spare = x->b.dq;
     ZT_TRY(linear(x, a->q, attn_in, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->q, attn_in, id->q_w, h, h, spare));
     ZT_TRY(linear(x, a->k, attn_in, id->k_w, id->k_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->k, attn_in, id->k_w, h, h, spare));
     ZT_TRY(linear(x, a->v, attn_in, id->v_w, id->v_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->v, attn_in, id->v_w, h, h, spare));
     ZT_TRY(x->be->ops->attention(x->be, a->att, a->q, a->k, a->v, x->p->mask, x->p->batch->batch,
                                  x->p->batch->seq_len, heads, h / heads, q_scale_of(x->c)));
     if (x->c->do_layer_norm_before) {
         /* x2 = x + o; h2 = LN(x2); out = x2 + fc2(relu(fc1(h2))) */
         ZT_TRY(linear(x, a->x2, a->att, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(lora_forward(x, a->x2, a->att, id->out_w, h, h, spare));
         ZT_TRY(add(x, a->x2, x_in));
         ZT_TRY(layer_norm(x, a->a2, a->x2, id->ffn_ln_g, id->ffn_ln_b, n));
         ZT_TRY(linear(x, a->ffn, a->a2, id->fc1_w, id->fc1_b, n, h, f, 1));
@@ -229,6 +294,7 @@ static zt_status layer_forward(const pass_ctx *x, int l, const layer_acts *a, co
     }
     /* s1 = x + o; x2 = LN(s1); s2 = x2 + fc2(relu(fc1(x2))); out = LN(s2) */
     ZT_TRY(linear(x, a->a1, a->att, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->a1, a->att, id->out_w, h, h, spare));
     ZT_TRY(add(x, a->a1, x_in));
     ZT_TRY(layer_norm(x, a->x2, a->a1, id->attn_ln_g, id->attn_ln_b, n));
     ZT_TRY(linear(x, a->ffn, a->x2, id->fc1_w, id->fc1_b, n, h, f, 1));
@@ -244,10 +310,13 @@ static zt_status qkv_back(const pass_ctx *x, int l, float *d_in, float *dt, cons
     const opt_buffers *b = &x->b;
     const int n = x->n, h = x->c->hidden_size;
     ZT_TRY(linear_back(x, d_in, b->dq, in, NULL, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(lora_backward(x, d_in, b->dq, in, id->q_w, h, h, dt));
     ZT_TRY(linear_back(x, dt, b->dk, in, NULL, id->k_w, id->k_b, n, h, h, 0));
     ZT_TRY(add(x, d_in, dt));
+    ZT_TRY(lora_backward(x, d_in, b->dk, in, id->k_w, h, h, dt));
     ZT_TRY(linear_back(x, dt, b->dv, in, NULL, id->v_w, id->v_b, n, h, h, 0));
-    return add(x, d_in, dt);
+    ZT_TRY(add(x, d_in, dt));
+    return lora_backward(x, d_in, b->dv, in, id->v_w, h, h, dt);
 }
 
 /* dx: the gradient of layer l's output on entry, of its input on return. The intermediates are
@@ -264,6 +333,7 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
         ZT_TRY(layer_norm_back(x, b->dt1, b->dt1, a->x2, id->ffn_ln_g, id->ffn_ln_b, n));
         ZT_TRY(add(x, b->dx, b->dt1)); /* dx: d x2 */
         ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(lora_backward(x, b->dt1, b->dx, a->att, id->out_w, h, h, b->dq));
         ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
                                               a->att, x->p->mask, batch->batch, batch->seq_len,
                                               heads, h / heads, q_scale_of(x->c)));
@@ -277,6 +347,7 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
     ZT_TRY(add(x, b->dt1, b->dt2)); /* dt1: d x2 */
     ZT_TRY(layer_norm_back(x, b->dx, b->dt1, a->a1, id->attn_ln_g, id->attn_ln_b, n)); /* d s1 */
     ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(lora_backward(x, b->dt1, b->dx, a->att, id->out_w, h, h, b->dq));
     ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
                                           a->att, x->p->mask, batch->batch, batch->seq_len, heads,
                                           h / heads, q_scale_of(x->c)));
