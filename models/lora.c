@@ -84,7 +84,7 @@ static zt_status adapt_targets(zt_model *m, zt_lora *lora, size_t *offset) {
         const char *end = strchr(t, ',');
         size_t len = end ? (size_t)(end - t) : strlen(t);
         if (!in_list(m->arch->lora_modules, t, len))
-            return zt_fail(ZT_ERR_UNAVAILABLE,
+            return zt_fail(ZT_ERR_INVALID_ARG,
                            "--lora-targets: '%.*s' is not a module zotune adapts in an %s model "
                            "(%s)",
                            (int)len, t, m->arch->display_name,

@@ -43,7 +43,7 @@ zt_status zt_lora_run_load(zt_run *r, int have_snapshot) {
     r->base_fingerprint = r->model->fingerprint;
     r->adapter_fingerprint = 0;
     if (o->lora->adapter_dir) ZT_TRY(adapter_fingerprint(r->model, &r->adapter_fingerprint));
-    if (have_snapshot) ZT_TRY(zt_lora_load_tensors(r->model, r->snapshot_dir, NULL));
+    (void)have_snapshot; /* its adapters are read with its state (zt_run_rebuild_state) */
     r->trainable = zt_calloc((size_t)r->model->n_tensors, 1);
     if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");
     zt_lora_select(r->model, r->trainable);

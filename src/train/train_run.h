@@ -53,8 +53,8 @@ typedef struct zt_run {
     int have_first_eval, best_step;
 } zt_run;
 
-/* --peft lora (src/train/lora_run.c): the base with its adapters, from the snapshot when
- * resuming one, and the adapters as the trainable set. */
+/* --peft lora (src/train/lora_run.c): the base with its initial adapters (a snapshot's are read
+ * by zt_run_rebuild_state, after the header check), and the adapters as the trainable set. */
 zt_status zt_lora_run_load(zt_run *r, int have_snapshot);
 /* The trainable adapters back to the run's start (the seed's, or --adapter's) or dir's. */
 zt_status zt_lora_run_reload(zt_run *r, const char *snapshot_dir);

@@ -217,6 +217,9 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
     r->state_copies = zt_run_state_copies(r);
     ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
     int next = 0, observed = -1;
+    /* a LoRA snapshot holds the adapters alone, read once the log's header is known to agree */
+    if (r->snapshot_dir[0] && r->model->lora)
+        ZT_TRY(zt_lora_load_tensors(r->model, r->snapshot_dir, r->trainable));
     if (r->snapshot_dir[0])
         ZT_TRY(zt_snapshot_load_state(r->snapshot_dir, &r->ps, r->state_copies, r->optimizer, &next,
                                       &observed));
