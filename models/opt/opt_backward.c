@@ -180,7 +180,7 @@ typedef struct pass_ctx {
 } pass_ctx;
 
 static float *grad_of(const pass_ctx *x, int id) {
-    return id < 0 ? NULL : x->p->grads + x->p->offsets[id];
+    return id < 0 || x->p->offsets[id] == ZT_NO_GRADIENT ? NULL : x->p->grads + x->p->offsets[id];
 }
 
 static zt_weight weight(const pass_ctx *x, int id) {
@@ -379,17 +379,24 @@ static zt_status embed_backward(const pass_ctx *x) {
     const zt_backend_ops *op = x->be->ops;
     const zt_opt_config *c = x->c;
     const int n = x->n;
-    ZT_TRY(op->gather_rows_backward(x->be, grad_of(x, x->fam->embed_positions), x->b.dx,
-                                    x->p->positions, n, c->max_position_embeddings + 2,
-                                    c->hidden_size));
+    float *d_positions = grad_of(x, x->fam->embed_positions);
+    if (d_positions)
+        ZT_TRY(op->gather_rows_backward(x->be, d_positions, x->b.dx, x->p->positions, n,
+                                        c->max_position_embeddings + 2, c->hidden_size));
+    /* the token table's gradient (and project_in's) only when some is wanted */
+    if (!grad_of(x, x->m->embed_tokens) &&
+        (x->fam->project_in < 0 || !grad_of(x, x->fam->project_in)))
+        return ZT_OK;
     const float *d_tokens = x->b.dx;
     if (x->fam->project_in >= 0) {
         ZT_TRY(linear_back(x, x->b.dtok, x->b.dx, x->b.tok, NULL, x->fam->project_in, -1, n,
                            c->word_embed_proj_dim, c->hidden_size, 0));
         d_tokens = x->b.dtok;
     }
-    return op->gather_rows_backward(x->be, grad_of(x, x->m->embed_tokens), d_tokens, x->p->ids, n,
-                                    c->vocab_size, c->word_embed_proj_dim);
+    float *d_table = grad_of(x, x->m->embed_tokens);
+    if (!d_table) return ZT_OK;
+    return op->gather_rows_backward(x->be, d_table, d_tokens, x->p->ids, n, c->vocab_size,
+                                    c->word_embed_proj_dim);
 }
 
 /* The head on the target rows of the final stream: log-probabilities into b.lp, the table's

@@ -159,7 +159,9 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
         plan->backprop_bytes =
             zt_grad_buffers_bytes(model, train_shape->sequences, train_shape->seq_len,
                                   fo_options ? fo_options->checkpoint_activations : 0);
-        plan->gradient_bytes = zt_model_parameter_count(model) * sizeof(float);
+        /* every parameter's, or a LoRA model's adapters' alone (zt_model_grad_layout) */
+        plan->gradient_bytes =
+            (model->lora ? plan->trainable_elems : zt_model_parameter_count(model)) * sizeof(float);
         plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
         plan->total_bytes = plan->model.total_bytes + plan->backprop_bytes + plan->gradient_bytes +
                             plan->optimizer_bytes;

@@ -100,7 +100,9 @@ int main(int argc, char **argv) {
         double plan = planned_bytes(argv[1], r, 4, 20);
         printf("%-13s %-10s %-7s gemm %-4s trainable %-10s%s measured peak %zu bytes, plan %.0f\n",
                r->fixture, r->optimizer, r->mode, r->gemm,
-               r->lora_rank ? "LoRA" : r->trainable ? r->trainable : "all",
+               r->lora_rank   ? "LoRA"
+               : r->trainable ? r->trainable
+                              : "all",
                r->checkpoint ? " checkpointed" : "", res.peak_bytes, plan);
         ZT_CHECK((double)res.peak_bytes == plan, "%s %s %s: peak %zu != plan %.0f", r->fixture,
                  r->optimizer, r->mode, res.peak_bytes, plan);
