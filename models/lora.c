@@ -146,6 +146,36 @@ zt_status zt_lora_extend_table(zt_model *m, const zt_lora_options *options) {
     return ZT_OK;
 }
 
+zt_status zt_lora_table_copy(const zt_model *m, const zt_lora_options *options, zt_model **out) {
+    *out = NULL;
+    if (m->lora) return zt_fail(ZT_ERR_INVALID_ARG, "LoRA plan: the model has adapters already");
+    zt_model *copy = zt_malloc(sizeof *copy);
+    zt_tensor_info *tensors = zt_malloc((size_t)m->n_tensors * sizeof *tensors);
+    if (!copy || !tensors) {
+        free(copy);
+        free(tensors);
+        return zt_fail(ZT_ERR_NOMEM, "LoRA plan: copying the tensor table");
+    }
+    *copy = *m;
+    memcpy(tensors, m->tensors, (size_t)m->n_tensors * sizeof *tensors);
+    copy->tensors = tensors;
+    copy->weights = NULL;
+    zt_status s = zt_lora_extend_table(copy, options);
+    if (s != ZT_OK) {
+        zt_lora_table_copy_free(copy);
+        return s;
+    }
+    *out = copy;
+    return ZT_OK;
+}
+
+void zt_lora_table_copy_free(zt_model *copy) {
+    if (!copy) return;
+    zt_lora_release(copy);
+    free(copy->tensors);
+    free(copy);
+}
+
 zt_weight zt_lora_scale_weight(const zt_model *m) {
     zt_weight w = {(const char *)m->weights + m->lora->scale_offset, ZT_F32};
     return w;

@@ -61,6 +61,11 @@ static inline int zt_model_first_staged(const zt_model *m) {
  * then the scale matrix; sets m->lora. A target that matches nothing is an error naming it. */
 zt_status zt_lora_extend_table(zt_model *m, const zt_lora_options *options);
 
+/* A table-only copy of m (no weights, m's family shared) with adapters after its tensors: what
+ * memory plans of a LoRA run need of a model loaded or opened without them. */
+zt_status zt_lora_table_copy(const zt_model *m, const zt_lora_options *options, zt_model **out);
+void zt_lora_table_copy_free(zt_model *copy);
+
 /* Uploads the adapters' initial values (options.adapter_dir, or A from the seed and B = 0) and
  * the scale matrix into the allocated weights. */
 zt_status zt_lora_upload_initial(zt_model *m);
