@@ -64,3 +64,13 @@ zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
         return zt_fail(ZT_ERR_INVALID_ARG, "--lora-alpha %g: must be positive", o->alpha);
     return ZT_OK;
 }
+
+zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
+                            zt_model **out) {
+    if (!adapter_dir) return zt_model_load(dir, be, out);
+    zt_lora_options o;
+    zt_lora_options_default(&o);
+    ZT_TRY(zt_lora_read_config(adapter_dir, &o));
+    o.adapter_dir = adapter_dir;
+    return zt_model_load_peft(dir, be, &o, out);
+}

@@ -34,4 +34,8 @@ void zt_peft_args_default(zt_peft_args *a);
  * agree. ZT_ERR_INVALID_ARG naming the option otherwise. */
 zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *options);
 
+/* The model in dir, with the peft adapter in adapter_dir applied when it is not NULL. */
+zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
+                            zt_model **out);
+
 #endif
