@@ -1,8 +1,8 @@
 /* LoRA training through `zotune train --peft lora` on the fixture's LM task: MeZO (shadow and in
  * place), ZO-AdaMM and AdamW lower the loss while the base stays bit for bit the base; replaying
  * the log rebuilds the trained adapters bit for bit; SIGKILL + --resume ends bit-identical to an
- * uninterrupted run; --adapter continues from a peft adapter; mismatched or unsupported options
- * are refused. argv[1] is the zotune binary. */
+ * uninterrupted run (ZO-AdaMM and AdamW); --adapter continues from a peft adapter; mismatched or
+ * unsupported options are refused. argv[1] is the zotune binary. */
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -109,7 +109,7 @@ static void check_lowers_loss(void) {
 
 enum { KILL_STEPS = 600 };
 
-static pid_t start_training(const char *out, int resume) {
+static pid_t start_training(const char *out, int resume, const char *optimizer) {
     char steps[16];
     snprintf(steps, sizeof steps, "%d", KILL_STEPS);
     fflush(stdout);
@@ -120,7 +120,7 @@ static pid_t start_training(const char *out, int resume) {
         execl(zotune, zotune, "train", "--model", model, "--train", data, "--output", out,
               "--steps", steps, "--batch-size", "4", "--lr", "1e-2", "--eps", "1e-2", "--threads",
               "1", "--save-every", "50", "--peft", "lora", "--lora-rank", "4", "--lora-alpha", "8",
-              "--lora-targets", "q_proj,k_proj,v_proj,out_proj", "--optimizer", "zo-adamm",
+              "--lora-targets", "q_proj,k_proj,v_proj,out_proj", "--optimizer", optimizer,
               "--quiet", resume ? "--resume" : "--quiet", (char *)NULL);
         _exit(127);
     }
@@ -128,37 +128,40 @@ static pid_t start_training(const char *out, int resume) {
 }
 
 /* SIGKILL mid-run (a torn log line or snapshot is possible), then --resume: the adapters and the
- * optimizer's state in the final snapshot equal an uninterrupted run's. */
-static void check_kill_resume(void) {
+ * optimizer's state in the final snapshot equal an uninterrupted run's. A ZO run replays the log
+ * past the snapshot; a first-order one makes those steps again. */
+static void check_kill_resume(const char *optimizer) {
     char full[256], killed[256], a[1200], b[1200];
     make_temp_dir(full, sizeof full, "lora_full");
     make_temp_dir(killed, sizeof killed, "lora_kill");
-    ZT_CHECK(wait_exit(start_training(full, 0)) == 0, "uninterrupted LoRA run failed");
-    pid_t pid = start_training(killed, 0);
+    ZT_CHECK(wait_exit(start_training(full, 0, optimizer)) == 0, "uninterrupted %s run failed",
+             optimizer);
+    pid_t pid = start_training(killed, 0, optimizer);
     struct timespec nap = {0, 200000};
     for (int spins = 0; spins < 600000 && steplog_lines(killed) < 230; spins++)
         nanosleep(&nap, NULL);
     kill(pid, SIGKILL);
     const int rc = wait_exit(pid), done = steplog_lines(killed) - 1;
     ZT_CHECK(rc == 128 + SIGKILL && done < KILL_STEPS, "SIGKILL: exit %d after %d steps", rc, done);
-    ZT_CHECK(wait_exit(start_training(killed, 1)) == 0, "resume after SIGKILL failed");
+    ZT_CHECK(wait_exit(start_training(killed, 1, optimizer)) == 0, "resume after SIGKILL failed");
     adapter_path(a, sizeof a, full);
     adapter_path(b, sizeof b, killed);
-    ZT_CHECK(same_file(a, b), "SIGKILL after %d steps + resume: adapters differ", done);
+    ZT_CHECK(same_file(a, b), "%s: SIGKILL after %d steps + resume: adapters differ", optimizer,
+             done);
     snprintf(a, sizeof a, "%s/snapshot/optimizer.safetensors", full);
     snprintf(b, sizeof b, "%s/snapshot/optimizer.safetensors", killed);
-    ZT_CHECK(same_file(a, b), "SIGKILL + resume: ZO-AdaMM state differs");
-    printf(
-        "  SIGKILL after %d of %d steps + --resume: adapters and optimizer state bit-identical\n",
-        done, KILL_STEPS);
+    ZT_CHECK(same_file(a, b), "%s: SIGKILL + resume: optimizer state differs", optimizer);
+    printf("  %s: SIGKILL after %d of %d steps + --resume: adapters and optimizer state "
+           "bit-identical\n",
+           optimizer, done, KILL_STEPS);
 
     /* resuming with another LoRA configuration is refused, naming the option */
     char args[2048], printed[4096];
     snprintf(args, sizeof args,
              "--output %s --peft lora --lora-rank 8 --lora-alpha 8 --lora-targets "
-             "q_proj,k_proj,v_proj,out_proj --optimizer zo-adamm --steps %d --batch-size 4 --lr "
+             "q_proj,k_proj,v_proj,out_proj --optimizer %s --steps %d --batch-size 4 --lr "
              "1e-2 --eps 1e-2 --save-every 50 --resume",
-             killed, KILL_STEPS);
+             killed, optimizer, KILL_STEPS);
     const int refused = run_zotune(args, printed, sizeof printed);
     ZT_CHECK(refused == 2 && strstr(printed, "--lora-rank"), "resume with rank 8: exit %d: %s",
              refused, printed);
@@ -221,7 +224,8 @@ int main(int argc, char **argv) {
     fixture_path(model, sizeof model, "opt-pre", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
     check_lowers_loss();
-    check_kill_resume();
+    check_kill_resume("zo-adamm");
+    check_kill_resume("adamw");
     check_continue_from_adapter();
     check_refusals();
     return zt_test_finish("test_lora_train");
