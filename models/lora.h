@@ -88,6 +88,23 @@ static inline int zt_lora_of(const zt_model *m, int weight, int *a, int *b) {
 /* The (r, r) diagonal matrix s * I as a weight. */
 zt_weight zt_lora_scale_weight(const zt_model *m);
 
+/* ---- backprop (lora_backprop.c) ---- */
+
+/* out += s * B (A in) with the same ops in the same order as zt_sweep_lora, for a grad pass's
+ * forward; nothing when `weight` has no adapters. rank_rows: 2 x n_rows x r floats, spare:
+ * n_rows x out_features. */
+zt_status zt_lora_forward(const zt_model *m, int weight, float *out, const float *in, int n_rows,
+                          int in_features, int out_features, float *rank_rows, float *spare);
+/* The branch's gradient: d_a, d_b (+=, NULL: not wanted) and its share of d in added into d_in,
+ * from d_out, the adapted linear's output gradient; the rank rows are recomputed from in.
+ * spare: n_rows x in_features. */
+zt_status zt_lora_backward(const zt_model *m, int weight, float *d_in, float *d_out,
+                           const float *in, int n_rows, int in_features, int out_features,
+                           float *rank_rows, float *spare, float *d_a, float *d_b);
+/* The largest backend scratch zt_lora_backward asks (0 without adapters). */
+size_t zt_lora_backward_scratch(const zt_model *m, int weight, int n_rows, int in_features,
+                                int out_features);
+
 /* Marks the adapters in mask (n_tensors), and only them. */
 void zt_lora_select(const zt_model *m, uint8_t *mask);
 

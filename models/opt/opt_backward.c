@@ -103,23 +103,6 @@ static size_t linear_backward_scratch(const zt_model *m, int weight, int bias, i
     return zt_plan_scratch(m, &q);
 }
 
-/* A LoRA branch's backward: B's, the scale's and A's linear_backward. */
-static size_t lora_backward_scratch(const zt_model *m, int weight, int n, int in_features,
-                                    int out_features) {
-    int a, b;
-    if (!zt_lora_of(m, weight, &a, &b)) return 0;
-    const int r = m->lora->options.rank;
-    const zt_scratch_query scale = {.op = ZT_SCRATCH_LINEAR_BACKWARD,
-                                    .in_features = r,
-                                    .out_features = r,
-                                    .weight_dtype = ZT_F32,
-                                    .bias_dtype = ZT_F32,
-                                    .n_rows = n};
-    size_t most = zt_plan_scratch(m, &scale);
-    most = larger(most, linear_backward_scratch(m, a, -1, n, in_features, r));
-    return larger(most, linear_backward_scratch(m, b, -1, n, r, out_features));
-}
-
 size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) {
     const zt_opt_family *fam = zt_opt_family_of(m);
     const zt_opt_config *c = &fam->cfg;
@@ -140,7 +123,7 @@ size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) 
         most = larger(most, linear_backward_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
         const int adapted[] = {L->q_w, L->k_w, L->v_w, L->out_w};
         for (int i = 0; i < 4; i++)
-            most = larger(most, lora_backward_scratch(m, adapted[i], n, h, h));
+            most = larger(most, zt_lora_backward_scratch(m, adapted[i], n, h, h));
     }
     /* project_out and the final norm see at most every row as a target */
     most = larger(most, linear_backward_scratch(m, fam->project_in, -1, n, e, h));
@@ -218,40 +201,19 @@ static zt_status add(const pass_ctx *x, float *dst, const float *src) {
     return x->be->ops->add(x->be, dst, src, (size_t)x->n * (size_t)x->c->hidden_size);
 }
 
-/* out += s * B (A in) for an adapted weight, with the sweep's ops in its order (zt_sweep_lora),
- * so the loss is the forward's to the bit. spare: (N,OC). */
+/* LoRA's branch (lora_backprop.c) on the pass's rank rows. */
 static zt_status lora_forward(const pass_ctx *x, float *out, const float *in, int adapted,
                               int in_features, int out_features, float *spare) {
-    int a, b;
-    if (!zt_lora_of(x->m, adapted, &a, &b)) return ZT_OK;
-    const int n = x->n, r = x->m->lora->options.rank;
-    float *down = x->b.lora, *scaled = x->b.lora + (size_t)n * (size_t)r;
-    const zt_weight none = weight(x, -1);
-    ZT_TRY(x->be->ops->linear(x->be, down, in, weight(x, a), none, n, in_features, r, 0));
-    ZT_TRY(x->be->ops->linear(x->be, scaled, down, zt_lora_scale_weight(x->m), none, n, r, r, 0));
-    ZT_TRY(x->be->ops->linear(x->be, spare, scaled, weight(x, b), none, n, r, out_features, 0));
-    return x->be->ops->add(x->be, out, spare, (size_t)n * (size_t)out_features);
+    return zt_lora_forward(x->m, adapted, out, in, x->n, in_features, out_features, x->b.lora,
+                           spare);
 }
 
-/* The LoRA branch's gradient: dA, dB (+=) and its share of d in, added into d_in. d_out is the
- * linear's output gradient; the branch's rank rows are recomputed from in. spare: (N,IC). */
 static zt_status lora_backward(const pass_ctx *x, float *d_in, float *d_out, const float *in,
                                int adapted, int in_features, int out_features, float *spare) {
     int a, b;
     if (!zt_lora_of(x->m, adapted, &a, &b)) return ZT_OK;
-    const zt_backend_ops *op = x->be->ops;
-    const int n = x->n, r = x->m->lora->options.rank;
-    float *down = x->b.lora, *scaled = x->b.lora + (size_t)n * (size_t)r;
-    const zt_weight none = weight(x, -1), scale = zt_lora_scale_weight(x->m);
-    ZT_TRY(op->linear(x->be, down, in, weight(x, a), none, n, in_features, r, 0));
-    ZT_TRY(op->linear(x->be, scaled, down, scale, none, n, r, r, 0));
-    /* d scaled into down, dB += d_out^T scaled; d down into scaled (the scale is diagonal) */
-    ZT_TRY(op->linear_backward(x->be, down, grad_of(x, b), NULL, d_out, scaled, NULL, weight(x, b),
-                               n, r, out_features, 0));
-    ZT_TRY(op->linear_backward(x->be, scaled, NULL, NULL, down, NULL, NULL, scale, n, r, r, 0));
-    ZT_TRY(op->linear_backward(x->be, spare, grad_of(x, a), NULL, scaled, in, NULL, weight(x, a), n,
-                               in_features, r, 0));
-    return op->add(x->be, d_in, spare, (size_t)n * (size_t)in_features);
+    return zt_lora_backward(x->m, adapted, d_in, d_out, in, x->n, in_features, out_features,
+                            x->b.lora, spare, grad_of(x, a), grad_of(x, b));
 }
 
 static float q_scale_of(const zt_opt_config *c) {

@@ -78,7 +78,8 @@ void zt_run_describe(zt_run *r) {
     else
         add_option(h, "--eval", "none");
     add_option(h, "--optimizer", "%s", o->optimizer);
-    add_option(h, "--trainable", "%s", o->trainable ? o->trainable : "(all)");
+    add_option(h, "--trainable", "%s",
+               o->lora ? "(LoRA adapters)" : o->trainable ? o->trainable : "(all)");
     describe_peft(r);
     add_option(h, "--steps", "%d", o->steps);
     add_option(h, "--batch-size", "%d", o->batch_size);
