@@ -160,8 +160,10 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
             zt_grad_buffers_bytes(model, train_shape->sequences, train_shape->seq_len,
                                   fo_options ? fo_options->checkpoint_activations : 0);
         /* every parameter's, or a LoRA model's adapters' alone (zt_model_grad_layout) */
-        plan->gradient_bytes =
-            (model->lora ? plan->trainable_elems : zt_model_parameter_count(model)) * sizeof(float);
+        size_t gradient_elems = 0;
+        for (int i = zt_model_first_staged(model); i < model->n_tensors; i++)
+            gradient_elems += model->tensors[i].n_elems;
+        plan->gradient_bytes = gradient_elems * sizeof(float);
         plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
         plan->total_bytes = plan->model.total_bytes + plan->backprop_bytes + plan->gradient_bytes +
                             plan->optimizer_bytes;
