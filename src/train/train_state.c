@@ -79,7 +79,9 @@ void zt_run_describe(zt_run *r) {
         add_option(h, "--eval", "none");
     add_option(h, "--optimizer", "%s", o->optimizer);
     add_option(h, "--trainable", "%s",
-               o->lora ? "(LoRA adapters)" : o->trainable ? o->trainable : "(all)");
+               o->lora        ? "(LoRA adapters)"
+               : o->trainable ? o->trainable
+                              : "(all)");
     describe_peft(r);
     add_option(h, "--steps", "%d", o->steps);
     add_option(h, "--batch-size", "%d", o->batch_size);
