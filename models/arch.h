@@ -65,6 +65,9 @@ struct zt_arch {
     /* Position p (0-based among a sequence's real tokens) reads row p + offset of the position
      * table; padding reads row offset - 1. Families without a position table ignore it. */
     int position_row_offset;
+    /* The linears whose outputs the layer code passes through zt_sweep_lora (and its backprop
+     * adds LoRA's gradient to), comma-separated: what --lora-targets may name. */
+    const char *lora_modules;
 
     /* config.json -> the family's config (malloc'd, released with free). Errors name the key. */
     zt_status (*read_config)(const char *path, void **config);
@@ -142,6 +145,12 @@ zt_status zt_sweep_linear(const zt_sweep *sw, float *out, /* (N,OC) */
                           const float *in,                /* (N,IC) */
                           int weight, int bias, int n_rows, int in_features, int out_features,
                           int relu);
+/* out += s * B (A in) when `weight` has LoRA adapters (models/lora.h), else nothing: A and B
+ * read as the variant sees them, the scale through linear with the (r, r) scale matrix.
+ * rank_rows holds 2 x n_rows x r floats and spare n_rows x out_features, both of the variant's
+ * layer buffers. */
+zt_status zt_sweep_lora(const zt_sweep *sw, float *out, const float *in, int weight, int n_rows,
+                        int in_features, int out_features, float *rank_rows, float *spare);
 /* Layer `layer`'s self-attention of the batch (q, k, v of its N = B x T rows): the plain
  * `attention` op, or with a cache in the sweep `attention_cached` over the layer's cache, so
  * layer code never sees the cache. */

@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "lora.h"
 #include "workspace.h"
 
 enum { BUFFER_ALIGN = 64 };
@@ -24,6 +25,10 @@ struct zt_grad_buffers {
 size_t zt_model_grad_layout(const zt_model *m, size_t *offsets) {
     size_t total = 0;
     for (int i = 0; i < m->n_tensors; i++) {
+        if (i < zt_model_first_staged(m)) {
+            offsets[i] = ZT_NO_GRADIENT;
+            continue;
+        }
         offsets[i] = total;
         total += m->tensors[i].n_elems;
     }

@@ -7,9 +7,14 @@
 
 #include "model.h"
 
+/* A tensor without a place in the gradient block: the family's grad pass computes no gradient
+ * for it (and skips work only it needs). */
+#define ZT_NO_GRADIENT SIZE_MAX
+
 /* Offsets (in f32 elements) of each tensor's gradient in one block, in table order (the tied
  * head has no tensor of its own: its gradient lands in the token table's). Returns the block's
- * element count, zt_model_parameter_count. */
+ * element count, zt_model_parameter_count. A model with LoRA adapters (lora.h) has gradients of
+ * its adapters alone: its base tensors get ZT_NO_GRADIENT. */
 size_t zt_model_grad_layout(const zt_model *model, size_t *offsets /* (n_tensors) */);
 
 /* The activations one backward pass keeps for batches up to max_batch x max_seq_len: each

@@ -39,6 +39,7 @@ typedef struct zt_model_dims {
 } zt_model_dims;
 
 typedef struct zt_arch zt_arch;
+struct zt_lora;
 
 typedef struct zt_model {
     const zt_arch *arch;
@@ -52,12 +53,18 @@ typedef struct zt_model {
     int embed_tokens;     /* the token table */
     int lm_head;          /* the table the head multiplies by: embed_tokens itself when tied */
     uint64_t fingerprint; /* of the loaded weights' content (zt_model_fingerprint_dir) */
+    struct zt_lora *lora; /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family
  * chosen by config.json's model_type. Accepts the family's name variants and a stored head only
  * as a byte-identical copy of the token table (tied). Errors name the directory and tensor. */
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out);
+/* The same with LoRA adapters (models/lora.h) after the base tensors when lora is not NULL. The
+ * fingerprint is the base's. */
+struct zt_lora_options;
+zt_status zt_model_load_peft(const char *dir, zt_backend *be, const struct zt_lora_options *lora,
+                             zt_model **out);
 void zt_model_free(zt_model *model);
 /* The model config.json at config_path describes, without weights (weights NULL: only the
  * table, sizes and memory plans may be used): tensors stored in `dtype`, or when dtype is -1 in
@@ -164,6 +171,8 @@ void zt_workspace_free(zt_workspace *ws);
 /* K variants of the weights for one sweep: variant k reads tensor T as
  * theta_T + perturbation[k](T) when perturbed[T] (all tensors when perturbed is NULL) and the
  * perturbation has terms, else theta_T itself. The master weights are never written. */
+/* A model with LoRA adapters perturbs only them: its staging buffers hold no copy of a base
+ * weight. */
 typedef struct zt_variants {
     int n_variants;
     const zt_perturbation *perturbation; /* (K) */

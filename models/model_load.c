@@ -9,6 +9,7 @@
 #include "core/fingerprint.h"
 #include "core/status.h"
 #include "io/safetensors.h"
+#include "lora.h"
 
 /* A canonical name may be stored as is or without the family's optional prefix. */
 static const char *without_prefix(const zt_arch *arch, const char *canonical) {
@@ -121,7 +122,7 @@ zt_status zt_model_build_from_config(const char *path, zt_model *m, int *named_d
 static uint64_t fingerprint_tensors(const zt_model *m, const zt_st_tensor *const *stored) {
     zt_fingerprint fp;
     zt_fingerprint_init(&fp);
-    for (int i = 0; i < m->n_tensors; i++) {
+    for (int i = 0; i < zt_model_base_tensors(m); i++) {
         const zt_tensor_info *info = &m->tensors[i];
         zt_fingerprint_update(&fp, info->name, strlen(info->name) + 1);
         zt_fingerprint_update(&fp, stored[i]->dtype, strlen(stored[i]->dtype) + 1);
@@ -145,7 +146,8 @@ static zt_status open_checkpoint(const char *dir, zt_model *m, zt_safetensors **
     return check_tied_head(m->arch, *st_out, (*stored_out)[m->embed_tokens], dir);
 }
 
-zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
+zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_options *lora,
+                             zt_model **out) {
     *out = NULL;
     zt_model *m = zt_calloc(1, sizeof *m);
     if (!m) return zt_fail(ZT_ERR_NOMEM, "allocating the model");
@@ -153,10 +155,13 @@ zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     zt_safetensors *st = NULL;
     const zt_st_tensor **stored = NULL;
     zt_status s = open_checkpoint(dir, m, &st, &stored);
+    const int n_base = m->n_tensors;
+    if (s == ZT_OK && lora) s = zt_lora_extend_table(m, lora);
     if (s == ZT_OK) s = be->ops->alloc(be, m->weights_bytes, ZT_MEM_WEIGHTS, &m->weights);
-    for (int i = 0; s == ZT_OK && i < m->n_tensors; i++)
+    for (int i = 0; s == ZT_OK && i < n_base; i++)
         s = be->ops->upload(be, (char *)m->weights + m->tensors[i].offset, stored[i]->data,
                             stored[i]->n_bytes);
+    if (s == ZT_OK && lora) s = zt_lora_upload_initial(m);
     if (s == ZT_OK) m->fingerprint = fingerprint_tensors(m, stored);
     free(stored);
     zt_st_close(st);
@@ -166,6 +171,10 @@ zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
     }
     *out = m;
     return ZT_OK;
+}
+
+zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
+    return zt_model_load_peft(dir, be, NULL, out);
 }
 
 zt_status zt_model_fingerprint_dir(const char *dir, uint64_t *fingerprint) {
@@ -188,9 +197,11 @@ zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *m
     zt_safetensors *st = NULL;
     const zt_st_tensor **stored = NULL;
     zt_status s = open_checkpoint(dir, &probe, &st, &stored);
-    if (s == ZT_OK && (probe.n_tensors != m->n_tensors || probe.weights_bytes != m->weights_bytes))
+    const int n_base = zt_model_base_tensors(m);
+    const size_t base_bytes = m->lora ? m->lora->base_bytes : m->weights_bytes;
+    if (s == ZT_OK && (probe.n_tensors != n_base || probe.weights_bytes != base_bytes))
         s = zt_fail(ZT_ERR_SHAPE, "%s: not a checkpoint of the loaded model", dir);
-    for (int i = 0; s == ZT_OK && i < m->n_tensors; i++) {
+    for (int i = 0; s == ZT_OK && i < n_base; i++) {
         const zt_tensor_info *info = &m->tensors[i];
         if (strcmp(probe.tensors[i].name, info->name) != 0 || probe.tensors[i].dtype != info->dtype)
             s = zt_fail(ZT_ERR_SHAPE, "%s: tensor '%s' differs from the loaded model's", dir,
@@ -203,6 +214,7 @@ zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *m
     zt_st_close(st);
     if (probe.arch) probe.arch->release(&probe);
     free(probe.tensors);
+    if (s == ZT_OK && m->lora) s = zt_lora_reload(m, dir, mask);
     return s;
 }
 
@@ -210,6 +222,7 @@ void zt_model_free(zt_model *m) {
     if (!m) return;
     if (m->weights) m->be->ops->free(m->be, m->weights, m->weights_bytes, ZT_MEM_WEIGHTS);
     if (m->arch) m->arch->release(m);
+    zt_lora_release(m);
     free(m->tensors);
     free(m);
 }

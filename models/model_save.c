@@ -8,18 +8,22 @@
 #include "core/path.h"
 #include "core/status.h"
 #include "io/safetensors.h"
+#include "lora.h"
 
 zt_status zt_model_save(const zt_model *m, const char *dir) {
     ZT_TRY(zt_make_dirs(dir));
-    void *host = zt_malloc(m->weights_bytes ? m->weights_bytes : 1);
-    zt_st_write_tensor *tensors = zt_calloc((size_t)m->n_tensors, sizeof *tensors);
+    /* the base checkpoint alone: adapters go to their own files (zt_lora_save) */
+    const int n_base = zt_model_base_tensors(m);
+    const size_t bytes = m->lora ? m->lora->base_bytes : m->weights_bytes;
+    void *host = zt_malloc(bytes ? bytes : 1);
+    zt_st_write_tensor *tensors = zt_calloc((size_t)n_base, sizeof *tensors);
     if (!host || !tensors) {
         free(host);
         free(tensors);
-        return zt_fail(ZT_ERR_NOMEM, "%s: staging %zu bytes of weights", dir, m->weights_bytes);
+        return zt_fail(ZT_ERR_NOMEM, "%s: staging %zu bytes of weights", dir, bytes);
     }
-    zt_status s = m->be->ops->download(m->be, host, m->weights, m->weights_bytes);
-    for (int i = 0; s == ZT_OK && i < m->n_tensors; i++) {
+    zt_status s = m->be->ops->download(m->be, host, m->weights, bytes);
+    for (int i = 0; s == ZT_OK && i < n_base; i++) {
         const zt_tensor_info *t = &m->tensors[i];
         tensors[i] = (zt_st_write_tensor){t->name, zt_dtype_name(t->dtype), t->n_dims, t->shape,
                                           (char *)host + t->offset};
@@ -27,7 +31,7 @@ zt_status zt_model_save(const zt_model *m, const char *dir) {
     char path[4096];
     static const char *const metadata[] = {"format", "pt"};
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (s == ZT_OK) s = zt_st_write(path, tensors, m->n_tensors, metadata, 1);
+    if (s == ZT_OK) s = zt_st_write(path, tensors, n_base, metadata, 1);
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (s == ZT_OK) s = m->arch->write_config(m, path);
     free(host);

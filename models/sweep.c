@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "lora.h"
 #include "workspace.h"
 
 zt_weight zt_model_weight(const zt_model *m, int id) {
@@ -70,6 +71,11 @@ zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_wei
     if (!sw->ws->staging)
         return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
     const zt_tensor_info *t = &m->tensors[id];
+    if (id < zt_model_first_staged(m))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "forward: %s is a base weight of a LoRA model, whose variants perturb only "
+                       "its adapters",
+                       t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     if (zt_dtype_size(staged) > sw->ws->layout.stage_elem_bytes)
         return zt_fail(ZT_ERR_INVALID_ARG,
@@ -146,6 +152,11 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
     if (!sw->ws->staging)
         return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
     const zt_tensor_info *t = &m->tensors[id];
+    if (id < zt_model_first_staged(m))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "forward: %s is a base weight of a LoRA model, whose variants perturb only "
+                       "its adapters",
+                       t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     const size_t bytes = t->n_elems * zt_dtype_size(staged);
     const size_t capacity = slot == ZT_STAGE_MAIN ? L->stage_variant_aux
@@ -185,6 +196,22 @@ zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int w
         ZT_TRY(be->ops->linear(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k), w[k],
                                b[k], n_rows, in_features, out_features, relu));
     return ZT_OK;
+}
+
+zt_status zt_sweep_lora(const zt_sweep *sw, float *out, const float *in, int weight, int n_rows,
+                        int in_features, int out_features, float *rank_rows, float *spare) {
+    int a, b;
+    const zt_model *m = sw->model;
+    if (!zt_lora_of(m, weight, &a, &b)) return ZT_OK;
+    const int r = m->lora->options.rank;
+    float *down = rank_rows, *scaled = rank_rows + (size_t)n_rows * (size_t)r;
+    ZT_TRY(zt_sweep_linear(sw, down, in, a, -1, n_rows, in_features, r, 0));
+    zt_backend *be = m->be;
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->linear(be, variant_buffer(sw, scaled, k), variant_buffer(sw, down, k),
+                               zt_lora_scale_weight(m), zt_model_weight(m, -1), n_rows, r, r, 0));
+    ZT_TRY(zt_sweep_linear(sw, spare, scaled, b, -1, n_rows, r, out_features, 0));
+    return zt_sweep_add(sw, out, spare, (size_t)n_rows * (size_t)out_features);
 }
 
 zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out, const float *q,

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "lora.h"
 #include "workspace.h"
 
 enum { BUFFER_ALIGN = 64 };
@@ -24,7 +25,7 @@ static size_t max_size(size_t a, size_t b) {
  * this rule. */
 static void staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_elems) {
     *main_elems = *aux_elems = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
+    for (int i = zt_model_first_staged(m); i < m->n_tensors; i++) {
         size_t *bound = m->tensors[i].n_dims == 2 ? main_elems : aux_elems;
         *bound = max_size(*bound, m->tensors[i].n_elems);
     }
@@ -34,7 +35,7 @@ static void staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_ele
  * the token table and the head's (which the head stages one variant at a time). */
 static void layer_staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_elems) {
     *main_elems = *aux_elems = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
+    for (int i = zt_model_first_staged(m); i < m->n_tensors; i++) {
         if (i == m->embed_tokens || i == m->lm_head) continue;
         size_t *bound = m->tensors[i].n_dims == 2 ? main_elems : aux_elems;
         *bound = max_size(*bound, m->tensors[i].n_elems);

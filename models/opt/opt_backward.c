@@ -8,6 +8,7 @@
 
 #include "backprop.h"
 #include "core/status.h"
+#include "lora.h"
 #include "opt/opt_internal.h"
 
 /* The family's buffers inside the pass's area. n tokens, r target rows. */
@@ -26,6 +27,7 @@ typedef struct opt_buffers {
     float *tok, *dtok;                           /* (N,e) project_in's input, gradient */
     float *hid_pre, *hid, *proj, *dhid, *dproj;  /* (R,h) (R,h) (R,e) (R,h) (R,e) */
     float *logits, *lp;                          /* (chunk,V) (R) */
+    float *lora;                                 /* (2,N,r) LoRA's rank rows, NULL without */
     size_t n, h, f;
 } opt_buffers;
 
@@ -74,6 +76,7 @@ static size_t layout(const zt_model *m, size_t n, size_t r, int checkpoint, floa
     b->dproj = narrow ? take(area, &cursor, r * e) : NULL;
     b->logits = take(area, &cursor, chunk * (size_t)c->vocab_size);
     b->lp = take(area, &cursor, r);
+    b->lora = m->lora ? take(area, &cursor, 2 * n * (size_t)m->lora->options.rank) : NULL;
     return (cursor + 15) / 16 * 16;
 }
 
@@ -118,6 +121,9 @@ size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) 
         most = larger(most, linear_backward_scratch(m, L->out_w, L->out_b, n, h, h));
         most = larger(most, linear_backward_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
         most = larger(most, linear_backward_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
+        const int adapted[] = {L->q_w, L->k_w, L->v_w, L->out_w};
+        for (int i = 0; i < 4; i++)
+            most = larger(most, zt_lora_backward_scratch(m, adapted[i], n, h, h));
     }
     /* project_out and the final norm see at most every row as a target */
     most = larger(most, linear_backward_scratch(m, fam->project_in, -1, n, e, h));
@@ -157,7 +163,7 @@ typedef struct pass_ctx {
 } pass_ctx;
 
 static float *grad_of(const pass_ctx *x, int id) {
-    return id < 0 ? NULL : x->p->grads + x->p->offsets[id];
+    return id < 0 || x->p->offsets[id] == ZT_NO_GRADIENT ? NULL : x->p->grads + x->p->offsets[id];
 }
 
 static zt_weight weight(const pass_ctx *x, int id) {
@@ -195,6 +201,21 @@ static zt_status add(const pass_ctx *x, float *dst, const float *src) {
     return x->be->ops->add(x->be, dst, src, (size_t)x->n * (size_t)x->c->hidden_size);
 }
 
+/* LoRA's branch (lora_backprop.c) on the pass's rank rows. */
+static zt_status lora_forward(const pass_ctx *x, float *out, const float *in, int adapted,
+                              int in_features, int out_features, float *spare) {
+    return zt_lora_forward(x->m, adapted, out, in, x->n, in_features, out_features, x->b.lora,
+                           spare);
+}
+
+static zt_status lora_backward(const pass_ctx *x, float *d_in, float *d_out, const float *in,
+                               int adapted, int in_features, int out_features, float *spare) {
+    int a, b;
+    if (!zt_lora_of(x->m, adapted, &a, &b)) return ZT_OK;
+    return zt_lora_backward(x->m, adapted, d_in, d_out, in, x->n, in_features, out_features,
+                            x->b.lora, spare, grad_of(x, a), grad_of(x, b));
+}
+
 static float q_scale_of(const zt_opt_config *c) {
     /* HF computes head_dim**-0.5 in Python (double) and multiplies the f32 tensor by it. */
     return (float)(1.0 / sqrt((double)(c->hidden_size / c->num_attention_heads)));
@@ -213,14 +234,20 @@ static zt_status layer_forward(const pass_ctx *x, int l, const layer_acts *a, co
         ZT_TRY(layer_norm(x, a->a1, x_in, id->attn_ln_g, id->attn_ln_b, n));
         attn_in = a->a1;
     }
+    /* LoRA's spare (N,h): dq, free until the layer's attention backward */
+    float *spare = x->b.dq;
     ZT_TRY(linear(x, a->q, attn_in, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->q, attn_in, id->q_w, h, h, spare));
     ZT_TRY(linear(x, a->k, attn_in, id->k_w, id->k_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->k, attn_in, id->k_w, h, h, spare));
     ZT_TRY(linear(x, a->v, attn_in, id->v_w, id->v_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->v, attn_in, id->v_w, h, h, spare));
     ZT_TRY(x->be->ops->attention(x->be, a->att, a->q, a->k, a->v, x->p->mask, x->p->batch->batch,
                                  x->p->batch->seq_len, heads, h / heads, q_scale_of(x->c)));
     if (x->c->do_layer_norm_before) {
         /* x2 = x + o; h2 = LN(x2); out = x2 + fc2(relu(fc1(h2))) */
         ZT_TRY(linear(x, a->x2, a->att, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(lora_forward(x, a->x2, a->att, id->out_w, h, h, spare));
         ZT_TRY(add(x, a->x2, x_in));
         ZT_TRY(layer_norm(x, a->a2, a->x2, id->ffn_ln_g, id->ffn_ln_b, n));
         ZT_TRY(linear(x, a->ffn, a->a2, id->fc1_w, id->fc1_b, n, h, f, 1));
@@ -229,6 +256,7 @@ static zt_status layer_forward(const pass_ctx *x, int l, const layer_acts *a, co
     }
     /* s1 = x + o; x2 = LN(s1); s2 = x2 + fc2(relu(fc1(x2))); out = LN(s2) */
     ZT_TRY(linear(x, a->a1, a->att, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(lora_forward(x, a->a1, a->att, id->out_w, h, h, spare));
     ZT_TRY(add(x, a->a1, x_in));
     ZT_TRY(layer_norm(x, a->x2, a->a1, id->attn_ln_g, id->attn_ln_b, n));
     ZT_TRY(linear(x, a->ffn, a->x2, id->fc1_w, id->fc1_b, n, h, f, 1));
@@ -244,10 +272,13 @@ static zt_status qkv_back(const pass_ctx *x, int l, float *d_in, float *dt, cons
     const opt_buffers *b = &x->b;
     const int n = x->n, h = x->c->hidden_size;
     ZT_TRY(linear_back(x, d_in, b->dq, in, NULL, id->q_w, id->q_b, n, h, h, 0));
+    ZT_TRY(lora_backward(x, d_in, b->dq, in, id->q_w, h, h, dt));
     ZT_TRY(linear_back(x, dt, b->dk, in, NULL, id->k_w, id->k_b, n, h, h, 0));
     ZT_TRY(add(x, d_in, dt));
+    ZT_TRY(lora_backward(x, d_in, b->dk, in, id->k_w, h, h, dt));
     ZT_TRY(linear_back(x, dt, b->dv, in, NULL, id->v_w, id->v_b, n, h, h, 0));
-    return add(x, d_in, dt);
+    ZT_TRY(add(x, d_in, dt));
+    return lora_backward(x, d_in, b->dv, in, id->v_w, h, h, dt);
 }
 
 /* dx: the gradient of layer l's output on entry, of its input on return. The intermediates are
@@ -264,6 +295,7 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
         ZT_TRY(layer_norm_back(x, b->dt1, b->dt1, a->x2, id->ffn_ln_g, id->ffn_ln_b, n));
         ZT_TRY(add(x, b->dx, b->dt1)); /* dx: d x2 */
         ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+        ZT_TRY(lora_backward(x, b->dt1, b->dx, a->att, id->out_w, h, h, b->dq));
         ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
                                               a->att, x->p->mask, batch->batch, batch->seq_len,
                                               heads, h / heads, q_scale_of(x->c)));
@@ -277,6 +309,7 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
     ZT_TRY(add(x, b->dt1, b->dt2)); /* dt1: d x2 */
     ZT_TRY(layer_norm_back(x, b->dx, b->dt1, a->a1, id->attn_ln_g, id->attn_ln_b, n)); /* d s1 */
     ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
+    ZT_TRY(lora_backward(x, b->dt1, b->dx, a->att, id->out_w, h, h, b->dq));
     ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
                                           a->att, x->p->mask, batch->batch, batch->seq_len, heads,
                                           h / heads, q_scale_of(x->c)));
@@ -308,17 +341,24 @@ static zt_status embed_backward(const pass_ctx *x) {
     const zt_backend_ops *op = x->be->ops;
     const zt_opt_config *c = x->c;
     const int n = x->n;
-    ZT_TRY(op->gather_rows_backward(x->be, grad_of(x, x->fam->embed_positions), x->b.dx,
-                                    x->p->positions, n, c->max_position_embeddings + 2,
-                                    c->hidden_size));
+    float *d_positions = grad_of(x, x->fam->embed_positions);
+    if (d_positions)
+        ZT_TRY(op->gather_rows_backward(x->be, d_positions, x->b.dx, x->p->positions, n,
+                                        c->max_position_embeddings + 2, c->hidden_size));
+    /* the token table's gradient (and project_in's) only when some is wanted */
+    if (!grad_of(x, x->m->embed_tokens) &&
+        (x->fam->project_in < 0 || !grad_of(x, x->fam->project_in)))
+        return ZT_OK;
     const float *d_tokens = x->b.dx;
     if (x->fam->project_in >= 0) {
         ZT_TRY(linear_back(x, x->b.dtok, x->b.dx, x->b.tok, NULL, x->fam->project_in, -1, n,
                            c->word_embed_proj_dim, c->hidden_size, 0));
         d_tokens = x->b.dtok;
     }
-    return op->gather_rows_backward(x->be, grad_of(x, x->m->embed_tokens), d_tokens, x->p->ids, n,
-                                    c->vocab_size, c->word_embed_proj_dim);
+    float *d_table = grad_of(x, x->m->embed_tokens);
+    if (!d_table) return ZT_OK;
+    return op->gather_rows_backward(x->be, d_table, d_tokens, x->p->ids, n, c->vocab_size,
+                                    c->word_embed_proj_dim);
 }
 
 /* The head on the target rows of the final stream: log-probabilities into b.lp, the table's

@@ -5,10 +5,11 @@
 #include <math.h>
 
 #include "core/status.h"
+#include "lora.h"
 #include "opt/opt_internal.h"
 
 /* The workspace's family buffers, in the order plan_buffers lists them. */
-enum layer_buffer { BUF_H, BUF_Q, BUF_K, BUF_V, BUF_ATTN, BUF_FFN, BUF_TOKENS };
+enum layer_buffer { BUF_H, BUF_Q, BUF_K, BUF_V, BUF_ATTN, BUF_FFN, BUF_TOKENS, BUF_LORA };
 enum head_buffer { BUF_PROJECTED };
 
 void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes,
@@ -21,10 +22,29 @@ void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes
     /* project_in's input and project_out's output exist only when the widths differ */
     layer_bytes[BUF_TOKENS] = e != h ? n_tokens * e * f : 0;
     head_bytes[BUF_PROJECTED] = e != h ? n_tokens * e * f : 0;
+    /* LoRA's (N, r) down-projection and its scaled copy */
+    layer_bytes[BUF_LORA] = m->lora ? 2 * n_tokens * (size_t)m->lora->options.rank * f : 0;
 }
 
 static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
+}
+
+/* A LoRA branch's three linears: A (in -> r), the scale (r -> r), B (r -> out). */
+static size_t lora_scratch(const zt_model *m, int weight, int n, int in_features,
+                           int out_features) {
+    int a, b;
+    if (!zt_lora_of(m, weight, &a, &b)) return 0;
+    const int r = m->lora->options.rank;
+    zt_scratch_query scale = {.op = ZT_SCRATCH_LINEAR,
+                              .in_features = r,
+                              .out_features = r,
+                              .weight_dtype = ZT_F32,
+                              .bias_dtype = ZT_F32,
+                              .n_rows = n};
+    size_t most = zt_plan_scratch(m, &scale);
+    most = max_size(most, zt_plan_linear_scratch(m, a, -1, n, in_features, r));
+    return max_size(most, zt_plan_linear_scratch(m, b, -1, n, r, out_features));
 }
 
 size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) {
@@ -41,6 +61,9 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
         most = max_size(most, zt_plan_linear_scratch(m, L->out_w, L->out_b, n, h, h));
         most = max_size(most, zt_plan_linear_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
         most = max_size(most, zt_plan_linear_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
+        const int adapted[] = {L->q_w, L->k_w, L->v_w, L->out_w};
+        for (int i = 0; i < 4; i++)
+            most = max_size(most, lora_scratch(m, adapted[i], n, h, h));
     }
     /* project_in sees every token; project_out only the rows with a target (at most n) */
     most = max_size(most, zt_plan_linear_scratch(m, fam->project_in, -1, n, e, h));
@@ -106,11 +129,17 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
         ZT_TRY(layer_norm(sw, hbuf, x, ids->attn_ln_g, ids->attn_ln_b, n));
         attn_in = hbuf;
     }
+    /* LoRA branches (lora.h): attn is free until the attention, q after it */
+    float *lora = zt_sweep_layer_buffer(sw, BUF_LORA);
     ZT_TRY(zt_sweep_linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
+    ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
     ZT_TRY(zt_sweep_linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
+    ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
     ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
+    ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
     ZT_TRY(zt_sweep_attention(sw, layer, attn, q, k, v, heads, head_dim, q_scale));
     ZT_TRY(zt_sweep_linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
+    ZT_TRY(zt_sweep_lora(sw, hbuf, attn, ids->out_w, n, h, h, lora, q));
     ZT_TRY(zt_sweep_add(sw, x, hbuf, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));
 

@@ -2,17 +2,30 @@
  * (zt_train_plan_memory) and the model's: no arithmetic of their own. */
 #include "cli/bench_methods.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/status.h"
+
 const zt_bench_method zt_bench_methods[ZT_BENCH_N_METHODS] = {
-    {"inference", NULL, ZT_PERTURB_SHADOW, 0, {31, 119, 180}},
-    {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0, {44, 160, 44}},
-    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0, {23, 190, 207}},
-    {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1, {255, 127, 14}},
-    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0, {214, 39, 40}},
-    {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1, {148, 103, 189}},
-    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0, {140, 86, 75}},
+    {"inference", NULL, ZT_PERTURB_SHADOW, 0, 0, {31, 119, 180}},
+    {"zo-inplace", "mezo", ZT_PERTURB_INPLACE, 0, 0, {44, 160, 44}},
+    {"zo-shadow", "mezo", ZT_PERTURB_SHADOW, 0, 0, {23, 190, 207}},
+    {"fo-sgd-ckpt", "sgd", ZT_PERTURB_SHADOW, 1, 0, {255, 127, 14}},
+    {"fo-sgd", "sgd", ZT_PERTURB_SHADOW, 0, 0, {214, 39, 40}},
+    {"fo-adamw-ckpt", "adamw", ZT_PERTURB_SHADOW, 1, 0, {148, 103, 189}},
+    {"fo-adamw", "adamw", ZT_PERTURB_SHADOW, 0, 0, {140, 86, 75}},
+    /* LoRA after the full methods: each below its full counterpart */
+    {"zo-lora", "mezo", ZT_PERTURB_SHADOW, 0, 1, {227, 119, 194}},
+    {"fo-lora", "adamw", ZT_PERTURB_SHADOW, 0, 1, {188, 189, 34}},
 };
+
+void zt_bench_lora_options(zt_lora_options *o) {
+    zt_lora_options_default(o);
+    o->rank = 8;
+    o->alpha = 16.0;
+}
 
 zt_status zt_bench_plan_row(const zt_model *m, const zt_bench_method *me, int batch, int seq_len,
                             zt_bench_row *r) {
@@ -28,5 +41,21 @@ zt_status zt_bench_plan_row(const zt_model *m, const zt_bench_method *me, int ba
     zt_zo_hparams_default(&hp);
     hp.momentum = 0.0; /* PyTorch's SGD */
     const zt_fo_options fo = {0, 0.0, 1, me->checkpoint};
-    return zt_train_plan_memory(m, NULL, me->optimizer, &hp, &fo, 1000, me->mode, &shape, &r->plan);
+    if (!me->lora)
+        return zt_train_plan_memory(m, NULL, me->optimizer, &hp, &fo, 1000, me->mode, &shape,
+                                    &r->plan);
+    zt_lora_options lora;
+    zt_bench_lora_options(&lora);
+    zt_model *adapted = NULL;
+    ZT_TRY(zt_lora_table_copy(m, &lora, &adapted));
+    uint8_t *trainable = zt_calloc((size_t)adapted->n_tensors, 1);
+    zt_status s = trainable ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "the LoRA plan's mask");
+    if (s == ZT_OK) {
+        zt_lora_select(adapted, trainable);
+        s = zt_train_plan_memory(adapted, trainable, me->optimizer, &hp, &fo, 1000, me->mode,
+                                 &shape, &r->plan);
+    }
+    free(trainable);
+    zt_lora_table_copy_free(adapted);
+    return s;
 }

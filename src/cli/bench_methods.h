@@ -4,6 +4,7 @@
 #define ZT_CLI_BENCH_METHODS_H
 
 #include "cli/raster.h"
+#include "lora.h"
 #include "model.h"
 #include "train/trainer.h"
 
@@ -12,11 +13,12 @@ typedef struct zt_bench_method {
     const char *optimizer; /* NULL: inference */
     zt_perturb_mode mode;
     int checkpoint;
+    int lora;      /* LoRA with MeZO's OPT-13B preset (rank 8, alpha 16, q_proj and v_proj) */
     zt_rgb colour; /* in --plot's figure */
 } zt_bench_method;
 
 /* In the order memory arithmetic ranks them for a large model. */
-enum { ZT_BENCH_N_METHODS = 7 };
+enum { ZT_BENCH_N_METHODS = 9 };
 extern const zt_bench_method zt_bench_methods[ZT_BENCH_N_METHODS];
 
 typedef struct zt_bench_row {
@@ -27,6 +29,9 @@ typedef struct zt_bench_row {
 
 /* The plan of method `me` on m at batch x seq_len (zt_train_plan_memory, or the model's own
  * plan for inference) into r, which is cleared. */
+/* The LoRA options of a method with lora set. */
+void zt_bench_lora_options(zt_lora_options *options);
+
 zt_status zt_bench_plan_row(const zt_model *m, const zt_bench_method *me, int batch, int seq_len,
                             zt_bench_row *r);
 

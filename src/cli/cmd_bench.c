@@ -128,6 +128,9 @@ static int measure_child(const measure_ctx *c, const zt_bench_method *me, int fd
         o.hp.lr = 1e-6;
         o.hp.momentum = 0.0;
         o.fo.checkpoint_activations = me->checkpoint;
+        zt_lora_options lora;
+        zt_bench_lora_options(&lora);
+        if (me->lora) o.lora = &lora;
         zt_train_result res;
         s = zt_train(&o, &res);
         result[0] = (double)res.peak_bytes;

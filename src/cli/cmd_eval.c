@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/peft_args.h"
 #include "core/alloc.h"
 #include "core/status.h"
 #include "io/atomic_file.h"
@@ -88,9 +89,10 @@ static int check_predictions_path(const char *path) {
     return 1;
 }
 
-static zt_status evaluate(const char *model_dir, const char *data, const char *device,
-                          const char *gemm, int threads, int batch_size, int bos_mezo,
-                          const char *predictions_path, zt_eval_result *res, int *n_examples) {
+static zt_status evaluate(const char *model_dir, const char *adapter, const char *data,
+                          const char *device, const char *gemm, int threads, int batch_size,
+                          int bos_mezo, const char *predictions_path, zt_eval_result *res,
+                          int *n_examples) {
     zt_backend *be = NULL;
     zt_model *model = NULL;
     zt_tokenizer *tok = NULL;
@@ -101,7 +103,7 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
     memset(&objective, 0, sizeof objective);
     char **predictions = NULL;
     zt_status s = zt_backend_open(device, threads, gemm, &be);
-    if (s == ZT_OK) s = zt_model_load(model_dir, be, &model);
+    if (s == ZT_OK) s = zt_cli_load_model(model_dir, adapter, be, &model);
     if (s == ZT_OK) s = zt_tokenizer_open_model_dir(model_dir, bos_mezo, &tok);
     if (s == ZT_OK)
         s = zt_dataset_load(data, tok, model->dims.vocab_size, model->dims.max_positions, &ds);
@@ -152,11 +154,13 @@ static zt_status evaluate(const char *model_dir, const char *data, const char *d
 
 int zt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *device = "cpu", *bos = "opt", *gemm = "auto";
-    const char *predictions = NULL;
+    const char *predictions = NULL, *adapter = NULL;
     int batch_size = 8, threads = 0, json = 0;
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &model, "DIR", "model directory (required)"},
         {"data", ZT_ARG_STRING, &data, "FILE", "task JSONL (required; docs/tasks.md)"},
+        {"adapter", ZT_ARG_STRING, &adapter, "DIR",
+         "apply this peft LoRA adapter (e.g. a --peft lora run's output)"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "examples per forward (default 8)"},
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default) or mezo"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
@@ -193,8 +197,8 @@ int zt_cmd_eval(int argc, char **argv) {
     if (predictions && !check_predictions_path(predictions)) return 2;
     zt_eval_result res;
     int n = 0;
-    zt_status s =
-        evaluate(model, data, device, gemm, threads, batch_size, bos_mezo, predictions, &res, &n);
+    zt_status s = evaluate(model, adapter, data, device, gemm, threads, batch_size, bos_mezo,
+                           predictions, &res, &n);
     if (s != ZT_OK) return zt_cli_report("eval", s);
     if (json) {
         cJSON *o = cJSON_CreateObject();

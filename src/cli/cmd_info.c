@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/peft_args.h"
 #include "cli/model_input.h"
 #include "core/status.h"
 #include "core/alloc.h"
@@ -167,6 +168,8 @@ int zt_cmd_info(int argc, char **argv) {
     const char *train_as = "classification", *objective = "loss";
     int seq_len_given = 0, grad_accum = 1;
     const char *inputs[1] = {NULL};
+    zt_peft_args peft;
+    zt_peft_args_default(&peft);
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the positional)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object"},
@@ -181,6 +184,8 @@ int zt_cmd_info(int argc, char **argv) {
         {"momentum", ZT_ARG_DOUBLE, &momentum, "B",
          "first-order sgd: its momentum (default 0, no state copy)"},
         {"trainable", ZT_ARG_STRING, &trainable, "PATTERNS", "trainable tensors (default all)"},
+        ZT_PEFT_ARG_OPTIONS(peft),
+        {"adapter", ZT_ARG_STRING, &peft.adapter_dir, "DIR", "plan with this peft adapter"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"gemm", ZT_ARG_STRING, &gemm, "P", ZT_GEMM_HELP},
         {"threads", ZT_ARG_THREADS, &threads, "N",
@@ -283,11 +288,18 @@ int zt_cmd_info(int argc, char **argv) {
                 positional[0]);
         return 2;
     }
-    zt_status s = zt_backend_open(device, threads, gemm, &be);
-    if (s == ZT_OK && plan.config_only)
+    zt_lora_options lora;
+    zt_status s = zt_peft_args_resolve(&peft, &lora);
+    if (s == ZT_OK && peft.lora && trainable)
+        s = zt_fail(ZT_ERR_INVALID_ARG, "--trainable with --peft lora: LoRA trains its adapters");
+    if (s == ZT_OK) s = zt_backend_open(device, threads, gemm, &be);
+    if (s == ZT_OK && plan.config_only) {
         s = zt_model_open_config(config, dtype, be, &model);
-    else if (s == ZT_OK)
-        s = zt_model_load(positional[0], be, &model);
+        /* the adapters placed after the base, without weights */
+        if (s == ZT_OK && peft.lora) s = zt_lora_extend_table(model, &lora);
+    } else if (s == ZT_OK) {
+        s = zt_model_load_peft(positional[0], be, peft.lora ? &lora : NULL, &model);
+    }
     zt_dataset train_ds, eval_ds;
     memset(&train_ds, 0, sizeof train_ds);
     memset(&eval_ds, 0, sizeof eval_ds);
@@ -318,6 +330,7 @@ int zt_cmd_info(int argc, char **argv) {
         selected = zt_calloc((size_t)model->n_tensors, 1);
         s = selected ? zt_model_select(model, trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");
+        if (s == ZT_OK && model->lora) zt_lora_select(model, selected);
         if (s == ZT_OK)
             s = zt_train_plan_memory(model, selected, optimizer, &hp, &fo, 1000,
                                      inplace ? ZT_PERTURB_INPLACE : ZT_PERTURB_SHADOW, &plan.shape,

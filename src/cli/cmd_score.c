@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/peft_args.h"
 #include "cli/records.h"
 #include "core/alloc.h"
 #include "core/status.h"
@@ -102,9 +103,12 @@ int zt_cmd_score(int argc, char **argv) {
     int json = 0, batch_size = 8, threads = 0;
     const char *device = "cpu", *gemm = "auto", *logits_path = NULL, *bos = "opt";
     const char *inputs[2] = {NULL, NULL}; /* model directory, data file */
+    const char *adapter = NULL;
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the first positional)"},
         {"data", ZT_ARG_STRING, &inputs[1], "FILE", "JSONL records (or the second positional)"},
+        {"adapter", ZT_ARG_STRING, &adapter, "DIR",
+         "apply this peft LoRA adapter (adapter_config.json + adapter_model.safetensors)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
@@ -155,7 +159,7 @@ int zt_cmd_score(int argc, char **argv) {
     int *n_tokens = NULL;
     logits_dump dump = {0};
     zt_status s = zt_backend_open(device, threads, gemm, &be);
-    if (s == ZT_OK) s = zt_model_load(positional[0], be, &model);
+    if (s == ZT_OK) s = zt_cli_load_model(positional[0], adapter, be, &model);
     if (s == ZT_OK)
         s = zt_records_read(positional[1], positional[0], bos_mezo, &model->dims, &records);
     if (s == ZT_OK) {

@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/peft_args.h"
 #include "dist/comm.h"
 #include "train/trainer.h"
 #include "zo/optimizer.h"
@@ -61,6 +62,8 @@ int zt_cmd_train(int argc, char **argv) {
     double comm_timeout = 600.0;
     uint64_t seed = 42;
     int no_sr = 0, list = 0;
+    zt_peft_args peft;
+    zt_peft_args_default(&peft);
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &o.model_dir, "DIR", "HF OPT model directory (required)"},
         {"train", ZT_ARG_STRING, &o.train_path, "FILE", "training JSONL (required)"},
@@ -140,6 +143,9 @@ int zt_cmd_train(int argc, char **argv) {
          "hybrid run, e.g. mezo:1000,adamw:200 (zo = mezo, fo = adamw; --steps = their sum)"},
         {"checkpoint-activations", ZT_ARG_FLAG, &o.fo.checkpoint_activations, NULL,
          "first-order: keep each layer's input only and run the layer again in backward"},
+        ZT_PEFT_ARG_OPTIONS(peft),
+        {"adapter", ZT_ARG_STRING, &peft.adapter_dir, "DIR",
+         "--peft lora: continue from this peft adapter (its rank, alpha and targets)"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
     };
     const zt_arg_spec spec = {
@@ -217,6 +223,10 @@ int zt_cmd_train(int argc, char **argv) {
     o.mode = (zt_perturb_mode)mode_kind;
     o.stochastic_rounding = !no_sr;
     o.seed = seed;
+    zt_lora_options lora;
+    zt_status ls = zt_peft_args_resolve(&peft, &lora);
+    if (ls != ZT_OK) return zt_cli_report("train", ls);
+    if (peft.lora) o.lora = &lora;
     zt_train_install_signal_handlers();
 
     zt_comm *comm = NULL;

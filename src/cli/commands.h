@@ -10,6 +10,7 @@ int zt_cmd_train(int argc, char **argv);
 int zt_cmd_replay(int argc, char **argv);
 int zt_cmd_eval(int argc, char **argv);
 int zt_cmd_convert(int argc, char **argv);
+int zt_cmd_merge(int argc, char **argv);
 
 /* Prints "zotune <command>: <status name>: <last error>" to stderr and returns 1. */
 int zt_cli_report(const char *command, int status);

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"bench", zt_cmd_bench,
      "bench memory: inference, ZO and backprop memory of a model, side by side"},
     {"replay", zt_cmd_replay, "rebuild fine-tuned weights from base weights + step log"},
+    {"merge", zt_cmd_merge, "fold a LoRA adapter into its base as a plain HF checkpoint"},
     {"convert", zt_cmd_convert, "rewrite a PyTorch pytorch_model.bin checkpoint as safetensors"},
 };
 

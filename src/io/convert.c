@@ -28,8 +28,7 @@ static const char *const companion_files[] = {
     "added_tokens.json",
 };
 
-/* out_dir must not exist (it is created) or be an empty directory. */
-static zt_status prepare_output(const char *out_dir) {
+zt_status zt_prepare_new_dir(const char *out_dir, const char *command) {
     struct stat info;
     if (stat(out_dir, &info) != 0) {
         if (errno != ENOENT)
@@ -47,9 +46,9 @@ static zt_status prepare_output(const char *out_dir) {
     closedir(dir);
     if (!empty)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "OUT_DIR %s is not empty; convert never overwrites: give a new or empty "
+                       "OUT_DIR %s is not empty; %s never overwrites: give a new or empty "
                        "directory",
-                       out_dir);
+                       out_dir, command);
     return ZT_OK;
 }
 
@@ -75,7 +74,7 @@ static zt_status read_whole_file(const char *path, char **content, size_t *size)
     return ZT_OK;
 }
 
-static zt_status copy_companions(const char *in_dir, const char *out_dir) {
+zt_status zt_copy_companion_files(const char *in_dir, const char *out_dir) {
     for (size_t i = 0; i < sizeof companion_files / sizeof companion_files[0]; i++) {
         char from[ZT_PATH_MAX], to[ZT_PATH_MAX];
         ZT_TRY(zt_path_join(from, sizeof from, in_dir, companion_files[i]));
@@ -116,9 +115,9 @@ zt_status zt_convert_torch_dir(const char *in_dir, const char *out_dir, int *n_t
     ZT_TRY(zt_st_open_torch_dir(in_dir, &st));
     char path[ZT_PATH_MAX];
     zt_status s = zt_path_join(path, sizeof path, out_dir, "model.safetensors");
-    if (s == ZT_OK) s = prepare_output(out_dir);
+    if (s == ZT_OK) s = zt_prepare_new_dir(out_dir, "convert");
     if (s == ZT_OK) s = write_weights(st, path);
-    if (s == ZT_OK) s = copy_companions(in_dir, out_dir);
+    if (s == ZT_OK) s = zt_copy_companion_files(in_dir, out_dir);
     if (s == ZT_OK && n_tensors) *n_tensors = zt_st_count(st);
     zt_st_close(st);
     return s;

@@ -13,4 +13,9 @@
  * *n_tensors (may be NULL) gets the count written. */
 zt_status zt_convert_torch_dir(const char *in_dir, const char *out_dir, int *n_tensors);
 
+/* out_dir must not exist (it is created) or be an empty directory; command names the refuser. */
+zt_status zt_prepare_new_dir(const char *out_dir, const char *command);
+/* Copies config.json, generation_config.json and the tokenizer files in_dir has to out_dir. */
+zt_status zt_copy_companion_files(const char *in_dir, const char *out_dir);
+
 #endif

@@ -10,10 +10,40 @@
 #include "core/fingerprint.h"
 #include "core/path.h"
 #include "core/status.h"
+#include "lora.h"
 #include "model.h"
 #include "train/trainable.h"
 #include "zo/engine.h"
 #include "zo/steplog.h"
+
+/* The LoRA configuration the log's header records (*peft NULL for a run without one). A run
+ * started from --adapter needs that adapter, which the log does not hold. */
+static zt_status logged_lora(const zt_steplog_header *h, const char *log_path,
+                             zt_lora_options *lora, const zt_lora_options **peft) {
+    *peft = NULL;
+    const char *kind = zt_steplog_run_value(h, "--peft");
+    if (!kind || strcmp(kind, "none") == 0) return ZT_OK;
+    const char *rank = zt_steplog_run_value(h, "--lora-rank");
+    const char *alpha = zt_steplog_run_value(h, "--lora-alpha");
+    const char *targets = zt_steplog_run_value(h, "--lora-targets");
+    const char *adapter = zt_steplog_run_value(h, "--adapter");
+    if (strcmp(kind, "lora") != 0 || !rank || !alpha || !targets ||
+        strlen(targets) >= sizeof lora->targets)
+        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft %s lacks its LoRA options", log_path,
+                       kind);
+    if (adapter && strcmp(adapter, "none") != 0)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "%s: the run started from --adapter (fingerprint %s), which the log does "
+                       "not hold; its adapters are in its output directory",
+                       log_path, adapter);
+    zt_lora_options_default(lora);
+    lora->rank = atoi(rank);
+    lora->alpha = strtod(alpha, NULL);
+    snprintf(lora->targets, sizeof lora->targets, "%s", targets);
+    lora->init_seed = zt_lora_init_seed(h->run_seed);
+    *peft = lora;
+    return ZT_OK;
+}
 
 zt_status zt_replay(const char *base, const char *log_path, const char *out, const char *device,
                     int threads, int *n_applied) {
@@ -31,11 +61,18 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     zt_param_set ps = {0};
     int count = 0;
     zt_status s = zt_backend_create(device, threads, &be);
-    if (s == ZT_OK) s = zt_model_load(base, be, &model);
+    zt_lora_options lora;
+    const zt_lora_options *peft = NULL;
+    if (s == ZT_OK) s = logged_lora(&header, log_path, &lora, &peft);
+    if (s == ZT_OK) s = zt_model_load_peft(base, be, peft, &model);
     if (s == ZT_OK) {
         selected = zt_calloc((size_t)model->n_tensors, 1);
-        s = selected ? zt_model_select(model, header.trainable, selected, &count)
-                     : zt_fail(ZT_ERR_NOMEM, "selection");
+        if (!selected)
+            s = zt_fail(ZT_ERR_NOMEM, "selection");
+        else if (peft)
+            zt_lora_select(model, selected);
+        else
+            s = zt_model_select(model, header.trainable, selected, &count);
     }
     if (s == ZT_OK) s = zt_trainable_param_set(model, selected, &ps);
     if (s == ZT_OK) s = zt_param_set_alloc_state(&ps, header.state_copies);
@@ -72,6 +109,7 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     if (s == ZT_OK) s = zt_make_dirs(out);
     if (s == ZT_OK) s = zt_dir_lock_acquire(out, "OUT_DIR", &lock);
     if (s == ZT_OK) s = zt_model_save(model, out);
+    if (s == ZT_OK && peft) s = zt_lora_save(model, out, base);
     zt_dir_lock_release(&lock);
     *n_applied = steps;
     if (model) zt_param_set_free_state(&ps, header.state_copies);

@@ -16,6 +16,7 @@
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "lora.h"
 
 static int is_dir(const char *path) {
     struct stat st;
@@ -23,8 +24,9 @@ static int is_dir(const char *path) {
 }
 
 static void remove_tree(const char *dir) {
-    static const char *const files[] = {"model.safetensors", "config.json", "optimizer.safetensors",
-                                        "trainer.json"};
+    static const char *const files[] = {"model.safetensors",         "config.json",
+                                        "optimizer.safetensors",     "trainer.json",
+                                        "adapter_model.safetensors", "adapter_config.json"};
     char path[ZT_PATH_MAX];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         if (zt_path_join(path, sizeof path, dir, files[i]) == ZT_OK) unlink(path);
@@ -98,7 +100,11 @@ static zt_status write_snapshot_files(const char *dir, const zt_model *model,
                                       const zt_optimizer *optimizer, int next_step,
                                       int observed_eval_step) {
     char path[ZT_PATH_MAX];
-    ZT_TRY(zt_model_save(model, dir));
+    /* a LoRA run's base never changes: its snapshot holds the adapters alone */
+    if (model->lora)
+        ZT_TRY(zt_lora_save(model, dir, ""));
+    else
+        ZT_TRY(zt_model_save(model, dir));
     ZT_TRY(zt_path_join(path, sizeof path, dir, "optimizer.safetensors"));
     ZT_TRY(write_optimizer_state(path, ps, state_copies));
     ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));

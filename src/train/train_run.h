@@ -41,16 +41,23 @@ typedef struct zt_run {
     char log_path[4096], metrics_path[4096];
     char snapshot_dir[4096]; /* the snapshot the weights were loaded from, "" for the base */
     uint64_t base_fingerprint;
-    zt_steplog_header header; /* this run's, as written to a new log */
-    int next_step;            /* steps in the log (made or skipped) */
-    int last_eval_step;       /* step of the last evaluation in the log, -1 for none */
-    int observed_eval_step;   /* the last evaluation fed to a plateau schedule, -1 for none */
-    int weights_dirty;        /* the weights may differ from what the log describes */
-    int kept_records;         /* of the log's records, those the state stands on (a first-order
-                                 run's steps past its snapshot are made again) */
+    uint64_t adapter_fingerprint; /* --peft lora --adapter DIR: the starting adapters' content */
+    zt_steplog_header header;     /* this run's, as written to a new log */
+    int next_step;                /* steps in the log (made or skipped) */
+    int last_eval_step;           /* step of the last evaluation in the log, -1 for none */
+    int observed_eval_step;       /* the last evaluation fed to a plateau schedule, -1 for none */
+    int weights_dirty;            /* the weights may differ from what the log describes */
+    int kept_records;             /* of the log's records, those the state stands on (a first-order
+                                     run's steps past its snapshot are made again) */
     zt_eval_point first_eval, last_eval, best_eval;
     int have_first_eval, best_step;
 } zt_run;
+
+/* --peft lora (src/train/lora_run.c): the base with its initial adapters (a snapshot's are read
+ * by zt_run_rebuild_state, after the header check), and the adapters as the trainable set. */
+zt_status zt_lora_run_load(zt_run *r, int have_snapshot);
+/* The trainable adapters back to the run's start (the seed's, or --adapter's) or dir's. */
+zt_status zt_lora_run_reload(zt_run *r, const char *snapshot_dir);
 
 /* Fills r->header with everything that defines the run (needs the model and data loaded). */
 void zt_run_describe(zt_run *r);

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/fingerprint.h"
+#include "lora.h"
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "train/snapshot.h"
@@ -32,6 +33,25 @@ static void add_fingerprint(zt_steplog_header *h, const char *name, uint64_t fin
     char hex[17];
     zt_fingerprint_hex(fingerprint, hex);
     add_option(h, name, "%s", hex);
+}
+
+/* --peft and LoRA's options; "--peft none" alone without them (a log from before LoRA, which
+ * lacks it, still resumes: zt_run_check_same). */
+static void describe_peft(zt_run *r) {
+    zt_steplog_header *h = &r->header;
+    const zt_lora_options *lora = r->o->lora;
+    if (!lora) {
+        add_option(h, "--peft", "none");
+        return;
+    }
+    add_option(h, "--peft", "lora");
+    add_option(h, "--lora-rank", "%d", lora->rank);
+    add_option(h, "--lora-alpha", "%.17g", lora->alpha);
+    add_option(h, "--lora-targets", "%s", lora->targets);
+    if (lora->adapter_dir)
+        add_fingerprint(h, "--adapter", r->adapter_fingerprint);
+    else
+        add_option(h, "--adapter", "none");
 }
 
 void zt_run_describe(zt_run *r) {
@@ -58,7 +78,11 @@ void zt_run_describe(zt_run *r) {
     else
         add_option(h, "--eval", "none");
     add_option(h, "--optimizer", "%s", o->optimizer);
-    add_option(h, "--trainable", "%s", o->trainable ? o->trainable : "(all)");
+    add_option(h, "--trainable", "%s",
+               o->lora        ? "(LoRA adapters)"
+               : o->trainable ? o->trainable
+                              : "(all)");
+    describe_peft(r);
     add_option(h, "--steps", "%d", o->steps);
     add_option(h, "--batch-size", "%d", o->batch_size);
     add_option(h, "--seed", "%llu", (unsigned long long)o->seed);
@@ -140,7 +164,8 @@ zt_status zt_run_check_same(const zt_run *r, const zt_steplog_header *logged) {
                        name, then, r->log_path, current);
     }
     for (int i = 0; i < now->n_run; i++)
-        if (!zt_steplog_run_value(logged, now->run[i].name))
+        if (!zt_steplog_run_value(logged, now->run[i].name) &&
+            !(strcmp(now->run[i].name, "--peft") == 0 && strcmp(now->run[i].value, "none") == 0))
             return zt_fail(ZT_ERR_CONFLICT,
                            "--resume: %s = %s is not recorded in %s, which another version "
                            "wrote; start a new run in another --output",
@@ -195,6 +220,9 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
     r->state_copies = zt_run_state_copies(r);
     ZT_TRY(zt_param_set_alloc_state(&r->ps, r->state_copies));
     int next = 0, observed = -1;
+    /* a LoRA snapshot holds the adapters alone, read once the log's header is known to agree */
+    if (r->snapshot_dir[0] && r->model->lora)
+        ZT_TRY(zt_lora_load_tensors(r->model, r->snapshot_dir, r->trainable));
     if (r->snapshot_dir[0])
         ZT_TRY(zt_snapshot_load_state(r->snapshot_dir, &r->ps, r->state_copies, r->optimizer, &next,
                                       &observed));
@@ -255,8 +283,11 @@ zt_status zt_run_zero_state(zt_run *r) {
 zt_status zt_run_restore_logged_state(zt_run *r) {
     int have_snapshot = zt_snapshot_find(r->o->output_dir, r->snapshot_dir, sizeof r->snapshot_dir);
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
-    ZT_TRY(zt_model_reload_tensors(r->model, have_snapshot ? r->snapshot_dir : r->o->model_dir,
-                                   r->trainable));
+    if (r->model->lora)
+        ZT_TRY(zt_lora_run_reload(r, r->snapshot_dir));
+    else
+        ZT_TRY(zt_model_reload_tensors(r->model, have_snapshot ? r->snapshot_dir : r->o->model_dir,
+                                       r->trainable));
     zt_steplog_header logged;
     zt_step_record *records = NULL;
     int n = 0;

@@ -20,6 +20,7 @@
 #include "core/path.h"
 #include "core/status.h"
 #include "io/atomic_file.h"
+#include "lora.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
 #include "train/snapshot.h"
@@ -145,7 +146,11 @@ zt_status zt_train_plan_memory(const zt_model *model, const uint8_t *trainable,
         plan->backprop_bytes =
             zt_grad_buffers_bytes(model, train_shape->sequences, train_shape->seq_len,
                                   fo_options ? fo_options->checkpoint_activations : 0);
-        plan->gradient_bytes = zt_model_parameter_count(model) * sizeof(float);
+        /* every parameter's, or a LoRA model's adapters' alone (zt_model_grad_layout) */
+        size_t gradient_elems = 0;
+        for (int i = zt_model_first_staged(model); i < model->n_tensors; i++)
+            gradient_elems += model->tensors[i].n_elems;
+        plan->gradient_bytes = gradient_elems * sizeof(float);
         plan->optimizer_bytes = (size_t)plan->state_copies * plan->trainable_elems * sizeof(float);
         plan->total_bytes = plan->model.total_bytes + plan->backprop_bytes + plan->gradient_bytes +
                             plan->optimizer_bytes;
@@ -370,6 +375,7 @@ static zt_status load_model(run *r) {
     int have_snapshot =
         o->resume && zt_snapshot_find(o->output_dir, r->snapshot_dir, sizeof r->snapshot_dir);
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
+    if (o->lora) return zt_lora_run_load(r, have_snapshot);
     ZT_TRY(zt_model_load(have_snapshot ? r->snapshot_dir : o->model_dir, r->be, &r->model));
     if (have_snapshot)
         ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
@@ -458,7 +464,10 @@ static zt_status save_best(run *r, int step, const zt_eval_result *e) {
     char dir[4096], path[4200], text[256];
     snprintf(dir, sizeof dir, "%s/best", r->o->output_dir);
     ZT_TRY(zt_make_dirs(dir));
-    ZT_TRY(zt_model_save(r->model, dir));
+    if (r->model->lora) /* the best adapters; the base is --model's */
+        ZT_TRY(zt_lora_save(r->model, dir, r->o->model_dir));
+    else
+        ZT_TRY(zt_model_save(r->model, dir));
     ZT_TRY(copy_tokenizer_files(r->o->model_dir, dir));
     snprintf(path, sizeof path, "%s/metric.json", dir);
     int len = snprintf(text, sizeof text, "{\"step\": %d, \"metric\": %.17g, \"name\": \"%s\"}\n",
@@ -654,6 +663,7 @@ static zt_status save_final(run *r) {
     ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                             r->next_step, r->observed_eval_step));
     ZT_TRY(zt_model_save(r->model, o->output_dir));
+    if (r->model->lora) ZT_TRY(zt_lora_save(r->model, o->output_dir, o->model_dir));
     return copy_tokenizer_files(o->model_dir, o->output_dir);
 }
 

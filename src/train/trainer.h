@@ -18,6 +18,7 @@
 #include "zo/optimizer.h"
 
 struct zt_comm;
+struct zt_lora_options;
 
 typedef struct zt_train_options {
     const char *model_dir;
@@ -65,6 +66,11 @@ typedef struct zt_train_options {
     /* ZO: each variant over the rank's examples in A micro-batches in turn (activations / A),
      * bit-identical to the plain batch-invariant run; 0 or 1: one forward */
     int grad_accum;
+    /* --peft lora: LoRA adapters on the base (models/lora.h), the only trainable tensors; their
+     * initial A comes from zt_lora_init_seed(seed) unless adapter_dir names a start. The base's
+     * model.safetensors written at the end is the base unchanged; the adapters go to
+     * adapter_model.safetensors + adapter_config.json (peft's format). NULL: full tensors. */
+    const struct zt_lora_options *lora;
 } zt_train_options;
 
 typedef struct zt_train_result {

@@ -6,11 +6,13 @@
  * GEMMs in f32 and with half inputs (--gemm half: half staging, rounded activations); and the
  * first-order optimizers (AdamW, SGD on bf16 layers, Adam without the embeddings, AdaMM on f16),
  * whose plan adds backprop's buffers and scratch, the gradient and the optimizer's state; and
- * --grad-accum, whose forwards (and plan) hold one micro-batch.
+ * --grad-accum, whose forwards (and plan) hold one micro-batch; and LoRA runs, ZO and
+ * first-order (--peft lora: only the adapters staged and trained).
  * argv[1] is the zotune binary. */
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
 
+#include "lora.h"
 #include "train_util.h"
 #include "zt_test.h"
 
@@ -18,40 +20,51 @@ typedef struct run_spec {
     const char *fixture, *optimizer, *mode, *trainable, *gemm;
     int checkpoint; /* first-order: --checkpoint-activations */
     int grad_accum; /* ZO: --grad-accum (0: off), planned at the micro-batch's shape */
+    int lora_rank;  /* --peft lora with this rank on q, k, v and out_proj; 0: none */
 } run_spec;
 
 static const run_spec runs[] = {
-    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 0},
-    {"opt-pre-f16", "mezo", "shadow", NULL, "f32", 0, 0},
-    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0, 0},
-    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32", 0, 0},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32", 0, 0},
-    {"opt-post", "stp", "shadow", "!embed_*", "f32", 0, 0},
+    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 0, 0},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "f32", 0, 0, 0},
+    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0, 0, 0},
+    {"opt-pre", "zo-sgd-mmt", "shadow", NULL, "f32", 0, 0, 0},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "f32", 0, 0, 0},
+    {"opt-post", "stp", "shadow", "!embed_*", "f32", 0, 0, 0},
     /* half GEMM inputs: staging in the stored dtype, rounded activations in the scratch */
-    {"opt-pre-f16", "mezo", "shadow", NULL, "half", 0, 0},
-    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half", 0, 0},
+    {"opt-pre-f16", "mezo", "shadow", NULL, "half", 0, 0, 0},
+    {"opt-pre-bf16", "zo-adamm", "shadow", "layers.*", "half", 0, 0, 0},
     /* first-order: backprop's buffers and scratch, the gradient, the optimizer's state */
-    {"opt-pre", "adamw", "shadow", NULL, "f32", 0, 0},
-    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32", 0, 0},
-    {"opt-post", "adam", "shadow", "!embed_*", "f32", 0, 0},
-    {"opt-pre-f16", "adamm", "shadow", NULL, "f32", 0, 0},
-    {"opt-pre", "adamw", "shadow", NULL, "f32", 1, 0},
-    {"opt-post", "sgd", "shadow", NULL, "f32", 1, 0},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 0, 0, 0},
+    {"opt-pre-bf16", "sgd", "shadow", "layers.*", "f32", 0, 0, 0},
+    {"opt-post", "adam", "shadow", "!embed_*", "f32", 0, 0, 0},
+    {"opt-pre-f16", "adamm", "shadow", NULL, "f32", 0, 0, 0},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 1, 0, 0},
+    {"opt-post", "sgd", "shadow", NULL, "f32", 1, 0, 0},
     /* --grad-accum: the forwards hold a micro-batch, and so does the plan */
-    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 2},
-    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0, 4},
+    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 2, 0},
+    {"opt-pre-f16", "mezo", "inplace", NULL, "f32", 0, 4, 0},
+    /* LoRA: the adapters alone are staged, perturbed and given state or gradients */
+    {"opt-pre", "mezo", "shadow", NULL, "f32", 0, 0, 4},
+    {"opt-pre-f16", "zo-adamm", "inplace", NULL, "f32", 0, 0, 8},
+    {"opt-pre-bf16", "mezo", "shadow", NULL, "half", 0, 0, 2},
+    {"opt-pre", "adamw", "shadow", NULL, "f32", 0, 0, 4},
+    {"opt-post", "adam", "shadow", NULL, "f32", 1, 0, 8},
 };
 
 /* The plan as `zotune info --json` prints it. */
 static double planned_bytes(const char *zotune, const run_spec *r, int sequences, int seq_len) {
-    char dir[1024], cmd[4096], out[1 << 15];
+    char dir[1024], cmd[4096], out[1 << 15], lora_args[128] = "";
     fixture_path(dir, sizeof dir, r->fixture, NULL);
+    if (r->lora_rank)
+        snprintf(lora_args, sizeof lora_args,
+                 " --peft lora --lora-rank %d --lora-targets q_proj,k_proj,v_proj,out_proj",
+                 r->lora_rank);
     snprintf(cmd, sizeof cmd,
              "%s info %s --json --threads 2 --batch-size %d --seq-len %d --optimizer %s --mode %s "
-             "--gemm %s%s%s%s%s",
+             "--gemm %s%s%s%s%s%s",
              zotune, dir, sequences, seq_len, r->optimizer, r->mode, r->gemm,
              r->checkpoint ? " --checkpoint-activations" : "", r->trainable ? " --trainable '" : "",
-             r->trainable ? r->trainable : "", r->trainable ? "'" : "");
+             r->trainable ? r->trainable : "", r->trainable ? "'" : "", lora_args);
     FILE *p = popen(cmd, "r");
     size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[n] = '\0';
@@ -80,6 +93,11 @@ int main(int argc, char **argv) {
         o.save_every = 5;
         o.fo.checkpoint_activations = r->checkpoint;
         o.grad_accum = r->grad_accum;
+        zt_lora_options lora;
+        zt_lora_options_default(&lora);
+        lora.rank = r->lora_rank;
+        snprintf(lora.targets, sizeof lora.targets, "q_proj,k_proj,v_proj,out_proj");
+        if (r->lora_rank) o.lora = &lora;
         /* as `zotune train` and `zotune info` take it: PyTorch's SGD keeps no momentum unasked */
         if (strcmp(r->optimizer, "sgd") == 0) o.hp.momentum = 0.0;
         zt_train_result res;
@@ -89,7 +107,10 @@ int main(int argc, char **argv) {
         double plan = planned_bytes(argv[1], r, (4 + accum - 1) / accum, 20);
         printf("%-13s %-10s %-7s gemm %-4s trainable %-10s%s grad-accum %d: measured peak %zu "
                "bytes, plan %.0f\n",
-               r->fixture, r->optimizer, r->mode, r->gemm, r->trainable ? r->trainable : "all",
+               r->fixture, r->optimizer, r->mode, r->gemm,
+               r->lora_rank   ? "LoRA"
+               : r->trainable ? r->trainable
+                              : "all",
                r->checkpoint ? " checkpointed" : "", accum, res.peak_bytes, plan);
         ZT_CHECK((double)res.peak_bytes == plan, "%s %s %s: peak %zu != plan %.0f", r->fixture,
                  r->optimizer, r->mode, res.peak_bytes, plan);

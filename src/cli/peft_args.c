@@ -1,0 +1,76 @@
+/* --peft and the LoRA options (peft_args.h). */
+#include "cli/peft_args.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/status.h"
+
+void zt_peft_args_default(zt_peft_args *a) {
+    memset(a, 0, sizeof *a);
+    a->peft = "none";
+}
+
+/* A given option must agree with what --adapter's config says. */
+static zt_status agree(const zt_peft_args *a, const zt_lora_options *from_dir) {
+    if (a->rank && a->rank != from_dir->rank)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-rank %d: --adapter %s has r = %d", a->rank,
+                       a->adapter_dir, from_dir->rank);
+    if (a->alpha != 0 && a->alpha != from_dir->alpha)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-alpha %g: --adapter %s has lora_alpha = %g",
+                       a->alpha, a->adapter_dir, from_dir->alpha);
+    if (a->targets && strcmp(a->targets, from_dir->targets) != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-targets %s: --adapter %s targets %s", a->targets,
+                       a->adapter_dir, from_dir->targets);
+    return ZT_OK;
+}
+
+zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
+    zt_lora_options_default(o);
+    const int named_lora = strcmp(a->peft, "lora") == 0;
+    if (!named_lora && strcmp(a->peft, "none") != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--peft %s: must be none or lora (prefix and prompt tuning are not "
+                       "implemented)",
+                       a->peft);
+    a->lora = named_lora || a->adapter_dir;
+    if (!a->lora) {
+        if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--lora-* options need --peft lora");
+        return ZT_OK;
+    }
+    if (a->dropout != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--lora-dropout %g: only 0 is supported (a ZO step must see the same "
+                       "function in each of its forward passes)",
+                       a->dropout);
+    if (a->adapter_dir) {
+        ZT_TRY(zt_lora_read_config(a->adapter_dir, o));
+        ZT_TRY(agree(a, o));
+        o->adapter_dir = a->adapter_dir;
+        return ZT_OK;
+    }
+    if (a->rank) o->rank = a->rank;
+    if (a->alpha != 0) o->alpha = a->alpha;
+    if (a->targets) {
+        if (strlen(a->targets) >= sizeof o->targets)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--lora-targets: too long");
+        snprintf(o->targets, sizeof o->targets, "%s", a->targets);
+    }
+    if (o->rank <= 0 || o->rank > ZT_LORA_MAX_RANK)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-rank %d: must be 1 .. %d", o->rank,
+                       (int)ZT_LORA_MAX_RANK);
+    if (!(o->alpha > 0))
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-alpha %g: must be positive", o->alpha);
+    return ZT_OK;
+}
+
+zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
+                            zt_model **out) {
+    if (!adapter_dir) return zt_model_load(dir, be, out);
+    zt_lora_options o;
+    zt_lora_options_default(&o);
+    ZT_TRY(zt_lora_read_config(adapter_dir, &o));
+    o.adapter_dir = adapter_dir;
+    return zt_model_load_peft(dir, be, &o, out);
+}

@@ -1,0 +1,41 @@
+/* --peft and the LoRA options, shared by train, score, eval and info (models/lora.h). */
+#ifndef ZT_CLI_PEFT_ARGS_H
+#define ZT_CLI_PEFT_ARGS_H
+
+#include "lora.h"
+
+typedef struct zt_peft_args {
+    const char *peft;        /* "none" or "lora" */
+    int rank;                /* 0: not given */
+    double alpha;            /* 0: not given */
+    const char *targets;     /* NULL: not given */
+    double dropout;          /* only 0 */
+    const char *adapter_dir; /* --adapter DIR */
+    int lora;                /* resolved: LoRA in use */
+} zt_peft_args;
+
+void zt_peft_args_default(zt_peft_args *a);
+
+/* The option table entries (an --adapter entry is the command's own: its help differs). */
+#define ZT_PEFT_ARG_OPTIONS(a)                                                                     \
+    {"peft", ZT_ARG_STRING, &(a).peft, "P",                                                        \
+     "none (default) or lora: train LoRA adapters only (HF peft's LoraModel)"},                    \
+        {"lora-rank", ZT_ARG_INT, &(a).rank, "R", "LoRA rank r (peft's default 8)"},               \
+        {"lora-alpha", ZT_ARG_DOUBLE, &(a).alpha, "A",                                             \
+         "LoRA alpha: scale alpha / r (peft's default 8; MeZO's OPT-13B preset r 8, alpha 16)"},   \
+        {"lora-targets", ZT_ARG_STRING, &(a).targets, "M,..",                                      \
+         "modules LoRA adapts: q_proj,v_proj (peft's default for OPT), k_proj, out_proj"},         \
+    {                                                                                              \
+        "lora-dropout", ZT_ARG_DOUBLE, &(a).dropout, "P", "LoRA dropout: only 0 is supported"      \
+    }
+
+/* Checks the options and fills options (init_seed 0: the trainer sets it). --adapter implies
+ * --peft lora and takes rank, alpha and targets from its adapter_config.json; given ones must
+ * agree. ZT_ERR_INVALID_ARG naming the option otherwise. */
+zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *options);
+
+/* The model in dir, with the peft adapter in adapter_dir applied when it is not NULL. */
+zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
+                            zt_model **out);
+
+#endif
