@@ -116,6 +116,17 @@ def main():
         rc, err = train(out, cases["directions-eval"] + extra, ranks)
         check(rc == 0 and same_run(ref, out),
               f"{ranks} ranks with {' '.join(extra)} equal one process (rc {rc}) {err[-300:]}")
+    # LoRA adapters train data-parallel like any tensor (only they are perturbed and updated)
+    lora = ["--model", demo_model, "--train", demo_train, "--steps", "4", "--batch-size", "6",
+            "--lr", "1e-2", "--eval-every", "0", "--peft", "lora", "--lora-rank", "4"]
+    ref = os.path.join(tmp, "lora-1")
+    rc, err = train(ref, lora + ["--batch-invariant"])
+    out = os.path.join(tmp, "lora-2")
+    rc2, err2 = train(out, lora, 2)
+    check(rc == 0 and rc2 == 0 and same_run(ref, out) and
+          filecmp.cmp(os.path.join(ref, "adapter_model.safetensors"),
+                      os.path.join(out, "adapter_model.safetensors"), shallow=False),
+          f"LoRA over 2 ranks equals one process (rc {rc}, {rc2}) {err[-200:]} {err2[-200:]}")
     rc, err = train(os.path.join(tmp, "groups-bad"), groups_cases["mezo-q2"] +
                     ["--direction-groups", "2"], 3)
     check(rc != 0 and "must divide the 3 ranks" in err, f"3 ranks in 2 groups refused: {err[-200:]}")
