@@ -10,7 +10,7 @@
  * carries it to the loss. zt_cuda_lt_matmul is the backend's one cublasLtMatmul call site;
  * linear_backward.cu's GEMMs (transposed operands, accumulation into D) go through it too, sharing
  * the plan cache: cuBLASLt's descriptors, layouts and algorithm made once per configuration and row
- * bucket (design §4.3). */
+ * bucket (docs/design.md §4.3). */
 #include <string.h>
 
 #include "cuda/cuda_common.cuh"
