@@ -281,7 +281,7 @@ static zt_status st_open_sharded(const char *dir, const char *index_path, zt_st_
     return ZT_OK;
 }
 
-static zt_status st_open_single(const char *path, zt_st_loader load, zt_safetensors **out) {
+zt_status zt_st_open_single(const char *path, zt_st_loader load, zt_safetensors **out) {
     zt_safetensors *st = zt_calloc(1, sizeof *st);
     st_file *file = zt_calloc(1, sizeof *file);
     if (!st || !file) {
@@ -316,7 +316,7 @@ static zt_status st_open_layouts(const char *dir, const st_layout *const *layout
         if (status == ZT_OK && index_exists)
             status = st_open_sharded(dir, index_path, layouts[i]->load, out);
         else if (status == ZT_OK && single_exists)
-            status = st_open_single(single_path, layouts[i]->load, out);
+            status = zt_st_open_single(single_path, layouts[i]->load, out);
         *found = index_exists || single_exists;
         free(index_path);
         free(single_path);

@@ -95,4 +95,7 @@ zt_status zt_torch_file_load(const char *path, st_file *file, zt_st_tensor **ten
 typedef zt_status (*zt_st_loader)(const char *path, st_file *file, zt_st_tensor **tensors_out,
                                   int *n_out);
 
+/* One file read by `load` (safetensors or a PyTorch archive) as a table of one shard. */
+zt_status zt_st_open_single(const char *path, zt_st_loader load, zt_safetensors **out);
+
 #endif

@@ -504,23 +504,7 @@ fail:
 zt_status zt_st_open(const char *path, zt_safetensors **out) {
     if (!out || !path) return zt_fail(ZT_ERR_INVALID_ARG, "zt_st_open: NULL argument");
     *out = NULL;
-    zt_safetensors *st = zt_calloc(1, sizeof *st);
-    st_file *file = zt_calloc(1, sizeof *file);
-    if (!st || !file) {
-        free(st);
-        free(file);
-        return st_nomem(path);
-    }
-    zt_status status = zt_st_file_load(path, file, &st->tensors, &st->n_tensors);
-    if (status != ZT_OK) {
-        free(file);
-        free(st);
-        return status;
-    }
-    st->files = file;
-    st->n_files = 1;
-    *out = st;
-    return ZT_OK;
+    return zt_st_open_single(path, zt_st_file_load, out);
 }
 
 void zt_st_close(zt_safetensors *st) {
