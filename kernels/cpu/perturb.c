@@ -132,7 +132,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
         const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
         const int64_t n_runs = zt_cpu_z_run_count(elem_offset, slice_end);
         const zt_cpu_rng_path path = zt_cpu_rng_active_path();
-        const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
+        const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
         for (int64_t r = 0; r < n_runs; r++) {
             float sum[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
@@ -211,7 +211,7 @@ zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (
     }
     const int64_t n_runs = zt_cpu_z_run_count(0, (uint64_t)n_elems);
     const zt_cpu_rng_path path = zt_cpu_rng_active_path();
-    const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
+    const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
     for (int64_t r = 0; r < n_runs; r++) {
         float z[ZT_CPU_SHARED_DRAWS][4 * ZT_CPU_Z_RUN_BLOCKS], sum[4 * ZT_CPU_Z_RUN_BLOCKS];

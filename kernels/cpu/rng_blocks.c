@@ -7,7 +7,7 @@
 
 #include "common/perturb_rng.h"
 
-static const char *const path_names[ZT_CPU_RNG_N_PATHS] = {"portable", "avx2"};
+static const char *const path_names[ZT_CPU_RNG_N_PATHS] = {"portable", "avx2", "avx512"};
 
 const char *zt_cpu_rng_path_name(zt_cpu_rng_path path) {
     return (unsigned)path < ZT_CPU_RNG_N_PATHS ? path_names[path] : "unknown";
@@ -20,6 +20,14 @@ int zt_cpu_rng_path_available(zt_cpu_rng_path path) {
     case ZT_CPU_RNG_AVX2:
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        return 0;
+#endif
+    case ZT_CPU_RNG_AVX512:
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        return zt_cpu_rng_path_available(ZT_CPU_RNG_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
 #else
         return 0;
 #endif
@@ -44,8 +52,8 @@ static zt_cpu_rng_path choose_path(void) {
                     path_names[best]);
             return best;
         }
-    fprintf(stderr, "zotune: ZT_CPU_RNG=%s is not a path (portable, avx2); using %s\n", asked,
-            path_names[best]);
+    fprintf(stderr, "zotune: ZT_CPU_RNG=%s is not a path (portable, avx2, avx512); using %s\n",
+            asked, path_names[best]);
     return best;
 }
 
@@ -71,8 +79,11 @@ static void store_block(float *out, /* (4) */
 void zt_cpu_gauss_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
                          size_t n_blocks, float *out) {
     size_t done = 0;
-    if (path == ZT_CPU_RNG_AVX2)
-        done = zt_cpu_gauss_blocks_avx2(tensor_key, first_block, n_blocks, out);
+    if (path == ZT_CPU_RNG_AVX512)
+        done = zt_cpu_gauss_blocks_avx512(tensor_key, first_block, n_blocks, out);
+    if (zt_cpu_rng_path_has_avx2(path))
+        done += zt_cpu_gauss_blocks_avx2(tensor_key, first_block + done, n_blocks - done,
+                                         out + 4 * done);
     for (size_t i = done; i < n_blocks; i++) {
         store_block(out + 4 * i, zt_z_gauss_block4(tensor_key, first_block + i));
     }
@@ -81,8 +92,11 @@ void zt_cpu_gauss_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t fir
 void zt_cpu_rademacher_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
                               size_t n_blocks, float *out) {
     size_t done = 0;
-    if (path == ZT_CPU_RNG_AVX2)
-        done = zt_cpu_rademacher_blocks_avx2(tensor_key, first_block, n_blocks, out);
+    if (path == ZT_CPU_RNG_AVX512)
+        done = zt_cpu_rademacher_blocks_avx512(tensor_key, first_block, n_blocks, out);
+    if (zt_cpu_rng_path_has_avx2(path))
+        done += zt_cpu_rademacher_blocks_avx2(tensor_key, first_block + done, n_blocks - done,
+                                              out + 4 * done);
     for (size_t i = done; i < n_blocks; i++) {
         store_block(out + 4 * i, zt_z_rademacher_block4(tensor_key, first_block + i));
     }
@@ -91,8 +105,11 @@ void zt_cpu_rademacher_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_
 void zt_cpu_stream_words(zt_cpu_rng_path path, uint64_t tensor_key, uint32_t stream,
                          uint64_t first_block, size_t n_blocks, uint32_t *out) {
     size_t done = 0;
-    if (path == ZT_CPU_RNG_AVX2)
-        done = zt_cpu_stream_words_avx2(tensor_key, stream, first_block, n_blocks, out);
+    if (path == ZT_CPU_RNG_AVX512)
+        done = zt_cpu_stream_words_avx512(tensor_key, stream, first_block, n_blocks, out);
+    if (zt_cpu_rng_path_has_avx2(path))
+        done += zt_cpu_stream_words_avx2(tensor_key, stream, first_block + done, n_blocks - done,
+                                         out + 4 * done);
     for (size_t i = done; i < n_blocks; i++) {
         const zt_u32x4 w = zt_rng_stream_block4(tensor_key, stream, first_block + i);
         out[4 * i] = w.x;
@@ -105,7 +122,10 @@ void zt_cpu_stream_words(zt_cpu_rng_path path, uint64_t tensor_key, uint32_t str
 void zt_cpu_box_muller_pairs(zt_cpu_rng_path path, const uint32_t *x, const uint32_t *y, size_t n,
                              float *first, float *second) {
     size_t done = 0;
-    if (path == ZT_CPU_RNG_AVX2) done = zt_cpu_box_muller_pairs_avx2(x, y, n, first, second);
+    if (path == ZT_CPU_RNG_AVX512) done = zt_cpu_box_muller_pairs_avx512(x, y, n, first, second);
+    if (zt_cpu_rng_path_has_avx2(path))
+        done +=
+            zt_cpu_box_muller_pairs_avx2(x + done, y + done, n - done, first + done, second + done);
     for (size_t i = done; i < n; i++) {
         const zt_f32x2 pair = zt_box_muller(x[i], y[i]);
         first[i] = pair.x;

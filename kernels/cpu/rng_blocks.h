@@ -15,14 +15,21 @@
 typedef enum zt_cpu_rng_path {
     ZT_CPU_RNG_PORTABLE, /* the scalar ZT_HD functions, any CPU */
     ZT_CPU_RNG_AVX2,     /* x86-64 with AVX2 and FMA: sixteen blocks per step */
+    ZT_CPU_RNG_AVX512,   /* x86-64 with AVX-512 F/DQ/BW/VL (and AVX2): 32 blocks per step */
     ZT_CPU_RNG_N_PATHS
 } zt_cpu_rng_path;
+
+/* Whether the path's CPU also runs the AVX2 loops (what the AVX-512 kernels leave over, and the
+ * AVX2 element loops of zo_avx2.h). */
+static inline int zt_cpu_rng_path_has_avx2(zt_cpu_rng_path path) {
+    return path == ZT_CPU_RNG_AVX2 || path == ZT_CPU_RNG_AVX512;
+}
 
 const char *zt_cpu_rng_path_name(zt_cpu_rng_path path);
 /* Whether this CPU (and this build) can run the path. */
 int zt_cpu_rng_path_available(zt_cpu_rng_path path);
 /* The path the ops use: the fastest available, unless the environment variable ZT_CPU_RNG names
- * another (portable, avx2), which benchmarks and tests use to compare paths. An unknown or
+ * another (portable, avx2, avx512), which benchmarks and tests use to compare paths. An unknown or
  * unavailable name is ignored with a warning on stderr, once. */
 zt_cpu_rng_path zt_cpu_rng_active_path(void);
 
@@ -37,6 +44,16 @@ void zt_cpu_stream_words(zt_cpu_rng_path path, uint64_t tensor_key, uint32_t str
  * test can feed any words (every octant boundary, u = 1) to every path. */
 void zt_cpu_box_muller_pairs(zt_cpu_rng_path path, const uint32_t *x, const uint32_t *y, /* (n) */
                              size_t n, float *first, float *second);                     /* (n) */
+
+/* The AVX-512 kernels (rng_avx512.c): the same contract in groups of sixteen blocks. */
+size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
+                                  float *out);
+size_t zt_cpu_rademacher_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
+                                       float *out);
+size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream, uint64_t first_block,
+                                  size_t n_blocks, uint32_t *out);
+size_t zt_cpu_box_muller_pairs_avx512(const uint32_t *x, const uint32_t *y, size_t n, float *first,
+                                      float *second);
 
 /* The AVX2 kernels (rng_avx2.c); callers go through the functions above. Each handles whole
  * groups of eight blocks and returns how many blocks it filled (a multiple of 8); the caller draws

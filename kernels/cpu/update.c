@@ -196,7 +196,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         unsigned long long nonfinite = 0;
         const int64_t n_runs = zt_cpu_z_run_count(0, n);
         const zt_cpu_rng_path path = zt_cpu_rng_active_path();
-        const int vector_loops = path == ZT_CPU_RNG_AVX2 && zt_cpu_zo_avx2_available();
+        const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR_SUM(zt_cpu_threads(zt_cpu(be)), nonfinite)
         for (int64_t r = 0; r < n_runs; r++) {
             float g[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];

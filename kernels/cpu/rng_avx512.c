@@ -1,0 +1,275 @@
+/* The AVX-512 path of rng_blocks.h: rng_avx2.c's scheme on sixteen 32-bit lanes. Philox runs on
+ * two groups of sixteen blocks at once in structure-of-arrays form, the transform of
+ * kernels/common/box_muller.h lane by lane with the same IEEE operations in the same order (mask
+ * registers stand in for AVX2's blend vectors; unsigned-to-float conversion is one correctly
+ * rounded instruction, as (float)x is), and a transpose back to element order. Compiled for any
+ * x86-64 (the functions carry their own target attribute) and called only where the CPU has
+ * AVX-512 F, DQ and BW (rng_blocks.c). */
+#include "cpu/rng_blocks.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#include "common/perturb_rng.h"
+
+#define ZT_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
+#define ZT_AVX512_FN ZT_AVX512_TARGET static inline
+
+typedef struct words16 {
+    __m512i x, y, z, w;
+} words16;
+
+typedef struct key_schedule16 {
+    __m512i k0[10], k1[10];
+} key_schedule16;
+
+ZT_AVX512_FN void schedule_key16(uint64_t tensor_key, key_schedule16 *ks) {
+    zt_u32x2 key = zt_philox_key(tensor_key);
+    for (int round = 0; round < 10; round++) {
+        ks->k0[round] = _mm512_set1_epi32((int)key.x);
+        ks->k1[round] = _mm512_set1_epi32((int)key.y);
+        key.x += ZT_PHILOX_W0;
+        key.y += ZT_PHILOX_W1;
+    }
+}
+
+/* The 64-bit products a * m of each lane, split into high and low words. */
+ZT_AVX512_FN void mul_hi_lo16(__m512i a, __m512i m, __m512i *hi, __m512i *lo) {
+    const __m512i even = _mm512_mul_epu32(a, m);
+    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+/* zt_philox4x32_10 in every lane of two groups of sixteen blocks (two, as in rng_avx2.c, to
+ * hide the latency of each round's dependent multiplies). */
+ZT_AVX512_FN void philox16x2(words16 *a, words16 *b, const key_schedule16 *ks) {
+    const __m512i m0 = _mm512_set1_epi32((int)ZT_PHILOX_M0);
+    const __m512i m1 = _mm512_set1_epi32((int)ZT_PHILOX_M1);
+    words16 c = *a, d = *b;
+    for (int round = 0; round < 10; round++) {
+        __m512i c_hi0, c_lo0, c_hi1, c_lo1, d_hi0, d_lo0, d_hi1, d_lo1;
+        mul_hi_lo16(c.x, m0, &c_hi0, &c_lo0);
+        mul_hi_lo16(d.x, m0, &d_hi0, &d_lo0);
+        mul_hi_lo16(c.z, m1, &c_hi1, &c_lo1);
+        mul_hi_lo16(d.z, m1, &d_hi1, &d_lo1);
+        const __m512i k0 = ks->k0[round], k1 = ks->k1[round];
+        /* 0x96: a ^ b ^ c in one instruction */
+        c.x = _mm512_ternarylogic_epi32(c_hi1, c.y, k0, 0x96);
+        d.x = _mm512_ternarylogic_epi32(d_hi1, d.y, k0, 0x96);
+        c.z = _mm512_ternarylogic_epi32(c_hi0, c.w, k1, 0x96);
+        d.z = _mm512_ternarylogic_epi32(d_hi0, d.w, k1, 0x96);
+        c.y = c_lo1;
+        d.y = d_lo1;
+        c.w = c_lo0;
+        d.w = d_lo0;
+    }
+    *a = c;
+    *b = d;
+}
+
+/* The counters of blocks first .. first + 15 of a stream (zt_rng_stream_block4's layout). */
+ZT_AVX512_FN words16 counters16(uint64_t first, uint32_t stream) {
+    words16 c;
+    const uint64_t last = first + 15;
+    if ((first >> 16) == (last >> 16)) {
+        const uint64_t step = first >> 16;
+        c.x = _mm512_set1_epi32((int)(uint32_t)step);
+        c.y = _mm512_set1_epi32((int)(uint32_t)(step >> 32));
+        c.z = _mm512_add_epi32(
+            _mm512_set1_epi32((int)(uint32_t)(first & 0xFFFFu)),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    } else {
+        uint32_t x[16], y[16], z[16];
+        for (int lane = 0; lane < 16; lane++) {
+            const uint64_t block = first + (uint64_t)lane;
+            x[lane] = (uint32_t)(block >> 16);
+            y[lane] = (uint32_t)(block >> 48);
+            z[lane] = (uint32_t)(block & 0xFFFFu);
+        }
+        c.x = _mm512_loadu_si512(x);
+        c.y = _mm512_loadu_si512(y);
+        c.z = _mm512_loadu_si512(z);
+    }
+    c.w = _mm512_set1_epi32((int)stream);
+    return c;
+}
+
+/* Stores lane i of a, b, c, d as out[4i .. 4i+3], for the sixteen lanes (64 values). */
+ZT_AVX512_FN void store_interleaved16(float *out, __m512 a, __m512 b, __m512 c, __m512 d) {
+    /* pairs: (a0 b0 a1 b1 .. a7 b7) and (a8 b8 .. a15 b15), the same for c and d */
+    const __m512i pair_lo =
+        _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i pair_hi =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512d ab_lo = _mm512_castps_pd(_mm512_permutex2var_ps(a, pair_lo, b));
+    const __m512d ab_hi = _mm512_castps_pd(_mm512_permutex2var_ps(a, pair_hi, b));
+    const __m512d cd_lo = _mm512_castps_pd(_mm512_permutex2var_ps(c, pair_lo, d));
+    const __m512d cd_hi = _mm512_castps_pd(_mm512_permutex2var_ps(c, pair_hi, d));
+    /* quads: the (a b) pair of lane i beside the (c d) pair of lane i */
+    const __m512i quad_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i quad_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    _mm512_storeu_ps(out, _mm512_castpd_ps(_mm512_permutex2var_pd(ab_lo, quad_lo, cd_lo)));
+    _mm512_storeu_ps(out + 16, _mm512_castpd_ps(_mm512_permutex2var_pd(ab_lo, quad_hi, cd_lo)));
+    _mm512_storeu_ps(out + 32, _mm512_castpd_ps(_mm512_permutex2var_pd(ab_hi, quad_lo, cd_hi)));
+    _mm512_storeu_ps(out + 48, _mm512_castpd_ps(_mm512_permutex2var_pd(ab_hi, quad_hi, cd_hi)));
+}
+
+/* zt_bm_radius in every lane. */
+ZT_AVX512_FN __m512 radius16(__m512i x) {
+    const __m512 u = _mm512_fmadd_ps(_mm512_cvtepu32_ps(x), _mm512_set1_ps(ZT_RNG_2POW32_INV),
+                                     _mm512_set1_ps(ZT_RNG_2POW32_INV * 0.5f));
+    const __m512i bits = _mm512_castps_si512(u);
+    __m512i exponent = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127));
+    __m512i mantissa = _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF)),
+                                       _mm512_set1_epi32(0x3F800000));
+    const __mmask16 halve =
+        _mm512_cmpgt_epi32_mask(mantissa, _mm512_set1_epi32((int)ZT_BM_SQRT2_BITS));
+    mantissa = _mm512_mask_sub_epi32(mantissa, halve, mantissa, _mm512_set1_epi32(0x00800000));
+    exponent = _mm512_mask_add_epi32(exponent, halve, exponent, _mm512_set1_epi32(1));
+    const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(mantissa), _mm512_set1_ps(1.0f));
+
+    __m512 q = _mm512_set1_ps(ZT_BM_LOG_Q7);
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q6));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q5));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q4));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q3));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q2));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q1));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q0));
+    __m512 log_u = _mm512_fmadd_ps(_mm512_mul_ps(f, f), q, f);
+    const __m512 exponent_f = _mm512_cvtepi32_ps(exponent);
+    log_u = _mm512_fmadd_ps(exponent_f, _mm512_set1_ps(ZT_BM_LN2_LO), log_u);
+    log_u = _mm512_fmadd_ps(exponent_f, _mm512_set1_ps(ZT_BM_LN2_HI), log_u);
+    return _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), log_u));
+}
+
+/* zt_box_muller in every lane: *first = r sin, *second = r cos. */
+ZT_AVX512_FN void normals16(__m512i x, __m512i y, __m512 *first, __m512 *second) {
+    const __m512 radius = radius16(x);
+    /* Bit 29 of y (the octant's lowest bit): odd octants count back. */
+    const __m512i odd = _mm512_srai_epi32(_mm512_slli_epi32(y, 2), 31);
+    const __m512i offset =
+        _mm512_and_si512(_mm512_xor_si512(y, odd), _mm512_set1_epi32((int)ZT_BM_OCTANT_MASK));
+    const __m512 step = _mm512_set1_ps(ZT_BM_ANGLE_STEP);
+    const __m512 t =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(offset), step, _mm512_set1_ps(ZT_BM_ANGLE_STEP * 0.5f));
+    const __m512 w = _mm512_mul_ps(t, t);
+    __m512 s = _mm512_fmadd_ps(_mm512_set1_ps(ZT_BM_SIN_S2), w, _mm512_set1_ps(ZT_BM_SIN_S1));
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(ZT_BM_SIN_S0));
+    const __m512 sin_t = _mm512_fmadd_ps(_mm512_mul_ps(t, w), s, t);
+    __m512 c = _mm512_fmadd_ps(_mm512_set1_ps(ZT_BM_COS_C2), w, _mm512_set1_ps(ZT_BM_COS_C1));
+    c = _mm512_fmadd_ps(c, w, _mm512_set1_ps(ZT_BM_COS_C0));
+    const __m512 cos_t = _mm512_fmadd_ps(
+        _mm512_mul_ps(w, w), c, _mm512_fmadd_ps(_mm512_set1_ps(-0.5f), w, _mm512_set1_ps(1.0f)));
+    /* Octant bits (b2 b1 b0) = y's bits 31..29. Swap where b1 != b0; sine negative where b2;
+     * cosine negative where b2 != b1. */
+    const __m512i y_neighbours = _mm512_xor_si512(y, _mm512_slli_epi32(y, 1));
+    const __mmask16 swap = _mm512_test_epi32_mask(y_neighbours, _mm512_set1_epi32(1 << 30));
+    const __m512i sign_bit = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 sin_sign = _mm512_castsi512_ps(_mm512_and_si512(y, sign_bit));
+    const __m512 cos_sign = _mm512_castsi512_ps(_mm512_and_si512(y_neighbours, sign_bit));
+    const __m512 sin_v = _mm512_xor_ps(_mm512_mask_blend_ps(swap, sin_t, cos_t), sin_sign);
+    const __m512 cos_v = _mm512_xor_ps(_mm512_mask_blend_ps(swap, cos_t, sin_t), cos_sign);
+    *first = _mm512_mul_ps(radius, sin_v);
+    *second = _mm512_mul_ps(radius, cos_v);
+}
+
+ZT_AVX512_FN void store_gauss16(float *out, words16 q) {
+    __m512 a_sin, a_cos, b_sin, b_cos;
+    normals16(q.x, q.y, &a_sin, &a_cos);
+    normals16(q.z, q.w, &b_sin, &b_cos);
+    store_interleaved16(out, a_sin, a_cos, b_sin, b_cos);
+}
+
+/* +1 or -1: the word's top bit becomes the sign of 1.0f. */
+ZT_AVX512_FN __m512 rademacher16(__m512i word) {
+    const __m512i sign_bit = _mm512_set1_epi32((int)0x80000000u);
+    const __m512i one = _mm512_set1_epi32(0x3F800000);
+    return _mm512_castsi512_ps(_mm512_or_si512(one, _mm512_and_si512(word, sign_bit)));
+}
+
+ZT_AVX512_FN void store_rademacher16(float *out, words16 q) {
+    store_interleaved16(out, rademacher16(q.x), rademacher16(q.y), rademacher16(q.z),
+                        rademacher16(q.w));
+}
+
+ZT_AVX512_FN void store_words16(uint32_t *out, words16 q) {
+    store_interleaved16((float *)out, _mm512_castsi512_ps(q.x), _mm512_castsi512_ps(q.y),
+                        _mm512_castsi512_ps(q.z), _mm512_castsi512_ps(q.w));
+}
+
+/* Two groups of sixteen blocks per step while 32 remain, then a last group of sixteen beside a
+ * copy of itself; fewer than sixteen are the caller's (the AVX2 or scalar loop). */
+#define ZT_FOR_GROUPS16(first_block, n_blocks, stream, ks, out, store)                             \
+    size_t i = 0;                                                                                  \
+    while (i + 16 <= (n_blocks)) {                                                                 \
+        const int both = i + 32 <= (n_blocks);                                                     \
+        words16 q = counters16((first_block) + i, (stream));                                       \
+        words16 r = both ? counters16((first_block) + i + 16, (stream)) : q;                       \
+        philox16x2(&q, &r, &(ks));                                                                 \
+        store((out) + 4 * i, q);                                                                   \
+        if (both) store((out) + 4 * i + 64, r);                                                    \
+        i += both ? 32 : 16;                                                                       \
+    }                                                                                              \
+    return i
+
+ZT_AVX512_TARGET size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t first_block,
+                                                   size_t n_blocks, float *out) {
+    key_schedule16 ks;
+    schedule_key16(tensor_key, &ks);
+    ZT_FOR_GROUPS16(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_gauss16);
+}
+
+ZT_AVX512_TARGET size_t zt_cpu_rademacher_blocks_avx512(uint64_t tensor_key, uint64_t first_block,
+                                                        size_t n_blocks, float *out) {
+    key_schedule16 ks;
+    schedule_key16(tensor_key, &ks);
+    ZT_FOR_GROUPS16(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_rademacher16);
+}
+
+ZT_AVX512_TARGET size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream,
+                                                   uint64_t first_block, size_t n_blocks,
+                                                   uint32_t *out) {
+    key_schedule16 ks;
+    schedule_key16(tensor_key, &ks);
+    ZT_FOR_GROUPS16(first_block, n_blocks, stream, ks, out, store_words16);
+}
+
+ZT_AVX512_TARGET size_t zt_cpu_box_muller_pairs_avx512(const uint32_t *x, const uint32_t *y,
+                                                       size_t n, float *first, float *second) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 sin_part, cos_part;
+        normals16(_mm512_loadu_si512(x + i), _mm512_loadu_si512(y + i), &sin_part, &cos_part);
+        _mm512_storeu_ps(first + i, sin_part);
+        _mm512_storeu_ps(second + i, cos_part);
+    }
+    return i;
+}
+
+#else
+
+size_t zt_cpu_box_muller_pairs_avx512(const uint32_t *x, const uint32_t *y, size_t n, float *first,
+                                      float *second) {
+    (void)x, (void)y, (void)n, (void)first, (void)second;
+    return 0;
+}
+size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
+                                  float *out) {
+    (void)tensor_key, (void)first_block, (void)n_blocks, (void)out;
+    return 0;
+}
+size_t zt_cpu_rademacher_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
+                                       float *out) {
+    (void)tensor_key, (void)first_block, (void)n_blocks, (void)out;
+    return 0;
+}
+size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream, uint64_t first_block,
+                                  size_t n_blocks, uint32_t *out) {
+    (void)tensor_key, (void)stream, (void)first_block, (void)n_blocks, (void)out;
+    return 0;
+}
+
+#endif
