@@ -9,6 +9,7 @@
 void zt_peft_args_default(zt_peft_args *a) {
     memset(a, 0, sizeof *a);
     a->peft = "none";
+    a->num_prefix = -1;
 }
 
 /* A given option must agree with what --adapter's config says. */
@@ -34,13 +35,13 @@ static zt_status resolve_prefix(zt_peft_args *a) {
     a->prefix = 1;
     if (a->adapter_dir) {
         ZT_TRY(zt_prefix_read_config(a->adapter_dir, o));
-        if (a->num_prefix && a->num_prefix != o->n_prefix)
+        if (a->num_prefix != -1 && a->num_prefix != o->n_prefix)
             return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix %d: --adapter %s has num_prefix %d",
                            a->num_prefix, a->adapter_dir, o->n_prefix);
         o->adapter_dir = a->adapter_dir;
         return ZT_OK;
     }
-    if (a->num_prefix) o->n_prefix = a->num_prefix;
+    if (a->num_prefix != -1) o->n_prefix = a->num_prefix;
     if (o->n_prefix <= 0 || o->n_prefix > ZT_PREFIX_MAX_TOKENS)
         return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix %d: must be 1 .. %d", o->n_prefix,
                        (int)ZT_PREFIX_MAX_TOKENS);
@@ -62,7 +63,8 @@ zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
         a->lora = 0;
         return resolve_prefix(a);
     }
-    if (a->num_prefix) return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix needs --peft prefix");
+    if (a->num_prefix != -1)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix needs --peft prefix");
     a->lora = named_lora || a->adapter_dir;
     if (!a->lora) {
         if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)

@@ -12,7 +12,7 @@ typedef struct zt_peft_args {
     const char *targets;     /* NULL: not given */
     double dropout;          /* only 0 */
     const char *adapter_dir; /* --adapter DIR */
-    int num_prefix;          /* 0: not given */
+    int num_prefix;          /* -1: not given */
     int lora;                /* resolved: LoRA in use */
     int prefix;              /* resolved: prefix tuning in use, with prefix_options */
     zt_prefix_options prefix_options;
