@@ -19,8 +19,8 @@ const zt_bench_method zt_bench_methods[ZT_BENCH_N_METHODS] = {
     /* LoRA after the full methods: each below its full counterpart */
     {"zo-lora", "mezo", ZT_PERTURB_SHADOW, 0, 1, {227, 119, 194}, 0},
     {"fo-lora", "adamw", ZT_PERTURB_SHADOW, 0, 1, {188, 189, 34}, 0},
-    {"zo-prefix", "mezo", ZT_PERTURB_SHADOW, 0, 0, {127, 127, 127}, 1},
-    {"fo-prefix", "adamw", ZT_PERTURB_SHADOW, 0, 0, {57, 59, 121}, 1},
+    {"zo-prefix", "mezo", ZT_PERTURB_SHADOW, 0, 0, {174, 199, 232}, 1},
+    {"fo-prefix", "adamw", ZT_PERTURB_SHADOW, 0, 0, {255, 152, 150}, 1},
 };
 
 void zt_bench_prefix_options(zt_prefix_options *o) {
