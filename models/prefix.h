@@ -13,7 +13,7 @@
  * query N + i exactly the keys MeZO gives it (all of the prefix, then its own causal keys), and
  * the N extra queries are discarded; in backward they get a zero output gradient, so they add
  * nothing to any key's or value's gradient. The existing attention ops (CPU and CUDA) thus serve
- * unchanged (docs/design.md §2.8). */
+ * unchanged (docs/design.md §3.3). */
 #ifndef ZT_MODELS_PREFIX_H
 #define ZT_MODELS_PREFIX_H
 

@@ -1,7 +1,7 @@
 /* Prefix adapters on disk (models/prefix.h): adapter_config.json with peft_type "MEZO_PREFIX" and
  * num_prefix, and adapter_model.safetensors with the prefix tensors under their table names
  * (MeZO's parameter names). Not HF peft's PREFIX_TUNING format on purpose: peft shifts the
- * positions by N and would load these prefixes with other logits (docs/design.md §2.8). */
+ * positions by N and would load these prefixes with other logits (docs/design.md §3.3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
