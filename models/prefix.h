@@ -89,12 +89,12 @@ void zt_prefix_release(zt_model *m);
 
 /* ---- the attention with a prefix (prefix_attention.c) ---- */
 
-/* The extended sequences, (B, N+T, C) each, their key mask (B, N+T) and 0, 1, 2, ... (N+T) as
- * row indices. The d_ ones only for backward. */
+/* The extended sequences, (B, N+T, C) each, their key mask (B, N+T), and row indices 0 .. N-1
+ * (iota) and 0 .. T-1 (iota_seq), each vouched for its own table. The d_ ones only for backward. */
 typedef struct zt_prefix_buffers {
     float *q, *k, *v, *out;
     float *d_out, *d_q, *d_k, *d_v;
-    int32_t *mask, *iota;
+    int32_t *mask, *iota, *iota_seq;
 } zt_prefix_buffers;
 
 /* Bytes of those buffers for batches up to max_batch x max_seq_len (0 without a prefix). */

@@ -47,6 +47,7 @@ void zt_prefix_buffers_place(const zt_model *m, int max_batch, int max_seq_len, 
     }
     out->mask = (int32_t *)base;
     out->iota = (int32_t *)(base + mask);
+    out->iota_seq = out->iota + zt_model_prefix_tokens(m);
 }
 
 zt_status zt_prefix_upload_batch(const zt_model *m, const zt_prefix_buffers *pb,
@@ -58,14 +59,18 @@ zt_status zt_prefix_upload_batch(const zt_model *m, const zt_prefix_buffers *pb,
         for (int j = 0; j < rows; j++)
             host[(size_t)s * rows + j] =
                 j < n ? 1 : b->attention_mask[(size_t)s * b->seq_len + (j - n)];
+    /* 0 .. N-1 then 0 .. T-1 */
     int32_t *iota = host + (size_t)b->batch * rows;
     for (int j = 0; j < rows; j++)
-        iota[j] = j;
+        iota[j] = j < n ? j : j - n;
     zt_backend *be = m->be;
     zt_status s = be->ops->upload(be, pb->mask, host, (size_t)b->batch * rows * sizeof *host);
     if (s == ZT_OK) s = be->ops->upload(be, pb->iota, iota, (size_t)rows * sizeof *iota);
     free(host);
-    if (s == ZT_OK && be->ops->vouch_indices) be->ops->vouch_indices(be, pb->iota, rows, rows);
+    if (s == ZT_OK && be->ops->vouch_indices) {
+        be->ops->vouch_indices(be, pb->iota, n, n);
+        be->ops->vouch_indices(be, pb->iota_seq, b->seq_len, b->seq_len);
+    }
     return s;
 }
 
@@ -78,25 +83,27 @@ static size_t ext_row(const shape *sh, int b, int j) {
 }
 
 /* ext (B, N+T, C) = each sequence's N rows of `prefix` (perturbed by p) then its T rows of src. */
-static zt_status extend(zt_backend *be, const shape *sh, const int32_t *iota, float *ext,
+static zt_status extend(zt_backend *be, const shape *sh, const zt_prefix_buffers *pb, float *ext,
                         const float *src /* (B,T,C) */, zt_weight prefix,
                         const zt_gather_perturbation *p) {
     const int n = sh->n_prefix, t = sh->seq_len, c = sh->n_cols;
     for (int b = 0; b < sh->batch; b++) {
-        ZT_TRY(be->ops->gather_rows(be, ext + ext_row(sh, b, 0), iota, prefix, n, n, c, 0, p));
+        ZT_TRY(be->ops->gather_rows(be, ext + ext_row(sh, b, 0), pb->iota, prefix, n, n, c, 0, p));
         const zt_weight own = {src + (size_t)b * t * c, ZT_F32};
-        ZT_TRY(be->ops->gather_rows(be, ext + ext_row(sh, b, n), iota, own, t, t, c, 0, NULL));
+        ZT_TRY(
+            be->ops->gather_rows(be, ext + ext_row(sh, b, n), pb->iota_seq, own, t, t, c, 0, NULL));
     }
     return ZT_OK;
 }
 
 /* dst (B,T,C) = the sequences' own rows of ext. */
-static zt_status contract(zt_backend *be, const shape *sh, const int32_t *iota, float *dst,
+static zt_status contract(zt_backend *be, const shape *sh, const zt_prefix_buffers *pb, float *dst,
                           const float *ext) {
     const int t = sh->seq_len, c = sh->n_cols;
     for (int b = 0; b < sh->batch; b++) {
         const zt_weight own = {ext + ext_row(sh, b, sh->n_prefix), ZT_F32};
-        ZT_TRY(be->ops->gather_rows(be, dst + (size_t)b * t * c, iota, own, t, t, c, 0, NULL));
+        ZT_TRY(
+            be->ops->gather_rows(be, dst + (size_t)b * t * c, pb->iota_seq, own, t, t, c, 0, NULL));
     }
     return ZT_OK;
 }
@@ -142,12 +149,12 @@ zt_status zt_prefix_attention(const zt_model *m, int layer, const zt_prefix_buff
     const int keys = zt_prefix_keys_id(m, layer);
     const zt_weight prefix_k = zt_model_weight(m, keys), prefix_v = zt_model_weight(m, keys + 1);
     /* the prefix rows' queries are discarded: any finite rows do */
-    ZT_TRY(extend(be, &sh, pb->iota, pb->q, q, prefix_k, NULL));
-    ZT_TRY(extend(be, &sh, pb->iota, pb->k, k, prefix_k, pk));
-    ZT_TRY(extend(be, &sh, pb->iota, pb->v, v, prefix_v, pv));
+    ZT_TRY(extend(be, &sh, pb, pb->q, q, prefix_k, NULL));
+    ZT_TRY(extend(be, &sh, pb, pb->k, k, prefix_k, pk));
+    ZT_TRY(extend(be, &sh, pb, pb->v, v, prefix_v, pv));
     ZT_TRY(be->ops->attention(be, pb->out, pb->q, pb->k, pb->v, pb->mask, batch,
                               sh.n_prefix + seq_len, n_heads, head_dim, q_scale));
-    return contract(be, &sh, pb->iota, out, pb->out);
+    return contract(be, &sh, pb, out, pb->out);
 }
 
 zt_status zt_prefix_attention_backward(const zt_model *m, int layer, const zt_prefix_buffers *pb,
@@ -161,24 +168,24 @@ zt_status zt_prefix_attention_backward(const zt_model *m, int layer, const zt_pr
     const int n = sh.n_prefix, rows = n + seq_len, c = sh.n_cols;
     const int keys = zt_prefix_keys_id(m, layer);
     const zt_weight prefix_k = zt_model_weight(m, keys), prefix_v = zt_model_weight(m, keys + 1);
-    ZT_TRY(extend(be, &sh, pb->iota, pb->q, q, prefix_k, NULL));
-    ZT_TRY(extend(be, &sh, pb->iota, pb->k, k, prefix_k, NULL));
-    ZT_TRY(extend(be, &sh, pb->iota, pb->v, v, prefix_v, NULL));
+    ZT_TRY(extend(be, &sh, pb, pb->q, q, prefix_k, NULL));
+    ZT_TRY(extend(be, &sh, pb, pb->k, k, prefix_k, NULL));
+    ZT_TRY(extend(be, &sh, pb, pb->v, v, prefix_v, NULL));
     /* the prefix rows' outputs are multiplied by a zero gradient: any finite rows do */
-    ZT_TRY(extend(be, &sh, pb->iota, pb->out, out, prefix_k, NULL));
+    ZT_TRY(extend(be, &sh, pb, pb->out, out, prefix_k, NULL));
     /* the discarded queries' output gradient is 0, so they pass nothing to any key or value */
     ZT_TRY(be->ops->zero(be, pb->d_out, (size_t)batch * rows * c * sizeof(float)));
     for (int b = 0; b < batch; b++) {
         const zt_weight own = {d_out + (size_t)b * seq_len * c, ZT_F32};
-        ZT_TRY(be->ops->gather_rows(be, pb->d_out + ext_row(&sh, b, n), pb->iota, own, seq_len,
+        ZT_TRY(be->ops->gather_rows(be, pb->d_out + ext_row(&sh, b, n), pb->iota_seq, own, seq_len,
                                     seq_len, c, 0, NULL));
     }
     ZT_TRY(be->ops->attention_backward(be, pb->d_q, pb->d_k, pb->d_v, pb->d_out, pb->q, pb->k,
                                        pb->v, pb->out, pb->mask, batch, rows, n_heads, head_dim,
                                        q_scale));
-    ZT_TRY(contract(be, &sh, pb->iota, d_q, pb->d_q));
-    ZT_TRY(contract(be, &sh, pb->iota, d_k, pb->d_k));
-    ZT_TRY(contract(be, &sh, pb->iota, d_v, pb->d_v));
+    ZT_TRY(contract(be, &sh, pb, d_q, pb->d_q));
+    ZT_TRY(contract(be, &sh, pb, d_k, pb->d_k));
+    ZT_TRY(contract(be, &sh, pb, d_v, pb->d_v));
     /* summed over the sequences in order */
     for (int b = 0; b < batch; b++) {
         if (d_prefix_keys)
