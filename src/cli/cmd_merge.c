@@ -54,7 +54,8 @@ int zt_cmd_merge(int argc, char **argv) {
         "`zotune train --peft lora` output) into its base: W += (lora_alpha / r) B A for every\n"
         "adapted linear, in f32, stored in W's dtype (rounded to nearest). OUT_DIR gets a plain\n"
         "HF checkpoint (model.safetensors, the base's config.json and tokenizer files); it must\n"
-        "be new or empty: nothing is overwritten.",
+        "be new or empty: nothing is overwritten. A prefix-tuning adapter (--peft prefix) is\n"
+        "refused: no base weight can hold its keys and values.",
         options,
         (int)(sizeof options / sizeof options[0]),
         3,
