@@ -63,8 +63,7 @@ zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
         a->lora = 0;
         return resolve_prefix(a);
     }
-    if (a->num_prefix != -1)
-        return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix needs --peft prefix");
+    if (a->num_prefix != -1) return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix needs --peft prefix");
     a->lora = named_lora || a->adapter_dir;
     if (!a->lora) {
         if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)
