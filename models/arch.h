@@ -50,6 +50,7 @@ typedef struct zt_grad_pass {
     const size_t *offsets;                 /* (n_tensors) into grads */
     float *logprobs;                       /* (R) host: receives the log-probabilities */
     int checkpoint; /* 1: keep each layer's input only and run it again in backward */
+    const struct zt_prefix_buffers *prefix; /* the extended sequences (models/prefix.h), or NULL */
 } zt_grad_pass;
 
 struct zt_arch {

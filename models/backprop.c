@@ -20,6 +20,7 @@ struct zt_grad_buffers {
     char *base;
     /* offsets in bytes from base */
     size_t area, ids, positions, mask, rows, targets, identity, d_logprob;
+    size_t prefix; /* zt_prefix_buffers_bytes with backward */
 };
 
 size_t zt_model_grad_layout(const zt_model *m, size_t *offsets) {
@@ -55,6 +56,7 @@ static size_t plan(const zt_model *m, int max_batch, int max_seq_len, int checkp
     gb->targets = take(&cursor, n * i);
     gb->identity = take(&cursor, n * i);
     gb->d_logprob = take(&cursor, n * sizeof(float));
+    gb->prefix = take(&cursor, zt_prefix_buffers_bytes(m, max_batch, max_seq_len, 1));
     return cursor;
 }
 
@@ -177,6 +179,9 @@ zt_status zt_model_grad(zt_model *m, zt_grad_buffers *gb, const zt_batch *b, con
     if (s == ZT_OK)
         s = op->upload(be, base + gb->d_logprob, host_f, (size_t)r_count * sizeof(float));
     float *logprobs = host_f ? host_f + r_count : NULL;
+    zt_prefix_buffers prefix;
+    zt_prefix_buffers_place(m, gb->max_batch, gb->max_seq_len, 1, base + gb->prefix, &prefix);
+    if (s == ZT_OK && m->prefix) s = zt_prefix_upload_batch(m, &prefix, b);
     if (s == ZT_OK) {
         const zt_grad_pass pass = {m,
                                    b,
@@ -191,7 +196,8 @@ zt_status zt_model_grad(zt_model *m, zt_grad_buffers *gb, const zt_batch *b, con
                                    grads,
                                    offsets,
                                    logprobs,
-                                   gb->checkpoint};
+                                   gb->checkpoint,
+                                   m->prefix ? &prefix : NULL};
         s = m->arch->grad(&pass);
     }
     if (s == ZT_OK) {

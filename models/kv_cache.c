@@ -159,6 +159,10 @@ zt_status zt_model_forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c,
                                   const int32_t *attention_mask, const zt_variants *variants,
                                   float *logits) {
     ZT_TRY(check_call(m, ws, c, batch, n_new, variants));
+    if (m->prefix)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "generation with a prefix adapter is not supported (score and eval's "
+                       "log-probability tasks are)");
     /* the head reads each sequence's last new row; the target ids are not read */
     int32_t *rows = zt_malloc((size_t)batch * 2 * sizeof *rows);
     if (!rows) return zt_fail(ZT_ERR_NOMEM, "forward_cached: %d target rows", batch);

@@ -40,6 +40,7 @@ typedef struct zt_model_dims {
 
 typedef struct zt_arch zt_arch;
 struct zt_lora;
+struct zt_prefix;
 
 typedef struct zt_model {
     const zt_arch *arch;
@@ -50,10 +51,11 @@ typedef struct zt_model {
     size_t weights_bytes;
     zt_tensor_info *tensors;
     int n_tensors;
-    int embed_tokens;     /* the token table */
-    int lm_head;          /* the table the head multiplies by: embed_tokens itself when tied */
-    uint64_t fingerprint; /* of the loaded weights' content (zt_model_fingerprint_dir) */
-    struct zt_lora *lora; /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
+    int embed_tokens;         /* the token table */
+    int lm_head;              /* the table the head multiplies by: embed_tokens itself when tied */
+    uint64_t fingerprint;     /* of the loaded weights' content (zt_model_fingerprint_dir) */
+    struct zt_lora *lora;     /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
+    struct zt_prefix *prefix; /* prefix tuning's keys and values after them (models/prefix.h) */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family
@@ -65,6 +67,10 @@ zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out);
 struct zt_lora_options;
 zt_status zt_model_load_peft(const char *dir, zt_backend *be, const struct zt_lora_options *lora,
                              zt_model **out);
+/* The same with prefix tensors (models/prefix.h) after the base tensors, initialised. */
+struct zt_prefix_options;
+zt_status zt_model_load_prefix(const char *dir, zt_backend *be,
+                               const struct zt_prefix_options *prefix, zt_model **out);
 void zt_model_free(zt_model *model);
 /* The model config.json at config_path describes, without weights (weights NULL: only the
  * table, sizes and memory plans may be used): tensors stored in `dtype`, or when dtype is -1 in

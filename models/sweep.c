@@ -214,6 +214,32 @@ zt_status zt_sweep_lora(const zt_sweep *sw, float *out, const float *in, int wei
     return zt_sweep_add(sw, out, spare, (size_t)n_rows * (size_t)out_features);
 }
 
+/* Each variant's attention with its own prefix (models/prefix.h), the prefix rows read with the
+ * variant's gather perturbation; the extended buffers are shared, the variants running in turn. */
+static zt_status prefix_attention(const zt_sweep *sw, int layer, float *out, const float *q,
+                                  const float *k, const float *v, int n_heads, int head_dim,
+                                  float q_scale) {
+    const zt_model *m = sw->model;
+    const zt_workspace *ws = sw->ws;
+    zt_prefix_buffers pb;
+    zt_prefix_buffers_place(m, ws->shape.max_batch, ws->shape.max_seq_len, 0,
+                            ws->base + ws->layout.prefix, &pb);
+    const int keys = zt_prefix_keys_id(m, layer);
+    for (int i = 0; i < together(sw); i++) {
+        zt_sweep one = *sw;
+        one.variant = sw->variant + i;
+        one.n_together = 1;
+        zt_gather_perturbation pk_storage, pv_storage;
+        const zt_gather_perturbation *pk = zt_sweep_gather(&one, keys, &pk_storage);
+        const zt_gather_perturbation *pv = zt_sweep_gather(&one, keys + 1, &pv_storage);
+        ZT_TRY(zt_prefix_attention(m, layer, &pb, variant_buffer(sw, out, i),
+                                   variant_buffer(sw, q, i), variant_buffer(sw, k, i),
+                                   variant_buffer(sw, v, i), sw->batch->batch, sw->batch->seq_len,
+                                   zt_sweep_key_mask(sw), n_heads, head_dim, q_scale, pk, pv));
+    }
+    return ZT_OK;
+}
+
 zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out, const float *q,
                              const float *k, const float *v, int n_heads, int head_dim,
                              float q_scale) {
@@ -223,6 +249,8 @@ zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out, const fl
         return zt_kv_cache_attend(sw, layer, out, q, k, v, n_heads, head_dim, q_scale);
     }
     zt_backend *be = sw->model->be;
+    if (sw->model->prefix)
+        return prefix_attention(sw, layer, out, q, k, v, n_heads, head_dim, q_scale);
     for (int i = 0; i < together(sw); i++)
         ZT_TRY(be->ops->attention(be, variant_buffer(sw, out, i), variant_buffer(sw, q, i),
                                   variant_buffer(sw, k, i), variant_buffer(sw, v, i),
@@ -385,6 +413,12 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
     int n_variants = variants ? variants->n_variants : 1;
     ZT_TRY(validate(ws, b, n_variants));
     ZT_TRY(zt_sweep_upload_batch(m, ws, b, NULL));
+    if (m->prefix) {
+        zt_prefix_buffers pb;
+        zt_prefix_buffers_place(m, ws->shape.max_batch, ws->shape.max_seq_len, 0,
+                                ws->base + ws->layout.prefix, &pb);
+        ZT_TRY(zt_prefix_upload_batch(m, &pb, b));
+    }
     zt_sweep sw = {m, ws, b, variants, 0, NULL, 0};
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(m->arch->embed(&sw));

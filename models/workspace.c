@@ -80,6 +80,9 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     L.mask = take(&cursor, n * i);
     L.rows = take(&cursor, n * i);
     L.targets = take(&cursor, n * i);
+    if (m->prefix)
+        L.prefix =
+            take(&cursor, zt_prefix_buffers_bytes(m, shape->max_batch, shape->max_seq_len, 0));
     L.activation_total = cursor;
 
     cursor = 0;

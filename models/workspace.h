@@ -16,6 +16,7 @@ typedef struct zt_workspace_layout {
     size_t head[ZT_ARCH_MAX_BUFFERS];     /* the family's head temporaries */
     size_t logits, logprob;               /* (chunk,V), (K,R) */
     size_t ids, pos, mask, rows, targets; /* int32 */
+    size_t prefix;                        /* zt_prefix_buffers_bytes (models/prefix.h) */
     size_t activation_total;
     size_t stage_main, stage_aux, staging_total; /* shadow buffers */
     size_t stage_elem_bytes;                     /* the widest staged dtype planned for */

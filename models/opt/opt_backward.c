@@ -132,7 +132,7 @@ size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len) 
     const zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION_BACKWARD,
                                         .weight_dtype = ZT_F32,
                                         .bias_dtype = ZT_F32,
-                                        .seq_len = seq_len,
+                                        .seq_len = seq_len + zt_model_prefix_tokens(m),
                                         .head_dim = h / c->num_attention_heads,
                                         .batch = sequences,
                                         .n_heads = c->num_attention_heads};
@@ -242,8 +242,14 @@ static zt_status layer_forward(const pass_ctx *x, int l, const layer_acts *a, co
     ZT_TRY(lora_forward(x, a->k, attn_in, id->k_w, h, h, spare));
     ZT_TRY(linear(x, a->v, attn_in, id->v_w, id->v_b, n, h, h, 0));
     ZT_TRY(lora_forward(x, a->v, attn_in, id->v_w, h, h, spare));
-    ZT_TRY(x->be->ops->attention(x->be, a->att, a->q, a->k, a->v, x->p->mask, x->p->batch->batch,
-                                 x->p->batch->seq_len, heads, h / heads, q_scale_of(x->c)));
+    if (x->p->prefix)
+        ZT_TRY(zt_prefix_attention(x->m, l, x->p->prefix, a->att, a->q, a->k, a->v,
+                                   x->p->batch->batch, x->p->batch->seq_len, x->p->mask, heads,
+                                   h / heads, q_scale_of(x->c), NULL, NULL));
+    else
+        ZT_TRY(x->be->ops->attention(x->be, a->att, a->q, a->k, a->v, x->p->mask,
+                                     x->p->batch->batch, x->p->batch->seq_len, heads, h / heads,
+                                     q_scale_of(x->c)));
     if (x->c->do_layer_norm_before) {
         /* x2 = x + o; h2 = LN(x2); out = x2 + fc2(relu(fc1(h2))) */
         ZT_TRY(linear(x, a->x2, a->att, id->out_w, id->out_b, n, h, h, 0));
@@ -281,14 +287,29 @@ static zt_status qkv_back(const pass_ctx *x, int l, float *d_in, float *dt, cons
     return lora_backward(x, d_in, b->dv, in, id->v_w, h, h, dt);
 }
 
+/* dq, dk, dv from dt1, the attention output's gradient; with a prefix, its gradient too. */
+static zt_status attention_back(const pass_ctx *x, int l, const layer_acts *a) {
+    const opt_buffers *b = &x->b;
+    const zt_batch *batch = x->p->batch;
+    const int h = x->c->hidden_size, heads = x->c->num_attention_heads;
+    if (x->p->prefix) {
+        const int keys = zt_prefix_keys_id(x->m, l);
+        return zt_prefix_attention_backward(x->m, l, x->p->prefix, b->dq, b->dk, b->dv, b->dt1,
+                                            a->q, a->k, a->v, a->att, batch->batch, batch->seq_len,
+                                            heads, h / heads, q_scale_of(x->c), grad_of(x, keys),
+                                            grad_of(x, keys + 1));
+    }
+    return x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
+                                          a->att, x->p->mask, batch->batch, batch->seq_len, heads,
+                                          h / heads, q_scale_of(x->c));
+}
+
 /* dx: the gradient of layer l's output on entry, of its input on return. The intermediates are
  * those of layer_forward(l). */
 static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, const float *x_in) {
     const zt_opt_layer_ids *id = &x->fam->layers[l];
     const opt_buffers *b = &x->b;
     const int n = x->n, h = x->c->hidden_size, f = x->c->ffn_dim;
-    const int heads = x->c->num_attention_heads;
-    const zt_batch *batch = x->p->batch;
     if (x->c->do_layer_norm_before) {
         ZT_TRY(linear_back(x, b->dffn, b->dx, a->ffn, NULL, id->fc2_w, id->fc2_b, n, f, h, 0));
         ZT_TRY(linear_back(x, b->dt1, b->dffn, a->a2, a->ffn, id->fc1_w, id->fc1_b, n, h, f, 1));
@@ -296,9 +317,7 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
         ZT_TRY(add(x, b->dx, b->dt1)); /* dx: d x2 */
         ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
         ZT_TRY(lora_backward(x, b->dt1, b->dx, a->att, id->out_w, h, h, b->dq));
-        ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
-                                              a->att, x->p->mask, batch->batch, batch->seq_len,
-                                              heads, h / heads, q_scale_of(x->c)));
+        ZT_TRY(attention_back(x, l, a));
         ZT_TRY(qkv_back(x, l, b->dt2, b->dt1, a->a1));
         ZT_TRY(layer_norm_back(x, b->dt2, b->dt2, x_in, id->attn_ln_g, id->attn_ln_b, n));
         return add(x, b->dx, b->dt2);
@@ -310,9 +329,7 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
     ZT_TRY(layer_norm_back(x, b->dx, b->dt1, a->a1, id->attn_ln_g, id->attn_ln_b, n)); /* d s1 */
     ZT_TRY(linear_back(x, b->dt1, b->dx, a->att, NULL, id->out_w, id->out_b, n, h, h, 0));
     ZT_TRY(lora_backward(x, b->dt1, b->dx, a->att, id->out_w, h, h, b->dq));
-    ZT_TRY(x->be->ops->attention_backward(x->be, b->dq, b->dk, b->dv, b->dt1, a->q, a->k, a->v,
-                                          a->att, x->p->mask, batch->batch, batch->seq_len, heads,
-                                          h / heads, q_scale_of(x->c)));
+    ZT_TRY(attention_back(x, l, a));
     ZT_TRY(qkv_back(x, l, b->dt1, b->dt2, x_in));
     return add(x, b->dx, b->dt1);
 }

@@ -71,7 +71,7 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
     zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION,
                                   .weight_dtype = ZT_F32,
                                   .bias_dtype = ZT_F32,
-                                  .seq_len = shape->max_seq_len,
+                                  .seq_len = shape->max_seq_len + zt_model_prefix_tokens(m),
                                   .head_dim = h / c->num_attention_heads};
     return max_size(most, zt_plan_scratch(m, &attention));
 }

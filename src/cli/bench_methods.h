@@ -15,10 +15,11 @@ typedef struct zt_bench_method {
     int checkpoint;
     int lora;      /* LoRA with MeZO's OPT-13B preset (rank 8, alpha 16, q_proj and v_proj) */
     zt_rgb colour; /* in --plot's figure */
+    int prefix;    /* prefix tuning with MeZO's preset (5 prefix tokens per layer) */
 } zt_bench_method;
 
 /* In the order memory arithmetic ranks them for a large model. */
-enum { ZT_BENCH_N_METHODS = 9 };
+enum { ZT_BENCH_N_METHODS = 11 };
 extern const zt_bench_method zt_bench_methods[ZT_BENCH_N_METHODS];
 
 typedef struct zt_bench_row {
@@ -31,6 +32,8 @@ typedef struct zt_bench_row {
  * plan for inference) into r, which is cleared. */
 /* The LoRA options of a method with lora set. */
 void zt_bench_lora_options(zt_lora_options *options);
+/* The prefix options of a method with prefix set. */
+void zt_bench_prefix_options(zt_prefix_options *options);
 
 zt_status zt_bench_plan_row(const zt_model *m, const zt_bench_method *me, int batch, int seq_len,
                             zt_bench_row *r);

@@ -20,6 +20,12 @@ static zt_status merge(const char *base, const char *adapter, const char *out, c
     zt_model *model = NULL;
     zt_dir_lock lock = {-1};
     zt_status s = zt_backend_create(device, threads, &be);
+    if (s == ZT_OK && zt_prefix_dir_is_prefix(adapter))
+        s = zt_fail(ZT_ERR_INVALID_ARG,
+                    "ADAPTER_DIR %s: a prefix-tuning adapter adds keys and values to every "
+                    "layer's attention; no weight of the base can hold them, so it cannot be "
+                    "merged (use it with --adapter)",
+                    adapter);
     if (s == ZT_OK) s = zt_cli_load_model(base, adapter, be, &model);
     if (s == ZT_OK) s = zt_lora_merge(model);
     if (s == ZT_OK) s = zt_prepare_new_dir(out, "merge");
@@ -48,7 +54,8 @@ int zt_cmd_merge(int argc, char **argv) {
         "`zotune train --peft lora` output) into its base: W += (lora_alpha / r) B A for every\n"
         "adapted linear, in f32, stored in W's dtype (rounded to nearest). OUT_DIR gets a plain\n"
         "HF checkpoint (model.safetensors, the base's config.json and tokenizer files); it must\n"
-        "be new or empty: nothing is overwritten.",
+        "be new or empty: nothing is overwritten. A prefix-tuning adapter (--peft prefix) is\n"
+        "refused: no base weight can hold its keys and values.",
         options,
         (int)(sizeof options / sizeof options[0]),
         3,

@@ -145,7 +145,8 @@ int zt_cmd_train(int argc, char **argv) {
          "first-order: keep each layer's input only and run the layer again in backward"},
         ZT_PEFT_ARG_OPTIONS(peft),
         {"adapter", ZT_ARG_STRING, &peft.adapter_dir, "DIR",
-         "--peft lora: continue from this peft adapter (its rank, alpha and targets)"},
+         "continue from this adapter: a peft LoRA one (its rank, alpha and targets) or a "
+         "prefix one (--peft prefix, its num_prefix)"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
     };
     const zt_arg_spec spec = {
@@ -227,6 +228,7 @@ int zt_cmd_train(int argc, char **argv) {
     zt_status ls = zt_peft_args_resolve(&peft, &lora);
     if (ls != ZT_OK) return zt_cli_report("train", ls);
     if (peft.lora) o.lora = &lora;
+    if (peft.prefix) o.prefix = &peft.prefix_options;
     zt_train_install_signal_handlers();
 
     zt_comm *comm = NULL;

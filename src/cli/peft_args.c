@@ -9,6 +9,7 @@
 void zt_peft_args_default(zt_peft_args *a) {
     memset(a, 0, sizeof *a);
     a->peft = "none";
+    a->num_prefix = -1;
 }
 
 /* A given option must agree with what --adapter's config says. */
@@ -25,14 +26,44 @@ static zt_status agree(const zt_peft_args *a, const zt_lora_options *from_dir) {
     return ZT_OK;
 }
 
+/* --peft prefix, or --adapter with a prefix adapter. */
+static zt_status resolve_prefix(zt_peft_args *a) {
+    zt_prefix_options *o = &a->prefix_options;
+    zt_prefix_options_default(o);
+    if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-* options need --peft lora, not prefix");
+    a->prefix = 1;
+    if (a->adapter_dir) {
+        ZT_TRY(zt_prefix_read_config(a->adapter_dir, o));
+        if (a->num_prefix != -1 && a->num_prefix != o->n_prefix)
+            return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix %d: --adapter %s has num_prefix %d",
+                           a->num_prefix, a->adapter_dir, o->n_prefix);
+        o->adapter_dir = a->adapter_dir;
+        return ZT_OK;
+    }
+    if (a->num_prefix != -1) o->n_prefix = a->num_prefix;
+    if (o->n_prefix <= 0 || o->n_prefix > ZT_PREFIX_MAX_TOKENS)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix %d: must be 1 .. %d", o->n_prefix,
+                       (int)ZT_PREFIX_MAX_TOKENS);
+    return ZT_OK;
+}
+
 zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
     zt_lora_options_default(o);
     const int named_lora = strcmp(a->peft, "lora") == 0;
-    if (!named_lora && strcmp(a->peft, "none") != 0)
+    const int named_prefix = strcmp(a->peft, "prefix") == 0;
+    if (!named_lora && !named_prefix && strcmp(a->peft, "none") != 0)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "--peft %s: must be none or lora (prefix and prompt tuning are not "
+                       "--peft %s: must be none, lora or prefix (prompt tuning is not "
                        "implemented)",
                        a->peft);
+    a->prefix = 0;
+    if (named_prefix ||
+        (!named_lora && a->adapter_dir && zt_prefix_dir_is_prefix(a->adapter_dir))) {
+        a->lora = 0;
+        return resolve_prefix(a);
+    }
+    if (a->num_prefix != -1) return zt_fail(ZT_ERR_INVALID_ARG, "--num-prefix needs --peft prefix");
     a->lora = named_lora || a->adapter_dir;
     if (!a->lora) {
         if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)
@@ -68,6 +99,13 @@ zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
 zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
                             zt_model **out) {
     if (!adapter_dir) return zt_model_load(dir, be, out);
+    if (zt_prefix_dir_is_prefix(adapter_dir)) {
+        zt_prefix_options p;
+        zt_prefix_options_default(&p);
+        ZT_TRY(zt_prefix_read_config(adapter_dir, &p));
+        p.adapter_dir = adapter_dir;
+        return zt_model_load_prefix(dir, be, &p, out);
+    }
     zt_lora_options o;
     zt_lora_options_default(&o);
     ZT_TRY(zt_lora_read_config(adapter_dir, &o));

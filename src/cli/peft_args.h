@@ -3,15 +3,19 @@
 #define ZT_CLI_PEFT_ARGS_H
 
 #include "lora.h"
+#include "prefix.h"
 
 typedef struct zt_peft_args {
-    const char *peft;        /* "none" or "lora" */
+    const char *peft;        /* "none", "lora" or "prefix" */
     int rank;                /* 0: not given */
     double alpha;            /* 0: not given */
     const char *targets;     /* NULL: not given */
     double dropout;          /* only 0 */
     const char *adapter_dir; /* --adapter DIR */
+    int num_prefix;          /* -1: not given */
     int lora;                /* resolved: LoRA in use */
+    int prefix;              /* resolved: prefix tuning in use, with prefix_options */
+    zt_prefix_options prefix_options;
 } zt_peft_args;
 
 void zt_peft_args_default(zt_peft_args *a);
@@ -19,7 +23,10 @@ void zt_peft_args_default(zt_peft_args *a);
 /* The option table entries (an --adapter entry is the command's own: its help differs). */
 #define ZT_PEFT_ARG_OPTIONS(a)                                                                     \
     {"peft", ZT_ARG_STRING, &(a).peft, "P",                                                        \
-     "none (default) or lora: train LoRA adapters only (HF peft's LoraModel)"},                    \
+     "none (default), lora: train LoRA adapters only (HF peft's LoraModel), or prefix: MeZO's "    \
+     "prefix tuning (per-layer key/value prefixes)"},                                              \
+        {"num-prefix", ZT_ARG_INT, &(a).num_prefix, "N",                                           \
+         "--peft prefix: prefix tokens per layer (MeZO's 5; its preset lr 1e-2, eps 1e-1)"},       \
         {"lora-rank", ZT_ARG_INT, &(a).rank, "R", "LoRA rank r (peft's default 8)"},               \
         {"lora-alpha", ZT_ARG_DOUBLE, &(a).alpha, "A",                                             \
          "LoRA alpha: scale alpha / r (peft's default 8; MeZO's OPT-13B preset r 8, alpha 16)"},   \
@@ -31,10 +38,11 @@ void zt_peft_args_default(zt_peft_args *a);
 
 /* Checks the options and fills options (init_seed 0: the trainer sets it). --adapter implies
  * --peft lora and takes rank, alpha and targets from its adapter_config.json; given ones must
- * agree. ZT_ERR_INVALID_ARG naming the option otherwise. */
+ * agree. A prefix adapter (peft_type MEZO_PREFIX) implies --peft prefix and its num_prefix.
+ * ZT_ERR_INVALID_ARG naming the option otherwise. */
 zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *options);
 
-/* The model in dir, with the peft adapter in adapter_dir applied when it is not NULL. */
+/* The model in dir, with the adapter in adapter_dir (LoRA or prefix) applied when not NULL. */
 zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
                             zt_model **out);
 

@@ -22,7 +22,7 @@ static zt_status logged_lora(const zt_steplog_header *h, const char *log_path,
                              zt_lora_options *lora, const zt_lora_options **peft) {
     *peft = NULL;
     const char *kind = zt_steplog_run_value(h, "--peft");
-    if (!kind || strcmp(kind, "none") == 0) return ZT_OK;
+    if (!kind || strcmp(kind, "none") == 0 || strcmp(kind, "prefix") == 0) return ZT_OK;
     const char *rank = zt_steplog_run_value(h, "--lora-rank");
     const char *alpha = zt_steplog_run_value(h, "--lora-alpha");
     const char *targets = zt_steplog_run_value(h, "--lora-targets");
@@ -45,6 +45,29 @@ static zt_status logged_lora(const zt_steplog_header *h, const char *log_path,
     return ZT_OK;
 }
 
+/* The prefix configuration the log's header records (*peft NULL for a run without one). */
+static zt_status logged_prefix(const zt_steplog_header *h, const char *log_path,
+                               zt_prefix_options *prefix, const zt_prefix_options **peft) {
+    *peft = NULL;
+    const char *kind = zt_steplog_run_value(h, "--peft");
+    if (!kind || strcmp(kind, "prefix") != 0) return ZT_OK;
+    const char *n = zt_steplog_run_value(h, "--num-prefix");
+    const char *adapter = zt_steplog_run_value(h, "--adapter");
+    if (!n)
+        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft prefix lacks --num-prefix",
+                       log_path);
+    if (adapter && strcmp(adapter, "none") != 0)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "%s: the run started from --adapter (fingerprint %s), which the log does "
+                       "not hold; its prefixes are in its output directory",
+                       log_path, adapter);
+    zt_prefix_options_default(prefix);
+    prefix->n_prefix = atoi(n);
+    prefix->init_seed = zt_prefix_init_seed(h->run_seed);
+    *peft = prefix;
+    return ZT_OK;
+}
+
 zt_status zt_replay(const char *base, const char *log_path, const char *out, const char *device,
                     int threads, int *n_applied) {
     const char *inputs[] = {base, log_path};
@@ -63,14 +86,22 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     zt_status s = zt_backend_create(device, threads, &be);
     zt_lora_options lora;
     const zt_lora_options *peft = NULL;
+    zt_prefix_options prefix;
+    const zt_prefix_options *prefixed = NULL;
     if (s == ZT_OK) s = logged_lora(&header, log_path, &lora, &peft);
-    if (s == ZT_OK) s = zt_model_load_peft(base, be, peft, &model);
+    if (s == ZT_OK) s = logged_prefix(&header, log_path, &prefix, &prefixed);
+    if (s == ZT_OK && prefixed)
+        s = zt_model_load_prefix(base, be, prefixed, &model);
+    else if (s == ZT_OK)
+        s = zt_model_load_peft(base, be, peft, &model);
     if (s == ZT_OK) {
         selected = zt_calloc((size_t)model->n_tensors, 1);
         if (!selected)
             s = zt_fail(ZT_ERR_NOMEM, "selection");
         else if (peft)
             zt_lora_select(model, selected);
+        else if (prefixed)
+            zt_prefix_select(model, selected);
         else
             s = zt_model_select(model, header.trainable, selected, &count);
     }
@@ -110,6 +141,7 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     if (s == ZT_OK) s = zt_dir_lock_acquire(out, "OUT_DIR", &lock);
     if (s == ZT_OK) s = zt_model_save(model, out);
     if (s == ZT_OK && peft) s = zt_lora_save(model, out, base);
+    if (s == ZT_OK && prefixed) s = zt_prefix_save(model, out, base);
     zt_dir_lock_release(&lock);
     *n_applied = steps;
     if (model) zt_param_set_free_state(&ps, header.state_copies);

@@ -58,6 +58,9 @@ typedef struct zt_run {
 zt_status zt_lora_run_load(zt_run *r, int have_snapshot);
 /* The trainable adapters back to the run's start (the seed's, or --adapter's) or dir's. */
 zt_status zt_lora_run_reload(zt_run *r, const char *snapshot_dir);
+/* --peft prefix (src/train/prefix_run.c): the same for prefix tuning's prefixes. */
+zt_status zt_prefix_run_load(zt_run *r, int have_snapshot);
+zt_status zt_prefix_run_reload(zt_run *r, const char *snapshot_dir);
 
 /* Fills r->header with everything that defines the run (needs the model and data loaded). */
 void zt_run_describe(zt_run *r);

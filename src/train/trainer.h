@@ -19,6 +19,7 @@
 
 struct zt_comm;
 struct zt_lora_options;
+struct zt_prefix_options;
 
 typedef struct zt_train_options {
     const char *model_dir;
@@ -71,6 +72,10 @@ typedef struct zt_train_options {
      * model.safetensors written at the end is the base unchanged; the adapters go to
      * adapter_model.safetensors + adapter_config.json (peft's format). NULL: full tensors. */
     const struct zt_lora_options *lora;
+    /* --peft prefix: MeZO's prefix tuning (models/prefix.h), the prefixes the only trainable
+     * tensors, initialised from real activations under zt_prefix_init_seed(seed) unless
+     * adapter_dir names a start; saved as adapter files of their own (prefix_io.c). NULL: none. */
+    const struct zt_prefix_options *prefix;
 } zt_train_options;
 
 typedef struct zt_train_result {

@@ -127,6 +127,18 @@ def main():
           filecmp.cmp(os.path.join(ref, "adapter_model.safetensors"),
                       os.path.join(out, "adapter_model.safetensors"), shallow=False),
           f"LoRA over 2 ranks equals one process (rc {rc}, {rc2}) {err[-200:]} {err2[-200:]}")
+    # prefix tuning's prefixes likewise; every rank draws the same initial prefixes
+    prefix = ["--model", demo_model, "--train", demo_train, "--steps", "4", "--batch-size", "6",
+              "--lr", "1e-2", "--eps", "1e-1", "--eval-every", "0", "--peft", "prefix"]
+    ref = os.path.join(tmp, "prefix-1")
+    rc, err = train(ref, prefix + ["--batch-invariant"])
+    out = os.path.join(tmp, "prefix-2")
+    rc2, err2 = train(out, prefix, 2)
+    check(rc == 0 and rc2 == 0 and same_run(ref, out) and
+          filecmp.cmp(os.path.join(ref, "adapter_model.safetensors"),
+                      os.path.join(out, "adapter_model.safetensors"), shallow=False),
+          f"prefix tuning over 2 ranks equals one process (rc {rc}, {rc2}) {err[-200:]} "
+          f"{err2[-200:]}")
     rc, err = train(os.path.join(tmp, "groups-bad"), groups_cases["mezo-q2"] +
                     ["--direction-groups", "2"], 3)
     check(rc != 0 and "must divide the 3 ranks" in err, f"3 ranks in 2 groups refused: {err[-200:]}")

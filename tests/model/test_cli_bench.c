@@ -20,10 +20,10 @@ static const char *zotune;
 static char tmp_dir[] = "/tmp/zt_cli_bench_XXXXXX";
 static char out[1 << 16];
 
-enum { N_ROWS = 9 };
-static const char *const ROW_NAMES[N_ROWS] = {"inference",   "zo-inplace", "zo-shadow",
-                                              "fo-sgd-ckpt", "fo-sgd",     "fo-adamw-ckpt",
-                                              "fo-adamw",    "zo-lora",    "fo-lora"};
+enum { N_ROWS = 11 };
+static const char *const ROW_NAMES[N_ROWS] = {
+    "inference", "zo-inplace", "zo-shadow", "fo-sgd-ckpt", "fo-sgd",   "fo-adamw-ckpt",
+    "fo-adamw",  "zo-lora",    "fo-lora",   "zo-prefix",   "fo-prefix"};
 
 /* The rows of a --json run, peak and measured by method (measured -1 when null). */
 static int read_rows(const char *text, double *peak, double *measured) {
@@ -95,12 +95,17 @@ static void check_every_size(void) {
         ZT_CHECK(p[7] < p[2] && p[8] < p[6] && p[7] < p[8],
                  "opt-%s: LoRA rows: zo-lora %.0f (zo-shadow %.0f), fo-lora %.0f (fo-adamw %.0f)",
                  z->name, p[7], p[2], p[8], p[6]);
+        /* prefix tuning (5 per layer): below its full counterpart, ZO below first-order */
+        ZT_CHECK(p[9] < p[2] && p[10] < p[6] && p[9] < p[10],
+                 "opt-%s: prefix rows: zo-prefix %.0f (zo-shadow %.0f), fo-prefix %.0f (fo-adamw "
+                 "%.0f)",
+                 z->name, p[9], p[2], p[10], p[6]);
         ZT_CHECK(p[2] == info_total(dir, "mezo") && p[6] == info_total(dir, "adamw"),
                  "opt-%s: the rows are not info's plans", z->name);
         printf("opt-%-5s f16, 1 x 400: inference %7.2f GiB, zo-shadow %7.2f, fo-sgd-ckpt %7.2f, "
-               "fo-adamw %8.2f, zo-lora %7.2f, fo-lora %7.2f\n",
+               "fo-adamw %8.2f, zo-lora %7.2f, fo-lora %7.2f, zo-prefix %7.2f, fo-prefix %7.2f\n",
                z->name, p[0] / (1 << 30), p[2] / (1 << 30), p[3] / (1 << 30), p[6] / (1 << 30),
-               p[7] / (1 << 30), p[8] / (1 << 30));
+               p[7] / (1 << 30), p[8] / (1 << 30), p[9] / (1 << 30), p[10] / (1 << 30));
     }
 }
 
@@ -120,9 +125,10 @@ static void check_measured(void) {
 }
 
 /* The figure's palette, in the rows' order (src/cli/bench_methods.c). */
-static const unsigned char COLOURS[N_ROWS][3] = {{31, 119, 180}, {44, 160, 44},   {23, 190, 207},
-                                                 {255, 127, 14}, {214, 39, 40},   {148, 103, 189},
-                                                 {140, 86, 75},  {227, 119, 194}, {188, 189, 34}};
+static const unsigned char COLOURS[N_ROWS][3] = {{31, 119, 180},  {44, 160, 44},   {23, 190, 207},
+                                                 {255, 127, 14},  {214, 39, 40},   {148, 103, 189},
+                                                 {140, 86, 75},   {227, 119, 194}, {188, 189, 34},
+                                                 {174, 199, 232}, {255, 152, 150}};
 
 static unsigned be32(const unsigned char *p) {
     return (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3];

@@ -203,7 +203,7 @@ static void check_refusals(void) {
     } cases[] = {
         {"--peft lora --trainable fc1", "--trainable"},
         {"--peft lora --lora-dropout 0.1", "--lora-dropout"},
-        {"--peft prefix", "--peft"},
+        {"--peft bogus", "--peft"},
         {"--lora-rank 4", "--peft lora"},
         {"--peft lora --lora-targets fc1", "fc1"},
     };
