@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "peft.h"
 
 enum { ZT_LORA_TARGETS_MAX = 128, ZT_LORA_MAX_RANK = 4096 };
 
@@ -45,16 +46,6 @@ static inline uint64_t zt_lora_init_seed(uint64_t run_seed) {
 
 /* peft's defaults for OPT: targets q_proj and v_proj, rank 8, alpha 8. */
 void zt_lora_options_default(zt_lora_options *o);
-
-/* Base tensors: all of the table without adapters. */
-static inline int zt_model_base_tensors(const zt_model *m) {
-    return m->lora ? m->lora->n_base : m->n_tensors;
-}
-
-/* The first tensor variants may perturb: a LoRA model's first adapter, else 0. */
-static inline int zt_model_first_staged(const zt_model *m) {
-    return m->lora ? m->lora->n_base : 0;
-}
 
 /* Appends A and B for every 2-D base weight named "<...>.<target>.weight" to the table of a model
  * whose base tensors are placed (weights_bytes counts them), places them in f32 after the base,

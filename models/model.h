@@ -40,6 +40,7 @@ typedef struct zt_model_dims {
 
 typedef struct zt_arch zt_arch;
 struct zt_lora;
+struct zt_prompt;
 
 typedef struct zt_model {
     const zt_arch *arch;
@@ -50,10 +51,11 @@ typedef struct zt_model {
     size_t weights_bytes;
     zt_tensor_info *tensors;
     int n_tensors;
-    int embed_tokens;     /* the token table */
-    int lm_head;          /* the table the head multiplies by: embed_tokens itself when tied */
-    uint64_t fingerprint; /* of the loaded weights' content (zt_model_fingerprint_dir) */
-    struct zt_lora *lora; /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
+    int embed_tokens;         /* the token table */
+    int lm_head;              /* the table the head multiplies by: embed_tokens itself when tied */
+    uint64_t fingerprint;     /* of the loaded weights' content (zt_model_fingerprint_dir) */
+    struct zt_lora *lora;     /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
+    struct zt_prompt *prompt; /* prompt tuning's table after them (models/prompt.h); NULL: none */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family

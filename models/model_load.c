@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "lora.h"
+#include "prompt.h"
 
 /* A canonical name may be stored as is or without the family's optional prefix. */
 static const char *without_prefix(const zt_arch *arch, const char *canonical) {
@@ -146,9 +147,11 @@ static zt_status open_checkpoint(const char *dir, zt_model *m, zt_safetensors **
     return check_tied_head(m->arch, *st_out, (*stored_out)[m->embed_tokens], dir);
 }
 
-zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_options *lora,
-                             zt_model **out) {
+zt_status zt_model_load_adapted(const char *dir, zt_backend *be, const zt_peft_options *peft,
+                                zt_model **out) {
     *out = NULL;
+    const zt_lora_options *lora = peft ? peft->lora : NULL;
+    const zt_prompt_options *prompt = peft ? peft->prompt : NULL;
     zt_model *m = zt_calloc(1, sizeof *m);
     if (!m) return zt_fail(ZT_ERR_NOMEM, "allocating the model");
     m->be = be;
@@ -157,11 +160,13 @@ zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_opti
     zt_status s = open_checkpoint(dir, m, &st, &stored);
     const int n_base = m->n_tensors;
     if (s == ZT_OK && lora) s = zt_lora_extend_table(m, lora);
+    if (s == ZT_OK && prompt) s = zt_prompt_extend_table(m, prompt);
     if (s == ZT_OK) s = be->ops->alloc(be, m->weights_bytes, ZT_MEM_WEIGHTS, &m->weights);
     for (int i = 0; s == ZT_OK && i < n_base; i++)
         s = be->ops->upload(be, (char *)m->weights + m->tensors[i].offset, stored[i]->data,
                             stored[i]->n_bytes);
     if (s == ZT_OK && lora) s = zt_lora_upload_initial(m);
+    if (s == ZT_OK && prompt) s = zt_prompt_upload_initial(m);
     if (s == ZT_OK) m->fingerprint = fingerprint_tensors(m, stored);
     free(stored);
     zt_st_close(st);
@@ -171,6 +176,12 @@ zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_opti
     }
     *out = m;
     return ZT_OK;
+}
+
+zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_options *lora,
+                             zt_model **out) {
+    const zt_peft_options peft = {lora, NULL};
+    return zt_model_load_adapted(dir, be, &peft, out);
 }
 
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
@@ -198,7 +209,7 @@ zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *m
     const zt_st_tensor **stored = NULL;
     zt_status s = open_checkpoint(dir, &probe, &st, &stored);
     const int n_base = zt_model_base_tensors(m);
-    const size_t base_bytes = m->lora ? m->lora->base_bytes : m->weights_bytes;
+    const size_t base_bytes = zt_model_base_bytes(m);
     if (s == ZT_OK && (probe.n_tensors != n_base || probe.weights_bytes != base_bytes))
         s = zt_fail(ZT_ERR_SHAPE, "%s: not a checkpoint of the loaded model", dir);
     for (int i = 0; s == ZT_OK && i < n_base; i++) {
@@ -215,6 +226,7 @@ zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *m
     if (probe.arch) probe.arch->release(&probe);
     free(probe.tensors);
     if (s == ZT_OK && m->lora) s = zt_lora_reload(m, dir, mask);
+    if (s == ZT_OK && m->prompt) s = zt_prompt_reload(m, dir, mask);
     return s;
 }
 
@@ -223,6 +235,7 @@ void zt_model_free(zt_model *m) {
     if (m->weights) m->be->ops->free(m->be, m->weights, m->weights_bytes, ZT_MEM_WEIGHTS);
     if (m->arch) m->arch->release(m);
     zt_lora_release(m);
+    zt_prompt_release(m);
     free(m->tensors);
     free(m);
 }
