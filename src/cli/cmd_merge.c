@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "io/convert.h"
 #include "lora.h"
+#include "prompt.h"
 
 static zt_status merge(const char *base, const char *adapter, const char *out, const char *device,
                        int threads, int *n_merged) {
@@ -19,6 +20,12 @@ static zt_status merge(const char *base, const char *adapter, const char *out, c
     zt_backend *be = NULL;
     zt_model *model = NULL;
     zt_dir_lock lock = {-1};
+    if (zt_prompt_dir_is_prompt(adapter))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "ADAPTER_DIR %s is a prompt-tuning adapter: it adds virtual tokens in front "
+                       "of the input and changes no base weight, so there is nothing to merge "
+                       "(use it with --adapter)",
+                       adapter);
     zt_status s = zt_backend_create(device, threads, &be);
     if (s == ZT_OK) s = zt_cli_load_model(base, adapter, be, &model);
     if (s == ZT_OK) s = zt_lora_merge(model);

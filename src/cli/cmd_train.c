@@ -227,6 +227,7 @@ int zt_cmd_train(int argc, char **argv) {
     zt_status ls = zt_peft_args_resolve(&peft, &lora);
     if (ls != ZT_OK) return zt_cli_report("train", ls);
     if (peft.lora) o.lora = &lora;
+    if (peft.prompt) o.prompt = &peft.prompt_options;
     zt_train_install_signal_handlers();
 
     zt_comm *comm = NULL;

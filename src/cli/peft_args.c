@@ -25,14 +25,50 @@ static zt_status agree(const zt_peft_args *a, const zt_lora_options *from_dir) {
     return ZT_OK;
 }
 
+/* --peft prompt (or --adapter with a prompt-tuning adapter). */
+static zt_status resolve_prompt(zt_peft_args *a) {
+    zt_prompt_options *o = &a->prompt_options;
+    zt_prompt_options_default(o);
+    a->prompt = 1;
+    if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--lora-* options need --peft lora, not prompt");
+    if (a->adapter_dir) {
+        ZT_TRY(zt_prompt_read_config(a->adapter_dir, o));
+        if (a->num_virtual_tokens && a->num_virtual_tokens != o->n_virtual)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "--num-virtual-tokens %d: --adapter %s has num_virtual_tokens = %d",
+                           a->num_virtual_tokens, a->adapter_dir, o->n_virtual);
+        o->adapter_dir = a->adapter_dir;
+        return ZT_OK;
+    }
+    if (a->num_virtual_tokens) o->n_virtual = a->num_virtual_tokens;
+    if (o->n_virtual <= 0 || o->n_virtual > ZT_PROMPT_MAX_TOKENS)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--num-virtual-tokens %d: must be 1 .. %d", o->n_virtual,
+                       (int)ZT_PROMPT_MAX_TOKENS);
+    return ZT_OK;
+}
+
 zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
     zt_lora_options_default(o);
     const int named_lora = strcmp(a->peft, "lora") == 0;
-    if (!named_lora && strcmp(a->peft, "none") != 0)
+    const int named_prompt = strcmp(a->peft, "prompt") == 0;
+    if (!named_lora && !named_prompt && strcmp(a->peft, "none") != 0)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "--peft %s: must be none or lora (prefix and prompt tuning are not "
+                       "--peft %s: must be none, lora or prompt (prefix tuning is not "
                        "implemented)",
                        a->peft);
+    const int adapter_is_prompt = a->adapter_dir && zt_prompt_dir_is_prompt(a->adapter_dir);
+    if (named_lora && adapter_is_prompt)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--peft lora: --adapter %s is a prompt-tuning adapter",
+                       a->adapter_dir);
+    if (named_prompt && a->adapter_dir && !adapter_is_prompt)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--peft prompt: --adapter %s is no prompt-tuning adapter (its "
+                       "adapter_config.json's peft_type is not PROMPT_TUNING)",
+                       a->adapter_dir);
+    if (named_prompt || adapter_is_prompt) return resolve_prompt(a);
+    if (a->num_virtual_tokens)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--num-virtual-tokens needs --peft prompt");
     a->lora = named_lora || a->adapter_dir;
     if (!a->lora) {
         if (a->rank || a->alpha != 0 || a->targets || a->dropout != 0)
@@ -68,6 +104,14 @@ zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *o) {
 zt_status zt_cli_load_model(const char *dir, const char *adapter_dir, zt_backend *be,
                             zt_model **out) {
     if (!adapter_dir) return zt_model_load(dir, be, out);
+    if (zt_prompt_dir_is_prompt(adapter_dir)) {
+        zt_prompt_options p;
+        zt_prompt_options_default(&p);
+        ZT_TRY(zt_prompt_read_config(adapter_dir, &p));
+        p.adapter_dir = adapter_dir;
+        const zt_peft_options peft = {NULL, &p};
+        return zt_model_load_adapted(dir, be, &peft, out);
+    }
     zt_lora_options o;
     zt_lora_options_default(&o);
     ZT_TRY(zt_lora_read_config(adapter_dir, &o));

@@ -1,17 +1,22 @@
-/* --peft and the LoRA options, shared by train, score, eval and info (models/lora.h). */
+/* --peft and the LoRA and prompt-tuning options, shared by train, score, eval and info
+ * (models/lora.h, models/prompt.h). */
 #ifndef ZT_CLI_PEFT_ARGS_H
 #define ZT_CLI_PEFT_ARGS_H
 
 #include "lora.h"
+#include "prompt.h"
 
 typedef struct zt_peft_args {
-    const char *peft;        /* "none" or "lora" */
-    int rank;                /* 0: not given */
-    double alpha;            /* 0: not given */
-    const char *targets;     /* NULL: not given */
-    double dropout;          /* only 0 */
-    const char *adapter_dir; /* --adapter DIR */
-    int lora;                /* resolved: LoRA in use */
+    const char *peft;                 /* "none", "lora" or "prompt" */
+    int rank;                         /* 0: not given */
+    double alpha;                     /* 0: not given */
+    const char *targets;              /* NULL: not given */
+    double dropout;                   /* only 0 */
+    const char *adapter_dir;          /* --adapter DIR */
+    int lora;                         /* resolved: LoRA in use */
+    int num_virtual_tokens;           /* --num-virtual-tokens (0: not given) */
+    int prompt;                       /* resolved: prompt tuning in use */
+    zt_prompt_options prompt_options; /* resolved with prompt (init_seed 0: the trainer sets it) */
 } zt_peft_args;
 
 void zt_peft_args_default(zt_peft_args *a);
@@ -19,7 +24,10 @@ void zt_peft_args_default(zt_peft_args *a);
 /* The option table entries (an --adapter entry is the command's own: its help differs). */
 #define ZT_PEFT_ARG_OPTIONS(a)                                                                     \
     {"peft", ZT_ARG_STRING, &(a).peft, "P",                                                        \
-     "none (default) or lora: train LoRA adapters only (HF peft's LoraModel)"},                    \
+     "none (default), lora: train LoRA adapters only (HF peft's LoraModel), or prompt: train "     \
+     "a soft prompt of --num-virtual-tokens input embeddings only (peft's PROMPT_TUNING)"},        \
+        {"num-virtual-tokens", ZT_ARG_INT, &(a).num_virtual_tokens, "N",                           \
+         "--peft prompt: virtual tokens in front of every sequence (default 10)"},                 \
         {"lora-rank", ZT_ARG_INT, &(a).rank, "R", "LoRA rank r (peft's default 8)"},               \
         {"lora-alpha", ZT_ARG_DOUBLE, &(a).alpha, "A",                                             \
          "LoRA alpha: scale alpha / r (peft's default 8; MeZO's OPT-13B preset r 8, alpha 16)"},   \
@@ -30,8 +38,10 @@ void zt_peft_args_default(zt_peft_args *a);
     }
 
 /* Checks the options and fills options (init_seed 0: the trainer sets it). --adapter implies
- * --peft lora and takes rank, alpha and targets from its adapter_config.json; given ones must
- * agree. ZT_ERR_INVALID_ARG naming the option otherwise. */
+ * --peft lora and takes rank, alpha and targets from its adapter_config.json, given ones must
+ * agree; a prompt-tuning adapter (peft_type PROMPT_TUNING) implies --peft prompt instead, and
+ * a->prompt_options takes num_virtual_tokens from it. ZT_ERR_INVALID_ARG naming the option
+ * otherwise. */
 zt_status zt_peft_args_resolve(zt_peft_args *a, zt_lora_options *options);
 
 /* The model in dir, with the peft adapter in adapter_dir applied when it is not NULL. */

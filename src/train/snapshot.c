@@ -17,6 +17,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "lora.h"
+#include "prompt.h"
 
 static int is_dir(const char *path) {
     struct stat st;
@@ -103,6 +104,8 @@ static zt_status write_snapshot_files(const char *dir, const zt_model *model,
     /* a LoRA run's base never changes: its snapshot holds the adapters alone */
     if (model->lora)
         ZT_TRY(zt_lora_save(model, dir, ""));
+    else if (model->prompt)
+        ZT_TRY(zt_prompt_save(model, dir, ""));
     else
         ZT_TRY(zt_model_save(model, dir));
     ZT_TRY(zt_path_join(path, sizeof path, dir, "optimizer.safetensors"));

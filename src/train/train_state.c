@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/fingerprint.h"
 #include "lora.h"
+#include "prompt.h"
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "train/snapshot.h"
@@ -40,6 +41,16 @@ static void add_fingerprint(zt_steplog_header *h, const char *name, uint64_t fin
 static void describe_peft(zt_run *r) {
     zt_steplog_header *h = &r->header;
     const zt_lora_options *lora = r->o->lora;
+    const zt_prompt_options *prompt = r->o->prompt;
+    if (prompt) {
+        add_option(h, "--peft", "prompt");
+        add_option(h, "--num-virtual-tokens", "%d", prompt->n_virtual);
+        if (prompt->adapter_dir)
+            add_fingerprint(h, "--adapter", r->adapter_fingerprint);
+        else
+            add_option(h, "--adapter", "none");
+        return;
+    }
     if (!lora) {
         add_option(h, "--peft", "none");
         return;
@@ -80,6 +91,7 @@ void zt_run_describe(zt_run *r) {
     add_option(h, "--optimizer", "%s", o->optimizer);
     add_option(h, "--trainable", "%s",
                o->lora        ? "(LoRA adapters)"
+               : o->prompt    ? "(prompt table)"
                : o->trainable ? o->trainable
                               : "(all)");
     describe_peft(r);
@@ -223,6 +235,8 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
     /* a LoRA snapshot holds the adapters alone, read once the log's header is known to agree */
     if (r->snapshot_dir[0] && r->model->lora)
         ZT_TRY(zt_lora_load_tensors(r->model, r->snapshot_dir, r->trainable));
+    if (r->snapshot_dir[0] && r->model->prompt)
+        ZT_TRY(zt_prompt_load_tensors(r->model, r->snapshot_dir, r->trainable));
     if (r->snapshot_dir[0])
         ZT_TRY(zt_snapshot_load_state(r->snapshot_dir, &r->ps, r->state_copies, r->optimizer, &next,
                                       &observed));
@@ -285,6 +299,8 @@ zt_status zt_run_restore_logged_state(zt_run *r) {
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
     if (r->model->lora)
         ZT_TRY(zt_lora_run_reload(r, r->snapshot_dir));
+    else if (r->model->prompt)
+        ZT_TRY(zt_prompt_run_reload(r, r->snapshot_dir));
     else
         ZT_TRY(zt_model_reload_tensors(r->model, have_snapshot ? r->snapshot_dir : r->o->model_dir,
                                        r->trainable));

@@ -21,6 +21,7 @@
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "lora.h"
+#include "prompt.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
 #include "train/snapshot.h"
@@ -376,6 +377,7 @@ static zt_status load_model(run *r) {
         o->resume && zt_snapshot_find(o->output_dir, r->snapshot_dir, sizeof r->snapshot_dir);
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
     if (o->lora) return zt_lora_run_load(r, have_snapshot);
+    if (o->prompt) return zt_prompt_run_load(r);
     ZT_TRY(zt_model_load(have_snapshot ? r->snapshot_dir : o->model_dir, r->be, &r->model));
     if (have_snapshot)
         ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
@@ -466,6 +468,8 @@ static zt_status save_best(run *r, int step, const zt_eval_result *e) {
     ZT_TRY(zt_make_dirs(dir));
     if (r->model->lora) /* the best adapters; the base is --model's */
         ZT_TRY(zt_lora_save(r->model, dir, r->o->model_dir));
+    else if (r->model->prompt)
+        ZT_TRY(zt_prompt_save(r->model, dir, r->o->model_dir));
     else
         ZT_TRY(zt_model_save(r->model, dir));
     ZT_TRY(copy_tokenizer_files(r->o->model_dir, dir));
@@ -664,6 +668,7 @@ static zt_status save_final(run *r) {
                             r->next_step, r->observed_eval_step));
     ZT_TRY(zt_model_save(r->model, o->output_dir));
     if (r->model->lora) ZT_TRY(zt_lora_save(r->model, o->output_dir, o->model_dir));
+    if (r->model->prompt) ZT_TRY(zt_prompt_save(r->model, o->output_dir, o->model_dir));
     return copy_tokenizer_files(o->model_dir, o->output_dir);
 }
 

@@ -19,6 +19,7 @@
 
 struct zt_comm;
 struct zt_lora_options;
+struct zt_prompt_options;
 
 typedef struct zt_train_options {
     const char *model_dir;
@@ -71,6 +72,10 @@ typedef struct zt_train_options {
      * model.safetensors written at the end is the base unchanged; the adapters go to
      * adapter_model.safetensors + adapter_config.json (peft's format). NULL: full tensors. */
     const struct zt_lora_options *lora;
+    /* --peft prompt: a prompt table in front of the base (models/prompt.h), the only trainable
+     * tensor; its initial rows are sampled under zt_prompt_init_seed(seed) unless adapter_dir
+     * names a start. Saved as lora is, in peft's PROMPT_TUNING files. NULL: none. */
+    const struct zt_prompt_options *prompt;
 } zt_train_options;
 
 typedef struct zt_train_result {
