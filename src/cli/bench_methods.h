@@ -5,6 +5,7 @@
 
 #include "cli/raster.h"
 #include "lora.h"
+#include "prompt.h"
 #include "model.h"
 #include "train/trainer.h"
 
@@ -15,10 +16,11 @@ typedef struct zt_bench_method {
     int checkpoint;
     int lora;      /* LoRA with MeZO's OPT-13B preset (rank 8, alpha 16, q_proj and v_proj) */
     zt_rgb colour; /* in --plot's figure */
+    int prompt;    /* prompt tuning with peft's and zotune's default of 10 virtual tokens */
 } zt_bench_method;
 
 /* In the order memory arithmetic ranks them for a large model. */
-enum { ZT_BENCH_N_METHODS = 9 };
+enum { ZT_BENCH_N_METHODS = 11 };
 extern const zt_bench_method zt_bench_methods[ZT_BENCH_N_METHODS];
 
 typedef struct zt_bench_row {
@@ -31,6 +33,8 @@ typedef struct zt_bench_row {
  * plan for inference) into r, which is cleared. */
 /* The LoRA options of a method with lora set. */
 void zt_bench_lora_options(zt_lora_options *options);
+/* The prompt-tuning options of a method with prompt set. */
+void zt_bench_prompt_options(zt_prompt_options *options);
 
 zt_status zt_bench_plan_row(const zt_model *m, const zt_bench_method *me, int batch, int seq_len,
                             zt_bench_row *r);

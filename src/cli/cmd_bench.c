@@ -131,6 +131,9 @@ static int measure_child(const measure_ctx *c, const zt_bench_method *me, int fd
         zt_lora_options lora;
         zt_bench_lora_options(&lora);
         if (me->lora) o.lora = &lora;
+        zt_prompt_options prompt;
+        zt_bench_prompt_options(&prompt);
+        if (me->prompt) o.prompt = &prompt;
         zt_train_result res;
         s = zt_train(&o, &res);
         result[0] = (double)res.peak_bytes;
