@@ -31,8 +31,8 @@ typedef struct zt_sweep {
      * (perturb_variants), then the op runs once per variant on that variant's buffers. */
     int n_together;
     /* Prompt tuning (models/prompt.h): the first n_virtual slots of each sequence are virtual
-     * tokens, whose ids are rows of the prompt table; 0: none (or a cached call after the first).
-     */
+     * tokens, whose embeddings are the prompt table's rows; 0: none (or a cached call after the
+     * first). */
     int n_virtual;
 } zt_sweep;
 

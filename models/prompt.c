@@ -54,7 +54,9 @@ zt_status zt_prompt_extend_table(zt_model *m, const zt_prompt_options *options) 
     t->shape[1] = m->dims.head_input_size;
     t->n_elems = (size_t)t->shape[0] * (size_t)t->shape[1];
     t->offset = (m->weights_bytes + ZT_WEIGHT_ALIGN - 1) / ZT_WEIGHT_ALIGN * ZT_WEIGHT_ALIGN;
-    m->weights_bytes = t->offset + t->n_elems * sizeof(float);
+    const size_t end = t->offset + t->n_elems * sizeof(float);
+    p->rows_offset = (end + ZT_WEIGHT_ALIGN - 1) / ZT_WEIGHT_ALIGN * ZT_WEIGHT_ALIGN;
+    m->weights_bytes = p->rows_offset + (size_t)options->n_virtual * sizeof(int32_t);
     return ZT_OK;
 }
 
@@ -133,7 +135,48 @@ zt_status zt_prompt_reset(zt_model *m, const uint8_t *mask) {
 }
 
 zt_status zt_prompt_upload_initial(zt_model *m) {
+    const int n = m->prompt->options.n_virtual;
+    int32_t *rows = zt_malloc((size_t)n * sizeof *rows);
+    if (!rows) return zt_fail(ZT_ERR_NOMEM, "prompt tuning: the row ids");
+    for (int i = 0; i < n; i++)
+        rows[i] = i;
+    zt_status s = m->be->ops->upload(m->be, (char *)m->weights + m->prompt->rows_offset, rows,
+                                     (size_t)n * sizeof *rows);
+    free(rows);
+    if (s != ZT_OK) return s;
     return zt_prompt_reset(m, NULL);
+}
+
+/* The row ids, vouched for again before each use: the vouch lapses as the batch's own indices
+ * take the backend's slots. */
+static const int32_t *row_ids(const zt_model *m) {
+    const int32_t *rows = (const int32_t *)((const char *)m->weights + m->prompt->rows_offset);
+    const int n = m->prompt->options.n_virtual;
+    if (m->be->ops->vouch_indices) m->be->ops->vouch_indices(m->be, rows, (size_t)n, n);
+    return rows;
+}
+
+zt_status zt_prompt_gather(const zt_model *m, float *rows, int batch, int seq_len,
+                           const zt_gather_perturbation *perturb) {
+    const zt_tensor_info *t = &m->tensors[m->prompt->table];
+    const int n = (int)t->shape[0], e = (int)t->shape[1];
+    const int32_t *ids = row_ids(m);
+    const zt_weight table = {(const char *)m->weights + t->offset, ZT_F32};
+    for (int s = 0; s < batch; s++)
+        ZT_TRY(m->be->ops->gather_rows(m->be, rows + (size_t)s * seq_len * e, ids, table, n, n, e,
+                                       0, perturb));
+    return ZT_OK;
+}
+
+zt_status zt_prompt_gather_backward(const zt_model *m, float *d_table, const float *d_rows,
+                                    int batch, int seq_len) {
+    const zt_tensor_info *t = &m->tensors[m->prompt->table];
+    const int n = (int)t->shape[0], e = (int)t->shape[1];
+    const int32_t *ids = row_ids(m);
+    for (int s = 0; s < batch; s++)
+        ZT_TRY(m->be->ops->gather_rows_backward(m->be, d_table, d_rows + (size_t)s * seq_len * e,
+                                                ids, n, n, e));
+    return ZT_OK;
 }
 
 zt_status zt_prompt_reload(zt_model *m, const char *dir, const uint8_t *mask) {
@@ -170,7 +213,7 @@ zt_status zt_prompt_extend_batch(const zt_model *m, const zt_batch *in, zt_promp
     for (int s = 0; s < in->batch; s++) {
         int32_t *ids = out->ids + (size_t)s * t_out, *mask = out->mask + (size_t)s * t_out;
         for (int i = 0; i < n_virtual; i++)
-            ids[i] = i, mask[i] = 1;
+            ids[i] = 0, mask[i] = 1;
         memcpy(ids + n_virtual, in->input_ids + (size_t)s * t_in, (size_t)t_in * sizeof *ids);
         memcpy(mask + n_virtual, in->attention_mask + (size_t)s * t_in,
                (size_t)t_in * sizeof *mask);

@@ -34,6 +34,7 @@ typedef struct zt_prompt {
     int n_base;             /* tensors of the base model: ids 0 .. n_base - 1 */
     size_t base_bytes;      /* the base tensors' bytes: the weight allocation before the table */
     int table;              /* the (N, E) table's tensor id (n_base) */
+    size_t rows_offset;     /* bytes into m->weights of the int32 row ids 0 .. N-1 */
 } zt_prompt;
 
 /* The seed the initial token ids are drawn under: a stream of the run seed of its own, distinct
@@ -51,7 +52,8 @@ static inline int zt_model_virtual_tokens(const zt_model *m) {
 }
 
 /* Appends the table "prompt_embeddings" (N, E) in f32 after the base tensors of a model whose
- * base is placed (weights_bytes counts it); sets m->prompt. */
+ * base is placed (weights_bytes counts it), then the row ids 0 .. N-1 every sequence gathers it
+ * with; sets m->prompt. */
 zt_status zt_prompt_extend_table(zt_model *m, const zt_prompt_options *options);
 
 /* A table-only copy of m (no weights) with the prompt table after its tensors: what memory plans
@@ -59,8 +61,8 @@ zt_status zt_prompt_extend_table(zt_model *m, const zt_prompt_options *options);
 zt_status zt_prompt_table_copy(const zt_model *m, const zt_prompt_options *options, zt_model **out);
 void zt_prompt_table_copy_free(zt_model *copy);
 
-/* Uploads the table's initial values (options.adapter_dir's, or sampled rows of the token
- * table). */
+/* Uploads the row ids and the table's initial values (options.adapter_dir's, or sampled rows of
+ * the token table). */
 zt_status zt_prompt_upload_initial(zt_model *m);
 /* The table, when mask selects it (NULL: always), back to its initial values. */
 zt_status zt_prompt_reset(zt_model *m, const uint8_t *mask);
@@ -72,9 +74,18 @@ void zt_prompt_sample_ids(const zt_model *m, uint64_t seed, int32_t *ids /* (N) 
 
 void zt_prompt_release(zt_model *m);
 
+/* The table's rows in front of each sequence of a (B, T) batch's token rows (width e): one
+ * gather per sequence with the ids 0 .. N-1, vouched for (backend.h), so no gather makes the host
+ * wait for an index check. perturb: the variant's view of the table (NULL: as stored). */
+zt_status zt_prompt_gather(const zt_model *m, float *rows /* (B,T,e) */, int batch, int seq_len,
+                           const zt_gather_perturbation *perturb);
+/* The table's gradient (+=) from the token rows' gradient at each sequence's virtual slots. */
+zt_status zt_prompt_gather_backward(const zt_model *m, float *d_table /* (N,e) */,
+                                    const float *d_rows /* (B,T,e) */, int batch, int seq_len);
+
 /* A batch with the virtual tokens in front of each sequence: (B, N + T) ids whose virtual slots
- * hold 0 .. N-1 (the table's rows, read by the family's embedding), the mask with N ones in
- * front, target rows moved to their new places. Virtual slots are never targets. */
+ * hold token 0 (a placeholder the token gather reads and the prompt gather overwrites), the mask
+ * with N ones in front, target rows moved to their new places. Virtual slots are never targets. */
 typedef struct zt_prompt_batch {
     zt_batch batch;
     int32_t *ids, *mask, *rows;

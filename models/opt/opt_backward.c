@@ -320,29 +320,19 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
 
 /* ---- embedding and head ---- */
 
-/* Prompt tuning: each sequence's first N token rows (width e) from the prompt table, as the
- * sweep's embedding reads them (opt_layers.c). */
-static zt_status prompt_rows(const pass_ctx *x, float *rows /* (B,T,e) */, int e) {
-    const int n_virtual = zt_model_virtual_tokens(x->m), seq_len = x->p->batch->seq_len;
-    if (n_virtual == 0) return ZT_OK;
-    const zt_weight table = weight(x, x->m->prompt->table);
-    for (int s = 0; s < x->p->batch->batch; s++)
-        ZT_TRY(x->be->ops->gather_rows(x->be, rows + (size_t)s * seq_len * e,
-                                       x->p->ids + (size_t)s * seq_len, table, n_virtual, n_virtual,
-                                       e, 0, NULL));
-    return ZT_OK;
+/* Prompt tuning: each sequence's first N token rows from the prompt table, as the sweep's
+ * embedding reads them (opt_layers.c). */
+static zt_status prompt_rows(const pass_ctx *x, float *rows /* (B,T,e) */) {
+    if (!x->m->prompt) return ZT_OK;
+    return zt_prompt_gather(x->m, rows, x->p->batch->batch, x->p->batch->seq_len, NULL);
 }
 
 /* The prompt table's gradient: the token rows' gradient at each sequence's virtual slots. */
-static zt_status prompt_rows_back(const pass_ctx *x, const float *d_rows /* (B,T,e) */, int e) {
+static zt_status prompt_rows_back(const pass_ctx *x, const float *d_rows /* (B,T,e) */) {
     float *d_table = x->m->prompt ? grad_of(x, x->m->prompt->table) : NULL;
     if (!d_table) return ZT_OK;
-    const int n_virtual = zt_model_virtual_tokens(x->m), seq_len = x->p->batch->seq_len;
-    for (int s = 0; s < x->p->batch->batch; s++)
-        ZT_TRY(x->be->ops->gather_rows_backward(x->be, d_table, d_rows + (size_t)s * seq_len * e,
-                                                x->p->ids + (size_t)s * seq_len, n_virtual,
-                                                n_virtual, e));
-    return ZT_OK;
+    return zt_prompt_gather_backward(x->m, d_table, d_rows, x->p->batch->batch,
+                                     x->p->batch->seq_len);
 }
 
 static zt_status embed_forward(const pass_ctx *x, float *x0) {
@@ -353,13 +343,13 @@ static zt_status embed_forward(const pass_ctx *x, float *x0) {
     if (x->fam->project_in >= 0) {
         ZT_TRY(op->gather_rows(x->be, x->b.tok, x->p->ids, table, n, c->vocab_size,
                                c->word_embed_proj_dim, 0, NULL));
-        ZT_TRY(prompt_rows(x, x->b.tok, c->word_embed_proj_dim));
+        ZT_TRY(prompt_rows(x, x->b.tok));
         ZT_TRY(linear(x, x0, x->b.tok, x->fam->project_in, -1, n, c->word_embed_proj_dim,
                       c->hidden_size, 0));
     } else {
         ZT_TRY(op->gather_rows(x->be, x0, x->p->ids, table, n, c->vocab_size, c->hidden_size, 0,
                                NULL));
-        ZT_TRY(prompt_rows(x, x0, c->hidden_size));
+        ZT_TRY(prompt_rows(x, x0));
     }
     return op->gather_rows(x->be, x0, x->p->positions, weight(x, x->fam->embed_positions), n,
                            c->max_position_embeddings + 2, c->hidden_size, 1, NULL);
@@ -385,7 +375,7 @@ static zt_status embed_backward(const pass_ctx *x) {
                            c->word_embed_proj_dim, c->hidden_size, 0));
         d_tokens = x->b.dtok;
     }
-    ZT_TRY(prompt_rows_back(x, d_tokens, c->word_embed_proj_dim));
+    ZT_TRY(prompt_rows_back(x, d_tokens));
     float *d_table = grad_of(x, x->m->embed_tokens);
     if (!d_table) return ZT_OK;
     /* a prompt-tuned model's base is frozen: no token-table gradient reads the virtual slots */

@@ -78,19 +78,12 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
 }
 
 /* Prompt tuning: the virtual slots of each sequence's token rows (width e) from the prompt
- * table, perturbed as the variant reads it; their ids are the table's rows 0 .. N-1. */
-static zt_status gather_prompt(const zt_sweep *sw, float *rows /* (B,T,e) */, int e) {
+ * table, perturbed as the variant reads it. */
+static zt_status gather_prompt(const zt_sweep *sw, float *rows /* (B,T,e) */) {
     if (sw->n_virtual == 0) return ZT_OK;
-    const zt_model *m = sw->model;
-    const int table = m->prompt->table, seq_len = sw->batch->seq_len;
-    const int32_t *ids = zt_sweep_token_ids(sw);
     zt_gather_perturbation storage;
-    const zt_gather_perturbation *p = zt_sweep_gather(sw, table, &storage);
-    for (int s = 0; s < sw->batch->batch; s++)
-        ZT_TRY(m->be->ops->gather_rows(m->be, rows + (size_t)s * seq_len * e,
-                                       ids + (size_t)s * seq_len, zt_model_weight(m, table),
-                                       sw->n_virtual, sw->n_virtual, e, 0, p));
-    return ZT_OK;
+    return zt_prompt_gather(sw->model, rows, sw->batch->batch, sw->batch->seq_len,
+                            zt_sweep_gather(sw, sw->model->prompt->table, &storage));
 }
 
 zt_status zt_opt_embed(const zt_sweep *sw) {
@@ -108,12 +101,12 @@ zt_status zt_opt_embed(const zt_sweep *sw) {
         float *tok = zt_sweep_layer_buffer(sw, BUF_TOKENS);
         ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0,
                                tok_p));
-        ZT_TRY(gather_prompt(sw, tok, c->word_embed_proj_dim));
+        ZT_TRY(gather_prompt(sw, tok));
         ZT_TRY(zt_sweep_linear(sw, x, tok, fam->project_in, -1, n, c->word_embed_proj_dim,
                                c->hidden_size, 0));
     } else {
         ZT_TRY(op->gather_rows(m->be, x, ids, table, n, c->vocab_size, c->hidden_size, 0, tok_p));
-        ZT_TRY(gather_prompt(sw, x, c->hidden_size));
+        ZT_TRY(gather_prompt(sw, x));
     }
     return op->gather_rows(m->be, x, zt_sweep_position_rows(sw),
                            zt_model_weight(m, fam->embed_positions), n,
