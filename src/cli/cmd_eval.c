@@ -160,7 +160,7 @@ int zt_cmd_eval(int argc, char **argv) {
         {"model", ZT_ARG_STRING, &model, "DIR", "model directory (required)"},
         {"data", ZT_ARG_STRING, &data, "FILE", "task JSONL (required; docs/tasks.md)"},
         {"adapter", ZT_ARG_STRING, &adapter, "DIR",
-         "apply this peft LoRA adapter (e.g. a --peft lora run's output)"},
+         "apply this peft adapter, LoRA or prompt tuning (e.g. a --peft run's output)"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "examples per forward (default 8)"},
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default) or mezo"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},

@@ -55,7 +55,8 @@ int zt_cmd_merge(int argc, char **argv) {
         "`zotune train --peft lora` output) into its base: W += (lora_alpha / r) B A for every\n"
         "adapted linear, in f32, stored in W's dtype (rounded to nearest). OUT_DIR gets a plain\n"
         "HF checkpoint (model.safetensors, the base's config.json and tokenizer files); it must\n"
-        "be new or empty: nothing is overwritten.",
+        "be new or empty: nothing is overwritten. A prompt-tuning adapter is refused: it changes\n"
+        "no base weight, so there is nothing to fold.",
         options,
         (int)(sizeof options / sizeof options[0]),
         3,

@@ -108,7 +108,8 @@ int zt_cmd_score(int argc, char **argv) {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the first positional)"},
         {"data", ZT_ARG_STRING, &inputs[1], "FILE", "JSONL records (or the second positional)"},
         {"adapter", ZT_ARG_STRING, &adapter, "DIR",
-         "apply this peft LoRA adapter (adapter_config.json + adapter_model.safetensors)"},
+         "apply this peft adapter, LoRA or prompt tuning (adapter_config.json + "
+         "adapter_model.safetensors)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},

@@ -145,7 +145,8 @@ int zt_cmd_train(int argc, char **argv) {
          "first-order: keep each layer's input only and run the layer again in backward"},
         ZT_PEFT_ARG_OPTIONS(peft),
         {"adapter", ZT_ARG_STRING, &peft.adapter_dir, "DIR",
-         "--peft lora: continue from this peft adapter (its rank, alpha and targets)"},
+         "continue from this peft adapter: LoRA (its rank, alpha and targets) or prompt tuning "
+         "(its num_virtual_tokens)"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
     };
     const zt_arg_spec spec = {

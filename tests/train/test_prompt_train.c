@@ -2,7 +2,8 @@
  * in place), ZO-AdaMM and AdamW lower the loss while the base stays bit for bit the base;
  * replaying the log rebuilds the trained table bit for bit; SIGKILL + --resume ends
  * bit-identical to an uninterrupted run (ZO-AdaMM and AdamW); --adapter continues from a peft
- * prompt adapter; mismatched or unsupported options are refused. argv[1] is the zotune binary. */
+ * prompt adapter; mismatched or unsupported options are refused, and so is merging a prompt
+ * adapter. argv[1] is the zotune binary. */
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -223,6 +224,19 @@ static void check_refusals(void) {
     }
 }
 
+/* zotune merge refuses a prompt adapter, naming it, and writes nothing. */
+static void check_merge_refused(void) {
+    char adapter[1024], out[256], cmd[4096], printed[4096], target[600];
+    fixture_path(adapter, sizeof adapter, "opt-pre-prompt", NULL);
+    make_temp_dir(out, sizeof out, "prompt_merge");
+    snprintf(target, sizeof target, "%s/merged", out);
+    snprintf(cmd, sizeof cmd, "%s merge %s %s %s 2>&1", zotune, model, adapter, target);
+    const int rc = zt_test_run(cmd, printed, sizeof printed);
+    ZT_CHECK(rc == 2 && strstr(printed, "prompt-tuning adapter") && access(target, F_OK) != 0,
+             "merge of a prompt adapter: exit %d: %s", rc, printed);
+    remove_run_dir(out);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 1;
     zotune = argv[1];
@@ -233,5 +247,6 @@ int main(int argc, char **argv) {
     check_kill_resume("adamw");
     check_continue_from_adapter();
     check_refusals();
+    check_merge_refused();
     return zt_test_finish("test_prompt_train");
 }
