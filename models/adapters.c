@@ -1,4 +1,5 @@
-/* The adapter kinds' common questions (models/peft.h). */
+/* The adapter kinds' common questions (models/peft.h, implemented apart from it so that lora.h
+ * and prompt.h, which include it, are not included back). */
 #include "peft.h"
 
 #include "lora.h"
