@@ -74,8 +74,8 @@ zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_wei
     const zt_tensor_info *t = &m->tensors[id];
     if (id < zt_model_first_staged(m))
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "forward: %s is a base weight of a LoRA model, whose variants perturb only "
-                       "its adapters",
+                       "forward: %s is a base weight of a model with adapters (LoRA or a prompt "
+                       "table), whose variants perturb only its adapters",
                        t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     if (zt_dtype_size(staged) > sw->ws->layout.stage_elem_bytes)
@@ -155,8 +155,8 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
     const zt_tensor_info *t = &m->tensors[id];
     if (id < zt_model_first_staged(m))
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "forward: %s is a base weight of a LoRA model, whose variants perturb only "
-                       "its adapters",
+                       "forward: %s is a base weight of a model with adapters (LoRA or a prompt "
+                       "table), whose variants perturb only its adapters",
                        t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     const size_t bytes = t->n_elems * zt_dtype_size(staged);
