@@ -30,6 +30,10 @@ typedef struct zt_sweep {
      * runs for every variant: a perturbed tensor is staged for all of them from one draw
      * (perturb_variants), then the op runs once per variant on that variant's buffers. */
     int n_together;
+    /* Prompt tuning (models/prompt.h): the first n_virtual slots of each sequence are virtual
+     * tokens, whose embeddings are the prompt table's rows; 0: none (or a cached call after the
+     * first). */
+    int n_virtual;
 } zt_sweep;
 
 /* Where a perturbed tensor is staged: a linear stages its weight (main) with its bias (aux), a

@@ -8,6 +8,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "workspace.h"
 
 enum { BUFFER_ALIGN = 64 };
@@ -60,20 +62,23 @@ static size_t plan(const zt_model *m, int max_batch, int max_seq_len, int checkp
     return cursor;
 }
 
+/* Prompt tuning's virtual tokens make every sequence N tokens longer than its caller's
+ * (models/prompt.h): the buffers and scratch are planned for the longer ones. */
 size_t zt_grad_buffers_bytes(const zt_model *m, int max_batch, int max_seq_len, int checkpoint) {
     if (!m->arch->grad || max_batch <= 0 || max_seq_len <= 0) return 0;
     zt_grad_buffers gb;
-    return plan(m, max_batch, max_seq_len, checkpoint, &gb);
+    return plan(m, max_batch, max_seq_len + zt_model_virtual_tokens(m), checkpoint, &gb);
 }
 
 size_t zt_grad_scratch_bytes(const zt_model *m, int max_batch, int max_seq_len) {
     if (!m->arch->grad || max_batch <= 0 || max_seq_len <= 0) return 0;
-    return m->arch->grad_scratch_bytes(m, max_batch, max_seq_len);
+    return m->arch->grad_scratch_bytes(m, max_batch, max_seq_len + zt_model_virtual_tokens(m));
 }
 
-zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len, int checkpoint,
+zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int caller_seq_len, int checkpoint,
                                  zt_grad_buffers **out) {
     *out = NULL;
+    const int max_seq_len = caller_seq_len + zt_model_virtual_tokens(m);
     if (!m->arch->grad)
         return zt_fail(ZT_ERR_UNAVAILABLE, "backprop: the %s family has none yet",
                        m->arch->display_name);
@@ -95,7 +100,7 @@ zt_status zt_grad_buffers_create(zt_model *m, int max_batch, int max_seq_len, in
         return s;
     }
     /* reaching the scratch's peak now makes a run's memory what its plan says */
-    s = m->be->ops->reserve_scratch(m->be, zt_grad_scratch_bytes(m, max_batch, max_seq_len));
+    s = m->be->ops->reserve_scratch(m->be, zt_grad_scratch_bytes(m, max_batch, caller_seq_len));
     if (s != ZT_OK) {
         zt_grad_buffers_free(gb);
         return s;
@@ -147,8 +152,8 @@ static zt_status check_batch(const zt_grad_buffers *gb, const zt_batch *b, const
     return ZT_OK;
 }
 
-zt_status zt_model_grad(zt_model *m, zt_grad_buffers *gb, const zt_batch *b, const float *weights,
-                        float *grads, double *loss) {
+static zt_status grad_batch(zt_model *m, zt_grad_buffers *gb, const zt_batch *b,
+                            const float *weights, float *grads, double *loss) {
     ZT_TRY(check_batch(gb, b, weights));
     zt_backend *be = m->be;
     const int n = b->batch * b->seq_len, r_count = b->n_targets;
@@ -209,5 +214,15 @@ zt_status zt_model_grad(zt_model *m, zt_grad_buffers *gb, const zt_batch *b, con
     free(host);
     free(host_f);
     free(offsets);
+    return s;
+}
+
+zt_status zt_model_grad(zt_model *m, zt_grad_buffers *gb, const zt_batch *b, const float *weights,
+                        float *grads, double *loss) {
+    if (!m->prompt) return grad_batch(m, gb, b, weights, grads, loss);
+    zt_prompt_batch extended;
+    ZT_TRY(zt_prompt_extend_batch(m, b, &extended));
+    zt_status s = grad_batch(m, gb, &extended.batch, weights, grads, loss);
+    zt_prompt_batch_free(&extended);
     return s;
 }

@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "prompt.h"
 #include "workspace.h"
 
 enum { CACHE_ALIGN = 64 };
@@ -41,9 +42,10 @@ static size_t cache_layout(const zt_model *m, int max_batch, int capacity, size_
     return 2 * half + (size_t)max_batch * (size_t)capacity * sizeof(int32_t);
 }
 
+/* Prompt tuning's virtual tokens take the first columns of every sequence (models/prompt.h). */
 size_t zt_kv_cache_bytes(const zt_model *m, int max_batch, int capacity) {
     size_t values, mask;
-    return cache_layout(m, max_batch, capacity, &values, &mask);
+    return cache_layout(m, max_batch, capacity + zt_model_virtual_tokens(m), &values, &mask);
 }
 
 /* The scratch attention_cached asks at the cache's full width, as the family calls it. */
@@ -57,16 +59,17 @@ static size_t attention_scratch(const zt_model *m, int capacity) {
 }
 
 void zt_kv_cache_plan_memory(const zt_model *m, int max_batch, int capacity, zt_memory_plan *plan) {
-    size_t scratch = attention_scratch(m, capacity);
+    size_t scratch = attention_scratch(m, capacity + zt_model_virtual_tokens(m));
     plan->kv_cache_bytes += zt_kv_cache_bytes(m, max_batch, capacity);
     if (scratch > plan->backend_scratch_bytes) plan->backend_scratch_bytes = scratch;
     plan->total_bytes = plan->weights_bytes + plan->activation_bytes + plan->staging_bytes +
                         plan->backend_scratch_bytes + plan->kv_cache_bytes;
 }
 
-zt_status zt_kv_cache_create(zt_model *m, int max_batch, int capacity, zt_kv_cache **out) {
+zt_status zt_kv_cache_create(zt_model *m, int max_batch, int caller_capacity, zt_kv_cache **out) {
     *out = NULL;
-    if (max_batch <= 0 || capacity <= 0)
+    const int capacity = caller_capacity + zt_model_virtual_tokens(m);
+    if (max_batch <= 0 || caller_capacity <= 0)
         return zt_fail(ZT_ERR_INVALID_ARG, "kv cache: %d sequences x %d columns must be positive",
                        max_batch, capacity);
     if ((long long)max_batch * capacity > ZT_MAX_TOKENS_PER_FORWARD)
@@ -154,10 +157,11 @@ static zt_status check_call(const zt_model *m, const zt_workspace *ws, const zt_
     return ZT_OK;
 }
 
-zt_status zt_model_forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c, int batch,
-                                  int n_new, const int32_t *input_ids,
-                                  const int32_t *attention_mask, const zt_variants *variants,
-                                  float *logits) {
+/* One cached call whose sequences start with n_virtual virtual tokens (the first after a reset
+ * of a prompt-tuned model). */
+static zt_status forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c, int batch, int n_new,
+                                const int32_t *input_ids, const int32_t *attention_mask,
+                                const zt_variants *variants, float *logits, int n_virtual) {
     ZT_TRY(check_call(m, ws, c, batch, n_new, variants));
     if (m->prefix)
         return zt_fail(ZT_ERR_UNAVAILABLE,
@@ -181,7 +185,7 @@ zt_status zt_model_forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c,
     if (s == ZT_OK)
         s = m->be->ops->upload(m->be, c->base + c->mask_offset, c->host_mask,
                                (size_t)batch * c->capacity * sizeof(int32_t));
-    zt_sweep sw = {m, ws, &tokens, variants, 0, c, 0};
+    zt_sweep sw = {m, ws, &tokens, variants, 0, c, 0, n_virtual};
     if (s == ZT_OK) s = m->arch->embed(&sw);
     for (int layer = 0; s == ZT_OK && layer < m->dims.n_layers; layer++)
         s = m->arch->layer(&sw, layer);
@@ -194,4 +198,21 @@ zt_status zt_model_forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c,
         for (int i = 0; i < n_new; i++)
             c->real[b] += attention_mask[(size_t)b * n_new + i] != 0;
     return ZT_OK;
+}
+
+zt_status zt_model_forward_cached(zt_model *m, zt_workspace *ws, zt_kv_cache *c, int batch,
+                                  int n_new, const int32_t *input_ids,
+                                  const int32_t *attention_mask, const zt_variants *variants,
+                                  float *logits) {
+    const int n_virtual = zt_model_virtual_tokens(m);
+    if (n_virtual == 0 || c->length > 0)
+        return forward_cached(m, ws, c, batch, n_new, input_ids, attention_mask, variants, logits,
+                              0);
+    const zt_batch tokens = {batch, n_new, input_ids, attention_mask, 0, NULL, NULL};
+    zt_prompt_batch extended;
+    ZT_TRY(zt_prompt_extend_batch(m, &tokens, &extended));
+    zt_status s = forward_cached(m, ws, c, batch, n_new + n_virtual, extended.ids, extended.mask,
+                                 variants, logits, n_virtual);
+    zt_prompt_batch_free(&extended);
+    return s;
 }

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "model.h"
-#include "prefix.h"
+#include "peft.h"
 
 enum { ZT_LORA_TARGETS_MAX = 128, ZT_LORA_MAX_RANK = 4096 };
 
@@ -46,21 +46,6 @@ static inline uint64_t zt_lora_init_seed(uint64_t run_seed) {
 
 /* peft's defaults for OPT: targets q_proj and v_proj, rank 8, alpha 8. */
 void zt_lora_options_default(zt_lora_options *o);
-
-/* Base tensors: all of the table without adapters (LoRA's or prefixes). */
-static inline int zt_model_base_tensors(const zt_model *m) {
-    return m->lora ? m->lora->n_base : m->prefix ? m->prefix->n_base : m->n_tensors;
-}
-
-/* The first tensor variants may perturb: a LoRA or prefix model's first adapter, else 0. */
-static inline int zt_model_first_staged(const zt_model *m) {
-    return m->lora ? m->lora->n_base : m->prefix ? m->prefix->n_base : 0;
-}
-
-/* The bytes of the base tensors: the weight allocation before any adapter. */
-static inline size_t zt_model_base_bytes(const zt_model *m) {
-    return m->lora ? m->lora->base_bytes : m->prefix ? m->prefix->base_bytes : m->weights_bytes;
-}
 
 /* Appends A and B for every 2-D base weight named "<...>.<target>.weight" to the table of a model
  * whose base tensors are placed (weights_bytes counts them), places them in f32 after the base,

@@ -41,6 +41,7 @@ typedef struct zt_model_dims {
 typedef struct zt_arch zt_arch;
 struct zt_lora;
 struct zt_prefix;
+struct zt_prompt;
 
 typedef struct zt_model {
     const zt_arch *arch;
@@ -56,6 +57,7 @@ typedef struct zt_model {
     uint64_t fingerprint;     /* of the loaded weights' content (zt_model_fingerprint_dir) */
     struct zt_lora *lora;     /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
     struct zt_prefix *prefix; /* prefix tuning's keys and values after them (models/prefix.h) */
+    struct zt_prompt *prompt; /* prompt tuning's table after them (models/prompt.h); NULL: none */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family

@@ -10,6 +10,8 @@
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 
 /* A canonical name may be stored as is or without the family's optional prefix. */
 static const char *without_prefix(const zt_arch *arch, const char *canonical) {
@@ -146,9 +148,12 @@ static zt_status open_checkpoint(const char *dir, zt_model *m, zt_safetensors **
     return check_tied_head(m->arch, *st_out, (*stored_out)[m->embed_tokens], dir);
 }
 
-static zt_status load_adapted(const char *dir, zt_backend *be, const zt_lora_options *lora,
-                              const zt_prefix_options *prefix, zt_model **out) {
+zt_status zt_model_load_adapted(const char *dir, zt_backend *be, const zt_peft_options *peft,
+                                zt_model **out) {
     *out = NULL;
+    const zt_lora_options *lora = peft ? peft->lora : NULL;
+    const zt_prompt_options *prompt = peft ? peft->prompt : NULL;
+    const zt_prefix_options *prefix = peft ? peft->prefix : NULL;
     zt_model *m = zt_calloc(1, sizeof *m);
     if (!m) return zt_fail(ZT_ERR_NOMEM, "allocating the model");
     m->be = be;
@@ -158,11 +163,13 @@ static zt_status load_adapted(const char *dir, zt_backend *be, const zt_lora_opt
     const int n_base = m->n_tensors;
     if (s == ZT_OK && lora) s = zt_lora_extend_table(m, lora);
     if (s == ZT_OK && prefix) s = zt_prefix_extend_table(m, prefix);
+    if (s == ZT_OK && prompt) s = zt_prompt_extend_table(m, prompt);
     if (s == ZT_OK) s = be->ops->alloc(be, m->weights_bytes, ZT_MEM_WEIGHTS, &m->weights);
     for (int i = 0; s == ZT_OK && i < n_base; i++)
         s = be->ops->upload(be, (char *)m->weights + m->tensors[i].offset, stored[i]->data,
                             stored[i]->n_bytes);
     if (s == ZT_OK && lora) s = zt_lora_upload_initial(m);
+    if (s == ZT_OK && prompt) s = zt_prompt_upload_initial(m);
     if (s == ZT_OK) m->fingerprint = fingerprint_tensors(m, stored);
     if (s == ZT_OK && prefix) s = zt_prefix_upload_initial(m);
     free(stored);
@@ -177,12 +184,14 @@ static zt_status load_adapted(const char *dir, zt_backend *be, const zt_lora_opt
 
 zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_options *lora,
                              zt_model **out) {
-    return load_adapted(dir, be, lora, NULL, out);
+    const zt_peft_options peft = {lora, NULL, NULL};
+    return zt_model_load_adapted(dir, be, &peft, out);
 }
 
 zt_status zt_model_load_prefix(const char *dir, zt_backend *be, const zt_prefix_options *prefix,
                                zt_model **out) {
-    return load_adapted(dir, be, NULL, prefix, out);
+    const zt_peft_options peft = {NULL, NULL, prefix};
+    return zt_model_load_adapted(dir, be, &peft, out);
 }
 
 zt_status zt_model_load(const char *dir, zt_backend *be, zt_model **out) {
@@ -228,6 +237,7 @@ zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *m
     free(probe.tensors);
     if (s == ZT_OK && m->lora) s = zt_lora_reload(m, dir, mask);
     if (s == ZT_OK && m->prefix) s = zt_prefix_reload(m, dir, mask);
+    if (s == ZT_OK && m->prompt) s = zt_prompt_reload(m, dir, mask);
     return s;
 }
 
@@ -237,6 +247,7 @@ void zt_model_free(zt_model *m) {
     if (m->arch) m->arch->release(m);
     zt_lora_release(m);
     zt_prefix_release(m);
+    zt_prompt_release(m);
     free(m->tensors);
     free(m);
 }

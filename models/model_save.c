@@ -12,7 +12,7 @@
 
 zt_status zt_model_save(const zt_model *m, const char *dir) {
     ZT_TRY(zt_make_dirs(dir));
-    /* the base checkpoint alone: adapters go to their own files (zt_lora_save) */
+    /* the base checkpoint alone: adapters go to their own files (zt_lora_save, zt_prompt_save) */
     const int n_base = zt_model_base_tensors(m);
     const size_t bytes = zt_model_base_bytes(m);
     void *host = zt_malloc(bytes ? bytes : 1);

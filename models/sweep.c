@@ -12,6 +12,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "workspace.h"
 
 zt_weight zt_model_weight(const zt_model *m, int id) {
@@ -73,8 +75,8 @@ zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_wei
     const zt_tensor_info *t = &m->tensors[id];
     if (id < zt_model_first_staged(m))
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "forward: %s is a base weight of a LoRA model, whose variants perturb only "
-                       "its adapters",
+                       "forward: %s is a base weight of a model with adapters (LoRA or a prompt "
+                       "table), whose variants perturb only its adapters",
                        t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     if (zt_dtype_size(staged) > sw->ws->layout.stage_elem_bytes)
@@ -154,8 +156,8 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
     const zt_tensor_info *t = &m->tensors[id];
     if (id < zt_model_first_staged(m))
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "forward: %s is a base weight of a LoRA model, whose variants perturb only "
-                       "its adapters",
+                       "forward: %s is a base weight of a model with adapters (LoRA or a prompt "
+                       "table), whose variants perturb only its adapters",
                        t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     const size_t bytes = t->n_elems * zt_dtype_size(staged);
@@ -408,8 +410,10 @@ zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
     return s;
 }
 
-zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
-                           const zt_variants *variants, float *logprobs, float *logits) {
+/* The forward of a batch whose sequences start with n_virtual virtual tokens. */
+static zt_status forward_batch(zt_model *m, zt_workspace *ws, const zt_batch *b,
+                               const zt_variants *variants, float *logprobs, float *logits,
+                               int n_virtual) {
     int n_variants = variants ? variants->n_variants : 1;
     ZT_TRY(validate(ws, b, n_variants));
     ZT_TRY(zt_sweep_upload_batch(m, ws, b, NULL));
@@ -419,7 +423,7 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
                                 ws->base + ws->layout.prefix, &pb);
         ZT_TRY(zt_prefix_upload_batch(m, &pb, b));
     }
-    zt_sweep sw = {m, ws, b, variants, 0, NULL, 0};
+    zt_sweep sw = {m, ws, b, variants, 0, NULL, 0, n_virtual};
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(m->arch->embed(&sw));
     /* Layer by layer, op by op for all variants together, so each perturbed tensor of a layer
@@ -442,4 +446,15 @@ zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
         ZT_TRY(zt_sweep_head(&sw, logits));
     return m->be->ops->download(m->be, logprobs, ws->base + ws->layout.logprob,
                                 (size_t)n_variants * b->n_targets * sizeof(float));
+}
+
+zt_status zt_model_forward(zt_model *m, zt_workspace *ws, const zt_batch *b,
+                           const zt_variants *variants, float *logprobs, float *logits) {
+    if (!m->prompt) return forward_batch(m, ws, b, variants, logprobs, logits, 0);
+    zt_prompt_batch extended;
+    ZT_TRY(zt_prompt_extend_batch(m, b, &extended));
+    zt_status s = forward_batch(m, ws, &extended.batch, variants, logprobs, logits,
+                                zt_model_virtual_tokens(m));
+    zt_prompt_batch_free(&extended);
+    return s;
 }

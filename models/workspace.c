@@ -5,6 +5,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "workspace.h"
 
 enum { BUFFER_ALIGN = 64 };
@@ -146,8 +148,17 @@ static size_t backend_scratch(const zt_model *m, const zt_workspace_shape *shape
     return most;
 }
 
-void zt_model_plan_memory(const zt_model *m, const zt_workspace_shape *shape,
+/* The shape the buffers are sized for: prompt tuning's virtual tokens make every sequence N
+ * tokens longer than its caller's (models/prompt.h). */
+static zt_workspace_shape stored_shape(const zt_model *m, const zt_workspace_shape *shape) {
+    zt_workspace_shape wider = *shape;
+    wider.max_seq_len += zt_model_virtual_tokens(m);
+    return wider;
+}
+
+void zt_model_plan_memory(const zt_model *m, const zt_workspace_shape *caller_shape,
                           zt_memory_plan *plan) {
+    const zt_workspace_shape wider = stored_shape(m, caller_shape), *shape = &wider;
     zt_workspace_layout L = plan_layout(m, shape);
     plan->weights_bytes = m->weights_bytes;
     plan->activation_bytes = L.activation_total;
@@ -158,9 +169,10 @@ void zt_model_plan_memory(const zt_model *m, const zt_workspace_shape *shape,
                         plan->backend_scratch_bytes + plan->kv_cache_bytes;
 }
 
-zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *shape,
+zt_status zt_workspace_create(zt_model *model, const zt_workspace_shape *caller_shape,
                               zt_workspace **out) {
     *out = NULL;
+    const zt_workspace_shape wider = stored_shape(model, caller_shape), *shape = &wider;
     if (shape->max_batch <= 0 || shape->max_seq_len <= 0 || shape->max_variants <= 0)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "workspace: batch %d x sequence %d x variants %d must be positive",

@@ -9,6 +9,8 @@
 #include "backprop.h"
 #include "core/status.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "opt/opt_internal.h"
 
 /* The family's buffers inside the pass's area. n tokens, r target rows. */
@@ -336,6 +338,21 @@ static zt_status layer_backward(const pass_ctx *x, int l, const layer_acts *a, c
 
 /* ---- embedding and head ---- */
 
+/* Prompt tuning: each sequence's first N token rows from the prompt table, as the sweep's
+ * embedding reads them (opt_layers.c). */
+static zt_status prompt_rows(const pass_ctx *x, float *rows /* (B,T,e) */) {
+    if (!x->m->prompt) return ZT_OK;
+    return zt_prompt_gather(x->m, rows, x->p->batch->batch, x->p->batch->seq_len, NULL);
+}
+
+/* The prompt table's gradient: the token rows' gradient at each sequence's virtual slots. */
+static zt_status prompt_rows_back(const pass_ctx *x, const float *d_rows /* (B,T,e) */) {
+    float *d_table = x->m->prompt ? grad_of(x, x->m->prompt->table) : NULL;
+    if (!d_table) return ZT_OK;
+    return zt_prompt_gather_backward(x->m, d_table, d_rows, x->p->batch->batch,
+                                     x->p->batch->seq_len);
+}
+
 static zt_status embed_forward(const pass_ctx *x, float *x0) {
     const zt_backend_ops *op = x->be->ops;
     const zt_opt_config *c = x->c;
@@ -344,11 +361,13 @@ static zt_status embed_forward(const pass_ctx *x, float *x0) {
     if (x->fam->project_in >= 0) {
         ZT_TRY(op->gather_rows(x->be, x->b.tok, x->p->ids, table, n, c->vocab_size,
                                c->word_embed_proj_dim, 0, NULL));
+        ZT_TRY(prompt_rows(x, x->b.tok));
         ZT_TRY(linear(x, x0, x->b.tok, x->fam->project_in, -1, n, c->word_embed_proj_dim,
                       c->hidden_size, 0));
     } else {
         ZT_TRY(op->gather_rows(x->be, x0, x->p->ids, table, n, c->vocab_size, c->hidden_size, 0,
                                NULL));
+        ZT_TRY(prompt_rows(x, x0));
     }
     return op->gather_rows(x->be, x0, x->p->positions, weight(x, x->fam->embed_positions), n,
                            c->max_position_embeddings + 2, c->hidden_size, 1, NULL);
@@ -362,8 +381,10 @@ static zt_status embed_backward(const pass_ctx *x) {
     if (d_positions)
         ZT_TRY(op->gather_rows_backward(x->be, d_positions, x->b.dx, x->p->positions, n,
                                         c->max_position_embeddings + 2, c->hidden_size));
-    /* the token table's gradient (and project_in's) only when some is wanted */
-    if (!grad_of(x, x->m->embed_tokens) &&
+    /* the token table's gradient (and project_in's, the prompt table's) only when some is
+     * wanted */
+    const int want_prompt = x->m->prompt && grad_of(x, x->m->prompt->table);
+    if (!grad_of(x, x->m->embed_tokens) && !want_prompt &&
         (x->fam->project_in < 0 || !grad_of(x, x->fam->project_in)))
         return ZT_OK;
     const float *d_tokens = x->b.dx;
@@ -372,8 +393,10 @@ static zt_status embed_backward(const pass_ctx *x) {
                            c->word_embed_proj_dim, c->hidden_size, 0));
         d_tokens = x->b.dtok;
     }
+    ZT_TRY(prompt_rows_back(x, d_tokens));
     float *d_table = grad_of(x, x->m->embed_tokens);
     if (!d_table) return ZT_OK;
+    /* a prompt-tuned model's base is frozen: no token-table gradient reads the virtual slots */
     return op->gather_rows_backward(x->be, d_table, d_tokens, x->p->ids, n, c->vocab_size,
                                     c->word_embed_proj_dim);
 }

@@ -6,6 +6,8 @@
 
 #include "core/status.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "opt/opt_internal.h"
 
 /* The workspace's family buffers, in the order plan_buffers lists them. */
@@ -76,6 +78,15 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
     return max_size(most, zt_plan_scratch(m, &attention));
 }
 
+/* Prompt tuning: the virtual slots of each sequence's token rows (width e) from the prompt
+ * table, perturbed as the variant reads it. */
+static zt_status gather_prompt(const zt_sweep *sw, float *rows /* (B,T,e) */) {
+    if (sw->n_virtual == 0) return ZT_OK;
+    zt_gather_perturbation storage;
+    return zt_prompt_gather(sw->model, rows, sw->batch->batch, sw->batch->seq_len,
+                            zt_sweep_gather(sw, sw->model->prompt->table, &storage));
+}
+
 zt_status zt_opt_embed(const zt_sweep *sw) {
     const zt_model *m = sw->model;
     const zt_opt_family *fam = zt_opt_family_of(m);
@@ -91,10 +102,12 @@ zt_status zt_opt_embed(const zt_sweep *sw) {
         float *tok = zt_sweep_layer_buffer(sw, BUF_TOKENS);
         ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0,
                                tok_p));
+        ZT_TRY(gather_prompt(sw, tok));
         ZT_TRY(zt_sweep_linear(sw, x, tok, fam->project_in, -1, n, c->word_embed_proj_dim,
                                c->hidden_size, 0));
     } else {
         ZT_TRY(op->gather_rows(m->be, x, ids, table, n, c->vocab_size, c->hidden_size, 0, tok_p));
+        ZT_TRY(gather_prompt(sw, x));
     }
     return op->gather_rows(m->be, x, zt_sweep_position_rows(sw),
                            zt_model_weight(m, fam->embed_positions), n,

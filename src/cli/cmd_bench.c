@@ -134,6 +134,9 @@ static int measure_child(const measure_ctx *c, const zt_bench_method *me, int fd
         zt_prefix_options prefix;
         zt_bench_prefix_options(&prefix);
         if (me->prefix) o.prefix = &prefix;
+        zt_prompt_options prompt;
+        zt_bench_prompt_options(&prompt);
+        if (me->prompt) o.prompt = &prompt;
         zt_train_result res;
         s = zt_train(&o, &res);
         result[0] = (double)res.peak_bytes;

@@ -160,7 +160,8 @@ int zt_cmd_eval(int argc, char **argv) {
         {"model", ZT_ARG_STRING, &model, "DIR", "model directory (required)"},
         {"data", ZT_ARG_STRING, &data, "FILE", "task JSONL (required; docs/tasks.md)"},
         {"adapter", ZT_ARG_STRING, &adapter, "DIR",
-         "apply this adapter: peft LoRA or prefix (a --peft lora / prefix run's output)"},
+         "apply this adapter: peft LoRA or prompt tuning, or a MeZO prefix (a --peft run's "
+         "output)"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "examples per forward (default 8)"},
         {"bos", ZT_ARG_STRING, &bos, "B", "opt (default) or mezo"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},

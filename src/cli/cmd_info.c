@@ -294,16 +294,21 @@ int zt_cmd_info(int argc, char **argv) {
         s = zt_fail(ZT_ERR_INVALID_ARG, "--trainable with --peft lora: LoRA trains its adapters");
     if (s == ZT_OK && peft.prefix && trainable)
         s = zt_fail(ZT_ERR_INVALID_ARG, "--trainable with --peft prefix: it trains its prefixes");
+    if (s == ZT_OK && peft.prompt && trainable)
+        s = zt_fail(ZT_ERR_INVALID_ARG,
+                    "--trainable with --peft prompt: prompt tuning trains its prompt table");
     if (s == ZT_OK) s = zt_backend_open(device, threads, gemm, &be);
     if (s == ZT_OK && plan.config_only) {
         s = zt_model_open_config(config, dtype, be, &model);
         /* the adapters placed after the base, without weights */
         if (s == ZT_OK && peft.lora) s = zt_lora_extend_table(model, &lora);
         if (s == ZT_OK && peft.prefix) s = zt_prefix_extend_table(model, &peft.prefix_options);
-    } else if (s == ZT_OK && peft.prefix) {
-        s = zt_model_load_prefix(positional[0], be, &peft.prefix_options, &model);
+        if (s == ZT_OK && peft.prompt) s = zt_prompt_extend_table(model, &peft.prompt_options);
     } else if (s == ZT_OK) {
-        s = zt_model_load_peft(positional[0], be, peft.lora ? &lora : NULL, &model);
+        const zt_peft_options adapters = {peft.lora ? &lora : NULL,
+                                          peft.prompt ? &peft.prompt_options : NULL,
+                                          peft.prefix ? &peft.prefix_options : NULL};
+        s = zt_model_load_adapted(positional[0], be, &adapters, &model);
     }
     zt_dataset train_ds, eval_ds;
     memset(&train_ds, 0, sizeof train_ds);
@@ -335,8 +340,7 @@ int zt_cmd_info(int argc, char **argv) {
         selected = zt_calloc((size_t)model->n_tensors, 1);
         s = selected ? zt_model_select(model, trainable, selected, &count)
                      : zt_fail(ZT_ERR_NOMEM, "selection");
-        if (s == ZT_OK && model->lora) zt_lora_select(model, selected);
-        if (s == ZT_OK && model->prefix) zt_prefix_select(model, selected);
+        if (s == ZT_OK && zt_model_first_staged(model) > 0) zt_peft_select(model, selected);
         if (s == ZT_OK)
             s = zt_train_plan_memory(model, selected, optimizer, &hp, &fo, 1000,
                                      inplace ? ZT_PERTURB_INPLACE : ZT_PERTURB_SHADOW, &plan.shape,

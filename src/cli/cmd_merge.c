@@ -10,6 +10,8 @@
 #include "core/status.h"
 #include "io/convert.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 
 static zt_status merge(const char *base, const char *adapter, const char *out, const char *device,
                        int threads, int *n_merged) {
@@ -19,6 +21,12 @@ static zt_status merge(const char *base, const char *adapter, const char *out, c
     zt_backend *be = NULL;
     zt_model *model = NULL;
     zt_dir_lock lock = {-1};
+    if (zt_prompt_dir_is_prompt(adapter))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "ADAPTER_DIR %s is a prompt-tuning adapter: it adds virtual tokens in front "
+                       "of the input and changes no base weight, so there is nothing to merge "
+                       "(use it with --adapter)",
+                       adapter);
     zt_status s = zt_backend_create(device, threads, &be);
     if (s == ZT_OK && zt_prefix_dir_is_prefix(adapter))
         s = zt_fail(ZT_ERR_INVALID_ARG,
@@ -54,8 +62,8 @@ int zt_cmd_merge(int argc, char **argv) {
         "`zotune train --peft lora` output) into its base: W += (lora_alpha / r) B A for every\n"
         "adapted linear, in f32, stored in W's dtype (rounded to nearest). OUT_DIR gets a plain\n"
         "HF checkpoint (model.safetensors, the base's config.json and tokenizer files); it must\n"
-        "be new or empty: nothing is overwritten. A prefix-tuning adapter (--peft prefix) is\n"
-        "refused: no base weight can hold its keys and values.",
+        "be new or empty: nothing is overwritten. Prompt- and prefix-tuning adapters are refused:\n"
+        "they add virtual tokens or per-layer keys and values, which no base weight can hold.",
         options,
         (int)(sizeof options / sizeof options[0]),
         3,

@@ -108,7 +108,7 @@ int zt_cmd_score(int argc, char **argv) {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "model directory (or the first positional)"},
         {"data", ZT_ARG_STRING, &inputs[1], "FILE", "JSONL records (or the second positional)"},
         {"adapter", ZT_ARG_STRING, &adapter, "DIR",
-         "apply this adapter, peft LoRA or prefix (adapter_config.json + "
+         "apply this adapter: peft LoRA or prompt tuning, or a MeZO prefix (adapter_config.json + "
          "adapter_model.safetensors)"},
         {"json", ZT_ARG_FLAG, &json, NULL, "print one JSON object with every example"},
         {"batch-size", ZT_ARG_INT, &batch_size, "B", "sequences per forward (default 8)"},

@@ -145,8 +145,8 @@ int zt_cmd_train(int argc, char **argv) {
          "first-order: keep each layer's input only and run the layer again in backward"},
         ZT_PEFT_ARG_OPTIONS(peft),
         {"adapter", ZT_ARG_STRING, &peft.adapter_dir, "DIR",
-         "continue from this adapter: a peft LoRA one (its rank, alpha and targets) or a "
-         "prefix one (--peft prefix, its num_prefix)"},
+         "continue from this adapter: peft LoRA (its rank, alpha and targets) or prompt tuning "
+         "(its num_virtual_tokens), or a MeZO prefix (its num_prefix)"},
         {"list-optimizers", ZT_ARG_FLAG, &list, NULL, "print the optimizers and exit"},
     };
     const zt_arg_spec spec = {
@@ -229,6 +229,7 @@ int zt_cmd_train(int argc, char **argv) {
     if (ls != ZT_OK) return zt_cli_report("train", ls);
     if (peft.lora) o.lora = &lora;
     if (peft.prefix) o.prefix = &peft.prefix_options;
+    if (peft.prompt) o.prompt = &peft.prompt_options;
     zt_train_install_signal_handlers();
 
     zt_comm *comm = NULL;

@@ -11,11 +11,10 @@
 #include "train/train_run.h"
 #include "train/trainable.h"
 
-/* The adapters' content as loaded, in table order by name. */
-static zt_status adapter_fingerprint(const zt_model *m, uint64_t *out) {
+zt_status zt_run_adapter_fingerprint(const zt_model *m, uint64_t *out) {
     zt_fingerprint fp;
     zt_fingerprint_init(&fp);
-    for (int i = m->lora->n_base; i < m->n_tensors; i++) {
+    for (int i = zt_model_first_staged(m); i < m->n_tensors; i++) {
         const zt_tensor_info *t = &m->tensors[i];
         float *host = zt_malloc(t->n_elems * sizeof *host);
         if (!host) return zt_fail(ZT_ERR_NOMEM, "fingerprinting %s", t->name);
@@ -42,7 +41,7 @@ zt_status zt_lora_run_load(zt_run *r, int have_snapshot) {
     ZT_TRY(zt_model_load_peft(o->model_dir, r->be, &start, &r->model));
     r->base_fingerprint = r->model->fingerprint;
     r->adapter_fingerprint = 0;
-    if (o->lora->adapter_dir) ZT_TRY(adapter_fingerprint(r->model, &r->adapter_fingerprint));
+    if (o->lora->adapter_dir) ZT_TRY(zt_run_adapter_fingerprint(r->model, &r->adapter_fingerprint));
     (void)have_snapshot; /* its adapters are read with its state (zt_run_rebuild_state) */
     r->trainable = zt_calloc((size_t)r->model->n_tensors, 1);
     if (!r->trainable) return zt_fail(ZT_ERR_NOMEM, "trainable mask");

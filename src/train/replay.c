@@ -11,60 +11,86 @@
 #include "core/path.h"
 #include "core/status.h"
 #include "lora.h"
+#include "prompt.h"
 #include "model.h"
+#include "prefix.h"
 #include "train/trainable.h"
 #include "zo/engine.h"
 #include "zo/steplog.h"
 
-/* The LoRA configuration the log's header records (*peft NULL for a run without one). A run
- * started from --adapter needs that adapter, which the log does not hold. */
-static zt_status logged_lora(const zt_steplog_header *h, const char *log_path,
-                             zt_lora_options *lora, const zt_lora_options **peft) {
-    *peft = NULL;
-    const char *kind = zt_steplog_run_value(h, "--peft");
-    if (!kind || strcmp(kind, "none") == 0 || strcmp(kind, "prefix") == 0) return ZT_OK;
-    const char *rank = zt_steplog_run_value(h, "--lora-rank");
-    const char *alpha = zt_steplog_run_value(h, "--lora-alpha");
-    const char *targets = zt_steplog_run_value(h, "--lora-targets");
+/* The adapter the run started from (--adapter), which the log does not hold. */
+static zt_status refuse_adapter(const zt_steplog_header *h, const char *log_path) {
     const char *adapter = zt_steplog_run_value(h, "--adapter");
-    if (strcmp(kind, "lora") != 0 || !rank || !alpha || !targets ||
-        strlen(targets) >= sizeof lora->targets)
-        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft %s lacks its LoRA options", log_path,
-                       kind);
     if (adapter && strcmp(adapter, "none") != 0)
         return zt_fail(ZT_ERR_UNAVAILABLE,
                        "%s: the run started from --adapter (fingerprint %s), which the log does "
                        "not hold; its adapters are in its output directory",
                        log_path, adapter);
+    return ZT_OK;
+}
+
+/* The prompt-tuning configuration the log's header records. */
+static zt_status logged_prompt(const zt_steplog_header *h, const char *log_path,
+                               zt_prompt_options *prompt) {
+    const char *n = zt_steplog_run_value(h, "--num-virtual-tokens");
+    if (!n || atoi(n) <= 0)
+        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft prompt lacks --num-virtual-tokens",
+                       log_path);
+    ZT_TRY(refuse_adapter(h, log_path));
+    zt_prompt_options_default(prompt);
+    prompt->n_virtual = atoi(n);
+    prompt->init_seed = zt_prompt_init_seed(h->run_seed);
+    return ZT_OK;
+}
+
+/* The prefix-tuning configuration the log's header records. */
+static zt_status logged_prefix(const zt_steplog_header *h, const char *log_path,
+                               zt_prefix_options *prefix) {
+    const char *n = zt_steplog_run_value(h, "--num-prefix");
+    if (!n || atoi(n) <= 0)
+        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft prefix lacks --num-prefix",
+                       log_path);
+    ZT_TRY(refuse_adapter(h, log_path));
+    zt_prefix_options_default(prefix);
+    prefix->n_prefix = atoi(n);
+    prefix->init_seed = zt_prefix_init_seed(h->run_seed);
+    return ZT_OK;
+}
+
+/* The adapters the log's header records (peft's members NULL for a run without them). A run
+ * started from --adapter needs that adapter, which the log does not hold. */
+static zt_status logged_peft(const zt_steplog_header *h, const char *log_path,
+                             zt_lora_options *lora, zt_prompt_options *prompt,
+                             zt_prefix_options *prefix, zt_peft_options *peft) {
+    peft->lora = NULL;
+    peft->prompt = NULL;
+    peft->prefix = NULL;
+    const char *kind = zt_steplog_run_value(h, "--peft");
+    if (!kind || strcmp(kind, "none") == 0) return ZT_OK;
+    if (strcmp(kind, "prefix") == 0) {
+        ZT_TRY(logged_prefix(h, log_path, prefix));
+        peft->prefix = prefix;
+        return ZT_OK;
+    }
+    if (strcmp(kind, "prompt") == 0) {
+        ZT_TRY(logged_prompt(h, log_path, prompt));
+        peft->prompt = prompt;
+        return ZT_OK;
+    }
+    const char *rank = zt_steplog_run_value(h, "--lora-rank");
+    const char *alpha = zt_steplog_run_value(h, "--lora-alpha");
+    const char *targets = zt_steplog_run_value(h, "--lora-targets");
+    if (strcmp(kind, "lora") != 0 || !rank || !alpha || !targets ||
+        strlen(targets) >= sizeof lora->targets)
+        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft %s lacks its LoRA options", log_path,
+                       kind);
+    ZT_TRY(refuse_adapter(h, log_path));
     zt_lora_options_default(lora);
     lora->rank = atoi(rank);
     lora->alpha = strtod(alpha, NULL);
     snprintf(lora->targets, sizeof lora->targets, "%s", targets);
     lora->init_seed = zt_lora_init_seed(h->run_seed);
-    *peft = lora;
-    return ZT_OK;
-}
-
-/* The prefix configuration the log's header records (*peft NULL for a run without one). */
-static zt_status logged_prefix(const zt_steplog_header *h, const char *log_path,
-                               zt_prefix_options *prefix, const zt_prefix_options **peft) {
-    *peft = NULL;
-    const char *kind = zt_steplog_run_value(h, "--peft");
-    if (!kind || strcmp(kind, "prefix") != 0) return ZT_OK;
-    const char *n = zt_steplog_run_value(h, "--num-prefix");
-    const char *adapter = zt_steplog_run_value(h, "--adapter");
-    if (!n)
-        return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft prefix lacks --num-prefix",
-                       log_path);
-    if (adapter && strcmp(adapter, "none") != 0)
-        return zt_fail(ZT_ERR_UNAVAILABLE,
-                       "%s: the run started from --adapter (fingerprint %s), which the log does "
-                       "not hold; its prefixes are in its output directory",
-                       log_path, adapter);
-    zt_prefix_options_default(prefix);
-    prefix->n_prefix = atoi(n);
-    prefix->init_seed = zt_prefix_init_seed(h->run_seed);
-    *peft = prefix;
+    peft->lora = lora;
     return ZT_OK;
 }
 
@@ -85,23 +111,17 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     int count = 0;
     zt_status s = zt_backend_create(device, threads, &be);
     zt_lora_options lora;
-    const zt_lora_options *peft = NULL;
+    zt_prompt_options prompt;
     zt_prefix_options prefix;
-    const zt_prefix_options *prefixed = NULL;
-    if (s == ZT_OK) s = logged_lora(&header, log_path, &lora, &peft);
-    if (s == ZT_OK) s = logged_prefix(&header, log_path, &prefix, &prefixed);
-    if (s == ZT_OK && prefixed)
-        s = zt_model_load_prefix(base, be, prefixed, &model);
-    else if (s == ZT_OK)
-        s = zt_model_load_peft(base, be, peft, &model);
+    zt_peft_options peft = {NULL, NULL, NULL};
+    if (s == ZT_OK) s = logged_peft(&header, log_path, &lora, &prompt, &prefix, &peft);
+    if (s == ZT_OK) s = zt_model_load_adapted(base, be, &peft, &model);
     if (s == ZT_OK) {
         selected = zt_calloc((size_t)model->n_tensors, 1);
         if (!selected)
             s = zt_fail(ZT_ERR_NOMEM, "selection");
-        else if (peft)
-            zt_lora_select(model, selected);
-        else if (prefixed)
-            zt_prefix_select(model, selected);
+        else if (peft.lora || peft.prompt || peft.prefix)
+            zt_peft_select(model, selected);
         else
             s = zt_model_select(model, header.trainable, selected, &count);
     }
@@ -140,8 +160,9 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     if (s == ZT_OK) s = zt_make_dirs(out);
     if (s == ZT_OK) s = zt_dir_lock_acquire(out, "OUT_DIR", &lock);
     if (s == ZT_OK) s = zt_model_save(model, out);
-    if (s == ZT_OK && peft) s = zt_lora_save(model, out, base);
-    if (s == ZT_OK && prefixed) s = zt_prefix_save(model, out, base);
+    if (s == ZT_OK && peft.lora) s = zt_lora_save(model, out, base);
+    if (s == ZT_OK && peft.prompt) s = zt_prompt_save(model, out, base);
+    if (s == ZT_OK && peft.prefix) s = zt_prefix_save(model, out, base);
     zt_dir_lock_release(&lock);
     *n_applied = steps;
     if (model) zt_param_set_free_state(&ps, header.state_copies);

@@ -17,6 +17,8 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 
 static int is_dir(const char *path) {
     struct stat st;
@@ -105,6 +107,8 @@ static zt_status write_snapshot_files(const char *dir, const zt_model *model,
         ZT_TRY(zt_lora_save(model, dir, ""));
     else if (model->prefix)
         ZT_TRY(zt_prefix_save(model, dir, ""));
+    else if (model->prompt)
+        ZT_TRY(zt_prompt_save(model, dir, ""));
     else
         ZT_TRY(zt_model_save(model, dir));
     ZT_TRY(zt_path_join(path, sizeof path, dir, "optimizer.safetensors"));

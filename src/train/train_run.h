@@ -41,7 +41,7 @@ typedef struct zt_run {
     char log_path[4096], metrics_path[4096];
     char snapshot_dir[4096]; /* the snapshot the weights were loaded from, "" for the base */
     uint64_t base_fingerprint;
-    uint64_t adapter_fingerprint; /* --peft lora --adapter DIR: the starting adapters' content */
+    uint64_t adapter_fingerprint; /* --peft ... --adapter DIR: the starting adapters' content */
     zt_steplog_header header;     /* this run's, as written to a new log */
     int next_step;                /* steps in the log (made or skipped) */
     int last_eval_step;           /* step of the last evaluation in the log, -1 for none */
@@ -61,6 +61,14 @@ zt_status zt_lora_run_reload(zt_run *r, const char *snapshot_dir);
 /* --peft prefix (src/train/prefix_run.c): the same for prefix tuning's prefixes. */
 zt_status zt_prefix_run_load(zt_run *r, int have_snapshot);
 zt_status zt_prefix_run_reload(zt_run *r, const char *snapshot_dir);
+/* The adapters' content as loaded (any kind, models/peft.h), in table order by name. */
+zt_status zt_run_adapter_fingerprint(const zt_model *m, uint64_t *out);
+
+/* --peft prompt (src/train/prompt_run.c): the base with its initial prompt table (a snapshot's
+ * is read by zt_run_rebuild_state), and the table as the trainable set. */
+zt_status zt_prompt_run_load(zt_run *r);
+/* The table back to the run's start (the seed's, or --adapter's) or dir's. */
+zt_status zt_prompt_run_reload(zt_run *r, const char *snapshot_dir);
 
 /* Fills r->header with everything that defines the run (needs the model and data loaded). */
 void zt_run_describe(zt_run *r);

@@ -12,6 +12,8 @@
 #include "core/alloc.h"
 #include "core/fingerprint.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "train/snapshot.h"
@@ -45,6 +47,16 @@ static void describe_peft(zt_run *r) {
         add_option(h, "--peft", "prefix");
         add_option(h, "--num-prefix", "%d", prefix->n_prefix);
         if (prefix->adapter_dir)
+            add_fingerprint(h, "--adapter", r->adapter_fingerprint);
+        else
+            add_option(h, "--adapter", "none");
+        return;
+    }
+    const zt_prompt_options *prompt = r->o->prompt;
+    if (prompt) {
+        add_option(h, "--peft", "prompt");
+        add_option(h, "--num-virtual-tokens", "%d", prompt->n_virtual);
+        if (prompt->adapter_dir)
             add_fingerprint(h, "--adapter", r->adapter_fingerprint);
         else
             add_option(h, "--adapter", "none");
@@ -91,6 +103,7 @@ void zt_run_describe(zt_run *r) {
     add_option(h, "--trainable", "%s",
                o->lora        ? "(LoRA adapters)"
                : o->prefix    ? "(prefixes)"
+               : o->prompt    ? "(prompt table)"
                : o->trainable ? o->trainable
                               : "(all)");
     describe_peft(r);
@@ -236,6 +249,8 @@ zt_status zt_run_rebuild_state(zt_run *r, const zt_step_record *records, int n_r
         ZT_TRY(zt_lora_load_tensors(r->model, r->snapshot_dir, r->trainable));
     if (r->snapshot_dir[0] && r->model->prefix)
         ZT_TRY(zt_prefix_load_tensors(r->model, r->snapshot_dir, r->trainable));
+    if (r->snapshot_dir[0] && r->model->prompt)
+        ZT_TRY(zt_prompt_load_tensors(r->model, r->snapshot_dir, r->trainable));
     if (r->snapshot_dir[0])
         ZT_TRY(zt_snapshot_load_state(r->snapshot_dir, &r->ps, r->state_copies, r->optimizer, &next,
                                       &observed));
@@ -300,6 +315,8 @@ zt_status zt_run_restore_logged_state(zt_run *r) {
         ZT_TRY(zt_lora_run_reload(r, r->snapshot_dir));
     else if (r->model->prefix)
         ZT_TRY(zt_prefix_run_reload(r, r->snapshot_dir));
+    else if (r->model->prompt)
+        ZT_TRY(zt_prompt_run_reload(r, r->snapshot_dir));
     else
         ZT_TRY(zt_model_reload_tensors(r->model, have_snapshot ? r->snapshot_dir : r->o->model_dir,
                                        r->trainable));

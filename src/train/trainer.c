@@ -21,6 +21,8 @@
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "lora.h"
+#include "prefix.h"
+#include "prompt.h"
 #include "data/sampler.h"
 #include "text/bpe.h"
 #include "train/snapshot.h"
@@ -377,6 +379,7 @@ static zt_status load_model(run *r) {
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
     if (o->lora) return zt_lora_run_load(r, have_snapshot);
     if (o->prefix) return zt_prefix_run_load(r, have_snapshot);
+    if (o->prompt) return zt_prompt_run_load(r);
     ZT_TRY(zt_model_load(have_snapshot ? r->snapshot_dir : o->model_dir, r->be, &r->model));
     if (have_snapshot)
         ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
@@ -469,6 +472,8 @@ static zt_status save_best(run *r, int step, const zt_eval_result *e) {
         ZT_TRY(zt_lora_save(r->model, dir, r->o->model_dir));
     else if (r->model->prefix)
         ZT_TRY(zt_prefix_save(r->model, dir, r->o->model_dir));
+    else if (r->model->prompt)
+        ZT_TRY(zt_prompt_save(r->model, dir, r->o->model_dir));
     else
         ZT_TRY(zt_model_save(r->model, dir));
     ZT_TRY(copy_tokenizer_files(r->o->model_dir, dir));
@@ -668,6 +673,7 @@ static zt_status save_final(run *r) {
     ZT_TRY(zt_model_save(r->model, o->output_dir));
     if (r->model->lora) ZT_TRY(zt_lora_save(r->model, o->output_dir, o->model_dir));
     if (r->model->prefix) ZT_TRY(zt_prefix_save(r->model, o->output_dir, o->model_dir));
+    if (r->model->prompt) ZT_TRY(zt_prompt_save(r->model, o->output_dir, o->model_dir));
     return copy_tokenizer_files(o->model_dir, o->output_dir);
 }
 

@@ -20,6 +20,7 @@
 struct zt_comm;
 struct zt_lora_options;
 struct zt_prefix_options;
+struct zt_prompt_options;
 
 typedef struct zt_train_options {
     const char *model_dir;
@@ -76,6 +77,10 @@ typedef struct zt_train_options {
      * tensors, initialised from real activations under zt_prefix_init_seed(seed) unless
      * adapter_dir names a start; saved as adapter files of their own (prefix_io.c). NULL: none. */
     const struct zt_prefix_options *prefix;
+    /* --peft prompt: a prompt table in front of the base (models/prompt.h), the only trainable
+     * tensor; its initial rows are sampled under zt_prompt_init_seed(seed) unless adapter_dir
+     * names a start. Saved as lora is, in peft's PROMPT_TUNING files. NULL: none. */
+    const struct zt_prompt_options *prompt;
 } zt_train_options;
 
 typedef struct zt_train_result {

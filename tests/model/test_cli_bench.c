@@ -2,10 +2,11 @@
  * x 400 tokens, MeZO's MultiRC setting), the rows come in the order memory arithmetic gives
  * (inference <= ZO in place <= ZO shadow < first-order; checkpointing saves; AdamW's two state
  * copies cost more than SGD's none), each row's parts add up to its peak, and the zo-shadow and
- * fo-adamw rows equal `zotune info`'s plans; with --measure on a fixture model every method's
- * measured peak equals its plan to the byte; --plot writes an 800 x 500 PNG (read here by hand:
- * chunks, IHDR, the stored deflate blocks the writer promises, rows) holding every method's
- * colour, with the table and JSON unchanged; the refusals. argv[1] is the zotune binary. */
+ * fo-adamw rows equal `zotune info`'s plans (zo-prompt and fo-prompt: its --peft prompt plans);
+ * with --measure on a fixture model every method's measured peak equals its plan to the byte;
+ * --plot writes an 800 x 500 PNG (read here by hand: chunks, IHDR, the stored deflate blocks the
+ * writer promises, rows) holding every method's colour, with the table and JSON unchanged; the
+ * refusals. argv[1] is the zotune binary. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,10 @@ static const char *zotune;
 static char tmp_dir[] = "/tmp/zt_cli_bench_XXXXXX";
 static char out[1 << 16];
 
-enum { N_ROWS = 11 };
+enum { N_ROWS = 13 };
 static const char *const ROW_NAMES[N_ROWS] = {
-    "inference", "zo-inplace", "zo-shadow", "fo-sgd-ckpt", "fo-sgd",   "fo-adamw-ckpt",
-    "fo-adamw",  "zo-lora",    "fo-lora",   "zo-prefix",   "fo-prefix"};
+    "inference", "zo-inplace", "zo-shadow", "fo-sgd-ckpt", "fo-sgd",    "fo-adamw-ckpt", "fo-adamw",
+    "zo-lora",   "fo-lora",    "zo-prefix", "fo-prefix",   "zo-prompt", "fo-prompt"};
 
 /* The rows of a --json run, peak and measured by method (measured -1 when null). */
 static int read_rows(const char *text, double *peak, double *measured) {
@@ -48,11 +49,11 @@ static int read_rows(const char *text, double *peak, double *measured) {
     return n;
 }
 
-static double info_total(const char *dir, const char *optimizer) {
+static double info_total(const char *dir, const char *optimizer, const char *extra) {
     char cmd[2048], text[1 << 15];
     snprintf(cmd, sizeof cmd,
-             "%s info %s --json --batch-size 1 --seq-len 400 --optimizer %s --dtype f16", zotune,
-             dir, optimizer);
+             "%s info %s --json --batch-size 1 --seq-len 400 --optimizer %s --dtype f16%s", zotune,
+             dir, optimizer, extra);
     if (zt_test_run(cmd, text, sizeof text) != 0) return -1.0;
     cJSON *root = cJSON_Parse(text);
     const cJSON *train = cJSON_GetObjectItem(root, "train_plan");
@@ -100,12 +101,22 @@ static void check_every_size(void) {
                  "opt-%s: prefix rows: zo-prefix %.0f (zo-shadow %.0f), fo-prefix %.0f (fo-adamw "
                  "%.0f)",
                  z->name, p[9], p[2], p[10], p[6]);
-        ZT_CHECK(p[2] == info_total(dir, "mezo") && p[6] == info_total(dir, "adamw"),
+        /* prompt tuning (10 virtual tokens): below its full counterpart, ZO below first-order */
+        ZT_CHECK(p[11] < p[2] && p[12] < p[6] && p[11] < p[12],
+                 "opt-%s: prompt rows: zo-prompt %.0f (zo-shadow %.0f), fo-prompt %.0f (fo-adamw "
+                 "%.0f)",
+                 z->name, p[11], p[2], p[12], p[6]);
+        ZT_CHECK(p[2] == info_total(dir, "mezo", "") && p[6] == info_total(dir, "adamw", ""),
                  "opt-%s: the rows are not info's plans", z->name);
+        ZT_CHECK(p[11] == info_total(dir, "mezo", " --peft prompt") &&
+                     p[12] == info_total(dir, "adamw", " --peft prompt --num-virtual-tokens 10"),
+                 "opt-%s: the prompt rows are not info's --peft prompt plans", z->name);
         printf("opt-%-5s f16, 1 x 400: inference %7.2f GiB, zo-shadow %7.2f, fo-sgd-ckpt %7.2f, "
-               "fo-adamw %8.2f, zo-lora %7.2f, fo-lora %7.2f, zo-prefix %7.2f, fo-prefix %7.2f\n",
+               "fo-adamw %8.2f, zo-lora %7.2f, fo-lora %7.2f, zo-prefix %7.2f, fo-prefix %7.2f, "
+               "zo-prompt %7.2f, fo-prompt %7.2f\n",
                z->name, p[0] / (1 << 30), p[2] / (1 << 30), p[3] / (1 << 30), p[6] / (1 << 30),
-               p[7] / (1 << 30), p[8] / (1 << 30), p[9] / (1 << 30), p[10] / (1 << 30));
+               p[7] / (1 << 30), p[8] / (1 << 30), p[9] / (1 << 30), p[10] / (1 << 30),
+               p[11] / (1 << 30), p[12] / (1 << 30));
     }
 }
 
@@ -125,10 +136,10 @@ static void check_measured(void) {
 }
 
 /* The figure's palette, in the rows' order (src/cli/bench_methods.c). */
-static const unsigned char COLOURS[N_ROWS][3] = {{31, 119, 180},  {44, 160, 44},   {23, 190, 207},
-                                                 {255, 127, 14},  {214, 39, 40},   {148, 103, 189},
-                                                 {140, 86, 75},   {227, 119, 194}, {188, 189, 34},
-                                                 {174, 199, 232}, {255, 152, 150}};
+static const unsigned char COLOURS[N_ROWS][3] = {
+    {31, 119, 180},  {44, 160, 44},   {23, 190, 207},  {255, 127, 14}, {214, 39, 40},
+    {148, 103, 189}, {140, 86, 75},   {227, 119, 194}, {188, 189, 34}, {174, 199, 232},
+    {255, 152, 150}, {127, 127, 127}, {0, 0, 128}};
 
 static unsigned be32(const unsigned char *p) {
     return (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3];
