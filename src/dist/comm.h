@@ -23,8 +23,9 @@ typedef struct zt_comm_ops {
     zt_status (*broadcast)(zt_comm *c, void *buf, size_t bytes, int root);
     zt_status (*barrier)(zt_comm *c);
     /* Point to point (a pipeline's activations): `bytes` at buf to rank `peer`, and from it; the
-     * two sides name each other and agree on the length. buf is device memory for NCCL, host
-     * memory for the CPU kinds. Messages between two ranks arrive in the order they were sent. */
+     * two sides name each other and agree on the length. buf is device memory for NCCL (ready:
+     * the stream that wrote it synchronised), host memory for the CPU kinds. Messages between
+     * two ranks arrive in the order they were sent. */
     zt_status (*send)(zt_comm *c, const void *buf, size_t bytes, int peer);
     zt_status (*recv)(zt_comm *c, void *buf, size_t bytes, int peer);
     /* ends every rank of the job with `code`: for the command after a fatal error, never the

@@ -129,7 +129,10 @@ static zt_status nccl_allgather(zt_comm *c, const void *send, size_t bytes, void
     if (bytes == 0) return ZT_OK;
     ZT_TRY(reserve_staging(c, total));
     char *mine = (char *)t->staging + (size_t)c->rank * bytes;
-    ZT_TRY(cuda_check(c, cudaMemcpy(mine, send, bytes, cudaMemcpyHostToDevice), "all-gather"));
+    /* on the communicator's stream: a pageable cudaMemcpy may return before its DMA lands, and
+     * the stream orders it before the collective */
+    ZT_TRY(cuda_check(c, cudaMemcpyAsync(mine, send, bytes, cudaMemcpyHostToDevice, t->stream),
+                      "all-gather"));
     /* in place: this rank's part already sits at its offset */
     ZT_TRY(nccl_check(c, ncclAllGather(mine, t->staging, bytes, ncclUint8, t->comm, t->stream),
                       "all-gather"));
@@ -145,8 +148,9 @@ static zt_status nccl_broadcast(zt_comm *c, void *buf, size_t bytes, int root) {
     if (bytes == 0) return ZT_OK;
     ZT_TRY(reserve_staging(c, bytes));
     if (c->rank == root)
-        ZT_TRY(
-            cuda_check(c, cudaMemcpy(t->staging, buf, bytes, cudaMemcpyHostToDevice), "broadcast"));
+        ZT_TRY(cuda_check(
+            c, cudaMemcpyAsync(t->staging, buf, bytes, cudaMemcpyHostToDevice, t->stream),
+            "broadcast"));
     ZT_TRY(nccl_check(
         c, ncclBroadcast(t->staging, t->staging, bytes, ncclUint8, root, t->comm, t->stream),
         "broadcast"));

@@ -28,6 +28,7 @@
 #define cudaMalloc cudaemu_cudaMalloc
 #define cudaFree cudaemu_cudaFree
 #define cudaMemcpy cudaemu_cudaMemcpy
+#define cudaMemcpyAsync cudaemu_cudaMemcpyAsync
 #define cudaStreamCreateWithFlags cudaemu_cudaStreamCreateWithFlags
 #define cudaStreamDestroy cudaemu_cudaStreamDestroy
 #define cudaGetErrorString cudaemu_cudaGetErrorString
