@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,8 +52,10 @@ static void nap(double seconds) {
 
 static zt_status cuda_check(const zt_comm *c, cudaError_t rc, const char *what) {
     if (rc == cudaSuccess) return ZT_OK;
-    return zt_fail(ZT_ERR_CUDA, "rank %d of %d (nccl, cuda:%d): %s: %s", c->rank, c->size,
-                   c->device, what, cudaGetErrorString(rc));
+    char gpu[24] = "";
+    if (c->device >= 0) snprintf(gpu, sizeof gpu, ", cuda:%d", c->device);
+    return zt_fail(ZT_ERR_CUDA, "rank %d of %d (nccl%s): %s: %s", c->rank, c->size, gpu, what,
+                   cudaGetErrorString(rc));
 }
 
 static void abort_comm(zt_comm *c) {

@@ -120,6 +120,14 @@ static void test_comm_choice(void) {
     ZT_CHECK(zt_comm_create("auto", 0, 60.0, &c) == ZT_OK && c->size == 1 && c->rank == 0,
              "no launcher: one process");
     zt_comm_destroy(c);
+    c = NULL;
+    ZT_CHECK(zt_comm_create("auto", 1, 60.0, &c) == ZT_OK && strcmp(c->ops->name, "single") == 0,
+             "no launcher, --device cuda: one process, not NCCL");
+    zt_comm_destroy(c);
+    c = NULL;
+    ZT_CHECK(zt_comm_create("auto", 0, 0.0, &c) == ZT_ERR_INVALID_ARG && c == NULL &&
+                 strstr(zt_last_error(), "--comm-timeout"),
+             "a timeout of 0 is refused: %s", zt_last_error());
 }
 
 /* P virtual ranks in one process: a first pass records what each rank sends (its all-gather
