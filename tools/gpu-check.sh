@@ -42,8 +42,10 @@ targets=(src/cli/zotune tests/gpu/test_gpu_ops bench/bench_ops bench/roofline)
 build() { # DIR ARCH
   if [ ! -f "$1/build.ninja" ]; then
     meson setup "$1" -Dcuda=enabled -Dgpu_arch="$2" -Dbuildtype=release -Dmpi=disabled \
-      -Dnccl=disabled >"$1.setup.log" 2>&1 || { cat "$1.setup.log"; return 1; }
+      >"$1.setup.log" 2>&1 || { cat "$1.setup.log"; return 1; }
   fi
+  # the NCCL test where the toolkit has NCCL (meson found it)
+  grep -q '^build tests/gpu/test_gpu_nccl:' "$1/build.ninja" && targets+=(tests/gpu/test_gpu_nccl)
   ninja -C "$1" "${targets[@]}"
 }
 
@@ -112,6 +114,8 @@ sizes="125m 1.3b"
 [ "$quick" = 1 ] && sizes="125m"
 
 OPENBLAS_NUM_THREADS=1 stage gpu_suite 180 "$test_gpu"
+test_gpu_nccl=$(dirname "$test_gpu")/test_gpu_nccl
+[ -x "$test_gpu_nccl" ] && stage gpu_nccl 120 "$test_gpu_nccl" $(command -v mpirun)
 for s in $sizes; do
   stage "bench_ops_$s" 120 "$bench_ops" --backend cuda --shape "$s" --dtype f16 --json \
     $([ "$quick" = 1 ] && echo --quick) >/dev/null

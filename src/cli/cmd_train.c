@@ -115,10 +115,10 @@ int zt_cmd_train(int argc, char **argv) {
         {"resume", ZT_ARG_FLAG, &o.resume, NULL, "continue the run in --output bit-identically"},
         {"device", ZT_ARG_STRING, &o.device, "DEV", "cpu (default) or cuda[:N]"},
         {"comm", ZT_ARG_STRING, &comm_kind, "C",
-         "auto (default: the ranks of mpirun/srun, or of a torchrun-style environment), single, "
-         "mpi or tcp"},
+         "auto (default: the ranks of mpirun/srun, or of a torchrun-style environment; nccl "
+         "for them with --device cuda), single, mpi, tcp or nccl"},
         {"comm-timeout", ZT_ARG_DOUBLE, &comm_timeout, "S",
-         "tcp: the longest a rank waits for another before the job ends (default 600)"},
+         "the longest a rank waits for another (any --comm) before the job ends (default 600)"},
         {"verify-replicas", ZT_ARG_INT, &o.verify_replicas, "N",
          "data parallel: compare the ranks' weights every N steps, stop on a mismatch (0: off)"},
         {"grad-accum", ZT_ARG_INT, &o.grad_accum, "A",
@@ -233,8 +233,17 @@ int zt_cmd_train(int argc, char **argv) {
     zt_train_install_signal_handlers();
 
     zt_comm *comm = NULL;
-    zt_status cs = zt_comm_create(comm_kind, comm_timeout, &comm);
+    zt_status cs = zt_comm_create(comm_kind, o.device && strncmp(o.device, "cuda", 4) == 0,
+                                  comm_timeout, &comm);
     if (cs != ZT_OK) return zt_cli_report("train", cs);
+    char rank_device[32];
+    if (comm->n_devices > 0 && o.device && strcmp(o.device, "cuda") == 0) {
+        /* each rank drives its local rank's GPU, the one its NCCL communicator uses */
+        snprintf(rank_device, sizeof rank_device, "cuda:%d", comm->device);
+        o.device = rank_device;
+        fprintf(stderr, "rank %d of %d: local rank %d, %s (of %d GPUs)\n", comm->rank, comm->size,
+                comm->local_rank, rank_device, comm->n_devices);
+    }
     o.comm = comm;
     if (comm->rank != 0) o.quiet = 1;
     zt_train_result res;

@@ -25,6 +25,22 @@ static zt_status single_barrier(zt_comm *c) {
     return ZT_OK;
 }
 
+static zt_status single_point_to_point(zt_comm *c, const void *buf, size_t bytes, int peer) {
+    (void)c, (void)buf;
+    return zt_fail(ZT_ERR_INVALID_ARG,
+                   "point-to-point message of %zu bytes with rank %d: one process has no other "
+                   "rank",
+                   bytes, peer);
+}
+
+static zt_status single_send(zt_comm *c, const void *buf, size_t bytes, int peer) {
+    return single_point_to_point(c, buf, bytes, peer);
+}
+
+static zt_status single_recv(zt_comm *c, void *buf, size_t bytes, int peer) {
+    return single_point_to_point(c, buf, bytes, peer);
+}
+
 /* One process has no other rank to stop: the command's own exit status ends the job. */
 static void single_abort(zt_comm *c, int code) {
     (void)c, (void)code;
@@ -35,7 +51,8 @@ static void single_destroy(zt_comm *c) {
 }
 
 static const zt_comm_ops single_ops = {"single",       single_allgather, single_broadcast,
-                                       single_barrier, single_abort,     single_destroy};
+                                       single_barrier, single_send,      single_recv,
+                                       single_abort,   single_destroy};
 
 zt_status zt_comm_single_create(zt_comm **out) {
     zt_comm *c = zt_calloc(1, sizeof *c);
@@ -59,6 +76,14 @@ int zt_comm_launched_as_ranks(void) {
            env_int("PMIX_SIZE", 1) > 1 || getenv("PMIX_RANK") != NULL;
 }
 
+int zt_comm_local_rank_from_env(int fallback) {
+    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
+                           "LOCAL_RANK"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (getenv(names[i]) && *getenv(names[i])) return env_int(names[i], fallback);
+    return fallback;
+}
+
 /* A torchrun-style environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (LOCAL_RANK). */
 static zt_status create_tcp(double timeout_s, zt_comm **out) {
     const char *names[] = {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
@@ -73,21 +98,14 @@ static zt_status create_tcp(double timeout_s, zt_comm **out) {
                               getenv("MASTER_ADDR"), env_int("MASTER_PORT", 0), timeout_s, out);
 }
 
-zt_status zt_comm_create(const char *kind, double timeout_s, zt_comm **out) {
-    *out = NULL;
-    if (!kind) kind = "auto";
-    int want_mpi = strcmp(kind, "mpi") == 0, want_tcp = strcmp(kind, "tcp") == 0;
-    if (!want_mpi && !want_tcp && strcmp(kind, "single") != 0 && strcmp(kind, "auto") != 0)
-        return zt_fail(ZT_ERR_INVALID_ARG, "--comm %s: expected auto, single, mpi or tcp", kind);
-    if (strcmp(kind, "auto") == 0) {
-        want_mpi = zt_comm_launched_as_ranks();
-        want_tcp = !want_mpi && env_int("WORLD_SIZE", 1) > 1;
-    }
+/* The host communicator the launcher's environment asks for (auto), or the one named. */
+static zt_status create_host(int want_mpi, int want_tcp, double timeout_s, zt_comm **out) {
     if (want_tcp) return create_tcp(timeout_s, out);
     if (want_mpi) {
 #if ZT_HAVE_MPI
-        return zt_comm_mpi_create(out);
+        return zt_comm_mpi_create(timeout_s, out);
 #else
+        (void)timeout_s;
         return zt_fail(ZT_ERR_UNAVAILABLE,
                        "started as one of several MPI ranks, but this build has no MPI "
                        "(install libopenmpi-dev and rebuild); refusing to run %d independent "
@@ -96,6 +114,42 @@ zt_status zt_comm_create(const char *kind, double timeout_s, zt_comm **out) {
 #endif
     }
     return zt_comm_single_create(out);
+}
+
+zt_status zt_comm_create(const char *kind, int device_is_cuda, double timeout_s, zt_comm **out) {
+    *out = NULL;
+    if (!kind) kind = "auto";
+    const int is_auto = strcmp(kind, "auto") == 0;
+    int want_mpi = strcmp(kind, "mpi") == 0, want_tcp = strcmp(kind, "tcp") == 0;
+    int want_nccl = strcmp(kind, "nccl") == 0;
+    if (!want_mpi && !want_tcp && !want_nccl && !is_auto && strcmp(kind, "single") != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG, "--comm %s: expected auto, single, mpi, tcp or nccl",
+                       kind);
+    if (!(timeout_s > 0)) return zt_fail(ZT_ERR_INVALID_ARG, "--comm-timeout must be positive");
+    if (is_auto || want_nccl) {
+        /* NCCL bootstraps over whatever the launcher set up */
+        want_mpi = zt_comm_launched_as_ranks();
+        want_tcp = !want_mpi && env_int("WORLD_SIZE", 1) > 1;
+        if (is_auto) want_nccl = device_is_cuda && (want_mpi || want_tcp);
+    }
+    zt_comm *host = NULL;
+    ZT_TRY(create_host(want_mpi, want_tcp, timeout_s, &host));
+    if (!want_nccl) {
+        *out = host;
+        return ZT_OK;
+    }
+#if ZT_HAVE_NCCL
+    const zt_status s = zt_comm_nccl_create(host, timeout_s, out);
+    /* An MPI rank that failed to join leaves MPI initialised: it exits without MPI_Finalize,
+     * which makes mpirun end every rank, where MPI_Finalize would wait for the others, which
+     * wait for it. */
+    if (s != ZT_OK && strcmp(host->ops->name, "mpi") != 0) zt_comm_destroy(host);
+    return s;
+#else
+    zt_comm_destroy(host);
+    return zt_fail(ZT_ERR_UNAVAILABLE, "--comm nccl: this build has no NCCL (a CUDA build finds "
+                                       "it in the toolkit)");
+#endif
 }
 
 void zt_comm_destroy(zt_comm *c) {

@@ -1,8 +1,10 @@
 /* The communicator of a multi-process run (docs/distributed.md): who this process is among the
  * job's ranks, and the few collectives a ZO step needs. Seeds are shared, so ranks exchange only
  * per-step scalars (loss sums and counts), never weights or z. Implementations: one process
- * (comm.c), MPI for ranks started by mpirun or srun (comm_mpi.c), and TCP for ranks started by
- * a torchrun-style launcher (comm_tcp.c). */
+ * (comm.c), MPI for ranks started by mpirun or srun (comm_mpi.c), TCP for ranks started by a
+ * torchrun-style launcher (comm_tcp.c), and NCCL for GPU ranks (comm_nccl.c). Every wait is
+ * bounded by the communicator's timeout (--comm-timeout): past it the call fails naming the
+ * operation, and the rank(s) not heard from where the implementation can tell. */
 #ifndef ZT_DIST_COMM_H
 #define ZT_DIST_COMM_H
 
@@ -14,12 +16,18 @@
 typedef struct zt_comm zt_comm;
 
 typedef struct zt_comm_ops {
-    const char *name; /* "single", "mpi" */
+    const char *name; /* "single", "mpi", "tcp", "nccl" */
     /* recv (size * bytes) = every rank's send (bytes), in rank order */
     zt_status (*allgather)(zt_comm *c, const void *send, size_t bytes, void *recv);
     /* buf (bytes) of rank `root` to every rank */
     zt_status (*broadcast)(zt_comm *c, void *buf, size_t bytes, int root);
     zt_status (*barrier)(zt_comm *c);
+    /* Point to point (a pipeline's activations): `bytes` at buf to rank `peer`, and from it; the
+     * two sides name each other and agree on the length. buf is device memory for NCCL (ready:
+     * the stream that wrote it synchronised), host memory for the CPU kinds. Messages between
+     * two ranks arrive in the order they were sent. */
+    zt_status (*send)(zt_comm *c, const void *buf, size_t bytes, int peer);
+    zt_status (*recv)(zt_comm *c, void *buf, size_t bytes, int peer);
     /* ends every rank of the job with `code`: for the command after a fatal error, never the
      * library (it returns statuses) */
     void (*abort)(zt_comm *c, int code);
@@ -29,16 +37,20 @@ typedef struct zt_comm_ops {
 struct zt_comm {
     const zt_comm_ops *ops;
     int rank, size, local_rank;
+    /* NCCL: the GPU this rank drives (its local rank modulo n_devices, the GPUs it sees); the
+     * host kinds leave n_devices 0 */
+    int device, n_devices;
     void *impl;
 };
 
-/* kind "auto": MPI when the process was started by a launcher that sets up MPI ranks (mpirun:
- * OMPI_COMM_WORLD_SIZE; Slurm/MPICH: PMI_SIZE/PMIX_RANK) and this build has MPI; TCP when a
- * torchrun-style environment says WORLD_SIZE > 1 (with RANK, MASTER_ADDR, MASTER_PORT); else
- * one process. "single", "mpi" and "tcp" force one. A launcher that asks for ranks this build
- * cannot serve (mpirun without MPI compiled in) is an error, not a silent job of N independent
- * copies. timeout_s: the longest a rank waits for a peer (TCP; MPI has no such bound). */
-zt_status zt_comm_create(const char *kind, double timeout_s, zt_comm **out);
+/* kind "auto": NCCL when the run's device is a CUDA GPU (device_is_cuda) and there are several
+ * ranks, bootstrapped over MPI or TCP as below; else MPI when the process was started by a launcher
+ * that sets up MPI ranks (mpirun: OMPI_COMM_WORLD_SIZE; Slurm/MPICH: PMI_SIZE/PMIX_RANK) and this
+ * build has MPI; TCP when a torchrun-style environment says WORLD_SIZE > 1 (with RANK, MASTER_ADDR,
+ * MASTER_PORT); else one process. "single", "mpi", "tcp" and "nccl" force one. A launcher that asks
+ * for ranks this build cannot serve (mpirun without MPI compiled in) is an error, not a silent job
+ * of N independent copies. timeout_s: the longest a rank waits for a peer in any call. */
+zt_status zt_comm_create(const char *kind, int device_is_cuda, double timeout_s, zt_comm **out);
 void zt_comm_destroy(zt_comm *c);
 
 /* The one-process communicator (kind "single"). */
@@ -47,8 +59,16 @@ zt_status zt_comm_single_create(zt_comm **out);
 zt_status zt_comm_tcp_create(int rank, int size, int local_rank, const char *host, int port,
                              double timeout_s, zt_comm **out);
 #if ZT_HAVE_MPI
-zt_status zt_comm_mpi_create(zt_comm **out);
+zt_status zt_comm_mpi_create(double timeout_s, zt_comm **out);
 #endif
+/* NCCL over the GPU of the local rank (modulo the visible devices), its ncclUniqueId broadcast
+ * from rank 0 over `bootstrap` (MPI or TCP), which the NCCL communicator then owns; on failure
+ * the caller still does. */
+zt_status zt_comm_nccl_create(zt_comm *bootstrap, double timeout_s, zt_comm **out);
+
+/* The launcher's local rank: OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, SLURM_LOCALID or
+ * LOCAL_RANK, else `fallback`. */
+int zt_comm_local_rank_from_env(int fallback);
 
 /* A share of n items over the ranks, in rank order, differing by at most one (16 over 3 ranks:
  * 6, 5, 5): rank's first item and count. */

@@ -1,11 +1,45 @@
 /* The MPI communicator: CPU ranks started by mpirun or srun. Initialised once per process; a
- * collective that fails returns its MPI error string with the rank. */
+ * call that fails returns its MPI error string with the rank.
+ *
+ * Every call is nonblocking underneath (MPI_Iallgather, MPI_Ibcast, MPI_Ibarrier, MPI_Isend,
+ * MPI_Irecv), polled with MPI_Test against the deadline of --comm-timeout. A blocking MPI call
+ * would wait forever for a rank that hangs without dying (stopped, deadlocked, stuck in I/O):
+ * mpirun only ends the job when a process exits. Past the deadline the ranks that timed out
+ * answer a roll call to rank 0, which names the ranks it did not hear from; the command then
+ * calls MPI_Abort, which ends every rank, the hung one included. */
 #include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
 #include "dist/comm.h"
+
+/* Tags of the point-to-point messages: the user's, and the roll call after a timeout. */
+enum { P2P_TAG = 1, ROLL_CALL_TAG = 2 };
+
+typedef struct mpi_state {
+    double timeout_s; /* the longest a call waits */
+    int64_t calls;    /* calls made so far, which the roll call quotes */
+} mpi_state;
+
+static mpi_state *state(const zt_comm *c) {
+    return c->impl;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void nap(double seconds) {
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+}
 
 static zt_status mpi_check(const zt_comm *c, int rc, const char *what) {
     if (rc == MPI_SUCCESS) return ZT_OK;
@@ -15,22 +49,137 @@ static zt_status mpi_check(const zt_comm *c, int rc, const char *what) {
     return zt_fail(ZT_ERR_IO, "rank %d of %d: %s: %s", c->rank, c->size, what, text);
 }
 
-static zt_status mpi_allgather(zt_comm *c, const void *send, size_t bytes, void *recv) {
+/* How long rank 0 listens for the roll call after its own deadline: the other ranks time out
+ * within about this much of it, since they entered the same call at about the same time. */
+static double roll_call_s(const zt_comm *c) {
+    return state(c)->timeout_s < 2.0 ? state(c)->timeout_s : 2.0;
+}
+
+/* Rank 0 after a timeout: the ranks that report being stuck too are alive; the others are named. */
+static zt_status name_the_missing(const zt_comm *c, const char *what) {
+    char *heard = zt_calloc((size_t)c->size, 1);
+    if (!heard) return zt_fail(ZT_ERR_NOMEM, "the roll call of %d ranks", c->size);
+    heard[0] = 1;
+    const double until = now_s() + roll_call_s(c);
+    while (now_s() < until) {
+        int waiting = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, ROLL_CALL_TAG, MPI_COMM_WORLD, &waiting, &st);
+        if (!waiting) {
+            nap(1e-3);
+            continue;
+        }
+        int64_t their_call = 0;
+        MPI_Recv(&their_call, 1, MPI_INT64_T, st.MPI_SOURCE, ROLL_CALL_TAG, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
+        heard[st.MPI_SOURCE] = 1;
+    }
+    char names[256] = "";
+    int missing = 0;
+    for (int q = 1; q < c->size; q++)
+        if (!heard[q]) {
+            const size_t at = strlen(names);
+            if (at + 16 < sizeof names)
+                snprintf(names + at, sizeof names - at, "%s%d", missing ? ", " : "", q);
+            missing++;
+        }
+    free(heard);
+    if (missing == 0)
+        return zt_fail(ZT_ERR_IO,
+                       "rank 0 of %d: %s (call %lld) did not complete within %.0f s "
+                       "(--comm-timeout), though every rank reported waiting: were the ranks "
+                       "started with the same options?",
+                       c->size, what, (long long)state(c)->calls, state(c)->timeout_s);
+    return zt_fail(ZT_ERR_IO,
+                   "rank 0 of %d: %s (call %lld): no word from rank%s %s within %.0f s "
+                   "(--comm-timeout): %s hang%s or died",
+                   c->size, what, (long long)state(c)->calls, missing > 1 ? "s" : "", names,
+                   state(c)->timeout_s, missing > 1 ? "they" : "it", missing > 1 ? "" : "s");
+}
+
+/* Polls `req` until it completes or --comm-timeout passes. */
+static zt_status mpi_wait(zt_comm *c, MPI_Request *req, const char *what) {
+    mpi_state *t = state(c);
+    t->calls++;
+    const double deadline = now_s() + t->timeout_s;
+    /* short naps first (a step's collective is usually answered in microseconds), then at most
+     * a millisecond, which costs a waiting rank nothing that shows */
+    double pause = 2e-5;
+    for (;;) {
+        int done = 0;
+        ZT_TRY(mpi_check(c, MPI_Test(req, &done, MPI_STATUS_IGNORE), what));
+        if (done) return ZT_OK;
+        if (now_s() > deadline) break;
+        nap(pause);
+        pause = pause * 2 < 1e-3 ? pause * 2 : 1e-3;
+    }
+    if (c->rank == 0) return name_the_missing(c, what);
+    MPI_Request roll;
+    MPI_Isend(&t->calls, 1, MPI_INT64_T, 0, ROLL_CALL_TAG, MPI_COMM_WORLD, &roll);
+    /* rank 0 names the missing and ends the job; this rank only says it timed out, after rank 0
+     * has had the time to do so (an MPI_Abort from here would cut rank 0 short) */
+    nap(2.0 * roll_call_s(c) + 1.0);
+    return zt_fail(ZT_ERR_IO,
+                   "rank %d of %d: %s (call %lld) did not complete within %.0f s "
+                   "(--comm-timeout): a rank hangs or died (rank 0 names it)",
+                   c->rank, c->size, what, (long long)t->calls, t->timeout_s);
+}
+
+static zt_status check_count(size_t bytes, const char *what) {
     if (bytes > (size_t)INT32_MAX)
-        return zt_fail(ZT_ERR_INVALID_ARG, "allgather of %zu bytes per rank", bytes);
-    return mpi_check(
-        c, MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD),
-        "all-gather");
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s of %zu bytes: more than MPI's count", what, bytes);
+    return ZT_OK;
+}
+
+static zt_status mpi_allgather(zt_comm *c, const void *send, size_t bytes, void *recv) {
+    ZT_TRY(check_count(bytes, "all-gather"));
+    MPI_Request req;
+    ZT_TRY(mpi_check(c,
+                     MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
+                                    MPI_COMM_WORLD, &req),
+                     "all-gather"));
+    return mpi_wait(c, &req, "all-gather");
 }
 
 static zt_status mpi_broadcast(zt_comm *c, void *buf, size_t bytes, int root) {
-    if (bytes > (size_t)INT32_MAX)
-        return zt_fail(ZT_ERR_INVALID_ARG, "broadcast of %zu bytes", bytes);
-    return mpi_check(c, MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
+    ZT_TRY(check_count(bytes, "broadcast"));
+    if (root < 0 || root >= c->size)
+        return zt_fail(ZT_ERR_INVALID_ARG, "broadcast from rank %d of %d", root, c->size);
+    MPI_Request req;
+    ZT_TRY(mpi_check(c, MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, &req),
+                     "broadcast"));
+    return mpi_wait(c, &req, "broadcast");
 }
 
 static zt_status mpi_barrier(zt_comm *c) {
-    return mpi_check(c, MPI_Barrier(MPI_COMM_WORLD), "barrier");
+    MPI_Request req;
+    ZT_TRY(mpi_check(c, MPI_Ibarrier(MPI_COMM_WORLD, &req), "barrier"));
+    return mpi_wait(c, &req, "barrier");
+}
+
+static zt_status check_peer(const zt_comm *c, int peer, const char *what) {
+    if (peer < 0 || peer >= c->size || peer == c->rank)
+        return zt_fail(ZT_ERR_INVALID_ARG, "rank %d of %d: %s rank %d", c->rank, c->size, what,
+                       peer);
+    return ZT_OK;
+}
+
+static zt_status mpi_send(zt_comm *c, const void *buf, size_t bytes, int peer) {
+    ZT_TRY(check_count(bytes, "send"));
+    ZT_TRY(check_peer(c, peer, "send to"));
+    MPI_Request req;
+    ZT_TRY(mpi_check(c, MPI_Isend(buf, (int)bytes, MPI_BYTE, peer, P2P_TAG, MPI_COMM_WORLD, &req),
+                     "send"));
+    return mpi_wait(c, &req, "send");
+}
+
+static zt_status mpi_recv(zt_comm *c, void *buf, size_t bytes, int peer) {
+    ZT_TRY(check_count(bytes, "receive"));
+    ZT_TRY(check_peer(c, peer, "receive from"));
+    MPI_Request req;
+    ZT_TRY(mpi_check(c, MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, P2P_TAG, MPI_COMM_WORLD, &req),
+                     "receive"));
+    return mpi_wait(c, &req, "receive");
 }
 
 static void mpi_abort(zt_comm *c, int code) {
@@ -42,23 +191,16 @@ static void mpi_destroy(zt_comm *c) {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Finalize();
+    free(c->impl);
     free(c);
 }
 
-static const zt_comm_ops mpi_ops = {"mpi",       mpi_allgather, mpi_broadcast,
-                                    mpi_barrier, mpi_abort,     mpi_destroy};
+static const zt_comm_ops mpi_ops = {"mpi",    mpi_allgather, mpi_broadcast, mpi_barrier,
+                                    mpi_send, mpi_recv,      mpi_abort,     mpi_destroy};
 
-static int local_rank_from_env(int rank) {
-    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
-                           "LOCAL_RANK"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const char *v = getenv(names[i]);
-        if (v && *v) return atoi(v);
-    }
-    return rank;
-}
-
-zt_status zt_comm_mpi_create(zt_comm **out) {
+zt_status zt_comm_mpi_create(double timeout_s, zt_comm **out) {
+    *out = NULL;
+    if (!(timeout_s > 0)) return zt_fail(ZT_ERR_INVALID_ARG, "--comm-timeout must be positive");
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized && MPI_Init(NULL, NULL) != MPI_SUCCESS)
@@ -66,11 +208,17 @@ zt_status zt_comm_mpi_create(zt_comm **out) {
     /* errors come back as codes, so the command can name the rank and save what it holds */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     zt_comm *c = zt_calloc(1, sizeof *c);
-    if (!c) return zt_fail(ZT_ERR_NOMEM, "allocating the communicator");
+    mpi_state *t = zt_calloc(1, sizeof *t);
+    if (!c || !t) {
+        free(c), free(t);
+        return zt_fail(ZT_ERR_NOMEM, "allocating the communicator");
+    }
+    t->timeout_s = timeout_s;
     c->ops = &mpi_ops;
+    c->impl = t;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
-    c->local_rank = local_rank_from_env(c->rank);
+    c->local_rank = zt_comm_local_rank_from_env(c->rank);
     *out = c;
     return ZT_OK;
 }

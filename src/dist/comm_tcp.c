@@ -4,7 +4,8 @@
  * nothing that matters, and a rank that dies closes its socket, which every other rank sees at
  * its next collective at the latest. Each message carries its length, so ranks that disagree on
  * what they exchange (started with other options) fail with a clear error instead of reading
- * garbage. */
+ * garbage. Point-to-point messages go directly between the two ranks: each rank listens on a port
+ * of its own, and the lower rank of a pair connects to the higher one at their first message. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -29,6 +30,10 @@ enum { HELLO_MAGIC = 0x7A74636Fu /* "ztco" */ };
 typedef struct tcp_state {
     int *fd;          /* rank 0: (size) one socket per peer, fd[0] unused; others: fd[0] */
     double timeout_s; /* the longest a rank waits for a peer */
+    int listener;     /* point to point: this rank's port, which higher ranks connect to */
+    uint32_t *ip;     /* (size) every rank's address and port, network order */
+    uint32_t *port;
+    int *direct; /* (size) the point-to-point socket to each rank, -1 until the first message */
 } tcp_state;
 
 static double now_s(void) {
@@ -152,14 +157,91 @@ static zt_status tcp_barrier(zt_comm *c) {
     return s;
 }
 
+static void tune_socket(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static zt_status check_peer(const zt_comm *c, int peer) {
+    if (peer < 0 || peer >= c->size || peer == c->rank)
+        return zt_fail(ZT_ERR_INVALID_ARG, "rank %d of %d: a message with rank %d", c->rank,
+                       c->size, peer);
+    return ZT_OK;
+}
+
+/* The socket to `peer`: the lower rank connects, the higher one accepts (and keeps the
+ * connections of other ranks that arrive first). */
+static zt_status direct_link(zt_comm *c, int peer, int *out) {
+    tcp_state *t = state(c);
+    const double deadline = now_s() + t->timeout_s;
+    while (t->direct[peer] < 0 && c->rank < peer) {
+        struct sockaddr_in addr;
+        memset(&addr, 0, sizeof addr);
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = t->ip[peer];
+        addr.sin_port = htons((uint16_t)t->port[peer]);
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+            const int e = errno;
+            if (fd >= 0) close(fd);
+            return zt_fail(ZT_ERR_IO, "rank %d of %d: connecting to rank %d: %s (it ended?)",
+                           c->rank, c->size, peer, strerror(e));
+        }
+        tune_socket(fd);
+        t->direct[peer] = fd;
+        const uint32_t hello[2] = {HELLO_MAGIC, (uint32_t)c->rank};
+        ZT_TRY(send_all(c, fd, hello, sizeof hello, peer));
+    }
+    while (t->direct[peer] < 0) {
+        ZT_TRY(wait_ready(c, t->listener, POLLIN, deadline, peer, "waiting for it to connect"));
+        const int fd = accept(t->listener, NULL, NULL);
+        if (fd < 0) return zt_fail(ZT_ERR_IO, "rank %d: accept: %s", c->rank, strerror(errno));
+        tune_socket(fd);
+        uint32_t hello[2] = {0, 0};
+        zt_status s = recv_all(c, fd, hello, sizeof hello, -1);
+        if (s == ZT_OK &&
+            (hello[0] != HELLO_MAGIC || hello[1] >= (uint32_t)c->rank || t->direct[hello[1]] >= 0))
+            s = zt_fail(ZT_ERR_CONFLICT, "rank %d: a connection announced rank %u", c->rank,
+                        hello[1]);
+        if (s != ZT_OK) {
+            close(fd);
+            return s;
+        }
+        t->direct[hello[1]] = fd;
+    }
+    *out = t->direct[peer];
+    return ZT_OK;
+}
+
+static zt_status tcp_send(zt_comm *c, const void *buf, size_t bytes, int peer) {
+    int fd = -1;
+    ZT_TRY(check_peer(c, peer));
+    ZT_TRY(direct_link(c, peer, &fd));
+    return send_message(c, fd, buf, bytes, peer);
+}
+
+static zt_status tcp_recv(zt_comm *c, void *buf, size_t bytes, int peer) {
+    int fd = -1;
+    ZT_TRY(check_peer(c, peer));
+    ZT_TRY(direct_link(c, peer, &fd));
+    return recv_message(c, fd, buf, bytes, peer);
+}
+
+static void close_socket(int *fd) {
+    if (*fd >= 0) {
+        shutdown(*fd, SHUT_RDWR);
+        close(*fd);
+        *fd = -1;
+    }
+}
+
 static void close_all(zt_comm *c) {
     tcp_state *t = state(c);
+    for (int q = 0; t->direct && q < c->size; q++)
+        close_socket(&t->direct[q]);
+    close_socket(&t->listener);
     for (int q = 0; q < (c->rank == 0 ? c->size : 1); q++)
-        if (t->fd[q] >= 0) {
-            shutdown(t->fd[q], SHUT_RDWR);
-            close(t->fd[q]);
-            t->fd[q] = -1;
-        }
+        close_socket(&t->fd[q]);
 }
 
 /* The other ranks see the closed sockets at their next (or current) collective and fail. */
@@ -171,17 +253,15 @@ static void tcp_abort(zt_comm *c, int code) {
 static void tcp_destroy(zt_comm *c) {
     close_all(c);
     free(state(c)->fd);
+    free(state(c)->direct);
+    free(state(c)->ip);
+    free(state(c)->port);
     free(state(c));
     free(c);
 }
 
-static const zt_comm_ops tcp_ops = {"tcp",       tcp_allgather, tcp_broadcast,
-                                    tcp_barrier, tcp_abort,     tcp_destroy};
-
-static void tune_socket(int fd) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
+static const zt_comm_ops tcp_ops = {"tcp",    tcp_allgather, tcp_broadcast, tcp_barrier,
+                                    tcp_send, tcp_recv,      tcp_abort,     tcp_destroy};
 
 /* Rank 0: accepts the other size - 1 ranks, each announcing itself with (magic, rank, size). */
 static zt_status accept_peers(zt_comm *c, int port) {
@@ -259,6 +339,36 @@ static zt_status join_root(zt_comm *c, const char *host, int port) {
     }
 }
 
+/* Every rank's listening port, and its address as rank 0 saw it connect (rank 0's own as the
+ * other ranks reached it). */
+static zt_status direct_setup(zt_comm *c) {
+    tcp_state *t = state(c);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    socklen_t len = sizeof addr;
+    t->listener = socket(AF_INET, SOCK_STREAM, 0);
+    if (t->listener < 0 || bind(t->listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(t->listener, c->size) != 0 ||
+        getsockname(t->listener, (struct sockaddr *)&addr, &len) != 0)
+        return zt_fail(ZT_ERR_IO, "rank %d: listening for point-to-point messages: %s", c->rank,
+                       strerror(errno));
+    const uint32_t mine = ntohs(addr.sin_port);
+    ZT_TRY(tcp_allgather(c, &mine, sizeof mine, t->port));
+    for (int q = 0; q < (c->rank == 0 ? c->size : 1); q++) {
+        len = sizeof addr;
+        if ((c->rank == 0) == (q == 0)) continue; /* rank 0 has no socket to itself */
+        if (getpeername(t->fd[q], (struct sockaddr *)&addr, &len) != 0)
+            return zt_fail(ZT_ERR_IO, "rank %d: getpeername: %s", c->rank, strerror(errno));
+        t->ip[c->rank == 0 ? q : 0] = addr.sin_addr.s_addr;
+    }
+    uint32_t root_ip = t->ip[0];
+    ZT_TRY(tcp_broadcast(c, t->ip, (size_t)c->size * sizeof *t->ip, 0));
+    t->ip[0] = root_ip;
+    return ZT_OK;
+}
+
 zt_status zt_comm_tcp_create(int rank, int size, int local_rank, const char *host, int port,
                              double timeout_s, zt_comm **out) {
     *out = NULL;
@@ -270,14 +380,20 @@ zt_status zt_comm_tcp_create(int rank, int size, int local_rank, const char *hos
     if (!(timeout_s > 0)) return zt_fail(ZT_ERR_INVALID_ARG, "--comm-timeout must be positive");
     zt_comm *c = zt_calloc(1, sizeof *c);
     tcp_state *t = zt_calloc(1, sizeof *t);
-    int *fd = zt_malloc((size_t)size * sizeof *fd);
-    if (!c || !t || !fd) {
-        free(c), free(t), free(fd);
+    int *fd = zt_malloc((size_t)size * sizeof *fd), *direct = zt_malloc((size_t)size * sizeof *fd);
+    uint32_t *ip = zt_calloc((size_t)size, sizeof *ip),
+             *ports = zt_calloc((size_t)size, sizeof *ip);
+    if (!c || !t || !fd || !direct || !ip || !ports) {
+        free(c), free(t), free(fd), free(direct), free(ip), free(ports);
         return zt_fail(ZT_ERR_NOMEM, "allocating the communicator");
     }
     for (int q = 0; q < size; q++)
-        fd[q] = -1;
+        fd[q] = direct[q] = -1;
     t->fd = fd;
+    t->direct = direct;
+    t->ip = ip;
+    t->port = ports;
+    t->listener = -1;
     t->timeout_s = timeout_s;
     c->ops = &tcp_ops;
     c->impl = t;
@@ -287,6 +403,7 @@ zt_status zt_comm_tcp_create(int rank, int size, int local_rank, const char *hos
     zt_status s = size == 1 ? ZT_OK : rank == 0 ? accept_peers(c, port) : join_root(c, host, port);
     /* every rank has joined before any rank starts work: a missing one fails the start */
     if (s == ZT_OK && size > 1) s = tcp_barrier(c);
+    if (s == ZT_OK && size > 1) s = direct_setup(c);
     if (s != ZT_OK) {
         tcp_destroy(c);
         return s;

@@ -1,8 +1,8 @@
 /* The TCP communicator with real processes on the loopback: N forked ranks join rank 0 and run
- * all-gathers and broadcasts whose contents every rank checks against what each sender must
- * have sent; then the failures: a rank that exits, a rank that hangs (caught by the timeout),
- * and ranks exchanging messages of different lengths. Each child reports through its exit
- * status: 0 = every check passed. */
+ * all-gathers, broadcasts and point-to-point messages whose contents every rank checks against
+ * what each sender must have sent; then the failures: a rank that exits, a rank that hangs (caught
+ * by the timeout), and ranks exchanging messages of different lengths. Each child reports through
+ * its exit status: 0 = every check passed. */
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
@@ -52,6 +52,36 @@ static int collectives(zt_comm *c) {
     return c->ops->barrier(c) == ZT_OK ? 0 : 50;
 }
 
+/* 0 when point-to-point messages arrive whole: a small one between every pair of ranks both
+ * ways (they fit the socket buffers, so every rank sends all before receiving), then 1 MB along
+ * a chain, rank r - 1 to r, which blocks each sender until the receiver reads. */
+static int point_to_point(zt_comm *c) {
+    const int r = c->rank;
+    for (int q = 0; q < RANKS; q++) {
+        const int32_t note[3] = {r, q, 42};
+        if (q != r && c->ops->send(c, note, sizeof note, q) != ZT_OK) return 80 + q;
+    }
+    for (int q = 0; q < RANKS; q++) {
+        int32_t note[3] = {-1, -1, -1};
+        if (q != r && c->ops->recv(c, note, sizeof note, q) != ZT_OK) return 84 + q;
+        if (q != r && (note[0] != q || note[1] != r || note[2] != 42)) return 88 + q;
+    }
+    enum { BIG = 1 << 18 };
+    float *big = malloc(BIG * sizeof *big);
+    int code = 0;
+    if (r > 0 && c->ops->recv(c, big, BIG * sizeof *big, r - 1) != ZT_OK) code = 92;
+    for (int i = 0; r > 0 && code == 0 && i < BIG; i++)
+        if (big[i] != (float)(r - 1) + (float)i) code = 93;
+    for (int i = 0; i < BIG; i++)
+        big[i] = (float)r + (float)i;
+    if (code == 0 && r + 1 < RANKS && c->ops->send(c, big, BIG * sizeof *big, r + 1) != ZT_OK)
+        code = 94;
+    free(big);
+    if (code == 0 && c->ops->send(c, &code, sizeof code, r) != ZT_ERR_INVALID_ARG) code = 95;
+    if (code) fprintf(stderr, "rank %d: point to point: %s\n", r, zt_last_error());
+    return code;
+}
+
 typedef enum { HEALTHY, ONE_EXITS, ONE_HANGS, MISMATCH } scenario;
 
 static int run_rank(int rank, int port, scenario what, double timeout) {
@@ -63,6 +93,7 @@ static int run_rank(int rank, int port, scenario what, double timeout) {
     int code = 0;
     if (what == HEALTHY) {
         code = collectives(c);
+        if (code == 0) code = point_to_point(c);
     } else if (what == ONE_EXITS || what == ONE_HANGS) {
         if (rank == 2) {
             if (what == ONE_HANGS) sleep(30);
@@ -122,7 +153,8 @@ static int run_all(scenario what, double timeout, double *seconds) {
 
 int main(void) {
     double took = 0;
-    ZT_CHECK(run_all(HEALTHY, 20.0, &took) == 0, "all-gathers, broadcasts from every root");
+    ZT_CHECK(run_all(HEALTHY, 20.0, &took) == 0,
+             "all-gathers, broadcasts from every root, point-to-point messages");
     ZT_CHECK(run_all(ONE_EXITS, 20.0, &took) == 0, "a rank that exits is named");
     ZT_CHECK(run_all(ONE_HANGS, 2.0, &took) == 0 && took < 20.0,
              "a rank that hangs is caught by the timeout (took %.1f s)", took);

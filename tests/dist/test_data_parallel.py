@@ -1,7 +1,7 @@
 """Data parallel under mpirun (docs/distributed.md): N CPU ranks train bit-identically to one
 process with the same global batch (--batch-invariant), whatever N and however the batch splits;
-a run resumes under another rank count; a rank killed with SIGKILL ends the whole job within 60 s
-and the snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
+a run resumes under another rank count; a rank killed with SIGKILL, or stopped with SIGSTOP (a
+hang, caught by --comm-timeout), ends the whole job within 60 s and the snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
 argv: ZOTUNE MPIRUN FIXTURES_DIR DEMO_DIR"""
 import filecmp
 import os
@@ -192,6 +192,49 @@ def main():
     rc, err = train(out, args + ["--resume"])
     check(rc == 0 and same_run(ref, out),
           f"kill: resumed in one process, equal to the uninterrupted run (rc {rc}) "
+          f"{err.strip()[-300:]}")
+    # A rank that hangs (SIGSTOP: alive, silent) ends the job after --comm-timeout: rank 0 names
+    # it, every rank exits non-zero within 60 s, and the snapshot resumes in one process.
+    out = os.path.join(tmp, "hang")
+    cmd = [MPIRUN, "-np", "3"] + MPI_ARGS + [ZOTUNE, "train", "--output", out, "--threads", "1",
+                                            "--quiet", "--comm-timeout", "5"] + args
+    job = subprocess.Popen(cmd, env=MPI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while log_lines(out) < 14 and time.time() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    ranks = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "zotune"], stdout=subprocess.PIPE,
+                           text=True).stdout.split()
+    check(len(ranks) == 3, f"hang: found the 3 ranks ({ranks})")
+    victim = ranks[-1] if ranks else None
+    victim_rank = None
+    if victim:
+        with open(f"/proc/{victim}/environ", "rb") as f:
+            env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        victim_rank = int(env[b"OMPI_COMM_WORLD_RANK"])
+        os.kill(int(victim), signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        _, err = job.communicate(timeout=90)
+        rc = job.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        _, err = job.communicate()
+        rc = None
+    took = time.time() - stopped_at
+    try:  # mpirun ends its ranks; this one only if it did not
+        os.kill(int(victim), signal.SIGKILL)
+    except (ProcessLookupError, TypeError):
+        pass
+    check(rc not in (None, 0) and 5 < took < 60,
+          f"hang: the job ended within 60 s of a rank's SIGSTOP, after --comm-timeout 5 "
+          f"(rc {rc}, {took:.1f} s)")
+    named = f"no word from rank {victim_rank} within 5 s (--comm-timeout)"
+    check(victim_rank not in (None, 0) and named in err,
+          f"hang: rank 0 names the hung rank {victim_rank} ({named!r}) {err.strip()[-400:]}")
+    rc, err = train(out, args + ["--resume"])
+    check(rc == 0 and same_run(ref, out),
+          f"hang: resumed in one process, equal to the uninterrupted run (rc {rc}) "
           f"{err.strip()[-300:]}")
     # A one-process run stopped by SIGTERM (it saves and exits 130) goes on over 2 ranks.
     out2 = os.path.join(tmp, "grow")

@@ -61,7 +61,7 @@ static void test_reduce(void) {
     }
     /* one rank of one: the communicator's all-gather is the identity */
     zt_comm *single = NULL;
-    ZT_CHECK(zt_comm_create("single", 60.0, &single) == ZT_OK, "%s", zt_last_error());
+    ZT_CHECK(zt_comm_create("single", 0, 60.0, &single) == ZT_OK, "%s", zt_last_error());
     double again[K];
     ZT_CHECK(zt_dp_reduce_losses(single, 1, K, N, value, weight, again) == ZT_OK, "%s",
              zt_last_error());
@@ -105,20 +105,29 @@ static void test_lm_contributions(void) {
 
 static void test_comm_choice(void) {
     zt_comm *c = NULL;
-    ZT_CHECK(zt_comm_create("ring", 60.0, &c) == ZT_ERR_INVALID_ARG && c == NULL, "unknown kind");
+    ZT_CHECK(zt_comm_create("ring", 0, 60.0, &c) == ZT_ERR_INVALID_ARG && c == NULL,
+             "unknown kind");
     ZT_CHECK(strstr(zt_last_error(), "--comm ring") != NULL, "%s", zt_last_error());
     setenv("WORLD_SIZE", "4", 1);
     unsetenv("MASTER_ADDR");
-    ZT_CHECK(zt_comm_create("auto", 60.0, &c) == ZT_ERR_INVALID_ARG && c == NULL,
+    ZT_CHECK(zt_comm_create("auto", 0, 60.0, &c) == ZT_ERR_INVALID_ARG && c == NULL,
              "a torchrun-style launch without its variables is refused, not run as 4 copies");
     ZT_CHECK(strstr(zt_last_error(), "is not set") != NULL, "%s", zt_last_error());
-    ZT_CHECK(zt_comm_create("single", 60.0, &c) == ZT_OK && c->size == 1,
+    ZT_CHECK(zt_comm_create("single", 0, 60.0, &c) == ZT_OK && c->size == 1,
              "single is always possible");
     zt_comm_destroy(c);
     unsetenv("WORLD_SIZE");
-    ZT_CHECK(zt_comm_create("auto", 60.0, &c) == ZT_OK && c->size == 1 && c->rank == 0,
+    ZT_CHECK(zt_comm_create("auto", 0, 60.0, &c) == ZT_OK && c->size == 1 && c->rank == 0,
              "no launcher: one process");
     zt_comm_destroy(c);
+    c = NULL;
+    ZT_CHECK(zt_comm_create("auto", 1, 60.0, &c) == ZT_OK && strcmp(c->ops->name, "single") == 0,
+             "no launcher, --device cuda: one process, not NCCL");
+    zt_comm_destroy(c);
+    c = NULL;
+    ZT_CHECK(zt_comm_create("auto", 0, 0.0, &c) == ZT_ERR_INVALID_ARG && c == NULL &&
+                 strstr(zt_last_error(), "--comm-timeout"),
+             "a timeout of 0 is refused: %s", zt_last_error());
 }
 
 /* P virtual ranks in one process: a first pass records what each rank sends (its all-gather
@@ -139,7 +148,7 @@ static zt_status virtual_allgather(zt_comm *c, const void *send, size_t bytes, v
     return ZT_OK;
 }
 
-static const zt_comm_ops virtual_ops = {"virtual", virtual_allgather, NULL, NULL, NULL, NULL};
+static const zt_comm_ops virtual_ops = {.name = "virtual", .allgather = virtual_allgather};
 
 /* K variants over B examples, P ranks in G groups: every rank's losses equal the plain loop over
  * all examples in order, and each rank held exactly its layout's share. */
@@ -160,7 +169,7 @@ static void test_groups(int K, int B, int P, int G) {
     for (int pass = 0; pass < 2; pass++) {
         replaying = pass;
         for (int rank = 0; rank < P; rank++) {
-            zt_comm c = {&virtual_ops, rank, P, rank, NULL};
+            zt_comm c = {.ops = &virtual_ops, .rank = rank, .size = P, .local_rank = rank};
             zt_dp_layout me;
             ZT_CHECK(zt_dp_layout_of(&c, G, K, B, &me) == ZT_OK, "%s", zt_last_error());
             double mine_v[MAXK * MAXB], mine_w[MAXK * MAXB];
@@ -197,7 +206,7 @@ int main(void) {
     test_groups(1, 9, 4, 2); /* a group without variants still takes part */
     test_groups(6, 3, 6, 2);
     {
-        zt_comm c = {&virtual_ops, 0, 6, 0, NULL};
+        zt_comm c = {.ops = &virtual_ops, .rank = 0, .size = 6, .local_rank = 0};
         zt_dp_layout me;
         ZT_CHECK(zt_dp_layout_of(&c, 4, 4, 8, &me) == ZT_ERR_INVALID_ARG, "4 groups of 6 ranks");
         ZT_CHECK(zt_dp_layout_of(&c, 3, 5, 7, &me) == ZT_OK && me.group == 0 &&
