@@ -12,10 +12,14 @@ int zt_cmd_replay(int argc, char **argv) {
     const char *device = "cpu";
     int threads = 0;
     const char *inputs[3] = {NULL, NULL, NULL}; /* base, step log, output */
+    const char *adapter = NULL;
     const zt_arg_option options[] = {
         {"model", ZT_ARG_STRING, &inputs[0], "DIR", "base model (or the first positional)"},
         {"log", ZT_ARG_STRING, &inputs[1], "FILE", "step log (or the second positional)"},
         {"output", ZT_ARG_STRING, &inputs[2], "DIR", "where to write (or the third positional)"},
+        {"adapter", ZT_ARG_STRING, &adapter, "DIR",
+         "the adapter a --peft run continued from (train --adapter DIR): checked against the "
+         "fingerprint its log records"},
         {"device", ZT_ARG_STRING, &device, "DEV", "cpu (default) or cuda[:N]"},
         {"threads", ZT_ARG_THREADS, &threads, "N", ZT_THREADS_HELP},
     };
@@ -38,7 +42,7 @@ int zt_cmd_replay(int argc, char **argv) {
         ZT_ARGS_OK)
         return 2;
     int n = 0;
-    zt_status s = zt_replay(inputs[0], inputs[1], inputs[2], device, threads, &n);
+    zt_status s = zt_replay_adapted(inputs[0], adapter, inputs[1], inputs[2], device, threads, &n);
     if (s != ZT_OK) return zt_cli_report("replay", s);
     fprintf(stderr, "replayed %d steps into %s\n", n, inputs[2]);
     return 0;

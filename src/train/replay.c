@@ -14,66 +14,78 @@
 #include "prompt.h"
 #include "model.h"
 #include "prefix.h"
+#include "train/train_run.h"
 #include "train/trainable.h"
 #include "zo/engine.h"
 #include "zo/steplog.h"
 
-/* The adapter the run started from (--adapter), which the log does not hold. */
-static zt_status refuse_adapter(const zt_steplog_header *h, const char *log_path) {
+/* The adapter the run started from (--adapter): the log holds only its fingerprint, so replay
+ * needs the directory (adapter_dir) and checks it against that fingerprint once loaded. */
+static zt_status check_adapter(const zt_steplog_header *h, const char *log_path,
+                               const char *adapter_dir) {
     const char *adapter = zt_steplog_run_value(h, "--adapter");
-    if (adapter && strcmp(adapter, "none") != 0)
+    const int started_from_one = adapter && strcmp(adapter, "none") != 0;
+    if (started_from_one && !adapter_dir)
         return zt_fail(ZT_ERR_UNAVAILABLE,
                        "%s: the run started from --adapter (fingerprint %s), which the log does "
-                       "not hold; its adapters are in its output directory",
+                       "not hold: pass that adapter's directory with --adapter DIR",
                        log_path, adapter);
+    if (!started_from_one && adapter_dir)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--adapter %s: the run of %s did not start from an adapter (its adapters "
+                       "start from the run seed)",
+                       adapter_dir, log_path);
     return ZT_OK;
 }
 
 /* The prompt-tuning configuration the log's header records. */
 static zt_status logged_prompt(const zt_steplog_header *h, const char *log_path,
-                               zt_prompt_options *prompt) {
+                               const char *adapter_dir, zt_prompt_options *prompt) {
     const char *n = zt_steplog_run_value(h, "--num-virtual-tokens");
     if (!n || atoi(n) <= 0)
         return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft prompt lacks --num-virtual-tokens",
                        log_path);
-    ZT_TRY(refuse_adapter(h, log_path));
+    ZT_TRY(check_adapter(h, log_path, adapter_dir));
     zt_prompt_options_default(prompt);
     prompt->n_virtual = atoi(n);
     prompt->init_seed = zt_prompt_init_seed(h->run_seed);
+    prompt->adapter_dir = adapter_dir;
     return ZT_OK;
 }
 
 /* The prefix-tuning configuration the log's header records. */
 static zt_status logged_prefix(const zt_steplog_header *h, const char *log_path,
-                               zt_prefix_options *prefix) {
+                               const char *adapter_dir, zt_prefix_options *prefix) {
     const char *n = zt_steplog_run_value(h, "--num-prefix");
     if (!n || atoi(n) <= 0)
         return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft prefix lacks --num-prefix",
                        log_path);
-    ZT_TRY(refuse_adapter(h, log_path));
+    ZT_TRY(check_adapter(h, log_path, adapter_dir));
     zt_prefix_options_default(prefix);
     prefix->n_prefix = atoi(n);
     prefix->init_seed = zt_prefix_init_seed(h->run_seed);
+    prefix->adapter_dir = adapter_dir;
     return ZT_OK;
 }
 
 /* The adapters the log's header records (peft's members NULL for a run without them). A run
  * started from --adapter needs that adapter, which the log does not hold. */
 static zt_status logged_peft(const zt_steplog_header *h, const char *log_path,
-                             zt_lora_options *lora, zt_prompt_options *prompt,
-                             zt_prefix_options *prefix, zt_peft_options *peft) {
+                             const char *adapter_dir, zt_lora_options *lora,
+                             zt_prompt_options *prompt, zt_prefix_options *prefix,
+                             zt_peft_options *peft) {
     peft->lora = NULL;
     peft->prompt = NULL;
     peft->prefix = NULL;
     const char *kind = zt_steplog_run_value(h, "--peft");
-    if (!kind || strcmp(kind, "none") == 0) return ZT_OK;
+    if (!kind || strcmp(kind, "none") == 0) return check_adapter(h, log_path, adapter_dir);
     if (strcmp(kind, "prefix") == 0) {
-        ZT_TRY(logged_prefix(h, log_path, prefix));
+        ZT_TRY(logged_prefix(h, log_path, adapter_dir, prefix));
         peft->prefix = prefix;
         return ZT_OK;
     }
     if (strcmp(kind, "prompt") == 0) {
-        ZT_TRY(logged_prompt(h, log_path, prompt));
+        ZT_TRY(logged_prompt(h, log_path, adapter_dir, prompt));
         peft->prompt = prompt;
         return ZT_OK;
     }
@@ -84,18 +96,24 @@ static zt_status logged_peft(const zt_steplog_header *h, const char *log_path,
         strlen(targets) >= sizeof lora->targets)
         return zt_fail(ZT_ERR_FORMAT, "%s: the header's --peft %s lacks its LoRA options", log_path,
                        kind);
-    ZT_TRY(refuse_adapter(h, log_path));
+    ZT_TRY(check_adapter(h, log_path, adapter_dir));
     zt_lora_options_default(lora);
     lora->rank = atoi(rank);
     lora->alpha = strtod(alpha, NULL);
     snprintf(lora->targets, sizeof lora->targets, "%s", targets);
     lora->init_seed = zt_lora_init_seed(h->run_seed);
+    lora->adapter_dir = adapter_dir;
     peft->lora = lora;
     return ZT_OK;
 }
 
 zt_status zt_replay(const char *base, const char *log_path, const char *out, const char *device,
                     int threads, int *n_applied) {
+    return zt_replay_adapted(base, NULL, log_path, out, device, threads, n_applied);
+}
+
+zt_status zt_replay_adapted(const char *base, const char *adapter_dir, const char *log_path,
+                            const char *out, const char *device, int threads, int *n_applied) {
     const char *inputs[] = {base, log_path};
     const char *input_options[] = {"BASE_DIR", "STEPLOG"};
     ZT_TRY(zt_check_output_apart(out, "OUT_DIR", inputs, input_options, 2));
@@ -114,8 +132,20 @@ zt_status zt_replay(const char *base, const char *log_path, const char *out, con
     zt_prompt_options prompt;
     zt_prefix_options prefix;
     zt_peft_options peft = {NULL, NULL, NULL};
-    if (s == ZT_OK) s = logged_peft(&header, log_path, &lora, &prompt, &prefix, &peft);
+    if (s == ZT_OK) s = logged_peft(&header, log_path, adapter_dir, &lora, &prompt, &prefix, &peft);
     if (s == ZT_OK) s = zt_model_load_adapted(base, be, &peft, &model);
+    const char *adapter_fingerprint = zt_steplog_run_value(&header, "--adapter");
+    if (s == ZT_OK && adapter_dir) {
+        uint64_t loaded = 0;
+        char have[17];
+        s = zt_run_adapter_fingerprint(model, &loaded);
+        zt_fingerprint_hex(loaded, have);
+        if (s == ZT_OK && strcmp(have, adapter_fingerprint) != 0)
+            s = zt_fail(ZT_ERR_CONFLICT,
+                        "--adapter %s: its adapters (fingerprint %s) are not the ones %s started "
+                        "from (fingerprint %s)",
+                        adapter_dir, have, log_path, adapter_fingerprint);
+    }
     if (s == ZT_OK) {
         selected = zt_calloc((size_t)model->n_tensors, 1);
         if (!selected)

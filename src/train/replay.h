@@ -8,5 +8,9 @@
  * to out_dir. *n_steps receives the number of records applied. */
 zt_status zt_replay(const char *base_dir, const char *log_path, const char *out_dir,
                     const char *device, int threads, int *n_steps);
+/* The same for a run that started from --adapter: adapter_dir is that adapter, checked against
+ * the fingerprint the log's header records (NULL: the run must not have started from one). */
+zt_status zt_replay_adapted(const char *base_dir, const char *adapter_dir, const char *log_path,
+                            const char *out_dir, const char *device, int threads, int *n_steps);
 
 #endif

@@ -84,8 +84,10 @@ static int faulted_resume(fault_kind kind, long n, const char *prepared, const c
     zt_train_result res;
     configure(&o, work, STEPS);
     o.resume = 1;
-    if (kind == FAULT_ALLOC) zt_fault_arm_alloc(n);
-    else zt_fault_arm_write(n, kind == FAULT_ENOSPC ? ENOSPC : EIO, kind == FAULT_ENOSPC);
+    if (kind == FAULT_ALLOC)
+        zt_fault_arm_alloc(n);
+    else
+        zt_fault_arm_write(n, kind == FAULT_ENOSPC ? ENOSPC : EIO, kind == FAULT_ENOSPC);
     zt_status s = zt_train(&o, &res);
     int fired = zt_fault_fired();
     zt_fault_disarm();
@@ -140,7 +142,8 @@ static void check_first_error(const char *prepared, const char *work, const char
         if (!faulted_resume(FAULT_EIO, n, prepared, work, reference, error, sizeof error)) break;
         if (!strstr(error, "steplog.jsonl: appending step 1")) continue;
         faulted_resume(FAULT_ENOSPC, n, prepared, work, reference, error, sizeof error);
-        ZT_CHECK(strstr(error, "steplog.jsonl: appending step 1: No space left on device") == error ||
+        ZT_CHECK(strstr(error, "steplog.jsonl: appending step 1: No space left on device") ==
+                         error ||
                      strstr(error, "steplog.jsonl: appending step 1: No space left on device"),
                  "disk full at the append of step 2 reported as: %s", error);
         ZT_CHECK(strstr(error, "final save failed too") != NULL,
@@ -192,8 +195,7 @@ int main(void) {
     printf("fault injection over load -> step -> evaluation -> snapshot: %ld allocation sites "
            "(%ld runs failed), %ld write sites with ENOSPC (%ld failed) and with EIO (%ld "
            "failed); every one resumed bit-identical\n",
-           allocations, failures[FAULT_ALLOC], writes, failures[FAULT_ENOSPC],
-           failures[FAULT_EIO]);
+           allocations, failures[FAULT_ALLOC], writes, failures[FAULT_ENOSPC], failures[FAULT_EIO]);
     check_first_error(prepared, work, reference);
 
     make_temp_dir(longer, sizeof longer, "faults_longer");

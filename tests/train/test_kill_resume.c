@@ -37,7 +37,8 @@ static pid_t start_training(const char *out, int resume) {
 static int interrupt_at(const char *out, int lines, int signo) {
     pid_t pid = start_training(out, 0);
     struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && steplog_lines(out) < lines; spins++) nanosleep(&nap, NULL);
+    for (int spins = 0; spins < 600000 && steplog_lines(out) < lines; spins++)
+        nanosleep(&nap, NULL);
     kill(pid, signo);
     return wait_exit(pid);
 }
@@ -82,7 +83,8 @@ static void check_saved_at_stop(const char *out, int logged_steps) {
 static pid_t check_second_writer(const char *out) {
     pid_t first = start_training(out, 0);
     struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && steplog_lines(out) < 50; spins++) nanosleep(&nap, NULL);
+    for (int spins = 0; spins < 600000 && steplog_lines(out) < 50; spins++)
+        nanosleep(&nap, NULL);
     char model[1024], data[1024], cmd[4096], printed[4096] = "";
     fixture_path(model, sizeof model, "opt-pre-bf16", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
@@ -130,7 +132,8 @@ int main(int argc, char **argv) {
     /* the SIGKILL run first meets a second writer, then dies holding its lock */
     pid_t writer = check_second_writer(killed);
     struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && steplog_lines(killed) < 700; spins++) nanosleep(&nap, NULL);
+    for (int spins = 0; spins < 600000 && steplog_lines(killed) < 700; spins++)
+        nanosleep(&nap, NULL);
     kill(writer, SIGKILL);
     rc = wait_exit(writer);
     int done_at_kill = steplog_lines(killed) - 1;

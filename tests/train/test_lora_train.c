@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/replay.h"
+#include "peft_train_util.h"
 #include "train_util.h"
 #include "zt_test.h"
 
@@ -48,15 +49,6 @@ static double mean(const double *x, int n) {
 }
 
 /* Byte equality of two files. */
-static int same_file(const char *a, const char *b) {
-    char cmd[2600], out[64];
-    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
-    return zt_test_run(cmd, out, sizeof out) == 0;
-}
-
-static void adapter_path(char *buf, size_t size, const char *dir) {
-    snprintf(buf, size, "%s/adapter_model.safetensors", dir);
-}
 
 static void check_lowers_loss(void) {
     static const struct {
@@ -170,9 +162,9 @@ static void check_kill_resume(const char *optimizer) {
 }
 
 /* --adapter: training continues from a peft adapter; its fingerprint is in the log, which replay
- * cannot rebuild alone. */
+ * needs beside the log (--adapter). */
 static void check_continue_from_adapter(void) {
-    char adapter[1024], out[256], args[2048], printed[4096], log[1200], replayed[256];
+    char adapter[1024], out[256], args[2048], printed[4096];
     fixture_path(adapter, sizeof adapter, "opt-pre-lora", NULL);
     make_temp_dir(out, sizeof out, "lora_cont");
     snprintf(args, sizeof args,
@@ -184,16 +176,10 @@ static void check_continue_from_adapter(void) {
     ZT_CHECK(read_losses(out, losses, 8) == 5 && losses[0] > 7.5,
              "--adapter: first loss %.3f (the fixture adapter's loss on this task is about 8)",
              losses[0]);
-    snprintf(log, sizeof log, "%s/steplog.jsonl", out);
-    make_temp_dir(replayed, sizeof replayed, "lora_cont_replay");
-    int n = 0;
-    ZT_CHECK(zt_replay(model, log, replayed, "cpu", 1, &n) == ZT_ERR_UNAVAILABLE &&
-                 strstr(zt_last_error(), "--adapter"),
-             "replay of an --adapter run: %s", zt_last_error());
+    check_replay_from_adapter(model, adapter, out, 5);
     snprintf(args, sizeof args, "--output %s/x --adapter %s --lora-rank 8", out, adapter);
     ZT_CHECK(run_zotune(args, printed, sizeof printed) == 2 && strstr(printed, "--lora-rank"),
              "--adapter with another rank: %s", printed);
-    remove_run_dir(replayed);
     remove_run_dir(out);
 }
 
@@ -226,6 +212,8 @@ int main(int argc, char **argv) {
     check_lowers_loss();
     check_kill_resume("zo-adamm");
     check_kill_resume("adamw");
+    check_every_optimizer_with("--peft lora --lora-rank 4", "--lr 1e-3 --eps 1e-2", run_zotune,
+                               read_losses);
     check_continue_from_adapter();
     check_refusals();
     return zt_test_finish("test_lora_train");

@@ -10,7 +10,7 @@ typedef struct case_spec {
     const char *optimizer;
     double lr, eps;
     int directions;
-    double eta_b; /* AS2P; 0 = default */
+    double eta_b;    /* AS2P; 0 = default */
     double min_drop; /* required decrease of the dev loss, nats */
 } case_spec;
 

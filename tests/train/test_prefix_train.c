@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/replay.h"
+#include "peft_train_util.h"
 #include "train_util.h"
 #include "zt_test.h"
 
@@ -51,15 +52,6 @@ static double mean(const double *x, int n) {
 }
 
 /* Byte equality of two files. */
-static int same_file(const char *a, const char *b) {
-    char cmd[2600], out[64];
-    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
-    return zt_test_run(cmd, out, sizeof out) == 0;
-}
-
-static void adapter_path(char *buf, size_t size, const char *dir) {
-    snprintf(buf, size, "%s/adapter_model.safetensors", dir);
-}
 
 static void check_lowers_loss(void) {
     static const struct {
@@ -109,38 +101,6 @@ static void check_lowers_loss(void) {
         }
         remove_run_dir(out);
     }
-}
-
-/* Every optimizer, ZO and first-order, runs with prefixes in both modes, and in-place
- * perturbation logs the losses shadow staging logs (to f32 rounding: restoring in place is not
- * exact). */
-static void check_every_optimizer(void) {
-    static const char *const optimizers[] = {"mezo",    "zo-sgd-fd",  "zo-sgd-sign", "zo-signsgd",
-                                             "ga-sign", "zo-sgd-mmt", "zo-adamm",    "stp",
-                                             "s2p",     "as2p",       "as2p-sign",   "sgd",
-                                             "signsgd", "adam",       "adamw",       "adamm"};
-    enum { STEPS = 10 };
-    for (size_t i = 0; i < sizeof optimizers / sizeof optimizers[0]; i++) {
-        double losses[2][STEPS];
-        for (int inplace = 0; inplace < 2; inplace++) {
-            char out[256], args[2048], printed[4096];
-            make_temp_dir(out, sizeof out, "prefix_opt");
-            snprintf(args, sizeof args,
-                     "--output %s --peft prefix --num-prefix 3 --steps %d --batch-size 4 "
-                     "--optimizer %s --lr 1e-2 --eps 1e-1 --mode %s",
-                     out, STEPS, optimizers[i], inplace ? "inplace" : "shadow");
-            ZT_CHECK(run_zotune(args, printed, sizeof printed) == 0, "%s: %s", args, printed);
-            ZT_CHECK(read_losses(out, losses[inplace], STEPS) == STEPS, "%s: logged steps", args);
-            remove_run_dir(out);
-        }
-        double worst = 0;
-        for (int j = 0; j < STEPS; j++)
-            worst = fmax(worst, fabs(losses[1][j] - losses[0][j]) / fabs(losses[0][j]));
-        ZT_CHECK(worst <= 1e-5, "%s: in place vs shadow losses differ by %.3g relative",
-                 optimizers[i], worst);
-    }
-    printf("  every optimizer (%zu) with prefixes, shadow and in place: losses agree\n",
-           sizeof optimizers / sizeof optimizers[0]);
 }
 
 enum { KILL_STEPS = 1500 };
@@ -203,10 +163,10 @@ static void check_kill_resume(const char *optimizer) {
     remove_run_dir(killed);
 }
 
-/* --adapter: training continues from a prefix adapter; its fingerprint is in the log, which
- * replay cannot rebuild alone. */
+/* --adapter: training continues from a prefix adapter; its fingerprint is in the log, which replay
+ * needs beside the log (--adapter). */
 static void check_continue_from_adapter(void) {
-    char adapter[1024], out[256], args[2048], printed[4096], log[1200], replayed[256];
+    char adapter[1024], out[256], args[2048], printed[4096];
     fixture_path(adapter, sizeof adapter, "opt-pre-prefix", NULL);
     make_temp_dir(out, sizeof out, "prefix_cont");
     snprintf(args, sizeof args,
@@ -227,16 +187,10 @@ static void check_continue_from_adapter(void) {
                  fabs(losses[0] - fresh_losses[0]) > 1e-3,
              "--adapter: first loss %.4f equals the fresh prefixes' %.4f", losses[0],
              fresh_losses[0]);
-    snprintf(log, sizeof log, "%s/steplog.jsonl", out);
-    make_temp_dir(replayed, sizeof replayed, "prefix_cont_replay");
-    int n = 0;
-    ZT_CHECK(zt_replay(model, log, replayed, "cpu", 1, &n) == ZT_ERR_UNAVAILABLE &&
-                 strstr(zt_last_error(), "--adapter"),
-             "replay of an --adapter run: %s", zt_last_error());
+    check_replay_from_adapter(model, adapter, out, 5);
     snprintf(args, sizeof args, "--output %s/x --adapter %s --num-prefix 3", out, adapter);
     ZT_CHECK(run_zotune(args, printed, sizeof printed) == 2 && strstr(printed, "--num-prefix"),
              "--adapter with another prefix length: %s", printed);
-    remove_run_dir(replayed);
     remove_run_dir(fresh);
     remove_run_dir(out);
 }
@@ -267,7 +221,8 @@ int main(int argc, char **argv) {
     fixture_path(model, sizeof model, "opt-pre", NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
     check_lowers_loss();
-    check_every_optimizer();
+    check_every_optimizer_with("--peft prefix --num-prefix 3", "--lr 1e-2 --eps 1e-1", run_zotune,
+                               read_losses);
     check_kill_resume("mezo");
     check_kill_resume("adamw");
     check_continue_from_adapter();

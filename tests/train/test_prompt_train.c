@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/replay.h"
+#include "peft_train_util.h"
 #include "train_util.h"
 #include "zt_test.h"
 
@@ -49,15 +50,6 @@ static double mean(const double *x, int n) {
 }
 
 /* Byte equality of two files. */
-static int same_file(const char *a, const char *b) {
-    char cmd[2600], out[64];
-    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
-    return zt_test_run(cmd, out, sizeof out) == 0;
-}
-
-static void adapter_path(char *buf, size_t size, const char *dir) {
-    snprintf(buf, size, "%s/adapter_model.safetensors", dir);
-}
 
 static void check_lowers_loss(void) {
     static const struct {
@@ -171,9 +163,9 @@ static void check_kill_resume(const char *optimizer) {
 }
 
 /* --adapter: training continues from a peft prompt adapter (the fixture's, whose loss on this
- * task the first step shows); its fingerprint is in the log, which replay cannot rebuild alone. */
+ * task the first step shows); its fingerprint is in the log, and replay needs it (--adapter). */
 static void check_continue_from_adapter(void) {
-    char adapter[1024], out[256], args[2048], printed[4096], log[1200], replayed[256];
+    char adapter[1024], out[256], args[2048], printed[4096];
     fixture_path(adapter, sizeof adapter, "opt-pre-prompt", NULL);
     make_temp_dir(out, sizeof out, "prompt_cont");
     snprintf(args, sizeof args,
@@ -186,12 +178,7 @@ static void check_continue_from_adapter(void) {
     char config[1200];
     snprintf(config, sizeof config, "%s/adapter_config.json", out);
     ZT_CHECK(access(config, R_OK) == 0, "--adapter: no adapter_config.json written");
-    snprintf(log, sizeof log, "%s/steplog.jsonl", out);
-    make_temp_dir(replayed, sizeof replayed, "prompt_cont_replay");
-    int n = 0;
-    ZT_CHECK(zt_replay(model, log, replayed, "cpu", 1, &n) == ZT_ERR_UNAVAILABLE &&
-                 strstr(zt_last_error(), "--adapter"),
-             "replay of an --adapter run: %s", zt_last_error());
+    check_replay_from_adapter(model, adapter, out, 5);
     snprintf(args, sizeof args, "--output %s/x --adapter %s --num-virtual-tokens 5", out, adapter);
     ZT_CHECK(run_zotune(args, printed, sizeof printed) == 2 &&
                  strstr(printed, "--num-virtual-tokens"),
@@ -199,7 +186,6 @@ static void check_continue_from_adapter(void) {
     snprintf(args, sizeof args, "--output %s/y --adapter %s --peft lora", out, adapter);
     ZT_CHECK(run_zotune(args, printed, sizeof printed) == 2 && strstr(printed, "prompt-tuning"),
              "--peft lora with a prompt adapter: %s", printed);
-    remove_run_dir(replayed);
     remove_run_dir(out);
 }
 
@@ -245,6 +231,8 @@ int main(int argc, char **argv) {
     check_lowers_loss();
     check_kill_resume("zo-adamm");
     check_kill_resume("adamw");
+    check_every_optimizer_with("--peft prompt --num-virtual-tokens 4", "--lr 1e-2 --eps 1e-2",
+                               run_zotune, read_losses);
     check_continue_from_adapter();
     check_refusals();
     check_merge_refused();

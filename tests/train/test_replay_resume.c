@@ -126,7 +126,8 @@ static void long_replay(const char *fixture, const char *optimizer) {
     ZT_CHECK(n == LONG_STEPS, "replayed %d records", n);
     snprintf(what, sizeof what, "%s %s %d-step cosine replay", fixture, optimizer, LONG_STEPS);
     check_same(what, full, replayed);
-    printf("%-13s %-9s %d steps, cosine lr: replay bit-identical\n", fixture, optimizer, LONG_STEPS);
+    printf("%-13s %-9s %d steps, cosine lr: replay bit-identical\n", fixture, optimizer,
+           LONG_STEPS);
     remove_run_dir(full);
     remove_run_dir(replayed);
 }

@@ -68,8 +68,9 @@ static void compare_losses(const char *shadow_dir, const char *inplace_dir, doub
             double rel = fabs(ra[s].losses[k] - rb[s].losses[k]) / fabs(ra[s].losses[k]);
             if (rel > worst) worst = rel;
         }
-    ZT_CHECK(worst <= rel_tol, "in-place losses differ from shadow losses by %.3g relative (bound %g)",
-             worst, rel_tol);
+    ZT_CHECK(worst <= rel_tol,
+             "in-place losses differ from shadow losses by %.3g relative (bound %g)", worst,
+             rel_tol);
     printf("opt-pre       in-place vs shadow losses over %d steps: worst relative difference %.3g "
            "(bound %g)\n",
            STEPS, worst, rel_tol);
@@ -110,8 +111,7 @@ int main(void) {
                100.0 * (double)inplace.changed / (double)inplace.elements, inplace.max_abs);
         /* In half precision the in-place round trip cannot be exact for all 34k weights over
          * 200 steps; if it were, this test would not be measuring anything. */
-        if (i > 0)
-            ZT_CHECK(inplace.changed > 0, "%s inplace: no drift measured", fixtures[i]);
+        if (i > 0) ZT_CHECK(inplace.changed > 0, "%s inplace: no drift measured", fixtures[i]);
         if (i == 0) {
             char model_dir[1024];
             fixture_path(model_dir, sizeof model_dir, fixtures[i], NULL);

@@ -123,7 +123,8 @@ static inline char *read_without_timing(const char *path) {
     for (const char *c = text; *c;) {
         if (strncmp(c, ",\"elapsed_s\":", 13) == 0) {
             c += 13;
-            while (*c && *c != '}' && *c != ',') c++;
+            while (*c && *c != '}' && *c != ',')
+                c++;
             continue;
         }
         *w++ = *c++;
