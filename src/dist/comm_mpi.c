@@ -131,24 +131,59 @@ static zt_status check_count(size_t bytes, const char *what) {
     return ZT_OK;
 }
 
+/* The bytes a call hands MPI: a copy the communicator allocates per call, never the caller's
+ * buffer. A call that times out leaves its request pending, and MPI may still read the send side
+ * or write the receive side whenever the late rank arrives; so a timed-out call's copy is
+ * abandoned (the job is ending), never freed, and the caller's buffers are free to go. */
+static zt_status staged(void **out, size_t bytes, const char *what) {
+    *out = malloc(bytes ? bytes : 1);
+    return *out ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "%s: staging %zu bytes", what, bytes);
+}
+
+/* Waits for req; on success copies n bytes of the staging area out to `to` (when not NULL) and
+ * frees it; on failure abandons it (above). */
+static zt_status finish(zt_comm *c, MPI_Request *req, const char *what, void *stage,
+                        const void *from, void *to, size_t n) {
+    const zt_status s = mpi_wait(c, req, what);
+    if (s != ZT_OK) return s;
+    if (to) memcpy(to, from, n);
+    free(stage);
+    return ZT_OK;
+}
+
 static zt_status mpi_allgather(zt_comm *c, const void *send, size_t bytes, void *recv) {
     ZT_TRY(check_count(bytes, "all-gather"));
+    const size_t gathered = bytes * (size_t)c->size;
+    char *stage = NULL;
+    ZT_TRY(staged((void **)&stage, bytes + gathered, "all-gather"));
+    memcpy(stage, send, bytes);
     MPI_Request req;
-    ZT_TRY(mpi_check(c,
-                     MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                                    MPI_COMM_WORLD, &req),
-                     "all-gather"));
-    return mpi_wait(c, &req, "all-gather");
+    const zt_status s = mpi_check(c,
+                                  MPI_Iallgather(stage, (int)bytes, MPI_BYTE, stage + bytes,
+                                                 (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req),
+                                  "all-gather");
+    if (s != ZT_OK) {
+        free(stage);
+        return s;
+    }
+    return finish(c, &req, "all-gather", stage, stage + bytes, recv, gathered);
 }
 
 static zt_status mpi_broadcast(zt_comm *c, void *buf, size_t bytes, int root) {
     ZT_TRY(check_count(bytes, "broadcast"));
     if (root < 0 || root >= c->size)
         return zt_fail(ZT_ERR_INVALID_ARG, "broadcast from rank %d of %d", root, c->size);
+    void *stage = NULL;
+    ZT_TRY(staged(&stage, bytes, "broadcast"));
+    if (c->rank == root) memcpy(stage, buf, bytes);
     MPI_Request req;
-    ZT_TRY(mpi_check(c, MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, &req),
-                     "broadcast"));
-    return mpi_wait(c, &req, "broadcast");
+    const zt_status s = mpi_check(
+        c, MPI_Ibcast(stage, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, &req), "broadcast");
+    if (s != ZT_OK) {
+        free(stage);
+        return s;
+    }
+    return finish(c, &req, "broadcast", stage, stage, c->rank == root ? NULL : buf, bytes);
 }
 
 static zt_status mpi_barrier(zt_comm *c) {
@@ -167,19 +202,32 @@ static zt_status check_peer(const zt_comm *c, int peer, const char *what) {
 static zt_status mpi_send(zt_comm *c, const void *buf, size_t bytes, int peer) {
     ZT_TRY(check_count(bytes, "send"));
     ZT_TRY(check_peer(c, peer, "send to"));
+    void *stage = NULL;
+    ZT_TRY(staged(&stage, bytes, "send"));
+    memcpy(stage, buf, bytes);
     MPI_Request req;
-    ZT_TRY(mpi_check(c, MPI_Isend(buf, (int)bytes, MPI_BYTE, peer, P2P_TAG, MPI_COMM_WORLD, &req),
-                     "send"));
-    return mpi_wait(c, &req, "send");
+    const zt_status s = mpi_check(
+        c, MPI_Isend(stage, (int)bytes, MPI_BYTE, peer, P2P_TAG, MPI_COMM_WORLD, &req), "send");
+    if (s != ZT_OK) {
+        free(stage);
+        return s;
+    }
+    return finish(c, &req, "send", stage, NULL, NULL, 0);
 }
 
 static zt_status mpi_recv(zt_comm *c, void *buf, size_t bytes, int peer) {
     ZT_TRY(check_count(bytes, "receive"));
     ZT_TRY(check_peer(c, peer, "receive from"));
+    void *stage = NULL;
+    ZT_TRY(staged(&stage, bytes, "receive"));
     MPI_Request req;
-    ZT_TRY(mpi_check(c, MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, P2P_TAG, MPI_COMM_WORLD, &req),
-                     "receive"));
-    return mpi_wait(c, &req, "receive");
+    const zt_status s = mpi_check(
+        c, MPI_Irecv(stage, (int)bytes, MPI_BYTE, peer, P2P_TAG, MPI_COMM_WORLD, &req), "receive");
+    if (s != ZT_OK) {
+        free(stage);
+        return s;
+    }
+    return finish(c, &req, "receive", stage, stage, buf, bytes);
 }
 
 static void mpi_abort(zt_comm *c, int code) {
