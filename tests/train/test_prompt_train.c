@@ -15,42 +15,7 @@
 #include "train_util.h"
 #include "zt_test.h"
 
-static const char *zotune;
-static char model[1024], data[1024];
-
-static int run_zotune(const char *args, char *printed, size_t size) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s train --model %s --train %s --threads 1 --quiet %s 2>&1", zotune,
-             model, data, args);
-    return zt_test_run(cmd, printed, size);
-}
-
 /* The training losses of out/metrics.jsonl in step order; returns how many. */
-static int read_losses(const char *out, double *losses, int max) {
-    char path[1200], line[1024];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0;
-    while (n < max && fgets(line, sizeof line, f)) {
-        cJSON *o = cJSON_Parse(line);
-        const cJSON *loss = cJSON_GetObjectItem(o, "loss");
-        if (cJSON_IsNumber(loss)) losses[n++] = loss->valuedouble;
-        cJSON_Delete(o);
-    }
-    fclose(f);
-    return n;
-}
-
-static double mean(const double *x, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += x[i];
-    return s / n;
-}
-
-/* Byte equality of two files. */
-
 static void check_lowers_loss(void) {
     static const struct {
         const char *options;
@@ -102,64 +67,11 @@ static void check_lowers_loss(void) {
     }
 }
 
-enum { KILL_STEPS = 600 };
+static const char *const KILL_PEFT[] = {"--peft", "prompt", "--num-virtual-tokens", "4", NULL};
 
-static pid_t start_training(const char *out, int resume, const char *optimizer) {
-    char steps[16];
-    snprintf(steps, sizeof steps, "%d", KILL_STEPS);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        freopen("/dev/null", "w", stdout);
-        freopen("/dev/null", "w", stderr);
-        execl(zotune, zotune, "train", "--model", model, "--train", data, "--output", out,
-              "--steps", steps, "--batch-size", "4", "--lr", "1e-2", "--eps", "1e-2", "--threads",
-              "1", "--save-every", "50", "--peft", "prompt", "--num-virtual-tokens", "4",
-              "--optimizer", optimizer, "--quiet", resume ? "--resume" : "--quiet", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* SIGKILL mid-run (a torn log line or snapshot is possible), then --resume: the adapters and the
- * optimizer's state in the final snapshot equal an uninterrupted run's. A ZO run replays the log
- * past the snapshot; a first-order one makes those steps again. */
 static void check_kill_resume(const char *optimizer) {
-    char full[256], killed[256], a[1200], b[1200];
-    make_temp_dir(full, sizeof full, "prompt_full");
-    make_temp_dir(killed, sizeof killed, "prompt_kill");
-    ZT_CHECK(wait_exit(start_training(full, 0, optimizer)) == 0, "uninterrupted %s run failed",
-             optimizer);
-    pid_t pid = start_training(killed, 0, optimizer);
-    struct timespec nap = {0, 200000};
-    for (int spins = 0; spins < 600000 && steplog_lines(killed) < 230; spins++)
-        nanosleep(&nap, NULL);
-    kill(pid, SIGKILL);
-    const int rc = wait_exit(pid), done = steplog_lines(killed) - 1;
-    ZT_CHECK(rc == 128 + SIGKILL && done < KILL_STEPS, "SIGKILL: exit %d after %d steps", rc, done);
-    ZT_CHECK(wait_exit(start_training(killed, 1, optimizer)) == 0, "resume after SIGKILL failed");
-    adapter_path(a, sizeof a, full);
-    adapter_path(b, sizeof b, killed);
-    ZT_CHECK(same_file(a, b), "%s: SIGKILL after %d steps + resume: tables differ", optimizer,
-             done);
-    snprintf(a, sizeof a, "%s/snapshot/optimizer.safetensors", full);
-    snprintf(b, sizeof b, "%s/snapshot/optimizer.safetensors", killed);
-    ZT_CHECK(same_file(a, b), "%s: SIGKILL + resume: optimizer state differs", optimizer);
-    printf("  %s: SIGKILL after %d of %d steps + --resume: table and optimizer state "
-           "bit-identical\n",
-           optimizer, done, KILL_STEPS);
-
-    /* resuming with another number of virtual tokens is refused, naming the option */
-    char args[2048], printed[4096];
-    snprintf(args, sizeof args,
-             "--output %s --peft prompt --num-virtual-tokens 5 --optimizer %s --steps %d "
-             "--batch-size 4 --lr 1e-2 --eps 1e-2 --save-every 50 --resume",
-             killed, optimizer, KILL_STEPS);
-    const int refused = run_zotune(args, printed, sizeof printed);
-    ZT_CHECK(refused == 2 && strstr(printed, "--num-virtual-tokens"),
-             "resume with 5 virtual tokens: exit %d: %s", refused, printed);
-    remove_run_dir(full);
-    remove_run_dir(killed);
+    check_kill_resume_with(optimizer, KILL_PEFT, "1e-2", 600,
+                           "--peft prompt --num-virtual-tokens 5", "--num-virtual-tokens");
 }
 
 /* --adapter: training continues from a peft prompt adapter (the fixture's, whose loss on this
@@ -225,14 +137,11 @@ static void check_merge_refused(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) return 1;
-    zotune = argv[1];
-    fixture_path(model, sizeof model, "opt-pre", NULL);
-    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    peft_test_setup(argv[1]);
     check_lowers_loss();
     check_kill_resume("zo-adamm");
     check_kill_resume("adamw");
-    check_every_optimizer_with("--peft prompt --num-virtual-tokens 4", "--lr 1e-2 --eps 1e-2",
-                               run_zotune, read_losses);
+    check_every_optimizer_with("--peft prompt --num-virtual-tokens 4", "--lr 1e-2 --eps 1e-2");
     check_continue_from_adapter();
     check_refusals();
     check_merge_refused();
