@@ -140,10 +140,10 @@ zt_dtype zt_backend_stage_dtype(const zt_backend *be, zt_dtype stored) {
 }
 
 zt_status zt_backend_set_batch_invariant(zt_backend *be, int on) {
-    if (on && strcmp(be->ops->name, "cpu") != 0)
+    if (on && !be->offers_batch_invariance)
         return zt_fail(ZT_ERR_UNAVAILABLE,
-                       "backend '%s': batch-invariant GEMMs (what data-parallel runs need) are "
-                       "CPU-only in this version",
+                       "backend '%s' has no batch-invariant GEMMs (what data-parallel runs and "
+                       "--grad-accum need)",
                        be->ops->name);
     be->batch_invariant = on != 0;
     return ZT_OK;

@@ -409,8 +409,10 @@ struct zt_backend {
      * is in its batch, so that data-parallel ranks and one process agree bit for bit. BLAS
      * libraries give a row bits that depend on the matrix it sits in, so under batch_invariant
      * the model gives linear one sequence's rows at a time (gemm_row_block = T rows per GEMM in
-     * the body) and the head one target row at a time (gemm_row_block = 1). Only the CPU backend
-     * offers it. */
+     * the body) and the head one target row at a time (gemm_row_block = 1). A backend whose
+     * linear honours gemm_row_block (and whose other ops compute each row alone) sets
+     * offers_batch_invariance in its constructor: the CPU and CUDA backends. */
+    int offers_batch_invariance;
     int batch_invariant;
     int gemm_row_block; /* 0: one GEMM over all rows; R: consecutive blocks of R rows */
 };

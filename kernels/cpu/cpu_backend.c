@@ -236,6 +236,7 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
     /* 64 rows: sgemm is at its rate there already, and 64 x 50272 x 4 B = 12.9 MB of logits stay
      * in a server's last-level cache between the head's GEMM and target_logprobs. */
     cpu->base.head_chunk_rows = 64;
+    cpu->base.offers_batch_invariance = 1;
     *out = &cpu->base;
     return ZT_OK;
 }

@@ -451,6 +451,7 @@ extern "C" zt_status zt_cuda_backend_create(int device, zt_backend **out) {
     cb->base.ops = &cuda_ops;
     cb->base.impl = cb;
     cb->base.head_chunk_rows = ZT_CUDA_HEAD_CHUNK_ROWS;
+    cb->base.offers_batch_invariance = 1; /* linear.cu: one GEMM per row block */
     zt_status status = init(cb);
     if (status != ZT_OK) {
         release(cb);

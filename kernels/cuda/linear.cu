@@ -110,21 +110,35 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
         precision == ZT_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     void *operand = scratch ? scratch + plan.operand_offset : NULL;
 
+    /* Under batch invariance each GEMM holds one block of gemm_row_block rows (backend.h), so a
+     * row meets the same M, plan and algorithm whatever else its batch holds. */
+    const int block =
+        be->gemm_row_block > 0 && be->gemm_row_block < n_rows ? be->gemm_row_block : n_rows;
     if (plan.half_inputs) {
-        /* rows of activations at a time, rounded to the weight's dtype; the weight as stored */
-        for (size_t c = 0; c < plan.chunks.n_chunks; c++) {
-            const size_t first = zt_chunk_first(&plan.chunks, c);
-            const size_t rows = zt_chunk_rows(&plan.chunks, c);
-            const size_t n_elems = rows * (size_t)in_features;
-            ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, operand,
-                      w.dtype, in + first * (size_t)in_features, n_elems);
-            ZT_TRY(lt_matmul(cb, out + first * (size_t)out_features, operand, w.dtype, w.data,
-                             w.dtype, bias_f32, (int)rows, in_features, out_features, out_features,
-                             relu, CUBLAS_COMPUTE_32F));
+        /* rows of activations at a time, rounded to the weight's dtype; the weight as stored.
+         * Chunks split each block, by the block's own plan, so they depend on the block alone. */
+        for (int first_row = 0; first_row < n_rows; first_row += block) {
+            const int block_rows = n_rows - first_row < block ? n_rows - first_row : block;
+            const zt_linear_scratch block_plan =
+                block_rows == n_rows
+                    ? plan
+                    : zt_cuda_linear_scratch(precision, block_rows, in_features, out_features,
+                                             w.dtype, copy_bias, cb->linear_chunk_floats);
+            for (size_t c = 0; c < block_plan.chunks.n_chunks; c++) {
+                const size_t first = (size_t)first_row + zt_chunk_first(&block_plan.chunks, c);
+                const size_t rows = zt_chunk_rows(&block_plan.chunks, c);
+                const size_t n_elems = rows * (size_t)in_features;
+                ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream,
+                          operand, w.dtype, in + first * (size_t)in_features, n_elems);
+                ZT_TRY(lt_matmul(cb, out + first * (size_t)out_features, operand, w.dtype, w.data,
+                                 w.dtype, bias_f32, (int)rows, in_features, out_features,
+                                 out_features, relu, CUBLAS_COMPUTE_32F));
+            }
         }
     } else if (plan.widen_weight) {
         /* cuBLASLt has no f32 x f16 GEMM; widening the weight (exactly) keeps the activations
-         * f32. Chunks of weight rows are column blocks of out. */
+         * f32. Chunks of weight rows are column blocks of out; each is widened once, then
+         * multiplied block of rows by block of rows. */
         const size_t elem_size = zt_dtype_size(w.dtype);
         float *chunk = static_cast<float *>(operand);
         for (size_t c = 0; c < plan.chunks.n_chunks; c++) {
@@ -135,13 +149,23 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
                 static_cast<const char *>(w.data) + first * (size_t)in_features * elem_size;
             ZT_LAUNCH(zt_widen_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, chunk,
                       src, w.dtype, n_elems);
-            ZT_TRY(lt_matmul(cb, out + first, in, ZT_F32, chunk, ZT_F32,
-                             bias_f32 ? bias_f32 + first : NULL, n_rows, in_features, (int)n_out,
-                             out_features, relu, compute));
+            for (int first_row = 0; first_row < n_rows; first_row += block) {
+                const int block_rows = n_rows - first_row < block ? n_rows - first_row : block;
+                const size_t row0 = (size_t)first_row;
+                ZT_TRY(lt_matmul(cb, out + row0 * (size_t)out_features + first,
+                                 in + row0 * (size_t)in_features, ZT_F32, chunk, ZT_F32,
+                                 bias_f32 ? bias_f32 + first : NULL, block_rows, in_features,
+                                 (int)n_out, out_features, relu, compute));
+            }
         }
     } else {
-        ZT_TRY(lt_matmul(cb, out, in, ZT_F32, w.data, ZT_F32, bias_f32, n_rows, in_features,
-                         out_features, out_features, relu, compute));
+        for (int first_row = 0; first_row < n_rows; first_row += block) {
+            const int block_rows = n_rows - first_row < block ? n_rows - first_row : block;
+            const size_t row0 = (size_t)first_row;
+            ZT_TRY(lt_matmul(cb, out + row0 * (size_t)out_features, in + row0 * (size_t)in_features,
+                             ZT_F32, w.data, ZT_F32, bias_f32, block_rows, in_features,
+                             out_features, out_features, relu, compute));
+        }
     }
     return ZT_OK;
 }
