@@ -52,7 +52,7 @@ static void single_destroy(zt_comm *c) {
 
 static const zt_comm_ops single_ops = {"single",       single_allgather, single_broadcast,
                                        single_barrier, single_send,      single_recv,
-                                       single_abort,   single_destroy};
+                                       single_abort,   single_destroy,   NULL};
 
 zt_status zt_comm_single_create(zt_comm **out) {
     zt_comm *c = zt_calloc(1, sizeof *c);

@@ -32,6 +32,11 @@ typedef struct zt_comm_ops {
      * library (it returns statuses) */
     void (*abort)(zt_comm *c, int code);
     void (*destroy)(zt_comm *c);
+    /* After `what` timed out on this rank in a communicator bootstrapped from this one (NCCL,
+     * which cannot say which peer kept it waiting): every rank that timed out reports to rank 0,
+     * whose call fails naming the ranks it did not hear from; the others' calls fail saying that
+     * rank 0 names them. NULL where the kind has no roll call (single, TCP). */
+    zt_status (*roll_call)(zt_comm *c, const char *what);
 } zt_comm_ops;
 
 struct zt_comm {

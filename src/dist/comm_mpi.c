@@ -6,7 +6,8 @@
  * would wait forever for a rank that hangs without dying (stopped, deadlocked, stuck in I/O):
  * mpirun only ends the job when a process exits. Past the deadline the ranks that timed out
  * answer a roll call to rank 0, which names the ranks it did not hear from; the command then
- * calls MPI_Abort, which ends every rank, the hung one included. */
+ * calls MPI_Abort, which ends every rank, the hung one included. An NCCL communicator
+ * bootstrapped from this one holds the same roll call after its own timeouts (roll_call). */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,8 +56,9 @@ static double roll_call_s(const zt_comm *c) {
     return state(c)->timeout_s < 2.0 ? state(c)->timeout_s : 2.0;
 }
 
-/* Rank 0 after a timeout: the ranks that report being stuck too are alive; the others are named. */
-static zt_status name_the_missing(const zt_comm *c, const char *what) {
+/* Rank 0 after a timeout: the ranks that report being stuck too are alive; the others are named.
+ * `call` is this communicator's call count, quoted when the timeout was its own (else -1). */
+static zt_status name_the_missing(const zt_comm *c, const char *what, long long call) {
     char *heard = zt_calloc((size_t)c->size, 1);
     if (!heard) return zt_fail(ZT_ERR_NOMEM, "the roll call of %d ranks", c->size);
     heard[0] = 1;
@@ -84,17 +86,38 @@ static zt_status name_the_missing(const zt_comm *c, const char *what) {
             missing++;
         }
     free(heard);
+    char label[96] = "";
+    if (call >= 0) snprintf(label, sizeof label, " (call %lld)", call);
     if (missing == 0)
         return zt_fail(ZT_ERR_IO,
-                       "rank 0 of %d: %s (call %lld) did not complete within %.0f s "
-                       "(--comm-timeout), though every rank reported waiting: were the ranks "
-                       "started with the same options?",
-                       c->size, what, (long long)state(c)->calls, state(c)->timeout_s);
+                       "rank 0 of %d: %s%s did not complete within %.0f s (--comm-timeout), "
+                       "though every rank reported waiting: were the ranks started with the same "
+                       "options?",
+                       c->size, what, label, state(c)->timeout_s);
     return zt_fail(ZT_ERR_IO,
-                   "rank 0 of %d: %s (call %lld): no word from rank%s %s within %.0f s "
-                   "(--comm-timeout): %s hang%s or died",
-                   c->size, what, (long long)state(c)->calls, missing > 1 ? "s" : "", names,
-                   state(c)->timeout_s, missing > 1 ? "they" : "it", missing > 1 ? "" : "s");
+                   "rank 0 of %d: %s%s: no word from rank%s %s within %.0f s (--comm-timeout): "
+                   "%s hang%s or died",
+                   c->size, what, label, missing > 1 ? "s" : "", names, state(c)->timeout_s,
+                   missing > 1 ? "they" : "it", missing > 1 ? "" : "s");
+}
+
+/* A rank other than 0 after a timeout: reports to rank 0 and leaves it the time to name the
+ * missing and end the job (an MPI_Abort from here would cut rank 0 short). */
+static zt_status report_to_rank_0(zt_comm *c, const char *what, long long call) {
+    mpi_state *t = state(c);
+    MPI_Request roll;
+    MPI_Isend(&t->calls, 1, MPI_INT64_T, 0, ROLL_CALL_TAG, MPI_COMM_WORLD, &roll);
+    nap(2.0 * roll_call_s(c) + 1.0);
+    char label[96] = "";
+    if (call >= 0) snprintf(label, sizeof label, " (call %lld)", call);
+    return zt_fail(ZT_ERR_IO,
+                   "rank %d of %d: %s%s did not complete within %.0f s (--comm-timeout): a rank "
+                   "hangs or died (rank 0 names it)",
+                   c->rank, c->size, what, label, t->timeout_s);
+}
+
+static zt_status mpi_roll_call(zt_comm *c, const char *what) {
+    return c->rank == 0 ? name_the_missing(c, what, -1) : report_to_rank_0(c, what, -1);
 }
 
 /* Polls `req` until it completes or --comm-timeout passes. */
@@ -113,16 +136,8 @@ static zt_status mpi_wait(zt_comm *c, MPI_Request *req, const char *what) {
         nap(pause);
         pause = pause * 2 < 1e-3 ? pause * 2 : 1e-3;
     }
-    if (c->rank == 0) return name_the_missing(c, what);
-    MPI_Request roll;
-    MPI_Isend(&t->calls, 1, MPI_INT64_T, 0, ROLL_CALL_TAG, MPI_COMM_WORLD, &roll);
-    /* rank 0 names the missing and ends the job; this rank only says it timed out, after rank 0
-     * has had the time to do so (an MPI_Abort from here would cut rank 0 short) */
-    nap(2.0 * roll_call_s(c) + 1.0);
-    return zt_fail(ZT_ERR_IO,
-                   "rank %d of %d: %s (call %lld) did not complete within %.0f s "
-                   "(--comm-timeout): a rank hangs or died (rank 0 names it)",
-                   c->rank, c->size, what, (long long)t->calls, t->timeout_s);
+    return c->rank == 0 ? name_the_missing(c, what, (long long)t->calls)
+                        : report_to_rank_0(c, what, (long long)t->calls);
 }
 
 static zt_status check_count(size_t bytes, const char *what) {
@@ -243,8 +258,8 @@ static void mpi_destroy(zt_comm *c) {
     free(c);
 }
 
-static const zt_comm_ops mpi_ops = {"mpi",    mpi_allgather, mpi_broadcast, mpi_barrier,
-                                    mpi_send, mpi_recv,      mpi_abort,     mpi_destroy};
+static const zt_comm_ops mpi_ops = {"mpi",    mpi_allgather, mpi_broadcast, mpi_barrier,  mpi_send,
+                                    mpi_recv, mpi_abort,     mpi_destroy,   mpi_roll_call};
 
 zt_status zt_comm_mpi_create(double timeout_s, zt_comm **out) {
     *out = NULL;

@@ -7,8 +7,9 @@
  * every call is enqueued on the communicator's own stream, then waited for by polling the stream
  * and ncclCommGetAsyncError against the deadline of --comm-timeout. An asynchronous error, or
  * the deadline, aborts the communicator (ncclCommAbort, which frees the GPU from the kernels
- * waiting for a peer) and fails the call naming the operation; NCCL does not say which peer
- * kept it waiting.
+ * waiting for a peer) and fails the call naming the operation. NCCL does not say which peer
+ * kept it waiting, so after a timeout the ranks hold the bootstrap's roll call (MPI's; TCP has
+ * none), and rank 0's error names the ranks that did not answer.
  *
  * The collectives move host bytes (a step's few scalars) through a small device buffer; send and
  * receive move device memory directly. tests/ncclstub builds this same file against a stand-in
@@ -108,6 +109,13 @@ static zt_status nccl_wait(zt_comm *c, const char *what) {
         pause = pause * 2 < 1e-3 ? pause * 2 : 1e-3;
     }
     abort_comm(c);
+    /* NCCL cannot say which peer kept the call waiting; the bootstrap's roll call can */
+    const zt_comm *boot = t->bootstrap;
+    if (boot && boot->ops->roll_call) {
+        char label[160];
+        snprintf(label, sizeof label, "the NCCL %s", what);
+        return boot->ops->roll_call(t->bootstrap, label);
+    }
     return zt_fail(ZT_ERR_IO,
                    "rank %d of %d (nccl): %s did not complete within %.0f s (--comm-timeout): a "
                    "rank hangs or died; the communicator is aborted",
@@ -218,8 +226,9 @@ static void nccl_destroy(zt_comm *c) {
     free(c);
 }
 
-static const zt_comm_ops nccl_ops = {"nccl",    nccl_allgather, nccl_broadcast, nccl_barrier,
-                                     nccl_send, nccl_recv,      nccl_abort,     nccl_destroy};
+static const zt_comm_ops nccl_ops = {"nccl",       nccl_allgather, nccl_broadcast,
+                                     nccl_barrier, nccl_send,      nccl_recv,
+                                     nccl_abort,   nccl_destroy,   NULL};
 
 /* The GPU, the stream and the communicator, joined by every rank (within --comm-timeout). */
 static zt_status join(zt_comm *c) {

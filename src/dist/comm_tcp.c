@@ -260,8 +260,8 @@ static void tcp_destroy(zt_comm *c) {
     free(c);
 }
 
-static const zt_comm_ops tcp_ops = {"tcp",    tcp_allgather, tcp_broadcast, tcp_barrier,
-                                    tcp_send, tcp_recv,      tcp_abort,     tcp_destroy};
+static const zt_comm_ops tcp_ops = {"tcp",    tcp_allgather, tcp_broadcast, tcp_barrier, tcp_send,
+                                    tcp_recv, tcp_abort,     tcp_destroy,   NULL};
 
 /* Rank 0: accepts the other size - 1 ranks, each announcing itself with (magic, rank, size). */
 static zt_status accept_peers(zt_comm *c, int port) {
