@@ -248,6 +248,7 @@ static void release(zt_cuda_backend *cb) {
     }
     zt_cuda_logprob_release(cb);
     zt_cuda_lt_plans_release(cb);
+    zt_cuda_attention_plans_release(cb);
     if (cb->lt) (void)cublasLtDestroy(cb->lt);
     if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     free(cb);
@@ -470,6 +471,19 @@ extern "C" zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t flo
 
 extern "C" void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out) {
     *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->gemm_counts;
+}
+
+extern "C" void zt_cuda_backend_attention_paths(zt_backend *be,
+                                                zt_cuda_attention_path_counts *out) {
+    *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_path_counts;
+}
+
+extern "C" zt_status zt_cuda_backend_set_attention_mode(zt_backend *be,
+                                                        zt_cuda_attention_mode mode) {
+    if ((unsigned)mode > ZT_CUDA_ATTENTION_BF16)
+        return zt_fail(ZT_ERR_INVALID_ARG, "attention mode %d: unknown", (int)mode);
+    ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_mode = mode;
+    return ZT_OK;
 }
 
 extern "C" void *zt_cuda_backend_stream(zt_backend *be) {

@@ -78,6 +78,8 @@ int main(int argc, char **argv) {
     zt_backend *cpu = NULL, *gpu = NULL;
     ZT_REQUIRE_OK(zt_cpu_backend_create(0, &cpu));
     ZT_REQUIRE_OK(zt_cuda_backend_create(device, &gpu));
+    zt_model_parity_attention.set_mode = zt_cuda_backend_set_attention_mode;
+    zt_model_parity_attention.paths = zt_cuda_backend_attention_paths;
     ZT_CHECK(strcmp(gpu->ops->name, "cuda") == 0, "backend name %s", gpu->ops->name);
     printf("test_gpu_ops: %s\n", gpu->ops->describe(gpu));
 
