@@ -26,6 +26,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#ifndef ZT_CUDA_EMULATED
+#include <dlfcn.h>
+#endif
 
 #include "cuda/cuda_common.cuh"
 
@@ -96,6 +99,72 @@ static unsigned span_blocks(int batch) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The library. The real build opens libcudnn.so.9 at run time (dlopen), so that a machine without
+// cuDNN still runs zotune, with attention on the f32 kernel; the executor's build calls its
+// stand-ins (tests/cudaemu/cudaemu_cudnn.cpp, which cudaemu.h renames these names to).
+
+struct zt_cudnn_api {
+    decltype(&cudnnCreate) create;
+    decltype(&cudnnDestroy) destroy;
+    decltype(&cudnnSetStream) set_stream;
+    decltype(&cudnnGetErrorString) error_string;
+    decltype(&cudnnBackendCreateDescriptor) create_descriptor;
+    decltype(&cudnnBackendDestroyDescriptor) destroy_descriptor;
+    decltype(&cudnnBackendSetAttribute) set_attribute;
+    decltype(&cudnnBackendGetAttribute) get_attribute;
+    decltype(&cudnnBackendFinalize) finalize;
+    decltype(&cudnnBackendExecute) execute;
+    char missing[160]; /* why the library is not there; "" when it is */
+};
+
+static zt_cudnn_api load_cudnn() {
+    zt_cudnn_api api;
+    memset(&api, 0, sizeof api);
+#ifdef ZT_CUDA_EMULATED
+    api.create = cudnnCreate;
+    api.destroy = cudnnDestroy;
+    api.set_stream = cudnnSetStream;
+    api.error_string = cudnnGetErrorString;
+    api.create_descriptor = cudnnBackendCreateDescriptor;
+    api.destroy_descriptor = cudnnBackendDestroyDescriptor;
+    api.set_attribute = cudnnBackendSetAttribute;
+    api.get_attribute = cudnnBackendGetAttribute;
+    api.finalize = cudnnBackendFinalize;
+    api.execute = cudnnBackendExecute;
+#else
+    void *lib = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL) {
+        const char *err = dlerror();
+        snprintf(api.missing, sizeof api.missing, "%s", err ? err : "libcudnn.so.9 not found");
+        return api;
+    }
+    /* The library stays open for the process: plans made from it may outlive any backend. */
+    bool all = true;
+#define ZT_CUDNN_SYMBOL(field, name)                                                               \
+    all = all && (*reinterpret_cast<void **>(&api.field) = dlsym(lib, #name)) != NULL
+    ZT_CUDNN_SYMBOL(create, cudnnCreate);
+    ZT_CUDNN_SYMBOL(destroy, cudnnDestroy);
+    ZT_CUDNN_SYMBOL(set_stream, cudnnSetStream);
+    ZT_CUDNN_SYMBOL(error_string, cudnnGetErrorString);
+    ZT_CUDNN_SYMBOL(create_descriptor, cudnnBackendCreateDescriptor);
+    ZT_CUDNN_SYMBOL(destroy_descriptor, cudnnBackendDestroyDescriptor);
+    ZT_CUDNN_SYMBOL(set_attribute, cudnnBackendSetAttribute);
+    ZT_CUDNN_SYMBOL(get_attribute, cudnnBackendGetAttribute);
+    ZT_CUDNN_SYMBOL(finalize, cudnnBackendFinalize);
+    ZT_CUDNN_SYMBOL(execute, cudnnBackendExecute);
+#undef ZT_CUDNN_SYMBOL
+    if (!all) snprintf(api.missing, sizeof api.missing, "libcudnn.so.9 lacks a backend API entry");
+#endif
+    return api;
+}
+
+/* Loaded once per process (a function-local static: thread-safe initialization). */
+static const zt_cudnn_api *cudnn_api() {
+    static const zt_cudnn_api api = load_cudnn();
+    return &api;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The graph.
 
 /* Unique ids of the tensors the variant pack supplies; virtual ones count up from kFirstVirtual. */
@@ -115,7 +184,7 @@ enum : int64_t {
     do {                                                                                           \
         cudnnStatus_t zt_cudnn_st_ = (call);                                                       \
         if (zt_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                                \
-            snprintf(why, why_size, "%s: %s", #call, cudnnGetErrorString(zt_cudnn_st_));           \
+            snprintf(why, why_size, "%s: %s", #call, cudnn_api()->error_string(zt_cudnn_st_));     \
             return false;                                                                          \
         }                                                                                          \
     } while (0)
@@ -127,11 +196,11 @@ struct descriptor_pool {
     int n = 0;
     ~descriptor_pool() {
         for (int i = n - 1; i >= 0; i--)
-            cudnnBackendDestroyDescriptor(items[i]);
+            cudnn_api()->destroy_descriptor(items[i]);
     }
     cudnnStatus_t make(cudnnBackendDescriptorType_t type, cudnnBackendDescriptor_t *out) {
         if (n == (int)(sizeof items / sizeof items[0])) return CUDNN_STATUS_INTERNAL_ERROR;
-        cudnnStatus_t st = cudnnBackendCreateDescriptor(type, out);
+        cudnnStatus_t st = cudnn_api()->create_descriptor(type, out);
         if (st == CUDNN_STATUS_SUCCESS) items[n++] = *out;
         return st;
     }
@@ -156,22 +225,22 @@ struct graph_builder {
         }
         const int64_t alignment = 16;
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_TENSOR_DESCRIPTOR, out));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_DATA_TYPE,
-                                                CUDNN_TYPE_DATA_TYPE, 1, &type));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_DIMENSIONS,
-                                                CUDNN_TYPE_INT64, 4, dims));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64,
-                                                4, strides));
-        ZT_CUDNN_BUILD(
-            cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT,
-                                                CUDNN_TYPE_INT64, 1, &alignment));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_IS_VIRTUAL,
-                                                CUDNN_TYPE_BOOLEAN, 1, &is_virtual));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_DATA_TYPE,
+                                                  CUDNN_TYPE_DATA_TYPE, 1, &type));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_DIMENSIONS,
+                                                  CUDNN_TYPE_INT64, 4, dims));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64,
+                                                  4, strides));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_UNIQUE_ID,
+                                                  CUDNN_TYPE_INT64, 1, &uid));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT,
+                                                  CUDNN_TYPE_INT64, 1, &alignment));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_IS_VIRTUAL,
+                                                  CUDNN_TYPE_BOOLEAN, 1, &is_virtual));
         if (by_value)
-            ZT_CUDNN_BUILD(cudnnBackendSetAttribute(*out, CUDNN_ATTR_TENSOR_IS_BY_VALUE,
-                                                    CUDNN_TYPE_BOOLEAN, 1, &by_value));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(*out));
+            ZT_CUDNN_BUILD(cudnn_api()->set_attribute(*out, CUDNN_ATTR_TENSOR_IS_BY_VALUE,
+                                                      CUDNN_TYPE_BOOLEAN, 1, &by_value));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(*out));
         return true;
     }
 
@@ -187,28 +256,28 @@ struct graph_builder {
         cudnnBackendDescriptor_t pw, op;
         const cudnnDataType_t precision = CUDNN_DATA_FLOAT;
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pw));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(pw, CUDNN_ATTR_POINTWISE_MODE,
-                                                CUDNN_TYPE_POINTWISE_MODE, 1, &mode));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(pw, CUDNN_ATTR_POINTWISE_MATH_PREC,
-                                                CUDNN_TYPE_DATA_TYPE, 1, &precision));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(pw, CUDNN_ATTR_POINTWISE_MODE,
+                                                  CUDNN_TYPE_POINTWISE_MODE, 1, &mode));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(pw, CUDNN_ATTR_POINTWISE_MATH_PREC,
+                                                  CUDNN_TYPE_DATA_TYPE, 1, &precision));
         if (axis >= 0)
-            ZT_CUDNN_BUILD(cudnnBackendSetAttribute(pw, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64,
-                                                    1, &axis));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(pw));
+            ZT_CUDNN_BUILD(cudnn_api()->set_attribute(pw, CUDNN_ATTR_POINTWISE_AXIS,
+                                                      CUDNN_TYPE_INT64, 1, &axis));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(pw));
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, &op));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
         if (b)
-            ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
-                                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
+            ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
+                                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
         if (t)
-            ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC,
-                                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(op));
+            ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC,
+                                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(op));
         ops[(*n_ops)++] = op;
         return true;
     }
@@ -218,19 +287,19 @@ struct graph_builder {
         cudnnBackendDescriptor_t mm, op;
         const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_MATMUL_DESCRIPTOR, &mm));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(mm, CUDNN_ATTR_MATMUL_COMP_TYPE,
-                                                CUDNN_TYPE_DATA_TYPE, 1, &compute));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(mm));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(mm, CUDNN_ATTR_MATMUL_COMP_TYPE,
+                                                  CUDNN_TYPE_DATA_TYPE, 1, &compute));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(mm));
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR, &op));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_MATMUL_ADESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_MATMUL_BDESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_MATMUL_CDESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_MATMUL_DESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(op));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_MATMUL_ADESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_MATMUL_BDESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_MATMUL_CDESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_MATMUL_DESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(op));
         ops[(*n_ops)++] = op;
         return true;
     }
@@ -241,19 +310,19 @@ struct graph_builder {
         cudnnBackendDescriptor_t red, op;
         const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_REDUCTION_DESCRIPTOR, &red));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(red, CUDNN_ATTR_REDUCTION_OPERATOR,
-                                                CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(red, CUDNN_ATTR_REDUCTION_COMP_TYPE,
-                                                CUDNN_TYPE_DATA_TYPE, 1, &compute));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(red));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(red, CUDNN_ATTR_REDUCTION_OPERATOR,
+                                                  CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(red, CUDNN_ATTR_REDUCTION_COMP_TYPE,
+                                                  CUDNN_TYPE_DATA_TYPE, 1, &compute));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(red));
         ZT_CUDNN_BUILD(pool.make(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR, &op));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
-        ZT_CUDNN_BUILD(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_REDUCTION_DESC,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &red));
-        ZT_CUDNN_BUILD(cudnnBackendFinalize(op));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
+        ZT_CUDNN_BUILD(cudnn_api()->set_attribute(op, CUDNN_ATTR_OPERATION_REDUCTION_DESC,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &red));
+        ZT_CUDNN_BUILD(cudnn_api()->finalize(op));
         ops[(*n_ops)++] = op;
         return true;
     }
@@ -316,19 +385,19 @@ static bool build_plan(cudnnHandle_t handle, int batch, int seq_len, int n_heads
 
     cudnnBackendDescriptor_t graph, heuristics, config;
     ZT_CUDNN_BUILD(g.pool.make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &graph));
-    ZT_CUDNN_BUILD(cudnnBackendSetAttribute(graph, CUDNN_ATTR_OPERATIONGRAPH_OPS,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, n_ops, ops));
-    ZT_CUDNN_BUILD(cudnnBackendSetAttribute(graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE,
-                                            CUDNN_TYPE_HANDLE, 1, &handle));
-    ZT_CUDNN_BUILD(cudnnBackendFinalize(graph));
+    ZT_CUDNN_BUILD(cudnn_api()->set_attribute(graph, CUDNN_ATTR_OPERATIONGRAPH_OPS,
+                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, n_ops, ops));
+    ZT_CUDNN_BUILD(cudnn_api()->set_attribute(graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE,
+                                              CUDNN_TYPE_HANDLE, 1, &handle));
+    ZT_CUDNN_BUILD(cudnn_api()->finalize(graph));
 
     ZT_CUDNN_BUILD(g.pool.make(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heuristics));
-    ZT_CUDNN_BUILD(cudnnBackendSetAttribute(heuristics, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph));
+    ZT_CUDNN_BUILD(cudnn_api()->set_attribute(heuristics, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH,
+                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph));
     const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    ZT_CUDNN_BUILD(cudnnBackendSetAttribute(heuristics, CUDNN_ATTR_ENGINEHEUR_MODE,
-                                            CUDNN_TYPE_HEUR_MODE, 1, &mode));
-    ZT_CUDNN_BUILD(cudnnBackendFinalize(heuristics));
+    ZT_CUDNN_BUILD(cudnn_api()->set_attribute(heuristics, CUDNN_ATTR_ENGINEHEUR_MODE,
+                                              CUDNN_TYPE_HEUR_MODE, 1, &mode));
+    ZT_CUDNN_BUILD(cudnn_api()->finalize(heuristics));
 
     /* The heuristic's candidates, best first: the first that finalizes into a plan wins. */
     constexpr int kCandidates = 8;
@@ -336,9 +405,9 @@ static bool build_plan(cudnnHandle_t handle, int batch, int seq_len, int n_heads
     for (int i = 0; i < kCandidates; i++)
         ZT_CUDNN_BUILD(g.pool.make(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &configs[i]));
     int64_t n_configs = 0;
-    ZT_CUDNN_BUILD(cudnnBackendGetAttribute(heuristics, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, kCandidates, &n_configs,
-                                            configs));
+    ZT_CUDNN_BUILD(cudnn_api()->get_attribute(heuristics, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, kCandidates,
+                                              &n_configs, configs));
     if (n_configs == 0) {
         snprintf(why, why_size, "no cuDNN engine supports the attention graph");
         return false;
@@ -346,24 +415,24 @@ static bool build_plan(cudnnHandle_t handle, int batch, int seq_len, int n_heads
     for (int64_t i = 0; i < n_configs && i < kCandidates; i++) {
         config = configs[i];
         cudnnBackendDescriptor_t candidate;
-        if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &candidate) !=
+        if (cudnn_api()->create_descriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &candidate) !=
             CUDNN_STATUS_SUCCESS)
             continue;
-        if (cudnnBackendSetAttribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE,
-                                     1, &handle) == CUDNN_STATUS_SUCCESS &&
-            cudnnBackendSetAttribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
-                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                                     &config) == CUDNN_STATUS_SUCCESS &&
-            cudnnBackendFinalize(candidate) == CUDNN_STATUS_SUCCESS) {
+        if (cudnn_api()->set_attribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
+                                       CUDNN_TYPE_HANDLE, 1, &handle) == CUDNN_STATUS_SUCCESS &&
+            cudnn_api()->set_attribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
+                                       CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                       &config) == CUDNN_STATUS_SUCCESS &&
+            cudnn_api()->finalize(candidate) == CUDNN_STATUS_SUCCESS) {
             int64_t n_returned = 0;
-            if (cudnnBackendGetAttribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                         CUDNN_TYPE_INT64, 1, &n_returned,
-                                         workspace) == CUDNN_STATUS_SUCCESS) {
+            if (cudnn_api()->get_attribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                           CUDNN_TYPE_INT64, 1, &n_returned,
+                                           workspace) == CUDNN_STATUS_SUCCESS) {
                 *plan = candidate;
                 return true;
             }
         }
-        cudnnBackendDestroyDescriptor(candidate);
+        cudnn_api()->destroy_descriptor(candidate);
     }
     snprintf(why, why_size, "none of cuDNN's %lld candidate engines finalizes the attention plan",
              (long long)n_configs);
@@ -405,15 +474,23 @@ static zt_cudnn_attention_plan *find_plan(zt_cuda_backend *cb, int batch, int se
     int64_t workspace = 0;
     if (!cb->cudnn_tried) {
         cb->cudnn_tried = 1;
-        const cudnnStatus_t st = cudnnCreate(&cb->cudnn);
-        if (st != CUDNN_STATUS_SUCCESS) {
+        const zt_cudnn_api *api = cudnn_api();
+        const cudnnStatus_t st =
+            api->missing[0] ? CUDNN_STATUS_NOT_INITIALIZED : api->create(&cb->cudnn);
+        if (api->missing[0]) {
+            cb->cudnn = NULL;
+            fprintf(stderr,
+                    "zotune: cuda: cuDNN is unavailable (%s); attention runs on the f32 "
+                    "kernel\n",
+                    api->missing);
+        } else if (st != CUDNN_STATUS_SUCCESS) {
             cb->cudnn = NULL;
             fprintf(stderr,
                     "zotune: cuda: cuDNN is unavailable (cudnnCreate: %s); attention "
                     "runs on the f32 kernel\n",
-                    cudnnGetErrorString(st));
-        } else if (cudnnSetStream(cb->cudnn, cb->stream) != CUDNN_STATUS_SUCCESS) {
-            cudnnDestroy(cb->cudnn);
+                    cudnn_api()->error_string(st));
+        } else if (cudnn_api()->set_stream(cb->cudnn, cb->stream) != CUDNN_STATUS_SUCCESS) {
+            cudnn_api()->destroy(cb->cudnn);
             cb->cudnn = NULL;
             fprintf(stderr, "zotune: cuda: cudnnSetStream failed; attention runs on the f32 "
                             "kernel\n");
@@ -432,7 +509,7 @@ static zt_cudnn_attention_plan *find_plan(zt_cuda_backend *cb, int batch, int se
         slot = cb->next_attention_evict;
         cb->next_attention_evict = (slot + 1) % kCudnnAttentionPlans;
         if (cb->attention_plans[slot].plan)
-            cudnnBackendDestroyDescriptor(cb->attention_plans[slot].plan);
+            cudnn_api()->destroy_descriptor(cb->attention_plans[slot].plan);
     } else {
         cb->n_attention_plans++;
     }
@@ -497,22 +574,22 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
     int64_t uids[6] = {kUidQ, kUidKT, kUidV, kUidO, kUidScale, kUidMaskValue};
     void *pointers[6] = {q_half, k_half, v_half, o_half, &scale, &mask_value};
     cudnnBackendDescriptor_t pack = NULL;
-    cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
+    cudnnStatus_t st = cudnn_api()->create_descriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 6,
-                                      uids);
+        st = cudnn_api()->set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64,
+                                        6, uids);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS,
-                                      CUDNN_TYPE_VOID_PTR, 6, pointers);
+        st = cudnn_api()->set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS,
+                                        CUDNN_TYPE_VOID_PTR, 6, pointers);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR,
-                                      1, &workspace);
-    if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(pack);
-    if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendExecute(cb->cudnn, plan->plan, pack);
-    if (pack) cudnnBackendDestroyDescriptor(pack);
+        st = cudnn_api()->set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE,
+                                        CUDNN_TYPE_VOID_PTR, 1, &workspace);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnn_api()->finalize(pack);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnn_api()->execute(cb->cudnn, plan->plan, pack);
+    if (pack) cudnn_api()->destroy_descriptor(pack);
     if (st != CUDNN_STATUS_SUCCESS)
         return zt_fail(ZT_ERR_CUDA, "%s: B=%d T=%d H=%d D=%d: cudnnBackendExecute: %s", op, batch,
-                       seq_len, n_heads, head_dim, cudnnGetErrorString(st));
+                       seq_len, n_heads, head_dim, cudnn_api()->error_string(st));
 
     ZT_LAUNCH(zt_attention_unpack_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, out,
               o_half, half, lo, flag, batch, seq_len, n_cols);
@@ -523,10 +600,11 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
 
 void zt_cuda_attention_plans_release(zt_cuda_backend *cb) {
     for (int i = 0; i < cb->n_attention_plans; i++)
-        if (cb->attention_plans[i].plan) cudnnBackendDestroyDescriptor(cb->attention_plans[i].plan);
+        if (cb->attention_plans[i].plan)
+            cudnn_api()->destroy_descriptor(cb->attention_plans[i].plan);
     cb->n_attention_plans = 0;
     cb->next_attention_evict = 0;
-    if (cb->cudnn) cudnnDestroy(cb->cudnn);
+    if (cb->cudnn) cudnn_api()->destroy(cb->cudnn);
     cb->cudnn = NULL;
     cb->cudnn_tried = 0;
 }
