@@ -6,7 +6,8 @@
  * operation has no causal mask (only sequence lengths and block masks; the diagonal and score
  * modifiers arrive in 9.21), and zotune's attention is causal. The graph is the one the cuDNN
  * frontend builds for inference: S = Q K^T, S * scale, causal select from two GEN_INDEX and a
- * CMP_GE, softmax as MAX, SUB, EXP, ADD, DIV, then O = P V.
+ * CMP_GE, softmax as MAX, SUB, EXP, ADD, DIV, then O = P V; every intermediate virtual and f32,
+ * as the frontend declares them (the engine itself rounds P to the operands' dtype for P V).
  *
  * The padding mask. zotune's batches are left-padded (src/data): sequence b's admissible keys
  * are [lo_b, T). A packing kernel moves each sequence's rows lo_b .. T-1 to rows 0 .. T-lo_b-1 of
@@ -363,7 +364,8 @@ static bool build_plan(cudnnHandle_t handle, int batch, int seq_len, int n_heads
         !g.virtual_tensor(&row_max, CUDNN_DATA_FLOAT, rows) ||
         !g.virtual_tensor(&s_sub, CUDNN_DATA_FLOAT, scores) ||
         !g.virtual_tensor(&s_exp, CUDNN_DATA_FLOAT, scores) ||
-        !g.virtual_tensor(&row_sum, CUDNN_DATA_FLOAT, rows) || !g.virtual_tensor(&p, io, scores))
+        !g.virtual_tensor(&row_sum, CUDNN_DATA_FLOAT, rows) ||
+        !g.virtual_tensor(&p, CUDNN_DATA_FLOAT, scores))
         return false;
 
     cudnnBackendDescriptor_t ops[12];

@@ -2,7 +2,9 @@
  * on the host, as cudaemu_lt.cpp emulates cuBLASLt: descriptors keep their attributes as set, each
  * Finalize checks what the library documents for its kind, the engine heuristic "finds" one
  * engine for the graphs a fused flash attention engine serves and none for the others, and
- * Execute interprets the operation graph itself, op by op, in f32 on the (half) operands.
+ * Execute interprets the operation graph itself, op by op, in f32 on the (half) operands: each
+ * virtual tensor holds its declared dtype's values, and a matmul of an f32 operand with a half one
+ * (P V) rounds the f32 one to that dtype first, as a tensor core takes both in one dtype.
  *
  * Because the graph is interpreted and not recognised, the test of the cuDNN path checks the graph
  * the backend builds: a wrong mask, axis, reduction or stride gives wrong numbers, not a pass.
@@ -645,7 +647,13 @@ void run_op(const op_info &o, std::map<int64_t, std::vector<float>> &values) {
     std::vector<float> y(n, 0.0f);
     int64_t at[8];
     if (o.kind == CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR) {
-        const std::vector<float> &a = values[in[0].uid], &b = values[in[1].uid];
+        /* Tensor cores multiply operands of one dtype: an f32 operand (the probabilities) beside
+         * a half one is rounded to that half dtype first, as the fused engines do for P V. */
+        std::vector<float> a = values[in[0].uid], b = values[in[1].uid];
+        const bool a_half = dtype_bytes(in[0].type) == 2, b_half = dtype_bytes(in[1].type) == 2;
+        if (a_half != b_half)
+            for (float &x : a_half ? b : a)
+                x = round_to(a_half ? in[0].type : in[1].type, x);
         const size_t r = out.dims.size();
         const int64_t K = in[0].dims[r - 1];
         for (size_t i = 0; i < n; i++) {
