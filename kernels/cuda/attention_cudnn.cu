@@ -21,9 +21,9 @@
  * flagged sequences only. No host wait is needed for any of it.
  *
  * q_scale is applied while packing (q * scale rounded once, as HF rounds the q_proj output), so
- * the graph's own scale is 1 and one plan serves every scale. Plans are cached per (B, T, H, D,
- * dtype); one that cuDNN refuses (no engine, or the graph does not finalize) is cached as
- * refused, and that shape takes the f32 kernel. Each decision is said once on stderr. */
+ * the graph's own scale is 1 and one plan serves every scale. Plans are cached per (B, T rounded
+ * up to 64, H, D, dtype); one that cuDNN refuses (no engine, or the graph does not finalize) is
+ * cached as refused, and that shape takes the f32 kernel. Each decision is said once on stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,43 +57,51 @@ __global__ void zt_attention_key_span_k(int32_t *lo, int32_t *flag, /* (B) each 
     }
 }
 
-/* q, k, v (B,T,C) f32 to the half operands, each sequence's rows lo .. T-1 moved to 0 .. T-lo-1
- * and zeros after them; q times q_scale before rounding. */
-__global__ void zt_attention_pack_k(void *q_half, void *k_half, void *v_half, /* (B,T,C) */
+/* q, k, v (B,T,C) f32 to the half operands (B,Tp,C), Tp >= T the plan's length: each sequence's
+ * rows lo .. T-1 moved to 0 .. T-lo-1, zeros after them; q times q_scale before rounding. */
+__global__ void zt_attention_pack_k(void *q_half, void *k_half, void *v_half, /* (B,Tp,C) */
                                     zt_dtype half, const float *q, const float *k,
                                     const float *v, /* (B,T,C) each */
-                                    const int32_t *lo, int batch, int seq_len, int n_cols,
-                                    float q_scale) {
-    const size_t n = (size_t)batch * seq_len * n_cols;
+                                    const int32_t *lo, int batch, int seq_len, int plan_len,
+                                    int n_cols, float q_scale) {
+    const size_t n = (size_t)batch * plan_len * n_cols;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n;
          e += (size_t)gridDim.x * blockDim.x) {
-        const size_t row = e / (size_t)n_cols;
-        const int b = (int)(row / (size_t)seq_len), t = (int)(row % (size_t)seq_len);
+        const size_t row = e / (size_t)n_cols, col = e % (size_t)n_cols;
+        const int b = (int)(row / (size_t)plan_len), t = (int)(row % (size_t)plan_len);
         const int source_t = t + lo[b];
         const bool inside = source_t < seq_len;
-        const size_t at = e + (size_t)(source_t - t) * n_cols;
+        const size_t at = ((size_t)b * seq_len + (size_t)(inside ? source_t : 0)) * n_cols + col;
         zt_store_rne(q_half, half, e, inside ? q[at] * q_scale : 0.0f);
         zt_store_rne(k_half, half, e, inside ? k[at] : 0.0f);
         zt_store_rne(v_half, half, e, inside ? v[at] : 0.0f);
     }
 }
 
-/* The half output back to out (B,T,C) f32 in the op's rows: row t of a sequence is row t - lo of
- * o_half, and rows before lo are zeros. Flagged sequences are left to the f32 kernel. */
+/* The half output (B,Tp,C) back to out (B,T,C) f32 in the op's rows: row t of a sequence is row
+ * t - lo of o_half, and rows before lo are zeros. Flagged sequences are left to the f32 kernel. */
 __global__ void zt_attention_unpack_k(float *out,                        /* (B,T,C) */
-                                      const void *o_half, zt_dtype half, /* (B,T,C) */
+                                      const void *o_half, zt_dtype half, /* (B,Tp,C) */
                                       const int32_t *lo, const int32_t *flag, int batch,
-                                      int seq_len, int n_cols) {
+                                      int seq_len, int plan_len, int n_cols) {
     const size_t n = (size_t)batch * seq_len * n_cols;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n;
          e += (size_t)gridDim.x * blockDim.x) {
-        const size_t row = e / (size_t)n_cols;
+        const size_t row = e / (size_t)n_cols, col = e % (size_t)n_cols;
         const int b = (int)(row / (size_t)seq_len), t = (int)(row % (size_t)seq_len);
         if (flag[b]) continue;
         const int first = lo[b];
-        out[e] = t < first ? 0.0f : zt_load_f32(o_half, half, e - (size_t)first * n_cols);
+        out[e] = t < first
+                     ? 0.0f
+                     : zt_load_f32(o_half, half,
+                                   ((size_t)b * plan_len + (size_t)(t - first)) * n_cols + col);
     }
 }
+
+/* Plans are made for T rounded up to a multiple of this, so that batches of nearby padded lengths
+ * share one (a plan costs cuDNN's heuristic and finalize on the host). The extra rows are zeros
+ * after each sequence's own; under the causal mask no kept query sees them. */
+constexpr int kPlanLenMultiple = 64;
 
 static unsigned span_blocks(int batch) {
     return (unsigned)((batch + kBlockThreads - 1) / kBlockThreads);
@@ -525,11 +533,11 @@ static zt_cudnn_attention_plan *find_plan(zt_cuda_backend *cb, int batch, int se
     p->workspace_bytes = built ? (size_t)workspace : 0;
     if (built)
         fprintf(stderr,
-                "zotune: cuda: attention B=%d T=%d H=%d D=%d runs on cuDNN (%s, tensor "
+                "zotune: cuda: attention B=%d T<=%d H=%d D=%d runs on cuDNN (%s, tensor "
                 "cores)\n",
                 batch, seq_len, n_heads, head_dim, half == ZT_BF16 ? "bf16" : "f16");
     else
-        fprintf(stderr, "zotune: cuda: attention B=%d T=%d H=%d D=%d runs on the f32 kernel: %s\n",
+        fprintf(stderr, "zotune: cuda: attention B=%d T<=%d H=%d D=%d runs on the f32 kernel: %s\n",
                 batch, seq_len, n_heads, head_dim, why);
     return built ? p : NULL;
 }
@@ -546,13 +554,15 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
     *fallback_flags = NULL;
     const zt_dtype half = attention_half(cb);
     if (half == ZT_F32) return ZT_OK; /* the mode's choice, not a refusal: not counted */
-    zt_cudnn_attention_plan *plan = find_plan(cb, batch, seq_len, n_heads, head_dim, half);
+    const int plan_len = (seq_len + kPlanLenMultiple - 1) / kPlanLenMultiple * kPlanLenMultiple;
+    zt_cudnn_attention_plan *plan = find_plan(cb, batch, plan_len, n_heads, head_dim, half);
     if (plan == NULL) {
         cb->attention_path_counts.f32_kernel++;
         return ZT_OK;
     }
     const size_t n_elems = (size_t)batch * seq_len * n_heads * head_dim;
-    const size_t operand_bytes = align256(n_elems * 2);
+    const size_t n_plan_elems = (size_t)batch * plan_len * n_heads * head_dim;
+    const size_t operand_bytes = align256(n_plan_elems * 2);
     const size_t span_bytes = align256((size_t)batch * sizeof(int32_t));
     const size_t total = 4 * operand_bytes + 2 * span_bytes + plan->workspace_bytes;
     float *base;
@@ -567,8 +577,8 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
     const int n_cols = n_heads * head_dim;
     ZT_LAUNCH(zt_attention_key_span_k, span_blocks(batch), kBlockThreads, 0, cb->stream, lo, flag,
               key_mask, batch, seq_len);
-    ZT_LAUNCH(zt_attention_pack_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, q_half,
-              k_half, v_half, half, q, k, v, lo, batch, seq_len, n_cols, q_scale);
+    ZT_LAUNCH(zt_attention_pack_k, zt_stride_blocks(n_plan_elems), kBlockThreads, 0, cb->stream,
+              q_half, k_half, v_half, half, q, k, v, lo, batch, seq_len, plan_len, n_cols, q_scale);
 
     /* By-value scalars live on the host for the call. The masked scores' value: the most
      * negative float, whose exp after the row max is subtracted is exactly 0 (and never NaN). */
@@ -594,7 +604,7 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
                        seq_len, n_heads, head_dim, cudnn_api()->error_string(st));
 
     ZT_LAUNCH(zt_attention_unpack_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream, out,
-              o_half, half, lo, flag, batch, seq_len, n_cols);
+              o_half, half, lo, flag, batch, seq_len, plan_len, n_cols);
     cb->attention_path_counts.cudnn++;
     *fallback_flags = flag;
     return ZT_OK;

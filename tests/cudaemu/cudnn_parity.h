@@ -307,6 +307,12 @@ static void zt_cudnn_parity_run(zt_backend *cpu, zt_backend *emu_half, zt_backen
         for (size_t i = 0; i < sizeof on_cudnn / sizeof on_cudnn[0]; i++)
             check_case(cpu, emu_half, emu_f32, set_mode, paths, &on_cudnn[i], half, 1);
     }
+    /* T = 50 shares the plan T = 37 made: plans are made for T rounded up to 64 */
+    const attention_case nearby = {2, 50, 2, 64, {MASK_LEFT, MASK_NONE, MASK_LEFT}};
+    paths(emu_half, &before);
+    check_case(cpu, emu_half, emu_f32, set_mode, paths, &nearby, ZT_F16, 1);
+    paths(emu_half, &after);
+    ZT_CHECK(after.plan_builds == before.plan_builds, "T = 50 built a plan of its own");
     /* masks cuDNN cannot take, beside left padding: those sequences go to the f32 kernel */
     const attention_case mixed = {6, 45, 2, 64, {MASK_LEFT, MASK_RIGHT, MASK_HOLE}};
     check_case(cpu, emu_half, emu_f32, set_mode, paths, &mixed, ZT_F16, 1);
