@@ -258,8 +258,10 @@ static void cuda_destroy(zt_backend *be) {
     release(zt_cuda(be));
 }
 
-/* Mirrors the requests the forward ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention,
- * cached or not, works in shared memory and registers and asks for none. The backward ops take
+/* Mirrors the requests the forward ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention's
+ * kernels, cached or not, work in shared memory and registers and ask for none; its cuDNN path
+ * (--gemm half, attention_cudnn.cu) takes 4 half (B,T,C) operands and cuDNN's workspace on
+ * demand, which this query cannot size (it names no batch). The backward ops take
  * theirs on demand (no zt_scratch_op names them yet): per-row statistics, column-sum pieces and
  * linear's widened weight chunk. perturb and update take 3
  * floats per term when a perturbation has more than 32 terms (z_terms.cuh), which no query names:
