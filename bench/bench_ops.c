@@ -5,7 +5,8 @@
  *   linear     qkv N x h -> h (+bias), fc1 N x h -> f (+bias, ReLU), fc2 N x f -> h (+bias),
  *              lm_head R x e -> V (the tied table, R = one head chunk of target rows: the
  *              backend's head_chunk_rows, 64 on the CPU, 1024 on CUDA)
- *   attention  causal, B x T x h, H heads, no padding
+ *   attention  causal, B x T x h, H heads, no padding; on CUDA under --gemm half with half
+ *              weights "causal" is the cuDNN path and "causal-f32k" the f32 kernel
  *   layernorm  N x h
  *   gather     N embedding rows out of the V x e table
  *   logprobs   R x V logits: one LM-head chunk, and B rows (MeZO's one target per sequence)
@@ -39,6 +40,8 @@
 
 #if ZT_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "cuda/cuda_backend.h" /* zt_cuda_backend_set_attention_mode */
 
 /* The CUDA backend keeps its stream private (kernels/cuda/cuda_backend.h exports only the
  * constructor), and its ops run on a non-blocking stream that events on the legacy stream do not
@@ -278,6 +281,13 @@ static int family_cases(op_family family, const options *o, const zt_backend *be
         snprintf(c.shape_text, sizeof c.shape_text, "B%d T%d H%d D%d", c.batch, c.seq_len, c.heads,
                  c.head_dim);
         out[count++] = c;
+        /* On CUDA with half GEMMs "causal" is the cuDNN path (kernels/cuda/attention_cudnn.cu,
+         * the path training takes); "causal-f32k" times the f32 kernel on the same shape. */
+        if (strncmp(be->ops->name, "cuda", 4) == 0 && be->gemm == ZT_GEMM_HALF &&
+            o->dtype != ZT_F32) {
+            c.label = "causal-f32k";
+            out[count++] = c;
+        }
         break;
     }
     case OP_LAYERNORM: {
@@ -437,6 +447,16 @@ static zt_status run_case(bench_context *ctx, const op_case *c) {
     }
     case OP_ATTENTION: {
         float q_scale = (float)(1.0 / sqrt((double)c->head_dim));
+#if ZT_HAVE_CUDA
+        if (strcmp(be->ops->name, "cuda") == 0) {
+            /* the path explicitly, not by whichever GEMM ran last (the AUTO mode) */
+            const int half =
+                be->gemm == ZT_GEMM_HALF && w != ZT_F32 && strcmp(c->label, "causal-f32k") != 0;
+            ZT_TRY(zt_cuda_backend_set_attention_mode(be, !half          ? ZT_CUDA_ATTENTION_F32
+                                                          : w == ZT_BF16 ? ZT_CUDA_ATTENTION_BF16
+                                                                         : ZT_CUDA_ATTENTION_F16));
+        }
+#endif
         return op->attention(be, b[4], b[0], b[1], b[2], b[3], c->batch, c->seq_len, c->heads,
                              c->head_dim, q_scale);
     }

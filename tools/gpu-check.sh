@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-targets=(src/cli/zotune tests/gpu/test_gpu_ops bench/bench_ops bench/roofline)
+targets=(src/cli/zotune tests/gpu/test_gpu_ops tests/gpu/test_gpu_attention bench/bench_ops bench/roofline)
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
 
 build() { # DIR ARCH
@@ -56,7 +56,7 @@ if [ -n "$make_kit" ]; then
   for t in "${targets[@]}"; do strip -o "$dir/gpukit/bin/$(basename "$t")" "$builddir/$t"; done
   # every resolved library outside libc's own set and the CUDA libraries the machine has
   ldd "$builddir/src/cli/zotune" "$builddir/tests/gpu/test_gpu_ops" | awk '/=> \// {print $3}' |
-    sort -u | grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libgomp|libcublas|libcublasLt)\.so' |
+    sort -u | grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libgomp|libcublas|libcublasLt|libcudnn)\.so' |
     while read -r lib; do cp -L "$lib" "$dir/gpukit/lib/"; done
   tar -C "$dir" -cf - gpukit | xz -T0 -6 >"$make_kit" && rm -rf "$dir"
   echo "gpu-check: kit $make_kit ($(du -h "$make_kit" | cut -f1)): $(ls "$builddir"/src/cli/zotune)"
@@ -114,6 +114,8 @@ sizes="125m 1.3b"
 [ "$quick" = 1 ] && sizes="125m"
 
 OPENBLAS_NUM_THREADS=1 stage gpu_suite 180 "$test_gpu"
+# attention on cuDNN (--gemm half) against the CPU and the f32 kernel: the path each shape took
+OPENBLAS_NUM_THREADS=1 stage gpu_attention 60 "$(dirname "$test_gpu")/test_gpu_attention"
 test_gpu_nccl=$(dirname "$test_gpu")/test_gpu_nccl
 [ -x "$test_gpu_nccl" ] && stage gpu_nccl 120 "$test_gpu_nccl" $(command -v mpirun)
 for s in $sizes; do

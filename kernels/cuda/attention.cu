@@ -291,7 +291,9 @@ static __global__ void __launch_bounds__(kTileThreads, kChunks == 1 ? 3 : 2)
     zt_attention_tiled_k(float *out,                                     /* (B,T,C) */
                          const float *q, const float *k, const float *v, /* (B,T,C) each */
                          const int32_t *key_mask,                        /* (B,T) */
-                         int seq_len, int n_heads, int head_dim_arg, float q_scale) {
+                         int seq_len, int n_heads, int head_dim_arg, float q_scale,
+                         const int32_t *only_sequences /* (B) or NULL: see launch_attention */) {
+    if (only_sequences != nullptr && only_sequences[blockIdx.y] == 0) return; /* block-uniform */
     const int head_dim = kFixedDim > 0 ? kFixedDim : head_dim_arg;
     const int stride = tiled_stride(head_dim);
     float *q_tile = zt_dynamic_shared<float>();        /* (64, stride) */
@@ -428,7 +430,9 @@ static __global__ void __launch_bounds__(kAttnThreads)
     zt_attention_k(float *out,                                     /* (B,T,C) */
                    const float *q, const float *k, const float *v, /* (B,T,C) each */
                    const int32_t *key_mask,                        /* (B,T) */
-                   int seq_len, int n_heads, int head_dim, float q_scale) {
+                   int seq_len, int n_heads, int head_dim, float q_scale,
+                   const int32_t *only_sequences /* (B) or NULL: see launch_attention */) {
+    if (only_sequences != nullptr && only_sequences[blockIdx.z] == 0) return; /* block-uniform */
     __shared__ float probs[kAttnWarps][kRowsPerWarp][kKeyTile];
     __shared__ int key_admissible[kKeyTile];                /* in the sequence and not padding */
     float *q_tile = zt_dynamic_shared<float>();             /* (kQueryTile, D) */
@@ -533,7 +537,7 @@ static __global__ void __launch_bounds__(kAttnThreads)
 // launch can check its need against the limit create found.
 
 typedef void (*attention_kernel_fn)(float *, const float *, const float *, const float *,
-                                    const int32_t *, int, int, int, float);
+                                    const int32_t *, int, int, int, float, const int32_t *);
 
 enum attention_kernel_id {
     kTiled64,      /* D = 64: opt-125m .. 1.3b */
@@ -609,12 +613,16 @@ zt_status zt_cuda_attention_setup(zt_cuda_backend *cb) {
     return ZT_OK;
 }
 
+/* only_sequences (device, (B), or NULL for all): the blocks of a sequence whose entry is 0 return
+ * at once, so that after the cuDNN path (attention_cudnn.cu) this kernel computes the sequences
+ * whose mask cuDNN could not express, and only those. */
 static zt_status launch_attention(zt_cuda_backend *cb, attention_kernel_fn kernel, dim3 grid,
                                   dim3 block, size_t shared_bytes, float *out, const float *q,
                                   const float *k, const float *v, const int32_t *key_mask,
-                                  int seq_len, int n_heads, int head_dim, float q_scale) {
+                                  int seq_len, int n_heads, int head_dim, float q_scale,
+                                  const int32_t *only_sequences) {
     ZT_LAUNCH(kernel, grid, block, shared_bytes, cb->stream, out, q, k, v, key_mask, seq_len,
-              n_heads, head_dim, q_scale);
+              n_heads, head_dim, q_scale, only_sequences);
     return ZT_OK;
 }
 
@@ -637,6 +645,14 @@ zt_status zt_cuda_attention(zt_backend *be, float *out,                     /* (
                        n_heads, batch);
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
+
+    /* --gemm half: tensor cores through cuDNN where it takes the shape; then this kernel runs
+     * for the sequences it flagged (a mask that is not one left-padded run), if any. */
+    const int32_t *only_sequences = NULL;
+    if (be->gemm == ZT_GEMM_HALF) {
+        ZT_TRY(zt_cuda_attention_cudnn(cb, out, q, k, v, key_mask, batch, seq_len, n_heads,
+                                       head_dim, q_scale, &only_sequences));
+    }
 
     /* float4 loads and stores need 16-byte rows: D % 4 == 0 (so C % 4 == 0) and aligned bases. */
     const bool tiled = head_dim % 4 == 0 && head_dim <= kMaxTiledHeadDim && aligned16(out) &&
@@ -666,8 +682,9 @@ zt_status zt_cuda_attention(zt_backend *be, float *out,                     /* (
                        "%s: head_dim %d needs %zu bytes of shared memory; this device allows %zu",
                        op, head_dim, shared_bytes, cb->attention_max_shared[id]);
     const attention_kernel_entry kernel = attention_kernel(id);
-    const zt_status status = launch_attention(cb, kernel.fn, grid, block, shared_bytes, out, q, k,
-                                              v, key_mask, seq_len, n_heads, head_dim, q_scale);
+    const zt_status status =
+        launch_attention(cb, kernel.fn, grid, block, shared_bytes, out, q, k, v, key_mask, seq_len,
+                         n_heads, head_dim, q_scale, only_sequences);
     if (status != ZT_OK) return zt_fail_context(status, "%s (%s): ", op, kernel.name);
     return ZT_OK;
 }

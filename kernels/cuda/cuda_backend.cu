@@ -248,6 +248,7 @@ static void release(zt_cuda_backend *cb) {
     }
     zt_cuda_logprob_release(cb);
     zt_cuda_lt_plans_release(cb);
+    zt_cuda_attention_plans_release(cb);
     if (cb->lt) (void)cublasLtDestroy(cb->lt);
     if (cb->stream) (void)cudaStreamDestroy(cb->stream);
     free(cb);
@@ -257,8 +258,10 @@ static void cuda_destroy(zt_backend *be) {
     release(zt_cuda(be));
 }
 
-/* Mirrors the requests the forward ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention,
- * cached or not, works in shared memory and registers and asks for none. The backward ops take
+/* Mirrors the requests the forward ops make of zt_cuda_scratch (linear.cu, sumsq.cu). Attention's
+ * kernels, cached or not, work in shared memory and registers and ask for none; its cuDNN path
+ * (--gemm half, attention_cudnn.cu) takes 4 half (B,T,C) operands and cuDNN's workspace on
+ * demand, which this query cannot size (it names no batch). The backward ops take
  * theirs on demand (no zt_scratch_op names them yet): per-row statistics, column-sum pieces and
  * linear's widened weight chunk. perturb and update take 3
  * floats per term when a perturbation has more than 32 terms (z_terms.cuh), which no query names:
@@ -471,6 +474,19 @@ extern "C" zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t flo
 
 extern "C" void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out) {
     *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->gemm_counts;
+}
+
+extern "C" void zt_cuda_backend_attention_paths(zt_backend *be,
+                                                zt_cuda_attention_path_counts *out) {
+    *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_path_counts;
+}
+
+extern "C" zt_status zt_cuda_backend_set_attention_mode(zt_backend *be,
+                                                        zt_cuda_attention_mode mode) {
+    if ((unsigned)mode > ZT_CUDA_ATTENTION_BF16)
+        return zt_fail(ZT_ERR_INVALID_ARG, "attention mode %d: unknown", (int)mode);
+    ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_mode = mode;
+    return ZT_OK;
 }
 
 extern "C" void *zt_cuda_backend_stream(zt_backend *be) {

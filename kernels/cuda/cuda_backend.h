@@ -25,6 +25,31 @@ typedef struct zt_cuda_gemm_counts {
 } zt_cuda_gemm_counts;
 void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out);
 
+/* Which path `attention` took since the backend was created (--gemm half tries cuDNN first,
+ * kernels/cuda/attention_cudnn.cu): calls on cuDNN (some sequences may still have gone to the
+ * f32 kernel, see there) and calls whose shape cuDNN refused. f32 and TF32 modes count neither. */
+typedef struct zt_cuda_attention_path_counts {
+    unsigned long long cudnn;
+    unsigned long long f32_kernel;
+    unsigned long long plan_builds; /* shapes tried on cuDNN (each once: plans are cached) */
+} zt_cuda_attention_path_counts;
+void zt_cuda_backend_attention_paths(zt_backend *be, zt_cuda_attention_path_counts *out);
+/* What `attention` does under --gemm half (f32 and TF32 always take the f32 kernel):
+ *   AUTO (the default)  cuDNN with q, k, v rounded to the half dtype linear's latest GEMM took
+ *                       (the model's stored f16 or bf16: the q/k/v projections run just
+ *                       before); the f32 kernel when that GEMM took f32 inputs (an f32 model,
+ *                       whose GEMMs stay f32 under --gemm half) or there was none yet;
+ *   F32                 the f32 kernel;
+ *   F16, BF16           cuDNN in that dtype, whatever the GEMMs did (tests).
+ * Takes effect for the next call. */
+typedef enum zt_cuda_attention_mode {
+    ZT_CUDA_ATTENTION_AUTO = 0,
+    ZT_CUDA_ATTENTION_F32 = 1,
+    ZT_CUDA_ATTENTION_F16 = 2,
+    ZT_CUDA_ATTENTION_BF16 = 3,
+} zt_cuda_attention_mode;
+zt_status zt_cuda_backend_set_attention_mode(zt_backend *be, zt_cuda_attention_mode mode);
+
 /* Target rows per LM-head chunk on CUDA (zt_backend.head_chunk_rows). Each chunk's GEMM reads the
  * whole (V, e) head table again (77 MB for opt-125m in bf16): 64-row chunks read it 64 times for
  * the 4096 target rows of an all-token batch, 1024-row chunks 4 times, and give the GEMM enough

@@ -15,6 +15,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cudnn_graph.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -143,6 +144,16 @@ constexpr int kAttentionKernelSlots = 16;
 /* attention_backward.cu's two kernels, a slot each in attention_backward_max_shared. */
 constexpr int kAttentionBackwardKernelSlots = 2;
 
+/* One attention shape's cuDNN execution plan (attention_cudnn.cu); plan NULL: cuDNN refused the
+ * shape, which takes the f32 kernel. */
+struct zt_cudnn_attention_plan {
+    int batch, seq_len, n_heads, head_dim, dtype;
+    cudnnBackendDescriptor_t plan;
+    size_t workspace_bytes;
+};
+/* Forward shapes per run are few (one per padded batch length); full, the oldest plan goes. */
+constexpr int kCudnnAttentionPlans = 32;
+
 /* A device index array the caller checked on the host: its values lie in [0, limit). */
 struct zt_vouched_indices {
     const int32_t *values;
@@ -181,6 +192,15 @@ struct zt_cuda_backend {
     size_t attention_max_shared[kAttentionKernelSlots]; /* dynamic shared bytes each attention
                                                            kernel may launch with (create) */
     size_t attention_backward_max_shared[kAttentionBackwardKernelSlots]; /* the same, backward */
+    /* attention on cuDNN (--gemm half; attention_cudnn.cu): the handle, created on first use
+     * (NULL when that failed: every shape then takes the f32 kernel), and the plans by shape */
+    cudnnHandle_t cudnn;
+    int cudnn_tried;
+    zt_cudnn_attention_plan attention_plans[kCudnnAttentionPlans];
+    int n_attention_plans, next_attention_evict;
+    zt_cuda_attention_mode attention_mode; /* see zt_cuda_backend_set_attention_mode */
+    int last_gemm_input_dtype; /* what linear's latest GEMM took: ZT_F16 / ZT_BF16 or ZT_F32 */
+    zt_cuda_attention_path_counts attention_path_counts; /* see zt_cuda_backend_attention_paths */
 };
 
 /* index_error and nonfinite share one small device allocation of this many bytes. */
@@ -284,6 +304,16 @@ zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const fl
 /* Opts every attention kernel into the most dynamic shared memory the device allows it and
  * records the limits; create calls it once. */
 zt_status zt_cuda_attention_setup(zt_cuda_backend *cb);
+/* The cuDNN path of `attention` (attention_cudnn.cu), for --gemm half: computes out for every
+ * sequence whose admissible keys are one run [lo, T), and sets *fallback_flags to a device array
+ * (B) marking the others (1) for attention.cu's kernel; *fallback_flags = NULL when the mode
+ * (zt_cuda_backend_set_attention_mode) or cuDNN does not take the shape (nothing written). */
+zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *q, const float *k,
+                                  const float *v, const int32_t *key_mask, int batch, int seq_len,
+                                  int n_heads, int head_dim, float q_scale,
+                                  const int32_t **fallback_flags);
+/* Destroys the cached cuDNN plans and the handle (the backend's destroy). */
+void zt_cuda_attention_plans_release(zt_cuda_backend *cb);
 zt_status zt_cuda_attention_cached(zt_backend *be, float *out, const float *q, const float *k,
                                    const float *v, float *k_cache, float *v_cache,
                                    const int32_t *key_mask, int batch, int n_new, int capacity,

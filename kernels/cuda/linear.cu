@@ -110,6 +110,8 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
         precision == ZT_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     void *operand = scratch ? scratch + plan.operand_offset : NULL;
 
+    /* attention's dtype in the AUTO mode: the q/k/v projections run just before it */
+    cb->last_gemm_input_dtype = plan.half_inputs ? (int)w.dtype : (int)ZT_F32;
     /* Under batch invariance each GEMM holds one block of gemm_row_block rows (backend.h), so a
      * row meets the same M, plan and algorithm whatever else its batch holds. */
     const int block =

@@ -35,6 +35,8 @@
 #define zt_cuda_backend_stream zt_cudaemu_backend_stream
 #define zt_cuda_backend_set_linear_chunk zt_cudaemu_backend_set_linear_chunk
 #define zt_cuda_backend_gemm_counts zt_cudaemu_backend_gemm_counts
+#define zt_cuda_backend_attention_paths zt_cudaemu_backend_attention_paths
+#define zt_cuda_backend_set_attention_mode zt_cudaemu_backend_set_attention_mode
 /* Small weight chunks, so that linear's chunk loop and its boundaries run at test sizes. */
 #define ZT_CUDA_LINEAR_CHUNK_FLOATS (40u * 1024u)
 /* The emulated cublasLtMatmul needs no workspace; a token one still checks that it is device
@@ -92,12 +94,24 @@
 #define cublasLtMatmulPreferenceSetAttribute cudaemu_cublasLtMatmulPreferenceSetAttribute
 #define cublasLtMatmulAlgoGetHeuristic cudaemu_cublasLtMatmulAlgoGetHeuristic
 #define cublasLtMatmul cudaemu_cublasLtMatmul
+/* cuDNN's backend API (cudaemu_cudnn.cpp: the attention graph interpreted on the host). */
+#define cudnnCreate cudaemu_cudnnCreate
+#define cudnnDestroy cudaemu_cudnnDestroy
+#define cudnnSetStream cudaemu_cudnnSetStream
+#define cudnnGetErrorString cudaemu_cudnnGetErrorString
+#define cudnnBackendCreateDescriptor cudaemu_cudnnBackendCreateDescriptor
+#define cudnnBackendDestroyDescriptor cudaemu_cudnnBackendDestroyDescriptor
+#define cudnnBackendSetAttribute cudaemu_cudnnBackendSetAttribute
+#define cudnnBackendGetAttribute cudaemu_cudnnBackendGetAttribute
+#define cudnnBackendFinalize cudaemu_cudnnBackendFinalize
+#define cudnnBackendExecute cudaemu_cudnnBackendExecute
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cudnn_graph.h>
 /* Before the built-in variables below become macros: it declares blockDim & co. itself. Its
  * host path (Philox, Box-Muller) is what the perturbation kernels will run here. */
 #if __has_include(<curand_kernel.h>)
