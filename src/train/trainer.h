@@ -57,7 +57,8 @@ typedef struct zt_train_options {
      * of every step's batch; rank 0 writes the output. NULL: one process */
     struct zt_comm *comm;
     /* one sequence's computation independent of its batch (kernels/backend.h): what a
-     * data-parallel run uses, so one process can reproduce it bit for bit; on with several data-parallel replicas */
+     * data-parallel run uses, so one process can reproduce it bit for bit; on with several
+     * data-parallel replicas */
     int batch_invariant;
     /* every N steps the ranks compare a checksum of their weights and stop on a mismatch,
      * naming the rank (0: never) */
