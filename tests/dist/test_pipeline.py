@@ -1,8 +1,8 @@
 """Pipeline stages under mpirun (docs/distributed.md): S ranks, each running a contiguous range
 of the layers, train bit-identically to one process (weights and step log); S x D ranks (a
 pipeline per data-parallel replica) equal one --batch-invariant process; a pipelined run resumes
-under another layout and in one process; a stage killed with SIGKILL ends the job within 60 s
-and its snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
+under another layout and in one process; a stage killed with SIGKILL, or stopped with SIGSTOP
+(a hang, caught by --comm-timeout), ends the job within 60 s and its snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
 argv: ZOTUNE MPIRUN FIXTURES_DIR DEMO_DIR"""
 import filecmp
 import json
@@ -115,7 +115,13 @@ def stop_midway(out, args, ranks, lines, sig):
         os.killpg(job.pid, signal.SIGKILL)
         _, err = job.communicate()
         rc = None
-    return rc, time.time() - sent, err
+    took = time.time() - sent
+    if sig == signal.SIGSTOP and victims:  # mpirun ends its ranks; this one only if it did not
+        try:
+            os.kill(int(victims[-1]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return rc, took, err
 
 
 def main():
@@ -209,6 +215,19 @@ def main():
     rc, err = train(out, long + ["--resume"])
     check(rc == 0 and same_run(ref_long, out),
           f"kill: resumed in one process, equal to the uninterrupted run (rc {rc}) "
+          f"{err.strip()[-300:]}")
+    # A stage that hangs (SIGSTOP: alive, silent) while the others wait for its messages ends
+    # the job after --comm-timeout; rank 0 names it, and the snapshot resumes in one process.
+    out = os.path.join(tmp, "hang")
+    rc, took, err = stop_midway(out, long + ["--pipeline-stages", "3", "--comm-timeout", "5"], 3,
+                                12, signal.SIGSTOP)
+    named = "no word from rank 2 within 5 s (--comm-timeout)"
+    check(rc not in (None, 0) and 5 < took < 60 and named in err,
+          f"hang: the job ended within 60 s of a stage's SIGSTOP, after --comm-timeout 5, naming "
+          f"rank 2 (rc {rc}, {took:.1f} s) {err.strip()[-400:]}")
+    rc, err = train(out, long + ["--resume"])
+    check(rc == 0 and same_run(ref_long, out),
+          f"hang: resumed in one process, equal to the uninterrupted run (rc {rc}) "
           f"{err.strip()[-300:]}")
     print(f"{len(failures)} failed")
     if not failures:
