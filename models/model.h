@@ -46,10 +46,10 @@ struct zt_prompt;
 /* One stage of a pipeline (--pipeline-stages, docs/distributed.md): zt_model_forward runs only
  * layers [first_layer, end_layer) of the sweep. The first stage embeds; the others receive each
  * variant's residual stream from the stage before (one message per variant, in variant order),
- * and every stage but the last passes it on. The last runs the head and shares the K variants' target log-probabilities with
- * the earlier stages, which receive them, so every stage returns the same log-probabilities.
- * Buffers are backend memory, synchronised before a send; the callbacks (src/train/
- * train_pipeline.c) carry them over the job's communicator. */
+ * and every stage but the last passes it on. The last runs the head and shares the K variants'
+ * target log-probabilities with the earlier stages, which receive them, so every stage returns
+ * the same log-probabilities. Buffers are backend memory, synchronised before a send; the
+ * callbacks (src/train/train_pipeline.c) carry them over the job's communicator. */
 typedef struct zt_model_stage {
     int first_layer, end_layer;
     int is_first, is_last;
