@@ -43,6 +43,23 @@ struct zt_lora;
 struct zt_prefix;
 struct zt_prompt;
 
+/* One stage of a pipeline (--pipeline-stages, docs/distributed.md): zt_model_forward runs only
+ * layers [first_layer, end_layer) of the sweep. The first stage embeds; the others receive each
+ * variant's residual stream from the stage before (one message per variant, in variant order),
+ * and every stage but the last passes it on. The last runs the head and shares the K variants'
+ * target log-probabilities with the earlier stages, which receive them, so every stage returns
+ * the same log-probabilities. Buffers are backend memory, synchronised before a send; the
+ * callbacks (src/train/train_pipeline.c) carry them over the job's communicator. */
+typedef struct zt_model_stage {
+    int first_layer, end_layer;
+    int is_first, is_last;
+    void *ctx;
+    zt_status (*receive)(void *ctx, void *buf, size_t bytes);       /* from the stage before */
+    zt_status (*pass_on)(void *ctx, const void *buf, size_t bytes); /* to the stage after */
+    /* the last stage sends buf to the earlier stages; they receive into it */
+    zt_status (*share_logprobs)(void *ctx, void *buf, size_t bytes);
+} zt_model_stage;
+
 typedef struct zt_model {
     const zt_arch *arch;
     void *family; /* the family's parsed config and tensor ids (models/arch.h, release) */
@@ -58,6 +75,7 @@ typedef struct zt_model {
     struct zt_lora *lora;     /* LoRA adapters after the base tensors (models/lora.h); NULL: none */
     struct zt_prefix *prefix; /* prefix tuning's keys and values after them (models/prefix.h) */
     struct zt_prompt *prompt; /* prompt tuning's table after them (models/prompt.h); NULL: none */
+    const zt_model_stage *stage; /* a pipeline stage's share of the forward; NULL: every layer */
 } zt_model;
 
 /* Loads config.json + safetensors (single or sharded) from dir onto the backend, the family

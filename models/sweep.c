@@ -410,6 +410,69 @@ zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
     return s;
 }
 
+/* Layers [first, end) for variants [first_variant, first_variant + n_variants), op by op for
+ * the variants together, so each perturbed tensor of a layer is staged for all of them from
+ * one draw of its z. Batch-invariant: a sequence per GEMM. */
+static zt_status sweep_layers(zt_sweep *sw, int first, int end, int first_variant, int n_variants) {
+    zt_backend *be = sw->model->be;
+    be->gemm_row_block = be->batch_invariant ? sw->batch->seq_len : 0;
+    const int end_variant = first_variant + n_variants;
+    zt_status s = ZT_OK;
+    for (int layer = first; s == ZT_OK && layer < end; layer++) {
+        for (sw->variant = first_variant; s == ZT_OK && sw->variant < end_variant;
+             sw->variant += ZT_SWEEP_MAX_TOGETHER) {
+            const int left = end_variant - sw->variant;
+            sw->n_together = left < ZT_SWEEP_MAX_TOGETHER ? left : ZT_SWEEP_MAX_TOGETHER;
+            s = sw->model->arch->layer(sw, layer);
+        }
+        sw->n_together = 0;
+    }
+    be->gemm_row_block = 0;
+    return s;
+}
+
+/* A pipeline stage's forward (zt_model_stage). The variants pass through the stages one at a
+ * time, so that stage s + 1 advances variant k while stage s runs variant k + 1: variant k's
+ * residual stream arrives from the stage before (or is embedded by the first), goes through
+ * the stage's layers and on to the next stage, whose head (the last stage's) turns it into its
+ * targets' log-probabilities. A variant staged alone gets the same bits as staged with the
+ * others (perturb_variants equals K perturb calls), so the result equals one process's. The
+ * last stage then shares the K variants' log-probabilities, so every stage returns the same
+ * ones. A batch without targets has nothing to return: no stage computes or sends anything. */
+static zt_status forward_stage(zt_sweep *sw, int n_variants, float *logprobs, float *logits) {
+    zt_model *m = sw->model;
+    const zt_model_stage *st = m->stage;
+    const zt_batch *b = sw->batch;
+    if (logits || m->prefix || m->prompt)
+        return zt_fail(ZT_ERR_UNAVAILABLE,
+                       "forward: a pipeline stage returns log-probabilities only, of a model "
+                       "without prefixes or a prompt table");
+    if (b->n_targets == 0) return ZT_OK;
+    const size_t stream_bytes =
+        (size_t)b->batch * (size_t)b->seq_len * (size_t)m->dims.hidden_size * sizeof(float);
+    for (int k = 0; k < n_variants; k++) {
+        sw->variant = k;
+        char *stream = (char *)zt_sweep_stream(sw);
+        if (st->is_first)
+            ZT_TRY(m->arch->embed(sw));
+        else
+            ZT_TRY(st->receive(st->ctx, stream, stream_bytes));
+        ZT_TRY(sweep_layers(sw, st->first_layer, st->end_layer, k, 1));
+        sw->variant = k;
+        if (st->is_last) {
+            ZT_TRY(zt_sweep_head(sw, NULL));
+        } else {
+            ZT_TRY(m->be->ops->sync(m->be));
+            ZT_TRY(st->pass_on(st->ctx, stream, stream_bytes));
+        }
+    }
+    char *lp = sw->ws->base + sw->ws->layout.logprob;
+    const size_t lp_bytes = (size_t)n_variants * (size_t)b->n_targets * sizeof(float);
+    if (st->is_last) ZT_TRY(m->be->ops->sync(m->be));
+    ZT_TRY(st->share_logprobs(st->ctx, lp, lp_bytes));
+    return m->be->ops->download(m->be, logprobs, lp, lp_bytes);
+}
+
 /* The forward of a batch whose sequences start with n_virtual virtual tokens. */
 static zt_status forward_batch(zt_model *m, zt_workspace *ws, const zt_batch *b,
                                const zt_variants *variants, float *logprobs, float *logits,
@@ -417,30 +480,17 @@ static zt_status forward_batch(zt_model *m, zt_workspace *ws, const zt_batch *b,
     int n_variants = variants ? variants->n_variants : 1;
     ZT_TRY(validate(ws, b, n_variants));
     ZT_TRY(zt_sweep_upload_batch(m, ws, b, NULL));
+    zt_sweep sw = {m, ws, b, variants, 0, NULL, 0, n_virtual};
+    if (m->stage) return forward_stage(&sw, n_variants, logprobs, logits);
     if (m->prefix) {
         zt_prefix_buffers pb;
         zt_prefix_buffers_place(m, ws->shape.max_batch, ws->shape.max_seq_len, 0,
                                 ws->base + ws->layout.prefix, &pb);
         ZT_TRY(zt_prefix_upload_batch(m, &pb, b));
     }
-    zt_sweep sw = {m, ws, b, variants, 0, NULL, 0, n_virtual};
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(m->arch->embed(&sw));
-    /* Layer by layer, op by op for all variants together, so each perturbed tensor of a layer
-     * is staged for every variant from one draw of its z. Batch-invariant: a sequence per GEMM. */
-    m->be->gemm_row_block = m->be->batch_invariant ? b->seq_len : 0;
-    zt_status s = ZT_OK;
-    for (int layer = 0; s == ZT_OK && layer < m->dims.n_layers; layer++) {
-        for (sw.variant = 0; s == ZT_OK && sw.variant < n_variants;
-             sw.variant += ZT_SWEEP_MAX_TOGETHER) {
-            const int left = n_variants - sw.variant;
-            sw.n_together = left < ZT_SWEEP_MAX_TOGETHER ? left : ZT_SWEEP_MAX_TOGETHER;
-            s = m->arch->layer(&sw, layer);
-        }
-        sw.n_together = 0;
-    }
-    m->be->gemm_row_block = 0;
-    ZT_TRY(s);
+    ZT_TRY(sweep_layers(&sw, 0, m->dims.n_layers, 0, n_variants));
     if (b->n_targets == 0) return ZT_OK;
     for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
         ZT_TRY(zt_sweep_head(&sw, logits));

@@ -126,6 +126,9 @@ int zt_cmd_train(int argc, char **argv) {
          "(activations / A; batch-invariant, so equal to one forward)"},
         {"direction-groups", ZT_ARG_INT, &o.direction_groups, "G",
          "data parallel: G groups of ranks share each step's variants (default 1)"},
+        {"pipeline-stages", ZT_ARG_INT, &o.pipeline_stages, "S",
+         "the ranks as S-stage pipelines, each stage running a contiguous range of layers "
+         "(ranks = S x data-parallel replicas; default 1)"},
         {"batch-invariant", ZT_ARG_FLAG, &o.batch_invariant, NULL,
          "a sequence's bits independent of its batch, as data-parallel runs compute (cpu)"},
         {"gemm", ZT_ARG_STRING, &o.gemm, "P", ZT_GEMM_HELP},

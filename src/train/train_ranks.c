@@ -25,7 +25,7 @@ zt_status zt_run_barrier(const zt_run *r) {
 /* The most examples one training forward of this rank holds: its share of the batch (its
  * group's, with direction groups), in --grad-accum's micro-batches. */
 int zt_train_largest_micro_batch(const zt_train_options *o) {
-    const int ranks = o->comm ? o->comm->size : 1;
+    const int ranks = zt_train_replicas(o);
     const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
     const int per_group = ranks / groups > 0 ? ranks / groups : 1;
     const int share = (o->batch_size + per_group - 1) / per_group;
@@ -34,7 +34,7 @@ int zt_train_largest_micro_batch(const zt_train_options *o) {
 }
 
 int zt_train_direction_groups(const zt_train_options *o) {
-    const int ranks = o->comm ? o->comm->size : 1;
+    const int ranks = zt_train_replicas(o);
     const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
     return ranks % groups == 0 ? groups : 1;
 }

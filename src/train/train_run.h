@@ -11,9 +11,15 @@
 #include "train/trainer.h"
 #include "zo/steplog.h"
 
+typedef struct zt_train_pipeline zt_train_pipeline;
+
 typedef struct zt_run {
     const zt_train_options *o;
-    struct zt_tokenizer *tok; /* NULL when the model directory has none */
+    /* the data-parallel ranks the objective reduces over: o->comm, or with --pipeline-stages
+     * the replicas of this rank's stage (src/dist/pipeline.h) */
+    struct zt_comm *replicas;
+    zt_train_pipeline *pipeline; /* NULL without --pipeline-stages */
+    struct zt_tokenizer *tok;    /* NULL when the model directory has none */
     zt_backend *be;
     zt_model *model;
     zt_dataset train, eval;
@@ -112,6 +118,17 @@ int zt_train_grad_accum(const zt_train_options *o);
 int zt_train_direction_groups(const zt_train_options *o);
 /* The most examples one training forward of this rank holds. */
 int zt_train_largest_micro_batch(const zt_train_options *o);
+
+/* ---- pipeline stages (train_pipeline.c) ---- */
+
+/* --pipeline-stages, 1 without it. */
+int zt_train_pipeline_stages(const zt_train_options *o);
+/* The data-parallel replicas: the ranks over the stages (all ranks without stages). */
+int zt_train_replicas(const zt_train_options *o);
+/* r->replicas, and with stages this rank's stage of the model's forward (model->stage); needs
+ * the model loaded. Errors name --pipeline-stages. */
+zt_status zt_run_pipeline_setup(zt_run *r);
+void zt_run_pipeline_release(zt_run *r);
 
 /* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out. */
 void zt_run_metrics_line(const zt_step_record *record, double elapsed, char *buf, size_t size);

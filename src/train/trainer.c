@@ -211,7 +211,7 @@ static zt_status create_workspace(run *r) {
     r->objective_state.kind = r->o->objective;
     r->objective_state.dataset = &r->train;
     r->objective_state.tok = r->tok;
-    r->objective_state.comm = r->o->comm;
+    r->objective_state.comm = r->replicas;
     r->objective_state.global_examples = r->o->batch_size;
     r->objective_state.direction_groups = r->o->direction_groups;
     zt_task_objective_bind(&r->objective_state, &r->objective);
@@ -270,6 +270,7 @@ static void progress(const run *r, int step, double loss, double step_size, doub
 }
 
 static void run_free(run *r) {
+    zt_run_pipeline_release(r);
     zt_steplog_close(r->log);
     if (r->metrics) fclose(r->metrics);
     zt_sampler_free(&r->sampler);
@@ -293,6 +294,28 @@ static int any_first_order(const zt_phases *phases) {
     for (int k = 0; k < phases->n; k++)
         if (phases->phase[k].fo) return 1;
     return 0;
+}
+
+/* --pipeline-stages: the stages divide the ranks (the layers are checked once the model is
+ * loaded); a stage runs zt_model_forward's share of the layers, which the options below would
+ * bypass or split otherwise. */
+static zt_status check_pipeline_options(const zt_train_options *o, const zt_phases *phases) {
+    const int stages = o->pipeline_stages, ranks = o->comm ? o->comm->size : 1;
+    if (stages < 0 || stages > ranks || ranks % (stages > 1 ? stages : 1) != 0)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "--pipeline-stages %d: must divide the %d ranks (ranks = stages x "
+                       "data-parallel replicas)",
+                       stages, ranks);
+    if (stages <= 1) return ZT_OK;
+    const char *other = o->direction_groups > 1             ? "--direction-groups"
+                        : o->lora || o->prefix || o->prompt ? "--peft"
+                        : any_first_order(phases)           ? "a first-order optimizer"
+                        : o->objective == ZT_OBJECTIVE_F1   ? "--objective f1"
+                                                            : NULL;
+    if (other)
+        return zt_fail(ZT_ERR_UNAVAILABLE, "--pipeline-stages %d with %s: not in this version",
+                       stages, other);
+    return ZT_OK;
 }
 
 static zt_status check_options(const zt_train_options *o) {
@@ -337,7 +360,9 @@ static zt_status check_options(const zt_train_options *o) {
     if (o->verify_replicas < 0)
         return zt_fail(ZT_ERR_INVALID_ARG, "--verify-replicas %d: must be 0 (off) or more",
                        o->verify_replicas);
-    const int ranks = o->comm ? o->comm->size : 1;
+    ZT_TRY(check_pipeline_options(o, &phases));
+    /* the data-parallel ranks: with pipeline stages, the replicas of each stage */
+    const int ranks = zt_train_replicas(o);
     if (o->grad_accum < 0 || o->grad_accum > o->batch_size / (ranks / zt_train_direction_groups(o)))
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--grad-accum %d: must be in 1 .. %d (every micro-batch needs an example)",
@@ -619,7 +644,7 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         zt_sampler_batch(&r->sampler, step, r->indices);
         /* data parallel: this rank's share of the step's examples (all of them in one process) */
         zt_dp_layout me;
-        ZT_TRY(zt_dp_layout_of(o->comm, o->direction_groups > 1 ? o->direction_groups : 1, 1,
+        ZT_TRY(zt_dp_layout_of(r->replicas, o->direction_groups > 1 ? o->direction_groups : 1, 1,
                                o->batch_size, &me));
         const int first = me.first_example, count = me.n_examples;
         zt_status s = zt_run_build_micro_batches(r, first, count);
@@ -723,11 +748,12 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     r.fo = r.phases.phase[0].fo;
     if (s == ZT_OK) s = zt_backend_open(o->device, o->threads, o->gemm, &r.be);
     if (s == ZT_OK &&
-        (o->batch_invariant || zt_train_grad_accum(o) > 1 || (o->comm && o->comm->size > 1)))
+        (o->batch_invariant || zt_train_grad_accum(o) > 1 || zt_train_replicas(o) > 1))
         s = zt_backend_set_batch_invariant(r.be, 1);
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_backward(r.be, "first-order training");
     if (s == ZT_OK && r.any_fo) s = zt_backend_require_fo_update(r.be, "first-order training");
     if (s == ZT_OK) s = load_model(&r);
+    if (s == ZT_OK) s = zt_run_pipeline_setup(&r);
     if (s == ZT_OK) s = open_data(&r);
     if (s == ZT_OK) s = open_log(&r);
     if (s == ZT_OK) s = create_workspace(&r);

@@ -57,7 +57,8 @@ typedef struct zt_train_options {
      * of every step's batch; rank 0 writes the output. NULL: one process */
     struct zt_comm *comm;
     /* one sequence's computation independent of its batch (kernels/backend.h): what a
-     * data-parallel run uses, so one process can reproduce it bit for bit; on with comm */
+     * data-parallel run uses, so one process can reproduce it bit for bit; on with several
+     * data-parallel replicas */
     int batch_invariant;
     /* every N steps the ranks compare a checksum of their weights and stop on a mismatch,
      * naming the rank (0: never) */
@@ -68,6 +69,10 @@ typedef struct zt_train_options {
     /* ZO: each variant over the rank's examples in A micro-batches in turn (activations / A),
      * bit-identical to the plain batch-invariant run; 0 or 1: one forward */
     int grad_accum;
+    /* --pipeline-stages S: the ranks form ranks / S data-parallel replicas of an S-stage
+     * pipeline, each stage running a contiguous range of the layers (src/dist/pipeline.h);
+     * 0 or 1: none */
+    int pipeline_stages;
     /* --peft lora: LoRA adapters on the base (models/lora.h), the only trainable tensors; their
      * initial A comes from zt_lora_init_seed(seed) unless adapter_dir names a start. The base's
      * model.safetensors written at the end is the base unchanged; the adapters go to
