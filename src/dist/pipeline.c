@@ -91,8 +91,9 @@ static void view_destroy(zt_comm *c) {
     free(c);
 }
 
-static const zt_comm_ops view_ops = {"replicas", view_allgather, view_broadcast, view_barrier,
-                                     view_send,  view_recv,      view_abort,     view_destroy};
+static const zt_comm_ops view_ops = {"replicas",   view_allgather, view_broadcast,
+                                     view_barrier, view_send,      view_recv,
+                                     view_abort,   view_destroy,   NULL};
 
 zt_status zt_comm_replica_view(zt_comm *world, const zt_pipeline_layout *layout, zt_comm **out) {
     zt_comm *c = zt_calloc(1, sizeof *c);

@@ -89,7 +89,7 @@ static void scripted_destroy(zt_comm *c) {
 }
 static const zt_comm_ops scripted_ops = {"scripted",       scripted_allgather, scripted_broadcast,
                                          scripted_barrier, scripted_send,      scripted_recv,
-                                         scripted_abort,   scripted_destroy};
+                                         scripted_abort,   scripted_destroy,   NULL};
 
 static void test_view(void) {
     /* 8 ranks as 2 stages x 4 replicas, seen from rank 5: stage 1 of replica 2 */
