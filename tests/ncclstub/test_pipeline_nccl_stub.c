@@ -1,11 +1,13 @@
-/* A pure pipeline on the CUDA path, in CI: 2 ranks under mpirun, each one stage of zt_train on
+/* Pipelines on the CUDA path, in CI: 2 ranks under mpirun, each one stage of zt_train on
  * the host executor's CUDA backend ("cuda-emu", tests/cudaemu), joined by the NCCL communicator
  * (src/dist/comm_nccl.c built against the stand-in, ncclstub.cpp). The stages pass device
  * memory, the K residual streams and the targets' log-probabilities, through ncclSend/ncclRecv;
  * the step log and the weights must equal, bit for bit, one process on cuda-emu. A pure pipeline
- * needs no batch invariance (which the CUDA backend does not have): every stage runs the whole
- * batch through the same kernels as one process. Rank 0 runs the one-process reference after the
- * pipelined run. Every rank checks; the exit status carries the verdict. */
+ * needs no batch invariance: every stage runs the whole
+ * batch through the same kernels as one process. Under 4 ranks, 2 replicas of the 2-stage pipeline
+ * split the batch, and the reference is one batch-invariant process (the CUDA kernels are
+ * batch-invariant too). Rank 0 runs the one-process reference after the pipelined run. Every
+ * rank checks; the exit status carries the verdict. */
 #include "ncclstub.h"
 
 #include <mpi.h>
@@ -37,7 +39,8 @@ static int same_bytes(const char *a, const char *b) {
     return same;
 }
 
-static void run(zt_comm *comm, int stages, const char *out, char *model, char *data) {
+static void run(zt_comm *comm, int stages, int batch_invariant, const char *out, char *model,
+                char *data) {
     zt_train_options o;
     fixture_run_options(&o, "opt-pre", model, 1024, data, 1024, out);
     o.device = "cuda-emu";
@@ -51,6 +54,7 @@ static void run(zt_comm *comm, int stages, const char *out, char *model, char *d
     o.eval_path = data;
     o.comm = comm;
     o.pipeline_stages = stages;
+    o.batch_invariant = batch_invariant;
     zt_train_result res;
     zt_status s = zt_train(&o, &res);
     ZT_CHECK(s == ZT_OK && res.steps_done == 3, "%d stage(s) on cuda-emu: %d steps: %s", stages,
@@ -65,7 +69,8 @@ int main(void) {
         fprintf(stderr, "FATAL: zt_comm_nccl_create: %s\n", zt_last_error());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    ZT_REQUIRE(c->size == 2, "run under mpirun -np 2 (%d ranks)", c->size);
+    ZT_REQUIRE(c->size == 2 || c->size == 4, "run under mpirun -np 2 or 4 (%d ranks)", c->size);
+    const int replicas = c->size / 2;
     char dir[256] = "";
     if (c->rank == 0) make_temp_dir(dir, sizeof dir, "pipe_nccl");
     ZT_REQUIRE_OK(c->ops->broadcast(c, dir, sizeof dir, 0));
@@ -73,7 +78,7 @@ int main(void) {
     snprintf(pipelined, sizeof pipelined, "%s/pipeline", dir);
     snprintf(single, sizeof single, "%s/one", dir);
     const long before = ncclstub_operations();
-    run(c, 2, pipelined, model, data);
+    run(c, 2, 0, pipelined, model, data);
     /* per forward: the streams once, the log-probabilities once, besides the collectives */
     ZT_CHECK(ncclstub_operations() - before > 2 * 3 * 2,
              "rank %d: %ld operations through the "
@@ -81,13 +86,15 @@ int main(void) {
              c->rank, ncclstub_operations() - before);
     ncclstub_drain();
     if (c->rank == 0) {
-        run(NULL, 0, single, model, data);
+        run(NULL, 0, replicas > 1, single, model, data);
         const char *files[] = {"steplog.jsonl", "model.safetensors"};
         for (int i = 0; i < 2; i++) {
             char a[600], b[600];
             snprintf(a, sizeof a, "%s/%s", pipelined, files[i]);
             snprintf(b, sizeof b, "%s/%s", single, files[i]);
-            ZT_CHECK(same_bytes(a, b), "%s of 2 stages over NCCL equals one process's", files[i]);
+            ZT_CHECK(same_bytes(a, b),
+                     "%s of 2 stages x %d replica(s) over NCCL equals one process's", files[i],
+                     replicas);
         }
         if (zt_test_failed_count == 0) remove_run_dir(dir);
     }
