@@ -246,6 +246,17 @@ typedef struct zt_backend_ops {
                                   const zt_perturbation *p, /* (K) */
                                   int n_variants);
 
+    /* update, then perturb_variants of the updated tensor, in one pass over theta: the deferred
+     * update of step t fused into step t + 1's staging (docs/design.md §2.5). theta and state
+     * get exactly update's bits (u, n_nonfinite counted the same way), and dst[k] exactly
+     * perturb_variants' bits from theta as updated and stored. dst disjoint from theta and
+     * state. */
+    zt_status (*update_perturb_variants)(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
+                                         uint32_t tensor_id, size_t n_elems, float *state,
+                                         const zt_update *u, void *const *dst, /* (K) of (n) */
+                                         zt_dtype dst_dtype, const zt_perturbation *p, /* (K) */
+                                         int n_variants);
+
     /* *out = sum over j in [0, n) of z(seed, tensor_id, j)^2 in double: the regeneration pass
      * that gives the norm for uniform-on-sphere directions. */
     zt_status (*z_sumsq)(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
@@ -366,6 +377,7 @@ typedef struct zt_backend_ops {
     X(target_logprobs)                                                                             \
     X(perturb)                                                                                     \
     X(perturb_variants)                                                                            \
+    X(update_perturb_variants)                                                                     \
     X(z_sumsq)                                                                                     \
     X(update)
 
