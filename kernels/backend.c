@@ -163,3 +163,12 @@ zt_status zt_backend_open(const char *device, int n_threads, const char *gemm, z
     }
     return s;
 }
+
+zt_status zt_pending_apply_alone(zt_backend *be, zt_pending_update *pu, int id, void *theta,
+                                 zt_dtype dtype, size_t n_elems) {
+    if (!zt_pending_waits(pu, id)) return ZT_OK;
+    const zt_update u = zt_pending_update_of(pu, id);
+    ZT_TRY(be->ops->update(be, theta, dtype, (uint32_t)id, n_elems, pu->state[id], &u));
+    pu->waiting[id] = 0;
+    return ZT_OK;
+}

@@ -88,6 +88,37 @@ typedef struct zt_update {
     unsigned long long *n_nonfinite;
 } zt_update;
 
+/* A step's update that has not reached every tensor yet (docs/design.md §2.5, the deferred
+ * update). A shadow sweep given one (models/model.h: zt_workspace_set_pending) applies it to tensor
+ * T before T is first read: fused into T's staging (update_perturb_variants) where the sweep stages
+ * T, alone (update) where it reads T as stored or gathers from it. waiting[T] is cleared once T has
+ * it, so every tensor gets it exactly once whatever reads it first. */
+typedef struct zt_pending_update {
+    zt_update update; /* weight_decay: decay[T] for tensor T; n_nonfinite: &n_nonfinite */
+    int n_tensors;
+    uint8_t *waiting;               /* (n_tensors) 1 while T has not had the update */
+    float **state;                  /* (n_tensors) T's optimizer state, or NULL */
+    float *decay;                   /* (n_tensors) T's weight decay (0 for no_decay tensors) */
+    unsigned long long n_nonfinite; /* non-finite weights the update stored, complete at a sync */
+} zt_pending_update;
+
+/* Whether tensor id still waits for the pending update (pu may be NULL). */
+static inline int zt_pending_waits(const zt_pending_update *pu, int id) {
+    return pu && id >= 0 && id < pu->n_tensors && pu->waiting[id];
+}
+
+/* The update as tensor id takes it. */
+static inline zt_update zt_pending_update_of(zt_pending_update *pu, int id) {
+    zt_update u = pu->update;
+    u.weight_decay = pu->decay[id];
+    u.n_nonfinite = &pu->n_nonfinite;
+    return u;
+}
+
+/* Applies the pending update alone to tensor id (theta: its n weights) if it still waits. */
+zt_status zt_pending_apply_alone(zt_backend *be, zt_pending_update *pu, int id, void *theta,
+                                 zt_dtype dtype, size_t n_elems);
+
 /* ---- first-order updates (backprop, docs/design.md §3.1) ---- */
 
 typedef enum zt_fo_rule {
@@ -246,6 +277,17 @@ typedef struct zt_backend_ops {
                                   const zt_perturbation *p, /* (K) */
                                   int n_variants);
 
+    /* update, then perturb_variants of the updated tensor, in one pass over theta: the deferred
+     * update of step t fused into step t + 1's staging (docs/design.md §2.5). theta and state
+     * get exactly update's bits (u, n_nonfinite counted the same way), and dst[k] exactly
+     * perturb_variants' bits from theta as updated and stored. dst disjoint from theta and
+     * state. */
+    zt_status (*update_perturb_variants)(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
+                                         uint32_t tensor_id, size_t n_elems, float *state,
+                                         const zt_update *u, void *const *dst, /* (K) of (n) */
+                                         zt_dtype dst_dtype, const zt_perturbation *p, /* (K) */
+                                         int n_variants);
+
     /* *out = sum over j in [0, n) of z(seed, tensor_id, j)^2 in double: the regeneration pass
      * that gives the norm for uniform-on-sphere directions. */
     zt_status (*z_sumsq)(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
@@ -366,6 +408,7 @@ typedef struct zt_backend_ops {
     X(target_logprobs)                                                                             \
     X(perturb)                                                                                     \
     X(perturb_variants)                                                                            \
+    X(update_perturb_variants)                                                                     \
     X(z_sumsq)                                                                                     \
     X(update)
 

@@ -141,10 +141,11 @@ const int32_t *zt_sweep_key_mask(const zt_sweep *sw);      /* (B,T) backend memo
 /* Tensor `id` as the current variant sees it: the master weight, or a perturbed copy staged into
  * the slot's shadow buffer. id -1 gives an absent weight. */
 zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_weight *out);
-/* The perturbation a gather applies to table `id` for the current variant, or NULL when the
- * variant reads it as stored: only the rows the batch reads are perturbed. */
-const zt_gather_perturbation *zt_sweep_gather(const zt_sweep *sw, int id,
-                                              zt_gather_perturbation *storage);
+/* *out = the perturbation a gather applies to table `id` for the current variant, or NULL when
+ * the variant reads it as stored: only the rows the batch reads are perturbed. A pending update
+ * (zt_pending_update) reaches the table first, applied alone. */
+zt_status zt_sweep_gather(const zt_sweep *sw, int id, zt_gather_perturbation *storage,
+                          const zt_gather_perturbation **out);
 
 zt_status zt_sweep_linear(const zt_sweep *sw, float *out, /* (N,OC) */
                           const float *in,                /* (N,IC) */

@@ -205,6 +205,9 @@ typedef struct zt_variants {
     const uint8_t *perturbed;            /* (n_tensors) or NULL */
 } zt_variants;
 
+/* The pending update the workspace's next shadow sweeps apply as they go (NULL: none). */
+void zt_workspace_set_pending(zt_workspace *ws, zt_pending_update *pending);
+
 /* Evaluates every variant on the batch in one sweep over the layers: each layer's weights are
  * staged once per variant and its K residual streams advance together. logprobs (host, (K,R))
  * receives log p(target) per variant; logits, if not NULL, the target rows' logits (host,

@@ -63,13 +63,58 @@ static const zt_perturbation *variant_perturbation(const zt_sweep *sw, int id) {
     return p;
 }
 
+/* ---- the pending update (model.h: zt_pending_update) ---- */
+
+void zt_workspace_set_pending(zt_workspace *ws, zt_pending_update *pending) {
+    ws->pending = pending;
+}
+
+static zt_pending_update *pending_of(const zt_sweep *sw) {
+    return sw->ws->pending;
+}
+
+/* Tensor id's pending update applied alone, before anything reads it as stored. */
+static zt_status settle_alone(const zt_sweep *sw, int id) {
+    zt_pending_update *pu = pending_of(sw);
+    if (!zt_pending_waits(pu, id)) return ZT_OK;
+    const zt_model *m = sw->model;
+    const zt_tensor_info *t = &m->tensors[id];
+    zt_status s =
+        zt_pending_apply_alone(m->be, pu, id, (char *)m->weights + t->offset, t->dtype, t->n_elems);
+    if (s != ZT_OK) return zt_fail_context(s, "the pending update of %s: ", t->name);
+    return ZT_OK;
+}
+
+/* The n staged variants p (n >= 1) of tensor id into dst: perturb_variants (perturb for one), or,
+ * while id waits for the pending update, that update fused into the same pass. */
+static zt_status stage_variants(const zt_sweep *sw, int id, void *const *dst, zt_dtype staged,
+                                const zt_perturbation *p, int n) {
+    const zt_model *m = sw->model;
+    const zt_tensor_info *t = &m->tensors[id];
+    zt_pending_update *pu = pending_of(sw);
+    if (zt_pending_waits(pu, id)) {
+        const zt_update u = zt_pending_update_of(pu, id);
+        zt_status s = m->be->ops->update_perturb_variants(m->be, (char *)m->weights + t->offset,
+                                                          t->dtype, (uint32_t)id, t->n_elems,
+                                                          pu->state[id], &u, dst, staged, p, n);
+        if (s != ZT_OK) return zt_fail_context(s, "the pending update of %s: ", t->name);
+        pu->waiting[id] = 0;
+        return ZT_OK;
+    }
+    const zt_weight master = zt_model_weight(m, id);
+    if (n == 1)
+        return m->be->ops->perturb(m->be, dst[0], staged, master, (uint32_t)id, 0, t->n_elems,
+                                   &p[0]);
+    return m->be->ops->perturb_variants(m->be, dst, staged, master, (uint32_t)id, t->n_elems, p, n);
+}
+
 /* A perturbed copy is staged in f32, or in the stored half dtype when the GEMMs take half
  * inputs. */
 zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_weight *out) {
     const zt_model *m = sw->model;
     *out = zt_model_weight(m, id);
     const zt_perturbation *p = variant_perturbation(sw, id);
-    if (!p) return ZT_OK;
+    if (!p) return settle_alone(sw, id);
     if (!sw->ws->staging)
         return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
     const zt_tensor_info *t = &m->tensors[id];
@@ -86,20 +131,24 @@ zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_wei
                        t->name, zt_dtype_name(staged));
     void *shadow = sw->ws->staging +
                    (slot == ZT_STAGE_MAIN ? sw->ws->layout.stage_main : sw->ws->layout.stage_aux);
-    ZT_TRY(m->be->ops->perturb(m->be, shadow, staged, *out, (uint32_t)id, 0, t->n_elems, p));
+    void *const dst[1] = {shadow};
+    ZT_TRY(stage_variants(sw, id, dst, staged, p, 1));
     out->data = shadow;
     out->dtype = staged;
     return ZT_OK;
 }
 
-const zt_gather_perturbation *zt_sweep_gather(const zt_sweep *sw, int id,
-                                              zt_gather_perturbation *storage) {
+zt_status zt_sweep_gather(const zt_sweep *sw, int id, zt_gather_perturbation *storage,
+                          const zt_gather_perturbation **out) {
+    *out = NULL;
+    ZT_TRY(settle_alone(sw, id));
     const zt_perturbation *p = variant_perturbation(sw, id);
-    if (!p) return NULL;
+    if (!p) return ZT_OK;
     storage->p = p;
     storage->tensor_id = (uint32_t)id;
     storage->stage_dtype = zt_backend_stage_dtype(sw->model->be, sw->model->tensors[id].dtype);
-    return storage;
+    *out = storage;
+    return ZT_OK;
 }
 
 /* ---- ops for every variant advanced together ---- */
@@ -150,7 +199,7 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
         p[n_staged] = *pk;
         staged_variant[n_staged++] = k;
     }
-    if (n_staged == 0) return ZT_OK;
+    if (n_staged == 0) return settle_alone(sw, id);
     if (!sw->ws->staging)
         return zt_fail(ZT_ERR_INVALID_ARG, "forward: perturbed variants need a staging workspace");
     const zt_tensor_info *t = &m->tensors[id];
@@ -179,13 +228,7 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
         w[k].data = slot_k;
         w[k].dtype = staged;
     }
-    if (n_staged == 1) {
-        zt_weight master = zt_model_weight(m, id);
-        return m->be->ops->perturb(m->be, dst[0], staged, master, (uint32_t)id, 0, t->n_elems,
-                                   &p[0]);
-    }
-    return m->be->ops->perturb_variants(m->be, dst, staged, zt_model_weight(m, id), (uint32_t)id,
-                                        t->n_elems, p, n_staged);
+    return stage_variants(sw, id, dst, staged, p, n_staged);
 }
 
 zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int weight, int bias,
@@ -232,8 +275,9 @@ static zt_status prefix_attention(const zt_sweep *sw, int layer, float *out, con
         one.variant = sw->variant + i;
         one.n_together = 1;
         zt_gather_perturbation pk_storage, pv_storage;
-        const zt_gather_perturbation *pk = zt_sweep_gather(&one, keys, &pk_storage);
-        const zt_gather_perturbation *pv = zt_sweep_gather(&one, keys + 1, &pv_storage);
+        const zt_gather_perturbation *pk, *pv;
+        ZT_TRY(zt_sweep_gather(&one, keys, &pk_storage, &pk));
+        ZT_TRY(zt_sweep_gather(&one, keys + 1, &pv_storage, &pv));
         ZT_TRY(zt_prefix_attention(m, layer, &pb, variant_buffer(sw, out, i),
                                    variant_buffer(sw, q, i), variant_buffer(sw, k, i),
                                    variant_buffer(sw, v, i), sw->batch->batch, sw->batch->seq_len,

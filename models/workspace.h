@@ -30,8 +30,9 @@ struct zt_workspace {
     zt_model *model;
     zt_workspace_shape shape;
     zt_workspace_layout layout;
-    char *base;    /* activations */
-    char *staging; /* shadow buffers, NULL without staging */
+    char *base;                 /* activations */
+    char *staging;              /* shadow buffers, NULL without staging */
+    zt_pending_update *pending; /* applied by the sweeps that stage (zt_workspace_set_pending) */
 };
 
 /* Each token's row of the family's position table (padding reads the row before the first);

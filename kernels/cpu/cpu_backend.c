@@ -195,6 +195,7 @@ static const zt_backend_ops cpu_ops = {
     .target_logprobs = zt_cpu_target_logprobs,
     .perturb = zt_cpu_perturb,
     .perturb_variants = zt_cpu_perturb_variants,
+    .update_perturb_variants = zt_cpu_update_perturb_variants,
     .z_sumsq = zt_cpu_z_sumsq,
     .update = zt_cpu_update,
     .gather_rows_backward = zt_cpu_gather_rows_backward,

@@ -209,5 +209,9 @@ zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t te
                          size_t n_elems, zt_dist dist);
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
                         size_t n_elems, float *state, const zt_update *u);
+zt_status zt_cpu_update_perturb_variants(zt_backend *be, void *theta, zt_dtype dtype,
+                                         uint32_t tensor_id, size_t n_elems, float *state,
+                                         const zt_update *u, void *const *dst, zt_dtype dst_dtype,
+                                         const zt_perturbation *p, int n_variants);
 
 #endif

@@ -19,6 +19,7 @@
 #include "cpu/cpu_common.h"
 #include "cpu/z_terms.h"
 #include "cpu/zo_avx2.h"
+#include "cpu/zo_passes.h"
 
 zt_status zt_cpu_z_terms_prepare(const char *op, const zt_perturbation *p, uint32_t tensor_id,
                                  zt_cpu_z_term *stack, zt_cpu_z_term **terms_out) {
@@ -153,24 +154,8 @@ done:
 
 /* ---- perturb_variants: K staged variants from one draw per shared seed ---- */
 
-/* Seeds drawn once per run for all variants, and the terms the variants may hold in all, on the
- * stack; a call beyond them goes variant by variant through zt_cpu_perturb (the same bits). */
-enum { ZT_CPU_SHARED_DRAWS = 8, ZT_CPU_VARIANT_TERMS = 64 };
-
-/* The variants' terms against their distinct seeds: term t of all variants (variant by variant,
- * in term order) reads draw draw_of[t] scaled by scale[t]. Returns 0 when they do not fit (too
- * many seeds or terms, or the variants mix distributions). */
-typedef struct shared_draws {
-    int n_draws;
-    uint64_t key[ZT_CPU_SHARED_DRAWS];
-    int first_term[ZT_CPU_VARIANT_TERMS + 1]; /* variant k: terms first_term[k] .. [k + 1] - 1 */
-    int draw_of[ZT_CPU_VARIANT_TERMS];
-    float scale[ZT_CPU_VARIANT_TERMS];
-    zt_dist dist;
-} shared_draws;
-
-static int plan_shared_draws(const zt_perturbation *p, int n_variants, uint32_t tensor_id,
-                             shared_draws *plan) {
+int zt_cpu_plan_shared_draws(const zt_perturbation *p, int n_variants, uint32_t tensor_id,
+                             zt_cpu_shared_draws *plan) {
     plan->n_draws = 0;
     plan->dist = p[0].dist;
     int t = 0;
@@ -195,6 +180,35 @@ static int plan_shared_draws(const zt_perturbation *p, int n_variants, uint32_t 
     return 1;
 }
 
+void zt_cpu_variants_run(const zt_cpu_shared_draws *plan, void *const *dst, /* (K) of (n) */
+                         zt_dtype dst_dtype, zt_weight src,                 /* (n) */
+                         int n_variants, zt_cpu_z_run run, zt_cpu_rng_path path, int vector_loops) {
+    float z[ZT_CPU_SHARED_DRAWS][4 * ZT_CPU_Z_RUN_BLOCKS], sum[4 * ZT_CPU_Z_RUN_BLOCKS];
+    const size_t n_blocks = (size_t)run.n_blocks, n = 4 * n_blocks;
+    for (int d = 0; d < plan->n_draws; d++) {
+        if (plan->dist == ZT_DIST_GAUSSIAN)
+            zt_cpu_gauss_blocks(path, plan->key[d], run.block, n_blocks, z[d]);
+        else
+            zt_cpu_rademacher_blocks(path, plan->key[d], run.block, n_blocks, z[d]);
+    }
+    for (int k = 0; k < n_variants; k++) {
+        /* z_terms.h's order: term 0 assigned (0 + -0 would be +0), the others added. */
+        const int first = plan->first_term[k], end = plan->first_term[k + 1];
+        for (int t = first; t < end; t++) {
+            const float a = plan->scale[t];
+            const float *zt = z[plan->draw_of[t]];
+            if (t == first)
+                for (size_t e = 0; e < n; e++)
+                    sum[e] = a * zt[e];
+            else
+                for (size_t e = 0; e < n; e++)
+                    sum[e] = sum[e] + a * zt[e];
+        }
+        add_run_any(dst[k], dst_dtype, src.data, src.dtype, (size_t)run.begin, sum,
+                    (size_t)(run.end - run.begin), end > first, vector_loops);
+    }
+}
+
 zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (n) */
                                   zt_dtype dst_dtype, zt_weight src, /* (n) */
                                   uint32_t tensor_id, size_t n_elems,
@@ -203,8 +217,8 @@ zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (
     const char *op = "perturb_variants";
     ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, src, n_elems, p, n_variants));
     if (n_elems == 0) return ZT_OK;
-    shared_draws plan;
-    if (!plan_shared_draws(p, n_variants, tensor_id, &plan)) {
+    zt_cpu_shared_draws plan;
+    if (!zt_cpu_plan_shared_draws(p, n_variants, tensor_id, &plan)) {
         for (int k = 0; k < n_variants; k++)
             ZT_TRY(zt_cpu_perturb(be, dst[k], dst_dtype, src, tensor_id, 0, n_elems, &p[k]));
         return ZT_OK;
@@ -213,32 +227,8 @@ zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (
     const zt_cpu_rng_path path = zt_cpu_rng_active_path();
     const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
-    for (int64_t r = 0; r < n_runs; r++) {
-        float z[ZT_CPU_SHARED_DRAWS][4 * ZT_CPU_Z_RUN_BLOCKS], sum[4 * ZT_CPU_Z_RUN_BLOCKS];
-        const zt_cpu_z_run run = zt_cpu_z_run_at(0, (uint64_t)n_elems, r);
-        const size_t n_blocks = (size_t)run.n_blocks, n = 4 * n_blocks;
-        for (int d = 0; d < plan.n_draws; d++) {
-            if (plan.dist == ZT_DIST_GAUSSIAN)
-                zt_cpu_gauss_blocks(path, plan.key[d], run.block, n_blocks, z[d]);
-            else
-                zt_cpu_rademacher_blocks(path, plan.key[d], run.block, n_blocks, z[d]);
-        }
-        for (int k = 0; k < n_variants; k++) {
-            /* z_terms.h's order: term 0 assigned (0 + -0 would be +0), the others added. */
-            const int first = plan.first_term[k], end = plan.first_term[k + 1];
-            for (int t = first; t < end; t++) {
-                const float a = plan.scale[t];
-                const float *zt = z[plan.draw_of[t]];
-                if (t == first)
-                    for (size_t e = 0; e < n; e++)
-                        sum[e] = a * zt[e];
-                else
-                    for (size_t e = 0; e < n; e++)
-                        sum[e] = sum[e] + a * zt[e];
-            }
-            add_run_any(dst[k], dst_dtype, src.data, src.dtype, (size_t)run.begin, sum,
-                        (size_t)(run.end - run.begin), end > first, vector_loops);
-        }
-    }
+    for (int64_t r = 0; r < n_runs; r++)
+        zt_cpu_variants_run(&plan, dst, dst_dtype, src, n_variants,
+                            zt_cpu_z_run_at(0, (uint64_t)n_elems, r), path, vector_loops);
     return ZT_OK;
 }

@@ -29,15 +29,9 @@
 #include "cpu/cpu_common.h"
 #include "cpu/z_terms.h"
 #include "cpu/zo_avx2.h"
+#include "cpu/zo_passes.h"
 
-/* The rule's constants, with 1-beta rounded once per call rather than per element. */
-typedef struct update_coeffs {
-    zt_update_rule rule;
-    float lr, weight_decay;
-    float beta1, one_minus_beta1;
-    float beta2, one_minus_beta2;
-    float eps;
-} update_coeffs;
+typedef zt_cpu_update_coeffs update_coeffs;
 
 #define ZT_ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -164,6 +158,45 @@ static unsigned long long update_run_any(void *theta, zt_dtype dtype, int stocha
                                                 base, begin, end, g, random);
 }
 
+void zt_cpu_update_pass_init(zt_cpu_update_pass *pass, void *theta, zt_dtype dtype,
+                             uint32_t tensor_id, size_t n_elems, float *state, const zt_update *u,
+                             const zt_cpu_z_term *terms) {
+    pass->coeffs = (update_coeffs){
+        .rule = u->rule,
+        .lr = u->lr,
+        .weight_decay = u->weight_decay,
+        .beta1 = u->beta1,
+        .one_minus_beta1 = 1.0f - u->beta1,
+        .beta2 = u->beta2,
+        .one_minus_beta2 = 1.0f - u->beta2,
+        .eps = u->eps,
+    };
+    pass->theta = theta;
+    pass->dtype = dtype;
+    pass->n_elems = n_elems;
+    pass->state = state;
+    pass->terms = terms;
+    pass->n_terms = u->grad.n_terms;
+    pass->dist = u->grad.dist;
+    pass->stochastic = u->stochastic_rounding && dtype != ZT_F32;
+    pass->rounding_key = zt_tensor_key(u->rounding_seed, tensor_id);
+    pass->path = zt_cpu_rng_active_path();
+    pass->vector_loops = zt_cpu_rng_path_has_avx2(pass->path) && zt_cpu_zo_avx2_available();
+}
+
+unsigned long long zt_cpu_update_pass_run(const zt_cpu_update_pass *pass, zt_cpu_z_run run) {
+    float g[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
+    uint32_t random[4 * ZT_CPU_Z_RUN_BLOCKS];
+    zt_cpu_z_sum_run(pass->terms, pass->n_terms, pass->dist, pass->path, run.block,
+                     (size_t)run.n_blocks, g, scratch);
+    if (pass->stochastic)
+        zt_cpu_stream_words(pass->path, pass->rounding_key, ZT_RNG_STREAM_SR, run.block,
+                            (size_t)run.n_blocks, random);
+    return update_run_any(pass->theta, pass->dtype, pass->stochastic, &pass->coeffs, pass->state,
+                          pass->n_elems, run.begin, run.begin, run.end, g, random,
+                          pass->vector_loops);
+}
+
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
                         uint32_t tensor_id, size_t n_elems,
                         float *state, /* NULL, (n) or (3,n) by rule */
@@ -178,38 +211,14 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
     if ((status = zt_check_update_args(op, theta, dtype, n_elems, state, u)) != ZT_OK) goto done;
 
     {
-        const update_coeffs coeffs = {
-            .rule = u->rule,
-            .lr = u->lr,
-            .weight_decay = u->weight_decay,
-            .beta1 = u->beta1,
-            .one_minus_beta1 = 1.0f - u->beta1,
-            .beta2 = u->beta2,
-            .one_minus_beta2 = 1.0f - u->beta2,
-            .eps = u->eps,
-        };
-        const int n_terms = u->grad.n_terms;
-        const zt_dist dist = u->grad.dist;
-        const int stochastic = u->stochastic_rounding && dtype != ZT_F32;
-        const uint64_t rounding_key = zt_tensor_key(u->rounding_seed, tensor_id);
+        zt_cpu_update_pass pass;
+        zt_cpu_update_pass_init(&pass, theta, dtype, tensor_id, n_elems, state, u, terms);
         const uint64_t n = (uint64_t)n_elems;
         unsigned long long nonfinite = 0;
         const int64_t n_runs = zt_cpu_z_run_count(0, n);
-        const zt_cpu_rng_path path = zt_cpu_rng_active_path();
-        const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();
         ZT_CPU_PARALLEL_FOR_SUM(zt_cpu_threads(zt_cpu(be)), nonfinite)
-        for (int64_t r = 0; r < n_runs; r++) {
-            float g[4 * ZT_CPU_Z_RUN_BLOCKS], scratch[4 * ZT_CPU_Z_RUN_BLOCKS];
-            uint32_t random[4 * ZT_CPU_Z_RUN_BLOCKS];
-            const zt_cpu_z_run run = zt_cpu_z_run_at(0, n, r);
-            zt_cpu_z_sum_run(terms, n_terms, dist, path, run.block, (size_t)run.n_blocks, g,
-                             scratch);
-            if (stochastic)
-                zt_cpu_stream_words(path, rounding_key, ZT_RNG_STREAM_SR, run.block,
-                                    (size_t)run.n_blocks, random);
-            nonfinite += update_run_any(theta, dtype, stochastic, &coeffs, state, n_elems,
-                                        run.begin, run.begin, run.end, g, random, vector_loops);
-        }
+        for (int64_t r = 0; r < n_runs; r++)
+            nonfinite += zt_cpu_update_pass_run(&pass, zt_cpu_z_run_at(0, n, r));
         if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
     }
 

@@ -359,6 +359,7 @@ static zt_backend_ops make_ops() {
     ops.perturb_variants = zt_cuda_perturb_variants;
     ops.z_sumsq = zt_cuda_z_sumsq;
     ops.update = zt_cuda_update;
+    ops.update_perturb_variants = zt_cuda_update_perturb_variants;
     ops.gather_rows_backward = zt_cuda_gather_rows_backward;
     ops.layernorm_backward = zt_cuda_layernorm_backward;
     ops.linear_backward = zt_cuda_linear_backward;

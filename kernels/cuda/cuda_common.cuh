@@ -329,6 +329,10 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weig
                           const zt_perturbation *p);
 zt_status zt_cuda_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                           size_t n_elems, zt_dist dist);
+zt_status zt_cuda_update_perturb_variants(zt_backend *be, void *theta, zt_dtype dtype,
+                                          uint32_t tensor_id, size_t n_elems, float *state,
+                                          const zt_update *u, void *const *dst, zt_dtype dst_dtype,
+                                          const zt_perturbation *p, int n_variants);
 zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,
                          size_t n_elems, float *state, const zt_update *u);
 

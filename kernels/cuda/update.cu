@@ -20,6 +20,7 @@
  * n is not a multiple of 4, or every block of a tensor not aligned for that, goes element by
  * element. */
 #include <math.h>
+#include <string.h>
 
 #include "cuda/z_terms.cuh"
 
@@ -404,6 +405,176 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
               cb->stream, theta, (uint64_t)n_elems, rule_state, terms, coeffs,
               zt_round_keys_of(zt_tensor_key(u->rounding_seed, tensor_id)), aligned, count);
     return ZT_OK; /* the count arrives at the next wait (zt_cuda_wait) */
+}
+
+// ---- update_perturb_variants: the deferred update fused into the next step's staging ----
+
+/* Variants fused with the update: up to four of one term each, all of one seed and of the
+ * update's distribution (MeZO's +eps z and -eps z, S2P's pairs); other sets go through update
+ * then perturb_variants, with the same bits. */
+constexpr int kUpdateFusedVariants = 4;
+
+struct zt_fused_variant_set {
+    int n;
+    zt_dtype dst_dtype;
+    float scale[kUpdateFusedVariants];
+    void *dst[kUpdateFusedVariants];
+};
+
+/* Block by block, each thread updates a block's lanes (zt_update_lanes: update's bits), then reads
+ * them back as stored and writes every variant from the block's one draw of the variants' z:
+ * perturb_variants' bits from the updated tensor, theta read and written once. */
+template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR>
+static __global__ void __launch_bounds__(kBlockThreads)
+    zt_update_variants_k(void *theta, uint64_t n_elems, /* (n) */
+                         float *state,                  /* (1 or 3, n) or NULL */
+                         zt_cuda_z_terms terms, zt_update_coeffs coeffs, zt_round_keys rounding,
+                         zt_round_keys variant_rounds, zt_fused_variant_set v,
+                         unsigned long long *nonfinite /* (1) or NULL */) {
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    const uint64_t n_blocks = (n_elems + 3) / 4;
+    unsigned found = 0;
+    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
+        found += terms.n_terms > 0
+                     ? zt_update_lanes<DT, DIST, RULE, SR, true>(theta, n_elems, state, terms,
+                                                                 coeffs, rounding, b)
+                     : zt_update_lanes<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
+                                                                  coeffs, rounding, b);
+        const zt_u32x4 words = zt_cuda_rng_block4_rk(variant_rounds, ZT_RNG_STREAM_Z, b);
+        zt_f32x4 g[kUpdateFusedVariants];
+        if (DIST == ZT_DIST_GAUSSIAN) {
+            const zt_f32x4 z = zt_box_muller4(words);
+            for (int k = 0; k < kUpdateFusedVariants; k++)
+                if (k < v.n)
+                    g[k] = zt_f32x4{__fmul_rn(v.scale[k], z.x), __fmul_rn(v.scale[k], z.y),
+                                    __fmul_rn(v.scale[k], z.z), __fmul_rn(v.scale[k], z.w)};
+        } else {
+            for (int k = 0; k < kUpdateFusedVariants; k++)
+                if (k < v.n) g[k] = zt_cuda_scaled_z4<ZT_DIST_RADEMACHER>(v.scale[k], words);
+        }
+        for (unsigned lane = 0; lane < 4 && b * 4 + lane < n_elems; lane++) {
+            const size_t j = (size_t)(b * 4 + lane);
+            const float x = zt_load_f32(theta, DT, j);
+            for (int k = 0; k < kUpdateFusedVariants; k++)
+                if (k < v.n)
+                    zt_store_rne(v.dst[k], v.dst_dtype, j, __fadd_rn(x, zt_f32x4_lane(g[k], lane)));
+        }
+    }
+    if (nonfinite && found) atomicAdd(nonfinite, (unsigned long long)found);
+}
+
+typedef void (*zt_update_variants_kernel)(void *, uint64_t, float *, zt_cuda_z_terms,
+                                          zt_update_coeffs, zt_round_keys, zt_round_keys,
+                                          zt_fused_variant_set, unsigned long long *);
+
+template <zt_dtype DT, zt_dist DIST, bool SR>
+static zt_update_variants_kernel zt_update_variants_pick(zt_update_rule rule) {
+    switch (rule) {
+    case ZT_UPDATE_SIGN:
+        return zt_update_variants_k<DT, DIST, ZT_UPDATE_SIGN, SR>;
+    case ZT_UPDATE_MOMENTUM:
+        return zt_update_variants_k<DT, DIST, ZT_UPDATE_MOMENTUM, SR>;
+    case ZT_UPDATE_ADAMM:
+        return zt_update_variants_k<DT, DIST, ZT_UPDATE_ADAMM, SR>;
+    default:
+        return zt_update_variants_k<DT, DIST, ZT_UPDATE_SGD, SR>;
+    }
+}
+
+template <zt_dtype DT, bool SR>
+static zt_update_variants_kernel zt_update_variants_pick(zt_dist dist, zt_update_rule rule) {
+    return dist == ZT_DIST_GAUSSIAN ? zt_update_variants_pick<DT, ZT_DIST_GAUSSIAN, SR>(rule)
+                                    : zt_update_variants_pick<DT, ZT_DIST_RADEMACHER, SR>(rule);
+}
+
+static zt_update_variants_kernel zt_update_variants_pick(zt_dtype dtype, zt_dist dist,
+                                                         zt_update_rule rule, int stochastic) {
+    switch (dtype) {
+    case ZT_F16:
+        return stochastic ? zt_update_variants_pick<ZT_F16, true>(dist, rule)
+                          : zt_update_variants_pick<ZT_F16, false>(dist, rule);
+    case ZT_BF16:
+        return stochastic ? zt_update_variants_pick<ZT_BF16, true>(dist, rule)
+                          : zt_update_variants_pick<ZT_BF16, false>(dist, rule);
+    default:
+        return zt_update_variants_pick<ZT_F32, false>(dist, rule);
+    }
+}
+
+/* Whether the variants fit the fused kernel: one term each, all of the first variant's seed, and
+ * of the update's distribution when the update has terms (the kernel draws both as DIST). */
+static bool zt_update_variants_fuse(const zt_update *u, const zt_perturbation *p, int n_variants) {
+    if (n_variants > kUpdateFusedVariants) return false;
+    if (u->grad.n_terms > 0 && u->grad.dist != p[0].dist) return false;
+    for (int k = 0; k < n_variants; k++)
+        if (p[k].n_terms != 1 || p[k].dist != p[0].dist || p[k].terms[0].seed != p[0].terms[0].seed)
+            return false;
+    return true;
+}
+
+zt_status zt_cuda_update_perturb_variants(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
+                                          uint32_t tensor_id, size_t n_elems,
+                                          float *state, /* NULL, (n) or (3,n) by rule */
+                                          const zt_update *u, void *const *dst, /* (K) of (n) */
+                                          zt_dtype dst_dtype, const zt_perturbation *p, /* (K) */
+                                          int n_variants) {
+    const char *op = "update_perturb_variants";
+    ZT_TRY(zt_check_ptr(op, "update", u));
+    const zt_weight updated = {theta, dtype};
+    ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, updated, n_elems, p, n_variants));
+    ZT_TRY(zt_check_perturbation(op, &u->grad));
+    if (n_elems == 0) return ZT_OK;
+    ZT_TRY(zt_check_update_args(op, theta, dtype, n_elems, state, u));
+    const int rule_state = u->rule == ZT_UPDATE_MOMENTUM || u->rule == ZT_UPDATE_ADAMM;
+    if (rule_state)
+        for (int k = 0; k < n_variants; k++)
+            ZT_TRY(zt_check_disjoint(
+                op, "dst", dst[k], n_elems * zt_dtype_size(dst_dtype), "state", state,
+                (u->rule == ZT_UPDATE_ADAMM ? 3 : 1) * n_elems * sizeof(float)));
+    if (!zt_update_variants_fuse(u, p, n_variants)) {
+        ZT_TRY(zt_cuda_update(be, theta, dtype, tensor_id, n_elems, state, u));
+        return zt_cuda_perturb_variants(be, dst, dst_dtype, updated, tensor_id, n_elems, p,
+                                        n_variants);
+    }
+
+    ZT_TRY(zt_cuda_enter(be));
+    zt_cuda_backend *cb = zt_cuda(be);
+    zt_cuda_z_terms terms;
+    ZT_TRY(zt_cuda_z_terms_prepare(cb, op, &u->grad, tensor_id, &terms));
+    zt_update_coeffs coeffs;
+    coeffs.lr = u->lr;
+    coeffs.weight_decay = u->weight_decay;
+    coeffs.beta1 = u->beta1;
+    coeffs.one_minus_beta1 = 1.0f - u->beta1;
+    coeffs.beta2 = u->beta2;
+    coeffs.one_minus_beta2 = 1.0f - u->beta2;
+    coeffs.eps = u->eps;
+    const int stochastic = u->stochastic_rounding && dtype != ZT_F32;
+    float *rule_state_ptr = rule_state ? state : NULL;
+    zt_fused_variant_set v;
+    memset(&v, 0, sizeof v);
+    v.n = n_variants;
+    v.dst_dtype = dst_dtype;
+    for (int k = 0; k < n_variants; k++) {
+        v.scale[k] = p[k].terms[0].coeff * p[k].z_scale;
+        v.dst[k] = dst[k];
+    }
+    unsigned long long *count = u->n_nonfinite ? cb->nonfinite : NULL;
+    if (count && cb->pending_nonfinite != u->n_nonfinite) {
+        if (cb->pending_nonfinite) ZT_TRY(zt_cuda_wait(cb));
+        ZT_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof *count, cb->stream));
+        cb->pending_nonfinite = u->n_nonfinite;
+    }
+    const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
+    /* the variants' distribution names the kernel when the update has no terms */
+    const zt_dist dist = u->grad.n_terms > 0 ? u->grad.dist : p[0].dist;
+    const zt_update_variants_kernel kernel =
+        zt_update_variants_pick(dtype, dist, u->rule, stochastic);
+    ZT_LAUNCH(kernel, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
+              theta, (uint64_t)n_elems, rule_state_ptr, terms, coeffs,
+              zt_round_keys_of(zt_tensor_key(u->rounding_seed, tensor_id)),
+              zt_round_keys_of(zt_tensor_key(p[0].terms[0].seed, tensor_id)), v, count);
+    return ZT_OK;
 }
 
 } // namespace ZT_CUDA_NAMESPACE

@@ -83,8 +83,9 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
 static zt_status gather_prompt(const zt_sweep *sw, float *rows /* (B,T,e) */) {
     if (sw->n_virtual == 0) return ZT_OK;
     zt_gather_perturbation storage;
-    return zt_prompt_gather(sw->model, rows, sw->batch->batch, sw->batch->seq_len,
-                            zt_sweep_gather(sw, sw->model->prompt->table, &storage));
+    const zt_gather_perturbation *p;
+    ZT_TRY(zt_sweep_gather(sw, sw->model->prompt->table, &storage, &p));
+    return zt_prompt_gather(sw->model, rows, sw->batch->batch, sw->batch->seq_len, p);
 }
 
 zt_status zt_opt_embed(const zt_sweep *sw) {
@@ -97,7 +98,9 @@ zt_status zt_opt_embed(const zt_sweep *sw) {
     const int32_t *ids = zt_sweep_token_ids(sw);
     zt_gather_perturbation tok_storage, pos_storage;
     const zt_weight table = zt_model_weight(m, m->embed_tokens);
-    const zt_gather_perturbation *tok_p = zt_sweep_gather(sw, m->embed_tokens, &tok_storage);
+    const zt_gather_perturbation *tok_p, *pos_p;
+    ZT_TRY(zt_sweep_gather(sw, m->embed_tokens, &tok_storage, &tok_p));
+    ZT_TRY(zt_sweep_gather(sw, fam->embed_positions, &pos_storage, &pos_p));
     if (fam->project_in >= 0) {
         float *tok = zt_sweep_layer_buffer(sw, BUF_TOKENS);
         ZT_TRY(op->gather_rows(m->be, tok, ids, table, n, c->vocab_size, c->word_embed_proj_dim, 0,
@@ -111,8 +114,7 @@ zt_status zt_opt_embed(const zt_sweep *sw) {
     }
     return op->gather_rows(m->be, x, zt_sweep_position_rows(sw),
                            zt_model_weight(m, fam->embed_positions), n,
-                           c->max_position_embeddings + 2, c->hidden_size, 1,
-                           zt_sweep_gather(sw, fam->embed_positions, &pos_storage));
+                           c->max_position_embeddings + 2, c->hidden_size, 1, pos_p);
 }
 
 static zt_status layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,

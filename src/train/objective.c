@@ -82,12 +82,15 @@ static int micro_batches(const zt_task_objective *o) {
 
 /* Both evaluations fill o->contributions (2, K, n) for the variants they are given (this rank's
  * share of the step's) over the rank's n examples, micro-batch by micro-batch. */
-static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs, int n) {
+static zt_status evaluate_shadow(zt_task_objective *o, const zt_param_set *ps,
+                                 const zt_variant_set *vs, int n) {
     const int K = vs->n_variants;
     double *value = o->contributions, *weight = o->contributions + (size_t)K * n;
     for (int i = 0, first = 0; i < micro_batches(o); first += o->batch[i].n_examples, i++) {
         const zt_task_batch *b = &o->batch[i];
         if (o->kind == ZT_OBJECTIVE_F1) {
+            /* generation reads the weights as stored, step by step */
+            ZT_TRY(zt_zo_apply_pending(ps));
             for (int k = 0; k < K; k++) {
                 zt_variants one = {1, &vs->variant[k], o->perturbed};
                 ZT_TRY(contribute(o, b, first, &one, NULL, value + (size_t)k * n + first,
@@ -98,7 +101,11 @@ static zt_status evaluate_shadow(zt_task_objective *o, const zt_variant_set *vs,
         ZT_TRY(ensure_logprobs(o, K * b->n_targets));
         zt_batch mb = model_batch(b);
         zt_variants variants = {K, vs->variant, o->perturbed};
-        ZT_TRY(zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL));
+        /* the previous step's pending update goes into this sweep's staging (§2.5) */
+        zt_workspace_set_pending(o->ws, ps->pending);
+        zt_status s = zt_model_forward(o->model, o->ws, &mb, &variants, o->logprobs, NULL);
+        zt_workspace_set_pending(o->ws, NULL);
+        ZT_TRY(s);
         for (int k = 0; k < K; k++)
             ZT_TRY(contribute(o, b, first, NULL, o->logprobs + (size_t)k * b->n_targets,
                               value + (size_t)k * n + first, weight + (size_t)k * n + first));
@@ -180,9 +187,12 @@ static zt_status evaluate(void *ctx, const zt_param_set *ps, const zt_variant_se
     memcpy(mine.variant, vs->variant + me.first_variant,
            (size_t)me.n_variants * sizeof mine.variant[0]);
     ZT_TRY(ensure_contributions(o, me.n_variants > 0 ? me.n_variants : 1, n));
-    if (me.n_variants > 0)
-        ZT_TRY(o->mode == ZT_PERTURB_SHADOW ? evaluate_shadow(o, &mine, n)
-                                            : evaluate_inplace(o, ps, &mine, n));
+    if (me.n_variants > 0 && o->mode == ZT_PERTURB_SHADOW) {
+        ZT_TRY(evaluate_shadow(o, ps, &mine, n));
+    } else if (me.n_variants > 0) {
+        ZT_TRY(zt_zo_apply_pending(ps)); /* in place moves the weights themselves */
+        ZT_TRY(evaluate_inplace(o, ps, &mine, n));
+    }
     return zt_dp_reduce_losses(o->comm, groups, vs->n_variants, global, o->contributions,
                                o->contributions + (size_t)me.n_variants * n, losses);
 }

@@ -55,6 +55,9 @@ typedef struct zt_run {
     int weights_dirty;            /* the weights may differ from what the log describes */
     int kept_records;             /* of the log's records, those the state stands on (a first-order
                                      run's steps past its snapshot are made again) */
+    /* shadow-mode ZO: the last step's update, pending until the next step's sweep applies it,
+     * logged once applied and checked (docs/design.md §2.5) */
+    zt_deferred_update deferred;
     zt_eval_point first_eval, last_eval, best_eval;
     int have_first_eval, best_step;
 } zt_run;

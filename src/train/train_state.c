@@ -309,6 +309,8 @@ zt_status zt_run_zero_state(zt_run *r) {
 }
 
 zt_status zt_run_restore_logged_state(zt_run *r) {
+    /* an update not in the log goes with the weights (its step is made again) */
+    zt_zo_drop_deferred(&r->ps, &r->deferred);
     int have_snapshot = zt_snapshot_find(r->o->output_dir, r->snapshot_dir, sizeof r->snapshot_dir);
     if (!have_snapshot) r->snapshot_dir[0] = '\0';
     if (r->model->lora)

@@ -281,6 +281,7 @@ static void run_free(run *r) {
     zt_fo_run_release(r);
     if (r->model) zt_param_set_free_state(&r->ps, r->state_copies);
     zt_trainable_param_set_free(&r->ps);
+    zt_deferred_update_free(&r->deferred);
     zt_optimizer_free(r->optimizer);
     free(r->trainable);
     zt_dataset_free(&r->train);
@@ -555,11 +556,72 @@ static zt_status log_skipped(run *r, int step, uint64_t step_seed, zt_skip_reaso
     return metrics_line(r, &rec, elapsed);
 }
 
+/* Shadow-mode ZO steps defer their update into the next step's staging (docs/design.md §2.5);
+ * in place, first-order and hybrid schedules apply it at once. */
+static int defers_updates(const run *r) {
+    return r->optimizer && !r->any_fo && r->o->mode == ZT_PERTURB_SHADOW;
+}
+
+/* The step whose update is pending: its update applied to every tensor (the sweep has done most
+ * of it), checked, then its record logged. An update that left a weight non-finite is undone by
+ * going back to the logged state (*went_back), where the step is logged as skipped, or the run
+ * stops, as for an update applied at once. */
+static zt_status settle_deferred(run *r, double t_start, int *went_back) {
+    *went_back = 0;
+    if (!r->deferred.active) return ZT_OK;
+    /* from here until the record is appended, the weights are ahead of the log */
+    r->weights_dirty = 1;
+    unsigned long long n_nonfinite = 0;
+    ZT_TRY(zt_zo_settle_deferred(&r->ps, &r->deferred, &n_nonfinite));
+    const zt_step_record *rec = &r->deferred.record;
+    if (n_nonfinite > 0) {
+        *went_back = 1;
+        ZT_TRY(zt_run_restore_logged_state(r));
+        /* every rank has read the log before rank 0 appends to it */
+        ZT_TRY(zt_run_barrier(r));
+        if (r->o->skip_nonfinite)
+            return log_skipped(r, rec->step, rec->step_seed, ZT_SKIP_NONFINITE_WEIGHTS,
+                               now_seconds() - t_start);
+        return zt_fail(ZT_ERR_NUMERIC,
+                       "step %d: the update left %llu of %llu weights non-finite (lower --lr?); "
+                       "the weights after step %d are saved (--on-nonfinite skip would skip the "
+                       "step)",
+                       rec->step + 1, n_nonfinite, (unsigned long long)r->ps.n_elems, rec->step);
+    }
+    ZT_TRY(append_record(r, rec));
+    r->weights_dirty = 0;
+    r->next_step = rec->step + 1;
+    return metrics_line(r, rec, now_seconds() - t_start);
+}
+
+/* A shadow-mode ZO step: its losses, with the previous step's update fused into the staging;
+ * that step settled (logged); this step's update left pending. */
+static zt_status take_deferred_step(run *r, int step, const zt_engine_options *eo, double t_start,
+                                    zt_step_record *rec, int *skipped) {
+    for (;;) {
+        zt_status s = zt_zo_step_record(r->optimizer, &r->ps, &r->objective, step, eo, rec);
+        int went_back = 0;
+        ZT_TRY(settle_deferred(r, t_start, &went_back));
+        /* the losses were taken on weights that are gone (and the policy was rebuilt): again */
+        if (went_back) continue;
+        if (s == ZT_ERR_NUMERIC && r->o->skip_nonfinite) {
+            *skipped = 1;
+            return log_skipped(r, step, zt_step_seed(eo->run_seed, step), ZT_SKIP_NONFINITE_LOSS,
+                               now_seconds() - t_start);
+        }
+        if (s == ZT_ERR_NUMERIC)
+            zt_fail_context(s, "stopping (--on-nonfinite skip would skip the step): ");
+        ZT_TRY(s);
+        return zt_zo_defer_update(&r->ps, &r->deferred, rec);
+    }
+}
+
 /* One step: losses, then the update, then the record. A non-finite loss moves nothing; an
  * update that leaves a weight non-finite is undone by going back to the logged state. */
 static zt_status take_step(run *r, int step, const zt_engine_options *eo, double t_start,
                            zt_step_record *rec, int *skipped) {
     *skipped = 0;
+    if (defers_updates(r)) return take_deferred_step(r, step, eo, t_start, rec, skipped);
     if (r->fo) {
         zt_status s = zt_fo_run_step(r, step, rec, skipped);
         if (s != ZT_OK || *skipped) {
@@ -668,18 +730,26 @@ static zt_status train_loop(run *r, zt_train_result *res) {
             progress(r, step, rec.losses[0], rec.update.step_size, t_start, first_step);
         steps_this_run++;
         int last = step + 1 == o->steps;
-        if (o->verify_replicas > 0 && (step + 1) % o->verify_replicas == 0)
-            ZT_TRY(zt_run_verify_replicas(r, step + 1));
+        const int verify = o->verify_replicas > 0 && (step + 1) % o->verify_replicas == 0;
+        /* every rank settles at the same steps (a settle may go back to the logged state) */
+        const int save_due = o->save_every > 0 && (step + 1) % o->save_every == 0 && !last;
+        const int save = zt_run_writes_files(r) && save_due;
+        int stop = 0;
+        ZT_TRY(zt_run_stop_agreed(r, stop_requested != 0, &stop));
+        stop = stop || (o->stop_after > 0 && steps_this_run >= o->stop_after);
+        /* whatever reads the weights outside the sweep sees the step's update applied */
+        if (last || stop || verify || save_due || evaluation_due(o, step + 1)) {
+            int went_back = 0;
+            ZT_TRY(settle_deferred(r, t_start, &went_back));
+        }
+        if (verify) ZT_TRY(zt_run_verify_replicas(r, step + 1));
         if (!last && evaluation_due(o, step + 1)) ZT_TRY(evaluate_at(r, step + 1));
-        if (zt_run_writes_files(r) && o->save_every > 0 && (step + 1) % o->save_every == 0 &&
-            !last) {
+        if (save) {
             ZT_TRY(zt_steplog_sync(r->log));
             ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                     step + 1, r->observed_eval_step));
         }
-        int stop = 0;
-        ZT_TRY(zt_run_stop_agreed(r, stop_requested != 0, &stop));
-        if (stop || (o->stop_after > 0 && steps_this_run >= o->stop_after)) {
+        if (stop) {
             res->interrupted = !last;
             break;
         }
@@ -691,6 +761,9 @@ static zt_status train_loop(run *r, zt_train_result *res) {
  * from it (a step failed half-way) go back to the logged state first, or are not saved at all. */
 static zt_status save_final(run *r) {
     const zt_train_options *o = r->o;
+    /* a pending update's step has its losses: it is applied and logged, not lost */
+    int went_back = 0;
+    const zt_status settled = settle_deferred(r, now_seconds(), &went_back);
     if (r->weights_dirty) ZT_TRY(zt_run_restore_logged_state(r));
     ZT_TRY(zt_steplog_sync(r->log));
     ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
@@ -699,7 +772,8 @@ static zt_status save_final(run *r) {
     if (r->model->lora) ZT_TRY(zt_lora_save(r->model, o->output_dir, o->model_dir));
     if (r->model->prefix) ZT_TRY(zt_prefix_save(r->model, o->output_dir, o->model_dir));
     if (r->model->prompt) ZT_TRY(zt_prompt_save(r->model, o->output_dir, o->model_dir));
-    return copy_tokenizer_files(o->model_dir, o->output_dir);
+    ZT_TRY(copy_tokenizer_files(o->model_dir, o->output_dir));
+    return settled; /* what the log describes is saved; the settle's error stands */
 }
 
 static const char *metric_name_of(const zt_eval_point *e) {

@@ -117,6 +117,8 @@ zt_status zt_zo_step_record(zt_optimizer *optimizer, zt_param_set *ps, zt_object
 
     double losses[ZT_MAX_VARIANTS];
     ZT_TRY(evaluate_round(obj, ps, &plan, inverse_norm, step, 0, losses));
+    /* the previous step's deferred update, wherever the sweep did not take it */
+    ZT_TRY(zt_zo_apply_pending(ps));
     zt_step_plan more;
     if (zt_optimizer_extend(optimizer, step, &plan, losses, &more)) {
         ZT_TRY(evaluate_round(obj, ps, &more, inverse_norm, step, plan.n_variants,
@@ -154,13 +156,15 @@ zt_status zt_zo_apply_update(zt_param_set *ps, const zt_step_record *record) {
     return ZT_OK;
 }
 
-zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *record,
-                                     unsigned long long *n_nonfinite) {
-    *n_nonfinite = 0;
+/* Whether a record's update moves nothing (e.g. STP staying put). */
+static int update_is_still(const zt_step_update *up) {
+    return up->n_terms == 0 && up->rule != ZT_UPDATE_MOMENTUM && up->rule != ZT_UPDATE_ADAMM &&
+           up->weight_decay == 0.0;
+}
+
+/* The backend's update for a record, weight decay and the count left to the caller. */
+static zt_update update_of(const zt_step_record *record) {
     const zt_step_update *up = &record->update;
-    if (up->n_terms == 0 && up->rule != ZT_UPDATE_MOMENTUM && up->rule != ZT_UPDATE_ADAMM &&
-        up->weight_decay == 0.0)
-        return ZT_OK; /* nothing moves (e.g. STP staying put) */
     zt_update u;
     memset(&u, 0, sizeof u);
     u.grad = (zt_perturbation){up->terms, up->n_terms, backend_dist(record->dist), 1.0f};
@@ -171,6 +175,91 @@ zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *rec
     u.eps = (float)up->adam_eps;
     u.stochastic_rounding = record->stochastic_rounding;
     u.rounding_seed = record->rounding_seed;
+    return u;
+}
+
+zt_status zt_zo_defer_update(zt_param_set *ps, zt_deferred_update *d,
+                             const zt_step_record *record) {
+    if (d->active)
+        return zt_fail(ZT_ERR_INTERNAL, "step %d: the update of step %d is still pending",
+                       record->step, d->record.step);
+    zt_pending_update *pu = &d->pending;
+    int n_tensors = 0;
+    for (int i = 0; i < ps->n_params; i++)
+        if ((int)ps->params[i].tensor_id + 1 > n_tensors)
+            n_tensors = (int)ps->params[i].tensor_id + 1;
+    if (n_tensors > pu->n_tensors) {
+        zt_deferred_update_free(d);
+        pu->waiting = zt_calloc((size_t)n_tensors, sizeof *pu->waiting);
+        pu->state = zt_calloc((size_t)n_tensors, sizeof *pu->state);
+        pu->decay = zt_calloc((size_t)n_tensors, sizeof *pu->decay);
+        if (!pu->waiting || !pu->state || !pu->decay) {
+            zt_deferred_update_free(d);
+            return zt_fail(ZT_ERR_NOMEM, "the pending update of %d tensors", n_tensors);
+        }
+        pu->n_tensors = n_tensors;
+    }
+    d->record = *record;
+    d->active = 1;
+    pu->update = update_of(&d->record);
+    pu->n_nonfinite = 0;
+    memset(pu->waiting, 0, (size_t)pu->n_tensors);
+    if (update_is_still(&record->update)) return ZT_OK;
+    for (int i = 0; i < ps->n_params; i++) {
+        const zt_param *p = &ps->params[i];
+        pu->waiting[p->tensor_id] = 1;
+        pu->state[p->tensor_id] = p->state;
+        pu->decay[p->tensor_id] = p->no_decay ? 0.0f : (float)record->update.weight_decay;
+    }
+    ps->pending = pu;
+    return ZT_OK;
+}
+
+zt_status zt_zo_apply_pending(const zt_param_set *ps) {
+    zt_pending_update *pu = ps->pending;
+    if (!pu) return ZT_OK;
+    for (int i = 0; i < ps->n_params; i++) {
+        const zt_param *p = &ps->params[i];
+        zt_status s =
+            zt_pending_apply_alone(ps->be, pu, (int)p->tensor_id, p->data, p->dtype, p->n_elems);
+        if (s != ZT_OK) return zt_fail_context(s, "the pending update, tensor %s: ", p->name);
+    }
+    return ZT_OK;
+}
+
+zt_status zt_zo_settle_deferred(zt_param_set *ps, zt_deferred_update *d,
+                                unsigned long long *n_nonfinite) {
+    *n_nonfinite = 0;
+    if (!d->active) return ZT_OK;
+    ZT_TRY(zt_zo_apply_pending(ps));
+    ZT_TRY(ps->be->ops->sync(ps->be)); /* the count is complete after it (backend.h) */
+    *n_nonfinite = d->pending.n_nonfinite;
+    ps->pending = NULL;
+    d->active = 0;
+    return ZT_OK;
+}
+
+void zt_zo_drop_deferred(zt_param_set *ps, zt_deferred_update *d) {
+    ps->pending = NULL;
+    d->active = 0;
+}
+
+void zt_deferred_update_free(zt_deferred_update *d) {
+    free(d->pending.waiting);
+    free(d->pending.state);
+    free(d->pending.decay);
+    d->pending.waiting = NULL;
+    d->pending.state = NULL;
+    d->pending.decay = NULL;
+    d->pending.n_tensors = 0;
+}
+
+zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *record,
+                                     unsigned long long *n_nonfinite) {
+    *n_nonfinite = 0;
+    const zt_step_update *up = &record->update;
+    if (update_is_still(up)) return ZT_OK;
+    zt_update u = update_of(record);
     u.n_nonfinite = n_nonfinite;
     for (int i = 0; i < ps->n_params; i++) {
         zt_param *p = &ps->params[i];

@@ -25,6 +25,10 @@ typedef struct zt_param_set {
     zt_param *params;
     int n_params;
     uint64_t n_elems; /* d: trainable parameters in total */
+    /* A step's update not yet applied to every param (zt_zo_defer_update), or NULL. A shadow
+     * sweep given it applies it as it stages (models/model.h); what is left, zt_zo_apply_pending.
+     */
+    zt_pending_update *pending;
 } zt_param_set;
 
 /* The K perturbations of a step, one zt_perturbation per variant (z_scale 1: the engine folds
@@ -104,6 +108,30 @@ zt_status zt_zo_step_record(zt_optimizer *optimizer, zt_param_set *ps, zt_object
 /* zt_zo_step_record, then zt_zo_apply_update. */
 zt_status zt_zo_step(zt_optimizer *optimizer, zt_param_set *ps, zt_objective *obj, int step,
                      const zt_engine_options *options, zt_step_record *record);
+
+/* ---- the deferred update (docs/design.md §2.5) ----
+ * In shadow mode the trainer leaves step t's update pending instead of applying it: step t + 1's
+ * sweep applies it to each tensor in the pass that stages the tensor's variants
+ * (update_perturb_variants), alone to tables it gathers from and tensors it reads as stored, and
+ * the engine applies what is left after the first round of evaluation, so every later read (a
+ * second round, the update) sees it. The bits are those of zt_zo_apply_update. */
+typedef struct zt_deferred_update {
+    zt_pending_update pending;
+    zt_step_record record; /* the step whose update it is; its terms back pending.update.grad */
+    int active;            /* handed to the weights, not yet settled */
+} zt_deferred_update;
+
+/* Makes record's update pending on ps (ps->pending; nothing waits when it moves nothing). */
+zt_status zt_zo_defer_update(zt_param_set *ps, zt_deferred_update *d, const zt_step_record *record);
+/* Applies the pending update alone to every param still waiting for it. */
+zt_status zt_zo_apply_pending(const zt_param_set *ps);
+/* zt_zo_apply_pending, then the count of non-finite weights the whole update stored; the
+ * update is no longer pending (d->record is the step to log). */
+zt_status zt_zo_settle_deferred(zt_param_set *ps, zt_deferred_update *d,
+                                unsigned long long *n_nonfinite);
+/* Drops a deferred update without applying the rest (the run goes back to its logged state). */
+void zt_zo_drop_deferred(zt_param_set *ps, zt_deferred_update *d);
+void zt_deferred_update_free(zt_deferred_update *d);
 
 /* Applies a record's update to every param (the step's last phase; replay's only one).
  * *n_nonfinite receives how many updated weights are not finite, counted in the same pass. */

@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
     zt_optimizer *opt = NULL;
-    zt_param_set ps = {backend, params, N_PARAMS, 9};
+    zt_param_set ps = {backend, params, N_PARAMS, 9, NULL};
     int copies = zt_optimizer_find(name)->state_copies;
     if (zt_optimizer_create(name, &hp, TOTAL_STEPS, ps.n_elems, &opt) != ZT_OK ||
         zt_param_set_alloc_state(&ps, copies) != ZT_OK)

@@ -37,7 +37,7 @@ int main(void) {
     }
     ZT_BACKEND_REQUIRED_OPS(ZT_TEST_NULL_SLOT)
 #undef ZT_TEST_NULL_SLOT
-    ZT_CHECK(n_required == 20, "%d required slots, expected 20", n_required);
+    ZT_CHECK(n_required == 21, "%d required slots, expected 21", n_required);
 
     /* Two missing slots are both named. */
     zt_backend_ops two_missing = *real;

@@ -4,7 +4,7 @@
  * (resume replays the whole log from the base). For optimizers without state (mezo), with
  * tensor state (zo-adamm) and with scalar policy state (as2p), in F32 and BF16 (stochastic
  * rounding keyed by the RNG, not by threads). And 400-step runs with a cosine schedule replay
- * bit-identically for four optimizers. */
+ * bit-identically for six optimizers (stp and s2p evaluate twice per step). */
 #include "train/replay.h"
 #include "train_util.h"
 #include "zt_test.h"
@@ -141,5 +141,9 @@ int main(void) {
     long_replay("opt-pre-bf16", "zo-sgd-mmt");
     long_replay("opt-pre", "zo-adamm");
     long_replay("opt-pre-f16", "as2p");
+    /* a second round of evaluation within the step: it must see the previous step's deferred
+     * update already applied (docs/design.md §2.5) */
+    long_replay("opt-pre", "stp");
+    long_replay("opt-pre-bf16", "s2p");
     return zt_test_finish("test_replay_resume");
 }

@@ -93,13 +93,16 @@ static void check_saved_is_logged(const char *what, const char *base, const char
 /* Defect 2: a diverging run (f16 weights overflow at --lr 1e3; f32 losses overflow at 1e20)
  * stops with a numeric error, and the weights, snapshot and log it leaves are the last finite
  * state, in shadow and in place. With --on-nonfinite skip the run goes on, logging the skips. */
-static void check_divergence(const char *fixture, const char *lr, const char *mode) {
+static void check_divergence(const char *fixture, const char *lr, const char *mode,
+                             int save_every) {
     char base[1024], data[1024], out[256], what[128], options[256];
     fixture_path(base, sizeof base, fixture, NULL);
     fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
-    snprintf(what, sizeof what, "%s --lr %s --mode %s", fixture, lr, mode);
+    snprintf(what, sizeof what, "%s --lr %s --mode %s --save-every %d", fixture, lr, mode,
+             save_every);
     snprintf(options, sizeof options,
-             "--batch-size 2 --lr %s --mode %s --save-every 1 --threads 1 --quiet", lr, mode);
+             "--batch-size 2 --lr %s --mode %s --save-every %d --threads 1 --quiet", lr, mode,
+             save_every);
     make_temp_dir(out, sizeof out, "diverge");
     int rc = run("%s train --model %s --train %s --output %s --steps 12 %s", zotune, base, data,
                  out, options);
@@ -336,10 +339,13 @@ static void check_random_kills(void) {
 int main(int argc, char **argv) {
     if (argc < 2) return 1;
     zotune = argv[1];
-    check_divergence("opt-pre-f16", "1e3", "shadow");
-    check_divergence("opt-pre-f16", "1e3", "inplace");
-    check_divergence("opt-pre", "1e20", "shadow");
-    check_divergence("opt-pre", "1e20", "inplace");
+    check_divergence("opt-pre-f16", "1e3", "shadow", 1);
+    check_divergence("opt-pre-f16", "1e3", "inplace", 1);
+    check_divergence("opt-pre", "1e20", "shadow", 1);
+    check_divergence("opt-pre", "1e20", "inplace", 1);
+    /* no snapshot after each step: the diverging update is still pending when the next step's
+     * sweep applies it, which finds it non-finite (docs/design.md §2.5) */
+    check_divergence("opt-pre-f16", "1e3", "shadow", 5);
     check_same_run_or_refused();
     check_thread_counts();
     check_random_kills();
