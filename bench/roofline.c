@@ -272,9 +272,13 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
     add_phase(est, m, "LM head", k * head_bytes, k * head_weights,
               k * 2.0 * r * d->embed_proj * d->vocab, gemm_flops_per_s, 0.0);
 
-    /* Update: theta read + written (2s), each f32 state copy read + written (8); z regenerated
-     * once, stochastic-rounding bits for half-precision stores. 13b bf16: 51.4 GB. */
-    double update_bytes = params * (2.0 * s + 8.0 * w->state_copies);
+    /* Update, deferred to the next step's staging (docs/design.md §2.5): a layered tensor's theta
+     * is read once by that pass (charged to staging above) and written back (s); the two tables,
+     * read through gathers, take it alone (2s); each f32 state copy read + written (8); z
+     * regenerated once, stochastic-rounding bits for half-precision stores.
+     * 13b bf16: 12.57 G x 2 + 0.28 G x 4 = 26.3 GB (51.4 GB as a pass of its own). */
+    double update_bytes = layered * s + (table + positions) * 2.0 * s +
+                          params * 8.0 * w->state_copies;
     double update_rng =
         params * (RNG_INSTR_PER_Z + (w->half_precision ? RNG_INSTR_PER_SR_WORD : 0));
     add_phase(est, m, "update", update_bytes, update_bytes, 0.0, gemm_flops_per_s, update_rng);
@@ -794,7 +798,8 @@ static int self_check(void) {
      *   attention  12 * 2 * 16 * 768 * 256 * 257          =  19,402,850,304 per variant
      *   LM head    2 * 16 * 768 * 50272                   =   1,235,484,672 per variant
      *   staging    2 * (125,239,296 + 38,608,896) * (2 + 2) = 1,310,785,536 bytes
-     *   update     125,239,296 * 2 * 2                    =   500,957,184 bytes */
+     *   update     85,056,000 layered * 2 (written; read by staging)
+     *              + (38,608,896 + 1,574,400) tables * 2 * 2 =  330,845,184 bytes */
     workload w = {.batch = 16,
                   .seq_len = 256,
                   .tokens = 4096,
@@ -813,7 +818,7 @@ static int self_check(void) {
     check_equal("opt-125m GEMM FLOPs", e.phases[1].flops, 2.0 * 695784701952.0);
     check_equal("opt-125m attention FLOPs", e.phases[2].flops, 2.0 * 19402850304.0);
     check_equal("opt-125m LM head FLOPs", e.phases[4].flops, 2.0 * 1235484672.0);
-    check_equal("opt-125m update bytes", e.phases[5].bytes, 500957184.0);
+    check_equal("opt-125m update bytes", e.phases[5].bytes, 330845184.0);
     /* Every token a target (R 4096): 4 head chunks of 1024, each reading the bf16 table.
      *   2 x 4 x 50272 x 768 x 2 = 617,742,336 bytes */
     workload all_tokens = w;
