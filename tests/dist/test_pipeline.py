@@ -249,6 +249,17 @@ def main():
     check(rc != 0 and "keeps 1 state copy per weight" in err,
           f"zo-sgd-mmt with 2 stages refused: {err[-300:]}")
 
+    # An evaluation set of generation records is refused: greedy decoding runs every layer.
+    gen = os.path.join(tmp, "gen.jsonl")
+    with open(gen, "w") as f:
+        f.write(json.dumps({"prompt": "Q: 2+2?\nA:", "answers": ["4"], "completion": " 4\n"})
+                + "\n")
+    rc, err = train(os.path.join(tmp, "bad-gen"),
+                    ["--model", deep, "--train", gen, "--eval", gen, "--steps", "1",
+                     "--batch-size", "1", "--pipeline-stages", "2"], 2)
+    check(rc != 0 and "evaluated by greedy decoding" in err,
+          f"generation evaluation with 2 stages refused: {err[-300:]}")
+
     # Layouts that cannot be: refused with the reason.
     rc, err = train(os.path.join(tmp, "bad-divide"), px + ["--pipeline-stages", "2"], 3)
     check(rc != 0 and "must divide the 3 ranks" in err, f"2 stages over 3 ranks refused: {err[-200:]}")
