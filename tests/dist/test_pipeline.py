@@ -137,12 +137,21 @@ def check_held_bytes(model, stages, err):
             reported[stage] = (int(words[0]), int(words[4]))
     check(sorted(reported) == list(range(stages)), f"{stages} stages reported held bytes "
           f"({sorted(reported)})")
+    info = subprocess.run([ZOTUNE, "info", model, "--json", "--seq-len", "128",
+                           "--pipeline-stages", str(stages)],
+                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    planned = json.loads(info.stdout)["pipeline_stages"] if info.returncode == 0 else []
+    check(len(planned) == stages, f"zotune info plans {stages} stages: {info.stderr[-200:]}")
     for stage, (held, whole) in sorted(reported.items()):
         want, total = stage_tensors(model, stages, stage, 4)
         low, high = sum(want.values()), sum(want.values()) + 63 * len(want)
         check(whole == total and low <= held <= high,
               f"{stages} stages: stage {stage} holds {held} bytes of {whole} "
               f"(want {low}..{high} of {total}, {held / whole:.2f} of the model)")
+        if stage < len(planned):  # the plan counts the tensors' bytes, no alignment
+            check(planned[stage]["weights_bytes"] == low,
+                  f"{stages} stages: zotune info plans stage {stage} at "
+                  f"{planned[stage]['weights_bytes']} weight bytes (want {low})")
 
 
 def stop_midway(out, args, ranks, lines, sig):
