@@ -80,6 +80,10 @@ struct zt_arch {
      * and m->tensors (names, shapes, no_decay; dtypes and offsets are the caller's). */
     zt_status (*build)(zt_model *m, const void *config);
     void (*release)(zt_model *m);
+    /* Where tensor id sits for pipeline stages: its decoder layer, or ZT_ARCH_BEFORE_LAYERS
+     * (embeddings, the input projection) or ZT_ARCH_AFTER_LAYERS (final norm, output
+     * projection). The tied head's table is the first stage's, and the last stage's too. */
+    int (*tensor_layer)(const zt_model *m, int id);
     zt_status (*write_config)(const zt_model *m, const char *path);
     /* What `zotune info` shows of the architecture, as text lines and as JSON keys. */
     void (*describe)(const zt_model *m, FILE *out);
@@ -118,6 +122,8 @@ struct zt_arch {
     int n_published_sizes;
     zt_status (*published_size)(const zt_model *like, int index, void **config, const char **name);
 };
+
+enum { ZT_ARCH_BEFORE_LAYERS = -1, ZT_ARCH_AFTER_LAYERS = -2 };
 
 /* The families zotune knows, chosen by config.json's model_type (models/families.c). */
 const zt_arch *zt_arch_for_config(const char *config_path);

@@ -24,6 +24,7 @@ typedef struct zt_tensor_info {
     size_t n_elems;
     size_t offset; /* bytes from the start of the model's single weight allocation */
     int no_decay;  /* biases and layer norms: excluded from weight decay (MeZO's rule) */
+    int absent;    /* 1: another pipeline stage holds it (zt_model_load_stage); no bytes here */
 } zt_tensor_info;
 
 /* The sizes every family shares, filled from its config.json. */
@@ -58,6 +59,9 @@ typedef struct zt_model_stage {
     zt_status (*pass_on)(void *ctx, const void *buf, size_t bytes); /* to the stage after */
     /* the last stage sends buf to the earlier stages; they receive into it */
     zt_status (*share_logprobs)(void *ctx, void *buf, size_t bytes);
+    /* An absent tensor's stored bytes (host), from the stage holding it: how zt_model_save on
+     * the first stage writes every tensor while the holders send theirs in table order. */
+    zt_status (*fetch_tensor)(void *ctx, int id, void *host, size_t bytes);
 } zt_model_stage;
 
 typedef struct zt_model {
@@ -91,6 +95,15 @@ zt_status zt_model_load_peft(const char *dir, zt_backend *be, const struct zt_lo
 struct zt_prefix_options;
 zt_status zt_model_load_prefix(const char *dir, zt_backend *be,
                                const struct zt_prefix_options *prefix, zt_model **out);
+/* zt_model_load holding only the tensors of one pipeline stage (zt_model_stage_holds): the
+ * others are in the table, marked absent, with no bytes. The fingerprint is the whole
+ * directory's, hashed from the files as zt_model_load hashes it. */
+zt_status zt_model_load_stage(const char *dir, zt_backend *be, const zt_model_stage *share,
+                              zt_model **out);
+/* Does a stage with this share hold tensor id? Its layers' tensors; the tensors before the
+ * layers (embeddings) when it is the first; those after them (final norm, projection) and the
+ * head's table when it is the last, so a tied token table is held by the first and the last. */
+int zt_model_stage_holds(const zt_model *model, const zt_model_stage *share, int id);
 void zt_model_free(zt_model *model);
 /* The model config.json at config_path describes, without weights (weights NULL: only the
  * table, sizes and memory plans may be used): tensors stored in `dtype`, or when dtype is -1 in
@@ -139,7 +152,7 @@ zt_status zt_model_save(const zt_model *model, const char *dir);
 zt_status zt_model_create_random(const zt_arch *arch, const void *config, zt_dtype dtype,
                                  uint64_t seed, zt_backend *be, zt_model **out);
 
-/* The weight as stored (data NULL for id -1: an absent tensor). */
+/* The weight as stored (data NULL for id -1 and for a tensor another pipeline stage holds). */
 zt_weight zt_model_weight(const zt_model *model, int id);
 
 /* ---- the K-variant forward (models/workspace.c, models/sweep.c) ---- */

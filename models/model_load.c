@@ -148,8 +148,33 @@ static zt_status open_checkpoint(const char *dir, zt_model *m, zt_safetensors **
     return check_tied_head(m->arch, *st_out, (*stored_out)[m->embed_tokens], dir);
 }
 
-zt_status zt_model_load_adapted(const char *dir, zt_backend *be, const zt_peft_options *peft,
-                                zt_model **out) {
+int zt_model_stage_holds(const zt_model *m, const zt_model_stage *share, int id) {
+    if (!m->arch->tensor_layer || (id == m->lm_head && share->is_last)) return 1;
+    const int layer = m->arch->tensor_layer(m, id);
+    if (layer == ZT_ARCH_BEFORE_LAYERS) return share->is_first;
+    if (layer == ZT_ARCH_AFTER_LAYERS) return share->is_last;
+    return layer >= share->first_layer && layer < share->end_layer;
+}
+
+/* Places only the stage's tensors in the weight allocation; the others are marked absent. */
+static void keep_stage_share(zt_model *m, const zt_st_tensor *const *stored,
+                             const zt_model_stage *share) {
+    size_t offset = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        zt_tensor_info *info = &m->tensors[i];
+        info->absent = !zt_model_stage_holds(m, share, i);
+        info->offset = 0;
+        if (info->absent) continue;
+        offset = (offset + ZT_WEIGHT_ALIGN - 1) / ZT_WEIGHT_ALIGN * ZT_WEIGHT_ALIGN;
+        info->offset = offset;
+        offset += stored[i]->n_bytes;
+    }
+    m->weights_bytes = offset;
+}
+
+/* share NULL: every tensor. */
+static zt_status load_checkpoint(const char *dir, zt_backend *be, const zt_peft_options *peft,
+                                 const zt_model_stage *share, zt_model **out) {
     *out = NULL;
     const zt_lora_options *lora = peft ? peft->lora : NULL;
     const zt_prompt_options *prompt = peft ? peft->prompt : NULL;
@@ -161,13 +186,15 @@ zt_status zt_model_load_adapted(const char *dir, zt_backend *be, const zt_peft_o
     const zt_st_tensor **stored = NULL;
     zt_status s = open_checkpoint(dir, m, &st, &stored);
     const int n_base = m->n_tensors;
+    if (s == ZT_OK && share) keep_stage_share(m, stored, share);
     if (s == ZT_OK && lora) s = zt_lora_extend_table(m, lora);
     if (s == ZT_OK && prefix) s = zt_prefix_extend_table(m, prefix);
     if (s == ZT_OK && prompt) s = zt_prompt_extend_table(m, prompt);
     if (s == ZT_OK) s = be->ops->alloc(be, m->weights_bytes, ZT_MEM_WEIGHTS, &m->weights);
     for (int i = 0; s == ZT_OK && i < n_base; i++)
-        s = be->ops->upload(be, (char *)m->weights + m->tensors[i].offset, stored[i]->data,
-                            stored[i]->n_bytes);
+        if (!m->tensors[i].absent)
+            s = be->ops->upload(be, (char *)m->weights + m->tensors[i].offset, stored[i]->data,
+                                stored[i]->n_bytes);
     if (s == ZT_OK && lora) s = zt_lora_upload_initial(m);
     if (s == ZT_OK && prompt) s = zt_prompt_upload_initial(m);
     if (s == ZT_OK) m->fingerprint = fingerprint_tensors(m, stored);
@@ -180,6 +207,16 @@ zt_status zt_model_load_adapted(const char *dir, zt_backend *be, const zt_peft_o
     }
     *out = m;
     return ZT_OK;
+}
+
+zt_status zt_model_load_adapted(const char *dir, zt_backend *be, const zt_peft_options *peft,
+                                zt_model **out) {
+    return load_checkpoint(dir, be, peft, NULL, out);
+}
+
+zt_status zt_model_load_stage(const char *dir, zt_backend *be, const zt_model_stage *share,
+                              zt_model **out) {
+    return load_checkpoint(dir, be, NULL, share, out);
 }
 
 zt_status zt_model_load_peft(const char *dir, zt_backend *be, const zt_lora_options *lora,
@@ -219,15 +256,15 @@ zt_status zt_model_reload_tensors(zt_model *m, const char *dir, const uint8_t *m
     const zt_st_tensor **stored = NULL;
     zt_status s = open_checkpoint(dir, &probe, &st, &stored);
     const int n_base = zt_model_base_tensors(m);
-    const size_t base_bytes = zt_model_base_bytes(m);
-    if (s == ZT_OK && (probe.n_tensors != n_base || probe.weights_bytes != base_bytes))
+    if (s == ZT_OK && probe.n_tensors != n_base)
         s = zt_fail(ZT_ERR_SHAPE, "%s: not a checkpoint of the loaded model", dir);
     for (int i = 0; s == ZT_OK && i < n_base; i++) {
         const zt_tensor_info *info = &m->tensors[i];
-        if (strcmp(probe.tensors[i].name, info->name) != 0 || probe.tensors[i].dtype != info->dtype)
+        if (strcmp(probe.tensors[i].name, info->name) != 0 ||
+            probe.tensors[i].dtype != info->dtype || probe.tensors[i].n_elems != info->n_elems)
             s = zt_fail(ZT_ERR_SHAPE, "%s: tensor '%s' differs from the loaded model's", dir,
                         probe.tensors[i].name);
-        else if (!mask || mask[i])
+        else if ((!mask || mask[i]) && !info->absent)
             s = m->be->ops->upload(m->be, (char *)m->weights + info->offset, stored[i]->data,
                                    stored[i]->n_bytes);
     }

@@ -10,11 +10,33 @@
 #include "io/safetensors.h"
 #include "lora.h"
 
+/* Bytes of tensor i as stored. */
+static size_t stored_bytes(const zt_tensor_info *t) {
+    return t->n_elems * zt_dtype_size(t->dtype);
+}
+
+/* Tensor i into host: downloaded, or fetched from the pipeline stage holding it. */
+static zt_status tensor_to_host(const zt_model *m, int i, void *host, const char *dir) {
+    const zt_tensor_info *t = &m->tensors[i];
+    if (!t->absent)
+        return m->be->ops->download(m->be, host, (const char *)m->weights + t->offset,
+                                    stored_bytes(t));
+    if (!m->stage || !m->stage->fetch_tensor)
+        return zt_fail(ZT_ERR_INTERNAL, "%s: tensor '%s' is held by another pipeline stage", dir,
+                       t->name);
+    zt_status s = m->stage->fetch_tensor(m->stage->ctx, i, host, stored_bytes(t));
+    return s == ZT_OK ? s : zt_fail_context(s, "%s: fetching '%s': ", dir, t->name);
+}
+
 zt_status zt_model_save(const zt_model *m, const char *dir) {
     ZT_TRY(zt_make_dirs(dir));
-    /* the base checkpoint alone: adapters go to their own files (zt_lora_save, zt_prompt_save) */
+    /* the base checkpoint alone: adapters go to their own files (zt_lora_save, zt_prompt_save).
+     * Staged on the host tensor by tensor, so a pipeline stage's host copy also holds the
+     * tensors the other stages send. */
     const int n_base = zt_model_base_tensors(m);
-    const size_t bytes = zt_model_base_bytes(m);
+    size_t bytes = 0;
+    for (int i = 0; i < n_base; i++)
+        bytes += stored_bytes(&m->tensors[i]);
     void *host = zt_malloc(bytes ? bytes : 1);
     zt_st_write_tensor *tensors = zt_calloc((size_t)n_base, sizeof *tensors);
     if (!host || !tensors) {
@@ -22,11 +44,14 @@ zt_status zt_model_save(const zt_model *m, const char *dir) {
         free(tensors);
         return zt_fail(ZT_ERR_NOMEM, "%s: staging %zu bytes of weights", dir, bytes);
     }
-    zt_status s = m->be->ops->download(m->be, host, m->weights, bytes);
+    zt_status s = ZT_OK;
+    size_t at = 0;
     for (int i = 0; s == ZT_OK && i < n_base; i++) {
         const zt_tensor_info *t = &m->tensors[i];
+        s = tensor_to_host(m, i, (char *)host + at, dir);
         tensors[i] = (zt_st_write_tensor){t->name, zt_dtype_name(t->dtype), t->n_dims, t->shape,
-                                          (char *)host + t->offset};
+                                          (char *)host + at};
+        at += stored_bytes(t);
     }
     char path[4096];
     static const char *const metadata[] = {"format", "pt"};

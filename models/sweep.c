@@ -18,7 +18,7 @@
 
 zt_weight zt_model_weight(const zt_model *m, int id) {
     zt_weight w = {NULL, ZT_F32};
-    if (id >= 0) {
+    if (id >= 0 && !m->tensors[id].absent) {
         w.data = (const char *)m->weights + m->tensors[id].offset;
         w.dtype = m->tensors[id].dtype;
     }

@@ -148,6 +148,21 @@ static void opt_release(zt_model *m) {
     m->family = NULL;
 }
 
+/* The table is built layer after layer, each layer's tensors together (build_table), with the
+ * embeddings, projections and final norm before them. */
+static int opt_tensor_layer(const zt_model *m, int id) {
+    const zt_opt_family *fam = zt_opt_family_of(m);
+    const int n_layers = fam->cfg.num_hidden_layers;
+    const int first = n_layers > 0 ? fam->layers[0].k_w : m->n_tensors;
+    if (id < first)
+        return id == fam->project_out || id == fam->final_ln_g || id == fam->final_ln_b
+                   ? ZT_ARCH_AFTER_LAYERS
+                   : ZT_ARCH_BEFORE_LAYERS;
+    const int per_layer = n_layers > 1 ? fam->layers[1].k_w - first : m->n_tensors - first;
+    const int layer = (id - first) / per_layer;
+    return layer < n_layers ? layer : ZT_ARCH_AFTER_LAYERS;
+}
+
 /* torch_dtype follows the weights, as save_pretrained records it. */
 static zt_status opt_write_config(const zt_model *m, const char *path) {
     zt_opt_config cfg = zt_opt_family_of(m)->cfg;
@@ -220,6 +235,7 @@ const zt_arch zt_opt_arch = {
     .read_config = opt_read_config,
     .build = opt_build,
     .release = opt_release,
+    .tensor_layer = opt_tensor_layer,
     .write_config = opt_write_config,
     .describe = opt_describe,
     .describe_json = opt_describe_json,

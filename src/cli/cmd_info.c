@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "core/alloc.h"
 #include "data/dataset.h"
+#include "dist/comm.h"
 #include "model.h"
 #include "text/bpe.h"
 #include "train/trainer.h"
@@ -32,7 +33,24 @@ typedef struct info_plan {
     const char *mode;
     zt_memory_plan inference;
     zt_train_memory_plan train;
+    int stages; /* --pipeline-stages: each stage's weights, as `zotune train` loads them */
 } info_plan;
+
+/* Stage `stage` of `stages`: its layers (split as zotune train splits them) and the bytes of the
+ * tensors it holds (zt_model_stage_holds). */
+static size_t stage_weight_bytes(const zt_model *m, int stages, int stage, zt_model_stage *share) {
+    int first = 0, count = 0;
+    zt_comm_share(m->dims.n_layers, stages, stage, &first, &count);
+    *share = (zt_model_stage){.first_layer = first,
+                              .end_layer = first + count,
+                              .is_first = stage == 0,
+                              .is_last = stage == stages - 1};
+    size_t bytes = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (zt_model_stage_holds(m, share, i))
+            bytes += m->tensors[i].n_elems * zt_dtype_size(m->tensors[i].dtype);
+    return bytes;
+}
 
 static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     printf("model          %s\n", dir);
@@ -88,6 +106,15 @@ static void print_text(const char *dir, const zt_model *m, const info_plan *p) {
     printf("  total          %12zu bytes  %10.2f MiB\n", t->total_bytes, mib(t->total_bytes));
 }
 
+static void print_stages(const zt_model *m, const info_plan *p) {
+    for (int stage = 0; stage < p->stages; stage++) {
+        zt_model_stage share;
+        const size_t bytes = stage_weight_bytes(m, p->stages, stage, &share);
+        printf("pipeline stage %d of %d (layers %d..%d): weights %zu bytes  %.2f MiB\n", stage,
+               p->stages, share.first_layer, share.end_layer - 1, bytes, mib(bytes));
+    }
+}
+
 static cJSON *plan_json(const zt_memory_plan *p) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "weights_bytes", (double)p->weights_bytes);
@@ -131,6 +158,18 @@ static void print_json(const char *dir, const zt_model *m, const info_plan *p) {
                                   cJSON_CreateNumber((double)p->train.total_bytes));
         cJSON_AddItemToObject(root, "train_plan", train);
     }
+    if (p->stages > 0) {
+        cJSON *stages = cJSON_AddArrayToObject(root, "pipeline_stages");
+        for (int stage = 0; stage < p->stages; stage++) {
+            zt_model_stage share;
+            const size_t bytes = stage_weight_bytes(m, p->stages, stage, &share);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "first_layer", share.first_layer);
+            cJSON_AddNumberToObject(o, "end_layer", share.end_layer);
+            cJSON_AddNumberToObject(o, "weights_bytes", (double)bytes);
+            cJSON_AddItemToArray(stages, o);
+        }
+    }
     char *text = cJSON_PrintUnformatted(root);
     if (text) puts(text);
     cJSON_free(text);
@@ -166,7 +205,7 @@ int zt_cmd_info(int argc, char **argv) {
                *trainable = NULL;
     const char *dtype_name = NULL, *train_path = NULL, *eval_path = NULL, *bos = "opt";
     const char *train_as = "classification", *objective = "loss";
-    int seq_len_given = 0, grad_accum = 1;
+    int seq_len_given = 0, grad_accum = 1, stages = 0;
     const char *inputs[1] = {NULL};
     zt_peft_args peft;
     zt_peft_args_default(&peft);
@@ -200,6 +239,8 @@ int zt_cmd_info(int argc, char **argv) {
         {"bos", ZT_ARG_STRING, &bos, "B", "with --train: opt (default) or mezo, as train"},
         {"grad-accum", ZT_ARG_INT, &grad_accum, "A",
          "with --train: train's micro-batches (each forward holds --batch-size / A examples)"},
+        {"pipeline-stages", ZT_ARG_INT, &stages, "S",
+         "also print the weights each of S pipeline stages holds (zotune train's split)"},
         {"dtype", ZT_ARG_STRING, &dtype_name, "D",
          "without weights: plan them stored as f32, f16 or bf16 (default: config.json's "
          "torch_dtype, else f32)"},
@@ -320,6 +361,11 @@ int zt_cmd_info(int argc, char **argv) {
                             train_as_lm, objective_kind == 2, bos_mezo, &train_ds, &eval_ds,
                             &plan.shape);
     if (s == ZT_OK && train_path) seq_len = plan.seq_len = plan.shape.seq_len;
+    if (s == ZT_OK && (stages < 0 || stages > model->dims.n_layers))
+        s = zt_fail(ZT_ERR_INVALID_ARG,
+                    "--pipeline-stages %d: the model has %d layers, and every stage needs one",
+                    stages, model->dims.n_layers);
+    plan.stages = stages;
     if (s == ZT_OK && seq_len > model->dims.max_positions)
         fprintf(stderr,
                 "zotune info: warning: --seq-len %d is longer than the model's %d positions; "
@@ -358,6 +404,7 @@ int zt_cmd_info(int argc, char **argv) {
         print_json(positional[0], model, &plan);
     else
         print_text(positional[0], model, &plan);
+    if (!json) print_stages(model, &plan);
     free(selected);
     zt_model_free(model);
     zt_backend_destroy(be);

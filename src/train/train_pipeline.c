@@ -1,8 +1,10 @@
 /* --pipeline-stages (docs/distributed.md): this rank's stage of its replica's pipeline, as the
  * model's forward sees it (models/model.h, zt_model_stage), and the data-parallel view the
- * objective reduces over (src/dist/pipeline.h). Every rank holds and updates every tensor, so
- * the ranks stay replicas of one another and rank 0 writes the output as in data parallel; a
- * stage only runs its layers' share of each forward. */
+ * objective reduces over (src/dist/pipeline.h). A rank loads, perturbs and updates only its
+ * stage's tensors (z is addressed by tensor id, so nothing else moves); totals over every
+ * parameter (the sphere's ||z||) are summed over the stages, and rank 0 writes the model with
+ * the tensors the other stages of its pipeline send it. The replicas of one stage stay equal. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@ struct zt_train_pipeline {
     zt_pipeline_layout layout;
     zt_comm *world;
     zt_model_stage stage;
+    zt_model *model;
 };
 
 static int peer(const zt_train_pipeline *p, int stage) {
@@ -43,6 +46,73 @@ static zt_status stage_share_logprobs(void *ctx, void *buf, size_t bytes) {
     return ZT_OK;
 }
 
+/* The share of stage `stage` of the layout (the layers as zt_pipeline_layout_of splits them). */
+static zt_model_stage share_of(const zt_pipeline_layout *l, int n_layers, int stage) {
+    int first = 0, count = 0;
+    zt_comm_share(n_layers, l->stages, stage, &first, &count);
+    return (zt_model_stage){.first_layer = first,
+                            .end_layer = first + count,
+                            .is_first = stage == 0,
+                            .is_last = stage == l->stages - 1};
+}
+
+/* The first stage holding tensor id: the one that sends it to rank 0 and whose partial counts. */
+static int first_holder(const zt_train_pipeline *p, int id) {
+    for (int s = 0; s < p->layout.stages; s++) {
+        const zt_model_stage share = share_of(&p->layout, p->model->dims.n_layers, s);
+        if (zt_model_stage_holds(p->model, &share, id)) return s;
+    }
+    return -1;
+}
+
+/* Rank 0 (stage 0 of replica 0) receives a tensor it lacks from its first holder, into backend
+ * memory (device memory is what NCCL carries), then to the host. */
+static zt_status stage_fetch_tensor(void *ctx, int id, void *host, size_t bytes) {
+    zt_train_pipeline *p = ctx;
+    zt_backend *be = p->model->be;
+    const int holder = first_holder(p, id);
+    if (holder <= 0)
+        return zt_fail(ZT_ERR_INTERNAL, "--pipeline-stages: no stage holds tensor %d", id);
+    void *landing = NULL;
+    ZT_TRY(be->ops->alloc(be, bytes, ZT_MEM_SCRATCH, &landing));
+    zt_status s = p->world->ops->recv(p->world, landing, bytes, peer(p, holder));
+    if (s == ZT_OK) s = be->ops->download(be, host, landing, bytes);
+    be->ops->free(be, landing, bytes, ZT_MEM_SCRATCH);
+    return s;
+}
+
+/* Per-tensor partials of every stage of this replica, all-gathered over the world (NaN where
+ * a stage holds no such parameter), summed in tensor order taking each tensor once: the same
+ * additions in the same order as one process, so the same double. */
+static zt_status sum_over_stages(void *ctx, const zt_param_set *ps, const double *partials,
+                                 double *total) {
+    zt_train_pipeline *p = ctx;
+    const int n = p->model->n_tensors, world_size = p->world->size;
+    double *mine = zt_malloc((size_t)n * sizeof *mine);
+    double *all = zt_malloc((size_t)n * (size_t)world_size * sizeof *all);
+    zt_status s = mine && all ? ZT_OK
+                              : zt_fail(ZT_ERR_NOMEM, "--pipeline-stages: %d x %d norm partials",
+                                        world_size, n);
+    for (int i = 0; s == ZT_OK && i < n; i++)
+        mine[i] = NAN;
+    for (int k = 0; s == ZT_OK && k < ps->n_params; k++)
+        mine[ps->params[k].tensor_id] = partials[k];
+    if (s == ZT_OK) s = p->world->ops->allgather(p->world, mine, (size_t)n * sizeof *mine, all);
+    double sum = 0.0;
+    for (int i = 0; s == ZT_OK && i < n; i++)
+        for (int stage = 0; stage < p->layout.stages; stage++) {
+            const double part = all[(size_t)peer(p, stage) * (size_t)n + (size_t)i];
+            if (!isnan(part)) {
+                sum += part;
+                break;
+            }
+        }
+    free(mine);
+    free(all);
+    *total = sum;
+    return s;
+}
+
 int zt_train_pipeline_stages(const zt_train_options *o) {
     return o->pipeline_stages > 1 ? o->pipeline_stages : 1;
 }
@@ -51,6 +121,24 @@ int zt_train_replicas(const zt_train_options *o) {
     const int ranks = o->comm ? o->comm->size : 1;
     const int stages = zt_train_pipeline_stages(o);
     return ranks % stages == 0 ? ranks / stages : ranks;
+}
+
+zt_status zt_run_pipeline_share(const zt_run *r, zt_model_stage *share, int *staged) {
+    const zt_train_options *o = r->o;
+    *staged = 0;
+    memset(share, 0, sizeof *share);
+    if (zt_train_pipeline_stages(o) == 1) return ZT_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", o->model_dir);
+    zt_model *config = NULL;
+    ZT_TRY(zt_model_open_config(path, -1, r->be, &config));
+    zt_pipeline_layout layout;
+    zt_status s = zt_pipeline_layout_of(o->comm->size, o->comm->rank, o->pipeline_stages,
+                                        config->dims.n_layers, &layout);
+    if (s == ZT_OK) *share = share_of(&layout, config->dims.n_layers, layout.stage);
+    zt_model_free(config);
+    *staged = s == ZT_OK;
+    return s;
 }
 
 zt_status zt_run_pipeline_setup(zt_run *r) {
@@ -78,12 +166,66 @@ zt_status zt_run_pipeline_setup(zt_run *r) {
                                 p,
                                 stage_receive,
                                 stage_pass_on,
-                                stage_share_logprobs};
+                                stage_share_logprobs,
+                                stage_fetch_tensor};
+    p->model = r->model;
     r->model->stage = &p->stage;
-    fprintf(stderr, "rank %d of %d: pipeline stage %d of %d (layers %d..%d), replica %d of %d\n",
+    r->ps.sum_over_stages = sum_over_stages;
+    r->ps.stages_ctx = p;
+    size_t all_bytes = 0;
+    for (int i = 0; i < r->model->n_tensors; i++)
+        all_bytes += r->model->tensors[i].n_elems * zt_dtype_size(r->model->tensors[i].dtype);
+    fprintf(stderr,
+            "rank %d of %d: pipeline stage %d of %d (layers %d..%d), replica %d of %d, holding "
+            "%zu of the model's %zu weight bytes\n",
             o->comm->rank, o->comm->size, p->layout.stage, p->layout.stages, p->layout.first_layer,
-            p->layout.end_layer - 1, p->layout.replica, p->layout.replicas);
+            p->layout.end_layer - 1, p->layout.replica, p->layout.replicas, r->model->weights_bytes,
+            all_bytes);
     return ZT_OK;
+}
+
+zt_status zt_run_pipeline_check_state(const zt_run *r) {
+    if (!r->pipeline || r->state_copies == 0) return ZT_OK;
+    return zt_fail(ZT_ERR_UNAVAILABLE,
+                   "--pipeline-stages %d with an optimizer that keeps %d state cop%s per weight "
+                   "(%s): each stage would hold its tensors' state, which snapshots do not gather "
+                   "yet; not in this version",
+                   r->o->pipeline_stages, r->state_copies, r->state_copies == 1 ? "y" : "ies",
+                   r->o->schedule ? r->o->schedule : r->o->optimizer);
+}
+
+int zt_run_pipeline_serves(const zt_run *r) {
+    return r->pipeline && r->pipeline->layout.replica == 0 && r->pipeline->layout.stage > 0;
+}
+
+zt_status zt_run_pipeline_serve_weights(const zt_run *r) {
+    if (!zt_run_pipeline_serves(r)) return ZT_OK;
+    const zt_train_pipeline *p = r->pipeline;
+    const zt_model *m = r->model;
+    const zt_model_stage first = share_of(&p->layout, m->dims.n_layers, 0);
+    /* the weights go as they sit in backend memory, the last update complete */
+    ZT_TRY(m->be->ops->sync(m->be));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const zt_tensor_info *t = &m->tensors[i];
+        if (zt_model_stage_holds(m, &first, i) || first_holder(p, i) != p->layout.stage) continue;
+        ZT_TRY(p->world->ops->send(p->world, (const char *)m->weights + t->offset,
+                                   t->n_elems * zt_dtype_size(t->dtype), peer(p, 0)));
+    }
+    return ZT_OK;
+}
+
+zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count) {
+    if (!r->pipeline) return ZT_OK;
+    const zt_train_pipeline *p = r->pipeline;
+    unsigned long long *all = zt_malloc((size_t)p->world->size * sizeof *all);
+    if (!all) return zt_fail(ZT_ERR_NOMEM, "--pipeline-stages: %d counts", p->world->size);
+    zt_status s = p->world->ops->allgather(p->world, count, sizeof *count, all);
+    unsigned long long total = 0;
+    for (int stage = 0; s == ZT_OK && stage < p->layout.stages; stage++)
+        total += all[peer(p, stage)];
+    free(all);
+    if (s == ZT_OK) *count = total;
+    return s;
 }
 
 void zt_run_pipeline_release(zt_run *r) {

@@ -76,7 +76,9 @@ static zt_status weights_checksum(const zt_run *r, uint64_t *checksum) {
 /* --verify-replicas: every rank's weights against rank 0's after `steps` steps. Every rank
  * reaches the same verdict, so all of them stop together on a mismatch. */
 zt_status zt_run_verify_replicas(const zt_run *r, int steps) {
-    zt_comm *c = r->o->comm;
+    /* with pipeline stages, each stage's replicas (which hold the same tensors) */
+    zt_comm *c = r->replicas ? r->replicas : r->o->comm;
+    const char *who = r->pipeline ? "replica" : "rank";
     if (!c || c->size <= 1) return ZT_OK;
     uint64_t mine = 0;
     ZT_TRY(weights_checksum(r, &mine));
@@ -86,10 +88,11 @@ zt_status zt_run_verify_replicas(const zt_run *r, int steps) {
     for (int q = 1; s == ZT_OK && q < c->size; q++)
         if (all[q] != all[0])
             s = zt_fail(ZT_ERR_INTERNAL,
-                        "--verify-replicas: after step %d the weights of rank %d differ from rank "
-                        "0's (checksum %016llx, rank 0 %016llx): were the ranks started with the "
+                        "--verify-replicas: after step %d the weights of %s %d differ from %s "
+                        "0's (checksum %016llx, %s 0 %016llx): were the ranks started with the "
                         "same options and files?",
-                        steps, q, (unsigned long long)all[q], (unsigned long long)all[0]);
+                        steps, who, q, who, (unsigned long long)all[q], who,
+                        (unsigned long long)all[0]);
     free(all);
     return s;
 }

@@ -128,9 +128,24 @@ int zt_train_largest_micro_batch(const zt_train_options *o);
 int zt_train_pipeline_stages(const zt_train_options *o);
 /* The data-parallel replicas: the ranks over the stages (all ranks without stages). */
 int zt_train_replicas(const zt_train_options *o);
-/* r->replicas, and with stages this rank's stage of the model's forward (model->stage); needs
- * the model loaded. Errors name --pipeline-stages. */
+/* With stages, *share receives this rank's share of the model (zt_model_load_stage) from
+ * --model's config.json, and *staged 1; else *staged 0. Errors name --pipeline-stages. */
+zt_status zt_run_pipeline_share(const zt_run *r, zt_model_stage *share, int *staged);
+/* r->replicas, and with stages this rank's stage of the model's forward (model->stage) and the
+ * parameter set's sum over the stages; needs the model loaded with its share. Errors name
+ * --pipeline-stages. */
 zt_status zt_run_pipeline_setup(zt_run *r);
+/* A stateful optimizer's state is refused with stages (a snapshot would need it gathered). */
+zt_status zt_run_pipeline_check_state(const zt_run *r);
+/* Does this rank send its tensors to rank 0 whenever rank 0 saves the model (a stage other
+ * than the first of replica 0)? */
+int zt_run_pipeline_serves(const zt_run *r);
+/* The counterpart of one zt_model_save on rank 0: sends the tensors rank 0 lacks and this
+ * stage is the first to hold, in table order. Nothing without stages. */
+zt_status zt_run_pipeline_serve_weights(const zt_run *r);
+/* With stages, *count becomes the sum of every stage's count in this rank's pipeline (each rank
+ * counts over its own tensors), the same on every rank; unchanged without stages. */
+zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count);
 void zt_run_pipeline_release(zt_run *r);
 
 /* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out. */

@@ -98,6 +98,13 @@ static zt_status open_data(run *r) {
             return zt_fail(ZT_ERR_INVALID_ARG,
                            "--eval %s holds another kind of records than --train %s",
                            r->o->eval_path, r->o->train_path);
+        /* greedy decoding runs every layer in one process; a stage holds its own */
+        if (r->pipeline && r->eval.kind == ZT_TASK_GENERATION)
+            return zt_fail(ZT_ERR_UNAVAILABLE,
+                           "--pipeline-stages %d with --eval %s: its generation records are "
+                           "evaluated by greedy decoding, which runs every layer on one rank; "
+                           "not in this version",
+                           r->o->pipeline_stages, r->o->eval_path);
     }
     return ZT_OK;
 }
@@ -406,7 +413,13 @@ static zt_status load_model(run *r) {
     if (o->lora) return zt_lora_run_load(r, have_snapshot);
     if (o->prefix) return zt_prefix_run_load(r, have_snapshot);
     if (o->prompt) return zt_prompt_run_load(r);
-    ZT_TRY(zt_model_load(have_snapshot ? r->snapshot_dir : o->model_dir, r->be, &r->model));
+    /* a pipeline stage loads its own tensors (the snapshot is a whole model directory too) */
+    zt_model_stage share;
+    int staged = 0;
+    ZT_TRY(zt_run_pipeline_share(r, &share, &staged));
+    const char *dir = have_snapshot ? r->snapshot_dir : o->model_dir;
+    ZT_TRY(staged ? zt_model_load_stage(dir, r->be, &share, &r->model)
+                  : zt_model_load(dir, r->be, &r->model));
     if (have_snapshot)
         ZT_TRY(zt_model_fingerprint_dir(o->model_dir, &r->base_fingerprint));
     else
@@ -440,6 +453,7 @@ static zt_status open_log(run *r) {
                     "or choose another directory",
                     o->output_dir, n);
     r->state_copies = zt_run_state_copies(r);
+    if (s == ZT_OK) s = zt_run_pipeline_check_state(r);
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
@@ -525,8 +539,10 @@ static zt_status evaluate_at(run *r, int step) {
     rec.kind = ZT_RECORD_EVAL;
     rec.step = step;
     rec.eval = (zt_eval_point){e.loss, e.metric, e.accuracy, e.f1, e.exact_match};
-    if (zt_run_writes_files(r) && (r->best_step < 0 || e.metric > r->best_eval.metric))
-        ZT_TRY(save_best(r, step, &e));
+    if (r->best_step < 0 || e.metric > r->best_eval.metric) {
+        if (zt_run_writes_files(r)) ZT_TRY(save_best(r, step, &e));
+        ZT_TRY(zt_run_pipeline_serve_weights(r)); /* the stages rank 0 gathers from */
+    }
     ZT_TRY(append_record(r, &rec));
     zt_run_note_evaluation(r, &rec);
     if (!r->o->quiet && zt_run_writes_files(r)) {
@@ -573,6 +589,7 @@ static zt_status settle_deferred(run *r, double t_start, int *went_back) {
     r->weights_dirty = 1;
     unsigned long long n_nonfinite = 0;
     ZT_TRY(zt_zo_settle_deferred(&r->ps, &r->deferred, &n_nonfinite));
+    ZT_TRY(zt_run_pipeline_sum_count(r, &n_nonfinite)); /* every stage takes the same turn */
     const zt_step_record *rec = &r->deferred.record;
     if (n_nonfinite > 0) {
         *went_back = 1;
@@ -653,6 +670,7 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
     unsigned long long n_nonfinite = 0;
     r->weights_dirty = 1;
     ZT_TRY(zt_zo_apply_update_counted(&r->ps, rec, &n_nonfinite));
+    ZT_TRY(zt_run_pipeline_sum_count(r, &n_nonfinite)); /* every stage takes the same turn */
     if (n_nonfinite > 0) {
         ZT_TRY(zt_run_restore_logged_state(r));
         /* every rank has read the log before rank 0 appends to it */
@@ -748,6 +766,8 @@ static zt_status train_loop(run *r, zt_train_result *res) {
             ZT_TRY(zt_steplog_sync(r->log));
             ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                     step + 1, r->observed_eval_step));
+        } else if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
+            ZT_TRY(zt_run_pipeline_serve_weights(r)); /* the stages rank 0 gathers from */
         }
         if (stop) {
             res->interrupted = !last;
@@ -774,6 +794,14 @@ static zt_status save_final(run *r) {
     if (r->model->prompt) ZT_TRY(zt_prompt_save(r->model, o->output_dir, o->model_dir));
     ZT_TRY(copy_tokenizer_files(o->model_dir, o->output_dir));
     return settled; /* what the log describes is saved; the settle's error stands */
+}
+
+/* The other stages' side of save_final: rank 0 writes the snapshot and the model, gathering
+ * the tensors it lacks each time. */
+static zt_status serve_final(run *r) {
+    if (r->weights_dirty) ZT_TRY(zt_run_restore_logged_state(r));
+    ZT_TRY(zt_run_pipeline_serve_weights(r));
+    return zt_run_pipeline_serve_weights(r);
 }
 
 static const char *metric_name_of(const zt_eval_point *e) {
@@ -843,7 +871,12 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     if (s == ZT_OK && evaluation_due(o, r.next_step)) s = evaluate_at(&r, r.next_step);
     if (s == ZT_OK && r.next_step < o->steps) s = train_loop(&r, res);
     if (s == ZT_OK && !res->interrupted && r.next_step == o->steps) s = evaluate_at(&r, o->steps);
-    if (r.log && zt_run_writes_files(&r)) {
+    if (r.log && r.pipeline && s != ZT_OK) {
+        /* the stages' messages may be out of step after a failure: no gathering save */
+        char first_error[2048];
+        snprintf(first_error, sizeof first_error, "%s", zt_last_error());
+        zt_fail(s, "%s (the last snapshot stands)", first_error);
+    } else if (r.log && zt_run_writes_files(&r)) {
         /* The first error is the one to report: keep its text while saving. */
         char first_error[2048];
         snprintf(first_error, sizeof first_error, "%s", zt_last_error());
@@ -854,6 +887,8 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
             zt_fail(s, "%s (and the final save failed too; the last snapshot stands)", first_error);
         else
             zt_fail(s, "%s", first_error);
+    } else if (s == ZT_OK && zt_run_pipeline_serves(&r)) { /* (only rank 0 opens the log) */
+        s = serve_final(&r);
     }
     fill_result(&r, res);
     zt_mem_stats mem;

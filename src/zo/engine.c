@@ -51,15 +51,24 @@ static zt_dist backend_dist(zt_direction_dist dist) {
     return dist == ZT_DIRECTIONS_RADEMACHER ? ZT_DIST_RADEMACHER : ZT_DIST_GAUSSIAN;
 }
 
-/* ||z_seed|| over every trainable element: one regeneration pass per direction. */
+/* ||z_seed|| over every trainable element: one regeneration pass per direction. A pipeline
+ * stage's partials are summed over the stages (zt_param_set.sum_over_stages). */
 static zt_status direction_norm(const zt_param_set *ps, uint64_t seed, double *norm) {
+    *norm = 0.0;
+    double *partials = zt_calloc((size_t)ps->n_params + 1, sizeof *partials);
+    if (!partials) return zt_fail(ZT_ERR_NOMEM, "the sphere norm's %d partials", ps->n_params);
+    zt_status s = ZT_OK;
+    for (int i = 0; s == ZT_OK && i < ps->n_params; i++)
+        s = ps->be->ops->z_sumsq(ps->be, &partials[i], seed, ps->params[i].tensor_id,
+                                 ps->params[i].n_elems, ZT_DIST_GAUSSIAN);
     double total = 0.0;
-    for (int i = 0; i < ps->n_params; i++) {
-        double part = 0.0;
-        ZT_TRY(ps->be->ops->z_sumsq(ps->be, &part, seed, ps->params[i].tensor_id,
-                                    ps->params[i].n_elems, ZT_DIST_GAUSSIAN));
-        total += part;
-    }
+    if (s == ZT_OK && ps->sum_over_stages)
+        s = ps->sum_over_stages(ps->stages_ctx, ps, partials, &total);
+    else
+        for (int i = 0; i < ps->n_params; i++)
+            total += partials[i];
+    free(partials);
+    ZT_TRY(s);
     *norm = sqrt(total);
     if (!(*norm > 0.0))
         return zt_fail(ZT_ERR_NUMERIC, "sphere direction with seed %llu has zero norm",

@@ -20,16 +20,23 @@ typedef struct zt_param {
     float *state;       /* optimizer state (state_copies x n_elems f32), NULL if none */
 } zt_param;
 
-typedef struct zt_param_set {
+typedef struct zt_param_set zt_param_set;
+struct zt_param_set {
     zt_backend *be;
     zt_param *params;
     int n_params;
-    uint64_t n_elems; /* d: trainable parameters in total */
+    uint64_t n_elems; /* d: trainable parameters in total (every pipeline stage's) */
     /* A step's update not yet applied to every param (zt_zo_defer_update), or NULL. A shadow
      * sweep given it applies it as it stages (models/model.h); what is left, zt_zo_apply_pending.
      */
     zt_pending_update *pending;
-} zt_param_set;
+    /* A pipeline stage's set holds its own tensors only (src/train/train_pipeline.c): this sums
+     * per-parameter partials (n_params, in params order) of a total over every stage's
+     * parameters into the same double on every rank. NULL: the set is every parameter. */
+    zt_status (*sum_over_stages)(void *ctx, const zt_param_set *ps, const double *partials,
+                                 double *total);
+    void *stages_ctx;
+};
 
 /* The K perturbations of a step, one zt_perturbation per variant (z_scale 1: the engine folds
  * sphere normalisation into the coefficients). */

@@ -1,5 +1,7 @@
-"""Pipeline stages under mpirun (docs/distributed.md): S ranks, each running a contiguous range
-of the layers, train bit-identically to one process (weights and step log); S x D ranks (a
+"""Pipeline stages under mpirun (docs/distributed.md): S ranks, each holding and running a
+contiguous range of the layers (and reporting the weight bytes it holds, about 1/S), train
+bit-identically to one process (weights and step log), the sphere's norm summed over the
+stages included; an optimizer with per-weight state is refused; S x D ranks (a
 pipeline per data-parallel replica) equal one --batch-invariant process; a pipelined run resumes
 under another layout and in one process; a stage killed with SIGKILL, or stopped with SIGSTOP
 (a hang, caught by --comm-timeout), ends the job within 60 s and its snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
@@ -94,6 +96,64 @@ def deepen(src, dst):
         json.dump(config, f)
 
 
+def stage_tensors(model, stages, stage, n_layers):
+    """The tensors a stage holds, named from the rule in docs/distributed.md: its layers, the
+    embeddings on the first stage, the final norm and the tied token table on the last."""
+    with open(os.path.join(model, "model.safetensors"), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    per, extra = divmod(n_layers, stages)
+    first = stage * per + min(stage, extra)
+    end = first + per + (1 if stage < extra else 0)
+    held = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        nbytes = v["data_offsets"][1] - v["data_offsets"][0]
+        short = k.split("decoder.", 1)[1]
+        if short.startswith("layers."):
+            keep = first <= int(short.split(".")[1]) < end
+        elif short.startswith("embed_tokens"):
+            keep = stage in (0, stages - 1)
+        elif short.startswith(("embed_positions", "project_in")):
+            keep = stage == 0
+        else:  # final_layer_norm, project_out
+            keep = stage == stages - 1
+        if keep:
+            held[k] = nbytes
+    total = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()
+                if k != "__metadata__")
+    return held, total
+
+
+def check_held_bytes(model, stages, err):
+    """Each stage reports the weight bytes it holds: its own tensors' bytes (plus at most 63
+    bytes of alignment per tensor), about 1/S of the model, against the whole model's."""
+    reported = {}
+    for line in err.splitlines():
+        if "pipeline stage" in line and "holding" in line:
+            stage = int(line.split("pipeline stage ")[1].split()[0])
+            words = line.split("holding ")[1].split()
+            reported[stage] = (int(words[0]), int(words[4]))
+    check(sorted(reported) == list(range(stages)), f"{stages} stages reported held bytes "
+          f"({sorted(reported)})")
+    info = subprocess.run([ZOTUNE, "info", model, "--json", "--seq-len", "128",
+                           "--pipeline-stages", str(stages)],
+                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    planned = json.loads(info.stdout)["pipeline_stages"] if info.returncode == 0 else []
+    check(len(planned) == stages, f"zotune info plans {stages} stages: {info.stderr[-200:]}")
+    for stage, (held, whole) in sorted(reported.items()):
+        want, total = stage_tensors(model, stages, stage, 4)
+        low, high = sum(want.values()), sum(want.values()) + 63 * len(want)
+        check(whole == total and low <= held <= high,
+              f"{stages} stages: stage {stage} holds {held} bytes of {whole} "
+              f"(want {low}..{high} of {total}, {held / whole:.2f} of the model)")
+        if stage < len(planned):  # the plan counts the tensors' bytes, no alignment
+            check(planned[stage]["weights_bytes"] == low,
+                  f"{stages} stages: zotune info plans stage {stage} at "
+                  f"{planned[stage]['weights_bytes']} weight bytes (want {low})")
+
+
 def stop_midway(out, args, ranks, lines, sig):
     """Starts a run over `ranks` and sends `sig` to its last rank once the log holds `lines`
     lines; returns the job's exit status and the seconds it took to end after the signal."""
@@ -160,6 +220,8 @@ def main():
             got = sorted(line.split("(layers ")[1].split(")")[0] for line in err.splitlines()
                          if "pipeline stage" in line)
             check(got == want, f"{name}: {stages} stages hold layers {got}, want {want}")
+            if name == "deep":
+                check_held_bytes(deep, stages, err)
 
     # Pipeline x data: 2 stages x 2 replicas, each replica a pipeline over its share of the
     # batch, equal to one batch-invariant process (7 examples split 4/3).
@@ -176,6 +238,36 @@ def main():
                     if "training examples (its share)" in line)
     check(shares == [12, 12, 16, 16], f"pipeline x data: each replica's stages evaluated its "
           f"share ({shares}, want [12, 12, 16, 16])")
+
+    # The sphere's ||z|| over every parameter: each stage's partials, summed over the stages in
+    # tensor order, give one process's double; the weights and log are equal.
+    sphere = ["--model", deep, "--train", demo_train, "--steps", "3", "--batch-size", "4",
+              "--lr", "1e-3", "--dist", "sphere", "--eval-every", "0"]
+    ref_sphere = os.path.join(tmp, "sphere-1")
+    rc, err = train(ref_sphere, sphere)
+    check(rc == 0, f"sphere: one process, rc {rc} {err.strip()[-300:]}")
+    out = os.path.join(tmp, "sphere-S2")
+    rc, err = train(out, sphere + ["--pipeline-stages", "2"], 2)
+    check(rc == 0 and same_run(ref_sphere, out),
+          f"sphere: 2 stages holding their own tensors equal one process (rc {rc}) {err[-300:]}")
+
+    # An optimizer with per-weight state is refused with stages (its state is not gathered).
+    rc, err = train(os.path.join(tmp, "bad-state"),
+                    sphere[:-4] + ["--eval-every", "0", "--optimizer", "zo-sgd-mmt", "--momentum", "0.9",
+                                   "--pipeline-stages", "2"], 2)
+    check(rc != 0 and "keeps 1 state copy per weight" in err,
+          f"zo-sgd-mmt with 2 stages refused: {err[-300:]}")
+
+    # An evaluation set of generation records is refused: greedy decoding runs every layer.
+    gen = os.path.join(tmp, "gen.jsonl")
+    with open(gen, "w") as f:
+        f.write(json.dumps({"prompt": "Q: 2+2?\nA:", "answers": ["4"], "completion": " 4\n"})
+                + "\n")
+    rc, err = train(os.path.join(tmp, "bad-gen"),
+                    ["--model", deep, "--train", gen, "--eval", gen, "--steps", "1",
+                     "--batch-size", "1", "--pipeline-stages", "2"], 2)
+    check(rc != 0 and "evaluated by greedy decoding" in err,
+          f"generation evaluation with 2 stages refused: {err[-300:]}")
 
     # Layouts that cannot be: refused with the reason.
     rc, err = train(os.path.join(tmp, "bad-divide"), px + ["--pipeline-stages", "2"], 3)

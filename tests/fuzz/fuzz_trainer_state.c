@@ -71,12 +71,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t sizes[2];
     int n_parts = fuzz_split(data + 1, size - 1, parts, sizes, 2);
     fuzz_remove(files, 2);
-    for (int i = 0; i < n_parts; i++) fuzz_put(files[i], parts[i], sizes[i], NULL, 0);
+    for (int i = 0; i < n_parts; i++)
+        fuzz_put(files[i], parts[i], sizes[i], NULL, 0);
     const char *name = optimizers[data[0] % 4];
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
     zt_optimizer *opt = NULL;
-    zt_param_set ps = {backend, params, N_PARAMS, 9, NULL};
+    zt_param_set ps = {.be = backend, .params = params, .n_params = N_PARAMS, .n_elems = 9};
     int copies = zt_optimizer_find(name)->state_copies;
     if (zt_optimizer_create(name, &hp, TOTAL_STEPS, ps.n_elems, &opt) != ZT_OK ||
         zt_param_set_alloc_state(&ps, copies) != ZT_OK)
