@@ -19,8 +19,9 @@
 #include "core/status.h"
 #include "dist/comm.h"
 
-/* Tags of the point-to-point messages: the user's, and the roll call after a timeout. */
-enum { P2P_TAG = 1, ROLL_CALL_TAG = 2 };
+/* Tags of the point-to-point messages: the user's, the roll call's answers after a timeout, and
+ * rank 0's call for them. */
+enum { P2P_TAG = 1, ROLL_CALL_TAG = 2, ROLL_REQUEST_TAG = 3 };
 
 typedef struct mpi_state {
     double timeout_s; /* the longest a call waits */
@@ -50,8 +51,9 @@ static zt_status mpi_check(const zt_comm *c, int rc, const char *what) {
     return zt_fail(ZT_ERR_IO, "rank %d of %d: %s: %s", c->rank, c->size, what, text);
 }
 
-/* How long rank 0 listens for the roll call after its own deadline: the other ranks time out
- * within about this much of it, since they entered the same call at about the same time. */
+/* How long rank 0 listens for the roll call after its own deadline. A rank that waits in any
+ * call answers rank 0's request at once (answer_roll_call), one that timed out reports by
+ * itself; only a rank that neither waits nor computes for this long goes unheard. */
 static double roll_call_s(const zt_comm *c) {
     return state(c)->timeout_s < 2.0 ? state(c)->timeout_s : 2.0;
 }
@@ -62,6 +64,13 @@ static zt_status name_the_missing(const zt_comm *c, const char *what, long long 
     char *heard = zt_calloc((size_t)c->size, 1);
     if (!heard) return zt_fail(ZT_ERR_NOMEM, "the roll call of %d ranks", c->size);
     heard[0] = 1;
+    /* every other rank is asked; the requests are never waited for (the job is ending) */
+    static const int request = 1;
+    for (int q = 1; q < c->size; q++) {
+        MPI_Request sent;
+        MPI_Isend(&request, 1, MPI_INT, q, ROLL_REQUEST_TAG, MPI_COMM_WORLD, &sent);
+        MPI_Request_free(&sent);
+    }
     const double until = now_s() + roll_call_s(c);
     while (now_s() < until) {
         int waiting = 0;
@@ -121,6 +130,20 @@ static zt_status mpi_roll_call(zt_comm *c, const char *what) {
 }
 
 /* Polls `req` until it completes or --comm-timeout passes. */
+/* A rank other than 0, waiting: answers rank 0's roll call if it asked, so that a rank whose own
+ * wait began later than rank 0's (it was computing, or waits on another peer) is not taken for
+ * a hung one. */
+static void answer_roll_call(const zt_comm *c) {
+    int asked = 0;
+    MPI_Iprobe(0, ROLL_REQUEST_TAG, MPI_COMM_WORLD, &asked, MPI_STATUS_IGNORE);
+    if (!asked) return;
+    int request = 0;
+    MPI_Recv(&request, 1, MPI_INT, 0, ROLL_REQUEST_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Request answer;
+    MPI_Isend(&state(c)->calls, 1, MPI_INT64_T, 0, ROLL_CALL_TAG, MPI_COMM_WORLD, &answer);
+    MPI_Request_free(&answer);
+}
+
 static zt_status mpi_wait(zt_comm *c, MPI_Request *req, const char *what) {
     mpi_state *t = state(c);
     t->calls++;
@@ -133,6 +156,7 @@ static zt_status mpi_wait(zt_comm *c, MPI_Request *req, const char *what) {
         ZT_TRY(mpi_check(c, MPI_Test(req, &done, MPI_STATUS_IGNORE), what));
         if (done) return ZT_OK;
         if (now_s() > deadline) break;
+        if (c->rank != 0) answer_roll_call(c);
         nap(pause);
         pause = pause * 2 < 1e-3 ? pause * 2 : 1e-3;
     }
