@@ -482,11 +482,11 @@ extern "C" void zt_cuda_backend_attention_paths(zt_backend *be,
     *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_path_counts;
 }
 
-extern "C" zt_status zt_cuda_backend_set_attention_mode(zt_backend *be,
-                                                        zt_cuda_attention_mode mode) {
-    if ((unsigned)mode > ZT_CUDA_ATTENTION_BF16)
-        return zt_fail(ZT_ERR_INVALID_ARG, "attention mode %d: unknown", (int)mode);
-    ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_mode = mode;
+/* mode is an int, not the enum: a value outside the enum is refused, not undefined */
+extern "C" zt_status zt_cuda_backend_set_attention_mode(zt_backend *be, int mode) {
+    if (mode < 0 || mode > ZT_CUDA_ATTENTION_BF16)
+        return zt_fail(ZT_ERR_INVALID_ARG, "attention mode %d: unknown", mode);
+    ZT_CUDA_NAMESPACE::zt_cuda(be)->attention_mode = (zt_cuda_attention_mode)mode;
     return ZT_OK;
 }
 

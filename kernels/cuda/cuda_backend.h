@@ -48,7 +48,8 @@ typedef enum zt_cuda_attention_mode {
     ZT_CUDA_ATTENTION_F16 = 2,
     ZT_CUDA_ATTENTION_BF16 = 3,
 } zt_cuda_attention_mode;
-zt_status zt_cuda_backend_set_attention_mode(zt_backend *be, zt_cuda_attention_mode mode);
+zt_status zt_cuda_backend_set_attention_mode(zt_backend *be,
+                                             int mode); /* a zt_cuda_attention_mode */
 
 /* Target rows per LM-head chunk on CUDA (zt_backend.head_chunk_rows). Each chunk's GEMM reads the
  * whole (V, e) head table again (77 MB for opt-125m in bf16): 64-row chunks read it 64 times for

@@ -14,7 +14,7 @@ zt_status zt_cudaemu_backend_create(int device, zt_backend **out);
 zt_status zt_cudaemu_backend_set_linear_chunk(zt_backend *be, size_t floats);
 void zt_cudaemu_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out);
 void zt_cudaemu_backend_attention_paths(zt_backend *be, zt_cuda_attention_path_counts *out);
-zt_status zt_cudaemu_backend_set_attention_mode(zt_backend *be, zt_cuda_attention_mode mode);
+zt_status zt_cudaemu_backend_set_attention_mode(zt_backend *be, int mode);
 /* The emulated cuBLASLt's descriptors, layouts and preferences alive now
  * (tests/cudaemu/cudaemu_lt.cpp). */
 long cudaemu_lt_live_objects(void);

@@ -200,7 +200,7 @@ static double check_rounded_inputs(const attention_case *c, int b, const float *
     return worst;
 }
 
-typedef zt_status (*zt_cudnn_set_mode_fn)(zt_backend *, zt_cuda_attention_mode);
+typedef zt_status (*zt_cudnn_set_mode_fn)(zt_backend *, int);
 typedef void (*zt_cudnn_paths_fn)(zt_backend *, zt_cuda_attention_path_counts *);
 
 /* expect_cudnn: 1 the cuDNN path, 0 the f32 kernel, -1 whichever the library chose (a real
@@ -282,8 +282,7 @@ static void zt_cudnn_parity_run(zt_backend *cpu, zt_backend *emu_half, zt_backen
                                 zt_cudnn_set_mode_fn set_mode, zt_cudnn_paths_fn paths,
                                 int refused_expect) {
     printf("attention through cuDNN (--gemm half) against the CPU backend:\n");
-    ZT_CHECK(set_mode(emu_half, (zt_cuda_attention_mode)7) == ZT_ERR_INVALID_ARG,
-             "attention mode 7 was accepted");
+    ZT_CHECK(set_mode(emu_half, 7) == ZT_ERR_INVALID_ARG, "attention mode 7 was accepted");
     /* AUTO before any half-input GEMM, and F32: the f32 kernel, not counted as a refusal */
     zt_cuda_attention_path_counts before, after;
     const attention_case plain = {2, 37, 2, 64, {MASK_LEFT, MASK_LEFT, MASK_LEFT}};

@@ -47,7 +47,7 @@
 /* The CUDA backend's attention controls (cuda_backend.h), set by a test whose backend has them;
  * without them the half mode is compared as the backend comes. */
 static struct {
-    zt_status (*set_mode)(zt_backend *, zt_cuda_attention_mode);
+    zt_status (*set_mode)(zt_backend *, int); /* a zt_cuda_attention_mode */
     void (*paths)(zt_backend *, zt_cuda_attention_path_counts *);
 } zt_model_parity_attention;
 
