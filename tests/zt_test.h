@@ -81,6 +81,24 @@ static inline int zt_test_run(const char *cmd, char *out, size_t size) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Whether two files exist and hold the same bytes; *size (when not NULL) receives how many
+ * leading bytes they share. */
+static inline int zt_test_same_file(const char *a, const char *b, size_t *size) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa != NULL && fb != NULL;
+    size_t shared = 0;
+    while (same) {
+        const int ca = fgetc(fa), cb = fgetc(fb);
+        same = ca == cb;
+        if (!same || ca == EOF) break;
+        shared++;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    if (size) *size = shared;
+    return same;
+}
+
 static inline int zt_test_finish(const char *name) {
     printf("%s: %d checks passed, %d failed\n", name, zt_test_passed_count, zt_test_failed_count);
     return zt_test_failed_count == 0 && zt_test_passed_count > 0 ? 0 : 1;

@@ -11,6 +11,12 @@ extern "C" {
 #include "cuda/cuda_backend.h" /* zt_cuda_gemm_counts */
 
 zt_status zt_cudaemu_backend_create(int device, zt_backend **out);
+/* A zt_backend_register factory for "cuda-emu": the executor has one device and runs blocks on
+ * its own workers, so n_threads does not apply. */
+static inline zt_status zt_cudaemu_backend_factory(int n_threads, zt_backend **out) {
+    (void)n_threads;
+    return zt_cudaemu_backend_create(0, out);
+}
 zt_status zt_cudaemu_backend_set_linear_chunk(zt_backend *be, size_t floats);
 void zt_cudaemu_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out);
 void zt_cudaemu_backend_attention_paths(zt_backend *be, zt_cuda_attention_path_counts *out);

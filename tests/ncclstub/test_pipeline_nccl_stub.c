@@ -19,26 +19,6 @@
 #include "../train/train_util.h"
 #include "zt_test.h"
 
-/* The executor has one device and runs blocks on its own workers: n_threads does not apply. */
-static zt_status make_cuda_emu(int n_threads, zt_backend **out) {
-    (void)n_threads;
-    return zt_cudaemu_backend_create(0, out);
-}
-
-/* Whether two files hold the same bytes. */
-static int same_bytes(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        const int ca = fgetc(fa), cb = fgetc(fb);
-        same = ca == cb;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
-
 static void run(zt_comm *comm, int stages, int batch_invariant, const char *out, char *model,
                 char *data) {
     zt_train_options o;
@@ -62,7 +42,7 @@ static void run(zt_comm *comm, int stages, int batch_invariant, const char *out,
 }
 
 int main(void) {
-    ZT_REQUIRE_OK(zt_backend_register("cuda-emu", make_cuda_emu));
+    ZT_REQUIRE_OK(zt_backend_register("cuda-emu", zt_cudaemu_backend_factory));
     zt_comm *boot = NULL, *c = NULL;
     ZT_REQUIRE_OK(zt_comm_mpi_create(60.0, &boot));
     if (zt_comm_nccl_create(boot, 60.0, &c) != ZT_OK) {
@@ -92,7 +72,7 @@ int main(void) {
             char a[600], b[600];
             snprintf(a, sizeof a, "%s/%s", pipelined, files[i]);
             snprintf(b, sizeof b, "%s/%s", single, files[i]);
-            ZT_CHECK(same_bytes(a, b),
+            ZT_CHECK(zt_test_same_file(a, b, NULL),
                      "%s of 2 stages x %d replica(s) over NCCL equals one process's", files[i],
                      replicas);
         }

@@ -18,28 +18,6 @@
 #include "../train/train_util.h"
 #include "zt_test.h"
 
-/* The executor has one device and runs blocks on its own workers: n_threads does not apply. */
-static zt_status make_cuda_emu(int n_threads, zt_backend **out) {
-    (void)n_threads;
-    return zt_cudaemu_backend_create(0, out);
-}
-
-static int same_bytes(const char *dir_a, const char *dir_b, const char *file) {
-    char pa[1200], pb[1200];
-    snprintf(pa, sizeof pa, "%s/%s", dir_a, file);
-    snprintf(pb, sizeof pb, "%s/%s", dir_b, file);
-    FILE *a = fopen(pa, "rb"), *b = fopen(pb, "rb");
-    int same = a != NULL && b != NULL;
-    while (same) {
-        const int ca = fgetc(a), cb = fgetc(b);
-        same = ca == cb;
-        if (ca == EOF) break;
-    }
-    if (a) fclose(a);
-    if (b) fclose(b);
-    return same;
-}
-
 static void run(const char *out, zt_comm *comm, int groups, int directions) {
     char model[1024], data[1024];
     zt_train_options o;
@@ -65,7 +43,7 @@ int main(int argc, char **argv) {
     ZT_REQUIRE(argc == 2 && (strcmp(argv[1], "dp") == 0 || strcmp(argv[1], "groups") == 0),
                "usage: test_train_nccl_stub dp|groups (under mpirun)");
     const int groups = strcmp(argv[1], "groups") == 0 ? 2 : 1;
-    ZT_REQUIRE_OK(zt_backend_register("cuda-emu", make_cuda_emu));
+    ZT_REQUIRE_OK(zt_backend_register("cuda-emu", zt_cudaemu_backend_factory));
     zt_comm *boot = NULL, *c = NULL;
     ZT_REQUIRE_OK(zt_comm_mpi_create(60.0, &boot));
     if (zt_comm_nccl_create(boot, 60.0, &c) != ZT_OK) {
@@ -90,7 +68,10 @@ int main(int argc, char **argv) {
         run(alone_out, NULL, 1, directions);
         for (int f = 0; f < 2; f++) {
             const char *file = f == 0 ? "steplog.jsonl" : "model.safetensors";
-            ZT_CHECK(same_bytes(ranks_out, alone_out, file),
+            char a[1200], b[1200];
+            snprintf(a, sizeof a, "%s/%s", ranks_out, file);
+            snprintf(b, sizeof b, "%s/%s", alone_out, file);
+            ZT_CHECK(zt_test_same_file(a, b, NULL),
                      "%s: %d ranks over NCCL (%d direction group%s) and one process, byte for byte",
                      file, c->size, groups, groups > 1 ? "s" : "");
         }

@@ -57,12 +57,6 @@ static inline double mean(const double *x, int n) {
     return s / n;
 }
 
-static inline int same_file(const char *a, const char *b) {
-    char cmd[2600], out[64];
-    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
-    return zt_test_run(cmd, out, sizeof out) == 0;
-}
-
 static inline void adapter_path(char *buf, size_t size, const char *dir) {
     snprintf(buf, size, "%s/adapter_model.safetensors", dir);
 }
@@ -82,7 +76,7 @@ static inline void check_replay_from_adapter(const char *base, const char *adapt
     ZT_CHECK_OK(zt_replay_adapted(base, adapter, log, replayed, "cpu", 1, &n));
     adapter_path(trained, sizeof trained, out);
     adapter_path(again, sizeof again, replayed);
-    ZT_CHECK(n == steps && same_file(trained, again),
+    ZT_CHECK(n == steps && zt_test_same_file(trained, again, NULL),
              "replay --adapter of %d steps: the adapter differs from the trained one", n);
     make_temp_dir(other, sizeof other, "peft_cont_other");
     ZT_CHECK(zt_replay_adapted(base, out, log, other, "cpu", 1, &n) == ZT_ERR_CONFLICT &&
@@ -141,12 +135,12 @@ static inline void check_kill_resume_with(const char *optimizer, const char *con
              "resume after SIGKILL failed");
     adapter_path(a, sizeof a, full);
     adapter_path(b, sizeof b, killed);
-    ZT_CHECK(same_file(a, b), "%s %s: SIGKILL after %d steps + resume: adapters differ", peft[1],
-             optimizer, done);
+    ZT_CHECK(zt_test_same_file(a, b, NULL),
+             "%s %s: SIGKILL after %d steps + resume: adapters differ", peft[1], optimizer, done);
     snprintf(a, sizeof a, "%s/snapshot/optimizer.safetensors", full);
     snprintf(b, sizeof b, "%s/snapshot/optimizer.safetensors", killed);
-    ZT_CHECK(same_file(a, b), "%s %s: SIGKILL + resume: optimizer state differs", peft[1],
-             optimizer);
+    ZT_CHECK(zt_test_same_file(a, b, NULL), "%s %s: SIGKILL + resume: optimizer state differs",
+             peft[1], optimizer);
     printf("  %s %s: SIGKILL after %d of %d steps + --resume: adapter and optimizer state "
            "bit-identical\n",
            peft[1], optimizer, done, steps);

@@ -54,22 +54,6 @@ static int kill_at(const char *out, int resume, int lines) {
     return steplog_lines(out) - 1;
 }
 
-/* Whether two files hold the same bytes; *size receives the first's size. */
-static int same_file_bytes(const char *a, const char *b, size_t *size) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    *size = 0;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        same = ca == cb;
-        if (ca == EOF) break;
-        (*size)++;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) return 1;
     zotune = argv[1];
@@ -94,7 +78,7 @@ int main(int argc, char **argv) {
     snprintf(full_state, sizeof full_state, "%s/snapshot/optimizer.safetensors", full);
     snprintf(killed_state, sizeof killed_state, "%s/snapshot/optimizer.safetensors", killed);
     size_t state_bytes = 0;
-    const int same_state = same_file_bytes(full_state, killed_state, &state_bytes);
+    const int same_state = zt_test_same_file(full_state, killed_state, &state_bytes);
     ZT_CHECK(same_state && state_bytes > 0, "final optimizer state differs (%s vs %s)", full_state,
              killed_state);
 
