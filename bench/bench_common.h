@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "opt/opt.h"
 #include "zotune.h"
 
 /* ---- time ---- */
@@ -104,38 +105,23 @@ static inline const char *bench_dtype_flag_name(zt_dtype dtype) {
     return dtype == ZT_F32 ? "f32" : dtype == ZT_F16 ? "f16" : "bf16";
 }
 
-/* ---- the released OPT sizes (docs/spec.md §1.1) ---- */
+/* ---- the released OPT sizes (docs/spec.md §1.1): models/opt/opt.h's table ---- */
 
-typedef struct bench_opt_size {
-    const char *name; /* "125m" */
-    int hidden, layers, heads, ffn, embed_proj;
-    int pre_layer_norm;    /* do_layer_norm_before; false only for 350m */
-    long long spec_params; /* published count (docs/spec.md §1.1), tied lm_head once */
-} bench_opt_size;
+typedef zt_opt_published_shape bench_opt_size;
 
-enum { BENCH_OPT_VOCAB = 50272, BENCH_OPT_POSITIONS = 2048, BENCH_OPT_N_SIZES = 8 };
+enum {
+    BENCH_OPT_VOCAB = ZT_OPT_PUBLISHED_VOCAB,
+    BENCH_OPT_POSITIONS = ZT_OPT_PUBLISHED_POSITIONS,
+    BENCH_OPT_N_SIZES = ZT_OPT_N_PUBLISHED_SIZES
+};
 
 static inline const bench_opt_size *bench_opt_sizes(void) {
-    static const bench_opt_size sizes[BENCH_OPT_N_SIZES] = {
-        {"125m", 768, 12, 12, 3072, 768, 1, 125239296LL},
-        {"350m", 1024, 24, 16, 4096, 512, 0, 331196416LL},
-        {"1.3b", 2048, 24, 32, 8192, 2048, 1, 1315758080LL},
-        {"2.7b", 2560, 32, 32, 10240, 2560, 1, 2651596800LL},
-        {"6.7b", 4096, 32, 32, 16384, 4096, 1, 6658473984LL},
-        {"13b", 5120, 40, 40, 20480, 5120, 1, 12853473280LL},
-        {"30b", 7168, 48, 56, 28672, 7168, 1, 29974540288LL},
-        {"66b", 9216, 64, 72, 36864, 9216, 1, 65719701504LL},
-    };
-    return sizes;
+    return zt_opt_published_shapes();
 }
 
 /* "125m" or "opt-125m"; NULL when unknown. */
 static inline const bench_opt_size *bench_find_opt_size(const char *name) {
-    if (strncmp(name, "opt-", 4) == 0) name += 4;
-    const bench_opt_size *sizes = bench_opt_sizes();
-    for (int i = 0; i < BENCH_OPT_N_SIZES; i++)
-        if (strcmp(sizes[i].name, name) == 0) return &sizes[i];
-    return NULL;
+    return zt_opt_find_published_shape(name);
 }
 
 /* ---- GPU peaks (NVIDIA's A100, H100 and H200 datasheets): dense, no sparsity ---- */

@@ -40,7 +40,6 @@ size_t zt_opt_grad_scratch_bytes(const zt_model *m, int sequences, int seq_len);
 zt_status zt_opt_grad(const zt_grad_pass *pass);
 
 /* The published sizes (opt_sizes.c): arch.h's n_published_sizes and published_size. */
-enum { ZT_OPT_N_PUBLISHED_SIZES = 8 };
 zt_status zt_opt_published_size(const zt_model *like, int index, void **config, const char **name);
 
 #endif

@@ -3,32 +3,41 @@
  * vocabulary, positions and token ids are the caller's model's, so the curves answer "this
  * model's setting at every size". */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "opt/opt.h"
 #include "opt_internal.h"
 
-typedef struct opt_size {
-    const char *name;
-    int hidden, layers, heads, ffn, embed_proj;
-    int pre_layer_norm; /* do_layer_norm_before: false only for 350m */
-} opt_size;
-
-static const opt_size published[] = {
-    {"125m", 768, 12, 12, 3072, 768, 1},    {"350m", 1024, 24, 16, 4096, 512, 0},
-    {"1.3b", 2048, 24, 32, 8192, 2048, 1},  {"2.7b", 2560, 32, 32, 10240, 2560, 1},
-    {"6.7b", 4096, 32, 32, 16384, 4096, 1}, {"13b", 5120, 40, 40, 20480, 5120, 1},
-    {"30b", 7168, 48, 56, 28672, 7168, 1},  {"66b", 9216, 64, 72, 36864, 9216, 1},
+static const zt_opt_published_shape published[ZT_OPT_N_PUBLISHED_SIZES] = {
+    {"125m", 768, 12, 12, 3072, 768, 1, 125239296LL},
+    {"350m", 1024, 24, 16, 4096, 512, 0, 331196416LL},
+    {"1.3b", 2048, 24, 32, 8192, 2048, 1, 1315758080LL},
+    {"2.7b", 2560, 32, 32, 10240, 2560, 1, 2651596800LL},
+    {"6.7b", 4096, 32, 32, 16384, 4096, 1, 6658473984LL},
+    {"13b", 5120, 40, 40, 20480, 5120, 1, 12853473280LL},
+    {"30b", 7168, 48, 56, 28672, 7168, 1, 29974540288LL},
+    {"66b", 9216, 64, 72, 36864, 9216, 1, 65719701504LL},
 };
-_Static_assert(sizeof published / sizeof published[0] == ZT_OPT_N_PUBLISHED_SIZES,
-               "the table and ZT_OPT_N_PUBLISHED_SIZES");
+
+const zt_opt_published_shape *zt_opt_published_shapes(void) {
+    return published;
+}
+
+const zt_opt_published_shape *zt_opt_find_published_shape(const char *name) {
+    if (strncmp(name, "opt-", 4) == 0) name += 4;
+    for (int i = 0; i < ZT_OPT_N_PUBLISHED_SIZES; i++)
+        if (strcmp(published[i].name, name) == 0) return &published[i];
+    return NULL;
+}
 
 zt_status zt_opt_published_size(const zt_model *like, int index, void **config, const char **name) {
     *config = NULL;
     if (index < 0 || index >= ZT_OPT_N_PUBLISHED_SIZES)
         return zt_fail(ZT_ERR_MISSING, "OPT has %d published sizes, not a size %d",
                        ZT_OPT_N_PUBLISHED_SIZES, index);
-    const opt_size *z = &published[index];
+    const zt_opt_published_shape *z = &published[index];
     zt_opt_config *c = zt_malloc(sizeof *c);
     if (!c) return zt_fail(ZT_ERR_NOMEM, "the config of opt-%s", z->name);
     *c = *zt_opt_config_of(like);
