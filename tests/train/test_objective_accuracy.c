@@ -1,6 +1,8 @@
 /* MeZO §3.3: a ZO step can minimise a non-differentiable objective. With --objective accuracy
  * the two losses logged for a step must be exactly -accuracy of theta + eps z and theta - eps z
  * on the step's batch, recomputed here from the candidates' scores of each variant. */
+#include <string.h>
+
 #include "common/perturb_rng.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
@@ -144,9 +146,41 @@ static void check_eval_gold(zt_model *m, const char *dir) {
     zt_dataset_free(&ds);
 }
 
+/* The training objective's argmax on exact ties (scores equal to the bit): the first candidate
+ * wins, as evaluation's does. Two examples of three one-token candidates; example 0's first two
+ * tie at the top, example 1's last two. Labels 0 and 2: the first is right (-1), the second is
+ * not (its tie goes to candidate 1). */
+static void check_objective_ties(void) {
+    int32_t example_of_sequence[6] = {0, 0, 0, 1, 1, 1};
+    int32_t candidate_of_sequence[6] = {0, 1, 2, 0, 1, 2};
+    int32_t label[2] = {0, 2};
+    int32_t target_rows[6] = {0, 1, 2, 3, 4, 5}, target_ids[6] = {7, 7, 7, 7, 7, 7};
+    int32_t target_sequence[6] = {0, 1, 2, 3, 4, 5};
+    const float logprobs[6] = {-0.5f, -0.5f, -2.0f, -3.0f, -0.25f, -0.25f};
+    zt_task_batch b;
+    memset(&b, 0, sizeof b);
+    b.kind = ZT_TASK_CLASSIFICATION;
+    b.n_sequences = 6;
+    b.seq_len = 1;
+    b.n_targets = 6;
+    b.target_rows = target_rows;
+    b.target_ids = target_ids;
+    b.target_sequence = target_sequence;
+    b.n_examples = 2;
+    b.example_of_sequence = example_of_sequence;
+    b.label = label;
+    b.candidate_of_sequence = candidate_of_sequence;
+    double value[2] = {9, 9}, weight[2] = {0, 0};
+    ZT_CHECK_OK(zt_task_batch_contributions(&b, logprobs, 1, value, weight));
+    ZT_CHECK(value[0] == -1.0 && value[1] == 0.0 && weight[0] == 1.0 && weight[1] == 1.0,
+             "accuracy on exact ties (first candidate wins): values %g %g, want -1 0", value[0],
+             value[1]);
+}
+
 int main(void) {
     char out[256], model_dir[1024], data[1024], task[1200], log[1200];
     char inputs[256];
+    check_objective_ties();
     make_temp_dir(out, sizeof out, "acc");
     make_temp_dir(inputs, sizeof inputs, "acc_task"); /* a run's inputs stay outside its output */
     snprintf(task, sizeof task, "%s/task.jsonl", inputs);
