@@ -351,6 +351,9 @@ static zt_backend_ops make_ops() {
     ops.gather_rows = zt_cuda_gather_rows;
     ops.layernorm = zt_cuda_layernorm;
     ops.linear = zt_cuda_linear;
+    ops.round_half = zt_cuda_round_half;
+    ops.layernorm_half = zt_cuda_layernorm_half;
+    ops.linear_half_in = zt_cuda_linear_half_in;
     ops.attention = zt_cuda_attention;
     ops.attention_cached = zt_cuda_attention_cached;
     ops.add = zt_cuda_add;
