@@ -153,7 +153,8 @@ int zt_fo_state_rows(const zt_fo_update *u);
 typedef enum zt_scratch_op {
     ZT_SCRATCH_LINEAR = 0,           /* n_rows, in_features, out_features, weight_dtype, bias_dtype,
                                         has_bias; under the backend's current GEMM precision */
-    ZT_SCRATCH_ATTENTION = 1,        /* seq_len, head_dim */
+    ZT_SCRATCH_ATTENTION = 1,        /* seq_len, head_dim; batch, n_heads and weight_dtype (q's)
+                                        where known: CUDA's cuDNN path needs them */
     ZT_SCRATCH_Z_SUMSQ = 2,          /* n_elems */
     ZT_SCRATCH_ATTENTION_CACHED = 3, /* seq_len = the cache's capacity, head_dim */
     /* the backward ops (with d_in wanted); 0 on a backend without them */

@@ -72,11 +72,15 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
     /* project_in sees every token; project_out only the rows with a target (at most n) */
     most = max_size(most, zt_plan_linear_scratch(m, fam->project_in, -1, n, e, h));
     most = max_size(most, zt_plan_linear_scratch(m, fam->project_out, -1, n, h, e));
-    zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION,
-                                  .weight_dtype = ZT_F32,
-                                  .bias_dtype = ZT_F32,
-                                  .seq_len = shape->max_seq_len + zt_model_prefix_tokens(m),
-                                  .head_dim = h / c->num_attention_heads};
+    /* batch, heads and q's dtype: the CUDA backend's cuDNN path sizes its operands by them */
+    zt_scratch_query attention = {
+        .op = ZT_SCRATCH_ATTENTION,
+        .weight_dtype = c->num_hidden_layers > 0 ? m->tensors[fam->layers[0].q_w].dtype : ZT_F32,
+        .bias_dtype = ZT_F32,
+        .seq_len = shape->max_seq_len + zt_model_prefix_tokens(m),
+        .head_dim = h / c->num_attention_heads,
+        .batch = shape->max_batch,
+        .n_heads = c->num_attention_heads};
     return max_size(most, zt_plan_scratch(m, &attention));
 }
 
