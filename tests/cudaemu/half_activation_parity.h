@@ -9,7 +9,8 @@
  *   - linear_half_in on round_half's output against linear on the f32 input, with and without
  *     bias and ReLU, across several activation chunks and batch-invariant row blocks;
  *   - the whole OPT forward (K = 3 variants, two of them perturbed and staged), pre-LN f16 and
- *     bf16 fixtures and post-LN f16 / bf16 random models: logits and log-probabilities with the
+ *     bf16 fixtures, post-LN f16 / bf16 random models and the f16 fixture with LoRA on q and v
+ *     (its adapters perturbed): logits and log-probabilities with the
  *     half-activation ops against the same backend with those slots cleared (the model then
  *     rounds in every linear, as before), and op counts showing which path ran: per layer and
  *     variant 4 roundings instead of 6.
@@ -25,6 +26,7 @@
 #include "backend.h"
 #include "common/dtype.h"
 #include "fixture.h"
+#include "lora.h"
 #include "data/targets.h"
 #include "opt/opt.h"
 #include "opt/opt_config.h"
@@ -264,12 +266,22 @@ typedef struct model_case {
     const char *fixture; /* loaded from tests/fixtures, or NULL: a random model */
     const char *config;  /* the random model's config.json (fixture name) */
     zt_dtype dtype;      /* the random model's */
+    const char *lora;    /* a LoRA adapter fixture loaded onto the model, or NULL */
 } model_case;
 
 static zt_model *open_model(zt_backend *be, const model_case *mc) {
     char dir[1024];
     zt_model *m = NULL;
-    if (mc->fixture) {
+    if (mc->fixture && mc->lora) {
+        char adapter[1024];
+        fixture_path(dir, sizeof dir, mc->fixture, NULL);
+        fixture_path(adapter, sizeof adapter, mc->lora, NULL);
+        zt_lora_options o;
+        zt_lora_options_default(&o);
+        ZT_REQUIRE_OK(zt_lora_read_config(adapter, &o));
+        o.adapter_dir = adapter;
+        ZT_REQUIRE_OK(zt_model_load_peft(dir, be, &o, &m));
+    } else if (mc->fixture) {
         fixture_path(dir, sizeof dir, mc->fixture, NULL);
         ZT_REQUIRE_OK(zt_model_load(dir, be, &m));
     } else {
@@ -290,11 +302,18 @@ static void forward(zt_backend *be, const model_case *mc, const zt_batch *b, flo
     const zt_perturbation p[3] = {{NULL, 0, ZT_DIST_GAUSSIAN, 1.0f},
                                   {&plus, 1, ZT_DIST_GAUSSIAN, 1.0f},
                                   {&minus, 1, ZT_DIST_GAUSSIAN, 1.0f}};
-    const zt_variants v = {3, p, NULL};
+    /* with adapters, the variants perturb only them (the base weights read as stored) */
+    uint8_t *perturbed = NULL;
+    if (m->lora) {
+        perturbed = calloc((size_t)m->n_tensors, 1);
+        zt_lora_select(m, perturbed);
+    }
+    const zt_variants v = {3, p, perturbed};
     zt_workspace_shape shape = {b->batch, b->seq_len, 3, 1, 0};
     zt_workspace *ws = NULL;
     ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
     ZT_CHECK_OK(zt_model_forward(m, ws, b, &v, logprobs, logits));
+    free(perturbed);
     zt_workspace_free(ws);
     zt_model_free(m);
 }
@@ -319,7 +338,7 @@ static void check_model(zt_backend *be, const model_case *mc) {
     const zt_batch b = {batch, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
     const size_t k_r = (size_t)3 * targets.n;
     float *lp[2], *lg[2];
-    long roundings[2], half_in[2];
+    long roundings[2], half_in[2], by_round_half = 0, by_layernorm = 0;
 
     const zt_backend_ops *own = be->ops;
     real_ops = own;
@@ -341,6 +360,10 @@ static void check_model(zt_backend *be, const model_case *mc) {
         forward(be, mc, &b, lp[path], lg[path]);
         roundings[path] = counts.linear_half_weight + counts.round_half + counts.layernorm_half;
         half_in[path] = counts.linear_half_in;
+        if (path) {
+            by_round_half = counts.round_half;
+            by_layernorm = counts.layernorm_half;
+        }
     }
     be->ops = own;
     const int same = memcmp(lp[0], lp[1], k_r * sizeof(float)) == 0 &&
@@ -350,13 +373,21 @@ static void check_model(zt_backend *be, const model_case *mc) {
      * (pre-LN), out and fc2 round as before: 4 either way */
     const long lv = (long)layers * 3;
     const long want_half_in = (pre_ln ? 4 : 3) * lv;
-    printf("  %-8s %-26s K = 3: input roundings %ld -> %ld, GEMMs on rounded inputs %ld; "
-           "log-probs and logits %s\n",
-           be->ops->name, mc->label, roundings[0], roundings[1], half_in[1],
-           same ? "bit for bit as before" : "DIFFER");
+    /* q/k/v's input: the attention layer norm's rounded output (pre-LN), else round_half (post-LN,
+     * or LoRA branches that read the f32 output too); fc1's: the FFN layer norm's (pre-LN) */
+    const long want_round_half = !pre_ln || mc->lora ? lv : 0;
+    const long want_layernorm = pre_ln ? (mc->lora ? 1 : 2) * lv : 0;
+    printf(
+        "  %-8s %-24s K = 3: input roundings %ld -> %ld (%ld by layer norms, %ld by round_half), "
+        "GEMMs on rounded inputs %ld; log-probs and logits %s\n",
+        be->ops->name, mc->label, roundings[0], roundings[1], by_layernorm, by_round_half,
+        half_in[1], same ? "bit for bit as before" : "DIFFER");
     ZT_CHECK(same, "%s %s: half activations changed the bits", be->ops->name, mc->label);
     ZT_CHECK(half_in[0] == 0 && half_in[1] == want_half_in, "%s %s: %ld / %ld half-input GEMMs",
              be->ops->name, mc->label, half_in[0], half_in[1]);
+    ZT_CHECK(by_round_half == want_round_half && by_layernorm == want_layernorm,
+             "%s %s: %ld round_half and %ld layernorm_half calls, want %ld and %ld", be->ops->name,
+             mc->label, by_round_half, by_layernorm, want_round_half, want_layernorm);
     ZT_CHECK(roundings[0] - roundings[1] == 2 * lv, "%s %s: roundings %ld -> %ld, want %ld fewer",
              be->ops->name, mc->label, roundings[0], roundings[1], 2 * lv);
     for (int i = 0; i < 2; i++) {
@@ -384,10 +415,12 @@ static void zt_half_activation_ops(zt_backend *be) {
 /* The half-mode forward with and without the ops, on the fixture and random models. */
 static void zt_half_activation_models(zt_backend *be) {
     const model_case models[] = {
-        {"opt-pre-f16", "opt-pre-f16", NULL, ZT_F16},
-        {"opt-pre-bf16", "opt-pre-bf16", NULL, ZT_BF16},
-        {"post-LN f16 (random)", NULL, "opt-post", ZT_F16},
-        {"post-LN bf16 (random)", NULL, "opt-post", ZT_BF16},
+        {"opt-pre-f16", "opt-pre-f16", NULL, ZT_F16, NULL},
+        {"opt-pre-bf16", "opt-pre-bf16", NULL, ZT_BF16, NULL},
+        {"post-LN f16 (random)", NULL, "opt-post", ZT_F16, NULL},
+        {"post-LN bf16 (random)", NULL, "opt-post", ZT_BF16, NULL},
+        /* q and v read the f32 layer norm through their LoRA branches: round_half feeds q/k/v */
+        {"opt-pre-f16 + LoRA q,v", "opt-pre-f16", NULL, ZT_F16, "opt-pre-lora"},
     };
     for (size_t c = 0; c < sizeof models / sizeof models[0]; c++)
         check_model(be, &models[c]);
