@@ -13,12 +13,14 @@ enum { ZT_N_REQUIRED_OPS = 0 ZT_BACKEND_REQUIRED_OPS(ZT_COUNT_SLOT) };
 #define ZT_COUNT_SLOT(slot) +1
 enum { ZT_N_BACKWARD_OPS = 0 ZT_BACKEND_BACKWARD_OPS(ZT_COUNT_SLOT) };
 enum { ZT_N_FO_OPS = 0 ZT_BACKEND_FO_OPS(ZT_COUNT_SLOT) };
+enum { ZT_N_HALF_ACTIVATION_OPS = 0 ZT_BACKEND_HALF_ACTIVATION_OPS(ZT_COUNT_SLOT) };
 #undef ZT_COUNT_SLOT
 /* Every member is a pointer (so there is no padding): `name`, the optional set_gemm_precision,
- * vouch_indices and describe, the backward and first-order groups, and the required slots. A slot
+ * vouch_indices and describe, the backward, first-order and half-activation groups, and the
+ * required slots. A slot
  * added to the table must join ZT_BACKEND_REQUIRED_OPS or a group or be documented optional (and
  * counted here), or this fails. */
-enum { ZT_N_OPTIONAL_OPS = 3 + ZT_N_BACKWARD_OPS + ZT_N_FO_OPS };
+enum { ZT_N_OPTIONAL_OPS = 3 + ZT_N_BACKWARD_OPS + ZT_N_FO_OPS + ZT_N_HALF_ACTIVATION_OPS };
 _Static_assert(sizeof(zt_backend_ops) ==
                    sizeof(const char *) +
                        (ZT_N_REQUIRED_OPS + ZT_N_OPTIONAL_OPS) * sizeof(void (*)(void)),
@@ -53,6 +55,17 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops) {
                        "backend '%s': the backward ops are all set or all NULL, but %s %s NULL",
                        ops->name, missing, n_missing == 1 ? "is" : "are");
     }
+    int n_half = 0;
+#define ZT_COUNT_IF_SET(slot) n_half += ops->slot != NULL;
+    ZT_BACKEND_HALF_ACTIVATION_OPS(ZT_COUNT_IF_SET)
+#undef ZT_COUNT_IF_SET
+    if (n_half != 0 && n_half != ZT_N_HALF_ACTIVATION_OPS) {
+        ZT_BACKEND_HALF_ACTIVATION_OPS(ZT_NOTE_IF_NULL)
+        return zt_fail(ZT_ERR_INTERNAL,
+                       "backend '%s': the half-activation ops are all set or all NULL, but %s %s "
+                       "NULL",
+                       ops->name, missing, n_missing == 1 ? "is" : "are");
+    }
     int n_fo = 0;
 #define ZT_COUNT_IF_SET(slot) n_fo += ops->slot != NULL;
     ZT_BACKEND_FO_OPS(ZT_COUNT_IF_SET)
@@ -64,6 +77,10 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops) {
                    "backend '%s': the first-order update ops are both set or both NULL, but %s "
                    "is NULL",
                    ops->name, missing);
+}
+
+int zt_backend_has_half_activations(const zt_backend *be) {
+    return be->ops->round_half != NULL;
 }
 
 zt_status zt_backend_require_fo_update(const zt_backend *be, const char *what) {

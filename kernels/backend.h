@@ -153,7 +153,8 @@ int zt_fo_state_rows(const zt_fo_update *u);
 typedef enum zt_scratch_op {
     ZT_SCRATCH_LINEAR = 0,           /* n_rows, in_features, out_features, weight_dtype, bias_dtype,
                                         has_bias; under the backend's current GEMM precision */
-    ZT_SCRATCH_ATTENTION = 1,        /* seq_len, head_dim */
+    ZT_SCRATCH_ATTENTION = 1,        /* seq_len, head_dim; batch, n_heads and weight_dtype (q's)
+                                        where known: CUDA's cuDNN path needs them */
     ZT_SCRATCH_Z_SUMSQ = 2,          /* n_elems */
     ZT_SCRATCH_ATTENTION_CACHED = 3, /* seq_len = the cache's capacity, head_dim */
     /* the backward ops (with d_in wanted); 0 on a backend without them */
@@ -369,6 +370,35 @@ typedef struct zt_backend_ops {
     zt_status (*grad_sumsq)(zt_backend *be, double *out, const float *x, /* (n) */
                             size_t n_elems);
 
+    /* ---- half activations (docs/design.md §4.1): under ZT_GEMM_HALF a linear with an f16/bf16
+     * weight rounds its f32 input to the weight's dtype before the GEMM. These let the model
+     * round an activation once for every GEMM that reads it (q, k and v read one layer norm's
+     * output) and let a layer norm write it rounded at once. All set, or all NULL on a backend
+     * without them (zt_backend_has_half_activations); the model then calls linear as before. Each
+     * gives the bits of the plain ops it replaces. ---- */
+
+    /* dst = src rounded to nearest even in dtype (ZT_F16 or ZT_BF16) and stored in it: what
+     * linear makes of its input under ZT_GEMM_HALF with a weight of that dtype. */
+    zt_status (*round_half)(zt_backend *be, void *dst, zt_dtype dtype, /* (n) */
+                            const float *src,                          /* (n) */
+                            size_t n_elems);
+
+    /* layernorm whose f32 result is stored rounded to out_dtype (ZT_F16 or ZT_BF16), as
+     * round_half would round layernorm's output. out must not overlap in. */
+    zt_status (*layernorm_half)(zt_backend *be, void *out, zt_dtype out_dtype, /* (N,C) */
+                                const float *in,                               /* (N,C) */
+                                zt_weight gamma, zt_weight beta,               /* (C), (C) */
+                                int n_rows, int n_cols, float eps);
+
+    /* linear on an input already rounded to w's dtype (round_half or layernorm_half wrote it):
+     * only under ZT_GEMM_HALF with an f16/bf16 w; exactly linear's bits on the f32 input the
+     * half one was rounded from, without rounding it again. */
+    zt_status (*linear_half_in)(zt_backend *be, float *out, /* (N,OC) */
+                                const void *in,             /* (N,IC) in w.dtype */
+                                zt_weight w,                /* (OC,IC) */
+                                zt_weight bias,             /* (OC) or absent */
+                                int n_rows, int in_features, int out_features, int relu);
+
     /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
      * only. Called by zt_backend_set_gemm_precision, which records the choice. */
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
@@ -420,6 +450,12 @@ typedef struct zt_backend_ops {
     X(attention_backward)                                                                          \
     X(target_logprobs_backward)
 
+/* The half-activation slots: a backend fills all of them or none. */
+#define ZT_BACKEND_HALF_ACTIVATION_OPS(X)                                                          \
+    X(round_half)                                                                                  \
+    X(layernorm_half)                                                                              \
+    X(linear_half_in)
+
 /* The first-order update slots: a backend fills both or neither. */
 #define ZT_BACKEND_FO_OPS(X)                                                                       \
     X(fo_update)                                                                                   \
@@ -434,6 +470,8 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops);
 /* Whether the backend has the backward ops (backprop); ZT_ERR_UNAVAILABLE naming the backend and
  * `what` needs them when not. */
 zt_status zt_backend_require_backward(const zt_backend *be, const char *what);
+/* Whether the backend has the half-activation ops (round_half, layernorm_half, linear_half_in). */
+int zt_backend_has_half_activations(const zt_backend *be);
 /* The same for the first-order update ops (first-order training). */
 zt_status zt_backend_require_fo_update(const zt_backend *be, const char *what);
 

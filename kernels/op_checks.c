@@ -164,6 +164,46 @@ zt_status zt_check_linear_args(const char *op, const float *out, const float *in
                              "in", in, (size_t)n_rows * (size_t)in_features * sizeof(float));
 }
 
+static zt_status check_half_dtype(const char *op, const char *what, zt_dtype dtype) {
+    if (dtype == ZT_F16 || dtype == ZT_BF16) return ZT_OK;
+    return zt_fail(ZT_ERR_INVALID_ARG, "%s: %s dtype %d is not f16 or bf16", op, what, (int)dtype);
+}
+
+zt_status zt_check_round_half_args(const char *op, const void *dst, zt_dtype dtype,
+                                   const float *src, size_t n_elems) {
+    ZT_TRY(zt_check_ptr(op, "dst", dst));
+    ZT_TRY(zt_check_ptr(op, "src", src));
+    ZT_TRY(check_half_dtype(op, "dst", dtype));
+    return zt_check_disjoint(op, "dst", dst, n_elems * 2, "src", src, n_elems * sizeof(float));
+}
+
+zt_status zt_check_layernorm_half_args(const char *op, const void *out, zt_dtype out_dtype,
+                                       const float *in, zt_weight gamma, zt_weight beta, int n_rows,
+                                       int n_cols, float eps) {
+    ZT_TRY(zt_check_layernorm_args(op, (const float *)out, in, gamma, beta, n_rows, n_cols, eps));
+    ZT_TRY(check_half_dtype(op, "out", out_dtype));
+    const size_t n_elems = (size_t)n_rows * (size_t)n_cols;
+    return zt_check_disjoint(op, "out", out, n_elems * 2, "in", in, n_elems * sizeof(float));
+}
+
+zt_status zt_check_linear_half_in_args(const char *op, zt_gemm_precision gemm, const float *out,
+                                       const void *in, zt_weight w, zt_weight bias, int n_rows,
+                                       int in_features, int out_features) {
+    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
+    ZT_TRY(zt_check_dim(op, "in_features", in_features));
+    ZT_TRY(zt_check_dim(op, "out_features", out_features));
+    ZT_TRY(zt_check_ptr(op, "out", out));
+    ZT_TRY(zt_check_ptr(op, "in", in));
+    ZT_TRY(zt_check_weight(op, "weight", w, 1));
+    ZT_TRY(zt_check_weight(op, "bias", bias, 0));
+    if (gemm != ZT_GEMM_HALF)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: a half input needs --gemm half, not %s", op,
+                       zt_gemm_precision_name(gemm));
+    ZT_TRY(check_half_dtype(op, "weight", w.dtype));
+    return zt_check_disjoint(op, "out", out, (size_t)n_rows * (size_t)out_features * sizeof(float),
+                             "in", in, (size_t)n_rows * (size_t)in_features * 2);
+}
+
 zt_status zt_check_attention_args(const char *op, const float *out, const float *q, const float *k,
                                   const float *v, const int32_t *key_mask, int batch, int seq_len,
                                   int n_heads, int head_dim, float q_scale) {

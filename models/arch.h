@@ -157,6 +157,21 @@ zt_status zt_sweep_linear(const zt_sweep *sw, float *out, /* (N,OC) */
                           const float *in,                /* (N,IC) */
                           int weight, int bias, int n_rows, int in_features, int out_features,
                           int relu);
+/* Half activations (docs/design.md §4.3, "Half activations"): the dtype linear would round its
+ * input to for every weight listed (f16 or bf16, all alike) when the backend has the
+ * half-activation ops and the GEMMs take half inputs; ZT_F32 otherwise, and the layer code then
+ * calls zt_sweep_linear on f32 inputs as before. */
+zt_dtype zt_sweep_half_input(const zt_sweep *sw, const int *weights, int n_weights);
+/* dst = src rounded to dtype, per variant (round_half): an input rounded once for several GEMMs. */
+zt_status zt_sweep_round_half(const zt_sweep *sw, void *dst, zt_dtype dtype, /* (n) */
+                              const float *src,                              /* (n) */
+                              size_t n_elems);
+/* zt_sweep_linear on an input already rounded to the weight's dtype (linear_half_in); only with
+ * the dtype zt_sweep_half_input gave for `weight`. */
+zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, /* (N,OC) */
+                                  const void *in,                 /* (N,IC) half */
+                                  int weight, int bias, int n_rows, int in_features,
+                                  int out_features, int relu);
 /* out += s * B (A in) when `weight` has LoRA adapters (models/lora.h), else nothing: A and B
  * read as the variant sees them, the scale through linear with the (r, r) scale matrix.
  * rank_rows holds 2 x n_rows x r floats and spare n_rows x out_features, both of the variant's
@@ -172,6 +187,11 @@ zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out,      /* 
 zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, /* (N,C) */
                               const float *in,                /* (N,C) */
                               int gamma, int beta, int n_rows, int n_cols, float eps);
+/* zt_sweep_layer_norm with its output stored rounded to out_dtype (layernorm_half), for an
+ * output whose only readers are half GEMMs. */
+zt_status zt_sweep_layer_norm_half(const zt_sweep *sw, void *out, zt_dtype out_dtype, /* (N,C) */
+                                   const float *in,                                   /* (N,C) */
+                                   int gamma, int beta, int n_rows, int n_cols, float eps);
 /* x += y for every variant advanced together (the residual adds). */
 zt_status zt_sweep_add(const zt_sweep *sw, float *x, /* (n) */
                        const float *y,               /* (n) */

@@ -162,7 +162,7 @@ static int together(const zt_sweep *sw) {
 
 /* Variant sw->variant + k's copy of a buffer the layer code holds for sw->variant: its residual
  * stream, or its layer temporaries; anything else (masks, ids) is shared by the variants. */
-static float *variant_buffer(const zt_sweep *sw, const float *p, int k) {
+static float *variant_buffer(const zt_sweep *sw, const void *p, int k) {
     const zt_workspace_layout *L = &sw->ws->layout;
     const char *at = (const char *)p;
     const size_t stream_bytes = (size_t)sw->batch->batch * (size_t)sw->batch->seq_len *
@@ -243,6 +243,43 @@ zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int w
     return ZT_OK;
 }
 
+zt_dtype zt_sweep_half_input(const zt_sweep *sw, const int *weights, int n_weights) {
+    const zt_model *m = sw->model;
+    if (m->be->gemm != ZT_GEMM_HALF || !zt_backend_has_half_activations(m->be) || n_weights < 1)
+        return ZT_F32;
+    /* Under half GEMMs a weight is read in its stored dtype, staged or not
+     * (zt_backend_stage_dtype); linear rounds its input to that dtype. */
+    const zt_dtype first = weights[0] >= 0 ? m->tensors[weights[0]].dtype : ZT_F32;
+    if (first != ZT_F16 && first != ZT_BF16) return ZT_F32;
+    for (int i = 0; i < n_weights; i++)
+        if (weights[i] < 0 || m->tensors[weights[i]].absent ||
+            m->tensors[weights[i]].dtype != first)
+            return ZT_F32;
+    return first;
+}
+
+zt_status zt_sweep_round_half(const zt_sweep *sw, void *dst, zt_dtype dtype, const float *src,
+                              size_t n_elems) {
+    zt_backend *be = sw->model->be;
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->round_half(be, variant_buffer(sw, dst, k), dtype,
+                                   variant_buffer(sw, src, k), n_elems));
+    return ZT_OK;
+}
+
+zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, const void *in, int weight,
+                                  int bias, int n_rows, int in_features, int out_features,
+                                  int relu) {
+    zt_weight w[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
+    ZT_TRY(stage_together(sw, weight, ZT_STAGE_MAIN, w));
+    ZT_TRY(stage_together(sw, bias, ZT_STAGE_AUX, b));
+    zt_backend *be = sw->model->be;
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->linear_half_in(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k),
+                                       w[k], b[k], n_rows, in_features, out_features, relu));
+    return ZT_OK;
+}
+
 zt_status zt_sweep_lora(const zt_sweep *sw, float *out, const float *in, int weight, int n_rows,
                         int in_features, int out_features, float *rank_rows, float *spare) {
     int a, b;
@@ -314,6 +351,19 @@ zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, const float *in, i
     for (int k = 0; k < together(sw); k++)
         ZT_TRY(be->ops->layernorm(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k), g[k],
                                   b[k], n_rows, n_cols, eps));
+    return ZT_OK;
+}
+
+zt_status zt_sweep_layer_norm_half(const zt_sweep *sw, void *out, zt_dtype out_dtype,
+                                   const float *in, int gamma, int beta, int n_rows, int n_cols,
+                                   float eps) {
+    zt_weight g[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
+    ZT_TRY(stage_together(sw, gamma, ZT_STAGE_MAIN, g));
+    ZT_TRY(stage_together(sw, beta, ZT_STAGE_AUX, b));
+    zt_backend *be = sw->model->be;
+    for (int k = 0; k < together(sw); k++)
+        ZT_TRY(be->ops->layernorm_half(be, variant_buffer(sw, out, k), out_dtype,
+                                       variant_buffer(sw, in, k), g[k], b[k], n_rows, n_cols, eps));
     return ZT_OK;
 }
 

@@ -36,7 +36,8 @@ while [ $# -gt 0 ]; do
     *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-targets=(src/cli/zotune tests/gpu/test_gpu_ops tests/gpu/test_gpu_attention bench/bench_ops bench/roofline)
+targets=(src/cli/zotune tests/gpu/test_gpu_ops tests/gpu/test_gpu_attention
+         tests/gpu/test_gpu_half_activations bench/bench_ops bench/roofline)
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
 
 build() { # DIR ARCH
@@ -116,6 +117,10 @@ sizes="125m 1.3b"
 OPENBLAS_NUM_THREADS=1 stage gpu_suite 180 "$test_gpu"
 # attention on cuDNN (--gemm half) against the CPU and the f32 kernel: the path each shape took
 OPENBLAS_NUM_THREADS=1 stage gpu_attention 60 "$(dirname "$test_gpu")/test_gpu_attention"
+# round_half / layernorm_half / linear_half_in against the plain ops, and the half-mode forward
+# with and without them: bit for bit on the real cuBLASLt
+OPENBLAS_NUM_THREADS=1 stage gpu_half_activations 60 \
+  "$(dirname "$test_gpu")/test_gpu_half_activations"
 test_gpu_nccl=$(dirname "$test_gpu")/test_gpu_nccl
 [ -x "$test_gpu_nccl" ] && stage gpu_nccl 120 "$test_gpu_nccl" $(command -v mpirun)
 for s in $sizes; do

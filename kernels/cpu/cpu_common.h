@@ -189,6 +189,14 @@ zt_status zt_cpu_layernorm(zt_backend *be, float *out, const float *in, zt_weigh
                            zt_weight beta, int n_rows, int n_cols, float eps);
 zt_status zt_cpu_linear(zt_backend *be, float *out, const float *in, zt_weight w, zt_weight bias,
                         int n_rows, int in_features, int out_features, int relu);
+/* the half-activation ops (layernorm.c, linear.c) */
+zt_status zt_cpu_layernorm_half(zt_backend *be, void *out, zt_dtype out_dtype, const float *in,
+                                zt_weight gamma, zt_weight beta, int n_rows, int n_cols, float eps);
+zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, const void *in, zt_weight w,
+                                zt_weight bias, int n_rows, int in_features, int out_features,
+                                int relu);
+zt_status zt_cpu_round_half(zt_backend *be, void *dst, zt_dtype dtype, const float *src,
+                            size_t n_elems);
 zt_status zt_cpu_attention(zt_backend *be, float *out, const float *q, const float *k,
                            const float *v, const int32_t *key_mask, int batch, int seq_len,
                            int n_heads, int head_dim, float q_scale);

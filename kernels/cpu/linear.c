@@ -109,22 +109,24 @@ zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n
     return layout;
 }
 
-zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
-                        const float *in,            /* (N,IC) */
-                        zt_weight w,                /* (OC,IC) */
-                        zt_weight bias,             /* (OC) or absent */
-                        int n_rows, int in_features, int out_features, int relu) {
-    const char *op = "linear";
+/* linear on `in` as the GEMM takes it: rounded to the weight's dtype already where the layout
+ * rounds (ZT_GEMM_HALF), given as f32 values in `rounded_in` (NULL: round `in` here). */
+static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (N,OC) */
+                                const float *in,                            /* (N,IC) */
+                                const void *half_in,                        /* (N,IC) or NULL */
+                                zt_weight w, zt_weight bias, int n_rows, int in_features,
+                                int out_features, int relu) {
     zt_cpu_backend *cpu = zt_cpu(be);
-    ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
-
     const zt_cpu_linear_scratch_layout layout = zt_cpu_linear_scratch(
         be->gemm, n_rows, in_features, out_features, w.dtype, bias.dtype, bias.data != NULL);
     float *scratch = NULL;
     if (layout.total_floats > 0) ZT_TRY(zt_cpu_scratch(cpu, layout.total_floats, op, &scratch));
     if (layout.input_floats > 0) {
         float *rounded = scratch + layout.inputs_offset;
-        zt_cpu_round_to(rounded, in, w.dtype, layout.input_floats);
+        if (half_in) /* widening is exact: the values rounding `in` would give */
+            zt_cpu_weight_to_f32(rounded, (zt_weight){half_in, w.dtype}, 0, layout.input_floats);
+        else
+            zt_cpu_round_to(rounded, in, w.dtype, layout.input_floats);
         in = rounded;
     }
 
@@ -141,5 +143,42 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
         bias_f32 = scratch + layout.bias_offset;
     }
     if (bias_f32 || relu) add_bias_relu(cpu, out, bias_f32, n_rows, out_features, relu);
+    return ZT_OK;
+}
+
+zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
+                        const float *in,            /* (N,IC) */
+                        zt_weight w,                /* (OC,IC) */
+                        zt_weight bias,             /* (OC) or absent */
+                        int n_rows, int in_features, int out_features, int relu) {
+    const char *op = "linear";
+    ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
+    return linear_rounded(be, op, out, in, NULL, w, bias, n_rows, in_features, out_features, relu);
+}
+
+zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
+                                const void *in,             /* (N,IC) in w.dtype */
+                                zt_weight w,                /* (OC,IC) */
+                                zt_weight bias,             /* (OC) or absent */
+                                int n_rows, int in_features, int out_features, int relu) {
+    const char *op = "linear_half_in";
+    ZT_TRY(zt_check_linear_half_in_args(op, be->gemm, out, in, w, bias, n_rows, in_features,
+                                        out_features));
+    return linear_rounded(be, op, out, NULL, in, w, bias, n_rows, in_features, out_features, relu);
+}
+
+zt_status zt_cpu_round_half(zt_backend *be, void *dst, zt_dtype dtype, /* (n) */
+                            const float *src,                          /* (n) */
+                            size_t n_elems) {
+    ZT_TRY(zt_check_round_half_args("round_half", dst, dtype, src, n_elems));
+    /* pieces of 2^16 elements, so each thread writes whole cache lines of its own */
+    const size_t piece = (size_t)1 << 16;
+    const long n_pieces = (long)((n_elems + piece - 1) / piece);
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
+    for (long p = 0; p < n_pieces; p++) {
+        const size_t end = ((size_t)p + 1) * piece < n_elems ? ((size_t)p + 1) * piece : n_elems;
+        for (size_t i = (size_t)p * piece; i < end; i++)
+            zt_store_rne(dst, dtype, i, src[i]);
+    }
     return ZT_OK;
 }

@@ -546,6 +546,39 @@ static size_t align256(size_t n) {
     return (n + 255) & ~(size_t)255;
 }
 
+/* The cuDNN path's scratch for one call: q, k, v and o in half, padded to the plan's length, the
+ * per-sequence first key and fallback flag, then cuDNN's workspace; each part 256-byte aligned.
+ * The op and the scratch planner (zt_cuda_attention_cudnn_scratch_bytes) both take it from here. */
+struct cudnn_scratch {
+    size_t operand_bytes, span_bytes, total_bytes;
+};
+static cudnn_scratch cudnn_scratch_of(int batch, int plan_len, int n_heads, int head_dim,
+                                      size_t workspace_bytes) {
+    cudnn_scratch s;
+    s.operand_bytes = align256((size_t)batch * plan_len * n_heads * head_dim * 2);
+    s.span_bytes = align256((size_t)batch * sizeof(int32_t));
+    s.total_bytes = 4 * s.operand_bytes + 2 * s.span_bytes + workspace_bytes;
+    return s;
+}
+
+static int plan_len_of(int seq_len) {
+    return (seq_len + kPlanLenMultiple - 1) / kPlanLenMultiple * kPlanLenMultiple;
+}
+
+size_t zt_cuda_attention_cudnn_scratch_bytes(zt_cuda_backend *cb, int batch, int seq_len,
+                                             int n_heads, int head_dim, int gemm_input_dtype) {
+    const int saved = cb->last_gemm_input_dtype;
+    cb->last_gemm_input_dtype = gemm_input_dtype;
+    const zt_dtype half = attention_half(cb);
+    cb->last_gemm_input_dtype = saved;
+    if (half == ZT_F32 || batch <= 0 || seq_len <= 0 || n_heads <= 0 || head_dim <= 0) return 0;
+    const int plan_len = plan_len_of(seq_len);
+    /* builds and caches the plan the forward will find: its workspace size is cuDNN's answer */
+    const zt_cudnn_attention_plan *plan = find_plan(cb, batch, plan_len, n_heads, head_dim, half);
+    if (plan == NULL) return 0; /* the f32 kernel, which takes no scratch */
+    return cudnn_scratch_of(batch, plan_len, n_heads, head_dim, plan->workspace_bytes).total_bytes;
+}
+
 zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *q, const float *k,
                                   const float *v, const int32_t *key_mask, int batch, int seq_len,
                                   int n_heads, int head_dim, float q_scale,
@@ -554,7 +587,7 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
     *fallback_flags = NULL;
     const zt_dtype half = attention_half(cb);
     if (half == ZT_F32) return ZT_OK; /* the mode's choice, not a refusal: not counted */
-    const int plan_len = (seq_len + kPlanLenMultiple - 1) / kPlanLenMultiple * kPlanLenMultiple;
+    const int plan_len = plan_len_of(seq_len);
     zt_cudnn_attention_plan *plan = find_plan(cb, batch, plan_len, n_heads, head_dim, half);
     if (plan == NULL) {
         cb->attention_path_counts.f32_kernel++;
@@ -562,9 +595,10 @@ zt_status zt_cuda_attention_cudnn(zt_cuda_backend *cb, float *out, const float *
     }
     const size_t n_elems = (size_t)batch * seq_len * n_heads * head_dim;
     const size_t n_plan_elems = (size_t)batch * plan_len * n_heads * head_dim;
-    const size_t operand_bytes = align256(n_plan_elems * 2);
-    const size_t span_bytes = align256((size_t)batch * sizeof(int32_t));
-    const size_t total = 4 * operand_bytes + 2 * span_bytes + plan->workspace_bytes;
+    const cudnn_scratch layout =
+        cudnn_scratch_of(batch, plan_len, n_heads, head_dim, plan->workspace_bytes);
+    const size_t operand_bytes = layout.operand_bytes, span_bytes = layout.span_bytes;
+    const size_t total = layout.total_bytes;
     float *base;
     ZT_TRY(zt_cuda_scratch(cb, (total + sizeof(float) - 1) / sizeof(float), op, &base));
     char *scratch = reinterpret_cast<char *>(base);

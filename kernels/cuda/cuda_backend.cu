@@ -278,7 +278,18 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
         floats = (plan.total_bytes + sizeof(float) - 1) / sizeof(float);
         break;
     }
-    case ZT_SCRATCH_ATTENTION:
+    case ZT_SCRATCH_ATTENTION: {
+        /* the cuDNN path's operands and workspace, for a query that names the batch and heads;
+         * the f32 kernel takes none. q's GEMM takes half inputs under --gemm half with a half
+         * weight (the query's weight_dtype), which the AUTO attention mode follows. */
+        const int half_weight = q->weight_dtype == ZT_F16 || q->weight_dtype == ZT_BF16;
+        const int gemm_input =
+            be->gemm == ZT_GEMM_HALF && half_weight ? (int)q->weight_dtype : (int)ZT_F32;
+        const size_t bytes = zt_cuda_attention_cudnn_scratch_bytes(
+            zt_cuda(be), q->batch, q->seq_len, q->n_heads, q->head_dim, gemm_input);
+        floats = (bytes + sizeof(float) - 1) / sizeof(float);
+        break;
+    }
     case ZT_SCRATCH_ATTENTION_CACHED:
         break;
     case ZT_SCRATCH_Z_SUMSQ:
@@ -351,6 +362,9 @@ static zt_backend_ops make_ops() {
     ops.gather_rows = zt_cuda_gather_rows;
     ops.layernorm = zt_cuda_layernorm;
     ops.linear = zt_cuda_linear;
+    ops.round_half = zt_cuda_round_half;
+    ops.layernorm_half = zt_cuda_layernorm_half;
+    ops.linear_half_in = zt_cuda_linear_half_in;
     ops.attention = zt_cuda_attention;
     ops.attention_cached = zt_cuda_attention_cached;
     ops.add = zt_cuda_add;

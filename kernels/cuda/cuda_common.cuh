@@ -298,12 +298,27 @@ zt_status zt_cuda_layernorm(zt_backend *be, float *out, const float *in, zt_weig
                             zt_weight beta, int n_rows, int n_cols, float eps);
 zt_status zt_cuda_linear(zt_backend *be, float *out, const float *in, zt_weight w, zt_weight bias,
                          int n_rows, int in_features, int out_features, int relu);
+/* the half-activation ops (layernorm.cu, linear.cu) */
+zt_status zt_cuda_layernorm_half(zt_backend *be, void *out, zt_dtype out_dtype, const float *in,
+                                 zt_weight gamma, zt_weight beta, int n_rows, int n_cols,
+                                 float eps);
+zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, const void *in, zt_weight w,
+                                 zt_weight bias, int n_rows, int in_features, int out_features,
+                                 int relu);
+zt_status zt_cuda_round_half(zt_backend *be, void *dst, zt_dtype dtype, const float *src,
+                             size_t n_elems);
 zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const float *k,
                             const float *v, const int32_t *key_mask, int batch, int seq_len,
                             int n_heads, int head_dim, float q_scale);
 /* Opts every attention kernel into the most dynamic shared memory the device allows it and
  * records the limits; create calls it once. */
 zt_status zt_cuda_attention_setup(zt_cuda_backend *cb);
+/* Bytes of scratch the cuDNN path takes for attention of this shape when linear's GEMMs last took
+ * inputs of gemm_input_dtype (the AUTO mode follows it; ZT_F32: the GEMMs were f32): 0 when the
+ * shape runs on the f32 kernel. Builds and caches the shape's plan (attention_cudnn.cu), so the
+ * scratch planner counts cuDNN's workspace before the first forward. */
+size_t zt_cuda_attention_cudnn_scratch_bytes(zt_cuda_backend *cb, int batch, int seq_len,
+                                             int n_heads, int head_dim, int gemm_input_dtype);
 /* The cuDNN path of `attention` (attention_cudnn.cu), for --gemm half: computes out for every
  * sequence whose admissible keys are one run [lo, T), and sets *fallback_flags to a device array
  * (B) marking the others (1) for attention.cu's kernel; *fallback_flags = NULL when the mode

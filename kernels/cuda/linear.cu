@@ -78,13 +78,15 @@ static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
 
 // ---- the op ----
 
-zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
-                         const float *in,            /* (N,IC) */
-                         zt_weight w,                /* (OC,IC) */
-                         zt_weight bias,             /* (OC) or absent */
-                         int n_rows, int in_features, int out_features, int relu) {
-    const char *op = "linear";
-    ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
+/* linear with its f32 input `in`, or, under ZT_GEMM_HALF, with that input already rounded to
+ * w's dtype in half_in (NULL: round `in` here). A half input runs the very GEMMs (the same
+ * chunks of rows, so the same shapes and plans) that rounding `in` chunk by chunk would, reading
+ * each chunk in place instead of from the scratch. */
+static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (N,OC) */
+                                const float *in,                            /* (N,IC) */
+                                const void *half_in,                        /* (N,IC) or NULL */
+                                zt_weight w, zt_weight bias, int n_rows, int in_features,
+                                int out_features, int relu) {
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
@@ -92,11 +94,13 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
                           (bias.dtype != ZT_F32 || zt_alignment_of(bias.data) < kLtBiasAlignment);
     const zt_linear_scratch plan = zt_cuda_linear_scratch(
         precision, n_rows, in_features, out_features, w.dtype, copy_bias, cb->linear_chunk_floats);
+    /* a half input takes only the bias copy of the scratch */
+    const size_t scratch_bytes =
+        half_in ? (plan.copy_bias ? plan.operand_offset : 0) : plan.total_bytes;
     char *scratch = NULL;
-    if (plan.total_bytes) {
+    if (scratch_bytes) {
         float *base;
-        ZT_TRY(
-            zt_cuda_scratch(cb, (plan.total_bytes + sizeof(float) - 1) / sizeof(float), op, &base));
+        ZT_TRY(zt_cuda_scratch(cb, (scratch_bytes + sizeof(float) - 1) / sizeof(float), op, &base));
         scratch = reinterpret_cast<char *>(base);
     }
     const float *bias_f32 = static_cast<const float *>(bias.data);
@@ -130,9 +134,14 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
                 const size_t first = (size_t)first_row + zt_chunk_first(&block_plan.chunks, c);
                 const size_t rows = zt_chunk_rows(&block_plan.chunks, c);
                 const size_t n_elems = rows * (size_t)in_features;
-                ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream,
-                          operand, w.dtype, in + first * (size_t)in_features, n_elems);
-                ZT_TRY(lt_matmul(cb, out + first * (size_t)out_features, operand, w.dtype, w.data,
+                const void *chunk_in = operand;
+                if (half_in)
+                    chunk_in = static_cast<const char *>(half_in) +
+                               first * (size_t)in_features * zt_dtype_size(w.dtype);
+                else
+                    ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream,
+                              operand, w.dtype, in + first * (size_t)in_features, n_elems);
+                ZT_TRY(lt_matmul(cb, out + first * (size_t)out_features, chunk_in, w.dtype, w.data,
                                  w.dtype, bias_f32, (int)rows, in_features, out_features,
                                  out_features, relu, CUBLAS_COMPUTE_32F));
             }
@@ -169,6 +178,41 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
                              out_features, out_features, relu, compute));
         }
     }
+    return ZT_OK;
+}
+
+zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
+                         const float *in,            /* (N,IC) */
+                         zt_weight w,                /* (OC,IC) */
+                         zt_weight bias,             /* (OC) or absent */
+                         int n_rows, int in_features, int out_features, int relu) {
+    const char *op = "linear";
+    ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
+    return linear_rounded(be, op, out, in, nullptr, w, bias, n_rows, in_features, out_features,
+                          relu);
+}
+
+zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
+                                 const void *in,             /* (N,IC) in w.dtype */
+                                 zt_weight w,                /* (OC,IC) */
+                                 zt_weight bias,             /* (OC) or absent */
+                                 int n_rows, int in_features, int out_features, int relu) {
+    const char *op = "linear_half_in";
+    ZT_TRY(zt_check_linear_half_in_args(op, be->gemm, out, in, w, bias, n_rows, in_features,
+                                        out_features));
+    return linear_rounded(be, op, out, nullptr, in, w, bias, n_rows, in_features, out_features,
+                          relu);
+}
+
+zt_status zt_cuda_round_half(zt_backend *be, void *dst, zt_dtype dtype, /* (n) */
+                             const float *src,                          /* (n) */
+                             size_t n_elems) {
+    ZT_TRY(zt_check_round_half_args("round_half", dst, dtype, src, n_elems));
+    ZT_TRY(zt_cuda_enter(be));
+    if (n_elems == 0) return ZT_OK;
+    /* linear's own rounding kernel, so the bits are those linear would have given the GEMM */
+    ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, zt_cuda(be)->stream, dst,
+              dtype, src, n_elems);
     return ZT_OK;
 }
 

@@ -20,7 +20,9 @@ void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes
     size_t h = (size_t)c->hidden_size, e = (size_t)c->word_embed_proj_dim, f = sizeof(float);
     layer_bytes[BUF_H] = layer_bytes[BUF_Q] = layer_bytes[BUF_K] = layer_bytes[BUF_V] =
         layer_bytes[BUF_ATTN] = n_tokens * h * f;
+    /* the FFN buffer also holds q/k/v's input rounded to half (2 bytes a value) before fc1 */
     layer_bytes[BUF_FFN] = n_tokens * (size_t)c->ffn_dim * f;
+    if (layer_bytes[BUF_FFN] < n_tokens * h * 2) layer_bytes[BUF_FFN] = n_tokens * h * 2;
     /* project_in's input and project_out's output exist only when the widths differ */
     layer_bytes[BUF_TOKENS] = e != h ? n_tokens * e * f : 0;
     head_bytes[BUF_PROJECTED] = e != h ? n_tokens * e * f : 0;
@@ -70,11 +72,15 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
     /* project_in sees every token; project_out only the rows with a target (at most n) */
     most = max_size(most, zt_plan_linear_scratch(m, fam->project_in, -1, n, e, h));
     most = max_size(most, zt_plan_linear_scratch(m, fam->project_out, -1, n, h, e));
-    zt_scratch_query attention = {.op = ZT_SCRATCH_ATTENTION,
-                                  .weight_dtype = ZT_F32,
-                                  .bias_dtype = ZT_F32,
-                                  .seq_len = shape->max_seq_len + zt_model_prefix_tokens(m),
-                                  .head_dim = h / c->num_attention_heads};
+    /* batch, heads and q's dtype: the CUDA backend's cuDNN path sizes its operands by them */
+    zt_scratch_query attention = {
+        .op = ZT_SCRATCH_ATTENTION,
+        .weight_dtype = c->num_hidden_layers > 0 ? m->tensors[fam->layers[0].q_w].dtype : ZT_F32,
+        .bias_dtype = ZT_F32,
+        .seq_len = shape->max_seq_len + zt_model_prefix_tokens(m),
+        .head_dim = h / c->num_attention_heads,
+        .batch = shape->max_batch,
+        .n_heads = c->num_attention_heads};
     return max_size(most, zt_plan_scratch(m, &attention));
 }
 
@@ -123,6 +129,11 @@ static zt_status layer_norm(const zt_sweep *sw, float *out, const float *in, int
                                ZT_OPT_LAYER_NORM_EPS);
 }
 
+static int has_lora(const zt_model *m, int weight) {
+    int a, b;
+    return zt_lora_of(m, weight, &a, &b);
+}
+
 zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     const zt_model *m = sw->model;
     const zt_opt_family *fam = zt_opt_family_of(m);
@@ -139,31 +150,61 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     const float q_scale = (float)(1.0 / sqrt((double)head_dim));
     int pre_ln = c->do_layer_norm_before;
 
+    /* Half activations (docs/design.md §4.3): under --gemm half q, k and v read one input rounded
+     * once, kept in the FFN buffer (free until fc1); a pre-LN layer norm writes it rounded at
+     * once unless a LoRA branch reads the f32 values too. fc1 is the only reader of the FFN
+     * block's layer norm. The bits are those of rounding in each linear. */
+    float *lora = zt_sweep_layer_buffer(sw, BUF_LORA);
+    const int qkv[3] = {ids->q_w, ids->k_w, ids->v_w};
+    const zt_dtype qkv_half = zt_sweep_half_input(sw, qkv, 3);
+    const int qkv_lora = has_lora(m, ids->q_w) || has_lora(m, ids->k_w) || has_lora(m, ids->v_w);
     const float *attn_in = x;
-    if (pre_ln) {
-        ZT_TRY(layer_norm(sw, hbuf, x, ids->attn_ln_g, ids->attn_ln_b, n));
-        attn_in = hbuf;
+    if (pre_ln && qkv_half != ZT_F32 && !qkv_lora) {
+        ZT_TRY(zt_sweep_layer_norm_half(sw, ffn, qkv_half, x, ids->attn_ln_g, ids->attn_ln_b, n, h,
+                                        ZT_OPT_LAYER_NORM_EPS));
+    } else {
+        if (pre_ln) {
+            ZT_TRY(layer_norm(sw, hbuf, x, ids->attn_ln_g, ids->attn_ln_b, n));
+            attn_in = hbuf;
+        }
+        if (qkv_half != ZT_F32)
+            ZT_TRY(zt_sweep_round_half(sw, ffn, qkv_half, attn_in, (size_t)n * h));
     }
     /* LoRA branches (lora.h): attn is free until the attention, q after it */
-    float *lora = zt_sweep_layer_buffer(sw, BUF_LORA);
-    ZT_TRY(zt_sweep_linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
-    ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
-    ZT_TRY(zt_sweep_linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
-    ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
-    ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
-    ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
+    if (qkv_half != ZT_F32) {
+        ZT_TRY(zt_sweep_linear_half_in(sw, q, ffn, ids->q_w, ids->q_b, n, h, h, 0));
+        ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
+        ZT_TRY(zt_sweep_linear_half_in(sw, k, ffn, ids->k_w, ids->k_b, n, h, h, 0));
+        ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
+        ZT_TRY(zt_sweep_linear_half_in(sw, v, ffn, ids->v_w, ids->v_b, n, h, h, 0));
+        ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
+    } else {
+        ZT_TRY(zt_sweep_linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
+        ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
+        ZT_TRY(zt_sweep_linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
+        ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
+        ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
+        ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
+    }
     ZT_TRY(zt_sweep_attention(sw, layer, attn, q, k, v, heads, head_dim, q_scale));
     ZT_TRY(zt_sweep_linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
     ZT_TRY(zt_sweep_lora(sw, hbuf, attn, ids->out_w, n, h, h, lora, q));
     ZT_TRY(zt_sweep_add(sw, x, hbuf, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));
 
-    const float *ffn_in = x;
-    if (pre_ln) {
-        ZT_TRY(layer_norm(sw, hbuf, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
-        ffn_in = hbuf;
+    const zt_dtype fc1_half = zt_sweep_half_input(sw, &ids->fc1_w, 1);
+    if (pre_ln && fc1_half != ZT_F32 && !has_lora(m, ids->fc1_w)) {
+        ZT_TRY(zt_sweep_layer_norm_half(sw, hbuf, fc1_half, x, ids->ffn_ln_g, ids->ffn_ln_b, n, h,
+                                        ZT_OPT_LAYER_NORM_EPS));
+        ZT_TRY(zt_sweep_linear_half_in(sw, ffn, hbuf, ids->fc1_w, ids->fc1_b, n, h, f, 1));
+    } else {
+        const float *ffn_in = x;
+        if (pre_ln) {
+            ZT_TRY(layer_norm(sw, hbuf, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
+            ffn_in = hbuf;
+        }
+        ZT_TRY(zt_sweep_linear(sw, ffn, ffn_in, ids->fc1_w, ids->fc1_b, n, h, f, 1));
     }
-    ZT_TRY(zt_sweep_linear(sw, ffn, ffn_in, ids->fc1_w, ids->fc1_b, n, h, f, 1));
     ZT_TRY(zt_sweep_linear(sw, q, ffn, ids->fc2_w, ids->fc2_b, n, f, h, 0));
     ZT_TRY(zt_sweep_add(sw, x, q, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->ffn_ln_g, ids->ffn_ln_b, n));

@@ -88,6 +88,29 @@ int main(void) {
                                      "but 'attention_backward' is NULL") == 0,
              "message \"%s\"", zt_last_error());
 
+    /* The half-activation group: the CPU has it whole; all NULL is a backend whose model rounds
+     * in every linear (zt_backend_has_half_activations says so); one NULL is refused. */
+    ZT_CHECK(zt_backend_has_half_activations(be), "the cpu backend lacks the half activations");
+    zt_backend_ops no_half = *real;
+    int n_half = 0;
+#define ZT_TEST_CLEAR_SLOT(slot)                                                                   \
+    ZT_CHECK(no_half.slot != NULL, "the cpu table leaves " #slot " NULL");                         \
+    no_half.slot = NULL;                                                                           \
+    n_half++;
+    ZT_BACKEND_HALF_ACTIVATION_OPS(ZT_TEST_CLEAR_SLOT)
+#undef ZT_TEST_CLEAR_SLOT
+    ZT_CHECK(n_half == 3, "%d half-activation slots, expected 3", n_half);
+    ZT_CHECK_OK(zt_backend_check_ops(&no_half));
+    zt_backend without_half = *be;
+    without_half.ops = &no_half;
+    ZT_CHECK(!zt_backend_has_half_activations(&without_half), "no half ops: reported present");
+    zt_backend_ops one_half_missing = *real;
+    one_half_missing.layernorm_half = NULL;
+    ZT_CHECK(zt_backend_check_ops(&one_half_missing) == ZT_ERR_INTERNAL, "layernorm_half NULL");
+    ZT_CHECK(strcmp(zt_last_error(), "backend 'cpu': the half-activation ops are all set or all "
+                                     "NULL, but 'layernorm_half' is NULL") == 0,
+             "message \"%s\"", zt_last_error());
+
     /* The first-order update pair: both or neither. */
     ZT_CHECK_OK(zt_backend_require_fo_update(be, "train --optimizer adamw"));
     zt_backend_ops one_fo_missing = *real;

@@ -1,0 +1,54 @@
+/* Half activations on a real GPU (tests/cudaemu/half_activation_parity.h): round_half,
+ * layernorm_half and linear_half_in against the plain ops, and the half-mode OPT forward with and
+ * without them, bit for bit, on the real cuBLASLt and cuDNN. linear_half_in reads its chunks in
+ * place where linear reads them from the scratch, so the GEMMs' B pointers differ in alignment;
+ * a cuBLASLt algorithm chosen for another alignment would show here as differing bits. Exits 77
+ * (a meson skip) without a CUDA device.
+ *
+ *   test_gpu_half_activations [--device N]
+ */
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cuda/cuda_backend.h"
+#include "zt_test.h"
+
+#include "half_activation_parity.h"
+
+int main(int argc, char **argv) {
+    int device = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+            device = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--device N]\n", argv[0]);
+            return 2;
+        }
+    }
+    int driver_version = 0, n_devices = 0;
+    cudaDriverGetVersion(&driver_version);
+    const cudaError_t err = cudaGetDeviceCount(&n_devices);
+    /* as test_gpu_ops: only a machine without a GPU skips; any other error fails */
+    if (driver_version == 0 || err == cudaErrorNoDevice || (err == cudaSuccess && n_devices == 0)) {
+        printf("test_gpu_half_activations: skipped: no CUDA device\n");
+        return ZT_SKIP_EXIT;
+    }
+    if (err != cudaSuccess) {
+        printf("test_gpu_half_activations: FAILED: cudaGetDeviceCount: %s\n",
+               cudaGetErrorString(err));
+        return 1;
+    }
+    zt_backend *gpu = NULL;
+    ZT_REQUIRE_OK(zt_cuda_backend_create(device, &gpu));
+    printf("test_gpu_half_activations: %s\n", gpu->ops->describe(gpu));
+    /* the executor's budgets, so the chunk loops take several turns here too */
+    ZT_REQUIRE_OK(zt_cuda_backend_set_linear_chunk(gpu, 4096));
+    zt_half_activation_ops(gpu);
+    ZT_REQUIRE_OK(zt_cuda_backend_set_linear_chunk(gpu, 1024));
+    zt_half_activation_models(gpu);
+    zt_backend_destroy(gpu);
+    return zt_test_finish("test_gpu_half_activations");
+}
