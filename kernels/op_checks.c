@@ -82,6 +82,24 @@ zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype
                              theta, n_elems * zt_dtype_size(dtype));
 }
 
+zt_status zt_check_update_variants_args(const char *op, void *theta, zt_dtype dtype, size_t n_elems,
+                                        const float *state, const zt_update *u, void *const *dst,
+                                        zt_dtype dst_dtype, const zt_perturbation *p,
+                                        int n_variants) {
+    ZT_TRY(zt_check_ptr(op, "update", u));
+    const zt_weight updated = {theta, dtype};
+    ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, updated, n_elems, p, n_variants));
+    ZT_TRY(zt_check_perturbation(op, &u->grad));
+    if (n_elems == 0) return ZT_OK;
+    ZT_TRY(zt_check_update_args(op, theta, dtype, n_elems, state, u));
+    if (u->rule != ZT_UPDATE_MOMENTUM && u->rule != ZT_UPDATE_ADAMM) return ZT_OK;
+    const size_t state_bytes = (u->rule == ZT_UPDATE_ADAMM ? 3 : 1) * n_elems * sizeof(float);
+    for (int k = 0; k < n_variants; k++)
+        ZT_TRY(zt_check_disjoint(op, "dst", dst[k], n_elems * zt_dtype_size(dst_dtype), "state",
+                                 state, state_bytes));
+    return ZT_OK;
+}
+
 zt_status zt_check_perturbation(const char *op, const zt_perturbation *p) {
     ZT_TRY(zt_check_ptr(op, "perturbation", p));
     if (p->dist != ZT_DIST_GAUSSIAN && p->dist != ZT_DIST_RADEMACHER)

@@ -89,6 +89,13 @@ zt_status zt_check_variant_args(const char *op, void *const *dst, zt_dtype dst_d
  * [0, 1], AdaMM eps > 0, a state of the rule's size disjoint from theta. */
 zt_status zt_check_update_args(const char *op, const void *theta, zt_dtype dtype, size_t n_elems,
                                const float *state, const zt_update *u);
+/* update_perturb_variants: the update (zt_check_update_args and its perturbation), the variants
+ * (zt_check_variant_args, their source being the updated theta) and, for a rule with state,
+ * every dst disjoint from the state. An empty tensor checks the perturbations only. */
+zt_status zt_check_update_variants_args(const char *op, void *theta, zt_dtype dtype, size_t n_elems,
+                                        const float *state, const zt_update *u, void *const *dst,
+                                        zt_dtype dst_dtype, const zt_perturbation *p,
+                                        int n_variants);
 
 /* fo_update: theta, grad and the rule's state present and disjoint, finite lr, decay and scale,
  * betas in [0, 1], eps > 0, Adam's bias corrections in (0, 1], Nesterov only with momentum. */

@@ -519,18 +519,11 @@ zt_status zt_cuda_update_perturb_variants(zt_backend *be, void *theta, zt_dtype 
                                           zt_dtype dst_dtype, const zt_perturbation *p, /* (K) */
                                           int n_variants) {
     const char *op = "update_perturb_variants";
-    ZT_TRY(zt_check_ptr(op, "update", u));
-    const zt_weight updated = {theta, dtype};
-    ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, updated, n_elems, p, n_variants));
-    ZT_TRY(zt_check_perturbation(op, &u->grad));
+    ZT_TRY(zt_check_update_variants_args(op, theta, dtype, n_elems, state, u, dst, dst_dtype, p,
+                                         n_variants));
     if (n_elems == 0) return ZT_OK;
-    ZT_TRY(zt_check_update_args(op, theta, dtype, n_elems, state, u));
+    const zt_weight updated = {theta, dtype};
     const int rule_state = u->rule == ZT_UPDATE_MOMENTUM || u->rule == ZT_UPDATE_ADAMM;
-    if (rule_state)
-        for (int k = 0; k < n_variants; k++)
-            ZT_TRY(zt_check_disjoint(
-                op, "dst", dst[k], n_elems * zt_dtype_size(dst_dtype), "state", state,
-                (u->rule == ZT_UPDATE_ADAMM ? 3 : 1) * n_elems * sizeof(float)));
     if (!zt_update_variants_fuse(u, p, n_variants)) {
         ZT_TRY(zt_cuda_update(be, theta, dtype, tensor_id, n_elems, state, u));
         return zt_cuda_perturb_variants(be, dst, dst_dtype, updated, tensor_id, n_elems, p,
