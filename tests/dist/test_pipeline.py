@@ -1,7 +1,7 @@
 """Pipeline stages under mpirun (docs/distributed.md): S ranks, each holding and running a
 contiguous range of the layers (and reporting the weight bytes it holds, about 1/S), train
 bit-identically to one process (weights and step log), the sphere's norm summed over the
-stages included; an optimizer with per-weight state is refused; S x D ranks (a
+stages included (stateful optimizers: tests/dist/test_pipeline_state.py); S x D ranks (a
 pipeline per data-parallel replica) equal one --batch-invariant process; a pipelined run resumes
 under another layout and in one process; a stage killed with SIGKILL, or stopped with SIGSTOP
 (a hang, caught by --comm-timeout), ends the job within 60 s and its snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
@@ -250,13 +250,6 @@ def main():
     rc, err = train(out, sphere + ["--pipeline-stages", "2"], 2)
     check(rc == 0 and same_run(ref_sphere, out),
           f"sphere: 2 stages holding their own tensors equal one process (rc {rc}) {err[-300:]}")
-
-    # An optimizer with per-weight state is refused with stages (its state is not gathered).
-    rc, err = train(os.path.join(tmp, "bad-state"),
-                    sphere[:-4] + ["--eval-every", "0", "--optimizer", "zo-sgd-mmt", "--momentum", "0.9",
-                                   "--pipeline-stages", "2"], 2)
-    check(rc != 0 and "keeps 1 state copy per weight" in err,
-          f"zo-sgd-mmt with 2 stages refused: {err[-300:]}")
 
     # An evaluation set of generation records is refused: greedy decoding runs every layer.
     gen = os.path.join(tmp, "gen.jsonl")
