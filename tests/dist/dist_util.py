@@ -65,13 +65,13 @@ class Runner:
                            stderr=subprocess.PIPE, text=True, timeout=timeout)
         return p.returncode, p.stderr
 
-    def stop_midway(self, out, args, ranks, lines, sig, victim=-1):
+    def stop_midway(self, out, args, ranks, lines, sig, victim=-1, label=""):
         """Starts a run over `ranks` (None: one process, no mpirun) and sends `sig` to one of
         its ranks (by position among mpirun's children, the last by default; the process
         itself without mpirun) once the log holds `lines` lines. Returns the job's exit status
         (None if it had to be killed after 90 s), the seconds it took to end after the signal,
         its stderr, and the signalled rank's OMPI_COMM_WORLD_RANK (None if no rank was found,
-        or without mpirun)."""
+        or without mpirun). label prefixes the check that every rank was found."""
         job = subprocess.Popen(self.command(out, args, ranks),
                                env=MPI_ENV if ranks is not None else ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -84,7 +84,7 @@ class Runner:
         else:
             pids = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "zotune"],
                                   stdout=subprocess.PIPE, text=True).stdout.split()
-            check(len(pids) == ranks, f"found the {ranks} ranks ({pids})")
+            check(len(pids) == ranks, f"{label}found the {ranks} ranks ({pids})")
         pid, world_rank = (int(pids[victim]), None) if pids else (None, None)
         if pid and ranks is None:
             os.kill(pid, sig)
