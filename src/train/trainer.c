@@ -315,11 +315,10 @@ static zt_status check_pipeline_options(const zt_train_options *o, const zt_phas
                        "data-parallel replicas)",
                        stages, ranks);
     if (stages <= 1) return ZT_OK;
-    const char *other = o->direction_groups > 1             ? "--direction-groups"
-                        : o->lora || o->prefix || o->prompt ? "--peft"
-                        : any_first_order(phases)           ? "a first-order optimizer"
-                        : o->objective == ZT_OBJECTIVE_F1   ? "--objective f1"
-                                                            : NULL;
+    const char *other = o->lora || o->prefix || o->prompt ? "--peft"
+                        : any_first_order(phases)         ? "a first-order optimizer"
+                        : o->objective == ZT_OBJECTIVE_F1 ? "--objective f1"
+                                                          : NULL;
     if (other)
         return zt_fail(ZT_ERR_UNAVAILABLE, "--pipeline-stages %d with %s: not in this version",
                        stages, other);
@@ -386,10 +385,14 @@ static zt_status check_options(const zt_train_options *o) {
                        "backprop needs a gradient all-reduce, not in this version)",
                        name, ranks);
     const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
+    /* with stages, a group is made of whole pipelines: it divides the replicas */
     if (o->direction_groups < 0 || ranks % groups != 0)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "--direction-groups %d: must divide the %d ranks into equal groups",
-                       o->direction_groups, ranks);
+                       "--direction-groups %d: must divide the %d %s into equal groups",
+                       o->direction_groups, ranks,
+                       zt_train_pipeline_stages(o) > 1 ? "pipeline replicas (ranks / "
+                                                         "--pipeline-stages)"
+                                                       : "ranks");
     if (groups > 1 && o->mode == ZT_PERTURB_INPLACE)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--direction-groups %d with --mode inplace: each group would walk the "

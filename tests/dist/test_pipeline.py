@@ -2,7 +2,8 @@
 contiguous range of the layers (and reporting the weight bytes it holds, about 1/S), train
 bit-identically to one process (weights and step log), the sphere's norm summed over the
 stages included (stateful optimizers: tests/dist/test_pipeline_state.py); S x D ranks (a
-pipeline per data-parallel replica) equal one --batch-invariant process; a pipelined run resumes
+pipeline per data-parallel replica) equal one --batch-invariant process, in direction groups
+too; a pipelined run resumes
 under another layout and in one process; a stage killed with SIGKILL, or stopped with SIGSTOP
 (a hang, caught by --comm-timeout), ends the job within 60 s and its snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
 argv: ZOTUNE MPIRUN FIXTURES_DIR DEMO_DIR"""
@@ -134,6 +135,44 @@ def main():
                     if "training examples (its share)" in line)
     check(shares == [12, 12, 16, 16], f"pipeline x data: each replica's stages evaluated its "
           f"share ({shares}, want [12, 12, 16, 16])")
+
+    # Direction groups of pipelines: the replicas (each an S-stage pipeline) in G groups of
+    # consecutive replicas; each group's pipelines pass only its share of the step's variants
+    # through their stages, data-parallel over the group's replicas. Equal to one
+    # --batch-invariant process.
+    group_cases = {
+        # MeZO, 2 directions (4 variants), an evaluation set: 2 stages x 2 replicas in 2 groups
+        # (one pipeline per group), and 2 stages x 4 replicas in 2 groups (2 pipelines per
+        # group splitting the batch 3/3)
+        "mezo-q2": (["--model", deep, "--train", demo_train, "--eval", demo_dev, "--steps", "3",
+                     "--batch-size", "6", "--lr", "1e-3", "--directions", "2", "--eval-every",
+                     "2"], ((4, 2), (8, 2))),
+        # STP's 3 points over 3 groups of one 2-stage pipeline each
+        "stp": (["--model", deep, "--train", demo_train, "--steps", "3", "--batch-size", "5",
+                 "--optimizer", "stp", "--lr", "1e-3", "--eval-every", "0"], ((6, 3),)),
+    }
+    for name, (args, layouts) in group_cases.items():
+        if QUICK and name != "mezo-q2":
+            continue
+        ref = os.path.join(tmp, f"groups-{name}-1")
+        rc, err = train(ref, args + ["--batch-invariant"])
+        check(rc == 0, f"groups {name}: one process, rc {rc} {err.strip()[-300:]}")
+        for ranks, groups in layouts[:1] if QUICK else layouts:
+            out = os.path.join(tmp, f"groups-{name}-{ranks}-{groups}")
+            rc, err = train(out, args + ["--pipeline-stages", "2", "--direction-groups",
+                                         str(groups)], ranks)
+            check(rc == 0 and same_run(ref, out),
+                  f"groups {name}: 2 stages x {ranks // 2} replicas in {groups} direction groups "
+                  f"equal one process (rc {rc}) {err.strip()[-300:]}")
+            if (ranks, groups) == (8, 2):  # 2 pipelines per group: 3 of the 6 examples each
+                shares = [int(line.split("evaluated ")[1].split()[0]) for line in err.splitlines()
+                          if "training examples (its share)" in line]
+                check(shares == [9] * 8, f"groups {name}: each of the 8 ranks evaluated its "
+                      f"pipeline's 3 examples a step ({shares}, want [9] * 8)")
+    rc, err = train(os.path.join(tmp, "groups-bad"), group_cases["mezo-q2"][0] +
+                    ["--pipeline-stages", "2", "--direction-groups", "2"], 6)
+    check(rc != 0 and "must divide the 3 pipeline replicas" in err,
+          f"2 stages x 3 replicas in 2 groups refused: {err.strip()[-200:]}")
 
     # The sphere's ||z|| over every parameter: each stage's partials, summed over the stages in
     # tensor order, give one process's double; the weights and log are equal.
