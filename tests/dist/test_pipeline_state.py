@@ -2,9 +2,10 @@
 zo-sgd-mmt (1 state copy) and zo-adamm (3), each stage keeps its own tensors' state, and rank 0
 gathers the whole state into every snapshot. 2 and 3 stages equal one process byte for byte: the
 step log, the weights and the snapshot (optimizer.safetensors, trainer.json, its weights), its
-mid-run gathers included. A run resumes across layouts (2 stages -> one process, one process ->
-2 stages, 2 stages -> 4) to the uninterrupted result, the optimizer state included, and the
-snapshot of a stage killed mid-run resumes in one process to it. Needs python3, mpirun and a
+mid-run gathers included; so do 2 stages x 2 replicas against one --batch-invariant process.
+A run resumes across layouts (2 stages -> one process, one process -> 2 stages, 2 stages -> 4)
+to the uninterrupted result, the optimizer state included, and the snapshot of a stage killed
+mid-run resumes in one process to it. Needs python3, mpirun and a
 zotune built with MPI.
 argv: ZOTUNE MPIRUN DEMO_DIR"""
 import math
@@ -79,6 +80,19 @@ def main():
                   f"{name}: {stages} stages equal one process, the snapshot's optimizer state "
                   f"included (rc {rc}) {err.strip()[-300:]}")
             check_state_file(out, deep, COPIES[name], f"{name}: {stages} stages")
+
+    # 2 stages x 2 replicas: only replica 0's stages send rank 0 their state; equal to one
+    # --batch-invariant process (the replicas verified equal every step)
+    if not QUICK:
+        ref = os.path.join(tmp, "px-1")
+        rc, err = RUN.train(ref, short + OPTIMIZERS["zo-adamm"] + ["--batch-invariant"])
+        check(rc == 0, f"zo-adamm batch-invariant: one process, rc {rc} {err.strip()[-300:]}")
+        out = os.path.join(tmp, "px-2x2")
+        rc, err = RUN.train(out, short + OPTIMIZERS["zo-adamm"] + ["--pipeline-stages", "2",
+                                                                    "--verify-replicas", "1"], 4)
+        check(rc == 0 and dist_util.same_files(ref, out, STATE_FILES),
+              f"zo-adamm: 2 stages x 2 replicas equal one batch-invariant process, the "
+              f"snapshot's optimizer state included (rc {rc}) {err.strip()[-300:]}")
 
     # Resume across layouts: stopped by SIGTERM (every rank stops after the same step, rank 0
     # saves the gathered state), then on with another layout, to the uninterrupted run.
