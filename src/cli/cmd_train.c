@@ -125,7 +125,8 @@ int zt_cmd_train(int argc, char **argv) {
          "zeroth-order: each variant over the step's examples in A micro-batches in turn "
          "(activations / A; batch-invariant, so equal to one forward)"},
         {"direction-groups", ZT_ARG_INT, &o.direction_groups, "G",
-         "data parallel: G groups of ranks share each step's variants (default 1)"},
+         "data parallel: G groups of ranks (of pipelines, with --pipeline-stages) share each "
+         "step's variants (default 1)"},
         {"pipeline-stages", ZT_ARG_INT, &o.pipeline_stages, "S",
          "the ranks as S-stage pipelines, each stage running a contiguous range of layers "
          "(ranks = S x data-parallel replicas; default 1)"},

@@ -35,31 +35,75 @@ static void remove_tree(const char *dir) {
     rmdir(dir);
 }
 
-static zt_status write_optimizer_state(const char *path, const zt_param_set *ps, int copies) {
+/* One tensor's state as the file holds it: this rank's, or (rank 0 of a pipeline) received
+ * from the stage holding it. */
+typedef struct state_entry {
+    const char *name;
+    size_t n_elems;
+    const float *state; /* backend memory; NULL: fetched by id */
+    uint32_t tensor_id;
+} state_entry;
+
+/* Every trainable tensor in table order, as one process's set lists them: this rank's params
+ * merged with the ids other pipeline stages hold (both ascending). */
+static int list_state(const zt_model *model, const zt_param_set *ps, state_entry *out) {
+    int n = 0, own = 0, other = 0;
+    while (own < ps->n_params || other < ps->n_elsewhere) {
+        const int take_own =
+            other == ps->n_elsewhere ||
+            (own < ps->n_params && ps->params[own].tensor_id < ps->elsewhere_ids[other]);
+        if (take_own) {
+            const zt_param *p = &ps->params[own++];
+            out[n++] = (state_entry){p->name, p->n_elems, p->state, p->tensor_id};
+        } else {
+            const uint32_t id = ps->elsewhere_ids[other++];
+            const zt_tensor_info *t = &model->tensors[id];
+            out[n++] = (state_entry){t->name, t->n_elems, NULL, id};
+        }
+    }
+    return n;
+}
+
+static zt_status write_optimizer_state(const char *path, const zt_model *model,
+                                       const zt_param_set *ps, int copies) {
     if (copies == 0) return zt_st_write(path, NULL, 0, NULL, 0);
-    zt_st_write_tensor *tensors = zt_calloc((size_t)ps->n_params, sizeof *tensors);
-    int64_t(*shapes)[2] = zt_calloc((size_t)ps->n_params, sizeof *shapes);
-    float **host = zt_calloc((size_t)ps->n_params, sizeof *host);
-    zt_status s = tensors && shapes && host ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "%s: staging", path);
-    for (int i = 0; s == ZT_OK && i < ps->n_params; i++) {
-        const zt_param *p = &ps->params[i];
-        size_t n = (size_t)copies * p->n_elems;
-        host[i] = zt_malloc(n * sizeof(float));
+    const int n_all = ps->n_params + ps->n_elsewhere;
+    state_entry *entries = zt_calloc((size_t)n_all + 1, sizeof *entries);
+    zt_st_write_tensor *tensors = zt_calloc((size_t)n_all + 1, sizeof *tensors);
+    int64_t(*shapes)[2] = zt_calloc((size_t)n_all + 1, sizeof *shapes);
+    float **host = zt_calloc((size_t)n_all + 1, sizeof *host);
+    zt_status s =
+        entries && tensors && shapes && host ? ZT_OK : zt_fail(ZT_ERR_NOMEM, "%s: staging", path);
+    const int n = s == ZT_OK ? list_state(model, ps, entries) : 0;
+    for (int i = 0; s == ZT_OK && i < n; i++) {
+        const state_entry *e = &entries[i];
+        const size_t count = (size_t)copies * e->n_elems;
+        host[i] = zt_malloc(count * sizeof(float));
         if (!host[i]) {
-            s = zt_fail(ZT_ERR_NOMEM, "%s: staging %s", path, p->name);
+            s = zt_fail(ZT_ERR_NOMEM, "%s: staging %s", path, e->name);
             break;
         }
-        s = ps->be->ops->download(ps->be, host[i], p->state, n * sizeof(float));
+        if (e->state)
+            s = ps->be->ops->download(ps->be, host[i], e->state, count * sizeof(float));
+        else if (!ps->fetch_state)
+            s = zt_fail(ZT_ERR_INTERNAL, "%s: the state of '%s' is held by another stage", path,
+                        e->name);
+        else {
+            s = ps->fetch_state(ps->stages_ctx, e->tensor_id, host[i], count * sizeof(float));
+            if (s != ZT_OK)
+                s = zt_fail_context(s, "%s: fetching the state of '%s': ", path, e->name);
+        }
         shapes[i][0] = copies;
-        shapes[i][1] = (int64_t)p->n_elems;
-        tensors[i] = (zt_st_write_tensor){p->name, "F32", 2, shapes[i], host[i]};
+        shapes[i][1] = (int64_t)e->n_elems;
+        tensors[i] = (zt_st_write_tensor){e->name, "F32", 2, shapes[i], host[i]};
     }
-    if (s == ZT_OK) s = zt_st_write(path, tensors, ps->n_params, NULL, 0);
-    for (int i = 0; host && i < ps->n_params; i++)
+    if (s == ZT_OK) s = zt_st_write(path, tensors, n, NULL, 0);
+    for (int i = 0; host && i < n_all; i++)
         free(host[i]);
     free(host);
     free(shapes);
     free(tensors);
+    free(entries);
     return s;
 }
 
@@ -112,7 +156,7 @@ static zt_status write_snapshot_files(const char *dir, const zt_model *model,
     else
         ZT_TRY(zt_model_save(model, dir));
     ZT_TRY(zt_path_join(path, sizeof path, dir, "optimizer.safetensors"));
-    ZT_TRY(write_optimizer_state(path, ps, state_copies));
+    ZT_TRY(write_optimizer_state(path, model, ps, state_copies));
     ZT_TRY(zt_path_join(path, sizeof path, dir, "trainer.json"));
     return write_trainer_json(path, optimizer, next_step, observed_eval_step);
 }

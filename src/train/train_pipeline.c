@@ -19,6 +19,7 @@ struct zt_train_pipeline {
     zt_comm *world;
     zt_model_stage stage;
     zt_model *model;
+    uint32_t *elsewhere; /* rank 0: trainable tensors only other stages hold (ascending ids) */
 };
 
 static int peer(const zt_train_pipeline *p, int stage) {
@@ -65,20 +66,46 @@ static int first_holder(const zt_train_pipeline *p, int id) {
     return -1;
 }
 
-/* Rank 0 (stage 0 of replica 0) receives a tensor it lacks from its first holder, into backend
- * memory (device memory is what NCCL carries), then to the host. */
-static zt_status stage_fetch_tensor(void *ctx, int id, void *host, size_t bytes) {
-    zt_train_pipeline *p = ctx;
+/* Rank 0 (stage 0 of replica 0) receives what it lacks of tensor id (its stored bytes, or its
+ * optimizer state) from the tensor's first holder, into backend memory (device memory is what
+ * NCCL carries), then to the host. */
+static zt_status receive_from_holder(zt_train_pipeline *p, int id, const char *what, void *host,
+                                     size_t bytes) {
     zt_backend *be = p->model->be;
     const int holder = first_holder(p, id);
     if (holder <= 0)
-        return zt_fail(ZT_ERR_INTERNAL, "--pipeline-stages: no stage holds tensor %d", id);
+        return zt_fail(ZT_ERR_INTERNAL, "--pipeline-stages: no stage holds the %s of tensor %d",
+                       what, id);
     void *landing = NULL;
     ZT_TRY(be->ops->alloc(be, bytes, ZT_MEM_SCRATCH, &landing));
     zt_status s = p->world->ops->recv(p->world, landing, bytes, peer(p, holder));
     if (s == ZT_OK) s = be->ops->download(be, host, landing, bytes);
     be->ops->free(be, landing, bytes, ZT_MEM_SCRATCH);
     return s;
+}
+
+static zt_status stage_fetch_tensor(void *ctx, int id, void *host, size_t bytes) {
+    return receive_from_holder(ctx, id, "weights", host, bytes);
+}
+
+static zt_status stage_fetch_state(void *ctx, uint32_t id, float *host, size_t bytes) {
+    return receive_from_holder(ctx, (int)id, "optimizer state", host, bytes);
+}
+
+/* Rank 0's list of the trainable tensors that only other stages hold, whose optimizer state a
+ * snapshot receives (zt_param_set.elsewhere_ids). */
+static zt_status list_elsewhere(zt_train_pipeline *p, zt_run *r) {
+    const zt_model *m = r->model;
+    p->elsewhere = zt_malloc((size_t)m->n_tensors * sizeof *p->elsewhere + 1);
+    if (!p->elsewhere) return zt_fail(ZT_ERR_NOMEM, "--pipeline-stages: %d ids", m->n_tensors);
+    int n = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].absent && (!r->trainable || r->trainable[i]))
+            p->elsewhere[n++] = (uint32_t)i;
+    r->ps.elsewhere_ids = p->elsewhere;
+    r->ps.n_elsewhere = n;
+    r->ps.fetch_state = stage_fetch_state;
+    return ZT_OK;
 }
 
 /* Per-tensor partials of every stage of this replica, all-gathered over the world (NaN where
@@ -172,6 +199,7 @@ zt_status zt_run_pipeline_setup(zt_run *r) {
     r->model->stage = &p->stage;
     r->ps.sum_over_stages = sum_over_stages;
     r->ps.stages_ctx = p;
+    if (o->comm->rank == 0) ZT_TRY(list_elsewhere(p, r));
     size_t all_bytes = 0;
     for (int i = 0; i < r->model->n_tensors; i++)
         all_bytes += r->model->tensors[i].n_elems * zt_dtype_size(r->model->tensors[i].dtype);
@@ -182,16 +210,6 @@ zt_status zt_run_pipeline_setup(zt_run *r) {
             p->layout.end_layer - 1, p->layout.replica, p->layout.replicas, r->model->weights_bytes,
             all_bytes);
     return ZT_OK;
-}
-
-zt_status zt_run_pipeline_check_state(const zt_run *r) {
-    if (!r->pipeline || r->state_copies == 0) return ZT_OK;
-    return zt_fail(ZT_ERR_UNAVAILABLE,
-                   "--pipeline-stages %d with an optimizer that keeps %d state cop%s per weight "
-                   "(%s): each stage would hold its tensors' state, which snapshots do not gather "
-                   "yet; not in this version",
-                   r->o->pipeline_stages, r->state_copies, r->state_copies == 1 ? "y" : "ies",
-                   r->o->schedule ? r->o->schedule : r->o->optimizer);
 }
 
 int zt_run_pipeline_serves(const zt_run *r) {
@@ -214,6 +232,23 @@ zt_status zt_run_pipeline_serve_weights(const zt_run *r) {
     return ZT_OK;
 }
 
+zt_status zt_run_pipeline_serve_state(const zt_run *r) {
+    if (!zt_run_pipeline_serves(r) || r->state_copies == 0) return ZT_OK;
+    const zt_train_pipeline *p = r->pipeline;
+    const zt_model *m = r->model;
+    const zt_model_stage first = share_of(&p->layout, m->dims.n_layers, 0);
+    ZT_TRY(m->be->ops->sync(m->be));
+    for (int k = 0; k < r->ps.n_params; k++) { /* in table order, as rank 0 lists them */
+        const zt_param *param = &r->ps.params[k];
+        const int id = (int)param->tensor_id;
+        if (zt_model_stage_holds(m, &first, id) || first_holder(p, id) != p->layout.stage) continue;
+        ZT_TRY(p->world->ops->send(p->world, param->state,
+                                   (size_t)r->state_copies * param->n_elems * sizeof(float),
+                                   peer(p, 0)));
+    }
+    return ZT_OK;
+}
+
 zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count) {
     if (!r->pipeline) return ZT_OK;
     const zt_train_pipeline *p = r->pipeline;
@@ -232,6 +267,10 @@ void zt_run_pipeline_release(zt_run *r) {
     if (r->model) r->model->stage = NULL;
     if (r->replicas && r->replicas != r->o->comm) zt_comm_destroy(r->replicas);
     r->replicas = NULL;
+    if (r->pipeline) free(r->pipeline->elsewhere);
+    r->ps.elsewhere_ids = NULL;
+    r->ps.n_elsewhere = 0;
+    r->ps.fetch_state = NULL;
     free(r->pipeline);
     r->pipeline = NULL;
 }

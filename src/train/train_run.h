@@ -135,14 +135,16 @@ zt_status zt_run_pipeline_share(const zt_run *r, zt_model_stage *share, int *sta
  * parameter set's sum over the stages; needs the model loaded with its share. Errors name
  * --pipeline-stages. */
 zt_status zt_run_pipeline_setup(zt_run *r);
-/* A stateful optimizer's state is refused with stages (a snapshot would need it gathered). */
-zt_status zt_run_pipeline_check_state(const zt_run *r);
 /* Does this rank send its tensors to rank 0 whenever rank 0 saves the model (a stage other
  * than the first of replica 0)? */
 int zt_run_pipeline_serves(const zt_run *r);
 /* The counterpart of one zt_model_save on rank 0: sends the tensors rank 0 lacks and this
  * stage is the first to hold, in table order. Nothing without stages. */
 zt_status zt_run_pipeline_serve_weights(const zt_run *r);
+/* The counterpart of the optimizer state in one zt_snapshot_save on rank 0: sends the state
+ * (state_copies x n_elems f32) of the trainable tensors rank 0 lacks and this stage is the first
+ * to hold, in table order. Nothing without stages or state. */
+zt_status zt_run_pipeline_serve_state(const zt_run *r);
 /* With stages, *count becomes the sum of every stage's count in this rank's pipeline (each rank
  * counts over its own tensors), the same on every rank; unchanged without stages. */
 zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count);

@@ -315,11 +315,10 @@ static zt_status check_pipeline_options(const zt_train_options *o, const zt_phas
                        "data-parallel replicas)",
                        stages, ranks);
     if (stages <= 1) return ZT_OK;
-    const char *other = o->direction_groups > 1             ? "--direction-groups"
-                        : o->lora || o->prefix || o->prompt ? "--peft"
-                        : any_first_order(phases)           ? "a first-order optimizer"
-                        : o->objective == ZT_OBJECTIVE_F1   ? "--objective f1"
-                                                            : NULL;
+    const char *other = o->lora || o->prefix || o->prompt ? "--peft"
+                        : any_first_order(phases)         ? "a first-order optimizer"
+                        : o->objective == ZT_OBJECTIVE_F1 ? "--objective f1"
+                                                          : NULL;
     if (other)
         return zt_fail(ZT_ERR_UNAVAILABLE, "--pipeline-stages %d with %s: not in this version",
                        stages, other);
@@ -386,10 +385,14 @@ static zt_status check_options(const zt_train_options *o) {
                        "backprop needs a gradient all-reduce, not in this version)",
                        name, ranks);
     const int groups = o->direction_groups > 1 ? o->direction_groups : 1;
+    /* with stages, a group is made of whole pipelines: it divides the replicas */
     if (o->direction_groups < 0 || ranks % groups != 0)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "--direction-groups %d: must divide the %d ranks into equal groups",
-                       o->direction_groups, ranks);
+                       "--direction-groups %d: must divide the %d %s into equal groups",
+                       o->direction_groups, ranks,
+                       zt_train_pipeline_stages(o) > 1 ? "pipeline replicas (ranks / "
+                                                         "--pipeline-stages)"
+                                                       : "ranks");
     if (groups > 1 && o->mode == ZT_PERTURB_INPLACE)
         return zt_fail(ZT_ERR_INVALID_ARG,
                        "--direction-groups %d with --mode inplace: each group would walk the "
@@ -453,7 +456,6 @@ static zt_status open_log(run *r) {
                     "or choose another directory",
                     o->output_dir, n);
     r->state_copies = zt_run_state_copies(r);
-    if (s == ZT_OK) s = zt_run_pipeline_check_state(r);
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
@@ -767,7 +769,9 @@ static zt_status train_loop(run *r, zt_train_result *res) {
             ZT_TRY(zt_snapshot_save(o->output_dir, r->model, &r->ps, r->state_copies, r->optimizer,
                                     step + 1, r->observed_eval_step));
         } else if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            ZT_TRY(zt_run_pipeline_serve_weights(r)); /* the stages rank 0 gathers from */
+            /* the stages rank 0 gathers the snapshot from: weights, then optimizer state */
+            ZT_TRY(zt_run_pipeline_serve_weights(r));
+            ZT_TRY(zt_run_pipeline_serve_state(r));
         }
         if (stop) {
             res->interrupted = !last;
@@ -796,11 +800,12 @@ static zt_status save_final(run *r) {
     return settled; /* what the log describes is saved; the settle's error stands */
 }
 
-/* The other stages' side of save_final: rank 0 writes the snapshot and the model, gathering
- * the tensors it lacks each time. */
+/* The other stages' side of save_final: rank 0 writes the snapshot (weights, optimizer state)
+ * and the model, gathering what it lacks each time. */
 static zt_status serve_final(run *r) {
     if (r->weights_dirty) ZT_TRY(zt_run_restore_logged_state(r));
     ZT_TRY(zt_run_pipeline_serve_weights(r));
+    ZT_TRY(zt_run_pipeline_serve_state(r));
     return zt_run_pipeline_serve_weights(r);
 }
 

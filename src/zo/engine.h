@@ -36,6 +36,13 @@ struct zt_param_set {
     zt_status (*sum_over_stages)(void *ctx, const zt_param_set *ps, const double *partials,
                                  double *total);
     void *stages_ctx;
+    /* Rank 0 of a pipeline writes the whole optimizer state into a snapshot: the trainable
+     * tensors only other stages hold (ascending ids, n_elsewhere of them), and how to receive
+     * one's state (state_copies x n_elems f32, into host) from the first stage holding it, in
+     * table order. NULL: the set holds every trainable tensor that rank 0 writes. */
+    const uint32_t *elsewhere_ids;
+    int n_elsewhere;
+    zt_status (*fetch_state)(void *ctx, uint32_t tensor_id, float *host, size_t bytes);
 };
 
 /* The K perturbations of a step, one zt_perturbation per variant (z_scale 1: the engine folds

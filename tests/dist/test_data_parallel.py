@@ -9,53 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+import dist_util
+from dist_util import MPI_ARGS, MPI_ENV, QUICK, check, same_run
 
 ZOTUNE, MPIRUN, FIXTURES, DEMO = sys.argv[1:5]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-MPI_ARGS = ["--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader,tcp"]
-# Under the sanitizer build, processes that initialise MPI keep LeakSanitizer off: OpenMPI's
-# plugins allocate at MPI_Init and are unloaded at MPI_Finalize, so their blocks are reported
-# with "<unknown module>" frames no suppression can name. ASan and UBSan stay on; one-process
-# runs (no MPI) keep leak checking.
-MPI_ENV = dict(ENV)
-if "ASAN_OPTIONS" in MPI_ENV:
-    MPI_ENV["ASAN_OPTIONS"] += ":detect_leaks=0"
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def train(out, args, ranks=None, timeout=300):
-    cmd = [ZOTUNE, "train", "--output", out, "--threads", "1", "--quiet"] + args
-    if ranks is not None:
-        cmd = [MPIRUN, "-np", str(ranks)] + MPI_ARGS + cmd
-    p = subprocess.run(cmd, env=MPI_ENV if ranks is not None else ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=timeout)
-    return p.returncode, p.stderr
-
-
-def same_run(a, b):
-    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
-               for f in ("steplog.jsonl", "model.safetensors"))
-
-
-def log_lines(out):
-    try:
-        with open(os.path.join(out, "steplog.jsonl"), "rb") as f:
-            return f.read().count(b"\n")
-    except OSError:
-        return 0
-
-
-# The sanitizer build (ZT_DIST_QUICK=1, tests/dist/meson.build) runs one rank count per case:
-# instrumented ranks are several times slower, and the rank counts exercise the same code.
-QUICK = os.environ.get("ZT_DIST_QUICK") == "1"
+RUN = dist_util.Runner(ZOTUNE, MPIRUN)
+train = RUN.train
 
 
 def main():
@@ -177,25 +137,7 @@ def main():
     rc, err = train(ref, args + ["--batch-invariant"])
     check(rc == 0, f"kill: uninterrupted reference, rc {rc} {err.strip()[-300:]}")
     out = os.path.join(tmp, "kill")
-    cmd = [MPIRUN, "-np", "3"] + MPI_ARGS + [ZOTUNE, "train", "--output", out, "--threads", "1",
-                                            "--quiet"] + args
-    job = subprocess.Popen(cmd, env=MPI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True)
-    deadline = time.time() + 120
-    while log_lines(out) < 14 and time.time() < deadline and job.poll() is None:
-        time.sleep(0.05)
-    victims = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "zotune"], stdout=subprocess.PIPE,
-                             text=True).stdout.split()
-    check(len(victims) == 3, f"kill: found the 3 ranks ({victims})")
-    if victims:
-        os.kill(int(victims[-1]), signal.SIGKILL)
-    killed_at = time.time()
-    try:
-        rc = job.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        rc = None
-    took = time.time() - killed_at
+    rc, took, _, _ = RUN.stop_midway(out, args, 3, 14, signal.SIGKILL, label="kill: ")
     check(rc not in (None, 0) and took < 60,
           f"kill: the job ended within 60 s of a rank's SIGKILL (rc {rc}, {took:.1f} s)")
     rc, err = train(out, args + ["--resume"])
@@ -205,36 +147,8 @@ def main():
     # A rank that hangs (SIGSTOP: alive, silent) ends the job after --comm-timeout: rank 0 names
     # it, every rank exits non-zero within 60 s, and the snapshot resumes in one process.
     out = os.path.join(tmp, "hang")
-    cmd = [MPIRUN, "-np", "3"] + MPI_ARGS + [ZOTUNE, "train", "--output", out, "--threads", "1",
-                                            "--quiet", "--comm-timeout", "5"] + args
-    job = subprocess.Popen(cmd, env=MPI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while log_lines(out) < 14 and time.time() < deadline and job.poll() is None:
-        time.sleep(0.05)
-    ranks = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "zotune"], stdout=subprocess.PIPE,
-                           text=True).stdout.split()
-    check(len(ranks) == 3, f"hang: found the 3 ranks ({ranks})")
-    victim = ranks[-1] if ranks else None
-    victim_rank = None
-    if victim:
-        with open(f"/proc/{victim}/environ", "rb") as f:
-            env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
-        victim_rank = int(env[b"OMPI_COMM_WORLD_RANK"])
-        os.kill(int(victim), signal.SIGSTOP)
-    stopped_at = time.time()
-    try:
-        _, err = job.communicate(timeout=90)
-        rc = job.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        _, err = job.communicate()
-        rc = None
-    took = time.time() - stopped_at
-    try:  # mpirun ends its ranks; this one only if it did not
-        os.kill(int(victim), signal.SIGKILL)
-    except (ProcessLookupError, TypeError):
-        pass
+    rc, took, err, victim_rank = RUN.stop_midway(out, ["--comm-timeout", "5"] + args, 3, 14,
+                                                 signal.SIGSTOP, label="hang: ")
     check(rc not in (None, 0) and 5 < took < 60,
           f"hang: the job ended within 60 s of a rank's SIGSTOP, after --comm-timeout 5 "
           f"(rc {rc}, {took:.1f} s)")
@@ -247,19 +161,13 @@ def main():
           f"{err.strip()[-300:]}")
     # A one-process run stopped by SIGTERM (it saves and exits 130) goes on over 2 ranks.
     out2 = os.path.join(tmp, "grow")
-    cmd = [ZOTUNE, "train", "--output", out2, "--threads", "1", "--quiet", "--batch-invariant"]
-    single = subprocess.Popen(cmd + args, env=ENV, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    while log_lines(out2) < 20 and single.poll() is None:
-        time.sleep(0.05)
-    single.send_signal(signal.SIGTERM)
-    rc = single.wait(timeout=120)
-    check(rc == 130 and log_lines(out2) < 41, f"grow: one process stopped by SIGTERM (rc {rc})")
+    rc, _, _, _ = RUN.stop_midway(out2, ["--batch-invariant"] + args, None, 20, signal.SIGTERM)
+    check(rc == 130 and dist_util.log_lines(out2) < 41,
+          f"grow: one process stopped by SIGTERM (rc {rc})")
     rc, err = train(out2, args + ["--resume"], 2)
     check(rc == 0 and same_run(ref, out2),
           f"grow: resumed over 2 ranks, equal to the uninterrupted run (rc {rc}) {err[-300:]}")
-    print(f"{len(failures)} failed")
-    return 1 if failures else 0
+    return dist_util.finish(tmp)
 
 
 if __name__ == "__main__":

@@ -2,33 +2,21 @@
 in turn is bit-identical (step log, weights) to the plain batch-invariant run, in shadow and in
 place, with an evaluation set, for A that do and do not divide the batch; the tracked peak
 shrinks with A; bad values are refused. argv: ZOTUNE DEMO_DIR"""
-import filecmp
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
+import dist_util
+from dist_util import check, same_run
+
 ZOTUNE, DEMO = sys.argv[1:3]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
+RUN = dist_util.Runner(ZOTUNE)
 
 
 def train(out, args):
-    p = subprocess.run([ZOTUNE, "train", "--output", out, "--threads", "1"] + args, env=ENV,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
-    return p.returncode, p.stderr
-
-
-def same_run(a, b):
-    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
-               for f in ("steplog.jsonl", "model.safetensors"))
+    """Without --quiet unless args give it: the peak is read from the summary."""
+    return RUN.train(out, args, quiet=False)
 
 
 def peak(err):
@@ -65,8 +53,7 @@ def main():
     rc, err = train(os.path.join(tmp, "bad-fo"), base + ["--grad-accum", "2", "--optimizer",
                                                          "adamw", "--quiet"])
     check(rc == 2 and "--micro-batches" in err, f"first-order refused: {err.strip()[-200:]}")
-    print(f"{len(failures)} failed")
-    return 1 if failures else 0
+    return dist_util.finish(tmp)
 
 
 if __name__ == "__main__":

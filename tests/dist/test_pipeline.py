@@ -1,99 +1,26 @@
 """Pipeline stages under mpirun (docs/distributed.md): S ranks, each holding and running a
 contiguous range of the layers (and reporting the weight bytes it holds, about 1/S), train
 bit-identically to one process (weights and step log), the sphere's norm summed over the
-stages included; an optimizer with per-weight state is refused; S x D ranks (a
-pipeline per data-parallel replica) equal one --batch-invariant process; a pipelined run resumes
+stages included (stateful optimizers: tests/dist/test_pipeline_state.py); S x D ranks (a
+pipeline per data-parallel replica) equal one --batch-invariant process, in direction groups
+too; a pipelined run resumes
 under another layout and in one process; a stage killed with SIGKILL, or stopped with SIGSTOP
 (a hang, caught by --comm-timeout), ends the job within 60 s and its snapshot resumes. Needs python3, mpirun and a zotune built with MPI.
 argv: ZOTUNE MPIRUN FIXTURES_DIR DEMO_DIR"""
-import filecmp
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import time
+
+import dist_util
+from dist_util import ENV, QUICK, check, same_run, log_lines
 
 ZOTUNE, MPIRUN, FIXTURES, DEMO = sys.argv[1:5]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-MPI_ARGS = ["--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader,tcp"]
-# OpenMPI's plugins leak by design (tests/dist/test_data_parallel.py says why): no LeakSanitizer
-# in MPI processes of the sanitizer build.
-MPI_ENV = dict(ENV)
-if "ASAN_OPTIONS" in MPI_ENV:
-    MPI_ENV["ASAN_OPTIONS"] += ":detect_leaks=0"
-# The sanitizer build (ZT_DIST_QUICK=1) runs one layout per case.
-QUICK = os.environ.get("ZT_DIST_QUICK") == "1"
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def command(out, args, ranks=None):
-    cmd = [ZOTUNE, "train", "--output", out, "--threads", "1", "--quiet"] + args
-    return [MPIRUN, "-np", str(ranks)] + MPI_ARGS + cmd if ranks is not None else cmd
-
-
-def train(out, args, ranks=None, timeout=300):
-    p = subprocess.run(command(out, args, ranks), env=MPI_ENV if ranks is not None else ENV,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
-    return p.returncode, p.stderr
-
-
-def same_run(a, b):
-    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
-               for f in ("steplog.jsonl", "model.safetensors"))
-
-
-def log_lines(out):
-    try:
-        with open(os.path.join(out, "steplog.jsonl"), "rb") as f:
-            return f.read().count(b"\n")
-    except OSError:
-        return 0
-
-
-def deepen(src, dst):
-    """The demo model with 4 layers instead of 2 (layers 2 and 3 copy 1 and 0), so 3 and 4
-    stages each get a layer: an ordinary model directory, written as safetensors."""
-    shutil.copytree(src, dst)
-    with open(os.path.join(src, "model.safetensors"), "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    tensors = {k: (v, data[v["data_offsets"][0]:v["data_offsets"][1]])
-               for k, v in header.items() if k != "__metadata__"}
-    for new, old in ((2, 1), (3, 0)):
-        for k, v in list(tensors.items()):
-            prefix = f"model.decoder.layers.{old}."
-            if k.startswith(prefix):
-                tensors[f"model.decoder.layers.{new}." + k[len(prefix):]] = v
-    out_header, blobs, at = {}, [], 0
-    if "__metadata__" in header:
-        out_header["__metadata__"] = header["__metadata__"]
-    for k in sorted(tensors):
-        info, blob = tensors[k]
-        out_header[k] = {"dtype": info["dtype"], "shape": info["shape"],
-                         "data_offsets": [at, at + len(blob)]}
-        blobs.append(blob)
-        at += len(blob)
-    text = json.dumps(out_header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(os.path.join(dst, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    with open(os.path.join(src, "config.json")) as f:
-        config = json.load(f)
-    config["num_hidden_layers"] = 4
-    with open(os.path.join(dst, "config.json"), "w") as f:
-        json.dump(config, f)
+RUN = dist_util.Runner(ZOTUNE, MPIRUN)
+train = RUN.train
 
 
 def stage_tensors(model, stages, stage, n_layers):
@@ -154,42 +81,12 @@ def check_held_bytes(model, stages, err):
                   f"{planned[stage]['weights_bytes']} weight bytes (want {low})")
 
 
-def stop_midway(out, args, ranks, lines, sig):
-    """Starts a run over `ranks` and sends `sig` to its last rank once the log holds `lines`
-    lines; returns the job's exit status and the seconds it took to end after the signal."""
-    job = subprocess.Popen(command(out, args, ranks), env=MPI_ENV, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while log_lines(out) < lines and time.time() < deadline and job.poll() is None:
-        time.sleep(0.05)
-    victims = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "zotune"],
-                             stdout=subprocess.PIPE, text=True).stdout.split()
-    check(len(victims) == ranks, f"found the {ranks} ranks ({victims})")
-    if victims:
-        os.kill(int(victims[-1]), sig)
-    sent = time.time()
-    try:
-        _, err = job.communicate(timeout=90)
-        rc = job.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        _, err = job.communicate()
-        rc = None
-    took = time.time() - sent
-    if sig == signal.SIGSTOP and victims:  # mpirun ends its ranks; this one only if it did not
-        try:
-            os.kill(int(victims[-1]), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return rc, took, err
-
-
 def main():
     tmp = tempfile.mkdtemp(prefix="zt_pipe_")
     demo_model, demo_train = os.path.join(DEMO, "model"), os.path.join(DEMO, "task", "train.jsonl")
     demo_dev = os.path.join(DEMO, "task", "dev.jsonl")
     deep = os.path.join(tmp, "model-4-layers")
-    deepen(demo_model, deep)
+    dist_util.deepen(demo_model, deep)
 
     # Pure pipelines: every stage runs the whole batch, so no batch invariance is needed and
     # the reference is the plain one-process run.
@@ -239,6 +136,44 @@ def main():
     check(shares == [12, 12, 16, 16], f"pipeline x data: each replica's stages evaluated its "
           f"share ({shares}, want [12, 12, 16, 16])")
 
+    # Direction groups of pipelines: the replicas (each an S-stage pipeline) in G groups of
+    # consecutive replicas; each group's pipelines pass only its share of the step's variants
+    # through their stages, data-parallel over the group's replicas. Equal to one
+    # --batch-invariant process.
+    group_cases = {
+        # MeZO, 2 directions (4 variants), an evaluation set: 2 stages x 2 replicas in 2 groups
+        # (one pipeline per group), and 2 stages x 4 replicas in 2 groups (2 pipelines per
+        # group splitting the batch 3/3)
+        "mezo-q2": (["--model", deep, "--train", demo_train, "--eval", demo_dev, "--steps", "3",
+                     "--batch-size", "6", "--lr", "1e-3", "--directions", "2", "--eval-every",
+                     "2"], ((4, 2), (8, 2))),
+        # STP's 3 points over 3 groups of one 2-stage pipeline each
+        "stp": (["--model", deep, "--train", demo_train, "--steps", "3", "--batch-size", "5",
+                 "--optimizer", "stp", "--lr", "1e-3", "--eval-every", "0"], ((6, 3),)),
+    }
+    for name, (args, layouts) in group_cases.items():
+        if QUICK and name != "mezo-q2":
+            continue
+        ref = os.path.join(tmp, f"groups-{name}-1")
+        rc, err = train(ref, args + ["--batch-invariant"])
+        check(rc == 0, f"groups {name}: one process, rc {rc} {err.strip()[-300:]}")
+        for ranks, groups in layouts[:1] if QUICK else layouts:
+            out = os.path.join(tmp, f"groups-{name}-{ranks}-{groups}")
+            rc, err = train(out, args + ["--pipeline-stages", "2", "--direction-groups",
+                                         str(groups)], ranks)
+            check(rc == 0 and same_run(ref, out),
+                  f"groups {name}: 2 stages x {ranks // 2} replicas in {groups} direction groups "
+                  f"equal one process (rc {rc}) {err.strip()[-300:]}")
+            if (ranks, groups) == (8, 2):  # 2 pipelines per group: 3 of the 6 examples each
+                shares = [int(line.split("evaluated ")[1].split()[0]) for line in err.splitlines()
+                          if "training examples (its share)" in line]
+                check(shares == [9] * 8, f"groups {name}: each of the 8 ranks evaluated its "
+                      f"pipeline's 3 examples a step ({shares}, want [9] * 8)")
+    rc, err = train(os.path.join(tmp, "groups-bad"), group_cases["mezo-q2"][0] +
+                    ["--pipeline-stages", "2", "--direction-groups", "2"], 6)
+    check(rc != 0 and "must divide the 3 pipeline replicas" in err,
+          f"2 stages x 3 replicas in 2 groups refused: {err.strip()[-200:]}")
+
     # The sphere's ||z|| over every parameter: each stage's partials, summed over the stages in
     # tensor order, give one process's double; the weights and log are equal.
     sphere = ["--model", deep, "--train", demo_train, "--steps", "3", "--batch-size", "4",
@@ -250,13 +185,6 @@ def main():
     rc, err = train(out, sphere + ["--pipeline-stages", "2"], 2)
     check(rc == 0 and same_run(ref_sphere, out),
           f"sphere: 2 stages holding their own tensors equal one process (rc {rc}) {err[-300:]}")
-
-    # An optimizer with per-weight state is refused with stages (its state is not gathered).
-    rc, err = train(os.path.join(tmp, "bad-state"),
-                    sphere[:-4] + ["--eval-every", "0", "--optimizer", "zo-sgd-mmt", "--momentum", "0.9",
-                                   "--pipeline-stages", "2"], 2)
-    check(rc != 0 and "keeps 1 state copy per weight" in err,
-          f"zo-sgd-mmt with 2 stages refused: {err[-300:]}")
 
     # An evaluation set of generation records is refused: greedy decoding runs every layer.
     gen = os.path.join(tmp, "gen.jsonl")
@@ -290,8 +218,8 @@ def main():
         if QUICK and first[0] == 3:
             continue
         out = os.path.join(tmp, f"resume-{first[0]}")
-        rc, took, err = stop_midway(out, long + ["--pipeline-stages", str(first[1])], first[0],
-                                    12, signal.SIGTERM)
+        rc, took, err, _ = RUN.stop_midway(out, long + ["--pipeline-stages", str(first[1])],
+                                           first[0], 12, signal.SIGTERM)
         check(rc == 130 and log_lines(out) < 31,
               f"resume: {first[0]} stages stopped by SIGTERM (rc {rc}) {err[-300:]}")
         extra = ["--pipeline-stages", str(then[1])] if then[0] else []
@@ -301,7 +229,8 @@ def main():
 
     # A stage killed with SIGKILL ends the job; the snapshot resumes in one process.
     out = os.path.join(tmp, "kill")
-    rc, took, err = stop_midway(out, long + ["--pipeline-stages", "2"], 2, 12, signal.SIGKILL)
+    rc, took, err, _ = RUN.stop_midway(out, long + ["--pipeline-stages", "2"], 2, 12,
+                                       signal.SIGKILL)
     check(rc not in (None, 0) and took < 60,
           f"kill: the job ended within 60 s of a stage's SIGKILL (rc {rc}, {took:.1f} s)")
     rc, err = train(out, long + ["--resume"])
@@ -311,8 +240,8 @@ def main():
     # A stage that hangs (SIGSTOP: alive, silent) while the others wait for its messages ends
     # the job after --comm-timeout; rank 0 names it, and the snapshot resumes in one process.
     out = os.path.join(tmp, "hang")
-    rc, took, err = stop_midway(out, long + ["--pipeline-stages", "3", "--comm-timeout", "5"], 3,
-                                12, signal.SIGSTOP)
+    rc, took, err, _ = RUN.stop_midway(out, long + ["--pipeline-stages", "3", "--comm-timeout",
+                                              "5"], 3, 12, signal.SIGSTOP)
     named = "no word from rank 2 within 5 s (--comm-timeout)"
     check(rc not in (None, 0) and 5 < took < 60 and named in err,
           f"hang: the job ended within 60 s of a stage's SIGSTOP, after --comm-timeout 5, naming "
@@ -321,10 +250,7 @@ def main():
     check(rc == 0 and same_run(ref_long, out),
           f"hang: resumed in one process, equal to the uninterrupted run (rc {rc}) "
           f"{err.strip()[-300:]}")
-    print(f"{len(failures)} failed")
-    if not failures:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failures else 0
+    return dist_util.finish(tmp)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ no MPI: they join over TCP and train bit-identically to one --batch-invariant pr
 killed with SIGKILL ends every rank within 60 s and the snapshot resumes to the uninterrupted
 result; a rank that hangs (SIGSTOP) is caught by --comm-timeout, naming it.
 argv: ZOTUNE DEMO_DIR"""
-import filecmp
 import os
 import signal
 import socket
@@ -12,15 +11,11 @@ import sys
 import tempfile
 import time
 
+import dist_util
+from dist_util import ENV, check, log_lines, same_run
+
 ZOTUNE, DEMO = sys.argv[1:3]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
+RUN = dist_util.Runner(ZOTUNE)
 
 
 def free_port():
@@ -35,8 +30,7 @@ def start(out, args, ranks):
     for rank in range(ranks):
         env = dict(ENV, RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        procs.append(subprocess.Popen([ZOTUNE, "train", "--output", out, "--threads", "1",
-                                       "--quiet"] + args, env=env, stdout=subprocess.DEVNULL,
+        procs.append(subprocess.Popen(RUN.command(out, args), env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True))
     return procs
 
@@ -55,23 +49,8 @@ def wait_all(procs, timeout=300):
     return codes, errs
 
 
-def same_run(a, b):
-    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
-               for f in ("steplog.jsonl", "model.safetensors"))
-
-
-def log_lines(out):
-    try:
-        with open(os.path.join(out, "steplog.jsonl"), "rb") as f:
-            return f.read().count(b"\n")
-    except OSError:
-        return 0
-
-
 def single(out, args):
-    return subprocess.run([ZOTUNE, "train", "--output", out, "--threads", "1", "--quiet"] + args,
-                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True).returncode
+    return RUN.train(out, args)[0]
 
 
 def main():
@@ -121,8 +100,7 @@ def main():
           f"a hung rank ends the others after --comm-timeout 3 ({codes}, {took:.1f} s)")
     check("rank 2" in errs[0] and "--comm-timeout" in errs[0],
           f"rank 0 names the hung rank: {errs[0].strip()[-200:]}")
-    print(f"{len(failures)} failed")
-    return 1 if failures else 0
+    return dist_util.finish(tmp)
 
 
 if __name__ == "__main__":
