@@ -580,6 +580,21 @@ static int defers_updates(const run *r) {
     return r->optimizer && !r->any_fo && r->o->mode == ZT_PERTURB_SHADOW;
 }
 
+/* The run stops on step `step`'s update (0-based) having left weights non-finite; they are back
+ * at the logged state. One process saves them at the end; pipeline stages cannot gather a save
+ * after a failure, so their last snapshot stands (zt_train). */
+static zt_status nonfinite_update_failure(const run *r, int step, unsigned long long n_nonfinite) {
+    char saved[96];
+    if (r->pipeline)
+        snprintf(saved, sizeof saved, "the last snapshot stands");
+    else
+        snprintf(saved, sizeof saved, "the weights after step %d are saved", step);
+    return zt_fail(ZT_ERR_NUMERIC,
+                   "step %d: the update left %llu of %llu weights non-finite (lower --lr?); %s "
+                   "(--on-nonfinite skip would skip the step)",
+                   step + 1, n_nonfinite, (unsigned long long)r->ps.n_elems, saved);
+}
+
 /* The step whose update is pending: its update applied to every tensor (the sweep has done most
  * of it), checked, then its record logged. An update that left a weight non-finite is undone by
  * going back to the logged state (*went_back), where the step is logged as skipped, or the run
@@ -601,11 +616,7 @@ static zt_status settle_deferred(run *r, double t_start, int *went_back) {
         if (r->o->skip_nonfinite)
             return log_skipped(r, rec->step, rec->step_seed, ZT_SKIP_NONFINITE_WEIGHTS,
                                now_seconds() - t_start);
-        return zt_fail(ZT_ERR_NUMERIC,
-                       "step %d: the update left %llu of %llu weights non-finite (lower --lr?); "
-                       "the weights after step %d are saved (--on-nonfinite skip would skip the "
-                       "step)",
-                       rec->step + 1, n_nonfinite, (unsigned long long)r->ps.n_elems, rec->step);
+        return nonfinite_update_failure(r, rec->step, n_nonfinite);
     }
     ZT_TRY(append_record(r, rec));
     r->weights_dirty = 0;
@@ -682,11 +693,7 @@ static zt_status take_step(run *r, int step, const zt_engine_options *eo, double
             return log_skipped(r, step, rec->step_seed, ZT_SKIP_NONFINITE_WEIGHTS,
                                now_seconds() - t_start);
         }
-        return zt_fail(ZT_ERR_NUMERIC,
-                       "step %d: the update left %llu of %llu weights non-finite (lower --lr?); "
-                       "the weights after step %d are saved (--on-nonfinite skip would skip the "
-                       "step)",
-                       step + 1, n_nonfinite, (unsigned long long)r->ps.n_elems, step);
+        return nonfinite_update_failure(r, step, n_nonfinite);
     }
     ZT_TRY(append_record(r, rec));
     r->weights_dirty = 0;

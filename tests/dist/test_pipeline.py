@@ -197,6 +197,18 @@ def main():
     check(rc != 0 and "evaluated by greedy decoding" in err,
           f"generation evaluation with 2 stages refused: {err[-300:]}")
 
+    # An update that leaves weights non-finite (f16 weights overflow at --lr 1e3) ends a
+    # pipelined run; the stages cannot gather a save after a failure, so the message says the
+    # last snapshot stands, not that the weights were saved.
+    rc, err = train(os.path.join(tmp, "diverge"),
+                    ["--model", os.path.join(FIXTURES, "opt-pre-f16"), "--train",
+                     os.path.join(FIXTURES, "opt-pre", "score.jsonl"), "--steps", "12",
+                     "--batch-size", "2", "--lr", "1e3", "--eval-every", "0",
+                     "--pipeline-stages", "2"], 2)
+    check(rc != 0 and "non-finite" in err and "the last snapshot stands" in err
+          and "are saved" not in err,
+          f"non-finite update over 2 stages: the last snapshot stands (rc {rc}) {err[-400:]}")
+
     # Layouts that cannot be: refused with the reason.
     rc, err = train(os.path.join(tmp, "bad-divide"), px + ["--pipeline-stages", "2"], 3)
     check(rc != 0 and "must divide the 3 ranks" in err, f"2 stages over 3 ranks refused: {err[-200:]}")
