@@ -255,7 +255,7 @@ MUTANTS = [
     dict(id="steplog-z-layout", file="src/zo/steplog.c",
          find="if (records[i].kind == ZT_RECORD_STEP && records[i].dist == ZT_DIRECTIONS_RADEMACHER)",
          replace="if (records[i].kind == ZT_RECORD_STEP && records[i].dist == ZT_DIRECTIONS_SPHERE)",
-         tests=["zo_steplog"], why="an old log's Rademacher steps replay under the new layout"),
+         tests=["zo_steplog", "test_run_integrity"], why="an old log's Rademacher steps replay under the new layout"),
     dict(id="cpu-attention-causal", file="kernels/cpu/attention.c",
          find="    for (int j = 0; j <= query; j++) {\n        if (mask[j] == 0) continue;\n        const float *k_row",
          replace="    for (int j = 0; j < query; j++) {\n        if (mask[j] == 0) continue;\n        const float *k_row",

@@ -92,15 +92,13 @@ void zt_cpu_gauss_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t fir
 /* Rademacher z of whole Philox blocks (128 elements each) on the path. */
 static void rademacher_philox(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_philox,
                               size_t n_philox, float *out) { /* (128 * n_philox) */
-    if (path == ZT_CPU_RNG_AVX512) {
-        zt_cpu_rademacher_philox_avx512(tensor_key, first_philox, n_philox, out);
-        return;
-    }
-    if (path == ZT_CPU_RNG_AVX2) {
-        zt_cpu_rademacher_philox_avx2(tensor_key, first_philox, n_philox, out);
-        return;
-    }
-    for (size_t i = 0; i < n_philox; i++) {
+    size_t done = 0;
+    if (path == ZT_CPU_RNG_AVX512)
+        done = zt_cpu_rademacher_philox_avx512(tensor_key, first_philox, n_philox, out);
+    if (zt_cpu_rng_path_has_avx2(path))
+        done += zt_cpu_rademacher_philox_avx2(tensor_key, first_philox + done, n_philox - done,
+                                              out + ZT_RADEMACHER_PER_PHILOX * done);
+    for (size_t i = done; i < n_philox; i++) {
         const zt_u32x4 q = zt_z_bits_block4(tensor_key, first_philox + i);
         const uint32_t words[4] = {q.x, q.y, q.z, q.w};
         float *dst = out + ZT_RADEMACHER_PER_PHILOX * i;

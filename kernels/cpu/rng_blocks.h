@@ -52,7 +52,8 @@ void zt_cpu_box_muller_pairs(zt_cpu_rng_path path, const uint32_t *x, const uint
 size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
                                   float *out);
 /* Rademacher z of Philox blocks [first_philox, first_philox + n_philox): 128 elements each, out
- * element 128 * first_philox + k at out[k]. Handles any n_philox (returns it). */
+ * element 128 * first_philox + k at out[k]. Returns the blocks it filled: all but the last eight
+ * or fewer, which the AVX2 kernel draws. */
 size_t zt_cpu_rademacher_philox_avx512(uint64_t tensor_key, uint64_t first_philox, size_t n_philox,
                                        float *out); /* (128 * n_philox) */
 size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream, uint64_t first_block,
@@ -65,7 +66,7 @@ size_t zt_cpu_box_muller_pairs_avx512(const uint32_t *x, const uint32_t *y, size
  * the rest with the scalar functions (Rademacher: any count, see above). */
 size_t zt_cpu_gauss_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
                                 float *out);
-/* As zt_cpu_rademacher_philox_avx512, any n_philox (returns it). */
+/* As zt_cpu_rademacher_philox_avx512, but every block (returns n_philox). */
 size_t zt_cpu_rademacher_philox_avx2(uint64_t tensor_key, uint64_t first_philox, size_t n_philox,
                                      float *out); /* (128 * n_philox) */
 size_t zt_cpu_stream_words_avx2(uint64_t tensor_key, uint32_t stream, uint64_t first_block,

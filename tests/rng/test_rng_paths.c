@@ -142,6 +142,7 @@ int main(void) {
         {0x0123456789ABCDEFull, 33, 30},
         {0x0123456789ABCDEFull, 32 * 3, 32 * 9},
         {0x0123456789ABCDEFull, 32 * 5 + 7, 32 * 17},
+        {0x0123456789ABCDEFull, 64, 32 * 40}, /* AVX-512: two groups, then eight for AVX2 */
         {zt_tensor_key(3, 8), 32 * 65536 - 70, 200},
         {zt_tensor_key(5, 2), (1ull << 53) - 40, 100},
     };
