@@ -235,7 +235,7 @@ MUTANTS = [
     dict(id="rademacher-packing", file="kernels/common/perturb_rng.h",
          find="const uint32_t nibble = word >> (4u * (unsigned)(block % 8));",
          replace="const uint32_t nibble = word >> (4u * (unsigned)(block % 4));",
-         tests=["curand_host", "philox"], why="Rademacher blocks read the wrong nibble of their word"),
+         tests=["curand_host", "philox", "curand_kernel"], why="Rademacher blocks read the wrong nibble of their word"),
     dict(id="rademacher-avx512-half", file="kernels/cpu/rng_avx512.c",
          find="_mm512_mask_blend_ps((__mmask16)(word >> 16), plus, minus)",
          replace="_mm512_mask_blend_ps((__mmask16)(word >> 15), plus, minus)",

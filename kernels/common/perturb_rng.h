@@ -10,9 +10,10 @@
  *     bits  = q.lane                                   (x, y, z, w for lane 0, 1, 2, 3)
  *     gauss = lanes 0, 1: Box-Muller(q.x, q.y).{first = s*sin, second = s*cos}
  *             lanes 2, 3: Box-Muller(q.z, q.w).{first, second}
- *     rademacher = bit j % 32 of z word j / 32, +1 if the bit is 0, -1 if it is 1, where z word w
- *                  is lane w % 4 of q at block w / 4: element j reads lane (j / 32) % 4 of the
- *                  Philox output at block j / 128 (the counter above with block = j / 128)
+ *     rademacher = bit j % 32 (bit 0 the least significant) of z word j / 32, +1 if the bit is
+ *                  0, -1 if it is 1, where z word w is lane w % 4 of q at block w / 4: element j
+ *                  reads lane (j / 32) % 4 of the Philox output at block j / 128 (the counter
+ *                  above with block = j / 128)
  *     sphere     = gauss * (radius / ||gauss||_2), the norm taken by a caller's regeneration pass
  *                  over every perturbed element (zt_z_gauss_sumsq)
  *
@@ -23,8 +24,8 @@
  * generator reproduces a whole tensor's z at any length: a complete oracle on a machine without
  * a GPU (docs/design.md §2); Rademacher element j is bit j % 32 of that generator's word j / 32,
  * so one Philox call gives 128 Rademacher elements (4 Gaussian ones). In device-API terms block b
- * is curand_init(key, b & 0xFFFF,
- * 4 * (b >> 16)) followed by curand4 (bits) or curand_normal4 (gauss); host-compiled
+ * is curand_init(key, b & 0xFFFF, 4 * (b >> 16)) followed by curand4 (bits) or curand_normal4
+ * (gauss); host-compiled
  * curand_kernel.h checks this at any index (tests/rng/test_curand_kernel.cpp). The normals are
  * zotune's own transform of those words (common/box_muller.h), not cuRAND's: the oracles bound
  * the difference per element (tests/rng/curand_normal_bound.h; 2.4e-6 at most, measured).
