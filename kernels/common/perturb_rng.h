@@ -10,7 +10,10 @@
  *     bits  = q.lane                                   (x, y, z, w for lane 0, 1, 2, 3)
  *     gauss = lanes 0, 1: Box-Muller(q.x, q.y).{first = s*sin, second = s*cos}
  *             lanes 2, 3: Box-Muller(q.z, q.w).{first, second}
- *     rademacher = +1 if the lane's top bit is 0, -1 if it is 1
+ *     rademacher = bit j % 32 (bit 0 the least significant) of z word j / 32, +1 if the bit is
+ *                  0, -1 if it is 1, where z word w is lane w % 4 of q at block w / 4: element j
+ *                  reads lane (j / 32) % 4 of the Philox output at block j / 128 (the counter
+ *                  above with block = j / 128)
  *     sphere     = gauss * (radius / ||gauss||_2), the norm taken by a caller's regeneration pass
  *                  over every perturbed element (zt_z_gauss_sumsq)
  *
@@ -19,8 +22,10 @@
  * curand_init(key, subsequence = (m / 4) mod 2^16, offset = 4 * floor(m / 2^18)), measured in
  * tests/rng/test_curand_host.c. The counter above is exactly that address, so the host
  * generator reproduces a whole tensor's z at any length: a complete oracle on a machine without
- * a GPU (docs/design.md §2). In device-API terms block b is curand_init(key, b & 0xFFFF,
- * 4 * (b >> 16)) followed by curand4 (bits) or curand_normal4 (gauss); host-compiled
+ * a GPU (docs/design.md §2); Rademacher element j is bit j % 32 of that generator's word j / 32,
+ * so one Philox call gives 128 Rademacher elements (4 Gaussian ones). In device-API terms block b
+ * is curand_init(key, b & 0xFFFF, 4 * (b >> 16)) followed by curand4 (bits) or curand_normal4
+ * (gauss); host-compiled
  * curand_kernel.h checks this at any index (tests/rng/test_curand_kernel.cpp). The normals are
  * zotune's own transform of those words (common/box_muller.h), not cuRAND's: the oracles bound
  * the difference per element (tests/rng/curand_normal_bound.h; 2.4e-6 at most, measured).
@@ -88,18 +93,52 @@ ZT_HD zt_f32x4 zt_z_gauss_block4(uint64_t tensor_key, uint64_t block) {
     return zt_box_muller4(zt_z_bits_block4(tensor_key, block));
 }
 
+/* Rademacher z packs 32 elements into each z word, 128 into each Philox block: the four elements
+ * of a 4-element block `block` (elements 4*block .. 4*block+3, the unit the Gaussian forms and the
+ * kernels' loops use) are bits 4*(block % 8) .. +3 of lane (block / 8) % 4 of Philox block
+ * block / 32. */
+#define ZT_RADEMACHER_PER_WORD 32u
+#define ZT_RADEMACHER_PER_PHILOX 128u
+#define ZT_RADEMACHER_BLOCK4_PER_PHILOX 32u
+
+/* The Philox block that holds 4-element block `block`'s Rademacher bits. */
+ZT_HD uint64_t zt_rademacher_philox_of(uint64_t block) {
+    return block / ZT_RADEMACHER_BLOCK4_PER_PHILOX;
+}
+
 ZT_HD float zt_rademacher_from_u32(uint32_t bits) {
     return (bits >> 31) ? -1.0f : 1.0f;
 }
 
-ZT_HD zt_f32x4 zt_z_rademacher_block4(uint64_t tensor_key, uint64_t block) {
-    zt_u32x4 bits = zt_z_bits_block4(tensor_key, block);
+/* The four Rademacher signs of 4-element block `block`, from q = the z words of Philox block
+ * zt_rademacher_philox_of(block): lane l's top bit is element 4*block + l's bit, the other bits 0.
+ * A sign word, not a float, so a kernel can XOR it into a scale (kernels/cuda/z_terms.cuh). */
+ZT_HD zt_u32x4 zt_rademacher_sign_words4(zt_u32x4 q, uint64_t block) {
+    const uint32_t word = zt_u32x4_lane(q, (unsigned)((block / 8) % 4));
+    const uint32_t nibble = word >> (4u * (unsigned)(block % 8));
+    zt_u32x4 signs;
+    signs.x = (nibble & 1u) << 31;
+    signs.y = ((nibble >> 1) & 1u) << 31;
+    signs.z = ((nibble >> 2) & 1u) << 31;
+    signs.w = ((nibble >> 3) & 1u) << 31;
+    return signs;
+}
+
+/* The four Rademacher z of 4-element block `block` from its Philox block's words q. */
+ZT_HD zt_f32x4 zt_rademacher4_of(zt_u32x4 q, uint64_t block) {
+    const zt_u32x4 signs = zt_rademacher_sign_words4(q, block);
     zt_f32x4 out;
-    out.x = zt_rademacher_from_u32(bits.x);
-    out.y = zt_rademacher_from_u32(bits.y);
-    out.z = zt_rademacher_from_u32(bits.z);
-    out.w = zt_rademacher_from_u32(bits.w);
+    out.x = zt_rademacher_from_u32(signs.x);
+    out.y = zt_rademacher_from_u32(signs.y);
+    out.z = zt_rademacher_from_u32(signs.z);
+    out.w = zt_rademacher_from_u32(signs.w);
     return out;
+}
+
+/* Elements 4*block .. 4*block+3. A whole Philox call for four elements: loops over many blocks
+ * should draw each Philox block once (kernels/cpu/rng_blocks.h). */
+ZT_HD zt_f32x4 zt_z_rademacher_block4(uint64_t tensor_key, uint64_t block) {
+    return zt_rademacher4_of(zt_z_bits_block4(tensor_key, zt_rademacher_philox_of(block)), block);
 }
 
 /* --- z, one element. A Gaussian element costs a whole Philox block and two Box-Muller pairs'
@@ -113,8 +152,9 @@ ZT_HD float zt_z_gauss_at(uint64_t tensor_key, uint64_t j) {
 }
 
 ZT_HD float zt_z_rademacher_at(uint64_t tensor_key, uint64_t j) {
-    zt_u32x4 bits = zt_z_bits_block4(tensor_key, j / 4);
-    return zt_rademacher_from_u32(zt_u32x4_lane(bits, (unsigned)(j % 4)));
+    const zt_u32x4 q = zt_z_bits_block4(tensor_key, j / ZT_RADEMACHER_PER_PHILOX);
+    const uint32_t word = zt_u32x4_lane(q, (unsigned)((j / ZT_RADEMACHER_PER_WORD) % 4));
+    return ((word >> (j % ZT_RADEMACHER_PER_WORD)) & 1u) ? -1.0f : 1.0f;
 }
 
 ZT_HD float zt_z_gauss(uint64_t step_seed, uint32_t tensor_id, uint64_t j) {

@@ -67,6 +67,24 @@ ZT_AVX2_FN void philox8x2(words8 *a, words8 *b, const key_schedule *ks) {
     *b = d;
 }
 
+/* zt_philox4x32_10 on one group of eight blocks: for a last group with no partner, where
+ * philox8x2 would run a copy (Rademacher z needs few Philox blocks per run). */
+ZT_AVX2_FN void philox8(words8 *a, const key_schedule *ks) {
+    const __m256i m0 = _mm256_set1_epi32((int)ZT_PHILOX_M0);
+    const __m256i m1 = _mm256_set1_epi32((int)ZT_PHILOX_M1);
+    words8 c = *a;
+    for (int round = 0; round < 10; round++) {
+        __m256i hi0, lo0, hi1, lo1;
+        mul_hi_lo(c.x, m0, &hi0, &lo0);
+        mul_hi_lo(c.z, m1, &hi1, &lo1);
+        c.x = _mm256_xor_si256(_mm256_xor_si256(hi1, c.y), ks->k0[round]);
+        c.z = _mm256_xor_si256(_mm256_xor_si256(hi0, c.w), ks->k1[round]);
+        c.y = lo1;
+        c.w = lo0;
+    }
+    *a = c;
+}
+
 /* The counters of blocks first .. first + 7 of a stream (zt_rng_stream_block4's layout). */
 ZT_AVX2_FN words8 counters8(uint64_t first, uint32_t stream) {
     words8 c;
@@ -186,17 +204,6 @@ ZT_AVX2_FN void store_gauss8(float *out, words8 q) {
     store_interleaved(out, a_sin, a_cos, b_sin, b_cos);
 }
 
-/* +1 or -1: the word's top bit becomes the sign of 1.0f. */
-ZT_AVX2_FN __m256 rademacher8(__m256i word) {
-    const __m256i sign_bit = _mm256_set1_epi32((int)0x80000000u);
-    const __m256i one = _mm256_set1_epi32(0x3F800000);
-    return _mm256_castsi256_ps(_mm256_or_si256(one, _mm256_and_si256(word, sign_bit)));
-}
-
-ZT_AVX2_FN void store_rademacher8(float *out, words8 q) {
-    store_interleaved(out, rademacher8(q.x), rademacher8(q.y), rademacher8(q.z), rademacher8(q.w));
-}
-
 /* The float transpose moves bits unchanged. */
 ZT_AVX2_FN void store_words8(uint32_t *out, words8 q) {
     store_interleaved((float *)out, _mm256_castsi256_ps(q.x), _mm256_castsi256_ps(q.y),
@@ -225,13 +232,62 @@ zt_cpu_gauss_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_t n_blo
     ZT_FOR_GROUPS(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_gauss8);
 }
 
-__attribute__((target("avx2,fma"))) size_t zt_cpu_rademacher_blocks_avx2(uint64_t tensor_key,
-                                                                         uint64_t first_block,
-                                                                         size_t n_blocks,
+/* Rademacher z from z words in element order: bit k of words[i] is element 32 i + k, -1 where
+ * it is set. A variable shift moves bits k .. k+7 of the broadcast word to the sign bits of eight
+ * lanes, where blendv reads its choice between +1 and -1. */
+ZT_AVX2_FN void expand_rademacher8(const uint32_t *words, size_t n_words,
+                                   float *out) { /* (32 * n_words) */
+    const __m256i shift0 = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
+    const __m256i eight = _mm256_set1_epi32(8);
+    const __m256i shift1 = _mm256_sub_epi32(shift0, eight);
+    const __m256i shift2 = _mm256_sub_epi32(shift1, eight);
+    const __m256i shift3 = _mm256_sub_epi32(shift2, eight);
+    const __m256 plus = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f);
+    for (size_t i = 0; i < n_words; i++) {
+        const __m256i word = _mm256_set1_epi32((int)words[i]);
+        float *dst = out + 32 * i;
+        _mm256_storeu_ps(
+            dst,
+            _mm256_blendv_ps(plus, minus, _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift0))));
+        _mm256_storeu_ps(
+            dst + 8,
+            _mm256_blendv_ps(plus, minus, _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift1))));
+        _mm256_storeu_ps(
+            dst + 16,
+            _mm256_blendv_ps(plus, minus, _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift2))));
+        _mm256_storeu_ps(
+            dst + 24,
+            _mm256_blendv_ps(plus, minus, _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift3))));
+    }
+}
+
+/* Two groups of eight Philox blocks (2048 elements) per step; a last step of eight blocks or
+ * fewer runs one group and expands only the blocks asked for. */
+__attribute__((target("avx2,fma"))) size_t zt_cpu_rademacher_philox_avx2(uint64_t tensor_key,
+                                                                         uint64_t first_philox,
+                                                                         size_t n_philox,
                                                                          float *out) {
     key_schedule ks;
     schedule_key(tensor_key, &ks);
-    ZT_FOR_GROUPS(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_rademacher8);
+    uint32_t words[64]; /* (16 blocks, 4): element order */
+    size_t i = 0;
+    while (i < n_philox) {
+        const size_t left = n_philox - i;
+        const int both = left > 8;
+        words8 q = counters8(first_philox + i, ZT_RNG_STREAM_Z);
+        if (both) {
+            words8 r = counters8(first_philox + i + 8, ZT_RNG_STREAM_Z);
+            philox8x2(&q, &r, &ks);
+            store_words8(words + 32, r);
+        } else {
+            philox8(&q, &ks);
+        }
+        store_words8(words, q);
+        const size_t take = left < 16 ? left : 16;
+        expand_rademacher8(words, 4 * take, out + ZT_RADEMACHER_PER_PHILOX * i);
+        i += take;
+    }
+    return n_philox;
 }
 
 __attribute__((target("avx2,fma"))) size_t
@@ -269,9 +325,9 @@ size_t zt_cpu_gauss_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_
     (void)tensor_key, (void)first_block, (void)n_blocks, (void)out;
     return 0;
 }
-size_t zt_cpu_rademacher_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
+size_t zt_cpu_rademacher_philox_avx2(uint64_t tensor_key, uint64_t first_philox, size_t n_philox,
                                      float *out) {
-    (void)tensor_key, (void)first_block, (void)n_blocks, (void)out;
+    (void)tensor_key, (void)first_philox, (void)n_philox, (void)out;
     return 0;
 }
 size_t zt_cpu_stream_words_avx2(uint64_t tensor_key, uint32_t stream, uint64_t first_block,

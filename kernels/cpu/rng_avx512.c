@@ -69,6 +69,24 @@ ZT_AVX512_FN void philox16x2(words16 *a, words16 *b, const key_schedule16 *ks) {
     *b = d;
 }
 
+/* zt_philox4x32_10 on one group of sixteen blocks: for a last group with no partner, where
+ * philox16x2 would run a copy (Rademacher z needs few Philox blocks per run). */
+ZT_AVX512_FN void philox16(words16 *a, const key_schedule16 *ks) {
+    const __m512i m0 = _mm512_set1_epi32((int)ZT_PHILOX_M0);
+    const __m512i m1 = _mm512_set1_epi32((int)ZT_PHILOX_M1);
+    words16 c = *a;
+    for (int round = 0; round < 10; round++) {
+        __m512i hi0, lo0, hi1, lo1;
+        mul_hi_lo16(c.x, m0, &hi0, &lo0);
+        mul_hi_lo16(c.z, m1, &hi1, &lo1);
+        c.x = _mm512_ternarylogic_epi32(hi1, c.y, ks->k0[round], 0x96);
+        c.z = _mm512_ternarylogic_epi32(hi0, c.w, ks->k1[round], 0x96);
+        c.y = lo1;
+        c.w = lo0;
+    }
+    *a = c;
+}
+
 /* The counters of blocks first .. first + 15 of a stream (zt_rng_stream_block4's layout). */
 ZT_AVX512_FN words16 counters16(uint64_t first, uint32_t stream) {
     words16 c;
@@ -183,18 +201,6 @@ ZT_AVX512_FN void store_gauss16(float *out, words16 q) {
     store_interleaved16(out, a_sin, a_cos, b_sin, b_cos);
 }
 
-/* +1 or -1: the word's top bit becomes the sign of 1.0f. */
-ZT_AVX512_FN __m512 rademacher16(__m512i word) {
-    const __m512i sign_bit = _mm512_set1_epi32((int)0x80000000u);
-    const __m512i one = _mm512_set1_epi32(0x3F800000);
-    return _mm512_castsi512_ps(_mm512_or_si512(one, _mm512_and_si512(word, sign_bit)));
-}
-
-ZT_AVX512_FN void store_rademacher16(float *out, words16 q) {
-    store_interleaved16(out, rademacher16(q.x), rademacher16(q.y), rademacher16(q.z),
-                        rademacher16(q.w));
-}
-
 ZT_AVX512_FN void store_words16(uint32_t *out, words16 q) {
     store_interleaved16((float *)out, _mm512_castsi512_ps(q.x), _mm512_castsi512_ps(q.y),
                         _mm512_castsi512_ps(q.z), _mm512_castsi512_ps(q.w));
@@ -222,11 +228,48 @@ ZT_AVX512_TARGET size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t
     ZT_FOR_GROUPS16(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_gauss16);
 }
 
-ZT_AVX512_TARGET size_t zt_cpu_rademacher_blocks_avx512(uint64_t tensor_key, uint64_t first_block,
-                                                        size_t n_blocks, float *out) {
+/* Rademacher z from z words in element order: bit k of words[i] is element 32 i + k, -1 where
+ * it is set. Each half word is a mask register that picks -1 or +1 for sixteen lanes, so an
+ * element costs a sixteenth of a blend and of a store. */
+ZT_AVX512_FN void expand_rademacher16(const uint32_t *words, size_t n_words,
+                                      float *out) { /* (32 * n_words) */
+    const __m512 plus = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    for (size_t i = 0; i < n_words; i++) {
+        const uint32_t word = words[i];
+        _mm512_storeu_ps(out + 32 * i, _mm512_mask_blend_ps((__mmask16)word, plus, minus));
+        _mm512_storeu_ps(out + 32 * i + 16,
+                         _mm512_mask_blend_ps((__mmask16)(word >> 16), plus, minus));
+    }
+}
+
+/* Two groups of sixteen Philox blocks (4096 elements) per step. A last step of nine to sixteen
+ * blocks runs one group (the lanes past the end are counters no one reads) and expands only the
+ * blocks asked for; eight or fewer are left to the AVX2 loop, whose group of eight wastes less
+ * (the ops' runs of 256 4-element blocks are eight Philox blocks). Returns the blocks done. */
+ZT_AVX512_TARGET size_t zt_cpu_rademacher_philox_avx512(uint64_t tensor_key, uint64_t first_philox,
+                                                        size_t n_philox, float *out) {
+    if (n_philox <= 8) return 0; /* all the AVX2 loop's, without building a key schedule */
     key_schedule16 ks;
     schedule_key16(tensor_key, &ks);
-    ZT_FOR_GROUPS16(first_block, n_blocks, ZT_RNG_STREAM_Z, ks, out, store_rademacher16);
+    uint32_t words[128]; /* (32 blocks, 4): element order */
+    size_t i = 0;
+    while (n_philox - i > 8) {
+        const size_t left = n_philox - i;
+        const int both = left > 16;
+        words16 q = counters16(first_philox + i, ZT_RNG_STREAM_Z);
+        if (both) {
+            words16 r = counters16(first_philox + i + 16, ZT_RNG_STREAM_Z);
+            philox16x2(&q, &r, &ks);
+            store_words16(words + 64, r);
+        } else {
+            philox16(&q, &ks);
+        }
+        store_words16(words, q);
+        const size_t take = left < 32 ? left : 32;
+        expand_rademacher16(words, 4 * take, out + ZT_RADEMACHER_PER_PHILOX * i);
+        i += take;
+    }
+    return i;
 }
 
 ZT_AVX512_TARGET size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream,
@@ -261,9 +304,9 @@ size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t first_block, siz
     (void)tensor_key, (void)first_block, (void)n_blocks, (void)out;
     return 0;
 }
-size_t zt_cpu_rademacher_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
+size_t zt_cpu_rademacher_philox_avx512(uint64_t tensor_key, uint64_t first_philox, size_t n_philox,
                                        float *out) {
-    (void)tensor_key, (void)first_block, (void)n_blocks, (void)out;
+    (void)tensor_key, (void)first_philox, (void)n_philox, (void)out;
     return 0;
 }
 size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream, uint64_t first_block,

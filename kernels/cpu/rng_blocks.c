@@ -89,16 +89,46 @@ void zt_cpu_gauss_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t fir
     }
 }
 
-void zt_cpu_rademacher_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
-                              size_t n_blocks, float *out) {
+/* Rademacher z of whole Philox blocks (128 elements each) on the path. */
+static void rademacher_philox(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_philox,
+                              size_t n_philox, float *out) { /* (128 * n_philox) */
     size_t done = 0;
     if (path == ZT_CPU_RNG_AVX512)
-        done = zt_cpu_rademacher_blocks_avx512(tensor_key, first_block, n_blocks, out);
+        done = zt_cpu_rademacher_philox_avx512(tensor_key, first_philox, n_philox, out);
     if (zt_cpu_rng_path_has_avx2(path))
-        done += zt_cpu_rademacher_blocks_avx2(tensor_key, first_block + done, n_blocks - done,
-                                              out + 4 * done);
-    for (size_t i = done; i < n_blocks; i++) {
-        store_block(out + 4 * i, zt_z_rademacher_block4(tensor_key, first_block + i));
+        done += zt_cpu_rademacher_philox_avx2(tensor_key, first_philox + done, n_philox - done,
+                                              out + ZT_RADEMACHER_PER_PHILOX * done);
+    for (size_t i = done; i < n_philox; i++) {
+        const zt_u32x4 q = zt_z_bits_block4(tensor_key, first_philox + i);
+        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+        float *dst = out + ZT_RADEMACHER_PER_PHILOX * i;
+        for (unsigned k = 0; k < ZT_RADEMACHER_PER_PHILOX; k++)
+            dst[k] = ((words[k / 32] >> (k % 32)) & 1u) ? -1.0f : 1.0f;
+    }
+}
+
+void zt_cpu_rademacher_blocks(zt_cpu_rng_path path, uint64_t tensor_key, uint64_t first_block,
+                              size_t n_blocks, float *out) {
+    const uint64_t per = ZT_RADEMACHER_BLOCK4_PER_PHILOX;
+    size_t done = 0;
+    while (done < n_blocks) {
+        const uint64_t block = first_block + done;
+        const uint64_t philox = block / per;
+        const size_t inside = (size_t)(block % per); /* blocks of this Philox block before ours */
+        if (inside == 0 && n_blocks - done >= per) {
+            /* Whole Philox blocks straight into out. */
+            const size_t n_philox = (n_blocks - done) / per;
+            rademacher_philox(path, tensor_key, philox, n_philox, out + 4 * done);
+            done += n_philox * per;
+            continue;
+        }
+        /* A Philox block the run starts or ends inside: draw it whole, keep our part. */
+        float whole[ZT_RADEMACHER_PER_PHILOX];
+        rademacher_philox(path, tensor_key, philox, 1, whole);
+        size_t take = (size_t)per - inside;
+        if (take > n_blocks - done) take = n_blocks - done;
+        memcpy(out + 4 * done, whole + 4 * inside, 4 * take * sizeof(float));
+        done += take;
     }
 }
 

@@ -5,7 +5,10 @@
  * word by word and normal by normal).
  *
  * Each call fills out[4 * i + lane] with element 4 * (first_block + i) + lane of the tensor's z
- * (or its word of `stream`), for i in [0, n_blocks). */
+ * (or its word of `stream`), for i in [0, n_blocks). A "block" here is four elements, which for
+ * Gaussian z and the words is one Philox block; Rademacher z packs 128 elements into one Philox
+ * block (kernels/common/perturb_rng.h), so zt_cpu_rademacher_blocks draws each Philox block once
+ * per call and expands its bits, and the vector kernels below take whole Philox blocks. */
 #ifndef ZT_CPU_RNG_BLOCKS_H
 #define ZT_CPU_RNG_BLOCKS_H
 
@@ -48,8 +51,11 @@ void zt_cpu_box_muller_pairs(zt_cpu_rng_path path, const uint32_t *x, const uint
 /* The AVX-512 kernels (rng_avx512.c): the same contract in groups of sixteen blocks. */
 size_t zt_cpu_gauss_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
                                   float *out);
-size_t zt_cpu_rademacher_blocks_avx512(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
-                                       float *out);
+/* Rademacher z of Philox blocks [first_philox, first_philox + n_philox): 128 elements each, out
+ * element 128 * first_philox + k at out[k]. Returns the blocks it filled: all but the last eight
+ * or fewer, which the AVX2 kernel draws. */
+size_t zt_cpu_rademacher_philox_avx512(uint64_t tensor_key, uint64_t first_philox, size_t n_philox,
+                                       float *out); /* (128 * n_philox) */
 size_t zt_cpu_stream_words_avx512(uint64_t tensor_key, uint32_t stream, uint64_t first_block,
                                   size_t n_blocks, uint32_t *out);
 size_t zt_cpu_box_muller_pairs_avx512(const uint32_t *x, const uint32_t *y, size_t n, float *first,
@@ -57,11 +63,12 @@ size_t zt_cpu_box_muller_pairs_avx512(const uint32_t *x, const uint32_t *y, size
 
 /* The AVX2 kernels (rng_avx2.c); callers go through the functions above. Each handles whole
  * groups of eight blocks and returns how many blocks it filled (a multiple of 8); the caller draws
- * the rest with the scalar functions. */
+ * the rest with the scalar functions (Rademacher: any count, see above). */
 size_t zt_cpu_gauss_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
                                 float *out);
-size_t zt_cpu_rademacher_blocks_avx2(uint64_t tensor_key, uint64_t first_block, size_t n_blocks,
-                                     float *out);
+/* As zt_cpu_rademacher_philox_avx512, but every block (returns n_philox). */
+size_t zt_cpu_rademacher_philox_avx2(uint64_t tensor_key, uint64_t first_philox, size_t n_philox,
+                                     float *out); /* (128 * n_philox) */
 size_t zt_cpu_stream_words_avx2(uint64_t tensor_key, uint32_t stream, uint64_t first_block,
                                 size_t n_blocks, uint32_t *out);
 size_t zt_cpu_box_muller_pairs_avx2(const uint32_t *x, const uint32_t *y, size_t n, float *first,

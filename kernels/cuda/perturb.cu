@@ -264,7 +264,8 @@ struct zt_shared_z_variants {
     void *dst[kFusedVariants];
 };
 
-/* a * z for each variant's scale, z's four values drawn once from `words`. */
+/* a * z for each variant's scale, z's four values drawn once from `words`
+ * (zt_cuda_z_words4<DIST>). */
 template <zt_dist DIST>
 __device__ __forceinline__ void zt_scaled_variants4(const zt_shared_z_variants &v,
                                                     const zt_u32x4 &words,
@@ -290,7 +291,7 @@ static __global__ void __launch_bounds__(kBlockThreads)
     const uint64_t n_blocks = (n_elems + 3) / 4;
     for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
         zt_f32x4 g[kFusedVariants];
-        zt_scaled_variants4<DIST>(v, zt_cuda_rng_block4_rk(rounds, ZT_RNG_STREAM_Z, b), g);
+        zt_scaled_variants4<DIST>(v, zt_cuda_z_words4_rk<DIST>(rounds, b), g);
         if (aligned && b * 4 + 4 <= n_elems) {
             const zt_f32x4 x = zt_load_block4<SRC>(src, b * 4);
             for (int k = 0; k < kFusedVariants; k++)

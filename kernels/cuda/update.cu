@@ -440,7 +440,7 @@ static __global__ void __launch_bounds__(kBlockThreads)
                                                                  coeffs, rounding, b)
                      : zt_update_lanes<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
                                                                   coeffs, rounding, b);
-        const zt_u32x4 words = zt_cuda_rng_block4_rk(variant_rounds, ZT_RNG_STREAM_Z, b);
+        const zt_u32x4 words = zt_cuda_z_words4_rk<DIST>(variant_rounds, b);
         zt_f32x4 g[kUpdateFusedVariants];
         if (DIST == ZT_DIST_GAUSSIAN) {
             const zt_f32x4 z = zt_box_muller4(words);

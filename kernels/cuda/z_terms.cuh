@@ -139,10 +139,33 @@ __device__ __forceinline__ void zt_cuda_term(const zt_cuda_z_terms &terms, int i
     }
 }
 
-/* a * z for the four z of a block, from its words: __fmul_rn for Gaussian z. A Rademacher z is
- * +-1, so a * z is a with the word's top bit as sign: the same bits as __fmul_rn(a, +-1.0f) for
- * every a that is not NaN, and a never is (zt_check_perturbation: finite coefficients and scale,
- * whose product may overflow to +-Inf, whose sign flips as the product's would). */
+/* The words zt_cuda_scaled_z4<DIST> takes for the four z of 4-element block `block`: for Gaussian
+ * z the block's own Philox words; for Rademacher z, which packs 128 elements into a Philox block
+ * (kernels/common/perturb_rng.h), the sign words of the block's four bits, cut from Philox block
+ * block / 32. Each thread still runs one Philox call per 4-element block: the 32 threads whose
+ * blocks share a Philox block each compute it, so a warp over 32 consecutive blocks issues one
+ * Philox sequence per 128 elements, as it did when each element took a word of its own (a lane
+ * per Philox block, its words shuffled to the others, would issue 32 times fewer). `_rk` from
+ * precomputed round keys, the other from a key. */
+template <zt_dist DIST>
+__device__ __forceinline__ zt_u32x4 zt_cuda_z_words4_rk(const zt_round_keys &rk, uint64_t block) {
+    if (DIST == ZT_DIST_GAUSSIAN) return zt_cuda_rng_block4_rk(rk, ZT_RNG_STREAM_Z, block);
+    return zt_rademacher_sign_words4(
+        zt_cuda_rng_block4_rk(rk, ZT_RNG_STREAM_Z, zt_rademacher_philox_of(block)), block);
+}
+
+template <zt_dist DIST>
+__device__ __forceinline__ zt_u32x4 zt_cuda_z_words4(uint64_t tensor_key, uint64_t block) {
+    if (DIST == ZT_DIST_GAUSSIAN) return zt_cuda_rng_block4(tensor_key, ZT_RNG_STREAM_Z, block);
+    return zt_rademacher_sign_words4(
+        zt_cuda_rng_block4(tensor_key, ZT_RNG_STREAM_Z, zt_rademacher_philox_of(block)), block);
+}
+
+/* a * z for the four z of a block, from zt_cuda_z_words4<DIST>: __fmul_rn for Gaussian z. A
+ * Rademacher z is +-1, so a * z is a with the sign word's top bit as sign: the same bits as
+ * __fmul_rn(a, +-1.0f) for every a that is not NaN, and a never is (zt_check_perturbation: finite
+ * coefficients and scale, whose product may overflow to +-Inf, whose sign flips as the product's
+ * would). */
 template <zt_dist DIST>
 __device__ __forceinline__ zt_f32x4 zt_cuda_scaled_z4(float a, const zt_u32x4 &words) {
     if (DIST == ZT_DIST_GAUSSIAN) {
@@ -163,16 +186,14 @@ __device__ __forceinline__ void
 zt_cuda_z_sum_blocks(const zt_cuda_z_terms &terms, const uint64_t (&blocks)[K], zt_f32x4 (&g)[K]) {
     /* Term 0 assigned, not added to 0: 0 + (-0) would turn a negative zero positive. */
     for (int k = 0; k < K; k++)
-        g[k] = zt_cuda_scaled_z4<DIST>(
-            terms.first_scale,
-            zt_cuda_rng_block4_rk(terms.first_rounds, ZT_RNG_STREAM_Z, blocks[k]));
+        g[k] = zt_cuda_scaled_z4<DIST>(terms.first_scale,
+                                       zt_cuda_z_words4_rk<DIST>(terms.first_rounds, blocks[k]));
     uint64_t key;
     float a;
     for (int i = 1; i < terms.n_terms; i++) {
         zt_cuda_term(terms, i, key, a);
         for (int k = 0; k < K; k++) {
-            const zt_f32x4 p =
-                zt_cuda_scaled_z4<DIST>(a, zt_cuda_rng_block4(key, ZT_RNG_STREAM_Z, blocks[k]));
+            const zt_f32x4 p = zt_cuda_scaled_z4<DIST>(a, zt_cuda_z_words4<DIST>(key, blocks[k]));
             g[k] = zt_f32x4{__fadd_rn(g[k].x, p.x), __fadd_rn(g[k].y, p.y), __fadd_rn(g[k].z, p.z),
                             __fadd_rn(g[k].w, p.w)};
         }

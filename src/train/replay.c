@@ -122,6 +122,11 @@ zt_status zt_replay_adapted(const char *base, const char *adapter_dir, const cha
     int n = 0, torn = 0;
     ZT_TRY(zt_steplog_read(log_path, &header, &records, &n, &torn));
     if (torn) fprintf(stderr, "zotune replay: %s: ignoring a torn last line\n", log_path);
+    zt_status layout = zt_steplog_check_z_layout(&header, records, n, log_path);
+    if (layout != ZT_OK) {
+        free(records);
+        return layout;
+    }
     zt_backend *be = NULL;
     zt_model *model = NULL;
     uint8_t *selected = NULL;

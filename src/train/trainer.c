@@ -458,6 +458,7 @@ static zt_status open_log(run *r) {
     r->state_copies = zt_run_state_copies(r);
     zt_run_describe(r);
     if (s == ZT_OK && log_exists) s = zt_run_check_same(r, &logged);
+    if (s == ZT_OK && log_exists) s = zt_steplog_check_z_layout(&logged, records, n, r->log_path);
     if (s == ZT_OK) s = zt_run_rebuild_state(r, records, n);
     if (s == ZT_OK && zt_run_writes_files(r) && log_exists &&
         strcmp(logged.compute, r->header.compute) != 0 && logged.compute[0])

@@ -474,6 +474,22 @@ const char *zt_steplog_run_value(const zt_steplog_header *header, const char *na
     return NULL;
 }
 
+zt_status zt_steplog_check_z_layout(const zt_steplog_header *header, const zt_step_record *records,
+                                    int n_records, const char *path) {
+    const char *layout = zt_steplog_run_value(header, ZT_RUN_Z_LAYOUT);
+    if (layout && strcmp(layout, ZT_Z_LAYOUT_CURRENT) == 0) return ZT_OK;
+    for (int i = 0; i < n_records; i++)
+        if (records[i].kind == ZT_RECORD_STEP && records[i].dist == ZT_DIRECTIONS_RADEMACHER)
+            return zt_fail(ZT_ERR_CONFLICT,
+                           "%s: step %d drew Rademacher directions under z layout \"%s\", and "
+                           "this version draws them as \"%s\" (docs/spec.md §5.9): replaying or "
+                           "resuming it would move the weights along other directions; use the "
+                           "version that wrote it, or start a new run",
+                           path, records[i].step, layout ? layout : "one word per element",
+                           ZT_Z_LAYOUT_CURRENT);
+    return ZT_OK;
+}
+
 zt_status zt_steplog_sync(zt_steplog *log) {
     if (fflush(log->file) != 0 || fsync(fileno(log->file)) != 0)
         return zt_fail(ZT_ERR_IO, "%s: fsync: %s", log->path, strerror(errno));

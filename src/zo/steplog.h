@@ -48,6 +48,19 @@ void zt_steplog_close(zt_steplog *log);
 /* The value of a run option of the header, or NULL. */
 const char *zt_steplog_run_value(const zt_steplog_header *header, const char *name);
 
+/* The run option naming the z layout a log's steps were drawn with, and this version's value:
+ * Rademacher z packed 32 elements per z word (docs/spec.md §5.9). Logs written before it have no
+ * such option; their Rademacher steps took one word per element. */
+#define ZT_RUN_Z_LAYOUT "z layout"
+#define ZT_Z_LAYOUT_CURRENT "rademacher 32 per word"
+
+/* Refuses (ZT_ERR_CONFLICT, naming path and the first such step) a log whose records hold a
+ * Rademacher step drawn under another z layout than this version's: replaying or resuming it
+ * would move the weights along other directions than the logged run did. Gaussian and sphere
+ * steps are the same in every layout. */
+zt_status zt_steplog_check_z_layout(const zt_steplog_header *header, const zt_step_record *records,
+                                    int n_records, const char *path);
+
 /* Reads a whole log: header and records (steps, skipped steps, evaluations) in order. Errors name
  * path:line. A last line without its newline is torn, parsable or not: ignored (reported through
  * *torn_tail when not NULL). */

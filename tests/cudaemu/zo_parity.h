@@ -1020,10 +1020,16 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
                                      0x40003, 0xFFFFFFFF, 0x100000000, 0x10000FFFF,
                                      0x10000003039, 0xFFFFFFFFFFFF, 0x1000000000000007,
                                      0x3FFFFFFFFFFFFFFF};
+    /* Rademacher z packs 32 blocks into one Philox block: both sides of its first Philox block
+     * and of its counter's subsequence (Philox block 2^16) and second-word (2^48) wraps. */
+    static const uint64_t packed_edges[] = {0x1F, 0x20, 0x1FFFFF, 0x200000, 0x1FFFFFFFFFFFFF,
+                                            0x20000000000000};
     /* clang-format on */
     uint64_t blocks48[N_BLOCKS];
     for (int i = 0; i < N_BLOCKS; i++)
-        blocks48[i] = i < 16 ? edges[i] : zt_prng_next(r) >> (2 + (unsigned)(i % 40));
+        blocks48[i] = i < 16   ? edges[i]
+                      : i < 22 ? packed_edges[i - 16]
+                               : zt_prng_next(r) >> (2 + (unsigned)(i % 40));
     uint64_t keys[N], blocks[N];
     for (int k = 0; k < N_KEYS; k++)
         for (int b = 0; b < N_BLOCKS; b++) {
@@ -1045,6 +1051,7 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
     }
     if (ok) {
         int bits_bad = 0, sr_bad = 0, rk_bad = 0, rk_sr_bad = 0, gauss_bad = 0;
+        int packed_bad = 0, rademacher_rk_bad = 0, rademacher_key_bad = 0;
         int normal_identical = 0, normal_bad = 0;
         double worst_normal = 0.0, max_normal_diff = 0.0, bound_at_max = 0.0;
         for (int i = 0; i < N; i++) {
@@ -1054,6 +1061,19 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
             const zt_f32x4 gauss = zt_z_gauss_block4(keys[i], blocks[i]);
             const uint32_t zw[4] = {z.x, z.y, z.z, z.w}, srw[4] = {sr.x, sr.y, sr.z, sr.w};
             const float gw[4] = {gauss.x, gauss.y, gauss.z, gauss.w};
+            /* Rademacher: elements 4b + l are bits 4 (b % 8) + l of word (b / 8) % 4 of
+             * cuRAND's curand4 at Philox block b / 32 (docs/spec.md §5.9), -1 where set; those
+             * words must also be the CPU's. */
+            const zt_u32x4 packed = zt_z_bits_block4(keys[i], blocks[i] / 32);
+            const uint32_t packed_w[4] = {packed.x, packed.y, packed.z, packed.w};
+            const uint32_t curand_word = w[ZT_PROBE_CURAND_PACKED + (blocks[i] / 8) % 4];
+            for (int l = 0; l < 4; l++) {
+                packed_bad += w[ZT_PROBE_CURAND_PACKED + l] != packed_w[l];
+                const unsigned bit = (unsigned)(4 * (blocks[i] % 8)) + (unsigned)l;
+                const float sign = ((curand_word >> bit) & 1u) ? -1.0f : 1.0f;
+                rademacher_rk_bad += w[ZT_PROBE_RADEMACHER_RK + l] != zt_f32_bits(sign);
+                rademacher_key_bad += w[ZT_PROBE_RADEMACHER_KEY + l] != zt_f32_bits(sign);
+            }
             for (int l = 0; l < 4; l++) {
                 bits_bad += w[ZT_PROBE_Z_BITS + l] != zw[l];
                 sr_bad += w[ZT_PROBE_SR_BITS + l] != srw[l];
@@ -1092,6 +1112,13 @@ static inline void zt_zo_probe_checks(zt_backend *ref, zt_backend *dut, zt_prng 
         ZT_CHECK(rk_bad == 0 && rk_sr_bad == 0,
                  "probe: the round-key Philox in device code differs from the CPU's");
         ZT_CHECK(gauss_bad == 0, "probe: %d kernel normals differ from the CPU's", gauss_bad);
+        printf("  %-9s Rademacher z from device code vs the bits of cuRAND's curand4: round-key "
+               "form %d of %d bad, key form %d bad; those words vs the CPU's %d bad\n",
+               "rng", rademacher_rk_bad, N * 4, rademacher_key_bad, packed_bad);
+        ZT_CHECK(rademacher_rk_bad == 0 && rademacher_key_bad == 0 && packed_bad == 0,
+                 "probe: Rademacher z in device code is not the bits of cuRAND's words at the "
+                 "packed address (%d, %d bad; %d words differ from the CPU's)",
+                 rademacher_rk_bad, rademacher_key_bad, packed_bad);
         ZT_CHECK(normal_bad == 0,
                  "probe: %d curand_normal4 values beyond the bound of the "
                  "engine's",

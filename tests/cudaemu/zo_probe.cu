@@ -4,8 +4,9 @@
  *
  * The RNG probe runs, in device code, the word and normal functions the kernels call
  * (kernels/cuda/z_terms.cuh: curand_init + curand4 at the engine's address, zotune's Box-Muller
- * transform applied to those words, and the round-key form of the engine's Philox port that the
- * hot loops use for term 0 and the SR bits) next to cuRAND's own curand_normal4, so a test can
+ * transform applied to those words, the round-key form of the engine's Philox port that the
+ * hot loops use for term 0 and the SR bits, and Rademacher z in both forms) next to cuRAND's own
+ * curand_normal4 and curand4 at the Philox block Rademacher z packs into, so a test can
  * show that all of them give the CPU backend's 32-bit words and normals bit for bit, and that
  * cuRAND's normals of the same words lie within their bound of the engine's
  * (tests/rng/curand_normal_bound.h). */
@@ -52,6 +53,25 @@ static __global__ void zt_zo_probe_rng_k(uint32_t *out,        /* (n, ZT_PROBE_W
                     zt_cuda_rng_block4_rk(rounds, ZT_RNG_STREAM_Z, block));
     zt_probe_store4(mine + ZT_PROBE_ROUND_KEY_SR,
                     zt_cuda_rng_block4_rk(rounds, ZT_RNG_STREAM_SR, block));
+
+    /* Rademacher z as the kernels scale it (a = 1: the sign words' top bits become 1.0f's) */
+    const zt_f32x4 rademacher_rk = zt_cuda_scaled_z4<ZT_DIST_RADEMACHER>(
+        1.0f, zt_cuda_z_words4_rk<ZT_DIST_RADEMACHER>(rounds, block));
+    zt_probe_store_f4(mine + ZT_PROBE_RADEMACHER_RK, rademacher_rk.x, rademacher_rk.y,
+                      rademacher_rk.z, rademacher_rk.w);
+    const zt_f32x4 rademacher_key = zt_cuda_scaled_z4<ZT_DIST_RADEMACHER>(
+        1.0f, zt_cuda_z_words4<ZT_DIST_RADEMACHER>(key, block));
+    zt_probe_store_f4(mine + ZT_PROBE_RADEMACHER_KEY, rademacher_key.x, rademacher_key.y,
+                      rademacher_key.z, rademacher_key.w);
+    {
+        /* cuRAND's own words at the Philox block that packs this block's Rademacher bits */
+        const uint64_t packed = block / 32;
+        curandStatePhilox4_32_10_t packed_state;
+        curand_init(key, packed & 0xFFFFu, 4ull * (packed >> 16), &packed_state);
+        const uint4 words = curand4(&packed_state);
+        zt_probe_store4(mine + ZT_PROBE_CURAND_PACKED,
+                        zt_u32x4{words.x, words.y, words.z, words.w});
+    }
 
     /* cuRAND's own normals at the engine's address */
     const unsigned long long subsequence = block & 0xFFFFu, offset = 4ull * (block >> 16);

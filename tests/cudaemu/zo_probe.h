@@ -22,7 +22,14 @@ enum {
     ZT_PROBE_ROUND_KEY_BITS = 12, /* zt_cuda_rng_block4_rk: term 0's z words in the hot loops */
     ZT_PROBE_ROUND_KEY_SR = 16,   /* the same for the SR stream, as update draws its bits */
     ZT_PROBE_CURAND_GAUSS = 20,   /* curand_init(key, b & 0xFFFF, 4 * (b >> 16)); curand_normal4 */
-    ZT_PROBE_WORDS = 24,
+    /* Rademacher z (f32 bits) of elements 4b .. 4b+3 as the kernels compute them: term 0's
+     * round-key form, then the key form of terms 1, 2, ... */
+    ZT_PROBE_RADEMACHER_RK = 24,
+    ZT_PROBE_RADEMACHER_KEY = 28,
+    /* cuRAND's curand4 at Philox block p = b / 32 (curand_init(key, p & 0xFFFF, 4 * (p >> 16))):
+     * the words whose bits Rademacher z packs */
+    ZT_PROBE_CURAND_PACKED = 32,
+    ZT_PROBE_WORDS = 36,
 };
 
 /* For i < n: the streams above for block blocks[i] of key keys[i], computed by a kernel (device

@@ -7,7 +7,7 @@
  * offset = 4 * floor(m / 2^18)): 65536 virtual threads, each stepping its own subsequence.
  * The engine addresses z exactly so (kernels/common/perturb_rng.h), hence the generator seeded
  * with a tensor key reproduces that tensor's z at every index: checked here past the 2^16 and
- * 2^18 wrap points and at 2^20 elements. */
+ * 2^18 wrap points and at 2^20 elements. Rademacher element j is bit j % 32 of word j / 32. */
 #include <curand.h>
 #include <inttypes.h>
 #include <math.h>
@@ -71,21 +71,40 @@ static void test_integer_stream(curandGenerator_t gen) {
             if (!reset(gen, seed, 0) || !status_ok(curandGenerate(gen, words, n), "generate"))
                 continue;
             size_t layout_mismatches = 0, z_mismatches = 0, z_compared = 0, sign_mismatches = 0;
+            size_t signs_compared = 0;
             uint64_t block = UINT64_MAX;
             zt_u32x4 z_bits = {0, 0, 0, 0};
             for (size_t m = 0; m < n; m++) {
                 layout_mismatches += words[m] != generator_word(seed, m);
                 if (m / 4 != block) z_bits = zt_z_bits_block4(seed, block = m / 4);
                 z_mismatches += words[m] != zt_u32x4_lane(z_bits, (unsigned)(m % 4));
-                /* Rademacher z is -1 where cuRAND's word has its top bit set, else +1 */
-                float sign = (words[m] & 0x80000000u) ? -1.0f : 1.0f;
-                sign_mismatches += zt_z_rademacher_at(seed, m) != sign;
                 z_compared++;
+                /* Rademacher z packs 32 elements per word: elements 32m .. 32m+31 are the bits
+                 * of cuRAND's word m, low bit first, -1 where set. Every bit of every word in
+                 * the short lengths and of the 4096 words on either side of the 2^18-word layout
+                 * wrap (element 2^23); one bit per word elsewhere, through the element form, so
+                 * the long lengths stay quick. */
+                if (n <= 65537 || (m + 4096 >= 262144 && m < 262144 + 4096)) {
+                    for (uint64_t b4 = 8 * (uint64_t)m; b4 < 8 * (uint64_t)m + 8; b4++) {
+                        const zt_f32x4 z = zt_z_rademacher_block4(seed, b4);
+                        for (unsigned lane = 0; lane < 4; lane++) {
+                            const unsigned bit = (unsigned)(4 * (b4 % 8) + lane);
+                            const float sign = ((words[m] >> bit) & 1u) ? -1.0f : 1.0f;
+                            sign_mismatches += zt_f32x4_lane(z, lane) != sign;
+                            signs_compared++;
+                        }
+                    }
+                } else {
+                    const unsigned bit = (unsigned)((m * 7) % 32);
+                    const float sign = ((words[m] >> bit) & 1u) ? -1.0f : 1.0f;
+                    sign_mismatches += zt_z_rademacher_at(seed, 32 * (uint64_t)m + bit) != sign;
+                    signs_compared++;
+                }
             }
             ZT_CHECK(sign_mismatches == 0,
-                     "seed %" PRIx64 " n %zu: %zu Rademacher signs differ from "
-                     "the words' top bits",
-                     seed, n, sign_mismatches);
+                     "seed %" PRIx64 " n %zu: %zu of %zu Rademacher signs differ from the bits of "
+                     "cuRAND's words",
+                     seed, n, sign_mismatches, signs_compared);
             ZT_CHECK(layout_mismatches == 0, "seed %" PRIx64 " n %zu: %zu words differ", seed, n,
                      layout_mismatches);
             ZT_CHECK(z_mismatches == 0, "seed %" PRIx64 " n %zu: %zu of %zu z words differ", seed,

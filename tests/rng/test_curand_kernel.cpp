@@ -177,7 +177,7 @@ static void test_engine_addressing(void) {
                                0x100000000ull,
                                0x3FFFFFFFFFFFFFFFull,
                                0xFFFFFFFFFFFFFFFFull};
-    size_t mismatches = 0, checked = 0;
+    size_t mismatches = 0, checked = 0, rademacher_bad = 0, rademacher_checked = 0;
     for (uint32_t tensor = 0; tensor < 40; tensor++) {
         uint64_t key = zt_tensor_key(0xC0FFEE + tensor / 8, tensor * 977u);
         for (size_t b = 0; b < NS(blocks) + 200; b++) {
@@ -193,9 +193,25 @@ static void test_engine_addressing(void) {
             mismatches +=
                 sr.x != sr_ours.x || sr.y != sr_ours.y || sr.z != sr_ours.z || sr.w != sr_ours.w;
             checked += 2;
+            /* Rademacher z packs 128 elements into this block (docs/spec.md §5.9): element
+             * 128 block + k is bit k % 32 of curand4's word k / 32, -1 where set. Blocks whose
+             * elements pass 2^64 hold none. */
+            if (block > UINT64_MAX / 128) continue;
+            const uint32_t words[4] = {z.x, z.y, z.z, z.w};
+            for (unsigned k = 0; k < 128; k++) {
+                const float sign = ((words[k / 32] >> (k % 32)) & 1u) ? -1.0f : 1.0f;
+                const uint64_t j = 128 * block + k;
+                rademacher_bad += zt_z_rademacher_at(key, j) != sign;
+                rademacher_bad +=
+                    zt_f32x4_lane(zt_z_rademacher_block4(key, j / 4), (unsigned)(j % 4)) != sign;
+                rademacher_checked++;
+            }
         }
     }
     ZT_CHECK(mismatches == 0, "%zu of %zu engine blocks differ", mismatches, checked);
+    ZT_CHECK(rademacher_bad == 0 && rademacher_checked > 0,
+             "%zu of %zu Rademacher z differ from the bits of curand4's words", rademacher_bad,
+             rademacher_checked);
 }
 
 struct normal_stats {

@@ -367,7 +367,9 @@ static void test_addressing(void) {
     const uint32_t tensor = 11;
     const uint64_t key = zt_tensor_key(seed, tensor);
     const uint64_t first_elements[] = {
-        0, 1, 2, 3, 4, 5, 4 * 0xFFFFFFFFull - 2, 4 * 0x100000000ull + 1, 0xFFFFFFFFFFFFFFFFull - 8};
+        0, 1, 2, 3, 4, 5, 4 * 0xFFFFFFFFull - 2, 4 * 0x100000000ull + 1, 0xFFFFFFFFFFFFFFFFull - 8,
+        /* Rademacher's word (32) and Philox block (128) edges, and its counter wraps */
+        28, 124, (128ull << 16) - 4, (128ull << 48) - 2};
     for (size_t i = 0; i < sizeof first_elements / sizeof first_elements[0]; i++) {
         for (uint64_t j = first_elements[i]; j < first_elements[i] + 8; j++) {
             uint64_t block = j / 4;
@@ -385,8 +387,17 @@ static void test_addressing(void) {
             zt_f32x2 pair =
                 lane < 2 ? zt_box_muller(bits.x, bits.y) : zt_box_muller(bits.z, bits.w);
             ZT_CHECK(same_float_bits(gauss, (lane & 1) ? pair.y : pair.x), "BM lane %u", lane);
+            /* Rademacher packs 32 elements per word: element j is bit j % 32 of z word j / 32,
+             * i.e. of lane (j / 32) % 4 at the host generator's address for block j / 128. */
+            const uint64_t packed = j / 128, packed_step = packed >> 16;
+            const zt_u32x4 packed_bits =
+                zt_philox4x32_10(u32x4((uint32_t)packed_step, (uint32_t)(packed_step >> 32),
+                                       (uint32_t)(packed & 0xFFFF), 0),
+                                 zt_philox_key(key));
+            const uint32_t sign_word = zt_u32x4_lane(packed_bits, (unsigned)((j / 32) % 4));
             float sign = zt_z_rademacher(seed, tensor, j);
-            ZT_CHECK(sign == ((zt_u32x4_lane(bits, lane) >> 31) ? -1.0f : 1.0f), "rademacher");
+            ZT_CHECK(sign == (((sign_word >> (j % 32)) & 1u) ? -1.0f : 1.0f),
+                     "rademacher j=%" PRIu64, j);
             ZT_CHECK(sign == zt_f32x4_lane(zt_z_rademacher_block4(key, block), lane), "block");
             ZT_CHECK(sign == zt_z_rademacher_at(key, j), "rademacher_at");
             /* SR bits: counter word 3 = 1, never a z counter. */

@@ -1,9 +1,10 @@
 /* Every z path of the CPU backend (kernels/cpu/rng_blocks.h) against the scalar definitions of
  * kernels/common/perturb_rng.h, bit for bit: Philox words of both streams, Gaussian and
- * Rademacher z over runs that start anywhere, cross the 2^16-block counter boundary and reach the
- * top of the 64-bit block range, and the transform alone on chosen words (u = 1, every octant
- * boundary, both ends of each octant). A path this CPU cannot run is reported and skipped; the
- * portable path always runs, and on x86-64 CI machines the AVX2 one too. */
+ * Rademacher z over runs that start anywhere (inside one of Rademacher's 128-element Philox
+ * blocks too), cross the 2^16-block counter boundary and reach the top of the 64-bit block range,
+ * and the transform alone on chosen words (u = 1, every octant boundary, both ends of each octant).
+ * A path this CPU cannot run is reported and skipped; the portable path always runs, and on x86-64
+ * CI machines the AVX2 one too. */
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,6 +135,16 @@ int main(void) {
         {zt_tensor_key(7, 3), (1ull << 32) * 65536 - 5, 29}, /* crosses into counter word 1 */
         {zt_tensor_key(9, 1), UINT64_MAX / 4 - 100, 100},    /* the last blocks of a tensor */
         {zt_tensor_key(11, 250), 123456789, MAX_BLOCKS},
+        /* Rademacher packs 32 blocks into one Philox block: runs that start and end inside one,
+         * whole ones in counts that leave the vector paths a short last group (9, 17), and its
+         * own counter crossings (Philox block 2^16, 2^48, at blocks 2^21 and 2^53). */
+        {0x0123456789ABCDEFull, 31, 1},
+        {0x0123456789ABCDEFull, 33, 30},
+        {0x0123456789ABCDEFull, 32 * 3, 32 * 9},
+        {0x0123456789ABCDEFull, 32 * 5 + 7, 32 * 17},
+        {0x0123456789ABCDEFull, 64, 32 * 40}, /* AVX-512: two groups, then eight for AVX2 */
+        {zt_tensor_key(3, 8), 32 * 65536 - 70, 200},
+        {zt_tensor_key(5, 2), (1ull << 53) - 40, 100},
     };
     const int n_runs = (int)(sizeof runs / sizeof runs[0]);
     int n_checked = 0;

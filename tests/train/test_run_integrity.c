@@ -1,5 +1,6 @@
 /* `zotune train` as a user meets it when things go wrong (issue 10): a diverging run saves only
- * the last finite state, --resume refuses another run (exit 2), replay refuses another base,
+ * the last finite state, --resume refuses another run (exit 2), replay refuses another base (and
+ * both refuse a log whose Rademacher steps predate the packed z layout),
  * and SIGKILL at many random moments (snapshot writes included) with an optimizer that keeps
  * state, the plateau schedule and evaluation with best/ still ends identical to the
  * uninterrupted run: weights, step log, best/ and metrics.jsonl. argv[1] is the zotune binary. */
@@ -195,6 +196,52 @@ static void check_same_run_or_refused(void) {
     unlink(copy);
 }
 
+/* A log from before Rademacher z was packed 32 elements per word (docs/spec.md §5.9) has no
+ * "z layout" run option: its Rademacher steps would replay along other directions, so --resume
+ * and replay refuse it (exit 2, naming the layout); a Gaussian log without it still resumes and
+ * replays. The old log is made by deleting the option from a new one's header. */
+static void check_old_rademacher_layout_refused(void) {
+    char base[1024], data[1024], out[256];
+    fixture_path(base, sizeof base, "opt-pre", NULL);
+    fixture_path(data, sizeof data, "opt-pre", "score.jsonl");
+    const char *common = "--steps 2 --batch-size 2 --lr 1e-3 --threads 1 --quiet";
+    const char *drop_layout = "sed -i '1s/,\"z layout\":\"rademacher 32 per word\"//'";
+    static const struct {
+        const char *optimizer;
+        int refused;
+    } cases[] = {{"ga-sign", 1}, {"mezo", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_temp_dir(out, sizeof out, "z_layout");
+        ZT_REQUIRE(run("%s train --model %s --train %s --output %s --optimizer %s %s", zotune, base,
+                       data, out, cases[i].optimizer, common) == 0,
+                   "%s run: %s", cases[i].optimizer, printed);
+        char log[300];
+        snprintf(log, sizeof log, "%s/steplog.jsonl", out);
+        ZT_CHECK(count_lines_with(log, "\"z layout\":\"rademacher 32 per word\"") == 1,
+                 "%s: the log header records the z layout", cases[i].optimizer);
+        ZT_REQUIRE(run("%s %s", drop_layout, log) == 0, "editing %s", log);
+        ZT_CHECK(count_lines_with(log, "z layout") == 0, "%s: layout removed", log);
+        int rc = run("%s train --model %s --train %s --output %s --optimizer %s %s --resume",
+                     zotune, base, data, out, cases[i].optimizer, common);
+        if (cases[i].refused)
+            ZT_CHECK(rc == 2 && strstr(printed, "Rademacher") && strstr(printed, "z layout"),
+                     "%s: resume of a log without the z layout: exit %d (want 2): %s",
+                     cases[i].optimizer, rc, printed);
+        else
+            ZT_CHECK(rc == 0, "%s: resume of a log without the z layout: exit %d: %s",
+                     cases[i].optimizer, rc, printed);
+        rc = run("%s replay %s %s %s/replayed", zotune, base, log, out);
+        if (cases[i].refused)
+            ZT_CHECK(rc == 2 && strstr(printed, "Rademacher") && strstr(printed, "z layout"),
+                     "%s: replay of a log without the z layout: exit %d (want 2): %s",
+                     cases[i].optimizer, rc, printed);
+        else
+            ZT_CHECK(rc == 0, "%s: replay of a log without the z layout: exit %d: %s",
+                     cases[i].optimizer, rc, printed);
+        remove_run_dir(out);
+    }
+}
+
 /* ---- many random SIGKILLs ---- */
 
 static const char *const kill_run_options =
@@ -347,6 +394,7 @@ int main(int argc, char **argv) {
      * sweep applies it, which finds it non-finite (docs/design.md §2.5) */
     check_divergence("opt-pre-f16", "1e3", "shadow", 5);
     check_same_run_or_refused();
+    check_old_rademacher_layout_refused();
     check_thread_counts();
     check_random_kills();
     return zt_test_finish("test_run_integrity");

@@ -202,6 +202,62 @@ static void test_kinds_and_refusals(const char *path) {
     free(r);
 }
 
+/* A log whose Rademacher steps were drawn under another z layout (docs/spec.md §5.9) is refused
+ * by name; Gaussian steps, and logs that record this version's layout, are not. */
+static void test_z_layout(const char *path) {
+    static const char header_no_layout[] =
+        "{\"zotune_steplog\":2,\"optimizer\":\"ga-sign\",\"trainable\":\"\",\"state_copies\":0,"
+        "\"run\":{\"--lr\":\"0.001\"}}\n";
+    static const char header_old_layout[] =
+        "{\"zotune_steplog\":2,\"optimizer\":\"ga-sign\",\"trainable\":\"\",\"state_copies\":0,"
+        "\"run\":{\"--lr\":\"0.001\",\"z layout\":\"one word per element\"}}\n";
+    static const char header_current[] =
+        "{\"zotune_steplog\":2,\"optimizer\":\"ga-sign\",\"trainable\":\"\",\"state_copies\":0,"
+        "\"run\":{\"--lr\":\"0.001\",\"z layout\":\"" ZT_Z_LAYOUT_CURRENT "\"}}\n";
+    char gaussian[1024], rademacher[1024], text[4096];
+    snprintf(gaussian, sizeof gaussian, record0, "5", "");
+    snprintf(rademacher, sizeof rademacher, record0, "6", "");
+    char *dist = strstr(rademacher, "\"gaussian\"");
+    ZT_REQUIRE(dist != NULL, "record template");
+    memmove(dist + 12, dist + 10, strlen(dist + 10) + 1);
+    memcpy(dist, "\"rademacher\"", 12);
+    char *step = strstr(rademacher, "\"step\":0"); /* the Rademacher record is step 1 */
+    ZT_REQUIRE(step != NULL, "record template");
+    step[7] = '1';
+    const struct {
+        const char *header, *what;
+        int with_rademacher, refused;
+    } cases[] = {
+        {header_no_layout, "no layout, Gaussian steps", 0, 0},
+        {header_no_layout, "no layout, a Rademacher step", 1, 1},
+        {header_old_layout, "another layout, a Rademacher step", 1, 1},
+        {header_current, "this layout, a Rademacher step", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(text, sizeof text, "%s%s%s", cases[i].header, gaussian,
+                 cases[i].with_rademacher ? rademacher : "");
+        write_log(path, text);
+        zt_steplog_header h;
+        zt_step_record *r = NULL;
+        int n = 0;
+        ZT_REQUIRE_OK(zt_steplog_read(path, &h, &r, &n, NULL));
+        ZT_CHECK(n == 1 + cases[i].with_rademacher &&
+                     r[n - 1].dist == (cases[i].with_rademacher ? ZT_DIRECTIONS_RADEMACHER
+                                                                : ZT_DIRECTIONS_GAUSSIAN),
+                 "%s: %d records read", cases[i].what, n);
+        const zt_status s = zt_steplog_check_z_layout(&h, r, n, path);
+        if (cases[i].refused)
+            ZT_CHECK(s == ZT_ERR_CONFLICT && strstr(zt_last_error(), path) &&
+                         strstr(zt_last_error(), "step 1") &&
+                         strstr(zt_last_error(), ZT_Z_LAYOUT_CURRENT),
+                     "%s: status %d, want a refusal naming the log, the step and the layout: %s",
+                     cases[i].what, (int)s, zt_last_error());
+        else
+            ZT_CHECK(s == ZT_OK, "%s: refused: %s", cases[i].what, zt_last_error());
+        free(r);
+    }
+}
+
 int main(void) {
     char path[] = "/tmp/zt_steplog_XXXXXX";
     int fd = mkstemp(path);
@@ -289,6 +345,7 @@ int main(void) {
     free(read);
     free(written);
     test_kinds_and_refusals(path);
+    test_z_layout(path);
     unlink(path);
     return zt_test_finish("steplog");
 }
