@@ -96,9 +96,10 @@ typedef struct zt_update {
 typedef struct zt_pending_update {
     zt_update update; /* weight_decay: decay[T] for tensor T; n_nonfinite: &n_nonfinite */
     int n_tensors;
-    uint8_t *waiting;               /* (n_tensors) 1 while T has not had the update */
-    float **state;                  /* (n_tensors) T's optimizer state, or NULL */
-    float *decay;                   /* (n_tensors) T's weight decay (0 for no_decay tensors) */
+    uint8_t *waiting;   /* (n_tensors) 1 while T has not had the update */
+    float **state;      /* (n_tensors) T's optimizer state, or NULL */
+    float *decay;       /* (n_tensors) T's weight decay (0 for no_decay tensors) */
+    uint8_t *uncounted; /* (n_tensors) 1 where another holder counts T (NULL: count every T) */
     unsigned long long n_nonfinite; /* non-finite weights the update stored, complete at a sync */
 } zt_pending_update;
 
@@ -111,7 +112,7 @@ static inline int zt_pending_waits(const zt_pending_update *pu, int id) {
 static inline zt_update zt_pending_update_of(zt_pending_update *pu, int id) {
     zt_update u = pu->update;
     u.weight_decay = pu->decay[id];
-    u.n_nonfinite = &pu->n_nonfinite;
+    u.n_nonfinite = pu->uncounted && pu->uncounted[id] ? NULL : &pu->n_nonfinite;
     return u;
 }
 

@@ -200,6 +200,9 @@ zt_status zt_run_pipeline_setup(zt_run *r) {
     r->ps.sum_over_stages = sum_over_stages;
     r->ps.stages_ctx = p;
     if (o->comm->rank == 0) ZT_TRY(list_elsewhere(p, r));
+    for (int k = 0; k < r->ps.n_params; k++)
+        r->ps.params[k].uncounted =
+            first_holder(p, (int)r->ps.params[k].tensor_id) != p->layout.stage;
     size_t all_bytes = 0;
     for (int i = 0; i < r->model->n_tensors; i++)
         all_bytes += r->model->tensors[i].n_elems * zt_dtype_size(r->model->tensors[i].dtype);

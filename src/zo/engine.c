@@ -202,7 +202,8 @@ zt_status zt_zo_defer_update(zt_param_set *ps, zt_deferred_update *d,
         pu->waiting = zt_calloc((size_t)n_tensors, sizeof *pu->waiting);
         pu->state = zt_calloc((size_t)n_tensors, sizeof *pu->state);
         pu->decay = zt_calloc((size_t)n_tensors, sizeof *pu->decay);
-        if (!pu->waiting || !pu->state || !pu->decay) {
+        pu->uncounted = zt_calloc((size_t)n_tensors, sizeof *pu->uncounted);
+        if (!pu->waiting || !pu->state || !pu->decay || !pu->uncounted) {
             zt_deferred_update_free(d);
             return zt_fail(ZT_ERR_NOMEM, "the pending update of %d tensors", n_tensors);
         }
@@ -219,6 +220,7 @@ zt_status zt_zo_defer_update(zt_param_set *ps, zt_deferred_update *d,
         pu->waiting[p->tensor_id] = 1;
         pu->state[p->tensor_id] = p->state;
         pu->decay[p->tensor_id] = p->no_decay ? 0.0f : (float)record->update.weight_decay;
+        pu->uncounted[p->tensor_id] = (uint8_t)(p->uncounted != 0);
     }
     ps->pending = pu;
     return ZT_OK;
@@ -257,9 +259,11 @@ void zt_deferred_update_free(zt_deferred_update *d) {
     free(d->pending.waiting);
     free(d->pending.state);
     free(d->pending.decay);
+    free(d->pending.uncounted);
     d->pending.waiting = NULL;
     d->pending.state = NULL;
     d->pending.decay = NULL;
+    d->pending.uncounted = NULL;
     d->pending.n_tensors = 0;
 }
 
@@ -273,6 +277,7 @@ zt_status zt_zo_apply_update_counted(zt_param_set *ps, const zt_step_record *rec
     for (int i = 0; i < ps->n_params; i++) {
         zt_param *p = &ps->params[i];
         u.weight_decay = p->no_decay ? 0.0f : (float)up->weight_decay;
+        u.n_nonfinite = p->uncounted ? NULL : n_nonfinite;
         zt_status s =
             ps->be->ops->update(ps->be, p->data, p->dtype, p->tensor_id, p->n_elems, p->state, &u);
         if (s != ZT_OK) return zt_fail_context(s, "step %d, tensor %s: ", record->step, p->name);

@@ -18,6 +18,10 @@ typedef struct zt_param {
     uint32_t tensor_id; /* canonical id: addresses z */
     int no_decay;       /* excluded from weight decay */
     float *state;       /* optimizer state (state_copies x n_elems f32), NULL if none */
+    /* An earlier pipeline stage holds this tensor too (OPT's tied token table) and counts its
+     * non-finite weights; this copy is left out of the count so the stages' sum is one
+     * process's. */
+    int uncounted;
 } zt_param;
 
 typedef struct zt_param_set zt_param_set;
