@@ -169,8 +169,10 @@ zt_status zt_check_layernorm_args(const char *op, const float *out, const float 
     return ZT_OK;
 }
 
-zt_status zt_check_linear_args(const char *op, const float *out, const float *in, zt_weight w,
-                               zt_weight bias, int n_rows, int in_features, int out_features) {
+/* What every linear checks: dimensions, pointers, the weight and the optional bias. */
+static zt_status check_linear_operands(const char *op, const float *out, const void *in,
+                                       zt_weight w, zt_weight bias, int n_rows, int in_features,
+                                       int out_features) {
     ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
     ZT_TRY(zt_check_dim(op, "in_features", in_features));
     ZT_TRY(zt_check_dim(op, "out_features", out_features));
@@ -178,6 +180,12 @@ zt_status zt_check_linear_args(const char *op, const float *out, const float *in
     ZT_TRY(zt_check_ptr(op, "in", in));
     ZT_TRY(zt_check_weight(op, "weight", w, 1));
     ZT_TRY(zt_check_weight(op, "bias", bias, 0));
+    return ZT_OK;
+}
+
+zt_status zt_check_linear_args(const char *op, const float *out, const float *in, zt_weight w,
+                               zt_weight bias, int n_rows, int in_features, int out_features) {
+    ZT_TRY(check_linear_operands(op, out, in, w, bias, n_rows, in_features, out_features));
     return zt_check_disjoint(op, "out", out, (size_t)n_rows * (size_t)out_features * sizeof(float),
                              "in", in, (size_t)n_rows * (size_t)in_features * sizeof(float));
 }
@@ -207,13 +215,7 @@ zt_status zt_check_layernorm_half_args(const char *op, const void *out, zt_dtype
 zt_status zt_check_linear_half_in_args(const char *op, zt_gemm_precision gemm, const float *out,
                                        const void *in, zt_weight w, zt_weight bias, int n_rows,
                                        int in_features, int out_features) {
-    ZT_TRY(zt_check_dim(op, "n_rows", n_rows));
-    ZT_TRY(zt_check_dim(op, "in_features", in_features));
-    ZT_TRY(zt_check_dim(op, "out_features", out_features));
-    ZT_TRY(zt_check_ptr(op, "out", out));
-    ZT_TRY(zt_check_ptr(op, "in", in));
-    ZT_TRY(zt_check_weight(op, "weight", w, 1));
-    ZT_TRY(zt_check_weight(op, "bias", bias, 0));
+    ZT_TRY(check_linear_operands(op, out, in, w, bias, n_rows, in_features, out_features));
     if (gemm != ZT_GEMM_HALF)
         return zt_fail(ZT_ERR_INVALID_ARG, "%s: a half input needs --gemm half, not %s", op,
                        zt_gemm_precision_name(gemm));
