@@ -13,45 +13,15 @@ Writes an OPT-shaped random model and task (tools/make_random_opt.py, needs nump
 and prints seconds per step (the time after loading, from metrics.jsonl's elapsed times) and
 the bytes each rank sends per step. Results hold for this machine and moment only.
 """
-import argparse
-import json
 import os
 import subprocess
-import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-
-
-def seconds_per_step(out):
-    """Mean time of the steps after the first (which includes warm-up), from metrics.jsonl."""
-    elapsed = []
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "elapsed_s" in rec and "loss" in rec:
-                elapsed.append(rec["elapsed_s"])
-    if len(elapsed) < 2:
-        return float("nan")
-    return (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)
+from scaling_common import ENV, make_workload, parse_args, seconds_per_step
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--zotune", required=True)
-    ap.add_argument("--shape", default="125m")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--seq-len", type=int, default=64)
-    ap.add_argument("--targets-per-seq", type=int, default=1)
-    args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="zt_dp_bench_")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_opt.py"), "--shape",
-                    args.shape, "--dtype", "f32", "--out", tmp, "--records",
-                    str(4 * args.batch_size), "--seq-len", str(args.seq_len),
-                    "--targets-per-seq", str(args.targets_per_seq)], check=True)
+    args = parse_args(__doc__.splitlines()[0], default_steps=6)
+    tmp = make_workload(args, "zt_dp_bench_")
     base = [args.zotune, "train", "--model", os.path.join(tmp, "model"), "--train",
             os.path.join(tmp, "train.jsonl"), "--steps", str(args.steps), "--batch-size",
             str(args.batch_size), "--eval-every", "0", "--save-every", "0", "--log-every", "0",

@@ -17,33 +17,16 @@ the bytes each rank sends per step. The communicators count no bytes, so those a
 the layout with the formulas of docs/distributed.md ("Bytes per step"), and the script says so.
 Results hold for this machine and moment only.
 """
-import argparse
 import json
 import os
 import filecmp
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+from scaling_common import ENV, make_workload, parse_args, seconds_per_step
+
 MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2"]
-
-
-def seconds_per_step(out):
-    """Mean time of the steps after the first (which includes warm-up), from metrics.jsonl."""
-    elapsed = []
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "elapsed_s" in rec and "loss" in rec:
-                elapsed.append(rec["elapsed_s"])
-    if len(elapsed) < 2:
-        return float("nan")
-    return (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)
 
 
 def held_bytes(stderr):
@@ -56,19 +39,8 @@ def held_bytes(stderr):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--zotune", required=True)
-    ap.add_argument("--shape", default="125m")
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--seq-len", type=int, default=64)
-    ap.add_argument("--targets-per-seq", type=int, default=1)
-    args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="zt_pipe_bench_")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_opt.py"), "--shape",
-                    args.shape, "--dtype", "f32", "--out", tmp, "--records",
-                    str(4 * args.batch_size), "--seq-len", str(args.seq_len),
-                    "--targets-per-seq", str(args.targets_per_seq)], check=True)
+    args = parse_args(__doc__.splitlines()[0], default_steps=4)
+    tmp = make_workload(args, "zt_pipe_bench_")
     model = os.path.join(tmp, "model")
     with open(os.path.join(model, "config.json")) as f:
         hidden = json.load(f)["hidden_size"]

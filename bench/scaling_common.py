@@ -1,0 +1,47 @@
+"""What bench/dp_scaling.py and bench/pipeline_scaling.py share: the environment their ranks run
+in, the options and random workload they take, and seconds per step from a run's metrics."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+
+def seconds_per_step(out):
+    """Mean time of the steps after the first (which includes warm-up), from metrics.jsonl."""
+    elapsed = []
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "elapsed_s" in rec and "loss" in rec:
+                elapsed.append(rec["elapsed_s"])
+    if len(elapsed) < 2:
+        return float("nan")
+    return (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)
+
+
+def parse_args(description, default_steps):
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--zotune", required=True)
+    ap.add_argument("--shape", default="125m")
+    ap.add_argument("--steps", type=int, default=default_steps)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--targets-per-seq", type=int, default=1)
+    return ap.parse_args()
+
+
+def make_workload(args, prefix):
+    """A random OPT-shaped f32 model and LM task (tools/make_random_opt.py) in a new directory,
+    which it returns: model/ and train.jsonl."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_opt.py"), "--shape",
+                    args.shape, "--dtype", "f32", "--out", tmp, "--records",
+                    str(4 * args.batch_size), "--seq-len", str(args.seq_len),
+                    "--targets-per-seq", str(args.targets_per_seq)], check=True)
+    return tmp
