@@ -190,14 +190,19 @@ zt_status zt_run_check_same(const zt_run *r, const zt_steplog_header *logged) {
     }
     /* A log from before the z layout was recorded: its Rademacher steps are refused by
      * zt_steplog_check_z_layout when the records are read; the rest replay the same. */
-    for (int i = 0; i < now->n_run; i++)
-        if (!zt_steplog_run_value(logged, now->run[i].name) &&
-            !(strcmp(now->run[i].name, "--peft") == 0 && strcmp(now->run[i].value, "none") == 0) &&
-            strcmp(now->run[i].name, ZT_RUN_Z_LAYOUT) != 0)
+    const char *peft = zt_steplog_run_value(now, "--peft");
+    const int peft_off = peft != NULL && strcmp(peft, "none") == 0;
+    for (int i = 0; i < now->n_run; i++) {
+        const zt_run_option *option = &now->run[i];
+        if ((peft_off && strcmp(option->name, "--peft") == 0) ||
+            strcmp(option->name, ZT_RUN_Z_LAYOUT) == 0)
+            continue;
+        if (!zt_steplog_run_value(logged, option->name))
             return zt_fail(ZT_ERR_CONFLICT,
                            "--resume: %s = %s is not recorded in %s, which another version "
                            "wrote; start a new run in another --output",
-                           now->run[i].name, now->run[i].value, r->log_path);
+                           option->name, option->value, r->log_path);
+    }
     return ZT_OK;
 }
 
