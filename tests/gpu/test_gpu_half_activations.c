@@ -16,31 +16,14 @@
 #include "cuda/cuda_backend.h"
 #include "zt_test.h"
 
+#include "gpu_device.h"
+
 #include "half_activation_parity.h"
 
 int main(int argc, char **argv) {
-    int device = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-            device = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--device N]\n", argv[0]);
-            return 2;
-        }
-    }
-    int driver_version = 0, n_devices = 0;
-    cudaDriverGetVersion(&driver_version);
-    const cudaError_t err = cudaGetDeviceCount(&n_devices);
-    /* as test_gpu_ops: only a machine without a GPU skips; any other error fails */
-    if (driver_version == 0 || err == cudaErrorNoDevice || (err == cudaSuccess && n_devices == 0)) {
-        printf("test_gpu_half_activations: skipped: no CUDA device\n");
-        return ZT_SKIP_EXIT;
-    }
-    if (err != cudaSuccess) {
-        printf("test_gpu_half_activations: FAILED: cudaGetDeviceCount: %s\n",
-               cudaGetErrorString(err));
-        return 1;
-    }
+    int device = 0, n_devices = 0, status = zt_gpu_test_device_option(argc, argv, &device);
+    if (status == 0) status = zt_gpu_test_devices("test_gpu_half_activations", &n_devices);
+    if (status != 0) return status;
     zt_backend *gpu = NULL;
     ZT_REQUIRE_OK(zt_cuda_backend_create(device, &gpu));
     printf("test_gpu_half_activations: %s\n", gpu->ops->describe(gpu));

@@ -19,6 +19,8 @@
 #include "dist/comm.h"
 #include "zt_test.h"
 
+#include "gpu_device.h"
+
 static void collectives(zt_comm *c) {
     const int p = c->size, r = c->rank;
     for (int n = 3; n <= 3000; n *= 1000) {
@@ -70,10 +72,8 @@ static void chain(zt_comm *c) {
 int main(int argc, char **argv) {
     const int as_rank = argc > 1 && strcmp(argv[1], "--rank") == 0;
     int n_devices = 0;
-    if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
-        printf("test_gpu_nccl: skipped: no CUDA device\n");
-        return ZT_SKIP_EXIT;
-    }
+    const int status = zt_gpu_test_devices("test_gpu_nccl", &n_devices);
+    if (status != 0) return status;
     zt_comm *c = NULL;
     ZT_REQUIRE_OK(zt_comm_create("nccl", 1, 120.0, &c));
     ZT_CHECK(strcmp(c->ops->name, "nccl") == 0 && c->device == c->local_rank % n_devices,

@@ -24,6 +24,8 @@
 #include "cuda/cuda_backend.h"
 #include "zt_test.h"
 
+#include "gpu_device.h"
+
 /* The host executor's default (tests/cudaemu/cudaemu.h), at which the parity cases were sized to
  * cross chunk boundaries. */
 #define ZT_EXECUTOR_LINEAR_CHUNK_FLOATS (40u * 1024u)
@@ -56,27 +58,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    int driver_version = 0, runtime_version = 0;
-    cudaDriverGetVersion(&driver_version);
-    cudaRuntimeGetVersion(&runtime_version);
-    printf("test_gpu_ops: CUDA driver API %d.%d, runtime %d.%d\n", driver_version / 1000,
-           driver_version % 1000 / 10, runtime_version / 1000, runtime_version % 1000 / 10);
     int n_devices = 0;
-    cudaError_t err = cudaGetDeviceCount(&n_devices);
-    /* Only a machine without a GPU (no driver installed: version 0, or no device) skips: a
-     * driver older than the runtime, or any other error, fails, so it cannot read like a pass. */
-    if (driver_version == 0 || err == cudaErrorNoDevice || (err == cudaSuccess && n_devices == 0)) {
-        printf("test_gpu_ops: skipped: no CUDA device (%s)\n",
-               driver_version == 0 ? "no driver installed" : "the driver sees none");
-        return ZT_SKIP_EXIT;
-    }
-    if (err != cudaSuccess) {
-        printf("test_gpu_ops: FAILED: cudaGetDeviceCount: %s (%s); the build needs a driver "
-               "that supports CUDA %d.%d\n",
-               cudaGetErrorName(err), cudaGetErrorString(err), runtime_version / 1000,
-               runtime_version % 1000 / 10);
-        return 1;
-    }
+    const int status = zt_gpu_test_devices("test_gpu_ops", &n_devices);
+    if (status != 0) return status;
 
     double start = zt_parity_now();
     zt_mem_stats at_start;
