@@ -170,32 +170,45 @@ static __global__ void __launch_bounds__(kBlockThreads)
 
 typedef void (*zt_perturb_kernel)(void *, const void *, zt_block_span, int, zt_cuda_z_terms);
 
-template <zt_dtype SRC, zt_dtype DST> static zt_perturb_kernel zt_perturb_pick(zt_dist dist) {
-    return dist == ZT_DIST_GAUSSIAN ? zt_perturb_k<SRC, DST, ZT_DIST_GAUSSIAN>
-                                    : zt_perturb_k<SRC, DST, ZT_DIST_RADEMACHER>;
+/* One kernel family's dispatch from run-time (source dtype, destination dtype, distribution) to
+ * its template instance; a Family names its pointer type and `kernel<SRC, DST, DIST>()`. */
+template <class Family, zt_dtype SRC, zt_dtype DST>
+static typename Family::kernel_type zt_perturb_family_pick(zt_dist dist) {
+    return dist == ZT_DIST_GAUSSIAN ? Family::template kernel<SRC, DST, ZT_DIST_GAUSSIAN>()
+                                    : Family::template kernel<SRC, DST, ZT_DIST_RADEMACHER>();
 }
 
-template <zt_dtype SRC> static zt_perturb_kernel zt_perturb_pick(zt_dtype dst, zt_dist dist) {
+template <class Family, zt_dtype SRC>
+static typename Family::kernel_type zt_perturb_family_pick(zt_dtype dst, zt_dist dist) {
     switch (dst) {
     case ZT_F16:
-        return zt_perturb_pick<SRC, ZT_F16>(dist);
+        return zt_perturb_family_pick<Family, SRC, ZT_F16>(dist);
     case ZT_BF16:
-        return zt_perturb_pick<SRC, ZT_BF16>(dist);
+        return zt_perturb_family_pick<Family, SRC, ZT_BF16>(dist);
     default:
-        return zt_perturb_pick<SRC, ZT_F32>(dist);
+        return zt_perturb_family_pick<Family, SRC, ZT_F32>(dist);
     }
 }
 
-static zt_perturb_kernel zt_perturb_pick(zt_dtype src, zt_dtype dst, zt_dist dist) {
+template <class Family>
+static typename Family::kernel_type zt_perturb_family_pick(zt_dtype src, zt_dtype dst,
+                                                           zt_dist dist) {
     switch (src) {
     case ZT_F16:
-        return zt_perturb_pick<ZT_F16>(dst, dist);
+        return zt_perturb_family_pick<Family, ZT_F16>(dst, dist);
     case ZT_BF16:
-        return zt_perturb_pick<ZT_BF16>(dst, dist);
+        return zt_perturb_family_pick<Family, ZT_BF16>(dst, dist);
     default:
-        return zt_perturb_pick<ZT_F32>(dst, dist);
+        return zt_perturb_family_pick<Family, ZT_F32>(dst, dist);
     }
 }
+
+struct zt_perturb_family {
+    typedef zt_perturb_kernel kernel_type;
+    template <zt_dtype SRC, zt_dtype DST, zt_dist DIST> static kernel_type kernel() {
+        return zt_perturb_k<SRC, DST, DIST>;
+    }
+};
 
 /* Whether a slice starting at element `first` of a tensor of dtype at p allows block access. */
 static bool zt_slice_aligned(const void *p, zt_dtype dtype, uint64_t first) {
@@ -245,7 +258,8 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
     /* Threads for two blocks each in the aligned loop; element-wise, one block each. */
     const uint64_t n_blocks = (span.slice_end - 1) / 4 - elem_offset / 4 + 1;
     const uint64_t n_items = aligned ? (n_blocks + 1) / 2 : n_blocks;
-    const zt_perturb_kernel perturb_kernel = zt_perturb_pick(src.dtype, dst_dtype, p->dist);
+    const zt_perturb_kernel perturb_kernel =
+        zt_perturb_family_pick<zt_perturb_family>(src.dtype, dst_dtype, p->dist);
     ZT_LAUNCH(perturb_kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
               cb->stream, dst, src.data, span, aligned, terms);
     return ZT_OK;
@@ -311,34 +325,12 @@ static __global__ void __launch_bounds__(kBlockThreads)
 typedef void (*zt_perturb_variants_kernel)(const void *, uint64_t, int, zt_round_keys,
                                            zt_shared_z_variants);
 
-template <zt_dtype SRC, zt_dtype DST>
-static zt_perturb_variants_kernel zt_variants_pick(zt_dist dist) {
-    return dist == ZT_DIST_GAUSSIAN ? zt_perturb_variants_k<SRC, DST, ZT_DIST_GAUSSIAN>
-                                    : zt_perturb_variants_k<SRC, DST, ZT_DIST_RADEMACHER>;
-}
-
-template <zt_dtype SRC>
-static zt_perturb_variants_kernel zt_variants_pick(zt_dtype dst, zt_dist dist) {
-    switch (dst) {
-    case ZT_F16:
-        return zt_variants_pick<SRC, ZT_F16>(dist);
-    case ZT_BF16:
-        return zt_variants_pick<SRC, ZT_BF16>(dist);
-    default:
-        return zt_variants_pick<SRC, ZT_F32>(dist);
+struct zt_perturb_variants_family {
+    typedef zt_perturb_variants_kernel kernel_type;
+    template <zt_dtype SRC, zt_dtype DST, zt_dist DIST> static kernel_type kernel() {
+        return zt_perturb_variants_k<SRC, DST, DIST>;
     }
-}
-
-static zt_perturb_variants_kernel zt_variants_pick(zt_dtype src, zt_dtype dst, zt_dist dist) {
-    switch (src) {
-    case ZT_F16:
-        return zt_variants_pick<ZT_F16>(dst, dist);
-    case ZT_BF16:
-        return zt_variants_pick<ZT_BF16>(dst, dist);
-    default:
-        return zt_variants_pick<ZT_F32>(dst, dist);
-    }
-}
+};
 
 /* Whether the variants are one term each, all of the first variant's seed and distribution. */
 static bool zt_variants_share_one_z(const zt_perturbation *p, int n_variants) {
@@ -375,7 +367,8 @@ zt_status zt_cuda_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of 
     }
     const zt_round_keys rounds = zt_round_keys_of(zt_tensor_key(p[0].terms[0].seed, tensor_id));
     const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
-    const zt_perturb_variants_kernel kernel = zt_variants_pick(src.dtype, dst_dtype, p[0].dist);
+    const zt_perturb_variants_kernel kernel =
+        zt_perturb_family_pick<zt_perturb_variants_family>(src.dtype, dst_dtype, p[0].dist);
     ZT_LAUNCH(kernel, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
               src.data, (uint64_t)n_elems, aligned, rounds, v);
     return ZT_OK;

@@ -314,40 +314,51 @@ static __global__ void __launch_bounds__(kBlockThreads)
 typedef void (*zt_update_kernel)(void *, uint64_t, float *, zt_cuda_z_terms, zt_update_coeffs,
                                  zt_round_keys, int, unsigned long long *);
 
-template <zt_dtype DT, zt_dist DIST, bool SR>
-static zt_update_kernel zt_update_pick(zt_update_rule rule) {
+/* One kernel family's dispatch from run-time (dtype, distribution, rule, stochastic rounding) to
+ * its template instance; a Family names its pointer type and `kernel<DT, DIST, RULE, SR>()`.
+ * Stochastic rounding only exists for f16 / bf16 stores. */
+template <class Family, zt_dtype DT, zt_dist DIST, bool SR>
+static typename Family::kernel_type zt_update_family_pick(zt_update_rule rule) {
     switch (rule) {
     case ZT_UPDATE_SIGN:
-        return zt_update_k<DT, DIST, ZT_UPDATE_SIGN, SR>;
+        return Family::template kernel<DT, DIST, ZT_UPDATE_SIGN, SR>();
     case ZT_UPDATE_MOMENTUM:
-        return zt_update_k<DT, DIST, ZT_UPDATE_MOMENTUM, SR>;
+        return Family::template kernel<DT, DIST, ZT_UPDATE_MOMENTUM, SR>();
     case ZT_UPDATE_ADAMM:
-        return zt_update_k<DT, DIST, ZT_UPDATE_ADAMM, SR>;
+        return Family::template kernel<DT, DIST, ZT_UPDATE_ADAMM, SR>();
     default:
-        return zt_update_k<DT, DIST, ZT_UPDATE_SGD, SR>;
+        return Family::template kernel<DT, DIST, ZT_UPDATE_SGD, SR>();
     }
 }
 
-template <zt_dtype DT, bool SR>
-static zt_update_kernel zt_update_pick(zt_dist dist, zt_update_rule rule) {
-    return dist == ZT_DIST_GAUSSIAN ? zt_update_pick<DT, ZT_DIST_GAUSSIAN, SR>(rule)
-                                    : zt_update_pick<DT, ZT_DIST_RADEMACHER, SR>(rule);
+template <class Family, zt_dtype DT, bool SR>
+static typename Family::kernel_type zt_update_family_pick(zt_dist dist, zt_update_rule rule) {
+    return dist == ZT_DIST_GAUSSIAN
+               ? zt_update_family_pick<Family, DT, ZT_DIST_GAUSSIAN, SR>(rule)
+               : zt_update_family_pick<Family, DT, ZT_DIST_RADEMACHER, SR>(rule);
 }
 
-/* Stochastic rounding only exists for f16 / bf16 stores. */
-static zt_update_kernel zt_update_pick(zt_dtype dtype, zt_dist dist, zt_update_rule rule,
-                                       int stochastic) {
+template <class Family>
+static typename Family::kernel_type zt_update_family_pick(zt_dtype dtype, zt_dist dist,
+                                                          zt_update_rule rule, int stochastic) {
     switch (dtype) {
     case ZT_F16:
-        return stochastic ? zt_update_pick<ZT_F16, true>(dist, rule)
-                          : zt_update_pick<ZT_F16, false>(dist, rule);
+        return stochastic ? zt_update_family_pick<Family, ZT_F16, true>(dist, rule)
+                          : zt_update_family_pick<Family, ZT_F16, false>(dist, rule);
     case ZT_BF16:
-        return stochastic ? zt_update_pick<ZT_BF16, true>(dist, rule)
-                          : zt_update_pick<ZT_BF16, false>(dist, rule);
+        return stochastic ? zt_update_family_pick<Family, ZT_BF16, true>(dist, rule)
+                          : zt_update_family_pick<Family, ZT_BF16, false>(dist, rule);
     default:
-        return zt_update_pick<ZT_F32, false>(dist, rule);
+        return zt_update_family_pick<Family, ZT_F32, false>(dist, rule);
     }
 }
+
+struct zt_update_family {
+    typedef zt_update_kernel kernel_type;
+    template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR> static kernel_type kernel() {
+        return zt_update_k<DT, DIST, RULE, SR>;
+    }
+};
 
 // ---- the op ----
 
@@ -400,7 +411,8 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
     }
     /* Threads for two blocks each in the aligned loop; element-wise, one block each. */
     const uint64_t n_items = aligned ? (n_blocks + 1) / 2 : n_blocks;
-    const zt_update_kernel update_kernel = zt_update_pick(dtype, u->grad.dist, u->rule, stochastic);
+    const zt_update_kernel update_kernel =
+        zt_update_family_pick<zt_update_family>(dtype, u->grad.dist, u->rule, stochastic);
     ZT_LAUNCH(update_kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
               cb->stream, theta, (uint64_t)n_elems, rule_state, terms, coeffs,
               zt_round_keys_of(zt_tensor_key(u->rounding_seed, tensor_id)), aligned, count);
@@ -467,39 +479,12 @@ typedef void (*zt_update_variants_kernel)(void *, uint64_t, float *, zt_cuda_z_t
                                           zt_update_coeffs, zt_round_keys, zt_round_keys,
                                           zt_fused_variant_set, unsigned long long *);
 
-template <zt_dtype DT, zt_dist DIST, bool SR>
-static zt_update_variants_kernel zt_update_variants_pick(zt_update_rule rule) {
-    switch (rule) {
-    case ZT_UPDATE_SIGN:
-        return zt_update_variants_k<DT, DIST, ZT_UPDATE_SIGN, SR>;
-    case ZT_UPDATE_MOMENTUM:
-        return zt_update_variants_k<DT, DIST, ZT_UPDATE_MOMENTUM, SR>;
-    case ZT_UPDATE_ADAMM:
-        return zt_update_variants_k<DT, DIST, ZT_UPDATE_ADAMM, SR>;
-    default:
-        return zt_update_variants_k<DT, DIST, ZT_UPDATE_SGD, SR>;
+struct zt_update_variants_family {
+    typedef zt_update_variants_kernel kernel_type;
+    template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR> static kernel_type kernel() {
+        return zt_update_variants_k<DT, DIST, RULE, SR>;
     }
-}
-
-template <zt_dtype DT, bool SR>
-static zt_update_variants_kernel zt_update_variants_pick(zt_dist dist, zt_update_rule rule) {
-    return dist == ZT_DIST_GAUSSIAN ? zt_update_variants_pick<DT, ZT_DIST_GAUSSIAN, SR>(rule)
-                                    : zt_update_variants_pick<DT, ZT_DIST_RADEMACHER, SR>(rule);
-}
-
-static zt_update_variants_kernel zt_update_variants_pick(zt_dtype dtype, zt_dist dist,
-                                                         zt_update_rule rule, int stochastic) {
-    switch (dtype) {
-    case ZT_F16:
-        return stochastic ? zt_update_variants_pick<ZT_F16, true>(dist, rule)
-                          : zt_update_variants_pick<ZT_F16, false>(dist, rule);
-    case ZT_BF16:
-        return stochastic ? zt_update_variants_pick<ZT_BF16, true>(dist, rule)
-                          : zt_update_variants_pick<ZT_BF16, false>(dist, rule);
-    default:
-        return zt_update_variants_pick<ZT_F32, false>(dist, rule);
-    }
-}
+};
 
 /* Whether the variants fit the fused kernel: one term each, all of the first variant's seed, and
  * of the update's distribution when the update has terms (the kernel draws both as DIST). */
@@ -562,7 +547,7 @@ zt_status zt_cuda_update_perturb_variants(zt_backend *be, void *theta, zt_dtype 
     /* the variants' distribution names the kernel when the update has no terms */
     const zt_dist dist = u->grad.n_terms > 0 ? u->grad.dist : p[0].dist;
     const zt_update_variants_kernel kernel =
-        zt_update_variants_pick(dtype, dist, u->rule, stochastic);
+        zt_update_family_pick<zt_update_variants_family>(dtype, dist, u->rule, stochastic);
     ZT_LAUNCH(kernel, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
               theta, (uint64_t)n_elems, rule_state_ptr, terms, coeffs,
               zt_round_keys_of(zt_tensor_key(u->rounding_seed, tensor_id)),
