@@ -22,6 +22,7 @@ void zt_cpu_attend_one_query(float *out_row, const float *q_row, const float *k_
                              const float *v_head, const int32_t *mask, int query, int head_dim,
                              size_t row_stride, float q_scale, zt_cpu_query_scratch s) {
     /* HF scales the q_proj output, so the rounding of q * scale happens before the dot. */
+    ZT_CPU_SIMD
     for (int d = 0; d < head_dim; d++)
         s.q_scaled[d] = q_row[d] * q_scale;
 
@@ -52,10 +53,12 @@ void zt_cpu_attend_one_query(float *out_row, const float *q_row, const float *k_
         float weight = expf(s.scores[j] - max_score);
         weight_sum += weight;
         const float *v_row = v_head + (size_t)j * row_stride;
+        ZT_CPU_SIMD
         for (int d = 0; d < head_dim; d++)
             s.acc[d] += weight * v_row[d];
     }
     float inv_sum = (float)(1.0 / weight_sum);
+    ZT_CPU_SIMD
     for (int d = 0; d < head_dim; d++)
         out_row[d] = s.acc[d] * inv_sum;
 }

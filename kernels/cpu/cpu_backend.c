@@ -237,9 +237,11 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     cpu->base.ops = &cpu_ops;
     cpu->base.impl = cpu;
-    /* 64 rows: sgemm is at its rate there already, and 64 x 50272 x 4 B = 12.9 MB of logits stay
-     * in a server's last-level cache between the head's GEMM and target_logprobs. */
-    cpu->base.head_chunk_rows = 64;
+    /* 256 rows: OpenBLAS packs the whole head table once per GEMM call, so each chunk re-reads
+     * and re-packs it (154 MB at opt-125m in f32); 256 rows (an LM batch of 4 x 64 tokens in one
+     * chunk) cost 256 x 50272 x 4 B = 51 MB of logits, where 64 rows re-packed the table 4 times
+     * (docs/design.md §2.3). */
+    cpu->base.head_chunk_rows = 256;
     cpu->base.offers_batch_invariance = 1;
     *out = &cpu->base;
     return ZT_OK;

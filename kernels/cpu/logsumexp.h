@@ -1,0 +1,13 @@
+/* The log-sum-exp of a row of logits, shared by target_logprobs and its tests. */
+#ifndef ZT_CPU_LOGSUMEXP_H
+#define ZT_CPU_LOGSUMEXP_H
+
+#include "cpu/rng_blocks.h"
+
+/* log(sum_j exp(x_j)) over x (V), with the row max subtracted and the sum in double (a
+ * 50272-wide row of near-equal terms would lose ~4 digits in f32), the same bits on every path
+ * (the SIMD paths are rng_blocks.h's: portable, AVX2, AVX-512). Within ~1e-15 relative of libm's
+ * exp summed in order; NaN anywhere gives NaN, +inf gives NaN (inf - inf), -inf terms add 0. */
+double zt_cpu_log_sum_exp(zt_cpu_rng_path path, const float *x, int vocab);
+
+#endif
