@@ -324,18 +324,15 @@ static void check_model(zt_backend *be, const model_case *mc) {
     fixture_path(ref_path, sizeof ref_path, batch_fixture, "reference.safetensors");
     zt_safetensors *ref = NULL;
     ZT_REQUIRE_OK(zt_st_open(ref_path, &ref));
-    int64_t shape[2];
-    int32_t *ids = fixture_array(ref, "lm_input_ids", "I32", NULL, shape);
-    int32_t *mask = fixture_array(ref, "lm_attention_mask", "I32", NULL, NULL);
-    int32_t *labels = fixture_array(ref, "lm_labels", "I32", NULL, NULL);
-    const int batch = (int)shape[0], seq_len = (int)shape[1];
+    fixture_lm_batch lm = fixture_lm_batch_read(ref);
+    const int batch = lm.batch, seq_len = lm.seq_len;
     zt_model *probe = open_model(be, mc);
     const int vocab = probe->dims.vocab_size, layers = probe->dims.n_layers;
     const int pre_ln = zt_opt_config_of(probe)->do_layer_norm_before;
     zt_model_free(probe);
     zt_targets targets;
-    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, vocab, &targets));
-    const zt_batch b = {batch, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
+    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, lm.labels, vocab, &targets));
+    const zt_batch b = {batch, seq_len, lm.ids, lm.mask, targets.n, targets.rows, targets.ids};
     const size_t k_r = (size_t)3 * targets.n;
     float *lp[2], *lg[2];
     long roundings[2], half_in[2], by_round_half = 0, by_layernorm = 0;
@@ -395,9 +392,7 @@ static void check_model(zt_backend *be, const model_case *mc) {
         free(lg[i]);
     }
     zt_targets_free(&targets);
-    free(ids);
-    free(mask);
-    free(labels);
+    fixture_lm_batch_free(&lm);
     zt_st_close(ref);
 }
 

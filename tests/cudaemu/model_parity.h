@@ -85,11 +85,8 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
     fixture_path(ref_path, sizeof ref_path, fixture, "reference.safetensors");
     zt_safetensors *ref = NULL;
     ZT_REQUIRE_OK(zt_st_open(ref_path, &ref));
-    int64_t shape[2];
-    int32_t *ids = fixture_array(ref, "lm_input_ids", "I32", NULL, shape);
-    int32_t *mask = fixture_array(ref, "lm_attention_mask", "I32", NULL, NULL);
-    int32_t *labels = fixture_array(ref, "lm_labels", "I32", NULL, NULL);
-    int batch = (int)shape[0], seq_len = (int)shape[1];
+    fixture_lm_batch lm = fixture_lm_batch_read(ref);
+    const int batch = lm.batch, seq_len = lm.seq_len;
 
     zt_model *probe = NULL;
     ZT_REQUIRE_OK(zt_model_load(dir, cpu, &probe));
@@ -97,8 +94,8 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
     const zt_dtype dtype = probe->tensors[probe->embed_tokens].dtype;
     zt_model_free(probe);
     zt_targets targets;
-    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, vocab, &targets));
-    zt_batch b = {batch, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
+    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, lm.labels, vocab, &targets));
+    zt_batch b = {batch, seq_len, lm.ids, lm.mask, targets.n, targets.rows, targets.ids};
 
     const zt_direction plus = {0x5eedULL, 1e-3f}, minus = {0x5eedULL, -1e-3f};
     const zt_perturbation p[3] = {{NULL, 0, ZT_DIST_GAUSSIAN, 1.0f},
@@ -223,9 +220,7 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
     free(cpu_f32.logprobs);
     free(cpu_f32.logits);
     zt_targets_free(&targets);
-    free(ids);
-    free(mask);
-    free(labels);
+    fixture_lm_batch_free(&lm);
     zt_st_close(ref);
 }
 

@@ -88,11 +88,8 @@ static void check_forward(const char *fixture) {
     fixture_path(ref_path, sizeof ref_path, fixture, "reference.safetensors");
     zt_safetensors *ref = NULL;
     ZT_REQUIRE_OK(zt_st_open(ref_path, &ref));
-    int64_t shape[2];
-    int32_t *ids = fixture_array(ref, "lm_input_ids", "I32", NULL, shape);
-    int32_t *mask = fixture_array(ref, "lm_attention_mask", "I32", NULL, NULL);
-    int32_t *labels = fixture_array(ref, "lm_labels", "I32", NULL, NULL);
-    const int batch = (int)shape[0], seq_len = (int)shape[1];
+    fixture_lm_batch lm = fixture_lm_batch_read(ref);
+    const int batch = lm.batch, seq_len = lm.seq_len;
 
     zt_backend *be = NULL;
     ZT_REQUIRE_OK(zt_cudaemu_backend_create(0, &be));
@@ -100,8 +97,8 @@ static void check_forward(const char *fixture) {
     zt_model *m = NULL;
     ZT_REQUIRE_OK(zt_model_load(dir, be, &m));
     zt_targets targets;
-    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->dims.vocab_size, &targets));
-    const zt_batch b = {batch, seq_len, ids, mask, targets.n, targets.rows, targets.ids};
+    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, lm.labels, m->dims.vocab_size, &targets));
+    const zt_batch b = {batch, seq_len, lm.ids, lm.mask, targets.n, targets.rows, targets.ids};
     const zt_direction plus = {0x5eedULL, 1e-3f}, minus = {0x5eedULL, -1e-3f};
     const zt_perturbation p[3] = {{NULL, 0, ZT_DIST_GAUSSIAN, 1.0f},
                                   {&plus, 1, ZT_DIST_GAUSSIAN, 1.0f},
@@ -142,9 +139,7 @@ static void check_forward(const char *fixture) {
     zt_targets_free(&targets);
     zt_model_free(m);
     zt_backend_destroy(be);
-    free(ids);
-    free(mask);
-    free(labels);
+    fixture_lm_batch_free(&lm);
     zt_st_close(ref);
 }
 
