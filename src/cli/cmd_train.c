@@ -262,7 +262,7 @@ int zt_cmd_train(int argc, char **argv) {
     if (ranks > 1 && s == ZT_OK) {
         fprintf(stderr, "rank %d of %d: evaluated %ld training examples (its share)\n", rank, ranks,
                 res.examples_evaluated);
-        /* what crossed the wire (docs/distributed.md, "What a rank sends"): the steps' own
+        /* what crossed the wire (docs/distributed.md, "What a rank sends, counted"): the steps' own
          * bytes (as metrics.jsonl gives them per step), the loop's in all, and the whole run's
          * by kind of call */
         const double steps = res.steps_this_run > 0 ? res.steps_this_run : 1;

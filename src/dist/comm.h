@@ -27,7 +27,7 @@ typedef enum zt_comm_op_kind {
 } zt_comm_op_kind;
 
 /* Payload bytes one rank's calls of one kind carried, as docs/distributed.md ("What a rank
- * sends") defines them: what the caller hands over and gets back, whatever route the
+ * sends, counted") defines them: what the caller hands over and gets back, whatever route the
  * implementation takes (TCP relays collectives through rank 0, NCCL through rings). Per call of
  * b bytes over P ranks: all-gather sends b and receives (P - 1) * b; a broadcast's root sends b
  * and every other rank receives b; send sends b, recv receives b; a barrier carries none. One

@@ -159,9 +159,9 @@ zt_status zt_run_pipeline_serve_state(const zt_run *r);
 zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count);
 void zt_run_pipeline_release(zt_run *r);
 
-/* The bytes this rank's communicator carried (docs/distributed.md, "What a rank sends") since the
- * previous step's metrics line; negative where not counted (one process, a line rewritten from
- * the log without them). */
+/* The bytes this rank's communicator carried for one step (docs/distributed.md, "What a rank
+ * sends, counted"); negative where not counted (one process, a line rewritten from a file
+ * without them). */
 typedef struct zt_line_traffic {
     long long sent, received;
 } zt_line_traffic;

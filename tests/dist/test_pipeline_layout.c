@@ -2,7 +2,7 @@
  * (src/dist/pipeline.h), in one process: the view runs over a scripted world whose all-gather
  * answers with every rank's known bytes, so what each stage's replicas receive, and whom their
  * messages reach, is checked against the layout written out by hand; so is what the view and the
- * world count of the view's calls (docs/distributed.md, "What a rank sends"). */
+ * world count of the view's calls (docs/distributed.md, "What a rank sends, counted"). */
 #include <stdint.h>
 #include <string.h>
 

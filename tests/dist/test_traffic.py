@@ -1,6 +1,6 @@
-"""The bytes each rank sends and receives per step (docs/distributed.md, "What a rank sends"),
-counted by the communicators and reported by `zotune train`, against the page's formulas worked
-out here from the layout alone: data parallel (16 over 3 ranks), direction groups, pipeline
+"""The bytes each rank sends and receives per step (docs/distributed.md, "What a rank sends,
+counted"), counted by the communicators and reported by `zotune train`, against the page's
+formulas worked out here from the layout alone: data parallel (16 over 3 ranks), direction groups, pipeline
 stages (the residual streams across each boundary, the targets' log-probabilities back),
 pipeline x data, and --grad-accum. Each step's metrics.jsonl line (rank 0's) and every rank's
 summary line are checked exactly; a run stopped by SIGTERM and resumed keeps every line's bytes;
