@@ -11,12 +11,14 @@ Writes an OPT-shaped random model and task (tools/make_random_opt.py, needs nump
   2 MPI ranks x 1 thread           (data parallel, the batch split in two)
   one process, 2 threads
 and prints seconds per step (the time after loading, from metrics.jsonl's elapsed times) and
-the bytes each rank sends per step. Results hold for this machine and moment only.
+the bytes each rank sends per step, measured (the communicators' counts, from metrics.jsonl and
+each rank's traffic line) and computed from the layout. Results hold for this machine and moment
+only.
 """
 import os
 import subprocess
 
-from scaling_common import ENV, make_workload, parse_args, seconds_per_step
+from scaling_common import ENV, make_workload, parse_args, print_measured, seconds_per_step
 
 
 def main():
@@ -33,17 +35,23 @@ def main():
             ("1 process, 2 threads", [], ["--threads", "2"])]
     print(f"opt-{args.shape}-shaped, f32, MeZO, batch {args.batch_size} x {args.seq_len} tokens, "
           f"{args.targets_per_seq or 'every'} target(s) per sequence, {args.steps} steps")
-    first = None
+    first, ranked = None, []
     for name, launcher, extra in runs:
         out = os.path.join(tmp, "out-" + str(len(name)) + str(len(extra)) + str(len(launcher)))
-        subprocess.run(launcher + base + ["--output", out] + extra, env=ENV, check=True,
-                       stdout=subprocess.DEVNULL)
+        p = subprocess.run(launcher + base + ["--output", out] + extra, env=ENV, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         s = seconds_per_step(out)
         first = first or s
         print(f"  {name:40s} {s:7.3f} s/step   {first / s:5.2f}x")
+        if launcher:
+            ranked.append((name, out, p.stderr))
     k, ranks = 2, 2
     share = -(-args.batch_size // ranks)
-    print(f"bytes each rank sends per step over {ranks} ranks: {16 * k * share + 4} "
+    print("bytes per step and rank, measured (the communicators' counts; the stop flag between "
+          "steps counts in the loop's, not in a step's):")
+    for name, out, stderr in ranked:
+        print_measured(name, out, stderr)
+    print(f"bytes each rank sends per step over {ranks} ranks, computed: {16 * k * share + 4} "
           f"(16 * K * ceil(B/P) + 4, K = {k})")
 
 

@@ -13,9 +13,9 @@ A 2-core machine holds no more (2 stages x 2 replicas would put 4 ranks on 2 cor
 
 Prints seconds per step (the time after loading, from metrics.jsonl's elapsed times), the weight
 bytes each rank holds (from the ranks' own "holding X of the model's Y weight bytes" lines), and
-the bytes each rank sends per step. The communicators count no bytes, so those are computed from
-the layout with the formulas of docs/distributed.md ("Bytes per step"), and the script says so.
-Results hold for this machine and moment only.
+the bytes each rank sends per step: measured (the communicators' counts, from metrics.jsonl and
+each rank's traffic line) and computed from the layout with the formulas of docs/distributed.md
+("Bytes per step"). Results hold for this machine and moment only.
 """
 import json
 import os
@@ -24,7 +24,7 @@ import re
 import shutil
 import subprocess
 
-from scaling_common import ENV, make_workload, parse_args, seconds_per_step
+from scaling_common import ENV, make_workload, parse_args, print_measured, seconds_per_step
 
 MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2"]
 
@@ -52,7 +52,7 @@ def main():
             ("2 data-parallel ranks x 1 thread", MPIRUN, [])]
     print(f"opt-{args.shape}-shaped, f32, MeZO (K = 2), batch {args.batch_size} x {args.seq_len} "
           f"tokens, {args.targets_per_seq or 'every'} target(s) per sequence, {args.steps} steps")
-    first, held = None, {}
+    first, held, ranked = None, {}, []
     for i, (name, launcher, extra) in enumerate(runs):
         out = os.path.join(tmp, f"out-{i}")
         p = subprocess.run(launcher + base + ["--output", out] + extra, env=ENV, check=True,
@@ -62,6 +62,8 @@ def main():
         print(f"  {name:36s} {s:7.3f} s/step  {1 / s:6.3f} steps/s  {first / s:5.2f}x")
         if extra:
             held = held_bytes(p.stderr)
+        if launcher:
+            ranked.append((name, out, p.stderr))
     same = filecmp.cmp(os.path.join(tmp, "out-0", "steplog.jsonl"),
                        os.path.join(tmp, "out-1", "steplog.jsonl"), shallow=False)
     print(f"2 stages' step log equals one process's byte for byte: {'yes' if same else 'NO'}")
@@ -76,13 +78,16 @@ def main():
     boundary = k * rows * hidden * 4
     back = k * targets * 4
     share = -(-args.batch_size // 2)
-    print("bytes each rank sends per step, computed from the layout (the communicators count "
-          "none), docs/distributed.md:")
+    print("bytes per step and rank, measured (the communicators' counts; the stop flag between "
+          "steps counts in the loop's, not in a step's):")
+    for name, out, stderr in ranked:
+        print_measured(name, out, stderr)
+    print("bytes each rank sends per step, computed from the layout, docs/distributed.md:")
     print(f"  2 stages, rank 0: {boundary} (residual streams: K x rows x C x 4 = {k} x {rows} x "
           f"{hidden} x 4)")
     print(f"  2 stages, rank 1: {back} (log-probabilities: K x targets x 4 = {k} x {targets} x 4)")
-    print("  2 stages, each rank also: 4 (stop flag), and 8 (non-finite count) at steps that "
-          "settle an update, in all-gathers")
+    print("  2 stages, each rank also: 8 (the update's non-finite count) and 4 (stop flag), in "
+          "all-gathers")
     print(f"  2 data-parallel ranks, each: {16 * k * share + 4} (16 x K x ceil(B/P) + 4)")
     shutil.rmtree(tmp, ignore_errors=True)
 

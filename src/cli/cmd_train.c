@@ -259,9 +259,24 @@ int zt_cmd_train(int argc, char **argv) {
         comm->ops->abort(comm, s == ZT_ERR_INVALID_ARG || s == ZT_ERR_CONFLICT ? 2 : 1);
     }
     const int ranks = comm->size, rank = comm->rank;
-    if (ranks > 1 && s == ZT_OK)
+    if (ranks > 1 && s == ZT_OK) {
         fprintf(stderr, "rank %d of %d: evaluated %ld training examples (its share)\n", rank, ranks,
                 res.examples_evaluated);
+        /* what crossed the wire (docs/distributed.md, "What a rank sends, counted"): the steps' own
+         * bytes (as metrics.jsonl gives them per step), the loop's in all, and the whole run's
+         * by kind of call */
+        const double steps = res.steps_this_run > 0 ? res.steps_this_run : 1;
+        char whole[512];
+        zt_comm_traffic_format(&comm->traffic, whole, sizeof whole);
+        fprintf(stderr,
+                "rank %d of %d: traffic: %d steps sent %llu bytes and received %llu bytes (%.0f "
+                "and %.0f per step); the loop with its stop flags sent %llu and received %llu "
+                "(%.0f and %.0f per step); whole run: %s\n",
+                rank, ranks, res.steps_this_run, res.step_bytes_sent, res.step_bytes_received,
+                (double)res.step_bytes_sent / steps, (double)res.step_bytes_received / steps,
+                res.loop_bytes_sent, res.loop_bytes_received, (double)res.loop_bytes_sent / steps,
+                (double)res.loop_bytes_received / steps, whole);
+    }
     zt_comm_destroy(comm);
     if (s != ZT_OK) return ranks > 1 ? 1 : zt_cli_report("train", s);
     if (res.interrupted) {

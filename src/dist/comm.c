@@ -2,6 +2,7 @@
  * environment. */
 #include "dist/comm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,4 +161,91 @@ void zt_comm_share(int n, int size, int rank, int *first, int *count) {
     const int base = n / size, extra = n % size;
     *count = base + (rank < extra);
     *first = rank * base + (rank < extra ? rank : extra);
+}
+
+/* A successful call of `kind` that sent and received these payload bytes. */
+static void count_call(zt_comm *c, zt_comm_op_kind kind, uint64_t sent, uint64_t received) {
+    zt_comm_op_count *n = &c->traffic.op[kind];
+    n->calls++;
+    n->sent += sent;
+    n->received += received;
+}
+
+zt_status zt_comm_allgather(zt_comm *c, const void *send, size_t bytes, void *recv) {
+    ZT_TRY(c->ops->allgather(c, send, bytes, recv));
+    const uint64_t others = c->size > 1 ? (uint64_t)c->size - 1 : 0;
+    count_call(c, ZT_COMM_ALLGATHER, others > 0 ? bytes : 0, others * bytes);
+    return ZT_OK;
+}
+
+zt_status zt_comm_broadcast(zt_comm *c, void *buf, size_t bytes, int root) {
+    ZT_TRY(c->ops->broadcast(c, buf, bytes, root));
+    const uint64_t carried = c->size > 1 ? bytes : 0;
+    count_call(c, ZT_COMM_BROADCAST, c->rank == root ? carried : 0, c->rank == root ? 0 : carried);
+    return ZT_OK;
+}
+
+zt_status zt_comm_barrier(zt_comm *c) {
+    ZT_TRY(c->ops->barrier(c));
+    count_call(c, ZT_COMM_BARRIER, 0, 0);
+    return ZT_OK;
+}
+
+zt_status zt_comm_send(zt_comm *c, const void *buf, size_t bytes, int peer) {
+    ZT_TRY(c->ops->send(c, buf, bytes, peer));
+    count_call(c, ZT_COMM_SEND, bytes, 0);
+    return ZT_OK;
+}
+
+zt_status zt_comm_recv(zt_comm *c, void *buf, size_t bytes, int peer) {
+    ZT_TRY(c->ops->recv(c, buf, bytes, peer));
+    count_call(c, ZT_COMM_RECV, 0, bytes);
+    return ZT_OK;
+}
+
+uint64_t zt_comm_traffic_sent(const zt_comm_traffic *t) {
+    uint64_t sum = 0;
+    for (int k = 0; k < ZT_COMM_OP_KINDS; k++)
+        sum += t->op[k].sent;
+    return sum;
+}
+
+uint64_t zt_comm_traffic_received(const zt_comm_traffic *t) {
+    uint64_t sum = 0;
+    for (int k = 0; k < ZT_COMM_OP_KINDS; k++)
+        sum += t->op[k].received;
+    return sum;
+}
+
+const char *zt_comm_op_name(zt_comm_op_kind kind) {
+    static const char *names[ZT_COMM_OP_KINDS] = {"allgather", "broadcast", "send", "recv",
+                                                  "barrier"};
+    return kind >= 0 && kind < ZT_COMM_OP_KINDS ? names[kind] : "?";
+}
+
+/* Appends text to buf at *used, keeping it NUL-terminated: what does not fit is cut. */
+static void append(char *buf, size_t size, size_t *used, const char *text) {
+    size_t n = strlen(text);
+    if (n > size - 1 - *used) n = size - 1 - *used;
+    memcpy(buf + *used, text, n);
+    *used += n;
+    buf[*used] = '\0';
+}
+
+void zt_comm_traffic_format(const zt_comm_traffic *t, char *buf, size_t size) {
+    if (size == 0) return;
+    buf[0] = '\0';
+    size_t used = 0;
+    char piece[160];
+    snprintf(piece, sizeof piece, "sent %llu bytes, received %llu bytes",
+             (unsigned long long)zt_comm_traffic_sent(t),
+             (unsigned long long)zt_comm_traffic_received(t));
+    append(buf, size, &used, piece);
+    for (int k = 0; k < ZT_COMM_OP_KINDS; k++) {
+        const zt_comm_op_count *n = &t->op[k];
+        snprintf(piece, sizeof piece, "; %s %llu calls (sent %llu, received %llu)",
+                 zt_comm_op_name((zt_comm_op_kind)k), (unsigned long long)n->calls,
+                 (unsigned long long)n->sent, (unsigned long long)n->received);
+        append(buf, size, &used, piece);
+    }
 }

@@ -9,11 +9,36 @@
 #define ZT_DIST_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "zotune.h"
 #include "zt_config.h"
 
 typedef struct zt_comm zt_comm;
+
+/* The kinds of call a communicator counts (zt_comm_traffic). */
+typedef enum zt_comm_op_kind {
+    ZT_COMM_ALLGATHER,
+    ZT_COMM_BROADCAST,
+    ZT_COMM_SEND,
+    ZT_COMM_RECV,
+    ZT_COMM_BARRIER,
+    ZT_COMM_OP_KINDS
+} zt_comm_op_kind;
+
+/* Payload bytes one rank's calls of one kind carried, as docs/distributed.md ("What a rank
+ * sends, counted") defines them: what the caller hands over and gets back, whatever route the
+ * implementation takes (TCP relays collectives through rank 0, NCCL through rings). Per call of
+ * b bytes over P ranks: all-gather sends b and receives (P - 1) * b; a broadcast's root sends b
+ * and every other rank receives b; send sends b, recv receives b; a barrier carries none. One
+ * process (P = 1) sends and receives nothing. Only calls that succeeded count. */
+typedef struct zt_comm_op_count {
+    uint64_t calls, sent, received;
+} zt_comm_op_count;
+
+typedef struct zt_comm_traffic {
+    zt_comm_op_count op[ZT_COMM_OP_KINDS];
+} zt_comm_traffic;
 
 typedef struct zt_comm_ops {
     const char *name; /* "single", "mpi", "tcp", "nccl" */
@@ -46,7 +71,27 @@ struct zt_comm {
      * host kinds leave n_devices 0 */
     int device, n_devices;
     void *impl;
+    /* what this rank's calls through zt_comm_allgather ... zt_comm_barrier carried since the
+     * communicator was made (a direct ops call is not counted) */
+    zt_comm_traffic traffic;
 };
+
+/* The calls every caller makes: each checks nothing more than the implementation does, calls it,
+ * and counts what a successful call carried in c->traffic, so every kind (and the pipeline's
+ * replica view, which counts its own calls while the world counts the world's) counts alike. */
+zt_status zt_comm_allgather(zt_comm *c, const void *send, size_t bytes, void *recv);
+zt_status zt_comm_broadcast(zt_comm *c, void *buf, size_t bytes, int root);
+zt_status zt_comm_barrier(zt_comm *c);
+zt_status zt_comm_send(zt_comm *c, const void *buf, size_t bytes, int peer);
+zt_status zt_comm_recv(zt_comm *c, void *buf, size_t bytes, int peer);
+
+/* Sums over the kinds; the name of a kind ("allgather", "broadcast", "send", "recv",
+ * "barrier"). */
+uint64_t zt_comm_traffic_sent(const zt_comm_traffic *t);
+uint64_t zt_comm_traffic_received(const zt_comm_traffic *t);
+const char *zt_comm_op_name(zt_comm_op_kind kind);
+/* One line (no newline) of t: totals, then each kind's calls, sent and received. */
+void zt_comm_traffic_format(const zt_comm_traffic *t, char *buf, size_t size);
 
 /* kind "auto": NCCL when the run's device is a CUDA GPU (device_is_cuda) and there are several
  * ranks, bootstrapped over MPI or TCP as below; else MPI when the process was started by a launcher

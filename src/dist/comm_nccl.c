@@ -245,7 +245,7 @@ static zt_status join(zt_comm *c) {
     memset(&id, 0, sizeof id);
     if (c->rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
         return zt_fail(ZT_ERR_CUDA, "rank 0 (nccl): ncclGetUniqueId failed");
-    ZT_TRY(t->bootstrap->ops->broadcast(t->bootstrap, &id, sizeof id, 0));
+    ZT_TRY(zt_comm_broadcast(t->bootstrap, &id, sizeof id, 0));
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     const ncclResult_t rc = ncclCommInitRankConfig(&t->comm, c->size, id, c->rank, &config);

@@ -86,7 +86,7 @@ zt_status zt_dp_reduce_losses(zt_comm *comm, int groups, int n_variants, int glo
     }
     if (s == ZT_OK) {
         if (comm && ranks > 1)
-            s = comm->ops->allgather(comm, send, per_rank * sizeof *send, gathered);
+            s = zt_comm_allgather(comm, send, per_rank * sizeof *send, gathered);
         else
             memcpy(gathered, send, per_rank * sizeof *send);
     }

@@ -44,7 +44,7 @@ static zt_status view_allgather(zt_comm *c, const void *send, size_t bytes, void
     const int world_size = v->world->size;
     char *all = zt_malloc(bytes * (size_t)world_size + 1);
     if (!all) return zt_fail(ZT_ERR_NOMEM, "all-gather of %d x %zu bytes", world_size, bytes);
-    zt_status s = v->world->ops->allgather(v->world, send, bytes, all);
+    zt_status s = zt_comm_allgather(v->world, send, bytes, all);
     for (int d = 0; s == ZT_OK && d < c->size; d++)
         memcpy((char *)recv + (size_t)d * bytes,
                all + (size_t)zt_pipeline_rank(&v->layout, d, v->layout.stage) * bytes, bytes);
@@ -66,19 +66,17 @@ static zt_status view_broadcast(zt_comm *c, void *buf, size_t bytes, int root) {
 
 static zt_status view_barrier(zt_comm *c) {
     zt_comm *w = view_of(c)->world;
-    return w->ops->barrier(w);
+    return zt_comm_barrier(w);
 }
 
 static zt_status view_send(zt_comm *c, const void *buf, size_t bytes, int peer) {
     replica_view *v = view_of(c);
-    return v->world->ops->send(v->world, buf, bytes,
-                               zt_pipeline_rank(&v->layout, peer, v->layout.stage));
+    return zt_comm_send(v->world, buf, bytes, zt_pipeline_rank(&v->layout, peer, v->layout.stage));
 }
 
 static zt_status view_recv(zt_comm *c, void *buf, size_t bytes, int peer) {
     replica_view *v = view_of(c);
-    return v->world->ops->recv(v->world, buf, bytes,
-                               zt_pipeline_rank(&v->layout, peer, v->layout.stage));
+    return zt_comm_recv(v->world, buf, bytes, zt_pipeline_rank(&v->layout, peer, v->layout.stage));
 }
 
 static void view_abort(zt_comm *c, int code) {

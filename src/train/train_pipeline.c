@@ -28,12 +28,12 @@ static int peer(const zt_train_pipeline *p, int stage) {
 
 static zt_status stage_receive(void *ctx, void *buf, size_t bytes) {
     zt_train_pipeline *p = ctx;
-    return p->world->ops->recv(p->world, buf, bytes, peer(p, p->layout.stage - 1));
+    return zt_comm_recv(p->world, buf, bytes, peer(p, p->layout.stage - 1));
 }
 
 static zt_status stage_pass_on(void *ctx, const void *buf, size_t bytes) {
     zt_train_pipeline *p = ctx;
-    return p->world->ops->send(p->world, buf, bytes, peer(p, p->layout.stage + 1));
+    return zt_comm_send(p->world, buf, bytes, peer(p, p->layout.stage + 1));
 }
 
 /* The last stage sends to the others in stage order; each of them is receiving by then (it
@@ -41,9 +41,9 @@ static zt_status stage_pass_on(void *ctx, const void *buf, size_t bytes) {
 static zt_status stage_share_logprobs(void *ctx, void *buf, size_t bytes) {
     zt_train_pipeline *p = ctx;
     const int last = p->layout.stages - 1;
-    if (p->layout.stage != last) return p->world->ops->recv(p->world, buf, bytes, peer(p, last));
+    if (p->layout.stage != last) return zt_comm_recv(p->world, buf, bytes, peer(p, last));
     for (int s = 0; s < last; s++)
-        ZT_TRY(p->world->ops->send(p->world, buf, bytes, peer(p, s)));
+        ZT_TRY(zt_comm_send(p->world, buf, bytes, peer(p, s)));
     return ZT_OK;
 }
 
@@ -78,7 +78,7 @@ static zt_status receive_from_holder(zt_train_pipeline *p, int id, const char *w
                        what, id);
     void *landing = NULL;
     ZT_TRY(be->ops->alloc(be, bytes, ZT_MEM_SCRATCH, &landing));
-    zt_status s = p->world->ops->recv(p->world, landing, bytes, peer(p, holder));
+    zt_status s = zt_comm_recv(p->world, landing, bytes, peer(p, holder));
     if (s == ZT_OK) s = be->ops->download(be, host, landing, bytes);
     be->ops->free(be, landing, bytes, ZT_MEM_SCRATCH);
     return s;
@@ -124,7 +124,7 @@ static zt_status sum_over_stages(void *ctx, const zt_param_set *ps, const double
         mine[i] = NAN;
     for (int k = 0; s == ZT_OK && k < ps->n_params; k++)
         mine[ps->params[k].tensor_id] = partials[k];
-    if (s == ZT_OK) s = p->world->ops->allgather(p->world, mine, (size_t)n * sizeof *mine, all);
+    if (s == ZT_OK) s = zt_comm_allgather(p->world, mine, (size_t)n * sizeof *mine, all);
     double sum = 0.0;
     for (int i = 0; s == ZT_OK && i < n; i++)
         for (int stage = 0; stage < p->layout.stages; stage++) {
@@ -229,8 +229,8 @@ zt_status zt_run_pipeline_serve_weights(const zt_run *r) {
     for (int i = 0; i < m->n_tensors; i++) {
         const zt_tensor_info *t = &m->tensors[i];
         if (zt_model_stage_holds(m, &first, i) || first_holder(p, i) != p->layout.stage) continue;
-        ZT_TRY(p->world->ops->send(p->world, (const char *)m->weights + t->offset,
-                                   t->n_elems * zt_dtype_size(t->dtype), peer(p, 0)));
+        ZT_TRY(zt_comm_send(p->world, (const char *)m->weights + t->offset,
+                            t->n_elems * zt_dtype_size(t->dtype), peer(p, 0)));
     }
     return ZT_OK;
 }
@@ -245,9 +245,8 @@ zt_status zt_run_pipeline_serve_state(const zt_run *r) {
         const zt_param *param = &r->ps.params[k];
         const int id = (int)param->tensor_id;
         if (zt_model_stage_holds(m, &first, id) || first_holder(p, id) != p->layout.stage) continue;
-        ZT_TRY(p->world->ops->send(p->world, param->state,
-                                   (size_t)r->state_copies * param->n_elems * sizeof(float),
-                                   peer(p, 0)));
+        ZT_TRY(zt_comm_send(p->world, param->state,
+                            (size_t)r->state_copies * param->n_elems * sizeof(float), peer(p, 0)));
     }
     return ZT_OK;
 }
@@ -257,7 +256,7 @@ zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count) 
     const zt_train_pipeline *p = r->pipeline;
     unsigned long long *all = zt_malloc((size_t)p->world->size * sizeof *all);
     if (!all) return zt_fail(ZT_ERR_NOMEM, "--pipeline-stages: %d counts", p->world->size);
-    zt_status s = p->world->ops->allgather(p->world, count, sizeof *count, all);
+    zt_status s = zt_comm_allgather(p->world, count, sizeof *count, all);
     unsigned long long total = 0;
     for (int stage = 0; s == ZT_OK && stage < p->layout.stages; stage++)
         total += all[peer(p, stage)];

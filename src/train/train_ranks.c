@@ -19,7 +19,7 @@ int zt_run_writes_files(const zt_run *r) {
 /* Every rank waits here until all have arrived (a no-op in one process). */
 zt_status zt_run_barrier(const zt_run *r) {
     zt_comm *c = r->o->comm;
-    return c && c->size > 1 ? c->ops->barrier(c) : ZT_OK;
+    return c && c->size > 1 ? zt_comm_barrier(c) : ZT_OK;
 }
 
 /* The most examples one training forward of this rank holds: its share of the batch (its
@@ -47,7 +47,7 @@ zt_status zt_run_stop_agreed(const zt_run *r, int local, int *agreed) {
     int32_t mine = local;
     int32_t *all = zt_malloc((size_t)c->size * sizeof *all);
     if (!all) return zt_fail(ZT_ERR_NOMEM, "stop flags of %d ranks", c->size);
-    zt_status s = c->ops->allgather(c, &mine, sizeof mine, all);
+    zt_status s = zt_comm_allgather(c, &mine, sizeof mine, all);
     for (int q = 0; s == ZT_OK && q < c->size; q++)
         *agreed |= all[q] != 0;
     free(all);
@@ -84,7 +84,7 @@ zt_status zt_run_verify_replicas(const zt_run *r, int steps) {
     ZT_TRY(weights_checksum(r, &mine));
     uint64_t *all = zt_malloc((size_t)c->size * sizeof *all);
     if (!all) return zt_fail(ZT_ERR_NOMEM, "checksums of %d ranks", c->size);
-    zt_status s = c->ops->allgather(c, &mine, sizeof mine, all);
+    zt_status s = zt_comm_allgather(c, &mine, sizeof mine, all);
     for (int q = 1; s == ZT_OK && q < c->size; q++)
         if (all[q] != all[0])
             s = zt_fail(ZT_ERR_INTERNAL,

@@ -60,6 +60,15 @@ typedef struct zt_run {
     zt_deferred_update deferred;
     zt_eval_point first_eval, last_eval, best_eval;
     int have_first_eval, best_step;
+    /* What the world communicator carried, attributed to steps (docs/distributed.md, "What a
+     * rank sends"): since the mark, the traffic belongs to step traffic_step (-1: to no step:
+     * the stop flag between steps, evaluations, snapshots, replica checks); each step's share
+     * waits in slot step % 2 for its metrics line (a shadow-mode step's line comes after the
+     * next step's forward). */
+    unsigned long long traffic_mark_sent, traffic_mark_received;
+    int traffic_step;
+    unsigned long long step_sent[2], step_received[2];
+    unsigned long long lines_sent, lines_received; /* the step lines' sums, this run */
 } zt_run;
 
 /* --peft lora (src/train/lora_run.c): the base with its initial adapters (a snapshot's are read
@@ -150,10 +159,21 @@ zt_status zt_run_pipeline_serve_state(const zt_run *r);
 zt_status zt_run_pipeline_sum_count(const zt_run *r, unsigned long long *count);
 void zt_run_pipeline_release(zt_run *r);
 
-/* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out. */
-void zt_run_metrics_line(const zt_step_record *record, double elapsed, char *buf, size_t size);
-/* Rewrites metrics.jsonl from the log's records, keeping the elapsed times of the lines that
- * were there, so it holds exactly one line per record whatever a kill interrupted. */
+/* The bytes this rank's communicator carried for one step (docs/distributed.md, "What a rank
+ * sends, counted"); negative where not counted (one process, a line rewritten from a file
+ * without them). */
+typedef struct zt_line_traffic {
+    long long sent, received;
+} zt_line_traffic;
+
+/* One metrics.jsonl line (newline included) for a log record; elapsed < 0 leaves it out, and so
+ * does traffic NULL or negative ("sent_bytes", "received_bytes", on step lines only). */
+void zt_run_metrics_line(const zt_step_record *record, double elapsed,
+                         const zt_line_traffic *traffic, char *buf, size_t size);
+/* The longest line zt_run_metrics_line writes, newline and NUL included. */
+enum { ZT_METRICS_LINE_MAX = 384 };
+/* Rewrites metrics.jsonl from the log's records, keeping the elapsed times and bytes of the lines
+ * that were there, so it holds exactly one line per record whatever a kill interrupted. */
 zt_status zt_run_rewrite_metrics(const zt_run *r, const zt_step_record *records, int n_records);
 
 #endif

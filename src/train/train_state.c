@@ -364,7 +364,8 @@ static void put_number(char *buf, size_t size, size_t *used, const char *key, co
     *used = n < 0 || (size_t)n >= size - *used ? size : *used + (size_t)n;
 }
 
-void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, size_t size) {
+void zt_run_metrics_line(const zt_step_record *rec, double elapsed, const zt_line_traffic *traffic,
+                         char *buf, size_t size) {
     size_t used = 0;
     int n;
     if (rec->kind == ZT_RECORD_EVAL) {
@@ -404,16 +405,25 @@ void zt_run_metrics_line(const zt_step_record *rec, double elapsed, char *buf, s
     }
     if (rec->kind != ZT_RECORD_EVAL && rec->kind != ZT_RECORD_PHASE && elapsed >= 0)
         put_number(buf, size, &used, "elapsed_s", "%.3f", elapsed);
+    if (rec->kind != ZT_RECORD_EVAL && rec->kind != ZT_RECORD_PHASE && traffic &&
+        traffic->sent >= 0 && traffic->received >= 0) {
+        /* integers below 2^53 print exactly through %.0f */
+        put_number(buf, size, &used, "sent_bytes", "%.0f", (double)traffic->sent);
+        put_number(buf, size, &used, "received_bytes", "%.0f", (double)traffic->received);
+    }
     if (used + 3 <= size)
         memcpy(buf + used, "}\n", 3);
     else if (size >= 3)
         memcpy(buf + size - 3, "}\n", 3);
 }
 
-/* elapsed[k] = "elapsed_s" of the training line of step k+1 in the old file, -1 if none. */
-static void read_elapsed(const char *path, double *elapsed, int n_steps) {
-    for (int i = 0; i < n_steps; i++)
+/* elapsed[k] = "elapsed_s" of the training line of step k+1 in the old file, -1 if none;
+ * traffic[k] its bytes, -1 if none. */
+static void read_elapsed(const char *path, double *elapsed, zt_line_traffic *traffic, int n_steps) {
+    for (int i = 0; i < n_steps; i++) {
         elapsed[i] = -1.0;
+        traffic[i] = (zt_line_traffic){-1, -1};
+    }
     FILE *f = fopen(path, "rb");
     if (!f) return;
     char *line = NULL;
@@ -422,9 +432,16 @@ static void read_elapsed(const char *path, double *elapsed, int n_steps) {
         cJSON *o = cJSON_Parse(line);
         const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
         const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(o, "elapsed_s");
-        if (cJSON_IsNumber(step) && cJSON_IsNumber(seconds) && step->valuedouble >= 1 &&
-            step->valuedouble <= n_steps)
-            elapsed[(int)step->valuedouble - 1] = seconds->valuedouble;
+        const cJSON *sent = cJSON_GetObjectItemCaseSensitive(o, "sent_bytes");
+        const cJSON *received = cJSON_GetObjectItemCaseSensitive(o, "received_bytes");
+        const int at =
+            cJSON_IsNumber(step) && step->valuedouble >= 1 && step->valuedouble <= n_steps
+                ? (int)step->valuedouble - 1
+                : -1;
+        if (at >= 0 && cJSON_IsNumber(seconds)) elapsed[at] = seconds->valuedouble;
+        if (at >= 0 && cJSON_IsNumber(sent) && cJSON_IsNumber(received))
+            traffic[at] =
+                (zt_line_traffic){(long long)sent->valuedouble, (long long)received->valuedouble};
         cJSON_Delete(o);
     }
     free(line);
@@ -437,21 +454,23 @@ zt_status zt_run_rewrite_metrics(const zt_run *r, const zt_step_record *records,
         if (records[i].kind != ZT_RECORD_EVAL && records[i].kind != ZT_RECORD_PHASE &&
             records[i].step + 1 > n_steps)
             n_steps = records[i].step + 1;
-    enum { LINE_MAX_BYTES = 256 };
     double *elapsed = zt_calloc((size_t)n_steps + 1, sizeof *elapsed);
-    char *text = zt_malloc((size_t)n_records * LINE_MAX_BYTES + 1);
-    if (!elapsed || !text) {
+    zt_line_traffic *traffic = zt_calloc((size_t)n_steps + 1, sizeof *traffic);
+    char *text = zt_malloc((size_t)n_records * ZT_METRICS_LINE_MAX + 1);
+    if (!elapsed || !traffic || !text) {
         free(elapsed);
+        free(traffic);
         free(text);
         return zt_fail(ZT_ERR_NOMEM, "%s: rewriting", r->metrics_path);
     }
-    read_elapsed(r->metrics_path, elapsed, n_steps);
+    read_elapsed(r->metrics_path, elapsed, traffic, n_steps);
     size_t used = 0;
     for (int i = 0; i < n_records; i++) {
         const zt_step_record *rec = &records[i];
-        double seconds =
-            rec->kind == ZT_RECORD_EVAL || rec->kind == ZT_RECORD_PHASE ? -1.0 : elapsed[rec->step];
-        zt_run_metrics_line(rec, seconds, text + used, LINE_MAX_BYTES);
+        const int step_line = rec->kind != ZT_RECORD_EVAL && rec->kind != ZT_RECORD_PHASE;
+        const double seconds = step_line ? elapsed[rec->step] : -1.0;
+        zt_run_metrics_line(rec, seconds, step_line ? &traffic[rec->step] : NULL, text + used,
+                            ZT_METRICS_LINE_MAX);
         used += strlen(text + used);
     }
     const void *chunks[] = {text};
@@ -459,5 +478,6 @@ zt_status zt_run_rewrite_metrics(const zt_run *r, const zt_step_record *records,
     zt_status s = zt_write_file_atomic(r->metrics_path, chunks, chunk_bytes, 1);
     free(text);
     free(elapsed);
+    free(traffic);
     return s;
 }

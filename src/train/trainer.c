@@ -486,9 +486,51 @@ static zt_status open_log(run *r) {
     return zt_steplog_open_append(r->log_path, &r->header, &r->log);
 }
 
-static zt_status write_metrics_line(run *r, const zt_step_record *rec, double elapsed) {
-    char line[256];
-    zt_run_metrics_line(rec, elapsed, line, sizeof line);
+/* The world communicator's totals (0 in one process). */
+static void world_traffic(const run *r, unsigned long long *sent, unsigned long long *received) {
+    const zt_comm *c = r->o->comm;
+    *sent = c ? zt_comm_traffic_sent(&c->traffic) : 0;
+    *received = c ? zt_comm_traffic_received(&c->traffic) : 0;
+}
+
+static int counts_traffic(const run *r) {
+    return r->o->comm && r->o->comm->size > 1;
+}
+
+/* The traffic since the mark goes to the step it belongs to; from here on, to `step` (-1: to
+ * none). */
+static void traffic_to(run *r, int step) {
+    if (!counts_traffic(r)) return;
+    unsigned long long sent = 0, received = 0;
+    world_traffic(r, &sent, &received);
+    if (r->traffic_step >= 0) {
+        r->step_sent[r->traffic_step % 2] += sent - r->traffic_mark_sent;
+        r->step_received[r->traffic_step % 2] += received - r->traffic_mark_received;
+    }
+    r->traffic_mark_sent = sent;
+    r->traffic_mark_received = received;
+    r->traffic_step = step;
+}
+
+/* A step's line takes the bytes of its step (on every rank, to sum them; rank 0 writes them);
+ * not counted in one process or on other lines. */
+static zt_line_traffic take_step_traffic(run *r, const zt_step_record *rec) {
+    zt_line_traffic t = {-1, -1};
+    if (!counts_traffic(r) || rec->kind == ZT_RECORD_EVAL || rec->kind == ZT_RECORD_PHASE) return t;
+    traffic_to(r, r->traffic_step);
+    const int slot = rec->step % 2;
+    t.sent = (long long)r->step_sent[slot];
+    t.received = (long long)r->step_received[slot];
+    r->lines_sent += r->step_sent[slot];
+    r->lines_received += r->step_received[slot];
+    r->step_sent[slot] = r->step_received[slot] = 0;
+    return t;
+}
+
+static zt_status write_metrics_line(run *r, const zt_step_record *rec,
+                                    const zt_line_traffic *traffic, double elapsed) {
+    char line[ZT_METRICS_LINE_MAX];
+    zt_run_metrics_line(rec, elapsed, traffic, line, sizeof line);
     if (zt_write_stream(r->metrics, line, strlen(line)) != 0 || fflush(r->metrics) != 0)
         return zt_fail(ZT_ERR_IO, "%s: writing step %d: %s", r->metrics_path, rec->step,
                        strerror(errno));
@@ -502,7 +544,8 @@ static zt_status append_record(run *r, const zt_step_record *rec) {
 
 /* The record's metrics.jsonl line (rank 0). */
 static zt_status metrics_line(run *r, const zt_step_record *rec, double elapsed) {
-    return zt_run_writes_files(r) ? write_metrics_line(r, rec, elapsed) : ZT_OK;
+    const zt_line_traffic traffic = take_step_traffic(r, rec);
+    return zt_run_writes_files(r) ? write_metrics_line(r, rec, &traffic, elapsed) : ZT_OK;
 }
 
 /* best/ holds the weights of the best evaluation so far with their score; it is complete
@@ -605,10 +648,15 @@ static zt_status settle_deferred(run *r, double t_start, int *went_back) {
     if (!r->deferred.active) return ZT_OK;
     /* from here until the record is appended, the weights are ahead of the log */
     r->weights_dirty = 1;
-    unsigned long long n_nonfinite = 0;
-    ZT_TRY(zt_zo_settle_deferred(&r->ps, &r->deferred, &n_nonfinite));
-    ZT_TRY(zt_run_pipeline_sum_count(r, &n_nonfinite)); /* every stage takes the same turn */
+    const int owner = r->traffic_step;
     const zt_step_record *rec = &r->deferred.record;
+    traffic_to(r, rec->step); /* the settle's count is the settled step's */
+    unsigned long long n_nonfinite = 0;
+    zt_status s = zt_zo_settle_deferred(&r->ps, &r->deferred, &n_nonfinite);
+    if (s == ZT_OK)
+        s = zt_run_pipeline_sum_count(r, &n_nonfinite); /* every stage takes the same turn */
+    traffic_to(r, owner);
+    ZT_TRY(s);
     if (n_nonfinite > 0) {
         *went_back = 1;
         ZT_TRY(zt_run_restore_logged_state(r));
@@ -729,7 +777,14 @@ static zt_status train_loop(run *r, zt_train_result *res) {
     zt_engine_options eo = {o->seed, o->stochastic_rounding};
     double t_start = now_seconds();
     int first_step = r->next_step, steps_this_run = 0;
+    unsigned long long sent_before = 0, received_before = 0;
+    world_traffic(r, &sent_before, &received_before);
+    r->traffic_step = -1;
+    traffic_to(r, -1);
     for (int step = first_step; step < o->steps; step++) {
+        traffic_to(r, -1);
+        r->step_sent[step % 2] = r->step_received[step % 2] = 0;
+        traffic_to(r, step); /* its forwards and their reductions */
         ZT_TRY(enter_phase(r, step, t_start));
         zt_sampler_batch(&r->sampler, step, r->indices);
         /* data parallel: this rank's share of the step's examples (all of them in one process) */
@@ -763,6 +818,7 @@ static zt_status train_loop(run *r, zt_train_result *res) {
         const int save_due = o->save_every > 0 && (step + 1) % o->save_every == 0 && !last;
         const int save = zt_run_writes_files(r) && save_due;
         int stop = 0;
+        traffic_to(r, -1); /* the stop flag, checks, evaluations and snapshots: no step's */
         ZT_TRY(zt_run_stop_agreed(r, stop_requested != 0, &stop));
         stop = stop || (o->stop_after > 0 && steps_this_run >= o->stop_after);
         /* whatever reads the weights outside the sweep sees the step's update applied */
@@ -786,6 +842,13 @@ static zt_status train_loop(run *r, zt_train_result *res) {
             break;
         }
     }
+    unsigned long long sent = 0, received = 0;
+    world_traffic(r, &sent, &received);
+    res->steps_this_run = steps_this_run;
+    res->loop_bytes_sent = sent - sent_before;
+    res->loop_bytes_received = received - received_before;
+    res->step_bytes_sent = r->lines_sent;
+    res->step_bytes_received = r->lines_received;
     return ZT_OK;
 }
 
@@ -847,6 +910,7 @@ zt_status zt_train(const zt_train_options *o, zt_train_result *res) {
     memset(&r, 0, sizeof r);
     r.o = o;
     r.last_eval_step = r.observed_eval_step = r.best_step = -1;
+    r.traffic_step = -1;
     const char *inputs[] = {o->model_dir, o->train_path, o->eval_path};
     const char *input_options[] = {"--model", "--train", "--eval"};
     ZT_TRY(zt_check_output_apart(o->output_dir, "--output", inputs, input_options, 3));

@@ -100,6 +100,13 @@ typedef struct zt_train_result {
     size_t peak_bytes;       /* tracked allocator peak during training */
     long examples_evaluated; /* training examples this process evaluated (its data-parallel
                                 share of every step it made) */
+    int steps_this_run;      /* steps the loop made in this run (after a resume's) */
+    /* What this rank's communicator carried (docs/distributed.md, "What a rank sends, counted"):
+     * the steps' own bytes, as their metrics lines give them (their forwards, loss reductions and
+     * update counts), and the loop's in all (with the stop flags, and the evaluations, snapshots
+     * and replica checks between steps; not the setup or the first and last evaluations). */
+    unsigned long long step_bytes_sent, step_bytes_received;
+    unsigned long long loop_bytes_sent, loop_bytes_received;
 } zt_train_result;
 
 void zt_train_options_default(zt_train_options *o);

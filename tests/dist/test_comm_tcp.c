@@ -1,6 +1,8 @@
 /* The TCP communicator with real processes on the loopback: N forked ranks join rank 0 and run
  * all-gathers, broadcasts and point-to-point messages whose contents every rank checks against
- * what each sender must have sent; then the failures: a rank that exits, a rank that hangs (caught
+ * what each sender must have sent, and count what each rank's calls carried as
+ * docs/distributed.md defines (rank 0 relays every collective, yet counts what the others do);
+ * then the failures: a rank that exits, a rank that hangs (caught
  * by the timeout), and ranks exchanging messages of different lengths. Each child reports through
  * its exit status: 0 = every check passed. */
 #include <netinet/in.h>
@@ -17,7 +19,7 @@
 #include "dist/comm.h"
 #include "zt_test.h"
 
-enum { RANKS = 4, N = 1000 };
+enum { RANKS = 4, N = 1000, BIG = 1 << 18 }; /* BIG: the floats sent along the chain */
 
 /* A port the kernel says is free right now. */
 static int free_port(void) {
@@ -39,17 +41,17 @@ static int collectives(zt_comm *c) {
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < N; i++)
             mine[i] = c->rank * 1e6 + round * 1e4 + i;
-        if (c->ops->allgather(c, mine, sizeof mine, all) != ZT_OK) return 10 + round;
+        if (zt_comm_allgather(c, mine, sizeof mine, all) != ZT_OK) return 10 + round;
         for (int q = 0; q < RANKS; q++)
             for (int i = 0; i < N; i++)
                 if (all[q * N + i] != q * 1e6 + round * 1e4 + i) return 20 + round;
     }
     for (int root = 0; root < RANKS; root++) {
         int64_t value[3] = {c->rank == root ? 100 + root : -1, c->rank == root ? 7 : -1, 0};
-        if (c->ops->broadcast(c, value, sizeof value, root) != ZT_OK) return 30 + root;
+        if (zt_comm_broadcast(c, value, sizeof value, root) != ZT_OK) return 30 + root;
         if (value[0] != 100 + root || value[1] != 7) return 40 + root;
     }
-    return c->ops->barrier(c) == ZT_OK ? 0 : 50;
+    return zt_comm_barrier(c) == ZT_OK ? 0 : 50;
 }
 
 /* 0 when point-to-point messages arrive whole: a small one between every pair of ranks both
@@ -59,27 +61,57 @@ static int point_to_point(zt_comm *c) {
     const int r = c->rank;
     for (int q = 0; q < RANKS; q++) {
         const int32_t note[3] = {r, q, 42};
-        if (q != r && c->ops->send(c, note, sizeof note, q) != ZT_OK) return 80 + q;
+        if (q != r && zt_comm_send(c, note, sizeof note, q) != ZT_OK) return 80 + q;
     }
     for (int q = 0; q < RANKS; q++) {
         int32_t note[3] = {-1, -1, -1};
-        if (q != r && c->ops->recv(c, note, sizeof note, q) != ZT_OK) return 84 + q;
+        if (q != r && zt_comm_recv(c, note, sizeof note, q) != ZT_OK) return 84 + q;
         if (q != r && (note[0] != q || note[1] != r || note[2] != 42)) return 88 + q;
     }
-    enum { BIG = 1 << 18 };
     float *big = malloc(BIG * sizeof *big);
     int code = 0;
-    if (r > 0 && c->ops->recv(c, big, BIG * sizeof *big, r - 1) != ZT_OK) code = 92;
+    if (r > 0 && zt_comm_recv(c, big, BIG * sizeof *big, r - 1) != ZT_OK) code = 92;
     for (int i = 0; r > 0 && code == 0 && i < BIG; i++)
         if (big[i] != (float)(r - 1) + (float)i) code = 93;
     for (int i = 0; i < BIG; i++)
         big[i] = (float)r + (float)i;
-    if (code == 0 && r + 1 < RANKS && c->ops->send(c, big, BIG * sizeof *big, r + 1) != ZT_OK)
+    if (code == 0 && r + 1 < RANKS && zt_comm_send(c, big, BIG * sizeof *big, r + 1) != ZT_OK)
         code = 94;
     free(big);
-    if (code == 0 && c->ops->send(c, &code, sizeof code, r) != ZT_ERR_INVALID_ARG) code = 95;
+    if (code == 0 && zt_comm_send(c, &code, sizeof code, r) != ZT_ERR_INVALID_ARG) code = 95;
     if (code) fprintf(stderr, "rank %d: point to point: %s\n", r, zt_last_error());
     return code;
+}
+
+/* 0 when this rank's counts match its calls above, worked out call by call: 3 all-gathers of N
+ * doubles (N sent, (RANKS - 1) N received each), a broadcast from every root of 3 int64 (sent
+ * as the root, received from the others), a barrier; a 12-byte note to and from every other
+ * rank, the chain's BIG floats sent unless last and received unless first; the refused
+ * message to itself not counted. */
+static int check_traffic(const zt_comm *c) {
+    const int r = c->rank;
+    const uint64_t gather = N * sizeof(double), value = 3 * sizeof(int64_t);
+    const uint64_t note = 3 * sizeof(int32_t), big = BIG * sizeof(float);
+    const int sends_big = r + 1 < RANKS, receives_big = r > 0;
+    const zt_comm_op_count want[ZT_COMM_OP_KINDS] = {
+        [ZT_COMM_ALLGATHER] = {3, 3 * gather, 3 * (RANKS - 1) * gather},
+        [ZT_COMM_BROADCAST] = {RANKS, value, (RANKS - 1) * value},
+        [ZT_COMM_SEND] = {RANKS - 1 + sends_big, (RANKS - 1) * note + (sends_big ? big : 0), 0},
+        [ZT_COMM_RECV] = {RANKS - 1 + receives_big, 0,
+                          (RANKS - 1) * note + (receives_big ? big : 0)},
+        [ZT_COMM_BARRIER] = {1, 0, 0},
+    };
+    for (int k = 0; k < ZT_COMM_OP_KINDS; k++) {
+        const zt_comm_op_count *got = &c->traffic.op[k];
+        if (got->calls != want[k].calls || got->sent != want[k].sent ||
+            got->received != want[k].received) {
+            fprintf(stderr, "rank %d: %s counted %llu calls, %llu sent, %llu received\n", r,
+                    zt_comm_op_name((zt_comm_op_kind)k), (unsigned long long)got->calls,
+                    (unsigned long long)got->sent, (unsigned long long)got->received);
+            return 96 + k;
+        }
+    }
+    return 0;
 }
 
 typedef enum { HEALTHY, ONE_EXITS, ONE_HANGS, MISMATCH } scenario;
@@ -94,6 +126,7 @@ static int run_rank(int rank, int port, scenario what, double timeout) {
     if (what == HEALTHY) {
         code = collectives(c);
         if (code == 0) code = point_to_point(c);
+        if (code == 0) code = check_traffic(c);
     } else if (what == ONE_EXITS || what == ONE_HANGS) {
         if (rank == 2) {
             if (what == ONE_HANGS) sleep(30);
@@ -154,7 +187,7 @@ static int run_all(scenario what, double timeout, double *seconds) {
 int main(void) {
     double took = 0;
     ZT_CHECK(run_all(HEALTHY, 20.0, &took) == 0,
-             "all-gathers, broadcasts from every root, point-to-point messages");
+             "all-gathers, broadcasts from every root, point-to-point messages, each counted");
     ZT_CHECK(run_all(ONE_EXITS, 20.0, &took) == 0, "a rank that exits is named");
     ZT_CHECK(run_all(ONE_HANGS, 2.0, &took) == 0 && took < 20.0,
              "a rank that hangs is caught by the timeout (took %.1f s)", took);

@@ -1,7 +1,8 @@
 /* The pipeline's layout over the ranks and the replicas' view of the world communicator
  * (src/dist/pipeline.h), in one process: the view runs over a scripted world whose all-gather
  * answers with every rank's known bytes, so what each stage's replicas receive, and whom their
- * messages reach, is checked against the layout written out by hand. */
+ * messages reach, is checked against the layout written out by hand; so is what the view and the
+ * world count of the view's calls (docs/distributed.md, "What a rank sends, counted"). */
 #include <stdint.h>
 #include <string.h>
 
@@ -94,7 +95,7 @@ static const zt_comm_ops scripted_ops = {"scripted",       scripted_allgather, s
 static void test_view(void) {
     /* 8 ranks as 2 stages x 4 replicas, seen from rank 5: stage 1 of replica 2 */
     scripted script = {-1, 0, 0, 0};
-    zt_comm world = {&scripted_ops, 5, 8, 5, 0, 0, &script};
+    zt_comm world = {.ops = &scripted_ops, .rank = 5, .size = 8, .local_rank = 5, .impl = &script};
     zt_pipeline_layout l;
     ZT_CHECK_OK(zt_pipeline_layout_of(8, 5, 2, 4, &l));
     zt_comm *view = NULL;
@@ -103,7 +104,7 @@ static void test_view(void) {
     ZT_CHECK(view->size == 4 && view->rank == 2, "rank 5 is replica %d of %d", view->rank,
              view->size);
     uint8_t mine[3] = {7, 8, 9}, got[4 * 3];
-    ZT_CHECK_OK(view->ops->allgather(view, mine, sizeof mine, got));
+    ZT_CHECK_OK(zt_comm_allgather(view, mine, sizeof mine, got));
     /* stage 1's ranks are 1, 3, 5 (this one) and 7, in replica order */
     const int stage_ranks[4] = {1, 3, 5, 7};
     int wrong = 0;
@@ -114,19 +115,45 @@ static void test_view(void) {
         }
     ZT_CHECK(wrong == 0, "the view's all-gather holds stage 1's parts: %d wrong", wrong);
     uint8_t value[3] = {1, 2, 3};
-    ZT_CHECK_OK(view->ops->broadcast(view, value, sizeof value, 3));
+    ZT_CHECK_OK(zt_comm_broadcast(view, value, sizeof value, 3));
     ZT_CHECK(value[0] == (uint8_t)(7000) && value[2] == (uint8_t)(7002),
              "broadcast from replica 3 delivers world rank 7's bytes (%d %d)", value[0], value[2]);
-    ZT_CHECK_OK(view->ops->send(view, value, 1, 0));
+    ZT_CHECK_OK(zt_comm_send(view, value, 1, 0));
     ZT_CHECK(script.last_peer == 1 && script.sends == 1, "a send to replica 0 reaches rank %d",
              script.last_peer);
-    ZT_CHECK_OK(view->ops->recv(view, value, 1, 3));
+    ZT_CHECK_OK(zt_comm_recv(view, value, 1, 3));
     ZT_CHECK(script.last_peer == 7 && script.recvs == 1, "a receive from replica 3 is rank %d's",
              script.last_peer);
-    ZT_CHECK_OK(view->ops->barrier(view));
+    ZT_CHECK_OK(zt_comm_barrier(view));
     ZT_CHECK(script.barriers == 1, "the view's barrier is the world's");
-    ZT_CHECK(view->ops->broadcast(view, value, 1, 4) == ZT_ERR_INVALID_ARG,
+    ZT_CHECK(zt_comm_broadcast(view, value, 1, 4) == ZT_ERR_INVALID_ARG,
              "broadcast from replica 4 of 4 refused");
+    /* the view counts its calls over its 4 replicas: the all-gather of 3 bytes receives 3 x 3,
+     * the broadcast from replica 3 receives 3, a byte each way, a barrier; the refused
+     * broadcast does not count */
+    const zt_comm_op_count view_want[ZT_COMM_OP_KINDS] = {[ZT_COMM_ALLGATHER] = {1, 3, 9},
+                                                          [ZT_COMM_BROADCAST] = {1, 0, 3},
+                                                          [ZT_COMM_SEND] = {1, 1, 0},
+                                                          [ZT_COMM_RECV] = {1, 0, 1},
+                                                          [ZT_COMM_BARRIER] = {1, 0, 0}};
+    /* the world carries both as all-gathers of 3 bytes over its 8 ranks (7 x 3 received) */
+    const zt_comm_op_count world_want[ZT_COMM_OP_KINDS] = {[ZT_COMM_ALLGATHER] = {2, 6, 42},
+                                                           [ZT_COMM_SEND] = {1, 1, 0},
+                                                           [ZT_COMM_RECV] = {1, 0, 1},
+                                                           [ZT_COMM_BARRIER] = {1, 0, 0}};
+    for (int k = 0; k < ZT_COMM_OP_KINDS; k++) {
+        const zt_comm_op_count *v = &view->traffic.op[k], *w = &world.traffic.op[k];
+        ZT_CHECK(v->calls == view_want[k].calls && v->sent == view_want[k].sent &&
+                     v->received == view_want[k].received,
+                 "the view counted %s: %llu calls, %llu sent, %llu received",
+                 zt_comm_op_name((zt_comm_op_kind)k), (unsigned long long)v->calls,
+                 (unsigned long long)v->sent, (unsigned long long)v->received);
+        ZT_CHECK(w->calls == world_want[k].calls && w->sent == world_want[k].sent &&
+                     w->received == world_want[k].received,
+                 "the world counted %s: %llu calls, %llu sent, %llu received",
+                 zt_comm_op_name((zt_comm_op_kind)k), (unsigned long long)w->calls,
+                 (unsigned long long)w->sent, (unsigned long long)w->received);
+    }
     zt_comm_destroy(view);
 }
 

@@ -1,9 +1,13 @@
 """Ranks started by a torchrun-style environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT),
 no MPI: they join over TCP and train bit-identically to one --batch-invariant process; a rank
 killed with SIGKILL ends every rank within 60 s and the snapshot resumes to the uninterrupted
-result; a rank that hangs (SIGSTOP) is caught by --comm-timeout, naming it.
+result; a rank that hangs (SIGSTOP) is caught by --comm-timeout, naming it. The TCP
+communicator counts what docs/distributed.md's table says each rank sends and receives, though
+rank 0 relays every collective.
 argv: ZOTUNE DEMO_DIR"""
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +53,25 @@ def wait_all(procs, timeout=300):
     return codes, errs
 
 
+def check_traffic(out, errs, ranks, steps=5, batch=7, variants=2):
+    """Each step's contributions: 16 K ceil(B / P) bytes sent, P - 1 times that received (the
+    evaluations run whole on every rank and send nothing); the loop adds a 4-byte stop flag a
+    step. Rank 0's metrics lines and every rank's traffic line."""
+    gather = 16 * variants * -(-batch // ranks)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        lines = [json.loads(line) for line in f if '"loss"' in line]
+    got = [(r.get("sent_bytes"), r.get("received_bytes")) for r in lines]
+    check(got == [(gather, (ranks - 1) * gather)] * steps,
+          f"{ranks} TCP ranks: rank 0's step lines carry {gather} bytes sent: {got}")
+    for rank, err in enumerate(errs):
+        m = re.search(r"traffic: (\d+) steps sent (\d+) bytes and received (\d+) bytes .*loop "
+                      r"with its stop flags sent (\d+) and received (\d+)", err)
+        got = [int(x) for x in m.groups()] if m else None
+        want = [steps, steps * gather, steps * (ranks - 1) * gather, steps * (gather + 4),
+                steps * (ranks - 1) * (gather + 4)]
+        check(got == want, f"{ranks} TCP ranks: rank {rank} counted {got}, want {want}")
+
+
 def single(out, args):
     return RUN.train(out, args)[0]
 
@@ -66,6 +89,7 @@ def main():
         codes, errs = wait_all(start(out, args, ranks))
         check(codes == [0] * ranks and same_run(ref, out),
               f"{ranks} TCP ranks equal one process ({codes}) {errs[0][-300:]}")
+        check_traffic(out, errs, ranks)
 
     long_args = ["--model", os.path.join(DEMO, "model"), "--train",
                  os.path.join(DEMO, "task", "train.jsonl"), "--steps", "60", "--batch-size", "4",

@@ -3,7 +3,8 @@
  *   collectives: all-gathers (a few bytes, then a buffer that grows the staging), a broadcast
  *     from every root and a barrier deliver what each sender held; a chain of sends and receives
  *     of device buffers (rank r - 1 to r, as a pipeline's stages) delivers each sender's bytes;
- *     a send to itself or to no rank is refused;
+ *     a send to itself or to no rank is refused; each rank's counts of those calls (through
+ *     zt_comm_allgather ... zt_comm_recv) are docs/distributed.md's, worked out call by call;
  *   hang: the last rank joins an all-gather 3 s late; the others fail after --comm-timeout (1 s),
  *     not before, naming the all-gather; rank 0 names the late rank from the MPI bootstrap's
  *     roll call; the aborted communicator refuses the next call;
@@ -41,6 +42,8 @@ static zt_comm *join(double timeout_s) {
     return c;
 }
 
+enum { CHAIN = 777 }; /* the floats each link of the chain carries */
+
 static void collectives(zt_comm *c) {
     const int p = c->size, r = c->rank;
     for (int n = 3; n <= 3000; n *= 1000) {
@@ -48,7 +51,7 @@ static void collectives(zt_comm *c) {
                *all = malloc((size_t)(n * p) * sizeof *all);
         for (int i = 0; i < n; i++)
             mine[i] = r * 1e6 + n + i;
-        ZT_CHECK_OK(c->ops->allgather(c, mine, (size_t)n * sizeof *mine, all));
+        ZT_CHECK_OK(zt_comm_allgather(c, mine, (size_t)n * sizeof *mine, all));
         int wrong = 0;
         for (int q = 0; q < p; q++)
             for (int i = 0; i < n; i++)
@@ -58,40 +61,64 @@ static void collectives(zt_comm *c) {
     }
     for (int root = 0; root < p; root++) {
         int64_t value[3] = {r == root ? 100 + root : -1, r == root ? 7 : -1, r};
-        ZT_CHECK_OK(c->ops->broadcast(c, value, sizeof value, root));
+        ZT_CHECK_OK(zt_comm_broadcast(c, value, sizeof value, root));
         ZT_CHECK(value[0] == 100 + root && value[1] == 7 && value[2] == root,
                  "rank %d: broadcast from %d gave %lld %lld %lld", r, root, (long long)value[0],
                  (long long)value[1], (long long)value[2]);
     }
-    ZT_CHECK_OK(c->ops->barrier(c));
+    ZT_CHECK_OK(zt_comm_barrier(c));
 }
 
 /* Rank r receives (n) floats from r - 1, then sends its own to r + 1: a pipeline's chain. */
 static void chain(zt_comm *c) {
-    enum { N = 777 };
     const int r = c->rank;
-    float host[N];
+    float host[CHAIN];
     float *device = NULL;
     ZT_REQUIRE(cudaMalloc((void **)&device, sizeof host) == cudaSuccess, "cudaMalloc");
     if (r > 0) {
-        ZT_CHECK_OK(c->ops->recv(c, device, sizeof host, r - 1));
+        ZT_CHECK_OK(zt_comm_recv(c, device, sizeof host, r - 1));
         cudaMemcpy(host, device, sizeof host, cudaMemcpyDeviceToHost);
         int wrong = 0;
-        for (int i = 0; i < N; i++)
+        for (int i = 0; i < CHAIN; i++)
             wrong += host[i] != (float)(r - 1) + 0.25f * (float)i;
-        ZT_CHECK(wrong == 0, "rank %d: %d of %d floats from rank %d wrong", r, wrong, N, r - 1);
+        ZT_CHECK(wrong == 0, "rank %d: %d of %d floats from rank %d wrong", r, wrong, CHAIN, r - 1);
     }
     if (r + 1 < c->size) {
-        for (int i = 0; i < N; i++)
+        for (int i = 0; i < CHAIN; i++)
             host[i] = (float)r + 0.25f * (float)i;
         cudaMemcpy(device, host, sizeof host, cudaMemcpyHostToDevice);
-        ZT_CHECK_OK(c->ops->send(c, device, sizeof host, r + 1));
+        ZT_CHECK_OK(zt_comm_send(c, device, sizeof host, r + 1));
     }
-    ZT_CHECK(c->ops->send(c, device, sizeof host, c->size) == ZT_ERR_INVALID_ARG,
+    ZT_CHECK(zt_comm_send(c, device, sizeof host, c->size) == ZT_ERR_INVALID_ARG,
              "a send to rank %d of %d is refused", c->size, c->size);
-    ZT_CHECK(c->ops->recv(c, device, sizeof host, -1) == ZT_ERR_INVALID_ARG,
+    ZT_CHECK(zt_comm_recv(c, device, sizeof host, -1) == ZT_ERR_INVALID_ARG,
              "a receive from rank -1 is refused");
     cudaFree(device);
+}
+
+/* What collectives and chain carried on this rank, by the definition: all-gathers of 3 and 3000
+ * doubles (sent once, received from each other rank), a broadcast of 3 int64 from every root
+ * (sent as the root, received from the others), a barrier, the chain's floats sent unless last
+ * and received unless first; the refused calls not counted. */
+static void check_traffic(const zt_comm *c) {
+    const int p = c->size, r = c->rank;
+    const uint64_t others = (uint64_t)p - 1, gathered = 3003 * sizeof(double);
+    const uint64_t value = 3 * sizeof(int64_t), floats = CHAIN * sizeof(float);
+    const int sends = r + 1 < p, receives = r > 0;
+    const zt_comm_op_count want[ZT_COMM_OP_KINDS] = {
+        [ZT_COMM_ALLGATHER] = {2, p > 1 ? gathered : 0, others * gathered},
+        [ZT_COMM_BROADCAST] = {(uint64_t)p, p > 1 ? value : 0, others * value},
+        [ZT_COMM_SEND] = {(uint64_t)sends, sends ? floats : 0, 0},
+        [ZT_COMM_RECV] = {(uint64_t)receives, 0, receives ? floats : 0},
+        [ZT_COMM_BARRIER] = {1, 0, 0}};
+    for (int k = 0; k < ZT_COMM_OP_KINDS; k++) {
+        const zt_comm_op_count *got = &c->traffic.op[k];
+        ZT_CHECK(got->calls == want[k].calls && got->sent == want[k].sent &&
+                     got->received == want[k].received,
+                 "rank %d of %d: %s counted %llu calls, %llu sent, %llu received", r, p,
+                 zt_comm_op_name((zt_comm_op_kind)k), (unsigned long long)got->calls,
+                 (unsigned long long)got->sent, (unsigned long long)got->received);
+    }
 }
 
 static void hang(zt_comm *c) {
@@ -155,6 +182,7 @@ int main(int argc, char **argv) {
         collectives(c);
         chain(c);
         ZT_CHECK(ncclstub_operations() > before, "the calls went through the stand-in");
+        check_traffic(c);
     } else if (strcmp(scenario, "hang") == 0) {
         ZT_REQUIRE(c->size >= 2, "hang needs 2 ranks or more");
         hang(c);
