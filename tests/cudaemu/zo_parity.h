@@ -1240,8 +1240,8 @@ static inline void zt_zo_scratch_checks(zt_status (*create)(int device, zt_backe
  * slices shorter than a Philox block, lengths not a multiple of 4, slices spanning several chunks
  * and more chunks than the executor's grid has warps (ZT_CUDA_ZO_MAX_BLOCKS = 5 blocks of 8 warps
  * in tests/cudaemu/cudaemu.h, so the chunk loop wraps), every dtype pair, aligned or not, one and
- * two terms; the
- * variants kernel with one to four variants; update for every rule and dtype, SR on and off. */
+ * two terms; the variants kernel with one to four variants; update for every rule and dtype, SR
+ * on and off. */
 static inline void zt_zo_parity_rademacher_chunks(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
     const size_t grid_elems = (size_t)5 * 8 * 4096; /* a chunk per warp of the executor's grid */
