@@ -38,7 +38,10 @@
  *     staging under --gemm half (Philox ~11 per element, the transform ~35, loads,
  *     conversions, the add and the loop ~13); 27.2 is what update f16 with SR (SGD) issues
  *     beyond that (the SR words' Philox, the rounding, the update's own arithmetic), so that
- *     z + SR word is the update's measured 86.5. A GPU issues
+ *     z + SR word is the update's measured 86.5. --z rademacher charges 13.3 per z element
+ *     instead (perturb f16 -> f16 Rademacher, a warp sharing each Philox call over 4096
+ *     elements: Philox ~0.6 per element, the rest shuffles, sign bits, loads and stores);
+ *     MeZO's baseline stays Gaussian. A GPU issues
  *     one instruction per lane per clock, i.e. FP32 peak / 2 (an FMA is 2 FLOPs). Instruction
  *     counts, not timings: --rng-tinst 0 drops the roof.
  *   - Optimizer state (momentum / AdaMM) is f32 and read + written by the update. */
@@ -68,6 +71,9 @@ enum {
  * perturb f16 -> f16 Gaussian, and update f16 SR SGD Gaussian minus that. */
 static const double RNG_INSTR_PER_Z = 59.3;
 static const double RNG_INSTR_PER_SR_WORD = 27.2;
+/* --z rademacher: perturb f16 -> f16 Rademacher, a warp sharing each Philox call over 4096
+ * elements (kernels/cuda/rademacher.cuh); bench/results/sass-count-2026-12-07-rademacher.txt. */
+static const double RNG_INSTR_PER_Z_RADEMACHER = 13.3;
 
 /* ---- inputs ---- */
 
@@ -96,6 +102,7 @@ typedef struct machine {
     double f32_flops_per_s;
     double lane_instr_per_s; /* 0: no RNG roof */
     double memory_bytes;
+    double rng_instr_per_z; /* zotune's z: Gaussian or Rademacher (--z) */
 } machine;
 
 /* ---- outputs ---- */
@@ -242,7 +249,7 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
     double staged_bytes = layered * (s + k * stage_bytes) + k * table * (s + stage_bytes);
     double drawn = layered + k * table + k * n * (d->embed_proj + d->hidden);
     add_phase(est, m, "staging", staged_bytes, staged_bytes, 0.0, gemm_flops_per_s,
-              drawn * RNG_INSTR_PER_Z);
+              drawn * m->rng_instr_per_z);
 
     forward_traffic t = forward_body(d, w, act, stage_bytes);
     add_phase(est, m, "GEMMs", k * t.gemm_bytes, k * t.gemm_weight_bytes, k * t.gemm_flops,
@@ -277,10 +284,10 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
      * read through gathers, take it alone (2s); each f32 state copy read + written (8); z
      * regenerated once, stochastic-rounding bits for half-precision stores.
      * 13b bf16: 12.57 G x 2 + 0.28 G x 4 = 26.3 GB (51.4 GB as a pass of its own). */
-    double update_bytes = layered * s + (table + positions) * 2.0 * s +
-                          params * 8.0 * w->state_copies;
+    double update_bytes =
+        layered * s + (table + positions) * 2.0 * s + params * 8.0 * w->state_copies;
     double update_rng =
-        params * (RNG_INSTR_PER_Z + (w->half_precision ? RNG_INSTR_PER_SR_WORD : 0));
+        params * (m->rng_instr_per_z + (w->half_precision ? RNG_INSTR_PER_SR_WORD : 0));
     add_phase(est, m, "update", update_bytes, update_bytes, 0.0, gemm_flops_per_s, update_rng);
 
     /* Memory, as models/workspace.c plans it (plan_layout), activations in `act` bytes:
@@ -758,7 +765,7 @@ static void check_memory_plan(const model_dims *d, const workload *w) {
         zt_model_plan_memory(model, &shape, &plan);
         workload on_cpu = *w;
         on_cpu.head_chunk_rows = be->head_chunk_rows;
-        machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
+        machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9, RNG_INSTR_PER_Z};
         estimate e;
         zotune_step(d, &on_cpu, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, 0, "check",
                     &e);
@@ -809,7 +816,7 @@ static int self_check(void) {
                   .half_precision = 1,
                   .activation_bytes = 4,
                   .head_chunk_rows = ZT_CUDA_HEAD_CHUNK_ROWS};
-    machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9};
+    machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9, RNG_INSTR_PER_Z};
     estimate e;
     zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 0, "check", &e);
     /* layers once for both variants, the token table per variant:
@@ -899,6 +906,7 @@ typedef struct options {
     const bench_gpu_peaks *gpu;
     double peak_gbs, peak_tflops, rng_tinst, memory_gb; /* < 0: from the GPU table */
     int quick, json, self_check;
+    int rademacher;                        /* --z rademacher */
     measured_rates measured[MAX_MEASURED]; /* --measured, one per shape */
     int n_measured;
 } options;
@@ -919,6 +927,8 @@ static void usage(FILE *out) {
             "  --gpu G              h100 (default), h100-pcie, h200, a100, a100-40gb\n"
             "  --peak-gbs X         override the HBM bandwidth, GB/s\n"
             "  --peak-tflops X      override the tensor-core peak, TFLOP/s\n"
+            "  --z Z                zotune's z: gauss (default) or rademacher (its RNG\n"
+            "                       roof; MeZO's baseline stays Gaussian)\n"
             "  --rng-tinst X        lane instructions per second for the RNG roof, in T/s\n"
             "                       (default FP32 peak / 2; 0 turns the RNG roof off)\n"
             "  --memory-gb X        GPU memory to fit in (default the GPU's: 80, h200 141)\n"
@@ -999,6 +1009,14 @@ static int parse_value(options *o, const char *flag, const char *value) {
         return bench_parse_double(PROG, flag, value, 1e-9, &o->peak_tflops);
     if (strcmp(flag, "--rng-tinst") == 0)
         return bench_parse_double(PROG, flag, value, 0.0, &o->rng_tinst);
+    if (strcmp(flag, "--z") == 0) {
+        if (strcmp(value, "gauss") != 0 && strcmp(value, "rademacher") != 0) {
+            fprintf(stderr, "%s: --z: '%s' is neither gauss nor rademacher\n", PROG, value);
+            return 0;
+        }
+        o->rademacher = strcmp(value, "rademacher") == 0;
+        return 1;
+    }
     if (strcmp(flag, "--memory-gb") == 0)
         return bench_parse_double(PROG, flag, value, 1e-9, &o->memory_gb);
     if (strcmp(flag, "--measured") == 0) return load_measured(value, o->measured, &o->n_measured);
@@ -1049,6 +1067,7 @@ static machine machine_of(const options *o) {
      * 132 SMs x 128 lanes x 1.98 GHz = 33.5 T lane-instructions/s. */
     m.lane_instr_per_s = o->rng_tinst >= 0 ? 1e12 * o->rng_tinst : m.f32_flops_per_s / 2.0;
     m.memory_bytes = 1e9 * (o->memory_gb > 0 ? o->memory_gb : o->gpu->memory_gb);
+    m.rng_instr_per_z = o->rademacher ? RNG_INSTR_PER_Z_RADEMACHER : RNG_INSTR_PER_Z;
     return m;
 }
 

@@ -17,6 +17,12 @@ count: a warp issues each instruction once for 32 lanes, so the lane instruction
 bench/roofline.c's RNG roof are the same number. The run checks that every element of the output
 was stored exactly once.
 
+Kernels that share Philox words across a warp (SHFL in their SASS: Rademacher z a 4096-element
+chunk per warp, kernels/cuda/rademacher.cuh) run as lane 0 of a one-warp grid instead: a shuffle
+returns the lane's own register (the words only feed sign bits, which no branch reads, so the
+count is lane 0's), n1 and n2 are rounded to whole chunks, and the figure is lane 0's
+instructions per element it owns (one 4-element block in 32), which it checks it stored once.
+
 Both the current kernels (template instances per dtype, distribution, rule and rounding) and the
 generic kernels before them (one kernel, dtype and distribution as arguments; commit 7b68d8b) are
 understood, so two builds can be compared:
@@ -882,6 +888,15 @@ class Machine:
     op_REDG = op_RED
     op_ATOMG = op_RED
 
+    def op_SHFL(self, mods, ops, ins):
+        # One thread stands for lane 0 of a whole warp: a shuffle returns the source register's
+        # own value (the other lanes' words are not modelled). The value only feeds the sign bits
+        # of Rademacher z, which no branch reads, so the count is that of the real lane 0.
+        if ops[0].kind == "pred":
+            self.set_pred(ops[0], True)
+            ops = ops[1:]
+        self.set_reg(ops[0], self.u(ops[1]))
+
     def op_VOTE(self, mods, ops, ins):
         # One thread: ANY / ALL of its own predicate; the mask form gives lane 0's bit.
         v = self.pred(ops[-1])
@@ -1014,8 +1029,26 @@ def lcg_values(n, seed, dtype):
     return bytes(out)
 
 
+def is_warp_kernel(instrs):
+    """Whether the kernel shares Philox words across a warp (the Rademacher chunks of
+    kernels/cuda/rademacher.cuh): it is then run as lane 0 of a one-warp grid."""
+    return any(ins.base == "SHFL" for ins in instrs)
+
+
+# 4-element blocks of a warp's chunk (kernels/cuda/rademacher.cuh), and lanes per warp
+WARP_LANES, CHUNK_BLOCKS4 = 32, 1024
+
+
+def warp_lane_of(block):
+    """The lane that handles 4-element block `block` in kernels/cuda/rademacher.cuh's turns: block
+    32*(4q + l/8) + 8w + l%8 of a chunk is lane l's."""
+    return 8 * ((block // 32) % 4) + block % 8
+
+
 def run_case(instrs, kparams, kind, generic, case, n):
-    """Instructions one thread issues for n elements, and whether every output was stored."""
+    """Instructions one thread issues for n elements, and whether every output it owns was stored
+    exactly once (and no other). A warp kernel's thread is lane 0 of one warp: it owns the 4-element
+    blocks warp_lane_of gives to lane 0, one in 32."""
     mem = Memory()
     SRC, DST, STATE = 0x7000_0000_0000, 0x7100_0000_0000, 0x7200_0000_0000
     dist = case["dist"]
@@ -1049,8 +1082,9 @@ def run_case(instrs, kparams, kind, generic, case, n):
                     coeffs_struct(rule, False), round_keys(0x13198A2E03707344), scalar("i", 1),
                     scalar("Q", 0)]
         out_base, out_bytes = SRC, n * DTYPE_SIZE[dt]
+    warp = is_warp_kernel(instrs)
     cbank = bytearray(0x10000)
-    struct.pack_into("<III", cbank, 0x0, 1, 1, 1)      # blockDim
+    struct.pack_into("<III", cbank, 0x0, WARP_LANES if warp else 1, 1, 1)  # blockDim
     struct.pack_into("<III", cbank, 0xC, 1, 1, 1)      # gridDim
     struct.pack_into("<I", cbank, 0x28, 0xFFF0)        # stack
     if sorted(kparams) != list(range(len(args))):
@@ -1067,6 +1101,10 @@ def run_case(instrs, kparams, kind, generic, case, n):
     m.R[1] = 0xFFF0
     m.run()
     stored = [mem.store_count.get(out_base + i, 0) for i in range(out_bytes)]
+    if warp:
+        size = out_bytes // n
+        owned = [warp_lane_of(i // size // 4) == 0 for i in range(out_bytes)]
+        return m.count, all(c == (1 if o else 0) for c, o in zip(stored, owned)), m.hits
     return m.count, all(c == 1 for c in stored), m.hits
 
 
@@ -1100,6 +1138,12 @@ def case_key(kind, case):
             DIST_NAMES[case["dist"]] + " " + RULE_NAMES[case["rule"]])
 
 
+def chunk_round(n):
+    """n rounded up to whole warp chunks (4096 elements), at least one."""
+    chunk = CHUNK_BLOCKS4 * 4
+    return max(chunk, (n + chunk - 1) // chunk * chunk)
+
+
 def measure(build, cuobjdump, arch, n1, n2, only, profile=False):
     results = {}
     for unit in ("perturb", "update"):
@@ -1118,19 +1162,25 @@ def measure(build, cuobjdump, arch, n1, n2, only, profile=False):
                 key = case_key(kind, case)
                 if only and not re.search(only, " ".join(key)):
                     continue
+                # A warp kernel's lane 0 owns one 4-element block in 32: whole chunks, and its
+                # own elements as the divisor (instructions a lane issues per element it owns).
+                warp = is_warp_kernel(instrs)
+                m1 = chunk_round(n1) if warp else n1
+                m2 = m1 + chunk_round(n2 - n1) if warp else n2
+                per = (m2 - m1) // WARP_LANES if warp else m2 - m1
                 try:
-                    c1, ok1, h1 = run_case(instrs, kparams[name], kind, generic, case, n1)
-                    c2, ok2, h2 = run_case(instrs, kparams[name], kind, generic, case, n2)
+                    c1, ok1, h1 = run_case(instrs, kparams[name], kind, generic, case, m1)
+                    c2, ok2, h2 = run_case(instrs, kparams[name], kind, generic, case, m2)
                 except SassError as e:
                     raise SassError(f"{name} {' '.join(key)}: {e}") from e
                 if profile:
-                    print(f"{' '.join(key)} ({name}): executions per {n2 - n1} elements")
+                    print(f"{' '.join(key)} ({name}): executions per {per} owned elements")
                     for ins, a, b in zip(instrs, h1, h2):
                         if b - a:
                             print(f"  {b - a:7d}  /*{ins.addr:04x}*/ {ins.text}")
                 if not (ok1 and ok2):
                     raise SassError(f"{name} {key}: not every element stored exactly once")
-                results[key] = {"per_element": (c2 - c1) / (n2 - n1),
+                results[key] = {"per_element": (c2 - c1) / per,
                                 "static": len(instrs), "generic": generic}
     return results
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/rademacher.cuh"
 #include "cuda/z_terms.cuh"
 
 namespace ZT_CUDA_NAMESPACE {
@@ -72,6 +73,22 @@ zt_status zt_cuda_z_terms_prepare(zt_cuda_backend *cb, const char *op, const zt_
 /* The lanes of one block that lie in the slice, element by element in common/dtype.h's
  * conversions: the blocks the slice cuts, and every block of a slice not aligned for block
  * access. */
+template <zt_dtype SRC, zt_dtype DST, bool TERMS>
+__device__ __forceinline__ void zt_perturb_lanes_g(void *dst,       /* (n) */
+                                                   const void *src, /* (n) */
+                                                   const zt_block_span &s, uint64_t block,
+                                                   const zt_f32x4 &g) {
+    unsigned lane_begin, lane_end;
+    zt_block_lanes(s, block, lane_begin, lane_end);
+    for (unsigned lane = lane_begin; lane < lane_end; lane++) {
+        const size_t j = (size_t)(block * 4 + lane - s.elem_offset);
+        const float value = zt_load_f32(src, SRC, j);
+        /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
+        const float perturbed = TERMS ? __fadd_rn(value, zt_f32x4_lane(g, lane)) : value;
+        zt_store_rne(dst, DST, j, perturbed);
+    }
+}
+
 template <zt_dtype SRC, zt_dtype DST, zt_dist DIST, bool TERMS>
 __device__ __forceinline__ void zt_perturb_lanes(void *dst,       /* (n) */
                                                  const void *src, /* (n) */
@@ -82,15 +99,7 @@ __device__ __forceinline__ void zt_perturb_lanes(void *dst,       /* (n) */
         const uint64_t blocks[1] = {block};
         zt_cuda_z_sum_blocks<DIST, 1>(terms, blocks, g);
     }
-    unsigned lane_begin, lane_end;
-    zt_block_lanes(s, block, lane_begin, lane_end);
-    for (unsigned lane = lane_begin; lane < lane_end; lane++) {
-        const size_t j = (size_t)(block * 4 + lane - s.elem_offset);
-        const float value = zt_load_f32(src, SRC, j);
-        /* No terms is a plain copy or conversion: adding a zero would turn -0 into +0. */
-        const float perturbed = TERMS ? __fadd_rn(value, zt_f32x4_lane(g[0], lane)) : value;
-        zt_store_rne(dst, DST, j, perturbed);
-    }
+    zt_perturb_lanes_g<SRC, DST, TERMS>(dst, src, s, block, g[0]);
 }
 
 /* K whole blocks, blocks[k] read at src[k] and written at dst[k], each with one vector access.
@@ -155,6 +164,29 @@ __device__ __forceinline__ void zt_perturb_run(void *dst,       /* (n) */
     }
 }
 
+/* Rademacher z with terms, a warp per chunk of 32 Philox blocks (cuda/rademacher.cuh): every
+ * block of the slice, whole ones with one vector access each when aligned, the cut ones (and all
+ * of an unaligned slice) element by element. */
+template <zt_dtype SRC, zt_dtype DST>
+__device__ __forceinline__ void zt_perturb_rademacher_run(void *dst,       /* (n) */
+                                                          const void *src, /* (n) */
+                                                          const zt_block_span &s, int aligned,
+                                                          const zt_cuda_z_terms &terms) {
+    const zt_round_keys *const keys[1] = {&terms.first_rounds};
+    zt_rademacher_chunks<1>(
+        keys, s.elem_offset / 4, (s.slice_end - 1) / 4 + 1, aligned ? s.full_begin : 0,
+        aligned ? s.full_end : 0, [&](uint64_t block, const zt_u32x4(&signs)[1], auto where) {
+            const zt_f32x4 g = zt_rademacher_z_sum(terms, block, signs[0]);
+            if (decltype(where)::value ||
+                (aligned && block >= s.full_begin && block < s.full_end)) {
+                const size_t j = (size_t)(block * 4 - s.elem_offset);
+                zt_store_block4_rne<DST>(dst, j, zt_add4(zt_load_block4<SRC>(src, j), g));
+            } else {
+                zt_perturb_lanes_g<SRC, DST, true>(dst, src, s, block, g);
+            }
+        });
+}
+
 /* aligned: src and dst both aligned for block access (zt_block_aligned); otherwise every block
  * goes element by element. */
 template <zt_dtype SRC, zt_dtype DST, zt_dist DIST>
@@ -162,7 +194,9 @@ static __global__ void __launch_bounds__(kBlockThreads)
     zt_perturb_k(void *dst,       /* (n) */
                  const void *src, /* (n) */
                  zt_block_span span, int aligned, zt_cuda_z_terms terms) {
-    if (terms.n_terms > 0)
+    if (terms.n_terms > 0 && DIST == ZT_DIST_RADEMACHER)
+        zt_perturb_rademacher_run<SRC, DST>(dst, src, span, aligned, terms);
+    else if (terms.n_terms > 0)
         zt_perturb_run<SRC, DST, DIST, true>(dst, src, span, aligned, terms);
     else
         zt_perturb_run<SRC, DST, DIST, false>(dst, src, span, aligned, terms);
@@ -255,9 +289,14 @@ zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) 
     const zt_block_span span = zt_block_span_of(elem_offset, (uint64_t)n_elems);
     const int aligned = zt_slice_aligned(src.data, src.dtype, elem_offset) &&
                         zt_slice_aligned(dst, dst_dtype, elem_offset);
-    /* Threads for two blocks each in the aligned loop; element-wise, one block each. */
+    /* Threads for two blocks each in the aligned loop; element-wise, one block each; Rademacher
+     * z, a warp per chunk. */
     const uint64_t n_blocks = (span.slice_end - 1) / 4 - elem_offset / 4 + 1;
-    const uint64_t n_items = aligned ? (n_blocks + 1) / 2 : n_blocks;
+    const uint64_t n_items =
+        p->dist == ZT_DIST_RADEMACHER && p->n_terms > 0
+            ? zt_rademacher_threads(elem_offset / 4, (span.slice_end - 1) / 4 + 1)
+        : aligned ? (n_blocks + 1) / 2
+                  : n_blocks;
     const zt_perturb_kernel perturb_kernel =
         zt_perturb_family_pick<zt_perturb_family>(src.dtype, dst_dtype, p->dist);
     ZT_LAUNCH(perturb_kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
@@ -296,22 +335,18 @@ __device__ __forceinline__ void zt_scaled_variants4(const zt_shared_z_variants &
     }
 }
 
-template <zt_dtype SRC, zt_dtype DST, zt_dist DIST>
-static __global__ void __launch_bounds__(kBlockThreads)
-    zt_perturb_variants_k(const void *src, /* (n) */
-                          uint64_t n_elems, int aligned, zt_round_keys rounds,
-                          zt_shared_z_variants v) {
-    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
-    const uint64_t n_blocks = (n_elems + 3) / 4;
-    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
-        zt_f32x4 g[kFusedVariants];
-        zt_scaled_variants4<DIST>(v, zt_cuda_z_words4_rk<DIST>(rounds, b), g);
-        if (aligned && b * 4 + 4 <= n_elems) {
-            const zt_f32x4 x = zt_load_block4<SRC>(src, b * 4);
-            for (int k = 0; k < kFusedVariants; k++)
-                if (k < v.n) zt_store_block4_rne<DST>(v.dst[k], b * 4, zt_add4(x, g[k]));
-            continue;
-        }
+/* Block b of every variant: src + g[k], one vector access per variant when aligned and whole
+ * (WHOLE: known to be). */
+template <zt_dtype SRC, zt_dtype DST, bool WHOLE>
+__device__ __forceinline__ void zt_store_variants4(const void *src, /* (n) */
+                                                   uint64_t n_elems, int aligned,
+                                                   const zt_shared_z_variants &v, uint64_t b,
+                                                   const zt_f32x4 (&g)[kFusedVariants]) {
+    if (WHOLE || (aligned && b * 4 + 4 <= n_elems)) {
+        const zt_f32x4 x = zt_load_block4<SRC>(src, b * 4);
+        for (int k = 0; k < kFusedVariants; k++)
+            if (k < v.n) zt_store_block4_rne<DST>(v.dst[k], b * 4, zt_add4(x, g[k]));
+    } else {
         for (unsigned lane = 0; lane < 4 && b * 4 + lane < n_elems; lane++) {
             const size_t j = (size_t)(b * 4 + lane);
             const float x = zt_load_f32(src, SRC, j);
@@ -319,6 +354,32 @@ static __global__ void __launch_bounds__(kBlockThreads)
                 if (k < v.n)
                     zt_store_rne(v.dst[k], DST, j, __fadd_rn(x, zt_f32x4_lane(g[k], lane)));
         }
+    }
+}
+
+template <zt_dtype SRC, zt_dtype DST, zt_dist DIST>
+static __global__ void __launch_bounds__(kBlockThreads)
+    zt_perturb_variants_k(const void *src, /* (n) */
+                          uint64_t n_elems, int aligned, zt_round_keys rounds,
+                          zt_shared_z_variants v) {
+    const uint64_t n_blocks = (n_elems + 3) / 4;
+    if (DIST == ZT_DIST_RADEMACHER) {
+        /* A warp per chunk of 32 Philox blocks (cuda/rademacher.cuh). */
+        const zt_round_keys *const keys[1] = {&rounds};
+        zt_rademacher_chunks<1>(keys, 0, n_blocks, 0, aligned ? n_elems / 4 : 0,
+                                [&](uint64_t b, const zt_u32x4(&signs)[1], auto where) {
+                                    zt_f32x4 g[kFusedVariants];
+                                    zt_scaled_variants4<DIST>(v, signs[0], g);
+                                    zt_store_variants4<SRC, DST, decltype(where)::value>(
+                                        src, n_elems, aligned, v, b, g);
+                                });
+        return;
+    }
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
+        zt_f32x4 g[kFusedVariants];
+        zt_scaled_variants4<DIST>(v, zt_cuda_z_words4_rk<DIST>(rounds, b), g);
+        zt_store_variants4<SRC, DST, false>(src, n_elems, aligned, v, b, g);
     }
 }
 
@@ -367,9 +428,11 @@ zt_status zt_cuda_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of 
     }
     const zt_round_keys rounds = zt_round_keys_of(zt_tensor_key(p[0].terms[0].seed, tensor_id));
     const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
+    const uint64_t n_items =
+        p[0].dist == ZT_DIST_RADEMACHER ? zt_rademacher_threads(0, n_blocks) : n_blocks;
     const zt_perturb_variants_kernel kernel =
         zt_perturb_family_pick<zt_perturb_variants_family>(src.dtype, dst_dtype, p[0].dist);
-    ZT_LAUNCH(kernel, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
+    ZT_LAUNCH(kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
               src.data, (uint64_t)n_elems, aligned, rounds, v);
     return ZT_OK;
 }

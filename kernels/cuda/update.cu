@@ -22,6 +22,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cuda/rademacher.cuh"
 #include "cuda/z_terms.cuh"
 
 namespace ZT_CUDA_NAMESPACE {
@@ -83,15 +84,13 @@ template <zt_dtype DT, bool SR> __host__ __device__ constexpr float zt_nonfinite
 /* The lanes of block `block` inside the tensor, element by element: the tensor's last block when
  * n is not a multiple of 4, and every block of a tensor not aligned for block access. Returns the
  * number of non-finite weights stored. */
-template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR, bool TERMS>
+template <zt_dtype DT, zt_update_rule RULE, bool SR>
 __device__ __forceinline__ unsigned
-zt_update_lanes(void *theta,                    /* (n) */
-                uint64_t n_elems, float *state, /* (rows, n) or NULL */
-                const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
-                const zt_round_keys &rounding, uint64_t block) {
-    zt_f32x4 g[1] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-    const uint64_t blocks[1] = {block};
-    if (TERMS) zt_cuda_z_sum_blocks<DIST, 1>(terms, blocks, g);
+zt_update_lanes_g(void *theta,                    /* (n) */
+                  uint64_t n_elems, float *state, /* (rows, n) or NULL */
+                  const zt_f32x4 &g_block, const zt_update_coeffs &coeffs,
+                  const zt_round_keys &rounding, uint64_t block) {
+    const zt_f32x4 g[1] = {g_block};
     const zt_u32x4 random =
         SR ? zt_cuda_rng_block4_rk(rounding, ZT_RNG_STREAM_SR, block) : zt_u32x4{0u, 0u, 0u, 0u};
     const unsigned n_lanes = block * 4 + 4 <= n_elems ? 4u : (unsigned)(n_elems - block * 4);
@@ -122,6 +121,18 @@ zt_update_lanes(void *theta,                    /* (n) */
         found += (unsigned)zt_stored_nonfinite(theta, DT, j);
     }
     return found;
+}
+
+template <zt_dtype DT, zt_dist DIST, zt_update_rule RULE, bool SR, bool TERMS>
+__device__ __forceinline__ unsigned
+zt_update_lanes(void *theta,                    /* (n) */
+                uint64_t n_elems, float *state, /* (rows, n) or NULL */
+                const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
+                const zt_round_keys &rounding, uint64_t block) {
+    zt_f32x4 g[1] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    const uint64_t blocks[1] = {block};
+    if (TERMS) zt_cuda_z_sum_blocks<DIST, 1>(terms, blocks, g);
+    return zt_update_lanes_g<DT, RULE, SR>(theta, n_elems, state, g[0], coeffs, rounding, block);
 }
 
 /* The four values of v stochastically rounded into DT with the words r (zt_sr_f32_to_f16 /
@@ -189,7 +200,8 @@ __device__ __forceinline__ unsigned
 zt_update_whole(char *const (&theta)[K],  /* (4) each: the blocks' weights */
                 float *const (&state)[K], /* (rows, n) each, from the block's first element */
                 uint64_t n_elems, const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
-                const zt_round_keys &rounding, const uint64_t (&blocks)[K]) {
+                const zt_round_keys &rounding, const uint64_t (&blocks)[K],
+                const zt_u32x4 *first_signs = NULL) {
     constexpr int rows = zt_state_rows<RULE>();
     zt_f32x4 w[K], s[K][rows > 0 ? rows : 1];
     for (int k = 0; k < K; k++) {
@@ -198,7 +210,11 @@ zt_update_whole(char *const (&theta)[K],  /* (4) each: the blocks' weights */
             s[k][r] = zt_f32x4_of(*reinterpret_cast<const float4 *>(state[k] + r * n_elems));
     }
     zt_f32x4 g[K];
-    if (TERMS) {
+    if (TERMS && first_signs != NULL) {
+        /* Rademacher, term 0's signs from the warp's chunk (cuda/rademacher.cuh); K is 1. */
+        for (int k = 0; k < K; k++)
+            g[k] = zt_rademacher_z_sum(terms, blocks[k], first_signs[k]);
+    } else if (TERMS) {
         zt_cuda_z_sum_blocks<DIST, K>(terms, blocks, g);
     } else {
         for (int k = 0; k < K; k++)
@@ -293,6 +309,37 @@ zt_update_run(void *theta,                    /* (n) */
     return found;
 }
 
+/* Rademacher z with terms, a warp per chunk of 32 Philox blocks (cuda/rademacher.cuh): whole
+ * blocks with one vector access each when aligned, the last block when n is not a multiple of 4
+ * (and every block when not aligned) element by element. */
+template <zt_dtype DT, zt_update_rule RULE, bool SR>
+__device__ __forceinline__ unsigned
+zt_update_rademacher_run(void *theta,                    /* (n) */
+                         uint64_t n_elems, float *state, /* (rows, n) or NULL */
+                         const zt_cuda_z_terms &terms, const zt_update_coeffs &coeffs,
+                         const zt_round_keys &rounding, int aligned) {
+    const uint64_t n_whole = n_elems / 4;
+    const zt_round_keys *const keys[1] = {&terms.first_rounds};
+    unsigned found = 0;
+    zt_rademacher_chunks<1>(
+        keys, 0, (n_elems + 3) / 4, 0, aligned ? n_whole : 0,
+        [&](uint64_t block, const zt_u32x4(&signs)[1], auto where) {
+            if (decltype(where)::value || (aligned && block < n_whole)) {
+                char *const thetas[1] = {static_cast<char *>(theta) +
+                                         block * 4 * zt_dtype_bytes<DT>()};
+                float *const states[1] = {zt_state_rows<RULE>() > 0 ? state + block * 4 : NULL};
+                const uint64_t blocks[1] = {block};
+                found += zt_update_whole<DT, ZT_DIST_RADEMACHER, RULE, SR, true, 1>(
+                    thetas, states, n_elems, terms, coeffs, rounding, blocks, signs);
+            } else {
+                found += zt_update_lanes_g<DT, RULE, SR>(
+                    theta, n_elems, state, zt_rademacher_z_sum(terms, block, signs[0]), coeffs,
+                    rounding, block);
+            }
+        });
+    return found;
+}
+
 /* One kernel per (dtype, distribution, rule, stochastic rounding). aligned: theta aligned for
  * block access and, where the rule keeps state, the state 16-byte aligned with n a multiple of
  * 4 (so every row is); otherwise every block goes element by element. */
@@ -303,10 +350,13 @@ static __global__ void __launch_bounds__(kBlockThreads)
                 zt_cuda_z_terms terms, zt_update_coeffs coeffs, zt_round_keys rounding, int aligned,
                 unsigned long long *nonfinite /* (1) or NULL */) {
     const unsigned found =
-        terms.n_terms > 0 ? zt_update_run<DT, DIST, RULE, SR, true>(theta, n_elems, state, terms,
-                                                                    coeffs, rounding, aligned)
-                          : zt_update_run<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
-                                                                     coeffs, rounding, aligned);
+        terms.n_terms > 0 && DIST == ZT_DIST_RADEMACHER
+            ? zt_update_rademacher_run<DT, RULE, SR>(theta, n_elems, state, terms, coeffs, rounding,
+                                                     aligned)
+        : terms.n_terms > 0 ? zt_update_run<DT, DIST, RULE, SR, true>(theta, n_elems, state, terms,
+                                                                      coeffs, rounding, aligned)
+                            : zt_update_run<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
+                                                                       coeffs, rounding, aligned);
     /* Divergence is rare: one atomic per thread that saw it, none otherwise. */
     if (nonfinite && found) atomicAdd(nonfinite, (unsigned long long)found);
 }
@@ -409,8 +459,12 @@ zt_status zt_cuda_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         ZT_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof *count, cb->stream));
         cb->pending_nonfinite = u->n_nonfinite;
     }
-    /* Threads for two blocks each in the aligned loop; element-wise, one block each. */
-    const uint64_t n_items = aligned ? (n_blocks + 1) / 2 : n_blocks;
+    /* Threads for two blocks each in the aligned loop; element-wise, one block each; Rademacher
+     * z, a warp per chunk. */
+    const uint64_t n_items = u->grad.dist == ZT_DIST_RADEMACHER && u->grad.n_terms > 0
+                                 ? zt_rademacher_threads(0, n_blocks)
+                             : aligned ? (n_blocks + 1) / 2
+                                       : n_blocks;
     const zt_update_kernel update_kernel =
         zt_update_family_pick<zt_update_family>(dtype, u->grad.dist, u->rule, stochastic);
     ZT_LAUNCH(update_kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0,
@@ -433,6 +487,33 @@ struct zt_fused_variant_set {
     void *dst[kUpdateFusedVariants];
 };
 
+/* Block b of every variant from theta as stored: theta + scale_k * z, z from `words`
+ * (zt_cuda_z_words4<DIST>'s form: Rademacher sign words or Gaussian Philox words). */
+template <zt_dtype DT, zt_dist DIST>
+__device__ __forceinline__ void zt_update_store_variants(const void *theta, /* (n) */
+                                                         uint64_t n_elems,
+                                                         const zt_fused_variant_set &v, uint64_t b,
+                                                         const zt_u32x4 &words) {
+    zt_f32x4 g[kUpdateFusedVariants];
+    if (DIST == ZT_DIST_GAUSSIAN) {
+        const zt_f32x4 z = zt_box_muller4(words);
+        for (int k = 0; k < kUpdateFusedVariants; k++)
+            if (k < v.n)
+                g[k] = zt_f32x4{__fmul_rn(v.scale[k], z.x), __fmul_rn(v.scale[k], z.y),
+                                __fmul_rn(v.scale[k], z.z), __fmul_rn(v.scale[k], z.w)};
+    } else {
+        for (int k = 0; k < kUpdateFusedVariants; k++)
+            if (k < v.n) g[k] = zt_cuda_scaled_z4<ZT_DIST_RADEMACHER>(v.scale[k], words);
+    }
+    for (unsigned lane = 0; lane < 4 && b * 4 + lane < n_elems; lane++) {
+        const size_t j = (size_t)(b * 4 + lane);
+        const float x = zt_load_f32(theta, DT, j);
+        for (int k = 0; k < kUpdateFusedVariants; k++)
+            if (k < v.n)
+                zt_store_rne(v.dst[k], v.dst_dtype, j, __fadd_rn(x, zt_f32x4_lane(g[k], lane)));
+    }
+}
+
 /* Block by block, each thread updates a block's lanes (zt_update_lanes: update's bits), then reads
  * them back as stored and writes every variant from the block's one draw of the variants' z:
  * perturb_variants' bits from the updated tensor, theta read and written once. */
@@ -443,33 +524,38 @@ static __global__ void __launch_bounds__(kBlockThreads)
                          zt_cuda_z_terms terms, zt_update_coeffs coeffs, zt_round_keys rounding,
                          zt_round_keys variant_rounds, zt_fused_variant_set v,
                          unsigned long long *nonfinite /* (1) or NULL */) {
-    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
     const uint64_t n_blocks = (n_elems + 3) / 4;
     unsigned found = 0;
-    for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks; b += stride) {
-        found += terms.n_terms > 0
-                     ? zt_update_lanes<DT, DIST, RULE, SR, true>(theta, n_elems, state, terms,
-                                                                 coeffs, rounding, b)
-                     : zt_update_lanes<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
-                                                                  coeffs, rounding, b);
-        const zt_u32x4 words = zt_cuda_z_words4_rk<DIST>(variant_rounds, b);
-        zt_f32x4 g[kUpdateFusedVariants];
-        if (DIST == ZT_DIST_GAUSSIAN) {
-            const zt_f32x4 z = zt_box_muller4(words);
-            for (int k = 0; k < kUpdateFusedVariants; k++)
-                if (k < v.n)
-                    g[k] = zt_f32x4{__fmul_rn(v.scale[k], z.x), __fmul_rn(v.scale[k], z.y),
-                                    __fmul_rn(v.scale[k], z.z), __fmul_rn(v.scale[k], z.w)};
-        } else {
-            for (int k = 0; k < kUpdateFusedVariants; k++)
-                if (k < v.n) g[k] = zt_cuda_scaled_z4<ZT_DIST_RADEMACHER>(v.scale[k], words);
-        }
-        for (unsigned lane = 0; lane < 4 && b * 4 + lane < n_elems; lane++) {
-            const size_t j = (size_t)(b * 4 + lane);
-            const float x = zt_load_f32(theta, DT, j);
-            for (int k = 0; k < kUpdateFusedVariants; k++)
-                if (k < v.n)
-                    zt_store_rne(v.dst[k], v.dst_dtype, j, __fadd_rn(x, zt_f32x4_lane(g[k], lane)));
+    if (DIST == ZT_DIST_RADEMACHER && terms.n_terms > 0) {
+        /* A warp per chunk of 32 Philox blocks (cuda/rademacher.cuh), drawing the update's term 0
+         * and the variants' z together. */
+        const zt_round_keys *const keys[2] = {&terms.first_rounds, &variant_rounds};
+        zt_rademacher_chunks<2>(
+            keys, 0, n_blocks, 0, n_blocks, [&](uint64_t b, const zt_u32x4(&signs)[2], auto) {
+                found += zt_update_lanes_g<DT, RULE, SR>(theta, n_elems, state,
+                                                         zt_rademacher_z_sum(terms, b, signs[0]),
+                                                         coeffs, rounding, b);
+                zt_update_store_variants<DT, DIST>(theta, n_elems, v, b, signs[1]);
+            });
+    } else if (DIST == ZT_DIST_RADEMACHER) {
+        const zt_round_keys *const keys[1] = {&variant_rounds};
+        zt_rademacher_chunks<1>(
+            keys, 0, n_blocks, 0, n_blocks, [&](uint64_t b, const zt_u32x4(&signs)[1], auto) {
+                found += zt_update_lanes<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
+                                                                    coeffs, rounding, b);
+                zt_update_store_variants<DT, DIST>(theta, n_elems, v, b, signs[0]);
+            });
+    } else {
+        const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+        for (uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; b < n_blocks;
+             b += stride) {
+            found += terms.n_terms > 0
+                         ? zt_update_lanes<DT, DIST, RULE, SR, true>(theta, n_elems, state, terms,
+                                                                     coeffs, rounding, b)
+                         : zt_update_lanes<DT, DIST, RULE, SR, false>(theta, n_elems, state, terms,
+                                                                      coeffs, rounding, b);
+            zt_update_store_variants<DT, DIST>(theta, n_elems, v, b,
+                                               zt_cuda_z_words4_rk<DIST>(variant_rounds, b));
         }
     }
     if (nonfinite && found) atomicAdd(nonfinite, (unsigned long long)found);
@@ -546,9 +632,11 @@ zt_status zt_cuda_update_perturb_variants(zt_backend *be, void *theta, zt_dtype 
     const uint64_t n_blocks = ((uint64_t)n_elems + 3) / 4;
     /* the variants' distribution names the kernel when the update has no terms */
     const zt_dist dist = u->grad.n_terms > 0 ? u->grad.dist : p[0].dist;
+    const uint64_t n_items =
+        dist == ZT_DIST_RADEMACHER ? zt_rademacher_threads(0, n_blocks) : n_blocks;
     const zt_update_variants_kernel kernel =
         zt_update_family_pick<zt_update_variants_family>(dtype, dist, u->rule, stochastic);
-    ZT_LAUNCH(kernel, zt_zo_blocks(n_blocks, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
+    ZT_LAUNCH(kernel, zt_zo_blocks(n_items, ZT_CUDA_ZO_MAX_BLOCKS), kBlockThreads, 0, cb->stream,
               theta, (uint64_t)n_elems, rule_state_ptr, terms, coeffs,
               zt_round_keys_of(zt_tensor_key(u->rounding_seed, tensor_id)),
               zt_round_keys_of(zt_tensor_key(p[0].terms[0].seed, tensor_id)), v, count);

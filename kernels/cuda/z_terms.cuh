@@ -142,10 +142,10 @@ __device__ __forceinline__ void zt_cuda_term(const zt_cuda_z_terms &terms, int i
 /* The words zt_cuda_scaled_z4<DIST> takes for the four z of 4-element block `block`: for Gaussian
  * z the block's own Philox words; for Rademacher z, which packs 128 elements into a Philox block
  * (kernels/common/perturb_rng.h), the sign words of the block's four bits, cut from Philox block
- * block / 32. Each thread still runs one Philox call per 4-element block: the 32 threads whose
- * blocks share a Philox block each compute it, so a warp over 32 consecutive blocks issues one
- * Philox sequence per 128 elements, as it did when each element took a word of its own (a lane
- * per Philox block, its words shuffled to the others, would issue 32 times fewer). `_rk` from
+ * block / 32. A thread here runs one Philox call per 4-element block, so a warp over 32
+ * consecutive blocks issues one Philox sequence per 128 elements; the hot loops of perturb and
+ * update draw term 0 a warp chunk at a time instead (cuda/rademacher.cuh, one Philox sequence per
+ * 4096 elements) and use these for the other terms and the per-element paths. `_rk` from
  * precomputed round keys, the other from a key. */
 template <zt_dist DIST>
 __device__ __forceinline__ zt_u32x4 zt_cuda_z_words4_rk(const zt_round_keys &rk, uint64_t block) {

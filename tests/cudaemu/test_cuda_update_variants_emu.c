@@ -67,6 +67,7 @@ static const struct {
     {"+eps/-eps (fused)", 2, {1, 1}, {{0}, {0}}, {{1.0f}, {-1.0f}}},
     {"one variant (fused)", 1, {1}, {{0}}, {{0.5f}}},
     {"four of one seed (fused)", 4, {1, 1, 1, 1}, {{0}, {0}, {0}, {0}}, {{1}, {-1}, {2}, {-3}}},
+    {"three of one seed (fused)", 3, {1, 1, 1}, {{0}, {0}, {0}}, {{-1}, {0.5f}, {4}}},
     {"mixed seeds (update + perturb_variants)",
      3,
      {1, 2, 0},
@@ -211,6 +212,25 @@ int main(void) {
                 c.lr = 1e-3f;
                 run_case(cpu, emu, &c);
             }
+    /* Rademacher z through the warp chunks (kernels/cuda/rademacher.cuh): 1 to 4 fused variants,
+     * with and without update terms, lengths off the 128- and 4096-element boundaries and past
+     * the executor grid's 40 warps of chunks. */
+    static const size_t chunk_lengths[] = {5, 130, 4097, 12291, (size_t)40 * 4096 + 4103};
+    for (int di = 0; di < 3; di++)
+        for (int set = 0; set < 4; set++, i++) {
+            case_desc c;
+            c.n = chunk_lengths[(di * 4 + set) % 4];
+            if (di == 2 && set == 3) c.n = chunk_lengths[4];
+            c.dtype = dtypes[di];
+            c.staged = set % 2 ? c.dtype : ZT_F32;
+            c.rule = (zt_update_rule)((di + set) % 4);
+            c.stochastic = c.dtype != ZT_F32 && set % 2 == 0;
+            c.n_update_terms = set == 1 ? 0 : 1 + set % 2;
+            c.set = set;
+            c.dist = c.variant_dist = ZT_DIST_RADEMACHER;
+            c.lr = 1e-3f;
+            run_case(cpu, emu, &c);
+        }
     const case_desc still = {4099, ZT_BF16, ZT_F32,           ZT_UPDATE_SGD,    1,
                              2,    0,       ZT_DIST_GAUSSIAN, ZT_DIST_GAUSSIAN, 0.0f};
     run_case(cpu, emu, &still);

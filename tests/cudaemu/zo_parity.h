@@ -381,6 +381,9 @@ static const zt_zo_variant_set zt_zo_variant_sets[] = {
     {"+eps/-eps", 2, {1, 1}, {{0}, {0}}, {{1.0f}, {-1.0f}}},
     /* as many as the fused kernel takes, one unperturbed */
     {"four shared", 4, {1, 1, 0, 1}, {{0}, {0}, {0}, {0}}, {{0.5f}, {-1.25f}, {0}, {2.0f}}},
+    /* one, and three, of one seed: the fused path with fewer variants than it takes */
+    {"one", 1, {1}, {{0}}, {{-0.5f}}},
+    {"three shared", 3, {1, 1, 1}, {{0}, {0}, {0}}, {{1.0f}, {-2.0f}, {0.25f}}},
     /* more than it takes: variant by variant */
     {"five shared",
      5,
@@ -439,6 +442,49 @@ static inline zt_status zt_zo_run_perturb_variants(zt_backend *be, zt_dtype src_
 /* perturb_variants on the dut against one reference perturb per variant, bit for bit: every set
  * above, each dtype pair and distribution, block-aligned and shifted destinations, lengths with
  * and without a cut last block. */
+/* One set of variants on the dut against one reference perturb per variant, bit for bit. */
+static inline void zt_zo_perturb_variants_one(zt_backend *ref, zt_backend *dut, zt_prng *r,
+                                              const zt_zo_variant_set *set, zt_dtype src_dtype,
+                                              zt_dtype dst_dtype, zt_dist dist, size_t n,
+                                              size_t dst_shift) {
+    char name[160];
+    snprintf(name, sizeof name, "%s %s->%s n=%zu %s%s", zt_zo_dist_name(dist),
+             zt_dtype_name(src_dtype), zt_dtype_name(dst_dtype), n, set->name,
+             dst_shift ? " shifted" : "");
+    const uint32_t tensor_id = (uint32_t)zt_prng_below(r, 400);
+    void *src = zt_zo_random_tensor(r, src_dtype, n, 0.5f);
+    uint64_t seeds[3] = {zt_prng_next(r), zt_prng_next(r), zt_prng_next(r)};
+    zt_direction terms[6][3];
+    zt_perturbation p[6];
+    for (int k = 0; k < set->n_variants; k++) {
+        for (int t = 0; t < set->n_terms[k]; t++)
+            terms[k][t] = (zt_direction){seeds[set->seed_of[k][t]], set->coeff[k][t]};
+        p[k] = (zt_perturbation){terms[k], set->n_terms[k], dist, 1e-3f * (1.0f + (float)k)};
+    }
+    const size_t dst_bytes = n * zt_dtype_size(dst_dtype);
+    void *got[6], *want = malloc(dst_bytes + 1);
+    for (int k = 0; k < set->n_variants; k++)
+        got[k] = malloc(dst_bytes + 1);
+    zt_status ds = zt_zo_run_perturb_variants(dut, src_dtype, dst_dtype, n, dst_shift, src, p,
+                                              set->n_variants, tensor_id, got, name);
+    size_t n_diff = 0;
+    for (int k = 0; ds == ZT_OK && k < set->n_variants; k++) {
+        const zt_zo_perturb_case c = {src_dtype,       dst_dtype, 0, n, 0,
+                                      set->n_terms[k], dist,      0, 0, ZT_ZO_SPECIALS_NONE};
+        if (zt_zo_run_perturb(ref, &c, src, &p[k], tensor_id, want, name) != ZT_OK) continue;
+        for (size_t i = 0; i < n; i++)
+            n_diff += !zt_zo_same(got[k], want, dst_dtype, i);
+    }
+    printf("  %-9s %-66s bitwise: %zu differ\n", "variants", name, n_diff);
+    ZT_CHECK(ds == ZT_OK && n_diff == 0, "perturb_variants %s: %zu elements differ from perturb",
+             name, n_diff);
+    zt_zo_record("variants", ds == ZT_OK && n_diff == 0, 0.0, 0.0);
+    for (int k = 0; k < set->n_variants; k++)
+        free(got[k]);
+    free(want);
+    free(src);
+}
+
 static inline void zt_zo_parity_perturb_variants(zt_backend *ref, zt_backend *dut, zt_prng *r) {
     static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
     static const size_t lengths[] = {1, 3, 4, 7, 1000, 4099, 30001};
@@ -446,52 +492,11 @@ static inline void zt_zo_parity_perturb_variants(zt_backend *ref, zt_backend *du
     size_t index = 0;
     for (int si = 0; si < 3; si++)
         for (int di = 0; di < 3; di++)
-            for (int dist = 0; dist < 2; dist++, index++) {
-                const zt_zo_variant_set *set = &zt_zo_variant_sets[index % n_sets];
-                const size_t n = lengths[index % (sizeof lengths / sizeof lengths[0])];
-                const size_t dst_shift = index % 3 == 2 ? 2 : 0;
-                const zt_dtype src_dtype = dtypes[si], dst_dtype = dtypes[di];
-                char name[160];
-                snprintf(name, sizeof name, "%s %s->%s n=%zu %s%s", zt_zo_dist_name((zt_dist)dist),
-                         zt_dtype_name(src_dtype), zt_dtype_name(dst_dtype), n, set->name,
-                         dst_shift ? " shifted" : "");
-                const uint32_t tensor_id = (uint32_t)zt_prng_below(r, 400);
-                void *src = zt_zo_random_tensor(r, src_dtype, n, 0.5f);
-                uint64_t seeds[3] = {zt_prng_next(r), zt_prng_next(r), zt_prng_next(r)};
-                zt_direction terms[6][3];
-                zt_perturbation p[6];
-                for (int k = 0; k < set->n_variants; k++) {
-                    for (int t = 0; t < set->n_terms[k]; t++)
-                        terms[k][t] = (zt_direction){seeds[set->seed_of[k][t]], set->coeff[k][t]};
-                    p[k] = (zt_perturbation){terms[k], set->n_terms[k], (zt_dist)dist,
-                                             1e-3f * (1.0f + (float)k)};
-                }
-                const size_t dst_bytes = n * zt_dtype_size(dst_dtype);
-                void *got[6], *want = malloc(dst_bytes + 1);
-                for (int k = 0; k < set->n_variants; k++)
-                    got[k] = malloc(dst_bytes + 1);
-                zt_status ds =
-                    zt_zo_run_perturb_variants(dut, src_dtype, dst_dtype, n, dst_shift, src, p,
-                                               set->n_variants, tensor_id, got, name);
-                size_t n_diff = 0;
-                for (int k = 0; ds == ZT_OK && k < set->n_variants; k++) {
-                    const zt_zo_perturb_case c = {
-                        src_dtype,       dst_dtype,     0, n, 0,
-                        set->n_terms[k], (zt_dist)dist, 0, 0, ZT_ZO_SPECIALS_NONE};
-                    if (zt_zo_run_perturb(ref, &c, src, &p[k], tensor_id, want, name) != ZT_OK)
-                        continue;
-                    for (size_t i = 0; i < n; i++)
-                        n_diff += !zt_zo_same(got[k], want, dst_dtype, i);
-                }
-                printf("  %-9s %-66s bitwise: %zu differ\n", "variants", name, n_diff);
-                ZT_CHECK(ds == ZT_OK && n_diff == 0,
-                         "perturb_variants %s: %zu elements differ from perturb", name, n_diff);
-                zt_zo_record("variants", ds == ZT_OK && n_diff == 0, 0.0, 0.0);
-                for (int k = 0; k < set->n_variants; k++)
-                    free(got[k]);
-                free(want);
-                free(src);
-            }
+            for (int dist = 0; dist < 2; dist++, index++)
+                zt_zo_perturb_variants_one(ref, dut, r, &zt_zo_variant_sets[index % n_sets],
+                                           dtypes[si], dtypes[di], (zt_dist)dist,
+                                           lengths[index % (sizeof lengths / sizeof lengths[0])],
+                                           index % 3 == 2 ? 2 : 0);
 }
 
 static inline void zt_zo_parity_sumsq(zt_backend *ref, zt_backend *dut, zt_prng *r) {
@@ -1227,6 +1232,104 @@ static inline void zt_zo_scratch_checks(zt_status (*create)(int device, zt_backe
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rademacher chunks
+
+/* The warp-chunk mapping of Rademacher z (kernels/cuda/rademacher.cuh: a warp per 4096 elements,
+ * lane l drawing Philox block l of the chunk, the others' words by shuffle) against the CPU, bit
+ * for bit: slices starting off a 128-element (Philox block) and a 4096-element (chunk) boundary,
+ * slices shorter than a Philox block, lengths not a multiple of 4, slices spanning several chunks
+ * and more chunks than the executor's grid has warps (ZT_CUDA_ZO_MAX_BLOCKS = 5 blocks of 8 warps
+ * in tests/cudaemu/cudaemu.h, so the chunk loop wraps), every dtype pair, aligned or not, one and
+ * two terms; the variants kernel with one to four variants; update for every rule and dtype, SR
+ * on and off. */
+static inline void zt_zo_parity_rademacher_chunks(zt_backend *ref, zt_backend *dut, zt_prng *r) {
+    static const zt_dtype dtypes[] = {ZT_F32, ZT_F16, ZT_BF16};
+    const size_t grid_elems = (size_t)5 * 8 * 4096; /* a chunk per warp of the executor's grid */
+    const struct {
+        size_t n;
+        uint64_t offset;
+    } shapes[] = {{1, 127},
+                  {5, 126},
+                  {127, 1},
+                  {128, 128},
+                  {131, 4093},
+                  {509, 77},
+                  {4096, 4096 * 3},
+                  {4097, 4096 - 2},
+                  {9001, 130},
+                  {12288, 127},
+                  {grid_elems + 4101, 4096 * 7 + 65}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    size_t index = 0;
+    for (int si = 0; si < 3; si++)
+        for (int di = 0; di < 3; di++)
+            for (int aligned = 0; aligned < 2; aligned++, index++) {
+                zt_zo_perturb_case c;
+                memset(&c, 0, sizeof c);
+                c.src_dtype = dtypes[si];
+                c.dst_dtype = dtypes[di];
+                c.in_place = si == di && index % 2;
+                /* the largest shape once: the executor walks it slowly */
+                const size_t shape = index == 5 ? n_shapes - 1 : index % (n_shapes - 1);
+                c.n = shapes[shape].n;
+                c.offset = shapes[shape].offset;
+                c.dist = ZT_DIST_RADEMACHER;
+                c.n_terms = 1 + (int)(index % 2);
+                c.specials = ZT_ZO_SPECIALS_NONE;
+                const uint64_t lane = c.offset % 4 + (aligned ? 0 : 1);
+                c.src_shift = (size_t)(lane % 4) * zt_dtype_size(c.src_dtype);
+                c.dst_shift = (size_t)(c.offset % 4) * zt_dtype_size(c.dst_dtype);
+                zt_zo_perturb_one(ref, dut, r, &c);
+            }
+    /* Variants: the fused kernel with 1, 2, 3 and 4 variants of one seed. */
+    static const size_t lengths[] = {3, 130, 4097, 12289};
+    const size_t n_sets = sizeof zt_zo_variant_sets / sizeof zt_zo_variant_sets[0];
+    index = 0;
+    for (size_t set = 0; set < n_sets; set++) {
+        const zt_zo_variant_set *vs = &zt_zo_variant_sets[set];
+        if (vs->n_variants > 4 || strcmp(vs->name, "mixed") == 0) continue;
+        for (int di = 0; di < 3; di++, index++)
+            zt_zo_perturb_variants_one(ref, dut, r, vs, dtypes[index % 3], dtypes[di],
+                                       ZT_DIST_RADEMACHER, lengths[index % 4],
+                                       index % 3 == 1 ? 2 : 0);
+    }
+    /* Update: every rule, dtype and rounding, one or two terms, aligned and not. */
+    static const size_t sizes[] = {1, 6, 127, 129, 4096, 4099, 8195, 12290};
+    index = 0;
+    for (int rule = ZT_UPDATE_SGD; rule <= ZT_UPDATE_ADAMM; rule++)
+        for (int d = 0; d < 3; d++)
+            for (int sr = 0; sr < (dtypes[d] == ZT_F32 ? 1 : 2); sr++, index++) {
+                zt_zo_update_case c;
+                memset(&c, 0, sizeof c);
+                c.rule = (zt_update_rule)rule;
+                c.dtype = dtypes[d];
+                c.stochastic = sr;
+                c.dist = ZT_DIST_RADEMACHER;
+                c.n = sizes[index % (sizeof sizes / sizeof sizes[0])];
+                c.n_terms = 1 + (int)(index % 2);
+                c.n_steps = 2;
+                c.lr = 1e-3f;
+                c.weight_decay = index % 3 ? 0.01f : 0.0f;
+                c.theta_shift = index % 4 == 3 ? zt_dtype_size(c.dtype) : 0;
+                zt_zo_run_update_case(ref, dut, r, &c);
+            }
+    /* more chunks than the grid's warps */
+    const zt_zo_update_case wrap = {ZT_UPDATE_MOMENTUM,
+                                    ZT_BF16,
+                                    1,
+                                    ZT_DIST_RADEMACHER,
+                                    grid_elems + 8193,
+                                    1,
+                                    1,
+                                    1e-3f,
+                                    0.0f,
+                                    0,
+                                    0,
+                                    0};
+    zt_zo_run_update_case(ref, dut, r, &wrap);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 static inline void zt_zo_parity_run(zt_backend *ref, zt_backend *dut, uint64_t seed,
                                     const zt_zo_mode *mode) {
@@ -1249,6 +1352,9 @@ static inline void zt_zo_parity_run(zt_backend *ref, zt_backend *dut, uint64_t s
     start = zt_parity_now();
     zt_zo_parity_update(ref, dut, &r);
     printf("  %-9s %.2f s\n", "update", zt_parity_now() - start);
+    start = zt_parity_now();
+    zt_zo_parity_rademacher_chunks(ref, dut, &r);
+    printf("  %-9s %.2f s\n", "chunks", zt_parity_now() - start);
     zt_zo_parity_errors(ref, dut);
     printf("summary (perturbation ops):\n");
     for (int i = 0; i < zt_zo_n_stats; i++)
