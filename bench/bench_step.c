@@ -226,10 +226,12 @@ static void trainable_elements(const zt_model *m, const uint8_t *trainable, doub
 /* Bytes of weight traffic per step; activations are left out (for B*T = 256 rows they are a few
  * MB against hundreds of MB of weights). P trainable elements, Pos the position table (only
  * gathered, B*T rows: not counted), E the token table, s the storage size, K variants, S the
- * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1):
- *   shadow   staging  (P - Pos - E) (s + 4 S) + S E (s + 4)
+ * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1),
+ * G = ceil(S / ZT_HEAD_GROUP_VARIANTS) head groups:
+ *   shadow   staging  (P - Pos - E) (s + 4 S) + E (G s + 4 S)
  *                                         a layer's tensors read once in s and written as f32
- *                                         for the S variants; the token table per variant
+ *                                         for the S variants; the token table read per head
+ *                                         group
  *            forward  K (P - Pos) 4       the GEMMs and norms read the f32 shadows
  *   inplace  staging  S P 2s              read-modify-write passes over the masters
  *            forward  K (P - Pos) s       the GEMMs read the masters
@@ -241,10 +243,11 @@ static void bytes_per_step(const zt_model *m, const uint8_t *trainable, const be
     trainable_elements(m, trainable, &p, &positions, &table);
     double s = (double)zt_dtype_size(o->dtype), k = (double)r->n_variants;
     double passes = (double)r->staging_passes;
+    double groups = ceil(passes / ZT_HEAD_GROUP_VARIANTS);
     if (o->mode == ZT_PERTURB_SHADOW) {
         const double layered = p - positions - table;
         r->staging_bytes =
-            passes > 0.0 ? layered * (s + 4.0 * passes) + passes * table * (s + 4.0) : 0.0;
+            passes > 0.0 ? layered * (s + 4.0 * passes) + table * (groups * s + 4.0 * passes) : 0.0;
         r->forward_weight_bytes = k * (p - positions) * 4.0;
     } else {
         r->staging_bytes = passes * p * 2.0 * s;
@@ -289,9 +292,10 @@ static zt_perturbation variant_of(const zt_step_plan *plan, int k) {
 
 /* Shadow staging of one step as the forward does it: every trainable tensor but the two tables
  * staged once for all perturbed variants into an f32 buffer each (perturb_variants), the token
- * table per variant (for the LM head), and the embedding and position rows of the batch read by
- * perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats per perturbed
- * variant. */
+ * table once per head group of ZT_HEAD_GROUP_VARIANTS perturbed variants (for the LM head; the
+ * forward groups variants by index, the same for MeZO), and the embedding and position rows of
+ * the batch read by perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats
+ * per perturbed variant. */
 static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step_plan *plan,
                               const zt_task_batch *tb, const int32_t *positions, float *shadow,
                               size_t shadow_floats, float *rows_out) {
@@ -327,8 +331,13 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
             }
             ZT_TRY(be->ops->gather_rows(be, rows_out, tb->input_ids, src, n, c->vocab_size,
                                         c->word_embed_proj_dim, 0, &gp));
-            ZT_TRY(
-                be->ops->perturb(be, dst[0], ZT_F32, src, t->tensor_id, 0, t->n_elems, &staged[k]));
+        }
+        if (id != m->embed_tokens) continue;
+        for (int g = 0; g < n_staged; g += ZT_HEAD_GROUP_VARIANTS) {
+            const int in_group =
+                n_staged - g < ZT_HEAD_GROUP_VARIANTS ? n_staged - g : ZT_HEAD_GROUP_VARIANTS;
+            ZT_TRY(be->ops->perturb_variants(be, dst + g, ZT_F32, src, t->tensor_id, t->n_elems,
+                                             staged + g, in_group));
         }
     }
     return ZT_OK;

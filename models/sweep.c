@@ -179,7 +179,7 @@ static float *variant_buffer(const zt_sweep *sw, const void *p, int k) {
                                 (size_t)sw->model->dims.hidden_size * sizeof(float);
     const char *stream = (const char *)zt_sweep_stream(sw);
     const char *layer = sw->ws->base + L->layer[0] + (size_t)sw->variant * L->layer_stride;
-    const char *hid = sw->ws->base + L->hid, *head = sw->ws->base + L->head[0];
+    const char *hid = sw->ws->base + L->hid, *head = sw->ws->base + L->heads;
     size_t shift = 0;
     if (at >= stream && at < stream + stream_bytes)
         shift = stream_bytes;

@@ -75,9 +75,9 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
         if (head_bytes[b]) L.head[b] = take(&head_cursor, head_bytes[b]);
     L.head_stride = aligned(head_cursor);
-    const size_t heads_at = take(&cursor, (size_t)L.head_group * L.head_stride);
+    L.heads = take(&cursor, (size_t)L.head_group * L.head_stride);
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
-        if (head_bytes[b]) L.head[b] += heads_at;
+        if (head_bytes[b]) L.head[b] += L.heads;
     L.logits = take(&cursor, chunk * (size_t)m->dims.vocab_size * f);
     L.logprob = take(&cursor, variants * n * f);
     L.ids = take(&cursor, n * i);

@@ -14,9 +14,10 @@ typedef struct zt_workspace_layout {
     size_t layer_stride;
     /* The head's rows for each variant of a head group (head_group of them): variant v0 + j's
      * (R,hidden) target rows of its final stream at hid + j * hid_stride, its family head
-     * temporaries at head[i] + j * head_stride. */
+     * temporaries at head[i] + j * head_stride (group variant 0's lie in [heads, heads +
+     * head_stride)). */
     size_t hid, hid_stride;
-    size_t head[ZT_ARCH_MAX_BUFFERS], head_stride;
+    size_t head[ZT_ARCH_MAX_BUFFERS], heads, head_stride;
     int head_group;                       /* min(K, ZT_HEAD_GROUP_VARIANTS) */
     size_t logits, logprob;               /* (chunk,V), (K,R) */
     size_t ids, pos, mask, rows, targets; /* int32 */
