@@ -556,12 +556,18 @@ zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
     return head_group(sw, 1, logits_out);
 }
 
-/* The heads of variants [0, n_variants), in groups of the workspace's head_group. */
+/* The heads of variants [0, n_variants), in groups of up to the workspace's head_group: a
+ * variant that reads the head table as stored runs alone when it would start a group, so that
+ * perturbed variants behind it pair up (an unperturbed variant first, then +eps z and -eps z,
+ * still draws the table's z once). */
 static zt_status heads(zt_sweep *sw, int n_variants, float *logits_out) {
-    const int group = sw->ws->layout.head_group > 1 ? sw->ws->layout.head_group : 1;
-    for (int v = 0; v < n_variants; v += group) {
+    const int most = sw->ws->layout.head_group > 1 ? sw->ws->layout.head_group : 1;
+    for (int v = 0; v < n_variants;) {
         sw->variant = v;
-        ZT_TRY(head_group(sw, n_variants - v < group ? n_variants - v : group, logits_out));
+        int n = n_variants - v < most ? n_variants - v : most;
+        if (!variant_perturbation(sw, sw->model->lm_head)) n = 1;
+        ZT_TRY(head_group(sw, n, logits_out));
+        v += n;
     }
     return ZT_OK;
 }

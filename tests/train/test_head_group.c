@@ -7,9 +7,10 @@
  * 2. draws, counted by the backend (backend.h n_z_drawn), against the count derived here from
  *    the tensor sizes: a K = 4 forward over one seed draws a layer tensor's z once, the head's
  *    tensors (table, final norm) once per group of ZT_HEAD_GROUP_VARIANTS, and each variant's
- *    gathered rows; a steady-state MeZO step (K = 2, the previous step's update pending) draws
- *    exactly 2 z per trainable element, but 1 for the position table, which is only gathered,
- *    plus the rows the batch's K embeddings gather (opt-pre). */
+ *    gathered rows; K = 3 with the unperturbed variant first draws the head's once; a
+ *    steady-state MeZO step (K = 2, the previous step's update pending) draws exactly 2 z per
+ *    trainable element, but 1 for the position table, which is only gathered, plus the rows the
+ *    batch's K embeddings gather (opt-pre). */
 #include <string.h>
 
 #include "core/status.h"
@@ -45,34 +46,47 @@ static sizes sizes_of(const zt_model *m) {
     return s;
 }
 
-/* A K = 4 forward over one seed, nothing pending: its z draws, counted. */
-static void check_forward_draws(zt_model *m, const zt_batch *b) {
-    enum { K = 4 };
-    const zt_direction d[K] = {{11, 1e-3f}, {11, -1e-3f}, {11, 2e-3f}, {11, -2e-3f}};
-    zt_perturbation p[K];
-    for (int k = 0; k < K; k++)
-        p[k] = (zt_perturbation){&d[k], 1, ZT_DIST_GAUSSIAN, 1.0f};
+/* A forward of k_count variants of one seed, nothing pending: its z draws, counted, against a
+ * layer tensor's z drawn once, the head's tensors (table, final norm) `head_draws` times, and
+ * each perturbed variant's gathered rows. */
+static void check_forward_draws(zt_model *m, const zt_batch *b, const zt_perturbation *p,
+                                int k_count, double head_draws, const char *what) {
     const size_t r = (size_t)b->n_targets;
-    float *lp = malloc(K * r * sizeof(float));
+    float *lp = malloc(k_count * r * sizeof(float));
     zt_workspace *ws = NULL;
-    zt_workspace_shape shape = {b->batch, b->seq_len, K, 1, 0};
+    zt_workspace_shape shape = {b->batch, b->seq_len, k_count, 1, 0};
     ZT_REQUIRE_OK(zt_workspace_create(m, &shape, &ws));
-    zt_variants v = {K, p, NULL};
+    zt_variants v = {k_count, p, NULL};
     const unsigned long long before = m->be->n_z_drawn;
     ZT_REQUIRE_OK(zt_model_forward(m, ws, b, &v, lp, NULL));
     const double drawn = (double)(m->be->n_z_drawn - before);
     const sizes s = sizes_of(m);
-    const double groups = (K + ZT_HEAD_GROUP_VARIANTS - 1) / ZT_HEAD_GROUP_VARIANTS;
+    int perturbed = 0;
+    for (int k = 0; k < k_count; k++)
+        perturbed += p[k].n_terms > 0;
     const double rows = (double)b->batch * b->seq_len;
-    const double gathered = K * rows * (m->dims.head_input_size + m->dims.hidden_size);
+    const double gathered = perturbed * rows * (m->dims.head_input_size + m->dims.hidden_size);
     const double want = (s.all - s.tokens - s.positions - s.head_input) +
-                        groups * (s.tokens + s.head_input) + gathered;
-    printf("K = %d forward over one seed: %.0f z drawn, %.0f expected (layers once, table and "
-           "final norm %.0f times, %.0f gathered)\n",
-           K, drawn, want, groups, gathered);
-    ZT_CHECK(drawn == want, "K = %d forward drew %.0f z, expected %.0f", K, drawn, want);
+                        head_draws * (s.tokens + s.head_input) + gathered;
+    printf("%s, K = %d: %.0f z drawn, %.0f expected (layers once, table and final norm %.0f "
+           "times, %.0f gathered)\n",
+           what, k_count, drawn, want, head_draws, gathered);
+    ZT_CHECK(drawn == want, "%s: K = %d forward drew %.0f z, expected %.0f", what, k_count, drawn,
+             want);
     zt_workspace_free(ws);
     free(lp);
+}
+
+static void check_forward_draws_all(zt_model *m, const zt_batch *b) {
+    const zt_direction d[4] = {{11, 1e-3f}, {11, -1e-3f}, {11, 2e-3f}, {11, -2e-3f}};
+    zt_perturbation p[4];
+    for (int k = 0; k < 4; k++)
+        p[k] = (zt_perturbation){&d[k], 1, ZT_DIST_GAUSSIAN, 1.0f};
+    /* four variants: two head groups, each drawing the table once */
+    check_forward_draws(m, b, p, 4, 2.0, "one seed");
+    /* the unperturbed variant first runs its head alone, so +eps z and -eps z pair up */
+    const zt_perturbation with_base[3] = {{NULL, 0, ZT_DIST_GAUSSIAN, 1.0f}, p[0], p[1]};
+    check_forward_draws(m, b, with_base, 3, 1.0, "unperturbed first");
 }
 
 /* lm_evaluate with the previous step's pending update handed to the sweep, as the task
@@ -167,7 +181,7 @@ int main(void) {
     head_group_check_fixture(be, "opt-pre", ZT_GEMM_F32);
     head_group_check_fixture(be, "opt-post", ZT_GEMM_F32);
     head_group_check_fixture(be, "opt-pre-bf16", ZT_GEMM_HALF);
-    check_forward_draws(m, &b);
+    check_forward_draws_all(m, &b);
     check_step_draws(m, &b, &t);
 
     zt_targets_free(&t);
