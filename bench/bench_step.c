@@ -106,7 +106,8 @@ typedef struct bench_result {
     int staging_passes;  /* shadow: perturbed variants; inplace: moves (see staging_passes) */
     double theta_passes; /* passes over the trainable weights per step, averaged over their
                             elements (see sweeps_per_step) */
-    double z_draws;      /* z regenerated per element per step, staging and update, averaged */
+    double z_draws;      /* z elements the backend generated per trainable element per step (its
+                            counter, backend.h n_z_drawn), the perturbed gathers' rows included */
     int sr_draws;        /* stochastic-rounding words per element per step (half weights) */
     double first_loss;
     double create_ms; /* zt_model_create_random, for the record */
@@ -225,10 +226,12 @@ static void trainable_elements(const zt_model *m, const uint8_t *trainable, doub
 /* Bytes of weight traffic per step; activations are left out (for B*T = 256 rows they are a few
  * MB against hundreds of MB of weights). P trainable elements, Pos the position table (only
  * gathered, B*T rows: not counted), E the token table, s the storage size, K variants, S the
- * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1):
- *   shadow   staging  (P - Pos - E) (s + 4 S) + S E (s + 4)
+ * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1),
+ * G = ceil(S / ZT_HEAD_GROUP_VARIANTS) head groups:
+ *   shadow   staging  (P - Pos - E) (s + 4 S) + E (G s + 4 S)
  *                                         a layer's tensors read once in s and written as f32
- *                                         for the S variants; the token table per variant
+ *                                         for the S variants; the token table read per head
+ *                                         group
  *            forward  K (P - Pos) 4       the GEMMs and norms read the f32 shadows
  *   inplace  staging  S P 2s              read-modify-write passes over the masters
  *            forward  K (P - Pos) s       the GEMMs read the masters
@@ -240,10 +243,11 @@ static void bytes_per_step(const zt_model *m, const uint8_t *trainable, const be
     trainable_elements(m, trainable, &p, &positions, &table);
     double s = (double)zt_dtype_size(o->dtype), k = (double)r->n_variants;
     double passes = (double)r->staging_passes;
+    double groups = ceil(passes / ZT_HEAD_GROUP_VARIANTS);
     if (o->mode == ZT_PERTURB_SHADOW) {
         const double layered = p - positions - table;
         r->staging_bytes =
-            passes > 0.0 ? layered * (s + 4.0 * passes) + passes * table * (s + 4.0) : 0.0;
+            passes > 0.0 ? layered * (s + 4.0 * passes) + table * (groups * s + 4.0 * passes) : 0.0;
         r->forward_weight_bytes = k * (p - positions) * 4.0;
     } else {
         r->staging_bytes = passes * p * 2.0 * s;
@@ -288,9 +292,10 @@ static zt_perturbation variant_of(const zt_step_plan *plan, int k) {
 
 /* Shadow staging of one step as the forward does it: every trainable tensor but the two tables
  * staged once for all perturbed variants into an f32 buffer each (perturb_variants), the token
- * table per variant (for the LM head), and the embedding and position rows of the batch read by
- * perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats per perturbed
- * variant. */
+ * table once per head group of ZT_HEAD_GROUP_VARIANTS perturbed variants (for the LM head; the
+ * forward groups variants by index, the same for MeZO), and the embedding and position rows of
+ * the batch read by perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats
+ * per perturbed variant. */
 static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step_plan *plan,
                               const zt_task_batch *tb, const int32_t *positions, float *shadow,
                               size_t shadow_floats, float *rows_out) {
@@ -326,8 +331,13 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
             }
             ZT_TRY(be->ops->gather_rows(be, rows_out, tb->input_ids, src, n, c->vocab_size,
                                         c->word_embed_proj_dim, 0, &gp));
-            ZT_TRY(
-                be->ops->perturb(be, dst[0], ZT_F32, src, t->tensor_id, 0, t->n_elems, &staged[k]));
+        }
+        if (id != m->embed_tokens) continue;
+        for (int g = 0; g < n_staged; g += ZT_HEAD_GROUP_VARIANTS) {
+            const int in_group =
+                n_staged - g < ZT_HEAD_GROUP_VARIANTS ? n_staged - g : ZT_HEAD_GROUP_VARIANTS;
+            ZT_TRY(be->ops->perturb_variants(be, dst + g, ZT_F32, src, t->tensor_id, t->n_elems,
+                                             staged + g, in_group));
         }
     }
     return ZT_OK;
@@ -373,44 +383,35 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
 }
 
 /* What a step costs per trainable element, counted from its plan and averaged over the trainable
- * elements: shadow mode reads a layer's tensor once for all perturbed variants and draws each
- * distinct seed of their terms once, but the token table (fraction `table_share` of the
- * elements) once per variant with each variant's terms; inplace mode reads and writes every
- * weight once per move and draws the move's terms; the update reads and writes it once, draws
- * each direction's z, and one stochastic-rounding word for f16 / bf16 weights. */
+ * elements: shadow mode reads a layer's tensor once for all perturbed variants, but the token
+ * table (fraction `table_share` of the elements) once per head group (ZT_HEAD_GROUP_VARIANTS
+ * variants, models/model.h) with a staged variant; inplace mode reads and writes every weight
+ * once per move; the update reads and writes it once, and draws one stochastic-rounding word
+ * for f16 / bf16 weights. z draws are counted by the backend (time_steps), not here. */
 static void sweeps_per_step(const zt_step_plan *plan, zt_perturb_mode mode, zt_dtype dtype,
                             double table_share, bench_result *r) {
     r->theta_passes = 1.0; /* the update */
-    r->z_draws = plan->n_directions;
     r->sr_draws = dtype != ZT_F32;
     if (mode == ZT_PERTURB_SHADOW) {
-        uint64_t seeds[ZT_MAX_VARIANTS * 2 * ZT_MAX_DIRECTIONS];
-        int n_seeds = 0, n_staged = 0, n_terms = 0;
-        for (int k = 0; k < plan->n_variants; k++) {
-            n_staged += plan->n_terms[k] > 0;
-            n_terms += plan->n_terms[k];
-            for (int t = 0; t < plan->n_terms[k]; t++) {
-                int seen = 0;
-                for (int i = 0; i < n_seeds; i++)
-                    seen |= seeds[i] == plan->terms[k][t].seed;
-                if (!seen) seeds[n_seeds++] = plan->terms[k][t].seed;
-            }
+        int n_groups = 0;
+        for (int g = 0; g < plan->n_variants; g += ZT_HEAD_GROUP_VARIANTS) {
+            int staged = 0;
+            for (int k = g; k < plan->n_variants && k < g + ZT_HEAD_GROUP_VARIANTS; k++)
+                staged |= plan->n_terms[k] > 0;
+            n_groups += staged;
         }
         /* The update is deferred into the next step's staging (docs/design.md §2.5): a staged
          * tensor takes it in its staging pass, which is then no pass of its own; the token
-         * table, gathered before the head stages it, takes it alone, then is staged per
-         * variant. */
-        r->theta_passes += table_share * n_staged;
-        r->z_draws += (1.0 - table_share) * n_seeds + table_share * n_terms;
+         * table, gathered before the head stages it, takes it alone, then is staged once per
+         * head group. */
+        r->theta_passes += table_share * n_groups;
         return;
     }
     for (int k = 0; k <= plan->n_variants; k++) {
         zt_perturbation from = k > 0 ? variant_of(plan, k - 1) : (zt_perturbation){0};
         zt_perturbation to = k < plan->n_variants ? variant_of(plan, k) : (zt_perturbation){0};
         zt_direction terms[2 * ZT_MAX_DIRECTIONS];
-        const int n_terms = zt_inplace_move_terms(&from, &to, terms);
-        r->theta_passes += n_terms > 0;
-        r->z_draws += n_terms;
+        r->theta_passes += zt_inplace_move_terms(&from, &to, terms) > 0;
     }
 }
 
@@ -606,6 +607,8 @@ static zt_status time_steps(bench_run *br, const bench_options *o, bench_result 
     for (int step = 0; step < o->warmup; step++)
         ZT_TRY(bench_step(br, o, step, &engine, last));
     r->step_min_ms = INFINITY;
+    const zt_backend *be = br->model->be;
+    const unsigned long long drawn_before = be->n_z_drawn;
     for (int i = 0; i < o->steps; i++) {
         meter_start(&r->step);
         zt_status s = bench_step(br, o, o->warmup + i, &engine, last);
@@ -615,6 +618,10 @@ static zt_status time_steps(bench_run *br, const bench_options *o, bench_result 
         if (ms > r->step_max_ms) r->step_max_ms = ms;
         if (i == 0) r->first_loss = last->losses[0];
     }
+    /* Each timed step draws the previous step's update (fused or alone) and its own variants. */
+    if (o->steps > 0 && r->n_trainable > 0)
+        r->z_draws =
+            (double)(be->n_z_drawn - drawn_before) / (double)o->steps / (double)r->n_trainable;
     unsigned long long n_nonfinite = 0; /* the last step's update, outside the timing */
     return zt_zo_settle_deferred(&br->ps, &br->deferred, &n_nonfinite);
 }
@@ -719,7 +726,8 @@ static void print_text(const bench_options *o, const bench_result *r) {
              o->mode == ZT_PERTURB_SHADOW ? " alone (a step fuses it into staging)" : "");
     print_phase("update", &r->update, step, detail);
     printf("  %-9s %.2f passes over the trainable weights, z drawn %.2f times per element "
-           "(averages over the trainable elements)",
+           "(averages over the trainable elements; draws counted by the backend, the batch's "
+           "gathered rows included)",
            "per step", r->theta_passes, r->z_draws);
     if (r->sr_draws)
         printf(", %d stochastic-rounding word%s", r->sr_draws, r->sr_draws == 1 ? "" : "s");

@@ -483,6 +483,11 @@ struct zt_backend {
     /* How many times the host has waited for the device (CUDA: stream synchronisations); 0 on
      * the CPU, where nothing runs asynchronously. The tests count a step's waits with it. */
     unsigned long long n_host_waits;
+    /* z elements generated so far: per op, the elements it draws z for times the terms it draws
+     * (a seed shared by several variants counted once). The CPU backend counts perturb,
+     * perturb_variants, update, update_perturb_variants, z_sumsq and the perturbed gather's
+     * rows; 0 on CUDA, which does not count. Tests and bench_step read draws per step from it. */
+    unsigned long long n_z_drawn;
     /* Target rows the LM head sends through one linear + target_logprobs (models/sweep.c), so the
      * rows of V logits the workspace holds; set by the constructor, at least 1. Each backend's
      * choice trades re-reads of the head table against that buffer (docs/design.md §2.3). */

@@ -180,6 +180,11 @@ typedef struct zt_workspace_shape {
     int sphere;       /* 1: norm passes over the largest tensor (uniform-on-sphere directions) */
 } zt_workspace_shape;
 
+/* Variants whose head table (the token table when tied) a shadow forward stages together, from
+ * one draw of its z (docs/design.md §2.3): two, so that MeZO's +eps z and -eps z draw the table's
+ * z once, at the cost of one more copy of the table in the staging buffers. */
+enum { ZT_HEAD_GROUP_VARIANTS = 2 };
+
 /* Memory a model needs at a shape, by category: weights, activations, staging buffers, and the
  * backend's own scratch (the maximum over the op calls the forward makes). */
 typedef struct zt_memory_plan {

@@ -2,10 +2,13 @@
  * the layers for all K weight variants. A layer runs op by op for all variants together: each
  * perturbed tensor is staged for every variant from one draw of its z (perturb_variants), and
  * the K residual streams and their temporaries are kept side by side. The tables a family
- * gathers from are read perturbed row by row instead, so only the batch's rows are touched (the
- * token table is still staged whole for the tied LM head, one variant at a time). Only the rows
- * that carry a target go through the head, the largest GEMM. The family's layer code
- * (models/arch.h) runs between the embedding and the head. */
+ * gathers from are read perturbed row by row instead, so only the batch's rows are touched. The
+ * head runs groups of up to ZT_HEAD_GROUP_VARIANTS variants (models/model.h) the same way: its
+ * input ops for the group together, then its table (the token table when tied) staged whole for
+ * the group from one draw into table slots of its own (models/workspace.h), then each variant's
+ * GEMMs on its copy; a pipeline stage and a cached forward run it for one variant at a time.
+ * Only the rows that carry a target go through the head, the largest GEMM. The family's layer
+ * code (models/arch.h) runs between the embedding and the head. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -129,8 +132,14 @@ zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_wei
                        "forward: %s is staged in %s, wider than the workspace was planned for "
                        "(the GEMM precision changed after the workspace was created)",
                        t->name, zt_dtype_name(staged));
-    void *shadow = sw->ws->staging +
-                   (slot == ZT_STAGE_MAIN ? sw->ws->layout.stage_main : sw->ws->layout.stage_aux);
+    const zt_workspace_layout *L = &sw->ws->layout;
+    const size_t capacity = slot == ZT_STAGE_MAIN ? L->stage_main_bytes : L->stage_aux_bytes;
+    if (t->n_elems * zt_dtype_size(staged) > capacity)
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "forward: %s staged in %s does not fit variant 0's %s slot (%zu bytes)",
+                       t->name, zt_dtype_name(staged), slot == ZT_STAGE_MAIN ? "main" : "aux",
+                       capacity);
+    void *shadow = sw->ws->staging + (slot == ZT_STAGE_MAIN ? L->stage_main : L->stage_aux);
     void *const dst[1] = {shadow};
     ZT_TRY(stage_variants(sw, id, dst, staged, p, 1));
     out->data = shadow;
@@ -160,8 +169,9 @@ static int together(const zt_sweep *sw) {
     return sw->n_together > 1 ? sw->n_together : 1;
 }
 
-/* Variant sw->variant + k's copy of a buffer the layer code holds for sw->variant: its residual
- * stream, or its layer temporaries; anything else (masks, ids) is shared by the variants. */
+/* Variant sw->variant + k's copy of a buffer the layer (or head) code holds for sw->variant: its
+ * residual stream, its layer temporaries, or in a head group its head rows and temporaries;
+ * anything else (masks, ids) is shared by the variants. */
 static float *variant_buffer(const zt_sweep *sw, const void *p, int k) {
     const zt_workspace_layout *L = &sw->ws->layout;
     const char *at = (const char *)p;
@@ -169,21 +179,49 @@ static float *variant_buffer(const zt_sweep *sw, const void *p, int k) {
                                 (size_t)sw->model->dims.hidden_size * sizeof(float);
     const char *stream = (const char *)zt_sweep_stream(sw);
     const char *layer = sw->ws->base + L->layer[0] + (size_t)sw->variant * L->layer_stride;
+    const char *hid = sw->ws->base + L->hid, *head = sw->ws->base + L->heads;
     size_t shift = 0;
     if (at >= stream && at < stream + stream_bytes)
         shift = stream_bytes;
     else if (at >= layer && at < layer + L->layer_stride)
         shift = L->layer_stride;
+    else if (at >= hid && at < hid + L->hid_stride)
+        shift = L->hid_stride;
+    else if (at >= head && at < head + L->head_stride)
+        shift = L->head_stride;
     return (float *)(at + (size_t)k * shift);
 }
 
-/* Tensor `id` as each of the variants advanced together sees it (w[k] for variant
+/* Where stage_group puts variant sw->variant + k's copy: a layer's slots (variant 0's own, the
+ * region's for the others), or the head table's slots in the region. */
+typedef enum stage_place { STAGE_LAYER_MAIN, STAGE_LAYER_AUX, STAGE_HEAD_TABLE } stage_place;
+
+static char *stage_slot(const zt_sweep *sw, stage_place place, int k) {
+    const zt_workspace_layout *L = &sw->ws->layout;
+    char *region = sw->ws->staging + L->stage_variants;
+    if (place == STAGE_HEAD_TABLE) return region + (size_t)k * L->stage_head_stride;
+    if (k == 0) return sw->ws->staging + (place == STAGE_LAYER_MAIN ? L->stage_main : L->stage_aux);
+    return region + (size_t)(k - 1) * L->stage_variant_stride +
+           (place == STAGE_LAYER_MAIN ? 0 : L->stage_variant_aux);
+}
+
+/* Bytes a variant's slot holds at `place` (variant 0's layer slots are checked by
+ * zt_sweep_weight). */
+static size_t stage_capacity(const zt_sweep *sw, stage_place place) {
+    const zt_workspace_layout *L = &sw->ws->layout;
+    if (place == STAGE_HEAD_TABLE) return L->stage_head_stride;
+    return place == STAGE_LAYER_MAIN ? L->stage_variant_aux
+                                     : L->stage_variant_stride - L->stage_variant_aux;
+}
+
+/* Tensor `id` as each of n variants from sw->variant on sees it (w[k] for variant
  * sw->variant + k): the master weight, or a copy staged for all of them from one draw into
- * variant k's slot. */
-static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
-                                zt_weight *w /* (together) */) {
-    const int n = together(sw);
-    if (n == 1) return zt_sweep_weight(sw, id, slot, &w[0]);
+ * variant k's slot at `place`. */
+static zt_status stage_group(const zt_sweep *sw, int id, stage_place place, int n,
+                             zt_weight *w /* (n) */) {
+    if (n == 1 && place != STAGE_HEAD_TABLE)
+        return zt_sweep_weight(sw, id, place == STAGE_LAYER_MAIN ? ZT_STAGE_MAIN : ZT_STAGE_AUX,
+                               &w[0]);
     const zt_model *m = sw->model;
     const zt_workspace_layout *L = &sw->ws->layout;
     zt_perturbation p[ZT_SWEEP_MAX_TOGETHER];
@@ -210,20 +248,19 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
                        t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
     const size_t bytes = t->n_elems * zt_dtype_size(staged);
-    const size_t capacity = slot == ZT_STAGE_MAIN ? L->stage_variant_aux
-                                                  : L->stage_variant_stride - L->stage_variant_aux;
-    if (zt_dtype_size(staged) > L->stage_elem_bytes || bytes > capacity)
+    const size_t capacity = stage_capacity(sw, place);
+    if (zt_dtype_size(staged) > L->stage_elem_bytes || bytes > capacity ||
+        (place == STAGE_HEAD_TABLE && n > L->head_group))
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "forward: %s staged in %s does not fit the workspace's slots for a layer's "
-                       "variants (%zu bytes)",
-                       t->name, zt_dtype_name(staged), capacity);
+                       "forward: %s staged in %s for %d variants does not fit the workspace's "
+                       "slots for %s (%zu bytes, %d variants)",
+                       t->name, zt_dtype_name(staged), n,
+                       place == STAGE_HEAD_TABLE ? "the head table" : "a layer's variants",
+                       capacity,
+                       place == STAGE_HEAD_TABLE ? L->head_group : sw->ws->shape.max_variants);
     for (int i = 0; i < n_staged; i++) {
         const int k = staged_variant[i];
-        char *slot_k =
-            k == 0
-                ? sw->ws->staging + (slot == ZT_STAGE_MAIN ? L->stage_main : L->stage_aux)
-                : sw->ws->staging + L->stage_variants + (size_t)(k - 1) * L->stage_variant_stride +
-                      (slot == ZT_STAGE_MAIN ? 0 : L->stage_variant_aux);
+        char *slot_k = stage_slot(sw, place, k);
         dst[i] = slot_k;
         w[k].data = slot_k;
         w[k].dtype = staged;
@@ -234,8 +271,8 @@ static zt_status stage_together(const zt_sweep *sw, int id, zt_stage_slot slot,
 zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int weight, int bias,
                           int n_rows, int in_features, int out_features, int relu) {
     zt_weight w[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
-    ZT_TRY(stage_together(sw, weight, ZT_STAGE_MAIN, w));
-    ZT_TRY(stage_together(sw, bias, ZT_STAGE_AUX, b));
+    ZT_TRY(stage_group(sw, weight, STAGE_LAYER_MAIN, together(sw), w));
+    ZT_TRY(stage_group(sw, bias, STAGE_LAYER_AUX, together(sw), b));
     zt_backend *be = sw->model->be;
     for (int k = 0; k < together(sw); k++)
         ZT_TRY(be->ops->linear(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k), w[k],
@@ -271,8 +308,8 @@ zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, const void *in
                                   int bias, int n_rows, int in_features, int out_features,
                                   int relu) {
     zt_weight w[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
-    ZT_TRY(stage_together(sw, weight, ZT_STAGE_MAIN, w));
-    ZT_TRY(stage_together(sw, bias, ZT_STAGE_AUX, b));
+    ZT_TRY(stage_group(sw, weight, STAGE_LAYER_MAIN, together(sw), w));
+    ZT_TRY(stage_group(sw, bias, STAGE_LAYER_AUX, together(sw), b));
     zt_backend *be = sw->model->be;
     for (int k = 0; k < together(sw); k++)
         ZT_TRY(be->ops->linear_half_in(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k),
@@ -345,8 +382,8 @@ zt_status zt_sweep_attention(const zt_sweep *sw, int layer, float *out, const fl
 zt_status zt_sweep_layer_norm(const zt_sweep *sw, float *out, const float *in, int gamma, int beta,
                               int n_rows, int n_cols, float eps) {
     zt_weight g[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
-    ZT_TRY(stage_together(sw, gamma, ZT_STAGE_MAIN, g));
-    ZT_TRY(stage_together(sw, beta, ZT_STAGE_AUX, b));
+    ZT_TRY(stage_group(sw, gamma, STAGE_LAYER_MAIN, together(sw), g));
+    ZT_TRY(stage_group(sw, beta, STAGE_LAYER_AUX, together(sw), b));
     zt_backend *be = sw->model->be;
     for (int k = 0; k < together(sw); k++)
         ZT_TRY(be->ops->layernorm(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k), g[k],
@@ -358,8 +395,8 @@ zt_status zt_sweep_layer_norm_half(const zt_sweep *sw, void *out, zt_dtype out_d
                                    const float *in, int gamma, int beta, int n_rows, int n_cols,
                                    float eps) {
     zt_weight g[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
-    ZT_TRY(stage_together(sw, gamma, ZT_STAGE_MAIN, g));
-    ZT_TRY(stage_together(sw, beta, ZT_STAGE_AUX, b));
+    ZT_TRY(stage_group(sw, gamma, STAGE_LAYER_MAIN, together(sw), g));
+    ZT_TRY(stage_group(sw, beta, STAGE_LAYER_AUX, together(sw), b));
     zt_backend *be = sw->model->be;
     for (int k = 0; k < together(sw); k++)
         ZT_TRY(be->ops->layernorm_half(be, variant_buffer(sw, out, k), out_dtype,
@@ -455,53 +492,84 @@ zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b
 
 /* ---- the LM head ---- */
 
-/* The head over targets [first, first + count): their rows gathered to the front of the head's
- * buffers, so a call sees only its own rows. */
-static zt_status head_targets(const zt_sweep *sw, int first, int count, float *logits_out) {
+/* The head of variants [sw->variant, sw->variant + n), n <= the workspace's head_group, on the
+ * target rows only, op by op for the n together as a layer runs: each variant's target rows
+ * gathered from its stream; the family's head input (its final norm and projection are row-wise,
+ * so selecting the rows first changes nothing but the cost), their tensors staged for all n from
+ * one draw; then the head table (the token table when tied) staged for all n from one draw into
+ * the head's slots, which share the staging region with a layer's variants and so come after
+ * the head input; and per variant its rows through its table a chunk at a time, and the
+ * targets' log-probabilities. A batch-invariant backend computes each target row on its own
+ * (backend.h: gemm_row_block 1), so a row meets the same GEMM whatever else the batch holds;
+ * the table's column pieces stay in cache across the rows. */
+static zt_status head_group(const zt_sweep *sw, int n, float *logits_out) {
     zt_model *m = sw->model;
-    const zt_backend_ops *op = m->be->ops;
+    zt_backend *be = m->be;
     const zt_batch *b = sw->batch;
     const zt_workspace_layout *L = &sw->ws->layout;
     char *base = sw->ws->base;
-    int n = b->batch * b->seq_len, e = m->dims.head_input_size;
-    int r_count = b->n_targets, vocab = m->dims.vocab_size;
+    const int n_tokens = b->batch * b->seq_len, e = m->dims.head_input_size;
+    const int count = b->n_targets, vocab = m->dims.vocab_size;
+    if (n < 1 || n > L->head_group)
+        return zt_fail(ZT_ERR_INTERNAL,
+                       "forward: a head group of %d variants, the workspace plans %d", n,
+                       L->head_group);
+    zt_sweep group = *sw;
+    group.n_together = n;
     float *hid = (float *)(base + L->hid);
-    ZT_TRY(op->gather_rows(m->be, hid, (const int32_t *)(base + L->rows) + first,
-                           (zt_weight){zt_sweep_stream(sw), ZT_F32}, count, n, m->dims.hidden_size,
-                           0, NULL));
-    const float *head_in = hid;
-    ZT_TRY(m->arch->head_input(sw, hid, count, &head_in));
-    zt_weight table;
-    ZT_TRY(zt_sweep_weight(sw, m->lm_head, ZT_STAGE_MAIN, &table));
-    float *logits = (float *)(base + L->logits);
-    float *lp = (float *)(base + L->logprob) + (size_t)sw->variant * r_count + first;
-    const int32_t *targets = (const int32_t *)(base + L->targets) + first;
-    const int chunk = zt_head_chunk_rows(m->be, r_count);
-    for (int r0 = 0; r0 < count; r0 += chunk) {
-        int rows = count - r0 < chunk ? count - r0 : chunk;
-        ZT_TRY(op->linear(m->be, logits, head_in + (size_t)r0 * e, table, zt_model_weight(m, -1),
-                          rows, e, vocab, 0));
-        ZT_TRY(op->target_logprobs(m->be, lp + r0, logits, targets + r0, rows, vocab));
-        if (logits_out)
-            ZT_TRY(op->download(m->be,
-                                logits_out + ((size_t)sw->variant * r_count + first + r0) * vocab,
-                                logits, (size_t)rows * vocab * sizeof(float)));
+    for (int k = 0; k < n; k++) {
+        zt_sweep one = *sw;
+        one.variant = sw->variant + k;
+        ZT_TRY(be->ops->gather_rows(be, variant_buffer(&group, hid, k),
+                                    (const int32_t *)(base + L->rows),
+                                    (zt_weight){zt_sweep_stream(&one), ZT_F32}, count, n_tokens,
+                                    m->dims.hidden_size, 0, NULL));
     }
-    return ZT_OK;
-}
-
-/* The family's head input on the target rows only (its final norm and projection are
- * row-wise, so selecting the rows first changes nothing but the cost), then the head table (the
- * token table when tied), a chunk of rows at a time, and the targets' log-probabilities. A
- * batch-invariant backend computes each target row on its own (backend.h: gemm_row_block 1),
- * so a row meets the same GEMM whatever else the batch holds; the table's column pieces stay in
- * cache across the rows. */
-zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
-    zt_backend *be = sw->model->be;
     be->gemm_row_block = be->batch_invariant ? 1 : 0;
-    zt_status s = head_targets(sw, 0, sw->batch->n_targets, logits_out);
+    const float *head_in = hid;
+    zt_status s = m->arch->head_input(&group, hid, count, &head_in);
+    zt_weight tables[ZT_HEAD_GROUP_VARIANTS];
+    if (s == ZT_OK) s = stage_group(&group, m->lm_head, STAGE_HEAD_TABLE, n, tables);
+    float *logits = (float *)(base + L->logits);
+    const int32_t *targets = (const int32_t *)(base + L->targets);
+    const int chunk = zt_head_chunk_rows(be, count);
+    for (int k = 0; s == ZT_OK && k < n; k++) {
+        const int variant = sw->variant + k;
+        const float *in = variant_buffer(&group, head_in, k);
+        float *lp = (float *)(base + L->logprob) + (size_t)variant * count;
+        for (int r0 = 0; s == ZT_OK && r0 < count; r0 += chunk) {
+            const int rows = count - r0 < chunk ? count - r0 : chunk;
+            s = be->ops->linear(be, logits, in + (size_t)r0 * e, tables[k], zt_model_weight(m, -1),
+                                rows, e, vocab, 0);
+            if (s == ZT_OK)
+                s = be->ops->target_logprobs(be, lp + r0, logits, targets + r0, rows, vocab);
+            if (s == ZT_OK && logits_out)
+                s = be->ops->download(be, logits_out + ((size_t)variant * count + r0) * vocab,
+                                      logits, (size_t)rows * vocab * sizeof(float));
+        }
+    }
     be->gemm_row_block = 0;
     return s;
+}
+
+zt_status zt_sweep_head(const zt_sweep *sw, float *logits_out) {
+    return head_group(sw, 1, logits_out);
+}
+
+/* The heads of variants [0, n_variants), in groups of up to the workspace's head_group: a
+ * variant that reads the head table as stored runs alone when it would start a group, so that
+ * perturbed variants behind it pair up (an unperturbed variant first, then +eps z and -eps z,
+ * still draws the table's z once). */
+static zt_status heads(zt_sweep *sw, int n_variants, float *logits_out) {
+    const int most = sw->ws->layout.head_group > 1 ? sw->ws->layout.head_group : 1;
+    for (int v = 0; v < n_variants;) {
+        sw->variant = v;
+        int n = n_variants - v < most ? n_variants - v : most;
+        if (!variant_perturbation(sw, sw->model->lm_head)) n = 1;
+        ZT_TRY(head_group(sw, n, logits_out));
+        v += n;
+    }
+    return ZT_OK;
 }
 
 /* Layers [first, end) for variants [first_variant, first_variant + n_variants), op by op for
@@ -586,8 +654,7 @@ static zt_status forward_batch(zt_model *m, zt_workspace *ws, const zt_batch *b,
         ZT_TRY(m->arch->embed(&sw));
     ZT_TRY(sweep_layers(&sw, 0, m->dims.n_layers, 0, n_variants));
     if (b->n_targets == 0) return ZT_OK;
-    for (sw.variant = 0; sw.variant < n_variants; sw.variant++)
-        ZT_TRY(zt_sweep_head(&sw, logits));
+    ZT_TRY(heads(&sw, n_variants, logits));
     return m->be->ops->download(m->be, logprobs, ws->base + ws->layout.logprob,
                                 (size_t)n_variants * b->n_targets * sizeof(float));
 }

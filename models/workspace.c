@@ -21,20 +21,15 @@ static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
-/* The largest matrix, and the largest vector, that may be staged at once (a linear stages its
- * weight with its bias, a norm its gain with its shift). Tables that are only gathered stay in
- * the bound: they are small beside the token table, and bench/roofline's self-check mirrors
- * this rule. */
-static void staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_elems) {
-    *main_elems = *aux_elems = 0;
-    for (int i = zt_model_first_staged(m); i < m->n_tensors; i++) {
-        size_t *bound = m->tensors[i].n_dims == 2 ? main_elems : aux_elems;
-        *bound = max_size(*bound, m->tensors[i].n_elems);
-    }
+static size_t aligned(size_t n_bytes) {
+    return (n_bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
 }
 
-/* The same bounds for the tensors a layer stages for all K variants at once: every tensor but
- * the token table and the head's (which the head stages one variant at a time). */
+/* The largest matrix, and the largest vector, that a layer (or the head's norm and projection)
+ * stages at once (a linear stages its weight with its bias, a norm its gain with its shift):
+ * every tensor but the token table and the head's, which the head stages into slots of their
+ * own. Tables that are only gathered (positions) stay in the bound: they are small, and
+ * bench/roofline's self-check mirrors this rule. */
 static void layer_staging_sizes(const zt_model *m, size_t *main_elems, size_t *aux_elems) {
     *main_elems = *aux_elems = 0;
     for (int i = zt_model_first_staged(m); i < m->n_tensors; i++) {
@@ -72,9 +67,17 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     const size_t layers_at = take(&cursor, variants * L.layer_stride);
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
         if (layer_bytes[b]) L.layer[b] += layers_at;
-    L.hid = take(&cursor, n * h * f);
+    /* The head runs a group of variants op by op too (sweep.c), each with its own rows. */
+    L.head_group = variants < ZT_HEAD_GROUP_VARIANTS ? (int)variants : ZT_HEAD_GROUP_VARIANTS;
+    L.hid_stride = aligned(n * h * f);
+    L.hid = take(&cursor, (size_t)L.head_group * L.hid_stride);
+    size_t head_cursor = 0;
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
-        if (head_bytes[b]) L.head[b] = take(&cursor, head_bytes[b]);
+        if (head_bytes[b]) L.head[b] = take(&head_cursor, head_bytes[b]);
+    L.head_stride = aligned(head_cursor);
+    L.heads = take(&cursor, (size_t)L.head_group * L.head_stride);
+    for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
+        if (head_bytes[b]) L.head[b] += L.heads;
     L.logits = take(&cursor, chunk * (size_t)m->dims.vocab_size * f);
     L.logprob = take(&cursor, variants * n * f);
     L.ids = take(&cursor, n * i);
@@ -91,17 +94,27 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     L.stage_elem_bytes = stage_elem_bytes(m);
     if (shape->staging) {
         size_t main_elems, aux_elems;
-        staging_sizes(m, &main_elems, &aux_elems);
-        L.stage_main = take(&cursor, main_elems * L.stage_elem_bytes);
-        L.stage_aux = take(&cursor, aux_elems * L.stage_elem_bytes);
+        layer_staging_sizes(m, &main_elems, &aux_elems);
+        L.stage_main_bytes = main_elems * L.stage_elem_bytes;
+        L.stage_aux_bytes = aux_elems * L.stage_elem_bytes;
+        L.stage_main = take(&cursor, L.stage_main_bytes);
+        L.stage_aux = take(&cursor, L.stage_aux_bytes);
+        size_t region = 0;
         if (variants > 1) {
-            layer_staging_sizes(m, &main_elems, &aux_elems);
             size_t slot_cursor = 0;
-            take(&slot_cursor, main_elems * L.stage_elem_bytes);
-            L.stage_variant_aux = take(&slot_cursor, aux_elems * L.stage_elem_bytes);
-            L.stage_variant_stride = (slot_cursor + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
-            L.stage_variants = take(&cursor, (variants - 1) * L.stage_variant_stride);
+            take(&slot_cursor, L.stage_main_bytes);
+            L.stage_variant_aux = take(&slot_cursor, L.stage_aux_bytes);
+            L.stage_variant_stride = aligned(slot_cursor);
+            region = (variants - 1) * L.stage_variant_stride;
         }
+        /* The head stages its table for up to head_group variants at once, after the layers
+         * are done with the region (sweep.c). */
+        const int head = m->lm_head;
+        if (head >= 0 && head >= zt_model_first_staged(m) && !m->tensors[head].absent) {
+            L.stage_head_stride = aligned(m->tensors[head].n_elems * L.stage_elem_bytes);
+            region = max_size(region, (size_t)L.head_group * L.stage_head_stride);
+        }
+        if (region > 0) L.stage_variants = take(&cursor, region);
     }
     L.staging_total = cursor;
     return L;

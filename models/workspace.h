@@ -12,18 +12,31 @@ typedef struct zt_workspace_layout {
     size_t layer[ZT_ARCH_MAX_BUFFERS]; /* variant 0's layer temporaries; variant k's lie
                                           k * layer_stride further */
     size_t layer_stride;
-    size_t hid;                           /* (R,hidden) the target rows of the final stream */
-    size_t head[ZT_ARCH_MAX_BUFFERS];     /* the family's head temporaries */
+    /* The head's rows for each variant of a head group (head_group of them): variant v0 + j's
+     * (R,hidden) target rows of its final stream at hid + j * hid_stride, its family head
+     * temporaries at head[i] + j * head_stride (group variant 0's lie in [heads, heads +
+     * head_stride)). */
+    size_t hid, hid_stride;
+    size_t head[ZT_ARCH_MAX_BUFFERS], heads, head_stride;
+    int head_group;                       /* min(K, ZT_HEAD_GROUP_VARIANTS) */
     size_t logits, logprob;               /* (chunk,V), (K,R) */
     size_t ids, pos, mask, rows, targets; /* int32 */
     size_t prefix;                        /* zt_prefix_buffers_bytes (models/prefix.h) */
     size_t activation_total;
-    size_t stage_main, stage_aux, staging_total; /* shadow buffers */
-    size_t stage_elem_bytes;                     /* the widest staged dtype planned for */
-    /* Variants 1 .. K-1 of a layer's tensors, staged with variant 0 from one draw: variant k's
-     * main slot at stage_variants + (k - 1) * stage_variant_stride, its aux slot
-     * stage_variant_aux further. */
+    /* Variant 0's shadow buffers for a layer's tensors (and the head's norm and projection):
+     * main sized for the largest tensor but the token and head tables, aux for the largest
+     * vector. */
+    size_t stage_main, stage_aux, staging_total;
+    size_t stage_main_bytes, stage_aux_bytes;
+    size_t stage_elem_bytes; /* the widest staged dtype planned for */
+    /* One region that a layer and the head use in turn (never both at once):
+     *  - variants 1 .. K-1 of a layer's tensors, staged with variant 0 from one draw: variant
+     *    k's main slot at stage_variants + (k - 1) * stage_variant_stride, its aux slot
+     *    stage_variant_aux further;
+     *  - the head table of head_group variants staged from one draw: variant v0 + j's copy at
+     *    stage_variants + j * stage_head_stride (0 when the head table is not staged). */
     size_t stage_variants, stage_variant_stride, stage_variant_aux;
+    size_t stage_head_stride;
 } zt_workspace_layout;
 
 struct zt_workspace {

@@ -49,8 +49,12 @@ zt_status zt_cpu_gather_rows(zt_backend *be, float *out, /* (N,C) */
     }
     zt_cpu_z_term stack_terms[ZT_CPU_Z_TERMS_ON_STACK];
     zt_cpu_z_term *terms = stack_terms;
-    if (perturb)
+    if (perturb) {
         ZT_TRY(zt_cpu_z_terms_prepare(op, perturb->p, perturb->tensor_id, stack_terms, &terms));
+        /* every gathered row draws its own z, a row gathered twice twice */
+        be->n_z_drawn += (unsigned long long)n_rows * (unsigned long long)n_cols *
+                         (unsigned long long)perturb->p->n_terms;
+    }
 
     const size_t n_cols_z = (size_t)n_cols;
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))

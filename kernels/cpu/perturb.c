@@ -127,6 +127,7 @@ zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, /* (n) *
     {
         const int n_terms = p->n_terms;
         const zt_dist dist = p->dist;
+        be->n_z_drawn += (unsigned long long)n_elems * (unsigned long long)n_terms;
         /* Runs of whole blocks of the full tensor cover [elem_offset, elem_offset + n); the
          * first and last block may hang over the slice, and only their lanes inside it are
          * written. */
@@ -223,6 +224,7 @@ zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (
             ZT_TRY(zt_cpu_perturb(be, dst[k], dst_dtype, src, tensor_id, 0, n_elems, &p[k]));
         return ZT_OK;
     }
+    be->n_z_drawn += (unsigned long long)n_elems * (unsigned long long)plan.n_draws;
     const int64_t n_runs = zt_cpu_z_run_count(0, (uint64_t)n_elems);
     const zt_cpu_rng_path path = zt_cpu_rng_active_path();
     const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();

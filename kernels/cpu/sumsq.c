@@ -71,6 +71,7 @@ zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t te
     ZT_TRY(zt_cpu_scratch(cpu, zt_cpu_z_sumsq_scratch_floats(n_elems), op, &scratch));
     double *chunk_sums = (double *)(void *)scratch;
 
+    be->n_z_drawn += (unsigned long long)n_elems;
     const uint64_t tensor_key = zt_tensor_key(seed, tensor_id);
     const int64_t n_chunks_signed = (int64_t)n_chunks;
     const zt_cpu_rng_path path = zt_cpu_rng_active_path();

@@ -220,6 +220,7 @@ zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, /* (n) */
         for (int64_t r = 0; r < n_runs; r++)
             nonfinite += zt_cpu_update_pass_run(&pass, zt_cpu_z_run_at(0, n, r));
         if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
+        be->n_z_drawn += (unsigned long long)n_elems * (unsigned long long)u->grad.n_terms;
     }
 
 done:

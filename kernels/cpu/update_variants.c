@@ -51,6 +51,9 @@ zt_status zt_cpu_update_perturb_variants(zt_backend *be, void *theta, zt_dtype d
                             pass.vector_loops);
     }
     if (u->n_nonfinite) *u->n_nonfinite += nonfinite;
+    /* the update's terms, then one draw per seed the variants share */
+    be->n_z_drawn += (unsigned long long)n_elems *
+                     ((unsigned long long)u->grad.n_terms + (unsigned long long)plan.n_draws);
     zt_cpu_z_terms_release(terms, stack_terms);
     return ZT_OK;
 }
