@@ -227,7 +227,7 @@ static void trainable_elements(const zt_model *m, const uint8_t *trainable, doub
  * MB against hundreds of MB of weights). P trainable elements, Pos the position table (only
  * gathered, B*T rows: not counted), E the token table, s the storage size, K variants, S the
  * staging passes (shadow: the perturbed variants, K for MeZO; inplace: the moves, K + 1),
- * G = ceil(S / ZT_HEAD_GROUP_VARIANTS) head groups:
+ * G = ceil(S / zt_model_head_group_limit) head groups:
  *   shadow   staging  (P - Pos - E) (s + 4 S) + E (G s + 4 S)
  *                                         a layer's tensors read once in s and written as f32
  *                                         for the S variants; the token table read per head
@@ -243,7 +243,7 @@ static void bytes_per_step(const zt_model *m, const uint8_t *trainable, const be
     trainable_elements(m, trainable, &p, &positions, &table);
     double s = (double)zt_dtype_size(o->dtype), k = (double)r->n_variants;
     double passes = (double)r->staging_passes;
-    double groups = ceil(passes / ZT_HEAD_GROUP_VARIANTS);
+    double groups = ceil(passes / zt_model_head_group_limit(m));
     if (o->mode == ZT_PERTURB_SHADOW) {
         const double layered = p - positions - table;
         r->staging_bytes =
@@ -292,7 +292,7 @@ static zt_perturbation variant_of(const zt_step_plan *plan, int k) {
 
 /* Shadow staging of one step as the forward does it: every trainable tensor but the two tables
  * staged once for all perturbed variants into an f32 buffer each (perturb_variants), the token
- * table once per head group of ZT_HEAD_GROUP_VARIANTS perturbed variants (for the LM head; the
+ * table once per head group of zt_model_head_group_limit perturbed variants (for the LM head; the
  * forward groups variants by index, the same for MeZO), and the embedding and position rows of
  * the batch read by perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats
  * per perturbed variant. */
@@ -333,9 +333,9 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
                                         c->word_embed_proj_dim, 0, &gp));
         }
         if (id != m->embed_tokens) continue;
-        for (int g = 0; g < n_staged; g += ZT_HEAD_GROUP_VARIANTS) {
-            const int in_group =
-                n_staged - g < ZT_HEAD_GROUP_VARIANTS ? n_staged - g : ZT_HEAD_GROUP_VARIANTS;
+        const int head_group = zt_model_head_group_limit(m);
+        for (int g = 0; g < n_staged; g += head_group) {
+            const int in_group = n_staged - g < head_group ? n_staged - g : head_group;
             ZT_TRY(be->ops->perturb_variants(be, dst + g, ZT_F32, src, t->tensor_id, t->n_elems,
                                              staged + g, in_group));
         }
@@ -384,19 +384,20 @@ static int staging_passes(const zt_step_plan *plan, zt_perturb_mode mode) {
 
 /* What a step costs per trainable element, counted from its plan and averaged over the trainable
  * elements: shadow mode reads a layer's tensor once for all perturbed variants, but the token
- * table (fraction `table_share` of the elements) once per head group (ZT_HEAD_GROUP_VARIANTS
- * variants, models/model.h) with a staged variant; inplace mode reads and writes every weight
- * once per move; the update reads and writes it once, and draws one stochastic-rounding word
- * for f16 / bf16 weights. z draws are counted by the backend (time_steps), not here. */
+ * table (fraction `table_share` of the elements) once per head group (head_group variants,
+ * zt_model_head_group_limit in models/model.h) with a staged variant; inplace mode reads and writes
+ * every weight once per move; the update reads and writes it once, and draws one
+ * stochastic-rounding word for f16 / bf16 weights. z draws are counted by the backend (time_steps),
+ * not here. */
 static void sweeps_per_step(const zt_step_plan *plan, zt_perturb_mode mode, zt_dtype dtype,
-                            double table_share, bench_result *r) {
+                            double table_share, int head_group, bench_result *r) {
     r->theta_passes = 1.0; /* the update */
     r->sr_draws = dtype != ZT_F32;
     if (mode == ZT_PERTURB_SHADOW) {
         int n_groups = 0;
-        for (int g = 0; g < plan->n_variants; g += ZT_HEAD_GROUP_VARIANTS) {
+        for (int g = 0; g < plan->n_variants; g += head_group) {
             int staged = 0;
-            for (int k = g; k < plan->n_variants && k < g + ZT_HEAD_GROUP_VARIANTS; k++)
+            for (int k = g; k < plan->n_variants && k < g + head_group; k++)
                 staged |= plan->n_terms[k] > 0;
             n_groups += staged;
         }
@@ -568,7 +569,8 @@ static zt_status bench_setup(zt_backend *be, const bench_options *o, const zt_op
     r->staging_passes = staging_passes(&plan, o->mode);
     double n_elements, n_gathered, n_table;
     trainable_elements(m, br->trainable, &n_elements, &n_gathered, &n_table);
-    sweeps_per_step(&plan, o->mode, o->dtype, n_elements > 0.0 ? n_table / n_elements : 0.0, r);
+    sweeps_per_step(&plan, o->mode, o->dtype, n_elements > 0.0 ? n_table / n_elements : 0.0,
+                    zt_model_head_group_limit(m), r);
     ZT_TRY(random_lm_batch(cfg, o->batch_size, o->seq_len, &br->batch));
 
     /* Inplace mode runs one variant at a time: one residual stream, no shadow buffers. */

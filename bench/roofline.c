@@ -240,14 +240,14 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
 
     /* Staging: a layer's tensors (every tensor but the two tables) once for all K variants: read
      * in s, z drawn once, K copies written in the staging dtype (models/sweep.c). The tied
-     * head's token table likewise, once per head group of ZT_HEAD_GROUP_VARIANTS variants
-     * (models/model.h). The embedding and the positions are read by perturbed gathers of the
-     * batch's N rows (their bytes are the embedding's, in norms+adds), whose z costs RNG work
-     * for N (e + h) elements.
-     * 13b bf16 design: (12.85 G - 0.27 G - 10.5 M) x (2 + 2 x 2) + 0.27 G x (2 + 2 x 2) B
-     * = 77.0 GB. */
+     * head's token table likewise, once per head group of zt_head_group_limit variants
+     * (models/model.h: 2 for 125m, 1 from 350m on, where the table is under an eighth). The
+     * embedding and the positions are read by perturbed gathers of the batch's N rows (their bytes
+     * are the embedding's, in norms+adds), whose z costs RNG work for N (e + h) elements. 13b bf16
+     * design: (12.85 G - 0.27 G - 10.5 M) x (2 + 2 x 2) + 0.27 G x (2 + 2 x 2) B = 77.0 GB. */
     double layered = params - positions - table;
-    double head_groups = ceil(k / ZT_HEAD_GROUP_VARIANTS);
+    const double group_limit = zt_head_group_limit((size_t)table, (size_t)params);
+    double head_groups = ceil(k / group_limit);
     double staged_bytes =
         layered * (s + k * stage_bytes) + table * (head_groups * s + k * stage_bytes);
     double drawn = layered + head_groups * table + k * n * (d->embed_proj + d->hidden);
@@ -296,12 +296,12 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
     /* Memory, as models/workspace.c plans it (plan_layout), activations in `act` bytes:
      *   activations  K residual streams (N h) + K x the layer temporaries: h, q, k, v, attn
      *                (5 N h) + ffn (N f) + [e != h] tok (N e); + G x ([e != h] hid_proj (N e)
-     *                + hid (N h)), G = min(K, ZT_HEAD_GROUP_VARIANTS) + logits (min(N,
+     *                + hid (N h)), G = min(K, zt_head_group_limit) + logits (min(N,
      * head_chunk_rows) V)
      *                + log-probs (K N) + five int32 (N) arrays;
      *   staging      the largest tensor a layer stages (max of 2050 h, h f, h e) + the
      *                largest vector (max of f, h), then one region that holds in turn K - 1
-     *                more of both and min(K, ZT_HEAD_GROUP_VARIANTS) copies of the head table
+     *                more of both and min(K, zt_head_group_limit) copies of the head table
      *                (V e), in the staging dtype;
      *   state        f32 copies. */
     double h = d->hidden, f = d->ffn, e = d->embed_proj;
@@ -309,7 +309,7 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
     memory_need *mem = &est->memory;
     mem->weights = params * s;
     const double narrow_rows = e != h ? n * e : 0.0;
-    const double head_group = k < ZT_HEAD_GROUP_VARIANTS ? k : ZT_HEAD_GROUP_VARIANTS;
+    const double head_group = k < group_limit ? k : group_limit;
     mem->activations = act * (k * n * h + k * (5.0 * n * h + n * f + narrow_rows) +
                               head_group * (narrow_rows + n * h)) +
                        sizeof(float) * (head_chunk * d->vocab + k * n) + 5.0 * n * sizeof(int32_t);

@@ -127,6 +127,10 @@ zt_status zt_model_reload_tensors(zt_model *model, const char *dir, const uint8_
 /* Number of parameters, the tied head counted once (equals HF's model.num_parameters()). */
 size_t zt_model_parameter_count(const zt_model *model);
 
+/* zt_head_group_limit (below) of the model's head table: how many variants a shadow forward
+ * stages it for at once; 1 without a head. */
+int zt_model_head_group_limit(const zt_model *model);
+
 /* Marks the tensors matched by comma-separated fnmatch patterns (on the canonical name or the
  * name after the family's short-name prefix, e.g. "model.decoder."; "!pattern" excludes; a list
  * starting with "!" means "all but"); NULL or "" selects every tensor. selected is (n_tensors).
@@ -181,9 +185,17 @@ typedef struct zt_workspace_shape {
 } zt_workspace_shape;
 
 /* Variants whose head table (the token table when tied) a shadow forward stages together, from
- * one draw of its z (docs/design.md §2.3): two, so that MeZO's +eps z and -eps z draw the table's
- * z once, at the cost of one more copy of the table in the staging buffers. */
+ * one draw of its z (docs/design.md §2.3): at most two, so that MeZO's +eps z and -eps z draw the
+ * table's z once, at the cost of one more copy of the table in the staging buffers. */
 enum { ZT_HEAD_GROUP_VARIANTS = 2 };
+
+/* The head group of a model whose head table holds table_elems of its parameter_elems: two where
+ * the table is at least an eighth of the model (opt-125m: 31%), where its extra draw is that share
+ * of a step's z; one where it is less (opt-350m and larger: under 8%), where a second copy of the
+ * table would cost more memory (0.5 GB at 13b in f16) than its draw costs time. */
+static inline int zt_head_group_limit(size_t table_elems, size_t parameter_elems) {
+    return table_elems * 8 >= parameter_elems ? ZT_HEAD_GROUP_VARIANTS : 1;
+}
 
 /* Memory a model needs at a shape, by category: weights, activations, staging buffers, and the
  * backend's own scratch (the maximum over the op calls the forward makes). */

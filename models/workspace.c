@@ -48,6 +48,11 @@ static size_t stage_elem_bytes(const zt_model *m) {
     return widest ? widest : sizeof(float);
 }
 
+int zt_model_head_group_limit(const zt_model *m) {
+    if (m->lm_head < 0) return 1;
+    return zt_head_group_limit(m->tensors[m->lm_head].n_elems, zt_model_parameter_count(m));
+}
+
 static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_shape *shape) {
     size_t n = (size_t)shape->max_batch * (size_t)shape->max_seq_len;
     size_t variants = (size_t)shape->max_variants, f = sizeof(float), i = sizeof(int32_t);
@@ -68,7 +73,8 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
         if (layer_bytes[b]) L.layer[b] += layers_at;
     /* The head runs a group of variants op by op too (sweep.c), each with its own rows. */
-    L.head_group = variants < ZT_HEAD_GROUP_VARIANTS ? (int)variants : ZT_HEAD_GROUP_VARIANTS;
+    const int head_limit = zt_model_head_group_limit(m);
+    L.head_group = variants < (size_t)head_limit ? (int)variants : head_limit;
     L.hid_stride = aligned(n * h * f);
     L.hid = take(&cursor, (size_t)L.head_group * L.hid_stride);
     size_t head_cursor = 0;

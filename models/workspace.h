@@ -18,7 +18,7 @@ typedef struct zt_workspace_layout {
      * head_stride)). */
     size_t hid, hid_stride;
     size_t head[ZT_ARCH_MAX_BUFFERS], heads, head_stride;
-    int head_group;                       /* min(K, ZT_HEAD_GROUP_VARIANTS) */
+    int head_group;                       /* min(K, zt_model_head_group_limit) */
     size_t logits, logprob;               /* (chunk,V), (K,R) */
     size_t ids, pos, mask, rows, targets; /* int32 */
     size_t prefix;                        /* zt_prefix_buffers_bytes (models/prefix.h) */

@@ -155,6 +155,29 @@ static void check_step_draws(zt_model *m, const zt_batch *b, const zt_targets *t
     free(all);
 }
 
+/* The group rule on OPT's published sizes, from their shapes alone: the tied table is
+ * V x word_embed_proj_dim of the published parameter count; 125m's (31%) takes pairs, 350m's
+ * (7.8%) and every larger one's (under 8%) one variant at a time; and the bound itself. */
+static void check_group_rule(const zt_model *fixture) {
+    const zt_opt_published_shape *shapes = zt_opt_published_shapes();
+    for (int i = 0; i < ZT_OPT_N_PUBLISHED_SIZES; i++) {
+        const size_t table = (size_t)ZT_OPT_PUBLISHED_VOCAB * (size_t)shapes[i].embed_proj;
+        const int want = strcmp(shapes[i].name, "125m") == 0 ? 2 : 1;
+        const int got = zt_head_group_limit(table, (size_t)shapes[i].spec_params);
+        ZT_CHECK(got == want, "opt-%s: table %zu of %lld parameters groups %d, want %d",
+                 shapes[i].name, table, shapes[i].spec_params, got, want);
+    }
+    ZT_CHECK(zt_head_group_limit(1, 8) == 2 && zt_head_group_limit(1, 9) == 1,
+             "an eighth is the bound: %d, %d", zt_head_group_limit(1, 8),
+             zt_head_group_limit(1, 9));
+    const size_t table = fixture->tensors[fixture->lm_head].n_elems;
+    const size_t params = zt_model_parameter_count(fixture);
+    ZT_CHECK(zt_model_head_group_limit(fixture) == (table * 8 >= params ? 2 : 1) &&
+                 zt_model_head_group_limit(fixture) == 2,
+             "the opt-pre fixture (table %zu of %zu) groups %d, and the draw checks below assume 2",
+             table, params, zt_model_head_group_limit(fixture));
+}
+
 int main(void) {
     char dir[1024], ref_path[1024];
     fixture_path(dir, sizeof dir, "opt-pre", NULL);
@@ -167,27 +190,22 @@ int main(void) {
     ZT_REQUIRE_OK(zt_st_open(ref_path, &ref));
     ZT_REQUIRE(m->lm_head == m->embed_tokens, "the opt-pre fixture ties its head");
 
-    int64_t shape[2];
-    int32_t *ids = fixture_array(ref, "lm_input_ids", "I32", NULL, shape);
-    int32_t *mask = fixture_array(ref, "lm_attention_mask", "I32", NULL, NULL);
-    int32_t *labels = fixture_array(ref, "lm_labels", "I32", NULL, NULL);
-    int batch = (int)shape[0], seq_len = (int)shape[1];
+    fixture_lm_batch lm = fixture_lm_batch_read(ref);
     zt_targets t;
-    ZT_REQUIRE_OK(zt_targets_from_labels(batch, seq_len, labels, m->dims.vocab_size, &t));
-    zt_batch b = {batch, seq_len, ids, mask, t.n, t.rows, t.ids};
+    ZT_REQUIRE_OK(zt_targets_from_labels(lm.batch, lm.seq_len, lm.labels, m->dims.vocab_size, &t));
+    zt_batch b = {lm.batch, lm.seq_len, lm.ids, lm.mask, t.n, t.rows, t.ids};
 
     /* opt-post has a project_out in its head input (head buffers per variant); the bf16 model
      * stages in bf16 under --gemm half */
     head_group_check_fixture(be, "opt-pre", ZT_GEMM_F32);
     head_group_check_fixture(be, "opt-post", ZT_GEMM_F32);
     head_group_check_fixture(be, "opt-pre-bf16", ZT_GEMM_HALF);
+    check_group_rule(m);
     check_forward_draws_all(m, &b);
     check_step_draws(m, &b, &t);
 
     zt_targets_free(&t);
-    free(ids);
-    free(mask);
-    free(labels);
+    fixture_lm_batch_free(&lm);
     zt_st_close(ref);
     zt_model_free(m);
     zt_backend_destroy(be);
