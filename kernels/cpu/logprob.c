@@ -6,8 +6,9 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 /* The vector helpers are always inlined into each path's function, so their vector arguments
- * never cross a call and GCC's note about the AVX-512 calling convention does not apply. */
-#if defined(__GNUC__) && !defined(__clang__)
+ * never cross a call and the compilers' warning about the AVX-512 calling convention does not
+ * apply (clang honours GCC's pragma too). */
+#if defined(__GNUC__) || defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
