@@ -104,6 +104,11 @@ class Runner:
             os.killpg(job.pid, signal.SIGKILL)
             _, err = job.communicate()
             rc = None
+        # mpirun can return while a rank is still exiting (and holding the output's lock): the
+        # job has ended only when every rank has, so wait for them, up to 60 s after the signal.
+        while any(process_alive(int(p)) for p in pids) and time.time() - sent < 60 \
+                and sig != signal.SIGSTOP:
+            time.sleep(0.05)
         took = time.time() - sent
         if sig == signal.SIGSTOP and pid:  # mpirun ends its ranks; this one only if it did not
             try:
@@ -124,6 +129,16 @@ def same_files(a, b, files):
 
 def same_run(a, b):
     return same_files(a, b, RUN_FILES)
+
+
+def process_alive(pid):
+    """Whether process pid still runs: present in /proc and not a zombie (an orphaned rank is
+    reaped by whoever adopts it, which may be late)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def log_lines(out):
