@@ -45,6 +45,7 @@ typedef struct bench_options {
     zt_dtype dtype;
     int batch_size, seq_len;
     const char *optimizer;
+    const char *dist; /* NULL: the optimizer's own */
     zt_perturb_mode mode;
     int steps, warmup;
     int threads;
@@ -635,6 +636,11 @@ static zt_status bench_model(zt_backend *be, const bench_options *o, const char 
     ZT_TRY(size_config(size, o->seq_len, &r->cfg));
     zt_zo_hparams hp;
     zt_zo_hparams_default(&hp);
+    if (o->dist) {
+        hp.dist =
+            strcmp(o->dist, "rademacher") == 0 ? ZT_DIRECTIONS_RADEMACHER : ZT_DIRECTIONS_GAUSSIAN;
+        hp.dist_given = 1;
+    }
     zt_mem_reset_peak(); /* the peak of this model alone (the previous one is freed) */
 
     bench_run br;
@@ -687,10 +693,10 @@ static void print_header(const bench_options *o, int backend_threads) {
         printf("warning: OpenMP ops and a pthreads OpenBLAS with %d threads share the cores; "
                "OPENBLAS_NUM_THREADS=1 or an OpenMP OpenBLAS avoids the oversubscription\n",
                openblas_get_num_threads());
-    printf("config:  dtype %s, batch %d x %d tokens, optimizer %s, mode %s, %d timed steps after "
-           "%d warm-up\n",
-           zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer, mode_name(o->mode),
-           o->steps, o->warmup);
+    printf("config:  dtype %s, batch %d x %d tokens, optimizer %s, directions %s, mode %s, %d "
+           "timed steps after %d warm-up\n",
+           zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer,
+           o->dist ? o->dist : "the optimizer's", mode_name(o->mode), o->steps, o->warmup);
 }
 
 static void print_phase(const char *name, const meter *m, double step_ms, const char *detail) {
@@ -761,9 +767,9 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
     printf("{\"machine_cpus\":%ld,\"backend_threads\":%d,\"openblas_threads\":%d,",
            sysconf(_SC_NPROCESSORS_ONLN), backend_threads, openblas_get_num_threads());
     printf("\"dtype\":\"%s\",\"batch_size\":%d,\"seq_len\":%d,\"optimizer\":\"%s\","
-           "\"mode\":\"%s\",\"steps\":%d,\"warmup\":%d,\"models\":[",
-           zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer, mode_name(o->mode),
-           o->steps, o->warmup);
+           "\"dist\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"warmup\":%d,\"models\":[",
+           zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer,
+           o->dist ? o->dist : "default", mode_name(o->mode), o->steps, o->warmup);
     for (int i = 0; i < n; i++) {
         const bench_result *r = &results[i];
         printf("%s{\"size\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"variants\":%d,"
@@ -808,6 +814,7 @@ static void usage(FILE *out) {
             "  --batch-size N      sequences per batch (default 4)\n"
             "  --seq-len N         tokens per sequence (default 64)\n"
             "  --optimizer NAME    any zotune optimizer (default mezo)\n"
+            "  --dist D            gaussian or rademacher directions (default: the optimizer's)\n"
             "  --mode M            shadow or inplace (default shadow)\n"
             "  --steps N           timed steps, after one warm-up step (default 3)\n"
             "  --threads N         CPU threads, 0 = all (default 0)\n"
@@ -855,6 +862,12 @@ static int parse_value(bench_options *o, const char *flag, char *value) {
         o->optimizer = value;
         return 1;
     }
+    if (strcmp(flag, "--dist") == 0) {
+        o->dist = value;
+        if (strcmp(value, "gaussian") == 0 || strcmp(value, "rademacher") == 0) return 1;
+        fprintf(stderr, "bench_step: --dist expects gaussian or rademacher, got '%s'\n", value);
+        return 0;
+    }
     if (strcmp(flag, "--dtype") == 0) {
         if (strcmp(value, "f32") == 0)
             o->dtype = ZT_F32;
@@ -879,8 +892,9 @@ static int parse_value(bench_options *o, const char *flag, char *value) {
 }
 
 static int takes_value(const char *flag) {
-    static const char *const flags[] = {"--model-size", "--dtype", "--batch-size", "--seq-len",
-                                        "--optimizer",  "--mode",  "--steps",      "--threads"};
+    static const char *const flags[] = {"--model-size", "--dtype",     "--batch-size",
+                                        "--seq-len",    "--optimizer", "--mode",
+                                        "--steps",      "--threads",   "--dist"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (strcmp(flag, flags[i]) == 0) return 1;
     return 0;

@@ -1,5 +1,6 @@
-/* The AVX-512 path of rng_blocks.h: rng_avx2.c's scheme on sixteen 32-bit lanes. Philox runs on
- * two groups of sixteen blocks at once in structure-of-arrays form, the transform of
+/* The AVX-512 path of rng_blocks.h. Philox runs on 32 blocks at once in structure-of-arrays form,
+ * each word in a 64-bit lane (philox8 below), then packed into sixteen 32-bit lanes for the
+ * transform of
  * kernels/common/box_muller.h lane by lane with the same IEEE operations in the same order (mask
  * registers stand in for AVX2's blend vectors; unsigned-to-float conversion is one correctly
  * rounded instruction, as (float)x is), and a transpose back to element order. Compiled for any
@@ -15,18 +16,23 @@
 
 #define ZT_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
 #define ZT_AVX512_FN ZT_AVX512_TARGET static inline
+/* for philox_groups, whose group count must be a constant where it runs */
+#define ZT_AVX512_INLINE ZT_AVX512_TARGET __attribute__((always_inline)) static inline
 
 typedef struct words16 {
     __m512i x, y, z, w;
 } words16;
 
 typedef struct key_schedule16 {
-    __m512i k0[10], k1[10];
+    __m512i k0[10], k1[10]; /* the round keys in every 32-bit lane */
+    uint32_t key0[10], key1[10];
 } key_schedule16;
 
 ZT_AVX512_FN void schedule_key16(uint64_t tensor_key, key_schedule16 *ks) {
     zt_u32x2 key = zt_philox_key(tensor_key);
     for (int round = 0; round < 10; round++) {
+        ks->key0[round] = key.x;
+        ks->key1[round] = key.y;
         ks->k0[round] = _mm512_set1_epi32((int)key.x);
         ks->k1[round] = _mm512_set1_epi32((int)key.y);
         key.x += ZT_PHILOX_W0;
@@ -34,84 +40,102 @@ ZT_AVX512_FN void schedule_key16(uint64_t tensor_key, key_schedule16 *ks) {
     }
 }
 
-/* The 64-bit products a * m of each lane, split into high and low words. */
-ZT_AVX512_FN void mul_hi_lo16(__m512i a, __m512i m, __m512i *hi, __m512i *lo) {
-    const __m512i even = _mm512_mul_epu32(a, m);
-    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
-    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+/* Eight blocks, each 32-bit word in the low half of a 64-bit lane. One vpmuludq then gives a
+ * word's whole product, high word above low, so a round costs two products, two shifts and two
+ * three-way XORs per eight blocks, where sixteen 32-bit lanes need the odd lanes shifted down and
+ * the halves blended back (16 instructions per sixteen blocks against 12 here). The high halves
+ * of the lanes may hold garbage: vpmuludq reads only the low ones, and nothing carries upwards
+ * into them. */
+typedef struct philox8 {
+    __m512i x, y, z, w;
+} philox8;
+
+ZT_AVX512_FN void philox8_round(philox8 *c, __m512i k0, __m512i k1) {
+    const __m512i m0 = _mm512_set1_epi64(ZT_PHILOX_M0), m1 = _mm512_set1_epi64(ZT_PHILOX_M1);
+    const __m512i product0 = _mm512_mul_epu32(c->x, m0);
+    const __m512i product1 = _mm512_mul_epu32(c->z, m1);
+    /* 0x96: a ^ b ^ c in one instruction */
+    c->x = _mm512_ternarylogic_epi64(_mm512_srli_epi64(product1, 32), c->y, k0, 0x96);
+    c->z = _mm512_ternarylogic_epi64(_mm512_srli_epi64(product0, 32), c->w, k1, 0x96);
+    c->y = product1;
+    c->w = product0;
 }
 
-/* zt_philox4x32_10 in every lane of two groups of sixteen blocks (two, as in rng_avx2.c, to
- * hide the latency of each round's dependent multiplies). */
-ZT_AVX512_FN void philox16x2(words16 *a, words16 *b, const key_schedule16 *ks) {
-    const __m512i m0 = _mm512_set1_epi32((int)ZT_PHILOX_M0);
-    const __m512i m1 = _mm512_set1_epi32((int)ZT_PHILOX_M1);
-    words16 c = *a, d = *b;
-    for (int round = 0; round < 10; round++) {
-        __m512i c_hi0, c_lo0, c_hi1, c_lo1, d_hi0, d_lo0, d_hi1, d_lo1;
-        mul_hi_lo16(c.x, m0, &c_hi0, &c_lo0);
-        mul_hi_lo16(d.x, m0, &d_hi0, &d_lo0);
-        mul_hi_lo16(c.z, m1, &c_hi1, &c_lo1);
-        mul_hi_lo16(d.z, m1, &d_hi1, &d_lo1);
-        const __m512i k0 = ks->k0[round], k1 = ks->k1[round];
-        /* 0x96: a ^ b ^ c in one instruction */
-        c.x = _mm512_ternarylogic_epi32(c_hi1, c.y, k0, 0x96);
-        d.x = _mm512_ternarylogic_epi32(d_hi1, d.y, k0, 0x96);
-        c.z = _mm512_ternarylogic_epi32(c_hi0, c.w, k1, 0x96);
-        d.z = _mm512_ternarylogic_epi32(d_hi0, d.w, k1, 0x96);
-        c.y = c_lo1;
-        d.y = d_lo1;
-        c.w = c_lo0;
-        d.w = d_lo0;
-    }
-    *a = c;
-    *b = d;
-}
-
-/* zt_philox4x32_10 on one group of sixteen blocks: for a last group with no partner, where
- * philox16x2 would run a copy (Rademacher z needs few Philox blocks per run). */
-ZT_AVX512_FN void philox16(words16 *a, const key_schedule16 *ks) {
-    const __m512i m0 = _mm512_set1_epi32((int)ZT_PHILOX_M0);
-    const __m512i m1 = _mm512_set1_epi32((int)ZT_PHILOX_M1);
-    words16 c = *a;
-    for (int round = 0; round < 10; round++) {
-        __m512i hi0, lo0, hi1, lo1;
-        mul_hi_lo16(c.x, m0, &hi0, &lo0);
-        mul_hi_lo16(c.z, m1, &hi1, &lo1);
-        c.x = _mm512_ternarylogic_epi32(hi1, c.y, ks->k0[round], 0x96);
-        c.z = _mm512_ternarylogic_epi32(hi0, c.w, ks->k1[round], 0x96);
-        c.y = lo1;
-        c.w = lo0;
-    }
-    *a = c;
-}
-
-/* The counters of blocks first .. first + 15 of a stream (zt_rng_stream_block4's layout). */
-ZT_AVX512_FN words16 counters16(uint64_t first, uint32_t stream) {
-    words16 c;
-    const uint64_t last = first + 15;
-    if ((first >> 16) == (last >> 16)) {
-        const uint64_t step = first >> 16;
-        c.x = _mm512_set1_epi32((int)(uint32_t)step);
-        c.y = _mm512_set1_epi32((int)(uint32_t)(step >> 32));
-        c.z = _mm512_add_epi32(
-            _mm512_set1_epi32((int)(uint32_t)(first & 0xFFFFu)),
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    } else {
-        uint32_t x[16], y[16], z[16];
-        for (int lane = 0; lane < 16; lane++) {
-            const uint64_t block = first + (uint64_t)lane;
-            x[lane] = (uint32_t)(block >> 16);
-            y[lane] = (uint32_t)(block >> 48);
-            z[lane] = (uint32_t)(block & 0xFFFFu);
-        }
-        c.x = _mm512_loadu_si512(x);
-        c.y = _mm512_loadu_si512(y);
-        c.z = _mm512_loadu_si512(z);
-    }
-    c.w = _mm512_set1_epi32((int)stream);
+/* The counters of blocks first .. first + 7 of a stream (zt_rng_stream_block4's layout). */
+ZT_AVX512_FN philox8 counters8(uint64_t first, uint32_t stream) {
+    const __m512i blocks = _mm512_add_epi64(_mm512_set1_epi64((long long)first),
+                                            _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    philox8 c;
+    c.x = _mm512_srli_epi64(blocks, 16);
+    c.y = _mm512_srli_epi64(blocks, 48);
+    c.z = _mm512_and_si512(blocks, _mm512_set1_epi64(0xFFFF));
+    c.w = _mm512_set1_epi64(stream);
     return c;
+}
+
+/* Sixteen blocks in 32-bit lanes, in block order, from the low words of two groups of eight. */
+ZT_AVX512_FN words16 pack16(const philox8 *lo, const philox8 *hi) {
+    const __m512i low_words =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    words16 q;
+    q.x = _mm512_permutex2var_epi32(lo->x, low_words, hi->x);
+    q.y = _mm512_permutex2var_epi32(lo->y, low_words, hi->y);
+    q.z = _mm512_permutex2var_epi32(lo->z, low_words, hi->z);
+    q.w = _mm512_permutex2var_epi32(lo->w, low_words, hi->w);
+    return q;
+}
+
+/* zt_philox4x32_10 on blocks first .. first + 8 n_groups - 1 (n_groups 2 or 4: sixteen or 32
+ * blocks, the groups interleaved to hide each round's dependent products), into out[0] (blocks
+ * 0-15) and out[1] (16-31). Where the blocks share their counter's words x, y and w (they differ
+ * in z only: every run of 2^16 blocks), the first two rounds' products of those words are the same
+ * in every lane, so they are taken once in scalar code and only z's products are vectors. */
+ZT_AVX512_INLINE void philox_groups(uint64_t first, uint32_t stream, int n_groups,
+                                    const key_schedule16 *ks, words16 out[2]) {
+    const uint64_t last = first + (uint64_t)(8 * n_groups - 1);
+    philox8 g[4];
+    if (last >= first && (first >> 16) == (last >> 16)) {
+        const uint64_t step = first >> 16;
+        const uint32_t x0 = (uint32_t)step, y0 = (uint32_t)(step >> 32);
+        /* round 1: x's product is shared; z1 and w1 are the same in every lane */
+        const uint64_t shared0 = (uint64_t)ZT_PHILOX_M0 * x0;
+        const uint32_t z1 = (uint32_t)(shared0 >> 32) ^ stream ^ ks->key1[0];
+        const uint32_t w1 = (uint32_t)shared0;
+        /* round 2: z1's product is shared */
+        const uint64_t shared1 = (uint64_t)ZT_PHILOX_M1 * z1;
+        const __m512i x1_mask = _mm512_set1_epi64(y0 ^ ks->key0[0]);
+        const __m512i x2_mask = _mm512_set1_epi64((uint32_t)(shared1 >> 32) ^ ks->key0[1]);
+        const __m512i z2_mask = _mm512_set1_epi64(w1 ^ ks->key1[1]);
+        const __m512i y2 = _mm512_set1_epi64((uint32_t)shared1);
+        const __m512i m0 = _mm512_set1_epi64(ZT_PHILOX_M0), m1 = _mm512_set1_epi64(ZT_PHILOX_M1);
+        for (int i = 0; i < n_groups; i++) {
+            const __m512i z0 = _mm512_add_epi64(
+                _mm512_set1_epi64((long long)((first & 0xFFFFu) + 8u * (unsigned)i)),
+                _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+            const __m512i product1 = _mm512_mul_epu32(z0, m1);
+            const __m512i x1 = _mm512_xor_si512(_mm512_srli_epi64(product1, 32), x1_mask);
+            const __m512i y1 = product1;
+            const __m512i product0 = _mm512_mul_epu32(x1, m0);
+            g[i].x = _mm512_xor_si512(y1, x2_mask);
+            g[i].y = y2;
+            g[i].z = _mm512_xor_si512(_mm512_srli_epi64(product0, 32), z2_mask);
+            g[i].w = product0;
+        }
+    } else {
+        for (int i = 0; i < n_groups; i++) {
+            g[i] = counters8(first + 8u * (unsigned)i, stream);
+            philox8_round(&g[i], ks->k0[0], ks->k1[0]);
+            philox8_round(&g[i], ks->k0[1], ks->k1[1]);
+        }
+    }
+    /* unrolled, so that the groups stay in registers */
+#pragma GCC unroll 8
+    for (int round = 2; round < 10; round++)
+#pragma GCC unroll 4
+        for (int i = 0; i < n_groups; i++)
+            philox8_round(&g[i], ks->k0[round], ks->k1[round]);
+    out[0] = pack16(&g[0], &g[1]);
+    if (n_groups == 4) out[1] = pack16(&g[2], &g[3]);
 }
 
 /* Stores lane i of a, b, c, d as out[4i .. 4i+3], for the sixteen lanes (64 values). */
@@ -138,15 +162,15 @@ ZT_AVX512_FN void store_interleaved16(float *out, __m512 a, __m512 b, __m512 c, 
 ZT_AVX512_FN __m512 radius16(__m512i x) {
     const __m512 u = _mm512_fmadd_ps(_mm512_cvtepu32_ps(x), _mm512_set1_ps(ZT_RNG_2POW32_INV),
                                      _mm512_set1_ps(ZT_RNG_2POW32_INV * 0.5f));
-    const __m512i bits = _mm512_castps_si512(u);
-    __m512i exponent = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127));
-    __m512i mantissa = _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF)),
-                                       _mm512_set1_epi32(0x3F800000));
-    const __mmask16 halve =
-        _mm512_cmpgt_epi32_mask(mantissa, _mm512_set1_epi32((int)ZT_BM_SQRT2_BITS));
-    mantissa = _mm512_mask_sub_epi32(mantissa, halve, mantissa, _mm512_set1_epi32(0x00800000));
-    exponent = _mm512_mask_add_epi32(exponent, halve, exponent, _mm512_set1_epi32(1));
-    const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(mantissa), _mm512_set1_ps(1.0f));
+    /* u is a normal float, so getexp and getmant give its exponent and mantissa (in [1, 2))
+     * exactly: the integer steps of zt_bm_log_unit, the halving included, in exact float ops. */
+    __m512 exponent_f = _mm512_getexp_ps(u);
+    __m512 mantissa = _mm512_getmant_ps(u, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    const __mmask16 halve = _mm512_cmp_ps_mask(
+        mantissa, _mm512_castsi512_ps(_mm512_set1_epi32((int)ZT_BM_SQRT2_BITS)), _CMP_GT_OQ);
+    mantissa = _mm512_mask_mul_ps(mantissa, halve, mantissa, _mm512_set1_ps(0.5f));
+    exponent_f = _mm512_mask_add_ps(exponent_f, halve, exponent_f, _mm512_set1_ps(1.0f));
+    const __m512 f = _mm512_sub_ps(mantissa, _mm512_set1_ps(1.0f));
 
     __m512 q = _mm512_set1_ps(ZT_BM_LOG_Q7);
     q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q6));
@@ -157,7 +181,6 @@ ZT_AVX512_FN __m512 radius16(__m512i x) {
     q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q1));
     q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(ZT_BM_LOG_Q0));
     __m512 log_u = _mm512_fmadd_ps(_mm512_mul_ps(f, f), q, f);
-    const __m512 exponent_f = _mm512_cvtepi32_ps(exponent);
     log_u = _mm512_fmadd_ps(exponent_f, _mm512_set1_ps(ZT_BM_LN2_LO), log_u);
     log_u = _mm512_fmadd_ps(exponent_f, _mm512_set1_ps(ZT_BM_LN2_HI), log_u);
     return _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), log_u));
@@ -206,17 +229,19 @@ ZT_AVX512_FN void store_words16(uint32_t *out, words16 q) {
                         _mm512_castsi512_ps(q.z), _mm512_castsi512_ps(q.w));
 }
 
-/* Two groups of sixteen blocks per step while 32 remain, then a last group of sixteen beside a
- * copy of itself; fewer than sixteen are the caller's (the AVX2 or scalar loop). */
+/* 32 blocks per step while 32 remain, then a last sixteen; fewer than sixteen are the caller's
+ * (the AVX2 or scalar loop). */
 #define ZT_FOR_GROUPS16(first_block, n_blocks, stream, ks, out, store)                             \
     size_t i = 0;                                                                                  \
     while (i + 16 <= (n_blocks)) {                                                                 \
         const int both = i + 32 <= (n_blocks);                                                     \
-        words16 q = counters16((first_block) + i, (stream));                                       \
-        words16 r = both ? counters16((first_block) + i + 16, (stream)) : q;                       \
-        philox16x2(&q, &r, &(ks));                                                                 \
-        store((out) + 4 * i, q);                                                                   \
-        if (both) store((out) + 4 * i + 64, r);                                                    \
+        words16 q[2];                                                                              \
+        if (both)                                                                                  \
+            philox_groups((first_block) + i, (stream), 4, &(ks), q);                               \
+        else                                                                                       \
+            philox_groups((first_block) + i, (stream), 2, &(ks), q);                               \
+        store((out) + 4 * i, q[0]);                                                                \
+        if (both) store((out) + 4 * i + 64, q[1]);                                                 \
         i += both ? 32 : 16;                                                                       \
     }                                                                                              \
     return i
@@ -256,15 +281,13 @@ ZT_AVX512_TARGET size_t zt_cpu_rademacher_philox_avx512(uint64_t tensor_key, uin
     while (n_philox - i > 8) {
         const size_t left = n_philox - i;
         const int both = left > 16;
-        words16 q = counters16(first_philox + i, ZT_RNG_STREAM_Z);
-        if (both) {
-            words16 r = counters16(first_philox + i + 16, ZT_RNG_STREAM_Z);
-            philox16x2(&q, &r, &ks);
-            store_words16(words + 64, r);
-        } else {
-            philox16(&q, &ks);
-        }
-        store_words16(words, q);
+        words16 q[2];
+        if (both)
+            philox_groups(first_philox + i, ZT_RNG_STREAM_Z, 4, &ks, q);
+        else
+            philox_groups(first_philox + i, ZT_RNG_STREAM_Z, 2, &ks, q);
+        store_words16(words, q[0]);
+        if (both) store_words16(words + 64, q[1]);
         const size_t take = left < 32 ? left : 32;
         expand_rademacher16(words, 4 * take, out + ZT_RADEMACHER_PER_PHILOX * i);
         i += take;
