@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: fine-tune the bundled OPT model (demo/model, made by tools/make_demo.py) on the
 # bundled sentiment task (demo/task, MeZO's SST-2 template) with MeZO on the CPU, printing
-# progress and the dev accuracy before and after. About two minutes on 2 cores.
+# progress and the dev accuracy before and after. About a minute of training on 2 cores.
 set -euo pipefail
 builddir=${1:-build}
 out=${ZT_DEMO_OUTPUT:-out/demo}
