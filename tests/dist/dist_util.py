@@ -4,6 +4,7 @@ process or under mpirun, comparing two runs' files byte for byte, watching a run
 one rank of a job with a signal, the demo model made 4 layers deep, and the ok/FAIL tally that
 each script ends with. Imported by the scripts next to it (python puts their directory on
 sys.path)."""
+import fcntl
 import filecmp
 import json
 import os
@@ -110,6 +111,10 @@ class Runner:
                 and sig != signal.SIGSTOP:
             time.sleep(0.05)
         took = time.time() - sent
+        # What a resume needs: the output's lock free (dropped when the last thread holding the
+        # writer's files exits).
+        while not lock_free(out) and time.time() - sent < 60 and sig != signal.SIGSTOP:
+            time.sleep(0.05)
         if sig == signal.SIGSTOP and pid:  # mpirun ends its ranks; this one only if it did not
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -132,13 +137,39 @@ def same_run(a, b):
 
 
 def process_alive(pid):
-    """Whether process pid still runs: present in /proc and not a zombie (an orphaned rank is
-    reaped by whoever adopts it, which may be late)."""
+    """Whether any thread of process pid still runs. A process whose threads have all exited is
+    a zombie until whoever adopted it reaps it, which may be late; but a zombie thread-group
+    leader can also have threads still exiting (an OpenMP worker, a sanitizer's thread at exit),
+    and those still hold the process's files, the output's lock among them. So every thread
+    counts, and only when all are zombies (or gone) has the process ended."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return True
+        except (OSError, IndexError):
+            continue
+    return False
+
+
+def lock_free(out):
+    """Whether no process holds the output directory's lock (src/core/dir_lock.c's flock)."""
+    try:
+        fd = os.open(os.path.join(out, ".zotune.lock"), os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def log_lines(out):
