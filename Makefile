@@ -19,22 +19,22 @@ SAN_TIMEOUT_MULTIPLIER ?= 3
 run-suites = set -o pipefail; env $(2) meson test -C $(1) --print-errorlogs --num-processes 2 $(3) \
              2>&1 | tee $(1)/test-output.txt
 
-.PHONY: all deps build build-command sanitize-build sanitize-gcc-build demo test test-sanitize check clean
+.PHONY: all deps configure build build-command sanitize-build sanitize-gcc-build demo test test-sanitize check clean
 
 all: build
 
 deps:
 	@tools/install-deps.sh
 
-build: deps
+configure: deps
 	@tools/configure.sh $(BUILD)
 	@tools/cuda-header-deps.sh $(BUILD)
+
+build: configure
 	ninja -C $(BUILD)
 
 # zotune alone, for the demo.
-build-command: deps
-	@tools/configure.sh $(BUILD)
-	@tools/cuda-header-deps.sh $(BUILD)
+build-command: configure
 	ninja -C $(BUILD) src/cli/zotune
 
 # clang with ASan + UBSan, every test and the fuzz harnesses (tools/configure-sanitize.sh).
