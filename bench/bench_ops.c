@@ -115,6 +115,9 @@ typedef struct op_case {
     int table_rows, vocab;
     size_t n_elems;
     int inplace;
+    /* linear on half activations (backend.h's half-activation ops): 1 the input already rounded
+     * (linear_half_in), 2 the output written rounded too (linear_half_out) */
+    int half_io;
     double bytes, flops; /* per call */
     /* backend buffers, freed by free_case */
     void *buffer[MAX_BUFFERS];
@@ -264,6 +267,23 @@ static int family_cases(op_family family, const options *o, const zt_backend *be
                      c.out_features, has_bias ? " +b" : "", c.relu ? " relu" : "");
             out[count++] = c;
         }
+        /* What the half-mode forward runs for the FFN (models/opt/opt_layers.c): fc1 on the
+         * layer norm's rounded output writing fc2's input rounded, fc2 reading it. */
+        if (be->gemm == ZT_GEMM_HALF && o->dtype != ZT_F32 && zt_backend_has_half_activations(be)) {
+            for (int i = 1; i <= 2; i++) {
+                op_case c = out[i];
+                c.label = i == 1 ? "fc1-half-out" : "fc2-half-in";
+                c.half_io = i == 1 ? 2 : 1;
+                double rows = c.rows, in = c.in_features, outf = c.out_features;
+                /* the activations in the storage dtype: 125m fc1, bf16: 6.3 + 4.7 + 25.2 MB */
+                c.bytes = s * rows * in + s * outf * in + s * outf +
+                          (c.half_io == 2 ? s : fl) * rows * outf;
+                snprintf(c.shape_text, sizeof c.shape_text, "%dx%d -> %d +b%s, half %s", c.rows,
+                         c.in_features, c.out_features, c.relu ? " relu" : "",
+                         c.half_io == 2 ? "in/out" : "in");
+                out[count++] = c;
+            }
+        }
         break;
     }
     case OP_ATTENTION: {
@@ -381,11 +401,12 @@ static zt_status setup_case(bench_context *ctx, op_case *c) {
         size_t in = (size_t)c->rows * c->in_features, out = (size_t)c->rows * c->out_features;
         size_t weight = (size_t)c->out_features * c->in_features;
         int has_bias = strcmp(c->label, "lm_head") != 0;
-        ZT_TRY(add_random(ctx, c, in, ZT_F32, 1.0f, ZT_MEM_ACTIVATIONS, &p));
+        ZT_TRY(add_random(ctx, c, in, c->half_io ? w : ZT_F32, 1.0f, ZT_MEM_ACTIVATIONS, &p));
         ZT_TRY(add_random(ctx, c, weight, w, 0.02f, ZT_MEM_WEIGHTS, &p));
         if (has_bias)
             ZT_TRY(add_random(ctx, c, (size_t)c->out_features, w, 0.02f, ZT_MEM_WEIGHTS, &p));
-        return add_buffer(ctx, c, out * sizeof(float), ZT_MEM_ACTIVATIONS, NULL, &p);
+        return add_buffer(ctx, c, out * (c->half_io == 2 ? zt_dtype_size(w) : sizeof(float)),
+                          ZT_MEM_ACTIVATIONS, NULL, &p);
     }
     case OP_ATTENTION: {
         size_t n = (size_t)c->batch * c->seq_len * c->heads * c->head_dim;
@@ -442,6 +463,12 @@ static zt_status run_case(bench_context *ctx, const op_case *c) {
     case OP_LINEAR: {
         int has_bias = c->n_buffers == 4;
         zt_weight bias = weight_of(has_bias ? b[2] : NULL, w);
+        if (c->half_io == 2)
+            return op->linear_half_out(be, b[c->n_buffers - 1], b[0], weight_of(b[1], w), bias,
+                                       c->rows, c->in_features, c->out_features, c->relu);
+        if (c->half_io == 1)
+            return op->linear_half_in(be, b[c->n_buffers - 1], b[0], weight_of(b[1], w), bias,
+                                      c->rows, c->in_features, c->out_features, c->relu);
         return op->linear(be, b[c->n_buffers - 1], b[0], weight_of(b[1], w), bias, c->rows,
                           c->in_features, c->out_features, c->relu);
     }
@@ -801,20 +828,20 @@ static void print_text_header(const bench_context *ctx, const peaks *pk) {
                load > 0.5 * (double)cpus ? ": other processes compete, timings are contended" : "");
     }
     printf("\n");
-    printf("%-10s %-8s %-28s %10s %9s %6s %10s %6s %5s\n", "op", "case", "shape", "ms", "GB/s",
+    printf("%-10s %-12s %-36s %10s %9s %6s %10s %6s %5s\n", "op", "case", "shape", "ms", "GB/s",
            "%bw", "GFLOP/s", "%math", "reps");
 }
 
 static void print_text_row(const case_result *r, const peaks *pk) {
     const op_case *c = &r->c;
     if (r->skipped[0]) {
-        printf("%-10s %-8s %-28s skipped: %s\n", FAMILY_NAMES[c->family], c->label, c->shape_text,
+        printf("%-10s %-12s %-36s skipped: %s\n", FAMILY_NAMES[c->family], c->label, c->shape_text,
                r->skipped);
         return;
     }
     double ms = r->t.median_ms;
     double gbs = bench_gb_per_s(c->bytes, ms), gflops = bench_gflop_per_s(c->flops, ms);
-    printf("%-10s %-8s %-28s %10.4f %9.2f ", FAMILY_NAMES[c->family], c->label, c->shape_text, ms,
+    printf("%-10s %-12s %-36s %10.4f %9.2f ", FAMILY_NAMES[c->family], c->label, c->shape_text, ms,
            gbs);
     if (pk->gb_per_s > 0.0)
         printf("%5.1f%% ", percent(gbs, pk->gb_per_s));

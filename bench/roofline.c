@@ -12,8 +12,9 @@
  *            scratch once per variant, the GEMMs read the staged copy, the master weights are
  *            written once by the update. "design": staged copies in the storage dtype and
  *            half-precision tensor-core GEMMs. "today": what the code does under --gemm half
- *            (the CUDA default): the design plus one pass per linear that rounds its f32 input
- *            activations to the storage dtype (kernels/cuda/linear.cu). "f32": --gemm f32, f32
+ *            (the CUDA default): the design plus the passes that round f32 activations to the
+ *            storage dtype where no layer norm or GEMM epilogue writes them rounded
+ *            (models/opt/opt_layers.c). "f32": --gemm f32, f32
  *            staged copies and f32 GEMMs on the FP32 cores (the CPU's numerics).
  *   MeZO     as published (princeton-nlp/MeZO, large_models/trainer.py): in place, four
  *            sweeps over the weights that regenerate z (+eps, -2eps, +eps, update) and K = 2
@@ -262,13 +263,17 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
     add_phase(est, m, "norms+adds", k * t.norm_bytes, k * t.norm_weight_bytes, k * t.norm_flops,
               gemm_flops_per_s, 0.0);
     if (narrow) {
-        /* Every linear converts its own input: q, k, v, out_proj and fc1 read N h, fc2 N f;
-         * project_in N e, project_out and the head R h / R e. Read in act, written in s. The
-         * GEMMs above are still charged act bytes for that input (they read s): an upper bound.
-         * 125m bf16, N 4096: 12 x (5 x 768 + 3072) x 4096 x 6 B = 2.04 GB per variant. */
+        /* Rounding passes of their own (docs/design.md §4.3, "Half activations"): per layer,
+         * out_proj rounds its input (N h); a pre-LN layer's two layer norms write q/k/v's and
+         * fc1's inputs rounded at once, a post-LN layer rounds them in two passes (2 N h); fc1
+         * writes fc2's input in half from its epilogue (no pass). project_in N e, project_out
+         * and the head R h / R e round in their linears. Read in act, written in s. The GEMMs
+         * and norms above are still charged act bytes for what they read or write in s: an
+         * upper bound. 125m bf16 (pre-LN), N 4096: 12 x 768 x 4096 x 6 B = 226 MB per variant
+         * (was 2.04 GB when every linear rounded its own input). */
         double h = d->hidden, e = d->embed_proj;
-        double inputs =
-            d->layers * n * (5.0 * h + d->ffn) + r * (h + e) + (e != h ? n * e + r * h : 0.0);
+        double per_layer = d->pre_layer_norm ? h : 3.0 * h;
+        double inputs = d->layers * n * per_layer + r * (h + e) + (e != h ? n * e + r * h : 0.0);
         add_phase(est, m, "act->half", k * inputs * (act + s), 0.0, 0.0, gemm_flops_per_s, 0.0);
     }
 
@@ -450,10 +455,13 @@ static int rates_of(const cJSON *doc, const char *path, measured_rates *out) {
              cJSON_IsString(device) ? device->valuestring : "unknown device");
     out->staging_bytes_per_s = case_rate(results, "perturb", "shadow", "bytes");
     const char *gemms[3] = {"qkv", "fc1", "fc2"};
+    /* under --gemm half the FFN's GEMMs run on half activations, as the forward runs them */
+    const char *half_io[3] = {NULL, "fc1-half-out", "fc2-half-in"};
     const double count[3] = {4.0, 1.0, 1.0};
     double flops = 0.0, seconds = 0.0;
     for (int i = 0; i < 3; i++) {
-        const cJSON *r = result_case(results, "linear", gemms[i]);
+        const cJSON *r = half_io[i] ? result_case(results, "linear", half_io[i]) : NULL;
+        if (!r) r = result_case(results, "linear", gemms[i]);
         flops += count[i] * number_of(r, "flops");
         seconds += count[i] * 1e-3 * number_of(r, "ms");
     }
@@ -673,7 +681,8 @@ static void print_summary(const size_result *results, int n, const machine *m) {
                    r->measured.ms, r->measured.ms / e[SCHEME_DESIGN].ms);
     }
     printf("(design: staged copies in the storage dtype + tensor-core GEMMs; today: the design + "
-           "a rounding pass per linear\n (--gemm half, the cuda default); f32: f32 staged copies + "
+           "the activation rounding passes\n (--gemm half, the cuda default); f32: f32 staged "
+           "copies + "
            "f32 GEMMs (--gemm f32);\n no-RNG: design without the RNG roof; mem: ok = fits in %.0f "
            "GB, XX = does not)\n",
            bench_gb(m->memory_bytes));
@@ -839,10 +848,10 @@ static int self_check(void) {
     all_tokens.target_rows = 4096;
     zotune_step(&opt125m, &all_tokens, &any, 2.0, 4.0, any.tensor_flops_per_s, 0, "check", &e);
     check_equal("opt-125m LM head table bytes (R 4096)", e.phases[4].weight_bytes, 617742336.0);
-    /* --gemm half's rounding pass: K x (L N (5h + f) + R (h + e)) x (4 + 2) B. */
+    /* --gemm half's rounding passes, pre-LN: K x (L N h + R (h + e)) x (4 + 2) B. */
     zotune_step(&opt125m, &w, &any, 2.0, 4.0, any.tensor_flops_per_s, 1, "check", &e);
     check_equal("opt-125m act->half bytes", e.phases[4].bytes,
-                2.0 * (12.0 * 4096 * (5 * 768 + 3072) + 16.0 * (768 + 768)) * 6.0);
+                2.0 * (12.0 * 4096 * 768 + 16.0 * (768 + 768)) * 6.0);
 
     /* 3. The memory formula against the workspace the forward really allocates, on small
      *    models of both layer-norm layouts (pre-LN with e == h; post-LN with e != h). */

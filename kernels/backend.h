@@ -175,6 +175,7 @@ typedef struct zt_scratch_query {
     size_t n_elems;
     int n_rows;
     int batch, n_heads; /* ZT_SCRATCH_ATTENTION_BACKWARD */
+    int half_output;    /* ZT_SCRATCH_LINEAR: for linear_half_out (1) rather than linear */
 } zt_scratch_query;
 
 typedef struct zt_backend_ops {
@@ -400,6 +401,17 @@ typedef struct zt_backend_ops {
                                 zt_weight bias,             /* (OC) or absent */
                                 int n_rows, int in_features, int out_features, int relu);
 
+    /* linear_half_in whose result, bias and ReLU added in f32, is stored rounded to nearest even
+     * in w's dtype: fc1 writing fc2's half input, so no f32 copy of it is written, read back and
+     * rounded. A bias must be stored in w's dtype too. The CPU and the executor give exactly
+     * round_half(linear_half_in); cuBLASLt rounds its f32 epilogue's result in a GEMM chosen
+     * for a half D, which tests/gpu measures against the two ops (docs/design.md §4.3). */
+    zt_status (*linear_half_out)(zt_backend *be, void *out, /* (N,OC) in w.dtype */
+                                 const void *in,            /* (N,IC) in w.dtype */
+                                 zt_weight w,               /* (OC,IC) */
+                                 zt_weight bias,            /* (OC) in w.dtype, or absent */
+                                 int n_rows, int in_features, int out_features, int relu);
+
     /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
      * only. Called by zt_backend_set_gemm_precision, which records the choice. */
     zt_status (*set_gemm_precision)(zt_backend *be, zt_gemm_precision precision);
@@ -455,7 +467,8 @@ typedef struct zt_backend_ops {
 #define ZT_BACKEND_HALF_ACTIVATION_OPS(X)                                                          \
     X(round_half)                                                                                  \
     X(layernorm_half)                                                                              \
-    X(linear_half_in)
+    X(linear_half_in)                                                                              \
+    X(linear_half_out)
 
 /* The first-order update slots: a backend fills both or neither. */
 #define ZT_BACKEND_FO_OPS(X)                                                                       \
@@ -471,7 +484,8 @@ zt_status zt_backend_check_ops(const zt_backend_ops *ops);
 /* Whether the backend has the backward ops (backprop); ZT_ERR_UNAVAILABLE naming the backend and
  * `what` needs them when not. */
 zt_status zt_backend_require_backward(const zt_backend *be, const char *what);
-/* Whether the backend has the half-activation ops (round_half, layernorm_half, linear_half_in). */
+/* Whether the backend has the half-activation ops (round_half, layernorm_half, linear_half_in,
+ * linear_half_out). */
 int zt_backend_has_half_activations(const zt_backend *be);
 /* The same for the first-order update ops (first-order training). */
 zt_status zt_backend_require_fo_update(const zt_backend *be, const char *what);

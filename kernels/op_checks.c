@@ -224,6 +224,22 @@ zt_status zt_check_linear_half_in_args(const char *op, zt_gemm_precision gemm, c
                              "in", in, (size_t)n_rows * (size_t)in_features * 2);
 }
 
+zt_status zt_check_linear_half_out_args(const char *op, zt_gemm_precision gemm, const void *out,
+                                        const void *in, zt_weight w, zt_weight bias, int n_rows,
+                                        int in_features, int out_features) {
+    ZT_TRY(check_linear_operands(op, (const float *)out, in, w, bias, n_rows, in_features,
+                                 out_features));
+    if (gemm != ZT_GEMM_HALF)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: a half input needs --gemm half, not %s", op,
+                       zt_gemm_precision_name(gemm));
+    ZT_TRY(check_half_dtype(op, "weight", w.dtype));
+    if (bias.data && bias.dtype != w.dtype)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: bias dtype %s differs from the weight's %s", op,
+                       zt_dtype_name(bias.dtype), zt_dtype_name(w.dtype));
+    return zt_check_disjoint(op, "out", out, (size_t)n_rows * (size_t)out_features * 2, "in", in,
+                             (size_t)n_rows * (size_t)in_features * 2);
+}
+
 zt_status zt_check_attention_args(const char *op, const float *out, const float *q, const float *k,
                                   const float *v, const int32_t *key_mask, int batch, int seq_len,
                                   int n_heads, int head_dim, float q_scale) {

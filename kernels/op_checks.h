@@ -30,7 +30,8 @@ zt_status zt_check_layernorm_args(const char *op, const float *out, const float 
 zt_status zt_check_linear_args(const char *op, const float *out, const float *in, zt_weight w,
                                zt_weight bias, int n_rows, int in_features, int out_features);
 /* The half-activation ops (backend.h): a half dtype (f16 or bf16) where one is named, buffers
- * disjoint; linear_half_in also needs ZT_GEMM_HALF and a weight of the input's half dtype. */
+ * disjoint; linear_half_in and linear_half_out also need ZT_GEMM_HALF and a weight of the
+ * input's half dtype. */
 zt_status zt_check_round_half_args(const char *op, const void *dst, zt_dtype dtype,
                                    const float *src, size_t n_elems);
 zt_status zt_check_layernorm_half_args(const char *op, const void *out, zt_dtype out_dtype,
@@ -39,6 +40,10 @@ zt_status zt_check_layernorm_half_args(const char *op, const void *out, zt_dtype
 zt_status zt_check_linear_half_in_args(const char *op, zt_gemm_precision gemm, const float *out,
                                        const void *in, zt_weight w, zt_weight bias, int n_rows,
                                        int in_features, int out_features);
+/* linear_half_out: linear_half_in's checks on a half out, and a bias (if any) in w's dtype. */
+zt_status zt_check_linear_half_out_args(const char *op, zt_gemm_precision gemm, const void *out,
+                                        const void *in, zt_weight w, zt_weight bias, int n_rows,
+                                        int in_features, int out_features);
 zt_status zt_check_attention_args(const char *op, const float *out, const float *q, const float *k,
                                   const float *v, const int32_t *key_mask, int batch, int seq_len,
                                   int n_heads, int head_dim, float q_scale);

@@ -172,6 +172,12 @@ zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, /* (N,OC) */
                                   const void *in,                 /* (N,IC) half */
                                   int weight, int bias, int n_rows, int in_features,
                                   int out_features, int relu);
+/* zt_sweep_linear_half_in whose output is stored rounded to the weight's dtype
+ * (linear_half_out): fc1 writing fc2's half input. The bias, if any, is stored in that dtype. */
+zt_status zt_sweep_linear_half_out(const zt_sweep *sw, void *out, /* (N,OC) half */
+                                   const void *in,                /* (N,IC) half */
+                                   int weight, int bias, int n_rows, int in_features,
+                                   int out_features, int relu);
 /* out += s * B (A in) when `weight` has LoRA adapters (models/lora.h), else nothing: A and B
  * read as the variant sees them, the scale through linear with the (r, r) scale matrix.
  * rank_rows holds 2 x n_rows x r floats and spare n_rows x out_features, both of the variant's
@@ -201,6 +207,9 @@ zt_status zt_sweep_add(const zt_sweep *sw, float *x, /* (n) */
  * staged; and any other query, asked of the model's backend. */
 size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
                               int out_features);
+/* The same for linear_half_out (zt_sweep_linear_half_out). */
+size_t zt_plan_linear_half_out_scratch(const zt_model *m, int weight, int bias, int n_rows,
+                                       int in_features, int out_features);
 size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query);
 
 #endif

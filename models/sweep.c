@@ -304,17 +304,35 @@ zt_status zt_sweep_round_half(const zt_sweep *sw, void *dst, zt_dtype dtype, con
     return ZT_OK;
 }
 
-zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, const void *in, int weight,
-                                  int bias, int n_rows, int in_features, int out_features,
-                                  int relu) {
+/* linear_half_in (f32 out) or linear_half_out (out rounded to the weight's dtype) per variant */
+static zt_status sweep_half_linear(const zt_sweep *sw, void *out, const void *in, int weight,
+                                   int bias, int n_rows, int in_features, int out_features,
+                                   int relu, int half_out) {
     zt_weight w[ZT_SWEEP_MAX_TOGETHER], b[ZT_SWEEP_MAX_TOGETHER];
     ZT_TRY(stage_group(sw, weight, STAGE_LAYER_MAIN, together(sw), w));
     ZT_TRY(stage_group(sw, bias, STAGE_LAYER_AUX, together(sw), b));
     zt_backend *be = sw->model->be;
-    for (int k = 0; k < together(sw); k++)
-        ZT_TRY(be->ops->linear_half_in(be, variant_buffer(sw, out, k), variant_buffer(sw, in, k),
-                                       w[k], b[k], n_rows, in_features, out_features, relu));
+    for (int k = 0; k < together(sw); k++) {
+        void *out_k = variant_buffer(sw, out, k);
+        const void *in_k = variant_buffer(sw, in, k);
+        ZT_TRY(half_out ? be->ops->linear_half_out(be, out_k, in_k, w[k], b[k], n_rows, in_features,
+                                                   out_features, relu)
+                        : be->ops->linear_half_in(be, out_k, in_k, w[k], b[k], n_rows, in_features,
+                                                  out_features, relu));
+    }
     return ZT_OK;
+}
+
+zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, const void *in, int weight,
+                                  int bias, int n_rows, int in_features, int out_features,
+                                  int relu) {
+    return sweep_half_linear(sw, out, in, weight, bias, n_rows, in_features, out_features, relu, 0);
+}
+
+zt_status zt_sweep_linear_half_out(const zt_sweep *sw, void *out, const void *in, int weight,
+                                   int bias, int n_rows, int in_features, int out_features,
+                                   int relu) {
+    return sweep_half_linear(sw, out, in, weight, bias, n_rows, in_features, out_features, relu, 1);
 }
 
 zt_status zt_sweep_lora(const zt_sweep *sw, float *out, const float *in, int weight, int n_rows,

@@ -130,8 +130,8 @@ size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query) {
     return m->be->ops->scratch_bytes(m->be, query);
 }
 
-size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
-                              int out_features) {
+static size_t plan_linear(const zt_model *m, int weight, int bias, int n_rows, int in_features,
+                          int out_features, int half_output) {
     if (weight < 0) return 0;
     zt_dtype w_dtype = m->tensors[weight].dtype;
     zt_dtype b_dtype = bias >= 0 ? m->tensors[bias].dtype : ZT_F32;
@@ -141,11 +141,22 @@ size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_row
                           .weight_dtype = w_dtype,
                           .bias_dtype = b_dtype,
                           .has_bias = bias >= 0,
-                          .n_rows = n_rows};
+                          .n_rows = n_rows,
+                          .half_output = half_output};
     size_t stored = zt_plan_scratch(m, &q);
     q.weight_dtype = zt_backend_stage_dtype(m->be, w_dtype);
     q.bias_dtype = zt_backend_stage_dtype(m->be, b_dtype);
     return max_size(stored, zt_plan_scratch(m, &q));
+}
+
+size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
+                              int out_features) {
+    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 0);
+}
+
+size_t zt_plan_linear_half_out_scratch(const zt_model *m, int weight, int bias, int n_rows,
+                                       int in_features, int out_features) {
+    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 1);
 }
 
 /* The largest scratch request of any op the forward (and a sphere norm pass) makes: the

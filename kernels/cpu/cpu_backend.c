@@ -127,7 +127,8 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     switch (q->op) {
     case ZT_SCRATCH_LINEAR:
         floats = zt_cpu_linear_scratch(be->gemm, q->n_rows, q->in_features, q->out_features,
-                                       q->weight_dtype, q->bias_dtype, q->has_bias)
+                                       q->weight_dtype, q->bias_dtype, q->has_bias,
+                                       q->half_output)
                      .total_floats;
         break;
     case ZT_SCRATCH_ATTENTION:
@@ -192,6 +193,7 @@ static const zt_backend_ops cpu_ops = {
     .round_half = zt_cpu_round_half,
     .layernorm_half = zt_cpu_layernorm_half,
     .linear_half_in = zt_cpu_linear_half_in,
+    .linear_half_out = zt_cpu_linear_half_out,
     .attention = zt_cpu_attention,
     .attention_cached = zt_cpu_attention_cached,
     .add = zt_cpu_add,

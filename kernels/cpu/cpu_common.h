@@ -122,22 +122,24 @@ static inline float zt_cpu_weight_at(zt_weight w, size_t i) {
 /* ---- scratch: what each op takes of zt_cpu_scratch, asked by the op and by the planner ---- */
 
 /* linear's scratch, in floats from the start of the area: [weight chunk | bias | rounded
- * inputs], any part possibly empty. A half weight is widened chunk_rows output rows at a time; a
- * half bias is widened whole; under ZT_GEMM_HALF a half weight's activations are rounded to its
- * dtype. */
+ * inputs | f32 output], any part possibly empty. A half weight is widened chunk_rows output rows
+ * at a time; a half bias is widened whole; under ZT_GEMM_HALF a half weight's activations are
+ * rounded to its dtype, and linear_half_out computes its output in f32 before rounding it. */
 typedef struct zt_cpu_linear_scratch_layout {
     size_t chunk_rows; /* weight rows widened per GEMM; 0 = the weight is used as stored (f32) */
     size_t chunk_offset, chunk_floats;
-    size_t bias_offset, bias_floats;    /* bias_floats 0: the bias is absent or already f32 */
-    size_t inputs_offset, input_floats; /* input_floats 0: the activations are used as given */
+    size_t bias_offset, bias_floats;     /* bias_floats 0: the bias is absent or already f32 */
+    size_t inputs_offset, input_floats;  /* input_floats 0: the activations are used as given */
+    size_t output_offset, output_floats; /* output_floats 0: the output is f32 (linear) */
     size_t total_floats;
 } zt_cpu_linear_scratch_layout;
 
-/* The layout linear uses under GEMM precision `gemm` (linear.c). */
+/* The layout linear (half_output 0) or linear_half_out (1) uses under GEMM precision `gemm`
+ * (linear.c). */
 zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n_rows,
                                                    int in_features, int out_features,
                                                    zt_dtype weight_dtype, zt_dtype bias_dtype,
-                                                   int has_bias);
+                                                   int has_bias, int half_output);
 /* Floats attention takes: one query's working rows per thread (attention.c). attention_cached
  * takes the same with seq_len = the cache's capacity. */
 size_t zt_cpu_attention_scratch_floats(int seq_len, int head_dim, int n_threads);
@@ -195,6 +197,9 @@ zt_status zt_cpu_layernorm_half(zt_backend *be, void *out, zt_dtype out_dtype, c
 zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, const void *in, zt_weight w,
                                 zt_weight bias, int n_rows, int in_features, int out_features,
                                 int relu);
+zt_status zt_cpu_linear_half_out(zt_backend *be, void *out, const void *in, zt_weight w,
+                                 zt_weight bias, int n_rows, int in_features, int out_features,
+                                 int relu);
 zt_status zt_cpu_round_half(zt_backend *be, void *dst, zt_dtype dtype, const float *src,
                             size_t n_elems);
 zt_status zt_cpu_attention(zt_backend *be, float *out, const float *q, const float *k,

@@ -103,7 +103,7 @@ static void add_bias_relu(zt_cpu_backend *cpu, float *out, /* (N,OC) */
 zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n_rows,
                                                    int in_features, int out_features,
                                                    zt_dtype weight_dtype, zt_dtype bias_dtype,
-                                                   int has_bias) {
+                                                   int has_bias, int half_output) {
     zt_cpu_linear_scratch_layout layout = {0};
     if (weight_dtype != ZT_F32) {
         layout.chunk_rows = out_features < ZT_CPU_LINEAR_CHUNK_ROWS ? (size_t)out_features
@@ -111,27 +111,34 @@ zt_cpu_linear_scratch_layout zt_cpu_linear_scratch(zt_gemm_precision gemm, int n
         layout.chunk_floats = layout.chunk_rows * (size_t)in_features;
     }
     if (has_bias && bias_dtype != ZT_F32) layout.bias_floats = (size_t)out_features;
-    if (gemm == ZT_GEMM_HALF && weight_dtype != ZT_F32)
+    if (gemm == ZT_GEMM_HALF && weight_dtype != ZT_F32) {
         layout.input_floats = (size_t)n_rows * (size_t)in_features;
+        if (half_output) layout.output_floats = (size_t)n_rows * (size_t)out_features;
+    }
     layout.chunk_offset = 0;
     layout.bias_offset = layout.chunk_offset + layout.chunk_floats;
     layout.inputs_offset = layout.bias_offset + layout.bias_floats;
-    layout.total_floats = layout.inputs_offset + layout.input_floats;
+    layout.output_offset = layout.inputs_offset + layout.input_floats;
+    layout.total_floats = layout.output_offset + layout.output_floats;
     return layout;
 }
 
 /* linear on `in` as the GEMM takes it: rounded to the weight's dtype already where the layout
- * rounds (ZT_GEMM_HALF), given as f32 values in `rounded_in` (NULL: round `in` here). */
-static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (N,OC) */
+ * rounds (ZT_GEMM_HALF), given in w's dtype in `half_in` (NULL: round `in` here). A half_out
+ * (linear_half_out; then out is NULL) receives the f32 result rounded to w's dtype. */
+static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (N,OC) or NULL */
+                                void *half_out,                             /* (N,OC) or NULL */
                                 const float *in,                            /* (N,IC) */
                                 const void *half_in,                        /* (N,IC) or NULL */
                                 zt_weight w, zt_weight bias, int n_rows, int in_features,
                                 int out_features, int relu) {
     zt_cpu_backend *cpu = zt_cpu(be);
-    const zt_cpu_linear_scratch_layout layout = zt_cpu_linear_scratch(
-        be->gemm, n_rows, in_features, out_features, w.dtype, bias.dtype, bias.data != NULL);
+    const zt_cpu_linear_scratch_layout layout =
+        zt_cpu_linear_scratch(be->gemm, n_rows, in_features, out_features, w.dtype, bias.dtype,
+                              bias.data != NULL, half_out != NULL);
     float *scratch = NULL;
     if (layout.total_floats > 0) ZT_TRY(zt_cpu_scratch(cpu, layout.total_floats, op, &scratch));
+    if (half_out) out = scratch + layout.output_offset;
     if (layout.input_floats > 0) {
         float *rounded = scratch + layout.inputs_offset;
         if (half_in) /* widening is exact: the values rounding `in` would give */
@@ -154,6 +161,8 @@ static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (
         bias_f32 = scratch + layout.bias_offset;
     }
     if (bias_f32 || relu) add_bias_relu(cpu, out, bias_f32, n_rows, out_features, relu);
+    if (half_out)
+        return zt_cpu_round_half(be, half_out, w.dtype, out, (size_t)n_rows * out_features);
     return ZT_OK;
 }
 
@@ -164,7 +173,8 @@ zt_status zt_cpu_linear(zt_backend *be, float *out, /* (N,OC) */
                         int n_rows, int in_features, int out_features, int relu) {
     const char *op = "linear";
     ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
-    return linear_rounded(be, op, out, in, NULL, w, bias, n_rows, in_features, out_features, relu);
+    return linear_rounded(be, op, out, NULL, in, NULL, w, bias, n_rows, in_features, out_features,
+                          relu);
 }
 
 zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
@@ -175,7 +185,20 @@ zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
     const char *op = "linear_half_in";
     ZT_TRY(zt_check_linear_half_in_args(op, be->gemm, out, in, w, bias, n_rows, in_features,
                                         out_features));
-    return linear_rounded(be, op, out, NULL, in, w, bias, n_rows, in_features, out_features, relu);
+    return linear_rounded(be, op, out, NULL, NULL, in, w, bias, n_rows, in_features, out_features,
+                          relu);
+}
+
+zt_status zt_cpu_linear_half_out(zt_backend *be, void *out, /* (N,OC) in w.dtype */
+                                 const void *in,            /* (N,IC) in w.dtype */
+                                 zt_weight w,               /* (OC,IC) */
+                                 zt_weight bias,            /* (OC) in w.dtype, or absent */
+                                 int n_rows, int in_features, int out_features, int relu) {
+    const char *op = "linear_half_out";
+    ZT_TRY(zt_check_linear_half_out_args(op, be->gemm, out, in, w, bias, n_rows, in_features,
+                                         out_features));
+    return linear_rounded(be, op, NULL, out, NULL, in, w, bias, n_rows, in_features, out_features,
+                          relu);
 }
 
 zt_status zt_cpu_round_half(zt_backend *be, void *dst, zt_dtype dtype, /* (n) */

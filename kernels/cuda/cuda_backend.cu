@@ -365,6 +365,7 @@ static zt_backend_ops make_ops() {
     ops.round_half = zt_cuda_round_half;
     ops.layernorm_half = zt_cuda_layernorm_half;
     ops.linear_half_in = zt_cuda_linear_half_in;
+    ops.linear_half_out = zt_cuda_linear_half_out;
     ops.attention = zt_cuda_attention;
     ops.attention_cached = zt_cuda_attention_cached;
     ops.add = zt_cuda_add;

@@ -120,7 +120,7 @@ constexpr size_t kMinLinearChunkFloats = 1024;
 struct zt_lt_plan_key {
     int m, n, k, lda, ldb, ldc;       /* the rows dimension bucketed */
     int trans_a, trans_b, accumulate; /* op(A), op(B) transposed; beta = 1 (D += ...) */
-    int a_type, b_type, compute, epilogue, rows_dim;
+    int a_type, b_type, d_type, compute, epilogue, rows_dim;
     unsigned align_a, align_b, align_d, align_bias; /* bytes; cuBLASLt's algos depend on them */
 };
 constexpr int kLtPlanServedDims = 4;
@@ -269,10 +269,11 @@ struct zt_lt_gemm {
     const void *b;
     zt_dtype b_dtype;
     int ldb, trans_b;
-    float *d;
+    void *d;
+    zt_dtype d_dtype; /* ZT_F32 (0, a zeroed struct's), or f16/bf16 rounded by the epilogue */
     int ldd;
     int m, n, k;
-    const float *bias; /* (m) f32, 16-byte aligned, or NULL */
+    const void *bias; /* (m) in D's dtype (cuBLASLt's default), 16-byte aligned, or NULL */
     int relu, accumulate;
     cublasComputeType_t compute;
     unsigned max_align_a;
@@ -305,6 +306,9 @@ zt_status zt_cuda_layernorm_half(zt_backend *be, void *out, zt_dtype out_dtype, 
 zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, const void *in, zt_weight w,
                                  zt_weight bias, int n_rows, int in_features, int out_features,
                                  int relu);
+zt_status zt_cuda_linear_half_out(zt_backend *be, void *out, const void *in, zt_weight w,
+                                  zt_weight bias, int n_rows, int in_features, int out_features,
+                                  int relu);
 zt_status zt_cuda_round_half(zt_backend *be, void *dst, zt_dtype dtype, const float *src,
                              size_t n_elems);
 zt_status zt_cuda_attention(zt_backend *be, float *out, const float *q, const float *k,

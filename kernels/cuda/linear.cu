@@ -41,18 +41,28 @@ static __global__ void zt_narrow_k(void *dst, zt_dtype dst_dtype, /* (n_elems) *
     }
 }
 
+/* dst = src, 16-bit elements: a half bias moved to an aligned address, as stored. */
+static __global__ void zt_copy_u16_k(uint16_t *__restrict__ dst,       /* (n_elems) */
+                                     const uint16_t *__restrict__ src, /* (n_elems) */
+                                     size_t n_elems) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_elems; i += stride)
+        dst[i] = src[i];
+}
+
 /* cuBLASLt's bias epilogue has been reported to need a 16-byte aligned bias on A100 (the
  * documentation is silent), so a lesser-aligned one is copied. */
 constexpr unsigned kLtBiasAlignment = 16;
 
-/* out[:, 0:n_out] (row stride ldc) = in @ w_rows^T (+ bias) (then ReLU), f32 output. Row-major
+/* out[:, 0:n_out] (row stride ldc) = in @ w_rows^T (+ bias) (then ReLU), stored in out_dtype
+ * (f32, or rounded by the epilogue to a half dtype; the bias then in that dtype too). Row-major
  * (R, K) reads column-major as its (K, R) transpose, so cuBLASLt computes the column-major
  * D (n_out, N) = w_rows^T' . in^T' with op(A) = T on w_rows (IC, n_out) and op(B) = N on in
  * (IC, N); the bias is a vector over D's rows, broadcast over the N columns, as Linear's. */
-static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
-                           const void *in, zt_dtype in_dtype,    /* (N,IC) */
-                           const void *w_rows, zt_dtype w_dtype, /* (n_out,IC) */
-                           const float *bias,                    /* (n_out) or NULL */
+static zt_status lt_matmul(zt_cuda_backend *cb, void *out, zt_dtype out_dtype, /* (N,ldc) */
+                           const void *in, zt_dtype in_dtype,                  /* (N,IC) */
+                           const void *w_rows, zt_dtype w_dtype,               /* (n_out,IC) */
+                           const void *bias,                                   /* (n_out) or NULL */
                            int n_rows, int in_features, int n_out, int ldc, int relu,
                            cublasComputeType_t compute) {
     zt_lt_gemm g;
@@ -65,6 +75,7 @@ static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
     g.b_dtype = in_dtype;
     g.ldb = in_features;
     g.d = out;
+    g.d_dtype = out_dtype;
     g.ldd = ldc;
     g.m = n_out;
     g.n = n_rows;
@@ -81,17 +92,21 @@ static zt_status lt_matmul(zt_cuda_backend *cb, float *out,      /* (N,ldc) */
 /* linear with its f32 input `in`, or, under ZT_GEMM_HALF, with that input already rounded to
  * w's dtype in half_in (NULL: round `in` here). A half input runs the very GEMMs (the same
  * chunks of rows, so the same shapes and plans) that rounding `in` chunk by chunk would, reading
- * each chunk in place instead of from the scratch. */
-static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (N,OC) */
-                                const float *in,                            /* (N,IC) */
-                                const void *half_in,                        /* (N,IC) or NULL */
+ * each chunk in place instead of from the scratch. out holds out_dtype: f32, or w's half dtype
+ * (linear_half_out: half_in given, the bias in w's dtype), which cuBLASLt's epilogue rounds to. */
+static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N,OC) */
+                                zt_dtype out_dtype, const float *in,       /* (N,IC) */
+                                const void *half_in,                       /* (N,IC) or NULL */
                                 zt_weight w, zt_weight bias, int n_rows, int in_features,
                                 int out_features, int relu) {
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
-    const int copy_bias = bias.data != NULL &&
-                          (bias.dtype != ZT_F32 || zt_alignment_of(bias.data) < kLtBiasAlignment);
+    const int half_out = out_dtype != ZT_F32;
+    const int misaligned_bias = bias.data != NULL && zt_alignment_of(bias.data) < kLtBiasAlignment;
+    /* an f32 output takes an f32 bias, a half one a bias of its own dtype (as stored) */
+    const int copy_bias =
+        half_out ? misaligned_bias : bias.data != NULL && (bias.dtype != ZT_F32 || misaligned_bias);
     const zt_linear_scratch plan = zt_cuda_linear_scratch(
         precision, n_rows, in_features, out_features, w.dtype, copy_bias, cb->linear_chunk_floats);
     /* a half input takes only the bias copy of the scratch */
@@ -103,13 +118,21 @@ static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (
         ZT_TRY(zt_cuda_scratch(cb, (scratch_bytes + sizeof(float) - 1) / sizeof(float), op, &base));
         scratch = reinterpret_cast<char *>(base);
     }
-    const float *bias_f32 = static_cast<const float *>(bias.data);
-    if (plan.copy_bias) {
+    const void *bias_arg = bias.data;
+    if (plan.copy_bias && half_out) {
+        uint16_t *moved = reinterpret_cast<uint16_t *>(scratch + plan.bias_offset);
+        ZT_LAUNCH(zt_copy_u16_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0,
+                  cb->stream, moved, static_cast<const uint16_t *>(bias.data),
+                  (size_t)out_features);
+        bias_arg = moved;
+    } else if (plan.copy_bias) {
         float *widened = reinterpret_cast<float *>(scratch + plan.bias_offset);
         ZT_LAUNCH(zt_widen_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0, cb->stream,
                   widened, bias.data, bias.dtype, (size_t)out_features);
-        bias_f32 = widened;
+        bias_arg = widened;
     }
+    const float *bias_f32 = static_cast<const float *>(bias_arg); /* the f32-output paths' */
+    const size_t out_elem = zt_dtype_size(out_dtype);
     const cublasComputeType_t compute =
         precision == ZT_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     void *operand = scratch ? scratch + plan.operand_offset : NULL;
@@ -141,11 +164,14 @@ static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (
                 else
                     ZT_LAUNCH(zt_narrow_k, zt_stride_blocks(n_elems), kBlockThreads, 0, cb->stream,
                               operand, w.dtype, in + first * (size_t)in_features, n_elems);
-                ZT_TRY(lt_matmul(cb, out + first * (size_t)out_features, chunk_in, w.dtype, w.data,
-                                 w.dtype, bias_f32, (int)rows, in_features, out_features,
-                                 out_features, relu, CUBLAS_COMPUTE_32F));
+                ZT_TRY(lt_matmul(
+                    cb, static_cast<char *>(out) + first * (size_t)out_features * out_elem,
+                    out_dtype, chunk_in, w.dtype, w.data, w.dtype, bias_arg, (int)rows, in_features,
+                    out_features, out_features, relu, CUBLAS_COMPUTE_32F));
             }
         }
+    } else if (half_out) {
+        return zt_fail(ZT_ERR_INTERNAL, "%s: a half output without half inputs", op);
     } else if (plan.widen_weight) {
         /* cuBLASLt has no f32 x f16 GEMM; widening the weight (exactly) keeps the activations
          * f32. Chunks of weight rows are column blocks of out; each is widened once, then
@@ -163,8 +189,9 @@ static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (
             for (int first_row = 0; first_row < n_rows; first_row += block) {
                 const int block_rows = n_rows - first_row < block ? n_rows - first_row : block;
                 const size_t row0 = (size_t)first_row;
-                ZT_TRY(lt_matmul(cb, out + row0 * (size_t)out_features + first,
-                                 in + row0 * (size_t)in_features, ZT_F32, chunk, ZT_F32,
+                ZT_TRY(lt_matmul(cb,
+                                 static_cast<float *>(out) + row0 * (size_t)out_features + first,
+                                 ZT_F32, in + row0 * (size_t)in_features, ZT_F32, chunk, ZT_F32,
                                  bias_f32 ? bias_f32 + first : NULL, block_rows, in_features,
                                  (int)n_out, out_features, relu, compute));
             }
@@ -173,9 +200,9 @@ static zt_status linear_rounded(zt_backend *be, const char *op, float *out, /* (
         for (int first_row = 0; first_row < n_rows; first_row += block) {
             const int block_rows = n_rows - first_row < block ? n_rows - first_row : block;
             const size_t row0 = (size_t)first_row;
-            ZT_TRY(lt_matmul(cb, out + row0 * (size_t)out_features, in + row0 * (size_t)in_features,
-                             ZT_F32, w.data, ZT_F32, bias_f32, block_rows, in_features,
-                             out_features, out_features, relu, compute));
+            ZT_TRY(lt_matmul(cb, static_cast<float *>(out) + row0 * (size_t)out_features, ZT_F32,
+                             in + row0 * (size_t)in_features, ZT_F32, w.data, ZT_F32, bias_f32,
+                             block_rows, in_features, out_features, out_features, relu, compute));
         }
     }
     return ZT_OK;
@@ -188,8 +215,8 @@ zt_status zt_cuda_linear(zt_backend *be, float *out, /* (N,OC) */
                          int n_rows, int in_features, int out_features, int relu) {
     const char *op = "linear";
     ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
-    return linear_rounded(be, op, out, in, nullptr, w, bias, n_rows, in_features, out_features,
-                          relu);
+    return linear_rounded(be, op, out, ZT_F32, in, nullptr, w, bias, n_rows, in_features,
+                          out_features, relu);
 }
 
 zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
@@ -200,8 +227,20 @@ zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
     const char *op = "linear_half_in";
     ZT_TRY(zt_check_linear_half_in_args(op, be->gemm, out, in, w, bias, n_rows, in_features,
                                         out_features));
-    return linear_rounded(be, op, out, nullptr, in, w, bias, n_rows, in_features, out_features,
-                          relu);
+    return linear_rounded(be, op, out, ZT_F32, nullptr, in, w, bias, n_rows, in_features,
+                          out_features, relu);
+}
+
+zt_status zt_cuda_linear_half_out(zt_backend *be, void *out, /* (N,OC) in w.dtype */
+                                  const void *in,            /* (N,IC) in w.dtype */
+                                  zt_weight w,               /* (OC,IC) */
+                                  zt_weight bias,            /* (OC) in w.dtype, or absent */
+                                  int n_rows, int in_features, int out_features, int relu) {
+    const char *op = "linear_half_out";
+    ZT_TRY(zt_check_linear_half_out_args(op, be->gemm, out, in, w, bias, n_rows, in_features,
+                                         out_features));
+    return linear_rounded(be, op, out, w.dtype, nullptr, in, w, bias, n_rows, in_features,
+                          out_features, relu);
 }
 
 zt_status zt_cuda_round_half(zt_backend *be, void *dst, zt_dtype dtype, /* (n) */

@@ -97,10 +97,10 @@ static zt_status query_algo(zt_cuda_backend *cb, const char *op, zt_lt_plan *pla
     if (n_results < 1 || result.state != CUBLAS_STATUS_SUCCESS)
         return zt_fail(ZT_ERR_CUDA,
                        "%s: cuBLASLt has no algorithm for m %d n %d k %d (A type %d%s, B type "
-                       "%d%s, compute %d, epilogue %d%s)",
+                       "%d%s, D type %d, compute %d, epilogue %d%s)",
                        op, plan->m, plan->n, plan->k, key.a_type, key.trans_a ? " transposed" : "",
-                       key.b_type, key.trans_b ? " transposed" : "", key.compute, key.epilogue,
-                       key.accumulate ? ", accumulating" : "");
+                       key.b_type, key.trans_b ? " transposed" : "", key.d_type, key.compute,
+                       key.epilogue, key.accumulate ? ", accumulating" : "");
     plan->algo = result.algo;
     return ZT_OK;
 }
@@ -126,7 +126,7 @@ static void remember_served(zt_lt_plan *plan) {
 /* Creates the plan for `key` (dimensions as the key has them: the rows bucketed) in a free or the
  * oldest slot, destroying what was there. */
 static zt_status create_plan(zt_cuda_backend *cb, const char *op, const zt_lt_plan_key &key,
-                             const float *bias, zt_lt_plan **out) {
+                             const void *bias, zt_lt_plan **out) {
     zt_lt_plan fresh;
     memset(&fresh, 0, sizeof fresh);
     fresh.key = key;
@@ -153,7 +153,8 @@ static zt_status create_plan(zt_cuda_backend *cb, const char *op, const zt_lt_pl
     ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&fresh.b, (cudaDataType)key.b_type, d.b_rows, d.b_cols,
                                              key.ldb));
     cb->gemm_counts.descriptors_created++;
-    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&fresh.d, CUDA_R_32F, d.d_rows, d.d_cols, key.ldc));
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&fresh.d, (cudaDataType)key.d_type, d.d_rows, d.d_cols,
+                                             key.ldc));
     cb->gemm_counts.descriptors_created++;
     fresh.m = key.m;
     fresh.n = key.n;
@@ -203,6 +204,7 @@ zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gem
     key.accumulate = g.accumulate != 0;
     key.a_type = (int)cuda_type(g.a_dtype);
     key.b_type = (int)cuda_type(g.b_dtype);
+    key.d_type = (int)cuda_type(g.d_dtype);
     key.compute = (int)g.compute;
     key.epilogue = (int)epilogue;
     key.rows_dim = (int)g.rows_dim;

@@ -64,6 +64,7 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
         most = max_size(most, zt_plan_linear_scratch(m, L->v_w, L->v_b, n, h, h));
         most = max_size(most, zt_plan_linear_scratch(m, L->out_w, L->out_b, n, h, h));
         most = max_size(most, zt_plan_linear_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
+        most = max_size(most, zt_plan_linear_half_out_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
         most = max_size(most, zt_plan_linear_scratch(m, L->fc2_w, L->fc2_b, n, f, h));
         const int adapted[] = {L->q_w, L->k_w, L->v_w, L->out_w};
         for (int i = 0; i < 4; i++)
@@ -192,6 +193,23 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
     ZT_TRY(zt_sweep_add(sw, x, hbuf, (size_t)n * h));
     if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->attn_ln_g, ids->attn_ln_b, n));
 
+    /* fc1 writes fc2's input rounded to half at once when both read one half dtype (and fc1's
+     * bias is stored in it): no f32 copy of the widest activation is written, read and rounded */
+    const int ffn_weights[2] = {ids->fc1_w, ids->fc2_w};
+    const zt_dtype ffn_half = zt_sweep_half_input(sw, ffn_weights, 2);
+    if (ffn_half != ZT_F32 && !has_lora(m, ids->fc1_w) && !has_lora(m, ids->fc2_w) &&
+        (ids->fc1_b < 0 || m->tensors[ids->fc1_b].dtype == ffn_half)) {
+        if (pre_ln)
+            ZT_TRY(zt_sweep_layer_norm_half(sw, hbuf, ffn_half, x, ids->ffn_ln_g, ids->ffn_ln_b, n,
+                                            h, ZT_OPT_LAYER_NORM_EPS));
+        else
+            ZT_TRY(zt_sweep_round_half(sw, hbuf, ffn_half, x, (size_t)n * h));
+        ZT_TRY(zt_sweep_linear_half_out(sw, ffn, hbuf, ids->fc1_w, ids->fc1_b, n, h, f, 1));
+        ZT_TRY(zt_sweep_linear_half_in(sw, q, ffn, ids->fc2_w, ids->fc2_b, n, f, h, 0));
+        ZT_TRY(zt_sweep_add(sw, x, q, (size_t)n * h));
+        if (!pre_ln) ZT_TRY(layer_norm(sw, x, x, ids->ffn_ln_g, ids->ffn_ln_b, n));
+        return ZT_OK;
+    }
     const zt_dtype fc1_half = zt_sweep_half_input(sw, &ids->fc1_w, 1);
     if (pre_ln && fc1_half != ZT_F32 && !has_lora(m, ids->fc1_w)) {
         ZT_TRY(zt_sweep_layer_norm_half(sw, hbuf, fc1_half, x, ids->ffn_ln_g, ids->ffn_ln_b, n, h,

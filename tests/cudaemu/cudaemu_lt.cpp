@@ -150,8 +150,8 @@ std::string check_problem(const desc_state &d, const layout_state &a, const layo
     if (type_size(a.type) == 0) return std::string("A/B type is ") + type_name(a.type);
     if (d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a.type != CUDA_R_32F)
         return "CUBLAS_COMPUTE_32F_FAST_TF32 takes CUDA_R_32F inputs";
-    if (c.type != CUDA_R_32F || dl.type != CUDA_R_32F)
-        return "C and D must be CUDA_R_32F (the only output emulated)";
+    if (type_size(dl.type) == 0) return std::string("D type is ") + type_name(dl.type);
+    if (c.type != dl.type) return "C and D types differ (not emulated)";
     if (c.rows != dl.rows || c.cols != dl.cols || c.ld != dl.ld)
         return "C and D layouts differ (not emulated)";
     const bool ta = d.transa == CUBLAS_OP_T, tb = d.transb == CUBLAS_OP_T;
@@ -179,8 +179,9 @@ std::string check_problem(const desc_state &d, const layout_state &a, const layo
     case CUBLASLT_EPILOGUE_BIAS:
     case CUBLASLT_EPILOGUE_RELU_BIAS:
         if (d.bias == nullptr) return "a bias epilogue without CUBLASLT_MATMUL_DESC_BIAS_POINTER";
-        if (d.bias_type != -1 && d.bias_type != CUDA_R_32F)
-            return "bias type must be D's (CUDA_R_32F)";
+        /* cuBLASLt's default bias type is D's; only that is emulated */
+        if (d.bias_type != -1 && d.bias_type != (int32_t)dl.type)
+            return std::string("bias type must be D's (") + type_name(dl.type) + ")";
         break;
     default:
         snprintf(buf, sizeof buf, "epilogue %u is not emulated", d.epilogue);
@@ -478,16 +479,19 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
     const float beta_f = *static_cast<const float *>(beta);
     if (beta_f != 0.0f && C != D)
         return refuse(call, CUBLAS_STATUS_NOT_SUPPORTED, "beta != 0 with C != D is not emulated");
+    if (beta_f != 0.0f && dl.type != CUDA_R_32F)
+        return refuse(call, CUBLAS_STATUS_NOT_SUPPORTED, "beta != 0 with a half D is not emulated");
     const algo_state chosen = read_state<algo_state>(algo);
     if (!(why = check_operand(A, al, chosen.align[0], "A")).empty() ||
         !(why = check_operand(B, bl, chosen.align[1], "B")).empty() ||
         !(why = check_operand(D, dl, chosen.align[3], "D")).empty())
         return refuse(call, CUBLAS_STATUS_INVALID_VALUE, why);
     if (d.bias != nullptr && (d.epilogue & CUBLASLT_EPILOGUE_BIAS)) {
-        std::string where = cudaemu::outside_device(d.bias, (size_t)m * sizeof(float));
+        std::string where = cudaemu::outside_device(d.bias, (size_t)m * type_size(dl.type));
         if (!where.empty())
             return refuse(call, CUBLAS_STATUS_INVALID_VALUE,
-                          "bias (" + std::to_string(m) + " floats) is " + where);
+                          "bias (" + std::to_string(m) + " " + type_name(dl.type) + ") is " +
+                              where);
         /* stricter than the documentation: other projects report failures below 16 bytes */
         if (alignment_of(d.bias) < 16)
             return refuse(call, CUBLAS_STATUS_NOT_SUPPORTED,
@@ -498,7 +502,11 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
         return refuse(call, CUBLAS_STATUS_INVALID_VALUE, "workspace is not device memory");
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
 
-    float *out = static_cast<float *>(D);
+    /* a half D: the f32 result (bias and ReLU added in f32) rounded to nearest even at the end,
+     * the model of the epilogue's conversion that tests/gpu measures on the real library */
+    const bool half_d = dl.type != CUDA_R_32F;
+    std::vector<float> f32_result(half_d ? (size_t)n * (size_t)dl.ld : 0);
+    float *out = half_d ? f32_result.data() : static_cast<float *>(D);
     const bool tf32 = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32;
     /* beta == 0 means C is not read, so NaN already in D must not survive (as in cuBLASLt). */
     if (beta_f == 0.0f)
@@ -518,7 +526,9 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
     const bool add_bias = (d.epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
     const bool relu = (d.epilogue & CUBLASLT_EPILOGUE_RELU) != 0;
     if (add_bias || relu) {
-        const float *bias = static_cast<const float *>(d.bias);
+        const layout_state bias_layout = {kLayoutMagic, dl.type, (uint64_t)m, 1, (int64_t)m};
+        const std::vector<float> bias =
+            add_bias ? widen(d.bias, bias_layout, false) : std::vector<float>();
         for (int col = 0; col < n; col++)
             for (int row = 0; row < m; row++) {
                 float &v = out[(size_t)col * dl.ld + row];
@@ -526,6 +536,15 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
                 if (relu) v = v < 0.0f ? 0.0f : v; /* NaN passes; cuBLASLt does not say */
             }
     }
+    if (half_d)
+        for (int col = 0; col < n; col++)
+            for (int row = 0; row < m; row++) {
+                const size_t at = (size_t)col * dl.ld + row;
+                if (dl.type == CUDA_R_16F)
+                    static_cast<__half *>(D)[at] = __float2half_rn(out[at]);
+                else
+                    static_cast<__nv_bfloat16 *>(D)[at] = __float2bfloat16_rn(out[at]);
+            }
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -99,7 +99,7 @@ int main(void) {
     n_half++;
     ZT_BACKEND_HALF_ACTIVATION_OPS(ZT_TEST_CLEAR_SLOT)
 #undef ZT_TEST_CLEAR_SLOT
-    ZT_CHECK(n_half == 3, "%d half-activation slots, expected 3", n_half);
+    ZT_CHECK(n_half == 4, "%d half-activation slots, expected 4", n_half);
     ZT_CHECK_OK(zt_backend_check_ops(&no_half));
     zt_backend without_half = *be;
     without_half.ops = &no_half;
