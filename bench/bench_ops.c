@@ -118,6 +118,7 @@ typedef struct op_case {
     /* linear on half activations (backend.h's half-activation ops): 1 the input already rounded
      * (linear_half_in), 2 the output written rounded too (linear_half_out) */
     int half_io;
+    int members;         /* linear_batched over this many weights (k, v, q); 0: a single linear */
     double bytes, flops; /* per call */
     /* backend buffers, freed by free_case */
     void *buffer[MAX_BUFFERS];
@@ -267,6 +268,19 @@ static int family_cases(op_family family, const options *o, const zt_backend *be
                      c.out_features, has_bias ? " +b" : "", c.relu ? " relu" : "");
             out[count++] = c;
         }
+        /* k, v and q as the forward runs them: one linear_batched call (one strided-batched
+         * GEMM on CUDA) against the three "qkv" calls above */
+        if (be->ops->linear_batched) {
+            op_case c = out[0];
+            c.label = "kvq-batched";
+            c.members = 3;
+            double rows = c.rows, in = c.in_features, outf = c.out_features;
+            c.bytes = fl * rows * in + 3.0 * (s * outf * in + s * outf + fl * rows * outf);
+            c.flops = 3.0 * 2.0 * rows * in * outf;
+            snprintf(c.shape_text, sizeof c.shape_text, "3 x %dx%d -> %d +b", c.rows, c.in_features,
+                     c.out_features);
+            out[count++] = c;
+        }
         /* What the half-mode forward runs for the FFN (models/opt/opt_layers.c): fc1 on the
          * layer norm's rounded output writing fc2's input rounded, fc2 reading it. */
         if (be->gemm == ZT_GEMM_HALF && o->dtype != ZT_F32 && zt_backend_has_half_activations(be)) {
@@ -401,11 +415,14 @@ static zt_status setup_case(bench_context *ctx, op_case *c) {
         size_t in = (size_t)c->rows * c->in_features, out = (size_t)c->rows * c->out_features;
         size_t weight = (size_t)c->out_features * c->in_features;
         int has_bias = strcmp(c->label, "lm_head") != 0;
+        const size_t members = c->members > 1 ? (size_t)c->members : 1;
         ZT_TRY(add_random(ctx, c, in, c->half_io ? w : ZT_F32, 1.0f, ZT_MEM_ACTIVATIONS, &p));
-        ZT_TRY(add_random(ctx, c, weight, w, 0.02f, ZT_MEM_WEIGHTS, &p));
+        ZT_TRY(add_random(ctx, c, members * weight, w, 0.02f, ZT_MEM_WEIGHTS, &p));
         if (has_bias)
-            ZT_TRY(add_random(ctx, c, (size_t)c->out_features, w, 0.02f, ZT_MEM_WEIGHTS, &p));
-        return add_buffer(ctx, c, out * (c->half_io == 2 ? zt_dtype_size(w) : sizeof(float)),
+            ZT_TRY(add_random(ctx, c, members * (size_t)c->out_features, w, 0.02f, ZT_MEM_WEIGHTS,
+                              &p));
+        return add_buffer(ctx, c,
+                          members * out * (c->half_io == 2 ? zt_dtype_size(w) : sizeof(float)),
                           ZT_MEM_ACTIVATIONS, NULL, &p);
     }
     case OP_ATTENTION: {
@@ -463,6 +480,12 @@ static zt_status run_case(bench_context *ctx, const op_case *c) {
     case OP_LINEAR: {
         int has_bias = c->n_buffers == 4;
         zt_weight bias = weight_of(has_bias ? b[2] : NULL, w);
+        if (c->members > 1)
+            return op->linear_batched(
+                be, b[c->n_buffers - 1], (size_t)c->rows * (size_t)c->out_features, b[0], ZT_F32,
+                weight_of(b[1], w), (size_t)c->out_features * (size_t)c->in_features, bias,
+                (size_t)c->out_features, c->members, c->rows, c->in_features, c->out_features,
+                c->relu);
         if (c->half_io == 2)
             return op->linear_half_out(be, b[c->n_buffers - 1], b[0], weight_of(b[1], w), bias,
                                        c->rows, c->in_features, c->out_features, c->relu);

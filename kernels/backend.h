@@ -176,6 +176,7 @@ typedef struct zt_scratch_query {
     int n_rows;
     int batch, n_heads; /* ZT_SCRATCH_ATTENTION_BACKWARD */
     int half_output;    /* ZT_SCRATCH_LINEAR: for linear_half_out (1) rather than linear */
+    int batch_count;    /* ZT_SCRATCH_LINEAR: members of a linear_batched call (0 or 1: linear) */
 } zt_scratch_query;
 
 typedef struct zt_backend_ops {
@@ -411,6 +412,18 @@ typedef struct zt_backend_ops {
                                  zt_weight w,               /* (OC,IC) */
                                  zt_weight bias,            /* (OC) in w.dtype, or absent */
                                  int n_rows, int in_features, int out_features, int relu);
+
+    /* Optional (NULL: the model calls linear or linear_half_in `count` times): `count` linears
+     * that read one input, member i with the weight at w.data + i * w_stride elements, its bias at
+     * bias.data + i * bias_stride, its output at out + i * out_stride floats: q, k and v as one
+     * GEMM. in_dtype ZT_F32 reads `in` as linear does; w's half dtype reads it as linear_half_in
+     * (ZT_GEMM_HALF). Exactly the `count` calls' bits on the CPU and the executor; CUDA runs one
+     * strided-batched cuBLASLt GEMM where the weight is used as stored (docs/design.md §4.3). */
+    zt_status (*linear_batched)(zt_backend *be, float *out, size_t out_stride, /* count x (N,OC) */
+                                const void *in, zt_dtype in_dtype,             /* (N,IC) */
+                                zt_weight w, size_t w_stride,                  /* count x (OC,IC) */
+                                zt_weight bias, size_t bias_stride, /* count x (OC) or absent */
+                                int count, int n_rows, int in_features, int out_features, int relu);
 
     /* Accepts or refuses a GEMM precision (ZT_ERR_UNAVAILABLE naming it); NULL = ZT_GEMM_F32
      * only. Called by zt_backend_set_gemm_precision, which records the choice. */

@@ -224,6 +224,34 @@ zt_status zt_check_linear_half_in_args(const char *op, zt_gemm_precision gemm, c
                              "in", in, (size_t)n_rows * (size_t)in_features * 2);
 }
 
+zt_status zt_check_linear_batched_args(const char *op, zt_gemm_precision gemm, const float *out,
+                                       size_t out_stride, const void *in, zt_dtype in_dtype,
+                                       zt_weight w, size_t w_stride, zt_weight bias,
+                                       size_t bias_stride, int count, int n_rows, int in_features,
+                                       int out_features) {
+    ZT_TRY(zt_check_dim(op, "count", count));
+    if (in_dtype == ZT_F32)
+        ZT_TRY(zt_check_linear_args(op, out, in, w, bias, n_rows, in_features, out_features));
+    else if (in_dtype != w.dtype)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: input dtype %s is neither f32 nor the weight's %s",
+                       op, zt_dtype_name(in_dtype), zt_dtype_name(w.dtype));
+    else
+        ZT_TRY(zt_check_linear_half_in_args(op, gemm, out, in, w, bias, n_rows, in_features,
+                                            out_features));
+    const size_t out_elems = (size_t)n_rows * (size_t)out_features;
+    const size_t w_elems = (size_t)out_features * (size_t)in_features;
+    if (count > 1 && (out_stride < out_elems || w_stride < w_elems ||
+                      (bias.data && bias_stride < (size_t)out_features)))
+        return zt_fail(ZT_ERR_INVALID_ARG,
+                       "%s: strides out %zu, weight %zu, bias %zu overlap the members (%zu, %zu, "
+                       "%d elements)",
+                       op, out_stride, w_stride, bias_stride, out_elems, w_elems, out_features);
+    const size_t in_bytes = (size_t)n_rows * (size_t)in_features * zt_dtype_size(in_dtype);
+    return zt_check_disjoint(op, "out", out,
+                             ((size_t)(count - 1) * out_stride + out_elems) * sizeof(float), "in",
+                             in, in_bytes);
+}
+
 zt_status zt_check_linear_half_out_args(const char *op, zt_gemm_precision gemm, const void *out,
                                         const void *in, zt_weight w, zt_weight bias, int n_rows,
                                         int in_features, int out_features) {

@@ -40,6 +40,14 @@ zt_status zt_check_layernorm_half_args(const char *op, const void *out, zt_dtype
 zt_status zt_check_linear_half_in_args(const char *op, zt_gemm_precision gemm, const float *out,
                                        const void *in, zt_weight w, zt_weight bias, int n_rows,
                                        int in_features, int out_features);
+/* linear_batched: count >= 1, in_dtype f32 (linear's checks for member 0) or w's half dtype
+ * (linear_half_in's), strides that keep the members' outputs, weights and biases apart, and no
+ * member's output overlapping the input. */
+zt_status zt_check_linear_batched_args(const char *op, zt_gemm_precision gemm, const float *out,
+                                       size_t out_stride, const void *in, zt_dtype in_dtype,
+                                       zt_weight w, size_t w_stride, zt_weight bias,
+                                       size_t bias_stride, int count, int n_rows, int in_features,
+                                       int out_features);
 /* linear_half_out: linear_half_in's checks on a half out, and a bias (if any) in w's dtype. */
 zt_status zt_check_linear_half_out_args(const char *op, zt_gemm_precision gemm, const void *out,
                                         const void *in, zt_weight w, zt_weight bias, int n_rows,

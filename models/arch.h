@@ -73,6 +73,10 @@ struct zt_arch {
     /* The linears whose outputs the layer code passes through zt_sweep_lora (and its backprop
      * adds LoRA's gradient to), comma-separated: what --lora-targets may name. */
     const char *lora_modules;
+    /* Linears a layer runs on one input through zt_sweep_linear_shared_input (OPT: k, v, q: 3;
+     * 0 or 1: none): the layer's staging slots hold that many copies of its largest square
+     * weight, and of a vector that long, side by side (models/workspace.c). */
+    int shared_input_linears;
 
     /* config.json -> the family's config (malloc'd, released with free). Errors name the key. */
     zt_status (*read_config)(const char *path, void **config);
@@ -172,6 +176,18 @@ zt_status zt_sweep_linear_half_in(const zt_sweep *sw, float *out, /* (N,OC) */
                                   const void *in,                 /* (N,IC) half */
                                   int weight, int bias, int n_rows, int in_features,
                                   int out_features, int relu);
+/* Linears on one input (q, k and v): member i applies weights[i] and biases[i] (-1: none) and
+ * writes outs[i]. in_dtype is ZT_F32 (zt_sweep_linear) or the weights' half dtype
+ * (zt_sweep_linear_half_in). Their perturbed copies are staged side by side in the layer's
+ * slots, so that where the weights, biases and outputs each lie evenly apart (members of one
+ * shape and dtype, outputs in consecutive layer buffers of one size) a variant takes one
+ * linear_batched call; otherwise, or without the op, one linear per member, the same bits on
+ * the CPU. At most ZT_SWEEP_MAX_SHARED members. */
+enum { ZT_SWEEP_MAX_SHARED = 4 };
+zt_status zt_sweep_linear_shared_input(const zt_sweep *sw, float *const *outs, /* count x (N,OC) */
+                                       const void *in, zt_dtype in_dtype,      /* (N,IC) */
+                                       const int *weights, const int *biases,  /* (count) */
+                                       int count, int n_rows, int in_features, int out_features);
 /* zt_sweep_linear_half_in whose output is stored rounded to the weight's dtype
  * (linear_half_out): fc1 writing fc2's half input. The bias, if any, is stored in that dtype. */
 zt_status zt_sweep_linear_half_out(const zt_sweep *sw, void *out, /* (N,OC) half */
@@ -207,6 +223,9 @@ zt_status zt_sweep_add(const zt_sweep *sw, float *x, /* (n) */
  * staged; and any other query, asked of the model's backend. */
 size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
                               int out_features);
+/* The same for a linear_batched call of `count` members (zt_sweep_linear_shared_input). */
+size_t zt_plan_linear_batched_scratch(const zt_model *m, int weight, int bias, int n_rows,
+                                      int in_features, int out_features, int count);
 /* The same for linear_half_out (zt_sweep_linear_half_out). */
 size_t zt_plan_linear_half_out_scratch(const zt_model *m, int weight, int bias, int n_rows,
                                        int in_features, int out_features);

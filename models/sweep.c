@@ -9,6 +9,7 @@
  * GEMMs on its copy; a pipeline stage and a cached forward run it for one variant at a time.
  * Only the rows that carry a target go through the head, the largest GEMM. The family's layer
  * code (models/arch.h) runs between the embedding and the head. */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -111,9 +112,19 @@ static zt_status stage_variants(const zt_sweep *sw, int id, void *const *dst, zt
     return m->be->ops->perturb_variants(m->be, dst, staged, master, (uint32_t)id, t->n_elems, p, n);
 }
 
+/* zt_sweep_weight with the copy `offset` bytes into variant 0's slot (zt_sweep_linear_shared_input
+ * stages its weights side by side). */
+static zt_status sweep_weight_at(const zt_sweep *sw, int id, zt_stage_slot slot, size_t offset,
+                                 zt_weight *out);
+
 /* A perturbed copy is staged in f32, or in the stored half dtype when the GEMMs take half
  * inputs. */
 zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_weight *out) {
+    return sweep_weight_at(sw, id, slot, 0, out);
+}
+
+static zt_status sweep_weight_at(const zt_sweep *sw, int id, zt_stage_slot slot, size_t offset,
+                                 zt_weight *out) {
     const zt_model *m = sw->model;
     *out = zt_model_weight(m, id);
     const zt_perturbation *p = variant_perturbation(sw, id);
@@ -134,12 +145,14 @@ zt_status zt_sweep_weight(const zt_sweep *sw, int id, zt_stage_slot slot, zt_wei
                        t->name, zt_dtype_name(staged));
     const zt_workspace_layout *L = &sw->ws->layout;
     const size_t capacity = slot == ZT_STAGE_MAIN ? L->stage_main_bytes : L->stage_aux_bytes;
-    if (t->n_elems * zt_dtype_size(staged) > capacity)
+    if (offset + t->n_elems * zt_dtype_size(staged) > capacity)
         return zt_fail(ZT_ERR_INVALID_ARG,
-                       "forward: %s staged in %s does not fit variant 0's %s slot (%zu bytes)",
-                       t->name, zt_dtype_name(staged), slot == ZT_STAGE_MAIN ? "main" : "aux",
-                       capacity);
-    void *shadow = sw->ws->staging + (slot == ZT_STAGE_MAIN ? L->stage_main : L->stage_aux);
+                       "forward: %s staged in %s at %zu bytes does not fit variant 0's %s slot "
+                       "(%zu bytes)",
+                       t->name, zt_dtype_name(staged), offset,
+                       slot == ZT_STAGE_MAIN ? "main" : "aux", capacity);
+    void *shadow =
+        sw->ws->staging + (slot == ZT_STAGE_MAIN ? L->stage_main : L->stage_aux) + offset;
     void *const dst[1] = {shadow};
     ZT_TRY(stage_variants(sw, id, dst, staged, p, 1));
     out->data = shadow;
@@ -216,12 +229,12 @@ static size_t stage_capacity(const zt_sweep *sw, stage_place place) {
 
 /* Tensor `id` as each of n variants from sw->variant on sees it (w[k] for variant
  * sw->variant + k): the master weight, or a copy staged for all of them from one draw into
- * variant k's slot at `place`. */
-static zt_status stage_group(const zt_sweep *sw, int id, stage_place place, int n,
-                             zt_weight *w /* (n) */) {
+ * variant k's slot at `place`, `offset` bytes in. */
+static zt_status stage_group_at(const zt_sweep *sw, int id, stage_place place, size_t offset, int n,
+                                zt_weight *w /* (n) */) {
     if (n == 1 && place != STAGE_HEAD_TABLE)
-        return zt_sweep_weight(sw, id, place == STAGE_LAYER_MAIN ? ZT_STAGE_MAIN : ZT_STAGE_AUX,
-                               &w[0]);
+        return sweep_weight_at(sw, id, place == STAGE_LAYER_MAIN ? ZT_STAGE_MAIN : ZT_STAGE_AUX,
+                               offset, &w[0]);
     const zt_model *m = sw->model;
     const zt_workspace_layout *L = &sw->ws->layout;
     zt_perturbation p[ZT_SWEEP_MAX_TOGETHER];
@@ -247,7 +260,7 @@ static zt_status stage_group(const zt_sweep *sw, int id, stage_place place, int 
                        "table), whose variants perturb only its adapters",
                        t->name);
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
-    const size_t bytes = t->n_elems * zt_dtype_size(staged);
+    const size_t bytes = offset + t->n_elems * zt_dtype_size(staged);
     const size_t capacity = stage_capacity(sw, place);
     if (zt_dtype_size(staged) > L->stage_elem_bytes || bytes > capacity ||
         (place == STAGE_HEAD_TABLE && n > L->head_group))
@@ -260,12 +273,17 @@ static zt_status stage_group(const zt_sweep *sw, int id, stage_place place, int 
                        place == STAGE_HEAD_TABLE ? L->head_group : sw->ws->shape.max_variants);
     for (int i = 0; i < n_staged; i++) {
         const int k = staged_variant[i];
-        char *slot_k = stage_slot(sw, place, k);
+        char *slot_k = stage_slot(sw, place, k) + offset;
         dst[i] = slot_k;
         w[k].data = slot_k;
         w[k].dtype = staged;
     }
     return stage_variants(sw, id, dst, staged, p, n_staged);
+}
+
+static zt_status stage_group(const zt_sweep *sw, int id, stage_place place, int n,
+                             zt_weight *w /* (n) */) {
+    return stage_group_at(sw, id, place, 0, n, w);
 }
 
 zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int weight, int bias,
@@ -333,6 +351,95 @@ zt_status zt_sweep_linear_half_out(const zt_sweep *sw, void *out, const void *in
                                    int bias, int n_rows, int in_features, int out_features,
                                    int relu) {
     return sweep_half_linear(sw, out, in, weight, bias, n_rows, in_features, out_features, relu, 1);
+}
+
+/* Bytes between the staged copies of tensors like `id` laid side by side in a slot. */
+static size_t staged_step(const zt_model *m, int id) {
+    const zt_tensor_info *t = &m->tensors[id];
+    const size_t bytes = t->n_elems * zt_dtype_size(zt_backend_stage_dtype(m->be, t->dtype));
+    return (bytes + 255u) / 256u * 256u;
+}
+
+/* The common distance of count pointers from the first, in elements of elem bytes; 0 when they
+ * are not evenly spaced upwards. */
+static size_t even_stride(const void *const *p, int count, size_t elem) {
+    const ptrdiff_t step = (const char *)p[1] - (const char *)p[0];
+    if (step <= 0 || (size_t)step % elem != 0) return 0;
+    for (int i = 2; i < count; i++)
+        if ((const char *)p[i] - (const char *)p[i - 1] != step) return 0;
+    return (size_t)step / elem;
+}
+
+zt_status zt_sweep_linear_shared_input(const zt_sweep *sw, float *const *outs, const void *in,
+                                       zt_dtype in_dtype, const int *weights, const int *biases,
+                                       int count, int n_rows, int in_features, int out_features) {
+    const zt_model *m = sw->model;
+    zt_backend *be = m->be;
+    const zt_workspace_layout *L = &sw->ws->layout;
+    if (count < 1 || count > ZT_SWEEP_MAX_SHARED)
+        return zt_fail(ZT_ERR_INTERNAL, "forward: %d linears on one input (at most %d)", count,
+                       ZT_SWEEP_MAX_SHARED);
+    /* side by side in the layer's slots, if they fit there */
+    const size_t w_step = staged_step(m, weights[0]);
+    const size_t b_step = biases[0] >= 0 ? staged_step(m, biases[0]) : 0;
+    int fits = count > 1;
+    for (int i = 0; i < count && fits; i++) {
+        const zt_tensor_info *t = &m->tensors[weights[i]];
+        fits = t->n_elems == m->tensors[weights[0]].n_elems &&
+               t->dtype == m->tensors[weights[0]].dtype && (biases[i] >= 0) == (biases[0] >= 0);
+    }
+    if (fits && sw->ws->staging) {
+        const size_t main_room = L->stage_main_bytes, aux_room = L->stage_aux_bytes;
+        fits = (size_t)count * w_step <= main_room && (size_t)count * b_step <= aux_room;
+    }
+    if (!fits) {
+        for (int i = 0; i < count; i++)
+            ZT_TRY(in_dtype == ZT_F32
+                       ? zt_sweep_linear(sw, outs[i], in, weights[i], biases[i], n_rows,
+                                         in_features, out_features, 0)
+                       : zt_sweep_linear_half_in(sw, outs[i], in, weights[i], biases[i], n_rows,
+                                                 in_features, out_features, 0));
+        return ZT_OK;
+    }
+    const int n = together(sw);
+    zt_weight w[ZT_SWEEP_MAX_SHARED][ZT_SWEEP_MAX_TOGETHER];
+    zt_weight b[ZT_SWEEP_MAX_SHARED][ZT_SWEEP_MAX_TOGETHER];
+    for (int i = 0; i < count; i++) {
+        ZT_TRY(stage_group_at(sw, weights[i], STAGE_LAYER_MAIN, (size_t)i * w_step, n, w[i]));
+        ZT_TRY(stage_group_at(sw, biases[i], STAGE_LAYER_AUX, (size_t)i * b_step, n, b[i]));
+    }
+    for (int k = 0; k < n; k++) {
+        const void *in_k = variant_buffer(sw, in, k);
+        const void *w_at[ZT_SWEEP_MAX_SHARED], *b_at[ZT_SWEEP_MAX_SHARED],
+            *out_at[ZT_SWEEP_MAX_SHARED];
+        int same_dtypes = 1;
+        for (int i = 0; i < count; i++) {
+            w_at[i] = w[i][k].data;
+            b_at[i] = b[i][k].data;
+            out_at[i] = variant_buffer(sw, outs[i], k);
+            same_dtypes &= w[i][k].dtype == w[0][k].dtype && b[i][k].dtype == b[0][k].dtype;
+        }
+        /* one call where each operand's members lie evenly apart (staged copies, the stored
+         * k, v, q of OPT's table order, the layer buffers); otherwise one linear each */
+        const size_t w_stride = even_stride(w_at, count, zt_dtype_size(w[0][k].dtype));
+        const size_t b_stride =
+            b_at[0] ? even_stride(b_at, count, zt_dtype_size(b[0][k].dtype)) : 0;
+        const size_t out_stride = even_stride(out_at, count, sizeof(float));
+        if (be->ops->linear_batched && same_dtypes && w_stride && out_stride &&
+            (b_stride || !b_at[0])) {
+            ZT_TRY(be->ops->linear_batched(be, (float *)out_at[0], out_stride, in_k, in_dtype,
+                                           w[0][k], w_stride, b[0][k], b_stride, count, n_rows,
+                                           in_features, out_features, 0));
+            continue;
+        }
+        for (int i = 0; i < count; i++)
+            ZT_TRY(in_dtype == ZT_F32
+                       ? be->ops->linear(be, (float *)out_at[i], in_k, w[i][k], b[i][k], n_rows,
+                                         in_features, out_features, 0)
+                       : be->ops->linear_half_in(be, (float *)out_at[i], in_k, w[i][k], b[i][k],
+                                                 n_rows, in_features, out_features, 0));
+    }
+    return ZT_OK;
 }
 
 zt_status zt_sweep_lora(const zt_sweep *sw, float *out, const float *in, int weight, int n_rows,

@@ -21,6 +21,10 @@ static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
+static size_t aligned256(size_t n_bytes) {
+    return (n_bytes + 255u) / 256u * 256u;
+}
+
 static size_t aligned(size_t n_bytes) {
     return (n_bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
 }
@@ -37,6 +41,25 @@ static void layer_staging_sizes(const zt_model *m, size_t *main_elems, size_t *a
         size_t *bound = m->tensors[i].n_dims == 2 ? main_elems : aux_elems;
         *bound = max_size(*bound, m->tensors[i].n_elems);
     }
+}
+
+/* Room for zt_sweep_linear_shared_input's copies side by side, each 256-byte aligned (sweep.c):
+ * the family's shared_input_linears copies of its largest square weight in the main slot, and
+ * of a vector its side long in the aux slot. OPT's f = 4h leaves room already (3 h^2 < 4 h^2);
+ * only narrower FFNs grow the slots. bench/roofline mirrors this. */
+static void shared_input_staging(const zt_model *m, size_t elem_bytes, size_t *main_bytes,
+                                 size_t *aux_bytes) {
+    const size_t count =
+        m->arch->shared_input_linears > 1 ? (size_t)m->arch->shared_input_linears : 0;
+    size_t side = 0;
+    for (int i = zt_model_first_staged(m); i < m->n_tensors && count; i++) {
+        const zt_tensor_info *t = &m->tensors[i];
+        if (t->n_dims == 2 && t->shape[0] == t->shape[1] && (size_t)t->shape[0] > side)
+            side = (size_t)t->shape[0];
+    }
+    if (side == 0) return;
+    *main_bytes = max_size(*main_bytes, count * aligned256(side * side * elem_bytes));
+    *aux_bytes = max_size(*aux_bytes, count * aligned256(side * elem_bytes));
 }
 
 /* Bytes per staged element: 4 unless the backend stages every tensor in a half dtype. */
@@ -103,6 +126,7 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
         layer_staging_sizes(m, &main_elems, &aux_elems);
         L.stage_main_bytes = main_elems * L.stage_elem_bytes;
         L.stage_aux_bytes = aux_elems * L.stage_elem_bytes;
+        shared_input_staging(m, L.stage_elem_bytes, &L.stage_main_bytes, &L.stage_aux_bytes);
         L.stage_main = take(&cursor, L.stage_main_bytes);
         L.stage_aux = take(&cursor, L.stage_aux_bytes);
         size_t region = 0;
@@ -131,7 +155,7 @@ size_t zt_plan_scratch(const zt_model *m, const zt_scratch_query *query) {
 }
 
 static size_t plan_linear(const zt_model *m, int weight, int bias, int n_rows, int in_features,
-                          int out_features, int half_output) {
+                          int out_features, int half_output, int batch_count) {
     if (weight < 0) return 0;
     zt_dtype w_dtype = m->tensors[weight].dtype;
     zt_dtype b_dtype = bias >= 0 ? m->tensors[bias].dtype : ZT_F32;
@@ -142,7 +166,8 @@ static size_t plan_linear(const zt_model *m, int weight, int bias, int n_rows, i
                           .bias_dtype = b_dtype,
                           .has_bias = bias >= 0,
                           .n_rows = n_rows,
-                          .half_output = half_output};
+                          .half_output = half_output,
+                          .batch_count = batch_count};
     size_t stored = zt_plan_scratch(m, &q);
     q.weight_dtype = zt_backend_stage_dtype(m->be, w_dtype);
     q.bias_dtype = zt_backend_stage_dtype(m->be, b_dtype);
@@ -151,12 +176,17 @@ static size_t plan_linear(const zt_model *m, int weight, int bias, int n_rows, i
 
 size_t zt_plan_linear_scratch(const zt_model *m, int weight, int bias, int n_rows, int in_features,
                               int out_features) {
-    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 0);
+    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 0, 1);
+}
+
+size_t zt_plan_linear_batched_scratch(const zt_model *m, int weight, int bias, int n_rows,
+                                      int in_features, int out_features, int count) {
+    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 0, count);
 }
 
 size_t zt_plan_linear_half_out_scratch(const zt_model *m, int weight, int bias, int n_rows,
                                        int in_features, int out_features) {
-    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 1);
+    return plan_linear(m, weight, bias, n_rows, in_features, out_features, 1, 1);
 }
 
 /* The largest scratch request of any op the forward (and a sphere norm pass) makes: the

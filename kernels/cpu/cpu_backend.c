@@ -194,6 +194,7 @@ static const zt_backend_ops cpu_ops = {
     .layernorm_half = zt_cpu_layernorm_half,
     .linear_half_in = zt_cpu_linear_half_in,
     .linear_half_out = zt_cpu_linear_half_out,
+    .linear_batched = zt_cpu_linear_batched,
     .attention = zt_cpu_attention,
     .attention_cached = zt_cpu_attention_cached,
     .add = zt_cpu_add,

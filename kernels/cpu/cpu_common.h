@@ -197,6 +197,10 @@ zt_status zt_cpu_layernorm_half(zt_backend *be, void *out, zt_dtype out_dtype, c
 zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, const void *in, zt_weight w,
                                 zt_weight bias, int n_rows, int in_features, int out_features,
                                 int relu);
+zt_status zt_cpu_linear_batched(zt_backend *be, float *out, size_t out_stride, const void *in,
+                                zt_dtype in_dtype, zt_weight w, size_t w_stride, zt_weight bias,
+                                size_t bias_stride, int count, int n_rows, int in_features,
+                                int out_features, int relu);
 zt_status zt_cpu_linear_half_out(zt_backend *be, void *out, const void *in, zt_weight w,
                                  zt_weight bias, int n_rows, int in_features, int out_features,
                                  int relu);

@@ -189,6 +189,29 @@ zt_status zt_cpu_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
                           relu);
 }
 
+zt_status zt_cpu_linear_batched(zt_backend *be, float *out, size_t out_stride, /* count x (N,OC) */
+                                const void *in, zt_dtype in_dtype,             /* (N,IC) */
+                                zt_weight w, size_t w_stride,                  /* count x (OC,IC) */
+                                zt_weight bias, size_t bias_stride, /* count x (OC) or absent */
+                                int count, int n_rows, int in_features, int out_features,
+                                int relu) {
+    const char *op = "linear_batched";
+    ZT_TRY(zt_check_linear_batched_args(op, be->gemm, out, out_stride, in, in_dtype, w, w_stride,
+                                        bias, bias_stride, count, n_rows, in_features,
+                                        out_features));
+    /* one linear per member: the CPU's GEMM is cut by output columns anyway */
+    for (int i = 0; i < count; i++) {
+        zt_weight wi = w, bi = bias;
+        wi.data = (const char *)w.data + (size_t)i * w_stride * zt_dtype_size(w.dtype);
+        if (bias.data)
+            bi.data = (const char *)bias.data + (size_t)i * bias_stride * zt_dtype_size(bias.dtype);
+        const int half = in_dtype != ZT_F32;
+        ZT_TRY(linear_rounded(be, op, out + (size_t)i * out_stride, NULL, half ? NULL : in,
+                              half ? in : NULL, wi, bi, n_rows, in_features, out_features, relu));
+    }
+    return ZT_OK;
+}
+
 zt_status zt_cpu_linear_half_out(zt_backend *be, void *out, /* (N,OC) in w.dtype */
                                  const void *in,            /* (N,IC) in w.dtype */
                                  zt_weight w,               /* (OC,IC) */

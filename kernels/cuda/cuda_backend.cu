@@ -272,9 +272,11 @@ static size_t cuda_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     size_t floats = 0;
     switch (q->op) {
     case ZT_SCRATCH_LINEAR: {
+        /* a batched call copies each member's half bias */
+        const int members = q->batch_count > 1 ? q->batch_count : 1;
         const zt_linear_scratch plan = zt_cuda_linear_scratch(
             be->gemm, q->n_rows, q->in_features, q->out_features, q->weight_dtype,
-            q->has_bias && q->bias_dtype != ZT_F32, zt_cuda(be)->linear_chunk_floats);
+            q->has_bias && q->bias_dtype != ZT_F32 ? members : 0, zt_cuda(be)->linear_chunk_floats);
         floats = (plan.total_bytes + sizeof(float) - 1) / sizeof(float);
         break;
     }
@@ -366,6 +368,7 @@ static zt_backend_ops make_ops() {
     ops.layernorm_half = zt_cuda_layernorm_half;
     ops.linear_half_in = zt_cuda_linear_half_in;
     ops.linear_half_out = zt_cuda_linear_half_out;
+    ops.linear_batched = zt_cuda_linear_batched;
     ops.attention = zt_cuda_attention;
     ops.attention_cached = zt_cuda_attention_cached;
     ops.add = zt_cuda_add;
@@ -490,6 +493,7 @@ extern "C" zt_status zt_cuda_backend_set_linear_chunk(zt_backend *be, size_t flo
 
 extern "C" void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out) {
     *out = ZT_CUDA_NAMESPACE::zt_cuda(be)->gemm_counts;
+    out->batched_refused = ZT_CUDA_NAMESPACE::zt_cuda(be)->batched_gemm_refused;
 }
 
 extern "C" void zt_cuda_backend_attention_paths(zt_backend *be,

@@ -22,6 +22,8 @@ typedef struct zt_cuda_gemm_counts {
     unsigned long long heuristic_queries;   /* cublasLtMatmulAlgoGetHeuristic calls */
     unsigned long long algo_checks;         /* cublasLtMatmulAlgoCheck calls */
     int cached_plans;                       /* entries in the GEMM plan cache now */
+    unsigned long long batched_matmuls;     /* of matmuls, strided batches (linear_batched) */
+    int batched_refused; /* 1: cuBLASLt refused a batch; linear_batched runs member by member */
 } zt_cuda_gemm_counts;
 void zt_cuda_backend_gemm_counts(zt_backend *be, zt_cuda_gemm_counts *out);
 

@@ -122,6 +122,8 @@ struct zt_lt_plan_key {
     int trans_a, trans_b, accumulate; /* op(A), op(B) transposed; beta = 1 (D += ...) */
     int a_type, b_type, d_type, compute, epilogue, rows_dim;
     unsigned align_a, align_b, align_d, align_bias; /* bytes; cuBLASLt's algos depend on them */
+    int batch;                                      /* strided-batch members (1: none) */
+    long long a_stride, b_stride, d_stride, bias_stride; /* elements between members */
 };
 constexpr int kLtPlanServedDims = 4;
 struct zt_lt_plan {
@@ -200,6 +202,9 @@ struct zt_cuda_backend {
     int n_attention_plans, next_attention_evict;
     zt_cuda_attention_mode attention_mode; /* see zt_cuda_backend_set_attention_mode */
     int last_gemm_input_dtype; /* what linear's latest GEMM took: ZT_F16 / ZT_BF16 or ZT_F32 */
+    /* 1 once cuBLASLt refused a strided-batched linear (linear_batched then runs its members
+     * one by one) */
+    int batched_gemm_refused;
     zt_cuda_attention_path_counts attention_path_counts; /* see zt_cuda_backend_attention_paths */
 };
 
@@ -278,6 +283,10 @@ struct zt_lt_gemm {
     cublasComputeType_t compute;
     unsigned max_align_a;
     zt_lt_rows_dim rows_dim;
+    /* batch > 1: a strided batch, member i's A, B, D and bias that many elements of their own
+     * dtype past member 0's (a stride of 0 shares one operand); 0 or 1: one matmul */
+    int batch;
+    long long a_stride, b_stride, d_stride, bias_stride;
 };
 zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gemm &g);
 /* The largest power of two (at most 256) dividing the address: what cuBLASLt may assume. */
@@ -306,6 +315,10 @@ zt_status zt_cuda_layernorm_half(zt_backend *be, void *out, zt_dtype out_dtype, 
 zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, const void *in, zt_weight w,
                                  zt_weight bias, int n_rows, int in_features, int out_features,
                                  int relu);
+zt_status zt_cuda_linear_batched(zt_backend *be, float *out, size_t out_stride, const void *in,
+                                 zt_dtype in_dtype, zt_weight w, size_t w_stride, zt_weight bias,
+                                 size_t bias_stride, int count, int n_rows, int in_features,
+                                 int out_features, int relu);
 zt_status zt_cuda_linear_half_out(zt_backend *be, void *out, const void *in, zt_weight w,
                                   zt_weight bias, int n_rows, int in_features, int out_features,
                                   int relu);

@@ -59,12 +59,21 @@ constexpr unsigned kLtBiasAlignment = 16;
  * (R, K) reads column-major as its (K, R) transpose, so cuBLASLt computes the column-major
  * D (n_out, N) = w_rows^T' . in^T' with op(A) = T on w_rows (IC, n_out) and op(B) = N on in
  * (IC, N); the bias is a vector over D's rows, broadcast over the N columns, as Linear's. */
+/* The members of one call (linear_batched; count 1: a plain linear), strides in elements of
+ * the output's, the weight's and the bias's dtype as the GEMM reads them. */
+struct linear_members {
+    int count;
+    size_t out_stride, w_stride, bias_stride;
+};
+static const linear_members kOneMember = {1, 0, 0, 0};
+
 static zt_status lt_matmul(zt_cuda_backend *cb, void *out, zt_dtype out_dtype, /* (N,ldc) */
                            const void *in, zt_dtype in_dtype,                  /* (N,IC) */
                            const void *w_rows, zt_dtype w_dtype,               /* (n_out,IC) */
                            const void *bias,                                   /* (n_out) or NULL */
                            int n_rows, int in_features, int n_out, int ldc, int relu,
-                           cublasComputeType_t compute) {
+                           cublasComputeType_t compute,
+                           const linear_members &members = kOneMember) {
     zt_lt_gemm g;
     memset(&g, 0, sizeof g);
     g.a = w_rows;
@@ -84,6 +93,13 @@ static zt_status lt_matmul(zt_cuda_backend *cb, void *out, zt_dtype out_dtype, /
     g.relu = relu;
     g.compute = compute;
     g.rows_dim = ZT_LT_ROWS_N;
+    if (members.count > 1) {
+        /* one input for every member: B's stride 0 */
+        g.batch = members.count;
+        g.a_stride = (long long)members.w_stride;
+        g.d_stride = (long long)members.out_stride;
+        g.bias_stride = (long long)members.bias_stride;
+    }
     return zt_cuda_lt_matmul(cb, "linear", g);
 }
 
@@ -98,17 +114,41 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
                                 zt_dtype out_dtype, const float *in,       /* (N,IC) */
                                 const void *half_in,                       /* (N,IC) or NULL */
                                 zt_weight w, zt_weight bias, int n_rows, int in_features,
-                                int out_features, int relu) {
+                                int out_features, int relu,
+                                const linear_members &members = kOneMember) {
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
     const int half_out = out_dtype != ZT_F32;
-    const int misaligned_bias = bias.data != NULL && zt_alignment_of(bias.data) < kLtBiasAlignment;
+    /* cuBLASLt's bias epilogue: every member's bias 16-byte aligned */
+    const int misaligned_bias =
+        bias.data != NULL &&
+        (zt_alignment_of(bias.data) < kLtBiasAlignment ||
+         (members.count > 1 &&
+          members.bias_stride * zt_dtype_size(bias.dtype) % kLtBiasAlignment != 0));
     /* an f32 output takes an f32 bias, a half one a bias of its own dtype (as stored) */
     const int copy_bias =
         half_out ? misaligned_bias : bias.data != NULL && (bias.dtype != ZT_F32 || misaligned_bias);
-    const zt_linear_scratch plan = zt_cuda_linear_scratch(
-        precision, n_rows, in_features, out_features, w.dtype, copy_bias, cb->linear_chunk_floats);
+    const int half_weight = w.dtype == ZT_F16 || w.dtype == ZT_BF16;
+    if (members.count > 1 && half_weight && precision != ZT_GEMM_HALF) {
+        /* widened weight chunks are a member's own: one linear per member */
+        const size_t w_elem = zt_dtype_size(w.dtype), b_elem = zt_dtype_size(bias.dtype);
+        for (int i = 0; i < members.count; i++) {
+            zt_weight wi = w, bi = bias;
+            wi.data = static_cast<const char *>(w.data) + (size_t)i * members.w_stride * w_elem;
+            if (bias.data)
+                bi.data =
+                    static_cast<const char *>(bias.data) + (size_t)i * members.bias_stride * b_elem;
+            ZT_TRY(linear_rounded(
+                be, op, static_cast<float *>(out) + (size_t)i * members.out_stride, out_dtype, in,
+                half_in, wi, bi, n_rows, in_features, out_features, relu));
+        }
+        return ZT_OK;
+    }
+    const int n_bias_copies = copy_bias ? members.count : 0;
+    const zt_linear_scratch plan =
+        zt_cuda_linear_scratch(precision, n_rows, in_features, out_features, w.dtype, n_bias_copies,
+                               cb->linear_chunk_floats);
     /* a half input takes only the bias copy of the scratch */
     const size_t scratch_bytes =
         half_in ? (plan.copy_bias ? plan.operand_offset : 0) : plan.total_bytes;
@@ -119,20 +159,28 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
         scratch = reinterpret_cast<char *>(base);
     }
     const void *bias_arg = bias.data;
-    if (plan.copy_bias && half_out) {
-        uint16_t *moved = reinterpret_cast<uint16_t *>(scratch + plan.bias_offset);
-        ZT_LAUNCH(zt_copy_u16_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0,
-                  cb->stream, moved, static_cast<const uint16_t *>(bias.data),
-                  (size_t)out_features);
-        bias_arg = moved;
-    } else if (plan.copy_bias) {
-        float *widened = reinterpret_cast<float *>(scratch + plan.bias_offset);
-        ZT_LAUNCH(zt_widen_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0, cb->stream,
-                  widened, bias.data, bias.dtype, (size_t)out_features);
-        bias_arg = widened;
+    const size_t out_elem = zt_dtype_size(out_dtype);
+    linear_members gemm_members = members;
+    if (plan.copy_bias) {
+        /* each member's bias in D's dtype, zt_linear_bias_bytes apart */
+        const size_t copy_bytes = zt_linear_bias_bytes(out_features);
+        for (int i = 0; i < members.count; i++) {
+            const char *src = static_cast<const char *>(bias.data) +
+                              (size_t)i * members.bias_stride * zt_dtype_size(bias.dtype);
+            char *dst = scratch + plan.bias_offset + (size_t)i * copy_bytes;
+            if (half_out)
+                ZT_LAUNCH(zt_copy_u16_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0,
+                          cb->stream, reinterpret_cast<uint16_t *>(dst),
+                          reinterpret_cast<const uint16_t *>(src), (size_t)out_features);
+            else
+                ZT_LAUNCH(zt_widen_k, zt_stride_blocks((size_t)out_features), kBlockThreads, 0,
+                          cb->stream, reinterpret_cast<float *>(dst), src, bias.dtype,
+                          (size_t)out_features);
+        }
+        bias_arg = scratch + plan.bias_offset;
+        gemm_members.bias_stride = copy_bytes / out_elem;
     }
     const float *bias_f32 = static_cast<const float *>(bias_arg); /* the f32-output paths' */
-    const size_t out_elem = zt_dtype_size(out_dtype);
     const cublasComputeType_t compute =
         precision == ZT_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     void *operand = scratch ? scratch + plan.operand_offset : NULL;
@@ -152,7 +200,7 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
                 block_rows == n_rows
                     ? plan
                     : zt_cuda_linear_scratch(precision, block_rows, in_features, out_features,
-                                             w.dtype, copy_bias, cb->linear_chunk_floats);
+                                             w.dtype, n_bias_copies, cb->linear_chunk_floats);
             for (size_t c = 0; c < block_plan.chunks.n_chunks; c++) {
                 const size_t first = (size_t)first_row + zt_chunk_first(&block_plan.chunks, c);
                 const size_t rows = zt_chunk_rows(&block_plan.chunks, c);
@@ -167,7 +215,7 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
                 ZT_TRY(lt_matmul(
                     cb, static_cast<char *>(out) + first * (size_t)out_features * out_elem,
                     out_dtype, chunk_in, w.dtype, w.data, w.dtype, bias_arg, (int)rows, in_features,
-                    out_features, out_features, relu, CUBLAS_COMPUTE_32F));
+                    out_features, out_features, relu, CUBLAS_COMPUTE_32F, gemm_members));
             }
         }
     } else if (half_out) {
@@ -202,7 +250,8 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
             const size_t row0 = (size_t)first_row;
             ZT_TRY(lt_matmul(cb, static_cast<float *>(out) + row0 * (size_t)out_features, ZT_F32,
                              in + row0 * (size_t)in_features, ZT_F32, w.data, ZT_F32, bias_f32,
-                             block_rows, in_features, out_features, out_features, relu, compute));
+                             block_rows, in_features, out_features, out_features, relu, compute,
+                             gemm_members));
         }
     }
     return ZT_OK;
@@ -229,6 +278,44 @@ zt_status zt_cuda_linear_half_in(zt_backend *be, float *out, /* (N,OC) */
                                         out_features));
     return linear_rounded(be, op, out, ZT_F32, nullptr, in, w, bias, n_rows, in_features,
                           out_features, relu);
+}
+
+zt_status zt_cuda_linear_batched(zt_backend *be, float *out, size_t out_stride, /* count x (N,OC) */
+                                 const void *in, zt_dtype in_dtype,             /* (N,IC) */
+                                 zt_weight w, size_t w_stride,       /* count x (OC,IC) */
+                                 zt_weight bias, size_t bias_stride, /* count x (OC) or absent */
+                                 int count, int n_rows, int in_features, int out_features,
+                                 int relu) {
+    const char *op = "linear_batched";
+    ZT_TRY(zt_check_linear_batched_args(op, be->gemm, out, out_stride, in, in_dtype, w, w_stride,
+                                        bias, bias_stride, count, n_rows, in_features,
+                                        out_features));
+    const linear_members members = {count, out_stride, w_stride, bias.data ? bias_stride : 0};
+    const int half = in_dtype != ZT_F32;
+    const float *in_f32 = half ? nullptr : static_cast<const float *>(in);
+    const void *in_half = half ? in : nullptr;
+    zt_cuda_backend *cb = zt_cuda(be);
+    if (!cb->batched_gemm_refused && count > 1) {
+        const zt_status s = linear_rounded(be, op, out, ZT_F32, in_f32, in_half, w, bias, n_rows,
+                                           in_features, out_features, relu, members);
+        if (s != ZT_ERR_CUDA) return s;
+        /* cuBLASLt may have no algorithm for this batch (a shared B, a bias batch stride): the
+         * members one by one from now on, rewriting every output; a device fault fails there
+         * again */
+        fprintf(stderr, "zotune: %s: %s; running its linears one by one\n", op, zt_last_error());
+        cb->batched_gemm_refused = 1;
+        zt_clear_error();
+    }
+    const size_t w_elem = zt_dtype_size(w.dtype), b_elem = zt_dtype_size(bias.dtype);
+    for (int i = 0; i < count; i++) {
+        zt_weight wi = w, bi = bias;
+        wi.data = static_cast<const char *>(w.data) + (size_t)i * w_stride * w_elem;
+        if (bias.data)
+            bi.data = static_cast<const char *>(bias.data) + (size_t)i * bias_stride * b_elem;
+        ZT_TRY(linear_rounded(be, op, out + (size_t)i * out_stride, ZT_F32, in_f32, in_half, wi, bi,
+                              n_rows, in_features, out_features, relu));
+    }
+    return ZT_OK;
 }
 
 zt_status zt_cuda_linear_half_out(zt_backend *be, void *out, /* (N,OC) in w.dtype */

@@ -84,18 +84,25 @@ static inline size_t zt_align256(size_t n) {
 
 /* What linear takes of the backend's scratch, as byte offsets into it: the bias copied as f32
  * (cuBLASLt adds an f32 bias to an f32 output, and wants it 16-byte aligned: copy_bias for a half
- * bias, or an f32 one at a lesser address), then one chunk of the converted operand: activation
+ * bias, or an f32 one at a lesser address; copy_bias counts the biases, one per member of a
+ * linear_batched call), then one chunk of the converted operand: activation
  * rows rounded to the weight's half dtype (ZT_GEMM_HALF; each chunk's GEMM reads the whole weight
  * again), or weight rows widened to f32 (a half weight under ZT_GEMM_F32 / TF32). Each part
  * starts 256-byte aligned. A chunk takes at most chunk_floats * 4 bytes of scratch whatever the
  * operand's dtype (so twice as many half elements as widened f32 ones: half the weight re-reads),
  * at least one activation row or four weight rows. */
+/* Bytes a copied bias takes in the scratch, one member's (linear_batched copies each member's at
+ * this stride, 256-byte aligned as cuBLASLt's bias epilogue and its batch stride want). */
+static inline size_t zt_linear_bias_bytes(int out_features) {
+    return ((size_t)out_features * sizeof(float) + 255u) / 256u * 256u;
+}
+
 typedef struct zt_linear_scratch {
     size_t bias_offset, operand_offset, total_bytes;
     zt_chunking chunks; /* of activation rows (half_inputs) or weight rows (widen_weight) */
     int half_inputs;    /* 1: activations are converted, the weight is used as stored */
     int widen_weight;   /* 1: the weight is widened in chunks */
-    int copy_bias;      /* 1: the bias is copied (widened if half) to the first part */
+    int copy_bias;      /* n > 0: n biases are copied (widened if half) to the first part */
 } zt_linear_scratch;
 
 static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precision, int n_rows,
@@ -112,7 +119,7 @@ static inline zt_linear_scratch zt_cuda_linear_scratch(zt_gemm_precision precisi
     size_t cursor = 0;
     if (plan.copy_bias) {
         plan.bias_offset = cursor;
-        cursor = zt_align256(cursor + (size_t)out_features * sizeof(float));
+        cursor += (size_t)plan.copy_bias * zt_linear_bias_bytes(out_features);
     }
     const size_t budget_bytes = chunk_floats * sizeof(float);
     size_t operand_bytes = 0;

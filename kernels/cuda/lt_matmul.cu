@@ -57,6 +57,17 @@ static zt_status set_layout_dims(cublasLtMatrixLayout_t layout, uint64_t rows, u
     return ZT_OK;
 }
 
+/* A strided batch of `count` members, `stride` elements apart (0: one operand for all). */
+static zt_status set_layout_batch(cublasLtMatrixLayout_t layout, int count, long long stride) {
+    const int32_t members = count;
+    const int64_t offset = stride;
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                   &members, sizeof members));
+    ZT_CUBLAS_TRY(cublasLtMatrixLayoutSetAttribute(
+        layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offset, sizeof offset));
+    return ZT_OK;
+}
+
 /* Points the plan's layouts at (m, n, k), unless they hold it already. */
 static zt_status set_plan_dims(zt_lt_plan *plan, int m, int n, int k) {
     if (plan->m == m && plan->n == n && plan->k == k) return ZT_OK;
@@ -97,10 +108,10 @@ static zt_status query_algo(zt_cuda_backend *cb, const char *op, zt_lt_plan *pla
     if (n_results < 1 || result.state != CUBLAS_STATUS_SUCCESS)
         return zt_fail(ZT_ERR_CUDA,
                        "%s: cuBLASLt has no algorithm for m %d n %d k %d (A type %d%s, B type "
-                       "%d%s, D type %d, compute %d, epilogue %d%s)",
+                       "%d%s, D type %d, compute %d, epilogue %d%s, batch %d)",
                        op, plan->m, plan->n, plan->k, key.a_type, key.trans_a ? " transposed" : "",
                        key.b_type, key.trans_b ? " transposed" : "", key.d_type, key.compute,
-                       key.epilogue, key.accumulate ? ", accumulating" : "");
+                       key.epilogue, key.accumulate ? ", accumulating" : "", key.batch);
     plan->algo = result.algo;
     return ZT_OK;
 }
@@ -146,6 +157,11 @@ static zt_status create_plan(zt_cuda_backend *cb, const char *op, const zt_lt_pl
     if (bias)
         ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(fresh.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                      &bias, sizeof bias));
+    if (bias && key.batch > 1) {
+        const int64_t stride = key.bias_stride;
+        ZT_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(
+            fresh.op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &stride, sizeof stride));
+    }
     const lt_dims d = dims_of(key, key.m, key.n, key.k);
     ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&fresh.a, (cudaDataType)key.a_type, d.a_rows, d.a_cols,
                                              key.lda));
@@ -156,6 +172,11 @@ static zt_status create_plan(zt_cuda_backend *cb, const char *op, const zt_lt_pl
     ZT_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&fresh.d, (cudaDataType)key.d_type, d.d_rows, d.d_cols,
                                              key.ldc));
     cb->gemm_counts.descriptors_created++;
+    if (key.batch > 1) {
+        ZT_TRY(set_layout_batch(fresh.a, key.batch, key.a_stride));
+        ZT_TRY(set_layout_batch(fresh.b, key.batch, key.b_stride));
+        ZT_TRY(set_layout_batch(fresh.d, key.batch, key.d_stride));
+    }
     fresh.m = key.m;
     fresh.n = key.n;
     fresh.k = key.k;
@@ -213,6 +234,15 @@ zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gem
     key.align_b = zt_alignment_of(g.b);
     key.align_d = zt_alignment_of(g.d);
     key.align_bias = g.bias ? zt_alignment_of(g.bias) : 0;
+    key.batch = g.batch > 1 ? g.batch : 1;
+    if (key.batch > 1) {
+        key.a_stride = g.a_stride;
+        key.b_stride = g.b_stride;
+        key.d_stride = g.d_stride;
+        key.bias_stride = g.bias ? g.bias_stride : 0;
+        /* a bucket past the members' stride would describe overlapping outputs: the real count */
+        if (g.rows_dim == ZT_LT_ROWS_N && (long long)key.n * g.ldd > g.d_stride) key.n = g.n;
+    }
 
     zt_lt_plan *plan = nullptr;
     for (int i = 0; i < cb->n_lt_plans && plan == nullptr; i++)
@@ -238,6 +268,7 @@ zt_status zt_cuda_lt_matmul(zt_cuda_backend *cb, const char *op, const zt_lt_gem
     }
     const float one = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
     cb->gemm_counts.matmuls++;
+    if (key.batch > 1) cb->gemm_counts.batched_matmuls++;
     ZT_CUBLAS_TRY(cublasLtMatmul(cb->lt, plan->op, &one, g.a, plan->a, g.b, plan->b, &beta, g.d,
                                  plan->d, g.d, plan->d, &plan->algo, cb->lt_workspace,
                                  ZT_CUDA_LT_WORKSPACE_BYTES, cb->stream));

@@ -11,7 +11,9 @@
 #include "opt/opt_internal.h"
 
 /* The workspace's family buffers, in the order plan_buffers lists them. */
-enum layer_buffer { BUF_H, BUF_Q, BUF_K, BUF_V, BUF_ATTN, BUF_FFN, BUF_TOKENS, BUF_LORA };
+/* k, v and q in the order opt_table.c stores their weights, in consecutive buffers of one size:
+ * one batched GEMM writes all three (zt_sweep_linear_shared_input) */
+enum layer_buffer { BUF_H, BUF_K, BUF_V, BUF_Q, BUF_ATTN, BUF_FFN, BUF_TOKENS, BUF_LORA };
 enum head_buffer { BUF_PROJECTED };
 
 void zt_opt_plan_buffers(const zt_model *m, size_t n_tokens, size_t *layer_bytes,
@@ -62,6 +64,7 @@ size_t zt_opt_scratch_bytes(const zt_model *m, const zt_workspace_shape *shape) 
         most = max_size(most, zt_plan_linear_scratch(m, L->q_w, L->q_b, n, h, h));
         most = max_size(most, zt_plan_linear_scratch(m, L->k_w, L->k_b, n, h, h));
         most = max_size(most, zt_plan_linear_scratch(m, L->v_w, L->v_b, n, h, h));
+        most = max_size(most, zt_plan_linear_batched_scratch(m, L->k_w, L->k_b, n, h, h, 3));
         most = max_size(most, zt_plan_linear_scratch(m, L->out_w, L->out_b, n, h, h));
         most = max_size(most, zt_plan_linear_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
         most = max_size(most, zt_plan_linear_half_out_scratch(m, L->fc1_w, L->fc1_b, n, h, f));
@@ -171,22 +174,16 @@ zt_status zt_opt_decoder_layer(const zt_sweep *sw, int layer) {
         if (qkv_half != ZT_F32)
             ZT_TRY(zt_sweep_round_half(sw, ffn, qkv_half, attn_in, (size_t)n * h));
     }
+    /* k, v, q: one GEMM where the backend batches (zt_sweep_linear_shared_input) */
+    float *const kvq_out[3] = {k, v, q};
+    const int kvq_w[3] = {ids->k_w, ids->v_w, ids->q_w}, kvq_b[3] = {ids->k_b, ids->v_b, ids->q_b};
+    ZT_TRY(zt_sweep_linear_shared_input(sw, kvq_out,
+                                        qkv_half != ZT_F32 ? (const void *)ffn : attn_in, qkv_half,
+                                        kvq_w, kvq_b, 3, n, h, h));
     /* LoRA branches (lora.h): attn is free until the attention, q after it */
-    if (qkv_half != ZT_F32) {
-        ZT_TRY(zt_sweep_linear_half_in(sw, q, ffn, ids->q_w, ids->q_b, n, h, h, 0));
-        ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
-        ZT_TRY(zt_sweep_linear_half_in(sw, k, ffn, ids->k_w, ids->k_b, n, h, h, 0));
-        ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
-        ZT_TRY(zt_sweep_linear_half_in(sw, v, ffn, ids->v_w, ids->v_b, n, h, h, 0));
-        ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
-    } else {
-        ZT_TRY(zt_sweep_linear(sw, q, attn_in, ids->q_w, ids->q_b, n, h, h, 0));
-        ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
-        ZT_TRY(zt_sweep_linear(sw, k, attn_in, ids->k_w, ids->k_b, n, h, h, 0));
-        ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
-        ZT_TRY(zt_sweep_linear(sw, v, attn_in, ids->v_w, ids->v_b, n, h, h, 0));
-        ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
-    }
+    ZT_TRY(zt_sweep_lora(sw, q, attn_in, ids->q_w, n, h, h, lora, attn));
+    ZT_TRY(zt_sweep_lora(sw, k, attn_in, ids->k_w, n, h, h, lora, attn));
+    ZT_TRY(zt_sweep_lora(sw, v, attn_in, ids->v_w, n, h, h, lora, attn));
     ZT_TRY(zt_sweep_attention(sw, layer, attn, q, k, v, heads, head_dim, q_scale));
     ZT_TRY(zt_sweep_linear(sw, hbuf, attn, ids->out_w, ids->out_b, n, h, h, 0));
     ZT_TRY(zt_sweep_lora(sw, hbuf, attn, ids->out_w, n, h, h, lora, q));

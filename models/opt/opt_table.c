@@ -232,6 +232,7 @@ const zt_arch zt_opt_arch = {
     /* HF's OPTLearnedPositionalEmbedding reads row position + 2; padding reads row 1 */
     .position_row_offset = 2,
     .lora_modules = "q_proj,k_proj,v_proj,out_proj",
+    .shared_input_linears = 3,
     .read_config = opt_read_config,
     .build = opt_build,
     .release = opt_release,

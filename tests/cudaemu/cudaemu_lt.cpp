@@ -41,12 +41,15 @@ struct desc_state {
     uint32_t epilogue;
     const void *bias;
     int32_t bias_type;
+    int64_t bias_batch_stride; /* elements between the members' biases */
 };
 struct layout_state {
     uint32_t magic;
     cudaDataType type;
     uint64_t rows, cols;
     int64_t ld;
+    int32_t batch;        /* CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT (1 when unset) */
+    int64_t batch_stride; /* CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, elements */
 };
 struct pref_state {
     uint32_t magic;
@@ -152,8 +155,17 @@ std::string check_problem(const desc_state &d, const layout_state &a, const layo
         return "CUBLAS_COMPUTE_32F_FAST_TF32 takes CUDA_R_32F inputs";
     if (type_size(dl.type) == 0) return std::string("D type is ") + type_name(dl.type);
     if (c.type != dl.type) return "C and D types differ (not emulated)";
-    if (c.rows != dl.rows || c.cols != dl.cols || c.ld != dl.ld)
+    if (c.rows != dl.rows || c.cols != dl.cols || c.ld != dl.ld || c.batch != dl.batch ||
+        c.batch_stride != dl.batch_stride)
         return "C and D layouts differ (not emulated)";
+    /* strided batches: A, B and D name one count; a stride of 0 repeats a member (a shared B) */
+    if (a.batch < 1 || a.batch != b.batch || a.batch != dl.batch) {
+        snprintf(buf, sizeof buf, "batch counts differ: A %d, B %d, D %d", (int)a.batch,
+                 (int)b.batch, (int)dl.batch);
+        return buf;
+    }
+    if (dl.batch > 1 && dl.batch_stride < (int64_t)(dl.ld * (int64_t)dl.cols))
+        return "D's batch stride makes its members overlap";
     const bool ta = d.transa == CUBLAS_OP_T, tb = d.transb == CUBLAS_OP_T;
     if ((d.transa != CUBLAS_OP_N && !ta) || (d.transb != CUBLAS_OP_N && !tb))
         return "transposes must be CUBLAS_OP_N or CUBLAS_OP_T";
@@ -199,7 +211,9 @@ std::string check_operand(const void *p, const layout_state &l, unsigned min_ali
                           const char *name) {
     if (l.rows == 0 || l.cols == 0) return "";
     const size_t elem = type_size(l.type);
-    const size_t n_bytes = ((size_t)(l.cols - 1) * (size_t)l.ld + (size_t)l.rows) * elem;
+    const size_t n_bytes = ((size_t)(l.cols - 1) * (size_t)l.ld + (size_t)l.rows +
+                            (size_t)(l.batch - 1) * (size_t)l.batch_stride) *
+                           elem;
     std::string where = cudaemu::outside_device(p, n_bytes);
     char buf[256];
     if (!where.empty()) {
@@ -245,6 +259,56 @@ std::vector<float> widen(const void *p, const layout_state &l, bool tf32) {
     return out;
 }
 
+/* One matmul of a (possibly batched) call: D = alpha op(A) op(B) + beta D, then the epilogue;
+ * a half D gets the f32 result rounded to nearest even at the end. */
+void matmul_member(const desc_state &d, const layout_state &al, const layout_state &bl,
+                   const layout_state &dl, const void *A, const void *B, void *D,
+                   const void *bias_p, int m, int n, int k, float alpha_f, float beta_f) {
+    /* a half D: the f32 result (bias and ReLU added in f32) rounded to nearest even at the end,
+     * the model of the epilogue's conversion that tests/gpu measures on the real library */
+    const bool half_d = dl.type != CUDA_R_32F;
+    std::vector<float> f32_result(half_d ? (size_t)n * (size_t)dl.ld : 0);
+    float *out = half_d ? f32_result.data() : static_cast<float *>(D);
+    const bool tf32 = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32;
+    /* beta == 0 means C is not read, so NaN already in D must not survive (as in cuBLASLt). */
+    if (beta_f == 0.0f)
+        for (int col = 0; col < n; col++)
+            for (int row = 0; row < m; row++)
+                out[(size_t)col * dl.ld + row] = 0.0f;
+    if (k > 0) {
+        std::vector<float> a = widen(A, al, tf32), b = widen(B, bl, tf32);
+        cblas_sgemm(CblasColMajor, d.transa == CUBLAS_OP_T ? CblasTrans : CblasNoTrans,
+                    d.transb == CUBLAS_OP_T ? CblasTrans : CblasNoTrans, m, n, k, alpha_f, a.data(),
+                    (int)al.rows, b.data(), (int)bl.rows, beta_f, out, (int)dl.ld);
+    } else if (beta_f != 0.0f) {
+        for (int col = 0; col < n; col++)
+            for (int row = 0; row < m; row++)
+                out[(size_t)col * dl.ld + row] *= beta_f;
+    }
+    const bool add_bias = (d.epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
+    const bool relu = (d.epilogue & CUBLASLT_EPILOGUE_RELU) != 0;
+    if (add_bias || relu) {
+        const layout_state bias_layout = {kLayoutMagic, dl.type, (uint64_t)m, 1, (int64_t)m, 1, 0};
+        const std::vector<float> bias =
+            add_bias ? widen(bias_p, bias_layout, false) : std::vector<float>();
+        for (int col = 0; col < n; col++)
+            for (int row = 0; row < m; row++) {
+                float &v = out[(size_t)col * dl.ld + row];
+                if (add_bias) v += bias[row];
+                if (relu) v = v < 0.0f ? 0.0f : v; /* NaN passes; cuBLASLt does not say */
+            }
+    }
+    if (half_d)
+        for (int col = 0; col < n; col++)
+            for (int row = 0; row < m; row++) {
+                const size_t at = (size_t)col * dl.ld + row;
+                if (dl.type == CUDA_R_16F)
+                    static_cast<__half *>(D)[at] = __float2half_rn(out[at]);
+                else
+                    static_cast<__nv_bfloat16 *>(D)[at] = __float2bfloat16_rn(out[at]);
+            }
+}
+
 } // namespace
 
 extern "C" {
@@ -266,7 +330,7 @@ cublasStatus_t cudaemu_cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc,
                                                 cublasComputeType_t compute, cudaDataType_t scale) {
     const desc_state s = {kDescMagic,  compute,     scale,
                           CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT,
-                          nullptr,     -1};
+                          nullptr,     -1,          0};
     return create_object(desc, s);
 }
 
@@ -303,6 +367,9 @@ cublasStatus_t cudaemu_cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
         ok = take(&s.bias_type, sizeof s.bias_type);
         break;
+    case CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE:
+        ok = take(&s.bias_batch_stride, sizeof s.bias_batch_stride);
+        break;
     default:
         return refuse(call, CUBLAS_STATUS_NOT_SUPPORTED,
                       "attribute " + std::to_string((int)attr) + " is not emulated");
@@ -317,7 +384,7 @@ cublasStatus_t cudaemu_cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
 
 cublasStatus_t cudaemu_cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
                                                   uint64_t rows, uint64_t cols, int64_t ld) {
-    const layout_state s = {kLayoutMagic, type, rows, cols, ld};
+    const layout_state s = {kLayoutMagic, type, rows, cols, ld, 1, 0};
     return create_object(layout, s);
 }
 
@@ -333,12 +400,32 @@ cublasStatus_t cudaemu_cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l
     if (layout == nullptr || buf == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
     layout_state s = read_state<layout_state>(layout);
     if (s.magic != kLayoutMagic) return CUBLAS_STATUS_INVALID_VALUE;
-    if (attr != CUBLASLT_MATRIX_LAYOUT_ROWS && attr != CUBLASLT_MATRIX_LAYOUT_COLS)
+    void *field;
+    size_t field_size;
+    switch (attr) {
+    case CUBLASLT_MATRIX_LAYOUT_ROWS:
+        field = &s.rows, field_size = sizeof s.rows;
+        break;
+    case CUBLASLT_MATRIX_LAYOUT_COLS:
+        field = &s.cols, field_size = sizeof s.cols;
+        break;
+    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT:
+        field = &s.batch, field_size = sizeof s.batch;
+        break;
+    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET:
+        field = &s.batch_stride, field_size = sizeof s.batch_stride;
+        break;
+    default:
         return refuse(call, CUBLAS_STATUS_NOT_SUPPORTED,
                       "attribute " + std::to_string((int)attr) + " is not emulated");
-    if (size != sizeof(uint64_t))
-        return refuse(call, CUBLAS_STATUS_INVALID_VALUE, "rows / cols: wrong size");
-    memcpy(attr == CUBLASLT_MATRIX_LAYOUT_ROWS ? &s.rows : &s.cols, buf, size);
+    }
+    if (size != field_size)
+        return refuse(call, CUBLAS_STATUS_INVALID_VALUE,
+                      "attribute " + std::to_string((int)attr) + ": wrong size " +
+                          std::to_string(size));
+    memcpy(field, buf, size);
+    if (s.batch < 1 || s.batch_stride < 0)
+        return refuse(call, CUBLAS_STATUS_INVALID_VALUE, "batch count < 1 or stride < 0");
     write_state(layout, s);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -487,7 +574,9 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
         !(why = check_operand(D, dl, chosen.align[3], "D")).empty())
         return refuse(call, CUBLAS_STATUS_INVALID_VALUE, why);
     if (d.bias != nullptr && (d.epilogue & CUBLASLT_EPILOGUE_BIAS)) {
-        std::string where = cudaemu::outside_device(d.bias, (size_t)m * type_size(dl.type));
+        std::string where = cudaemu::outside_device(
+            d.bias, ((size_t)m + (size_t)(dl.batch - 1) * (size_t)d.bias_batch_stride) *
+                        type_size(dl.type));
         if (!where.empty())
             return refuse(call, CUBLAS_STATUS_INVALID_VALUE,
                           "bias (" + std::to_string(m) + " " + type_name(dl.type) + ") is " +
@@ -502,49 +591,17 @@ cublasStatus_t cudaemu_cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDes
         return refuse(call, CUBLAS_STATUS_INVALID_VALUE, "workspace is not device memory");
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
 
-    /* a half D: the f32 result (bias and ReLU added in f32) rounded to nearest even at the end,
-     * the model of the epilogue's conversion that tests/gpu measures on the real library */
-    const bool half_d = dl.type != CUDA_R_32F;
-    std::vector<float> f32_result(half_d ? (size_t)n * (size_t)dl.ld : 0);
-    float *out = half_d ? f32_result.data() : static_cast<float *>(D);
-    const bool tf32 = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32;
-    /* beta == 0 means C is not read, so NaN already in D must not survive (as in cuBLASLt). */
-    if (beta_f == 0.0f)
-        for (int col = 0; col < n; col++)
-            for (int row = 0; row < m; row++)
-                out[(size_t)col * dl.ld + row] = 0.0f;
-    if (k > 0) {
-        std::vector<float> a = widen(A, al, tf32), b = widen(B, bl, tf32);
-        cblas_sgemm(CblasColMajor, d.transa == CUBLAS_OP_T ? CblasTrans : CblasNoTrans,
-                    d.transb == CUBLAS_OP_T ? CblasTrans : CblasNoTrans, m, n, k, alpha_f, a.data(),
-                    (int)al.rows, b.data(), (int)bl.rows, beta_f, out, (int)dl.ld);
-    } else if (beta_f != 0.0f) {
-        for (int col = 0; col < n; col++)
-            for (int row = 0; row < m; row++)
-                out[(size_t)col * dl.ld + row] *= beta_f;
+    /* each member of a strided batch as a matmul of its own: the bits of separate calls */
+    for (int member = 0; member < dl.batch; member++) {
+        const size_t elem_a = type_size(al.type), elem_b = type_size(bl.type);
+        const char *a_i = static_cast<const char *>(A) + (size_t)member * al.batch_stride * elem_a;
+        const char *b_i = static_cast<const char *>(B) + (size_t)member * bl.batch_stride * elem_b;
+        char *d_i = static_cast<char *>(D) + (size_t)member * dl.batch_stride * type_size(dl.type);
+        const char *bias_i = d.bias ? static_cast<const char *>(d.bias) +
+                                          (size_t)member * d.bias_batch_stride * type_size(dl.type)
+                                    : nullptr;
+        matmul_member(d, al, bl, dl, a_i, b_i, d_i, bias_i, m, n, k, alpha_f, beta_f);
     }
-    const bool add_bias = (d.epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
-    const bool relu = (d.epilogue & CUBLASLT_EPILOGUE_RELU) != 0;
-    if (add_bias || relu) {
-        const layout_state bias_layout = {kLayoutMagic, dl.type, (uint64_t)m, 1, (int64_t)m};
-        const std::vector<float> bias =
-            add_bias ? widen(d.bias, bias_layout, false) : std::vector<float>();
-        for (int col = 0; col < n; col++)
-            for (int row = 0; row < m; row++) {
-                float &v = out[(size_t)col * dl.ld + row];
-                if (add_bias) v += bias[row];
-                if (relu) v = v < 0.0f ? 0.0f : v; /* NaN passes; cuBLASLt does not say */
-            }
-    }
-    if (half_d)
-        for (int col = 0; col < n; col++)
-            for (int row = 0; row < m; row++) {
-                const size_t at = (size_t)col * dl.ld + row;
-                if (dl.type == CUDA_R_16F)
-                    static_cast<__half *>(D)[at] = __float2half_rn(out[at]);
-                else
-                    static_cast<__nv_bfloat16 *>(D)[at] = __float2bfloat16_rn(out[at]);
-            }
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -83,14 +83,16 @@ static zt_cuda_gemm_counts zt_gemm_counts_since(const zt_cuda_gemm_counts *befor
     d.descriptors_created -= before->descriptors_created;
     d.heuristic_queries -= before->heuristic_queries;
     d.algo_checks -= before->algo_checks;
+    d.batched_matmuls -= before->batched_matmuls;
     return d;
 }
 
 static void zt_gemm_counts_print(const char *what, const zt_cuda_gemm_counts *d) {
-    printf("  %-44s %4llu matmuls, %4llu descriptors created, %3llu heuristic queries, %3llu "
-           "algo checks, %3d plans cached\n",
-           what, d->matmuls, d->descriptors_created, d->heuristic_queries, d->algo_checks,
-           d->cached_plans);
+    printf("  %-44s %4llu matmuls (%3llu batched), %4llu descriptors created, %3llu heuristic "
+           "queries, %3llu algo checks, %3d plans cached%s\n",
+           what, d->matmuls, d->batched_matmuls, d->descriptors_created, d->heuristic_queries,
+           d->algo_checks, d->cached_plans,
+           d->batched_refused ? " (batches refused: member by member)" : "");
 }
 
 /* Same-shape forwards reuse every plan; lengths 4..32 (rows 12..96) fill the cache with the
@@ -129,6 +131,16 @@ static void zt_gemm_plans_run(zt_gemm_backend_ctor create, int device, zt_gemm_c
     d = zt_gemm_counts_since(&c0, &c1);
     zt_gemm_counts_print("first forward, T=12", &d);
     const int plans_per_forward = d.cached_plans - c0.cached_plans;
+    /* k, v and q: one strided-batched GEMM per layer (per chunk of rows), unless the weight is
+     * widened (half weights under f32 GEMMs: member by member) or the library refused the batch */
+    const zt_dtype w_dtype = on_dut.m->tensors[on_dut.m->n_tensors - 1].dtype;
+    const int batches = gemm == ZT_GEMM_HALF || w_dtype == ZT_F32;
+    const unsigned long long layers = (unsigned long long)on_dut.m->dims.n_layers;
+    ZT_CHECK(d.batched_refused || (batches ? d.batched_matmuls >= layers &&
+                                                 d.matmuls <= d.batched_matmuls + 3 * layers + 4
+                                           : d.batched_matmuls == 0),
+             "%s: %llu of %llu matmuls batched over %llu layers (%s expected)", mode,
+             d.batched_matmuls, d.matmuls, layers, batches ? "one per layer and chunk" : "none");
     d = zt_gemm_counts_since(&c1, &c2);
     zt_gemm_counts_print("second forward, same shape", &d);
     ZT_CHECK(d.matmuls > 0, "%s: the second forward made no GEMM", mode);

@@ -77,6 +77,19 @@ static zt_status count_linear_half_in(zt_backend *be, float *out, const void *in
     return real_ops->linear_half_in(be, out, in, w, bias, n_rows, in_features, out_features, relu);
 }
 
+/* a batch counts as its members: each rounds its f32 input (a half weight), or takes a half one */
+static zt_status count_linear_batched(zt_backend *be, float *out, size_t out_stride, const void *in,
+                                      zt_dtype in_dtype, zt_weight w, size_t w_stride,
+                                      zt_weight bias, size_t bias_stride, int count, int n_rows,
+                                      int in_features, int out_features, int relu) {
+    if (in_dtype != ZT_F32)
+        counts.linear_half_in += count;
+    else if (w.dtype != ZT_F32)
+        counts.linear_half_weight += count;
+    return real_ops->linear_batched(be, out, out_stride, in, in_dtype, w, w_stride, bias,
+                                    bias_stride, count, n_rows, in_features, out_features, relu);
+}
+
 static zt_status count_linear_half_out(zt_backend *be, void *out, const void *in, zt_weight w,
                                        zt_weight bias, int n_rows, int in_features,
                                        int out_features, int relu) {
@@ -467,6 +480,7 @@ static void check_model(zt_backend *be, const model_case *mc) {
     counting.layernorm_half = count_layernorm_half;
     counting.linear_half_in = count_linear_half_in;
     counting.linear_half_out = count_linear_half_out;
+    if (own->linear_batched) counting.linear_batched = count_linear_batched;
     zt_backend_ops plain = counting;
     plain.round_half = NULL;
     plain.layernorm_half = NULL;

@@ -154,8 +154,10 @@ static void zt_model_parity_fixture(zt_backend *cpu, zt_backend *dut, const char
         ZT_CHECK(got.staging_bytes == want.staging_bytes, "%s: staging %zu vs cpu %zu", fixture,
                  got.staging_bytes, want.staging_bytes);
         if (g && dtype != ZT_F32) {
-            /* half staging halves the shadow buffers, and the rounding shows in the result */
-            ZT_CHECK(2 * got.staging_bytes <= cpu_f32.staging_bytes + 128,
+            /* half staging halves the shadow buffers (but for the 256-byte alignment of each
+             * of the 3 k/v/q copies side by side in the aux slots: 3 x 256 B per variant, 2
+             * variants), and the rounding shows in the result */
+            ZT_CHECK(2 * got.staging_bytes <= cpu_f32.staging_bytes + 128 + 2 * 2 * 3 * 256,
                      "%s half: staging %zu, f32 %zu", fixture, got.staging_bytes,
                      cpu_f32.staging_bytes);
             ZT_CHECK(zt_nmse(got.logprobs, cpu_f32.logprobs, k_r) > 1e-14,

@@ -16,6 +16,7 @@
 
 #include "op_parity.h"
 #include "gemm_parity.h"
+#include "linear_batched_parity.h"
 
 int main(int argc, char **argv) {
     uint64_t seed = 20250607;
@@ -45,6 +46,11 @@ int main(int argc, char **argv) {
 
     zt_parity_run(cpu, emu, seed);
     zt_gemm_parity_run(cpu, emu, seed);
+    /* q, k and v as one GEMM, bit for bit the three: 300 rows of 96 halves in 4 chunks */
+    printf("linear_batched against its members\n");
+    zt_linear_batched_parity_run(cpu, 1, seed);
+    ZT_REQUIRE_OK(zt_cudaemu_backend_set_linear_chunk(emu, 4096));
+    zt_linear_batched_parity_run(emu, 1, seed);
     /* the real GPU's chunk size, where these layers take one chunk */
     ZT_CHECK(zt_cudaemu_backend_set_linear_chunk(emu, 1000) == ZT_ERR_INVALID_ARG,
              "a 1000-float linear chunk was accepted");

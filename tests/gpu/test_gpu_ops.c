@@ -32,6 +32,7 @@
 
 #include "op_parity.h"
 #include "gemm_parity.h"
+#include "linear_batched_parity.h"
 #include "generation_parity.h"
 #include "model_parity.h"
 #include "zo_parity.h"
@@ -89,6 +90,8 @@ int main(int argc, char **argv) {
     zt_parity_run(cpu, gpu, seed);
     zt_gemm_parity_run(cpu, gpu, seed);
     zt_model_parity_run(cpu, gpu);
+    /* q, k and v as one strided-batched GEMM against three, on the real cuBLASLt */
+    zt_linear_batched_parity_run(gpu, 0, seed);
     zt_prng backward_prng = {seed + 1};
     zt_bwd_parity_linear(cpu, gpu, &backward_prng);
     /* the GEMM plan cache on the real cuBLASLt: descriptors once per shape and row bucket,
