@@ -117,8 +117,9 @@ sizes="125m 1.3b"
 OPENBLAS_NUM_THREADS=1 stage gpu_suite 180 "$test_gpu"
 # attention on cuDNN (--gemm half) against the CPU and the f32 kernel: the path each shape took
 OPENBLAS_NUM_THREADS=1 stage gpu_attention 60 "$(dirname "$test_gpu")/test_gpu_attention"
-# round_half / layernorm_half / linear_half_in against the plain ops, and the half-mode forward
-# with and without them: bit for bit on the real cuBLASLt
+# round_half / layernorm_half / linear_half_in / linear_half_out against the plain ops, and the
+# half-mode forward with and without them: bit for bit on the real cuBLASLt, linear_half_out's
+# half-D epilogue within one half ulp (it prints how many elements moved)
 OPENBLAS_NUM_THREADS=1 stage gpu_half_activations 60 \
   "$(dirname "$test_gpu")/test_gpu_half_activations"
 test_gpu_nccl=$(dirname "$test_gpu")/test_gpu_nccl
