@@ -388,7 +388,12 @@ zt_status zt_sweep_linear_shared_input(const zt_sweep *sw, float *const *outs, c
         fits = t->n_elems == m->tensors[weights[0]].n_elems &&
                t->dtype == m->tensors[weights[0]].dtype && (biases[i] >= 0) == (biases[0] >= 0);
     }
-    if (fits && sw->ws->staging) {
+    /* the slots must hold them only where they may be staged: a model with adapters (LoRA, a
+     * prompt) reads its base weights as stored, and sizes its slots by the adapters */
+    int stageable = 0;
+    for (int i = 0; i < count; i++)
+        stageable |= weights[i] >= zt_model_first_staged(m);
+    if (fits && sw->ws->staging && stageable) {
         const size_t main_room = L->stage_main_bytes, aux_room = L->stage_aux_bytes;
         fits = (size_t)count * w_step <= main_room && (size_t)count * b_step <= aux_room;
     }

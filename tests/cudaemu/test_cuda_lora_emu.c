@@ -111,7 +111,16 @@ int main(void) {
     float *cpu_lp = malloc(kr * sizeof(float)), *emu_lp = malloc(kr * sizeof(float));
     float *cpu_logits = malloc(krv * sizeof(float)), *emu_logits = malloc(krv * sizeof(float));
     sweep(cpu, &fb, cpu_lp, cpu_logits);
+    zt_cuda_gemm_counts before, after;
+    zt_cudaemu_backend_gemm_counts(emu, &before);
     sweep(emu, &fb, emu_lp, emu_logits);
+    zt_cudaemu_backend_gemm_counts(emu, &after);
+    /* the base k, v and q, read as stored, still run as one batched GEMM per layer and variant
+     * (the slots, sized by the adapters, need not hold them) */
+    const unsigned long long batched = after.batched_matmuls - before.batched_matmuls;
+    printf("K = %d sweep: %llu matmuls, %llu of them batched (k, v, q)\n", K,
+           after.matmuls - before.matmuls, batched);
+    ZT_CHECK(batched == 2ull * K, "%llu batched matmuls over 2 layers and %d variants", batched, K);
 
     double peft_err = 0, lp_err = 0, moved = 0;
     for (int i = 0; i < fb.n; i++)
