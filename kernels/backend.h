@@ -34,6 +34,13 @@ typedef struct zt_weight {
     zt_dtype dtype;
 } zt_weight;
 
+/* Member i of tensors laid `stride` elements apart (linear_batched's weights and biases): w with
+ * its pointer moved; an absent tensor stays absent. */
+static inline zt_weight zt_weight_member(zt_weight w, size_t stride, int i) {
+    if (w.data) w.data = (const char *)w.data + (size_t)i * stride * zt_dtype_size(w.dtype);
+    return w;
+}
+
 /* ---- perturbation and update (docs/design.md §2; z addressing: common/perturb_rng.h) ---- */
 
 typedef enum zt_dist {

@@ -200,15 +200,12 @@ zt_status zt_cpu_linear_batched(zt_backend *be, float *out, size_t out_stride, /
                                         bias, bias_stride, count, n_rows, in_features,
                                         out_features));
     /* one linear per member: the CPU's GEMM is cut by output columns anyway */
-    for (int i = 0; i < count; i++) {
-        zt_weight wi = w, bi = bias;
-        wi.data = (const char *)w.data + (size_t)i * w_stride * zt_dtype_size(w.dtype);
-        if (bias.data)
-            bi.data = (const char *)bias.data + (size_t)i * bias_stride * zt_dtype_size(bias.dtype);
-        const int half = in_dtype != ZT_F32;
+    const int half = in_dtype != ZT_F32;
+    for (int i = 0; i < count; i++)
         ZT_TRY(linear_rounded(be, op, out + (size_t)i * out_stride, NULL, half ? NULL : in,
-                              half ? in : NULL, wi, bi, n_rows, in_features, out_features, relu));
-    }
+                              half ? in : NULL, zt_weight_member(w, w_stride, i),
+                              zt_weight_member(bias, bias_stride, i), n_rows, in_features,
+                              out_features, relu));
     return ZT_OK;
 }
 

@@ -105,6 +105,24 @@ static zt_status lt_matmul(zt_cuda_backend *cb, void *out, zt_dtype out_dtype, /
 
 // ---- the op ----
 
+static zt_status linear_rounded(zt_backend *be, const char *op, void *out, zt_dtype out_dtype,
+                                const float *in, const void *half_in, zt_weight w, zt_weight bias,
+                                int n_rows, int in_features, int out_features, int relu,
+                                const linear_members &members = kOneMember);
+
+/* A batch's members as linears of their own (f32 outputs). */
+static zt_status linear_each_member(zt_backend *be, const char *op, float *out, /* members */
+                                    const float *in, const void *half_in, zt_weight w,
+                                    zt_weight bias, int n_rows, int in_features, int out_features,
+                                    int relu, const linear_members &members) {
+    for (int i = 0; i < members.count; i++)
+        ZT_TRY(linear_rounded(be, op, out + (size_t)i * members.out_stride, ZT_F32, in, half_in,
+                              zt_weight_member(w, members.w_stride, i),
+                              zt_weight_member(bias, members.bias_stride, i), n_rows, in_features,
+                              out_features, relu));
+    return ZT_OK;
+}
+
 /* linear with its f32 input `in`, or, under ZT_GEMM_HALF, with that input already rounded to
  * w's dtype in half_in (NULL: round `in` here). A half input runs the very GEMMs (the same
  * chunks of rows, so the same shapes and plans) that rounding `in` chunk by chunk would, reading
@@ -114,8 +132,7 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
                                 zt_dtype out_dtype, const float *in,       /* (N,IC) */
                                 const void *half_in,                       /* (N,IC) or NULL */
                                 zt_weight w, zt_weight bias, int n_rows, int in_features,
-                                int out_features, int relu,
-                                const linear_members &members = kOneMember) {
+                                int out_features, int relu, const linear_members &members) {
     ZT_TRY(zt_cuda_enter(be));
     zt_cuda_backend *cb = zt_cuda(be);
     const zt_gemm_precision precision = be->gemm;
@@ -130,21 +147,10 @@ static zt_status linear_rounded(zt_backend *be, const char *op, void *out, /* (N
     const int copy_bias =
         half_out ? misaligned_bias : bias.data != NULL && (bias.dtype != ZT_F32 || misaligned_bias);
     const int half_weight = w.dtype == ZT_F16 || w.dtype == ZT_BF16;
-    if (members.count > 1 && half_weight && precision != ZT_GEMM_HALF) {
-        /* widened weight chunks are a member's own: one linear per member */
-        const size_t w_elem = zt_dtype_size(w.dtype), b_elem = zt_dtype_size(bias.dtype);
-        for (int i = 0; i < members.count; i++) {
-            zt_weight wi = w, bi = bias;
-            wi.data = static_cast<const char *>(w.data) + (size_t)i * members.w_stride * w_elem;
-            if (bias.data)
-                bi.data =
-                    static_cast<const char *>(bias.data) + (size_t)i * members.bias_stride * b_elem;
-            ZT_TRY(linear_rounded(
-                be, op, static_cast<float *>(out) + (size_t)i * members.out_stride, out_dtype, in,
-                half_in, wi, bi, n_rows, in_features, out_features, relu));
-        }
-        return ZT_OK;
-    }
+    if (members.count > 1 && half_weight && precision != ZT_GEMM_HALF)
+        /* widened weight chunks are a member's own */
+        return linear_each_member(be, op, static_cast<float *>(out), in, half_in, w, bias, n_rows,
+                                  in_features, out_features, relu, members);
     const int n_bias_copies = copy_bias ? members.count : 0;
     const zt_linear_scratch plan =
         zt_cuda_linear_scratch(precision, n_rows, in_features, out_features, w.dtype, n_bias_copies,
@@ -306,16 +312,8 @@ zt_status zt_cuda_linear_batched(zt_backend *be, float *out, size_t out_stride, 
         cb->batched_gemm_refused = 1;
         zt_clear_error();
     }
-    const size_t w_elem = zt_dtype_size(w.dtype), b_elem = zt_dtype_size(bias.dtype);
-    for (int i = 0; i < count; i++) {
-        zt_weight wi = w, bi = bias;
-        wi.data = static_cast<const char *>(w.data) + (size_t)i * w_stride * w_elem;
-        if (bias.data)
-            bi.data = static_cast<const char *>(bias.data) + (size_t)i * bias_stride * b_elem;
-        ZT_TRY(linear_rounded(be, op, out + (size_t)i * out_stride, ZT_F32, in_f32, in_half, wi, bi,
-                              n_rows, in_features, out_features, relu));
-    }
-    return ZT_OK;
+    return linear_each_member(be, op, out, in_f32, in_half, w, bias, n_rows, in_features,
+                              out_features, relu, members);
 }
 
 zt_status zt_cuda_linear_half_out(zt_backend *be, void *out, /* (N,OC) in w.dtype */
