@@ -841,6 +841,7 @@ static void print_text_header(const bench_context *ctx, const peaks *pk) {
     /* The CPU backend's OpenMP threads and OpenBLAS's own threads share the cores: how OpenMP
      * waits between regions changes the linear timings several-fold, so it is on record. */
     if (!ctx->is_cuda) {
+        printf("blas:    %s\n", zt_cpu_blas_kernels());
         printf("threads: OpenBLAS %d, OMP_WAIT_POLICY=%s, OMP_NUM_THREADS=%s\n",
                openblas_get_num_threads(), env_or("OMP_WAIT_POLICY", "(unset)"),
                env_or("OMP_NUM_THREADS", "(unset)"));
@@ -891,8 +892,10 @@ static void print_json(const bench_context *ctx, const peaks *pk, const case_res
            bench_dtype_flag_name(o->dtype), zt_gemm_precision_name(ctx->be->gemm), o->batch,
            o->seq_len, o->flush ? "true" : "false");
     if (!ctx->is_cuda)
-        printf("\"openblas_threads\":%d,\"omp_wait_policy\":\"%s\",\"load_average\":%.2f,",
-               openblas_get_num_threads(), env_or("OMP_WAIT_POLICY", ""), cpu_load_average());
+        printf("\"openblas_core\":\"%s\",\"openblas_threads\":%d,\"omp_wait_policy\":\"%s\","
+               "\"load_average\":%.2f,",
+               zt_cpu_blas_core(), openblas_get_num_threads(), env_or("OMP_WAIT_POLICY", ""),
+               cpu_load_average());
     printf("\"peak_gb_per_s\":%.3f,\"peak_gflop_per_s\":%.3f,\"peak_bandwidth_source\":\"%s\","
            "\"peak_compute_source\":\"%s\",\"results\":[",
            pk->gb_per_s, pk->gflop_per_s, pk->bandwidth_source, pk->compute_source);

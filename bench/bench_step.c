@@ -686,6 +686,7 @@ static void print_header(const bench_options *o, int backend_threads) {
            "(%s build)\n",
            sysconf(_SC_NPROCESSORS_ONLN), have_load ? load[0] : -1.0, backend_threads,
            openblas_get_num_threads(), openblas_threading());
+    printf("blas:    %s\n", zt_cpu_blas_kernels());
     /* Two thread pools that both spin after their parallel regions share the cores: on a
      * loaded or small machine a step can stall for many milliseconds (max >> min below). */
     if (ZT_HAVE_OPENMP && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1 &&
@@ -764,8 +765,10 @@ static void print_text(const bench_options *o, const bench_result *r) {
 
 static void print_json(const bench_options *o, int backend_threads, const bench_result *results,
                        int n) {
-    printf("{\"machine_cpus\":%ld,\"backend_threads\":%d,\"openblas_threads\":%d,",
-           sysconf(_SC_NPROCESSORS_ONLN), backend_threads, openblas_get_num_threads());
+    printf("{\"machine_cpus\":%ld,\"backend_threads\":%d,\"openblas_threads\":%d,"
+           "\"openblas_core\":\"%s\",",
+           sysconf(_SC_NPROCESSORS_ONLN), backend_threads, openblas_get_num_threads(),
+           zt_cpu_blas_core());
     printf("\"dtype\":\"%s\",\"batch_size\":%d,\"seq_len\":%d,\"optimizer\":\"%s\","
            "\"dist\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"warmup\":%d,\"models\":[",
            zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer,

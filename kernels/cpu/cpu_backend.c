@@ -3,6 +3,7 @@
 #include "cpu/cpu_backend.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,8 +128,7 @@ static size_t cpu_scratch_bytes(zt_backend *be, const zt_scratch_query *q) {
     switch (q->op) {
     case ZT_SCRATCH_LINEAR:
         floats = zt_cpu_linear_scratch(be->gemm, q->n_rows, q->in_features, q->out_features,
-                                       q->weight_dtype, q->bias_dtype, q->has_bias,
-                                       q->half_output)
+                                       q->weight_dtype, q->bias_dtype, q->has_bias, q->half_output)
                      .total_floats;
         break;
     case ZT_SCRATCH_ATTENTION:
@@ -176,6 +176,10 @@ static zt_status cpu_reserve_scratch(zt_backend *be, size_t n_bytes) {
                           "reserve_scratch", &unused);
 }
 
+static const char *cpu_describe(zt_backend *be) {
+    return zt_cpu(be)->description;
+}
+
 static const zt_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -212,6 +216,7 @@ static const zt_backend_ops cpu_ops = {
     .fo_update = zt_cpu_fo_update,
     .grad_sumsq = zt_cpu_grad_sumsq,
     .set_gemm_precision = cpu_set_gemm_precision,
+    .describe = cpu_describe,
 };
 
 static int default_thread_count(void) {
@@ -237,7 +242,10 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
      * the same cores: bench_step measured GEMMs slower with 2 BLAS threads than with 1 next to
      * our OpenMP ops, and sgemm's bits depend on its thread count. So OpenBLAS runs on one
      * thread (deterministic across machines) unless OPENBLAS_NUM_THREADS asks otherwise. */
+    zt_cpu_blas_select_kernels();
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
+    snprintf(cpu->description, sizeof cpu->description, "%d thread%s, %s", cpu->n_threads,
+             cpu->n_threads == 1 ? "" : "s", zt_cpu_blas_kernels());
     cpu->base.ops = &cpu_ops;
     cpu->base.impl = cpu;
     /* 256 rows: OpenBLAS packs the whole head table once per GEMM call, so each chunk re-reads

@@ -67,6 +67,7 @@ typedef struct zt_cpu_backend {
     zt_cpu_threads_state threads;
     float *scratch; /* 64-byte aligned, tracked as ZT_MEM_SCRATCH */
     size_t scratch_floats;
+    char description[256]; /* what describe() returns */
 } zt_cpu_backend;
 
 /* Threads for the next parallel region: n_threads as given, or for the default count the cores
