@@ -526,6 +526,10 @@ struct zt_backend {
      * rows of V logits the workspace holds; set by the constructor, at least 1. Each backend's
      * choice trades re-reads of the head table against that buffer (docs/design.md §2.3). */
     int head_chunk_rows;
+    /* What besides --gemm decides the GEMMs' bits, e.g. "OpenBLAS SkylakeX"; NULL when the
+     * backend knows nothing more. The step log's compute string records it, so resuming a run
+     * on other kernels warns that its steps will differ (docs/design.md §2.5). */
+    const char *gemm_kernels;
     /* Batch invariance (docs/distributed.md): a sequence's results must not depend on what else
      * is in its batch, so that data-parallel ranks and one process agree bit for bit. BLAS
      * libraries give a row bits that depend on the matrix it sits in, so under batch_invariant

@@ -9,15 +9,13 @@
  * OPENBLAS_CORETYPE would have at load time. A user's OPENBLAS_CORETYPE is always obeyed. */
 #include "cpu/cpu_backend.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak: a build of OpenBLAS without DYNAMIC_ARCH, or another BLAS, has none of these, and then
- * the kernels stay as the library chose them. */
-extern char *openblas_get_corename(void) __attribute__((weak));
-extern char *openblas_get_config(void) __attribute__((weak));
+/* Weak: an OpenBLAS built without DYNAMIC_ARCH has one set of kernels and neither of these. */
 extern void gotoblas_dynamic_init(void) __attribute__((weak));
 extern void gotoblas_dynamic_quit(void) __attribute__((weak));
 
@@ -25,6 +23,7 @@ static pthread_once_t selection_once = PTHREAD_ONCE_INIT;
 static char detected_core[32];
 static char chosen_core[32];
 static char summary[192];
+static char gemm_kernels[48];
 
 /* 2: AVX-512 (F, CD, BW, DQ, VL) as OpenBLAS's SkylakeX kernels use it; 1: AVX2 with FMA, as
  * its Haswell kernels do; 0: neither. */
@@ -64,13 +63,9 @@ static void copy_name(char *dst, size_t size, const char *src) {
 }
 
 static void select_kernels(void) {
-    if (!openblas_get_corename) {
-        snprintf(summary, sizeof summary, "BLAS without OpenBLAS's core selection");
-        return;
-    }
     copy_name(detected_core, sizeof detected_core, openblas_get_corename());
     copy_name(chosen_core, sizeof chosen_core, detected_core);
-    const char *config = openblas_get_config ? openblas_get_config() : "OpenBLAS";
+    const char *config = openblas_get_config();
     char version[32];
     /* "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." -> "OpenBLAS 0.3.21" */
     if (sscanf(config, "OpenBLAS %31s", version) != 1) snprintf(version, sizeof version, "?");
@@ -87,6 +82,7 @@ static void select_kernels(void) {
         unsetenv("OPENBLAS_CORETYPE");
         copy_name(chosen_core, sizeof chosen_core, openblas_get_corename());
     }
+    snprintf(gemm_kernels, sizeof gemm_kernels, "OpenBLAS %s", chosen_core);
     if (strcmp(chosen_core, detected_core) != 0)
         snprintf(summary, sizeof summary,
                  "OpenBLAS %s, %s kernels (it detected %s, older than this CPU's vector units)",
@@ -103,6 +99,11 @@ void zt_cpu_blas_select_kernels(void) {
 const char *zt_cpu_blas_kernels(void) {
     zt_cpu_blas_select_kernels();
     return summary;
+}
+
+const char *zt_cpu_blas_gemm_kernels(void) {
+    zt_cpu_blas_select_kernels();
+    return gemm_kernels;
 }
 
 const char *zt_cpu_blas_detected_core(void) {

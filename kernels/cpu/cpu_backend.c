@@ -254,6 +254,7 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
      * (docs/design.md §2.3). */
     cpu->base.head_chunk_rows = 256;
     cpu->base.offers_batch_invariance = 1;
+    cpu->base.gemm_kernels = zt_cpu_blas_gemm_kernels();
     *out = &cpu->base;
     return ZT_OK;
 }

@@ -16,10 +16,12 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out);
 /* OpenBLAS's kernels (blas_kernels.c). The first call, which zt_cpu_backend_create makes, checks
  * the core OpenBLAS chose against the CPU's vector units and re-selects a core that is older
  * than them, unless OPENBLAS_CORETYPE names one. Then: a line for humans ("OpenBLAS 0.3.21,
- * SkylakeX kernels (...)"), the core OpenBLAS detected at load time and the core in use
- * ("" when the BLAS is not a DYNAMIC_ARCH OpenBLAS). Thread-safe; runs its check once. */
+ * SkylakeX kernels (...)"), the core OpenBLAS detected at load time and the core in use. An
+ * OpenBLAS built without DYNAMIC_ARCH keeps its one core. Thread-safe; runs its check once. */
 void zt_cpu_blas_select_kernels(void);
 const char *zt_cpu_blas_kernels(void);
+/* "OpenBLAS SkylakeX": the backend's gemm_kernels. */
+const char *zt_cpu_blas_gemm_kernels(void);
 const char *zt_cpu_blas_detected_core(void);
 const char *zt_cpu_blas_core(void);
 

@@ -465,7 +465,7 @@ static zt_status open_log(run *r) {
         fprintf(stderr,
                 "zotune train: warning: %s was started on %s, this run computes on %s: the steps "
                 "from here will not be bit-identical to an uninterrupted run (that needs the same "
-                "--device and --gemm)\n",
+                "--device, --gemm and GEMM kernels)\n",
                 r->log_path, logged.compute, r->header.compute);
     /* every rank has read the log (and the snapshot) before rank 0 creates or changes either */
     if (s == ZT_OK) s = zt_run_barrier(r);
