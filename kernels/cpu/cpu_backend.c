@@ -241,7 +241,8 @@ zt_status zt_cpu_backend_create(int n_threads, zt_backend **out) {
     /* Debian's OpenBLAS runs its own pthreads pool, which fights OpenMP's spinning threads for
      * the same cores: bench_step measured GEMMs slower with 2 BLAS threads than with 1 next to
      * our OpenMP ops, and sgemm's bits depend on its thread count. So OpenBLAS runs on one
-     * thread (deterministic across machines) unless OPENBLAS_NUM_THREADS asks otherwise. */
+     * thread (the same bits whatever the machine's core count) unless OPENBLAS_NUM_THREADS asks
+     * otherwise. */
     zt_cpu_blas_select_kernels();
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     snprintf(cpu->description, sizeof cpu->description, "%d thread%s, %s", cpu->n_threads,
