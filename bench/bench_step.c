@@ -49,6 +49,7 @@ typedef struct bench_options {
     zt_perturb_mode mode;
     int steps, warmup;
     int threads;
+    int head_blocks; /* -1: the backend's head_vocab_chunk */
     int json;
 } bench_options;
 
@@ -294,7 +295,8 @@ static zt_perturbation variant_of(const zt_step_plan *plan, int k) {
 /* Shadow staging of one step as the forward does it: every trainable tensor but the two tables
  * staged once for all perturbed variants into an f32 buffer each (perturb_variants), the token
  * table once per head group of zt_model_head_group_limit perturbed variants (for the LM head; the
- * forward groups variants by index, the same for MeZO), and the embedding and position rows of
+ * forward groups variants by index, the same for MeZO; a block of the backend's head_vocab_chunk
+ * rows at a time where it has one), and the embedding and position rows of
  * the batch read by perturbed gathers into `rows_out`. shadow holds a buffer of shadow_floats
  * per perturbed variant. */
 static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step_plan *plan,
@@ -318,8 +320,8 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
         zt_weight src = {t->data, t->dtype};
         const int id = (int)t->tensor_id;
         if (id != zt_opt_position_table(m) && id != m->embed_tokens) {
-            ZT_TRY(be->ops->perturb_variants(be, dst, ZT_F32, src, t->tensor_id, t->n_elems, staged,
-                                             n_staged));
+            ZT_TRY(be->ops->perturb_variants(be, dst, ZT_F32, src, t->tensor_id, 0, t->n_elems,
+                                             staged, n_staged));
             continue;
         }
         for (int k = 0; k < n_staged; k++) {
@@ -334,11 +336,18 @@ static zt_status stage_shadow(zt_model *m, const zt_param_set *ps, const zt_step
                                         c->word_embed_proj_dim, 0, &gp));
         }
         if (id != m->embed_tokens) continue;
+        /* the head's blocks of zt_head_vocab_cols rows, each into the front of the buffers */
         const int head_group = zt_model_head_group_limit(m);
+        const size_t row = (size_t)c->word_embed_proj_dim;
+        const int cols = zt_head_vocab_cols(be, c->vocab_size);
         for (int g = 0; g < n_staged; g += head_group) {
             const int in_group = n_staged - g < head_group ? n_staged - g : head_group;
-            ZT_TRY(be->ops->perturb_variants(be, dst + g, ZT_F32, src, t->tensor_id, t->n_elems,
-                                             staged + g, in_group));
+            for (int v0 = 0; v0 < c->vocab_size; v0 += cols) {
+                const size_t rows = (size_t)(c->vocab_size - v0 < cols ? c->vocab_size - v0 : cols);
+                ZT_TRY(be->ops->perturb_variants(
+                    be, dst + g, ZT_F32, zt_weight_member(src, (size_t)v0 * row, 1), t->tensor_id,
+                    (uint64_t)v0 * row, rows * row, staged + g, in_group));
+            }
         }
     }
     return ZT_OK;
@@ -698,6 +707,11 @@ static void print_header(const bench_options *o, int backend_threads) {
            "timed steps after %d warm-up\n",
            zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer,
            o->dist ? o->dist : "the optimizer's", mode_name(o->mode), o->steps, o->warmup);
+    if (o->head_blocks > 0)
+        printf("head:    the table staged and multiplied %d rows at a time (--head-blocks)\n",
+               o->head_blocks);
+    else
+        printf("head:    the whole table staged at once (--head-blocks 0)\n");
 }
 
 static void print_phase(const char *name, const meter *m, double step_ms, const char *detail) {
@@ -770,9 +784,10 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
            sysconf(_SC_NPROCESSORS_ONLN), backend_threads, openblas_get_num_threads(),
            zt_cpu_blas_core());
     printf("\"dtype\":\"%s\",\"batch_size\":%d,\"seq_len\":%d,\"optimizer\":\"%s\","
-           "\"dist\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"warmup\":%d,\"models\":[",
+           "\"dist\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"warmup\":%d,\"head_blocks\":%d,"
+           "\"models\":[",
            zt_dtype_name(o->dtype), o->batch_size, o->seq_len, o->optimizer,
-           o->dist ? o->dist : "default", mode_name(o->mode), o->steps, o->warmup);
+           o->dist ? o->dist : "default", mode_name(o->mode), o->steps, o->warmup, o->head_blocks);
     for (int i = 0; i < n; i++) {
         const bench_result *r = &results[i];
         printf("%s{\"size\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"variants\":%d,"
@@ -821,6 +836,8 @@ static void usage(FILE *out) {
             "  --mode M            shadow or inplace (default shadow)\n"
             "  --steps N           timed steps, after one warm-up step (default 3)\n"
             "  --threads N         CPU threads, 0 = all (default 0)\n"
+            "  --head-blocks R     head-table rows the LM head stages at a time, 0 = the whole\n"
+            "                      table (default: the CPU backend's, 512)\n"
             "  --quick             tiny and small only, 2 steps\n"
             "  --json              one JSON document instead of text\n"
             "  --help              this text\n");
@@ -861,6 +878,7 @@ static int parse_value(bench_options *o, const char *flag, char *value) {
     if (strcmp(flag, "--seq-len") == 0) return parse_int(flag, value, 2, &o->seq_len);
     if (strcmp(flag, "--steps") == 0) return parse_int(flag, value, 1, &o->steps);
     if (strcmp(flag, "--threads") == 0) return parse_int(flag, value, 0, &o->threads);
+    if (strcmp(flag, "--head-blocks") == 0) return parse_int(flag, value, 0, &o->head_blocks);
     if (strcmp(flag, "--optimizer") == 0) {
         o->optimizer = value;
         return 1;
@@ -895,9 +913,9 @@ static int parse_value(bench_options *o, const char *flag, char *value) {
 }
 
 static int takes_value(const char *flag) {
-    static const char *const flags[] = {"--model-size", "--dtype",     "--batch-size",
-                                        "--seq-len",    "--optimizer", "--mode",
-                                        "--steps",      "--threads",   "--dist"};
+    static const char *const flags[] = {"--model-size", "--dtype",      "--batch-size", "--seq-len",
+                                        "--optimizer",  "--mode",       "--steps",      "--threads",
+                                        "--dist",       "--head-blocks"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (strcmp(flag, flags[i]) == 0) return 1;
     return 0;
@@ -914,6 +932,7 @@ static int parse_options(int argc, char **argv, bench_options *o) {
     o->mode = ZT_PERTURB_SHADOW;
     o->steps = 3;
     o->warmup = 1;
+    o->head_blocks = -1;
     int quick = 0, sizes_given = 0, steps_given = 0;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -960,6 +979,8 @@ int main(int argc, char **argv) {
     if (parsed) return parsed == 1 ? 0 : 2;
     zt_backend *be = NULL;
     if (report(zt_cpu_backend_create(o.threads, &be)) != ZT_OK) return 1;
+    if (o.head_blocks >= 0) be->head_vocab_chunk = o.head_blocks;
+    o.head_blocks = be->head_vocab_chunk;
     int backend_threads = zt_cpu(be)->n_threads;
     bench_result results[MAX_SIZES];
     if (!o.json) print_header(&o, backend_threads);

@@ -93,7 +93,8 @@ typedef struct workload {
     int half_precision;                         /* stochastic rounding in the update */
     double state_copies;                        /* f32 optimizer-state tensors per weight */
     double activation_bytes;                    /* zotune design: 4 (backend.h) or s */
-    double head_chunk_rows; /* target rows per LM-head GEMM: the backend's head_chunk_rows */
+    double head_chunk_rows;  /* target rows per LM-head GEMM: the backend's head_chunk_rows */
+    double head_vocab_chunk; /* head-table rows staged at a time: the backend's; 0 = all (CUDA) */
 } workload;
 
 typedef struct machine {
@@ -302,23 +303,29 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
      *   activations  K residual streams (N h) + K x the layer temporaries: h, q, k, v, attn
      *                (5 N h) + ffn (N f) + [e != h] tok (N e); + G x ([e != h] hid_proj (N e)
      *                + hid (N h)), G = min(K, zt_head_group_limit) + logits (min(N,
-     * head_chunk_rows) V)
-     *                + log-probs (K N) + five int32 (N) arrays;
+     *                head_chunk_rows) C), C = min(V, head_vocab_chunk) or V without head
+     *                blocks + log-probs (K N) + five int32 (N) arrays + with head blocks the
+     *                running log-sum-exp (G N 3 doubles);
      *   staging      the largest tensor a layer stages (max of 2050 h, h f, h e, and k, v,
      *                q's 3 h^2 side by side) + the largest vector (max of f, h, 3 h), then one
      *                region that holds in turn K - 1
-     *                more of both and min(K, zt_head_group_limit) copies of the head table
-     *                (V e), in the staging dtype;
+     *                more of both and min(K, zt_head_group_limit) copies of C rows of the
+     *                head table (C e), in the staging dtype;
      *   state        f32 copies. */
     double h = d->hidden, f = d->ffn, e = d->embed_proj;
     double head_chunk = n < w->head_chunk_rows ? n : w->head_chunk_rows;
+    const int blocks = w->head_vocab_chunk > 0.0;
+    const double head_cols =
+        blocks && w->head_vocab_chunk < d->vocab ? w->head_vocab_chunk : d->vocab;
     memory_need *mem = &est->memory;
     mem->weights = params * s;
     const double narrow_rows = e != h ? n * e : 0.0;
     const double head_group = k < group_limit ? k : group_limit;
     mem->activations = act * (k * n * h + k * (5.0 * n * h + n * f + narrow_rows) +
                               head_group * (narrow_rows + n * h)) +
-                       sizeof(float) * (head_chunk * d->vocab + k * n) + 5.0 * n * sizeof(int32_t);
+                       sizeof(float) * (head_chunk * head_cols + k * n) +
+                       5.0 * n * sizeof(int32_t) +
+                       (blocks ? head_group * n * 3.0 * sizeof(double) : 0.0);
     double largest_layered = positions;
     if (h * f > largest_layered) largest_layered = h * f;
     if (h * e > largest_layered) largest_layered = h * e;
@@ -330,7 +337,7 @@ static void zotune_step(const model_dims *d, const workload *w, const machine *m
     if (kvq > largest_layered) largest_layered = kvq;
     if (kvq_bias > vector) vector = kvq_bias;
     const double layer_variants = k > 1.0 ? (k - 1.0) * (largest_layered + vector) : 0.0;
-    const double head_tables = head_group * table;
+    const double head_tables = head_group * head_cols * e;
     mem->staging =
         (largest_layered + vector + (layer_variants > head_tables ? layer_variants : head_tables)) *
         stage_bytes;
@@ -796,6 +803,7 @@ static void check_memory_plan(const model_dims *d, const workload *w) {
         zt_model_plan_memory(model, &shape, &plan);
         workload on_cpu = *w;
         on_cpu.head_chunk_rows = be->head_chunk_rows;
+        on_cpu.head_vocab_chunk = be->head_vocab_chunk;
         machine any = {"any", 1e12, 1e15, 1e14, 0.0, 80e9, RNG_INSTR_PER_Z};
         estimate e;
         zotune_step(d, &on_cpu, &any, sizeof(float), sizeof(float), any.f32_flops_per_s, 0, "check",

@@ -16,10 +16,11 @@ enum { ZT_N_FO_OPS = 0 ZT_BACKEND_FO_OPS(ZT_COUNT_SLOT) };
 enum { ZT_N_HALF_ACTIVATION_OPS = 0 ZT_BACKEND_HALF_ACTIVATION_OPS(ZT_COUNT_SLOT) };
 #undef ZT_COUNT_SLOT
 /* Every member is a pointer (so there is no padding): `name`, the optional linear_batched,
- * set_gemm_precision, vouch_indices and describe, the backward, first-order and half-activation
- * groups, and the required slots. A slot added to the table must join ZT_BACKEND_REQUIRED_OPS or
- * a group or be documented optional (and counted here), or this fails. */
-enum { ZT_N_OPTIONAL_OPS = 4 + ZT_N_BACKWARD_OPS + ZT_N_FO_OPS + ZT_N_HALF_ACTIVATION_OPS };
+ * target_logprobs_fold, set_gemm_precision, vouch_indices and describe, the backward, first-order
+ * and half-activation groups, and the required slots. A slot added to the table must join
+ * ZT_BACKEND_REQUIRED_OPS or a group or be documented optional (and counted here), or this fails.
+ */
+enum { ZT_N_OPTIONAL_OPS = 5 + ZT_N_BACKWARD_OPS + ZT_N_FO_OPS + ZT_N_HALF_ACTIVATION_OPS };
 _Static_assert(sizeof(zt_backend_ops) ==
                    sizeof(const char *) +
                        (ZT_N_REQUIRED_OPS + ZT_N_OPTIONAL_OPS) * sizeof(void (*)(void)),

@@ -266,6 +266,21 @@ typedef struct zt_backend_ops {
                                  const int32_t *targets,         /* (R) */
                                  int n_rows, int vocab);
 
+    /* Optional: target_logprobs for a head that computes its logits a block of vocabulary
+     * columns at a time (head_vocab_chunk > 0; such a backend must set it). logits holds columns
+     * [col0, col0 + n_cols) of every row; the blocks of a row come in column order, the first at
+     * col0 = 0 (which checks the targets: a bad one is an error naming the row, and nothing is
+     * written). Each block folds into the row's running log-sum-exp, state[r] = (max, sum of
+     * exp(logit - max) in double, the target's logit), and the block that ends the row
+     * (col0 + n_cols == vocab) writes logprob[r]. One block of the whole row gives exactly
+     * target_logprobs' bits; more blocks, the same value up to rounding, in bits fixed by the
+     * blocking (never by the thread count). */
+    zt_status (*target_logprobs_fold)(zt_backend *be, float *logprob, /* (R) */
+                                      double *state,                  /* (R,3) */
+                                      const float *logits,            /* (R,n_cols) */
+                                      const int32_t *targets,         /* (R) */
+                                      int n_rows, int vocab, int col0, int n_cols);
+
     /* ---- perturbation ---- */
 
     /* dst[j] = src[j] + perturbation(tensor_id, elem_offset + j) for j in [0, n), computed in
@@ -277,14 +292,15 @@ typedef struct zt_backend_ops {
                          const zt_perturbation *p);
 
     /* The K variants of one whole tensor at once (the shadow sweep's staging, docs/design.md
-     * §2.3): dst[k][j] = src[j] + p[k](tensor_id, j) for j in [0, n) and k in [0, K), stored in
-     * dst_dtype: bit for bit what K perturb calls give, but z of a seed the variants share is
-     * drawn once for all of them (MeZO's +eps z and -eps z draw z once). dst is a host array of
-     * K backend pointers, pairwise disjoint and disjoint from src; a variant without terms gets
-     * the plain conversion. */
+     * §2.3): dst[k][j] = src[j] + p[k](tensor_id, elem_offset + j) for j in [0, n) and k in
+     * [0, K), stored in dst_dtype: bit for bit what K perturb calls give, but z of a seed the
+     * variants share is drawn once for all of them (MeZO's +eps z and -eps z draw z once). As in
+     * perturb, elem_offset addresses a slice of a larger tensor (a block of the head table's
+     * rows, head_vocab_chunk). dst is a host array of K backend pointers, pairwise disjoint and
+     * disjoint from src; a variant without terms gets the plain conversion. */
     zt_status (*perturb_variants)(zt_backend *be, void *const *dst,  /* (K) of (n) */
                                   zt_dtype dst_dtype, zt_weight src, /* (n) */
-                                  uint32_t tensor_id, size_t n_elems,
+                                  uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                                   const zt_perturbation *p, /* (K) */
                                   int n_variants);
 
@@ -526,6 +542,11 @@ struct zt_backend {
      * rows of V logits the workspace holds; set by the constructor, at least 1. Each backend's
      * choice trades re-reads of the head table against that buffer (docs/design.md §2.3). */
     int head_chunk_rows;
+    /* Head-table rows (vocabulary columns of the logits) the LM head stages and multiplies at a
+     * time, folding each block into target_logprobs_fold's running log-sum-exp; 0: the whole
+     * table at once with target_logprobs. A block keeps the staged copies and the logits in
+     * cache and the staging memory at G blocks instead of G tables (docs/design.md §2.3). */
+    int head_vocab_chunk;
     /* What besides --gemm decides the GEMMs' bits, e.g. "OpenBLAS SkylakeX"; NULL when the
      * backend knows nothing more. The step log's compute string records it, so resuming a run
      * on other kernels warns that its steps will differ (docs/design.md §2.5). */

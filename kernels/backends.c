@@ -84,6 +84,13 @@ zt_status zt_backend_create(const char *name, int n_threads, zt_backend **out) {
     if (status == ZT_OK && (*out)->head_chunk_rows < 1)
         status = zt_fail(ZT_ERR_INTERNAL, "backend '%s': head_chunk_rows %d (at least 1)",
                          (*out)->ops->name, (*out)->head_chunk_rows);
+    if (status == ZT_OK && (*out)->head_vocab_chunk < 0)
+        status = zt_fail(ZT_ERR_INTERNAL, "backend '%s': head_vocab_chunk %d (0 or more)",
+                         (*out)->ops->name, (*out)->head_vocab_chunk);
+    if (status == ZT_OK && (*out)->head_vocab_chunk > 0 && !(*out)->ops->target_logprobs_fold)
+        status = zt_fail(ZT_ERR_INTERNAL,
+                         "backend '%s': head_vocab_chunk %d without a target_logprobs_fold op",
+                         (*out)->ops->name, (*out)->head_vocab_chunk);
     if (status != ZT_OK) {
         /* Without a destroy slot the half-made backend cannot be released: leaked, not crashed. */
         if ((*out)->ops != NULL && (*out)->ops->destroy != NULL) (*out)->ops->destroy(*out);

@@ -127,8 +127,9 @@ zt_status zt_model_reload_tensors(zt_model *model, const char *dir, const uint8_
 /* Number of parameters, the tied head counted once (equals HF's model.num_parameters()). */
 size_t zt_model_parameter_count(const zt_model *model);
 
-/* zt_head_group_limit (below) of the model's head table: how many variants a shadow forward
- * stages it for at once; 1 without a head. */
+/* How many variants a shadow forward stages the model's head table for at once: 1 without a
+ * head, ZT_HEAD_GROUP_VARIANTS on a backend with head blocks (head_vocab_chunk), where a second
+ * copy is a block, else zt_head_group_limit (below) of its table. */
 int zt_model_head_group_limit(const zt_model *model);
 
 /* Marks the tensors matched by comma-separated fnmatch patterns (on the canonical name or the
@@ -215,6 +216,12 @@ enum { ZT_MAX_TOKENS_PER_FORWARD = 1 << 24 };
  * (backend.h), which bounds the workspace's logits buffer to this many x V. */
 static inline int zt_head_chunk_rows(const zt_backend *be, int rows) {
     return rows < be->head_chunk_rows ? rows : be->head_chunk_rows;
+}
+
+/* Vocabulary columns of the logits (rows of the head table) the LM head computes at a time: the
+ * backend's head_vocab_chunk (backend.h), or the whole vocabulary when that is 0 or larger. */
+static inline int zt_head_vocab_cols(const zt_backend *be, int vocab) {
+    return be->head_vocab_chunk > 0 && be->head_vocab_chunk < vocab ? be->head_vocab_chunk : vocab;
 }
 
 /* The plan of a loaded model on its backend at a shape. */

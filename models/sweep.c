@@ -109,7 +109,8 @@ static zt_status stage_variants(const zt_sweep *sw, int id, void *const *dst, zt
     if (n == 1)
         return m->be->ops->perturb(m->be, dst[0], staged, master, (uint32_t)id, 0, t->n_elems,
                                    &p[0]);
-    return m->be->ops->perturb_variants(m->be, dst, staged, master, (uint32_t)id, t->n_elems, p, n);
+    return m->be->ops->perturb_variants(m->be, dst, staged, master, (uint32_t)id, 0, t->n_elems, p,
+                                        n);
 }
 
 /* zt_sweep_weight with the copy `offset` bytes into variant 0's slot (zt_sweep_linear_shared_input
@@ -622,6 +623,95 @@ zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b
 
 /* ---- the LM head ---- */
 
+/* Elements [elem_offset, elem_offset + n_elems) of the head table (a block of its rows) as each
+ * of n variants from sw->variant on sees them (w[k] for variant sw->variant + k): the master's
+ * slice, or copies staged for all of them from one draw into the head slots. The table's pending
+ * update must be settled first: a slice cannot carry it. */
+static zt_status stage_head_block(const zt_sweep *sw, size_t elem_offset, size_t n_elems, int n,
+                                  zt_weight *w /* (n) */) {
+    const zt_model *m = sw->model;
+    const int id = m->lm_head;
+    const zt_workspace_layout *L = &sw->ws->layout;
+    const zt_tensor_info *t = &m->tensors[id];
+    zt_perturbation p[ZT_HEAD_GROUP_VARIANTS];
+    void *dst[ZT_HEAD_GROUP_VARIANTS];
+    int n_staged = 0;
+    if (n > L->head_group || zt_pending_waits(pending_of(sw), id))
+        return zt_fail(ZT_ERR_INTERNAL, "forward: a head block for %d variants (%d planned)%s", n,
+                       L->head_group, n > L->head_group ? "" : " with the table's update pending");
+    const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
+    for (int k = 0; k < n; k++) {
+        w[k] = zt_weight_member(zt_model_weight(m, id), elem_offset, 1);
+        zt_sweep one = *sw;
+        one.variant = sw->variant + k;
+        const zt_perturbation *pk = variant_perturbation(&one, id);
+        if (!pk) continue;
+        if (!sw->ws->staging)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "forward: perturbed variants need a staging workspace");
+        if (n_elems * zt_dtype_size(staged) > L->stage_head_stride ||
+            zt_dtype_size(staged) > L->stage_elem_bytes)
+            return zt_fail(ZT_ERR_INVALID_ARG,
+                           "forward: %zu elements of %s staged in %s do not fit the workspace's "
+                           "head slots (%zu bytes)",
+                           n_elems, t->name, zt_dtype_name(staged), L->stage_head_stride);
+        p[n_staged] = *pk;
+        dst[n_staged++] = stage_slot(sw, STAGE_HEAD_TABLE, k);
+        w[k].data = stage_slot(sw, STAGE_HEAD_TABLE, k);
+        w[k].dtype = staged;
+    }
+    if (n_staged == 0) return ZT_OK;
+    const zt_weight master = zt_model_weight(m, id);
+    const zt_weight slice = zt_weight_member(master, elem_offset, 1);
+    if (n_staged == 1)
+        return m->be->ops->perturb(m->be, dst[0], staged, slice, (uint32_t)id, elem_offset, n_elems,
+                                   &p[0]);
+    return m->be->ops->perturb_variants(m->be, dst, staged, slice, (uint32_t)id, elem_offset,
+                                        n_elems, p, n_staged);
+}
+
+/* The rest of head_group on a backend with head_vocab_chunk: the table a block of rows at a time,
+ * each block staged for the group from one draw, then per variant its target rows' logits for
+ * the block folded into their running log-sum-exp (target_logprobs_fold). The staged copies and
+ * the logits stay in cache, and the staging holds G blocks instead of G tables. */
+static zt_status head_blocks(const zt_sweep *group, int n, const float *head_in, int count,
+                             float *logits_out) {
+    zt_model *m = group->model;
+    zt_backend *be = m->be;
+    const zt_workspace_layout *L = &group->ws->layout;
+    char *base = group->ws->base;
+    const int e = m->dims.head_input_size, vocab = m->dims.vocab_size;
+    const int cols = zt_head_vocab_cols(be, vocab), chunk = zt_head_chunk_rows(be, count);
+    float *logits = (float *)(base + L->logits);
+    const int32_t *targets = (const int32_t *)(base + L->targets);
+    double *state = (double *)(base + L->lse_state);
+    ZT_TRY(settle_alone(group, m->lm_head));
+    for (int v0 = 0; v0 < vocab; v0 += cols) {
+        const int n_cols = vocab - v0 < cols ? vocab - v0 : cols;
+        zt_weight tables[ZT_HEAD_GROUP_VARIANTS];
+        ZT_TRY(stage_head_block(group, (size_t)v0 * e, (size_t)n_cols * e, n, tables));
+        for (int k = 0; k < n; k++) {
+            const int variant = group->variant + k;
+            const float *in = variant_buffer(group, head_in, k);
+            float *lp = (float *)(base + L->logprob) + (size_t)variant * count;
+            double *row_state = state + (size_t)k * count * 3;
+            for (int r0 = 0; r0 < count; r0 += chunk) {
+                const int rows = count - r0 < chunk ? count - r0 : chunk;
+                ZT_TRY(be->ops->linear(be, logits, in + (size_t)r0 * e, tables[k],
+                                       zt_model_weight(m, -1), rows, e, n_cols, 0));
+                ZT_TRY(be->ops->target_logprobs_fold(be, lp + r0, row_state + 3 * (size_t)r0,
+                                                     logits, targets + r0, rows, vocab, v0,
+                                                     n_cols));
+                for (int i = 0; logits_out && i < rows; i++)
+                    ZT_TRY(be->ops->download(
+                        be, logits_out + ((size_t)variant * count + r0 + i) * vocab + v0,
+                        logits + (size_t)i * n_cols, (size_t)n_cols * sizeof(float)));
+            }
+        }
+    }
+    return ZT_OK;
+}
+
 /* The head of variants [sw->variant, sw->variant + n), n <= the workspace's head_group, on the
  * target rows only, op by op for the n together as a layer runs: each variant's target rows
  * gathered from its stream; the family's head input (its final norm and projection are row-wise,
@@ -658,6 +748,11 @@ static zt_status head_group(const zt_sweep *sw, int n, float *logits_out) {
     be->gemm_row_block = be->batch_invariant ? 1 : 0;
     const float *head_in = hid;
     zt_status s = m->arch->head_input(&group, hid, count, &head_in);
+    if (be->head_vocab_chunk > 0) {
+        if (s == ZT_OK) s = head_blocks(&group, n, head_in, count, logits_out);
+        be->gemm_row_block = 0;
+        return s;
+    }
     zt_weight tables[ZT_HEAD_GROUP_VARIANTS];
     if (s == ZT_OK) s = stage_group(&group, m->lm_head, STAGE_HEAD_TABLE, n, tables);
     float *logits = (float *)(base + L->logits);

@@ -73,6 +73,8 @@ static size_t stage_elem_bytes(const zt_model *m) {
 
 int zt_model_head_group_limit(const zt_model *m) {
     if (m->lm_head < 0) return 1;
+    /* with head blocks a pair costs a second block (1.5 MB), not a second table */
+    if (m->be->head_vocab_chunk > 0) return ZT_HEAD_GROUP_VARIANTS;
     return zt_head_group_limit(m->tensors[m->lm_head].n_elems, zt_model_parameter_count(m));
 }
 
@@ -107,7 +109,10 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
     L.heads = take(&cursor, (size_t)L.head_group * L.head_stride);
     for (int b = 0; b < ZT_ARCH_MAX_BUFFERS; b++)
         if (head_bytes[b]) L.head[b] += L.heads;
-    L.logits = take(&cursor, chunk * (size_t)m->dims.vocab_size * f);
+    const size_t cols = (size_t)zt_head_vocab_cols(m->be, m->dims.vocab_size);
+    L.logits = take(&cursor, chunk * cols * f);
+    if (m->be->head_vocab_chunk > 0)
+        L.lse_state = take(&cursor, (size_t)L.head_group * n * 3 * sizeof(double));
     L.logprob = take(&cursor, variants * n * f);
     L.ids = take(&cursor, n * i);
     L.pos = take(&cursor, n * i);
@@ -141,7 +146,8 @@ static zt_workspace_layout plan_layout(const zt_model *m, const zt_workspace_sha
          * are done with the region (sweep.c). */
         const int head = m->lm_head;
         if (head >= 0 && head >= zt_model_first_staged(m) && !m->tensors[head].absent) {
-            L.stage_head_stride = aligned(m->tensors[head].n_elems * L.stage_elem_bytes);
+            const size_t row = (size_t)m->dims.head_input_size;
+            L.stage_head_stride = aligned(cols * row * L.stage_elem_bytes);
             region = max_size(region, (size_t)L.head_group * L.stage_head_stride);
         }
         if (region > 0) L.stage_variants = take(&cursor, region);
@@ -195,8 +201,9 @@ static size_t backend_scratch(const zt_model *m, const zt_workspace_shape *shape
     int n = shape->max_batch * shape->max_seq_len;
     int head_rows = zt_head_chunk_rows(m->be, n);
     size_t most = m->arch->scratch_bytes(m, shape);
-    most = max_size(most, zt_plan_linear_scratch(m, m->lm_head, -1, head_rows,
-                                                 m->dims.head_input_size, m->dims.vocab_size));
+    most =
+        max_size(most, zt_plan_linear_scratch(m, m->lm_head, -1, head_rows, m->dims.head_input_size,
+                                              zt_head_vocab_cols(m->be, m->dims.vocab_size)));
     if (shape->sphere)
         for (int i = 0; i < m->n_tensors; i++) {
             zt_scratch_query sumsq = {.op = ZT_SCRATCH_Z_SUMSQ,

@@ -18,8 +18,9 @@ typedef struct zt_workspace_layout {
      * head_stride)). */
     size_t hid, hid_stride;
     size_t head[ZT_ARCH_MAX_BUFFERS], heads, head_stride;
-    int head_group;                       /* min(K, zt_model_head_group_limit) */
-    size_t logits, logprob;               /* (chunk,V), (K,R) */
+    int head_group;         /* min(K, zt_model_head_group_limit) */
+    size_t logits, logprob; /* (chunk,cols), (K,R): cols = zt_head_vocab_cols */
+    size_t lse_state;       /* (head_group,R,3) doubles: the head's running log-sum-exp by block */
     size_t ids, pos, mask, rows, targets; /* int32 */
     size_t prefix;                        /* zt_prefix_buffers_bytes (models/prefix.h) */
     size_t activation_total;
@@ -34,7 +35,8 @@ typedef struct zt_workspace_layout {
      *    k's main slot at stage_variants + (k - 1) * stage_variant_stride, its aux slot
      *    stage_variant_aux further;
      *  - the head table of head_group variants staged from one draw: variant v0 + j's copy at
-     *    stage_variants + j * stage_head_stride (0 when the head table is not staged). */
+     *    stage_variants + j * stage_head_stride (0 when the head table is not staged), a block of
+     *    zt_head_vocab_cols of its rows at a time. */
     size_t stage_variants, stage_variant_stride, stage_variant_aux;
     size_t stage_head_stride;
 } zt_workspace_layout;

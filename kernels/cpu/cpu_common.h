@@ -217,12 +217,15 @@ zt_status zt_cpu_attention_cached(zt_backend *be, float *out, const float *q, co
 zt_status zt_cpu_add(zt_backend *be, float *x, const float *y, size_t n_elems);
 zt_status zt_cpu_target_logprobs(zt_backend *be, float *logprob, const float *logits,
                                  const int32_t *targets, int n_rows, int vocab);
+zt_status zt_cpu_target_logprobs_fold(zt_backend *be, float *logprob, double *state,
+                                      const float *logits, const int32_t *targets, int n_rows,
+                                      int vocab, int col0, int n_cols);
 zt_status zt_cpu_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
                          uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                          const zt_perturbation *p);
 zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst, zt_dtype dst_dtype,
-                                  zt_weight src, uint32_t tensor_id, size_t n_elems,
-                                  const zt_perturbation *p, int n_variants);
+                                  zt_weight src, uint32_t tensor_id, uint64_t elem_offset,
+                                  size_t n_elems, const zt_perturbation *p, int n_variants);
 zt_status zt_cpu_z_sumsq(zt_backend *be, double *out, uint64_t seed, uint32_t tensor_id,
                          size_t n_elems, zt_dist dist);
 zt_status zt_cpu_update(zt_backend *be, void *theta, zt_dtype dtype, uint32_t tensor_id,

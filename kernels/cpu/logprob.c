@@ -147,6 +147,63 @@ log_sum_exp_avx512(const float *x, int vocab) {
 }
 #endif
 
+/* zt_cpu_log_sum_exp_fold's body. The block's terms are summed against the running max, so a row
+ * of one block gets exactly the bits of the whole-row log-sum-exp above. */
+static inline __attribute__((always_inline)) void fold_block_body(const float *x, /* (n) */
+                                                                  int n, double *state, int first) {
+    const float block_max = row_max_body(x, n);
+    const float old_max = (float)state[0];
+    /* as row_max_body: a NaN block max never replaces a running one */
+    const float max = first || block_max > old_max ? block_max : old_max;
+    double sum;
+    if (max == -INFINITY) {
+        /* Nothing finite yet: exp(x - max) would be NaN for every -inf term, which adds 0 once a
+         * finite max arrives; a NaN still makes the row NaN. */
+        sum = first ? 0.0 : state[1];
+        for (int j = 0; j < n; j++)
+            if (isnan(x[j])) sum = NAN;
+    } else {
+        const double carried = first            ? 0.0
+                               : max == old_max ? state[1]
+                                                : state[1] * exp((double)old_max - (double)max);
+        sum = carried + sum_exp_shifted_body(x, n, max);
+    }
+    state[0] = (double)max;
+    state[1] = sum;
+}
+
+static void fold_block_portable(const float *x, int n, double *state, int first) {
+    fold_block_body(x, n, state, first);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2,fma"))) static void fold_block_avx2(const float *x, int n,
+                                                                double *state, int first) {
+    fold_block_body(x, n, state, first);
+}
+
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) static void
+fold_block_avx512(const float *x, int n, double *state, int first) {
+    fold_block_body(x, n, state, first);
+}
+#endif
+
+void zt_cpu_log_sum_exp_fold(zt_cpu_rng_path path, const float *x, int n, double *state,
+                             int first) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (path == ZT_CPU_RNG_AVX512) {
+        fold_block_avx512(x, n, state, first);
+        return;
+    }
+    if (path == ZT_CPU_RNG_AVX2) {
+        fold_block_avx2(x, n, state, first);
+        return;
+    }
+#endif
+    (void)path;
+    fold_block_portable(x, n, state, first);
+}
+
 double zt_cpu_log_sum_exp(zt_cpu_rng_path path, const float *x, int vocab) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (path == ZT_CPU_RNG_AVX512) return log_sum_exp_avx512(x, vocab);
@@ -174,6 +231,37 @@ zt_status zt_cpu_target_logprobs(zt_backend *be, float *logprob, /* (R) */
     for (int r = 0; r < n_rows; r++) {
         const float *row = logits + (size_t)r * vocab;
         logprob[r] = (float)((double)row[targets[r]] - zt_cpu_log_sum_exp(path, row, vocab));
+    }
+    return ZT_OK;
+}
+
+zt_status zt_cpu_target_logprobs_fold(zt_backend *be, float *logprob, /* (R) */
+                                      double *state,                  /* (R,3) */
+                                      const float *logits,            /* (R,n_cols) */
+                                      const int32_t *targets,         /* (R) */
+                                      int n_rows, int vocab, int col0, int n_cols) {
+    const char *op = "target_logprobs_fold";
+    ZT_TRY(zt_check_logprob_args(op, logprob, logits, targets, n_rows, vocab));
+    ZT_TRY(zt_check_ptr(op, "state", state));
+    if (n_cols < 1 || col0 < 0 || col0 > vocab - n_cols)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: columns [%d, %d + %d) outside the vocab of %d", op,
+                       col0, col0, n_cols, vocab);
+    if (col0 == 0)
+        for (int r = 0; r < n_rows; r++)
+            if (targets[r] < 0 || targets[r] >= vocab)
+                return zt_fail(ZT_ERR_INVALID_ARG, "%s: row %d target %d outside [0, %d)", op, r,
+                               (int)targets[r], vocab);
+
+    const zt_cpu_rng_path path = zt_cpu_rng_active_path();
+    const int last = col0 + n_cols == vocab;
+    ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
+    for (int r = 0; r < n_rows; r++) {
+        const float *block = logits + (size_t)r * n_cols;
+        double *row_state = state + 3 * (size_t)r;
+        zt_cpu_log_sum_exp_fold(path, block, n_cols, row_state, col0 == 0);
+        const int target = targets[r];
+        if (target >= col0 && target < col0 + n_cols) row_state[2] = (double)block[target - col0];
+        if (last) logprob[r] = (float)(row_state[2] - (row_state[0] + log(row_state[1])));
     }
     return ZT_OK;
 }

@@ -10,4 +10,12 @@
  * exp summed in order; NaN anywhere gives NaN, +inf gives NaN (inf - inf), -inf terms add 0. */
 double zt_cpu_log_sum_exp(zt_cpu_rng_path path, const float *x, int vocab);
 
+/* One block of a row's columns folded into the row's running log-sum-exp (target_logprobs_fold):
+ * state[0] the max so far (a float), state[1] the sum of exp(x - state[0]) in double; `first`
+ * starts the row. The row's log-sum-exp is then state[0] + log(state[1]): for a row of one block
+ * exactly zt_cpu_log_sum_exp's bits; for more, the earlier sum is carried to a new max by
+ * exp(old max - new max). The same bits on every path; NaN or +inf anywhere gives NaN, -inf
+ * terms add 0, and a row of nothing but -inf gives NaN, as in one block. */
+void zt_cpu_log_sum_exp_fold(zt_cpu_rng_path path, const float *x, int n, double *state, int first);
+
 #endif

@@ -183,7 +183,8 @@ int zt_cpu_plan_shared_draws(const zt_perturbation *p, int n_variants, uint32_t 
 
 void zt_cpu_variants_run(const zt_cpu_shared_draws *plan, void *const *dst, /* (K) of (n) */
                          zt_dtype dst_dtype, zt_weight src,                 /* (n) */
-                         int n_variants, zt_cpu_z_run run, zt_cpu_rng_path path, int vector_loops) {
+                         uint64_t elem_offset, int n_variants, zt_cpu_z_run run,
+                         zt_cpu_rng_path path, int vector_loops) {
     float z[ZT_CPU_SHARED_DRAWS][4 * ZT_CPU_Z_RUN_BLOCKS], sum[4 * ZT_CPU_Z_RUN_BLOCKS];
     const size_t n_blocks = (size_t)run.n_blocks, n = 4 * n_blocks;
     for (int d = 0; d < plan->n_draws; d++) {
@@ -205,32 +206,39 @@ void zt_cpu_variants_run(const zt_cpu_shared_draws *plan, void *const *dst, /* (
                 for (size_t e = 0; e < n; e++)
                     sum[e] = sum[e] + a * zt[e];
         }
-        add_run_any(dst[k], dst_dtype, src.data, src.dtype, (size_t)run.begin, sum,
-                    (size_t)(run.end - run.begin), end > first, vector_loops);
+        /* the run's first block may start before the slice (elem_offset % 4 != 0) */
+        add_run_any(dst[k], dst_dtype, src.data, src.dtype, (size_t)(run.begin - elem_offset),
+                    sum + (run.begin - run.block * 4), (size_t)(run.end - run.begin), end > first,
+                    vector_loops);
     }
 }
 
 zt_status zt_cpu_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (n) */
                                   zt_dtype dst_dtype, zt_weight src, /* (n) */
-                                  uint32_t tensor_id, size_t n_elems,
+                                  uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                                   const zt_perturbation *p, /* (K) */
                                   int n_variants) {
     const char *op = "perturb_variants";
     ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, src, n_elems, p, n_variants));
     if (n_elems == 0) return ZT_OK;
+    if (elem_offset > UINT64_MAX - (uint64_t)n_elems)
+        return zt_fail(ZT_ERR_INVALID_ARG, "%s: elem_offset %llu + n_elems %zu overflows", op,
+                       (unsigned long long)elem_offset, n_elems);
     zt_cpu_shared_draws plan;
     if (!zt_cpu_plan_shared_draws(p, n_variants, tensor_id, &plan)) {
         for (int k = 0; k < n_variants; k++)
-            ZT_TRY(zt_cpu_perturb(be, dst[k], dst_dtype, src, tensor_id, 0, n_elems, &p[k]));
+            ZT_TRY(
+                zt_cpu_perturb(be, dst[k], dst_dtype, src, tensor_id, elem_offset, n_elems, &p[k]));
         return ZT_OK;
     }
     be->n_z_drawn += (unsigned long long)n_elems * (unsigned long long)plan.n_draws;
-    const int64_t n_runs = zt_cpu_z_run_count(0, (uint64_t)n_elems);
+    const uint64_t slice_end = elem_offset + (uint64_t)n_elems;
+    const int64_t n_runs = zt_cpu_z_run_count(elem_offset, slice_end);
     const zt_cpu_rng_path path = zt_cpu_rng_active_path();
     const int vector_loops = zt_cpu_rng_path_has_avx2(path) && zt_cpu_zo_avx2_available();
     ZT_CPU_PARALLEL_FOR(zt_cpu_threads(zt_cpu(be)))
     for (int64_t r = 0; r < n_runs; r++)
-        zt_cpu_variants_run(&plan, dst, dst_dtype, src, n_variants,
-                            zt_cpu_z_run_at(0, (uint64_t)n_elems, r), path, vector_loops);
+        zt_cpu_variants_run(&plan, dst, dst_dtype, src, elem_offset, n_variants,
+                            zt_cpu_z_run_at(elem_offset, slice_end, r), path, vector_loops);
     return ZT_OK;
 }

@@ -31,7 +31,7 @@ zt_status zt_cpu_update_perturb_variants(zt_backend *be, void *theta, zt_dtype d
     if (!zt_cpu_plan_shared_draws(p, n_variants, tensor_id, &plan)) {
         /* beyond the plan's capacity: the two ops one after the other (the same bits) */
         ZT_TRY(zt_cpu_update(be, theta, dtype, tensor_id, n_elems, state, u));
-        return zt_cpu_perturb_variants(be, dst, dst_dtype, updated, tensor_id, n_elems, p,
+        return zt_cpu_perturb_variants(be, dst, dst_dtype, updated, tensor_id, 0, n_elems, p,
                                        n_variants);
     }
 
@@ -47,7 +47,7 @@ zt_status zt_cpu_update_perturb_variants(zt_backend *be, void *theta, zt_dtype d
     for (int64_t r = 0; r < n_runs; r++) {
         const zt_cpu_z_run run = zt_cpu_z_run_at(0, n, r);
         nonfinite += zt_cpu_update_pass_run(&pass, run);
-        zt_cpu_variants_run(&plan, dst, dst_dtype, updated, n_variants, run, pass.path,
+        zt_cpu_variants_run(&plan, dst, dst_dtype, updated, 0, n_variants, run, pass.path,
                             pass.vector_loops);
     }
     if (u->n_nonfinite) *u->n_nonfinite += nonfinite;

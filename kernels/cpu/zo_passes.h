@@ -70,6 +70,7 @@ int zt_cpu_plan_shared_draws(const zt_perturbation *p, int n_variants, uint32_t 
 /* dst[k] = stage(src + variant k) over the elements of `run` (a run over [0, n)). */
 void zt_cpu_variants_run(const zt_cpu_shared_draws *plan, void *const *dst, /* (K) of (n) */
                          zt_dtype dst_dtype, zt_weight src,                 /* (n) */
-                         int n_variants, zt_cpu_z_run run, zt_cpu_rng_path path, int vector_loops);
+                         uint64_t elem_offset, int n_variants, zt_cpu_z_run run,
+                         zt_cpu_rng_path path, int vector_loops);
 
 #endif

@@ -354,8 +354,8 @@ zt_status zt_cuda_add(zt_backend *be, float *x, const float *y, size_t n_elems);
 zt_status zt_cuda_target_logprobs(zt_backend *be, float *logprob, const float *logits,
                                   const int32_t *targets, int n_rows, int vocab);
 zt_status zt_cuda_perturb_variants(zt_backend *be, void *const *dst, zt_dtype dst_dtype,
-                                   zt_weight src, uint32_t tensor_id, size_t n_elems,
-                                   const zt_perturbation *p, int n_variants);
+                                   zt_weight src, uint32_t tensor_id, uint64_t elem_offset,
+                                   size_t n_elems, const zt_perturbation *p, int n_variants);
 zt_status zt_cuda_perturb(zt_backend *be, void *dst, zt_dtype dst_dtype, zt_weight src,
                           uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                           const zt_perturbation *p);

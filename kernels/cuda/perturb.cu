@@ -404,15 +404,19 @@ static bool zt_variants_share_one_z(const zt_perturbation *p, int n_variants) {
 
 zt_status zt_cuda_perturb_variants(zt_backend *be, void *const *dst,  /* (K) of (n) */
                                    zt_dtype dst_dtype, zt_weight src, /* (n) */
-                                   uint32_t tensor_id, size_t n_elems,
+                                   uint32_t tensor_id, uint64_t elem_offset, size_t n_elems,
                                    const zt_perturbation *p, /* (K) */
                                    int n_variants) {
     const char *op = "perturb_variants";
     ZT_TRY(zt_check_variant_args(op, dst, dst_dtype, src, n_elems, p, n_variants));
     if (n_elems == 0) return ZT_OK;
-    if (!zt_variants_share_one_z(p, n_variants)) {
+    /* The shared-z kernel stages whole tensors; a slice (only a backend with head_vocab_chunk
+     * asks for one, which CUDA is not) goes through perturb, one variant at a time: the same
+     * bits. */
+    if (elem_offset != 0 || !zt_variants_share_one_z(p, n_variants)) {
         for (int k = 0; k < n_variants; k++)
-            ZT_TRY(zt_cuda_perturb(be, dst[k], dst_dtype, src, tensor_id, 0, n_elems, &p[k]));
+            ZT_TRY(zt_cuda_perturb(be, dst[k], dst_dtype, src, tensor_id, elem_offset, n_elems,
+                                   &p[k]));
         return ZT_OK;
     }
     ZT_TRY(zt_cuda_enter(be));

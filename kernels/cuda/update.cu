@@ -597,7 +597,7 @@ zt_status zt_cuda_update_perturb_variants(zt_backend *be, void *theta, zt_dtype 
     const int rule_state = u->rule == ZT_UPDATE_MOMENTUM || u->rule == ZT_UPDATE_ADAMM;
     if (!zt_update_variants_fuse(u, p, n_variants)) {
         ZT_TRY(zt_cuda_update(be, theta, dtype, tensor_id, n_elems, state, u));
-        return zt_cuda_perturb_variants(be, dst, dst_dtype, updated, tensor_id, n_elems, p,
+        return zt_cuda_perturb_variants(be, dst, dst_dtype, updated, tensor_id, 0, n_elems, p,
                                         n_variants);
     }
 

@@ -147,7 +147,7 @@ static void run_case(zt_backend *cpu, zt_backend *dut, const case_desc *c) {
             status[side] = be->ops->update(be, theta, c->dtype, id, n, rule_state, &u);
             if (status[side] == ZT_OK)
                 status[side] = be->ops->perturb_variants(
-                    be, dst, c->staged, (zt_weight){theta, c->dtype}, id, n, p, k_count);
+                    be, dst, c->staged, (zt_weight){theta, c->dtype}, id, 0, n, p, k_count);
         } else {
             status[side] = be->ops->update_perturb_variants(be, theta, c->dtype, id, n, rule_state,
                                                             &u, dst, c->staged, p, k_count);

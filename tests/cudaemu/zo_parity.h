@@ -420,7 +420,7 @@ static inline zt_status zt_zo_run_perturb_variants(zt_backend *be, zt_dtype src_
     }
     if (ok) {
         const zt_weight w = {zt_pbuf_ptr(&b_src), src_dtype};
-        s = be->ops->perturb_variants(be, dst, dst_dtype, w, tensor_id, n, p, n_variants);
+        s = be->ops->perturb_variants(be, dst, dst_dtype, w, tensor_id, 0, n, p, n_variants);
         ZT_CHECK(s == ZT_OK, "%s perturb_variants %s: %s", be->ops->name, name, zt_last_error());
         for (int k = 0; k < n_variants; k++) {
             zt_pbuf_fetch(&b_dst[k], fetched, name);

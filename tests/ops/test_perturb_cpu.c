@@ -480,17 +480,26 @@ static void test_perturb_variants(void) {
                 void *want = test_alloc(bytes);
                 const uint32_t id = (uint32_t)(rng_next() % 300);
                 const zt_weight w = {src, src_dtype};
-                ZT_CHECK_OK(be->ops->perturb_variants(be, got, dst_dtype, w, id, n, p, k_count));
-                ZT_CHECK_OK(be1->ops->perturb_variants(be1, got1, dst_dtype, w, id, n, p, k_count));
-                size_t n_diff = 0, n_thread_diff = 0;
-                for (int k = 0; k < k_count; k++) {
-                    ZT_CHECK_OK(be->ops->perturb(be, want, dst_dtype, w, id, 0, n, &p[k]));
-                    n_diff += memcmp(got[k], want, bytes) != 0;
-                    n_thread_diff += memcmp(got[k], got1[k], bytes) != 0;
+                /* the whole tensor, then a slice of a larger one (a block of the head table's
+                 * rows): at a block boundary, and inside a Philox block */
+                const uint64_t offsets[] = {0, 4 * (uint64_t)(li + 1) * 1031, 4 * li + 1};
+                for (size_t oi = 0; oi < sizeof offsets / sizeof offsets[0]; oi++) {
+                    const uint64_t off = offsets[oi];
+                    ZT_CHECK_OK(
+                        be->ops->perturb_variants(be, got, dst_dtype, w, id, off, n, p, k_count));
+                    ZT_CHECK_OK(be1->ops->perturb_variants(be1, got1, dst_dtype, w, id, off, n, p,
+                                                           k_count));
+                    size_t n_diff = 0, n_thread_diff = 0;
+                    for (int k = 0; k < k_count; k++) {
+                        ZT_CHECK_OK(be->ops->perturb(be, want, dst_dtype, w, id, off, n, &p[k]));
+                        n_diff += memcmp(got[k], want, bytes) != 0;
+                        n_thread_diff += memcmp(got[k], got1[k], bytes) != 0;
+                    }
+                    ZT_CHECK(n_diff == 0, "%s offset %llu: %zu variants differ from perturb",
+                             context, (unsigned long long)off, n_diff);
+                    ZT_CHECK(n_thread_diff == 0, "%s offset %llu: %zu variants differ on 1 thread",
+                             context, (unsigned long long)off, n_thread_diff);
                 }
-                ZT_CHECK(n_diff == 0, "%s: %zu variants differ from perturb", context, n_diff);
-                ZT_CHECK(n_thread_diff == 0, "%s: %zu variants differ on 1 thread", context,
-                         n_thread_diff);
                 for (int k = 0; k < k_count; k++) {
                     free(got[k]);
                     free(got1[k]);
@@ -510,14 +519,14 @@ static void test_perturb_variants(void) {
     void *onto_src[2] = {a, b + 2};
     void *with_null[2] = {a, NULL};
     void *fine[2] = {a, c};
-    expect_error(be->ops->perturb_variants(be, overlapping, ZT_F32, src, 0, 8, p, 2),
+    expect_error(be->ops->perturb_variants(be, overlapping, ZT_F32, src, 0, 0, 8, p, 2),
                  ZT_ERR_INVALID_ARG, op, "overlapping dsts");
-    expect_error(be->ops->perturb_variants(be, onto_src, ZT_F32, src, 0, 8, p, 2),
+    expect_error(be->ops->perturb_variants(be, onto_src, ZT_F32, src, 0, 0, 8, p, 2),
                  ZT_ERR_INVALID_ARG, op, "dst over src");
-    expect_error(be->ops->perturb_variants(be, with_null, ZT_F32, src, 0, 8, p, 2),
+    expect_error(be->ops->perturb_variants(be, with_null, ZT_F32, src, 0, 0, 8, p, 2),
                  ZT_ERR_INVALID_ARG, op, "NULL dst");
-    expect_error(be->ops->perturb_variants(be, fine, ZT_F32, src, 0, 8, p, 0), ZT_ERR_INVALID_ARG,
-                 op, "no variants");
+    expect_error(be->ops->perturb_variants(be, fine, ZT_F32, src, 0, 0, 8, p, 0),
+                 ZT_ERR_INVALID_ARG, op, "no variants");
     for (int i = 0; i < 16; i++)
         ZT_CHECK(a[i] == 0.0f && b[i] == 0.0f && c[i] == 0.0f,
                  "perturb_variants errors: element %d written", i);

@@ -132,7 +132,7 @@ static void run_case(const case_desc *c) {
     ZT_CHECK_OK(ref_be->ops->update(ref_be, want_theta, c->dtype, id, n,
                                     state_bytes ? want_state : NULL, &u));
     ZT_CHECK_OK(ref_be->ops->perturb_variants(
-        ref_be, want, c->staged, (zt_weight){want_theta, c->dtype}, id, n, p, k_count));
+        ref_be, want, c->staged, (zt_weight){want_theta, c->dtype}, id, 0, n, p, k_count));
     size_t moved = 0;
     for (size_t i = 0; i < n; i++)
         moved += memcmp((char *)want_theta + i * zt_dtype_size(c->dtype),

@@ -10,7 +10,14 @@
  *    gathered rows; K = 3 with the unperturbed variant first draws the head's once; a
  *    steady-state MeZO step (K = 2, the previous step's update pending) draws exactly 2 z per
  *    trainable element, but 1 for the position table, which is only gathered, plus the rows the
- *    batch's K embeddings gather (opt-pre). */
+ *    batch's K embeddings gather (opt-pre);
+ * 3. the head blocks (the CPU's head_vocab_chunk): the fixtures' 504-word vocabulary fits one
+ *    block of the CPU's 512 rows, so 1 and 2 run again with blocks of 100 rows (five, and a last
+ *    of 4), where the running log-sum-exp crosses blocks; and a K = 2 forward's
+ *    log-probabilities by blocks of 100 stay within 2 float ulps of the whole-table head's
+ *    (target_logprobs), its logits within 1e-6 of the largest, and its staging plan shrinks by the
+ * table. */
+#include <math.h>
 #include <string.h>
 
 #include "core/status.h"
@@ -157,7 +164,8 @@ static void check_step_draws(zt_model *m, const zt_batch *b, const zt_targets *t
 
 /* The group rule on OPT's published sizes, from their shapes alone: the tied table is
  * V x word_embed_proj_dim of the published parameter count; 125m's (31%) takes pairs, 350m's
- * (7.8%) and every larger one's (under 8%) one variant at a time; and the bound itself. */
+ * (7.8%) and every larger one's (under 8%) one variant at a time; and the bound itself. With
+ * head blocks every model takes pairs. */
 static void check_group_rule(const zt_model *fixture) {
     const zt_opt_published_shape *shapes = zt_opt_published_shapes();
     for (int i = 0; i < ZT_OPT_N_PUBLISHED_SIZES; i++) {
@@ -176,6 +184,81 @@ static void check_group_rule(const zt_model *fixture) {
                  zt_model_head_group_limit(fixture) == 2,
              "the opt-pre fixture (table %zu of %zu) groups %d, and the draw checks below assume 2",
              table, params, zt_model_head_group_limit(fixture));
+    /* A model whose table is under an eighth (64 x 32 of ~2.1M, as opt-350m's 7.8%): one
+     * variant at a time where the head stages whole tables, pairs where it stages blocks. */
+    zt_opt_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 64, c.hidden_size = 32, c.num_hidden_layers = 8, c.num_attention_heads = 2;
+    c.ffn_dim = 4096, c.max_position_embeddings = 16, c.word_embed_proj_dim = 32;
+    c.do_layer_norm_before = 1, c.enable_bias = 1, c.layer_norm_elementwise_affine = 1;
+    c.bos_token_id = 2, c.eos_token_id = 2, c.pad_token_id = 1;
+    zt_backend *be = fixture->be;
+    zt_model *narrow = NULL;
+    ZT_REQUIRE_OK(zt_model_create_random(&zt_opt_arch, &c, ZT_F32, 1, be, &narrow));
+    const int saved = be->head_vocab_chunk;
+    be->head_vocab_chunk = 0;
+    const int whole = zt_model_head_group_limit(narrow);
+    be->head_vocab_chunk = 512;
+    const int blocks = zt_model_head_group_limit(narrow);
+    be->head_vocab_chunk = saved;
+    ZT_CHECK(whole == 1 && blocks == ZT_HEAD_GROUP_VARIANTS,
+             "a table of %zu of %zu parameters groups %d with whole tables, %d with blocks",
+             narrow->tensors[narrow->lm_head].n_elems, zt_model_parameter_count(narrow), whole,
+             blocks);
+    zt_model_free(narrow);
+}
+
+/* A MeZO pair's log-probabilities and logits by blocks of `cols` table rows against the
+ * whole-table head (head_vocab_chunk 0) on the same model. */
+static void check_blocks_against_whole(zt_model *m, const zt_batch *b, int cols) {
+    const zt_direction plus = {5, 1e-2f}, minus = {5, -1e-2f};
+    const zt_perturbation mezo[2] = {{&plus, 1, ZT_DIST_GAUSSIAN, 1.0f},
+                                     {&minus, 1, ZT_DIST_GAUSSIAN, 1.0f}};
+    const size_t r = (size_t)b->n_targets, v = (size_t)m->dims.vocab_size;
+    float *lp[2], *logits[2];
+    zt_memory_plan plan[2];
+    const zt_workspace_shape shape = {b->batch, b->seq_len, 2, 1, 0};
+    const int saved = m->be->head_vocab_chunk;
+    for (int i = 0; i < 2; i++) {
+        m->be->head_vocab_chunk = i == 0 ? 0 : cols;
+        lp[i] = malloc(2 * r * sizeof(float));
+        logits[i] = malloc(2 * r * v * sizeof(float));
+        head_group_forward(m, b, mezo, 2, 0, lp[i], logits[i]);
+        zt_model_plan_memory(m, &shape, &plan[i]);
+    }
+    m->be->head_vocab_chunk = saved;
+    double worst_ulps = 0.0, worst_logit = 0.0;
+    for (size_t i = 0; i < 2 * r; i++) {
+        const float ulp = nextafterf(fabsf(lp[0][i]), INFINITY) - fabsf(lp[0][i]);
+        const double ulps = fabs((double)lp[1][i] - (double)lp[0][i]) / ulp;
+        if (ulps > worst_ulps) worst_ulps = ulps;
+    }
+    /* a GEMM on a block of columns may take other kernel tails than on the whole table: its
+     * logits agree to the dot products' rounding, against the largest logit */
+    double largest = 0.0;
+    for (size_t i = 0; i < 2 * r * v; i++)
+        if (fabs((double)logits[0][i]) > largest) largest = fabs((double)logits[0][i]);
+    for (size_t i = 0; i < 2 * r * v; i++) {
+        const double d = fabs((double)logits[1][i] - (double)logits[0][i]) / largest;
+        if (d > worst_logit) worst_logit = d;
+    }
+    const double table_bytes = (double)m->tensors[m->lm_head].n_elems * sizeof(float);
+    printf("blocks of %d rows against the whole table: log-probabilities within %.2f ulp, logits "
+           "within %.2g of the largest; staging %zu -> %zu bytes\n",
+           cols, worst_ulps, worst_logit, plan[0].staging_bytes, plan[1].staging_bytes);
+    ZT_CHECK(worst_ulps <= 2.0, "blocks of %d: a log-probability %.2f ulps from the whole head's",
+             cols, worst_ulps);
+    ZT_CHECK(worst_logit <= 1e-6, "blocks of %d: a logit %.3g from the whole head's", cols,
+             worst_logit);
+    /* two tables (K = 2) give way to two blocks of `cols` rows, the layers' slots aside */
+    ZT_CHECK((double)plan[0].staging_bytes - (double)plan[1].staging_bytes >=
+                 2.0 * table_bytes * (1.0 - (double)cols / (double)v) - 2.0 * table_bytes * 0.5,
+             "blocks of %d: staging %zu bytes, the whole table's %zu", cols, plan[1].staging_bytes,
+             plan[0].staging_bytes);
+    for (int i = 0; i < 2; i++) {
+        free(lp[i]);
+        free(logits[i]);
+    }
 }
 
 int main(void) {
@@ -203,6 +286,22 @@ int main(void) {
     check_group_rule(m);
     check_forward_draws_all(m, &b);
     check_step_draws(m, &b, &t);
+
+    /* 3. the head blocks across block boundaries */
+    ZT_REQUIRE(be->head_vocab_chunk >= m->dims.vocab_size,
+               "the CPU's head blocks (%d rows) split the fixture's %d-word vocabulary: the "
+               "checks above no longer cover one block",
+               be->head_vocab_chunk, m->dims.vocab_size);
+    const int saved = be->head_vocab_chunk;
+    be->head_vocab_chunk = 100;
+    printf("head blocks of 100 rows:\n");
+    head_group_check_fixture(be, "opt-pre", ZT_GEMM_F32);
+    head_group_check_fixture(be, "opt-post", ZT_GEMM_F32);
+    head_group_check_fixture(be, "opt-pre-bf16", ZT_GEMM_HALF);
+    check_forward_draws_all(m, &b);
+    check_step_draws(m, &b, &t);
+    be->head_vocab_chunk = saved;
+    check_blocks_against_whole(m, &b, 100);
 
     zt_targets_free(&t);
     fixture_lm_batch_free(&lm);
