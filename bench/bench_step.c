@@ -25,6 +25,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "cpu/cpu_common.h"
+#include "cpu/rng_blocks.h"
+#include "cpu/z_terms.h"
 #include "data/dataset.h"
 #include "opt/opt.h"
 #include "train/objective.h"
@@ -51,6 +53,9 @@ typedef struct bench_options {
     int threads;
     int head_blocks; /* -1: the backend's head_vocab_chunk */
     int json;
+    /* the draw floor: z per ns of one core drawing as the ops do, and the backend's threads */
+    double gauss_per_ns, rademacher_per_ns;
+    int backend_threads;
 } bench_options;
 
 /* ---- time and small helpers ---- */
@@ -111,6 +116,7 @@ typedef struct bench_result {
     double z_draws;      /* z elements the backend generated per trainable element per step (its
                             counter, backend.h n_z_drawn), the perturbed gathers' rows included */
     int sr_draws;        /* stochastic-rounding words per element per step (half weights) */
+    zt_dist dist;        /* of the step's directions */
     double first_loss;
     double create_ms; /* zt_model_create_random, for the record */
     meter step, staging, forward, update;
@@ -661,6 +667,7 @@ static zt_status bench_model(zt_backend *be, const bench_options *o, const char 
     zt_mem_stats_get(&r->mem);
     zt_step_plan plan;
     if (s == ZT_OK) s = plan_step(o, &hp, br.ps.n_elems, o->warmup, &plan);
+    if (s == ZT_OK) r->dist = backend_dist(plan.dist);
     if (s == ZT_OK) s = time_staging(br.model, &br.ps, o, &plan, &br.batch, &r->staging);
     if (s == ZT_OK) s = time_forwards(br.model, o, &br.batch, r);
     if (s == ZT_OK) s = time_update(&br.ps, &last, o->steps, &r->update);
@@ -670,6 +677,41 @@ static zt_status bench_model(zt_backend *be, const bench_options *o, const char 
     }
     bench_run_free(&br);
     return s;
+}
+
+/* ---- the draw floor ---- */
+
+/* z per ns of one core drawing as the ops do (a run of ZT_CPU_Z_RUN_BLOCKS blocks at a time into
+ * a buffer that stays in cache, nothing else done with it): the best of three passes over 2^22
+ * elements. */
+static double z_per_ns_one_core(zt_dist dist) {
+    static float run[4 * ZT_CPU_Z_RUN_BLOCKS];
+    const zt_cpu_rng_path path = zt_cpu_rng_active_path();
+    const uint64_t n_blocks = (1u << 22) / 4;
+    volatile float sink = 0.0f;
+    double best = 0.0;
+    for (int pass = 0; pass < 3; pass++) {
+        const double start = now_ms();
+        for (uint64_t b = 0; b < n_blocks; b += ZT_CPU_Z_RUN_BLOCKS) {
+            if (dist == ZT_DIST_GAUSSIAN)
+                zt_cpu_gauss_blocks(path, 0x5eed, b, ZT_CPU_Z_RUN_BLOCKS, run);
+            else
+                zt_cpu_rademacher_blocks(path, 0x5eed, b, ZT_CPU_Z_RUN_BLOCKS, run);
+            sink += run[0];
+        }
+        const double ms = now_ms() - start;
+        if (ms > 0.0 && 4.0 * (double)n_blocks / (ms * 1e6) > best)
+            best = 4.0 * (double)n_blocks / (ms * 1e6);
+    }
+    (void)sink;
+    return best;
+}
+
+/* What the step's z draws alone cost at that rate on the backend's threads, in ms. */
+static double draw_floor_ms(const bench_options *o, const bench_result *r) {
+    const double rate = r->dist == ZT_DIST_GAUSSIAN ? o->gauss_per_ns : o->rademacher_per_ns;
+    const double draws = r->z_draws * (double)r->n_trainable;
+    return rate > 0.0 ? draws / (rate * 1e6 * (double)o->backend_threads) : 0.0;
 }
 
 /* ---- output ---- */
@@ -755,6 +797,14 @@ static void print_text(const bench_options *o, const bench_result *r) {
     if (r->sr_draws)
         printf(", %d stochastic-rounding word%s", r->sr_draws, r->sr_draws == 1 ? "" : "s");
     printf("\n");
+    /* The least the step can cost beyond its forwards: its draws, with no memory traffic. */
+    const double floor_ms = draw_floor_ms(o, r);
+    printf("  %-9s %10.2f %6.1f%%          the z draws alone: %.1fM %s z at %.2f per ns per core "
+           "(measured here, in cache) on %d thread%s, %.1f%% of the forward\n",
+           "draws", floor_ms, 100.0 * floor_ms / step, 1e-6 * r->z_draws * (double)r->n_trainable,
+           r->dist == ZT_DIST_GAUSSIAN ? "Gaussian" : "Rademacher",
+           r->dist == ZT_DIST_GAUSSIAN ? o->gauss_per_ns : o->rademacher_per_ns, o->backend_threads,
+           o->backend_threads == 1 ? "" : "s", 100.0 * floor_ms / forward);
     int accounted = fabs(step - sum) <= SPLIT_TOLERANCE * step;
     printf("  %-9s %10.2f %6.1f%%          %s (%.1f%% of the fastest step)\n", "sum", sum,
            100.0 * sum / step,
@@ -804,8 +854,9 @@ static void print_json(const bench_options *o, int backend_threads, const bench_
                "\"update\":%.3f},",
                meter_cores(&r->step), meter_cores(&r->staging), meter_cores(&r->forward),
                meter_cores(&r->update));
-        printf("\"theta_passes\":%.4f,\"z_draws_per_element\":%.4f,\"sr_draws_per_element\":%d,",
-               r->theta_passes, r->z_draws, r->sr_draws);
+        printf("\"theta_passes\":%.4f,\"z_draws_per_element\":%.4f,\"sr_draws_per_element\":%d,"
+               "\"draw_floor_ms\":%.4f,",
+               r->theta_passes, r->z_draws, r->sr_draws, draw_floor_ms(o, r));
         printf("\"staging_passes\":%d,\"staging_bytes\":%.0f,\"forward_weight_bytes\":%.0f,"
                "\"update_bytes\":%.0f,\"forward_flops\":%.0f,\"staging_gb_s\":%.3f,"
                "\"update_gb_s\":%.3f,\"memory_peak\":{",
@@ -982,6 +1033,9 @@ int main(int argc, char **argv) {
     if (o.head_blocks >= 0) be->head_vocab_chunk = o.head_blocks;
     o.head_blocks = be->head_vocab_chunk;
     int backend_threads = zt_cpu(be)->n_threads;
+    o.backend_threads = backend_threads;
+    o.gauss_per_ns = z_per_ns_one_core(ZT_DIST_GAUSSIAN);
+    o.rademacher_per_ns = z_per_ns_one_core(ZT_DIST_RADEMACHER);
     bench_result results[MAX_SIZES];
     if (!o.json) print_header(&o, backend_threads);
     int failed = 0;
