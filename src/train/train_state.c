@@ -84,10 +84,14 @@ void zt_run_describe(zt_run *r) {
     zt_steplog_header *h = &r->header;
     memset(h, 0, sizeof *h);
     h->version = 2;
-    /* "cpu, gemm f32, OpenBLAS SkylakeX[, batch-invariant]": what the losses' bits depend on */
-    snprintf(h->compute, sizeof h->compute, "%s, gemm %s%s%s%s", r->be->ops->name,
+    /* "cpu, gemm f32, OpenBLAS SkylakeX, head blocks 512[, batch-invariant]": what the losses'
+     * bits depend on (the head's blocking rounds the log-sum-exp its own way) */
+    char blocks[32] = "";
+    if (r->be->head_vocab_chunk > 0)
+        snprintf(blocks, sizeof blocks, ", head blocks %d", r->be->head_vocab_chunk);
+    snprintf(h->compute, sizeof h->compute, "%s, gemm %s%s%s%s%s", r->be->ops->name,
              zt_gemm_precision_name(r->be->gemm), r->be->gemm_kernels ? ", " : "",
-             r->be->gemm_kernels ? r->be->gemm_kernels : "",
+             r->be->gemm_kernels ? r->be->gemm_kernels : "", blocks,
              r->be->batch_invariant ? ", " ZT_BATCH_INVARIANT_NAME : "");
     snprintf(h->optimizer, sizeof h->optimizer, "%s", o->optimizer);
     snprintf(h->trainable, sizeof h->trainable, "%s", o->trainable ? o->trainable : "");

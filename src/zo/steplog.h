@@ -29,7 +29,7 @@ typedef struct zt_steplog_header {
     int state_copies;
     char model[ZT_STEPLOG_TEXT_MAX]; /* base model directory, informational */
     unsigned long long run_seed;
-    char compute[64]; /* "cpu, gemm f32" & co. (informational; "" in older logs): where the
+    char compute[96]; /* "cpu, gemm f32" & co. (informational; "" in older logs): where the
                          losses were computed, which bit-identical resume must match */
 } zt_steplog_header;
 

@@ -119,11 +119,16 @@ static void check_gemm_option(void) {
              "--quiet 2>&1 && head -1 %s/steplog.jsonl",
              out_dir, zotune, dir, data, out_dir, out_dir);
     ZT_CHECK(zt_test_run(cmd, out, sizeof out) == 0, "%s failed: %s", cmd, out);
-    /* the kernels the zotune process picks are the ones this process picks on this CPU */
-    char compute[128];
+    /* the kernels the zotune process picks are the ones this process picks on this CPU, and the
+     * head blocks a CPU backend has */
+    char compute[160];
     const char *kernels = zt_cpu_blas_gemm_kernels();
-    snprintf(compute, sizeof compute, "\"compute\":\"cpu, gemm f32%s%s\"", kernels ? ", " : "",
-             kernels ? kernels : "");
+    zt_backend *cpu = NULL;
+    ZT_REQUIRE_OK(zt_backend_create("cpu", 1, &cpu));
+    ZT_CHECK(cpu->head_vocab_chunk > 0, "the CPU backend has no head blocks");
+    snprintf(compute, sizeof compute, "\"compute\":\"cpu, gemm f32%s%s, head blocks %d\"",
+             kernels ? ", " : "", kernels ? kernels : "", cpu->head_vocab_chunk);
+    zt_backend_destroy(cpu);
     ZT_CHECK(strstr(out, compute) != NULL, "step log header lacks %s: %s", compute, out);
     /* the same --gemm on other kernels (as on another CPU) warns too */
     snprintf(
