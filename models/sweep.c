@@ -89,14 +89,20 @@ static zt_status settle_alone(const zt_sweep *sw, int id) {
     return ZT_OK;
 }
 
-/* The n staged variants p (n >= 1) of tensor id into dst: perturb_variants (perturb for one), or,
- * while id waits for the pending update, that update fused into the same pass. */
-static zt_status stage_variants(const zt_sweep *sw, int id, void *const *dst, zt_dtype staged,
-                                const zt_perturbation *p, int n) {
+/* The n staged variants p (n >= 1) of elements [first, first + count) of tensor id (all of it, or
+ * a block of the head table's rows) into dst: perturb_variants (perturb for one), or, while id
+ * waits for the pending update, that update fused into the same pass (whole tensors only: a
+ * block's table is settled first). */
+static zt_status stage_variants(const zt_sweep *sw, int id, size_t first, size_t count,
+                                void *const *dst, zt_dtype staged, const zt_perturbation *p,
+                                int n) {
     const zt_model *m = sw->model;
     const zt_tensor_info *t = &m->tensors[id];
     zt_pending_update *pu = pending_of(sw);
     if (zt_pending_waits(pu, id)) {
+        if (first != 0 || count != t->n_elems)
+            return zt_fail(ZT_ERR_INTERNAL, "forward: a slice of %s staged with its update pending",
+                           t->name);
         const zt_update u = zt_pending_update_of(pu, id);
         zt_status s = m->be->ops->update_perturb_variants(m->be, (char *)m->weights + t->offset,
                                                           t->dtype, (uint32_t)id, t->n_elems,
@@ -105,11 +111,10 @@ static zt_status stage_variants(const zt_sweep *sw, int id, void *const *dst, zt
         pu->waiting[id] = 0;
         return ZT_OK;
     }
-    const zt_weight master = zt_model_weight(m, id);
+    const zt_weight slice = zt_weight_member(zt_model_weight(m, id), first, 1);
     if (n == 1)
-        return m->be->ops->perturb(m->be, dst[0], staged, master, (uint32_t)id, 0, t->n_elems,
-                                   &p[0]);
-    return m->be->ops->perturb_variants(m->be, dst, staged, master, (uint32_t)id, 0, t->n_elems, p,
+        return m->be->ops->perturb(m->be, dst[0], staged, slice, (uint32_t)id, first, count, &p[0]);
+    return m->be->ops->perturb_variants(m->be, dst, staged, slice, (uint32_t)id, first, count, p,
                                         n);
 }
 
@@ -155,7 +160,7 @@ static zt_status sweep_weight_at(const zt_sweep *sw, int id, zt_stage_slot slot,
     void *shadow =
         sw->ws->staging + (slot == ZT_STAGE_MAIN ? L->stage_main : L->stage_aux) + offset;
     void *const dst[1] = {shadow};
-    ZT_TRY(stage_variants(sw, id, dst, staged, p, 1));
+    ZT_TRY(stage_variants(sw, id, 0, t->n_elems, dst, staged, p, 1));
     out->data = shadow;
     out->dtype = staged;
     return ZT_OK;
@@ -228,11 +233,12 @@ static size_t stage_capacity(const zt_sweep *sw, stage_place place) {
                                      : L->stage_variant_stride - L->stage_variant_aux;
 }
 
-/* Tensor `id` as each of n variants from sw->variant on sees it (w[k] for variant
- * sw->variant + k): the master weight, or a copy staged for all of them from one draw into
+/* Elements [first, first + count) of tensor `id` (count 0: all of it; a part only for the head
+ * table's blocks) as each of n variants from sw->variant on sees them (w[k] for variant
+ * sw->variant + k): the master weight's, or a copy staged for all of them from one draw into
  * variant k's slot at `place`, `offset` bytes in. */
-static zt_status stage_group_at(const zt_sweep *sw, int id, stage_place place, size_t offset, int n,
-                                zt_weight *w /* (n) */) {
+static zt_status stage_group_at(const zt_sweep *sw, int id, stage_place place, size_t offset,
+                                size_t first, size_t count, int n, zt_weight *w /* (n) */) {
     if (n == 1 && place != STAGE_HEAD_TABLE)
         return sweep_weight_at(sw, id, place == STAGE_LAYER_MAIN ? ZT_STAGE_MAIN : ZT_STAGE_AUX,
                                offset, &w[0]);
@@ -244,7 +250,7 @@ static zt_status stage_group_at(const zt_sweep *sw, int id, stage_place place, s
     zt_sweep one = *sw;
     one.n_together = 1;
     for (int k = 0; k < n; k++) {
-        w[k] = zt_model_weight(m, id);
+        w[k] = zt_weight_member(zt_model_weight(m, id), first, 1);
         one.variant = sw->variant + k;
         const zt_perturbation *pk = variant_perturbation(&one, id);
         if (!pk) continue;
@@ -260,8 +266,9 @@ static zt_status stage_group_at(const zt_sweep *sw, int id, stage_place place, s
                        "forward: %s is a base weight of a model with adapters (LoRA or a prompt "
                        "table), whose variants perturb only its adapters",
                        t->name);
+    if (count == 0) count = t->n_elems;
     const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
-    const size_t bytes = offset + t->n_elems * zt_dtype_size(staged);
+    const size_t bytes = offset + count * zt_dtype_size(staged);
     const size_t capacity = stage_capacity(sw, place);
     if (zt_dtype_size(staged) > L->stage_elem_bytes || bytes > capacity ||
         (place == STAGE_HEAD_TABLE && n > L->head_group))
@@ -279,12 +286,12 @@ static zt_status stage_group_at(const zt_sweep *sw, int id, stage_place place, s
         w[k].data = slot_k;
         w[k].dtype = staged;
     }
-    return stage_variants(sw, id, dst, staged, p, n_staged);
+    return stage_variants(sw, id, first, count, dst, staged, p, n_staged);
 }
 
 static zt_status stage_group(const zt_sweep *sw, int id, stage_place place, int n,
                              zt_weight *w /* (n) */) {
-    return stage_group_at(sw, id, place, 0, n, w);
+    return stage_group_at(sw, id, place, 0, 0, 0, n, w);
 }
 
 zt_status zt_sweep_linear(const zt_sweep *sw, float *out, const float *in, int weight, int bias,
@@ -411,8 +418,8 @@ zt_status zt_sweep_linear_shared_input(const zt_sweep *sw, float *const *outs, c
     zt_weight w[ZT_SWEEP_MAX_SHARED][ZT_SWEEP_MAX_TOGETHER];
     zt_weight b[ZT_SWEEP_MAX_SHARED][ZT_SWEEP_MAX_TOGETHER];
     for (int i = 0; i < count; i++) {
-        ZT_TRY(stage_group_at(sw, weights[i], STAGE_LAYER_MAIN, (size_t)i * w_step, n, w[i]));
-        ZT_TRY(stage_group_at(sw, biases[i], STAGE_LAYER_AUX, (size_t)i * b_step, n, b[i]));
+        ZT_TRY(stage_group_at(sw, weights[i], STAGE_LAYER_MAIN, (size_t)i * w_step, 0, 0, n, w[i]));
+        ZT_TRY(stage_group_at(sw, biases[i], STAGE_LAYER_AUX, (size_t)i * b_step, 0, 0, n, b[i]));
     }
     for (int k = 0; k < n; k++) {
         const void *in_k = variant_buffer(sw, in, k);
@@ -623,53 +630,6 @@ zt_status zt_sweep_upload_batch(zt_model *m, zt_workspace *ws, const zt_batch *b
 
 /* ---- the LM head ---- */
 
-/* Elements [elem_offset, elem_offset + n_elems) of the head table (a block of its rows) as each
- * of n variants from sw->variant on sees them (w[k] for variant sw->variant + k): the master's
- * slice, or copies staged for all of them from one draw into the head slots. The table's pending
- * update must be settled first: a slice cannot carry it. */
-static zt_status stage_head_block(const zt_sweep *sw, size_t elem_offset, size_t n_elems, int n,
-                                  zt_weight *w /* (n) */) {
-    const zt_model *m = sw->model;
-    const int id = m->lm_head;
-    const zt_workspace_layout *L = &sw->ws->layout;
-    const zt_tensor_info *t = &m->tensors[id];
-    zt_perturbation p[ZT_HEAD_GROUP_VARIANTS];
-    void *dst[ZT_HEAD_GROUP_VARIANTS];
-    int n_staged = 0;
-    if (n > L->head_group || zt_pending_waits(pending_of(sw), id))
-        return zt_fail(ZT_ERR_INTERNAL, "forward: a head block for %d variants (%d planned)%s", n,
-                       L->head_group, n > L->head_group ? "" : " with the table's update pending");
-    const zt_dtype staged = zt_backend_stage_dtype(m->be, t->dtype);
-    for (int k = 0; k < n; k++) {
-        w[k] = zt_weight_member(zt_model_weight(m, id), elem_offset, 1);
-        zt_sweep one = *sw;
-        one.variant = sw->variant + k;
-        const zt_perturbation *pk = variant_perturbation(&one, id);
-        if (!pk) continue;
-        if (!sw->ws->staging)
-            return zt_fail(ZT_ERR_INVALID_ARG,
-                           "forward: perturbed variants need a staging workspace");
-        if (n_elems * zt_dtype_size(staged) > L->stage_head_stride ||
-            zt_dtype_size(staged) > L->stage_elem_bytes)
-            return zt_fail(ZT_ERR_INVALID_ARG,
-                           "forward: %zu elements of %s staged in %s do not fit the workspace's "
-                           "head slots (%zu bytes)",
-                           n_elems, t->name, zt_dtype_name(staged), L->stage_head_stride);
-        p[n_staged] = *pk;
-        dst[n_staged++] = stage_slot(sw, STAGE_HEAD_TABLE, k);
-        w[k].data = stage_slot(sw, STAGE_HEAD_TABLE, k);
-        w[k].dtype = staged;
-    }
-    if (n_staged == 0) return ZT_OK;
-    const zt_weight master = zt_model_weight(m, id);
-    const zt_weight slice = zt_weight_member(master, elem_offset, 1);
-    if (n_staged == 1)
-        return m->be->ops->perturb(m->be, dst[0], staged, slice, (uint32_t)id, elem_offset, n_elems,
-                                   &p[0]);
-    return m->be->ops->perturb_variants(m->be, dst, staged, slice, (uint32_t)id, elem_offset,
-                                        n_elems, p, n_staged);
-}
-
 /* The rest of head_group on a backend with head_vocab_chunk: the table a block of rows at a time,
  * each block staged for the group from one draw, then per variant its target rows' logits for
  * the block folded into their running log-sum-exp (target_logprobs_fold). The staged copies and
@@ -689,7 +649,8 @@ static zt_status head_blocks(const zt_sweep *group, int n, const float *head_in,
     for (int v0 = 0; v0 < vocab; v0 += cols) {
         const int n_cols = vocab - v0 < cols ? vocab - v0 : cols;
         zt_weight tables[ZT_HEAD_GROUP_VARIANTS];
-        ZT_TRY(stage_head_block(group, (size_t)v0 * e, (size_t)n_cols * e, n, tables));
+        ZT_TRY(stage_group_at(group, m->lm_head, STAGE_HEAD_TABLE, 0, (size_t)v0 * e,
+                              (size_t)n_cols * e, n, tables));
         for (int k = 0; k < n; k++) {
             const int variant = group->variant + k;
             const float *in = variant_buffer(group, head_in, k);
